@@ -1,0 +1,289 @@
+"""Argument dataclasses for hf-transfer, and the errors that bad input raises.
+
+Every field's `help` is the documentation of the YAML config and of the matching command-line flag.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from transformers import TrainingArguments
+
+SUPPORTED_EXTENSIONS = ("csv", "tsv", "json", "jsonl", "parquet")
+
+
+class HfTransferError(ValueError):
+    """A problem with the user's input: the CLI prints its message as one line and exits with status 2."""
+
+
+class ConfigError(HfTransferError):
+    """A configuration value is invalid or conflicts with another one."""
+
+
+class DataError(HfTransferError):
+    """A data file or dataset cannot be used as given."""
+
+
+def parse_index_list(name: str, value: Any) -> int | list[int] | None:
+    """Normalise `freeze_layers`-style values: an int, a list of ints, or a string holding either (YAML syntax)."""
+    if value is None or isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        import yaml
+
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"{name} must be an int or a list of ints like [0, 1, 2], got {value!r}.") from None
+        return parse_index_list(name, value)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return list(value)
+    raise ConfigError(f"{name} must be an int or a list of ints like [0, 1, 2], got {value!r}.")
+
+
+@dataclass
+class ModelArguments:
+    """Which pretrained model to start from."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Hub id (e.g. `bert-base-uncased`) or local folder of the pretrained model. Required."},
+    )
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "Tokenizer Hub id or folder, when it differs from `model_name_or_path`."}
+    )
+    model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of the Hub model."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Where downloaded models and datasets are cached."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow custom modelling code from the Hub. Only for repositories you trust."}
+    )
+    base_model_hub_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub id of the base model when `model_name_or_path` is a local folder; recorded in the card and "
+            "in adapter configs instead of the machine path."
+        },
+    )
+    ignore_mismatched_sizes: bool = field(
+        default=False,
+        metadata={"help": "Replace an existing classification head whose number of labels differs from the data's."},
+    )
+
+    def __post_init__(self):
+        if self.model_name_or_path is not None and not str(self.model_name_or_path).strip():
+            raise ConfigError("model_name_or_path is empty: give a Hub id or a local model folder.")
+
+
+@dataclass
+class DataArguments:
+    """Which data to train and evaluate on, and how to read it."""
+
+    dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset id, loaded with `datasets`."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of the Hub dataset."})
+    train_file: str | None = field(
+        default=None, metadata={"help": "Training data: a csv, tsv, json, jsonl or parquet file."}
+    )
+    validation_file: str | None = field(default=None, metadata={"help": "Validation data, same formats."})
+    test_file: str | None = field(default=None, metadata={"help": "Test data, same formats; labels optional."})
+    text_column_name: str | None = field(
+        default=None,
+        metadata={"help": "Column holding the text. Default: the first of `text`, `sentence`, `review`, `content`."},
+    )
+    text_pair_column_name: str | None = field(
+        default=None, metadata={"help": "Optional second text column, for sentence-pair tasks."}
+    )
+    label_column_name: str | None = field(
+        default=None, metadata={"help": "Column holding the label. Default: `label` or `labels`."}
+    )
+    label_mapping: dict[str, str] | None = field(
+        default=None,
+        metadata={
+            "help": "Maps raw label values to label names, e.g. `{1: bad, 2: bad, 3: neutral, 4: good, 5: good}`. "
+            "Label ids follow the order of first appearance among the names. Rows whose label is not a key are "
+            "dropped and counted."
+        },
+    )
+    class_names: list[str] | None = field(
+        default=None,
+        metadata={"help": "Names for integer labels 0..K-1, in id order, e.g. `[negative, positive]`."},
+    )
+    problem_type: Literal["single_label_classification", "multi_label_classification"] | None = field(
+        default=None,
+        metadata={"help": "Default: multi-label when labels are lists, single-label otherwise."},
+    )
+    max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated to this many tokens."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N validation rows."})
+    validation_split_percentage: int = field(
+        default=10,
+        metadata={"help": "Percent of train carved out (seeded, stratified) as validation when there is none."},
+    )
+    csv_quoting: Literal["auto", "minimal", "none"] = field(
+        default="auto",
+        metadata={
+            "help": "How quotes in csv/tsv files are read: `minimal` (standard CSV quoting, fields may span lines), "
+            "`none` (quotes are ordinary characters, as in GLUE's SST-2), or `auto` (detected per file)."
+        },
+    )
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+
+    def __post_init__(self):
+        if self.max_seq_length <= 0:
+            raise ConfigError(f"max_seq_length must be > 0, got {self.max_seq_length}.")
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name} must be > 0, got {value}.")
+        if not 0 < self.validation_split_percentage < 100:
+            raise ConfigError(
+                f"validation_split_percentage must be between 1 and 99, got {self.validation_split_percentage}."
+            )
+        if self.label_mapping is not None:
+            self.label_mapping = {str(k): str(v) for k, v in self.label_mapping.items()}
+        if self.class_names is not None:
+            self.class_names = [str(n) for n in self.class_names]
+            if len(set(self.class_names)) != len(self.class_names):
+                raise ConfigError(f"class_names must be distinct, got {self.class_names}.")
+        if self.class_names is not None and self.label_mapping is not None:
+            raise ConfigError("Give either class_names or label_mapping, not both.")
+        for name in ("train_file", "validation_file", "test_file"):
+            path = getattr(self, name)
+            if path is not None:
+                ext = str(path).rsplit(".", 1)[-1].lower() if "." in str(path) else ""
+                if ext not in SUPPORTED_EXTENSIONS:
+                    raise ConfigError(
+                        f"{name} {path!r} has an unsupported extension {('.' + ext) if ext else '(none)'}; "
+                        f"expected one of {', '.join('.' + e for e in SUPPORTED_EXTENSIONS)}."
+                    )
+
+    @property
+    def has_local_files(self) -> bool:
+        return any((self.train_file, self.validation_file, self.test_file))
+
+
+@dataclass
+class TransferTrainingArguments(TrainingArguments):
+    """`TrainingArguments` plus the transfer-learning recipe: what to freeze, when to unfreeze, how to decay LRs."""
+
+    freeze_embeddings: bool = field(default=False, metadata={"help": "Freeze the embedding layers."})
+    freeze_layers: str | None = field(
+        default=None,
+        metadata={
+            "help": "Transformer blocks to freeze: an int N for the bottom N blocks, or a list of block indices "
+            "such as [0, 1, 2] (0 is the block nearest the embeddings)."
+        },
+    )
+    freeze_patterns: list[str] | None = field(
+        default=None,
+        metadata={"help": "Regexes; every parameter whose name matches one (re.search) is frozen."},
+    )
+    train_head_only: bool = field(
+        default=False,
+        metadata={"help": "Train only the task head (and pooler/final norm above the last block): a linear probe."},
+    )
+    gradual_unfreezing: int = field(
+        default=0,
+        metadata={
+            "help": "ULMFiT gradual unfreezing: start with the head only and unfreeze one more block from the top "
+            "every K epochs (the embeddings last). 0 turns it off."
+        },
+    )
+    layerwise_lr_decay: float = field(
+        default=1.0,
+        metadata={
+            "help": "Layer-wise LR decay γ in (0, 1]: the head gets `learning_rate`, block l from the top gets "
+            "learning_rate·γ^l, the embeddings the lowest. 1 turns it off."
+        },
+    )
+    cache_frozen_features: bool = field(
+        default=False,
+        metadata={"help": "Compute the frozen trunk's outputs once and train the layers above them from a cache."},
+    )
+
+    def __post_init__(self):
+        self.freeze_layers = parse_index_list("freeze_layers", self.freeze_layers)
+        if isinstance(self.freeze_layers, int) and self.freeze_layers < 0:
+            raise ConfigError(f"freeze_layers must be >= 0, got {self.freeze_layers}.")
+        if isinstance(self.freeze_patterns, str):
+            self.freeze_patterns = [self.freeze_patterns]
+        if self.freeze_patterns:
+            import re
+
+            for pattern in self.freeze_patterns:
+                try:
+                    re.compile(pattern)
+                except re.error as err:
+                    raise ConfigError(f"freeze_patterns: {pattern!r} is not a valid regex ({err}).") from None
+        if not (0.0 < self.layerwise_lr_decay <= 1.0) or math.isnan(self.layerwise_lr_decay):
+            raise ConfigError(
+                f"layerwise_lr_decay must be in (0, 1] (1 = off), got {self.layerwise_lr_decay}. "
+                "Typical values are 0.8-0.95."
+            )
+        if self.gradual_unfreezing < 0:
+            raise ConfigError(f"gradual_unfreezing must be >= 0 epochs (0 = off), got {self.gradual_unfreezing}.")
+        if self.train_head_only and (self.freeze_layers is not None or self.freeze_embeddings):
+            raise ConfigError(
+                "train_head_only already freezes everything below the head; drop freeze_layers/freeze_embeddings, "
+                "or drop train_head_only."
+            )
+        if self.train_head_only and self.gradual_unfreezing:
+            raise ConfigError("train_head_only keeps the body frozen, so gradual_unfreezing would never unfreeze it.")
+        if self.gradual_unfreezing and self.cache_frozen_features:
+            raise ConfigError(
+                "gradual_unfreezing changes which layers are frozen, so their features cannot be cached; "
+                "drop cache_frozen_features or gradual_unfreezing."
+            )
+        super().__post_init__()
+
+    @property
+    def freezes_anything(self) -> bool:
+        return bool(
+            self.freeze_embeddings
+            or self.freeze_layers
+            or self.freeze_patterns
+            or self.train_head_only
+            or self.gradual_unfreezing
+        )
+
+
+@dataclass
+class EvaluateArguments:
+    """`hf-transfer evaluate`: score a trained classifier on a labelled file."""
+
+    model_name_or_path: str | None = field(default=None, metadata={"help": "Trained model folder or Hub id."})
+    validation_file: str | None = field(
+        default=None, metadata={"help": "Labelled evaluation data: csv, tsv, json, jsonl or parquet."}
+    )
+    text_column_name: str | None = field(default=None, metadata={"help": "Text column (default: auto-detected)."})
+    text_pair_column_name: str | None = field(default=None, metadata={"help": "Optional second text column."})
+    label_column_name: str | None = field(default=None, metadata={"help": "Label column (default: label/labels)."})
+    label_mapping: dict[str, str] | None = field(
+        default=None,
+        metadata={
+            "help": "Maps the file's label values to the model's label names, e.g. `{1: positive, 0: negative}`."
+        },
+    )
+    output_file: str | None = field(
+        default=None,
+        metadata={"help": "Write the metrics here as JSON; the confusion matrix goes beside it (.json and .png)."},
+    )
+    max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated to this many tokens."})
+    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Inference batch size."})
+    csv_quoting: Literal["auto", "minimal", "none"] = field(
+        default="auto", metadata={"help": "Quoting of csv/tsv files, as for `train`."}
+    )
+
+    def __post_init__(self):
+        if not self.model_name_or_path:
+            raise ConfigError("model_name_or_path is required: a trained model folder or Hub id.")
+        if not self.validation_file:
+            raise ConfigError("validation_file is required: a labelled csv, tsv, json, jsonl or parquet file.")
+        if self.max_seq_length <= 0 or self.per_device_eval_batch_size <= 0:
+            raise ConfigError(
+                f"max_seq_length and per_device_eval_batch_size must be > 0, got {self.max_seq_length} and "
+                f"{self.per_device_eval_batch_size}."
+            )
+        if self.label_mapping is not None:
+            self.label_mapping = {str(k): str(v) for k, v in self.label_mapping.items()}

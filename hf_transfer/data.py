@@ -1,0 +1,518 @@
+"""Data preparation: read local files or a Hub dataset, clean them, build the label space, tokenize.
+
+`load_data` does everything that can fail on bad input, so it runs before any model is loaded; `tokenize_data` runs
+once the tokenizer exists.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import difflib
+import io
+import json
+import logging
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import datasets
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from .config import DataArguments, DataError
+
+logger = logging.getLogger(__name__)
+
+TEXT_COLUMN_CANDIDATES = ("text", "sentence", "review", "content")
+LABEL_COLUMN_CANDIDATES = ("label", "labels")
+DROP_REASONS = ("empty_text", "missing_label", "unmapped_label")
+SINGLE, MULTI = "single_label_classification", "multi_label_classification"
+_HUB_SPLITS = {"train": "train", "validation": "validation", "dev": "validation", "test": "test"}
+# UnicodeDecodeError and pandas' parser errors are ValueErrors; pyarrow raises its own.
+_READ_ERRORS = (ValueError, OSError, pa.ArrowException, pd.errors.ParserWarning)
+_INT = re.compile(r"^[+-]?\d+$")
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+@dataclass
+class PreparedData:
+    """Cleaned splits with integer (or multi-hot) `labels`, and what was done to get them."""
+
+    datasets: datasets.DatasetDict
+    label_names: list[str]
+    problem_type: str
+    summary: dict
+    text_column: str
+    text_pair_column: str | None = None
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return dict(enumerate(self.label_names))
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.label_names)}
+
+
+@dataclass
+class _Split:
+    texts: list[str]
+    pairs: list[str] | None
+    labels: list[Any] | None  # normalised raw labels (None when the split is unlabelled)
+    summary: dict
+
+
+# --- reading --------------------------------------------------------------------------------------------------------
+
+
+def _reason(err: Exception) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def read_table(path: str, csv_quoting: str = "auto") -> pd.DataFrame:
+    """Read a csv, tsv, json (array or lines), jsonl or parquet file. Text stays text; only empty cells are missing."""
+    if not os.path.isfile(path):
+        raise DataError(f"data file {path!r} does not exist (working directory {os.getcwd()!r}); check the path.")
+    with open(path, "rb") as f:
+        if not f.read(1 << 16).strip() and os.path.getsize(path) <= 1 << 16:
+            raise DataError(f"data file {path!r} is empty; expected a header (or JSON objects) and at least one row.")
+    ext = path.rsplit(".", 1)[-1].lower()
+    if ext not in ("csv", "tsv", "json", "jsonl", "parquet") or csv_quoting not in ("auto", "minimal", "none"):
+        raise DataError(
+            f"cannot read {path!r} with csv_quoting {csv_quoting!r}: expected a .csv, .tsv, .json, "
+            ".jsonl or .parquet file, and csv_quoting 'auto', 'minimal' or 'none'."
+        )
+    try:
+        if ext in ("csv", "tsv"):
+            df = _read_delimited(path, "\t" if ext == "tsv" else ",", csv_quoting)
+        elif ext in ("json", "jsonl"):
+            df = _read_json(path, lines=ext == "jsonl")
+        else:
+            df = pd.read_parquet(path)
+    except _READ_ERRORS as err:
+        raise DataError(
+            f"could not read {path!r} as {ext}: {_reason(err).rstrip('.')}. Check that the file really is {ext}"
+            f"{' (UTF-8 text)' if ext != 'parquet' else ''} and matches its extension."
+        ) from None
+    if len(df) == 0:
+        raise DataError(f"data file {path!r} has columns {list(df.columns)} but no rows; expected at least one row.")
+    return df
+
+
+def _read_delimited(path: str, sep: str, csv_quoting: str) -> pd.DataFrame:
+    with open(path, encoding="utf-8-sig") as f:
+        text = f.read()
+    quoting = {"minimal": csv.QUOTE_MINIMAL, "none": csv.QUOTE_NONE, "auto": None}[csv_quoting]
+    if quoting is None:
+        quoting = _detect_quoting(text, sep)
+    # dtype=str keeps text (and "NA", "null", "1e5") as written; only empty cells become missing. index_col=False and
+    # the warning-as-error stop pandas from silently turning surplus fields of the first row into an index.
+    options = {"dtype": str, "keep_default_na": False, "na_values": [""], "index_col": False}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        return pd.read_csv(io.StringIO(text), sep=sep, quoting=quoting, **options)
+
+
+def _detect_quoting(text: str, sep: str) -> int:
+    """QUOTE_NONE when every record is one physical line and some `"` cannot be CSV quoting (GLUE's SST-2); else
+    standard quoting, whose quoted fields may span lines (Blitzer)."""
+    if '"' not in text:
+        return csv.QUOTE_MINIMAL
+    lines = [line.rstrip("\r") for line in text.split("\n") if line.strip()]
+    width = lines[0].count(sep)
+    if any(line.count(sep) != width for line in lines[1:]):
+        return csv.QUOTE_MINIMAL
+    stray = any('"' in field and not _is_quoted_field(field) for line in lines for field in line.split(sep))
+    return csv.QUOTE_NONE if stray else csv.QUOTE_MINIMAL
+
+
+def _is_quoted_field(field: str) -> bool:
+    return len(field) >= 2 and field[0] == field[-1] == '"' and '"' not in field[1:-1].replace('""', "")
+
+
+def _read_json(path: str, lines: bool) -> pd.DataFrame:
+    with open(path, encoding="utf-8-sig") as f:
+        text = f.read()
+    if not lines and text.lstrip().startswith("["):
+        rows = json.loads(text)
+    else:  # JSON lines; json.loads names the failing position, so add the line number
+        rows = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError as err:
+                    raise ValueError(f"line {number}: {err}") from None
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise ValueError("expected a JSON array of objects, or one JSON object per line")
+    # Built from Python objects, so no column is type-converted (no dates, no text turned into numbers).
+    return pd.DataFrame(rows)
+
+
+def _load_frames(args: DataArguments) -> tuple[dict[str, pd.DataFrame], dict[str, list[str]], Any]:
+    """Raw frames per split, ClassLabel names found in Hub features, and the source for the summary."""
+    if args.dataset_name and args.has_local_files:
+        raise DataError(f"got both dataset_name {args.dataset_name!r} and local files; give one source, not both.")
+    if not args.dataset_name:
+        paths = {s: getattr(args, f"{s}_file") for s in ("train", "validation", "test") if getattr(args, f"{s}_file")}
+        frames = {split: read_table(path, args.csv_quoting) for split, path in paths.items()}
+        return frames, {}, {f"{split}_file": path for split, path in paths.items()}
+    try:
+        loaded = datasets.load_dataset(args.dataset_name, args.dataset_config_name)
+    except Exception as err:  # noqa: BLE001 - any loader failure is a user-facing data problem
+        config = f" (config {args.dataset_config_name!r})" if args.dataset_config_name else ""
+        raise DataError(
+            f"could not load dataset {args.dataset_name!r}{config}: {_reason(err)}. Offline (HF_HUB_OFFLINE=1) only "
+            "cached datasets load; use train_file/validation_file for local files."
+        ) from None
+    frames, class_names = {}, {}
+    for name, ds in loaded.items():
+        split = _HUB_SPLITS.get(name)
+        if split and split not in frames:
+            frames[split] = ds.to_pandas()
+            for column, feature in ds.features.items():
+                feature = getattr(feature, "feature", feature)  # List(ClassLabel) for multi-label
+                if isinstance(feature, datasets.ClassLabel):
+                    class_names[column] = feature.names
+    source = {"dataset_name": args.dataset_name, "dataset_config_name": args.dataset_config_name}
+    return frames, class_names, source
+
+
+# --- columns and cleaning -------------------------------------------------------------------------------------------
+
+
+def _closest_hint(name: str, columns: list[str]) -> str:
+    lowered = {str(c).lower(): c for c in columns}
+    match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.5)
+    return f" Did you mean {lowered[match[0]]!r}?" if match else ""
+
+
+def _require_column(option: str, name: str, columns: list[str], split: str) -> None:
+    if name not in columns:
+        raise DataError(
+            f"{option} {name!r} is not a column of the {split} data, whose columns are {columns}."
+            f"{_closest_hint(name, columns)} Set {option} to one of them."
+        )
+
+
+def _default_column(kind: str, candidates: tuple[str, ...], columns: list[str], split: str) -> str:
+    found = next((c for c in candidates if c in columns), None)
+    if found is None and (kind == "text" or split != "test"):
+        raise DataError(
+            f"no {kind} column in the {split} data: its columns are {columns}, none of the defaults "
+            f"{list(candidates)}. Set {kind}_column_name."
+        )
+    return found or candidates[0]
+
+
+def _resolve_columns(args: DataArguments, frames: dict[str, pd.DataFrame]) -> tuple[str, str | None, str]:
+    split, columns = next((split, list(df.columns)) for split, df in frames.items())
+    text = args.text_column_name or _default_column("text", TEXT_COLUMN_CANDIDATES, columns, split)
+    label = args.label_column_name or _default_column("label", LABEL_COLUMN_CANDIDATES, columns, split)
+    pair = args.text_pair_column_name
+    if len({text, pair, label} - {None}) != len([c for c in (text, pair, label) if c]) or "labels" in (text, pair):
+        raise DataError(
+            f"text {text!r}, text pair {pair!r} and label {label!r} must be different columns, and the "
+            "text columns cannot be named 'labels' (the name of the prepared label column)."
+        )
+    for split, df in frames.items():
+        _require_column("text_column_name", text, list(df.columns), split)
+        if pair:
+            _require_column("text_pair_column_name", pair, list(df.columns), split)
+        if split != "test":
+            _require_column("label_column_name", label, list(df.columns), split)
+    return text, pair, label
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (pd.api.types.is_scalar(value) and pd.isna(value))
+
+
+def _normalise_scalar(value: Any) -> Any:
+    """None if missing; int for integral numbers (also "4" and 4.0, as pandas reads ints next to NaN); else str."""
+    if _is_missing(value):
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, str):
+        value = value.strip()
+        if not value:
+            return None
+        if _INT.match(value):
+            return int(value)
+        if not _NUMBER.match(value):
+            return value
+        value = float(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return int(value) if float(value).is_integer() else float(value)
+    return str(value)
+
+
+def _normalise_label(value: Any) -> Any:
+    """Scalars as in `_normalise_scalar`; lists (also JSON or Python list literals in a text cell) for multi-label."""
+    if isinstance(value, str) and value.strip().startswith("["):
+        for parse in (json.loads, ast.literal_eval):
+            try:
+                value = parse(value)
+                break
+            except (ValueError, SyntaxError):
+                continue
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [v for v in map(_normalise_scalar, value) if v is not None]
+    return _normalise_scalar(value)
+
+
+def _clean_split(df: pd.DataFrame, text: str, pair: str | None, label: str, hub_class_label: bool) -> _Split:
+    """Drop rows with empty text, then rows with no label. An unlabelled split (a test file) gets `labels` None."""
+    raw = [_normalise_label(v) for v in df[label].tolist()] if label in df.columns else [None] * len(df)
+    if hub_class_label:  # -1 marks an unlabelled row in a Hub ClassLabel column (GLUE test splits)
+        raw = [None if v == -1 else v for v in raw]
+    labelled = any(v is not None for v in raw)
+    raw_pairs = df[pair].tolist() if pair else None
+    texts, pairs, labels = [], [] if pair else None, [] if labelled else None
+    dropped = dict.fromkeys(DROP_REASONS, 0)
+    for i, value in enumerate(df[text].tolist()):
+        if _is_missing(value) or not str(value).strip():
+            dropped["empty_text"] += 1
+        elif labelled and raw[i] is None:
+            dropped["missing_label"] += 1
+        else:
+            texts.append(str(value))
+            if labelled:
+                labels.append(raw[i])
+            if pair:
+                pairs.append("" if _is_missing(raw_pairs[i]) else str(raw_pairs[i]))
+    return _Split(texts, pairs, labels, {"rows": len(texts), "rows_before_cleaning": len(df), "dropped": dropped})
+
+
+def _check_not_empty(split: str, part: _Split) -> None:
+    if part.summary["rows"] == 0:
+        d = part.summary["dropped"]
+        raise DataError(
+            f"the {split} data has no usable rows: of {part.summary['rows_before_cleaning']} rows, {d['empty_text']} "
+            f"have empty text, {d['missing_label']} have no label and {d['unmapped_label']} have a label that is not "
+            "a key of label_mapping. Check text_column_name, label_column_name and label_mapping."
+        )
+
+
+# --- labels ---------------------------------------------------------------------------------------------------------
+
+
+def _detect_problem_type(args: DataArguments, parts: dict[str, _Split], label: str) -> str:
+    lists = {s: [v for v in p.labels if isinstance(v, list)] for s, p in parts.items() if p.labels is not None}
+    scalars = {s: [v for v in p.labels if not isinstance(v, list)] for s, p in parts.items() if p.labels is not None}
+    has_lists, has_scalars = any(lists.values()), any(scalars.values())
+    if args.problem_type == MULTI and has_scalars or args.problem_type is None and has_lists and has_scalars:
+        split, values = next((s, v) for s, v in scalars.items() if v)
+        raise DataError(
+            f"multi-label data needs a list label in every row, but {len(values)} row(s) of the {split} column "
+            f'{label!r} hold single values such as {values[0]!r}; write them as lists like ["a", "b"] (a JSON list '
+            "string in csv/tsv), or set problem_type single_label_classification."
+        )
+    if args.problem_type == SINGLE and has_lists:
+        split, values = next((s, v) for s, v in lists.items() if v)
+        raise DataError(
+            f"problem_type is single_label_classification but the {split} column {label!r} holds lists such as "
+            f"{values[0]!r}; set problem_type multi_label_classification, or give one label per row."
+        )
+    return MULTI if has_lists else SINGLE
+
+
+def _check_label_types(args: DataArguments, parts: dict[str, _Split], label: str) -> None:
+    if args.label_mapping is not None:  # values are compared as strings, so any mix of types is fine
+        return
+    for split, part in parts.items():
+        values = [e for v in part.labels or [] for e in (v if isinstance(v, list) else [v])]
+        by_type = {t: next(v for v in values if type(v) is t) for t in {type(v) for v in values}}
+        if float in by_type:
+            raise DataError(
+                f"the {split} column {label!r} holds non-integer numbers such as {by_type[float]!r}; classification "
+                "needs class labels. Map them to names with label_mapping, or use another label column."
+            )
+        if int in by_type and str in by_type:
+            raise DataError(
+                f"the {split} column {label!r} mixes integers and strings (e.g. {by_type[int]!r} and "
+                f"{by_type[str]!r}); use one type, or label_mapping to name both."
+            )
+
+
+def _label_space(args: DataArguments, parts: dict[str, _Split], class_names: list[str] | None):
+    """Label names in id order, a value -> id dict, and whether unknown values are dropped (label_mapping only)."""
+    if args.label_mapping is not None:
+        names = list(dict.fromkeys(args.label_mapping.values()))
+        # Keys are compared as strings of normalised values, so `4`, `"4"` and `4.0` all match rating 4.
+        return names, {str(_normalise_scalar(k)): names.index(n) for k, n in args.label_mapping.items()}, True
+    names = args.class_names or class_names
+    if names is not None:
+        return list(names), {i: i for i in range(len(names))} | {n: i for i, n in enumerate(names)}, False
+    reference = [parts["train"]] if "train" in parts else [p for p in parts.values() if p.labels is not None]
+    seen = {e for p in reference for v in p.labels for e in (v if isinstance(v, list) else [v])}
+    values = sorted(seen)
+    ids = {v: v for v in values} if values == list(range(len(values))) else {v: i for i, v in enumerate(values)}
+    return [str(v) for v in values], ids, False
+
+
+def _apply_label_space(split: str, part: _Split, names, ids, drop_unknown: bool, multi: bool, args) -> list:
+    lookup = (lambda v: ids.get(str(v))) if drop_unknown else ids.get
+    out, keep, unknown = [], [], set()
+    for i, value in enumerate(part.labels):
+        found = [lookup(e) for e in value] if multi else [lookup(value)]
+        if None in found:
+            unknown.update(e for e, f in zip(value if multi else [value], found, strict=True) if f is None)
+            continue
+        keep.append(i)
+        out.append([float(k in found) for k in range(len(names))] if multi else found[0])
+    if unknown and not drop_unknown:
+        shown = sorted(unknown, key=str)[:10]
+        if args.class_names:
+            raise DataError(
+                f"the {split} data has label(s) {shown} that class_names {names} does not cover: integer labels must "
+                f"be 0..{len(names) - 1}, string labels one of the names. Fix the data, or use label_mapping."
+            )
+        raise DataError(
+            f"the {split} data has label(s) {shown} never seen in the training data (whose labels are {names}); "
+            "a model cannot learn them. Fix the labels, or add such examples to train."
+        )
+    part.summary["dropped"]["unmapped_label"] = len(part.labels) - len(keep)
+    part.summary["rows"] = len(keep)
+    part.texts = [part.texts[i] for i in keep]
+    part.pairs = [part.pairs[i] for i in keep] if part.pairs is not None else None
+    return out
+
+
+# --- assembling -----------------------------------------------------------------------------------------------------
+
+
+def _to_dataset(part: _Split, ids: list | None, text: str, pair: str | None, names: list[str], multi: bool):
+    columns, features = {text: part.texts}, {text: datasets.Value("string")}
+    if pair:
+        columns[pair], features[pair] = part.pairs, datasets.Value("string")
+    if ids is not None:
+        columns["labels"] = ids
+        features["labels"] = datasets.List(datasets.Value("float32")) if multi else datasets.ClassLabel(names=names)
+    features = datasets.Features(features)
+    return datasets.Dataset.from_pandas(pd.DataFrame(columns), features=features, preserve_index=False)
+
+
+def _carve_validation(train: datasets.Dataset, percentage: int, seed: int, multi: bool) -> tuple[list, list]:
+    """Seeded, shuffled train/validation indices, stratified by label when every class has two rows or more.
+
+    Done in numpy: `Dataset.train_test_split(stratify_by_column=...)` reads the labels row by row (seconds on SST-2).
+    """
+    if len(train) < 2:
+        raise DataError(
+            f"train has {len(train)} usable row(s), too few to carve a validation split; give validation_file."
+        )
+    rng = np.random.default_rng(seed)
+    labels = None if multi else np.asarray(train["labels"][:])
+    if labels is None or np.bincount(labels)[np.unique(labels)].min() < 2:
+        groups = [np.arange(len(train))]
+    else:
+        groups = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    train_idx, val_idx = [], []
+    for group in groups:
+        group = rng.permutation(group)
+        n_val = min(max(1, round(len(group) * percentage / 100)), len(group) - 1)
+        val_idx.extend(group[:n_val])
+        train_idx.extend(group[n_val:])
+    return rng.permutation(train_idx).tolist(), rng.permutation(val_idx).tolist()
+
+
+def _truncate(ds: datasets.Dataset, limit: int, split: str, names: list[str], multi: bool) -> datasets.Dataset:
+    """The first `limit` rows, as run_glue does; warns when that loses whole classes (files sorted by label)."""
+    if len(ds) <= limit:
+        return ds
+    kept = ds.select(range(limit))
+    if not multi:
+        lost = sorted(set(ds["labels"][:]) - set(kept["labels"][:]))
+        if lost:
+            lost_names = [names[i] for i in lost]
+            logger.warning(
+                f"The first {limit} {split} rows hold no example of {lost_names}; is the file sorted by label?"
+            )
+    return kept
+
+
+def _label_counts(ds: datasets.Dataset, names: list[str], multi: bool) -> dict[str, int]:
+    if "labels" not in ds.column_names:
+        return {}
+    labels = np.asarray(ds["labels"][:])
+    totals = labels.sum(0) if multi else np.bincount(labels, minlength=len(names))
+    return {name: int(count) for name, count in zip(names, totals, strict=True)}
+
+
+def load_data(data_args: DataArguments, seed: int = 42, require_train: bool = True) -> PreparedData:
+    """Read, check and clean the data, build the label space, and carve a validation split if there is none.
+
+    Raises `DataError` with a one-line explanation on any bad input, before a model is loaded.
+    """
+    args = data_args
+    frames, class_names, source = _load_frames(args)
+    if not frames:
+        raise DataError("no data given: set train_file (csv, tsv, json, jsonl, parquet) or dataset_name.")
+    if require_train and "train" not in frames:
+        raise DataError(
+            f"no training data: got splits {list(frames)}; give train_file or a dataset with a train split."
+        )
+    text, pair, label = _resolve_columns(args, frames)
+    hub_names = class_names.get(label) if args.class_names is None and args.label_mapping is None else None
+    parts = {s: _clean_split(df, text, pair, label, hub_names is not None) for s, df in frames.items()}
+    for split, part in parts.items():
+        if part.labels is None and split != "test":
+            raise DataError(f"the {split} data has no labels in column {label!r}; {split} data needs labels.")
+        _check_not_empty(split, part)
+    problem_type = _detect_problem_type(args, parts, label)
+    multi = problem_type == MULTI
+    _check_label_types(args, parts, label)
+    names, ids, drop_unknown = _label_space(args, parts, hub_names)
+    splits = {}
+    for split, part in parts.items():
+        label_ids = None
+        if part.labels is not None:
+            label_ids = _apply_label_space(split, part, names, ids, drop_unknown, multi, args)
+            _check_not_empty(split, part)
+        splits[split] = _to_dataset(part, label_ids, text, pair, names, multi)
+    stats = {split: {k: v for k, v in part.summary.items() if k != "rows"} for split, part in parts.items()}
+    carved = "train" in splits and "validation" not in splits
+    if carved:
+        train_idx, val_idx = _carve_validation(splits["train"], args.validation_split_percentage, seed, multi)
+        splits["train"], splits["validation"] = splits["train"].select(train_idx), splits["train"].select(val_idx)
+        stats["validation"] = {"rows_before_cleaning": len(val_idx), "dropped": dict.fromkeys(DROP_REASONS, 0)}
+    for split, limit in (("train", args.max_train_samples), ("validation", args.max_eval_samples)):
+        if limit is not None and split in splits:
+            splits[split] = _truncate(splits[split], limit, split, names, multi)
+    summary = {"source": source, "validation_carved_from_train": carved}
+    for split, ds in splits.items():
+        summary[split] = {"rows": len(ds), **stats[split], "label_counts": _label_counts(ds, names, multi)}
+    return PreparedData(datasets.DatasetDict(splits), names, problem_type, summary, text, pair)
+
+
+def tokenize_data(
+    prepared: PreparedData, tokenizer, max_seq_length: int, num_proc: int | None = None
+) -> datasets.DatasetDict:
+    """Tokenize every split, truncated to `max_seq_length` and unpadded (the collator pads each batch).
+
+    Keeps `labels` and drops the raw text columns.
+    """
+    model_max = getattr(tokenizer, "model_max_length", None)
+    if isinstance(model_max, int) and model_max < max_seq_length:
+        logger.warning("max_seq_length %d exceeds the tokenizer's %d; using %d.", max_seq_length, model_max, model_max)
+        max_seq_length = model_max
+    text, pair = prepared.text_column, prepared.text_pair_column
+
+    def encode(batch):
+        return tokenizer(batch[text], batch[pair] if pair else None, truncation=True, max_length=max_seq_length)
+
+    return prepared.datasets.map(
+        encode,
+        batched=True,
+        num_proc=num_proc if num_proc and num_proc > 1 else None,
+        remove_columns=[c for c in (text, pair) if c],
+        desc="Tokenizing",
+    )

@@ -1,0 +1,117 @@
+"""Resolving and loading pretrained models and tokenizers, with one-line errors for paths and ids that do not work."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .config import ConfigError
+from .layers import ModelLayout, discover_layers
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def load_config(name_or_path: str, *, revision: str = "main", cache_dir=None, trust_remote_code=False, **overrides):
+    """`AutoConfig.from_pretrained`, turning every failure into a ConfigError that names the path or id."""
+    from transformers import AutoConfig
+
+    path = Path(name_or_path).expanduser()
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise ConfigError(
+            f"model folder {name_or_path!r} has no config.json; point model_name_or_path at a folder written by "
+            "save_pretrained, or at a Hub id."
+        )
+    looks_local = path.is_absolute() or name_or_path.startswith((".", "~")) or name_or_path.count("/") > 1
+    if not path.exists() and looks_local:
+        raise ConfigError(f"model folder {name_or_path!r} does not exist.")
+    try:
+        return AutoConfig.from_pretrained(
+            name_or_path, revision=revision, cache_dir=cache_dir, trust_remote_code=trust_remote_code, **overrides
+        )
+    except ValueError as err:
+        if "trust_remote_code" in str(err):
+            raise ConfigError(
+                f"model {name_or_path!r} needs custom code from its repository; pass --trust_remote_code true if "
+                "you trust it."
+            ) from None
+        raise ConfigError(f"cannot read the config of model {name_or_path!r}: {_one_line(err)}") from None
+    except OSError:
+        offline = (
+            " (HF_HUB_OFFLINE=1 is set: only cached or local models can be used)"
+            if os.environ.get("HF_HUB_OFFLINE")
+            else ""
+        )
+        raise ConfigError(
+            f"model_name_or_path {name_or_path!r} is neither a local model folder nor a reachable Hub model"
+            f"{offline}. Check the path or id."
+        ) from None
+
+
+def load_tokenizer(name_or_path: str, *, revision="main", cache_dir=None, trust_remote_code=False):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            name_or_path, revision=revision, cache_dir=cache_dir, trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError, TypeError) as err:
+        raise ConfigError(f"cannot load a tokenizer from {name_or_path!r}: {_one_line(err)}") from None
+    if tokenizer.pad_token is None:
+        # Decoder-only models (GPT-2, Llama, ...) ship without a pad token; batching needs one.
+        if tokenizer.eos_token is None:
+            raise ConfigError(f"tokenizer of {name_or_path!r} has neither a pad nor an eos token to pad with.")
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def meta_layout(config) -> ModelLayout:
+    """The layer layout of the classifier `config` describes, built on the meta device: no weights are loaded."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    try:
+        with torch.device("meta"):
+            model = AutoModelForSequenceClassification.from_config(config)
+    except ValueError as err:
+        raise ConfigError(
+            f"model type {config.model_type!r} has no sequence-classification head in transformers: {_one_line(err)}"
+        ) from None
+    return discover_layers(model)
+
+
+def check_classifier_head(config, num_labels: int, name_or_path: str, ignore_mismatched_sizes: bool) -> None:
+    """A checkpoint that already is a classifier must have as many labels as the data, unless told to re-head it."""
+    architectures = getattr(config, "architectures", None) or []
+    is_classifier = any(a.endswith("ForSequenceClassification") for a in architectures)
+    if is_classifier and config.num_labels != num_labels and not ignore_mismatched_sizes:
+        raise ConfigError(
+            f"model {name_or_path!r} is already a classifier with {config.num_labels} labels but the data has "
+            f"{num_labels}; pass --ignore_mismatched_sizes true to replace its head."
+        )
+
+
+def load_classifier(
+    name_or_path: str,
+    config,
+    *,
+    revision="main",
+    cache_dir=None,
+    trust_remote_code=False,
+    ignore_mismatched_sizes=False,
+):
+    from transformers import AutoModelForSequenceClassification
+
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            name_or_path,
+            config=config,
+            revision=revision,
+            cache_dir=cache_dir,
+            trust_remote_code=trust_remote_code,
+            ignore_mismatched_sizes=ignore_mismatched_sizes,
+        )
+    except (OSError, ValueError, RuntimeError) as err:
+        raise ConfigError(f"cannot load the weights of {name_or_path!r}: {_one_line(err)}") from None

@@ -1,0 +1,146 @@
+"""`TransferTrainer`: `Trainer` with a freeze plan, gradual unfreezing, layer-wise LR decay and an exact loss."""
+
+from __future__ import annotations
+
+import math
+
+from transformers import Trainer, TrainerCallback
+
+from .config import TransferTrainingArguments
+from .freezing import (
+    apply_freeze,
+    count_parameters,
+    layerwise_lr_groups,
+    resolve_frozen_parameters,
+    trainable_at_epoch,
+    unfreezing_stages,
+)
+from .layers import discover_layers
+from .losses import SINGLE_LABEL, classification_loss_sum, count_loss_items
+
+
+class TransferTrainer(Trainer):
+    """A `Trainer` for transfer learning on sequence classification.
+
+    It freezes what `TransferTrainingArguments` asks, unfreezes on the ULMFiT schedule, builds layer-wise LR groups,
+    and computes its own loss: the sum of per-item losses divided by the number of labelled items in the whole
+    accumulated batch (across all processes when `average_tokens_across_devices`, the default). So batch 8 ×
+    accumulation 1 and batch 4 × accumulation 2 give the same gradients, where stock `Trainer` scales BERT's mean
+    loss by the accumulation steps twice over.
+    """
+
+    args: TransferTrainingArguments
+
+    def __init__(self, *args, problem_type: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.args, TransferTrainingArguments):
+            raise TypeError(f"TransferTrainer needs TransferTrainingArguments, got {type(self.args).__name__}.")
+        model = self.accelerator.unwrap_model(self.model)
+        self.problem_type = problem_type or getattr(model.config, "problem_type", None) or SINGLE_LABEL
+        # Our compute_loss normalises by num_items_in_batch itself: have Trainer count the items (it does so only
+        # for models that "accept loss kwargs") and not divide by the accumulation steps again.
+        self.model_accepts_loss_kwargs = True
+        self.loss_is_scaled_for_ga = True
+        self.layout = discover_layers(model)
+        self._apply_freeze_plan(model)
+        if self.args.gradual_unfreezing:
+            self.add_callback(GradualUnfreezingCallback(self))
+
+    # --- construction steps -------------------------------------------------------------------------------------
+
+    def _apply_freeze_plan(self, model) -> None:
+        a = self.args
+        self.permanently_frozen = resolve_frozen_parameters(
+            self.layout,
+            freeze_embeddings=a.freeze_embeddings,
+            freeze_layers=a.freeze_layers,
+            freeze_patterns=a.freeze_patterns,
+            train_head_only=a.train_head_only,
+        )
+        all_names = {name for name, _ in model.named_parameters()}
+        self.unfreeze_stages = unfreezing_stages(self.layout, self.permanently_frozen) if a.gradual_unfreezing else []
+        if self.unfreeze_stages:
+            apply_freeze(model, all_names - self.unfreeze_stages[0])
+        else:
+            apply_freeze(model, self.permanently_frozen)
+
+    def freeze_summary(self) -> dict:
+        """Plain facts about the freeze plan, for the run record and the card."""
+        model = self.accelerator.unwrap_model(self.model)
+        trainable, frozen = count_parameters(model)
+        return {
+            "depth": self.layout.depth,
+            "freeze_embeddings": self.args.freeze_embeddings,
+            "freeze_layers": self.args.freeze_layers,
+            "freeze_patterns": self.args.freeze_patterns,
+            "train_head_only": self.args.train_head_only,
+            "gradual_unfreezing": self.args.gradual_unfreezing,
+            "layerwise_lr_decay": self.args.layerwise_lr_decay,
+            "permanently_frozen_parameters": sum(
+                p.numel() for n, p in model.named_parameters() if n in self.permanently_frozen
+            ),
+            "trainable_parameters_now": trainable,
+            "frozen_parameters_now": frozen,
+        }
+
+    # --- Trainer hooks ------------------------------------------------------------------------------------------
+
+    def create_optimizer(self, model=None):
+        a = self.args
+        if self.optimizer is not None or (a.layerwise_lr_decay == 1.0 and not a.gradual_unfreezing):
+            return super().create_optimizer(model)
+        opt_model = self.model if model is None else model
+        named = dict(opt_model.named_parameters())
+        # Parameters that gradual unfreezing will release later must already be in the optimizer: stock Trainer
+        # only registers `requires_grad` ones, so blocks unfrozen later would never be updated. Frozen ones have no
+        # gradient and AdamW skips them (no step, no weight decay), so they stay bit-identical while frozen.
+        will_train = set().union(*self.unfreeze_stages) if self.unfreeze_stages else set()
+        names = [n for n, p in named.items() if p.requires_grad or n in will_train]
+        decay = set(self.get_decay_parameter_names(opt_model))
+        groups = layerwise_lr_groups(
+            self.layout,
+            names,
+            base_lr=a.learning_rate,
+            gamma=a.layerwise_lr_decay,
+            weight_decay=a.weight_decay,
+            no_decay={n for n in names if n not in decay},
+        )
+        param_groups = [
+            {"params": [named[n] for n in g["names"]], "lr": g["lr"], "weight_decay": g["weight_decay"]}
+            for g in groups
+        ]
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(a, opt_model)
+        optimizer_kwargs.pop("params", None)
+        self.optimizer = optimizer_cls(param_groups, **optimizer_kwargs)
+        return self.optimizer
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        loss_sum = classification_loss_sum(outputs.logits, labels, self.problem_type)
+        if num_items_in_batch is None:
+            # Evaluation, or a caller that did not count: the mean over this batch.
+            loss = loss_sum / count_loss_items(labels).clamp(min=1)
+        else:
+            loss = loss_sum / num_items_in_batch
+            if self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
+                # num_items_in_batch counts every process's items; DDP averages gradients over processes.
+                loss = loss * self.accelerator.num_processes
+        return (loss, outputs) if return_outputs else loss
+
+
+class GradualUnfreezingCallback(TrainerCallback):
+    """Releases one more block from the top every `gradual_unfreezing` epochs (ULMFiT)."""
+
+    def __init__(self, trainer: TransferTrainer):
+        self.trainer = trainer
+        self.history: list[tuple[int, int]] = []  # (epoch, number of trainable parameter tensors)
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        epoch = math.floor((state.epoch or 0.0) + 1e-6)
+        trainer = self.trainer
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        trainable = trainable_at_epoch(trainer.unfreeze_stages, epoch, args.gradual_unfreezing)
+        apply_freeze(model, {n for n, _ in model.named_parameters()} - trainable)
+        self.history.append((epoch, len(trainable)))

@@ -1,0 +1,284 @@
+"""What each command does, in order: validate everything cheap first, then load weights, train, and write outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import yaml
+
+from . import __version__
+from .config import ConfigError, DataArguments, DataError, EvaluateArguments, ModelArguments, TransferTrainingArguments
+from .data import PreparedData, load_data, tokenize_data
+from .freezing import resolve_frozen_parameters
+from .models import check_classifier_head, load_classifier, load_config, load_tokenizer, meta_layout
+
+
+def precision_name(args) -> str:
+    return "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
+
+
+# --- train ----------------------------------------------------------------------------------------------------------
+
+
+def _preflight(model_args: ModelArguments, data_args: DataArguments, training_args: TransferTrainingArguments):
+    """Everything that can be checked without loading weights: data, model config, tokenizer, freeze plan."""
+    if not model_args.model_name_or_path:
+        raise ConfigError("model_name_or_path is required: a Hub id or a local model folder.")
+    if not (data_args.dataset_name or data_args.train_file):
+        raise ConfigError("no training data: give train_file (csv, tsv, json, jsonl, parquet) or dataset_name.")
+    if training_args.gradual_unfreezing and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # DDP registers only parameters that require grad when it wraps the model, so blocks unfrozen later
+        # would never be synchronised across processes.
+        raise ConfigError("gradual_unfreezing needs a single process; launch without --num_processes > 1.")
+    with training_args.main_process_first(desc="dataset preparation"):
+        prepared = load_data(data_args, seed=training_args.seed)
+    m = model_args
+    config = load_config(
+        m.model_name_or_path,
+        revision=m.model_revision,
+        cache_dir=m.cache_dir,
+        trust_remote_code=m.trust_remote_code,
+    )
+    check_classifier_head(config, len(prepared.label_names), m.model_name_or_path, m.ignore_mismatched_sizes)
+    config.num_labels = len(prepared.label_names)
+    config.id2label = prepared.id2label
+    config.label2id = prepared.label2id
+    config.problem_type = prepared.problem_type
+    tokenizer = load_tokenizer(
+        m.tokenizer_name or m.model_name_or_path,
+        revision=m.model_revision,
+        cache_dir=m.cache_dir,
+        trust_remote_code=m.trust_remote_code,
+    )
+    if getattr(config, "pad_token_id", None) is None:
+        config.pad_token_id = tokenizer.pad_token_id
+    layout = meta_layout(config)
+    a = training_args
+    resolve_frozen_parameters(
+        layout,
+        freeze_embeddings=a.freeze_embeddings,
+        freeze_layers=a.freeze_layers,
+        freeze_patterns=a.freeze_patterns,
+        train_head_only=a.train_head_only,
+    )
+    return prepared, config, tokenizer
+
+
+def run_train(model_args: ModelArguments, data_args: DataArguments, training_args: TransferTrainingArguments) -> dict:
+    from transformers import DataCollatorWithPadding, set_seed
+
+    from .evaluation import make_compute_metrics
+    from .trainers import TransferTrainer
+
+    set_seed(training_args.seed)
+    prepared, config, tokenizer = _preflight(model_args, data_args, training_args)
+    with training_args.main_process_first(desc="tokenization"):
+        tokenized = tokenize_data(
+            prepared, tokenizer, data_args.max_seq_length, num_proc=data_args.preprocessing_num_workers
+        )
+    m = model_args
+    model = load_classifier(
+        m.model_name_or_path,
+        config,
+        revision=m.model_revision,
+        cache_dir=m.cache_dir,
+        trust_remote_code=m.trust_remote_code,
+        ignore_mismatched_sizes=m.ignore_mismatched_sizes,
+    )
+    trainer = TransferTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=tokenized["train"],
+        eval_dataset=tokenized["validation"],
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=make_compute_metrics(prepared.label_names, prepared.problem_type),
+        problem_type=prepared.problem_type,
+    )
+    freeze_at_start = trainer.freeze_summary()
+    started = time.perf_counter()
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    train_metrics = dict(train_result.metrics)
+    train_metrics["train_samples"] = len(tokenized["train"])
+    train_metrics["train_wall_seconds"] = round(time.perf_counter() - started, 2)
+    prediction = trainer.predict(tokenized["validation"], metric_key_prefix="eval")
+    eval_metrics = {k: v for k, v in prediction.metrics.items() if not isinstance(v, (list, dict))}
+    eval_metrics["eval_samples"] = len(tokenized["validation"])
+    test_metrics = None
+    if "test" in tokenized and "labels" in tokenized["test"].column_names:
+        test_metrics = trainer.predict(tokenized["test"], metric_key_prefix="test").metrics
+    trainer.save_model()
+    if trainer.is_world_process_zero():
+        _write_run_outputs(
+            trainer,
+            prediction,
+            prepared,
+            model_args,
+            data_args,
+            training_args,
+            train_metrics,
+            eval_metrics,
+            test_metrics,
+            freeze_at_start,
+        )
+    return {
+        **eval_metrics,
+        "train_samples_per_second": train_metrics.get("train_samples_per_second"),
+        "train_wall_seconds": train_metrics["train_wall_seconds"],
+        "output_dir": training_args.output_dir,
+    }
+
+
+def _write_run_outputs(
+    trainer,
+    prediction,
+    prepared: PreparedData,
+    model_args,
+    data_args,
+    training_args,
+    train_metrics,
+    eval_metrics,
+    test_metrics,
+    freeze_at_start,
+) -> None:
+    from .cards import write_model_card
+    from .evaluation import plot_training_curves, save_confusion_matrix
+    from .losses import MULTI_LABEL
+
+    out = Path(training_args.output_dir)
+    trainer.save_metrics("train", train_metrics)
+    trainer.save_metrics("eval", eval_metrics)
+    if test_metrics:
+        trainer.save_metrics("test", test_metrics)
+    trainer.save_state()
+    full = _validation_report(prediction, prepared)
+    if prepared.problem_type != MULTI_LABEL:
+        save_confusion_matrix(
+            full["confusion_matrix"],
+            prepared.label_names,
+            out / "confusion_matrix.json",
+            out / "confusion_matrix.png",
+            title="validation",
+        )
+    plot_training_curves(trainer.state.log_history, out / "training_curves.png")
+    record = {
+        "hf_transfer_version": __version__,
+        "task": "train",
+        "base_model": model_args.base_model_hub_id or model_args.model_name_or_path,
+        "label_names": prepared.label_names,
+        "problem_type": prepared.problem_type,
+        "data": prepared.summary,
+        "freeze": {**freeze_at_start, **trainer.freeze_summary()},
+        "precision": precision_name(training_args),
+        "world_size": training_args.world_size,
+        "train_metrics": train_metrics,
+        "eval_metrics": eval_metrics,
+        "validation_report": full,
+        "test_metrics": test_metrics,
+        "log_history": trainer.state.log_history,
+    }
+    (out / "hf_transfer_run.json").write_text(json.dumps(record, indent=2, default=str))
+    write_resolved_config(out / "hf_transfer_config.yaml", model_args, data_args, training_args)
+    write_model_card(out, record, resolved_config(model_args, data_args, training_args))
+
+
+def _validation_report(prediction, prepared: PreparedData) -> dict:
+    import numpy as np
+
+    from .evaluation import classification_metrics
+    from .losses import MULTI_LABEL
+
+    logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    if prepared.problem_type == MULTI_LABEL:
+        preds = (1 / (1 + np.exp(-logits)) > 0.5).astype(int)
+        refs = np.asarray(prediction.label_ids).astype(int)
+    else:
+        preds, refs = logits.argmax(-1), np.asarray(prediction.label_ids)
+    return classification_metrics(preds, refs, prepared.label_names, prepared.problem_type)
+
+
+_SECRET_KEYS = ("token", "password", "secret", "api_key")
+
+
+def resolved_config(model_args, data_args, training_args) -> dict:
+    """Every field of the run, as YAML-ready plain values, with anything secret removed."""
+    values: dict = {}
+    values.update(dataclasses.asdict(model_args))
+    values.update(dataclasses.asdict(data_args))
+    training = training_args.to_dict()
+    values.update({k: training[k] for k in sorted(training)})
+    clean = {k: v for k, v in values.items() if not any(s in k.lower() for s in _SECRET_KEYS)}
+    return json.loads(json.dumps(clean, default=str))
+
+
+def write_resolved_config(path: Path, model_args, data_args, training_args) -> None:
+    path.write_text(yaml.safe_dump(resolved_config(model_args, data_args, training_args), sort_keys=False))
+
+
+# --- evaluate -------------------------------------------------------------------------------------------------------
+
+
+def run_evaluate(args: EvaluateArguments) -> dict:
+    from .evaluation import classification_metrics, save_confusion_matrix
+    from .inference import predict_logits
+    from .models import load_classifier
+
+    config = load_config(args.model_name_or_path)
+    data_args = DataArguments(
+        validation_file=args.validation_file,
+        text_column_name=args.text_column_name,
+        text_pair_column_name=args.text_pair_column_name,
+        label_column_name=args.label_column_name,
+        label_mapping=args.label_mapping,
+        csv_quoting=args.csv_quoting,
+    )
+    prepared = load_data(data_args, require_train=False)
+    if prepared.problem_type != "single_label_classification":
+        raise DataError("hf-transfer evaluate supports single-label data for now; the file has list labels.")
+    model_names = [config.id2label[i] for i in range(config.num_labels)]
+    to_model_id = _align_labels(prepared.label_names, model_names, args.validation_file)
+    tokenizer = load_tokenizer(args.model_name_or_path)
+    model = load_classifier(args.model_name_or_path, config)
+    split = prepared.datasets["validation"]
+    pairs = split[prepared.text_pair_column] if prepared.text_pair_column else None
+    logits = predict_logits(
+        model,
+        tokenizer,
+        split[prepared.text_column],
+        pairs,
+        batch_size=args.per_device_eval_batch_size,
+        max_length=args.max_seq_length,
+        desc="evaluate",
+    )
+    refs = [to_model_id[label] for label in split["labels"]]
+    report = classification_metrics(logits.argmax(-1), refs, model_names)
+    report["samples"] = len(refs)
+    if args.output_file:
+        out = Path(args.output_file)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2))
+        save_confusion_matrix(
+            report["confusion_matrix"],
+            model_names,
+            out.with_suffix(".confusion_matrix.json"),
+            out.with_suffix(".confusion_matrix.png"),
+            title=Path(args.validation_file).name,
+        )
+    return {k: v for k, v in report.items() if not isinstance(v, (list, dict))}
+
+
+def _align_labels(data_names: list[str], model_names: list[str], source: str) -> dict[int, int]:
+    """Map the data's label ids to the model's by name; integer labels that are not names are taken as ids."""
+    if set(data_names) <= set(model_names):
+        return {i: model_names.index(n) for i, n in enumerate(data_names)}
+    if all(n.lstrip("-").isdigit() and 0 <= int(n) < len(model_names) for n in data_names):
+        return {i: int(n) for i, n in enumerate(data_names)}
+    unknown = sorted(set(data_names) - set(model_names))
+    raise DataError(
+        f"labels {unknown} in {source!r} are not among the model's labels {model_names}; pass "
+        "--label_mapping '{file_value: model_label, ...}' to translate them."
+    )

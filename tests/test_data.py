@@ -1,0 +1,417 @@
+import json
+import os
+from pathlib import Path
+
+import datasets
+import pandas as pd
+import pytest
+
+from hf_transfer.config import DataArguments, DataError
+from hf_transfer.data import load_data, read_table, tokenize_data
+
+RATING_MAPPING = {1: "bad", 2: "bad", 3: "neutral", 4: "good", 5: "good"}
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    root = Path(os.environ.get("HF_TRANSFER_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    if not root.is_dir():
+        pytest.skip(f"real data not found at {root} (set HF_TRANSFER_DATA_DIR)")
+    return root
+
+
+def write(path: Path, rows: list[dict]) -> str:
+    """Write rows in the format that the file extension names."""
+    ext = path.suffix
+    df = pd.DataFrame(rows)
+    if ext in (".csv", ".tsv"):
+        df.to_csv(path, sep="\t" if ext == ".tsv" else ",", index=False)
+    elif ext == ".json":
+        path.write_text(json.dumps(rows))
+    elif ext == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        df.to_parquet(path, index=False)
+    return str(path)
+
+
+def rows(labels, texts=None) -> list[dict]:
+    texts = texts or [f"text {i}" for i in range(len(labels))]
+    return [{"text": t, "label": y} for t, y in zip(texts, labels, strict=True)]
+
+
+def load(tmp_path, train, validation=None, ext="csv", **kwargs):
+    files = {"train_file": write(tmp_path / f"train.{ext}", train)}
+    if validation is not None:
+        files["validation_file"] = write(tmp_path / f"dev.{ext}", validation)
+    return load_data(DataArguments(**files, **kwargs))
+
+
+def labels_of(prepared, split="train"):
+    return prepared.datasets[split]["labels"][:]
+
+
+# --- formats and label spaces ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", ["csv", "tsv", "json", "jsonl", "parquet"])
+def test_string_labels_get_sorted_ids_in_every_format(tmp_path, ext):
+    prepared = load(tmp_path, rows(["pos", "neg", "neutral", "pos"]), rows(["neg", "pos"]), ext=ext)
+    assert prepared.label_names == ["neg", "neutral", "pos"]
+    assert labels_of(prepared) == [2, 0, 1, 2]
+    assert labels_of(prepared, "validation") == [0, 2]
+    assert prepared.problem_type == "single_label_classification"
+    assert prepared.id2label == {0: "neg", 1: "neutral", 2: "pos"} and prepared.label2id["pos"] == 2
+    assert prepared.datasets["train"].column_names == ["text", "labels"]
+    assert prepared.datasets["train"]["text"][:] == [f"text {i}" for i in range(4)]
+    json.dumps(prepared.summary)  # it goes into the model card
+
+
+def test_int_labels_keep_their_values_as_ids(tmp_path):
+    prepared = load(tmp_path, rows([1, 0, 2, 1]), rows([0, 2]), ext="tsv")
+    assert prepared.label_names == ["0", "1", "2"]
+    assert labels_of(prepared) == [1, 0, 2, 1]
+
+
+def test_other_int_labels_map_sorted_values_to_ids(tmp_path):
+    prepared = load(tmp_path, rows([5, 1, 3, 5]), rows([3]), ext="json")
+    assert prepared.label_names == ["1", "3", "5"]
+    assert labels_of(prepared) == [2, 0, 1, 2]
+
+
+def test_label_mapping_orders_ids_by_first_name_and_drops_unmapped_rows(tmp_path):
+    prepared = load(tmp_path, rows([5, 1, 3, 4, 2, 0]), rows([1, 5, 9]), label_mapping=RATING_MAPPING)
+    assert prepared.label_names == ["bad", "neutral", "good"]
+    assert labels_of(prepared) == [2, 0, 1, 2, 0]
+    assert prepared.summary["train"]["dropped"]["unmapped_label"] == 1
+    assert prepared.summary["validation"]["dropped"]["unmapped_label"] == 1
+    assert prepared.summary["validation"]["rows"] == 2
+
+
+def test_label_mapping_matches_ratings_read_as_floats_next_to_missing_values(tmp_path):
+    train = rows([4.0, None, 1.0, 3.0])
+    prepared = load(tmp_path, train, rows([5]), ext="parquet", label_mapping=RATING_MAPPING)
+    assert labels_of(prepared) == [2, 0, 1]
+    assert prepared.summary["train"]["dropped"]["missing_label"] == 1
+
+
+def test_label_names_name_integer_ids_and_reject_out_of_range(tmp_path):
+    prepared = load(tmp_path, rows([1, 0, 1]), rows([0]), class_names=["negative", "positive"])
+    assert prepared.label_names == ["negative", "positive"]
+    assert labels_of(prepared) == [1, 0, 1]
+    with pytest.raises(DataError, match=r"label\(s\) \[2\].*0\.\.1"):
+        load(tmp_path, rows([1, 0, 2]), rows([0]), class_names=["negative", "positive"])
+
+
+def test_multi_label_lists_in_jsonl_become_multi_hot(tmp_path):
+    train = rows([["sports", "news"], ["news"], [], ["tech"]])
+    prepared = load(tmp_path, train, rows([["tech", "sports"]]), ext="jsonl")
+    assert prepared.problem_type == "multi_label_classification"
+    assert prepared.label_names == ["news", "sports", "tech"]
+    assert labels_of(prepared) == [[1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    assert labels_of(prepared, "validation") == [[0.0, 1.0, 1.0]]
+    assert prepared.summary["train"]["label_counts"] == {"news": 2, "sports": 1, "tech": 1}
+
+
+def test_multi_label_json_list_strings_in_csv_are_parsed(tmp_path):
+    train = rows(['["b", "a"]', '["a"]'])
+    prepared = load(tmp_path, train, rows(['["b"]']), ext="csv")
+    assert prepared.problem_type == "multi_label_classification"
+    assert labels_of(prepared) == [[1.0, 1.0], [1.0, 0.0]]
+
+
+def test_multi_label_parquet_lists_of_ints(tmp_path):
+    prepared = load(tmp_path, rows([[0, 2], [1]]), rows([[2]]), ext="parquet")
+    assert prepared.label_names == ["0", "1", "2"]
+    assert labels_of(prepared) == [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
+
+
+def test_default_columns(tmp_path):
+    prepared = load(tmp_path, [{"id": 1, "content": "x", "labels": "a"}], [{"id": 2, "content": "y", "labels": "a"}])
+    assert prepared.text_column == "content" and labels_of(prepared) == [0]
+
+
+def test_label_names_also_name_string_labels(tmp_path):
+    prepared = load(tmp_path, rows(["pos", "neg"]), rows(["pos"]), class_names=["pos", "neg"])
+    assert labels_of(prepared) == [0, 1]
+
+
+def test_text_pairs_default_missing_pair_to_empty_string(tmp_path):
+    train = [{"premise": "a", "hypothesis": "b", "label": "yes"}, {"premise": "c", "hypothesis": None, "label": "no"}]
+    prepared = load(tmp_path, train, train, ext="json", text_column_name="premise", text_pair_column_name="hypothesis")
+    assert prepared.text_column == "premise" and prepared.text_pair_column == "hypothesis"
+    assert prepared.datasets["train"]["hypothesis"][:] == ["b", ""]
+
+
+def test_csv_text_stays_text(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("text,label\nNA,a\n1e5,b\nnull,a\n")
+    assert read_table(str(path))["text"].tolist() == ["NA", "1e5", "null"]
+
+
+# --- cleaning, carving, truncation ----------------------------------------------------------------------------------
+
+
+def test_cleaning_counts_empty_text_then_missing_label(tmp_path):
+    train = rows(["a", "b", "a", None, "b", None], ["x", "", "   ", "y", "z", None])
+    prepared = load(tmp_path, train, rows(["a"]), ext="json")
+    train_summary = prepared.summary["train"]
+    assert train_summary["dropped"] == {"empty_text": 3, "missing_label": 1, "unmapped_label": 0}
+    assert train_summary["rows_before_cleaning"] == 6 and train_summary["rows"] == 2
+    assert prepared.datasets["train"]["text"][:] == ["x", "z"]
+
+
+def test_validation_is_carved_deterministically_and_stratified(tmp_path):
+    labels = ["a"] * 80 + ["b"] * 20
+    train = rows(labels)
+
+    def carve(seed):
+        files = {"train_file": write(tmp_path / "train.csv", train)}
+        return load_data(DataArguments(**files, validation_split_percentage=20), seed=seed)
+
+    first, again, other = carve(1), carve(1), carve(2)
+    assert first.summary["validation_carved_from_train"] is True
+    assert first.datasets["validation"]["text"][:] == again.datasets["validation"]["text"][:]
+    assert first.datasets["validation"]["text"][:] != other.datasets["validation"]["text"][:]
+    assert first.summary["validation"]["label_counts"] == {"a": 16, "b": 4}
+    assert first.summary["train"]["rows"] == 80 and first.summary["validation"]["rows"] == 20
+    assert set(first.datasets["validation"]["text"][:]).isdisjoint(first.datasets["train"]["text"][:])
+
+
+def test_carving_falls_back_to_unstratified_for_singleton_classes(tmp_path):
+    prepared = load(tmp_path, rows(["a"] * 19 + ["b"]))
+    assert len(prepared.datasets["validation"]) == 2 and len(prepared.datasets["train"]) == 18
+
+
+def test_max_samples_keep_the_first_rows(tmp_path):
+    prepared = load(tmp_path, rows(["a", "b"] * 5), rows(["a", "b"] * 3), max_train_samples=3, max_eval_samples=2)
+    assert prepared.datasets["train"]["text"][:] == ["text 0", "text 1", "text 2"]
+    assert prepared.summary["train"]["rows"] == 3 and prepared.summary["validation"]["rows"] == 2
+
+
+def test_truncation_that_loses_a_class_warns(tmp_path, caplog):
+    prepared = load(tmp_path, rows(["a"] * 5 + ["b"] * 5), rows(["a", "b"]), max_train_samples=3)
+    assert prepared.summary["train"]["label_counts"] == {"a": 3, "b": 0}
+    assert "hold no example of ['b']" in caplog.text
+
+
+def test_test_split_labels_are_optional(tmp_path):
+    test_file = write(tmp_path / "test.csv", [{"text": "x"}, {"text": "y"}])
+    args = DataArguments(train_file=write(tmp_path / "train.csv", rows(["a", "b"])), test_file=test_file)
+    args.validation_file = write(tmp_path / "dev.csv", rows(["a"]))
+    prepared = load_data(args)
+    assert prepared.datasets["test"].column_names == ["text"]
+
+
+def test_evaluate_mode_needs_no_train(tmp_path):
+    args = DataArguments(validation_file=write(tmp_path / "dev.csv", rows(["b", "a"])))
+    prepared = load_data(args, require_train=False)
+    assert prepared.label_names == ["a", "b"] and list(prepared.datasets) == ["validation"]
+
+
+# --- quoting --------------------------------------------------------------------------------------------------------
+
+
+def test_auto_quoting_reads_stray_quotes_as_text(tmp_path):
+    path = tmp_path / "sst.tsv"
+    path.write_text('sentence\tlabel\n" the movie \t1\nit was " good \t1\n"quoted" fine \t0\nplain \t0\n')
+    df = read_table(str(path))
+    assert len(df) == 4
+    assert df["sentence"].tolist()[:3] == ['" the movie ', 'it was " good ', '"quoted" fine ']
+
+
+def test_auto_quoting_reads_quoted_multiline_fields(tmp_path):
+    path = tmp_path / "blitzer.tsv"
+    path.write_text('sentence\tlabel\n"Title\n\tbody with ""quotes"" and\ttab"\t0\n"short"\t1\n')
+    df = read_table(str(path))
+    assert df["sentence"].tolist() == ['Title\n\tbody with "quotes" and\ttab', "short"]
+    assert df["label"].tolist() == ["0", "1"]
+
+
+def test_explicit_quoting_modes_override_detection(tmp_path):
+    path = tmp_path / "q.tsv"
+    path.write_text('sentence\tlabel\n"a"\t0\nb " c\t1\n')
+    assert read_table(str(path))["sentence"].tolist() == ['"a"', 'b " c']
+    assert read_table(str(path), "none")["sentence"].tolist() == ['"a"', 'b " c']
+    assert read_table(str(path), "minimal")["sentence"].tolist() == ["a", 'b " c']
+
+
+# --- errors ---------------------------------------------------------------------------------------------------------
+
+
+def test_missing_file_names_the_path(tmp_path):
+    with pytest.raises(DataError, match="nope.csv.*does not exist"):
+        load_data(DataArguments(train_file=str(tmp_path / "nope.csv")))
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "e.csv").write_text("\n")
+    with pytest.raises(DataError, match="is empty"):
+        read_table(str(tmp_path / "e.csv"))
+    (tmp_path / "h.csv").write_text("text,label\n")
+    with pytest.raises(DataError, match="no rows"):
+        read_table(str(tmp_path / "h.csv"))
+
+
+@pytest.mark.parametrize("ext", ["csv", "json", "jsonl", "parquet"])
+def test_unparseable_file(tmp_path, ext):
+    path = tmp_path / f"bad.{ext}"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe binary")
+    with pytest.raises(DataError, match=f"could not read .*bad.{ext}.* as {ext}"):
+        read_table(str(path))
+
+
+def test_ragged_csv_is_a_data_error(tmp_path):
+    for i, content in enumerate(["text,label\na,b,c,d\n", "text,label\na,b\nc,d,e\n"]):
+        (tmp_path / f"r{i}.csv").write_text(content)
+        with pytest.raises(DataError, match=f"could not read .*r{i}.csv"):
+            read_table(str(tmp_path / f"r{i}.csv"))
+
+
+def test_no_train_data(tmp_path):
+    args = DataArguments(validation_file=write(tmp_path / "dev.csv", rows(["a"])))
+    with pytest.raises(DataError, match="no training data"):
+        load_data(args)
+
+
+def test_unknown_columns_list_existing_ones_and_suggest(tmp_path):
+    train = [{"Review Text": "x", "Rating": 1}]
+    with pytest.raises(DataError, match=r"'review text' is not a column.*\['Review Text', 'Rating'\].*'Review Text'"):
+        load(tmp_path, train, train, text_column_name="review text", label_column_name="Rating")
+    with pytest.raises(DataError, match=r"label_column_name 'rating'.*Did you mean 'Rating'"):
+        load(tmp_path, train, train, text_column_name="Review Text", label_column_name="rating")
+    with pytest.raises(DataError, match="text_pair_column_name 'other'"):
+        load(
+            tmp_path,
+            train,
+            train,
+            text_column_name="Review Text",
+            label_column_name="Rating",
+            text_pair_column_name="other",
+        )
+    with pytest.raises(DataError, match=r"no text column.*\['Review Text', 'Rating'\].*text_column_name"):
+        load(tmp_path, train, train, label_column_name="Rating")
+
+
+def test_empty_after_cleaning_says_why(tmp_path):
+    with pytest.raises(DataError, match="no usable rows: of 2 rows, 1 have empty text, 1 have no label"):
+        load(tmp_path, rows([None, "a"], ["x", ""]), rows(["a"]), ext="json")
+    with pytest.raises(DataError, match="2 have a label that is not a key of label_mapping"):
+        load(tmp_path, rows([7, 8]), rows([1]), label_mapping=RATING_MAPPING)
+
+
+def test_unseen_validation_and_test_labels_are_named(tmp_path):
+    with pytest.raises(DataError, match=r"validation data has label\(s\) \['maybe'\] never seen"):
+        load(tmp_path, rows(["yes", "no"]), rows(["yes", "maybe"]))
+    args = DataArguments(
+        train_file=write(tmp_path / "train.csv", rows(["yes", "no"])),
+        validation_file=write(tmp_path / "dev.csv", rows(["yes"])),
+        test_file=write(tmp_path / "test.csv", rows(["perhaps"])),
+    )
+    with pytest.raises(DataError, match=r"test data has label\(s\) \['perhaps'\]"):
+        load_data(args)
+
+
+def test_mixed_label_types(tmp_path):
+    with pytest.raises(DataError, match="mixes integers and strings"):
+        load(tmp_path, rows([1, "pos", 0]), rows([1]), ext="json")
+    with pytest.raises(DataError, match="non-integer numbers such as 0.5"):
+        load(tmp_path, rows([1, 0.5]), rows([1]), ext="json")
+
+
+def test_multi_label_rows_must_be_lists(tmp_path):
+    with pytest.raises(DataError, match=r"list label in every row.*1 row\(s\).*'c'"):
+        load(tmp_path, rows([["a"], ["b"], "c"]), rows([["a"]]), ext="jsonl")
+    with pytest.raises(DataError, match="single values"):
+        load(tmp_path, rows(["a", "b"]), rows(["a"]), problem_type="multi_label_classification")
+    with pytest.raises(DataError, match="single_label_classification but .* holds lists"):
+        load(tmp_path, rows([["a"], ["b"]]), rows([["a"]]), ext="jsonl", problem_type="single_label_classification")
+
+
+def test_validation_without_labels(tmp_path):
+    with pytest.raises(DataError, match="validation data has no labels"):
+        load(tmp_path, rows(["a"]), [{"text": "x", "label": None}], ext="json")
+
+
+def test_hub_errors_name_the_dataset_and_suggest_local_files():
+    with pytest.raises(DataError, match="'nobody/no-such-dataset'.*train_file"):
+        load_data(DataArguments(dataset_name="nobody/no-such-dataset"))
+
+
+def test_hub_class_label_names_are_kept(monkeypatch):
+    features = datasets.Features(
+        {"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
+    )
+    hub = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict({"sentence": ["a", "b", "c"], "label": [1, 0, 1]}, features=features),
+            "validation": datasets.Dataset.from_dict({"sentence": ["d"], "label": [1]}, features=features),
+            "test": datasets.Dataset.from_dict({"sentence": ["e"], "label": [-1]}, features=features),
+        }
+    )
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, config=None: hub)
+    prepared = load_data(DataArguments(dataset_name="glue", dataset_config_name="sst2"))
+    assert prepared.label_names == ["neg", "pos"] and labels_of(prepared) == [1, 0, 1]
+    assert prepared.datasets["test"].column_names == ["sentence"]
+    assert prepared.summary["source"] == {"dataset_name": "glue", "dataset_config_name": "sst2"}
+
+
+# --- tokenization ---------------------------------------------------------------------------------------------------
+
+
+def test_tokenize_truncates_keeps_labels_and_drops_text(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"[PAD]": 0, "[UNK]": 1, "a": 2, "b": 3}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]")
+    prepared = load(tmp_path, rows(["x", "y"], ["a b a b a", "b"]), rows(["x"], ["a"]))
+    tokenized = tokenize_data(prepared, tokenizer, max_seq_length=3)
+    assert tokenized["train"]["input_ids"][:] == [[2, 3, 2], [3]]
+    assert "text" not in tokenized["train"].column_names
+    assert tokenized["train"]["labels"][:] == [0, 1]
+
+
+# --- real data ------------------------------------------------------------------------------------------------------
+
+
+def test_sst2_reads_every_row(shared_data_dir):
+    sst2 = shared_data_dir / "sst2"
+    prepared = load_data(DataArguments(train_file=str(sst2 / "train.tsv"), validation_file=str(sst2 / "dev.tsv")))
+    assert prepared.summary["train"]["rows"] == 67_349 and prepared.summary["validation"]["rows"] == 872
+    assert prepared.summary["train"]["label_counts"] == {"0": 29_780, "1": 37_569}
+    assert prepared.summary["validation"]["label_counts"] == {"0": 428, "1": 444}
+
+
+def test_blitzer_quoted_multiline_reviews(shared_data_dir):
+    books = shared_data_dir / "blitzer" / "books"
+    prepared = load_data(DataArguments(train_file=str(books / "train.tsv"), validation_file=str(books / "dev.tsv")))
+    assert len(prepared.datasets["train"]) == 1_700 and len(prepared.datasets["validation"]) == 300
+    assert prepared.summary["train"]["label_counts"] == {"0": 850, "1": 850}
+
+
+def test_clothing_ratings_report_empty_reviews(shared_data_dir):
+    path = str(shared_data_dir / "clothing_reviews" / "reviews.csv")
+    assert len(read_table(path)) == 23_486
+    args = DataArguments(
+        train_file=path, text_column_name="Review Text", label_column_name="Rating", label_mapping=RATING_MAPPING
+    )
+    prepared = load_data(args)
+    train, validation = prepared.summary["train"], prepared.summary["validation"]
+    assert train["rows_before_cleaning"] == 23_486
+    assert train["dropped"] == {"empty_text": 845, "missing_label": 0, "unmapped_label": 0}
+    counts = {name: train["label_counts"][name] + validation["label_counts"][name] for name in prepared.label_names}
+    assert counts == {"bad": 2_370, "neutral": 2_823, "good": 17_448}  # 2,407 / 2,871 / 18,208 before cleaning
+    assert sum(counts.values()) == 23_486 - 845
+
+
+def test_clothing_departments_report_missing_labels(shared_data_dir):
+    path = str(shared_data_dir / "clothing_reviews" / "reviews.csv")
+    args = DataArguments(train_file=path, text_column_name="Review Text", label_column_name="Department Name")
+    prepared = load_data(args)
+    assert prepared.label_names == ["Bottoms", "Dresses", "Intimate", "Jackets", "Tops", "Trend"]
+    # 14 rows have no department; one of them also has no text, so it is counted as empty_text.
+    assert prepared.summary["train"]["dropped"] == {"empty_text": 845, "missing_label": 13, "unmapped_label": 0}
+    assert prepared.summary["train"]["rows"] + prepared.summary["validation"]["rows"] == 23_486 - 845 - 13

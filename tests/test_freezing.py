@@ -1,0 +1,182 @@
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification
+
+from hf_transfer.config import ConfigError
+from hf_transfer.freezing import (
+    apply_freeze,
+    count_parameters,
+    layerwise_lr_groups,
+    resolve_frozen_parameters,
+    trainable_at_epoch,
+    unfreezing_stages,
+)
+from hf_transfer.layers import ModelLayout, discover_layers
+
+LAYOUT = ModelLayout(
+    embeddings=("emb.weight", "emb.norm.bias"),
+    blocks=(("layer.0.w", "layer.0.norm.bias"), ("layer.1.w", "layer.1.norm.bias")),
+    head=("pooler.w", "classifier.w"),
+    block_modules=("layer.0", "layer.1"),
+)
+EMB, B0, B1, HEAD = (set(LAYOUT.embeddings), set(LAYOUT.blocks[0]), set(LAYOUT.blocks[1]), set(LAYOUT.head))
+
+
+@pytest.fixture
+def bert():
+    torch.manual_seed(0)
+    config = BertConfig(
+        num_hidden_layers=2, hidden_size=32, num_attention_heads=2, intermediate_size=37, vocab_size=99
+    )
+    return BertForSequenceClassification(config)
+
+
+def test_resolve_nothing_by_default():
+    assert resolve_frozen_parameters(LAYOUT) == set()
+
+
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        ({"freeze_embeddings": True}, EMB),
+        ({"freeze_layers": 1}, B0),
+        ({"freeze_layers": 2}, B0 | B1),
+        ({"freeze_layers": 0}, set()),
+        ({"freeze_layers": [1]}, B1),
+        ({"freeze_layers": [0, 1], "freeze_embeddings": True}, EMB | B0 | B1),
+        ({"freeze_patterns": [r"norm\.bias$"]}, {"emb.norm.bias", "layer.0.norm.bias", "layer.1.norm.bias"}),
+        ({"freeze_patterns": ["^pooler", "^emb"]}, EMB | {"pooler.w"}),
+        ({"train_head_only": True}, EMB | B0 | B1),
+    ],
+)
+def test_resolve_frozen_parameters(kwargs, expected):
+    assert resolve_frozen_parameters(LAYOUT, **kwargs) == expected
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"freeze_layers": 3}, r"freeze_layers=3, but the model has 2 blocks; give 0 to 2"),
+        ({"freeze_layers": -1}, r"freeze_layers=-1"),
+        ({"freeze_layers": [0, 2]}, r"contains 2, but the model has 2 blocks: indices must be in \[0, 1\]"),
+        ({"freeze_layers": [-1]}, r"contains -1"),
+        ({"freeze_patterns": ["attention"]}, r"'attention' matches no parameter.*'emb.weight'.*'classifier.w'"),
+        ({"freeze_patterns": ["("]}, r"not a valid regex"),
+    ],
+)
+def test_resolve_errors(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve_frozen_parameters(LAYOUT, **kwargs)
+
+
+def test_unfreezing_stages_go_top_down_and_end_with_embeddings():
+    assert unfreezing_stages(LAYOUT, set()) == [HEAD, HEAD | B1, HEAD | B1 | B0, HEAD | B1 | B0 | EMB]
+
+
+def test_unfreezing_stages_never_unfreeze_permanently_frozen():
+    frozen = B1 | {"emb.weight", "classifier.w"}
+    stages = unfreezing_stages(LAYOUT, frozen)
+    # The stage for block 1 adds nothing and is dropped.
+    assert stages == [{"pooler.w"}, {"pooler.w"} | B0, {"pooler.w", "emb.norm.bias"} | B0]
+    assert all(not stage & frozen for stage in stages)
+
+
+def test_unfreezing_stages_everything_frozen():
+    assert unfreezing_stages(LAYOUT, set(LAYOUT.param_names)) == [set()]
+
+
+def test_trainable_at_epoch():
+    stages = unfreezing_stages(LAYOUT, set())
+    assert trainable_at_epoch(stages, 0, every=2) == HEAD
+    assert trainable_at_epoch(stages, 1.5, every=2) == HEAD
+    assert trainable_at_epoch(stages, 2, every=2) == HEAD | B1
+    assert trainable_at_epoch(stages, 7, every=1) == set(LAYOUT.param_names)  # past the last stage
+    with pytest.raises(ValueError, match="every"):
+        trainable_at_epoch(stages, 0, every=0)
+
+
+def test_apply_freeze_sets_requires_grad_and_counts(bert):
+    layout = discover_layers(bert)
+    frozen = resolve_frozen_parameters(layout, freeze_embeddings=True, freeze_layers=1)
+    apply_freeze(bert, frozen)
+    for name, param in bert.named_parameters():
+        assert param.requires_grad == (name not in frozen)
+    trainable, n_frozen = count_parameters(bert)
+    assert n_frozen == sum(p.numel() for n, p in bert.named_parameters() if n in frozen)
+    assert trainable + n_frozen == sum(p.numel() for p in bert.parameters())
+    with pytest.raises(ValueError, match="not parameters"):
+        apply_freeze(bert, {"bert.nope"})
+
+
+def test_frozen_modules_stay_in_eval_mode_through_train(bert):
+    layout = discover_layers(bert)
+    apply_freeze(bert, resolve_frozen_parameters(layout, train_head_only=True))
+    bert.train()
+    inputs = {"input_ids": torch.tensor([[1, 5, 7, 2]])}
+    bert(**inputs)
+    assert not bert.bert.embeddings.training and not bert.bert.embeddings.dropout.training
+    assert not bert.bert.encoder.training and not bert.bert.encoder.layer[1].output.dropout.training
+    assert bert.training and bert.dropout.training and bert.bert.pooler.training
+    # With the head's own dropout off, nothing random is left: two forward passes in train mode agree.
+    bert.dropout.p = 0.0
+    torch.testing.assert_close(bert(**inputs).logits, bert(**inputs).logits, rtol=0, atol=0)
+    apply_freeze(bert, set())  # control: the body's dropout is back on
+    assert not torch.equal(bert(**inputs).logits, bert(**inputs).logits)
+
+
+def test_reapplying_unfreezes_and_restores_train_mode(bert):
+    layout = discover_layers(bert)
+    apply_freeze(bert, resolve_frozen_parameters(layout, freeze_embeddings=True, freeze_layers=2))
+    bert.train()
+    bert(input_ids=torch.tensor([[1, 2]]))
+    assert not bert.bert.encoder.layer[1].training
+
+    apply_freeze(bert, resolve_frozen_parameters(layout, freeze_embeddings=True))
+    assert all(p.requires_grad for n, p in bert.named_parameters() if n not in layout.embeddings)
+    assert bert.bert.encoder.layer[1].training and bert.bert.encoder.layer[0].attention.self.dropout.training
+    bert(input_ids=torch.tensor([[1, 2]]))
+    assert bert.bert.encoder.training and not bert.bert.embeddings.training
+    assert list(bert._hf_transfer_freeze_hooks) == ["bert.embeddings"]
+
+    apply_freeze(bert, set())
+    assert not bert._hf_transfer_freeze_hooks and all(m.training for m in bert.modules())
+
+
+def test_layerwise_lr_groups_decay():
+    groups = layerwise_lr_groups(
+        LAYOUT, list(LAYOUT.param_names), base_lr=1.0, gamma=0.5, weight_decay=0.01, no_decay=set()
+    )
+    assert [(g["lr"], sorted(g["names"])) for g in groups] == [
+        (1.0, sorted(HEAD)),
+        (0.5, sorted(B1)),
+        (0.25, sorted(B0)),
+        (0.125, sorted(EMB)),
+    ]
+    assert all(g["weight_decay"] == 0.01 for g in groups)
+
+
+def test_layerwise_lr_groups_gamma_one_and_no_decay():
+    no_decay = {name for name in LAYOUT.param_names if name.endswith("bias")}
+    groups = layerwise_lr_groups(
+        LAYOUT, list(LAYOUT.param_names), base_lr=2e-5, gamma=1.0, weight_decay=0.01, no_decay=no_decay
+    )
+    assert {g["lr"] for g in groups} == {2e-5}
+    assert {(g["weight_decay"], frozenset(g["names"])) for g in groups} == {
+        (0.01, frozenset(set(LAYOUT.param_names) - no_decay)),
+        (0.0, frozenset(no_decay)),
+    }
+
+
+def test_layerwise_lr_groups_only_given_names_and_no_empty_groups():
+    groups = layerwise_lr_groups(
+        LAYOUT,
+        ["classifier.w", "layer.0.norm.bias"],
+        base_lr=1.0,
+        gamma=0.5,
+        weight_decay=0.1,
+        no_decay={"layer.0.norm.bias"},
+    )
+    assert groups == [
+        {"names": ["classifier.w"], "lr": 1.0, "weight_decay": 0.1},
+        {"names": ["layer.0.norm.bias"], "lr": 0.25, "weight_decay": 0.0},
+    ]

@@ -1,0 +1,149 @@
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForImageClassification, AutoModelForSequenceClassification
+
+from hf_transfer.config import ConfigError
+from hf_transfer.layers import discover_layers
+
+SMALL = {
+    "num_hidden_layers": 2,
+    "hidden_size": 32,
+    "num_attention_heads": 2,
+    "intermediate_size": 37,
+    "vocab_size": 99,
+}
+DECODER = {**SMALL, "num_key_value_heads": 1, "pad_token_id": 0}
+
+# model_type -> (config kwargs, word/patch embedding parameter, classifier parameter)
+ARCHITECTURES = {
+    "bert": (SMALL, "bert.embeddings.word_embeddings.weight", "classifier.weight"),
+    "roberta": (SMALL, "roberta.embeddings.word_embeddings.weight", "classifier.out_proj.weight"),
+    "xlm-roberta": (SMALL, "roberta.embeddings.word_embeddings.weight", "classifier.out_proj.weight"),
+    "distilbert": (
+        {"n_layers": 2, "dim": 32, "n_heads": 2, "hidden_dim": 37, "vocab_size": 99},
+        "distilbert.embeddings.word_embeddings.weight",
+        "classifier.weight",
+    ),
+    "albert": (
+        {**SMALL, "embedding_size": 16, "num_hidden_groups": 2},
+        "albert.embeddings.word_embeddings.weight",
+        "classifier.weight",
+    ),
+    "electra": (
+        {**SMALL, "embedding_size": 16},
+        "electra.embeddings.word_embeddings.weight",
+        "classifier.out_proj.weight",
+    ),
+    "deberta-v2": (
+        {**SMALL, "relative_attention": True, "position_buckets": 8, "pos_att_type": ["p2c", "c2p"]}
+        | {"norm_rel_ebd": "layer_norm", "conv_kernel_size": 3},
+        "deberta.embeddings.word_embeddings.weight",
+        "classifier.weight",
+    ),
+    "gpt2": (
+        {"n_layer": 2, "n_embd": 32, "n_head": 2, "n_positions": 64, "vocab_size": 99, "pad_token_id": 0},
+        "transformer.wte.weight",
+        "score.weight",
+    ),
+    "llama": (DECODER, "model.embed_tokens.weight", "score.weight"),
+    "qwen2": (DECODER, "model.embed_tokens.weight", "score.weight"),
+    "mistral": (DECODER, "model.embed_tokens.weight", "score.weight"),
+    "vit": (
+        {**SMALL, "image_size": 8, "patch_size": 4},
+        "vit.embeddings.patch_embeddings.projection.weight",
+        "classifier.weight",
+    ),
+}
+
+
+def tiny_model(model_type: str, device: str = "meta", **overrides):
+    kwargs = {**ARCHITECTURES[model_type][0], **overrides}
+    config = AutoConfig.for_model(model_type, **kwargs)
+    auto = AutoModelForImageClassification if model_type == "vit" else AutoModelForSequenceClassification
+    with torch.device(device):
+        return auto.from_config(config)
+
+
+@pytest.mark.parametrize("model_type", list(ARCHITECTURES))
+def test_discover_layers(model_type):
+    model = tiny_model(model_type)
+    layout = discover_layers(model)
+    _, embedding, classifier = ARCHITECTURES[model_type]
+
+    names = [name for name, _ in model.named_parameters()]
+    assert sorted(layout.param_names) == sorted(names)  # every parameter exactly once
+    assert layout.depth == 2
+    assert all(layout.blocks)
+    for index, (module_name, block) in enumerate(zip(layout.block_modules, layout.blocks, strict=True)):
+        assert module_name.endswith(f".{index}")  # bottom -> top
+        assert all(name.startswith(module_name + ".") or "conv" in name for name in block)
+        assert isinstance(model.get_submodule(module_name), torch.nn.Module)
+    assert classifier in layout.head
+    assert embedding in layout.embeddings
+    assert layout.group_of(embedding) == ("embeddings", None)
+    assert layout.group_of(layout.blocks[1][0]) == ("block", 1)
+    assert layout.group_of(classifier) == ("head", None)
+
+
+@pytest.mark.parametrize(
+    "model_type, embeddings, head",
+    [
+        ("bert", [], ["bert.pooler.dense.weight"]),
+        ("electra", ["electra.embeddings_project.weight"], []),
+        ("albert", ["albert.encoder.embedding_hidden_mapping_in.weight"], ["albert.pooler.weight"]),
+        (
+            "deberta-v2",
+            ["deberta.encoder.rel_embeddings.weight", "deberta.encoder.LayerNorm.weight"],
+            ["pooler.dense.weight"],
+        ),
+        ("gpt2", ["transformer.wpe.weight"], ["transformer.ln_f.weight"]),
+        ("llama", [], ["model.norm.weight"]),
+        ("vit", ["vit.embeddings.cls_token"], ["vit.layernorm.weight"]),
+    ],
+)
+def test_body_parameters_outside_blocks(model_type, embeddings, head):
+    layout = discover_layers(tiny_model(model_type))
+    assert set(embeddings) <= set(layout.embeddings)
+    assert set(head) <= set(layout.head)
+
+
+def test_deberta_conv_belongs_to_first_block():
+    layout = discover_layers(tiny_model("deberta-v2"))
+    assert "deberta.encoder.conv.conv.weight" in layout.blocks[0]
+
+
+def test_xlm_roberta_classifier_registered_first_is_still_head():
+    model = tiny_model("xlm-roberta")
+    assert next(iter(model.named_parameters()))[0].startswith("classifier.")
+    assert discover_layers(model).embeddings[0].startswith("roberta.embeddings.")
+
+
+def test_albert_blocks_are_layer_groups():
+    layout = discover_layers(tiny_model("albert", num_hidden_groups=1, num_hidden_layers=12, inner_group_num=2))
+    assert layout.depth == 1  # one group, shared by all 12 layers; its two inner layers are one block
+    assert layout.block_modules == ("albert.encoder.albert_layer_groups.0",)
+
+
+def test_meta_and_real_model_have_the_same_layout():
+    assert discover_layers(tiny_model("gpt2", device="cpu")) == discover_layers(tiny_model("gpt2"))
+
+
+def test_peft_wrapped_model():
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(tiny_model("bert", device="cpu"), LoraConfig(target_modules=["query", "value"], r=2))
+    layout = discover_layers(model)
+    assert layout.depth == 2
+    assert any("lora_A" in name for name in layout.blocks[0])
+    assert "base_model.model.bert.embeddings.word_embeddings.weight" in layout.embeddings
+    assert all(not name.startswith("base_model.model.bert.encoder") for name in layout.head)
+
+
+def test_unsupported_model_names_its_class():
+    with pytest.raises(ConfigError, match="Sequential"):
+        discover_layers(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU()))
+
+
+def test_group_of_unknown_name():
+    with pytest.raises(KeyError, match="nope"):
+        discover_layers(tiny_model("bert")).group_of("nope")

@@ -1,0 +1,230 @@
+import json
+
+import numpy as np
+import pytest
+
+from hf_transfer.config import ConfigError, DataError
+from hf_transfer.evaluation import (
+    METRICS_DIR,
+    classification_metrics,
+    load_metric,
+    make_compute_metrics,
+    metrics_markdown_table,
+    plot_training_curves,
+    save_confusion_matrix,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def sklearn_metrics():
+    return pytest.importorskip("sklearn.metrics")
+
+
+@pytest.fixture(scope="module")
+def single_label_data():
+    rng = np.random.default_rng(0)
+    references = rng.integers(0, 5, size=80)
+    predictions = np.where(rng.random(80) < 0.6, references, rng.integers(0, 5, size=80))
+    # Class 3 is never predicted and class 5 appears nowhere: both are zero-division cases.
+    predictions[predictions == 3] = 1
+    return predictions, references
+
+
+@pytest.mark.parametrize("name", ["accuracy", "precision", "recall", "f1", "multilabel"])
+def test_each_module_loads_offline_by_path(name):
+    import evaluate
+
+    metric = evaluate.load(str(METRICS_DIR / name))
+    assert isinstance(metric, evaluate.Metric)
+    assert metric.info.description.strip() and "scikit-learn" in metric.info.citation
+    assert set(metric.info.features) == {"predictions", "references"}
+    # The package data glob `metrics/*/*.py` must cover every module, with no package files needed.
+    assert sorted(p.relative_to(METRICS_DIR).as_posix() for p in METRICS_DIR.glob("*/*")) == [
+        f"{m}/{m}.py" for m in ("accuracy", "f1", "multilabel", "precision", "recall")
+    ]
+
+
+@pytest.mark.parametrize("name", ["precision", "recall", "f1"])
+@pytest.mark.parametrize("average", ["macro", "micro", "weighted", None])
+@pytest.mark.parametrize("labels", [None, [0, 1, 2, 3, 4, 5]])
+@pytest.mark.parametrize("zero_division", [0.0, 1.0])
+def test_precision_recall_f1_match_sklearn(sklearn_metrics, single_label_data, name, average, labels, zero_division):
+    predictions, references = single_label_data
+    ours = load_metric(name).compute(
+        predictions=predictions, references=references, average=average, labels=labels, zero_division=zero_division
+    )[name]
+    sklearn_score = getattr(sklearn_metrics, f"{name}_score")
+    expected = sklearn_score(references, predictions, average=average, labels=labels, zero_division=zero_division)
+    np.testing.assert_allclose(ours, expected)
+    if average is None:
+        assert len(ours) == (6 if labels else 5)
+    else:
+        assert isinstance(ours, float)
+
+
+def test_zero_division_nan_is_left_out_of_the_average(sklearn_metrics):
+    predictions, references = [0, 0, 1], [0, 1, 1]
+    kwargs = {"labels": [0, 1, 2], "zero_division": np.nan}
+    ours = load_metric("precision").compute(predictions=predictions, references=references, **kwargs)["precision"]
+    assert ours == pytest.approx(sklearn_metrics.precision_score(references, predictions, average="macro", **kwargs))
+    assert ours == pytest.approx((0.5 + 1.0) / 2)
+
+
+def test_accuracy_matches_sklearn(sklearn_metrics, single_label_data):
+    predictions, references = single_label_data
+    accuracy = load_metric("accuracy")
+    assert accuracy.compute(predictions=predictions, references=references)["accuracy"] == pytest.approx(
+        sklearn_metrics.accuracy_score(references, predictions)
+    )
+    assert accuracy.compute(predictions=predictions, references=references, normalize=False)["accuracy"] == int(
+        (predictions == references).sum()
+    )
+    weights = np.linspace(0.1, 2.0, len(references))
+    assert accuracy.compute(predictions=predictions, references=references, sample_weight=weights)[
+        "accuracy"
+    ] == pytest.approx(sklearn_metrics.accuracy_score(references, predictions, sample_weight=weights))
+
+
+def test_multilabel_matches_sklearn(sklearn_metrics):
+    rng = np.random.default_rng(1)
+    references = (rng.random((40, 4)) < 0.4).astype(int)
+    predictions = np.where(rng.random((40, 4)) < 0.7, references, 1 - references)
+    predictions[:5] = references[:5]
+    references[:, 3] = predictions[:, 3] = 0  # a label nobody has: F1 0 / 0
+    scores = load_metric("multilabel").compute(predictions=predictions, references=references)
+    for average in ("micro", "macro"):
+        expected = sklearn_metrics.f1_score(references, predictions, average=average, zero_division=0.0)
+        assert scores[f"f1_{average}"] == pytest.approx(expected)
+    np.testing.assert_allclose(
+        scores["f1_per_label"], sklearn_metrics.f1_score(references, predictions, average=None, zero_division=0.0)
+    )
+    assert scores["subset_accuracy"] == pytest.approx(sklearn_metrics.accuracy_score(references, predictions))
+    with pytest.raises(ValueError, match="multi-hot"):
+        load_metric("multilabel").compute(predictions=[[0, 2]], references=[[0, 1]])
+
+
+def test_classification_metrics_single_label_by_hand():
+    label_names = ["cat", "dog", "bird house"]
+    references = [0, 0, 1, 2, 2, 2]
+    predictions = [0, 1, 1, 2, 2, 0]
+    result = classification_metrics(predictions, references, label_names)
+
+    per_class = {f"{m}_{key}" for m in ("precision", "recall", "f1") for key in ("cat", "dog", "bird_house")}
+    expected_keys = {"accuracy", "precision_macro", "recall_macro", "f1_macro", "confusion_matrix"} | per_class
+    assert set(result) == expected_keys
+    # Rows are true labels, columns predictions: one cat was taken for a dog, one bird house for a cat.
+    assert result["confusion_matrix"] == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+    assert result["accuracy"] == pytest.approx(4 / 6)
+    assert result["precision_cat"] == pytest.approx(1 / 2)
+    assert result["recall_bird_house"] == pytest.approx(2 / 3)
+    assert result["f1_dog"] == pytest.approx(2 / 3)
+    assert result["recall_macro"] == pytest.approx((1 / 2 + 1 + 2 / 3) / 3)
+    assert json.loads(json.dumps(result)) == result
+    assert all(type(v) in (float, list) for v in result.values())
+
+
+def test_classification_metrics_counts_absent_classes_and_keeps_keys_unique():
+    result = classification_metrics([0, 0], [0, 0], ["macro", "a", "a"])
+    assert {"precision_macro_0", "precision_a_1", "precision_a_2"} <= set(result)
+    assert result["recall_macro"] == pytest.approx(1 / 3)  # the two absent classes score zero_division = 0
+    assert result["confusion_matrix"] == [[2, 0, 0], [0, 0, 0], [0, 0, 0]]
+
+
+def test_classification_metrics_multi_label():
+    references = [[1, 0, 1], [0, 1, 0], [1, 1, 0]]
+    predictions = [[1, 0, 0], [0, 1, 0], [1, 1, 0]]
+    result = classification_metrics(predictions, references, ["a", "b", "c"], "multi_label_classification")
+    assert set(result) == {"f1_micro", "f1_macro", "subset_accuracy", "f1_a", "f1_b", "f1_c"}
+    assert result["subset_accuracy"] == pytest.approx(2 / 3)
+    assert (result["f1_a"], result["f1_c"]) == (1.0, 0.0)
+    assert result["f1_micro"] == pytest.approx(2 * 4 / (2 * 4 + 1))
+    assert json.loads(json.dumps(result)) == result
+
+
+def test_classification_metrics_rejects_bad_input():
+    with pytest.raises(DataError, match=r"ids \[3\] outside"):
+        classification_metrics([0, 3], [0, 1], ["a", "b"])
+    with pytest.raises(DataError, match="as many predictions as references"):
+        classification_metrics([0, 1], [0], ["a", "b"])
+    with pytest.raises(DataError, match=r"\(2, 3\)"):
+        classification_metrics([[1, 0], [0, 1]], [[1, 0], [0, 1]], ["a", "b", "c"], "multi_label_classification")
+    with pytest.raises(ConfigError, match="regression"):
+        make_compute_metrics(["a"], "regression")
+    with pytest.raises(ConfigError, match="ships"):
+        load_metric("bleu")
+
+
+def test_make_compute_metrics_single_label_with_tuple_logits():
+    from transformers import EvalPrediction
+
+    logits = np.array([[2.0, 0.1, 0.0], [0.0, 3.0, 1.0], [0.0, 0.2, 5.0], [1.0, 0.0, 0.5]])
+    hidden_states = np.zeros((4, 2, 8))
+    compute_metrics = make_compute_metrics(["neg", "neu", "pos"], "single_label_classification")
+    metrics = compute_metrics(EvalPrediction(predictions=(logits, hidden_states), label_ids=np.array([0, 1, 1, 0])))
+    assert "confusion_matrix" not in metrics
+    assert all(isinstance(v, float) for v in metrics.values())
+    assert metrics["accuracy"] == pytest.approx(3 / 4)
+    assert metrics["recall_neu"] == pytest.approx(1 / 2)
+    assert metrics["precision_pos"] == 0.0
+
+
+def test_make_compute_metrics_multi_label_thresholds_at_half():
+    from transformers import EvalPrediction
+
+    # Logits of +-1000 would overflow a naive exp(); 0.1 and -0.1 sit just either side of sigmoid = 0.5.
+    logits = np.array([[1000.0, -0.1], [0.1, -1000.0]], dtype=np.float32)
+    labels = np.array([[1.0, 0.0], [1.0, 1.0]], dtype=np.float32)
+    compute_metrics = make_compute_metrics(["x", "y"], "multi_label_classification")
+    metrics = compute_metrics(EvalPrediction(predictions=logits, label_ids=labels))
+    assert metrics["subset_accuracy"] == pytest.approx(1 / 2)
+    assert (metrics["f1_x"], metrics["f1_y"]) == (1.0, 0.0)
+
+
+def test_save_confusion_matrix_writes_json_and_png(tmp_path):
+    labels = ["negative sentiment", "neutral", "positive sentiment"]
+    matrix = [[5, 1, 0], [2, 3, 1], [0, 0, 0]]  # a class with no samples must not divide by zero
+    json_path, png_path = tmp_path / "out" / "cm.json", tmp_path / "out" / "cm.png"
+    save_confusion_matrix(matrix, labels, json_path, png_path, title="test set")
+    assert json.loads(json_path.read_text()) == {"labels": labels, "matrix": matrix}
+    assert png_path.read_bytes()[:8] == PNG_SIGNATURE
+    with pytest.raises(DataError, match="shape"):
+        save_confusion_matrix([[1, 2], [3, 4]], labels, json_path, png_path)
+
+
+@pytest.mark.parametrize(
+    "log_history",
+    [
+        pytest.param(
+            [
+                {"loss": 1.1, "grad_norm": 3.0, "learning_rate": 5e-5, "epoch": 0.5, "step": 5},
+                {"loss": 0.8, "grad_norm": 2.0, "learning_rate": 3e-5, "epoch": 1.0, "step": 10},
+                {"eval_loss": 0.9, "eval_accuracy": 0.6, "eval_f1_macro": 0.5, "epoch": 1.0, "step": 10},
+                {"loss": 0.5, "grad_norm": 1.0, "learning_rate": 1e-5, "epoch": 1.5, "step": 15},
+                {"eval_loss": 0.7, "eval_accuracy": 0.7, "eval_f1_macro": 0.65, "epoch": 2.0, "step": 20},
+                {"train_runtime": 3.0, "train_loss": 0.8, "epoch": 2.0, "step": 20},
+            ],
+            id="train-and-eval",
+        ),
+        pytest.param([{"loss": 1.0, "epoch": 0.1, "step": 1}], id="one-train-point-no-eval"),
+        pytest.param([{"eval_loss": 0.9, "eval_accuracy": 0.5, "epoch": 1.0, "step": 4}], id="one-eval-point"),
+        pytest.param([], id="empty"),
+    ],
+)
+def test_plot_training_curves(tmp_path, log_history):
+    png_path = tmp_path / "plots" / "curves.png"
+    plot_training_curves(log_history, png_path, title="run")
+    assert png_path.read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_metrics_markdown_table():
+    table = metrics_markdown_table(
+        {"validation": {"eval_accuracy": 0.81234, "eval_f1_macro": 0.8}, "test | ood": {"accuracy": 1}}
+    )
+    assert table.splitlines() == [
+        "| set | accuracy | f1_macro |",
+        "|---|---|---|",
+        "| validation | 0.8123 | 0.8000 |",
+        "| test \\| ood | 1.0000 | n/a |",
+    ]

@@ -1,0 +1,198 @@
+"""TransferTrainer: exact loss under gradient accumulation, freeze plans that hold, unfreezing that trains, LLRD."""
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import BertConfig, BertForSequenceClassification, DataCollatorWithPadding, Trainer, TrainerCallback
+
+from hf_transfer.config import TransferTrainingArguments
+from hf_transfer.trainers import TransferTrainer
+
+
+def tiny_model(seed=0, dropout=0.0, num_labels=3):
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=num_labels,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+    )
+    return BertForSequenceClassification(config)
+
+
+class _PadTokenizer:
+    """Just enough of a tokenizer for DataCollatorWithPadding."""
+
+    pad_token_id = 0
+    padding_side = "right"
+    model_input_names = ["input_ids", "attention_mask"]
+
+    def pad(self, features, return_tensors="pt", **kwargs):
+        width = max(len(f["input_ids"]) for f in features)
+        ids = [f["input_ids"] + [0] * (width - len(f["input_ids"])) for f in features]
+        mask = [[1] * len(f["input_ids"]) + [0] * (width - len(f["input_ids"])) for f in features]
+        out = {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask)}
+        if "labels" in features[0]:
+            out["labels"] = torch.tensor([f["labels"] for f in features])
+        return out
+
+
+def tiny_dataset(n=32, seed=0, num_labels=3):
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for i in range(n):
+        length = int(torch.randint(3, 12, (1,), generator=g))
+        ids = [1] + torch.randint(5, 100, (length,), generator=g).tolist()
+        rows.append({"input_ids": ids, "labels": i % num_labels})
+    return Dataset.from_list(rows)
+
+
+def make_args(tmp_path, **kw):
+    defaults = dict(
+        output_dir=str(tmp_path / "out"),
+        use_cpu=True,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=1,
+        learning_rate=0.1,
+        optim="sgd",
+        max_grad_norm=0.0,
+        seed=0,
+        disable_tqdm=True,
+        num_train_epochs=1,
+        dataloader_drop_last=True,
+        lr_scheduler_type="constant",
+    )
+    defaults.update(kw)
+    return TransferTrainingArguments(**defaults)
+
+
+def run(trainer_cls, tmp_path, model=None, dataset=None, callbacks=None, **kw):
+    model = model or tiny_model()
+    args = make_args(tmp_path, **kw)
+    extra = {} if trainer_cls is Trainer else {}
+    trainer = trainer_cls(
+        model=model,
+        args=args,
+        train_dataset=dataset or tiny_dataset(),
+        data_collator=DataCollatorWithPadding(_PadTokenizer()),
+        callbacks=callbacks,
+        **extra,
+    )
+    trainer.train()
+    return trainer
+
+
+def params(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def test_batch8_acc1_equals_batch4_acc2(tmp_path):
+    a = run(TransferTrainer, tmp_path / "a", per_device_train_batch_size=8, gradient_accumulation_steps=1)
+    b = run(TransferTrainer, tmp_path / "b", per_device_train_batch_size=4, gradient_accumulation_steps=2)
+    pa, pb = params(a.model), params(b.model)
+    assert a.state.global_step == b.state.global_step == 4
+    for name in pa:
+        torch.testing.assert_close(pa[name], pb[name], atol=2e-6, rtol=1e-5, msg=name)
+    losses_a = [e["loss"] for e in a.state.log_history if "loss" in e]
+    losses_b = [e["loss"] for e in b.state.log_history if "loss" in e]
+    assert losses_a == pytest.approx(losses_b, rel=1e-5)
+
+
+def test_stock_trainer_double_scales_bert_loss_under_accumulation(tmp_path):
+    """Why TransferTrainer computes its own loss: stock Trainer's update differs with accumulation (SGD shows it)."""
+    a = run(Trainer, tmp_path / "a", per_device_train_batch_size=8, gradient_accumulation_steps=1)
+    b = run(Trainer, tmp_path / "b", per_device_train_batch_size=4, gradient_accumulation_steps=2)
+    w = "classifier.weight"
+    start = tiny_model().state_dict()[w]
+    delta_a = a.model.state_dict()[w] - start
+    delta_b = b.model.state_dict()[w] - start
+    assert not torch.allclose(delta_a, delta_b, atol=1e-4)
+
+
+def test_frozen_parameters_bit_identical_and_trainable_ones_change(tmp_path):
+    model = tiny_model(dropout=0.1)
+    before = params(model)
+    trainer = run(
+        TransferTrainer,
+        tmp_path,
+        model=model,
+        freeze_layers=1,
+        freeze_embeddings=True,
+        per_device_train_batch_size=8,
+        optim="adamw_torch",
+        learning_rate=1e-2,
+    )
+    after = params(trainer.model)
+    frozen = [n for n in before if n.startswith(("bert.embeddings.", "bert.encoder.layer.0."))]
+    trainable = [n for n in before if n not in frozen]
+    assert frozen and trainable
+    for n in frozen:
+        assert torch.equal(before[n], after[n]), n
+        assert not trainer.model.get_parameter(n).requires_grad
+    for n in trainable:
+        assert not torch.equal(before[n], after[n]), n
+    # Frozen blocks ran in eval mode during training: no dropout noise inside them.
+    assert trainer.model.bert.encoder.layer[0].training is False
+    assert trainer.model.bert.embeddings.training is False
+
+
+class _Snapshot(TrainerCallback):
+    def __init__(self):
+        self.at_epoch_end = []
+
+    def on_epoch_end(self, args, state, control, model=None, **kw):
+        self.at_epoch_end.append(params(model))
+
+
+def test_gradual_unfreezing_really_optimises_newly_unfrozen_blocks(tmp_path):
+    model = tiny_model()
+    before = params(model)
+    snap = _Snapshot()
+    trainer = run(
+        TransferTrainer,
+        tmp_path,
+        model=model,
+        callbacks=[snap],
+        gradual_unfreezing=1,
+        num_train_epochs=3,
+        per_device_train_batch_size=8,
+        optim="adamw_torch",
+        learning_rate=1e-2,
+    )
+    block0, block1 = "bert.encoder.layer.0.output.dense.weight", "bert.encoder.layer.1.output.dense.weight"
+    emb, head = "bert.embeddings.word_embeddings.weight", "classifier.weight"
+    e0, e1, e2 = snap.at_epoch_end
+    assert not torch.equal(e0[head], before[head])
+    assert torch.equal(e0[block1], before[block1]) and torch.equal(e0[block0], before[block0])
+    assert not torch.equal(e1[block1], e0[block1])  # top block released in epoch 1
+    assert torch.equal(e1[block0], before[block0])
+    assert not torch.equal(e2[block0], e1[block0])  # next block released in epoch 2
+    assert torch.equal(e2[emb], before[emb])  # embeddings come last, after epoch 3
+    assert trainer.model.get_parameter(block0).requires_grad
+
+
+def test_layerwise_lr_decay_builds_parameter_groups(tmp_path):
+    args = make_args(tmp_path, layerwise_lr_decay=0.5, learning_rate=1.0, optim="adamw_torch", weight_decay=0.01)
+    trainer = TransferTrainer(
+        model=tiny_model(),
+        args=args,
+        train_dataset=tiny_dataset(),
+        data_collator=DataCollatorWithPadding(_PadTokenizer()),
+    )
+    optimizer = trainer.create_optimizer()
+    lr_of = {}
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            lr_of[id(p)] = group["lr"]
+    m = trainer.model
+    assert lr_of[id(m.classifier.weight)] == 1.0
+    assert lr_of[id(m.bert.encoder.layer[1].output.dense.weight)] == 0.5
+    assert lr_of[id(m.bert.encoder.layer[0].output.dense.weight)] == 0.25
+    assert lr_of[id(m.bert.embeddings.word_embeddings.weight)] == 0.125
+    assert len(lr_of) == len(list(m.parameters()))
