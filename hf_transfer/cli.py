@@ -13,7 +13,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from .config import ConfigError, HfTransferError
+from .config import INT_OR_LIST_FIELDS, ConfigError, HfTransferError
 
 USAGE = """usage: hf-transfer <command> [--config CONFIG.yaml] [--field value ...]
 
@@ -51,11 +51,34 @@ COMMANDS: dict[str, tuple[typing.Callable, str]] = {
 # --- parsing --------------------------------------------------------------------------------------------------------
 
 
+def _yaml_loader():
+    """A SafeLoader that reads only true/false as booleans (YAML 1.2), so `save_strategy: no` stays "no"."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+    )
+    return Loader
+
+
+def _yaml_load(text: str) -> Any:
+    import yaml
+
+    return yaml.load(text, Loader=_yaml_loader())
+
+
 def _read_yaml(value: str) -> Any:
     import yaml
 
     try:
-        return yaml.safe_load(value)
+        return _yaml_load(value)
     except yaml.YAMLError:
         return value
 
@@ -111,7 +134,7 @@ def _load_config_file(path: str) -> dict[str, Any]:
     if not Path(path).is_file():
         raise ConfigError(f"config file {path!r} does not exist.")
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = _yaml_load(Path(path).read_text())
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -222,7 +245,7 @@ def parse_command_args(command: str, argv: list[str]) -> tuple:
         close = difflib.get_close_matches(name, list(hints), n=1, cutoff=0.6)
         hint = f" Did you mean {close[0]!r}?" if close else f" Run `hf-transfer {command} --help` for the fields."
         raise ConfigError(f"unknown field {name!r}.{hint}")
-    values = {k: _coerce(k, v, hints[k]) for k, v in values.items()}
+    values = {k: v if k in INT_OR_LIST_FIELDS else _coerce(k, v, hints[k]) for k, v in values.items()}
     parser = _build_parser(dataclass_types, command)
     try:
         return parser.parse_dict(values)

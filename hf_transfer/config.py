@@ -12,6 +12,9 @@ from typing import Any, Literal
 from transformers import TrainingArguments
 
 SUPPORTED_EXTENSIONS = ("csv", "tsv", "json", "jsonl", "parquet")
+# Fields that take "an int or a list of ints": HfArgumentParser has no type for that, so they are declared
+# `str | int` for it, passed through unconverted by the CLI, and normalised by `parse_index_list` in __post_init__.
+INT_OR_LIST_FIELDS = frozenset({"freeze_layers"})
 
 
 class HfTransferError(ValueError):
@@ -168,7 +171,7 @@ class TransferTrainingArguments(TrainingArguments):
     """`TrainingArguments` plus the transfer-learning recipe: what to freeze, when to unfreeze, how to decay LRs."""
 
     freeze_embeddings: bool = field(default=False, metadata={"help": "Freeze the embedding layers."})
-    freeze_layers: str | None = field(
+    freeze_layers: str | int | None = field(
         default=None,
         metadata={
             "help": "Transformer blocks to freeze: an int N for the bottom N blocks, or a list of block indices "

@@ -231,4 +231,4 @@ def _legend_or_note(ax, note: str) -> None:
 def _save(fig, png_path: Path | str) -> None:
     png_path = Path(png_path)
     png_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png_path, dpi=120)
+    fig.savefig(png_path, dpi=120, bbox_inches="tight")

@@ -244,11 +244,11 @@ def run_evaluate(args: EvaluateArguments) -> dict:
     tokenizer = load_tokenizer(args.model_name_or_path)
     model = load_classifier(args.model_name_or_path, config)
     split = prepared.datasets["validation"]
-    pairs = split[prepared.text_pair_column] if prepared.text_pair_column else None
+    pairs = list(split[prepared.text_pair_column]) if prepared.text_pair_column else None
     logits = predict_logits(
         model,
         tokenizer,
-        split[prepared.text_column],
+        list(split[prepared.text_column]),
         pairs,
         batch_size=args.per_device_eval_batch_size,
         max_length=args.max_seq_length,

@@ -1,0 +1,281 @@
+"""The command line: parsing, the bad-input contract, and whole runs that leave what DESIGN.md lists."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from hf_transfer.cli import main, parse_command_args
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = sorted((REPO / "scripts").rglob("*.yaml"))
+RUN_OUTPUTS = [
+    "model.safetensors",
+    "tokenizer.json",
+    "config.json",
+    "train_results.json",
+    "eval_results.json",
+    "all_results.json",
+    "hf_transfer_config.yaml",
+    "training_curves.png",
+    "README.md",
+]
+
+
+def write_csv(path, texts, labels):
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def tiny_data(tmp_path):
+    words = ["good", "great", "fine", "bad", "awful", "poor", "nice", "meh"]
+    texts = [f"{words[i % 8]} thing number {i}" for i in range(48)]
+    labels = ["pos" if i % 8 in (0, 1, 2, 6) else "neg" for i in range(48)]
+    train = write_csv(tmp_path / "train.csv", texts[:40], labels[:40])
+    dev = write_csv(tmp_path / "dev.csv", texts[40:], labels[40:])
+    return train, dev
+
+
+def train_argv(model_dir, train, dev, out, *extra):
+    return [
+        "train",
+        "--model_name_or_path",
+        str(model_dir),
+        "--train_file",
+        str(train),
+        "--validation_file",
+        str(dev),
+        "--output_dir",
+        str(out),
+        "--num_train_epochs",
+        "1",
+        "--per_device_train_batch_size",
+        "8",
+        "--use_cpu",
+        "true",
+        "--report_to",
+        "none",
+        "--save_strategy",
+        "no",
+        "--logging_steps",
+        "1",
+        "--disable_tqdm",
+        "true",
+        "--eval_strategy",
+        "epoch",
+        *extra,
+    ]
+
+
+# --- parsing -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_help_lists_fields(command, capsys):
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--config" in out and "--model_name_or_path" in out
+    if command == "train":
+        assert "--freeze_layers" in out and "--layerwise_lr_decay" in out and "--learning_rate" in out
+
+
+def test_top_level_help_and_unknown_command(capsys):
+    assert main(["--help"]) == 0
+    assert "train" in capsys.readouterr().out
+    assert main(["trian"]) == 2
+    assert "did you mean 'train'" in capsys.readouterr().err.lower()
+
+
+def test_flags_override_yaml_and_are_read_as_yaml(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {"model_name_or_path": "m", "learning_rate": 1e-3, "freeze_layers": 2, "output_dir": str(tmp_path / "o")}
+        )
+    )
+    model, data, training = parse_command_args(
+        "train",
+        [
+            "--config",
+            str(config),
+            "--learning_rate",
+            "5e-5",
+            "--freeze_layers",
+            "[0,1,2]",
+            "--bf16",
+            "true",
+            "--use_cpu",
+            "true",
+            "--freeze_embeddings",
+            "--label_mapping",
+            "{1: bad, 5: good}",
+        ],
+    )
+    assert training.learning_rate == 5e-5 and isinstance(training.learning_rate, float)
+    assert training.freeze_layers == [0, 1, 2] and training.bf16 is True and training.freeze_embeddings is True
+    assert data.label_mapping == {"1": "bad", "5": "good"}
+    assert model.model_name_or_path == "m"
+
+
+def test_env_vars_expand_in_yaml(tmp_path, monkeypatch):
+    monkeypatch.setenv("MY_DATA", "/data/here")
+    config = tmp_path / "c.yaml"
+    config.write_text("train_file: ${MY_DATA}/t.csv\nvalidation_file: ${NOT_SET_VAR:-fallback}/v.csv\n")
+    _, data, _ = parse_command_args("train", ["--config", str(config), "--output_dir", str(tmp_path / "o")])
+    assert data.train_file == "/data/here/t.csv" and data.validation_file == "fallback/v.csv"
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(REPO)))
+def test_shipped_configs_parse(config, monkeypatch):
+    monkeypatch.chdir(REPO)
+    raw = yaml.safe_load(config.read_text())
+    assert isinstance(raw, dict) and raw
+    model, data, training = parse_command_args("train", ["--config", str(config)])
+    assert model.model_name_or_path and training.output_dir and (data.train_file or data.dataset_name)
+
+
+# --- bad input: one line, exit 2, nothing written ----------------------------------------------------------------
+
+
+def _bad_cases(tmp_path, tiny_bert_dir, train, dev):
+    empty = write_csv(tmp_path / "empty.csv", ["  ", ""], ["pos", "neg"])
+    unseen = write_csv(tmp_path / "unseen.csv", ["some text"], ["neutral"])
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("learning_rate: [1, 2\n")
+    base = dict(model_dir=tiny_bert_dir, train=train, dev=dev)
+    return {
+        "missing file": (dict(base, train=tmp_path / "nope.csv"), [], "nope.csv"),
+        "unknown column": (base, ["--text_column_name", "txt"], "text"),
+        "empty after cleaning": (dict(base, train=empty), [], "empty"),
+        "unseen validation label": (dict(base, dev=unseen), [], "neutral"),
+        "freeze_layers beyond depth": (base, ["--freeze_layers", "5"], "freeze_layers"),
+        "llrd out of range": (base, ["--layerwise_lr_decay", "1.5"], "layerwise_lr_decay"),
+        "unknown field": (base, ["--freeze_layer", "2"], "freeze_layers"),
+        "model not found": (dict(base, model_dir=tmp_path / "no-such-model"), [], "no-such-model"),
+        "invalid yaml": (base, ["--config", str(bad_yaml)], "yaml"),
+        "wrong type": (base, ["--num_train_epochs", "many"], "num_train_epochs"),
+        "head only with freeze_layers": (
+            base,
+            ["--train_head_only", "true", "--freeze_layers", "1"],
+            "train_head_only",
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing file",
+        "unknown column",
+        "empty after cleaning",
+        "unseen validation label",
+        "freeze_layers beyond depth",
+        "llrd out of range",
+        "unknown field",
+        "model not found",
+        "invalid yaml",
+        "wrong type",
+        "head only with freeze_layers",
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, tiny_bert_dir, tiny_data, capsys):
+    paths, extra, needle = _bad_cases(tmp_path, tiny_bert_dir, *tiny_data)[case]
+    out = tmp_path / "out"
+    code = main(train_argv(paths["model_dir"], paths["train"], paths["dev"], out, *extra))
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    assert needle.lower() in err.lower(), err
+    assert not out.exists()
+
+
+def test_bad_input_through_python_m(tmp_path, tiny_data):
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "hf_transfer", *train_argv(tmp_path / "missing-model", *tiny_data, out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert not out.exists()
+
+
+# --- whole runs ------------------------------------------------------------------------------------------------------
+
+
+def test_train_then_evaluate_tiny_model(tmp_path, tiny_bert_dir, tiny_data, capsys):
+    from transformers import AutoModelForSequenceClassification, pipeline
+
+    train, dev = tiny_data
+    out = tmp_path / "run"
+    assert main(train_argv(tiny_bert_dir, train, dev, out, "--freeze_layers", "1", "--freeze_embeddings")) == 0
+    for name in RUN_OUTPUTS:
+        assert (out / name).is_file(), name
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {"0": "neg", "1": "pos"} and config["label2id"] == {"neg": 0, "pos": 1}
+    resolved = yaml.safe_load((out / "hf_transfer_config.yaml").read_text())
+    assert resolved["freeze_layers"] == 1 and not any("token" in k for k in resolved)
+    assert json.loads((out / "all_results.json").read_text())["eval_samples"] == 8
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert model.config.num_labels == 2
+    prediction = pipeline("text-classification", model=str(out))("great thing")[0]
+    assert prediction["label"] in {"neg", "pos"}
+
+    metrics_file = tmp_path / "metrics.json"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model_name_or_path",
+                str(out),
+                "--validation_file",
+                str(dev),
+                "--output_file",
+                str(metrics_file),
+            ]
+        )
+        == 0
+    )
+    metrics = json.loads(metrics_file.read_text())
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["samples"] == 8
+    assert sum(map(sum, metrics["confusion_matrix"])) == 8
+    assert metrics_file.with_suffix(".confusion_matrix.png").is_file()
+
+
+def test_multi_label_run(tmp_path, tiny_bert_dir):
+    rows = [
+        {"text": f"item {i} is {'red' if i % 2 else 'blue'}", "labels": [["a"], ["b"], ["a", "b"], []][i % 4]}
+        for i in range(40)
+    ]
+    train = tmp_path / "train.jsonl"
+    train.write_text("\n".join(json.dumps(r) for r in rows))
+    out = tmp_path / "ml"
+    assert main(train_argv(tiny_bert_dir, train, train, out, "--problem_type", "multi_label_classification")) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["problem_type"] == "multi_label_classification"
+    results = json.loads((out / "eval_results.json").read_text())
+    assert {"eval_f1_micro", "eval_f1_macro", "eval_subset_accuracy"} <= set(results)
+
+
+def test_quickstart_on_real_minilm(tmp_path, minilm_path, monkeypatch, capsys):
+    """The README's main job, end to end on the real model: it learns the shipped sample well above chance."""
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("HF_TRANSFER_MODEL", minilm_path)
+    out = tmp_path / "quickstart"
+    code = main(
+        ["train", "--config", "scripts/quickstart/config.yaml", "--output_dir", str(out), "--disable_tqdm", "true"]
+    )
+    assert code == 0
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["eval_accuracy"] > 0.6  # chance is 1/3
+    card = (out / "README.md").read_text()
+    header = yaml.safe_load(card.split("---")[1])
+    assert header["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert "eval_accuracy" in capsys.readouterr().out
