@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from hf_transfer.config import DataArguments, DataError
-from hf_transfer.data import load_data, read_table, tokenize_data
+from hf_transfer.data import load_data, tokenize_data
+from hf_transfer.tables import read_table
 
 RATING_MAPPING = {1: "bad", 2: "bad", 3: "neutral", 4: "good", 5: "good"}
 
