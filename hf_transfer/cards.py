@@ -31,6 +31,12 @@ def _fmt(value):
     return f"{value:.4f}" if isinstance(value, float) else value
 
 
+def _source_text(source, fallback: str) -> str:
+    if isinstance(source, dict):
+        return ", ".join(f"{k.replace('_', ' ')} `{v}`" for k, v in source.items() if v) or fallback
+    return str(source or fallback)
+
+
 def _freeze_text(freeze: dict) -> str:
     parts = []
     if freeze.get("train_head_only"):
@@ -126,7 +132,7 @@ def build_card(record: dict, config: dict, repo_id: str | None = None):
         data_splits=splits,
         validation_carved=record.get("data", {}).get("validation_carved_from_train", False),
         validation_pct=config.get("validation_split_percentage"),
-        data_source=record.get("data", {}).get("source", dataset_name),
+        data_source=_source_text(record.get("data", {}).get("source"), dataset_name),
         freeze_text=_freeze_text(freeze),
         trainable=f"{trainable:,}",
         total=f"{total:,}",

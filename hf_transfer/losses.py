@@ -13,10 +13,13 @@ SINGLE_LABEL = "single_label_classification"
 MULTI_LABEL = "multi_label_classification"
 
 
-def classification_loss_sum(logits: torch.Tensor, labels: torch.Tensor, problem_type: str) -> torch.Tensor:
+def classification_loss_sum(
+    logits: torch.Tensor, labels: torch.Tensor, problem_type: str, label_smoothing: float = 0.0
+) -> torch.Tensor:
     """Sum of per-item losses: cross-entropy over examples, or binary cross-entropy over (example, label) entries.
 
     Items labelled -100 are ignored, as in `transformers`. The loss is computed in float32 whatever the logits' dtype.
+    `label_smoothing` applies to single-label cross-entropy (as `TrainingArguments.label_smoothing_factor`).
     """
     logits = logits.float()
     if problem_type == MULTI_LABEL:
@@ -25,7 +28,11 @@ def classification_loss_sum(logits: torch.Tensor, labels: torch.Tensor, problem_
         per_entry = F.binary_cross_entropy_with_logits(logits, targets.clamp(0, 1), reduction="none")
         return (per_entry * mask).sum()
     return F.cross_entropy(
-        logits.view(-1, logits.size(-1)), labels.view(-1).long(), ignore_index=-100, reduction="sum"
+        logits.view(-1, logits.size(-1)),
+        labels.view(-1).long(),
+        ignore_index=-100,
+        reduction="sum",
+        label_smoothing=label_smoothing,
     )
 
 

@@ -118,7 +118,9 @@ class TransferTrainer(Trainer):
         inputs = dict(inputs)
         labels = inputs.pop("labels")
         outputs = model(**inputs)
-        loss_sum = classification_loss_sum(outputs.logits, labels, self.problem_type)
+        loss_sum = classification_loss_sum(
+            outputs.logits, labels, self.problem_type, label_smoothing=self.args.label_smoothing_factor
+        )
         if num_items_in_batch is None:
             # Evaluation, or a caller that did not count: the mean over this batch.
             loss = loss_sum / count_loss_items(labels).clamp(min=1)
