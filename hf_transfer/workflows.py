@@ -126,11 +126,22 @@ def run_train(model_args: ModelArguments, data_args: DataArguments, training_arg
             freeze_at_start,
         )
     return {
+        **_row_counts(prepared),
         **eval_metrics,
         "train_samples_per_second": train_metrics.get("train_samples_per_second"),
         "train_wall_seconds": train_metrics["train_wall_seconds"],
         "output_dir": training_args.output_dir,
     }
+
+
+def _row_counts(prepared: PreparedData) -> dict[str, int]:
+    """Rows used and rows dropped per split, so the user sees what cleaning removed."""
+    counts = {}
+    for split in prepared.datasets:
+        info = prepared.summary.get(split, {})
+        counts[f"{split}_rows"] = info.get("rows", len(prepared.datasets[split]))
+        counts[f"{split}_rows_dropped"] = sum((info.get("dropped") or {}).values())
+    return counts
 
 
 def _write_run_outputs(
