@@ -1,0 +1,45 @@
+"""Packaging: the entry points, the files shipped inside the package, and the name-clash warning."""
+
+import importlib
+import subprocess
+import sys
+import warnings
+from importlib import metadata
+
+import hf_transfer
+from hf_transfer.cards import template_path
+from hf_transfer.evaluation import METRICS_DIR
+
+
+def test_python_m_and_console_script_are_the_same_program():
+    proc = subprocess.run([sys.executable, "-m", "hf_transfer", "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "train" in proc.stdout and "evaluate" in proc.stdout
+    scripts = {ep.name: ep.value for ep in metadata.entry_points(group="console_scripts")}
+    assert scripts["hf-transfer"] == "hf_transfer.cli:main"
+
+
+def test_templates_and_metric_modules_ship_inside_the_package():
+    assert template_path().is_file()
+    assert "hf_transfer" in str(template_path().resolve()) or template_path().parent.name == "model_cards"
+    for name in ("accuracy", "precision", "recall", "f1", "multilabel"):
+        assert (METRICS_DIR / name / f"{name}.py").is_file()
+
+
+def test_warns_when_the_download_accelerator_wheel_is_installed(monkeypatch):
+    real = metadata.distribution
+
+    def fake(name):
+        if name == "hf-transfer":
+            return object()
+        return real(name)
+
+    monkeypatch.setattr(metadata, "distribution", fake)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        importlib.reload(hf_transfer)
+    assert any("pip uninstall hf-transfer" in str(w.message) for w in caught)
+    monkeypatch.setattr(metadata, "distribution", real)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        importlib.reload(hf_transfer)
+    assert not any("hf-transfer" in str(w.message) for w in caught)
