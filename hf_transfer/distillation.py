@@ -1,0 +1,303 @@
+"""Knowledge-distillation building blocks: KD losses, teacher ensembles, hidden-state matching, students cut from a
+teacher, and label-set alignment.
+
+Like `hf_transfer.losses`, every loss returns a SUM over items so that the trainer divides by the item count of the
+whole accumulated, all-device batch. The teacher's tensors are always detached: only the student gets gradients.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+
+from hf_transfer.config import ConfigError
+from hf_transfer.layers import discover_layers
+from hf_transfer.losses import MULTI_LABEL, SINGLE_LABEL, classification_loss_sum
+
+_PROBLEM_TYPES = (SINGLE_LABEL, MULTI_LABEL)
+
+
+def _check_temperature(temperature: float) -> None:
+    if not temperature > 0:
+        raise ConfigError(f"temperature must be > 0, got {temperature!r}; 1.0 leaves the logits as they are.")
+
+
+def _check_problem_type(problem_type: str) -> None:
+    if problem_type not in _PROBLEM_TYPES:
+        raise ConfigError(f"problem_type must be one of {_PROBLEM_TYPES}, got {problem_type!r}.")
+
+
+def _teacher_target(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, teacher_probs: torch.Tensor | None
+) -> torch.Tensor:
+    """The teacher tensor (logits or probabilities), detached, in float32, shape-checked against the student."""
+    if (teacher_logits is None) == (teacher_probs is None):
+        raise ValueError("Give exactly one of teacher_logits and teacher_probs.")
+    target = (teacher_logits if teacher_probs is None else teacher_probs).detach().float()
+    if target.shape != student_logits.shape:
+        raise ConfigError(
+            f"The teacher's outputs have shape {tuple(target.shape)} but the student's {tuple(student_logits.shape)}; "
+            "teacher and student need the same labels (see check_label_sets)."
+        )
+    return target
+
+
+def _masked_sum(per_item: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    if mask is None:
+        return per_item.sum()
+    mask = mask.to(per_item.device)
+    if mask.dim() < per_item.dim():  # a mask of rows for per-entry losses
+        mask = mask.unsqueeze(-1)
+    # where(), not a product: a padded row's inf or nan must not leak into the sum.
+    return torch.where(mask.bool(), per_item, per_item.new_zeros(())).sum()
+
+
+def kd_loss_sum(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor | None = None,
+    temperature: float = 1.0,
+    *,
+    teacher_probs: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """T² · KL(teacher ‖ student) of the temperature-softened distributions, summed over rows, in float32.
+
+    Give the teacher as `teacher_logits`, or as `teacher_probs` already softened at `temperature` (for instance from
+    `ensemble_probabilities`). `mask` (shape `logits.shape[:-1]`) keeps only the true rows. The T² factor keeps the
+    gradient's scale independent of T (Hinton et al., 2015).
+    """
+    _check_temperature(temperature)
+    target = _teacher_target(student_logits, teacher_logits, teacher_probs)
+    student_log_probs = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    if teacher_probs is None:
+        teacher_log_probs = F.log_softmax(target / temperature, dim=-1)
+        per_entry = teacher_log_probs.exp() * (teacher_log_probs - student_log_probs)
+    else:
+        per_entry = torch.xlogy(target, target) - target * student_log_probs  # 0·log 0 = 0
+    return temperature**2 * _masked_sum(per_entry.sum(-1), mask)
+
+
+def kd_multilabel_loss_sum(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor | None = None,
+    temperature: float = 1.0,
+    *,
+    teacher_probs: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """T² · BCE(sigmoid(student/T), sigmoid(teacher/T)) with the teacher as soft targets, summed over entries.
+
+    Unlike `kd_loss_sum` this is a cross-entropy, not a KL: it does not reach 0 when the student equals the teacher
+    (it bottoms out at the teacher's entropy), but its gradient is the same. `mask` selects rows or single entries.
+    """
+    _check_temperature(temperature)
+    target = _teacher_target(student_logits, teacher_logits, teacher_probs)
+    if teacher_probs is None:
+        target = torch.sigmoid(target / temperature)
+    per_entry = F.binary_cross_entropy_with_logits(student_logits.float() / temperature, target, reduction="none")
+    return temperature**2 * _masked_sum(per_entry, mask)
+
+
+def distillation_loss_sum(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    labels: torch.Tensor | None,
+    *,
+    alpha: float,
+    temperature: float,
+    problem_type: str = SINGLE_LABEL,
+    teacher_probs: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """α · KD + (1 − α) · hard-label loss, and the detached terms `{"kd": ..., "ce": ...}` for logging.
+
+    Both terms are summed over the same items, those `count_loss_items(labels)` counts: items labelled -100 (padding
+    tokens, missing labels) are left out of the KD term too. With α = 1 `labels` may be None, and the KD term then
+    sums over every row (entry, for multi-label).
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"alpha must be in [0, 1] (the weight of the KD term), got {alpha!r}.")
+    _check_temperature(temperature)
+    _check_problem_type(problem_type)
+    if labels is None and alpha != 1.0:
+        raise ConfigError(
+            f"alpha={alpha!r} weights a hard-label loss, so labels are needed; use alpha=1 without them."
+        )
+    mask = None if labels is None else labels.ne(-100)
+    kd_fn = kd_multilabel_loss_sum if problem_type == MULTI_LABEL else kd_loss_sum
+    kd = kd_fn(student_logits, teacher_logits, temperature, teacher_probs=teacher_probs, mask=mask)
+    if labels is None:
+        ce = kd.new_zeros(())
+    else:
+        ce = classification_loss_sum(student_logits, labels, problem_type, label_smoothing=label_smoothing)
+    total = alpha * kd + (1.0 - alpha) * ce
+    return total, {"kd": kd.detach(), "ce": ce.detach()}
+
+
+def ensemble_probabilities(
+    teacher_logits: Sequence[torch.Tensor],
+    weights: Sequence[float] | None = None,
+    temperature: float = 1.0,
+    *,
+    problem_type: str = SINGLE_LABEL,
+) -> torch.Tensor:
+    """The weighted average of the teachers' softened probabilities (softmax, or sigmoid for multi-label), float32.
+
+    `weights` (default: equal) are normalised to sum to 1. Pass the result as `teacher_probs=` to the KD losses, with
+    the same temperature.
+    """
+    _check_temperature(temperature)
+    _check_problem_type(problem_type)
+    if len(teacher_logits) == 0:
+        raise ConfigError("ensemble_probabilities needs at least one teacher's logits, got an empty list.")
+    shapes = [tuple(logits.shape) for logits in teacher_logits]
+    if len(set(shapes)) > 1:
+        raise ConfigError(f"All teachers must output the same shape (same labels, same batch), got {shapes}.")
+    if weights is None:
+        weights = [1.0] * len(teacher_logits)
+    if len(weights) != len(teacher_logits):
+        raise ConfigError(f"Got {len(weights)} teacher weights for {len(teacher_logits)} teachers; give one each.")
+    if not all(w > 0 and w != float("inf") for w in weights):
+        raise ConfigError(f"Teacher weights must be positive and finite, got {list(weights)}.")
+    total = float(sum(weights))
+    probs = torch.zeros(shapes[0], dtype=torch.float32, device=teacher_logits[0].device)
+    for logits, weight in zip(teacher_logits, weights, strict=True):
+        scaled = logits.detach().float() / temperature
+        softened = torch.sigmoid(scaled) if problem_type == MULTI_LABEL else F.softmax(scaled, dim=-1)
+        probs += (weight / total) * softened
+    return probs
+
+
+def hidden_state_loss_sum(
+    student_hidden: torch.Tensor,
+    teacher_hidden: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    kind: Literal["mse", "cosine"] = "mse",
+    projection: nn.Linear | None = None,
+) -> torch.Tensor:
+    """Per-token distance between hidden states `(batch, seq, hidden)`, summed over non-padding tokens, in float32.
+
+    `kind="mse"` is the mean squared error over the hidden dimension, `"cosine"` is 1 − cosine similarity; either way
+    the normaliser is the number of tokens, `attention_mask.sum()`. `projection` maps the student's states to the
+    teacher's hidden size when they differ (it is trained with the student).
+    """
+    if kind not in ("mse", "cosine"):
+        raise ConfigError(f"kind must be 'mse' or 'cosine', got {kind!r}.")
+    if projection is not None:
+        student_hidden = projection(student_hidden.to(projection.weight.dtype))
+    student, teacher = student_hidden.float(), teacher_hidden.detach().float()
+    if student.shape != teacher.shape:
+        raise ConfigError(
+            f"Student hidden states have shape {tuple(student.shape)} but the teacher's {tuple(teacher.shape)}; "
+            "pass projection=nn.Linear(student_hidden_size, teacher_hidden_size) when the hidden sizes differ."
+        )
+    if kind == "mse":
+        per_token = (student - teacher).pow(2).mean(-1)
+    else:
+        per_token = 1.0 - F.cosine_similarity(student, teacher, dim=-1)
+    return _masked_sum(per_token, attention_mask)
+
+
+def _check_student_layers(student_layers: Sequence[int], teacher_depth: int) -> list[int]:
+    layers = list(student_layers)
+    valid = (
+        len(layers) > 0
+        and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < teacher_depth for i in layers)
+        and all(a < b for a, b in zip(layers, layers[1:], strict=False))
+    )
+    if not valid:
+        raise ConfigError(
+            f"student_layers must be a non-empty list of distinct teacher block indices in ascending order, each in "
+            f"[0, {teacher_depth}) for this {teacher_depth}-block teacher; got {layers}. "
+            f"For example [0, {teacher_depth // 2}, {teacher_depth - 1}] keeps the bottom, middle and top blocks."
+        )
+    return layers
+
+
+def default_layer_map(student_origins: Sequence[int], teacher_depth: int) -> dict[int, int]:
+    """Student block i → teacher block `student_origins[i]`, as block indices (`hidden_states[i + 1]` is block i's).
+
+    `student_origins` is what `build_student_from_teacher` records in `config.hf_transfer_student_layers`.
+    """
+    layers = _check_student_layers(student_origins, teacher_depth)
+    return dict(enumerate(layers))
+
+
+def build_student_from_teacher(teacher: PreTrainedModel, student_layers: Sequence[int]) -> PreTrainedModel:
+    """A model of the teacher's class with only the blocks `student_layers` (teacher block `student_layers[i]` becomes
+    block i), and the teacher's embeddings and head, all copied. The origins are recorded in
+    `student.config.hf_transfer_student_layers`.
+    """
+    teacher_layout = discover_layers(teacher)
+    depth = teacher_layout.depth
+    config_depth = teacher.config.num_hidden_layers  # an attribute_map alias where needed (DistilBERT's n_layers)
+    if depth != config_depth:
+        raise ConfigError(
+            f"{type(teacher).__name__} has {depth} distinct blocks but num_hidden_layers={config_depth} (weights "
+            "shared across layers, as in ALBERT?), so a student cannot be cut from its blocks; train a smaller "
+            "model instead."
+        )
+    layers = _check_student_layers(student_layers, depth)
+
+    config = copy.deepcopy(teacher.config)
+    config.num_hidden_layers = len(layers)
+    layer_types = getattr(config, "layer_types", None)  # per-layer attention kinds (Qwen2, Gemma, ...)
+    if isinstance(layer_types, list) and len(layer_types) == depth:
+        config.layer_types = [layer_types[i] for i in layers]
+    config.hf_transfer_student_layers = list(layers)
+    student = type(teacher)._from_config(config, dtype=teacher.dtype).to(teacher.device)
+
+    student_layout = discover_layers(student)
+    if student_layout.depth != len(layers):
+        raise ConfigError(
+            f"The student of {type(teacher).__name__} has {student_layout.depth} blocks, not the {len(layers)} asked "
+            "for: this architecture does not size its blocks by num_hidden_layers."
+        )
+    # Student block prefix -> teacher block prefix; every other name (embeddings, head, buffers) maps to itself.
+    renames = {
+        f"{student_layout.block_modules[i]}.": f"{teacher_layout.block_modules[origin]}."
+        for i, origin in enumerate(layers)
+    }
+    teacher_state = teacher.state_dict()
+    state = {}
+    for name in student.state_dict():
+        prefix = next((p for p in renames if name.startswith(p)), None)
+        source = name if prefix is None else renames[prefix] + name[len(prefix) :]
+        state[name] = teacher_state[source]
+    student.load_state_dict(state, strict=True)
+    return student
+
+
+def check_label_sets(
+    teacher_id2label: Mapping[int | str, str], student_id2label: Mapping[int | str, str]
+) -> list[int] | None:
+    """None when teacher and student have the same labels in the same order; the permutation `perm` such that
+    `teacher_logits[..., perm]` is in the student's order when they hold the same labels in another order.
+
+    Raises ConfigError when the label sets differ.
+    """
+    teacher_names = _ordered_names(teacher_id2label, "teacher")
+    student_names = _ordered_names(student_id2label, "student")
+    if teacher_names == student_names:
+        return None
+    if sorted(teacher_names) != sorted(student_names) or len(set(teacher_names)) != len(teacher_names):
+        raise ConfigError(
+            f"The teacher's labels {teacher_names} differ from the student's {student_names}; distillation needs the "
+            "same label set. Train the student on the teacher's labels, or pick a teacher trained on yours."
+        )
+    position = {name: index for index, name in enumerate(teacher_names)}
+    return [position[name] for name in student_names]
+
+
+def _ordered_names(id2label: Mapping[int | str, str], who: str) -> list[str]:
+    """Label names in id order; ids may be strings, as in a config.json read by hand."""
+    by_id = {int(key): str(name) for key, name in id2label.items()}
+    if sorted(by_id) != list(range(len(by_id))):
+        raise ConfigError(f"The {who}'s id2label ids must be 0 to {len(by_id) - 1}, got {sorted(by_id)}.")
+    return [by_id[i] for i in range(len(by_id))]
