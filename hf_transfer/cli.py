@@ -21,6 +21,7 @@ Transfer learning for Hugging Face models.
 
 commands:
   train      fine-tune a pretrained model with freezing, gradual unfreezing and layer-wise LR decay
+  distill    distil fine-tuned teacher(s) into a smaller student (α·soft + (1−α)·hard loss)
   evaluate   evaluate a model folder or Hub id on a labelled file
 
 Run `hf-transfer <command> --help` for every field of a command. Flags override the YAML config; values are read as
@@ -36,6 +37,14 @@ def _train_dataclasses():
     return (ModelArguments, DataArguments, TransferTrainingArguments)
 
 
+def _distill_dataclasses():
+    from transformers import TrainingArguments  # noqa: F401
+
+    from .config import DataArguments, DistillationArguments, ModelArguments, TransferTrainingArguments
+
+    return (ModelArguments, DataArguments, DistillationArguments, TransferTrainingArguments)
+
+
 def _evaluate_dataclasses():
     from .config import EvaluateArguments
 
@@ -44,6 +53,7 @@ def _evaluate_dataclasses():
 
 COMMANDS: dict[str, tuple[typing.Callable, str]] = {
     "train": (_train_dataclasses, "train"),
+    "distill": (_distill_dataclasses, "distill"),
     "evaluate": (_evaluate_dataclasses, "evaluate"),
 }
 

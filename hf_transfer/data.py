@@ -7,6 +7,7 @@ once the tokenizer exists.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import difflib
 import json
 import logging
@@ -401,6 +402,41 @@ def load_data(data_args: DataArguments, seed: int = 42, require_train: bool = Tr
     for split, ds in splits.items():
         summary[split] = {"rows": len(ds), **stats[split], "label_counts": _label_counts(ds, names, multi)}
     return PreparedData(datasets.DatasetDict(splits), names, problem_type, summary, text, pair)
+
+
+def reorder_labels(prepared: PreparedData, names: list[str]) -> PreparedData:
+    """The same data with label ids in the order of `names` (a permutation of `prepared.label_names`), for a model
+    whose head already has an order, such as a student copied from its teacher."""
+    if list(names) == prepared.label_names:
+        return prepared
+    if sorted(names) != sorted(prepared.label_names):
+        raise DataError(f"cannot reorder labels {prepared.label_names} as {list(names)}: the names differ.")
+    multi = prepared.problem_type == MULTI
+    new_id = [names.index(name) for name in prepared.label_names]  # old id -> new id
+    old_id = [prepared.label_names.index(name) for name in names]  # new id -> old id
+
+    def remap(batch):
+        if multi:
+            return {"labels": [[row[j] for j in old_id] for row in batch["labels"]]}
+        return {"labels": [new_id[label] for label in batch["labels"]]}
+
+    splits = {}
+    for split, ds in prepared.datasets.items():
+        if "labels" not in ds.column_names:
+            splits[split] = ds
+            continue
+        features = ds.features.copy()
+        if not multi:
+            features["labels"] = datasets.ClassLabel(names=list(names))
+        splits[split] = ds.map(remap, batched=True, features=features, desc="Reordering labels")
+    summary = dict(prepared.summary)
+    for split in splits:
+        if isinstance(summary.get(split), dict) and "label_counts" in summary[split]:
+            counts = summary[split]["label_counts"]
+            summary[split] = {**summary[split], "label_counts": {n: counts[n] for n in names if n in counts}}
+    return dataclasses.replace(
+        prepared, datasets=datasets.DatasetDict(splits), label_names=list(names), summary=summary
+    )
 
 
 def tokenize_data(

@@ -140,6 +140,49 @@ def distillation_loss_sum(
     return total, {"kd": kd.detach(), "ce": ce.detach()}
 
 
+def teacher_probabilities(
+    teacher_logits: torch.Tensor, temperature: float = 1.0, problem_type: str = SINGLE_LABEL
+) -> torch.Tensor:
+    """Softened teacher probabilities in float32: softmax(logits / T), or sigmoid per label for multi-label."""
+    _check_temperature(temperature)
+    _check_problem_type(problem_type)
+    scaled = teacher_logits.detach().float() / temperature
+    return torch.sigmoid(scaled) if problem_type == MULTI_LABEL else F.softmax(scaled, dim=-1)
+
+
+def topk_probabilities(
+    values: torch.Tensor, indices: torch.Tensor, num_labels: int, temperature: float = 1.0
+) -> torch.Tensor:
+    """The teacher's distribution from its top-k logits only: softmax over the k kept logits at T, zero elsewhere.
+
+    This is what a cache with `teacher_top_k` stores; with k = num_labels it equals `teacher_probabilities`.
+    """
+    _check_temperature(temperature)
+    kept = F.softmax(values.detach().float() / temperature, dim=-1)
+    probs = kept.new_zeros((*kept.shape[:-1], num_labels))
+    return probs.scatter(-1, indices.long(), kept)
+
+
+def mix_probabilities(probabilities: Sequence[torch.Tensor], weights: Sequence[float] | None = None) -> torch.Tensor:
+    """The weighted average of several teachers' probabilities; `weights` (default: equal) are normalised."""
+    if len(probabilities) == 0:
+        raise ConfigError("an ensemble needs at least one teacher's outputs, got an empty list.")
+    shapes = [tuple(p.shape) for p in probabilities]
+    if len(set(shapes)) > 1:
+        raise ConfigError(f"All teachers must output the same shape (same labels, same batch), got {shapes}.")
+    if weights is None:
+        weights = [1.0] * len(probabilities)
+    if len(weights) != len(probabilities):
+        raise ConfigError(f"Got {len(weights)} teacher weights for {len(probabilities)} teachers; give one each.")
+    if not all(w > 0 and w != float("inf") for w in weights):
+        raise ConfigError(f"Teacher weights must be positive and finite, got {list(weights)}.")
+    total = float(sum(weights))
+    mixed = torch.zeros(shapes[0], dtype=torch.float32, device=probabilities[0].device)
+    for probs, weight in zip(probabilities, weights, strict=True):
+        mixed += (weight / total) * probs.detach().float()
+    return mixed
+
+
 def ensemble_probabilities(
     teacher_logits: Sequence[torch.Tensor],
     weights: Sequence[float] | None = None,
@@ -156,22 +199,7 @@ def ensemble_probabilities(
     _check_problem_type(problem_type)
     if len(teacher_logits) == 0:
         raise ConfigError("ensemble_probabilities needs at least one teacher's logits, got an empty list.")
-    shapes = [tuple(logits.shape) for logits in teacher_logits]
-    if len(set(shapes)) > 1:
-        raise ConfigError(f"All teachers must output the same shape (same labels, same batch), got {shapes}.")
-    if weights is None:
-        weights = [1.0] * len(teacher_logits)
-    if len(weights) != len(teacher_logits):
-        raise ConfigError(f"Got {len(weights)} teacher weights for {len(teacher_logits)} teachers; give one each.")
-    if not all(w > 0 and w != float("inf") for w in weights):
-        raise ConfigError(f"Teacher weights must be positive and finite, got {list(weights)}.")
-    total = float(sum(weights))
-    probs = torch.zeros(shapes[0], dtype=torch.float32, device=teacher_logits[0].device)
-    for logits, weight in zip(teacher_logits, weights, strict=True):
-        scaled = logits.detach().float() / temperature
-        softened = torch.sigmoid(scaled) if problem_type == MULTI_LABEL else F.softmax(scaled, dim=-1)
-        probs += (weight / total) * softened
-    return probs
+    return mix_probabilities([teacher_probabilities(t, temperature, problem_type) for t in teacher_logits], weights)
 
 
 def hidden_state_loss_sum(
@@ -180,12 +208,16 @@ def hidden_state_loss_sum(
     attention_mask: torch.Tensor | None = None,
     kind: Literal["mse", "cosine"] = "mse",
     projection: nn.Linear | None = None,
+    *,
+    per_row: bool = False,
 ) -> torch.Tensor:
     """Per-token distance between hidden states `(batch, seq, hidden)`, summed over non-padding tokens, in float32.
 
     `kind="mse"` is the mean squared error over the hidden dimension, `"cosine"` is 1 − cosine similarity; either way
-    the normaliser is the number of tokens, `attention_mask.sum()`. `projection` maps the student's states to the
-    teacher's hidden size when they differ (it is trained with the student).
+    the normaliser is the number of tokens, `attention_mask.sum()`. With `per_row=True` each row's distances are
+    averaged over its own tokens first and the rows are summed, so the normaliser is the number of rows, as for the
+    KD and CE terms. `projection` maps the student's states to the teacher's hidden size when they differ (it is
+    trained with the student).
     """
     if kind not in ("mse", "cosine"):
         raise ConfigError(f"kind must be 'mse' or 'cosine', got {kind!r}.")
@@ -201,10 +233,14 @@ def hidden_state_loss_sum(
         per_token = (student - teacher).pow(2).mean(-1)
     else:
         per_token = 1.0 - F.cosine_similarity(student, teacher, dim=-1)
+    if per_row:
+        mask = torch.ones_like(per_token) if attention_mask is None else attention_mask.to(per_token.device).float()
+        per_token = torch.where(mask.bool(), per_token, per_token.new_zeros(()))
+        return (per_token.sum(-1) / mask.sum(-1).clamp(min=1)).sum()
     return _masked_sum(per_token, attention_mask)
 
 
-def _check_student_layers(student_layers: Sequence[int], teacher_depth: int) -> list[int]:
+def check_student_layers(student_layers: Sequence[int], teacher_depth: int) -> list[int]:
     layers = list(student_layers)
     valid = (
         len(layers) > 0
@@ -225,7 +261,25 @@ def default_layer_map(student_origins: Sequence[int], teacher_depth: int) -> dic
 
     `student_origins` is what `build_student_from_teacher` records in `config.hf_transfer_student_layers`.
     """
-    layers = _check_student_layers(student_origins, teacher_depth)
+    layers = check_student_layers(student_origins, teacher_depth)
+    return dict(enumerate(layers))
+
+
+def evenly_spaced_layer_map(student_depth: int, teacher_depth: int) -> dict[int, int]:
+    """Student block i → the top teacher block of the i-th of `student_depth` equal slices (6 → 3: 1, 3, 5)."""
+    return {i: round((i + 1) * teacher_depth / student_depth) - 1 for i in range(student_depth)}
+
+
+def check_layer_map(layer_map: Sequence[int], student_depth: int, teacher_depth: int) -> dict[int, int]:
+    """A `layer_map` list (entry i is the teacher block matched by student block i) as a dict, checked."""
+    layers = list(layer_map)
+    if len(layers) != student_depth or not all(
+        isinstance(j, int) and not isinstance(j, bool) and 0 <= j < teacher_depth for j in layers
+    ):
+        raise ConfigError(
+            f"layer_map must list one teacher block in [0, {teacher_depth}) per student block ({student_depth} "
+            f"entries), got {layers}."
+        )
     return dict(enumerate(layers))
 
 
@@ -243,7 +297,7 @@ def build_student_from_teacher(teacher: PreTrainedModel, student_layers: Sequenc
             "shared across layers, as in ALBERT?), so a student cannot be cut from its blocks; train a smaller "
             "model instead."
         )
-    layers = _check_student_layers(student_layers, depth)
+    layers = check_student_layers(student_layers, depth)
 
     config = copy.deepcopy(teacher.config)
     config.num_hidden_layers = len(layers)

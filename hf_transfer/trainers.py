@@ -121,15 +121,19 @@ class TransferTrainer(Trainer):
         loss_sum = classification_loss_sum(
             outputs.logits, labels, self.problem_type, label_smoothing=self.args.label_smoothing_factor
         )
+        loss = self.normalise_loss(loss_sum, labels, num_items_in_batch)
+        return (loss, outputs) if return_outputs else loss
+
+    def normalise_loss(self, loss_sum, labels, num_items_in_batch):
+        """A summed loss divided so that its gradient is the mean over the whole accumulated, all-device batch."""
         if num_items_in_batch is None:
             # Evaluation, or a caller that did not count: the mean over this batch.
-            loss = loss_sum / count_loss_items(labels).clamp(min=1)
-        else:
-            loss = loss_sum / num_items_in_batch
-            if self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
-                # num_items_in_batch counts every process's items; DDP averages gradients over processes.
-                loss = loss * self.accelerator.num_processes
-        return (loss, outputs) if return_outputs else loss
+            return loss_sum / count_loss_items(labels).clamp(min=1)
+        loss = loss_sum / num_items_in_batch
+        if self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
+            # num_items_in_batch counts every process's items; DDP averages gradients over processes.
+            loss = loss * self.accelerator.num_processes
+        return loss
 
 
 class GradualUnfreezingCallback(TrainerCallback):

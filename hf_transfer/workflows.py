@@ -28,6 +28,17 @@ def _preflight(model_args: ModelArguments, data_args: DataArguments, training_ar
     """Everything that can be checked without loading weights: data, model config, tokenizer, freeze plan."""
     if not model_args.model_name_or_path:
         raise ConfigError("model_name_or_path is required: a Hub id or a local model folder.")
+    prepared = load_checked_data(data_args, training_args)
+    config = classifier_config(model_args, prepared)
+    tokenizer = load_model_tokenizer(model_args, model_args.model_name_or_path)
+    if getattr(config, "pad_token_id", None) is None:
+        config.pad_token_id = tokenizer.pad_token_id
+    check_freeze_plan(meta_layout(config), training_args)
+    return prepared, config, tokenizer
+
+
+def load_checked_data(data_args: DataArguments, training_args: TransferTrainingArguments) -> PreparedData:
+    """The training data, after the checks that need no model; built once, by the main process first."""
     if not (data_args.dataset_name or data_args.train_file):
         raise ConfigError("no training data: give train_file (csv, tsv, json, jsonl, parquet) or dataset_name.")
     if training_args.gradual_unfreezing and int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -35,28 +46,34 @@ def _preflight(model_args: ModelArguments, data_args: DataArguments, training_ar
         # would never be synchronised across processes.
         raise ConfigError("gradual_unfreezing needs a single process; launch without --num_processes > 1.")
     with training_args.main_process_first(desc="dataset preparation"):
-        prepared = load_data(data_args, seed=training_args.seed)
+        return load_data(data_args, seed=training_args.seed)
+
+
+def classifier_config(model_args: ModelArguments, prepared: PreparedData):
+    """The model's config, checked, with the data's labels."""
     m = model_args
     config = load_config(
-        m.model_name_or_path,
-        revision=m.model_revision,
-        cache_dir=m.cache_dir,
-        trust_remote_code=m.trust_remote_code,
+        m.model_name_or_path, revision=m.model_revision, cache_dir=m.cache_dir, trust_remote_code=m.trust_remote_code
     )
     check_classifier_head(config, len(prepared.label_names), m.model_name_or_path, m.ignore_mismatched_sizes)
     config.num_labels = len(prepared.label_names)
     config.id2label = prepared.id2label
     config.label2id = prepared.label2id
     config.problem_type = prepared.problem_type
-    tokenizer = load_tokenizer(
-        m.tokenizer_name or m.model_name_or_path,
+    return config
+
+
+def load_model_tokenizer(model_args: ModelArguments, default: str):
+    m = model_args
+    return load_tokenizer(
+        m.tokenizer_name or default,
         revision=m.model_revision,
         cache_dir=m.cache_dir,
         trust_remote_code=m.trust_remote_code,
     )
-    if getattr(config, "pad_token_id", None) is None:
-        config.pad_token_id = tokenizer.pad_token_id
-    layout = meta_layout(config)
+
+
+def check_freeze_plan(layout, training_args: TransferTrainingArguments) -> None:
     a = training_args
     resolve_frozen_parameters(
         layout,
@@ -65,7 +82,6 @@ def _preflight(model_args: ModelArguments, data_args: DataArguments, training_ar
         freeze_patterns=a.freeze_patterns,
         train_head_only=a.train_head_only,
     )
-    return prepared, config, tokenizer
 
 
 def run_train(model_args: ModelArguments, data_args: DataArguments, training_args: TransferTrainingArguments) -> dict:
@@ -99,6 +115,16 @@ def run_train(model_args: ModelArguments, data_args: DataArguments, training_arg
         compute_metrics=make_compute_metrics(prepared.label_names, prepared.problem_type),
         problem_type=prepared.problem_type,
     )
+    return fit_and_report(trainer, tokenized, prepared, (model_args, data_args, training_args), task="train")
+
+
+def fit_and_report(trainer, tokenized, prepared: PreparedData, arg_objects: tuple, *, task: str, after_eval=None):
+    """Train, evaluate, save, and (on the main process) write every output DESIGN.md lists; return the summary.
+
+    `arg_objects` are the run's argument dataclasses, model arguments first and training arguments last.
+    `after_eval(trainer, eval_metrics)`, if given, returns extra facts for the run record (run on every process).
+    """
+    model_args, training_args = arg_objects[0], arg_objects[-1]
     freeze_at_start = trainer.freeze_summary()
     started = time.perf_counter()
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
@@ -111,23 +137,30 @@ def run_train(model_args: ModelArguments, data_args: DataArguments, training_arg
     test_metrics = None
     if "test" in tokenized and "labels" in tokenized["test"].column_names:
         test_metrics = trainer.predict(tokenized["test"], metric_key_prefix="test").metrics
+    extra = after_eval(trainer, eval_metrics) if after_eval else {}
     trainer.save_model()
     if trainer.is_world_process_zero():
-        _write_run_outputs(
-            trainer,
-            prediction,
-            prepared,
-            model_args,
-            data_args,
-            training_args,
-            train_metrics,
-            eval_metrics,
-            test_metrics,
-            freeze_at_start,
-        )
+        record = {
+            "hf_transfer_version": __version__,
+            "task": task,
+            "base_model": model_args.base_model_hub_id or model_args.model_name_or_path,
+            "label_names": prepared.label_names,
+            "problem_type": prepared.problem_type,
+            "data": prepared.summary,
+            "freeze": {**freeze_at_start, **trainer.freeze_summary()},
+            "precision": precision_name(training_args),
+            "world_size": training_args.world_size,
+            "train_metrics": train_metrics,
+            "eval_metrics": eval_metrics,
+            "test_metrics": test_metrics,
+            **extra,
+        }
+        _write_run_outputs(trainer, prediction, prepared, record, arg_objects)
+    summary_keys = ("teacher_eval_accuracy", "retention_percent", "speedup")
     return {
         **_row_counts(prepared),
         **eval_metrics,
+        **{k: v for k, v in (extra.get("distillation") or {}).items() if k in summary_keys},
         "train_samples_per_second": train_metrics.get("train_samples_per_second"),
         "train_wall_seconds": train_metrics["train_wall_seconds"],
         "output_dir": training_args.output_dir,
@@ -144,27 +177,16 @@ def _row_counts(prepared: PreparedData) -> dict[str, int]:
     return counts
 
 
-def _write_run_outputs(
-    trainer,
-    prediction,
-    prepared: PreparedData,
-    model_args,
-    data_args,
-    training_args,
-    train_metrics,
-    eval_metrics,
-    test_metrics,
-    freeze_at_start,
-) -> None:
+def _write_run_outputs(trainer, prediction, prepared: PreparedData, record: dict, arg_objects: tuple) -> None:
     from .cards import write_model_card
     from .evaluation import plot_training_curves, save_confusion_matrix
     from .losses import MULTI_LABEL
 
-    out = Path(training_args.output_dir)
-    trainer.save_metrics("train", train_metrics)
-    trainer.save_metrics("eval", eval_metrics)
-    if test_metrics:
-        trainer.save_metrics("test", test_metrics)
+    out = Path(arg_objects[-1].output_dir)
+    trainer.save_metrics("train", record["train_metrics"])
+    trainer.save_metrics("eval", record["eval_metrics"])
+    if record["test_metrics"]:
+        trainer.save_metrics("test", record["test_metrics"])
     trainer.save_state()
     full = _validation_report(prediction, prepared)
     if prepared.problem_type != MULTI_LABEL:
@@ -176,25 +198,11 @@ def _write_run_outputs(
             title="validation",
         )
     plot_training_curves(trainer.state.log_history, out / "training_curves.png")
-    record = {
-        "hf_transfer_version": __version__,
-        "task": "train",
-        "base_model": model_args.base_model_hub_id or model_args.model_name_or_path,
-        "label_names": prepared.label_names,
-        "problem_type": prepared.problem_type,
-        "data": prepared.summary,
-        "freeze": {**freeze_at_start, **trainer.freeze_summary()},
-        "precision": precision_name(training_args),
-        "world_size": training_args.world_size,
-        "train_metrics": train_metrics,
-        "eval_metrics": eval_metrics,
-        "validation_report": full,
-        "test_metrics": test_metrics,
-        "log_history": trainer.state.log_history,
-    }
+    record = {**record, "validation_report": full, "log_history": trainer.state.log_history}
     (out / "hf_transfer_run.json").write_text(json.dumps(record, indent=2, default=str))
-    write_resolved_config(out / "hf_transfer_config.yaml", model_args, data_args, training_args)
-    write_model_card(out, record, resolved_config(model_args, data_args, training_args))
+    extra = {"distillation_results": record["distillation"]} if "distillation" in record else None
+    write_resolved_config(out / "hf_transfer_config.yaml", *arg_objects, extra=extra)
+    write_model_card(out, record, resolved_config(*arg_objects))
 
 
 def _validation_report(prediction, prepared: PreparedData) -> dict:
@@ -215,19 +223,31 @@ def _validation_report(prediction, prepared: PreparedData) -> dict:
 _SECRET_KEYS = ("token", "password", "secret", "api_key")
 
 
-def resolved_config(model_args, data_args, training_args) -> dict:
-    """Every field of the run, as YAML-ready plain values, with anything secret removed."""
+def resolved_config(*arg_objects) -> dict:
+    """Every field of the run's argument dataclasses (TrainingArguments last), as YAML-ready plain values, with
+    anything secret removed."""
     values: dict = {}
-    values.update(dataclasses.asdict(model_args))
-    values.update(dataclasses.asdict(data_args))
-    training = training_args.to_dict()
-    values.update({k: training[k] for k in sorted(training)})
+    for args in arg_objects:
+        if hasattr(args, "to_dict"):
+            training = args.to_dict()
+            values.update({k: training[k] for k in sorted(training)})
+        else:
+            values.update(dataclasses.asdict(args))
     clean = {k: v for k, v in values.items() if not any(s in k.lower() for s in _SECRET_KEYS)}
     return json.loads(json.dumps(clean, default=str))
 
 
-def write_resolved_config(path: Path, model_args, data_args, training_args) -> None:
-    path.write_text(yaml.safe_dump(resolved_config(model_args, data_args, training_args), sort_keys=False))
+def write_resolved_config(path: Path, *arg_objects, extra: dict | None = None) -> None:
+    values = resolved_config(*arg_objects)
+    if extra:
+        values.update(json.loads(json.dumps(extra, default=str)))
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
+
+
+def run_distill(model_args, data_args, distill_args, training_args) -> dict:
+    from .distill_workflow import run_distill as _run_distill
+
+    return _run_distill(model_args, data_args, distill_args, training_args)
 
 
 # --- evaluate -------------------------------------------------------------------------------------------------------

@@ -75,12 +75,14 @@ def train_argv(model_dir, train, dev, out, *extra):
 # --- parsing -----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate"])
+@pytest.mark.parametrize("command", ["train", "distill", "evaluate"])
 def test_help_lists_fields(command, capsys):
     assert main([command, "--help"]) == 0
     out = capsys.readouterr().out
     assert "--config" in out and "--model_name_or_path" in out
-    if command == "train":
+    if command == "distill":
+        assert "--teacher_model_name_or_path" in out and "--student_layers" in out and "--alpha" in out
+    if command in ("train", "distill"):
         assert "--freeze_layers" in out and "--layerwise_lr_decay" in out and "--learning_rate" in out
 
 
@@ -135,8 +137,13 @@ def test_shipped_configs_parse(config, monkeypatch):
     monkeypatch.chdir(REPO)
     raw = yaml.safe_load(config.read_text())
     assert isinstance(raw, dict) and raw
-    model, data, training = parse_command_args("train", ["--config", str(config)])
-    assert model.model_name_or_path and training.output_dir and (data.train_file or data.dataset_name)
+    if "teacher_model_name_or_path" in raw:
+        model, data, distill, training = parse_command_args("distill", ["--config", str(config)])
+        assert distill.teacher_model_name_or_path and (model.model_name_or_path or distill.student_layers)
+    else:
+        model, data, training = parse_command_args("train", ["--config", str(config)])
+        assert model.model_name_or_path
+    assert training.output_dir and (data.train_file or data.dataset_name)
 
 
 # --- bad input: one line, exit 2, nothing written ----------------------------------------------------------------

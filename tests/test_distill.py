@@ -1,0 +1,380 @@
+"""DistillationTrainer and `hf-transfer distill`: cached == online, exact accumulation, an untouched teacher, the
+logit cache's keys and integrity, different tokenizers, hidden-state distillation, ensembles, and the bad-input
+contract, on tiny models, plus one end-to-end run on the real MiniLM."""
+
+import json
+
+import pytest
+import torch
+import yaml
+from safetensors import safe_open
+from test_trainers import _PadTokenizer, make_args, params, tiny_dataset, tiny_model
+
+from hf_transfer.cli import main
+from hf_transfer.config import DistillationArguments
+from hf_transfer.distillation import topk_probabilities
+from hf_transfer.distillation_trainer import DistillationCollator, DistillationTrainer
+from hf_transfer.teachers import (
+    fingerprint_model,
+    fingerprint_texts,
+    load_or_build_logit_cache,
+    logits_to_columns,
+)
+
+# --- the trainer, on tiny models -------------------------------------------------------------------------------------
+
+
+def teacher_logits_for(teacher, dataset):
+    teacher.eval()
+    with torch.no_grad():
+        return [teacher(input_ids=torch.tensor([row["input_ids"]])).logits[0].tolist() for row in dataset]
+
+
+def distill_run(tmp_path, *, cached, seed=0, teacher=None, dataset=None, distill=None, **kw):
+    teacher = teacher or tiny_model(seed=1)
+    dataset = dataset or tiny_dataset()
+    if cached:
+        dataset = dataset.add_column("teacher_logits_0", teacher_logits_for(teacher, dataset))
+    distill = distill or DistillationArguments(teacher_model_name_or_path="t", alpha=0.7, temperature=2.0)
+    trainer = DistillationTrainer(
+        model=tiny_model(seed=seed),
+        args=make_args(tmp_path, **kw),
+        train_dataset=dataset,
+        data_collator=DistillationCollator(_PadTokenizer()),
+        distill_args=distill,
+        teachers=[] if cached else [teacher],
+        num_teachers=1,
+    )
+    trainer.train()
+    return trainer
+
+
+def losses(trainer, key="loss"):
+    return [e[key] for e in trainer.state.log_history if key in e]
+
+
+def test_cached_teacher_logits_give_the_online_loss_and_weights(tmp_path):
+    online = distill_run(tmp_path / "online", cached=False, per_device_train_batch_size=8)
+    cached = distill_run(tmp_path / "cached", cached=True, per_device_train_batch_size=8)
+    assert losses(online) == pytest.approx(losses(cached), rel=1e-5)
+    assert losses(online, "loss_kd") == pytest.approx(losses(cached, "loss_kd"), rel=1e-3, abs=1e-4)
+    for name, value in params(online.model).items():
+        torch.testing.assert_close(value, params(cached.model)[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_distillation_batch8_acc1_equals_batch4_acc2(tmp_path):
+    a = distill_run(tmp_path / "a", cached=False, per_device_train_batch_size=8, gradient_accumulation_steps=1)
+    b = distill_run(tmp_path / "b", cached=False, per_device_train_batch_size=4, gradient_accumulation_steps=2)
+    assert a.state.global_step == b.state.global_step == 4
+    for name, value in params(a.model).items():
+        torch.testing.assert_close(value, params(b.model)[name], atol=2e-6, rtol=1e-5, msg=name)
+
+
+def test_teacher_is_untouched_unwrapped_and_gradient_free(tmp_path):
+    teacher = tiny_model(seed=1)
+    before = params(teacher)
+    trainer = distill_run(tmp_path, cached=False, teacher=teacher, per_device_train_batch_size=8)
+    assert type(trainer.teachers[0]).__name__ == "BertForSequenceClassification"  # not DDP-wrapped
+    assert not trainer.teachers[0].training
+    for name, value in trainer.teachers[0].named_parameters():
+        assert not value.requires_grad and value.grad is None
+        assert torch.equal(value, before[name]), name
+    initial = params(tiny_model())
+    assert any(not torch.equal(value, initial[name]) for name, value in params(trainer.model).items())
+
+
+def test_alpha_zero_trains_exactly_like_transfer_trainer(tmp_path):
+    from transformers import DataCollatorWithPadding
+
+    from hf_transfer.trainers import TransferTrainer
+
+    distill = DistillationArguments(teacher_model_name_or_path="t", alpha=0.0)
+    a = distill_run(tmp_path / "a", cached=False, distill=distill, per_device_train_batch_size=8)
+    b = TransferTrainer(
+        model=tiny_model(seed=0),
+        args=make_args(tmp_path / "b", per_device_train_batch_size=8),
+        train_dataset=tiny_dataset(),
+        data_collator=DataCollatorWithPadding(_PadTokenizer()),
+    )
+    b.train()
+    for name, value in params(a.model).items():
+        assert torch.equal(value, params(b.model)[name]), name
+
+
+def test_topk_cache_with_every_label_equals_full_logits():
+    logits = torch.randn(5, 4)
+    columns = logits_to_columns(logits.numpy(), top_k=4)
+    assert set(columns) == {"teacher_logits"}  # k >= labels keeps everything
+    columns = logits_to_columns(logits.numpy(), top_k=2)
+    values, indices = (
+        torch.from_numpy(columns["teacher_topk_values"]),
+        torch.from_numpy(columns["teacher_topk_indices"]),
+    )
+    assert torch.equal(indices[:, 0], logits.argmax(-1))
+    probs = topk_probabilities(values, indices, 4, temperature=2.0)
+    assert torch.allclose(probs.sum(-1), torch.ones(5)) and (probs > 0).sum(-1).eq(2).all()
+    full = topk_probabilities(logits, torch.arange(4).expand(5, 4), 4, temperature=2.0)
+    torch.testing.assert_close(full, torch.softmax(logits / 2.0, -1))
+
+
+def test_collator_pads_each_tokenizer_group_and_stacks_cached_columns():
+    features = [
+        {"input_ids": [1, 2, 3], "labels": 0, "teacher0_input_ids": [1, 9], "teacher_logits_0": [0.1, 0.2]},
+        {"input_ids": [1, 2], "labels": 1, "teacher0_input_ids": [1, 9, 9, 9], "teacher_logits_0": [0.3, 0.4]},
+    ]
+    batch = DistillationCollator(_PadTokenizer(), {"teacher0_": _PadTokenizer()})(features)
+    assert batch["input_ids"].shape == (2, 3) and batch["teacher0_input_ids"].shape == (2, 4)
+    assert batch["teacher0_attention_mask"].tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
+    assert batch["teacher_logits_0"].dtype == torch.float32 and batch["teacher_logits_0"].shape == (2, 2)
+
+
+# --- the cache and fingerprints --------------------------------------------------------------------------------------
+
+
+def test_logit_cache_hits_then_detects_corruption_and_rebuilds(tmp_path):
+    calls = []
+
+    def build():
+        calls.append(1)
+        return torch.arange(12, dtype=torch.float32).view(6, 2).numpy()
+
+    first, info = load_or_build_logit_cache(tmp_path, "k1", 6, build)
+    expected = first["teacher_logits"][:]
+    assert not info["hit"] and len(calls) == 1 and expected[5] == [10.0, 11.0]
+    again, info = load_or_build_logit_cache(tmp_path, "k1", 6, build)
+    assert info["hit"] and len(calls) == 1 and again["teacher_logits"][:] == expected
+    arrow = next((tmp_path / "k1").glob("*.arrow"))
+    arrow.write_bytes(arrow.read_bytes()[:-16])  # truncated
+    rebuilt, info = load_or_build_logit_cache(tmp_path, "k1", 6, build)
+    assert not info["hit"] and len(calls) == 2 and rebuilt["teacher_logits"][:] == expected
+    _, info = load_or_build_logit_cache(tmp_path, "k2", 6, build)  # another key: another cache
+    assert not info["hit"] and len(calls) == 3
+    assert not list(tmp_path.glob("*.tmp-*"))
+
+
+def test_fingerprints_change_with_weights_and_data():
+    model = tiny_model(seed=0)
+    before = fingerprint_model(model)
+    assert fingerprint_model(tiny_model(seed=0)) == before
+    with torch.no_grad():
+        model.classifier.bias[0] += 1e-6
+    assert fingerprint_model(model) != before
+    assert fingerprint_texts(["a", "b"]) != fingerprint_texts(["b", "a"])
+    assert fingerprint_texts(["ab", "c"]) != fingerprint_texts(["a", "bc"])
+    assert fingerprint_texts(["a"], ["b"]) != fingerprint_texts(["a"])
+
+
+# --- the command, on tiny models -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_data(tmp_path):
+    import pandas as pd
+
+    words = ["good", "great", "fine", "bad", "awful", "poor", "nice", "meh"]
+    texts = [f"{words[i % 8]} thing number {i}" for i in range(48)]
+    labels = ["pos" if i % 8 in (0, 1, 2, 6) else "neg" for i in range(48)]
+    pd.DataFrame({"text": texts[:40], "label": labels[:40]}).to_csv(tmp_path / "train.csv", index=False)
+    pd.DataFrame({"text": texts[40:], "label": labels[40:]}).to_csv(tmp_path / "dev.csv", index=False)
+    return tmp_path / "train.csv", tmp_path / "dev.csv"
+
+
+def save_classifier(path, tokenizer_dir, id2label, *, seed=0, hidden=32, layers=2, tokenizer=None):
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    tok = tokenizer or AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=128,
+        id2label=dict(enumerate(id2label)),
+        label2id={n: i for i, n in enumerate(id2label)},
+    )
+    BertForSequenceClassification(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def word_tokenizer():
+    """A word-level tokenizer with its own small vocabulary: a student that tokenizes unlike the teacher."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = "good great fine bad awful poor nice meh thing number".split() + [str(i) for i in range(48)]
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", *words])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]")
+
+
+def distill_argv(teacher, train, dev, out, cache_dir, *extra):
+    return [
+        "distill",
+        "--teacher_model_name_or_path",
+        str(teacher),
+        "--train_file",
+        str(train),
+        "--validation_file",
+        str(dev),
+        "--output_dir",
+        str(out),
+        "--teacher_cache_dir",
+        str(cache_dir),
+        "--num_train_epochs",
+        "1",
+        "--per_device_train_batch_size",
+        "8",
+        "--use_cpu",
+        "true",
+        "--report_to",
+        "none",
+        "--save_strategy",
+        "no",
+        "--logging_steps",
+        "1",
+        "--disable_tqdm",
+        "true",
+        *extra,
+    ]
+
+
+def test_distill_builds_a_student_from_teacher_layers_with_the_cache(tmp_path, tiny_bert_dir, tiny_data):
+    from transformers import AutoModelForSequenceClassification, pipeline
+
+    # The teacher orders its labels unlike the data (which sees "pos" first): the student keeps the teacher's order.
+    teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["neg", "pos"], layers=3)
+    out = tmp_path / "student"
+    argv = distill_argv(teacher, *tiny_data, out, tmp_path / "cache", "--student_layers", "[0,2]")
+    assert main([*argv, "--cache_teacher_logits", "true"]) == 0
+    student = AutoModelForSequenceClassification.from_pretrained(out)
+    assert student.config.num_hidden_layers == 2 and student.config.hf_transfer_student_layers == [0, 2]
+    assert student.config.id2label == {0: "neg", 1: "pos"}
+    assert pipeline("text-classification", model=str(out))("great thing")[0]["label"] in {"neg", "pos"}
+    record = json.loads((out / "hf_transfer_run.json").read_text())["distillation"]
+    assert record["alpha"] == 0.5 and record["loss_terms"] == ["kd", "ce"]
+    assert record["teacher_logit_cache"][0]["hit"] is False and record["speedup"] > 0
+    assert 0 <= record["teacher_eval_accuracy"] <= 1 and record["retention_percent"] is not None
+    resolved = yaml.safe_load((out / "hf_transfer_config.yaml").read_text())
+    assert resolved["distillation_results"]["teachers"] == [str(teacher)] and resolved["student_layers"] == [0, 2]
+    log = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert any("loss_kd" in e and "loss_ce" in e for e in log)
+
+    again = tmp_path / "again"
+    argv = distill_argv(teacher, *tiny_data, again, tmp_path / "cache", "--student_layers", "[0,2]")
+    assert main([*argv, "--cache_teacher_logits", "true"]) == 0
+    assert json.loads((again / "hf_transfer_run.json").read_text())["distillation"]["teacher_logit_cache"][0]["hit"]
+    changed = tmp_path / "changed"
+    argv = distill_argv(teacher, *tiny_data, changed, tmp_path / "cache", "--student_layers", "[0,2]")
+    assert main([*argv, "--cache_teacher_logits", "true", "--max_seq_length", "16"]) == 0
+    assert not json.loads((changed / "hf_transfer_run.json").read_text())["distillation"]["teacher_logit_cache"][0][
+        "hit"
+    ]
+
+
+def test_student_with_its_own_tokenizer_online_equals_cached(tmp_path, tiny_bert_dir, tiny_data, word_tokenizer):
+    teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["pos", "neg"])
+    student = save_classifier(tmp_path / "student-init", None, ["pos", "neg"], seed=3, tokenizer=word_tokenizer)
+    results = {}
+    for mode in ("online", "cached"):
+        out = tmp_path / mode
+        argv = distill_argv(teacher, *tiny_data, out, tmp_path / "cache", "--model_name_or_path", str(student))
+        assert main([*argv, "--cache_teacher_logits", str(mode == "cached").lower(), "--alpha", "0.8"]) == 0
+        results[mode] = json.loads((out / "train_results.json").read_text())["train_loss"]
+    assert results["online"] == pytest.approx(results["cached"], rel=1e-4)
+
+
+def test_hidden_state_distillation_with_a_projection_that_is_not_saved(tmp_path, tiny_bert_dir, tiny_data):
+    teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["pos", "neg"], layers=4)
+    student = save_classifier(tmp_path / "student-init", tiny_bert_dir, ["pos", "neg"], hidden=16, seed=5)
+    out = tmp_path / "out"
+    argv = distill_argv(teacher, *tiny_data, out, tmp_path / "cache", "--model_name_or_path", str(student))
+    assert main([*argv, "--hidden_loss_weight", "1.0", "--hidden_loss_type", "cosine"]) == 0
+    record = json.loads((out / "hf_transfer_run.json").read_text())["distillation"]
+    assert record["loss_terms"] == ["kd", "ce", "hidden"] and record["layer_map"] == {"0": 1, "1": 3}
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        assert not [k for k in f.keys() if "projection" in k]
+        assert f.get_tensor("bert.embeddings.word_embeddings.weight").shape[1] == 16
+    log = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert all(e["loss_hidden"] > 0 for e in log if "loss_hidden" in e) and any("loss_hidden" in e for e in log)
+
+
+def test_ensemble_of_teachers_with_permuted_labels(tmp_path, tiny_bert_dir, tiny_data):
+    first = save_classifier(tmp_path / "t1", tiny_bert_dir, ["pos", "neg"], seed=1)
+    second = save_classifier(tmp_path / "t2", tiny_bert_dir, ["neg", "pos"], seed=2)
+    out = tmp_path / "out"
+    argv = distill_argv(f"[{first}, {second}]", *tiny_data, out, tmp_path / "cache", "--student_layers", "[1]")
+    assert main([*argv, "--teacher_weights", "[2, 1]", "--cache_teacher_logits", "true"]) == 0
+    record = json.loads((out / "hf_transfer_run.json").read_text())["distillation"]
+    assert record["teachers"] == [str(first), str(second)] and record["teacher_weights"] == [2.0, 1.0]
+    assert len(record["teacher_logit_cache"]) == 2
+
+
+def test_bad_distill_inputs_are_one_line_exit_2_and_write_nothing(tmp_path, tiny_bert_dir, tiny_data, capsys):
+    teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["pos", "neg"])
+    three = save_classifier(tmp_path / "three", tiny_bert_dir, ["a", "b", "c"])
+    capsys.readouterr()
+    cases = [
+        (teacher, ["--student_layers", "[0]", "--alpha", "1.5"], "alpha must be in [0, 1]"),
+        (teacher, ["--student_layers", "[0]", "--temperature", "0"], "temperature must be > 0"),
+        (teacher, ["--student_layers", "[0, 5]"], "student_layers"),
+        (teacher, ["--student_layers", "[1, 0]"], "ascending"),
+        (three, ["--student_layers", "[0]"], "['a', 'b', 'c']"),
+        (tiny_bert_dir, ["--student_layers", "[0]"], "not a sequence classifier"),
+        (teacher, [], "no student"),
+        (teacher, ["--student_layers", "[0]", "--model_name_or_path", str(teacher)], "not both"),
+        (tmp_path / "missing", ["--student_layers", "[0]"], "does not exist"),
+        (teacher, ["--student_layers", "[0]", "--hidden_loss_weight", "1", "--layer_map", "[0, 1]"], "layer_map"),
+        (teacher, ["--student_layers", "[0]", "--teacher_top_k", "1"], "cache_teacher_logits"),
+    ]
+    for model, extra, needle in cases:
+        out = tmp_path / "out"
+        code = main([*distill_argv(model, *tiny_data, out, tmp_path / "cache"), *extra])
+        err = capsys.readouterr().err.strip()
+        assert code == 2, (extra, err)
+        assert len(err.splitlines()) == 1 and needle.lower() in err.lower(), (extra, err)
+        assert not out.exists() and not (tmp_path / "cache").exists()
+
+
+# --- end to end on the real model ------------------------------------------------------------------------------------
+
+
+def test_distill_real_minilm_into_three_layers(tmp_path, minilm_path):
+    """A real 6-layer MiniLM classifier distilled into the 3-layer student DistilBERT-style, with the cache."""
+    from pathlib import Path
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    repo = Path(__file__).resolve().parent.parent
+    teacher_dir = tmp_path / "teacher"
+    teacher = AutoModelForSequenceClassification.from_pretrained(
+        minilm_path, num_labels=3, id2label={0: "negative", 1: "neutral", 2: "positive"}
+    )
+    teacher.save_pretrained(teacher_dir)
+    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(teacher_dir)
+    out = tmp_path / "student"
+    quick = repo / "scripts" / "quickstart"
+    argv = distill_argv(teacher_dir, quick / "train.csv", quick / "validation.csv", out, tmp_path / "cache")
+    assert (
+        main([*argv, "--student_layers", "[0,2,4]", "--cache_teacher_logits", "true", "--max_train_samples", "96"])
+        == 0
+    )
+    record = json.loads((out / "hf_transfer_run.json").read_text())["distillation"]
+    assert record["student_parameters"] < record["teacher_parameters"]
+    assert record["speedup"] > 1.0  # 3 of 6 blocks: clearly faster even on a busy machine
+    student = AutoModelForSequenceClassification.from_pretrained(out)
+    assert student.config.num_hidden_layers == 3
+
+
+def test_cli_reads_teacher_lists(tmp_path):
+    from hf_transfer.cli import parse_command_args
+
+    _, _, distill, _ = parse_command_args(
+        "distill",
+        ["--teacher_model_name_or_path", "[a, b]", "--student_layers", "[0,2,4]", "--output_dir", str(tmp_path)],
+    )
+    assert distill.teacher_model_name_or_path == ["a", "b"] and distill.student_layers == [0, 2, 4]
