@@ -73,6 +73,9 @@ def build_card(record: dict, config: dict, repo_id: str | None = None):
     ]
     name = Path(config.get("output_dir") or "model").name
     tags = ["hf-transfer", "transfer-learning", "text-classification"]
+    distillation = record.get("distillation")
+    if distillation:
+        tags.append("distillation")
     card_data = ModelCardData(
         base_model=record.get("base_model"),
         datasets=[config["dataset_name"]] if config.get("dataset_name") else None,
@@ -117,10 +120,24 @@ def build_card(record: dict, config: dict, repo_id: str | None = None):
         "seed",
     )
     labels = record.get("label_names", [])
-    summary = (
-        f"A {len(labels)}-class text classifier fine-tuned from `{record.get('base_model')}` with hf-transfer. "
-        f"Freezing: {_freeze_text(freeze)}. Precision: {record.get('precision', 'fp32')}."
-    )
+    if distillation:
+        teachers = ", ".join(f"`{t}`" for t in distillation["teachers"])
+        student = (
+            f"a student built from teacher blocks {distillation['student_layers']}"
+            if distillation.get("student_layers")
+            else f"the student `{record.get('base_model')}`"
+        )
+        summary = (
+            f"A {len(labels)}-class text classifier distilled with hf-transfer from {teachers} into {student}, "
+            f"with α={distillation['alpha']} and T={distillation['temperature']} "
+            f"(loss terms: {', '.join(distillation['loss_terms'])}). Freezing: {_freeze_text(freeze)}. "
+            f"Precision: {record.get('precision', 'fp32')}."
+        )
+    else:
+        summary = (
+            f"A {len(labels)}-class text classifier fine-tuned from `{record.get('base_model')}` with hf-transfer. "
+            f"Freezing: {_freeze_text(freeze)}. Precision: {record.get('precision', 'fp32')}."
+        )
     return ModelCard.from_template(
         card_data,
         template_path=str(template_path()),
@@ -145,7 +162,44 @@ def build_card(record: dict, config: dict, repo_id: str | None = None):
         confusion_matrix=report.get("confusion_matrix"),
         versions=_versions(),
         hf_transfer_version=record.get("hf_transfer_version"),
+        distillation=_distillation_rows(distillation),
     )
+
+
+def _distillation_rows(d: dict | None) -> list[tuple[str, str]] | None:
+    """The teacher-vs-student facts as (name, value) rows for the card."""
+    if not d:
+        return None
+    rows = [
+        ("teacher(s)", ", ".join(f"`{t}`" for t in d["teachers"])),
+        ("α (soft-loss weight)", str(d["alpha"])),
+        ("temperature T", str(d["temperature"])),
+        ("loss terms", ", ".join(d["loss_terms"])),
+    ]
+    if d.get("student_layers"):
+        rows.append(("student built from teacher blocks", str(d["student_layers"])))
+    if d.get("hidden_loss_weight"):
+        rows.append(
+            ("hidden-state loss", f"{d['hidden_loss_type']} × {d['hidden_loss_weight']}, map {d['layer_map']}")
+        )
+    if d.get("teacher_parameters"):
+        rows.append(("parameters (teacher → student)", f"{d['teacher_parameters']:,} → {d['student_parameters']:,}"))
+    if d.get("teacher_eval_accuracy") is not None:
+        rows.append(
+            (
+                f"dev {d['teacher_eval_metric']} (teacher → student)",
+                f"{d['teacher_eval_accuracy']:.4f} → {d['student_eval_accuracy']:.4f} "
+                f"(retention {d['retention_percent']:.1f}%)",
+            )
+        )
+        rows.append(
+            (
+                f"inference speed, batch {d['speed_batch_size']} (teacher → student)",
+                f"{d['teacher_samples_per_second']} → {d['student_samples_per_second']} samples/s "
+                f"({d['speedup']:.2f}×)",
+            )
+        )
+    return rows
 
 
 def write_model_card(output_dir: Path, record: dict, config: dict, repo_id: str | None = None) -> Path:

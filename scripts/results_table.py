@@ -1,4 +1,7 @@
-"""Print a markdown results table from finished run folders: `python scripts/results_table.py runs/*`."""
+"""Print markdown results tables from finished run folders: `python scripts/results_table.py runs/*`.
+
+Fine-tunes go in one table; distillation runs also get a second one, with the teacher comparison.
+"""
 
 import json
 import sys
@@ -20,9 +23,35 @@ def row(run: Path) -> str:
     )
 
 
+def distill_row(run: Path) -> str | None:
+    record = json.loads((run / "hf_transfer_run.json").read_text())
+    d = record.get("distillation")
+    if not d:
+        return None
+    caches = d.get("teacher_logit_cache") or []
+    cache = "hit" if caches and all(c["hit"] for c in caches) else "built" if caches else "online"
+    if d["alpha"] == 0 and not d.get("hidden_loss_weight"):
+        cache = "no teacher"
+    seconds = record["train_metrics"]["train_wall_seconds"] + sum(c.get("build_seconds", 0) for c in caches)
+    return (
+        f"| {run.name} | {d['alpha']} | {d['temperature']} | {cache} | {d['student_eval_accuracy']:.4f} "
+        f"| {d['teacher_eval_accuracy']:.4f} | {d['retention_percent']:.1f}% | {d['speedup']:.2f}× "
+        f"| {seconds / 60:.1f} |"
+    )
+
+
 if __name__ == "__main__":
+    runs = [Path(p) for p in sys.argv[1:] if (Path(p) / "all_results.json").is_file()]
     print("| run | dev accuracy | dev macro-F1 | train wall (min) | train samples/s | trainable / total | precision |")
     print("|---|---:|---:|---:|---:|---:|---|")
-    for path in sys.argv[1:]:
-        if (Path(path) / "all_results.json").is_file():
-            print(row(Path(path)))
+    for run in runs:
+        print(row(run))
+    distilled = [r for r in (distill_row(run) for run in runs) if r]
+    if distilled:
+        print()
+        print(
+            "| run | α | T | teacher logits | student dev acc | teacher dev acc | retention | speed-up (batch 64) "
+            "| wall incl. teacher pass (min) |"
+        )
+        print("|---|---:|---:|---|---:|---:|---:|---:|---:|")
+        print("\n".join(distilled))

@@ -263,6 +263,8 @@ def test_distill_builds_a_student_from_teacher_layers_with_the_cache(tmp_path, t
     assert resolved["distillation_results"]["teachers"] == [str(teacher)] and resolved["student_layers"] == [0, 2]
     log = json.loads((out / "trainer_state.json").read_text())["log_history"]
     assert any("loss_kd" in e and "loss_ce" in e for e in log)
+    header = yaml.safe_load((out / "README.md").read_text().split("---")[1])
+    assert "distillation" in header["tags"] and "retention" in (out / "README.md").read_text()
 
     again = tmp_path / "again"
     argv = distill_argv(teacher, *tiny_data, again, tmp_path / "cache", "--student_layers", "[0,2]")
@@ -312,6 +314,25 @@ def test_ensemble_of_teachers_with_permuted_labels(tmp_path, tiny_bert_dir, tiny
     record = json.loads((out / "hf_transfer_run.json").read_text())["distillation"]
     assert record["teachers"] == [str(first), str(second)] and record["teacher_weights"] == [2.0, 1.0]
     assert len(record["teacher_logit_cache"]) == 2
+
+
+def test_multi_label_distillation_with_a_bf16_teacher(tmp_path, tiny_bert_dir):
+    rows = [
+        {"text": f"item {i} is {'red' if i % 2 else 'blue'}", "labels": [["a"], ["b"], ["a", "b"], []][i % 4]}
+        for i in range(40)
+    ]
+    train = tmp_path / "train.jsonl"
+    train.write_text("\n".join(json.dumps(r) for r in rows))
+    teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["b", "a"])
+    config = json.loads((teacher / "config.json").read_text())
+    (teacher / "config.json").write_text(json.dumps({**config, "problem_type": "multi_label_classification"}))
+    out = tmp_path / "out"
+    argv = distill_argv(teacher, train, train, out, tmp_path / "cache", "--student_layers", "[1]")
+    assert main([*argv, "--teacher_bf16", "true", "--cache_teacher_logits", "true"]) == 0
+    record = json.loads((out / "hf_transfer_run.json").read_text())
+    assert record["problem_type"] == "multi_label_classification" and record["label_names"] == ["b", "a"]
+    assert record["distillation"]["teacher_dtype"] == "bf16"
+    assert record["distillation"]["teacher_eval_metric"] == "subset_accuracy"
 
 
 def test_bad_distill_inputs_are_one_line_exit_2_and_write_nothing(tmp_path, tiny_bert_dir, tiny_data, capsys):
