@@ -6,6 +6,7 @@ Every field's `help` is the documentation of the YAML config and of the matching
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -15,6 +16,12 @@ SUPPORTED_EXTENSIONS = ("csv", "tsv", "json", "jsonl", "parquet")
 # Fields that take "a value or a list": HfArgumentParser has no type for that, so they are declared `str | ...` for
 # it, passed through unconverted by the CLI, and normalised in the dataclass's __post_init__.
 INT_OR_LIST_FIELDS = frozenset({"freeze_layers", "student_layers", "layer_map", "teacher_model_name_or_path"})
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    return torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
 
 
 class HfTransferError(ValueError):
@@ -238,6 +245,10 @@ class TransferTrainingArguments(TrainingArguments):
                 "gradual_unfreezing changes which layers are frozen, so their features cannot be cached; "
                 "drop cache_frozen_features or gradual_unfreezing."
             )
+        if not self.use_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not _has_accelerator():
+            # Launched as several processes on a machine without GPUs: accelerate joins CPU processes into one gloo
+            # group only when asked for the CPU; otherwise each process silently trains alone on all the data.
+            self.use_cpu = True
         super().__post_init__()
 
     @property

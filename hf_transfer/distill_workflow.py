@@ -394,6 +394,7 @@ def run_distill(
             "student_layers": d.student_layers,
             "teacher_dtype": "bf16" if d.teacher_bf16 else "fp32",
             "teacher_logit_cache": cache_infos or None,
+            "prepared_teacher_classes": [type(t).__name__ for t in trainer.teachers] or None,
             **comparison,
         }
         base = model_args.base_model_hub_id or model_args.model_name_or_path or d.teacher_model_name_or_path[0]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
 
 from transformers import Trainer, TrainerCallback
 
-from .config import TransferTrainingArguments
+from .config import ConfigError, TransferTrainingArguments
 from .freezing import (
     apply_freeze,
     count_parameters,
@@ -35,6 +36,13 @@ class TransferTrainer(Trainer):
         super().__init__(*args, **kwargs)
         if not isinstance(self.args, TransferTrainingArguments):
             raise TypeError(f"TransferTrainer needs TransferTrainingArguments, got {type(self.args).__name__}.")
+        launched = int(os.environ.get("WORLD_SIZE", "1"))
+        if launched > 1 and self.accelerator.num_processes != launched:
+            raise ConfigError(
+                f"{launched} processes were launched but accelerate joined {self.accelerator.num_processes}; each "
+                "would train alone on all the data. On CPU pass --use_cpu true (or launch with the shipped "
+                "scripts/accelerate/ddp_cpu.yaml)."
+            )
         model = self.accelerator.unwrap_model(self.model)
         self.problem_type = problem_type or getattr(model.config, "problem_type", None) or SINGLE_LABEL
         # Our compute_loss normalises by num_items_in_batch itself: have Trainer count the items (it does so only

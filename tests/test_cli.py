@@ -12,7 +12,7 @@ import yaml
 from hf_transfer.cli import main, parse_command_args
 
 REPO = Path(__file__).resolve().parent.parent
-CONFIGS = sorted((REPO / "scripts").rglob("*.yaml"))
+CONFIGS = sorted(p for p in (REPO / "scripts").rglob("*.yaml") if "accelerate" not in p.parts)
 RUN_OUTPUTS = [
     "model.safetensors",
     "tokenizer.json",

@@ -1,0 +1,150 @@
+"""Under `accelerate launch`: real 2-process DDP on CPU (gloo) matches one process with the same global batch, for
+`train` and `distill`, and leaves exactly one set of outputs; the shipped accelerate configs parse."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hf_transfer.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+ACCELERATE_CONFIGS = sorted((REPO / "scripts" / "accelerate").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", ACCELERATE_CONFIGS, ids=lambda p: p.name)
+def test_shipped_accelerate_configs_parse(config):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    loaded = load_config_from_file(str(config))
+    assert loaded.num_processes >= 1 and loaded.compute_environment.value == "LOCAL_MACHINE"
+    if "ddp" in config.name:
+        assert loaded.distributed_type.value == "MULTI_GPU" and loaded.num_processes == 2
+
+
+def test_accelerate_config_names_cover_every_engine():
+    names = {p.stem for p in ACCELERATE_CONFIGS}
+    assert {"single_process", "ddp_cpu", "fsdp", "deepspeed_zero2", "deepspeed_zero3"} <= names
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, tiny_bert_dir):
+    """Tiny data, a dropout-free tiny BERT (so runs are comparable), and a tiny fine-tuned teacher."""
+    import pandas as pd
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    root = tmp_path_factory.mktemp("ddp")
+    words = ["good", "great", "fine", "bad", "awful", "poor", "nice", "meh"]
+    texts = [f"{words[i % 8]} thing number {i}" for i in range(72)]
+    labels = ["pos" if i % 8 in (0, 1, 2, 6) else "neg" for i in range(72)]
+    pd.DataFrame({"text": texts[:64], "label": labels[:64]}).to_csv(root / "train.csv", index=False)
+    pd.DataFrame({"text": texts[64:], "label": labels[64:]}).to_csv(root / "dev.csv", index=False)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    for name, layers, seed in (("student", 2, 0), ("teacher", 3, 1)):
+        torch.manual_seed(seed)
+        config = BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=layers,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+            id2label={0: "pos", 1: "neg"},
+            label2id={"pos": 0, "neg": 1},
+        )
+        BertForSequenceClassification(config).save_pretrained(root / name)
+        tokenizer.save_pretrained(root / name)
+    return root
+
+
+def run_args(root, out, command, batch):
+    args = [
+        command,
+        "--train_file",
+        str(root / "train.csv"),
+        "--validation_file",
+        str(root / "dev.csv"),
+        "--output_dir",
+        str(out),
+        "--num_train_epochs",
+        "2",
+        "--per_device_train_batch_size",
+        str(batch),
+        "--learning_rate",
+        "1e-3",
+        "--report_to",
+        "none",
+        "--save_strategy",
+        "no",
+        "--logging_steps",
+        "1",
+        "--disable_tqdm",
+        "true",
+        "--seed",
+        "7",
+    ]
+    if command == "train":
+        return [*args, "--model_name_or_path", str(root / "student")]
+    return [
+        *args,
+        "--teacher_model_name_or_path",
+        str(root / "teacher"),
+        "--student_layers",
+        "[0, 2]",
+        "--alpha",
+        "0.7",
+        "--teacher_cache_dir",
+        str(root / "cache"),
+    ]
+
+
+def launch_two_processes(argv):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
+    command = [
+        accelerate,
+        "launch",
+        "--config_file",
+        str(REPO / "scripts" / "accelerate" / "ddp_cpu.yaml"),
+        "--main_process_port",
+        "0",
+        "-m",
+        "hf_transfer",
+        *argv,
+    ]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def losses(out):
+    state = json.loads((out / "trainer_state.json").read_text())
+    return [e["loss"] for e in state["log_history"] if "loss" in e]
+
+
+@pytest.mark.parametrize("command", ["train", "distill"])
+def test_two_process_ddp_matches_one_process_with_the_same_global_batch(command, setup, tmp_path, capsys):
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    assert main(run_args(setup, single, command, batch=8) + ["--use_cpu", "true"]) == 0
+    launch_two_processes(run_args(setup, ddp, command, batch=4))
+
+    record = json.loads((ddp / "hf_transfer_run.json").read_text())
+    assert record["world_size"] == 2
+    # One set of outputs: the same files as the single-process run, written once.
+    assert sorted(p.name for p in ddp.iterdir()) == sorted(p.name for p in single.iterdir())
+    assert losses(ddp) == pytest.approx(losses(single), rel=1e-4, abs=1e-5)
+    a, b = load_file(str(single / "model.safetensors")), load_file(str(ddp / "model.safetensors"))
+    assert a.keys() == b.keys()
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst < 1e-4, worst
+    if command == "distill":
+        # The online teacher was prepared for evaluation only: never wrapped in DistributedDataParallel.
+        assert record["distillation"]["prepared_teacher_classes"] == ["BertForSequenceClassification"]
