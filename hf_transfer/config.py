@@ -13,9 +13,11 @@ from typing import Any, Literal
 from transformers import TrainingArguments
 
 SUPPORTED_EXTENSIONS = ("csv", "tsv", "json", "jsonl", "parquet")
-# Fields that take "a value or a list": HfArgumentParser has no type for that, so they are declared `str | ...` for
-# it, passed through unconverted by the CLI, and normalised in the dataclass's __post_init__.
-INT_OR_LIST_FIELDS = frozenset({"freeze_layers", "student_layers", "layer_map", "teacher_model_name_or_path"})
+# Fields that take "a value or a list" (or, for resume_from_checkpoint, "true or a path"): HfArgumentParser has no
+# type for that, so they are declared `str | ...` for it, passed through unconverted by the CLI, and normalised later.
+INT_OR_LIST_FIELDS = frozenset(
+    {"freeze_layers", "student_layers", "layer_map", "teacher_model_name_or_path", "resume_from_checkpoint"}
+)
 
 
 def _has_accelerator() -> bool:

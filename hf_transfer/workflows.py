@@ -45,8 +45,49 @@ def load_checked_data(data_args: DataArguments, training_args: TransferTrainingA
         # DDP registers only parameters that require grad when it wraps the model, so blocks unfrozen later
         # would never be synchronised across processes.
         raise ConfigError("gradual_unfreezing needs a single process; launch without --num_processes > 1.")
+    resolve_resume_checkpoint(training_args)
     with training_args.main_process_first(desc="dataset preparation"):
         return load_data(data_args, seed=training_args.seed)
+
+
+def complete_checkpoints(output_dir: str | Path) -> list[Path]:
+    """`checkpoint-N` folders that a save finished, oldest first. Trainer writes `trainer_state.json` last, so a
+    folder without a readable one was cut off mid-save (a crash or a kill) and must not be resumed from."""
+    folders = []
+    for path in Path(output_dir).glob("checkpoint-*"):
+        step = path.name.split("-", 1)[1]
+        state = path / "trainer_state.json"
+        if not (step.isdigit() and path.is_dir() and state.is_file()):
+            continue
+        try:
+            json.loads(state.read_text())
+        except (OSError, ValueError):
+            continue
+        folders.append((int(step), path))
+    return [path for _, path in sorted(folders)]
+
+
+def resolve_resume_checkpoint(training_args) -> None:
+    """`resume_from_checkpoint: true` becomes the newest complete checkpoint in `output_dir`; a path is checked."""
+    value = training_args.resume_from_checkpoint
+    if value is None or str(value).strip().lower() in ("", "false", "none"):
+        training_args.resume_from_checkpoint = None
+        return
+    if str(value).strip().lower() == "true":
+        found = complete_checkpoints(training_args.output_dir)
+        if not found:
+            raise ConfigError(
+                f"resume_from_checkpoint is true but {training_args.output_dir!r} holds no complete checkpoint-N "
+                "folder; train with save_strategy steps/epoch first, or give a checkpoint path."
+            )
+        training_args.resume_from_checkpoint = str(found[-1])
+        return
+    path = Path(str(value))
+    if not path.is_dir() or path not in complete_checkpoints(path.parent):
+        raise ConfigError(
+            f"resume_from_checkpoint {str(value)!r} is not a complete checkpoint folder (one with a readable "
+            "trainer_state.json); pass true to pick the newest complete one in output_dir."
+        )
 
 
 def classifier_config(model_args: ModelArguments, prepared: PreparedData):

@@ -148,3 +148,83 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(command,
     if command == "distill":
         # The online teacher was prepared for evaluation only: never wrapped in DistributedDataParallel.
         assert record["distillation"]["prepared_teacher_classes"] == ["BertForSequenceClassification"]
+
+
+# --- kill, then resume -----------------------------------------------------------------------------------------
+
+KILLER = """
+import os, signal, sys
+from transformers import TrainerCallback
+import hf_transfer.trainers as trainers
+
+class KillAt(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == {step}:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+original = trainers.TransferTrainer.__init__
+
+def init(self, *args, **kwargs):
+    original(self, *args, **kwargs)
+    self.add_callback(KillAt())
+
+trainers.TransferTrainer.__init__ = init
+from hf_transfer.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("command", ["train", "distill"])
+def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(command, setup, tmp_path):
+    extra = ["--use_cpu", "true", "--save_strategy", "steps", "--save_steps", "3", "--eval_strategy", "epoch"]
+    if command == "distill":
+        extra += ["--cache_teacher_logits", "true"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert main([*run_args(setup, whole, command, batch=4), *extra]) == 0
+
+    # 64 rows at batch 4: 16 steps an epoch. Killed at step 7, mid-epoch 1, after the checkpoint of step 6.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLER.format(step=7), *run_args(setup, killed, command, batch=4), *extra],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert not (killed / "model.safetensors").exists() and (killed / "checkpoint-6").is_dir()
+    assert main([*run_args(setup, killed, command, batch=4), *extra, "--resume_from_checkpoint", "true"]) == 0
+
+    a, b = load_file(str(whole / "model.safetensors")), load_file(str(killed / "model.safetensors"))
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    metrics_a = json.loads((whole / "eval_results.json").read_text())
+    metrics_b = json.loads((killed / "eval_results.json").read_text())
+    assert {k: v for k, v in metrics_a.items() if "runtime" not in k and "per_second" not in k} == {
+        k: v for k, v in metrics_b.items() if "runtime" not in k and "per_second" not in k
+    }
+
+
+def test_resume_skips_a_checkpoint_cut_off_mid_save(setup, tmp_path, capsys):
+    from hf_transfer.config import ConfigError
+    from hf_transfer.workflows import complete_checkpoints, resolve_resume_checkpoint
+
+    out = tmp_path / "run"
+    args = [*run_args(setup, out, "train", batch=8), "--use_cpu", "true", "--save_strategy", "steps"]
+    assert main([*args, "--save_steps", "4"]) == 0
+    newest = out / "checkpoint-16"
+    (newest / "trainer_state.json").write_text('{"global_step": 1')  # a save killed while writing its last file
+    assert [p.name for p in complete_checkpoints(out)] == ["checkpoint-4", "checkpoint-8", "checkpoint-12"]
+
+    class Args:
+        output_dir = str(out)
+        resume_from_checkpoint = "true"
+
+    resolve_resume_checkpoint(Args)
+    assert Args.resume_from_checkpoint == str(out / "checkpoint-12")
+    Args.resume_from_checkpoint = str(newest)
+    with pytest.raises(ConfigError, match="not a complete checkpoint"):
+        resolve_resume_checkpoint(Args)
+    capsys.readouterr()
+    assert main([*run_args(setup, tmp_path / "fresh", "train", batch=8), "--resume_from_checkpoint", "true"]) == 2
+    assert "no complete checkpoint" in capsys.readouterr().err
