@@ -27,6 +27,8 @@ _warn_if_download_accelerator_installed()
 
 _LAZY = {
     "TransferTrainer": "trainers",
+    "DistillationTrainer": "distillation_trainer",
+    "DistillationArguments": "config",
     "TransferTrainingArguments": "config",
     "ModelArguments": "config",
     "DataArguments": "config",
