@@ -102,6 +102,7 @@ def load_classifier(
     trust_remote_code=False,
     ignore_mismatched_sizes=False,
 ):
+    from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification
 
     try:
@@ -113,5 +114,5 @@ def load_classifier(
             trust_remote_code=trust_remote_code,
             ignore_mismatched_sizes=ignore_mismatched_sizes,
         )
-    except (OSError, ValueError, RuntimeError) as err:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
         raise ConfigError(f"cannot load the weights of {name_or_path!r}: {_one_line(err)}") from None

@@ -1,0 +1,192 @@
+"""The bad-input matrix, through the real command line in a subprocess: every case exits with status 2, prints one
+line on stderr that names the problem (no traceback), and leaves `output_dir` absent or untouched."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+COMMON = ["--num_train_epochs", "1", "--use_cpu", "true", "--report_to", "none", "--save_strategy", "no"]
+
+
+def _csv(path, texts, labels, label_column="label"):
+    pd.DataFrame({"text": texts, label_column: labels}).to_csv(path, index=False)
+    return path
+
+
+def _classifier(path, tokenizer_dir, labels, **config_extra):
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        id2label=dict(enumerate(labels)),
+        label2id={n: i for i, n in enumerate(labels)},
+        **config_extra,
+    )
+    BertForSequenceClassification(config).save_pretrained(path)
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, tiny_bert_dir):
+    """Files for every case: good data, bad data, good and broken models."""
+    root = tmp_path_factory.mktemp("bad-inputs")
+    texts = [f"{w} thing {i}" for i, w in enumerate(["good", "bad", "fine", "awful"] * 6)]
+    labels = ["pos", "neg", "pos", "neg"] * 6
+    w = {"root": root, "model": tiny_bert_dir}
+    w["train"] = _csv(root / "train.csv", texts, labels)
+    w["dev"] = _csv(root / "dev.csv", texts[:8], labels[:8])
+    w["unseen"] = _csv(root / "unseen.csv", ["x"], ["neutral"])
+    w["blank"] = _csv(root / "blank.csv", ["  ", ""], ["pos", "neg"])
+    w["empty"] = root / "empty.csv"
+    w["empty"].write_text("")
+    w["nan_labels"] = root / "nan.csv"
+    w["nan_labels"].write_text("text,label\na,\nb,\n")
+    w["mixed"] = root / "mixed.jsonl"
+    w["mixed"].write_text("\n".join(json.dumps({"text": f"t{i}", "label": [1, "two"][i % 2]}) for i in range(6)))
+    w["not_lists"] = root / "notlists.jsonl"
+    rows = [{"text": "a", "label": ["x"]}, {"text": "b", "label": "y"}]
+    w["not_lists"].write_text("\n".join(json.dumps(r) for r in rows))
+    w["binary"] = root / "binary.csv"
+    w["binary"].write_bytes(bytes(range(256)) * 64)
+    w["txt"] = root / "train.txt"
+    w["txt"].write_text("text,label\na,pos\n")
+    w["bad_yaml"] = root / "bad.yaml"
+    w["bad_yaml"].write_text("learning_rate: [1, 2\n")
+    w["no_config"] = root / "no-config"
+    w["no_config"].mkdir()
+    (w["no_config"] / "model.safetensors").write_bytes(b"")
+    w["corrupt"] = root / "corrupt"
+    _classifier(w["corrupt"], tiny_bert_dir, ["neg", "pos"])
+    (w["corrupt"] / "model.safetensors").write_bytes(b"\x00" * 64)
+    w["remote"] = root / "remote-code"
+    _classifier(w["remote"], tiny_bert_dir, ["neg", "pos"])
+    config = json.loads((w["remote"] / "config.json").read_text())
+    config.update(model_type="my-custom-bert", auto_map={"AutoConfig": "modeling_custom.CustomConfig"})
+    (w["remote"] / "config.json").write_text(json.dumps(config))
+    w["teacher"] = _classifier(root / "teacher", tiny_bert_dir, ["neg", "pos"])
+    w["teacher3"] = _classifier(root / "teacher3", tiny_bert_dir, ["a", "b", "c"])
+    return w
+
+
+def train(w, *extra, train_file=None, dev=None, model=None):
+    return [
+        "train",
+        "--model_name_or_path",
+        str(model or w["model"]),
+        "--train_file",
+        str(train_file or w["train"]),
+        "--validation_file",
+        str(dev or w["dev"]),
+        *COMMON,
+        *extra,
+    ]
+
+
+def distill(w, *extra, teacher=None):
+    return [
+        "distill",
+        "--teacher_model_name_or_path",
+        str(teacher or w["teacher"]),
+        "--train_file",
+        str(w["train"]),
+        "--validation_file",
+        str(w["dev"]),
+        *COMMON,
+        *extra,
+    ]
+
+
+# (case, argv builder, words the message must contain)
+CASES = [
+    # config
+    ("unknown field", lambda w: train(w, "--freeze_layer", "1"), "did you mean 'freeze_layers'"),
+    ("wrong type", lambda w: train(w, "--num_train_epochs", "many"), "num_train_epochs"),
+    ("invalid yaml", lambda w: train(w, "--config", str(w["bad_yaml"])), "not valid yaml"),
+    ("missing config file", lambda w: train(w, "--config", str(w["root"] / "nope.yaml")), "does not exist"),
+    ("head only + freeze_layers", lambda w: train(w, "--train_head_only", "true", "--freeze_layers", "1"), "head"),
+    (
+        "gradual unfreezing + feature cache",
+        lambda w: train(w, "--gradual_unfreezing", "1", "--cache_frozen_features", "true"),
+        "cache_frozen_features",
+    ),
+    ("llrd out of range", lambda w: train(w, "--layerwise_lr_decay", "0"), "layerwise_lr_decay"),
+    ("bad max_seq_length", lambda w: train(w, "--max_seq_length", "0"), "max_seq_length"),
+    ("stray argument", lambda w: train(w, "oops"), "unexpected argument"),
+    # data
+    ("missing data file", lambda w: train(w, train_file=w["root"] / "missing.csv"), "missing.csv"),
+    ("unsupported extension", lambda w: train(w, train_file=w["txt"]), "unsupported extension"),
+    ("unknown text column", lambda w: train(w, "--text_column_name", "body"), "body"),
+    ("unknown label column", lambda w: train(w, "--label_column_name", "stars"), "stars"),
+    ("empty file", lambda w: train(w, train_file=w["empty"]), "empty"),
+    ("all rows dropped", lambda w: train(w, train_file=w["blank"]), "empty"),
+    ("validation label not in train", lambda w: train(w, dev=w["unseen"]), "neutral"),
+    ("NaN labels only", lambda w: train(w, train_file=w["nan_labels"]), "label"),
+    ("multi-label rows not lists", lambda w: train(w, train_file=w["not_lists"], dev=w["not_lists"]), "list"),
+    ("binary file as csv", lambda w: train(w, train_file=w["binary"]), "binary.csv"),
+    ("mixed label types", lambda w: train(w, train_file=w["mixed"], dev=w["mixed"]), "label"),
+    # model
+    ("missing model folder", lambda w: train(w, model=w["root"] / "no-model"), "does not exist"),
+    ("folder without config.json", lambda w: train(w, model=w["no_config"]), "config.json"),
+    ("corrupt safetensors", lambda w: train(w, model=w["corrupt"]), "cannot load the weights"),
+    ("needs trust_remote_code", lambda w: train(w, model=w["remote"]), "trust_remote_code"),
+    ("unknown hub id offline", lambda w: train(w, model="nobody/not-a-model"), "nobody/not-a-model"),
+    # freezing
+    ("freeze index out of range", lambda w: train(w, "--freeze_layers", "[0, 7]"), "freeze_layers"),
+    ("freeze pattern matches nothing", lambda w: train(w, "--freeze_patterns", "[nothing_here]"), "nothing_here"),
+    ("invalid freeze regex", lambda w: train(w, "--freeze_patterns", "['(']"), "regex"),
+    # distillation
+    ("alpha outside [0, 1]", lambda w: distill(w, "--student_layers", "[0]", "--alpha", "1.2"), "alpha"),
+    ("temperature <= 0", lambda w: distill(w, "--student_layers", "[0]", "--temperature", "-1"), "temperature"),
+    ("teacher/student labels differ", lambda w: distill(w, "--student_layers", "[0]", teacher=w["teacher3"]), "'c'"),
+    ("invalid student_layers", lambda w: distill(w, "--student_layers", "[0, 2]"), "student_layers"),
+    ("teacher not a classifier", lambda w: distill(w, "--student_layers", "[0]", teacher=w["model"]), "classifier"),
+    ("no student", lambda w: distill(w), "no student"),
+    ("top_k without cache", lambda w: distill(w, "--student_layers", "[0]", "--teacher_top_k", "1"), "cache"),
+    # resume
+    ("resume without checkpoint", lambda w: train(w, "--resume_from_checkpoint", "true"), "no complete checkpoint"),
+]
+
+
+@pytest.mark.parametrize("case,build,needle", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(case, build, needle, world, tmp_path):
+    out = tmp_path / "out"
+    argv = [*build(world), "--output_dir", str(out)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "hf_transfer", *argv], capture_output=True, text=True, timeout=300, env=env, cwd=REPO
+    )
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert len(lines) == 1, proc.stderr[-2000:]
+    assert needle.lower() in lines[0].lower(), lines[0]
+    assert lines[0].startswith("hf-transfer ")
+    assert not out.exists()
+
+
+def test_an_existing_output_dir_is_left_untouched(world, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    argv = [*train(world, "--freeze_layers", "9"), "--output_dir", str(out)]
+    proc = subprocess.run([sys.executable, "-m", "hf_transfer", *argv], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"] and (out / "keep.txt").read_text() == "mine"
+
+
+def test_the_matrix_is_large_enough():
+    assert len(CASES) >= 30
