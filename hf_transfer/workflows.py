@@ -11,7 +11,15 @@ from pathlib import Path
 import yaml
 
 from . import __version__
-from .config import ConfigError, DataArguments, DataError, EvaluateArguments, ModelArguments, TransferTrainingArguments
+from .config import (
+    AdapterArguments,
+    ConfigError,
+    DataArguments,
+    DataError,
+    EvaluateArguments,
+    ModelArguments,
+    TransferTrainingArguments,
+)
 from .data import PreparedData, load_data, tokenize_data
 from .freezing import resolve_frozen_parameters
 from .models import check_classifier_head, load_classifier, load_config, load_tokenizer, meta_layout
@@ -68,14 +76,21 @@ def _preflight(model_args: ModelArguments, data_args: DataArguments, training_ar
     return prepared, config, tokenizer
 
 
-def run_train(model_args: ModelArguments, data_args: DataArguments, training_args: TransferTrainingArguments) -> dict:
+def run_train(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    adapter_args: AdapterArguments,
+    training_args: TransferTrainingArguments,
+) -> dict:
     from transformers import DataCollatorWithPadding, set_seed
 
     from .evaluation import make_compute_metrics
     from .trainers import TransferTrainer
 
     set_seed(training_args.seed)
+    _check_adapter_args(adapter_args, training_args)
     prepared, config, tokenizer = _preflight(model_args, data_args, training_args)
+    adapter_plan = _plan_adapter(adapter_args, config)
     with training_args.main_process_first(desc="tokenization"):
         tokenized = tokenize_data(
             prepared, tokenizer, data_args.max_seq_length, num_proc=data_args.preprocessing_num_workers
@@ -89,6 +104,11 @@ def run_train(model_args: ModelArguments, data_args: DataArguments, training_arg
         trust_remote_code=m.trust_remote_code,
         ignore_mismatched_sizes=m.ignore_mismatched_sizes,
     )
+    memory_at_load = _memory_kib()
+    if adapter_plan is not None:
+        from .adapters import wrap
+
+        model = wrap(model, adapter_plan)
     trainer = TransferTrainer(
         model=model,
         args=training_args,
@@ -111,8 +131,11 @@ def run_train(model_args: ModelArguments, data_args: DataArguments, training_arg
     test_metrics = None
     if "test" in tokenized and "labels" in tokenized["test"].column_names:
         test_metrics = trainer.predict(tokenized["test"], metric_key_prefix="test").metrics
+    extra = {"memory": _memory_record(memory_at_load, _memory_kib())}
     trainer.save_model()
     if trainer.is_world_process_zero():
+        if adapter_plan is not None:
+            extra["adapter"] = _finish_adapter(trainer, adapter_plan, adapter_args, model_args, config, tokenized)
         _write_run_outputs(
             trainer,
             prediction,
@@ -124,7 +147,13 @@ def run_train(model_args: ModelArguments, data_args: DataArguments, training_arg
             eval_metrics,
             test_metrics,
             freeze_at_start,
+            extra,
+            adapter_args,
         )
+        if adapter_args.merge_adapter:
+            from .adapters import write_merged
+
+            write_merged(trainer.accelerator.unwrap_model(trainer.model), tokenizer, training_args.output_dir)
     return {
         **_row_counts(prepared),
         **eval_metrics,
@@ -155,6 +184,8 @@ def _write_run_outputs(
     eval_metrics,
     test_metrics,
     freeze_at_start,
+    extra: dict,
+    adapter_args: AdapterArguments,
 ) -> None:
     from .cards import write_model_card
     from .evaluation import plot_training_curves, save_confusion_matrix
@@ -190,11 +221,12 @@ def _write_run_outputs(
         "eval_metrics": eval_metrics,
         "validation_report": full,
         "test_metrics": test_metrics,
+        **extra,
         "log_history": trainer.state.log_history,
     }
     (out / "hf_transfer_run.json").write_text(json.dumps(record, indent=2, default=str))
-    write_resolved_config(out / "hf_transfer_config.yaml", model_args, data_args, training_args)
-    write_model_card(out, record, resolved_config(model_args, data_args, training_args))
+    write_resolved_config(out / "hf_transfer_config.yaml", model_args, data_args, adapter_args, training_args)
+    write_model_card(out, record, resolved_config(model_args, data_args, adapter_args, training_args))
 
 
 def _validation_report(prediction, prepared: PreparedData) -> dict:
@@ -215,19 +247,98 @@ def _validation_report(prediction, prepared: PreparedData) -> dict:
 _SECRET_KEYS = ("token", "password", "secret", "api_key")
 
 
-def resolved_config(model_args, data_args, training_args) -> dict:
-    """Every field of the run, as YAML-ready plain values, with anything secret removed."""
+def resolved_config(*arg_objects) -> dict:
+    """Every field of the run's argument dataclasses (TrainingArguments last), as YAML-ready plain values, with
+    anything secret removed."""
     values: dict = {}
-    values.update(dataclasses.asdict(model_args))
-    values.update(dataclasses.asdict(data_args))
-    training = training_args.to_dict()
-    values.update({k: training[k] for k in sorted(training)})
+    for args in arg_objects:
+        if hasattr(args, "to_dict"):
+            training = args.to_dict()
+            values.update({k: training[k] for k in sorted(training)})
+        else:
+            values.update(dataclasses.asdict(args))
     clean = {k: v for k, v in values.items() if not any(s in k.lower() for s in _SECRET_KEYS)}
     return json.loads(json.dumps(clean, default=str))
 
 
-def write_resolved_config(path: Path, model_args, data_args, training_args) -> None:
-    path.write_text(yaml.safe_dump(resolved_config(model_args, data_args, training_args), sort_keys=False))
+def write_resolved_config(path: Path, *arg_objects) -> None:
+    path.write_text(yaml.safe_dump(resolved_config(*arg_objects), sort_keys=False))
+
+
+# --- train: adapter and memory hooks (the adapter logic lives in adapters.py) -------------------------------------
+
+
+def _check_adapter_args(adapter_args: AdapterArguments, training_args: TransferTrainingArguments) -> None:
+    """The adapter checks that need no data and no model: the method exists, no freeze option is set with it."""
+    if adapter_args.enabled:
+        from .adapters import check_freeze_conflicts, check_method
+
+        check_method(adapter_args.peft_method)
+        check_freeze_conflicts(adapter_args.peft_method, training_args)
+
+
+def _plan_adapter(adapter_args: AdapterArguments, config):
+    """The PEFT config, checked on a meta-device model: target modules, head, PEFT's own checks. No weights read."""
+    if not adapter_args.enabled:
+        return None
+    from .adapters import plan_adapter
+    from .models import meta_classifier
+
+    return plan_adapter(adapter_args, meta_classifier(config))
+
+
+def _finish_adapter(trainer, plan, adapter_args, model_args: ModelArguments, config, tokenized) -> dict:
+    """After `save_model`: name the base by its Hub id in adapter_config.json, reload the saved adapter onto a fresh
+    base and compare logits on a validation batch (the guard against a head lost on reload), describe the adapter."""
+    from .adapters import (
+        MERGED_DIR,
+        adapter_record,
+        base_model_reference,
+        reload_max_abs_diff,
+        set_base_model_reference,
+    )
+
+    out = trainer.args.output_dir
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    reference = base_model_reference(model_args.model_name_or_path, model_args.base_model_hub_id)
+    set_base_model_reference(out, reference[0])
+    record = adapter_record(model, plan, out, reference)
+    validation = tokenized["validation"]
+    batch = next(iter(trainer.get_test_dataloader(validation.select(range(min(16, len(validation)))))))
+    batch.pop("labels", None)
+    m = model_args
+    base = load_classifier(
+        m.model_name_or_path,
+        config,
+        revision=m.model_revision,
+        cache_dir=m.cache_dir,
+        trust_remote_code=m.trust_remote_code,
+    )
+    record["reload_max_abs_logit_diff"] = reload_max_abs_diff(model, out, base, batch)
+    record["merged_model"] = MERGED_DIR if adapter_args.merge_adapter else None
+    return record
+
+
+def _memory_kib() -> dict:
+    """This process's resident set size now and its peak so far, in KiB (Linux: /proc and ru_maxrss)."""
+    import resource
+
+    try:
+        rss = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+    except (OSError, ValueError, IndexError):
+        rss = None
+    return {"rss_kib": rss, "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+
+
+def _memory_record(at_load: dict, at_end: dict) -> dict:
+    """Peak RSS after training and evaluation, against the RSS right after the model was loaded."""
+    baseline = at_load["rss_kib"]
+    return {
+        "rss_after_model_load_kib": baseline,
+        "peak_rss_at_model_load_kib": at_load["peak_rss_kib"],
+        "peak_rss_kib": at_end["peak_rss_kib"],
+        "peak_above_loaded_model_kib": None if baseline is None else at_end["peak_rss_kib"] - baseline,
+    }
 
 
 # --- evaluate -------------------------------------------------------------------------------------------------------

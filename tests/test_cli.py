@@ -82,6 +82,7 @@ def test_help_lists_fields(command, capsys):
     assert "--config" in out and "--model_name_or_path" in out
     if command == "train":
         assert "--freeze_layers" in out and "--layerwise_lr_decay" in out and "--learning_rate" in out
+        assert "--peft_method" in out and "--target_modules" in out and "--merge_adapter" in out
 
 
 def test_top_level_help_and_unknown_command(capsys):
@@ -98,7 +99,7 @@ def test_flags_override_yaml_and_are_read_as_yaml(tmp_path):
             {"model_name_or_path": "m", "learning_rate": 1e-3, "freeze_layers": 2, "output_dir": str(tmp_path / "o")}
         )
     )
-    model, data, training = parse_command_args(
+    model, data, adapter, training = parse_command_args(
         "train",
         [
             "--config",
@@ -119,14 +120,14 @@ def test_flags_override_yaml_and_are_read_as_yaml(tmp_path):
     assert training.learning_rate == 5e-5 and isinstance(training.learning_rate, float)
     assert training.freeze_layers == [0, 1, 2] and training.bf16 is True and training.freeze_embeddings is True
     assert data.label_mapping == {"1": "bad", "5": "good"}
-    assert model.model_name_or_path == "m"
+    assert model.model_name_or_path == "m" and adapter.peft_method == "none"
 
 
 def test_env_vars_expand_in_yaml(tmp_path, monkeypatch):
     monkeypatch.setenv("MY_DATA", "/data/here")
     config = tmp_path / "c.yaml"
     config.write_text("train_file: ${MY_DATA}/t.csv\nvalidation_file: ${NOT_SET_VAR:-fallback}/v.csv\n")
-    _, data, _ = parse_command_args("train", ["--config", str(config), "--output_dir", str(tmp_path / "o")])
+    _, data, _, _ = parse_command_args("train", ["--config", str(config), "--output_dir", str(tmp_path / "o")])
     assert data.train_file == "/data/here/t.csv" and data.validation_file == "fallback/v.csv"
 
 
@@ -135,8 +136,9 @@ def test_shipped_configs_parse(config, monkeypatch):
     monkeypatch.chdir(REPO)
     raw = yaml.safe_load(config.read_text())
     assert isinstance(raw, dict) and raw
-    model, data, training = parse_command_args("train", ["--config", str(config)])
+    model, data, adapter, training = parse_command_args("train", ["--config", str(config)])
     assert model.model_name_or_path and training.output_dir and (data.train_file or data.dataset_name)
+    assert adapter.peft_method == raw.get("peft_method", "none")
 
 
 # --- bad input: one line, exit 2, nothing written ----------------------------------------------------------------
