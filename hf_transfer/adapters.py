@@ -454,6 +454,14 @@ def write_merged(model, tokenizer, output_dir: str | Path) -> Path:
     """Merge the adapter into the base weights and save a plain model (with the tokenizer) to `output_dir/merged`.
 
     `model` is unwrapped in place: use it no more as a PEFT model afterwards."""
+    from peft.utils import ModulesToSaveWrapper
+
+    # Put the trained copies of the saved modules in place first: PEFT 0.21's IA3 unloading assumes every wrapped
+    # module has a `.weight`, and fails on containers such as BERT's pooler or RoBERTa's classification head.
+    for name, module in list(model.named_modules()):
+        if isinstance(module, ModulesToSaveWrapper):
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, module.modules_to_save[module.active_adapter])
     merged = model.merge_and_unload()
     path = Path(output_dir) / MERGED_DIR
     merged.save_pretrained(path)

@@ -236,12 +236,14 @@ def test_a_head_inside_the_base_is_saved_too(tmp_path):
 
 
 @pytest.mark.parametrize("method", ["lora", "ia3"])
-def test_merged_model_predicts_like_the_adapter(method, tmp_path):
+@pytest.mark.parametrize("model_type", ["distilbert", "roberta"])
+def test_merged_model_predicts_like_the_adapter(method, model_type, tmp_path):
+    """RoBERTa's head is a container module, which PEFT's own IA3 merge cannot unload."""
     from hf_transfer.adapters import write_merged
 
-    base = saved_base(tmp_path, "distilbert")
-    plan = plan_adapter(AdapterArguments(peft_method=method), meta_model(tiny_config("distilbert")))
-    model = wrap(load_base(base, "distilbert"), plan)
+    base = saved_base(tmp_path, model_type)
+    plan = plan_adapter(AdapterArguments(peft_method=method), meta_model(tiny_config(model_type)))
+    model = wrap(load_base(base, model_type), plan)
     perturb_trainable(model)
     before = logits(model)
     path = write_merged(model, None, tmp_path)
@@ -425,7 +427,7 @@ def test_ia3_multi_label_run_end_to_end(tmp_path, tiny_bert_dir):
     train.write_text("\n".join(json.dumps(r) for r in rows))
     out = tmp_path / "ml"
     argv = train_argv(tiny_bert_dir, train, train, out, "--problem_type", "multi_label_classification")
-    assert main([*argv, "--peft_method", "ia3"]) == 0
+    assert main([*argv, "--peft_method", "ia3", "--merge_adapter", "true"]) == 0
     adapter = json.loads((out / "hf_transfer_run.json").read_text())["adapter"]
     assert adapter["method"] == "ia3" and adapter["feedforward_modules"] == ["output.dense"]
     assert adapter["reload_max_abs_logit_diff"] == 0.0
@@ -437,3 +439,5 @@ def test_ia3_multi_label_run_end_to_end(tmp_path, tiny_bert_dir):
         out, id2label={0: "a", 1: "b"}, label2id={"a": 0, "b": 1}, problem_type="multi_label_classification"
     )
     assert model.config.problem_type == "multi_label_classification"
+    merged = json.loads((out / "merged" / "config.json").read_text())
+    assert merged["problem_type"] == "multi_label_classification" and merged["id2label"] == {"0": "a", "1": "b"}
