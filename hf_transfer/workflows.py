@@ -303,9 +303,10 @@ def _finish_adapter(trainer, plan, adapter_args, model_args: ModelArguments, con
     reference = base_model_reference(model_args.model_name_or_path, model_args.base_model_hub_id)
     set_base_model_reference(out, reference[0])
     record = adapter_record(model, plan, out, reference)
-    validation = tokenized["validation"]
-    batch = next(iter(trainer.get_test_dataloader(validation.select(range(min(16, len(validation)))))))
-    batch.pop("labels", None)
+    # Collated by hand, not through an accelerate-prepared dataloader: only the main process gets here.
+    rows = tokenized["validation"].select(range(min(16, len(tokenized["validation"]))))
+    inputs = [c for c in rows.column_names if c in trainer.processing_class.model_input_names]
+    batch = trainer.data_collator([{c: row[c] for c in inputs} for row in rows])
     m = model_args
     base = load_classifier(
         m.model_name_or_path,

@@ -225,6 +225,9 @@ def test_train_then_evaluate_tiny_model(tmp_path, tiny_bert_dir, tiny_data, caps
     resolved = yaml.safe_load((out / "hf_transfer_config.yaml").read_text())
     assert resolved["freeze_layers"] == 1 and not any("token" in k for k in resolved)
     assert json.loads((out / "all_results.json").read_text())["eval_samples"] == 8
+    record = json.loads((out / "hf_transfer_run.json").read_text())
+    assert record["memory"]["peak_rss_kib"] >= record["memory"]["rss_after_model_load_kib"] > 0
+    assert "adapter" not in record
     model = AutoModelForSequenceClassification.from_pretrained(out)
     assert model.config.num_labels == 2
     prediction = pipeline("text-classification", model=str(out))("great thing")[0]
