@@ -122,6 +122,7 @@ def run_train(
     freeze_at_start = trainer.freeze_summary()
     started = time.perf_counter()
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    memory_after_training = _memory_kib()
     train_metrics = dict(train_result.metrics)
     train_metrics["train_samples"] = len(tokenized["train"])
     train_metrics["train_wall_seconds"] = round(time.perf_counter() - started, 2)
@@ -131,7 +132,7 @@ def run_train(
     test_metrics = None
     if "test" in tokenized and "labels" in tokenized["test"].column_names:
         test_metrics = trainer.predict(tokenized["test"], metric_key_prefix="test").metrics
-    extra = {"memory": _memory_record(memory_at_load, _memory_kib())}
+    extra = {"memory": _memory_record(memory_at_load, memory_after_training, _memory_kib())}
     trainer.save_model()
     if trainer.is_world_process_zero():
         if adapter_plan is not None:
@@ -331,14 +332,19 @@ def _memory_kib() -> dict:
     return {"rss_kib": rss, "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
 
 
-def _memory_record(at_load: dict, at_end: dict) -> dict:
-    """Peak RSS after training and evaluation, against the RSS right after the model was loaded."""
+def _memory_record(at_load: dict, after_training: dict, at_end: dict) -> dict:
+    """Peak RSS after training (evaluations during training included) and after the final evaluation, against the RSS
+    right after the model was loaded (before any adapter was added)."""
     baseline = at_load["rss_kib"]
     return {
         "rss_after_model_load_kib": baseline,
         "peak_rss_at_model_load_kib": at_load["peak_rss_kib"],
+        "peak_rss_after_training_kib": after_training["peak_rss_kib"],
         "peak_rss_kib": at_end["peak_rss_kib"],
         "peak_above_loaded_model_kib": None if baseline is None else at_end["peak_rss_kib"] - baseline,
+        "training_peak_above_loaded_model_kib": None
+        if baseline is None
+        else after_training["peak_rss_kib"] - baseline,
     }
 
 
