@@ -10,11 +10,16 @@ _PACKAGES = ("hf-transfer-learning", "transformers", "torch", "datasets", "accel
 
 
 def template_path() -> Path:
-    """The card template shipped inside the wheel (`hf_transfer.model_cards`), or the source tree's copy."""
+    """The source tree's card template when this package is imported from a checkout, else the one shipped inside
+    the wheel (`hf_transfer.model_cards`)."""
+    # A checkout on PYTHONPATH must not render the template of another checkout that is installed editable.
+    source = Path(__file__).resolve().parent.parent / "model_cards" / TEMPLATE
+    if source.is_file():
+        return source
     try:
         return Path(str(resources.files("hf_transfer.model_cards").joinpath(TEMPLATE)))
     except ModuleNotFoundError:
-        return Path(__file__).resolve().parent.parent / "model_cards" / TEMPLATE
+        return source
 
 
 def _versions() -> dict[str, str]:
@@ -54,6 +59,26 @@ def _freeze_text(freeze: dict) -> str:
     return "; ".join(parts) or "none (full fine-tuning)"
 
 
+def _adapter_facts(adapter: dict) -> dict:
+    """The adapter's description for the card, in plain words."""
+    targets = adapter.get("target_modules")
+    return {
+        "method": adapter["method"],
+        "settings": ", ".join(
+            f"{name}={adapter[key]}"
+            for name, key in (("r", "r"), ("α", "alpha"), ("dropout", "dropout"))
+            if adapter.get(key)
+        ),
+        "targets": ", ".join(targets) if isinstance(targets, list) else str(targets),
+        "targets_from": adapter.get("targets_from"),
+        "head": ", ".join(adapter.get("modules_to_save") or []),
+        "size_kb": f"{adapter.get('size_on_disk_bytes', 0) / 1024:,.0f}",
+        "reload_diff": adapter.get("reload_max_abs_logit_diff"),
+        "merged": adapter.get("merged_model"),
+        "base": adapter.get("base_model_name_or_path"),
+    }
+
+
 def build_card(record: dict, config: dict, repo_id: str | None = None):
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
@@ -76,10 +101,13 @@ def build_card(record: dict, config: dict, repo_id: str | None = None):
     distillation = record.get("distillation")
     if distillation:
         tags.append("distillation")
+    adapter = _adapter_facts(record["adapter"]) if record.get("adapter") else None
+    if adapter:
+        tags += ["peft", adapter["method"]]
     card_data = ModelCardData(
-        base_model=record.get("base_model"),
+        base_model=adapter["base"] if adapter else record.get("base_model"),
         datasets=[config["dataset_name"]] if config.get("dataset_name") else None,
-        library_name="transformers",
+        library_name="peft" if adapter else "transformers",
         pipeline_tag="text-classification",
         tags=tags,
         model_name=name,
@@ -88,6 +116,8 @@ def build_card(record: dict, config: dict, repo_id: str | None = None):
     freeze = record.get("freeze", {})
     trainable = freeze.get("trainable_parameters_now", 0)
     total = trainable + freeze.get("frozen_parameters_now", 0)
+    if adapter:  # PEFT keeps a frozen copy of each saved head module: count the base plus the adapter once
+        trainable, total = record["adapter"]["trainable_parameters"], record["adapter"]["total_parameters"]
     splits = {}
     for split, info in (record.get("data", {}).get("splits") or record.get("data", {})).items():
         if isinstance(info, dict) and "rows" in info:
@@ -138,6 +168,18 @@ def build_card(record: dict, config: dict, repo_id: str | None = None):
             f"A {len(labels)}-class text classifier fine-tuned from `{record.get('base_model')}` with hf-transfer. "
             f"Freezing: {_freeze_text(freeze)}. Precision: {record.get('precision', 'fp32')}."
         )
+    if adapter:
+        summary = (
+            f"A {len(labels)}-class text classifier: a {adapter['method']} adapter ({adapter['settings']}) on "
+            f"`{adapter['base']}`, trained with hf-transfer. The base stays frozen; the adapter and the "
+            f"classification head ({adapter['head']}) are trained and saved together ({adapter['size_kb']} KB). "
+            f"Precision: {record.get('precision', 'fp32')}."
+        )
+        if distillation:
+            summary += (
+                f" The adapter was trained by distillation from {teachers} (α={distillation['alpha']}, "
+                f"T={distillation['temperature']})."
+            )
     return ModelCard.from_template(
         card_data,
         template_path=str(template_path()),
@@ -150,7 +192,11 @@ def build_card(record: dict, config: dict, repo_id: str | None = None):
         validation_carved=record.get("data", {}).get("validation_carved_from_train", False),
         validation_pct=config.get("validation_split_percentage"),
         data_source=_source_text(record.get("data", {}).get("source"), dataset_name),
-        freeze_text=_freeze_text(freeze),
+        freeze_text="the whole base (a PEFT adapter trains)" if adapter else _freeze_text(freeze),
+        adapter=adapter,
+        id2label=dict(enumerate(labels)),
+        label2id={n: i for i, n in enumerate(labels)},
+        multi_label=record.get("problem_type") == "multi_label_classification",
         trainable=f"{trainable:,}",
         total=f"{total:,}",
         trainable_pct=f"{100 * trainable / total:.1f}" if total else "0",

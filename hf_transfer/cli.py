@@ -20,7 +20,7 @@ USAGE = """usage: hf-transfer <command> [--config CONFIG.yaml] [--field value ..
 Transfer learning for Hugging Face models.
 
 commands:
-  train      fine-tune a pretrained model with freezing, gradual unfreezing and layer-wise LR decay
+  train      fine-tune a pretrained model: freezing, gradual unfreezing, layer-wise LR decay, or a PEFT adapter
   distill    distil fine-tuned teacher(s) into a smaller student (α·soft + (1−α)·hard loss)
   evaluate   evaluate a model folder or Hub id on a labelled file
 
@@ -32,17 +32,23 @@ YAML, so `--freeze_layers 4`, `--freeze_layers [0,1,2]` and `--bf16 true` all wo
 def _train_dataclasses():
     from transformers import TrainingArguments  # noqa: F401  (imported for its side effect on logging set-up)
 
-    from .config import DataArguments, ModelArguments, TransferTrainingArguments
+    from .config import AdapterArguments, DataArguments, ModelArguments, TransferTrainingArguments
 
-    return (ModelArguments, DataArguments, TransferTrainingArguments)
+    return (ModelArguments, DataArguments, AdapterArguments, TransferTrainingArguments)
 
 
 def _distill_dataclasses():
     from transformers import TrainingArguments  # noqa: F401
 
-    from .config import DataArguments, DistillationArguments, ModelArguments, TransferTrainingArguments
+    from .config import (
+        AdapterArguments,
+        DataArguments,
+        DistillationArguments,
+        ModelArguments,
+        TransferTrainingArguments,
+    )
 
-    return (ModelArguments, DataArguments, DistillationArguments, TransferTrainingArguments)
+    return (ModelArguments, DataArguments, DistillationArguments, AdapterArguments, TransferTrainingArguments)
 
 
 def _evaluate_dataclasses():

@@ -8,7 +8,14 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from .config import ConfigError, DataArguments, DistillationArguments, ModelArguments, TransferTrainingArguments
+from .config import (
+    AdapterArguments,
+    ConfigError,
+    DataArguments,
+    DistillationArguments,
+    ModelArguments,
+    TransferTrainingArguments,
+)
 from .data import PreparedData, reorder_labels, tokenize_data
 from .distillation import (
     check_layer_map,
@@ -28,7 +35,17 @@ from .teachers import (
     measure_speed,
     teacher_label_permutation,
 )
-from .workflows import check_freeze_plan, classifier_config, fit_and_report, load_checked_data, load_model_tokenizer
+from .workflows import (
+    adapter_finisher,
+    check_adapter_args,
+    check_freeze_plan,
+    classifier_config,
+    fit_and_report,
+    load_checked_data,
+    load_model_tokenizer,
+    memory_kib,
+    plan_adapter_on_meta,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -326,6 +343,7 @@ def run_distill(
     model_args: ModelArguments,
     data_args: DataArguments,
     distill_args: DistillationArguments,
+    adapter_args: AdapterArguments,
     training_args: TransferTrainingArguments,
 ) -> dict:
     import torch
@@ -336,7 +354,15 @@ def run_distill(
 
     d = distill_args
     set_seed(training_args.seed)
+    check_adapter_args(adapter_args, training_args)
+    if adapter_args.enabled and d.student_layers is not None:
+        raise ConfigError(
+            "an adapter on a student built from teacher blocks is not supported yet: that student exists only in "
+            "this run, so the adapter would have no base to load onto. Give a student model as "
+            "model_name_or_path, or drop peft_method."
+        )
     plan = _preflight(model_args, data_args, d, training_args)
+    adapter_plan = plan_adapter_on_meta(adapter_args, plan.student_config)
     max_length = data_args.max_seq_length
     with training_args.main_process_first(desc="tokenization"):
         tokenized = tokenize_data(
@@ -347,6 +373,11 @@ def run_distill(
         for name, config in zip(d.teacher_model_name_or_path, plan.teacher_configs, strict=True)
     ]
     student = _build_student(plan, teachers, model_args, d)
+    memory_at_load = memory_kib()
+    if adapter_plan is not None:
+        from .adapters import wrap
+
+        student = wrap(student, adapter_plan)
     if d.teacher_bf16:
         teachers = [t.to(torch.bfloat16) for t in teachers]
 
@@ -404,7 +435,9 @@ def run_distill(
         trainer,
         {**tokenized, "train": train},
         plan.prepared,
-        (model_args, data_args, distill_args, training_args),
+        (model_args, data_args, distill_args, adapter_args, training_args),
         task="distill",
         after_eval=after_eval,
+        after_save=adapter_finisher(adapter_plan, adapter_args, model_args, plan.student_config, tokenized),
+        memory_at_load=memory_at_load,
     )

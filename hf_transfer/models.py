@@ -67,19 +67,23 @@ def load_tokenizer(name_or_path: str, *, revision="main", cache_dir=None, trust_
     return tokenizer
 
 
-def meta_layout(config) -> ModelLayout:
-    """The layer layout of the classifier `config` describes, built on the meta device: no weights are loaded."""
+def meta_classifier(config):
+    """The classifier `config` describes, built on the meta device: module names and shapes, no weights."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
     try:
         with torch.device("meta"):
-            model = AutoModelForSequenceClassification.from_config(config)
+            return AutoModelForSequenceClassification.from_config(config)
     except ValueError as err:
         raise ConfigError(
             f"model type {config.model_type!r} has no sequence-classification head in transformers: {_one_line(err)}"
         ) from None
-    return discover_layers(model)
+
+
+def meta_layout(config) -> ModelLayout:
+    """The layer layout of the classifier `config` describes, built on the meta device: no weights are loaded."""
+    return discover_layers(meta_classifier(config))
 
 
 def check_classifier_head(config, num_labels: int, name_or_path: str, ignore_mismatched_sizes: bool) -> None:

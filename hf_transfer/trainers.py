@@ -7,6 +7,7 @@ import os
 
 from transformers import Trainer, TrainerCallback
 
+from .adapters import adapter_callbacks, check_freeze_conflicts, is_peft_model
 from .config import ConfigError, TransferTrainingArguments
 from .freezing import (
     apply_freeze,
@@ -53,11 +54,19 @@ class TransferTrainer(Trainer):
         self._apply_freeze_plan(model)
         if self.args.gradual_unfreezing:
             self.add_callback(GradualUnfreezingCallback(self))
+        for callback in adapter_callbacks(model) if is_peft_model(model) else ():
+            self.add_callback(callback)
 
     # --- construction steps -------------------------------------------------------------------------------------
 
     def _apply_freeze_plan(self, model) -> None:
         a = self.args
+        if is_peft_model(model):
+            # PEFT froze the base and left the adapter and the saved head trainable: that is the whole plan.
+            check_freeze_conflicts(model.peft_config[model.active_adapter].peft_type.value.lower(), a)
+            self.permanently_frozen = {name for name, param in model.named_parameters() if not param.requires_grad}
+            self.unfreeze_stages = []
+            return
         self.permanently_frozen = resolve_frozen_parameters(
             self.layout,
             freeze_embeddings=a.freeze_embeddings,

@@ -11,7 +11,15 @@ from pathlib import Path
 import yaml
 
 from . import __version__
-from .config import ConfigError, DataArguments, DataError, EvaluateArguments, ModelArguments, TransferTrainingArguments
+from .config import (
+    AdapterArguments,
+    ConfigError,
+    DataArguments,
+    DataError,
+    EvaluateArguments,
+    ModelArguments,
+    TransferTrainingArguments,
+)
 from .data import PreparedData, load_data, tokenize_data
 from .freezing import resolve_frozen_parameters
 from .models import check_classifier_head, load_classifier, load_config, load_tokenizer, meta_layout
@@ -125,14 +133,21 @@ def check_freeze_plan(layout, training_args: TransferTrainingArguments) -> None:
     )
 
 
-def run_train(model_args: ModelArguments, data_args: DataArguments, training_args: TransferTrainingArguments) -> dict:
+def run_train(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    adapter_args: AdapterArguments,
+    training_args: TransferTrainingArguments,
+) -> dict:
     from transformers import DataCollatorWithPadding, set_seed
 
     from .evaluation import make_compute_metrics
     from .trainers import TransferTrainer
 
     set_seed(training_args.seed)
+    check_adapter_args(adapter_args, training_args)
     prepared, config, tokenizer = _preflight(model_args, data_args, training_args)
+    adapter_plan = plan_adapter_on_meta(adapter_args, config)
     with training_args.main_process_first(desc="tokenization"):
         tokenized = tokenize_data(
             prepared, tokenizer, data_args.max_seq_length, num_proc=data_args.preprocessing_num_workers
@@ -146,6 +161,11 @@ def run_train(model_args: ModelArguments, data_args: DataArguments, training_arg
         trust_remote_code=m.trust_remote_code,
         ignore_mismatched_sizes=m.ignore_mismatched_sizes,
     )
+    memory_at_load = memory_kib()
+    if adapter_plan is not None:
+        from .adapters import wrap
+
+        model = wrap(model, adapter_plan)
     trainer = TransferTrainer(
         model=model,
         args=training_args,
@@ -156,19 +176,39 @@ def run_train(model_args: ModelArguments, data_args: DataArguments, training_arg
         compute_metrics=make_compute_metrics(prepared.label_names, prepared.problem_type),
         problem_type=prepared.problem_type,
     )
-    return fit_and_report(trainer, tokenized, prepared, (model_args, data_args, training_args), task="train")
+    return fit_and_report(
+        trainer,
+        tokenized,
+        prepared,
+        (model_args, data_args, adapter_args, training_args),
+        task="train",
+        memory_at_load=memory_at_load,
+        after_save=adapter_finisher(adapter_plan, adapter_args, model_args, config, tokenized),
+    )
 
 
-def fit_and_report(trainer, tokenized, prepared: PreparedData, arg_objects: tuple, *, task: str, after_eval=None):
+def fit_and_report(
+    trainer,
+    tokenized,
+    prepared: PreparedData,
+    arg_objects: tuple,
+    *,
+    task: str,
+    after_eval=None,
+    after_save=None,
+    memory_at_load: dict | None = None,
+):
     """Train, evaluate, save, and (on the main process) write every output DESIGN.md lists; return the summary.
 
     `arg_objects` are the run's argument dataclasses, model arguments first and training arguments last.
-    `after_eval(trainer, eval_metrics)`, if given, returns extra facts for the run record (run on every process).
+    `after_eval(trainer, eval_metrics)`, if given, returns extra facts for the run record (run on every process);
+    `after_save(trainer)` does the same on the main process once the model is saved (adapters use it).
     """
     model_args, training_args = arg_objects[0], arg_objects[-1]
     freeze_at_start = trainer.freeze_summary()
     started = time.perf_counter()
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    memory_after_training = memory_kib()
     train_metrics = dict(train_result.metrics)
     train_metrics["train_samples"] = len(tokenized["train"])
     train_metrics["train_wall_seconds"] = round(time.perf_counter() - started, 2)
@@ -179,8 +219,12 @@ def fit_and_report(trainer, tokenized, prepared: PreparedData, arg_objects: tupl
     if "test" in tokenized and "labels" in tokenized["test"].column_names:
         test_metrics = trainer.predict(tokenized["test"], metric_key_prefix="test").metrics
     extra = after_eval(trainer, eval_metrics) if after_eval else {}
+    if memory_at_load is not None:
+        extra["memory"] = _memory_record(memory_at_load, memory_after_training, memory_kib())
     trainer.save_model()
     if trainer.is_world_process_zero():
+        if after_save is not None:
+            extra.update(after_save(trainer))
         record = {
             "hf_transfer_version": __version__,
             "task": task,
@@ -285,10 +329,109 @@ def write_resolved_config(path: Path, *arg_objects, extra: dict | None = None) -
     path.write_text(yaml.safe_dump(values, sort_keys=False))
 
 
-def run_distill(model_args, data_args, distill_args, training_args) -> dict:
+def run_distill(model_args, data_args, distill_args, adapter_args, training_args) -> dict:
     from .distill_workflow import run_distill as _run_distill
 
-    return _run_distill(model_args, data_args, distill_args, training_args)
+    return _run_distill(model_args, data_args, distill_args, adapter_args, training_args)
+
+
+# --- train: adapter and memory hooks (the adapter logic lives in adapters.py) -------------------------------------
+
+
+def check_adapter_args(adapter_args: AdapterArguments, training_args: TransferTrainingArguments) -> None:
+    """The adapter checks that need no data and no model: the method exists, no freeze option is set with it."""
+    if adapter_args.enabled:
+        from .adapters import check_freeze_conflicts, check_method
+
+        check_method(adapter_args.peft_method)
+        check_freeze_conflicts(adapter_args.peft_method, training_args)
+
+
+def plan_adapter_on_meta(adapter_args: AdapterArguments, config):
+    """The PEFT config, checked on a meta-device model: target modules, head, PEFT's own checks. No weights read."""
+    if not adapter_args.enabled:
+        return None
+    from .adapters import plan_adapter
+    from .models import meta_classifier
+
+    return plan_adapter(adapter_args, meta_classifier(config))
+
+
+def adapter_finisher(plan, adapter_args: AdapterArguments, model_args: ModelArguments, config, tokenized):
+    """The `after_save` step of an adapter run (None without an adapter)."""
+    if plan is None:
+        return None
+
+    def finish(trainer) -> dict:
+        record = _finish_adapter(trainer, plan, adapter_args, model_args, config, tokenized)
+        if adapter_args.merge_adapter:
+            from .adapters import write_merged
+
+            model = trainer.accelerator.unwrap_model(trainer.model)
+            write_merged(model, trainer.processing_class, trainer.args.output_dir)
+        return {"adapter": record}
+
+    return finish
+
+
+def _finish_adapter(trainer, plan, adapter_args, model_args: ModelArguments, config, tokenized) -> dict:
+    """After `save_model`: name the base by its Hub id in adapter_config.json, reload the saved adapter onto a fresh
+    base and compare logits on a validation batch (the guard against a head lost on reload), describe the adapter."""
+    from .adapters import (
+        MERGED_DIR,
+        adapter_record,
+        base_model_reference,
+        reload_max_abs_diff,
+        set_base_model_reference,
+    )
+
+    out = trainer.args.output_dir
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    reference = base_model_reference(model_args.model_name_or_path, model_args.base_model_hub_id)
+    set_base_model_reference(out, reference[0])
+    record = adapter_record(model, plan, out, reference)
+    # Collated by hand, not through an accelerate-prepared dataloader: only the main process gets here.
+    rows = tokenized["validation"].select(range(min(16, len(tokenized["validation"]))))
+    inputs = [c for c in rows.column_names if c in trainer.processing_class.model_input_names]
+    batch = trainer.data_collator([{c: row[c] for c in inputs} for row in rows])
+    m = model_args
+    base = load_classifier(
+        m.model_name_or_path,
+        config,
+        revision=m.model_revision,
+        cache_dir=m.cache_dir,
+        trust_remote_code=m.trust_remote_code,
+    )
+    record["reload_max_abs_logit_diff"] = reload_max_abs_diff(model, out, base, batch)
+    record["merged_model"] = MERGED_DIR if adapter_args.merge_adapter else None
+    return record
+
+
+def memory_kib() -> dict:
+    """This process's resident set size now and its peak so far, in KiB (Linux: /proc and ru_maxrss)."""
+    import resource
+
+    try:
+        rss = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+    except (OSError, ValueError, IndexError):
+        rss = None
+    return {"rss_kib": rss, "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+
+
+def _memory_record(at_load: dict, after_training: dict, at_end: dict) -> dict:
+    """Peak RSS after training (evaluations during training included) and after the final evaluation, against the RSS
+    right after the model was loaded (before any adapter was added)."""
+    baseline = at_load["rss_kib"]
+    return {
+        "rss_after_model_load_kib": baseline,
+        "peak_rss_at_model_load_kib": at_load["peak_rss_kib"],
+        "peak_rss_after_training_kib": after_training["peak_rss_kib"],
+        "peak_rss_kib": at_end["peak_rss_kib"],
+        "peak_above_loaded_model_kib": None if baseline is None else at_end["peak_rss_kib"] - baseline,
+        "training_peak_above_loaded_model_kib": None
+        if baseline is None
+        else after_training["peak_rss_kib"] - baseline,
+    }
 
 
 # --- evaluate -------------------------------------------------------------------------------------------------------

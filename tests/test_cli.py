@@ -84,6 +84,7 @@ def test_help_lists_fields(command, capsys):
         assert "--teacher_model_name_or_path" in out and "--student_layers" in out and "--alpha" in out
     if command in ("train", "distill"):
         assert "--freeze_layers" in out and "--layerwise_lr_decay" in out and "--learning_rate" in out
+        assert "--peft_method" in out and "--target_modules" in out and "--merge_adapter" in out
 
 
 def test_top_level_help_and_unknown_command(capsys):
@@ -100,7 +101,7 @@ def test_flags_override_yaml_and_are_read_as_yaml(tmp_path):
             {"model_name_or_path": "m", "learning_rate": 1e-3, "freeze_layers": 2, "output_dir": str(tmp_path / "o")}
         )
     )
-    model, data, training = parse_command_args(
+    model, data, adapter, training = parse_command_args(
         "train",
         [
             "--config",
@@ -121,14 +122,14 @@ def test_flags_override_yaml_and_are_read_as_yaml(tmp_path):
     assert training.learning_rate == 5e-5 and isinstance(training.learning_rate, float)
     assert training.freeze_layers == [0, 1, 2] and training.bf16 is True and training.freeze_embeddings is True
     assert data.label_mapping == {"1": "bad", "5": "good"}
-    assert model.model_name_or_path == "m"
+    assert model.model_name_or_path == "m" and adapter.peft_method == "none"
 
 
 def test_env_vars_expand_in_yaml(tmp_path, monkeypatch):
     monkeypatch.setenv("MY_DATA", "/data/here")
     config = tmp_path / "c.yaml"
     config.write_text("train_file: ${MY_DATA}/t.csv\nvalidation_file: ${NOT_SET_VAR:-fallback}/v.csv\n")
-    _, data, _ = parse_command_args("train", ["--config", str(config), "--output_dir", str(tmp_path / "o")])
+    _, data, _, _ = parse_command_args("train", ["--config", str(config), "--output_dir", str(tmp_path / "o")])
     assert data.train_file == "/data/here/t.csv" and data.validation_file == "fallback/v.csv"
 
 
@@ -138,12 +139,13 @@ def test_shipped_configs_parse(config, monkeypatch):
     raw = yaml.safe_load(config.read_text())
     assert isinstance(raw, dict) and raw
     if "teacher_model_name_or_path" in raw:
-        model, data, distill, training = parse_command_args("distill", ["--config", str(config)])
+        model, data, distill, adapter, training = parse_command_args("distill", ["--config", str(config)])
         assert distill.teacher_model_name_or_path and (model.model_name_or_path or distill.student_layers)
     else:
-        model, data, training = parse_command_args("train", ["--config", str(config)])
+        model, data, adapter, training = parse_command_args("train", ["--config", str(config)])
         assert model.model_name_or_path
     assert training.output_dir and (data.train_file or data.dataset_name)
+    assert adapter.peft_method == raw.get("peft_method", "none")
 
 
 # --- bad input: one line, exit 2, nothing written ----------------------------------------------------------------
@@ -230,6 +232,9 @@ def test_train_then_evaluate_tiny_model(tmp_path, tiny_bert_dir, tiny_data, caps
     resolved = yaml.safe_load((out / "hf_transfer_config.yaml").read_text())
     assert resolved["freeze_layers"] == 1 and not any("token" in k for k in resolved)
     assert json.loads((out / "all_results.json").read_text())["eval_samples"] == 8
+    record = json.loads((out / "hf_transfer_run.json").read_text())
+    assert record["memory"]["peak_rss_kib"] >= record["memory"]["rss_after_model_load_kib"] > 0
+    assert "adapter" not in record
     model = AutoModelForSequenceClassification.from_pretrained(out)
     assert model.config.num_labels == 2
     prediction = pipeline("text-classification", model=str(out))("great thing")[0]

@@ -335,6 +335,20 @@ def test_multi_label_distillation_with_a_bf16_teacher(tmp_path, tiny_bert_dir):
     assert record["distillation"]["teacher_eval_metric"] == "subset_accuracy"
 
 
+def test_distil_into_a_lora_student_that_reloads_with_its_head(tmp_path, tiny_bert_dir, tiny_data):
+    teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["pos", "neg"], layers=3)
+    student = save_classifier(tmp_path / "student-init", tiny_bert_dir, ["pos", "neg"], seed=4)
+    out = tmp_path / "out"
+    argv = distill_argv(teacher, *tiny_data, out, tmp_path / "cache", "--model_name_or_path", str(student))
+    assert main([*argv, "--peft_method", "lora", "--lora_r", "4", "--cache_teacher_logits", "true"]) == 0
+    assert (out / "adapter_model.safetensors").is_file() and not (out / "model.safetensors").exists()
+    record = json.loads((out / "hf_transfer_run.json").read_text())
+    assert record["adapter"]["method"] == "lora" and record["adapter"]["reload_max_abs_logit_diff"] == 0.0
+    assert record["distillation"]["loss_terms"] == ["kd", "ce"]
+    header = yaml.safe_load((out / "README.md").read_text().split("---")[1])
+    assert {"distillation", "peft", "lora"} <= set(header["tags"])
+
+
 def test_bad_distill_inputs_are_one_line_exit_2_and_write_nothing(tmp_path, tiny_bert_dir, tiny_data, capsys):
     teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["pos", "neg"])
     three = save_classifier(tmp_path / "three", tiny_bert_dir, ["a", "b", "c"])
@@ -351,6 +365,7 @@ def test_bad_distill_inputs_are_one_line_exit_2_and_write_nothing(tmp_path, tiny
         (tmp_path / "missing", ["--student_layers", "[0]"], "does not exist"),
         (teacher, ["--student_layers", "[0]", "--hidden_loss_weight", "1", "--layer_map", "[0, 1]"], "layer_map"),
         (teacher, ["--student_layers", "[0]", "--teacher_top_k", "1"], "cache_teacher_logits"),
+        (teacher, ["--student_layers", "[0]", "--peft_method", "lora"], "adapter on a student built"),
     ]
     for model, extra, needle in cases:
         out = tmp_path / "out"
@@ -394,7 +409,7 @@ def test_distill_real_minilm_into_three_layers(tmp_path, minilm_path):
 def test_cli_reads_teacher_lists(tmp_path):
     from hf_transfer.cli import parse_command_args
 
-    _, _, distill, _ = parse_command_args(
+    _, _, distill, _, _ = parse_command_args(
         "distill",
         ["--teacher_model_name_or_path", "[a, b]", "--student_layers", "[0,2,4]", "--output_dir", str(tmp_path)],
     )

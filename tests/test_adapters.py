@@ -1,0 +1,443 @@
+"""PEFT adapters: default targets and the saved head per architecture, reload and merge give the same logits, the
+trainer trains only the adapter and the head, and bad input stops the CLI before any weights are loaded."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from test_cli import train_argv
+from test_trainers import _PadTokenizer, make_args, tiny_dataset
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, DataCollatorWithPadding
+
+from hf_transfer.adapters import (
+    base_model_reference,
+    check_freeze_conflicts,
+    plan_adapter,
+    trainable_parameters,
+    wrap,
+)
+from hf_transfer.cli import main
+from hf_transfer.config import AdapterArguments, ConfigError
+from hf_transfer.trainers import TransferTrainer
+
+SMALL = {
+    "num_hidden_layers": 2,
+    "hidden_size": 32,
+    "num_attention_heads": 2,
+    "intermediate_size": 37,
+    "vocab_size": 99,
+}
+# model_type -> (config kwargs, default LoRA targets, head modules saved with the adapter)
+ARCHITECTURES = {
+    "bert": (SMALL, {"query", "value"}, ["bert.pooler", "classifier"]),
+    "roberta": (SMALL, {"query", "value"}, ["classifier"]),
+    "distilbert": (
+        {"n_layers": 2, "dim": 32, "n_heads": 2, "hidden_dim": 37, "vocab_size": 99},
+        {"q_lin", "v_lin"},  # PEFT has no table for DistilBERT: found by layer discovery
+        ["pre_classifier", "classifier"],
+    ),
+    "gpt2": (
+        {"n_layer": 2, "n_embd": 32, "n_head": 2, "n_positions": 64, "vocab_size": 99, "pad_token_id": 0},
+        {"c_attn"},
+        ["transformer.ln_f", "score"],
+    ),
+    "llama": ({**SMALL, "num_key_value_heads": 1, "pad_token_id": 0}, {"q_proj", "v_proj"}, ["model.norm", "score"]),
+}
+LABELS = {"id2label": {0: "neg", 1: "mid", 2: "pos"}, "label2id": {"neg": 0, "mid": 1, "pos": 2}}
+
+
+def tiny_config(model_type, **overrides):
+    return AutoConfig.for_model(model_type, **{**ARCHITECTURES[model_type][0], **LABELS, **overrides})
+
+
+def meta_model(config):
+    with torch.device("meta"):
+        return AutoModelForSequenceClassification.from_config(config)
+
+
+def saved_base(tmp_path, model_type, seed=0, **overrides):
+    """A pretrained-looking folder: the bare model, no classification head."""
+    torch.manual_seed(seed)
+    path = tmp_path / f"base-{model_type}"
+    AutoModel.from_config(tiny_config(model_type, **overrides)).save_pretrained(path)
+    return path
+
+
+def load_base(path, model_type, **overrides):
+    return AutoModelForSequenceClassification.from_pretrained(path, config=tiny_config(model_type, **overrides))
+
+
+def perturb_trainable(model, seed=1):
+    """Stand in for training: LoRA's B starts at zero, so an untouched adapter would change nothing."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.requires_grad:
+                param.add_(torch.randn(param.shape, generator=g) * 0.2)
+
+
+def logits(model, seed=2):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, 99, (3, 9), generator=g)
+    model.eval()
+    with torch.no_grad():
+        return model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+
+
+# --- planning on the meta device --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model_type", list(ARCHITECTURES))
+def test_default_targets_and_head_per_architecture(model_type):
+    _, targets, head = ARCHITECTURES[model_type]
+    plan = plan_adapter(AdapterArguments(peft_method="LoRA"), meta_model(tiny_config(model_type)))
+    assert plan.method == "lora"
+    assert set(plan.peft_config.target_modules) == targets
+    assert list(plan.head_modules) == head
+    assert plan.peft_config.task_type == "SEQ_CLS"
+
+
+def test_ia3_feedforward_modules_are_among_the_targets():
+    plan = plan_adapter(AdapterArguments(peft_method="ia3"), meta_model(tiny_config("distilbert")))
+    assert set(plan.peft_config.target_modules) == {"k_lin", "v_lin", "lin2"}
+    assert set(plan.peft_config.feedforward_modules) == {"lin2"}
+
+
+def test_ambiguous_derived_targets_become_an_exact_regex():
+    """ELECTRA has no IA3 table: `output.dense` would also match `attention.output.dense`, so a regex names them."""
+    from peft.tuners.ia3 import IA3Layer
+
+    config = AutoConfig.for_model("electra", **SMALL, embedding_size=16, **LABELS)
+    plan = plan_adapter(AdapterArguments(peft_method="ia3"), meta_model(config))
+    model = wrap(AutoModelForSequenceClassification.from_config(config), plan)
+    adapted = {n.removeprefix("base_model.model.") for n, m in model.named_modules() if isinstance(m, IA3Layer)}
+    assert adapted == {
+        f"electra.encoder.layer.{i}.{rel}"
+        for i in (0, 1)
+        for rel in ("attention.self.key", "attention.self.value", "output.dense")
+    }
+
+
+def test_short_fields_and_peft_config_override():
+    args = AdapterArguments(
+        peft_method="lora", lora_r=4, lora_alpha=32, target_modules="query, key", peft_config={"lora_dropout": 0.0}
+    )
+    assert args.target_modules == ["query", "key"]
+    config = plan_adapter(args, meta_model(tiny_config("bert"))).peft_config
+    assert (config.r, config.lora_alpha, config.lora_dropout) == (4, 32, 0.0)
+    assert set(config.target_modules) == {"query", "key"}
+
+
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        (dict(peft_method="lora", lora_r=0), "lora_r must be > 0, got 0"),
+        (dict(peft_method="lora", lora_dropout=1.0), "lora_dropout"),
+        (dict(peft_method="none", target_modules=["query"]), "peft_method is none"),
+        (dict(peft_method="none", merge_adapter=True), "merge_adapter"),
+    ],
+)
+def test_adapter_arguments_validation(kwargs, needle):
+    with pytest.raises(ConfigError, match=needle):
+        AdapterArguments(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, needles",
+    [
+        (dict(peft_method="lorra"), ["'lorra'", "did you mean 'lora'", "ia3", "adalora"]),
+        (dict(peft_method="lora", target_modules=["qkv"]), ["'qkv'", "attention.self.query", "intermediate.dense"]),
+        (dict(peft_method="lora", target_modules=["classifier"]), ["'classifier'", "outside its head"]),
+        (
+            dict(peft_method="lora", peft_config={"lora_alpa": 4}),
+            ["no field 'lora_alpa'", "did you mean 'lora_alpha'"],
+        ),
+        (dict(peft_method="lora", peft_config={"rank": 4}), ["no field 'rank'", "lora_alpha, lora_bias"]),
+        (dict(peft_method="prompt_tuning"), ["PEFT rejects the configuration", "PromptTuningConfig"]),
+        (
+            dict(peft_method="prompt_tuning", merge_adapter=True, peft_config={"num_virtual_tokens": 4}),
+            ["merge_adapter", "virtual tokens"],
+        ),
+    ],
+)
+def test_bad_plans_are_one_line_errors(kwargs, needles):
+    with pytest.raises(ConfigError) as err:
+        plan_adapter(AdapterArguments(**kwargs), meta_model(tiny_config("bert")))
+    message = str(err.value)
+    assert "\n" not in message
+    for needle in needles:
+        assert needle.lower() in message.lower(), message
+
+
+def test_freeze_options_conflict_with_an_adapter(tmp_path):
+    check_freeze_conflicts("lora", make_args(tmp_path))  # nothing set: fine
+    with pytest.raises(ConfigError, match="freeze_layers, layerwise_lr_decay would do nothing"):
+        check_freeze_conflicts("lora", make_args(tmp_path, freeze_layers=2, layerwise_lr_decay=0.9))
+
+
+def test_base_model_reference(tmp_path):
+    assert base_model_reference("/some/dir", "org/model") == ("org/model", "base_model_hub_id")
+    assert base_model_reference("org/model") == ("org/model", "model_name_or_path")
+    cached = tmp_path / "hub" / "models--org--name" / "snapshots" / "abc123"
+    cached.mkdir(parents=True)
+    assert base_model_reference(str(cached)) == ("org/name", "Hugging Face cache folder")
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "config.json").write_text(json.dumps({"_name_or_path": "org/parent"}))
+    assert base_model_reference(str(local)) == ("org/parent", "config _name_or_path")
+    (local / "config.json").write_text(json.dumps({"_name_or_path": str(tmp_path)}))
+    assert base_model_reference(str(local)) == (str(local.resolve()), "local path")
+
+
+# --- real weights: save, reload, merge -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model_type", list(ARCHITECTURES))
+def test_reload_gives_identical_logits(model_type, tmp_path):
+    """The guard against the lost-head bug: the head is re-initialised at random on every load of the base."""
+    from peft import AutoPeftModelForSequenceClassification
+
+    base = saved_base(tmp_path, model_type)
+    plan = plan_adapter(AdapterArguments(peft_method="lora"), meta_model(tiny_config(model_type)))
+    model = wrap(load_base(base, model_type), plan)
+    perturb_trainable(model)
+    before = logits(model)
+    model.save_pretrained(tmp_path / "adapter")
+    reloaded = AutoPeftModelForSequenceClassification.from_pretrained(tmp_path / "adapter", **LABELS)
+    assert torch.equal(logits(reloaded), before)
+    assert reloaded.config.id2label == LABELS["id2label"]
+
+
+def test_a_head_inside_the_base_is_saved_too(tmp_path):
+    """A base saved without BERT's pooler gets a random one at each load: PEFT's default (`classifier`, `score`)
+    loses it, the discovered head keeps it."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    base = saved_base(tmp_path, "bert")
+    bare = AutoModel.from_pretrained(base, add_pooling_layer=False)
+    bare.save_pretrained(tmp_path / "no-pooler")
+    results = {}
+    for name, make in {
+        "peft default": lambda m: get_peft_model(m, LoraConfig(task_type="SEQ_CLS", target_modules=["query"])),
+        "hf_transfer": lambda m: wrap(m, plan_adapter(AdapterArguments("lora"), meta_model(tiny_config("bert")))),
+    }.items():
+        torch.manual_seed(0)
+        model = make(load_base(tmp_path / "no-pooler", "bert"))
+        perturb_trainable(model)
+        before = logits(model)
+        model.save_pretrained(tmp_path / name)
+        torch.manual_seed(1)
+        reloaded = PeftModel.from_pretrained(load_base(tmp_path / "no-pooler", "bert"), tmp_path / name)
+        results[name] = (logits(reloaded) - before).abs().max().item()
+    assert results["hf_transfer"] == 0.0
+    assert results["peft default"] > 1e-3
+
+
+@pytest.mark.parametrize("method", ["lora", "ia3"])
+@pytest.mark.parametrize("model_type", ["distilbert", "roberta"])
+def test_merged_model_predicts_like_the_adapter(method, model_type, tmp_path):
+    """RoBERTa's head is a container module, which PEFT's own IA3 merge cannot unload."""
+    from hf_transfer.adapters import write_merged
+
+    base = saved_base(tmp_path, model_type)
+    plan = plan_adapter(AdapterArguments(peft_method=method), meta_model(tiny_config(model_type)))
+    model = wrap(load_base(base, model_type), plan)
+    perturb_trainable(model)
+    before = logits(model)
+    path = write_merged(model, None, tmp_path)
+    merged = AutoModelForSequenceClassification.from_pretrained(path)
+    torch.testing.assert_close(logits(merged), before, atol=1e-5, rtol=1e-5)
+    assert merged.config.id2label == LABELS["id2label"]
+    assert not any("lora" in n or "ia3" in n for n, _ in merged.named_parameters())
+
+
+# --- training --------------------------------------------------------------------------------------------------
+
+
+def _train(tmp_path, model, dataset, **kw):
+    args = make_args(tmp_path, optim="adamw_torch", learning_rate=1e-2, per_device_train_batch_size=8, **kw)
+    trainer = TransferTrainer(
+        model=model, args=args, train_dataset=dataset, data_collator=DataCollatorWithPadding(_PadTokenizer())
+    )
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer.train()
+    return trainer, before
+
+
+def test_transfer_trainer_trains_only_the_adapter_and_the_head(tmp_path):
+    config = tiny_config("bert", vocab_size=100, hidden_dropout_prob=0.0)
+    model = AutoModelForSequenceClassification.from_config(config)
+    model = wrap(model, plan_adapter(AdapterArguments("lora"), meta_model(config)))
+    trainer, before = _train(tmp_path, model, tiny_dataset())
+    assert trainer.unfreeze_stages == [] and trainer.layout.depth == 2
+    for name, param in trainer.model.named_parameters():
+        changed = not torch.equal(before[name], param)
+        assert changed == param.requires_grad, name
+        assert param.requires_grad == ("lora_" in name or ".modules_to_save." in name), name
+    trainable, total = trainable_parameters(trainer.model)
+    assert trainer.freeze_summary()["trainable_parameters_now"] == trainable < total / 5
+
+
+def test_transfer_trainer_rejects_freeze_options_on_a_peft_model(tmp_path):
+    config = tiny_config("bert", vocab_size=100)
+    model = wrap(
+        AutoModelForSequenceClassification.from_config(config),
+        plan_adapter(AdapterArguments("lora"), meta_model(config)),
+    )
+    with pytest.raises(ConfigError, match="train_head_only"):
+        _train(tmp_path, model, tiny_dataset(), train_head_only=True)
+
+
+def test_multi_label_head_with_an_adapter(tmp_path):
+    config = tiny_config("roberta", vocab_size=100, pad_token_id=0, problem_type="multi_label_classification")
+    model = AutoModelForSequenceClassification.from_config(config)
+    model = wrap(model, plan_adapter(AdapterArguments("lora"), meta_model(config)))
+    rows = tiny_dataset(n=32).map(lambda row, i: {"labels": [float(i % 2), float(i % 3 == 0), 1.0]}, with_indices=True)
+    trainer, before = _train(tmp_path, model, rows)
+    assert trainer.problem_type == "multi_label_classification"
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    assert losses and all(loss == loss for loss in losses)  # BCE, finite
+    head = "base_model.model.classifier.modules_to_save.default.out_proj.weight"
+    assert not torch.equal(before[head], trainer.model.get_parameter(head))
+
+
+def test_adalora_runs_its_rank_schedule(tmp_path):
+    config = tiny_config("bert", vocab_size=100)
+    model = AutoModelForSequenceClassification.from_config(config)
+    args = AdapterArguments("adalora", peft_config={"tinit": 1, "tfinal": 1, "deltaT": 1})
+    model = wrap(model, plan_adapter(args, meta_model(config)))
+    trainer, _ = _train(tmp_path, model, tiny_dataset(), num_train_epochs=2)
+    assert model.peft_config["default"].total_step == trainer.state.max_steps == 8
+    assert model.peft_config["default"].rank_pattern  # ranks were re-allocated
+
+
+# --- the command line --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def csv_data(tmp_path):
+    words = ["good", "great", "fine", "bad", "awful", "poor", "nice", "meh"]
+    frame = pd.DataFrame(
+        {
+            "text": [f"{words[i % 8]} thing number {i}" for i in range(48)],
+            "label": ["pos" if i % 8 in (0, 1, 2, 6) else "neg" for i in range(48)],
+        }
+    )
+    frame[:40].to_csv(tmp_path / "train.csv", index=False)
+    frame[40:].to_csv(tmp_path / "dev.csv", index=False)
+    return tmp_path / "train.csv", tmp_path / "dev.csv"
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--peft_method", "lorra"], "did you mean 'lora'"),
+        (["--peft_method", "lora", "--target_modules", "[qkv, value]"], "attention.self.query"),
+        (["--peft_method", "lora", "--lora_r", "0"], "lora_r must be > 0"),
+        (["--peft_method", "lora", "--freeze_layers", "1"], "freeze_layers would do nothing"),
+        (["--peft_method", "lora", "--peft_config", "{lora_alpa: 4}"], "did you mean 'lora_alpha'"),
+        (["--peft_method", "prompt_tuning"], "PromptTuningConfig"),
+    ],
+)
+def test_bad_adapter_input_is_one_line_exit_2_and_writes_nothing(
+    extra, needle, tmp_path, tiny_bert_dir, csv_data, capsys
+):
+    out = tmp_path / "out"
+    code = main(train_argv(tiny_bert_dir, *csv_data, out, *extra))
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    assert needle.lower() in err.lower(), err
+    assert not out.exists()
+
+
+def test_lora_run_end_to_end(tmp_path, tiny_bert_dir, csv_data):
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    config = tmp_path / "lora.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {"base_model_hub_id": "org/tiny-bert", "merge_adapter": True, "lora_r": 4, "learning_rate": 5e-3}
+        )
+    )
+    out = tmp_path / "run"
+    assert (
+        main(
+            ["train", "--config", str(config), *train_argv(tiny_bert_dir, *csv_data, out)[1:], "--peft_method", "lora"]
+        )
+        == 0
+    )
+
+    for name in (
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "tokenizer.json",
+        "README.md",
+        "training_curves.png",
+    ):
+        assert (out / name).is_file(), name
+    assert not (out / "model.safetensors").exists() and not (out / "config.json").exists()
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == "org/tiny-bert"
+
+    record = json.loads((out / "hf_transfer_run.json").read_text())
+    adapter = record["adapter"]
+    assert adapter["method"] == "lora" and adapter["r"] == 4 and adapter["alpha"] == 16
+    assert set(adapter["target_modules"]) == {"query", "value"}
+    assert adapter["modules_to_save"] == ["bert.pooler", "classifier"]
+    assert 0 < adapter["trainable_percent"] < 2
+    assert adapter["size_on_disk_bytes"] == sum(
+        (out / n).stat().st_size for n in ("adapter_model.safetensors", "adapter_config.json")
+    )
+    assert adapter["reload_max_abs_logit_diff"] == 0.0
+    memory = record["memory"]
+    assert memory["peak_rss_kib"] >= memory["peak_rss_after_training_kib"] >= memory["rss_after_model_load_kib"] > 0
+    resolved = yaml.safe_load((out / "hf_transfer_config.yaml").read_text())
+    assert resolved["peft_method"] == "lora" and resolved["lora_r"] == 4
+
+    header = yaml.safe_load((out / "README.md").read_text().split("---")[1])
+    assert header["base_model"] == "org/tiny-bert" and header["library_name"] == "peft" and "lora" in header["tags"]
+    assert "AutoPeftModelForSequenceClassification" in (out / "README.md").read_text()
+
+    # The Hub id cannot be reached offline: load the same base from its folder, as the card explains.
+    labels = {"id2label": {0: "neg", 1: "pos"}, "label2id": {"neg": 0, "pos": 1}}
+    reloaded = PeftModel.from_pretrained(
+        AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, **labels), out
+    )
+    merged = AutoModelForSequenceClassification.from_pretrained(out / "merged")
+    assert merged.config.id2label == labels["id2label"]
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    batch = tokenizer(["good thing", "awful thing number 3"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(
+            merged.eval()(**batch).logits, reloaded.eval()(**batch).logits, atol=1e-5, rtol=1e-5
+        )
+
+
+def test_ia3_multi_label_run_end_to_end(tmp_path, tiny_bert_dir):
+    from peft import AutoPeftModelForSequenceClassification
+
+    rows = [
+        {"text": f"item {i} is {'red' if i % 2 else 'blue'}", "labels": [["a"], ["b"], ["a", "b"], []][i % 4]}
+        for i in range(40)
+    ]
+    train = tmp_path / "train.jsonl"
+    train.write_text("\n".join(json.dumps(r) for r in rows))
+    out = tmp_path / "ml"
+    argv = train_argv(tiny_bert_dir, train, train, out, "--problem_type", "multi_label_classification")
+    assert main([*argv, "--peft_method", "ia3", "--merge_adapter", "true"]) == 0
+    adapter = json.loads((out / "hf_transfer_run.json").read_text())["adapter"]
+    assert adapter["method"] == "ia3" and adapter["feedforward_modules"] == ["output.dense"]
+    assert adapter["reload_max_abs_logit_diff"] == 0.0
+    # No Hub id known: the adapter names the base by its absolute path, so AutoPeftModel loads it as is.
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == str(
+        tiny_bert_dir.resolve()
+    )
+    model = AutoPeftModelForSequenceClassification.from_pretrained(
+        out, id2label={0: "a", 1: "b"}, label2id={"a": 0, "b": 1}, problem_type="multi_label_classification"
+    )
+    assert model.config.problem_type == "multi_label_classification"
+    merged = json.loads((out / "merged" / "config.json").read_text())
+    assert merged["problem_type"] == "multi_label_classification" and merged["id2label"] == {"0": "a", "1": "b"}
