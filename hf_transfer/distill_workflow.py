@@ -28,7 +28,14 @@ from .teachers import (
     measure_speed,
     teacher_label_permutation,
 )
-from .workflows import check_freeze_plan, classifier_config, fit_and_report, load_checked_data, load_model_tokenizer
+from .workflows import (
+    check_freeze_plan,
+    classifier_config,
+    fit_and_report,
+    load_checked_data,
+    load_model_tokenizer,
+    plan_push,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -336,6 +343,7 @@ def run_distill(
 
     d = distill_args
     set_seed(training_args.seed)
+    push = plan_push(training_args)
     plan = _preflight(model_args, data_args, d, training_args)
     max_length = data_args.max_seq_length
     with training_args.main_process_first(desc="tokenization"):
@@ -407,4 +415,5 @@ def run_distill(
         (model_args, data_args, distill_args, training_args),
         task="distill",
         after_eval=after_eval,
+        push=push,
     )
