@@ -12,7 +12,15 @@ import yaml
 
 from .card_data import CARD_DATA_FILE, CardData, complete_card_data, detect_adapter, load_card_data
 
-__all__ = ["CardData", "build_card", "complete_card_data", "load_card_data", "merge_readme", "write_model_card"]
+__all__ = [
+    "CARD_DATA_FILE",
+    "CardData",
+    "build_card",
+    "complete_card_data",
+    "load_card_data",
+    "merge_readme",
+    "write_model_card",
+]
 
 TEMPLATE = "model_card.md.jinja"
 EXAMPLE_TEXT = "I really enjoyed this!"

@@ -196,7 +196,7 @@ def push_folder(folder: str | Path, target: PushTarget, message: str | None = No
     """Create the repo (if needed), refresh the card for it, and upload the folder in one commit; return its URL."""
     from huggingface_hub import HfApi
 
-    from .cards import load_card_data, write_model_card
+    from .cards import CARD_DATA_FILE, load_card_data, write_model_card
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -215,25 +215,32 @@ def push_folder(folder: str | Path, target: PushTarget, message: str | None = No
     )
     repo_id = repo_url.repo_id or target.repo_id
     card_data = load_card_data(folder)
-    if card_data is not None:
-        write_model_card(folder, card_data, repo_id=repo_id)
-    if target.revision:
-        with_retries(
-            lambda: api.create_branch(repo_id, branch=target.revision, exist_ok=True),
-            f"create the branch {target.revision!r}",
+    # The card is rewritten for this repo id before the upload; a failed push puts the old files back.
+    saved = {p: p.read_bytes() for p in (folder / "README.md", folder / CARD_DATA_FILE) if p.is_file()}
+    try:
+        if card_data is not None:
+            write_model_card(folder, card_data, repo_id=repo_id)
+        if target.revision:
+            with_retries(
+                lambda: api.create_branch(repo_id, branch=target.revision, exist_ok=True),
+                f"create the branch {target.revision!r}",
+                target,
+                folder,
+            )
+        info = with_retries(
+            lambda: api.upload_folder(
+                repo_id=repo_id,
+                folder_path=folder,
+                revision=target.revision,
+                commit_message=message or commit_message(card_data),
+                ignore_patterns=IGNORE_PATTERNS,
+            ),
+            f"upload {folder} to {repo_id!r}",
             target,
             folder,
         )
-    info = with_retries(
-        lambda: api.upload_folder(
-            repo_id=repo_id,
-            folder_path=folder,
-            revision=target.revision,
-            commit_message=message or commit_message(card_data),
-            ignore_patterns=IGNORE_PATTERNS,
-        ),
-        f"upload {folder} to {repo_id!r}",
-        target,
-        folder,
-    )
+    except BaseException:
+        for path, data in saved.items():
+            path.write_bytes(data)
+        raise
     return getattr(info, "commit_url", None) or f"{api.endpoint}/{repo_id}"

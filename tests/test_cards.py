@@ -193,10 +193,15 @@ def test_distillation_card_from_a_record(tmp_path):
 
 
 def test_adapter_folder_card(tmp_path):
-    (tmp_path / "adapter_config.json").write_text(
-        json.dumps({"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["value", "query"],
-                    "base_model_name_or_path": "org/base", "task_type": "SEQ_CLS"})
-    )  # fmt: skip
+    adapter_config = {
+        "peft_type": "LORA",
+        "r": 4,
+        "lora_alpha": 8,
+        "target_modules": ["value", "query"],
+        "base_model_name_or_path": "org/base",
+        "task_type": "SEQ_CLS",
+    }
+    (tmp_path / "adapter_config.json").write_text(json.dumps(adapter_config))
     (tmp_path / "tokenizer_config.json").write_text("{}")
     record = dict(DISTILL_RECORD, task="train", distillation=None, base_model="org/base")
     record["adapter"] = {"method": "lora", "r": 4, "alpha": 8, "trainable_percent": 1.3}
