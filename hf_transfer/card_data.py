@@ -350,11 +350,12 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
     if len(logged) > len(c.epochs):  # a resumed run: the log holds the epochs before the resume too
         c.epochs = logged
     # The evaluation after training closes the table (and is its only row when eval_strategy was "no").
-    steps = [e["step"] for e in record.get("log_history") or [] if "step" in e]
+    history = record.get("log_history") or []
+    steps = [e["step"] for e in history if "step" in e]
+    losses = [e["loss"] for e in history if "loss" in e]
     train = record.get("train_metrics") or {}
-    final = epoch_row(
-        train.get("epoch"), steps[-1] if steps else None, train.get("train_loss"), record.get("eval_metrics") or {}
-    )
+    last_loss = losses[-1] if losses else train.get("train_loss")
+    final = epoch_row(train.get("epoch"), steps[-1] if steps else None, last_loss, record.get("eval_metrics") or {})
     if final["eval_loss"] is not None and not any(row.get("step") == final["step"] for row in c.epochs):
         c.epochs.append(final)
     c.confusion_matrix = report.get("confusion_matrix")

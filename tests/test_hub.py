@@ -146,6 +146,22 @@ def test_train_with_push_to_hub_sends_the_model_and_card_and_never_the_token(
     assert TOKEN not in captured.out + captured.err
 
 
+def test_distill_with_push_to_hub(online, tmp_path, tiny_bert_dir, tiny_data):
+    from test_distill import distill_argv, save_classifier
+
+    teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["neg", "pos"], layers=3)
+    out = tmp_path / "student"
+    argv = distill_argv(teacher, *tiny_data, out, tmp_path / "cache", "--student_layers", "[0,2]")
+    assert main([*argv, "--push_to_hub", "true", "--hub_model_id", "tester/student", "--hub_revision", "v1"]) == 0
+    files = online.files("tester/student", "v1")
+    card = tmp_path / "README.md"
+    card.write_bytes(files["README.md"])
+    meta = metadata_load(card)
+    assert "distillation" in meta["tags"] and "model.safetensors" in files
+    assert online.commits[0]["summary"].startswith(f"hf-transfer: distilled 2-layer student of {teacher}")
+    assert online.count("create") == 1 and len(online.commits) == 1
+
+
 def test_hub_token_in_a_config_is_refused_before_anything_is_written(tmp_path, tiny_bert_dir, tiny_data, capsys):
     out = tmp_path / "run"
     assert main(train_argv(tiny_bert_dir, *tiny_data, out, "--hub_token", "hf_plantedsecret")) == 2
