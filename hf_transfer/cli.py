@@ -23,6 +23,8 @@ commands:
   train      fine-tune a pretrained model: freezing, gradual unfreezing, layer-wise LR decay, or a PEFT adapter
   distill    distil fine-tuned teacher(s) into a smaller student (α·soft + (1−α)·hard loss)
   evaluate   evaluate a model folder or Hub id on a labelled file
+  card       (re)write DIR/README.md, the model card, from what a run folder holds: hf-transfer card DIR
+  push       upload a run folder to the Hub: hf-transfer push DIR --hub_model_id NAME [--private] [--revision B]
 
 Run `hf-transfer <command> --help` for every field of a command. Flags override the YAML config; values are read as
 YAML, so `--freeze_layers 4`, `--freeze_layers [0,1,2]` and `--bf16 true` all work.
@@ -57,11 +59,27 @@ def _evaluate_dataclasses():
     return (EvaluateArguments,)
 
 
+def _card_dataclasses():
+    from .config import CardArguments
+
+    return (CardArguments,)
+
+
+def _push_dataclasses():
+    from .config import PushArguments
+
+    return (PushArguments,)
+
+
 COMMANDS: dict[str, tuple[typing.Callable, str]] = {
     "train": (_train_dataclasses, "train"),
     "distill": (_distill_dataclasses, "distill"),
     "evaluate": (_evaluate_dataclasses, "evaluate"),
+    "card": (_card_dataclasses, "card"),
+    "push": (_push_dataclasses, "push"),
 }
+# Commands whose first argument, when it is not a flag, is a field: `hf-transfer push DIR ...`.
+POSITIONAL = {"card": "model_dir", "push": "model_dir"}
 
 
 # --- parsing --------------------------------------------------------------------------------------------------------
@@ -248,6 +266,8 @@ def _build_parser(dataclass_types, command: str):
 def parse_command_args(command: str, argv: list[str]) -> tuple:
     """Parse `--config file.yaml` plus `--field value` flags into the command's dataclasses."""
     dataclass_types = COMMANDS[command][0]()
+    if command in POSITIONAL and argv and not argv[0].startswith("-"):
+        argv = [f"--{POSITIONAL[command]}", *argv]
     config_path, flags = _split_flags(argv)
     values = _load_config_file(config_path) if config_path else {}
     values.update(flags)
@@ -300,7 +320,10 @@ def main(argv: list[str] | None = None) -> int:
     except HfTransferError as err:
         print(f"hf-transfer {command}: error: {err}", file=sys.stderr)
         return 2
+    warning = result.pop("warning", None) if isinstance(result, dict) else None
     _report(command, result)
+    if warning:
+        print(f"hf-transfer {command}: warning: {warning}", file=sys.stderr)
     return 0
 
 

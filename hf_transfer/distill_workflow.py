@@ -45,6 +45,7 @@ from .workflows import (
     load_model_tokenizer,
     memory_kib,
     plan_adapter_on_meta,
+    plan_push,
 )
 
 logger = logging.getLogger(__name__)
@@ -354,6 +355,7 @@ def run_distill(
 
     d = distill_args
     set_seed(training_args.seed)
+    push = plan_push(training_args)
     check_adapter_args(adapter_args, training_args)
     if adapter_args.enabled and d.student_layers is not None:
         raise ConfigError(
@@ -440,4 +442,5 @@ def run_distill(
         after_eval=after_eval,
         after_save=adapter_finisher(adapter_plan, adapter_args, model_args, plan.student_config, tokenized),
         memory_at_load=memory_at_load,
+        push=push,
     )

@@ -13,11 +13,13 @@ import yaml
 from . import __version__
 from .config import (
     AdapterArguments,
+    CardArguments,
     ConfigError,
     DataArguments,
     DataError,
     EvaluateArguments,
     ModelArguments,
+    PushArguments,
     TransferTrainingArguments,
 )
 from .data import PreparedData, load_data, tokenize_data
@@ -146,6 +148,7 @@ def run_train(
 
     set_seed(training_args.seed)
     check_adapter_args(adapter_args, training_args)
+    push = plan_push(training_args)
     prepared, config, tokenizer = _preflight(model_args, data_args, training_args)
     adapter_plan = plan_adapter_on_meta(adapter_args, config)
     with training_args.main_process_first(desc="tokenization"):
@@ -184,7 +187,15 @@ def run_train(
         task="train",
         memory_at_load=memory_at_load,
         after_save=adapter_finisher(adapter_plan, adapter_args, model_args, config, tokenized),
+        push=push,
     )
+
+
+def plan_push(training_args):
+    """Check a push_to_hub request (repo id, token) before anything is loaded; see `hub.plan_push`."""
+    from .hub import plan_push as _plan_push
+
+    return _plan_push(training_args)
 
 
 def fit_and_report(
@@ -197,14 +208,21 @@ def fit_and_report(
     after_eval=None,
     after_save=None,
     memory_at_load: dict | None = None,
+    push=None,
 ):
-    """Train, evaluate, save, and (on the main process) write every output DESIGN.md lists; return the summary.
+    """Train, evaluate, save, and (on the main process) write every output DESIGN.md lists, then push if asked;
+    return the summary.
 
     `arg_objects` are the run's argument dataclasses, model arguments first and training arguments last.
     `after_eval(trainer, eval_metrics)`, if given, returns extra facts for the run record (run on every process);
     `after_save(trainer)` does the same on the main process once the model is saved (adapters use it).
+    `push` is the `hub.PushTarget` from `plan_push`, or None.
     """
+    from .card_data import CardDataCallback
+
     model_args, training_args = arg_objects[0], arg_objects[-1]
+    card_callback = CardDataCallback()
+    trainer.add_callback(card_callback)
     freeze_at_start = trainer.freeze_summary()
     started = time.perf_counter()
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
@@ -240,7 +258,10 @@ def fit_and_report(
             "test_metrics": test_metrics,
             **extra,
         }
-        _write_run_outputs(trainer, prediction, prepared, record, arg_objects)
+        _write_run_outputs(trainer, prediction, prepared, record, arg_objects, card_callback.card_data, push)
+        hub_result = _push_run(training_args.output_dir, push) if push else {}
+    else:
+        hub_result = {}
     summary_keys = ("teacher_eval_accuracy", "retention_percent", "speedup")
     return {
         **_row_counts(prepared),
@@ -249,7 +270,18 @@ def fit_and_report(
         "train_samples_per_second": train_metrics.get("train_samples_per_second"),
         "train_wall_seconds": train_metrics["train_wall_seconds"],
         "output_dir": training_args.output_dir,
+        **hub_result,
     }
+
+
+def _push_run(output_dir: str, push) -> dict:
+    """Push the finished folder. Offline or unreachable, the run still succeeds and says how to push later."""
+    from .hub import HubUnreachable, push_folder
+
+    try:
+        return {"pushed_to": push_folder(output_dir, push)}
+    except HubUnreachable as err:
+        return {"warning": f"not pushed to the Hub: {err}"}
 
 
 def _row_counts(prepared: PreparedData) -> dict[str, int]:
@@ -262,8 +294,10 @@ def _row_counts(prepared: PreparedData) -> dict[str, int]:
     return counts
 
 
-def _write_run_outputs(trainer, prediction, prepared: PreparedData, record: dict, arg_objects: tuple) -> None:
-    from .cards import write_model_card
+def _write_run_outputs(
+    trainer, prediction, prepared: PreparedData, record: dict, arg_objects: tuple, card_data, push=None
+) -> None:
+    from .cards import complete_card_data, write_model_card
     from .evaluation import plot_training_curves, save_confusion_matrix
     from .losses import MULTI_LABEL
 
@@ -285,9 +319,12 @@ def _write_run_outputs(trainer, prediction, prepared: PreparedData, record: dict
     plot_training_curves(trainer.state.log_history, out / "training_curves.png")
     record = {**record, "validation_report": full, "log_history": trainer.state.log_history}
     (out / "hf_transfer_run.json").write_text(json.dumps(record, indent=2, default=str))
-    extra = {"distillation_results": record["distillation"]} if "distillation" in record else None
+    extra = {"distillation_results": record["distillation"]} if "distillation" in record else {}
+    if push:  # `plan_push` switched it off for Trainer's sake; the run did ask for it
+        extra.update(push_to_hub=True, hub_model_id=push.repo_id)
     write_resolved_config(out / "hf_transfer_config.yaml", *arg_objects, extra=extra)
-    write_model_card(out, record, resolved_config(*arg_objects))
+    card_data = complete_card_data(card_data, record, resolved_config(*arg_objects), out)
+    write_model_card(out, card_data, repo_id=push.repo_id if push else None)
 
 
 def _validation_report(prediction, prepared: PreparedData) -> dict:
@@ -432,6 +469,33 @@ def _memory_record(at_load: dict, after_training: dict, at_end: dict) -> dict:
         if baseline is None
         else after_training["peak_rss_kib"] - baseline,
     }
+
+
+# --- card and push -------------------------------------------------------------------------------------------------
+
+
+def run_card(args: CardArguments) -> dict:
+    from .cards import load_card_data, write_model_card
+
+    card_data = load_card_data(args.model_dir)
+    if card_data is None:
+        raise ConfigError(
+            f"{args.model_dir!r} holds neither hf_transfer_card_data.json nor hf_transfer_run.json; give the "
+            "output_dir of a run made by hf-transfer train or distill."
+        )
+    repo_id = None
+    if args.hub_model_id:
+        from .hub import check_repo_id
+
+        repo_id = check_repo_id(args.hub_model_id)
+    return {"card": str(write_model_card(args.model_dir, card_data, repo_id=repo_id))}
+
+
+def run_push(args: PushArguments) -> dict:
+    from .hub import PushTarget, check_repo_id, push_folder
+
+    target = PushTarget(check_repo_id(args.hub_model_id), True if args.private else None, args.revision)
+    return {"pushed_to": push_folder(args.model_dir, target, args.commit_message), "repo_id": target.repo_id}
 
 
 # --- evaluate -------------------------------------------------------------------------------------------------------

@@ -1,0 +1,217 @@
+"""Model cards: the YAML header a tiny run gets (read back through huggingface_hub), the card data the callback
+records, a quick-start snippet that runs, `hf-transfer card DIR`, and a README merge that keeps the user's text."""
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from huggingface_hub.repocard import metadata_load
+from huggingface_hub.repocard_data import model_index_to_eval_results
+from test_cli import train_argv, write_csv
+
+from hf_transfer.card_data import CARD_DATA_FILE, CardData, complete_card_data
+from hf_transfer.cards import build_card, merge_readme, write_model_card
+from hf_transfer.cli import main
+
+
+def header(path_or_text) -> dict:
+    text = Path(path_or_text).read_text() if isinstance(path_or_text, Path) else path_or_text
+    return yaml.safe_load(text.split("---")[1])
+
+
+def python_snippet(card_text: str) -> str:
+    return re.search(r"```python\n(.*?)```", card_text, re.S).group(1)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_bert_dir) -> Path:
+    """A 2-epoch run on a tiny BERT whose folder has a card stating a license and a language, with gradual
+    unfreezing and layer-wise LR decay, as a user who names the Hub id of the base model would run it."""
+    root = tmp_path_factory.mktemp("card-run")
+    base = root / "base"
+    shutil.copytree(tiny_bert_dir, base)
+    (base / "README.md").write_text("---\nlicense: mit\nlanguage: fr\n---\n# tiny\n")
+    words = ["good", "great", "fine", "bad", "awful", "poor", "nice", "meh"]
+    texts = [f"{words[i % 8]} thing number {i}" for i in range(48)]
+    labels = ["pos" if i % 8 in (0, 1, 2, 6) else "neg" for i in range(48)]
+    train = write_csv(root / "train.csv", texts[:40] + ["", "  "], labels[:40] + ["pos", "neg"])
+    dev = write_csv(root / "dev.csv", texts[40:], labels[40:])
+    out = root / "run"
+    extra = ["--num_train_epochs", "2", "--gradual_unfreezing", "1", "--layerwise_lr_decay", "0.8"]
+    extra += ["--base_model_hub_id", "org/tiny-bert"]
+    assert main(train_argv(base, train, dev, out, *extra)) == 0
+    return out
+
+
+def test_card_header_is_complete_and_round_trips(tiny_run):
+    meta = metadata_load(tiny_run / "README.md")
+    assert meta["base_model"] == "org/tiny-bert"
+    assert meta["license"] == "mit" and meta["language"] == "fr"  # from the base model's card
+    assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == "text-classification"
+    assert {"hf-transfer", "transfer-learning"} <= set(meta["tags"])
+    assert not {"distillation", "peft", "lora"} & set(meta["tags"])
+    name, results = model_index_to_eval_results(meta["model-index"])
+    assert name == "run"
+    card_data = json.loads((tiny_run / CARD_DATA_FILE).read_text())
+    by_metric = {(r.metric_type, r.metric_config): r.metric_value for r in results}
+    assert by_metric[("accuracy", None)] == round(card_data["metrics"]["accuracy"], 4)
+    assert by_metric[("f1", "macro")] == round(card_data["metrics"]["f1_macro"], 4)
+    assert ("f1", "pos") in by_metric and ("precision", "neg") in by_metric  # every metric, per class too
+    assert {r.dataset_split for r in results} == {"validation"}
+    assert all(r.task_type == "text-classification" for r in results)
+
+
+def test_card_data_is_filled_during_training(tiny_run):
+    c = CardData.load(tiny_run / CARD_DATA_FILE)
+    # The callback saw gradual unfreezing happen: more parameters trainable in epoch 2 than in epoch 1.
+    assert [s["epoch"] for s in c.unfreezing] == [0.0, 1.0]
+    assert c.unfreezing[0]["trainable_parameters"] < c.unfreezing[1]["trainable_parameters"]
+    assert [round(row["epoch"]) for row in c.epochs] == [1, 2] and all("accuracy" in row for row in c.epochs)
+    assert c.hyperparameters["num_train_epochs"] == 2 and c.hyperparameters["max_seq_length"] == 128
+    assert c.freeze["layerwise_lr_decay"] == 0.8 and c.freeze["gradual_unfreezing"] == 1
+    assert c.splits["train"] == {"rows": 40, "dropped": {"empty_text": 2}}
+    assert c.label_names == ["neg", "pos"] and c.versions["transformers"]
+    assert c.confusion_matrix and sum(map(sum, c.confusion_matrix)) == 8
+    assert "8 rows" in c.eval_dataset and "dev.csv" in c.eval_dataset
+
+
+def test_quick_start_snippet_runs(tiny_run, capsys):
+    snippet = python_snippet((tiny_run / "README.md").read_text())
+    assert 'pipeline("text-classification", model="run")' in snippet
+    exec(snippet.replace('model="run"', f'model="{tiny_run}"'), {})
+    out = capsys.readouterr().out
+    assert "'label': 'pos'" in out or "'label': 'neg'" in out
+
+
+def test_card_command_merges_into_an_edited_readme(tiny_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    readme = run / "README.md"
+    text = readme.read_text()
+    text = text.replace("license: mit", "license: apache-2.0\nco2_eq_emissions: 1.5", 1)
+    text = text.replace("- hf-transfer\n", "- hf-transfer\n- my-own-tag\n", 1)
+    text = text.replace("## Labels", "## Labels\n\nI edited inside a generated section.", 1)
+    text = text.replace(
+        "<!-- hf-transfer:begin training -->",
+        "## Our notes\n\nHand-written, keep me.\n\n<!-- hf-transfer:begin training -->",
+    )
+    readme.write_text(text + "\n## Citation\n\nPlease cite us.\n")
+
+    assert main(["card", str(run), "--hub_model_id", "me/tiny-classifier"]) == 0
+    merged = readme.read_text()
+    meta = header(merged)
+    assert meta["co2_eq_emissions"] == 1.5 and meta["license"] == "apache-2.0"  # the user's keys and values
+    assert "my-own-tag" in meta["tags"] and "hf-transfer" in meta["tags"]
+    assert meta["model-index"][0]["name"] == "tiny-classifier"
+    assert "Hand-written, keep me." in merged and merged.rstrip().endswith("Please cite us.")
+    assert merged.index("## Our notes") < merged.index("## How it was trained")  # kept where the user put it
+    assert "I edited inside a generated section." not in merged  # generated sections are regenerated
+    assert 'model="me/tiny-classifier"' in python_snippet(merged)
+
+    assert main(["card", str(run)]) == 0  # idempotent, and the repo id is remembered
+    assert readme.read_text() == merged
+    assert main(["card", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_handwritten_readme_is_kept_after_the_generated_card():
+    new = "---\nlibrary_name: transformers\ntags:\n- hf-transfer\n---\n\n<!-- hf-transfer:begin title -->\n# x\n"
+    new += "<!-- hf-transfer:end title -->\n"
+    merged = merge_readme("---\nlicense: cc-by-4.0\n---\n# My model\n\nMy words.\n", new)
+    assert header(merged) == {"library_name": "transformers", "tags": ["hf-transfer"], "license": "cc-by-4.0"}
+    assert merged.index("# x") < merged.index("My words.")
+    # A card from before the section markers is ours, and is replaced rather than kept twice.
+    old_card = "---\nlicense: mit\n---\n# old\n\n*Card generated by [hf-transfer](https://pypi.org) 0.0.1.*\n"
+    assert "# old" not in merge_readme(old_card, new)
+
+
+def test_card_regenerates_from_a_run_record_without_card_data(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / CARD_DATA_FILE).unlink()
+    (run / "README.md").unlink()
+    assert main(["card", str(run)]) == 0
+    assert metadata_load(run / "README.md")["base_model"] == "org/tiny-bert"
+    assert CardData.load(run / CARD_DATA_FILE).metrics == CardData.load(tiny_run / CARD_DATA_FILE).metrics
+
+
+DISTILL_RECORD = {
+    "hf_transfer_version": "0.1.0",
+    "task": "distill",
+    "base_model": "org/teacher",
+    "label_names": ["negative", "positive"],
+    "problem_type": "single_label_classification",
+    "data": {
+        "source": {"dataset_name": "stanfordnlp/sst2"},
+        "train": {"rows": 100, "dropped": {"empty_text": 3}},
+        "validation": {"rows": 20, "dropped": {}},
+    },
+    "freeze": {"depth": 3, "trainable_parameters_now": 10, "frozen_parameters_now": 0, "layerwise_lr_decay": 1.0},
+    "precision": "bf16",
+    "world_size": 2,
+    "eval_metrics": {"eval_loss": 0.4, "eval_accuracy": 0.85},
+    "test_metrics": {"test_loss": 0.5, "test_accuracy": 0.8, "test_f1_macro": 0.79},
+    "validation_report": {"accuracy": 0.85, "f1_macro": 0.84, "confusion_matrix": [[9, 1], [2, 8]]},
+    "distillation": {
+        "teachers": ["org/teacher"],
+        "alpha": 0.5,
+        "temperature": 2.0,
+        "loss_terms": ["kd", "ce"],
+        "student_layers": [0, 2, 4],
+        "teacher_eval_metric": "accuracy",
+        "teacher_eval_accuracy": 0.9,
+        "student_eval_accuracy": 0.85,
+        "retention_percent": 94.4,
+        "teacher_samples_per_second": 100.0,
+        "student_samples_per_second": 200.0,
+        "speedup": 2.0,
+        "speed_batch_size": 64,
+        "teacher_parameters": 20,
+        "student_parameters": 10,
+    },
+    "log_history": [],
+}
+
+
+def test_distillation_card_from_a_record(tmp_path):
+    config = {"dataset_name": "stanfordnlp/sst2", "learning_rate": 5e-5, "per_device_train_batch_size": 16}
+    c = complete_card_data(CardData(), DISTILL_RECORD, config, tmp_path)
+    card = build_card(c, tmp_path)
+    meta = card.data.to_dict()
+    assert "distillation" in meta["tags"] and meta["datasets"] == ["stanfordnlp/sst2"]
+    assert meta["base_model"] == "org/teacher"
+    _, results = model_index_to_eval_results(meta["model-index"])
+    splits = {(r.dataset_split, r.metric_type, r.metric_config): r.metric_value for r in results}
+    assert splits[("validation", "accuracy", None)] == 0.85 and splits[("test", "f1", "macro")] == 0.79
+    assert all(r.dataset_type == "stanfordnlp/sst2" for r in results)
+    assert c.one_line() == "distilled 3-layer student of `org/teacher`"
+    assert "| parameters | 20 | 10 | 0.50× |" in card.text and "retention 94.4%" in card.text
+    assert "| effective batch size | 32 |" in card.text  # 16 per device × 2 processes
+
+
+def test_adapter_folder_card(tmp_path):
+    adapter_config = {
+        "peft_type": "LORA",
+        "r": 4,
+        "lora_alpha": 8,
+        "target_modules": ["value", "query"],
+        "base_model_name_or_path": "org/base",
+        "task_type": "SEQ_CLS",
+    }
+    (tmp_path / "adapter_config.json").write_text(json.dumps(adapter_config))
+    (tmp_path / "tokenizer_config.json").write_text("{}")
+    record = dict(DISTILL_RECORD, task="train", distillation=None, base_model="org/base")
+    record["adapter"] = {"method": "lora", "r": 4, "alpha": 8, "trainable_percent": 1.3}
+    c = complete_card_data(CardData(), record, {}, tmp_path)
+    write_model_card(tmp_path, c, repo_id="me/lora")
+    text = (tmp_path / "README.md").read_text()
+    meta = header(text)
+    assert meta["library_name"] == "peft" and {"peft", "lora"} <= set(meta["tags"])
+    assert "distillation" not in meta["tags"]
+    snippet = python_snippet(text)
+    assert 'AutoPeftModelForSequenceClassification.from_pretrained("me/lora", num_labels=2)' in snippet
+    assert c.adapter["target_modules"] == ["query", "value"] and c.adapter["trainable_percent"] == 1.3
+    assert c.one_line() == "LoRA adapter (r=4) on `org/base`"

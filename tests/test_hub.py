@@ -1,0 +1,360 @@
+"""Pushing to a local Hub (tests/local_hub.py): a full model trained with push_to_hub, an adapter folder pushed with
+`hf-transfer push`, what arrives and what stays out, the card's model-index read back, retries, the one-line errors,
+offline runs, and a planted token that must not appear in any file or log."""
+
+import hashlib
+import json
+import re
+import socket
+from pathlib import Path
+
+import huggingface_hub.constants
+import pytest
+from huggingface_hub.repocard import metadata_load
+from huggingface_hub.repocard_data import model_index_to_eval_results
+from local_hub import TOKEN, LocalHub
+from test_cli import train_argv
+
+from hf_transfer import hub as hub_module
+from hf_transfer.card_data import CARD_DATA_FILE, CardData, complete_card_data
+from hf_transfer.cards import write_model_card
+from hf_transfer.cli import main
+
+
+@pytest.fixture
+def local_hub():
+    with LocalHub() as hub:
+        yield hub
+
+
+@pytest.fixture
+def online(monkeypatch, tmp_path, local_hub):
+    """huggingface_hub online (conftest sets HF_HUB_OFFLINE=1, read once at import), pointed at the local Hub through
+    HF_ENDPOINT, with the local Hub's token in HF_TOKEN, no login cache, and short retry waits."""
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-login" / "token"))
+    monkeypatch.setenv("HF_ENDPOINT", local_hub.url)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setattr(hub_module, "RETRY_BASE_SECONDS", 0.01)
+    return local_hub
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"  # nothing listens there once the socket is closed
+
+
+def fingerprint(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.fixture
+def tiny_data(tmp_path):
+    from test_cli import write_csv
+
+    words = ["good", "great", "fine", "bad", "awful", "poor", "nice", "meh"]
+    texts = [f"{words[i % 8]} thing number {i}" for i in range(48)]
+    labels = ["pos" if i % 8 in (0, 1, 2, 6) else "neg" for i in range(48)]
+    return write_csv(tmp_path / "train.csv", texts[:40], labels[:40]), write_csv(
+        tmp_path / "dev.csv", texts[40:], labels[40:]
+    )
+
+
+@pytest.fixture
+def small_folder(tmp_path):
+    """A folder to push that needs no training: a card, a config, a checkpoint and a cache that must stay local."""
+    folder = tmp_path / "ready"
+    (folder / "checkpoint-5").mkdir(parents=True)
+    (folder / "checkpoint-5" / "optimizer.pt").write_bytes(b"state")
+    (folder / ".cache").mkdir()
+    (folder / ".cache" / "x.lock").write_text("")
+    (folder / "config.json").write_text('{"model_type": "bert"}')
+    (folder / "training_args.bin").write_bytes(b"pickle")
+    (folder / "README.md").write_text("---\nlicense: mit\n---\n# ready\n")
+    return folder
+
+
+# --- a full model, pushed at the end of training -----------------------------------------------------------------
+
+
+def test_train_with_push_to_hub_sends_the_model_and_card_and_never_the_token(
+    online, tmp_path, tiny_bert_dir, tiny_data, capsys
+):
+    out = tmp_path / "run"
+    argv = train_argv(tiny_bert_dir, *tiny_data, out, "--save_strategy", "epoch", "--push_to_hub", "true")
+    argv += ["--hub_model_id", "tester/tiny-full", "--hub_private_repo", "true"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+
+    # Stock Trainer pushed nothing itself (no repo at init, no checkpoint pushes): one repo creation, one commit.
+    assert online.count("create") == 1 and len(online.commits) == 1 and not online.unknown
+    assert online.repos["tester/tiny-full"]["private"] is True
+    files = online.files("tester/tiny-full")
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "README.md",
+        "training_curves.png",
+        "hf_transfer_config.yaml",
+        "hf_transfer_run.json",
+        CARD_DATA_FILE,
+        "eval_results.json",
+    ):
+        assert name in files, name
+    assert (out / "checkpoint-5").is_dir() and (out / "training_args.bin").is_file()
+    assert not any(p.startswith("checkpoint-") or p == "training_args.bin" for p in files)
+    assert files["model.safetensors"] == (out / "model.safetensors").read_bytes()
+
+    card = tmp_path / "pushed_README.md"
+    card.write_bytes(files["README.md"])
+    meta = metadata_load(card)
+    name, results = model_index_to_eval_results(meta["model-index"])
+    eval_accuracy = json.loads((out / "eval_results.json").read_text())["eval_accuracy"]
+    assert name == "tiny-full"
+    assert [r.metric_value for r in results if r.metric_type == "accuracy"] == [round(eval_accuracy, 4)]
+    assert 'model="tester/tiny-full"' in card.read_text()
+    assert online.validated and online.validated[-1] == files["README.md"].decode()
+    summary = online.commits[0]["summary"]
+    assert summary.startswith("hf-transfer: fine-tuned") and f"validation accuracy {eval_accuracy:.4f}" in summary
+    assert "pushed_to" in captured.out
+
+    # The run asked for push_to_hub and the record says so, though Trainer itself was told not to push.
+    config_text = (out / "hf_transfer_config.yaml").read_text()
+    assert "push_to_hub: true" in config_text and "hub_model_id: tester/tiny-full" in config_text
+
+    # The planted token is in no output file (trainer_state.json, the pickled arguments, the card, the config, the
+    # checkpoint), in nothing that reached the Hub, and in no log line.
+    token = TOKEN.encode()
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert token not in path.read_bytes(), path
+    assert all(token not in data for data in files.values())
+    assert TOKEN not in captured.out + captured.err
+
+
+def test_distill_with_push_to_hub(online, tmp_path, tiny_bert_dir, tiny_data):
+    from test_distill import distill_argv, save_classifier
+
+    teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["neg", "pos"], layers=3)
+    out = tmp_path / "student"
+    argv = distill_argv(teacher, *tiny_data, out, tmp_path / "cache", "--student_layers", "[0,2]")
+    assert main([*argv, "--push_to_hub", "true", "--hub_model_id", "tester/student", "--hub_revision", "v1"]) == 0
+    files = online.files("tester/student", "v1")
+    card = tmp_path / "README.md"
+    card.write_bytes(files["README.md"])
+    meta = metadata_load(card)
+    assert "distillation" in meta["tags"] and "model.safetensors" in files
+    assert online.commits[0]["summary"].startswith(f"hf-transfer: distilled 2-layer student of {teacher}")
+    assert online.count("create") == 1 and len(online.commits) == 1
+
+
+def test_hub_token_in_a_config_is_refused_before_anything_is_written(tmp_path, tiny_bert_dir, tiny_data, capsys):
+    out = tmp_path / "run"
+    assert main(train_argv(tiny_bert_dir, *tiny_data, out, "--hub_token", "hf_plantedsecret")) == 2
+    err = one_error_line(capsys)
+    assert "HF_TOKEN" in err and "hf_plantedsecret" not in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "case, extra, needle",
+    [
+        ("invalid repo id", ["--hub_model_id", "tester/bad//name"], "hub_model_id"),
+        ("no token", ["--hub_model_id", "tester/x"], "HF_TOKEN"),
+    ],
+)
+def test_push_problems_stop_train_before_any_compute(
+    case, extra, needle, online, monkeypatch, tmp_path, tiny_bert_dir, tiny_data, capsys
+):
+    if case == "no token":
+        monkeypatch.delenv("HF_TOKEN")
+    out = tmp_path / "run"
+    assert main(train_argv(tiny_bert_dir, *tiny_data, out, "--push_to_hub", "true", *extra)) == 2
+    assert needle in one_error_line(capsys)
+    assert not out.exists() and online.requests == []
+
+
+@pytest.mark.parametrize("how", ["HF_HUB_OFFLINE", "connection refused"])
+def test_train_offline_or_unreachable_finishes_and_keeps_the_folder_ready(
+    how, online, monkeypatch, tmp_path, tiny_bert_dir, tiny_data, capsys
+):
+    if how == "HF_HUB_OFFLINE":
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+        monkeypatch.delenv("HF_TOKEN")  # offline, a missing token is no reason to refuse the run
+    else:
+        monkeypatch.setenv("HF_ENDPOINT", closed_port_url())
+    out = tmp_path / "run"
+    argv = train_argv(tiny_bert_dir, *tiny_data, out, "--push_to_hub", "true", "--hub_model_id", "tester/later")
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    warning = [line for line in err.splitlines() if "warning" in line]
+    assert len(warning) == 1 and f"hf-transfer push {out} --hub_model_id tester/later" in warning[0]
+    assert (out / "model.safetensors").is_file() and 'model="tester/later"' in (out / "README.md").read_text()
+    assert online.requests == []
+
+
+# --- an adapter folder, pushed with `hf-transfer push` ---------------------------------------------------------------
+
+
+def test_push_an_adapter_folder(online, tmp_path, tiny_bert_dir, capsys):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    labels = ["a", "b", "c"]
+    base = BertForSequenceClassification.from_pretrained(
+        tiny_bert_dir, num_labels=3, id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)}
+    )
+    model = get_peft_model(base, LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["query", "value"]))
+    folder = tmp_path / "lora"
+    model.save_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    tokenizer.save_pretrained(folder)
+    record = {
+        "task": "train",
+        "base_model": str(tiny_bert_dir),
+        "label_names": labels,
+        "data": {"train": {"rows": 30, "dropped": {}}, "validation": {"rows": 9, "dropped": {}}},
+        "validation_report": {"accuracy": 0.5, "f1_macro": 0.4, "confusion_matrix": [[1, 1, 1], [1, 1, 1], [1, 1, 1]]},
+        "adapter": {
+            "method": "lora",
+            "r": 4,
+            "alpha": 8,
+            "target_modules": ["query", "value"],
+            "trainable_percent": 2.5,
+        },
+    }
+    write_model_card(folder, complete_card_data(CardData(), record, {"learning_rate": 1e-3}, folder))
+
+    assert main(["push", str(folder), "--hub_model_id", "tester/tiny-lora"]) == 0
+    files = online.files("tester/tiny-lora")
+    assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "README.md"} <= set(files)
+    card = tmp_path / "README.md"
+    card.write_bytes(files["README.md"])
+    meta = metadata_load(card)
+    assert meta["library_name"] == "peft" and {"peft", "lora"} <= set(meta["tags"])
+    model_index_to_eval_results(meta["model-index"])
+    assert (
+        online.commits[0]["summary"]
+        == "hf-transfer: LoRA adapter (r=4) on " + str(tiny_bert_dir) + ", validation accuracy 0.5000"
+    )
+
+    # The card's quick start loads the adapter with AutoPeftModel and predicts the same as the model we saved.
+    snippet = re.search(r"```python\n(.*?)```", card.read_text(), re.S).group(1)
+    assert "AutoPeftModelForSequenceClassification" in snippet
+    namespace = {}
+    exec(snippet.replace("tester/tiny-lora", str(folder)), namespace)
+    assert capsys.readouterr().out.strip().splitlines()[-1] in labels
+    model.eval()
+    inputs = tokenizer(["I really enjoyed this!"], return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(namespace["logits"], model(**inputs).logits, atol=1e-6)
+
+
+# --- `hf-transfer push`: retries and errors ----------------------------------------------------------------------
+
+
+def test_push_to_a_private_branch(online, small_folder):
+    assert main(["push", str(small_folder), "--hub_model_id", "team/model", "--private", "--revision", "dev"]) == 0
+    assert online.repos["team/model"]["private"] is True
+    assert set(online.files("team/model", "dev")) == {"config.json", "README.md"}  # no checkpoint, cache, pickle
+    assert online.files("team/model") == {} and online.commits[0]["revision"] == "dev"
+
+
+@pytest.mark.parametrize("route", ["create", "commit"])
+def test_a_500_is_retried_and_the_push_succeeds(route, online, small_folder):
+    online.fail(route, 500)
+    assert main(["push", str(small_folder), "--hub_model_id", "tester/flaky"]) == 0
+    assert online.count(route) == 2  # create: retried by hub.py; commit: by huggingface_hub's own backoff
+    assert set(online.files("tester/flaky")) == {"config.json", "README.md"}
+
+
+def test_a_persistent_503_gives_up_after_a_few_tries(online, small_folder, capsys):
+    online.fail("create", 503, times=10)
+    assert main(["push", str(small_folder), "--hub_model_id", "tester/down"]) == 2
+    err = one_error_line(capsys)
+    assert "503" in err and f"after {hub_module.RETRIES} tries" in err
+    assert online.count("create") == hub_module.RETRIES
+
+
+def test_a_401_is_one_line_and_not_retried(online, monkeypatch, small_folder, capsys):
+    before = fingerprint(small_folder)
+    monkeypatch.setenv("HF_TOKEN", "hf_wrongtoken")
+    assert main(["push", str(small_folder), "--hub_model_id", "tester/denied"]) == 2
+    err = one_error_line(capsys)
+    assert "401" in err and f"hf-transfer push {small_folder} --hub_model_id tester/denied" in err
+    assert "hf_wrongtoken" not in err
+    assert online.count("create") == 1 and online.commits == []
+    assert fingerprint(small_folder) == before
+
+
+def test_a_failed_upload_puts_the_card_back(online, tmp_path, capsys):
+    from test_cards import DISTILL_RECORD
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    write_model_card(folder, complete_card_data(CardData(), DISTILL_RECORD, {}, folder))
+    before = fingerprint(folder)
+    online.fail("commit", 422)
+    assert main(["push", str(folder), "--hub_model_id", "tester/kept"]) == 2
+    assert "422" in one_error_line(capsys)
+    assert fingerprint(folder) == before  # the card was rewritten for tester/kept, then put back
+    assert online.commits == [] and online.validated and "tester/kept" in online.validated[-1]
+
+
+def test_connection_refused_is_one_line_with_the_retry_command(online, monkeypatch, small_folder, capsys):
+    before = fingerprint(small_folder)
+    monkeypatch.setenv("HF_ENDPOINT", closed_port_url())
+    waits = []
+    monkeypatch.setattr(hub_module.time, "sleep", waits.append)
+    assert main(["push", str(small_folder), "--hub_model_id", "tester/x", "--private"]) == 2
+    err = one_error_line(capsys)
+    assert "could not reach" in err and f"hf-transfer push {small_folder} --hub_model_id tester/x --private" in err
+    assert len(waits) == hub_module.RETRIES - 1 and waits == sorted(waits)  # exponential backoff
+    assert fingerprint(small_folder) == before
+
+
+def test_push_command_errors(online, monkeypatch, small_folder, tmp_path, capsys):
+    assert main(["push", str(small_folder), "--hub_model_id", "a/b/c"]) == 2
+    assert "hub_model_id" in one_error_line(capsys)
+    assert main(["push", str(tmp_path / "missing"), "--hub_model_id", "tester/x"]) == 2
+    assert "missing" in one_error_line(capsys)
+    assert main(["push", str(small_folder)]) == 2
+    assert "hub_model_id is required" in one_error_line(capsys)
+    monkeypatch.delenv("HF_TOKEN")
+    assert main(["push", str(small_folder), "--hub_model_id", "tester/x"]) == 2
+    assert "HF_TOKEN" in one_error_line(capsys)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    assert main(["push", str(small_folder), "--hub_model_id", "tester/x"]) == 2
+    assert "HF_HUB_OFFLINE" in one_error_line(capsys)
+    assert online.requests == []
+
+
+def test_an_invalid_card_is_refused_by_the_hub(online, small_folder, capsys):
+    (small_folder / "README.md").write_text("---\nmodel-index:\n- results: []\n---\n# bad\n")
+    assert main(["push", str(small_folder), "--hub_model_id", "tester/bad-card"]) == 2
+    assert "rejected the card" in one_error_line(capsys)
+    assert online.commits == []
+
+
+@pytest.mark.parametrize("command", ["card", "push"])
+def test_help(command, capsys):
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--model_dir" in out and "--hub_model_id" in out
+    if command == "push":
+        assert "--private" in out and "--revision" in out
