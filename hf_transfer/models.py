@@ -106,13 +106,18 @@ def load_classifier(
     trust_remote_code=False,
     ignore_mismatched_sizes=False,
 ):
+    import torch
     from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification
 
     try:
+        # Always fp32 master weights: transformers 5 loads a checkpoint in its stored dtype by default, and training an
+        # fp16 checkpoint in fp16 breaks the fp16 grad scaler and loses updates in bf16/fp32 runs alike. Mixed
+        # precision comes from autocast.
         return AutoModelForSequenceClassification.from_pretrained(
             name_or_path,
             config=config,
+            dtype=torch.float32,
             revision=revision,
             cache_dir=cache_dir,
             trust_remote_code=trust_remote_code,

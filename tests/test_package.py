@@ -43,3 +43,18 @@ def test_warns_when_the_download_accelerator_wheel_is_installed(monkeypatch):
         warnings.simplefilter("always")
         importlib.reload(hf_transfer)
     assert not any("hf-transfer" in str(w.message) for w in caught)
+
+
+def test_half_precision_checkpoint_loads_with_fp32_master_weights(tmp_path):
+    """An fp16 checkpoint (common on the Hub) must train with fp32 weights: transformers 5 would keep it in fp16."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from hf_transfer.models import load_classifier
+
+    config = BertConfig(
+        vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, num_labels=2
+    )
+    BertForSequenceClassification(config).half().save_pretrained(tmp_path)
+    model = load_classifier(str(tmp_path), config)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
