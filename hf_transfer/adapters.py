@@ -450,10 +450,9 @@ def reload_max_abs_diff(model, adapter_dir: str | Path, base_model, batch: dict)
     return float((before.float() - after.float()).abs().max())
 
 
-def write_merged(model, tokenizer, output_dir: str | Path) -> Path:
-    """Merge the adapter into the base weights and save a plain model (with the tokenizer) to `output_dir/merged`.
-
-    `model` is unwrapped in place: use it no more as a PEFT model afterwards."""
+def merge_into_base(model):
+    """The adapter merged into the base weights, as a plain transformers model, with the trained copies of the saved
+    modules (the head) in place. `model` is unwrapped in place: use it no more as a PEFT model afterwards."""
     from peft.utils import ModulesToSaveWrapper
 
     # Put the trained copies of the saved modules in place first: PEFT 0.21's IA3 unloading assumes every wrapped
@@ -462,7 +461,14 @@ def write_merged(model, tokenizer, output_dir: str | Path) -> Path:
         if isinstance(module, ModulesToSaveWrapper):
             parent, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent), child, module.modules_to_save[module.active_adapter])
-    merged = model.merge_and_unload()
+    return model.merge_and_unload()
+
+
+def write_merged(model, tokenizer, output_dir: str | Path) -> Path:
+    """Merge the adapter into the base weights and save a plain model (with the tokenizer) to `output_dir/merged`.
+
+    `model` is unwrapped in place: use it no more as a PEFT model afterwards."""
+    merged = merge_into_base(model)
     path = Path(output_dir) / MERGED_DIR
     merged.save_pretrained(path)
     if tokenizer is not None:

@@ -62,6 +62,7 @@ class CardData:
     unfreezing: list[dict] = field(default_factory=list)
     distillation: dict | None = None
     adapter: dict | None = None
+    merge: dict | None = None  # weight interpolation: α, both sources, the sweep (hf-transfer merge)
     hyperparameters: dict = field(default_factory=dict)
     precision: str = "fp32"
     world_size: int = 1
@@ -97,6 +98,13 @@ class CardData:
     def one_line(self) -> str:
         """How the model was made, in a few words (the commit message and the card's summary start with it)."""
         base = f"`{self.base_model}`" if self.base_model else "a pretrained model"
+        if self.merge:
+            m = self.merge
+            kind = "adapter" if m.get("finetuned_kind") == "adapter" else "model"
+            return (
+                f"WiSE-FT weight interpolation at α = {m['alpha']:g} between {base} and the fine-tuned {kind} "
+                f"`{Path(str(m['finetuned'])).name}`"
+            )
         if self.adapter:
             method = str(self.adapter.get("method") or "PEFT")
             rank = f" (r={self.adapter['r']})" if self.adapter.get("r") else ""
@@ -378,3 +386,40 @@ def load_card_data(folder: str | Path) -> CardData | None:
     card_data = complete_card_data(CardData(), record, config or {}, folder)
     card_data.versions = {}  # today's versions are not the ones the run used
     return card_data
+
+
+def merge_card_data(record: dict, config: dict, folder: str | Path, sets: list) -> CardData:
+    """Card data of an interpolated model (`hf-transfer merge`): the fine-tuned run's facts (its data, freeze plan,
+    hyperparameters) when hf-transfer made it, the interpolation, and the merged model's own evaluation; the
+    fine-tuned model's metrics and per-epoch rows are dropped, since they describe another model."""
+    m = record["merge"]
+    inherited = load_card_data(m["finetuned"]) if Path(str(m["finetuned"])).is_dir() else None
+    c = inherited or CardData()
+    c.model_name = Path(folder).resolve().name
+    c.repo_id = None
+    c.task = "merge"
+    c.base_model = record.get("base_model")
+    c.base_model_is_hub_id = is_hub_id(c.base_model)
+    if not inherited:
+        facts = base_model_facts([config.get("base_model_hub_id"), config.get("pretrained"), c.base_model])
+        c.license, c.language = facts.get("license"), facts.get("language")
+        c.data_source = "not recorded: the fine-tuned model was not trained with hf-transfer"
+    c.label_names = list(record.get("label_names") or [])
+    c.problem_type = record.get("problem_type") or c.problem_type
+    c.merge = m
+    reports = record.get("eval_sets") or {}
+    main = reports.get(m.get("validation_set")) or {}
+    c.metrics = _scalar_metrics(main)
+    c.test_metrics, c.epochs = {}, []
+    c.confusion_matrix = main.get("confusion_matrix")
+    if main:
+        first = sets[0]
+        c.eval_dataset = f"{main['samples']:,} rows of {first.name} (`{Path(first.path).name}`) at α = {m['alpha']:g}"
+        if len(sets) > 1:
+            others = ", ".join(f"{s.name} ({reports[s.name]['samples']:,} rows)" for s in sets[1:])
+            c.eval_dataset += f", and on {others} (see the α sweep)"
+    else:
+        c.eval_dataset = "no data: hf-transfer merge ran without a validation file"
+    c.versions = _versions()
+    c.hf_transfer_version = record.get("hf_transfer_version")
+    return c

@@ -109,6 +109,8 @@ def _freeze_text(freeze: dict) -> str:
 
 def _freeze_rows(c: CardData) -> list[tuple[str, str]]:
     f = c.freeze
+    if c.merge and not f:  # a merge of a model hf-transfer did not train: how it was trained is unknown
+        return []
     trainable, frozen = f.get("trainable_parameters_now", 0), f.get("frozen_parameters_now", 0)
     total = trainable + frozen
     rows = [
@@ -193,8 +195,61 @@ def _adapter_rows(c: CardData) -> list[tuple[str, str]]:
     return rows
 
 
+def _merge_rows(c: CardData) -> list[tuple[str, str]]:
+    m = c.merge
+    if not m:
+        return []
+    base = f"`{c.base_model}`" if c.base_model else f"`{m.get('pretrained')}`"
+    kind = "a PEFT adapter, merged" if m.get("finetuned_kind") == "adapter" else "a fine-tuned model"
+    rows = [
+        ("α", f"{m['alpha']:g}"),
+        ("α = 0 (pretrained body)", base),
+        ("α = 1 (fine-tuned)", f"`{Path(str(m['finetuned'])).name}` ({kind})"),
+        ("how α is applied", str(m.get("method"))),
+        ("task head", _head_text(m)),
+        ("interpolated tensors", _count(m.get("interpolated_tensors"))),
+    ]
+    if m.get("copied_buffers"):
+        rows.append(("integer buffers (from the fine-tuned model)", ", ".join(m["copied_buffers"])))
+    if len(m.get("alphas") or []) > 1:
+        rows.append(("α grid", ", ".join(f"{a:g}" for a in m["alphas"])))
+    rows.append(("α chosen by", str(m.get("chosen_by"))))
+    return rows
+
+
+def _head_text(m: dict) -> str:
+    head = ", ".join(f"`{name}`" for name in m.get("head_tensors") or []) or "none"
+    if m.get("head_init"):
+        return f"{head}: (1 − α)·head of `{Path(str(m['head_init'])).name}` + α·fine-tuned head"
+    return f"{head}: the fine-tuned head at every α (the pretrained model has none)"
+
+
+def _sweep_table(c: CardData) -> tuple[str, list[str], list[list[str]]]:
+    m = c.merge or {}
+    rows = m.get("sweep") or []
+    if not rows:
+        return "", [], []
+    names = [m["validation_set"], *(m.get("extra_sets") or [])]
+    validation = m["validation_set"]
+    columns = ["α", *[f"{n} (validation)" if n == validation != "validation" else n for n in names]]
+    columns += ["mean of extra sets"] if m.get("extra_sets") else []
+    table = []
+    for row in rows:
+        chosen = " (chosen)" if row["alpha"] == m["alpha"] else ""
+        cells = [f"{row['alpha']:g}{chosen}", *[_fmt(row[n]["accuracy"]) for n in names]]
+        cells += [_fmt(row["mean_extra_accuracy"])] if m.get("extra_sets") else []
+        table.append(cells)
+    note = (
+        f"Accuracy of the interpolated model at each α. α was picked on the {validation} set alone "
+        f"({m.get('chosen_by')}); the other sets played no part in the choice."
+    )
+    return note, columns, table
+
+
 def _hyper_rows(c: CardData) -> list[tuple[str, str]]:
     h = c.hyperparameters
+    if c.merge and not h:
+        return []
     rows = [(k, str(v)) for k, v in h.items()]
     if "per_device_train_batch_size" in h:
         effective = h["per_device_train_batch_size"] * h.get("gradient_accumulation_steps", 1) * c.world_size
@@ -234,6 +289,12 @@ def _summary(c: CardData) -> str:
     kind = "multi-label" if c.multi_label else f"{n}-class"
     train_rows = c.splits.get("train", {}).get("rows")
     data = f" on {train_rows:,} rows of {c.data_source_name()}" if train_rows else ""
+    if c.merge:
+        text = f"A {kind} text classifier ({', '.join(c.label_names)}): {c.one_line()}, made with hf-transfer merge."
+        metric, value = c.headline_metric()
+        if metric:
+            text += f" Validation {metric.replace('_', ' ')}: {value:.4f}."
+        return text
     text = f"A {kind} text classifier ({', '.join(c.label_names)}): {c.one_line()}, trained with hf-transfer{data}."
     d = c.distillation
     if d:
@@ -267,6 +328,7 @@ def build_card(c: CardData, folder: str | Path | None = None):
 
     tags = ["hf-transfer", "transfer-learning", "text-classification"]
     tags += ["distillation"] if c.distillation else []
+    tags += ["model-merging", "wise-ft"] if c.merge else []
     if c.adapter:
         tags += ["peft"] + ([c.adapter["method"]] if c.adapter.get("method") else [])
     in_folder = bool(c.adapter and c.adapter.get("in_folder"))
@@ -285,6 +347,7 @@ def build_card(c: CardData, folder: str | Path | None = None):
     folder = Path(folder) if folder else None
     has_tokenizer = folder is None or (folder / "tokenizer_config.json").is_file()
     distill_rows, comparison_rows = _distill_rows(c)
+    sweep_note, sweep_columns, sweep_rows = _sweep_table(c)
     epoch_columns, epoch_table = _epoch_table(c)
     splits = ["validation"] + (["test"] if c.test_metrics else [])
     metric_rows = [
@@ -307,6 +370,11 @@ def build_card(c: CardData, folder: str | Path | None = None):
         distill_rows=distill_rows,
         comparison_rows=comparison_rows,
         adapter_rows=_adapter_rows(c),
+        merge_rows=_merge_rows(c),
+        sweep_note=sweep_note,
+        sweep_columns=sweep_columns,
+        sweep_rows=sweep_rows,
+        has_sweep_plot=folder is None or (folder / "merge_sweep.png").is_file(),
         freeze_rows=_freeze_rows(c),
         hyper_rows=_hyper_rows(c),
         eval_dataset=c.eval_dataset,

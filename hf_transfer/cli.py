@@ -13,7 +13,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from .config import INT_OR_LIST_FIELDS, ConfigError, HfTransferError
+from .config import INT_OR_LIST_FIELDS, REPEATABLE_FIELDS, ConfigError, HfTransferError
 
 USAGE = """usage: hf-transfer <command> [--config CONFIG.yaml] [--field value ...]
 
@@ -22,7 +22,8 @@ Transfer learning for Hugging Face models.
 commands:
   train      fine-tune a pretrained model: freezing, gradual unfreezing, layer-wise LR decay, or a PEFT adapter
   distill    distil fine-tuned teacher(s) into a smaller student (α·soft + (1−α)·hard loss)
-  evaluate   evaluate a model folder or Hub id on a labelled file
+  evaluate   evaluate a model folder or Hub id on a labelled file, and on more sets with --extra_eval NAME=FILE
+  merge      interpolate pretrained and fine-tuned weights (WiSE-FT), at one α or the best of a validated sweep
   card       (re)write DIR/README.md, the model card, from what a run folder holds: hf-transfer card DIR
   push       upload a run folder to the Hub: hf-transfer push DIR --hub_model_id NAME [--private] [--revision B]
 
@@ -59,6 +60,12 @@ def _evaluate_dataclasses():
     return (EvaluateArguments,)
 
 
+def _merge_dataclasses():
+    from .config import MergeArguments
+
+    return (MergeArguments,)
+
+
 def _card_dataclasses():
     from .config import CardArguments
 
@@ -75,6 +82,7 @@ COMMANDS: dict[str, tuple[typing.Callable, str]] = {
     "train": (_train_dataclasses, "train"),
     "distill": (_distill_dataclasses, "distill"),
     "evaluate": (_evaluate_dataclasses, "evaluate"),
+    "merge": (_merge_dataclasses, "merge"),
     "card": (_card_dataclasses, "card"),
     "push": (_push_dataclasses, "push"),
 }
@@ -134,6 +142,9 @@ def _split_flags(argv: list[str]) -> tuple[str | None, dict[str, Any]]:
             raw, i = "true", i + 1
         if name == "config":
             config_path = raw
+        elif name in REPEATABLE_FIELDS and name in values:
+            previous = values[name] if isinstance(values[name], list) else [values[name]]
+            values[name] = [*previous, _read_yaml(raw)]
         else:
             values[name] = _read_yaml(raw)
     return config_path, values
@@ -330,12 +341,15 @@ def main(argv: list[str] | None = None) -> int:
 def _report(command: str, result: dict) -> None:
     if not result:
         return
+    table = result.pop("table", None)
     print(f"\n== hf-transfer {command}: results ==")
     for key, value in result.items():
         if isinstance(value, float):
             print(f"  {key:<28} {value:.4f}")
         elif isinstance(value, (int, str)):
             print(f"  {key:<28} {value}")
+    if table:
+        print("\n" + table.rstrip())
 
 
 if __name__ == "__main__":

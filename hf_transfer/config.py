@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -16,8 +17,18 @@ SUPPORTED_EXTENSIONS = ("csv", "tsv", "json", "jsonl", "parquet")
 # Fields that take "a value or a list" (or, for resume_from_checkpoint, "true or a path"): HfArgumentParser has no
 # type for that, so they are declared `str | ...` for it, passed through unconverted by the CLI, and normalised later.
 INT_OR_LIST_FIELDS = frozenset(
-    {"freeze_layers", "student_layers", "layer_map", "teacher_model_name_or_path", "resume_from_checkpoint"}
+    {
+        "freeze_layers",
+        "student_layers",
+        "layer_map",
+        "teacher_model_name_or_path",
+        "resume_from_checkpoint",
+        "alphas",
+        "extra_eval",
+    }
 )
+# Fields that may be given more than once on the command line: `--extra_eval a=F --extra_eval b=G` makes a list.
+REPEATABLE_FIELDS = frozenset({"extra_eval"})
 
 
 def _has_accelerator() -> bool:
@@ -402,13 +413,92 @@ def _read_list_field(value: str):
     return value
 
 
-@dataclass
-class EvaluateArguments:
-    """`hf-transfer evaluate`: score a trained classifier on a labelled file."""
+@dataclass(frozen=True)
+class EvalSet:
+    """A labelled file to evaluate on, under a name; `label_mapping` overrides the command's for this file."""
 
-    model_name_or_path: str | None = field(default=None, metadata={"help": "Trained model folder or Hub id."})
+    name: str
+    path: str
+    label_mapping: dict[str, str] | None = None
+
+
+_SET_NAME = re.compile(r"^[A-Za-z0-9][\w.+-]*$")
+_EXTRA_EVAL_SYNTAX = (
+    "extra_eval takes NAME=FILE (repeat the flag for more sets), a list of NAME=FILE, or a mapping "
+    "{NAME: FILE} or {NAME: {file: FILE, label_mapping: {...}}}"
+)
+
+
+def _check_data_file(option: str, path: str) -> None:
+    ext = str(path).rsplit(".", 1)[-1].lower() if "." in str(path) else ""
+    if ext not in SUPPORTED_EXTENSIONS:
+        raise ConfigError(
+            f"{option} {path!r} has an unsupported extension {('.' + ext) if ext else '(none)'}; "
+            f"expected one of {', '.join('.' + e for e in SUPPORTED_EXTENSIONS)}."
+        )
+
+
+def parse_extra_eval(value: Any) -> list[EvalSet]:
+    """Normalise `extra_eval` (see `_EXTRA_EVAL_SYNTAX`) to named sets, checking the syntax and the names."""
+    if value is None:
+        return []
+    entries: list[tuple[Any, Any]] = []
+    if isinstance(value, dict):
+        entries = list(value.items())
+    elif isinstance(value, (str, list, tuple)):
+        for item in [value] if isinstance(value, str) else value:
+            if isinstance(item, dict) and len(item) == 1:
+                entries.append(next(iter(item.items())))
+                continue
+            name, eq, path = str(item).partition("=") if isinstance(item, str) else ("", "", "")
+            if not eq:
+                raise ConfigError(f"{_EXTRA_EVAL_SYNTAX}; got {item!r}.")
+            entries.append((name.strip(), path.strip()))
+    else:
+        raise ConfigError(f"{_EXTRA_EVAL_SYNTAX}; got {value!r}.")
+    sets = []
+    for name, spec in entries:
+        mapping = None
+        if isinstance(spec, dict):
+            unknown = sorted(set(spec) - {"file", "label_mapping"})
+            if "file" not in spec or unknown:
+                raise ConfigError(f"{_EXTRA_EVAL_SYNTAX}; the entry for {name!r} is {spec!r}.")
+            mapping = spec.get("label_mapping")
+            if mapping is not None and not isinstance(mapping, dict):
+                raise ConfigError(f"extra_eval {name!r}: label_mapping must be a mapping, got {mapping!r}.")
+            mapping = None if mapping is None else {str(k): str(v) for k, v in mapping.items()}
+            spec = spec["file"]
+        name = str(name).strip()
+        if not _SET_NAME.match(name) or not isinstance(spec, str) or not spec.strip():
+            raise ConfigError(
+                f"{_EXTRA_EVAL_SYNTAX}, NAME being letters, digits, '.', '_', '+' or '-'; got {name!r}={spec!r}."
+            )
+        _check_data_file(f"extra_eval {name!r}:", spec)
+        sets.append(EvalSet(name, spec.strip(), mapping))
+    names = [s.name for s in sets]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"extra_eval names must be distinct; {duplicates[0]!r} is given more than once.")
+    return sets
+
+
+@dataclass
+class EvalDataArguments:
+    """Labelled evaluation data and how to read it (shared by `evaluate` and `merge`)."""
+
     validation_file: str | None = field(
         default=None, metadata={"help": "Labelled evaluation data: csv, tsv, json, jsonl or parquet."}
+    )
+    validation_name: str = field(
+        default="validation", metadata={"help": "Name of the validation_file set in tables and file names."}
+    )
+    extra_eval: list[str] | str | None = field(
+        default=None,
+        metadata={
+            "help": "More labelled sets to evaluate on, e.g. shifted domains: `--extra_eval dvd=FILE` (repeat the "
+            "flag for more), or in YAML a list of NAME=FILE or a mapping {NAME: FILE}; a set may carry its own "
+            "label_mapping as {NAME: {file: FILE, label_mapping: {...}}}. Columns are read as for validation_file."
+        },
     )
     text_column_name: str | None = field(default=None, metadata={"help": "Text column (default: auto-detected)."})
     text_pair_column_name: str | None = field(default=None, metadata={"help": "Optional second text column."})
@@ -416,12 +506,10 @@ class EvaluateArguments:
     label_mapping: dict[str, str] | None = field(
         default=None,
         metadata={
-            "help": "Maps the file's label values to the model's label names, e.g. `{1: positive, 0: negative}`."
+            "help": "Maps the files' label values to the model's label names, e.g. `{1: positive, 0: negative}`; "
+            "applies to every set that has no label_mapping of its own. Integer labels that are not names are "
+            "taken as label ids."
         },
-    )
-    output_file: str | None = field(
-        default=None,
-        metadata={"help": "Write the metrics here as JSON; the confusion matrix goes beside it (.json and .png)."},
     )
     max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated to this many tokens."})
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Inference batch size."})
@@ -429,11 +517,7 @@ class EvaluateArguments:
         default="auto", metadata={"help": "Quoting of csv/tsv files, as for `train`."}
     )
 
-    def __post_init__(self):
-        if not self.model_name_or_path:
-            raise ConfigError("model_name_or_path is required: a trained model folder or Hub id.")
-        if not self.validation_file:
-            raise ConfigError("validation_file is required: a labelled csv, tsv, json, jsonl or parquet file.")
+    def _check_eval_data(self) -> None:
         if self.max_seq_length <= 0 or self.per_device_eval_batch_size <= 0:
             raise ConfigError(
                 f"max_seq_length and per_device_eval_batch_size must be > 0, got {self.max_seq_length} and "
@@ -441,6 +525,138 @@ class EvaluateArguments:
             )
         if self.label_mapping is not None:
             self.label_mapping = {str(k): str(v) for k, v in self.label_mapping.items()}
+        if self.validation_file is not None:
+            _check_data_file("validation_file", self.validation_file)
+        self.validation_name = str(self.validation_name).strip()
+        if not _SET_NAME.match(self.validation_name):
+            raise ConfigError(
+                f"validation_name must be letters, digits, '.', '_', '+' or '-', got {self.validation_name!r}."
+            )
+        sets = parse_extra_eval(self.extra_eval)
+        if sets and not self.validation_file:
+            raise ConfigError("extra_eval sets are evaluated beside validation_file; give validation_file too.")
+        if any(s.name == self.validation_name for s in sets):
+            raise ConfigError(
+                f"extra_eval set {self.validation_name!r} has the name of the validation set; rename it, or set "
+                "validation_name."
+            )
+        # Stored normalised (a mapping) so the resolved config reads back the same.
+        self.extra_eval = {
+            s.name: s.path if s.label_mapping is None else {"file": s.path, "label_mapping": s.label_mapping}
+            for s in sets
+        } or None
+
+    def eval_sets(self) -> list[EvalSet]:
+        """The validation set first, then the extra sets, in the order given."""
+        if not self.validation_file:
+            return []
+        return [EvalSet(self.validation_name, self.validation_file), *parse_extra_eval(self.extra_eval)]
+
+
+@dataclass
+class EvaluateArguments(EvalDataArguments):
+    """`hf-transfer evaluate`: score a trained classifier on a labelled file, and optionally on more sets."""
+
+    model_name_or_path: str | None = field(default=None, metadata={"help": "Trained model folder or Hub id."})
+    output_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Write the metrics here as JSON; the confusion matrix goes beside it (.json and .png), and a "
+            "Markdown table of every set to <output_file stem>.md. With extra_eval, the JSON also holds every "
+            "set's report under `sets`, and each extra set gets its own confusion matrix (.NAME.confusion_matrix)."
+        },
+    )
+
+    def __post_init__(self):
+        if not self.model_name_or_path:
+            raise ConfigError("model_name_or_path is required: a trained model folder or Hub id.")
+        if not self.validation_file:
+            raise ConfigError("validation_file is required: a labelled csv, tsv, json, jsonl or parquet file.")
+        self._check_eval_data()
+
+
+@dataclass
+class MergeArguments(EvalDataArguments):
+    """`hf-transfer merge`: interpolate weights, θ(α) = (1 − α)·θ_pretrained + α·θ_finetuned (WiSE-FT)."""
+
+    pretrained: str | None = field(
+        default=None,
+        metadata={
+            "help": "The model that was fine-tuned: Hub id or folder (a bare AutoModel checkpoint works). Required."
+        },
+    )
+    finetuned: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder of the fine-tuned classifier, or of a PEFT adapter trained on `pretrained` (then α "
+            "scales the adapter: LoRA through PEFT's scaling). Required."
+        },
+    )
+    alpha: float | None = field(
+        default=None, metadata={"help": "One α in [0, 1]: 0 is the pretrained body, 1 the fine-tuned model."}
+    )
+    alphas: str | None = field(
+        default=None,
+        metadata={
+            "help": "Several α to sweep, e.g. `0,0.25,0.5,0.75,1` or a YAML list; needs validation_file. Each α is "
+            "evaluated on validation_file and every extra_eval set; the α with the best validation score is saved "
+            "(ties: the largest α, the one closest to the fine-tuned model)."
+        },
+    )
+    head_init: str | None = field(
+        default=None,
+        metadata={
+            "help": "A classifier folder with the same labels whose head (e.g. a zero-shot or linear-probe head) is "
+            "interpolated with the fine-tuned head: head(α) = (1 − α)·head_init + α·head_finetuned. Default: the "
+            "fine-tuned head at every α, since the pretrained model has none."
+        },
+    )
+    selection_metric: Literal["accuracy", "f1_macro"] = field(
+        default="accuracy", metadata={"help": "Validation metric that picks α in a sweep."}
+    )
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Where the interpolated model (at the chosen α) and its report go. Required."}
+    )
+    base_model_hub_id: str | None = field(
+        default=None,
+        metadata={"help": "Hub id of `pretrained` when it is a local folder, for the card (as in `train`)."},
+    )
+
+    def __post_init__(self):
+        from .merging import check_alpha, parse_alphas
+
+        for name in ("pretrained", "finetuned", "output_dir"):
+            if not getattr(self, name) or not str(getattr(self, name)).strip():
+                raise ConfigError(
+                    f"{name} is required: hf-transfer merge --pretrained DIR_OR_ID --finetuned DIR "
+                    "[--alpha A | --alphas 0,0.25,0.5,0.75,1 --validation_file FILE] --output_dir DIR."
+                )
+        if self.alpha is not None and self.alphas is not None:
+            raise ConfigError(f"give either alpha ({self.alpha}) or alphas ({self.alphas!r}), not both.")
+        if self.alpha is None and self.alphas is None:
+            raise ConfigError(
+                "no α given: pass --alpha A (0 = pretrained, 1 = fine-tuned), or --alphas 0,0.25,0.5,0.75,1 with "
+                "--validation_file FILE to pick α on validation data."
+            )
+        if self.alpha is not None:
+            self.alpha = check_alpha(self.alpha)
+        else:
+            self.alphas = parse_alphas(self.alphas)
+            if not self.validation_file:
+                raise ConfigError(
+                    "alphas sweeps α and keeps the best on validation data: give --validation_file FILE, or a "
+                    "single --alpha."
+                )
+        self._check_eval_data()
+        out = os.path.realpath(self.output_dir)
+        for name in ("pretrained", "finetuned", "head_init"):
+            value = getattr(self, name)
+            if value and os.path.exists(value) and os.path.realpath(value) == out:
+                raise ConfigError(f"output_dir {self.output_dir!r} is the {name} folder; write the result elsewhere.")
+
+    @property
+    def alpha_grid(self) -> list[float]:
+        return [self.alpha] if self.alpha is not None else list(self.alphas)
 
 
 @dataclass

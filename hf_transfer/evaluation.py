@@ -197,6 +197,39 @@ def plot_training_curves(log_history: list[dict], png_path: str | Path, title: s
     _save(fig, png_path)
 
 
+def plot_alpha_sweep(
+    rows: list[dict],
+    set_names: Sequence[str],
+    validation_name: str,
+    chosen_alpha: float | None,
+    png_path: str | Path,
+    metric: str = "accuracy",
+) -> None:
+    """Plot a weight-interpolation sweep: `metric` against α, one line per evaluation set (the validation set drawn
+    thicker), the mean of the other sets dashed, and the chosen α marked.
+
+    `rows` are `{"alpha": a, set_name: {metric: value}, ...}`, one per α."""
+    alphas = [row["alpha"] for row in rows]
+    fig = _figure(figsize=(7.5, 4.5))
+    ax = fig.subplots()
+    for name in set_names:
+        values = [row[name][metric] for row in rows]
+        main = name == validation_name
+        label = f"{name} (validation)" if main else name
+        ax.plot(alphas, values, marker="o", markersize=4, linewidth=2.5 if main else 1.2, label=label)
+    others = [name for name in set_names if name != validation_name]
+    if len(others) > 1:
+        mean = [sum(row[n][metric] for n in others) / len(others) for row in rows]
+        ax.plot(alphas, mean, linestyle="--", color="gray", label="mean of the other sets")
+    if chosen_alpha is not None:
+        ax.axvline(chosen_alpha, color="black", linestyle=":", linewidth=1, label=f"chosen α = {chosen_alpha:g}")
+    ax.set(xlabel="α   (0 = pretrained body, 1 = fine-tuned)", ylabel=metric, title="Weight interpolation sweep")
+    ax.set_xlim(min(alphas) - 0.02, max(alphas) + 0.02)
+    ax.grid(alpha=0.3)
+    _legend_or_note(ax, "no sets")
+    _save(fig, png_path)
+
+
 def metrics_markdown_table(results: dict[str, dict], keys: Sequence[str] = ("accuracy", "f1_macro")) -> str:
     """A Markdown table with one row per named evaluation set and one column per metric key.
 

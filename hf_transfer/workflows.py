@@ -16,7 +16,6 @@ from .config import (
     CardArguments,
     ConfigError,
     DataArguments,
-    DataError,
     EvaluateArguments,
     ModelArguments,
     PushArguments,
@@ -502,62 +501,42 @@ def run_push(args: PushArguments) -> dict:
 
 
 def run_evaluate(args: EvaluateArguments) -> dict:
-    from .evaluation import classification_metrics, save_confusion_matrix
-    from .inference import predict_logits
+    """Score the model on validation_file and every extra_eval set; every set is read before the model is loaded."""
+    from .eval_sets import (
+        prepare_eval_sets,
+        reports_markdown,
+        scalars,
+        score_set,
+        write_confusion_matrices,
+        write_json,
+    )
     from .models import load_classifier
 
     config = load_config(args.model_name_or_path)
-    data_args = DataArguments(
-        validation_file=args.validation_file,
-        text_column_name=args.text_column_name,
-        text_pair_column_name=args.text_pair_column_name,
-        label_column_name=args.label_column_name,
-        label_mapping=args.label_mapping,
-        csv_quoting=args.csv_quoting,
-    )
-    prepared = load_data(data_args, require_train=False)
-    if prepared.problem_type != "single_label_classification":
-        raise DataError("hf-transfer evaluate supports single-label data for now; the file has list labels.")
     model_names = [config.id2label[i] for i in range(config.num_labels)]
-    to_model_id = _align_labels(prepared.label_names, model_names, args.validation_file)
+    sets = prepare_eval_sets(args, model_names)
     tokenizer = load_tokenizer(args.model_name_or_path)
     model = load_classifier(args.model_name_or_path, config)
-    split = prepared.datasets["validation"]
-    pairs = list(split[prepared.text_pair_column]) if prepared.text_pair_column else None
-    logits = predict_logits(
-        model,
-        tokenizer,
-        list(split[prepared.text_column]),
-        pairs,
-        batch_size=args.per_device_eval_batch_size,
-        max_length=args.max_seq_length,
-        desc="evaluate",
-    )
-    refs = [to_model_id[label] for label in split["labels"]]
-    report = classification_metrics(logits.argmax(-1), refs, model_names)
-    report["samples"] = len(refs)
+    reports = {data.name: score_set(model, tokenizer, data, model_names, args) for data in sets}
+    main = reports[args.validation_name]
+    table = reports_markdown(reports, model_names)
     if args.output_file:
         out = Path(args.output_file)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2))
-        save_confusion_matrix(
-            report["confusion_matrix"],
-            model_names,
-            out.with_suffix(".confusion_matrix.json"),
-            out.with_suffix(".confusion_matrix.png"),
-            title=Path(args.validation_file).name,
-        )
-    return {k: v for k, v in report.items() if not isinstance(v, (list, dict))}
+        # The main set's report stays at the top level, as before extra sets existed; every set is under `sets`.
+        write_json(out, {**main, "sets": reports} if len(reports) > 1 else main)
+        out.with_suffix(".md").write_text(table)
+        titles = {data.name: f"{data.name}: {Path(data.path).name}" for data in sets}
+        titles[args.validation_name] = Path(args.validation_file).name
+        write_confusion_matrices(reports, model_names, out, args.validation_name, titles)
+    result = scalars(main)
+    for name, report in list(reports.items())[1:]:
+        result.update({f"{name}_accuracy": report["accuracy"], f"{name}_f1_macro": report["f1_macro"]})
+    if len(reports) > 1:
+        result["table"] = table
+    return result
 
 
-def _align_labels(data_names: list[str], model_names: list[str], source: str) -> dict[int, int]:
-    """Map the data's label ids to the model's by name; integer labels that are not names are taken as ids."""
-    if set(data_names) <= set(model_names):
-        return {i: model_names.index(n) for i, n in enumerate(data_names)}
-    if all(n.lstrip("-").isdigit() and 0 <= int(n) < len(model_names) for n in data_names):
-        return {i: int(n) for i, n in enumerate(data_names)}
-    unknown = sorted(set(data_names) - set(model_names))
-    raise DataError(
-        f"labels {unknown} in {source!r} are not among the model's labels {model_names}; pass "
-        "--label_mapping '{file_value: model_label, ...}' to translate them."
-    )
+def run_merge(args) -> dict:
+    from .merge_workflow import run_merge as _run_merge
+
+    return _run_merge(args)

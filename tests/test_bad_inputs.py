@@ -79,7 +79,17 @@ def world(tmp_path_factory, tiny_bert_dir):
     (w["remote"] / "config.json").write_text(json.dumps(config))
     w["teacher"] = _classifier(root / "teacher", tiny_bert_dir, ["neg", "pos"])
     w["teacher3"] = _classifier(root / "teacher3", tiny_bert_dir, ["a", "b", "c"])
+    w["wide"] = _bare_bert(root / "wide", intermediate_size=128)
+    w["deep"] = _bare_bert(root / "deep", num_hidden_layers=3)
     return w
+
+
+def _bare_bert(path, **changes):
+    from transformers import BertConfig, BertModel
+
+    config = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    BertModel(BertConfig(**{**config, "max_position_embeddings": 128, **changes})).save_pretrained(path)
+    return path
 
 
 def train(w, *extra, train_file=None, dev=None, model=None):
@@ -108,6 +118,21 @@ def distill(w, *extra, teacher=None):
         *COMMON,
         *extra,
     ]
+
+
+def merge(w, *extra, pretrained=None, finetuned=None):
+    return [
+        "merge",
+        "--pretrained",
+        str(pretrained or w["model"]),
+        "--finetuned",
+        str(finetuned or w["teacher"]),
+        *extra,
+    ]
+
+
+def sweep(w, *extra, **kw):
+    return merge(w, "--alphas", "0,0.5,1", "--validation_file", str(w["dev"]), *extra, **kw)
 
 
 # (case, argv builder, words the message must contain)
@@ -158,6 +183,30 @@ CASES = [
     ("top_k without cache", lambda w: distill(w, "--student_layers", "[0]", "--teacher_top_k", "1"), "cache"),
     # resume
     ("resume without checkpoint", lambda w: train(w, "--resume_from_checkpoint", "true"), "no complete checkpoint"),
+    # merge (weight interpolation) and evaluation sets
+    ("merge: shapes differ", lambda w: merge(w, "--alpha", "0.5", pretrained=w["wide"]), "intermediate.dense.weight"),
+    ("merge: depths differ", lambda w: merge(w, "--alpha", "0.5", pretrained=w["deep"]), "encoder.layer.2."),
+    ("merge: alpha above 1", lambda w: merge(w, "--alpha", "1.5"), "alpha must be a number in [0, 1]"),
+    ("merge: alpha below 0", lambda w: merge(w, "--alpha", "-0.1"), "alpha must be a number in [0, 1]"),
+    ("merge: alphas outside [0, 1]", lambda w: sweep(w, "--alphas", "0,2"), "alphas must be numbers in [0, 1]"),
+    ("merge: no alpha", lambda w: merge(w), "no α given"),
+    ("merge: alpha and alphas", lambda w: merge(w, "--alpha", "0.5", "--alphas", "0,1"), "not both"),
+    ("merge: alphas without validation", lambda w: merge(w, "--alphas", "0,1"), "validation_file"),
+    ("merge: bad extra_eval", lambda w: sweep(w, "--extra_eval", str(w["dev"])), "NAME=FILE"),
+    ("merge: extra_eval bad extension", lambda w: sweep(w, "--extra_eval", f"x={w['txt']}"), "unsupported extension"),
+    ("merge: missing extra_eval file", lambda w: sweep(w, "--extra_eval", "x=nope.csv"), "nope.csv"),
+    (
+        "merge: unseen validation label",
+        lambda w: merge(w, "--alpha", "1", "--validation_file", str(w["unseen"])),
+        "neutral",
+    ),
+    ("merge: finetuned not a classifier", lambda w: merge(w, "--alpha", "0.5", finetuned=w["wide"]), "classifier"),
+    (
+        "merge: head_init labels differ",
+        lambda w: merge(w, "--alpha", "0.5", "--head_init", str(w["teacher3"])),
+        "labels",
+    ),
+    ("merge: missing finetuned", lambda w: merge(w, "--alpha", "0.5", finetuned=w["root"] / "gone"), "not a folder"),
 ]
 
 

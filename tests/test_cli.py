@@ -75,11 +75,18 @@ def train_argv(model_dir, train, dev, out, *extra):
 # --- parsing -----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["train", "distill", "evaluate"])
+@pytest.mark.parametrize("command", ["train", "distill", "evaluate", "merge"])
 def test_help_lists_fields(command, capsys):
     assert main([command, "--help"]) == 0
     out = capsys.readouterr().out
-    assert "--config" in out and "--model_name_or_path" in out
+    assert "--config" in out
+    if command == "merge":
+        for flag in ("--pretrained", "--finetuned", "--alpha", "--alphas", "--head_init", "--output_dir"):
+            assert flag in out, flag
+    else:
+        assert "--model_name_or_path" in out
+    if command in ("evaluate", "merge"):
+        assert "--validation_file" in out and "--extra_eval" in out and "--label_mapping" in out
     if command == "distill":
         assert "--teacher_model_name_or_path" in out and "--student_layers" in out and "--alpha" in out
     if command in ("train", "distill"):
@@ -138,6 +145,11 @@ def test_shipped_configs_parse(config, monkeypatch):
     monkeypatch.chdir(REPO)
     raw = yaml.safe_load(config.read_text())
     assert isinstance(raw, dict) and raw
+    if "finetuned" in raw:
+        (merge,) = parse_command_args("merge", ["--config", str(config)])
+        assert merge.pretrained and merge.output_dir and merge.alpha_grid
+        assert [s.name for s in merge.eval_sets()] == [raw["validation_name"], *raw.get("extra_eval", {})]
+        return
     if "teacher_model_name_or_path" in raw:
         model, data, distill, adapter, training = parse_command_args("distill", ["--config", str(config)])
         assert distill.teacher_model_name_or_path and (model.model_name_or_path or distill.student_layers)

@@ -1,0 +1,513 @@
+"""Weight interpolation (hf-transfer merge) and evaluation on several sets: the pure functions on small tensors, whole
+merges of tiny BERT, DistilBERT and GPT-2 models and of a LoRA adapter, and one run on the real MiniLM and data."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from hf_transfer.cli import main, parse_command_args
+from hf_transfer.config import ConfigError
+from hf_transfer.merging import (
+    TensorSpec,
+    choose_alpha,
+    interpolate_state_dicts,
+    parse_alphas,
+    plan_interpolation,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+LABELS = ["neg", "pos"]
+
+
+# --- pure functions ------------------------------------------------------------------------------------------------
+
+
+def _pair():
+    g = torch.Generator().manual_seed(0)
+    a = {"w": torch.randn(4, 3, generator=g), "b": torch.randn(3, generator=g), "ids": torch.arange(5)}
+    b = {"w": torch.randn(4, 3, generator=g), "b": torch.randn(3, generator=g), "ids": torch.arange(5) + 7}
+    b["head"] = torch.randn(2, 3, generator=g)
+    return a, b
+
+
+def test_interpolation_endpoints_are_exact_and_the_middle_is_the_mean():
+    a, b = _pair()
+    at0, at1, mid = (interpolate_state_dicts(a, b, alpha) for alpha in (0.0, 1.0, 0.5))
+    assert torch.equal(at0["w"], a["w"]) and torch.equal(at0["b"], a["b"])
+    assert torch.equal(at1["w"], b["w"]) and torch.equal(at1["b"], b["b"])
+    torch.testing.assert_close(mid["w"], (a["w"] + b["w"]) / 2)
+    # Integer buffers and tensors only the fine-tuned side has come from the fine-tuned model at every α.
+    for state in (at0, mid, at1):
+        assert torch.equal(state["ids"], b["ids"]) and torch.equal(state["head"], b["head"])
+    # The inputs are not modified, and the result shares no storage with them.
+    at1["w"].add_(1.0)
+    assert not torch.equal(at1["w"], b["w"])
+
+
+def test_interpolation_keeps_dtype_and_respects_keys():
+    a = {"w": torch.ones(3, dtype=torch.float16), "v": torch.zeros(2)}
+    b = {"w": torch.full((3,), 3.0, dtype=torch.float16), "v": torch.ones(2)}
+    out = interpolate_state_dicts(a, b, 0.25, keys=["w"])
+    assert out["w"].dtype == torch.float16 and torch.equal(out["w"], torch.full((3,), 1.5, dtype=torch.float16))
+    assert torch.equal(out["v"], b["v"])  # not in keys: the fine-tuned value
+
+
+def test_interpolation_rejects_a_shape_mismatch_and_a_bad_alpha():
+    with pytest.raises(ConfigError, match=r"'w'.*\(2, 3\).*\(4, 3\)"):
+        interpolate_state_dicts({"w": torch.zeros(2, 3)}, {"w": torch.zeros(4, 3)}, 0.5)
+    for alpha in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ConfigError, match="alpha must be"):
+            interpolate_state_dicts({}, {}, alpha)
+
+
+def test_plan_names_the_first_mismatch():
+    f = TensorSpec((3, 3), True)
+    finetuned = {"body.a": f, "body.b": f, "body.c": TensorSpec((5,), False), "head.w": TensorSpec((2, 3), True)}
+    plan = plan_interpolation({"body.a": f, "body.b": f, "body.c": TensorSpec((5,), False)}, finetuned, ["head.w"])
+    assert plan.interpolated == ("body.a", "body.b") and plan.copied == ("body.c",) and plan.head == ("head.w",)
+    with pytest.raises(ConfigError, match=r"shapes differ at parameter 'body.b': \(4, 3\).*\(3, 3\)"):
+        plan_interpolation({"body.a": f, "body.b": TensorSpec((4, 3), True)}, finetuned, ["head.w", "body.c"])
+    with pytest.raises(ConfigError, match="'body.b'.*lacks"):
+        plan_interpolation({"body.a": f}, finetuned, ["head.w", "body.c"])
+    with pytest.raises(ConfigError, match="'body.z'.*lacks"):
+        plan_interpolation({"body.a": f, "body.b": f, "body.z": f}, finetuned, ["head.w", "body.c"])
+
+
+def test_alpha_grid_and_the_selection_rule():
+    assert parse_alphas("0,0.25,0.5,0.75,1") == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert parse_alphas([1, 0, 0.5, 0.5]) == [0.0, 0.5, 1.0] and parse_alphas("[0.2, 0.1]") == [0.1, 0.2]
+    for bad in ("0,1.5", "a,b", [], "[]", [True]):
+        with pytest.raises(ConfigError, match="alphas"):
+            parse_alphas(bad)
+    assert choose_alpha({0.0: 0.5, 0.5: 0.8, 1.0: 0.7}) == 0.5
+    assert choose_alpha({0.0: 0.8, 0.3: 0.8, 0.7: 0.8, 1.0: 0.6}) == 0.7  # ties: the largest α
+
+
+# --- tiny models ---------------------------------------------------------------------------------------------------
+
+
+def _tiny_config(kind: str):
+    from transformers import BertConfig, DistilBertConfig, GPT2Config
+
+    if kind == "bert":
+        return BertConfig(
+            vocab_size=30522,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+        )
+    if kind == "distilbert":
+        return DistilBertConfig(
+            vocab_size=30522, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128
+        )
+    return GPT2Config(vocab_size=30522, n_embd=32, n_layer=2, n_head=2, n_positions=128, pad_token_id=0)
+
+
+def make_pair(root: Path, kind: str, tokenizer_dir, seed: int = 0, labels=LABELS, **config_changes):
+    """A bare pretrained model and a classifier 'fine-tuned' from it (its body moved, a random head), as folders."""
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(seed)
+    config = _tiny_config(kind)
+    for key, value in config_changes.items():
+        setattr(config, key, value)
+    pretrained = AutoModel.from_config(config)
+    config.id2label, config.label2id = dict(enumerate(labels)), {n: i for i, n in enumerate(labels)}
+    finetuned = AutoModelForSequenceClassification.from_config(config)
+    finetuned.base_model.load_state_dict(pretrained.state_dict())
+    with torch.no_grad():
+        for param in finetuned.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    paths = root / f"{kind}-pretrained", root / f"{kind}-finetuned"
+    for model, path in zip((pretrained, finetuned), paths, strict=True):
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+    return paths
+
+
+def _state(path):
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(path).state_dict()
+
+
+def _bare(path):
+    from transformers import AutoModel
+
+    return AutoModel.from_pretrained(path).state_dict()
+
+
+def _csv(path, texts, labels):
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def dev_sets(tmp_path):
+    words = ["good", "great", "bad", "awful", "fine", "poor"]
+    texts = [f"{words[i % 6]} thing {i}" for i in range(18)]
+    labels = ["pos" if i % 6 in (0, 1, 4) else "neg" for i in range(18)]
+    dev = _csv(tmp_path / "dev.csv", texts[:12], labels[:12])
+    shifted = _csv(tmp_path / "shifted.csv", texts[6:], [1 if lab == "pos" else 0 for lab in labels[6:]])
+    return dev, shifted
+
+
+@pytest.mark.parametrize("kind", ["bert", "distilbert", "gpt2"])
+def test_merge_at_fixed_alphas(kind, tmp_path, tiny_bert_dir):
+    pretrained, finetuned = make_pair(tmp_path, kind, tiny_bert_dir)
+    pre, ft = _bare(pretrained), _state(finetuned)
+    outputs = {}
+    for alpha in ("0", "0.5", "1"):
+        out = tmp_path / f"merged-{alpha}"
+        argv = ["merge", "--pretrained", str(pretrained), "--finetuned", str(finetuned), "--alpha", alpha]
+        assert main([*argv, "--output_dir", str(out)]) == 0
+        outputs[alpha] = _state(out)
+    prefix = next(k for k in ft if k.endswith(next(iter(pre)))).removesuffix(next(iter(pre)))
+    head = [k for k in ft if not k.startswith(prefix)]
+    assert head, "the classifier head is outside the base model"
+    for name, value in pre.items():
+        assert torch.equal(outputs["0"][prefix + name], value), name
+        torch.testing.assert_close(outputs["0.5"][prefix + name], (value + ft[prefix + name]) / 2)
+    for name in ft:
+        assert torch.equal(outputs["1"][name], ft[name]), name
+    for name in head:  # the pretrained model has no head: the fine-tuned one at every α
+        assert torch.equal(outputs["0"][name], ft[name]) and torch.equal(outputs["0.5"][name], ft[name])
+    out = tmp_path / "merged-0.5"
+    assert json.loads((out / "config.json").read_text())["id2label"] == {"0": "neg", "1": "pos"}
+    record = json.loads((out / "hf_transfer_run.json").read_text())
+    assert record["merge"]["alpha"] == 0.5 and record["merge"]["head"] == "the fine-tuned head at every α"
+    assert record["merge"]["head_tensors"] and record["merge"]["sweep"] == []
+    header = yaml.safe_load((out / "README.md").read_text().split("---")[1])
+    assert "wise-ft" in header["tags"] and "model-index" not in header  # nothing was evaluated
+    assert "α = 0.5" in (out / "README.md").read_text()
+
+
+def test_sweep_with_extra_sets_writes_table_plot_and_card(tmp_path, tiny_bert_dir, dev_sets, capsys):
+    from transformers import pipeline
+
+    pretrained, finetuned = make_pair(tmp_path, "bert", tiny_bert_dir)
+    dev, shifted = dev_sets
+    out = tmp_path / "sweep"
+    argv = [
+        "merge",
+        "--pretrained",
+        str(pretrained),
+        "--finetuned",
+        str(finetuned),
+        "--alphas",
+        "0,0.5,1",
+        "--validation_file",
+        str(dev),
+        "--validation_name",
+        "indomain",
+        "--extra_eval",
+        f"shifted={shifted}",
+        "--extra_eval",
+        f"again={dev}",
+        "--output_dir",
+        str(out),
+    ]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| α | indomain | shifted | again | mean of extra sets |" in printed
+    sweep = json.loads((out / "merge_sweep.json").read_text())
+    assert [row["alpha"] for row in sweep["rows"]] == [0.0, 0.5, 1.0]
+    scores = {row["alpha"]: row["indomain"]["accuracy"] for row in sweep["rows"]}
+    best = max(scores.values())
+    assert sweep["chosen_alpha"] == max(a for a, s in scores.items() if s == best)
+    for row in sweep["rows"]:
+        assert row["shifted"]["samples"] == 12 and row["indomain"]["samples"] == 12
+        assert row["again"]["accuracy"] == row["indomain"]["accuracy"]
+        assert row["mean_extra_accuracy"] == pytest.approx((row["shifted"]["accuracy"] + row["again"]["accuracy"]) / 2)
+    assert (out / "merge_sweep.png").stat().st_size > 0
+    for name in ("merge_eval.confusion_matrix.json", "merge_eval.shifted.confusion_matrix.png", "merge_eval.md"):
+        assert (out / name).is_file(), name
+    chosen = [row for row in sweep["rows"] if row["alpha"] == sweep["chosen_alpha"]][0]
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["eval_accuracy"] == chosen["indomain"]["accuracy"] and results["eval_samples"] == 12
+    # The saved model is θ at the chosen α.
+    pre, ft, saved = _bare(pretrained), _state(finetuned), _state(out)
+    alpha = sweep["chosen_alpha"]
+    for name, value in pre.items():
+        expected = interpolate_state_dicts({name: value}, {name: ft["bert." + name]}, alpha)[name]
+        assert torch.equal(saved["bert." + name], expected), name
+    card = (out / "README.md").read_text()
+    header = yaml.safe_load(card.split("---")[1])
+    assert header["model-index"][0]["results"][0]["metrics"][0]["value"] == round(chosen["indomain"]["accuracy"], 4)
+    assert "### α sweep" in card and "merge_sweep.png" in card and "Weight interpolation (WiSE-FT)" in card
+    # `hf-transfer card DIR` writes the same card again from what the folder holds.
+    (out / "README.md").unlink()
+    assert main(["card", str(out)]) == 0
+    assert (out / "README.md").read_text() == card
+    assert pipeline("text-classification", model=str(out))("good thing")[0]["label"] in LABELS
+
+
+def test_head_init_interpolates_the_head(tmp_path, tiny_bert_dir):
+    from transformers import AutoModelForSequenceClassification
+
+    pretrained, finetuned = make_pair(tmp_path, "bert", tiny_bert_dir)
+    probe = AutoModelForSequenceClassification.from_pretrained(finetuned)
+    probe.bert.load_state_dict(_bare(pretrained))
+    torch.manual_seed(3)
+    with torch.no_grad():
+        probe.classifier.weight.normal_()
+    probe.save_pretrained(tmp_path / "probe")
+    argv = [
+        "merge",
+        "--pretrained",
+        str(pretrained),
+        "--finetuned",
+        str(finetuned),
+        "--head_init",
+        str(tmp_path / "probe"),
+    ]
+    assert main([*argv, "--alpha", "0", "--output_dir", str(tmp_path / "at0")]) == 0
+    assert main([*argv, "--alpha", "0.5", "--output_dir", str(tmp_path / "at05")]) == 0
+    at0, at05, probe_state, ft = (
+        _state(tmp_path / "at0"),
+        _state(tmp_path / "at05"),
+        probe.state_dict(),
+        _state(finetuned),
+    )
+    for name, value in probe_state.items():  # α = 0 is the linear probe exactly: pretrained body, its head
+        assert torch.equal(at0[name], value), name
+    torch.testing.assert_close(
+        at05["classifier.weight"], (probe_state["classifier.weight"] + ft["classifier.weight"]) / 2
+    )
+
+    (tmp_path / "other").mkdir()
+    other = AutoModelForSequenceClassification.from_pretrained(
+        finetuned, id2label={0: "pos", 1: "neg"}, label2id={"pos": 0, "neg": 1}
+    )
+    other.save_pretrained(tmp_path / "other")
+    with pytest.raises(ConfigError, match=r"labels \['pos', 'neg'\]"):
+        parse_and_run(
+            [
+                "merge",
+                "--pretrained",
+                str(pretrained),
+                "--finetuned",
+                str(finetuned),
+                "--head_init",
+                str(tmp_path / "other"),
+                "--alpha",
+                "0.5",
+                "--output_dir",
+                str(tmp_path / "x"),
+            ]
+        )
+    assert not (tmp_path / "x").exists()
+
+
+def parse_and_run(argv):
+    from hf_transfer import workflows
+
+    return workflows.run_merge(*parse_command_args(argv[0], argv[1:]))
+
+
+def test_a_pretrained_checkpoint_without_pooler_keeps_the_fine_tuned_pooler(tmp_path, tiny_bert_dir):
+    from transformers import BertModel
+
+    pretrained, finetuned = make_pair(tmp_path, "bert", tiny_bert_dir)
+    bare = BertModel.from_pretrained(pretrained, add_pooling_layer=False)
+    bare.save_pretrained(tmp_path / "no-pooler")
+    out = tmp_path / "merged"
+    argv = ["merge", "--pretrained", str(tmp_path / "no-pooler"), "--finetuned", str(finetuned), "--alpha", "0"]
+    assert main([*argv, "--output_dir", str(out)]) == 0
+    saved, ft = _state(out), _state(finetuned)
+    assert torch.equal(saved["bert.pooler.dense.weight"], ft["bert.pooler.dense.weight"])
+    assert torch.equal(
+        saved["bert.encoder.layer.0.output.dense.weight"], bare.state_dict()["encoder.layer.0.output.dense.weight"]
+    )
+    head = json.loads((out / "hf_transfer_run.json").read_text())["merge"]["head"]
+    assert head == "the fine-tuned head at every α"
+    assert (
+        "bert.pooler.dense.weight" in json.loads((out / "hf_transfer_run.json").read_text())["merge"]["head_tensors"]
+    )
+
+
+# --- adapters ------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def lora_adapter(tmp_path, tiny_bert_dir):
+    """A LoRA adapter on the tiny BERT, with non-zero updates and trained head copies, saved as hf-transfer does."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(1)
+    labels = {"id2label": dict(enumerate(LABELS)), "label2id": {n: i for i, n in enumerate(LABELS)}}
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, **labels)
+    config = LoraConfig(
+        task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["query", "value"], modules_to_save=["bert.pooler"]
+    )
+    model = get_peft_model(base, config)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name or "modules_to_save" in name:
+                param.add_(0.1 * torch.randn_like(param))
+    out = tmp_path / "adapter"
+    model.save_pretrained(out)
+    (out / "hf_transfer_run.json").write_text(json.dumps({"label_names": LABELS, "problem_type": None}))
+    return out, labels
+
+
+def _merged_adapter(tiny_bert_dir, adapter_dir, labels):
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    from hf_transfer.adapters import merge_into_base
+
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, **labels)
+    return merge_into_base(PeftModel.from_pretrained(base, adapter_dir)).state_dict()
+
+
+def test_lora_adapter_alpha_scales_the_adapter(tmp_path, tiny_bert_dir, lora_adapter):
+    adapter_dir, labels = lora_adapter
+    merged = _merged_adapter(tiny_bert_dir, adapter_dir, labels)
+    base = _bare(tiny_bert_dir)
+    states = {}
+    for alpha in ("0", "0.5", "1"):
+        out = tmp_path / f"lora-{alpha}"
+        argv = ["merge", "--pretrained", str(tiny_bert_dir), "--finetuned", str(adapter_dir), "--alpha", alpha]
+        assert main([*argv, "--output_dir", str(out)]) == 0
+        states[alpha] = _state(out)
+    for name in merged:  # α = 1 is the merged adapter
+        assert torch.equal(states["1"][name], merged[name]), name
+    for name, value in base.items():  # α = 0 is the base body, the saved pooler included
+        assert torch.equal(states["0"]["bert." + name], value), name
+    for name in ("classifier.weight", "classifier.bias"):  # the head only the adapter has, at every α
+        assert torch.equal(states["0"][name], merged[name]) and torch.equal(states["0.5"][name], merged[name])
+    # Scaling LoRA by α is the same as interpolating the weights: the update is linear in its scale.
+    query = "bert.encoder.layer.1.attention.self.query.weight"
+    assert not torch.equal(merged[query], base[query.removeprefix("bert.")])
+    for name, value in base.items():
+        torch.testing.assert_close(states["0.5"]["bert." + name], (value + merged["bert." + name]) / 2)
+    record = json.loads((tmp_path / "lora-0.5" / "hf_transfer_run.json").read_text())["merge"]
+    assert record["finetuned_kind"] == "adapter" and record["method"].startswith("LoRA scaling")
+    assert record["head_tensors"] == ["classifier.weight", "classifier.bias"]
+    header = yaml.safe_load((tmp_path / "lora-0.5" / "README.md").read_text().split("---")[1])
+    assert header["library_name"] == "transformers"
+
+
+# --- evaluate on several sets --------------------------------------------------------------------------------------
+
+
+def test_evaluate_on_several_sets(tmp_path, tiny_bert_dir, dev_sets, capsys):
+    _, finetuned = make_pair(tmp_path, "bert", tiny_bert_dir)
+    dev, shifted = dev_sets
+    words = _csv(tmp_path / "words.csv", ["good one", "bad one", "awful one"], ["yes", "no", "no"])
+    config = tmp_path / "eval.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "extra_eval": {
+                    "shifted": str(shifted),
+                    "words": {"file": str(words), "label_mapping": {"yes": "pos", "no": "neg"}},
+                }
+            }
+        )
+    )
+    single = tmp_path / "single.json"
+    base = ["evaluate", "--model_name_or_path", str(finetuned), "--validation_file", str(dev)]
+    assert main([*base, "--output_file", str(single)]) == 0
+    metrics = tmp_path / "metrics.json"
+    assert main([*base, "--config", str(config), "--output_file", str(metrics)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(metrics.read_text())
+    # The main set's report is where it always was; every set's is under `sets`.
+    assert {k: v for k, v in report.items() if k != "sets"} == json.loads(single.read_text())
+    assert list(report["sets"]) == ["validation", "shifted", "words"]
+    assert report["sets"]["words"]["samples"] == 3 and sum(map(sum, report["sets"]["words"]["confusion_matrix"])) == 3
+    assert {"precision_neg", "recall_pos", "f1_macro"} <= set(report["sets"]["shifted"])
+    table = (tmp_path / "metrics.md").read_text()
+    assert table.splitlines()[0] == "| set | rows | accuracy | macro-F1 | P neg | R neg | P pos | R pos |"
+    assert "| words | 3 |" in table and "| words | 3 |" in printed
+    for name in (
+        "metrics.confusion_matrix.png",
+        "metrics.shifted.confusion_matrix.json",
+        "metrics.words.confusion_matrix.png",
+    ):
+        assert (tmp_path / name).is_file(), name
+    assert "shifted_accuracy" in printed
+
+
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        (["--extra_eval", "[a, b]"], "NAME=FILE"),
+        (["--extra_eval", "bad name=x.csv"], "NAME being"),
+        (["--extra_eval", "validation=x.csv"], "name of the validation set"),
+        (["--extra_eval", "a=x.csv", "--extra_eval", "a=y.csv"], "'a' is given more than once"),
+        (["--extra_eval", "{a: {path: x.csv}}"], "NAME=FILE"),
+    ],
+)
+def test_evaluate_rejects_bad_extra_eval(extra, needle, tmp_path, tiny_bert_dir, capsys):
+    argv = ["evaluate", "--model_name_or_path", str(tiny_bert_dir), "--validation_file", "dev.csv", *extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err
+
+
+# --- the real model and data ---------------------------------------------------------------------------------------
+
+
+def test_merge_real_minilm_through_the_cli(tmp_path, minilm_path, data_root):
+    """The command line in a subprocess on the real MiniLM: a classifier made from it (its body moved a little, a
+    random head) merged back at two α, scored on real Blitzer rows; the output loads with AutoModel and pipeline."""
+    from transformers import AutoModelForSequenceClassification, pipeline
+
+    from hf_transfer.tables import read_table
+
+    labels = {"id2label": {0: "negative", 1: "positive"}, "label2id": {"negative": 0, "positive": 1}}
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(minilm_path, **labels)
+    with torch.no_grad():
+        for param in model.bert.encoder.layer[5].parameters():
+            param.add_(0.01 * torch.randn_like(param))
+    finetuned = tmp_path / "finetuned"
+    model.save_pretrained(finetuned)
+    files = {}
+    for domain in ("books", "kitchen"):  # a few real rows, in the temporary folder only
+        rows = read_table(str(data_root / "blitzer" / domain / "dev.tsv")).groupby("label").head(6)
+        files[domain] = tmp_path / f"{domain}.jsonl"
+        rows.to_json(files[domain], orient="records", lines=True)
+    out = tmp_path / "merged"
+    argv = ["merge", "--pretrained", minilm_path, "--finetuned", str(finetuned), "--alphas", "[0, 1]"]
+    argv += ["--validation_file", str(files["books"]), "--validation_name", "books"]
+    argv += ["--base_model_hub_id", "sentence-transformers/all-MiniLM-L6-v2"]
+    argv += ["--extra_eval", f"kitchen={files['kitchen']}", "--text_column_name", "sentence", "--output_dir", str(out)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "hf_transfer", *argv], capture_output=True, text=True, timeout=600, env=env, cwd=REPO
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| α | books | kitchen | mean of extra sets |" in proc.stdout
+    sweep = json.loads((out / "merge_sweep.json").read_text())
+    assert [row["kitchen"]["samples"] for row in sweep["rows"]] == [12, 12]
+    merged = AutoModelForSequenceClassification.from_pretrained(out)
+    assert merged.config.id2label == labels["id2label"]
+    # The tokenizer came from the pretrained folder (the fine-tuned folder has none).
+    prediction = pipeline("text-classification", model=str(out))("This blender is great, I use it every day.")[0]
+    assert prediction["label"] in {"negative", "positive"}
+    header = yaml.safe_load((out / "README.md").read_text().split("---")[1])
+    assert header["base_model"] == "sentence-transformers/all-MiniLM-L6-v2" and "wise-ft" in header["tags"]
+
+
+def test_domain_transfer_script_is_valid_bash():
+    script = REPO / "scripts" / "domain_transfer.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    text = script.read_text()
+    assert "set -euo pipefail" in text
+    for config in ("blitzer_books.yaml", "blitzer_books_merge.yaml", "sst2_merge.yaml"):
+        assert (REPO / "scripts" / "configs" / config).is_file() and config in text
