@@ -13,7 +13,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from .config import INT_OR_LIST_FIELDS, REPEATABLE_FIELDS, ConfigError, HfTransferError
+from .config import INT_OR_LIST_FIELDS, REPEATABLE_FIELDS, ConfigError, DiskFullError, HfTransferError
 
 USAGE = """usage: hf-transfer <command> [--config CONFIG.yaml] [--field value ...]
 
@@ -331,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     except HfTransferError as err:
         print(f"hf-transfer {command}: error: {err}", file=sys.stderr)
         return 2
+    except DiskFullError as err:
+        print(f"hf-transfer {command}: error: {err}", file=sys.stderr)
+        return 1
     warning = result.pop("warning", None) if isinstance(result, dict) else None
     _report(command, result)
     if warning:

@@ -49,6 +49,10 @@ class DataError(HfTransferError):
     """A data file or dataset cannot be used as given."""
 
 
+class DiskFullError(RuntimeError):
+    """The disk filled up during a run: the CLI prints one line and exits with status 1."""
+
+
 def parse_index_list(name: str, value: Any) -> int | list[int] | None:
     """Normalise `freeze_layers`-style values: an int, a list of ints, or a string holding either (YAML syntax)."""
     if value is None or isinstance(value, int) and not isinstance(value, bool):

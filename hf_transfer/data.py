@@ -455,10 +455,30 @@ def tokenize_data(
     def encode(batch):
         return tokenizer(batch[text], batch[pair] if pair else None, truncation=True, max_length=max_seq_length)
 
-    return prepared.datasets.map(
+    tokenized = prepared.datasets.map(
         encode,
         batched=True,
         num_proc=num_proc if num_proc and num_proc > 1 else None,
         remove_columns=[c for c in (text, pair) if c],
         desc="Tokenizing",
     )
+    for split, ds in tokenized.items():
+        truncated = count_truncated(prepared.datasets[split], ds, tokenizer, max_seq_length, text, pair)
+        prepared.summary.setdefault(split, {})["rows_truncated"] = truncated
+        if truncated:
+            logger.info("%d of %d %s rows are longer than %d tokens and were truncated.", truncated, len(ds), split,
+                        max_seq_length)  # fmt: skip
+    return tokenized
+
+
+def count_truncated(raw: datasets.Dataset, tokenized: datasets.Dataset, tokenizer, max_seq_length: int, text: str,
+                    pair: str | None) -> int:  # fmt: skip
+    """Rows whose text was cut to `max_seq_length` tokens: only rows that reached the limit are re-tokenized."""
+    lengths = np.fromiter((len(ids) for ids in tokenized["input_ids"]), dtype=np.int64, count=len(tokenized))
+    at_limit = np.flatnonzero(lengths >= max_seq_length).tolist()
+    if not at_limit:
+        return 0
+    rows = raw.select(at_limit)
+    texts, pairs = list(rows[text]), list(rows[pair]) if pair else None
+    full = tokenizer(texts, pairs, truncation=False, verbose=False)["input_ids"]
+    return sum(len(ids) > max_seq_length for ids in full)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 from .config import ConfigError
@@ -123,5 +124,11 @@ def load_classifier(
             trust_remote_code=trust_remote_code,
             ignore_mismatched_sizes=ignore_mismatched_sizes,
         )
+    except pickle.UnpicklingError:
+        # transformers reads .bin checkpoints with torch.load(weights_only=True): it refused to run this pickle.
+        raise ConfigError(
+            f"cannot load the weights of {name_or_path!r}: its pickle (.bin) checkpoint holds more than tensors, and "
+            "running it could execute arbitrary code, so it was refused. Use a safetensors checkpoint."
+        ) from None
     except (OSError, ValueError, RuntimeError, SafetensorError) as err:
         raise ConfigError(f"cannot load the weights of {name_or_path!r}: {_one_line(err)}") from None

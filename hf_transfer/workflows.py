@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import json
 import os
+import re
+import shutil
 import time
 from pathlib import Path
 
@@ -16,6 +20,7 @@ from .config import (
     CardArguments,
     ConfigError,
     DataArguments,
+    DiskFullError,
     EvaluateArguments,
     ModelArguments,
     PushArguments,
@@ -74,6 +79,46 @@ def complete_checkpoints(output_dir: str | Path) -> list[Path]:
             continue
         folders.append((int(step), path))
     return [path for _, path in sorted(folders)]
+
+
+# How torch (a wrapped OSError) and safetensors (a Rust io::Error, Display or Debug form) spell a full disk.
+_DISK_FULL_TEXT = re.compile(r"no space left on device|disk quota exceeded|os error 28\b|code: 28\b|StorageFull", re.I)
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """True when `err`, or an error it was raised from, is "no space left on device" (or a full quota). torch and
+    safetensors wrap the OSError in their own exceptions, so their messages are read too."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if _DISK_FULL_TEXT.search(str(err)):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+@contextlib.contextmanager
+def stop_cleanly_when_disk_full(output_dir: str, is_main: bool):
+    """Turn a full disk during training or saving into one `DiskFullError` line. A checkpoint cut off mid-save is
+    removed (it holds no `trainer_state.json` and would never be resumed from) to give back its space; complete
+    checkpoints are left as they are."""
+    try:
+        yield
+    except Exception as err:
+        if not is_disk_full(err):
+            raise
+        complete = complete_checkpoints(output_dir)
+        if is_main:
+            for path in Path(output_dir).glob("checkpoint-*"):
+                if path.is_dir() and path not in complete:
+                    shutil.rmtree(path, ignore_errors=True)
+        last = f"the last complete checkpoint, {complete[-1]}, is intact" if complete else "no checkpoint was complete"
+        raise DiskFullError(
+            f"no space left on device while writing to {output_dir!r}; {last}. Free some space, then rerun with "
+            "--resume_from_checkpoint true (or save less: save_total_limit, save_strategy no)."
+        ) from None
 
 
 def resolve_resume_checkpoint(training_args) -> None:
@@ -224,43 +269,46 @@ def fit_and_report(
     trainer.add_callback(card_callback)
     freeze_at_start = trainer.freeze_summary()
     started = time.perf_counter()
-    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    memory_after_training = memory_kib()
-    train_metrics = dict(train_result.metrics)
-    train_metrics["train_samples"] = len(tokenized["train"])
-    train_metrics["train_wall_seconds"] = round(time.perf_counter() - started, 2)
-    prediction = trainer.predict(tokenized["validation"], metric_key_prefix="eval")
-    eval_metrics = {k: v for k, v in prediction.metrics.items() if not isinstance(v, (list, dict))}
-    eval_metrics["eval_samples"] = len(tokenized["validation"])
-    test_metrics = None
-    if "test" in tokenized and "labels" in tokenized["test"].column_names:
-        test_metrics = trainer.predict(tokenized["test"], metric_key_prefix="test").metrics
-    extra = after_eval(trainer, eval_metrics) if after_eval else {}
-    if memory_at_load is not None:
-        extra["memory"] = _memory_record(memory_at_load, memory_after_training, memory_kib())
-    trainer.save_model()
-    if trainer.is_world_process_zero():
-        if after_save is not None:
-            extra.update(after_save(trainer))
-        record = {
-            "hf_transfer_version": __version__,
-            "task": task,
-            "base_model": model_args.base_model_hub_id or model_args.model_name_or_path,
-            "label_names": prepared.label_names,
-            "problem_type": prepared.problem_type,
-            "data": prepared.summary,
-            "freeze": {**freeze_at_start, **trainer.freeze_summary()},
-            "precision": precision_name(training_args),
-            "world_size": training_args.world_size,
-            "train_metrics": train_metrics,
-            "eval_metrics": eval_metrics,
-            "test_metrics": test_metrics,
-            **extra,
-        }
-        _write_run_outputs(trainer, prediction, prepared, record, arg_objects, card_callback.card_data, push)
-        hub_result = _push_run(training_args.output_dir, push) if push else {}
-    else:
-        hub_result = {}
+    with stop_cleanly_when_disk_full(training_args.output_dir, trainer.is_world_process_zero()):
+        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        memory_after_training = memory_kib()
+        train_metrics = dict(train_result.metrics)
+        train_metrics["train_samples"] = len(tokenized["train"])
+        train_metrics["train_wall_seconds"] = round(time.perf_counter() - started, 2)
+        prediction = trainer.predict(tokenized["validation"], metric_key_prefix="eval")
+        eval_metrics = {k: v for k, v in prediction.metrics.items() if not isinstance(v, (list, dict))}
+        eval_metrics["eval_samples"] = len(tokenized["validation"])
+        test_metrics = None
+        if "test" in tokenized and "labels" in tokenized["test"].column_names:
+            test_metrics = trainer.predict(tokenized["test"], metric_key_prefix="test").metrics
+        extra = after_eval(trainer, eval_metrics) if after_eval else {}
+        if memory_at_load is not None:
+            extra["memory"] = _memory_record(memory_at_load, memory_after_training, memory_kib())
+        trainer.save_model()
+        if trainer.is_world_process_zero():
+            if after_save is not None:
+                extra.update(after_save(trainer))
+            record = {
+                "hf_transfer_version": __version__,
+                "task": task,
+                "base_model": model_args.base_model_hub_id or model_args.model_name_or_path,
+                "label_names": prepared.label_names,
+                "problem_type": prepared.problem_type,
+                "data": prepared.summary,
+                "freeze": {**freeze_at_start, **trainer.freeze_summary()},
+                "precision": precision_name(training_args),
+                "world_size": training_args.world_size,
+                # Custom code from a model repository ran in this process only when the user allowed it.
+                "trust_remote_code": bool(model_args.trust_remote_code),
+                "train_metrics": train_metrics,
+                "eval_metrics": eval_metrics,
+                "test_metrics": test_metrics,
+                **extra,
+            }
+            _write_run_outputs(trainer, prediction, prepared, record, arg_objects, card_callback.card_data, push)
+            hub_result = _push_run(training_args.output_dir, push) if push else {}
+        else:
+            hub_result = {}
     summary_keys = ("teacher_eval_accuracy", "retention_percent", "speedup")
     return {
         **_row_counts(prepared),

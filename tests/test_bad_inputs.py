@@ -181,6 +181,19 @@ CASES = [
     ("teacher not a classifier", lambda w: distill(w, "--student_layers", "[0]", teacher=w["model"]), "classifier"),
     ("no student", lambda w: distill(w), "no student"),
     ("top_k without cache", lambda w: distill(w, "--student_layers", "[0]", "--teacher_top_k", "1"), "cache"),
+    (
+        "gradual unfreezing + feature cache",
+        lambda w: train(w, "--gradual_unfreezing", "1", "--cache_frozen_features", "true"),
+        "cache_frozen_features",
+    ),  # fmt: skip
+    # adapters
+    ("unknown peft method", lambda w: train(w, "--peft_method", "lorax"), "lorax"),
+    ("adapter + freeze options", lambda w: train(w, "--peft_method", "lora", "--freeze_layers", "1"), "freeze_layers"),
+    ("lora targets match nothing", lambda w: train(w, "--peft_method", "lora", "--target_modules", "[nope]"), "nope"),
+    ("lora_r <= 0", lambda w: train(w, "--peft_method", "lora", "--lora_r", "0"), "lora_r"),
+    # hub
+    ("invalid hub repo id", lambda w: train(w, "--push_to_hub", "true", "--hub_model_id", "a/b/c d"), "hub_model_id"),
+    ("hub_token in a config", lambda w: train(w, "--hub_token", "hf_x"), "hub_token"),
     # resume
     ("resume without checkpoint", lambda w: train(w, "--resume_from_checkpoint", "true"), "no complete checkpoint"),
     # merge (weight interpolation) and evaluation sets
@@ -219,6 +232,11 @@ def test_bad_input(case, build, needle, world, tmp_path):
         [sys.executable, "-m", "hf_transfer", *argv], capture_output=True, text=True, timeout=300, env=env, cwd=REPO
     )
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    if os.environ.get("BAD_INPUT_REPORT"):  # the matrix as a table for humans: scripts/bad_input_table.py
+        row = {"case": case, "exit": proc.returncode, "message": lines[-1] if lines else "", "lines": len(lines),
+               "output_dir_absent": not out.exists()}  # fmt: skip
+        with open(os.environ["BAD_INPUT_REPORT"], "a") as handle:
+            handle.write(json.dumps(row) + "\n")
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert len(lines) == 1, proc.stderr[-2000:]

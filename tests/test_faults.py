@@ -1,0 +1,199 @@
+"""Faults and hostile inputs: a full disk, crafted pickles, odd text. Each must cost a clear line, never a
+half-written model that looks finished, and never run code it was handed."""
+
+import errno
+import json
+import pickle
+
+import pandas as pd
+import pytest
+from test_cli import train_argv, write_csv
+
+from hf_transfer.cli import main
+from hf_transfer.teachers import load_or_build_logit_cache
+from hf_transfer.workflows import complete_checkpoints, is_disk_full
+
+
+class _Planted:
+    """Unpickling this calls `open(marker, "w")`: a stand-in for any code an attacker would run."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def plant_pickle(path, marker):
+    path.write_bytes(pickle.dumps(_Planted(marker)))
+    return path
+
+
+@pytest.fixture
+def tiny_data(tmp_path):
+    words = ["good", "great", "fine", "bad", "awful", "poor", "nice", "meh"]
+    texts = [f"{words[i % 8]} thing number {i}" for i in range(48)]
+    labels = ["pos" if i % 8 in (0, 1, 2, 6) else "neg" for i in range(48)]
+    return write_csv(tmp_path / "train.csv", texts[:40], labels[:40]), write_csv(
+        tmp_path / "dev.csv", texts[40:], labels[40:]
+    )
+
+
+# --- a full disk ----------------------------------------------------------------------------------------------------
+
+
+def test_disk_full_detection_follows_wrapped_errors():
+    assert is_disk_full(OSError(errno.ENOSPC, "No space left on device"))
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as inner:
+            raise RuntimeError("PytorchStreamWriter failed writing file data/0") from inner
+    except RuntimeError as outer:
+        assert is_disk_full(outer)
+    assert is_disk_full(Exception("Error while serializing: IoError(Os { code: 28, kind: StorageFull })"))
+    assert not is_disk_full(OSError(errno.EACCES, "Permission denied"))
+    assert not is_disk_full(RuntimeError("shape mismatch"))
+
+
+def test_full_disk_mid_checkpoint_stops_with_one_line_and_keeps_the_last_good_checkpoint(
+    tmp_path, tiny_bert_dir, tiny_data, monkeypatch, capsys
+):
+    import transformers.modeling_utils as modeling_utils
+
+    real_save = modeling_utils.safe_save_file
+    calls = []
+
+    def save_until_the_disk_fills(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) >= 2:  # checkpoint-2 is written, the disk is full when checkpoint-4's weights are
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(modeling_utils, "safe_save_file", save_until_the_disk_fills)
+    out = tmp_path / "run"
+    argv = train_argv(tiny_bert_dir, *tiny_data, out, "--save_strategy", "steps", "--save_steps", "2")
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("hf-transfer")]  # the rest is progress bars
+    assert len(lines) == 1 and "no space left on device" in lines[0] and "checkpoint-2" in lines[0], lines
+    assert "--resume_from_checkpoint true" in lines[0]
+    assert [p.name for p in complete_checkpoints(out)] == ["checkpoint-2"]
+    assert not (out / "checkpoint-4").exists()  # the cut-off checkpoint is removed, giving its space back
+    assert (out / "checkpoint-2" / "model.safetensors").is_file()
+    assert json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["global_step"] == 2
+    # Nothing in output_dir looks like a finished run.
+    assert not (out / "model.safetensors").exists() and not (out / "hf_transfer_run.json").exists()
+
+    # With space again, the run resumes from the checkpoint that survived and finishes.
+    monkeypatch.setattr(modeling_utils, "safe_save_file", real_save)
+    assert main([*argv, "--resume_from_checkpoint", "true"]) == 0
+    assert (out / "model.safetensors").is_file()
+
+
+# --- safe loading ---------------------------------------------------------------------------------------------------
+
+
+def test_a_crafted_pickle_checkpoint_is_refused_and_never_executed(tmp_path, tiny_bert_dir, tiny_data, capsys):
+    from transformers import BertConfig
+
+    model = tmp_path / "evil-model"
+    model.mkdir()
+    BertConfig.from_pretrained(tiny_bert_dir).save_pretrained(model)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (model / name).write_bytes((tiny_bert_dir / name).read_bytes())
+    marker = tmp_path / "pwned"
+    plant_pickle(model / "pytorch_model.bin", marker)
+    out = tmp_path / "run"
+    assert main(train_argv(model, *tiny_data, out)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot load the weights" in err[0], err
+    assert not marker.exists()
+    assert not out.exists()
+
+
+def test_a_pickle_planted_in_the_teacher_cache_is_never_loaded(tmp_path):
+    import numpy as np
+
+    logits = np.arange(12, dtype=np.float32).reshape(6, 2)
+    _, info = load_or_build_logit_cache(tmp_path, "key", 6, lambda: logits)
+    folder = tmp_path / "key"
+    marker = tmp_path / "pwned"
+    plant_pickle(folder / "state.pkl", marker)
+    plant_pickle(folder / "cache-0001.pickle", marker)
+    rebuilt = []
+    dataset, info = load_or_build_logit_cache(tmp_path, "key", 6, lambda: rebuilt.append(1) or logits)
+    assert not marker.exists()
+    assert rebuilt == [1] and info["hit"] is False  # a foreign file fails the checksums: rebuilt, not trusted
+    assert sorted(p.suffix for p in folder.iterdir()) == [".arrow", ".json", ".json", ".json"]
+    np.testing.assert_array_equal(np.asarray(dataset["teacher_logits"]), logits)
+
+
+def test_the_run_record_says_whether_remote_code_was_trusted(tmp_path, tiny_bert_dir, tiny_data):
+    out = tmp_path / "run"
+    assert main(train_argv(tiny_bert_dir, *tiny_data, out)) == 0
+    record = json.loads((out / "hf_transfer_run.json").read_text())
+    assert record["trust_remote_code"] is False
+    assert not list(out.rglob("*.bin")) or all(p.name == "training_args.bin" for p in out.rglob("*.bin"))
+    assert (out / "model.safetensors").is_file()
+
+
+# --- long inputs and odd text ---------------------------------------------------------------------------------------
+
+ODD_TEXTS = [
+    "",
+    "   \t  ",
+    "great 😀🎉👍 film",
+    "فيلم رائع جدا",  # right-to-left
+    "סרט גרוע",
+    "nul\x00byte in the middle",
+    "word " * 400,  # far longer than max_seq_length
+    "mixed עברית and English 漢字",
+    "\u200b\u200d zero-width",
+    "normal good review",
+]
+
+
+def test_odd_text_trains_and_long_rows_are_counted_as_truncated(tmp_path, tiny_bert_dir):
+    texts = ODD_TEXTS * 3
+    labels = ["pos" if i % 2 else "neg" for i in range(len(texts))]
+    train = tmp_path / "train.csv"
+    dev = tmp_path / "dev.csv"
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(train, index=False)
+    pd.DataFrame({"text": texts[:10], "label": labels[:10]}).to_csv(dev, index=False)
+    out = tmp_path / "run"
+    assert main(train_argv(tiny_bert_dir, train, dev, out, "--max_seq_length", "32")) == 0
+    data = json.loads((out / "hf_transfer_run.json").read_text())["data"]
+    # The 400-word row is the only one over 32 tokens; the empty and whitespace-only rows are dropped, counted.
+    assert data["train"]["rows_truncated"] == 3 and data["validation"]["rows_truncated"] == 1
+    assert sum(data["train"]["dropped"].values()) == 6
+
+
+hypothesis = pytest.importorskip("hypothesis")
+
+
+@hypothesis.settings(max_examples=60, deadline=None)
+@hypothesis.given(texts=hypothesis.strategies.lists(hypothesis.strategies.text(max_size=300), min_size=4, max_size=12))
+def test_any_unicode_text_loads_and_tokenizes_without_crashing(texts, tiny_bert_dir):
+    from transformers import AutoTokenizer
+
+    from hf_transfer.config import DataArguments, DataError
+    from hf_transfer.data import load_data, tokenize_data
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "rows.jsonl"
+        labels = ["a", "b"] * len(texts)
+        pd.DataFrame({"text": texts, "label": labels[: len(texts)]}).to_json(path, orient="records", lines=True)
+        args = DataArguments(train_file=str(path), validation_file=str(path), text_column_name="text")
+        try:
+            prepared = load_data(args)
+        except DataError:
+            return  # e.g. every row blank: a clear error is the right answer
+        tokenized = tokenize_data(prepared, tokenizer, max_seq_length=16)
+        assert all(len(ids) <= 16 for ids in tokenized["train"]["input_ids"])
+        assert prepared.summary["train"]["rows_truncated"] <= len(tokenized["train"])
