@@ -150,17 +150,20 @@ def _trunk_output(model, layout: ModelLayout, k: int, batch: dict) -> torch.Tens
     return captured["hidden"]
 
 
-def compute_features(model, layout: ModelLayout, k: int, rows, tokenizer, *, batch_size: int, dtype: str):
+def compute_features(
+    model, layout: ModelLayout, k: int, rows, tokenizer, *, batch_size: int, dtype: str, progress: bool = True
+):
     """Yield each row's unpadded trunk output as a (tokens, hidden) array, in order. `rows` are tokenized rows.
 
-    Rows are batched by length within chunks, so a batch pads little; the whole model is in eval mode."""
+    Rows are batched by length within chunks, so a batch pads little, and padded on the right, so every row sees
+    positions 0..n-1; the whole model is in eval mode."""
     names = [n for n in tokenizer.model_input_names if n in rows.column_names]
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     chunk = batch_size * 16
     try:
-        with torch.no_grad(), tqdm(total=len(rows), desc="frozen features", unit="row") as bar:
+        with torch.no_grad(), tqdm(total=len(rows), desc="frozen features", unit="row", disable=not progress) as bar:
             for start in range(0, len(rows), chunk):
                 part = rows[start : start + chunk]
                 lengths = [len(ids) for ids in part["input_ids"]]
@@ -168,12 +171,12 @@ def compute_features(model, layout: ModelLayout, k: int, rows, tokenizer, *, bat
                 out: list = [None] * len(lengths)
                 for b in range(0, len(order), batch_size):
                     idx = order[b : b + batch_size]
-                    batch = tokenizer.pad([{n: part[n][i] for n in names} for i in idx], return_tensors="pt")
+                    rows_in = [{n: part[n][i] for n in names} for i in idx]
+                    batch = tokenizer.pad(rows_in, padding_side="right", return_tensors="pt")
                     hidden = _trunk_output(model, layout, k, {n: v.to(device) for n, v in batch.items()})
                     hidden = hidden.float().cpu().numpy().astype(dtype)
                     for row, i in zip(hidden, idx, strict=True):
-                        n = lengths[i]
-                        out[i] = row[:n] if tokenizer.padding_side == "right" else row[len(row) - n :]
+                        out[i] = row[: lengths[i]]
                     bar.update(len(idx))
                 yield from out
     finally:
@@ -229,6 +232,7 @@ def with_frozen_features(
     dtype: str = "float32",
     cache_dir=None,
     batch_size: int = 64,
+    progress: bool = True,
 ):
     """`train` (tokenized rows) with a `frozen_hidden_states` column from the cache, built where missing; and the
     cache's facts for the run record."""
@@ -246,7 +250,9 @@ def with_frozen_features(
     description = {"frozen_blocks": k, "hidden_size": hidden_size, "max_seq_length": max_seq_length}
 
     def build():
-        return compute_features(model, layout, k, train, tokenizer, batch_size=batch_size, dtype=dtype)
+        return compute_features(
+            model, layout, k, train, tokenizer, batch_size=batch_size, dtype=dtype, progress=progress
+        )
 
     cache, info = load_or_build(
         cache_dir or default_cache_dir(), key, len(train), hidden_size, dtype, build, description
@@ -258,24 +264,25 @@ def with_frozen_features(
 
 
 class FrozenFeatureCollator:
-    """Pads the tokens with the tokenizer and the cached hidden states (zeros) to the same length, on the same side.
-    Batches without cached states (evaluation) pass through unchanged."""
+    """Pads the tokens with the tokenizer and the cached hidden states (zeros) to the same length. Batches with cached
+    states are padded on the right, as the cache was built, so that absolute positions (GPT-2) agree; batches without
+    them (evaluation) are padded as `DataCollatorWithPadding` pads them."""
 
     def __init__(self, tokenizer):
-        self.tokens = DataCollatorWithPadding(tokenizer)
-        self.left = tokenizer.padding_side == "left"
+        self.tokenizer = tokenizer
+        self.plain = DataCollatorWithPadding(tokenizer)
 
     def __call__(self, features: list[dict]) -> dict:
-        rows = [{k: v for k, v in f.items() if k != FEATURE_COLUMN} for f in features]
-        batch = dict(self.tokens(rows))
         if FEATURE_COLUMN not in features[0]:
-            return batch
-        arrays = [np.asarray(f[FEATURE_COLUMN]) for f in features]
-        width = batch["input_ids"].shape[1]
-        padded = torch.zeros(len(arrays), width, arrays[0].shape[-1], dtype=torch.float32)
+            return dict(self.plain(features))
+        rows = [{k: v for k, v in f.items() if k != FEATURE_COLUMN} for f in features]
+        batch = dict(self.tokenizer.pad(rows, padding_side="right", return_tensors="pt"))
+        for name in ("label", "label_ids"):
+            if name in batch:
+                batch["labels"] = batch.pop(name)
+        arrays = [np.asarray(f[FEATURE_COLUMN], dtype=np.float32) for f in features]
+        padded = torch.zeros(len(arrays), batch["input_ids"].shape[1], arrays[0].shape[-1])
         for i, array in enumerate(arrays):
-            n = len(array)
-            target = padded[i, width - n :] if self.left else padded[i, :n]
-            target.copy_(torch.from_numpy(array.astype(np.float32)))
+            padded[i, : len(array)] = torch.from_numpy(array)
         batch[FEATURE_COLUMN] = padded
         return batch

@@ -226,6 +226,7 @@ def _frozen_features(model, tokenizer, tokenized, prepared: PreparedData, data_a
             dtype=a.frozen_features_dtype,
             cache_dir=a.frozen_features_cache_dir,
             batch_size=a.per_device_eval_batch_size,
+            progress=not a.disable_tqdm,
         )
     return train, FrozenFeatureCollator(tokenizer), lambda trainer, metrics: {"frozen_features": info}
 

@@ -17,6 +17,7 @@ from hf_transfer.feature_cache import (
     _trunk_output,
     cached_trunk,
     trunk_depth,
+    trunk_fingerprint,
 )
 from hf_transfer.layers import ModelLayout, discover_layers
 
@@ -60,6 +61,23 @@ def test_cached_forward_is_the_models_forward(model_type):
         torch.testing.assert_close(model(input_ids=ids, attention_mask=mask).logits, full, rtol=0, atol=0)
 
 
+def test_trunk_fingerprint_covers_the_trunk_only():
+    model = tiny_classifier("bert")
+    layout = discover_layers(model)
+    key = trunk_fingerprint(model, layout, 2)
+    with torch.no_grad():
+        model.bert.encoder.layer[2].output.dense.weight.add_(1.0)
+        model.classifier.weight.add_(1.0)
+        model.config.id2label = {0: "x", 1: "y"}
+    assert trunk_fingerprint(model, layout, 2) == key  # blocks above the trunk, the head, the labels: same cache
+    assert trunk_fingerprint(model, layout, 3) != key
+    with torch.no_grad():
+        model.bert.encoder.layer[1].output.dense.weight.add_(1e-6)
+    assert trunk_fingerprint(model, layout, 2) != key
+    model = tiny_classifier("bert", hidden_act="relu")
+    assert trunk_fingerprint(model, discover_layers(model), 2) != trunk_fingerprint(tiny_classifier("bert"), layout, 2)
+
+
 LAYOUT = ModelLayout(
     embeddings=("emb",),
     blocks=(("b0.w", "b0.v"), ("b1.w",), ("b2.w",)),
@@ -92,24 +110,21 @@ def test_trunk_depth_refuses(frozen, model_type, message):
         trunk_depth(LAYOUT, frozen, model_type)
 
 
-def test_collator_pads_features_like_tokens():
-    class Tok:
-        pad_token_id, padding_side, model_input_names = 0, "left", ["input_ids", "attention_mask"]
-
-        def pad(self, rows, **kwargs):
-            width = max(len(r["input_ids"]) for r in rows)
-            ids = [[0] * (width - len(r["input_ids"])) + r["input_ids"] for r in rows]
-            return {"input_ids": torch.tensor(ids), "attention_mask": (torch.tensor(ids) != 0).long()}
-
+def test_collator_pads_features_like_tokens_on_the_right():
     import numpy as np
 
-    rows = [
-        {"input_ids": [4, 5], FEATURE_COLUMN: np.ones((2, 3))},
-        {"input_ids": [6], FEATURE_COLUMN: np.ones((1, 3))},
-    ]
-    batch = FrozenFeatureCollator(Tok())(rows)
-    assert batch[FEATURE_COLUMN].shape == (2, 2, 3)
-    assert batch[FEATURE_COLUMN][1, 0].abs().sum() == 0 and batch[FEATURE_COLUMN][1, 1].sum() == 3
+    tokenizer = word_tokenizer()
+    tokenizer.padding_side = "left"
+    rows = [{"input_ids": [4, 5], "labels": 1}, {"input_ids": [6], "labels": 0}]
+    plain = FrozenFeatureCollator(tokenizer)(rows)
+    assert plain["input_ids"].tolist() == [[4, 5], [0, 6]] and FEATURE_COLUMN not in plain  # evaluation: as given
+    for row, n in zip(rows, (2, 1), strict=True):
+        row[FEATURE_COLUMN] = np.ones((n, 3), dtype=np.float16)
+    batch = FrozenFeatureCollator(tokenizer)(rows)
+    assert batch["input_ids"].tolist() == [[4, 5], [6, 0]] and batch["attention_mask"].tolist() == [[1, 1], [1, 0]]
+    assert batch["labels"].tolist() == [1, 0]
+    assert batch[FEATURE_COLUMN].dtype == torch.float32 and batch[FEATURE_COLUMN].shape == (2, 2, 3)
+    assert batch[FEATURE_COLUMN][1].sum(-1).tolist() == [3, 0]
 
 
 # --- end to end through the CLI --------------------------------------------------------------------------------------
