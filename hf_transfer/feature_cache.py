@@ -109,8 +109,8 @@ def cached_trunk(model, layout: ModelLayout, k: int, hidden_states: torch.Tensor
     block k receives `hidden_states` (batch, tokens, hidden), which must be padded like the batch's input_ids."""
     blocks = [model.get_submodule(name) for name in layout.block_modules[:k]]
 
-    def passthrough(hidden, *args, **kwargs):
-        return hidden
+    def passthrough(*args, **kwargs):
+        return args[0] if args else kwargs["hidden_states"]
 
     def cached(*args, **kwargs):
         return hidden_states
