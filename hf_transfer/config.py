@@ -226,7 +226,19 @@ class TransferTrainingArguments(TrainingArguments):
     )
     cache_frozen_features: bool = field(
         default=False,
-        metadata={"help": "Compute the frozen trunk's outputs once and train the layers above them from a cache."},
+        metadata={
+            "help": "Compute the frozen trunk's output (the hidden states entering the first trainable block) once, "
+            "store it on disk, and train the blocks above and the head on it. Needs freeze_embeddings and a bottom "
+            "range of freeze_layers (or train_head_only); `hf-transfer train` only."
+        },
+    )
+    frozen_features_dtype: Literal["float32", "float16"] = field(
+        default="float32",
+        metadata={"help": "Storage dtype of the frozen-feature cache; float16 halves its size on disk."},
+    )
+    frozen_features_cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "Where frozen-feature caches live. Default: hf_transfer/frozen_features under HF_HOME."},
     )
 
     def __post_init__(self):
@@ -261,6 +273,13 @@ class TransferTrainingArguments(TrainingArguments):
             raise ConfigError(
                 "gradual_unfreezing changes which layers are frozen, so their features cannot be cached; "
                 "drop cache_frozen_features or gradual_unfreezing."
+            )
+        if not self.cache_frozen_features and (
+            self.frozen_features_dtype != "float32" or self.frozen_features_cache_dir is not None
+        ):
+            raise ConfigError(
+                "frozen_features_dtype and frozen_features_cache_dir set how the frozen-feature cache is stored; "
+                "set cache_frozen_features: true too, or drop them."
             )
         if not self.use_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not _has_accelerator():
             # Launched as several processes on a machine without GPUs: accelerate joins CPU processes into one gloo

@@ -80,6 +80,10 @@ def _preflight(
     from .distillation_trainer import tokenizer_group_prefix
 
     m = model_args
+    if training_args.cache_frozen_features:
+        raise ConfigError(
+            "cache_frozen_features is for hf-transfer train; distil with cache_teacher_logits instead, or drop it."
+        )
     if d.student_layers is not None and m.model_name_or_path:
         raise ConfigError(
             "give either model_name_or_path (a separate student) or student_layers (a student built from the "

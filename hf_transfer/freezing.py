@@ -110,10 +110,16 @@ def _keep_eval(module: nn.Module, args: tuple) -> None:
 
 
 def _frozen_subtrees(model: nn.Module) -> list[str]:
-    """Names of the largest modules that have parameters, all frozen (ancestors before descendants)."""
+    """Names of the largest modules that have parameters, all frozen (ancestors before descendants).
+
+    Containers (`nn.ModuleList`, `nn.ModuleDict`) are never roots: they are not called, so a forward pre-hook on one
+    never runs and `Trainer`'s `model.train()` would switch their blocks back to train mode (GPT-2's `transformer.h`,
+    Llama's `model.layers` when every block is frozen). Their children are roots instead."""
     roots: list[str] = []
     for name, module in model.named_modules():
         if any(name == root or name.startswith(f"{root}.") or root == "" for root in roots):
+            continue
+        if isinstance(module, (nn.ModuleList, nn.ModuleDict)):
             continue
         params = list(module.parameters())
         if params and not any(p.requires_grad for p in params):

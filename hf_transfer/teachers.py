@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -73,12 +73,14 @@ def teacher_label_permutation(teacher_config, label_names: Sequence[str], name: 
 # --- fingerprints ---------------------------------------------------------------------------------------------------
 
 
-def fingerprint_model(model) -> str:
-    """sha256 of every tensor of the state dict: names, dtypes, shapes and bytes."""
+def fingerprint_model(model, exclude: Collection[str] = ()) -> str:
+    """sha256 of every tensor of the state dict (but those named in `exclude`): names, dtypes, shapes and bytes."""
     import torch
 
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
+        if name in exclude:
+            continue
         tensor = tensor.detach().cpu().contiguous()
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
         digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")

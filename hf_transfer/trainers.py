@@ -9,6 +9,7 @@ from transformers import Trainer, TrainerCallback
 
 from .adapters import adapter_callbacks, check_freeze_conflicts, is_peft_model
 from .config import ConfigError, TransferTrainingArguments
+from .feature_cache import FEATURE_COLUMN, cached_trunk, trunk_depth
 from .freezing import (
     apply_freeze,
     count_parameters,
@@ -52,6 +53,9 @@ class TransferTrainer(Trainer):
         self.loss_is_scaled_for_ga = True
         self.layout = discover_layers(model)
         self._apply_freeze_plan(model)
+        self.frozen_trunk_depth = None
+        if self.args.cache_frozen_features and not is_peft_model(model):
+            self.frozen_trunk_depth = trunk_depth(self.layout, self.permanently_frozen)
         if self.args.gradual_unfreezing:
             self.add_callback(GradualUnfreezingCallback(self))
         for callback in adapter_callbacks(model) if is_peft_model(model) else ():
@@ -102,6 +106,11 @@ class TransferTrainer(Trainer):
 
     # --- Trainer hooks ------------------------------------------------------------------------------------------
 
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if getattr(self, "frozen_trunk_depth", None) and FEATURE_COLUMN not in self._signature_columns:
+            self._signature_columns = [*self._signature_columns, FEATURE_COLUMN]
+
     def create_optimizer(self, model=None):
         a = self.args
         if self.optimizer is not None or (a.layerwise_lr_decay == 1.0 and not a.gradual_unfreezing):
@@ -134,7 +143,15 @@ class TransferTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
         labels = inputs.pop("labels")
-        outputs = model(**inputs)
+        cached = inputs.pop(FEATURE_COLUMN, None)
+        if cached is None:
+            outputs = model(**inputs)
+        else:
+            # Training rows carry the frozen trunk's output: run only the blocks above it (see feature_cache.py).
+            unwrapped = self.accelerator.unwrap_model(model)
+            cached = cached.to(next(unwrapped.parameters()).dtype)
+            with cached_trunk(unwrapped, self.layout, self.frozen_trunk_depth, cached):
+                outputs = model(**inputs)
         loss_sum = classification_loss_sum(
             outputs.logits, labels, self.problem_type, label_smoothing=self.args.label_smoothing_factor
         )

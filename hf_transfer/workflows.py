@@ -47,7 +47,12 @@ def _preflight(model_args: ModelArguments, data_args: DataArguments, training_ar
     tokenizer = load_model_tokenizer(model_args, model_args.model_name_or_path)
     if getattr(config, "pad_token_id", None) is None:
         config.pad_token_id = tokenizer.pad_token_id
-    check_freeze_plan(meta_layout(config), training_args)
+    layout = meta_layout(config)
+    frozen = check_freeze_plan(layout, training_args)
+    if training_args.cache_frozen_features:
+        from .feature_cache import trunk_depth
+
+        trunk_depth(layout, frozen, config.model_type)
     return prepared, config, tokenizer
 
 
@@ -168,9 +173,9 @@ def load_model_tokenizer(model_args: ModelArguments, default: str):
     )
 
 
-def check_freeze_plan(layout, training_args: TransferTrainingArguments) -> None:
+def check_freeze_plan(layout, training_args: TransferTrainingArguments) -> set[str]:
     a = training_args
-    resolve_frozen_parameters(
+    return resolve_frozen_parameters(
         layout,
         freeze_embeddings=a.freeze_embeddings,
         freeze_layers=a.freeze_layers,
@@ -213,13 +218,18 @@ def run_train(
         from .adapters import wrap
 
         model = wrap(model, adapter_plan)
+    train_dataset, collator, after_eval = tokenized["train"], DataCollatorWithPadding(tokenizer), None
+    if training_args.cache_frozen_features:
+        train_dataset, collator, after_eval = _frozen_features(
+            model, tokenizer, tokenized, prepared, data_args, training_args
+        )
     trainer = TransferTrainer(
         model=model,
         args=training_args,
-        train_dataset=tokenized["train"],
+        train_dataset=train_dataset,
         eval_dataset=tokenized["validation"],
         processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=collator,
         compute_metrics=make_compute_metrics(prepared.label_names, prepared.problem_type),
         problem_type=prepared.problem_type,
     )
@@ -229,10 +239,40 @@ def run_train(
         prepared,
         (model_args, data_args, adapter_args, training_args),
         task="train",
+        after_eval=after_eval,
         memory_at_load=memory_at_load,
         after_save=adapter_finisher(adapter_plan, adapter_args, model_args, config, tokenized),
         push=push,
     )
+
+
+def _frozen_features(model, tokenizer, tokenized, prepared: PreparedData, data_args, training_args):
+    """The training rows with their cached frozen-trunk features (built once, by the main process first), the
+    collator that pads them, and the `after_eval` step that puts the cache's facts in the run record."""
+    from .feature_cache import FrozenFeatureCollator, trunk_depth, with_frozen_features
+    from .layers import discover_layers
+    from .teachers import fingerprint_texts
+
+    a = training_args
+    layout = discover_layers(model)
+    frozen = check_freeze_plan(layout, a)
+    split = prepared.datasets["train"]
+    pairs = list(split[prepared.text_pair_column]) if prepared.text_pair_column else None
+    with a.main_process_first(desc="frozen features"):
+        train, info = with_frozen_features(
+            model.to(a.device),
+            layout,
+            trunk_depth(layout, frozen),
+            tokenized["train"],
+            tokenizer,
+            data_fingerprint=fingerprint_texts(list(split[prepared.text_column]), pairs),
+            max_seq_length=data_args.max_seq_length,
+            dtype=a.frozen_features_dtype,
+            cache_dir=a.frozen_features_cache_dir,
+            batch_size=a.per_device_eval_batch_size,
+            progress=not a.disable_tqdm,
+        )
+    return train, FrozenFeatureCollator(tokenizer), lambda trainer, metrics: {"frozen_features": info}
 
 
 def plan_push(training_args):

@@ -40,6 +40,17 @@ def _classifier(path, tokenizer_dir, labels, **config_extra):
     return path
 
 
+def _albert(path, tokenizer_dir):
+    from transformers import AlbertConfig, AlbertModel, AutoTokenizer
+
+    config = AlbertConfig(
+        vocab_size=30522, embedding_size=16, hidden_size=32, num_attention_heads=2, intermediate_size=64
+    )
+    AlbertModel(config).save_pretrained(path)
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_bert_dir):
     """Files for every case: good data, bad data, good and broken models."""
@@ -77,6 +88,7 @@ def world(tmp_path_factory, tiny_bert_dir):
     config = json.loads((w["remote"] / "config.json").read_text())
     config.update(model_type="my-custom-bert", auto_map={"AutoConfig": "modeling_custom.CustomConfig"})
     (w["remote"] / "config.json").write_text(json.dumps(config))
+    w["albert"] = _albert(root / "albert", tiny_bert_dir)
     w["teacher"] = _classifier(root / "teacher", tiny_bert_dir, ["neg", "pos"])
     w["teacher3"] = _classifier(root / "teacher3", tiny_bert_dir, ["a", "b", "c"])
     w["wide"] = _bare_bert(root / "wide", intermediate_size=128)
@@ -135,6 +147,8 @@ def sweep(w, *extra, **kw):
     return merge(w, "--alphas", "0,0.5,1", "--validation_file", str(w["dev"]), *extra, **kw)
 
 
+CACHE = ["--cache_frozen_features", "true", "--freeze_embeddings", "true"]
+
 # (case, argv builder, words the message must contain)
 CASES = [
     # config
@@ -148,6 +162,29 @@ CASES = [
         lambda w: train(w, "--gradual_unfreezing", "1", "--cache_frozen_features", "true"),
         "cache_frozen_features",
     ),
+    ("feature cache, embeddings train", lambda w: train(w, *CACHE[:2], "--freeze_layers", "1"), "freeze_embeddings"),
+    ("feature cache, no frozen bottom block", lambda w: train(w, *CACHE), "block 0 trains"),
+    (
+        "feature cache, non-contiguous freeze_layers",
+        lambda w: train(w, *CACHE, "--freeze_layers", "[1]"),
+        "block 0 trains",
+    ),
+    (
+        "feature cache, pattern freezes part of a block above the trunk",
+        lambda w: train(w, *CACHE, "--freeze_layers", "1", "--freeze_patterns", "[layer.1.attention]"),
+        "blocks [1] above it",
+    ),
+    (
+        "feature cache, unsupported architecture",
+        lambda w: train(w, *CACHE, "--freeze_layers", "1", model=w["albert"]),
+        "model type 'albert'",
+    ),
+    (
+        "feature cache with an adapter",
+        lambda w: train(w, "--peft_method", "lora", *CACHE[:2]),
+        "cache_frozen_features",
+    ),
+    ("feature cache storage without the cache", lambda w: train(w, "--frozen_features_dtype", "float16"), "cache_"),
     ("llrd out of range", lambda w: train(w, "--layerwise_lr_decay", "0"), "layerwise_lr_decay"),
     ("bad max_seq_length", lambda w: train(w, "--max_seq_length", "0"), "max_seq_length"),
     ("stray argument", lambda w: train(w, "oops"), "unexpected argument"),
@@ -180,12 +217,12 @@ CASES = [
     ("invalid student_layers", lambda w: distill(w, "--student_layers", "[0, 2]"), "student_layers"),
     ("teacher not a classifier", lambda w: distill(w, "--student_layers", "[0]", teacher=w["model"]), "classifier"),
     ("no student", lambda w: distill(w), "no student"),
-    ("top_k without cache", lambda w: distill(w, "--student_layers", "[0]", "--teacher_top_k", "1"), "cache"),
     (
-        "gradual unfreezing + feature cache",
-        lambda w: train(w, "--gradual_unfreezing", "1", "--cache_frozen_features", "true"),
-        "cache_frozen_features",
-    ),  # fmt: skip
+        "feature cache in distill",
+        lambda w: distill(w, "--student_layers", "[0]", *CACHE, "--freeze_layers", "1"),
+        "hf-transfer train",
+    ),
+    ("top_k without cache", lambda w: distill(w, "--student_layers", "[0]", "--teacher_top_k", "1"), "cache"),
     # adapters
     ("unknown peft method", lambda w: train(w, "--peft_method", "lorax"), "lorax"),
     ("adapter + freeze options", lambda w: train(w, "--peft_method", "lora", "--freeze_layers", "1"), "freeze_layers"),

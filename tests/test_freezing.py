@@ -180,3 +180,21 @@ def test_layerwise_lr_groups_only_given_names_and_no_empty_groups():
         {"names": ["classifier.w"], "lr": 1.0, "weight_decay": 0.1},
         {"names": ["layer.0.norm.bias"], "lr": 0.25, "weight_decay": 0.0},
     ]
+
+
+def test_frozen_blocks_in_a_module_list_stay_in_eval_mode():
+    # GPT-2's blocks sit in `transformer.h` beside the trainable `ln_f`: with every block frozen, the list itself is
+    # the largest frozen module, but a ModuleList is never called, so each block must carry the eval hook.
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    torch.manual_seed(0)
+    model = GPT2ForSequenceClassification(GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=99, pad_token_id=0))
+    layout = discover_layers(model)
+    apply_freeze(model, resolve_frozen_parameters(layout, train_head_only=True))
+    model.train()
+    inputs = {"input_ids": torch.tensor([[5, 6, 7, 8]])}
+    model(**inputs)
+    assert not any(block.training for block in model.transformer.h)
+    assert model.transformer.ln_f.training
+    model.transformer.drop.p = 0.0  # parameterless, outside any frozen module: still in train mode
+    torch.testing.assert_close(model(**inputs).logits, model(**inputs).logits, rtol=0, atol=0)

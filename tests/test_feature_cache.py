@@ -1,0 +1,263 @@
+"""Frozen-trunk feature caching: the cached forward is the model's own, training on the cache matches naive freezing,
+the cache is hit, rebuilt when corrupted, and refused where it cannot apply."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification
+
+from hf_transfer.cli import main
+from hf_transfer.config import ConfigError
+from hf_transfer.feature_cache import (
+    DATA_FILE,
+    FEATURE_COLUMN,
+    SUPPORTED_MODEL_TYPES,
+    FrozenFeatureCollator,
+    _trunk_output,
+    cached_trunk,
+    trunk_depth,
+    trunk_fingerprint,
+)
+from hf_transfer.layers import ModelLayout, discover_layers
+
+WORDS = "good great fine bad awful poor nice meh thing number very".split()
+TINY = {"hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 2, "intermediate_size": 37}
+CONFIGS = {
+    "bert": TINY,
+    "roberta": {**TINY, "pad_token_id": 1},
+    "xlm-roberta": {**TINY, "pad_token_id": 1},
+    "electra": {**TINY, "embedding_size": 32},
+    "distilbert": {"dim": 32, "n_layers": 3, "n_heads": 2, "hidden_dim": 37},
+    "gpt2": {"n_embd": 32, "n_layer": 3, "n_head": 2},
+    "llama": {**TINY, "num_key_value_heads": 2},
+    "qwen2": {**TINY, "num_key_value_heads": 2},
+}
+
+
+def tiny_classifier(model_type, seed=0, **extra):
+    torch.manual_seed(seed)
+    kwargs = {"vocab_size": 99, "pad_token_id": 0, **CONFIGS[model_type], **extra}
+    return AutoModelForSequenceClassification.from_config(AutoConfig.for_model(model_type, **kwargs))
+
+
+@pytest.mark.parametrize("model_type", SUPPORTED_MODEL_TYPES)
+def test_cached_forward_is_the_models_forward(model_type):
+    model = tiny_classifier(model_type).eval()
+    pad = model.config.pad_token_id
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10], [11, 12, 13, pad, pad, pad]])
+    mask = (ids != pad).long()
+    layout = discover_layers(model)
+    with torch.no_grad():
+        full = model(input_ids=ids, attention_mask=mask).logits
+        for k in range(1, layout.depth + 1):
+            # Padded positions hold zeros, as FrozenFeatureCollator pads them.
+            hidden = _trunk_output(model, layout, k, {"input_ids": ids, "attention_mask": mask}) * mask[..., None]
+            with cached_trunk(model, layout, k, hidden):
+                torch.testing.assert_close(model(input_ids=ids, attention_mask=mask).logits, full)
+            with cached_trunk(model, layout, k, hidden + torch.randn_like(hidden)):
+                assert not torch.allclose(model(input_ids=ids, attention_mask=mask).logits, full, atol=1e-4)
+        # The context leaves the model as it was.
+        torch.testing.assert_close(model(input_ids=ids, attention_mask=mask).logits, full, rtol=0, atol=0)
+
+
+def test_trunk_fingerprint_covers_the_trunk_only():
+    model = tiny_classifier("bert")
+    layout = discover_layers(model)
+    key = trunk_fingerprint(model, layout, 2)
+    with torch.no_grad():
+        model.bert.encoder.layer[2].output.dense.weight.add_(1.0)
+        model.classifier.weight.add_(1.0)
+        model.config.id2label = {0: "x", 1: "y"}
+    assert trunk_fingerprint(model, layout, 2) == key  # blocks above the trunk, the head, the labels: same cache
+    assert trunk_fingerprint(model, layout, 3) != key
+    with torch.no_grad():
+        model.bert.encoder.layer[1].output.dense.weight.add_(1e-6)
+    assert trunk_fingerprint(model, layout, 2) != key
+    model = tiny_classifier("bert", hidden_act="relu")
+    assert trunk_fingerprint(model, discover_layers(model), 2) != trunk_fingerprint(tiny_classifier("bert"), layout, 2)
+
+
+LAYOUT = ModelLayout(
+    embeddings=("emb",),
+    blocks=(("b0.w", "b0.v"), ("b1.w",), ("b2.w",)),
+    head=("head",),
+    block_modules=("b0", "b1", "b2"),
+)
+
+
+@pytest.mark.parametrize(
+    "frozen, k",
+    [({"emb", "b0.w", "b0.v"}, 1), ({"emb", "b0.w", "b0.v", "b1.w", "b2.w"}, 3), ({"emb", "b0.w", "b0.v", "head"}, 1)],
+)
+def test_trunk_depth(frozen, k):
+    assert trunk_depth(LAYOUT, frozen) == k
+
+
+@pytest.mark.parametrize(
+    "frozen, model_type, message",
+    [
+        ({"b0.w", "b0.v"}, None, "embeddings train"),
+        ({"emb"}, None, "block 0 trains"),
+        ({"emb", "b0.w"}, None, "block 0 trains"),  # a pattern that freezes block 0 partly
+        ({"emb", "b1.w"}, None, "block 0 trains"),  # non-contiguous
+        ({"emb", "b0.w", "b0.v", "b2.w"}, None, r"blocks \[2\] above it"),  # non-contiguous
+        ({"emb", "b0.w", "b0.v"}, "albert", "model type 'albert'"),
+    ],
+)
+def test_trunk_depth_refuses(frozen, model_type, message):
+    with pytest.raises(ConfigError, match=message):
+        trunk_depth(LAYOUT, frozen, model_type)
+
+
+def test_collator_pads_features_like_tokens_on_the_right():
+    import numpy as np
+
+    tokenizer = word_tokenizer()
+    tokenizer.padding_side = "left"
+    rows = [{"input_ids": [4, 5], "labels": 1}, {"input_ids": [6], "labels": 0}]
+    plain = FrozenFeatureCollator(tokenizer)(rows)
+    assert plain["input_ids"].tolist() == [[4, 5], [0, 6]] and FEATURE_COLUMN not in plain  # evaluation: as given
+    for row, n in zip(rows, (2, 1), strict=True):
+        row[FEATURE_COLUMN] = np.ones((n, 3), dtype=np.float16)
+    batch = FrozenFeatureCollator(tokenizer)(rows)
+    assert batch["input_ids"].tolist() == [[4, 5], [6, 0]] and batch["attention_mask"].tolist() == [[1, 1], [1, 0]]
+    assert batch["labels"].tolist() == [1, 0]
+    assert batch[FEATURE_COLUMN].dtype == torch.float32 and batch[FEATURE_COLUMN].shape == (2, 2, 3)
+    assert batch[FEATURE_COLUMN][1].sum(-1).tolist() == [3, 0]
+
+
+# --- end to end through the CLI --------------------------------------------------------------------------------------
+
+
+def word_tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", *WORDS, *map(str, range(40))])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    import pandas as pd
+
+    root = tmp_path_factory.mktemp("feature-cache-data")
+    texts = [f"{WORDS[i % 8]} thing " + "very " * (i % 5) + f"number {i}" for i in range(40)]
+    labels = ["pos" if i % 8 in (0, 1, 2, 6) else "neg" for i in range(40)]
+    pd.DataFrame({"text": texts[:32], "label": labels[:32]}).to_csv(root / "train.csv", index=False)
+    pd.DataFrame({"text": texts[32:], "label": labels[32:]}).to_csv(root / "dev.csv", index=False)
+    return root
+
+
+def model_dir(root, model_type):
+    """A tiny classifier with dropout 0.1 everywhere above the trunk. GPT-2's embedding dropout is 0: it has no
+    parameters, so naive freezing leaves it in train mode, where the cache computes the trunk in eval mode."""
+    path = root / model_type
+    if not path.exists():
+        tokenizer = word_tokenizer()
+        extra = {"embd_pdrop": 0.0} if model_type == "gpt2" else {"hidden_dropout_prob": 0.1}
+        model = tiny_classifier(model_type, vocab_size=len(tokenizer), num_labels=2, **extra)
+        model.config.id2label, model.config.label2id = {0: "neg", 1: "pos"}, {"neg": 0, "pos": 1}
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+    return path
+
+
+def train(model, data, out, *extra):
+    argv = ["train", "--model_name_or_path", str(model), "--train_file", str(data / "train.csv")]
+    argv += ["--validation_file", str(data / "dev.csv"), "--output_dir", str(out), "--num_train_epochs", "2"]
+    argv += ["--per_device_train_batch_size", "4", "--learning_rate", "1e-3", "--logging_steps", "1"]
+    argv += ["--eval_strategy", "epoch", "--use_cpu", "true", "--report_to", "none", "--save_strategy", "no"]
+    assert main([*argv, "--disable_tqdm", "true", "--seed", "7", *extra]) == 0
+    record = json.loads((out / "hf_transfer_run.json").read_text())
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    return record, dict(model.named_parameters())
+
+
+def losses(record):
+    return [(e["step"], e[key]) for e in record["log_history"] for key in ("loss", "eval_loss") if key in e]
+
+
+def assert_same_training(a, b, atol=1e-5):
+    (record_a, params_a), (record_b, params_b) = a, b
+    steps_a, steps_b = losses(record_a), losses(record_b)
+    assert [s for s, _ in steps_a] == [s for s, _ in steps_b] and len(steps_a) > 8
+    torch.testing.assert_close([v for _, v in steps_a], [v for _, v in steps_b], rtol=1e-4, atol=atol)
+    for name in params_a:
+        torch.testing.assert_close(params_a[name], params_b[name], rtol=1e-4, atol=atol, msg=name)
+
+
+@pytest.mark.parametrize(
+    "model_type, freeze",
+    [
+        ("bert", ["--freeze_embeddings", "true", "--freeze_layers", "2"]),
+        ("gpt2", ["--freeze_embeddings", "true", "--freeze_layers", "1"]),
+        ("gpt2", ["--train_head_only", "true"]),
+    ],
+)
+def test_training_on_the_cache_matches_naive_freezing(tmp_path, data, model_type, freeze, monkeypatch):
+    import hf_transfer.trainers
+
+    model = model_dir(tmp_path, model_type)
+    cache = tmp_path / "cache"
+    naive = train(model, data, tmp_path / "naive", *freeze)
+    calls = []
+
+    def counting(*args):
+        calls.append(args[-1].shape)
+        return cached_trunk(*args)
+
+    monkeypatch.setattr(hf_transfer.trainers, "cached_trunk", counting)
+    cached = train(
+        model,
+        data,
+        tmp_path / "cached",
+        *freeze,
+        "--cache_frozen_features",
+        "true",
+        "--frozen_features_cache_dir",
+        str(cache),
+    )
+    assert_same_training(naive, cached)
+    assert len(calls) == 16  # every training step ran on cached states (2 epochs of 8 batches); evaluation did not
+
+    info = cached[0]["frozen_features"]
+    assert info["hit"] is False and info["rows"] == 32 and info["disk_bytes"] > 32 * 32 * 4
+    assert info["path"].startswith(str(cache)) and info["frozen_blocks"] == (
+        3 if "--train_head_only" in freeze else 2 if model_type == "bert" else 1
+    )
+
+    # Frozen parameters are bit-identical to the checkpoint's, the others moved.
+    before = dict(AutoModelForSequenceClassification.from_pretrained(model).named_parameters())
+    layout = discover_layers(AutoModelForSequenceClassification.from_pretrained(model))
+    trunk = set(layout.embeddings).union(*layout.blocks[: info["frozen_blocks"]])
+    for name, param in cached[1].items():
+        assert torch.equal(param, before[name]) == (name in trunk), name
+
+
+def test_cache_hit_and_corrupted_cache_rebuilt(tmp_path, data):
+    model = model_dir(tmp_path, "bert")
+    args = ["--freeze_embeddings", "true", "--freeze_layers", "1", "--cache_frozen_features", "true"]
+    args += ["--frozen_features_cache_dir", str(tmp_path / "cache"), "--num_train_epochs", "1"]
+    first = train(model, data, tmp_path / "first", *args)
+    second = train(model, data, tmp_path / "second", *args)
+    assert first[0]["frozen_features"]["hit"] is False and second[0]["frozen_features"]["hit"] is True
+    assert second[0]["frozen_features"]["path"] == first[0]["frozen_features"]["path"]
+    assert_same_training(first, second, atol=0)
+
+    arrow = tmp_path / "cache" / first[0]["frozen_features"]["key"] / DATA_FILE
+    raw = bytearray(arrow.read_bytes())
+    raw[-100:-90] = b"\x7f" * 10
+    arrow.write_bytes(bytes(raw))
+    third = train(model, data, tmp_path / "third", *args)
+    assert third[0]["frozen_features"]["hit"] is False
+    assert_same_training(first, third, atol=0)
+
+    # Another storage dtype is another cache; float16 storage halves the features on disk.
+    half = train(model, data, tmp_path / "half", *args, "--frozen_features_dtype", "float16")
+    assert half[0]["frozen_features"]["key"] != first[0]["frozen_features"]["key"]
+    assert half[0]["frozen_features"]["disk_bytes"] < 0.7 * first[0]["frozen_features"]["disk_bytes"]
+    assert_same_training(first, half, atol=1e-2)
