@@ -1,0 +1,115 @@
+"""The benchmark script's pure parts: settings, ratios against goals, Markdown and chart; not the heavy runs."""
+
+import argparse
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / "scripts" / "benchmark.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("benchmark_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fake_results() -> dict:
+    lora = {"training_peak_above_loaded_kib": 50_000, "child_peak_rss_kib": 900_000, "samples_per_second": 120.0}
+    full = {"training_peak_above_loaded_kib": 100_000, "child_peak_rss_kib": 1_000_000, "samples_per_second": 100.0}
+    return {
+        "P1": {
+            "hf_transfer": [{"samples_per_second": 98.0, "eval_accuracy": 0.8}, {"samples_per_second": 96.0}],
+            "stock": [{"samples_per_second": 100.0}, {"samples_per_second": 100.0}],
+            "plain": [{"samples_per_second": 110.0}, {"samples_per_second": 90.0}],
+        },
+        "P2": {
+            "cached": [{"total_seconds": 80.0, "cache_build_seconds": 10.0}],
+            "online": [{"total_seconds": 100.0}],
+            "alpha0": [{"total_seconds": 65.0}],
+        },
+        "P3": {
+            "cached_4": [{"later_epoch_seconds": 7.0}],
+            "naive_4": [{"later_epoch_seconds": 10.0}],
+            "cached_5": [{"later_epoch_seconds": 3.0}],
+            "naive_5": [{"later_epoch_seconds": 10.0}],
+        },
+        "P4": {"student": [{"speedup": 1.9}]},
+        "P5": {"lora": [lora], "full": [full]},
+    }
+
+
+def test_ratios_are_medians_against_goals(bench):
+    rows = {row["name"]: row for row in bench.build_ratio_rows(fake_results())}
+    p1 = rows["P1 throughput hf-transfer / stock Trainer"]
+    assert p1["value"] == pytest.approx(0.97) and p1["status"] == "pass"  # median 97 / median 100
+    assert rows["P1 throughput hf-transfer / plain PyTorch loop"]["status"] == ""  # no goal
+    assert rows["P2 wall cached / (teacher pass + plain fine-tune)"]["value"] == pytest.approx(80 / 75)
+    assert rows["P2 wall cached / (teacher pass + plain fine-tune)"]["status"] == "miss"
+    assert rows["P2 wall cached / online teacher"]["status"] == "pass"
+    assert rows["P2 wall limit / online teacher (best possible)"]["value"] == pytest.approx(0.75)
+    assert rows["P3 epoch 2+ time cached / naive, 4 of 6 frozen"]["status"] == "miss"  # 0.7 > 0.6
+    assert rows["P3 epoch 2+ time cached / naive, 5 of 6 frozen"]["value"] == pytest.approx(0.3)
+    assert rows["P4 inference speed 3-layer student / 6-layer teacher"]["status"] == "pass"
+    assert rows["P5 training peak above loaded model LoRA / full"]["value"] == pytest.approx(0.5)
+    assert rows["P5 throughput LoRA / full"]["value"] == pytest.approx(1.2)
+    assert "BF16 throughput bf16 / fp32 (CPU)" not in rows  # not run, so not reported
+
+
+def test_missing_measurement_is_not_a_pass(bench):
+    results = {"P1": {"hf_transfer": [{"samples_per_second": None}], "stock": [{"samples_per_second": 1.0}]}}
+    row = bench.build_ratio_rows(results)[0]
+    assert row["value"] is None and row["status"] == "n/a"
+    assert bench.goal_status(0.6, "<=", 0.6) == "pass" and bench.goal_status(1.0, "<", 1.0) == "miss"
+
+
+def test_markdown_and_chart(bench, tmp_path):
+    results = fake_results()
+    report = {
+        "command": "python scripts/benchmark.py --mode smoke",
+        "settings": {**bench.PRESETS["smoke"], "mode": "smoke", "only": ["P1", "P2"]},
+        "machine": {"cpu": "Fake CPU", "cores": 2, "torch": "0.0"},
+        "ratios": bench.build_ratio_rows(results),
+        "configs": bench.config_rows(results),
+        "notes": ["a note"],
+    }
+    text = bench.render_markdown(report)
+    assert "| P1 throughput hf-transfer / stock Trainer | 0.970 | >= 0.97 | pass |" in text
+    assert "| P1 | hf_transfer | 2 | 97.0 |" in text
+    assert "- cpu: Fake CPU" in text and "python scripts/benchmark.py --mode smoke" in text
+    assert "64 SST-2 training rows" in text
+    bench.plot_ratios(report["ratios"], tmp_path / "chart.png")
+    assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_settings_presets_and_overrides(bench):
+    args = bench.build_parser().parse_args(["--mode", "quick", "--train_rows", "100", "--only", "p1,P3"])
+    settings = bench.resolve_settings(args)
+    assert settings["train_rows"] == 100 and settings["repeats"] == bench.PRESETS["quick"]["repeats"]
+    assert settings["only"] == ["P1", "P3"]
+    with pytest.raises(SystemExit):
+        bench.parse_only("P9")
+    with pytest.raises(SystemExit):
+        bench.resolve_settings(argparse.Namespace(**{**vars(args), "freeze_epochs": 1}))
+
+
+def test_subsets_keep_quotes_as_text(bench, tmp_path):
+    source = tmp_path / "data" / "sst2"
+    source.mkdir(parents=True)
+    for split in ("train", "dev"):
+        (source / f"{split}.tsv").write_text('sentence\tlabel\na "quoted start \t1\nplain \t0\nthird \t1\n')
+    train, dev = bench.write_subsets(tmp_path / "data", tmp_path / "out", 2, 1)
+    assert bench.read_tsv(str(train)) == (['a "quoted start ', "plain "], [1, 0])
+    assert bench.read_tsv(str(dev)) == (['a "quoted start '], [1])
+
+
+def test_help_runs():
+    result = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    assert "--mode" in result.stdout and "--only" in result.stdout
