@@ -65,7 +65,7 @@ COMPARISONS = ("P1", "P2", "P3", "P4", "P5", "BF16")
 LEARNING_RATE = 5e-5  # the SST-2 recipe of scripts/configs/sst2.yaml
 SEED = 42
 
-# name, comparison, what is measured, goal operator and target (None: reported, no goal)
+# Each ratio's goal as (operator, target); (None, None): reported without a goal.
 GOALS = {
     "P1 throughput hf-transfer / stock Trainer": (">=", 0.97),
     "P1 throughput hf-transfer / plain PyTorch loop": (None, None),
