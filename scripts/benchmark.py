@@ -194,11 +194,28 @@ def config_rows(results: dict) -> list[dict]:
     )
     rows = []
     for comparison, configs in results.items():
+        if comparison == "P4":  # the P2 cached runs again; its own table is `speed_rows`
+            continue
         for config, runs in configs.items():
             row = {"comparison": comparison, "config": config, "repeats": len(runs)}
             row.update({k: metric(results, comparison, config, k) for k in keys})
             rows.append(row)
     return rows
+
+
+def speed_rows(results: dict) -> list[dict]:
+    """P4: teacher and student inference speed and accuracy (medians over the repeats)."""
+    if "P4" not in results:
+        return []
+    return [
+        {
+            "model": model,
+            "samples_per_second": metric(results, "P4", "student", f"{model}_samples_per_second"),
+            "eval_accuracy": metric(results, "P4", "student", f"{model}_eval_accuracy"),
+            "parameters": metric(results, "P4", "student", f"{model}_parameters"),
+        }
+        for model in ("teacher", "student")
+    ]
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -239,6 +256,15 @@ def render_markdown(report: dict) -> str:
             _fmt(row["trainable_percent"], 2),
         ]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    if report.get("speed"):
+        lines += [
+            "",
+            "| P4 model | inference samples/s (batch 64) | dev accuracy | parameters |",
+            "|---|---:|---:|---:|",
+        ]
+        for row in report["speed"]:
+            cells = [row["model"], _fmt(row["samples_per_second"], 1), _fmt(row["eval_accuracy"], 4)]
+            lines.append("| " + " | ".join(cells) + f" | {_fmt(row['parameters'])} |")
     for note in report.get("notes", []):
         lines.append(f"\n- {note}")
     machine = report["machine"]
@@ -740,6 +766,7 @@ def run_benchmark(args: argparse.Namespace, settings: dict) -> dict:
         "results": bench.results,
         "ratios": build_ratio_rows(bench.results),
         "configs": config_rows(bench.results),
+        "speed": speed_rows(bench.results),
         "notes": bench.notes,
     }
     (out / "benchmark_results.json").write_text(json.dumps(report, indent=2, default=str))

@@ -40,7 +40,7 @@ def fake_results() -> dict:
             "cached_5": [{"later_epoch_seconds": 3.0}],
             "naive_5": [{"later_epoch_seconds": 10.0}],
         },
-        "P4": {"student": [{"speedup": 1.9}]},
+        "P4": {"student": [{"speedup": 1.9, "teacher_eval_accuracy": 0.9, "student_eval_accuracy": 0.88}]},
         "P5": {"lora": [lora], "full": [full]},
     }
 
@@ -77,6 +77,7 @@ def test_markdown_and_chart(bench, tmp_path):
         "machine": {"cpu": "Fake CPU", "cores": 2, "torch": "0.0"},
         "ratios": bench.build_ratio_rows(results),
         "configs": bench.config_rows(results),
+        "speed": bench.speed_rows(results),
         "notes": ["a note"],
     }
     text = bench.render_markdown(report)
@@ -84,6 +85,7 @@ def test_markdown_and_chart(bench, tmp_path):
     assert "| P1 | hf_transfer | 2 | 97.0 |" in text
     assert "- cpu: Fake CPU" in text and "python scripts/benchmark.py --mode smoke" in text
     assert "64 SST-2 training rows" in text
+    assert "| teacher | — | 0.9000 |" in text and "| P4 | student |" not in text
     bench.plot_ratios(report["ratios"], tmp_path / "chart.png")
     assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
