@@ -215,3 +215,23 @@ def test_adapter_folder_card(tmp_path):
     assert 'AutoPeftModelForSequenceClassification.from_pretrained("me/lora", num_labels=2)' in snippet
     assert c.adapter["target_modules"] == ["query", "value"] and c.adapter["trainable_percent"] == 1.3
     assert c.one_line() == "LoRA adapter (r=4) on `org/base`"
+
+
+def test_the_stock_card_peft_writes_beside_an_adapter_is_replaced_not_merged(tmp_path):
+    """PEFT's save_pretrained writes huggingface_hub's placeholder template, tagged with the local path the base was
+    loaded from; our card must not keep either."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    stock = ModelCard.from_template(
+        ModelCardData(library_name="peft", tags=["base_model:adapter:/home/me/models/base", "lora", "transformers"])
+    )
+    (tmp_path / "README.md").write_text(str(stock))
+    (tmp_path / "adapter_config.json").write_text(
+        json.dumps({"peft_type": "LORA", "r": 4, "target_modules": ["query"], "base_model_name_or_path": "org/base"})
+    )
+    record = dict(DISTILL_RECORD, task="train", distillation=None, base_model="org/base")
+    record["adapter"] = {"method": "lora", "r": 4, "alpha": 8, "trainable_percent": 1.3}
+    write_model_card(tmp_path, complete_card_data(CardData(), record, {}, tmp_path))
+    text = (tmp_path / "README.md").read_text()
+    assert "More Information Needed" not in text and "/home/me" not in text
+    assert not [t for t in header(text)["tags"] if t.startswith("base_model:")]
