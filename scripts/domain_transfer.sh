@@ -4,7 +4,7 @@
 #
 #   books: fine-tune on books train (scripts/configs/blitzer_books.yaml), evaluate on books dev (in-domain) and on the
 #          dvd, electronics and kitchen dev sets (shifted), then sweep θ(α) = (1 − α)·θ_pretrained + α·θ_finetuned
-#          over α = 0, 0.1, ..., 1 with α picked on books dev alone (scripts/configs/blitzer_books_merge.yaml).
+#          over α = 0, 0.1, 0.2, 0.25, ..., 0.75, 0.8, 0.9, 1 with α picked on books dev alone (scripts/configs/blitzer_books_merge.yaml).
 #   sst2:  the same evaluation and sweep for a model fine-tuned on SST-2 (scripts/configs/sst2.yaml): SST-2 dev picks
 #          α, the four Blitzer dev sets are the shifted sets (scripts/configs/sst2_merge.yaml).
 #
@@ -14,7 +14,7 @@
 #   HF_TRANSFER_MODEL      the pretrained model, a Hub id or folder (default sentence-transformers/all-MiniLM-L6-v2)
 #   HF_TRANSFER_RUNS       where the runs go (default runs)
 #   HF_TRANSFER_SST2_MODEL the SST-2 classifier (default runs/sst2-minilm)
-#   HF_TRANSFER_ALPHAS     the α grid (default 0,0.1,...,1)
+#   HF_TRANSFER_ALPHAS     the α grid (default 0,0.1,0.2,0.25,0.3,...,0.7,0.75,0.8,0.9,1)
 #   HF_TRANSFER_RETRAIN=1  train the books model again even when its folder already holds one
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +24,7 @@ export HF_TRANSFER_DATA_DIR="${HF_TRANSFER_DATA_DIR:-../shared/data}"
 export HF_TRANSFER_MODEL="${HF_TRANSFER_MODEL:-sentence-transformers/all-MiniLM-L6-v2}"
 RUNS="${HF_TRANSFER_RUNS:-runs}"
 SST2_MODEL="${HF_TRANSFER_SST2_MODEL:-runs/sst2-minilm}"
-ALPHAS="${HF_TRANSFER_ALPHAS:-0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1}"
+ALPHAS="${HF_TRANSFER_ALPHAS:-0,0.1,0.2,0.25,0.3,0.4,0.5,0.6,0.7,0.75,0.8,0.9,1}"
 PART="${1:-all}"
 DATA="$HF_TRANSFER_DATA_DIR"
 # Long reviews: evaluate at the length the books model was trained with.
