@@ -324,7 +324,8 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
         [config.get("base_model_hub_id"), config.get("model_name_or_path"), c.base_model, *teachers]
     )
     c.license, c.language = facts.get("license"), facts.get("language")
-    c.datasets = [dataset_name] if dataset_name else []
+    hub_dataset = dataset_name or config.get("dataset_hub_id")
+    c.datasets = [hub_dataset] if hub_dataset else []
     train_file = config.get("train_file") or (source.get("train_file") if isinstance(source, dict) else None)
     c.data_name = dataset_name or (_data_name(train_file) if train_file else "local data")
     splits = data.get("splits") or data

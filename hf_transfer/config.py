@@ -109,6 +109,13 @@ class DataArguments:
 
     dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset id, loaded with `datasets`."})
     dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of the Hub dataset."})
+    dataset_hub_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub id of the dataset that local files come from (e.g. `stanfordnlp/sst2`), for the card's "
+            "`datasets` metadata and model-index; with dataset_name the card uses that."
+        },
+    )
     train_file: str | None = field(
         default=None, metadata={"help": "Training data: a csv, tsv, json, jsonl or parquet file."}
     )
@@ -167,6 +174,15 @@ class DataArguments:
             raise ConfigError(
                 f"validation_split_percentage must be between 1 and 99, got {self.validation_split_percentage}."
             )
+        if self.dataset_hub_id is not None:
+            from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+            try:
+                validate_repo_id(str(self.dataset_hub_id))
+            except HFValidationError:
+                raise ConfigError(
+                    f"dataset_hub_id {self.dataset_hub_id!r} is not a Hub dataset id (like 'stanfordnlp/sst2')."
+                ) from None
         if self.label_mapping is not None:
             self.label_mapping = {str(k): str(v) for k, v in self.label_mapping.items()}
         if self.class_names is not None:

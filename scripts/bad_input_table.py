@@ -13,11 +13,11 @@ def main(path: str) -> None:
     print("| case | message (stderr, one line) | exit | pass |")
     print("|---|---|---:|:---:|")
     for row in rows:
-        ok = row["exit"] == 2 and row["lines"] == 1 and row["output_dir_absent"]
+        ok = row["exit"] == 2 and row["lines"] == 1 and row["output_ok"]
         message = row["message"].replace("|", "\\|")
         print(f"| {row['case']} | {message} | {row['exit']} | {'yes' if ok else 'NO'} |")
     print(
-        f"\n{sum(1 for r in rows if r['exit'] == 2 and r['lines'] == 1 and r['output_dir_absent'])} of {len(rows)} "
+        f"\n{sum(1 for r in rows if r['exit'] == 2 and r['lines'] == 1 and r['output_ok'])} of {len(rows)} "
         "cases pass."
     )
 

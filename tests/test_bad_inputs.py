@@ -3,6 +3,7 @@ line on stderr that names the problem (no traceback), and leaves `output_dir` ab
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -187,6 +188,7 @@ CASES = [
     ("feature cache storage without the cache", lambda w: train(w, "--frozen_features_dtype", "float16"), "cache_"),
     ("llrd out of range", lambda w: train(w, "--layerwise_lr_decay", "0"), "layerwise_lr_decay"),
     ("bad max_seq_length", lambda w: train(w, "--max_seq_length", "0"), "max_seq_length"),
+    ("invalid dataset_hub_id", lambda w: train(w, "--dataset_hub_id", "not a/valid id"), "dataset_hub_id"),
     ("stray argument", lambda w: train(w, "oops"), "unexpected argument"),
     # data
     ("missing data file", lambda w: train(w, train_file=w["root"] / "missing.csv"), "missing.csv"),
@@ -271,7 +273,7 @@ def test_bad_input(case, build, needle, world, tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     if os.environ.get("BAD_INPUT_REPORT"):  # the matrix as a table for humans: scripts/bad_input_table.py
         row = {"case": case, "exit": proc.returncode, "message": lines[-1] if lines else "", "lines": len(lines),
-               "output_dir_absent": not out.exists()}  # fmt: skip
+               "output_ok": not out.exists()}  # fmt: skip
         with open(os.environ["BAD_INPUT_REPORT"], "a") as handle:
             handle.write(json.dumps(row) + "\n")
     assert proc.returncode == 2, proc.stderr[-2000:]
@@ -280,6 +282,55 @@ def test_bad_input(case, build, needle, world, tmp_path):
     assert needle.lower() in lines[0].lower(), lines[0]
     assert lines[0].startswith("hf-transfer ")
     assert not out.exists()
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"  # nothing listens there once the socket is closed
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("case", ["push without a token", "push to an unreachable endpoint"])
+def test_bad_hub_input(case, world, tmp_path):
+    """The Hub cases need the Hub switched on (HF_HUB_OFFLINE=0) and pointed at a closed local port, so that nothing
+    can leave the machine; the token store is an empty HF_HOME."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": _closed_port_url(), "HF_HOME": str(tmp_path / "hf")}
+    env.pop("HF_TOKEN", None)
+    if case == "push without a token":
+        out = tmp_path / "out"
+        argv = [*train(world, "--push_to_hub", "true", "--hub_model_id", "tester/model"), "--output_dir", str(out)]
+        needle, before = "HF_TOKEN", None
+    else:  # a finished folder whose push cannot reach the endpoint: retried with backoff, then one line
+        out = tmp_path / "ready"
+        out.mkdir()
+        (out / "config.json").write_text('{"model_type": "bert"}')
+        (out / "README.md").write_text("---\nlicense: mit\n---\n# ready\n")
+        env["HF_TOKEN"] = "hf_matrixtoken"
+        argv = ["push", str(out), "--hub_model_id", "tester/model"]
+        needle, before = f"hf-transfer push {out} --hub_model_id tester/model", _files(out)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hf_transfer", *argv], capture_output=True, text=True, timeout=300, env=env, cwd=REPO
+    )
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if "retrying in" not in line]  # retry notices are progress, not errors
+    untouched = not out.exists() if before is None else _files(out) == before
+    if os.environ.get("BAD_INPUT_REPORT"):
+        row = {"case": case, "exit": proc.returncode, "message": errors[-1] if errors else "", "lines": len(errors),
+               "output_ok": untouched}  # fmt: skip
+        with open(os.environ["BAD_INPUT_REPORT"], "a") as handle:
+            handle.write(json.dumps(row) + "\n")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and len(errors) == 1, proc.stderr[-2000:]
+    assert errors[0].startswith("hf-transfer ") and needle in errors[0], errors[0]
+    assert "hf_matrixtoken" not in proc.stderr + proc.stdout
+    assert untouched
+    if before is not None:
+        assert len(lines) == 4  # three retries, with waits of 2, 4 and 8 s, then the error
 
 
 def test_an_existing_output_dir_is_left_untouched(world, tmp_path):

@@ -192,6 +192,17 @@ def test_distillation_card_from_a_record(tmp_path):
     assert "| effective batch size | 32 |" in card.text  # 16 per device × 2 processes
 
 
+def test_local_files_name_their_hub_dataset_through_dataset_hub_id(tmp_path):
+    record = {**DISTILL_RECORD, "data": {**DISTILL_RECORD["data"], "source": {"train_file": "/data/sst2/train.tsv"}}}
+    local = complete_card_data(CardData(), record, {"train_file": "/data/sst2/train.tsv"}, tmp_path)
+    assert "datasets" not in build_card(local, tmp_path).data.to_dict()  # a path is no Hub dataset id: left out
+    config = {"train_file": "/data/sst2/train.tsv", "dataset_hub_id": "stanfordnlp/sst2"}
+    meta = build_card(complete_card_data(CardData(), record, config, tmp_path), tmp_path).data.to_dict()
+    assert meta["datasets"] == ["stanfordnlp/sst2"]
+    _, results = model_index_to_eval_results(meta["model-index"])
+    assert {r.dataset_type for r in results} == {"stanfordnlp/sst2"}
+
+
 def test_adapter_folder_card(tmp_path):
     adapter_config = {
         "peft_type": "LORA",
