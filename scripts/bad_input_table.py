@@ -17,8 +17,7 @@ def main(path: str) -> None:
         message = row["message"].replace("|", "\\|")
         print(f"| {row['case']} | {message} | {row['exit']} | {'yes' if ok else 'NO'} |")
     print(
-        f"\n{sum(1 for r in rows if r['exit'] == 2 and r['lines'] == 1 and r['output_ok'])} of {len(rows)} "
-        "cases pass."
+        f"\n{sum(1 for r in rows if r['exit'] == 2 and r['lines'] == 1 and r['output_ok'])} of {len(rows)} cases pass."
     )
 
 
