@@ -597,7 +597,17 @@ class EvalDataArguments:
 class EvaluateArguments(EvalDataArguments):
     """`hf-transfer evaluate`: score a trained classifier on a labelled file, and optionally on more sets."""
 
-    model_name_or_path: str | None = field(default=None, metadata={"help": "Trained model folder or Hub id."})
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Trained model folder or Hub id, or the folder of a PEFT adapter written by `train`."},
+    )
+    base_model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "For an adapter folder: the base model to load it onto, a Hub id or folder (default: the base "
+            "its adapter_config.json names)."
+        },
+    )
     output_file: str | None = field(
         default=None,
         metadata={

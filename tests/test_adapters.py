@@ -353,7 +353,7 @@ def test_bad_adapter_input_is_one_line_exit_2_and_writes_nothing(
     assert not out.exists()
 
 
-def test_lora_run_end_to_end(tmp_path, tiny_bert_dir, csv_data):
+def test_lora_run_end_to_end(tmp_path, tiny_bert_dir, csv_data, capsys):
     from peft import PeftModel
     from transformers import AutoTokenizer
 
@@ -414,6 +414,22 @@ def test_lora_run_end_to_end(tmp_path, tiny_bert_dir, csv_data):
         torch.testing.assert_close(
             merged.eval()(**batch).logits, reloaded.eval()(**batch).logits, atol=1e-5, rtol=1e-5
         )
+
+    # `evaluate` takes the adapter folder itself: onto the recorded base (unreachable offline: one line naming the
+    # option), or onto the base given as a folder, scoring as the adapter run's own final evaluation did.
+    dev = csv_data[1]
+    evaluate = ["evaluate", "--model_name_or_path", str(out), "--validation_file", str(dev)]
+    assert main(evaluate) == 2
+    assert "--base_model_name_or_path" in capsys.readouterr().err
+    assert (
+        main([*evaluate, "--base_model_name_or_path", str(tiny_bert_dir), "--output_file", str(tmp_path / "m.json")])
+        == 0
+    )
+    scored = json.loads((tmp_path / "m.json").read_text())
+    assert scored["accuracy"] == pytest.approx(record["eval_metrics"]["eval_accuracy"])
+    assert main(["evaluate", "--model_name_or_path", str(out / "merged"), "--validation_file", str(dev),
+                 "--base_model_name_or_path", str(tiny_bert_dir)]) == 2  # fmt: skip
+    assert "only for adapter folders" in capsys.readouterr().err
 
 
 def test_ia3_multi_label_run_end_to_end(tmp_path, tiny_bert_dir):
