@@ -30,7 +30,8 @@ from hf_transfer.layers import ModelLayout, discover_layers
 
 logger = logging.getLogger(__name__)
 
-ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_FILES = ("adapter_model.safetensors", ADAPTER_CONFIG)
 MERGED_DIR = "merged"
 # The base is frozen whole under an adapter, so these freezing options would do nothing.
 _FREEZE_OPTIONS = (
@@ -425,6 +426,71 @@ def adapter_size_bytes(adapter_dir: str | Path) -> int:
     """Bytes on disk of the saved adapter: its weights (adapter and head) and its config."""
     paths = [Path(adapter_dir) / name for name in ADAPTER_FILES]
     return sum(path.stat().st_size for path in paths if path.exists())
+
+
+def read_json_file(path: Path, what: str) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"cannot read {what} {str(path)!r}: {err}") from None
+
+
+def with_labels(config, label_names: list[str], problem_type: str | None):
+    """A copy of `config` for a classifier with these labels."""
+    config = copy.deepcopy(config)
+    config.num_labels = len(label_names)
+    config.id2label = dict(enumerate(label_names))
+    config.label2id = {name: i for i, name in enumerate(label_names)}
+    config.problem_type = problem_type
+    return config
+
+
+def adapter_labels(folder: Path, needed_for: str) -> tuple[list[str], str | None]:
+    """An adapter folder has no config.json: its labels are in the run record (or the card data) hf-transfer wrote."""
+    for name in ("hf_transfer_run.json", "hf_transfer_card_data.json"):
+        if (folder / name).is_file():
+            record = read_json_file(folder / name, "run record")
+            if record.get("label_names"):
+                return [str(n) for n in record["label_names"]], record.get("problem_type")
+    raise ConfigError(
+        f"adapter folder {str(folder)!r} records no label names (hf_transfer_run.json); {needed_for} needs them to "
+        "rebuild the classifier. Use an adapter trained with hf-transfer train, or its merged model (merge_adapter: "
+        "true)."
+    )
+
+
+def adapter_base_config(folder: Path, base: str | None = None):
+    """The config of the base an adapter folder goes onto (`base`, else the one its adapter_config.json names), with
+    the adapter run's labels; `config._name_or_path` is that base. Raises ConfigError before any weights load."""
+    from .models import load_config
+
+    label_names, problem_type = adapter_labels(folder, "evaluate")
+    given = base
+    base = base or read_json_file(folder / ADAPTER_CONFIG, "adapter config").get("base_model_name_or_path")
+    if not base:
+        raise ConfigError(f"adapter {str(folder)!r} names no base model; pass --base_model_name_or_path DIR_OR_ID.")
+    try:
+        config = load_config(base)
+    except ConfigError as err:
+        if given:
+            raise
+        raise ConfigError(f"{err} The adapter's base is {base!r}: pass --base_model_name_or_path DIR_OR_ID.") from None
+    config = with_labels(config, label_names, problem_type)
+    config._name_or_path = base
+    return config
+
+
+def load_adapter_for_inference(folder: Path, config):
+    """The adapter in `folder` on a fresh copy of the base `config` describes (see `adapter_base_config`)."""
+    from .models import load_classifier
+
+    base = load_classifier(config._name_or_path, config)
+    try:
+        return load_adapter_classifier(folder, base)
+    except (OSError, ValueError, RuntimeError, KeyError) as err:
+        raise ConfigError(
+            f"cannot load adapter {str(folder)!r} onto {config._name_or_path!r}: {_one_line(err)}"
+        ) from None
 
 
 def load_adapter_classifier(adapter_dir: str | Path, base_model):

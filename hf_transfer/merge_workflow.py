@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
+from .adapters import ADAPTER_CONFIG, adapter_labels, read_json_file, with_labels
 from .config import ConfigError, MergeArguments
 from .merging import (
     SELECTION_RULE,
@@ -33,7 +34,6 @@ from .models import load_classifier, load_config, load_tokenizer, meta_classifie
 
 logger = logging.getLogger(__name__)
 
-ADAPTER_CONFIG = "adapter_config.json"
 SWEEP_JSON, SWEEP_PNG = "merge_sweep.json", "merge_sweep.png"
 EVAL_JSON, EVAL_MD = "merge_eval.json", "merge_eval.md"
 
@@ -57,35 +57,6 @@ class _Preflight:
 # --- checks that need no weights ------------------------------------------------------------------------------------
 
 
-def _read_json(path: Path, what: str) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"cannot read {what} {str(path)!r}: {err}") from None
-
-
-def _with_labels(config, label_names: list[str], problem_type: str | None):
-    config = copy.deepcopy(config)
-    config.num_labels = len(label_names)
-    config.id2label = dict(enumerate(label_names))
-    config.label2id = {name: i for i, name in enumerate(label_names)}
-    config.problem_type = problem_type
-    return config
-
-
-def _adapter_labels(folder: Path) -> tuple[list[str], str | None]:
-    """An adapter folder has no config.json: its labels are in the run record (or the card data) hf-transfer wrote."""
-    for name in ("hf_transfer_run.json", "hf_transfer_card_data.json"):
-        if (folder / name).is_file():
-            record = _read_json(folder / name, "run record")
-            if record.get("label_names"):
-                return [str(n) for n in record["label_names"]], record.get("problem_type")
-    raise ConfigError(
-        f"adapter folder {str(folder)!r} records no label names (hf_transfer_run.json); merge needs them to rebuild "
-        "the classifier. Merge an adapter trained with hf-transfer train, or its merged model (merge_adapter: true)."
-    )
-
-
 def _finetuned(args: MergeArguments, pretrained_config):
     """The fine-tuned classifier's config and, for an adapter folder, its adapter_config.json."""
     folder = Path(args.finetuned)
@@ -95,9 +66,9 @@ def _finetuned(args: MergeArguments, pretrained_config):
             "PEFT adapter)."
         )
     if (folder / ADAPTER_CONFIG).is_file():
-        adapter = _read_json(folder / ADAPTER_CONFIG, "adapter config")
-        labels, problem_type = _adapter_labels(folder)
-        return _with_labels(pretrained_config, labels, problem_type), adapter
+        adapter = read_json_file(folder / ADAPTER_CONFIG, "adapter config")
+        labels, problem_type = adapter_labels(folder, "merge")
+        return with_labels(pretrained_config, labels, problem_type), adapter
     config = load_config(args.finetuned)
     architectures = getattr(config, "architectures", None) or []
     if not any(a.endswith("ForSequenceClassification") for a in architectures):
@@ -144,7 +115,7 @@ def _preflight(args: MergeArguments) -> _Preflight:
             "it was fine-tuned from."
         )
     label_names = _label_names(config)
-    pretrained_config = _with_labels(pretrained_config, label_names, config.problem_type)
+    pretrained_config = with_labels(pretrained_config, label_names, config.problem_type)
     # The same classifier class built from both configs, on the meta device: any difference in depth, width or
     # vocabulary shows up as a parameter whose shape or presence differs.
     finetuned_meta = meta_classifier(config)

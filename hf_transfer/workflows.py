@@ -590,6 +590,7 @@ def run_push(args: PushArguments) -> dict:
 
 def run_evaluate(args: EvaluateArguments) -> dict:
     """Score the model on validation_file and every extra_eval set; every set is read before the model is loaded."""
+    from .adapters import ADAPTER_CONFIG, adapter_base_config, load_adapter_for_inference
     from .eval_sets import (
         prepare_eval_sets,
         reports_markdown,
@@ -601,19 +602,20 @@ def run_evaluate(args: EvaluateArguments) -> dict:
     from .models import load_classifier
 
     folder = Path(args.model_name_or_path)
-    adapter = (folder / "adapter_config.json").is_file()
+    adapter = (folder / ADAPTER_CONFIG).is_file()
     if args.base_model_name_or_path and not adapter:
         raise ConfigError(
             f"base_model_name_or_path is only for adapter folders, and {args.model_name_or_path!r} holds no "
             "adapter_config.json."
         )
-    config = _adapter_base_config(args, folder) if adapter else load_config(args.model_name_or_path)
+    if adapter:
+        config = adapter_base_config(folder, args.base_model_name_or_path)
+    else:
+        config = load_config(args.model_name_or_path)
     model_names = [config.id2label[i] for i in range(config.num_labels)]
     sets = prepare_eval_sets(args, model_names)
     tokenizer = load_tokenizer(args.model_name_or_path if _has_tokenizer(folder) else config._name_or_path)
-    model = (
-        _load_adapter_for_evaluation(folder, config) if adapter else load_classifier(args.model_name_or_path, config)
-    )
+    model = load_adapter_for_inference(folder, config) if adapter else load_classifier(args.model_name_or_path, config)
     reports = {data.name: score_set(model, tokenizer, data, model_names, args) for data in sets}
     main = reports[args.validation_name]
     table = reports_markdown(reports, model_names)
@@ -635,48 +637,6 @@ def run_evaluate(args: EvaluateArguments) -> dict:
 
 def _has_tokenizer(folder: Path) -> bool:
     return any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"))
-
-
-def _adapter_base(args: EvaluateArguments, folder: Path) -> str:
-    if args.base_model_name_or_path:
-        return args.base_model_name_or_path
-    try:
-        base = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"cannot read {str(folder / 'adapter_config.json')!r}: {err}") from None
-    if not base:
-        raise ConfigError(f"adapter {str(folder)!r} names no base model; pass --base_model_name_or_path DIR_OR_ID.")
-    return base
-
-
-def _adapter_base_config(args: EvaluateArguments, folder: Path):
-    """The base model's config with the adapter run's labels (an adapter folder has no config.json of its own)."""
-    from .merge_workflow import _adapter_labels, _with_labels
-
-    label_names, problem_type = _adapter_labels(folder)
-    base = _adapter_base(args, folder)
-    try:
-        config = load_config(base)
-    except ConfigError as err:
-        if args.base_model_name_or_path:
-            raise
-        raise ConfigError(f"{err} The adapter's base is {base!r}: pass --base_model_name_or_path DIR_OR_ID.") from None
-    config = _with_labels(config, label_names, problem_type)
-    config._name_or_path = base
-    return config
-
-
-def _load_adapter_for_evaluation(folder: Path, config):
-    from .adapters import load_adapter_classifier
-    from .models import _one_line, load_classifier
-
-    base = load_classifier(config._name_or_path, config)
-    try:
-        return load_adapter_classifier(folder, base)
-    except (OSError, ValueError, RuntimeError, KeyError) as err:
-        raise ConfigError(
-            f"cannot load adapter {str(folder)!r} onto {config._name_or_path!r}: {_one_line(err)}"
-        ) from None
 
 
 def run_merge(args) -> dict:
