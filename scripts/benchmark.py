@@ -264,7 +264,8 @@ def render_markdown(report: dict) -> str:
         ]
         for row in report["speed"]:
             cells = [row["model"], _fmt(row["samples_per_second"], 1), _fmt(row["eval_accuracy"], 4)]
-            lines.append("| " + " | ".join(cells) + f" | {_fmt(row['parameters'])} |")
+            parameters = "—" if row["parameters"] is None else f"{int(row['parameters']):,}"
+            lines.append("| " + " | ".join(cells) + f" | {parameters} |")
     for note in report.get("notes", []):
         lines.append(f"\n- {note}")
     machine = report["machine"]

@@ -3,13 +3,13 @@ line on stderr that names the problem (no traceback), and leaves `output_dir` ab
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_hub import closed_port_url
 
 REPO = Path(__file__).resolve().parent.parent
 COMMON = ["--num_train_epochs", "1", "--use_cpu", "true", "--report_to", "none", "--save_strategy", "no"]
@@ -284,13 +284,6 @@ def test_bad_input(case, build, needle, world, tmp_path):
     assert not out.exists()
 
 
-def _closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"  # nothing listens there once the socket is closed
-
-
 def _files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
@@ -299,7 +292,7 @@ def _files(folder: Path) -> dict[str, bytes]:
 def test_bad_hub_input(case, world, tmp_path):
     """The Hub cases need the Hub switched on (HF_HUB_OFFLINE=0) and pointed at a closed local port, so that nothing
     can leave the machine; the token store is an empty HF_HOME."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": _closed_port_url(), "HF_HOME": str(tmp_path / "hf")}
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": closed_port_url(), "HF_HOME": str(tmp_path / "hf")}
     env.pop("HF_TOKEN", None)
     if case == "push without a token":
         out = tmp_path / "out"
