@@ -29,37 +29,15 @@ CONFIGS = REPO / "scripts" / "configs"
 
 # Sizes per mode. `epochs` is for P1, P5 and bf16; P2 distils for `distill_epochs`; P3 needs 2+ epochs to time
 # the epochs after the first.
+_PRESET_FIELDS = ("train_rows", "eval_rows", "max_seq_length", "epochs", "distill_epochs", "freeze_epochs", "repeats",
+                  "batch_size")  # fmt: skip
 PRESETS = {
-    "smoke": dict(
-        train_rows=64,
-        eval_rows=64,
-        max_seq_length=64,
-        epochs=1,
-        distill_epochs=1,
-        freeze_epochs=2,
-        repeats=1,
-        batch_size=32,
-    ),
-    "quick": dict(
-        train_rows=512,
-        eval_rows=256,
-        max_seq_length=64,
-        epochs=1,
-        distill_epochs=3,
-        freeze_epochs=3,
-        repeats=2,
-        batch_size=32,
-    ),
-    "full": dict(
-        train_rows=8000,
-        eval_rows=872,
-        max_seq_length=128,
-        epochs=1,
-        distill_epochs=3,
-        freeze_epochs=3,
-        repeats=3,
-        batch_size=32,
-    ),
+    mode: dict(zip(_PRESET_FIELDS, values, strict=True))
+    for mode, values in {
+        "smoke": (64, 64, 64, 1, 1, 2, 1, 32),
+        "quick": (512, 256, 64, 1, 3, 3, 2, 32),
+        "full": (8000, 872, 128, 1, 3, 3, 3, 32),
+    }.items()
 }
 COMPARISONS = ("P1", "P2", "P3", "P4", "P5", "BF16")
 LEARNING_RATE = 5e-5  # the SST-2 recipe of scripts/configs/sst2.yaml
@@ -550,8 +528,12 @@ class Bench:
             raise RuntimeError(f"{name} failed with status {process.returncode}; see {log}:\n{tail}")
         return {"process_seconds": round(wall, 2), "child_peak_rss_kib": usage.ru_maxrss, "log": str(log)}
 
+    def next_folder(self, name: str) -> Path:
+        """The run folder of the next launch (numbered like its log)."""
+        return self.out / "runs" / f"{self.counter + 1:02d}-{name}"
+
     def run_script_child(self, name: str, kind: str, spec: dict) -> dict:
-        folder = self.out / "runs" / f"{self.counter + 1:02d}-{name}"
+        folder = self.next_folder(name)
         folder.mkdir(parents=True, exist_ok=True)
         spec = {**spec, "output_dir": str(folder), "result_file": str(folder / "result.json")}
         (folder / "spec.json").write_text(json.dumps(spec, indent=2))
@@ -562,7 +544,7 @@ class Bench:
 
     def hf(self, name: str, command: str, config: str, flags: dict) -> dict:
         """`hf-transfer COMMAND --config CONFIG` on the subsets with the benchmark's sizes, plus `flags`."""
-        folder = self.out / "runs" / f"{self.counter + 1:02d}-{name}"
+        folder = self.next_folder(name)
         base = {
             "train_file": self.train_file,
             "validation_file": self.eval_file,
