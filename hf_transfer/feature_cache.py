@@ -8,7 +8,8 @@ the rows, `max_seq_length`, k and the storage dtype. A `meta.json` holds the fil
 corrupted cache is rebuilt, never used silently; it is written to a tmp folder and renamed into place.
 
 Training on the cache runs the model's own forward, with the frozen blocks short-circuited: blocks 0..k-2 pass their
-input through and block k-1 returns the cached states (`cached_trunk`). The attention mask, position ids, final norm,
+input through and block k-1 returns the cached states (`cached_trunk`). Where the embedding module's output only feeds
+block 0 (BERT-like models, Llama, Qwen2), it is skipped too and hands over the cached states. The attention mask, position ids, final norm,
 pooler and pooling (the last non-pad token for GPT-2) are built by the model's code exactly as without the cache, and
 the parameters are the model's own, so what is saved is the ordinary full model.
 """
@@ -103,11 +104,28 @@ def trunk_fingerprint(model, layout: ModelLayout, k: int) -> str:
 # --- running with the trunk short-circuited -------------------------------------------------------------------------
 
 
+# Model types whose embedding module's output goes straight into block 0, nothing in between, so that a cached step
+# can skip the embeddings too (their output would be thrown away). Not ELECTRA (a projection can follow them) nor
+# GPT-2 (its embeddings are summed inside the base model's forward).
+_EMBEDDINGS_FEED_BLOCK_0 = ("bert", "roberta", "xlm-roberta", "distilbert", "llama", "qwen2")
+
+
+def embeddings_module(model, layout: ModelLayout) -> str | None:
+    """The name of the one module holding every embedding parameter, where a cached step may skip it; else None."""
+    if getattr(model.config, "model_type", None) not in _EMBEDDINGS_FEED_BLOCK_0 or not layout.embeddings:
+        return None
+    common = os.path.commonprefix([name.split(".")[:-1] for name in layout.embeddings])
+    return ".".join(common) if len(common) > 1 else None  # a bare base model ("bert") is not the embeddings
+
+
 @contextmanager
 def cached_trunk(model, layout: ModelLayout, k: int, hidden_states: torch.Tensor):
-    """Within this context, a forward of `model` (or of a DDP wrapper around it) skips the frozen blocks 0..k-1:
-    block k receives `hidden_states` (batch, tokens, hidden), which must be padded like the batch's input_ids."""
+    """Within this context, a forward of `model` (or of a DDP wrapper around it) skips the embeddings (where their
+    output only feeds block 0) and the frozen blocks 0..k-1: block k receives `hidden_states` (batch, tokens, hidden),
+    which must be padded like the batch's input_ids."""
     blocks = [model.get_submodule(name) for name in layout.block_modules[:k]]
+    name = embeddings_module(model, layout)
+    embeddings = [] if name is None else [model.get_submodule(name)]
 
     def passthrough(*args, **kwargs):
         return args[0] if args else kwargs["hidden_states"]
@@ -115,14 +133,19 @@ def cached_trunk(model, layout: ModelLayout, k: int, hidden_states: torch.Tensor
     def cached(*args, **kwargs):
         return hidden_states
 
-    saved = [block.__dict__.get("forward") for block in blocks]
+    # The skipped embeddings hand over the cached states themselves: besides the passthrough blocks, only the
+    # attention-mask builder sees them, for their shape and dtype.
+    patched = [*embeddings, *blocks]
+    saved = [module.__dict__.get("forward") for module in patched]
     try:
+        for module in embeddings:
+            module.forward = cached
         for block in blocks[:-1]:
             block.forward = passthrough
         blocks[-1].forward = cached
         yield
     finally:
-        for block, forward in zip(blocks, saved, strict=True):
+        for block, forward in zip(patched, saved, strict=True):
             del block.forward
             if forward is not None:
                 block.forward = forward

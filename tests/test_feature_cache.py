@@ -16,6 +16,7 @@ from hf_transfer.feature_cache import (
     FrozenFeatureCollator,
     _trunk_output,
     cached_trunk,
+    embeddings_module,
     trunk_depth,
     trunk_fingerprint,
 )
@@ -59,6 +60,47 @@ def test_cached_forward_is_the_models_forward(model_type):
                 assert not torch.allclose(model(input_ids=ids, attention_mask=mask).logits, full, atol=1e-4)
         # The context leaves the model as it was.
         torch.testing.assert_close(model(input_ids=ids, attention_mask=mask).logits, full, rtol=0, atol=0)
+
+
+SKIPPED_EMBEDDINGS = {
+    "bert": "bert.embeddings",
+    "roberta": "roberta.embeddings",
+    "xlm-roberta": "roberta.embeddings",
+    "distilbert": "distilbert.embeddings",
+    "llama": "model.embed_tokens",
+    "qwen2": "model.embed_tokens",
+    "electra": None,  # a projection can sit between the embeddings and block 0
+    "gpt2": None,  # token and position embeddings are summed inside GPT2Model.forward
+}
+
+
+@pytest.mark.parametrize("model_type", SUPPORTED_MODEL_TYPES)
+def test_a_cached_step_does_not_run_embeddings_whose_output_it_throws_away(model_type, monkeypatch):
+    model = tiny_classifier(model_type).eval()
+    layout = discover_layers(model)
+    name = embeddings_module(model, layout)
+    assert name == SKIPPED_EMBEDDINGS[model_type]
+    if name is None:
+        return
+    ids = torch.tensor([[5, 6, 7, 8], [9, 10, 11, 12]])
+    calls = []
+    embeddings_class = type(model.get_submodule(name))
+    original = embeddings_class.forward
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(embeddings_class, "forward", counting)
+    with torch.no_grad():
+        full = model(input_ids=ids).logits
+        hidden = _trunk_output(model, layout, 2, {"input_ids": ids})
+        calls.clear()
+        with cached_trunk(model, layout, 2, hidden):
+            torch.testing.assert_close(model(input_ids=ids).logits, full)
+        assert calls == []
+        model(input_ids=ids)
+        assert calls == [1]  # and the context restored it
 
 
 def test_trunk_fingerprint_covers_the_trunk_only():
