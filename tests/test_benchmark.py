@@ -119,3 +119,36 @@ def test_help_runs():
     result = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
     assert "--mode" in result.stdout and "--only" in result.stdout
+
+
+def test_profile_stacks_sorts_training_loop_samples(tmp_path):
+    spec = importlib.util.spec_from_file_location("profile_stacks", REPO / "scripts" / "profile_stacks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    loop = "main (hf_transfer/cli.py:1);Trainer._inner_training_loop (transformers/trainer.py:1660)"
+    step = f"{loop};TransferTrainer.compute_loss (hf_transfer/trainers.py:150)"
+    model = "BertForSequenceClassification.forward (transformers/models/bert/modeling_bert.py:1)"
+    stacks = tmp_path / "stacks.txt"
+    stacks.write_text(
+        "\n".join(
+            [
+                "main (hf_transfer/cli.py:1);load (transformers/modeling_utils.py:3) 500",  # outside the loop
+                f"{step};{model};BertModel.forward (transformers/models/bert/modeling_bert.py:2);"
+                "BertEncoder.forward (transformers/models/bert/modeling_bert.py:3) 60",
+                f"{step} 5",
+                f"{loop};Accelerator.backward (accelerate/accelerator.py:9);backward (torch/_tensor.py:1) 25",
+                f"{loop};AdamW.step (torch/optim/adamw.py:5) 10",
+            ]
+        )
+        + "\n"
+    )
+    s = module.summarise(str(stacks))
+    assert s["total"] == 100
+    assert dict(s["categories"]) == {
+        "model forward": 60,
+        "our own Python (innermost frame in hf_transfer/)": 5,
+        "backward": 25,
+        "optimizer step": 10,
+    }
+    assert dict(s["forward"]) == {"BertModel.forward > BertEncoder.forward": 60}
+    assert dict(s["ours"]) == {"hf_transfer/trainers.py: TransferTrainer.compute_loss": 5}
