@@ -9,9 +9,9 @@ corrupted cache is rebuilt, never used silently; it is written to a tmp folder a
 
 Training on the cache runs the model's own forward, with the frozen blocks short-circuited: blocks 0..k-2 pass their
 input through and block k-1 returns the cached states (`cached_trunk`). Where the embedding module's output only feeds
-block 0 (BERT-like models, Llama, Qwen2), it is skipped too and hands over the cached states. The attention mask, position ids, final norm,
-pooler and pooling (the last non-pad token for GPT-2) are built by the model's code exactly as without the cache, and
-the parameters are the model's own, so what is saved is the ordinary full model.
+block 0 (BERT-like models, Llama, Qwen2), it is skipped too and hands over the cached states. The attention mask,
+position ids, final norm, pooler and pooling (the last non-pad token for GPT-2) are built by the model's code exactly
+as without the cache, and the parameters are the model's own, so what is saved is the ordinary full model.
 """
 
 from __future__ import annotations

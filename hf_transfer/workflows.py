@@ -354,10 +354,22 @@ def fit_and_report(
         **_row_counts(prepared),
         **eval_metrics,
         **{k: v for k, v in (extra.get("distillation") or {}).items() if k in summary_keys},
+        **_frozen_features_summary(extra.get("frozen_features")),
         "train_samples_per_second": train_metrics.get("train_samples_per_second"),
         "train_wall_seconds": train_metrics["train_wall_seconds"],
         "output_dir": training_args.output_dir,
         **hub_result,
+    }
+
+
+def _frozen_features_summary(info: dict | None) -> dict:
+    """The feature cache's footprint for the end-of-run summary (the run record has every detail)."""
+    if not info:
+        return {}
+    return {
+        "frozen_features_disk_mib": round(info["disk_bytes"] / 2**20, 1),
+        "frozen_features_build_s": info["build_seconds"],
+        "frozen_features_cache": info["path"],
     }
 
 

@@ -240,12 +240,13 @@ def assert_same_training(a, b, atol=1e-5):
         ("gpt2", ["--train_head_only", "true"]),
     ],
 )
-def test_training_on_the_cache_matches_naive_freezing(tmp_path, data, model_type, freeze, monkeypatch):
+def test_training_on_the_cache_matches_naive_freezing(tmp_path, data, model_type, freeze, monkeypatch, capsys):
     import hf_transfer.trainers
 
     model = model_dir(tmp_path, model_type)
     cache = tmp_path / "cache"
     naive = train(model, data, tmp_path / "naive", *freeze)
+    assert "frozen_features" not in capsys.readouterr().out
     calls = []
 
     def counting(*args):
@@ -268,6 +269,8 @@ def test_training_on_the_cache_matches_naive_freezing(tmp_path, data, model_type
 
     info = cached[0]["frozen_features"]
     assert info["hit"] is False and info["rows"] == 32 and info["disk_bytes"] > 32 * 32 * 4
+    summary = capsys.readouterr().out  # the end-of-run summary names the cache's footprint
+    assert "frozen_features_disk_mib" in summary and str(cache) in summary
     assert info["path"].startswith(str(cache)) and info["frozen_blocks"] == (
         3 if "--train_head_only" in freeze else 2 if model_type == "bert" else 1
     )
