@@ -16,6 +16,7 @@ as without the cache, and the parameters are the model's own, so what is saved i
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -112,9 +113,15 @@ _EMBEDDINGS_FEED_BLOCK_0 = ("bert", "roberta", "xlm-roberta", "distilbert", "lla
 
 def embeddings_module(model, layout: ModelLayout) -> str | None:
     """The name of the one module holding every embedding parameter, where a cached step may skip it; else None."""
-    if getattr(model.config, "model_type", None) not in _EMBEDDINGS_FEED_BLOCK_0 or not layout.embeddings:
+    return _embeddings_module(getattr(model.config, "model_type", None), layout.embeddings)
+
+
+@functools.lru_cache(maxsize=64)
+def _embeddings_module(model_type: str | None, embedding_params: tuple[str, ...]) -> str | None:
+    # Worked out once per model type and layout, not on every cached step.
+    if model_type not in _EMBEDDINGS_FEED_BLOCK_0 or not embedding_params:
         return None
-    common = os.path.commonprefix([name.split(".")[:-1] for name in layout.embeddings])
+    common = os.path.commonprefix([name.split(".")[:-1] for name in embedding_params])
     return ".".join(common) if len(common) > 1 else None  # a bare base model ("bert") is not the embeddings
 
 
