@@ -26,13 +26,13 @@ def _warn_if_download_accelerator_installed() -> None:
 _warn_if_download_accelerator_installed()
 
 _LAZY = {
-    "TransferTrainer": "trainers",
-    "DistillationTrainer": "distillation_trainer",
-    "DistillationArguments": "config",
-    "TransferTrainingArguments": "config",
-    "ModelArguments": "config",
-    "DataArguments": "config",
-    "discover_layers": "layers",
+    "TransferTrainer": "train.trainer",
+    "DistillationTrainer": "distill.trainer",
+    "DistillationArguments": "distill.arguments",
+    "TransferTrainingArguments": "train.arguments",
+    "ModelArguments": "core.arguments",
+    "DataArguments": "core.arguments",
+    "discover_layers": "core.layers",
 }
 
 

@@ -1,10 +1,11 @@
-"""The `hf-transfer` command line: parse YAML and flags, validate, dispatch. The only module that prints."""
+"""The `hf-transfer` command line: a YAML config and `--field value` flags parsed by `HfArgumentParser` into each
+command's argument dataclasses, then a table of commands. The only module that prints."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
-import enum
 import os
 import re
 import sys
@@ -13,7 +14,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from .config import INT_OR_LIST_FIELDS, REPEATABLE_FIELDS, ConfigError, DiskFullError, HfTransferError
+from hf_transfer.errors import ConfigError, DiskFullError, HfTransferError
 
 USAGE = """usage: hf-transfer <command> [--config CONFIG.yaml] [--field value ...]
 
@@ -32,65 +33,68 @@ YAML, so `--freeze_layers 4`, `--freeze_layers [0,1,2]` and `--bf16 true` all wo
 """
 
 
-def _train_dataclasses():
-    from transformers import TrainingArguments  # noqa: F401  (imported for its side effect on logging set-up)
+def _train():
+    from hf_transfer.adapters.arguments import AdapterArguments
+    from hf_transfer.core.arguments import DataArguments, ModelArguments
+    from hf_transfer.train.arguments import TransferTrainingArguments
+    from hf_transfer.train.command import run_train
 
-    from .config import AdapterArguments, DataArguments, ModelArguments, TransferTrainingArguments
-
-    return (ModelArguments, DataArguments, AdapterArguments, TransferTrainingArguments)
-
-
-def _distill_dataclasses():
-    from transformers import TrainingArguments  # noqa: F401
-
-    from .config import (
-        AdapterArguments,
-        DataArguments,
-        DistillationArguments,
-        ModelArguments,
-        TransferTrainingArguments,
-    )
-
-    return (ModelArguments, DataArguments, DistillationArguments, AdapterArguments, TransferTrainingArguments)
+    return (ModelArguments, DataArguments, AdapterArguments, TransferTrainingArguments), run_train
 
 
-def _evaluate_dataclasses():
-    from .config import EvaluateArguments
+def _distill():
+    from hf_transfer.adapters.arguments import AdapterArguments
+    from hf_transfer.core.arguments import DataArguments, ModelArguments
+    from hf_transfer.distill.arguments import DistillationArguments
+    from hf_transfer.distill.command import run_distill
+    from hf_transfer.train.arguments import TransferTrainingArguments
 
-    return (EvaluateArguments,)
-
-
-def _merge_dataclasses():
-    from .config import MergeArguments
-
-    return (MergeArguments,)
-
-
-def _card_dataclasses():
-    from .config import CardArguments
-
-    return (CardArguments,)
+    dataclasses = (ModelArguments, DataArguments, DistillationArguments, AdapterArguments, TransferTrainingArguments)
+    return dataclasses, run_distill
 
 
-def _push_dataclasses():
-    from .config import PushArguments
+def _evaluate():
+    from hf_transfer.evaluation.arguments import EvaluateArguments
+    from hf_transfer.evaluation.command import run_evaluate
 
-    return (PushArguments,)
+    return (EvaluateArguments,), run_evaluate
 
 
-COMMANDS: dict[str, tuple[typing.Callable, str]] = {
-    "train": (_train_dataclasses, "train"),
-    "distill": (_distill_dataclasses, "distill"),
-    "evaluate": (_evaluate_dataclasses, "evaluate"),
-    "merge": (_merge_dataclasses, "merge"),
-    "card": (_card_dataclasses, "card"),
-    "push": (_push_dataclasses, "push"),
+def _merge():
+    from hf_transfer.merge.arguments import MergeArguments
+    from hf_transfer.merge.command import run_merge
+
+    return (MergeArguments,), run_merge
+
+
+def _card():
+    from hf_transfer.outputs.arguments import CardArguments
+    from hf_transfer.outputs.commands import run_card
+
+    return (CardArguments,), run_card
+
+
+def _push():
+    from hf_transfer.outputs.arguments import PushArguments
+    from hf_transfer.outputs.commands import run_push
+
+    return (PushArguments,), run_push
+
+
+# Each command's argument dataclasses and entry point, imported only when the command runs (so `--help` is quick).
+COMMANDS: dict[str, typing.Callable[[], tuple[tuple, typing.Callable]]] = {
+    "train": _train,
+    "distill": _distill,
+    "evaluate": _evaluate,
+    "merge": _merge,
+    "card": _card,
+    "push": _push,
 }
 # Commands whose first argument, when it is not a flag, is a field: `hf-transfer push DIR ...`.
 POSITIONAL = {"card": "model_dir", "push": "model_dir"}
 
 
-# --- parsing --------------------------------------------------------------------------------------------------------
+# --- YAML -----------------------------------------------------------------------------------------------------------
 
 
 def _yaml_loader():
@@ -110,44 +114,14 @@ def _yaml_loader():
     return Loader
 
 
-def _yaml_load(text: str) -> Any:
-    import yaml
-
-    return yaml.load(text, Loader=_yaml_loader())
-
-
-def _read_yaml(value: str) -> Any:
+def _read_yaml(text: str) -> Any:
+    """A flag's value read as YAML; text that is not valid YAML stays text."""
     import yaml
 
     try:
-        return _yaml_load(value)
+        return yaml.load(text, Loader=_yaml_loader())
     except yaml.YAMLError:
-        return value
-
-
-def _split_flags(argv: list[str]) -> tuple[str | None, dict[str, Any]]:
-    """`--config X --a 1 --b=[0,1] --flag` -> ("X", {"a": 1, "b": [0, 1], "flag": True})."""
-    config_path, values, i = None, {}, 0
-    while i < len(argv):
-        token = argv[i]
-        if not token.startswith("--") or len(token) == 2:
-            raise ConfigError(f"unexpected argument {token!r}; fields are given as --name value.")
-        name, eq, inline = token[2:].partition("=")
-        name = name.replace("-", "_")
-        if eq:
-            raw, i = inline, i + 1
-        elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-            raw, i = argv[i + 1], i + 2
-        else:
-            raw, i = "true", i + 1
-        if name == "config":
-            config_path = raw
-        elif name in REPEATABLE_FIELDS and name in values:
-            previous = values[name] if isinstance(values[name], list) else [values[name]]
-            values[name] = [*previous, _read_yaml(raw)]
-        else:
-            values[name] = _read_yaml(raw)
-    return config_path, values
+        return text
 
 
 _ENV_VAR = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
@@ -179,7 +153,7 @@ def _load_config_file(path: str) -> dict[str, Any]:
     if not Path(path).is_file():
         raise ConfigError(f"config file {path!r} does not exist.")
     try:
-        data = _yaml_load(Path(path).read_text())
+        data = yaml.load(Path(path).read_text(), Loader=_yaml_loader())
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -192,6 +166,20 @@ def _load_config_file(path: str) -> dict[str, Any]:
     return {str(k).replace("-", "_"): _expand_env(v, path) for k, v in data.items()}
 
 
+def _as_flag_value(value: Any) -> str:
+    """A config value written as the flag text that means the same (lists and mappings in YAML flow style)."""
+    import yaml
+
+    if isinstance(value, (list, dict)):
+        return yaml.safe_dump(value, default_flow_style=True, width=1 << 20).strip()
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    return str(value)
+
+
+# --- the parser -----------------------------------------------------------------------------------------------------
+
+
 def _describe(hint: Any) -> str:
     origin = typing.get_origin(hint)
     if origin is Literal:
@@ -200,106 +188,123 @@ def _describe(hint: Any) -> str:
         return " or ".join(_describe(h) for h in typing.get_args(hint) if h is not type(None))
     if origin in (list, tuple):
         return "a list"
-    if origin is dict:
+    if origin is dict or hint is dict:
         return "a mapping"
     return getattr(hint, "__name__", str(hint))
 
 
-def _coerce(name: str, value: Any, hint: Any) -> Any:
-    """Convert a YAML value to a field's declared type, or raise ConfigError naming the field and the value."""
-    if value is None or hint is Any:
-        return value
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (Union, types.UnionType):
-        members = [h for h in args if h is not type(None)]
-        for member in members:  # an exact type match wins over a conversion
-            if isinstance(member, type) and type(value) is member:
+def _takes(hint: Any, kind: type) -> bool:
+    """Whether a field's type admits values of `kind` (list or dict), at its top level."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
+    return any(option is kind or typing.get_origin(option) is kind for option in options)
+
+
+def _value_reader(name: str, hint: Any, convert, choices):
+    """The `type` of a field's argparse action: the flag text read as YAML, then converted as HfArgumentParser
+    would convert it (`convert`: int, float, string_to_bool, a choice mapper). Fields typed `X | str` (a value or a
+    list, such as `freeze_layers`) get the YAML value itself and normalise it in `__post_init__`."""
+    mixed = typing.get_origin(hint) in (Union, types.UnionType) and str in typing.get_args(hint)
+    mixed = mixed and len([h for h in typing.get_args(hint) if h is not type(None)]) > 1
+
+    def read(text: str):
+        value = _read_yaml(text)
+        if value is None and text.strip() in ("null", "~", "None"):
+            return None
+        if isinstance(value, (list, dict)):
+            if mixed or _takes(hint, type(value)):
+                if isinstance(value, list) and convert not in (None, str) and not mixed:
+                    return [convert(str(item)) for item in value]
                 return value
-        for member in members:
-            try:
-                return _coerce(name, value, member)
-            except ConfigError:
-                continue
-    elif origin is Literal:
-        for choice in args:
-            if value == choice or str(value) == str(choice):
-                return choice
-    elif origin in (list, tuple):
-        items = value if isinstance(value, (list, tuple)) else [value]
-        return [_coerce(name, v, args[0]) if args else v for v in items]
-    elif origin is dict or hint is dict:
-        if isinstance(value, dict):
+        elif mixed:
             return value
-    elif hint is bool:
-        if isinstance(value, bool):
-            return value
-        if str(value).lower() in ("true", "yes", "1", "on"):
-            return True
-        if str(value).lower() in ("false", "no", "0", "off"):
-            return False
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
+        elif convert in (None, str):
+            return text
+        else:
             try:
-                return int(value)
-            except ValueError:
-                pass
-    elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif hint is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-    elif isinstance(hint, type) and issubclass(hint, enum.Enum):
-        if str(value) in [str(m.value) for m in hint]:
-            return str(value)
-    else:
-        return value
-    raise ConfigError(f"{name} expects {_describe(hint)}, got {value!r}.")
+                result = convert(text if not isinstance(value, float) or not value.is_integer() else str(int(value)))
+            except (ValueError, TypeError, argparse.ArgumentTypeError):
+                result = None
+            if result is not None and (choices is None or result in choices):
+                return result
+        raise argparse.ArgumentTypeError(f"{name} expects {_describe(hint)}, got {value!r}.")
+
+    read.__name__ = getattr(convert, "__name__", "value")
+    return read
 
 
-def _build_parser(dataclass_types, command: str):
-    from transformers import HfArgumentParser
+class CommandParser:
+    """`HfArgumentParser` for one command's dataclasses, with `--config FILE.yaml` (flags win over the file), flag
+    values read as YAML, and every mistake raised as a one-line `ConfigError`."""
 
-    parser = HfArgumentParser(dataclass_types, prog=f"hf-transfer {command}")
-    parser.add_argument("--config", metavar="CONFIG.yaml", help="YAML file of field: value; flags override it.")
-    return parser
+    def __init__(self, dataclass_types, command: str):
+        from transformers import HfArgumentParser
+
+        class _Parser(HfArgumentParser):
+            def error(self, message: str):
+                message = re.sub(r"^argument --[\w-]+(/--[\w-]+)*: ", "", message)
+                message = re.sub(r"^expected one argument$", "a value is missing", message)
+                raise ConfigError(message)
+
+        self.command = command
+        self.dataclass_types = list(dataclass_types)
+        self.parser = _Parser(self.dataclass_types, prog=f"hf-transfer {command}", allow_abbrev=False)
+        self.parser.add_argument(
+            "--config", metavar="CONFIG.yaml", help="YAML file of field: value; flags override it."
+        )
+        self.hints = {}
+        for dtype in self.dataclass_types:
+            resolved = typing.get_type_hints(dtype)
+            self.hints.update({f.name: resolved[f.name] for f in dataclasses.fields(dtype) if f.init})
+        for action in self.parser._actions:
+            if action.dest in self.hints and action.option_strings[0].startswith(f"--{action.dest}"):
+                action.type = _value_reader(action.dest, self.hints[action.dest], action.type, action.choices)
+                action.choices = None  # checked by the reader, with a message naming the field
+
+    def print_help(self) -> None:
+        self.parser.print_help()
+
+    def parse(self, argv: list[str]) -> tuple:
+        if self.command in POSITIONAL and argv and not argv[0].startswith("-"):
+            argv = [f"--{POSITIONAL[self.command]}", *argv]
+        locate = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+        locate.add_argument("--config")
+        located, flags = locate.parse_known_args(argv)
+        config = _load_config_file(located.config) if located.config else {}
+        given = {token[2:].split("=", 1)[0].replace("-", "_") for token in flags if token.startswith("--")}
+        tokens = [part for k, v in config.items() if k not in given for part in (f"--{k}", _as_flag_value(v))]
+        namespace, unknown = self.parser.parse_known_args(tokens + flags)
+        if unknown:
+            raise ConfigError(self._unknown(unknown[0]))
+        values = vars(namespace)
+        for action in self.parser._actions:  # `--x [a, b]` for a list field arrives as [[a, b]]
+            value = values.get(action.dest)
+            if action.nargs in ("+", "*") or isinstance(action, argparse._AppendAction):
+                if isinstance(value, list) and any(isinstance(v, (list, dict)) for v in value):
+                    flat = [item for v in value for item in (v if isinstance(v, list) else [v])]
+                    values[action.dest] = flat[0] if len(flat) == 1 and isinstance(flat[0], dict) else flat
+        objects = []
+        for dtype in self.dataclass_types:
+            names = {f.name for f in dataclasses.fields(dtype) if f.init}
+            try:
+                objects.append(dtype(**{k: v for k, v in values.items() if k in names}))
+            except HfTransferError:
+                raise
+            except (ValueError, TypeError) as err:
+                raise ConfigError(" ".join(str(err).split())) from None
+        return tuple(objects)
+
+    def _unknown(self, token: str) -> str:
+        if not token.startswith("--") or len(token) == 2:
+            return f"unexpected argument {token!r}; fields are given as --name value."
+        name = token[2:].split("=", 1)[0].replace("-", "_")
+        close = difflib.get_close_matches(name, list(self.hints), n=1, cutoff=0.6)
+        hint = f" Did you mean {close[0]!r}?" if close else f" Run `hf-transfer {self.command} --help` for the fields."
+        return f"unknown field {name!r}.{hint}"
 
 
 def parse_command_args(command: str, argv: list[str]) -> tuple:
     """Parse `--config file.yaml` plus `--field value` flags into the command's dataclasses."""
-    dataclass_types = COMMANDS[command][0]()
-    if command in POSITIONAL and argv and not argv[0].startswith("-"):
-        argv = [f"--{POSITIONAL[command]}", *argv]
-    config_path, flags = _split_flags(argv)
-    values = _load_config_file(config_path) if config_path else {}
-    values.update(flags)
-    hints = {}
-    for dtype in dataclass_types:
-        type_hints = typing.get_type_hints(dtype)
-        hints.update({f.name: type_hints[f.name] for f in dataclasses.fields(dtype) if f.init})
-    unknown = [k for k in values if k not in hints]
-    if unknown:
-        name = unknown[0]
-        close = difflib.get_close_matches(name, list(hints), n=1, cutoff=0.6)
-        hint = f" Did you mean {close[0]!r}?" if close else f" Run `hf-transfer {command} --help` for the fields."
-        raise ConfigError(f"unknown field {name!r}.{hint}")
-    values = {k: v if k in INT_OR_LIST_FIELDS else _coerce(k, v, hints[k]) for k, v in values.items()}
-    parser = _build_parser(dataclass_types, command)
-    try:
-        return parser.parse_dict(values)
-    except HfTransferError:
-        raise
-    except (ValueError, TypeError) as err:
-        raise ConfigError(" ".join(str(err).split())) from None
+    return CommandParser(COMMANDS[command]()[0], command).parse(argv)
 
 
 # --- entry point ----------------------------------------------------------------------------------------------------
@@ -319,15 +324,13 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    dataclass_types, entry_point = COMMANDS[command]()
     if "-h" in rest or "--help" in rest:
-        _build_parser(COMMANDS[command][0](), command).print_help()
+        CommandParser(dataclass_types, command).print_help()
         return 0
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        parsed = parse_command_args(command, rest)
-        from . import workflows
-
-        result = getattr(workflows, f"run_{command}")(*parsed)
+        result = entry_point(*CommandParser(dataclass_types, command).parse(rest))
     except HfTransferError as err:
         print(f"hf-transfer {command}: error: {err}", file=sys.stderr)
         return 2

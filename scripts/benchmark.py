@@ -467,7 +467,7 @@ def child_hf_cli(spec: dict) -> dict:
     from transformers import TrainerCallback
 
     from hf_transfer import cli
-    from hf_transfer.trainers import TransferTrainer
+    from hf_transfer.train.trainer import TransferTrainer
 
     epochs: list[dict] = []
 

@@ -46,3 +46,16 @@ def tiny_bert_dir(tmp_path_factory, minilm_path) -> Path:
     BertModel(config).save_pretrained(path)
     AutoTokenizer.from_pretrained(minilm_path).save_pretrained(path)
     return path
+
+
+def assert_picture(path, min_width: int = 300, min_height: int = 200, min_colours: int = 8) -> None:
+    """`path` is a PNG that shows something: decodable, at least this large, and not a blank or single-colour field
+    (a figure with axes, text and data has many distinct colours)."""
+    import numpy as np
+    from matplotlib import image
+
+    pixels = image.imread(path)
+    height, width = pixels.shape[:2]
+    assert width >= min_width and height >= min_height, f"{path} is only {width}x{height} pixels"
+    colours = np.unique(pixels.reshape(-1, pixels.shape[-1]).round(3), axis=0)
+    assert len(colours) >= min_colours, f"{path} has {len(colours)} distinct colours: it looks blank"

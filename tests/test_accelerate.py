@@ -155,7 +155,7 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(command,
 KILLER = """
 import os, signal, sys
 from transformers import TrainerCallback
-import hf_transfer.trainers as trainers
+import hf_transfer.train.trainer as trainers
 
 class KillAt(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
@@ -206,8 +206,8 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(command, setu
 
 
 def test_resume_skips_a_checkpoint_cut_off_mid_save(setup, tmp_path, capsys):
-    from hf_transfer.config import ConfigError
-    from hf_transfer.workflows import complete_checkpoints, resolve_resume_checkpoint
+    from hf_transfer.errors import ConfigError
+    from hf_transfer.outputs.run_folder import complete_checkpoints, resolve_resume_checkpoint
 
     out = tmp_path / "run"
     args = [*run_args(setup, out, "train", batch=8), "--use_cpu", "true", "--save_strategy", "steps"]

@@ -11,16 +11,12 @@ from test_cli import train_argv
 from test_trainers import _PadTokenizer, make_args, tiny_dataset
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, DataCollatorWithPadding
 
-from hf_transfer.adapters import (
-    base_model_reference,
-    check_freeze_conflicts,
-    plan_adapter,
-    trainable_parameters,
-    wrap,
-)
+from hf_transfer.adapters.arguments import AdapterArguments
+from hf_transfer.adapters.peft_model import base_model_reference, trainable_parameters, wrap
+from hf_transfer.adapters.plan import check_freeze_conflicts, plan_adapter
 from hf_transfer.cli import main
-from hf_transfer.config import AdapterArguments, ConfigError
-from hf_transfer.trainers import TransferTrainer
+from hf_transfer.errors import ConfigError
+from hf_transfer.train.trainer import TransferTrainer
 
 SMALL = {
     "num_hidden_layers": 2,
@@ -239,7 +235,7 @@ def test_a_head_inside_the_base_is_saved_too(tmp_path):
 @pytest.mark.parametrize("model_type", ["distilbert", "roberta"])
 def test_merged_model_predicts_like_the_adapter(method, model_type, tmp_path):
     """RoBERTa's head is a container module, which PEFT's own IA3 merge cannot unload."""
-    from hf_transfer.adapters import write_merged
+    from hf_transfer.adapters.peft_model import write_merged
 
     base = saved_base(tmp_path, model_type)
     plan = plan_adapter(AdapterArguments(peft_method=method), meta_model(tiny_config(model_type)))
@@ -271,7 +267,7 @@ def test_transfer_trainer_trains_only_the_adapter_and_the_head(tmp_path):
     model = AutoModelForSequenceClassification.from_config(config)
     model = wrap(model, plan_adapter(AdapterArguments("lora"), meta_model(config)))
     trainer, before = _train(tmp_path, model, tiny_dataset())
-    assert trainer.unfreeze_stages == [] and trainer.layout.depth == 2
+    assert trainer.freeze_plan.stages == () and trainer.layout.depth == 2
     for name, param in trainer.model.named_parameters():
         changed = not torch.equal(before[name], param)
         assert changed == param.requires_grad, name
@@ -384,7 +380,7 @@ def test_lora_run_end_to_end(tmp_path, tiny_bert_dir, csv_data, capsys):
 
     record = json.loads((out / "hf_transfer_run.json").read_text())
     adapter = record["adapter"]
-    assert adapter["method"] == "lora" and adapter["r"] == 4 and adapter["alpha"] == 16
+    assert adapter["method"] == "lora" and adapter["r"] == 4 and adapter["lora_alpha"] == 16
     assert set(adapter["target_modules"]) == {"query", "value"}
     assert adapter["modules_to_save"] == ["bert.pooler", "classifier"]
     assert 0 < adapter["trainable_percent"] < 2

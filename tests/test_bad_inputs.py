@@ -144,6 +144,17 @@ def merge(w, *extra, pretrained=None, finetuned=None):
     ]
 
 
+def evaluate(w, *extra, model=None, validation=None):
+    return [
+        "evaluate",
+        "--model_name_or_path",
+        str(model or w["teacher"]),
+        "--validation_file",
+        str(validation or w["dev"]),
+        *extra,
+    ]
+
+
 def sweep(w, *extra, **kw):
     return merge(w, "--alphas", "0,0.5,1", "--validation_file", str(w["dev"]), *extra, **kw)
 
@@ -259,17 +270,63 @@ CASES = [
         "labels",
     ),
     ("merge: missing finetuned", lambda w: merge(w, "--alpha", "0.5", finetuned=w["root"] / "gone"), "not a folder"),
+    # evaluate
+    ("evaluate: missing file", lambda w: evaluate(w, validation=w["root"] / "gone.csv"), "gone.csv"),
+    ("evaluate: unknown text column", lambda w: evaluate(w, "--text_column_name", "body"), "body"),
+    ("evaluate: not a classifier", lambda w: evaluate(w, model=w["model"]), "not a sequence classifier"),
+    ("evaluate: unseen label", lambda w: evaluate(w, validation=w["unseen"]), "neutral"),
+    ("evaluate: bad extra_eval", lambda w: evaluate(w, "--extra_eval", "nameless"), "NAME=FILE"),
+    ("evaluate: no model", lambda w: ["evaluate", "--validation_file", str(w["dev"])], "model_name_or_path"),
+    # card and push
+    ("card: not a folder", lambda w: ["card", str(w["root"] / "gone")], "not a folder"),
+    ("card: not a run folder", lambda w: ["card", str(w["model"])], "hf_transfer_run.json"),
+    ("push: no repo id", lambda w: ["push", str(w["model"])], "hub_model_id is required"),
+    ("push: not a folder", lambda w: ["push", str(w["root"] / "gone"), "--hub_model_id", "a/b"], "not a folder"),
 ]
 
 
-@pytest.mark.parametrize("case,build,needle", CASES, ids=[c[0] for c in CASES])
-def test_bad_input(case, build, needle, world, tmp_path):
-    out = tmp_path / "out"
-    argv = [*build(world), "--output_dir", str(out)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.run(
+# Where each command would write: the matrix checks nothing appears there.
+OUTPUT_FLAG = {
+    "train": "--output_dir",
+    "distill": "--output_dir",
+    "merge": "--output_dir",
+    "evaluate": "--output_file",
+}
+
+
+def _argv(case_argv: list[str], out: Path) -> list[str]:
+    flag = OUTPUT_FLAG.get(case_argv[0])
+    if flag is None:
+        return case_argv
+    return [*case_argv, flag, str(out / "metrics.json" if flag == "--output_file" else out)]
+
+
+def _run_cli(argv: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    env = env or {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.run(
         [sys.executable, "-m", "hf_transfer", *argv], capture_output=True, text=True, timeout=300, env=env, cwd=REPO
     )
+
+
+@pytest.fixture(scope="module")
+def matrix(world, tmp_path_factory):
+    """Every case started at once on a pool as wide as the machine (each is a fresh `python -m hf_transfer`, whose
+    start-up dominates); each test then waits for its own case."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2))
+    runs = {}
+    for case, build, _ in CASES:
+        out = tmp_path_factory.mktemp("bad") / "out"
+        runs[case] = (out, pool.submit(_run_cli, _argv(build(world), out)))
+    yield runs
+    pool.shutdown(wait=True)
+
+
+@pytest.mark.parametrize("case,build,needle", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(case, build, needle, matrix):
+    out, future = matrix[case]
+    proc = future.result()
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     if os.environ.get("BAD_INPUT_REPORT"):  # the matrix as a table for humans: scripts/bad_input_table.py
         row = {"case": case, "exit": proc.returncode, "message": lines[-1] if lines else "", "lines": len(lines),
@@ -306,9 +363,7 @@ def test_bad_hub_input(case, world, tmp_path):
         env["HF_TOKEN"] = "hf_matrixtoken"
         argv = ["push", str(out), "--hub_model_id", "tester/model"]
         needle, before = f"hf-transfer push {out} --hub_model_id tester/model", _files(out)
-    proc = subprocess.run(
-        [sys.executable, "-m", "hf_transfer", *argv], capture_output=True, text=True, timeout=300, env=env, cwd=REPO
-    )
+    proc = _run_cli(argv, env)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     errors = [line for line in lines if "retrying in" not in line]  # retry notices are progress, not errors
     untouched = not out.exists() if before is None else _files(out) == before
@@ -336,5 +391,9 @@ def test_an_existing_output_dir_is_left_untouched(world, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"] and (out / "keep.txt").read_text() == "mine"
 
 
-def test_the_matrix_is_large_enough():
-    assert len(CASES) >= 30
+def test_every_command_has_bad_input_cases(world, tmp_path):
+    """A command added to the CLI without cases in the matrix fails here."""
+    from hf_transfer.cli import COMMANDS
+
+    covered = {build(world)[0] for _, build, _ in CASES}
+    assert covered == set(COMMANDS), f"no bad-input case for {sorted(set(COMMANDS) - covered)}"

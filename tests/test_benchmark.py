@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import assert_picture
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "benchmark.py"
@@ -91,7 +92,7 @@ def test_markdown_and_chart(bench, tmp_path):
     assert "64 SST-2 training rows" in text
     assert "| teacher | — | 0.9000 |" in text and "| P4 | student |" not in text
     bench.plot_ratios(report["ratios"], tmp_path / "chart.png")
-    assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_picture(tmp_path / "chart.png")
 
 
 def test_settings_presets_and_overrides(bench):

@@ -12,9 +12,10 @@ from huggingface_hub.repocard import metadata_load
 from huggingface_hub.repocard_data import model_index_to_eval_results
 from test_cli import train_argv, write_csv
 
-from hf_transfer.card_data import CARD_DATA_FILE, CardData, complete_card_data
-from hf_transfer.cards import build_card, merge_readme, write_model_card
 from hf_transfer.cli import main
+from hf_transfer.core.folders import CARD_DATA_FILE
+from hf_transfer.outputs.card_data import CardData, complete_card_data
+from hf_transfer.outputs.cards import build_card, merge_readme, write_model_card
 
 
 def header(path_or_text) -> dict:
@@ -215,7 +216,7 @@ def test_adapter_folder_card(tmp_path):
     (tmp_path / "adapter_config.json").write_text(json.dumps(adapter_config))
     (tmp_path / "tokenizer_config.json").write_text("{}")
     record = dict(DISTILL_RECORD, task="train", distillation=None, base_model="org/base")
-    record["adapter"] = {"method": "lora", "r": 4, "alpha": 8, "trainable_percent": 1.3}
+    record["adapter"] = {"method": "lora", "r": 4, "lora_alpha": 8, "trainable_percent": 1.3}
     c = complete_card_data(CardData(), record, {}, tmp_path)
     write_model_card(tmp_path, c, repo_id="me/lora")
     text = (tmp_path / "README.md").read_text()
@@ -241,7 +242,7 @@ def test_the_stock_card_peft_writes_beside_an_adapter_is_replaced_not_merged(tmp
         json.dumps({"peft_type": "LORA", "r": 4, "target_modules": ["query"], "base_model_name_or_path": "org/base"})
     )
     record = dict(DISTILL_RECORD, task="train", distillation=None, base_model="org/base")
-    record["adapter"] = {"method": "lora", "r": 4, "alpha": 8, "trainable_percent": 1.3}
+    record["adapter"] = {"method": "lora", "r": 4, "lora_alpha": 8, "trainable_percent": 1.3}
     write_model_card(tmp_path, complete_card_data(CardData(), record, {}, tmp_path))
     text = (tmp_path / "README.md").read_text()
     assert "More Information Needed" not in text and "/home/me" not in text

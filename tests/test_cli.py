@@ -246,6 +246,7 @@ def test_train_then_evaluate_tiny_model(tmp_path, tiny_bert_dir, tiny_data, caps
     assert json.loads((out / "all_results.json").read_text())["eval_samples"] == 8
     record = json.loads((out / "hf_transfer_run.json").read_text())
     assert record["memory"]["peak_rss_kib"] >= record["memory"]["rss_after_model_load_kib"] > 0
+    assert set(record["memory"]["sources"]) == {"rss_kib", "peak_rss_kib"}
     assert "adapter" not in record
     model = AutoModelForSequenceClassification.from_pretrained(out)
     assert model.config.num_labels == 2

@@ -6,9 +6,10 @@ import datasets
 import pandas as pd
 import pytest
 
-from hf_transfer.config import DataArguments, DataError
-from hf_transfer.data import load_data, tokenize_data
-from hf_transfer.tables import read_table
+from hf_transfer.core.arguments import DataArguments
+from hf_transfer.core.data import load_data, tokenize_data
+from hf_transfer.core.tables import read_table
+from hf_transfer.errors import DataError
 
 RATING_MAPPING = {1: "bad", 2: "bad", 3: "neutral", 4: "good", 5: "good"}
 

@@ -6,19 +6,19 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from hf_transfer.config import ConfigError
-from hf_transfer.distillation import (
-    build_student_from_teacher,
-    check_label_sets,
-    default_layer_map,
+from hf_transfer.core.layers import discover_layers
+from hf_transfer.core.losses import classification_loss_sum
+from hf_transfer.core.tasks import MULTI_LABEL, SINGLE_LABEL
+from hf_transfer.distill.losses import (
     distillation_loss_sum,
-    ensemble_probabilities,
     hidden_state_loss_sum,
     kd_loss_sum,
     kd_multilabel_loss_sum,
+    mix_probabilities,
+    teacher_probabilities,
 )
-from hf_transfer.layers import discover_layers
-from hf_transfer.losses import MULTI_LABEL, SINGLE_LABEL, classification_loss_sum
+from hf_transfer.distill.students import build_student_from_teacher, check_label_sets, default_layer_map
+from hf_transfer.errors import ConfigError
 
 SMALL = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 37, "vocab_size": 99}
 TEACHERS = {
@@ -178,19 +178,23 @@ def test_shape_mismatch_points_to_label_sets():
 # --- Ensembles --------------------------------------------------------------------------------------------------
 
 
+def ensemble(logits, weights=None, temperature=1.0, problem_type=SINGLE_LABEL):
+    return mix_probabilities([teacher_probabilities(t, temperature, problem_type) for t in logits], weights)
+
+
 def test_ensemble_is_the_weighted_average_of_softened_probabilities():
     a, b = torch.randn(2, 3), torch.randn(2, 3)
-    probs = ensemble_probabilities([a, b], [3.0, 1.0], temperature=2.0)
+    probs = ensemble([a, b], [3.0, 1.0], temperature=2.0)
     torch.testing.assert_close(probs, 0.75 * F.softmax(a / 2, -1) + 0.25 * F.softmax(b / 2, -1))
     torch.testing.assert_close(probs.sum(-1), torch.ones(2))
-    torch.testing.assert_close(ensemble_probabilities([a, b]), (F.softmax(a, -1) + F.softmax(b, -1)) / 2)
+    torch.testing.assert_close(ensemble([a, b]), (F.softmax(a, -1) + F.softmax(b, -1)) / 2)
     # A one-teacher ensemble is that teacher.
     student = torch.randn(2, 3)
     torch.testing.assert_close(
-        kd_loss_sum(student, teacher_probs=ensemble_probabilities([a], temperature=2.0), temperature=2.0),
+        kd_loss_sum(student, teacher_probs=ensemble([a], temperature=2.0), temperature=2.0),
         kd_loss_sum(student, a, 2.0),
     )
-    multi = ensemble_probabilities([a, b], [1.0, 1.0], problem_type=MULTI_LABEL)
+    multi = ensemble([a, b], [1.0, 1.0], problem_type=MULTI_LABEL)
     torch.testing.assert_close(multi, (torch.sigmoid(a) + torch.sigmoid(b)) / 2)
 
 
@@ -205,7 +209,7 @@ def test_ensemble_is_the_weighted_average_of_softened_probabilities():
 )
 def test_ensemble_validates(logits, weights, match):
     with pytest.raises(ConfigError, match=match):
-        ensemble_probabilities(logits, weights)
+        ensemble(logits, weights)
 
 
 # --- Hidden states ----------------------------------------------------------------------------------------------

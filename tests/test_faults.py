@@ -5,13 +5,15 @@ import errno
 import json
 import pickle
 
+import hypothesis
 import pandas as pd
 import pytest
+from hypothesis import strategies
 from test_cli import train_argv, write_csv
 
 from hf_transfer.cli import main
-from hf_transfer.teachers import load_or_build_logit_cache
-from hf_transfer.workflows import complete_checkpoints, is_disk_full
+from hf_transfer.distill.teachers import load_or_build_logit_cache
+from hf_transfer.outputs.run_folder import complete_checkpoints, is_disk_full
 
 
 class _Planted:
@@ -126,7 +128,7 @@ def test_a_pickle_planted_in_the_teacher_cache_is_never_loaded(tmp_path):
     dataset, info = load_or_build_logit_cache(tmp_path, "key", 6, lambda: rebuilt.append(1) or logits)
     assert not marker.exists()
     assert rebuilt == [1] and info["hit"] is False  # a foreign file fails the checksums: rebuilt, not trusted
-    assert sorted(p.suffix for p in folder.iterdir()) == [".arrow", ".json", ".json", ".json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["data.arrow", "meta.json"]
     np.testing.assert_array_equal(np.asarray(dataset["teacher_logits"]), logits)
 
 
@@ -170,16 +172,14 @@ def test_odd_text_trains_and_long_rows_are_counted_as_truncated(tmp_path, tiny_b
     assert sum(data["train"]["dropped"].values()) == 6
 
 
-hypothesis = pytest.importorskip("hypothesis")
-
-
 @hypothesis.settings(max_examples=60, deadline=None)
-@hypothesis.given(texts=hypothesis.strategies.lists(hypothesis.strategies.text(max_size=300), min_size=4, max_size=12))
+@hypothesis.given(texts=strategies.lists(strategies.text(max_size=300), min_size=4, max_size=12))
 def test_any_unicode_text_loads_and_tokenizes_without_crashing(texts, tiny_bert_dir):
     from transformers import AutoTokenizer
 
-    from hf_transfer.config import DataArguments, DataError
-    from hf_transfer.data import load_data, tokenize_data
+    from hf_transfer.core.arguments import DataArguments
+    from hf_transfer.core.data import load_data, tokenize_data
+    from hf_transfer.errors import DataError
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
     import tempfile
@@ -190,10 +190,14 @@ def test_any_unicode_text_loads_and_tokenizes_without_crashing(texts, tiny_bert_
         labels = ["a", "b"] * len(texts)
         pd.DataFrame({"text": texts, "label": labels[: len(texts)]}).to_json(path, orient="records", lines=True)
         args = DataArguments(train_file=str(path), validation_file=str(path), text_column_name="text")
-        try:
-            prepared = load_data(args)
-        except DataError:
-            return  # e.g. every row blank: a clear error is the right answer
+        usable = [text for text in texts if text.strip()]
+        if not usable:  # every row blank: a clear error is the right answer, and the only one allowed
+            with pytest.raises(DataError, match="no usable rows"):
+                load_data(args)
+            return
+        prepared = load_data(args)
+        assert prepared.summary["train"]["rows"] == len(usable)
+        assert prepared.summary["train"]["dropped"]["empty_text"] == len(texts) - len(usable)
         tokenized = tokenize_data(prepared, tokenizer, max_seq_length=16)
         assert all(len(ids) <= 16 for ids in tokenized["train"]["input_ids"])
         assert prepared.summary["train"]["rows_truncated"] <= len(tokenized["train"])

@@ -8,9 +8,10 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from hf_transfer.cli import main
-from hf_transfer.config import ConfigError
-from hf_transfer.feature_cache import (
-    DATA_FILE,
+from hf_transfer.core.caching import DATA_FILE
+from hf_transfer.core.layers import ModelLayout, discover_layers
+from hf_transfer.errors import ConfigError
+from hf_transfer.train.feature_cache import (
     FEATURE_COLUMN,
     SUPPORTED_MODEL_TYPES,
     FrozenFeatureCollator,
@@ -20,7 +21,6 @@ from hf_transfer.feature_cache import (
     trunk_depth,
     trunk_fingerprint,
 )
-from hf_transfer.layers import ModelLayout, discover_layers
 
 WORDS = "good great fine bad awful poor nice meh thing number very".split()
 TINY = {"hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 2, "intermediate_size": 37}
@@ -241,7 +241,7 @@ def assert_same_training(a, b, atol=1e-5):
     ],
 )
 def test_training_on_the_cache_matches_naive_freezing(tmp_path, data, model_type, freeze, monkeypatch, capsys):
-    import hf_transfer.trainers
+    import hf_transfer.train.trainer
 
     model = model_dir(tmp_path, model_type)
     cache = tmp_path / "cache"
@@ -253,7 +253,7 @@ def test_training_on_the_cache_matches_naive_freezing(tmp_path, data, model_type
         calls.append(args[-1].shape)
         return cached_trunk(*args)
 
-    monkeypatch.setattr(hf_transfer.trainers, "cached_trunk", counting)
+    monkeypatch.setattr(hf_transfer.train.trainer, "cached_trunk", counting)
     cached = train(
         model,
         data,

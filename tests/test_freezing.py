@@ -2,8 +2,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 
-from hf_transfer.config import ConfigError
-from hf_transfer.freezing import (
+from hf_transfer.core.freezing import (
     apply_freeze,
     count_parameters,
     layerwise_lr_groups,
@@ -11,7 +10,8 @@ from hf_transfer.freezing import (
     trainable_at_epoch,
     unfreezing_stages,
 )
-from hf_transfer.layers import ModelLayout, discover_layers
+from hf_transfer.core.layers import ModelLayout, discover_layers
+from hf_transfer.errors import ConfigError
 
 LAYOUT = ModelLayout(
     embeddings=("emb.weight", "emb.norm.bias"),

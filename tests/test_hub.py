@@ -15,10 +15,11 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 from local_hub import TOKEN, LocalHub
 from test_cli import train_argv
 
-from hf_transfer import hub as hub_module
-from hf_transfer.card_data import CARD_DATA_FILE, CardData, complete_card_data
-from hf_transfer.cards import write_model_card
 from hf_transfer.cli import main
+from hf_transfer.core.folders import CARD_DATA_FILE
+from hf_transfer.outputs import hub as hub_module
+from hf_transfer.outputs.card_data import CardData, complete_card_data
+from hf_transfer.outputs.cards import write_model_card
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForImageClassification, AutoModelForSequenceClassification
 
-from hf_transfer.config import ConfigError
-from hf_transfer.layers import discover_layers
+from hf_transfer.core.layers import discover_layers
+from hf_transfer.errors import ConfigError
 
 SMALL = {
     "num_hidden_layers": 2,

@@ -3,7 +3,8 @@
 import torch
 import torch.nn.functional as F
 
-from hf_transfer.losses import MULTI_LABEL, SINGLE_LABEL, classification_loss_sum, count_loss_items
+from hf_transfer.core.losses import classification_loss_sum, count_loss_items
+from hf_transfer.core.tasks import MULTI_LABEL, SINGLE_LABEL
 
 
 def test_single_label_sum_matches_mean_times_count_and_ignores_minus_100():

@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import assert_picture
 
 from hf_transfer.cli import main, parse_command_args
-from hf_transfer.config import ConfigError
-from hf_transfer.merging import (
+from hf_transfer.errors import ConfigError
+from hf_transfer.merge.interpolation import (
     TensorSpec,
     choose_alpha,
     interpolate_state_dicts,
@@ -229,7 +230,7 @@ def test_sweep_with_extra_sets_writes_table_plot_and_card(tmp_path, tiny_bert_di
         assert row["shifted"]["samples"] == 12 and row["indomain"]["samples"] == 12
         assert row["again"]["accuracy"] == row["indomain"]["accuracy"]
         assert row["mean_extra_accuracy"] == pytest.approx((row["shifted"]["accuracy"] + row["again"]["accuracy"]) / 2)
-    assert (out / "merge_sweep.png").stat().st_size > 0
+    assert_picture(out / "merge_sweep.png")
     for name in ("merge_eval.confusion_matrix.json", "merge_eval.shifted.confusion_matrix.png", "merge_eval.md"):
         assert (out / name).is_file(), name
     chosen = [row for row in sweep["rows"] if row["alpha"] == sweep["chosen_alpha"]][0]
@@ -310,9 +311,9 @@ def test_head_init_interpolates_the_head(tmp_path, tiny_bert_dir):
 
 
 def parse_and_run(argv):
-    from hf_transfer import workflows
+    from hf_transfer.merge.command import run_merge
 
-    return workflows.run_merge(*parse_command_args(argv[0], argv[1:]))
+    return run_merge(*parse_command_args(argv[0], argv[1:]))
 
 
 def test_a_pretrained_checkpoint_without_pooler_keeps_the_fine_tuned_pooler(tmp_path, tiny_bert_dir):
@@ -366,7 +367,7 @@ def _merged_adapter(tiny_bert_dir, adapter_dir, labels):
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification
 
-    from hf_transfer.adapters import merge_into_base
+    from hf_transfer.adapters.peft_model import merge_into_base
 
     base = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, **labels)
     return merge_into_base(PeftModel.from_pretrained(base, adapter_dir)).state_dict()
@@ -467,7 +468,7 @@ def test_merge_real_minilm_through_the_cli(tmp_path, minilm_path, data_root):
     random head) merged back at two α, scored on real Blitzer rows; the output loads with AutoModel and pipeline."""
     from transformers import AutoModelForSequenceClassification, pipeline
 
-    from hf_transfer.tables import read_table
+    from hf_transfer.core.tables import read_table
 
     labels = {"id2label": {0: "negative", 1: "positive"}, "label2id": {"negative": 0, "positive": 1}}
     torch.manual_seed(0)

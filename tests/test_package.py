@@ -5,10 +5,11 @@ import subprocess
 import sys
 import warnings
 from importlib import metadata
+from pathlib import Path
 
 import hf_transfer
-from hf_transfer.cards import template_path
-from hf_transfer.evaluation import METRICS_DIR
+from hf_transfer.core.metrics import METRICS_DIR
+from hf_transfer.outputs.cards import template_path
 
 
 def test_python_m_and_console_script_are_the_same_program():
@@ -18,11 +19,24 @@ def test_python_m_and_console_script_are_the_same_program():
     assert scripts["hf-transfer"] == "hf_transfer.cli:main"
 
 
-def test_templates_and_metric_modules_ship_inside_the_package():
-    assert template_path().is_file()
-    assert "hf_transfer" in str(template_path().resolve()) or template_path().parent.name == "model_cards"
-    for name in ("accuracy", "precision", "recall", "f1", "multilabel"):
-        assert (METRICS_DIR / name / f"{name}.py").is_file()
+def test_the_wheel_ships_every_module_template_and_metric_module(tmp_path):
+    """Built as pip builds it: a subpackage, template or metric module left out of pyproject's lists fails here."""
+    import zipfile
+
+    root = Path(hf_transfer.__file__).resolve().parent.parent
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(root), "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("hf_transfer_learning-*.whl")
+    shipped = set(zipfile.ZipFile(wheel).namelist())
+    sources = {p.relative_to(root).as_posix() for p in (root / "hf_transfer").rglob("*.py")}
+    assert sources - shipped == set()
+    assert "hf_transfer/model_cards/" + template_path().name in shipped
+    metric_modules = {p.relative_to(root).as_posix() for p in METRICS_DIR.glob("*/*.py")}
+    assert metric_modules and metric_modules <= shipped
 
 
 def test_warns_when_the_download_accelerator_wheel_is_installed(monkeypatch):
@@ -50,7 +64,7 @@ def test_half_precision_checkpoint_loads_with_fp32_master_weights(tmp_path):
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    from hf_transfer.models import load_classifier
+    from hf_transfer.core.models import load_classifier
 
     config = BertConfig(
         vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, num_labels=2

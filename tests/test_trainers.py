@@ -5,8 +5,8 @@ import torch
 from datasets import Dataset
 from transformers import BertConfig, BertForSequenceClassification, DataCollatorWithPadding, Trainer, TrainerCallback
 
-from hf_transfer.config import TransferTrainingArguments
-from hf_transfer.trainers import TransferTrainer
+from hf_transfer.train.arguments import TransferTrainingArguments
+from hf_transfer.train.trainer import TransferTrainer
 
 
 def tiny_model(seed=0, dropout=0.0, num_labels=3):
@@ -75,14 +75,12 @@ def make_args(tmp_path, **kw):
 def run(trainer_cls, tmp_path, model=None, dataset=None, callbacks=None, **kw):
     model = model or tiny_model()
     args = make_args(tmp_path, **kw)
-    extra = {} if trainer_cls is Trainer else {}
     trainer = trainer_cls(
         model=model,
         args=args,
         train_dataset=dataset or tiny_dataset(),
         data_collator=DataCollatorWithPadding(_PadTokenizer()),
         callbacks=callbacks,
-        **extra,
     )
     trainer.train()
     return trainer

@@ -1,0 +1,73 @@
+"""The adapter fields of `train` and `distill`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from hf_transfer.errors import ConfigError
+
+
+@dataclass
+class AdapterArguments:
+    """A PEFT adapter as a light task head: the base model stays frozen, the adapter and the classifier train."""
+
+    peft_method: str = field(
+        default="none",
+        metadata={
+            "help": "`none` (full model, with the freezing options), `lora`, `ia3`, `adalora`, or any other PEFT "
+            "method name (`loha`, `lokr`, ...); case-insensitive."
+        },
+    )
+    peft_config: dict[str, Any] | None = field(
+        default=None,
+        metadata={
+            "help": "Fields of the method's PEFT config (e.g. `{r: 16, target_modules: [query, key, value]}` for "
+            "LoRA); they win over the short fields below. The task type and the saved head are set by hf-transfer."
+        },
+    )
+    lora_r: int = field(default=8, metadata={"help": "Adapter rank `r` (LoRA and methods that have a rank)."})
+    lora_alpha: int = field(default=16, metadata={"help": "Scaling α (`lora_alpha`, or `alpha` for LoHa/LoKr)."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the adapter's input, in [0, 1)."})
+    target_modules: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Modules that get an adapter: names or dotted suffixes such as `[query, value]`, or `all-linear`. "
+            "Default: PEFT's choice for the architecture, else the attention projections found in the blocks."
+        },
+    )
+    merge_adapter: bool = field(
+        default=False,
+        metadata={"help": "Also write the adapter merged into the base as a plain model, to `output_dir/merged`."},
+    )
+
+    def __post_init__(self):
+        self.peft_method = str(self.peft_method or "none").strip().lower().replace("-", "_")
+        if self.lora_r <= 0:
+            raise ConfigError(f"lora_r must be > 0, got {self.lora_r}. Typical ranks are 4-64.")
+        if self.lora_alpha <= 0:
+            raise ConfigError(f"lora_alpha must be > 0, got {self.lora_alpha}. A common choice is 2 × lora_r.")
+        if not 0.0 <= self.lora_dropout < 1.0 or math.isnan(self.lora_dropout):
+            raise ConfigError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}.")
+        if isinstance(self.target_modules, str):
+            self.target_modules = [self.target_modules]
+        if self.target_modules is not None:
+            # `--target_modules query,value` arrives as one string.
+            names = [part.strip() for item in self.target_modules for part in str(item).split(",")]
+            self.target_modules = [name for name in names if name]
+            if not self.target_modules:
+                raise ConfigError("target_modules is empty; give module names like [query, value], or drop it.")
+        if self.peft_config is not None and not isinstance(self.peft_config, dict):
+            raise ConfigError(f"peft_config must be a mapping of PEFT config fields, got {self.peft_config!r}.")
+        if self.peft_method == "none":
+            used = [name for name in ("peft_config", "target_modules") if getattr(self, name)]
+            used += ["merge_adapter"] if self.merge_adapter else []
+            if used:
+                raise ConfigError(
+                    f"{', '.join(used)} given but peft_method is none; set peft_method (e.g. lora) or drop them."
+                )
+
+    @property
+    def enabled(self) -> bool:
+        return self.peft_method != "none"

@@ -1,0 +1,300 @@
+"""PEFT adapters once the weights are loaded: wrapping, AdaLoRA's schedule, saving an adapter folder that names its
+base by Hub id, reloading it (and checking the reload), merging it into the base, and its record."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+
+from torch import nn
+from transformers import TrainerCallback
+
+from hf_transfer.adapters.arguments import AdapterArguments
+from hf_transfer.adapters.plan import ADAPTER_FILES, MERGED_DIR, AdapterPlan
+from hf_transfer.core.arguments import ModelArguments
+from hf_transfer.core.folders import ADAPTER_CONFIG, CARD_DATA_FILE, RUN_RECORD_FILE
+from hf_transfer.core.models import load_classifier, load_config
+from hf_transfer.errors import ConfigError, one_line
+
+logger = logging.getLogger(__name__)
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+_HF_CACHE = re.compile(r"/models--([\w.-]+?)--([\w.-]+)/snapshots/")
+
+
+def wrap(model: nn.Module, plan: AdapterPlan):
+    """`model` (weights loaded) with the planned adapter: only the adapter and the head train."""
+    from peft import get_peft_model
+
+    return get_peft_model(model, copy.deepcopy(plan.peft_config))
+
+
+def is_peft_model(model) -> bool:
+    peft = sys.modules.get("peft")  # a model cannot be a PeftModel unless peft is imported
+    return peft is not None and isinstance(model, peft.PeftModel)
+
+
+class AdaLoraCallback(TrainerCallback):
+    """AdaLoRA re-allocates ranks after every optimizer step, on a schedule that needs the total number of steps.
+
+    AdaLoRA's orthogonality regulariser is not added: it rides on `outputs.loss`, which our trainers compute
+    themselves.
+    """
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        config = model.peft_config[model.active_adapter]
+        if state.max_steps <= config.tinit + config.tfinal:
+            raise ConfigError(
+                f"AdaLoRA: the run has {state.max_steps} optimizer steps, not more than tinit + tfinal = "
+                f"{config.tinit + config.tfinal}; lower tinit/tfinal in peft_config or train longer."
+            )
+        config.total_step = state.max_steps
+
+    def on_optimizer_step(self, args, state, control, model=None, **kwargs):
+        model.base_model.update_and_allocate(state.global_step)
+
+
+def adapter_callbacks(model) -> list[TrainerCallback]:
+    config = model.peft_config[model.active_adapter]
+    return [AdaLoraCallback()] if getattr(config, "peft_type", None) == "ADALORA" else []
+
+
+def trainable_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) elements, where total is the base plus the adapter: the frozen original copies that PEFT
+    keeps of the saved head modules are not counted twice."""
+    trainable = total = 0
+    for name, param in model.named_parameters():
+        if ".original_module." in f".{name}":
+            continue
+        total += param.numel()
+        trainable += param.numel() if param.requires_grad else 0
+    return trainable, total
+
+
+def base_model_reference(model_name_or_path: str, base_model_hub_id: str | None = None) -> tuple[str, str]:
+    """What `adapter_config.json` should call the base, and where that came from: the Hub id when it is known
+    (`base_model_hub_id`, a Hub id given as the model, a Hugging Face cache folder, or a config `_name_or_path` that
+    looks like `owner/name`), else the absolute local path."""
+    if base_model_hub_id:
+        return base_model_hub_id, "base_model_hub_id"
+    path = Path(model_name_or_path).expanduser()
+    if not path.is_dir():
+        return model_name_or_path, "model_name_or_path"
+    resolved = path.resolve()
+    cached = _HF_CACHE.search(resolved.as_posix())
+    if cached:
+        return f"{cached.group(1)}/{cached.group(2)}", "Hugging Face cache folder"
+    try:
+        recorded = json.loads((path / "config.json").read_text()).get("_name_or_path")
+    except (OSError, ValueError):
+        recorded = None
+    if isinstance(recorded, str) and _HUB_ID.fullmatch(recorded) and not Path(recorded).exists():
+        # A config's `_name_or_path` is the id the weights were loaded from before they were last saved, which for a
+        # derived model is its parent: say so, since a wrong base would reload silently with other weights.
+        logger.warning(
+            "adapter_config.json will name the base %r, read from %s/config.json (_name_or_path); if the folder holds "
+            "a different model, set base_model_hub_id.",
+            recorded,
+            path,
+        )
+        return recorded, "config _name_or_path"
+    return str(resolved), "local path"
+
+
+def set_base_model_reference(adapter_dir: str | Path, reference: str) -> None:
+    path = Path(adapter_dir) / ADAPTER_CONFIG
+    data = json.loads(path.read_text())
+    data["base_model_name_or_path"] = reference
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def adapter_size_bytes(adapter_dir: str | Path) -> int:
+    """Bytes on disk of the saved adapter: its weights (adapter and head) and its config."""
+    paths = [Path(adapter_dir) / name for name in ADAPTER_FILES]
+    return sum(path.stat().st_size for path in paths if path.exists())
+
+
+def read_json_file(path: Path, what: str) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"cannot read {what} {str(path)!r}: {err}") from None
+
+
+def with_labels(config, label_names: list[str], problem_type: str | None):
+    """A copy of `config` for a classifier with these labels."""
+    config = copy.deepcopy(config)
+    config.num_labels = len(label_names)
+    config.id2label = dict(enumerate(label_names))
+    config.label2id = {name: i for i, name in enumerate(label_names)}
+    config.problem_type = problem_type
+    return config
+
+
+def adapter_labels(folder: Path, needed_for: str) -> tuple[list[str], str | None]:
+    """An adapter folder has no config.json: its labels are in the run record (or the card data) hf-transfer wrote."""
+    for name in (RUN_RECORD_FILE, CARD_DATA_FILE):
+        if (folder / name).is_file():
+            record = read_json_file(folder / name, "run record")
+            if record.get("label_names"):
+                return [str(n) for n in record["label_names"]], record.get("problem_type")
+    raise ConfigError(
+        f"adapter folder {str(folder)!r} records no label names (hf_transfer_run.json); {needed_for} needs them to "
+        "rebuild the classifier. Use an adapter trained with hf-transfer train, or its merged model (merge_adapter: "
+        "true)."
+    )
+
+
+def adapter_base_config(folder: Path, base: str | None = None):
+    """The config of the base an adapter folder goes onto (`base`, else the one its adapter_config.json names), with
+    the adapter run's labels; `config._name_or_path` is that base. Raises ConfigError before any weights load."""
+
+    label_names, problem_type = adapter_labels(folder, "evaluate")
+    given = base
+    base = base or read_json_file(folder / ADAPTER_CONFIG, "adapter config").get("base_model_name_or_path")
+    if not base:
+        raise ConfigError(f"adapter {str(folder)!r} names no base model; pass --base_model_name_or_path DIR_OR_ID.")
+    try:
+        config = load_config(base)
+    except ConfigError as err:
+        if given:
+            raise
+        raise ConfigError(f"{err} The adapter's base is {base!r}: pass --base_model_name_or_path DIR_OR_ID.") from None
+    config = with_labels(config, label_names, problem_type)
+    config._name_or_path = base
+    return config
+
+
+def load_adapter_for_inference(folder: Path, config):
+    """The adapter in `folder` on a fresh copy of the base `config` describes (see `adapter_base_config`)."""
+
+    base = load_classifier(config._name_or_path, config)
+    try:
+        return load_adapter_classifier(folder, base)
+    except (OSError, ValueError, RuntimeError, KeyError) as err:
+        raise ConfigError(
+            f"cannot load adapter {str(folder)!r} onto {config._name_or_path!r}: {one_line(err)}"
+        ) from None
+
+
+def load_adapter_classifier(adapter_dir: str | Path, base_model):
+    """The saved adapter on `base_model`, a freshly loaded `AutoModelForSequenceClassification` with the run's labels
+    (its `num_labels` must match the saved head), ready for inference."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(base_model, str(adapter_dir)).eval()
+
+
+def reload_max_abs_diff(model, adapter_dir: str | Path, base_model, batch: dict) -> float:
+    """Largest |logit| difference on `batch` between `model` and its saved adapter reloaded onto `base_model`."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    reloaded = load_adapter_classifier(adapter_dir, base_model).to(device)
+    batch = {k: v.to(device) for k, v in batch.items()}
+    with torch.no_grad():
+        before, after = model(**batch).logits, reloaded(**batch).logits
+    model.train(was_training)
+    return float((before.float() - after.float()).abs().max())
+
+
+def merge_into_base(model):
+    """The adapter merged into the base weights, as a plain transformers model, with the trained copies of the saved
+    modules (the head) in place. `model` is unwrapped in place: use it no more as a PEFT model afterwards."""
+    from peft.utils import ModulesToSaveWrapper
+
+    # Put the trained copies of the saved modules in place first: PEFT 0.21's IA3 unloading assumes every wrapped
+    # module has a `.weight`, and fails on containers such as BERT's pooler or RoBERTa's classification head.
+    for name, module in list(model.named_modules()):
+        if isinstance(module, ModulesToSaveWrapper):
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, module.modules_to_save[module.active_adapter])
+    return model.merge_and_unload()
+
+
+def write_merged(model, tokenizer, output_dir: str | Path) -> Path:
+    """Merge the adapter into the base weights and save a plain model (with the tokenizer) to `output_dir/merged`.
+
+    `model` is unwrapped in place: use it no more as a PEFT model afterwards."""
+    merged = merge_into_base(model)
+    path = Path(output_dir) / MERGED_DIR
+    merged.save_pretrained(path)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(path)
+    return path
+
+
+def adapter_record(model, plan: AdapterPlan, adapter_dir: str | Path, reference: tuple[str, str]) -> dict:
+    """Plain facts about the trained adapter, for the run record and the card."""
+    config = model.peft_config[model.active_adapter]
+    targets = getattr(config, "target_modules", None)
+    trainable, total = trainable_parameters(model)
+    return {
+        "method": plan.method,
+        "r": getattr(config, "target_r", None) or getattr(config, "r", None),
+        "lora_alpha": getattr(config, "lora_alpha", getattr(config, "alpha", None)),
+        "dropout": getattr(config, "lora_dropout", None),
+        "target_modules": sorted(targets) if isinstance(targets, (set, list, tuple)) else targets,
+        "feedforward_modules": _plain(getattr(config, "feedforward_modules", None)),
+        "targets_from": plan.targets_from,
+        "modules_to_save": list(plan.head_modules),
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+        "trainable_percent": round(100 * trainable / total, 4) if total else 0.0,
+        "size_on_disk_bytes": adapter_size_bytes(adapter_dir),
+        "base_model_name_or_path": reference[0],
+        "base_model_reference_from": reference[1],
+    }
+
+
+def _plain(value):
+    return sorted(value) if isinstance(value, (set, frozenset, list, tuple)) else value
+
+
+def adapter_finisher(plan, adapter_args: AdapterArguments, model_args: ModelArguments, config, tokenized):
+    """The `after_save` step of an adapter run (None without an adapter)."""
+    if plan is None:
+        return None
+
+    def finish(trainer) -> dict:
+        record = _finish_adapter(trainer, plan, adapter_args, model_args, config, tokenized)
+        if adapter_args.merge_adapter:
+            model = trainer.accelerator.unwrap_model(trainer.model)
+            write_merged(model, trainer.processing_class, trainer.args.output_dir)
+        return {"adapter": record}
+
+    return finish
+
+
+def _finish_adapter(trainer, plan, adapter_args, model_args: ModelArguments, config, tokenized) -> dict:
+    """After `save_model`: name the base by its Hub id in adapter_config.json, reload the saved adapter onto a fresh
+    base and compare logits on a validation batch (the guard against a head lost on reload), describe the adapter."""
+
+    out = trainer.args.output_dir
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    reference = base_model_reference(model_args.model_name_or_path, model_args.base_model_hub_id)
+    set_base_model_reference(out, reference[0])
+    record = adapter_record(model, plan, out, reference)
+    # Collated by hand, not through an accelerate-prepared dataloader: only the main process gets here.
+    rows = tokenized["validation"].select(range(min(16, len(tokenized["validation"]))))
+    inputs = [c for c in rows.column_names if c in trainer.processing_class.model_input_names]
+    batch = trainer.data_collator([{c: row[c] for c in inputs} for row in rows])
+    m = model_args
+    base = load_classifier(
+        m.model_name_or_path,
+        config,
+        revision=m.model_revision,
+        cache_dir=m.cache_dir,
+        trust_remote_code=m.trust_remote_code,
+    )
+    record["reload_max_abs_logit_diff"] = reload_max_abs_diff(model, out, base, batch)
+    record["merged_model"] = MERGED_DIR if adapter_args.merge_adapter else None
+    return record

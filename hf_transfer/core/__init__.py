@@ -1,0 +1,1 @@
+"""Shared building blocks: arguments, data, models, layers, freezing, losses, metrics, inference, caching."""

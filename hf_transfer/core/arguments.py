@@ -1,0 +1,320 @@
+"""The argument dataclasses that several commands share: which model, which training data and how to read it, and
+which labelled sets to evaluate on. Every field's `help` is the documentation of the YAML config and of its flag."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from hf_transfer.errors import ConfigError
+
+SUPPORTED_EXTENSIONS = ("csv", "tsv", "json", "jsonl", "parquet")
+
+
+def parse_index_list(name: str, value: Any) -> int | list[int] | None:
+    """Normalise `freeze_layers`-style values: an int, a list of ints, or a string holding either (YAML syntax)."""
+    if value is None or isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        import yaml
+
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"{name} must be an int or a list of ints like [0, 1, 2], got {value!r}.") from None
+        return parse_index_list(name, value)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return list(value)
+    raise ConfigError(f"{name} must be an int or a list of ints like [0, 1, 2], got {value!r}.")
+
+
+@dataclass
+class ModelArguments:
+    """Which pretrained model to start from."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Hub id (e.g. `bert-base-uncased`) or local folder of the pretrained model. Required."},
+    )
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "Tokenizer Hub id or folder, when it differs from `model_name_or_path`."}
+    )
+    model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of the Hub model."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Where downloaded models and datasets are cached."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow custom modelling code from the Hub. Only for repositories you trust."}
+    )
+    base_model_hub_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub id of the base model when `model_name_or_path` is a local folder; recorded in the card and "
+            "in adapter configs instead of the machine path."
+        },
+    )
+    ignore_mismatched_sizes: bool = field(
+        default=False,
+        metadata={"help": "Replace an existing classification head whose number of labels differs from the data's."},
+    )
+
+    def __post_init__(self):
+        if self.model_name_or_path is not None and not str(self.model_name_or_path).strip():
+            raise ConfigError("model_name_or_path is empty: give a Hub id or a local model folder.")
+
+
+@dataclass
+class DataArguments:
+    """Which data to train and evaluate on, and how to read it."""
+
+    dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset id, loaded with `datasets`."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of the Hub dataset."})
+    dataset_hub_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub id of the dataset that local files come from (e.g. `stanfordnlp/sst2`), for the card's "
+            "`datasets` metadata and model-index; with dataset_name the card uses that."
+        },
+    )
+    train_file: str | None = field(
+        default=None, metadata={"help": "Training data: a csv, tsv, json, jsonl or parquet file."}
+    )
+    validation_file: str | None = field(default=None, metadata={"help": "Validation data, same formats."})
+    test_file: str | None = field(default=None, metadata={"help": "Test data, same formats; labels optional."})
+    text_column_name: str | None = field(
+        default=None,
+        metadata={"help": "Column holding the text. Default: the first of `text`, `sentence`, `review`, `content`."},
+    )
+    text_pair_column_name: str | None = field(
+        default=None, metadata={"help": "Optional second text column, for sentence-pair tasks."}
+    )
+    label_column_name: str | None = field(
+        default=None, metadata={"help": "Column holding the label. Default: `label` or `labels`."}
+    )
+    label_mapping: dict[str, str] | None = field(
+        default=None,
+        metadata={
+            "help": "Maps raw label values to label names, e.g. `{1: bad, 2: bad, 3: neutral, 4: good, 5: good}`. "
+            "Label ids follow the order of first appearance among the names. Rows whose label is not a key are "
+            "dropped and counted."
+        },
+    )
+    class_names: list[str] | None = field(
+        default=None,
+        metadata={"help": "Names for integer labels 0..K-1, in id order, e.g. `[negative, positive]`."},
+    )
+    problem_type: Literal["single_label_classification", "multi_label_classification"] | None = field(
+        default=None,
+        metadata={"help": "Default: multi-label when labels are lists, single-label otherwise."},
+    )
+    max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated to this many tokens."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N validation rows."})
+    validation_split_percentage: int = field(
+        default=10,
+        metadata={"help": "Percent of train carved out (seeded, stratified) as validation when there is none."},
+    )
+    csv_quoting: Literal["auto", "minimal", "none"] = field(
+        default="auto",
+        metadata={
+            "help": "How quotes in csv/tsv files are read: `minimal` (standard CSV quoting, fields may span lines), "
+            "`none` (quotes are ordinary characters, as in GLUE's SST-2), or `auto` (detected per file)."
+        },
+    )
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+
+    def __post_init__(self):
+        if self.max_seq_length <= 0:
+            raise ConfigError(f"max_seq_length must be > 0, got {self.max_seq_length}.")
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name} must be > 0, got {value}.")
+        if not 0 < self.validation_split_percentage < 100:
+            raise ConfigError(
+                f"validation_split_percentage must be between 1 and 99, got {self.validation_split_percentage}."
+            )
+        if self.dataset_hub_id is not None:
+            from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+            try:
+                validate_repo_id(str(self.dataset_hub_id))
+            except HFValidationError:
+                raise ConfigError(
+                    f"dataset_hub_id {self.dataset_hub_id!r} is not a Hub dataset id (like 'stanfordnlp/sst2')."
+                ) from None
+        if self.label_mapping is not None:
+            self.label_mapping = {str(k): str(v) for k, v in self.label_mapping.items()}
+        if self.class_names is not None:
+            self.class_names = [str(n) for n in self.class_names]
+            if len(set(self.class_names)) != len(self.class_names):
+                raise ConfigError(f"class_names must be distinct, got {self.class_names}.")
+        if self.class_names is not None and self.label_mapping is not None:
+            raise ConfigError("Give either class_names or label_mapping, not both.")
+        for name in ("train_file", "validation_file", "test_file"):
+            path = getattr(self, name)
+            if path is not None:
+                ext = str(path).rsplit(".", 1)[-1].lower() if "." in str(path) else ""
+                if ext not in SUPPORTED_EXTENSIONS:
+                    raise ConfigError(
+                        f"{name} {path!r} has an unsupported extension {('.' + ext) if ext else '(none)'}; "
+                        f"expected one of {', '.join('.' + e for e in SUPPORTED_EXTENSIONS)}."
+                    )
+
+    @property
+    def has_local_files(self) -> bool:
+        return any((self.train_file, self.validation_file, self.test_file))
+
+
+def _read_list_field(value: str):
+    """A string given for a list field may hold a YAML list: `[a, b]`."""
+    if value.strip().startswith("["):
+        import yaml
+
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"cannot read {value!r} as a list; write it as [first, second].") from None
+    return value
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """A labelled file to evaluate on, under a name; `label_mapping` overrides the command's for this file."""
+
+    name: str
+    path: str
+    label_mapping: dict[str, str] | None = None
+
+
+_SET_NAME = re.compile(r"^[A-Za-z0-9][\w.+-]*$")
+
+
+_EXTRA_EVAL_SYNTAX = (
+    "extra_eval takes NAME=FILE (repeat the flag for more sets), a list of NAME=FILE, or a mapping "
+    "{NAME: FILE} or {NAME: {file: FILE, label_mapping: {...}}}"
+)
+
+
+def _check_data_file(option: str, path: str) -> None:
+    ext = str(path).rsplit(".", 1)[-1].lower() if "." in str(path) else ""
+    if ext not in SUPPORTED_EXTENSIONS:
+        raise ConfigError(
+            f"{option} {path!r} has an unsupported extension {('.' + ext) if ext else '(none)'}; "
+            f"expected one of {', '.join('.' + e for e in SUPPORTED_EXTENSIONS)}."
+        )
+
+
+def parse_extra_eval(value: Any) -> list[EvalSet]:
+    """Normalise `extra_eval` (see `_EXTRA_EVAL_SYNTAX`) to named sets, checking the syntax and the names."""
+    if value is None:
+        return []
+    entries: list[tuple[Any, Any]] = []
+    if isinstance(value, dict):
+        entries = list(value.items())
+    elif isinstance(value, (str, list, tuple)):
+        for item in [value] if isinstance(value, str) else value:
+            if isinstance(item, dict) and len(item) == 1:
+                entries.append(next(iter(item.items())))
+                continue
+            name, eq, path = str(item).partition("=") if isinstance(item, str) else ("", "", "")
+            if not eq:
+                raise ConfigError(f"{_EXTRA_EVAL_SYNTAX}; got {item!r}.")
+            entries.append((name.strip(), path.strip()))
+    else:
+        raise ConfigError(f"{_EXTRA_EVAL_SYNTAX}; got {value!r}.")
+    sets = []
+    for name, spec in entries:
+        mapping = None
+        if isinstance(spec, dict):
+            unknown = sorted(set(spec) - {"file", "label_mapping"})
+            if "file" not in spec or unknown:
+                raise ConfigError(f"{_EXTRA_EVAL_SYNTAX}; the entry for {name!r} is {spec!r}.")
+            mapping = spec.get("label_mapping")
+            if mapping is not None and not isinstance(mapping, dict):
+                raise ConfigError(f"extra_eval {name!r}: label_mapping must be a mapping, got {mapping!r}.")
+            mapping = None if mapping is None else {str(k): str(v) for k, v in mapping.items()}
+            spec = spec["file"]
+        name = str(name).strip()
+        if not _SET_NAME.match(name) or not isinstance(spec, str) or not spec.strip():
+            raise ConfigError(
+                f"{_EXTRA_EVAL_SYNTAX}, NAME being letters, digits, '.', '_', '+' or '-'; got {name!r}={spec!r}."
+            )
+        _check_data_file(f"extra_eval {name!r}:", spec)
+        sets.append(EvalSet(name, spec.strip(), mapping))
+    names = [s.name for s in sets]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"extra_eval names must be distinct; {duplicates[0]!r} is given more than once.")
+    return sets
+
+
+@dataclass
+class EvalDataArguments:
+    """Labelled evaluation data and how to read it (shared by `evaluate` and `merge`)."""
+
+    validation_file: str | None = field(
+        default=None, metadata={"help": "Labelled evaluation data: csv, tsv, json, jsonl or parquet."}
+    )
+    validation_name: str = field(
+        default="validation", metadata={"help": "Name of the validation_file set in tables and file names."}
+    )
+    extra_eval: list[str] | str | None = field(
+        default=None,
+        metadata={
+            "action": "append",  # `--extra_eval a=F --extra_eval b=G` makes a list
+            "help": "More labelled sets to evaluate on, e.g. shifted domains: `--extra_eval dvd=FILE` (repeat the "
+            "flag for more), or in YAML a list of NAME=FILE or a mapping {NAME: FILE}; a set may carry its own "
+            "label_mapping as {NAME: {file: FILE, label_mapping: {...}}}. Columns are read as for validation_file.",
+        },
+    )
+    text_column_name: str | None = field(default=None, metadata={"help": "Text column (default: auto-detected)."})
+    text_pair_column_name: str | None = field(default=None, metadata={"help": "Optional second text column."})
+    label_column_name: str | None = field(default=None, metadata={"help": "Label column (default: label/labels)."})
+    label_mapping: dict[str, str] | None = field(
+        default=None,
+        metadata={
+            "help": "Maps the files' label values to the model's label names, e.g. `{1: positive, 0: negative}`; "
+            "applies to every set that has no label_mapping of its own. Integer labels that are not names are "
+            "taken as label ids."
+        },
+    )
+    max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated to this many tokens."})
+    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Inference batch size."})
+    csv_quoting: Literal["auto", "minimal", "none"] = field(
+        default="auto", metadata={"help": "Quoting of csv/tsv files, as for `train`."}
+    )
+
+    def _check_eval_data(self) -> None:
+        if self.max_seq_length <= 0 or self.per_device_eval_batch_size <= 0:
+            raise ConfigError(
+                f"max_seq_length and per_device_eval_batch_size must be > 0, got {self.max_seq_length} and "
+                f"{self.per_device_eval_batch_size}."
+            )
+        if self.label_mapping is not None:
+            self.label_mapping = {str(k): str(v) for k, v in self.label_mapping.items()}
+        if self.validation_file is not None:
+            _check_data_file("validation_file", self.validation_file)
+        self.validation_name = str(self.validation_name).strip()
+        if not _SET_NAME.match(self.validation_name):
+            raise ConfigError(
+                f"validation_name must be letters, digits, '.', '_', '+' or '-', got {self.validation_name!r}."
+            )
+        sets = parse_extra_eval(self.extra_eval)
+        if sets and not self.validation_file:
+            raise ConfigError("extra_eval sets are evaluated beside validation_file; give validation_file too.")
+        if any(s.name == self.validation_name for s in sets):
+            raise ConfigError(
+                f"extra_eval set {self.validation_name!r} has the name of the validation set; rename it, or set "
+                "validation_name."
+            )
+        # Stored normalised (a mapping) so the resolved config reads back the same.
+        self.extra_eval = {
+            s.name: s.path if s.label_mapping is None else {"file": s.path, "label_mapping": s.label_mapping}
+            for s in sets
+        } or None
+
+    def eval_sets(self) -> list[EvalSet]:
+        """The validation set first, then the extra sets, in the order given."""
+        if not self.validation_file:
+            return []
+        return [EvalSet(self.validation_name, self.validation_file), *parse_extra_eval(self.extra_eval)]

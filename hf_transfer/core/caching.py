@@ -1,0 +1,151 @@
+"""The one cache mechanism behind the teacher-logit and frozen-feature caches: fingerprints of what a cache depends on
+(model weights, tokenizer, rows), a key built from them, and a checksummed arrow folder that is built once and
+reused."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Collection, Iterable, Sequence
+from pathlib import Path
+
+# Bumped whenever what a cache holds changes, so every older cache gets a new key.
+CACHE_FORMAT = 2
+DATA_FILE = "data.arrow"
+META_FILE = "meta.json"
+
+logger = logging.getLogger(__name__)
+
+
+def fingerprint_model(model, exclude: Collection[str] = ()) -> str:
+    """sha256 of every tensor of the state dict (but those named in `exclude`): names, dtypes, shapes and bytes."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        if name in exclude:
+            continue
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def fingerprint_tokenizer(tokenizer) -> str:
+    """sha256 of what decides the token ids: the full tokenizer definition, or the vocabulary for slow tokenizers."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    body = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
+    extra = json.dumps(
+        [
+            type(tokenizer).__name__,
+            list(getattr(tokenizer, "model_input_names", [])),
+            tokenizer.padding_side,
+            tokenizer.truncation_side,
+            str(tokenizer.pad_token),
+        ]
+    )
+    return hashlib.sha256((body + extra).encode()).hexdigest()
+
+
+def fingerprint_texts(texts: Sequence[str], pairs: Sequence[str] | None = None) -> str:
+    """sha256 of the rows, in order (a length-prefixed encoding, so no two different lists collide)."""
+    digest = hashlib.sha256()
+    for i, text in enumerate(texts):
+        for part in (text,) if pairs is None else (text, pairs[i]):
+            raw = str(part).encode()
+            digest.update(len(raw).to_bytes(8, "little"))
+            digest.update(raw)
+    digest.update(b"pairs" if pairs is not None else b"single")
+    return digest.hexdigest()
+
+
+def cache_key(**parts) -> str:
+    """A short stable key from named parts (fingerprints, lengths, dtypes, options)."""
+    payload = json.dumps({"format": CACHE_FORMAT, **parts}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def default_cache_dir(kind: str) -> Path:
+    """`HF_HOME/hf_transfer/<kind>`: where caches of one kind (teacher_logits, frozen_features) live by default."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HOME) / "hf_transfer" / kind
+
+
+def _file_checksums(folder: Path) -> dict[str, str]:
+    sums = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.name != META_FILE:
+            digest = hashlib.sha256()
+            with path.open("rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+            sums[path.name] = digest.hexdigest()
+    return sums
+
+
+def _is_valid(folder: Path, key: str, rows: int) -> bool:
+    meta_path = folder / META_FILE
+    if not meta_path.is_file():
+        return False
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return False
+    return meta.get("key") == key and meta.get("rows") == rows and meta.get("files") == _file_checksums(folder)
+
+
+def load_or_build(
+    cache_root: str | Path,
+    key: str,
+    rows: int,
+    features,
+    build: Callable[[], Iterable[dict]],
+    *,
+    what: str,
+    description: dict | None = None,
+):
+    """The cached dataset for `key`: `rows` rows of `features` (a `datasets.Features`, or None to take the types from
+    the first row), built from `build()` (an
+    iterator of row dicts, streamed to one arrow file) when it is missing, stale or corrupted.
+
+    The folder is named by the key; `meta.json` beside the arrow file holds the key, the row count and the files'
+    checksums, so a truncated or corrupted cache is rebuilt, never used silently. It is written to a tmp folder and
+    renamed into place, so a crash never leaves a half-written cache under the key. Returns `(dataset, info)`: where it
+    lives, whether it was a hit, its bytes on disk and the build time. `what` names the cache in messages.
+    """
+    import datasets
+    from datasets.arrow_writer import ArrowWriter
+
+    folder = Path(cache_root) / key
+    info = {"path": str(folder), "key": key, "rows": rows}
+    if _is_valid(folder, key, rows):
+        info.update(hit=True, build_seconds=0.0)
+    else:
+        if folder.exists():
+            logger.warning(f"{what} cache {folder} is incomplete or corrupted; rebuilding it.")
+            shutil.rmtree(folder)
+        started = time.perf_counter()
+        tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            with ArrowWriter(features=features, path=str(tmp / DATA_FILE)) as writer:
+                for row in build():
+                    writer.write(row)
+                written, _ = writer.finalize()
+            if written != rows:
+                raise RuntimeError(f"{what}: {written} rows were computed for {rows} training rows")
+            meta = {"key": key, "rows": rows, "files": _file_checksums(tmp), **(description or {})}
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
+            tmp.replace(folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        info.update(hit=False, build_seconds=round(time.perf_counter() - started, 2))
+    dataset = datasets.Dataset.from_file(str(folder / DATA_FILE))
+    info["disk_bytes"] = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+    return dataset, info

@@ -1,0 +1,103 @@
+"""Evaluating one classifier on several labelled sets (an in-domain validation set and shifted ones): reading each set
+with the model's label names and scoring it. Used by `evaluate` and by the α sweep of `merge`. Every set is read and
+its labels matched to the model's before any weights are loaded, so a bad file stops the command early."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hf_transfer.core.arguments import DataArguments, EvalDataArguments, EvalSet
+from hf_transfer.core.data import load_data
+from hf_transfer.core.inference import predict_logits
+from hf_transfer.core.metrics import _label_keys, classification_metrics
+from hf_transfer.errors import DataError
+
+
+@dataclass
+class PreparedEvalSet:
+    """A set ready to score: texts, optional pairs, and references as the model's label ids."""
+
+    name: str
+    path: str
+    texts: list[str]
+    pairs: list[str] | None
+    references: list[int]
+    summary: dict
+
+
+def align_labels(data_names: list[str], model_names: list[str], source: str) -> dict[int, int]:
+    """Map the data's label ids to the model's by name; integer labels that are not names are taken as ids."""
+    if set(data_names) <= set(model_names):
+        return {i: model_names.index(n) for i, n in enumerate(data_names)}
+    if all(n.lstrip("-").isdigit() and 0 <= int(n) < len(model_names) for n in data_names):
+        return {i: int(n) for i, n in enumerate(data_names)}
+    unknown = sorted(set(data_names) - set(model_names))
+    raise DataError(
+        f"labels {unknown} in {source!r} are not among the model's labels {model_names}; pass "
+        "--label_mapping '{file_value: model_label, ...}' to translate them."
+    )
+
+
+def prepare_eval_set(eval_set: EvalSet, args: EvalDataArguments, model_names: list[str]) -> PreparedEvalSet:
+    """Read, clean and label-align one set (raises DataError on bad input)."""
+    data_args = DataArguments(
+        validation_file=eval_set.path,
+        text_column_name=args.text_column_name,
+        text_pair_column_name=args.text_pair_column_name,
+        label_column_name=args.label_column_name,
+        label_mapping=eval_set.label_mapping if eval_set.label_mapping is not None else args.label_mapping,
+        csv_quoting=args.csv_quoting,
+    )
+    prepared = load_data(data_args, require_train=False)
+    if prepared.problem_type != "single_label_classification":
+        raise DataError(f"{eval_set.path!r} has list labels; evaluation supports single-label data for now.")
+    to_model_id = align_labels(prepared.label_names, model_names, eval_set.path)
+    split = prepared.datasets["validation"]
+    return PreparedEvalSet(
+        name=eval_set.name,
+        path=eval_set.path,
+        texts=list(split[prepared.text_column]),
+        pairs=list(split[prepared.text_pair_column]) if prepared.text_pair_column else None,
+        references=[to_model_id[label] for label in split["labels"]],
+        summary=prepared.summary.get("validation", {}),
+    )
+
+
+def prepare_eval_sets(args: EvalDataArguments, model_names: list[str]) -> list[PreparedEvalSet]:
+    return [prepare_eval_set(s, args, model_names) for s in args.eval_sets()]
+
+
+def score_set(model, tokenizer, data: PreparedEvalSet, model_names: list[str], args: EvalDataArguments, **kw) -> dict:
+    """The full classification report of `model` on one set (metrics, per-class scores, confusion matrix)."""
+
+    logits = predict_logits(
+        model,
+        tokenizer,
+        data.texts,
+        data.pairs,
+        batch_size=args.per_device_eval_batch_size,
+        max_length=args.max_seq_length,
+        desc=kw.pop("desc", f"evaluate {data.name}"),
+        **kw,
+    )
+    report = classification_metrics(logits.argmax(-1), data.references, model_names)
+    report["samples"] = len(data.references)
+    return report
+
+
+def scalars(report: dict) -> dict:
+    return {k: v for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def reports_markdown(reports: dict[str, dict], label_names: list[str]) -> str:
+    """One row per set: rows, accuracy, macro-F1, then precision and recall of each class."""
+
+    keys = _label_keys(label_names)
+    columns = ["rows", "accuracy", "macro-F1"] + [f"{m} {n}" for n in label_names for m in ("P", "R")]
+    lines = ["| set | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for name, report in reports.items():
+        cells = [str(report.get("samples", "")), f"{report['accuracy']:.4f}", f"{report['f1_macro']:.4f}"]
+        for key in keys:
+            cells += [f"{report[f'precision_{key}']:.4f}", f"{report[f'recall_{key}']:.4f}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

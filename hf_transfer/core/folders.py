@@ -1,0 +1,22 @@
+"""The files a model folder holds, by name: what PEFT and hf-transfer write beside the weights, and whether a folder
+holds a tokenizer or an adapter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# What PEFT names the config of a saved adapter: a folder holding it holds an adapter, not a model.
+ADAPTER_CONFIG = "adapter_config.json"
+# What hf-transfer writes into a run folder beside the model.
+RUN_RECORD_FILE = "hf_transfer_run.json"
+CONFIG_FILE = "hf_transfer_config.yaml"
+CARD_DATA_FILE = "hf_transfer_card_data.json"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+
+
+def has_tokenizer(folder: str | Path) -> bool:
+    return any((Path(folder) / name).is_file() for name in TOKENIZER_FILES)
+
+
+def is_adapter_folder(folder: str | Path) -> bool:
+    return (Path(folder) / ADAPTER_CONFIG).is_file()

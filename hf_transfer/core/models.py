@@ -1,0 +1,132 @@
+"""Resolving and loading pretrained models and tokenizers, with one-line errors for paths and ids that do not work."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+from hf_transfer.core.layers import ModelLayout, discover_layers
+from hf_transfer.errors import ConfigError, one_line
+
+
+def load_config(name_or_path: str, *, revision: str = "main", cache_dir=None, trust_remote_code=False, **overrides):
+    """`AutoConfig.from_pretrained`, turning every failure into a ConfigError that names the path or id."""
+    from transformers import AutoConfig
+
+    path = Path(name_or_path).expanduser()
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise ConfigError(
+            f"model folder {name_or_path!r} has no config.json; point model_name_or_path at a folder written by "
+            "save_pretrained, or at a Hub id."
+        )
+    looks_local = path.is_absolute() or name_or_path.startswith((".", "~")) or name_or_path.count("/") > 1
+    if not path.exists() and looks_local:
+        raise ConfigError(f"model folder {name_or_path!r} does not exist.")
+    try:
+        return AutoConfig.from_pretrained(
+            name_or_path, revision=revision, cache_dir=cache_dir, trust_remote_code=trust_remote_code, **overrides
+        )
+    except ValueError as err:
+        if "trust_remote_code" in str(err):
+            raise ConfigError(
+                f"model {name_or_path!r} needs custom code from its repository; pass --trust_remote_code true if "
+                "you trust it."
+            ) from None
+        raise ConfigError(f"cannot read the config of model {name_or_path!r}: {one_line(err)}") from None
+    except OSError:
+        offline = (
+            " (HF_HUB_OFFLINE=1 is set: only cached or local models can be used)"
+            if os.environ.get("HF_HUB_OFFLINE")
+            else ""
+        )
+        raise ConfigError(
+            f"model_name_or_path {name_or_path!r} is neither a local model folder nor a reachable Hub model"
+            f"{offline}. Check the path or id."
+        ) from None
+
+
+def load_tokenizer(name_or_path: str, *, revision="main", cache_dir=None, trust_remote_code=False):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            name_or_path, revision=revision, cache_dir=cache_dir, trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError, TypeError) as err:
+        raise ConfigError(f"cannot load a tokenizer from {name_or_path!r}: {one_line(err)}") from None
+    if tokenizer.pad_token is None:
+        # Decoder-only models (GPT-2, Llama, ...) ship without a pad token; batching needs one.
+        if tokenizer.eos_token is None:
+            raise ConfigError(f"tokenizer of {name_or_path!r} has neither a pad nor an eos token to pad with.")
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def meta_classifier(config):
+    """The classifier `config` describes, built on the meta device: module names and shapes, no weights."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    try:
+        with torch.device("meta"):
+            return AutoModelForSequenceClassification.from_config(config)
+    except ValueError as err:
+        raise ConfigError(
+            f"model type {config.model_type!r} has no sequence-classification head in transformers: {one_line(err)}"
+        ) from None
+
+
+def meta_layout(config) -> ModelLayout:
+    """The layer layout of the classifier `config` describes, built on the meta device: no weights are loaded."""
+    return discover_layers(meta_classifier(config))
+
+
+def is_sequence_classifier(config) -> bool:
+    """Whether a checkpoint's config says it was saved as a sequence classifier (it has a trained head)."""
+    return any(a.endswith("ForSequenceClassification") for a in getattr(config, "architectures", None) or [])
+
+
+def check_classifier_head(config, num_labels: int, name_or_path: str, ignore_mismatched_sizes: bool) -> None:
+    """A checkpoint that already is a classifier must have as many labels as the data, unless told to re-head it."""
+    if is_sequence_classifier(config) and config.num_labels != num_labels and not ignore_mismatched_sizes:
+        raise ConfigError(
+            f"model {name_or_path!r} is already a classifier with {config.num_labels} labels but the data has "
+            f"{num_labels}; pass --ignore_mismatched_sizes true to replace its head."
+        )
+
+
+def load_classifier(
+    name_or_path: str,
+    config,
+    *,
+    revision="main",
+    cache_dir=None,
+    trust_remote_code=False,
+    ignore_mismatched_sizes=False,
+):
+    import torch
+    from safetensors import SafetensorError
+    from transformers import AutoModelForSequenceClassification
+
+    try:
+        # Always fp32 master weights: transformers 5 loads a checkpoint in its stored dtype by default, and training an
+        # fp16 checkpoint in fp16 breaks the fp16 grad scaler and loses updates in bf16/fp32 runs alike. Mixed
+        # precision comes from autocast.
+        return AutoModelForSequenceClassification.from_pretrained(
+            name_or_path,
+            config=config,
+            dtype=torch.float32,
+            revision=revision,
+            cache_dir=cache_dir,
+            trust_remote_code=trust_remote_code,
+            ignore_mismatched_sizes=ignore_mismatched_sizes,
+        )
+    except pickle.UnpicklingError:
+        # transformers reads .bin checkpoints with torch.load(weights_only=True): it refused to run this pickle.
+        raise ConfigError(
+            f"cannot load the weights of {name_or_path!r}: its pickle (.bin) checkpoint holds more than tensors, and "
+            "running it could execute arbitrary code, so it was refused. Use a safetensors checkpoint."
+        ) from None
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
+        raise ConfigError(f"cannot load the weights of {name_or_path!r}: {one_line(err)}") from None

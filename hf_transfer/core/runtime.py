@@ -1,0 +1,48 @@
+"""Facts about the running process: how many processes were launched, whether an accelerator is present, the
+precision in use, and memory use."""
+
+from __future__ import annotations
+
+import os
+import resource
+from pathlib import Path
+
+# Where each memory figure comes from, written into the run record beside them.
+MEMORY_SOURCES = {
+    "rss_kib": "/proc/self/statm (resident pages now)",
+    "peak_rss_kib": "max(getrusage(RUSAGE_SELF).ru_maxrss, every rss_kib read so far in this process)",
+}
+_highest_rss_seen = 0
+
+
+def launched_world_size() -> int:
+    """The number of processes the launcher started (`WORLD_SIZE`; 1 when run directly)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def has_accelerator() -> bool:
+    import torch
+
+    return torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
+
+
+def precision_name(args) -> str:
+    """`bf16`, `fp16` or `fp32`, from TrainingArguments."""
+    return "bf16" if getattr(args, "bf16", False) else "fp16" if getattr(args, "fp16", False) else "fp32"
+
+
+def memory_kib() -> dict:
+    """This process's resident set size now and its peak so far, in KiB.
+
+    The two come from different kernel counters (the RSS from /proc, the peak from getrusage, updated lazily), so a
+    fresh RSS reading can exceed the recorded peak; the peak returned is never below any RSS read so far, which makes
+    `peak_rss_kib >= rss_kib` hold by construction."""
+    global _highest_rss_seen
+    try:
+        rss = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+    except (OSError, ValueError, IndexError):
+        rss = None
+    if rss is not None:
+        _highest_rss_seen = max(_highest_rss_seen, rss)
+    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, _highest_rss_seen)
+    return {"rss_kib": rss, "peak_rss_kib": peak}

@@ -1,0 +1,28 @@
+"""The two classification problems hf-transfer handles, and how logits become predicted labels in each."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+import numpy as np
+
+from hf_transfer.errors import ConfigError
+
+SINGLE_LABEL = "single_label_classification"
+MULTI_LABEL = "multi_label_classification"
+ProblemType = Literal["single_label_classification", "multi_label_classification"]
+PROBLEM_TYPES: tuple[str, ...] = get_args(ProblemType)
+
+
+def check_problem_type(problem_type: str) -> None:
+    if problem_type not in PROBLEM_TYPES:
+        raise ConfigError(f"problem_type must be one of {PROBLEM_TYPES}, got {problem_type!r}.")
+
+
+def predicted_labels(logits, problem_type: str) -> np.ndarray:
+    """Class ids (argmax), or multi-hot 0/1 rows for multi-label: sigmoid(x) > 0.5, computed as x > 0 so that large
+    logits cannot overflow."""
+    logits = np.asarray(logits)
+    if problem_type == MULTI_LABEL:
+        return (logits > 0).astype(np.int64)
+    return logits.argmax(-1)

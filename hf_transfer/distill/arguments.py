@@ -1,0 +1,137 @@
+"""The arguments of `hf-transfer distill`: teachers, the student, the loss and the teacher-logit cache."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from hf_transfer.core.arguments import _read_list_field, parse_index_list
+from hf_transfer.errors import ConfigError
+
+
+@dataclass
+class DistillationArguments:
+    """`hf-transfer distill`: which teacher(s) to distil from, into which student, with which loss."""
+
+    teacher_model_name_or_path: list[str] | str | None = field(
+        default=None,
+        metadata={
+            "help": "Fine-tuned classifier to distil from: a Hub id or folder, or a list of them for an ensemble "
+            "(averaged probabilities). Required."
+        },
+    )
+    teacher_weights: list[float] | None = field(
+        default=None, metadata={"help": "Ensemble weights, one per teacher (default: equal)."}
+    )
+    teacher_tokenizer_name: str | None = field(
+        default=None,
+        metadata={"help": "Tokenizer of the teacher(s), when it is not the one saved with the teacher."},
+    )
+    alpha: float = field(
+        default=0.5,
+        metadata={
+            "help": "Weight of the soft (KD) loss in [0, 1]: loss = α·T²·KL + (1−α)·CE. 0 is plain fine-tuning."
+        },
+    )
+    temperature: float = field(
+        default=2.0, metadata={"help": "Softmax temperature T > 0 for the KD term (sigmoid for multi-label)."}
+    )
+    student_layers: list[int] | str | None = field(
+        default=None,
+        metadata={
+            "help": "Build the student from the (first) teacher, keeping these teacher blocks, e.g. [0, 2, 4] of 6; "
+            "the embeddings and the head are copied too. Leave model_name_or_path unset then."
+        },
+    )
+    hidden_loss_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of a hidden-state matching loss between mapped student and teacher blocks; 0 = off."
+        },
+    )
+    hidden_loss_type: Literal["mse", "cosine"] = field(
+        default="mse", metadata={"help": "Distance for the hidden-state loss: per-token MSE or 1 − cosine."}
+    )
+    layer_map: list[int] | str | None = field(
+        default=None,
+        metadata={
+            "help": "Teacher block matched by each student block, as a list ([1, 3, 5] maps student block i to "
+            "teacher block layer_map[i]). Default: the student's origins when built from the teacher, else "
+            "evenly spaced blocks."
+        },
+    )
+    cache_teacher_logits: bool = field(
+        default=False,
+        metadata={
+            "help": "Run the teacher once over the training set and reuse its logits (stored with `datasets` on "
+            "disk, keyed by teacher weights, tokenizer, max_seq_length and data) instead of every step."
+        },
+    )
+    teacher_cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "Where teacher-logit caches live. Default: hf_transfer/teacher_logits under HF_HOME."},
+    )
+    teacher_top_k: int | None = field(
+        default=None,
+        metadata={"help": "Keep only the teacher's top k logits per row in the cache (large label sets)."},
+    )
+    teacher_bf16: bool = field(default=False, metadata={"help": "Run the teacher in bfloat16."})
+    teacher_batch_size: int = field(
+        default=256,
+        metadata={"help": "Batch size of the teacher's cache pass (rows sorted by length; the speed check uses 64)."},
+    )
+
+    def __post_init__(self):
+        teachers = self.teacher_model_name_or_path
+        if isinstance(teachers, str):
+            teachers = _read_list_field(teachers)
+        if isinstance(teachers, str):
+            teachers = [teachers]
+        if not teachers or not all(isinstance(t, str) and t.strip() for t in teachers):
+            raise ConfigError(
+                "teacher_model_name_or_path is required: a fine-tuned classifier's Hub id or folder, or a list "
+                f"of them; got {self.teacher_model_name_or_path!r}."
+            )
+        self.teacher_model_name_or_path = list(teachers)
+        if self.teacher_weights is not None:
+            if len(self.teacher_weights) != len(teachers):
+                raise ConfigError(
+                    f"teacher_weights has {len(self.teacher_weights)} values for {len(teachers)} teachers; give one "
+                    "per teacher."
+                )
+            if not all(0 < w < math.inf for w in self.teacher_weights):
+                raise ConfigError(f"teacher_weights must be positive, got {self.teacher_weights}.")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"alpha must be in [0, 1] (the weight of the KD loss), got {self.alpha}.")
+        if not self.temperature > 0 or math.isinf(self.temperature):
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}; 1 leaves the logits as they are.")
+        if not self.hidden_loss_weight >= 0:
+            raise ConfigError(f"hidden_loss_weight must be >= 0 (0 = off), got {self.hidden_loss_weight}.")
+        for name in ("student_layers", "layer_map"):
+            value = parse_index_list(name, getattr(self, name))
+            if isinstance(value, int):
+                raise ConfigError(f"{name} must be a list of block indices like [0, 2, 4], got {value}.")
+            setattr(self, name, value)
+        if self.teacher_top_k is not None and self.teacher_top_k <= 0:
+            raise ConfigError(f"teacher_top_k must be > 0, got {self.teacher_top_k}.")
+        if self.teacher_top_k is not None and not self.cache_teacher_logits:
+            raise ConfigError("teacher_top_k sets what the logit cache keeps; set cache_teacher_logits: true too.")
+        if self.teacher_batch_size <= 0:
+            raise ConfigError(f"teacher_batch_size must be > 0, got {self.teacher_batch_size}.")
+        if self.hidden_loss_weight > 0 and len(teachers) > 1:
+            raise ConfigError(
+                "hidden_loss_weight needs a single teacher; an ensemble has no one set of hidden states."
+            )
+        if self.hidden_loss_weight > 0 and self.cache_teacher_logits:
+            raise ConfigError(
+                "hidden_loss_weight needs the teacher's hidden states at every step, so cache_teacher_logits would "
+                "save nothing; drop one of them."
+            )
+        if self.layer_map is not None and self.hidden_loss_weight == 0:
+            raise ConfigError("layer_map is used by the hidden-state loss; set hidden_loss_weight > 0 or drop it.")
+
+    @property
+    def uses_teacher(self) -> bool:
+        """Whether training needs the teacher at all: α = 0 without a hidden loss is plain fine-tuning."""
+        return self.alpha > 0 or self.hidden_loss_weight > 0

@@ -1,0 +1,261 @@
+"""`hf-transfer distill`: check everything cheap first, load each teacher once, build or load the student, fill the
+teacher-logit cache, train with `DistillationTrainer`, then measure the student against its teacher(s)."""
+
+from __future__ import annotations
+
+import logging
+
+from hf_transfer.adapters.arguments import AdapterArguments
+from hf_transfer.adapters.peft_model import adapter_finisher, wrap
+from hf_transfer.adapters.plan import check_adapter_args, plan_adapter_on_meta
+from hf_transfer.core.arguments import DataArguments, ModelArguments
+from hf_transfer.core.caching import (
+    cache_key,
+    default_cache_dir,
+    fingerprint_model,
+    fingerprint_texts,
+    fingerprint_tokenizer,
+)
+from hf_transfer.core.data import tokenize_data
+from hf_transfer.core.inference import measure_speed, predict_logits
+from hf_transfer.core.metrics import classification_metrics, make_compute_metrics
+from hf_transfer.core.runtime import memory_kib
+from hf_transfer.core.tasks import MULTI_LABEL
+from hf_transfer.distill.arguments import DistillationArguments
+from hf_transfer.distill.losses import mix_probabilities, teacher_probabilities
+from hf_transfer.distill.plan import DistillPlan, build_student, load_teacher, preflight
+from hf_transfer.distill.teachers import load_or_build_logit_cache
+from hf_transfer.distill.trainer import DistillationCollator, DistillationTrainer, hidden_state_projections
+from hf_transfer.errors import ConfigError
+from hf_transfer.outputs.hub import plan_push
+from hf_transfer.train.arguments import TransferTrainingArguments
+from hf_transfer.train.fit import fit_and_report
+
+logger = logging.getLogger(__name__)
+
+SPEED_BATCH_SIZE = 64
+
+
+def _add_cached_logits(train, plan: DistillPlan, teachers: list, d: DistillationArguments, max_length: int, device):
+    """Columns `teacher_logits_{i}` (or top-k ones) from each teacher's cache, built where missing."""
+    import datasets
+
+    split = plan.prepared.datasets["train"]
+    texts = list(split[plan.prepared.text_column])
+    pairs = list(split[plan.prepared.text_pair_column]) if plan.prepared.text_pair_column else None
+    data_fp = fingerprint_texts(texts, pairs)
+    root = d.teacher_cache_dir or default_cache_dir("teacher_logits")
+    columns, infos = [train], []
+    for i, teacher in enumerate(teachers):
+        tokenizer, perm = plan.teacher_tokenizers[i], plan.permutations[i]
+        key = cache_key(
+            teacher=fingerprint_model(teacher),
+            tokenizer=fingerprint_tokenizer(tokenizer),
+            max_seq_length=max_length,
+            data=data_fp,
+            dtype=str(teacher.dtype),
+            permutation=perm,
+            top_k=d.teacher_top_k,
+        )
+
+        def build(teacher=teacher, tokenizer=tokenizer, perm=perm, i=i):
+            logits = predict_logits(
+                teacher.to(device),
+                tokenizer,
+                texts,
+                pairs,
+                batch_size=d.teacher_batch_size,
+                max_length=max_length,
+                desc=f"teacher logits ({i + 1}/{len(teachers)})",
+            )
+            return logits if perm is None else logits[:, perm]
+
+        description = {"teacher": d.teacher_model_name_or_path[i], "rows": len(texts), "max_seq_length": max_length}
+        cache, info = load_or_build_logit_cache(root, key, len(texts), build, top_k=d.teacher_top_k,
+                                                description=description)  # fmt: skip
+        columns.append(cache.rename_columns({c: f"{c}_{i}" for c in cache.column_names}))
+        infos.append(info)
+    return datasets.concatenate_datasets(columns, axis=1), infos
+
+
+def _add_teacher_tokens(train, plan: DistillPlan, max_length: int, num_proc: int | None):
+    """Each teacher tokenizer group's own tokenization of the training rows, as prefixed columns."""
+    import datasets
+
+    split = plan.prepared.datasets["train"]
+    text, pair = plan.prepared.text_column, plan.prepared.text_pair_column
+    columns = [train]
+    for prefix, tokenizer in plan.prefix_tokenizers.items():
+
+        def encode(batch, tokenizer=tokenizer, prefix=prefix):
+            encoded = tokenizer(batch[text], batch[pair] if pair else None, truncation=True, max_length=max_length)
+            return {prefix + k: v for k, v in encoded.items()}
+
+        encoded = split.map(
+            encode,
+            batched=True,
+            remove_columns=split.column_names,
+            num_proc=num_proc if num_proc and num_proc > 1 else None,
+            desc="Tokenizing for the teacher",
+        )
+        columns.append(encoded)
+    return datasets.concatenate_datasets(columns, axis=1)
+
+
+def _compare_with_teachers(
+    trainer, eval_metrics: dict, plan: DistillPlan, teachers: list, d: DistillationArguments, max_length: int
+):
+    """Teacher dev accuracy, retention and the inference speed ratio, measured on the validation set."""
+    import numpy as np
+    import torch
+
+    if not trainer.is_world_process_zero():
+        return {}
+    device = trainer.args.device
+    student = trainer.accelerator.unwrap_model(trainer.model)
+    split = plan.prepared.datasets["validation"]
+    texts = list(split[plan.prepared.text_column])
+    pairs = list(split[plan.prepared.text_pair_column]) if plan.prepared.text_pair_column else None
+    models = {"student": (student, plan.student_tokenizer)}
+    for i, teacher in enumerate(teachers):
+        models[f"teacher_{i}"] = (teacher.to(device), plan.teacher_tokenizers[i])
+    speeds, logits = measure_speed(models, texts, pairs, batch_size=SPEED_BATCH_SIZE, max_length=max_length)
+
+    multi = plan.prepared.problem_type == MULTI_LABEL
+    probs = []
+    for i in range(len(teachers)):
+        teacher_logits = torch.from_numpy(logits[f"teacher_{i}"])
+        if plan.permutations[i] is not None:
+            teacher_logits = teacher_logits[..., plan.permutations[i]]
+        probs.append(teacher_probabilities(teacher_logits, 1.0, plan.prepared.problem_type))
+    mixed = mix_probabilities(probs, d.teacher_weights).numpy()
+    refs = np.asarray(split["labels"][:])
+    preds = (mixed > 0.5).astype(int) if multi else mixed.argmax(-1)
+    report = classification_metrics(preds, refs.astype(int) if multi else refs, plan.prepared.label_names,
+                                    plan.prepared.problem_type)  # fmt: skip
+    metric = "subset_accuracy" if multi else "accuracy"
+    student_score = eval_metrics.get(f"eval_{metric}")
+    teacher_score = report.get(metric)
+    # An ensemble runs its teachers one after another.
+    teacher_speed = 1.0 / sum(1.0 / speeds[f"teacher_{i}"] for i in range(len(teachers)))
+    return {
+        "teacher_eval_metric": metric,
+        "teacher_eval_accuracy": teacher_score,
+        "teacher_eval_f1_macro": report.get("f1_macro"),
+        "student_eval_accuracy": student_score,
+        "retention_percent": 100.0 * student_score / teacher_score if teacher_score else None,
+        "teacher_samples_per_second": round(teacher_speed, 1),
+        "student_samples_per_second": round(speeds["student"], 1),
+        "speedup": speeds["student"] / teacher_speed,
+        "speed_batch_size": SPEED_BATCH_SIZE,
+        "speed_rows": len(texts),
+        "teacher_parameters": sum(sum(p.numel() for p in t.parameters()) for t in teachers),
+        "student_parameters": sum(p.numel() for p in student.parameters()),
+    }
+
+
+def run_distill(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    distill_args: DistillationArguments,
+    adapter_args: AdapterArguments,
+    training_args: TransferTrainingArguments,
+) -> dict:
+    import torch
+    from transformers import set_seed
+
+    d = distill_args
+    set_seed(training_args.seed)
+    push = plan_push(training_args)
+    check_adapter_args(adapter_args, training_args)
+    if adapter_args.enabled and d.student_layers is not None:
+        raise ConfigError(
+            "an adapter on a student built from teacher blocks is not supported yet: that student exists only in "
+            "this run, so the adapter would have no base to load onto. Give a student model as "
+            "model_name_or_path, or drop peft_method."
+        )
+    plan = preflight(model_args, data_args, d, training_args)
+    adapter_plan = plan_adapter_on_meta(adapter_args, plan.student_config)
+    max_length = data_args.max_seq_length
+    with training_args.main_process_first(desc="tokenization"):
+        tokenized = tokenize_data(
+            plan.prepared, plan.student_tokenizer, max_length, num_proc=data_args.preprocessing_num_workers
+        )
+    teachers = [
+        load_teacher(name, config, model_args)
+        for name, config in zip(d.teacher_model_name_or_path, plan.teacher_configs, strict=True)
+    ]
+    student = build_student(plan, teachers, model_args, d)
+    memory_at_load = memory_kib()
+    if adapter_plan is not None:
+        student = wrap(student, adapter_plan)
+    if d.teacher_bf16:
+        teachers = [t.to(torch.bfloat16) for t in teachers]
+
+    train, cache_infos, online = tokenized["train"], [], []
+    if d.uses_teacher and d.cache_teacher_logits:
+        training_args.remove_unused_columns = False  # the cached teacher columns are not student inputs
+        with training_args.main_process_first(desc="teacher logits"):
+            train, cache_infos = _add_cached_logits(train, plan, teachers, d, max_length, training_args.device)
+    elif d.uses_teacher:
+        online = teachers
+        training_args.remove_unused_columns = False  # the teacher's own token columns are not student inputs
+        with training_args.main_process_first(desc="teacher tokenization"):
+            train = _add_teacher_tokens(train, plan, max_length, data_args.preprocessing_num_workers)
+    elif d.cache_teacher_logits:
+        logger.info("alpha = 0 and no hidden-state loss: the teacher is not needed during training, no cache built.")
+
+    trainer = DistillationTrainer(
+        model=student,
+        args=training_args,
+        train_dataset=train,
+        eval_dataset=tokenized["validation"],
+        processing_class=plan.student_tokenizer,
+        data_collator=DistillationCollator(plan.student_tokenizer, plan.prefix_tokenizers if online else {}),
+        compute_metrics=make_compute_metrics(plan.prepared.label_names, plan.prepared.problem_type),
+        problem_type=plan.prepared.problem_type,
+        distill_args=d,
+        teachers=online,
+        teacher_permutations=plan.permutations,
+        teacher_input_prefixes=plan.input_prefixes,
+        num_teachers=len(teachers),
+        layer_map=plan.layer_map,
+        projections=hidden_state_projections(student.config, plan.teacher_configs[0], plan.layer_map)
+        if online
+        else None,
+        freeze_plan=plan.freeze_plan,
+    )
+
+    def after_eval(trainer, eval_metrics):
+        comparison = _compare_with_teachers(trainer, eval_metrics, plan, teachers, d, max_length)
+        loss_terms = ["kd" if d.alpha > 0 else None, "ce" if d.alpha < 1 else None]
+        loss_terms.append("hidden" if d.hidden_loss_weight > 0 else None)
+        facts = {
+            "teachers": d.teacher_model_name_or_path,
+            "teacher_weights": d.teacher_weights,
+            "alpha": d.alpha,
+            "temperature": d.temperature,
+            "loss_terms": [t for t in loss_terms if t],
+            "hidden_loss_weight": d.hidden_loss_weight,
+            "hidden_loss_type": d.hidden_loss_type if d.hidden_loss_weight else None,
+            "layer_map": plan.layer_map,
+            "student_layers": d.student_layers,
+            "teacher_dtype": "bf16" if d.teacher_bf16 else "fp32",
+            "teacher_logit_cache": cache_infos or None,
+            "prepared_teacher_classes": [type(t).__name__ for t in trainer.teachers] or None,
+            **comparison,
+        }
+        base = model_args.base_model_hub_id or model_args.model_name_or_path or d.teacher_model_name_or_path[0]
+        return {"distillation": facts, "base_model": base}
+
+    return fit_and_report(
+        trainer,
+        {**tokenized, "train": train},
+        plan.prepared,
+        (model_args, data_args, distill_args, adapter_args, training_args),
+        task="distill",
+        after_eval=after_eval,
+        after_save=adapter_finisher(adapter_plan, adapter_args, model_args, plan.student_config, tokenized),
+        memory_at_load=memory_at_load,
+        push=push,
+    )

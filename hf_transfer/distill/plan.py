@@ -1,0 +1,186 @@
+"""The pre-flight of `hf-transfer distill` (every check on the teachers, the student and the data before any weight
+loads) and the construction steps that follow it: loading each teacher once and building or loading the student."""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+
+from hf_transfer.core.arguments import DataArguments, ModelArguments
+from hf_transfer.core.caching import fingerprint_tokenizer
+from hf_transfer.core.data import PreparedData, reorder_labels
+from hf_transfer.core.freezing import FreezePlan
+from hf_transfer.core.models import load_classifier, load_config, load_tokenizer, meta_layout
+from hf_transfer.distill.arguments import DistillationArguments
+from hf_transfer.distill.students import (
+    build_student_from_teacher,
+    check_layer_map,
+    check_student_layers,
+    default_layer_map,
+    evenly_spaced_layer_map,
+)
+from hf_transfer.distill.teachers import check_teacher_is_classifier, teacher_label_permutation
+from hf_transfer.distill.trainer import tokenizer_group_prefix
+from hf_transfer.errors import ConfigError
+from hf_transfer.train.arguments import TransferTrainingArguments
+from hf_transfer.train.preflight import classifier_config, load_checked_data, load_model_tokenizer
+from hf_transfer.train.trainer import freeze_plan_from_arguments
+
+
+@dataclass
+class DistillPlan:
+    """What the pre-flight checks established, before any weight is loaded."""
+
+    prepared: PreparedData
+    student_config: object
+    student_tokenizer: object
+    teacher_configs: list
+    teacher_tokenizers: list
+    permutations: list[list[int] | None]
+    input_prefixes: list[str | None]  # None: the teacher reads the student's tokens
+    freeze_plan: FreezePlan
+    prefix_tokenizers: dict = field(default_factory=dict)
+    layer_map: dict[int, int] | None = None
+
+
+def preflight(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    d: DistillationArguments,
+    training_args: TransferTrainingArguments,
+) -> DistillPlan:
+
+    m = model_args
+    if training_args.cache_frozen_features:
+        raise ConfigError(
+            "cache_frozen_features is for hf-transfer train; distil with cache_teacher_logits instead, or drop it."
+        )
+    if d.student_layers is not None and m.model_name_or_path:
+        raise ConfigError(
+            "give either model_name_or_path (a separate student) or student_layers (a student built from the "
+            f"teacher's blocks), not both; got {m.model_name_or_path!r} and {d.student_layers}."
+        )
+    if d.student_layers is None and not m.model_name_or_path:
+        raise ConfigError(
+            "no student: set model_name_or_path to a student model, or student_layers (e.g. [0, 2, 4]) to build "
+            "one from the teacher's blocks."
+        )
+    prepared = load_checked_data(data_args, training_args)
+    load_kwargs = {"revision": m.model_revision, "cache_dir": m.cache_dir, "trust_remote_code": m.trust_remote_code}
+    teacher_names = d.teacher_model_name_or_path
+    teacher_configs = []
+    for name in teacher_names:
+        config = load_config(name, **load_kwargs)
+        check_teacher_is_classifier(config, name)
+        teacher_configs.append(config)
+    teacher_layout = meta_layout(teacher_configs[0])
+
+    if d.student_layers is not None:
+        first = teacher_configs[0]
+        check_student_layers(d.student_layers, teacher_layout.depth)
+        if teacher_layout.depth != first.num_hidden_layers:
+            raise ConfigError(
+                f"teacher {teacher_names[0]!r} shares weights across its {first.num_hidden_layers} layers (ALBERT?), "
+                "so no student can be cut from its blocks; give a separate student as model_name_or_path."
+            )
+        teacher_label_permutation(first, prepared.label_names, teacher_names[0])
+        names = [str(first.id2label[i]) for i in range(first.num_labels)]
+        if sorted(names) == sorted(prepared.label_names):
+            # The student copies the teacher's head, so the data takes the teacher's label order.
+            prepared = reorder_labels(prepared, names)
+        student_config = copy.deepcopy(first)
+        student_config.num_hidden_layers = len(d.student_layers)
+        student_config.id2label, student_config.label2id = prepared.id2label, prepared.label2id
+        student_config.problem_type = prepared.problem_type
+        student_tokenizer = load_model_tokenizer(model_args, d.teacher_tokenizer_name or teacher_names[0])
+    else:
+        student_config = classifier_config(model_args, prepared)
+        student_tokenizer = load_model_tokenizer(model_args, m.model_name_or_path)
+    if getattr(student_config, "pad_token_id", None) is None:
+        student_config.pad_token_id = student_tokenizer.pad_token_id
+
+    permutations = []
+    for name, config in zip(teacher_names, teacher_configs, strict=True):
+        permutations.append(teacher_label_permutation(config, prepared.label_names, name))
+        teacher_problem = getattr(config, "problem_type", None)
+        if teacher_problem and teacher_problem != prepared.problem_type:
+            raise ConfigError(
+                f"teacher {name!r} was trained for {teacher_problem} but the data is {prepared.problem_type}."
+            )
+    student_layout = meta_layout(student_config)
+    freeze_plan = freeze_plan_from_arguments(student_layout, training_args)
+
+    student_fp = fingerprint_tokenizer(student_tokenizer)
+    teacher_tokenizers, input_prefixes, prefix_tokenizers, group_of = [], [], {}, {}
+    for name in teacher_names:
+        tokenizer = load_tokenizer(d.teacher_tokenizer_name or name, **load_kwargs)
+        fp = fingerprint_tokenizer(tokenizer)
+        teacher_tokenizers.append(tokenizer)
+        if fp == student_fp:
+            input_prefixes.append(None)
+            continue
+        prefix = group_of.setdefault(fp, tokenizer_group_prefix(len(group_of)))
+        prefix_tokenizers[prefix] = tokenizer
+        input_prefixes.append(prefix)
+
+    layer_map = None
+    if d.hidden_loss_weight > 0:
+        if input_prefixes[0] is not None:
+            raise ConfigError(
+                "the hidden-state loss compares token by token, so teacher and student must share a tokenizer; "
+                "theirs differ. Set hidden_loss_weight: 0, or use a student with the teacher's tokenizer."
+            )
+        if d.layer_map is not None:
+            layer_map = check_layer_map(d.layer_map, student_layout.depth, teacher_layout.depth)
+        elif d.student_layers is not None:
+            layer_map = default_layer_map(d.student_layers, teacher_layout.depth)
+        else:
+            layer_map = evenly_spaced_layer_map(student_layout.depth, teacher_layout.depth)
+        sizes_differ = student_config.hidden_size != teacher_configs[0].hidden_size
+        if sizes_differ and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ConfigError(
+                f"student hidden size {student_config.hidden_size} differs from the teacher's "
+                f"{teacher_configs[0].hidden_size}: the learned projection is trained in a single process only."
+            )
+    return DistillPlan(
+        prepared,
+        student_config,
+        student_tokenizer,
+        teacher_configs,
+        teacher_tokenizers,
+        permutations,
+        input_prefixes,
+        freeze_plan,
+        prefix_tokenizers,
+        layer_map,
+    )
+
+
+def load_teacher(name: str, config, model_args: ModelArguments):
+    m = model_args
+    teacher = load_classifier(
+        name, config, revision=m.model_revision, cache_dir=m.cache_dir, trust_remote_code=m.trust_remote_code
+    )
+    teacher.eval()
+    teacher.requires_grad_(False)
+    return teacher
+
+
+def build_student(plan: DistillPlan, teachers: list, model_args: ModelArguments, d: DistillationArguments):
+
+    m = model_args
+    if d.student_layers is None:
+        return load_classifier(
+            m.model_name_or_path,
+            plan.student_config,
+            revision=m.model_revision,
+            cache_dir=m.cache_dir,
+            trust_remote_code=m.trust_remote_code,
+            ignore_mismatched_sizes=m.ignore_mismatched_sizes,
+        )
+    student = build_student_from_teacher(teachers[0], d.student_layers)
+    student.config.id2label, student.config.label2id = plan.student_config.id2label, plan.student_config.label2id
+    student.config.problem_type = plan.student_config.problem_type
+    student.config.pad_token_id = plan.student_config.pad_token_id
+    return student

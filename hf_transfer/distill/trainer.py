@@ -1,0 +1,227 @@
+"""`DistillationTrainer`: a `TransferTrainer` whose loss mixes a teacher's soft targets with the hard labels.
+
+The teacher's outputs come from one of two places, per teacher:
+- the batch itself, from the teacher-logit cache (`teacher_logits_{i}`, or `teacher_topk_values_{i}` and
+  `teacher_topk_indices_{i}`), so the teacher never runs during training;
+- the teacher, run online under `no_grad` on the student's inputs, or on its own tokenization of the same rows
+  (`teacher{g}_input_ids`, ... for tokenizer group g) when teacher and student tokenize differently.
+
+The loss is summed over items and normalised like `TransferTrainer`'s, so it is exact under gradient accumulation
+and DDP. Evaluation reports the plain hard-label loss, comparable with any fine-tune."""
+
+from __future__ import annotations
+
+import inspect
+from collections import defaultdict
+
+import torch
+from torch import nn
+from transformers import DataCollatorWithPadding
+
+from hf_transfer.core.losses import count_loss_items
+from hf_transfer.distill.arguments import DistillationArguments
+from hf_transfer.distill.losses import (
+    distillation_loss_sum,
+    hidden_state_loss_sum,
+    mix_probabilities,
+    teacher_probabilities,
+)
+from hf_transfer.distill.losses import topk_probabilities as _topk_probabilities
+from hf_transfer.train.trainer import TransferTrainer
+
+TEACHER_PREFIX = "teacher"
+
+
+def tokenizer_group_prefix(group: int) -> str:
+    return f"{TEACHER_PREFIX}{group}_"
+
+
+class DistillationCollator:
+    """Pads the student's inputs with the student's tokenizer, each teacher tokenizer group's inputs with its own,
+    and stacks the cached teacher columns."""
+
+    def __init__(self, tokenizer, teacher_tokenizers: dict[str, object] | None = None):
+        self.student = DataCollatorWithPadding(tokenizer)
+        self.teacher_tokenizers = teacher_tokenizers or {}
+
+    def __call__(self, features: list[dict]) -> dict:
+        student, groups, stacked = [], defaultdict(list), defaultdict(list)
+        for feature in features:
+            own, per_group = {}, defaultdict(dict)
+            for key, value in feature.items():
+                prefix = next((p for p in self.teacher_tokenizers if key.startswith(p)), None)
+                if prefix is not None:
+                    per_group[prefix][key[len(prefix) :]] = value
+                elif key.startswith(TEACHER_PREFIX):
+                    stacked[key].append(value)
+                else:
+                    own[key] = value
+            student.append(own)
+            for prefix, row in per_group.items():  # evaluation batches carry no teacher columns
+                groups[prefix].append(row)
+        batch = dict(self.student(student))
+        for prefix, rows in groups.items():
+            padded = self.teacher_tokenizers[prefix].pad(rows, return_tensors="pt")
+            batch.update({prefix + key: value for key, value in padded.items()})
+        for key, values in stacked.items():
+            batch[key] = torch.as_tensor(values, dtype=torch.long if "indices" in key else torch.float32)
+        return batch
+
+
+def hidden_state_projections(student_config, teacher_config, layer_map: dict[int, int] | None) -> nn.ModuleDict | None:
+    """Learned student→teacher maps for the hidden-state loss when the hidden sizes differ (trained, not saved)."""
+    if not layer_map or student_config.hidden_size == teacher_config.hidden_size:
+        return None
+    return nn.ModuleDict(
+        {str(i): nn.Linear(student_config.hidden_size, teacher_config.hidden_size) for i in layer_map}
+    )
+
+
+class DistillationTrainer(TransferTrainer):
+    """Trains a student on α·T²·KL(teacher ‖ student) + (1 − α)·CE, plus an optional hidden-state loss.
+
+    `teachers` are classifiers already loaded (they may be empty when every teacher output comes from the cache);
+    `teacher_permutations[i]` reorders teacher i's logits into the data's label order; `teacher_input_prefixes[i]`
+    is None when teacher i reads the student's inputs, else the column prefix of its own tokenization.
+    `layer_map` maps student blocks to teacher blocks for the hidden-state loss; `projections` (from
+    `hidden_state_projections`) map the student's hidden states to the teacher's size when they differ, and train
+    with the student in their own optimizer group.
+    """
+
+    own_column_prefixes = (*TransferTrainer.own_column_prefixes, TEACHER_PREFIX)
+
+    def __init__(
+        self,
+        *args,
+        distill_args: DistillationArguments,
+        teachers: list[nn.Module] | None = None,
+        teacher_permutations: list[list[int] | None] | None = None,
+        teacher_input_prefixes: list[str | None] | None = None,
+        num_teachers: int | None = None,
+        layer_map: dict[int, int] | None = None,
+        projections: nn.ModuleDict | None = None,
+        **kwargs,
+    ):
+        super().__init__(*args, extra_trainable=projections, **kwargs)
+        self.distill = distill_args
+        self.num_teachers = num_teachers if num_teachers is not None else len(teachers or [])
+        self.teacher_permutations = teacher_permutations or [None] * self.num_teachers
+        self.teacher_input_prefixes = teacher_input_prefixes or [None] * self.num_teachers
+        self.teachers = [self._prepare_teacher(t) for t in teachers or []]
+        self.layer_map = layer_map or {}
+        self.projections = None if projections is None else projections.to(self.args.device)
+        self._term_sums: dict[str, float] = defaultdict(float)
+        self._term_items = 0.0
+
+    # --- construction steps -------------------------------------------------------------------------------------
+
+    def _prepare_teacher(self, teacher: nn.Module) -> nn.Module:
+        # Placed on the device and never DDP-wrapped: it is only ever run forward, under no_grad.
+        teacher = self.accelerator.prepare_model(teacher, evaluation_mode=True)
+        teacher.eval()
+        teacher.requires_grad_(False)
+        teacher._hf_transfer_inputs = set(inspect.signature(teacher.forward).parameters)
+        return teacher
+
+    # --- Trainer hooks ------------------------------------------------------------------------------------------
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        teacher_fields = {k: inputs.pop(k) for k in list(inputs) if k.startswith(TEACHER_PREFIX)}
+        if not model.training or not self.distill.uses_teacher:
+            # Evaluation, and α = 0 without a hidden loss: the plain hard-label loss.
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        labels = inputs.pop("labels")
+        want_hidden = self.distill.hidden_loss_weight > 0
+        outputs = model(**inputs, output_hidden_states=want_hidden)
+        teacher_logits, teacher_probs, teacher_hidden = self._teacher_outputs(inputs, teacher_fields, want_hidden)
+        total, terms = distillation_loss_sum(
+            outputs.logits,
+            teacher_logits,
+            labels,
+            alpha=self.distill.alpha,
+            temperature=self.distill.temperature,
+            problem_type=self.problem_type,
+            teacher_probs=teacher_probs,
+            label_smoothing=self.args.label_smoothing_factor,
+        )
+        if want_hidden:
+            hidden = self._hidden_loss(outputs.hidden_states, teacher_hidden, inputs.get("attention_mask"))
+            total = total + self.distill.hidden_loss_weight * hidden
+            terms["hidden"] = hidden.detach()
+        self._record_terms(terms, count_loss_items(labels))
+        loss = self.normalise_loss(total, labels, num_items_in_batch)
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        if "loss" in logs and self._term_items:
+            for name, value in self._term_sums.items():
+                logs[f"loss_{name}"] = round(value / self._term_items, 4)
+            self._term_sums.clear()
+            self._term_items = 0.0
+        super().log(logs, *args, **kwargs)
+
+    # --- teacher outputs ----------------------------------------------------------------------------------------
+
+    def _teacher_outputs(self, inputs: dict, fields: dict, want_hidden: bool):
+        """(logits, None, hidden) for one full-logit teacher; (None, probabilities, hidden) for ensembles and
+        top-k caches, whose soft targets are mixed or truncated distributions."""
+        num_labels = self.accelerator.unwrap_model(self.model).config.num_labels
+        temperature = self.distill.temperature
+        logits, probs, hidden = [], [], None
+        for i in range(self.num_teachers):
+            if f"teacher_logits_{i}" in fields:
+                teacher_logits = fields[f"teacher_logits_{i}"].to(self.args.device)
+            elif f"teacher_topk_values_{i}" in fields:
+                values = fields[f"teacher_topk_values_{i}"].to(self.args.device)
+                indices = fields[f"teacher_topk_indices_{i}"].to(self.args.device)
+                # The cache stored top-k of the logits already in the data's label order.
+                probs.append(_topk_probabilities(values, indices, num_labels, temperature))
+                continue
+            else:
+                teacher_logits, teacher_hidden = self._run_teacher(i, inputs, fields, want_hidden)
+                if teacher_hidden is not None:
+                    hidden = teacher_hidden
+                perm = self.teacher_permutations[i]
+                if perm is not None:
+                    teacher_logits = teacher_logits[..., perm]
+            logits.append(teacher_logits.float())
+        if len(logits) == 1 and not probs:
+            return logits[0], None, hidden
+        probs.extend(teacher_probabilities(t, temperature, self.problem_type) for t in logits)
+        return None, mix_probabilities(probs, self.distill.teacher_weights), hidden
+
+    @torch.no_grad()
+    def _run_teacher(self, i: int, inputs: dict, fields: dict, want_hidden: bool):
+        teacher = self.teachers[i]
+        prefix = self.teacher_input_prefixes[i]
+        if prefix is None:
+            source = inputs
+        else:
+            source = {k[len(prefix) :]: v for k, v in fields.items() if k.startswith(prefix)}
+        accepted = teacher._hf_transfer_inputs
+        batch = {k: v.to(self.args.device) for k, v in source.items() if k in accepted}
+        outputs = teacher(**batch, output_hidden_states=want_hidden)
+        return outputs.logits, (outputs.hidden_states if want_hidden else None)
+
+    def _hidden_loss(self, student_hidden, teacher_hidden, attention_mask) -> torch.Tensor:
+        """Per-row mean over tokens, averaged over mapped blocks, summed over rows (`hidden_states[i + 1]` is block
+        i's output)."""
+        total = None
+        for student_block, teacher_block in self.layer_map.items():
+            projection = None if self.projections is None else self.projections[str(student_block)]
+            term = hidden_state_loss_sum(
+                student_hidden[student_block + 1],
+                teacher_hidden[teacher_block + 1],
+                attention_mask,
+                kind=self.distill.hidden_loss_type,
+                projection=projection,
+                per_row=True,
+            )
+            total = term if total is None else total + term
+        return total / max(len(self.layer_map), 1)
+
+    def _record_terms(self, terms: dict, items: torch.Tensor) -> None:
+        for name, value in terms.items():
+            self._term_sums[name] += float(value)
+        self._term_items += float(items)

@@ -1,0 +1,1 @@
+"""`hf-transfer evaluate`: score a classifier on labelled sets."""

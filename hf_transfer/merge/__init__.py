@@ -1,0 +1,1 @@
+"""`hf-transfer merge`: WiSE-FT weight interpolation and its α sweep."""

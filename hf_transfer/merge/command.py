@@ -1,0 +1,159 @@
+"""`hf-transfer merge`: WiSE-FT weight interpolation between a pretrained model and a classifier fine-tuned from it
+(or a PEFT adapter trained on it), at one α or at the α of a sweep that scores best on validation data, with extra
+(shifted) sets scored at every α. `output_dir` is written only once every α is evaluated."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from hf_transfer import __version__
+from hf_transfer.core.eval_sets import reports_markdown, scalars, score_set
+from hf_transfer.core.folders import CARD_DATA_FILE, CONFIG_FILE, RUN_RECORD_FILE
+from hf_transfer.merge.arguments import MergeArguments
+from hf_transfer.merge.interpolation import SELECTION_RULE, choose_alpha
+from hf_transfer.merge.interpolator import Interpolator, _Preflight, _preflight
+from hf_transfer.outputs.card_data import merge_card_data
+from hf_transfer.outputs.cards import write_model_card
+from hf_transfer.outputs.plots import plot_alpha_sweep, write_confusion_matrices
+from hf_transfer.outputs.provenance import is_hub_id
+from hf_transfer.outputs.run_folder import resolved_config, write_json, write_resolved_config
+
+SWEEP_JSON, SWEEP_PNG = "merge_sweep.json", "merge_sweep.png"
+
+
+SWEEP_JSON, SWEEP_PNG = "merge_sweep.json", "merge_sweep.png"
+
+
+EVAL_JSON, EVAL_MD = "merge_eval.json", "merge_eval.md"
+
+
+EVAL_JSON, EVAL_MD = "merge_eval.json", "merge_eval.md"
+
+
+def _sweep(args: MergeArguments, pre: _Preflight, interpolator: Interpolator) -> dict[float, dict[str, dict]]:
+
+    results = {}
+    bar = tqdm(args.alpha_grid, desc="α sweep", unit="α")
+    for alpha in bar:
+        model = interpolator.load(alpha)
+        results[alpha] = {
+            data.name: score_set(model, pre.tokenizer, data, pre.label_names, args, progress=False)
+            for data in pre.sets
+        }
+        bar.set_postfix({args.validation_name: f"{results[alpha][args.validation_name]['accuracy']:.4f}"})
+    return results
+
+
+def sweep_rows(results: dict[float, dict[str, dict]], extra: list[str]) -> list[dict]:
+    rows = []
+    for alpha, reports in results.items():
+        row = {
+            "alpha": alpha,
+            **{name: {k: r[k] for k in ("accuracy", "f1_macro", "samples")} for name, r in reports.items()},
+        }
+        if extra:
+            row["mean_extra_accuracy"] = sum(reports[n]["accuracy"] for n in extra) / len(extra)
+        rows.append(row)
+    return rows
+
+
+def sweep_markdown(rows: list[dict], names: list[str], extra: list[str], chosen: float | None) -> str:
+    columns = [*names] + (["mean of extra sets"] if extra else [])
+    lines = ["| α | " + " | ".join(columns) + " |", "|---:|" + "---:|" * len(columns)]
+    for row in rows:
+        mark = " (chosen)" if row["alpha"] == chosen else ""
+        cells = [f"{row[n]['accuracy']:.4f}" for n in names]
+        cells += [f"{row['mean_extra_accuracy']:.4f}"] if extra else []
+        lines.append(f"| {row['alpha']:g}{mark} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_merge(args: MergeArguments) -> dict:
+    pre = _preflight(args)
+    interpolator = Interpolator(args, pre)
+    results = _sweep(args, pre, interpolator) if pre.sets else {}
+    names = [data.name for data in pre.sets]
+    extra = names[1:]
+    if results and len(args.alpha_grid) > 1:
+        scores = {alpha: reports[args.validation_name][args.selection_metric] for alpha, reports in results.items()}
+        chosen, chosen_by = choose_alpha(scores), SELECTION_RULE.format(metric=args.selection_metric)
+    else:
+        chosen, chosen_by = args.alpha_grid[0], "given (--alpha)"
+    rows = sweep_rows(results, extra)
+    table = sweep_markdown(rows, names, extra, chosen) if rows else ""
+    model = interpolator.load(chosen)
+    out = _write_outputs(args, pre, interpolator, model, results, rows, table, chosen, chosen_by)
+    summary: dict[str, Any] = {"alpha": chosen, "alphas_evaluated": len(results), "method": interpolator.method}
+    for name, report in (results.get(chosen) or {}).items():
+        summary[f"{name}_accuracy"] = report["accuracy"]
+        summary[f"{name}_f1_macro"] = report["f1_macro"]
+    summary["output_dir"] = str(out)
+    if table:
+        summary["table"] = table
+    return summary
+
+
+def _base_model(args: MergeArguments) -> str:
+    """The pretrained model's Hub id when known: given, or recorded by the fine-tuning run that started from it."""
+
+    if args.base_model_hub_id or is_hub_id(args.pretrained):
+        return args.base_model_hub_id or args.pretrained
+    card = Path(args.finetuned) / CARD_DATA_FILE
+    recorded = json.loads(card.read_text()).get("base_model") if card.is_file() else None
+    return recorded if is_hub_id(recorded) else args.pretrained
+
+
+def _write_outputs(args, pre: _Preflight, interpolator, model, results, rows, table, chosen, chosen_by) -> Path:
+
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    pre.tokenizer.save_pretrained(out)
+    reports = results.get(chosen) or {}
+    names = [data.name for data in pre.sets]
+    merge = {
+        "alpha": chosen,
+        "chosen_by": chosen_by,
+        "selection_metric": args.selection_metric if len(results) > 1 else None,
+        "alphas": args.alpha_grid,
+        "pretrained": args.pretrained,
+        "finetuned": args.finetuned,
+        "finetuned_kind": "adapter" if pre.adapter is not None else "model",
+        "head_init": args.head_init,
+        "method": interpolator.method,
+        "head": "interpolated with head_init" if args.head_init else "the fine-tuned head at every α",
+        **interpolator.plan.as_record(),
+        "validation_set": args.validation_name if names else None,
+        "extra_sets": names[1:],
+        "sweep": rows,
+    }
+    if rows:
+        sweep = {"rule": chosen_by, "chosen_alpha": chosen, "validation_set": args.validation_name, "rows": rows}
+        write_json(out / SWEEP_JSON, {**sweep, "files": {d.name: d.path for d in pre.sets}})
+        if len(rows) > 1:
+            plot_alpha_sweep(rows, names, args.validation_name, chosen, out / SWEEP_PNG)
+    if reports:
+        write_json(out / EVAL_JSON, reports)
+        (out / EVAL_MD).write_text(reports_markdown(reports, pre.label_names))
+        titles = {d.name: f"{d.name}: {Path(d.path).name} (α={chosen:g})" for d in pre.sets}
+        write_confusion_matrices(reports, pre.label_names, out / EVAL_JSON, args.validation_name, titles)
+        main = scalars(reports[args.validation_name])
+        write_json(out / "eval_results.json", {f"eval_{k}": v for k, v in main.items()})
+    record = {
+        "hf_transfer_version": __version__,
+        "task": "merge",
+        "base_model": _base_model(args),
+        "label_names": pre.label_names,
+        "problem_type": pre.config.problem_type,
+        "merge": merge,
+        "eval_sets": reports,
+    }
+    write_json(out / RUN_RECORD_FILE, record)
+    write_resolved_config(out / CONFIG_FILE, args)
+    card_data = merge_card_data(record, resolved_config(args), out, pre.sets)
+    write_model_card(out, card_data)
+    return out

@@ -1,0 +1,245 @@
+"""The weights of `hf-transfer merge`: the checks that need no weights (configs, the parameter plan on the meta
+device, the evaluation sets, the tokenizer), then `Interpolator`, which gives θ(α) for any α, in weight space or,
+for a LoRA adapter, through PEFT's scaling."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hf_transfer.adapters.peft_model import (
+    adapter_labels,
+    load_adapter_classifier,
+    merge_into_base,
+    read_json_file,
+    with_labels,
+)
+from hf_transfer.core.eval_sets import prepare_eval_sets
+from hf_transfer.core.folders import ADAPTER_CONFIG
+from hf_transfer.core.layers import discover_layers
+from hf_transfer.core.models import load_classifier, load_config, load_tokenizer, meta_classifier
+from hf_transfer.errors import ConfigError, one_line
+from hf_transfer.merge.arguments import MergeArguments
+from hf_transfer.merge.interpolation import InterpolationPlan, interpolate_state_dicts, mix, plan_interpolation, specs
+
+
+@dataclass
+class _Preflight:
+    """What the checks found, before any weights were read."""
+
+    config: Any  # the fine-tuned classifier's config, with its labels
+    pretrained_config: Any  # the pretrained model's config with the fine-tuned labels: the same classifier class
+    label_names: list[str]
+    adapter: dict | None
+    body_prefix: str
+    head_names: set[str]
+    plan: InterpolationPlan
+    sets: list
+    tokenizer: Any
+    tokenizer_source: str
+
+
+def _finetuned(args: MergeArguments, pretrained_config):
+    """The fine-tuned classifier's config and, for an adapter folder, its adapter_config.json."""
+    folder = Path(args.finetuned)
+    if not folder.is_dir():
+        raise ConfigError(
+            f"finetuned {args.finetuned!r} is not a folder; give the output_dir of a fine-tuning run (a model or a "
+            "PEFT adapter)."
+        )
+    if (folder / ADAPTER_CONFIG).is_file():
+        adapter = read_json_file(folder / ADAPTER_CONFIG, "adapter config")
+        labels, problem_type = adapter_labels(folder, "merge")
+        return with_labels(pretrained_config, labels, problem_type), adapter
+    config = load_config(args.finetuned)
+    architectures = getattr(config, "architectures", None) or []
+    if not any(a.endswith("ForSequenceClassification") for a in architectures):
+        raise ConfigError(
+            f"finetuned {args.finetuned!r} is not a sequence classifier (architectures {architectures}); give a "
+            "model fine-tuned for text classification, or a PEFT adapter folder."
+        )
+    return config, None
+
+
+def _label_names(config) -> list[str]:
+    return [str(config.id2label[i]) for i in range(config.num_labels)]
+
+
+def _body_prefix(model) -> str:
+    """`bert.` for BertForSequenceClassification: where the base model sits in the classifier's state dict."""
+    body = model.base_model
+    name = next((n for n, m in model.named_modules() if m is body), "")
+    return f"{name}." if name else ""
+
+
+def _head_names(model, prefix: str) -> set[str]:
+    """Tensors the pretrained checkpoint may lack: everything outside the base model, and the layout's head inside it
+    (a pooler, a final norm)."""
+
+    names = {k for k in model.state_dict() if not k.startswith(prefix)}
+    try:
+        names |= set(discover_layers(model).head)
+    except ConfigError:  # no transformer blocks found: only what lies outside the base model is head
+        pass
+    return names
+
+
+def _preflight(args: MergeArguments) -> _Preflight:
+
+    pretrained_config = load_config(args.pretrained)
+    config, adapter = _finetuned(args, pretrained_config)
+    if pretrained_config.model_type != config.model_type:
+        raise ConfigError(
+            f"architectures differ: pretrained {args.pretrained!r} is a {pretrained_config.model_type!r} model and "
+            f"finetuned {args.finetuned!r} a {config.model_type!r} one; interpolate a fine-tuned model with the model "
+            "it was fine-tuned from."
+        )
+    label_names = _label_names(config)
+    pretrained_config = with_labels(pretrained_config, label_names, config.problem_type)
+    # The same classifier class built from both configs, on the meta device: any difference in depth, width or
+    # vocabulary shows up as a parameter whose shape or presence differs.
+    finetuned_meta = meta_classifier(config)
+    prefix = _body_prefix(finetuned_meta)
+    head_names = _head_names(finetuned_meta, prefix)
+    body = {k: v for k, v in specs(meta_classifier(pretrained_config).state_dict()).items() if k.startswith(prefix)}
+    plan = plan_interpolation(body, specs(finetuned_meta.state_dict()), head_names, *_names(args))
+    if args.head_init:
+        _check_head_init(args, label_names, finetuned_meta, plan)
+    sets = prepare_eval_sets(args, label_names)
+    tokenizer_source = (
+        args.finetuned if (Path(args.finetuned) / "tokenizer_config.json").is_file() else args.pretrained
+    )
+    tokenizer = load_tokenizer(tokenizer_source)
+    return _Preflight(
+        config, pretrained_config, label_names, adapter, prefix, head_names, plan, sets, tokenizer, tokenizer_source
+    )
+
+
+def _names(args: MergeArguments) -> tuple[str, str]:
+    return f"pretrained {args.pretrained!r}", f"finetuned {args.finetuned!r}"
+
+
+def _check_head_init(args: MergeArguments, label_names: list[str], finetuned_meta, plan: InterpolationPlan) -> None:
+    config = load_config(args.head_init)
+    if _label_names(config) != label_names:
+        raise ConfigError(
+            f"head_init {args.head_init!r} has labels {_label_names(config)} but the fine-tuned model has "
+            f"{label_names} (in this order); give a head trained for the same labels."
+        )
+    if not plan.head:
+        raise ConfigError(
+            f"head_init {args.head_init!r} given, but every fine-tuned tensor is in the pretrained model."
+        )
+    head_specs = specs(meta_classifier(config).state_dict())
+    wanted = specs(finetuned_meta.state_dict())
+    for name in plan.head:
+        if name not in head_specs or head_specs[name].shape != wanted[name].shape:
+            found = head_specs[name].shape if name in head_specs else "missing"
+            raise ConfigError(
+                f"head_init {args.head_init!r} does not fit the fine-tuned head: parameter {name!r} is {found} there "
+                f"but {wanted[name].shape} in the fine-tuned model."
+            )
+
+
+def _pretrained_body(args: MergeArguments, pre: _Preflight) -> dict[str, torch.Tensor]:
+    """The pretrained checkpoint's base-model tensors in the classifier's key space: only tensors it really holds
+    (a pooler or a head that a bare checkpoint lacks would be freshly initialised: those are left out)."""
+    from transformers import AutoModelForSequenceClassification
+
+    try:
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            args.pretrained,
+            config=pre.pretrained_config,
+            dtype=torch.float32,
+            output_loading_info=True,
+            ignore_mismatched_sizes=True,  # a pretrained classifier with another label count: its head is not used
+        )
+    except (OSError, ValueError, RuntimeError) as err:
+        raise ConfigError(f"cannot load the weights of pretrained {args.pretrained!r}: {one_line(err)}") from None
+    missing = set(info["missing_keys"]) | {k for k, *_ in info.get("mismatched_keys") or []}
+    return {
+        k: v.detach().clone()
+        for k, v in model.state_dict().items()
+        if k.startswith(pre.body_prefix) and k not in missing
+    }
+
+
+def _under(name: str, modules: list[str]) -> bool:
+    """Whether tensor `name` lies in a module named in PEFT's `modules_to_save` (a dotted suffix, as PEFT matches)."""
+    parts = name.split(".")[:-1]
+    prefixes = [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    return any(p == m or p.endswith("." + m) for p in prefixes for m in modules)
+
+
+class Interpolator:
+    """θ(α) as a state dict of the fine-tuned classifier, for any α in [0, 1], plus a model to load it into."""
+
+    def __init__(self, args: MergeArguments, pre: _Preflight):
+        self.pretrained = _pretrained_body(args, pre)
+        # Planned again on the loaded tensors: a pooler the checkpoint lacks is head now, not interpolated.
+        finetuned_specs = specs(meta_classifier(pre.config).state_dict())
+        self.plan = plan_interpolation(specs(self.pretrained), finetuned_specs, pre.head_names, *_names(args))
+        self.head_init = self._head_init(args, pre) if args.head_init else None
+        self.method = "weight space"
+        self.lora = None
+        self.adapter_head: list[str] = []
+        if pre.adapter is not None:
+            self._load_adapter(args, pre)
+        else:
+            self.model = load_classifier(args.finetuned, pre.config)
+            self.finetuned = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def _head_init(self, args, pre) -> dict[str, torch.Tensor]:
+        model = load_classifier(args.head_init, load_config(args.head_init))
+        state = model.state_dict()
+        return {k: state[k].detach().clone() for k in self.plan.head}
+
+    def _load_adapter(self, args: MergeArguments, pre: _Preflight) -> None:
+
+        base = load_classifier(args.pretrained, pre.config)
+        try:
+            peft_model = load_adapter_classifier(args.finetuned, base)
+        except (OSError, ValueError, RuntimeError, KeyError) as err:
+            raise ConfigError(
+                f"cannot load adapter {args.finetuned!r} onto pretrained {args.pretrained!r}: {one_line(err)}"
+            ) from None
+        config = peft_model.peft_config[peft_model.active_adapter]
+        self.adapter_head = list(getattr(config, "modules_to_save", None) or [])
+        peft_type = str(getattr(config, "peft_type", "")).split(".")[-1].lower()
+        if peft_type == "lora" and not getattr(config, "use_dora", False):
+            # LoRA's update is linear in its scaling: θ(α) = W + α·s·BA, so α scales the adapter inside PEFT.
+            self.lora = peft_model
+            self.method = "LoRA scaling (PEFT set_scale(α), then merge_and_unload)"
+        self.model = merge_into_base(copy.deepcopy(peft_model))
+        self.finetuned = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def _lora_state(self, alpha: float) -> dict[str, torch.Tensor]:
+        from peft.tuners.lora import LoraLayer
+
+        model = copy.deepcopy(self.lora)
+        for module in model.modules():
+            if isinstance(module, LoraLayer):
+                for name in list(module.scaling):
+                    module.set_scale(name, alpha)
+        return merge_into_base(model).state_dict()
+
+    def state_dict(self, alpha: float) -> dict[str, torch.Tensor]:
+        if self.lora is not None:
+            # The LoRA targets are already at θ(α); the saved modules (pooler, head) mix in weight space.
+            current = self._lora_state(alpha)
+            keys = [k for k in self.plan.interpolated if _under(k, self.adapter_head)]
+        else:
+            current, keys = self.finetuned, self.plan.interpolated
+        state = interpolate_state_dicts(self.pretrained, current, alpha, keys=keys)
+        if self.head_init is not None:
+            for name in self.plan.head:
+                state[name] = mix(self.head_init[name], current[name], alpha)
+        return state
+
+    def load(self, alpha: float):
+        self.model.load_state_dict(self.state_dict(alpha), strict=True)
+        return self.model.eval()

@@ -1,0 +1,335 @@
+"""What a model card says, as plain data: filled during training by `CardDataCallback` (as SetFit's model-card
+callback does), completed from the run record, and saved as `hf_transfer_card_data.json` beside the model so that
+`hf-transfer card DIR` can write the card again later from what DIR holds."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import yaml
+from transformers import TrainerCallback
+
+from hf_transfer.core.folders import CARD_DATA_FILE, CONFIG_FILE, RUN_RECORD_FILE
+from hf_transfer.core.runtime import precision_name
+from hf_transfer.outputs.provenance import base_model_facts, detect_adapter, is_hub_id
+
+_PACKAGES = ("hf-transfer-learning", "transformers", "torch", "datasets", "accelerate", "peft", "huggingface_hub")
+_HYPERPARAMETERS = (
+    "learning_rate",
+    "num_train_epochs",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "weight_decay",
+    "warmup_steps",
+    "warmup_ratio",
+    "lr_scheduler_type",
+    "optim",
+    "max_grad_norm",
+    "label_smoothing_factor",
+    "max_seq_length",
+    "seed",
+)
+# Scalar metrics worth a card (and a model-index entry); runtimes, sample counts and the loss are not.
+_METRIC_BASES = ("subset_accuracy", "accuracy", "precision", "recall", "f1")
+
+
+@dataclass
+class CardData:
+    """Every fact the card states. Plain JSON values only, so the file can be read without this package."""
+
+    model_name: str = "model"
+    repo_id: str | None = None
+    task: str = "train"
+    base_model: str | None = None
+    base_model_is_hub_id: bool = False
+    license: str | None = None
+    language: str | list[str] | None = None
+    datasets: list[str] = field(default_factory=list)
+    data_name: str = "local data"
+    eval_dataset: str = "validation data"
+    data_source: str = "local data"
+    label_names: list[str] = field(default_factory=list)
+    problem_type: str = "single_label_classification"
+    splits: dict[str, dict] = field(default_factory=dict)
+    validation_carved: bool = False
+    validation_percentage: int | None = None
+    freeze: dict = field(default_factory=dict)
+    unfreezing: list[dict] = field(default_factory=list)
+    distillation: dict | None = None
+    adapter: dict | None = None
+    merge: dict | None = None  # weight interpolation: α, both sources, the sweep (hf-transfer merge)
+    hyperparameters: dict = field(default_factory=dict)
+    precision: str = "fp32"
+    world_size: int = 1
+    metrics: dict[str, float] = field(default_factory=dict)
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    epochs: list[dict] = field(default_factory=list)
+    confusion_matrix: list[list[int]] | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    hf_transfer_version: str | None = None
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(dataclasses.asdict(self), indent=2, default=str) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> CardData:
+        values = json.loads(Path(path).read_text())
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    @property
+    def multi_label(self) -> bool:
+        return self.problem_type == "multi_label_classification"
+
+    def data_source_name(self) -> str:
+        return self.datasets[0] if self.datasets else self.data_name
+
+    def headline_metric(self) -> tuple[str | None, float | None]:
+        for key in ("accuracy", "subset_accuracy", "f1_macro"):
+            if key in self.metrics:
+                return key, self.metrics[key]
+        return None, None
+
+    def one_line(self) -> str:
+        """How the model was made, in a few words (the commit message and the card's summary start with it)."""
+        base = f"`{self.base_model}`" if self.base_model else "a pretrained model"
+        if self.merge:
+            m = self.merge
+            kind = "adapter" if m.get("finetuned_kind") == "adapter" else "model"
+            return (
+                f"WiSE-FT weight interpolation at α = {m['alpha']:g} between {base} and the fine-tuned {kind} "
+                f"`{Path(str(m['finetuned'])).name}`"
+            )
+        if self.adapter:
+            method = str(self.adapter.get("method") or "PEFT")
+            rank = f" (r={self.adapter['r']})" if self.adapter.get("r") else ""
+            return f"{'LoRA' if method.lower() == 'lora' else method} adapter{rank} on {base}"
+        d = self.distillation
+        if d:
+            depth = self.freeze.get("depth")
+            student = f"{depth}-layer student" if depth else "student"
+            teachers = ", ".join(f"`{t}`" for t in d.get("teachers") or [])
+            return f"distilled {student} of {teachers or 'its teacher'}"
+        frozen = _frozen_blocks(self.freeze)
+        return f"fine-tuned {base}" + (f" ({frozen})" if frozen else "")
+
+
+def _frozen_blocks(freeze: dict) -> str:
+    if freeze.get("train_head_only"):
+        return "head only"
+    layers, depth = freeze.get("freeze_layers"), freeze.get("depth")
+    if isinstance(layers, int) and layers:
+        return f"{layers} of {depth} blocks frozen"
+    if isinstance(layers, list) and layers:
+        return f"{len(layers)} of {depth} blocks frozen"
+    return ""
+
+
+def _versions() -> dict[str, str]:
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _scalar_metrics(values: dict, prefix: str = "") -> dict[str, float]:
+    out = {}
+    for key, value in (values or {}).items():
+        if not key.startswith(prefix) or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        name = key[len(prefix) :]
+        if any(name == b or name.startswith(b + "_") for b in _METRIC_BASES) and math.isfinite(value):
+            out[name] = float(value)
+    return out
+
+
+def epoch_row(epoch, step, train_loss, metrics: dict) -> dict:
+    row = {"epoch": epoch, "step": step, "train_loss": train_loss, "eval_loss": metrics.get("eval_loss")}
+    scores = _scalar_metrics(metrics, "eval_")
+    row.update({k: scores[k] for k in ("accuracy", "subset_accuracy", "f1_macro", "f1_micro") if k in scores})
+    return row
+
+
+def epoch_rows(log_history: list[dict]) -> list[dict]:
+    rows, train_loss = [], None
+    for entry in log_history or []:
+        if "loss" in entry:
+            train_loss = entry["loss"]
+        if "eval_loss" in entry:
+            rows.append(epoch_row(entry.get("epoch"), entry.get("step"), train_loss, entry))
+    return rows
+
+
+class CardDataCallback(TrainerCallback):
+    """Fills `CardData` while `Trainer` runs: the hyperparameters when training starts, the trainable-parameter count
+    whenever an epoch starts with a different one (the unfreezing schedule as it really happened), and a row per
+    evaluation."""
+
+    def __init__(self, card_data: CardData | None = None):
+        self.card_data = card_data or CardData()
+        self._train_loss = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        values = args.to_dict()
+        self.card_data.hyperparameters = {k: values[k] for k in _HYPERPARAMETERS if k in values}
+        self.card_data.precision = precision_name(args)
+        self.card_data.world_size = args.world_size
+
+    def on_epoch_begin(self, args, state, control, model=None, **kwargs):
+        if model is None:
+            return
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        schedule = self.card_data.unfreezing
+        if not schedule or schedule[-1]["trainable_parameters"] != trainable:
+            schedule.append({"epoch": round(state.epoch or 0.0, 2), "trainable_parameters": trainable})
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self._train_loss = logs["loss"]
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if metrics:
+            self.card_data.epochs.append(epoch_row(state.epoch, state.global_step, self._train_loss, metrics))
+
+
+# --- completing the card data from the run record ------------------------------------------------------------------
+
+
+def _source_text(source, fallback: str) -> str:
+    if isinstance(source, dict):
+        return ", ".join(f"{k.replace('_', ' ')} `{v}`" for k, v in source.items() if v) or fallback
+    return str(source or fallback)
+
+
+def _data_name(path: str) -> str:
+    """`../data/sst2/train.tsv` -> `sst2`; a file directly in the working folder gives its own stem."""
+    p = Path(path)
+    return p.parent.name if p.parent.name not in ("", ".") else p.stem
+
+
+def complete_card_data(card_data: CardData, record: dict, config: dict, folder: str | Path) -> CardData:
+    """Fill in everything the run record and the resolved config know; the callback's findings are kept."""
+    c = card_data
+    folder = Path(folder)
+    data = record.get("data") or {}
+    dataset_name = config.get("dataset_name")
+    source = data.get("source") or {}
+    eval_file = source.get("validation_file") if isinstance(source, dict) else None
+    eval_from = f"`{Path(eval_file).name}`" if eval_file else f"`{dataset_name}`" if dataset_name else "the data"
+    c.model_name = folder.resolve().name
+    c.task = record.get("task", c.task)
+    c.base_model = record.get("base_model")
+    c.base_model_is_hub_id = is_hub_id(c.base_model)
+    teachers = (record.get("distillation") or {}).get("teachers") or []
+    facts = base_model_facts(
+        [config.get("base_model_hub_id"), config.get("model_name_or_path"), c.base_model, *teachers]
+    )
+    c.license, c.language = facts.get("license"), facts.get("language")
+    hub_dataset = dataset_name or config.get("dataset_hub_id")
+    c.datasets = [hub_dataset] if hub_dataset else []
+    train_file = config.get("train_file") or (source.get("train_file") if isinstance(source, dict) else None)
+    c.data_name = dataset_name or (_data_name(train_file) if train_file else "local data")
+    splits = data.get("splits") or data
+    c.splits = {
+        split: {"rows": info["rows"], "dropped": {k: v for k, v in (info.get("dropped") or {}).items() if v}}
+        for split, info in splits.items()
+        if isinstance(info, dict) and "rows" in info
+    }
+    rows = c.splits.get("validation", {}).get("rows")
+    carved = bool(data.get("validation_carved_from_train"))
+    eval_what = "a split carved from the training data" if carved else f"validation data from {eval_from}"
+    c.eval_dataset = f"{rows:,} rows of {eval_what}" if rows else eval_what
+    c.data_source = _source_text(source, dataset_name or "local data")
+    c.label_names = list(record.get("label_names") or [])
+    c.problem_type = record.get("problem_type") or c.problem_type
+    c.validation_carved = carved
+    c.validation_percentage = config.get("validation_split_percentage")
+    c.freeze = dict(record.get("freeze") or {})
+    c.distillation = record.get("distillation")
+    c.adapter = detect_adapter(folder, record.get("adapter"))
+    if not c.hyperparameters:
+        c.hyperparameters = {k: config[k] for k in _HYPERPARAMETERS if k in config}
+    elif "max_seq_length" in config:
+        c.hyperparameters["max_seq_length"] = config["max_seq_length"]
+    c.precision = record.get("precision", c.precision)
+    c.world_size = record.get("world_size", c.world_size)
+    report = record.get("validation_report") or {}
+    c.metrics = _scalar_metrics(report) or _scalar_metrics(record.get("eval_metrics"), "eval_")
+    c.test_metrics = _scalar_metrics(record.get("test_metrics"), "test_")
+    logged = epoch_rows(record.get("log_history"))
+    if len(logged) > len(c.epochs):  # a resumed run: the log holds the epochs before the resume too
+        c.epochs = logged
+    # The evaluation after training closes the table (and is its only row when eval_strategy was "no").
+    history = record.get("log_history") or []
+    steps = [e["step"] for e in history if "step" in e]
+    losses = [e["loss"] for e in history if "loss" in e]
+    train = record.get("train_metrics") or {}
+    last_loss = losses[-1] if losses else train.get("train_loss")
+    final = epoch_row(train.get("epoch"), steps[-1] if steps else None, last_loss, record.get("eval_metrics") or {})
+    if final["eval_loss"] is not None and not any(row.get("step") == final["step"] for row in c.epochs):
+        c.epochs.append(final)
+    c.confusion_matrix = report.get("confusion_matrix")
+    c.versions = c.versions or _versions()
+    c.hf_transfer_version = record.get("hf_transfer_version")
+    return c
+
+
+def load_card_data(folder: str | Path) -> CardData | None:
+    """The card data saved with a run; for runs from before it was saved, rebuilt from the run record and config."""
+    folder = Path(folder)
+    if (folder / CARD_DATA_FILE).is_file():
+        card_data = CardData.load(folder / CARD_DATA_FILE)
+        card_data.adapter = detect_adapter(folder, card_data.adapter)
+        return card_data
+    if not (folder / RUN_RECORD_FILE).is_file():
+        return None
+    record = json.loads((folder / RUN_RECORD_FILE).read_text())
+    config = yaml.safe_load((folder / CONFIG_FILE).read_text()) if (folder / CONFIG_FILE).is_file() else {}
+    card_data = complete_card_data(CardData(), record, config or {}, folder)
+    card_data.versions = {}  # today's versions are not the ones the run used
+    return card_data
+
+
+def merge_card_data(record: dict, config: dict, folder: str | Path, sets: list) -> CardData:
+    """Card data of an interpolated model (`hf-transfer merge`): the fine-tuned run's facts (its data, freeze plan,
+    hyperparameters) when hf-transfer made it, the interpolation, and the merged model's own evaluation; the
+    fine-tuned model's metrics and per-epoch rows are dropped, since they describe another model."""
+    m = record["merge"]
+    inherited = load_card_data(m["finetuned"]) if Path(str(m["finetuned"])).is_dir() else None
+    c = inherited or CardData()
+    c.model_name = Path(folder).resolve().name
+    c.repo_id = None
+    c.task = "merge"
+    c.base_model = record.get("base_model")
+    c.base_model_is_hub_id = is_hub_id(c.base_model)
+    if not inherited:
+        facts = base_model_facts([config.get("base_model_hub_id"), config.get("pretrained"), c.base_model])
+        c.license, c.language = facts.get("license"), facts.get("language")
+        c.data_source = "not recorded: the fine-tuned model was not trained with hf-transfer"
+    c.label_names = list(record.get("label_names") or [])
+    c.problem_type = record.get("problem_type") or c.problem_type
+    c.merge = m
+    reports = record.get("eval_sets") or {}
+    main = reports.get(m.get("validation_set")) or {}
+    c.metrics = _scalar_metrics(main)
+    c.test_metrics, c.epochs = {}, []
+    c.confusion_matrix = main.get("confusion_matrix")
+    if main:
+        first = sets[0]
+        c.eval_dataset = f"{main['samples']:,} rows of {first.name} (`{Path(first.path).name}`) at α = {m['alpha']:g}"
+        if len(sets) > 1:
+            others = ", ".join(f"{s.name} ({reports[s.name]['samples']:,} rows)" for s in sets[1:])
+            c.eval_dataset += f", and on {others} (see the α sweep)"
+    else:
+        c.eval_dataset = "no data: hf-transfer merge ran without a validation file"
+    c.versions = _versions()
+    c.hf_transfer_version = record.get("hf_transfer_version")
+    return c

@@ -1,0 +1,29 @@
+"""`hf-transfer card DIR` and `hf-transfer push DIR`: the commands that work on a finished run folder."""
+
+from __future__ import annotations
+
+from hf_transfer.errors import ConfigError
+from hf_transfer.outputs.arguments import CardArguments, PushArguments
+from hf_transfer.outputs.card_data import load_card_data
+from hf_transfer.outputs.cards import write_model_card
+from hf_transfer.outputs.hub import PushTarget, check_repo_id, push_folder
+
+
+def run_card(args: CardArguments) -> dict:
+
+    card_data = load_card_data(args.model_dir)
+    if card_data is None:
+        raise ConfigError(
+            f"{args.model_dir!r} holds neither hf_transfer_card_data.json nor hf_transfer_run.json; give the "
+            "output_dir of a run made by hf-transfer train or distill."
+        )
+    repo_id = None
+    if args.hub_model_id:
+        repo_id = check_repo_id(args.hub_model_id)
+    return {"card": str(write_model_card(args.model_dir, card_data, repo_id=repo_id))}
+
+
+def run_push(args: PushArguments) -> dict:
+
+    target = PushTarget(check_repo_id(args.hub_model_id), True if args.private else None, args.revision)
+    return {"pushed_to": push_folder(args.model_dir, target, args.commit_message), "repo_id": target.repo_id}

@@ -1,0 +1,250 @@
+"""Pushing a finished run folder to the Hub through `huggingface_hub.HfApi`: one repo, one commit, the card refreshed
+first, transient errors retried, and a failure that leaves the folder as it was and says how to retry."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hf_transfer.core.folders import CARD_DATA_FILE
+from hf_transfer.errors import ConfigError, HfTransferError
+from hf_transfer.outputs.card_data import load_card_data
+from hf_transfer.outputs.cards import write_model_card
+
+logger = logging.getLogger(__name__)
+
+# What the Hub does not need: Trainer checkpoints (optimizer state, several times the model's size), caches, the
+# pickled TrainingArguments (`hf_transfer_config.yaml` holds the same in readable form, and the Hub flags pickles),
+# and editor or OS debris.
+IGNORE_PATTERNS = [
+    "checkpoint-*",
+    "checkpoint-*/**",
+    "**/checkpoint-*/**",
+    ".cache/**",
+    "**/.cache/**",
+    "**/__pycache__/**",
+    "runs/**",
+    "wandb/**",
+    "training_args.bin",
+    "*.lock",
+    ".DS_Store",
+    "**/.ipynb_checkpoints/**",
+]
+# huggingface_hub retries with backoff (`http_backoff`) inside a push only for the preupload request and LFS transfers.
+# `create_repo`, `create_branch` and the commit POST of `upload_folder` (sent with retry_on_error=False) go out once on
+# its plain session, so those calls are retried here as a whole, on the failures `http_backoff` treats as transient.
+RETRIES = 4  # tries in all, for transient errors (5xx, 408, 429, connection errors)
+RETRY_BASE_SECONDS = 2.0  # waits 2, 4, 8 s between tries
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class HubUnreachable(HfTransferError):
+    """Offline mode or no network: nothing was pushed, the folder is ready to push later."""
+
+
+@dataclass
+class PushTarget:
+    """Where a run goes on the Hub; no token in it, so it may be logged or saved."""
+
+    repo_id: str
+    private: bool | None = None
+    revision: str | None = None
+
+    def retry_command(self, folder: str | Path) -> str:
+        command = f"hf-transfer push {shlex.quote(str(folder))} --hub_model_id {shlex.quote(self.repo_id)}"
+        if self.private:
+            command += " --private"
+        if self.revision:
+            command += f" --revision {shlex.quote(self.revision)}"
+        return command
+
+
+def endpoint() -> str:
+    """`HF_ENDPOINT` read now (huggingface_hub reads it once, at import), else huggingface_hub's endpoint."""
+    from huggingface_hub import constants
+
+    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+
+
+def is_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.is_offline_mode())
+
+
+def check_repo_id(repo_id: str | None) -> str:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if not repo_id or not str(repo_id).strip():
+        raise ConfigError("hub_model_id is required to push: a Hub repo id such as `your-name/model-name`.")
+    repo_id = str(repo_id).strip()
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        reason = " ".join(str(err).split())
+        raise ConfigError(f"hub_model_id {repo_id!r} is not a valid Hub repo id ({reason}).") from None
+    if repo_id.count("/") > 1 or Path(repo_id).is_absolute():
+        raise ConfigError(f"hub_model_id {repo_id!r} is not a valid Hub repo id; expected `namespace/name` or `name`.")
+    return repo_id
+
+
+def resolve_token() -> str:
+    """The token from `HF_TOKEN` or the login cache (`hf auth login`); never from a config file or a flag."""
+    from huggingface_hub import get_token
+
+    token = get_token()
+    if not token:
+        raise ConfigError(
+            "pushing to the Hub needs a token with write access: set HF_TOKEN or run `hf auth login` "
+            "(tokens are never read from configs or flags)."
+        )
+    return token
+
+
+def check_no_token_argument(training_args) -> None:
+    if getattr(training_args, "hub_token", None):
+        raise ConfigError(
+            "hub_token is not accepted: a token in a config or on the command line ends up in files and shell "
+            "history. Set HF_TOKEN or run `hf auth login` instead."
+        )
+
+
+def plan_push(training_args) -> PushTarget | None:
+    """Check a `push_to_hub` request before any compute, and take the push over from `Trainer`.
+
+    Stock `Trainer` would create the repo when it is built, push every checkpoint and write its own card; we push
+    once, after our card is written, so `push_to_hub` is switched off in the arguments `Trainer` sees.
+    """
+    check_no_token_argument(training_args)
+    if not training_args.push_to_hub:
+        return None
+    repo_id = check_repo_id(training_args.hub_model_id or Path(training_args.output_dir).name)
+    if not is_offline():
+        resolve_token()
+    training_args.push_to_hub = False
+    return PushTarget(repo_id, training_args.hub_private_repo, training_args.hub_revision)
+
+
+def commit_message(card_data) -> str:
+    """E.g. `hf-transfer: distilled 3-layer student of org/teacher, validation accuracy 0.8394`."""
+    if card_data is None:
+        return "hf-transfer: upload run folder"
+    metric, value = card_data.headline_metric()
+    scored = f", validation {metric} {value:.4f}" if metric else ""
+    return f"hf-transfer: {card_data.one_line().replace('`', '')}{scored}"
+
+
+def _status(err: Exception) -> int | None:
+    response = getattr(err, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def _network_errors() -> tuple[type[Exception], ...]:
+    try:
+        import httpx2 as httpx
+    except ImportError:  # huggingface_hub < 2 used httpx
+        import httpx
+    return httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, ConnectionError
+
+
+def _short(err: Exception) -> str:
+    status = _status(err)
+    text = " ".join(str(err).split())
+    if status is not None:
+        server = getattr(err, "server_message", None) or ""
+        return f"HTTP {status}" + (f": {' '.join(server.split())[:160]}" if server else "")
+    return f"{type(err).__name__}: {text[:160]}"
+
+
+def with_retries(action, what: str, target: PushTarget, folder: Path):
+    """Run `action()`; retry transient failures with exponential backoff; turn the final failure into one line."""
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    network = _network_errors()
+    retry = f"the folder is intact; retry with `{target.retry_command(folder)}`"
+    for attempt in range(1, RETRIES + 1):
+        try:
+            return action()
+        except OfflineModeIsEnabled:
+            raise HubUnreachable(f"HF_HUB_OFFLINE is set, so nothing was pushed; {retry}.") from None
+        except network as err:
+            if attempt == RETRIES:
+                raise HubUnreachable(
+                    f"could not reach {endpoint()} to {what} after {RETRIES} tries ({_short(err)}); {retry}."
+                ) from None
+            failure = _short(err)
+        except ValueError as err:
+            if "Invalid metadata" not in str(err):  # upload_folder checks the card's YAML with the Hub first
+                raise
+            problem = " ".join(str(err).split())[:240]
+            raise HfTransferError(f"the Hub rejected the card: {problem}; fix README.md, then {retry}.") from None
+        except HfHubHTTPError as err:
+            status = _status(err)
+            if status in (401, 403):
+                raise HfTransferError(
+                    f"the Hub refused to {what} ({_short(err)}): the token (HF_TOKEN or `hf auth login`) needs write "
+                    f"access to {target.repo_id!r}; {retry}."
+                ) from None
+            if status not in TRANSIENT_STATUS or attempt == RETRIES:
+                tries = f" after {attempt} tries" if attempt > 1 else ""
+                raise HfTransferError(f"could not {what}{tries} ({_short(err)}); {retry}.") from None
+            failure = _short(err)
+        wait = RETRY_BASE_SECONDS * 2 ** (attempt - 1)
+        logger.warning("%s failed (%s); retrying in %.0f s (try %d of %d).", what, failure, wait, attempt + 1, RETRIES)
+        time.sleep(wait)
+
+
+def push_folder(folder: str | Path, target: PushTarget, message: str | None = None) -> str:
+    """Create the repo (if needed), refresh the card for it, and upload the folder in one commit; return its URL."""
+    from huggingface_hub import HfApi
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"{str(folder)!r} is not a folder; give the output_dir of a finished run.")
+    if is_offline():
+        raise HubUnreachable(
+            f"HF_HUB_OFFLINE is set, so nothing was pushed; {folder} is ready: push it with "
+            f"`{target.retry_command(folder)}` when online."
+        )
+    api = HfApi(endpoint=endpoint(), token=resolve_token())
+    repo_url = with_retries(
+        lambda: api.create_repo(target.repo_id, private=target.private, exist_ok=True),
+        f"create the repo {target.repo_id!r}",
+        target,
+        folder,
+    )
+    repo_id = repo_url.repo_id or target.repo_id
+    card_data = load_card_data(folder)
+    # The card is rewritten for this repo id before the upload; a failed push puts the old files back.
+    saved = {p: p.read_bytes() for p in (folder / "README.md", folder / CARD_DATA_FILE) if p.is_file()}
+    try:
+        if card_data is not None:
+            write_model_card(folder, card_data, repo_id=repo_id)
+        if target.revision:
+            with_retries(
+                lambda: api.create_branch(repo_id, branch=target.revision, exist_ok=True),
+                f"create the branch {target.revision!r}",
+                target,
+                folder,
+            )
+        info = with_retries(
+            lambda: api.upload_folder(
+                repo_id=repo_id,
+                folder_path=folder,
+                revision=target.revision,
+                commit_message=message or commit_message(card_data),
+                ignore_patterns=IGNORE_PATTERNS,
+            ),
+            f"upload {folder} to {repo_id!r}",
+            target,
+            folder,
+        )
+    except BaseException:
+        for path, data in saved.items():
+            path.write_bytes(data)
+        raise
+    return getattr(info, "commit_url", None) or f"{api.endpoint}/{repo_id}"

@@ -1,0 +1,151 @@
+"""The pictures a run leaves: the confusion matrix, the training curves and the α sweep of a weight interpolation.
+They draw on a bare matplotlib `Figure` (Agg), never through pyplot."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from hf_transfer.errors import DataError
+
+if TYPE_CHECKING:
+    pass
+
+
+def save_confusion_matrix(
+    matrix, label_names: Sequence[str], json_path: str | Path, png_path: str | Path, title: str | None = None
+) -> None:
+    """Write the confusion matrix as JSON `{"labels", "matrix"}` and as a PNG heatmap of counts, coloured by row."""
+    matrix = np.asarray(matrix, dtype=int)
+    labels = [str(name) for name in label_names]
+    if matrix.shape != (len(labels), len(labels)):
+        raise DataError(f"The confusion matrix has shape {matrix.shape}, but there are {len(labels)} label names.")
+    json_path, png_path = Path(json_path), Path(png_path)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps({"labels": labels, "matrix": matrix.tolist()}, indent=2) + "\n")
+
+    # Colour by recall (each row sums to 1) so that small classes stay visible next to large ones.
+    totals = matrix.sum(1, keepdims=True)
+    normalised = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
+    size = 2.5 + 0.6 * len(labels)
+    fig = _figure(figsize=(size + 1, size))
+    ax = fig.subplots()
+    image = ax.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true label")
+    for (row, col), count in np.ndenumerate(matrix):
+        colour = "white" if normalised[row, col] > 0.5 else "black"
+        ax.text(col, row, str(count), ha="center", va="center", color=colour, fontsize=9)
+    rotate = len(labels) > 6 or max((len(name) for name in labels), default=0) > 8
+    ticks = range(len(labels))
+    ax.set_xticks(
+        ticks, labels, rotation=45 if rotate else 0, ha="right" if rotate else "center", rotation_mode="anchor"
+    )
+    ax.set_yticks(ticks, labels)
+    ax.set(xlabel="Predicted label", ylabel="True label", title=title or "Confusion matrix")
+    _save(fig, png_path)
+
+
+def plot_training_curves(log_history: list[dict], png_path: str | Path, title: str | None = None) -> None:
+    """Plot `Trainer.state.log_history`: training and eval loss, and eval accuracy / F1 against the step."""
+    train = [(entry["step"], entry["loss"]) for entry in log_history if "loss" in entry and "step" in entry]
+    evals = [entry for entry in log_history if any(key.startswith("eval_") for key in entry)]
+    fig = _figure(figsize=(11, 4.5))
+    loss_ax, metric_ax = fig.subplots(1, 2)
+    # Markers keep a curve of a single point visible.
+    if train:
+        loss_ax.plot(*np.transpose(train), marker="o" if len(train) == 1 else None, markersize=4, label="train loss")
+    eval_loss = [(entry.get("step", 0), entry["eval_loss"]) for entry in evals if "eval_loss" in entry]
+    if eval_loss:
+        loss_ax.plot(*np.transpose(eval_loss), marker="o", markersize=4, label="eval loss")
+    loss_ax.set(xlabel="step", ylabel="loss", title="Loss")
+    _legend_or_note(loss_ax, "nothing logged")
+
+    for name in ("accuracy", "f1_macro", "f1_micro", "subset_accuracy"):
+        points = [(entry.get("step", 0), entry[f"eval_{name}"]) for entry in evals if f"eval_{name}" in entry]
+        if points:
+            metric_ax.plot(*np.transpose(points), marker="o", markersize=4, label=name)
+    # Trainer takes the same number of steps each epoch, so one ratio turns steps into epochs for a top axis.
+    last = next((e for e in reversed(log_history) if e.get("step", 0) > 0 and e.get("epoch", 0) > 0), None)
+    if last is not None and evals:
+        ratio = last["epoch"] / last["step"]
+        metric_ax.secondary_xaxis("top", functions=(lambda s: s * ratio, lambda e: e / ratio)).set_xlabel("epoch")
+    metric_ax.set(xlabel="step", ylabel="score", title="Evaluation")
+    _legend_or_note(metric_ax, "no evaluation metrics logged")
+    if title:
+        fig.suptitle(title)
+    _save(fig, png_path)
+
+
+def plot_alpha_sweep(
+    rows: list[dict],
+    set_names: Sequence[str],
+    validation_name: str,
+    chosen_alpha: float | None,
+    png_path: str | Path,
+    metric: str = "accuracy",
+) -> None:
+    """Plot a weight-interpolation sweep: `metric` against α, one line per evaluation set (the validation set drawn
+    thicker), the mean of the other sets dashed, and the chosen α marked.
+
+    `rows` are `{"alpha": a, set_name: {metric: value}, ...}`, one per α."""
+    alphas = [row["alpha"] for row in rows]
+    fig = _figure(figsize=(7.5, 4.5))
+    ax = fig.subplots()
+    for name in set_names:
+        values = [row[name][metric] for row in rows]
+        main = name == validation_name
+        label = f"{name} (validation)" if main else name
+        ax.plot(alphas, values, marker="o", markersize=4, linewidth=2.5 if main else 1.2, label=label)
+    others = [name for name in set_names if name != validation_name]
+    if len(others) > 1:
+        mean = [sum(row[n][metric] for n in others) / len(others) for row in rows]
+        ax.plot(alphas, mean, linestyle="--", color="gray", label="mean of the other sets")
+    if chosen_alpha is not None:
+        ax.axvline(chosen_alpha, color="black", linestyle=":", linewidth=1, label=f"chosen α = {chosen_alpha:g}")
+    ax.set(xlabel="α   (0 = pretrained body, 1 = fine-tuned)", ylabel=metric, title="Weight interpolation sweep")
+    ax.set_xlim(min(alphas) - 0.02, max(alphas) + 0.02)
+    ax.grid(alpha=0.3)
+    _legend_or_note(ax, "no sets")
+    _save(fig, png_path)
+
+
+def _figure(figsize: tuple[float, float]):
+    # A bare Figure draws with Agg and never touches pyplot, so it neither needs a display nor switches (and closes
+    # the figures of) the backend a notebook or another library has chosen.
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize, layout="constrained")
+
+
+def _legend_or_note(ax, note: str) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes, color="gray")
+
+
+def _save(fig, png_path: Path | str) -> None:
+    png_path = Path(png_path)
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png_path, dpi=120, bbox_inches="tight")
+
+
+def confusion_paths(base: Path, name: str | None) -> tuple[Path, Path]:
+    """`metrics.json` -> `metrics.confusion_matrix.{json,png}` (the main set) or `metrics.NAME.confusion_matrix...`."""
+    middle = f".{name}" if name else ""
+    return base.with_suffix(f"{middle}.confusion_matrix.json"), base.with_suffix(f"{middle}.confusion_matrix.png")
+
+
+def write_confusion_matrices(
+    reports: dict[str, dict], label_names: list[str], base: Path, main_set: str, titles: dict[str, str]
+) -> None:
+    """A confusion matrix (JSON and PNG) per set beside `base`; the main set keeps the plain name."""
+    from hf_transfer.outputs.plots import save_confusion_matrix
+
+    for name, report in reports.items():
+        json_path, png_path = confusion_paths(base, None if name == main_set else name)
+        save_confusion_matrix(report["confusion_matrix"], label_names, json_path, png_path, title=titles.get(name))

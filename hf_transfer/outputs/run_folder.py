@@ -1,0 +1,156 @@
+"""The run folder: complete checkpoints and resuming from them, a full disk turned into one clean error, the resolved
+configuration (with no secret in it), the memory record and the row counts of a run."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import json
+import re
+import shutil
+from pathlib import Path
+
+import yaml
+
+from hf_transfer.core.data import PreparedData
+from hf_transfer.core.runtime import MEMORY_SOURCES
+from hf_transfer.errors import ConfigError, DiskFullError
+
+
+def complete_checkpoints(output_dir: str | Path) -> list[Path]:
+    """`checkpoint-N` folders that a save finished, oldest first. Trainer writes `trainer_state.json` last, so a
+    folder without a readable one was cut off mid-save (a crash or a kill) and must not be resumed from."""
+    folders = []
+    for path in Path(output_dir).glob("checkpoint-*"):
+        step = path.name.split("-", 1)[1]
+        state = path / "trainer_state.json"
+        if not (step.isdigit() and path.is_dir() and state.is_file()):
+            continue
+        try:
+            json.loads(state.read_text())
+        except (OSError, ValueError):
+            continue
+        folders.append((int(step), path))
+    return [path for _, path in sorted(folders)]
+
+
+# How torch (a wrapped OSError) and safetensors (a Rust io::Error, Display or Debug form) spell a full disk.
+_DISK_FULL_TEXT = re.compile(r"no space left on device|disk quota exceeded|os error 28\b|code: 28\b|StorageFull", re.I)
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """True when `err`, or an error it was raised from, is "no space left on device" (or a full quota). torch and
+    safetensors wrap the OSError in their own exceptions, so their messages are read too."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if _DISK_FULL_TEXT.search(str(err)):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+@contextlib.contextmanager
+def stop_cleanly_when_disk_full(output_dir: str, is_main: bool):
+    """Turn a full disk during training or saving into one `DiskFullError` line. A checkpoint cut off mid-save is
+    removed (it holds no `trainer_state.json` and would never be resumed from) to give back its space; complete
+    checkpoints are left as they are."""
+    try:
+        yield
+    except Exception as err:
+        if not is_disk_full(err):
+            raise
+        complete = complete_checkpoints(output_dir)
+        if is_main:
+            for path in Path(output_dir).glob("checkpoint-*"):
+                if path.is_dir() and path not in complete:
+                    shutil.rmtree(path, ignore_errors=True)
+        last = f"the last complete checkpoint, {complete[-1]}, is intact" if complete else "no checkpoint was complete"
+        raise DiskFullError(
+            f"no space left on device while writing to {output_dir!r}; {last}. Free some space, then rerun with "
+            "--resume_from_checkpoint true (or save less: save_total_limit, save_strategy no)."
+        ) from None
+
+
+def resolve_resume_checkpoint(training_args) -> None:
+    """`resume_from_checkpoint: true` becomes the newest complete checkpoint in `output_dir`; a path is checked."""
+    value = training_args.resume_from_checkpoint
+    if value is None or str(value).strip().lower() in ("", "false", "none"):
+        training_args.resume_from_checkpoint = None
+        return
+    if str(value).strip().lower() == "true":
+        found = complete_checkpoints(training_args.output_dir)
+        if not found:
+            raise ConfigError(
+                f"resume_from_checkpoint is true but {training_args.output_dir!r} holds no complete checkpoint-N "
+                "folder; train with save_strategy steps/epoch first, or give a checkpoint path."
+            )
+        training_args.resume_from_checkpoint = str(found[-1])
+        return
+    path = Path(str(value))
+    if not path.is_dir() or path not in complete_checkpoints(path.parent):
+        raise ConfigError(
+            f"resume_from_checkpoint {str(value)!r} is not a complete checkpoint folder (one with a readable "
+            "trainer_state.json); pass true to pick the newest complete one in output_dir."
+        )
+
+
+_SECRET_KEYS = ("token", "password", "secret", "api_key")
+
+
+def resolved_config(*arg_objects) -> dict:
+    """Every field of the run's argument dataclasses (TrainingArguments last), as YAML-ready plain values, with
+    anything secret removed."""
+    values: dict = {}
+    for args in arg_objects:
+        if hasattr(args, "to_dict"):
+            training = args.to_dict()
+            values.update({k: training[k] for k in sorted(training)})
+        else:
+            values.update(dataclasses.asdict(args))
+    clean = {k: v for k, v in values.items() if not any(s in k.lower() for s in _SECRET_KEYS)}
+    return json.loads(json.dumps(clean, default=str))
+
+
+def write_resolved_config(path: Path, *arg_objects, extra: dict | None = None) -> None:
+    values = resolved_config(*arg_objects)
+    if extra:
+        values.update(json.loads(json.dumps(extra, default=str)))
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
+
+
+def _memory_record(at_load: dict, after_training: dict, at_end: dict) -> dict:
+    """Peak RSS after training (evaluations during training included) and after the final evaluation, against the RSS
+    right after the model was loaded (before any adapter was added). Each peak is at least every RSS read before it
+    (see `runtime.memory_kib`), so the figures are consistent by construction; `sources` says where each comes
+    from."""
+    baseline = at_load["rss_kib"]
+    return {
+        "rss_after_model_load_kib": baseline,
+        "peak_rss_at_model_load_kib": at_load["peak_rss_kib"],
+        "peak_rss_after_training_kib": after_training["peak_rss_kib"],
+        "peak_rss_kib": at_end["peak_rss_kib"],
+        "peak_above_loaded_model_kib": None if baseline is None else at_end["peak_rss_kib"] - baseline,
+        "training_peak_above_loaded_model_kib": None
+        if baseline is None
+        else after_training["peak_rss_kib"] - baseline,
+        "sources": MEMORY_SOURCES,
+    }
+
+
+def _row_counts(prepared: PreparedData) -> dict[str, int]:
+    """Rows used and rows dropped per split, so the user sees what cleaning removed."""
+    counts = {}
+    for split in prepared.datasets:
+        info = prepared.summary.get(split, {})
+        counts[f"{split}_rows"] = info.get("rows", len(prepared.datasets[split]))
+        counts[f"{split}_rows_dropped"] = sum((info.get("dropped") or {}).values())
+    return counts
+
+
+def write_json(path: Path, value) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=2) + "\n")

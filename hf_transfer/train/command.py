@@ -1,0 +1,103 @@
+"""`hf-transfer train`: check everything cheap first, then tokenize, load the model, add the adapter or the
+frozen-feature cache, train with `TransferTrainer`, and write the run folder."""
+
+from __future__ import annotations
+
+from hf_transfer.adapters.arguments import AdapterArguments
+from hf_transfer.adapters.peft_model import adapter_finisher, wrap
+from hf_transfer.adapters.plan import check_adapter_args, plan_adapter_on_meta
+from hf_transfer.core.arguments import DataArguments, ModelArguments
+from hf_transfer.core.caching import fingerprint_texts
+from hf_transfer.core.data import tokenize_data
+from hf_transfer.core.metrics import make_compute_metrics
+from hf_transfer.core.models import load_classifier
+from hf_transfer.core.runtime import memory_kib
+from hf_transfer.outputs.hub import plan_push
+from hf_transfer.train.arguments import TransferTrainingArguments
+from hf_transfer.train.feature_cache import FrozenFeatureCollator, with_frozen_features
+from hf_transfer.train.fit import fit_and_report
+from hf_transfer.train.preflight import TrainPlan, preflight
+from hf_transfer.train.trainer import TransferTrainer
+
+
+def run_train(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    adapter_args: AdapterArguments,
+    training_args: TransferTrainingArguments,
+) -> dict:
+    from transformers import DataCollatorWithPadding, set_seed
+
+    set_seed(training_args.seed)
+    check_adapter_args(adapter_args, training_args)
+    push = plan_push(training_args)
+    plan = preflight(model_args, data_args, training_args)
+    prepared, config, tokenizer = plan.prepared, plan.config, plan.tokenizer
+    adapter_plan = plan_adapter_on_meta(adapter_args, config)
+    with training_args.main_process_first(desc="tokenization"):
+        tokenized = tokenize_data(
+            prepared, tokenizer, data_args.max_seq_length, num_proc=data_args.preprocessing_num_workers
+        )
+    m = model_args
+    model = load_classifier(
+        m.model_name_or_path,
+        config,
+        revision=m.model_revision,
+        cache_dir=m.cache_dir,
+        trust_remote_code=m.trust_remote_code,
+        ignore_mismatched_sizes=m.ignore_mismatched_sizes,
+    )
+    memory_at_load = memory_kib()
+    if adapter_plan is not None:
+        model = wrap(model, adapter_plan)
+    train_dataset, collator, after_eval = tokenized["train"], DataCollatorWithPadding(tokenizer), None
+    if training_args.cache_frozen_features:
+        train_dataset, collator, after_eval = _frozen_features(model, plan, tokenized, data_args, training_args)
+    trainer = TransferTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=tokenized["validation"],
+        processing_class=tokenizer,
+        data_collator=collator,
+        compute_metrics=make_compute_metrics(prepared.label_names, prepared.problem_type),
+        problem_type=prepared.problem_type,
+        freeze_plan=plan.freeze_plan,
+        frozen_trunk_depth=plan.frozen_trunk_depth if adapter_plan is None else None,
+    )
+    return fit_and_report(
+        trainer,
+        tokenized,
+        prepared,
+        (model_args, data_args, adapter_args, training_args),
+        task="train",
+        after_eval=after_eval,
+        memory_at_load=memory_at_load,
+        after_save=adapter_finisher(adapter_plan, adapter_args, model_args, config, tokenized),
+        push=push,
+    )
+
+
+def _frozen_features(model, plan: TrainPlan, tokenized, data_args, training_args):
+    """The training rows with their cached frozen-trunk features (built once, by the main process first), the
+    collator that pads them, and the `after_eval` step that puts the cache's facts in the run record."""
+    a, prepared = training_args, plan.prepared
+    split = prepared.datasets["train"]
+    pairs = list(split[prepared.text_pair_column]) if prepared.text_pair_column else None
+    # The cached column is not a model input: Trainer must not drop it (nothing else is in the rows).
+    a.remove_unused_columns = False
+    with a.main_process_first(desc="frozen features"):
+        train, info = with_frozen_features(
+            model.to(a.device),
+            plan.freeze_plan.layout,
+            plan.frozen_trunk_depth,
+            tokenized["train"],
+            plan.tokenizer,
+            data_fingerprint=fingerprint_texts(list(split[prepared.text_column]), pairs),
+            max_seq_length=data_args.max_seq_length,
+            dtype=a.frozen_features_dtype,
+            cache_dir=a.frozen_features_cache_dir,
+            batch_size=a.per_device_eval_batch_size,
+            progress=not a.disable_tqdm,
+        )
+    return train, FrozenFeatureCollator(plan.tokenizer), lambda trainer, metrics: {"frozen_features": info}

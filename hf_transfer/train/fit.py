@@ -1,0 +1,165 @@
+"""The end of every training command: train, evaluate, save, then write every output DESIGN.md lists (results, run
+record, resolved config, curves, confusion matrix, card) and push if asked."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from hf_transfer import __version__
+from hf_transfer.core.data import PreparedData
+from hf_transfer.core.folders import CONFIG_FILE, RUN_RECORD_FILE
+from hf_transfer.core.metrics import classification_metrics
+from hf_transfer.core.runtime import memory_kib, precision_name
+from hf_transfer.core.tasks import MULTI_LABEL, predicted_labels
+from hf_transfer.outputs.card_data import CardDataCallback, complete_card_data
+from hf_transfer.outputs.cards import write_model_card
+from hf_transfer.outputs.hub import HubUnreachable, push_folder
+from hf_transfer.outputs.plots import plot_training_curves, save_confusion_matrix
+from hf_transfer.outputs.run_folder import (
+    _memory_record,
+    _row_counts,
+    resolved_config,
+    stop_cleanly_when_disk_full,
+    write_resolved_config,
+)
+
+
+def fit_and_report(
+    trainer,
+    tokenized,
+    prepared: PreparedData,
+    arg_objects: tuple,
+    *,
+    task: str,
+    after_eval=None,
+    after_save=None,
+    memory_at_load: dict | None = None,
+    push=None,
+):
+    """Train, evaluate, save, and (on the main process) write every output DESIGN.md lists, then push if asked;
+    return the summary.
+
+    `arg_objects` are the run's argument dataclasses, model arguments first and training arguments last.
+    `after_eval(trainer, eval_metrics)`, if given, returns extra facts for the run record (run on every process);
+    `after_save(trainer)` does the same on the main process once the model is saved (adapters use it).
+    `push` is the `hub.PushTarget` from `plan_push`, or None.
+    """
+
+    model_args, training_args = arg_objects[0], arg_objects[-1]
+    card_callback = CardDataCallback()
+    trainer.add_callback(card_callback)
+    freeze_at_start = trainer.freeze_summary()
+    started = time.perf_counter()
+    with stop_cleanly_when_disk_full(training_args.output_dir, trainer.is_world_process_zero()):
+        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        memory_after_training = memory_kib()
+        train_metrics = dict(train_result.metrics)
+        train_metrics["train_samples"] = len(tokenized["train"])
+        train_metrics["train_wall_seconds"] = round(time.perf_counter() - started, 2)
+        prediction = trainer.predict(tokenized["validation"], metric_key_prefix="eval")
+        eval_metrics = {k: v for k, v in prediction.metrics.items() if not isinstance(v, (list, dict))}
+        eval_metrics["eval_samples"] = len(tokenized["validation"])
+        test_metrics = None
+        if "test" in tokenized and "labels" in tokenized["test"].column_names:
+            test_metrics = trainer.predict(tokenized["test"], metric_key_prefix="test").metrics
+        extra = after_eval(trainer, eval_metrics) if after_eval else {}
+        if memory_at_load is not None:
+            extra["memory"] = _memory_record(memory_at_load, memory_after_training, memory_kib())
+        trainer.save_model()
+        if trainer.is_world_process_zero():
+            if after_save is not None:
+                extra.update(after_save(trainer))
+            record = {
+                "hf_transfer_version": __version__,
+                "task": task,
+                "base_model": model_args.base_model_hub_id or model_args.model_name_or_path,
+                "label_names": prepared.label_names,
+                "problem_type": prepared.problem_type,
+                "data": prepared.summary,
+                "freeze": {**freeze_at_start, **trainer.freeze_summary()},
+                "precision": precision_name(training_args),
+                "world_size": training_args.world_size,
+                # Custom code from a model repository ran in this process only when the user allowed it.
+                "trust_remote_code": bool(model_args.trust_remote_code),
+                "train_metrics": train_metrics,
+                "eval_metrics": eval_metrics,
+                "test_metrics": test_metrics,
+                **extra,
+            }
+            _write_run_outputs(trainer, prediction, prepared, record, arg_objects, card_callback.card_data, push)
+            hub_result = _push_run(training_args.output_dir, push) if push else {}
+        else:
+            hub_result = {}
+    summary_keys = ("teacher_eval_accuracy", "retention_percent", "speedup")
+    return {
+        **_row_counts(prepared),
+        **eval_metrics,
+        **{k: v for k, v in (extra.get("distillation") or {}).items() if k in summary_keys},
+        **_frozen_features_summary(extra.get("frozen_features")),
+        "train_samples_per_second": train_metrics.get("train_samples_per_second"),
+        "train_wall_seconds": train_metrics["train_wall_seconds"],
+        "output_dir": training_args.output_dir,
+        **hub_result,
+    }
+
+
+def _frozen_features_summary(info: dict | None) -> dict:
+    """The feature cache's footprint for the end-of-run summary (the run record has every detail)."""
+    if not info:
+        return {}
+    return {
+        "frozen_features_disk_mib": round(info["disk_bytes"] / 2**20, 1),
+        "frozen_features_build_s": info["build_seconds"],
+        "frozen_features_cache": info["path"],
+    }
+
+
+def _push_run(output_dir: str, push) -> dict:
+    """Push the finished folder. Offline or unreachable, the run still succeeds and says how to push later."""
+
+    try:
+        return {"pushed_to": push_folder(output_dir, push)}
+    except HubUnreachable as err:
+        return {"warning": f"not pushed to the Hub: {err}"}
+
+
+def _write_run_outputs(
+    trainer, prediction, prepared: PreparedData, record: dict, arg_objects: tuple, card_data, push=None
+) -> None:
+
+    out = Path(arg_objects[-1].output_dir)
+    trainer.save_metrics("train", record["train_metrics"])
+    trainer.save_metrics("eval", record["eval_metrics"])
+    if record["test_metrics"]:
+        trainer.save_metrics("test", record["test_metrics"])
+    trainer.save_state()
+    full = _validation_report(prediction, prepared)
+    if prepared.problem_type != MULTI_LABEL:
+        save_confusion_matrix(
+            full["confusion_matrix"],
+            prepared.label_names,
+            out / "confusion_matrix.json",
+            out / "confusion_matrix.png",
+            title="validation",
+        )
+    plot_training_curves(trainer.state.log_history, out / "training_curves.png")
+    record = {**record, "validation_report": full, "log_history": trainer.state.log_history}
+    (out / RUN_RECORD_FILE).write_text(json.dumps(record, indent=2, default=str))
+    extra = {"distillation_results": record["distillation"]} if "distillation" in record else {}
+    if push:  # `plan_push` switched it off for Trainer's sake; the run did ask for it
+        extra.update(push_to_hub=True, hub_model_id=push.repo_id)
+    write_resolved_config(out / CONFIG_FILE, *arg_objects, extra=extra)
+    card_data = complete_card_data(card_data, record, resolved_config(*arg_objects), out)
+    write_model_card(out, card_data, repo_id=push.repo_id if push else None)
+
+
+def _validation_report(prediction, prepared: PreparedData) -> dict:
+    import numpy as np
+
+    logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    refs = np.asarray(prediction.label_ids)
+    refs = refs.astype(int) if prepared.problem_type == MULTI_LABEL else refs
+    preds = predicted_labels(logits, prepared.problem_type)
+    return classification_metrics(preds, refs, prepared.label_names, prepared.problem_type)

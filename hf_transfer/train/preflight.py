@@ -1,0 +1,81 @@
+"""The checks `train` and `distill` run before any weight is loaded: the data, the model's config with the data's
+labels, the tokenizer, and the freeze plan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hf_transfer.core.arguments import DataArguments, ModelArguments
+from hf_transfer.core.data import PreparedData, load_data
+from hf_transfer.core.freezing import FreezePlan
+from hf_transfer.core.models import check_classifier_head, load_config, load_tokenizer, meta_layout
+from hf_transfer.core.runtime import launched_world_size
+from hf_transfer.errors import ConfigError
+from hf_transfer.outputs.run_folder import resolve_resume_checkpoint
+from hf_transfer.train.arguments import TransferTrainingArguments
+from hf_transfer.train.feature_cache import trunk_depth
+from hf_transfer.train.trainer import freeze_plan_from_arguments
+
+
+@dataclass
+class TrainPlan:
+    """What the pre-flight checks established for `hf-transfer train`, before any weight is loaded."""
+
+    prepared: PreparedData
+    config: object
+    tokenizer: object
+    freeze_plan: FreezePlan
+    frozen_trunk_depth: int | None  # k when the frozen trunk's features are cached
+
+
+def preflight(model_args: ModelArguments, data_args: DataArguments, training_args: TransferTrainingArguments):
+    """Everything that can be checked without loading weights: data, model config, tokenizer, freeze plan."""
+    if not model_args.model_name_or_path:
+        raise ConfigError("model_name_or_path is required: a Hub id or a local model folder.")
+    prepared = load_checked_data(data_args, training_args)
+    config = classifier_config(model_args, prepared)
+    tokenizer = load_model_tokenizer(model_args, model_args.model_name_or_path)
+    if getattr(config, "pad_token_id", None) is None:
+        config.pad_token_id = tokenizer.pad_token_id
+    freeze_plan = freeze_plan_from_arguments(meta_layout(config), training_args)
+    depth = None
+    if training_args.cache_frozen_features:
+        depth = trunk_depth(freeze_plan.layout, freeze_plan.frozen, config.model_type)
+    return TrainPlan(prepared, config, tokenizer, freeze_plan, depth)
+
+
+def load_checked_data(data_args: DataArguments, training_args: TransferTrainingArguments) -> PreparedData:
+    """The training data, after the checks that need no model; built once, by the main process first."""
+    if not (data_args.dataset_name or data_args.train_file):
+        raise ConfigError("no training data: give train_file (csv, tsv, json, jsonl, parquet) or dataset_name.")
+    if training_args.gradual_unfreezing and launched_world_size() > 1:
+        # DDP registers only parameters that require grad when it wraps the model, so blocks unfrozen later
+        # would never be synchronised across processes.
+        raise ConfigError("gradual_unfreezing needs a single process; launch without --num_processes > 1.")
+    resolve_resume_checkpoint(training_args)
+    with training_args.main_process_first(desc="dataset preparation"):
+        return load_data(data_args, seed=training_args.seed)
+
+
+def classifier_config(model_args: ModelArguments, prepared: PreparedData):
+    """The model's config, checked, with the data's labels."""
+    m = model_args
+    config = load_config(
+        m.model_name_or_path, revision=m.model_revision, cache_dir=m.cache_dir, trust_remote_code=m.trust_remote_code
+    )
+    check_classifier_head(config, len(prepared.label_names), m.model_name_or_path, m.ignore_mismatched_sizes)
+    config.num_labels = len(prepared.label_names)
+    config.id2label = prepared.id2label
+    config.label2id = prepared.label2id
+    config.problem_type = prepared.problem_type
+    return config
+
+
+def load_model_tokenizer(model_args: ModelArguments, default: str):
+    m = model_args
+    return load_tokenizer(
+        m.tokenizer_name or default,
+        revision=m.model_revision,
+        cache_dir=m.cache_dir,
+        trust_remote_code=m.trust_remote_code,
+    )

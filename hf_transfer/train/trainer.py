@@ -1,0 +1,224 @@
+"""`TransferTrainer`: `Trainer` with a freeze plan, gradual unfreezing, layer-wise LR decay and an exact loss."""
+
+from __future__ import annotations
+
+import math
+
+from torch import nn
+from transformers import Trainer, TrainerCallback
+
+from hf_transfer.adapters.peft_model import adapter_callbacks, is_peft_model
+from hf_transfer.adapters.plan import check_freeze_conflicts
+from hf_transfer.core.freezing import (
+    FreezePlan,
+    apply_freeze,
+    count_parameters,
+    layerwise_lr_groups,
+    trainable_at_epoch,
+)
+from hf_transfer.core.layers import discover_layers
+from hf_transfer.core.losses import classification_loss_sum, count_loss_items
+from hf_transfer.core.runtime import launched_world_size
+from hf_transfer.core.tasks import SINGLE_LABEL
+from hf_transfer.errors import ConfigError
+from hf_transfer.train.arguments import TransferTrainingArguments
+from hf_transfer.train.feature_cache import FEATURE_COLUMN, cached_trunk
+
+
+def freeze_plan_from_arguments(layout, args: TransferTrainingArguments) -> FreezePlan:
+    """The freeze plan `args` ask for, on `layout` (best resolved on a meta-device model, before weights load)."""
+    return FreezePlan.resolve(
+        layout,
+        freeze_embeddings=args.freeze_embeddings,
+        freeze_layers=args.freeze_layers,
+        freeze_patterns=args.freeze_patterns,
+        train_head_only=args.train_head_only,
+        gradual_unfreezing=args.gradual_unfreezing,
+    )
+
+
+def parameter_groups(
+    model: nn.Module, args: TransferTrainingArguments, plan: FreezePlan, decay_names, extra: nn.Module | None = None
+) -> list[dict]:
+    """Optimizer groups with layer-wise LR decay over what will train at some point of the run, plus `extra`'s
+    parameters (e.g. a distillation projection) at the base LR.
+
+    Parameters that gradual unfreezing releases later are in the optimizer from the start: while frozen they get no
+    gradient, so AdamW skips them (no step, no weight decay) and they stay bit-identical."""
+    named = dict(model.named_parameters())
+    will_train = plan.will_train
+    names = [n for n, p in named.items() if p.requires_grad or n in will_train]
+    decay = set(decay_names)
+    groups = layerwise_lr_groups(
+        plan.layout,
+        names,
+        base_lr=args.learning_rate,
+        gamma=args.layerwise_lr_decay,
+        weight_decay=args.weight_decay,
+        no_decay={n for n in names if n not in decay},
+    )
+    param_groups = [
+        {"params": [named[n] for n in g["names"]], "lr": g["lr"], "weight_decay": g["weight_decay"]} for g in groups
+    ]
+    if extra is not None:
+        param_groups.append(
+            {"params": list(extra.parameters()), "lr": args.learning_rate, "weight_decay": args.weight_decay}
+        )
+    return param_groups
+
+
+def _check_own_columns_kept(dataset, args, prefixes: tuple[str, ...]) -> None:
+    """Trainer drops the columns its model's forward does not take when `remove_unused_columns` is on; ours must stay
+    (the commands switch it off; a caller building the trainer directly is told to)."""
+    columns = getattr(dataset, "column_names", None) or []
+    ours = [c for c in columns if c.startswith(prefixes)]
+    if ours and args.remove_unused_columns:
+        raise ConfigError(
+            f"the training set carries {ours[:3]}, which the model's forward does not take, and Trainer would drop "
+            "them: build the arguments with remove_unused_columns=False."
+        )
+
+
+class TransferTrainer(Trainer):
+    """A `Trainer` for transfer learning on sequence classification.
+
+    `freeze_plan` (from `freeze_plan_from_arguments`, resolved once before the weights load) says what stays frozen
+    and, with gradual unfreezing, what each stage trains; without it the plan is resolved here from the arguments.
+    A PEFT model brings its own plan: what PEFT froze. `frozen_trunk_depth` is k when the training rows carry the
+    cached output of the frozen embeddings and blocks 0..k-1 (see `feature_cache.py`).
+
+    Layer-wise LR decay and gradual unfreezing need their own optimizer groups: they are built in the constructor and
+    handed to `Trainer` through `optimizer_cls_and_kwargs`, so only `compute_loss` is overridden. The loss is the sum
+    of per-item losses divided by the number of labelled items in the whole accumulated batch (across all processes
+    when `average_tokens_across_devices`, the default). So batch 8 × accumulation 1 and batch 4 × accumulation 2 give
+    the same gradients, where stock `Trainer` scales BERT's mean loss by the accumulation steps twice over.
+    """
+
+    args: TransferTrainingArguments
+    # Training columns that are not model inputs but ours (the frozen trunk's cached output): Trainer must keep them.
+    own_column_prefixes: tuple[str, ...] = (FEATURE_COLUMN,)
+
+    def __init__(
+        self,
+        *args,
+        problem_type: str | None = None,
+        freeze_plan: FreezePlan | None = None,
+        frozen_trunk_depth: int | None = None,
+        extra_trainable: nn.Module | None = None,
+        **kwargs,
+    ):
+        training_args = kwargs.get("args", args[1] if len(args) > 1 else None)
+        model = kwargs.get("model", args[0] if args else None)
+        if not isinstance(training_args, TransferTrainingArguments):
+            raise TypeError(f"TransferTrainer needs TransferTrainingArguments, got {type(training_args).__name__}.")
+        if is_peft_model(model):
+            if freeze_plan is None:  # built directly, not by a command (whose pre-flight checked this already)
+                check_freeze_conflicts(model.peft_config[model.active_adapter].peft_type.value.lower(), training_args)
+            # PEFT froze the base and left the adapter and the saved head trainable: that is the whole plan.
+            freeze_plan = FreezePlan.of_model(model, discover_layers(model))
+        elif freeze_plan is None:
+            freeze_plan = freeze_plan_from_arguments(discover_layers(model), training_args)
+        self.freeze_plan = freeze_plan
+        self.frozen_trunk_depth = frozen_trunk_depth
+        if not is_peft_model(model):
+            freeze_plan.apply(model)
+        _check_own_columns_kept(kwargs.get("train_dataset"), training_args, self.own_column_prefixes)
+        super().__init__(*args, **kwargs)
+        wants_groups = self.args.layerwise_lr_decay != 1.0 or freeze_plan.stages or extra_trainable is not None
+        if wants_groups and self.optimizer_cls_and_kwargs is None and self.optimizer is None:
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, self.model)
+            decay_names = self.get_decay_parameter_names(self.model)
+            groups = parameter_groups(self.model, self.args, freeze_plan, decay_names, extra_trainable)
+            self.optimizer_cls_and_kwargs = (optimizer_cls, {**optimizer_kwargs, "params": groups})
+        launched = launched_world_size()
+        if launched > 1 and self.accelerator.num_processes != launched:
+            raise ConfigError(
+                f"{launched} processes were launched but accelerate joined {self.accelerator.num_processes}; each "
+                "would train alone on all the data. On CPU pass --use_cpu true (or launch with the shipped "
+                "scripts/accelerate/ddp_cpu.yaml)."
+            )
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        self.problem_type = problem_type or getattr(unwrapped.config, "problem_type", None) or SINGLE_LABEL
+        # Our compute_loss normalises by num_items_in_batch itself: have Trainer count the items (it does so only
+        # for models that "accept loss kwargs") and not divide by the accumulation steps again.
+        self.model_accepts_loss_kwargs = True
+        self.loss_is_scaled_for_ga = True
+        if freeze_plan.stages:
+            self.add_callback(GradualUnfreezingCallback(self))
+        for callback in adapter_callbacks(unwrapped) if is_peft_model(unwrapped) else ():
+            self.add_callback(callback)
+
+    @property
+    def layout(self):
+        return self.freeze_plan.layout
+
+    def freeze_summary(self) -> dict:
+        """Plain facts about the freeze plan, for the run record and the card."""
+        model = self.accelerator.unwrap_model(self.model)
+        trainable, frozen = count_parameters(model)
+        return {
+            "depth": self.layout.depth,
+            "freeze_embeddings": self.args.freeze_embeddings,
+            "freeze_layers": self.args.freeze_layers,
+            "freeze_patterns": self.args.freeze_patterns,
+            "train_head_only": self.args.train_head_only,
+            "gradual_unfreezing": self.args.gradual_unfreezing,
+            "layerwise_lr_decay": self.args.layerwise_lr_decay,
+            "permanently_frozen_parameters": sum(
+                p.numel() for n, p in model.named_parameters() if n in self.freeze_plan.frozen
+            ),
+            "trainable_parameters_now": trainable,
+            "frozen_parameters_now": frozen,
+        }
+
+    # --- the one Trainer hook -----------------------------------------------------------------------------------
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")
+        outputs = self.forward_student(model, inputs)
+        loss_sum = classification_loss_sum(
+            outputs.logits, labels, self.problem_type, label_smoothing=self.args.label_smoothing_factor
+        )
+        loss = self.normalise_loss(loss_sum, labels, num_items_in_batch)
+        return (loss, outputs) if return_outputs else loss
+
+    # --- helpers ------------------------------------------------------------------------------------------------
+
+    def forward_student(self, model, inputs: dict, **kwargs):
+        """The model's forward on a batch; training rows that carry the frozen trunk's output run only the blocks
+        above it (see feature_cache.py)."""
+        cached = inputs.pop(FEATURE_COLUMN, None)
+        if cached is None:
+            return model(**inputs, **kwargs)
+        unwrapped = self.accelerator.unwrap_model(model)
+        cached = cached.to(next(unwrapped.parameters()).dtype)
+        with cached_trunk(unwrapped, self.layout, self.frozen_trunk_depth, cached):
+            return model(**inputs, **kwargs)
+
+    def normalise_loss(self, loss_sum, labels, num_items_in_batch):
+        """A summed loss divided so that its gradient is the mean over the whole accumulated, all-device batch."""
+        if num_items_in_batch is None:
+            # Evaluation, or a caller that did not count: the mean over this batch.
+            return loss_sum / count_loss_items(labels).clamp(min=1)
+        loss = loss_sum / num_items_in_batch
+        if self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
+            # num_items_in_batch counts every process's items; DDP averages gradients over processes.
+            loss = loss * self.accelerator.num_processes
+        return loss
+
+
+class GradualUnfreezingCallback(TrainerCallback):
+    """Releases one more block from the top every `gradual_unfreezing` epochs (ULMFiT)."""
+
+    def __init__(self, trainer: TransferTrainer):
+        self.trainer = trainer
+        self.history: list[tuple[int, int]] = []  # (epoch, number of trainable parameter tensors)
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        epoch = math.floor((state.epoch or 0.0) + 1e-6)
+        trainer = self.trainer
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        trainable = trainable_at_epoch(list(trainer.freeze_plan.stages), epoch, args.gradual_unfreezing)
+        apply_freeze(model, {n for n, _ in model.named_parameters()} - trainable)
+        self.history.append((epoch, len(trainable)))
