@@ -7,10 +7,10 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from hf_transfer.core.layers import discover_layers
-from hf_transfer.core.losses import classification_loss_sum
+from hf_transfer.core.losses import LossNormaliser, classification_loss_sum
 from hf_transfer.core.tasks import MULTI_LABEL, SINGLE_LABEL
 from hf_transfer.distill.losses import (
-    distillation_loss_sum,
+    distillation_loss,
     hidden_state_loss_sum,
     kd_loss_sum,
     kd_multilabel_loss_sum,
@@ -82,7 +82,7 @@ def test_kd_in_float32_with_mask_and_probabilities():
 def test_gradients_reach_the_student_only():
     student = torch.randn(3, 4, requires_grad=True)
     teacher = torch.randn(3, 4, requires_grad=True)
-    total, terms = distillation_loss_sum(
+    total, terms = distillation_loss(
         student, teacher, torch.tensor([0, 1, 3]), alpha=0.5, temperature=2.0, problem_type=SINGLE_LABEL
     )
     total.backward()
@@ -111,50 +111,56 @@ def test_multilabel_kd_is_t_squared_bce_with_soft_targets():
 
 def test_alpha_zero_is_plain_cross_entropy_exactly():
     student, teacher, labels = torch.randn(4, 3), torch.randn(4, 3), torch.tensor([0, 2, -100, 1])
-    total, terms = distillation_loss_sum(
-        student, teacher, labels, alpha=0.0, temperature=3.0, problem_type=SINGLE_LABEL
-    )
-    assert torch.equal(total, classification_loss_sum(student, labels, SINGLE_LABEL))
-    assert torch.equal(terms["ce"], total)
+    total, terms = distillation_loss(student, teacher, labels, alpha=0.0, temperature=3.0, problem_type=SINGLE_LABEL)
+    assert torch.equal(terms["ce"], classification_loss_sum(student, labels, SINGLE_LABEL))
+    torch.testing.assert_close(total, terms["ce"] / 3)  # the mean over the 3 labelled rows
 
 
 def test_alpha_one_ignores_label_values():
     student, teacher = torch.randn(4, 3), torch.randn(4, 3)
-    first, _ = distillation_loss_sum(
+    first, _ = distillation_loss(
         student, teacher, torch.tensor([0, 0, 0, 0]), alpha=1.0, temperature=2.0, problem_type=SINGLE_LABEL
     )
-    second, _ = distillation_loss_sum(
+    second, _ = distillation_loss(
         student, teacher, torch.tensor([2, 1, 2, 1]), alpha=1.0, temperature=2.0, problem_type=SINGLE_LABEL
     )
-    unlabelled, terms = distillation_loss_sum(
-        student, teacher, None, alpha=1.0, temperature=2.0, problem_type=SINGLE_LABEL
-    )
+    unlabelled, terms = distillation_loss(student, teacher, None, alpha=1.0, temperature=2.0)
     assert torch.equal(first, second) and torch.equal(first, unlabelled)
-    torch.testing.assert_close(first, kd_loss_sum(student, teacher, 2.0))
+    torch.testing.assert_close(first, kd_loss_sum(student, teacher, 2.0) / 4)
     assert terms["ce"] == 0
 
 
-def test_mixture_and_ignored_items_share_one_normaliser():
+def test_unlabelled_rows_get_the_soft_loss_only_each_term_with_its_own_normaliser():
     student, teacher = torch.randn(4, 3), torch.randn(4, 3)
     labels = torch.tensor([1, -100, 0, 2])
-    total, terms = distillation_loss_sum(
-        student, teacher, labels, alpha=0.3, temperature=2.0, problem_type=SINGLE_LABEL
-    )
+    total, terms = distillation_loss(student, teacher, labels, alpha=0.3, temperature=2.0, problem_type=SINGLE_LABEL)
     keep = labels.ne(-100)
-    torch.testing.assert_close(terms["kd"], kd_loss_sum(student[keep], teacher[keep], 2.0))
-    torch.testing.assert_close(total, 0.3 * terms["kd"] + 0.7 * terms["ce"])
+    # KD over all 4 rows (the unlabelled one too), CE over the 3 labelled ones.
+    torch.testing.assert_close(terms["kd"], kd_loss_sum(student, teacher, 2.0))
+    torch.testing.assert_close(terms["ce"], classification_loss_sum(student[keep], labels[keep], SINGLE_LABEL))
+    torch.testing.assert_close(total, 0.3 * terms["kd"] / 4 + 0.7 * terms["ce"] / 3)
+
+
+def test_a_given_normaliser_is_the_whole_accumulated_batch():
+    """Two micro-batches normalised by the normaliser of both sum to the loss of the two as one batch."""
+    student, teacher = torch.randn(6, 3), torch.randn(6, 3)
+    labels = torch.tensor([1, -100, 0, 2, -100, 1])
+    weights = torch.tensor([2.0, 1.0, 0.5])
+    kw = dict(alpha=0.4, temperature=2.0, problem_type=SINGLE_LABEL, class_weights=weights)
+    whole, _ = distillation_loss(student, teacher, labels, **kw)
+    normaliser = LossNormaliser.of([labels[:3], labels[3:]], weights)
+    parts = [distillation_loss(student[p], teacher[p], labels[p], normaliser=normaliser, **kw)[0] for p in (
+        slice(0, 3), slice(3, 6))]  # fmt: skip
+    torch.testing.assert_close(parts[0] + parts[1], whole)
 
 
 def test_multilabel_mixture():
     student, teacher = torch.randn(2, 3), torch.randn(2, 3)
     labels = torch.tensor([[1.0, 0.0, -100.0], [0.0, 1.0, 1.0]])
-    total, terms = distillation_loss_sum(
-        student, teacher, labels, alpha=0.5, temperature=1.0, problem_type=MULTI_LABEL
-    )
-    keep = labels.ne(-100)
-    torch.testing.assert_close(terms["kd"], kd_multilabel_loss_sum(student, teacher, 1.0, mask=keep))
+    total, terms = distillation_loss(student, teacher, labels, alpha=0.5, temperature=1.0, problem_type=MULTI_LABEL)
+    torch.testing.assert_close(terms["kd"], kd_multilabel_loss_sum(student, teacher, 1.0))
     torch.testing.assert_close(terms["ce"], classification_loss_sum(student, labels, MULTI_LABEL))
-    torch.testing.assert_close(total, 0.5 * (terms["kd"] + terms["ce"]))
+    torch.testing.assert_close(total, 0.5 * terms["kd"] / 6 + 0.5 * terms["ce"] / 5)
 
 
 @pytest.mark.parametrize(
@@ -167,7 +173,7 @@ def test_multilabel_mixture():
 )
 def test_distillation_loss_validates(kwargs, match):
     with pytest.raises(ConfigError, match=match):
-        distillation_loss_sum(torch.zeros(1, 2), torch.zeros(1, 2), torch.tensor([0]), **kwargs)
+        distillation_loss(torch.zeros(1, 2), torch.zeros(1, 2), torch.tensor([0]), **kwargs)
 
 
 def test_shape_mismatch_points_to_label_sets():

@@ -1,10 +1,12 @@
 """The summed classification losses that make accumulation exact."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
-from hf_transfer.core.losses import classification_loss_sum, count_loss_items
+from hf_transfer.core.losses import LossNormaliser, classification_loss_sum, count_loss_items, resolve_class_weights
 from hf_transfer.core.tasks import MULTI_LABEL, SINGLE_LABEL
+from hf_transfer.errors import ConfigError
 
 
 def test_single_label_sum_matches_mean_times_count_and_ignores_minus_100():
@@ -27,3 +29,47 @@ def test_multi_label_sums_over_entries_in_float32():
     total = classification_loss_sum(logits, labels, MULTI_LABEL)
     assert total.dtype == torch.float32 and count_loss_items(labels) == 12
     torch.testing.assert_close(total / 12, F.binary_cross_entropy_with_logits(logits.float(), labels))
+
+
+# --- class weights ---------------------------------------------------------------------------------------------------
+
+
+def test_weighted_sum_over_weight_is_torch_weighted_cross_entropy():
+    logits, labels = torch.randn(6, 3), torch.tensor([0, 2, -100, 1, 1, 0])
+    weights = torch.tensor([0.5, 2.0, 3.0])
+    total = classification_loss_sum(logits, labels, SINGLE_LABEL, class_weights=weights)
+    normaliser = LossNormaliser.of([labels], weights)
+    assert normaliser.labelled == 0.5 + 3.0 + 2.0 + 2.0 + 0.5 and normaliser.items == 6
+    torch.testing.assert_close(total / normaliser.labelled, F.cross_entropy(logits, labels, weight=weights))
+
+
+def test_multi_label_class_weights_weigh_each_column():
+    logits, labels = torch.randn(2, 3), torch.tensor([[1.0, 0.0, -100.0], [0.0, 1.0, 1.0]])
+    weights = torch.tensor([1.0, 2.0, 4.0])
+    per_entry = F.binary_cross_entropy_with_logits(logits, labels.clamp(0, 1), reduction="none")
+    expected = (per_entry * torch.tensor([[1.0, 2.0, 0.0], [1.0, 2.0, 4.0]])).sum()
+    torch.testing.assert_close(classification_loss_sum(logits, labels, MULTI_LABEL, class_weights=weights), expected)
+    assert LossNormaliser.of([labels], weights).labelled == 10.0
+
+
+def test_resolve_class_weights():
+    names, counts = ["bad", "neutral", "good"], {"bad": 10, "neutral": 30, "good": 60}
+    balanced = resolve_class_weights("balanced", names, counts)
+    assert balanced == pytest.approx([100 / 30, 100 / 90, 100 / 180])
+    assert resolve_class_weights("sqrt", names, counts) == pytest.approx([w**0.5 for w in balanced])
+    assert resolve_class_weights({"neutral": 2.5}, names, counts) == [1.0, 2.5, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("spec", "counts", "match"),
+    [
+        ("balance", {"a": 1, "b": 1}, "one of balanced, sqrt"),
+        ({"c": 2.0}, {"a": 1, "b": 1}, r"label\(s\) \['c'\]"),
+        ({"a": 0}, {"a": 1, "b": 1}, "positive"),
+        ({"a": -1.0}, {"a": 1, "b": 1}, "positive"),
+        ("balanced", {"a": 3, "b": 0}, r"\['b'\] have none"),
+    ],
+)
+def test_bad_class_weights(spec, counts, match):
+    with pytest.raises(ConfigError, match=match):
+        resolve_class_weights(spec, ["a", "b"], counts)

@@ -72,7 +72,7 @@ def make_args(tmp_path, **kw):
     return TransferTrainingArguments(**defaults)
 
 
-def run(trainer_cls, tmp_path, model=None, dataset=None, callbacks=None, **kw):
+def run(trainer_cls, tmp_path, model=None, dataset=None, callbacks=None, trainer_kwargs=None, **kw):
     model = model or tiny_model()
     args = make_args(tmp_path, **kw)
     trainer = trainer_cls(
@@ -81,6 +81,7 @@ def run(trainer_cls, tmp_path, model=None, dataset=None, callbacks=None, **kw):
         train_dataset=dataset or tiny_dataset(),
         data_collator=DataCollatorWithPadding(_PadTokenizer()),
         callbacks=callbacks,
+        **(trainer_kwargs or {}),
     )
     trainer.train()
     return trainer
@@ -100,6 +101,19 @@ def test_batch8_acc1_equals_batch4_acc2(tmp_path):
     losses_a = [e["loss"] for e in a.state.log_history if "loss" in e]
     losses_b = [e["loss"] for e in b.state.log_history if "loss" in e]
     assert losses_a == pytest.approx(losses_b, rel=1e-5)
+
+
+def test_class_weighted_loss_is_exact_under_accumulation(tmp_path):
+    """Σ wᵢ·ℓᵢ / Σ wᵢ over the whole accumulated batch: micro-batches of 4 hold different class mixes (labels i % 3),
+    so normalising each micro-batch by its own weight would give other updates."""
+    weighted = {"trainer_kwargs": {"class_weights": [0.5, 2.0, 3.0]}}
+    a = run(TransferTrainer, tmp_path / "a", per_device_train_batch_size=8, gradient_accumulation_steps=1, **weighted)
+    b = run(TransferTrainer, tmp_path / "b", per_device_train_batch_size=4, gradient_accumulation_steps=2, **weighted)
+    plain = run(TransferTrainer, tmp_path / "c", per_device_train_batch_size=8, gradient_accumulation_steps=1)
+    pa, pb, pc = params(a.model), params(b.model), params(plain.model)
+    for name in pa:
+        torch.testing.assert_close(pa[name], pb[name], atol=2e-6, rtol=1e-5, msg=name)
+    assert not torch.allclose(pa["classifier.weight"], pc["classifier.weight"], atol=1e-4)  # the weights do act
 
 
 def test_stock_trainer_double_scales_bert_loss_under_accumulation(tmp_path):

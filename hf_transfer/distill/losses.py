@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hf_transfer.core.losses import classification_loss_sum
+from hf_transfer.core.losses import LossNormaliser, classification_loss_sum
 from hf_transfer.core.tasks import MULTI_LABEL, SINGLE_LABEL, check_problem_type
 from hf_transfer.errors import ConfigError
 
@@ -94,7 +94,7 @@ def kd_multilabel_loss_sum(
     return temperature**2 * _masked_sum(per_entry, mask)
 
 
-def distillation_loss_sum(
+def distillation_loss(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor | None,
     labels: torch.Tensor | None,
@@ -104,12 +104,15 @@ def distillation_loss_sum(
     problem_type: str = SINGLE_LABEL,
     teacher_probs: torch.Tensor | None = None,
     label_smoothing: float = 0.0,
+    class_weights: torch.Tensor | None = None,
+    normaliser: LossNormaliser | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """α · KD + (1 − α) · hard-label loss, and the detached terms `{"kd": ..., "ce": ...}` for logging.
+    """α · KD / items + (1 − α) · CE / labelled, and the detached summed terms `{"kd": ..., "ce": ...}`.
 
-    Both terms are summed over the same items, those `count_loss_items(labels)` counts: items labelled -100 (padding
-    tokens, missing labels) are left out of the KD term too. With α = 1 `labels` may be None, and the KD term then
-    sums over every row (entry, for multi-label).
+    The KD term is summed over every row (entry, for multi-label), those without a label too: rows labelled -100 (an
+    unlabelled transfer set) get the soft loss only. The hard-label term is Σ wᵢ·ℓᵢ over the labelled items, wᵢ their
+    class weight. `normaliser` (see `losses.LossNormaliser`) holds the whole accumulated, all-device batch's counts;
+    without it, this batch's own are used. With α = 1 `labels` may be None.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"alpha must be in [0, 1] (the weight of the KD term), got {alpha!r}.")
@@ -119,15 +122,19 @@ def distillation_loss_sum(
         raise ConfigError(
             f"alpha={alpha!r} weights a hard-label loss, so labels are needed; use alpha=1 without them."
         )
-    mask = None if labels is None else labels.ne(-100)
-    kd_fn = kd_multilabel_loss_sum if problem_type == MULTI_LABEL else kd_loss_sum
-    kd = kd_fn(student_logits, teacher_logits, temperature, teacher_probs=teacher_probs, mask=mask)
     if labels is None:
-        ce = kd.new_zeros(())
-    else:
-        ce = classification_loss_sum(student_logits, labels, problem_type, label_smoothing=label_smoothing)
-    total = alpha * kd + (1.0 - alpha) * ce
-    return total, {"kd": kd.detach(), "ce": ce.detach()}
+        shape = student_logits.shape if problem_type == MULTI_LABEL else student_logits.shape[:-1]
+        labels = torch.full(shape, -100, device=student_logits.device)
+    normaliser = normaliser or LossNormaliser.of([labels], class_weights)
+    kd_fn = kd_multilabel_loss_sum if problem_type == MULTI_LABEL else kd_loss_sum
+    kd = kd_fn(student_logits, teacher_logits, temperature, teacher_probs=teacher_probs)
+    ce = classification_loss_sum(
+        student_logits, labels, problem_type, label_smoothing=label_smoothing, class_weights=class_weights
+    )
+    loss = alpha * kd / normaliser.items.clamp(min=1e-12)
+    if alpha < 1.0:
+        loss = loss + (1.0 - alpha) * ce / normaliser.labelled.clamp(min=1e-12)
+    return loss, {"kd": kd.detach(), "ce": ce.detach()}
 
 
 def teacher_probabilities(

@@ -18,10 +18,10 @@ import torch
 from torch import nn
 from transformers import DataCollatorWithPadding
 
-from hf_transfer.core.losses import count_loss_items
+from hf_transfer.core.losses import item_weights
 from hf_transfer.distill.arguments import DistillationArguments
 from hf_transfer.distill.losses import (
-    distillation_loss_sum,
+    distillation_loss,
     hidden_state_loss_sum,
     mix_probabilities,
     teacher_probabilities,
@@ -111,7 +111,7 @@ class DistillationTrainer(TransferTrainer):
         self.layer_map = layer_map or {}
         self.projections = None if projections is None else projections.to(self.args.device)
         self._term_sums: dict[str, float] = defaultdict(float)
-        self._term_items = 0.0
+        self._term_counts: dict[str, float] = defaultdict(float)
 
     # --- construction steps -------------------------------------------------------------------------------------
 
@@ -135,7 +135,8 @@ class DistillationTrainer(TransferTrainer):
         want_hidden = self.distill.hidden_loss_weight > 0
         outputs = model(**inputs, output_hidden_states=want_hidden)
         teacher_logits, teacher_probs, teacher_hidden = self._teacher_outputs(inputs, teacher_fields, want_hidden)
-        total, terms = distillation_loss_sum(
+        normaliser = self.normaliser_for(labels, num_items_in_batch)
+        loss, terms = distillation_loss(
             outputs.logits,
             teacher_logits,
             labels,
@@ -144,21 +145,26 @@ class DistillationTrainer(TransferTrainer):
             problem_type=self.problem_type,
             teacher_probs=teacher_probs,
             label_smoothing=self.args.label_smoothing_factor,
+            class_weights=self.class_weights,
+            normaliser=normaliser,
         )
+        counts = {"kd": labels.numel(), "ce": float(item_weights(labels, self.class_weights).sum())}
         if want_hidden:
             hidden = self._hidden_loss(outputs.hidden_states, teacher_hidden, inputs.get("attention_mask"))
-            total = total + self.distill.hidden_loss_weight * hidden
-            terms["hidden"] = hidden.detach()
-        self._record_terms(terms, count_loss_items(labels))
-        loss = self.normalise_loss(total, labels, num_items_in_batch)
+            # Summed over rows, like the KD term (for multi-label, `items` counts entries: rows × labels).
+            rows = normaliser.items / (labels.shape[-1] if labels.dim() == 2 else 1)
+            loss = loss + self.distill.hidden_loss_weight * hidden / rows.clamp(min=1e-12)
+            terms["hidden"], counts["hidden"] = hidden.detach(), labels.shape[0]
+        self._record_terms(terms, counts)
+        loss = self.scale_for_processes(loss, num_items_in_batch)
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict, *args, **kwargs) -> None:
-        if "loss" in logs and self._term_items:
+        if "loss" in logs and self._term_counts:
             for name, value in self._term_sums.items():
-                logs[f"loss_{name}"] = round(value / self._term_items, 4)
+                logs[f"loss_{name}"] = round(value / max(self._term_counts[name], 1e-12), 4)
             self._term_sums.clear()
-            self._term_items = 0.0
+            self._term_counts.clear()
         super().log(logs, *args, **kwargs)
 
     # --- teacher outputs ----------------------------------------------------------------------------------------
@@ -221,7 +227,8 @@ class DistillationTrainer(TransferTrainer):
             total = term if total is None else total + term
         return total / max(len(self.layer_map), 1)
 
-    def _record_terms(self, terms: dict, items: torch.Tensor) -> None:
+    def _record_terms(self, terms: dict, counts: dict) -> None:
+        """Each logged term is its sum over the logging window divided by what it was summed over."""
         for name, value in terms.items():
             self._term_sums[name] += float(value)
-        self._term_items += float(items)
+            self._term_counts[name] += float(counts[name])

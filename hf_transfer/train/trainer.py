@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
+import torch
 from torch import nn
 from transformers import Trainer, TrainerCallback
 
@@ -17,7 +19,7 @@ from hf_transfer.core.freezing import (
     trainable_at_epoch,
 )
 from hf_transfer.core.layers import discover_layers
-from hf_transfer.core.losses import classification_loss_sum, count_loss_items
+from hf_transfer.core.losses import LossNormaliser, classification_loss_sum
 from hf_transfer.core.runtime import launched_world_size
 from hf_transfer.core.tasks import SINGLE_LABEL
 from hf_transfer.errors import ConfigError
@@ -88,10 +90,11 @@ class TransferTrainer(Trainer):
     cached output of the frozen embeddings and blocks 0..k-1 (see `feature_cache.py`).
 
     Layer-wise LR decay and gradual unfreezing need their own optimizer groups: they are built in the constructor and
-    handed to `Trainer` through `optimizer_cls_and_kwargs`, so only `compute_loss` is overridden. The loss is the sum
-    of per-item losses divided by the number of labelled items in the whole accumulated batch (across all processes
-    when `average_tokens_across_devices`, the default). So batch 8 × accumulation 1 and batch 4 × accumulation 2 give
-    the same gradients, where stock `Trainer` scales BERT's mean loss by the accumulation steps twice over.
+    handed to `Trainer` through `optimizer_cls_and_kwargs`. The loss is Σ wᵢ·ℓᵢ / Σ wᵢ over the whole accumulated
+    batch (across all processes when `average_tokens_across_devices`, the default), wᵢ being the class weight of item
+    i (`class_weights`, in label order; 1 without): `_get_num_items_in_batch`, the one other hook overridden, counts
+    Σ wᵢ there. So batch 8 × accumulation 1 and batch 4 × accumulation 2 give the same gradients, where stock
+    `Trainer` scales BERT's mean loss by the accumulation steps twice over.
     """
 
     args: TransferTrainingArguments
@@ -105,6 +108,7 @@ class TransferTrainer(Trainer):
         freeze_plan: FreezePlan | None = None,
         frozen_trunk_depth: int | None = None,
         extra_trainable: nn.Module | None = None,
+        class_weights: Sequence[float] | None = None,
         **kwargs,
     ):
         training_args = kwargs.get("args", args[1] if len(args) > 1 else None)
@@ -120,6 +124,7 @@ class TransferTrainer(Trainer):
             freeze_plan = freeze_plan_from_arguments(discover_layers(model), training_args)
         self.freeze_plan = freeze_plan
         self.frozen_trunk_depth = frozen_trunk_depth
+        self.class_weights = None if class_weights is None else torch.tensor(list(class_weights), dtype=torch.float32)
         if not is_peft_model(model):
             freeze_plan.apply(model)
         _check_own_columns_kept(kwargs.get("train_dataset"), training_args, self.own_column_prefixes)
@@ -171,17 +176,33 @@ class TransferTrainer(Trainer):
             "frozen_parameters_now": frozen,
         }
 
-    # --- the one Trainer hook -----------------------------------------------------------------------------------
+    # --- the two Trainer hooks ----------------------------------------------------------------------------------
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
         labels = inputs.pop("labels")
         outputs = self.forward_student(model, inputs)
         loss_sum = classification_loss_sum(
-            outputs.logits, labels, self.problem_type, label_smoothing=self.args.label_smoothing_factor
+            outputs.logits,
+            labels,
+            self.problem_type,
+            label_smoothing=self.args.label_smoothing_factor,
+            class_weights=self.class_weights,
         )
-        loss = self.normalise_loss(loss_sum, labels, num_items_in_batch)
+        normaliser = self.normaliser_for(labels, num_items_in_batch)
+        loss = self.scale_for_processes(loss_sum / normaliser.labelled.clamp(min=1e-12), num_items_in_batch)
         return (loss, outputs) if return_outputs else loss
+
+    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> LossNormaliser | None:
+        """What the accumulated batch's summed losses are divided by (see `losses.LossNormaliser`), over every
+        process when `average_tokens_across_devices`: Trainer's own count knows neither class weights nor rows
+        without labels."""
+        if not batch_samples or "labels" not in batch_samples[0]:
+            return None
+        normaliser = LossNormaliser.of([b["labels"] for b in batch_samples], self.class_weights).as_tensor()
+        if self.args.average_tokens_across_devices and self.args.world_size > 1:
+            normaliser = self.accelerator.gather(normaliser.to(device))
+        return LossNormaliser.from_tensor(normaliser.to(device))
 
     # --- helpers ------------------------------------------------------------------------------------------------
 
@@ -196,14 +217,18 @@ class TransferTrainer(Trainer):
         with cached_trunk(unwrapped, self.layout, self.frozen_trunk_depth, cached):
             return model(**inputs, **kwargs)
 
-    def normalise_loss(self, loss_sum, labels, num_items_in_batch):
-        """A summed loss divided so that its gradient is the mean over the whole accumulated, all-device batch."""
-        if num_items_in_batch is None:
-            # Evaluation, or a caller that did not count: the mean over this batch.
-            return loss_sum / count_loss_items(labels).clamp(min=1)
-        loss = loss_sum / num_items_in_batch
-        if self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
-            # num_items_in_batch counts every process's items; DDP averages gradients over processes.
+    def normaliser_for(self, labels, num_items_in_batch) -> LossNormaliser:
+        """The normaliser Trainer counted for the accumulated batch, or, for a caller that did not count, this
+        batch's own."""
+        if isinstance(num_items_in_batch, LossNormaliser):
+            return num_items_in_batch
+        return LossNormaliser.of([labels], self.class_weights)
+
+    def scale_for_processes(self, loss, num_items_in_batch):
+        """A loss normalised over every process's items is multiplied back by the number of processes, since DDP
+        averages the gradients over them."""
+        counted_everywhere = isinstance(num_items_in_batch, LossNormaliser) and self.args.average_tokens_across_devices
+        if counted_everywhere and self.accelerator.num_processes > 1:
             loss = loss * self.accelerator.num_processes
         return loss
 
