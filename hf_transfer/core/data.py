@@ -325,3 +325,22 @@ def count_truncated(raw: datasets.Dataset, tokenized: datasets.Dataset, tokenize
     texts, pairs = list(rows[text]), list(rows[pair]) if pair else None
     full = tokenizer(texts, pairs, truncation=False, verbose=False)["input_ids"]
     return sum(len(ids) > max_seq_length for ids in full)
+
+
+def carve_split(prepared: PreparedData, name: str, percentage: int, seed: int) -> PreparedData:
+    """The same data with `percentage` of train moved (seeded, stratified where every class has two rows) into a new
+    split `name`, such as the calibration split of `calibrate_decision`; the summary says how many rows moved."""
+    multi = prepared.problem_type == MULTI_LABEL
+    train = prepared.datasets["train"]
+    keep, carved = _carve_validation(train, percentage, seed, multi)
+    splits = dict(prepared.datasets)
+    splits["train"], splits[name] = train.select(keep), train.select(carved)
+    summary = dict(prepared.summary)
+    summary["train"] = {**summary["train"], "rows": len(keep)}
+    summary[name] = {
+        "rows": len(carved),
+        "carved_from_train_percent": percentage,
+        "label_counts": _label_counts(splits[name], prepared.label_names, multi),
+    }
+    summary["train"]["label_counts"] = _label_counts(splits["train"], prepared.label_names, multi)
+    return dataclasses.replace(prepared, datasets=datasets.DatasetDict(splits), summary=summary)

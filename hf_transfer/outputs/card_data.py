@@ -36,6 +36,8 @@ _HYPERPARAMETERS = (
 )
 # Scalar metrics worth a card (and a model-index entry); runtimes, sample counts and the loss are not.
 _METRIC_BASES = ("subset_accuracy", "accuracy", "precision", "recall", "f1")
+# Run-record sections that describe the training recipe beyond the freeze plan.
+RECIPE_KEYS = ("class_weights", "linear_probe", "early_stopping", "calibration")
 
 
 @dataclass
@@ -63,6 +65,7 @@ class CardData:
     distillation: dict | None = None
     adapter: dict | None = None
     merge: dict | None = None  # weight interpolation: α, both sources, the sweep (hf-transfer merge)
+    recipe: dict = field(default_factory=dict)  # class_weights, linear_probe, early_stopping, calibration
     hyperparameters: dict = field(default_factory=dict)
     precision: str = "fp32"
     world_size: int = 1
@@ -254,6 +257,7 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
     c.validation_percentage = config.get("validation_split_percentage")
     c.freeze = dict(record.get("freeze") or {})
     c.distillation = record.get("distillation")
+    c.recipe = {k: record[k] for k in RECIPE_KEYS if record.get(k)}
     c.adapter = detect_adapter(folder, record.get("adapter"))
     if not c.hyperparameters:
         c.hyperparameters = {k: config[k] for k in _HYPERPARAMETERS if k in config}

@@ -231,6 +231,48 @@ def _sweep_table(c: CardData) -> tuple[str, list[str], list[list[str]]]:
     return note, columns, table
 
 
+def _recipe_rows(c: CardData) -> list[tuple[str, str]]:
+    r = c.recipe or {}
+    rows = []
+    if r.get("class_weights"):
+        weights = ", ".join(f"{name}: {w:.3g}" for name, w in r["class_weights"].items())
+        rows.append(("class weights (loss Σ wᵢ·ℓᵢ / Σ wᵢ)", weights))
+    if r.get("linear_probe"):
+        p = r["linear_probe"]
+        accuracy = f", validation accuracy after the probe {p['eval_accuracy']:.4f}" if p.get("eval_accuracy") else ""
+        rows.append(
+            (
+                "LP-FT",
+                f"head trained alone for {p['epochs']:g} epoch(s) at lr {p['learning_rate']:g}{accuracy}, then "
+                f"fine-tuned from it; the probe model is in `{p['saved_to']}/`",
+            )  # fmt: skip
+        )
+    if r.get("early_stopping"):
+        e = r["early_stopping"]
+        how = "stopped early" if e["stopped_early"] else "ran to the end"
+        rows.append(
+            (
+                "early stopping",
+                f"patience {e['patience']} on {e['metric']}: {how} after {e['epochs_trained']:g} "
+                f"epoch(s); kept {e['best_checkpoint']} ({e['metric']} {_fmt(e['best_metric'])})",
+            )  # fmt: skip
+        )
+    if r.get("calibration"):
+        k = r["calibration"]
+        offsets = ", ".join(f"{name}: {v:+.3f}" for name, v in k["offsets"].items())
+        before = k["validation_before"].get("f1_macro")
+        after = c.metrics.get("f1_macro")
+        moved = f"; validation macro-F1 {_fmt(before)} before, {_fmt(after)} after" if before is not None else ""
+        rows.append(
+            (
+                "decision calibration",
+                f"{k['kind']} maximising macro-F1 on {k['calibration_rows']:,} calibration rows "
+                f"carved from train, folded into `{k['folded_into']}`: {offsets}{moved}",
+            )  # fmt: skip
+        )
+    return rows
+
+
 def _hyper_rows(c: CardData) -> list[tuple[str, str]]:
     h = c.hyperparameters
     if c.merge and not h:
@@ -361,6 +403,7 @@ def build_card(c: CardData, folder: str | Path | None = None):
         sweep_rows=sweep_rows,
         has_sweep_plot=folder is None or (folder / "merge_sweep.png").is_file(),
         freeze_rows=_freeze_rows(c),
+        recipe_rows=_recipe_rows(c),
         hyper_rows=_hyper_rows(c),
         eval_dataset=c.eval_dataset,
         metric_splits=splits,

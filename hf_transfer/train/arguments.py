@@ -11,6 +11,7 @@ from typing import Literal
 from transformers import TrainingArguments
 
 from hf_transfer.core.arguments import parse_index_list
+from hf_transfer.core.losses import CLASS_WEIGHT_SCHEMES
 from hf_transfer.core.runtime import has_accelerator
 from hf_transfer.errors import ConfigError
 
@@ -65,6 +66,48 @@ class TransferTrainingArguments(TrainingArguments):
         default=None,
         metadata={"help": "Where frozen-feature caches live. Default: hf_transfer/frozen_features under HF_HOME."},
     )
+    # --- quality: class weights, decision calibration, LP-FT, early stopping ---
+    class_weights: dict[str, float] | str | None = field(
+        default=None,
+        metadata={
+            "help": "Weights of the classes in the hard-label loss: `balanced` (n / (k · n_class), from the training "
+            "rows), `sqrt` (its square root), or a mapping {label name: weight} (unnamed labels weigh 1). The loss "
+            "is Σ wᵢ·ℓᵢ / Σ wᵢ over the whole accumulated batch; in distill it weighs the CE term."
+        },
+    )
+    calibrate_decision: Literal["macro_f1"] | None = field(
+        default=None,
+        metadata={
+            "help": "`macro_f1`: after training, tune per-class logit offsets (single-label; per-label thresholds for "
+            "multi-label) to maximise macro-F1 on a calibration split carved from train (never the reported "
+            "validation set), and fold them into the classifier's bias, so the saved model applies them."
+        },
+    )
+    calibration_split_percentage: int = field(
+        default=10,
+        metadata={"help": "Percent of train carved out (seeded, stratified) for calibrate_decision, in [1, 50]."},
+    )
+    linear_probe_epochs: float = field(
+        default=0.0,
+        metadata={
+            "help": "LP-FT (Kumar et al., 2022): first train the head alone for this many epochs on the frozen "
+            "trunk's cached features, then fine-tune as configured from that head. 0 turns it off."
+        },
+    )
+    linear_probe_learning_rate: float = field(
+        default=1e-3, metadata={"help": "Learning rate of the linear-probe stage of LP-FT."}
+    )
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={
+            "help": "Stop after this many evaluations without improvement of metric_for_best_model (transformers' "
+            "EarlyStoppingCallback), and keep the best checkpoint (load_best_model_at_end is switched on, and "
+            "checkpoints are saved at every evaluation)."
+        },
+    )
+    early_stopping_threshold: float = field(
+        default=0.0, metadata={"help": "How much metric_for_best_model must improve to count as an improvement."}
+    )
 
     def __post_init__(self):
         self.freeze_layers = parse_index_list("freeze_layers", self.freeze_layers)
@@ -106,18 +149,70 @@ class TransferTrainingArguments(TrainingArguments):
                 "frozen_features_dtype and frozen_features_cache_dir set how the frozen-feature cache is stored; "
                 "set cache_frozen_features: true too, or drop them."
             )
+        self._check_quality_options()
         if not self.use_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not has_accelerator():
             # Launched as several processes on a machine without GPUs: accelerate joins CPU processes into one gloo
             # group only when asked for the CPU; otherwise each process silently trains alone on all the data.
             self.use_cpu = True
         super().__post_init__()
+        check_reporting_integrations(self.report_to)
 
-    @property
-    def freezes_anything(self) -> bool:
-        return bool(
-            self.freeze_embeddings
-            or self.freeze_layers
-            or self.freeze_patterns
-            or self.train_head_only
-            or self.gradual_unfreezing
+    def _check_quality_options(self) -> None:
+        if isinstance(self.class_weights, str) and self.class_weights not in CLASS_WEIGHT_SCHEMES:
+            raise ConfigError(
+                f"class_weights must be one of {', '.join(CLASS_WEIGHT_SCHEMES)} or a mapping {{label: weight}}, got "
+                f"{self.class_weights!r}."
+            )
+        if isinstance(self.class_weights, dict):
+            bad = {
+                k: v
+                for k, v in self.class_weights.items()
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf
+            }
+            if bad:
+                raise ConfigError(f"class_weights must map labels to positive numbers, got {bad}.")
+        elif self.class_weights is not None and not isinstance(self.class_weights, str):
+            raise ConfigError(f"class_weights must be balanced, sqrt or a mapping, got {self.class_weights!r}.")
+        if not 1 <= self.calibration_split_percentage <= 50:
+            raise ConfigError(
+                f"calibration_split_percentage must be between 1 and 50, got {self.calibration_split_percentage}."
+            )
+        if self.linear_probe_epochs < 0 or math.isnan(self.linear_probe_epochs):
+            raise ConfigError(f"linear_probe_epochs must be >= 0 (0 = off), got {self.linear_probe_epochs}.")
+        if self.linear_probe_epochs and (self.train_head_only or self.gradual_unfreezing):
+            raise ConfigError(
+                "linear_probe_epochs already trains the head first; drop train_head_only and gradual_unfreezing."
+            )
+        if self.early_stopping_patience is not None:
+            if self.early_stopping_patience < 1:
+                raise ConfigError(
+                    f"early_stopping_patience must be >= 1 evaluation, got {self.early_stopping_patience}."
+                )
+            if str(self.eval_strategy) in ("no", "IntervalStrategy.NO"):
+                raise ConfigError(
+                    "early_stopping_patience counts evaluations, but eval_strategy is no; set eval_strategy to epoch "
+                    "or steps."
+                )
+            # The best checkpoint must exist to be kept: save at every evaluation, keep the best (and the last).
+            self.load_best_model_at_end = True
+            self.save_strategy = self.eval_strategy
+            if str(self.eval_strategy).endswith("steps"):
+                self.save_steps = self.eval_steps
+            if self.save_total_limit is None:
+                self.save_total_limit = 1
+        if self.early_stopping_threshold < 0:
+            raise ConfigError(f"early_stopping_threshold must be >= 0, got {self.early_stopping_threshold}.")
+
+
+def check_reporting_integrations(report_to) -> None:
+    """Each `report_to` integration must be installed: else one line now, not a traceback once the model is loaded."""
+    from transformers.integrations import get_available_reporting_integrations
+
+    wanted = [name for name in (report_to or []) if name not in ("none", "all")]
+    missing = [name for name in wanted if name not in get_available_reporting_integrations()]
+    if missing:
+        extra = " (or `pip install hf-transfer-learning[tensorboard]`)" if "tensorboard" in missing else ""
+        raise ConfigError(
+            f"report_to {', '.join(missing)}: the integration is not installed; `pip install {' '.join(missing)}`"
+            f"{extra}, or drop it from report_to."
         )

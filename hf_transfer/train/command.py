@@ -17,7 +17,11 @@ from hf_transfer.train.arguments import TransferTrainingArguments
 from hf_transfer.train.feature_cache import FrozenFeatureCollator, with_frozen_features
 from hf_transfer.train.fit import fit_and_report
 from hf_transfer.train.preflight import TrainPlan, preflight
+from hf_transfer.train.stages import early_stopping_callbacks, run_linear_probe, training_steps
 from hf_transfer.train.trainer import TransferTrainer
+
+# The argument dataclasses of `hf-transfer train`, in the order `run_train` takes them.
+TRAIN_ARGUMENTS = (ModelArguments, DataArguments, AdapterArguments, TransferTrainingArguments)
 
 
 def run_train(
@@ -25,7 +29,9 @@ def run_train(
     data_args: DataArguments,
     adapter_args: AdapterArguments,
     training_args: TransferTrainingArguments,
+    callbacks: list | None = None,
 ) -> dict:
+    """`callbacks`: extra `TrainerCallback`s (`hf-transfer search` prunes trials with one)."""
     from transformers import DataCollatorWithPadding, set_seed
 
     set_seed(training_args.seed)
@@ -48,6 +54,10 @@ def run_train(
         ignore_mismatched_sizes=m.ignore_mismatched_sizes,
     )
     memory_at_load = memory_kib()
+    compute_metrics = make_compute_metrics(prepared.label_names, prepared.problem_type)
+    probe = {}
+    if training_args.linear_probe_epochs:
+        probe = run_linear_probe(model, plan, tokenized, data_args, training_args, plan.class_weights, compute_metrics)
     if adapter_plan is not None:
         model = wrap(model, adapter_plan)
     train_dataset, collator, after_eval = tokenized["train"], DataCollatorWithPadding(tokenizer), None
@@ -60,10 +70,12 @@ def run_train(
         eval_dataset=tokenized["validation"],
         processing_class=tokenizer,
         data_collator=collator,
-        compute_metrics=make_compute_metrics(prepared.label_names, prepared.problem_type),
+        compute_metrics=compute_metrics,
         problem_type=prepared.problem_type,
         freeze_plan=plan.freeze_plan,
         frozen_trunk_depth=plan.frozen_trunk_depth if adapter_plan is None else None,
+        class_weights=plan.class_weights,
+        callbacks=[*early_stopping_callbacks(training_args), *(callbacks or [])],
     )
     return fit_and_report(
         trainer,
@@ -71,6 +83,7 @@ def run_train(
         prepared,
         (model_args, data_args, adapter_args, training_args),
         task="train",
+        after_train=training_steps(training_args, tokenized, prepared, plan.class_weights, probe),
         after_eval=after_eval,
         memory_at_load=memory_at_load,
         after_save=adapter_finisher(adapter_plan, adapter_args, model_args, config, tokenized),

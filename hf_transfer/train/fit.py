@@ -33,6 +33,7 @@ def fit_and_report(
     arg_objects: tuple,
     *,
     task: str,
+    after_train=None,
     after_eval=None,
     after_save=None,
     memory_at_load: dict | None = None,
@@ -42,6 +43,8 @@ def fit_and_report(
     return the summary.
 
     `arg_objects` are the run's argument dataclasses, model arguments first and training arguments last.
+    `after_train(trainer)`, if given, runs on every process once training ends and before the final evaluation (it
+    may change the model, as decision calibration does) and returns facts for the run record.
     `after_eval(trainer, eval_metrics)`, if given, returns extra facts for the run record (run on every process);
     `after_save(trainer)` does the same on the main process once the model is saved (adapters use it).
     `push` is the `hub.PushTarget` from `plan_push`, or None.
@@ -58,13 +61,14 @@ def fit_and_report(
         train_metrics = dict(train_result.metrics)
         train_metrics["train_samples"] = len(tokenized["train"])
         train_metrics["train_wall_seconds"] = round(time.perf_counter() - started, 2)
+        trained = after_train(trainer) if after_train else {}
         prediction = trainer.predict(tokenized["validation"], metric_key_prefix="eval")
         eval_metrics = {k: v for k, v in prediction.metrics.items() if not isinstance(v, (list, dict))}
         eval_metrics["eval_samples"] = len(tokenized["validation"])
         test_metrics = None
         if "test" in tokenized and "labels" in tokenized["test"].column_names:
             test_metrics = trainer.predict(tokenized["test"], metric_key_prefix="test").metrics
-        extra = after_eval(trainer, eval_metrics) if after_eval else {}
+        extra = {**trained, **(after_eval(trainer, eval_metrics) if after_eval else {})}
         if memory_at_load is not None:
             extra["memory"] = _memory_record(memory_at_load, memory_after_training, memory_kib())
         trainer.save_model()

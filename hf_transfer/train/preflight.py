@@ -14,6 +14,7 @@ from hf_transfer.errors import ConfigError
 from hf_transfer.outputs.run_folder import resolve_resume_checkpoint
 from hf_transfer.train.arguments import TransferTrainingArguments
 from hf_transfer.train.feature_cache import trunk_depth
+from hf_transfer.train.stages import class_weights_for, with_calibration_split
 from hf_transfer.train.trainer import freeze_plan_from_arguments
 
 
@@ -26,6 +27,7 @@ class TrainPlan:
     tokenizer: object
     freeze_plan: FreezePlan
     frozen_trunk_depth: int | None  # k when the frozen trunk's features are cached
+    class_weights: list[float] | None = None  # in label order
 
 
 def preflight(model_args: ModelArguments, data_args: DataArguments, training_args: TransferTrainingArguments):
@@ -41,7 +43,8 @@ def preflight(model_args: ModelArguments, data_args: DataArguments, training_arg
     depth = None
     if training_args.cache_frozen_features:
         depth = trunk_depth(freeze_plan.layout, freeze_plan.frozen, config.model_type)
-    return TrainPlan(prepared, config, tokenizer, freeze_plan, depth)
+    prepared = with_calibration_split(prepared, training_args, config)
+    return TrainPlan(prepared, config, tokenizer, freeze_plan, depth, class_weights_for(training_args, prepared))
 
 
 def load_checked_data(data_args: DataArguments, training_args: TransferTrainingArguments) -> PreparedData:

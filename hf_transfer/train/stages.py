@@ -1,0 +1,225 @@
+"""What a training run may add around its main fine-tune: class weights from the training rows, LP-FT's linear probe
+before it (on the cached trunk, so it costs about one inference pass), early stopping, and decision calibration after
+it. Each returns the facts the run record and the card state."""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+from transformers import EarlyStoppingCallback
+
+from hf_transfer.core.caching import fingerprint_texts
+from hf_transfer.core.data import PreparedData, carve_split
+from hf_transfer.core.freezing import FreezePlan
+from hf_transfer.core.losses import resolve_class_weights
+from hf_transfer.core.models import meta_layout
+from hf_transfer.core.tasks import MULTI_LABEL, predicted_labels
+from hf_transfer.errors import ConfigError
+from hf_transfer.train.calibration import fit_offsets, fold_into_bias, output_layer
+from hf_transfer.train.feature_cache import (
+    SUPPORTED_MODEL_TYPES,
+    FrozenFeatureCollator,
+    trunk_depth,
+    with_frozen_features,
+)
+from hf_transfer.train.trainer import TransferTrainer
+
+CALIBRATION_SPLIT = "calibration"
+LINEAR_PROBE_DIR = "linear_probe"
+
+
+# --- before any weights load ----------------------------------------------------------------------------------------
+
+
+def class_weights_for(args, prepared: PreparedData) -> list[float] | None:
+    """`class_weights` resolved against the training rows' label counts (one-line errors for bad label names)."""
+    if args.class_weights is None:
+        return None
+    counts = prepared.summary.get("train", {}).get("label_counts") or {}
+    return resolve_class_weights(args.class_weights, prepared.label_names, counts)
+
+
+def with_calibration_split(prepared: PreparedData, args, config) -> PreparedData:
+    """Train with `calibration_split_percentage` carved out for `calibrate_decision`, checked to hold every class,
+    and the model's output layer checked to have a bias to fold the offsets into."""
+    if not args.calibrate_decision:
+        return prepared
+    output_layer(_meta_model(config), config.num_labels, meta_layout(config).head)
+    train_rows = len(prepared.datasets["train"])
+    carved = carve_split(prepared, CALIBRATION_SPLIT, args.calibration_split_percentage, args.seed)
+    counts = carved.summary[CALIBRATION_SPLIT]["label_counts"]
+    empty = [name for name in prepared.label_names if not counts.get(name)]
+    if empty:
+        percent = args.calibration_split_percentage
+        raise ConfigError(
+            f"calibrate_decision needs rows of every label in its calibration split, but {percent}% of the "
+            f"{train_rows} training rows holds none of {empty}; raise calibration_split_percentage, add training "
+            "rows, or drop calibrate_decision."
+        )
+    return carved
+
+
+def _meta_model(config):
+    from hf_transfer.core.models import meta_classifier
+
+    return meta_classifier(config)
+
+
+def early_stopping_callbacks(args) -> list:
+    if args.early_stopping_patience is None:
+        return []
+    return [EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold)]
+
+
+# --- LP-FT: the linear probe ----------------------------------------------------------------------------------------
+
+
+def _probe_arguments(args):
+    """The run's arguments for the probe stage: its epochs and learning rate, no evaluation, no checkpoints."""
+    probe = copy.copy(args)
+    probe.num_train_epochs = args.linear_probe_epochs
+    probe.learning_rate = args.linear_probe_learning_rate
+    probe.eval_strategy = probe.save_strategy = "no"
+    probe.load_best_model_at_end = False
+    probe.remove_unused_columns = False
+    probe.report_to = []
+    probe.max_steps = -1
+    return probe
+
+
+def run_linear_probe(model, plan, tokenized, data_args, args, class_weights, compute_metrics) -> dict:
+    """Train the head alone on the frozen trunk's cached output (the trunk runs once over the training rows), then
+    score it on validation and save it to `output_dir/linear_probe`: the LP end for `hf-transfer merge`."""
+    started = time.perf_counter()
+    layout = plan.freeze_plan.layout
+    probe_plan = FreezePlan.resolve(layout, train_head_only=True)
+    probe_args = _probe_arguments(args)
+    train, collator, depth, cache = tokenized["train"], None, None, None
+    if model.config.model_type in SUPPORTED_MODEL_TYPES:
+        depth = trunk_depth(layout, probe_plan.frozen)
+        split = plan.prepared.datasets["train"]
+        pairs = list(split[plan.prepared.text_pair_column]) if plan.prepared.text_pair_column else None
+        with args.main_process_first(desc="linear-probe features"):
+            train, cache = with_frozen_features(
+                model.to(args.device),
+                layout,
+                depth,
+                tokenized["train"],
+                plan.tokenizer,
+                data_fingerprint=fingerprint_texts(list(split[plan.prepared.text_column]), pairs),
+                max_seq_length=data_args.max_seq_length,
+                dtype=args.frozen_features_dtype,
+                cache_dir=args.frozen_features_cache_dir,
+                batch_size=args.per_device_eval_batch_size,
+                progress=not args.disable_tqdm,
+            )
+        collator = FrozenFeatureCollator(plan.tokenizer)
+    trainer = TransferTrainer(
+        model=model,
+        args=probe_args,
+        train_dataset=train,
+        eval_dataset=tokenized["validation"],
+        processing_class=plan.tokenizer,
+        data_collator=collator,
+        compute_metrics=compute_metrics,
+        problem_type=plan.prepared.problem_type,
+        freeze_plan=probe_plan,
+        frozen_trunk_depth=depth,
+        class_weights=class_weights,
+    )
+    trainer.train()
+    metrics = trainer.evaluate(tokenized["validation"])
+    if trainer.is_world_process_zero():
+        folder = Path(args.output_dir) / LINEAR_PROBE_DIR
+        trainer.accelerator.unwrap_model(trainer.model).save_pretrained(folder)
+        plan.tokenizer.save_pretrained(folder)
+    return {
+        "linear_probe": {
+            "epochs": args.linear_probe_epochs,
+            "learning_rate": args.linear_probe_learning_rate,
+            "on_cached_trunk": depth is not None,
+            "feature_cache": cache,
+            "eval_accuracy": metrics.get("eval_accuracy"),
+            "eval_f1_macro": metrics.get("eval_f1_macro"),
+            "seconds": round(time.perf_counter() - started, 2),
+            "saved_to": LINEAR_PROBE_DIR,
+        }
+    }
+
+
+# --- after training -------------------------------------------------------------------------------------------------
+
+
+def calibrate(trainer, tokenized, prepared: PreparedData) -> dict:
+    """Fit the offsets (thresholds) on the calibration split and fold them into the output layer's bias; the
+    validation scores before are recorded here, those after are the run's final evaluation."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    names, problem_type = prepared.label_names, prepared.problem_type
+    calibration = trainer.predict(tokenized[CALIBRATION_SPLIT], metric_key_prefix="calibration")
+    before = trainer.predict(tokenized["validation"], metric_key_prefix="eval").metrics
+    logits = calibration.predictions[0] if isinstance(calibration.predictions, tuple) else calibration.predictions
+    offsets = fit_offsets(logits, calibration.label_ids, names, problem_type)
+    name, layer = output_layer(model, len(names), trainer.layout.head)
+    fold_into_bias(layer, offsets)
+    from sklearn.metrics import f1_score
+
+    ids = None if problem_type == MULTI_LABEL else list(range(len(names)))
+    refs = calibration.label_ids
+
+    def f1(values):
+        return float(
+            f1_score(refs, predicted_labels(values, problem_type), labels=ids, average="macro", zero_division=0)
+        )
+
+    scalar = {k[len("eval_") :]: v for k, v in before.items() if k.startswith("eval_") and isinstance(v, float)}
+    return {
+        "calibration": {
+            "method": trainer.args.calibrate_decision,
+            "kind": "per-label thresholds" if problem_type == MULTI_LABEL else "per-class logit offsets",
+            "offsets": {label: round(float(v), 6) for label, v in zip(names, offsets, strict=True)},
+            "folded_into": f"{name}.bias",
+            "calibration_rows": len(tokenized[CALIBRATION_SPLIT]),
+            "calibration_f1_macro_before": f1(logits),
+            "calibration_f1_macro_after": f1(logits + offsets),
+            "validation_before": {k: v for k, v in scalar.items() if k in ("accuracy", "f1_macro") or "recall_" in k},
+        }
+    }
+
+
+def training_steps(args, tokenized, prepared: PreparedData, class_weights, probe: dict | None = None):
+    """The `after_train` step of `fit_and_report`: the facts of the stages around the main fine-tune, and the
+    calibration, which changes the model before its final evaluation."""
+
+    def after_train(trainer) -> dict:
+        facts = dict(probe or {})
+        if class_weights is not None:
+            facts["class_weights"] = dict(zip(prepared.label_names, class_weights, strict=True))
+        facts.update(stopping_facts(trainer))
+        if args.calibrate_decision:
+            facts.update(calibrate(trainer, tokenized, prepared))
+        return facts
+
+    return after_train
+
+
+def stopping_facts(trainer) -> dict:
+    """Where early stopping stopped and which checkpoint was kept."""
+    args, state = trainer.args, trainer.state
+    if args.early_stopping_patience is None:
+        return {}
+    best = state.best_model_checkpoint
+    return {
+        "early_stopping": {
+            "patience": args.early_stopping_patience,
+            "threshold": args.early_stopping_threshold,
+            "metric": args.metric_for_best_model,
+            "stopped_early": state.global_step < state.max_steps,
+            "epochs_trained": round(state.epoch or 0.0, 2),
+            "steps_trained": state.global_step,
+            "max_steps": state.max_steps,
+            "best_checkpoint": Path(best).name if best else None,
+            "best_metric": state.best_metric,
+        }
+    }

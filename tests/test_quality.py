@@ -1,0 +1,149 @@
+"""The quality options of `train`: class weights, decision calibration, LP-FT, early stopping, `report_to` checked
+before anything loads."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from test_cli import train_argv, write_csv
+from transformers import AutoModelForSequenceClassification
+
+from hf_transfer.cli import main
+from hf_transfer.train.calibration import fit_offsets, fold_into_bias, output_layer
+
+
+@pytest.fixture
+def skewed(tmp_path):
+    """Three classes, one of them three times as common as the others."""
+    words = {"good": ["great", "lovely", "superb"], "bad": ["awful", "poor", "dire"], "meh": ["okay", "fine", "so-so"]}
+    labels = ["good"] * 36 + ["bad"] * 12 + ["meh"] * 12
+    texts = [f"{words[label][i % 3]} item {i}" for i, label in enumerate(labels)]
+    train = write_csv(tmp_path / "train.csv", texts, labels)
+    dev = write_csv(tmp_path / "dev.csv", texts[::4], labels[::4])
+    return train, dev
+
+
+def record_of(out):
+    return json.loads((out / "hf_transfer_run.json").read_text())
+
+
+def test_class_weights_are_resolved_recorded_and_carded(tmp_path, tiny_bert_dir, skewed):
+    out = tmp_path / "run"
+    assert main(train_argv(tiny_bert_dir, *skewed, out, "--class_weights", "balanced")) == 0
+    weights = record_of(out)["class_weights"]
+    assert weights == pytest.approx({"bad": 60 / 36, "good": 60 / 108, "meh": 60 / 36})
+    assert "class weights" in (out / "README.md").read_text().lower()
+    assert yaml.safe_load((out / "hf_transfer_config.yaml").read_text())["class_weights"] == "balanced"
+
+
+def test_offsets_fold_into_the_bias_and_move_the_decision(tiny_bert_dir):
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(tiny_bert_dir, num_labels=3)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, config=config).eval()
+    ids = torch.tensor([[101, 2204, 2518, 102]])
+    before = model(input_ids=ids).logits
+    name, layer = output_layer(model, 3, ("classifier.weight", "classifier.bias"))
+    fold_into_bias(layer, [0.5, -1.0, 2.0])
+    assert name == "classifier"
+    torch.testing.assert_close(model(input_ids=ids).logits, before + torch.tensor([0.5, -1.0, 2.0]))
+
+
+def test_fitted_offsets_raise_macro_f1_where_a_class_is_under_predicted():
+    rng = np.random.default_rng(0)
+    labels = rng.choice(3, size=400, p=[0.2, 0.2, 0.6])
+    logits = rng.normal(size=(400, 3))
+    logits[np.arange(400), labels] += 2.0
+    logits[:, 2] += 1.5  # the model leans to the common class
+    from sklearn.metrics import f1_score
+
+    def f1(values):
+        return f1_score(labels, values.argmax(-1), average="macro")
+
+    offsets = fit_offsets(logits, labels, ["a", "b", "c"], "single_label_classification")
+    assert f1(logits + offsets) > f1(logits) + 0.05
+    assert offsets[2] < min(offsets[0], offsets[1])  # it takes back the lean
+    multi = (rng.random((200, 2)) < 0.3).astype(int)
+    multi_logits = rng.normal(size=(200, 2)) + 2.0 * multi - 1.8
+    thresholds = fit_offsets(multi_logits, multi, ["x", "y"], "multi_label_classification")
+    after = f1_score(multi, (multi_logits + thresholds > 0).astype(int), average="macro")
+    assert after >= f1_score(multi, (multi_logits > 0).astype(int), average="macro")
+
+
+def test_calibration_is_fitted_on_its_own_split_and_saved_in_the_model(tmp_path, tiny_bert_dir, skewed):
+    out = tmp_path / "run"
+    argv = train_argv(tiny_bert_dir, *skewed, out, "--calibrate_decision", "macro_f1")
+    assert main([*argv, "--calibration_split_percentage", "25", "--num_train_epochs", "2"]) == 0
+    record = record_of(out)
+    calibration = record["calibration"]
+    assert calibration["calibration_rows"] == 15 and record["data"]["train"]["rows"] == 45
+    assert set(calibration["offsets"]) == {"good", "bad", "meh"} and calibration["folded_into"] == "classifier.bias"
+    assert calibration["calibration_f1_macro_after"] >= calibration["calibration_f1_macro_before"]
+    assert "f1_macro" in calibration["validation_before"]
+    # The saved model is the calibrated one: its own predictions give the reported validation scores.
+    from hf_transfer.core.metrics import classification_metrics
+
+    dev = __import__("pandas").read_csv(skewed[1])
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    with torch.no_grad():
+        logits = model(**tokenizer(list(dev.text), padding=True, return_tensors="pt")).logits
+    names = [model.config.id2label[i] for i in range(3)]
+    refs = [names.index(label) for label in dev.label]
+    report = classification_metrics(logits.argmax(-1).numpy(), refs, names)
+    assert report["f1_macro"] == pytest.approx(record["eval_metrics"]["eval_f1_macro"])
+    assert "calibrat" in (out / "README.md").read_text().lower()
+
+
+def test_linear_probe_then_fine_tune(tmp_path, tiny_bert_dir, skewed):
+    out = tmp_path / "run"
+    assert main(train_argv(tiny_bert_dir, *skewed, out, "--linear_probe_epochs", "2")) == 0
+    probe = record_of(out)["linear_probe"]
+    assert probe["on_cached_trunk"] is True and probe["feature_cache"]["frozen_blocks"] == 2
+    assert probe["eval_accuracy"] is not None
+    lp = AutoModelForSequenceClassification.from_pretrained(out / "linear_probe")
+    ft = AutoModelForSequenceClassification.from_pretrained(out)
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=3)
+    # The probe trained the head only: its body is the pretrained body, bit for bit; fine-tuning then moved it.
+    lp_state, ft_state, base_state = lp.state_dict(), ft.state_dict(), base.state_dict()
+    body = [k for k in lp_state if k.startswith("bert.encoder.")]
+    assert body and all(torch.equal(lp_state[k], base_state[k]) for k in body)
+    assert not all(torch.equal(lp_state[k], ft_state[k]) for k in body)
+
+
+def test_early_stopping_stops_and_keeps_the_best_checkpoint(tmp_path, tiny_bert_dir, skewed):
+    out = tmp_path / "run"
+    argv = train_argv(tiny_bert_dir, *skewed, out, "--num_train_epochs", "6", "--eval_strategy", "epoch")
+    # An improvement must exceed 1.0 of accuracy, which never happens: training stops after 1 + 2 evaluations.
+    extra = [
+        "--early_stopping_patience",
+        "2",
+        "--early_stopping_threshold",
+        "1.0",
+        "--metric_for_best_model",
+        "accuracy",
+    ]
+    assert main([*argv, *extra]) == 0
+    stopping = record_of(out)["early_stopping"]
+    assert stopping["stopped_early"] is True and stopping["epochs_trained"] == 3.0
+    assert stopping["best_checkpoint"].startswith("checkpoint-") and (out / stopping["best_checkpoint"]).is_dir()
+    assert "early stopping" in (out / "README.md").read_text().lower()
+
+
+def test_a_missing_reporting_integration_is_one_line_before_loading(
+    tmp_path, tiny_bert_dir, skewed, monkeypatch, capsys
+):
+    import transformers.integrations
+
+    monkeypatch.setattr(transformers.integrations, "get_available_reporting_integrations", lambda: [])
+    out = tmp_path / "run"
+    argv = train_argv(tiny_bert_dir, *skewed, out)
+    argv[argv.index("--report_to") + 1] = "tensorboard"
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "report_to tensorboard" in err[0] and "pip install tensorboard" in err[0]
+    assert not out.exists()
