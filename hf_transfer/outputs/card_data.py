@@ -63,6 +63,7 @@ class CardData:
     freeze: dict = field(default_factory=dict)
     unfreezing: list[dict] = field(default_factory=list)
     distillation: dict | None = None
+    few_shot: dict | None = None  # the few-shot route of train: body tuning, head, validation policy
     adapter: dict | None = None
     merge: dict | None = None  # weight interpolation: α, both sources, the sweep (hf-transfer merge)
     recipe: dict = field(default_factory=dict)  # class_weights, linear_probe, early_stopping, calibration
@@ -118,6 +119,8 @@ class CardData:
             student = f"{depth}-layer student" if depth else "student"
             teachers = ", ".join(f"`{t}`" for t in d.get("teachers") or [])
             return f"distilled {student} of {teachers or 'its teacher'}"
+        if self.few_shot:
+            return f"few-shot classifier on {base} (pair-tuned body, head fitted on mean-pooled embeddings)"
         frozen = _frozen_blocks(self.freeze)
         return f"fine-tuned {base}" + (f" ({frozen})" if frozen else "")
 
@@ -257,6 +260,9 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
     c.validation_percentage = config.get("validation_split_percentage")
     c.freeze = dict(record.get("freeze") or {})
     c.distillation = record.get("distillation")
+    c.few_shot = record.get("few_shot")
+    if c.few_shot and not (c.few_shot.get("validation") or {}).get("held_out", True):
+        c.eval_dataset = "no held-out data (the few-shot route trained on every labelled row; no validation_file)"
     c.recipe = {k: record[k] for k in RECIPE_KEYS if record.get(k)}
     c.adapter = detect_adapter(folder, record.get("adapter"))
     if not c.hyperparameters:

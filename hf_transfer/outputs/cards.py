@@ -9,6 +9,7 @@ from pathlib import Path
 
 from hf_transfer.core.folders import CARD_DATA_FILE
 from hf_transfer.outputs.card_data import CardData, detect_adapter
+from hf_transfer.outputs.few_shot_card import few_shot_rows
 from hf_transfer.outputs.readme import merge_readme
 
 TEMPLATE = "model_card.md.jinja"
@@ -404,6 +405,7 @@ def build_card(c: CardData, folder: str | Path | None = None):
         has_sweep_plot=folder is None or (folder / "merge_sweep.png").is_file(),
         freeze_rows=_freeze_rows(c),
         recipe_rows=_recipe_rows(c),
+        few_shot_rows=few_shot_rows(c.few_shot),
         hyper_rows=_hyper_rows(c),
         eval_dataset=c.eval_dataset,
         metric_splits=splits,

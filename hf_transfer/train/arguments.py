@@ -108,6 +108,35 @@ class TransferTrainingArguments(TrainingArguments):
     early_stopping_threshold: float = field(
         default=0.0, metadata={"help": "How much metric_for_best_model must improve to count as an improvement."}
     )
+    # --- few-shot route (issue 21): pair-tuned body, a head fitted on mean-pooled embeddings (train/few_shot.py) ---
+    few_shot: Literal["auto", "true", "false"] = field(
+        default="auto",
+        metadata={
+            "help": "The small-data route: tune the body on pairs of training sentences (cosine similarity of "
+            "mean-pooled embeddings towards 1 for the same label, 0 for different ones), fit a logistic-regression "
+            "head on the mean-pooled embeddings, and fold the pooling into one extra encoder block so the output is "
+            "a standard classifier. `auto` takes it when the training set has fewer than "
+            "few_shot_max_rows_per_class rows per class (single-label data, BERT-style model, no adapter); without a "
+            "validation_file it then trains on every row (no carve-out). The choice is printed and recorded."
+        },
+    )
+    few_shot_max_rows_per_class: float = field(
+        default=100, metadata={"help": "few_shot auto: the route is taken below this many training rows per class."}
+    )
+    few_shot_body_steps: int = field(
+        default=32,
+        metadata={"help": "Optimizer steps of the few-shot body tuning; every pair of sentences in a batch counts."},
+    )
+    few_shot_batch_size: int = field(
+        default=16, metadata={"help": "Training sentences per few-shot body-tuning step (B(B-1)/2 pairs)."}
+    )
+    few_shot_learning_rate: float = field(
+        default=5e-5, metadata={"help": "Learning rate of the few-shot body tuning (linear decay, 10% warm-up)."}
+    )
+    few_shot_head_c: float = field(
+        default=1.0,
+        metadata={"help": "Inverse L2 strength C of the few-shot logistic-regression head (scikit-learn's C)."},
+    )
 
     def __post_init__(self):
         self.freeze_layers = parse_index_list("freeze_layers", self.freeze_layers)
@@ -150,6 +179,7 @@ class TransferTrainingArguments(TrainingArguments):
                 "set cache_frozen_features: true too, or drop them."
             )
         self._check_quality_options()
+        self._check_few_shot_options()
         if not self.use_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not has_accelerator():
             # Launched as several processes on a machine without GPUs: accelerate joins CPU processes into one gloo
             # group only when asked for the CPU; otherwise each process silently trains alone on all the data.
@@ -202,6 +232,24 @@ class TransferTrainingArguments(TrainingArguments):
                 self.save_total_limit = 1
         if self.early_stopping_threshold < 0:
             raise ConfigError(f"early_stopping_threshold must be >= 0, got {self.early_stopping_threshold}.")
+
+    def _check_few_shot_options(self) -> None:
+        if isinstance(self.few_shot, bool):  # Python callers may pass a bool
+            self.few_shot = "true" if self.few_shot else "false"
+        if self.few_shot not in ("auto", "true", "false"):
+            raise ConfigError(f"few_shot must be auto, true or false, got {self.few_shot!r}.")
+        checks = {
+            "few_shot_max_rows_per_class": self.few_shot_max_rows_per_class > 0,
+            "few_shot_body_steps": self.few_shot_body_steps >= 1,
+            "few_shot_batch_size": self.few_shot_batch_size >= 2,
+            "few_shot_learning_rate": self.few_shot_learning_rate > 0,
+            "few_shot_head_c": self.few_shot_head_c > 0,
+        }
+        limits = {"few_shot_body_steps": ">= 1", "few_shot_batch_size": ">= 2 (a pair)"}
+        for name, ok in checks.items():
+            value = getattr(self, name)
+            if not ok or (isinstance(value, float) and not math.isfinite(value)):
+                raise ConfigError(f"{name} must be {limits.get(name, '> 0')}, got {value}.")
 
 
 def check_reporting_integrations(report_to) -> None:

@@ -15,6 +15,7 @@ from hf_transfer.core.runtime import memory_kib
 from hf_transfer.outputs.hub import plan_push
 from hf_transfer.train.arguments import TransferTrainingArguments
 from hf_transfer.train.feature_cache import FrozenFeatureCollator, with_frozen_features
+from hf_transfer.train.few_shot import decide_few_shot, run_few_shot
 from hf_transfer.train.fit import fit_and_report
 from hf_transfer.train.preflight import TrainPlan, preflight
 from hf_transfer.train.stages import early_stopping_callbacks, run_linear_probe, training_steps
@@ -38,6 +39,10 @@ def run_train(
     check_adapter_args(adapter_args, training_args)
     push = plan_push(training_args)
     plan = preflight(model_args, data_args, training_args)
+    # --- few-shot route (issue 21): chosen on the checked data, before any weight loads (train/few_shot.py) ---
+    few_shot = decide_few_shot(plan, model_args, adapter_args, training_args)
+    if few_shot.on:
+        return run_few_shot(model_args, data_args, adapter_args, training_args, plan, push, few_shot, callbacks)
     prepared, config, tokenizer = plan.prepared, plan.config, plan.tokenizer
     adapter_plan = plan_adapter_on_meta(adapter_args, config)
     with training_args.main_process_first(desc="tokenization"):

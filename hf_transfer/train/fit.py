@@ -62,9 +62,13 @@ def fit_and_report(
         train_metrics["train_samples"] = len(tokenized["train"])
         train_metrics["train_wall_seconds"] = round(time.perf_counter() - started, 2)
         trained = after_train(trainer) if after_train else {}
-        prediction = trainer.predict(tokenized["validation"], metric_key_prefix="eval")
-        eval_metrics = {k: v for k, v in prediction.metrics.items() if not isinstance(v, (list, dict))}
-        eval_metrics["eval_samples"] = len(tokenized["validation"])
+        # No validation split: the few-shot route trains on every labelled row when no validation file is given.
+        prediction = None
+        eval_metrics = {}
+        if "validation" in tokenized:
+            prediction = trainer.predict(tokenized["validation"], metric_key_prefix="eval")
+            eval_metrics = {k: v for k, v in prediction.metrics.items() if not isinstance(v, (list, dict))}
+            eval_metrics["eval_samples"] = len(tokenized["validation"])
         test_metrics = None
         if "test" in tokenized and "labels" in tokenized["test"].column_names:
             test_metrics = trainer.predict(tokenized["test"], metric_key_prefix="test").metrics
@@ -139,8 +143,8 @@ def _write_run_outputs(
     if record["test_metrics"]:
         trainer.save_metrics("test", record["test_metrics"])
     trainer.save_state()
-    full = _validation_report(prediction, prepared)
-    if prepared.problem_type != MULTI_LABEL:
+    full = _validation_report(prediction, prepared) if prediction is not None else None
+    if full is not None and prepared.problem_type != MULTI_LABEL:
         save_confusion_matrix(
             full["confusion_matrix"],
             prepared.label_names,

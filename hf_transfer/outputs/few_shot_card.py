@@ -1,0 +1,42 @@
+"""The model card's account of the few-shot route (`hf-transfer train` on tiny training sets; train/few_shot.py)."""
+
+from __future__ import annotations
+
+
+def few_shot_rows(few_shot: dict | None) -> list[tuple[str, str]]:
+    """Rows of the card's few-shot table, from the run record's `few_shot` entry."""
+    if not few_shot:
+        return []
+    body, head = few_shot.get("body") or {}, few_shot.get("head") or {}
+    validation = few_shot.get("validation") or {}
+    rows = [("route chosen", str(few_shot.get("decision")))]
+    if body:
+        seconds = f", {body['seconds']:g} s" if body.get("seconds") is not None else ""
+        rows.append(
+            (
+                "body tuning",
+                f"{body['steps']} steps of {body['batch_size']} training sentences ({body['pairs_per_step']} pairs "
+                f"each) at lr {body['learning_rate']:g}{seconds}; loss: {body['loss']}",
+            )
+        )
+    if head:
+        rows.append(
+            (
+                "head",
+                f"{head['kind']}; C = {head['C']:g}, accuracy on its {head['training_rows']} training rows "
+                f"{head['training_accuracy']:.4f}",
+            )
+        )
+        rows.append(
+            (
+                "how the head is stored",
+                f"block {head['mean_pooling_block']} (added; {head['num_hidden_layers']} blocks in all) puts the "
+                "masked mean of the last hidden states at the first position (zero queries and keys, identity "
+                f"values, output scaled by {head['mean_scale']:g}, then LayerNorm); the pooler is "
+                f"{head['pooler_scale']:g}·identity and the classifier holds the fitted head, so the model loads "
+                "as a standard classifier",
+            )
+        )
+    if validation:
+        rows.append(("validation", str(validation.get("policy"))))
+    return rows

@@ -1,0 +1,187 @@
+"""The few-shot route of `hf-transfer train`: for training sets of tens of rows per class.
+
+1. Body tuning on sentence pairs, as SetFit does, but every pair of a batch counts: each step embeds a batch of
+   training sentences (masked mean pooling, the embedding sentence-transformers bodies are trained for) and moves the
+   cosine similarity of every pair in it towards 1 (same label) or 0 (different labels), the positive and negative
+   pairs weighing equally. A batch of B sentences gives B(B-1)/2 pairs for B forward passes, where a pair loader pays
+   two forward passes per pair.
+2. A logistic-regression head fitted in closed form (scikit-learn) on the tuned body's mean-pooled embeddings.
+3. The head expressed in the standard classifier: one extra encoder block folds the mean pooling into the first
+   position (see `few_shot_head.py`), so the output is an ordinary `AutoModelForSequenceClassification` folder.
+
+Nothing in the route is chosen on validation data (its recipe is fixed), so when no validation file is given it
+trains on every labelled row instead of carving a validation split, and the run reports no held-out score.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+
+import torch
+import torch.nn.functional as F
+from transformers import TrainerCallback
+
+from hf_transfer.train.few_shot_choice import FewShotDecision, decide_few_shot, keep_every_labelled_row
+from hf_transfer.train.few_shot_head import fit_head, mean_pool
+from hf_transfer.train.trainer import TransferTrainer
+
+__all__ = ["decide_few_shot", "run_few_shot", "pair_loss", "FewShotTrainer", "FewShotHead"]
+
+logger = logging.getLogger(__name__)
+
+PAIR_LOSS = (
+    "(cos − 1)² over same-label pairs and cos² over different-label pairs of every batch, the two means averaged "
+    "(cosine similarity of masked-mean-pooled embeddings)"
+)
+
+
+# --- body tuning -----------------------------------------------------------------------------------------------------
+
+
+def pair_loss(embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The cosine-similarity loss over every pair of a batch (see PAIR_LOSS); a batch of one class has no negative
+    pairs and is scored on its positive pairs alone (and the reverse)."""
+    unit = F.normalize(embeddings.float(), dim=-1)
+    cosine = unit @ unit.T
+    same = labels[:, None] == labels[None, :]
+    off_diagonal = ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    terms = []
+    positive, negative = same & off_diagonal, ~same
+    if positive.any():
+        terms.append((cosine[positive] - 1).pow(2).mean())
+    if negative.any():
+        terms.append(cosine[negative].pow(2).mean())
+    if not terms:  # a batch of one row
+        return cosine.sum() * 0.0
+    return torch.stack(terms).mean()
+
+
+def body_training_arguments(args):
+    """The run's arguments with the route's knobs in Trainer's fields: steps, batch, learning rate, and no
+    evaluation or checkpoint while the body tunes (the head does not exist yet)."""
+    return dataclasses.replace(
+        args,
+        max_steps=args.few_shot_body_steps,
+        per_device_train_batch_size=args.few_shot_batch_size,
+        learning_rate=args.few_shot_learning_rate,
+        warmup_steps=0.1,
+        eval_strategy="no",
+        save_strategy="no",
+        load_best_model_at_end=False,
+        logging_steps=max(1, args.few_shot_body_steps // 20),
+    )
+
+
+class FewShotTrainer(TransferTrainer):
+    """`TransferTrainer` whose training loss is the pair loss on the body's mean-pooled embeddings; evaluation (once
+    the head is built) is the ordinary classification loss."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if return_outputs or not model.training:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")
+        body = self.accelerator.unwrap_model(model).base_model
+        hidden = body(**inputs).last_hidden_state
+        loss = pair_loss(mean_pool(hidden, inputs["attention_mask"]), labels)
+        # Trainer leaves the scaling for gradient accumulation to us (see TransferTrainer).
+        return loss / self.args.gradient_accumulation_steps if num_items_in_batch is not None else loss
+
+
+# --- the head ------------------------------------------------------------------------------------------------------
+
+
+class FewShotHead(TrainerCallback):
+    """Fits and builds the head when body tuning ends, inside `Trainer.train` (so its time counts as training)."""
+
+    def __init__(self, rows, collator, num_labels: int, c: float, batch_size: int):
+        self.rows, self.collator, self.num_labels, self.c, self.batch_size = rows, collator, num_labels, c, batch_size
+        self.facts: dict = {}
+        self.body_started: float | None = None
+        self.body_seconds: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.body_started = time.perf_counter()
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self.body_seconds = round(time.perf_counter() - (self.body_started or time.perf_counter()), 2)
+        facts = fit_head(model, self.rows, self.collator, self.num_labels, self.c, self.batch_size)
+        facts.pop("logits")
+        self.facts = facts
+
+
+# --- the route -------------------------------------------------------------------------------------------------------
+
+
+def run_few_shot(
+    model_args, data_args, adapter_args, training_args, plan, push, decision: FewShotDecision, callbacks=None
+) -> dict:
+    """`hf-transfer train` on the few-shot route: body tuning, then the head, then the usual outputs; `callbacks` as
+    for `run_train`."""
+    from transformers import DataCollatorWithPadding
+
+    from hf_transfer.core.data import tokenize_data
+    from hf_transfer.core.metrics import make_compute_metrics
+    from hf_transfer.core.models import load_classifier
+    from hf_transfer.core.runtime import memory_kib
+    from hf_transfer.train.fit import fit_and_report
+
+    logger.warning("hf-transfer train: few-shot route %s", decision.line())
+    prepared, validation = keep_every_labelled_row(plan.prepared)
+    with training_args.main_process_first(desc="tokenization"):
+        tokenized = tokenize_data(
+            prepared, plan.tokenizer, data_args.max_seq_length, num_proc=data_args.preprocessing_num_workers
+        )
+    m = model_args
+    model = load_classifier(
+        m.model_name_or_path,
+        plan.config,
+        revision=m.model_revision,
+        cache_dir=m.cache_dir,
+        trust_remote_code=m.trust_remote_code,
+        ignore_mismatched_sizes=m.ignore_mismatched_sizes,
+    )
+    memory_at_load = memory_kib()
+    collator = DataCollatorWithPadding(plan.tokenizer)
+    a = training_args
+    head = FewShotHead(tokenized["train"], collator, len(prepared.label_names), a.few_shot_head_c,
+                       a.per_device_eval_batch_size)  # fmt: skip
+    trainer = FewShotTrainer(
+        model=model,
+        args=body_training_arguments(a),
+        train_dataset=tokenized["train"],
+        eval_dataset=tokenized.get("validation"),
+        processing_class=plan.tokenizer,
+        data_collator=collator,
+        compute_metrics=make_compute_metrics(prepared.label_names, prepared.problem_type),
+        problem_type=prepared.problem_type,
+        freeze_plan=plan.freeze_plan,
+        callbacks=[head, *(callbacks or [])],
+    )
+
+    def record(trainer, eval_metrics) -> dict:
+        batch = min(a.few_shot_batch_size, len(tokenized["train"]))
+        body = {
+            "loss": PAIR_LOSS,
+            "steps": a.few_shot_body_steps,
+            "batch_size": a.few_shot_batch_size,
+            "pairs_per_step": batch * (batch - 1) // 2,
+            "learning_rate": a.few_shot_learning_rate,
+            "seconds": head.body_seconds,
+        }
+        facts = {"decision": decision.line(), "rows_per_class": round(decision.rows_per_class, 2)}
+        return {"few_shot": {**facts, "body": body, "head": head.facts, "validation": validation}}
+
+    summary = fit_and_report(
+        trainer,
+        tokenized,
+        prepared,
+        (model_args, data_args, adapter_args, training_args),
+        task="train",
+        after_eval=record,
+        memory_at_load=memory_at_load,
+        push=push,
+    )
+    return {"few_shot": decision.line(), **summary}

@@ -1,0 +1,164 @@
+"""When `hf-transfer train` takes the few-shot route (train/few_shot.py), decided on the checked data before any weight
+loads, and what the route does about validation data: it makes no choice on it, so without a validation file it puts
+back the split `load_data` carved from train and trains on every labelled row."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from hf_transfer.core.data import PreparedData
+from hf_transfer.core.models import meta_classifier
+from hf_transfer.core.runtime import launched_world_size
+from hf_transfer.core.tasks import MULTI_LABEL
+from hf_transfer.errors import ConfigError
+from hf_transfer.train.few_shot_head import head_parts
+
+
+@dataclass
+class FewShotDecision:
+    on: bool
+    requested: str  # the few_shot field: auto, true or false
+    reason: str
+    rows_per_class: float
+
+    def line(self) -> str:
+        return f"{'on' if self.on else 'off'} ({self.requested}: {self.reason})"
+
+
+def sentence_embedding_pooling(name_or_path: str, revision: str = "main", cache_dir=None) -> str | None:
+    """The pooling a sentence-transformers model declares (`mean_tokens`, `cls_token`, ...; from modules.json and its
+    Pooling module's config), or None for a model that is not one (or whose files cannot be read)."""
+    modules = _model_json(name_or_path, "modules.json", revision, cache_dir)
+    pooling = next((m for m in modules or [] if str(m.get("type", "")).endswith("Pooling")), None)
+    if pooling is None:
+        return None
+    config = _model_json(name_or_path, f"{pooling.get('path') or ''}/config.json".lstrip("/"), revision, cache_dir)
+    modes = [k[len("pooling_mode_") :] for k, v in (config or {}).items() if k.startswith("pooling_mode_") and v]
+    return modes[0] if len(modes) == 1 else None
+
+
+def _model_json(name_or_path: str, filename: str, revision: str, cache_dir):
+    import json
+    from pathlib import Path
+
+    path = Path(name_or_path).expanduser() / filename
+    if not path.is_file() and not Path(name_or_path).expanduser().is_dir():
+        try:
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(name_or_path, filename, revision=revision, cache_dir=cache_dir))
+        except Exception:  # not on the Hub, offline and not cached, no such file: not a sentence-transformers model
+            return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _conflicts(plan, adapter_args, args) -> list[str]:
+    """Why the route cannot run with these options and this model (empty when it can)."""
+    found = []
+    if plan.prepared.problem_type == MULTI_LABEL:
+        found.append("the data is multi-label (the route fits a single-label head)")
+    if getattr(adapter_args, "peft_method", "none") != "none":
+        found.append(f"peft_method is {adapter_args.peft_method} (the route tunes the whole body)")
+    if launched_world_size() > 1:
+        found.append("several processes were launched (the route's pair loss runs in one process)")
+    options = {
+        "cache_frozen_features": args.cache_frozen_features,
+        "gradual_unfreezing": args.gradual_unfreezing,
+        "linear_probe_epochs": getattr(args, "linear_probe_epochs", 0),
+        "calibrate_decision": getattr(args, "calibrate_decision", None),
+        "early_stopping_patience": getattr(args, "early_stopping_patience", None),
+        "class_weights": getattr(args, "class_weights", None),
+    }
+    found += [f"{name} is set (an option of the ordinary fine-tune)" for name, value in options.items() if value]
+    if head_parts(meta_classifier(plan.config)) is None:
+        found.append(
+            f"model type {plan.config.model_type!r} has no BERT-style blocks with a dense+tanh head, which the "
+            "route needs to express its mean-pooled head"
+        )
+    return found
+
+
+def _ordinary_recipe(args) -> list[str]:
+    """Options that ask for the ordinary fine-tune's recipe: `auto` leaves such runs on it (`true` keeps them, for
+    the body tuning)."""
+    options = {
+        "freeze_embeddings": args.freeze_embeddings,
+        "freeze_layers": args.freeze_layers,
+        "freeze_patterns": args.freeze_patterns,
+        "train_head_only": args.train_head_only,
+        "layerwise_lr_decay": args.layerwise_lr_decay != 1.0,
+    }
+    return [name for name, value in options.items() if value]
+
+
+def labelled_rows_per_class(prepared: PreparedData) -> float:
+    """Training rows per class, counting a validation split carved from them (the route would train on it)."""
+    rows = len(prepared.datasets["train"])
+    if prepared.summary.get("validation_carved_from_train"):
+        rows += len(prepared.datasets["validation"])
+    return rows / max(len(prepared.label_names), 1)
+
+
+def decide_few_shot(plan, model_args, adapter_args, args) -> FewShotDecision:
+    """Whether `hf-transfer train` takes the few-shot route; `few_shot: true` with a conflict is a ConfigError.
+
+    `auto` takes it for single-label data under `few_shot_max_rows_per_class` rows per class on a sentence-transformers
+    model with mean pooling (what the route's head reads), unless an option of the ordinary fine-tune is set."""
+    requested = str(args.few_shot)
+    per_class = labelled_rows_per_class(plan.prepared)
+    if requested == "false":
+        return FewShotDecision(False, requested, "switched off", per_class)
+    conflicts = _conflicts(plan, adapter_args, args)
+    if requested == "true":
+        if conflicts:
+            raise ConfigError(
+                f"few_shot is true but {'; '.join(conflicts)}. Drop few_shot, or the conflicting option."
+            )
+        return FewShotDecision(True, requested, f"asked for; {per_class:.1f} training rows per class", per_class)
+    threshold = args.few_shot_max_rows_per_class
+    if per_class >= threshold:
+        reason = f"{per_class:.1f} training rows per class, not under few_shot_max_rows_per_class {threshold:g}"
+        return FewShotDecision(False, requested, reason, per_class)
+    m = model_args
+    pooling = sentence_embedding_pooling(m.model_name_or_path, m.model_revision, m.cache_dir)
+    if pooling != "mean_tokens":
+        conflicts.append(
+            "the base is not a sentence-transformers model with mean pooling"
+            + (f" (it pools by {pooling})" if pooling else "")
+        )
+    conflicts += [f"{name} is set (an option of the ordinary fine-tune)" for name in _ordinary_recipe(args)]
+    if conflicts:
+        return FewShotDecision(False, requested, f"{per_class:.1f} rows per class, but {conflicts[0]}", per_class)
+    reason = f"{per_class:.1f} training rows per class < few_shot_max_rows_per_class {threshold:g}"
+    return FewShotDecision(True, requested, reason, per_class)
+
+
+def keep_every_labelled_row(prepared: PreparedData) -> tuple[PreparedData, dict]:
+    """The data with a validation split carved from train put back (the route makes no choice on validation data, so
+    a carve-out would only cost training rows), and the record of what was done."""
+    if not prepared.summary.get("validation_carved_from_train"):
+        return prepared, {
+            "held_out": True,
+            "policy": "validation data was given: reported only, no choice of the route is made on it",
+        }
+    import datasets
+
+    splits = dict(prepared.datasets)
+    splits["train"] = datasets.concatenate_datasets([splits["train"], splits.pop("validation")])
+    summary = {k: v for k, v in prepared.summary.items() if k != "validation"}
+    summary["validation_carved_from_train"] = False
+    counts = dict.fromkeys(prepared.label_names, 0)
+    for label in splits["train"]["labels"]:
+        counts[prepared.label_names[label]] += 1
+    summary["train"] = {**summary["train"], "rows": len(splits["train"]), "label_counts": counts}
+    record = {
+        "held_out": False,
+        "policy": "no validation_file: no carve-out, every labelled row trains; the route's recipe is fixed (no "
+        "choice is made on validation data), so the run has no held-out score; measure one with "
+        "`hf-transfer evaluate` on labelled data",
+    }
+    return dataclasses.replace(prepared, datasets=datasets.DatasetDict(splits), summary=summary), record

@@ -1,0 +1,198 @@
+"""The few-shot route's head, expressed in the standard classifier architecture.
+
+The route fits its head on the *mean-pooled* sentence embedding (what sentence-transformers bodies are trained for),
+but `BertForSequenceClassification` reads only the first token, through `tanh(dense(h_CLS))`, before its final linear
+layer. One extra encoder block of the model's own class folds the pooling in, with no new code: its queries and keys
+are zero, so every position attends uniformly to every unmasked position, and with an identity value projection the
+first token receives exactly the masked mean of the body's last hidden states. The attention output projection
+scales that mean by `MEAN_SCALE`, so the residual (the first token's own state) is negligible before the LayerNorm;
+the feed-forward part is zeroed, so the block's output at the first token is `LayerNorm(mean)`. The dense layer before
+the final linear becomes `POOLER_SCALE`·identity (tanh is close to linear there), and the final linear layer holds the
+fitted head, rescaled. The features the head is fitted on are read from the finished model itself (the input of its
+final linear layer), so the saved model's logits are the fitted head's logits by construction.
+
+Supported: encoders whose blocks are BERT-style (`attention.self.{query,key,value}`, `attention.output`,
+`intermediate`, `output`: BERT, RoBERTa, XLM-R, ELECTRA, CamemBERT, ...) with a BERT pooler or a RoBERTa-style
+classification head (`classifier.dense`, `classifier.out_proj`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+MEAN_SCALE = 1000.0  # the residual's share of the pooled block's input is about 1/MEAN_SCALE (fp16 still in range)
+POOLER_SCALE = 0.01  # tanh(0.01·z) = 0.01·z to within 0.2% for the unit-variance features a LayerNorm gives
+HEAD = "logistic regression (scikit-learn, L2) on the mean-pooled embedding, LayerNorm-centred, unit norm"
+
+
+@dataclass
+class HeadParts:
+    """Where the mean-pooling block goes and which two layers make the head."""
+
+    blocks: nn.ModuleList  # the encoder's blocks; the pooling block is appended here
+    dense: nn.Linear  # d -> d, followed by tanh: BERT's pooler, RoBERTa's classifier.dense
+    final: nn.Linear  # d -> num_labels: the logits
+
+
+def _is_bert_block(block: nn.Module) -> bool:
+    names = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+             "attention.output.LayerNorm", "intermediate.dense", "output.dense", "output.LayerNorm")  # fmt: skip
+    modules = dict(block.named_modules())
+    return all(name in modules for name in names)
+
+
+def head_parts(model: nn.Module) -> HeadParts | None:
+    """The parts of a sequence classifier the construction needs, or None when its architecture is not supported.
+    Works on a meta-device model too (the route's pre-flight check)."""
+    base = getattr(model, "base_model", None)
+    blocks = getattr(getattr(base, "encoder", None), "layer", None)
+    if not isinstance(blocks, nn.ModuleList) or not len(blocks) or not _is_bert_block(blocks[0]):
+        return None
+    classifier = getattr(model, "classifier", None)
+    pooler = getattr(base, "pooler", None)
+    if isinstance(classifier, nn.Linear) and isinstance(getattr(pooler, "dense", None), nn.Linear):
+        dense, final = pooler.dense, classifier
+    elif isinstance(getattr(classifier, "dense", None), nn.Linear) and isinstance(
+        getattr(classifier, "out_proj", None), nn.Linear
+    ):
+        dense, final = classifier.dense, classifier.out_proj
+    else:
+        return None
+    if dense.in_features != dense.out_features:
+        return None
+    return HeadParts(blocks, dense, final)
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The masked mean over positions, as sentence-transformers' mean pooling computes it."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
+def _set(linear: nn.Linear, weight: torch.Tensor | float, bias: float = 0.0) -> None:
+    if isinstance(weight, float):
+        linear.weight.fill_(weight)
+    else:
+        linear.weight.copy_(weight)
+    if linear.bias is not None:
+        linear.bias.fill_(bias)
+
+
+def _set_norm(norm: nn.LayerNorm) -> None:
+    norm.weight.fill_(1.0)
+    if norm.bias is not None:
+        norm.bias.zero_()
+
+
+@torch.no_grad()
+def append_mean_pooling_block(model: nn.Module, parts: HeadParts) -> None:
+    """Append the block that puts LayerNorm(masked mean of the last hidden states) at the first position, and make
+    the head's dense layer POOLER_SCALE·identity; `config.num_hidden_layers` grows by one."""
+    block = copy.deepcopy(parts.blocks[-1])
+    width = parts.dense.in_features
+    eye = torch.eye(width, dtype=parts.dense.weight.dtype, device=parts.dense.weight.device)
+    attention = block.attention
+    _set(attention.self.query, 0.0)
+    _set(attention.self.key, 0.0)
+    _set(attention.self.value, eye)
+    _set(attention.output.dense, eye * MEAN_SCALE)
+    _set_norm(attention.output.LayerNorm)
+    _set(block.intermediate.dense, 0.0)
+    _set(block.output.dense, 0.0)
+    _set_norm(block.output.LayerNorm)
+    for module in block.modules():  # the block's position, where the class keeps one (KV-cache bookkeeping)
+        if isinstance(getattr(module, "layer_idx", None), int):
+            module.layer_idx = len(parts.blocks)
+    parts.blocks.append(block)
+    model.config.num_hidden_layers = len(parts.blocks)
+    _set(parts.dense, eye * POOLER_SCALE)
+
+
+def feature_scale(width: int) -> float:
+    """What the final layer's input is divided by to give the head's features: POOLER_SCALE·sqrt(width) makes them
+    the centred, unit-norm mean embedding (LayerNorm output has norm sqrt(width))."""
+    return POOLER_SCALE * math.sqrt(width)
+
+
+@torch.no_grad()
+def classifier_inputs(model: nn.Module, parts: HeadParts, batches) -> torch.Tensor:
+    """The input of the final linear layer for each row of `batches` (dicts of model inputs), in eval mode."""
+    captured: list[torch.Tensor] = []
+    handle = parts.final.register_forward_hook(lambda _m, args, _out: captured.append(args[0].detach().float()))
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in batches:
+            model(**batch)
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return torch.cat(captured)
+
+
+@torch.no_grad()
+def set_final_layer(parts: HeadParts, coef, intercept, width: int) -> None:
+    """Write a linear head fitted on `classifier_inputs / feature_scale(width)` into the final layer."""
+    weight = torch.as_tensor(coef, dtype=torch.float64) / feature_scale(width)
+    parts.final.weight.copy_(weight.to(parts.final.weight.dtype))
+    parts.final.bias.copy_(torch.as_tensor(intercept, dtype=parts.final.bias.dtype))
+
+
+# --- fitting the head -------------------------------------------------------------------------------------------
+
+
+def binary_as_two_logits(coef, intercept):
+    """scikit-learn's binary head (one score s) as two logits (−s/2, s/2): the same softmax probabilities."""
+    import numpy as np
+
+    coef, intercept = np.asarray(coef, dtype=np.float64), np.asarray(intercept, dtype=np.float64)
+    if coef.shape[0] == 1:
+        return np.concatenate([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
+    return coef, intercept
+
+
+def fit_head(model, rows, collator, num_labels: int, c: float, batch_size: int = 64) -> dict:
+    """Build the mean-pooling block on the tuned body, fit the logistic-regression head on the features the finished
+    model feeds its final layer, and write it there. Returns the facts, with the head's own logits on `rows`."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    started = time.perf_counter()
+    parts = head_parts(model)
+    append_mean_pooling_block(model, parts)
+    device = next(model.parameters()).device
+    labels = np.asarray(rows["labels"][:])
+    inputs = rows.remove_columns("labels")
+    batches = (
+        {k: v.to(device) for k, v in collator([inputs[j] for j in range(i, min(i + batch_size, len(inputs)))]).items()}
+        for i in range(0, len(inputs), batch_size)
+    )
+    width = parts.dense.in_features
+    features = (classifier_inputs(model, parts, batches) / feature_scale(width)).numpy()
+    present = np.unique(labels)
+    head = LogisticRegression(C=c, max_iter=1000).fit(features, labels)
+    coef, intercept = binary_as_two_logits(head.coef_, head.intercept_)
+    if len(present) < num_labels:  # classes with no training row can never be predicted
+        full_coef, full_intercept = np.zeros((num_labels, width)), np.full(num_labels, -1e4)
+        full_coef[present], full_intercept[present] = coef, intercept
+        coef, intercept = full_coef, full_intercept
+    set_final_layer(parts, coef, intercept, width)
+    logits = features @ coef.T + intercept
+    return {
+        "kind": HEAD,
+        "C": c,
+        "training_rows": len(labels),
+        "training_accuracy": round(float((logits.argmax(1) == labels).mean()), 4),
+        "mean_pooling_block": len(parts.blocks) - 1,
+        "num_hidden_layers": len(parts.blocks),
+        "mean_scale": MEAN_SCALE,
+        "pooler_scale": POOLER_SCALE,
+        "seconds": round(time.perf_counter() - started, 2),
+        "logits": logits,
+    }

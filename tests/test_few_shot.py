@@ -1,0 +1,323 @@
+"""The few-shot route of `hf-transfer train`: the pair loss, the mean-pooling block that expresses the fitted head in
+the standard classifier, the automatic choice and its record, and whole runs on tiny and real models."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from hf_transfer.cli import main
+from hf_transfer.train.few_shot import pair_loss
+from hf_transfer.train.few_shot_choice import sentence_embedding_pooling
+from hf_transfer.train.few_shot_head import (
+    append_mean_pooling_block,
+    binary_as_two_logits,
+    classifier_inputs,
+    feature_scale,
+    fit_head,
+    head_parts,
+    mean_pool,
+)
+
+GOOD = [
+    "a wonderful film",
+    "great acting and a fine story",
+    "I loved every minute",
+    "superb, moving and funny",
+    "a delight from start to end",
+    "brilliant direction",
+    "warm and clever",
+    "the best film this year",
+]
+BAD = [
+    "a dreadful mess",
+    "boring and far too long",
+    "I hated every minute",
+    "flat, dull and lifeless",
+    "a waste of two hours",
+    "clumsy direction",
+    "cold and stupid",
+    "the worst film this year",
+]
+
+
+def make_sentence_transformer(path, source, pooling="mean_tokens"):
+    """`source` (a tiny BERT folder) saved at `path` with the files sentence-transformers writes: modules.json and the
+    Pooling module's config."""
+    from transformers import AutoModel, AutoTokenizer
+
+    AutoModel.from_pretrained(source).save_pretrained(path)
+    AutoTokenizer.from_pretrained(source).save_pretrained(path)
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
+    (path / "modules.json").write_text(json.dumps(modules))
+    (path / "1_Pooling").mkdir()
+    modes = {f"pooling_mode_{m}": m == pooling for m in ("cls_token", "mean_tokens", "max_tokens")}
+    (path / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, **modes}))
+    return path
+
+
+@pytest.fixture
+def tiny_st(tmp_path, tiny_bert_dir):
+    return make_sentence_transformer(tmp_path / "tiny-st", tiny_bert_dir)
+
+
+def write_csv(path, texts, labels):
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(path, index=False)
+    return path
+
+
+def tiny_classifier(tiny_bert_dir, num_labels=2):
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=num_labels)
+    return model.eval()
+
+
+# --- the pair loss -----------------------------------------------------------------------------------------------
+
+
+def test_pair_loss_is_zero_when_classes_are_orthogonal_and_tight():
+    embeddings = torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 3.0], [0.0, 0.5]])
+    assert pair_loss(embeddings, torch.tensor([0, 0, 1, 1])).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_pair_loss_weighs_positive_and_negative_pairs_equally():
+    # Rows 0 and 1 at 90°, row 2 at 45° to both; labels 0, 0, 1: one positive pair (cos 0) and two negative pairs
+    # (cos √½ each): ((0 − 1)² + ½) / 2 = 0.75, whatever the pair counts.
+    embeddings = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    assert pair_loss(embeddings, torch.tensor([0, 0, 1])).item() == pytest.approx(0.75, abs=1e-6)
+    # One class only: the positive pairs alone; cos of rows 0/1 = 0, 0/2 = 1/1 = √½, 1/2 = √½.
+    expected = ((0 - 1) ** 2 + 2 * (math.sqrt(0.5) - 1) ** 2) / 3
+    assert pair_loss(embeddings, torch.tensor([1, 1, 1])).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_pair_loss_pulls_same_labels_together():
+    torch.manual_seed(0)
+    embeddings = torch.randn(6, 8, requires_grad=True)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    optimizer = torch.optim.SGD([embeddings], lr=0.5)
+    start = pair_loss(embeddings, labels).item()
+    for _ in range(50):
+        optimizer.zero_grad()
+        pair_loss(embeddings, labels).backward()
+        optimizer.step()
+    assert pair_loss(embeddings, labels).item() < start / 10
+
+
+# --- the head in the standard architecture -----------------------------------------------------------------------
+
+
+def _batch(tokenizer, texts):
+    return dict(tokenizer(texts, padding=True, return_tensors="pt"))
+
+
+def test_mean_pooling_block_puts_the_masked_mean_at_the_first_position(tiny_bert_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    model = tiny_classifier(tiny_bert_dir)
+    batch = _batch(tokenizer, ["short", "a much longer sentence with padding in the other row"])
+    assert batch["attention_mask"][0].sum() < batch["attention_mask"][1].sum()  # the masked mean is tested
+    with torch.no_grad():
+        hidden = model.base_model(**batch).last_hidden_state
+    mean = mean_pool(hidden, batch["attention_mask"])
+    ideal = torch.nn.functional.layer_norm(mean, (mean.shape[-1],)) / math.sqrt(mean.shape[-1])
+    parts = head_parts(model)
+    append_mean_pooling_block(model, parts)
+    assert model.config.num_hidden_layers == 3
+    features = classifier_inputs(model, parts, [batch]) / feature_scale(32)
+    assert torch.allclose(features, ideal, atol=2e-3), (features - ideal).abs().max()
+
+
+def test_the_saved_model_computes_the_fitted_head(tiny_bert_dir, tmp_path):
+    """The route's own logits (the fitted head on its features) are what the saved, reloaded model outputs, and they
+    are the head fitted on the tuned body's mean-pooled embeddings to within the construction's small residual."""
+    import datasets
+    from sklearn.linear_model import LogisticRegression
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    for num_labels in (2, 3):
+        texts = GOOD + BAD
+        labels = [i % num_labels for i in range(len(texts))]
+        model = tiny_classifier(tiny_bert_dir, num_labels)
+        with torch.no_grad():
+            batch = _batch(tokenizer, texts)
+            mean = mean_pool(model.base_model(**batch).last_hidden_state, batch["attention_mask"])
+        rows = datasets.Dataset.from_dict({**tokenizer(texts), "labels": labels})
+        facts = fit_head(model, rows, DataCollatorWithPadding(tokenizer), num_labels, c=10.0, batch_size=5)
+        model.save_pretrained(tmp_path / f"saved{num_labels}")
+        reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / f"saved{num_labels}").eval()
+        assert reloaded.config.num_hidden_layers == 3
+        with torch.no_grad():
+            saved_logits = reloaded(**batch).logits.numpy()
+        assert np.allclose(saved_logits, facts["logits"], atol=1e-4), np.abs(saved_logits - facts["logits"]).max()
+        # The same head fitted on the exact mean-pooled features predicts the same classes.
+        ideal = torch.nn.functional.layer_norm(mean, (32,)).numpy() / math.sqrt(32)
+        exact = LogisticRegression(C=10.0, max_iter=1000).fit(ideal, labels)
+        assert (exact.predict(ideal) == saved_logits.argmax(1)).mean() >= 0.9
+        assert facts["training_accuracy"] == pytest.approx((saved_logits.argmax(1) == labels).mean())
+
+
+def test_binary_head_as_two_logits_keeps_the_probabilities():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 4))
+    y = (x[:, 0] + 0.3 * rng.normal(size=20) > 0).astype(int)
+    head = LogisticRegression().fit(x, y)
+    coef, intercept = binary_as_two_logits(head.coef_, head.intercept_)
+    logits = x @ coef.T + intercept
+    probabilities = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    assert np.allclose(probabilities, head.predict_proba(x), atol=1e-9)
+
+
+def test_unsupported_architectures_are_recognised(tmp_path):
+    from transformers import AlbertConfig, AlbertForSequenceClassification, RobertaConfig
+
+    from hf_transfer.core.models import meta_classifier
+
+    small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    assert head_parts(meta_classifier(RobertaConfig(**small))) is not None
+    assert head_parts(AlbertForSequenceClassification(AlbertConfig(embedding_size=16, **small))) is None
+
+
+def test_sentence_transformers_pooling_is_read_from_the_folder(tmp_path, tiny_bert_dir):
+    assert sentence_embedding_pooling(str(make_sentence_transformer(tmp_path / "m", tiny_bert_dir))) == "mean_tokens"
+    cls = make_sentence_transformer(tmp_path / "c", tiny_bert_dir, pooling="cls_token")
+    assert sentence_embedding_pooling(str(cls)) == "cls_token"
+    assert sentence_embedding_pooling(str(tiny_bert_dir)) is None
+
+
+# --- whole runs --------------------------------------------------------------------------------------------------
+
+
+def few_shot_argv(model, train, out, *extra):
+    return ["train", "--model_name_or_path", str(model), "--train_file", str(train), "--output_dir", str(out),
+            "--use_cpu", "true", "--disable_tqdm", "true", "--report_to", "none", "--few_shot_body_steps", "4",
+            "--few_shot_batch_size", "8", *extra]  # fmt: skip
+
+
+def test_auto_route_on_a_tiny_training_set(tiny_st, tmp_path, capsys):
+    """16 rows of a sentence-transformers model, no validation file: the route is chosen, printed and recorded, no
+    validation split is carved, and the output is a standard classifier with the real label names."""
+    from transformers import AutoModelForSequenceClassification, pipeline
+
+    train = write_csv(tmp_path / "train.csv", GOOD + BAD, ["good"] * 8 + ["bad"] * 8)
+    out = tmp_path / "out"
+    assert main(few_shot_argv(tiny_st, train, out)) == 0
+    printed = capsys.readouterr().out
+    assert "few_shot" in printed and "on (auto: 8.0 training rows per class" in printed
+    record = json.loads((out / "hf_transfer_run.json").read_text())
+    few_shot = record["few_shot"]
+    assert few_shot["decision"].startswith("on (auto")
+    assert few_shot["validation"]["held_out"] is False
+    assert record["data"]["train"]["rows"] == 16 and "validation" not in record["data"]  # nothing carved out
+    assert record["eval_metrics"] == {} and record["validation_report"] is None
+    assert few_shot["body"]["steps"] == 4 and few_shot["body"]["pairs_per_step"] == 28
+    assert few_shot["head"]["num_hidden_layers"] == 3
+    card = (out / "README.md").read_text()
+    assert "### Few-shot route" in card and "no held-out data" in card
+    assert yaml.safe_load((out / "hf_transfer_config.yaml").read_text())["few_shot"] == "auto"
+    config = json.loads((out / "config.json").read_text())
+    assert set(config["id2label"].values()) == {"good", "bad"} and config["num_hidden_layers"] == 3
+    assert "auto_map" not in config
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    classify = pipeline("text-classification", model=str(out))
+    predictions = [p["label"] for p in classify(GOOD + BAD)]
+    assert set(predictions) <= {"good", "bad"}
+    labels = ["good"] * 8 + ["bad"] * 8
+    accuracy = np.mean([p == t for p, t in zip(predictions, labels, strict=True)])
+    assert accuracy == pytest.approx(few_shot["head"]["training_accuracy"])
+    assert type(model).__name__ == "BertForSequenceClassification"
+
+
+def test_three_classes_with_a_validation_file(tiny_st, tmp_path):
+    texts = GOOD + BAD + [f"an average film, part {i}" for i in range(8)]
+    labels = ["good"] * 8 + ["bad"] * 8 + ["neutral"] * 8
+    train = write_csv(tmp_path / "train.csv", texts, labels)
+    dev = write_csv(tmp_path / "dev.csv", texts[::2], labels[::2])
+    out = tmp_path / "out"
+    assert main([*few_shot_argv(tiny_st, train, out), "--validation_file", str(dev)]) == 0
+    record = json.loads((out / "hf_transfer_run.json").read_text())
+    assert record["few_shot"]["validation"]["held_out"] is True
+    assert record["eval_metrics"]["eval_samples"] == 12
+    assert record["validation_report"]["confusion_matrix"] is not None
+    assert record["label_names"] == ["bad", "good", "neutral"]
+    # What evaluate reports on the saved model is what the run reported.
+    metrics = tmp_path / "metrics.json"
+    assert main(["evaluate", "--model_name_or_path", str(out), "--validation_file", str(dev),
+                 "--output_file", str(metrics)]) == 0  # fmt: skip
+    assert json.loads(metrics.read_text())["accuracy"] == pytest.approx(record["eval_metrics"]["eval_accuracy"])
+
+
+@pytest.mark.parametrize(
+    "extra,model_kind,reason",
+    [
+        ((), "plain", "not a sentence-transformers model"),
+        (("--freeze_layers", "1"), "st", "freeze_layers is set"),
+        (("--few_shot", "false"), "st", "switched off"),
+        (("--few_shot_max_rows_per_class", "8"), "st", "not under few_shot_max_rows_per_class 8"),
+    ],
+)
+def test_auto_leaves_other_runs_on_the_ordinary_route(extra, model_kind, reason, tiny_st, tiny_bert_dir, tmp_path):
+    from hf_transfer.cli import parse_command_args
+    from hf_transfer.train.few_shot_choice import decide_few_shot
+    from hf_transfer.train.preflight import preflight
+
+    train = write_csv(tmp_path / "train.csv", GOOD + BAD, ["good"] * 8 + ["bad"] * 8)
+    model = tiny_st if model_kind == "st" else tiny_bert_dir
+    model_args, data_args, adapter_args, training_args = parse_command_args(
+        "train", few_shot_argv(model, train, tmp_path / "out", *extra)[1:]
+    )
+    decision = decide_few_shot(preflight(model_args, data_args, training_args), model_args, adapter_args,
+                               training_args)  # fmt: skip
+    assert not decision.on and reason in decision.reason
+
+
+def test_a_few_shot_model_teaches_a_student(tiny_st, tiny_bert_dir, tmp_path):
+    """`hf-transfer distill` takes the few-shot model as its teacher (alpha 1: the teacher's soft labels only)."""
+    train = write_csv(tmp_path / "train.csv", GOOD + BAD, ["good"] * 8 + ["bad"] * 8)
+    teacher = tmp_path / "teacher"
+    assert main(few_shot_argv(tiny_st, train, teacher)) == 0
+    student = tmp_path / "student"
+    argv = ["distill", "--teacher_model_name_or_path", str(teacher), "--model_name_or_path", str(tiny_bert_dir),
+            "--train_file", str(train),
+            "--validation_file", str(train), "--output_dir", str(student), "--alpha", "1", "--use_cpu", "true",
+            "--num_train_epochs", "1", "--disable_tqdm", "true", "--report_to", "none"]  # fmt: skip
+    assert main(argv) == 0
+    record = json.loads((student / "hf_transfer_run.json").read_text())
+    assert record["distillation"]["alpha"] == 1
+    assert json.loads((student / "config.json").read_text())["id2label"] == {"0": "bad", "1": "good"}
+
+
+def test_real_minilm_few_shot_beats_chance_on_sst2(tmp_path, minilm_path, data_root):
+    """End to end on the real MiniLM: 16 SST-2 sentences per class, auto route, scored on 200 dev sentences."""
+    import csv
+
+    def read(split):
+        with open(data_root / "sst2" / f"{split}.tsv", newline="") as f:
+            return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+    rows = [r for r in read("train") if len(r["sentence"].split()) >= 6]
+    rng = np.random.default_rng(0)
+    picked = [r for label in ("0", "1") for r in rng.choice([r for r in rows if r["label"] == label], 16, False)]
+    train = write_csv(tmp_path / "train.csv", [r["sentence"] for r in picked], [int(r["label"]) for r in picked])
+    dev_rows = read("dev")[:200]
+    dev = write_csv(tmp_path / "dev.csv", [r["sentence"] for r in dev_rows], [int(r["label"]) for r in dev_rows])
+    out = tmp_path / "out"
+    argv = ["train", "--model_name_or_path", minilm_path, "--train_file", str(train), "--validation_file", str(dev),
+            "--output_dir", str(out), "--use_cpu", "true", "--disable_tqdm", "true", "--report_to", "none",
+            "--class_names", "[negative, positive]"]  # fmt: skip
+    assert main(argv) == 0
+    record = json.loads((out / "hf_transfer_run.json").read_text())
+    assert record["few_shot"]["decision"].startswith("on (auto")
+    assert record["eval_metrics"]["eval_accuracy"] > 0.7
