@@ -62,6 +62,9 @@ def world(tmp_path_factory, tiny_bert_dir):
     w["train"] = _csv(root / "train.csv", texts, labels)
     w["dev"] = _csv(root / "dev.csv", texts[:8], labels[:8])
     w["unseen"] = _csv(root / "unseen.csv", ["x"], ["neutral"])
+    w["no_text"] = root / "no_text.csv"
+    pd.DataFrame({"body": ["x", "y"]}).to_csv(w["no_text"], index=False)
+    w["small"] = _csv(root / "small.csv", ["good a", "bad b", "good c", "bad d"], ["pos", "neg", "pos", "neg"])
     w["blank"] = _csv(root / "blank.csv", ["  ", ""], ["pos", "neg"])
     w["empty"] = root / "empty.csv"
     w["empty"].write_text("")
@@ -72,6 +75,10 @@ def world(tmp_path_factory, tiny_bert_dir):
     w["not_lists"] = root / "notlists.jsonl"
     rows = [{"text": "a", "label": ["x"]}, {"text": "b", "label": "y"}]
     w["not_lists"].write_text("\n".join(json.dumps(r) for r in rows))
+    w["multi"] = root / "multi.jsonl"
+    w["multi"].write_text(
+        "\n".join(json.dumps({"text": f"t{i}", "label": [["x"], ["y"], ["x", "y"]][i % 3]}) for i in range(6))
+    )
     w["binary"] = root / "binary.csv"
     w["binary"].write_bytes(bytes(range(256)) * 64)
     w["txt"] = root / "train.txt"
@@ -94,7 +101,19 @@ def world(tmp_path_factory, tiny_bert_dir):
     w["teacher3"] = _classifier(root / "teacher3", tiny_bert_dir, ["a", "b", "c"])
     w["wide"] = _bare_bert(root / "wide", intermediate_size=128)
     w["deep"] = _bare_bert(root / "deep", num_hidden_layers=3)
+    w["clash"] = root / "clash.csv"
+    pd.DataFrame({"text": ["good", "bad"], "score": [1, 2]}).to_csv(w["clash"], index=False)
+    w["onnx"] = _onnx_folder(root / "onnx", w["teacher"])
     return w
+
+
+def _onnx_folder(path, classifier):
+    """What `export` writes, as far as resolving it goes (config, tokenizer, an .onnx file); no real graph."""
+    import shutil
+
+    shutil.copytree(classifier, path, ignore=shutil.ignore_patterns("*.safetensors"))
+    (path / "model.onnx").write_bytes(b"not a graph")
+    return path
 
 
 def _bare_bert(path, **changes):
@@ -155,8 +174,27 @@ def evaluate(w, *extra, model=None, validation=None):
     ]
 
 
+def predict(w, *extra, model=None, input_file=None):
+    return [
+        "predict",
+        "--model_name_or_path",
+        str(model or w["teacher"]),
+        "--input_file",
+        str(input_file or w["dev"]),
+        *extra,
+    ]
+
+
+def export(w, *extra, model=None):
+    return ["export", str(model or w["teacher"]), *extra]
+
+
 def sweep(w, *extra, **kw):
     return merge(w, "--alphas", "0,0.5,1", "--validation_file", str(w["dev"]), *extra, **kw)
+
+
+def search(w, *extra, space=None, **kw):
+    return ["search", *train(w, **kw)[1:], "--n_trials", "2", *(["--search_space", space] if space else []), *extra]
 
 
 CACHE = ["--cache_frozen_features", "true", "--freeze_embeddings", "true"]
@@ -198,6 +236,19 @@ CASES = [
     ),
     ("feature cache storage without the cache", lambda w: train(w, "--frozen_features_dtype", "float16"), "cache_"),
     ("llrd out of range", lambda w: train(w, "--layerwise_lr_decay", "0"), "layerwise_lr_decay"),
+    ("few_shot not auto/true/false", lambda w: train(w, "--few_shot", "maybe"), "few_shot"),
+    ("few_shot batch of one", lambda w: train(w, "--few_shot_batch_size", "1"), "few_shot_batch_size"),
+    ("few_shot with an adapter", lambda w: train(w, "--few_shot", "true", "--peft_method", "lora"), "peft_method"),
+    (
+        "few_shot on an unsupported architecture",
+        lambda w: train(w, "--few_shot", "true", model=w["albert"]),
+        "model type 'albert'",
+    ),
+    (
+        "few_shot on multi-label data",
+        lambda w: train(w, "--few_shot", "true", train_file=w["multi"], dev=w["multi"]),
+        "multi-label",
+    ),
     ("bad max_seq_length", lambda w: train(w, "--max_seq_length", "0"), "max_seq_length"),
     ("invalid dataset_hub_id", lambda w: train(w, "--dataset_hub_id", "not a/valid id"), "dataset_hub_id"),
     ("stray argument", lambda w: train(w, "oops"), "unexpected argument"),
@@ -236,6 +287,44 @@ CASES = [
         "hf-transfer train",
     ),
     ("top_k without cache", lambda w: distill(w, "--student_layers", "[0]", "--teacher_top_k", "1"), "cache"),
+    (
+        "unlabeled file missing",
+        lambda w: distill(w, "--student_layers", "[0]", "--unlabeled_file", "gone.csv"),
+        "gone",
+    ),
+    (
+        "unlabeled file without the text column",
+        lambda w: distill(w, "--student_layers", "[0]", "--unlabeled_file", str(w["no_text"])),
+        "no column 'text'",
+    ),
+    (
+        "augment_factor < 0",
+        lambda w: distill(w, "--student_layers", "[0]", "--augment_factor", "-1"),
+        "augment_factor",
+    ),
+    ("augment_p outside [0, 1]", lambda w: distill(w, "--student_layers", "[0]", "--augment_p", "1.5"), "augment_p"),
+    ("unknown augment_method", lambda w: distill(w, "--student_layers", "[0]", "--augment_method", "mlm"), "augment"),
+    (
+        "token-level hidden loss with the cache",
+        lambda w: distill(w, "--student_layers", "[0]", "--cache_teacher_logits", "true", "--hidden_loss_weight", "1"),
+        "hidden_loss_pooling",
+    ),
+    ("LP-FT in distill", lambda w: distill(w, "--student_layers", "[0]", "--linear_probe_epochs", "1"), "train"),
+    # quality options of train
+    ("unknown class_weights", lambda w: train(w, "--class_weights", "balance"), "class_weights"),
+    ("class weight for an unknown label", lambda w: train(w, "--class_weights", "{neutral: 2}"), "'neutral'"),
+    ("non-positive class weight", lambda w: train(w, "--class_weights", "{pos: 0}"), "positive"),
+    (
+        "calibration split with no room",
+        lambda w: train(
+            w, "--calibrate_decision", "macro_f1", "--calibration_split_percentage", "1", train_file=w["small"]
+        ),
+        "calibration split",
+    ),
+    ("calibration split percentage", lambda w: train(w, "--calibration_split_percentage", "80"), "calibration"),
+    ("negative patience", lambda w: train(w, "--early_stopping_patience", "-1"), "early_stopping_patience"),
+    ("patience without evaluation", lambda w: train(w, "--early_stopping_patience", "2"), "eval_strategy"),
+    ("negative linear_probe_epochs", lambda w: train(w, "--linear_probe_epochs", "-1"), "linear_probe_epochs"),
     # adapters
     ("unknown peft method", lambda w: train(w, "--peft_method", "lorax"), "lorax"),
     ("adapter + freeze options", lambda w: train(w, "--peft_method", "lora", "--freeze_layers", "1"), "freeze_layers"),
@@ -282,6 +371,98 @@ CASES = [
     ("card: not a run folder", lambda w: ["card", str(w["model"])], "hf_transfer_run.json"),
     ("push: no repo id", lambda w: ["push", str(w["model"])], "hub_model_id is required"),
     ("push: not a folder", lambda w: ["push", str(w["root"] / "gone"), "--hub_model_id", "a/b"], "not a folder"),
+    # search
+    ("search: n_trials below 1", lambda w: search(w, "--n_trials", "0"), "n_trials must be >= 1"),
+    (
+        "search: unknown field in the space",
+        lambda w: search(w, space="{lerning_rate: {low: 1.0e-5, high: 1.0e-4}}"),
+        "unknown field 'lerning_rate'. did you mean 'learning_rate'",
+    ),
+    (
+        "search: empty range",
+        lambda w: search(w, space="{learning_rate: {low: 1.0e-4, high: 1.0e-5}}"),
+        "the range is empty",
+    ),
+    ("search: empty choices", lambda w: search(w, space="{per_device_train_batch_size: []}"), "choices is empty"),
+    ("search: bound not a number", lambda w: search(w, space="{learning_rate: {low: fast, high: 1}}"), "a number"),
+    (
+        "search: range on a text field",
+        lambda w: search(w, space="{lr_scheduler_type: {low: 1, high: 2}}"),
+        "takes a list of choices",
+    ),
+    (
+        "search: value the field rejects",
+        lambda w: search(w, space="{layerwise_lr_decay: {low: 0.5, high: 1.5}}"),
+        "the value 1.5 is rejected: layerwise_lr_decay must be in (0, 1]",
+    ),
+    ("search: unknown metric", lambda w: search(w, "--metric", "f2"), "not a validation metric"),
+    ("search: bad direction", lambda w: search(w, "--direction", "up"), "direction expects one of maximize"),
+    (
+        "search: a multi-label metric on single-label data",
+        lambda w: search(w, "--metric", "subset_accuracy"),
+        "not computed for single-label data",
+    ),
+    ("search: unknown train field", lambda w: search(w, "--lerning_rate", "0.1"), "did you mean 'learning_rate'"),
+    ("search: missing training file", lambda w: search(w, train_file=w["root"] / "gone.csv"), "gone.csv"),
+    ("card language not an ISO code", lambda w: train(w, "--language", "English"), "ISO 639 code"),
+    # predict
+    ("predict: missing input file", lambda w: predict(w, input_file=w["root"] / "gone.csv"), "gone.csv"),
+    ("predict: input extension", lambda w: predict(w, input_file=w["txt"]), "unsupported extension"),
+    ("predict: empty input file", lambda w: predict(w, input_file=w["empty"]), "empty"),
+    ("predict: binary input", lambda w: predict(w, input_file=w["binary"]), "binary.csv"),
+    ("predict: unknown text column", lambda w: predict(w, "--text_column_name", "body"), "body"),
+    ("predict: unknown label column", lambda w: predict(w, "--label_column_name", "stars"), "stars"),
+    ("predict: output extension", lambda w: predict(w, "--output_file", str(w["root"] / "p.xlsx")), ".xlsx"),
+    (
+        "predict: output folder missing",
+        lambda w: predict(w, "--output_file", str(w["root"] / "nowhere" / "p.csv")),
+        "does not exist",
+    ),
+    ("predict: output is the input", lambda w: predict(w, "--output_file", str(w["dev"])), "is the input file"),
+    ("predict: not a classifier", lambda w: predict(w, model=w["model"]), "not a sequence classifier"),
+    ("predict: missing model folder", lambda w: predict(w, model=w["root"] / "no-model"), "does not exist"),
+    ("predict: batch_size 0", lambda w: predict(w, "--batch_size", "0"), "batch_size"),
+    ("predict: top_k 0", lambda w: predict(w, "--top_k", "0"), "top_k"),
+    ("predict: top_k above the labels", lambda w: predict(w, "--top_k", "3"), "only 2 labels"),
+    ("predict: label not the model's", lambda w: predict(w, input_file=w["unseen"]), "neutral"),
+    ("predict: lists and single labels", lambda w: predict(w, input_file=w["not_lists"]), "lists"),
+    ("predict: output column in the input", lambda w: predict(w, input_file=w["clash"]), "'score'"),
+    ("predict: onnx_file for a PyTorch model", lambda w: predict(w, "--onnx_file", "model.onnx"), "onnx_file"),
+    ("predict: onnx_file not in the folder", lambda w: predict(w, "--onnx_file", "x.onnx", model=w["onnx"]), "x.onnx"),
+    (
+        "predict: base model for a full model",
+        lambda w: predict(w, "--base_model_name_or_path", str(w["model"])),
+        "only for adapter folders",
+    ),
+    # export
+    ("export: no format", lambda w: export(w), "format is required"),
+    ("export: unknown format", lambda w: export(w, "--format", "tflite"), "tflite"),
+    ("export: unknown quantize", lambda w: export(w, "--format", "onnx", "--quantize", "int4"), "int4"),
+    ("export: not a classifier", lambda w: export(w, "--format", "onnx", model=w["model"]), "not a sequence"),
+    ("export: missing model folder", lambda w: export(w, "--format", "onnx", model=w["root"] / "gone"), "not exist"),
+    ("export: already ONNX", lambda w: export(w, "--format", "onnx", model=w["onnx"]), "already an ONNX export"),
+    (
+        "export: output_dir holds a model",
+        lambda w: export(w, "--format", "onnx", "--output_dir", str(w["teacher3"])),
+        "not empty",
+    ),
+    (
+        "export: missing validation file",
+        lambda w: export(w, "--format", "onnx", "--validation_file", str(w["root"] / "gone.csv")),
+        "gone.csv",
+    ),
+    (
+        "export: validation label not the model's",
+        lambda w: export(w, "--format", "onnx", "--validation_file", str(w["unseen"])),
+        "neutral",
+    ),
+    ("export: opset out of range", lambda w: export(w, "--format", "onnx", "--opset", "9"), "opset"),
+    ("export: extra_eval", lambda w: export(w, "--format", "onnx", "--extra_eval", f"x={w['dev']}"), "extra_eval"),
+    (
+        "export: base model for a full model",
+        lambda w: export(w, "--format", "onnx", "--base_model_name_or_path", str(w["model"])),
+        "only for adapter folders",
+    ),
 ]
 
 
@@ -291,13 +472,18 @@ OUTPUT_FLAG = {
     "distill": "--output_dir",
     "merge": "--output_dir",
     "evaluate": "--output_file",
+    "predict": "--output_file",
+    "export": "--output_dir",
+    "search": "--output_dir",
 }
 
 
 def _argv(case_argv: list[str], out: Path) -> list[str]:
     flag = OUTPUT_FLAG.get(case_argv[0])
-    if flag is None:
+    if flag is None or flag in case_argv:  # a case about the output itself names its own
         return case_argv
+    if case_argv[0] == "predict":  # predictions go into an existing folder, beside `out`
+        return [*case_argv, flag, str(out.parent / "predictions.csv")]
     return [*case_argv, flag, str(out / "metrics.json" if flag == "--output_file" else out)]
 
 
@@ -338,7 +524,7 @@ def test_bad_input(case, build, needle, matrix):
     assert len(lines) == 1, proc.stderr[-2000:]
     assert needle.lower() in lines[0].lower(), lines[0]
     assert lines[0].startswith("hf-transfer ")
-    assert not out.exists()
+    assert not out.exists() and not any(out.parent.iterdir())  # nothing written, not even beside output_dir
 
 
 def _files(folder: Path) -> dict[str, bytes]:

@@ -27,10 +27,10 @@ def teacher_logits_for(teacher, dataset):
         return [teacher(input_ids=torch.tensor([row["input_ids"]])).logits[0].tolist() for row in dataset]
 
 
-def distill_run(tmp_path, *, cached, seed=0, teacher=None, dataset=None, distill=None, **kw):
+def distill_run(tmp_path, *, cached, seed=0, teacher=None, dataset=None, distill=None, layer_map=None, **kw):
     teacher = teacher or tiny_model(seed=1)
     dataset = dataset or tiny_dataset()
-    if cached:
+    if cached and "teacher_logits_0" not in dataset.column_names:
         dataset = dataset.add_column("teacher_logits_0", teacher_logits_for(teacher, dataset))
     distill = distill or DistillationArguments(teacher_model_name_or_path="t", alpha=0.7, temperature=2.0)
     kw.setdefault("remove_unused_columns", False)  # the cached teacher columns are not model inputs
@@ -42,6 +42,7 @@ def distill_run(tmp_path, *, cached, seed=0, teacher=None, dataset=None, distill
         distill_args=distill,
         teachers=[] if cached else [teacher],
         num_teachers=1,
+        layer_map=layer_map,
     )
     trainer.train()
     return trainer

@@ -147,3 +147,17 @@ def test_a_missing_reporting_integration_is_one_line_before_loading(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "report_to tensorboard" in err[0] and "pip install tensorboard" in err[0]
     assert not out.exists()
+
+
+def test_wise_ft_between_the_linear_probe_and_the_fine_tuned_model(tmp_path, tiny_bert_dir, skewed):
+    out = tmp_path / "run"
+    assert main(train_argv(tiny_bert_dir, *skewed, out, "--linear_probe_epochs", "1")) == 0
+    merged = tmp_path / "merged"
+    argv = ["merge", "--pretrained", str(out / "linear_probe"), "--finetuned", str(out), "--alpha", "0"]
+    assert main([*argv, "--output_dir", str(merged)]) == 0
+    # At α = 0 the blend is the linear-probe classifier itself, head included.
+    probe = AutoModelForSequenceClassification.from_pretrained(out / "linear_probe").state_dict()
+    blend = AutoModelForSequenceClassification.from_pretrained(merged).state_dict()
+    assert all(torch.equal(probe[k], blend[k]) for k in probe)
+    record = json.loads((merged / "hf_transfer_run.json").read_text())["merge"]
+    assert record["head_init"] == str(out / "linear_probe")

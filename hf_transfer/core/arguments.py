@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from hf_transfer.core.language import check_language
 from hf_transfer.errors import ConfigError
 
 SUPPORTED_EXTENSIONS = ("csv", "tsv", "json", "jsonl", "parquet")
@@ -75,6 +76,14 @@ class DataArguments:
             "`datasets` metadata and model-index; with dataset_name the card uses that."
         },
     )
+    language: list[str] | str | None = field(
+        default=None,
+        metadata={
+            "help": "Language of the text, as ISO 639 codes (`zh`, or a list such as `[en, fr]`), for the card's "
+            "`language`. Default: detected from the writing system of the training text (and for Latin script from "
+            "its commonest words), else the base model's card's."
+        },
+    )
     train_file: str | None = field(
         default=None, metadata={"help": "Training data: a csv, tsv, json, jsonl or parquet file."}
     )
@@ -123,6 +132,7 @@ class DataArguments:
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
 
     def __post_init__(self):
+        self.language = check_language(self.language)
         if self.max_seq_length <= 0:
             raise ConfigError(f"max_seq_length must be > 0, got {self.max_seq_length}.")
         for name in ("max_train_samples", "max_eval_samples"):
@@ -151,21 +161,15 @@ class DataArguments:
         if self.class_names is not None and self.label_mapping is not None:
             raise ConfigError("Give either class_names or label_mapping, not both.")
         for name in ("train_file", "validation_file", "test_file"):
-            path = getattr(self, name)
-            if path is not None:
-                ext = str(path).rsplit(".", 1)[-1].lower() if "." in str(path) else ""
-                if ext not in SUPPORTED_EXTENSIONS:
-                    raise ConfigError(
-                        f"{name} {path!r} has an unsupported extension {('.' + ext) if ext else '(none)'}; "
-                        f"expected one of {', '.join('.' + e for e in SUPPORTED_EXTENSIONS)}."
-                    )
+            if getattr(self, name) is not None:
+                check_data_file(name, getattr(self, name))
 
     @property
     def has_local_files(self) -> bool:
         return any((self.train_file, self.validation_file, self.test_file))
 
 
-def _read_list_field(value: str):
+def read_list_field(value: str):
     """A string given for a list field may hold a YAML list: `[a, b]`."""
     if value.strip().startswith("["):
         import yaml
@@ -195,7 +199,7 @@ _EXTRA_EVAL_SYNTAX = (
 )
 
 
-def _check_data_file(option: str, path: str) -> None:
+def check_data_file(option: str, path: str) -> None:
     ext = str(path).rsplit(".", 1)[-1].lower() if "." in str(path) else ""
     if ext not in SUPPORTED_EXTENSIONS:
         raise ConfigError(
@@ -239,7 +243,7 @@ def parse_extra_eval(value: Any) -> list[EvalSet]:
             raise ConfigError(
                 f"{_EXTRA_EVAL_SYNTAX}, NAME being letters, digits, '.', '_', '+' or '-'; got {name!r}={spec!r}."
             )
-        _check_data_file(f"extra_eval {name!r}:", spec)
+        check_data_file(f"extra_eval {name!r}:", spec)
         sets.append(EvalSet(name, spec.strip(), mapping))
     names = [s.name for s in sets]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -293,7 +297,7 @@ class EvalDataArguments:
         if self.label_mapping is not None:
             self.label_mapping = {str(k): str(v) for k, v in self.label_mapping.items()}
         if self.validation_file is not None:
-            _check_data_file("validation_file", self.validation_file)
+            check_data_file("validation_file", self.validation_file)
         self.validation_name = str(self.validation_name).strip()
         if not _SET_NAME.match(self.validation_name):
             raise ConfigError(

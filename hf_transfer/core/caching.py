@@ -88,7 +88,7 @@ def _file_checksums(folder: Path) -> dict[str, str]:
     return sums
 
 
-def _is_valid(folder: Path, key: str, rows: int) -> bool:
+def _is_valid(folder: Path, key: str, rows: int | None) -> bool:
     meta_path = folder / META_FILE
     if not meta_path.is_file():
         return False
@@ -96,21 +96,22 @@ def _is_valid(folder: Path, key: str, rows: int) -> bool:
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError):
         return False
-    return meta.get("key") == key and meta.get("rows") == rows and meta.get("files") == _file_checksums(folder)
+    rows_ok = rows is None or meta.get("rows") == rows
+    return meta.get("key") == key and rows_ok and meta.get("files") == _file_checksums(folder)
 
 
 def load_or_build(
     cache_root: str | Path,
     key: str,
-    rows: int,
+    rows: int | None,
     features,
     build: Callable[[], Iterable[dict]],
     *,
     what: str,
     description: dict | None = None,
 ):
-    """The cached dataset for `key`: `rows` rows of `features` (a `datasets.Features`, or None to take the types from
-    the first row), built from `build()` (an
+    """The cached dataset for `key`: `rows` rows (or as many as `build` makes, when None) of `features` (a
+    `datasets.Features`, or None to take the types from the first row), built from `build()` (an
     iterator of row dicts, streamed to one arrow file) when it is missing, stale or corrupted.
 
     The folder is named by the key; `meta.json` beside the arrow file holds the key, the row count and the files'
@@ -138,14 +139,15 @@ def load_or_build(
                 for row in build():
                     writer.write(row)
                 written, _ = writer.finalize()
-            if written != rows:
+            if rows is not None and written != rows:
                 raise RuntimeError(f"{what}: {written} rows were computed for {rows} training rows")
-            meta = {"key": key, "rows": rows, "files": _file_checksums(tmp), **(description or {})}
+            meta = {"key": key, "rows": written, "files": _file_checksums(tmp), **(description or {})}
             (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
             tmp.replace(folder)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         info.update(hit=False, build_seconds=round(time.perf_counter() - started, 2))
     dataset = datasets.Dataset.from_file(str(folder / DATA_FILE))
+    info["rows"] = len(dataset)
     info["disk_bytes"] = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
     return dataset, info

@@ -27,6 +27,10 @@ LABEL_COLUMN_CANDIDATES = ("label", "labels")
 DROP_REASONS = ("empty_text", "missing_label", "unmapped_label")
 
 
+# Splits that may come without labels: a test file, and the input of `hf-transfer predict`.
+UNLABELLED_SPLITS = ("test", "input")
+
+
 _HUB_SPLITS = {"train": "train", "validation": "validation", "dev": "validation", "test": "test"}
 
 
@@ -73,7 +77,7 @@ def load_frames(args: DataArguments) -> tuple[dict[str, pd.DataFrame], dict[str,
     return frames, class_names, source
 
 
-def _closest_hint(name: str, columns: list[str]) -> str:
+def closest_hint(name: str, columns: list[str]) -> str:
     lowered = {str(c).lower(): c for c in columns}
     match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.5)
     return f" Did you mean {lowered[match[0]]!r}?" if match else ""
@@ -83,13 +87,13 @@ def _require_column(option: str, name: str, columns: list[str], split: str) -> N
     if name not in columns:
         raise DataError(
             f"{option} {name!r} is not a column of the {split} data, whose columns are {columns}."
-            f"{_closest_hint(name, columns)} Set {option} to one of them."
+            f"{closest_hint(name, columns)} Set {option} to one of them."
         )
 
 
 def _default_column(kind: str, candidates: tuple[str, ...], columns: list[str], split: str) -> str:
     found = next((c for c in candidates if c in columns), None)
-    if found is None and (kind == "text" or split != "test"):
+    if found is None and (kind == "text" or split not in UNLABELLED_SPLITS):
         raise DataError(
             f"no {kind} column in the {split} data: its columns are {columns}, none of the defaults "
             f"{list(candidates)}. Set {kind}_column_name."
@@ -111,7 +115,7 @@ def resolve_columns(args: DataArguments, frames: dict[str, pd.DataFrame]) -> tup
         _require_column("text_column_name", text, list(df.columns), split)
         if pair:
             _require_column("text_pair_column_name", pair, list(df.columns), split)
-        if split != "test":
+        if split not in UNLABELLED_SPLITS:
             _require_column("label_column_name", label, list(df.columns), split)
     return text, pair, label
 
@@ -142,7 +146,7 @@ def normalise_scalar(value: Any) -> Any:
     return str(value)
 
 
-def _normalise_label(value: Any) -> Any:
+def normalise_label(value: Any) -> Any:
     """Scalars as in `normalise_scalar`; lists (also JSON or Python list literals in a text cell) for multi-label."""
     if isinstance(value, str) and value.strip().startswith("["):
         for parse in (json.loads, ast.literal_eval):
@@ -158,7 +162,7 @@ def _normalise_label(value: Any) -> Any:
 
 def clean_split(df: pd.DataFrame, text: str, pair: str | None, label: str, hub_class_label: bool) -> Split:
     """Drop rows with empty text, then rows with no label. An unlabelled split (a test file) gets `labels` None."""
-    raw = [_normalise_label(v) for v in df[label].tolist()] if label in df.columns else [None] * len(df)
+    raw = [normalise_label(v) for v in df[label].tolist()] if label in df.columns else [None] * len(df)
     if hub_class_label:  # -1 marks an unlabelled row in a Hub ClassLabel column (GLUE test splits)
         raw = [None if v == -1 else v for v in raw]
     labelled = any(v is not None for v in raw)

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from hf_transfer.core.arguments import _read_list_field, parse_index_list
+from hf_transfer.core.arguments import check_data_file, parse_index_list, read_list_field
 from hf_transfer.errors import ConfigError
 
 
@@ -53,6 +53,15 @@ class DistillationArguments:
     hidden_loss_type: Literal["mse", "cosine"] = field(
         default="mse", metadata={"help": "Distance for the hidden-state loss: per-token MSE or 1 − cosine."}
     )
+    hidden_loss_pooling: Literal["tokens", "cls", "mean"] = field(
+        default="tokens",
+        metadata={
+            "help": "What the hidden-state loss compares at each mapped block: every token (`tokens`, needs the "
+            "teacher online), or one L2-normalised vector per row, the first token's (`cls`) or the mean over tokens "
+            "(`mean`), as in Patient KD: a few KB per row, so it can live in the teacher cache "
+            "(cache_teacher_logits) beside the logits."
+        },
+    )
     layer_map: list[int] | str | None = field(
         default=None,
         metadata={
@@ -82,10 +91,39 @@ class DistillationArguments:
         metadata={"help": "Batch size of the teacher's cache pass (rows sorted by length; the speed check uses 64)."},
     )
 
+    unlabeled_file: list[str] | str | None = field(
+        default=None,
+        metadata={
+            "help": "Rows without labels for the transfer set, one file or a list (csv, tsv, json, jsonl, parquet; "
+            "the same text_column_name, no label column needed). The teacher labels them: they get the soft loss "
+            "only."
+        },
+    )
+    augment_factor: int = field(
+        default=0,
+        metadata={
+            "help": "Augmented copies of each labelled row added to the transfer set (TinyBERT-style; 0 = off). They "
+            "are generated once (seeded, deduplicated against the originals), stored under a fingerprint, labelled "
+            "by the cached teacher pass and get the soft loss only."
+        },
+    )
+    augment_method: Literal["replace", "delete", "swap"] = field(
+        default="replace",
+        metadata={
+            "help": "`replace`: each single-piece word is replaced, with probability augment_p, by one of its "
+            "nearest neighbours in the teacher's input-embedding matrix (no extra model); `delete`: each word is "
+            "dropped with probability augment_p; `swap`: neighbouring words are swapped with probability augment_p."
+        },
+    )
+    augment_p: float = field(default=0.4, metadata={"help": "The per-word probability of augment_method, in [0, 1]."})
+    augment_neighbours: int = field(
+        default=15, metadata={"help": "How many nearest embedding neighbours a replaced word is drawn from."}
+    )
+
     def __post_init__(self):
         teachers = self.teacher_model_name_or_path
         if isinstance(teachers, str):
-            teachers = _read_list_field(teachers)
+            teachers = read_list_field(teachers)
         if isinstance(teachers, str):
             teachers = [teachers]
         if not teachers or not all(isinstance(t, str) and t.strip() for t in teachers):
@@ -123,13 +161,43 @@ class DistillationArguments:
             raise ConfigError(
                 "hidden_loss_weight needs a single teacher; an ensemble has no one set of hidden states."
             )
-        if self.hidden_loss_weight > 0 and self.cache_teacher_logits:
+        if self.hidden_loss_weight > 0 and self.cache_teacher_logits and self.hidden_loss_pooling == "tokens":
             raise ConfigError(
-                "hidden_loss_weight needs the teacher's hidden states at every step, so cache_teacher_logits would "
-                "save nothing; drop one of them."
+                "hidden_loss_pooling tokens compares every token's state, which no cache holds; with "
+                "cache_teacher_logits set hidden_loss_pooling to cls or mean (one vector per row), or drop one."
             )
+        if self.hidden_loss_pooling != "tokens" and self.hidden_loss_type != "mse":
+            raise ConfigError(
+                f"hidden_loss_pooling {self.hidden_loss_pooling} compares L2-normalised vectors by MSE (Patient KD); "
+                f"drop hidden_loss_type {self.hidden_loss_type}."
+            )
+        self._check_transfer_set()
         if self.layer_map is not None and self.hidden_loss_weight == 0:
             raise ConfigError("layer_map is used by the hidden-state loss; set hidden_loss_weight > 0 or drop it.")
+
+    def _check_transfer_set(self) -> None:
+        files = self.unlabeled_file
+        if isinstance(files, str):
+            files = read_list_field(files)
+        files = [files] if isinstance(files, str) else files
+        if files is not None:
+            if not files or not all(isinstance(f, str) and f.strip() for f in files):
+                raise ConfigError(f"unlabeled_file must be a file or a list of files, got {self.unlabeled_file!r}.")
+            for path in files:
+                check_data_file("unlabeled_file", path)
+            files = list(files)
+        self.unlabeled_file = files
+        if isinstance(self.augment_factor, bool) or self.augment_factor < 0:
+            raise ConfigError(f"augment_factor must be an integer >= 0 (0 = off), got {self.augment_factor}.")
+        if not 0.0 <= self.augment_p <= 1.0 or math.isnan(self.augment_p):
+            raise ConfigError(f"augment_p must be in [0, 1], got {self.augment_p}.")
+        if self.augment_neighbours < 1:
+            raise ConfigError(f"augment_neighbours must be >= 1, got {self.augment_neighbours}.")
+        if (files or self.augment_factor) and self.alpha == 0:
+            raise ConfigError(
+                "unlabeled_file and augment_factor add rows without labels, which only the soft loss uses, but alpha "
+                "is 0 (no soft loss); raise alpha or drop them."
+            )
 
     @property
     def uses_teacher(self) -> bool:

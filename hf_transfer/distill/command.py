@@ -17,27 +17,32 @@ from hf_transfer.core.caching import (
     fingerprint_tokenizer,
 )
 from hf_transfer.core.data import tokenize_data
-from hf_transfer.core.inference import measure_speed, predict_logits
+from hf_transfer.core.inference import measure_speed
 from hf_transfer.core.metrics import classification_metrics, make_compute_metrics
 from hf_transfer.core.runtime import memory_kib
 from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.distill.arguments import DistillationArguments
 from hf_transfer.distill.losses import mix_probabilities, teacher_probabilities
 from hf_transfer.distill.plan import DistillPlan, build_student, load_teacher, preflight
-from hf_transfer.distill.teachers import load_or_build_logit_cache
+from hf_transfer.distill.teachers import load_or_build_logit_cache, teacher_outputs
 from hf_transfer.distill.trainer import DistillationCollator, DistillationTrainer, hidden_state_projections
+from hf_transfer.distill.transfer_set import TransferRows, augmented_rows, with_transfer_rows
 from hf_transfer.errors import ConfigError
 from hf_transfer.outputs.hub import plan_push
 from hf_transfer.train.arguments import TransferTrainingArguments
 from hf_transfer.train.fit import fit_and_report
+from hf_transfer.train.stages import early_stopping_callbacks, training_steps
 
 logger = logging.getLogger(__name__)
 
 SPEED_BATCH_SIZE = 64
+# The argument dataclasses of `hf-transfer distill`, in the order `run_distill` takes them.
+DISTILL_ARGUMENTS = (ModelArguments, DataArguments, DistillationArguments, AdapterArguments, TransferTrainingArguments)
 
 
 def _add_cached_logits(train, plan: DistillPlan, teachers: list, d: DistillationArguments, max_length: int, device):
-    """Columns `teacher_logits_{i}` (or top-k ones) from each teacher's cache, built where missing."""
+    """Columns `teacher_logits_{i}` (or top-k ones) from each teacher's cache, built where missing, and for the
+    first teacher `teacher_hidden_0`, its pooled states at the mapped blocks, when the hidden-state loss pools."""
     import datasets
 
     split = plan.prepared.datasets["train"]
@@ -45,9 +50,11 @@ def _add_cached_logits(train, plan: DistillPlan, teachers: list, d: Distillation
     pairs = list(split[plan.prepared.text_pair_column]) if plan.prepared.text_pair_column else None
     data_fp = fingerprint_texts(texts, pairs)
     root = d.teacher_cache_dir or default_cache_dir("teacher_logits")
+    pooled = d.hidden_loss_weight > 0 and d.hidden_loss_pooling != "tokens"
     columns, infos = [train], []
     for i, teacher in enumerate(teachers):
         tokenizer, perm = plan.teacher_tokenizers[i], plan.permutations[i]
+        blocks = list(plan.layer_map.values()) if pooled and i == 0 else None
         key = cache_key(
             teacher=fingerprint_model(teacher),
             tokenizer=fingerprint_tokenizer(tokenizer),
@@ -56,26 +63,34 @@ def _add_cached_logits(train, plan: DistillPlan, teachers: list, d: Distillation
             dtype=str(teacher.dtype),
             permutation=perm,
             top_k=d.teacher_top_k,
+            hidden_blocks=blocks,
+            pooling=d.hidden_loss_pooling if blocks else None,
         )
 
-        def build(teacher=teacher, tokenizer=tokenizer, perm=perm, i=i):
-            logits = predict_logits(
+        def build(teacher=teacher, tokenizer=tokenizer, perm=perm, i=i, blocks=blocks):
+            logits, hidden = teacher_outputs(
                 teacher.to(device),
                 tokenizer,
                 texts,
                 pairs,
                 batch_size=d.teacher_batch_size,
                 max_length=max_length,
-                desc=f"teacher logits ({i + 1}/{len(teachers)})",
+                blocks=blocks,
+                pooling=d.hidden_loss_pooling,
+                desc=f"teacher pass ({i + 1}/{len(teachers)})",
             )
-            return logits if perm is None else logits[:, perm]
+            logits = logits if perm is None else logits[:, perm]
+            return logits if hidden is None else (logits, hidden)
 
         description = {"teacher": d.teacher_model_name_or_path[i], "rows": len(texts), "max_seq_length": max_length}
         cache, info = load_or_build_logit_cache(root, key, len(texts), build, top_k=d.teacher_top_k,
                                                 description=description)  # fmt: skip
         columns.append(cache.rename_columns({c: f"{c}_{i}" for c in cache.column_names}))
         infos.append(info)
-    return datasets.concatenate_datasets(columns, axis=1), infos
+    merged = datasets.concatenate_datasets(columns, axis=1)
+    teacher_columns = [c for c in merged.column_names if c.startswith("teacher")]
+    merged.set_format("numpy", columns=teacher_columns, output_all_columns=True)
+    return merged, infos
 
 
 def _add_teacher_tokens(train, plan: DistillPlan, max_length: int, num_proc: int | None):
@@ -160,7 +175,9 @@ def run_distill(
     distill_args: DistillationArguments,
     adapter_args: AdapterArguments,
     training_args: TransferTrainingArguments,
+    callbacks: list | None = None,
 ) -> dict:
+    """`callbacks`: extra `TrainerCallback`s (`hf-transfer search` prunes trials with one)."""
     import torch
     from transformers import set_seed
 
@@ -177,15 +194,21 @@ def run_distill(
     plan = preflight(model_args, data_args, d, training_args)
     adapter_plan = plan_adapter_on_meta(adapter_args, plan.student_config)
     max_length = data_args.max_seq_length
-    with training_args.main_process_first(desc="tokenization"):
-        tokenized = tokenize_data(
-            plan.prepared, plan.student_tokenizer, max_length, num_proc=data_args.preprocessing_num_workers
-        )
     teachers = [
         load_teacher(name, config, model_args)
         for name, config in zip(d.teacher_model_name_or_path, plan.teacher_configs, strict=True)
     ]
     student = build_student(plan, teachers, model_args, d)
+    # The transfer set: the labelled rows, then the unlabelled and augmented ones (labelled -100: soft loss only).
+    augmented = TransferRows()
+    if d.augment_factor:
+        with training_args.main_process_first(desc="augmentation"):
+            augmented = augmented_rows(plan.prepared, d, teachers[0], plan.teacher_tokenizers[0], training_args.seed)
+    plan.prepared = with_transfer_rows(plan.prepared, {"unlabelled": plan.unlabeled, "augmented": augmented})
+    with training_args.main_process_first(desc="tokenization"):
+        tokenized = tokenize_data(
+            plan.prepared, plan.student_tokenizer, max_length, num_proc=data_args.preprocessing_num_workers
+        )
     memory_at_load = memory_kib()
     if adapter_plan is not None:
         student = wrap(student, adapter_plan)
@@ -220,10 +243,10 @@ def run_distill(
         teacher_input_prefixes=plan.input_prefixes,
         num_teachers=len(teachers),
         layer_map=plan.layer_map,
-        projections=hidden_state_projections(student.config, plan.teacher_configs[0], plan.layer_map)
-        if online
-        else None,
+        projections=hidden_state_projections(student.config, plan.teacher_configs[0], plan.layer_map),
         freeze_plan=plan.freeze_plan,
+        class_weights=plan.class_weights,
+        callbacks=[*early_stopping_callbacks(training_args), *(callbacks or [])],
     )
 
     def after_eval(trainer, eval_metrics):
@@ -238,6 +261,13 @@ def run_distill(
             "loss_terms": [t for t in loss_terms if t],
             "hidden_loss_weight": d.hidden_loss_weight,
             "hidden_loss_type": d.hidden_loss_type if d.hidden_loss_weight else None,
+            "hidden_loss_pooling": d.hidden_loss_pooling if d.hidden_loss_weight else None,
+            "hidden_targets": ("cached" if cache_infos else "online") if d.hidden_loss_weight else None,
+            "transfer_set": {
+                **plan.prepared.summary["transfer_set"],
+                "unlabelled_files": plan.unlabeled.summary or None,
+                "augmentation": augmented.summary or None,
+            },  # fmt: skip
             "layer_map": plan.layer_map,
             "student_layers": d.student_layers,
             "teacher_dtype": "bf16" if d.teacher_bf16 else "fp32",
@@ -254,6 +284,7 @@ def run_distill(
         plan.prepared,
         (model_args, data_args, distill_args, adapter_args, training_args),
         task="distill",
+        after_train=training_steps(training_args, tokenized, plan.prepared, plan.class_weights),
         after_eval=after_eval,
         after_save=adapter_finisher(adapter_plan, adapter_args, model_args, plan.student_config, tokenized),
         memory_at_load=memory_at_load,

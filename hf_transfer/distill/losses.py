@@ -216,3 +216,29 @@ def hidden_state_loss_sum(
         per_token = torch.where(mask.bool(), per_token, per_token.new_zeros(()))
         return (per_token.sum(-1) / mask.sum(-1).clamp(min=1)).sum()
     return _masked_sum(per_token, attention_mask)
+
+
+def pooled_states(hidden: torch.Tensor, attention_mask: torch.Tensor | None, pooling: str) -> torch.Tensor:
+    """One L2-normalised vector per row from a block's states `(batch, tokens, hidden)`: the first token's (`cls`) or
+    the mean over the row's non-padding tokens (`mean`), in float32 (Patient KD's normalised [CLS] targets)."""
+    hidden = hidden.float()
+    if pooling == "cls":
+        vector = hidden[:, 0]
+    elif pooling == "mean":
+        mask = torch.ones(hidden.shape[:2], device=hidden.device) if attention_mask is None else attention_mask
+        mask = mask.to(hidden.device, hidden.dtype).unsqueeze(-1)
+        vector = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+    else:
+        raise ConfigError(f"pooling must be cls or mean, got {pooling!r}.")
+    return F.normalize(vector, dim=-1)
+
+
+def pooled_hidden_loss_sum(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Σ over rows of the mean over mapped blocks of ‖s − t‖², between normalised pooled states `(batch, blocks,
+    hidden)` (Patient KD); the teacher's side is detached."""
+    if student.shape != teacher.shape:
+        raise ConfigError(
+            f"Student pooled states have shape {tuple(student.shape)} but the teacher's {tuple(teacher.shape)}; the "
+            "layer map and the hidden sizes must agree (a projection maps the student's size to the teacher's)."
+        )
+    return (student.float() - teacher.detach().float()).pow(2).sum(-1).mean(-1).sum()

@@ -22,9 +22,11 @@ from hf_transfer.distill.students import (
 )
 from hf_transfer.distill.teachers import check_teacher_is_classifier, teacher_label_permutation
 from hf_transfer.distill.trainer import tokenizer_group_prefix
+from hf_transfer.distill.transfer_set import TransferRows, read_unlabeled
 from hf_transfer.errors import ConfigError
 from hf_transfer.train.arguments import TransferTrainingArguments
 from hf_transfer.train.preflight import classifier_config, load_checked_data, load_model_tokenizer
+from hf_transfer.train.stages import class_weights_for, with_calibration_split
 from hf_transfer.train.trainer import freeze_plan_from_arguments
 
 
@@ -42,6 +44,8 @@ class DistillPlan:
     freeze_plan: FreezePlan
     prefix_tokenizers: dict = field(default_factory=dict)
     layer_map: dict[int, int] | None = None
+    class_weights: list[float] | None = None
+    unlabeled: TransferRows = field(default_factory=TransferRows)
 
 
 def preflight(
@@ -52,6 +56,11 @@ def preflight(
 ) -> DistillPlan:
 
     m = model_args
+    if training_args.linear_probe_epochs:
+        raise ConfigError(
+            "linear_probe_epochs (LP-FT) is for hf-transfer train; a student starts from its teacher's head, or train "
+            "the student model with LP-FT first and give it as model_name_or_path."
+        )
     if training_args.cache_frozen_features:
         raise ConfigError(
             "cache_frozen_features is for hf-transfer train; distil with cache_teacher_logits instead, or drop it."
@@ -143,6 +152,12 @@ def preflight(
                 f"student hidden size {student_config.hidden_size} differs from the teacher's "
                 f"{teacher_configs[0].hidden_size}: the learned projection is trained in a single process only."
             )
+    unlabeled = TransferRows()
+    if d.unlabeled_file:
+        unlabeled = read_unlabeled(
+            d.unlabeled_file, prepared.text_column, prepared.text_pair_column, data_args.csv_quoting
+        )
+    prepared = with_calibration_split(prepared, training_args, student_config)
     return DistillPlan(
         prepared,
         student_config,
@@ -154,6 +169,8 @@ def preflight(
         freeze_plan,
         prefix_tokenizers,
         layer_map,
+        class_weights_for(training_args, prepared),
+        unlabeled,
     )
 
 

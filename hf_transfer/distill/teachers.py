@@ -9,9 +9,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
 from hf_transfer.core.caching import load_or_build
+from hf_transfer.core.inference import length_sorted_batches
 from hf_transfer.core.models import is_sequence_classifier
+from hf_transfer.distill.losses import pooled_states
 from hf_transfer.distill.students import check_label_sets
 from hf_transfer.errors import ConfigError
 
@@ -69,19 +73,49 @@ def logits_to_columns(logits: np.ndarray, top_k: int | None) -> dict[str, np.nda
 def load_or_build_logit_cache(
     cache_root: Path, key: str, rows: int, build, *, top_k: int | None = None, description: dict | None = None
 ):
-    """The cached teacher-logit dataset for `key`, built with `build()` (→ float32 logits, one row per example) when
-    it is missing, stale or corrupted (see `caching.load_or_build`). Returns `(dataset, info)`."""
+    """The cached teacher dataset for `key`, built with `build()` when it is missing, stale or corrupted (see
+    `caching.load_or_build`): `build()` returns float32 logits, one row per example, or `(logits, hidden)` with
+    `hidden` the pooled, normalised states at the mapped blocks, `(rows, blocks, hidden size)`, stored as
+    `teacher_hidden` beside the logits. Returns `(dataset, info)`."""
 
-    def rows_of_logits():
-        logits = build()
+    def rows_of_targets():
+        built = build()
+        logits, hidden = built if isinstance(built, tuple) else (built, None)
         if len(logits) != rows:
             raise RuntimeError(f"the teacher produced {len(logits)} rows of logits for {rows} training rows")
         columns = logits_to_columns(logits, top_k)
+        if hidden is not None:
+            columns["teacher_hidden"] = np.asarray(hidden, dtype=np.float32)
         for i in range(rows):
             yield {name: values[i] for name, values in columns.items()}
 
     # The columns' types are read off the first row: full logits, or top-k values and indices when k < labels.
     dataset, info = load_or_build(
-        cache_root, key, rows, None, rows_of_logits, what="Teacher-logit", description=description
+        cache_root, key, rows, None, rows_of_targets, what="Teacher-logit", description=description
     )
-    return dataset, {**info, "top_k": top_k}
+    info["bytes_per_row"] = round(info["disk_bytes"] / max(rows, 1), 1)
+    return dataset, {**info, "top_k": top_k, "hidden_targets": "teacher_hidden" in dataset.column_names}
+
+
+def teacher_outputs(
+    teacher, tokenizer, texts, pairs, *, batch_size: int, max_length: int, blocks=None, pooling=None, desc="teacher"
+):
+    """The teacher's logits for `texts` in input order (length-sorted batches, no gradient, a progress bar) and,
+    when `blocks` are given, its `pooling`-pooled normalised states after each of those blocks, `(rows, blocks,
+    hidden size)`."""
+    device = next(teacher.parameters()).device
+    logits = np.zeros((len(texts), teacher.config.num_labels), dtype=np.float32)
+    hidden = None if not blocks else np.zeros((len(texts), len(blocks), teacher.config.hidden_size), np.float32)
+    teacher.eval()
+    batches = length_sorted_batches(tokenizer, texts, pairs, batch_size=batch_size, max_length=max_length)
+    with torch.inference_mode(), tqdm(total=len(texts), desc=desc, unit="row") as bar:
+        for idx, batch in batches:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            out = teacher(**batch, output_hidden_states=bool(blocks))
+            logits[idx] = out.logits.float().cpu().numpy()
+            if blocks:
+                mask = batch.get("attention_mask")
+                pooled = [pooled_states(out.hidden_states[b + 1], mask, pooling) for b in blocks]
+                hidden[idx] = torch.stack(pooled, 1).cpu().numpy()
+            bar.update(len(idx))
+    return logits, hidden

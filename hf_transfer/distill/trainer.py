@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 from collections import defaultdict
 
+import numpy as np
 import torch
 from torch import nn
 from transformers import DataCollatorWithPadding
@@ -24,6 +25,8 @@ from hf_transfer.distill.losses import (
     distillation_loss,
     hidden_state_loss_sum,
     mix_probabilities,
+    pooled_hidden_loss_sum,
+    pooled_states,
     teacher_probabilities,
 )
 from hf_transfer.distill.losses import topk_probabilities as _topk_probabilities
@@ -64,7 +67,10 @@ class DistillationCollator:
             padded = self.teacher_tokenizers[prefix].pad(rows, return_tensors="pt")
             batch.update({prefix + key: value for key, value in padded.items()})
         for key, values in stacked.items():
-            batch[key] = torch.as_tensor(values, dtype=torch.long if "indices" in key else torch.float32)
+            dtype = torch.long if "indices" in key else torch.float32
+            batch[key] = torch.as_tensor(
+                np.stack(values) if isinstance(values[0], np.ndarray) else values, dtype=dtype
+            )
         return batch
 
 
@@ -150,6 +156,8 @@ class DistillationTrainer(TransferTrainer):
         )
         counts = {"kd": labels.numel(), "ce": float(item_weights(labels, self.class_weights).sum())}
         if want_hidden:
+            if "teacher_hidden_0" in teacher_fields:  # pooled states from the cache
+                teacher_hidden = teacher_fields["teacher_hidden_0"].to(self.args.device)
             hidden = self._hidden_loss(outputs.hidden_states, teacher_hidden, inputs.get("attention_mask"))
             # Summed over rows, like the KD term (for multi-label, `items` counts entries: rows × labels).
             rows = normaliser.items / (labels.shape[-1] if labels.dim() == 2 else 1)
@@ -212,7 +220,21 @@ class DistillationTrainer(TransferTrainer):
 
     def _hidden_loss(self, student_hidden, teacher_hidden, attention_mask) -> torch.Tensor:
         """Per-row mean over tokens, averaged over mapped blocks, summed over rows (`hidden_states[i + 1]` is block
-        i's output)."""
+        i's output). With pooling (`cls`, `mean`) the teacher side is its normalised pooled states `(rows, blocks,
+        hidden)` (from the cache) or its hidden states (online, pooled here), compared as in Patient KD."""
+        pooling = self.distill.hidden_loss_pooling
+        if pooling != "tokens":
+            student = []
+            for block in self.layer_map:
+                state = student_hidden[block + 1]
+                if self.projections is not None:
+                    state = self.projections[str(block)](state.to(self.projections[str(block)].weight.dtype))
+                student.append(pooled_states(state, attention_mask, pooling))
+            if not torch.is_tensor(teacher_hidden):  # online: the teacher's hidden states, pooled here
+                teacher_hidden = torch.stack(
+                    [pooled_states(teacher_hidden[b + 1], attention_mask, pooling) for b in self.layer_map.values()], 1
+                )
+            return pooled_hidden_loss_sum(torch.stack(student, 1), teacher_hidden)
         total = None
         for student_block, teacher_block in self.layer_map.items():
             projection = None if self.projections is None else self.projections[str(student_block)]

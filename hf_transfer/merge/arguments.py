@@ -43,8 +43,9 @@ class MergeArguments(EvalDataArguments):
         default=None,
         metadata={
             "help": "A classifier folder with the same labels whose head (e.g. a zero-shot or linear-probe head) is "
-            "interpolated with the fine-tuned head: head(α) = (1 − α)·head_init + α·head_finetuned. Default: the "
-            "fine-tuned head at every α, since the pretrained model has none."
+            "interpolated with the fine-tuned head: head(α) = (1 − α)·head_init + α·head_finetuned. Default: "
+            "`pretrained` itself when it is a classifier with the same labels (such as the `linear_probe/` folder of "
+            "an LP-FT run), else the fine-tuned head at every α, since a bare pretrained model has none."
         },
     )
     selection_metric: Literal["accuracy", "f1_macro"] = field(

@@ -21,7 +21,13 @@ from hf_transfer.adapters.peft_model import (
 from hf_transfer.core.eval_sets import prepare_eval_sets
 from hf_transfer.core.folders import ADAPTER_CONFIG
 from hf_transfer.core.layers import discover_layers
-from hf_transfer.core.models import load_classifier, load_config, load_tokenizer, meta_classifier
+from hf_transfer.core.models import (
+    is_sequence_classifier,
+    load_classifier,
+    load_config,
+    load_tokenizer,
+    meta_classifier,
+)
 from hf_transfer.errors import ConfigError, one_line
 from hf_transfer.merge.arguments import MergeArguments
 from hf_transfer.merge.interpolation import InterpolationPlan, interpolate_state_dicts, mix, plan_interpolation, specs
@@ -99,6 +105,11 @@ def _preflight(args: MergeArguments) -> _Preflight:
             "it was fine-tuned from."
         )
     label_names = _label_names(config)
+    if args.head_init is None and is_sequence_classifier(pretrained_config):
+        if _label_names(pretrained_config) == label_names:
+            # A classifier with the same labels at α = 0, such as the linear probe of an LP-FT run: WiSE-FT blends
+            # between two real classifiers, heads included.
+            args.head_init = args.pretrained
     pretrained_config = with_labels(pretrained_config, label_names, config.problem_type)
     # The same classifier class built from both configs, on the meta device: any difference in depth, width or
     # vocabulary shows up as a parameter whose shape or presence differs.

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from hf_transfer.core.folders import CARD_DATA_FILE
 from hf_transfer.outputs.card_data import CardData, detect_adapter
+from hf_transfer.outputs.export_card import export_fields, export_summary, export_tags
 from hf_transfer.outputs.few_shot_card import few_shot_rows
 from hf_transfer.outputs.readme import merge_readme
 
@@ -136,9 +137,22 @@ def _distill_rows(c: CardData) -> tuple[list, list]:
         rows.append(("teacher weights", str(d["teacher_weights"])))
     if d.get("student_layers"):
         rows.append(("student built from teacher blocks", str(d["student_layers"])))
-    if d.get("hidden_loss_weight"):
+    transfer = d.get("transfer_set") or {}
+    if transfer.get("unlabelled") or transfer.get("augmented"):
+        augment = transfer.get("augmentation") or {}
+        how = f" ({augment['method']}, p={augment['p']}, {augment['factor']} per row)" if augment else ""
         rows.append(
-            ("hidden-state loss", f"{d.get('hidden_loss_type')} × {d['hidden_loss_weight']}, map {d.get('layer_map')}")
+            ("transfer set", f"{transfer['labelled']:,} labelled rows, {transfer.get('unlabelled', 0):,} unlabelled "
+             f"rows, {transfer.get('augmented', 0):,} augmented rows{how}; rows without labels get the soft loss only")
+        )  # fmt: skip
+    if d.get("hidden_loss_weight"):
+        pooling = d.get("hidden_loss_pooling") or "tokens"
+        kind = "every token" if pooling == "tokens" else f"normalised {pooling} vectors ({d.get('hidden_targets')})"
+        rows.append(
+            (
+                "hidden-state loss",
+                f"{d.get('hidden_loss_type')} of {kind} × {d['hidden_loss_weight']}, map {d.get('layer_map')}",
+            )  # fmt: skip
         )
     comparison = []
     if d.get("teacher_eval_accuracy") is not None and d.get("student_eval_accuracy") is not None:
@@ -359,6 +373,7 @@ def build_card(c: CardData, folder: str | Path | None = None):
     tags += ["model-merging", "wise-ft"] if c.merge else []
     if c.adapter:
         tags += ["peft"] + ([c.adapter["method"]] if c.adapter.get("method") else [])
+    tags += export_tags(c.export)
     in_folder = bool(c.adapter and c.adapter.get("in_folder"))
     card_data = ModelCardData(
         base_model=c.base_model if c.base_model_is_hub_id else None,
@@ -387,8 +402,8 @@ def build_card(c: CardData, folder: str | Path | None = None):
         template_path=str(template_path()),
         model_name=c.model_name,
         repo_id=repo_id,
-        summary=_summary(c),
-        quickstart="peft" if in_folder else "pipeline",
+        summary=export_summary(c, _summary(c)),
+        quickstart="onnx" if c.export else "peft" if in_folder else "pipeline",
         tokenizer_source=repo_id if has_tokenizer else (c.base_model or repo_id),
         example_text=EXAMPLE_TEXT,
         multi_label=c.multi_label,
@@ -407,6 +422,7 @@ def build_card(c: CardData, folder: str | Path | None = None):
         recipe_rows=_recipe_rows(c),
         few_shot_rows=few_shot_rows(c.few_shot),
         hyper_rows=_hyper_rows(c),
+        **export_fields(c.export),
         eval_dataset=c.eval_dataset,
         metric_splits=splits,
         metric_rows=metric_rows,

@@ -1,0 +1,203 @@
+"""The transfer set of `hf-transfer distill` beyond the labelled rows: rows read from `unlabeled_file`, and augmented
+copies of the labelled rows (TinyBERT-style word replacement by nearest neighbours in the teacher's own
+input-embedding matrix, or word deletion, or swaps of neighbouring words), generated once, seeded, deduplicated
+against the originals and stored under a fingerprint. Such rows carry the label -100: the teacher labels them, and
+they get the soft loss only."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+
+import datasets
+import numpy as np
+import torch
+
+from hf_transfer.core.caching import cache_key, default_cache_dir, fingerprint_model, fingerprint_texts, load_or_build
+from hf_transfer.core.cleaning import closest_hint
+from hf_transfer.core.data import PreparedData
+from hf_transfer.core.tables import read_table
+from hf_transfer.core.tasks import MULTI_LABEL
+from hf_transfer.errors import DataError
+
+logger = logging.getLogger(__name__)
+NO_LABEL = -100
+
+
+@dataclass
+class TransferRows:
+    """Rows without labels for the transfer set, and where they came from."""
+
+    texts: list[str] = field(default_factory=list)
+    pairs: list[str] | None = None
+    summary: dict = field(default_factory=dict)
+
+
+# --- unlabelled files -----------------------------------------------------------------------------------------------
+
+
+def read_unlabeled(files: list[str], text_column: str, pair_column: str | None, csv_quoting: str) -> TransferRows:
+    """The texts of every `unlabeled_file` (checked before any model loads); empty texts are dropped and counted."""
+    rows = TransferRows(pairs=[] if pair_column else None, summary={"files": [], "rows": 0, "dropped_empty": 0})
+    for path in files:
+        frame = read_table(path, csv_quoting)
+        for column in filter(None, (text_column, pair_column)):
+            if column not in frame.columns:
+                raise DataError(
+                    f"unlabeled_file {path!r} has no column {column!r} (its columns are {list(frame.columns)})."
+                    f"{closest_hint(column, list(frame.columns))} It is read with the training data's "
+                    "text_column_name."
+                )
+        texts = frame[text_column].astype("string").fillna("").tolist()
+        keep = [i for i, text in enumerate(texts) if text.strip()]
+        rows.texts += [texts[i] for i in keep]
+        if pair_column:
+            pairs = frame[pair_column].astype("string").fillna("").tolist()
+            rows.pairs += [pairs[i] for i in keep]
+        rows.summary["files"].append({"file": path, "rows": len(keep), "dropped_empty": len(texts) - len(keep)})
+        rows.summary["rows"] += len(keep)
+        rows.summary["dropped_empty"] += len(texts) - len(keep)
+    return rows
+
+
+# --- augmentation ---------------------------------------------------------------------------------------------------
+
+
+def _surface(tokenizer, token_id: int) -> str:
+    return tokenizer.convert_tokens_to_string([tokenizer.convert_ids_to_tokens(token_id)]).strip()
+
+
+def embedding_neighbours(embeddings: torch.Tensor, tokenizer, word_ids: list[int], k: int) -> dict[int, list[int]]:
+    """For each id in `word_ids`, the `k` vocabulary entries nearest to it by cosine similarity in `embeddings` (the
+    teacher's input-embedding matrix), among entries that are whole alphabetic words (no sub-word pieces, no special
+    tokens), itself excluded."""
+    special = set(tokenizer.all_special_ids)
+    vocab = range(embeddings.shape[0])
+    pieces = tokenizer.convert_ids_to_tokens(list(vocab))
+    whole = [i for i in vocab if i not in special and pieces[i] and not pieces[i].startswith("##")]
+    whole = [i for i in whole if _surface(tokenizer, i).isalpha()]
+    candidates = torch.tensor(whole)
+    normed = torch.nn.functional.normalize(embeddings.detach().float(), dim=-1)
+    pool = normed[candidates]
+    found = {}
+    for start in range(0, len(word_ids), 1024):
+        chunk = torch.tensor(word_ids[start : start + 1024])
+        scores = normed[chunk] @ pool.T
+        scores[candidates.unsqueeze(0) == chunk.unsqueeze(1)] = -2.0  # never a word's own neighbour
+        top = scores.topk(min(k, len(whole) - 1), dim=-1).indices
+        found.update({int(w): candidates[row].tolist() for w, row in zip(chunk, top, strict=True)})
+    return found
+
+
+def _augment_one(words: list[str], method: str, p: float, rng, replacements: dict[str, list[str]]) -> list[str]:
+    if method == "delete":
+        kept = [w for w in words if rng.random() >= p]
+        return kept or words[:1]
+    if method == "swap":
+        out, i = list(words), 0
+        while i < len(out) - 1:
+            if rng.random() < p:
+                out[i], out[i + 1] = out[i + 1], out[i]
+                i += 1
+            i += 1
+        return out
+    out = []
+    for word in words:
+        options = replacements.get(word.lower())
+        out.append(options[rng.integers(len(options))] if options and rng.random() < p else word)
+    return out
+
+
+def augment_texts(
+    texts: list[str], *, method: str, p: float, factor: int, seed: int, replacements: dict | None = None
+) -> list[tuple[int, str]]:
+    """Up to `factor` augmented copies of each text, as (source row, text), in row order: seeded, and deduplicated
+    against every original text and every earlier copy (a copy equal to one is dropped, not retried)."""
+    rng = np.random.default_rng(seed)
+    seen = set(texts)
+    out = []
+    for row, text in enumerate(texts):
+        words = text.split()
+        for _ in range(factor):
+            copy = " ".join(_augment_one(words, method, p, rng, replacements or {}))
+            if copy not in seen:
+                seen.add(copy)
+                out.append((row, copy))
+    return out
+
+
+def word_replacements(texts: list[str], tokenizer, embeddings: torch.Tensor, k: int) -> dict[str, list[str]]:
+    """For every word of `texts` that the tokenizer keeps as one piece, the surface forms of its `k` nearest
+    embedding neighbours (TinyBERT draws its single-piece replacements from a masked LM; the embedding matrix the
+    teacher already holds gives neighbours with no extra model)."""
+    words = sorted({w.lower() for text in texts for w in text.split() if w.isalpha()})
+    ids = {}
+    for word in words:
+        pieces = tokenizer(word, add_special_tokens=False)["input_ids"]
+        if len(pieces) == 1:
+            ids[word] = pieces[0]
+    neighbours = embedding_neighbours(embeddings, tokenizer, sorted(set(ids.values())), k)
+    return {word: [_surface(tokenizer, n) for n in neighbours[i]] for word, i in ids.items()}
+
+
+def augmented_rows(prepared: PreparedData, d, teacher, tokenizer, seed: int) -> TransferRows:
+    """The augmented copies of the labelled training rows, from the cache when the same rows, settings and teacher
+    embeddings made them before (they are stored with `datasets`, keyed by a fingerprint of all of those)."""
+    train = prepared.datasets["train"]
+    texts = list(train[prepared.text_column])
+    pairs = list(train[prepared.text_pair_column]) if prepared.text_pair_column else None
+    embeddings = teacher.get_input_embeddings()
+    settings = {"method": d.augment_method, "p": d.augment_p, "factor": d.augment_factor, "seed": seed}
+    key = cache_key(
+        rows=fingerprint_texts(texts, pairs),
+        embeddings=fingerprint_model(embeddings) if d.augment_method == "replace" else None,
+        neighbours=d.augment_neighbours if d.augment_method == "replace" else None,
+        **settings,
+    )
+
+    def build():
+        replacements = None
+        if d.augment_method == "replace":
+            replacements = word_replacements(texts, tokenizer, embeddings.weight, d.augment_neighbours)
+        for row, text in augment_texts(texts, replacements=replacements, **settings):
+            yield {"text": text, "source_row": row}
+
+    features = datasets.Features({"text": datasets.Value("string"), "source_row": datasets.Value("int64")})
+    cache, info = load_or_build(
+        default_cache_dir("augmented"), key, None, features, build, what="Augmented transfer set", description=settings
+    )
+    source = np.asarray(cache["source_row"])
+    summary = {**settings, "rows": len(cache), "cache": info["path"], "hit": info["hit"]}
+    summary["neighbours"] = d.augment_neighbours if d.augment_method == "replace" else None
+    return TransferRows(list(cache["text"]), [pairs[i] for i in source] if pairs else None, summary)
+
+
+# --- into the training split ----------------------------------------------------------------------------------------
+
+
+def with_transfer_rows(prepared: PreparedData, parts: dict[str, TransferRows]) -> PreparedData:
+    """The training split followed by every part's rows, labelled -100 (so the hard-label loss skips them), and
+    the transfer set's counts in the summary."""
+    extra = [(name, part) for name, part in parts.items() if part.texts]
+    counts = {"labelled": len(prepared.datasets["train"]), **{name: len(part.texts) for name, part in parts.items()}}
+    summary = {**prepared.summary, "transfer_set": counts}
+    if not extra:
+        return dataclasses.replace(prepared, summary=summary)
+    train = prepared.datasets["train"]
+    multi = prepared.problem_type == MULTI_LABEL
+    features = train.features.copy()
+    if not multi:  # a ClassLabel cannot hold -100
+        features["labels"] = datasets.Value("int64")
+        train = train.cast(features)
+    text, pair = prepared.text_column, prepared.text_pair_column
+    no_label = [float(NO_LABEL)] * len(prepared.label_names) if multi else NO_LABEL
+    pieces = [train]
+    for _, part in extra:
+        columns = {text: part.texts, "labels": [no_label] * len(part.texts)}
+        if pair:
+            columns[pair] = part.pairs or [""] * len(part.texts)
+        pieces.append(datasets.Dataset.from_dict({k: columns[k] for k in train.column_names}, features=features))
+    splits = dict(prepared.datasets)
+    splits["train"] = datasets.concatenate_datasets(pieces)
+    return dataclasses.replace(prepared, datasets=datasets.DatasetDict(splits), summary=summary)

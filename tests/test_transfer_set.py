@@ -1,0 +1,169 @@
+"""The distillation transfer set beyond the labelled rows: unlabelled files, augmentation, pooled hidden-state targets
+in the teacher cache, and the loss staying exact when rows without labels are mixed in."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from test_distill import distill_argv, distill_run, losses, params
+from test_trainers import tiny_dataset, tiny_model
+
+from hf_transfer.cli import main
+from hf_transfer.distill.arguments import DistillationArguments
+from hf_transfer.distill.transfer_set import augment_texts, embedding_neighbours, read_unlabeled
+from hf_transfer.errors import DataError
+
+# --- pure parts ------------------------------------------------------------------------------------------------------
+
+
+def test_augmentation_is_seeded_and_deduplicated():
+    texts = ["a good film", "a bad film", "good"]
+    replacements = {"good": ["great", "fine"], "bad": ["poor"], "film": ["movie"]}
+    first = augment_texts(texts, method="replace", p=0.5, factor=4, seed=3, replacements=replacements)
+    assert first == augment_texts(texts, method="replace", p=0.5, factor=4, seed=3, replacements=replacements)
+    made = [text for _, text in first]
+    assert len(made) == len(set(made)) and not set(made) & set(texts)
+    assert all(0 <= row < 3 for row, _ in first) and [row for row, _ in first] == sorted(row for row, _ in first)
+    assert len(made) <= 4 * len(texts)
+    for _, text in augment_texts(texts, method="delete", p=0.5, factor=3, seed=0):
+        assert text and set(text.split()) <= {"a", "good", "bad", "film"}
+    swapped = augment_texts(["one two three four"], method="swap", p=1.0, factor=1, seed=0)
+    assert swapped == [(0, "two one four three")]
+
+
+def test_embedding_neighbours_are_nearest_whole_words_never_themselves(minilm_path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    ids = tokenizer.convert_tokens_to_ids(["good", "film"])
+    embeddings = torch.randn(tokenizer.vocab_size, 8)
+    embeddings[ids[0]] = embeddings[ids[1]] + 1e-3  # "good" sits right next to "film"
+    found = embedding_neighbours(embeddings, tokenizer, ids, k=3)
+    assert found[ids[0]][0] == ids[1] and found[ids[1]][0] == ids[0]
+    for neighbours in found.values():
+        pieces = tokenizer.convert_ids_to_tokens(neighbours)
+        assert all(p.isalpha() and not p.startswith("##") for p in pieces) and len(neighbours) == 3
+    assert all(token not in found[token] for token in ids)
+
+
+def test_unlabelled_files_are_read_with_the_text_column_and_counted(tmp_path):
+    a = tmp_path / "a.csv"
+    pd.DataFrame({"text": ["one", "", "two"], "other": [1, 2, 3]}).to_csv(a, index=False)
+    b = tmp_path / "b.jsonl"
+    b.write_text("\n".join(json.dumps({"text": t}) for t in ["three", "  "]))
+    rows = read_unlabeled([str(a), str(b)], "text", None, "auto")
+    assert rows.texts == ["one", "two", "three"] and rows.summary["dropped_empty"] == 2
+    with pytest.raises(DataError, match="no column 'review'"):
+        read_unlabeled([str(a)], "review", None, "auto")
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"augment_factor": -1}, "augment_factor must be an integer >= 0"),
+        ({"augment_p": 1.5}, r"augment_p must be in \[0, 1\]"),
+        ({"unlabeled_file": "rows.txt"}, "unsupported extension"),
+        ({"augment_factor": 2, "alpha": 0.0}, "alpha is 0"),
+        ({"hidden_loss_weight": 1.0, "cache_teacher_logits": True}, "hidden_loss_pooling"),
+    ],
+)
+def test_transfer_set_arguments_are_checked(fields, match):
+    from hf_transfer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        DistillationArguments(teacher_model_name_or_path="t", **fields)
+
+
+# --- the trainer -----------------------------------------------------------------------------------------------------
+
+
+def _with_unlabelled_rows(dataset):
+    """Every third row loses its label: the transfer set's unlabelled part."""
+    return dataset.map(lambda row, i: {"labels": -100 if i % 3 == 0 else row["labels"]}, with_indices=True)
+
+
+def test_unlabelled_rows_keep_the_loss_exact_under_accumulation(tmp_path):
+    dataset = _with_unlabelled_rows(tiny_dataset())
+    kw = dict(cached=False, dataset=dataset)
+    a = distill_run(tmp_path / "a", per_device_train_batch_size=8, gradient_accumulation_steps=1, **kw)
+    b = distill_run(tmp_path / "b", per_device_train_batch_size=4, gradient_accumulation_steps=2, **kw)
+    for name, value in params(a.model).items():
+        torch.testing.assert_close(value, params(b.model)[name], atol=2e-6, rtol=1e-5, msg=name)
+    # The rows without labels did train the student, through the soft loss.
+    c = distill_run(tmp_path / "c", per_device_train_batch_size=8, cached=False, dataset=tiny_dataset())
+    assert not all(torch.equal(v, params(c.model)[n]) for n, v in params(a.model).items())
+
+
+def test_cached_pooled_hidden_targets_give_the_online_loss(tmp_path):
+    from datasets import Dataset
+
+    from hf_transfer.distill.teachers import teacher_outputs
+
+    teacher, dataset = tiny_model(seed=1), tiny_dataset()
+    distill = DistillationArguments(
+        teacher_model_name_or_path="t", alpha=0.5, temperature=2.0, hidden_loss_weight=1.0, hidden_loss_pooling="cls"
+    )
+
+    class Tokenizer:  # ids only: the rows are already token ids
+        def __call__(self, texts, pairs=None, truncation=True, max_length=None):
+            return {"input_ids": [[int(t) for t in text.split()] for text in texts]}
+
+        def pad(self, features, return_tensors="pt"):
+            from test_trainers import _PadTokenizer
+
+            return _PadTokenizer().pad(features, return_tensors=return_tensors)
+
+    texts = [" ".join(map(str, row["input_ids"])) for row in dataset]
+    logits, hidden = teacher_outputs(
+        teacher, Tokenizer(), texts, None, batch_size=8, max_length=64, blocks=[0, 1], pooling="cls"
+    )
+    cached = Dataset.from_dict(
+        {**dataset.to_dict(), "teacher_logits_0": logits.tolist(), "teacher_hidden_0": hidden.tolist()}
+    )
+    layer_map = {0: 0, 1: 1}
+    online = distill_run(tmp_path / "o", cached=False, teacher=teacher, distill=distill, layer_map=layer_map)
+    offline = distill_run(tmp_path / "c", cached=True, dataset=cached, distill=distill, layer_map=layer_map)
+    assert losses(online, "loss_hidden") == pytest.approx(losses(offline, "loss_hidden"), rel=1e-4)
+    assert losses(online) == pytest.approx(losses(offline), rel=1e-4)
+
+
+# --- through the command line ----------------------------------------------------------------------------------------
+
+
+def test_distill_with_unlabelled_and_augmented_rows_and_cached_hidden_targets(tmp_path, tiny_bert_dir):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    teacher = tmp_path / "teacher"
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tiny_bert_dir, num_labels=2, id2label={0: "neg", 1: "pos"}, label2id={"neg": 0, "pos": 1}
+    )
+    model.save_pretrained(teacher)
+    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(teacher)
+    words = ["good", "great", "fine", "bad", "awful", "poor", "nice", "dull"]
+    texts = [f"a {words[i % 8]} film with {words[(i + 3) % 8]} acting" for i in range(40)]
+    labels = ["pos" if i % 8 in (0, 1, 2, 6) else "neg" for i in range(40)]
+    pd.DataFrame({"text": texts[:32], "label": labels[:32]}).to_csv(tmp_path / "train.csv", index=False)
+    pd.DataFrame({"text": texts[32:], "label": labels[32:]}).to_csv(tmp_path / "dev.csv", index=False)
+    pd.DataFrame({"text": [f"some {w} show" for w in words] + [""]}).to_csv(tmp_path / "more.csv", index=False)
+    out = tmp_path / "student"
+    argv = distill_argv(teacher, tmp_path / "train.csv", tmp_path / "dev.csv", out, tmp_path / "cache")
+    extra = [
+        "--student_layers",
+        "[0]",
+        "--cache_teacher_logits",
+        "true",
+        "--unlabeled_file",
+        str(tmp_path / "more.csv"),
+    ]
+    extra += ["--augment_factor", "2", "--hidden_loss_weight", "1", "--hidden_loss_pooling", "mean"]
+    assert main([*argv, *extra]) == 0
+    record = json.loads((out / "hf_transfer_run.json").read_text())["distillation"]
+    transfer = record["transfer_set"]
+    assert transfer["labelled"] == 32 and transfer["unlabelled"] == 8 and 32 < transfer["augmented"] <= 64
+    assert transfer["unlabelled_files"]["dropped_empty"] == 1
+    cache = record["teacher_logit_cache"][0]
+    assert cache["hidden_targets"] is True and cache["rows"] == 32 + 8 + transfer["augmented"]
+    assert record["hidden_targets"] == "cached" and record["hidden_loss_pooling"] == "mean"
+    card = (out / "README.md").read_text().lower()
+    assert "augmented" in card and "unlabelled" in card
