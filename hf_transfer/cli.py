@@ -22,6 +22,7 @@ commands:
   merge      interpolate pretrained and fine-tuned weights (WiSE-FT), at one α or the best of a validated sweep
   card       (re)write DIR/README.md, the model card, from what a run folder holds: hf-transfer card DIR
   push       upload a run folder to the Hub: hf-transfer push DIR --hub_model_id NAME [--private] [--revision B]
+  search     Optuna search over a train or distill config: hf-transfer search --config C.yaml --n_trials N
 
 Run `hf-transfer <command> --help` for every field of a command. Flags override the YAML config; values are read as
 YAML, so `--freeze_layers 4`, `--freeze_layers [0,1,2]` and `--bf16 true` all work.
@@ -29,23 +30,15 @@ YAML, so `--freeze_layers 4`, `--freeze_layers [0,1,2]` and `--bf16 true` all wo
 
 
 def _train():
-    from hf_transfer.adapters.arguments import AdapterArguments
-    from hf_transfer.core.arguments import DataArguments, ModelArguments
-    from hf_transfer.train.arguments import TransferTrainingArguments
-    from hf_transfer.train.command import run_train
+    from hf_transfer.train.command import TRAIN_ARGUMENTS, run_train
 
-    return (ModelArguments, DataArguments, AdapterArguments, TransferTrainingArguments), run_train
+    return TRAIN_ARGUMENTS, run_train
 
 
 def _distill():
-    from hf_transfer.adapters.arguments import AdapterArguments
-    from hf_transfer.core.arguments import DataArguments, ModelArguments
-    from hf_transfer.distill.arguments import DistillationArguments
-    from hf_transfer.distill.command import run_distill
-    from hf_transfer.train.arguments import TransferTrainingArguments
+    from hf_transfer.distill.command import DISTILL_ARGUMENTS, run_distill
 
-    dataclasses = (ModelArguments, DataArguments, DistillationArguments, AdapterArguments, TransferTrainingArguments)
-    return dataclasses, run_distill
+    return DISTILL_ARGUMENTS, run_distill
 
 
 def _evaluate():
@@ -76,6 +69,13 @@ def _push():
     return (PushArguments,), run_push
 
 
+def _search():
+    from hf_transfer.search.arguments import SearchArguments
+    from hf_transfer.search.command import run_search
+
+    return (SearchArguments,), run_search
+
+
 # Each command's argument dataclasses and entry point, imported only when the command runs (so `--help` is quick).
 COMMANDS: dict[str, typing.Callable[[], tuple[tuple, typing.Callable]]] = {
     "train": _train,
@@ -84,6 +84,7 @@ COMMANDS: dict[str, typing.Callable[[], tuple[tuple, typing.Callable]]] = {
     "merge": _merge,
     "card": _card,
     "push": _push,
+    "search": _search,
 }
 # Commands whose first argument, when it is not a flag, is a field: `hf-transfer push DIR ...`.
 POSITIONAL = {"card": "model_dir", "push": "model_dir"}

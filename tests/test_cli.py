@@ -150,7 +150,14 @@ def test_shipped_configs_parse(config, monkeypatch):
         assert merge.pretrained and merge.output_dir and merge.alpha_grid
         assert [s.name for s in merge.eval_sets()] == [raw["validation_name"], *raw.get("extra_eval", {})]
         return
-    if "teacher_model_name_or_path" in raw:
+    if "search_space" in raw:  # a search: its own fields, and the train config its trials are parsed from
+        from hf_transfer.core.parsing import CommandParser
+        from hf_transfer.train.command import TRAIN_ARGUMENTS
+
+        (search,) = parse_command_args("search", ["--config", str(config)])
+        assert search.search_space and "search_space" not in search.trial_config
+        model, data, adapter, training = CommandParser(TRAIN_ARGUMENTS, "train").parse_config(search.trial_config)
+    elif "teacher_model_name_or_path" in raw:
         model, data, distill, adapter, training = parse_command_args("distill", ["--config", str(config)])
         assert distill.teacher_model_name_or_path and (model.model_name_or_path or distill.student_layers)
     else:

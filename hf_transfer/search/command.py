@@ -1,0 +1,288 @@
+"""`hf-transfer search`: an Optuna study whose every trial is one run of our own `train` (or `distill`) entry point,
+on a config parsed exactly as `hf-transfer train --config` parses it.
+
+Why Optuna directly rather than `Trainer.hyperparameter_search`: that API rebuilds only the model (`model_init`) and
+sets `TrainingArguments` attributes on one `Trainer`, while a trial of ours may change what the run is built from:
+the freeze plan (and with it the optimizer's layer-wise groups and the frozen-feature cache, whose training rows hold
+the frozen trunk's output), the PEFT adapter, or the distillation loss and its teacher-logit cache. Running the
+command per trial honours all of them, and the trial's folder is an ordinary run folder (model, results, card)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from hf_transfer.adapters.plan import check_adapter_args
+from hf_transfer.core.folders import RUN_RECORD_FILE
+from hf_transfer.core.parsing import CommandParser
+from hf_transfer.core.runtime import launched_world_size
+from hf_transfer.core.tasks import MULTI_LABEL
+from hf_transfer.distill.command import DISTILL_ARGUMENTS, run_distill
+from hf_transfer.distill.plan import preflight as distill_preflight
+from hf_transfer.errors import ConfigError, HfTransferError, one_line
+from hf_transfer.search import report
+from hf_transfer.search.arguments import MULTI_LABEL_METRICS, SINGLE_LABEL_METRICS, SearchArguments
+from hf_transfer.search.space import Param, check_fields, default_space, parse_space, route_of
+from hf_transfer.search.study import STUDY_FILE, PruningCallback, best_trial, counted, open_study
+from hf_transfer.train.command import TRAIN_ARGUMENTS, run_train
+from hf_transfer.train.feature_cache import trunk_depth
+from hf_transfer.train.preflight import preflight as train_preflight
+from hf_transfer.train.trainer import freeze_plan_from_arguments
+
+SEARCH_FOLDER = "search"
+TRIALS_FOLDER = "trials"
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+_FAILURES_IN_A_ROW = 3
+
+
+def run_search(search_args: SearchArguments) -> dict:
+    s = search_args
+    if launched_world_size() > 1:
+        raise ConfigError(
+            f"hf-transfer search drives its study from one process, but {launched_world_size()} were launched; run "
+            "it as one process (`hf-transfer search ...` or `accelerate launch --num_processes 1 -m hf_transfer "
+            "search ...`)."
+        )
+    try:
+        import optuna
+    except ImportError:
+        raise ConfigError("hf-transfer search needs Optuna: pip install 'hf-transfer-learning[search]'.") from None
+
+    setup = _prepare(s)
+    root, params, metric = setup["root"], setup["params"], setup["metric"]
+    identity = {"metric": metric, "direction": s.direction, "space": {p.name: p.describe() for p in params},
+                "config": {k: v for k, v in setup["base"].items() if k != "output_dir"}}  # fmt: skip
+    study = open_study(root / SEARCH_FOLDER, s.study_name, identity, seed=setup["seed"], n_trials=s.n_trials,
+                       prune_after_trials=s.prune_after_trials)  # fmt: skip
+    if s.start_from_config and not study.trials:
+        start = {p.name: value for p in params if p.contains(value := _config_value(setup["objects"], p.name))}
+        if start:
+            study.enqueue_trial(start, user_attrs={"from_config": True})
+    started = time.perf_counter()
+    stopped = _optimize(study, s, setup, optuna)
+    return _finish(study, s, setup, stopped, time.perf_counter() - started)
+
+
+def _prepare(s: SearchArguments) -> dict:
+    """Every check that needs no weights: the trials' config, the data (through the route's own pre-flight), the
+    metric against the problem type, and each end of each range parsed as a trial would be."""
+    base = dict(s.trial_config)
+    if not base.get("output_dir"):
+        raise ConfigError(
+            "search needs output_dir: the study, the trials, trials.csv and best_config.yaml are written there."
+        )
+    distill = base.get("teacher_model_name_or_path") is not None
+    command, arguments = ("distill", DISTILL_ARGUMENTS) if distill else ("train", TRAIN_ARGUMENTS)
+    parser = CommandParser(arguments, command)
+    base = _trial_defaults(base, s, distill)
+    objects = parser.parse_config(base)
+    training, adapter = objects[-1], objects[-2]
+    if distill:
+        plan = distill_preflight(*objects[:3], training)
+        layout, problem_type = plan.freeze_plan.layout, plan.prepared.problem_type
+    else:
+        plan = train_preflight(objects[0], objects[1], training)
+        layout, problem_type = plan.freeze_plan.layout, plan.prepared.problem_type
+    allowed = MULTI_LABEL_METRICS if problem_type == MULTI_LABEL else SINGLE_LABEL_METRICS
+    metric = s.metric or allowed[0]
+    if metric not in (*allowed, "loss"):
+        kind = "multi-label" if problem_type == MULTI_LABEL else "single-label"
+        raise ConfigError(
+            f"metric {metric!r} is not computed for {kind} data; use one of {', '.join(allowed)} or loss."
+        )
+    t = training
+    freezes = any((t.freeze_embeddings, t.freeze_layers, t.freeze_patterns, t.train_head_only, t.gradual_unfreezing))
+    route = route_of(distill, adapter.enabled, freezes or t.cache_frozen_features)
+    space = s.search_space or default_space(
+        route, num_layers=layout.depth, peft_method=adapter.peft_method, train_head_only=training.train_head_only
+    )
+    params = check_fields(parse_space(space), parser.hints, command)
+    checks = None if distill else _train_checks(layout, getattr(plan.config, "model_type", None))
+    for p in params:
+        for value in p.bounds_to_check():
+            _check_trial_value(parser, base, p, value, checks)
+    return {"root": Path(base["output_dir"]), "base": base, "parser": parser, "objects": objects, "params": params,
+            "metric": metric, "route": route, "command": command, "seed": training.seed,
+            "entry": run_distill if distill else run_train}  # fmt: skip
+
+
+def _trial_defaults(base: dict, s: SearchArguments, distill: bool) -> dict:
+    """What the trials need that a train config often leaves unset: an evaluation each epoch (so a bad trial can
+    be pruned after its first one), no checkpoints, and for distillation the teacher-logit cache (same loss, and
+    one teacher pass shared by every trial). Written into best_config.yaml like every other value."""
+    base = dict(base)
+    if s.prune and str(base.get("eval_strategy", "no")).lower() == "no":
+        base["eval_strategy"] = "epoch"
+    base.setdefault("save_strategy", "no")
+    if distill and not base.get("hidden_loss_weight"):
+        base.setdefault("cache_teacher_logits", True)
+    return base
+
+
+def _train_checks(layout, model_type: str | None):
+    """The checks of `train`'s pre-flight that need only the model's layout: adapter options, the freeze plan, and
+    the frozen trunk the feature cache needs."""
+
+    def check(objects: tuple) -> None:
+        training = objects[-1]
+        check_adapter_args(objects[2], training)
+        plan = freeze_plan_from_arguments(layout, training)
+        if training.cache_frozen_features:
+            trunk_depth(layout, plan.frozen, model_type)
+
+    return check
+
+
+def _check_trial_value(parser: CommandParser, base: dict, p: Param, value, checks=None) -> None:
+    """A value of the space must make a config that the route's parser accepts, and pass `checks` (for train, the
+    checks that need only the model's layout)."""
+    try:
+        objects = parser.parse_config({**base, p.name: value})
+        if checks is not None:
+            checks(objects)
+    except HfTransferError as err:
+        raise ConfigError(f"search_space.{p.name}: the value {value!r} is rejected: {err}") from None
+
+
+def _config_value(objects: tuple, name: str):
+    import enum
+
+    for args in objects:
+        if name in getattr(type(args), "__dataclass_fields__", {}):
+            value = getattr(args, name)
+            return value.value if isinstance(value, enum.Enum) else value
+    return None
+
+
+def _optimize(study, s: SearchArguments, setup: dict, optuna) -> str:
+    """Run trials until the study holds n_trials counted ones, the timeout passes, or trials keep failing."""
+    from tqdm.auto import tqdm
+
+    root, params, metric = setup["root"], setup["params"], setup["metric"]
+    names = [p.name for p in params]
+    deadline = time.monotonic() + s.timeout if s.timeout else None
+    bar = tqdm(total=s.n_trials, initial=min(counted(study), s.n_trials), desc="search", unit="trial")
+
+    def objective(trial):
+        values = {p.name: p.suggest(trial) for p in params}
+        folder = root / TRIALS_FOLDER / f"trial-{trial.number:03d}"
+        shutil.rmtree(folder, ignore_errors=True)  # left by an earlier study of the same output_dir
+        config = {**setup["base"], **values, "output_dir": str(folder)}
+        trial.set_user_attr("config", json.loads(json.dumps(config, default=str)))
+        callback = PruningCallback(trial, f"eval_{metric}", s.prune)
+        try:
+            summary = setup["entry"](*setup["parser"].parse_config(config), callbacks=[callback])
+        except optuna.TrialPruned:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        except HfTransferError as err:
+            trial.set_user_attr("error", one_line(err, 200))
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("interrupted", True)
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        trial.set_user_attr("output_dir", str(folder))
+        trial.set_user_attr("caches", _cache_use(folder))
+        if f"eval_{metric}" not in summary:  # a route that keeps no validation data (few-shot without one)
+            raise ConfigError(f"the trial has no validation {metric} to be judged by; give validation_file.")
+        return float(summary[f"eval_{metric}"])
+
+    def after_trial(study, trial):
+        best = best_trial(study)
+        if not s.keep_trial_models:
+            _drop_weights_but_best(study, best)
+        _write_outputs(study, setup, names, best)
+        if trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
+            bar.update(1)
+        if best is not None:
+            bar.set_postfix({metric: f"{best.value:.4f}", "best": best.number})
+        bar.write(report.summary_line(trial, metric, s.n_trials, best, names))
+
+    failures = 0
+    try:
+        while counted(study) < s.n_trials:
+            if deadline is not None and time.monotonic() >= deadline:
+                return "timeout"
+            study.optimize(objective, n_trials=1, catch=(HfTransferError,), callbacks=[after_trial])
+            failed = study.trials[-1].state == optuna.trial.TrialState.FAIL
+            failures = failures + 1 if failed else 0
+            if failures >= _FAILURES_IN_A_ROW:
+                return "failures"
+    finally:
+        bar.close()
+    return "n_trials"
+
+
+def _cache_use(folder: Path) -> str:
+    """Whether the trial found the frozen-feature or teacher-logit cache built by an earlier trial (`hit`) or built it,
+    from its run record."""
+    path = folder / RUN_RECORD_FILE
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    found = []
+    if record.get("frozen_features"):
+        found.append(f"frozen features {'hit' if record['frozen_features'].get('hit') else 'built'}")
+    for info in (record.get("distillation") or {}).get("teacher_logit_cache") or []:
+        found.append(f"teacher logits {'hit' if info.get('hit') else 'built'}")
+    return "; ".join(found)
+
+
+def _drop_weights_but_best(study, best) -> None:
+    """Model weights of finished trials other than the best go (their results, config and card stay)."""
+    for trial in study.get_trials(deepcopy=False):
+        folder = trial.user_attrs.get("output_dir")
+        if folder is None or (best is not None and trial.number == best.number) or not Path(folder).is_dir():
+            continue
+        for path in list(Path(folder).rglob("*")):
+            if path.is_dir() and path.name.startswith("checkpoint-"):
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.is_file() and path.suffix in _WEIGHT_SUFFIXES:
+                path.unlink()
+
+
+def _write_outputs(study, setup: dict, names: list[str], best) -> None:
+    folder = setup["root"] / SEARCH_FOLDER
+    report.write_trials_csv(study, folder / report.TRIALS_CSV, setup["metric"], names)
+    report.plot_trials(study, folder / report.TRIALS_PNG, setup["metric"], names, {p.name: p for p in setup["params"]})
+    if best is not None:
+        best_dir = str(setup["root"] / "best")
+        report.write_best_config(best, setup["root"] / report.BEST_CONFIG, best_dir, setup["metric"])
+
+
+def _finish(study, s: SearchArguments, setup: dict, stopped: str, seconds: float) -> dict:
+    from optuna.trial import TrialState
+
+    root, metric, names = setup["root"], setup["metric"], [p.name for p in setup["params"]]
+    trials = study.get_trials(deepcopy=False)
+    best = best_trial(study)
+    if best is None:
+        errors = [t.user_attrs["error"] for t in trials if t.user_attrs.get("error")]
+        raise ConfigError(
+            f"no trial of the search completed ({len(trials)} tried)"
+            + (f"; the last failed with: {errors[-1]}" if errors else "")
+        )
+    _write_outputs(study, setup, names, best)
+    count = {state: sum(t.state == state for t in trials) for state in TrialState}
+    result = {
+        "route": setup["route"],
+        "trials": len(trials),
+        "completed": count[TrialState.COMPLETE],
+        "pruned": count[TrialState.PRUNED],
+        "failed": count[TrialState.FAIL],
+        "stopped_by": stopped,
+        "best_trial": best.number,
+        f"best_{metric}": best.value,
+        **{f"best_{n}": best.params[n] for n in names if n in best.params},
+        "search_wall_seconds": round(seconds, 1),
+        "best_config": str(root / report.BEST_CONFIG),
+        "trials_csv": str(root / SEARCH_FOLDER / report.TRIALS_CSV),
+        "plot": str(root / SEARCH_FOLDER / report.TRIALS_PNG),
+        "study": f"{root / SEARCH_FOLDER / STUDY_FILE} (study {s.study_name!r})",
+        "output_dir": str(root),
+    }
+    if stopped == "failures":
+        result["warning"] = f"stopped after {_FAILURES_IN_A_ROW} failed trials in a row; see trials.csv."
+    return result

@@ -1,0 +1,180 @@
+"""What a search leaves beside its study: `search/trials.csv` (a row per trial), `search/trials.png` (the metric per
+trial with the best so far, the parameters' importances and the metric against the most important ones) and
+`best_config.yaml`, the best trial's config, which `hf-transfer train --config best_config.yaml` reproduces."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import yaml
+
+from hf_transfer.outputs.plots import _figure, _save
+
+TRIALS_CSV = "trials.csv"
+TRIALS_PNG = "trials.png"
+BEST_CONFIG = "best_config.yaml"
+
+
+def _duration(trial) -> float | None:
+    if trial.datetime_start and trial.datetime_complete:
+        return round((trial.datetime_complete - trial.datetime_start).total_seconds(), 1)
+    return None
+
+
+def _last_report(trial) -> float | None:
+    """A pruned trial's metric at its last evaluation."""
+    steps = trial.intermediate_values
+    return steps[max(steps)] if steps else None
+
+
+def write_trials_csv(study, path: Path, metric: str, names: list[str]) -> None:
+    """One row per trial: number, state, the metric, duration, every searched parameter, where it was pruned."""
+    fields = ["number", "state", metric, "duration_s", *names, "evaluations", "pruned_at_evaluation", "caches", "note"]
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        pruned = trial.user_attrs.get("pruned_at") or {}
+        note = trial.user_attrs.get("error") or ""
+        if trial.user_attrs.get("from_config"):
+            note = "the config's own values" + (f"; {note}" if note else "")
+        if "requeued_from" in trial.user_attrs:
+            note = f"reruns interrupted trial {trial.user_attrs['requeued_from']}" + (f"; {note}" if note else "")
+        rows.append(
+            {
+                "number": trial.number,
+                "state": trial.state.name.lower(),
+                metric: trial.value if trial.value is not None else _last_report(trial),
+                "duration_s": _duration(trial),
+                **{name: trial.params.get(name) for name in names},
+                "evaluations": len(trial.intermediate_values),
+                "pruned_at_evaluation": pruned.get("evaluation"),
+                "caches": trial.user_attrs.get("caches", ""),
+                "note": note,
+            }
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_best_config(trial, path: Path, output_dir: str, metric: str) -> dict:
+    """The best trial's config (the user's config with the searched values filled in, exactly what the trial was
+    parsed from) with its own output_dir; returns it."""
+    config = {**trial.user_attrs["config"], "output_dir": output_dir}
+    header = (
+        f"# hf-transfer search: trial {trial.number}, the best of the study ({metric} {trial.value:.4f} on the "
+        "validation data).\n# Reproduce it with: hf-transfer train --config best_config.yaml\n"
+    )
+    path.write_text(header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    return config
+
+
+def importances(study, names: list[str]) -> dict[str, float]:
+    """Optuna's fANOVA importance of each parameter, over the completed trials; {} until there are enough of them
+    (two completed trials whose parameters differ)."""
+    from optuna.importance import get_param_importances
+    from optuna.trial import TrialState
+
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    varied = [n for n in names if len({repr(t.params.get(n)) for t in done if n in t.params}) > 1]
+    if len(done) < 2 or not varied:
+        return {}
+    try:
+        return get_param_importances(study, params=varied)
+    except (RuntimeError, ValueError):  # e.g. parameters missing from some trials
+        return {}
+
+
+def plot_trials(study, path: Path, metric: str, names: list[str], params_by_name: dict) -> None:
+    """The metric of every trial against its number (pruned ones at their last evaluation) with the best so far,
+    the parameters' importances, and the metric against the two most important parameters."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    maximize = study.direction.name.lower() == "maximize"
+    fig = _figure(figsize=(12, 8))
+    (trial_ax, importance_ax), (left_ax, right_ax) = fig.subplots(2, 2)
+
+    done = [(t.number, t.value) for t in trials if t.state == TrialState.COMPLETE]
+    pruned = [(t.number, _last_report(t)) for t in trials if t.state == TrialState.PRUNED and t.intermediate_values]
+    if done:
+        trial_ax.scatter(*zip(*done, strict=True), color="tab:blue", zorder=3, label="completed")
+        best, line = None, []
+        for number, value in done:
+            best = value if best is None or (value > best if maximize else value < best) else best
+            line.append((number, best))
+        numbers = [n for n, _ in line] + [max(t.number for t in trials)]
+        trial_ax.step(numbers, [b for _, b in line] + [line[-1][1]], where="post", color="tab:green",
+                      label="best so far")  # fmt: skip
+    if pruned:
+        trial_ax.scatter(*zip(*pruned, strict=True), color="tab:orange", marker="x", zorder=3,
+                         label="pruned (last evaluation)")  # fmt: skip
+    failed = sum(t.state == TrialState.FAIL for t in trials)
+    trial_ax.set(xlabel="trial", ylabel=f"validation {metric}",
+                 title=f"{len(trials)} trials" + (f" ({failed} failed, not shown)" if failed else ""))  # fmt: skip
+    trial_ax.xaxis.get_major_locator().set_params(integer=True)
+    if done or pruned:
+        trial_ax.legend()
+    else:
+        trial_ax.text(0.5, 0.5, "no trial finished yet", ha="center", va="center", transform=trial_ax.transAxes)
+
+    scores = importances(study, names)
+    if scores:
+        order = sorted(scores, key=scores.get)
+        importance_ax.barh(order, [scores[n] for n in order], color="tab:purple")
+        importance_ax.set(xlabel="importance (fANOVA, share of the metric's variance)", title="parameter importance")
+    else:
+        importance_ax.text(0.5, 0.5, "importances need two completed trials\nwith different parameters",
+                           ha="center", va="center", transform=importance_ax.transAxes, color="gray")  # fmt: skip
+        importance_ax.set(title="parameter importance")
+        importance_ax.set_axis_off()
+    top = sorted(scores, key=scores.get, reverse=True) if scores else list(names)
+    for ax, name in zip((left_ax, right_ax), [*top[:2], None, None], strict=False):
+        if name is None:
+            ax.set_axis_off()
+            continue
+        _metric_against(ax, trials, name, metric, params_by_name.get(name), TrialState)
+    _save(fig, path)
+
+
+def _metric_against(ax, trials, name: str, metric: str, param, TrialState) -> None:
+    points = [(t.params[name], t.value) for t in trials if t.state == TrialState.COMPLETE and name in t.params]
+    pruned = [(t.params[name], _last_report(t)) for t in trials
+              if t.state == TrialState.PRUNED and name in t.params and t.intermediate_values]  # fmt: skip
+    categorical = param is not None and not param.is_range
+    if categorical:  # choices at evenly spaced positions, labelled by value
+        labels = [str(c) for c in param.choices]
+        points = [(labels.index(str(x)), y) for x, y in points]
+        pruned = [(labels.index(str(x)), y) for x, y in pruned]
+        ax.set_xticks(range(len(labels)), labels)
+    if points:
+        ax.scatter(*zip(*points, strict=True), color="tab:blue", label="completed")
+    if pruned:
+        ax.scatter(*zip(*pruned, strict=True), color="tab:orange", marker="x", label="pruned")
+    if param is not None and param.is_range and param.log:
+        ax.set_xscale("log")
+    ax.set(xlabel=name, ylabel=f"validation {metric}", title=f"{metric} against {name}")
+    if points or pruned:
+        ax.legend()
+
+
+def summary_line(trial, metric: str, total: int, best, names: list[str]) -> str:
+    """The line printed when a trial ends: its state, metric, duration and parameters, and the best so far."""
+    state = trial.state.name.lower()
+    value = trial.value if trial.value is not None else _last_report(trial)
+    score = f"{metric} {value:.4f}" if value is not None and math.isfinite(value) else "no score"
+    params = ", ".join(f"{n}={_short(trial.params[n])}" for n in names if n in trial.params)
+    note = f" ({trial.user_attrs['error']})" if trial.user_attrs.get("error") else ""
+    best_text = f"; best: trial {best.number}, {best.value:.4f}" if best is not None else ""
+    took = _duration(trial)
+    return (f"trial {trial.number + 1}/{total} {state}{note}: {score}"
+            + (f" in {took:.0f}s" if took is not None else "") + f" [{params}]{best_text}")  # fmt: skip
+
+
+def _short(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)

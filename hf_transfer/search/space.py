@@ -1,0 +1,216 @@
+"""The search space: its YAML syntax (`{low, high, log, step}` ranges and lists of choices), its check against the
+fields of the route's arguments, and the default space of each route. Pure functions of plain values."""
+
+from __future__ import annotations
+
+import math
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Union
+
+from hf_transfer.errors import ConfigError
+
+RANGE_KEYS = ("low", "high", "log", "step")
+# Fields the search owns: trials write to folders of their own under output_dir.
+NOT_SEARCHABLE = ("output_dir", "logging_dir", "resume_from_checkpoint", "push_to_hub", "hub_model_id")
+SYNTAX = "give a range {low: L, high: H} (with log: true or step: S if wanted) or a non-empty list of choices"
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched field: a numeric range (`integer` once the field's type is known) or a list of choices."""
+
+    name: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple | None = None
+    integer: bool = False
+
+    @property
+    def is_range(self) -> bool:
+        return self.choices is None
+
+    def bounds_to_check(self) -> list:
+        """The values every trial's config must accept: both ends of a range, or every choice."""
+        if not self.is_range:
+            return list(self.choices)
+        return [int(self.low), int(self.high)] if self.integer else [self.low, self.high]
+
+    def contains(self, value: Any) -> bool:
+        if not self.is_range:
+            return any(value == c and type(value) is type(c) for c in self.choices) or (
+                isinstance(value, float) and value in self.choices
+            )
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not self.low <= value <= self.high:
+            return False
+        if self.integer and value != int(value):
+            return False
+        if self.step is not None:
+            steps = (value - self.low) / self.step
+            return math.isclose(steps, round(steps), abs_tol=1e-9)
+        return True
+
+    def suggest(self, trial):
+        """This field's value for an Optuna trial."""
+        if not self.is_range:
+            return trial.suggest_categorical(self.name, list(self.choices))
+        if self.integer:
+            return trial.suggest_int(self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
+        return trial.suggest_float(self.name, self.low, self.high, step=self.step, log=self.log)
+
+    def describe(self) -> str:
+        if not self.is_range:
+            return "[" + ", ".join(map(str, self.choices)) + "]"
+        extra = ", log" if self.log else f", step {self.step:g}" if self.step else ""
+        return f"{self.low:g}..{self.high:g}{extra}"
+
+
+def _number(name: str, key: str, value: Any) -> float | int:
+    """A bound read from YAML, where `1e-5` (no dot) arrives as text."""
+    if isinstance(value, bool):
+        raise ConfigError(f"search_space.{name}: {key} must be a number, got {value!r}; {SYNTAX}.")
+    if isinstance(value, str):
+        try:
+            value = int(value) if value.strip().lstrip("+-").isdigit() else float(value)
+        except ValueError:
+            raise ConfigError(f"search_space.{name}: {key} must be a number, got {value!r}; {SYNTAX}.") from None
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"search_space.{name}: {key} must be a finite number, got {value!r}; {SYNTAX}.")
+    return value
+
+
+def _range(name: str, spec: dict) -> Param:
+    unknown = sorted(set(map(str, spec)) - set(RANGE_KEYS))
+    if unknown or "low" not in spec or "high" not in spec:
+        what = f"unknown key {unknown[0]!r}" if unknown else "low and high are both needed"
+        raise ConfigError(f"search_space.{name}: {what} in {spec!r}; {SYNTAX}.")
+    low, high = _number(name, "low", spec["low"]), _number(name, "high", spec["high"])
+    if not low < high:
+        raise ConfigError(f"search_space.{name}: the range is empty (low {low} >= high {high}); give low < high.")
+    log = spec.get("log", False)
+    if not isinstance(log, bool):
+        raise ConfigError(f"search_space.{name}: log must be true or false, got {log!r}.")
+    step = spec.get("step")
+    if step is not None:
+        step = _number(name, "step", step)
+        if not 0 < step <= high - low:
+            raise ConfigError(f"search_space.{name}: step must be > 0 and at most high - low, got {step}.")
+        if log:
+            raise ConfigError(f"search_space.{name}: a range takes log or step, not both.")
+    if log and low <= 0:
+        raise ConfigError(f"search_space.{name}: a log range needs low > 0, got {low}.")
+    return Param(name, low=low, high=high, log=log, step=step)
+
+
+def _choices(name: str, values: list) -> Param:
+    if not values:
+        raise ConfigError(f"search_space.{name}: the list of choices is empty; {SYNTAX}.")
+    for value in values:
+        if value is not None and not isinstance(value, (bool, int, float, str)):
+            raise ConfigError(
+                f"search_space.{name}: a choice must be a number, text, true/false or null, got {value!r}."
+            )
+    if len({(type(v), v) for v in values}) != len(values):
+        raise ConfigError(f"search_space.{name}: the choices {values!r} repeat a value.")
+    return Param(name, choices=tuple(values))
+
+
+def parse_space(space: Any) -> list[Param]:
+    """The syntax of `search_space`: {field: {low, high[, log | step]}} or {field: [choice, ...]}."""
+    if not isinstance(space, dict) or not space:
+        raise ConfigError(f"search_space must be a non-empty mapping of field: range or choices, got {space!r}.")
+    params = []
+    for name, spec in space.items():
+        name = str(name).replace("-", "_")
+        if name in NOT_SEARCHABLE:
+            raise ConfigError(f"search_space.{name}: the search sets {name} itself; leave it out of search_space.")
+        if isinstance(spec, dict):
+            params.append(_range(name, spec))
+        elif isinstance(spec, (list, tuple)):
+            params.append(_choices(name, list(spec)))
+        else:
+            raise ConfigError(f"search_space.{name}: got {spec!r}; {SYNTAX} (a fixed value goes in the config).")
+    return params
+
+
+def _options(hint: Any) -> tuple:
+    return typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
+
+
+def check_fields(params: list[Param], hints: dict[str, Any], command: str) -> list[Param]:
+    """Each param names a field of the trials' arguments, and a range only a numeric one; ranges of int fields
+    become integer ranges (so do ranges of `int | list` fields such as freeze_layers), of float fields float ones."""
+    import difflib
+
+    checked = []
+    for p in params:
+        if p.name not in hints:
+            close = difflib.get_close_matches(p.name, list(hints), n=1, cutoff=0.6)
+            hint = f" Did you mean {close[0]!r}?" if close else f" See `hf-transfer {command} --help` for the fields."
+            raise ConfigError(f"search_space: unknown field {p.name!r}.{hint}")
+        if p.is_range:
+            options = _options(hints[p.name])
+            if float in options:
+                p = Param(p.name, float(p.low), float(p.high), p.log, p.step)
+            elif int in options:
+                if any(v is not None and v != int(v) for v in (p.low, p.high, p.step)):
+                    raise ConfigError(
+                        f"search_space.{p.name}: {p.name} takes whole numbers, got the range {p.describe()}."
+                    )
+                step = None if p.step is None else int(p.step)
+                p = Param(p.name, int(p.low), int(p.high), p.log, step, integer=True)
+            else:
+                raise ConfigError(
+                    f"search_space.{p.name}: {p.name} is not a number, so it takes a list of choices, not a range."
+                )
+        checked.append(p)
+    return checked
+
+
+# --- the default space of each route -------------------------------------------------------------------------------
+
+ROUTES = ("full", "frozen", "adapter", "distill")
+_COMMON = {
+    "num_train_epochs": {"low": 1, "high": 3, "step": 1},
+    "per_device_train_batch_size": [16, 32],
+}
+
+
+def default_space(route: str, *, num_layers: int | None = None, peft_method: str = "none",
+                  train_head_only: bool = False) -> dict:  # fmt: skip
+    """The space searched when the config gives none, in the `search_space` syntax (docs/search.md shows them)."""
+    if route == "full":
+        return {
+            "learning_rate": {"low": 1e-5, "high": 1e-4, "log": True},
+            **_COMMON,
+            "warmup_steps": {"low": 0.0, "high": 0.2},
+            "weight_decay": {"low": 0.0, "high": 0.1},
+            "layerwise_lr_decay": {"low": 0.8, "high": 1.0},
+        }
+    if route == "frozen":
+        space = {"learning_rate": {"low": 2e-5, "high": 5e-4, "log": True}, **_COMMON}
+        if num_layers and num_layers > 1 and not train_head_only:
+            # Freeze at least a third of the blocks, never all of them (that is train_head_only).
+            space["freeze_layers"] = {"low": max(1, num_layers // 3), "high": num_layers - 1}
+        return space
+    if route == "adapter":
+        space = {"learning_rate": {"low": 1e-4, "high": 2e-3, "log": True}, **_COMMON}
+        if peft_method == "lora":
+            space["lora_r"] = [4, 8, 16]
+        return space
+    if route == "distill":
+        return {
+            "learning_rate": {"low": 2e-5, "high": 2e-4, "log": True},
+            **_COMMON,
+            "alpha": {"low": 0.1, "high": 0.9},
+            "temperature": {"low": 1.0, "high": 4.0},
+        }
+    raise ValueError(f"unknown route {route!r}; expected one of {ROUTES}")
+
+
+def route_of(is_distill: bool, adapter_enabled: bool, freezes_anything: bool) -> str:
+    """Which default space fits a config: distillation first, then an adapter, then frozen layers, else full."""
+    return "distill" if is_distill else "adapter" if adapter_enabled else "frozen" if freezes_anything else "full"

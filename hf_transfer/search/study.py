@@ -1,0 +1,108 @@
+"""The Optuna side of `hf-transfer search`: the study in an SQLite file (created, or resumed with its finished trials
+kept and an interrupted one queued again), and the callback that reports each evaluation to the trial and prunes it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from hf_transfer.errors import ConfigError
+
+STUDY_FILE = "study.db"
+# What a study was started with; a rerun that differs would mix incomparable trials into one study.
+_IDENTITY = ("metric", "direction", "space", "config")
+
+
+class PruningCallback(TrainerCallback):
+    """Reports the validation metric of every evaluation during training to the Optuna trial (at step 1, 2, … so
+    that trials of different batch sizes compare evaluation by evaluation) and stops a trial the pruner rejects."""
+
+    def __init__(self, trial, metric_key: str, prune: bool):
+        self.trial, self.metric_key, self.prune = trial, metric_key, prune
+        self.evaluations = 0
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        import optuna
+
+        if not metrics or self.metric_key not in metrics:
+            return
+        self.evaluations += 1
+        value = float(metrics[self.metric_key])
+        self.trial.report(value, step=self.evaluations)
+        if self.prune and self.trial.should_prune():
+            epoch = round(state.epoch or 0.0, 2)
+            self.trial.set_user_attr("pruned_at", {"evaluation": self.evaluations, "epoch": epoch})
+            raise optuna.TrialPruned(
+                f"pruned at evaluation {self.evaluations} (epoch {epoch}): {self.metric_key} {value:.4f}"
+            )
+
+
+def open_study(folder: Path, name: str, identity: dict, *, seed: int, n_trials: int, prune_after_trials: int):
+    """The study `name` in `folder/study.db`: new, or the one an earlier run left (refused when it was started with
+    another metric, direction, space or config). Trials a killed run left RUNNING are marked failed and queued
+    again, as are trials a Ctrl-C stopped."""
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line per trial says the same, once
+    folder.mkdir(parents=True, exist_ok=True)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{(folder / STUDY_FILE).resolve()}")
+    identity = json.loads(json.dumps(identity, default=str))
+    study = optuna.create_study(
+        storage=storage,
+        study_name=name,
+        direction=identity["direction"],
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=prune_after_trials, n_warmup_steps=0),
+        load_if_exists=True,
+    )
+    stored = {k: study.user_attrs.get(k) for k in _IDENTITY}
+    if any(v is not None for v in stored.values()) or study.trials:
+        changed = [k for k in _IDENTITY if stored[k] is not None and stored[k] != identity[k]]
+        if changed or study.direction.name.lower() != identity["direction"]:
+            what = ", ".join(changed) or "direction"
+            raise ConfigError(
+                f"study {name!r} in {folder / STUDY_FILE} was started with another {what}; rerun with the same "
+                "config to resume it, or give a new study_name (or output_dir) for a new study."
+            )
+    for key in _IDENTITY:
+        study.set_user_attr(key, identity[key])
+    _requeue_interrupted(study, storage, TrialState)
+    # Seeded by the trials already there, so a resumed study does not draw the first run's random trials again.
+    startup = max(1, min(10, n_trials // 3))
+    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials), n_startup_trials=startup)
+    return study
+
+
+def _requeue_interrupted(study, storage, TrialState) -> None:
+    requeued = set(study.user_attrs.get("requeued", []))
+    study_id = storage.get_study_id_from_name(study.study_name)
+    for trial in study.get_trials(deepcopy=False):
+        killed = trial.state == TrialState.RUNNING
+        stopped = trial.state == TrialState.FAIL and trial.user_attrs.get("interrupted")
+        if not (killed or stopped) or trial.number in requeued:
+            continue
+        if killed:
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+            storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+        if trial.params:
+            study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number})
+        requeued.add(trial.number)
+    study.set_user_attr("requeued", sorted(requeued))
+
+
+def counted(study) -> int:
+    """Trials that count towards n_trials: completed and pruned ones."""
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
+def best_trial(study):
+    """The best completed trial, or None."""
+    from optuna.trial import TrialState
+
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return None
+    return study.best_trial

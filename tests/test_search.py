@@ -1,0 +1,295 @@
+"""`hf-transfer search`: the search-space syntax and its checks, the trial config parsed exactly as `train` parses
+it, and a whole study on a tiny model: trials.csv, the plot, pruning, best_config.yaml reproducing its trial, and a
+resumed study that keeps its finished trials and reruns an interrupted one."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import assert_picture
+
+from hf_transfer.cli import main, parse_command_args
+from hf_transfer.core.parsing import CommandParser
+from hf_transfer.errors import ConfigError
+from hf_transfer.search.space import check_fields, default_space, parse_space
+
+# --- the space ------------------------------------------------------------------------------------------------------
+
+
+def _train_parser():
+    from hf_transfer.train.command import TRAIN_ARGUMENTS
+
+    return CommandParser(TRAIN_ARGUMENTS, "train")
+
+
+def test_space_syntax_ranges_and_choices():
+    params = {p.name: p for p in parse_space(
+        {"learning_rate": {"low": "1e-5", "high": 1e-4, "log": True}, "per_device_train_batch_size": [16, 32],
+         "num_train_epochs": {"low": 1, "high": 3, "step": 1}, "freeze_layers": {"low": 1, "high": 4}}
+    )}  # fmt: skip
+    assert params["learning_rate"].low == 1e-5 and params["learning_rate"].log  # `1e-5` arrives from YAML as text
+    assert params["per_device_train_batch_size"].choices == (16, 32)
+    checked = {p.name: p for p in check_fields(list(params.values()), _train_parser().hints, "train")}
+    assert checked["freeze_layers"].integer and checked["freeze_layers"].bounds_to_check() == [1, 4]
+    assert not checked["num_train_epochs"].integer and checked["num_train_epochs"].step == 1  # a float field
+    assert checked["num_train_epochs"].contains(2.0) and not checked["num_train_epochs"].contains(2.5)
+    assert checked["learning_rate"].contains(5e-5) and not checked["learning_rate"].contains(1e-3)
+    batch = checked["per_device_train_batch_size"]
+    assert batch.contains(32) and not batch.contains(8) and not batch.contains(32.5)
+
+
+@pytest.mark.parametrize(
+    "space,needle",
+    [
+        ({"learning_rate": {"low": 1e-4, "high": 1e-5}}, "the range is empty"),
+        ({"learning_rate": {"low": 1e-4, "high": 1e-4}}, "the range is empty"),
+        ({"per_device_train_batch_size": []}, "list of choices is empty"),
+        ({"learning_rate": {"low": "abc", "high": 1}}, "must be a number"),
+        ({"learning_rate": {"low": 0, "high": 1, "log": True}}, "log range needs low > 0"),
+        ({"learning_rate": {"low": 1e-5, "high": 1e-4, "lg": True}}, "unknown key 'lg'"),
+        ({"learning_rate": 1e-4}, "a fixed value goes in the config"),
+        ({"class_names": [["a", "b"]]}, "a choice must be"),
+        ({"output_dir": ["a", "b"]}, "sets output_dir itself"),
+        ([1, 2], "non-empty mapping"),
+    ],
+)
+def test_space_syntax_errors(space, needle):
+    with pytest.raises(ConfigError, match=needle):
+        parse_space(space)
+
+
+@pytest.mark.parametrize(
+    "space,needle",
+    [
+        ({"lerning_rate": {"low": 1e-5, "high": 1e-4}}, "unknown field 'lerning_rate'. Did you mean 'learning_rate'"),
+        ({"lr_scheduler_type": {"low": 1, "high": 2}}, "takes a list of choices"),
+        ({"per_device_train_batch_size": {"low": 8.5, "high": 16}}, "whole numbers"),
+    ],
+)
+def test_space_field_errors(space, needle):
+    with pytest.raises(ConfigError, match=needle):
+        check_fields(parse_space(space), _train_parser().hints, "train")
+
+
+@pytest.mark.parametrize("route", ["full", "frozen", "adapter", "distill"])
+def test_default_spaces_parse_as_trials(route):
+    """Every default space names fields of its route, and both ends of every range make a config the route accepts."""
+    from hf_transfer.distill.command import DISTILL_ARGUMENTS
+    from hf_transfer.search.command import _check_trial_value
+
+    base = {"model_name_or_path": "m", "train_file": "t.csv", "output_dir": "o", "use_cpu": True}
+    extra = {"frozen": {"freeze_embeddings": True}, "adapter": {"peft_method": "lora"},
+             "distill": {"teacher_model_name_or_path": "t", "model_name_or_path": "s"}}  # fmt: skip
+    base.update(extra.get(route, {}))
+    parser = CommandParser(DISTILL_ARGUMENTS, "distill") if route == "distill" else _train_parser()
+    space = default_space(route, num_layers=6, peft_method="lora")
+    params = check_fields(parse_space(space), parser.hints, parser.command)
+    assert "learning_rate" in space and len(params) >= 3
+    for p in params:
+        for value in p.bounds_to_check():
+            _check_trial_value(parser, base, p, value, None)
+    if route == "frozen":
+        assert space["freeze_layers"] == {"low": 2, "high": 5}
+
+
+def test_trial_config_is_parsed_exactly_as_train_parses_it(tmp_path):
+    """The search's config minus its own fields, flags included, makes the same arguments as `train` on it."""
+    train_config = {"model_name_or_path": "m", "train_file": "t.csv", "learning_rate": "1e-5", "output_dir": "o",
+                    "freeze_layers": [0, 1], "max_seq_length": 64}  # fmt: skip
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(train_config))
+    search_config = {**train_config, "search_space": {"num_train_epochs": {"low": 1, "high": 2}}, "n_trials": 4}
+    (tmp_path / "search.yaml").write_text(yaml.safe_dump(search_config))
+    flags = ["--max_seq_length", "32", "--seed=7"]
+    (search,) = parse_command_args("search", ["--config", str(tmp_path / "search.yaml"), *flags])
+    assert search.n_trials == 4 and search.search_space == {"num_train_epochs": {"low": 1, "high": 2}}
+    assert search.trial_config == {**train_config, "max_seq_length": 32, "seed": 7}
+    from_search = _train_parser().parse_config(search.trial_config)
+    from_train = parse_command_args("train", ["--config", str(tmp_path / "train.yaml"), *flags])
+    values = [a.to_dict() if hasattr(a, "to_dict") else vars(a) for a in (*from_search, *from_train)]
+    assert values[: len(from_search)] == values[len(from_search) :]
+    assert from_search[-1].learning_rate == 1e-5
+
+
+def test_search_refuses_several_processes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["search", "--model_name_or_path", "m", "--output_dir", str(tmp_path / "o")]) == 2
+    assert "drives its study from one process" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+# --- a whole study --------------------------------------------------------------------------------------------------
+
+GOOD_LR, BAD_LR = 5e-3, 1e-7
+
+
+@pytest.fixture(scope="module")
+def study_run(tmp_path_factory, tiny_bert_dir):
+    """Three trials on a tiny BERT, judged by validation loss. The study is created first with two queued trials, a
+    learning one and one whose learning rate is too small to move, so the second is pruned at its first evaluation
+    (one finished trial is enough to start pruning); the third is sampled."""
+    import optuna
+
+    root = tmp_path_factory.mktemp("search")
+    words = {"pos": ["good", "great", "fine", "nice"], "neg": ["bad", "awful", "poor", "meh"]}
+    rows = [(f"{words[label][i % 4]} {words[label][i % 4]} thing {i}", label)
+            for i, label in enumerate(["pos", "neg"] * 48)]  # fmt: skip
+    pd.DataFrame(rows[:80], columns=["text", "label"]).to_csv(root / "train.csv", index=False)
+    pd.DataFrame(rows[80:], columns=["text", "label"]).to_csv(root / "dev.csv", index=False)
+    out = root / "out"
+    config = {
+        "model_name_or_path": str(tiny_bert_dir), "train_file": str(root / "train.csv"),
+        "validation_file": str(root / "dev.csv"), "output_dir": str(out), "num_train_epochs": 2,
+        "per_device_train_batch_size": 16, "use_cpu": True, "report_to": "none", "disable_tqdm": True,
+        # The embeddings and block 0 frozen, their output cached: built by the first trial, found by the others.
+        "freeze_embeddings": True, "freeze_layers": 1, "cache_frozen_features": True,
+        "frozen_features_cache_dir": str(root / "feature-cache"),
+        "search_space": {"learning_rate": [GOOD_LR, BAD_LR], "warmup_steps": {"low": 0.0, "high": 0.1}},
+    }  # fmt: skip
+    (root / "search.yaml").write_text(yaml.safe_dump(config))
+    (out / "search").mkdir(parents=True)
+    storage = f"sqlite:///{out / 'search' / 'study.db'}"
+    study = optuna.create_study(storage=storage, study_name="hf-transfer-search", direction="minimize")
+    study.enqueue_trial({"learning_rate": GOOD_LR, "warmup_steps": 0.0})
+    study.enqueue_trial({"learning_rate": BAD_LR, "warmup_steps": 0.0})
+    argv = ["search", "--config", str(root / "search.yaml"), "--metric", "loss", "--prune_after_trials", "1"]
+    assert main([*argv, "--n_trials", "3"]) == 0
+    first = pd.read_csv(out / "search" / "trials.csv")
+    return {"root": root, "out": out, "argv": argv, "storage": storage, "first": first}
+
+
+def test_trials_csv_has_a_row_per_trial_and_a_pruned_one(study_run):
+    trials = study_run["first"]
+    assert list(trials.columns[:4]) == ["number", "state", "loss", "duration_s"]
+    assert {"learning_rate", "warmup_steps", "pruned_at_evaluation"} <= set(trials.columns)
+    assert list(trials["number"]) == [0, 1, 2]
+    good, bad = trials.iloc[0], trials.iloc[1]
+    assert good["state"] == "complete" and good["evaluations"] == 2 and good["learning_rate"] == GOOD_LR
+    assert bad["state"] == "pruned" and bad["pruned_at_evaluation"] == 1 and bad["evaluations"] == 1
+    assert bad["loss"] > good["loss"]  # its loss at the first evaluation, above the finished trial's
+    assert trials["duration_s"].notna().all()
+    assert list(trials["caches"].fillna("")) == ["frozen features built", "", "frozen features hit"]
+    # A pruned trial leaves no folder; only the best finished trial keeps its weights.
+    folders = study_run["out"] / "trials"
+    assert not (folders / "trial-001").exists()
+    best = trials[trials["state"] == "complete"].sort_values("loss").iloc[0]
+    for number in trials[trials["state"] == "complete"]["number"]:
+        folder = folders / f"trial-{number:03d}"
+        assert (folder / "eval_results.json").is_file()
+        assert (folder / "model.safetensors").is_file() == (number == best["number"])
+
+
+def test_plot_of_the_trials(study_run):
+    assert_picture(study_run["out"] / "search" / "trials.png", min_width=800, min_height=500)
+
+
+def test_best_config_reproduces_its_trial(study_run):
+    out, trials = study_run["out"], study_run["first"]
+    best = trials[trials["state"] == "complete"].sort_values("loss").iloc[0]
+    config = yaml.safe_load((out / "best_config.yaml").read_text())
+    assert config["output_dir"] == str(out / "best") and "search_space" not in config
+    assert config["learning_rate"] == best["learning_rate"] and config["warmup_steps"] == best["warmup_steps"]
+    assert config["eval_strategy"] == "epoch" and config["save_strategy"] == "no"
+    trial_results = json.loads((out / "trials" / f"trial-{best['number']:03d}" / "eval_results.json").read_text())
+    assert trial_results["eval_loss"] == pytest.approx(best["loss"], abs=1e-9)
+    assert main(["train", "--config", str(out / "best_config.yaml")]) == 0
+    again = json.loads((out / "best" / "eval_results.json").read_text())
+    assert again["eval_loss"] == pytest.approx(best["loss"], abs=1e-6)
+    assert again["eval_accuracy"] == trial_results["eval_accuracy"]
+
+
+def test_resume_keeps_finished_trials_and_reruns_an_interrupted_one(study_run):
+    """A run killed during a trial leaves it RUNNING in the study: the rerun marks it failed, runs its parameters
+    again first, keeps every finished trial as it was, and stops when the study holds n_trials counted trials."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    out = study_run["out"]
+    study = optuna.load_study(study_name="hf-transfer-search", storage=study_run["storage"])
+    killed = study.ask({"learning_rate": CategoricalDistribution([GOOD_LR, BAD_LR]),
+                        "warmup_steps": FloatDistribution(0.0, 0.1)})  # fmt: skip
+    assert main([*study_run["argv"], "--n_trials", "4"]) == 0
+    trials = pd.read_csv(out / "search" / "trials.csv")
+    first = study_run["first"]
+    assert len(trials) == 5
+    kept = trials.iloc[:3]
+    assert list(kept["state"]) == list(first["state"]) and list(kept["loss"]) == list(first["loss"])
+    assert trials.iloc[3]["state"] == "fail" and trials.iloc[4]["state"] in ("complete", "pruned")
+    assert trials.iloc[4]["note"].startswith("reruns interrupted trial 3")
+    assert trials.iloc[4]["learning_rate"] == killed.params["learning_rate"]
+    assert trials.iloc[4]["warmup_steps"] == killed.params["warmup_steps"]
+    # A rerun with another space is refused: its trials would not be comparable with the stored ones.
+    changed = ["--search_space", "{learning_rate: [0.01, 0.001]}"]
+    assert main([*study_run["argv"], "--n_trials", "5", *changed]) == 2
+    assert len(pd.read_csv(out / "search" / "trials.csv")) == 5
+
+
+def test_search_summary_names_the_outputs(study_run, capsys):
+    """Rerun on a study that already holds n_trials: nothing new runs, the summary still reports the best."""
+    out = study_run["out"]
+    before = sorted(p.name for p in (out / "trials").iterdir())
+    assert main([*study_run["argv"], "--n_trials", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "best_loss" in printed and str(out / "best_config.yaml") in printed
+    assert sorted(p.name for p in (out / "trials").iterdir()) == before
+    assert Path(out / "search" / "study.db").is_file()
+
+
+def test_a_distillation_search_shares_the_teacher_logits(tmp_path, tiny_bert_dir):
+    """A config naming a teacher is searched as `distill` trials over the default distillation space; the teacher
+    runs over the training rows once, in the first trial, and later trials read its logits from the cache."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128, id2label={0: "neg", 1: "pos"},
+                        label2id={"neg": 0, "pos": 1})  # fmt: skip
+    BertForSequenceClassification(config).save_pretrained(tmp_path / "teacher")
+    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(tmp_path / "teacher")
+    rows = [(f"{w} {w} thing {i}", label) for i, (w, label) in enumerate([("good", "pos"), ("bad", "neg")] * 20)]
+    pd.DataFrame(rows[:32], columns=["text", "label"]).to_csv(tmp_path / "train.csv", index=False)
+    pd.DataFrame(rows[32:], columns=["text", "label"]).to_csv(tmp_path / "dev.csv", index=False)
+    argv = ["search", "--teacher_model_name_or_path", str(tmp_path / "teacher"), "--model_name_or_path",
+            str(tiny_bert_dir), "--train_file", str(tmp_path / "train.csv"), "--validation_file",
+            str(tmp_path / "dev.csv"), "--output_dir", str(tmp_path / "out"), "--use_cpu", "true", "--report_to",
+            "none", "--disable_tqdm", "true", "--freeze_embeddings", "true", "--teacher_cache_dir",
+            str(tmp_path / "logits"), "--n_trials", "2", "--prune", "false"]  # fmt: skip
+    assert main(argv) == 0
+    trials = pd.read_csv(tmp_path / "out" / "search" / "trials.csv")
+    assert {"learning_rate", "alpha", "temperature", "num_train_epochs"} <= set(trials.columns)
+    assert list(trials["state"]) == ["complete", "complete"]
+    assert list(trials["caches"]) == ["teacher logits built", "teacher logits hit"]
+    best = yaml.safe_load((tmp_path / "out" / "best_config.yaml").read_text())
+    assert best["teacher_model_name_or_path"] == str(tmp_path / "teacher") and best["cache_teacher_logits"] is True
+
+
+def _accelerate_launch(config: str, argv: list[str]):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
+    command = [accelerate, "launch", "--config_file", str(repo / "scripts" / "accelerate" / config),
+               "--main_process_port", "0", "-m", "hf_transfer", *argv]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=repo)
+
+
+@pytest.mark.slow
+def test_under_accelerate_launch_one_process_drives_the_study_and_several_are_refused(study_run, tmp_path):
+    """`accelerate launch` with one process runs the study as `hf-transfer search` does; with two (DDP) each process
+    stops before anything loads, saying to launch one."""
+    argv = ["search", "--config", str(study_run["root"] / "search.yaml"), "--metric", "loss", "--n_trials", "1",
+            "--output_dir", str(tmp_path / "one")]  # fmt: skip
+    proc = _accelerate_launch("single_process.yaml", argv)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = pd.read_csv(tmp_path / "one" / "search" / "trials.csv")
+    assert list(trials["state"]) == ["complete"] and (tmp_path / "one" / "best_config.yaml").is_file()
+    argv[-1] = str(tmp_path / "two")
+    proc = _accelerate_launch("ddp_cpu.yaml", argv)
+    assert proc.returncode != 0 and "drives its study from one process, but 2 were launched" in proc.stderr
+    assert not (tmp_path / "two").exists()
