@@ -12,6 +12,10 @@ RUN_RECORD_FILE = "hf_transfer_run.json"
 CONFIG_FILE = "hf_transfer_config.yaml"
 CARD_DATA_FILE = "hf_transfer_card_data.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+# What `hf-transfer export` writes: the fp32 graph, and the int8 one (Optimum's name for it) with --quantize int8.
+ONNX_FILE = "model.onnx"
+ONNX_INT8_FILE = "model_quantized.onnx"
+PYTORCH_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 
 def has_tokenizer(folder: str | Path) -> bool:
@@ -20,3 +24,10 @@ def has_tokenizer(folder: str | Path) -> bool:
 
 def is_adapter_folder(folder: str | Path) -> bool:
     return (Path(folder) / ADAPTER_CONFIG).is_file()
+
+
+def is_onnx_folder(folder: str | Path) -> bool:
+    """A folder `hf-transfer export` wrote: an ONNX graph beside config.json, and no PyTorch weights."""
+    folder = Path(folder)
+    graphs = any((folder / name).is_file() for name in (ONNX_FILE, ONNX_INT8_FILE))
+    return graphs and not any((folder / name).is_file() for name in PYTORCH_WEIGHTS)

@@ -1,12 +1,48 @@
-"""Batched inference for classifiers: length-sorted batches, no gradient, a progress bar."""
+"""Batched inference for classifiers: length-sorted batches, no gradient, a progress bar. The same loop runs a PyTorch
+model or an ONNX Runtime session (`core.onnx_model.OnnxClassifier`), so every command scores both alike."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+
+def length_sorted_batches(
+    tokenizer,
+    texts: list[str],
+    text_pairs: list[str] | None = None,
+    *,
+    batch_size: int,
+    max_length: int,
+    return_tensors: str = "pt",
+) -> Iterator[tuple[np.ndarray, dict]]:
+    """(row indices, padded batch) pairs, longest rows first.
+
+    Sorting by length lets each batch pad only to its own longest member; on short-text data this is several times
+    cheaper than padding every batch to `max_length`. The texts are tokenized in one call (the fast tokenizers do
+    that in parallel Rust), then each batch is padded."""
+    encodings = tokenizer(texts, text_pairs, truncation=True, max_length=max_length)
+    lengths = np.fromiter((len(ids) for ids in encodings["input_ids"]), dtype=np.int64, count=len(texts))
+    order = np.argsort(-lengths, kind="stable")
+    keys = list(encodings.keys())
+    for start in range(0, len(texts), batch_size):
+        idx = order[start : start + batch_size]
+        features = [{k: encodings[k][i] for k in keys} for i in idx]
+        yield idx, tokenizer.pad(features, return_tensors=return_tensors)
+
+
+def _torch_forward(model):
+    device = next(model.parameters()).device
+
+    def forward(batch: dict) -> np.ndarray:
+        return model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu().numpy()
+
+    return forward
 
 
 def predict_logits(
@@ -19,31 +55,41 @@ def predict_logits(
     max_length: int = 128,
     progress: bool = True,
     desc: str = "predict",
+    bar: tqdm | None = None,
 ) -> np.ndarray:
     """Logits for `texts` (and optional pairs), in input order, as float32.
 
-    Inputs are sorted by length so each batch pads only to its own longest member; on short-text data this is
-    several times cheaper than padding every batch to `max_length`.
-    """
-    encodings = tokenizer(texts, text_pairs, truncation=True, max_length=max_length)
-    lengths = np.array([len(ids) for ids in encodings["input_ids"]])
-    order = np.argsort(-lengths, kind="stable")
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    outputs: list[np.ndarray] = [None] * len(texts)
-    batches = range(0, len(texts), batch_size)
-    with torch.inference_mode():
-        for start in tqdm(batches, desc=desc, disable=not progress, unit="batch"):
-            idx = order[start : start + batch_size]
-            features = [{k: encodings[k][i] for k in encodings.keys()} for i in idx]
-            batch = tokenizer.pad(features, return_tensors="pt")
-            batch = {k: v.to(device) for k, v in batch.items()}
-            logits = model(**batch).logits.float().cpu().numpy()
-            for row, i in zip(logits, idx, strict=True):
-                outputs[i] = row
-    model.train(was_training)
-    return np.stack(outputs) if outputs else np.zeros((0, model.config.num_labels), dtype=np.float32)
+    `model` is a PyTorch classifier (run in eval mode under `inference_mode`, its mode restored afterwards) or an
+    `OnnxClassifier`. `bar`, when given, is advanced by the rows of each batch instead of a bar of its own."""
+    onnx = hasattr(model, "run_batch")
+    num_labels = model.config.num_labels
+    out = np.zeros((len(texts), num_labels), dtype=np.float32)
+    if not texts:
+        return out
+    tensors = "np" if onnx else "pt"
+    batches = length_sorted_batches(
+        tokenizer, texts, text_pairs, batch_size=batch_size, max_length=max_length, return_tensors=tensors
+    )
+    own_bar = None
+    if bar is None and progress:
+        own_bar = bar = tqdm(total=len(texts), desc=desc, unit="row")
+    if onnx:
+        forward, context, was_training = model.run_batch, contextlib.nullcontext(), None
+    else:
+        forward, context, was_training = _torch_forward(model), torch.inference_mode(), model.training
+        model.eval()
+    try:
+        with context:
+            for idx, batch in batches:
+                out[idx] = forward(batch)
+                if bar is not None:
+                    bar.update(len(idx))
+    finally:
+        if was_training is not None:
+            model.train(was_training)
+        if own_bar is not None:
+            own_bar.close()
+    return out
 
 
 def measure_speed(models: dict, texts: list[str], pairs: list[str] | None, *, batch_size: int, max_length: int):
@@ -52,8 +98,6 @@ def measure_speed(models: dict, texts: list[str], pairs: list[str] | None, *, ba
     The models take turns, twice, after a warm-up batch; each keeps its faster pass, so a burst of load on a shared
     machine hurts neither side alone. Also returns each model's logits.
     """
-    from hf_transfer.core.inference import predict_logits
-
     best = dict.fromkeys(models, float("inf"))
     logits = {}
     for model, tokenizer in models.values():

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import warnings
+from collections.abc import Iterator
 
 import pandas as pd
 import pyarrow as pa
@@ -16,6 +17,11 @@ from hf_transfer.errors import DataError
 
 # UnicodeDecodeError and pandas' parser errors are ValueErrors; pyarrow raises its own.
 _READ_ERRORS = (ValueError, OSError, pa.ArrowException, pd.errors.ParserWarning)
+# dtype=str keeps text (and "NA", "null", "1e5") as written; only empty cells become missing. index_col=False and the
+# warning-as-error around reads stop pandas from silently turning surplus fields of the first row into an index.
+_CSV_OPTIONS = {"dtype": str, "keep_default_na": False, "na_values": [""], "index_col": False}
+# How much of a csv/tsv file the chunked reader looks at to detect its quoting.
+QUOTING_SAMPLE_BYTES = 1 << 20
 
 
 def error_reason(err: Exception) -> str:
@@ -23,8 +29,8 @@ def error_reason(err: Exception) -> str:
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
-def read_table(path: str, csv_quoting: str = "auto") -> pd.DataFrame:
-    """Read a csv, tsv, json (array or lines), jsonl or parquet file. Text stays text; only empty cells are missing."""
+def check_readable(path: str, csv_quoting: str = "auto") -> str:
+    """The extension of a data file that exists, is not empty and has a known format; DataError otherwise."""
     if not os.path.isfile(path):
         raise DataError(f"data file {path!r} does not exist (working directory {os.getcwd()!r}); check the path.")
     with open(path, "rb") as f:
@@ -36,6 +42,19 @@ def read_table(path: str, csv_quoting: str = "auto") -> pd.DataFrame:
             f"cannot read {path!r} with csv_quoting {csv_quoting!r}: expected a .csv, .tsv, .json, "
             ".jsonl or .parquet file, and csv_quoting 'auto', 'minimal' or 'none'."
         )
+    return ext
+
+
+def _unreadable(path: str, ext: str, err: Exception) -> DataError:
+    return DataError(
+        f"could not read {path!r} as {ext}: {error_reason(err).rstrip('.')}. Check that the file really is {ext}"
+        f"{' (UTF-8 text)' if ext != 'parquet' else ''} and matches its extension."
+    )
+
+
+def read_table(path: str, csv_quoting: str = "auto") -> pd.DataFrame:
+    """Read a csv, tsv, json (array or lines), jsonl or parquet file. Text stays text; only empty cells are missing."""
+    ext = check_readable(path, csv_quoting)
     try:
         if ext in ("csv", "tsv"):
             df = _read_delimited(path, "\t" if ext == "tsv" else ",", csv_quoting)
@@ -44,10 +63,7 @@ def read_table(path: str, csv_quoting: str = "auto") -> pd.DataFrame:
         else:
             df = pd.read_parquet(path)
     except _READ_ERRORS as err:
-        raise DataError(
-            f"could not read {path!r} as {ext}: {error_reason(err).rstrip('.')}. Check that the file really is {ext}"
-            f"{' (UTF-8 text)' if ext != 'parquet' else ''} and matches its extension."
-        ) from None
+        raise _unreadable(path, ext, err) from None
     if len(df) == 0:
         raise DataError(f"data file {path!r} has columns {list(df.columns)} but no rows; expected at least one row.")
     return df
@@ -59,12 +75,9 @@ def _read_delimited(path: str, sep: str, csv_quoting: str) -> pd.DataFrame:
     quoting = {"minimal": csv.QUOTE_MINIMAL, "none": csv.QUOTE_NONE, "auto": None}[csv_quoting]
     if quoting is None:
         quoting = _detect_quoting(text, sep)
-    # dtype=str keeps text (and "NA", "null", "1e5") as written; only empty cells become missing. index_col=False and
-    # the warning-as-error stop pandas from silently turning surplus fields of the first row into an index.
-    options = {"dtype": str, "keep_default_na": False, "na_values": [""], "index_col": False}
     with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ParserWarning)
-        return pd.read_csv(io.StringIO(text), sep=sep, quoting=quoting, **options)
+        return pd.read_csv(io.StringIO(text), sep=sep, quoting=quoting, **_CSV_OPTIONS)
 
 
 def _detect_quoting(text: str, sep: str) -> int:
@@ -101,3 +114,112 @@ def _read_json(path: str, lines: bool) -> pd.DataFrame:
         raise ValueError("expected a JSON array of objects, or one JSON object per line")
     # Built from Python objects, so no column is type-converted (no dates, no text turned into numbers).
     return pd.DataFrame(rows)
+
+
+# --- reading in chunks ----------------------------------------------------------------------------------------------
+
+
+def iter_table(
+    path: str, chunk_rows: int, csv_quoting: str = "auto", columns: list[str] | None = None
+) -> Iterator[pd.DataFrame]:
+    """A data file as frames of at most `chunk_rows` rows, read as `read_table` reads it, in bounded memory: csv/tsv
+    through pandas' chunked reader (quoting detected on the first MiB), jsonl line by line, parquet by record batch.
+    A JSON array is parsed whole (it is one value), then sliced. `columns` reads only those (csv, tsv, parquet)."""
+    ext = check_readable(path, csv_quoting)
+    if ext == "json" and _is_json_array(path):
+        frame = read_table(path, csv_quoting)
+        frame = frame if columns is None else frame[columns]
+        yield from (frame.iloc[i : i + chunk_rows] for i in range(0, len(frame), chunk_rows))
+        return
+    readers = {"csv": _csv_chunks, "tsv": _csv_chunks, "json": _jsonl_chunks, "jsonl": _jsonl_chunks}
+    chunks = readers.get(ext, _parquet_chunks)(path, ext, chunk_rows, csv_quoting, columns)
+    rows = 0
+    try:
+        for frame in chunks:
+            rows += len(frame)
+            yield frame
+    except _READ_ERRORS as err:
+        raise _unreadable(path, ext, err) from None
+    if rows == 0:
+        raise DataError(f"data file {path!r} has a header but no rows; expected at least one row.")
+
+
+def _is_json_array(path: str) -> bool:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
+        return f.read(1 << 12).lstrip().startswith("[")
+
+
+def _csv_chunks(path, ext, chunk_rows, csv_quoting, columns):
+    sep = "\t" if ext == "tsv" else ","
+    quoting = {"minimal": csv.QUOTE_MINIMAL, "none": csv.QUOTE_NONE, "auto": None}[csv_quoting]
+    if quoting is None:
+        with open(path, encoding="utf-8-sig") as f:
+            sample = f.read(QUOTING_SAMPLE_BYTES)
+        # Only whole lines: a line cut at the sample's end would look like a record with too few fields.
+        quoting = _detect_quoting(sample if len(sample) < QUOTING_SAMPLE_BYTES else sample.rpartition("\n")[0], sep)
+    # The warning filter is set around each read, never across a `yield`: the caller runs in between.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        reader = pd.read_csv(
+            path, sep=sep, quoting=quoting, encoding="utf-8-sig", chunksize=chunk_rows, usecols=columns, **_CSV_OPTIONS
+        )
+    with reader:
+        while True:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                frame = next(reader, None)
+            if frame is None:
+                return
+            yield frame
+
+
+def _jsonl_chunks(path, ext, chunk_rows, csv_quoting, columns):
+    rows = []
+    with open(path, encoding="utf-8-sig") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as err:
+                raise ValueError(f"line {number}: {err}") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"line {number}: expected a JSON object, got {type(row).__name__}")
+            rows.append(row)
+            if len(rows) == chunk_rows:
+                yield _frame(rows, columns)
+                rows = []
+    if rows:
+        yield _frame(rows, columns)
+
+
+def _frame(rows: list[dict], columns: list[str] | None) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    return frame if columns is None else frame.reindex(columns=columns)
+
+
+def _parquet_chunks(path, ext, chunk_rows, csv_quoting, columns):
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as parquet:
+        for batch in parquet.iter_batches(batch_size=chunk_rows, columns=columns):
+            yield batch.to_pandas()
+
+
+def count_rows(path: str) -> int | None:
+    """The number of rows of a data file, cheaply: from parquet metadata, or counted lines of csv/tsv/jsonl (exact
+    unless quoted fields span lines). None for a JSON array. For progress bars."""
+    ext = path.rsplit(".", 1)[-1].lower()
+    if ext == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    if ext == "json" and _is_json_array(path):
+        return None
+    lines, last = 0, b"\n"
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    lines += last != b"\n"
+    return max(lines - (ext in ("csv", "tsv")), 0)

@@ -14,7 +14,10 @@ class EvaluateArguments(EvalDataArguments):
 
     model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "Trained model folder or Hub id, or the folder of a PEFT adapter written by `train`."},
+        metadata={
+            "help": "Trained model folder or Hub id, the folder of a PEFT adapter written by `train`, or a folder "
+            "written by `export` (ONNX)."
+        },
     )
     base_model_name_or_path: str | None = field(
         default=None,

@@ -1,15 +1,13 @@
-"""`hf-transfer evaluate`: score a classifier (a model folder, a Hub id or an adapter folder) on a labelled file and on
-any number of extra sets, every set read and label-aligned before the model loads."""
+"""`hf-transfer evaluate`: score a classifier (a model folder, a Hub id, an adapter folder or an exported ONNX
+folder) on a labelled file and on any number of extra sets, every set read and label-aligned before the model
+loads."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from hf_transfer.adapters.peft_model import adapter_base_config, load_adapter_for_inference
+from hf_transfer.adapters.inference import load_inference_model, resolve_inference_model
 from hf_transfer.core.eval_sets import prepare_eval_sets, reports_markdown, scalars, score_set
-from hf_transfer.core.folders import ADAPTER_CONFIG, has_tokenizer
-from hf_transfer.core.models import is_sequence_classifier, load_classifier, load_config, load_tokenizer
-from hf_transfer.errors import ConfigError
 from hf_transfer.evaluation.arguments import EvaluateArguments
 from hf_transfer.outputs.plots import write_confusion_matrices
 from hf_transfer.outputs.run_folder import write_json
@@ -18,27 +16,10 @@ from hf_transfer.outputs.run_folder import write_json
 def run_evaluate(args: EvaluateArguments) -> dict:
     """Score the model on validation_file and every extra_eval set; every set is read before the model is loaded."""
 
-    folder = Path(args.model_name_or_path)
-    adapter = (folder / ADAPTER_CONFIG).is_file()
-    if args.base_model_name_or_path and not adapter:
-        raise ConfigError(
-            f"base_model_name_or_path is only for adapter folders, and {args.model_name_or_path!r} holds no "
-            "adapter_config.json."
-        )
-    if adapter:
-        config = adapter_base_config(folder, args.base_model_name_or_path)
-    else:
-        config = load_config(args.model_name_or_path)
-        if not is_sequence_classifier(config):
-            raise ConfigError(
-                f"{args.model_name_or_path!r} is not a sequence classifier (architectures: "
-                f"{', '.join(getattr(config, 'architectures', None) or []) or 'none recorded'}); evaluate a model "
-                "trained on your labels, e.g. the output_dir of hf-transfer train."
-            )
-    model_names = [config.id2label[i] for i in range(config.num_labels)]
+    source = resolve_inference_model(args.model_name_or_path, args.base_model_name_or_path, command="evaluate")
+    model_names = source.label_names
     sets = prepare_eval_sets(args, model_names)
-    tokenizer = load_tokenizer(args.model_name_or_path if has_tokenizer(folder) else config._name_or_path)
-    model = load_adapter_for_inference(folder, config) if adapter else load_classifier(args.model_name_or_path, config)
+    model, tokenizer = load_inference_model(source)
     reports = {data.name: score_set(model, tokenizer, data, model_names, args) for data in sets}
     main = reports[args.validation_name]
     table = reports_markdown(reports, model_names)

@@ -1,0 +1,104 @@
+"""Which classifier a user points an inference command at (`evaluate`, `predict`, `export`): a model folder or Hub id
+(a fine-tuned, merged or distilled model, single- or multi-label), a PEFT adapter folder, or a folder written by
+`hf-transfer export` (ONNX). Resolved from configs alone, so a wrong path or a model without a trained head stops the
+command before any weights load; then loaded, with its tokenizer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hf_transfer.adapters.peft_model import adapter_base_config, load_adapter_for_inference
+from hf_transfer.core.folders import ONNX_FILE, ONNX_INT8_FILE, has_tokenizer, is_adapter_folder, is_onnx_folder
+from hf_transfer.core.models import is_sequence_classifier, load_classifier, load_config, load_tokenizer
+from hf_transfer.core.tasks import MULTI_LABEL, SINGLE_LABEL
+from hf_transfer.errors import ConfigError
+
+
+@dataclass
+class InferenceSource:
+    """A classifier to run, as resolved before loading: what kind it is, its config (with the labels) and where its
+    tokenizer is."""
+
+    name_or_path: str
+    kind: str  # "model", "adapter" or "onnx"
+    config: object
+    tokenizer_source: str
+    onnx_file: Path | None = None
+
+    @property
+    def label_names(self) -> list[str]:
+        return [str(self.config.id2label[i]) for i in range(self.config.num_labels)]
+
+    @property
+    def problem_type(self) -> str:
+        return MULTI_LABEL if getattr(self.config, "problem_type", None) == MULTI_LABEL else SINGLE_LABEL
+
+    def describe(self) -> str:
+        if self.kind == "onnx":
+            return f"ONNX ({self.onnx_file.name})"
+        return "PEFT adapter" if self.kind == "adapter" else "PyTorch model"
+
+
+def _not_a_classifier(name_or_path: str, config, command: str) -> ConfigError:
+    architectures = ", ".join(getattr(config, "architectures", None) or []) or "none recorded"
+    return ConfigError(
+        f"{name_or_path!r} is not a sequence classifier (architectures: {architectures}); {command} needs a model "
+        "trained on your labels, e.g. the output_dir of hf-transfer train."
+    )
+
+
+def _onnx_file(folder: Path, onnx_file: str | None) -> Path:
+    if onnx_file:
+        path = folder / onnx_file
+        if not path.is_file():
+            found = sorted(p.name for p in folder.glob("*.onnx"))
+            raise ConfigError(f"onnx_file {onnx_file!r} is not in {str(folder)!r}, which holds {found or 'no .onnx'}.")
+        return path
+    # The int8 graph when the export made one: that is what --quantize int8 was asked for.
+    return folder / ONNX_INT8_FILE if (folder / ONNX_INT8_FILE).is_file() else folder / ONNX_FILE
+
+
+def resolve_inference_model(
+    name_or_path: str,
+    base_model_name_or_path: str | None = None,
+    *,
+    onnx_file: str | None = None,
+    command: str = "evaluate",
+) -> InferenceSource:
+    """The classifier `name_or_path` names, from its config alone (no weights are read). Raises ConfigError for a
+    path or id that does not work, a model without a trained classification head, or options that do not apply."""
+    folder = Path(name_or_path)
+    adapter, onnx = is_adapter_folder(folder), is_onnx_folder(folder)
+    if base_model_name_or_path and not adapter:
+        raise ConfigError(
+            f"base_model_name_or_path is only for adapter folders, and {name_or_path!r} holds no adapter_config.json."
+        )
+    if onnx_file and not onnx:
+        raise ConfigError(
+            f"onnx_file is only for folders written by hf-transfer export, and {name_or_path!r} holds no .onnx graph."
+        )
+    if adapter:
+        config = adapter_base_config(folder, base_model_name_or_path)
+        tokenizer = name_or_path if has_tokenizer(folder) else config._name_or_path
+        return InferenceSource(name_or_path, "adapter", config, tokenizer)
+    config = load_config(name_or_path)
+    if not is_sequence_classifier(config):
+        raise _not_a_classifier(name_or_path, config, command)
+    if onnx:
+        if not has_tokenizer(folder):
+            raise ConfigError(f"ONNX folder {name_or_path!r} holds no tokenizer; run hf-transfer export again.")
+        return InferenceSource(name_or_path, "onnx", config, name_or_path, _onnx_file(folder, onnx_file))
+    return InferenceSource(name_or_path, "model", config, name_or_path)
+
+
+def load_inference_model(source: InferenceSource):
+    """(model, tokenizer) for `source`: a PyTorch classifier in eval mode, or an `OnnxClassifier`."""
+    tokenizer = load_tokenizer(source.tokenizer_source)
+    if source.kind == "onnx":
+        from hf_transfer.core.onnx_model import OnnxClassifier
+
+        return OnnxClassifier(source.onnx_file, source.config), tokenizer
+    if source.kind == "adapter":
+        return load_adapter_for_inference(Path(source.name_or_path), source.config), tokenizer
+    return load_classifier(source.name_or_path, source.config).eval(), tokenizer
