@@ -19,6 +19,8 @@ commands:
   train      fine-tune a pretrained model: freezing, gradual unfreezing, layer-wise LR decay, or a PEFT adapter
   distill    distil fine-tuned teacher(s) into a smaller student (α·soft + (1−α)·hard loss)
   evaluate   evaluate a model folder or Hub id on a labelled file, and on more sets with --extra_eval NAME=FILE
+  predict    label a file (csv, jsonl, parquet out) with a model, adapter or ONNX folder, streaming it in chunks
+  export     export a model to ONNX, optionally int8, checked against PyTorch: hf-transfer export DIR --format onnx
   merge      interpolate pretrained and fine-tuned weights (WiSE-FT), at one α or the best of a validated sweep
   card       (re)write DIR/README.md, the model card, from what a run folder holds: hf-transfer card DIR
   push       upload a run folder to the Hub: hf-transfer push DIR --hub_model_id NAME [--private] [--revision B]
@@ -46,6 +48,20 @@ def _evaluate():
     from hf_transfer.evaluation.command import run_evaluate
 
     return (EvaluateArguments,), run_evaluate
+
+
+def _predict():
+    from hf_transfer.predict.arguments import PredictArguments
+    from hf_transfer.predict.command import run_predict
+
+    return (PredictArguments,), run_predict
+
+
+def _export():
+    from hf_transfer.export.arguments import ExportArguments
+    from hf_transfer.export.command import run_export
+
+    return (ExportArguments,), run_export
 
 
 def _merge():
@@ -81,14 +97,15 @@ COMMANDS: dict[str, typing.Callable[[], tuple[tuple, typing.Callable]]] = {
     "train": _train,
     "distill": _distill,
     "evaluate": _evaluate,
+    "predict": _predict,
+    "export": _export,
     "merge": _merge,
     "card": _card,
     "push": _push,
     "search": _search,
 }
 # Commands whose first argument, when it is not a flag, is a field: `hf-transfer push DIR ...`.
-POSITIONAL = {"card": "model_dir", "push": "model_dir"}
-
+POSITIONAL = {"card": "model_dir", "push": "model_dir", "export": "model_dir"}
 
 
 def parse_command_args(command: str, argv: list[str]) -> tuple:

@@ -66,6 +66,7 @@ class CardData:
     few_shot: dict | None = None  # the few-shot route of train: body tuning, head, validation policy
     adapter: dict | None = None
     merge: dict | None = None  # weight interpolation: α, both sources, the sweep (hf-transfer merge)
+    export: dict | None = None  # an ONNX export: exporter, opset, quantization, parity, speed (hf-transfer export)
     recipe: dict = field(default_factory=dict)  # class_weights, linear_probe, early_stopping, calibration
     hyperparameters: dict = field(default_factory=dict)
     precision: str = "fp32"

@@ -1,0 +1,1 @@
+"""`hf-transfer export`: a trained classifier as an ONNX graph (and an int8 one), checked against PyTorch."""

@@ -1,0 +1,193 @@
+"""`hf-transfer export DIR --format onnx [--quantize int8]`: the classifier in DIR (an adapter through its merged
+model) as an ONNX graph, checked against PyTorch before anything is kept: every logit within `max_abs_logit_diff`
+(fp32), accuracy within `max_accuracy_drop` points on the validation file (int8). The folder is built under a
+temporary name beside `output_dir` and renamed only once it is complete; a failed check leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from hf_transfer import __version__
+from hf_transfer.adapters.inference import InferenceSource, load_inference_model, resolve_inference_model
+from hf_transfer.adapters.peft_model import merge_into_base
+from hf_transfer.core.arguments import EvalSet
+from hf_transfer.core.eval_sets import PreparedEvalSet, prepare_eval_set
+from hf_transfer.core.folders import ONNX_FILE, ONNX_INT8_FILE, RUN_RECORD_FILE
+from hf_transfer.core.metrics import classification_metrics
+from hf_transfer.core.onnx_model import OnnxClassifier
+from hf_transfer.core.tasks import MULTI_LABEL, predicted_labels
+from hf_transfer.errors import ConfigError, HfTransferError, one_line
+from hf_transfer.export.arguments import ExportArguments
+from hf_transfer.export.onnx import (
+    EXPORTER,
+    QUANTIZER,
+    SAMPLE_TEXTS,
+    accuracy,
+    agreement,
+    export_onnx,
+    logits_of,
+    quantize_int8,
+    speed_table,
+)
+from hf_transfer.outputs.cards import write_model_card
+from hf_transfer.outputs.export_card import export_card_data
+from hf_transfer.outputs.run_folder import write_json
+
+
+class ParityError(HfTransferError):
+    """The exported graph does not compute what the PyTorch model computes closely enough: nothing is written."""
+
+
+def _preflight(args: ExportArguments) -> tuple[InferenceSource, PreparedEvalSet | None]:
+    source = resolve_inference_model(args.model_dir, args.base_model_name_or_path, command="export")
+    if source.kind == "onnx":
+        raise ConfigError(f"{args.model_dir!r} is already an ONNX export; export the PyTorch model it came from.")
+    data = None
+    if args.validation_file and source.problem_type == MULTI_LABEL:
+        raise ConfigError(
+            f"{args.model_dir!r} is a multi-label model and export checks accuracy on single-label data only; leave "
+            "validation_file out (the logits are then checked on built-in sample texts)."
+        )
+    if args.validation_file:
+        data = prepare_eval_set(EvalSet(args.validation_name, args.validation_file), args, source.label_names)
+    return source, data
+
+
+def _pytorch_model(source: InferenceSource):
+    model, tokenizer = load_inference_model(source)
+    if source.kind == "adapter":
+        try:
+            model = merge_into_base(model).eval()
+        except (ValueError, RuntimeError, TypeError, AttributeError, NotImplementedError) as err:
+            raise ConfigError(
+                f"cannot merge the adapter in {source.name_or_path!r} into its base, which export needs: "
+                f"{one_line(err)}. Export a model trained without an adapter, or one saved with merge_adapter: true."
+            ) from None
+    model.config.architectures = [type(model).__name__]
+    return model, tokenizer
+
+
+def _check_fp32(args, ref, got, rows: int, where: str) -> float:
+    diff = float(abs(ref - got).max()) if rows else 0.0
+    if diff > args.max_abs_logit_diff:
+        raise ParityError(
+            f"the ONNX graph's logits differ from PyTorch's by up to {diff:.2e} on {rows} rows of {where.strip('`')}, "
+            "more than "
+            f"max_abs_logit_diff {args.max_abs_logit_diff:g}; nothing was written. Try another --opset."
+        )
+    return diff
+
+
+def _check_int8(args, data: PreparedEvalSet | None, ref, got, problem_type: str) -> dict:
+    parity = {
+        "int8_max_abs_logit_diff": float(abs(ref - got).max()),
+        "int8_agreement": agreement(ref, got, problem_type),
+    }
+    if data is None:
+        parity["int8_accuracy_checked"] = False
+        return parity
+    before, after = accuracy(ref, data.references, problem_type), accuracy(got, data.references, problem_type)
+    drop = 100 * (before - after)
+    parity.update(pytorch_accuracy=before, int8_accuracy=after, int8_accuracy_drop_points=drop)
+    parity.update(int8_accuracy_checked=True, max_accuracy_drop_points=args.max_accuracy_drop)
+    if drop > args.max_accuracy_drop:
+        raise ParityError(
+            f"the int8 graph's accuracy on {args.validation_file!r} is {after:.4f}, {drop:.2f} points below PyTorch's "
+            f"{before:.4f} (max_accuracy_drop {args.max_accuracy_drop:g}); nothing was written. Export without "
+            "--quantize, or accept a larger drop."
+        )
+    return parity
+
+
+def _build(args: ExportArguments, source: InferenceSource, data: PreparedEvalSet | None, folder: Path) -> dict:
+    model, tokenizer = _pytorch_model(source)
+    problem_type = source.problem_type
+    texts, pairs = (data.texts, data.pairs) if data else (SAMPLE_TEXTS, None)
+    where = f"`{Path(args.validation_file).name}`" if data else "built-in sample texts"
+    input_names = export_onnx(model, tokenizer, folder / ONNX_FILE, args.opset)
+    fp32 = OnnxClassifier(folder / ONNX_FILE, model.config)
+    ref = logits_of(model, tokenizer, texts, pairs, args)
+    got = logits_of(fp32, tokenizer, texts, pairs, args)
+    parity = {"rows": len(texts), "rows_from": where, "max_abs_logit_diff_allowed": args.max_abs_logit_diff}
+    parity["fp32_max_abs_logit_diff"] = _check_fp32(args, ref, got, len(texts), where)
+    models = {"pytorch": model, "onnx_fp32": fp32}
+    deployed = got
+    if args.quantize == "int8":
+        quantize_int8(folder / ONNX_FILE, folder / ONNX_INT8_FILE)
+        models["onnx_int8"] = OnnxClassifier(folder / ONNX_INT8_FILE, model.config)
+        deployed = logits_of(models["onnx_int8"], tokenizer, texts, pairs, args)
+        parity.update(_check_int8(args, data, ref, deployed, problem_type))
+    speed_texts = [texts[i % len(texts)] for i in range(args.speed_samples)]
+    speed_pairs = None if pairs is None else [pairs[i % len(pairs)] for i in range(args.speed_samples)]
+    speed = speed_table(models, tokenizer, speed_texts, speed_pairs, args.max_seq_length)
+    model.config.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    report = None
+    if data is not None and problem_type != MULTI_LABEL:
+        report = classification_metrics(predicted_labels(deployed, problem_type), data.references, source.label_names)
+        report["samples"] = len(data.references)
+    return {
+        "format": args.format,
+        "exporter": EXPORTER,
+        "opset": args.opset,
+        "inputs": input_names,
+        "dynamic_axes": ["batch", "sequence"],
+        "files": {"fp32": ONNX_FILE, "int8": ONNX_INT8_FILE if args.quantize else None},
+        "quantization": QUANTIZER if args.quantize else None,
+        "source": str(args.model_dir),
+        "source_kind": "adapter, merged into its base" if source.kind == "adapter" else "model",
+        "max_seq_length": args.max_seq_length,
+        "parity": parity,
+        "speed": speed,
+        "validation_report": report,
+    }
+
+
+def run_export(args: ExportArguments) -> dict:
+    source, data = _preflight(args)
+    out = Path(args.output_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    building = out.parent / f".{out.name}.export-{os.getpid()}.tmp"
+    shutil.rmtree(building, ignore_errors=True)
+    building.mkdir()
+    try:
+        export = _build(args, source, data, building)
+        record = {
+            "hf_transfer_version": __version__,
+            "task": "export",
+            "label_names": source.label_names,
+            "problem_type": source.problem_type,
+            "export": export,
+        }
+        write_json(building / RUN_RECORD_FILE, record)
+        write_model_card(building, export_card_data(args.model_dir, record, out.name, args.validation_file))
+        if out.exists():
+            out.rmdir()  # empty, as the arguments checked
+        os.replace(building, out)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    return _summary(export, out)
+
+
+def _summary(export: dict, out: Path) -> dict:
+    parity, speed = export["parity"], export["speed"]
+    summary = {"output_dir": str(out), "files": ", ".join(f for f in export["files"].values() if f)}
+    summary["parity_rows"] = f"{parity['rows']} ({parity['rows_from']})"
+    summary["fp32_max_abs_logit_diff"] = f"{parity['fp32_max_abs_logit_diff']:.2e}"
+    for key in ("pytorch_accuracy", "int8_accuracy", "int8_accuracy_drop_points", "int8_agreement"):
+        if key in parity:
+            summary[key] = parity[key]
+    fastest = "onnx_int8" if "onnx_int8" in speed["batch_1"] else "onnx_fp32"
+    for batch in (1, 64):
+        row = speed[f"batch_{batch}"]
+        summary[f"samples_per_s_batch_{batch}"] = ", ".join(f"{name} {value:.1f}" for name, value in row.items())
+        summary[f"speedup_batch_{batch}"] = f"{row[fastest] / row['pytorch']:.2f}x ({fastest} vs pytorch fp32)"
+    if export["quantization"] and not parity.get("int8_accuracy_checked"):
+        summary["warning"] = (
+            "the int8 graph's accuracy was not checked: give --validation_file (labelled rows) to measure it; "
+            f"only its agreement with PyTorch on built-in sample texts was ({parity['int8_agreement']:.2%})."
+        )
+    return summary

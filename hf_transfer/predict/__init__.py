@@ -1,0 +1,1 @@
+"""`hf-transfer predict`: label a file with a trained classifier, streaming it in chunks."""

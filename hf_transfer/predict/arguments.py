@@ -1,0 +1,127 @@
+"""The arguments of `hf-transfer predict`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from hf_transfer.core.arguments import SUPPORTED_EXTENSIONS
+from hf_transfer.errors import ConfigError
+
+OUTPUT_EXTENSIONS = ("csv", "jsonl", "parquet")
+
+
+def _extension(path: str) -> str:
+    name = Path(path).name
+    return name.rsplit(".", 1)[-1].lower() if "." in name else ""
+
+
+@dataclass
+class PredictArguments:
+    """`hf-transfer predict`: label every row of a file with a trained classifier and write the predictions beside the
+    input columns. The file is read and written in chunks, so its size is bounded only by the disk."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Trained model folder or Hub id (fine-tuned, merged or distilled; single- or multi-label), the "
+            "folder of a PEFT adapter written by `train`, or a folder written by `export` (ONNX). Required."
+        },
+    )
+    input_file: str | None = field(
+        default=None, metadata={"help": "Rows to label: a csv, tsv, json, jsonl or parquet file. Required."}
+    )
+    output_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Where the predictions go, in the format its extension names: .csv, .jsonl or .parquet. The input "
+            "columns, then `predicted_label`, `score` and a `prob_<label>` column per label (or, with top_k, "
+            "`top<i>_label` and `top<i>_score`). Written to a temporary file that replaces it only once complete. "
+            "Required."
+        },
+    )
+    text_column_name: str | None = field(
+        default=None,
+        metadata={"help": "Column holding the text. Default: the first of `text`, `sentence`, `review`, `content`."},
+    )
+    text_pair_column_name: str | None = field(
+        default=None, metadata={"help": "Optional second text column, for sentence-pair models."}
+    )
+    label_column_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Column of true labels, if the file has one: the metrics are then printed, computed as "
+            "`evaluate` computes them. Default: `label` or `labels` when present."
+        },
+    )
+    label_mapping: dict[str, str] | None = field(
+        default=None,
+        metadata={"help": "Maps the file's label values to the model's label names, as for `evaluate`."},
+    )
+    base_model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "For an adapter folder: the base model to load it onto (default: the one it names)."},
+    )
+    onnx_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "For an ONNX folder: which graph to run, e.g. `model.onnx` (default: `model_quantized.onnx` when "
+            "the export made one, else `model.onnx`)."
+        },
+    )
+    batch_size: int = field(default=64, metadata={"help": "Rows per forward pass (batches are length-sorted)."})
+    top_k: int | None = field(
+        default=None,
+        metadata={"help": "Write the k most probable labels and their probabilities instead of one column per label."},
+    )
+    max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated to this many tokens."})
+    chunk_rows: int = field(
+        default=8192,
+        metadata={
+            "help": "Rows read, sorted by length, predicted and written at a time; bounds the memory used whatever "
+            "the file's size."
+        },
+    )
+    csv_quoting: Literal["auto", "minimal", "none"] = field(
+        default="auto",
+        metadata={"help": "Quoting of a csv/tsv input, as for `train` (auto: detected on the first MiB)."},
+    )
+
+    def __post_init__(self):
+        for name in ("model_name_or_path", "input_file", "output_file"):
+            if not getattr(self, name) or not str(getattr(self, name)).strip():
+                raise ConfigError(f"{name} is required: hf-transfer predict --model_name_or_path DIR_OR_ID "
+                                  "--input_file FILE --output_file OUT.csv|.jsonl|.parquet")  # fmt: skip
+        ext = _extension(self.input_file)
+        if ext not in SUPPORTED_EXTENSIONS:
+            raise ConfigError(
+                f"input_file {self.input_file!r} has an unsupported extension {('.' + ext) if ext else '(none)'}; "
+                f"expected one of {', '.join('.' + e for e in SUPPORTED_EXTENSIONS)}."
+            )
+        if not os.path.isfile(self.input_file):
+            raise ConfigError(f"input_file {self.input_file!r} does not exist (working directory {os.getcwd()!r}).")
+        ext = _extension(self.output_file)
+        if ext not in OUTPUT_EXTENSIONS:
+            raise ConfigError(
+                f"output_file {self.output_file!r} has an unsupported extension {('.' + ext) if ext else '(none)'}; "
+                f"predictions are written as {', '.join('.' + e for e in OUTPUT_EXTENSIONS)}."
+            )
+        out = Path(self.output_file)
+        if not out.parent.is_dir():
+            raise ConfigError(
+                f"output_file {self.output_file!r} is in a folder that does not exist ({str(out.parent)!r}); create "
+                "it first."
+            )
+        if out.is_dir():
+            raise ConfigError(f"output_file {self.output_file!r} is a folder; give a file name such as out.csv.")
+        if out.exists() and out.resolve() == Path(self.input_file).resolve():
+            raise ConfigError(f"output_file {self.output_file!r} is the input file; write the predictions elsewhere.")
+        for name in ("batch_size", "max_seq_length", "chunk_rows"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}.")
+        if self.top_k is not None and self.top_k < 1:
+            raise ConfigError(f"top_k must be at least 1, got {self.top_k}.")
+        if self.label_mapping is not None:
+            self.label_mapping = {str(k): str(v) for k, v in self.label_mapping.items()}

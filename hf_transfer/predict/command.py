@@ -1,0 +1,121 @@
+"""`hf-transfer predict`: label every row of a file with a classifier (a model folder or Hub id, an adapter folder, or
+an exported ONNX folder). The file is read, predicted and written in chunks (length-sorted batches within each), so
+memory stays bounded for any number of rows; the rows keep their input order. Everything that can be wrong with the
+input (paths, columns, labels) is found before the model loads."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+from tqdm.auto import tqdm
+
+from hf_transfer.adapters.inference import InferenceSource, load_inference_model, resolve_inference_model
+from hf_transfer.core.cleaning import LABEL_COLUMN_CANDIDATES, resolve_columns
+from hf_transfer.core.eval_sets import scalars
+from hf_transfer.core.inference import predict_logits
+from hf_transfer.core.tables import count_rows, iter_table
+from hf_transfer.core.tasks import MULTI_LABEL, predicted_labels
+from hf_transfer.errors import ConfigError, DataError
+from hf_transfer.predict.arguments import PredictArguments
+from hf_transfer.predict.columns import PREDICTED_LABEL, empty_text_mask, output_column_names, prediction_columns
+from hf_transfer.predict.references import References, scan_references
+from hf_transfer.predict.writer import PredictionWriter
+
+
+def _columns(args: PredictArguments, first) -> tuple[str, str | None, str | None]:
+    """The text, pair and label columns (label None when the file has none)."""
+    columns = [str(c) for c in first.columns]
+    text, pair, label = resolve_columns(args, {"input": first})
+    if args.label_column_name is None:
+        label = next((c for c in LABEL_COLUMN_CANDIDATES if c in columns and c not in (text, pair)), None)
+    elif args.label_column_name not in columns:
+        raise DataError(
+            f"label_column_name {args.label_column_name!r} is not a column of {args.input_file!r}, whose columns are "
+            f"{columns}; leave it unset for a file without labels."
+        )
+    return text, pair, label
+
+
+def _check_output_columns(source: InferenceSource, args: PredictArguments, columns) -> list[str]:
+    names = output_column_names(source.label_names, args.top_k)
+    if args.top_k and args.top_k > len(source.label_names):
+        raise ConfigError(f"top_k is {args.top_k} but the model has only {len(source.label_names)} labels.")
+    clash = [name for name in names if name in set(map(str, columns))]
+    if clash:
+        raise DataError(
+            f"{args.input_file!r} already has column(s) {clash} that predict would write; rename them (or drop the "
+            "output of an earlier predict run from the input)."
+        )
+    return names
+
+
+def run_predict(args: PredictArguments) -> dict:
+    source = resolve_inference_model(
+        args.model_name_or_path, args.base_model_name_or_path, onnx_file=args.onnx_file, command="predict"
+    )
+    chunks = iter_table(args.input_file, args.chunk_rows, args.csv_quoting)
+    first = next(chunks)
+    text, pair, label = _columns(args, first)
+    _check_output_columns(source, args, first.columns)
+    multi = source.problem_type == MULTI_LABEL
+    references = None
+    if label is not None:
+        references = scan_references(
+            args.input_file, text, label, source.label_names, multi,
+            chunk_rows=args.chunk_rows, csv_quoting=args.csv_quoting, label_mapping=args.label_mapping,
+        )  # fmt: skip
+    total = count_rows(args.input_file)
+    model, tokenizer = load_inference_model(source)
+
+    started = time.perf_counter()
+    empty_rows = 0
+    with PredictionWriter(args.output_file) as writer:
+        with tqdm(total=total, desc="predict", unit="row") as bar:
+            for chunk in itertools.chain([first], chunks):
+                empty = empty_text_mask(chunk[text])
+                texts = chunk[text][~empty].astype(str).tolist()
+                pairs = None
+                if pair:
+                    pairs = chunk[pair][~empty].where(chunk[pair][~empty].notna(), "").astype(str).tolist()
+                logits = predict_logits(
+                    model, tokenizer, texts, pairs, batch_size=args.batch_size, max_length=args.max_seq_length, bar=bar
+                )
+                bar.update(int(empty.sum()))
+                empty_rows += int(empty.sum())
+                added = prediction_columns(
+                    logits, empty, source.label_names, source.problem_type, args.top_k, writer.ext == "csv"
+                )
+                writer.write(chunk.reset_index(drop=True).assign(**added))
+                if references is not None:
+                    references.add(chunk[label], empty, predicted_labels(logits, source.problem_type))
+        writer.commit()
+    seconds = time.perf_counter() - started
+    return _summary(args, source, writer.rows, empty_rows, seconds, references)
+
+
+def _summary(args, source: InferenceSource, rows: int, empty_rows: int, seconds: float, references) -> dict:
+    summary = {
+        "model": f"{args.model_name_or_path} ({source.describe()})",
+        "rows": rows,
+        "empty_text_rows": empty_rows,
+        "predicted_rows": rows - empty_rows,
+        "seconds": seconds,
+        "rows_per_second": rows / seconds if seconds > 0 else 0.0,
+        "output_file": args.output_file,
+    }
+    warnings = []
+    if empty_rows:
+        empty = f"{empty_rows} row(s) have empty text"
+        warnings.append(f"{empty}: {PREDICTED_LABEL} is empty for them, and they have no score")
+    report = references.metrics() if isinstance(references, References) else None
+    if report is not None:
+        summary["label_column"] = references.column
+        summary.update(scalars(report))
+        left_out = {"missing_label": references.missing_label, "unmapped_label": references.unmapped_label}
+        summary.update({f"rows_{k}": v for k, v in left_out.items() if v})
+    elif references is not None:
+        warnings.append(f"no row has a usable label in column {references.column!r}, so no metrics were computed")
+    if warnings:
+        summary["warning"] = "; ".join(warnings) + "."
+    return summary

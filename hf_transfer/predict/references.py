@@ -1,0 +1,116 @@
+"""True labels in a file given to `predict`: read and matched to the model's labels before the model loads (one pass
+over the text and label columns), then turned into label ids chunk by chunk, so the metrics are those `evaluate`
+would compute on the same file: rows with empty text or no label are left out, labels are matched by name or taken
+as ids (`core.eval_sets.align_labels`), and values missing from a `label_mapping` are dropped and counted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from hf_transfer.core.cleaning import normalise_label, normalise_scalar
+from hf_transfer.core.eval_sets import align_labels
+from hf_transfer.core.metrics import classification_metrics
+from hf_transfer.core.tables import iter_table
+from hf_transfer.core.tasks import MULTI_LABEL
+from hf_transfer.errors import DataError
+from hf_transfer.predict.columns import empty_text_mask
+
+
+@dataclass
+class References:
+    """How the label column's values become the model's label ids, and the ids gathered so far (numpy arrays)."""
+
+    column: str
+    model_names: list[str]
+    multi: bool
+    to_model_id: dict[str, int]  # str(normalised value) -> model label id
+    predictions: list[np.ndarray] = field(default_factory=list)
+    references: list[np.ndarray] = field(default_factory=list)
+    missing_label: int = 0
+    unmapped_label: int = 0
+
+    def _ids(self, value) -> list[int] | int | None:
+        if self.multi:
+            ids = [self.to_model_id.get(str(v)) for v in value]
+            return None if None in ids else ids
+        return self.to_model_id.get(str(value))
+
+    def add(self, labels: pd.Series, empty: np.ndarray, predicted: np.ndarray) -> None:
+        """Gather one chunk: `predicted` holds the model's ids (multi-label: multi-hot rows) of its non-empty rows."""
+        values = [normalise_label(v) for v in labels[~empty].tolist()]
+        keep, refs = [], []
+        for i, value in enumerate(values):
+            if value is None:
+                self.missing_label += 1
+                continue
+            ids = self._ids(value)
+            if ids is None:
+                self.unmapped_label += 1
+                continue
+            keep.append(i)
+            refs.append(ids)
+        if not keep:
+            return
+        self.predictions.append(np.asarray(predicted)[keep])
+        if self.multi:
+            hot = np.zeros((len(refs), len(self.model_names)), dtype=np.int64)
+            for row, ids in enumerate(refs):
+                hot[row, ids] = 1
+            self.references.append(hot)
+        else:
+            self.references.append(np.asarray(refs, dtype=np.int64))
+
+    def metrics(self) -> dict | None:
+        """The full classification report (None when no row had a usable label)."""
+        if not self.references:
+            return None
+        problem_type = MULTI_LABEL if self.multi else "single_label_classification"
+        predictions, references = np.concatenate(self.predictions), np.concatenate(self.references)
+        report = classification_metrics(predictions, references, self.model_names, problem_type)
+        report["samples"] = len(references)
+        return report
+
+
+def scan_references(
+    path: str,
+    text: str,
+    label: str,
+    model_names: list[str],
+    multi_model: bool,
+    *,
+    chunk_rows: int,
+    csv_quoting: str,
+    label_mapping: dict[str, str] | None,
+) -> References:
+    """Read the label column of `path` (rows with text only) and match its values to the model's labels; raises
+    DataError, before any weights load, when they cannot be matched."""
+    seen: set[str] = set()
+    kinds = set()
+    for chunk in iter_table(path, chunk_rows, csv_quoting, columns=[text, label]):
+        values = [normalise_label(v) for v in chunk[label][~empty_text_mask(chunk[text])].tolist()]
+        for value in values:
+            if value is None:
+                continue
+            kinds.add(isinstance(value, list))
+            seen.update(str(v) for v in (value if isinstance(value, list) else [value]))
+    if len(kinds) > 1:
+        raise DataError(f"the label column {label!r} of {path!r} mixes lists and single labels; use one kind.")
+    multi = kinds == {True}
+    if kinds and multi != multi_model:
+        raise DataError(
+            f"the label column {label!r} of {path!r} holds {'lists of labels' if multi else 'single labels'} but the "
+            f"model is {'multi' if multi_model else 'single'}-label; point label_column_name at a matching column."
+        )
+    if label_mapping is not None:
+        keys = {str(normalise_scalar(k)): name for k, name in label_mapping.items()}
+        names = list(dict.fromkeys(label_mapping.values()))
+        to_data = {value: names.index(keys[value]) for value in seen if value in keys}
+    else:
+        names = sorted(seen)
+        to_data = {value: i for i, value in enumerate(names)}
+    to_model = align_labels(names, model_names, path) if names else {}
+    mapping = {value: to_model[i] for value, i in to_data.items()}
+    return References(label, model_names, multi_model, mapping)

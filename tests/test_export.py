@@ -1,0 +1,222 @@
+"""`hf-transfer export DIR --format onnx [--quantize int8]`: what the folder holds (graphs, tokenizer, config with the
+labels, a card with the export section), that the graph computes the PyTorch logits for any batch size and sequence
+length, that a graph failing its check is refused with nothing left behind, adapters exported through their merged
+model, multi-label models, `push` uploading the .onnx files, and one real-MiniLM export."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from test_predict import rows, tiny_adapter, tiny_classifier
+
+from hf_transfer.cli import main
+from hf_transfer.export import command as export_command
+from hf_transfer.export.arguments import ExportArguments
+from hf_transfer.export.command import run_export
+
+FAST = ["--speed_samples", "4"]
+
+
+def export(model, out, *extra):
+    return main(["export", str(model), "--format", "onnx", "--output_dir", str(out), *FAST, *extra])
+
+
+def header(readme: Path) -> dict:
+    return yaml.safe_load(readme.read_text().split("---")[1])
+
+
+def onnx_logits(path: Path, tokenizer_dir: Path, texts: list[str]) -> np.ndarray:
+    import onnxruntime as ort
+    from transformers import AutoTokenizer
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    inputs = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="np")
+    return session.run(["logits"], {i.name: inputs[i.name] for i in session.get_inputs()})[0]
+
+
+def torch_logits(model_dir: Path, texts: list[str]) -> np.ndarray:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    inputs = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+    with torch.no_grad():
+        return model(**inputs).logits.numpy()
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory, tiny_bert_dir):
+    """A tiny classifier, and a validation file labelled with that classifier's own predictions (PyTorch accuracy
+    is then 1.0, so a graph that predicts otherwise shows as an accuracy drop)."""
+    root = tmp_path_factory.mktemp("export")
+    model = tiny_classifier(root / "model", tiny_bert_dir, ["neg", "pos"])
+    data = rows(40, empty=()).drop(columns="label")
+    data["label"] = [["neg", "pos"][i] for i in torch_logits(model, data["text"].tolist()).argmax(-1)]
+    assert data["label"].nunique() == 2
+    data.to_csv(root / "dev.csv", index=False)
+    return model, root / "dev.csv"
+
+
+def test_full_model_fp32_and_int8(labelled, tmp_path, capsys):
+    model, dev = labelled
+    out = tmp_path / "onnx"
+    # A random tiny model has many rows near its decision boundary, where int8 rounding flips labels: the allowed
+    # drop is set for it here (the default, 1 point, is what trained models are held to).
+    assert export(model, out, "--quantize", "int8", "--validation_file", str(dev), "--max_accuracy_drop", "20") == 0
+    printed = capsys.readouterr().out
+    assert "samples_per_s_batch_64" in printed and "int8_accuracy" in printed
+    names = {p.name for p in out.iterdir()}
+    assert {"model.onnx", "model_quantized.onnx", "config.json", "tokenizer.json", "README.md"} <= names
+    assert not any(n.endswith((".safetensors", ".bin")) for n in names)
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {"0": "neg", "1": "pos"}
+    assert config["architectures"] == ["BertForSequenceClassification"]
+
+    # Other batch sizes and sequence lengths than the trace's: the axes are dynamic, the logits PyTorch's.
+    texts = ["a", "good " * 50, "bad thing", "fine fine fine", "x " * 127, "awful"]
+    np.testing.assert_allclose(onnx_logits(out / "model.onnx", out, texts), torch_logits(model, texts), atol=1e-4)
+    np.testing.assert_allclose(onnx_logits(out / "model.onnx", out, texts[:1]), torch_logits(model, texts[:1]),
+                               atol=1e-4)  # fmt: skip
+    assert (out / "model_quantized.onnx").stat().st_size < (out / "model.onnx").stat().st_size / 2
+
+    record = json.loads((out / "hf_transfer_run.json").read_text())["export"]
+    parity = record["parity"]
+    assert parity["fp32_max_abs_logit_diff"] <= 1e-4 and parity["rows"] == 40
+    assert parity["int8_accuracy_checked"] and parity["pytorch_accuracy"] == 1.0
+    assert parity["int8_accuracy_drop_points"] <= 20 and parity["max_accuracy_drop_points"] == 20
+    assert parity["int8_agreement"] == pytest.approx(parity["int8_accuracy"])  # the labels are PyTorch's predictions
+    assert record["speed"]["batch_1"].keys() == record["speed"]["batch_64"].keys() == {
+        "pytorch", "onnx_fp32", "onnx_int8"}  # fmt: skip
+    assert record["opset"] == 17 and "torch.onnx.export" in record["exporter"]
+
+    meta = header(out / "README.md")
+    assert {"onnx", "int8"} <= set(meta["tags"])
+    card = (out / "README.md").read_text()
+    assert "## Export (ONNX)" in card and "quantize_dynamic" in card and "model_quantized.onnx" in card
+    assert "| 64 |" in card and "ONNX int8 / PyTorch fp32" in card
+    accuracy = next(m for m in meta["model-index"][0]["results"][0]["metrics"] if m["type"] == "accuracy")
+    assert accuracy["value"] == pytest.approx(parity["int8_accuracy"], abs=1e-4)
+    # `card` writes the same card again from what the folder holds.
+    assert main(["card", str(out)]) == 0
+    assert "## Export (ONNX)" in (out / "README.md").read_text()
+
+
+def test_a_graph_that_fails_its_check_is_not_written(labelled, tmp_path, capsys):
+    model, dev = labelled
+    out = tmp_path / "deep" / "onnx"
+    assert export(model, out, "--max_abs_logit_diff", "1e-12") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the weights' loading bar: the check ran
+    assert err.startswith("hf-transfer export: error:") and "max_abs_logit_diff" in err
+    assert "nothing was written" in err
+    assert list((tmp_path / "deep").iterdir()) == []
+
+
+def test_an_int8_graph_that_loses_accuracy_is_refused(labelled, tmp_path, monkeypatch, capsys):
+    """The int8 step is replaced by one writing a graph that predicts the other label: accuracy 0 against 1."""
+    model, dev = labelled
+    flipped = tmp_path / "flipped"
+    from transformers import AutoModelForSequenceClassification
+
+    bad = AutoModelForSequenceClassification.from_pretrained(model)
+    with torch.no_grad():
+        bad.classifier.weight.neg_(), bad.classifier.bias.neg_()
+    bad.save_pretrained(flipped)
+
+    def fake_quantize(source, target):
+        from transformers import AutoTokenizer
+
+        from hf_transfer.export.onnx import export_onnx
+
+        export_onnx(bad, AutoTokenizer.from_pretrained(model), target, 17)
+
+    monkeypatch.setattr(export_command, "quantize_int8", fake_quantize)
+    args = ExportArguments(model_dir=str(model), format="onnx", quantize="int8", output_dir=str(tmp_path / "out"),
+                           validation_file=str(dev), speed_samples=4)  # fmt: skip
+    with pytest.raises(export_command.ParityError, match="points below PyTorch"):
+        run_export(args)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flipped"]
+
+
+def test_adapter_folder_is_exported_through_its_merged_model(tmp_path, tiny_bert_dir):
+    from peft import PeftModel
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    adapter = tiny_adapter(tmp_path / "adapter", tiny_bert_dir, ["neg", "pos"])
+    out = tmp_path / "onnx"
+    assert export(adapter, out) == 0
+    texts = ["good thing", "awful awful thing number 3", "fine"]
+    base = BertForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=2)
+    peft = PeftModel.from_pretrained(base, adapter).eval()
+    with torch.no_grad():
+        expected = peft(**AutoTokenizer.from_pretrained(adapter)(texts, padding=True, return_tensors="pt")).logits
+    np.testing.assert_allclose(onnx_logits(out / "model.onnx", out, texts), expected.numpy(), atol=1e-4)
+    record = json.loads((out / "hf_transfer_run.json").read_text())["export"]
+    assert record["source_kind"] == "adapter, merged into its base"
+    assert "adapter, merged into its base" in (out / "README.md").read_text()
+
+
+def test_multi_label_model_without_validation_file(tmp_path, tiny_bert_dir, capsys):
+    model = tiny_classifier(tmp_path / "multi", tiny_bert_dir, ["red", "green", "blue"], multi_label=True)
+    out = tmp_path / "onnx"
+    assert export(model, out, "--quantize", "int8") == 0
+    assert "accuracy was not checked" in capsys.readouterr().err
+    record = json.loads((out / "hf_transfer_run.json").read_text())["export"]
+    assert record["parity"]["rows_from"] == "built-in sample texts" and not record["parity"]["int8_accuracy_checked"]
+    assert "accuracy not measured" in (out / "README.md").read_text()
+    assert "model-index" not in header(out / "README.md")  # no unmeasured accuracy is claimed for the int8 graph
+
+    data = pd.DataFrame({"text": ["red thing", "a green and blue one", "nothing"]})
+    data.to_csv(tmp_path / "in.csv", index=False)
+    assert main(["predict", "--model_name_or_path", str(out), "--input_file", str(tmp_path / "in.csv"),
+                 "--output_file", str(tmp_path / "out.jsonl"), "--onnx_file", "model.onnx"]) == 0  # fmt: skip
+    predicted = pd.read_json(tmp_path / "out.jsonl", lines=True)["predicted_label"].tolist()
+    logits = torch_logits(model, data["text"].tolist())
+    assert predicted == [[n for n, x in zip(["red", "green", "blue"], row, strict=True) if x > 0] for row in logits]
+
+
+def test_push_uploads_the_onnx_files(labelled, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+    from local_hub import TOKEN, LocalHub
+
+    from hf_transfer.outputs import hub as hub_module
+
+    model, _ = labelled
+    out = tmp_path / "onnx"
+    assert export(model, out, "--quantize", "int8") == 0
+    with LocalHub() as hub:
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-login" / "token"))
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("HF_TOKEN", TOKEN)
+        monkeypatch.setattr(hub_module, "RETRY_BASE_SECONDS", 0.01)
+        assert main(["push", str(out), "--hub_model_id", "tester/tiny-onnx"]) == 0
+        files = hub.files("tester/tiny-onnx")
+    assert files["model.onnx"] == (out / "model.onnx").read_bytes()
+    assert files["model_quantized.onnx"] == (out / "model_quantized.onnx").read_bytes()
+    assert {"config.json", "tokenizer.json", "README.md"} <= set(files)
+    assert b'snapshot_download("tester/tiny-onnx")' in files["README.md"]
+
+
+def test_real_minilm_export_with_int8(tmp_path, minilm_path, data_root):
+    """The real MiniLM with a classification head, on 96 SST-2 dev rows: fp32 within 1e-4 of PyTorch; int8 written
+    and its accuracy measured (with a random head the accuracy means little, but the check runs as it will on a
+    trained model)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(minilm_path, num_labels=2)
+    model.save_pretrained(tmp_path / "clf")
+    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(tmp_path / "clf")
+    dev = pd.read_csv(data_root / "sst2" / "dev.tsv", sep="\t", quoting=3).head(96)
+    dev.to_csv(tmp_path / "dev.csv", index=False)
+    out = tmp_path / "onnx"
+    assert export(tmp_path / "clf", out, "--quantize", "int8", "--validation_file", str(tmp_path / "dev.csv"),
+                  "--max_accuracy_drop", "100") == 0  # fmt: skip
+    parity = json.loads((out / "hf_transfer_run.json").read_text())["export"]["parity"]
+    assert parity["fp32_max_abs_logit_diff"] <= 1e-4 and parity["rows"] == 96
+    assert parity["int8_accuracy_checked"] and 0 <= parity["int8_agreement"] <= 1

@@ -1,0 +1,274 @@
+"""`hf-transfer predict`: every kind of model it takes (a full model folder, an adapter folder, a multi-label model, an
+ONNX export), the columns it writes in each format, rows kept in input order across chunks and length-sorted
+batches, empty rows counted, top-k, the metrics (equal to `evaluate`'s) when the file has labels, a late failure that
+leaves no file, and one run of the real MiniLM on SST-2 rows."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from hf_transfer.cli import main
+from hf_transfer.core.inference import predict_logits
+from hf_transfer.evaluation.arguments import EvaluateArguments
+from hf_transfer.evaluation.command import run_evaluate
+from hf_transfer.predict.arguments import PredictArguments
+from hf_transfer.predict.command import run_predict
+
+WORDS = ["good", "bad", "fine", "awful", "great", "poor", "nice", "meh"]
+
+
+def tiny_classifier(path: Path, tokenizer_dir, labels, multi_label=False, seed=0) -> Path:
+    """A random 2-layer, hidden-32 BERT classifier with these labels, saved with a tokenizer."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        id2label=dict(enumerate(labels)),
+        label2id={n: i for i, n in enumerate(labels)},
+        problem_type="multi_label_classification" if multi_label else "single_label_classification",
+        initializer_range=0.5,  # large enough weights that the predicted labels differ from row to row
+    )
+    BertForSequenceClassification(config).save_pretrained(path)
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(path)
+    return path
+
+
+def tiny_adapter(path: Path, base_dir: Path, labels) -> Path:
+    """A LoRA adapter folder as `train` writes one: the adapter and head, its base named, the labels recorded."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    torch.manual_seed(1)
+    base = BertForSequenceClassification.from_pretrained(
+        base_dir, id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)}
+    )
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value"], modules_to_save=["classifier"],
+                        init_lora_weights=False)  # fmt: skip
+    model = get_peft_model(base, config)
+    model.save_pretrained(path)
+    AutoTokenizer.from_pretrained(base_dir).save_pretrained(path)
+    adapter_config = json.loads((path / "adapter_config.json").read_text())
+    adapter_config["base_model_name_or_path"] = str(base_dir)
+    (path / "adapter_config.json").write_text(json.dumps(adapter_config))
+    record = {"label_names": list(labels), "problem_type": "single_label_classification"}
+    (path / "hf_transfer_run.json").write_text(json.dumps(record))
+    return path
+
+
+def rows(n: int, empty=(3, 7), seed=0) -> pd.DataFrame:
+    """Texts of many lengths, with blank ones at `empty`, an id column and a label."""
+    rng = np.random.default_rng(seed)
+    texts = [" ".join(rng.choice(WORDS, size=int(rng.integers(1, 30)))) for _ in range(n)]
+    for i in empty:
+        texts[i] = "" if i % 2 else "   "
+    return pd.DataFrame({"id": range(n), "text": texts, "label": rng.choice(["neg", "pos"], size=n)})
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, tiny_bert_dir):
+    root = tmp_path_factory.mktemp("predict-models")
+    return {
+        "full": tiny_classifier(root / "full", tiny_bert_dir, ["neg", "pos"]),
+        "multi": tiny_classifier(root / "multi", tiny_bert_dir, ["red", "green", "blue"], multi_label=True),
+        "adapter": tiny_adapter(root / "adapter", tiny_bert_dir, ["neg", "pos"]),
+        "three": tiny_classifier(root / "three", tiny_bert_dir, ["a", "b", "c"], seed=2),
+    }
+
+
+def predict(model, input_file, output_file, **extra):
+    return run_predict(
+        PredictArguments(
+            model_name_or_path=str(model), input_file=str(input_file), output_file=str(output_file), **extra
+        )  # fmt: skip
+    )
+
+
+def direct_logits(model_dir, texts):
+    """Logits of each text alone (no batching, no padding), straight from transformers."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    with torch.no_grad():
+        return np.stack([model(**tokenizer(t, return_tensors="pt")).logits[0].numpy() for t in texts])
+
+
+def test_full_model_csv_columns_order_empty_rows_and_metrics_equal_to_evaluate(models, tmp_path):
+    data = rows(40)
+    data.to_csv(tmp_path / "in.csv", index=False)
+    summary = predict(models["full"], tmp_path / "in.csv", tmp_path / "out.csv", batch_size=4, chunk_rows=16)
+
+    out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False, na_values=[""])
+    assert list(out.columns) == ["id", "text", "label", "predicted_label", "score", "prob_neg", "prob_pos"]
+    assert out["id"].tolist() == list(range(40))  # input order, though batches were sorted by length
+    empty = out.index.isin([3, 7])
+    assert out.loc[empty, "predicted_label"].isna().all() and out.loc[empty, "score"].isna().all()
+    assert summary["empty_text_rows"] == 2 and summary["rows"] == 40 and summary["predicted_rows"] == 38
+    assert "2 row(s) have empty text" in summary["warning"]
+
+    kept = out[~empty]
+    logits = direct_logits(models["full"], kept["text"].tolist())
+    assert kept["predicted_label"].tolist() == [["neg", "pos"][i] for i in logits.argmax(-1)]
+    assert len(set(kept["predicted_label"])) == 2  # both labels occur: the comparison means something
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    np.testing.assert_allclose(kept[["prob_neg", "prob_pos"]].to_numpy(), probs, atol=1e-5)
+    np.testing.assert_allclose(kept["score"], probs.max(-1), atol=1e-5)
+
+    evaluated = run_evaluate(EvaluateArguments(model_name_or_path=str(models["full"]),
+                                               validation_file=str(tmp_path / "in.csv")))  # fmt: skip
+    for key in ("accuracy", "f1_macro", "precision_neg", "recall_pos"):
+        assert summary[key] == pytest.approx(evaluated[key]), key
+    assert summary["samples"] == evaluated["samples"] == 38
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_the_output_does_not_depend_on_chunks_batches_or_format(models, tmp_path):
+    data = rows(50, empty=(0, 49)).drop(columns="label")
+    data.to_json(tmp_path / "in.jsonl", orient="records", lines=True)
+    predict(models["three"], tmp_path / "in.jsonl", tmp_path / "a.csv", batch_size=64, chunk_rows=8192)
+    predict(models["three"], tmp_path / "in.jsonl", tmp_path / "b.jsonl", batch_size=3, chunk_rows=7)
+    predict(models["three"], tmp_path / "in.jsonl", tmp_path / "c.parquet", batch_size=5, chunk_rows=11)
+    a = pd.read_csv(tmp_path / "a.csv", keep_default_na=False, na_values=[""])
+    b = pd.read_json(tmp_path / "b.jsonl", lines=True)
+    c = pd.read_parquet(tmp_path / "c.parquet")
+    assert list(a.columns) == list(b.columns) == list(c.columns)
+    assert a["id"].tolist() == b["id"].tolist() == c["id"].tolist() == list(range(50))
+    assert b.loc[0, "predicted_label"] == c.loc[49, "predicted_label"] == ""
+    assert a["predicted_label"].fillna("").tolist() == b["predicted_label"].tolist() == c["predicted_label"].tolist()
+    for column in ("score", "prob_a", "prob_b", "prob_c"):
+        np.testing.assert_allclose(a[column], b[column], atol=1e-5, equal_nan=True)  # other batches, other padding
+        np.testing.assert_allclose(a[column], c[column], atol=1e-5, equal_nan=True)
+
+
+def test_parquet_input_keeps_its_column_types(models, tmp_path):
+    data = rows(12, empty=())
+    data["weight"] = np.arange(12, dtype=np.float32) / 4
+    data.to_parquet(tmp_path / "in.parquet")
+    predict(models["full"], tmp_path / "in.parquet", tmp_path / "out.parquet", chunk_rows=5)
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert out["weight"].dtype == np.float32 and out["id"].dtype == data["id"].dtype
+    pd.testing.assert_frame_equal(out[data.columns], data)
+
+
+def test_top_k(models, tmp_path):
+    rows(20, empty=(5,)).drop(columns="label").to_csv(tmp_path / "in.csv", index=False)
+    predict(models["three"], tmp_path / "in.csv", tmp_path / "out.jsonl", top_k=2)
+    out = pd.read_json(tmp_path / "out.jsonl", lines=True)
+    added = ["predicted_label", "score", "top1_label", "top1_score", "top2_label", "top2_score"]
+    assert list(out.columns)[2:] == added
+    full = out.drop(index=5)
+    assert (full["top1_label"] == full["predicted_label"]).all()
+    assert (full["top1_score"] == full["score"]).all() and (full["top1_score"] >= full["top2_score"]).all()
+    assert (full["top1_label"] != full["top2_label"]).all()
+    assert out.loc[5, "top1_label"] == "" and math.isnan(out.loc[5, "top1_score"])
+
+
+def test_multi_label_model(models, tmp_path):
+    names = ["red", "green", "blue"]
+    data = rows(30, empty=(2,))
+    data["label"] = [[n for j, n in enumerate(names) if (i >> j) & 1] for i in range(30)]
+    data.to_json(tmp_path / "in.jsonl", orient="records", lines=True)
+    summary = predict(models["multi"], tmp_path / "in.jsonl", tmp_path / "out.jsonl", batch_size=4)
+    out = pd.read_json(tmp_path / "out.jsonl", lines=True)
+    logits = direct_logits(models["multi"], [t for i, t in enumerate(data["text"]) if i != 2])
+    expected = [[n for n, x in zip(names, row, strict=True) if x > 0] for row in logits]
+    assert out.drop(index=2)["predicted_label"].tolist() == expected
+    assert any(len(labels) > 1 for labels in expected) and any(len(labels) < 3 for labels in expected)
+    assert out.loc[2, "predicted_label"] == []
+    sigmoid = 1 / (1 + np.exp(-logits))
+    np.testing.assert_allclose(out.drop(index=2)[[f"prob_{n}" for n in names]].to_numpy(), sigmoid, atol=1e-5)
+    assert {"f1_micro", "f1_macro", "subset_accuracy"} <= set(summary) and summary["samples"] == 29
+
+    predict(models["multi"], tmp_path / "in.jsonl", tmp_path / "out.csv")  # csv holds the lists as JSON text
+    as_csv = pd.read_csv(tmp_path / "out.csv")
+    assert [json.loads(v) for v in as_csv.drop(index=2)["predicted_label"]] == expected
+
+
+def test_adapter_folder(models, tmp_path, tiny_bert_dir):
+    from peft import PeftModel
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    data = rows(24)
+    data.to_csv(tmp_path / "in.csv", index=False)
+    summary = predict(models["adapter"], tmp_path / "in.csv", tmp_path / "out.csv", batch_size=5)
+    assert "PEFT adapter" in summary["model"]
+    out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False, na_values=[""]).drop(index=[3, 7])
+
+    base = BertForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=2)
+    model = PeftModel.from_pretrained(base, models["adapter"]).eval()
+    tokenizer = AutoTokenizer.from_pretrained(models["adapter"])
+    logits = predict_logits(model, tokenizer, out["text"].tolist(), progress=False)
+    assert out["predicted_label"].tolist() == [["neg", "pos"][i] for i in logits.argmax(-1)]
+    evaluated = run_evaluate(EvaluateArguments(model_name_or_path=str(models["adapter"]),
+                                               validation_file=str(tmp_path / "in.csv")))  # fmt: skip
+    assert summary["accuracy"] == pytest.approx(evaluated["accuracy"])
+
+
+def test_onnx_folder_predicts_as_pytorch_does(models, tmp_path):
+    data = rows(30).drop(columns="label")
+    data.to_csv(tmp_path / "in.csv", index=False)
+    onnx_dir = tmp_path / "onnx"
+    argv = ["export", str(models["three"]), "--format", "onnx", "--output_dir", str(onnx_dir), "--speed_samples", "4"]
+    assert main(argv) == 0
+    torch_summary = predict(models["three"], tmp_path / "in.csv", tmp_path / "torch.csv")
+    onnx_summary = predict(onnx_dir, tmp_path / "in.csv", tmp_path / "onnx.csv", batch_size=7)
+    assert "ONNX (model.onnx)" in onnx_summary["model"]
+    a, b = pd.read_csv(tmp_path / "torch.csv"), pd.read_csv(tmp_path / "onnx.csv")
+    assert a["predicted_label"].equals(b["predicted_label"])
+    np.testing.assert_allclose(a[["prob_a", "prob_b", "prob_c"]], b[["prob_a", "prob_b", "prob_c"]], atol=1e-5)
+    assert onnx_summary["empty_text_rows"] == torch_summary["empty_text_rows"] == 2
+
+
+def test_a_late_failure_leaves_no_file_and_an_old_output_untouched(models, tmp_path, capsys):
+    good = [json.dumps({"text": f"{WORDS[i % 8]} row {i}"}) for i in range(30)]
+    (tmp_path / "in.jsonl").write_text("\n".join(good[:20] + ["{not json"] + good[20:]) + "\n")
+    (tmp_path / "out.csv").write_text("old,content\n")
+    argv = ["predict", "--model_name_or_path", str(models["full"]), "--input_file", str(tmp_path / "in.jsonl"),
+            "--output_file", str(tmp_path / "out.csv"), "--chunk_rows", "8"]  # fmt: skip
+    assert main(argv) == 2  # the bad line is in the third chunk: after the model loaded and two chunks were written
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "line 21" in err[-1] and err[-1].startswith("hf-transfer predict: error:")
+    assert (tmp_path / "out.csv").read_text() == "old,content\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.csv"]
+
+
+def test_real_minilm_on_sst2_rows_matches_evaluate(tmp_path, minilm_path, data_root):
+    """End to end on the real MiniLM (a classification head on it) and real SST-2 rows: the CLI's predictions are
+    the argmax of `evaluate`'s logits, row for row, and its metrics are `evaluate`'s."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from hf_transfer.core.arguments import EvalSet
+    from hf_transfer.core.eval_sets import prepare_eval_set
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        minilm_path, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1}
+    )
+    model.save_pretrained(tmp_path / "clf")
+    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(tmp_path / "clf")
+    dev = pd.read_csv(data_root / "sst2" / "dev.tsv", sep="\t", quoting=3).head(120)
+    dev["label"] = dev["label"].map({0: "negative", 1: "positive"})
+    dev.to_csv(tmp_path / "dev.csv", index=False)
+
+    argv = ["predict", "--model_name_or_path", str(tmp_path / "clf"), "--input_file", str(tmp_path / "dev.csv"),
+            "--output_file", str(tmp_path / "out.parquet")]  # fmt: skip
+    assert main(argv) == 0
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    args = EvaluateArguments(model_name_or_path=str(tmp_path / "clf"), validation_file=str(tmp_path / "dev.csv"))
+    data = prepare_eval_set(EvalSet("validation", args.validation_file), args, ["negative", "positive"])
+    logits = predict_logits(model.eval(), AutoTokenizer.from_pretrained(tmp_path / "clf"), data.texts, progress=False)
+    assert out["sentence"].tolist() == data.texts == dev["sentence"].tolist()
+    assert out["predicted_label"].tolist() == [["negative", "positive"][i] for i in logits.argmax(-1)]
+    summary = predict(tmp_path / "clf", tmp_path / "dev.csv", tmp_path / "again.csv")
+    assert summary["accuracy"] == pytest.approx(run_evaluate(args)["accuracy"])
