@@ -51,6 +51,7 @@ class CardData:
     base_model_is_hub_id: bool = False
     license: str | None = None
     language: str | list[str] | None = None
+    language_source: str | None = None  # config, detected (from the training text), or base model
     datasets: list[str] = field(default_factory=list)
     data_name: str = "local data"
     eval_dataset: str = "validation data"
@@ -239,7 +240,8 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
     facts = base_model_facts(
         [config.get("base_model_hub_id"), config.get("model_name_or_path"), c.base_model, *teachers]
     )
-    c.license, c.language = facts.get("license"), facts.get("language")
+    c.license = facts.get("license")
+    c.language, c.language_source = _language(record.get("language"), facts)
     hub_dataset = dataset_name or config.get("dataset_hub_id")
     c.datasets = [hub_dataset] if hub_dataset else []
     train_file = config.get("train_file") or (source.get("train_file") if isinstance(source, dict) else None)
@@ -293,6 +295,14 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
     return c
 
 
+def _language(recorded: dict | None, facts: dict) -> tuple:
+    """The language field wins, then the one detected from the training text, then the base model's card."""
+    recorded = recorded or {}
+    if recorded.get("value"):
+        return recorded["value"], recorded.get("source")
+    return facts.get("language"), "base model" if facts.get("language") else None
+
+
 def load_card_data(folder: str | Path) -> CardData | None:
     """The card data saved with a run; for runs from before it was saved, rebuilt from the run record and config."""
     folder = Path(folder)
@@ -323,7 +333,8 @@ def merge_card_data(record: dict, config: dict, folder: str | Path, sets: list) 
     c.base_model_is_hub_id = is_hub_id(c.base_model)
     if not inherited:
         facts = base_model_facts([config.get("base_model_hub_id"), config.get("pretrained"), c.base_model])
-        c.license, c.language = facts.get("license"), facts.get("language")
+        c.license = facts.get("license")
+        c.language, c.language_source = _language(None, facts)
         c.data_source = "not recorded: the fine-tuned model was not trained with hf-transfer"
     c.label_names = list(record.get("label_names") or [])
     c.problem_type = record.get("problem_type") or c.problem_type

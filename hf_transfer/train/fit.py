@@ -10,6 +10,7 @@ from pathlib import Path
 from hf_transfer import __version__
 from hf_transfer.core.data import PreparedData
 from hf_transfer.core.folders import CONFIG_FILE, RUN_RECORD_FILE
+from hf_transfer.core.language import language_record
 from hf_transfer.core.metrics import classification_metrics
 from hf_transfer.core.runtime import memory_kib, precision_name
 from hf_transfer.core.tasks import MULTI_LABEL, predicted_labels
@@ -86,6 +87,7 @@ def fit_and_report(
                 "label_names": prepared.label_names,
                 "problem_type": prepared.problem_type,
                 "data": prepared.summary,
+                "language": _language(arg_objects[1], prepared),
                 "freeze": {**freeze_at_start, **trainer.freeze_summary()},
                 "precision": precision_name(training_args),
                 "world_size": training_args.world_size,
@@ -111,6 +113,13 @@ def fit_and_report(
         "output_dir": training_args.output_dir,
         **hub_result,
     }
+
+
+def _language(data_args, prepared: PreparedData) -> dict:
+    """The card's language: the `language` field, else detected from the training text (see `core.language`)."""
+    train = prepared.datasets["train"] if "train" in prepared.datasets else None
+    texts = list(train[prepared.text_column]) if train is not None else []
+    return language_record(getattr(data_args, "language", None), texts)
 
 
 def _frozen_features_summary(info: dict | None) -> dict:
