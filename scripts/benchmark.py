@@ -3,6 +3,7 @@
     python scripts/benchmark.py --mode quick                 # a few minutes
     python scripts/benchmark.py --mode full                  # the published figures
     python scripts/benchmark.py --mode smoke --only P1,P3    # does it work end to end?
+    python scripts/benchmark.py --mode full --only FEWSHOT --lock /tmp/cpu.lock   # the few-shot route vs SetFit
 
 Every configuration runs in a fresh subprocess (peak memory is per configuration: `os.wait4` gives the child's own
 rusage), the configurations of a comparison take turns (A, B, A, B, ...), and each ratio is taken between medians over
@@ -13,6 +14,7 @@ run record it writes (`hf_transfer_run.json`). Results go to `--output_dir`: ben
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -39,7 +41,20 @@ PRESETS = {
         "full": (4000, 872, 128, 1, 3, 3, 3, 32),
     }.items()
 }
-COMPARISONS = ("P1", "P2", "P3", "P4", "P5", "BF16")
+COMPARISONS = ("P1", "P2", "P3", "P4", "P5", "BF16", "FEWSHOT")
+DEFAULT_COMPARISONS = COMPARISONS[:-1]  # FEWSHOT (hours in full mode, needs SetFit) runs only when asked for
+# FEWSHOT: the few-shot route of `hf-transfer train` against SetFit (defaults: batch 16, 1 epoch) on the same rows: K
+# training rows per class drawn per seed (sentences of at least FEWSHOT_MIN_WORDS words), scored on SST-2 dev and on a
+# fixed held-out sample of the clothing reviews (3 classes) that no training sample draws from.
+FEWSHOT_PRESETS = {
+    "smoke": {"tasks": ("sst2",), "ks": (4,), "seeds": (0,), "eval_rows": 64},
+    "quick": {"tasks": ("sst2", "clothing"), "ks": (8,), "seeds": (0,), "eval_rows": 300},
+    "full": {"tasks": ("sst2", "clothing"), "ks": (8, 32), "seeds": (0, 1, 2), "eval_rows": 1500},
+}
+FEWSHOT_MIN_WORDS = 6
+FEWSHOT_METRIC = {"sst2": "accuracy", "clothing": "f1_macro"}
+CLOTHING_LABELS = {1: "bad", 2: "bad", 3: "neutral", 4: "good", 5: "good"}
+CLOTHING_HELD_OUT_SEED = 1234
 LEARNING_RATE = 5e-5  # the SST-2 recipe of scripts/configs/sst2.yaml
 SEED = 42
 
@@ -80,9 +95,9 @@ def resolve_settings(args: argparse.Namespace) -> dict:
 
 
 def parse_only(value: str | None) -> list[str]:
-    """`P1,P3` -> ['P1', 'P3']; None -> every comparison."""
+    """`P1,P3` -> ['P1', 'P3']; None -> every comparison but FEWSHOT."""
     if not value:
-        return list(COMPARISONS)
+        return list(DEFAULT_COMPARISONS)
     names = [v.strip().upper() for v in value.split(",") if v.strip()]
     unknown = [n for n in names if n not in COMPARISONS]
     if unknown:
@@ -167,7 +182,91 @@ def build_ratio_rows(results: dict) -> list[dict]:
         rows.append(
             {"name": name, "value": value, "goal_op": op, "goal": target, "status": goal_status(value, op, target)}
         )
+    return rows + fewshot_ratio_rows(results.get("FEWSHOT") or {})
+
+
+# --- FEWSHOT: pure parts ---------------------------------------------------------------------------------------------
+
+
+def few_shot_sample(texts: list[str], labels: list, k: int, seed: int, min_words: int = FEWSHOT_MIN_WORDS) -> list:
+    """Indices of k rows per label (sorted label order), drawn with `seed` among texts of at least `min_words` words,
+    then shuffled."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    eligible = np.array([len(t.split()) >= min_words for t in texts])
+    labels = np.asarray(labels)
+    picked = []
+    for label in sorted(set(labels.tolist())):
+        pool = np.flatnonzero((labels == label) & eligible)
+        if len(pool) < k:
+            raise SystemExit(f"only {len(pool)} rows of label {label!r} have {min_words}+ words; {k} are needed.")
+        picked.extend(rng.choice(pool, size=k, replace=False).tolist())
+    return rng.permutation(picked).tolist()
+
+
+def held_out_split(n: int, eval_rows: int, seed: int = CLOTHING_HELD_OUT_SEED) -> tuple[list, list]:
+    """A fixed held-out sample of `eval_rows` row indices and the training pool (every other row), by `seed`."""
+    import numpy as np
+
+    order = np.random.default_rng(seed).permutation(n)
+    return sorted(order[:eval_rows].tolist()), sorted(order[eval_rows:].tolist())
+
+
+def _mean_sd(values: list) -> tuple[float | None, float | None]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def fewshot_cells(results: dict) -> list[dict]:
+    """One row per (task, K, system): the metric's mean and standard deviation over the seeds, the training wall
+    time's mean, and the per-seed values. `results[f"{task}_k{K}_{system}"]` is a list of runs (one per seed)."""
+    rows = []
+    for config, runs in results.items():
+        task, k, system = config.split("_", 2)
+        metric = FEWSHOT_METRIC[task]
+        mean, sd = _mean_sd([r.get(metric) for r in runs])
+        seconds, seconds_sd = _mean_sd([r.get("train_seconds") for r in runs])
+        rows.append({"task": task, "k": int(k[1:]), "system": system, "metric": metric, "mean": mean, "sd": sd,
+                     "train_seconds": seconds, "train_seconds_sd": seconds_sd, "seeds": len(runs),
+                     "values": [r.get(metric) for r in runs]})  # fmt: skip
     return rows
+
+
+def fewshot_ratio_rows(results: dict) -> list[dict]:
+    """Per task and K: our mean metric / SetFit's (goal >= 1) and our mean training time / SetFit's (goal <= 1)."""
+    cells = {(c["task"], c["k"], c["system"]): c for c in fewshot_cells(results)}
+    rows = []
+    for task, k in sorted({(t, k) for t, k, _ in cells}, key=lambda x: (x[0] != "sst2", x[1])):
+        ours, setfit = cells.get((task, k, "hf_transfer")), cells.get((task, k, "setfit"))
+        if ours is None or setfit is None:
+            continue
+        metric = FEWSHOT_METRIC[task]
+        for name, value, op in (
+            (f"FEWSHOT {task} K={k} mean {metric} hf-transfer / SetFit", ratio(ours["mean"], setfit["mean"]), ">="),
+            (f"FEWSHOT {task} K={k} training time hf-transfer / SetFit",
+             ratio(ours["train_seconds"], setfit["train_seconds"]), "<="),
+        ):  # fmt: skip
+            rows.append({"name": name, "value": value, "goal_op": op, "goal": 1.0,
+                         "status": goal_status(value, op, 1.0)})  # fmt: skip
+    return rows
+
+
+def render_fewshot(results: dict) -> list[str]:
+    """The FEWSHOT table: metric mean ± sd over seeds (and each seed's value), training wall time."""
+    cells = fewshot_cells(results)
+    if not cells:
+        return []
+    lines = ["", "| task | K per class | system | metric | mean ± sd | per seed | training s (mean ± sd) |",
+             "|---|---:|---|---|---:|---|---:|"]  # fmt: skip
+    for c in sorted(cells, key=lambda c: (c["task"] != "sst2", c["k"], c["system"])):
+        per_seed = ", ".join(_fmt(v, 4) for v in c["values"])
+        cells_text = [c["task"], str(c["k"]), c["system"], c["metric"], f"{_fmt(c['mean'], 4)} ± {_fmt(c['sd'], 4)}",
+                      per_seed, f"{_fmt(c['train_seconds'], 1)} ± {_fmt(c['train_seconds_sd'], 1)}"]  # fmt: skip
+        lines.append("| " + " | ".join(cells_text) + " |")
+    return lines
 
 
 def config_rows(results: dict) -> list[dict]:
@@ -183,7 +282,7 @@ def config_rows(results: dict) -> list[dict]:
     )
     rows = []
     for comparison, configs in results.items():
-        if comparison == "P4":  # the P2 cached runs again; its own table is `speed_rows`
+        if comparison in ("P4", "FEWSHOT"):  # P4: the P2 cached runs again (`speed_rows`); FEWSHOT: its own table
             continue
         for config, runs in configs.items():
             row = {"comparison": comparison, "config": config, "repeats": len(runs)}
@@ -255,6 +354,7 @@ def render_markdown(report: dict) -> str:
             cells = [row["model"], _fmt(row["samples_per_second"], 1), _fmt(row["eval_accuracy"], 4)]
             parameters = "—" if row["parameters"] is None else f"{int(row['parameters']):,}"
             lines.append("| " + " | ".join(cells) + f" | {parameters} |")
+    lines += render_fewshot(report.get("results", {}).get("FEWSHOT") or {})
     for note in report.get("notes", []):
         lines.append(f"\n- {note}")
     machine = report["machine"]
@@ -491,7 +591,36 @@ def child_hf_cli(spec: dict) -> dict:
     return {"epoch_seconds": [e.get("seconds") for e in epochs]}
 
 
-CHILDREN = {"stock": child_stock, "plain": child_plain, "hf_cli": child_hf_cli}
+def child_setfit(spec: dict) -> dict:
+    """SetFit 1.x with its defaults (batch 16, 1 epoch, logistic-regression head) on a few-shot file; scored on the
+    evaluation file. `train_seconds` is `Trainer.train` (body and head), as our run record's train_wall_seconds."""
+    import pandas as pd
+    from datasets import Dataset
+    from setfit import SetFitModel, Trainer, TrainingArguments
+    from sklearn.metrics import accuracy_score, f1_score
+
+    train, evaluation = pd.read_csv(spec["train_file"]), pd.read_csv(spec["eval_file"])
+    names = sorted(set(train["label"]))
+    ids = {name: i for i, name in enumerate(names)}
+    model = SetFitModel.from_pretrained(spec["model"])
+    args = TrainingArguments(batch_size=16, num_epochs=1, seed=spec["seed"], output_dir=spec["output_dir"])
+    rows = Dataset.from_dict({"text": train["text"].tolist(), "label": [ids[n] for n in train["label"]]})
+    trainer = Trainer(model=model, args=args, train_dataset=rows)
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    predicted = [names[int(p)] for p in model.predict(evaluation["text"].tolist())]
+    truth = evaluation["label"].tolist()
+    return {
+        "train_seconds": round(seconds, 2),
+        "eval_seconds": round(time.perf_counter() - started, 2),
+        "accuracy": accuracy_score(truth, predicted),
+        "f1_macro": f1_score(truth, predicted, average="macro"),
+    }
+
+
+CHILDREN = {"stock": child_stock, "plain": child_plain, "hf_cli": child_hf_cli, "setfit": child_setfit}
 
 
 def run_child(kind: str, spec_path: str) -> None:
@@ -508,9 +637,10 @@ def run_child(kind: str, spec_path: str) -> None:
 
 
 class Bench:
-    def __init__(self, settings: dict, out: Path, model: str, train_file: Path, eval_file: Path):
+    def __init__(self, settings: dict, out: Path, model: str, train_file: Path, eval_file: Path, lock=None):
         self.s, self.out, self.model = settings, out, model
         self.train_file, self.eval_file = train_file, eval_file
+        self.lock = lock  # a file every heavy job of a shared machine locks (flock) while it runs
         self.results: dict = {}
         self.notes: list[str] = []
         self.counter = 0
@@ -528,12 +658,13 @@ class Bench:
             "PYTHONPATH": str(REPO),
         }
         print(f"[{time.strftime('%H:%M:%S')}] {name}: {shlex.join(command)}", flush=True)
-        started = time.perf_counter()
-        with open(log, "w") as f:
-            process = subprocess.Popen(command, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
-            _, status, usage = os.wait4(process.pid, 0)
-            process.returncode = os.waitstatus_to_exitcode(status)
-        wall = time.perf_counter() - started
+        with _locked(self.lock):
+            started = time.perf_counter()
+            with open(log, "w") as f:
+                process = subprocess.Popen(command, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
+                _, status, usage = os.wait4(process.pid, 0)
+                process.returncode = os.waitstatus_to_exitcode(status)
+            wall = time.perf_counter() - started
         if process.returncode:
             tail = "\n".join(log.read_text().splitlines()[-15:])
             raise RuntimeError(f"{name} failed with status {process.returncode}; see {log}:\n{tail}")
@@ -568,6 +699,9 @@ class Bench:
             "report_to": "none",
             "disable_tqdm": "true",
             "seed": SEED,
+            # Small presets are under the few-shot route's automatic threshold; these comparisons are about the
+            # ordinary fine-tune (FEWSHOT measures the route).
+            "few_shot": "false",
         }
         if command == "train":
             base["model_name_or_path"] = self.model
@@ -601,6 +735,123 @@ class Bench:
 
     def save(self) -> None:
         (self.out / "partial_results.json").write_text(json.dumps(self.results, indent=2, default=str))
+
+
+@contextlib.contextmanager
+def _locked(path: str | None):
+    """Hold an exclusive flock on `path` (as `flock PATH command` does), or nothing when `path` is None."""
+    if not path:
+        yield
+        return
+    import fcntl
+
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# --- FEWSHOT: data and runs ------------------------------------------------------------------------------------------
+
+
+def write_labelled_csv(path: Path, texts: list[str], labels: list[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerows([("text", "label"), *zip(texts, labels, strict=True)])
+    return path
+
+
+def fewshot_task_data(data_dir: Path, out: Path, task: str, eval_rows: int) -> tuple[list[str], list[str], Path]:
+    """A task's training pool (texts, label names) and its evaluation file: SST-2's train split and (the first
+    `eval_rows` of) its dev split; the clothing reviews' ratings as bad/neutral/good, minus a fixed held-out sample of
+    `eval_rows` reviews, which is the evaluation file."""
+    if task == "sst2":
+        names = ("negative", "positive")
+        texts, labels = read_tsv(str(data_dir / "sst2" / "train.tsv"))
+        dev_texts, dev_labels = read_tsv(str(data_dir / "sst2" / "dev.tsv"))
+        dev_texts, dev_labels = [t.strip() for t in dev_texts[:eval_rows]], [names[v] for v in dev_labels[:eval_rows]]
+        dev = write_labelled_csv(out / "sst2_eval.csv", dev_texts, dev_labels)
+        return [t.strip() for t in texts], [names[v] for v in labels], dev
+    import pandas as pd
+
+    frame = pd.read_csv(data_dir / "clothing_reviews" / "reviews.csv")
+    frame = frame[frame["Review Text"].fillna("").str.strip() != ""]
+    texts = frame["Review Text"].str.strip().tolist()
+    labels = [CLOTHING_LABELS[int(r)] for r in frame["Rating"]]
+    held_out, pool = held_out_split(len(texts), eval_rows)
+    held_texts, held_labels = [texts[i] for i in held_out], [labels[i] for i in held_out]
+    evaluation = write_labelled_csv(out / "clothing_eval.csv", held_texts, held_labels)
+    return [texts[i] for i in pool], [labels[i] for i in pool], evaluation
+
+
+def fewshot_ours(bench: Bench, name: str, train_file: Path, eval_file: Path, seed: int) -> dict:
+    """`hf-transfer train --config few_shot.yaml` on the sample (no validation file, as a user with K rows would run
+    it), then `hf-transfer evaluate` on the evaluation file: the figure is what evaluate reports."""
+    folder = bench.next_folder(name)
+    argv = ["train", "--config", str(CONFIGS / "few_shot.yaml"), "--model_name_or_path", bench.model,
+            "--train_file", str(train_file), "--output_dir", str(folder), "--seed", str(seed),
+            "--disable_tqdm", "true", "--report_to", "none"]  # fmt: skip
+    trained = bench.run_script_child(name, "hf_cli", {"argv": argv})
+    record = json.loads((folder / "hf_transfer_run.json").read_text())
+    metrics = folder / "evaluate.json"
+    command = [sys.executable, "-m", "hf_transfer", "evaluate", "--model_name_or_path", str(folder),
+               "--validation_file", str(eval_file), "--max_seq_length", str(_resolved(folder)["max_seq_length"]),
+               "--output_file", str(metrics)]  # fmt: skip
+    bench.launch(f"{name}-evaluate", command)
+    report = json.loads(metrics.read_text())
+    few_shot = record.get("few_shot") or {}
+    return {
+        "train_seconds": record["train_metrics"]["train_wall_seconds"],
+        "body_seconds": (few_shot.get("body") or {}).get("seconds"),
+        "head_seconds": (few_shot.get("head") or {}).get("seconds"),
+        "route": few_shot.get("decision"),
+        "accuracy": report["accuracy"],
+        "f1_macro": report["f1_macro"],
+        "process_seconds": trained["process_seconds"],
+        "child_peak_rss_kib": trained["child_peak_rss_kib"],
+        "output_dir": str(folder),
+    }
+
+
+def _resolved(folder: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load((folder / "hf_transfer_config.yaml").read_text())
+
+
+def run_fewshot(bench: Bench, data_dir: Path, mode: str) -> None:
+    """Every (task, K, seed): the same sampled rows for both systems, which take turns going first."""
+    preset = FEWSHOT_PRESETS[mode]
+    store = bench.results.setdefault("FEWSHOT", {})
+    try:
+        import setfit  # noqa: F401
+
+        systems = ("hf_transfer", "setfit")
+    except ImportError:
+        systems = ("hf_transfer",)
+        bench.notes.append("FEWSHOT: SetFit is not installed (`pip install setfit`): only hf-transfer ran.")
+    data = bench.out / "fewshot_data"
+    for task in preset["tasks"]:
+        texts, labels, eval_file = fewshot_task_data(data_dir, data, task, preset["eval_rows"])
+        for k in preset["ks"]:
+            for turn, seed in enumerate(preset["seeds"]):
+                rows = few_shot_sample(texts, labels, k, seed)
+                train_file = write_labelled_csv(
+                    data / f"{task}_k{k}_seed{seed}.csv", [texts[i] for i in rows], [labels[i] for i in rows]
+                )
+                for system in systems if turn % 2 == 0 else systems[::-1]:
+                    name = f"FEWSHOT-{task}-k{k}-{system}-seed{seed}"
+                    if system == "setfit":
+                        spec = {"model": bench.model, "train_file": str(train_file), "eval_file": str(eval_file),
+                                "seed": seed}  # fmt: skip
+                        result = bench.run_script_child(name, "setfit", spec)
+                    else:
+                        result = fewshot_ours(bench, name, train_file, eval_file, seed)
+                    store.setdefault(f"{task}_k{k}_{system}", []).append({**result, "seed": seed})
+                    bench.save()
 
 
 def read_run_record(folder: Path) -> dict:
@@ -654,7 +905,7 @@ def run_benchmark(args: argparse.Namespace, settings: dict) -> dict:
     train_file, eval_file = write_subsets(
         Path(args.data_dir), out / "data", settings["train_rows"], settings["eval_rows"]
     )
-    bench = Bench(settings, out, args.model, train_file, eval_file)
+    bench = Bench(settings, out, args.model, train_file, eval_file, lock=args.lock)
     only, s = settings["only"], settings
 
     if "P1" in only:
@@ -737,6 +988,17 @@ def run_benchmark(args: argparse.Namespace, settings: dict) -> dict:
             },
         )
 
+    if "FEWSHOT" in only:
+        run_fewshot(bench, Path(args.data_dir), s["mode"])
+        preset = FEWSHOT_PRESETS[s["mode"]]
+        bench.notes.append(
+            f"FEWSHOT: {', '.join(preset['tasks'])} with K = {', '.join(map(str, preset['ks']))} training rows per "
+            f"class, seeds {', '.join(map(str, preset['seeds']))} (rows of {FEWSHOT_MIN_WORDS}+ words drawn per seed, "
+            f"the same for both systems, which take turns going first); evaluated on up to {preset['eval_rows']} rows "
+            "(SST-2 dev; a fixed held-out sample of the clothing reviews). Metric: accuracy on SST-2, macro-F1 on the "
+            "clothing reviews (bad/neutral/good). Training time: SetFit's Trainer.train (body and head) against the "
+            "run record's train_wall_seconds (body tuning and head fit); ours is scored by `hf-transfer evaluate`."
+        )
     bench.notes += [
         "Ratios are between medians over the repeats; configurations of a comparison run in turn, each in a fresh "
         "process.",
@@ -811,6 +1073,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder holding sst2/{train,dev}.tsv",
     )
     parser.add_argument("--output_dir", default="benchmark", help="where results go")
+    parser.add_argument(
+        "--lock", help="a lock file each child process holds (flock) while it runs, on a machine shared by heavy jobs"
+    )
     parser.add_argument("--_child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--_spec", help=argparse.SUPPRESS)
     return parser

@@ -153,3 +153,44 @@ def test_profile_stacks_sorts_training_loop_samples(tmp_path):
     }
     assert dict(s["forward"]) == {"BertModel.forward > BertEncoder.forward": 60}
     assert dict(s["ours"]) == {"hf_transfer/trainers.py: TransferTrainer.compute_loss": 5}
+
+
+# --- FEWSHOT: the few-shot route against SetFit ---------------------------------------------------------------------
+
+
+def test_fewshot_sample_is_seeded_balanced_and_skips_short_texts(bench):
+    texts = [f"word {'x ' * (i % 7)}".strip() for i in range(200)]  # 1 to 7 words
+    labels = ["a", "b"] * 100
+    picked = bench.few_shot_sample(texts, labels, k=5, seed=0)
+    assert picked == bench.few_shot_sample(texts, labels, k=5, seed=0)
+    assert picked != bench.few_shot_sample(texts, labels, k=5, seed=1)
+    assert sorted(labels[i] for i in picked) == ["a"] * 5 + ["b"] * 5
+    assert all(len(texts[i].split()) >= bench.FEWSHOT_MIN_WORDS for i in picked)
+    with pytest.raises(SystemExit):
+        bench.few_shot_sample(texts, labels, k=60, seed=0)
+
+
+def test_clothing_held_out_sample_is_fixed_and_disjoint(bench):
+    held_out, pool = bench.held_out_split(100, 30)
+    assert (held_out, pool) == bench.held_out_split(100, 30)
+    assert len(held_out) == 30 and not set(held_out) & set(pool) and len(pool) == 70
+
+
+def test_fewshot_table_and_goals(bench):
+    results = {
+        "sst2_k8_hf_transfer": [{"accuracy": 0.70, "train_seconds": 10.0}, {"accuracy": 0.74, "train_seconds": 12.0}],
+        "sst2_k8_setfit": [{"accuracy": 0.68, "train_seconds": 20.0}, {"accuracy": 0.70, "train_seconds": 24.0}],
+        "clothing_k8_hf_transfer": [{"f1_macro": 0.40, "train_seconds": 30.0}],
+        "clothing_k8_setfit": [{"f1_macro": 0.50, "train_seconds": 20.0}],
+    }
+    rows = {row["name"]: row for row in bench.build_ratio_rows({"FEWSHOT": results})}
+    accuracy = rows["FEWSHOT sst2 K=8 mean accuracy hf-transfer / SetFit"]
+    assert accuracy["value"] == pytest.approx(0.72 / 0.69) and accuracy["status"] == "pass"
+    time_row = rows["FEWSHOT sst2 K=8 training time hf-transfer / SetFit"]
+    assert time_row["value"] == pytest.approx(11 / 22) and time_row["status"] == "pass"
+    assert rows["FEWSHOT clothing K=8 mean f1_macro hf-transfer / SetFit"]["status"] == "miss"
+    assert rows["FEWSHOT clothing K=8 training time hf-transfer / SetFit"]["status"] == "miss"
+    text = "\n".join(bench.render_fewshot(results))
+    assert "| sst2 | 8 | hf_transfer | accuracy | 0.7200 ± 0.0283 | 0.7000, 0.7400 | 11.0 ± 1.4 |" in text
+    assert bench.config_rows({"FEWSHOT": results}) == []  # its own table, not the per-configuration one
+    assert "FEWSHOT" not in bench.parse_only(None) and bench.parse_only("fewshot") == ["FEWSHOT"]

@@ -161,7 +161,9 @@ def test_shipped_configs_parse(config, monkeypatch):
         model, data, distill, adapter, training = parse_command_args("distill", ["--config", str(config)])
         assert distill.teacher_model_name_or_path and (model.model_name_or_path or distill.student_layers)
     else:
-        model, data, adapter, training = parse_command_args("train", ["--config", str(config)])
+        # A recipe may take its data from flags (few_shot.yaml: --train_file FILE).
+        flags = [] if "train_file" in raw or "dataset_name" in raw else ["--train_file", "yours.csv"]
+        model, data, adapter, training = parse_command_args("train", ["--config", str(config), *flags])
         assert model.model_name_or_path
     assert training.output_dir and (data.train_file or data.dataset_name)
     assert adapter.peft_method == raw.get("peft_method", "none")

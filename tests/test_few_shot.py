@@ -202,7 +202,7 @@ def test_sentence_transformers_pooling_is_read_from_the_folder(tmp_path, tiny_be
 
 def few_shot_argv(model, train, out, *extra):
     return ["train", "--model_name_or_path", str(model), "--train_file", str(train), "--output_dir", str(out),
-            "--use_cpu", "true", "--disable_tqdm", "true", "--report_to", "none", "--few_shot_body_steps", "4",
+            "--use_cpu", "true", "--disable_tqdm", "true", "--report_to", "none", "--few_shot_body_epochs", "2",
             "--few_shot_batch_size", "8", *extra]  # fmt: skip
 
 

@@ -12,11 +12,12 @@ def few_shot_rows(few_shot: dict | None) -> list[tuple[str, str]]:
     rows = [("route chosen", str(few_shot.get("decision")))]
     if body:
         seconds = f", {body['seconds']:g} s" if body.get("seconds") is not None else ""
+        epochs = f"{body['epochs']:g} epochs, " if body.get("epochs") is not None else ""
         rows.append(
             (
                 "body tuning",
-                f"{body['steps']} steps of {body['batch_size']} training sentences ({body['pairs_per_step']} pairs "
-                f"each) at lr {body['learning_rate']:g}{seconds}; loss: {body['loss']}",
+                f"{epochs}{body['steps']} steps of {body['batch_size']} training sentences ({body['pairs_per_step']} "
+                f"pairs each) at lr {body['learning_rate']:g}{seconds}; loss: {body['loss']}",
             )
         )
     if head:

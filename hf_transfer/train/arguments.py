@@ -123,9 +123,12 @@ class TransferTrainingArguments(TrainingArguments):
     few_shot_max_rows_per_class: float = field(
         default=100, metadata={"help": "few_shot auto: the route is taken below this many training rows per class."}
     )
-    few_shot_body_steps: int = field(
-        default=32,
-        metadata={"help": "Optimizer steps of the few-shot body tuning; every pair of sentences in a batch counts."},
+    few_shot_body_epochs: float = field(
+        default=16,
+        metadata={
+            "help": "Passes over the training rows of the few-shot body tuning (each step: a batch of "
+            "few_shot_batch_size rows, every pair in it counts); the cost grows with the rows, not with the pairs."
+        },
     )
     few_shot_batch_size: int = field(
         default=16, metadata={"help": "Training sentences per few-shot body-tuning step (B(B-1)/2 pairs)."}
@@ -240,12 +243,12 @@ class TransferTrainingArguments(TrainingArguments):
             raise ConfigError(f"few_shot must be auto, true or false, got {self.few_shot!r}.")
         checks = {
             "few_shot_max_rows_per_class": self.few_shot_max_rows_per_class > 0,
-            "few_shot_body_steps": self.few_shot_body_steps >= 1,
+            "few_shot_body_epochs": self.few_shot_body_epochs > 0,
             "few_shot_batch_size": self.few_shot_batch_size >= 2,
             "few_shot_learning_rate": self.few_shot_learning_rate > 0,
             "few_shot_head_c": self.few_shot_head_c > 0,
         }
-        limits = {"few_shot_body_steps": ">= 1", "few_shot_batch_size": ">= 2 (a pair)"}
+        limits = {"few_shot_batch_size": ">= 2 (a pair)"}
         for name, ok in checks.items():
             value = getattr(self, name)
             if not ok or (isinstance(value, float) and not math.isfinite(value)):

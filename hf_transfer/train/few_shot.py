@@ -63,14 +63,15 @@ def body_training_arguments(args):
     evaluation or checkpoint while the body tunes (the head does not exist yet)."""
     return dataclasses.replace(
         args,
-        max_steps=args.few_shot_body_steps,
+        num_train_epochs=args.few_shot_body_epochs,
+        max_steps=-1,
         per_device_train_batch_size=args.few_shot_batch_size,
         learning_rate=args.few_shot_learning_rate,
         warmup_steps=0.1,
         eval_strategy="no",
         save_strategy="no",
         load_best_model_at_end=False,
-        logging_steps=max(1, args.few_shot_body_steps // 20),
+        logging_steps=1,
     )
 
 
@@ -165,7 +166,8 @@ def run_few_shot(
         batch = min(a.few_shot_batch_size, len(tokenized["train"]))
         body = {
             "loss": PAIR_LOSS,
-            "steps": a.few_shot_body_steps,
+            "epochs": a.few_shot_body_epochs,
+            "steps": trainer.state.global_step,
             "batch_size": a.few_shot_batch_size,
             "pairs_per_step": batch * (batch - 1) // 2,
             "learning_rate": a.few_shot_learning_rate,
