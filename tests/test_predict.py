@@ -229,6 +229,16 @@ def test_onnx_folder_predicts_as_pytorch_does(models, tmp_path):
     np.testing.assert_allclose(a[["prob_a", "prob_b", "prob_c"]], b[["prob_a", "prob_b", "prob_c"]], atol=1e-5)
     assert onnx_summary["empty_text_rows"] == torch_summary["empty_text_rows"] == 2
 
+    # `evaluate` takes the ONNX folder too (the same resolver), and scores it as the PyTorch model.
+    data.assign(label=["a", "b", "c"] * 10).to_csv(tmp_path / "dev.csv", index=False)
+    scores = {
+        str(path): run_evaluate(
+            EvaluateArguments(model_name_or_path=str(path), validation_file=str(tmp_path / "dev.csv"))
+        )
+        for path in (models["three"], onnx_dir)
+    }
+    assert scores[str(onnx_dir)]["accuracy"] == pytest.approx(scores[str(models["three"])]["accuracy"])
+
 
 def test_a_late_failure_leaves_no_file_and_an_old_output_untouched(models, tmp_path, capsys):
     good = [json.dumps({"text": f"{WORDS[i % 8]} row {i}"}) for i in range(30)]
@@ -243,7 +253,7 @@ def test_a_late_failure_leaves_no_file_and_an_old_output_untouched(models, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.csv"]
 
 
-def test_real_minilm_on_sst2_rows_matches_evaluate(tmp_path, minilm_path, data_root):
+def test_real_minilm_on_sst2_rows_matches_evaluate(tmp_path, minilm_path, data_root, capsys):
     """End to end on the real MiniLM (a classification head on it) and real SST-2 rows: the CLI's predictions are
     the argmax of `evaluate`'s logits, row for row, and its metrics are `evaluate`'s."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -264,6 +274,8 @@ def test_real_minilm_on_sst2_rows_matches_evaluate(tmp_path, minilm_path, data_r
     argv = ["predict", "--model_name_or_path", str(tmp_path / "clf"), "--input_file", str(tmp_path / "dev.csv"),
             "--output_file", str(tmp_path / "out.parquet")]  # fmt: skip
     assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "accuracy" in printed and "f1_macro" in printed and "rows_per_second" in printed
     out = pd.read_parquet(tmp_path / "out.parquet")
     args = EvaluateArguments(model_name_or_path=str(tmp_path / "clf"), validation_file=str(tmp_path / "dev.csv"))
     data = prepare_eval_set(EvalSet("validation", args.validation_file), args, ["negative", "positive"])
