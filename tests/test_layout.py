@@ -107,9 +107,20 @@ def test_trainers_override_few_hooks():
     from transformers import Trainer
 
     api = {name for name in dir(Trainer) if not name.startswith("__")}
-    allowed = {"TransferTrainer": {"compute_loss"}, "DistillationTrainer": {"compute_loss", "log"}}
+    # TransferTrainer: its loss, and Trainer's count of the items that loss is divided by (class weights, rows
+    # without labels); DistillationTrainer adds only `log` (its loss terms). Any other trainer: two hooks at most.
+    allowed = {
+        "TransferTrainer": {"compute_loss", "_get_num_items_in_batch"},
+        "DistillationTrainer": {"compute_loss", "log"},
+    }
+    trainers = []
     for path in modules().values():
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ClassDef) and node.name in allowed:
+            if isinstance(node, ast.ClassDef) and any(getattr(b, "id", "").endswith("Trainer") for b in node.bases):
+                trainers.append(node.name)
                 defined = {f.name for f in node.body if isinstance(f, ast.FunctionDef)} & api
-                assert defined <= allowed[node.name], f"{node.name} overrides {sorted(defined)}"
+                if node.name in allowed:
+                    assert defined <= allowed[node.name], f"{node.name} overrides {sorted(defined)}"
+                else:
+                    assert len(defined) <= 2, f"{node.name} overrides {sorted(defined)}"
+    assert {"TransferTrainer", "DistillationTrainer"} <= set(trainers)

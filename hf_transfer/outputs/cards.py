@@ -9,6 +9,18 @@ from pathlib import Path
 
 from hf_transfer.core.folders import CARD_DATA_FILE
 from hf_transfer.outputs.card_data import CardData, detect_adapter
+from hf_transfer.outputs.card_rows import (
+    adapter_rows,
+    distill_rows,
+    epoch_table,
+    fmt,
+    freeze_rows,
+    freeze_text,
+    hyper_rows,
+    merge_rows,
+    recipe_rows,
+    sweep_table,
+)
 from hf_transfer.outputs.export_card import export_fields, export_summary, export_tags
 from hf_transfer.outputs.few_shot_card import few_shot_rows
 from hf_transfer.outputs.readme import merge_readme
@@ -32,16 +44,6 @@ def template_path() -> Path:
     if source.is_file():
         return source
     return Path(str(resources.files("hf_transfer.model_cards").joinpath(TEMPLATE)))
-
-
-def _fmt(value, digits: int = 4):
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return "" if value is None else value
-
-
-def _count(n) -> str:
-    return f"{n:,}" if isinstance(n, int) else str(n)
 
 
 def _metric_id(key: str) -> tuple[str, str | None, str]:
@@ -77,234 +79,6 @@ def eval_results(c: CardData) -> list:
                 )
             )
     return results
-
-
-def _freeze_text(freeze: dict) -> str:
-    parts = []
-    if freeze.get("train_head_only"):
-        parts.append("only the task head trained")
-    if freeze.get("freeze_embeddings"):
-        parts.append("embeddings frozen")
-    if freeze.get("freeze_layers") not in (None, 0, []):
-        parts.append(f"blocks frozen: {freeze['freeze_layers']} (of {freeze.get('depth')})")
-    if freeze.get("freeze_patterns"):
-        parts.append(f"parameters matching {freeze['freeze_patterns']} frozen")
-    if parts:
-        return "; ".join(parts)
-    return "nothing for good (see gradual unfreezing)" if freeze.get("gradual_unfreezing") else "nothing frozen"
-
-
-def _freeze_rows(c: CardData) -> list[tuple[str, str]]:
-    f = c.freeze
-    if c.merge and not f:  # a merge of a model hf-transfer did not train: how it was trained is unknown
-        return []
-    trainable, frozen = f.get("trainable_parameters_now", 0), f.get("frozen_parameters_now", 0)
-    total = trainable + frozen
-    rows = [
-        ("frozen", _freeze_text(f)),
-        (
-            "trainable parameters at the end",
-            f"{trainable:,} of {total:,} ({100 * trainable / total:.1f}%)" if total else "unknown",
-        ),
-        ("never trained (frozen throughout)", _count(f.get("permanently_frozen_parameters", 0))),
-    ]
-    if f.get("gradual_unfreezing"):
-        text = f"one more block from the top every {f['gradual_unfreezing']} epoch(s), the embeddings last"
-        if c.unfreezing:
-            text += "; trainable parameters by epoch: " + ", ".join(
-                f"epoch {_fmt(s['epoch'], 2)}: {s['trainable_parameters']:,}" for s in c.unfreezing
-            )
-        rows.append(("gradual unfreezing", text))
-    else:
-        rows.append(("gradual unfreezing", "off"))
-    gamma = f.get("layerwise_lr_decay", 1.0)
-    llrd = "1.0 (off)" if gamma == 1.0 else f"{gamma} (block l from the top gets lr·γ^l)"
-    rows.append(("layer-wise LR decay γ", llrd))
-    return rows
-
-
-def _distill_rows(c: CardData) -> tuple[list, list]:
-    d = c.distillation
-    if not d:
-        return [], []
-    rows = [
-        ("teacher(s)", ", ".join(f"`{t}`" for t in d.get("teachers") or [])),
-        ("α (soft-loss weight)", str(d.get("alpha"))),
-        ("temperature T", str(d.get("temperature"))),
-        ("loss", "α·T²·KL(teacher ‖ student) + (1−α)·CE; terms used: " + ", ".join(d.get("loss_terms") or [])),
-    ]
-    if d.get("teacher_weights"):
-        rows.append(("teacher weights", str(d["teacher_weights"])))
-    if d.get("student_layers"):
-        rows.append(("student built from teacher blocks", str(d["student_layers"])))
-    transfer = d.get("transfer_set") or {}
-    if transfer.get("unlabelled") or transfer.get("augmented"):
-        augment = transfer.get("augmentation") or {}
-        how = f" ({augment['method']}, p={augment['p']}, {augment['factor']} per row)" if augment else ""
-        rows.append(
-            ("transfer set", f"{transfer['labelled']:,} labelled rows, {transfer.get('unlabelled', 0):,} unlabelled "
-             f"rows, {transfer.get('augmented', 0):,} augmented rows{how}; rows without labels get the soft loss only")
-        )  # fmt: skip
-    if d.get("hidden_loss_weight"):
-        pooling = d.get("hidden_loss_pooling") or "tokens"
-        kind = "every token" if pooling == "tokens" else f"normalised {pooling} vectors ({d.get('hidden_targets')})"
-        rows.append(
-            (
-                "hidden-state loss",
-                f"{d.get('hidden_loss_type')} of {kind} × {d['hidden_loss_weight']}, map {d.get('layer_map')}",
-            )  # fmt: skip
-        )
-    comparison = []
-    if d.get("teacher_eval_accuracy") is not None and d.get("student_eval_accuracy") is not None:
-        retention = d.get("retention_percent")
-        kept = f"retention {retention:.1f}%" if retention else ""
-        metric = d.get("teacher_eval_metric", "accuracy")
-        comparison.append((metric, _fmt(d["teacher_eval_accuracy"]), _fmt(d["student_eval_accuracy"]), kept))
-    if d.get("teacher_parameters"):
-        ratio = d["student_parameters"] / d["teacher_parameters"]
-        comparison.append(
-            ("parameters", _count(d["teacher_parameters"]), _count(d["student_parameters"]), f"{ratio:.2f}×")
-        )
-    if d.get("teacher_samples_per_second"):
-        comparison.append(
-            (
-                f"samples/s (batch {d.get('speed_batch_size')}, this machine)",
-                str(d["teacher_samples_per_second"]),
-                str(d["student_samples_per_second"]),
-                f"{d['speedup']:.2f}× faster",
-            )
-        )
-    return rows, comparison
-
-
-def _adapter_rows(c: CardData) -> list[tuple[str, str]]:
-    a = c.adapter
-    if not a:
-        return []
-    names = {
-        "method": "method",
-        "r": "rank r",
-        "lora_alpha": "lora_alpha",
-        "dropout": "dropout",
-        "target_modules": "target modules",
-        "modules_to_save": "also trained and saved",
-        "trainable_percent": "trainable parameters (%)",
-    }
-    rows = [(label, str(a[key])) for key, label in names.items() if a.get(key) not in (None, [], "")]
-    rows.append(("saved as", "an adapter (load it with PEFT)" if a.get("in_folder") else "merged into the weights"))
-    return rows
-
-
-def _merge_rows(c: CardData) -> list[tuple[str, str]]:
-    m = c.merge
-    if not m:
-        return []
-    base = f"`{c.base_model}`" if c.base_model else f"`{m.get('pretrained')}`"
-    kind = "a PEFT adapter, merged" if m.get("finetuned_kind") == "adapter" else "a fine-tuned model"
-    rows = [
-        ("α", f"{m['alpha']:g}"),
-        ("α = 0 (pretrained body)", base),
-        ("α = 1 (fine-tuned)", f"`{Path(str(m['finetuned'])).name}` ({kind})"),
-        ("how α is applied", str(m.get("method"))),
-        ("task head", _head_text(m)),
-        ("interpolated tensors", _count(m.get("interpolated_tensors"))),
-    ]
-    if m.get("copied_buffers"):
-        rows.append(("integer buffers (from the fine-tuned model)", ", ".join(m["copied_buffers"])))
-    if len(m.get("alphas") or []) > 1:
-        rows.append(("α grid", ", ".join(f"{a:g}" for a in m["alphas"])))
-    rows.append(("α chosen by", str(m.get("chosen_by"))))
-    return rows
-
-
-def _head_text(m: dict) -> str:
-    head = ", ".join(f"`{name}`" for name in m.get("head_tensors") or []) or "none"
-    if m.get("head_init"):
-        return f"{head}: (1 − α)·head of `{Path(str(m['head_init'])).name}` + α·fine-tuned head"
-    return f"{head}: the fine-tuned head at every α (the pretrained model has none)"
-
-
-def _sweep_table(c: CardData) -> tuple[str, list[str], list[list[str]]]:
-    m = c.merge or {}
-    rows = m.get("sweep") or []
-    if not rows:
-        return "", [], []
-    names = [m["validation_set"], *(m.get("extra_sets") or [])]
-    validation = m["validation_set"]
-    columns = ["α", *[f"{n} (validation)" if n == validation != "validation" else n for n in names]]
-    columns += ["mean of extra sets"] if m.get("extra_sets") else []
-    table = []
-    for row in rows:
-        chosen = " (chosen)" if row["alpha"] == m["alpha"] else ""
-        cells = [f"{row['alpha']:g}{chosen}", *[_fmt(row[n]["accuracy"]) for n in names]]
-        cells += [_fmt(row["mean_extra_accuracy"])] if m.get("extra_sets") else []
-        table.append(cells)
-    note = (
-        f"Accuracy of the interpolated model at each α. α was picked on the {validation} set alone "
-        f"({m.get('chosen_by')}); the other sets played no part in the choice."
-    )
-    return note, columns, table
-
-
-def _recipe_rows(c: CardData) -> list[tuple[str, str]]:
-    r = c.recipe or {}
-    rows = []
-    if r.get("class_weights"):
-        weights = ", ".join(f"{name}: {w:.3g}" for name, w in r["class_weights"].items())
-        rows.append(("class weights (loss Σ wᵢ·ℓᵢ / Σ wᵢ)", weights))
-    if r.get("linear_probe"):
-        p = r["linear_probe"]
-        accuracy = f", validation accuracy after the probe {p['eval_accuracy']:.4f}" if p.get("eval_accuracy") else ""
-        rows.append(
-            (
-                "LP-FT",
-                f"head trained alone for {p['epochs']:g} epoch(s) at lr {p['learning_rate']:g}{accuracy}, then "
-                f"fine-tuned from it; the probe model is in `{p['saved_to']}/`",
-            )  # fmt: skip
-        )
-    if r.get("early_stopping"):
-        e = r["early_stopping"]
-        how = "stopped early" if e["stopped_early"] else "ran to the end"
-        rows.append(
-            (
-                "early stopping",
-                f"patience {e['patience']} on {e['metric']}: {how} after {e['epochs_trained']:g} "
-                f"epoch(s); kept {e['best_checkpoint']} ({e['metric']} {_fmt(e['best_metric'])})",
-            )  # fmt: skip
-        )
-    if r.get("calibration"):
-        k = r["calibration"]
-        offsets = ", ".join(f"{name}: {v:+.3f}" for name, v in k["offsets"].items())
-        before = k["validation_before"].get("f1_macro")
-        after = c.metrics.get("f1_macro")
-        moved = f"; validation macro-F1 {_fmt(before)} before, {_fmt(after)} after" if before is not None else ""
-        rows.append(
-            (
-                "decision calibration",
-                f"{k['kind']} maximising macro-F1 on {k['calibration_rows']:,} calibration rows "
-                f"carved from train, folded into `{k['folded_into']}`: {offsets}{moved}",
-            )  # fmt: skip
-        )
-    return rows
-
-
-def _hyper_rows(c: CardData) -> list[tuple[str, str]]:
-    h = c.hyperparameters
-    if c.merge and not h:
-        return []
-    rows = [(k, str(v)) for k, v in h.items()]
-    if "per_device_train_batch_size" in h:
-        effective = h["per_device_train_batch_size"] * h.get("gradient_accumulation_steps", 1) * c.world_size
-        rows.append(("effective batch size", str(effective)))
-    rows += [("mixed precision", c.precision), ("processes", str(c.world_size))]
-    return rows
-
-
-def _epoch_table(c: CardData) -> tuple[list[str], list[list]]:
-    keys = ["epoch", "step", "train_loss", "eval_loss"]
-    keys += [k for k in ("accuracy", "subset_accuracy", "f1_macro", "f1_micro") if any(k in row for row in c.epochs)]
-    headers = [k.replace("_", " ") for k in keys]
-    return headers, [[_fmt(row.get(k), 2 if k == "epoch" else 4) for k in keys] for row in c.epochs]
 
 
 def _data_lines(c: CardData) -> list[str]:
@@ -347,7 +121,7 @@ def _summary(c: CardData) -> str:
                 f"{d.get('teacher_eval_metric', 'accuracy')} and runs {d['speedup']:.2f}× faster."
             )
     if not c.adapter:
-        text += f" Freezing: {_freeze_text(c.freeze)}."
+        text += f" Freezing: {freeze_text(c.freeze)}."
     metric, value = c.headline_metric()
     if metric:
         text += f" Validation {metric.replace('_', ' ')}: {value:.4f}."
@@ -389,12 +163,12 @@ def build_card(c: CardData, folder: str | Path | None = None):
     repo_id = c.repo_id or c.model_name
     folder = Path(folder) if folder else None
     has_tokenizer = folder is None or (folder / "tokenizer_config.json").is_file()
-    distill_rows, comparison_rows = _distill_rows(c)
-    sweep_note, sweep_columns, sweep_rows = _sweep_table(c)
-    epoch_columns, epoch_table = _epoch_table(c)
+    distillation, comparison = distill_rows(c)
+    sweep_note, sweep_columns, sweep = sweep_table(c)
+    epoch_columns, epochs = epoch_table(c)
     splits = ["validation"] + (["test"] if c.test_metrics else [])
     metric_rows = [
-        [_metric_id(k)[2], _fmt(v)] + ([_fmt(c.test_metrics.get(k))] if c.test_metrics else [])
+        [_metric_id(k)[2], fmt(v)] + ([fmt(c.test_metrics.get(k))] if c.test_metrics else [])
         for k, v in c.metrics.items()
     ]
     return ModelCard.from_template(
@@ -410,24 +184,24 @@ def build_card(c: CardData, folder: str | Path | None = None):
         label_names=c.label_names,
         data_source=c.data_source,
         data_lines=_data_lines(c),
-        distill_rows=distill_rows,
-        comparison_rows=comparison_rows,
-        adapter_rows=_adapter_rows(c),
-        merge_rows=_merge_rows(c),
+        distill_rows=distillation,
+        comparison_rows=comparison,
+        adapter_rows=adapter_rows(c),
+        merge_rows=merge_rows(c),
         sweep_note=sweep_note,
         sweep_columns=sweep_columns,
-        sweep_rows=sweep_rows,
+        sweep_rows=sweep,
         has_sweep_plot=folder is None or (folder / "merge_sweep.png").is_file(),
-        freeze_rows=_freeze_rows(c),
-        recipe_rows=_recipe_rows(c),
+        freeze_rows=freeze_rows(c),
+        recipe_rows=recipe_rows(c),
         few_shot_rows=few_shot_rows(c.few_shot),
-        hyper_rows=_hyper_rows(c),
+        hyper_rows=hyper_rows(c),
         **export_fields(c.export),
         eval_dataset=c.eval_dataset,
         metric_splits=splits,
         metric_rows=metric_rows,
         epoch_columns=epoch_columns,
-        epoch_rows=epoch_table,
+        epoch_rows=epochs,
         has_curves=folder is None or (folder / "training_curves.png").is_file(),
         confusion_matrix=None if c.multi_label else c.confusion_matrix,
         intended_use=_intended_use(c),

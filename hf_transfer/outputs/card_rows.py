@@ -1,0 +1,247 @@
+"""The tables of the training section of a model card, as (name, value) rows built from `CardData`: the freeze plan,
+distillation, the adapter, weight interpolation, the recipe extras (class weights, LP-FT, early stopping, decision
+calibration), the hyperparameters and the per-evaluation table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hf_transfer.outputs.card_data import CardData
+
+
+def fmt(value, digits: int = 4):
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return "" if value is None else value
+
+
+def count(n) -> str:
+    return f"{n:,}" if isinstance(n, int) else str(n)
+
+
+def freeze_text(freeze: dict) -> str:
+    parts = []
+    if freeze.get("train_head_only"):
+        parts.append("only the task head trained")
+    if freeze.get("freeze_embeddings"):
+        parts.append("embeddings frozen")
+    if freeze.get("freeze_layers") not in (None, 0, []):
+        parts.append(f"blocks frozen: {freeze['freeze_layers']} (of {freeze.get('depth')})")
+    if freeze.get("freeze_patterns"):
+        parts.append(f"parameters matching {freeze['freeze_patterns']} frozen")
+    if parts:
+        return "; ".join(parts)
+    return "nothing for good (see gradual unfreezing)" if freeze.get("gradual_unfreezing") else "nothing frozen"
+
+
+def freeze_rows(c: CardData) -> list[tuple[str, str]]:
+    f = c.freeze
+    if c.merge and not f:  # a merge of a model hf-transfer did not train: how it was trained is unknown
+        return []
+    trainable, frozen = f.get("trainable_parameters_now", 0), f.get("frozen_parameters_now", 0)
+    total = trainable + frozen
+    rows = [
+        ("frozen", freeze_text(f)),
+        (
+            "trainable parameters at the end",
+            f"{trainable:,} of {total:,} ({100 * trainable / total:.1f}%)" if total else "unknown",
+        ),
+        ("never trained (frozen throughout)", count(f.get("permanently_frozen_parameters", 0))),
+    ]
+    if f.get("gradual_unfreezing"):
+        text = f"one more block from the top every {f['gradual_unfreezing']} epoch(s), the embeddings last"
+        if c.unfreezing:
+            text += "; trainable parameters by epoch: " + ", ".join(
+                f"epoch {fmt(s['epoch'], 2)}: {s['trainable_parameters']:,}" for s in c.unfreezing
+            )
+        rows.append(("gradual unfreezing", text))
+    else:
+        rows.append(("gradual unfreezing", "off"))
+    gamma = f.get("layerwise_lr_decay", 1.0)
+    llrd = "1.0 (off)" if gamma == 1.0 else f"{gamma} (block l from the top gets lr·γ^l)"
+    rows.append(("layer-wise LR decay γ", llrd))
+    return rows
+
+
+def distill_rows(c: CardData) -> tuple[list, list]:
+    d = c.distillation
+    if not d:
+        return [], []
+    rows = [
+        ("teacher(s)", ", ".join(f"`{t}`" for t in d.get("teachers") or [])),
+        ("α (soft-loss weight)", str(d.get("alpha"))),
+        ("temperature T", str(d.get("temperature"))),
+        ("loss", "α·T²·KL(teacher ‖ student) + (1−α)·CE; terms used: " + ", ".join(d.get("loss_terms") or [])),
+    ]
+    if d.get("teacher_weights"):
+        rows.append(("teacher weights", str(d["teacher_weights"])))
+    if d.get("student_layers"):
+        rows.append(("student built from teacher blocks", str(d["student_layers"])))
+    transfer = d.get("transfer_set") or {}
+    if transfer.get("unlabelled") or transfer.get("augmented"):
+        augment = transfer.get("augmentation") or {}
+        how = f" ({augment['method']}, p={augment['p']}, {augment['factor']} per row)" if augment else ""
+        rows.append(
+            ("transfer set", f"{transfer['labelled']:,} labelled rows, {transfer.get('unlabelled', 0):,} unlabelled "
+             f"rows, {transfer.get('augmented', 0):,} augmented rows{how}; rows without labels get the soft loss only")
+        )  # fmt: skip
+    if d.get("hidden_loss_weight"):
+        pooling = d.get("hidden_loss_pooling") or "tokens"
+        kind = "every token" if pooling == "tokens" else f"normalised {pooling} vectors ({d.get('hidden_targets')})"
+        rows.append(
+            (
+                "hidden-state loss",
+                f"{d.get('hidden_loss_type')} of {kind} × {d['hidden_loss_weight']}, map {d.get('layer_map')}",
+            )  # fmt: skip
+        )
+    comparison = []
+    if d.get("teacher_eval_accuracy") is not None and d.get("student_eval_accuracy") is not None:
+        retention = d.get("retention_percent")
+        kept = f"retention {retention:.1f}%" if retention else ""
+        metric = d.get("teacher_eval_metric", "accuracy")
+        comparison.append((metric, fmt(d["teacher_eval_accuracy"]), fmt(d["student_eval_accuracy"]), kept))
+    if d.get("teacher_parameters"):
+        ratio = d["student_parameters"] / d["teacher_parameters"]
+        comparison.append(
+            ("parameters", count(d["teacher_parameters"]), count(d["student_parameters"]), f"{ratio:.2f}×")
+        )
+    if d.get("teacher_samples_per_second"):
+        comparison.append(
+            (
+                f"samples/s (batch {d.get('speed_batch_size')}, this machine)",
+                str(d["teacher_samples_per_second"]),
+                str(d["student_samples_per_second"]),
+                f"{d['speedup']:.2f}× faster",
+            )
+        )
+    return rows, comparison
+
+
+def adapter_rows(c: CardData) -> list[tuple[str, str]]:
+    a = c.adapter
+    if not a:
+        return []
+    names = {
+        "method": "method",
+        "r": "rank r",
+        "lora_alpha": "lora_alpha",
+        "dropout": "dropout",
+        "target_modules": "target modules",
+        "modules_to_save": "also trained and saved",
+        "trainable_percent": "trainable parameters (%)",
+    }
+    rows = [(label, str(a[key])) for key, label in names.items() if a.get(key) not in (None, [], "")]
+    rows.append(("saved as", "an adapter (load it with PEFT)" if a.get("in_folder") else "merged into the weights"))
+    return rows
+
+
+def merge_rows(c: CardData) -> list[tuple[str, str]]:
+    m = c.merge
+    if not m:
+        return []
+    base = f"`{c.base_model}`" if c.base_model else f"`{m.get('pretrained')}`"
+    kind = "a PEFT adapter, merged" if m.get("finetuned_kind") == "adapter" else "a fine-tuned model"
+    rows = [
+        ("α", f"{m['alpha']:g}"),
+        ("α = 0 (pretrained body)", base),
+        ("α = 1 (fine-tuned)", f"`{Path(str(m['finetuned'])).name}` ({kind})"),
+        ("how α is applied", str(m.get("method"))),
+        ("task head", head_text(m)),
+        ("interpolated tensors", count(m.get("interpolated_tensors"))),
+    ]
+    if m.get("copied_buffers"):
+        rows.append(("integer buffers (from the fine-tuned model)", ", ".join(m["copied_buffers"])))
+    if len(m.get("alphas") or []) > 1:
+        rows.append(("α grid", ", ".join(f"{a:g}" for a in m["alphas"])))
+    rows.append(("α chosen by", str(m.get("chosen_by"))))
+    return rows
+
+
+def head_text(m: dict) -> str:
+    head = ", ".join(f"`{name}`" for name in m.get("head_tensors") or []) or "none"
+    if m.get("head_init"):
+        return f"{head}: (1 − α)·head of `{Path(str(m['head_init'])).name}` + α·fine-tuned head"
+    return f"{head}: the fine-tuned head at every α (the pretrained model has none)"
+
+
+def sweep_table(c: CardData) -> tuple[str, list[str], list[list[str]]]:
+    m = c.merge or {}
+    rows = m.get("sweep") or []
+    if not rows:
+        return "", [], []
+    names = [m["validation_set"], *(m.get("extra_sets") or [])]
+    validation = m["validation_set"]
+    columns = ["α", *[f"{n} (validation)" if n == validation != "validation" else n for n in names]]
+    columns += ["mean of extra sets"] if m.get("extra_sets") else []
+    table = []
+    for row in rows:
+        chosen = " (chosen)" if row["alpha"] == m["alpha"] else ""
+        cells = [f"{row['alpha']:g}{chosen}", *[fmt(row[n]["accuracy"]) for n in names]]
+        cells += [fmt(row["mean_extra_accuracy"])] if m.get("extra_sets") else []
+        table.append(cells)
+    note = (
+        f"Accuracy of the interpolated model at each α. α was picked on the {validation} set alone "
+        f"({m.get('chosen_by')}); the other sets played no part in the choice."
+    )
+    return note, columns, table
+
+
+def recipe_rows(c: CardData) -> list[tuple[str, str]]:
+    r = c.recipe or {}
+    rows = []
+    if r.get("class_weights"):
+        weights = ", ".join(f"{name}: {w:.3g}" for name, w in r["class_weights"].items())
+        rows.append(("class weights (loss Σ wᵢ·ℓᵢ / Σ wᵢ)", weights))
+    if r.get("linear_probe"):
+        p = r["linear_probe"]
+        accuracy = f", validation accuracy after the probe {p['eval_accuracy']:.4f}" if p.get("eval_accuracy") else ""
+        rows.append(
+            (
+                "LP-FT",
+                f"head trained alone for {p['epochs']:g} epoch(s) at lr {p['learning_rate']:g}{accuracy}, then "
+                f"fine-tuned from it; the probe model is in `{p['saved_to']}/`",
+            )  # fmt: skip
+        )
+    if r.get("early_stopping"):
+        e = r["early_stopping"]
+        how = "stopped early" if e["stopped_early"] else "ran to the end"
+        rows.append(
+            (
+                "early stopping",
+                f"patience {e['patience']} on {e['metric']}: {how} after {e['epochs_trained']:g} "
+                f"epoch(s); kept {e['best_checkpoint']} ({e['metric']} {fmt(e['best_metric'])})",
+            )  # fmt: skip
+        )
+    if r.get("calibration"):
+        k = r["calibration"]
+        offsets = ", ".join(f"{name}: {v:+.3f}" for name, v in k["offsets"].items())
+        before = k["validation_before"].get("f1_macro")
+        after = c.metrics.get("f1_macro")
+        moved = f"; validation macro-F1 {fmt(before)} before, {fmt(after)} after" if before is not None else ""
+        rows.append(
+            (
+                "decision calibration",
+                f"{k['kind']} maximising macro-F1 on {k['calibration_rows']:,} calibration rows "
+                f"carved from train, folded into `{k['folded_into']}`: {offsets}{moved}",
+            )  # fmt: skip
+        )
+    return rows
+
+
+def hyper_rows(c: CardData) -> list[tuple[str, str]]:
+    h = c.hyperparameters
+    if c.merge and not h:
+        return []
+    rows = [(k, str(v)) for k, v in h.items()]
+    if "per_device_train_batch_size" in h:
+        effective = h["per_device_train_batch_size"] * h.get("gradient_accumulation_steps", 1) * c.world_size
+        rows.append(("effective batch size", str(effective)))
+    rows += [("mixed precision", c.precision), ("processes", str(c.world_size))]
+    return rows
+
+
+def epoch_table(c: CardData) -> tuple[list[str], list[list]]:
+    keys = ["epoch", "step", "train_loss", "eval_loss"]
+    keys += [k for k in ("accuracy", "subset_accuracy", "f1_macro", "f1_micro") if any(k in row for row in c.epochs)]
+    headers = [k.replace("_", " ") for k in keys]
+    return headers, [[fmt(row.get(k), 2 if k == "epoch" else 4) for k in keys] for row in c.epochs]
