@@ -220,3 +220,16 @@ def test_real_minilm_export_with_int8(tmp_path, minilm_path, data_root):
     parity = json.loads((out / "hf_transfer_run.json").read_text())["export"]["parity"]
     assert parity["fp32_max_abs_logit_diff"] <= 1e-4 and parity["rows"] == 96
     assert parity["int8_accuracy_checked"] and 0 <= parity["int8_agreement"] <= 1
+
+
+def test_help_lists_the_fields_and_export_takes_the_folder_first(capsys, tmp_path):
+    assert main(["export", "--help"]) == 0
+    out = capsys.readouterr().out
+    for flag in ("--format", "--quantize", "--output_dir", "--validation_file", "--opset", "--max_abs_logit_diff",
+                 "--max_accuracy_drop", "--base_model_name_or_path"):  # fmt: skip
+        assert flag in out, flag
+    from hf_transfer.cli import parse_command_args
+
+    (args,) = parse_command_args("export", [str(tmp_path / "m"), "--format", "onnx", "--quantize", "int8"])
+    assert (args.model_dir, args.format, args.quantize) == (str(tmp_path / "m"), "onnx", "int8")
+    assert args.output_dir == str(tmp_path / "m-onnx")

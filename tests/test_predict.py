@@ -284,3 +284,11 @@ def test_real_minilm_on_sst2_rows_matches_evaluate(tmp_path, minilm_path, data_r
     assert out["predicted_label"].tolist() == [["negative", "positive"][i] for i in logits.argmax(-1)]
     summary = predict(tmp_path / "clf", tmp_path / "dev.csv", tmp_path / "again.csv")
     assert summary["accuracy"] == pytest.approx(run_evaluate(args)["accuracy"])
+
+
+def test_help_lists_the_fields(capsys):
+    assert main(["predict", "--help"]) == 0
+    out = capsys.readouterr().out
+    for flag in ("--model_name_or_path", "--input_file", "--output_file", "--text_column_name", "--batch_size",
+                 "--top_k", "--label_column_name", "--onnx_file", "--chunk_rows", "--config"):  # fmt: skip
+        assert flag in out, flag
