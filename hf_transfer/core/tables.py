@@ -157,12 +157,18 @@ def _csv_chunks(path, ext, chunk_rows, csv_quoting, columns):
             sample = f.read(QUOTING_SAMPLE_BYTES)
         # Only whole lines: a line cut at the sample's end would look like a record with too few fields.
         quoting = _detect_quoting(sample if len(sample) < QUOTING_SAMPLE_BYTES else sample.rpartition("\n")[0], sep)
+    # Read through a text-mode handle, as `read_table` reads: newlines inside quoted fields arrive as "\n" either way.
     # The warning filter is set around each read, never across a `yield`: the caller runs in between.
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", pd.errors.ParserWarning)
-        reader = pd.read_csv(
-            path, sep=sep, quoting=quoting, encoding="utf-8-sig", chunksize=chunk_rows, usecols=columns, **_CSV_OPTIONS
-        )
+    with open(path, encoding="utf-8-sig") as handle:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            reader = pd.read_csv(
+                handle, sep=sep, quoting=quoting, chunksize=chunk_rows, usecols=columns, **_CSV_OPTIONS
+            )
+        yield from _warning_free_chunks(reader)
+
+
+def _warning_free_chunks(reader):
     with reader:
         while True:
             with warnings.catch_warnings():
