@@ -231,7 +231,8 @@ def test_search_summary_names_the_outputs(study_run, capsys):
     before = sorted(p.name for p in (out / "trials").iterdir())
     assert main([*study_run["argv"], "--n_trials", "2"]) == 0
     printed = capsys.readouterr().out
-    assert "best_loss" in printed and str(out / "best_config.yaml") in printed
+    assert "best_loss" in printed and str(out / "best_config.yaml") in printed and "best_params" in printed
+    assert "| trial | state | loss | learning_rate | warmup_steps |" in printed  # the table of the trials
     assert sorted(p.name for p in (out / "trials").iterdir()) == before
     assert Path(out / "search" / "study.db").is_file()
 

@@ -187,6 +187,8 @@ class CommandParser:
             if action.dest in self.hints and action.option_strings[0].startswith(f"--{action.dest}"):
                 action.type = _value_reader(action.dest, self.hints[action.dest], action.type, action.choices)
                 action.choices = None  # checked by the reader, with a message naming the field
+            if action.help and "%" in action.help and "%(" not in action.help:
+                action.help = action.help.replace("%", "%%")  # argparse formats help with %: "10% warm-up" is text
         self.collector = next((d for d in self.dataclass_types if getattr(d, "other_fields", None)), None)
 
     def print_help(self) -> None:

@@ -275,13 +275,14 @@ def _finish(study, s: SearchArguments, setup: dict, stopped: str, seconds: float
         "stopped_by": stopped,
         "best_trial": best.number,
         f"best_{metric}": best.value,
-        **{f"best_{n}": best.params[n] for n in names if n in best.params},
+        "best_params": ", ".join(f"{n}={report.short(best.params[n])}" for n in names if n in best.params),
         "search_wall_seconds": round(seconds, 1),
         "best_config": str(root / report.BEST_CONFIG),
         "trials_csv": str(root / SEARCH_FOLDER / report.TRIALS_CSV),
         "plot": str(root / SEARCH_FOLDER / report.TRIALS_PNG),
         "study": f"{root / SEARCH_FOLDER / STUDY_FILE} (study {s.study_name!r})",
         "output_dir": str(root),
+        "table": report.trials_table(study, metric, names),
     }
     if stopped == "failures":
         result["warning"] = f"stopped after {_FAILURES_IN_A_ROW} failed trials in a row; see trials.csv."

@@ -166,7 +166,7 @@ def summary_line(trial, metric: str, total: int, best, names: list[str]) -> str:
     state = trial.state.name.lower()
     value = trial.value if trial.value is not None else _last_report(trial)
     score = f"{metric} {value:.4f}" if value is not None and math.isfinite(value) else "no score"
-    params = ", ".join(f"{n}={_short(trial.params[n])}" for n in names if n in trial.params)
+    params = ", ".join(f"{n}={short(trial.params[n])}" for n in names if n in trial.params)
     note = f" ({trial.user_attrs['error']})" if trial.user_attrs.get("error") else ""
     best_text = f"; best: trial {best.number}, {best.value:.4f}" if best is not None else ""
     took = _duration(trial)
@@ -174,7 +174,20 @@ def summary_line(trial, metric: str, total: int, best, names: list[str]) -> str:
             + (f" in {took:.0f}s" if took is not None else "") + f" [{params}]{best_text}")  # fmt: skip
 
 
-def _short(value) -> str:
+def short(value) -> str:
+    """A parameter value for a line of text: floats to 3 significant digits."""
     if isinstance(value, float):
         return f"{value:.3g}"
     return str(value)
+
+
+def trials_table(study, metric: str, names: list[str]) -> str:
+    """The trials as a Markdown table, for the end-of-search summary."""
+    header = ["trial", "state", metric, *names]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for trial in study.get_trials(deepcopy=False):
+        value = trial.value if trial.value is not None else _last_report(trial)
+        cells = [str(trial.number), trial.state.name.lower(), "" if value is None else f"{value:.4f}"]
+        cells += [short(trial.params[n]) if n in trial.params else "" for n in names]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
