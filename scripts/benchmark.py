@@ -91,6 +91,15 @@ def resolve_settings(args: argparse.Namespace) -> dict:
     if settings["freeze_epochs"] < 2:
         raise SystemExit(f"--freeze_epochs must be at least 2 (epoch 1 is not timed for P3), got {settings}.")
     settings["only"] = parse_only(args.only)
+    settings["fewshot"] = dict(FEWSHOT_PRESETS[args.mode])
+    if getattr(args, "fewshot_tasks", None):
+        tasks = tuple(t.strip() for t in args.fewshot_tasks.split(",") if t.strip())
+        unknown = sorted(set(tasks) - set(FEWSHOT_METRIC))
+        if unknown or not tasks:
+            raise SystemExit(
+                f"--fewshot_tasks takes a subset of {','.join(FEWSHOT_METRIC)}, got {args.fewshot_tasks!r}."
+            )
+        settings["fewshot"]["tasks"] = tasks
     return settings
 
 
@@ -822,9 +831,8 @@ def _resolved(folder: Path) -> dict:
     return yaml.safe_load((folder / "hf_transfer_config.yaml").read_text())
 
 
-def run_fewshot(bench: Bench, data_dir: Path, mode: str) -> None:
-    """Every (task, K, seed): the same sampled rows for both systems, which take turns going first."""
-    preset = FEWSHOT_PRESETS[mode]
+def run_fewshot(bench: Bench, data_dir: Path, preset: dict) -> None:
+    """Every (task, K, seed) of the preset: the same sampled rows for both systems, which take turns going first."""
     store = bench.results.setdefault("FEWSHOT", {})
     try:
         import setfit  # noqa: F401
@@ -989,8 +997,8 @@ def run_benchmark(args: argparse.Namespace, settings: dict) -> dict:
         )
 
     if "FEWSHOT" in only:
-        run_fewshot(bench, Path(args.data_dir), s["mode"])
-        preset = FEWSHOT_PRESETS[s["mode"]]
+        preset = s["fewshot"]
+        run_fewshot(bench, Path(args.data_dir), preset)
         bench.notes.append(
             f"FEWSHOT: {', '.join(preset['tasks'])} with K = {', '.join(map(str, preset['ks']))} training rows per "
             f"class, seeds {', '.join(map(str, preset['seeds']))} (rows of {FEWSHOT_MIN_WORDS}+ words drawn per seed, "
@@ -1075,6 +1083,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output_dir", default="benchmark", help="where results go")
     parser.add_argument(
         "--lock", help="a lock file each child process holds (flock) while it runs, on a machine shared by heavy jobs"
+    )
+    parser.add_argument(
+        "--fewshot_tasks", help=f"FEWSHOT: a subset of {','.join(FEWSHOT_METRIC)} (default: the mode's)"
     )
     parser.add_argument("--_child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--_spec", help=argparse.SUPPRESS)

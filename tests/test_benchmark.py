@@ -194,3 +194,14 @@ def test_fewshot_table_and_goals(bench):
     assert "| sst2 | 8 | hf_transfer | accuracy | 0.7200 ± 0.0283 | 0.7000, 0.7400 | 11.0 ± 1.4 |" in text
     assert bench.config_rows({"FEWSHOT": results}) == []  # its own table, not the per-configuration one
     assert "FEWSHOT" not in bench.parse_only(None) and bench.parse_only("fewshot") == ["FEWSHOT"]
+
+
+def test_fewshot_tasks_narrow_the_mode_preset(bench):
+    parse = bench.build_parser().parse_args
+    full = bench.resolve_settings(parse(["--mode", "full", "--only", "FEWSHOT"]))
+    assert full["fewshot"]["tasks"] == ("sst2", "clothing") and full["fewshot"]["ks"] == (8, 32)
+    narrowed = bench.resolve_settings(parse(["--mode", "full", "--only", "FEWSHOT", "--fewshot_tasks", "sst2"]))
+    assert narrowed["fewshot"]["tasks"] == ("sst2",) and narrowed["fewshot"]["seeds"] == (0, 1, 2)
+    assert bench.FEWSHOT_PRESETS["full"]["tasks"] == ("sst2", "clothing")  # the preset itself is left alone
+    with pytest.raises(SystemExit, match="fewshot_tasks"):
+        bench.resolve_settings(parse(["--mode", "full", "--fewshot_tasks", "imdb"]))
