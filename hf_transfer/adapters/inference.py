@@ -10,7 +10,13 @@ from pathlib import Path
 
 from hf_transfer.adapters.peft_model import adapter_base_config, load_adapter_for_inference
 from hf_transfer.core.folders import ONNX_FILE, ONNX_INT8_FILE, has_tokenizer, is_adapter_folder, is_onnx_folder
-from hf_transfer.core.models import is_sequence_classifier, load_classifier, load_config, load_tokenizer
+from hf_transfer.core.models import (
+    check_weights_complete,
+    is_sequence_classifier,
+    load_classifier,
+    load_config,
+    load_tokenizer,
+)
 from hf_transfer.core.tasks import MULTI_LABEL, SINGLE_LABEL
 from hf_transfer.errors import ConfigError
 
@@ -85,6 +91,7 @@ def resolve_inference_model(
     config = load_config(name_or_path)
     if not is_sequence_classifier(config):
         raise _not_a_classifier(name_or_path, config, command)
+    check_weights_complete(name_or_path)  # a truncated checkpoint is refused before the data is read
     if onnx:
         if not has_tokenizer(folder):
             raise ConfigError(f"ONNX folder {name_or_path!r} holds no tokenizer; run hf-transfer export again.")

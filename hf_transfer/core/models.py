@@ -130,3 +130,35 @@ def load_classifier(
         ) from None
     except (OSError, ValueError, RuntimeError, SafetensorError) as err:
         raise ConfigError(f"cannot load the weights of {name_or_path!r}: {one_line(err)}") from None
+
+
+def check_weights_complete(name_or_path: str) -> None:
+    """A local folder's safetensors files hold every byte their headers promise: a truncated download or copy is
+    refused in milliseconds, before the data is read and tokenized, instead of when the weights load. Reads only each
+    file's header (8 bytes of length, then JSON); Hub ids and .bin checkpoints are left to the loader."""
+    import json
+    import struct
+
+    folder = Path(name_or_path)
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.glob("*.safetensors")):
+        size = path.stat().st_size
+        try:
+            with open(path, "rb") as handle:
+                (length,) = struct.unpack("<Q", handle.read(8))
+                if 8 + length > size:
+                    raise ValueError(f"its header needs {8 + length} bytes")
+                header = json.loads(handle.read(length))
+            ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
+        except (struct.error, ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
+            raise ConfigError(
+                f"cannot load the weights of {name_or_path!r}: {path.name} is not a readable safetensors file "
+                f"({one_line(err, 120)}); re-download or re-save the model."
+            ) from None
+        needed = 8 + length + max(ends, default=0)
+        if size < needed:
+            raise ConfigError(
+                f"cannot load the weights of {name_or_path!r}: {path.name} is truncated ({size:,} bytes of the "
+                f"{needed:,} its header describes); re-download or re-save the model."
+            )

@@ -11,7 +11,7 @@ from hf_transfer.core.arguments import DataArguments, ModelArguments
 from hf_transfer.core.caching import fingerprint_tokenizer
 from hf_transfer.core.data import PreparedData, reorder_labels
 from hf_transfer.core.freezing import FreezePlan
-from hf_transfer.core.models import load_classifier, load_config, load_tokenizer, meta_layout
+from hf_transfer.core.models import check_weights_complete, load_classifier, load_config, load_tokenizer, meta_layout
 from hf_transfer.distill.arguments import DistillationArguments
 from hf_transfer.distill.students import (
     build_student_from_teacher,
@@ -75,6 +75,8 @@ def preflight(
             "no student: set model_name_or_path to a student model, or student_layers (e.g. [0, 2, 4]) to build "
             "one from the teacher's blocks."
         )
+    for name in [*d.teacher_model_name_or_path, *([m.model_name_or_path] if m.model_name_or_path else [])]:
+        check_weights_complete(name)  # milliseconds, before the data is read and tokenized
     prepared = load_checked_data(data_args, training_args)
     load_kwargs = {"revision": m.model_revision, "cache_dir": m.cache_dir, "trust_remote_code": m.trust_remote_code}
     teacher_names = d.teacher_model_name_or_path

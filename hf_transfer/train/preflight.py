@@ -8,7 +8,13 @@ from dataclasses import dataclass
 from hf_transfer.core.arguments import DataArguments, ModelArguments
 from hf_transfer.core.data import PreparedData, load_data
 from hf_transfer.core.freezing import FreezePlan
-from hf_transfer.core.models import check_classifier_head, load_config, load_tokenizer, meta_layout
+from hf_transfer.core.models import (
+    check_classifier_head,
+    check_weights_complete,
+    load_config,
+    load_tokenizer,
+    meta_layout,
+)
 from hf_transfer.core.runtime import launched_world_size
 from hf_transfer.errors import ConfigError
 from hf_transfer.outputs.run_folder import resolve_resume_checkpoint
@@ -34,6 +40,7 @@ def preflight(model_args: ModelArguments, data_args: DataArguments, training_arg
     """Everything that can be checked without loading weights: data, model config, tokenizer, freeze plan."""
     if not model_args.model_name_or_path:
         raise ConfigError("model_name_or_path is required: a Hub id or a local model folder.")
+    check_weights_complete(model_args.model_name_or_path)  # milliseconds, before the data is read and tokenized
     prepared = load_checked_data(data_args, training_args)
     config = classifier_config(model_args, prepared)
     tokenizer = load_model_tokenizer(model_args, model_args.model_name_or_path)

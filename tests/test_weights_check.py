@@ -1,0 +1,67 @@
+"""A truncated or unreadable safetensors checkpoint is refused from its header, before any data is read."""
+
+import shutil
+
+import pytest
+
+from hf_transfer.cli import main
+from hf_transfer.core.models import check_weights_complete
+from hf_transfer.errors import ConfigError
+
+
+@pytest.fixture()
+def truncated(tmp_path, tiny_bert_dir):
+    folder = tmp_path / "truncated"
+    shutil.copytree(tiny_bert_dir, folder)
+    weights = folder / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) - 100])
+    return folder
+
+
+def test_a_complete_checkpoint_passes_and_a_hub_id_is_left_to_the_loader(tiny_bert_dir):
+    check_weights_complete(str(tiny_bert_dir))
+    check_weights_complete("some-org/some-model")  # not a folder: nothing to read here
+
+
+def test_a_truncated_checkpoint_is_named_with_its_sizes(truncated):
+    size = (truncated / "model.safetensors").stat().st_size
+    with pytest.raises(ConfigError, match=rf"model.safetensors is truncated \({size:,} bytes of the {size + 100:,}"):
+        check_weights_complete(str(truncated))
+
+
+def test_a_header_longer_than_the_file_is_unreadable(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes((10**6).to_bytes(8, "little") + b"{}")
+    with pytest.raises(ConfigError, match="not a readable safetensors file"):
+        check_weights_complete(str(tmp_path))
+
+
+@pytest.mark.parametrize("command", ["train", "distill"])
+def test_train_and_distill_refuse_it_before_reading_the_data(truncated, tmp_path, monkeypatch, capsys, command):
+    import hf_transfer.train.preflight as preflight
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data was read before the weights were checked")
+
+    monkeypatch.setattr(preflight, "load_checked_data", no_data)
+    monkeypatch.setattr("hf_transfer.distill.plan.load_checked_data", no_data)
+    train_file = tmp_path / "train.csv"
+    train_file.write_text("text,label\ngood,pos\nbad,neg\n")
+    model = ["--teacher_model_name_or_path", str(truncated), "--student_layers", "[0]"] if command == "distill" else [
+        "--model_name_or_path", str(truncated)]  # fmt: skip
+    argv = [command, *model, "--train_file", str(train_file), "--output_dir", str(tmp_path / "out")]
+    assert main(argv) == 2
+    assert "is truncated" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_refuses_it_before_reading_the_data(truncated, tmp_path, capsys):
+    import json
+
+    config = json.loads((truncated / "config.json").read_text())
+    config.update(architectures=["BertForSequenceClassification"], id2label={"0": "neg", "1": "pos"})
+    config["label2id"] = {"neg": 0, "pos": 1}
+    (truncated / "config.json").write_text(json.dumps(config))
+    missing = tmp_path / "never-read.csv"  # the weights are refused first, so the missing file is never looked at
+    assert main(["evaluate", "--model_name_or_path", str(truncated), "--validation_file", str(missing)]) == 2
+    assert "is truncated" in capsys.readouterr().err
