@@ -633,10 +633,6 @@ CHILDREN = {"stock": child_stock, "plain": child_plain, "hf_cli": child_hf_cli, 
 
 
 def run_child(kind: str, spec_path: str) -> None:
-    # Run as `python scripts/benchmark.py`, Python puts scripts/ first on sys.path, where scripts/evaluate.py would
-    # shadow the `evaluate` package that hf_transfer imports.
-    here = str(Path(__file__).resolve().parent)
-    sys.path[:] = [p for p in sys.path if str(Path(p or ".").resolve()) != here]
     spec = json.loads(Path(spec_path).read_text())
     result = CHILDREN[kind](spec)
     Path(spec["result_file"]).write_text(json.dumps(result))

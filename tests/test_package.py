@@ -72,3 +72,20 @@ def test_half_precision_checkpoint_loads_with_fp32_master_weights(tmp_path):
     BertForSequenceClassification(config).half().save_pretrained(tmp_path)
     model = load_classifier(str(tmp_path), config)
     assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+def test_no_script_hides_an_installed_module():
+    # `python scripts/X.py` puts scripts/ first on sys.path, so a script named like a library (evaluate.py) would be
+    # imported in its place by everything the script runs.
+    import importlib.util
+
+    scripts = Path(__file__).resolve().parent.parent / "scripts"
+    names = sorted(p.stem for p in scripts.glob("*.py"))
+    assert "train" in names and "evaluate_model" in names
+    assert [n for n in names if importlib.util.find_spec(n) is not None] == []
+
+
+def test_the_evaluate_script_runs_as_a_script(tmp_path):
+    script = Path(__file__).resolve().parent.parent / "scripts" / "evaluate_model.py"
+    proc = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "--validation_file" in proc.stdout, proc.stderr[-1000:]
