@@ -294,3 +294,15 @@ def test_under_accelerate_launch_one_process_drives_the_study_and_several_are_re
     proc = _accelerate_launch("ddp_cpu.yaml", argv)
     assert proc.returncode != 0 and "drives its study from one process, but 2 were launched" in proc.stderr
     assert not (tmp_path / "two").exists()
+
+
+def test_a_trial_line_names_trials_as_trials_csv_does():
+    import optuna
+
+    from hf_transfer.search import report
+
+    done = optuna.trial.create_trial(params={"learning_rate": 1e-4}, distributions={
+        "learning_rate": optuna.distributions.FloatDistribution(1e-5, 1e-3, log=True)}, value=0.85)  # fmt: skip
+    done.number = 9
+    line = report.summary_line(done, "accuracy", 12, done, ["learning_rate"])
+    assert line.startswith("trial 9 (10 of 12) complete: accuracy 0.8500") and line.endswith("best: trial 9, 0.8500")

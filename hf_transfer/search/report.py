@@ -170,7 +170,8 @@ def summary_line(trial, metric: str, total: int, best, names: list[str]) -> str:
     note = f" ({trial.user_attrs['error']})" if trial.user_attrs.get("error") else ""
     best_text = f"; best: trial {best.number}, {best.value:.4f}" if best is not None else ""
     took = _duration(trial)
-    return (f"trial {trial.number + 1}/{total} {state}{note}: {score}"
+    # Trials are named by their number everywhere (trials.csv, trials/trial-NNN, "best: trial N"), counted from 0.
+    return (f"trial {trial.number} ({trial.number + 1} of {total}) {state}{note}: {score}"
             + (f" in {took:.0f}s" if took is not None else "") + f" [{params}]{best_text}")  # fmt: skip
 
 
