@@ -19,9 +19,11 @@ def truncated(tmp_path, tiny_bert_dir):
     return folder
 
 
-def test_a_complete_checkpoint_passes_and_a_hub_id_is_left_to_the_loader(tiny_bert_dir):
+def test_a_complete_checkpoint_passes_and_a_hub_id_is_left_to_the_loader(tiny_bert_dir, tmp_path):
     check_weights_complete(str(tiny_bert_dir))
     check_weights_complete("some-org/some-model")  # not a folder: nothing to read here
+    (tmp_path / "model.safetensors").write_bytes(b"")  # no config.json: the config check speaks first, as before
+    check_weights_complete(str(tmp_path))
 
 
 def test_a_truncated_checkpoint_is_named_with_its_sizes(truncated):
@@ -31,6 +33,7 @@ def test_a_truncated_checkpoint_is_named_with_its_sizes(truncated):
 
 
 def test_a_header_longer_than_the_file_is_unreadable(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
     (tmp_path / "model.safetensors").write_bytes((10**6).to_bytes(8, "little") + b"{}")
     with pytest.raises(ConfigError, match="not a readable safetensors file"):
         check_weights_complete(str(tmp_path))

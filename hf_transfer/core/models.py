@@ -140,8 +140,8 @@ def check_weights_complete(name_or_path: str) -> None:
     import struct
 
     folder = Path(name_or_path)
-    if not folder.is_dir():
-        return
+    if not (folder / "config.json").is_file():
+        return  # a Hub id, or a folder the config check refuses first with its own message
     for path in sorted(folder.glob("*.safetensors")):
         size = path.stat().st_size
         try:
