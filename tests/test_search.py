@@ -169,7 +169,12 @@ def test_trials_csv_has_a_row_per_trial_and_a_pruned_one(study_run):
     assert bad["state"] == "pruned" and bad["pruned_at_evaluation"] == 1 and bad["evaluations"] == 1
     assert bad["loss"] > good["loss"]  # its loss at the first evaluation, above the finished trial's
     assert trials["duration_s"].notna().all()
-    assert list(trials["caches"].fillna("")) == ["frozen features built", "", "frozen features hit"]
+    # The third trial is sampled and this tiny model barely learns, so the pruner may stop it on a loss that differs
+    # from the first trial's in the fourth decimal: what it records depends on that, not on luck. A pruned trial
+    # writes no run record, so it names no cache.
+    caches, third = list(trials["caches"].fillna("")), trials.iloc[2]
+    assert caches[:2] == ["frozen features built", ""]
+    assert caches[2] == ("frozen features hit" if third["state"] == "complete" else "")
     # A pruned trial leaves no folder; only the best finished trial keeps its weights.
     folders = study_run["out"] / "trials"
     assert not (folders / "trial-001").exists()
