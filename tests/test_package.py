@@ -84,18 +84,14 @@ def test_no_script_hides_an_installed_module():
     assert "train" in names and "evaluate_model" in names
     repo = scripts.parent.resolve()
 
-    def installed(name: str) -> bool:  # importable from outside this checkout's own folders (site-packages counts)
+    def installed(name: str) -> bool:  # a module file or built-in importable from outside this checkout
         spec = importlib.util.find_spec(name)
-        if spec is None:
-            return False
-        places = (
-            [spec.origin] if spec.origin not in (None, "namespace") else list(spec.submodule_search_locations or [])
-        )
-        for place in places:
-            path = Path(place).resolve() if place not in ("built-in", "frozen") else None
-            if path is None or "site-packages" in path.parts or not path.is_relative_to(repo):
-                return True
-        return False  # e.g. an ignored benchmark/ output folder at the root, seen as a namespace package
+        if spec is None or spec.origin in (None, "namespace"):
+            return False  # a bare folder named like a script (an output folder in the working directory) hides nothing
+        if spec.origin in ("built-in", "frozen"):
+            return True
+        path = Path(spec.origin).resolve()
+        return "site-packages" in path.parts or not path.is_relative_to(repo)
 
     assert [n for n in names if installed(n)] == []
     assert installed("evaluate")  # the check sees the library the old scripts/evaluate.py hid
