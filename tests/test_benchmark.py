@@ -205,3 +205,20 @@ def test_fewshot_tasks_narrow_the_mode_preset(bench):
     assert bench.FEWSHOT_PRESETS["full"]["tasks"] == ("sst2", "clothing")  # the preset itself is left alone
     with pytest.raises(SystemExit, match="fewshot_tasks"):
         bench.resolve_settings(parse(["--mode", "full", "--fewshot_tasks", "imdb"]))
+
+
+def test_few_shot_sweep_variants_and_selection_sample_are_apart_from_what_is_reported(tmp_path):
+    spec = importlib.util.spec_from_file_location("few_shot_sweep", REPO / "scripts" / "few_shot_sweep.py")
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    assert sweep.parse_variant("base=") == ("base", [])
+    assert sweep.parse_variant("e32=--few_shot_body_epochs,32") == ("e32", ["--few_shot_body_epochs", "32"])
+    for bad in ("=--x,1", "odd=--few_shot_body_epochs", "noflag=few_shot_body_epochs,32"):
+        with pytest.raises(SystemExit):
+            sweep.parse_variant(bad)
+    # The selection sample is drawn from the training pool with its own seed, so it differs from the benchmark's
+    # clothing evaluation sample, and no training draw of the sweep can touch it.
+    bench = sweep._benchmark()
+    held, pool = bench.held_out_split(5000, 500, seed=sweep.SELECTION_SEED)
+    benchmark_held, _ = bench.held_out_split(5000, 500)
+    assert held != benchmark_held and not set(held) & set(pool) and len(held) + len(pool) == 5000

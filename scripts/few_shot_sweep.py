@@ -1,0 +1,144 @@
+"""Choose the few-shot recipe without looking at the data it is reported on: variants of scripts/configs/few_shot.yaml
+trained on K rows per class drawn from a task's training pool and scored on a fixed selection sample held out of that
+same pool (never SST-2 dev, never the clothing benchmark's held-out sample).
+
+    python scripts/few_shot_sweep.py --task sst2 --k 32 --seeds 100 101 --output_dir runs/fewshot-sweep \
+        --variant base= --variant epochs32=--few_shot_body_epochs,32
+
+A variant is NAME=FLAG,VALUE,FLAG,VALUE,... (flags of `hf-transfer train`, added to the config's). Each run is
+`hf-transfer train --config few_shot.yaml` on the sample, then `hf-transfer evaluate` on the selection file. Prints the
+mean metric per variant and writes every run to OUTPUT_DIR/sweep.json (kept between calls: finished runs are reused).
+`--lock FILE` holds FILE around each run, and `--yield_to FILE` waits while FILE exists, so that a timed measurement
+elsewhere can have the CPU to itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SELECTION_SEED = 4321  # the selection sample's draw; the benchmark's clothing held-out sample uses 1234
+
+
+def _benchmark():
+    spec = importlib.util.spec_from_file_location("benchmark_script", REPO / "scripts" / "benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def parse_variant(text: str) -> tuple[str, list[str]]:
+    """`name=--flag,value,--flag,value` -> (name, ['--flag', 'value', ...]); `name=` is the config as shipped."""
+    name, _, flags = text.partition("=")
+    if not name:
+        raise SystemExit(f"--variant needs NAME=FLAGS, got {text!r}.")
+    flags = [f for f in flags.split(",") if f]
+    if len(flags) % 2 or any(not f.startswith("--") for f in flags[::2]):
+        raise SystemExit(f"--variant {name}: flags come as --flag,value pairs, got {flags}.")
+    return name, flags
+
+
+def selection_data(bench, data_dir: Path, out: Path, task: str, rows: int):
+    """The training pool minus a fixed selection sample of `rows`, and that sample written as a csv."""
+    if task == "sst2":
+        texts, labels = bench.read_tsv(str(data_dir / "sst2" / "train.tsv"))
+        texts, labels = [t.strip() for t in texts], [("negative", "positive")[v] for v in labels]
+    else:  # the clothing pool the benchmark trains from (its held-out evaluation sample already removed)
+        texts, labels, _ = bench.fewshot_task_data(data_dir, out / "benchmark_eval", task, 1500)
+    held, pool = bench.held_out_split(len(texts), rows, seed=SELECTION_SEED)
+    selection = bench.write_labelled_csv(out / f"{task}_selection.csv", [texts[i] for i in held],
+                                         [labels[i] for i in held])  # fmt: skip
+    return [texts[i] for i in pool], [labels[i] for i in pool], selection
+
+
+@contextmanager
+def cpu_turn(lock: str | None, yield_to: str | None):
+    while yield_to and os.path.exists(yield_to):
+        time.sleep(5)
+    if not lock:
+        yield
+        return
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def run(command: list[str], log: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(REPO)}
+    with open(log, "w") as f:
+        proc = subprocess.run(command, stdout=f, stderr=subprocess.STDOUT, env=env)
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(command[:4])} ... failed ({proc.returncode}); see {log}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", choices=("sst2", "clothing"), default="sst2")
+    parser.add_argument("--k", type=int, required=True, help="training rows per class")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[100, 101])
+    parser.add_argument("--variant", action="append", required=True, help="NAME=--flag,value,... (repeatable)")
+    parser.add_argument("--selection_rows", type=int, default=1000)
+    parser.add_argument("--output_dir", default="runs/fewshot-sweep")
+    parser.add_argument("--data_dir", default=os.environ.get("HF_TRANSFER_DATA_DIR", str(REPO.parent / "shared/data")))
+    parser.add_argument("--model", default=os.environ.get("HF_TRANSFER_MODEL"))
+    parser.add_argument("--lock", help="a file held (flock) around each run")
+    parser.add_argument("--yield_to", help="wait while this file exists before each run")
+    args = parser.parse_args(argv)
+    variants = dict(parse_variant(v) for v in args.variant)
+    if not args.model:
+        raise SystemExit("--model (or HF_TRANSFER_MODEL) is needed.")
+    bench = _benchmark()
+    metric = bench.FEWSHOT_METRIC[args.task]
+    out = Path(args.output_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    texts, labels, selection = selection_data(bench, Path(args.data_dir), out, args.task, args.selection_rows)
+    store_path = out / "sweep.json"
+    store = json.loads(store_path.read_text()) if store_path.exists() else {}
+    for seed in args.seeds:
+        rows = bench.few_shot_sample(texts, labels, args.k, seed)
+        train_file = bench.write_labelled_csv(out / f"{args.task}_k{args.k}_seed{seed}.csv",
+                                              [texts[i] for i in rows], [labels[i] for i in rows])  # fmt: skip
+        for name, flags in variants.items():
+            key = f"{args.task}/k{args.k}/{name}/seed{seed}"
+            if key in store and store[key].get("flags") == flags:
+                continue
+            folder = out / key.replace("/", "-")
+            config = str(REPO / "scripts/configs/few_shot.yaml")
+            train = [sys.executable, "-m", "hf_transfer", "train", "--config", config,
+                     "--model_name_or_path", args.model, "--train_file", str(train_file), "--output_dir", str(folder),
+                     "--seed", str(seed), "--disable_tqdm", "true", "--report_to", "none", *flags]  # fmt: skip
+            report = folder / "selection.json"
+            with cpu_turn(args.lock, args.yield_to):
+                run(train, out / f"{key.replace('/', '-')}.train.log")
+                evaluate = [sys.executable, "-m", "hf_transfer", "evaluate", "--model_name_or_path", str(folder),
+                            "--validation_file", str(selection), "--output_file", str(report),
+                            "--max_seq_length", str(bench._resolved(folder)["max_seq_length"])]  # fmt: skip
+                run(evaluate, out / f"{key.replace('/', '-')}.evaluate.log")
+            record = json.loads((folder / "hf_transfer_run.json").read_text())
+            store[key] = {"flags": flags, metric: json.loads(report.read_text())[metric],
+                          "train_seconds": record["train_metrics"]["train_wall_seconds"]}  # fmt: skip
+            store_path.write_text(json.dumps(store, indent=2))
+            print(f"{key}: {metric} {store[key][metric]:.4f}, {store[key]['train_seconds']:.0f} s", flush=True)
+    print(f"\n{args.task} K={args.k}, {metric} on {args.selection_rows} held-out training rows, seeds {args.seeds}:")
+    for name in variants:
+        values = [store[f"{args.task}/k{args.k}/{name}/seed{s}"][metric] for s in args.seeds]
+        spread = statistics.stdev(values) if len(values) > 1 else 0.0
+        print(f"  {name:24s} {statistics.mean(values):.4f} ± {spread:.4f}  ({', '.join(f'{v:.4f}' for v in values)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
