@@ -311,3 +311,29 @@ def test_chunked_reading_equals_whole_file_reading(name, data_root):
     pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), whole)
     if name.startswith("sst2"):
         assert count_rows(str(data_root / name)) == len(whole) == 67349
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("tensors", ["pt", "np"])
+def test_length_sorted_batches_pad_as_the_tokenizer_does(minilm_path, side, tensors):
+    """The numpy padding of inference batches gives exactly what `tokenizer.pad` gives, pairs and sides included."""
+    from transformers import AutoTokenizer
+
+    from hf_transfer.core.inference import length_sorted_batches
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    tokenizer.padding_side = side
+    texts = [" ".join(WORDS[: 1 + i % 8] * (1 + i % 3)) for i in range(23)]
+    pairs = [WORDS[i % 8] for i in range(23)]
+    for second in (None, pairs):
+        encodings = tokenizer(texts, second, truncation=True, max_length=12)
+        seen = []
+        for idx, batch in length_sorted_batches(tokenizer, texts, second, batch_size=5, max_length=12,
+                                                return_tensors=tensors):  # fmt: skip
+            expected = tokenizer.pad([{k: encodings[k][i] for k in encodings} for i in idx], return_tensors=tensors)
+            assert batch.keys() == expected.keys()
+            for key in expected:
+                assert type(batch[key]) is type(expected[key]) and batch[key].dtype == expected[key].dtype
+                np.testing.assert_array_equal(np.asarray(batch[key]), np.asarray(expected[key]))
+            seen.extend(idx.tolist())
+        assert sorted(seen) == list(range(23))

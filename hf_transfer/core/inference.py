@@ -25,15 +25,45 @@ def length_sorted_batches(
 
     Sorting by length lets each batch pad only to its own longest member; on short-text data this is several times
     cheaper than padding every batch to `max_length`. The texts are tokenized in one call (the fast tokenizers do
-    that in parallel Rust), then each batch is padded."""
+    that in parallel Rust), then each batch is padded with numpy (`tokenizer.pad` builds the same arrays through a
+    dict per row, a measurable share of a small model's inference time)."""
     encodings = tokenizer(texts, text_pairs, truncation=True, max_length=max_length)
     lengths = np.fromiter((len(ids) for ids in encodings["input_ids"]), dtype=np.int64, count=len(texts))
     order = np.argsort(-lengths, kind="stable")
     keys = list(encodings.keys())
+    pad_values = _pad_values(tokenizer, keys)
+    left = getattr(tokenizer, "padding_side", "right") == "left"
     for start in range(0, len(texts), batch_size):
         idx = order[start : start + batch_size]
-        features = [{k: encodings[k][i] for k in keys} for i in idx]
-        yield idx, tokenizer.pad(features, return_tensors=return_tensors)
+        if pad_values is None:  # a key or a tokenizer without a known pad value: let the tokenizer pad (or refuse)
+            features = [{k: encodings[k][i] for k in keys} for i in idx]
+            yield idx, tokenizer.pad(features, return_tensors=return_tensors)
+            continue
+        width = int(lengths[idx].max())
+        batch = {}
+        for key in keys:
+            column, array = encodings[key], np.full((len(idx), width), pad_values[key], dtype=np.int64)
+            for row, i in enumerate(idx):
+                values = column[i]
+                if left:
+                    array[row, width - len(values) :] = values
+                else:
+                    array[row, : len(values)] = values
+            batch[key] = torch.from_numpy(array) if return_tensors == "pt" else array
+        yield idx, batch
+
+
+def _pad_values(tokenizer, keys: list[str]) -> dict | None:
+    """The value each encoding key is padded with, as `tokenizer.pad` pads it; None when one is not known."""
+    known = {
+        "input_ids": getattr(tokenizer, "pad_token_id", None),
+        "attention_mask": 0,
+        "token_type_ids": getattr(tokenizer, "pad_token_type_id", 0),
+        "special_tokens_mask": 1,
+    }
+    if any(known.get(k) is None for k in keys):
+        return None
+    return {k: known[k] for k in keys}
 
 
 def _torch_forward(model):
