@@ -330,12 +330,13 @@ def render_markdown(report: dict) -> str:
     for row in report["ratios"]:
         goal = "—" if row["goal_op"] is None else f"{row['goal_op']} {row['goal']}"
         lines.append(f"| {row['name']} | {_fmt(row['value'])} | {goal} | {row['status'] or '—'} |")
-    lines += [
-        "",
-        "| comparison | configuration | repeats | samples/s | wall s | epoch 2+ s | accuracy | "
-        "peak RSS MiB | training peak above model MiB | trainable % |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    if report["configs"]:  # none when only FEWSHOT ran (it has its own table)
+        lines += [
+            "",
+            "| comparison | configuration | repeats | samples/s | wall s | epoch 2+ s | accuracy | "
+            "peak RSS MiB | training peak above model MiB | trainable % |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
     for row in report["configs"]:
         mib = [
             None if row[k] is None else row[k] / 1024 for k in ("child_peak_rss_kib", "training_peak_above_loaded_kib")

@@ -222,3 +222,27 @@ def test_few_shot_sweep_variants_and_selection_sample_are_apart_from_what_is_rep
     held, pool = bench.held_out_split(5000, 500, seed=sweep.SELECTION_SEED)
     benchmark_held, _ = bench.held_out_split(5000, 500)
     assert held != benchmark_held and not set(held) & set(pool) and len(held) + len(pool) == 5000
+
+
+def test_a_fewshot_only_report_has_no_empty_comparison_table(bench):
+    fewshot = {
+        f"sst2_k8_{system}": [
+            {"seed": s, "accuracy": 0.6 + 0.01 * s + bonus, "f1_macro": 0.6, "train_seconds": 8.0} for s in range(3)
+        ]  # fmt: skip
+        for system, bonus in (("hf_transfer", 0.02), ("setfit", 0.0))
+    }
+    results = {"FEWSHOT": fewshot}
+    report = {
+        "command": "python scripts/benchmark.py --mode full --only FEWSHOT",
+        "settings": {**bench.PRESETS["full"], "mode": "full", "only": ["FEWSHOT"]},
+        "machine": {"cpu": "Fake CPU"},
+        "ratios": bench.build_ratio_rows(results),
+        "configs": bench.config_rows(results),
+        "speed": bench.speed_rows(results),
+        "notes": [],
+        "results": results,
+    }
+    text = bench.render_markdown(report)
+    assert "| comparison | configuration |" not in text
+    assert "| FEWSHOT sst2 K=8 mean accuracy hf-transfer / SetFit | 1.033 | >= 1.0 | pass |" in text
+    assert "| sst2 | 8 | hf_transfer | accuracy | 0.6300 ± 0.0100 |" in text
