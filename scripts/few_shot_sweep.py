@@ -15,7 +15,6 @@ elsewhere can have the CPU to itself.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import importlib.util
 import json
 import os
@@ -62,18 +61,12 @@ def selection_data(bench, data_dir: Path, out: Path, task: str, rows: int):
 
 
 @contextmanager
-def cpu_turn(lock: str | None, yield_to: str | None):
+def cpu_turn(bench, lock: str | None, yield_to: str | None):
+    """Wait while `yield_to` exists, then hold `lock` (the benchmark's flock helper) for one run."""
     while yield_to and os.path.exists(yield_to):
         time.sleep(5)
-    if not lock:
+    with bench._locked(lock):
         yield
-        return
-    with open(lock, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def run(command: list[str], log: Path) -> None:
@@ -121,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                      "--model_name_or_path", args.model, "--train_file", str(train_file), "--output_dir", str(folder),
                      "--seed", str(seed), "--disable_tqdm", "true", "--report_to", "none", *flags]  # fmt: skip
             report = folder / "selection.json"
-            with cpu_turn(args.lock, args.yield_to):
+            with cpu_turn(bench, args.lock, args.yield_to):
                 run(train, out / f"{key.replace('/', '-')}.train.log")
                 evaluate = [sys.executable, "-m", "hf_transfer", "evaluate", "--model_name_or_path", str(folder),
                             "--validation_file", str(selection), "--output_file", str(report),
