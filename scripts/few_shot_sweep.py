@@ -77,6 +77,19 @@ def run(command: list[str], log: Path) -> None:
         raise SystemExit(f"{' '.join(command[:4])} ... failed ({proc.returncode}); see {log}")
 
 
+def setfit_reference(out: Path, key: str, train_file: Path, selection: Path, model: str, seed: int) -> dict:
+    """SetFit with its defaults (the benchmark's own child) on the same rows, scored on the selection sample."""
+    folder = out / key.replace("/", "-")
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = {"model": model, "train_file": str(train_file), "eval_file": str(selection), "seed": seed,
+            "output_dir": str(folder), "result_file": str(folder / "result.json")}  # fmt: skip
+    (folder / "spec.json").write_text(json.dumps(spec, indent=2))
+    child = [sys.executable, str(REPO / "scripts/benchmark.py"), "--_child", "setfit", "--_spec",
+             str(folder / "spec.json")]  # fmt: skip
+    run(child, out / f"{key.replace('/', '-')}.log")
+    return json.loads((folder / "result.json").read_text())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=("sst2", "clothing"), default="sst2")
@@ -89,8 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=os.environ.get("HF_TRANSFER_MODEL"))
     parser.add_argument("--lock", help="a file held (flock) around each run")
     parser.add_argument("--yield_to", help="wait while this file exists before each run")
+    parser.add_argument("--setfit", action="store_true", help="also score SetFit (its defaults) on the same rows")
     args = parser.parse_args(argv)
     variants = dict(parse_variant(v) for v in args.variant)
+    if "setfit" in variants:
+        raise SystemExit("--variant setfit: the name is kept for the SetFit reference (--setfit).")
     if not args.model:
         raise SystemExit("--model (or HF_TRANSFER_MODEL) is needed.")
     bench = _benchmark()
@@ -104,6 +120,13 @@ def main(argv: list[str] | None = None) -> int:
         rows = bench.few_shot_sample(texts, labels, args.k, seed)
         train_file = bench.write_labelled_csv(out / f"{args.task}_k{args.k}_seed{seed}.csv",
                                               [texts[i] for i in rows], [labels[i] for i in rows])  # fmt: skip
+        if args.setfit:
+            key = f"{args.task}/k{args.k}/setfit/seed{seed}"
+            if key not in store:
+                with cpu_turn(bench, args.lock, args.yield_to):
+                    store[key] = {"flags": None, **setfit_reference(out, key, train_file, selection, args.model, seed)}
+                store_path.write_text(json.dumps(store, indent=2))
+                print(f"{key}: {metric} {store[key][metric]:.4f}, {store[key]['train_seconds']:.0f} s", flush=True)
         for name, flags in variants.items():
             key = f"{args.task}/k{args.k}/{name}/seed{seed}"
             if key in store and store[key].get("flags") == flags:
@@ -126,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             store_path.write_text(json.dumps(store, indent=2))
             print(f"{key}: {metric} {store[key][metric]:.4f}, {store[key]['train_seconds']:.0f} s", flush=True)
     print(f"\n{args.task} K={args.k}, {metric} on {args.selection_rows} held-out training rows, seeds {args.seeds}:")
-    for name in variants:
+    for name in [*variants, "setfit"] if args.setfit else variants:
         values = [store[f"{args.task}/k{args.k}/{name}/seed{s}"][metric] for s in args.seeds]
         spread = statistics.stdev(values) if len(values) > 1 else 0.0
         print(f"  {name:24s} {statistics.mean(values):.4f} ± {spread:.4f}  ({', '.join(f'{v:.4f}' for v in values)})")

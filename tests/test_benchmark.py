@@ -246,3 +246,53 @@ def test_a_fewshot_only_report_has_no_empty_comparison_table(bench):
     assert "| comparison | configuration |" not in text
     assert "| FEWSHOT sst2 K=8 mean accuracy hf-transfer / SetFit | 1.033 | >= 1.0 | pass |" in text
     assert "| sst2 | 8 | hf_transfer | accuracy | 0.6300 ± 0.0100 |" in text
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"{name}_script", REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_memory_budget_counts_each_saved_storage_once():
+    import torch
+
+    budget = load_script("memory_budget")
+
+    class Twice(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(4, 4))
+
+        def forward(self, x):
+            return {"out": (x @ self.w) + (x @ self.w.T)}
+
+    x = torch.ones(8, 4, requires_grad=True)
+    # x (128 bytes) is saved by both products and counted once; the weight and its transpose view (64 bytes, one
+    # storage) too.
+    assert budget.saved_bytes(Twice(), {"x": x}) == 8 * 4 * 4 + 4 * 4 * 4
+
+
+def test_memory_budget_orders_full_lora_and_lora_without_dropout(tiny_bert_dir, tmp_path, capsys):
+    import torch
+
+    budget = load_script("memory_budget")
+    data = tmp_path / "rows.tsv"
+    sentences = [f"a short sentence number {i} about a film that was {'good' if i % 2 else 'bad'}" for i in range(40)]
+    data.write_text("sentence\tlabel\n" + "".join(f"{s} \t{i % 2}\n" for i, s in enumerate(sentences)))
+    assert budget.main(["--model", str(tiny_bert_dir), "--data", str(data), "--rows", "40", "--batch_size", "8"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert {"full", "lora", "lora_dropout0"} <= set(lines)
+    assert 0 < float(lines["limit"].split(":")[-1]) < 1
+    from transformers import AutoTokenizer
+
+    batch = AutoTokenizer.from_pretrained(tiny_bert_dir)(sentences[:8], padding=True, return_tensors="pt")
+    batch["labels"] = torch.zeros(8, dtype=torch.long)
+    saved = {
+        kind: budget.saved_bytes(budget.build(str(tiny_bert_dir), kind), batch)
+        for kind in ("full", "lora", "lora_dropout0")
+    }
+    # Dropout on the adapter's input keeps a copy of it (and a mask) per adapted projection; frozen projections keep
+    # no input for a weight gradient.
+    assert saved["full"] > saved["lora"] > saved["lora_dropout0"] > 0
