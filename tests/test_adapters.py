@@ -453,3 +453,48 @@ def test_ia3_multi_label_run_end_to_end(tmp_path, tiny_bert_dir):
     assert model.config.problem_type == "multi_label_classification"
     merged = json.loads((out / "merged" / "config.json").read_text())
     assert merged["problem_type"] == "multi_label_classification" and merged["id2label"] == {"0": "a", "1": "b"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ([], 2e-3),  # LoRA with no learning rate given takes LoRA's
+        (["--learning_rate", "5e-5"], 5e-5),  # one the user gave wins, even the full fine-tune's own value
+        (["--peft_method", "ia3"], 5e-5),  # other methods keep TrainingArguments' default
+    ],
+)
+def test_lora_takes_its_own_learning_rate_only_when_none_is_given(tmp_path, extra, expected):
+    from hf_transfer.adapters.plan import LORA_LEARNING_RATE, apply_adapter_learning_rate
+    from hf_transfer.cli import parse_command_args
+
+    argv = [
+        "--model_name_or_path",
+        "m",
+        "--train_file",
+        "t.csv",
+        "--output_dir",
+        str(tmp_path),
+        "--peft_method",
+        "lora",
+    ]
+    _, _, adapter, training = parse_command_args("train", argv + extra)
+    assert LORA_LEARNING_RATE == 2e-3
+    changed = apply_adapter_learning_rate(adapter, training)
+    assert training.learning_rate == expected
+    assert changed == (expected if extra == [] else None)
+
+
+def test_lora_learning_rate_in_a_config_file_counts_as_given(tmp_path):
+    from hf_transfer.adapters.plan import apply_adapter_learning_rate
+    from hf_transfer.cli import parse_command_args
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"model_name_or_path: m\ntrain_file: t.csv\noutput_dir: {tmp_path}\npeft_method: lora\nlearning_rate: 1.0e-4\n"
+    )
+    _, _, adapter, training = parse_command_args("train", ["--config", str(config)])
+    assert apply_adapter_learning_rate(adapter, training) is None and training.learning_rate == 1e-4
+    # Arguments built in code carry no record of what was given, and are left alone.
+    training.__dict__.pop("given_fields")
+    training.learning_rate = 5e-5
+    assert apply_adapter_learning_rate(adapter, training) is None and training.learning_rate == 5e-5

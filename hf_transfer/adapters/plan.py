@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import logging
 import math
 import re
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from hf_transfer.core.folders import ADAPTER_CONFIG
 from hf_transfer.core.layers import ModelLayout, discover_layers
 from hf_transfer.core.models import meta_classifier
 from hf_transfer.errors import ConfigError, one_line
+
+logger = logging.getLogger(__name__)
 
 ADAPTER_FILES = ("adapter_model.safetensors", ADAPTER_CONFIG)
 
@@ -317,6 +320,26 @@ def check_adapter_args(adapter_args: AdapterArguments, training_args) -> None:
     if adapter_args.enabled:
         check_method(adapter_args.peft_method)
         check_freeze_conflicts(adapter_args.peft_method, training_args)
+
+
+# The learning rate of a LoRA run that does not set one: TrainingArguments' 5e-5 suits a full fine-tune, and a few
+# freshly initialised adapter weights barely move at it (the README's Adapters section has the sweep behind this).
+LORA_LEARNING_RATE = 2e-3
+
+
+def apply_adapter_learning_rate(adapter_args: AdapterArguments, training_args) -> float | None:
+    """LoRA's own learning rate when the user gave none (config or flag), said in the log; returns it, or None when
+    nothing changed. Arguments built in code (no `given_fields`) are left as they are."""
+    given = getattr(training_args, "given_fields", None)
+    if adapter_args.peft_method not in ("lora", "adalora") or given is None or "learning_rate" in given:
+        return None
+    training_args.learning_rate = LORA_LEARNING_RATE
+    logger.warning(
+        "learning_rate %g: %s's default, as none was set (TrainingArguments' 5e-5 is a full fine-tune's)",
+        LORA_LEARNING_RATE,
+        adapter_args.peft_method,
+    )
+    return LORA_LEARNING_RATE
 
 
 def plan_adapter_on_meta(adapter_args: AdapterArguments, config):

@@ -238,6 +238,9 @@ class CommandParser:
                 raise ConfigError(" ".join(str(err).split())) from None
             if dtype is self.collector:
                 setattr(objects[-1], dtype.other_fields, other)
+            # Which fields the user set (config or flag), for defaults that depend on other choices: an adapter's
+            # learning rate applies only when learning_rate was not given. Not a dataclass field, so not saved.
+            object.__setattr__(objects[-1], "given_fields", frozenset(names & (set(config) | given)))
         return tuple(objects)
 
     def _split_other_flags(self, flags: list[str]) -> tuple[list[str], dict[str, Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from hf_transfer.adapters.arguments import AdapterArguments
 from hf_transfer.adapters.peft_model import adapter_finisher, wrap
-from hf_transfer.adapters.plan import check_adapter_args, plan_adapter_on_meta
+from hf_transfer.adapters.plan import apply_adapter_learning_rate, check_adapter_args, plan_adapter_on_meta
 from hf_transfer.core.arguments import DataArguments, ModelArguments
 from hf_transfer.core.caching import fingerprint_texts
 from hf_transfer.core.data import tokenize_data
@@ -37,6 +37,7 @@ def run_train(
 
     set_seed(training_args.seed)
     check_adapter_args(adapter_args, training_args)
+    apply_adapter_learning_rate(adapter_args, training_args)
     push = plan_push(training_args)
     plan = preflight(model_args, data_args, training_args)
     # --- few-shot route (issue 21): chosen on the checked data, before any weight loads (train/few_shot.py) ---
