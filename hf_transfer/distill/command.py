@@ -185,7 +185,6 @@ def run_distill(
     set_seed(training_args.seed)
     push = plan_push(training_args)
     check_adapter_args(adapter_args, training_args)
-    apply_adapter_learning_rate(adapter_args, training_args)
     if adapter_args.enabled and d.student_layers is not None:
         raise ConfigError(
             "an adapter on a student built from teacher blocks is not supported yet: that student exists only in "
@@ -194,6 +193,7 @@ def run_distill(
         )
     plan = preflight(model_args, data_args, d, training_args)
     adapter_plan = plan_adapter_on_meta(adapter_args, plan.student_config)
+    apply_adapter_learning_rate(adapter_args, training_args)  # after every check, so an error stays one line
     max_length = data_args.max_seq_length
     teachers = [
         load_teacher(name, config, model_args)

@@ -37,7 +37,6 @@ def run_train(
 
     set_seed(training_args.seed)
     check_adapter_args(adapter_args, training_args)
-    apply_adapter_learning_rate(adapter_args, training_args)
     push = plan_push(training_args)
     plan = preflight(model_args, data_args, training_args)
     # --- few-shot route (issue 21): chosen on the checked data, before any weight loads (train/few_shot.py) ---
@@ -46,6 +45,7 @@ def run_train(
         return run_few_shot(model_args, data_args, adapter_args, training_args, plan, push, few_shot, callbacks)
     prepared, config, tokenizer = plan.prepared, plan.config, plan.tokenizer
     adapter_plan = plan_adapter_on_meta(adapter_args, config)
+    apply_adapter_learning_rate(adapter_args, training_args)  # after every check, so an error stays one line
     with training_args.main_process_first(desc="tokenization"):
         tokenized = tokenize_data(
             prepared, tokenizer, data_args.max_seq_length, num_proc=data_args.preprocessing_num_workers
