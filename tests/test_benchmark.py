@@ -13,12 +13,17 @@ REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "benchmark.py"
 
 
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("benchmark_script", SCRIPT)
+def load_script(name: str):
+    """A script under scripts/ as a module (they are not a package)."""
+    spec = importlib.util.spec_from_file_location(f"{name}_script", REPO / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_script("benchmark")
 
 
 def fake_results() -> dict:
@@ -247,13 +252,6 @@ def test_a_fewshot_only_report_has_no_empty_comparison_table(bench):
     assert "| comparison | configuration |" not in text
     assert "| FEWSHOT sst2 K=8 mean accuracy hf-transfer / SetFit | 1.033 | >= 1.0 | pass |" in text
     assert "| sst2 | 8 | hf_transfer | accuracy | 0.6300 ± 0.0100 |" in text
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"{name}_script", REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_memory_budget_counts_each_saved_storage_once():
