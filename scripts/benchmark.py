@@ -100,6 +100,14 @@ def resolve_settings(args: argparse.Namespace) -> dict:
                 f"--fewshot_tasks takes a subset of {','.join(FEWSHOT_METRIC)}, got {args.fewshot_tasks!r}."
             )
         settings["fewshot"]["tasks"] = tasks
+    if getattr(args, "fewshot_k", None):
+        try:
+            ks = tuple(int(k) for k in args.fewshot_k.split(",") if k.strip())
+        except ValueError:
+            ks = ()
+        if not ks or min(ks) < 1:
+            raise SystemExit(f"--fewshot_k takes positive integers separated by commas, got {args.fewshot_k!r}.")
+        settings["fewshot"]["ks"] = ks
     return settings
 
 
@@ -1084,6 +1092,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--fewshot_tasks", help=f"FEWSHOT: a subset of {','.join(FEWSHOT_METRIC)} (default: the mode's)"
     )
+    parser.add_argument("--fewshot_k", help="FEWSHOT: labelled rows per class, comma-separated (default: the mode's)")
     parser.add_argument("--_child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--_spec", help=argparse.SUPPRESS)
     return parser

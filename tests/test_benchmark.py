@@ -211,6 +211,11 @@ def test_fewshot_tasks_narrow_the_mode_preset(bench):
     assert bench.FEWSHOT_PRESETS["full"]["tasks"] == ("sst2", "clothing")  # the preset itself is left alone
     with pytest.raises(SystemExit, match="fewshot_tasks"):
         bench.resolve_settings(parse(["--mode", "full", "--fewshot_tasks", "imdb"]))
+    only_32 = bench.resolve_settings(parse(["--mode", "full", "--only", "FEWSHOT", "--fewshot_k", "32"]))
+    assert only_32["fewshot"]["ks"] == (32,) and bench.FEWSHOT_PRESETS["full"]["ks"] == (8, 32)
+    for bad in ("0", "eight", ","):
+        with pytest.raises(SystemExit, match="fewshot_k"):
+            bench.resolve_settings(parse(["--mode", "full", "--fewshot_k", bad]))
 
 
 def test_few_shot_sweep_variants_and_selection_sample_are_apart_from_what_is_reported(tmp_path):
