@@ -358,6 +358,64 @@ def test_hub_class_label_names_are_kept(monkeypatch):
     assert prepared.summary["source"] == {"dataset_name": "glue", "dataset_config_name": "sst2"}
 
 
+# --- reading in frames, in bounded memory ---------------------------------------------------------------------------
+
+
+def _prepared_rows(prepared):
+    return {split: ds.to_list() for split, ds in prepared.datasets.items()}
+
+
+@pytest.mark.parametrize("ext", ["csv", "jsonl", "parquet"])
+def test_reading_in_small_frames_gives_the_same_data_and_summary(tmp_path, monkeypatch, ext):
+    """A split read 3 rows at a time is cleaned, labelled and counted exactly as one read whole."""
+    from hf_transfer.core import cleaning
+
+    labels = ["b", "a", None, "c", "a", "b", "c", "a", None, "b", "z"]
+    texts = ["t0", "t1", "t2", "", "t4", "t5", "t6", " ", "t8", "t9", "t10"]
+    train = rows(labels[:-1], texts[:-1])
+    kwargs = {"label_mapping": {"a": "A", "b": "B", "c": "A"}}
+    whole = load(tmp_path, train, rows(labels[-3:], texts[-3:]), ext=ext, **kwargs)
+    monkeypatch.setattr(cleaning, "CHUNK_ROWS", 3)
+    framed = load(tmp_path, train, rows(labels[-3:], texts[-3:]), ext=ext, **kwargs)
+    assert _prepared_rows(framed) == _prepared_rows(whole)
+    strip = lambda summary: {k: v for k, v in summary.items() if k != "seconds"}  # noqa: E731
+    assert strip(framed.summary) == strip(whole.summary)
+    assert framed.summary["train"]["dropped"] == {"empty_text": 2, "missing_label": 2, "unmapped_label": 0}
+    assert framed.summary["validation"]["dropped"] == {"empty_text": 0, "missing_label": 1, "unmapped_label": 1}
+    assert framed.label_names == ["A", "B"] and labels_of(framed, "validation") == [1]
+
+
+def test_label_checks_see_every_frame(tmp_path, monkeypatch):
+    """A bad label after the first frame is still found, and named with its first example."""
+    from hf_transfer.core import cleaning
+
+    monkeypatch.setattr(cleaning, "CHUNK_ROWS", 2)
+    with pytest.raises(DataError, match=r"mixes integers and strings \(e.g. 1 and 'x'\)"):
+        load(tmp_path, rows([1, 0, 1, 0, "x"]))
+    with pytest.raises(DataError, match=r"1 row\(s\) of the train column 'label' hold single values such as 'c'"):
+        load(tmp_path, rows([["a"], ["b"], ["a", "b"], ["b"], "c"]), ext="jsonl")
+    with pytest.raises(DataError, match=r"never seen in the training data"):
+        load(tmp_path, rows(["a", "b", "a"]), rows(["a", "b", "a", "q"]))
+
+
+def test_prepared_splits_are_memory_mapped_files_removed_at_exit(tmp_path):
+    from hf_transfer.core import scratch
+
+    prepared = load(tmp_path, rows(["a", "b", "a"]), rows(["a", "b"]))
+    for ds in prepared.datasets.values():
+        files = [Path(f["filename"]) for f in ds.cache_files]
+        assert files and all(scratch._process_folder() in f.parents for f in files)
+    assert prepared.summary["seconds"]["read_and_clean"] >= 0
+
+
+def test_token_lengths_come_from_arrow_offsets():
+    from hf_transfer.core.data import token_lengths
+
+    ds = datasets.Dataset.from_dict({"input_ids": [[1, 2, 3], [4], [5, 6]], "labels": [0, 1, 0]})
+    assert token_lengths(ds).tolist() == [3, 1, 2]
+    assert token_lengths(ds.select([2, 0])).tolist() == [2, 3]
+
+
 # --- tokenization ---------------------------------------------------------------------------------------------------
 
 

@@ -315,12 +315,17 @@ def test_chunked_reading_equals_whole_file_reading(name, data_root):
 
 @pytest.mark.parametrize("side", ["right", "left"])
 @pytest.mark.parametrize("tensors", ["pt", "np"])
-def test_length_sorted_batches_pad_as_the_tokenizer_does(minilm_path, side, tensors):
-    """The numpy padding of inference batches gives exactly what `tokenizer.pad` gives, pairs and sides included."""
+@pytest.mark.parametrize("window", [None, 7])
+def test_length_sorted_batches_pad_as_the_tokenizer_does(minilm_path, monkeypatch, side, tensors, window):
+    """The numpy padding of inference batches gives exactly what `tokenizer.pad` gives, pairs and sides included;
+    with rows sorted in windows (bounded memory on large inputs), every row still comes once, with its own index."""
     from transformers import AutoTokenizer
 
+    from hf_transfer.core import inference
     from hf_transfer.core.inference import length_sorted_batches
 
+    if window:
+        monkeypatch.setattr(inference, "SORT_WINDOW_ROWS", window)
     tokenizer = AutoTokenizer.from_pretrained(minilm_path)
     tokenizer.padding_side = side
     texts = [" ".join(WORDS[: 1 + i % 8] * (1 + i % 3)) for i in range(23)]
@@ -335,5 +340,7 @@ def test_length_sorted_batches_pad_as_the_tokenizer_does(minilm_path, side, tens
             for key in expected:
                 assert type(batch[key]) is type(expected[key]) and batch[key].dtype == expected[key].dtype
                 np.testing.assert_array_equal(np.asarray(batch[key]), np.asarray(expected[key]))
+            if window:
+                assert idx.max() - idx.min() < window  # a batch never mixes windows
             seen.extend(idx.tolist())
         assert sorted(seen) == list(range(23))

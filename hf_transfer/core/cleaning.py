@@ -7,7 +7,8 @@ import ast
 import difflib
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import datasets
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from hf_transfer.core.arguments import DataArguments
-from hf_transfer.core.tables import error_reason, read_table
+from hf_transfer.core.tables import error_reason, iter_table
 from hf_transfer.errors import DataError
 
 TEXT_COLUMN_CANDIDATES = ("text", "sentence", "review", "content")
@@ -41,21 +42,31 @@ _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
 @dataclass
-class Split:
-    texts: list[str]
-    pairs: list[str] | None
-    labels: list[Any] | None  # normalised raw labels (None when the split is unlabelled)
-    summary: dict
+class Source:
+    """One split's raw rows: its column names, and a reader that yields them as frames of at most CHUNK_ROWS rows."""
+
+    columns: list[str]
+    chunks: Callable[[], Iterator[pd.DataFrame]]
 
 
-def load_frames(args: DataArguments) -> tuple[dict[str, pd.DataFrame], dict[str, list[str]], Any]:
-    """Raw frames per split, ClassLabel names found in Hub features, and the source for the summary."""
+# Rows per frame when reading a split: memory stays flat in the file's size (issue 23), and pandas stays fast.
+CHUNK_ROWS = 50_000
+
+
+def _file_source(path: str, csv_quoting: str) -> Source:
+    """A local file as a Source; reading its first row finds read errors, an empty file and the columns now."""
+    first = next(iter_table(path, 1, csv_quoting))
+    return Source([str(c) for c in first.columns], lambda: iter_table(path, CHUNK_ROWS, csv_quoting))
+
+
+def load_sources(args: DataArguments) -> tuple[dict[str, Source], dict[str, list[str]], Any]:
+    """Each split's raw rows as a Source, ClassLabel names found in Hub features, and the source for the summary."""
     if args.dataset_name and args.has_local_files:
         raise DataError(f"got both dataset_name {args.dataset_name!r} and local files; give one source, not both.")
     if not args.dataset_name:
         paths = {s: getattr(args, f"{s}_file") for s in ("train", "validation", "test") if getattr(args, f"{s}_file")}
-        frames = {split: read_table(path, args.csv_quoting) for split, path in paths.items()}
-        return frames, {}, {f"{split}_file": path for split, path in paths.items()}
+        sources = {split: _file_source(path, args.csv_quoting) for split, path in paths.items()}
+        return sources, {}, {f"{split}_file": path for split, path in paths.items()}
     try:
         loaded = datasets.load_dataset(args.dataset_name, args.dataset_config_name)
     except Exception as err:  # noqa: BLE001 - any loader failure is a user-facing data problem
@@ -64,17 +75,19 @@ def load_frames(args: DataArguments) -> tuple[dict[str, pd.DataFrame], dict[str,
             f"could not load dataset {args.dataset_name!r}{config}: {error_reason(err)}. Offline "
             "(HF_HUB_OFFLINE=1) only cached datasets load; use train_file/validation_file for local files."
         ) from None
-    frames, class_names = {}, {}
+    sources, class_names = {}, {}
     for name, ds in loaded.items():
         split = _HUB_SPLITS.get(name)
-        if split and split not in frames:
-            frames[split] = ds.to_pandas()
+        if split and split not in sources:
+            sources[split] = Source(
+                list(ds.column_names), lambda ds=ds: ds.to_pandas(batch_size=CHUNK_ROWS, batched=True)
+            )
             for column, feature in ds.features.items():
                 feature = getattr(feature, "feature", feature)  # List(ClassLabel) for multi-label
                 if isinstance(feature, datasets.ClassLabel):
                     class_names[column] = feature.names
     source = {"dataset_name": args.dataset_name, "dataset_config_name": args.dataset_config_name}
-    return frames, class_names, source
+    return sources, class_names, source
 
 
 def closest_hint(name: str, columns: list[str]) -> str:
@@ -101,8 +114,9 @@ def _default_column(kind: str, candidates: tuple[str, ...], columns: list[str], 
     return found or candidates[0]
 
 
-def resolve_columns(args: DataArguments, frames: dict[str, pd.DataFrame]) -> tuple[str, str | None, str]:
-    split, columns = next((split, list(df.columns)) for split, df in frames.items())
+def resolve_columns(args: DataArguments, split_columns: dict[str, list[str]]) -> tuple[str, str | None, str]:
+    """The text, pair and label columns, checked in every split (`split_columns`: each split's column names)."""
+    split, columns = next((split, list(names)) for split, names in split_columns.items())
     text = args.text_column_name or _default_column("text", TEXT_COLUMN_CANDIDATES, columns, split)
     label = args.label_column_name or _default_column("label", LABEL_COLUMN_CANDIDATES, columns, split)
     pair = args.text_pair_column_name
@@ -111,12 +125,12 @@ def resolve_columns(args: DataArguments, frames: dict[str, pd.DataFrame]) -> tup
             f"text {text!r}, text pair {pair!r} and label {label!r} must be different columns, and the "
             "text columns cannot be named 'labels' (the name of the prepared label column)."
         )
-    for split, df in frames.items():
-        _require_column("text_column_name", text, list(df.columns), split)
+    for split, names in split_columns.items():
+        _require_column("text_column_name", text, list(names), split)
         if pair:
-            _require_column("text_pair_column_name", pair, list(df.columns), split)
+            _require_column("text_pair_column_name", pair, list(names), split)
         if split not in UNLABELLED_SPLITS:
-            _require_column("label_column_name", label, list(df.columns), split)
+            _require_column("label_column_name", label, list(names), split)
     return text, pair, label
 
 
@@ -160,34 +174,63 @@ def normalise_label(value: Any) -> Any:
     return normalise_scalar(value)
 
 
-def clean_split(df: pd.DataFrame, text: str, pair: str | None, label: str, hub_class_label: bool) -> Split:
-    """Drop rows with empty text, then rows with no label. An unlabelled split (a test file) gets `labels` None."""
-    raw = [normalise_label(v) for v in df[label].tolist()] if label in df.columns else [None] * len(df)
+@dataclass
+class LabelProfile:
+    """What the label checks need from one split's labels, gathered frame by frame in bounded memory: how many rows
+    hold a list or a single value (and the first of each), the first element of each type, and the distinct ones."""
+
+    rows: int = 0  # rows with text and a label
+    labelled: bool = False  # any row has a label (then rows without one are dropped; else the split is unlabelled)
+    lists: int = 0
+    scalars: int = 0
+    first_list: Any = None
+    first_scalar: Any = None
+    first_of_type: dict = field(default_factory=dict)
+    values: set = field(default_factory=set)
+
+    def add(self, labels: list) -> None:
+        for value in labels:
+            if value is None:
+                continue
+            self.rows += 1
+            if isinstance(value, list):
+                self.first_list = value if self.lists == 0 else self.first_list
+                self.lists += 1
+            else:
+                self.first_scalar = value if self.scalars == 0 else self.first_scalar
+                self.scalars += 1
+            for element in value if isinstance(value, list) else (value,):
+                if element not in self.values:
+                    self.values.add(element)
+                    self.first_of_type.setdefault(type(element), element)
+
+
+def clean_frame(df: pd.DataFrame, text: str, pair: str | None, label: str, hub_class_label: bool):
+    """The rows of one frame whose text is not empty: (texts, pairs or None, normalised labels with None where a row
+    has none, the number of rows dropped for empty text, whether any row of the frame has a label)."""
+    n = len(df)
+    raw = [normalise_label(v) for v in df[label].tolist()] if label in df.columns else [None] * n
     if hub_class_label:  # -1 marks an unlabelled row in a Hub ClassLabel column (GLUE test splits)
         raw = [None if v == -1 else v for v in raw]
-    labelled = any(v is not None for v in raw)
-    raw_pairs = df[pair].tolist() if pair else None
-    texts, pairs, labels = [], [] if pair else None, [] if labelled else None
-    dropped = dict.fromkeys(DROP_REASONS, 0)
-    for i, value in enumerate(df[text].tolist()):
+    raw_pairs = (df[pair].tolist() if pair in df.columns else [None] * n) if pair else None
+    texts, pairs, labels, empty = [], [] if pair else None, [], 0
+    for i, value in enumerate(df[text].tolist() if text in df.columns else [None] * n):
         if _is_missing(value) or not str(value).strip():
-            dropped["empty_text"] += 1
-        elif labelled and raw[i] is None:
-            dropped["missing_label"] += 1
-        else:
-            texts.append(str(value))
-            if labelled:
-                labels.append(raw[i])
-            if pair:
-                pairs.append("" if _is_missing(raw_pairs[i]) else str(raw_pairs[i]))
-    return Split(texts, pairs, labels, {"rows": len(texts), "rows_before_cleaning": len(df), "dropped": dropped})
+            empty += 1
+            continue
+        texts.append(str(value))
+        labels.append(raw[i])
+        if pair:
+            pairs.append("" if _is_missing(raw_pairs[i]) else str(raw_pairs[i]))
+    return texts, pairs, labels, empty, any(v is not None for v in raw)
 
 
-def check_not_empty(split: str, part: Split) -> None:
-    if part.summary["rows"] == 0:
-        d = part.summary["dropped"]
+def check_not_empty(split: str, summary: dict) -> None:
+    """`summary`: a split's cleaning summary (rows, rows_before_cleaning, dropped)."""
+    if summary["rows"] == 0:
+        d = summary["dropped"]
         raise DataError(
-            f"the {split} data has no usable rows: of {part.summary['rows_before_cleaning']} rows, {d['empty_text']} "
+            f"the {split} data has no usable rows: of {summary['rows_before_cleaning']} rows, {d['empty_text']} "
             f"have empty text, {d['missing_label']} have no label and {d['unmapped_label']} have a label that is not "
             "a key of label_mapping. Check text_column_name, label_column_name and label_mapping."
         )

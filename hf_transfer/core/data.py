@@ -6,23 +6,30 @@ once the tokenizer exists."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import datasets
 import numpy as np
-import pandas as pd
+import pyarrow.compute as pc
+from datasets.arrow_writer import ArrowWriter
 
 from hf_transfer.core.arguments import DataArguments
 from hf_transfer.core.cleaning import (
+    CHUNK_ROWS,
     DROP_REASONS,
-    Split,
+    LabelProfile,
+    Source,
     check_not_empty,
-    clean_split,
-    load_frames,
+    clean_frame,
+    load_sources,
     normalise_scalar,
     resolve_columns,
 )
+from hf_transfer.core.scratch import scratch_folder
 from hf_transfer.core.tasks import MULTI_LABEL, SINGLE_LABEL
 from hf_transfer.errors import DataError
 
@@ -49,41 +56,34 @@ class PreparedData:
         return {name: i for i, name in enumerate(self.label_names)}
 
 
-# --- reading --------------------------------------------------------------------------------------------------------
-
-
-# --- columns and cleaning -------------------------------------------------------------------------------------------
-
-
 # --- labels ---------------------------------------------------------------------------------------------------------
 
 
-def _detect_problem_type(args: DataArguments, parts: dict[str, Split], label: str) -> str:
-    lists = {s: [v for v in p.labels if isinstance(v, list)] for s, p in parts.items() if p.labels is not None}
-    scalars = {s: [v for v in p.labels if not isinstance(v, list)] for s, p in parts.items() if p.labels is not None}
-    has_lists, has_scalars = any(lists.values()), any(scalars.values())
+def _detect_problem_type(args: DataArguments, profiles: dict[str, LabelProfile], label: str) -> str:
+    labelled = {s: p for s, p in profiles.items() if p.labelled}
+    has_lists = any(p.lists for p in labelled.values())
+    has_scalars = any(p.scalars for p in labelled.values())
     if args.problem_type == MULTI_LABEL and has_scalars or args.problem_type is None and has_lists and has_scalars:
-        split, values = next((s, v) for s, v in scalars.items() if v)
+        split, profile = next((s, p) for s, p in labelled.items() if p.scalars)
         raise DataError(
-            f"multi-label data needs a list label in every row, but {len(values)} row(s) of the {split} column "
-            f'{label!r} hold single values such as {values[0]!r}; write them as lists like ["a", "b"] (a JSON list '
-            "string in csv/tsv), or set problem_type single_label_classification."
+            f"multi-label data needs a list label in every row, but {profile.scalars} row(s) of the {split} column "
+            f'{label!r} hold single values such as {profile.first_scalar!r}; write them as lists like ["a", "b"] '
+            "(a JSON list string in csv/tsv), or set problem_type single_label_classification."
         )
     if args.problem_type == SINGLE_LABEL and has_lists:
-        split, values = next((s, v) for s, v in lists.items() if v)
+        split, profile = next((s, p) for s, p in labelled.items() if p.lists)
         raise DataError(
             f"problem_type is single_label_classification but the {split} column {label!r} holds lists such as "
-            f"{values[0]!r}; set problem_type multi_label_classification, or give one label per row."
+            f"{profile.first_list!r}; set problem_type multi_label_classification, or give one label per row."
         )
     return MULTI_LABEL if has_lists else SINGLE_LABEL
 
 
-def _check_label_types(args: DataArguments, parts: dict[str, Split], label: str) -> None:
+def _check_label_types(args: DataArguments, profiles: dict[str, LabelProfile], label: str) -> None:
     if args.label_mapping is not None:  # values are compared as strings, so any mix of types is fine
         return
-    for split, part in parts.items():
-        values = [e for v in part.labels or [] for e in (v if isinstance(v, list) else [v])]
-        by_type = {t: next(v for v in values if type(v) is t) for t in {type(v) for v in values}}
+    for split, profile in profiles.items():
+        by_type = profile.first_of_type
         if float in by_type:
             raise DataError(
                 f"the {split} column {label!r} holds non-integer numbers such as {by_type[float]!r}; classification "
@@ -96,7 +96,7 @@ def _check_label_types(args: DataArguments, parts: dict[str, Split], label: str)
             )
 
 
-def _label_space(args: DataArguments, parts: dict[str, Split], class_names: list[str] | None):
+def _label_space(args: DataArguments, profiles: dict[str, LabelProfile], class_names: list[str] | None):
     """Label names in id order, a value -> id dict, and whether unknown values are dropped (label_mapping only)."""
     if args.label_mapping is not None:
         names = list(dict.fromkeys(args.label_mapping.values()))
@@ -105,23 +105,53 @@ def _label_space(args: DataArguments, parts: dict[str, Split], class_names: list
     names = args.class_names or class_names
     if names is not None:
         return list(names), {i: i for i in range(len(names))} | {n: i for i, n in enumerate(names)}, False
-    reference = [parts["train"]] if "train" in parts else [p for p in parts.values() if p.labels is not None]
-    seen = {e for p in reference for v in p.labels for e in (v if isinstance(v, list) else [v])}
-    values = sorted(seen)
+    reference = [profiles["train"]] if "train" in profiles else [p for p in profiles.values() if p.labelled]
+    values = sorted({v for p in reference for v in p.values})
     ids = {v: v for v in values} if values == list(range(len(values))) else {v: i for i, v in enumerate(values)}
     return [str(v) for v in values], ids, False
 
 
-def _apply_label_space(split: str, part: Split, names, ids, drop_unknown: bool, multi: bool, args) -> list:
+# --- reading and assembling -----------------------------------------------------------------------------------------
+
+# Columns that live only while a split is prepared: the normalised label as JSON (None: no label), and a keep flag.
+_RAW_LABEL, _KEEP = "__hf_transfer_raw_label", "__hf_transfer_keep"
+
+
+def _read_split(split: str, source: Source, columns: tuple, hub_class_label: bool, folder: Path):
+    """One split read frame by frame, cleaned, and written to an Arrow file in `folder` (memory-mapped, so memory
+    stays flat in the number of rows): the dataset (text, pair and the raw label), its LabelProfile and its summary."""
+    text, pair, label = columns
+    features = {text: datasets.Value("string")} | ({pair: datasets.Value("string")} if pair else {})
+    features[_RAW_LABEL] = datasets.Value("string")
+    path = str(folder / f"{split}.arrow")
+    profile, before, empty = LabelProfile(), 0, 0
+    writer = ArrowWriter(features=datasets.Features(features), path=path, writer_batch_size=CHUNK_ROWS)
+    try:
+        for frame in source.chunks():
+            before += len(frame)
+            texts, pairs, labels, dropped, labelled = clean_frame(frame, text, pair, label, hub_class_label)
+            empty += dropped
+            profile.labelled |= labelled
+            profile.add(labels)
+            if texts:
+                batch = {text: texts, _RAW_LABEL: [None if v is None else json.dumps(v) for v in labels]}
+                writer.write_batch(batch | ({pair: pairs} if pair else {}))
+        writer.finalize()
+    finally:
+        writer.close()
+    ds = datasets.Dataset.from_file(path)
+    missing = len(ds) - profile.rows if profile.labelled else 0  # an unlabelled split keeps its rows
+    dropped = dict.fromkeys(DROP_REASONS, 0) | {"empty_text": empty, "missing_label": missing}
+    return ds, profile, {"rows": len(ds) - missing, "rows_before_cleaning": before, "dropped": dropped}
+
+
+def _apply_label_space(split, ds, profile, summary, space, multi: bool, args) -> datasets.Dataset:
+    """`ds` with integer (or multi-hot) `labels` in place of the raw ones; rows without a label, or with a value that
+    label_mapping does not name, are dropped and counted. Any other unknown value is an error, found on the profile
+    before a row is converted."""
+    names, ids, drop_unknown = space
     lookup = (lambda v: ids.get(str(v))) if drop_unknown else ids.get
-    out, keep, unknown = [], [], set()
-    for i, value in enumerate(part.labels):
-        found = [lookup(e) for e in value] if multi else [lookup(value)]
-        if None in found:
-            unknown.update(e for e, f in zip(value if multi else [value], found, strict=True) if f is None)
-            continue
-        keep.append(i)
-        out.append([float(k in found) for k in range(len(names))] if multi else found[0])
+    unknown = {value for value in profile.values if lookup(value) is None}
     if unknown and not drop_unknown:
         shown = sorted(unknown, key=str)[:10]
         if args.class_names:
@@ -133,25 +163,37 @@ def _apply_label_space(split: str, part: Split, names, ids, drop_unknown: bool, 
             f"the {split} data has label(s) {shown} never seen in the training data (whose labels are {names}); "
             "a model cannot learn them. Fix the labels, or add such examples to train."
         )
-    part.summary["dropped"]["unmapped_label"] = len(part.labels) - len(keep)
-    part.summary["rows"] = len(keep)
-    part.texts = [part.texts[i] for i in keep]
-    part.pairs = [part.pairs[i] for i in keep] if part.pairs is not None else None
-    return out
+    width = len(names)
+
+    def convert(batch):
+        labels, keep = [], []
+        for raw in batch[_RAW_LABEL]:
+            value = None if raw is None else json.loads(raw)
+            found = None if value is None else [lookup(e) for e in value] if multi else [lookup(value)]
+            ok = found is not None and None not in found
+            keep.append(ok)
+            if multi:
+                labels.append([float(k in found) for k in range(width)] if ok else [0.0] * width)
+            else:
+                labels.append(found[0] if ok else 0)
+        return {"labels": labels, _KEEP: keep}
+
+    features = ds.features.copy()
+    del features[_RAW_LABEL]
+    features["labels"] = datasets.List(datasets.Value("float32")) if multi else datasets.ClassLabel(names=names)
+    features[_KEEP] = datasets.Value("bool")
+    ds = ds.map(convert, batched=True, remove_columns=[_RAW_LABEL], features=features, desc=f"Labels ({split})")
+    kept = pc.sum(ds.data.column(_KEEP)).as_py() or 0
+    summary["dropped"]["unmapped_label"] = summary["rows"] - kept
+    summary["rows"] = kept
+    if kept < len(ds):
+        ds = ds.filter(lambda keep: keep, input_columns=_KEEP, batched=True, desc=f"Dropping rows ({split})")
+    return ds.remove_columns(_KEEP)
 
 
-# --- assembling -----------------------------------------------------------------------------------------------------
-
-
-def _to_dataset(part: Split, ids: list | None, text: str, pair: str | None, names: list[str], multi: bool):
-    columns, features = {text: part.texts}, {text: datasets.Value("string")}
-    if pair:
-        columns[pair], features[pair] = part.pairs, datasets.Value("string")
-    if ids is not None:
-        columns["labels"] = ids
-        features["labels"] = datasets.List(datasets.Value("float32")) if multi else datasets.ClassLabel(names=names)
-    features = datasets.Features(features)
-    return datasets.Dataset.from_pandas(pd.DataFrame(columns), features=features, preserve_index=False)
+def _labels_array(ds: datasets.Dataset) -> np.ndarray:
+    """The `labels` column as a numpy array (2-D for multi-hot), read in Arrow, not as Python objects."""
+    return np.asarray(ds.with_format("numpy", columns=["labels"])["labels"][:])
 
 
 def _carve_validation(train: datasets.Dataset, percentage: int, seed: int, multi: bool) -> tuple[list, list]:
@@ -164,7 +206,7 @@ def _carve_validation(train: datasets.Dataset, percentage: int, seed: int, multi
             f"train has {len(train)} usable row(s), too few to carve a validation split; give validation_file."
         )
     rng = np.random.default_rng(seed)
-    labels = None if multi else np.asarray(train["labels"][:])
+    labels = None if multi else _labels_array(train)
     if labels is None or np.bincount(labels)[np.unique(labels)].min() < 2:
         groups = [np.arange(len(train))]
     else:
@@ -184,7 +226,7 @@ def _truncate(ds: datasets.Dataset, limit: int, split: str, names: list[str], mu
         return ds
     kept = ds.select(range(limit))
     if not multi:
-        lost = sorted(set(ds["labels"][:]) - set(kept["labels"][:]))
+        lost = sorted(set(_labels_array(ds).tolist()) - set(_labels_array(kept).tolist()))
         if lost:
             lost_names = [names[i] for i in lost]
             logger.warning(
@@ -196,7 +238,7 @@ def _truncate(ds: datasets.Dataset, limit: int, split: str, names: list[str], mu
 def _label_counts(ds: datasets.Dataset, names: list[str], multi: bool) -> dict[str, int]:
     if "labels" not in ds.column_names:
         return {}
-    labels = np.asarray(ds["labels"][:])
+    labels = _labels_array(ds)
     totals = labels.sum(0) if multi else np.bincount(labels, minlength=len(names))
     return {name: int(count) for name, count in zip(names, totals, strict=True)}
 
@@ -206,33 +248,38 @@ def load_data(data_args: DataArguments, seed: int = 42, require_train: bool = Tr
 
     Raises `DataError` with a one-line explanation on any bad input, before a model is loaded.
     """
-    args = data_args
-    frames, class_names, source = load_frames(args)
-    if not frames:
+    args, started = data_args, time.perf_counter()
+    sources, class_names, source = load_sources(args)
+    if not sources:
         raise DataError("no data given: set train_file (csv, tsv, json, jsonl, parquet) or dataset_name.")
-    if require_train and "train" not in frames:
+    if require_train and "train" not in sources:
         raise DataError(
-            f"no training data: got splits {list(frames)}; give train_file or a dataset with a train split."
+            f"no training data: got splits {list(sources)}; give train_file or a dataset with a train split."
         )
-    text, pair, label = resolve_columns(args, frames)
+    text, pair, label = resolve_columns(args, {split: src.columns for split, src in sources.items()})
     hub_names = class_names.get(label) if args.class_names is None and args.label_mapping is None else None
-    parts = {s: clean_split(df, text, pair, label, hub_names is not None) for s, df in frames.items()}
-    for split, part in parts.items():
-        if part.labels is None and split != "test":
+    folder = scratch_folder()
+    raw, profiles, summaries = {}, {}, {}
+    for split, src in sources.items():
+        raw[split], profiles[split], summaries[split] = _read_split(
+            split, src, (text, pair, label), hub_names is not None, folder
+        )
+        if not profiles[split].labelled and split != "test":
             raise DataError(f"the {split} data has no labels in column {label!r}; {split} data needs labels.")
-        check_not_empty(split, part)
-    problem_type = _detect_problem_type(args, parts, label)
+        check_not_empty(split, summaries[split])
+    problem_type = _detect_problem_type(args, profiles, label)
     multi = problem_type == MULTI_LABEL
-    _check_label_types(args, parts, label)
-    names, ids, drop_unknown = _label_space(args, parts, hub_names)
+    _check_label_types(args, profiles, label)
+    space = _label_space(args, profiles, hub_names)
+    names = space[0]
     splits = {}
-    for split, part in parts.items():
-        label_ids = None
-        if part.labels is not None:
-            label_ids = _apply_label_space(split, part, names, ids, drop_unknown, multi, args)
-            check_not_empty(split, part)
-        splits[split] = _to_dataset(part, label_ids, text, pair, names, multi)
-    stats = {split: {k: v for k, v in part.summary.items() if k != "rows"} for split, part in parts.items()}
+    for split, ds in raw.items():
+        if profiles[split].labelled:
+            splits[split] = _apply_label_space(split, ds, profiles[split], summaries[split], space, multi, args)
+            check_not_empty(split, summaries[split])
+        else:
+            splits[split] = ds.remove_columns(_RAW_LABEL)
+    stats = {split: {k: v for k, v in summary.items() if k != "rows"} for split, summary in summaries.items()}
     carved = "train" in splits and "validation" not in splits
     if carved:
         train_idx, val_idx = _carve_validation(splits["train"], args.validation_split_percentage, seed, multi)
@@ -242,6 +289,7 @@ def load_data(data_args: DataArguments, seed: int = 42, require_train: bool = Tr
         if limit is not None and split in splits:
             splits[split] = _truncate(splits[split], limit, split, names, multi)
     summary = {"source": source, "validation_carved_from_train": carved}
+    summary["seconds"] = {"read_and_clean": round(time.perf_counter() - started, 2)}
     for split, ds in splits.items():
         summary[split] = {"rows": len(ds), **stats[split], "label_counts": _label_counts(ds, names, multi)}
     return PreparedData(datasets.DatasetDict(splits), names, problem_type, summary, text, pair)
@@ -293,7 +341,7 @@ def tokenize_data(
     if isinstance(model_max, int) and model_max < max_seq_length:
         logger.warning("max_seq_length %d exceeds the tokenizer's %d; using %d.", max_seq_length, model_max, model_max)
         max_seq_length = model_max
-    text, pair = prepared.text_column, prepared.text_pair_column
+    text, pair, started = prepared.text_column, prepared.text_pair_column, time.perf_counter()
 
     def encode(batch):
         return tokenizer(batch[text], batch[pair] if pair else None, truncation=True, max_length=max_seq_length)
@@ -311,13 +359,14 @@ def tokenize_data(
         if truncated:
             logger.info("%d of %d %s rows are longer than %d tokens and were truncated.", truncated, len(ds), split,
                         max_seq_length)  # fmt: skip
+    prepared.summary.setdefault("seconds", {})["tokenize"] = round(time.perf_counter() - started, 2)
     return tokenized
 
 
 def count_truncated(raw: datasets.Dataset, tokenized: datasets.Dataset, tokenizer, max_seq_length: int, text: str,
                     pair: str | None) -> int:  # fmt: skip
     """Rows whose text was cut to `max_seq_length` tokens: only rows that reached the limit are re-tokenized."""
-    lengths = np.fromiter((len(ids) for ids in tokenized["input_ids"]), dtype=np.int64, count=len(tokenized))
+    lengths = token_lengths(tokenized)
     at_limit = np.flatnonzero(lengths >= max_seq_length).tolist()
     if not at_limit:
         return 0
@@ -325,6 +374,12 @@ def count_truncated(raw: datasets.Dataset, tokenized: datasets.Dataset, tokenize
     texts, pairs = list(rows[text]), list(rows[pair]) if pair else None
     full = tokenizer(texts, pairs, truncation=False, verbose=False)["input_ids"]
     return sum(len(ids) > max_seq_length for ids in full)
+
+
+def token_lengths(tokenized: datasets.Dataset) -> np.ndarray:
+    """Each row's number of tokens, read from the Arrow list offsets (no Python list per row)."""
+    column = tokenized.with_format("arrow", columns=["input_ids"])[:]["input_ids"]
+    return pc.list_value_length(column).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def carve_split(prepared: PreparedData, name: str, percentage: int, seed: int) -> PreparedData:

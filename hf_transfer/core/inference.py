@@ -12,6 +12,11 @@ import torch
 from tqdm.auto import tqdm
 
 
+# Rows tokenized and length-sorted together: memory stays bounded on any number of rows, and a window this large
+# pads almost as little as sorting every row would.
+SORT_WINDOW_ROWS = 65_536
+
+
 def length_sorted_batches(
     tokenizer,
     texts: list[str],
@@ -21,13 +26,22 @@ def length_sorted_batches(
     max_length: int,
     return_tensors: str = "pt",
 ) -> Iterator[tuple[np.ndarray, dict]]:
-    """(row indices, padded batch) pairs, longest rows first.
+    """(row indices, padded batch) pairs, longest rows first within each window of SORT_WINDOW_ROWS rows.
 
     Sorting by length lets each batch pad only to its own longest member; on short-text data this is several times
-    cheaper than padding every batch to `max_length`. The texts are tokenized in one call (the fast tokenizers do
-    that in parallel Rust), then each batch is padded with numpy (`tokenizer.pad` builds the same arrays through a
-    dict per row, a measurable share of a small model's inference time)."""
-    encodings = tokenizer(texts, text_pairs, truncation=True, max_length=max_length)
+    cheaper than padding every batch to `max_length`. Each window's texts are tokenized in one call (the fast
+    tokenizers do that in parallel Rust), then each batch is padded with numpy (`tokenizer.pad` builds the same arrays
+    through a dict per row, a measurable share of a small model's inference time)."""
+    for offset in range(0, len(texts), SORT_WINDOW_ROWS):
+        window = slice(offset, offset + SORT_WINDOW_ROWS)
+        pairs = text_pairs[window] if text_pairs is not None else None
+        for idx, batch in _sorted_window(tokenizer, texts[window], pairs, batch_size, max_length, return_tensors):
+            yield idx + offset, batch
+
+
+def _sorted_window(tokenizer, texts, text_pairs, batch_size: int, max_length: int, return_tensors: str):
+    encodings = tokenizer(list(texts), list(text_pairs) if text_pairs is not None else None, truncation=True,
+                          max_length=max_length)  # fmt: skip
     lengths = np.fromiter((len(ids) for ids in encodings["input_ids"]), dtype=np.int64, count=len(texts))
     order = np.argsort(-lengths, kind="stable")
     keys = list(encodings.keys())

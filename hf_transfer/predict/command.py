@@ -26,7 +26,7 @@ from hf_transfer.predict.writer import PredictionWriter
 def _columns(args: PredictArguments, first) -> tuple[str, str | None, str | None]:
     """The text, pair and label columns (label None when the file has none)."""
     columns = [str(c) for c in first.columns]
-    text, pair, label = resolve_columns(args, {"input": first})
+    text, pair, label = resolve_columns(args, {"input": columns})
     if args.label_column_name is None:
         label = next((c for c in LABEL_COLUMN_CANDIDATES if c in columns and c not in (text, pair)), None)
     elif args.label_column_name not in columns:
