@@ -437,6 +437,8 @@ def machine_description() -> dict:
         "transformers": transformers.__version__,
         "torch_threads": torch.get_num_threads(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        # glibc allocator settings change the memory figures (P5): recorded when set
+        **{k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
         "platform": platform.platform(),
     }
     for package in ("peft", "datasets", "accelerate"):

@@ -111,8 +111,8 @@ def command_line(name: str, data: Path, dev: Path, model: Path, out: Path, max_s
         return [*base, "--model_name_or_path", str(model), "--train_file", str(data), "--output_dir", str(out),
                 *training, *common]  # fmt: skip
     if name == "distill":
-        return [*base, "--model_name_or_path", str(model), "--teacher_model_name_or_path", str(model),
-                "--student_layers", "0", "--cache_teacher_logits", "true", "--teacher_cache_dir", str(out / "cache"),
+        return [*base, "--teacher_model_name_or_path", str(model),
+                "--student_layers", "[0]", "--cache_teacher_logits", "true", "--teacher_cache_dir", str(out / "cache"),
                 "--train_file", str(data), "--output_dir", str(out / "student"), *training, *common]  # fmt: skip
     if name == "evaluate":
         return [*base, "--model_name_or_path", str(model), "--validation_file", str(data),

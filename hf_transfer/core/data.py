@@ -14,6 +14,7 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 from datasets.arrow_writer import ArrowWriter
 
@@ -192,14 +193,23 @@ def _apply_label_space(split, ds, profile, summary, space, multi: bool, args) ->
 
 
 def _labels_array(ds: datasets.Dataset) -> np.ndarray:
-    """The `labels` column as a numpy array (2-D for multi-hot), read in Arrow, not as Python objects."""
-    return np.asarray(ds.with_format("numpy", columns=["labels"])["labels"][:])
+    """The `labels` column as a numpy array (2-D for multi-hot), gathered in Arrow from that column alone: reading a
+    selected dataset through `datasets` gathers every column of the selected rows (the texts too) first."""
+    column = ds.data.column("labels")
+    indices = getattr(ds, "_indices", None)  # the row selection of `select`/`filter`, if any
+    if indices is not None:
+        column = column.take(indices.column(0))
+    if isinstance(column.type, pa.ListType):  # multi-hot rows, all as wide as the label space
+        return pc.list_flatten(column).to_numpy(zero_copy_only=False).reshape(len(column), -1)
+    return column.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def _carve_validation(train: datasets.Dataset, percentage: int, seed: int, multi: bool) -> tuple[list, list]:
-    """Seeded, shuffled train/validation indices, stratified by label when every class has two rows or more.
+def _carve_validation(train: datasets.Dataset, percentage: int, seed: int, multi: bool):
+    """Seeded, shuffled train/validation indices (int64 arrays), stratified by label when every class has two rows
+    or more.
 
-    Done in numpy: `Dataset.train_test_split(stratify_by_column=...)` reads the labels row by row (seconds on SST-2).
+    Done in numpy: `Dataset.train_test_split(stratify_by_column=...)` reads the labels row by row (seconds on SST-2),
+    and a Python list of a million indices costs more memory than the rows it selects.
     """
     if len(train) < 2:
         raise DataError(
@@ -211,13 +221,13 @@ def _carve_validation(train: datasets.Dataset, percentage: int, seed: int, multi
         groups = [np.arange(len(train))]
     else:
         groups = [np.flatnonzero(labels == c) for c in np.unique(labels)]
-    train_idx, val_idx = [], []
+    train_parts, val_parts = [], []
     for group in groups:
         group = rng.permutation(group)
         n_val = min(max(1, round(len(group) * percentage / 100)), len(group) - 1)
-        val_idx.extend(group[:n_val])
-        train_idx.extend(group[n_val:])
-    return rng.permutation(train_idx).tolist(), rng.permutation(val_idx).tolist()
+        val_parts.append(group[:n_val])
+        train_parts.append(group[n_val:])
+    return rng.permutation(np.concatenate(train_parts)), rng.permutation(np.concatenate(val_parts))
 
 
 def _truncate(ds: datasets.Dataset, limit: int, split: str, names: list[str], multi: bool) -> datasets.Dataset:
