@@ -11,7 +11,6 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-
 # Rows tokenized and length-sorted together: memory stays bounded on any number of rows, and a window this large
 # pads almost as little as sorting every row would.
 SORT_WINDOW_ROWS = 65_536
