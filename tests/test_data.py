@@ -408,6 +408,22 @@ def test_prepared_splits_are_memory_mapped_files_removed_at_exit(tmp_path):
     assert prepared.summary["seconds"]["read_and_clean"] >= 0
 
 
+def test_folders_of_killed_processes_are_removed_by_the_next(tmp_path):
+    import subprocess
+    import sys
+
+    from hf_transfer.core import scratch
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = tmp_path / f"{scratch._PREFIX}{int(dead.stdout)}-abc"
+    alive = tmp_path / f"{scratch._PREFIX}{os.getpid()}-abc"
+    other_host = tmp_path / f"hf_transfer-prepared-elsewhere-{int(dead.stdout)}-abc"
+    for folder in (orphan, alive, other_host):
+        (folder / "data-x").mkdir(parents=True)
+    scratch._remove_orphans(tmp_path)
+    assert not orphan.exists() and alive.exists() and other_host.exists()
+
+
 def test_token_lengths_come_from_arrow_offsets():
     from hf_transfer.core.data import token_lengths
 

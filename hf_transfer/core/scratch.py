@@ -1,14 +1,33 @@
 """A folder for the prepared data of this process: Arrow files that datasets memory-maps, so the rows need not fit in
-memory. Each `load_data` call gets its own subfolder; the whole folder is removed when the process exits."""
+memory. Each `load_data` call gets its own subfolder; the whole folder is removed when the process exits, and a
+folder left by a process of this machine that was killed is removed by the next one."""
 
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
 _ROOT: list[Path] = []
+# The host is in the name: a cache folder shared by several machines only ever loses folders of dead local processes.
+_PREFIX = f"hf_transfer-prepared-{socket.gethostname()}-"
+
+
+def _remove_orphans(parent: Path) -> None:
+    """Remove this host's folders whose process no longer runs (killed before its exit handler could)."""
+    for folder in parent.glob(f"{_PREFIX}*-*"):
+        pid = folder.name[len(_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:  # it runs, under another user
+            continue
 
 
 def _process_folder() -> Path:
@@ -18,9 +37,10 @@ def _process_folder() -> Path:
         try:  # beside datasets' own cache: on disk, where a large dataset is expected to go
             parent = Path(datasets.config.HF_DATASETS_CACHE) / "hf_transfer"
             parent.mkdir(parents=True, exist_ok=True)
-            folder = Path(tempfile.mkdtemp(prefix="prepared-", dir=parent))
         except OSError:  # a read-only cache: the system's temporary folder
-            folder = Path(tempfile.mkdtemp(prefix="hf_transfer-prepared-"))
+            parent = Path(tempfile.gettempdir())
+        _remove_orphans(parent)
+        folder = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-", dir=parent))
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
         _ROOT.append(folder)
     return _ROOT[0]
