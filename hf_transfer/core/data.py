@@ -27,11 +27,11 @@ from hf_transfer.core.cleaning import (
     check_not_empty,
     clean_frame,
     load_sources,
-    normalise_scalar,
     resolve_columns,
 )
+from hf_transfer.core.label_space import check_label_types, detect_problem_type, label_space
 from hf_transfer.core.scratch import scratch_folder
-from hf_transfer.core.tasks import MULTI_LABEL, SINGLE_LABEL
+from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -55,61 +55,6 @@ class PreparedData:
     @property
     def label2id(self) -> dict[str, int]:
         return {name: i for i, name in enumerate(self.label_names)}
-
-
-# --- labels ---------------------------------------------------------------------------------------------------------
-
-
-def _detect_problem_type(args: DataArguments, profiles: dict[str, LabelProfile], label: str) -> str:
-    labelled = {s: p for s, p in profiles.items() if p.labelled}
-    has_lists = any(p.lists for p in labelled.values())
-    has_scalars = any(p.scalars for p in labelled.values())
-    if args.problem_type == MULTI_LABEL and has_scalars or args.problem_type is None and has_lists and has_scalars:
-        split, profile = next((s, p) for s, p in labelled.items() if p.scalars)
-        raise DataError(
-            f"multi-label data needs a list label in every row, but {profile.scalars} row(s) of the {split} column "
-            f'{label!r} hold single values such as {profile.first_scalar!r}; write them as lists like ["a", "b"] '
-            "(a JSON list string in csv/tsv), or set problem_type single_label_classification."
-        )
-    if args.problem_type == SINGLE_LABEL and has_lists:
-        split, profile = next((s, p) for s, p in labelled.items() if p.lists)
-        raise DataError(
-            f"problem_type is single_label_classification but the {split} column {label!r} holds lists such as "
-            f"{profile.first_list!r}; set problem_type multi_label_classification, or give one label per row."
-        )
-    return MULTI_LABEL if has_lists else SINGLE_LABEL
-
-
-def _check_label_types(args: DataArguments, profiles: dict[str, LabelProfile], label: str) -> None:
-    if args.label_mapping is not None:  # values are compared as strings, so any mix of types is fine
-        return
-    for split, profile in profiles.items():
-        by_type = profile.first_of_type
-        if float in by_type:
-            raise DataError(
-                f"the {split} column {label!r} holds non-integer numbers such as {by_type[float]!r}; classification "
-                "needs class labels. Map them to names with label_mapping, or use another label column."
-            )
-        if int in by_type and str in by_type:
-            raise DataError(
-                f"the {split} column {label!r} mixes integers and strings (e.g. {by_type[int]!r} and "
-                f"{by_type[str]!r}); use one type, or label_mapping to name both."
-            )
-
-
-def _label_space(args: DataArguments, profiles: dict[str, LabelProfile], class_names: list[str] | None):
-    """Label names in id order, a value -> id dict, and whether unknown values are dropped (label_mapping only)."""
-    if args.label_mapping is not None:
-        names = list(dict.fromkeys(args.label_mapping.values()))
-        # Keys are compared as strings of normalised values, so `4`, `"4"` and `4.0` all match rating 4.
-        return names, {str(normalise_scalar(k)): names.index(n) for k, n in args.label_mapping.items()}, True
-    names = args.class_names or class_names
-    if names is not None:
-        return list(names), {i: i for i in range(len(names))} | {n: i for i, n in enumerate(names)}, False
-    reference = [profiles["train"]] if "train" in profiles else [p for p in profiles.values() if p.labelled]
-    values = sorted({v for p in reference for v in p.values})
-    ids = {v: v for v in values} if values == list(range(len(values))) else {v: i for i, v in enumerate(values)}
-    return [str(v) for v in values], ids, False
 
 
 # --- reading and assembling -----------------------------------------------------------------------------------------
@@ -277,10 +222,10 @@ def load_data(data_args: DataArguments, seed: int = 42, require_train: bool = Tr
         if not profiles[split].labelled and split != "test":
             raise DataError(f"the {split} data has no labels in column {label!r}; {split} data needs labels.")
         check_not_empty(split, summaries[split])
-    problem_type = _detect_problem_type(args, profiles, label)
+    problem_type = detect_problem_type(args, profiles, label)
     multi = problem_type == MULTI_LABEL
-    _check_label_types(args, profiles, label)
-    space = _label_space(args, profiles, hub_names)
+    check_label_types(args, profiles, label)
+    space = label_space(args, profiles, hub_names)
     names = space[0]
     splits = {}
     for split, ds in raw.items():

@@ -1,0 +1,61 @@
+"""The label space of prepared data, decided from each split's `LabelProfile` (counts, first examples and distinct
+values gathered frame by frame): single- or multi-label, label types that cannot be classes, and the names and ids."""
+
+from __future__ import annotations
+
+from hf_transfer.core.arguments import DataArguments
+from hf_transfer.core.cleaning import LabelProfile, normalise_scalar
+from hf_transfer.core.tasks import MULTI_LABEL, SINGLE_LABEL
+from hf_transfer.errors import DataError
+
+
+def detect_problem_type(args: DataArguments, profiles: dict[str, LabelProfile], label: str) -> str:
+    labelled = {s: p for s, p in profiles.items() if p.labelled}
+    has_lists = any(p.lists for p in labelled.values())
+    has_scalars = any(p.scalars for p in labelled.values())
+    if args.problem_type == MULTI_LABEL and has_scalars or args.problem_type is None and has_lists and has_scalars:
+        split, profile = next((s, p) for s, p in labelled.items() if p.scalars)
+        raise DataError(
+            f"multi-label data needs a list label in every row, but {profile.scalars} row(s) of the {split} column "
+            f'{label!r} hold single values such as {profile.first_scalar!r}; write them as lists like ["a", "b"] '
+            "(a JSON list string in csv/tsv), or set problem_type single_label_classification."
+        )
+    if args.problem_type == SINGLE_LABEL and has_lists:
+        split, profile = next((s, p) for s, p in labelled.items() if p.lists)
+        raise DataError(
+            f"problem_type is single_label_classification but the {split} column {label!r} holds lists such as "
+            f"{profile.first_list!r}; set problem_type multi_label_classification, or give one label per row."
+        )
+    return MULTI_LABEL if has_lists else SINGLE_LABEL
+
+
+def check_label_types(args: DataArguments, profiles: dict[str, LabelProfile], label: str) -> None:
+    if args.label_mapping is not None:  # values are compared as strings, so any mix of types is fine
+        return
+    for split, profile in profiles.items():
+        by_type = profile.first_of_type
+        if float in by_type:
+            raise DataError(
+                f"the {split} column {label!r} holds non-integer numbers such as {by_type[float]!r}; classification "
+                "needs class labels. Map them to names with label_mapping, or use another label column."
+            )
+        if int in by_type and str in by_type:
+            raise DataError(
+                f"the {split} column {label!r} mixes integers and strings (e.g. {by_type[int]!r} and "
+                f"{by_type[str]!r}); use one type, or label_mapping to name both."
+            )
+
+
+def label_space(args: DataArguments, profiles: dict[str, LabelProfile], class_names: list[str] | None):
+    """Label names in id order, a value -> id dict, and whether unknown values are dropped (label_mapping only)."""
+    if args.label_mapping is not None:
+        names = list(dict.fromkeys(args.label_mapping.values()))
+        # Keys are compared as strings of normalised values, so `4`, `"4"` and `4.0` all match rating 4.
+        return names, {str(normalise_scalar(k)): names.index(n) for k, n in args.label_mapping.items()}, True
+    names = args.class_names or class_names
+    if names is not None:
+        return list(names), {i: i for i in range(len(names))} | {n: i for i, n in enumerate(names)}, False
+    reference = [profiles["train"]] if "train" in profiles else [p for p in profiles.values() if p.labelled]
+    values = sorted({v for p in reference for v in p.values})
+    ids = {v: v for v in values} if values == list(range(len(values))) else {v: i for i, v in enumerate(values)}
+    return [str(v) for v in values], ids, False
