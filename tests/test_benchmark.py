@@ -300,3 +300,29 @@ def test_memory_budget_orders_full_lora_and_lora_without_dropout(tiny_bert_dir, 
     # Dropout on the adapter's input keeps a copy of it (and a mask) per adapted projection; frozen projections keep
     # no input for a weight gradient.
     assert saved["full"] > saved["lora"] > saved["lora_dropout0"] > 0
+
+
+def test_p3_limit_times_naive_trunk_and_cached_steps_on_the_same_batches(tiny_bert_dir, tmp_path, capsys):
+    limit = load_script("p3_limit")
+    data = tmp_path / "rows.tsv"
+    sentences = [
+        f"sentence number {i} about a film that was {'good' if i % 2 else 'bad'} " * (1 + i % 3) for i in range(48)
+    ]
+    data.write_text("sentence\tlabel\n" + "".join(f"{s}\t{i % 2}\n" for i, s in enumerate(sentences)))
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    steps = limit.batches(tokenizer, limit.read_rows(str(data), 48), 8, 32, seed=0)
+    assert len(steps) == 6 and all(b["input_ids"].shape[1] <= 32 for b in steps)
+    assert sorted(torch_cat_labels(steps)) == sorted(i % 2 for i in range(48))  # every row once, shuffled
+    result = limit.measure(str(tiny_bert_dir), 1, steps)
+    assert result["steps"] == 3  # 3 warm-up batches left out
+    assert all(v > 0 for v in result["seconds"].values())
+    assert 0 < result["limit"] < 1 and result["cached_over_naive"] > 0
+    assert limit.main(["--model", str(tiny_bert_dir), "--data", str(data), "--rows", "48", "--batch_size", "8",
+                       "--frozen_blocks", "1"]) == 0  # fmt: skip
+    assert "k=1: limit" in capsys.readouterr().out
+
+
+def torch_cat_labels(steps) -> list[int]:
+    return [int(v) for b in steps for v in b["labels"]]

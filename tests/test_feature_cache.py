@@ -13,8 +13,10 @@ from hf_transfer.core.layers import ModelLayout, discover_layers
 from hf_transfer.errors import ConfigError
 from hf_transfer.train.feature_cache import (
     FEATURE_COLUMN,
+    FEATURE_ROW,
     SUPPORTED_MODEL_TYPES,
     FrozenFeatureCollator,
+    FrozenFeatures,
     _trunk_output,
     cached_trunk,
     embeddings_module,
@@ -152,6 +154,26 @@ def test_trunk_depth_refuses(frozen, model_type, message):
         trunk_depth(LAYOUT, frozen, model_type)
 
 
+def feature_store(arrays, dtype="float16", rows_per_chunk=None):
+    """A `FrozenFeatures` over a cache dataset holding `arrays`, split into several arrow chunks when asked."""
+    import datasets
+
+    hidden = arrays[0].shape[1]
+    features = datasets.Features({FEATURE_COLUMN: datasets.Array2D(shape=(None, hidden), dtype=dtype)})
+    parts = (
+        [arrays]
+        if rows_per_chunk is None
+        else [arrays[i : i + rows_per_chunk] for i in range(0, len(arrays), rows_per_chunk)]
+    )
+    cache = datasets.concatenate_datasets(
+        [
+            datasets.Dataset.from_dict({FEATURE_COLUMN: [a.astype(dtype) for a in part]}, features=features)
+            for part in parts
+        ]
+    )
+    return FrozenFeatures(cache)
+
+
 def test_collator_pads_features_like_tokens_on_the_right():
     import numpy as np
 
@@ -160,13 +182,34 @@ def test_collator_pads_features_like_tokens_on_the_right():
     rows = [{"input_ids": [4, 5], "labels": 1}, {"input_ids": [6], "labels": 0}]
     plain = FrozenFeatureCollator(tokenizer)(rows)
     assert plain["input_ids"].tolist() == [[4, 5], [0, 6]] and FEATURE_COLUMN not in plain  # evaluation: as given
-    for row, n in zip(rows, (2, 1), strict=True):
-        row[FEATURE_COLUMN] = np.ones((n, 3), dtype=np.float16)
-    batch = FrozenFeatureCollator(tokenizer)(rows)
+    store = feature_store([np.full((1, 3), 7.0), np.ones((2, 3)), np.ones((1, 3))])
+    for row, cache_row in zip(rows, (1, 2), strict=True):
+        row[FEATURE_ROW] = cache_row
+    batch = FrozenFeatureCollator(tokenizer, store)(rows)
     assert batch["input_ids"].tolist() == [[4, 5], [6, 0]] and batch["attention_mask"].tolist() == [[1, 1], [1, 0]]
-    assert batch["labels"].tolist() == [1, 0]
+    assert batch["labels"].tolist() == [1, 0] and FEATURE_ROW not in batch
     assert batch[FEATURE_COLUMN].dtype == torch.float32 and batch[FEATURE_COLUMN].shape == (2, 2, 3)
     assert batch[FEATURE_COLUMN][1].sum(-1).tolist() == [3, 0]
+
+
+def test_frozen_features_read_every_chunk_without_copying_the_cache():
+    import pickle
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal((n, 4)).astype(np.float32) for n in (3, 1, 5, 2, 4)]
+    store = feature_store(arrays, dtype="float32", rows_per_chunk=2)
+    assert len(store.chunks) == 3 and len(store) == 5
+    for i, array in enumerate(arrays):
+        assert np.array_equal(store.row(i), array)
+    assert not any(chunk.flags.owndata for chunk in store.chunks)  # views of the arrow buffers
+    batch = store.batch([4, 1, 2], 6)
+    assert batch.shape == (3, 6, 4)
+    assert torch.equal(batch[0, :4], torch.from_numpy(arrays[4])) and not batch[0, 4:].any()
+    assert torch.equal(batch[2, :5], torch.from_numpy(arrays[2])) and not batch[1, 1:].any()
+    reopened = pickle.loads(pickle.dumps(store))  # a dataloader worker's copy
+    assert np.array_equal(reopened.row(3), arrays[3])
 
 
 # --- end to end through the CLI --------------------------------------------------------------------------------------

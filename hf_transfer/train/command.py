@@ -106,7 +106,7 @@ def _frozen_features(model, plan: TrainPlan, tokenized, data_args, training_args
     # The cached column is not a model input: Trainer must not drop it (nothing else is in the rows).
     a.remove_unused_columns = False
     with a.main_process_first(desc="frozen features"):
-        train, info = with_frozen_features(
+        train, features, info = with_frozen_features(
             model.to(a.device),
             plan.freeze_plan.layout,
             plan.frozen_trunk_depth,
@@ -119,4 +119,4 @@ def _frozen_features(model, plan: TrainPlan, tokenized, data_args, training_args
             batch_size=a.per_device_eval_batch_size,
             progress=not a.disable_tqdm,
         )
-    return train, FrozenFeatureCollator(plan.tokenizer), lambda trainer, metrics: {"frozen_features": info}
+    return train, FrozenFeatureCollator(plan.tokenizer, features), lambda trainer, metrics: {"frozen_features": info}

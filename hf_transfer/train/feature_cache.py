@@ -38,6 +38,8 @@ from hf_transfer.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 FEATURE_COLUMN = "frozen_hidden_states"
+# The training rows carry their row number in the cache (a column whose name Trainer keeps, see trainer.py).
+FEATURE_ROW = f"{FEATURE_COLUMN}_row"
 # Model types whose blocks run one after the other on the hidden states alone and return a tensor, checked by
 # tests/test_feature_cache.py. ALBERT re-runs one shared block, so it has no trunk to cut.
 SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra", "distilbert", "gpt2", "llama", "qwen2")
@@ -224,8 +226,8 @@ def with_frozen_features(
     batch_size: int = 64,
     progress: bool = True,
 ):
-    """`train` (tokenized rows) with a `frozen_hidden_states` column from the cache, built where missing; and the
-    cache's facts for the run record."""
+    """`train` (tokenized rows) with a `frozen_hidden_states_row` column (the row's number in the cache), the cache
+    (built where missing) as `FrozenFeatures`, and the cache's facts for the run record."""
     import datasets
 
     hidden_size = model.config.hidden_size
@@ -249,9 +251,53 @@ def with_frozen_features(
     root = cache_dir or default_cache_dir("frozen_features")
     cache, info = load_or_build(root, key, len(train), features, build, what="Frozen-feature", description=description)
     info.update(dtype=dtype, frozen_blocks=k, hidden_size=hidden_size)
-    merged = datasets.concatenate_datasets([train, cache], axis=1)
-    merged.set_format("numpy", columns=[FEATURE_COLUMN], output_all_columns=True)
-    return merged, info
+    return train.add_column(FEATURE_ROW, np.arange(len(train), dtype=np.int64)), FrozenFeatures(cache), info
+
+
+class FrozenFeatures:
+    """The cache's states, ready to batch: for each arrow chunk one (tokens, hidden) array viewing the memory-mapped
+    file (no copy), and for each row its chunk, first token and length. A batch is gathered with one slice and one
+    copy per row, without `datasets`' per-row formatting. Pickled (dataloader workers), it reopens the file."""
+
+    def __init__(self, cache):
+        import pyarrow.compute as pc
+
+        self.cache = cache
+        self.hidden = cache.features[FEATURE_COLUMN].shape[1]
+        self.chunks: list[np.ndarray] = []
+        chunk_of, starts, lengths = [], [], []
+        for chunk in cache.data.column(FEATURE_COLUMN).chunks:
+            rows = getattr(chunk, "storage", chunk)  # list<list<dtype>>: rows of tokens of hidden values
+            n_tokens = pc.list_value_length(rows).to_numpy(zero_copy_only=False).astype(np.int64)
+            values = rows.flatten().flatten().to_numpy(zero_copy_only=True)
+            self.chunks.append(values.reshape(int(n_tokens.sum()), self.hidden))
+            chunk_of.append(np.full(len(n_tokens), len(self.chunks) - 1, dtype=np.int64))
+            starts.append(np.cumsum(n_tokens) - n_tokens)
+            lengths.append(n_tokens)
+        self.chunk_of, self.starts, self.lengths = (
+            np.concatenate(a) if a else np.zeros(0, dtype=np.int64) for a in (chunk_of, starts, lengths)
+        )
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getstate__(self):
+        return {"cache": self.cache}
+
+    def __setstate__(self, state):
+        self.__init__(state["cache"])
+
+    def row(self, i: int) -> np.ndarray:
+        start = self.starts[i]
+        return self.chunks[self.chunk_of[i]][start : start + self.lengths[i]]
+
+    def batch(self, rows, length: int) -> torch.Tensor:
+        """Rows `rows`, each padded with zeros on the right to `length` tokens, as one float32 tensor."""
+        out = np.zeros((len(rows), length, self.hidden), dtype=np.float32)
+        for i, r in enumerate(rows):
+            states = self.row(int(r))
+            out[i, : len(states)] = states
+        return torch.from_numpy(out)
 
 
 class FrozenFeatureCollator:
@@ -259,21 +305,24 @@ class FrozenFeatureCollator:
     states are padded on the right, as the cache was built, so that absolute positions (GPT-2) agree; batches without
     them (evaluation) are padded as `DataCollatorWithPadding` pads them."""
 
-    def __init__(self, tokenizer):
+    def __init__(self, tokenizer, features: FrozenFeatures | None = None):
         self.tokenizer = tokenizer
+        self.features = features
         self.plain = DataCollatorWithPadding(tokenizer)
 
     def __call__(self, features: list[dict]) -> dict:
-        if FEATURE_COLUMN not in features[0]:
+        if FEATURE_ROW not in features[0]:
             return dict(self.plain(features))
-        rows = [{k: v for k, v in f.items() if k != FEATURE_COLUMN} for f in features]
-        batch = dict(self.tokenizer.pad(rows, padding_side="right", return_tensors="pt"))
+        rows = [f[FEATURE_ROW] for f in features]
+        batch = dict(
+            self.tokenizer.pad(
+                [{k: v for k, v in f.items() if k != FEATURE_ROW} for f in features],
+                padding_side="right",
+                return_tensors="pt",
+            )
+        )
         for name in ("label", "label_ids"):
             if name in batch:
                 batch["labels"] = batch.pop(name)
-        arrays = [np.asarray(f[FEATURE_COLUMN], dtype=np.float32) for f in features]
-        padded = torch.zeros(len(arrays), batch["input_ids"].shape[1], arrays[0].shape[-1])
-        for i, array in enumerate(arrays):
-            padded[i, : len(array)] = torch.from_numpy(array)
-        batch[FEATURE_COLUMN] = padded
+        batch[FEATURE_COLUMN] = self.features.batch(rows, batch["input_ids"].shape[1])
         return batch

@@ -102,7 +102,7 @@ def run_linear_probe(model, plan, tokenized, data_args, args, class_weights, com
         split = plan.prepared.datasets["train"]
         pairs = list(split[plan.prepared.text_pair_column]) if plan.prepared.text_pair_column else None
         with args.main_process_first(desc="linear-probe features"):
-            train, cache = with_frozen_features(
+            train, features, cache = with_frozen_features(
                 model.to(args.device),
                 layout,
                 depth,
@@ -115,7 +115,7 @@ def run_linear_probe(model, plan, tokenized, data_args, args, class_weights, com
                 batch_size=args.per_device_eval_batch_size,
                 progress=not args.disable_tqdm,
             )
-        collator = FrozenFeatureCollator(plan.tokenizer)
+        collator = FrozenFeatureCollator(plan.tokenizer, features)
     trainer = TransferTrainer(
         model=model,
         args=probe_args,
