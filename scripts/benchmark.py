@@ -1052,10 +1052,60 @@ def run_benchmark(args: argparse.Namespace, settings: dict) -> dict:
         "speed": speed_rows(bench.results),
         "notes": bench.notes,
     }
+    write_report(report, out)
+    return report
+
+
+# Settings that must agree for runs to be read as one benchmark (the repeats and comparisons may differ).
+_MERGE_SETTINGS = ("mode", "train_rows", "eval_rows", "max_seq_length", "batch_size", "epochs", "distill_epochs",
+                   "freeze_epochs")  # fmt: skip
+
+
+def merge_reports(reports: list[dict]) -> dict:
+    """One report from runs that each measured some comparisons with the same sizes (e.g. P1 with more repeats
+    in a run of its own): each comparison must come from one run; the ratios and tables are rebuilt from the
+    measurements, and every run's command is kept."""
+    if len(reports) < 2:
+        raise SystemExit("--merge needs at least two benchmark_results.json files.")
+    first = reports[0]["settings"]
+    for report in reports[1:]:
+        differ = [k for k in _MERGE_SETTINGS if report["settings"].get(k) != first.get(k)]
+        if differ:
+            raise SystemExit(f"--merge: the runs differ in {', '.join(differ)}; only runs of the same sizes merge.")
+    results: dict = {}
+    repeats: dict = {}
+    for report in reports:
+        for comparison, configs in report["results"].items():
+            if comparison in results:
+                raise SystemExit(f"--merge: {comparison} was measured by more than one run; keep one of them.")
+            results[comparison] = configs
+            repeats[comparison] = report["settings"]["repeats"]
+    only = [c for c in COMPARISONS if c in results]
+    counts = sorted(set(repeats.values()))
+    settings = {
+        **first,
+        "only": only,
+        "repeats": counts[0] if len(counts) == 1 else ", ".join(f"{c}: {repeats[c]}" for c in only),
+    }
+    notes = list(dict.fromkeys(note for report in reports for note in report.get("notes", [])))
+    return {
+        "command": " ; ".join(report["command"] for report in reports),
+        "settings": settings,
+        "machine": reports[0]["machine"],
+        "results": results,
+        "ratios": build_ratio_rows(results),
+        "configs": config_rows(results),
+        "speed": speed_rows(results),
+        "notes": notes,
+        "merged_from": [report["command"] for report in reports],
+    }
+
+
+def write_report(report: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
     (out / "benchmark_results.json").write_text(json.dumps(report, indent=2, default=str))
     (out / "benchmark_results.md").write_text(render_markdown(report))
     plot_ratios(report["ratios"], out / "benchmark_results.png")
-    return report
 
 
 def print_ratios(rows: list[dict]) -> None:
@@ -1107,6 +1157,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--fewshot_tasks", help=f"FEWSHOT: a subset of {','.join(FEWSHOT_METRIC)} (default: the mode's)"
     )
     parser.add_argument("--fewshot_k", help="FEWSHOT: labelled rows per class, comma-separated (default: the mode's)")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="JSON",
+        help="write one report from the benchmark_results.json of runs that measured different comparisons with the "
+        "same sizes (nothing is run)",
+    )
     parser.add_argument("--_child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--_spec", help=argparse.SUPPRESS)
     return parser
@@ -1126,8 +1183,11 @@ def main(argv: list[str] | None = None) -> int:
     if args._child:
         run_child(args._child, args._spec)
         return 0
-    settings = resolve_settings(args)
-    report = run_benchmark(args, settings)
+    if args.merge:
+        report = merge_reports([json.loads(Path(path).read_text()) for path in args.merge])
+        write_report(report, Path(args.output_dir).resolve())
+    else:
+        report = run_benchmark(args, resolve_settings(args))
     print()
     print_ratios(report["ratios"])
     print(f"\nwritten: {Path(args.output_dir).resolve() / 'benchmark_results'}.{{json,md,png}}")

@@ -2,6 +2,7 @@
 
 import argparse
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -326,3 +327,37 @@ def test_p3_limit_times_naive_trunk_and_cached_steps_on_the_same_batches(tiny_be
 
 def torch_cat_labels(steps) -> list[int]:
     return [int(v) for b in steps for v in b["labels"]]
+
+
+def test_merge_builds_one_report_from_runs_of_different_comparisons(bench, tmp_path):
+    results = fake_results()
+
+    def report(comparisons, repeats, command, **settings):
+        return {
+            "command": command,
+            "settings": {**bench.PRESETS["full"], "mode": "full", "only": comparisons, "repeats": repeats, **settings},
+            "machine": {"cpu": "Fake CPU"},
+            "results": {c: results[c] for c in comparisons},
+            "notes": ["shared note", f"note of {command}"],
+        }
+
+    p1 = report(["P1"], 5, "python scripts/benchmark.py --only P1 --repeats 5")
+    rest = report(["P3", "P5"], 3, "python scripts/benchmark.py --only P3,P5")
+    paths = []
+    for i, r in enumerate((p1, rest)):
+        paths.append(tmp_path / f"{i}.json")
+        paths[-1].write_text(json.dumps(r))
+    assert bench.main(["--merge", *map(str, paths), "--output_dir", str(tmp_path / "merged")]) == 0
+    merged = json.loads((tmp_path / "merged" / "benchmark_results.json").read_text())
+    assert merged["settings"]["only"] == ["P1", "P3", "P5"] and merged["settings"]["repeats"] == "P1: 5, P3: 3, P5: 3"
+    names = {row["name"]: row["value"] for row in merged["ratios"]}
+    assert names["P1 throughput hf-transfer / stock Trainer"] == pytest.approx(0.97)
+    assert names["P3 epoch 2+ time cached / naive, 4 of 6 frozen"] == pytest.approx(0.7)
+    assert merged["notes"] == ["shared note", f"note of {p1['command']}", f"note of {rest['command']}"]
+    assert merged["merged_from"] == [p1["command"], rest["command"]]
+    text = (tmp_path / "merged" / "benchmark_results.md").read_text()
+    assert "P1: 5, P3: 3, P5: 3 repeat(s)" in text and (tmp_path / "merged" / "benchmark_results.png").is_file()
+    with pytest.raises(SystemExit, match="P3 was measured by more than one run"):
+        bench.merge_reports([rest, report(["P3"], 2, "again")])
+    with pytest.raises(SystemExit, match="differ in train_rows"):
+        bench.merge_reports([p1, report(["P3"], 3, "other size", train_rows=8000)])
