@@ -163,6 +163,20 @@ def test_fingerprints_change_with_weights_and_data():
     assert fingerprint_texts(["a"], ["b"]) != fingerprint_texts(["a"])
 
 
+def test_text_fingerprint_reads_a_lazy_column_in_chunks_and_matches_the_list(monkeypatch):
+    import datasets
+
+    from hf_transfer.core import caching
+
+    texts, pairs = [f"text {i}" for i in range(7)], [f"pair {i}" for i in range(7)]
+    expected = fingerprint_texts(texts), fingerprint_texts(texts, pairs)
+    monkeypatch.setattr(caching, "FINGERPRINT_CHUNK_ROWS", 3)  # chunk boundaries inside the rows
+    rows = datasets.Dataset.from_dict({"t": texts, "p": pairs})
+    assert fingerprint_texts(rows["t"]) == fingerprint_texts(texts) == expected[0]
+    assert fingerprint_texts(rows["t"], rows["p"]) == expected[1]
+    assert fingerprint_texts(rows.select([1, 0, *range(2, 7)])["t"]) != expected[0]  # order counts across chunks
+
+
 # --- the command, on tiny models -------------------------------------------------------------------------------------
 
 

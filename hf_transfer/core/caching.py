@@ -51,14 +51,23 @@ def fingerprint_tokenizer(tokenizer) -> str:
     return hashlib.sha256((body + extra).encode()).hexdigest()
 
 
+# Rows of a text column read at a time by fingerprint_texts.
+FINGERPRINT_CHUNK_ROWS = 65_536
+
+
 def fingerprint_texts(texts: Sequence[str], pairs: Sequence[str] | None = None) -> str:
-    """sha256 of the rows, in order (a length-prefixed encoding, so no two different lists collide)."""
+    """sha256 of the rows, in order (a length-prefixed encoding, so no two different lists collide). `texts` may be a
+    lazy column (`datasets`' `Column`): it is read FINGERPRINT_CHUNK_ROWS rows at a time, never whole."""
     digest = hashlib.sha256()
-    for i, text in enumerate(texts):
-        for part in (text,) if pairs is None else (text, pairs[i]):
-            raw = str(part).encode()
-            digest.update(len(raw).to_bytes(8, "little"))
-            digest.update(raw)
+    for start in range(0, len(texts), FINGERPRINT_CHUNK_ROWS):
+        end = start + FINGERPRINT_CHUNK_ROWS
+        chunk = texts[start:end]
+        parts = [(t,) for t in chunk] if pairs is None else zip(chunk, pairs[start:end], strict=True)
+        for row in parts:
+            for part in row:
+                raw = str(part).encode()
+                digest.update(len(raw).to_bytes(8, "little"))
+                digest.update(raw)
     digest.update(b"pairs" if pairs is not None else b"single")
     return digest.hexdigest()
 

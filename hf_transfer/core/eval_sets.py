@@ -4,6 +4,7 @@ its labels matched to the model's before any weights are loaded, so a bad file s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hf_transfer.core.arguments import DataArguments, EvalDataArguments, EvalSet
@@ -19,8 +20,8 @@ class PreparedEvalSet:
 
     name: str
     path: str
-    texts: list[str]
-    pairs: list[str] | None
+    texts: Sequence[str]  # a list, or a lazy `datasets` column
+    pairs: Sequence[str] | None
     references: list[int]
     summary: dict
 
@@ -56,9 +57,9 @@ def prepare_eval_set(eval_set: EvalSet, args: EvalDataArguments, model_names: li
     return PreparedEvalSet(
         name=eval_set.name,
         path=eval_set.path,
-        texts=list(split[prepared.text_column]),
-        pairs=list(split[prepared.text_pair_column]) if prepared.text_pair_column else None,
-        references=[to_model_id[label] for label in split["labels"]],
+        texts=split[prepared.text_column],  # lazy columns, read a window at a time by predict_logits
+        pairs=split[prepared.text_pair_column] if prepared.text_pair_column else None,
+        references=[to_model_id[label] for label in split["labels"][:]],
         summary=prepared.summary.get("validation", {}),
     )
 

@@ -46,8 +46,9 @@ def _add_cached_logits(train, plan: DistillPlan, teachers: list, d: Distillation
     import datasets
 
     split = plan.prepared.datasets["train"]
-    texts = list(split[plan.prepared.text_column])
-    pairs = list(split[plan.prepared.text_pair_column]) if plan.prepared.text_pair_column else None
+    # Lazy columns: the fingerprint and the teacher pass read them a window at a time.
+    texts = split[plan.prepared.text_column]
+    pairs = split[plan.prepared.text_pair_column] if plan.prepared.text_pair_column else None
     data_fp = fingerprint_texts(texts, pairs)
     root = d.teacher_cache_dir or default_cache_dir("teacher_logits")
     pooled = d.hidden_loss_weight > 0 and d.hidden_loss_pooling != "tokens"

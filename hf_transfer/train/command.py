@@ -102,7 +102,7 @@ def _frozen_features(model, plan: TrainPlan, tokenized, data_args, training_args
     collator that pads them, and the `after_eval` step that puts the cache's facts in the run record."""
     a, prepared = training_args, plan.prepared
     split = prepared.datasets["train"]
-    pairs = list(split[prepared.text_pair_column]) if prepared.text_pair_column else None
+    pairs = split[prepared.text_pair_column] if prepared.text_pair_column else None
     # The cached column is not a model input: Trainer must not drop it (nothing else is in the rows).
     a.remove_unused_columns = False
     with a.main_process_first(desc="frozen features"):
@@ -112,7 +112,7 @@ def _frozen_features(model, plan: TrainPlan, tokenized, data_args, training_args
             plan.frozen_trunk_depth,
             tokenized["train"],
             plan.tokenizer,
-            data_fingerprint=fingerprint_texts(list(split[prepared.text_column]), pairs),
+            data_fingerprint=fingerprint_texts(split[prepared.text_column], pairs),
             max_seq_length=data_args.max_seq_length,
             dtype=a.frozen_features_dtype,
             cache_dir=a.frozen_features_cache_dir,

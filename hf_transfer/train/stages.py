@@ -100,7 +100,7 @@ def run_linear_probe(model, plan, tokenized, data_args, args, class_weights, com
     if model.config.model_type in SUPPORTED_MODEL_TYPES:
         depth = trunk_depth(layout, probe_plan.frozen)
         split = plan.prepared.datasets["train"]
-        pairs = list(split[plan.prepared.text_pair_column]) if plan.prepared.text_pair_column else None
+        pairs = split[plan.prepared.text_pair_column] if plan.prepared.text_pair_column else None
         with args.main_process_first(desc="linear-probe features"):
             train, features, cache = with_frozen_features(
                 model.to(args.device),
@@ -108,7 +108,7 @@ def run_linear_probe(model, plan, tokenized, data_args, args, class_weights, com
                 depth,
                 tokenized["train"],
                 plan.tokenizer,
-                data_fingerprint=fingerprint_texts(list(split[plan.prepared.text_column]), pairs),
+                data_fingerprint=fingerprint_texts(split[plan.prepared.text_column], pairs),
                 max_seq_length=data_args.max_seq_length,
                 dtype=args.frozen_features_dtype,
                 cache_dir=args.frozen_features_cache_dir,
