@@ -306,6 +306,8 @@ def test_training_on_the_cache_matches_naive_freezing(tmp_path, data, model_type
         "true",
         "--frozen_features_cache_dir",
         str(cache),
+        "--frozen_features_dtype",  # float32 storage: the cached states are the naive run's, to float precision
+        "float32",
     )
     assert_same_training(naive, cached)
     assert len(calls) == 16  # every training step ran on cached states (2 epochs of 8 batches); evaluation did not
@@ -330,8 +332,8 @@ def test_cache_hit_and_corrupted_cache_rebuilt(tmp_path, data):
     model = model_dir(tmp_path, "bert")
     args = ["--freeze_embeddings", "true", "--freeze_layers", "1", "--cache_frozen_features", "true"]
     args += ["--frozen_features_cache_dir", str(tmp_path / "cache"), "--num_train_epochs", "1"]
-    first = train(model, data, tmp_path / "first", *args)
-    second = train(model, data, tmp_path / "second", *args)
+    first = train(model, data, tmp_path / "first", *args, "--frozen_features_dtype", "float32")
+    second = train(model, data, tmp_path / "second", *args, "--frozen_features_dtype", "float32")
     assert first[0]["frozen_features"]["hit"] is False and second[0]["frozen_features"]["hit"] is True
     assert second[0]["frozen_features"]["path"] == first[0]["frozen_features"]["path"]
     assert_same_training(first, second, atol=0)
@@ -340,12 +342,13 @@ def test_cache_hit_and_corrupted_cache_rebuilt(tmp_path, data):
     raw = bytearray(arrow.read_bytes())
     raw[-100:-90] = b"\x7f" * 10
     arrow.write_bytes(bytes(raw))
-    third = train(model, data, tmp_path / "third", *args)
+    third = train(model, data, tmp_path / "third", *args, "--frozen_features_dtype", "float32")
     assert third[0]["frozen_features"]["hit"] is False
     assert_same_training(first, third, atol=0)
 
-    # Another storage dtype is another cache; float16 storage halves the features on disk.
-    half = train(model, data, tmp_path / "half", *args, "--frozen_features_dtype", "float16")
+    # Another storage dtype is another cache; float16 storage (the default) halves the features on disk.
+    half = train(model, data, tmp_path / "half", *args)
+    assert half[0]["frozen_features"]["dtype"] == "float16"
     assert half[0]["frozen_features"]["key"] != first[0]["frozen_features"]["key"]
     assert half[0]["frozen_features"]["disk_bytes"] < 0.7 * first[0]["frozen_features"]["disk_bytes"]
     assert_same_training(first, half, atol=1e-2)
