@@ -1083,7 +1083,8 @@ def merge_reports(reports: list[dict]) -> dict:
             if comparison in results:
                 raise SystemExit(f"--merge: {comparison} was measured by more than one run; keep one of them.")
             results[comparison] = configs
-            repeats[comparison] = report["settings"]["repeats"]
+            # Counted from the measurements: a run stopped early holds fewer repeats than its settings asked for.
+            repeats[comparison] = max((len(runs) for runs in configs.values()), default=0)
     only = [c for c in COMPARISONS if c in results]
     counts = sorted(set(repeats.values()))
     settings = {

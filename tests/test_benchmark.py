@@ -349,14 +349,14 @@ def test_merge_builds_one_report_from_runs_of_different_comparisons(bench, tmp_p
         paths[-1].write_text(json.dumps(r))
     assert bench.main(["--merge", *map(str, paths), "--output_dir", str(tmp_path / "merged")]) == 0
     merged = json.loads((tmp_path / "merged" / "benchmark_results.json").read_text())
-    assert merged["settings"]["only"] == ["P1", "P3", "P5"] and merged["settings"]["repeats"] == "P1: 5, P3: 3, P5: 3"
+    assert merged["settings"]["only"] == ["P1", "P3", "P5"] and merged["settings"]["repeats"] == "P1: 2, P3: 1, P5: 1"
     names = {row["name"]: row["value"] for row in merged["ratios"]}
     assert names["P1 throughput hf-transfer / stock Trainer"] == pytest.approx(0.97)
     assert names["P3 epoch 2+ time cached / naive, 4 of 6 frozen"] == pytest.approx(0.7)
     assert merged["notes"] == ["shared note", f"note of {p1['command']}", f"note of {rest['command']}"]
     assert merged["merged_from"] == [p1["command"], rest["command"]]
     text = (tmp_path / "merged" / "benchmark_results.md").read_text()
-    assert "P1: 5, P3: 3, P5: 3 repeat(s)" in text and (tmp_path / "merged" / "benchmark_results.png").is_file()
+    assert "P1: 2, P3: 1, P5: 1 repeat(s)" in text and (tmp_path / "merged" / "benchmark_results.png").is_file()
     with pytest.raises(SystemExit, match="P3 was measured by more than one run"):
         bench.merge_reports([rest, report(["P3"], 2, "again")])
     with pytest.raises(SystemExit, match="differ in train_rows"):
