@@ -1061,8 +1061,7 @@ def run_benchmark(args: argparse.Namespace, settings: dict) -> dict:
 
 
 # Settings that must agree for runs to be read as one benchmark (the repeats and comparisons may differ).
-_MERGE_SETTINGS = ("mode", "train_rows", "eval_rows", "max_seq_length", "batch_size", "epochs", "distill_epochs",
-                   "freeze_epochs")  # fmt: skip
+_MERGE_SETTINGS = ("mode", *(f for f in _PRESET_FIELDS if f != "repeats"))
 
 
 def merge_reports(reports: list[dict]) -> dict:

@@ -18,19 +18,15 @@ sends SDPA to its slower kernel on CPU) are in both steps: no cache removes them
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 
-
-def read_rows(path: str, rows: int) -> list[str]:
-    with open(path, newline="") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        next(reader)
-        return [line[0].strip() for _, line in zip(range(rows), reader, strict=False)]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from memory_budget import read_rows  # noqa: E402  (scripts/ is not a package)
 
 
 def batches(tokenizer, texts: list[str], batch_size: int, max_length: int, seed: int) -> list[dict]:
