@@ -31,6 +31,8 @@ def fake_results() -> dict:
     lora = {"training_peak_above_loaded_kib": 50_000, "child_peak_rss_kib": 900_000, "samples_per_second": 120.0}
     lora_gc = {"training_peak_above_loaded_kib": 30_000, "samples_per_second": 70.0}
     full = {"training_peak_above_loaded_kib": 100_000, "child_peak_rss_kib": 1_000_000, "samples_per_second": 100.0}
+    lora_release = {"training_peak_above_loaded_kib": 24_000, "samples_per_second": 84.0}
+    full_release = {"training_peak_above_loaded_kib": 40_000, "samples_per_second": 70.0}
     return {
         "P1": {
             "hf_transfer": [{"samples_per_second": 98.0, "eval_accuracy": 0.8}, {"samples_per_second": 96.0}],
@@ -49,7 +51,13 @@ def fake_results() -> dict:
             "naive_5": [{"later_epoch_seconds": 10.0}],
         },
         "P4": {"student": [{"speedup": 1.9, "teacher_eval_accuracy": 0.9, "student_eval_accuracy": 0.88}]},
-        "P5": {"lora": [lora], "lora_gc": [lora_gc], "full": [full]},
+        "P5": {
+            "lora": [lora],
+            "lora_gc": [lora_gc],
+            "full": [full],
+            "lora_release": [lora_release],
+            "full_release": [full_release],
+        },
     }
 
 
@@ -71,6 +79,10 @@ def test_ratios_are_medians_against_goals(bench):
     gc_memory = rows["P5 training peak above loaded model LoRA + gradient checkpointing / full"]
     assert gc_memory["value"] == pytest.approx(0.3) and gc_memory["status"] == "pass"  # <= 0.52
     assert rows["P5 throughput LoRA + gradient checkpointing / full"]["value"] == pytest.approx(0.7)
+    released = rows["P5 training peak above loaded model LoRA / full, both with release_freed_memory"]
+    assert released["value"] == pytest.approx(0.6) and released["status"] == "pass"  # 24k / 40k, <= 0.75
+    assert rows["P5 throughput LoRA / full, both with release_freed_memory"]["value"] == pytest.approx(1.2)
+    assert rows["P5 throughput LoRA with release_freed_memory / LoRA"]["value"] == pytest.approx(0.7)
     assert "BF16 throughput bf16 / fp32 (CPU)" not in rows  # not run, so not reported
 
 

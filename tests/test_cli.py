@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from hf_transfer.cli import main, parse_command_args
+from hf_transfer.core import runtime
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = sorted(p for p in (REPO / "scripts").rglob("*.yaml") if "accelerate" not in p.parts)
@@ -237,6 +238,18 @@ def test_bad_input_through_python_m(tmp_path, tiny_data):
     assert not out.exists()
 
 
+@pytest.mark.skipif(not runtime.can_release_freed_memory(), reason="release_freed_memory needs glibc")
+def test_release_freed_memory_is_recorded(tmp_path, tiny_bert_dir, tiny_data):
+    # In a child process: the allocator setting lasts for the whole process.
+    out = tmp_path / "run"
+    argv = train_argv(tiny_bert_dir, *tiny_data, out, "--release_freed_memory", "true")
+    proc = subprocess.run([sys.executable, "-m", "hf_transfer", *argv], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    memory = json.loads((out / "hf_transfer_run.json").read_text())["memory"]
+    assert "fixed mmap threshold 1024 KiB (release_freed_memory)" in memory["allocator"]
+    assert memory["peak_rss_kib"] >= memory["rss_after_model_load_kib"] > 0
+
+
 # --- whole runs ------------------------------------------------------------------------------------------------------
 
 
@@ -256,6 +269,7 @@ def test_train_then_evaluate_tiny_model(tmp_path, tiny_bert_dir, tiny_data, caps
     record = json.loads((out / "hf_transfer_run.json").read_text())
     assert record["memory"]["peak_rss_kib"] >= record["memory"]["rss_after_model_load_kib"] > 0
     assert set(record["memory"]["sources"]) == {"rss_kib", "peak_rss_kib"}
+    assert record["memory"]["allocator"] == "default"
     assert "adapter" not in record
     model = AutoModelForSequenceClassification.from_pretrained(out)
     assert model.config.num_labels == 2

@@ -1,7 +1,11 @@
 """Process facts for the run record: the memory figures agree with each other whatever the kernel's counters do."""
 
 import resource
+import subprocess
+import sys
 from types import SimpleNamespace
+
+import pytest
 
 from hf_transfer.core import runtime
 
@@ -26,3 +30,45 @@ def test_precision_name():
     assert runtime.precision_name(SimpleNamespace(bf16=True, fp16=False)) == "bf16"
     assert runtime.precision_name(SimpleNamespace(bf16=False, fp16=True)) == "fp16"
     assert runtime.precision_name(SimpleNamespace()) == "fp32"
+
+
+# The probe runs in a fresh interpreter (the allocator setting lasts for the whole process): it frees an 8 MiB block,
+# which makes glibc's default raise its mmap threshold to 8 MiB, then allocates, touches and frees 4 MiB, and prints
+# how much of those 4 MiB stayed resident.
+_ALLOCATOR_PROBE = """
+import ctypes, sys
+from hf_transfer.core import runtime
+if sys.argv[1] == "release":
+    runtime.release_freed_memory()
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+libc.free(libc.malloc(8 << 20))
+before = runtime.memory_kib()["rss_kib"]
+block = libc.malloc(4 << 20)
+ctypes.memset(block, 1, 4 << 20)
+libc.free(block)
+print(runtime.memory_kib()["rss_kib"] - before, runtime.allocator_setting())
+"""
+
+
+@pytest.mark.skipif(not runtime.can_release_freed_memory(), reason="release_freed_memory needs glibc")
+def test_release_freed_memory_hands_freed_blocks_back():
+    kept = {}
+    for mode in ("default", "release"):
+        out = subprocess.run(
+            [sys.executable, "-c", _ALLOCATOR_PROBE, mode], capture_output=True, text=True, check=True
+        )
+        kib, setting = out.stdout.split(maxsplit=1)
+        kept[mode] = (int(kib), setting.strip())
+    assert kept["default"][0] >= 3 * 1024 and kept["default"][1] == "default"  # the heap kept the 4 MiB
+    assert kept["release"][0] < 1024 and "fixed mmap threshold 1024 KiB" in kept["release"][1]
+
+
+def test_release_freed_memory_is_a_one_line_error_without_glibc(monkeypatch):
+    from hf_transfer.errors import ConfigError
+    from hf_transfer.train.arguments import TransferTrainingArguments
+
+    monkeypatch.setattr(runtime.platform, "libc_ver", lambda: ("", ""))
+    with pytest.raises(ConfigError, match="release_freed_memory needs glibc"):
+        TransferTrainingArguments(output_dir="unused", release_freed_memory=True)

@@ -1,9 +1,11 @@
 """Facts about the running process: how many processes were launched, whether an accelerator is present, the
-precision in use, and memory use."""
+precision in use, memory use, and the allocator setting that keeps the CPU training peak near what a step holds."""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
 import resource
 from pathlib import Path
 
@@ -13,6 +15,32 @@ MEMORY_SOURCES = {
     "peak_rss_kib": "max(getrusage(RUSAGE_SELF).ru_maxrss, every rss_kib read so far in this process)",
 }
 _highest_rss_seen = 0
+
+# `release_freed_memory`: glibc's mallopt(M_MMAP_THRESHOLD, 1 MiB). By default glibc raises its mmap threshold each
+# time a large block is freed, so later activations come from the heap, whose freed pages stay resident and fragment
+# as batch shapes change; a fixed threshold gives every block of 1 MiB or more its own mapping, handed back when freed.
+_M_MMAP_THRESHOLD = -3
+RELEASE_THRESHOLD_BYTES = 1 << 20
+_allocator = "default"
+
+
+def can_release_freed_memory() -> bool:
+    """Whether this process runs on glibc, whose `mallopt` `release_freed_memory` needs."""
+    return platform.libc_ver()[0] == "glibc"
+
+
+def release_freed_memory() -> None:
+    """Fix glibc's mmap threshold at RELEASE_THRESHOLD_BYTES for the rest of the process (see above); checked with
+    `can_release_freed_memory` first."""
+    global _allocator
+    if not ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, RELEASE_THRESHOLD_BYTES):
+        raise RuntimeError("glibc refused mallopt(M_MMAP_THRESHOLD).")
+    _allocator = f"glibc, fixed mmap threshold {RELEASE_THRESHOLD_BYTES // 1024} KiB (release_freed_memory)"
+
+
+def allocator_setting() -> str:
+    """What the run record says about the allocator: `default`, or the fixed threshold set above."""
+    return _allocator
 
 
 def launched_world_size() -> int:

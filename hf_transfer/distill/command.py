@@ -19,7 +19,7 @@ from hf_transfer.core.caching import (
 from hf_transfer.core.data import tokenize_data
 from hf_transfer.core.inference import measure_speed
 from hf_transfer.core.metrics import classification_metrics, make_compute_metrics
-from hf_transfer.core.runtime import memory_kib
+from hf_transfer.core.runtime import memory_kib, release_freed_memory
 from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.distill.arguments import DistillationArguments
 from hf_transfer.distill.losses import mix_probabilities, teacher_probabilities
@@ -193,6 +193,8 @@ def run_distill(
             "model_name_or_path, or drop peft_method."
         )
     plan = preflight(model_args, data_args, d, training_args)
+    if training_args.release_freed_memory:
+        release_freed_memory()
     adapter_plan = plan_adapter_on_meta(adapter_args, plan.student_config)
     apply_adapter_learning_rate(adapter_args, training_args)  # after every check, so an error stays one line
     max_length = data_args.max_seq_length

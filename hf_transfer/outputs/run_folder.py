@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from hf_transfer.core.data import PreparedData
-from hf_transfer.core.runtime import MEMORY_SOURCES
+from hf_transfer.core.runtime import MEMORY_SOURCES, allocator_setting
 from hf_transfer.errors import ConfigError, DiskFullError
 
 
@@ -137,6 +137,7 @@ def _memory_record(at_load: dict, after_training: dict, at_end: dict) -> dict:
         "training_peak_above_loaded_model_kib": None
         if baseline is None
         else after_training["peak_rss_kib"] - baseline,
+        "allocator": allocator_setting(),
         "sources": MEMORY_SOURCES,
     }
 

@@ -11,7 +11,7 @@ from hf_transfer.core.caching import fingerprint_texts
 from hf_transfer.core.data import tokenize_data
 from hf_transfer.core.metrics import make_compute_metrics
 from hf_transfer.core.models import load_classifier
-from hf_transfer.core.runtime import memory_kib
+from hf_transfer.core.runtime import memory_kib, release_freed_memory
 from hf_transfer.outputs.hub import plan_push
 from hf_transfer.train.arguments import TransferTrainingArguments
 from hf_transfer.train.feature_cache import FrozenFeatureCollator, with_frozen_features
@@ -39,6 +39,8 @@ def run_train(
     check_adapter_args(adapter_args, training_args)
     push = plan_push(training_args)
     plan = preflight(model_args, data_args, training_args)
+    if training_args.release_freed_memory:
+        release_freed_memory()
     # --- few-shot route (issue 21): chosen on the checked data, before any weight loads (train/few_shot.py) ---
     few_shot = decide_few_shot(plan, model_args, adapter_args, training_args)
     if few_shot.on:
