@@ -205,6 +205,8 @@ class TransferTrainingArguments(TrainingArguments):
             # Launched as several processes on a machine without GPUs: accelerate joins CPU processes into one gloo
             # group only when asked for the CPU; otherwise each process silently trains alone on all the data.
             self.use_cpu = True
+        if self.use_cpu or not has_accelerator():
+            self.dataloader_pin_memory = False  # nothing to pin for; torch would warn on every dataloader
         super().__post_init__()
         check_reporting_integrations(self.report_to)
 
