@@ -47,15 +47,20 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
     return name, flags
 
 
-def selection_data(bench, data_dir: Path, out: Path, task: str, rows: int):
-    """The training pool minus a fixed selection sample of `rows`, and that sample written as a csv."""
+def selection_data(bench, data_dir: Path, out: Path, task: str, rows: int, min_words: int = 0):
+    """The training pool minus a fixed selection sample of `rows` (drawn among rows of `min_words`+ words), and that
+    sample written as a csv."""
     if task == "sst2":
         texts, labels = bench.read_tsv(str(data_dir / "sst2" / "train.tsv"))
         texts, labels = [t.strip() for t in texts], [("negative", "positive")[v] for v in labels]
     else:  # the clothing pool the benchmark trains from (its held-out evaluation sample already removed)
         texts, labels, _ = bench.fewshot_task_data(data_dir, out / "benchmark_eval", task, 1500)
-    held, pool = bench.held_out_split(len(texts), rows, seed=SELECTION_SEED)
-    selection = bench.write_labelled_csv(out / f"{task}_selection.csv", [texts[i] for i in held],
+    eligible = [i for i, text in enumerate(texts) if len(text.split()) >= min_words]
+    held_at, _ = bench.held_out_split(len(eligible), rows, seed=SELECTION_SEED)
+    held = [eligible[i] for i in held_at]
+    pool = sorted(set(range(len(texts))) - set(held))
+    name = f"{task}_selection{f'_{min_words}words' if min_words else ''}.csv"
+    selection = bench.write_labelled_csv(out / name, [texts[i] for i in held],
                                          [labels[i] for i in held])  # fmt: skip
     return [texts[i] for i in pool], [labels[i] for i in pool], selection
 
@@ -97,6 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[100, 101])
     parser.add_argument("--variant", action="append", required=True, help="NAME=--flag,value,... (repeatable)")
     parser.add_argument("--selection_rows", type=int, default=1000)
+    parser.add_argument(
+        "--selection_min_words",
+        type=int,
+        default=0,
+        help="draw the selection sample among rows of this many words or more (SST-2's pool is mostly short phrases; "
+        "its dev set, like the few-shot training rows, is whole sentences)",
+    )
     parser.add_argument("--output_dir", default="runs/fewshot-sweep")
     parser.add_argument("--data_dir", default=os.environ.get("HF_TRANSFER_DATA_DIR", str(REPO.parent / "shared/data")))
     parser.add_argument("--model", default=os.environ.get("HF_TRANSFER_MODEL"))
@@ -113,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     metric = bench.FEWSHOT_METRIC[args.task]
     out = Path(args.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    texts, labels, selection = selection_data(bench, Path(args.data_dir), out, args.task, args.selection_rows)
+    texts, labels, selection = selection_data(
+        bench, Path(args.data_dir), out, args.task, args.selection_rows, args.selection_min_words
+    )
     store_path = out / "sweep.json"
     store = json.loads(store_path.read_text()) if store_path.exists() else {}
     for seed in args.seeds:

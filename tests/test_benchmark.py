@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import assert_picture
 
@@ -246,6 +247,15 @@ def test_few_shot_sweep_variants_and_selection_sample_are_apart_from_what_is_rep
     held, pool = bench.held_out_split(5000, 500, seed=sweep.SELECTION_SEED)
     benchmark_held, _ = bench.held_out_split(5000, 500)
     assert held != benchmark_held and not set(held) & set(pool) and len(held) + len(pool) == 5000
+    # --selection_min_words: the sample is drawn among whole sentences only, and the pool keeps every other row.
+    data = tmp_path / "data" / "sst2"
+    data.mkdir(parents=True)
+    rows = [f"short {i}\t{i % 2}" if i % 3 else f"a whole sentence of seven words {i}\t{i % 2}" for i in range(90)]
+    (data / "train.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    texts, labels, selection = sweep.selection_data(bench, data.parent, tmp_path, "sst2", 20, min_words=6)
+    chosen = pd.read_csv(selection)
+    assert len(chosen) == 20 and all(len(t.split()) >= 6 for t in chosen["text"])
+    assert len(texts) == len(labels) == 70 and not set(texts) & set(chosen["text"])
 
 
 def test_a_fewshot_only_report_has_no_empty_comparison_table(bench):
