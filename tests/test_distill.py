@@ -3,6 +3,8 @@ logit cache's keys and integrity, different tokenizers, hidden-state distillatio
 contract, on tiny models, plus one end-to-end run on the real MiniLM."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -11,6 +13,7 @@ from safetensors import safe_open
 from test_trainers import _PadTokenizer, make_args, params, tiny_dataset, tiny_model
 
 from hf_transfer.cli import main
+from hf_transfer.core import runtime
 from hf_transfer.core.caching import fingerprint_model, fingerprint_texts
 from hf_transfer.distill.arguments import DistillationArguments
 from hf_transfer.distill.losses import topk_probabilities
@@ -254,6 +257,19 @@ def distill_argv(teacher, train, dev, out, cache_dir, *extra):
         "true",
         *extra,
     ]
+
+
+@pytest.mark.skipif(not runtime.can_release_freed_memory(), reason="release_freed_memory needs glibc")
+def test_distill_records_release_freed_memory(tmp_path, tiny_bert_dir, tiny_data):
+    # In a child process: the allocator setting lasts for the whole process.
+    teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["neg", "pos"], layers=2)
+    out = tmp_path / "student"
+    argv = distill_argv(teacher, *tiny_data, out, tmp_path / "cache", "--student_layers", "[0]")
+    argv += ["--cache_teacher_logits", "true", "--release_freed_memory", "true"]
+    proc = subprocess.run([sys.executable, "-m", "hf_transfer", *argv], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    memory = json.loads((out / "hf_transfer_run.json").read_text())["memory"]
+    assert "(release_freed_memory)" in memory["allocator"]
 
 
 def test_distill_builds_a_student_from_teacher_layers_with_the_cache(tmp_path, tiny_bert_dir, tiny_data):
