@@ -1082,9 +1082,10 @@ def run_benchmark(args: argparse.Namespace, settings: dict) -> dict:
 _MERGE_SETTINGS = ("mode", *(f for f in _PRESET_FIELDS if f != "repeats"))
 
 
-def merge_reports(reports: list[dict]) -> dict:
+def merge_reports(reports: list[dict], replace: bool = False) -> dict:
     """One report from runs that each measured some comparisons with the same sizes (e.g. P1 with more repeats
-    in a run of its own): each comparison must come from one run; the ratios and tables are rebuilt from the
+    in a run of its own): each comparison must come from one run, unless `replace`, where a later run's measurement
+    of a comparison replaces an earlier one's (said in the notes); the ratios and tables are rebuilt from the
     measurements, and every run's command is kept."""
     if len(reports) < 2:
         raise SystemExit("--merge needs at least two benchmark_results.json files.")
@@ -1095,10 +1096,16 @@ def merge_reports(reports: list[dict]) -> dict:
             raise SystemExit(f"--merge: the runs differ in {', '.join(differ)}; only runs of the same sizes merge.")
     results: dict = {}
     repeats: dict = {}
+    replaced = []
     for report in reports:
         for comparison, configs in report["results"].items():
+            if comparison in results and not replace:
+                raise SystemExit(
+                    f"--merge: {comparison} was measured by more than one run; keep one of them, or pass "
+                    "--merge_replace to keep the later one."
+                )
             if comparison in results:
-                raise SystemExit(f"--merge: {comparison} was measured by more than one run; keep one of them.")
+                replaced.append(f"{comparison}: the measurements of `{report['command']}` replace an earlier run's.")
             results[comparison] = configs
             # Counted from the measurements: a run stopped early holds fewer repeats than its settings asked for.
             repeats[comparison] = max((len(runs) for runs in configs.values()), default=0)
@@ -1109,7 +1116,7 @@ def merge_reports(reports: list[dict]) -> dict:
         "only": only,
         "repeats": counts[0] if len(counts) == 1 else ", ".join(f"{c}: {repeats[c]}" for c in only),
     }
-    notes = list(dict.fromkeys(note for report in reports for note in report.get("notes", [])))
+    notes = list(dict.fromkeys([*(note for report in reports for note in report.get("notes", [])), *replaced]))
     return {
         "command": " ; ".join(report["command"] for report in reports),
         "settings": settings,
@@ -1186,6 +1193,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="write one report from the benchmark_results.json of runs that measured different comparisons with the "
         "same sizes (nothing is run)",
     )
+    parser.add_argument(
+        "--merge_replace",
+        action="store_true",
+        help="with --merge: a comparison measured by several runs is taken from the last one given",
+    )
     parser.add_argument("--_child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--_spec", help=argparse.SUPPRESS)
     return parser
@@ -1206,7 +1218,7 @@ def main(argv: list[str] | None = None) -> int:
         run_child(args._child, args._spec)
         return 0
     if args.merge:
-        report = merge_reports([json.loads(Path(path).read_text()) for path in args.merge])
+        report = merge_reports([json.loads(Path(path).read_text()) for path in args.merge], args.merge_replace)
         write_report(report, Path(args.output_dir).resolve())
     else:
         report = run_benchmark(args, resolve_settings(args))

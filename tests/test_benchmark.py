@@ -381,5 +381,12 @@ def test_merge_builds_one_report_from_runs_of_different_comparisons(bench, tmp_p
     assert "P1: 2, P3: 1, P5: 1 repeat(s)" in text and (tmp_path / "merged" / "benchmark_results.png").is_file()
     with pytest.raises(SystemExit, match="P3 was measured by more than one run"):
         bench.merge_reports([rest, report(["P3"], 2, "again")])
+    again = report(["P3"], 2, "again")
+    again["results"]["P3"] = {**results["P3"], "cached_4": [{"later_epoch_seconds": 5.0}]}
+    newer = bench.merge_reports([rest, again], replace=True)  # the later run's P3 wins; P5 stays
+    ratios = {row["name"]: row["value"] for row in newer["ratios"]}
+    assert ratios["P3 epoch 2+ time cached / naive, 4 of 6 frozen"] == pytest.approx(0.5)
+    assert "P5 training peak above loaded model LoRA / full" in ratios
+    assert newer["notes"][-1] == "P3: the measurements of `again` replace an earlier run's."
     with pytest.raises(SystemExit, match="differ in train_rows"):
         bench.merge_reports([p1, report(["P3"], 3, "other size", train_rows=8000)])
