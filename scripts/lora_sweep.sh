@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# The LoRA recipe sweep behind sst2_lora.yaml (README, Adapters): the first 4,000 SST-2 training rows, 1 epoch, each
-# variant scored on SST-2 dev; one line per run in OUT/summary.txt (accuracy, trainable %, training peak above the
-# loaded model). Finished runs are skipped. Set LOCK to a file to hold it (flock) around each run on a shared machine.
+# The LoRA recipe sweep behind sst2_lora_lean.yaml and sst2_lora.yaml (README, Adapters): the first 4,000 SST-2
+# training rows, 1 epoch, each variant (flags on sst2_lora_lean.yaml) scored on SST-2 dev; one line per run in
+# OUT/summary.txt (accuracy, trainable %, training peak above the loaded model). Finished runs are skipped. Set LOCK to a file to hold it (flock) around each run on a shared machine.
 #   bash scripts/lora_sweep.sh [OUT]        (default runs/sweeps/lora)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/sweeps/lora}
 mkdir -p "$OUT"
 run() {
-  local name=$1 config=scripts/configs/sst2_lora.yaml
+  local name=$1 config=scripts/configs/sst2_lora_lean.yaml
   shift
   if [ "${1:-}" = "--full" ]; then config=scripts/configs/sst2.yaml; shift; fi
   [ -f "$OUT/$name/hf_transfer_run.json" ] && return 0

@@ -10,7 +10,7 @@ AdamW's two fp32 moments per trainable parameter: the memory a training step can
 model. The ratio LoRA / full of those totals is the floor for P5's measured ratio (peak RSS above the loaded model),
 which also holds the allocator's slack and the backward pass's transient buffers.
 
-Configurations: the full fine-tune; LoRA as `sst2_lora.yaml` sets it (r 8, alpha 16, query and value, pooler and
+Configurations: the full fine-tune; LoRA as `sst2_lora_lean.yaml` sets it (r 8, alpha 16, query and value, pooler and
 classifier trained) with lora_dropout 0.1; the same with lora_dropout 0. The model's own dropout layers are on in
 all three, as in a real run.
 """

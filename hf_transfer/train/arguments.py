@@ -150,7 +150,7 @@ class TransferTrainingArguments(TrainingArguments):
         metadata={
             "help": "CPU memory (glibc, Linux): give every freed block of 1 MiB or more back to the system at once, "
             "so the training peak stays near what a step holds (LoRA's peak above the model halves in the P5 "
-            "benchmark) at about 0.65-0.75x the speed. Off by default."
+            "benchmark) at about 0.6-0.7x the speed. Off by default."
         },
     )
 
