@@ -169,6 +169,7 @@ def augmented_rows(prepared: PreparedData, d, teacher, tokenizer, seed: int) -> 
     )
     source = np.asarray(cache["source_row"])
     summary = {**settings, "rows": len(cache), "cache": info["path"], "hit": info["hit"]}
+    summary.update(build_seconds=info["build_seconds"], disk_bytes=info["disk_bytes"])
     summary["neighbours"] = d.augment_neighbours if d.augment_method == "replace" else None
     return TransferRows(list(cache["text"]), [pairs[i] for i in source] if pairs else None, summary)
 

@@ -61,6 +61,7 @@ def fit_and_report(
         memory_after_training = memory_kib()
         train_metrics = dict(train_result.metrics)
         train_metrics["train_samples"] = len(tokenized["train"])
+        train_metrics["optimizer_steps"] = trainer.state.global_step
         train_metrics["train_wall_seconds"] = round(time.perf_counter() - started, 2)
         trained = after_train(trainer) if after_train else {}
         # No validation split: the few-shot route trains on every labelled row when no validation file is given.
