@@ -258,6 +258,21 @@ def test_few_shot_sweep_variants_and_selection_sample_are_apart_from_what_is_rep
     assert len(texts) == len(labels) == 70 and not set(texts) & set(chosen["text"])
 
 
+def test_distill_sweep_twin_drops_every_distillation_flag_and_keeps_the_steps():
+    spec = importlib.util.spec_from_file_location("distill_sweep", REPO / "scripts" / "distill_sweep.py")
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    flags = ["--alpha", "0.9", "--temperature", "5", "--augment_factor", "2", "--learning_rate", "1e-4",
+             "--hidden_loss_weight", "10", "--max_steps", "99", "--num_train_epochs", "3"]  # fmt: skip
+    twin = sweep.twin_flags(flags, 750)
+    assert twin == ["--learning_rate", "1e-4", "--num_train_epochs", "3", "--alpha", "0", "--max_steps", "750"]
+    # Every distillation field the twin drops is a real field of `hf-transfer distill`.
+    from hf_transfer.distill.arguments import DistillationArguments
+
+    fields = {f"--{name}" for name in DistillationArguments.__dataclass_fields__}
+    assert sweep.KD_FLAGS <= fields
+
+
 def test_a_fewshot_only_report_has_no_empty_comparison_table(bench):
     fewshot = {
         f"sst2_k8_{system}": [

@@ -2,6 +2,7 @@
 in the teacher cache, and the loss staying exact when rows without labels are mixed in."""
 
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -158,9 +159,15 @@ def test_distill_with_unlabelled_and_augmented_rows_and_cached_hidden_targets(tm
     ]
     extra += ["--augment_factor", "2", "--hidden_loss_weight", "1", "--hidden_loss_pooling", "mean"]
     assert main([*argv, *extra]) == 0
-    record = json.loads((out / "hf_transfer_run.json").read_text())["distillation"]
+    run_record = json.loads((out / "hf_transfer_run.json").read_text())
+    record = run_record["distillation"]
     transfer = record["transfer_set"]
     assert transfer["labelled"] == 32 and transfer["unlabelled"] == 8 and 32 < transfer["augmented"] <= 64
+    # The wall-time split and the cache's size: augmentation is built once, stored, and timed.
+    augmentation = transfer["augmentation"]
+    assert augmentation["disk_bytes"] > 0 and (augmentation["hit"] or augmentation["build_seconds"] > 0)
+    total = 32 + 8 + transfer["augmented"]
+    assert run_record["train_metrics"]["optimizer_steps"] == math.ceil(total / 8) * 1
     assert transfer["unlabelled_files"]["dropped_empty"] == 1
     cache = record["teacher_logit_cache"][0]
     assert cache["hidden_targets"] is True and cache["rows"] == 32 + 8 + transfer["augmented"]
