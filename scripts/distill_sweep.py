@@ -42,8 +42,7 @@ def _script(name: str):
 
 def twin_flags(flags: list[str], steps: int) -> list[str]:
     """The variant's flags without the distillation ones, plus `--alpha 0 --max_steps steps`."""
-    pairs = [(flags[i], flags[i + 1]) for i in range(0, len(flags), 2) if flags[i] not in KD_FLAGS]
-    kept = [x for pair in pairs if pair[0] != "--max_steps" for x in pair]
+    kept = [x for i in range(0, len(flags), 2) if flags[i] not in KD_FLAGS | {"--max_steps"} for x in flags[i : i + 2]]
     return [*kept, "--alpha", "0", "--max_steps", str(steps)]
 
 
@@ -113,8 +112,6 @@ def main(argv: list[str] | None = None) -> int:
               f"{seconds:.0f} s", flush=True)  # fmt: skip
         return r
 
-    print(f"{'variant':28s} {'acc':>7s} {'twin':>7s} {'gain':>6s} {'steps':>6s} {'aug s':>6s} {'teach s':>7s} "
-          f"{'train s':>7s} {'twin s':>7s}")  # fmt: skip
     rows = []
     for name, flags in variants.items():
         r = run(name, flags)
@@ -124,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
             twin = run("twin_" + "_".join(f.lstrip("-") for f in tflags), tflags)
         rows.append((name, r, twin))
     print()
+    print(f"{'variant':28s} {'acc':>7s} {'twin':>7s} {'gain':>6s} {'steps':>6s} {'aug s':>6s} {'teach s':>7s} "
+          f"{'train s':>7s} {'twin s':>7s}")  # fmt: skip
     for name, r, twin in rows:
         gain = f"{100 * (r['accuracy'] - twin['accuracy']):+.2f}" if twin else "—"
         print(f"{name:28s} {r['accuracy']:7.4f} {twin['accuracy'] if twin else float('nan'):7.4f} {gain:>6s} "
