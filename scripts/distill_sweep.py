@@ -1,7 +1,11 @@
 """Choose the distillation recipe without looking at SST-2 dev: variants of scripts/configs/sst2_distill.yaml trained
 on the first ROWS rows of SST-2 train (minus a selection sample) and scored on that fixed selection sample of whole
 sentences held out of the same train split, each beside its fair twin (the same student, no distillation, trained for
-the same number of optimizer steps).
+the same number of optimizer steps). With `--command train` it sweeps fine-tuning recipes the same way (variants of
+`--config`, default scripts/configs/sst2.yaml; no teacher, no twins):
+
+    python scripts/distill_sweep.py --command train --rows 8000 --output_dir runs/train-sweep \
+        --variant lr5e5=--num_train_epochs,3 --variant lr1e4=--num_train_epochs,3,--learning_rate,1e-4
 
     python scripts/distill_sweep.py --teacher runs/sst2-minilm --rows 8000 --output_dir runs/distill-sweep \
         --variant base= --variant t5=--temperature,5,--alpha,0.9 --variant aug4=--augment_factor,4 --twins
@@ -68,7 +72,9 @@ def summarise(folder: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--teacher", required=True, help="the fine-tuned teacher folder")
+    parser.add_argument("--command", choices=["distill", "train"], default="distill", help="what each variant runs")
+    parser.add_argument("--config", help="the config the variants change (default: sst2_distill.yaml / sst2.yaml)")
+    parser.add_argument("--teacher", help="the fine-tuned teacher folder (distill)")
     parser.add_argument("--variant", action="append", required=True, help="NAME=--flag,value,... (repeatable)")
     parser.add_argument("--twins", action="store_true", help="also run each variant's fair twin (no KD, same steps)")
     parser.add_argument("--rows", type=int, default=8000, help="training rows: the first ROWS of the pool")
@@ -81,6 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lock", help="a file held (flock) around each run")
     parser.add_argument("--yield_to", help="wait while this file exists before each run")
     args = parser.parse_args(argv)
+    if args.command == "distill" and not args.teacher:
+        parser.error("--teacher is required with --command distill")
+    if args.command == "train" and args.twins:
+        parser.error("--twins compares distillation with its no-KD twin; it needs --command distill")
+    config = args.config or str(
+        REPO / "scripts/configs" / ("sst2_distill.yaml" if args.command == "distill" else "sst2.yaml")
+    )
+    teacher = ["--teacher_model_name_or_path", args.teacher] if args.command == "distill" else []
     sweep, bench = _script("few_shot_sweep"), _script("benchmark")
     variants = dict(sweep.parse_variant(v) for v in args.variant)
     common = sweep.parse_variant(f"common={args.common}")[1]
@@ -97,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         if name in store and store[name].get("flags") == flags:
             return store[name]
         folder = out / name
-        command = [sys.executable, "-m", "hf_transfer", "distill", "--config",
-                   str(REPO / "scripts/configs/sst2_distill.yaml"), "--teacher_model_name_or_path", args.teacher,
+        command = [sys.executable, "-m", "hf_transfer", args.command, "--config", config, *teacher,
                    "--train_file", str(train_file), "--validation_file", str(selection), "--text_column_name", "text",
                    "--output_dir", str(folder), "--eval_strategy", "no", "--seed", str(args.seed),
                    "--disable_tqdm", "true", "--report_to", "none", *common, *flags]  # fmt: skip
@@ -108,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         store_path.write_text(json.dumps(store, indent=2))
         r = store[name]
         seconds = r["augment_seconds"] + r["teacher_pass_seconds"] + r["train_seconds"]
-        print(f"{name}: {r['accuracy']:.4f} (teacher {r['teacher_accuracy']:.4f}), {r['optimizer_steps']} steps, "
-              f"{seconds:.0f} s", flush=True)  # fmt: skip
+        teacher_note = f" (teacher {r['teacher_accuracy']:.4f})" if r["teacher_accuracy"] is not None else ""
+        print(f"{name}: {r['accuracy']:.4f}{teacher_note}, {r['optimizer_steps']} steps, {seconds:.0f} s", flush=True)
         return r
 
     rows = []
