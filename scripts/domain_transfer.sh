@@ -7,14 +7,18 @@
 #          over α = 0, 0.1, 0.2, 0.25, ..., 0.75, 0.8, 0.9, 1 with α picked on books dev alone (scripts/configs/blitzer_books_merge.yaml).
 #   sst2:  the same evaluation and sweep for a model fine-tuned on SST-2 (scripts/configs/sst2.yaml): SST-2 dev picks
 #          α, the four Blitzer dev sets are the shifted sets (scripts/configs/sst2_merge.yaml).
+#   lpft:  LP-FT on books (Kumar et al. 2022): the same recipe as `books` after a linear probe on the frozen trunk
+#          (linear_probe_epochs), both ends evaluated in and out of domain, then WiSE-FT between the linear-probe
+#          classifier (α = 0) and the LP-FT classifier (α = 1), α picked on books dev alone. Not part of `all`.
 #
-# Usage: scripts/domain_transfer.sh [books|sst2|all]      (default: all; sst2 is skipped when its model is missing)
+# Usage: scripts/domain_transfer.sh [books|sst2|lpft|all] (default: all; sst2 is skipped when its model is missing)
 # Environment:
 #   HF_TRANSFER_DATA_DIR   the data folder (default ../shared/data)
 #   HF_TRANSFER_MODEL      the pretrained model, a Hub id or folder (default sentence-transformers/all-MiniLM-L6-v2)
 #   HF_TRANSFER_RUNS       where the runs go (default runs)
 #   HF_TRANSFER_SST2_MODEL the SST-2 classifier (default runs/sst2-minilm)
 #   HF_TRANSFER_ALPHAS     the α grid (default 0,0.1,0.2,0.25,0.3,...,0.7,0.75,0.8,0.9,1)
+#   HF_TRANSFER_LP_EPOCHS  the linear probe's epochs for `lpft` (default 10; it trains on the cached trunk)
 #   HF_TRANSFER_RETRAIN=1  train the books model again even when its folder already holds one
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,8 +35,8 @@ DATA="$HF_TRANSFER_DATA_DIR"
 EVAL_ARGS=(--text_column_name sentence --label_column_name label --label_mapping "{0: negative, 1: positive}"
   --max_seq_length 256)
 
-case "$PART" in books | sst2 | all) ;; *)
-  echo "usage: $0 [books|sst2|all]" >&2
+case "$PART" in books | sst2 | lpft | all) ;; *)
+  echo "usage: $0 [books|sst2|lpft|all]" >&2
   exit 2
   ;;
 esac
@@ -59,6 +63,23 @@ books() {
     --output_dir "$RUNS/blitzer-books-wiseft"
 }
 
+lpft() {
+  local model="$RUNS/blitzer-books-lpft"
+  local -a shifted
+  mapfile -t shifted < <(shifted_sets books)
+  if [[ ! -f "$model/model.safetensors" || "${HF_TRANSFER_RETRAIN:-0}" == 1 ]]; then
+    hf-transfer train --config scripts/configs/blitzer_books.yaml --linear_probe_epochs "${HF_TRANSFER_LP_EPOCHS:-10}" \
+      --output_dir "$model"
+  fi
+  for end in linear_probe .; do
+    hf-transfer evaluate --model_name_or_path "$model/$end" --validation_file "$DATA/blitzer/books/dev.tsv" \
+      --validation_name books "${shifted[@]}" "${EVAL_ARGS[@]}" \
+      --output_file "$RUNS/blitzer-books-lpft-eval/${end/./lpft}.json"
+  done
+  hf-transfer merge --config scripts/configs/blitzer_books_merge.yaml --pretrained "$model/linear_probe" \
+    --finetuned "$model" --alphas "$ALPHAS" --output_dir "$RUNS/blitzer-books-lpft-wiseft"
+}
+
 sst2() {
   local -a shifted
   mapfile -t shifted < <(shifted_sets none)
@@ -76,6 +97,7 @@ sst2() {
 case "$PART" in
 books) books ;;
 sst2) sst2 ;;
+lpft) lpft ;;
 all)
   books
   if [[ -f "$SST2_MODEL/model.safetensors" ]]; then sst2; else echo "skipping the SST-2 part: no model in $SST2_MODEL" >&2; fi

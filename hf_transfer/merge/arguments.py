@@ -29,7 +29,10 @@ class MergeArguments(EvalDataArguments):
         },
     )
     alpha: float | None = field(
-        default=None, metadata={"help": "One α in [0, 1]: 0 is the pretrained body, 1 the fine-tuned model."}
+        default=None,
+        metadata={
+            "help": "One α in [0, 1]: 0 is the --pretrained end (a base or a linear probe), 1 the fine-tuned model."
+        },
     )
     alphas: list[float] | str | None = field(
         default=None,

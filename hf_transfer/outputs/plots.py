@@ -106,7 +106,11 @@ def plot_alpha_sweep(
         ax.plot(alphas, mean, linestyle="--", color="gray", label="mean of the other sets")
     if chosen_alpha is not None:
         ax.axvline(chosen_alpha, color="black", linestyle=":", linewidth=1, label=f"chosen α = {chosen_alpha:g}")
-    ax.set(xlabel="α   (0 = pretrained body, 1 = fine-tuned)", ylabel=metric, title="Weight interpolation sweep")
+    ax.set(
+        xlabel="α   (0 = the --pretrained end, 1 = the --finetuned end)",
+        ylabel=metric,
+        title="Weight interpolation sweep",
+    )
     ax.set_xlim(min(alphas) - 0.02, max(alphas) + 0.02)
     ax.grid(alpha=0.3)
     _legend_or_note(ax, "no sets")
