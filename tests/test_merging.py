@@ -512,3 +512,13 @@ def test_domain_transfer_script_is_valid_bash():
     assert "set -euo pipefail" in text
     for config in ("blitzer_books.yaml", "blitzer_books_merge.yaml", "sst2_merge.yaml"):
         assert (REPO / "scripts" / "configs" / config).is_file() and config in text
+
+
+def test_the_card_names_a_linear_probe_end_as_a_classifier_not_the_pretrained_body():
+    from hf_transfer.outputs.card_rows import zero_end
+
+    probe = {"pretrained": "runs/books-lpft/linear_probe", "head_init": "runs/books-lpft/linear_probe"}
+    assert zero_end(probe, "`base`") == ("α = 0 (a classifier: its body and head)", "`linear_probe`")
+    body = {"pretrained": "minilm", "head_init": "runs/probe"}  # a body from one model, the head's start from another
+    assert zero_end(body, "`minilm`") == ("α = 0 (pretrained body)", "`minilm`")
+    assert zero_end({"pretrained": "minilm"}, "`minilm`") == ("α = 0 (pretrained body)", "`minilm`")

@@ -143,7 +143,7 @@ def merge_rows(c: CardData) -> list[tuple[str, str]]:
     kind = "a PEFT adapter, merged" if m.get("finetuned_kind") == "adapter" else "a fine-tuned model"
     rows = [
         ("α", f"{m['alpha']:g}"),
-        ("α = 0 (pretrained body)", base),
+        zero_end(m, base),
         ("α = 1 (fine-tuned)", f"`{Path(str(m['finetuned'])).name}` ({kind})"),
         ("how α is applied", str(m.get("method"))),
         ("task head", head_text(m)),
@@ -155,6 +155,14 @@ def merge_rows(c: CardData) -> list[tuple[str, str]]:
         rows.append(("α grid", ", ".join(f"{a:g}" for a in m["alphas"])))
     rows.append(("α chosen by", str(m.get("chosen_by"))))
     return rows
+
+
+def zero_end(m: dict, base: str) -> tuple[str, str]:
+    """The α = 0 row: the pretrained body, or a whole classifier (a linear probe) when that model is also the head's
+    start."""
+    if m.get("head_init") and m.get("head_init") == m.get("pretrained"):
+        return "α = 0 (a classifier: its body and head)", f"`{Path(str(m['pretrained'])).name}`"
+    return "α = 0 (pretrained body)", base
 
 
 def head_text(m: dict) -> str:
