@@ -52,6 +52,10 @@ FEWSHOT_PRESETS = {
     "full": {"tasks": ("sst2", "clothing"), "ks": (8, 32), "seeds": (0, 1, 2), "eval_rows": 1500},
 }
 FEWSHOT_MIN_WORDS = 6
+# hf_transfer: few_shot.yaml; setfit: SetFit's defaults; setfit_template: the same, given the label-name rows that
+# few_shot.yaml adds (SetFit's get_templated_dataset, same template and copies), to show what the rows alone are worth.
+FEWSHOT_SYSTEMS = ("hf_transfer", "setfit", "setfit_template")
+FEWSHOT_TEMPLATE = {"template": "This sentence is {}.", "template_copies": 8}
 FEWSHOT_METRIC = {"sst2": "accuracy", "clothing": "f1_macro"}
 CLOTHING_LABELS = {1: "bad", 2: "bad", 3: "neutral", 4: "good", 5: "good"}
 CLOTHING_HELD_OUT_SEED = 1234
@@ -113,6 +117,13 @@ def resolve_settings(args: argparse.Namespace) -> dict:
         if not ks or min(ks) < 1:
             raise SystemExit(f"--fewshot_k takes positive integers separated by commas, got {args.fewshot_k!r}.")
         settings["fewshot"]["ks"] = ks
+    if getattr(args, "fewshot_systems", None):
+        systems = tuple(s.strip() for s in args.fewshot_systems.split(",") if s.strip())
+        if not systems or set(systems) - set(FEWSHOT_SYSTEMS):
+            raise SystemExit(
+                f"--fewshot_systems takes a subset of {','.join(FEWSHOT_SYSTEMS)}, got {args.fewshot_systems!r}."
+            )
+        settings["fewshot"]["systems"] = systems
     return settings
 
 
@@ -647,6 +658,11 @@ def child_setfit(spec: dict) -> dict:
     model = SetFitModel.from_pretrained(spec["model"])
     args = TrainingArguments(batch_size=16, num_epochs=1, seed=spec["seed"], output_dir=spec["output_dir"])
     rows = Dataset.from_dict({"text": train["text"].tolist(), "label": [ids[n] for n in train["label"]]})
+    if spec.get("template"):  # SetFit's own templated rows, as the few-shot route adds them (FEWSHOT_TEMPLATE)
+        from setfit import get_templated_dataset
+
+        rows = get_templated_dataset(rows, candidate_labels=names, template=spec["template"],
+                                     sample_size=spec["template_copies"]).remove_columns("label_text")  # fmt: skip
     trainer = Trainer(model=model, args=args, train_dataset=rows)
     started = time.perf_counter()
     trainer.train()
@@ -863,12 +879,11 @@ def _resolved(folder: Path) -> dict:
 def run_fewshot(bench: Bench, data_dir: Path, preset: dict) -> None:
     """Every (task, K, seed) of the preset: the same sampled rows for both systems, which take turns going first."""
     store = bench.results.setdefault("FEWSHOT", {})
+    systems = preset.get("systems", FEWSHOT_SYSTEMS[:2])
     try:
         import setfit  # noqa: F401
-
-        systems = ("hf_transfer", "setfit")
     except ImportError:
-        systems = ("hf_transfer",)
+        systems = tuple(s for s in systems if not s.startswith("setfit"))
         bench.notes.append("FEWSHOT: SetFit is not installed (`pip install setfit`): only hf-transfer ran.")
     data = bench.out / "fewshot_data"
     for task in preset["tasks"]:
@@ -881,9 +896,11 @@ def run_fewshot(bench: Bench, data_dir: Path, preset: dict) -> None:
                 )
                 for system in systems if turn % 2 == 0 else systems[::-1]:
                     name = f"FEWSHOT-{task}-k{k}-{system}-seed{seed}"
-                    if system == "setfit":
+                    if system.startswith("setfit"):
                         spec = {"model": bench.model, "train_file": str(train_file), "eval_file": str(eval_file),
                                 "seed": seed}  # fmt: skip
+                        if system == "setfit_template":
+                            spec.update(FEWSHOT_TEMPLATE)
                         result = bench.run_script_child(name, "setfit", spec)
                     else:
                         result = fewshot_ours(bench, name, train_file, eval_file, seed)
@@ -1187,6 +1204,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--fewshot_tasks", help=f"FEWSHOT: a subset of {','.join(FEWSHOT_METRIC)} (default: the mode's)"
     )
     parser.add_argument("--fewshot_k", help="FEWSHOT: labelled rows per class, comma-separated (default: the mode's)")
+    parser.add_argument(
+        "--fewshot_systems",
+        help=f"FEWSHOT: a subset of {','.join(FEWSHOT_SYSTEMS)} (default: hf_transfer,setfit); setfit_template is "
+        "SetFit given the label-name rows few_shot.yaml adds",
+    )
     parser.add_argument(
         "--merge",
         nargs="+",

@@ -240,6 +240,14 @@ CASES = [
     ("llrd out of range", lambda w: train(w, "--layerwise_lr_decay", "0"), "layerwise_lr_decay"),
     ("few_shot not auto/true/false", lambda w: train(w, "--few_shot", "maybe"), "few_shot"),
     ("few_shot batch of one", lambda w: train(w, "--few_shot_batch_size", "1"), "few_shot_batch_size"),
+    ("few_shot loss unknown", lambda w: train(w, "--few_shot_loss", "triplet"), "few_shot_loss"),
+    ("few_shot body mix above 1", lambda w: train(w, "--few_shot_body_mix", "1.5"), "few_shot_body_mix"),
+    ("few_shot template without {}", lambda w: train(w, "--few_shot_label_template", "It is good."), "{}"),
+    (
+        "few_shot template copies < 0",
+        lambda w: train(w, "--few_shot_template_copies", "-1"),
+        "few_shot_template_copies",
+    ),
     ("few_shot with an adapter", lambda w: train(w, "--few_shot", "true", "--peft_method", "lora"), "peft_method"),
     (
         "few_shot on an unsupported architecture",

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from hf_transfer.cli import main
-from hf_transfer.train.few_shot import pair_loss
+from hf_transfer.train.few_shot import mix_bodies, pair_loss, supcon_loss
 from hf_transfer.train.few_shot_choice import sentence_embedding_pooling
 from hf_transfer.train.few_shot_head import (
     append_mean_pooling_block,
@@ -110,6 +110,81 @@ def test_pair_loss_pulls_same_labels_together():
         pair_loss(embeddings, labels).backward()
         optimizer.step()
     assert pair_loss(embeddings, labels).item() < start / 10
+
+
+def test_supcon_loss_matches_its_definition():
+    # Rows 0, 1 share a label, row 2 does not; cosines 0/1 = 0, 0/2 = 1/2 = √½. For row 0 the softmax over rows 1, 2
+    # gives row 1 the share e^0 / (e^0 + e^(√½/τ)); row 1 the same by symmetry; row 2 has no positive: not an anchor.
+    embeddings = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    tau = 0.5
+    share = 1 / (1 + math.exp(math.sqrt(0.5) / tau))
+    assert supcon_loss(embeddings, torch.tensor([0, 0, 1]), tau).item() == pytest.approx(-math.log(share), abs=1e-5)
+    # No two rows share a label: nothing to pull together, a zero that still carries a gradient.
+    assert supcon_loss(embeddings, torch.tensor([0, 1, 2]), tau).item() == 0.0
+
+
+def test_supcon_loss_pulls_same_labels_together():
+    torch.manual_seed(0)
+    embeddings = torch.randn(6, 8, requires_grad=True)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    optimizer = torch.optim.Adam([embeddings], lr=0.1)
+    for _ in range(200):
+        optimizer.zero_grad()
+        supcon_loss(embeddings, labels, 0.1).backward()
+        optimizer.step()
+    # The floor: each row splits its softmax evenly between its two same-label rows, −log ½.
+    assert supcon_loss(embeddings, labels, 0.1).item() == pytest.approx(math.log(2), abs=0.01)
+    unit = torch.nn.functional.normalize(embeddings.detach(), dim=-1)
+    cosine = unit @ unit.T
+    within = torch.cat([cosine[:3, :3].flatten(), cosine[3:, 3:].flatten()])
+    assert within.min() > cosine[:3, 3:].max() + 1.0  # the classes lie apart, each row nearer its own
+
+
+def test_mix_bodies_interpolates_every_float_weight(tiny_bert_dir):
+    model = tiny_classifier(tiny_bert_dir)
+    pretrained = {k: v.clone() for k, v in model.base_model.state_dict().items()}
+    with torch.no_grad():
+        for parameter in model.base_model.parameters():
+            parameter.add_(1.0)
+    mix_bodies(model.base_model, pretrained, 0.25)
+    for name, tensor in model.base_model.state_dict().items():
+        if tensor.is_floating_point():
+            assert torch.allclose(tensor, pretrained[name] + 0.25, atol=1e-6), name
+        else:
+            assert torch.equal(tensor, pretrained[name]), name
+
+
+def _prepared(texts, labels, pair_column=None):
+    import datasets
+
+    from hf_transfer.core.data import PreparedData
+
+    names = sorted(set(labels))
+    rows = datasets.Dataset.from_dict(
+        {"text": texts, "labels": [names.index(n) for n in labels]},
+        features=datasets.Features({"text": datasets.Value("string"), "labels": datasets.ClassLabel(names=names)}),
+    )
+    return PreparedData(datasets.DatasetDict({"train": rows}), names, "single_label_classification", {}, "text",
+                        pair_column)  # fmt: skip
+
+
+def test_label_template_rows_are_added_for_word_labels_only():
+    from hf_transfer.train.few_shot_choice import add_label_template_rows
+
+    prepared = _prepared(GOOD[:2] + BAD[:2], ["good", "good", "bad", "bad"])
+    added, record = add_label_template_rows(prepared, "This sentence is {}.", 3)
+    train = added.datasets["train"]
+    assert len(train) == 10 and record["rows"] == 6
+    assert train["text"][4:] == ["This sentence is bad."] * 3 + ["This sentence is good."] * 3
+    assert train["labels"][4:] == [0, 0, 0, 1, 1, 1]  # bad, good: the label ids of the names
+    assert train.features == prepared.datasets["train"].features
+    for labels in (["0", "0", "1", "1"], ["LABEL_0", "LABEL_0", "LABEL_1", "LABEL_1"]):
+        same, record = add_label_template_rows(_prepared(GOOD[:2] + BAD[:2], labels), "This sentence is {}.", 3)
+        assert len(same.datasets["train"]) == 4 and record["rows"] == 0 and "not a word" in record["skipped"]
+    same, record = add_label_template_rows(_prepared(GOOD[:2] + BAD[:2], ["good"] * 2 + ["bad"] * 2, "text2"),
+                                           "This sentence is {}.", 3)  # fmt: skip
+    assert len(same.datasets["train"]) == 4 and "sentence-pair" in record["skipped"]
+    assert add_label_template_rows(prepared, None, 3) == (prepared, {})
 
 
 # --- the head in the standard architecture -----------------------------------------------------------------------
@@ -232,11 +307,15 @@ def test_auto_route_on_a_tiny_training_set(tiny_st, tmp_path, capsys):
     assert "auto_map" not in config
     model = AutoModelForSequenceClassification.from_pretrained(out)
     classify = pipeline("text-classification", model=str(out))
-    predictions = [p["label"] for p in classify(GOOD + BAD)]
+    # The head was fitted on the 16 rows and 8 template rows per class ("This sentence is good.").
+    assert few_shot["label_template"] == {"template": "This sentence is {}.", "copies_per_class": 8, "rows": 16,
+                                          "labels": ["bad", "good"]}  # fmt: skip
+    templates = ["This sentence is bad."] * 8 + ["This sentence is good."] * 8
+    predictions = [p["label"] for p in classify(GOOD + BAD + templates)]
     assert set(predictions) <= {"good", "bad"}
-    labels = ["good"] * 8 + ["bad"] * 8
+    labels = ["good"] * 8 + ["bad"] * 8 + ["bad"] * 8 + ["good"] * 8
     accuracy = np.mean([p == t for p, t in zip(predictions, labels, strict=True)])
-    assert accuracy == pytest.approx(few_shot["head"]["training_accuracy"])
+    assert accuracy == pytest.approx(few_shot["head"]["training_accuracy"], abs=1e-4)  # recorded to 4 places
     assert type(model).__name__ == "BertForSequenceClassification"
 
 

@@ -145,6 +145,34 @@ class TransferTrainingArguments(TrainingArguments):
         default=1.0,
         metadata={"help": "Inverse L2 strength C of the few-shot logistic-regression head (scikit-learn's C)."},
     )
+    few_shot_loss: Literal["cosine", "supcon"] = field(
+        default="cosine",
+        metadata={
+            "help": "Few-shot body-tuning loss over every pair of a batch: `cosine` (cosine similarity towards 1 for "
+            "the same label, 0 for different ones, as SetFit) or `supcon` (supervised contrastive: each row's "
+            "same-label rows against the whole batch, softmax over cosine/few_shot_temperature)."
+        },
+    )
+    few_shot_temperature: float = field(default=0.1, metadata={"help": "Temperature of few_shot_loss supcon."})
+    few_shot_body_mix: float = field(
+        default=1.0,
+        metadata={
+            "help": "Share of the tuned body in the few-shot model's body: 1 keeps the tuned body, 0.5 averages it "
+            "with the pretrained one weight by weight (WiSE-FT) before the head is fitted."
+        },
+    )
+    few_shot_label_template: str | None = field(
+        default="This sentence is {}.",
+        metadata={
+            "help": "Adds few_shot_template_copies training rows per class made from the label's name, 'This "
+            "sentence is positive.' (SetFit's templated rows): the names' meaning joins the few labelled rows, at no "
+            "extra body-tuning steps. Used only when every label name is a word (not 0/1 or LABEL_n) and the data are "
+            "single sentences; `none` switches it off."
+        },
+    )
+    few_shot_template_copies: int = field(
+        default=8, metadata={"help": "Rows per class that few_shot_label_template adds (0: none)."}
+    )
     release_freed_memory: bool = field(
         default=False,
         metadata={
@@ -267,8 +295,21 @@ class TransferTrainingArguments(TrainingArguments):
             "few_shot_batch_size": self.few_shot_batch_size >= 2,
             "few_shot_learning_rate": self.few_shot_learning_rate > 0,
             "few_shot_head_c": self.few_shot_head_c > 0,
+            "few_shot_temperature": self.few_shot_temperature > 0,
+            "few_shot_body_mix": 0 <= self.few_shot_body_mix <= 1,
         }
-        limits = {"few_shot_batch_size": ">= 2 (a pair)"}
+        if self.few_shot_template_copies < 0:
+            raise ConfigError(f"few_shot_template_copies must be >= 0, got {self.few_shot_template_copies}.")
+        if str(self.few_shot_label_template).strip().lower() in ("", "none", "null"):
+            self.few_shot_label_template = None
+        template = self.few_shot_label_template
+        if template is not None and (template.count("{}") != 1 or "{" in template.replace("{}", "")):
+            raise ConfigError(
+                f"few_shot_label_template must hold one {{}} for the label name and no other braces, got {template!r}."
+            )
+        if self.few_shot_loss not in ("cosine", "supcon"):
+            raise ConfigError(f"few_shot_loss must be cosine or supcon, got {self.few_shot_loss!r}.")
+        limits = {"few_shot_batch_size": ">= 2 (a pair)", "few_shot_body_mix": "in [0, 1]"}
         for name, ok in checks.items():
             value = getattr(self, name)
             if not ok or (isinstance(value, float) and not math.isfinite(value)):

@@ -23,11 +23,16 @@ import torch
 import torch.nn.functional as F
 from transformers import TrainerCallback
 
-from hf_transfer.train.few_shot_choice import FewShotDecision, decide_few_shot, keep_every_labelled_row
+from hf_transfer.train.few_shot_choice import (
+    FewShotDecision,
+    add_label_template_rows,
+    decide_few_shot,
+    keep_every_labelled_row,
+)
 from hf_transfer.train.few_shot_head import fit_head, mean_pool
 from hf_transfer.train.trainer import TransferTrainer
 
-__all__ = ["decide_few_shot", "run_few_shot", "pair_loss", "FewShotTrainer", "FewShotHead"]
+__all__ = ["decide_few_shot", "run_few_shot", "pair_loss", "supcon_loss", "FewShotTrainer", "FewShotHead"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,12 +63,51 @@ def pair_loss(embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return torch.stack(terms).mean()
 
 
-def body_training_arguments(args):
+SUPCON_LOSS = (
+    "supervised contrastive loss over every batch (Khosla et al. 2020): for each row, −log of the softmax share of "
+    "each same-label row among all other rows, cosine similarity / temperature, averaged over positives and rows"
+)
+
+
+def supcon_loss(embeddings: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The supervised contrastive loss of a batch (see SUPCON_LOSS); rows with no same-label partner in the batch are
+    anchors for nothing but still serve as negatives."""
+    unit = F.normalize(embeddings.float(), dim=-1)
+    n = len(labels)
+    eye = torch.eye(n, dtype=torch.bool, device=labels.device)
+    logits = (unit @ unit.T / temperature).masked_fill(eye, float("-inf"))
+    log_share = logits.log_softmax(dim=-1).masked_fill(eye, 0.0)
+    positive = (labels[:, None] == labels[None, :]) & ~eye
+    count = positive.sum(1)
+    anchors = count > 0
+    if not anchors.any():  # no two rows share a label: nothing to pull together
+        return unit.sum() * 0.0
+    per_row = -(log_share * positive).sum(1)[anchors] / count[anchors]
+    return per_row.mean()
+
+
+def body_loss(args, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    if args.few_shot_loss == "supcon":
+        return supcon_loss(embeddings, labels, args.few_shot_temperature)
+    return pair_loss(embeddings, labels)
+
+
+def mix_bodies(body: torch.nn.Module, pretrained: dict[str, torch.Tensor], share: float) -> None:
+    """WiSE-FT of the body: each floating-point weight becomes share·tuned + (1 − share)·pretrained."""
+    with torch.no_grad():
+        for name, tensor in body.state_dict().items():
+            if tensor.is_floating_point() and name in pretrained:
+                tensor.mul_(share).add_(pretrained[name].to(tensor.device, tensor.dtype), alpha=1 - share)
+
+
+def body_training_arguments(args, labelled_rows: int | None = None, all_rows: int | None = None):
     """The run's arguments with the route's knobs in Trainer's fields: steps, batch, learning rate, and no
-    evaluation or checkpoint while the body tunes (the head does not exist yet)."""
+    evaluation or checkpoint while the body tunes (the head does not exist yet). The budget counts the labelled rows:
+    with template rows added (`all_rows` > `labelled_rows`) the passes shrink so the steps stay the same."""
+    share = labelled_rows / all_rows if labelled_rows and all_rows else 1.0
     return dataclasses.replace(
         args,
-        num_train_epochs=args.few_shot_body_epochs,
+        num_train_epochs=args.few_shot_body_epochs * share,
         max_steps=-1,
         per_device_train_batch_size=args.few_shot_batch_size,
         learning_rate=args.few_shot_learning_rate,
@@ -86,7 +130,7 @@ class FewShotTrainer(TransferTrainer):
         labels = inputs.pop("labels")
         body = self.accelerator.unwrap_model(model).base_model
         hidden = body(**inputs).last_hidden_state
-        loss = pair_loss(mean_pool(hidden, inputs["attention_mask"]), labels)
+        loss = body_loss(self.args, mean_pool(hidden, inputs["attention_mask"]), labels)
         # Trainer leaves the scaling for gradient accumulation to us (see TransferTrainer).
         return loss / self.args.gradient_accumulation_steps if num_items_in_batch is not None else loss
 
@@ -97,17 +141,24 @@ class FewShotTrainer(TransferTrainer):
 class FewShotHead(TrainerCallback):
     """Fits and builds the head when body tuning ends, inside `Trainer.train` (so its time counts as training)."""
 
-    def __init__(self, rows, collator, num_labels: int, c: float, batch_size: int):
+    def __init__(self, rows, collator, num_labels: int, c: float, batch_size: int, body_mix: float = 1.0):
         self.rows, self.collator, self.num_labels, self.c, self.batch_size = rows, collator, num_labels, c, batch_size
+        self.body_mix = body_mix
+        self.pretrained: dict[str, torch.Tensor] | None = None
         self.facts: dict = {}
         self.body_started: float | None = None
         self.body_seconds: float | None = None
 
-    def on_train_begin(self, args, state, control, **kwargs):
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
         self.body_started = time.perf_counter()
+        if self.body_mix < 1 and model is not None:
+            self.pretrained = {k: v.detach().clone() for k, v in model.base_model.state_dict().items()}
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self.body_seconds = round(time.perf_counter() - (self.body_started or time.perf_counter()), 2)
+        if self.pretrained is not None:
+            mix_bodies(model.base_model, self.pretrained, self.body_mix)
+            self.pretrained = None
         facts = fit_head(model, self.rows, self.collator, self.num_labels, self.c, self.batch_size)
         facts.pop("logits")
         self.facts = facts
@@ -131,6 +182,9 @@ def run_few_shot(
 
     logger.warning("hf-transfer train: few-shot route %s", decision.line())
     prepared, validation = keep_every_labelled_row(plan.prepared)
+    prepared, templated = add_label_template_rows(
+        prepared, training_args.few_shot_label_template, training_args.few_shot_template_copies
+    )
     with training_args.main_process_first(desc="tokenization"):
         tokenized = tokenize_data(
             prepared, plan.tokenizer, data_args.max_seq_length, num_proc=data_args.preprocessing_num_workers
@@ -148,10 +202,10 @@ def run_few_shot(
     collator = DataCollatorWithPadding(plan.tokenizer)
     a = training_args
     head = FewShotHead(tokenized["train"], collator, len(prepared.label_names), a.few_shot_head_c,
-                       a.per_device_eval_batch_size)  # fmt: skip
+                       a.per_device_eval_batch_size, a.few_shot_body_mix)  # fmt: skip
     trainer = FewShotTrainer(
         model=model,
-        args=body_training_arguments(a),
+        args=body_training_arguments(a, len(tokenized["train"]) - templated.get("rows", 0), len(tokenized["train"])),
         train_dataset=tokenized["train"],
         eval_dataset=tokenized.get("validation"),
         processing_class=plan.tokenizer,
@@ -165,7 +219,9 @@ def run_few_shot(
     def record(trainer, eval_metrics) -> dict:
         batch = min(a.few_shot_batch_size, len(tokenized["train"]))
         body = {
-            "loss": PAIR_LOSS,
+            "loss": SUPCON_LOSS if a.few_shot_loss == "supcon" else PAIR_LOSS,
+            **({"temperature": a.few_shot_temperature} if a.few_shot_loss == "supcon" else {}),
+            "body_mix": a.few_shot_body_mix,
             "epochs": a.few_shot_body_epochs,
             "steps": trainer.state.global_step,
             "batch_size": a.few_shot_batch_size,
@@ -174,7 +230,8 @@ def run_few_shot(
             "seconds": head.body_seconds,
         }
         facts = {"decision": decision.line(), "rows_per_class": round(decision.rows_per_class, 2)}
-        return {"few_shot": {**facts, "body": body, "head": head.facts, "validation": validation}}
+        templated_rows = {"label_template": templated} if templated else {}
+        return {"few_shot": {**facts, **templated_rows, "body": body, "head": head.facts, "validation": validation}}
 
     summary = fit_and_report(
         trainer,

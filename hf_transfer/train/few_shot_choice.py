@@ -5,6 +5,7 @@ back the split `load_data` carved from train and trains on every labelled row.""
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 
 from hf_transfer.core.data import PreparedData
@@ -162,3 +163,36 @@ def keep_every_labelled_row(prepared: PreparedData) -> tuple[PreparedData, dict]
         "`hf-transfer evaluate` on labelled data",
     }
     return dataclasses.replace(prepared, datasets=datasets.DatasetDict(splits), summary=summary), record
+
+
+def add_label_template_rows(prepared: PreparedData, template: str | None, copies: int) -> tuple[PreparedData, dict]:
+    """The training split with `copies` rows per class of `template` filled with the label's name ("This sentence is
+    {}." -> "This sentence is positive."), as SetFit's templated dataset makes them: the label names' meaning enters
+    the body tuning and the head. Only when every label name is a word: with names such as 0/1 or LABEL_0, or with
+    sentence pairs, nothing is added (and the record says why)."""
+    if not template or not copies:
+        return prepared, {}
+    import datasets
+
+    def meaningless(name: str) -> bool:
+        return not any(c.isalpha() for c in name) or re.fullmatch(r"(?i)label[_ -]?\d+", name.strip()) is not None
+
+    skipped = None
+    if prepared.text_pair_column:
+        skipped = "sentence-pair data: a template sentence has no pair"
+    elif any(meaningless(name) for name in prepared.label_names):
+        skipped = "a label name is not a word (digits or LABEL_n)"
+    if skipped:
+        return prepared, {"template": template, "rows": 0, "skipped": skipped}
+    named = list(enumerate(prepared.label_names))
+    rows = {prepared.text_column: [], "labels": []}
+    for label, name in named:
+        rows[prepared.text_column] += [template.format(name.replace("_", " "))] * copies
+        rows["labels"] += [label] * copies
+    train = prepared.datasets["train"]
+    extra = datasets.Dataset.from_dict(rows, features=train.features)
+    splits = dict(prepared.datasets)
+    splits["train"] = datasets.concatenate_datasets([train, extra])
+    record = {"template": template, "copies_per_class": copies, "rows": len(extra),
+              "labels": [name for _, name in named]}  # fmt: skip
+    return dataclasses.replace(prepared, datasets=datasets.DatasetDict(splits)), record
