@@ -662,7 +662,8 @@ def child_setfit(spec: dict) -> dict:
         from setfit import get_templated_dataset
 
         rows = get_templated_dataset(rows, candidate_labels=names, template=spec["template"],
-                                     sample_size=spec["template_copies"]).remove_columns("label_text")  # fmt: skip
+                                     sample_size=spec["template_copies"])  # fmt: skip
+        rows = rows.select_columns(["text", "label"])
     trainer = Trainer(model=model, args=args, train_dataset=rows)
     started = time.perf_counter()
     trainer.train()

@@ -301,6 +301,7 @@ def test_auto_route_on_a_tiny_training_set(tiny_st, tmp_path, capsys):
     assert few_shot["head"]["num_hidden_layers"] == 3
     card = (out / "README.md").read_text()
     assert "### Few-shot route" in card and "no held-out data" in card
+    assert "16 rows added to the labelled ones, 8 per class: 'This sentence is {}.' filled with bad, good" in card
     assert yaml.safe_load((out / "hf_transfer_config.yaml").read_text())["few_shot"] == "auto"
     config = json.loads((out / "config.json").read_text())
     assert set(config["id2label"].values()) == {"good", "bad"} and config["num_hidden_layers"] == 3

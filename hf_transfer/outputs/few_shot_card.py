@@ -20,6 +20,19 @@ def few_shot_rows(few_shot: dict | None) -> list[tuple[str, str]]:
                 f"pairs each) at lr {body['learning_rate']:g}{seconds}; loss: {body['loss']}",
             )
         )
+    template = few_shot.get("label_template") or {}
+    if template.get("rows"):
+        rows.append(
+            (
+                "label-name rows",
+                f"{template['rows']} rows added to the labelled ones, {template['copies_per_class']} per class: "
+                f"{template['template']!r} filled with {', '.join(template['labels'])} (no extra body-tuning steps)",
+            )
+        )
+    elif template.get("skipped"):
+        rows.append(("label-name rows", f"none added: {template['skipped']}"))
+    if body.get("body_mix", 1) != 1:
+        rows.append(("body", f"{body['body_mix']:g}·tuned + {1 - body['body_mix']:g}·pretrained, weight by weight"))
     if head:
         rows.append(
             (
