@@ -169,6 +169,10 @@ def _prepared(texts, labels, pair_column=None):
 
 
 def test_label_template_rows_are_added_for_word_labels_only():
+    import dataclasses
+
+    import datasets
+
     from hf_transfer.train.few_shot_choice import add_label_template_rows
 
     prepared = _prepared(GOOD[:2] + BAD[:2], ["good", "good", "bad", "bad"])
@@ -185,6 +189,11 @@ def test_label_template_rows_are_added_for_word_labels_only():
                                            "This sentence is {}.", 3)  # fmt: skip
     assert len(same.datasets["train"]) == 4 and "sentence-pair" in record["skipped"]
     assert add_label_template_rows(prepared, None, 3) == (prepared, {})
+    # A split with a column of its own keeps it, empty for the added rows.
+    extra = prepared.datasets["train"].add_column("source", ["a", "b", "c", "d"])
+    with_column = dataclasses.replace(prepared, datasets=datasets.DatasetDict({"train": extra}))
+    added, _ = add_label_template_rows(with_column, "This sentence is {}.", 1)
+    assert added.datasets["train"]["source"] == ["a", "b", "c", "d", None, None]
 
 
 # --- the head in the standard architecture -----------------------------------------------------------------------

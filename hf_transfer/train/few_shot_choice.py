@@ -190,6 +190,8 @@ def add_label_template_rows(prepared: PreparedData, template: str | None, copies
         rows[prepared.text_column] += [template.format(name.replace("_", " "))] * copies
         rows["labels"] += [label] * copies
     train = prepared.datasets["train"]
+    for column in train.column_names:  # any other column of the split: empty for the added rows
+        rows.setdefault(column, [None] * len(rows["labels"]))
     extra = datasets.Dataset.from_dict(rows, features=train.features)
     splits = dict(prepared.datasets)
     splits["train"] = datasets.concatenate_datasets([train, extra])
