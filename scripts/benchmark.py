@@ -117,6 +117,14 @@ def resolve_settings(args: argparse.Namespace) -> dict:
         if not ks or min(ks) < 1:
             raise SystemExit(f"--fewshot_k takes positive integers separated by commas, got {args.fewshot_k!r}.")
         settings["fewshot"]["ks"] = ks
+    if getattr(args, "fewshot_seeds", None):
+        try:
+            seeds = tuple(int(x) for x in args.fewshot_seeds.split(",") if x.strip())
+        except ValueError:
+            seeds = ()
+        if not seeds or min(seeds) < 0:
+            raise SystemExit(f"--fewshot_seeds takes seeds >= 0 separated by commas, got {args.fewshot_seeds!r}.")
+        settings["fewshot"]["seeds"] = seeds
     if getattr(args, "fewshot_systems", None):
         systems = tuple(s.strip() for s in args.fewshot_systems.split(",") if s.strip())
         if not systems or set(systems) - set(FEWSHOT_SYSTEMS):
@@ -1205,6 +1213,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--fewshot_tasks", help=f"FEWSHOT: a subset of {','.join(FEWSHOT_METRIC)} (default: the mode's)"
     )
     parser.add_argument("--fewshot_k", help="FEWSHOT: labelled rows per class, comma-separated (default: the mode's)")
+    parser.add_argument("--fewshot_seeds", help="FEWSHOT: sampling seeds, comma-separated (default: the mode's)")
     parser.add_argument(
         "--fewshot_systems",
         help=f"FEWSHOT: a subset of {','.join(FEWSHOT_SYSTEMS)} (default: hf_transfer,setfit); setfit_template is "

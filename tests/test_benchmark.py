@@ -230,6 +230,13 @@ def test_fewshot_tasks_narrow_the_mode_preset(bench):
     for bad in ("0", "eight", ","):
         with pytest.raises(SystemExit, match="fewshot_k"):
             bench.resolve_settings(parse(["--mode", "full", "--fewshot_k", bad]))
+    chosen = bench.resolve_settings(parse(["--mode", "full", "--fewshot_seeds", "3,4", "--fewshot_systems",
+                                           "hf_transfer,setfit_template"]))  # fmt: skip
+    assert chosen["fewshot"]["seeds"] == (3, 4) and chosen["fewshot"]["systems"] == ("hf_transfer", "setfit_template")
+    assert bench.FEWSHOT_PRESETS["full"]["seeds"] == (0, 1, 2) and "systems" not in bench.FEWSHOT_PRESETS["full"]
+    for flag, bad in (("--fewshot_seeds", "-1"), ("--fewshot_seeds", "x"), ("--fewshot_systems", "trl")):
+        with pytest.raises(SystemExit, match=flag.lstrip("-")):
+            bench.resolve_settings(parse(["--mode", "full", flag, bad]))
 
 
 def test_few_shot_sweep_variants_and_selection_sample_are_apart_from_what_is_reported(tmp_path):
