@@ -110,21 +110,9 @@ def resolve_settings(args: argparse.Namespace) -> dict:
             )
         settings["fewshot"]["tasks"] = tasks
     if getattr(args, "fewshot_k", None):
-        try:
-            ks = tuple(int(k) for k in args.fewshot_k.split(",") if k.strip())
-        except ValueError:
-            ks = ()
-        if not ks or min(ks) < 1:
-            raise SystemExit(f"--fewshot_k takes positive integers separated by commas, got {args.fewshot_k!r}.")
-        settings["fewshot"]["ks"] = ks
+        settings["fewshot"]["ks"] = _comma_integers(args.fewshot_k, "--fewshot_k", 1, "positive integers")
     if getattr(args, "fewshot_seeds", None):
-        try:
-            seeds = tuple(int(x) for x in args.fewshot_seeds.split(",") if x.strip())
-        except ValueError:
-            seeds = ()
-        if not seeds or min(seeds) < 0:
-            raise SystemExit(f"--fewshot_seeds takes seeds >= 0 separated by commas, got {args.fewshot_seeds!r}.")
-        settings["fewshot"]["seeds"] = seeds
+        settings["fewshot"]["seeds"] = _comma_integers(args.fewshot_seeds, "--fewshot_seeds", 0, "seeds >= 0")
     if getattr(args, "fewshot_systems", None):
         systems = tuple(s.strip() for s in args.fewshot_systems.split(",") if s.strip())
         if not systems or set(systems) - set(FEWSHOT_SYSTEMS):
@@ -133,6 +121,17 @@ def resolve_settings(args: argparse.Namespace) -> dict:
             )
         settings["fewshot"]["systems"] = systems
     return settings
+
+
+def _comma_integers(text: str, flag: str, minimum: int, what: str) -> tuple[int, ...]:
+    """`8,32` -> (8, 32); anything else, or a value under `minimum`, is a one-line exit naming `flag`."""
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or min(values) < minimum:
+        raise SystemExit(f"{flag} takes {what} separated by commas, got {text!r}.")
+    return values
 
 
 def parse_only(value: str | None) -> list[str]:
