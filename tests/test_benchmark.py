@@ -412,3 +412,28 @@ def test_merge_builds_one_report_from_runs_of_different_comparisons(bench, tmp_p
     assert newer["notes"][-1] == "P3: the measurements of `again` replace an earlier run's."
     with pytest.raises(SystemExit, match="differ in train_rows"):
         bench.merge_reports([p1, report(["P3"], 3, "other size", train_rows=8000)])
+
+
+def test_unlabeled_sentences_reads_train_only_dedups_and_seeds(tmp_path):
+    script = load_script("unlabeled_sentences")
+    domain = tmp_path / "blitzer" / "dvd"
+    domain.mkdir(parents=True)
+    review = 'A fine film with a strong cast. Too short!  It was "great" fun, I said.\nThe end.'
+    pd.DataFrame({"sentence": [review, review.upper()], "label": [1, 1]}).to_csv(domain / "train.tsv", sep="\t")
+    pd.DataFrame({"sentence": ["A dev sentence that must never be read."], "label": [0]}).to_csv(
+        domain / "dev.tsv", sep="\t"
+    )
+    assert script.review_sentences(review, 3, 60) == [
+        "A fine film with a strong cast.",
+        'It was "great" fun, I said.',
+    ]
+    out = tmp_path / "u.csv"
+    args = ["--data_dir", str(tmp_path), "--domains", "dvd", "--min_words", "3", "--column", "text"]
+    assert script.main([*args, "--output", str(out)]) == 0
+    rows = pd.read_csv(out)
+    assert list(rows.columns) == ["text"]
+    assert sorted(rows.text) == ["A fine film with a strong cast.", 'It was "great" fun, I said.']
+    again = tmp_path / "v.csv"
+    assert script.main([*args, "--output", str(again), "--max_rows", "1"]) == 0
+    assert pd.read_csv(again).text.tolist() == rows.text.tolist()[:1]
+    assert script.main([*args[:-2], "--domains", "books", "--output", str(tmp_path / "w.csv")]) == 2
