@@ -18,6 +18,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -37,11 +38,12 @@ def _benchmark():
 
 
 def parse_variant(text: str) -> tuple[str, list[str]]:
-    """`name=--flag,value,--flag,value` -> (name, ['--flag', 'value', ...]); `name=` is the config as shipped."""
+    """`name=--flag,value,--flag,value` -> (name, ['--flag', 'value', ...]); `name=` is the config as shipped. A
+    value in brackets keeps its commas: `--layer_map,[1,3,5]`."""
     name, _, flags = text.partition("=")
     if not name:
         raise SystemExit(f"--variant needs NAME=FLAGS, got {text!r}.")
-    flags = [f for f in flags.split(",") if f]
+    flags = [f for f in re.split(r",(?![^\[]*\])", flags) if f]
     if len(flags) % 2 or any(not f.startswith("--") for f in flags[::2]):
         raise SystemExit(f"--variant {name}: flags come as --flag,value pairs, got {flags}.")
     return name, flags

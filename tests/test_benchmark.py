@@ -245,6 +245,10 @@ def test_few_shot_sweep_variants_and_selection_sample_are_apart_from_what_is_rep
     spec.loader.exec_module(sweep)
     assert sweep.parse_variant("base=") == ("base", [])
     assert sweep.parse_variant("e32=--few_shot_body_epochs,32") == ("e32", ["--few_shot_body_epochs", "32"])
+    assert sweep.parse_variant("pkd=--layer_map,[1,3,5],--alpha,0.9") == (
+        "pkd",
+        ["--layer_map", "[1,3,5]", "--alpha", "0.9"],
+    )
     for bad in ("=--x,1", "odd=--few_shot_body_epochs", "noflag=few_shot_body_epochs,32"):
         with pytest.raises(SystemExit):
             sweep.parse_variant(bad)
