@@ -10,15 +10,20 @@
 #   lpft:  LP-FT on books (Kumar et al. 2022): the same recipe as `books` after a linear probe on the frozen trunk
 #          (linear_probe_epochs), both ends evaluated in and out of domain, then WiSE-FT between the linear-probe
 #          classifier (α = 0) and the LP-FT classifier (α = 1), α picked on books dev alone. Not part of `all`.
+#   sst2_lpft: LP-FT on full SST-2 (sst2.yaml after a linear probe), both ends evaluated on SST-2 dev and the four
+#          Blitzer dev sets, then WiSE-FT between them, α picked on SST-2 dev alone. Not part of `all`.
 #
-# Usage: scripts/domain_transfer.sh [books|sst2|lpft|all] (default: all; sst2 is skipped when its model is missing)
+# Usage: scripts/domain_transfer.sh [books|sst2|lpft|sst2_lpft|all] (default: all; sst2 is skipped when its model is
+#        missing)
 # Environment:
 #   HF_TRANSFER_DATA_DIR   the data folder (default ../shared/data)
 #   HF_TRANSFER_MODEL      the pretrained model, a Hub id or folder (default sentence-transformers/all-MiniLM-L6-v2)
 #   HF_TRANSFER_RUNS       where the runs go (default runs)
 #   HF_TRANSFER_SST2_MODEL the SST-2 classifier (default runs/sst2-minilm)
 #   HF_TRANSFER_ALPHAS     the α grid (default 0,0.1,0.2,0.25,0.3,...,0.7,0.75,0.8,0.9,1)
-#   HF_TRANSFER_LP_EPOCHS  the linear probe's epochs for `lpft` (default 10; it trains on the cached trunk)
+#   HF_TRANSFER_LP_EPOCHS  the linear probe's epochs for `lpft` (default 10; it trains on the cached trunk) and
+#                          `sst2_lpft` (default 1: SST-2 has 40 times the rows)
+#   HF_TRANSFER_TRAIN_ARGS more flags for the training runs, e.g. "--bf16 true --use_cpu true"
 #   HF_TRANSFER_RETRAIN=1  train the books model again even when its folder already holds one
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,13 +35,14 @@ RUNS="${HF_TRANSFER_RUNS:-runs}"
 SST2_MODEL="${HF_TRANSFER_SST2_MODEL:-runs/sst2-minilm}"
 ALPHAS="${HF_TRANSFER_ALPHAS:-0,0.1,0.2,0.25,0.3,0.4,0.5,0.6,0.7,0.75,0.8,0.9,1}"
 PART="${1:-all}"
+read -ra TRAIN_ARGS <<<"${HF_TRANSFER_TRAIN_ARGS:-}"
 DATA="$HF_TRANSFER_DATA_DIR"
 # Long reviews: evaluate at the length the books model was trained with.
 EVAL_ARGS=(--text_column_name sentence --label_column_name label --label_mapping "{0: negative, 1: positive}"
   --max_seq_length 256)
 
-case "$PART" in books | sst2 | lpft | all) ;; *)
-  echo "usage: $0 [books|sst2|lpft|all]" >&2
+case "$PART" in books | sst2 | lpft | sst2_lpft | all) ;; *)
+  echo "usage: $0 [books|sst2|lpft|sst2_lpft|all]" >&2
   exit 2
   ;;
 esac
@@ -55,7 +61,7 @@ books() {
   local -a shifted
   mapfile -t shifted < <(shifted_sets books)
   if [[ ! -f "$model/model.safetensors" || "${HF_TRANSFER_RETRAIN:-0}" == 1 ]]; then
-    hf-transfer train --config scripts/configs/blitzer_books.yaml --output_dir "$model"
+    hf-transfer train --config scripts/configs/blitzer_books.yaml --output_dir "$model" "${TRAIN_ARGS[@]}"
   fi
   hf-transfer evaluate --model_name_or_path "$model" --validation_file "$DATA/blitzer/books/dev.tsv" \
     --validation_name books "${shifted[@]}" "${EVAL_ARGS[@]}" --output_file "$RUNS/blitzer-books-eval/metrics.json"
@@ -69,7 +75,7 @@ lpft() {
   mapfile -t shifted < <(shifted_sets books)
   if [[ ! -f "$model/model.safetensors" || "${HF_TRANSFER_RETRAIN:-0}" == 1 ]]; then
     hf-transfer train --config scripts/configs/blitzer_books.yaml --linear_probe_epochs "${HF_TRANSFER_LP_EPOCHS:-10}" \
-      --output_dir "$model"
+      --output_dir "$model" "${TRAIN_ARGS[@]}"
   fi
   for end in linear_probe .; do
     hf-transfer evaluate --model_name_or_path "$model/$end" --validation_file "$DATA/blitzer/books/dev.tsv" \
@@ -94,10 +100,27 @@ sst2() {
     --output_dir "$RUNS/sst2-wiseft"
 }
 
+sst2_lpft() {
+  local model="$RUNS/sst2-minilm-lpft"
+  local -a shifted
+  mapfile -t shifted < <(shifted_sets none)
+  if [[ ! -f "$model/model.safetensors" || "${HF_TRANSFER_RETRAIN:-0}" == 1 ]]; then
+    hf-transfer train --config scripts/configs/sst2.yaml --linear_probe_epochs "${HF_TRANSFER_LP_EPOCHS:-1}" \
+      --output_dir "$model" "${TRAIN_ARGS[@]}"
+  fi
+  for end in linear_probe .; do
+    hf-transfer evaluate --model_name_or_path "$model/$end" --validation_file "$DATA/sst2/dev.tsv" \
+      --validation_name sst2 "${shifted[@]}" "${EVAL_ARGS[@]}" --output_file "$RUNS/sst2-lpft-eval/${end/./lpft}.json"
+  done
+  hf-transfer merge --config scripts/configs/sst2_merge.yaml --pretrained "$model/linear_probe" --finetuned "$model" \
+    --alphas "$ALPHAS" --output_dir "$RUNS/sst2-lpft-wiseft"
+}
+
 case "$PART" in
 books) books ;;
 sst2) sst2 ;;
 lpft) lpft ;;
+sst2_lpft) sst2_lpft ;;
 all)
   books
   if [[ -f "$SST2_MODEL/model.safetensors" ]]; then sst2; else echo "skipping the SST-2 part: no model in $SST2_MODEL" >&2; fi
