@@ -76,6 +76,13 @@ def test_transfer_set_arguments_are_checked(fields, match):
         DistillationArguments(teacher_model_name_or_path="t", **fields)
 
 
+def test_unlabeled_file_none_drops_the_configs_files():
+    for value in ("none", "None", "null"):
+        assert DistillationArguments(teacher_model_name_or_path="t", unlabeled_file=value).unlabeled_file is None
+    # ... so a no-KD twin of a config with unlabelled rows is one flag away.
+    assert DistillationArguments(teacher_model_name_or_path="t", unlabeled_file="none", alpha=0.0).alpha == 0.0
+
+
 # --- the trainer -----------------------------------------------------------------------------------------------------
 
 

@@ -96,7 +96,7 @@ class DistillationArguments:
         metadata={
             "help": "Rows without labels for the transfer set, one file or a list (csv, tsv, json, jsonl, parquet; "
             "the same text_column_name, no label column needed). The teacher labels them: they get the soft loss "
-            "only."
+            "only. `none` drops the files a config names."
         },
     )
     augment_factor: int = field(
@@ -177,6 +177,8 @@ class DistillationArguments:
 
     def _check_transfer_set(self) -> None:
         files = self.unlabeled_file
+        if isinstance(files, str) and files.strip().lower() in ("none", "null"):
+            files = None  # `--unlabeled_file none` drops a config's files
         if isinstance(files, str):
             files = read_list_field(files)
         files = [files] if isinstance(files, str) else files
