@@ -996,7 +996,9 @@ def run_benchmark(args: argparse.Namespace, settings: dict) -> dict:
             )
             teacher = None
     if teacher is not None and ("P2" in only or "P4" in only):
-        distill = {"teacher_model_name_or_path": teacher.resolve(), "num_train_epochs": s["distill_epochs"]}
+        # The labelled subset alone (the config's unlabelled rows off): P2 compares ways of running one teacher.
+        distill = {"teacher_model_name_or_path": teacher.resolve(), "num_train_epochs": s["distill_epochs"],
+                   "unlabeled_file": "none"}  # fmt: skip
 
         def distil(name: str, **flags) -> dict:
             # A fresh cache folder per run, so every cached run pays for its teacher pass.

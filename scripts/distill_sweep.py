@@ -11,11 +11,11 @@ the same number of optimizer steps). With `--command train` it sweeps fine-tunin
         --variant base= --variant t5=--temperature,5,--alpha,0.9 --variant aug4=--augment_factor,4 --twins
 
 A variant is NAME=FLAG,VALUE,... (flags of `hf-transfer distill`, added to the config's); `base=` is the config as
-shipped. `--twins` also runs, for each variant, the student with `--alpha 0` (no transfer rows, no hidden loss) for
-the variant's optimizer steps (`--max_steps`), with the variant's other training flags; twins with the same flags and
-steps are run once. Every run goes to OUTPUT_DIR/sweep.json (finished runs are reused) with its selection accuracy,
-the teacher's accuracy on the same rows, the transfer set and the wall time split (augmentation, teacher pass,
-student training).
+shipped, with the unlabelled file it names (`--unlabeled_file,none` for the labelled rows alone). `--twins` also runs,
+for each variant, the student with `--alpha 0` (no transfer rows, no hidden loss) for the variant's optimizer steps
+(`--max_steps`), with the variant's other training flags; twins with the same flags and steps are run once. Every
+run goes to OUTPUT_DIR/sweep.json (finished runs are reused) with its selection accuracy, the teacher's accuracy on
+the same rows, the transfer set and the wall time split (augmentation, teacher pass, student training).
 
 The teacher was trained on all of SST-2 train, so it has seen the selection rows: its accuracy there is above its dev
 accuracy, and the selection figures favour students that copy it. Dev stays untouched for the final report.
@@ -45,9 +45,10 @@ def _script(name: str):
 
 
 def twin_flags(flags: list[str], steps: int) -> list[str]:
-    """The variant's flags without the distillation ones, plus `--alpha 0 --max_steps steps`."""
+    """The variant's flags without the distillation ones, plus `--alpha 0 --max_steps steps` and `--unlabeled_file
+    none` (the config's own unlabelled rows, if it names any, go too: they need the teacher)."""
     kept = [x for i in range(0, len(flags), 2) if flags[i] not in KD_FLAGS | {"--max_steps"} for x in flags[i : i + 2]]
-    return [*kept, "--alpha", "0", "--max_steps", str(steps)]
+    return [*kept, "--alpha", "0", "--max_steps", str(steps), "--unlabeled_file", "none"]
 
 
 def summarise(folder: Path) -> dict:

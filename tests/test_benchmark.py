@@ -276,7 +276,8 @@ def test_distill_sweep_twin_drops_every_distillation_flag_and_keeps_the_steps():
     flags = ["--alpha", "0.9", "--temperature", "5", "--augment_factor", "2", "--learning_rate", "1e-4",
              "--hidden_loss_weight", "10", "--max_steps", "99", "--num_train_epochs", "3"]  # fmt: skip
     twin = sweep.twin_flags(flags, 750)
-    assert twin == ["--learning_rate", "1e-4", "--num_train_epochs", "3", "--alpha", "0", "--max_steps", "750"]
+    assert twin == ["--learning_rate", "1e-4", "--num_train_epochs", "3", "--alpha", "0", "--max_steps", "750",
+                    "--unlabeled_file", "none"]  # fmt: skip
     # Every distillation field the twin drops is a real field of `hf-transfer distill`.
     from hf_transfer.distill.arguments import DistillationArguments
 

@@ -142,8 +142,12 @@ def test_env_vars_expand_in_yaml(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(REPO)))
-def test_shipped_configs_parse(config, monkeypatch):
+def test_shipped_configs_parse(config, monkeypatch, tmp_path):
     monkeypatch.chdir(REPO)
+    # sst2_distill.yaml names a generated file of unlabelled rows (scripts/unlabeled_sentences.py); stand in for it.
+    unlabeled = tmp_path / "unlabeled.csv"
+    unlabeled.write_text("sentence\nan unlabelled sentence for the teacher\n")
+    monkeypatch.setenv("HF_TRANSFER_UNLABELED", str(unlabeled))
     raw = yaml.safe_load(config.read_text())
     assert isinstance(raw, dict) and raw
     if "finetuned" in raw:
@@ -161,6 +165,8 @@ def test_shipped_configs_parse(config, monkeypatch):
     elif "teacher_model_name_or_path" in raw:
         model, data, distill, adapter, training = parse_command_args("distill", ["--config", str(config)])
         assert distill.teacher_model_name_or_path and (model.model_name_or_path or distill.student_layers)
+        if "unlabeled_file" in raw:
+            assert distill.unlabeled_file == [str(unlabeled)]
     else:
         # A recipe may take its data from flags (few_shot.yaml: --train_file FILE).
         flags = [] if "train_file" in raw or "dataset_name" in raw else ["--train_file", "yours.csv"]

@@ -364,6 +364,27 @@ def test_multi_label_distillation_with_a_bf16_teacher(tmp_path, tiny_bert_dir):
     assert record["distillation"]["teacher_eval_metric"] == "subset_accuracy"
 
 
+def test_speed_ratio_times_teacher_and_student_at_the_same_precision(tmp_path, tiny_bert_dir, tiny_data, monkeypatch):
+    import torch
+
+    import hf_transfer.distill.command as command
+
+    seen = []
+    real = command.measure_speed
+
+    def spying(models, *args, **kwargs):
+        seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+        return real(models, *args, **kwargs)
+
+    monkeypatch.setattr(command, "measure_speed", spying)
+    teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["pos", "neg"])
+    out = tmp_path / "out"
+    argv = distill_argv(teacher, *tiny_data, out, tmp_path / "cache", "--student_layers", "[1]")
+    assert main([*argv, "--bf16", "true", "--use_cpu", "true"]) == 0
+    record = json.loads((out / "hf_transfer_run.json").read_text())["distillation"]
+    assert seen == [True] and record["speed_precision"] == "bf16"
+
+
 def test_distil_into_a_lora_student_that_reloads_with_its_head(tmp_path, tiny_bert_dir, tiny_data):
     teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["pos", "neg"], layers=3)
     student = save_classifier(tmp_path / "student-init", tiny_bert_dir, ["pos", "neg"], seed=4)

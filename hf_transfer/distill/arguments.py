@@ -198,7 +198,7 @@ class DistillationArguments:
         if (files or self.augment_factor) and self.alpha == 0:
             raise ConfigError(
                 "unlabeled_file and augment_factor add rows without labels, which only the soft loss uses, but alpha "
-                "is 0 (no soft loss); raise alpha or drop them."
+                "is 0 (no soft loss); raise alpha, or drop them (--unlabeled_file none, --augment_factor 0)."
             )
 
     @property

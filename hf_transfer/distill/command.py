@@ -135,7 +135,10 @@ def _compare_with_teachers(
     models = {"student": (student, plan.student_tokenizer)}
     for i, teacher in enumerate(teachers):
         models[f"teacher_{i}"] = (teacher.to(device), plan.teacher_tokenizers[i])
-    speeds, logits = measure_speed(models, texts, pairs, batch_size=SPEED_BATCH_SIZE, max_length=max_length)
+    # Both sides at the run's precision: the prepared student's forward carries the mixed-precision autocast, so the
+    # teachers run under the same one (else a bf16 run would time a bf16 student against an fp32 teacher).
+    with trainer.accelerator.autocast():
+        speeds, logits = measure_speed(models, texts, pairs, batch_size=SPEED_BATCH_SIZE, max_length=max_length)
 
     multi = plan.prepared.problem_type == MULTI_LABEL
     probs = []
@@ -164,6 +167,7 @@ def _compare_with_teachers(
         "student_samples_per_second": round(speeds["student"], 1),
         "speedup": speeds["student"] / teacher_speed,
         "speed_batch_size": SPEED_BATCH_SIZE,
+        "speed_precision": trainer.accelerator.mixed_precision,
         "speed_rows": len(texts),
         "teacher_parameters": sum(sum(p.numel() for p in t.parameters()) for t in teachers),
         "student_parameters": sum(p.numel() for p in student.parameters()),
