@@ -69,21 +69,21 @@ books() {
     --output_dir "$RUNS/blitzer-books-wiseft"
 }
 
-lpft() {
-  local model="$RUNS/blitzer-books-lpft"
+# lp_ft NAME CONFIG LP_EPOCHS VALIDATION_FILE VALIDATION_NAME MERGE_CONFIG: LP-FT with CONFIG into $RUNS/NAME, both
+# ends evaluated on the validation set and the Blitzer domains it is not, then WiSE-FT between them.
+lp_ft() {
+  local model="$RUNS/$1" config="$2" epochs="$3" validation="$4" name="$5" merge="$6"
   local -a shifted
-  mapfile -t shifted < <(shifted_sets books)
+  mapfile -t shifted < <(shifted_sets "$name")
   if [[ ! -f "$model/model.safetensors" || "${HF_TRANSFER_RETRAIN:-0}" == 1 ]]; then
-    hf-transfer train --config scripts/configs/blitzer_books.yaml --linear_probe_epochs "${HF_TRANSFER_LP_EPOCHS:-10}" \
-      --output_dir "$model" "${TRAIN_ARGS[@]}"
+    hf-transfer train --config "$config" --linear_probe_epochs "$epochs" --output_dir "$model" "${TRAIN_ARGS[@]}"
   fi
   for end in linear_probe .; do
-    hf-transfer evaluate --model_name_or_path "$model/$end" --validation_file "$DATA/blitzer/books/dev.tsv" \
-      --validation_name books "${shifted[@]}" "${EVAL_ARGS[@]}" \
-      --output_file "$RUNS/blitzer-books-lpft-eval/${end/./lpft}.json"
+    hf-transfer evaluate --model_name_or_path "$model/$end" --validation_file "$validation" --validation_name "$name" \
+      "${shifted[@]}" "${EVAL_ARGS[@]}" --output_file "$RUNS/$1-eval/${end/./lpft}.json"
   done
-  hf-transfer merge --config scripts/configs/blitzer_books_merge.yaml --pretrained "$model/linear_probe" \
-    --finetuned "$model" --alphas "$ALPHAS" --output_dir "$RUNS/blitzer-books-lpft-wiseft"
+  hf-transfer merge --config "$merge" --pretrained "$model/linear_probe" --finetuned "$model" --alphas "$ALPHAS" \
+    --output_dir "$RUNS/$1-wiseft"
 }
 
 sst2() {
@@ -100,27 +100,17 @@ sst2() {
     --output_dir "$RUNS/sst2-wiseft"
 }
 
-sst2_lpft() {
-  local model="$RUNS/sst2-minilm-lpft"
-  local -a shifted
-  mapfile -t shifted < <(shifted_sets none)
-  if [[ ! -f "$model/model.safetensors" || "${HF_TRANSFER_RETRAIN:-0}" == 1 ]]; then
-    hf-transfer train --config scripts/configs/sst2.yaml --linear_probe_epochs "${HF_TRANSFER_LP_EPOCHS:-1}" \
-      --output_dir "$model" "${TRAIN_ARGS[@]}"
-  fi
-  for end in linear_probe .; do
-    hf-transfer evaluate --model_name_or_path "$model/$end" --validation_file "$DATA/sst2/dev.tsv" \
-      --validation_name sst2 "${shifted[@]}" "${EVAL_ARGS[@]}" --output_file "$RUNS/sst2-lpft-eval/${end/./lpft}.json"
-  done
-  hf-transfer merge --config scripts/configs/sst2_merge.yaml --pretrained "$model/linear_probe" --finetuned "$model" \
-    --alphas "$ALPHAS" --output_dir "$RUNS/sst2-lpft-wiseft"
-}
-
 case "$PART" in
 books) books ;;
 sst2) sst2 ;;
-lpft) lpft ;;
-sst2_lpft) sst2_lpft ;;
+lpft)
+  lp_ft blitzer-books-lpft scripts/configs/blitzer_books.yaml "${HF_TRANSFER_LP_EPOCHS:-10}" \
+    "$DATA/blitzer/books/dev.tsv" books scripts/configs/blitzer_books_merge.yaml
+  ;;
+sst2_lpft)
+  lp_ft sst2-minilm-lpft scripts/configs/sst2.yaml "${HF_TRANSFER_LP_EPOCHS:-1}" "$DATA/sst2/dev.tsv" sst2 \
+    scripts/configs/sst2_merge.yaml
+  ;;
 all)
   books
   if [[ -f "$SST2_MODEL/model.safetensors" ]]; then sst2; else echo "skipping the SST-2 part: no model in $SST2_MODEL" >&2; fi
