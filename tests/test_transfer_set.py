@@ -65,6 +65,7 @@ def test_unlabelled_files_are_read_with_the_text_column_and_counted(tmp_path):
         ({"augment_factor": -1}, "augment_factor must be an integer >= 0"),
         ({"augment_p": 1.5}, r"augment_p must be in \[0, 1\]"),
         ({"unlabeled_file": "rows.txt"}, "unsupported extension"),
+        ({"unlabeled_file": "not/here.csv"}, r"does not exist .*--unlabeled_file none"),
         ({"augment_factor": 2, "alpha": 0.0}, "alpha is 0"),
         ({"hidden_loss_weight": 1.0, "cache_teacher_logits": True}, "hidden_loss_pooling"),
     ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -187,6 +188,11 @@ class DistillationArguments:
                 raise ConfigError(f"unlabeled_file must be a file or a list of files, got {self.unlabeled_file!r}.")
             for path in files:
                 check_data_file("unlabeled_file", path)
+                if not os.path.isfile(path):
+                    raise ConfigError(
+                        f"unlabeled_file {path!r} does not exist (working directory {os.getcwd()!r}); check the path, "
+                        "or pass --unlabeled_file none to train on the labelled rows alone."
+                    )
             files = list(files)
         self.unlabeled_file = files
         if isinstance(self.augment_factor, bool) or self.augment_factor < 0:
