@@ -442,3 +442,47 @@ def test_unlabeled_sentences_reads_train_only_dedups_and_seeds(tmp_path):
     assert script.main([*args, "--output", str(again), "--max_rows", "1"]) == 0
     assert pd.read_csv(again).text.tolist() == rows.text.tolist()[:1]
     assert script.main([*args[:-2], "--domains", "books", "--output", str(tmp_path / "w.csv")]) == 2
+
+
+def test_config_sweep_draws_its_selection_from_train_never_the_reported_validation(tmp_path):
+    script = load_script("config_sweep")
+    ratings = [1, 2, 3, 4, 5] * 40
+    frame = pd.DataFrame(
+        {
+            "Review Text": [f"review number {i} says {r} stars" for i, r in enumerate(ratings)],
+            "Title": [None if i % 7 == 0 else f"title {i}" for i in range(len(ratings))],
+            "Rating": ratings,
+        }
+    )
+    data = tmp_path / "reviews.csv"
+    frame.to_csv(data, index=False)
+    config = {
+        "train_file": str(data),
+        "text_column_name": "Review Text",
+        "label_column_name": "Rating",
+        "label_mapping": {1: "bad", 2: "bad", 3: "neutral", 4: "good", 5: "good"},
+        "validation_split_percentage": 10,
+        "seed": 42,
+    }
+    train, names, text, pair = script.training_rows(config, "Title")
+    assert (names, text, pair) == (["bad", "neutral", "good"], "Review Text", "Title")
+    assert len(train) == 180  # 10% went to the config's own validation split
+    from hf_transfer.core.arguments import DataArguments
+    from hf_transfer.core.data import load_data
+
+    fields = {k: v for k, v in config.items() if k != "seed"}
+    reported = set(load_data(DataArguments(**fields), seed=42).datasets["validation"]["Review Text"])
+    labels = train["labels"]
+    held = script.stratified_sample(pd.Series(labels).to_numpy(), 40, seed=1)
+    assert list(held) == list(script.stratified_sample(pd.Series(labels).to_numpy(), 40, seed=1))
+    assert pd.Series([labels[i] for i in held]).value_counts().to_dict() == {2: 16, 0: 16, 1: 8}
+    values = script.raw_label(config, names)
+    assert values == [1, 3, 4]
+    columns = {text: text, pair: pair, "labels": "Rating"}
+    out = script.write_rows(tmp_path / "sel.csv", train, held, columns, values)
+    written = pd.read_csv(out)
+    assert list(written.columns) == ["Review Text", "Title", "Rating"]
+    assert not set(written["Review Text"]) & reported
+    original = dict(zip(frame["Review Text"], frame["Rating"], strict=True))
+    bucket = {1: 1, 2: 1, 3: 3, 4: 4, 5: 4}
+    assert all(bucket[original[t]] == r for t, r in zip(written["Review Text"], written["Rating"], strict=True))
