@@ -82,9 +82,36 @@ def test_card_data_is_filled_during_training(tiny_run):
 def test_quick_start_snippet_runs(tiny_run, capsys):
     snippet = python_snippet((tiny_run / "README.md").read_text())
     assert 'pipeline("text-classification", model="run")' in snippet
+    assert 'print(classifier("I really enjoyed this!"))' in snippet
+    assert "Input: column `text`." in (tiny_run / "README.md").read_text()
     exec(snippet.replace('model="run"', f'model="{tiny_run}"'), {})
     out = capsys.readouterr().out
     assert "'label': 'pos'" in out or "'label': 'neg'" in out
+
+
+def test_a_text_pair_run_names_its_columns_and_its_quick_start_passes_the_pair(tiny_bert_dir, tmp_path, capsys):
+    import pandas as pd
+
+    words = ["good", "great", "fine", "bad", "awful", "poor"]
+    frame = pd.DataFrame(
+        {
+            "text": [f"{words[i % 6]} thing number {i}" for i in range(24)],
+            "title": [None if i % 5 == 0 else f"title {i}" for i in range(24)],
+            "label": ["pos" if i % 6 < 3 else "neg" for i in range(24)],
+        }
+    )
+    train, dev = tmp_path / "train.csv", tmp_path / "dev.csv"
+    frame[:18].to_csv(train, index=False)
+    frame[18:].to_csv(dev, index=False)
+    out = tmp_path / "run"
+    assert main(train_argv(tiny_bert_dir, train, dev, out, "--text_pair_column_name", "title")) == 0
+    text = (out / "README.md").read_text()
+    assert "Input: a text pair, column `text` then column `title`" in text
+    snippet = python_snippet(text)
+    assert '"text_pair": "Would buy again"' in snippet
+    exec(snippet.replace('model="run"', f'model="{out}"'), {})
+    printed = capsys.readouterr().out
+    assert "'label': 'pos'" in printed or "'label': 'neg'" in printed
 
 
 def test_card_command_merges_into_an_edited_readme(tiny_run, tmp_path, capsys):

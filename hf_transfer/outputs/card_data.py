@@ -61,6 +61,7 @@ class CardData:
     splits: dict[str, dict] = field(default_factory=dict)
     validation_carved: bool = False
     validation_percentage: int | None = None
+    columns: dict[str, str | None] = field(default_factory=dict)  # the text, text pair and label columns read
     freeze: dict = field(default_factory=dict)
     unfreezing: list[dict] = field(default_factory=list)
     distillation: dict | None = None
@@ -260,6 +261,7 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
     c.label_names = list(record.get("label_names") or [])
     c.problem_type = record.get("problem_type") or c.problem_type
     c.validation_carved = carved
+    c.columns = dict(data.get("columns") or {})
     c.validation_percentage = config.get("validation_split_percentage")
     c.freeze = dict(record.get("freeze") or {})
     c.distillation = record.get("distillation")

@@ -27,6 +27,7 @@ from hf_transfer.outputs.readme import merge_readme
 
 TEMPLATE = "model_card.md.jinja"
 EXAMPLE_TEXT = "I really enjoyed this!"
+EXAMPLE_PAIR = "Would buy again"  # the second text of the quick start, for a model trained on text pairs
 _METRIC_NAMES = {
     "accuracy": "Accuracy",
     "subset_accuracy": "Subset accuracy",
@@ -97,6 +98,11 @@ def _data_lines(c: CardData) -> list[str]:
         lines.append(text)
     if c.validation_carved:
         lines.append(f"The validation split was carved from train ({c.validation_percentage}%, seeded, stratified).")
+    text, pair = c.columns.get("text"), c.columns.get("text_pair")
+    if text and pair:
+        lines.append(f"Input: a text pair, column `{text}` then column `{pair}` (empty where `{pair}` is missing).")
+    elif text:
+        lines.append(f"Input: column `{text}`.")
     return lines
 
 
@@ -180,6 +186,7 @@ def build_card(c: CardData, folder: str | Path | None = None):
         quickstart="onnx" if c.export else "peft" if in_folder else "pipeline",
         tokenizer_source=repo_id if has_tokenizer else (c.base_model or repo_id),
         example_text=EXAMPLE_TEXT,
+        example_pair=EXAMPLE_PAIR if c.columns.get("text_pair") else None,
         multi_label=c.multi_label,
         label_names=c.label_names,
         data_source=c.data_source,
