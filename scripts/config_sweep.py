@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import importlib.util
 import json
 import sys
@@ -34,27 +33,24 @@ def _script(name: str):
     return module
 
 
-def training_rows(config: dict, pair_column: str | None):
-    """The config's training split as hf_transfer reads it (its validation carve-out already removed), with the
-    label name of each row."""
-    from hf_transfer.core.arguments import DataArguments
+def training_rows(config_path: str, pair_column: str | None):
+    """The config's training split as hf_transfer reads it (the config parsed as `hf-transfer train` parses it, its
+    validation carve-out already removed), and the parsed data arguments."""
+    from hf_transfer.cli import parse_command_args
     from hf_transfer.core.data import load_data
 
-    fields = {f.name for f in dataclasses.fields(DataArguments)}
-    data_args = DataArguments(**{k: v for k, v in config.items() if k in fields})
+    parsed = parse_command_args("train", ["--config", config_path])
+    data_args, training_args = parsed[1], parsed[-1]
     if pair_column:
         data_args.text_pair_column_name = pair_column
-    prepared = load_data(data_args, seed=int(config.get("seed", 42)))
-    train = prepared.datasets["train"]
-    return train, prepared.label_names, prepared.text_column, prepared.text_pair_column
+    return load_data(data_args, seed=training_args.seed), data_args
 
 
-def raw_label(config: dict, names: list[str]):
+def raw_label(label_mapping: dict | None, names: list[str]):
     """Each label name's value as the config's label column spells it: the first key of `label_mapping` that maps
     to it, or the name itself."""
-    mapping = config.get("label_mapping") or {}
     inverse = {}
-    for key, name in mapping.items():
+    for key, name in (label_mapping or {}).items():
         inverse.setdefault(name, key)
     return [inverse.get(name, name) for name in names]
 
@@ -93,24 +89,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output_dir", default="runs/config-sweep")
     parser.add_argument("--lock", help="a file held (flock) around each run")
     args = parser.parse_args(argv)
-    from hf_transfer.core.parsing import load_config_file
-
     sweep, bench = _script("few_shot_sweep"), _script("benchmark")
-    config = load_config_file(args.config)
     variants = dict(sweep.parse_variant(v) for v in args.variant)
     common = sweep.parse_variant(f"common={args.common}")[1]
     out = Path(args.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
 
-    train, names, text, pair = training_rows(config, args.pair_column)
+    prepared, data_args = training_rows(args.config, args.pair_column)
+    train, names = prepared.datasets["train"], prepared.label_names
+    text, pair = prepared.text_column, prepared.text_pair_column
     labels = np.asarray(train["labels"])
     if labels.ndim != 1:
         raise SystemExit("config_sweep.py handles single-label configs only.")
     held = stratified_sample(labels, args.selection_rows, args.seed)
     rest = np.setdiff1d(np.arange(len(train)), held)[: args.rows]
-    label_column = config.get("label_column_name") or "label"
-    columns = {text: text, **({pair: pair} if pair else {}), "labels": label_column}
-    values = raw_label(config, names)
+    columns = {text: text, **({pair: pair} if pair else {}), "labels": prepared.summary["columns"]["label"]}
+    values = raw_label(data_args.label_mapping, names)
     selection = write_rows(out / "selection.csv", train, held, columns, values)
     train_file = write_rows(out / f"train_{len(rest)}.csv", train, rest, columns, values)
     print(f"{len(train)} training rows of the config; selection {len(held)}, training {len(rest)}", flush=True)

@@ -456,28 +456,30 @@ def test_config_sweep_draws_its_selection_from_train_never_the_reported_validati
     )
     data = tmp_path / "reviews.csv"
     frame.to_csv(data, index=False)
-    config = {
-        "train_file": str(data),
-        "text_column_name": "Review Text",
-        "label_column_name": "Rating",
-        "label_mapping": {1: "bad", 2: "bad", 3: "neutral", 4: "good", 5: "good"},
-        "validation_split_percentage": 10,
-        "seed": 42,
-    }
-    train, names, text, pair = script.training_rows(config, "Title")
+    config = tmp_path / "reviews.yaml"
+    config.write_text(
+        f"model_name_or_path: unused\ntrain_file: {data}\ntext_column_name: Review Text\nlabel_column_name: Rating\n"
+        "label_mapping: {1: bad, 2: bad, 3: neutral, 4: good, 5: good}\nvalidation_split_percentage: 10\n"
+        f"output_dir: {tmp_path / 'out'}\nseed: 42\n"
+    )
+    prepared, data_args = script.training_rows(str(config), "Title")
+    train, names = prepared.datasets["train"], prepared.label_names
+    text, pair = prepared.text_column, prepared.text_pair_column
     assert (names, text, pair) == (["bad", "neutral", "good"], "Review Text", "Title")
+    assert prepared.summary["columns"]["label"] == "Rating"
     assert len(train) == 180  # 10% went to the config's own validation split
     from hf_transfer.core.arguments import DataArguments
     from hf_transfer.core.data import load_data
 
-    fields = {k: v for k, v in config.items() if k != "seed"}
+    fields = {"train_file": str(data), "text_column_name": "Review Text", "label_column_name": "Rating",
+              "label_mapping": data_args.label_mapping, "validation_split_percentage": 10}  # fmt: skip
     reported = set(load_data(DataArguments(**fields), seed=42).datasets["validation"]["Review Text"])
     labels = train["labels"]
     held = script.stratified_sample(pd.Series(labels).to_numpy(), 40, seed=1)
     assert list(held) == list(script.stratified_sample(pd.Series(labels).to_numpy(), 40, seed=1))
     assert pd.Series([labels[i] for i in held]).value_counts().to_dict() == {2: 16, 0: 16, 1: 8}
-    values = script.raw_label(config, names)
-    assert values == [1, 3, 4]
+    values = script.raw_label(data_args.label_mapping, names)
+    assert values == ["1", "3", "4"]  # label_mapping keys as the parser normalises them; the csv reads back as 1, 3, 4
     columns = {text: text, pair: pair, "labels": "Rating"}
     out = script.write_rows(tmp_path / "sel.csv", train, held, columns, values)
     written = pd.read_csv(out)
