@@ -274,3 +274,20 @@ def test_the_stock_card_peft_writes_beside_an_adapter_is_replaced_not_merged(tmp
     text = (tmp_path / "README.md").read_text()
     assert "More Information Needed" not in text and "/home/me" not in text
     assert not [t for t in header(text)["tags"] if t.startswith("base_model:")]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [(CARD_DATA_FILE, "[1, 2]", "should hold a JSON object"),
+     ("hf_transfer_run.json", '{"task": "tr', "not valid JSON"),
+     ("hf_transfer_config.yaml", "a: [\n", "not valid YAML")],
+    ids=["card data not an object", "run record cut short", "config not yaml"],
+)  # fmt: skip
+def test_card_on_a_damaged_run_folder_is_one_line_exit_2(tmp_path, capsys, damage):
+    name, text, needle = damage
+    (tmp_path / "hf_transfer_run.json").write_text(json.dumps(DISTILL_RECORD))
+    (tmp_path / name).write_text(text)
+    assert main(["card", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err and name in err, err
+    assert not (tmp_path / "README.md").exists()

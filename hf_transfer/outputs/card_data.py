@@ -16,6 +16,7 @@ from transformers import TrainerCallback
 
 from hf_transfer.core.folders import CARD_DATA_FILE, CONFIG_FILE, RUN_RECORD_FILE
 from hf_transfer.core.runtime import precision_name
+from hf_transfer.errors import ConfigError, one_line
 from hf_transfer.outputs.provenance import base_model_facts, detect_adapter, is_hub_id
 
 _PACKAGES = ("hf-transfer-learning", "transformers", "torch", "datasets", "accelerate", "peft", "huggingface_hub")
@@ -85,7 +86,7 @@ class CardData:
 
     @classmethod
     def load(cls, path: str | Path) -> CardData:
-        values = json.loads(Path(path).read_text())
+        values = read_json_object(path)
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
@@ -305,6 +306,17 @@ def _language(recorded: dict | None, facts: dict) -> tuple:
     return facts.get("language"), "base model" if facts.get("language") else None
 
 
+def read_json_object(path: Path) -> dict:
+    """A JSON object saved in a run folder; a file that is damaged (cut short, edited) is a one-line ConfigError."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except ValueError as err:
+        raise ConfigError(f"{str(path)!r} is not valid JSON ({one_line(err, 120)}); restore or delete it.") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{str(path)!r} should hold a JSON object, got a {type(value).__name__}; restore it.")
+    return value
+
+
 def load_card_data(folder: str | Path) -> CardData | None:
     """The card data saved with a run; for runs from before it was saved, rebuilt from the run record and config."""
     folder = Path(folder)
@@ -314,9 +326,12 @@ def load_card_data(folder: str | Path) -> CardData | None:
         return card_data
     if not (folder / RUN_RECORD_FILE).is_file():
         return None
-    record = json.loads((folder / RUN_RECORD_FILE).read_text())
-    config = yaml.safe_load((folder / CONFIG_FILE).read_text()) if (folder / CONFIG_FILE).is_file() else {}
-    card_data = complete_card_data(CardData(), record, config or {}, folder)
+    record = read_json_object(folder / RUN_RECORD_FILE)
+    try:
+        config = yaml.safe_load((folder / CONFIG_FILE).read_text()) if (folder / CONFIG_FILE).is_file() else {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{str(folder / CONFIG_FILE)!r} is not valid YAML ({one_line(err, 120)}).") from None
+    card_data = complete_card_data(CardData(), record, config if isinstance(config, dict) else {}, folder)
     card_data.versions = {}  # today's versions are not the ones the run used
     return card_data
 
