@@ -253,6 +253,20 @@ def test_a_late_failure_leaves_no_file_and_an_old_output_untouched(models, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.csv"]
 
 
+def test_evaluate_output_file_is_a_json_file_that_is_no_input(models, tmp_path, capsys):
+    """metrics.md would be overwritten by the table, and an input file by the metrics: refused before anything runs."""
+    dev = tmp_path / "dev.json"
+    dev.write_text(json.dumps([{"text": "good", "label": "pos"}, {"text": "bad", "label": "neg"}]))
+    before = dev.read_text()
+    base = ["evaluate", "--model_name_or_path", str(models["full"]), "--validation_file", str(dev)]
+    for output, needle in [(dev, "is an input data file"), (tmp_path / "m.md", "must end in .json"),
+                           (tmp_path, "is a folder")]:  # fmt: skip
+        assert main([*base, "--output_file", str(output)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and needle in err, err
+    assert dev.read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == ["dev.json"]
+
+
 def test_real_minilm_on_sst2_rows_matches_evaluate(tmp_path, minilm_path, data_root, capsys):
     """End to end on the real MiniLM (a classification head on it) and real SST-2 rows: the CLI's predictions are
     the argmax of `evaluate`'s logits, row for row, and its metrics are `evaluate`'s."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from hf_transfer.core.arguments import EvalDataArguments
 from hf_transfer.errors import ConfigError
@@ -41,3 +42,18 @@ class EvaluateArguments(EvalDataArguments):
         if not self.validation_file:
             raise ConfigError("validation_file is required: a labelled csv, tsv, json, jsonl or parquet file.")
         self._check_eval_data()
+        if self.output_file:
+            self._check_output_file()
+
+    def _check_output_file(self) -> None:
+        # The table and confusion matrices are written beside it under its stem: metrics.md would be overwritten.
+        out = Path(self.output_file)
+        if out.is_dir():
+            raise ConfigError(f"output_file {self.output_file!r} is a folder; give a file such as metrics.json.")
+        if out.suffix.lower() != ".json":
+            raise ConfigError(
+                f"output_file {self.output_file!r} must end in .json (the metrics are written as JSON, with a "
+                "Markdown table and the confusion matrix beside it); give a file such as metrics.json."
+            )
+        if out.exists() and any(Path(s.path).exists() and out.samefile(s.path) for s in self.eval_sets()):
+            raise ConfigError(f"output_file {self.output_file!r} is an input data file; write the metrics elsewhere.")
