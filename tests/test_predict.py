@@ -267,6 +267,23 @@ def test_evaluate_output_file_is_a_json_file_that_is_no_input(models, tmp_path, 
     assert dev.read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == ["dev.json"]
 
 
+def test_a_model_folder_without_a_tokenizer_is_refused(models, tmp_path, capsys):
+    """transformers would build an empty-vocabulary tokenizer there (every word [UNK]) and predict garbage."""
+    import shutil
+
+    folder = tmp_path / "no-tokenizer"
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(models["full"] / name, folder / name)
+    (tmp_path / "in.csv").write_text("text\ngood\n")
+    argv = ["predict", "--model_name_or_path", str(folder), "--input_file", str(tmp_path / "in.csv"),
+            "--output_file", str(tmp_path / "out.csv")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "holds no tokenizer" in err, err
+    assert not (tmp_path / "out.csv").exists()
+
+
 def test_real_minilm_on_sst2_rows_matches_evaluate(tmp_path, minilm_path, data_root, capsys):
     """End to end on the real MiniLM (a classification head on it) and real SST-2 rows: the CLI's predictions are
     the argmax of `evaluate`'s logits, row for row, and its metrics are `evaluate`'s."""

@@ -11,7 +11,11 @@ ADAPTER_CONFIG = "adapter_config.json"
 RUN_RECORD_FILE = "hf_transfer_run.json"
 CONFIG_FILE = "hf_transfer_config.yaml"
 CARD_DATA_FILE = "hf_transfer_card_data.json"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+# Any one of them: a fast tokenizer, a saved config, or a slow tokenizer's vocabulary (WordPiece, BPE, SentencePiece).
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+    "tokenizer.model",
+)  # fmt: skip
 # What `hf-transfer export` writes: the fp32 graph, and the int8 one (Optimum's name for it) with --quantize int8.
 ONNX_FILE = "model.onnx"
 ONNX_INT8_FILE = "model_quantized.onnx"

@@ -6,6 +6,7 @@ import os
 import pickle
 from pathlib import Path
 
+from hf_transfer.core.folders import TOKENIZER_FILES, has_tokenizer
 from hf_transfer.core.layers import ModelLayout, discover_layers
 from hf_transfer.errors import ConfigError, one_line
 
@@ -49,6 +50,14 @@ def load_config(name_or_path: str, *, revision: str = "main", cache_dir=None, tr
 def load_tokenizer(name_or_path: str, *, revision="main", cache_dir=None, trust_remote_code=False):
     from transformers import AutoTokenizer
 
+    folder = Path(name_or_path).expanduser()
+    if folder.is_dir() and not has_tokenizer(folder):
+        # transformers would build a tokenizer with an empty vocabulary there: every word [UNK], no error.
+        raise ConfigError(
+            f"model folder {name_or_path!r} holds no tokenizer (none of {', '.join(TOKENIZER_FILES[:3])}, ...); "
+            "save the tokenizer of the model it came from into it (tokenizer.save_pretrained), or, for train and "
+            "distill, set tokenizer_name."
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             name_or_path, revision=revision, cache_dir=cache_dir, trust_remote_code=trust_remote_code
