@@ -284,6 +284,17 @@ def test_a_model_folder_without_a_tokenizer_is_refused(models, tmp_path, capsys)
     assert not (tmp_path / "out.csv").exists()
 
 
+def test_a_header_without_rows_stops_before_the_model_loads(models, tmp_path, monkeypatch):
+    import hf_transfer.predict.command as command
+    from hf_transfer.errors import DataError
+
+    monkeypatch.setattr(command, "load_inference_model", lambda source: pytest.fail("the model was loaded"))
+    (tmp_path / "in.csv").write_text("id,text\n")
+    with pytest.raises(DataError, match="has a header but no rows"):
+        predict(models["full"], tmp_path / "in.csv", tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()
+
+
 def test_real_minilm_on_sst2_rows_matches_evaluate(tmp_path, minilm_path, data_root, capsys):
     """End to end on the real MiniLM (a classification head on it) and real SST-2 rows: the CLI's predictions are
     the argmax of `evaluate`'s logits, row for row, and its metrics are `evaluate`'s."""

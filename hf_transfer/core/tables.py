@@ -136,6 +136,8 @@ def iter_table(
     rows = 0
     try:
         for frame in chunks:
+            if len(frame) == 0:  # a csv header alone: found before the caller loads a model for the first chunk
+                continue
             rows += len(frame)
             yield frame
     except _READ_ERRORS as err:
