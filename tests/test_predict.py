@@ -295,6 +295,17 @@ def test_a_header_without_rows_stops_before_the_model_loads(models, tmp_path, mo
     assert not (tmp_path / "out.csv").exists()
 
 
+def test_max_seq_length_beyond_the_model_is_lowered_to_what_it_embeds(models, tmp_path):
+    """The tiny model has 128 positions: 1000 tokens would fail inside its embeddings; it predicts as at 128."""
+    texts = [" ".join(["good"] * 400), "bad"]
+    pd.DataFrame({"text": texts}).to_csv(tmp_path / "in.csv", index=False)
+    predict(models["full"], tmp_path / "in.csv", tmp_path / "long.csv", max_seq_length=1000)
+    predict(models["full"], tmp_path / "in.csv", tmp_path / "fits.csv", max_seq_length=128)
+    long, fits = pd.read_csv(tmp_path / "long.csv"), pd.read_csv(tmp_path / "fits.csv")
+    np.testing.assert_allclose(long["prob_pos"], fits["prob_pos"], atol=1e-6)
+    assert list(long["predicted_label"]) == list(fits["predicted_label"])
+
+
 def test_real_minilm_on_sst2_rows_matches_evaluate(tmp_path, minilm_path, data_root, capsys):
     """End to end on the real MiniLM (a classification head on it) and real SST-2 rows: the CLI's predictions are
     the argmax of `evaluate`'s logits, row for row, and its metrics are `evaluate`'s."""

@@ -16,6 +16,13 @@ from tqdm.auto import tqdm
 SORT_WINDOW_ROWS = 65_536
 
 
+def usable_max_length(model, tokenizer, max_length: int) -> int:
+    """`max_length`, lowered to what the model can embed (its position table, and the tokenizer's own limit): a longer
+    input would fail inside the model's embeddings."""
+    limits = [getattr(model.config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
+    return min([max_length, *(n for n in limits if isinstance(n, int) and n > 0)])
+
+
 def length_sorted_batches(
     tokenizer,
     texts: list[str],
@@ -110,6 +117,7 @@ def predict_logits(
     if not texts:
         return out
     tensors = "np" if onnx else "pt"
+    max_length = usable_max_length(model, tokenizer, max_length)
     batches = length_sorted_batches(
         tokenizer, texts, text_pairs, batch_size=batch_size, max_length=max_length, return_tensors=tensors
     )
