@@ -231,6 +231,24 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, tiny_be
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    "extra,needle",
+    [(["--learning_rate", "-1"], "learning_rate must be >= 0"),
+     (["--per_device_train_batch_size", "0"], "per_device_train_batch_size must be >= 1"),
+     (["--gradient_accumulation_steps", "0"], "gradient_accumulation_steps must be >= 1"),
+     (["--num_train_epochs", "-1"], "num_train_epochs must be > 0"),
+     (["--output_dir"], "--output_dir needs a value")],
+    ids=["negative lr", "batch 0", "accumulation 0", "negative epochs", "flag without value"],
+)  # fmt: skip
+def test_training_values_out_of_range_are_one_line_before_anything_runs(extra, needle, tmp_path, tiny_data, capsys):
+    """Trainer stopped on these with a traceback after output_dir existed; negative epochs trained nothing, saved."""
+    out = tmp_path / "out"
+    assert main([*train_argv(tmp_path / "model", *tiny_data, out), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err
+    assert not out.exists()
+
+
 def test_bad_input_through_python_m(tmp_path, tiny_data):
     out = tmp_path / "out"
     proc = subprocess.run(

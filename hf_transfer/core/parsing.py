@@ -168,8 +168,10 @@ class CommandParser:
 
         class _Parser(HfArgumentParser):
             def error(self, message: str):
+                missing = re.match(r"^argument (--[\w-]+)(/--[\w-]+)*: expected one argument$", message)
+                if missing:  # argparse's "expected one argument" would not say which field
+                    raise ConfigError(f"{missing.group(1)} needs a value: fields are given as --name value.")
                 message = re.sub(r"^argument --[\w-]+(/--[\w-]+)*: ", "", message)
-                message = re.sub(r"^expected one argument$", "a value is missing", message)
                 raise ConfigError(message)
 
         self.command = command

@@ -222,6 +222,7 @@ class TransferTrainingArguments(TrainingArguments):
                 "frozen_features_dtype and frozen_features_cache_dir set how the frozen-feature cache is stored; "
                 "set cache_frozen_features: true too, or drop them."
             )
+        self._check_training_ranges()
         self._check_quality_options()
         self._check_few_shot_options()
         if self.release_freed_memory and not can_release_freed_memory():
@@ -237,6 +238,16 @@ class TransferTrainingArguments(TrainingArguments):
             self.dataloader_pin_memory = False  # nothing to pin for; torch would warn on every dataloader
         super().__post_init__()
         check_reporting_integrations(self.report_to)
+
+    def _check_training_ranges(self) -> None:
+        # Trainer would stop on these with a traceback once output_dir exists, or (epochs) train nothing and save.
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if not self.learning_rate >= 0:
+            raise ConfigError(f"learning_rate must be >= 0, got {self.learning_rate} (typically 1e-5 to 1e-3).")
+        if self.max_steps <= 0 and not self.num_train_epochs > 0 and not self.linear_probe_epochs:
+            raise ConfigError(f"num_train_epochs must be > 0 (or set max_steps), got {self.num_train_epochs}.")
 
     def _check_quality_options(self) -> None:
         if isinstance(self.class_weights, str) and self.class_weights not in CLASS_WEIGHT_SCHEMES:
