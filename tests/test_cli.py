@@ -249,6 +249,16 @@ def test_training_values_out_of_range_are_one_line_before_anything_runs(extra, n
     assert not out.exists()
 
 
+def test_a_single_class_is_refused(tmp_path, tiny_bert_dir, capsys):
+    """One class made a one-output model trained on a loss that is always 0."""
+    train = write_csv(tmp_path / "train.csv", [f"good thing {i}" for i in range(12)], ["pos"] * 12)
+    out = tmp_path / "out"
+    assert main(train_argv(tiny_bert_dir, train, train, out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "single class ['pos']" in err, err
+    assert not out.exists()
+
+
 def test_bad_input_through_python_m(tmp_path, tiny_data):
     out = tmp_path / "out"
     proc = subprocess.run(
