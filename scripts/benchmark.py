@@ -42,6 +42,9 @@ PRESETS = {
     }.items()
 }
 COMPARISONS = ("P1", "P2", "P3", "P4", "P5", "BF16", "FEWSHOT")
+# P5's configurations: LoRA and the full fine-tune with glibc's default allocator, LoRA with gradient checkpointing,
+# and both sides again with release_freed_memory and with trim_memory_each_step
+P5_CONFIGS = ("lora", "lora_gc", "full", "lora_release", "full_release", "lora_trim", "full_trim")
 DEFAULT_COMPARISONS = COMPARISONS[:-1]  # FEWSHOT (hours in full mode, needs SetFit) runs only when asked for
 # FEWSHOT: the few-shot route of `hf-transfer train` against SetFit (defaults: batch 16, 1 epoch) on the same rows: K
 # training rows per class drawn per seed (sentences of at least FEWSHOT_MIN_WORDS words), scored on SST-2 dev and on a
@@ -83,6 +86,9 @@ GOALS = {
     "P5 training peak above loaded model LoRA / full, both with release_freed_memory": ("<=", 0.75),
     "P5 throughput LoRA / full, both with release_freed_memory": (None, None),
     "P5 throughput LoRA with release_freed_memory / LoRA": (None, None),
+    "P5 training peak above loaded model LoRA / full, both with trim_memory_each_step": ("<=", 0.75),
+    "P5 throughput LoRA / full, both with trim_memory_each_step": (None, None),
+    "P5 throughput LoRA with trim_memory_each_step / LoRA": (None, None),
     "BF16 throughput bf16 / fp32 (CPU)": (None, None),
 }
 
@@ -120,6 +126,12 @@ def resolve_settings(args: argparse.Namespace) -> dict:
                 f"--fewshot_systems takes a subset of {','.join(FEWSHOT_SYSTEMS)}, got {args.fewshot_systems!r}."
             )
         settings["fewshot"]["systems"] = systems
+    settings["p5_configs"] = P5_CONFIGS
+    if getattr(args, "p5_configs", None):
+        chosen = tuple(c.strip() for c in args.p5_configs.split(",") if c.strip())
+        if not chosen or set(chosen) - set(P5_CONFIGS):
+            raise SystemExit(f"--p5_configs takes a subset of {','.join(P5_CONFIGS)}, got {args.p5_configs!r}.")
+        settings["p5_configs"] = chosen
     return settings
 
 
@@ -204,13 +216,14 @@ def build_ratio_rows(results: dict) -> list[dict]:
     if "P4" in results:
         values["P4 inference speed 3-layer student / 6-layer teacher"] = m(results, "P4", "student", "speedup")
     if "P5" in results:
-        for name, key in (
-            ("P5 training peak above loaded model LoRA / full", "training_peak_above_loaded_kib"),
-            ("P5 peak RSS LoRA / full", "child_peak_rss_kib"),
-            ("P5 throughput LoRA / full", "samples_per_second"),
-        ):
-            values[name] = ratio(m(results, "P5", "lora", key), m(results, "P5", "full", key))
-        if "lora_gc" in results["P5"]:  # the memory-saving variant, reported beside plain LoRA
+        if {"lora", "full"} <= set(results["P5"]):
+            for name, key in (
+                ("P5 training peak above loaded model LoRA / full", "training_peak_above_loaded_kib"),
+                ("P5 peak RSS LoRA / full", "child_peak_rss_kib"),
+                ("P5 throughput LoRA / full", "samples_per_second"),
+            ):
+                values[name] = ratio(m(results, "P5", "lora", key), m(results, "P5", "full", key))
+        if {"lora_gc", "full"} <= set(results["P5"]):  # the memory-saving variant, reported beside plain LoRA
             for name, key in (
                 (
                     "P5 training peak above loaded model LoRA + gradient checkpointing / full",
@@ -226,9 +239,20 @@ def build_ratio_rows(results: dict) -> list[dict]:
                 ("P5 throughput LoRA / full, both with release_freed_memory", "samples_per_second"),
             ):  # fmt: skip
                 values[name] = ratio(m(results, "P5", "lora_release", key), m(results, "P5", "full_release", key))
-            values["P5 throughput LoRA with release_freed_memory / LoRA"] = ratio(
-                m(results, "P5", "lora_release", "samples_per_second"), m(results, "P5", "lora", "samples_per_second")
-            )
+        if {"lora_trim", "full_trim"} <= set(results["P5"]):  # both trimming the heap after each step
+            for name, key in (
+                ("P5 training peak above loaded model LoRA / full, both with trim_memory_each_step",
+                 "training_peak_above_loaded_kib"),
+                ("P5 throughput LoRA / full, both with trim_memory_each_step", "samples_per_second"),
+            ):  # fmt: skip
+                values[name] = ratio(m(results, "P5", "lora_trim", key), m(results, "P5", "full_trim", key))
+        for option in ("release", "trim"):
+            if {"lora", f"lora_{option}"} <= set(results["P5"]):
+                flag = "release_freed_memory" if option == "release" else "trim_memory_each_step"
+                values[f"P5 throughput LoRA with {flag} / LoRA"] = ratio(
+                    m(results, "P5", f"lora_{option}", "samples_per_second"),
+                    m(results, "P5", "lora", "samples_per_second"),
+                )
     if "BF16" in results:
         values["BF16 throughput bf16 / fp32 (CPU)"] = ratio(
             m(results, "BF16", "bf16", "samples_per_second"), m(results, "BF16", "fp32", "samples_per_second")
@@ -1042,17 +1066,18 @@ def run_benchmark(args: argparse.Namespace, settings: dict) -> dict:
 
     if "P5" in only:
         lean = "sst2_lora_lean.yaml"  # LoRA r 8 on query and value: the memory-lean recipe
-        bench.compare(
-            "P5",
-            {
-                "lora": lambda n: bench.hf(n, "train", lean, {}),
-                "lora_gc": lambda n: bench.hf(n, "train", lean, {"gradient_checkpointing": "true"}),
-                "full": lambda n: bench.hf(n, "train", "sst2.yaml", {}),
-                # glibc with a fixed mmap threshold on both sides (README, P5): the peaks near what a step holds
-                "lora_release": lambda n: bench.hf(n, "train", lean, {"release_freed_memory": "true"}),
-                "full_release": lambda n: bench.hf(n, "train", "sst2.yaml", {"release_freed_memory": "true"}),
-            },
-        )
+        p5 = {
+            "lora": lambda n: bench.hf(n, "train", lean, {}),
+            "lora_gc": lambda n: bench.hf(n, "train", lean, {"gradient_checkpointing": "true"}),
+            "full": lambda n: bench.hf(n, "train", "sst2.yaml", {}),
+            # glibc with a fixed mmap threshold on both sides (README, P5): the peaks near what a step holds
+            "lora_release": lambda n: bench.hf(n, "train", lean, {"release_freed_memory": "true"}),
+            "full_release": lambda n: bench.hf(n, "train", "sst2.yaml", {"release_freed_memory": "true"}),
+            # glibc's default allocator, the heap trimmed after each optimizer step
+            "lora_trim": lambda n: bench.hf(n, "train", lean, {"trim_memory_each_step": "true"}),
+            "full_trim": lambda n: bench.hf(n, "train", "sst2.yaml", {"trim_memory_each_step": "true"}),
+        }
+        bench.compare("P5", {name: p5[name] for name in s["p5_configs"]})
 
     if "BF16" in only:
         bench.compare(
@@ -1090,7 +1115,8 @@ def run_benchmark(args: argparse.Namespace, settings: dict) -> dict:
         "section); peak RSS: the child process's ru_maxrss. lora_gc is LoRA with gradient_checkpointing: true, "
         "which trades recomputation for activation memory; it has no goal of its own. lora_release and "
         "full_release set release_freed_memory: true (glibc's mmap threshold fixed at 1 MiB, so freed activations "
-        "go back to the system), and are compared with each other.",
+        "go back to the system), and are compared with each other; lora_trim and full_trim set "
+        "trim_memory_each_step: true (glibc's malloc_trim after each optimizer step), likewise.",
     ]
     report = {
         "command": shlex.join(["python", *sys.argv]),
@@ -1220,6 +1246,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"FEWSHOT: a subset of {','.join(FEWSHOT_SYSTEMS)} (default: hf_transfer,setfit); setfit_template is "
         "SetFit given the label-name rows few_shot.yaml adds",
     )
+    parser.add_argument("--p5_configs", help=f"P5: a subset of {','.join(P5_CONFIGS)} (default: all)")
     parser.add_argument(
         "--merge",
         nargs="+",

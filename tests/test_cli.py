@@ -285,6 +285,18 @@ def test_release_freed_memory_is_recorded(tmp_path, tiny_bert_dir, tiny_data):
     assert memory["peak_rss_kib"] >= memory["rss_after_model_load_kib"] > 0
 
 
+@pytest.mark.skipif(not runtime.can_release_freed_memory(), reason="trim_memory_each_step needs glibc")
+def test_trim_memory_each_step_runs_after_every_step_and_is_recorded(tmp_path, tiny_bert_dir, tiny_data, monkeypatch):
+    calls = []
+    monkeypatch.setattr("hf_transfer.train.trainer.trim_freed_memory", lambda: calls.append(1))
+    out = tmp_path / "run"
+    argv = train_argv(tiny_bert_dir, *tiny_data, out, "--trim_memory_each_step", "true", "--max_steps", "3")
+    assert main([*argv, "--gradient_accumulation_steps", "2"]) == 0
+    # 40 rows in micro-batches of 8: steps of micro-batches (1, 2), (3, 4) and (5), the epoch's end; one trim after
+    # each micro-batch, the step's last one included
+    assert len(calls) == 5
+
+
 # --- whole runs ------------------------------------------------------------------------------------------------------
 
 

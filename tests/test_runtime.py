@@ -33,8 +33,9 @@ def test_precision_name():
 
 
 # The probe runs in a fresh interpreter (the allocator setting lasts for the whole process): it frees a 24 MiB block,
-# which makes glibc's default raise its mmap threshold to 24 MiB, then allocates, touches and frees 16 MiB (more than
-# any free hole the imports leave in the heap), and prints how much of those 16 MiB stayed resident.
+# which makes glibc's default raise its mmap threshold to 24 MiB, then allocates and touches 16 MiB (more than any free
+# hole the imports leave in the heap) and a small block above it (which keeps the heap's top in use), frees the
+# 16 MiB, and prints how much of them stayed resident, then again after `trim` mode's malloc_trim.
 _ALLOCATOR_PROBE = """
 import ctypes, sys
 from hf_transfer.core import runtime
@@ -47,22 +48,35 @@ libc.free(libc.malloc(24 << 20))
 before = runtime.memory_kib()["rss_kib"]
 block = libc.malloc(16 << 20)
 ctypes.memset(block, 1, 16 << 20)
+ctypes.memset(libc.malloc(4096), 1, 4096)
 libc.free(block)
-print(runtime.memory_kib()["rss_kib"] - before, runtime.allocator_setting())
+kept = runtime.memory_kib()["rss_kib"] - before
+if sys.argv[1] == "trim":
+    runtime.trim_freed_memory()
+print(kept, runtime.memory_kib()["rss_kib"] - before, runtime.allocator_setting())
 """
+
+
+def _probe(mode: str) -> tuple[int, int, str]:
+    out = subprocess.run([sys.executable, "-c", _ALLOCATOR_PROBE, mode], capture_output=True, text=True, check=True)
+    kept, after, setting = out.stdout.split(maxsplit=2)
+    return int(kept), int(after), setting.strip()
 
 
 @pytest.mark.skipif(not runtime.can_release_freed_memory(), reason="release_freed_memory needs glibc")
 def test_release_freed_memory_hands_freed_blocks_back():
-    kept = {}
-    for mode in ("default", "release"):
-        out = subprocess.run(
-            [sys.executable, "-c", _ALLOCATOR_PROBE, mode], capture_output=True, text=True, check=True
-        )
-        kib, setting = out.stdout.split(maxsplit=1)
-        kept[mode] = (int(kib), setting.strip())
-    assert kept["default"][0] >= 12 * 1024 and kept["default"][1] == "default"  # the heap kept the 16 MiB
-    assert kept["release"][0] < 2 * 1024 and "fixed mmap threshold 1024 KiB" in kept["release"][1]
+    kept, _, setting = _probe("default")
+    assert kept >= 12 * 1024 and setting == "default"  # the heap kept the 16 MiB
+    kept, _, setting = _probe("release")
+    assert kept < 2 * 1024 and "fixed mmap threshold 1024 KiB" in setting
+
+
+@pytest.mark.skipif(not runtime.can_release_freed_memory(), reason="trim_memory_each_step needs glibc")
+def test_trim_freed_memory_hands_a_hole_in_the_heap_back():
+    kept, after_trim, setting = _probe("trim")
+    assert kept >= 12 * 1024  # free() left the hole resident
+    assert after_trim < 2 * 1024  # malloc_trim handed it back
+    assert setting == "default, malloc_trim after each optimizer step (trim_memory_each_step)"
 
 
 def test_release_freed_memory_is_a_one_line_error_without_glibc(monkeypatch):
@@ -72,3 +86,12 @@ def test_release_freed_memory_is_a_one_line_error_without_glibc(monkeypatch):
     monkeypatch.setattr(runtime.platform, "libc_ver", lambda: ("", ""))
     with pytest.raises(ConfigError, match="release_freed_memory needs glibc"):
         TransferTrainingArguments(output_dir="unused", release_freed_memory=True)
+
+
+def test_trim_memory_each_step_is_a_one_line_error_without_glibc(monkeypatch):
+    from hf_transfer.errors import ConfigError
+    from hf_transfer.train.arguments import TransferTrainingArguments
+
+    monkeypatch.setattr(runtime.platform, "libc_ver", lambda: ("", ""))
+    with pytest.raises(ConfigError, match="trim_memory_each_step needs glibc"):
+        TransferTrainingArguments(output_dir="unused", trim_memory_each_step=True)

@@ -38,9 +38,22 @@ def release_freed_memory() -> None:
     _allocator = f"glibc, fixed mmap threshold {RELEASE_THRESHOLD_BYTES // 1024} KiB (release_freed_memory)"
 
 
+_trimming = False
+
+
+def trim_freed_memory() -> None:
+    """glibc's malloc_trim(0): hand the free pages anywhere in the heap back to the system (not only its top), so
+    the holes that batches of changing shapes leave stop counting as resident; the first call also marks the run
+    record's allocator line. Checked with `can_release_freed_memory` first."""
+    global _trimming
+    ctypes.CDLL(None).malloc_trim(0)
+    _trimming = True
+
+
 def allocator_setting() -> str:
-    """What the run record says about the allocator: `default`, or the fixed threshold set above."""
-    return _allocator
+    """What the run record says about the allocator: `default`, or the fixed threshold set above, and whether the
+    heap was trimmed after each optimizer step (`trim_memory_each_step`)."""
+    return _allocator + (", malloc_trim after each optimizer step (trim_memory_each_step)" if _trimming else "")
 
 
 def launched_world_size() -> int:

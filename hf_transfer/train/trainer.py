@@ -20,7 +20,7 @@ from hf_transfer.core.freezing import (
 )
 from hf_transfer.core.layers import discover_layers
 from hf_transfer.core.losses import LossNormaliser, classification_loss_sum
-from hf_transfer.core.runtime import launched_world_size
+from hf_transfer.core.runtime import launched_world_size, trim_freed_memory
 from hf_transfer.core.tasks import SINGLE_LABEL
 from hf_transfer.errors import ConfigError
 from hf_transfer.train.arguments import TransferTrainingArguments
@@ -152,6 +152,8 @@ class TransferTrainer(Trainer):
             self.add_callback(GradualUnfreezingCallback(self))
         for callback in adapter_callbacks(unwrapped) if is_peft_model(unwrapped) else ():
             self.add_callback(callback)
+        if self.args.trim_memory_each_step:
+            self.add_callback(TrimMemoryCallback())
 
     @property
     def layout(self):
@@ -231,6 +233,16 @@ class TransferTrainer(Trainer):
         if counted_everywhere and self.accelerator.num_processes > 1:
             loss = loss * self.accelerator.num_processes
         return loss
+
+
+class TrimMemoryCallback(TrainerCallback):
+    """`trim_memory_each_step`: trim the heap after every optimizer step and every accumulated micro-batch."""
+
+    def on_substep_end(self, args, state, control, **kwargs):
+        trim_freed_memory()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        trim_freed_memory()
 
 
 class GradualUnfreezingCallback(TrainerCallback):
