@@ -488,3 +488,20 @@ def test_config_sweep_draws_its_selection_from_train_never_the_reported_validati
     original = dict(zip(frame["Review Text"], frame["Rating"], strict=True))
     bucket = {1: 1, 2: 1, 3: 3, 4: 4, 5: 4}
     assert all(bucket[original[t]] == r for t, r in zip(written["Review Text"], written["Rating"], strict=True))
+
+
+def test_calibration_bound_finds_the_offsets_that_undo_a_biased_class():
+    import numpy as np
+
+    script = load_script("calibration_bound")
+    names = ["bad", "neutral", "good"]
+    labels = np.array([0] * 10 + [1] * 10 + [2] * 20)
+    logits = np.eye(3)[labels] * 2.0
+    logits[labels == 1, 2] += 3.0  # every neutral row leans to `good` by 1 logit more than its own class
+    as_saved = script.scores(logits, labels, np.zeros(3), names)
+    assert as_saved["recall_neutral"] == 0.0 and as_saved["accuracy"] == 0.75
+    best = script.search(logits, labels, names, np.arange(-3, 3.01, 0.5), {"recall_good": 1.0})
+    assert best["unconstrained"]["f1_macro"] == 1.0  # neutral up by 1 (a tie goes to it) to under 2 fixes every row
+    assert 1.0 <= best["unconstrained"]["offsets"][1] - best["unconstrained"]["offsets"][2] < 2.0
+    assert best["constrained"]["recall_good"] == 1.0
+    assert script.search(logits, labels, names, np.array([0.0]), {"recall_neutral": 0.5})["constrained"] is None
