@@ -129,8 +129,9 @@ def test_multi_label_parquet_lists_of_ints(tmp_path):
 
 
 def test_default_columns(tmp_path):
-    prepared = load(tmp_path, [{"id": 1, "content": "x", "labels": "a"}], [{"id": 2, "content": "y", "labels": "a"}])
-    assert prepared.text_column == "content" and labels_of(prepared) == [0]
+    train = [{"id": 1, "content": "x", "labels": "a"}, {"id": 3, "content": "z", "labels": "b"}]
+    prepared = load(tmp_path, train, [{"id": 2, "content": "y", "labels": "a"}])
+    assert prepared.text_column == "content" and labels_of(prepared) == [0, 1]
 
 
 def test_label_names_also_name_string_labels(tmp_path):
