@@ -460,6 +460,18 @@ def test_evaluate_rejects_bad_extra_eval(extra, needle, tmp_path, tiny_bert_dir,
     assert len(err.splitlines()) == 1 and needle in err, err
 
 
+def test_a_bad_extra_set_is_named_in_the_error(tmp_path, tiny_bert_dir, dev_sets, capsys):
+    """The data checks speak of "the validation data"; for an extra set the error names the set and its file."""
+    dev, _ = dev_sets
+    _, model = make_pair(tmp_path, "bert", tiny_bert_dir)
+    (tmp_path / "nolabel.csv").write_text("text\ngood\nbad\n")
+    argv = ["evaluate", "--model_name_or_path", str(model), "--validation_file", str(dev),
+            "--extra_eval", f"shifted={tmp_path / 'nolabel.csv'}"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"hf-transfer evaluate: error: extra_eval shifted={tmp_path / 'nolabel.csv'}: no label"), err
+
+
 # --- the real model and data ---------------------------------------------------------------------------------------
 
 

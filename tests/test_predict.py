@@ -295,6 +295,38 @@ def test_a_header_without_rows_stops_before_the_model_loads(models, tmp_path, mo
     assert not (tmp_path / "out.csv").exists()
 
 
+def test_a_structure_in_the_text_column_is_refused_by_predict_evaluate_and_train(
+    models, tmp_path, capsys, monkeypatch
+):
+    """str() would turn {"a": 1} into "{'a': 1}" and predict, score or train on it: one line, exit 2, nothing written.
+    predict checks the first chunk before the model loads, and every later chunk before it is predicted."""
+    import hf_transfer.predict.command as command
+
+    lines = [{"text": "good", "label": "pos"}, {"text": "bad", "label": "neg"}] * 3 + [{"text": ["a"], "label": "pos"}]
+    data = tmp_path / "in.jsonl"
+    data.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    out = tmp_path / "out.jsonl"
+    argv = ["predict", "--model_name_or_path", str(models["full"]), "--input_file", str(data), "--output_file",
+            str(out)]  # fmt: skip
+    for extra in (["--chunk_rows", "100"], ["--chunk_rows", "2"]):  # in the first chunk; in the fourth
+        if extra[1] == "100":
+            monkeypatch.setattr(command, "load_inference_model", lambda source: pytest.fail("the model was loaded"))
+        else:
+            monkeypatch.undo()
+        assert main([*argv, *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()  # the late case also shows the progress bars before it
+        assert len(err) == 1 or extra[1] == "2"
+        assert err[-1].startswith("hf-transfer predict: error: text column 'text' holds a list (['a'])"), err
+    assert main(["evaluate", "--model_name_or_path", str(models["full"]), "--validation_file", str(data)]) == 2
+    assert "holds a list" in capsys.readouterr().err
+    run = tmp_path / "run"
+    argv = ["train", "--model_name_or_path", str(models["full"]), "--train_file", str(data), "--output_dir", str(run),
+            "--use_cpu", "true", "--few_shot", "false"]  # fmt: skip
+    assert main(argv) == 2
+    assert "holds a list" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+
+
 def test_max_seq_length_beyond_the_model_is_lowered_to_what_it_embeds(models, tmp_path):
     """The tiny model has 128 positions: 1000 tokens would fail inside its embeddings; it predicts as at 128."""
     texts = [" ".join(["good"] * 400), "bad"]

@@ -138,6 +138,18 @@ def _is_missing(value: Any) -> bool:
     return value is None or (pd.api.types.is_scalar(value) and pd.isna(value))
 
 
+def check_text_cells(values, column: str) -> None:
+    """A one-line error when a text cell holds a structure (a JSON object or array, as jsonl and parquet can), which
+    `str()` would silently turn into its Python spelling. Numbers and booleans are read as their text."""
+    for value in values:
+        if isinstance(value, (dict, list, tuple, np.ndarray)):
+            shown = repr(value if not isinstance(value, np.ndarray) else value.tolist())
+            raise DataError(
+                f"text column {column!r} holds a {type(value).__name__} ({shown[:60]}), not text; give "
+                "text_column_name a column of strings (flatten the field first)."
+            )
+
+
 def normalise_scalar(value: Any) -> Any:
     """None if missing; int for integral numbers (also "4" and 4.0, as pandas reads ints next to NaN); else str."""
     if _is_missing(value):
@@ -214,7 +226,11 @@ def clean_frame(df: pd.DataFrame, text: str, pair: str | None, label: str, hub_c
         raw = [None if v == -1 else v for v in raw]
     raw_pairs = (df[pair].tolist() if pair in df.columns else [None] * n) if pair else None
     texts, pairs, labels, empty = [], [] if pair else None, [], 0
-    for i, value in enumerate(df[text].tolist() if text in df.columns else [None] * n):
+    values = df[text].tolist() if text in df.columns else [None] * n
+    check_text_cells(values, text)
+    if pair:
+        check_text_cells(raw_pairs, pair)
+    for i, value in enumerate(values):
         if _is_missing(value) or not str(value).strip():
             empty += 1
             continue

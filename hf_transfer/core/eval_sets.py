@@ -49,7 +49,12 @@ def prepare_eval_set(eval_set: EvalSet, args: EvalDataArguments, model_names: li
         label_mapping=eval_set.label_mapping if eval_set.label_mapping is not None else args.label_mapping,
         csv_quoting=args.csv_quoting,
     )
-    prepared = load_data(data_args, require_train=False)
+    try:
+        prepared = load_data(data_args, require_train=False)
+    except DataError as err:  # the messages speak of "the validation data": name the extra set it really is
+        if eval_set.name == args.validation_name:
+            raise
+        raise DataError(f"extra_eval {eval_set.name}={eval_set.path}: {err}") from None
     if prepared.problem_type != "single_label_classification":
         raise DataError(f"{eval_set.path!r} has list labels; evaluation supports single-label data for now.")
     to_model_id = align_labels(prepared.label_names, model_names, eval_set.path)

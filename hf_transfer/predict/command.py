@@ -11,7 +11,7 @@ import time
 from tqdm.auto import tqdm
 
 from hf_transfer.adapters.inference import InferenceSource, load_inference_model, resolve_inference_model
-from hf_transfer.core.cleaning import LABEL_COLUMN_CANDIDATES, resolve_columns
+from hf_transfer.core.cleaning import LABEL_COLUMN_CANDIDATES, check_text_cells, resolve_columns
 from hf_transfer.core.eval_sets import scalars
 from hf_transfer.core.inference import predict_logits
 from hf_transfer.core.tables import count_rows, iter_table
@@ -50,6 +50,11 @@ def _check_output_columns(source: InferenceSource, args: PredictArguments, colum
     return names
 
 
+def _check_text(chunk, text: str, pair: str | None) -> None:
+    for column in (text, pair) if pair else (text,):
+        check_text_cells(chunk[column], column)
+
+
 def run_predict(args: PredictArguments) -> dict:
     source = resolve_inference_model(
         args.model_name_or_path, args.base_model_name_or_path, onnx_file=args.onnx_file, command="predict"
@@ -58,6 +63,7 @@ def run_predict(args: PredictArguments) -> dict:
     first = next(chunks)
     text, pair, label = _columns(args, first)
     _check_output_columns(source, args, first.columns)
+    _check_text(first, text, pair)  # the first chunk before the model loads; each later one before it is predicted
     multi = source.problem_type == MULTI_LABEL
     references = None
     if label is not None:
@@ -73,6 +79,7 @@ def run_predict(args: PredictArguments) -> dict:
     with PredictionWriter(args.output_file) as writer:
         with tqdm(total=total, desc="predict", unit="row") as bar:
             for chunk in itertools.chain([first], chunks):
+                _check_text(chunk, text, pair)
                 empty = empty_text_mask(chunk[text])
                 texts = chunk[text][~empty].astype(str).tolist()
                 pairs = None
