@@ -174,6 +174,7 @@ def test_odd_text_trains_and_long_rows_are_counted_as_truncated(tmp_path, tiny_b
 
 @hypothesis.settings(max_examples=60, deadline=None)
 @hypothesis.given(texts=strategies.lists(strategies.text(max_size=300), min_size=4, max_size=12))
+@hypothesis.example(texts=["", "", "", "0"])  # the one row left is of one class
 def test_any_unicode_text_loads_and_tokenizes_without_crashing(texts, tiny_bert_dir):
     from transformers import AutoTokenizer
 
@@ -193,6 +194,10 @@ def test_any_unicode_text_loads_and_tokenizes_without_crashing(texts, tiny_bert_
         usable = [text for text in texts if text.strip()]
         if not usable:  # every row blank: a clear error is the right answer, and the only one allowed
             with pytest.raises(DataError, match="no usable rows"):
+                load_data(args)
+            return
+        if len({label for text, label in zip(texts, labels, strict=False) if text.strip()}) == 1:
+            with pytest.raises(DataError, match="has a single class"):  # the rows left are all of one class
                 load_data(args)
             return
         prepared = load_data(args)
