@@ -402,6 +402,9 @@ def test_distil_into_a_lora_student_that_reloads_with_its_head(tmp_path, tiny_be
 def test_bad_distill_inputs_are_one_line_exit_2_and_write_nothing(tmp_path, tiny_bert_dir, tiny_data, capsys):
     teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["pos", "neg"])
     three = save_classifier(tmp_path / "three", tiny_bert_dir, ["a", "b", "c"])
+    adapter = tmp_path / "adapter"  # what a LoRA run writes: no config.json, an adapter config
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": "x"}))
     capsys.readouterr()
     cases = [
         (teacher, ["--student_layers", "[0]", "--alpha", "1.5"], "alpha must be in [0, 1]"),
@@ -416,6 +419,9 @@ def test_bad_distill_inputs_are_one_line_exit_2_and_write_nothing(tmp_path, tiny
         (teacher, ["--student_layers", "[0]", "--hidden_loss_weight", "1", "--layer_map", "[0, 1]"], "layer_map"),
         (teacher, ["--student_layers", "[0]", "--teacher_top_k", "1"], "cache_teacher_logits"),
         (teacher, ["--student_layers", "[0]", "--peft_method", "lora"], "adapter on a student built"),
+        (teacher, ["--student_layers", "[0, 0]"], "for example [0, 1] keeps"),  # its example is a valid list too
+        (adapter, ["--student_layers", "[0]"], "holds a PEFT adapter"),
+        (teacher, ["--model_name_or_path", str(adapter)], "holds a PEFT adapter"),
     ]
     for model, extra, needle in cases:
         out = tmp_path / "out"

@@ -20,10 +20,11 @@ def check_student_layers(student_layers: Sequence[int], teacher_depth: int) -> l
         and all(a < b for a, b in zip(layers, layers[1:], strict=False))
     )
     if not valid:
+        example = sorted({0, teacher_depth // 2, max(teacher_depth - 1, 0)})  # distinct, even for 1 or 2 blocks
         raise ConfigError(
             f"student_layers must be a non-empty list of distinct teacher block indices in ascending order, each in "
             f"[0, {teacher_depth}) for this {teacher_depth}-block teacher; got {layers}. "
-            f"For example [0, {teacher_depth // 2}, {teacher_depth - 1}] keeps the bottom, middle and top blocks."
+            f"For example {example} keeps blocks from the bottom to the top."
         )
     return layers
 
