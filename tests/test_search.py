@@ -119,6 +119,20 @@ def test_search_refuses_several_processes(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_searching_an_adapter_field_without_an_adapter_is_refused(tmp_path, tiny_bert_dir, capsys):
+    """lora_r with peft_method none changes nothing: every trial would train the same model."""
+    rows = [(f"{w} thing {i}", label) for i, (w, label) in enumerate([("good", "pos"), ("bad", "neg")] * 6)]
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(tmp_path / "train.csv", index=False)
+    out = tmp_path / "out"
+    argv = ["search", "--model_name_or_path", str(tiny_bert_dir), "--train_file", str(tmp_path / "train.csv"),
+            "--validation_file", str(tmp_path / "train.csv"), "--output_dir", str(out), "--n_trials", "2"]  # fmt: skip
+    capsys.readouterr()
+    assert main([*argv, "--search_space", "{lora_r: [4, 8]}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "search_space.lora_r: peft_method is none" in err, err
+    assert not out.exists()
+
+
 # --- a whole study --------------------------------------------------------------------------------------------------
 
 GOOD_LR, BAD_LR = 5e-3, 1e-7

@@ -99,6 +99,13 @@ def _prepare(s: SearchArguments) -> dict:
         route, num_layers=layout.depth, peft_method=adapter.peft_method, train_head_only=training.train_head_only
     )
     params = check_fields(parse_space(space), parser.hints, command)
+    names = {p.name for p in params}
+    idle = sorted(names & {"lora_r", "lora_alpha", "lora_dropout"})
+    if idle and not adapter.enabled and "peft_method" not in names:
+        raise ConfigError(
+            f"search_space.{idle[0]}: peft_method is none, so {idle[0]} changes nothing and every trial would train "
+            "the same model; set peft_method (e.g. lora) in the config, or leave it out of search_space."
+        )
     checks = None if distill else _train_checks(layout, getattr(plan.config, "model_type", None))
     for p in params:
         for value in p.bounds_to_check():
