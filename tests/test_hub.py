@@ -332,6 +332,9 @@ def test_connection_refused_is_one_line_with_the_retry_command(online, monkeypat
 def test_push_command_errors(online, monkeypatch, small_folder, tmp_path, capsys):
     assert main(["push", str(small_folder), "--hub_model_id", "a/b/c"]) == 2
     assert "hub_model_id" in one_error_line(capsys)
+    for branch in ("bad branch", "a..b", "x:y"):  # git refuses them: the repo would be created, the branch refused
+        assert main(["push", str(small_folder), "--hub_model_id", "tester/x", "--revision", branch]) == 2
+        assert f"revision {branch!r} is not a valid branch name" in one_error_line(capsys)
     assert main(["push", str(tmp_path / "missing"), "--hub_model_id", "tester/x"]) == 2
     assert "missing" in one_error_line(capsys)
     assert main(["push", str(small_folder)]) == 2

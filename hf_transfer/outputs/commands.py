@@ -6,7 +6,7 @@ from hf_transfer.errors import ConfigError
 from hf_transfer.outputs.arguments import CardArguments, PushArguments
 from hf_transfer.outputs.card_data import load_card_data
 from hf_transfer.outputs.cards import write_model_card
-from hf_transfer.outputs.hub import PushTarget, check_repo_id, push_folder
+from hf_transfer.outputs.hub import PushTarget, check_repo_id, check_revision, push_folder
 
 
 def run_card(args: CardArguments) -> dict:
@@ -25,5 +25,6 @@ def run_card(args: CardArguments) -> dict:
 
 def run_push(args: PushArguments) -> dict:
 
-    target = PushTarget(check_repo_id(args.hub_model_id), True if args.private else None, args.revision)
+    revision = check_revision(args.revision)
+    target = PushTarget(check_repo_id(args.hub_model_id), True if args.private else None, revision)
     return {"pushed_to": push_folder(args.model_dir, target, args.commit_message), "repo_id": target.repo_id}

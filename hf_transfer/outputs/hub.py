@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import time
 from dataclasses import dataclass
@@ -105,6 +106,22 @@ def resolve_token() -> str:
     return token
 
 
+# What git refuses in a branch name (`git check-ref-format`): the Hub would create the repo, then fail on the branch.
+_BAD_BRANCH = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^[-/.]|[/.]$|\.lock$")
+
+
+def check_revision(revision: str | None) -> str | None:
+    """A branch name git accepts, or None (main)."""
+    if revision is None or not str(revision).strip():
+        return None
+    if _BAD_BRANCH.search(str(revision)) or str(revision) == "@":
+        raise ConfigError(
+            f"revision {revision!r} is not a valid branch name: git refuses spaces, '..', '~^:?*[\\', '@{{' and a "
+            "leading '-', '/' or '.'; use e.g. v1 or experiment-2."
+        )
+    return str(revision)
+
+
 def check_no_token_argument(training_args) -> None:
     if getattr(training_args, "hub_token", None):
         raise ConfigError(
@@ -126,7 +143,7 @@ def plan_push(training_args) -> PushTarget | None:
     if not is_offline():
         resolve_token()
     training_args.push_to_hub = False
-    return PushTarget(repo_id, training_args.hub_private_repo, training_args.hub_revision)
+    return PushTarget(repo_id, training_args.hub_private_repo, check_revision(training_args.hub_revision))
 
 
 def commit_message(card_data) -> str:
