@@ -110,13 +110,13 @@ def resolve_token() -> str:
 _BAD_BRANCH = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^[-/.]|[/.]$|\.lock$")
 
 
-def check_revision(revision: str | None) -> str | None:
+def check_revision(revision: str | None, name: str = "revision") -> str | None:
     """A branch name git accepts, or None (main)."""
     if revision is None or not str(revision).strip():
         return None
     if _BAD_BRANCH.search(str(revision)) or str(revision) == "@":
         raise ConfigError(
-            f"revision {revision!r} is not a valid branch name: git refuses spaces, '..', '~^:?*[\\', '@{{' and a "
+            f"{name} {revision!r} is not a valid branch name: git refuses spaces, '..', '~^:?*[\\', '@{{' and a "
             "leading '-', '/' or '.'; use e.g. v1 or experiment-2."
         )
     return str(revision)
@@ -142,8 +142,9 @@ def plan_push(training_args) -> PushTarget | None:
     repo_id = check_repo_id(training_args.hub_model_id or Path(training_args.output_dir).name)
     if not is_offline():
         resolve_token()
+    revision = check_revision(training_args.hub_revision, "hub_revision")
     training_args.push_to_hub = False
-    return PushTarget(repo_id, training_args.hub_private_repo, check_revision(training_args.hub_revision))
+    return PushTarget(repo_id, training_args.hub_private_repo, revision)
 
 
 def commit_message(card_data) -> str:
