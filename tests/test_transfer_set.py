@@ -57,6 +57,10 @@ def test_unlabelled_files_are_read_with_the_text_column_and_counted(tmp_path):
     assert rows.texts == ["one", "two", "three"] and rows.summary["dropped_empty"] == 2
     with pytest.raises(DataError, match="no column 'review'"):
         read_unlabeled([str(a)], "review", None, "auto")
+    nested = tmp_path / "nested.jsonl"  # a JSON object in the text field, refused as in the training file
+    nested.write_text("\n".join(json.dumps({"text": t}) for t in ["fine", {"title": "x"}]))
+    with pytest.raises(DataError, match=r"unlabeled_file '.*nested.jsonl': text column 'text' holds a dict"):
+        read_unlabeled([str(a), str(nested)], "text", None, "auto")
 
 
 @pytest.mark.parametrize(

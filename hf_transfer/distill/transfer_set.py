@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from hf_transfer.core.caching import cache_key, default_cache_dir, fingerprint_model, fingerprint_texts, load_or_build
-from hf_transfer.core.cleaning import closest_hint
+from hf_transfer.core.cleaning import check_text_cells, closest_hint
 from hf_transfer.core.data import PreparedData
 from hf_transfer.core.tables import read_table
 from hf_transfer.core.tasks import MULTI_LABEL
@@ -49,6 +49,10 @@ def read_unlabeled(files: list[str], text_column: str, pair_column: str | None, 
                     f"{closest_hint(column, list(frame.columns))} It is read with the training data's "
                     "text_column_name."
                 )
+            try:
+                check_text_cells(frame[column], column)  # a JSON object would reach the teacher as its Python spelling
+            except DataError as err:
+                raise DataError(f"unlabeled_file {path!r}: {err}") from None
         texts = frame[text_column].astype("string").fillna("").tolist()
         keep = [i for i, text in enumerate(texts) if text.strip()]
         rows.texts += [texts[i] for i in keep]
