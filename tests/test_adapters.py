@@ -151,7 +151,11 @@ def test_adapter_arguments_validation(kwargs, needle):
             ["no field 'lora_alpa'", "did you mean 'lora_alpha'"],
         ),
         (dict(peft_method="lora", peft_config={"rank": 4}), ["no field 'rank'", "lora_alpha, lora_bias"]),
-        (dict(peft_method="prompt_tuning"), ["PEFT rejects the configuration", "PromptTuningConfig"]),
+        (dict(peft_method="prompt_tuning"), ["needs the number of virtual tokens", "{num_virtual_tokens: N}"]),
+        (  # BERT takes no past_key_values: PEFT would fail at the first training step, after the data and model
+            dict(peft_method="prefix_tuning", peft_config={"num_virtual_tokens": 4}),
+            ["prefix_tuning", "BertForSequenceClassification takes no past_key_values"],
+        ),
         (
             dict(peft_method="prompt_tuning", merge_adapter=True, peft_config={"num_virtual_tokens": 4}),
             ["merge_adapter", "virtual tokens"],
@@ -334,7 +338,8 @@ def csv_data(tmp_path):
         (["--peft_method", "lora", "--lora_r", "0"], "lora_r must be > 0"),
         (["--peft_method", "lora", "--freeze_layers", "1"], "freeze_layers would do nothing"),
         (["--peft_method", "lora", "--peft_config", "{lora_alpa: 4}"], "did you mean 'lora_alpha'"),
-        (["--peft_method", "prompt_tuning"], "PromptTuningConfig"),
+        (["--peft_method", "prompt_tuning"], "num_virtual_tokens"),
+        (["--peft_method", "prefix_tuning", "--peft_config", "{num_virtual_tokens: 4}"], "takes no past_key_values"),
     ],
 )
 def test_bad_adapter_input_is_one_line_exit_2_and_writes_nothing(

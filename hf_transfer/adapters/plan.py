@@ -298,6 +298,11 @@ def plan_adapter(args: AdapterArguments, model: nn.Module) -> AdapterPlan:
     kwargs.update(overrides)
     kwargs["modules_to_save"] = heads + [m for m in overrides.get("modules_to_save") or [] if m not in heads]
     kwargs["task_type"] = TaskType.SEQ_CLS
+    if "num_virtual_tokens" in fields and kwargs.get("num_virtual_tokens", config_cls().num_virtual_tokens) is None:
+        raise ConfigError(
+            f"peft_method {method} needs the number of virtual tokens it learns: set peft_config "
+            "{num_virtual_tokens: N}, e.g. 20."
+        )
     try:
         peft_config = config_cls(**kwargs)
         # PEFT knows what this check cannot: supported layer types, IA3's feedforward ⊆ targets, rank schedules.
@@ -312,7 +317,24 @@ def plan_adapter(args: AdapterArguments, model: nn.Module) -> AdapterPlan:
             f"merge_adapter: {method} adds virtual tokens, which cannot be merged into the base weights; "
             "drop merge_adapter or use a method such as lora or ia3."
         )
+    if peft_config.peft_type == "PREFIX_TUNING" and not _takes_past_key_values(model):
+        raise ConfigError(
+            f"peft_method prefix_tuning: {type(model).__name__} takes no past_key_values, through which prefix "
+            "tuning feeds its prefixes; use prompt_tuning (with peft_config {num_virtual_tokens: N}) or lora."
+        )
     return AdapterPlan(method, peft_config, tuple(kwargs["modules_to_save"]), targets_from)
+
+
+def _takes_past_key_values(model) -> bool:
+    """PEFT's prefix-tuning forward needs the model's forward, or its backbone's (its first child model), to take
+    past_key_values; it finds out only at the first training step."""
+    import inspect
+
+    from transformers import PreTrainedModel
+
+    backbone = next((m for _, m in model.named_children() if isinstance(m, PreTrainedModel)), None)
+    models = [m for m in (model, backbone) if m is not None]
+    return any("past_key_values" in inspect.signature(m.forward).parameters for m in models)
 
 
 def check_adapter_args(adapter_args: AdapterArguments, training_args) -> None:
