@@ -180,15 +180,18 @@ def test_trials_csv_has_a_row_per_trial_and_a_pruned_one(study_run):
     assert list(trials["number"]) == [0, 1, 2]
     good, bad = trials.iloc[0], trials.iloc[1]
     assert good["state"] == "complete" and good["evaluations"] == 2 and good["learning_rate"] == GOOD_LR
-    assert bad["state"] == "pruned" and bad["pruned_at_evaluation"] == 1 and bad["evaluations"] == 1
-    # The pruner compares losses at the same evaluation: the pruned trial's first one is above the finished trial's
-    # first one (the finished trial's final loss may be higher still: this tiny model barely learns), and the csv
-    # gives the pruned trial's loss at the evaluation where it stopped.
+    assert bad["state"] == "pruned" and bad["pruned_at_evaluation"] == bad["evaluations"] >= 1
+    # The pruner compares losses at the same evaluation: where the pruned trial stopped, its loss is above the
+    # finished trial's at that evaluation, and the csv gives the pruned trial's loss there. It is usually the first
+    # evaluation, but this tiny model barely learns: the learning trial's first loss can sit a hair above the idle
+    # one's (0.6932 both), and then the pruner stops the idle trial at the second (seen on a fresh clone).
     import optuna
 
     study = optuna.load_study(study_name="hf-transfer-search", storage=study_run["storage"])
-    at_first = {t.number: t.intermediate_values[min(t.intermediate_values)] for t in study.get_trials()[:2]}
-    assert at_first[1] > at_first[0] and bad["loss"] == pytest.approx(at_first[1], abs=1e-12)
+    finished, pruned = (t.intermediate_values for t in study.get_trials()[:2])
+    assert len(pruned) == bad["evaluations"]
+    stopped_at = max(pruned)
+    assert pruned[stopped_at] > finished[stopped_at] and bad["loss"] == pytest.approx(pruned[stopped_at], abs=1e-12)
     assert trials["duration_s"].notna().all()
     # The third trial is sampled and this tiny model barely learns, so the pruner may stop it on a loss that differs
     # from the first trial's in the fourth decimal: what it records depends on that, not on luck. A pruned trial
