@@ -232,26 +232,20 @@ def build_ratio_rows(results: dict) -> list[dict]:
                 ("P5 throughput LoRA + gradient checkpointing / full", "samples_per_second"),
             ):
                 values[name] = ratio(m(results, "P5", "lora_gc", key), m(results, "P5", "full", key))
-        if {"lora_release", "full_release"} <= set(results["P5"]):  # both under the releasing allocator
-            for name, key in (
-                ("P5 training peak above loaded model LoRA / full, both with release_freed_memory",
-                 "training_peak_above_loaded_kib"),
-                ("P5 throughput LoRA / full, both with release_freed_memory", "samples_per_second"),
-            ):  # fmt: skip
-                values[name] = ratio(m(results, "P5", "lora_release", key), m(results, "P5", "full_release", key))
-        if {"lora_trim", "full_trim"} <= set(results["P5"]):  # both trimming the heap after each step
-            for name, key in (
-                ("P5 training peak above loaded model LoRA / full, both with trim_memory_each_step",
-                 "training_peak_above_loaded_kib"),
-                ("P5 throughput LoRA / full, both with trim_memory_each_step", "samples_per_second"),
-            ):  # fmt: skip
-                values[name] = ratio(m(results, "P5", "lora_trim", key), m(results, "P5", "full_trim", key))
-        for option in ("release", "trim"):
-            if {"lora", f"lora_{option}"} <= set(results["P5"]):
-                flag = "release_freed_memory" if option == "release" else "trim_memory_each_step"
+        # Each allocator option on both sides (release_freed_memory: a fixed mmap threshold; trim_memory_each_step:
+        # malloc_trim after each step), and its speed against plain LoRA's.
+        for option, flag in (("release", "release_freed_memory"), ("trim", "trim_memory_each_step")):
+            lora, full = f"lora_{option}", f"full_{option}"
+            if {lora, full} <= set(results["P5"]):
+                for name, key in (
+                    (f"P5 training peak above loaded model LoRA / full, both with {flag}",
+                     "training_peak_above_loaded_kib"),
+                    (f"P5 throughput LoRA / full, both with {flag}", "samples_per_second"),
+                ):  # fmt: skip
+                    values[name] = ratio(m(results, "P5", lora, key), m(results, "P5", full, key))
+            if {"lora", lora} <= set(results["P5"]):
                 values[f"P5 throughput LoRA with {flag} / LoRA"] = ratio(
-                    m(results, "P5", f"lora_{option}", "samples_per_second"),
-                    m(results, "P5", "lora", "samples_per_second"),
+                    m(results, "P5", lora, "samples_per_second"), m(results, "P5", "lora", "samples_per_second")
                 )
     if "BF16" in results:
         values["BF16 throughput bf16 / fp32 (CPU)"] = ratio(

@@ -16,13 +16,13 @@ def load_config(name_or_path: str, *, revision: str = "main", cache_dir=None, tr
     from transformers import AutoConfig
 
     path = Path(name_or_path).expanduser()
-    if path.is_dir() and not (path / "config.json").is_file() and is_adapter_folder(path):
-        raise ConfigError(
-            f"model folder {name_or_path!r} holds a PEFT adapter ({ADAPTER_CONFIG}), not a model; give a full model: "
-            "the adapter's run writes one to output_dir/merged with merge_adapter true, or hf-transfer merge "
-            "--alpha 1 builds one."
-        )
     if path.is_dir() and not (path / "config.json").is_file():
+        if is_adapter_folder(path):
+            raise ConfigError(
+                f"model folder {name_or_path!r} holds a PEFT adapter ({ADAPTER_CONFIG}), not a model; give a full "
+                "model: the adapter's run writes one to output_dir/merged with merge_adapter true, or hf-transfer "
+                "merge --alpha 1 builds one."
+            )
         raise ConfigError(
             f"model folder {name_or_path!r} has no config.json; point model_name_or_path at a folder written by "
             "save_pretrained, or at a Hub id."

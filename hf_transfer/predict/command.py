@@ -79,7 +79,8 @@ def run_predict(args: PredictArguments) -> dict:
     with PredictionWriter(args.output_file) as writer:
         with tqdm(total=total, desc="predict", unit="row") as bar:
             for chunk in itertools.chain([first], chunks):
-                _check_text(chunk, text, pair)
+                if chunk is not first:  # the first was checked before the model loaded
+                    _check_text(chunk, text, pair)
                 empty = empty_text_mask(chunk[text])
                 texts = chunk[text][~empty].astype(str).tolist()
                 pairs = None
