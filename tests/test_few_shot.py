@@ -372,6 +372,32 @@ def test_auto_leaves_other_runs_on_the_ordinary_route(extra, model_kind, reason,
     assert not decision.on and reason in decision.reason
 
 
+def test_several_processes_leave_auto_on_the_ordinary_route_and_refuse_true(tiny_st, tmp_path, monkeypatch):
+    """Under a multi-process launch (WORLD_SIZE 2), `auto` stays on the ordinary fine-tune and `true` is refused in
+    one line that says how to start the route, before any weight loads."""
+    from hf_transfer.cli import parse_command_args
+    from hf_transfer.errors import ConfigError
+    from hf_transfer.train.few_shot_choice import decide_few_shot
+    from hf_transfer.train.preflight import preflight
+
+    train = write_csv(tmp_path / "train.csv", GOOD + BAD, ["good"] * 8 + ["bad"] * 8)
+    for setting in ("auto", "true"):
+        parsed = parse_command_args(
+            "train", few_shot_argv(tiny_st, train, tmp_path / "out", "--few_shot", setting)[1:]
+        )
+        model_args, data_args, adapter_args, training_args = parsed
+        plan = preflight(model_args, data_args, training_args)
+        monkeypatch.setenv("WORLD_SIZE", "2")  # as the launcher sets it (after parsing: no process group here)
+        if setting == "auto":
+            decision = decide_few_shot(plan, model_args, adapter_args, training_args)
+            assert not decision.on and "several processes were launched" in decision.reason
+        else:
+            with pytest.raises(ConfigError, match="without `accelerate launch`, or with --num_processes 1"):
+                decide_few_shot(plan, model_args, adapter_args, training_args)
+        monkeypatch.delenv("WORLD_SIZE")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_few_shot_model_teaches_a_student(tiny_st, tiny_bert_dir, tmp_path):
     """`hf-transfer distill` takes the few-shot model as its teacher (alpha 1: the teacher's soft labels only)."""
     train = write_csv(tmp_path / "train.csv", GOOD + BAD, ["good"] * 8 + ["bad"] * 8)

@@ -65,7 +65,10 @@ def _conflicts(plan, adapter_args, args) -> list[str]:
     if getattr(adapter_args, "peft_method", "none") != "none":
         found.append(f"peft_method is {adapter_args.peft_method} (the route tunes the whole body)")
     if launched_world_size() > 1:
-        found.append("several processes were launched (the route's pair loss runs in one process)")
+        found.append(
+            "several processes were launched (the route's pair loss runs in one process: start it without "
+            "`accelerate launch`, or with --num_processes 1)"
+        )
     options = {
         "cache_frozen_features": args.cache_frozen_features,
         "gradual_unfreezing": args.gradual_unfreezing,
