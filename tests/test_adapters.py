@@ -489,6 +489,54 @@ def test_lora_takes_its_own_learning_rate_only_when_none_is_given(tmp_path, extr
     assert changed == (expected if extra == [] else None)
 
 
+@pytest.mark.parametrize(
+    "extra, warned",
+    [
+        (["--lora_r", "16", "--lora_dropout", "0.1"], "lora_r, lora_dropout set but ignored"),
+        (["--lora_r", "8"], "lora_r set but ignored"),  # given, though it is the default
+        (["--config", "lora.yaml", "--peft_method", "none"], "lora_r, lora_alpha set but ignored"),  # not refused
+        ([], None),
+        (["--peft_method", "lora", "--lora_r", "16"], None),
+    ],
+    ids=["flags", "default value given", "lora config overridden", "none given", "lora"],
+)
+def test_lora_fields_set_without_an_adapter_are_named_in_a_warning(tmp_path, caplog, extra, warned):
+    """`--lora_r 16` with peft_method none was accepted silently, and a full fine-tune ran."""
+    from hf_transfer.adapters.plan import check_adapter_args
+    from hf_transfer.cli import parse_command_args
+
+    (tmp_path / "lora.yaml").write_text("peft_method: lora\nlora_r: 16\nlora_alpha: 32\n")
+    extra = [str(tmp_path / e) if e == "lora.yaml" else e for e in extra]
+    argv = ["--model_name_or_path", "m", "--train_file", "t.csv", "--output_dir", str(tmp_path / "out"), *extra]
+    _, _, adapter, training = parse_command_args("train", argv)
+    with caplog.at_level("WARNING", logger="hf_transfer"):
+        check_adapter_args(adapter, training)
+    lines = [r.getMessage() for r in caplog.records if "set but ignored" in r.getMessage()]
+    if warned is None:
+        assert lines == []
+        return
+    assert len(lines) == 1 and lines[0].startswith(warned) and "set --peft_method lora" in lines[0], lines
+    assert AdapterArguments(lora_alpha=8).ignored_fields() == [
+        "lora_alpha"
+    ]  # built in code: what differs from default
+
+
+def test_the_ignored_lora_fields_warning_reaches_stderr_before_any_compute(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "t.csv").write_text("text,label\ngood,pos\nbad,neg\n")
+    argv = ["train", "--model_name_or_path", str(tmp_path / "missing"), "--train_file", str(tmp_path / "t.csv"),
+            "--output_dir", str(tmp_path / "out"), "--lora_r", "16"]  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "hf_transfer", *argv], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    warning = [line for line in done.stderr.splitlines() if "set but ignored" in line]
+    assert warning == [
+        "lora_r set but ignored: peft_method is none, so the whole model trains without an adapter; set "
+        "--peft_method lora to train a LoRA adapter with it."
+    ], done.stderr
+
+
 def test_lora_learning_rate_in_a_config_file_counts_as_given(tmp_path):
     from hf_transfer.adapters.plan import apply_adapter_learning_rate
     from hf_transfer.cli import parse_command_args

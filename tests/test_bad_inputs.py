@@ -450,7 +450,7 @@ CASES = [
     ("export: unknown quantize", lambda w: export(w, "--format", "onnx", "--quantize", "int4"), "int4"),
     ("export: not a classifier", lambda w: export(w, "--format", "onnx", model=w["model"]), "not a sequence"),
     ("export: missing model folder", lambda w: export(w, "--format", "onnx", model=w["root"] / "gone"), "not exist"),
-    ("export: already ONNX", lambda w: export(w, "--format", "onnx", model=w["onnx"]), "already an ONNX export"),
+    ("export: already ONNX", lambda w: export(w, "--format", "onnx", model=w["onnx"]), "is an ONNX export"),
     (
         "export: output_dir holds a model",
         lambda w: export(w, "--format", "onnx", "--output_dir", str(w["teacher3"])),

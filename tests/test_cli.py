@@ -141,6 +141,27 @@ def test_env_vars_expand_in_yaml(tmp_path, monkeypatch):
     assert data.train_file == "/data/here/t.csv" and data.validation_file == "fallback/v.csv"
 
 
+def test_a_value_beginning_with_a_dash_is_explained_for_every_flag_and_read_from_a_config(tmp_path, capsys):
+    """argparse reads `-bad/x` after `--hub_model_id` as a flag of its own; the error said only "needs a value". It
+    now says to write `--hub_model_id=-bad/x`, which reaches the repo-id check. Such a value in a config failed the
+    same way; it is now read."""
+    cases = [
+        (["push", str(tmp_path), "--hub_model_id", "-bad/x"], "give it as --hub_model_id=-bad/x."),
+        (["push", str(tmp_path), "--hub-model-id", "-bad/x"], "give it as --hub_model_id=-bad/x."),
+        (["train", "--output_dir", "-out"], "--output_dir needs a value, and '-out' after it was read as a flag"),
+        (["train", "--output_dir", "--seed", "3"], "--output_dir needs a value: fields are given as --name value"),
+        (["push", str(tmp_path), "--hub_model_id=-bad/x"], "hub_model_id '-bad/x' is not a valid Hub repo id"),
+    ]
+    for argv, needle in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and needle in err, (argv, err)
+    assert "--seed=" not in err  # the next flag is not taken for the value
+    (tmp_path / "c.yaml").write_text("output_dir: -out\nrun_name: -run\n")
+    _, _, _, training = parse_command_args("train", ["--config", str(tmp_path / "c.yaml")])
+    assert training.output_dir == "-out" and training.run_name == "-run"
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(REPO)))
 def test_shipped_configs_parse(config, monkeypatch, tmp_path):
     monkeypatch.chdir(REPO)

@@ -432,6 +432,34 @@ def test_bad_distill_inputs_are_one_line_exit_2_and_write_nothing(tmp_path, tiny
         assert not out.exists() and not (tmp_path / "cache").exists()
 
 
+@pytest.mark.parametrize("role", ["teacher", "student"])
+def test_an_onnx_export_is_refused_as_teacher_or_student_before_the_data_is_read(
+    tmp_path, tiny_bert_dir, tiny_data, capsys, monkeypatch, role
+):
+    """An `export` folder has a config and a tokenizer but no PyTorch weights: it was refused only when the weights
+    loaded, after the data was tokenized, by transformers' "no file named model.safetensors"."""
+    import shutil
+
+    def never(*args, **kwargs):
+        raise AssertionError("the data was read or weights were loaded before the ONNX folder was refused")
+
+    teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["pos", "neg"])
+    onnx = tmp_path / "exported"  # what `hf-transfer export` writes, as far as the pre-flight looks (no real graph)
+    shutil.copytree(teacher, onnx, ignore=shutil.ignore_patterns("*.safetensors"))
+    (onnx / "model.onnx").write_bytes(b"not a graph")
+    (onnx / "hf_transfer_run.json").write_text(json.dumps({"task": "export", "export": {"source": str(teacher)}}))
+    monkeypatch.setattr("hf_transfer.distill.plan.load_checked_data", never)
+    monkeypatch.setattr("hf_transfer.distill.plan.load_classifier", never)
+    models = (onnx, ["--student_layers", "[0]"]) if role == "teacher" else (teacher, ["--model_name_or_path", onnx])
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert main([*distill_argv(models[0], *tiny_data, out, tmp_path / "cache"), *map(str, models[1])]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert f"{str(onnx)!r} is an ONNX export" in err and f"it was exported from ({str(teacher)!r})" in err, err
+    assert not out.exists() and not (tmp_path / "cache").exists()
+
+
 # --- end to end on the real model ------------------------------------------------------------------------------------
 
 

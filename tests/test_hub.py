@@ -175,6 +175,7 @@ def test_hub_token_in_a_config_is_refused_before_anything_is_written(tmp_path, t
     "case, extra, needle",
     [
         ("invalid repo id", ["--hub_model_id", "tester/bad//name"], "hub_model_id"),
+        ("repo id beginning with '-'", ["--hub_model_id=-bad/x"], "hub_model_id '-bad/x' is not a valid Hub repo id"),
         ("no token", ["--hub_model_id", "tester/x"], "HF_TOKEN"),
     ],
 )

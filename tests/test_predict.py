@@ -151,6 +151,22 @@ def test_the_output_does_not_depend_on_chunks_batches_or_format(models, tmp_path
         np.testing.assert_allclose(a[column], c[column], atol=1e-5, equal_nan=True)
 
 
+@pytest.mark.parametrize("chunk_rows", [8192, 2])
+def test_a_one_column_csv_keeps_a_row_for_every_line_blank_ones_included(models, tmp_path, chunk_rows):
+    """pandas skips a line of spaces; in a one-column file it is a row whose text is empty, predicted as empty text
+    is in every format: kept, unlabelled, counted. A wider file's blank line is no record and stays skipped."""
+    (tmp_path / "in.csv").write_text("text\ngood film\n   \nawful plot\n\t\n\nnice\n")
+    summary = predict(models["full"], tmp_path / "in.csv", tmp_path / "out.jsonl", chunk_rows=chunk_rows)
+    out = pd.read_json(tmp_path / "out.jsonl", lines=True)
+    assert out["text"].fillna("").tolist() == ["good film", "   ", "awful plot", "\t", "", "nice"]
+    assert (out["predicted_label"] == "").tolist() == [False, True, False, True, True, False]
+    assert summary["rows"] == 6 and summary["empty_text_rows"] == 3 and summary["predicted_rows"] == 3
+    assert "3 row(s) have empty text" in summary["warning"]
+
+    (tmp_path / "wide.csv").write_text("id,text\n1,good film\n   \n2,nice\n")
+    assert predict(models["full"], tmp_path / "wide.csv", tmp_path / "wide.jsonl")["rows"] == 2
+
+
 def test_parquet_input_keeps_its_column_types(models, tmp_path):
     data = rows(12, empty=())
     data["weight"] = np.arange(12, dtype=np.float32) / 4

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hf_transfer.errors import ConfigError
+
+# The fields only an adapter reads: with peft_method none they change nothing.
+ADAPTER_ONLY_FIELDS = ("lora_r", "lora_alpha", "lora_dropout")
 
 
 @dataclass
@@ -77,3 +80,14 @@ class AdapterArguments:
     @property
     def enabled(self) -> bool:
         return self.peft_method != "none"
+
+    def ignored_fields(self) -> list[str]:
+        """The adapter-only fields set, in a config or as flags, while peft_method is none (for arguments built in
+        code: those not at their defaults). Not refused: a LoRA config overridden by `--peft_method none` is fine."""
+        if self.enabled:
+            return []
+        given = getattr(self, "given_fields", None)  # set by the command-line parser
+        if given is None:
+            defaults = {f.name: f.default for f in fields(self)}
+            return [name for name in ADAPTER_ONLY_FIELDS if getattr(self, name) != defaults[name]]
+        return [name for name in ADAPTER_ONLY_FIELDS if name in given]

@@ -91,11 +91,11 @@ def resolve_inference_model(
     config = load_config(name_or_path)
     if not is_sequence_classifier(config):
         raise _not_a_classifier(name_or_path, config, command)
-    check_weights_complete(name_or_path)  # a truncated checkpoint is refused before the data is read
     if onnx:
         if not has_tokenizer(folder):
             raise ConfigError(f"ONNX folder {name_or_path!r} holds no tokenizer; run hf-transfer export again.")
         return InferenceSource(name_or_path, "onnx", config, name_or_path, _onnx_file(folder, onnx_file))
+    check_weights_complete(name_or_path)  # a truncated checkpoint is refused before the data is read
     return InferenceSource(name_or_path, "model", config, name_or_path)
 
 

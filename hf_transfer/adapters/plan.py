@@ -338,10 +338,18 @@ def _takes_past_key_values(model) -> bool:
 
 
 def check_adapter_args(adapter_args: AdapterArguments, training_args) -> None:
-    """The adapter checks that need no data and no model: the method exists, no freeze option is set with it."""
+    """The adapter checks that need no data and no model: the method exists, no freeze option is set with it; and
+    a warning for adapter fields set without an adapter."""
     if adapter_args.enabled:
         check_method(adapter_args.peft_method)
         check_freeze_conflicts(adapter_args.peft_method, training_args)
+    elif ignored := adapter_args.ignored_fields():
+        logger.warning(
+            "%s set but ignored: peft_method is none, so the whole model trains without an adapter; set "
+            "--peft_method lora to train a LoRA adapter with %s.",
+            ", ".join(ignored),
+            "them" if len(ignored) > 1 else "it",
+        )
 
 
 # The learning rate of a LoRA run that does not set one: TrainingArguments' 5e-5 suits a full fine-tune, and a few

@@ -3,6 +3,7 @@ holds a tokenizer or an adapter."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 # What PEFT names the config of a saved adapter: a folder holding it holds an adapter, not a model.
@@ -35,3 +36,12 @@ def is_onnx_folder(folder: str | Path) -> bool:
     folder = Path(folder)
     graphs = any((folder / name).is_file() for name in (ONNX_FILE, ONNX_INT8_FILE))
     return graphs and not any((folder / name).is_file() for name in PYTORCH_WEIGHTS)
+
+
+def onnx_export_source(folder: str | Path) -> str | None:
+    """The model folder (or Hub id) an ONNX folder was exported from, as its run record names it; None if unknown."""
+    try:
+        source = json.loads((Path(folder) / RUN_RECORD_FILE).read_text(encoding="utf-8"))["export"]["source"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return source if isinstance(source, str) and source else None

@@ -6,7 +6,15 @@ import os
 import pickle
 from pathlib import Path
 
-from hf_transfer.core.folders import ADAPTER_CONFIG, TOKENIZER_FILES, has_tokenizer, is_adapter_folder
+from hf_transfer.core.folders import (
+    ADAPTER_CONFIG,
+    ONNX_FILE,
+    TOKENIZER_FILES,
+    has_tokenizer,
+    is_adapter_folder,
+    is_onnx_folder,
+    onnx_export_source,
+)
 from hf_transfer.core.layers import ModelLayout, discover_layers
 from hf_transfer.errors import ConfigError, one_line
 
@@ -147,16 +155,28 @@ def load_classifier(
         raise ConfigError(f"cannot load the weights of {name_or_path!r}: {one_line(err)}") from None
 
 
+def onnx_export_error(name_or_path: str) -> ConfigError:
+    """The error for an ONNX folder given where PyTorch weights are needed (train, distill, export)."""
+    source = onnx_export_source(name_or_path)
+    return ConfigError(
+        f"{name_or_path!r} is an ONNX export ({ONNX_FILE}, no PyTorch weights), which only predict and evaluate run; "
+        f"give the PyTorch model folder it was exported from{f' ({source!r})' if source else ''} instead."
+    )
+
+
 def check_weights_complete(name_or_path: str) -> None:
-    """A local folder's safetensors files hold every byte their headers promise: a truncated download or copy is
-    refused in milliseconds, before the data is read and tokenized, instead of when the weights load. Reads only each
-    file's header (8 bytes of length, then JSON); Hub ids and .bin checkpoints are left to the loader."""
+    """A local folder holds PyTorch weights, and its safetensors files every byte their headers promise: an ONNX
+    export, or a truncated download or copy, is refused in milliseconds, before the data is read and tokenized,
+    instead of when the weights load. Reads only each file's header (8 bytes of length, then JSON); Hub ids and .bin
+    checkpoints are left to the loader. Commands that run ONNX folders (predict, evaluate) do not call it on them."""
     import json
     import struct
 
     folder = Path(name_or_path)
     if not (folder / "config.json").is_file():
         return  # a Hub id, or a folder the config check refuses first with its own message
+    if is_onnx_folder(folder):
+        raise onnx_export_error(name_or_path)
     for path in sorted(folder.glob("*.safetensors")):
         size = path.stat().st_size
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import itertools
 import os
 import re
 import types
@@ -102,6 +103,20 @@ def as_flag_value(value: Any) -> str:
 # --- the parser -----------------------------------------------------------------------------------------------------
 
 
+# A token argparse rightly reads as the next flag: after it, the value was simply left out.
+_FLAG = re.compile(r"--[A-Za-z_][\w-]*(=.*)?", re.DOTALL)
+
+
+def missing_value(flag: str, argv: list[str]) -> str:
+    """The error for `flag` given without a value. argparse reads a value that begins with '-' (`-bad/x`) as a flag
+    of its own, so when the token after `flag` is shaped like no flag, say how to pass it: `--flag=-bad/x`."""
+    name = flag[2:].replace("-", "_")
+    for token, after in itertools.pairwise(argv):
+        if token[2:].replace("-", "_") == name and token.startswith("--") and not _FLAG.fullmatch(after):
+            return f"{flag} needs a value, and {after!r} after it was read as a flag; give it as {flag}={after}."
+    return f"{flag} needs a value: fields are given as --name value (or --name=value for a value beginning with '-')."
+
+
 def _describe(hint: Any) -> str:
     origin = typing.get_origin(hint)
     if origin is Literal:
@@ -167,10 +182,12 @@ class CommandParser:
         from transformers import HfArgumentParser
 
         class _Parser(HfArgumentParser):
+            argv: list[str] = []  # what is being parsed, to name the token that was read as a flag
+
             def error(self, message: str):
-                missing = re.match(r"^argument (--[\w-]+)(/--[\w-]+)*: expected one argument$", message)
+                missing = re.match(r"^argument (--[\w-]+)(/--[\w-]+)*: expected (at least )?one argument", message)
                 if missing:  # argparse's "expected one argument" would not say which field
-                    raise ConfigError(f"{missing.group(1)} needs a value: fields are given as --name value.")
+                    raise ConfigError(missing_value(missing.group(1), self.argv))
                 message = re.sub(r"^argument --[\w-]+(/--[\w-]+)*: ", "", message)
                 raise ConfigError(message)
 
@@ -218,7 +235,9 @@ class CommandParser:
             flags, flag_values = self._split_other_flags(flags)
             other.update(flag_values)
         given = {token[2:].split("=", 1)[0].replace("-", "_") for token in flags if token.startswith("--")}
-        tokens = [part for k, v in config.items() if k not in given for part in (f"--{k}", as_flag_value(v))]
+        # One token per config value, `--name=value`: a value that begins with '-' is not read as a flag.
+        tokens = [f"--{k}={as_flag_value(v)}" for k, v in config.items() if k not in given]
+        self.parser.argv = tokens + flags
         namespace, unknown = self.parser.parse_known_args(tokens + flags)
         if unknown:
             raise ConfigError(self._unknown(unknown[0]))
@@ -259,7 +278,7 @@ class CommandParser:
                 other[name] = read_yaml(flags[i + 1])
                 i += 1
             else:
-                raise ConfigError(f"--{name} needs a value: fields are given as --name value.")
+                raise ConfigError(missing_value(f"--{name}", flags))
             i += 1
         return own, other
 

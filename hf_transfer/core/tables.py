@@ -75,9 +75,18 @@ def _read_delimited(path: str, sep: str, csv_quoting: str) -> pd.DataFrame:
     quoting = {"minimal": csv.QUOTE_MINIMAL, "none": csv.QUOTE_NONE, "auto": None}[csv_quoting]
     if quoting is None:
         quoting = _detect_quoting(text, sep)
+    options = _csv_options(text.split("\n", 1)[0], sep, quoting)
     with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ParserWarning)
-        return pd.read_csv(io.StringIO(text), sep=sep, quoting=quoting, **_CSV_OPTIONS)
+        return pd.read_csv(io.StringIO(text), sep=sep, quoting=quoting, **options)
+
+
+def _csv_options(header: str, sep: str, quoting: int) -> dict:
+    """pandas' options for a csv/tsv file with this first line. In a file of one column every line after the header
+    is a row, a blank one holding empty text (as `predict` writes it back, unlabelled): pandas would skip a line of
+    spaces, and the output would have fewer rows than the input. In wider files a blank line is no record."""
+    fields = next(csv.reader([header.rstrip("\r\n")], delimiter=sep, quoting=quoting), [])
+    return {**_CSV_OPTIONS, "skip_blank_lines": len(fields) != 1}
 
 
 def _detect_quoting(text: str, sep: str) -> int:
@@ -162,11 +171,11 @@ def _csv_chunks(path, ext, chunk_rows, csv_quoting, columns):
     # Read through a text-mode handle, as `read_table` reads: newlines inside quoted fields arrive as "\n" either way.
     # The warning filter is set around each read, never across a `yield`: the caller runs in between.
     with open(path, encoding="utf-8-sig") as handle:
+        options = _csv_options(handle.readline(), sep, quoting)
+        handle.seek(0)
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            reader = pd.read_csv(
-                handle, sep=sep, quoting=quoting, chunksize=chunk_rows, usecols=columns, **_CSV_OPTIONS
-            )
+            reader = pd.read_csv(handle, sep=sep, quoting=quoting, chunksize=chunk_rows, usecols=columns, **options)
         yield from _warning_free_chunks(reader)
 
 

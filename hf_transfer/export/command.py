@@ -16,6 +16,7 @@ from hf_transfer.core.arguments import EvalSet
 from hf_transfer.core.eval_sets import PreparedEvalSet, prepare_eval_set
 from hf_transfer.core.folders import ONNX_FILE, ONNX_INT8_FILE, RUN_RECORD_FILE
 from hf_transfer.core.metrics import classification_metrics
+from hf_transfer.core.models import onnx_export_error
 from hf_transfer.core.onnx_model import OnnxClassifier
 from hf_transfer.core.tasks import MULTI_LABEL, predicted_labels
 from hf_transfer.errors import ConfigError, HfTransferError, one_line
@@ -43,7 +44,7 @@ class ParityError(HfTransferError):
 def _preflight(args: ExportArguments) -> tuple[InferenceSource, PreparedEvalSet | None]:
     source = resolve_inference_model(args.model_dir, args.base_model_name_or_path, command="export")
     if source.kind == "onnx":
-        raise ConfigError(f"{args.model_dir!r} is already an ONNX export; export the PyTorch model it came from.")
+        raise onnx_export_error(args.model_dir)
     data = None
     if args.validation_file and source.problem_type == MULTI_LABEL:
         raise ConfigError(

@@ -14,6 +14,7 @@ import shutil
 import time
 from pathlib import Path
 
+from hf_transfer.adapters.arguments import ADAPTER_ONLY_FIELDS
 from hf_transfer.adapters.plan import check_adapter_args
 from hf_transfer.core.folders import RUN_RECORD_FILE
 from hf_transfer.core.parsing import CommandParser
@@ -100,7 +101,7 @@ def _prepare(s: SearchArguments) -> dict:
     )
     params = check_fields(parse_space(space), parser.hints, command)
     names = {p.name for p in params}
-    idle = sorted(names & {"lora_r", "lora_alpha", "lora_dropout"})
+    idle = sorted(names & set(ADAPTER_ONLY_FIELDS))
     if idle and not adapter.enabled and "peft_method" not in names:
         raise ConfigError(
             f"search_space.{idle[0]}: peft_method is none, so {idle[0]} changes nothing and every trial would train "
