@@ -131,7 +131,6 @@ def test_short_fields_and_peft_config_override():
     [
         (dict(peft_method="lora", lora_r=0), "lora_r must be > 0, got 0"),
         (dict(peft_method="lora", lora_dropout=1.0), "lora_dropout"),
-        (dict(peft_method="none", target_modules=["query"]), "peft_method is none"),
         (dict(peft_method="none", merge_adapter=True), "merge_adapter"),
     ],
 )
@@ -494,7 +493,7 @@ def test_lora_takes_its_own_learning_rate_only_when_none_is_given(tmp_path, extr
     [
         (["--lora_r", "16", "--lora_dropout", "0.1"], "lora_r, lora_dropout set but ignored"),
         (["--lora_r", "8"], "lora_r set but ignored"),  # given, though it is the default
-        (["--config", "lora.yaml", "--peft_method", "none"], "lora_r, lora_alpha set but ignored"),  # not refused
+        (["--config", "lora.yaml", "--peft_method", "none"], "lora_r, lora_alpha, target_modules set but ignored"),
         ([], None),
         (["--peft_method", "lora", "--lora_r", "16"], None),
     ],
@@ -505,7 +504,7 @@ def test_lora_fields_set_without_an_adapter_are_named_in_a_warning(tmp_path, cap
     from hf_transfer.adapters.plan import check_adapter_args
     from hf_transfer.cli import parse_command_args
 
-    (tmp_path / "lora.yaml").write_text("peft_method: lora\nlora_r: 16\nlora_alpha: 32\n")
+    (tmp_path / "lora.yaml").write_text("peft_method: lora\nlora_r: 16\nlora_alpha: 32\ntarget_modules: all-linear\n")
     extra = [str(tmp_path / e) if e == "lora.yaml" else e for e in extra]
     argv = ["--model_name_or_path", "m", "--train_file", "t.csv", "--output_dir", str(tmp_path / "out"), *extra]
     _, _, adapter, training = parse_command_args("train", argv)

@@ -9,7 +9,7 @@ from typing import Any
 from hf_transfer.errors import ConfigError
 
 # The fields only an adapter reads: with peft_method none they change nothing.
-ADAPTER_ONLY_FIELDS = ("lora_r", "lora_alpha", "lora_dropout")
+ADAPTER_ONLY_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "target_modules", "peft_config")
 
 
 @dataclass
@@ -69,13 +69,9 @@ class AdapterArguments:
                 raise ConfigError("target_modules is empty; give module names like [query, value], or drop it.")
         if self.peft_config is not None and not isinstance(self.peft_config, dict):
             raise ConfigError(f"peft_config must be a mapping of PEFT config fields, got {self.peft_config!r}.")
-        if self.peft_method == "none":
-            used = [name for name in ("peft_config", "target_modules") if getattr(self, name)]
-            used += ["merge_adapter"] if self.merge_adapter else []
-            if used:
-                raise ConfigError(
-                    f"{', '.join(used)} given but peft_method is none; set peft_method (e.g. lora) or drop them."
-                )
+        if self.peft_method == "none" and self.merge_adapter:
+            # The adapter's fields are only ignored (see `ignored_fields`), but merging asks for an adapter.
+            raise ConfigError("merge_adapter given but peft_method is none; set peft_method (e.g. lora) or drop it.")
 
     @property
     def enabled(self) -> bool:
