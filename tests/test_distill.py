@@ -460,6 +460,38 @@ def test_an_onnx_export_is_refused_as_teacher_or_student_before_the_data_is_read
     assert not out.exists() and not (tmp_path / "cache").exists()
 
 
+@pytest.mark.parametrize("case", ["missing folder", "adapter folder"])
+@pytest.mark.parametrize("command", ["train", "distill"])
+def test_a_model_path_that_is_no_model_is_refused_before_the_data_is_read(
+    tmp_path, tiny_bert_dir, tiny_data, capsys, monkeypatch, command, case
+):
+    """A missing model folder (or a PEFT adapter's) was reported only after the training data had been read and its
+    labels mapped: seconds on a large file, for a check of milliseconds."""
+
+    def never(*args, **kwargs):
+        raise AssertionError("the data was read before the model path was refused")
+
+    bad = tmp_path / "no-model"
+    if case == "adapter folder":
+        bad.mkdir()
+        (bad / "adapter_config.json").write_text("{}")
+    monkeypatch.setattr(
+        f"hf_transfer.{'distill.plan' if command == 'distill' else 'train.preflight'}.load_checked_data", never
+    )
+    out = tmp_path / "out"
+    if command == "distill":
+        teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["pos", "neg"])
+        argv = [*distill_argv(teacher, *tiny_data, out, tmp_path / "cache"), "--model_name_or_path", str(bad)]
+    else:
+        argv = ["train", "--model_name_or_path", str(bad), "--train_file", str(tiny_data[0]), "--output_dir", str(out)]
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert ("does not exist" if case == "missing folder" else "holds a PEFT adapter") in err, err
+    assert not out.exists()
+
+
 # --- end to end on the real model ------------------------------------------------------------------------------------
 
 

@@ -19,10 +19,9 @@ from hf_transfer.core.layers import ModelLayout, discover_layers
 from hf_transfer.errors import ConfigError, one_line
 
 
-def load_config(name_or_path: str, *, revision: str = "main", cache_dir=None, trust_remote_code=False, **overrides):
-    """`AutoConfig.from_pretrained`, turning every failure into a ConfigError that names the path or id."""
-    from transformers import AutoConfig
-
+def check_model_location(name_or_path: str) -> None:
+    """A local path names a model folder (one with config.json, not an adapter's), and a path that looks local
+    exists; Hub ids pass. Milliseconds, so commands call it before reading any data."""
     path = Path(name_or_path).expanduser()
     if path.is_dir() and not (path / "config.json").is_file():
         if is_adapter_folder(path):
@@ -38,6 +37,13 @@ def load_config(name_or_path: str, *, revision: str = "main", cache_dir=None, tr
     looks_local = path.is_absolute() or name_or_path.startswith((".", "~")) or name_or_path.count("/") > 1
     if not path.exists() and looks_local:
         raise ConfigError(f"model folder {name_or_path!r} does not exist.")
+
+
+def load_config(name_or_path: str, *, revision: str = "main", cache_dir=None, trust_remote_code=False, **overrides):
+    """`AutoConfig.from_pretrained`, turning every failure into a ConfigError that names the path or id."""
+    from transformers import AutoConfig
+
+    check_model_location(name_or_path)
     try:
         return AutoConfig.from_pretrained(
             name_or_path, revision=revision, cache_dir=cache_dir, trust_remote_code=trust_remote_code, **overrides
@@ -172,9 +178,10 @@ def check_weights_complete(name_or_path: str) -> None:
     import json
     import struct
 
-    folder = Path(name_or_path)
+    check_model_location(name_or_path)
+    folder = Path(name_or_path).expanduser()
     if not (folder / "config.json").is_file():
-        return  # a Hub id, or a folder the config check refuses first with its own message
+        return  # a Hub id
     if is_onnx_folder(folder):
         raise onnx_export_error(name_or_path)
     for path in sorted(folder.glob("*.safetensors")):
