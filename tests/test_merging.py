@@ -272,6 +272,23 @@ def test_an_output_dir_that_holds_files_or_is_a_file_is_refused_before_any_weigh
     assert (tmp_path / "taken").read_text() == "a file"
 
 
+def test_an_onnx_export_at_either_end_is_named_before_any_weight_loads(tmp_path, tiny_bert_dir, capsys):
+    # It failed only after the pretrained weights had loaded, with "no file named model.safetensors".
+    pretrained, finetuned = make_pair(tmp_path, "bert", tiny_bert_dir)
+    onnx = tmp_path / "exported"
+    onnx.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        (onnx / name).write_bytes((finetuned / name).read_bytes())
+    (onnx / "model.onnx").write_bytes(b"graph")
+    for role, ends in (("finetuned", (pretrained, onnx)), ("pretrained", (onnx, finetuned))):
+        argv = ["merge", "--pretrained", str(ends[0]), "--finetuned", str(ends[1]), "--alpha", "0.5"]
+        capsys.readouterr()  # make_pair's saving bars
+        assert main([*argv, "--output_dir", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and f"{role} '{onnx}' is an ONNX export" in err, err
+    assert not (tmp_path / "out").exists()
+
+
 def test_head_init_interpolates_the_head(tmp_path, tiny_bert_dir):
     from transformers import AutoModelForSequenceClassification
 

@@ -19,7 +19,7 @@ from hf_transfer.adapters.peft_model import (
     with_labels,
 )
 from hf_transfer.core.eval_sets import prepare_eval_sets
-from hf_transfer.core.folders import ADAPTER_CONFIG
+from hf_transfer.core.folders import ADAPTER_CONFIG, is_onnx_folder
 from hf_transfer.core.layers import discover_layers
 from hf_transfer.core.models import (
     is_sequence_classifier,
@@ -95,7 +95,13 @@ def _head_names(model, prefix: str) -> set[str]:
 
 
 def _preflight(args: MergeArguments) -> _Preflight:
-
+    for name in ("pretrained", "finetuned", "head_init"):
+        value = getattr(args, name)
+        if value and is_onnx_folder(value):
+            raise ConfigError(
+                f"{name} {value!r} is an ONNX export, which holds no PyTorch weights to interpolate; give the model "
+                "folder it was exported from."
+            )
     pretrained_config = load_config(args.pretrained)
     config, adapter = _finetuned(args, pretrained_config)
     if pretrained_config.model_type != config.model_type:
