@@ -65,6 +65,7 @@ books() {
   fi
   hf-transfer evaluate --model_name_or_path "$model" --validation_file "$DATA/blitzer/books/dev.tsv" \
     --validation_name books "${shifted[@]}" "${EVAL_ARGS[@]}" --output_file "$RUNS/blitzer-books-eval/metrics.json"
+  rm -rf "$RUNS/blitzer-books-wiseft" # merge writes a new folder, never into an earlier one
   hf-transfer merge --config scripts/configs/blitzer_books_merge.yaml --finetuned "$model" --alphas "$ALPHAS" \
     --output_dir "$RUNS/blitzer-books-wiseft"
 }
@@ -82,6 +83,7 @@ lp_ft() {
     hf-transfer evaluate --model_name_or_path "$model/$end" --validation_file "$validation" --validation_name "$name" \
       "${shifted[@]}" "${EVAL_ARGS[@]}" --output_file "$RUNS/$1-eval/${end/./lpft}.json"
   done
+  rm -rf "$RUNS/$1-wiseft"
   hf-transfer merge --config "$merge" --pretrained "$model/linear_probe" --finetuned "$model" --alphas "$ALPHAS" \
     --output_dir "$RUNS/$1-wiseft"
 }
@@ -96,6 +98,7 @@ sst2() {
   fi
   hf-transfer evaluate --model_name_or_path "$SST2_MODEL" --validation_file "$DATA/sst2/dev.tsv" \
     --validation_name sst2 "${shifted[@]}" "${EVAL_ARGS[@]}" --output_file "$RUNS/sst2-eval/metrics.json"
+  rm -rf "$RUNS/sst2-wiseft"
   hf-transfer merge --config scripts/configs/sst2_merge.yaml --finetuned "$SST2_MODEL" --alphas "$ALPHAS" \
     --output_dir "$RUNS/sst2-wiseft"
 }

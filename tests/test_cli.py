@@ -270,6 +270,34 @@ def test_training_values_out_of_range_are_one_line_before_anything_runs(extra, n
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    "text, needle",
+    [("learning_rate:\n", "learning_rate expects float, got null"),
+     ("seed: null\n", "seed expects int, got null"),
+     ("max_steps: ~\n", "max_steps expects int, got null"),
+     ("config: other.yaml\n", "config files do not nest"),
+     (None, "is a folder")],
+    ids=["empty lr", "null seed", "tilde steps", "nested config", "config is a folder"],
+)  # fmt: skip
+def test_config_file_mistakes_are_one_line_naming_the_field(text, needle, tmp_path, tiny_data, capsys):
+    """A key left empty reached Trainer as None: a TypeError traceback ('>' between NoneType and int) or a line that
+    named no field. A nested `config:` was silently ignored, a folder was said not to exist."""
+    config = tmp_path / "conf"
+    config.mkdir() if text is None else config.write_text(text)
+    out = tmp_path / "out"
+    assert main([*train_argv(tmp_path / "model", *tiny_data, out), "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err
+    assert not out.exists()
+
+
+def test_null_stays_a_value_of_optional_fields(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("model_name_or_path: m\nhub_model_id:\nfreeze_layers: null\nmax_train_samples: ~\n")
+    _, data, _, training = parse_command_args("train", ["--config", str(config), "--output_dir", str(tmp_path / "o")])
+    assert training.hub_model_id is None and training.freeze_layers is None and data.max_train_samples is None
+
+
 def test_a_single_class_is_refused(tmp_path, tiny_bert_dir, capsys):
     """One class made a one-output model trained on a loss that is always 0."""
     train = write_csv(tmp_path / "train.csv", [f"good thing {i}" for i in range(12)], ["pos"] * 12)

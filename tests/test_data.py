@@ -122,6 +122,16 @@ def test_multi_label_json_list_strings_in_csv_are_parsed(tmp_path):
     assert labels_of(prepared) == [[1.0, 1.0], [1.0, 0.0]]
 
 
+def test_multi_label_yaml_style_lists_in_csv_are_parsed(tmp_path):
+    # `[b, a]`, lists as flags and YAML write them, used to become single-label classes named "[b, a]" and "[a]":
+    # a model over label combinations, trained without a word.
+    train = rows(["[b, a]", "[a]", "[ no, b ]"])
+    prepared = load(tmp_path, train, rows(["[b]"]), ext="csv")
+    assert prepared.problem_type == "multi_label_classification"
+    assert prepared.label_names == ["a", "b", "no"]
+    assert labels_of(prepared) == [[1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 1.0]]
+
+
 def test_multi_label_parquet_lists_of_ints(tmp_path):
     prepared = load(tmp_path, rows([[0, 2], [1]]), rows([[2]]), ext="parquet")
     assert prepared.label_names == ["0", "1", "2"]

@@ -116,6 +116,18 @@ def test_a_graph_that_fails_its_check_is_not_written(labelled, tmp_path, capsys)
     assert list((tmp_path / "deep").iterdir()) == []
 
 
+def test_an_output_dir_that_is_or_lies_under_a_file_is_refused_before_any_weight_loads(tmp_path, capsys):
+    # The model folder does not even exist: the output_dir check comes first, in the arguments. Under a file, the
+    # export used to run to the end and die on mkdir with a FileExistsError traceback.
+    (tmp_path / "taken").write_text("not a folder")
+    for out, needle in ((tmp_path / "taken", "is a file"), (tmp_path / "taken" / "onnx", "lies under")):
+        assert export(tmp_path / "missing-model", out) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and err.startswith("hf-transfer export: error: output_dir"), err
+        assert needle in err and "is not empty" not in err
+    assert (tmp_path / "taken").read_text() == "not a folder"
+
+
 def test_an_int8_graph_that_loses_accuracy_is_refused(labelled, tmp_path, monkeypatch, capsys):
     """The int8 step is replaced by one writing a graph that predicts the other label: accuracy 0 against 1."""
     model, dev = labelled

@@ -97,6 +97,38 @@ def test_full_disk_mid_checkpoint_stops_with_one_line_and_keeps_the_last_good_ch
 # --- safe loading ---------------------------------------------------------------------------------------------------
 
 
+def _checkpoint(folder, **files):
+    folder.mkdir(parents=True)
+    (folder / "trainer_state.json").write_text("{}")
+    for name, value in files.items():
+        (folder / f"{name}.json").write_text(json.dumps(value))
+    return folder
+
+
+def test_resuming_from_a_checkpoint_of_another_model_is_one_line_before_any_weight_loads(
+    tmp_path, tiny_bert_dir, tiny_data, capsys
+):
+    """Trainer loaded these after the model, then stopped with a state-dict size mismatch (other labels) or an
+    optimizer-group ValueError (a full model resumed as an adapter), as tracebacks, leaving an empty output_dir."""
+    config = json.loads((tiny_bert_dir / "config.json").read_text())
+    other_labels = {**config, "architectures": ["BertForSequenceClassification"], "id2label": {0: "a", 1: "b", 2: "c"}}
+    full = _checkpoint(tmp_path / "full" / "checkpoint-2", config=other_labels)
+    lora = _checkpoint(tmp_path / "lora" / "checkpoint-2", adapter_config={"peft_type": "LORA", "r": 8})
+    cases = [
+        (full, [], "holds a model with labels ['a', 'b', 'c'] but this run builds one with ['neg', 'pos']"),
+        (full, ["--peft_method", "lora"], "holds a full model but this run trains a lora adapter"),
+        (lora, [], "holds a PEFT adapter but this run trains a full model"),
+        (lora, ["--peft_method", "lora", "--lora_r", "4"], "LoRA adapter of rank 8 but this run's lora_r is 4"),
+    ]
+    for i, (checkpoint, extra, needle) in enumerate(cases):
+        out = tmp_path / f"run{i}"
+        argv = [*train_argv(tiny_bert_dir, *tiny_data, out), "--resume_from_checkpoint", str(checkpoint), *extra]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0], err
+        assert not out.exists()
+
+
 def test_a_crafted_pickle_checkpoint_is_refused_and_never_executed(tmp_path, tiny_bert_dir, tiny_data, capsys):
     from transformers import BertConfig
 

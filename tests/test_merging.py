@@ -253,6 +253,42 @@ def test_sweep_with_extra_sets_writes_table_plot_and_card(tmp_path, tiny_bert_di
     assert pipeline("text-classification", model=str(out))("good thing")[0]["label"] in LABELS
 
 
+def test_an_output_dir_that_holds_files_or_is_a_file_is_refused_before_any_weight_loads(tmp_path, capsys):
+    # A merge into an earlier run folder (an adapter's, say) used to write model.safetensors beside its
+    # adapter_config.json: the folder then loaded as the old adapter, with the old eval_results.json beside it. An
+    # output_dir under a file failed with a traceback after the whole sweep.
+    earlier = tmp_path / "earlier-run"
+    earlier.mkdir()
+    (earlier / "adapter_config.json").write_text("{}")
+    (tmp_path / "taken").write_text("a file")
+    cases = ((earlier, "is not empty"), (tmp_path / "taken", "is a file"), (tmp_path / "taken" / "m", "lies under"))
+    for out, needle in cases:
+        argv = ["merge", "--pretrained", str(tmp_path / "none"), "--finetuned", str(tmp_path / "none2")]
+        assert main([*argv, "--alpha", "0.5", "--output_dir", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and err.startswith("hf-transfer merge: error: output_dir"), err
+        assert needle in err
+    assert sorted(p.name for p in earlier.iterdir()) == ["adapter_config.json"]
+    assert (tmp_path / "taken").read_text() == "a file"
+
+
+def test_an_onnx_export_at_either_end_is_named_before_any_weight_loads(tmp_path, tiny_bert_dir, capsys):
+    # It failed only after the pretrained weights had loaded, with "no file named model.safetensors".
+    pretrained, finetuned = make_pair(tmp_path, "bert", tiny_bert_dir)
+    onnx = tmp_path / "exported"
+    onnx.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        (onnx / name).write_bytes((finetuned / name).read_bytes())
+    (onnx / "model.onnx").write_bytes(b"graph")
+    for role, ends in (("finetuned", (pretrained, onnx)), ("pretrained", (onnx, finetuned))):
+        argv = ["merge", "--pretrained", str(ends[0]), "--finetuned", str(ends[1]), "--alpha", "0.5"]
+        capsys.readouterr()  # make_pair's saving bars
+        assert main([*argv, "--output_dir", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and f"{role} '{onnx}' is an ONNX export" in err, err
+    assert not (tmp_path / "out").exists()
+
+
 def test_head_init_interpolates_the_head(tmp_path, tiny_bert_dir):
     from transformers import AutoModelForSequenceClassification
 

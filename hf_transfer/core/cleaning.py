@@ -172,10 +172,22 @@ def normalise_scalar(value: Any) -> Any:
     return str(value)
 
 
+def _flow_list(text: str) -> Any:
+    """A YAML flow list with unquoted names, `[positive, long]` (how flags spell lists), its items all text."""
+    import yaml
+
+    try:
+        value = yaml.load(text, Loader=yaml.BaseLoader)  # BaseLoader: every item stays a string, `no` too
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, list) and all(isinstance(v, str) for v in value) else text
+
+
 def normalise_label(value: Any) -> Any:
-    """Scalars as in `normalise_scalar`; lists (also JSON or Python list literals in a text cell) for multi-label."""
+    """Scalars as in `normalise_scalar`; lists (also JSON, Python or YAML-flow list literals in a text cell, such as
+    a csv's) for multi-label."""
     if isinstance(value, str) and value.strip().startswith("["):
-        for parse in (json.loads, ast.literal_eval):
+        for parse in (json.loads, ast.literal_eval, _flow_list):
             try:
                 value = parse(value)
                 break

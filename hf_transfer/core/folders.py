@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hf_transfer.errors import ConfigError
+
 # What PEFT names the config of a saved adapter: a folder holding it holds an adapter, not a model.
 ADAPTER_CONFIG = "adapter_config.json"
 # What hf-transfer writes into a run folder beside the model.
@@ -45,3 +47,23 @@ def onnx_export_source(folder: str | Path) -> str | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return source if isinstance(source, str) and source else None
+
+
+def check_new_output_dir(output_dir: str, command: str) -> None:
+    """A folder a command creates and fills whole (`export`, `merge`): it must not exist yet, or be empty, and no
+    part of its path may be a file. Checked before any weight loads, so nothing is computed only to fail at the
+    write, and no earlier run's files end up mixed with the new ones."""
+    out = Path(output_dir)
+    blocking = next((p for p in [out, *out.parents] if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        where = "is" if blocking == out else f"lies under {str(blocking)!r}, which is"
+        raise ConfigError(
+            f"output_dir {output_dir!r} {where} a file, not a folder; {command} writes a new folder: choose another "
+            "output_dir."
+        )
+    if out.is_dir() and any(out.iterdir()):
+        held = sorted(p.name for p in out.iterdir())
+        raise ConfigError(
+            f"output_dir {output_dir!r} already exists and is not empty (it holds {held[:6]}); {command} never "
+            "overwrites: choose another output_dir or remove that one."
+        )

@@ -161,11 +161,13 @@ def load_classifier(
         raise ConfigError(f"cannot load the weights of {name_or_path!r}: {one_line(err)}") from None
 
 
-def onnx_export_error(name_or_path: str) -> ConfigError:
-    """The error for an ONNX folder given where PyTorch weights are needed (train, distill, export)."""
+def onnx_export_error(name_or_path: str, role: str = "") -> ConfigError:
+    """The error for an ONNX folder given where PyTorch weights are needed (train, distill, export, merge); `role`
+    names the argument (merge's `finetuned`, ...)."""
     source = onnx_export_source(name_or_path)
+    named = f"{role} {name_or_path!r}" if role else repr(name_or_path)
     return ConfigError(
-        f"{name_or_path!r} is an ONNX export ({ONNX_FILE}, no PyTorch weights), which only predict and evaluate run; "
+        f"{named} is an ONNX export ({ONNX_FILE}, no PyTorch weights), which only predict and evaluate run; "
         f"give the PyTorch model folder it was exported from{f' ({source!r})' if source else ''} instead."
     )
 

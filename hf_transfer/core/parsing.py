@@ -73,6 +73,8 @@ def _expand_env(value: Any, path: str) -> Any:
 def load_config_file(path: str) -> dict[str, Any]:
     import yaml
 
+    if Path(path).is_dir():
+        raise ConfigError(f"config file {path!r} is a folder; give the YAML file in it, e.g. --config {path}/x.yaml.")
     if not Path(path).is_file():
         raise ConfigError(f"config file {path!r} does not exist.")
     try:
@@ -86,6 +88,8 @@ def load_config_file(path: str) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path!r} must hold a mapping of field: value, got a {type(data).__name__}.")
+    if "config" in data:  # it would reach the parser as `--config`, which is read only on the command line
+        raise ConfigError(f"config file {path!r} sets config: {data['config']!r}, but config files do not nest.")
     return {str(k).replace("-", "_"): _expand_env(v, path) for k, v in data.items()}
 
 
@@ -136,7 +140,13 @@ def _takes(hint: Any, kind: type) -> bool:
     return any(option is kind or typing.get_origin(option) is kind for option in options)
 
 
-def _value_reader(name: str, hint: Any, convert, choices):
+def _nullable(field: dataclasses.Field, hint: Any) -> bool:
+    """Whether null is a value of the field: its type says `| None`, or None is its default."""
+    optional = typing.get_origin(hint) in (Union, types.UnionType) and type(None) in typing.get_args(hint)
+    return optional or hint is Any or field.default is None
+
+
+def _value_reader(name: str, hint: Any, convert, choices, nullable: bool = True):
     """The `type` of a field's argparse action: the flag text read as YAML, then converted as HfArgumentParser
     would convert it (`convert`: int, float, string_to_bool, a choice mapper). Fields typed `X | str` (a value or a
     list, such as `freeze_layers`) get the YAML value itself and normalise it in `__post_init__`."""
@@ -146,7 +156,12 @@ def _value_reader(name: str, hint: Any, convert, choices):
     def read(text: str):
         value = read_yaml(text)
         if value is None and text.strip() in ("null", "~", "None"):
-            return None
+            if nullable:
+                return None
+            raise argparse.ArgumentTypeError(
+                f"{name} expects {_describe(hint)}, got null (a key with no value in the config file?); give a "
+                "value, or leave the field out for its default."
+            )
         if isinstance(value, (list, dict)):
             if mixed or _takes(hint, type(value)):
                 if isinstance(value, list) and convert not in (None, str) and not mixed:
@@ -198,13 +213,15 @@ class CommandParser:
         self.parser.add_argument(
             "--config", metavar="CONFIG.yaml", help="YAML file of field: value; flags override it."
         )
-        self.hints = {}
+        self.hints, nullable = {}, {}
         for dtype in self.dataclass_types:
             resolved = typing.get_type_hints(dtype)
             self.hints.update({f.name: resolved[f.name] for f in dataclasses.fields(dtype) if f.init})
+            nullable.update({f.name: _nullable(f, resolved[f.name]) for f in dataclasses.fields(dtype) if f.init})
         for action in self.parser._actions:
             if action.dest in self.hints and action.option_strings[0].startswith(f"--{action.dest}"):
-                action.type = _value_reader(action.dest, self.hints[action.dest], action.type, action.choices)
+                hint = self.hints[action.dest]
+                action.type = _value_reader(action.dest, hint, action.type, action.choices, nullable[action.dest])
                 action.choices = None  # checked by the reader, with a message naming the field
             if action.help and "%" in action.help and "%(" not in action.help:
                 action.help = action.help.replace("%", "%%")  # argparse formats help with %: "10% warm-up" is text

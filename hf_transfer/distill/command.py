@@ -29,6 +29,7 @@ from hf_transfer.distill.trainer import DistillationCollator, DistillationTraine
 from hf_transfer.distill.transfer_set import TransferRows, augmented_rows, with_transfer_rows
 from hf_transfer.errors import ConfigError
 from hf_transfer.outputs.hub import plan_push
+from hf_transfer.outputs.run_folder import check_resume_fits
 from hf_transfer.train.arguments import TransferTrainingArguments
 from hf_transfer.train.fit import fit_and_report
 from hf_transfer.train.stages import early_stopping_callbacks, training_steps
@@ -200,6 +201,7 @@ def run_distill(
     if training_args.release_freed_memory:
         release_freed_memory()
     adapter_plan = plan_adapter_on_meta(adapter_args, plan.student_config)
+    check_resume_fits(training_args, plan.student_config, adapter_args)
     apply_adapter_learning_rate(adapter_args, training_args)  # after every check, so an error stays one line
     max_length = data_args.max_seq_length
     teachers = [

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from hf_transfer.core.arguments import EvalDataArguments
+from hf_transfer.core.folders import check_new_output_dir
 from hf_transfer.errors import ConfigError
 
 # The opsets the TorchScript exporter writes that hold everything a transformer classifier needs.
@@ -75,10 +76,4 @@ class ExportArguments(EvalDataArguments):
             )
         if self.output_dir is None:
             self.output_dir = str(Path(self.model_dir.rstrip("/\\"))) + "-onnx"
-        out = Path(self.output_dir)
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            held = f" (it holds {sorted(p.name for p in out.iterdir())[:6]})" if out.is_dir() else ""
-            raise ConfigError(
-                f"output_dir {self.output_dir!r} already exists and is not empty{held}; export never overwrites: "
-                "choose another output_dir or remove that one."
-            )
+        check_new_output_dir(self.output_dir, "export")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from hf_transfer.core.arguments import EvalDataArguments
+from hf_transfer.core.folders import check_new_output_dir
 from hf_transfer.errors import ConfigError
 from hf_transfer.merge.interpolation import check_alpha, parse_alphas
 
@@ -63,7 +64,6 @@ class MergeArguments(EvalDataArguments):
     )
 
     def __post_init__(self):
-
         for name in ("pretrained", "finetuned", "output_dir"):
             if not getattr(self, name) or not str(getattr(self, name)).strip():
                 raise ConfigError(
@@ -92,6 +92,7 @@ class MergeArguments(EvalDataArguments):
             value = getattr(self, name)
             if value and os.path.exists(value) and os.path.realpath(value) == out:
                 raise ConfigError(f"output_dir {self.output_dir!r} is the {name} folder; write the result elsewhere.")
+        check_new_output_dir(self.output_dir, "merge")
 
     @property
     def alpha_grid(self) -> list[float]:

@@ -23,14 +23,6 @@ from hf_transfer.outputs.provenance import is_hub_id
 from hf_transfer.outputs.run_folder import resolved_config, write_json, write_resolved_config
 
 SWEEP_JSON, SWEEP_PNG = "merge_sweep.json", "merge_sweep.png"
-
-
-SWEEP_JSON, SWEEP_PNG = "merge_sweep.json", "merge_sweep.png"
-
-
-EVAL_JSON, EVAL_MD = "merge_eval.json", "merge_eval.md"
-
-
 EVAL_JSON, EVAL_MD = "merge_eval.json", "merge_eval.md"
 
 

@@ -19,7 +19,7 @@ from hf_transfer.adapters.peft_model import (
     with_labels,
 )
 from hf_transfer.core.eval_sets import prepare_eval_sets
-from hf_transfer.core.folders import ADAPTER_CONFIG
+from hf_transfer.core.folders import ADAPTER_CONFIG, is_onnx_folder
 from hf_transfer.core.layers import discover_layers
 from hf_transfer.core.models import (
     is_sequence_classifier,
@@ -27,6 +27,7 @@ from hf_transfer.core.models import (
     load_config,
     load_tokenizer,
     meta_classifier,
+    onnx_export_error,
 )
 from hf_transfer.errors import ConfigError, one_line
 from hf_transfer.merge.arguments import MergeArguments
@@ -95,7 +96,10 @@ def _head_names(model, prefix: str) -> set[str]:
 
 
 def _preflight(args: MergeArguments) -> _Preflight:
-
+    for name in ("pretrained", "finetuned", "head_init"):
+        value = getattr(args, name)
+        if value and is_onnx_folder(value):
+            raise onnx_export_error(value, name)
     pretrained_config = load_config(args.pretrained)
     config, adapter = _finetuned(args, pretrained_config)
     if pretrained_config.model_type != config.model_type:

@@ -14,6 +14,8 @@ from pathlib import Path
 import yaml
 
 from hf_transfer.core.data import PreparedData
+from hf_transfer.core.folders import ADAPTER_CONFIG
+from hf_transfer.core.models import load_config
 from hf_transfer.core.runtime import MEMORY_SOURCES, allocator_setting
 from hf_transfer.errors import ConfigError, DiskFullError
 
@@ -95,6 +97,44 @@ def resolve_resume_checkpoint(training_args) -> None:
         raise ConfigError(
             f"resume_from_checkpoint {str(value)!r} is not a complete checkpoint folder (one with a readable "
             "trainer_state.json); pass true to pick the newest complete one in output_dir."
+        )
+
+
+def check_resume_fits(training_args, config, adapter_args) -> None:
+    """The checkpoint to resume from holds the model this run builds: a full model with the same architecture and
+    labels as `config`, or an adapter of the same method (and LoRA rank). Trainer would otherwise stop with a
+    state-dict or optimizer traceback, after the model has loaded."""
+    if not training_args.resume_from_checkpoint:
+        return
+    folder = Path(training_args.resume_from_checkpoint)
+    method = adapter_args.peft_method
+    adapter = folder / ADAPTER_CONFIG
+    saved_kind = "a PEFT adapter" if adapter.is_file() else "a full model"
+    run_kind = f"a {method} adapter" if method != "none" else "a full model (peft_method none)"
+    found = None
+    if adapter.is_file() != (method != "none"):
+        found = f"{saved_kind} but this run trains {run_kind}"
+    elif adapter.is_file():
+        saved = json.loads(adapter.read_text())
+        saved_method = str(saved.get("peft_type", "")).lower()
+        if saved_method != method:
+            found = f"a {saved_method} adapter but this run trains {run_kind}"
+        elif method == "lora" and saved.get("r") not in (None, adapter_args.lora_r):
+            found = f"a LoRA adapter of rank {saved['r']} but this run's lora_r is {adapter_args.lora_r}"
+    elif (folder / "config.json").is_file():
+        saved = load_config(str(folder))
+        for key in ("model_type", "num_hidden_layers", "hidden_size", "id2label"):
+            mine, theirs = getattr(config, key, None), getattr(saved, key, None)
+            if key == "id2label":
+                mine, theirs = (None if d is None else [str(d[i]) for i in sorted(d)] for d in (mine, theirs))
+            if mine != theirs:
+                what = "labels" if key == "id2label" else key
+                found = f"a model with {what} {theirs} but this run builds one with {mine}"
+                break
+    if found:
+        raise ConfigError(
+            f"resume_from_checkpoint {str(folder)!r} holds {found}; resume with the settings of the run that wrote "
+            "it, or drop resume_from_checkpoint to start afresh."
         )
 
 

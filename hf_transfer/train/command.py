@@ -13,6 +13,7 @@ from hf_transfer.core.metrics import make_compute_metrics
 from hf_transfer.core.models import load_classifier
 from hf_transfer.core.runtime import memory_kib, release_freed_memory
 from hf_transfer.outputs.hub import plan_push
+from hf_transfer.outputs.run_folder import check_resume_fits
 from hf_transfer.train.arguments import TransferTrainingArguments
 from hf_transfer.train.feature_cache import FrozenFeatureCollator, with_frozen_features
 from hf_transfer.train.few_shot import decide_few_shot, run_few_shot
@@ -47,6 +48,7 @@ def run_train(
         return run_few_shot(model_args, data_args, adapter_args, training_args, plan, push, few_shot, callbacks)
     prepared, config, tokenizer = plan.prepared, plan.config, plan.tokenizer
     adapter_plan = plan_adapter_on_meta(adapter_args, config)
+    check_resume_fits(training_args, config, adapter_args)
     apply_adapter_learning_rate(adapter_args, training_args)  # after every check, so an error stays one line
     with training_args.main_process_first(desc="tokenization"):
         tokenized = tokenize_data(
