@@ -272,6 +272,27 @@ def test_an_output_dir_that_holds_files_or_is_a_file_is_refused_before_any_weigh
     assert (tmp_path / "taken").read_text() == "a file"
 
 
+def test_a_merge_that_fails_while_writing_leaves_nothing(tmp_path, tiny_bert_dir, monkeypatch):
+    """The folder is built beside output_dir and renamed at the end: a failure in the middle of writing (here the
+    card, after the weights and the run record) leaves neither output_dir nor the staging folder; a merge that
+    finishes moves every file into output_dir."""
+    pretrained, finetuned = make_pair(tmp_path, "bert", tiny_bert_dir)
+    argv = ["merge", "--pretrained", str(pretrained), "--finetuned", str(finetuned), "--alpha", "0.5"]
+    before = set(tmp_path.iterdir())
+
+    def broken(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr("hf_transfer.merge.command.write_model_card", broken)
+    with pytest.raises(OSError, match="No space left"):
+        main([*argv, "--output_dir", str(tmp_path / "out")])
+    assert set(tmp_path.iterdir()) == before  # no out, no hidden .out.merge-*.tmp
+    monkeypatch.undo()
+    assert main([*argv, "--output_dir", str(tmp_path / "out")]) == 0
+    assert {"model.safetensors", "hf_transfer_run.json", "README.md"} <= {p.name for p in (tmp_path / "out").iterdir()}
+    assert set(tmp_path.iterdir()) == before | {tmp_path / "out"}
+
+
 def test_an_onnx_export_at_either_end_is_named_before_any_weight_loads(tmp_path, tiny_bert_dir, capsys):
     # It failed only after the pretrained weights had loaded, with "no file named model.safetensors".
     pretrained, finetuned = make_pair(tmp_path, "bert", tiny_bert_dir)

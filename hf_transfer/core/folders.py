@@ -4,6 +4,10 @@ holds a tokenizer or an adapter."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from hf_transfer.errors import ConfigError
@@ -67,3 +71,23 @@ def check_new_output_dir(output_dir: str, command: str) -> None:
             f"output_dir {output_dir!r} already exists and is not empty (it holds {held[:6]}); {command} never "
             "overwrites: choose another output_dir or remove that one."
         )
+
+
+@contextmanager
+def staged_output_dir(output_dir: str | Path, command: str) -> Iterator[Path]:
+    """A hidden sibling folder to write a command's whole output into; renamed to `output_dir` (new or empty, as
+    `check_new_output_dir` made sure) only when the block finishes, and removed if it fails, so an interrupted export
+    or merge leaves nothing half-written."""
+    out = Path(output_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    building = out.parent / f".{out.name}.{command}-{os.getpid()}.tmp"
+    shutil.rmtree(building, ignore_errors=True)
+    building.mkdir()
+    try:
+        yield building
+        if out.exists():
+            out.rmdir()  # empty, as the arguments checked
+        os.replace(building, out)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise

@@ -5,8 +5,6 @@ temporary name beside `output_dir` and renamed only once it is complete; a faile
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 from hf_transfer import __version__
@@ -14,7 +12,7 @@ from hf_transfer.adapters.inference import InferenceSource, load_inference_model
 from hf_transfer.adapters.peft_model import merge_into_base
 from hf_transfer.core.arguments import EvalSet
 from hf_transfer.core.eval_sets import PreparedEvalSet, prepare_eval_set
-from hf_transfer.core.folders import ONNX_FILE, ONNX_INT8_FILE, RUN_RECORD_FILE
+from hf_transfer.core.folders import ONNX_FILE, ONNX_INT8_FILE, RUN_RECORD_FILE, staged_output_dir
 from hf_transfer.core.metrics import classification_metrics
 from hf_transfer.core.models import onnx_export_error
 from hf_transfer.core.onnx_model import OnnxClassifier
@@ -149,11 +147,7 @@ def _build(args: ExportArguments, source: InferenceSource, data: PreparedEvalSet
 def run_export(args: ExportArguments) -> dict:
     source, data = _preflight(args)
     out = Path(args.output_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    building = out.parent / f".{out.name}.export-{os.getpid()}.tmp"
-    shutil.rmtree(building, ignore_errors=True)
-    building.mkdir()
-    try:
+    with staged_output_dir(out, "export") as building:
         export = _build(args, source, data, building)
         record = {
             "hf_transfer_version": __version__,
@@ -164,12 +158,6 @@ def run_export(args: ExportArguments) -> dict:
         }
         write_json(building / RUN_RECORD_FILE, record)
         write_model_card(building, export_card_data(args.model_dir, record, out.name, args.validation_file))
-        if out.exists():
-            out.rmdir()  # empty, as the arguments checked
-        os.replace(building, out)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
     return _summary(export, out)
 
 

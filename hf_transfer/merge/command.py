@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from hf_transfer import __version__
 from hf_transfer.core.eval_sets import reports_markdown, scalars, score_set
-from hf_transfer.core.folders import CARD_DATA_FILE, CONFIG_FILE, RUN_RECORD_FILE
+from hf_transfer.core.folders import CARD_DATA_FILE, CONFIG_FILE, RUN_RECORD_FILE, staged_output_dir
 from hf_transfer.merge.arguments import MergeArguments
 from hf_transfer.merge.interpolation import SELECTION_RULE, choose_alpha
 from hf_transfer.merge.interpolator import Interpolator, _Preflight, _preflight
@@ -78,7 +78,9 @@ def run_merge(args: MergeArguments) -> dict:
     rows = sweep_rows(results, extra)
     table = sweep_markdown(rows, names, extra, chosen) if rows else ""
     model = interpolator.load(chosen)
-    out = _write_outputs(args, pre, interpolator, model, results, rows, table, chosen, chosen_by)
+    out = Path(args.output_dir)
+    with staged_output_dir(out, "merge") as building:  # nothing half-written if the writing fails
+        _write_folder(args, pre, interpolator, model, results, rows, chosen, chosen_by, out, building)
     summary: dict[str, Any] = {"alpha": chosen, "alphas_evaluated": len(results), "method": interpolator.method}
     for name, report in (results.get(chosen) or {}).items():
         summary[f"{name}_accuracy"] = report["accuracy"]
@@ -99,12 +101,10 @@ def _base_model(args: MergeArguments) -> str:
     return recorded if is_hub_id(recorded) else args.pretrained
 
 
-def _write_outputs(args, pre: _Preflight, interpolator, model, results, rows, table, chosen, chosen_by) -> Path:
-
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    pre.tokenizer.save_pretrained(out)
+def _write_folder(args, pre: _Preflight, interpolator, model, results, rows, chosen, chosen_by, out: Path, building):
+    """Everything `merge` leaves, written into `building`, the staged folder that becomes `out` at the end."""
+    model.save_pretrained(building)
+    pre.tokenizer.save_pretrained(building)
     reports = results.get(chosen) or {}
     names = [data.name for data in pre.sets]
     merge = {
@@ -125,16 +125,16 @@ def _write_outputs(args, pre: _Preflight, interpolator, model, results, rows, ta
     }
     if rows:
         sweep = {"rule": chosen_by, "chosen_alpha": chosen, "validation_set": args.validation_name, "rows": rows}
-        write_json(out / SWEEP_JSON, {**sweep, "files": {d.name: d.path for d in pre.sets}})
+        write_json(building / SWEEP_JSON, {**sweep, "files": {d.name: d.path for d in pre.sets}})
         if len(rows) > 1:
-            plot_alpha_sweep(rows, names, args.validation_name, chosen, out / SWEEP_PNG)
+            plot_alpha_sweep(rows, names, args.validation_name, chosen, building / SWEEP_PNG)
     if reports:
-        write_json(out / EVAL_JSON, reports)
-        (out / EVAL_MD).write_text(reports_markdown(reports, pre.label_names))
+        write_json(building / EVAL_JSON, reports)
+        (building / EVAL_MD).write_text(reports_markdown(reports, pre.label_names))
         titles = {d.name: f"{d.name}: {Path(d.path).name} (α={chosen:g})" for d in pre.sets}
-        write_confusion_matrices(reports, pre.label_names, out / EVAL_JSON, args.validation_name, titles)
+        write_confusion_matrices(reports, pre.label_names, building / EVAL_JSON, args.validation_name, titles)
         main = scalars(reports[args.validation_name])
-        write_json(out / "eval_results.json", {f"eval_{k}": v for k, v in main.items()})
+        write_json(building / "eval_results.json", {f"eval_{k}": v for k, v in main.items()})
     record = {
         "hf_transfer_version": __version__,
         "task": "merge",
@@ -144,8 +144,7 @@ def _write_outputs(args, pre: _Preflight, interpolator, model, results, rows, ta
         "merge": merge,
         "eval_sets": reports,
     }
-    write_json(out / RUN_RECORD_FILE, record)
-    write_resolved_config(out / CONFIG_FILE, args)
-    card_data = merge_card_data(record, resolved_config(args), out, pre.sets)
-    write_model_card(out, card_data)
-    return out
+    write_json(building / RUN_RECORD_FILE, record)
+    write_resolved_config(building / CONFIG_FILE, args)
+    card_data = merge_card_data(record, resolved_config(args), out, pre.sets)  # named after out
+    write_model_card(building, card_data)
