@@ -211,6 +211,44 @@ def test_multi_label_model(models, tmp_path):
     assert [json.loads(v) for v in as_csv.drop(index=2)["predicted_label"]] == expected
 
 
+def test_evaluate_scores_a_multi_label_model_as_predict_does(models, tmp_path):
+    """`evaluate` refused list labels ("single-label data for now") while `predict` scored them. It now gives the
+    multi-label report (subset accuracy, micro/macro-F1, F1 per label), equal to predict's on the same rows, also for
+    an extra set with one label per row; list labels for a single-label model are one line."""
+    from hf_transfer.errors import DataError
+    from hf_transfer.evaluation.arguments import EvaluateArguments
+    from hf_transfer.evaluation.command import run_evaluate
+
+    names = ["red", "green", "blue"]
+    data = rows(24, empty=())
+    data["label"] = [[n for j, n in enumerate(names) if (i >> j) & 1] for i in range(24)]
+    data.to_json(tmp_path / "multi.jsonl", orient="records", lines=True)
+    single = data.assign(label=[names[i % 3] for i in range(24)])
+    single.to_json(tmp_path / "single.jsonl", orient="records", lines=True)
+    expected = predict(models["multi"], tmp_path / "multi.jsonl", tmp_path / "out.jsonl")
+    out = tmp_path / "metrics.json"
+    result = run_evaluate(
+        EvaluateArguments(
+            model_name_or_path=str(models["multi"]),
+            validation_file=str(tmp_path / "multi.jsonl"),
+            extra_eval=["one=" + str(tmp_path / "single.jsonl")],
+            output_file=str(out),
+        )  # fmt: skip
+    )
+    for key in ("subset_accuracy", "f1_micro", "f1_macro", *(f"f1_{n}" for n in names)):
+        assert result[key] == pytest.approx(expected[key]), key
+    logits = direct_logits(models["multi"], list(single["text"]))
+    one_hot = np.eye(3, dtype=int)[[i % 3 for i in range(24)]]
+    assert result["one_subset_accuracy"] == pytest.approx(np.mean(((logits > 0) == one_hot).all(1)))
+    table = out.with_suffix(".md").read_text()
+    assert "subset accuracy" in table and "F1 blue" in table
+    assert not (tmp_path / "metrics.confusion_matrix.json").exists()
+
+    with pytest.raises(DataError, match="has list labels .multi-label. but the model is single-label"):
+        run_evaluate(EvaluateArguments(model_name_or_path=str(models["three"]),
+                                       validation_file=str(tmp_path / "multi.jsonl")))  # fmt: skip
+
+
 def test_adapter_folder(models, tmp_path, tiny_bert_dir):
     from peft import PeftModel
     from transformers import AutoTokenizer, BertForSequenceClassification

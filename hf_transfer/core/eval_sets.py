@@ -7,23 +7,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from hf_transfer.core.arguments import DataArguments, EvalDataArguments, EvalSet
 from hf_transfer.core.data import load_data
 from hf_transfer.core.inference import predict_logits
 from hf_transfer.core.metrics import _label_keys, classification_metrics
+from hf_transfer.core.tasks import MULTI_LABEL, SINGLE_LABEL, predicted_labels
 from hf_transfer.errors import DataError
 
 
 @dataclass
 class PreparedEvalSet:
-    """A set ready to score: texts, optional pairs, and references as the model's label ids."""
+    """A set ready to score: texts, optional pairs, and references as the model's label ids (multi-label: multi-hot
+    rows over the model's labels)."""
 
     name: str
     path: str
     texts: Sequence[str]  # a list, or a lazy `datasets` column
     pairs: Sequence[str] | None
-    references: list[int]
+    references: list[int] | np.ndarray
     summary: dict
+    problem_type: str = SINGLE_LABEL
 
 
 def align_labels(data_names: list[str], model_names: list[str], source: str) -> dict[int, int]:
@@ -39,8 +44,11 @@ def align_labels(data_names: list[str], model_names: list[str], source: str) -> 
     )
 
 
-def prepare_eval_set(eval_set: EvalSet, args: EvalDataArguments, model_names: list[str]) -> PreparedEvalSet:
-    """Read, clean and label-align one set (raises DataError on bad input)."""
+def prepare_eval_set(
+    eval_set: EvalSet, args: EvalDataArguments, model_names: list[str], problem_type: str = SINGLE_LABEL
+) -> PreparedEvalSet:
+    """Read, clean and label-align one set for a model of `problem_type` (raises DataError on bad input). A
+    multi-label model takes list labels, or one label per row (each row then has that label alone)."""
     data_args = DataArguments(
         validation_file=eval_set.path,
         text_column_name=args.text_column_name,
@@ -55,22 +63,35 @@ def prepare_eval_set(eval_set: EvalSet, args: EvalDataArguments, model_names: li
         if eval_set.name == args.validation_name:
             raise
         raise DataError(f"extra_eval {eval_set.name}={eval_set.path}: {err}") from None
-    if prepared.problem_type != "single_label_classification":
-        raise DataError(f"{eval_set.path!r} has list labels; evaluation supports single-label data for now.")
+    if prepared.problem_type == MULTI_LABEL and problem_type != MULTI_LABEL:
+        raise DataError(
+            f"{eval_set.path!r} has list labels (multi-label) but the model is single-label: give one label per row."
+        )
     to_model_id = align_labels(prepared.label_names, model_names, eval_set.path)
     split = prepared.datasets["validation"]
+    labels = split["labels"][:]
+    if problem_type == MULTI_LABEL:
+        references = np.zeros((len(labels), len(model_names)), dtype=np.int64)
+        for row, value in enumerate(labels):
+            hot = np.flatnonzero(np.asarray(value) > 0.5) if prepared.problem_type == MULTI_LABEL else [value]
+            references[row, [to_model_id[int(i)] for i in hot]] = 1
+    else:
+        references = [to_model_id[label] for label in labels]
     return PreparedEvalSet(
         name=eval_set.name,
         path=eval_set.path,
         texts=split[prepared.text_column],  # lazy columns, read a window at a time by predict_logits
         pairs=split[prepared.text_pair_column] if prepared.text_pair_column else None,
-        references=[to_model_id[label] for label in split["labels"][:]],
+        references=references,
         summary=prepared.summary.get("validation", {}),
+        problem_type=problem_type,
     )
 
 
-def prepare_eval_sets(args: EvalDataArguments, model_names: list[str]) -> list[PreparedEvalSet]:
-    return [prepare_eval_set(s, args, model_names) for s in args.eval_sets()]
+def prepare_eval_sets(
+    args: EvalDataArguments, model_names: list[str], problem_type: str = SINGLE_LABEL
+) -> list[PreparedEvalSet]:
+    return [prepare_eval_set(s, args, model_names, problem_type) for s in args.eval_sets()]
 
 
 def score_set(model, tokenizer, data: PreparedEvalSet, model_names: list[str], args: EvalDataArguments, **kw) -> dict:
@@ -86,9 +107,15 @@ def score_set(model, tokenizer, data: PreparedEvalSet, model_names: list[str], a
         desc=kw.pop("desc", f"evaluate {data.name}"),
         **kw,
     )
-    report = classification_metrics(logits.argmax(-1), data.references, model_names)
+    kind = data.problem_type
+    report = classification_metrics(predicted_labels(logits, kind), data.references, model_names, kind)
     report["samples"] = len(data.references)
     return report
+
+
+def headline_accuracy(report: dict) -> float:
+    """Accuracy, or for a multi-label report the share of rows whose whole label set is right (subset accuracy)."""
+    return report["accuracy"] if "accuracy" in report else report["subset_accuracy"]
 
 
 def scalars(report: dict) -> dict:
@@ -99,6 +126,13 @@ def reports_markdown(reports: dict[str, dict], label_names: list[str]) -> str:
     """One row per set: rows, accuracy, macro-F1, then precision and recall of each class."""
 
     keys = _label_keys(label_names)
+    if any("subset_accuracy" in report for report in reports.values()):  # multi-label: F1 per label
+        columns = ["rows", "subset accuracy", "micro-F1", "macro-F1"] + [f"F1 {n}" for n in label_names]
+        lines = ["| set | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+        for name, r in reports.items():
+            cells = [str(r.get("samples", ""))] + [f"{r[k]:.4f}" for k in ("subset_accuracy", "f1_micro", "f1_macro")]
+            lines.append(f"| {name} | " + " | ".join(cells + [f"{r[f'f1_{key}']:.4f}" for key in keys]) + " |")
+        return "\n".join(lines) + "\n"
     columns = ["rows", "accuracy", "macro-F1"] + [f"{m} {n}" for n in label_names for m in ("P", "R")]
     lines = ["| set | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
     for name, report in reports.items():

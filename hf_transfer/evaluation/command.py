@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hf_transfer.adapters.inference import load_inference_model, resolve_inference_model
-from hf_transfer.core.eval_sets import prepare_eval_sets, reports_markdown, scalars, score_set
+from hf_transfer.core.eval_sets import headline_accuracy, prepare_eval_sets, reports_markdown, scalars, score_set
 from hf_transfer.evaluation.arguments import EvaluateArguments
 from hf_transfer.outputs.plots import write_confusion_matrices
 from hf_transfer.outputs.run_folder import write_json
@@ -18,7 +18,7 @@ def run_evaluate(args: EvaluateArguments) -> dict:
 
     source = resolve_inference_model(args.model_name_or_path, args.base_model_name_or_path, command="evaluate")
     model_names = source.label_names
-    sets = prepare_eval_sets(args, model_names)
+    sets = prepare_eval_sets(args, model_names, source.problem_type)
     model, tokenizer = load_inference_model(source)
     reports = {data.name: score_set(model, tokenizer, data, model_names, args) for data in sets}
     main = reports[args.validation_name]
@@ -30,10 +30,12 @@ def run_evaluate(args: EvaluateArguments) -> dict:
         out.with_suffix(".md").write_text(table)
         titles = {data.name: f"{data.name}: {Path(data.path).name}" for data in sets}
         titles[args.validation_name] = Path(args.validation_file).name
-        write_confusion_matrices(reports, model_names, out, args.validation_name, titles)
+        if "confusion_matrix" in main:  # single-label; a multi-label report has F1 per label instead
+            write_confusion_matrices(reports, model_names, out, args.validation_name, titles)
     result = scalars(main)
+    accuracy = "accuracy" if "accuracy" in main else "subset_accuracy"
     for name, report in list(reports.items())[1:]:
-        result.update({f"{name}_accuracy": report["accuracy"], f"{name}_f1_macro": report["f1_macro"]})
+        result.update({f"{name}_{accuracy}": headline_accuracy(report), f"{name}_f1_macro": report["f1_macro"]})
     if len(reports) > 1:
         result["table"] = table
     return result
