@@ -272,6 +272,23 @@ def test_an_output_dir_that_holds_files_or_is_a_file_is_refused_before_any_weigh
     assert (tmp_path / "taken").read_text() == "a file"
 
 
+def test_a_multi_label_model_merges_without_a_sweep_and_its_sweep_is_refused(tmp_path, tiny_bert_dir, capsys):
+    """The α sweep scores by accuracy (argmax), which is wrong for a multi-label model: asked for one, merge says so
+    before any weight loads; with --alpha alone it merges."""
+    pretrained, finetuned = make_pair(tmp_path, "bert", tiny_bert_dir, problem_type="multi_label_classification")
+    dev = tmp_path / "dev.jsonl"
+    dev.write_text('{"text": "good film", "label": ["pos"]}\n{"text": "bad film", "label": ["neg", "pos"]}\n')
+    argv = ["merge", "--pretrained", str(pretrained), "--finetuned", str(finetuned)]
+    capsys.readouterr()
+    assert main([*argv, "--alphas", "0,1", "--validation_file", str(dev), "--output_dir", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "is a multi-label model, and merge's α sweep scores single-label" in err, err
+    assert not (tmp_path / "a").exists()
+    assert main([*argv, "--alpha", "0.5", "--output_dir", str(tmp_path / "b")]) == 0
+    record = json.loads((tmp_path / "b" / "hf_transfer_run.json").read_text())
+    assert record["problem_type"] == "multi_label_classification"
+
+
 def test_a_merge_that_fails_while_writing_leaves_nothing(tmp_path, tiny_bert_dir, monkeypatch):
     """The folder is built beside output_dir and renamed at the end: a failure in the middle of writing (here the
     card, after the weights and the run record) leaves neither output_dir nor the staging folder; a merge that

@@ -29,6 +29,7 @@ from hf_transfer.core.models import (
     meta_classifier,
     onnx_export_error,
 )
+from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.errors import ConfigError, one_line
 from hf_transfer.merge.arguments import MergeArguments
 from hf_transfer.merge.interpolation import InterpolationPlan, interpolate_state_dicts, mix, plan_interpolation, specs
@@ -124,6 +125,11 @@ def _preflight(args: MergeArguments) -> _Preflight:
     plan = plan_interpolation(body, specs(finetuned_meta.state_dict()), head_names, *_names(args))
     if args.head_init:
         _check_head_init(args, label_names, finetuned_meta, plan)
+    if config.problem_type == MULTI_LABEL and args.eval_sets():
+        raise ConfigError(
+            f"finetuned {args.finetuned!r} is a multi-label model, and merge's α sweep scores single-label models "
+            "only; merge it with --alpha and no validation_file, then score it with hf-transfer evaluate."
+        )
     sets = prepare_eval_sets(args, label_names)
     tokenizer_source = (
         args.finetuned if (Path(args.finetuned) / "tokenizer_config.json").is_file() else args.pretrained
