@@ -276,8 +276,9 @@ def test_training_values_out_of_range_are_one_line_before_anything_runs(extra, n
      ("seed: null\n", "seed expects int, got null"),
      ("max_steps: ~\n", "max_steps expects int, got null"),
      ("config: other.yaml\n", "config files do not nest"),
-     (None, "is a folder")],
-    ids=["empty lr", "null seed", "tilde steps", "nested config", "config is a folder"],
+     (None, "is a folder"),
+     ("learning_rate: 1e-4\nseed: 3\nlearning_rate: 2e-4\n", "'learning_rate' is set twice (lines 1 and 3)")],
+    ids=["empty lr", "null seed", "tilde steps", "nested config", "config is a folder", "key set twice"],
 )  # fmt: skip
 def test_config_file_mistakes_are_one_line_naming_the_field(text, needle, tmp_path, tiny_data, capsys):
     """A key left empty reached Trainer as None: a TypeError traceback ('>' between NoneType and int) or a line that
@@ -288,6 +289,21 @@ def test_config_file_mistakes_are_one_line_naming_the_field(text, needle, tmp_pa
     assert main([*train_argv(tmp_path / "model", *tiny_data, out), "--config", str(config)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "tail, needle",
+    [(["--config"], "--config needs a value"), (["--config", " "], "--config is empty")],
+    ids=["no value", "blank"],
+)  # fmt: skip
+def test_a_config_flag_without_a_file_is_one_line(tail, needle, tmp_path, tiny_data, capsys):
+    """`--config` last printed argparse's usage under the wrong program name; a blank one was ignored, so the
+    error spoke of a missing field instead."""
+    out = tmp_path / "out"
+    assert main([*train_argv(tmp_path / "model", *tiny_data, out), *tail]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("hf-transfer train: error:") and needle in err, err
     assert not out.exists()
 
 

@@ -34,6 +34,21 @@ def _yaml_loader():
     Loader.add_implicit_resolver(
         "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
     )
+
+    def mapping(loader, node, deep=False):
+        # PyYAML keeps the last of two equal keys, silently: a field set twice is almost always a mistake.
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} is set twice (lines {seen[key]} and {key_node.start_mark.line + 1})",
+                    key_node.start_mark,
+                )  # fmt: skip
+            seen[key] = key_node.start_mark.line + 1
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
     return Loader
 
 
@@ -234,9 +249,14 @@ class CommandParser:
         """The dataclasses from `[--config FILE.yaml] [--field value ...]`."""
         if self.positional and argv and not argv[0].startswith("-"):
             argv = [f"--{self.positional}", *argv]
-        locate = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+        locate = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
         locate.add_argument("--config")
-        located, flags = locate.parse_known_args(argv)
+        try:
+            located, flags = locate.parse_known_args(argv)
+        except argparse.ArgumentError:  # `--config` last, with no file after it
+            raise ConfigError(missing_value("--config", argv)) from None
+        if located.config is not None and not located.config.strip():
+            raise ConfigError("--config is empty; give the path of a YAML file of field: value.")
         config = load_config_file(located.config) if located.config else {}
         return self._parse(config, flags)
 
