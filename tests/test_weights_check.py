@@ -22,8 +22,12 @@ def truncated(tmp_path, tiny_bert_dir):
 def test_a_complete_checkpoint_passes_and_a_hub_id_is_left_to_the_loader(tiny_bert_dir, tmp_path):
     check_weights_complete(str(tiny_bert_dir))
     check_weights_complete("some-org/some-model")  # not a folder: nothing to read here
-    (tmp_path / "model.safetensors").write_bytes(b"")  # no config.json: the config check speaks first, as before
-    check_weights_complete(str(tmp_path))
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    # No config.json: the location check (the one load_config makes) speaks here now, before any data is read.
+    with pytest.raises(ConfigError, match="has no config.json; point model_name_or_path at a folder"):
+        check_weights_complete(str(tmp_path))
+    with pytest.raises(ConfigError, match="does not exist"):
+        check_weights_complete(str(tmp_path / "missing"))
 
 
 def test_a_truncated_checkpoint_is_named_with_its_sizes(truncated):
