@@ -8,7 +8,9 @@ import pickle
 import hypothesis
 import pandas as pd
 import pytest
+import torch
 from hypothesis import strategies
+from safetensors.torch import save_file
 from test_cli import train_argv, write_csv
 
 from hf_transfer.cli import main
@@ -108,17 +110,23 @@ def _checkpoint(folder, **files):
 def test_resuming_from_a_checkpoint_of_another_model_is_one_line_before_any_weight_loads(
     tmp_path, tiny_bert_dir, tiny_data, capsys
 ):
-    """Trainer loaded these after the model, then stopped with a state-dict size mismatch (other labels) or an
+    """Trainer loaded these after the model, then stopped with a state-dict size mismatch (other labels, also in an
+    adapter's saved head) or an
     optimizer-group ValueError (a full model resumed as an adapter), as tracebacks, leaving an empty output_dir."""
     config = json.loads((tiny_bert_dir / "config.json").read_text())
     other_labels = {**config, "architectures": ["BertForSequenceClassification"], "id2label": {0: "a", 1: "b", 2: "c"}}
     full = _checkpoint(tmp_path / "full" / "checkpoint-2", config=other_labels)
     lora = _checkpoint(tmp_path / "lora" / "checkpoint-2", adapter_config={"peft_type": "LORA", "r": 8})
+    three = _checkpoint(tmp_path / "lora3" / "checkpoint-2", adapter_config={"peft_type": "LORA", "r": 8})
+    head = {"base_model.model.classifier.weight": torch.zeros(3, 8)}  # PEFT saves the head beside the adapter
+    head["base_model.model.classifier.bias"] = torch.zeros(3)
+    save_file(head, str(three / "adapter_model.safetensors"))
     cases = [
         (full, [], "holds a model with labels ['a', 'b', 'c'] but this run builds one with ['neg', 'pos']"),
         (full, ["--peft_method", "lora"], "holds a full model but this run trains a lora adapter"),
         (lora, [], "holds a PEFT adapter but this run trains a full model"),
         (lora, ["--peft_method", "lora", "--lora_r", "4"], "LoRA adapter of rank 8 but this run's lora_r is 4"),
+        (three, ["--peft_method", "lora"], "an adapter whose head has 3 outputs but this run has 2 labels"),
     ]
     for i, (checkpoint, extra, needle) in enumerate(cases):
         out = tmp_path / f"run{i}"

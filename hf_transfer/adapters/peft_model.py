@@ -16,7 +16,7 @@ from transformers import TrainerCallback
 from hf_transfer.adapters.arguments import AdapterArguments
 from hf_transfer.adapters.plan import ADAPTER_FILES, MERGED_DIR, AdapterPlan
 from hf_transfer.core.arguments import ModelArguments
-from hf_transfer.core.folders import ADAPTER_CONFIG, CARD_DATA_FILE, RUN_RECORD_FILE
+from hf_transfer.core.folders import ADAPTER_CONFIG, CARD_DATA_FILE, RUN_RECORD_FILE, read_json_file
 from hf_transfer.core.models import load_classifier, load_config
 from hf_transfer.errors import ConfigError, one_line
 
@@ -118,13 +118,6 @@ def adapter_size_bytes(adapter_dir: str | Path) -> int:
     """Bytes on disk of the saved adapter: its weights (adapter and head) and its config."""
     paths = [Path(adapter_dir) / name for name in ADAPTER_FILES]
     return sum(path.stat().st_size for path in paths if path.exists())
-
-
-def read_json_file(path: Path, what: str) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"cannot read {what} {str(path)!r}: {err}") from None
 
 
 def with_labels(config, label_names: list[str], problem_type: str | None):

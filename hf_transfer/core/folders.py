@@ -91,3 +91,11 @@ def staged_output_dir(output_dir: str | Path, command: str) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
+
+
+def read_json_file(path: Path, what: str) -> dict:
+    """A JSON file a model folder holds, or one line naming it when it cannot be read."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"cannot read {what} {str(path)!r}: {err}") from None

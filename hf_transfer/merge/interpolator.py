@@ -15,11 +15,10 @@ from hf_transfer.adapters.peft_model import (
     adapter_labels,
     load_adapter_classifier,
     merge_into_base,
-    read_json_file,
     with_labels,
 )
 from hf_transfer.core.eval_sets import prepare_eval_sets
-from hf_transfer.core.folders import ADAPTER_CONFIG, is_onnx_folder
+from hf_transfer.core.folders import ADAPTER_CONFIG, is_onnx_folder, read_json_file
 from hf_transfer.core.layers import discover_layers
 from hf_transfer.core.models import (
     is_sequence_classifier,

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from hf_transfer.core.data import PreparedData
-from hf_transfer.core.folders import ADAPTER_CONFIG
+from hf_transfer.core.folders import ADAPTER_CONFIG, read_json_file
 from hf_transfer.core.models import load_config
 from hf_transfer.core.runtime import MEMORY_SOURCES, allocator_setting
 from hf_transfer.errors import ConfigError, DiskFullError
@@ -115,12 +115,15 @@ def check_resume_fits(training_args, config, adapter_args) -> None:
     if adapter.is_file() != (method != "none"):
         found = f"{saved_kind} but this run trains {run_kind}"
     elif adapter.is_file():
-        saved = json.loads(adapter.read_text())
+        saved = read_json_file(adapter, "adapter config")
         saved_method = str(saved.get("peft_type", "")).lower()
+        saved_labels = _saved_head_outputs(folder)
         if saved_method != method:
             found = f"a {saved_method} adapter but this run trains {run_kind}"
         elif method == "lora" and saved.get("r") not in (None, adapter_args.lora_r):
             found = f"a LoRA adapter of rank {saved['r']} but this run's lora_r is {adapter_args.lora_r}"
+        elif saved_labels not in (None, config.num_labels):
+            found = f"an adapter whose head has {saved_labels} outputs but this run has {config.num_labels} labels"
     elif (folder / "config.json").is_file():
         saved = load_config(str(folder))
         for key in ("model_type", "num_hidden_layers", "hidden_size", "id2label"):
@@ -136,6 +139,26 @@ def check_resume_fits(training_args, config, adapter_args) -> None:
             f"resume_from_checkpoint {str(folder)!r} holds {found}; resume with the settings of the run that wrote "
             "it, or drop resume_from_checkpoint to start afresh."
         )
+
+
+# The last layer of a sequence-classification head, as PEFT saves it beside the adapter (modules_to_save).
+_HEAD_WEIGHT = re.compile(r"(?:^|\.)(?:classifier|score)(?:\.out_proj)?\.weight$")
+
+
+def _saved_head_outputs(folder: Path) -> int | None:
+    """The output count of the classification head saved in an adapter checkpoint, read from the safetensors header
+    only; None when the checkpoint saves no head or is not a safetensors file."""
+    from safetensors import SafetensorError, safe_open
+
+    path = folder / "adapter_model.safetensors"
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), "pt") as weights:
+            shapes = [weights.get_slice(key).get_shape() for key in weights.keys() if _HEAD_WEIGHT.search(key)]
+    except (SafetensorError, OSError) as err:
+        raise ConfigError(f"cannot read the adapter weights {str(path)!r}: {err}") from None
+    return shapes[0][0] if len(shapes) == 1 and len(shapes[0]) == 2 else None
 
 
 _SECRET_KEYS = ("token", "password", "secret", "api_key")
