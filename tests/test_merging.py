@@ -310,6 +310,20 @@ def test_a_merge_that_fails_while_writing_leaves_nothing(tmp_path, tiny_bert_dir
     assert set(tmp_path.iterdir()) == before | {tmp_path / "out"}
 
 
+def test_a_merge_into_the_empty_working_directory_fills_it(tmp_path, tiny_bert_dir, monkeypatch):
+    # `--output_dir .` in an empty folder: the staging folder was named "..merge-N.tmp" and the final rename of it
+    # onto "." failed with a raw OSError after the merge.
+    pretrained, finetuned = make_pair(tmp_path, "bert", tiny_bert_dir)
+    here = tmp_path / "empty"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    argv = ["merge", "--pretrained", str(pretrained), "--finetuned", str(finetuned), "--alpha", "0.5"]
+    assert main([*argv, "--output_dir", "."]) == 0
+    assert {"model.safetensors", "config.json", "README.md"} <= {p.name for p in here.iterdir()}
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert main([*argv, "--output_dir", "."]) == 2  # no longer empty: refused, as any other folder
+
+
 def test_an_onnx_export_at_either_end_is_named_before_any_weight_loads(tmp_path, tiny_bert_dir, capsys):
     # It failed only after the pretrained weights had loaded, with "no file named model.safetensors".
     pretrained, finetuned = make_pair(tmp_path, "bert", tiny_bert_dir)

@@ -77,17 +77,21 @@ def check_new_output_dir(output_dir: str, command: str) -> None:
 def staged_output_dir(output_dir: str | Path, command: str) -> Iterator[Path]:
     """A hidden sibling folder to write a command's whole output into; renamed to `output_dir` (new or empty, as
     `check_new_output_dir` made sure) only when the block finishes, and removed if it fails, so an interrupted export
-    or merge leaves nothing half-written."""
-    out = Path(output_dir)
+    or merge leaves nothing half-written. An existing empty folder (`--output_dir .` included) is kept, and what
+    was built moves into it."""
+    out = Path(output_dir).resolve()  # `.` and `..` have no name to build a sibling from
     out.parent.mkdir(parents=True, exist_ok=True)
     building = out.parent / f".{out.name}.{command}-{os.getpid()}.tmp"
     shutil.rmtree(building, ignore_errors=True)
     building.mkdir()
     try:
         yield building
-        if out.exists():
-            out.rmdir()  # empty, as the arguments checked
-        os.replace(building, out)
+        if out.is_dir():  # empty, as the arguments checked; perhaps the working directory
+            for entry in building.iterdir():
+                os.replace(entry, out / entry.name)
+            building.rmdir()
+        else:
+            os.replace(building, out)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
