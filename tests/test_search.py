@@ -133,6 +133,40 @@ def test_searching_an_adapter_field_without_an_adapter_is_refused(tmp_path, tiny
     assert not out.exists()
 
 
+def test_output_dir_is_checked_before_the_data(tmp_path, tiny_bert_dir, capsys):
+    """A file (a traceback after the data was read), a folder holding something else, or one holding another study
+    (its trials, trials.csv and best_config.yaml, best model included, were overwritten) are refused first: the
+    training file does not exist, and the error is still about output_dir."""
+    import optuna
+
+    (tmp_path / "a-file").write_text("keep")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("keep")
+    (tmp_path / "searched" / "search").mkdir(parents=True)
+    (tmp_path / "searched" / "trials" / "trial-000").mkdir(parents=True)
+    (tmp_path / "searched" / "trials" / "trial-000" / "model.safetensors").write_text("keep")
+    optuna.create_study(storage=f"sqlite:///{tmp_path / 'searched' / 'search' / 'study.db'}", study_name="first")
+    argv = ["search", "--model_name_or_path", str(tiny_bert_dir), "--train_file", str(tmp_path / "missing.csv"),
+            "--n_trials", "2", "--search_space", "{learning_rate: [0.001, 0.002]}"]  # fmt: skip
+    cases = {
+        "a-file": "is a file, not a folder",
+        "a-file/sub": "lies under",
+        "run": "is not empty and holds no search (it holds ['notes.txt'])",
+        "searched": "holds the study 'first'; a study named 'hf-transfer-search' would overwrite",
+    }
+    capsys.readouterr()
+    for folder, needle in cases.items():
+        assert main([*argv, "--output_dir", str(tmp_path / folder)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and needle in err, err
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["notes.txt"]
+    assert (tmp_path / "searched" / "trials" / "trial-000" / "model.safetensors").read_text() == "keep"
+    assert sorted(p.name for p in (tmp_path / "searched").iterdir()) == ["search", "trials"]
+    # The same study name gets past the folder check (and stops at the missing data).
+    assert main([*argv, "--output_dir", str(tmp_path / "searched"), "--study_name", "first"]) == 2
+    assert "missing.csv" in capsys.readouterr().err
+
+
 # --- a whole study --------------------------------------------------------------------------------------------------
 
 GOOD_LR, BAD_LR = 5e-3, 1e-7

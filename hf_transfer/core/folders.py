@@ -53,18 +53,24 @@ def onnx_export_source(folder: str | Path) -> str | None:
     return source if isinstance(source, str) and source else None
 
 
-def check_new_output_dir(output_dir: str, command: str) -> None:
-    """A folder a command creates and fills whole (`export`, `merge`): it must not exist yet, or be empty, and no
-    part of its path may be a file. Checked before any weight loads, so nothing is computed only to fail at the
-    write, and no earlier run's files end up mixed with the new ones."""
+def check_not_under_a_file(output_dir: str, command: str) -> None:
+    """No part of `output_dir`'s path may be a file (the command would fail at its first write, after the work)."""
     out = Path(output_dir)
     blocking = next((p for p in [out, *out.parents] if p.exists() and not p.is_dir()), None)
     if blocking is not None:
         where = "is" if blocking == out else f"lies under {str(blocking)!r}, which is"
         raise ConfigError(
-            f"output_dir {output_dir!r} {where} a file, not a folder; {command} writes a new folder: choose another "
+            f"output_dir {output_dir!r} {where} a file, not a folder; {command} writes a folder: choose another "
             "output_dir."
         )
+
+
+def check_new_output_dir(output_dir: str, command: str) -> None:
+    """A folder a command creates and fills whole (`export`, `merge`): it must not exist yet, or be empty, and no
+    part of its path may be a file. Checked before any weight loads, so nothing is computed only to fail at the
+    write, and no earlier run's files end up mixed with the new ones."""
+    out = Path(output_dir)
+    check_not_under_a_file(output_dir, command)
     if out.is_dir() and any(out.iterdir()):
         held = sorted(p.name for p in out.iterdir())
         raise ConfigError(

@@ -60,7 +60,7 @@ class SearchArguments:
         default="hf-transfer-search",
         metadata={
             "help": "Name of the study in output_dir/search/study.db; rerunning with the same name and output_dir "
-            "resumes it (finished trials are kept, an interrupted one runs again)."
+            "resumes it (finished trials are kept, an interrupted one runs again). An output_dir holds one study."
         },
     )
     prune: bool = field(

@@ -26,7 +26,14 @@ from hf_transfer.errors import ConfigError, HfTransferError, one_line
 from hf_transfer.search import report
 from hf_transfer.search.arguments import MULTI_LABEL_METRICS, SINGLE_LABEL_METRICS, SearchArguments
 from hf_transfer.search.space import Param, check_fields, default_space, parse_space, route_of
-from hf_transfer.search.study import STUDY_FILE, PruningCallback, best_trial, counted, open_study
+from hf_transfer.search.study import (
+    STUDY_FILE,
+    PruningCallback,
+    best_trial,
+    check_output_dir,
+    counted,
+    open_study,
+)
 from hf_transfer.train.command import TRAIN_ARGUMENTS, run_train
 from hf_transfer.train.feature_cache import trunk_depth
 from hf_transfer.train.preflight import preflight as train_preflight
@@ -74,6 +81,7 @@ def _prepare(s: SearchArguments) -> dict:
         raise ConfigError(
             "search needs output_dir: the study, the trials, trials.csv and best_config.yaml are written there."
         )
+    check_output_dir(Path(base["output_dir"]), Path(base["output_dir"]) / SEARCH_FOLDER, s.study_name)
     distill = base.get("teacher_model_name_or_path") is not None
     command, arguments = ("distill", DISTILL_ARGUMENTS) if distill else ("train", TRAIN_ARGUMENTS)
     parser = CommandParser(arguments, command)
