@@ -29,6 +29,17 @@ ONNX_INT8_FILE = "model_quantized.onnx"
 PYTORCH_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 
+# Where `hf-transfer search` keeps its study: a folder holding it is a search's output_dir, not a model.
+SEARCH_STUDY = "search/study.db"
+
+
+def search_folder_hint(folder: str | Path) -> str:
+    """For a search's output_dir, what to give instead (its trial folders hold the models); else ''."""
+    if not (Path(folder) / SEARCH_STUDY).is_file():
+        return ""
+    return " It is the output_dir of hf-transfer search: give its best trial's folder (trials/trial-NNN)."
+
+
 def has_tokenizer(folder: str | Path) -> bool:
     return any((Path(folder) / name).is_file() for name in TOKENIZER_FILES)
 
