@@ -291,3 +291,12 @@ def test_card_on_a_damaged_run_folder_is_one_line_exit_2(tmp_path, capsys, damag
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err and name in err, err
     assert not (tmp_path / "README.md").exists()
+
+
+def test_card_on_a_search_output_dir_names_its_trial_folders(tmp_path, capsys):
+    """A search's output_dir holds no run: the error said only to give a train or distill run's folder."""
+    (tmp_path / "search").mkdir()
+    (tmp_path / "search" / "study.db").write_bytes(b"")
+    assert main(["card", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "output_dir of hf-transfer search: give its best trial's folder" in err

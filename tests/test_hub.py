@@ -242,7 +242,12 @@ def test_push_an_adapter_folder(online, tmp_path, tiny_bert_dir, capsys):
     }
     write_model_card(folder, complete_card_data(CardData(), record, {"learning_rate": 1e-3}, folder))
 
+    # The adapter must name its base by a Hub id to be pushed (a local path is refused); the quick start below
+    # runs offline, so the local path is put back afterwards.
+    adapter_config = json.loads((folder / "adapter_config.json").read_text())
+    (folder / "adapter_config.json").write_text(json.dumps({**adapter_config, "base_model_name_or_path": "org/tiny"}))
     assert main(["push", str(folder), "--hub_model_id", "tester/tiny-lora"]) == 0
+    (folder / "adapter_config.json").write_text(json.dumps(adapter_config))
     files = online.files("tester/tiny-lora")
     assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "README.md"} <= set(files)
     card = tmp_path / "README.md"
@@ -309,6 +314,7 @@ def test_a_failed_upload_puts_the_card_back(online, tmp_path, capsys):
 
     folder = tmp_path / "run"
     folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "bert"}')  # a folder with no model is refused before the Hub
     write_model_card(folder, complete_card_data(CardData(), DISTILL_RECORD, {}, folder))
     before = fingerprint(folder)
     online.fail("commit", 422)
@@ -347,6 +353,46 @@ def test_push_command_errors(online, monkeypatch, small_folder, tmp_path, capsys
     assert main(["push", str(small_folder), "--hub_model_id", "tester/x"]) == 2
     assert "HF_HUB_OFFLINE" in one_error_line(capsys)
     assert online.requests == []
+
+
+def test_a_folder_others_could_not_use_is_refused_before_the_repo_is_created(online, tmp_path, tiny_bert_dir, capsys):
+    """A folder with no model (it was pushed: an empty one made an empty repo and printed success), a search's
+    output_dir, a model with no card and nothing to write one from, and an adapter whose adapter_config.json names
+    its base by a local path (AutoPeftModel could not load it from the Hub) are each one line; nothing reaches the Hub.
+    """
+    from peft import LoraConfig, get_peft_model
+    from transformers import BertForSequenceClassification
+
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "notes.txt").write_text("x")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "search" / "search").mkdir(parents=True)
+    (tmp_path / "search" / "search" / "study.db").write_bytes(b"")
+    (tmp_path / "bare").mkdir()
+    (tmp_path / "bare" / "config.json").write_text('{"model_type": "bert"}')
+    base = BertForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=2)
+    lora = get_peft_model(base, LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["query", "value"]))
+    lora.save_pretrained(tmp_path / "lora")  # names the base by the local folder it was loaded from
+    config = json.loads((tmp_path / "lora" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(tiny_bert_dir)
+    cases = {
+        "notes": "holds no model (no config.json or adapter_config.json)",
+        "empty": "holds no model",
+        "search": "It is the output_dir of hf-transfer search: give its best trial's folder",
+        "bare": "holds no README.md and no hf-transfer run record",
+        "lora": f"names the base model {str(tiny_bert_dir)!r}, a path on this machine",
+    }
+    capsys.readouterr()
+    for folder, needle in cases.items():
+        assert main(["push", str(tmp_path / folder), "--hub_model_id", "tester/x"]) == 2
+        assert needle in one_error_line(capsys)
+    assert online.requests == [] and online.repos == {}
+    # With the base named by its Hub id the adapter goes up.
+    config["base_model_name_or_path"] = "sentence-transformers/all-MiniLM-L6-v2"
+    (tmp_path / "lora" / "adapter_config.json").write_text(json.dumps(config))
+    assert main(["push", str(tmp_path / "lora"), "--hub_model_id", "tester/x"]) == 0
+    sent = json.loads(online.files("tester/x")["adapter_config.json"])
+    assert sent["base_model_name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def test_an_invalid_card_is_refused_by_the_hub(online, small_folder, capsys):

@@ -133,6 +133,108 @@ def test_searching_an_adapter_field_without_an_adapter_is_refused(tmp_path, tiny
     assert not out.exists()
 
 
+def _tiny_search_argv(tmp_path, model) -> list[str]:
+    rows = [(f"{w} thing {i}", label) for i, (w, label) in enumerate([("good", "pos"), ("bad", "neg")] * 6)]
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(tmp_path / "train.csv", index=False)
+    return ["search", "--model_name_or_path", str(model), "--train_file", str(tmp_path / "train.csv"),
+            "--validation_file", str(tmp_path / "train.csv"), "--output_dir", str(tmp_path / "out"), "--n_trials", "2",
+            "--use_cpu", "true"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "model,extra,needle",
+    [
+        ("tiny", ["--max_steps", "2", "--search_space", "{num_train_epochs: [1, 2]}"],
+         "search_space.num_train_epochs: max_steps is 2, which overrides num_train_epochs"),
+        # 6 rows per class on a sentence-transformers model: few_shot auto takes the few-shot route, whose body
+        # tuning uses few_shot_learning_rate (a trial setting layerwise_lr_decay < 1 left the route, silently).
+        ("minilm", ["--search_space", "{learning_rate: [1.0e-5, 1.0e-4]}"],
+         "search_space.learning_rate: the trials take the few-shot route (6.0 training rows per class"),
+        ("minilm", [], "the default search space: the trials take the few-shot route"),
+        ("minilm", ["--few_shot", "true", "--search_space", "{per_device_train_batch_size: [8, 16]}"],
+         "instead of per_device_train_batch_size"),
+    ],
+)  # fmt: skip
+def test_a_searched_field_the_trials_ignore_is_refused(tmp_path, tiny_bert_dir, minilm_path, capsys, model, extra,
+                                                        needle):  # fmt: skip
+    argv = _tiny_search_argv(tmp_path, tiny_bert_dir if model == "tiny" else minilm_path)
+    capsys.readouterr()
+    assert main([*argv, *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_trial_takes_the_route_the_config_takes(tmp_path, tiny_bert_dir, minilm_path):
+    """few_shot auto is decided once and written into the trials' config (and best_config.yaml); the default space
+    leaves num_train_epochs out when max_steps is set."""
+    from hf_transfer.search.command import _prepare
+
+    space = "{few_shot_learning_rate: [1.0e-5, 1.0e-4], layerwise_lr_decay: [0.9, 1]}"
+    (search,) = parse_command_args("search", [*_tiny_search_argv(tmp_path, minilm_path)[1:], "--search_space", space])
+    assert _prepare(search)["base"]["few_shot"] == "true"
+    (search,) = parse_command_args("search", [*_tiny_search_argv(tmp_path, tiny_bert_dir)[1:], "--max_steps", "3"])
+    setup = _prepare(search)
+    assert setup["base"]["few_shot"] == "false"  # not a sentence-transformers model: the ordinary fine-tune
+    names = [p.name for p in setup["params"]]
+    assert "learning_rate" in names and "num_train_epochs" not in names
+
+
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        (["--search_space", "{lerning_rate: [1.0e-5, 1.0e-4]}"], "unknown field 'lerning_rate'"),
+        (["--search_space", "{learning_rate: [-1, 1.0e-4]}"], "search_space.learning_rate: the value -1 is rejected"),
+        (["--metric", "accuracy", "--direction", "minimize"], "metric accuracy with direction minimize would look"),
+        (["--direction", "minimize"], "metric the default one (accuracy, or f1_macro for multi-label data) with"),
+    ],
+)
+def test_the_space_and_the_direction_are_checked_before_the_data(tmp_path, tiny_bert_dir, capsys, extra, needle):
+    """The training file does not exist: a check that needs no data comes first (the space's fields were checked
+    only after the data had been read; a minimized accuracy searched for the worst trial)."""
+    argv = ["search", "--model_name_or_path", str(tiny_bert_dir), "--train_file", str(tmp_path / "missing.csv"),
+            "--output_dir", str(tmp_path / "out"), "--n_trials", "2"]  # fmt: skip
+    capsys.readouterr()
+    assert main([*argv, *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_dir_is_checked_before_the_data(tmp_path, tiny_bert_dir, capsys):
+    """A file (a traceback after the data was read), a folder holding something else, or one holding another study
+    (its trials, trials.csv and best_config.yaml, best model included, were overwritten) are refused first: the
+    training file does not exist, and the error is still about output_dir."""
+    import optuna
+
+    (tmp_path / "a-file").write_text("keep")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("keep")
+    (tmp_path / "searched" / "search").mkdir(parents=True)
+    (tmp_path / "searched" / "trials" / "trial-000").mkdir(parents=True)
+    (tmp_path / "searched" / "trials" / "trial-000" / "model.safetensors").write_text("keep")
+    optuna.create_study(storage=f"sqlite:///{tmp_path / 'searched' / 'search' / 'study.db'}", study_name="first")
+    argv = ["search", "--model_name_or_path", str(tiny_bert_dir), "--train_file", str(tmp_path / "missing.csv"),
+            "--n_trials", "2", "--search_space", "{learning_rate: [0.001, 0.002]}"]  # fmt: skip
+    cases = {
+        "a-file": "is a file, not a folder",
+        "a-file/sub": "lies under",
+        "run": "is not empty and holds no search (it holds ['notes.txt'])",
+        "searched": "holds the study 'first'; a study named 'hf-transfer-search' would overwrite",
+    }
+    capsys.readouterr()
+    for folder, needle in cases.items():
+        assert main([*argv, "--output_dir", str(tmp_path / folder)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and needle in err, err
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["notes.txt"]
+    assert (tmp_path / "searched" / "trials" / "trial-000" / "model.safetensors").read_text() == "keep"
+    assert sorted(p.name for p in (tmp_path / "searched").iterdir()) == ["search", "trials"]
+    # The same study name gets past the folder check (and stops at the missing data).
+    assert main([*argv, "--output_dir", str(tmp_path / "searched"), "--study_name", "first"]) == 2
+    assert "missing.csv" in capsys.readouterr().err
+
+
 # --- a whole study --------------------------------------------------------------------------------------------------
 
 GOOD_LR, BAD_LR = 5e-3, 1e-7

@@ -29,6 +29,17 @@ ONNX_INT8_FILE = "model_quantized.onnx"
 PYTORCH_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 
+# Where `hf-transfer search` keeps its study: a folder holding it is a search's output_dir, not a model.
+SEARCH_STUDY = "search/study.db"
+
+
+def search_folder_hint(folder: str | Path) -> str:
+    """For a search's output_dir, what to give instead (its trial folders hold the models); else ''."""
+    if not (Path(folder) / SEARCH_STUDY).is_file():
+        return ""
+    return " It is the output_dir of hf-transfer search: give its best trial's folder (trials/trial-NNN)."
+
+
 def has_tokenizer(folder: str | Path) -> bool:
     return any((Path(folder) / name).is_file() for name in TOKENIZER_FILES)
 
@@ -53,18 +64,24 @@ def onnx_export_source(folder: str | Path) -> str | None:
     return source if isinstance(source, str) and source else None
 
 
-def check_new_output_dir(output_dir: str, command: str) -> None:
-    """A folder a command creates and fills whole (`export`, `merge`): it must not exist yet, or be empty, and no
-    part of its path may be a file. Checked before any weight loads, so nothing is computed only to fail at the
-    write, and no earlier run's files end up mixed with the new ones."""
+def check_not_under_a_file(output_dir: str, command: str) -> None:
+    """No part of `output_dir`'s path may be a file (the command would fail at its first write, after the work)."""
     out = Path(output_dir)
     blocking = next((p for p in [out, *out.parents] if p.exists() and not p.is_dir()), None)
     if blocking is not None:
         where = "is" if blocking == out else f"lies under {str(blocking)!r}, which is"
         raise ConfigError(
-            f"output_dir {output_dir!r} {where} a file, not a folder; {command} writes a new folder: choose another "
+            f"output_dir {output_dir!r} {where} a file, not a folder; {command} writes a folder: choose another "
             "output_dir."
         )
+
+
+def check_new_output_dir(output_dir: str, command: str) -> None:
+    """A folder a command creates and fills whole (`export`, `merge`): it must not exist yet, or be empty, and no
+    part of its path may be a file. Checked before any weight loads, so nothing is computed only to fail at the
+    write, and no earlier run's files end up mixed with the new ones."""
+    out = Path(output_dir)
+    check_not_under_a_file(output_dir, command)
     if out.is_dir() and any(out.iterdir()):
         held = sorted(p.name for p in out.iterdir())
         raise ConfigError(

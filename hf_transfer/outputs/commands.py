@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from hf_transfer.core.folders import search_folder_hint
 from hf_transfer.errors import ConfigError
 from hf_transfer.outputs.arguments import CardArguments, PushArguments
 from hf_transfer.outputs.card_data import load_card_data
 from hf_transfer.outputs.cards import write_model_card
-from hf_transfer.outputs.hub import PushTarget, check_repo_id, check_revision, push_folder
+from hf_transfer.outputs.hub import PushTarget, check_pushable, check_repo_id, check_revision, push_folder
 
 
 def run_card(args: CardArguments) -> dict:
@@ -15,7 +16,8 @@ def run_card(args: CardArguments) -> dict:
     if card_data is None:
         raise ConfigError(
             f"{args.model_dir!r} holds neither hf_transfer_card_data.json nor hf_transfer_run.json; give the "
-            "output_dir of a run made by hf-transfer train or distill."
+            "output_dir of a run made by hf-transfer train, distill, merge or export."
+            + search_folder_hint(args.model_dir)
         )
     repo_id = None
     if args.hub_model_id:
@@ -27,4 +29,5 @@ def run_push(args: PushArguments) -> dict:
 
     revision = check_revision(args.revision)
     target = PushTarget(check_repo_id(args.hub_model_id), True if args.private else None, revision)
+    check_pushable(args.model_dir)
     return {"pushed_to": push_folder(args.model_dir, target, args.commit_message), "repo_id": target.repo_id}

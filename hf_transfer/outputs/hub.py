@@ -3,6 +3,7 @@ first, transient errors retried, and a failure that leaves the folder as it was 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -11,10 +12,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hf_transfer.core.folders import CARD_DATA_FILE
+from hf_transfer.core.folders import ADAPTER_CONFIG, CARD_DATA_FILE, is_adapter_folder, search_folder_hint
 from hf_transfer.errors import ConfigError, HfTransferError
 from hf_transfer.outputs.card_data import load_card_data
 from hf_transfer.outputs.cards import write_model_card
+from hf_transfer.outputs.provenance import is_hub_id
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +122,33 @@ def check_revision(revision: str | None, name: str = "revision") -> str | None:
             "leading '-', '/' or '.'; use e.g. v1 or experiment-2."
         )
     return str(revision)
+
+
+def check_pushable(folder: str | Path) -> None:
+    """Before the repo is created: the folder holds a model (or an adapter) and a card, or what to write one from,
+    and an adapter names its base as others can load it."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file() and not is_adapter_folder(folder):
+        raise ConfigError(
+            f"{str(folder)!r} holds no model (no config.json or adapter_config.json), so the repo would hold no "
+            "model; give the output_dir of a train, distill, merge or export run." + search_folder_hint(folder)
+        )
+    if not (folder / "README.md").is_file() and load_card_data(folder) is None:
+        raise ConfigError(
+            f"{str(folder)!r} holds no README.md and no hf-transfer run record to write a card from, so the repo "
+            "would have no model card; write a README.md there (or run `hf-transfer card` on a run folder)."
+        )
+    if is_adapter_folder(folder):
+        try:
+            base = json.loads((folder / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
+        except (OSError, ValueError, AttributeError) as err:
+            raise ConfigError(f"cannot read {folder / ADAPTER_CONFIG}: {err}") from None
+        if not is_hub_id(base):
+            raise ConfigError(
+                f"{folder / ADAPTER_CONFIG} names the base model {base!r}, a path on this machine, so no one who "
+                "downloads the adapter can load it (AutoPeftModel reads that name); set base_model_name_or_path there "
+                "to the base's Hub id (e.g. sentence-transformers/all-MiniLM-L6-v2), or train with base_model_hub_id."
+            )
 
 
 def check_no_token_argument(training_args) -> None:

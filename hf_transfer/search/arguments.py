@@ -60,7 +60,7 @@ class SearchArguments:
         default="hf-transfer-search",
         metadata={
             "help": "Name of the study in output_dir/search/study.db; rerunning with the same name and output_dir "
-            "resumes it (finished trials are kept, an interrupted one runs again)."
+            "resumes it (finished trials are kept, an interrupted one runs again). An output_dir holds one study."
         },
     )
     prune: bool = field(
@@ -104,6 +104,9 @@ class SearchArguments:
                 )
         if self.metric == "loss" and self.direction == "maximize":
             raise ConfigError("metric loss with direction maximize would look for the worst trial; use minimize.")
+        if self.metric != "loss" and self.direction == "minimize":  # every other metric is better when higher
+            metric = self.metric or "the default one (accuracy, or f1_macro for multi-label data)"
+            raise ConfigError(f"metric {metric} with direction minimize would look for the worst trial; use maximize.")
         if self.direction is None:
             self.direction = "minimize" if self.metric == "loss" else "maximize"
         self.study_name = str(self.study_name).strip()

@@ -26,9 +26,17 @@ from hf_transfer.errors import ConfigError, HfTransferError, one_line
 from hf_transfer.search import report
 from hf_transfer.search.arguments import MULTI_LABEL_METRICS, SINGLE_LABEL_METRICS, SearchArguments
 from hf_transfer.search.space import Param, check_fields, default_space, parse_space, route_of
-from hf_transfer.search.study import STUDY_FILE, PruningCallback, best_trial, counted, open_study
+from hf_transfer.search.study import (
+    STUDY_FILE,
+    PruningCallback,
+    best_trial,
+    check_output_dir,
+    counted,
+    open_study,
+)
 from hf_transfer.train.command import TRAIN_ARGUMENTS, run_train
 from hf_transfer.train.feature_cache import trunk_depth
+from hf_transfer.train.few_shot_choice import FEW_SHOT_REPLACES, decide_few_shot
 from hf_transfer.train.preflight import preflight as train_preflight
 from hf_transfer.train.trainer import freeze_plan_from_arguments
 
@@ -74,18 +82,26 @@ def _prepare(s: SearchArguments) -> dict:
         raise ConfigError(
             "search needs output_dir: the study, the trials, trials.csv and best_config.yaml are written there."
         )
+    check_output_dir(Path(base["output_dir"]), Path(base["output_dir"]) / SEARCH_FOLDER, s.study_name)
     distill = base.get("teacher_model_name_or_path") is not None
     command, arguments = ("distill", DISTILL_ARGUMENTS) if distill else ("train", TRAIN_ARGUMENTS)
     parser = CommandParser(arguments, command)
     base = _trial_defaults(base, s, distill)
     objects = parser.parse_config(base)
     training, adapter = objects[-1], objects[-2]
+    if s.search_space is not None:  # the fields and every value a trial config takes: no data needed
+        for p in check_fields(parse_space(s.search_space), parser.hints, command):
+            for value in p.bounds_to_check():
+                _check_trial_value(parser, base, p, value)
+    few_shot = None
     if distill:
         plan = distill_preflight(*objects[:3], training)
         layout, problem_type = plan.freeze_plan.layout, plan.prepared.problem_type
     else:
         plan = train_preflight(objects[0], objects[1], training)
         layout, problem_type = plan.freeze_plan.layout, plan.prepared.problem_type
+        few_shot = decide_few_shot(plan, objects[0], objects[2], training)
+        base = _pin_few_shot(base, few_shot, training.few_shot_max_rows_per_class)
     allowed = MULTI_LABEL_METRICS if problem_type == MULTI_LABEL else SINGLE_LABEL_METRICS
     metric = s.metric or allowed[0]
     if metric not in (*allowed, "loss"):
@@ -99,14 +115,10 @@ def _prepare(s: SearchArguments) -> dict:
     space = s.search_space or default_space(
         route, num_layers=layout.depth, peft_method=adapter.peft_method, train_head_only=training.train_head_only
     )
+    if s.search_space is None and training.max_steps > 0:  # max_steps overrides the epochs
+        space.pop("num_train_epochs", None)
     params = check_fields(parse_space(space), parser.hints, command)
-    names = {p.name for p in params}
-    idle = sorted(names & set(ADAPTER_ONLY_FIELDS))
-    if idle and not adapter.enabled and "peft_method" not in names:
-        raise ConfigError(
-            f"search_space.{idle[0]}: peft_method is none, so {idle[0]} changes nothing and every trial would train "
-            "the same model; set peft_method (e.g. lora) in the config, or leave it out of search_space."
-        )
+    _check_no_idle_field({p.name for p in params}, adapter, training, few_shot, s.search_space is None)
     checks = None if distill else _train_checks(layout, getattr(plan.config, "model_type", None))
     for p in params:
         for value in p.bounds_to_check():
@@ -114,6 +126,40 @@ def _prepare(s: SearchArguments) -> dict:
     return {"root": Path(base["output_dir"]), "base": base, "parser": parser, "objects": objects, "params": params,
             "metric": metric, "route": route, "command": command, "seed": training.seed,
             "entry": run_distill if distill else run_train}  # fmt: skip
+
+
+def _pin_few_shot(base: dict, decision, threshold: float) -> dict:
+    """`few_shot: auto` on data small enough for the few-shot route is decided once, for every trial: decided per
+    trial, a trial whose values set an option of the ordinary fine-tune (layerwise_lr_decay below 1, say) left the
+    route while the others took it, and the study compared two routes."""
+    if decision.requested != "auto" or decision.rows_per_class >= threshold:
+        return base
+    return {**base, "few_shot": "true" if decision.on else "false"}
+
+
+def _check_no_idle_field(names: set[str], adapter, training, few_shot, default_space: bool) -> None:
+    """A searched field the trials' run ignores would make every trial train the same model."""
+    idle = sorted(names & set(ADAPTER_ONLY_FIELDS))
+    if idle and not adapter.enabled and "peft_method" not in names:
+        raise ConfigError(
+            f"search_space.{idle[0]}: peft_method is none, so {idle[0]} changes nothing and every trial would train "
+            "the same model; set peft_method (e.g. lora) in the config, or leave it out of search_space."
+        )
+    if "num_train_epochs" in names and training.max_steps > 0 and "max_steps" not in names:
+        raise ConfigError(
+            f"search_space.num_train_epochs: max_steps is {training.max_steps}, which overrides num_train_epochs, so "
+            "every trial would train as many steps; leave num_train_epochs out of search_space, or drop max_steps "
+            "from the config (--max_steps -1)."
+        )
+    replaced = sorted(names & set(FEW_SHOT_REPLACES)) if few_shot is not None and few_shot.on else []
+    if replaced:
+        what = "the default search space" if default_space else f"search_space.{replaced[0]}"
+        raise ConfigError(
+            f"{what}: the trials take the few-shot route ({few_shot.reason}), which trains with "
+            f"{FEW_SHOT_REPLACES[replaced[0]]} instead of {replaced[0]}, so every trial would train the same model; "
+            "search few_shot_* fields (few_shot_learning_rate, few_shot_batch_size, few_shot_body_epochs, "
+            "few_shot_head_c), or set few_shot: false to search the ordinary fine-tune."
+        )
 
 
 def _trial_defaults(base: dict, s: SearchArguments, distill: bool) -> dict:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from hf_transfer.core.folders import check_not_under_a_file
 from hf_transfer.errors import ConfigError
 
 STUDY_FILE = "study.db"
@@ -39,6 +40,36 @@ class PruningCallback(TrainerCallback):
             )
 
 
+def check_output_dir(root: Path, folder: Path, name: str) -> None:
+    """Before any data is read: output_dir is new, empty, or holds the study `name` (in `folder/study.db`). The
+    trials' folders, trials.csv and best_config.yaml are not kept per study, so a second study, or a search into a
+    run's folder, would overwrite or mix with what is there (and the first study's best model would be deleted)."""
+    import optuna
+
+    check_not_under_a_file(str(root), "search")
+    if not root.is_dir() or not any(root.iterdir()):
+        return
+    db = folder / STUDY_FILE
+    if not db.is_file():
+        held = sorted(p.name for p in root.iterdir())
+        raise ConfigError(
+            f"output_dir {str(root)!r} is not empty and holds no search (it holds {held[:6]}); a search writes its "
+            "trials, trials.csv and best_config.yaml there: choose a new output_dir, or an earlier search's to "
+            "resume it."
+        )
+    try:
+        names = optuna.get_all_study_names(storage=f"sqlite:///{db.resolve()}")
+    except Exception as err:  # not an SQLite file, or not Optuna's
+        raise ConfigError(f"{str(db)!r} is no readable Optuna study ({type(err).__name__}); move it away.") from None
+    others = [other for other in names if other != name]
+    if others:
+        raise ConfigError(
+            f"output_dir {str(root)!r} holds the study {others[0]!r}; a study named {name!r} would overwrite its "
+            f"trials and best_config.yaml: rerun with --study_name {others[0]} to resume it, or choose another "
+            "output_dir."
+        )
+
+
 def open_study(folder: Path, name: str, identity: dict, *, seed: int, n_trials: int, prune_after_trials: int):
     """The study `name` in `folder/study.db`: new, or the one an earlier run left (refused when it was started with
     another metric, direction, space or config). Trials a killed run left RUNNING are marked failed and queued
@@ -64,7 +95,7 @@ def open_study(folder: Path, name: str, identity: dict, *, seed: int, n_trials: 
             what = ", ".join(changed) or "direction"
             raise ConfigError(
                 f"study {name!r} in {folder / STUDY_FILE} was started with another {what}; rerun with the same "
-                "config to resume it, or give a new study_name (or output_dir) for a new study."
+                "config to resume it, or give a new output_dir for a new study."
             )
     for key in _IDENTITY:
         study.set_user_attr(key, identity[key])
