@@ -432,6 +432,21 @@ def test_bad_distill_inputs_are_one_line_exit_2_and_write_nothing(tmp_path, tiny
         assert not out.exists() and not (tmp_path / "cache").exists()
 
 
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        # A string YAML reads as text made parse_index_list recurse until a RecursionError traceback.
+        ({"student_layers": "abc"}, r"student_layers must be an int or a list of ints .*'abc'"),
+        ({"layer_map": "first"}, r"layer_map must be an int or a list of ints .*'first'"),
+        # inf made every loss NaN, and the run saved a NaN model with exit status 0.
+        ({"hidden_loss_weight": float("inf")}, "hidden_loss_weight must be finite and >= 0"),
+    ],
+)
+def test_distillation_arguments_refuse_text_for_a_list_and_an_infinite_weight(fields, match):
+    with pytest.raises(ConfigError, match=match):
+        DistillationArguments(teacher_model_name_or_path="t", **fields)
+
+
 @pytest.mark.parametrize("role", ["teacher", "student"])
 def test_an_onnx_export_is_refused_as_teacher_or_student_before_the_data_is_read(
     tmp_path, tiny_bert_dir, tiny_data, capsys, monkeypatch, role

@@ -71,6 +71,7 @@ def test_unlabelled_files_are_read_with_the_text_column_and_counted(tmp_path):
         ({"unlabeled_file": "rows.txt"}, "unsupported extension"),
         ({"unlabeled_file": "not/here.csv"}, r"does not exist .*--unlabeled_file none"),
         ({"augment_factor": 2, "alpha": 0.0}, "alpha is 0"),
+        ({"augment_factor": 2, "augment_p": 0.0}, "augment_p 0 changes no word"),  # it made no row, silently
         ({"hidden_loss_weight": 1.0, "cache_teacher_logits": True}, "hidden_loss_pooling"),
     ],
 )
