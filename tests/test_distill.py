@@ -447,6 +447,37 @@ def test_distillation_arguments_refuse_text_for_a_list_and_an_infinite_weight(fi
         DistillationArguments(teacher_model_name_or_path="t", **fields)
 
 
+@pytest.mark.parametrize(
+    ("teacher", "extra", "needle"),
+    [
+        ("teacher", ["--student_layers", "[0, 5]"], "each in [0, 2) for this 2-block teacher"),
+        ("base model", ["--student_layers", "[0]"], "not a sequence classifier"),
+        # k above the label count kept every logit, and the run recorded top_k 5 as if it had applied.
+        ("teacher", ["--student_layers", "[0]", "--cache_teacher_logits", "true", "--teacher_top_k", "5"],
+         "teacher_top_k is 5 but teacher"),
+    ],
+)  # fmt: skip
+def test_what_the_teacher_config_decides_is_refused_before_the_data_is_read(
+    tmp_path, tiny_bert_dir, tiny_data, capsys, monkeypatch, teacher, extra, needle
+):
+    """Whether the teacher is a classifier, which blocks a student can keep and how many labels there are is in the
+    teacher's config.json: it was checked only after the training data had been read and its labels mapped."""
+
+    def never(*args, **kwargs):
+        raise AssertionError("the data was read before the teacher's config was checked")
+
+    monkeypatch.setattr("hf_transfer.distill.plan.load_checked_data", never)
+    path = (
+        save_classifier(tmp_path / "teacher", tiny_bert_dir, ["pos", "neg"]) if teacher == "teacher" else tiny_bert_dir
+    )
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert main([*distill_argv(path, *tiny_data, out, tmp_path / "cache"), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err
+    assert not out.exists() and not (tmp_path / "cache").exists()
+
+
 @pytest.mark.parametrize("role", ["teacher", "student"])
 def test_an_onnx_export_is_refused_as_teacher_or_student_before_the_data_is_read(
     tmp_path, tiny_bert_dir, tiny_data, capsys, monkeypatch, role
