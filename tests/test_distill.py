@@ -307,6 +307,23 @@ def test_distill_builds_a_student_from_teacher_layers_with_the_cache(tmp_path, t
     ]
 
 
+def test_a_teacher_config_that_computes_otherwise_gets_a_new_logit_cache(tmp_path, tiny_bert_dir, tiny_data):
+    """The cache was keyed by the teacher's weights, not its config: the same weights under another hidden_act reused
+    logits that teacher no longer gives. A config change that computes the same (the path) still hits."""
+    teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["pos", "neg"])
+    hits = []
+    for run in ("first", "edited", "again"):
+        if run == "edited":
+            config = json.loads((teacher / "config.json").read_text())
+            (teacher / "config.json").write_text(json.dumps({**config, "hidden_act": "relu"}))
+        out = tmp_path / run
+        argv = distill_argv(teacher, *tiny_data, out, tmp_path / "cache", "--student_layers", "[0]")
+        assert main([*argv, "--cache_teacher_logits", "true", "--max_steps", "1"]) == 0
+        hits.append(json.loads((out / "hf_transfer_run.json").read_text())["distillation"]["teacher_logit_cache"][0])
+    assert [info["hit"] for info in hits] == [False, False, True]
+    assert hits[0]["key"] != hits[1]["key"] == hits[2]["key"]
+
+
 def test_student_with_its_own_tokenizer_online_equals_cached(tmp_path, tiny_bert_dir, tiny_data, word_tokenizer):
     teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["pos", "neg"])
     student = save_classifier(tmp_path / "student-init", None, ["pos", "neg"], seed=3, tokenizer=word_tokenizer)
