@@ -249,6 +249,20 @@ def test_evaluate_scores_a_multi_label_model_as_predict_does(models, tmp_path):
                                        validation_file=str(tmp_path / "multi.jsonl")))  # fmt: skip
 
 
+def test_a_multi_label_model_scores_one_label_per_row_as_evaluate_does(models, tmp_path):
+    """predict refused a label column with one label per row for a multi-label model ("holds single labels"), a file
+    that evaluate scores (each row then has that label alone)."""
+    names = ["red", "green", "blue"]
+    rows(24, empty=()).assign(label=[names[i % 3] for i in range(24)]).to_csv(tmp_path / "one.csv", index=False)
+    summary = predict(models["multi"], tmp_path / "one.csv", tmp_path / "out.csv")
+    expected = run_evaluate(
+        EvaluateArguments(model_name_or_path=str(models["multi"]), validation_file=str(tmp_path / "one.csv"))
+    )
+    assert summary["samples"] == 24
+    for key in ("subset_accuracy", "f1_micro", "f1_macro", *(f"f1_{n}" for n in names)):
+        assert summary[key] == pytest.approx(expected[key]), key
+
+
 def test_adapter_folder(models, tmp_path, tiny_bert_dir):
     from peft import PeftModel
     from transformers import AutoTokenizer, BertForSequenceClassification
