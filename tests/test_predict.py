@@ -188,6 +188,11 @@ def test_top_k(models, tmp_path):
     assert (full["top1_score"] == full["score"]).all() and (full["top1_score"] >= full["top2_score"]).all()
     assert (full["top1_label"] != full["top2_label"]).all()
     assert out.loc[5, "top1_label"] == "" and math.isnan(out.loc[5, "top1_score"])
+    from hf_transfer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"top_k is 4 but the model has only 3 labels; set top_k to 3 or less"):
+        predict(models["three"], tmp_path / "in.csv", tmp_path / "more.jsonl", top_k=4)  # said nothing of what to do
+    assert not (tmp_path / "more.jsonl").exists()
 
 
 def test_multi_label_model(models, tmp_path):

@@ -41,7 +41,10 @@ def _columns(args: PredictArguments, first) -> tuple[str, str | None, str | None
 def _check_output_columns(source: InferenceSource, args: PredictArguments, columns) -> list[str]:
     names = output_column_names(source.label_names, args.top_k)
     if args.top_k and args.top_k > len(source.label_names):
-        raise ConfigError(f"top_k is {args.top_k} but the model has only {len(source.label_names)} labels.")
+        raise ConfigError(
+            f"top_k is {args.top_k} but the model has only {len(source.label_names)} labels; set top_k to "
+            f"{len(source.label_names)} or less, or drop it for one prob_<label> column per label."
+        )
     clash = [name for name in names if name in set(map(str, columns))]
     if clash:
         raise DataError(
