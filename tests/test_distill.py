@@ -307,6 +307,23 @@ def test_distill_builds_a_student_from_teacher_layers_with_the_cache(tmp_path, t
     ]
 
 
+def test_a_teacher_config_that_computes_otherwise_gets_a_new_logit_cache(tmp_path, tiny_bert_dir, tiny_data):
+    """The cache was keyed by the teacher's weights, not its config: the same weights under another hidden_act reused
+    logits that teacher no longer gives. A config change that computes the same (the path) still hits."""
+    teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["pos", "neg"])
+    hits = []
+    for run in ("first", "edited", "again"):
+        if run == "edited":
+            config = json.loads((teacher / "config.json").read_text())
+            (teacher / "config.json").write_text(json.dumps({**config, "hidden_act": "relu"}))
+        out = tmp_path / run
+        argv = distill_argv(teacher, *tiny_data, out, tmp_path / "cache", "--student_layers", "[0]")
+        assert main([*argv, "--cache_teacher_logits", "true", "--max_steps", "1"]) == 0
+        hits.append(json.loads((out / "hf_transfer_run.json").read_text())["distillation"]["teacher_logit_cache"][0])
+    assert [info["hit"] for info in hits] == [False, False, True]
+    assert hits[0]["key"] != hits[1]["key"] == hits[2]["key"]
+
+
 def test_student_with_its_own_tokenizer_online_equals_cached(tmp_path, tiny_bert_dir, tiny_data, word_tokenizer):
     teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["pos", "neg"])
     student = save_classifier(tmp_path / "student-init", None, ["pos", "neg"], seed=3, tokenizer=word_tokenizer)
@@ -430,6 +447,52 @@ def test_bad_distill_inputs_are_one_line_exit_2_and_write_nothing(tmp_path, tiny
         assert code == 2, (extra, err)
         assert len(err.splitlines()) == 1 and needle.lower() in err.lower(), (extra, err)
         assert not out.exists() and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        # A string YAML reads as text made parse_index_list recurse until a RecursionError traceback.
+        ({"student_layers": "abc"}, r"student_layers must be an int or a list of ints .*'abc'"),
+        ({"layer_map": "first"}, r"layer_map must be an int or a list of ints .*'first'"),
+        # inf made every loss NaN, and the run saved a NaN model with exit status 0.
+        ({"hidden_loss_weight": float("inf")}, "hidden_loss_weight must be finite and >= 0"),
+    ],
+)
+def test_distillation_arguments_refuse_text_for_a_list_and_an_infinite_weight(fields, match):
+    with pytest.raises(ConfigError, match=match):
+        DistillationArguments(teacher_model_name_or_path="t", **fields)
+
+
+@pytest.mark.parametrize(
+    ("teacher", "extra", "needle"),
+    [
+        ("teacher", ["--student_layers", "[0, 5]"], "each in [0, 2) for this 2-block teacher"),
+        ("base model", ["--student_layers", "[0]"], "not a sequence classifier"),
+        # k above the label count kept every logit, and the run recorded top_k 5 as if it had applied.
+        ("teacher", ["--student_layers", "[0]", "--cache_teacher_logits", "true", "--teacher_top_k", "5"],
+         "teacher_top_k is 5 but teacher"),
+    ],
+)  # fmt: skip
+def test_what_the_teacher_config_decides_is_refused_before_the_data_is_read(
+    tmp_path, tiny_bert_dir, tiny_data, capsys, monkeypatch, teacher, extra, needle
+):
+    """Whether the teacher is a classifier, which blocks a student can keep and how many labels there are is in the
+    teacher's config.json: it was checked only after the training data had been read and its labels mapped."""
+
+    def never(*args, **kwargs):
+        raise AssertionError("the data was read before the teacher's config was checked")
+
+    monkeypatch.setattr("hf_transfer.distill.plan.load_checked_data", never)
+    path = (
+        save_classifier(tmp_path / "teacher", tiny_bert_dir, ["pos", "neg"]) if teacher == "teacher" else tiny_bert_dir
+    )
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert main([*distill_argv(path, *tiny_data, out, tmp_path / "cache"), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err
+    assert not out.exists() and not (tmp_path / "cache").exists()
 
 
 @pytest.mark.parametrize("role", ["teacher", "student"])

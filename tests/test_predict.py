@@ -188,6 +188,11 @@ def test_top_k(models, tmp_path):
     assert (full["top1_score"] == full["score"]).all() and (full["top1_score"] >= full["top2_score"]).all()
     assert (full["top1_label"] != full["top2_label"]).all()
     assert out.loc[5, "top1_label"] == "" and math.isnan(out.loc[5, "top1_score"])
+    from hf_transfer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"top_k is 4 but the model has only 3 labels; set top_k to 3 or less"):
+        predict(models["three"], tmp_path / "in.csv", tmp_path / "more.jsonl", top_k=4)  # said nothing of what to do
+    assert not (tmp_path / "more.jsonl").exists()
 
 
 def test_multi_label_model(models, tmp_path):
@@ -247,6 +252,61 @@ def test_evaluate_scores_a_multi_label_model_as_predict_does(models, tmp_path):
     with pytest.raises(DataError, match="has list labels .multi-label. but the model is single-label"):
         run_evaluate(EvaluateArguments(model_name_or_path=str(models["three"]),
                                        validation_file=str(tmp_path / "multi.jsonl")))  # fmt: skip
+
+
+def test_a_multi_label_model_scores_one_label_per_row_as_evaluate_does(models, tmp_path):
+    """predict refused a label column with one label per row for a multi-label model ("holds single labels"), a file
+    that evaluate scores (each row then has that label alone)."""
+    names = ["red", "green", "blue"]
+    rows(24, empty=()).assign(label=[names[i % 3] for i in range(24)]).to_csv(tmp_path / "one.csv", index=False)
+    summary = predict(models["multi"], tmp_path / "one.csv", tmp_path / "out.csv")
+    expected = run_evaluate(
+        EvaluateArguments(model_name_or_path=str(models["multi"]), validation_file=str(tmp_path / "one.csv"))
+    )
+    assert summary["samples"] == 24
+    for key in ("subset_accuracy", "f1_micro", "f1_macro", *(f"f1_{n}" for n in names)):
+        assert summary[key] == pytest.approx(expected[key]), key
+
+
+def test_the_pair_column_a_model_was_trained_with_is_required(models, tmp_path, tiny_bert_dir, capsys, monkeypatch):
+    """A model trained on text pairs labelled every row from its first text alone when the pair column was not given,
+    silently; its run's recorded configuration says it needs one (and a single-text model that it takes none)."""
+    import shutil
+
+    import yaml
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    pairs = tmp_path / "pairs-model"
+    shutil.copytree(models["full"], pairs)
+    record = {"text_column_name": "premise", "text_pair_column_name": "hypothesis", "label_column_name": "label"}
+    (pairs / "hf_transfer_config.yaml").write_text(yaml.safe_dump(record))
+    single = tmp_path / "single-model"
+    shutil.copytree(models["full"], single)
+    (single / "hf_transfer_config.yaml").write_text(yaml.safe_dump({**record, "text_pair_column_name": None}))
+    data = pd.DataFrame({"premise": WORDS, "hypothesis": WORDS[::-1]})
+    data.to_csv(tmp_path / "in.csv", index=False)
+
+    loaded = "hf_transfer.predict.command.load_inference_model"
+    monkeypatch.setattr(loaded, lambda *a: pytest.fail("the model loaded before the pair column was checked"))
+    out = tmp_path / "out.csv"
+    argv = ["predict", "--input_file", str(tmp_path / "in.csv"), "--output_file", str(out), "--text_column_name",
+            "premise"]  # fmt: skip
+    for model, extra, needle in [
+        (pairs, [], "was trained on text pairs (second text column 'hypothesis'); give"),
+        (single, ["--text_pair_column_name", "hypothesis"], "was trained on single texts"),
+    ]:
+        capsys.readouterr()
+        assert main([*argv, "--model_name_or_path", str(model), *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and needle in err, err
+        assert not out.exists()
+
+    monkeypatch.undo()
+    predict(pairs, tmp_path / "in.csv", out, text_column_name="premise", text_pair_column_name="hypothesis")
+    model, tokenizer = AutoModelForSequenceClassification.from_pretrained(pairs), AutoTokenizer.from_pretrained(pairs)
+    with torch.no_grad():
+        logits = model(**tokenizer(WORDS, WORDS[::-1], padding=True, return_tensors="pt")).logits
+    np.testing.assert_allclose(pd.read_csv(out)["prob_pos"], torch.softmax(logits, -1)[:, 1].numpy(), atol=1e-5)
 
 
 def test_adapter_folder(models, tmp_path, tiny_bert_dir):

@@ -61,6 +61,10 @@ def test_unlabelled_files_are_read_with_the_text_column_and_counted(tmp_path):
     nested.write_text("\n".join(json.dumps({"text": t}) for t in ["fine", {"title": "x"}]))
     with pytest.raises(DataError, match=r"unlabeled_file '.*nested.jsonl': text column 'text' holds a dict"):
         read_unlabeled([str(a), str(nested)], "text", None, "auto")
+    blank = tmp_path / "blank.csv"  # every text empty: the file added no row, and nothing said so
+    blank.write_text("text,other\n,1\n  ,2\n")
+    with pytest.raises(DataError, match=r"unlabeled_file '.*blank.csv' has no row with text in column 'text' \(all 2"):
+        read_unlabeled([str(a), str(blank)], "text", None, "auto")
 
 
 @pytest.mark.parametrize(
@@ -71,6 +75,7 @@ def test_unlabelled_files_are_read_with_the_text_column_and_counted(tmp_path):
         ({"unlabeled_file": "rows.txt"}, "unsupported extension"),
         ({"unlabeled_file": "not/here.csv"}, r"does not exist .*--unlabeled_file none"),
         ({"augment_factor": 2, "alpha": 0.0}, "alpha is 0"),
+        ({"augment_factor": 2, "augment_p": 0.0}, "augment_p 0 changes no word"),  # it made no row, silently
         ({"hidden_loss_weight": 1.0, "cache_teacher_logits": True}, "hidden_loss_pooling"),
     ],
 )

@@ -24,6 +24,8 @@ def parse_index_list(name: str, value: Any) -> int | list[int] | None:
             value = yaml.safe_load(value)
         except yaml.YAMLError:
             raise ConfigError(f"{name} must be an int or a list of ints like [0, 1, 2], got {value!r}.") from None
+        if isinstance(value, str):  # YAML read it as text (`abc`): recursing would never end
+            raise ConfigError(f"{name} must be an int or a list of ints like [0, 1, 2], got {value!r}.")
         return parse_index_list(name, value)
     if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         return list(value)

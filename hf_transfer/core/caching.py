@@ -19,6 +19,19 @@ DATA_FILE = "data.arrow"
 META_FILE = "meta.json"
 
 logger = logging.getLogger(__name__)
+# Config fields that do not change what a model computes: its names and labels, versions, the dtype it was saved in.
+NON_COMPUTING_CONFIG_FIELDS = (
+    "_name_or_path",
+    "architectures",
+    "id2label",
+    "label2id",
+    "num_labels",
+    "problem_type",
+    "finetuning_task",
+    "transformers_version",
+    "dtype",
+    "torch_dtype",
+)
 
 
 def fingerprint_model(model, exclude: Collection[str] = ()) -> str:
@@ -33,6 +46,12 @@ def fingerprint_model(model, exclude: Collection[str] = ()) -> str:
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
         digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
+
+
+def computing_config(config) -> dict:
+    """The fields of a model config that decide what the model computes (activation, norms, sizes...): a cache key
+    part, since the same weights under another config compute something else."""
+    return {key: value for key, value in config.to_dict().items() if key not in NON_COMPUTING_CONFIG_FIELDS}
 
 
 def fingerprint_tokenizer(tokenizer) -> str:

@@ -64,6 +64,18 @@ def onnx_export_source(folder: str | Path) -> str | None:
     return source if isinstance(source, str) and source else None
 
 
+def recorded_config(folder: str | Path) -> dict:
+    """The resolved configuration the run that wrote `folder` saved there (`hf_transfer_config.yaml`); {} when there is
+    none or it is no readable mapping (a Hub id, a folder from elsewhere)."""
+    import yaml
+
+    try:
+        config = yaml.safe_load((Path(folder) / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
 def check_not_under_a_file(output_dir: str, command: str) -> None:
     """No part of `output_dir`'s path may be a file (the command would fail at its first write, after the work)."""
     out = Path(output_dir)

@@ -145,8 +145,8 @@ class DistillationArguments:
             raise ConfigError(f"alpha must be in [0, 1] (the weight of the KD loss), got {self.alpha}.")
         if not self.temperature > 0 or math.isinf(self.temperature):
             raise ConfigError(f"temperature must be > 0, got {self.temperature}; 1 leaves the logits as they are.")
-        if not self.hidden_loss_weight >= 0:
-            raise ConfigError(f"hidden_loss_weight must be >= 0 (0 = off), got {self.hidden_loss_weight}.")
+        if not 0 <= self.hidden_loss_weight < math.inf:  # inf made every step's loss NaN, and a NaN model was saved
+            raise ConfigError(f"hidden_loss_weight must be finite and >= 0 (0 = off), got {self.hidden_loss_weight}.")
         for name in ("student_layers", "layer_map"):
             value = parse_index_list(name, getattr(self, name))
             if isinstance(value, int):
@@ -199,6 +199,11 @@ class DistillationArguments:
             raise ConfigError(f"augment_factor must be an integer >= 0 (0 = off), got {self.augment_factor}.")
         if not 0.0 <= self.augment_p <= 1.0 or math.isnan(self.augment_p):
             raise ConfigError(f"augment_p must be in [0, 1], got {self.augment_p}.")
+        if self.augment_factor and self.augment_p == 0:
+            raise ConfigError(
+                f"augment_p 0 changes no word, so every one of the augment_factor {self.augment_factor} copies equals "
+                "its original and is dropped; set augment_p above 0 (e.g. 0.4), or augment_factor 0."
+            )
         if self.augment_neighbours < 1:
             raise ConfigError(f"augment_neighbours must be >= 1, got {self.augment_neighbours}.")
         if (files or self.augment_factor) and self.alpha == 0:

@@ -11,6 +11,7 @@ from hf_transfer.adapters.plan import apply_adapter_learning_rate, check_adapter
 from hf_transfer.core.arguments import DataArguments, ModelArguments
 from hf_transfer.core.caching import (
     cache_key,
+    computing_config,
     default_cache_dir,
     fingerprint_model,
     fingerprint_texts,
@@ -59,6 +60,7 @@ def _add_cached_logits(train, plan: DistillPlan, teachers: list, d: Distillation
         blocks = list(plan.layer_map.values()) if pooled and i == 0 else None
         key = cache_key(
             teacher=fingerprint_model(teacher),
+            teacher_config=computing_config(teacher.config),  # the same weights with another hidden_act, say
             tokenizer=fingerprint_tokenizer(tokenizer),
             max_seq_length=max_length,
             data=data_fp,

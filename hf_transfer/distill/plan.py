@@ -77,7 +77,6 @@ def preflight(
         )
     for name in [*d.teacher_model_name_or_path, *([m.model_name_or_path] if m.model_name_or_path else [])]:
         check_weights_complete(name)  # milliseconds, before the data is read and tokenized
-    prepared = load_checked_data(data_args, training_args)
     load_kwargs = {"revision": m.model_revision, "cache_dir": m.cache_dir, "trust_remote_code": m.trust_remote_code}
     teacher_names = d.teacher_model_name_or_path
     teacher_configs = []
@@ -86,15 +85,11 @@ def preflight(
         check_teacher_is_classifier(config, name)
         teacher_configs.append(config)
     teacher_layout = meta_layout(teacher_configs[0])
+    _check_teacher_shape(d, teacher_names[0], teacher_configs[0], teacher_layout.depth)  # configs alone: before data
+    prepared = load_checked_data(data_args, training_args)
 
     if d.student_layers is not None:
         first = teacher_configs[0]
-        check_student_layers(d.student_layers, teacher_layout.depth)
-        if teacher_layout.depth != first.num_hidden_layers:
-            raise ConfigError(
-                f"teacher {teacher_names[0]!r} shares weights across its {first.num_hidden_layers} layers (ALBERT?), "
-                "so no student can be cut from its blocks; give a separate student as model_name_or_path."
-            )
         teacher_label_permutation(first, prepared.label_names, teacher_names[0])
         names = [str(first.id2label[i]) for i in range(first.num_labels)]
         if sorted(names) == sorted(prepared.label_names):
@@ -174,6 +169,22 @@ def preflight(
         class_weights_for(training_args, prepared),
         unlabeled,
     )
+
+
+def _check_teacher_shape(d: DistillationArguments, name: str, config, depth: int) -> None:
+    """What the first teacher's config alone decides: the blocks a student can keep, and how many logits there are."""
+    if d.student_layers is not None:
+        check_student_layers(d.student_layers, depth)
+        if depth != config.num_hidden_layers:
+            raise ConfigError(
+                f"teacher {name!r} shares weights across its {config.num_hidden_layers} layers (ALBERT?), so no "
+                "student can be cut from its blocks; give a separate student as model_name_or_path."
+            )
+    if d.teacher_top_k is not None and d.teacher_top_k > config.num_labels:
+        raise ConfigError(
+            f"teacher_top_k is {d.teacher_top_k} but teacher {name!r} has only {config.num_labels} labels, so the "
+            f"cache would keep every logit anyway; set teacher_top_k below {config.num_labels}, or drop it."
+        )
 
 
 def load_teacher(name: str, config, model_args: ModelArguments):

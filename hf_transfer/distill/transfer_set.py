@@ -55,6 +55,11 @@ def read_unlabeled(files: list[str], text_column: str, pair_column: str | None, 
                 raise DataError(f"unlabeled_file {path!r}: {err}") from None
         texts = frame[text_column].astype("string").fillna("").tolist()
         keep = [i for i, text in enumerate(texts) if text.strip()]
+        if not keep:  # it added nothing, silently
+            raise DataError(
+                f"unlabeled_file {path!r} has no row with text in column {text_column!r} (all {len(texts)} are "
+                "empty); point it at a file of texts, or leave it out."
+            )
         rows.texts += [texts[i] for i in keep]
         if pair_column:
             pairs = frame[pair_column].astype("string").fillna("").tolist()

@@ -47,7 +47,11 @@ class PredictArguments:
         metadata={"help": "Column holding the text. Default: the first of `text`, `sentence`, `review`, `content`."},
     )
     text_pair_column_name: str | None = field(
-        default=None, metadata={"help": "Optional second text column, for sentence-pair models."}
+        default=None,
+        metadata={
+            "help": "Second text column, for sentence-pair models; required when the model's run folder records that "
+            "it was trained on pairs."
+        },
     )
     label_column_name: str | None = field(
         default=None,

@@ -33,8 +33,8 @@ class References:
     unmapped_label: int = 0
 
     def _ids(self, value) -> list[int] | int | None:
-        if self.multi:
-            ids = [self.to_model_id.get(str(v)) for v in value]
+        if self.multi:  # a multi-label model takes one label per row too, as `evaluate` does: that label alone
+            ids = [self.to_model_id.get(str(v)) for v in (value if isinstance(value, list) else [value])]
             return None if None in ids else ids
         return self.to_model_id.get(str(value))
 
@@ -98,11 +98,10 @@ def scan_references(
             seen.update(str(v) for v in (value if isinstance(value, list) else [value]))
     if len(kinds) > 1:
         raise DataError(f"the label column {label!r} of {path!r} mixes lists and single labels; use one kind.")
-    multi = kinds == {True}
-    if kinds and multi != multi_model:
+    if kinds == {True} and not multi_model:
         raise DataError(
-            f"the label column {label!r} of {path!r} holds {'lists of labels' if multi else 'single labels'} but the "
-            f"model is {'multi' if multi_model else 'single'}-label; point label_column_name at a matching column."
+            f"the label column {label!r} of {path!r} holds lists of labels but the model is single-label; point "
+            "label_column_name at a column with one label per row."
         )
     if label_mapping is not None:
         keys = {str(normalise_scalar(k)): name for k, name in label_mapping.items()}

@@ -27,6 +27,7 @@ from transformers import DataCollatorWithPadding
 
 from hf_transfer.core.caching import (
     cache_key,
+    computing_config,
     default_cache_dir,
     fingerprint_model,
     fingerprint_tokenizer,
@@ -46,19 +47,6 @@ DEFAULT_FEATURE_DTYPE = "float16"
 # Model types whose blocks run one after the other on the hidden states alone and return a tensor, checked by
 # tests/test_feature_cache.py. ALBERT re-runs one shared block, so it has no trunk to cut.
 SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra", "distilbert", "gpt2", "llama", "qwen2")
-# Config fields that do not change what the trunk computes.
-_LABEL_FIELDS = (
-    "_name_or_path",
-    "architectures",
-    "id2label",
-    "label2id",
-    "num_labels",
-    "problem_type",
-    "finetuning_task",
-    "transformers_version",
-    "dtype",
-    "torch_dtype",
-)
 
 
 # --- checks ---------------------------------------------------------------------------------------------------------
@@ -97,7 +85,7 @@ def trunk_depth(layout: ModelLayout, frozen: set[str], model_type: str | None = 
 def trunk_fingerprint(model, layout: ModelLayout, k: int) -> str:
     """sha256 of what the trunk computes: every tensor but those of blocks k.. and the head, and the config."""
     upper = set(layout.head).union(*(layout.blocks[k:]))
-    config = {key: v for key, v in model.config.to_dict().items() if key not in _LABEL_FIELDS}
+    config = computing_config(model.config)
     return cache_key(weights=fingerprint_model(model, exclude=upper), config=config, model=type(model).__name__)
 
 
