@@ -270,6 +270,17 @@ def test_training_values_out_of_range_are_one_line_before_anything_runs(extra, n
     assert not out.exists()
 
 
+def test_an_output_dir_that_is_or_lies_under_a_file_is_one_line(tmp_path, tiny_data, capsys):
+    # Trainer's makedirs raised FileExistsError (a traceback) after the data was read.
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("mine")
+    for out in (blocker, blocker / "run"):
+        assert main(train_argv(tmp_path / "model", *tiny_data, out)) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "a file, not a folder" in err, err
+    assert blocker.read_text() == "mine"
+
+
 @pytest.mark.parametrize(
     "text, needle",
     [("learning_rate:\n", "learning_rate expects float, got null"),

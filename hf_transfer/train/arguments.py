@@ -12,6 +12,7 @@ from typing import Literal
 from transformers import TrainingArguments
 
 from hf_transfer.core.arguments import parse_index_list
+from hf_transfer.core.folders import check_not_under_a_file
 from hf_transfer.core.losses import CLASS_WEIGHT_SCHEMES
 from hf_transfer.core.runtime import can_release_freed_memory, has_accelerator
 from hf_transfer.errors import ConfigError
@@ -250,6 +251,8 @@ class TransferTrainingArguments(TrainingArguments):
 
     def _check_training_ranges(self) -> None:
         # Trainer would stop on these with a traceback once output_dir exists, or (epochs) train nothing and save.
+        if self.output_dir:
+            check_not_under_a_file(self.output_dir, "this run")  # Trainer's makedirs raised FileExistsError
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
