@@ -177,6 +177,8 @@ def test_hub_token_in_a_config_is_refused_before_anything_is_written(tmp_path, t
         ("invalid repo id", ["--hub_model_id", "tester/bad//name"], "hub_model_id"),
         ("repo id beginning with '-'", ["--hub_model_id=-bad/x"], "hub_model_id '-bad/x' is not a valid Hub repo id"),
         ("no token", ["--hub_model_id", "tester/x"], "HF_TOKEN"),
+        # the pushed adapter_config.json would have named the tiny model's folder on this machine, after training
+        ("adapter on a local base", ["--hub_model_id", "tester/x", "--peft_method", "lora"], "needs the base model's"),
     ],
 )
 def test_push_problems_stop_train_before_any_compute(

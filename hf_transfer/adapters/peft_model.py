@@ -107,6 +107,20 @@ def base_model_reference(model_name_or_path: str, base_model_hub_id: str | None 
     return str(resolved), "local path"
 
 
+def check_pushable_base(push, adapter_args: AdapterArguments, model_args: ModelArguments) -> None:
+    """Before any compute: an adapter run that pushes must be able to name its base by a Hub id, or the pushed
+    adapter_config.json would point at a folder on this machine that no one who downloads it has."""
+    if push is None or not adapter_args.enabled:
+        return
+    reference, source = base_model_reference(model_args.model_name_or_path, model_args.base_model_hub_id)
+    if source == "local path":
+        raise ConfigError(
+            f"push_to_hub with a {adapter_args.peft_method} adapter needs the base model's Hub id, since "
+            f"adapter_config.json would name the local folder {reference!r}, which no one who downloads the adapter "
+            "can load; set base_model_hub_id (e.g. sentence-transformers/all-MiniLM-L6-v2)."
+        )
+
+
 def set_base_model_reference(adapter_dir: str | Path, reference: str) -> None:
     path = Path(adapter_dir) / ADAPTER_CONFIG
     data = json.loads(path.read_text())

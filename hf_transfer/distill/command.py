@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from hf_transfer.adapters.arguments import AdapterArguments
-from hf_transfer.adapters.peft_model import adapter_finisher, wrap
+from hf_transfer.adapters.peft_model import adapter_finisher, check_pushable_base, wrap
 from hf_transfer.adapters.plan import apply_adapter_learning_rate, check_adapter_args, plan_adapter_on_meta
 from hf_transfer.core.arguments import DataArguments, ModelArguments
 from hf_transfer.core.caching import (
@@ -193,6 +193,7 @@ def run_distill(
     set_seed(training_args.seed)
     push = plan_push(training_args)
     check_adapter_args(adapter_args, training_args)
+    check_pushable_base(push, adapter_args, model_args)
     if adapter_args.enabled and d.student_layers is not None:
         raise ConfigError(
             "an adapter on a student built from teacher blocks is not supported yet: that student exists only in "

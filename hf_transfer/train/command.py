@@ -4,7 +4,7 @@ frozen-feature cache, train with `TransferTrainer`, and write the run folder."""
 from __future__ import annotations
 
 from hf_transfer.adapters.arguments import AdapterArguments
-from hf_transfer.adapters.peft_model import adapter_finisher, wrap
+from hf_transfer.adapters.peft_model import adapter_finisher, check_pushable_base, wrap
 from hf_transfer.adapters.plan import apply_adapter_learning_rate, check_adapter_args, plan_adapter_on_meta
 from hf_transfer.core.arguments import DataArguments, ModelArguments
 from hf_transfer.core.caching import fingerprint_texts
@@ -39,6 +39,7 @@ def run_train(
     set_seed(training_args.seed)
     check_adapter_args(adapter_args, training_args)
     push = plan_push(training_args)
+    check_pushable_base(push, adapter_args, model_args)
     plan = preflight(model_args, data_args, training_args)
     if training_args.release_freed_memory:
         release_freed_memory()
