@@ -186,7 +186,7 @@ def test_every_trial_takes_the_route_the_config_takes(tmp_path, tiny_bert_dir, m
         (["--search_space", "{lerning_rate: [1.0e-5, 1.0e-4]}"], "unknown field 'lerning_rate'"),
         (["--search_space", "{learning_rate: [-1, 1.0e-4]}"], "search_space.learning_rate: the value -1 is rejected"),
         (["--metric", "accuracy", "--direction", "minimize"], "metric accuracy with direction minimize would look"),
-        (["--direction", "minimize"], "metric the default one (accuracy, or f1_macro for multi-label data) with"),
+        (["--direction", "minimize"], "the default metric (accuracy; multi-label: f1_macro) with direction"),
     ],
 )
 def test_the_space_and_the_direction_are_checked_before_the_data(tmp_path, tiny_bert_dir, capsys, extra, needle):

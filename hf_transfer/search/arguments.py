@@ -105,8 +105,8 @@ class SearchArguments:
         if self.metric == "loss" and self.direction == "maximize":
             raise ConfigError("metric loss with direction maximize would look for the worst trial; use minimize.")
         if self.metric != "loss" and self.direction == "minimize":  # every other metric is better when higher
-            metric = self.metric or "the default one (accuracy, or f1_macro for multi-label data)"
-            raise ConfigError(f"metric {metric} with direction minimize would look for the worst trial; use maximize.")
+            metric = f"metric {self.metric}" if self.metric else "the default metric (accuracy; multi-label: f1_macro)"
+            raise ConfigError(f"{metric} with direction minimize would look for the worst trial; use maximize.")
         if self.direction is None:
             self.direction = "minimize" if self.metric == "loss" else "maximize"
         self.study_name = str(self.study_name).strip()
