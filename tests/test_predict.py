@@ -300,6 +300,16 @@ def test_the_pair_column_a_model_was_trained_with_is_required(models, tmp_path, 
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and needle in err, err
         assert not out.exists()
+    # evaluate scored the pair model on the first texts alone too
+    labelled = data.assign(label=["pos", "neg"] * (len(WORDS) // 2))
+    labelled.to_csv(tmp_path / "dev.csv", index=False)
+    monkeypatch.setattr("hf_transfer.evaluation.command.load_inference_model", lambda *a: pytest.fail("loaded"))
+    capsys.readouterr()
+    argv = ["evaluate", "--model_name_or_path", str(pairs), "--validation_file", str(tmp_path / "dev.csv"),
+            "--text_column_name", "premise"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "was trained on text pairs" in err, err
 
     monkeypatch.undo()
     predict(pairs, tmp_path / "in.csv", out, text_column_name="premise", text_pair_column_name="hypothesis")

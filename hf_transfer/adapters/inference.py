@@ -9,7 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hf_transfer.adapters.peft_model import adapter_base_config, load_adapter_for_inference
-from hf_transfer.core.folders import ONNX_FILE, ONNX_INT8_FILE, has_tokenizer, is_adapter_folder, is_onnx_folder
+from hf_transfer.core.folders import (
+    ONNX_FILE,
+    ONNX_INT8_FILE,
+    has_tokenizer,
+    is_adapter_folder,
+    is_onnx_folder,
+    onnx_export_source,
+    recorded_config,
+)
 from hf_transfer.core.models import (
     check_weights_complete,
     is_sequence_classifier,
@@ -63,6 +71,26 @@ def _onnx_file(folder: Path, onnx_file: str | None) -> Path:
         return path
     # The int8 graph when the export made one: that is what --quantize int8 was asked for.
     return folder / ONNX_INT8_FILE if (folder / ONNX_INT8_FILE).is_file() else folder / ONNX_FILE
+
+
+def check_pair_column(source: InferenceSource, given: str | None, model_name: str) -> None:
+    """A model trained on text pairs reads the second text too: without it, `predict` and `evaluate` labelled every
+    row from the first alone, silently. The run's recorded configuration says which it was (for an ONNX export, that
+    of the folder it came from); a folder without one is not checked."""
+    folder = (onnx_export_source(source.name_or_path) if source.kind == "onnx" else None) or source.name_or_path
+    trained = recorded_config(folder)
+    if "text_pair_column_name" not in trained:
+        return
+    pair = trained["text_pair_column_name"]
+    if pair and not given:
+        raise ConfigError(
+            f"{model_name!r} was trained on text pairs (second text column {pair!r}); give the input's second text "
+            f"column with --text_pair_column_name (e.g. --text_pair_column_name {pair})."
+        )
+    if not pair and given:
+        raise ConfigError(
+            f"{model_name!r} was trained on single texts, but text_pair_column_name is {given!r}; drop it."
+        )
 
 
 def resolve_inference_model(

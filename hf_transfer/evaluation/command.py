@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hf_transfer.adapters.inference import load_inference_model, resolve_inference_model
+from hf_transfer.adapters.inference import check_pair_column, load_inference_model, resolve_inference_model
 from hf_transfer.core.eval_sets import headline_accuracy, prepare_eval_sets, reports_markdown, scalars, score_set
 from hf_transfer.evaluation.arguments import EvaluateArguments
 from hf_transfer.outputs.plots import write_confusion_matrices
@@ -17,6 +17,7 @@ def run_evaluate(args: EvaluateArguments) -> dict:
     """Score the model on validation_file and every extra_eval set; every set is read before the model is loaded."""
 
     source = resolve_inference_model(args.model_name_or_path, args.base_model_name_or_path, command="evaluate")
+    check_pair_column(source, args.text_pair_column_name, args.model_name_or_path)
     model_names = source.label_names
     sets = prepare_eval_sets(args, model_names, source.problem_type)
     model, tokenizer = load_inference_model(source)

@@ -10,10 +10,14 @@ import time
 
 from tqdm.auto import tqdm
 
-from hf_transfer.adapters.inference import InferenceSource, load_inference_model, resolve_inference_model
+from hf_transfer.adapters.inference import (
+    InferenceSource,
+    check_pair_column,
+    load_inference_model,
+    resolve_inference_model,
+)
 from hf_transfer.core.cleaning import LABEL_COLUMN_CANDIDATES, check_text_cells, resolve_columns
 from hf_transfer.core.eval_sets import scalars
-from hf_transfer.core.folders import onnx_export_source, recorded_config
 from hf_transfer.core.inference import predict_logits
 from hf_transfer.core.tables import count_rows, iter_table
 from hf_transfer.core.tasks import MULTI_LABEL, predicted_labels
@@ -54,26 +58,6 @@ def _check_output_columns(source: InferenceSource, args: PredictArguments, colum
     return names
 
 
-def _check_pair_column(args: PredictArguments, source: InferenceSource) -> None:
-    """A model trained on text pairs reads the second text too: without it, it labelled every row from the first
-    alone, silently. The run's recorded configuration says which it was (an ONNX export: the folder it came from)."""
-    folder = (onnx_export_source(source.name_or_path) if source.kind == "onnx" else None) or source.name_or_path
-    trained = recorded_config(folder)
-    if "text_pair_column_name" not in trained:
-        return
-    pair = trained["text_pair_column_name"]
-    if pair and not args.text_pair_column_name:
-        raise ConfigError(
-            f"{args.model_name_or_path!r} was trained on text pairs (second text column {pair!r}); give the input's "
-            f"second text column with --text_pair_column_name (e.g. --text_pair_column_name {pair})."
-        )
-    if not pair and args.text_pair_column_name:
-        raise ConfigError(
-            f"{args.model_name_or_path!r} was trained on single texts, but text_pair_column_name is "
-            f"{args.text_pair_column_name!r}; drop it."
-        )
-
-
 def _check_text(chunk, text: str, pair: str | None) -> None:
     for column in (text, pair) if pair else (text,):
         check_text_cells(chunk[column], column)
@@ -83,7 +67,7 @@ def run_predict(args: PredictArguments) -> dict:
     source = resolve_inference_model(
         args.model_name_or_path, args.base_model_name_or_path, onnx_file=args.onnx_file, command="predict"
     )
-    _check_pair_column(args, source)
+    check_pair_column(source, args.text_pair_column_name, args.model_name_or_path)
     chunks = iter_table(args.input_file, args.chunk_rows, args.csv_quoting)
     first = next(chunks)
     text, pair, label = _columns(args, first)
