@@ -150,7 +150,6 @@ def _tiny_search_argv(tmp_path, model) -> list[str]:
         # tuning uses few_shot_learning_rate (a trial setting layerwise_lr_decay < 1 left the route, silently).
         ("minilm", ["--search_space", "{learning_rate: [1.0e-5, 1.0e-4]}"],
          "search_space.learning_rate: the trials take the few-shot route (6.0 training rows per class"),
-        ("minilm", [], "the default search space: the trials take the few-shot route"),
         ("minilm", ["--few_shot", "true", "--search_space", "{per_device_train_batch_size: [8, 16]}"],
          "instead of per_device_train_batch_size"),
     ],
@@ -173,6 +172,9 @@ def test_every_trial_takes_the_route_the_config_takes(tmp_path, tiny_bert_dir, m
     space = "{few_shot_learning_rate: [1.0e-5, 1.0e-4], layerwise_lr_decay: [0.9, 1]}"
     (search,) = parse_command_args("search", [*_tiny_search_argv(tmp_path, minilm_path)[1:], "--search_space", space])
     assert _prepare(search)["base"]["few_shot"] == "true"
+    (search,) = parse_command_args("search", _tiny_search_argv(tmp_path, minilm_path)[1:])
+    names = {p.name for p in _prepare(search)["params"]}  # the default space of the route: its own budget
+    assert names == {"few_shot_learning_rate", "few_shot_body_epochs", "few_shot_batch_size"}
     (search,) = parse_command_args("search", [*_tiny_search_argv(tmp_path, tiny_bert_dir)[1:], "--max_steps", "3"])
     setup = _prepare(search)
     assert setup["base"]["few_shot"] == "false"  # not a sentence-transformers model: the ordinary fine-tune

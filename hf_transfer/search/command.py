@@ -112,13 +112,15 @@ def _prepare(s: SearchArguments) -> dict:
     t = training
     freezes = any((t.freeze_embeddings, t.freeze_layers, t.freeze_patterns, t.train_head_only, t.gradual_unfreezing))
     route = route_of(distill, adapter.enabled, freezes or t.cache_frozen_features)
+    if few_shot is not None and few_shot.on:
+        route = "few_shot"
     space = s.search_space or default_space(
         route, num_layers=layout.depth, peft_method=adapter.peft_method, train_head_only=training.train_head_only
     )
     if s.search_space is None and training.max_steps > 0:  # max_steps overrides the epochs
         space.pop("num_train_epochs", None)
     params = check_fields(parse_space(space), parser.hints, command)
-    _check_no_idle_field({p.name for p in params}, adapter, training, few_shot, s.search_space is None)
+    _check_no_idle_field({p.name for p in params}, adapter, training, few_shot)
     checks = None if distill else _train_checks(layout, getattr(plan.config, "model_type", None))
     for p in params:
         for value in p.bounds_to_check():
@@ -137,7 +139,7 @@ def _pin_few_shot(base: dict, decision, threshold: float) -> dict:
     return {**base, "few_shot": "true" if decision.on else "false"}
 
 
-def _check_no_idle_field(names: set[str], adapter, training, few_shot, default_space: bool) -> None:
+def _check_no_idle_field(names: set[str], adapter, training, few_shot) -> None:
     """A searched field the trials' run ignores would make every trial train the same model."""
     idle = sorted(names & set(ADAPTER_ONLY_FIELDS))
     if idle and not adapter.enabled and "peft_method" not in names:
@@ -153,9 +155,8 @@ def _check_no_idle_field(names: set[str], adapter, training, few_shot, default_s
         )
     replaced = sorted(names & set(FEW_SHOT_REPLACES)) if few_shot is not None and few_shot.on else []
     if replaced:
-        what = "the default search space" if default_space else f"search_space.{replaced[0]}"
         raise ConfigError(
-            f"{what}: the trials take the few-shot route ({few_shot.reason}), which trains with "
+            f"search_space.{replaced[0]}: the trials take the few-shot route ({few_shot.reason}), which trains with "
             f"{FEW_SHOT_REPLACES[replaced[0]]} instead of {replaced[0]}, so every trial would train the same model; "
             "search few_shot_* fields (few_shot_learning_rate, few_shot_batch_size, few_shot_body_epochs, "
             "few_shot_head_c), or set few_shot: false to search the ordinary fine-tune."

@@ -172,7 +172,7 @@ def check_fields(params: list[Param], hints: dict[str, Any], command: str) -> li
 
 # --- the default space of each route -------------------------------------------------------------------------------
 
-ROUTES = ("full", "frozen", "adapter", "distill")
+ROUTES = ("full", "frozen", "adapter", "distill", "few_shot")
 _COMMON = {
     "num_train_epochs": {"low": 1, "high": 3, "step": 1},
     "per_device_train_batch_size": [16, 32],
@@ -207,6 +207,12 @@ def default_space(route: str, *, num_layers: int | None = None, peft_method: str
             **_COMMON,
             "alpha": {"low": 0.1, "high": 0.9},
             "temperature": {"low": 1.0, "high": 4.0},
+        }
+    if route == "few_shot":  # the body tuning's own budget; the head's C barely moves it (docs/few_shot.md)
+        return {
+            "few_shot_learning_rate": {"low": 1e-5, "high": 1e-4, "log": True},
+            "few_shot_body_epochs": {"low": 8, "high": 32, "step": 8},
+            "few_shot_batch_size": [8, 16, 32],
         }
     raise ValueError(f"unknown route {route!r}; expected one of {ROUTES}")
 
