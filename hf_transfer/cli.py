@@ -116,6 +116,14 @@ def parse_command_args(command: str, argv: list[str]) -> tuple:
 # --- entry point ----------------------------------------------------------------------------------------------------
 
 
+# What an interrupted command leaves that a rerun can use.
+RESUME_HINTS = {
+    "train": " Saved checkpoints in output_dir resume with --resume_from_checkpoint true.",
+    "distill": " Saved checkpoints in output_dir resume with --resume_from_checkpoint true.",
+    "search": " Rerun the same command to resume the study; finished trials are kept.",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -143,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     except DiskFullError as err:
         print(f"hf-transfer {command}: error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback from deep inside torch
+        print(f"hf-transfer {command}: interrupted.{RESUME_HINTS.get(command, '')}", file=sys.stderr)
+        return 130
     warning = result.pop("warning", None) if isinstance(result, dict) else None
     _report(command, result)
     if warning:

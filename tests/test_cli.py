@@ -450,3 +450,20 @@ def test_quickstart_on_real_minilm(tmp_path, minilm_path, monkeypatch, capsys):
     header = yaml.safe_load(card.split("---")[1])
     assert header["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert "eval_accuracy" in capsys.readouterr().out
+
+
+def test_ctrl_c_is_one_line_with_what_a_rerun_can_use(tmp_path, tiny_data, monkeypatch, capsys):
+    # A KeyboardInterrupt printed a traceback from deep inside torch or the data loader.
+    from hf_transfer import cli
+
+    types, _ = cli.COMMANDS["train"]()
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "train", lambda: (types, interrupted))
+    assert main(train_argv(tmp_path / "model", *tiny_data, tmp_path / "out")) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [
+        "hf-transfer train: interrupted. Saved checkpoints in output_dir resume with --resume_from_checkpoint true."
+    ]
