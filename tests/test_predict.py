@@ -177,6 +177,35 @@ def test_parquet_input_keeps_its_column_types(models, tmp_path):
     pd.testing.assert_frame_equal(out[data.columns], data)
 
 
+def test_parquet_output_of_jsonl_whose_columns_change_type(models, tmp_path, capsys):
+    """JSON gives each cell its own type: a text column with a bare number among strings failed in the first chunk
+    with "do not fit the columns set by the first rows", and an id that turned from numbers to strings in a later
+    chunk failed after rows were predicted. Mixed cells are written as text, numbers that meet floats as floats, the
+    rows already written widened; a column nested in one chunk and scalar in another is one line, and no file."""
+    lines = [{"id": i if i < 12 else f"r{i}", "text": 123 if i % 4 == 0 else WORDS[i % 8], "w": i if i < 6 else i / 2}
+             for i in range(20)]  # fmt: skip
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    predict(models["full"], tmp_path / "in.jsonl", tmp_path / "out.parquet", chunk_rows=5)
+    predict(models["full"], tmp_path / "in.jsonl", tmp_path / "out.jsonl", chunk_rows=5)
+    out, reference = pd.read_parquet(tmp_path / "out.parquet"), pd.read_json(tmp_path / "out.jsonl", lines=True)
+    assert out["id"].tolist() == [str(line["id"]) for line in lines]
+    assert out["text"].tolist() == [str(line["text"]) for line in lines]
+    assert out["w"].dtype == np.float64 and out["w"].tolist() == [line["w"] for line in lines]
+    assert out["predicted_label"].tolist() == reference["predicted_label"].tolist()
+    np.testing.assert_allclose(out["score"], reference["score"], atol=1e-6)
+
+    for line in lines[15:]:
+        line["w"] = [1, 2]
+    (tmp_path / "nested.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    argv = ["predict", "--model_name_or_path", str(models["full"]), "--input_file", str(tmp_path / "nested.jsonl"),
+            "--output_file", str(tmp_path / "nested.parquet"), "--chunk_rows", "5"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("hf-transfer predict: error: column 'w' holds double in the first 15 rows")
+    assert "rows 16-20" in err
+    assert not list(tmp_path.glob("nested.parquet*")) and not list(tmp_path.glob(".nested*"))
+
+
 def test_top_k(models, tmp_path):
     rows(20, empty=(5,)).drop(columns="label").to_csv(tmp_path / "in.csv", index=False)
     predict(models["three"], tmp_path / "in.csv", tmp_path / "out.jsonl", top_k=2)

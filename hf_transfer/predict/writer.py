@@ -24,6 +24,52 @@ def _settled(schema: pa.Schema) -> pa.Schema:
     return pa.schema(fields)
 
 
+def _one_type_per_column(frame: pd.DataFrame) -> pd.DataFrame:
+    """Object columns whose cells mix Python types (a JSON `"text": 5` among strings, an id that is a number on
+    some rows and a string on others) as text, nulls kept: parquet gives every column one type."""
+    mixed = {}
+    for name in (c for c in frame.columns if pd.api.types.is_object_dtype(frame[c])):
+        column = frame[name]
+        kinds = {type(v) for v in column if v is not None and not (isinstance(v, float) and v != v)}
+        if len(kinds) > 1 and not kinds & {list, dict, tuple}:
+            mixed[name] = column.map(lambda v: v if v is None or (isinstance(v, float) and v != v) else str(v))
+    return frame.assign(**mixed) if mixed else frame
+
+
+def _widened(schema: pa.Schema, new: pa.Schema, rows: int, count: int) -> pa.Schema:
+    """One schema for the rows written and a chunk whose column types differ: integers and floats meet as float64,
+    any other scalar types as text; a nested column that changes shape cannot be widened."""
+    fields = []
+    for old, field in zip(schema, new, strict=True):
+        kinds = (old.type, field.type)
+        if old.type == field.type or _text(old.type) and not pa.types.is_nested(field.type):
+            fields.append(old)
+        elif all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in kinds):
+            fields.append(old.with_type(pa.float64()))
+        elif not any(pa.types.is_nested(t) for t in kinds):
+            fields.append(old.with_type(field.type if _text(field.type) else pa.large_string()))
+        else:
+            raise DataError(
+                f"column {old.name!r} holds {old.type} in the first {rows} rows and {field.type} in rows {rows + 1}-"
+                f"{rows + count}, which parquet cannot hold in one column; write .csv or .jsonl."
+            )
+    return pa.schema(fields)
+
+
+def _text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _cast(table: pa.Table, schema: pa.Schema, rows: int, count: int) -> pa.Table:
+    try:
+        return table.cast(schema)
+    except (pa.ArrowException, ValueError) as err:
+        raise DataError(
+            f"rows {rows + 1}-{rows + count} do not fit the parquet columns of the rows before them "
+            f"({one_line(err, 160)}); write .csv or .jsonl."
+        ) from None
+
+
 class PredictionWriter:
     """Appends frames to `<folder>/.<name>.<pid>.tmp`; `commit()` renames it onto `path`, and leaving the `with` block
     on an exception removes it."""
@@ -62,17 +108,39 @@ class PredictionWriter:
         import pyarrow.parquet as pq
 
         try:
-            table = pa.Table.from_pandas(frame, schema=self._schema, preserve_index=False)
+            table = pa.Table.from_pandas(_one_type_per_column(frame), preserve_index=False)
         except (pa.ArrowException, ValueError, TypeError) as err:
             raise DataError(
-                f"rows {self.rows + 1}-{self.rows + len(frame)} do not fit the parquet columns set by the first rows "
-                f"({one_line(err, 160)}); give every column one type, or write .csv or .jsonl."
+                f"rows {self.rows + 1}-{self.rows + len(frame)} cannot be written as parquet ({one_line(err, 160)}); "
+                "write .csv or .jsonl."
             ) from None
+        table = table.cast(_settled(table.schema.remove_metadata()))
         if self._parquet is None:
-            self._schema = _settled(table.schema.remove_metadata())
-            table = table.cast(self._schema)
+            self._schema = table.schema
             self._parquet = pq.ParquetWriter(self.tmp, self._schema)
+        elif table.schema != self._schema:
+            widened = _widened(self._schema, table.schema, self.rows, len(frame))
+            if widened != self._schema:
+                self._rewrite(widened)
+            table = _cast(table, self._schema, self.rows, len(frame))
         self._parquet.write_table(table)
+
+    def _rewrite(self, schema: pa.Schema) -> None:
+        """The rows written so far, again under a wider schema (a column that held numbers now also holds text), one
+        row group at a time so memory stays bounded."""
+        import pyarrow.parquet as pq
+
+        self._parquet.close()
+        old = self.tmp.with_name(self.tmp.name + ".old")
+        os.replace(self.tmp, old)
+        self._schema = schema
+        self._parquet = pq.ParquetWriter(self.tmp, schema)
+        try:
+            source = pq.ParquetFile(old)
+            for group in range(source.num_row_groups):
+                self._parquet.write_table(source.read_row_group(group).cast(schema))
+        finally:
+            old.unlink(missing_ok=True)
 
     def _close(self) -> None:
         if self._file is not None:
