@@ -134,6 +134,21 @@ def test_early_stopping_stops_and_keeps_the_best_checkpoint(tmp_path, tiny_bert_
     assert "early stopping" in (out / "README.md").read_text().lower()
 
 
+def test_early_stopping_on_steps_without_eval_steps_evaluates_and_saves_every_logging_steps(
+    tmp_path, tiny_bert_dir, skewed
+):
+    """eval_strategy steps with no eval_steps: Trainer evaluates every logging_steps, so the checkpoints follow (it
+    stopped with "'>' not supported between instances of 'NoneType' and 'int'")."""
+    out = tmp_path / "run"
+    argv = train_argv(tiny_bert_dir, *skewed, out, "--max_steps", "4", "--eval_strategy", "steps")
+    argv[argv.index("--logging_steps") + 1] = "2"
+    assert main([*argv, "--early_stopping_patience", "5"]) == 0
+    record = record_of(out)
+    assert [row["step"] for row in record["log_history"] if "eval_loss" in row] == [2, 4]
+    assert record["early_stopping"]["best_checkpoint"] in ("checkpoint-2", "checkpoint-4")
+    assert (out / record["early_stopping"]["best_checkpoint"]).is_dir()
+
+
 def test_a_missing_reporting_integration_is_one_line_before_loading(
     tmp_path, tiny_bert_dir, skewed, monkeypatch, capsys
 ):

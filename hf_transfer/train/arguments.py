@@ -301,6 +301,8 @@ class TransferTrainingArguments(TrainingArguments):
             self.load_best_model_at_end = True
             self.save_strategy = self.eval_strategy
             if str(self.eval_strategy).endswith("steps"):
+                # Trainer evaluates every logging_steps when eval_steps is unset; checkpoints must follow.
+                self.eval_steps = self.eval_steps or self.logging_steps
                 self.save_steps = self.eval_steps
             if self.save_total_limit is None:
                 self.save_total_limit = 1
