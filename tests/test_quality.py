@@ -4,6 +4,7 @@ before anything loads."""
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -147,6 +148,36 @@ def test_early_stopping_on_steps_without_eval_steps_evaluates_and_saves_every_lo
     assert [row["step"] for row in record["log_history"] if "eval_loss" in row] == [2, 4]
     assert record["early_stopping"]["best_checkpoint"] in ("checkpoint-2", "checkpoint-4")
     assert (out / record["early_stopping"]["best_checkpoint"]).is_dir()
+
+
+@pytest.mark.parametrize("metric,multi_label", [("f1", False), ("accuracy", True), ("eval_recall", False)])
+def test_a_best_model_metric_that_is_not_computed_is_one_line_before_loading(
+    tmp_path, tiny_bert_dir, skewed, capsys, metric, multi_label
+):
+    """Trainer raised a KeyError at the first evaluation, after training steps, and the run left nothing useful."""
+    train, dev = skewed
+    if multi_label:
+        for path in (train, dev):
+            frame = pd.read_csv(path)
+            frame["label"] = [f"[{label}, any]" for label in frame["label"]]
+            frame.to_csv(path, index=False)
+    out = tmp_path / "run"
+    argv = train_argv(tiny_bert_dir, train, dev, out, "--early_stopping_patience", "1")
+    assert main([*argv, "--metric_for_best_model", metric]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"metric_for_best_model {metric!r} is not computed" in err[0]
+    assert ("subset_accuracy" in err[0]) == multi_label and "f1_macro" in err[0]
+    assert not out.exists()
+
+
+def test_the_best_model_metrics_named_are_the_ones_computed():
+    from hf_transfer.core.metrics import classification_metrics, metric_names
+
+    names = ["neg", "pos", "a b"]
+    single = classification_metrics([0, 1, 2], [0, 2, 1], names)
+    assert sorted(metric_names(names)) == sorted(k for k, v in single.items() if isinstance(v, float))
+    multi = classification_metrics(np.eye(3, dtype=int), np.eye(3, dtype=int), names, "multi_label_classification")
+    assert sorted(metric_names(names, "multi_label_classification")) == sorted(multi)
 
 
 def test_a_missing_reporting_integration_is_one_line_before_loading(

@@ -105,6 +105,15 @@ def classification_metrics(
     return result
 
 
+def metric_names(label_names: Sequence[str], problem_type: ProblemType = "single_label_classification") -> list[str]:
+    """The scalar keys `classification_metrics` (so `make_compute_metrics`) returns for these labels."""
+    keys = _label_keys(label_names)
+    if problem_type == MULTI_LABEL:
+        return ["f1_micro", "f1_macro", "subset_accuracy", *(f"f1_{key}" for key in keys)]
+    averages = [f"{name}_macro" for name in ("precision", "recall", "f1")]
+    return ["accuracy", *averages, *(f"{name}_{key}" for name in ("precision", "recall", "f1") for key in keys)]
+
+
 def make_compute_metrics(
     label_names: Sequence[str], problem_type: ProblemType = "single_label_classification"
 ) -> Callable[[EvalPrediction], dict[str, float]]:

@@ -26,7 +26,7 @@ from hf_transfer.distill.transfer_set import TransferRows, read_unlabeled
 from hf_transfer.errors import ConfigError
 from hf_transfer.train.arguments import TransferTrainingArguments
 from hf_transfer.train.preflight import classifier_config, load_checked_data, load_model_tokenizer
-from hf_transfer.train.stages import class_weights_for, with_calibration_split
+from hf_transfer.train.stages import check_best_metric, class_weights_for, with_calibration_split
 from hf_transfer.train.trainer import freeze_plan_from_arguments
 
 
@@ -87,6 +87,7 @@ def preflight(
     teacher_layout = meta_layout(teacher_configs[0])
     _check_teacher_shape(d, teacher_names[0], teacher_configs[0], teacher_layout.depth)  # configs alone: before data
     prepared = load_checked_data(data_args, training_args)
+    check_best_metric(training_args, prepared)
 
     if d.student_layers is not None:
         first = teacher_configs[0]

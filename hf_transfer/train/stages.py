@@ -14,6 +14,7 @@ from hf_transfer.core.caching import fingerprint_texts
 from hf_transfer.core.data import PreparedData, carve_split
 from hf_transfer.core.freezing import FreezePlan
 from hf_transfer.core.losses import resolve_class_weights
+from hf_transfer.core.metrics import metric_names
 from hf_transfer.core.models import meta_layout
 from hf_transfer.core.tasks import MULTI_LABEL, predicted_labels
 from hf_transfer.errors import ConfigError
@@ -39,6 +40,21 @@ def class_weights_for(args, prepared: PreparedData) -> list[float] | None:
         return None
     counts = prepared.summary.get("train", {}).get("label_counts") or {}
     return resolve_class_weights(args.class_weights, prepared.label_names, counts)
+
+
+def check_best_metric(args, prepared: PreparedData) -> None:
+    """`metric_for_best_model` names a metric the evaluations compute (Trainer raised a KeyError at the first
+    evaluation, after training steps were spent)."""
+    wanted = args.metric_for_best_model
+    if wanted is None:
+        return
+    name = wanted[len("eval_") :] if wanted.startswith("eval_") else wanted
+    computed = ["loss", *metric_names(prepared.label_names, prepared.problem_type)]
+    if name not in computed:
+        kind = "multi-label" if prepared.problem_type == MULTI_LABEL else "single-label"
+        raise ConfigError(
+            f"metric_for_best_model {wanted!r} is not computed for this {kind} data; use one of {', '.join(computed)}."
+        )
 
 
 def with_calibration_split(prepared: PreparedData, args, config) -> PreparedData:
