@@ -372,6 +372,18 @@ def test_auto_leaves_other_runs_on_the_ordinary_route(extra, model_kind, reason,
     assert not decision.on and reason in decision.reason
 
 
+def test_max_steps_is_the_body_tuning_budget(tiny_st, tmp_path):
+    """max_steps overrides few_shot_body_epochs as it overrides Trainer's epochs (it was ignored: 2 epochs ran)."""
+    train = write_csv(tmp_path / "train.csv", GOOD + BAD, ["good"] * 8 + ["bad"] * 8)
+    out = tmp_path / "out"
+    assert main([*few_shot_argv(tiny_st, train, out), "--max_steps", "1"]) == 0
+    record = json.loads((out / "hf_transfer_run.json").read_text())
+    body = record["few_shot"]["body"]
+    assert body["steps"] == 1 == record["train_metrics"]["optimizer_steps"] and body["max_steps"] == 1
+    assert body["epochs"] is None
+    assert "max_steps 1 (in place of few_shot_body_epochs): 1 steps" in (out / "README.md").read_text()
+
+
 def test_several_processes_leave_auto_on_the_ordinary_route_and_refuse_true(tiny_st, tmp_path, monkeypatch):
     """Under a multi-process launch (WORLD_SIZE 2), `auto` stays on the ordinary fine-tune and `true` is refused in
     one line that says how to start the route, before any weight loads."""

@@ -152,6 +152,9 @@ def _tiny_search_argv(tmp_path, model) -> list[str]:
          "search_space.learning_rate: the trials take the few-shot route (6.0 training rows per class"),
         ("minilm", ["--few_shot", "true", "--search_space", "{per_device_train_batch_size: [8, 16]}"],
          "instead of per_device_train_batch_size"),
+        # max_steps is the route's body-tuning budget too, so its epochs change nothing.
+        ("minilm", ["--max_steps", "2", "--search_space", "{few_shot_body_epochs: [8, 16]}"],
+         "search_space.few_shot_body_epochs: max_steps is 2, which overrides few_shot_body_epochs"),
     ],
 )  # fmt: skip
 def test_a_searched_field_the_trials_ignore_is_refused(tmp_path, tiny_bert_dir, minilm_path, capsys, model, extra,
@@ -175,6 +178,8 @@ def test_every_trial_takes_the_route_the_config_takes(tmp_path, tiny_bert_dir, m
     (search,) = parse_command_args("search", _tiny_search_argv(tmp_path, minilm_path)[1:])
     names = {p.name for p in _prepare(search)["params"]}  # the default space of the route: its own budget
     assert names == {"few_shot_learning_rate", "few_shot_body_epochs", "few_shot_batch_size"}
+    (search,) = parse_command_args("search", [*_tiny_search_argv(tmp_path, minilm_path)[1:], "--max_steps", "3"])
+    assert {p.name for p in _prepare(search)["params"]} == {"few_shot_learning_rate", "few_shot_batch_size"}
     (search,) = parse_command_args("search", [*_tiny_search_argv(tmp_path, tiny_bert_dir)[1:], "--max_steps", "3"])
     setup = _prepare(search)
     assert setup["base"]["few_shot"] == "false"  # not a sentence-transformers model: the ordinary fine-tune

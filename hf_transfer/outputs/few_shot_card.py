@@ -13,6 +13,8 @@ def few_shot_rows(few_shot: dict | None) -> list[tuple[str, str]]:
     if body:
         seconds = f", {body['seconds']:g} s" if body.get("seconds") is not None else ""
         epochs = f"{body['epochs']:g} epochs, " if body.get("epochs") is not None else ""
+        if body.get("max_steps"):
+            epochs = f"max_steps {body['max_steps']} (in place of few_shot_body_epochs): "
         rows.append(
             (
                 "body tuning",

@@ -117,8 +117,9 @@ def _prepare(s: SearchArguments) -> dict:
     space = s.search_space or default_space(
         route, num_layers=layout.depth, peft_method=adapter.peft_method, train_head_only=training.train_head_only
     )
-    if s.search_space is None and training.max_steps > 0:  # max_steps overrides the epochs
+    if s.search_space is None and training.max_steps > 0:  # max_steps overrides the epochs (the route's too)
         space.pop("num_train_epochs", None)
+        space.pop("few_shot_body_epochs", None)
     params = check_fields(parse_space(space), parser.hints, command)
     _check_no_idle_field({p.name for p in params}, adapter, training, few_shot)
     checks = None if distill else _train_checks(layout, getattr(plan.config, "model_type", None))
@@ -147,10 +148,11 @@ def _check_no_idle_field(names: set[str], adapter, training, few_shot) -> None:
             f"search_space.{idle[0]}: peft_method is none, so {idle[0]} changes nothing and every trial would train "
             "the same model; set peft_method (e.g. lora) in the config, or leave it out of search_space."
         )
-    if "num_train_epochs" in names and training.max_steps > 0 and "max_steps" not in names:
+    epochs = sorted(names & {"num_train_epochs", "few_shot_body_epochs"})
+    if epochs and training.max_steps > 0 and "max_steps" not in names:
         raise ConfigError(
-            f"search_space.num_train_epochs: max_steps is {training.max_steps}, which overrides num_train_epochs, so "
-            "every trial would train as many steps; leave num_train_epochs out of search_space, or drop max_steps "
+            f"search_space.{epochs[0]}: max_steps is {training.max_steps}, which overrides {epochs[0]}, so "
+            f"every trial would train as many steps; leave {epochs[0]} out of search_space, or drop max_steps "
             "from the config (--max_steps -1)."
         )
     replaced = sorted(names & set(FEW_SHOT_REPLACES)) if few_shot is not None and few_shot.on else []

@@ -133,7 +133,8 @@ class TransferTrainingArguments(TrainingArguments):
         default=16,
         metadata={
             "help": "Passes over the training rows of the few-shot body tuning (each step: a batch of "
-            "few_shot_batch_size rows, every pair in it counts); the cost grows with the rows, not with the pairs."
+            "few_shot_batch_size rows, every pair in it counts); the cost grows with the rows, not with the pairs. "
+            "max_steps, when set, is the number of body-tuning steps instead."
         },
     )
     few_shot_batch_size: int = field(

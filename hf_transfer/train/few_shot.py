@@ -103,12 +103,13 @@ def mix_bodies(body: torch.nn.Module, pretrained: dict[str, torch.Tensor], share
 def body_training_arguments(args, labelled_rows: int | None = None, all_rows: int | None = None):
     """The run's arguments with the route's knobs in Trainer's fields: steps, batch, learning rate, and no
     evaluation or checkpoint while the body tunes (the head does not exist yet). The budget counts the labelled rows:
-    with template rows added (`all_rows` > `labelled_rows`) the passes shrink so the steps stay the same."""
+    with template rows added (`all_rows` > `labelled_rows`) the passes shrink so the steps stay the same. `max_steps`,
+    when set, is the budget instead of `few_shot_body_epochs`, as it overrides Trainer's epochs."""
     share = labelled_rows / all_rows if labelled_rows and all_rows else 1.0
     return dataclasses.replace(
         args,
         num_train_epochs=args.few_shot_body_epochs * share,
-        max_steps=-1,
+        max_steps=args.max_steps if args.max_steps > 0 else -1,
         per_device_train_batch_size=args.few_shot_batch_size,
         learning_rate=args.few_shot_learning_rate,
         warmup_steps=0.1,
@@ -222,7 +223,8 @@ def run_few_shot(
             "loss": SUPCON_LOSS if a.few_shot_loss == "supcon" else PAIR_LOSS,
             **({"temperature": a.few_shot_temperature} if a.few_shot_loss == "supcon" else {}),
             "body_mix": a.few_shot_body_mix,
-            "epochs": a.few_shot_body_epochs,
+            "epochs": None if a.max_steps > 0 else a.few_shot_body_epochs,
+            **({"max_steps": a.max_steps} if a.max_steps > 0 else {}),
             "steps": trainer.state.global_step,
             "batch_size": a.few_shot_batch_size,
             "pairs_per_step": batch * (batch - 1) // 2,

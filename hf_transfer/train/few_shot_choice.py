@@ -16,11 +16,10 @@ from hf_transfer.errors import ConfigError
 from hf_transfer.train.few_shot_head import head_parts
 
 # The Trainer fields the route's body tuning replaces by its own (few_shot.body_training_arguments): set for a run
-# that takes the route, they change nothing.
+# that takes the route, they change nothing. (`max_steps` is kept: it caps the body tuning, as it caps Trainer's.)
 FEW_SHOT_REPLACES = {
     "learning_rate": "few_shot_learning_rate",
     "num_train_epochs": "few_shot_body_epochs",
-    "max_steps": "few_shot_body_epochs",
     "per_device_train_batch_size": "few_shot_batch_size",
     "warmup_steps": "a warmup of a tenth of its steps",
 }
