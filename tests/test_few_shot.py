@@ -384,6 +384,33 @@ def test_max_steps_is_the_body_tuning_budget(tiny_st, tmp_path):
     assert "max_steps 1 (in place of few_shot_body_epochs): 1 steps" in (out / "README.md").read_text()
 
 
+def test_resume_and_load_best_model_leave_auto_on_the_ordinary_route_and_refuse_true(tiny_st, tmp_path):
+    """The route saves no checkpoint: a checkpoint in output_dir is the ordinary fine-tune's, which the route resumed
+    from (its weights and optimizer) and recorded nothing of; load_best_model_at_end had no checkpoint to choose."""
+    from hf_transfer.cli import parse_command_args
+    from hf_transfer.errors import ConfigError
+    from hf_transfer.train.few_shot_choice import decide_few_shot
+    from hf_transfer.train.preflight import preflight
+
+    train = write_csv(tmp_path / "train.csv", GOOD + BAD, ["good"] * 8 + ["bad"] * 8)
+    out = tmp_path / "out"
+    ordinary = ["--few_shot", "false", "--max_steps", "1", "--save_strategy", "steps", "--save_steps", "1"]
+    assert main([*few_shot_argv(tiny_st, train, out), *ordinary]) == 0
+    best = ["--load_best_model_at_end", "true", "--eval_strategy", "epoch", "--save_strategy", "epoch"]
+    for extra, reason in ((["--resume_from_checkpoint", "true"], "the route saves no checkpoint"),
+                          (best, "load_best_model_at_end is set")):  # fmt: skip
+        for setting in ("auto", "true"):
+            argv = few_shot_argv(tiny_st, train, out, "--few_shot", setting, *extra)[1:]
+            model_args, data_args, adapter_args, training_args = parse_command_args("train", argv)
+            plan = preflight(model_args, data_args, training_args)
+            if setting == "auto":
+                decision = decide_few_shot(plan, model_args, adapter_args, training_args)
+                assert not decision.on and reason in decision.reason
+            else:
+                with pytest.raises(ConfigError, match=reason):
+                    decide_few_shot(plan, model_args, adapter_args, training_args)
+
+
 def test_several_processes_leave_auto_on_the_ordinary_route_and_refuse_true(tiny_st, tmp_path, monkeypatch):
     """Under a multi-process launch (WORLD_SIZE 2), `auto` stays on the ordinary fine-tune and `true` is refused in
     one line that says how to start the route, before any weight loads."""

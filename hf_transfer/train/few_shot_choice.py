@@ -86,7 +86,14 @@ def _conflicts(plan, adapter_args, args) -> list[str]:
         "early_stopping_patience": getattr(args, "early_stopping_patience", None),
         "class_weights": getattr(args, "class_weights", None),
     }
+    if args.early_stopping_patience is None:
+        options["load_best_model_at_end"] = args.load_best_model_at_end  # the route keeps no checkpoints to choose
     found += [f"{name} is set (an option of the ordinary fine-tune)" for name, value in options.items() if value]
+    if args.resume_from_checkpoint:
+        found.append(
+            f"resume_from_checkpoint is set ({args.resume_from_checkpoint}): the route saves no checkpoint, so one "
+            "comes from the ordinary fine-tune"
+        )
     if head_parts(meta_classifier(plan.config)) is None:
         found.append(
             f"model type {plan.config.model_type!r} has no BERT-style blocks with a dense+tanh head, which the "
