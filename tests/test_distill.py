@@ -495,6 +495,33 @@ def test_what_the_teacher_config_decides_is_refused_before_the_data_is_read(
     assert not out.exists() and not (tmp_path / "cache").exists()
 
 
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        # distill never takes the few-shot route: these ran the ordinary distillation, silently.
+        (["--few_shot", "true"], "few_shot is true, but the few-shot route is hf-transfer train's"),
+        (["--few_shot_body_epochs", "4"], "few_shot_body_epochs is set, but the few-shot route"),
+        # alpha 1 leaves no CE term for the weights to weigh; the record and card still listed them.
+        (["--alpha", "1", "--class_weights", "balanced"], "class_weights weigh the hard-label (CE) term, but alpha"),
+    ],
+)  # fmt: skip
+def test_options_distill_would_ignore_are_refused_before_the_data_is_read(
+    tmp_path, tiny_bert_dir, tiny_data, capsys, monkeypatch, extra, needle
+):
+    def never(*args, **kwargs):
+        raise AssertionError("the data was read before the options were checked")
+
+    monkeypatch.setattr("hf_transfer.distill.plan.load_checked_data", never)
+    teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["pos", "neg"])
+    out = tmp_path / "out"
+    capsys.readouterr()
+    argv = [*distill_argv(teacher, *tiny_data, out, tmp_path / "cache"), "--student_layers", "[0]", *extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err
+    assert not out.exists() and not (tmp_path / "cache").exists()
+
+
 @pytest.mark.parametrize("role", ["teacher", "student"])
 def test_an_onnx_export_is_refused_as_teacher_or_student_before_the_data_is_read(
     tmp_path, tiny_bert_dir, tiny_data, capsys, monkeypatch, role

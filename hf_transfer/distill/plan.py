@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from hf_transfer.core.arguments import DataArguments, ModelArguments
 from hf_transfer.core.caching import fingerprint_tokenizer
@@ -65,6 +65,7 @@ def preflight(
         raise ConfigError(
             "cache_frozen_features is for hf-transfer train; distil with cache_teacher_logits instead, or drop it."
         )
+    _check_train_only_options(d, training_args)
     if d.student_layers is not None and m.model_name_or_path:
         raise ConfigError(
             "give either model_name_or_path (a separate student) or student_layers (a student built from the "
@@ -170,6 +171,27 @@ def preflight(
         class_weights_for(training_args, prepared),
         unlabeled,
     )
+
+
+def _check_train_only_options(d: DistillationArguments, training_args: TransferTrainingArguments) -> None:
+    """Fields distill would accept and ignore: the few-shot route (train's) and class weights with no CE term."""
+    defaults = {f.name: f.default for f in fields(TransferTrainingArguments)}
+    few_shot = [
+        name
+        for name, default in defaults.items()
+        if name.startswith("few_shot_") and getattr(training_args, name) != default
+    ]
+    if str(training_args.few_shot) == "true" or few_shot:
+        named = "few_shot is true" if str(training_args.few_shot) == "true" else f"{few_shot[0]} is set"
+        raise ConfigError(
+            f"{named}, but the few-shot route is hf-transfer train's; distill never takes it. Train the few-shot "
+            "model with hf-transfer train and give it as teacher_model_name_or_path, or drop the few_shot fields."
+        )
+    if training_args.class_weights is not None and d.alpha == 1:
+        raise ConfigError(
+            "class_weights weigh the hard-label (CE) term, but alpha is 1, so the loss has none and they would change "
+            "nothing; lower alpha, or drop class_weights."
+        )
 
 
 def _check_teacher_shape(d: DistillationArguments, name: str, config, depth: int) -> None:
