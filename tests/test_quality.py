@@ -105,6 +105,7 @@ def test_linear_probe_then_fine_tune(tmp_path, tiny_bert_dir, skewed):
     assert main(train_argv(tiny_bert_dir, *skewed, out, "--linear_probe_epochs", "2")) == 0
     probe = record_of(out)["linear_probe"]
     assert probe["on_cached_trunk"] is True and probe["feature_cache"]["frozen_blocks"] == 2
+    assert probe["fine_tune_steps"] > 0 and "then fine-tuned from it" in (out / "README.md").read_text()
     assert probe["eval_accuracy"] is not None
     lp = AutoModelForSequenceClassification.from_pretrained(out / "linear_probe")
     ft = AutoModelForSequenceClassification.from_pretrained(out)
@@ -114,6 +115,20 @@ def test_linear_probe_then_fine_tune(tmp_path, tiny_bert_dir, skewed):
     body = [k for k in lp_state if k.startswith("bert.encoder.")]
     assert body and all(torch.equal(lp_state[k], base_state[k]) for k in body)
     assert not all(torch.equal(lp_state[k], ft_state[k]) for k in body)
+
+
+def test_a_linear_probe_alone_is_carded_as_the_model(tmp_path, tiny_bert_dir, skewed):
+    """num_train_epochs 0 with linear_probe_epochs trains the probe alone; the card said "then fine-tuned from it"."""
+    out = tmp_path / "run"
+    argv = train_argv(tiny_bert_dir, *skewed, out, "--linear_probe_epochs", "1")
+    argv[argv.index("--num_train_epochs") + 1] = "0"
+    assert main(argv) == 0
+    assert record_of(out)["linear_probe"]["fine_tune_steps"] == 0
+    card = (out / "README.md").read_text()
+    assert "no fine-tuning after it (0 steps): the model is the probe" in card and "then fine-tuned" not in card
+    probe = AutoModelForSequenceClassification.from_pretrained(out / "linear_probe").state_dict()
+    saved = AutoModelForSequenceClassification.from_pretrained(out).state_dict()
+    assert all(torch.equal(probe[k], saved[k]) for k in probe)
 
 
 def test_early_stopping_stops_and_keeps_the_best_checkpoint(tmp_path, tiny_bert_dir, skewed):

@@ -202,12 +202,16 @@ def recipe_rows(c: CardData) -> list[tuple[str, str]]:
         rows.append(("class weights (loss Σ wᵢ·ℓᵢ / Σ wᵢ)", weights))
     if r.get("linear_probe"):
         p = r["linear_probe"]
-        accuracy = f", validation accuracy after the probe {p['eval_accuracy']:.4f}" if p.get("eval_accuracy") else ""
+        accuracy = p.get("eval_accuracy")
+        accuracy = f", validation accuracy after the probe {accuracy:.4f}" if accuracy is not None else ""
+        then = "then fine-tuned from it"
+        if p.get("fine_tune_steps") == 0:
+            then = "no fine-tuning after it (0 steps): the model is the probe"
         rows.append(
             (
                 "LP-FT",
-                f"head trained alone for {p['epochs']:g} epoch(s) at lr {p['learning_rate']:g}{accuracy}, then "
-                f"fine-tuned from it; the probe model is in `{p['saved_to']}/`",
+                f"head trained alone for {p['epochs']:g} epoch(s) at lr {p['learning_rate']:g}{accuracy}, {then}; "
+                f"the probe model is in `{p['saved_to']}/`",
             )  # fmt: skip
         )
     if r.get("early_stopping"):

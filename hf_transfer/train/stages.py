@@ -210,6 +210,8 @@ def training_steps(args, tokenized, prepared: PreparedData, class_weights, probe
 
     def after_train(trainer) -> dict:
         facts = dict(probe or {})
+        if "linear_probe" in facts:  # 0 when num_train_epochs is 0: the saved model is the probe itself
+            facts["linear_probe"] = {**facts["linear_probe"], "fine_tune_steps": trainer.state.global_step}
         if class_weights is not None:
             facts["class_weights"] = dict(zip(prepared.label_names, class_weights, strict=True))
         facts.update(stopping_facts(trainer))
