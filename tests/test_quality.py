@@ -195,6 +195,29 @@ def test_the_best_model_metrics_named_are_the_ones_computed():
     assert sorted(metric_names(names, "multi_label_classification")) == sorted(multi)
 
 
+@pytest.mark.parametrize(
+    "extra,warned",
+    [
+        (["--early_stopping_threshold", "0.01"], "early_stopping_threshold set but ignored: early_stopping_patience"),
+        (["--linear_probe_learning_rate", "0.01"], "linear_probe_learning_rate set but ignored: linear_probe_epochs"),
+        (["--calibration_split_percentage", "20"], "calibration_split_percentage set but ignored: calibrate_decision"),
+        (["--calibration_split_percentage", "20", "--calibrate_decision", "macro_f1"], None),
+        ([], None),
+    ],
+)
+def test_a_quality_field_set_without_its_option_is_named_in_a_warning(tmp_path, caplog, extra, warned):
+    """These were accepted and ignored, silently (early_stopping_threshold with no patience changed nothing)."""
+    from hf_transfer.cli import parse_command_args
+    from hf_transfer.train.stages import warn_ignored_quality_fields
+
+    argv = ["--model_name_or_path", "m", "--train_file", "t.csv", "--output_dir", str(tmp_path / "out"), *extra]
+    training = parse_command_args("train", argv)[-1]
+    with caplog.at_level("WARNING", logger="hf_transfer"):
+        warn_ignored_quality_fields(training)
+    lines = [r.getMessage() for r in caplog.records if "set but ignored" in r.getMessage()]
+    assert lines == ([] if warned is None else [lines[0]]) and (warned is None or lines[0].startswith(warned))
+
+
 def test_a_missing_reporting_integration_is_one_line_before_loading(
     tmp_path, tiny_bert_dir, skewed, monkeypatch, capsys
 ):

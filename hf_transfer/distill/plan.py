@@ -26,7 +26,12 @@ from hf_transfer.distill.transfer_set import TransferRows, read_unlabeled
 from hf_transfer.errors import ConfigError
 from hf_transfer.train.arguments import TransferTrainingArguments
 from hf_transfer.train.preflight import classifier_config, load_checked_data, load_model_tokenizer
-from hf_transfer.train.stages import check_best_metric, class_weights_for, with_calibration_split
+from hf_transfer.train.stages import (
+    check_best_metric,
+    class_weights_for,
+    warn_ignored_quality_fields,
+    with_calibration_split,
+)
 from hf_transfer.train.trainer import freeze_plan_from_arguments
 
 
@@ -66,6 +71,7 @@ def preflight(
             "cache_frozen_features is for hf-transfer train; distil with cache_teacher_logits instead, or drop it."
         )
     _check_train_only_options(d, training_args)
+    warn_ignored_quality_fields(training_args)
     if d.student_layers is not None and m.model_name_or_path:
         raise ConfigError(
             "give either model_name_or_path (a separate student) or student_layers (a student built from the "

@@ -20,7 +20,12 @@ from hf_transfer.errors import ConfigError
 from hf_transfer.outputs.run_folder import resolve_resume_checkpoint
 from hf_transfer.train.arguments import TransferTrainingArguments
 from hf_transfer.train.feature_cache import trunk_depth
-from hf_transfer.train.stages import check_best_metric, class_weights_for, with_calibration_split
+from hf_transfer.train.stages import (
+    check_best_metric,
+    class_weights_for,
+    warn_ignored_quality_fields,
+    with_calibration_split,
+)
 from hf_transfer.train.trainer import freeze_plan_from_arguments
 
 
@@ -40,6 +45,7 @@ def preflight(model_args: ModelArguments, data_args: DataArguments, training_arg
     """Everything that can be checked without loading weights: data, model config, tokenizer, freeze plan."""
     if not model_args.model_name_or_path:
         raise ConfigError("model_name_or_path is required: a Hub id or a local model folder.")
+    warn_ignored_quality_fields(training_args)
     check_weights_complete(model_args.model_name_or_path)  # milliseconds, before the data is read and tokenized
     prepared = load_checked_data(data_args, training_args)
     check_best_metric(training_args, prepared)

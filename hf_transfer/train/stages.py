@@ -5,6 +5,7 @@ it. Each returns the facts the run record and the card state."""
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from pathlib import Path
 
@@ -29,9 +30,26 @@ from hf_transfer.train.trainer import TransferTrainer
 
 CALIBRATION_SPLIT = "calibration"
 LINEAR_PROBE_DIR = "linear_probe"
+logger = logging.getLogger(__name__)
+
+# Fields that tune a quality option and do nothing without it: {field: (the option, whether it is on)}.
+QUALITY_SUBFIELDS = {
+    "early_stopping_threshold": ("early_stopping_patience", lambda a: a.early_stopping_patience is not None),
+    "linear_probe_learning_rate": ("linear_probe_epochs", lambda a: bool(a.linear_probe_epochs)),
+    "calibration_split_percentage": ("calibrate_decision", lambda a: a.calibrate_decision is not None),
+}
 
 
 # --- before any weights load ----------------------------------------------------------------------------------------
+
+
+def warn_ignored_quality_fields(args) -> None:
+    """A one-line warning for each field of a quality option given (config or flag) while the option is off: it was
+    accepted and ignored, silently. Not refused: a config's option switched off by a flag is fine."""
+    given = getattr(args, "given_fields", None)  # set by the command-line parser
+    for name, (option, on) in QUALITY_SUBFIELDS.items():
+        if given is not None and name in given and not on(args):
+            logger.warning("%s set but ignored: %s is not set, and %s only tunes it.", name, option, name)
 
 
 def class_weights_for(args, prepared: PreparedData) -> list[float] | None:
