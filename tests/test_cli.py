@@ -325,6 +325,17 @@ def test_null_stays_a_value_of_optional_fields(tmp_path):
     assert training.hub_model_id is None and training.freeze_layers is None and data.max_train_samples is None
 
 
+def test_null_of_a_list_field_is_none_not_a_list_of_it(tmp_path):
+    """`freeze_patterns: null` failed with "first argument must be string or compiled pattern", and
+    `--class_names null` named a class "None": a list field got [None]."""
+    config = tmp_path / "c.yaml"
+    config.write_text("model_name_or_path: m\nfreeze_patterns: null\nclass_names:\n")
+    _, data, adapter, training = parse_command_args(
+        "train", ["--config", str(config), "--output_dir", str(tmp_path / "o"), "--target_modules", "null"]
+    )
+    assert training.freeze_patterns is None and data.class_names is None and adapter.target_modules is None
+
+
 def test_a_single_class_is_refused(tmp_path, tiny_bert_dir, capsys):
     """One class made a one-output model trained on a loss that is always 0."""
     train = write_csv(tmp_path / "train.csv", [f"good thing {i}" for i in range(12)], ["pos"] * 12)
@@ -388,6 +399,9 @@ def test_train_then_evaluate_tiny_model(tmp_path, tiny_bert_dir, tiny_data, caps
     assert config["id2label"] == {"0": "neg", "1": "pos"} and config["label2id"] == {"neg": 0, "pos": 1}
     resolved = yaml.safe_load((out / "hf_transfer_config.yaml").read_text())
     assert resolved["freeze_layers"] == 1 and not any("token" in k for k in resolved)
+    # The resolved config is itself a config: `train --config <run>/hf_transfer_config.yaml` reads it back.
+    again = parse_command_args("train", ["--config", str(out / "hf_transfer_config.yaml")])
+    assert again[-1].freeze_layers == 1 and again[-1].output_dir == str(out)
     assert json.loads((out / "all_results.json").read_text())["eval_samples"] == 8
     record = json.loads((out / "hf_transfer_run.json").read_text())
     assert record["memory"]["peak_rss_kib"] >= record["memory"]["rss_after_model_load_kib"] > 0

@@ -285,6 +285,8 @@ class CommandParser:
                 if isinstance(value, list) and any(isinstance(v, (list, dict)) for v in value):
                     flat = [item for v in value for item in (v if isinstance(v, list) else [v])]
                     values[action.dest] = flat[0] if len(flat) == 1 and isinstance(flat[0], dict) else flat
+                elif value == [None]:  # `--x null` (or `x: null` in the file): the field's null, not a list of it
+                    values[action.dest] = None
         objects = []
         for dtype in self.dataclass_types:
             names = {f.name for f in dataclasses.fields(dtype) if f.init}
