@@ -95,6 +95,23 @@ def test_help_lists_fields(command, capsys):
         assert "--peft_method" in out and "--target_modules" in out and "--merge_adapter" in out
 
 
+def test_help_says_what_each_switch_and_positional_does(capsys):
+    """`--no_prune` had the help of `--prune` ("Stop a trial when ...", default False), `card`/`push`/`export`
+    showed their folder as an optional `--model_dir`, a required field read "Required. (default: None)", and
+    `search --help` did not say that train fields are taken too."""
+    assert main(["search", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--no_prune, --no-prune Turn prune off: the same as --prune false." in out
+    assert "field of `hf-transfer train`" in out and "(default: None)" not in out
+    for command in ("card", "push", "export"):
+        assert main([command, "--help"]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"usage: hf-transfer {command} DIR "), out.splitlines()[0]
+    assert main(["predict", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Required. (default" not in out and "(default: 64)" in out
+
+
 def test_top_level_help_and_unknown_command(capsys):
     assert main(["--help"]) == 0
     assert "train" in capsys.readouterr().out

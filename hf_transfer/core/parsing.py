@@ -199,6 +199,17 @@ def _value_reader(name: str, hint: Any, convert, choices, nullable: bool = True)
     return read
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds a field's default to its help only where that says something: not for an unset (None) field, a
+    `--no_X` switch, or a help text that states its default itself."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default is None or isinstance(action, argparse._StoreFalseAction) or "default" in text.lower():
+            return text
+        return super()._get_help_string(action)
+
+
 class CommandParser:
     """`HfArgumentParser` for one command's dataclasses, with `--config FILE.yaml` (flags win over the file), flag
     values read as YAML, and every mistake raised as a one-line `ConfigError`.
@@ -224,7 +235,11 @@ class CommandParser:
         self.command = command
         self.positional = positional
         self.dataclass_types = list(dataclass_types)
-        self.parser = _Parser(self.dataclass_types, prog=f"hf-transfer {command}", allow_abbrev=False)
+        self.parser = _Parser(
+            self.dataclass_types, prog=f"hf-transfer {command}", allow_abbrev=False, formatter_class=_HelpFormatter
+        )
+        if positional:  # the usage line argparse builds would show the folder as an optional `--model_dir`
+            self.parser.usage = "%(prog)s DIR [--config CONFIG.yaml] [--field value ...]"
         self.parser.add_argument(
             "--config", metavar="CONFIG.yaml", help="YAML file of field: value; flags override it."
         )
@@ -238,9 +253,14 @@ class CommandParser:
                 hint = self.hints[action.dest]
                 action.type = _value_reader(action.dest, hint, action.type, action.choices, nullable[action.dest])
                 action.choices = None  # checked by the reader, with a message naming the field
+            if isinstance(action, argparse._StoreFalseAction) and action.option_strings[0] == f"--no_{action.dest}":
+                # HfArgumentParser gives `--no_X` the help of `--X`, which then says the opposite of what it does.
+                action.help = f"Turn {action.dest} off: the same as --{action.dest} false."
             if action.help and "%" in action.help and "%(" not in action.help:
                 action.help = action.help.replace("%", "%%")  # argparse formats help with %: "10% warm-up" is text
         self.collector = next((d for d in self.dataclass_types if getattr(d, "other_fields", None)), None)
+        if self.collector is not None and self.collector.__doc__:  # `--help` lists only its own fields: say so
+            self.parser.description = " ".join(self.collector.__doc__.split())
 
     def print_help(self) -> None:
         self.parser.print_help()
