@@ -451,6 +451,20 @@ def test_train_then_evaluate_tiny_model(tmp_path, tiny_bert_dir, tiny_data, caps
     assert metrics_file.with_suffix(".confusion_matrix.png").is_file()
 
 
+def test_a_max_seq_length_above_the_position_table_is_lowered_to_it(tmp_path, tiny_bert_dir, capsys):
+    """The tiny BERT embeds 128 positions; its tokenizer allows 512. `max_seq_length: 256` (as blitzer_books.yaml
+    has it) failed at the first step with a traceback ("size of tensor a (256) must match ... (128)")."""
+    texts = [" ".join(["good" if i % 2 else "bad"] * 300) for i in range(16)]
+    labels = ["pos" if i % 2 else "neg" for i in range(16)]
+    train = write_csv(tmp_path / "train.csv", texts, labels)
+    dev = write_csv(tmp_path / "dev.csv", texts[:4], labels[:4])
+    out = tmp_path / "run"
+    argv = train_argv(tiny_bert_dir, train, dev, out, "--max_seq_length", "256", "--max_steps", "1")
+    assert main([*argv, "--few_shot", "false"]) == 0
+    assert yaml.safe_load((out / "hf_transfer_config.yaml").read_text())["max_seq_length"] == 128
+    assert json.loads((out / "hf_transfer_run.json").read_text())["data"]["train"]["rows_truncated"] == 16
+
+
 def test_multi_label_run(tmp_path, tiny_bert_dir):
     rows = [
         {"text": f"item {i} is {'red' if i % 2 else 'blue'}", "labels": [["a"], ["b"], ["a", "b"], []][i % 4]}
