@@ -115,6 +115,9 @@ def test_help_says_what_each_switch_and_positional_does(capsys):
 def test_top_level_help_and_unknown_command(capsys):
     assert main(["--help"]) == 0
     assert "train" in capsys.readouterr().out
+    assert main([]) == 2  # no command: an error, so the usage goes to stderr (it went to stdout)
+    captured = capsys.readouterr()
+    assert captured.out == "" and "usage: hf-transfer <command>" in captured.err
     assert main(["trian"]) == 2
     assert "did you mean 'train'" in capsys.readouterr().err.lower()
 
