@@ -9,6 +9,7 @@ import sys
 import typing
 
 from hf_transfer.core.parsing import CommandParser
+from hf_transfer.core.runtime import is_launched_main_process
 from hf_transfer.errors import DiskFullError, HfTransferError
 
 USAGE = """usage: hf-transfer <command> [--config CONFIG.yaml] [--field value ...]
@@ -155,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback from deep inside torch
         print(f"hf-transfer {command}: interrupted.{RESUME_HINTS.get(command, '')}", file=sys.stderr)
         return 130
+    if not is_launched_main_process():  # under `accelerate launch`, one results block, not one per process
+        return 0
     warning = result.pop("warning", None) if isinstance(result, dict) else None
     _report(command, result)
     if warning:

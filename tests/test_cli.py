@@ -112,6 +112,23 @@ def test_help_says_what_each_switch_and_positional_does(capsys):
     assert "Required. (default" not in out and "(default: 64)" in out
 
 
+def test_only_the_main_process_prints_the_results(tmp_path, monkeypatch, capsys):
+    """Under `accelerate launch` every process printed its own results block (each with its own timings)."""
+    from hf_transfer import cli
+    from hf_transfer.outputs.arguments import CardArguments
+
+    def fake_card(args):
+        return {"card": str(tmp_path / "README.md"), "warning": "something to know"}
+
+    monkeypatch.setitem(cli.COMMANDS, "card", lambda: ((CardArguments,), fake_card))
+    for rank, printed in (("1", False), ("0", True)):
+        monkeypatch.setenv("RANK", rank)
+        assert main(["card", str(tmp_path)]) == 0
+        captured = capsys.readouterr()
+        assert ("== hf-transfer card: results ==" in captured.out) is printed, rank
+        assert ("something to know" in captured.err) is printed, rank
+
+
 def test_top_level_help_and_unknown_command(capsys):
     assert main(["--help"]) == 0
     assert "train" in capsys.readouterr().out
