@@ -110,6 +110,12 @@ def test_help_says_what_each_switch_and_positional_does(capsys):
     assert main(["predict", "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "Required. (default" not in out and "(default: 64)" in out
+    # A closed choice's values were shown only as argparse's metavar, which the parser's own reader replaces.
+    assert main(["train", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "One of: single_label_classification, multi_label_classification." in out
+    assert main(["merge", "--help"]) == 0
+    assert "One of: accuracy, f1_macro." in " ".join(capsys.readouterr().out.split())
 
 
 def test_only_the_main_process_prints_the_results(tmp_path, monkeypatch, capsys):

@@ -252,6 +252,9 @@ class CommandParser:
             if action.dest in self.hints and action.option_strings[0].startswith(f"--{action.dest}"):
                 hint = self.hints[action.dest]
                 action.type = _value_reader(action.dest, hint, action.type, action.choices, nullable[action.dest])
+                if action.choices and not all(str(choice) in (action.help or "") for choice in action.choices):
+                    # argparse showed them as the metavar; without `choices` the help must say them
+                    action.help = f"{action.help or ''} One of: {', '.join(map(str, action.choices))}.".strip()
                 action.choices = None  # checked by the reader, with a message naming the field
             if isinstance(action, argparse._StoreFalseAction) and action.option_strings[0] == f"--no_{action.dest}":
                 # HfArgumentParser gives `--no_X` the help of `--X`, which then says the opposite of what it does.

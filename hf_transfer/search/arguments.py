@@ -45,7 +45,7 @@ class SearchArguments:
     )
     direction: Literal["maximize", "minimize"] | None = field(
         default=None,
-        metadata={"help": "Whether the metric should go up or down. Default: minimize for loss, else maximize."},
+        metadata={"help": "`maximize` or `minimize` the metric. Default: minimize for loss, else maximize."},
     )
     search_space: dict[str, Any] | None = field(
         default=None,
