@@ -491,6 +491,22 @@ def test_a_max_seq_length_above_the_position_table_is_lowered_to_it(tmp_path, ti
     assert json.loads((out / "hf_transfer_run.json").read_text())["data"]["train"]["rows_truncated"] == 16
 
 
+def test_a_diverged_run_writes_strict_json(tmp_path, tiny_bert_dir, tiny_data):
+    """A NaN loss or grad norm was written as `NaN`, which jq, JavaScript and Go refuse: the run record, the card
+    data and the results files now hold null there (trainer_state.json is stock Trainer's own)."""
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    out = tmp_path / "run"
+    argv = train_argv(tiny_bert_dir, *tiny_data, out, "--learning_rate", "1e12", "--max_steps", "3")
+    assert main([*argv, "--few_shot", "false"]) == 0
+    record = json.loads((out / "hf_transfer_run.json").read_text(), parse_constant=refuse)
+    assert record["eval_metrics"]["eval_loss"] is None
+    for name in ("all_results.json", "eval_results.json", "train_results.json", "hf_transfer_card_data.json"):
+        json.loads((out / name).read_text(), parse_constant=refuse)
+
+
 def test_multi_label_run(tmp_path, tiny_bert_dir):
     rows = [
         {"text": f"item {i} is {'red' if i % 2 else 'blue'}", "labels": [["a"], ["b"], ["a", "b"], []][i % 4]}
