@@ -112,6 +112,18 @@ def test_trial_config_is_parsed_exactly_as_train_parses_it(tmp_path):
     assert from_search[-1].learning_rate == 1e-5
 
 
+def test_the_no_switches_of_the_search_fields_work(tmp_path):
+    """`--no_prune` and `--no_start_from_config`, which --help lists, were taken for train fields: "--no_prune needs
+    a value"."""
+    (tmp_path / "search.yaml").write_text(yaml.safe_dump({"model_name_or_path": "m", "output_dir": "o"}))
+    argv = ["--config", str(tmp_path / "search.yaml"), "--no_prune", "--no-start-from-config", "--seed", "7"]
+    (search,) = parse_command_args("search", argv)
+    assert search.prune is False and search.start_from_config is False
+    assert search.trial_config == {"model_name_or_path": "m", "output_dir": "o", "seed": 7}
+    (search,) = parse_command_args("search", [*argv[:2], "--no_prune"])
+    assert search.prune is False and search.start_from_config is True
+
+
 def test_search_refuses_several_processes(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert main(["search", "--model_name_or_path", "m", "--output_dir", str(tmp_path / "o")]) == 2

@@ -332,7 +332,8 @@ class CommandParser:
         while i < len(flags):
             token = flags[i]
             name = token[2:].split("=", 1)[0].replace("-", "_") if token.startswith("--") else None
-            if not name or name in self.hints or name in ("config", "help"):
+            own_switch = name is not None and name.startswith("no_") and name[3:] in self.hints  # `--no_prune`
+            if not name or name in self.hints or own_switch or name in ("config", "help"):
                 own.append(token)
             elif "=" in token:
                 other[name] = read_yaml(token.split("=", 1)[1])
