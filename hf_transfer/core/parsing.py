@@ -327,8 +327,10 @@ class CommandParser:
         return tuple(objects)
 
     def _split_other_flags(self, flags: list[str]) -> tuple[list[str], dict[str, Any]]:
-        """The flags of the command's own fields, and the others as {field: value read as YAML}."""
+        """The flags of the command's own fields, and the others as {field: value read as YAML}; a bare flag of a
+        true/false field the collector names (`other_switches`) sets it, as HfArgumentParser does."""
         own, other, i = [], {}, 0
+        switches = self.collector.other_switches() if hasattr(self.collector, "other_switches") else frozenset()
         while i < len(flags):
             token = flags[i]
             name = token[2:].split("=", 1)[0].replace("-", "_") if token.startswith("--") else None
@@ -340,6 +342,10 @@ class CommandParser:
             elif i + 1 < len(flags) and not flags[i + 1].startswith("--"):
                 other[name] = read_yaml(flags[i + 1])
                 i += 1
+            elif name in switches:
+                other[name] = True
+            elif name.startswith("no_") and name[3:] in switches:
+                other[name[3:]] = False
             else:
                 raise ConfigError(missing_value(f"--{name}", flags))
             i += 1
