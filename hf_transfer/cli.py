@@ -9,6 +9,7 @@ import sys
 import typing
 
 from hf_transfer.core.parsing import CommandParser
+from hf_transfer.core.runtime import is_launched_main_process
 from hf_transfer.errors import DiskFullError, HfTransferError
 
 USAGE = """usage: hf-transfer <command> [--config CONFIG.yaml] [--field value ...]
@@ -127,7 +128,8 @@ RESUME_HINTS = {
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
+        # Asked for, the usage is the answer (stdout, 0); with no command at all it is an error (stderr, 2).
+        print(USAGE, file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
@@ -154,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback from deep inside torch
         print(f"hf-transfer {command}: interrupted.{RESUME_HINTS.get(command, '')}", file=sys.stderr)
         return 130
+    if not is_launched_main_process():  # under `accelerate launch`, one results block, not one per process
+        return 0
     warning = result.pop("warning", None) if isinstance(result, dict) else None
     _report(command, result)
     if warning:

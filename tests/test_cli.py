@@ -95,9 +95,52 @@ def test_help_lists_fields(command, capsys):
         assert "--peft_method" in out and "--target_modules" in out and "--merge_adapter" in out
 
 
+def test_help_says_what_each_switch_and_positional_does(capsys):
+    """`--no_prune` had the help of `--prune` ("Stop a trial when ...", default False), `card`/`push`/`export`
+    showed their folder as an optional `--model_dir`, a required field read "Required. (default: None)", and
+    `search --help` did not say that train fields are taken too."""
+    assert main(["search", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--no_prune, --no-prune Turn prune off: the same as --prune false." in out
+    assert "field of `hf-transfer train`" in out and "(default: None)" not in out
+    for command in ("card", "push", "export"):
+        assert main([command, "--help"]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"usage: hf-transfer {command} DIR "), out.splitlines()[0]
+    assert main(["predict", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Required. (default" not in out and "(default: 64)" in out
+    # A closed choice's values were shown only as argparse's metavar, which the parser's own reader replaces.
+    assert main(["train", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "One of: single_label_classification, multi_label_classification." in out
+    assert main(["merge", "--help"]) == 0
+    assert "One of: accuracy, f1_macro." in " ".join(capsys.readouterr().out.split())
+
+
+def test_only_the_main_process_prints_the_results(tmp_path, monkeypatch, capsys):
+    """Under `accelerate launch` every process printed its own results block (each with its own timings)."""
+    from hf_transfer import cli
+    from hf_transfer.outputs.arguments import CardArguments
+
+    def fake_card(args):
+        return {"card": str(tmp_path / "README.md"), "warning": "something to know"}
+
+    monkeypatch.setitem(cli.COMMANDS, "card", lambda: ((CardArguments,), fake_card))
+    for rank, printed in (("1", False), ("0", True)):
+        monkeypatch.setenv("RANK", rank)
+        assert main(["card", str(tmp_path)]) == 0
+        captured = capsys.readouterr()
+        assert ("== hf-transfer card: results ==" in captured.out) is printed, rank
+        assert ("something to know" in captured.err) is printed, rank
+
+
 def test_top_level_help_and_unknown_command(capsys):
     assert main(["--help"]) == 0
     assert "train" in capsys.readouterr().out
+    assert main([]) == 2  # no command: an error, so the usage goes to stderr (it went to stdout)
+    captured = capsys.readouterr()
+    assert captured.out == "" and "usage: hf-transfer <command>" in captured.err
     assert main(["trian"]) == 2
     assert "did you mean 'train'" in capsys.readouterr().err.lower()
 
@@ -325,6 +368,17 @@ def test_null_stays_a_value_of_optional_fields(tmp_path):
     assert training.hub_model_id is None and training.freeze_layers is None and data.max_train_samples is None
 
 
+def test_null_of_a_list_field_is_none_not_a_list_of_it(tmp_path):
+    """`freeze_patterns: null` failed with "first argument must be string or compiled pattern", and
+    `--class_names null` named a class "None": a list field got [None]."""
+    config = tmp_path / "c.yaml"
+    config.write_text("model_name_or_path: m\nfreeze_patterns: null\nclass_names:\n")
+    _, data, adapter, training = parse_command_args(
+        "train", ["--config", str(config), "--output_dir", str(tmp_path / "o"), "--target_modules", "null"]
+    )
+    assert training.freeze_patterns is None and data.class_names is None and adapter.target_modules is None
+
+
 def test_a_single_class_is_refused(tmp_path, tiny_bert_dir, capsys):
     """One class made a one-output model trained on a loss that is always 0."""
     train = write_csv(tmp_path / "train.csv", [f"good thing {i}" for i in range(12)], ["pos"] * 12)
@@ -388,6 +442,9 @@ def test_train_then_evaluate_tiny_model(tmp_path, tiny_bert_dir, tiny_data, caps
     assert config["id2label"] == {"0": "neg", "1": "pos"} and config["label2id"] == {"neg": 0, "pos": 1}
     resolved = yaml.safe_load((out / "hf_transfer_config.yaml").read_text())
     assert resolved["freeze_layers"] == 1 and not any("token" in k for k in resolved)
+    # The resolved config is itself a config: `train --config <run>/hf_transfer_config.yaml` reads it back.
+    again = parse_command_args("train", ["--config", str(out / "hf_transfer_config.yaml")])
+    assert again[-1].freeze_layers == 1 and again[-1].output_dir == str(out)
     assert json.loads((out / "all_results.json").read_text())["eval_samples"] == 8
     record = json.loads((out / "hf_transfer_run.json").read_text())
     assert record["memory"]["peak_rss_kib"] >= record["memory"]["rss_after_model_load_kib"] > 0
@@ -418,6 +475,36 @@ def test_train_then_evaluate_tiny_model(tmp_path, tiny_bert_dir, tiny_data, caps
     assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["samples"] == 8
     assert sum(map(sum, metrics["confusion_matrix"])) == 8
     assert metrics_file.with_suffix(".confusion_matrix.png").is_file()
+
+
+def test_a_max_seq_length_above_the_position_table_is_lowered_to_it(tmp_path, tiny_bert_dir, capsys):
+    """The tiny BERT embeds 128 positions; its tokenizer allows 512. `max_seq_length: 256` (as blitzer_books.yaml
+    has it) failed at the first step with a traceback ("size of tensor a (256) must match ... (128)")."""
+    texts = [" ".join(["good" if i % 2 else "bad"] * 300) for i in range(16)]
+    labels = ["pos" if i % 2 else "neg" for i in range(16)]
+    train = write_csv(tmp_path / "train.csv", texts, labels)
+    dev = write_csv(tmp_path / "dev.csv", texts[:4], labels[:4])
+    out = tmp_path / "run"
+    argv = train_argv(tiny_bert_dir, train, dev, out, "--max_seq_length", "256", "--max_steps", "1")
+    assert main([*argv, "--few_shot", "false"]) == 0
+    assert yaml.safe_load((out / "hf_transfer_config.yaml").read_text())["max_seq_length"] == 128
+    assert json.loads((out / "hf_transfer_run.json").read_text())["data"]["train"]["rows_truncated"] == 16
+
+
+def test_a_diverged_run_writes_strict_json(tmp_path, tiny_bert_dir, tiny_data):
+    """A NaN loss or grad norm was written as `NaN`, which jq, JavaScript and Go refuse: the run record, the card
+    data and the results files now hold null there (trainer_state.json is stock Trainer's own)."""
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    out = tmp_path / "run"
+    argv = train_argv(tiny_bert_dir, *tiny_data, out, "--learning_rate", "1e12", "--max_steps", "3")
+    assert main([*argv, "--few_shot", "false"]) == 0
+    record = json.loads((out / "hf_transfer_run.json").read_text(), parse_constant=refuse)
+    assert record["eval_metrics"]["eval_loss"] is None
+    for name in ("all_results.json", "eval_results.json", "train_results.json", "hf_transfer_card_data.json"):
+        json.loads((out / name).read_text(), parse_constant=refuse)
 
 
 def test_multi_label_run(tmp_path, tiny_bert_dir):

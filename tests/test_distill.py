@@ -307,6 +307,21 @@ def test_distill_builds_a_student_from_teacher_layers_with_the_cache(tmp_path, t
     ]
 
 
+def test_a_max_seq_length_above_the_position_tables_is_lowered_to_them(tmp_path, tiny_bert_dir):
+    """Teacher and student embed 128 positions: `max_seq_length 256` on long rows failed mid-run with a traceback."""
+    import pandas as pd
+
+    texts = [" ".join(["good" if i % 2 else "bad"] * 300) for i in range(16)]
+    rows = pd.DataFrame({"text": texts, "label": ["pos" if i % 2 else "neg" for i in range(16)]})
+    rows.to_csv(tmp_path / "train.csv", index=False)
+    rows[:4].to_csv(tmp_path / "dev.csv", index=False)
+    teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["neg", "pos"])
+    out = tmp_path / "student"
+    argv = distill_argv(teacher, tmp_path / "train.csv", tmp_path / "dev.csv", out, tmp_path / "cache")
+    assert main([*argv, "--student_layers", "[0]", "--max_seq_length", "256", "--max_steps", "1"]) == 0
+    assert yaml.safe_load((out / "hf_transfer_config.yaml").read_text())["max_seq_length"] == 128
+
+
 def test_a_teacher_config_that_computes_otherwise_gets_a_new_logit_cache(tmp_path, tiny_bert_dir, tiny_data):
     """The cache was keyed by the teacher's weights, not its config: the same weights under another hidden_act reused
     logits that teacher no longer gives. A config change that computes the same (the path) still hits."""

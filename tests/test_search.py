@@ -112,6 +112,30 @@ def test_trial_config_is_parsed_exactly_as_train_parses_it(tmp_path):
     assert from_search[-1].learning_rate == 1e-5
 
 
+def test_the_no_switches_of_the_search_fields_work(tmp_path):
+    """`--no_prune` and `--no_start_from_config`, which --help lists, were taken for train fields: "--no_prune needs
+    a value"."""
+    (tmp_path / "search.yaml").write_text(yaml.safe_dump({"model_name_or_path": "m", "output_dir": "o"}))
+    argv = ["--config", str(tmp_path / "search.yaml"), "--no_prune", "--no-start-from-config", "--seed", "7"]
+    (search,) = parse_command_args("search", argv)
+    assert search.prune is False and search.start_from_config is False
+    assert search.trial_config == {"model_name_or_path": "m", "output_dir": "o", "seed": 7}
+    (search,) = parse_command_args("search", [*argv[:2], "--no_prune"])
+    assert search.prune is False and search.start_from_config is True
+
+
+def test_bare_true_false_flags_of_the_trials_work_as_in_train(tmp_path):
+    """`--freeze_embeddings` with no value works for `train`; for `search` it failed with "needs a value"."""
+    (tmp_path / "search.yaml").write_text(yaml.safe_dump({"model_name_or_path": "m", "output_dir": "o"}))
+    argv = ["--config", str(tmp_path / "search.yaml"), "--freeze_embeddings", "--n_trials", "2", "--bf16"]
+    (search,) = parse_command_args("search", [*argv, "--no_remove_unused_columns"])
+    assert search.n_trials == 2
+    assert search.trial_config == {"model_name_or_path": "m", "output_dir": "o", "freeze_embeddings": True,
+                                   "bf16": True, "remove_unused_columns": False}  # fmt: skip
+    with pytest.raises(ConfigError, match="--seed needs a value"):
+        parse_command_args("search", [*argv, "--seed"])
+
+
 def test_search_refuses_several_processes(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert main(["search", "--model_name_or_path", "m", "--output_dir", str(tmp_path / "o")]) == 2

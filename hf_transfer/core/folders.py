@@ -4,6 +4,7 @@ holds a tokenizer or an adapter."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from collections.abc import Iterator
@@ -132,3 +133,19 @@ def read_json_file(path: Path, what: str) -> dict:
         return json.loads(path.read_text())
     except (OSError, ValueError) as err:
         raise ConfigError(f"cannot read {what} {str(path)!r}: {err}") from None
+
+
+def json_text(value, **kwargs) -> str:
+    """`value` as strict JSON: NaN and ±inf (a diverged loss, a grad norm) become null, since jq, JavaScript and Go
+    refuse Python's `NaN`/`Infinity`."""
+
+    def finite(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: finite(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [finite(x) for x in v]
+        return v
+
+    return json.dumps(finite(value), allow_nan=False, **kwargs)

@@ -19,7 +19,12 @@ SORT_WINDOW_ROWS = 65_536
 def usable_max_length(model, tokenizer, max_length: int) -> int:
     """`max_length`, lowered to what the model can embed (its position table, and the tokenizer's own limit): a longer
     input would fail inside the model's embeddings."""
-    limits = [getattr(model.config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
+    return max_length_for_config(model.config, tokenizer, max_length)
+
+
+def max_length_for_config(config, tokenizer, max_length: int) -> int:
+    """`usable_max_length` from the model's config alone, before any weight loads (`train`, `distill`)."""
+    limits = [getattr(config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
     return min([max_length, *(n for n in limits if isinstance(n, int) and n > 0)])
 
 

@@ -199,6 +199,17 @@ def _value_reader(name: str, hint: Any, convert, choices, nullable: bool = True)
     return read
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds a field's default to its help only where that says something: not for an unset (None) field, a
+    `--no_X` switch, or a help text that states its default itself."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default is None or isinstance(action, argparse._StoreFalseAction) or "default" in text.lower():
+            return text
+        return super()._get_help_string(action)
+
+
 class CommandParser:
     """`HfArgumentParser` for one command's dataclasses, with `--config FILE.yaml` (flags win over the file), flag
     values read as YAML, and every mistake raised as a one-line `ConfigError`.
@@ -224,7 +235,11 @@ class CommandParser:
         self.command = command
         self.positional = positional
         self.dataclass_types = list(dataclass_types)
-        self.parser = _Parser(self.dataclass_types, prog=f"hf-transfer {command}", allow_abbrev=False)
+        self.parser = _Parser(
+            self.dataclass_types, prog=f"hf-transfer {command}", allow_abbrev=False, formatter_class=_HelpFormatter
+        )
+        if positional:  # the usage line argparse builds would show the folder as an optional `--model_dir`
+            self.parser.usage = "%(prog)s DIR [--config CONFIG.yaml] [--field value ...]"
         self.parser.add_argument(
             "--config", metavar="CONFIG.yaml", help="YAML file of field: value; flags override it."
         )
@@ -237,10 +252,18 @@ class CommandParser:
             if action.dest in self.hints and action.option_strings[0].startswith(f"--{action.dest}"):
                 hint = self.hints[action.dest]
                 action.type = _value_reader(action.dest, hint, action.type, action.choices, nullable[action.dest])
+                if action.choices and not all(str(choice) in (action.help or "") for choice in action.choices):
+                    # argparse showed them as the metavar; without `choices` the help must say them
+                    action.help = f"{action.help or ''} One of: {', '.join(map(str, action.choices))}.".strip()
                 action.choices = None  # checked by the reader, with a message naming the field
+            if isinstance(action, argparse._StoreFalseAction) and action.option_strings[0] == f"--no_{action.dest}":
+                # HfArgumentParser gives `--no_X` the help of `--X`, which then says the opposite of what it does.
+                action.help = f"Turn {action.dest} off: the same as --{action.dest} false."
             if action.help and "%" in action.help and "%(" not in action.help:
                 action.help = action.help.replace("%", "%%")  # argparse formats help with %: "10% warm-up" is text
         self.collector = next((d for d in self.dataclass_types if getattr(d, "other_fields", None)), None)
+        if self.collector is not None and self.collector.__doc__:  # `--help` lists only its own fields: say so
+            self.parser.description = " ".join(self.collector.__doc__.split())
 
     def print_help(self) -> None:
         self.parser.print_help()
@@ -285,6 +308,8 @@ class CommandParser:
                 if isinstance(value, list) and any(isinstance(v, (list, dict)) for v in value):
                     flat = [item for v in value for item in (v if isinstance(v, list) else [v])]
                     values[action.dest] = flat[0] if len(flat) == 1 and isinstance(flat[0], dict) else flat
+                elif value == [None]:  # `--x null` (or `x: null` in the file): the field's null, not a list of it
+                    values[action.dest] = None
         objects = []
         for dtype in self.dataclass_types:
             names = {f.name for f in dataclasses.fields(dtype) if f.init}
@@ -302,18 +327,25 @@ class CommandParser:
         return tuple(objects)
 
     def _split_other_flags(self, flags: list[str]) -> tuple[list[str], dict[str, Any]]:
-        """The flags of the command's own fields, and the others as {field: value read as YAML}."""
+        """The flags of the command's own fields, and the others as {field: value read as YAML}; a bare flag of a
+        true/false field the collector names (`other_switches`) sets it, as HfArgumentParser does."""
         own, other, i = [], {}, 0
+        switches = self.collector.other_switches() if hasattr(self.collector, "other_switches") else frozenset()
         while i < len(flags):
             token = flags[i]
             name = token[2:].split("=", 1)[0].replace("-", "_") if token.startswith("--") else None
-            if not name or name in self.hints or name in ("config", "help"):
+            own_switch = name is not None and name.startswith("no_") and name[3:] in self.hints  # `--no_prune`
+            if not name or name in self.hints or own_switch or name in ("config", "help"):
                 own.append(token)
             elif "=" in token:
                 other[name] = read_yaml(token.split("=", 1)[1])
             elif i + 1 < len(flags) and not flags[i + 1].startswith("--"):
                 other[name] = read_yaml(flags[i + 1])
                 i += 1
+            elif name in switches:
+                other[name] = True
+            elif name.startswith("no_") and name[3:] in switches:
+                other[name[3:]] = False
             else:
                 raise ConfigError(missing_value(f"--{name}", flags))
             i += 1

@@ -61,6 +61,11 @@ def launched_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def is_launched_main_process() -> bool:
+    """Whether this is the launcher's process 0 (`RANK`; true when run directly)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def has_accelerator() -> bool:
     import torch
 

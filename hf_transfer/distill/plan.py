@@ -25,7 +25,12 @@ from hf_transfer.distill.trainer import tokenizer_group_prefix
 from hf_transfer.distill.transfer_set import TransferRows, read_unlabeled
 from hf_transfer.errors import ConfigError
 from hf_transfer.train.arguments import TransferTrainingArguments
-from hf_transfer.train.preflight import classifier_config, load_checked_data, load_model_tokenizer
+from hf_transfer.train.preflight import (
+    classifier_config,
+    fit_max_seq_length,
+    load_checked_data,
+    load_model_tokenizer,
+)
 from hf_transfer.train.stages import (
     check_best_metric,
     class_weights_for,
@@ -157,6 +162,9 @@ def preflight(
                 f"student hidden size {student_config.hidden_size} differs from the teacher's "
                 f"{teacher_configs[0].hidden_size}: the learned projection is trained in a single process only."
             )
+    fit_max_seq_length(
+        data_args, [(student_config, student_tokenizer), *zip(teacher_configs, teacher_tokenizers, strict=True)]
+    )
     unlabeled = TransferRows()
     if d.unlabeled_file:
         unlabeled = read_unlabeled(

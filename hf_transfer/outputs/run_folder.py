@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from hf_transfer.core.data import PreparedData
-from hf_transfer.core.folders import ADAPTER_CONFIG, read_json_file
+from hf_transfer.core.folders import ADAPTER_CONFIG, json_text, read_json_file
 from hf_transfer.core.models import load_config
 from hf_transfer.core.runtime import MEMORY_SOURCES, allocator_setting
 from hf_transfer.errors import ConfigError, DiskFullError
@@ -217,4 +217,4 @@ def _row_counts(prepared: PreparedData) -> dict[str, int]:
 
 def write_json(path: Path, value) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(value, indent=2) + "\n")
+    path.write_text(json_text(value, indent=2) + "\n")

@@ -4,12 +4,16 @@ as `hf-transfer train` (or `distill`) would parse it."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from hf_transfer.distill.command import DISTILL_ARGUMENTS
 from hf_transfer.errors import ConfigError
 from hf_transfer.search.space import parse_space
+from hf_transfer.train.command import TRAIN_ARGUMENTS
 
 # Validation metrics a trial can be judged by (without the `eval_` prefix Trainer gives them).
 SINGLE_LABEL_METRICS = ("accuracy", "f1_macro", "precision_macro", "recall_macro")
@@ -24,6 +28,17 @@ class SearchArguments:
     one of these is a field of `hf-transfer train` (or of `distill`, when the config names a teacher)."""
 
     other_fields: ClassVar[str] = "trial_config"  # see core.parsing.CommandParser
+
+    @staticmethod
+    def other_switches() -> frozenset[str]:
+        """The true/false fields of `train` and `distill`: a bare `--freeze_embeddings` (or `--no_X`) sets one, as
+        it does for `train`."""
+        return frozenset(
+            f.name
+            for dtype in {*TRAIN_ARGUMENTS, *DISTILL_ARGUMENTS}
+            for f in dataclasses.fields(dtype)
+            if typing.get_type_hints(dtype)[f.name] in (bool, bool | None)
+        )
 
     n_trials: int = field(
         default=10,
@@ -45,7 +60,7 @@ class SearchArguments:
     )
     direction: Literal["maximize", "minimize"] | None = field(
         default=None,
-        metadata={"help": "Whether the metric should go up or down. Default: minimize for loss, else maximize."},
+        metadata={"help": "`maximize` or `minimize` the metric. Default: minimize for loss, else maximize."},
     )
     search_space: dict[str, Any] | None = field(
         default=None,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hf_transfer import __version__
 from hf_transfer.core.data import PreparedData
-from hf_transfer.core.folders import CONFIG_FILE, RUN_RECORD_FILE
+from hf_transfer.core.folders import CONFIG_FILE, RUN_RECORD_FILE, json_text
 from hf_transfer.core.language import language_record
 from hf_transfer.core.metrics import classification_metrics
 from hf_transfer.core.runtime import memory_kib, precision_name
@@ -148,10 +148,11 @@ def _write_run_outputs(
 ) -> None:
 
     out = Path(arg_objects[-1].output_dir)
-    trainer.save_metrics("train", record["train_metrics"])
-    trainer.save_metrics("eval", record["eval_metrics"])
+    # Trainer writes these with json.dump: a diverged run's NaN loss would make them invalid JSON.
+    trainer.save_metrics("train", json.loads(json_text(record["train_metrics"])))
+    trainer.save_metrics("eval", json.loads(json_text(record["eval_metrics"])))
     if record["test_metrics"]:
-        trainer.save_metrics("test", record["test_metrics"])
+        trainer.save_metrics("test", json.loads(json_text(record["test_metrics"])))
     trainer.save_state()
     full = _validation_report(prediction, prepared) if prediction is not None else None
     if full is not None and prepared.problem_type != MULTI_LABEL:
@@ -164,7 +165,7 @@ def _write_run_outputs(
         )
     plot_training_curves(trainer.state.log_history, out / "training_curves.png")
     record = {**record, "validation_report": full, "log_history": trainer.state.log_history}
-    (out / RUN_RECORD_FILE).write_text(json.dumps(record, indent=2, default=str))
+    (out / RUN_RECORD_FILE).write_text(json_text(record, indent=2, default=str))
     extra = {"distillation_results": record["distillation"]} if "distillation" in record else {}
     if push:  # `plan_push` switched it off for Trainer's sake; the run did ask for it
         extra.update(push_to_hub=True, hub_model_id=push.repo_id)

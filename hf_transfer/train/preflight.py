@@ -3,11 +3,13 @@ labels, the tokenizer, and the freeze plan."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from hf_transfer.core.arguments import DataArguments, ModelArguments
 from hf_transfer.core.data import PreparedData, load_data
 from hf_transfer.core.freezing import FreezePlan
+from hf_transfer.core.inference import max_length_for_config
 from hf_transfer.core.models import (
     check_classifier_head,
     check_weights_complete,
@@ -27,6 +29,8 @@ from hf_transfer.train.stages import (
     with_calibration_split,
 )
 from hf_transfer.train.trainer import freeze_plan_from_arguments
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,12 +57,24 @@ def preflight(model_args: ModelArguments, data_args: DataArguments, training_arg
     tokenizer = load_model_tokenizer(model_args, model_args.model_name_or_path)
     if getattr(config, "pad_token_id", None) is None:
         config.pad_token_id = tokenizer.pad_token_id
+    fit_max_seq_length(data_args, [(config, tokenizer)])
     freeze_plan = freeze_plan_from_arguments(meta_layout(config), training_args)
     depth = None
     if training_args.cache_frozen_features:
         depth = trunk_depth(freeze_plan.layout, freeze_plan.frozen, config.model_type)
     prepared = with_calibration_split(prepared, training_args, config)
     return TrainPlan(prepared, config, tokenizer, freeze_plan, depth, class_weights_for(training_args, prepared))
+
+
+def fit_max_seq_length(data_args: DataArguments, models: list[tuple]) -> None:
+    """Lower `max_seq_length` to what every (config, tokenizer) can embed, as `predict`, `evaluate` and `export` do: a
+    longer row failed inside the embeddings at the first training step, with a traceback."""
+    usable = min(max_length_for_config(config, tokenizer, data_args.max_seq_length) for config, tokenizer in models)
+    if usable < data_args.max_seq_length:
+        logger.warning(
+            "max_seq_length %d is more than the model can embed; using %d.", data_args.max_seq_length, usable
+        )
+        data_args.max_seq_length = usable
 
 
 def load_checked_data(data_args: DataArguments, training_args: TransferTrainingArguments) -> PreparedData:
