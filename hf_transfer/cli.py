@@ -10,7 +10,7 @@ import typing
 
 from hf_transfer.core.parsing import CommandParser
 from hf_transfer.core.runtime import is_launched_main_process
-from hf_transfer.errors import DiskFullError, HfTransferError
+from hf_transfer.errors import DiskFullError, HfTransferError, TrainingDivergedError
 
 USAGE = """usage: hf-transfer <command> [--config CONFIG.yaml] [--field value ...]
 
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     except HfTransferError as err:
         print(f"hf-transfer {command}: error: {err}", file=sys.stderr)
         return 2
-    except DiskFullError as err:
+    except (DiskFullError, TrainingDivergedError) as err:
         print(f"hf-transfer {command}: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback from deep inside torch

@@ -19,6 +19,11 @@ class DiskFullError(RuntimeError):
     """The disk filled up during a run: the CLI prints one line and exits with status 1."""
 
 
+class TrainingDivergedError(RuntimeError):
+    """Training left NaN or inf in the weights: the CLI prints one line and exits with status 1, and no final model
+    is saved."""
+
+
 def one_line(err: BaseException, limit: int = 300) -> str:
     """An exception's message on one line, cut to `limit` characters, for error messages that quote a library."""
     text = " ".join(str(err).split())

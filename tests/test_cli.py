@@ -491,20 +491,34 @@ def test_a_max_seq_length_above_the_position_table_is_lowered_to_it(tmp_path, ti
     assert json.loads((out / "hf_transfer_run.json").read_text())["data"]["train"]["rows_truncated"] == 16
 
 
-def test_a_diverged_run_writes_strict_json(tmp_path, tiny_bert_dir, tiny_data):
-    """A NaN loss or grad norm was written as `NaN`, which jq, JavaScript and Go refuse: the run record, the card
-    data and the results files now hold null there (trainer_state.json is stock Trainer's own)."""
+def test_a_diverged_run_is_one_line_and_saves_no_model(tmp_path, tiny_bert_dir, tiny_data, capsys):
+    """Stock Trainer saves a model whose weights went NaN and the command ended with status 0, so a diverged run
+    looked finished (its accuracy was argmax over NaN logits). It is refused once training ends: status 1, one line
+    naming the learning rate, no final model, record or card."""
+    out = tmp_path / "run"
+    argv = train_argv(tiny_bert_dir, *tiny_data, out, "--learning_rate", "1e12", "--max_steps", "3")
+    assert main([*argv, "--few_shot", "false"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("hf-transfer train: error: training diverged:")
+    assert "after step 3" in last and "lower learning_rate (now 1e+12)" in last
+    for name in ("model.safetensors", "hf_transfer_run.json", "README.md", "eval_results.json"):
+        assert not (out / name).exists()
+
+
+def test_json_outputs_are_strict_json():
+    """A NaN or infinite metric (a model scored by evaluate, a grad norm) was written as `NaN`, which jq, JavaScript
+    and Go refuse: the JSON files the commands write hold null there."""
+    from hf_transfer.core.folders import json_text
 
     def refuse(constant):
         raise ValueError(f"{constant} is not JSON")
 
-    out = tmp_path / "run"
-    argv = train_argv(tiny_bert_dir, *tiny_data, out, "--learning_rate", "1e12", "--max_steps", "3")
-    assert main([*argv, "--few_shot", "false"]) == 0
-    record = json.loads((out / "hf_transfer_run.json").read_text(), parse_constant=refuse)
-    assert record["eval_metrics"]["eval_loss"] is None
-    for name in ("all_results.json", "eval_results.json", "train_results.json", "hf_transfer_card_data.json"):
-        json.loads((out / name).read_text(), parse_constant=refuse)
+    value = {"loss": float("nan"), "norms": [1.5, float("inf")], "nested": {"x": -float("inf")}, "ok": 1}
+    assert json.loads(json_text(value), parse_constant=refuse) == {
+        "loss": None, "norms": [1.5, None], "nested": {"x": None}, "ok": 1
+    }  # fmt: skip
 
 
 def test_multi_label_run(tmp_path, tiny_bert_dir):

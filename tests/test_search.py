@@ -468,3 +468,27 @@ def test_a_trial_line_names_trials_as_trials_csv_does():
     done.number = 9
     line = report.summary_line(done, "accuracy", 12, done, ["learning_rate"])
     assert line.startswith("trial 9 (10 of 12) complete: accuracy 0.8500") and line.endswith("best: trial 9, 0.8500")
+
+
+def test_a_diverged_trial_fails_and_the_study_goes_on(tmp_path, tiny_bert_dir):
+    """A trial whose learning rate sends the weights to NaN was scored like any other (argmax over NaN logits); it
+    is now a failed trial, noted in trials.csv, with no folder left, and the next trial runs."""
+    import optuna
+
+    rows = [(f"{w} thing {i}", label) for i, (w, label) in enumerate([("good", "pos"), ("bad", "neg")] * 12)]
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(tmp_path / "train.csv", index=False)
+    out = tmp_path / "out"
+    (out / "search").mkdir(parents=True)
+    study = optuna.create_study(storage=f"sqlite:///{out / 'search' / 'study.db'}", study_name="hf-transfer-search",
+                                direction="maximize")  # fmt: skip
+    study.enqueue_trial({"learning_rate": "1e12"})
+    study.enqueue_trial({"learning_rate": "1e-3"})
+    argv = ["search", "--model_name_or_path", str(tiny_bert_dir), "--train_file", str(tmp_path / "train.csv"),
+            "--validation_file", str(tmp_path / "train.csv"), "--output_dir", str(out), "--max_steps", "2",
+            "--use_cpu", "true", "--report_to", "none", "--few_shot", "false", "--n_trials", "1",
+            "--search_space", "{learning_rate: [1e12, 1e-3]}"]  # fmt: skip
+    assert main(argv) == 0
+    trials = pd.read_csv(out / "search" / "trials.csv")
+    assert list(trials["state"]) == ["fail", "complete"]
+    assert trials.loc[0, "note"].startswith("training diverged:") and trials.loc[1, "learning_rate"] == 1e-3
+    assert not (out / "trials" / "trial-000").exists() and (out / "trials" / "trial-001").is_dir()

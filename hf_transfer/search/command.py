@@ -22,7 +22,7 @@ from hf_transfer.core.runtime import launched_world_size
 from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.distill.command import DISTILL_ARGUMENTS, run_distill
 from hf_transfer.distill.plan import preflight as distill_preflight
-from hf_transfer.errors import ConfigError, HfTransferError, one_line
+from hf_transfer.errors import ConfigError, HfTransferError, TrainingDivergedError, one_line
 from hf_transfer.search import report
 from hf_transfer.search.arguments import MULTI_LABEL_METRICS, SINGLE_LABEL_METRICS, SearchArguments
 from hf_transfer.search.space import Param, check_fields, default_space, parse_space, route_of
@@ -234,7 +234,7 @@ def _optimize(study, s: SearchArguments, setup: dict, optuna) -> str:
         except optuna.TrialPruned:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        except HfTransferError as err:
+        except (HfTransferError, TrainingDivergedError) as err:  # a failed trial; the study goes on
             trial.set_user_attr("error", one_line(err, 200))
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -264,7 +264,8 @@ def _optimize(study, s: SearchArguments, setup: dict, optuna) -> str:
         while counted(study) < s.n_trials:
             if deadline is not None and time.monotonic() >= deadline:
                 return "timeout"
-            study.optimize(objective, n_trials=1, catch=(HfTransferError,), callbacks=[after_trial])
+            failing = (HfTransferError, TrainingDivergedError)
+            study.optimize(objective, n_trials=1, catch=failing, callbacks=[after_trial])
             failed = study.trials[-1].state == optuna.trial.TrialState.FAIL
             failures = failures + 1 if failed else 0
             if failures >= _FAILURES_IN_A_ROW:

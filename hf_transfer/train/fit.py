@@ -14,6 +14,7 @@ from hf_transfer.core.language import language_record
 from hf_transfer.core.metrics import classification_metrics
 from hf_transfer.core.runtime import memory_kib, precision_name
 from hf_transfer.core.tasks import MULTI_LABEL, predicted_labels
+from hf_transfer.errors import TrainingDivergedError
 from hf_transfer.outputs.card_data import CardDataCallback, complete_card_data
 from hf_transfer.outputs.cards import write_model_card
 from hf_transfer.outputs.hub import HubUnreachable, push_folder
@@ -58,6 +59,7 @@ def fit_and_report(
     started = time.perf_counter()
     with stop_cleanly_when_disk_full(training_args.output_dir, trainer.is_world_process_zero()):
         train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        check_weights_finite(trainer)
         memory_after_training = memory_kib()
         train_metrics = dict(train_result.metrics)
         train_metrics["train_samples"] = len(tokenized["train"])
@@ -114,6 +116,23 @@ def fit_and_report(
         "output_dir": training_args.output_dir,
         **hub_result,
     }
+
+
+def check_weights_finite(trainer) -> None:
+    """Refuse to save or score a model whose trained weights hold NaN or inf: stock `Trainer` saves it and the
+    command ends with status 0, so a diverged run looked like a finished one."""
+    import torch
+
+    bad = [name for name, p in trainer.model.named_parameters() if p.requires_grad and not torch.isfinite(p).all()]
+    if not bad:
+        return
+    args, step = trainer.args, trainer.state.global_step
+    fp16 = ", or train in fp32 or bf16 instead of fp16" if args.fp16 else ""
+    raise TrainingDivergedError(
+        f"training diverged: {len(bad)} trained weight tensor(s) hold NaN or inf after step {step} (first: "
+        f"{bad[0]}), so no final model was saved and nothing was scored; lower learning_rate (now "
+        f"{args.learning_rate:g}) or keep max_grad_norm set (now {args.max_grad_norm:g}){fp16}."
+    )
 
 
 def _language(data_args, prepared: PreparedData) -> dict:
