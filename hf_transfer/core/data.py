@@ -296,12 +296,9 @@ def tokenize_data(
 ) -> datasets.DatasetDict:
     """Tokenize every split, truncated to `max_seq_length` and unpadded (the collator pads each batch).
 
-    Keeps `labels` and drops the raw text columns.
+    Keeps `labels` and drops the raw text columns. `max_seq_length` is what the model can embed: `train` and
+    `distill` lowered it before any weight loaded (`train.preflight.fit_max_seq_length`).
     """
-    model_max = getattr(tokenizer, "model_max_length", None)
-    if isinstance(model_max, int) and model_max < max_seq_length:
-        logger.warning("max_seq_length %d exceeds the tokenizer's %d; using %d.", max_seq_length, model_max, model_max)
-        max_seq_length = model_max
     text, pair, started = prepared.text_column, prepared.text_pair_column, time.perf_counter()
 
     def encode(batch):

@@ -135,17 +135,18 @@ def read_json_file(path: Path, what: str) -> dict:
         raise ConfigError(f"cannot read {what} {str(path)!r}: {err}") from None
 
 
+def json_safe(value):
+    """`value` with NaN and ±inf (a diverged loss, a grad norm) as None, at any depth of dicts and lists, since jq,
+    JavaScript and Go refuse Python's `NaN`/`Infinity`."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(x) for k, x in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(x) for x in value]
+    return value
+
+
 def json_text(value, **kwargs) -> str:
-    """`value` as strict JSON: NaN and ±inf (a diverged loss, a grad norm) become null, since jq, JavaScript and Go
-    refuse Python's `NaN`/`Infinity`."""
-
-    def finite(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: finite(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [finite(x) for x in v]
-        return v
-
-    return json.dumps(finite(value), allow_nan=False, **kwargs)
+    """`value` as strict JSON (`json_safe`)."""
+    return json.dumps(json_safe(value), allow_nan=False, **kwargs)

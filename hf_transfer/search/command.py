@@ -44,6 +44,8 @@ SEARCH_FOLDER = "search"
 TRIALS_FOLDER = "trials"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 _FAILURES_IN_A_ROW = 3
+# What makes a trial fail without stopping the study: bad values for this trial, or training that diverged.
+_TRIAL_FAILURES = (HfTransferError, TrainingDivergedError)
 
 
 def run_search(search_args: SearchArguments) -> dict:
@@ -234,7 +236,7 @@ def _optimize(study, s: SearchArguments, setup: dict, optuna) -> str:
         except optuna.TrialPruned:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        except (HfTransferError, TrainingDivergedError) as err:  # a failed trial; the study goes on
+        except _TRIAL_FAILURES as err:  # a failed trial; the study goes on
             trial.set_user_attr("error", one_line(err, 200))
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -264,8 +266,7 @@ def _optimize(study, s: SearchArguments, setup: dict, optuna) -> str:
         while counted(study) < s.n_trials:
             if deadline is not None and time.monotonic() >= deadline:
                 return "timeout"
-            failing = (HfTransferError, TrainingDivergedError)
-            study.optimize(objective, n_trials=1, catch=failing, callbacks=[after_trial])
+            study.optimize(objective, n_trials=1, catch=_TRIAL_FAILURES, callbacks=[after_trial])
             failed = study.trials[-1].state == optuna.trial.TrialState.FAIL
             failures = failures + 1 if failed else 0
             if failures >= _FAILURES_IN_A_ROW:

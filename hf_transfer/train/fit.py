@@ -3,13 +3,12 @@ record, resolved config, curves, confusion matrix, card) and push if asked."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from hf_transfer import __version__
 from hf_transfer.core.data import PreparedData
-from hf_transfer.core.folders import CONFIG_FILE, RUN_RECORD_FILE, json_text
+from hf_transfer.core.folders import CONFIG_FILE, RUN_RECORD_FILE, json_safe, json_text
 from hf_transfer.core.language import language_record
 from hf_transfer.core.metrics import classification_metrics
 from hf_transfer.core.runtime import memory_kib, precision_name
@@ -168,10 +167,10 @@ def _write_run_outputs(
 
     out = Path(arg_objects[-1].output_dir)
     # Trainer writes these with json.dump: a diverged run's NaN loss would make them invalid JSON.
-    trainer.save_metrics("train", json.loads(json_text(record["train_metrics"])))
-    trainer.save_metrics("eval", json.loads(json_text(record["eval_metrics"])))
+    trainer.save_metrics("train", json_safe(record["train_metrics"]))
+    trainer.save_metrics("eval", json_safe(record["eval_metrics"]))
     if record["test_metrics"]:
-        trainer.save_metrics("test", json.loads(json_text(record["test_metrics"])))
+        trainer.save_metrics("test", json_safe(record["test_metrics"]))
     trainer.save_state()
     full = _validation_report(prediction, prepared) if prediction is not None else None
     if full is not None and prepared.problem_type != MULTI_LABEL:
