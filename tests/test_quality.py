@@ -233,6 +233,15 @@ def test_a_missing_reporting_integration_is_one_line_before_loading(
     assert not out.exists()
 
 
+@pytest.mark.parametrize("value", ["null", "none"])
+def test_report_to_null_means_no_reporting(value):
+    from hf_transfer.cli import parse_command_args
+
+    # TrainingArguments turned None into [None]: "sequence item 0: expected str instance, NoneType found".
+    args = parse_command_args("train", ["--model_name_or_path", "m", "--output_dir", "o", "--report_to", value])
+    assert args[-1].report_to == []
+
+
 def test_wise_ft_between_the_linear_probe_and_the_fine_tuned_model(tmp_path, tiny_bert_dir, skewed):
     out = tmp_path / "run"
     assert main(train_argv(tiny_bert_dir, *skewed, out, "--linear_probe_epochs", "1")) == 0

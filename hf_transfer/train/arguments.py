@@ -247,6 +247,8 @@ class TransferTrainingArguments(TrainingArguments):
             self.use_cpu = True
         if self.use_cpu or not has_accelerator():
             self.dataloader_pin_memory = False  # nothing to pin for; torch would warn on every dataloader
+        if self.report_to is None:  # `report_to: null`: no reporting (TrainingArguments made it [None], a crash)
+            self.report_to = "none"
         super().__post_init__()
         check_reporting_integrations(self.report_to)
 
