@@ -295,9 +295,8 @@ def test_distill_builds_a_student_from_teacher_layers_with_the_cache(tmp_path, t
     header = yaml.safe_load((out / "README.md").read_text().split("---")[1])
     assert "distillation" in header["tags"] and "retention" in (out / "README.md").read_text()
 
-    again = tmp_path / "again"
-    argv = distill_argv(teacher, *tiny_data, again, tmp_path / "cache", "--student_layers", "[0,2]")
-    assert main([*argv, "--cache_teacher_logits", "true"]) == 0
+    again = tmp_path / "again"  # the run's own config, fed back (its `distillation_results` are no settings)
+    assert main(["distill", "--config", str(out / "hf_transfer_config.yaml"), "--output_dir", str(again)]) == 0
     assert json.loads((again / "hf_transfer_run.json").read_text())["distillation"]["teacher_logit_cache"][0]["hit"]
     changed = tmp_path / "changed"
     argv = distill_argv(teacher, *tiny_data, changed, tmp_path / "cache", "--student_layers", "[0,2]")

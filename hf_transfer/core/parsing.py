@@ -210,6 +210,11 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+# Keys a run writes into its `hf_transfer_config.yaml` beside the settings (distill's results), skipped when that file
+# is given back as `--config`.
+RECORDED_RESULTS = frozenset({"distillation_results"})
+
+
 class CommandParser:
     """`HfArgumentParser` for one command's dataclasses, with `--config FILE.yaml` (flags win over the file), flag
     values read as YAML, and every mistake raised as a one-line `ConfigError`.
@@ -281,6 +286,8 @@ class CommandParser:
         if located.config is not None and not located.config.strip():
             raise ConfigError("--config is empty; give the path of a YAML file of field: value.")
         config = load_config_file(located.config) if located.config else {}
+        # A run's own `hf_transfer_config.yaml` fed back: the results it records are no settings.
+        config = {k: v for k, v in config.items() if k not in RECORDED_RESULTS}
         return self._parse(config, flags)
 
     def parse_config(self, values: dict[str, Any]) -> tuple:
