@@ -435,7 +435,12 @@ def test_train_then_evaluate_tiny_model(tmp_path, tiny_bert_dir, tiny_data, caps
 
     train, dev = tiny_data
     out = tmp_path / "run"
-    assert main(train_argv(tiny_bert_dir, train, dev, out, "--freeze_layers", "1", "--freeze_embeddings")) == 0
+    argv = train_argv(tiny_bert_dir, train, dev, out, "--freeze_layers", "1", "--freeze_embeddings")
+    assert main([*argv, "--test_file", str(dev)]) == 0
+    # The labelled test split's metrics are in the printed results, not only in test_results.json.
+    printed = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines() if line.startswith("  "))
+    test_results = json.loads((out / "test_results.json").read_text())
+    assert float(printed["test_accuracy"]) == pytest.approx(test_results["test_accuracy"], abs=5e-5)
     for name in RUN_OUTPUTS:
         assert (out / name).is_file(), name
     config = json.loads((out / "config.json").read_text())

@@ -108,6 +108,7 @@ def fit_and_report(
     return {
         **_row_counts(prepared),
         **eval_metrics,
+        **{k: v for k, v in (test_metrics or {}).items() if not isinstance(v, (list, dict))},
         **{k: v for k, v in (extra.get("distillation") or {}).items() if k in summary_keys},
         **_frozen_features_summary(extra.get("frozen_features")),
         "train_samples_per_second": train_metrics.get("train_samples_per_second"),
