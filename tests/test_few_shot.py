@@ -384,6 +384,20 @@ def test_max_steps_is_the_body_tuning_budget(tiny_st, tmp_path):
     assert "max_steps 1 (in place of few_shot_body_epochs): 1 steps" in (out / "README.md").read_text()
 
 
+def test_trainer_fields_the_route_replaces_are_warned_about(tiny_st, tmp_path, caplog):
+    """learning_rate, epochs and batch size given to a run on the route, and template copies with no template, were
+    accepted and ignored, silently."""
+    train = write_csv(tmp_path / "train.csv", GOOD + BAD, ["good"] * 8 + ["bad"] * 8)
+    extra = ["--max_steps", "1", "--learning_rate", "1e-3", "--num_train_epochs", "9"]
+    extra += ["--few_shot_label_template", "none", "--few_shot_template_copies", "4"]
+    with caplog.at_level("WARNING"):
+        assert main([*few_shot_argv(tiny_st, train, tmp_path / "out"), *extra]) == 0
+    messages = [r.getMessage() for r in caplog.records]
+    ignored = sorted(m.split(" set but ignored")[0] for m in messages if "set but ignored" in m)
+    assert ignored == ["few_shot_template_copies", "learning_rate", "num_train_epochs"]
+    assert any("uses few_shot_learning_rate instead" in r.getMessage() for r in caplog.records)
+
+
 def test_resume_and_load_best_model_leave_auto_on_the_ordinary_route_and_refuse_true(tiny_st, tmp_path):
     """The route saves no checkpoint: a checkpoint in output_dir is the ordinary fine-tune's, which the route resumed
     from (its weights and optimizer) and recorded nothing of; load_best_model_at_end had no checkpoint to choose."""

@@ -28,6 +28,7 @@ from hf_transfer.train.few_shot_choice import (
     add_label_template_rows,
     decide_few_shot,
     keep_every_labelled_row,
+    warn_replaced_fields,
 )
 from hf_transfer.train.few_shot_head import fit_head, mean_pool
 from hf_transfer.train.trainer import TransferTrainer
@@ -182,6 +183,7 @@ def run_few_shot(
     from hf_transfer.train.fit import fit_and_report
 
     logger.warning("hf-transfer train: few-shot route %s", decision.line())
+    warn_replaced_fields(training_args)
     prepared, validation = keep_every_labelled_row(plan.prepared)
     prepared, templated = add_label_template_rows(
         prepared, training_args.few_shot_label_template, training_args.few_shot_template_copies

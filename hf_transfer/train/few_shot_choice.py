@@ -5,6 +5,7 @@ back the split `load_data` carved from train and trains on every labelled row.""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from dataclasses import dataclass
 
@@ -14,6 +15,8 @@ from hf_transfer.core.runtime import launched_world_size
 from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.errors import ConfigError
 from hf_transfer.train.few_shot_head import head_parts
+
+logger = logging.getLogger(__name__)
 
 # The Trainer fields the route's body tuning replaces by its own (few_shot.body_training_arguments): set for a run
 # that takes the route, they change nothing. (`max_steps` is kept: it caps the body tuning, as it caps Trainer's.)
@@ -113,6 +116,22 @@ def _ordinary_recipe(args) -> list[str]:
         "layerwise_lr_decay": args.layerwise_lr_decay != 1.0,
     }
     return [name for name, value in options.items() if value]
+
+
+def warn_replaced_fields(args) -> None:
+    """A one-line warning for each Trainer field given (config or flag) that the route replaces by its own, and for
+    `few_shot_template_copies` with no template: they were accepted and ignored, silently."""
+    given = getattr(args, "given_fields", None)  # set by the command-line parser
+    if given is None:
+        return
+    for name in sorted(given & set(FEW_SHOT_REPLACES)):
+        logger.warning(
+            "%s set but ignored: the few-shot route uses %s instead (few_shot: false keeps the ordinary fine-tune).",
+            name,
+            FEW_SHOT_REPLACES[name],
+        )
+    if "few_shot_template_copies" in given and args.few_shot_template_copies and not args.few_shot_label_template:
+        logger.warning("few_shot_template_copies set but ignored: few_shot_label_template is none.")
 
 
 def labelled_rows_per_class(prepared: PreparedData) -> float:
