@@ -117,6 +117,25 @@ def test_linear_probe_then_fine_tune(tmp_path, tiny_bert_dir, skewed):
     assert not all(torch.equal(lp_state[k], ft_state[k]) for k in body)
 
 
+def test_a_resumed_lp_ft_run_does_not_train_the_probe_again(tmp_path, tiny_bert_dir, skewed):
+    """The checkpoint holds the weights after the probe: training it again cost its epochs, rewrote linear_probe/."""
+    out = tmp_path / "run"
+    argv = train_argv(tiny_bert_dir, *skewed, out, "--linear_probe_epochs", "1", "--save_strategy", "epoch")
+    assert main(argv) == 0
+    first = record_of(out)["linear_probe"]
+    weights = out / "linear_probe" / "model.safetensors"
+    saved = weights.read_bytes()
+    weights.touch()
+    stamp = weights.stat().st_mtime_ns
+    assert main([*argv, "--num_train_epochs", "2", "--resume_from_checkpoint", "true"]) == 0
+    again = record_of(out)["linear_probe"]
+    assert again["resumed"] is True and again["eval_accuracy"] == first["eval_accuracy"]
+    assert again["seconds"] == first["seconds"] and weights.stat().st_mtime_ns == stamp
+    assert (
+        weights.read_bytes() == saved and record_of(out)["train_metrics"]["optimizer_steps"] > first["fine_tune_steps"]
+    )
+
+
 def test_a_linear_probe_alone_is_carded_as_the_model(tmp_path, tiny_bert_dir, skewed):
     """num_train_epochs 0 with linear_probe_epochs trains the probe alone; the card said "then fine-tuned from it"."""
     out = tmp_path / "run"

@@ -5,6 +5,7 @@ it. Each returns the facts the run record and the card state."""
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from transformers import EarlyStoppingCallback
 
 from hf_transfer.core.caching import fingerprint_texts
 from hf_transfer.core.data import PreparedData, carve_split
+from hf_transfer.core.folders import json_text
 from hf_transfer.core.freezing import FreezePlan
 from hf_transfer.core.losses import resolve_class_weights
 from hf_transfer.core.metrics import metric_names
@@ -30,6 +32,7 @@ from hf_transfer.train.trainer import TransferTrainer
 
 CALIBRATION_SPLIT = "calibration"
 LINEAR_PROBE_DIR = "linear_probe"
+LINEAR_PROBE_RECORD = "hf_transfer_linear_probe.json"  # its figures, read back by a resumed run
 logger = logging.getLogger(__name__)
 
 # Fields that tune a quality option and do nothing without it: {field: (the option, whether it is on)}.
@@ -125,7 +128,11 @@ def _probe_arguments(args):
 
 def run_linear_probe(model, plan, tokenized, data_args, args, class_weights, compute_metrics) -> dict:
     """Train the head alone on the frozen trunk's cached output (the trunk runs once over the training rows), then
-    score it on validation and save it to `output_dir/linear_probe`: the LP end for `hf-transfer merge`."""
+    score it on validation and save it to `output_dir/linear_probe`: the LP end for `hf-transfer merge`. A resumed
+    run does not train it again: the checkpoint holds the weights after it, and its figures are read back."""
+    folder = Path(args.output_dir) / LINEAR_PROBE_DIR
+    if args.resume_from_checkpoint and (folder / LINEAR_PROBE_RECORD).is_file():
+        return {"linear_probe": {**json.loads((folder / LINEAR_PROBE_RECORD).read_text()), "resumed": True}}
     started = time.perf_counter()
     layout = plan.freeze_plan.layout
     probe_plan = FreezePlan.resolve(layout, train_head_only=True)
@@ -165,22 +172,21 @@ def run_linear_probe(model, plan, tokenized, data_args, args, class_weights, com
     )
     trainer.train()
     metrics = trainer.evaluate(tokenized["validation"])
+    record = {
+        "epochs": args.linear_probe_epochs,
+        "learning_rate": args.linear_probe_learning_rate,
+        "on_cached_trunk": depth is not None,
+        "feature_cache": cache,
+        "eval_accuracy": metrics.get("eval_accuracy"),
+        "eval_f1_macro": metrics.get("eval_f1_macro"),
+        "seconds": round(time.perf_counter() - started, 2),
+        "saved_to": LINEAR_PROBE_DIR,
+    }
     if trainer.is_world_process_zero():
-        folder = Path(args.output_dir) / LINEAR_PROBE_DIR
         trainer.accelerator.unwrap_model(trainer.model).save_pretrained(folder)
         plan.tokenizer.save_pretrained(folder)
-    return {
-        "linear_probe": {
-            "epochs": args.linear_probe_epochs,
-            "learning_rate": args.linear_probe_learning_rate,
-            "on_cached_trunk": depth is not None,
-            "feature_cache": cache,
-            "eval_accuracy": metrics.get("eval_accuracy"),
-            "eval_f1_macro": metrics.get("eval_f1_macro"),
-            "seconds": round(time.perf_counter() - started, 2),
-            "saved_to": LINEAR_PROBE_DIR,
-        }
-    }
+        (folder / LINEAR_PROBE_RECORD).write_text(json_text(record, indent=2))
+    return {"linear_probe": record}
 
 
 # --- after training -------------------------------------------------------------------------------------------------
