@@ -150,6 +150,30 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(command,
         assert record["distillation"]["prepared_teacher_classes"] == ["BertForSequenceClassification"]
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--class_weights", "{pos: 3.0, neg: 1.0}"],
+        ["--linear_probe_epochs", "1"],
+        ["--freeze_layers", "1", "--freeze_embeddings", "true", "--cache_frozen_features", "true"],
+        ["--peft_method", "lora"],
+    ],
+    ids=["class-weights", "lp-ft", "frozen-feature-cache", "lora"],
+)
+def test_two_process_ddp_matches_one_process_with_each_training_option(extra, setup, tmp_path):
+    """Class weights, the linear probe, the frozen-trunk cache and LoRA each give the single-process run's losses and
+    weights under 2-process DDP with the same global batch."""
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    assert main([*run_args(setup, single, "train", batch=8), "--use_cpu", "true", *extra]) == 0
+    launch_two_processes([*run_args(setup, ddp, "train", batch=4), *extra])
+    assert json.loads((ddp / "hf_transfer_run.json").read_text())["world_size"] == 2
+    assert sorted(p.name for p in ddp.iterdir()) == sorted(p.name for p in single.iterdir())
+    assert losses(ddp) == pytest.approx(losses(single), rel=1e-4, abs=1e-5)
+    weights = "adapter_model.safetensors" if "lora" in extra else "model.safetensors"
+    a, b = load_file(str(single / weights)), load_file(str(ddp / weights))
+    assert a.keys() == b.keys() and max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
+
+
 # --- kill, then resume -----------------------------------------------------------------------------------------
 
 KILLER = """
