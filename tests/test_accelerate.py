@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -172,6 +173,22 @@ def test_two_process_ddp_matches_one_process_with_each_training_option(extra, se
     weights = "adapter_model.safetensors" if "lora" in extra else "model.safetensors"
     a, b = load_file(str(single / weights)), load_file(str(ddp / weights))
     assert a.keys() == b.keys() and max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
+
+
+def test_two_process_ddp_distill_with_the_logit_cache_unlabeled_rows_and_hidden_loss(setup, tmp_path):
+    unlabeled = tmp_path / "unlabeled.csv"
+    pd.DataFrame({"text": [f"more {'good' if i % 2 else 'bad'} words {i}" for i in range(32)]}).to_csv(
+        unlabeled, index=False
+    )
+    extra = ["--cache_teacher_logits", "true", "--unlabeled_file", str(unlabeled), "--hidden_loss_weight", "1.0"]
+    extra += ["--hidden_loss_pooling", "mean"]  # one vector per row: what the cache holds
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    assert main([*run_args(setup, single, "distill", batch=8), "--use_cpu", "true", *extra]) == 0
+    launch_two_processes([*run_args(setup, ddp, "distill", batch=4), *extra])
+    assert len(losses(ddp)) == 24  # (64 labelled + 32 unlabeled rows) / 8, twice
+    assert losses(ddp) == pytest.approx(losses(single), rel=1e-4, abs=1e-5)
+    a, b = load_file(str(single / "model.safetensors")), load_file(str(ddp / "model.safetensors"))
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
 
 
 # --- kill, then resume -----------------------------------------------------------------------------------------
