@@ -9,7 +9,7 @@ import sys
 import typing
 
 from hf_transfer.core.parsing import CommandParser
-from hf_transfer.core.runtime import is_launched_main_process
+from hf_transfer.core.runtime import is_launched_main_process, launched_world_size
 from hf_transfer.errors import DiskFullError, HfTransferError, TrainingDivergedError
 
 USAGE = """usage: hf-transfer <command> [--config CONFIG.yaml] [--field value ...]
@@ -117,6 +117,9 @@ def parse_command_args(command: str, argv: list[str]) -> tuple:
 # --- entry point ----------------------------------------------------------------------------------------------------
 
 
+# Commands that do their work in one process: under `accelerate launch` with several, the others stand by.
+ONE_PROCESS_COMMANDS = frozenset({"evaluate", "predict", "export", "merge", "card", "push"})
+
 # What an interrupted command leaves that a rerun can use.
 RESUME_HINTS = {
     "train": " Saved checkpoints in output_dir resume with --resume_from_checkpoint true.",
@@ -145,6 +148,16 @@ def main(argv: list[str] | None = None) -> int:
         CommandParser(dataclass_types, command, POSITIONAL.get(command)).print_help()
         return 0
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if command in ONE_PROCESS_COMMANDS and launched_world_size() > 1:
+        # Nothing of these is split across processes: each process did the whole work and wrote the same outputs,
+        # racing (a second `merge` into the folder the first had just filled failed). The main process does it.
+        if not is_launched_main_process():
+            return 0
+        print(
+            f"hf-transfer {command}: warning: {launched_world_size()} processes were launched; {command} runs in "
+            "the main process only.",
+            file=sys.stderr,
+        )
     try:
         result = entry_point(*CommandParser(dataclass_types, command, POSITIONAL.get(command)).parse(rest))
     except HfTransferError as err:

@@ -573,3 +573,49 @@ def test_ctrl_c_is_one_line_with_what_a_rerun_can_use(tmp_path, tiny_data, monke
     assert err.splitlines() == [
         "hf-transfer train: interrupted. Saved checkpoints in output_dir resume with --resume_from_checkpoint true."
     ]
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict", "export", "merge", "card", "push"])
+def test_one_process_commands_run_in_the_main_process_only_when_launched_as_several(
+    command, tmp_path, monkeypatch, capsys
+):
+    """Under `accelerate launch` with 2 processes each did the whole work and wrote the same outputs, racing (a second
+    `merge` into the folder the first had just filled failed with 'already exists and is not empty')."""
+    out = tmp_path / "out"
+    argv = {
+        "evaluate": ["--model_name_or_path", str(tmp_path / "none"), "--validation_file", str(tmp_path / "x.csv")],
+        "predict": [
+            "--model_name_or_path",
+            str(tmp_path / "none"),
+            "--input_file",
+            str(tmp_path / "x.csv"),
+            "--output_file",
+            str(out / "p.csv"),
+        ],  # fmt: skip
+        "export": [str(tmp_path / "none"), "--format", "onnx", "--output_dir", str(out)],
+        "merge": [
+            "--pretrained",
+            str(tmp_path / "a"),
+            "--finetuned",
+            str(tmp_path / "b"),
+            "--alpha",
+            "0.5",
+            "--output_dir",
+            str(out),
+        ],  # fmt: skip
+        "card": [str(tmp_path / "none")],
+        "push": [str(tmp_path / "none"), "--hub_model_id", "me/x"],
+    }[command]
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert main([command, *argv]) == 0  # stands by: nothing read, nothing written, nothing printed
+    captured = capsys.readouterr()
+    assert captured.out == captured.err == "" and not out.exists()
+    monkeypatch.setenv("RANK", "0")
+    assert main([command, *argv]) == 2  # the main process does the work (here: finds the bad input)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        err[0]
+        == f"hf-transfer {command}: warning: 2 processes were launched; {command} runs in the main process only."
+    )
+    assert err[-1].startswith(f"hf-transfer {command}: error:") and not out.exists()
