@@ -550,3 +550,21 @@ def test_lora_learning_rate_in_a_config_file_counts_as_given(tmp_path):
     training.__dict__.pop("given_fields")
     training.learning_rate = 5e-5
     assert apply_adapter_learning_rate(adapter, training) is None and training.learning_rate == 5e-5
+
+
+# --- precision, and adapters through the other commands (sixth audit) ----------------------------------------------
+
+
+def last_line_of_an_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    return err.strip().splitlines()[-1]
+
+
+def test_fp16_on_the_cpu_is_refused_before_any_weight_loads(tmp_path, tiny_bert_dir, csv_data, capsys):
+    # accelerate applies no fp16 autocast on the CPU: the run trained in fp32 while the record and card said fp16.
+    out = tmp_path / "out"
+    assert main(train_argv(tiny_bert_dir, *csv_data, out, "--peft_method", "lora", "--fp16", "true")) == 2
+    line = last_line_of_an_error(capsys)
+    assert "fp16" in line and "--bf16 true" in line, line
+    assert not out.exists()
