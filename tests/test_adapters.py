@@ -568,3 +568,44 @@ def test_fp16_on_the_cpu_is_refused_before_any_weight_loads(tmp_path, tiny_bert_
     line = last_line_of_an_error(capsys)
     assert "fp16" in line and "--bf16 true" in line, line
     assert not out.exists()
+
+
+def prompt_tuning_adapter(path, base_dir, labels=("neg", "pos")):
+    """A prompt-tuning adapter folder as `train` writes one: virtual tokens and a head, no weights to merge."""
+    from peft import PromptTuningConfig, get_peft_model
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    base = BertForSequenceClassification.from_pretrained(
+        base_dir, id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)}
+    )
+    config = PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=4, modules_to_save=["classifier"])
+    get_peft_model(base, config).save_pretrained(path)
+    AutoTokenizer.from_pretrained(base_dir).save_pretrained(path)
+    (path / "hf_transfer_run.json").write_text(
+        json.dumps({"label_names": list(labels), "problem_type": "single_label_classification"})
+    )
+    return path
+
+
+@pytest.mark.parametrize("command", ["export", "merge"])
+def test_a_prompt_learning_adapter_is_refused_where_a_merged_model_is_needed(
+    command, tmp_path, tiny_bert_dir, capsys, monkeypatch
+):
+    from transformers import AutoModelForSequenceClassification
+
+    adapter = prompt_tuning_adapter(tmp_path / "pt", tiny_bert_dir)
+    out = tmp_path / "out"
+    # Refused from adapter_config.json alone: no weights load (merge failed with an AttributeError traceback after
+    # loading the base; export with "has no attribute 'merge_and_unload'").
+    monkeypatch.setattr(
+        AutoModelForSequenceClassification, "from_pretrained", lambda *a, **k: pytest.fail("weights were loaded")
+    )
+    if command == "export":
+        argv = ["export", str(adapter), "--format", "onnx", "--output_dir", str(out)]
+    else:
+        argv = ["merge", "--pretrained", str(tiny_bert_dir), "--finetuned", str(adapter), "--alpha", "1"]
+        argv += ["--output_dir", str(out)]
+    assert main(argv) == 2
+    line = last_line_of_an_error(capsys)
+    assert "prompt_tuning" in line and "virtual tokens" in line, line
+    assert not out.exists()
