@@ -392,6 +392,11 @@ def test_lora_run_end_to_end(tmp_path, tiny_bert_dir, csv_data, capsys):
         (out / n).stat().st_size for n in ("adapter_model.safetensors", "adapter_config.json")
     )
     assert adapter["reload_max_abs_logit_diff"] == 0.0
+    # The freeze counts are the adapter run's, not the merged copy's (merge_adapter made them the head's alone).
+    freeze = record["freeze"]
+    assert freeze["trainable_parameters_now"] == adapter["trainable_parameters"]
+    assert freeze["trainable_parameters_now"] + freeze["frozen_parameters_now"] == adapter["total_parameters"]
+    assert freeze["permanently_frozen_parameters"] == freeze["frozen_parameters_now"]
     memory = record["memory"]
     assert memory["peak_rss_kib"] >= memory["peak_rss_after_training_kib"] >= memory["rss_after_model_load_kib"] > 0
     resolved = yaml.safe_load((out / "hf_transfer_config.yaml").read_text())
