@@ -614,3 +614,30 @@ def test_a_prompt_learning_adapter_is_refused_where_a_merged_model_is_needed(
     line = last_line_of_an_error(capsys)
     assert "prompt_tuning" in line and "virtual tokens" in line, line
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "extra, warned",
+    [
+        (["--peft_method", "ia3", "--lora_r", "16", "--lora_dropout", "0.1"], "lora_r, lora_dropout set but ignored"),
+        (["--peft_method", "loha", "--lora_dropout", "0.1", "--lora_alpha", "8"], "lora_dropout set but ignored"),
+        (["--peft_method", "prompt_tuning", "--target_modules", "[query]"], "target_modules set but ignored"),
+        (["--peft_method", "lora", "--lora_r", "16", "--lora_dropout", "0.1", "--target_modules", "[query]"], None),
+        (["--peft_method", "ia3", "--target_modules", "[query]"], None),
+    ],
+    ids=["ia3 has no rank", "loha has no lora_dropout", "prompt tuning has no targets", "lora", "ia3 targets"],
+)
+def test_short_fields_the_method_has_not_are_named_in_a_warning(tmp_path, caplog, extra, warned):
+    """`--peft_method ia3 --lora_r 16` was accepted and ignored silently (IA3 has no rank)."""
+    from hf_transfer.adapters.plan import check_adapter_args
+    from hf_transfer.cli import parse_command_args
+
+    argv = ["--model_name_or_path", "m", "--train_file", "t.csv", "--output_dir", str(tmp_path / "out"), *extra]
+    _, _, adapter, training = parse_command_args("train", argv)
+    with caplog.at_level("WARNING", logger="hf_transfer"):
+        check_adapter_args(adapter, training)
+    lines = [r.getMessage() for r in caplog.records if "set but ignored" in r.getMessage()]
+    if warned is None:
+        assert lines == []
+        return
+    assert len(lines) == 1 and lines[0].startswith(warned) and adapter.peft_method in lines[0], lines
