@@ -641,3 +641,22 @@ def test_short_fields_the_method_has_not_are_named_in_a_warning(tmp_path, caplog
         assert lines == []
         return
     assert len(lines) == 1 and lines[0].startswith(warned) and adapter.peft_method in lines[0], lines
+
+
+@pytest.mark.parametrize("model_type", ["roberta", "distilbert"])
+def test_all_linear_records_only_the_modules_that_got_an_adapter(model_type, tmp_path):
+    """PEFT expands all-linear to every linear layer but the last, head ones included (`classifier.dense`,
+    `pre_classifier`); being saved whole, those get no adapter, yet the record and the card listed them as targets."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    from hf_transfer.adapters.peft_model import adapter_record
+
+    config = tiny_config(model_type)
+    plan = plan_adapter(AdapterArguments(peft_method="lora", target_modules=["all-linear"]), meta_model(config))
+    model = wrap(AutoModelForSequenceClassification.from_config(config), plan)
+    adapted = {
+        name.removeprefix("base_model.model.") for name, m in model.named_modules() if isinstance(m, BaseTunerLayer)
+    }
+    record = adapter_record(model, plan, tmp_path, ("base", "local path"))
+    assert set(record["target_modules"]) == adapted, set(record["target_modules"]) ^ adapted
+    assert not any(name.startswith(("classifier", "pre_classifier")) for name in record["target_modules"])

@@ -265,7 +265,7 @@ def adapter_record(model, plan: AdapterPlan, adapter_dir: str | Path, reference:
         "r": getattr(config, "target_r", None) or getattr(config, "r", None),
         "lora_alpha": getattr(config, "lora_alpha", getattr(config, "alpha", None)),
         "dropout": getattr(config, "lora_dropout", None),
-        "target_modules": sorted(targets) if isinstance(targets, (set, list, tuple)) else targets,
+        "target_modules": _adapted(model, targets) if isinstance(targets, (set, list, tuple)) else targets,
         "feedforward_modules": _plain(getattr(config, "feedforward_modules", None)),
         "targets_from": plan.targets_from,
         "modules_to_save": list(plan.head_modules),
@@ -276,6 +276,15 @@ def adapter_record(model, plan: AdapterPlan, adapter_dir: str | Path, reference:
         "base_model_name_or_path": reference[0],
         "base_model_reference_from": reference[1],
     }
+
+
+def _adapted(model, targets) -> list[str]:
+    """The target names that reached an adapter layer: PEFT expands all-linear to head layers too (RoBERTa's
+    `classifier.dense`, DistilBERT's `pre_classifier`), which, saved whole, get none."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    adapted = [name for name, module in model.named_modules() if isinstance(module, BaseTunerLayer)]
+    return sorted(t for t in targets if any(name == t or name.endswith("." + t) for name in adapted))
 
 
 def _plain(value):
