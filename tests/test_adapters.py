@@ -392,6 +392,11 @@ def test_lora_run_end_to_end(tmp_path, tiny_bert_dir, csv_data, capsys):
         (out / n).stat().st_size for n in ("adapter_model.safetensors", "adapter_config.json")
     )
     assert adapter["reload_max_abs_logit_diff"] == 0.0
+    # The freeze counts are the adapter run's, not the merged copy's (merge_adapter made them the head's alone).
+    freeze = record["freeze"]
+    assert freeze["trainable_parameters_now"] == adapter["trainable_parameters"]
+    assert freeze["trainable_parameters_now"] + freeze["frozen_parameters_now"] == adapter["total_parameters"]
+    assert freeze["permanently_frozen_parameters"] == freeze["frozen_parameters_now"]
     memory = record["memory"]
     assert memory["peak_rss_kib"] >= memory["peak_rss_after_training_kib"] >= memory["rss_after_model_load_kib"] > 0
     resolved = yaml.safe_load((out / "hf_transfer_config.yaml").read_text())
@@ -550,3 +555,108 @@ def test_lora_learning_rate_in_a_config_file_counts_as_given(tmp_path):
     training.__dict__.pop("given_fields")
     training.learning_rate = 5e-5
     assert apply_adapter_learning_rate(adapter, training) is None and training.learning_rate == 5e-5
+
+
+# --- precision, and adapters through the other commands (sixth audit) ----------------------------------------------
+
+
+def last_line_of_an_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    return err.strip().splitlines()[-1]
+
+
+def test_fp16_on_the_cpu_is_refused_before_any_weight_loads(tmp_path, tiny_bert_dir, csv_data, capsys):
+    # accelerate applies no fp16 autocast on the CPU: the run trained in fp32 while the record and card said fp16.
+    out = tmp_path / "out"
+    assert main(train_argv(tiny_bert_dir, *csv_data, out, "--peft_method", "lora", "--fp16", "true")) == 2
+    line = last_line_of_an_error(capsys)
+    assert "fp16" in line and "--bf16 true" in line, line
+    assert not out.exists()
+
+
+def prompt_tuning_adapter(path, base_dir, labels=("neg", "pos")):
+    """A prompt-tuning adapter folder as `train` writes one: virtual tokens and a head, no weights to merge."""
+    from peft import PromptTuningConfig, get_peft_model
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    base = BertForSequenceClassification.from_pretrained(
+        base_dir, id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)}
+    )
+    config = PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=4, modules_to_save=["classifier"])
+    get_peft_model(base, config).save_pretrained(path)
+    AutoTokenizer.from_pretrained(base_dir).save_pretrained(path)
+    (path / "hf_transfer_run.json").write_text(
+        json.dumps({"label_names": list(labels), "problem_type": "single_label_classification"})
+    )
+    return path
+
+
+@pytest.mark.parametrize("command", ["export", "merge"])
+def test_a_prompt_learning_adapter_is_refused_where_a_merged_model_is_needed(
+    command, tmp_path, tiny_bert_dir, capsys, monkeypatch
+):
+    from transformers import AutoModelForSequenceClassification
+
+    adapter = prompt_tuning_adapter(tmp_path / "pt", tiny_bert_dir)
+    out = tmp_path / "out"
+    # Refused from adapter_config.json alone: no weights load (merge failed with an AttributeError traceback after
+    # loading the base; export with "has no attribute 'merge_and_unload'").
+    monkeypatch.setattr(
+        AutoModelForSequenceClassification, "from_pretrained", lambda *a, **k: pytest.fail("weights were loaded")
+    )
+    if command == "export":
+        argv = ["export", str(adapter), "--format", "onnx", "--output_dir", str(out)]
+    else:
+        argv = ["merge", "--pretrained", str(tiny_bert_dir), "--finetuned", str(adapter), "--alpha", "1"]
+        argv += ["--output_dir", str(out)]
+    assert main(argv) == 2
+    line = last_line_of_an_error(capsys)
+    assert "prompt_tuning" in line and "virtual tokens" in line, line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "extra, warned",
+    [
+        (["--peft_method", "ia3", "--lora_r", "16", "--lora_dropout", "0.1"], "lora_r, lora_dropout set but ignored"),
+        (["--peft_method", "loha", "--lora_dropout", "0.1", "--lora_alpha", "8"], "lora_dropout set but ignored"),
+        (["--peft_method", "prompt_tuning", "--target_modules", "[query]"], "target_modules set but ignored"),
+        (["--peft_method", "lora", "--lora_r", "16", "--lora_dropout", "0.1", "--target_modules", "[query]"], None),
+        (["--peft_method", "ia3", "--target_modules", "[query]"], None),
+    ],
+    ids=["ia3 has no rank", "loha has no lora_dropout", "prompt tuning has no targets", "lora", "ia3 targets"],
+)
+def test_short_fields_the_method_has_not_are_named_in_a_warning(tmp_path, caplog, extra, warned):
+    """`--peft_method ia3 --lora_r 16` was accepted and ignored silently (IA3 has no rank)."""
+    from hf_transfer.adapters.plan import check_adapter_args
+    from hf_transfer.cli import parse_command_args
+
+    argv = ["--model_name_or_path", "m", "--train_file", "t.csv", "--output_dir", str(tmp_path / "out"), *extra]
+    _, _, adapter, training = parse_command_args("train", argv)
+    with caplog.at_level("WARNING", logger="hf_transfer"):
+        check_adapter_args(adapter, training)
+    lines = [r.getMessage() for r in caplog.records if "set but ignored" in r.getMessage()]
+    if warned is None:
+        assert lines == []
+        return
+    assert len(lines) == 1 and lines[0].startswith(warned) and adapter.peft_method in lines[0], lines
+
+
+@pytest.mark.parametrize("model_type", ["roberta", "distilbert"])
+def test_all_linear_records_only_the_modules_that_got_an_adapter(model_type, tmp_path):
+    """PEFT expands all-linear to every linear layer but the last, head ones included (`classifier.dense`,
+    `pre_classifier`); being saved whole, those get no adapter, yet the record and the card listed them as targets."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    from hf_transfer.adapters.peft_model import adapter_record
+
+    config = tiny_config(model_type)
+    plan = plan_adapter(AdapterArguments(peft_method="lora", target_modules=["all-linear"]), meta_model(config))
+    model = wrap(AutoModelForSequenceClassification.from_config(config), plan)
+    adapted = {
+        name.removeprefix("base_model.model.") for name, m in model.named_modules() if isinstance(m, BaseTunerLayer)
+    }
+    record = adapter_record(model, plan, tmp_path, ("base", "local path"))
+    assert set(record["target_modules"]) == adapted, set(record["target_modules"]) ^ adapted
+    assert not any(name.startswith(("classifier", "pre_classifier")) for name in record["target_modules"])

@@ -11,6 +11,14 @@ from hf_transfer.errors import ConfigError
 # The fields only an adapter reads: with peft_method none they change nothing.
 ADAPTER_ONLY_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "target_modules", "peft_config")
 
+# The short fields and the PEFT config fields they set: a method whose config has none of them ignores the field.
+SHORT_FIELDS = {
+    "lora_r": ("r",),
+    "lora_alpha": ("lora_alpha", "alpha"),
+    "lora_dropout": ("lora_dropout",),
+    "target_modules": ("target_modules",),
+}
+
 
 @dataclass
 class AdapterArguments:
@@ -80,10 +88,24 @@ class AdapterArguments:
     def ignored_fields(self) -> list[str]:
         """The adapter-only fields set, in a config or as flags, while peft_method is none (for arguments built in
         code: those not at their defaults). Not refused: a LoRA config overridden by `--peft_method none` is fine."""
-        if self.enabled:
+        return [] if self.enabled else self.set_fields(ADAPTER_ONLY_FIELDS)
+
+    def unused_fields(self) -> list[str]:
+        """The short fields set that the method's PEFT config has no field for (IA3 has no rank, LoHa no
+        lora_dropout); the method must be a known one."""
+        if not self.enabled:
             return []
+        from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+        from peft.utils import PeftType
+
+        config_cls = PEFT_TYPE_TO_CONFIG_MAPPING[PeftType(self.peft_method.upper())]
+        config_fields = {f.name for f in fields(config_cls)}
+        return [name for name in self.set_fields(SHORT_FIELDS) if not config_fields.intersection(SHORT_FIELDS[name])]
+
+    def set_fields(self, names) -> list[str]:
+        """Those of `names` set in a config or as flags (for arguments built in code: those not at their defaults)."""
         given = getattr(self, "given_fields", None)  # set by the command-line parser
         if given is None:
             defaults = {f.name: f.default for f in fields(self)}
-            return [name for name in ADAPTER_ONLY_FIELDS if getattr(self, name) != defaults[name]]
-        return [name for name in ADAPTER_ONLY_FIELDS if name in given]
+            return [name for name in names if getattr(self, name) != defaults[name]]
+        return [name for name in names if name in given]

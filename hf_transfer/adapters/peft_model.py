@@ -213,6 +213,22 @@ def reload_max_abs_diff(model, adapter_dir: str | Path, base_model, batch: dict)
     return float((before.float() - after.float()).abs().max())
 
 
+def check_mergeable(folder: str | Path, needed_for: str) -> None:
+    """A prompt-learning adapter (prompt, prefix or p-tuning) adds virtual tokens to the input and changes no base
+    weight, so there is nothing to merge: say so from adapter_config.json, before any weights load."""
+    from peft.config import PromptLearningConfig
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    peft_type = read_json_file(Path(folder) / ADAPTER_CONFIG, "adapter config").get("peft_type")
+    config_cls = PEFT_TYPE_TO_CONFIG_MAPPING.get(peft_type) if isinstance(peft_type, str) else None
+    if config_cls is not None and issubclass(config_cls, PromptLearningConfig):
+        raise ConfigError(
+            f"{str(folder)!r} holds a {peft_type.lower()} adapter, which adds virtual tokens to the input and changes "
+            f"no base weight, so it cannot be merged into the base as {needed_for} needs; evaluate and predict take "
+            "the adapter folder as it is, or train with lora or ia3 instead."
+        )
+
+
 def merge_into_base(model):
     """The adapter merged into the base weights, as a plain transformers model, with the trained copies of the saved
     modules (the head) in place. `model` is unwrapped in place: use it no more as a PEFT model afterwards."""
@@ -249,7 +265,7 @@ def adapter_record(model, plan: AdapterPlan, adapter_dir: str | Path, reference:
         "r": getattr(config, "target_r", None) or getattr(config, "r", None),
         "lora_alpha": getattr(config, "lora_alpha", getattr(config, "alpha", None)),
         "dropout": getattr(config, "lora_dropout", None),
-        "target_modules": sorted(targets) if isinstance(targets, (set, list, tuple)) else targets,
+        "target_modules": _adapted(model, targets) if isinstance(targets, (set, list, tuple)) else targets,
         "feedforward_modules": _plain(getattr(config, "feedforward_modules", None)),
         "targets_from": plan.targets_from,
         "modules_to_save": list(plan.head_modules),
@@ -260,6 +276,15 @@ def adapter_record(model, plan: AdapterPlan, adapter_dir: str | Path, reference:
         "base_model_name_or_path": reference[0],
         "base_model_reference_from": reference[1],
     }
+
+
+def _adapted(model, targets) -> list[str]:
+    """The target names that reached an adapter layer: PEFT expands all-linear to head layers too (RoBERTa's
+    `classifier.dense`, DistilBERT's `pre_classifier`), which, saved whole, get none."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    adapted = [name for name, module in model.named_modules() if isinstance(module, BaseTunerLayer)]
+    return sorted(t for t in targets if any(name == t or name.endswith("." + t) for name in adapted))
 
 
 def _plain(value):

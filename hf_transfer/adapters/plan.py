@@ -343,6 +343,14 @@ def check_adapter_args(adapter_args: AdapterArguments, training_args) -> None:
     if adapter_args.enabled:
         check_method(adapter_args.peft_method)
         check_freeze_conflicts(adapter_args.peft_method, training_args)
+        if unused := adapter_args.unused_fields():  # `--peft_method ia3 --lora_r 16`: IA3 has no rank
+            logger.warning(
+                "%s set but ignored: peft_method %s has no such setting; drop %s, or set the method's own fields in "
+                "peft_config.",
+                ", ".join(unused),
+                adapter_args.peft_method,
+                "them" if len(unused) > 1 else "it",
+            )
     elif ignored := adapter_args.ignored_fields():
         logger.warning(
             "%s set but ignored: peft_method is none, so the whole model trains without an adapter; set "

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hf_transfer import __version__
 from hf_transfer.adapters.inference import InferenceSource, load_inference_model, resolve_inference_model
-from hf_transfer.adapters.peft_model import merge_into_base
+from hf_transfer.adapters.peft_model import check_mergeable, merge_into_base
 from hf_transfer.core.arguments import EvalSet
 from hf_transfer.core.eval_sets import PreparedEvalSet, prepare_eval_set
 from hf_transfer.core.folders import ONNX_FILE, ONNX_INT8_FILE, RUN_RECORD_FILE, staged_output_dir
@@ -43,6 +43,8 @@ def _preflight(args: ExportArguments) -> tuple[InferenceSource, PreparedEvalSet 
     source = resolve_inference_model(args.model_dir, args.base_model_name_or_path, command="export")
     if source.kind == "onnx":
         raise onnx_export_error(args.model_dir)
+    if source.kind == "adapter":
+        check_mergeable(args.model_dir, "export")
     data = None
     if args.validation_file and source.problem_type == MULTI_LABEL:
         raise ConfigError(

@@ -13,6 +13,7 @@ import torch
 
 from hf_transfer.adapters.peft_model import (
     adapter_labels,
+    check_mergeable,
     load_adapter_classifier,
     merge_into_base,
     with_labels,
@@ -60,6 +61,7 @@ def _finetuned(args: MergeArguments, pretrained_config):
         )
     if (folder / ADAPTER_CONFIG).is_file():
         adapter = read_json_file(folder / ADAPTER_CONFIG, "adapter config")
+        check_mergeable(folder, "merge")
         labels, problem_type = adapter_labels(folder, "merge")
         return with_labels(pretrained_config, labels, problem_type), adapter
     config = load_config(args.finetuned)

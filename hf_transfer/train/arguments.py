@@ -247,6 +247,12 @@ class TransferTrainingArguments(TrainingArguments):
             self.use_cpu = True
         if self.use_cpu or not has_accelerator():
             self.dataloader_pin_memory = False  # nothing to pin for; torch would warn on every dataloader
+            if self.fp16:
+                # accelerate applies no fp16 autocast on the CPU: the run trained in fp32, recorded as fp16.
+                raise ConfigError(
+                    "fp16 needs a GPU, and this run is on the CPU (use_cpu, or no accelerator found), where it would "
+                    "train in fp32; for mixed precision on the CPU use --bf16 true --use_cpu true, or drop fp16."
+                )
         if self.report_to is None:  # `report_to: null`: no reporting (TrainingArguments made it [None], a crash)
             self.report_to = "none"
         super().__post_init__()

@@ -80,6 +80,7 @@ def fit_and_report(
             extra["memory"] = _memory_record(memory_at_load, memory_after_training, memory_kib())
         trainer.save_model()
         if trainer.is_world_process_zero():
+            freeze_at_end = trainer.freeze_summary()  # before after_save, which may merge the adapter in place
             if after_save is not None:
                 extra.update(after_save(trainer))
             record = {
@@ -90,7 +91,7 @@ def fit_and_report(
                 "problem_type": prepared.problem_type,
                 "data": prepared.summary,
                 "language": _language(arg_objects[1], prepared),
-                "freeze": {**freeze_at_start, **trainer.freeze_summary()},
+                "freeze": {**freeze_at_start, **freeze_at_end},
                 "precision": precision_name(training_args),
                 "world_size": training_args.world_size,
                 # Custom code from a model repository ran in this process only when the user allowed it.

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from transformers import Trainer, TrainerCallback
 
-from hf_transfer.adapters.peft_model import adapter_callbacks, is_peft_model
+from hf_transfer.adapters.peft_model import adapter_callbacks, is_peft_model, trainable_parameters
 from hf_transfer.adapters.plan import check_freeze_conflicts
 from hf_transfer.core.freezing import (
     FreezePlan,
@@ -162,7 +162,14 @@ class TransferTrainer(Trainer):
     def freeze_summary(self) -> dict:
         """Plain facts about the freeze plan, for the run record and the card."""
         model = self.accelerator.unwrap_model(self.model)
-        trainable, frozen = count_parameters(model)
+        if is_peft_model(model):
+            # Counted as the adapter record counts them (PEFT's frozen copies of the saved head are not the model's);
+            # the base is frozen for the whole run.
+            trainable, total = trainable_parameters(model)
+            frozen = never_trained = total - trainable
+        else:
+            trainable, frozen = count_parameters(model)
+            never_trained = sum(p.numel() for n, p in model.named_parameters() if n in self.freeze_plan.frozen)
         return {
             "depth": self.layout.depth,
             "freeze_embeddings": self.args.freeze_embeddings,
@@ -171,9 +178,7 @@ class TransferTrainer(Trainer):
             "train_head_only": self.args.train_head_only,
             "gradual_unfreezing": self.args.gradual_unfreezing,
             "layerwise_lr_decay": self.args.layerwise_lr_decay,
-            "permanently_frozen_parameters": sum(
-                p.numel() for n, p in model.named_parameters() if n in self.freeze_plan.frozen
-            ),
+            "permanently_frozen_parameters": never_trained,
             "trainable_parameters_now": trainable,
             "frozen_parameters_now": frozen,
         }
