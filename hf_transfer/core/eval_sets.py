@@ -113,6 +113,28 @@ def score_set(model, tokenizer, data: PreparedEvalSet, model_names: list[str], a
     return report
 
 
+# Why a row of a set was not scored (its cleaning summary's `dropped` keys), as the warning says it.
+_LEFT_OUT = {"empty_text": "with empty text", "missing_label": "with no label",
+             "unmapped_label": "with a label that label_mapping does not name"}  # fmt: skip
+
+
+def rows_left_out(data: PreparedEvalSet) -> dict[str, int]:
+    """The set's rows that were not scored, by reason (`rows_empty_text`, ...), for the reasons that left any out."""
+    return {f"rows_{reason}": n for reason, n in data.summary.get("dropped", {}).items() if n}
+
+
+def left_out_warning(sets: Sequence[PreparedEvalSet]) -> str | None:
+    """One sentence naming, per set, the rows left out of its scores; None when every row was scored."""
+    notes = []
+    for data in sets:
+        counts = [(n, _LEFT_OUT[reason]) for reason, n in data.summary.get("dropped", {}).items() if n]
+        if counts:
+            parts = [f"{n} row(s) {why}" if i == 0 else f"{n} {why}" for i, (n, why) in enumerate(counts)]
+            listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+            notes.append(f"{data.name} ({data.path}) {listed}")
+    return "rows left out of the scores: " + "; ".join(notes) + "." if notes else None
+
+
 def headline_accuracy(report: dict) -> float:
     """Accuracy, or for a multi-label report the share of rows whose whole label set is right (subset accuracy)."""
     return report["accuracy"] if "accuracy" in report else report["subset_accuracy"]
