@@ -72,3 +72,43 @@ def test_a_clean_file_gives_no_warning_and_no_counts(models, tmp_path, capsys):
     assert main(argv) == 0
     captured = capsys.readouterr()
     assert "warning" not in captured.err and "rows_" not in captured.out
+
+
+def test_an_output_file_under_a_file_or_over_the_model_is_refused_before_loading(
+    models, tmp_path, capsys, monkeypatch
+):
+    """An output_file under a file failed after the whole evaluation with a FileExistsError traceback (exit 1); one
+    named config.json in the model folder replaced the model's config with the metrics, and the model no longer
+    loaded. Both are one line, exit 2, before any weight loads, with every file left as it was."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(models["full"], model)
+    (model / "README.md").write_text("---\nlicense: apache-2.0\n---\n# the model card\n")
+    dev = tmp_path / "dev.csv"
+    pd.DataFrame({"text": WORDS, "label": ["pos", "neg"] * 4}).to_csv(dev, index=False)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    no_model_load(monkeypatch)
+    argv = ["evaluate", "--model_name_or_path", str(model), "--validation_file", str(dev), "--output_file"]
+    for output, needle in [
+        (dev / "metrics.json", f"lies under {str(dev)!r}, which is a file"),
+        (model / "config.json", "would overwrite config.json of the model folder"),
+        (model / "README.json", "would overwrite README.md of the model folder"),  # the table goes to <stem>.md
+    ]:
+        assert main([*argv, str(output)]) == 2
+        assert needle in one_line_error(capsys)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_a_confusion_matrix_beside_the_output_may_not_replace_an_input(models, tmp_path, capsys, monkeypatch):
+    """The check that output_file is no input file missed the files written beside it: a set named
+    `metrics.confusion_matrix.json` was overwritten by the confusion matrix."""
+    dev = tmp_path / "metrics.confusion_matrix.json"
+    dev.write_text(json.dumps([{"text": w, "label": "pos" if i % 2 else "neg"} for i, w in enumerate(WORDS)]))
+    before = dev.read_text()
+    no_model_load(monkeypatch)
+    argv = ["evaluate", "--model_name_or_path", str(models["full"]), "--validation_file", str(dev), "--output_file",
+            str(tmp_path / "metrics.json")]  # fmt: skip
+    assert main(argv) == 2
+    assert "is an input data file" in one_line_error(capsys)
+    assert dev.read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == [dev.name]
