@@ -112,3 +112,28 @@ def test_a_confusion_matrix_beside_the_output_may_not_replace_an_input(models, t
     assert main(argv) == 2
     assert "is an input data file" in one_line_error(capsys)
     assert dev.read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == [dev.name]
+
+
+def test_integer_labels_of_a_model_whose_labels_are_integers_are_names(models, tmp_path, capsys, monkeypatch):
+    """A model trained on ratings 1..3 has the label names '1', '2', '3'. A file whose labels were 1..3 was read by
+    name, but one holding 0..2 was read as label ids, so its label 1 was scored as the model's '2', silently: the
+    same value meant another class depending on the others in the file. Integers are names for such a model; a value
+    that is none of them is one line naming it (predict reads its label column the same way)."""
+    ratings = [1 + i % 3 for i in range(24)]
+    texts = [" ".join(WORDS[(i * 3 + j) % 8] for j in range(1 + i % 4)) for i in range(24)]
+    pd.DataFrame({"text": texts, "label": ratings}).to_csv(tmp_path / "named.csv", index=False)
+    pd.DataFrame({"text": texts, "label": [r - 1 for r in ratings]}).to_csv(tmp_path / "shifted.csv", index=False)
+    argv = ["evaluate", "--model_name_or_path", str(models["ratings"]), "--validation_file"]
+    out = tmp_path / "metrics.json"
+    assert main([*argv, str(tmp_path / "named.csv"), "--output_file", str(out)]) == 0
+    predicted = [["1", "2", "3"][i] for i in direct_logits(models["ratings"], texts).argmax(-1)]
+    truth = [str(r) for r in ratings]
+    metrics = json.loads(out.read_text())
+    assert metrics["accuracy"] == pytest.approx(accuracy_score(truth, predicted))
+    assert metrics["confusion_matrix"] == confusion_matrix(truth, predicted, labels=["1", "2", "3"]).tolist()
+
+    capsys.readouterr()
+    no_model_load(monkeypatch)
+    assert main([*argv, str(tmp_path / "shifted.csv")]) == 2
+    last = one_line_error(capsys)
+    assert last.startswith("hf-transfer evaluate: error: labels ['0'] in") and "['1', '2', '3']" in last

@@ -32,10 +32,12 @@ class PreparedEvalSet:
 
 
 def align_labels(data_names: list[str], model_names: list[str], source: str) -> dict[int, int]:
-    """Map the data's label ids to the model's by name; integer labels that are not names are taken as ids."""
+    """Map the data's label ids to the model's by name; integer labels that are not names are taken as ids, unless
+    the model's own names are integers (ratings 1..5): then 0 would be id 0 while 1 was name '1'."""
     if set(data_names) <= set(model_names):
         return {i: model_names.index(n) for i, n in enumerate(data_names)}
-    if all(n.lstrip("-").isdigit() and 0 <= int(n) < len(model_names) for n in data_names):
+    integer_names = any(n.lstrip("-").isdigit() for n in model_names)
+    if not integer_names and all(n.lstrip("-").isdigit() and 0 <= int(n) < len(model_names) for n in data_names):
         return {i: int(n) for i, n in enumerate(data_names)}
     unknown = sorted(set(data_names) - set(model_names))
     raise DataError(
