@@ -32,10 +32,12 @@ class PreparedEvalSet:
 
 
 def align_labels(data_names: list[str], model_names: list[str], source: str) -> dict[int, int]:
-    """Map the data's label ids to the model's by name; integer labels that are not names are taken as ids."""
+    """Map the data's label ids to the model's by name; integer labels that are not names are taken as ids, unless
+    the model's own names are integers (ratings 1..5): then 0 would be id 0 while 1 was name '1'."""
     if set(data_names) <= set(model_names):
         return {i: model_names.index(n) for i, n in enumerate(data_names)}
-    if all(n.lstrip("-").isdigit() and 0 <= int(n) < len(model_names) for n in data_names):
+    integer_names = any(n.lstrip("-").isdigit() for n in model_names)
+    if not integer_names and all(n.lstrip("-").isdigit() and 0 <= int(n) < len(model_names) for n in data_names):
         return {i: int(n) for i, n in enumerate(data_names)}
     unknown = sorted(set(data_names) - set(model_names))
     raise DataError(
@@ -111,6 +113,28 @@ def score_set(model, tokenizer, data: PreparedEvalSet, model_names: list[str], a
     report = classification_metrics(predicted_labels(logits, kind), data.references, model_names, kind)
     report["samples"] = len(data.references)
     return report
+
+
+# Why a row of a set was not scored (its cleaning summary's `dropped` keys), as the warning says it.
+_LEFT_OUT = {"empty_text": "with empty text", "missing_label": "with no label",
+             "unmapped_label": "with a label that label_mapping does not name"}  # fmt: skip
+
+
+def rows_left_out(data: PreparedEvalSet) -> dict[str, int]:
+    """The set's rows that were not scored, by reason (`rows_empty_text`, ...), for the reasons that left any out."""
+    return {f"rows_{reason}": n for reason, n in data.summary.get("dropped", {}).items() if n}
+
+
+def left_out_warning(sets: Sequence[PreparedEvalSet]) -> str | None:
+    """One sentence naming, per set, the rows left out of its scores; None when every row was scored."""
+    notes = []
+    for data in sets:
+        counts = [(n, _LEFT_OUT[reason]) for reason, n in data.summary.get("dropped", {}).items() if n]
+        if counts:
+            parts = [f"{n} row(s) {why}" if i == 0 else f"{n} {why}" for i, (n, why) in enumerate(counts)]
+            listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+            notes.append(f"{data.name} ({data.path}) {listed}")
+    return "rows left out of the scores: " + "; ".join(notes) + "." if notes else None
 
 
 def headline_accuracy(report: dict) -> float:

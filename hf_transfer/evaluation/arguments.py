@@ -6,7 +6,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hf_transfer.core.arguments import EvalDataArguments
+from hf_transfer.core.folders import ADAPTER_CONFIG, CARD_DATA_FILE, RUN_RECORD_FILE, TOKENIZER_FILES
 from hf_transfer.errors import ConfigError
+from hf_transfer.outputs.plots import confusion_paths
+
+# What a model folder holds that its loading or its card reads: evaluate's outputs may not replace them.
+MODEL_FOLDER_FILES = {
+    "config.json", "README.md", "special_tokens_map.json", "model.safetensors.index.json", ADAPTER_CONFIG,
+    RUN_RECORD_FILE, CARD_DATA_FILE, "train_results.json", "eval_results.json", "all_results.json",
+    "trainer_state.json", *TOKENIZER_FILES,
+}  # fmt: skip
 
 
 @dataclass
@@ -55,5 +64,32 @@ class EvaluateArguments(EvalDataArguments):
                 f"output_file {self.output_file!r} must end in .json (the metrics are written as JSON, with a "
                 "Markdown table and the confusion matrix beside it); give a file such as metrics.json."
             )
-        if out.exists() and any(Path(s.path).exists() and out.samefile(s.path) for s in self.eval_sets()):
-            raise ConfigError(f"output_file {self.output_file!r} is an input data file; write the metrics elsewhere.")
+        blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+        if blocking is not None:  # the first write would fail, after the whole evaluation
+            raise ConfigError(
+                f"output_file {self.output_file!r} lies under {str(blocking)!r}, which is a file, not a folder; "
+                "write the metrics elsewhere."
+            )
+        inputs = [Path(s.path) for s in self.eval_sets() if Path(s.path).exists()]
+        model = Path(self.model_name_or_path)
+        for path in self.written_files():
+            if not path.is_file():
+                continue
+            if any(path.samefile(p) for p in inputs):
+                raise ConfigError(
+                    f"output_file {self.output_file!r} would overwrite {str(path)!r}, which is an input data file; "
+                    "write the metrics elsewhere."
+                )
+            if model.is_dir() and path.parent.samefile(model) and path.name in MODEL_FOLDER_FILES:
+                raise ConfigError(
+                    f"output_file {self.output_file!r} would overwrite {path.name} of the model folder "
+                    f"{self.model_name_or_path!r}; write the metrics elsewhere, such as metrics.json in that folder."
+                )
+
+    def written_files(self) -> list[Path]:
+        """Every file `output_file` stands for: the metrics, the Markdown table, and each set's confusion matrix."""
+        out = Path(self.output_file)
+        files = [out, out.with_suffix(".md")]
+        for eval_set in self.eval_sets():
+            files += confusion_paths(out, None if eval_set.name == self.validation_name else eval_set.name)
+        return files

@@ -7,7 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from hf_transfer.adapters.inference import check_pair_column, load_inference_model, resolve_inference_model
-from hf_transfer.core.eval_sets import headline_accuracy, prepare_eval_sets, reports_markdown, scalars, score_set
+from hf_transfer.core.eval_sets import (
+    headline_accuracy,
+    left_out_warning,
+    prepare_eval_sets,
+    reports_markdown,
+    rows_left_out,
+    scalars,
+    score_set,
+)
 from hf_transfer.evaluation.arguments import EvaluateArguments
 from hf_transfer.outputs.plots import write_confusion_matrices
 from hf_transfer.outputs.run_folder import write_json
@@ -21,7 +29,7 @@ def run_evaluate(args: EvaluateArguments) -> dict:
     model_names = source.label_names
     sets = prepare_eval_sets(args, model_names, source.problem_type)
     model, tokenizer = load_inference_model(source)
-    reports = {data.name: score_set(model, tokenizer, data, model_names, args) for data in sets}
+    reports = {data.name: score_set(model, tokenizer, data, model_names, args) | rows_left_out(data) for data in sets}
     main = reports[args.validation_name]
     table = reports_markdown(reports, model_names)
     if args.output_file:
@@ -39,4 +47,7 @@ def run_evaluate(args: EvaluateArguments) -> dict:
         result.update({f"{name}_{accuracy}": headline_accuracy(report), f"{name}_f1_macro": report["f1_macro"]})
     if len(reports) > 1:
         result["table"] = table
+    warning = left_out_warning(sets)  # the rows each set's scores do not count
+    if warning:
+        result["warning"] = warning
     return result
