@@ -253,6 +253,23 @@ def test_sweep_with_extra_sets_writes_table_plot_and_card(tmp_path, tiny_bert_di
     assert pipeline("text-classification", model=str(out))("good thing")[0]["label"] in LABELS
 
 
+def test_a_sweep_counts_and_names_the_rows_left_out_of_the_scores(tmp_path, tiny_bert_dir, capsys):
+    # Rows with empty text or no label were dropped from every α's scores with nothing said: the sweep table and
+    # merge_eval.json named only the rows scored.
+    pretrained, finetuned = make_pair(tmp_path, "bert", tiny_bert_dir)
+    texts = ["good thing", "", "bad thing", "great thing", "awful thing", "fine thing"]
+    labels = ["pos", "neg", None, "pos", "neg", "pos"]
+    dev = _csv(tmp_path / "dev.csv", texts, labels)
+    out = tmp_path / "sweep"
+    argv = ["merge", "--pretrained", str(pretrained), "--finetuned", str(finetuned), "--alphas", "0,1"]
+    assert main([*argv, "--validation_file", str(dev), "--output_dir", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "1 row(s) with empty text and 1 with no label" in captured.out + captured.err
+    reports = json.loads((out / "merge_eval.json").read_text())
+    (report,) = reports.values()
+    assert report["samples"] == 4 and report["rows_empty_text"] == 1 and report["rows_missing_label"] == 1
+
+
 def test_an_output_dir_that_holds_files_or_is_a_file_is_refused_before_any_weight_loads(tmp_path, capsys):
     # A merge into an earlier run folder (an adapter's, say) used to write model.safetensors beside its
     # adapter_config.json: the folder then loaded as the old adapter, with the old eval_results.json beside it. An

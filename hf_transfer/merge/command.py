@@ -11,7 +11,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from hf_transfer import __version__
-from hf_transfer.core.eval_sets import reports_markdown, scalars, score_set
+from hf_transfer.core.eval_sets import left_out_warning, reports_markdown, rows_left_out, scalars, score_set
 from hf_transfer.core.folders import CARD_DATA_FILE, CONFIG_FILE, RUN_RECORD_FILE, staged_output_dir
 from hf_transfer.merge.arguments import MergeArguments
 from hf_transfer.merge.interpolation import SELECTION_RULE, choose_alpha
@@ -32,10 +32,10 @@ def _sweep(args: MergeArguments, pre: _Preflight, interpolator: Interpolator) ->
     bar = tqdm(args.alpha_grid, desc="α sweep", unit="α")
     for alpha in bar:
         model = interpolator.load(alpha)
-        results[alpha] = {
-            data.name: score_set(model, pre.tokenizer, data, pre.label_names, args, progress=False)
-            for data in pre.sets
-        }
+        results[alpha] = {}
+        for data in pre.sets:
+            report = score_set(model, pre.tokenizer, data, pre.label_names, args, progress=False)
+            results[alpha][data.name] = report | rows_left_out(data)
         bar.set_postfix({args.validation_name: f"{results[alpha][args.validation_name]['accuracy']:.4f}"})
     return results
 
@@ -88,6 +88,9 @@ def run_merge(args: MergeArguments) -> dict:
     summary["output_dir"] = str(out)
     if table:
         summary["table"] = table
+    warning = left_out_warning(pre.sets)  # the rows each set's scores do not count
+    if warning:
+        summary["warning"] = warning
     return summary
 
 
