@@ -13,6 +13,7 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 from test_cli import train_argv, write_csv
 
 from hf_transfer.cli import main
+from hf_transfer.core.eval_sets import reports_markdown
 from hf_transfer.core.folders import CARD_DATA_FILE
 from hf_transfer.outputs.card_data import CardData, complete_card_data
 from hf_transfer.outputs.cards import build_card, merge_readme, write_model_card
@@ -300,3 +301,30 @@ def test_card_on_a_search_output_dir_names_its_trial_folders(tmp_path, capsys):
     assert main(["card", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "output_dir of hf-transfer search: give its best trial's folder" in err
+
+
+def _table_widths(text: str) -> list[set[int]]:
+    """Per Markdown table in `text`, the set of cell counts of its lines (an escaped `\\|` is no separator)."""
+    tables, current = [], []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            current.append(len(re.split(r"(?<!\\)\|", line)) - 2)
+        elif current:
+            tables.append(set(current))
+            current = []
+    return tables
+
+
+def test_a_pipe_in_a_label_name_or_a_regex_does_not_split_a_table_cell(tmp_path):
+    # Label names and freeze_patterns went into the card's tables as written: `neg|a` or `layer\.(0|1)\.` added a
+    # column to their row, so the labels, freeze plan and confusion matrix tables rendered shifted.
+    record = {**DISTILL_RECORD, "label_names": ["neg|a", "pos|b"]}
+    record["freeze"] = {**DISTILL_RECORD["freeze"], "freeze_patterns": [r"layer\.(0|1)\."]}
+    text = build_card(complete_card_data(CardData(), record, {}, tmp_path), tmp_path).text
+    assert "| 0 | neg\\|a |" in text and "| **pos\\|b** | 2 | 8 |" in text and r"(0\|1)" in text
+    widths = _table_widths(text)
+    assert len(widths) >= 5 and all(len(w) == 1 for w in widths), widths
+    report = {"samples": 4, "accuracy": 0.5, "f1_macro": 0.5}
+    report |= {f"{m}_{k}": 0.5 for m in ("precision", "recall") for k in ("neg|a", "pos|b")}
+    table = reports_markdown({"dev|2": report}, ["neg|a", "pos|b"])
+    assert [len(w) for w in _table_widths(table)] == [1] and "| dev\\|2 | 4 |" in table

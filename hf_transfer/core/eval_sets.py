@@ -12,6 +12,7 @@ import numpy as np
 from hf_transfer.core.arguments import DataArguments, EvalDataArguments, EvalSet
 from hf_transfer.core.data import load_data
 from hf_transfer.core.inference import predict_logits
+from hf_transfer.core.markdown import table_row
 from hf_transfer.core.metrics import _label_keys, classification_metrics
 from hf_transfer.core.tasks import MULTI_LABEL, SINGLE_LABEL, predicted_labels
 from hf_transfer.errors import DataError
@@ -152,16 +153,16 @@ def reports_markdown(reports: dict[str, dict], label_names: list[str]) -> str:
     keys = _label_keys(label_names)
     if any("subset_accuracy" in report for report in reports.values()):  # multi-label: F1 per label
         columns = ["rows", "subset accuracy", "micro-F1", "macro-F1"] + [f"F1 {n}" for n in label_names]
-        lines = ["| set | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+        lines = [table_row(["set", *columns]), "|---|" + "---:|" * len(columns)]
         for name, r in reports.items():
             cells = [str(r.get("samples", ""))] + [f"{r[k]:.4f}" for k in ("subset_accuracy", "f1_micro", "f1_macro")]
-            lines.append(f"| {name} | " + " | ".join(cells + [f"{r[f'f1_{key}']:.4f}" for key in keys]) + " |")
+            lines.append(table_row([name, *cells, *(f"{r[f'f1_{key}']:.4f}" for key in keys)]))
         return "\n".join(lines) + "\n"
     columns = ["rows", "accuracy", "macro-F1"] + [f"{m} {n}" for n in label_names for m in ("P", "R")]
-    lines = ["| set | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    lines = [table_row(["set", *columns]), "|---|" + "---:|" * len(columns)]
     for name, report in reports.items():
         cells = [str(report.get("samples", "")), f"{report['accuracy']:.4f}", f"{report['f1_macro']:.4f}"]
         for key in keys:
             cells += [f"{report[f'precision_{key}']:.4f}", f"{report[f'recall_{key}']:.4f}"]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(table_row([name, *cells]))
     return "\n".join(lines) + "\n"

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from hf_transfer import __version__
 from hf_transfer.core.eval_sets import left_out_warning, reports_markdown, rows_left_out, scalars, score_set
 from hf_transfer.core.folders import CARD_DATA_FILE, CONFIG_FILE, RUN_RECORD_FILE, staged_output_dir
+from hf_transfer.core.markdown import table_row
 from hf_transfer.merge.arguments import MergeArguments
 from hf_transfer.merge.interpolation import SELECTION_RULE, choose_alpha
 from hf_transfer.merge.interpolator import Interpolator, _Preflight, _preflight
@@ -55,7 +56,7 @@ def sweep_rows(results: dict[float, dict[str, dict]], extra: list[str]) -> list[
 
 def sweep_markdown(rows: list[dict], names: list[str], extra: list[str], chosen: float | None) -> str:
     columns = [*names] + (["mean of extra sets"] if extra else [])
-    lines = ["| α | " + " | ".join(columns) + " |", "|---:|" + "---:|" * len(columns)]
+    lines = [table_row(["α", *columns]), "|---:|" + "---:|" * len(columns)]
     for row in rows:
         mark = " (chosen)" if row["alpha"] == chosen else ""
         cells = [f"{row[n]['accuracy']:.4f}" for n in names]

@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 from hf_transfer.core.folders import CARD_DATA_FILE
+from hf_transfer.core.markdown import table_cells
 from hf_transfer.outputs.card_data import CardData, detect_adapter
 from hf_transfer.outputs.card_rows import (
     adapter_rows,
@@ -177,6 +178,18 @@ def build_card(c: CardData, folder: str | Path | None = None):
         [_metric_id(k)[2], fmt(v)] + ([fmt(c.test_metrics.get(k))] if c.test_metrics else [])
         for k, v in c.metrics.items()
     ]
+    export = export_fields(c.export)
+    # Every table cell escaped: a `|` in a label name or a freeze_patterns regex would split the row.
+    tables = {"distill_rows": distillation, "comparison_rows": comparison, "adapter_rows": adapter_rows(c),
+              "merge_rows": merge_rows(c), "sweep_columns": [sweep_columns], "sweep_rows": sweep,
+              "freeze_rows": freeze_rows(c), "recipe_rows": recipe_rows(c), "few_shot_rows": few_shot_rows(c.few_shot),
+              "hyper_rows": hyper_rows(c), "export_rows": export["export_rows"],
+              "speed_columns": [export["speed_columns"]], "speed_rows": export["speed_rows"],
+              "metric_rows": metric_rows, "epoch_columns": [epoch_columns], "epoch_rows": epochs,
+              "label_cells": [c.label_names or []]}  # fmt: skip
+    tables = {name: table_cells(rows) for name, rows in tables.items()}
+    for name in ("sweep_columns", "speed_columns", "epoch_columns", "label_cells"):  # one row each
+        tables[name] = tables[name][0]
     return ModelCard.from_template(
         card_data,
         template_path=str(template_path()),
@@ -191,27 +204,16 @@ def build_card(c: CardData, folder: str | Path | None = None):
         label_names=c.label_names,
         data_source=c.data_source,
         data_lines=_data_lines(c),
-        distill_rows=distillation,
-        comparison_rows=comparison,
-        adapter_rows=adapter_rows(c),
-        merge_rows=merge_rows(c),
         sweep_note=sweep_note,
-        sweep_columns=sweep_columns,
-        sweep_rows=sweep,
         has_sweep_plot=folder is None or (folder / "merge_sweep.png").is_file(),
-        freeze_rows=freeze_rows(c),
-        recipe_rows=recipe_rows(c),
-        few_shot_rows=few_shot_rows(c.few_shot),
-        hyper_rows=hyper_rows(c),
-        **export_fields(c.export),
         eval_dataset=c.eval_dataset,
         metric_splits=splits,
-        metric_rows=metric_rows,
-        epoch_columns=epoch_columns,
-        epoch_rows=epochs,
         has_curves=folder is None or (folder / "training_curves.png").is_file(),
         confusion_matrix=None if c.multi_label else c.confusion_matrix,
         intended_use=_intended_use(c),
+        speed_note=export["speed_note"],
+        onnx_file=export["onnx_file"],
+        **tables,
         versions=c.versions,
         hf_transfer_version=c.hf_transfer_version or "",
     )

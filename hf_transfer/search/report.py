@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from hf_transfer.core.markdown import table_row
 from hf_transfer.outputs.plots import _figure, _save
 
 TRIALS_CSV = "trials.csv"
@@ -185,10 +186,10 @@ def short(value) -> str:
 def trials_table(study, metric: str, names: list[str]) -> str:
     """The trials as a Markdown table, for the end-of-search summary."""
     header = ["trial", "state", metric, *names]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [table_row(header), "|" + "---|" * len(header)]
     for trial in study.get_trials(deepcopy=False):
         value = trial.value if trial.value is not None else _last_report(trial)
         cells = [str(trial.number), trial.state.name.lower(), "" if value is None else f"{value:.4f}"]
         cells += [short(trial.params[n]) if n in trial.params else "" for n in names]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(table_row(cells))
     return "\n".join(lines) + "\n"
