@@ -328,3 +328,15 @@ def test_a_pipe_in_a_label_name_or_a_regex_does_not_split_a_table_cell(tmp_path)
     report |= {f"{m}_{k}": 0.5 for m in ("precision", "recall") for k in ("neg|a", "pos|b")}
     table = reports_markdown({"dev|2": report}, ["neg|a", "pos|b"])
     assert [len(w) for w in _table_widths(table)] == [1] and "| dev\\|2 | 4 |" in table
+
+
+def test_a_card_write_that_fails_keeps_the_readme_and_its_edits(tmp_path):
+    # README.md was opened for writing (truncated) before the card text was written: a write that failed (here a
+    # lone surrogate the UTF-8 codec refuses; a full disk or Ctrl-C alike) left it empty, the user's edits lost.
+    readme = tmp_path / "README.md"
+    readme.write_text("# My notes\n\nHand-written.\n")
+    record = {**DISTILL_RECORD, "label_names": ["neg\ud800", "pos"]}
+    with pytest.raises(UnicodeEncodeError):
+        write_model_card(tmp_path, complete_card_data(CardData(), record, {}, tmp_path))
+    assert readme.read_text() == "# My notes\n\nHand-written.\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md"]  # no temporary file left behind

@@ -147,6 +147,21 @@ def json_safe(value):
     return value
 
 
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write `text` (UTF-8) to a file beside `path`, then rename it over `path`: a write that fails or is cut off (a
+    full disk, Ctrl-C) leaves the earlier file as it was (a card's README with the user's edits, metrics.json), never
+    a truncated one, and no temporary file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def json_text(value, **kwargs) -> str:
     """`value` as strict JSON (`json_safe`)."""
     return json.dumps(json_safe(value), allow_nan=False, **kwargs)

@@ -16,6 +16,7 @@ from hf_transfer.core.eval_sets import (
     scalars,
     score_set,
 )
+from hf_transfer.core.folders import write_text_atomic
 from hf_transfer.evaluation.arguments import EvaluateArguments
 from hf_transfer.outputs.plots import write_confusion_matrices
 from hf_transfer.outputs.run_folder import write_json
@@ -36,7 +37,7 @@ def run_evaluate(args: EvaluateArguments) -> dict:
         out = Path(args.output_file)
         # The main set's report stays at the top level, as before extra sets existed; every set is under `sets`.
         write_json(out, {**main, "sets": reports} if len(reports) > 1 else main)
-        out.with_suffix(".md").write_text(table)
+        write_text_atomic(out.with_suffix(".md"), table)
         titles = {data.name: f"{data.name}: {Path(data.path).name}" for data in sets}
         titles[args.validation_name] = Path(args.validation_file).name
         if "confusion_matrix" in main:  # single-label; a multi-label report has F1 per label instead

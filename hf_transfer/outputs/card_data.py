@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 from transformers import TrainerCallback
 
-from hf_transfer.core.folders import CARD_DATA_FILE, CONFIG_FILE, RUN_RECORD_FILE, json_text
+from hf_transfer.core.folders import CARD_DATA_FILE, CONFIG_FILE, RUN_RECORD_FILE, json_text, write_text_atomic
 from hf_transfer.core.runtime import precision_name
 from hf_transfer.errors import ConfigError, one_line
 from hf_transfer.outputs.provenance import base_model_facts, detect_adapter, is_hub_id
@@ -82,7 +82,7 @@ class CardData:
     hf_transfer_version: str | None = None
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json_text(dataclasses.asdict(self), indent=2, default=str) + "\n")
+        write_text_atomic(path, json_text(dataclasses.asdict(self), indent=2, default=str) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> CardData:

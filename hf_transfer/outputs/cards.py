@@ -7,7 +7,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from hf_transfer.core.folders import CARD_DATA_FILE
+from hf_transfer.core.folders import CARD_DATA_FILE, write_text_atomic
 from hf_transfer.core.markdown import table_cells
 from hf_transfer.outputs.card_data import CardData, detect_adapter
 from hf_transfer.outputs.card_rows import (
@@ -233,6 +233,6 @@ def write_model_card(folder: str | Path, card_data: CardData, repo_id: str | Non
     text = str(build_card(card_data, folder))
     if path.is_file():
         text = merge_readme(path.read_text(encoding="utf-8"), text)
-    path.write_text(text, encoding="utf-8")
+    write_text_atomic(path, text)  # a failed write keeps the README and the user's edits as they were
     card_data.save(folder / CARD_DATA_FILE)
     return path

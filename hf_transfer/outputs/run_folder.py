@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from hf_transfer.core.data import PreparedData
-from hf_transfer.core.folders import ADAPTER_CONFIG, json_text, read_json_file
+from hf_transfer.core.folders import ADAPTER_CONFIG, json_text, read_json_file, write_text_atomic
 from hf_transfer.core.models import load_config
 from hf_transfer.core.runtime import MEMORY_SOURCES, allocator_setting
 from hf_transfer.errors import ConfigError, DiskFullError
@@ -182,7 +182,7 @@ def write_resolved_config(path: Path, *arg_objects, extra: dict | None = None) -
     values = resolved_config(*arg_objects)
     if extra:
         values.update(json.loads(json.dumps(extra, default=str)))
-    path.write_text(yaml.safe_dump(values, sort_keys=False))
+    write_text_atomic(path, yaml.safe_dump(values, sort_keys=False))
 
 
 def _memory_record(at_load: dict, after_training: dict, at_end: dict) -> dict:
@@ -217,4 +217,4 @@ def _row_counts(prepared: PreparedData) -> dict[str, int]:
 
 def write_json(path: Path, value) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json_text(value, indent=2) + "\n")
+    write_text_atomic(path, json_text(value, indent=2) + "\n")
