@@ -132,6 +132,8 @@ def test_short_fields_and_peft_config_override():
         (dict(peft_method="lora", lora_r=0), "lora_r must be > 0, got 0"),
         (dict(peft_method="lora", lora_dropout=1.0), "lora_dropout"),
         (dict(peft_method="none", merge_adapter=True), "merge_adapter"),
+        (dict(peft_method="lora", loraplus_lr_ratio=0), "loraplus_lr_ratio must be a number > 0"),
+        (dict(peft_method="ia3", loraplus_lr_ratio=16), "peft_method ia3 has none"),
     ],
 )
 def test_adapter_arguments_validation(kwargs, needle):
@@ -277,6 +279,23 @@ def test_transfer_trainer_trains_only_the_adapter_and_the_head(tmp_path):
         assert param.requires_grad == ("lora_" in name or ".modules_to_save." in name), name
     trainable, total = trainable_parameters(trainer.model)
     assert trainer.freeze_summary()["trainable_parameters_now"] == trainable < total / 5
+
+
+def test_loraplus_trains_the_b_matrices_at_the_ratio_times_the_learning_rate(tmp_path):
+    config = tiny_config("bert", vocab_size=100, hidden_dropout_prob=0.0)
+    model = AutoModelForSequenceClassification.from_config(config)
+    model = wrap(model, plan_adapter(AdapterArguments("lora", loraplus_lr_ratio=16), meta_model(config)))
+    args = make_args(tmp_path, optim="adamw_torch", learning_rate=1e-3, weight_decay=0.01)
+    trainer = TransferTrainer(model=model, args=args, lora_b_lr_ratio=16)
+    optimizer = trainer.create_optimizer()
+    by_param = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    trainable = {n: p for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert set(by_param) == {id(p) for p in trainable.values()}  # each trainable parameter in exactly one group
+    for name, param in trainable.items():
+        group = by_param[id(param)]
+        assert group["lr"] == pytest.approx(1.6e-2 if ".lora_B." in name else 1e-3), name
+        assert group["weight_decay"] == (0.0 if name.endswith("bias") or "LayerNorm" in name else 0.01), name
+    assert any(".lora_B." in n for n in trainable) and any(".lora_A." in n for n in trainable)
 
 
 def test_transfer_trainer_rejects_freeze_options_on_a_peft_model(tmp_path):
@@ -660,3 +679,12 @@ def test_all_linear_records_only_the_modules_that_got_an_adapter(model_type, tmp
     record = adapter_record(model, plan, tmp_path, ("base", "local path"))
     assert set(record["target_modules"]) == adapted, set(record["target_modules"]) ^ adapted
     assert not any(name.startswith(("classifier", "pre_classifier")) for name in record["target_modules"])
+
+
+def test_loraplus_through_the_cli_is_recorded_in_the_run_record_and_the_card(tmp_path, tiny_bert_dir, csv_data):
+    out = tmp_path / "run"
+    argv = [*train_argv(tiny_bert_dir, *csv_data, out), "--peft_method", "lora", "--loraplus_lr_ratio", "4"]
+    assert main([*argv, "--base_model_hub_id", "org/tiny-bert"]) == 0
+    record = json.loads((out / "hf_transfer_run.json").read_text())
+    assert record["adapter"]["loraplus_lr_ratio"] == 4
+    assert "| LoRA+ ratio (B matrices' LR / learning_rate) | 4.0 |" in (out / "README.md").read_text()

@@ -9,7 +9,7 @@ from typing import Any
 from hf_transfer.errors import ConfigError
 
 # The fields only an adapter reads: with peft_method none they change nothing.
-ADAPTER_ONLY_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "target_modules", "peft_config")
+ADAPTER_ONLY_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "target_modules", "peft_config", "loraplus_lr_ratio")
 
 # The short fields and the PEFT config fields they set: a method whose config has none of them ignores the field.
 SHORT_FIELDS = {
@@ -54,6 +54,13 @@ class AdapterArguments:
             "Default: PEFT's choice for the architecture, else the attention projections found in the blocks."
         },
     )
+    loraplus_lr_ratio: float = field(
+        default=1.0,
+        metadata={
+            "help": "LoRA+ (Hayou et al. 2024): the learning rate of LoRA's B matrices is learning_rate × this ratio "
+            "(A, the head and the rest keep learning_rate); 1 = off, the paper suggests 2-16. LoRA only."
+        },
+    )
     merge_adapter: bool = field(
         default=False,
         metadata={"help": "Also write the adapter merged into the base as a plain model, to `output_dir/merged`."},
@@ -67,6 +74,13 @@ class AdapterArguments:
             raise ConfigError(f"lora_alpha must be > 0, got {self.lora_alpha}. A common choice is 2 × lora_r.")
         if not 0.0 <= self.lora_dropout < 1.0 or math.isnan(self.lora_dropout):
             raise ConfigError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}.")
+        if not self.loraplus_lr_ratio > 0 or math.isinf(self.loraplus_lr_ratio):
+            raise ConfigError(f"loraplus_lr_ratio must be a number > 0 (1 = off), got {self.loraplus_lr_ratio}.")
+        if self.loraplus_lr_ratio != 1.0 and self.peft_method != "lora":
+            raise ConfigError(
+                f"loraplus_lr_ratio is LoRA+'s ratio for LoRA's B matrices; peft_method {self.peft_method} has none. "
+                "Set --peft_method lora, or drop loraplus_lr_ratio."
+            )
         if isinstance(self.target_modules, str):
             self.target_modules = [self.target_modules]
         if self.target_modules is not None:

@@ -255,7 +255,9 @@ def write_merged(model, tokenizer, output_dir: str | Path) -> Path:
     return path
 
 
-def adapter_record(model, plan: AdapterPlan, adapter_dir: str | Path, reference: tuple[str, str]) -> dict:
+def adapter_record(
+    model, plan: AdapterPlan, adapter_dir: str | Path, reference: tuple[str, str], loraplus_lr_ratio: float = 1.0
+) -> dict:
     """Plain facts about the trained adapter, for the run record and the card."""
     config = model.peft_config[model.active_adapter]
     targets = getattr(config, "target_modules", None)
@@ -265,6 +267,7 @@ def adapter_record(model, plan: AdapterPlan, adapter_dir: str | Path, reference:
         "r": getattr(config, "target_r", None) or getattr(config, "r", None),
         "lora_alpha": getattr(config, "lora_alpha", getattr(config, "alpha", None)),
         "dropout": getattr(config, "lora_dropout", None),
+        "loraplus_lr_ratio": loraplus_lr_ratio if loraplus_lr_ratio != 1.0 else None,
         "target_modules": _adapted(model, targets) if isinstance(targets, (set, list, tuple)) else targets,
         "feedforward_modules": _plain(getattr(config, "feedforward_modules", None)),
         "targets_from": plan.targets_from,
@@ -314,7 +317,7 @@ def _finish_adapter(trainer, plan, adapter_args, model_args: ModelArguments, con
     model = trainer.accelerator.unwrap_model(trainer.model)
     reference = base_model_reference(model_args.model_name_or_path, model_args.base_model_hub_id)
     set_base_model_reference(out, reference[0])
-    record = adapter_record(model, plan, out, reference)
+    record = adapter_record(model, plan, out, reference, adapter_args.loraplus_lr_ratio)
     # Collated by hand, not through an accelerate-prepared dataloader: only the main process gets here.
     rows = tokenized["validation"].select(range(min(16, len(tokenized["validation"]))))
     inputs = [c for c in rows.column_names if c in trainer.processing_class.model_input_names]

@@ -259,6 +259,7 @@ def run_distill(
         projections=hidden_state_projections(student.config, plan.teacher_configs[0], plan.layer_map),
         freeze_plan=plan.freeze_plan,
         class_weights=plan.class_weights,
+        lora_b_lr_ratio=adapter_args.loraplus_lr_ratio,
         callbacks=[*early_stopping_callbacks(training_args), *(callbacks or [])],
     )
 

@@ -126,6 +126,7 @@ def adapter_rows(c: CardData) -> list[tuple[str, str]]:
         "r": "rank r",
         "lora_alpha": "lora_alpha",
         "dropout": "dropout",
+        "loraplus_lr_ratio": "LoRA+ ratio (B matrices' LR / learning_rate)",
         "target_modules": "target modules",
         "modules_to_save": "also trained and saved",
         "trainable_percent": "trainable parameters (%)",

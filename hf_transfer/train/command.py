@@ -86,6 +86,7 @@ def run_train(
         freeze_plan=plan.freeze_plan,
         frozen_trunk_depth=plan.frozen_trunk_depth if adapter_plan is None else None,
         class_weights=plan.class_weights,
+        lora_b_lr_ratio=adapter_args.loraplus_lr_ratio,
         callbacks=[*early_stopping_callbacks(training_args), *(callbacks or [])],
     )
     return fit_and_report(

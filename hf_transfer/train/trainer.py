@@ -39,11 +39,21 @@ def freeze_plan_from_arguments(layout, args: TransferTrainingArguments) -> Freez
     )
 
 
+# LoRA's B matrices (PEFT's names), which LoRA+ trains at a higher learning rate than the rest.
+LORA_B_PARTS = (".lora_B.", ".lora_embedding_B.")
+
+
 def parameter_groups(
-    model: nn.Module, args: TransferTrainingArguments, plan: FreezePlan, decay_names, extra: nn.Module | None = None
+    model: nn.Module,
+    args: TransferTrainingArguments,
+    plan: FreezePlan,
+    decay_names,
+    extra: nn.Module | None = None,
+    lora_b_lr_ratio: float = 1.0,
 ) -> list[dict]:
     """Optimizer groups with layer-wise LR decay over what will train at some point of the run, plus `extra`'s
-    parameters (e.g. a distillation projection) at the base LR.
+    parameters (e.g. a distillation projection) at the base LR. With `lora_b_lr_ratio` (LoRA+), LoRA's B matrices
+    get their group's LR times the ratio.
 
     Parameters that gradual unfreezing releases later are in the optimizer from the start: while frozen they get no
     gradient, so AdamW skips them (no step, no weight decay) and they stay bit-identical."""
@@ -59,9 +69,15 @@ def parameter_groups(
         weight_decay=args.weight_decay,
         no_decay={n for n in names if n not in decay},
     )
-    param_groups = [
-        {"params": [named[n] for n in g["names"]], "lr": g["lr"], "weight_decay": g["weight_decay"]} for g in groups
-    ]
+    param_groups = []
+    for g in groups:
+        b = [n for n in g["names"] if lora_b_lr_ratio != 1.0 and any(part in n for part in LORA_B_PARTS)]
+        rest = [n for n in g["names"] if n not in b]
+        for names_, lr in ((rest, g["lr"]), (b, g["lr"] * lora_b_lr_ratio)):
+            if names_:
+                param_groups.append(
+                    {"params": [named[n] for n in names_], "lr": lr, "weight_decay": g["weight_decay"]}
+                )
     if extra is not None:
         param_groups.append(
             {"params": list(extra.parameters()), "lr": args.learning_rate, "weight_decay": args.weight_decay}
@@ -109,6 +125,7 @@ class TransferTrainer(Trainer):
         frozen_trunk_depth: int | None = None,
         extra_trainable: nn.Module | None = None,
         class_weights: Sequence[float] | None = None,
+        lora_b_lr_ratio: float = 1.0,
         **kwargs,
     ):
         training_args = kwargs.get("args", args[1] if len(args) > 1 else None)
@@ -130,10 +147,17 @@ class TransferTrainer(Trainer):
         _check_own_columns_kept(kwargs.get("train_dataset"), training_args, self.own_column_prefixes)
         super().__init__(*args, **kwargs)
         wants_groups = self.args.layerwise_lr_decay != 1.0 or freeze_plan.stages or extra_trainable is not None
+        wants_groups = wants_groups or lora_b_lr_ratio != 1.0
+        if lora_b_lr_ratio != 1.0 and not any(
+            any(part in name for part in LORA_B_PARTS) for name, _ in self.model.named_parameters()
+        ):
+            raise ConfigError(f"lora_b_lr_ratio {lora_b_lr_ratio} given, but the model has no LoRA B matrices.")
         if wants_groups and self.optimizer_cls_and_kwargs is None and self.optimizer is None:
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, self.model)
             decay_names = self.get_decay_parameter_names(self.model)
-            groups = parameter_groups(self.model, self.args, freeze_plan, decay_names, extra_trainable)
+            groups = parameter_groups(
+                self.model, self.args, freeze_plan, decay_names, extra_trainable, lora_b_lr_ratio
+            )
             self.optimizer_cls_and_kwargs = (optimizer_cls, {**optimizer_kwargs, "params": groups})
         launched = launched_world_size()
         if launched > 1 and self.accelerator.num_processes != launched:
