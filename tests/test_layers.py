@@ -40,6 +40,7 @@ ARCHITECTURES = {
         "deberta.embeddings.word_embeddings.weight",
         "classifier.weight",
     ),
+    "mpnet": (SMALL, "mpnet.embeddings.word_embeddings.weight", "classifier.out_proj.weight"),
     "gpt2": (
         {"n_layer": 2, "n_embd": 32, "n_head": 2, "n_positions": 64, "vocab_size": 99, "pad_token_id": 0},
         "transformer.wte.weight",
@@ -97,6 +98,8 @@ def test_discover_layers(model_type):
             ["pooler.dense.weight"],
         ),
         ("gpt2", ["transformer.wpe.weight"], ["transformer.ln_f.weight"]),
+        # The relative-position bias every block adds to its attention scores (registered after the blocks).
+        ("mpnet", ["mpnet.encoder.relative_attention_bias.weight"], ["classifier.dense.weight"]),
         ("llama", [], ["model.norm.weight"]),
         ("vit", ["vit.embeddings.cls_token"], ["vit.layernorm.weight"]),
     ],
@@ -147,3 +150,11 @@ def test_unsupported_model_names_its_class():
 def test_group_of_unknown_name():
     with pytest.raises(KeyError, match="nope"):
         discover_layers(tiny_model("bert")).group_of("nope")
+
+
+def test_freeze_embeddings_freezes_mpnets_relative_position_bias():
+    from hf_transfer.core.freezing import resolve_frozen_parameters
+
+    layout = discover_layers(tiny_model("mpnet"))
+    for options in ({"freeze_embeddings": True}, {"train_head_only": True}):
+        assert "mpnet.encoder.relative_attention_bias.weight" in resolve_frozen_parameters(layout, **options)

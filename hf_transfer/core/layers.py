@@ -3,8 +3,10 @@
 The rule is generic rather than a per-model table. Inside the base model (`model.base_model`), the blocks are the
 largest `nn.ModuleList` of modules of one class (outermost lists only; ties go to the list as long as
 `config.num_hidden_layers`, then to the first). The base model's other parameters are embeddings when they are
-registered before the blocks or have "embed" in their name, and head otherwise (BERT's pooler, GPT-2's `ln_f`, Llama's
-`norm`, ViT's `layernorm`). Everything outside the base model (classifier, score, DeBERTa's pooler) is head.
+registered before the blocks or have "embed" in their name, or are a relative-position bias that every block reads
+(MPNet's `encoder.relative_attention_bias`, LayoutLMv3's `encoder.rel_pos_bias`), and head otherwise (BERT's
+pooler, GPT-2's `ln_f`, Llama's `norm`, ViT's `layernorm`). Everything outside the base model (classifier, score,
+DeBERTa's pooler) is head.
 
 ALBERT shares weights across layers: its blocks are its layer groups (`num_hidden_groups`, 1 in the released
 checkpoints), so an ALBERT model usually has depth 1, not `num_hidden_layers`.
@@ -13,6 +15,7 @@ Only names and module structure are read, never tensor data, so models on the me
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -24,6 +27,10 @@ from hf_transfer.errors import ConfigError
 # Where the generic rule is wrong, by `config.model_type`: parameter-name prefixes relative to the base model, mapped
 # to "embeddings" or a block index. DeBERTa-v2's `encoder.LayerNorm` only normalises the relative-position embeddings;
 # its optional `encoder.conv` (deberta-v2-xlarge) runs inside the first block.
+# Names of body parameters outside the blocks that feed every block, wherever they are registered: embeddings, and
+# relative-position biases computed once by the encoder and added to every block's attention scores.
+_EMBEDDING_NAME = re.compile(r"embed|relative_attention_bias|rel_pos", re.IGNORECASE)
+
 _SPECIAL_CASES: dict[str, dict[str, str | int]] = {
     "deberta-v2": {"encoder.LayerNorm.": "embeddings", "encoder.conv.": 0},
 }
@@ -125,7 +132,7 @@ def discover_layers(model: nn.Module) -> ModelLayout:
         target = next((group for prefix, group in special.items() if relative.startswith(prefix)), None)
         if isinstance(target, int):
             blocks[target].append(name)
-        elif target == "embeddings" or not seen_block or "embed" in relative.lower():
+        elif target == "embeddings" or not seen_block or _EMBEDDING_NAME.search(relative):
             embeddings.append(name)
         else:
             head.append(name)
