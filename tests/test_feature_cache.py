@@ -238,12 +238,13 @@ def data(tmp_path_factory):
 
 
 def model_dir(root, model_type):
-    """A tiny classifier with dropout 0.1 everywhere above the trunk. GPT-2's embedding dropout is 0: it has no
-    parameters, so naive freezing leaves it in train mode, where the cache computes the trunk in eval mode."""
+    """A tiny classifier with dropout 0.1 everywhere, GPT-2's embedding dropout (`transformer.drop`, outside its
+    embedding modules, between them and block 0) included: naive freezing keeps it off with the embeddings frozen,
+    as the cache computes the trunk."""
     path = root / model_type
     if not path.exists():
         tokenizer = word_tokenizer()
-        extra = {"embd_pdrop": 0.0} if model_type == "gpt2" else {"hidden_dropout_prob": 0.1}
+        extra = {"embd_pdrop": 0.1, "resid_pdrop": 0.1} if model_type == "gpt2" else {"hidden_dropout_prob": 0.1}
         model = tiny_classifier(model_type, vocab_size=len(tokenizer), num_labels=2, **extra)
         model.config.id2label, model.config.label2id = {0: "neg", 1: "pos"}, {"neg": 0, "pos": 1}
         model.save_pretrained(path)

@@ -198,3 +198,28 @@ def test_frozen_blocks_in_a_module_list_stay_in_eval_mode():
     assert model.transformer.ln_f.training
     model.transformer.drop.p = 0.0  # parameterless, outside any frozen module: still in train mode
     torch.testing.assert_close(model(**inputs).logits, model(**inputs).logits, rtol=0, atol=0)
+
+
+def test_gpt2_embedding_dropout_is_off_with_the_embeddings_frozen():
+    # GPT-2's embedding dropout is not inside a frozen module (it sits beside wte/wpe in `transformer`), yet its output
+    # is the frozen embeddings' output: with them frozen it is off, as BERT's (inside `bert.embeddings`) is, and as the
+    # frozen-feature cache computes the trunk. With trainable embeddings it stays on.
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    from hf_transfer.core.freezing import FreezePlan
+
+    torch.manual_seed(0)
+    config = GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=99, pad_token_id=0, embd_pdrop=0.5)
+    model = GPT2ForSequenceClassification(config)
+    layout = discover_layers(model)
+    inputs = {"input_ids": torch.tensor([[5, 6, 7, 8]])}
+    for options in ({"freeze_embeddings": True, "freeze_layers": 2}, {"train_head_only": True}):
+        FreezePlan.resolve(layout, **options).apply(model)
+        model.train()
+        torch.testing.assert_close(model(**inputs).logits, model(**inputs).logits, rtol=0, atol=0)
+        assert not model.transformer.drop.training
+    FreezePlan.resolve(layout, freeze_layers=2).apply(model)
+    model.train()
+    model(**inputs)
+    assert model.transformer.drop.training
+    assert not torch.equal(model(**inputs).logits, model(**inputs).logits)

@@ -148,9 +148,9 @@ class FreezePlan:
     def apply(self, model: nn.Module) -> None:
         """Freeze what the first epoch freezes: the permanent plan, or everything outside stage 0."""
         if self.stages:
-            apply_freeze(model, {name for name, _ in model.named_parameters()} - self.stages[0])
+            apply_freeze(model, {name for name, _ in model.named_parameters()} - self.stages[0], self.layout)
         else:
-            apply_freeze(model, self.frozen)
+            apply_freeze(model, self.frozen, self.layout)
 
 
 def _keep_eval(module: nn.Module, args: tuple) -> None:
@@ -176,12 +176,32 @@ def _frozen_subtrees(model: nn.Module) -> list[str]:
     return roots
 
 
-def apply_freeze(model: nn.Module, frozen: Iterable[str]) -> None:
+def _dropouts_before_blocks(model: nn.Module, layout: ModelLayout) -> list[str]:
+    """Dropout modules that run between the embeddings and block 0 outside any embedding module (GPT-2's
+    `transformer.drop`): the children of the block list's ancestors registered before the child leading to it."""
+    if not layout.block_modules:
+        return []
+    path = layout.block_modules[0].split(".")[:-1]  # the block list's, e.g. ["transformer", "h"]
+    found = []
+    for depth, leading in enumerate(path):
+        ancestor = ".".join(path[:depth])
+        for name, child in model.get_submodule(ancestor).named_children():
+            if name == leading:
+                break
+            if isinstance(child, nn.Dropout):
+                found.append(f"{ancestor}.{name}" if ancestor else name)
+    return found
+
+
+def apply_freeze(model: nn.Module, frozen: Iterable[str], layout: ModelLayout | None = None) -> None:
     """Freeze exactly the parameters named in `frozen` and unfreeze all others.
 
     Modules whose parameters are all frozen (the largest such, e.g. a whole block or the embeddings) are kept in eval
     mode, so their dropout is off, even though `Trainer` calls `model.train()` every step: a forward pre-hook puts them
-    back in eval mode. Calling this again replaces the previous plan, hooks included.
+    back in eval mode. With the model's `layout` and its embeddings frozen, so is a dropout on the embeddings' output
+    that lives outside their module (GPT-2's `transformer.drop`; BERT's is inside its frozen `embeddings`): frozen
+    embeddings are a fixed function of the input on every architecture, which the frozen-feature cache relies on.
+    Calling this again replaces the previous plan, hooks included.
     """
     frozen = set(frozen)
     params = dict(model.named_parameters())
@@ -194,7 +214,10 @@ def apply_freeze(model: nn.Module, frozen: Iterable[str]) -> None:
     for name, param in params.items():
         param.requires_grad_(name not in frozen)
     hooks = {}
-    for name in _frozen_subtrees(model):
+    roots = _frozen_subtrees(model)
+    if layout is not None and layout.embeddings and frozen >= set(layout.embeddings):
+        roots += _dropouts_before_blocks(model, layout)
+    for name in roots:
         module = model.get_submodule(name)
         module.eval()
         hooks[name] = module.register_forward_pre_hook(_keep_eval)

@@ -262,5 +262,5 @@ class GradualUnfreezingCallback(TrainerCallback):
         trainer = self.trainer
         model = trainer.accelerator.unwrap_model(trainer.model)
         trainable = trainable_at_epoch(list(trainer.freeze_plan.stages), epoch, args.gradual_unfreezing)
-        apply_freeze(model, {n for n, _ in model.named_parameters()} - trainable)
+        apply_freeze(model, {n for n, _ in model.named_parameters()} - trainable, trainer.layout)
         self.history.append((epoch, len(trainable)))
