@@ -223,3 +223,23 @@ def test_gpt2_embedding_dropout_is_off_with_the_embeddings_frozen():
     model(**inputs)
     assert model.transformer.drop.training
     assert not torch.equal(model(**inputs).logits, model(**inputs).logits)
+
+
+@pytest.mark.parametrize("freeze_layers", [1, [0], 12])
+def test_freeze_layers_on_albert_shared_layers_is_refused(freeze_layers):
+    # ALBERT runs one layer group 12 times: "block 0" is every layer, so freeze_layers cannot mean the bottom layers.
+    from transformers import AlbertConfig, AlbertForSequenceClassification
+
+    config = AlbertConfig(
+        vocab_size=99, embedding_size=16, hidden_size=32, num_attention_heads=2, intermediate_size=37
+    )
+    with torch.device("meta"):
+        layout = discover_layers(AlbertForSequenceClassification(config))
+    assert (layout.depth, layout.num_layers) == (1, 12)
+    with pytest.raises(
+        ConfigError, match=r"runs 12 layers .* on 1 block\(s\) .*freeze_patterns: \[albert_layer_groups\]"
+    ):
+        resolve_frozen_parameters(layout, freeze_layers=freeze_layers)
+    assert resolve_frozen_parameters(layout, freeze_layers=0) == set()
+    whole_encoder = resolve_frozen_parameters(layout, freeze_patterns=["albert_layer_groups"])
+    assert whole_encoder == set(layout.blocks[0])

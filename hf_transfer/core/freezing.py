@@ -23,7 +23,22 @@ def _examples(layout: ModelLayout) -> str:
     return ", ".join(repr(name) for part in picks for name in part)
 
 
+def _check_blocks_are_layers(layout: ModelLayout, freeze_layers: int | Sequence[int]) -> None:
+    """freeze_layers counts layers; a model whose blocks are shared by several layers (ALBERT) cannot freeze some."""
+    layers, depth = layout.num_layers, layout.depth
+    if layers in (None, depth) or not freeze_layers:  # 0 or [] freezes nothing
+        return
+    blocks = layout.block_modules[0].rpartition(".")[0].rpartition(".")[2]
+    raise ConfigError(
+        f"freeze_layers={freeze_layers!r}, but this model runs {layers} layers (num_hidden_layers) on {depth} "
+        f"block(s) of weights shared across layers (ALBERT's layer groups, {blocks!r}): freezing a block freezes "
+        f"every layer that shares it, not the bottom layers asked for. Freeze the whole encoder with freeze_patterns: "
+        f"[{blocks}] (or train_head_only), or drop freeze_layers."
+    )
+
+
 def _blocks_to_freeze(layout: ModelLayout, freeze_layers: int | Sequence[int]) -> list[int]:
+    _check_blocks_are_layers(layout, freeze_layers)
     depth = layout.depth
     if isinstance(freeze_layers, int) and not isinstance(freeze_layers, bool):
         if not 0 <= freeze_layers <= depth:

@@ -44,6 +44,9 @@ class ModelLayout:
     blocks: tuple[tuple[str, ...], ...]
     head: tuple[str, ...]
     block_modules: tuple[str, ...]
+    # The layers the model runs (`config.num_hidden_layers`), where known: more than `depth` when blocks are shared
+    # across layers (ALBERT runs its one layer group 12 times).
+    num_layers: int | None = None
 
     @property
     def depth(self) -> int:
@@ -141,4 +144,5 @@ def discover_layers(model: nn.Module) -> ModelLayout:
         blocks=tuple(tuple(block) for block in blocks),
         head=tuple(head),
         block_modules=tuple(f"{list_prefix}{index}" for index in range(len(blocks))),
+        num_layers=getattr(getattr(body, "config", None), "num_hidden_layers", None),
     )
