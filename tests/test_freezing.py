@@ -243,3 +243,37 @@ def test_freeze_layers_on_albert_shared_layers_is_refused(freeze_layers):
     assert resolve_frozen_parameters(layout, freeze_layers=0) == set()
     whole_encoder = resolve_frozen_parameters(layout, freeze_patterns=["albert_layer_groups"])
     assert whole_encoder == set(layout.blocks[0])
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"train_head_only": True},
+        {"gradual_unfreezing": 1},
+        {"layerwise_lr_decay": 0.8},
+        {"linear_probe_epochs": 1},
+    ],
+)
+def test_options_that_rank_blocks_under_the_head_are_refused_on_an_encoder_decoder(tmp_path, options):
+    # BART's blocks are its encoder's: its whole decoder was head, trained by train_head_only at the undecayed LR.
+    from transformers import BartConfig, BartForSequenceClassification
+
+    from hf_transfer.train.arguments import TransferTrainingArguments
+    from hf_transfer.train.trainer import freeze_plan_from_arguments
+
+    config = BartConfig(
+        vocab_size=99, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=37, decoder_ffn_dim=37,
+    )  # fmt: skip
+    with torch.device("meta"):
+        layout = discover_layers(BartForSequenceClassification(config))
+    assert any(name.startswith("model.decoder.layers.") for name in layout.head)
+    args = TransferTrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none", **options)
+    with pytest.raises(ConfigError, match=rf"{next(iter(options))} cannot apply to an encoder-decoder.*decoder"):
+        freeze_plan_from_arguments(layout, args)
+    # Freezing by name still works: the embeddings (shared, both position tables) and encoder blocks.
+    plain = TransferTrainingArguments(
+        output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none", freeze_embeddings=True, freeze_layers=1
+    )
+    frozen = freeze_plan_from_arguments(layout, plain).frozen
+    assert "model.decoder.embed_positions.weight" in frozen and "model.encoder.layers.0.fc1.weight" in frozen

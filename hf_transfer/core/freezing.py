@@ -93,6 +93,21 @@ def resolve_frozen_parameters(
     return frozen
 
 
+def check_one_block_stack(layout: ModelLayout, options: dict[str, bool]) -> None:
+    """Refuse the `options` that are on and rank the blocks below the head, on an encoder-decoder (BART, T5): its
+    blocks are the encoder's, so the whole decoder would count as head (trained by train_head_only and the first stage
+    of gradual unfreezing, at the undecayed learning rate with layerwise_lr_decay)."""
+    used = [name for name, on in options.items() if on]
+    if not layout.encoder_decoder or not used:
+        return
+    blocks = re.escape(layout.block_modules[0].rpartition(".")[0])
+    raise ConfigError(
+        f"{', '.join(used)} cannot apply to an encoder-decoder model: its {layout.depth} blocks are the encoder's, so "
+        "its whole decoder would count as head (trained with it, at the head's learning rate). Freeze by name "
+        f"instead: freeze_embeddings, freeze_layers (encoder blocks) or freeze_patterns, e.g. ['{blocks}\\.[0-3]\\.']."
+    )
+
+
 def unfreezing_stages(layout: ModelLayout, permanently_frozen: set[str]) -> list[set[str]]:
     """ULMFiT gradual unfreezing: the trainable parameter names of each stage, cumulative.
 

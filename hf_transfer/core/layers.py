@@ -47,6 +47,8 @@ class ModelLayout:
     # The layers the model runs (`config.num_hidden_layers`), where known: more than `depth` when blocks are shared
     # across layers (ALBERT runs its one layer group 12 times).
     num_layers: int | None = None
+    # An encoder-decoder (BART, T5): the blocks are the encoder's, and the decoder's layers count as head.
+    encoder_decoder: bool = False
 
     @property
     def depth(self) -> int:
@@ -145,4 +147,5 @@ def discover_layers(model: nn.Module) -> ModelLayout:
         head=tuple(head),
         block_modules=tuple(f"{list_prefix}{index}" for index in range(len(blocks))),
         num_layers=getattr(getattr(body, "config", None), "num_hidden_layers", None),
+        encoder_decoder=bool(getattr(getattr(body, "config", None), "is_encoder_decoder", False)),
     )
