@@ -158,3 +158,17 @@ def test_freeze_embeddings_freezes_mpnets_relative_position_bias():
     layout = discover_layers(tiny_model("mpnet"))
     for options in ({"freeze_embeddings": True}, {"train_head_only": True}):
         assert "mpnet.encoder.relative_attention_bias.weight" in resolve_frozen_parameters(layout, **options)
+
+
+@pytest.mark.parametrize("model_type", ["xlm", "flaubert"])
+def test_xlm_layers_kept_in_parallel_lists_are_whole_blocks(model_type):
+    # XLM and FlauBERT hold each layer in four lists (attentions, layer_norm1, ffns, layer_norm2): a block is all four,
+    # not the attention alone with every feed-forward network counted as head.
+    config = AutoConfig.for_model(model_type, emb_dim=32, n_layers=2, n_heads=2, vocab_size=99)
+    with torch.device("meta"):
+        layout = discover_layers(AutoModelForSequenceClassification.from_config(config))
+    assert layout.depth == 2
+    for index, block in enumerate(layout.blocks):
+        for part in ("attentions", "layer_norm1", "ffns", "layer_norm2"):
+            assert any(name.startswith(f"transformer.{part}.{index}.") for name in block), (index, part)
+    assert all(name.startswith("sequence_summary.") for name in layout.head)

@@ -2,11 +2,11 @@
 
 The rule is generic rather than a per-model table. Inside the base model (`model.base_model`), the blocks are the
 largest `nn.ModuleList` of modules of one class (outermost lists only; ties go to the list as long as
-`config.num_hidden_layers`, then to the first). The base model's other parameters are embeddings when they are
-registered before the blocks or have "embed" in their name, or are a relative-position bias that every block reads
-(MPNet's `encoder.relative_attention_bias`, LayoutLMv3's `encoder.rel_pos_bias`), and head otherwise (BERT's
-pooler, GPT-2's `ln_f`, Llama's `norm`, ViT's `layernorm`). Everything outside the base model (classifier, score,
-DeBERTa's pooler) is head.
+`config.num_hidden_layers`, then to the first); lists beside it of the same length hold the rest of each layer (XLM's
+`ffns`). The base model's other parameters are embeddings when they are registered before the blocks or have "embed"
+in their name, or are a relative-position bias that every block reads (MPNet's `encoder.relative_attention_bias`,
+LayoutLMv3's `encoder.rel_pos_bias`), and head otherwise (BERT's pooler, GPT-2's `ln_f`, Llama's `norm`, ViT's
+`layernorm`). Everything outside the base model (classifier, score, DeBERTa's pooler) is head.
 
 ALBERT shares weights across layers: its blocks are its layer groups (`num_hidden_groups`, 1 in the released
 checkpoints), so an ALBERT model usually has depth 1, not `num_hidden_layers`.
@@ -107,6 +107,24 @@ def _find_block_list(body: nn.Module) -> tuple[str, nn.ModuleList] | None:
     return max(candidates, key=lambda item: (len(item[1]), len(item[1]) == num_layers))
 
 
+def _parallel_lists(body: nn.Module, blocks: str) -> list[str]:
+    """Lists beside the block list that hold the other half of each layer (XLM and FlauBERT keep `attentions`,
+    `layer_norm1`, `ffns` and `layer_norm2` as four lists): same parent module, same length, one class."""
+    parent, _, _ = blocks.rpartition(".")
+    size = len(body.get_submodule(blocks))
+    siblings = []
+    for name, module in body.get_submodule(parent).named_children():
+        qualified = f"{parent}.{name}" if parent else name
+        if (
+            qualified != blocks
+            and isinstance(module, nn.ModuleList)
+            and len(module) == size
+            and len({type(child) for child in module}) == 1
+        ):
+            siblings.append(qualified)
+    return siblings
+
+
 def discover_layers(model: nn.Module) -> ModelLayout:
     """Split the parameters of a transformers model into embeddings, transformer blocks and head."""
     body_name, body = _find_body(model)
@@ -119,6 +137,7 @@ def discover_layers(model: nn.Module) -> ModelLayout:
         )
     body_prefix = f"{body_name}." if body_name else ""
     list_prefix = f"{body_prefix}{found[0]}."
+    layer_prefixes = (list_prefix, *(f"{body_prefix}{name}." for name in _parallel_lists(body, found[0])))
     special = _SPECIAL_CASES.get(getattr(getattr(body, "config", None), "model_type", None), {})
 
     embeddings: list[str] = []
@@ -129,8 +148,9 @@ def discover_layers(model: nn.Module) -> ModelLayout:
         if not name.startswith(body_prefix):
             head.append(name)
             continue
-        if name.startswith(list_prefix):
-            blocks[int(name[len(list_prefix) :].split(".", 1)[0])].append(name)
+        prefix = next((p for p in layer_prefixes if name.startswith(p)), None)
+        if prefix is not None:
+            blocks[int(name[len(prefix) :].split(".", 1)[0])].append(name)
             seen_block = True
             continue
         relative = name[len(body_prefix) :]
