@@ -41,6 +41,12 @@ ARCHITECTURES = {
         "classifier.weight",
     ),
     "mpnet": (SMALL, "mpnet.embeddings.word_embeddings.weight", "classifier.out_proj.weight"),
+    "gte": (SMALL, "gte.embeddings.word_embeddings.weight", "classifier.weight"),
+    "opt": (
+        {**SMALL, "ffn_dim": 37, "word_embed_proj_dim": 16, "pad_token_id": 0},
+        "model.decoder.embed_tokens.weight",
+        "score.weight",
+    ),
     "gpt2": (
         {"n_layer": 2, "n_embd": 32, "n_head": 2, "n_positions": 64, "vocab_size": 99, "pad_token_id": 0},
         "transformer.wte.weight",
@@ -100,6 +106,14 @@ def test_discover_layers(model_type):
         ("gpt2", ["transformer.wpe.weight"], ["transformer.ln_f.weight"]),
         # The relative-position bias every block adds to its attention scores (registered after the blocks).
         ("mpnet", ["mpnet.encoder.relative_attention_bias.weight"], ["classifier.dense.weight"]),
+        # Registered before the layers, run after them: GTE's pooler (its classifier reads it), OPT's final norm and
+        # output projection.
+        ("gte", [], ["gte.pooler.dense.weight"]),
+        (
+            "opt",
+            ["model.decoder.embed_positions.weight", "model.decoder.project_in.weight"],
+            ["model.decoder.final_layer_norm.weight", "model.decoder.project_out.weight"],
+        ),
         ("llama", [], ["model.norm.weight"]),
         ("vit", ["vit.embeddings.cls_token"], ["vit.layernorm.weight"]),
     ],

@@ -24,15 +24,20 @@ from transformers import PreTrainedModel
 
 from hf_transfer.errors import ConfigError
 
-# Where the generic rule is wrong, by `config.model_type`: parameter-name prefixes relative to the base model, mapped
-# to "embeddings" or a block index. DeBERTa-v2's `encoder.LayerNorm` only normalises the relative-position embeddings;
-# its optional `encoder.conv` (deberta-v2-xlarge) runs inside the first block.
 # Names of body parameters outside the blocks that feed every block, wherever they are registered: embeddings, and
 # relative-position biases computed once by the encoder and added to every block's attention scores.
 _EMBEDDING_NAME = re.compile(r"embed|relative_attention_bias|rel_pos", re.IGNORECASE)
 
+# A pooler runs after the blocks wherever it is registered (GTE and NomicBERT register theirs before their layers).
+_HEAD_NAME = re.compile(r"(^|\.)pooler\.")
+
+# Where the generic rule is wrong, by `config.model_type`: parameter-name prefixes relative to the base model, mapped
+# to "embeddings", "head" or a block index. DeBERTa-v2's `encoder.LayerNorm` only normalises the relative-position
+# embeddings; its optional `encoder.conv` (deberta-v2-xlarge) runs inside the first block. OPT registers its final
+# norm and its output projection (opt-350m) before its layers.
 _SPECIAL_CASES: dict[str, dict[str, str | int]] = {
     "deberta-v2": {"encoder.LayerNorm.": "embeddings", "encoder.conv.": 0},
+    "opt": {"decoder.final_layer_norm.": "head", "decoder.project_out.": "head"},
 }
 
 
@@ -157,6 +162,8 @@ def discover_layers(model: nn.Module) -> ModelLayout:
         target = next((group for prefix, group in special.items() if relative.startswith(prefix)), None)
         if isinstance(target, int):
             blocks[target].append(name)
+        elif target == "head" or (target is None and _HEAD_NAME.search(relative)):
+            head.append(name)
         elif target == "embeddings" or not seen_block or _EMBEDDING_NAME.search(relative):
             embeddings.append(name)
         else:
