@@ -186,3 +186,12 @@ def test_xlm_layers_kept_in_parallel_lists_are_whole_blocks(model_type):
         for part in ("attentions", "layer_norm1", "ffns", "layer_norm2"):
             assert any(name.startswith(f"transformer.{part}.{index}.") for name in block), (index, part)
     assert all(name.startswith("sequence_summary.") for name in layout.head)
+
+
+def test_blocks_are_the_list_as_long_as_num_hidden_layers():
+    # MarkupLM's embeddings hold two lists of 50 xpath embeddings, longer than its encoder's list of layers.
+    config = AutoConfig.for_model("markuplm", **SMALL)
+    with torch.device("meta"):
+        layout = discover_layers(AutoModelForSequenceClassification.from_config(config))
+    assert layout.block_modules == ("markuplm.encoder.layer.0", "markuplm.encoder.layer.1")
+    assert any("xpath_tag_sub_embeddings" in name for name in layout.embeddings)

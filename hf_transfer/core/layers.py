@@ -1,8 +1,8 @@
 """Architecture discovery: which parameters are the embeddings, each transformer block, and the head.
 
 The rule is generic rather than a per-model table. Inside the base model (`model.base_model`), the blocks are the
-largest `nn.ModuleList` of modules of one class (outermost lists only; ties go to the list as long as
-`config.num_hidden_layers`, then to the first); lists beside it of the same length hold the rest of each layer (XLM's
+`nn.ModuleList` of modules of one class as long as `config.num_hidden_layers`, else the largest (outermost lists
+only; remaining ties go to the first); lists beside it of the same length hold the rest of each layer (XLM's
 `ffns`). The base model's other parameters are embeddings when they are registered before the blocks or have "embed"
 in their name, or are a relative-position bias that every block reads (MPNet's `encoder.relative_attention_bias`,
 LayoutLMv3's `encoder.rel_pos_bias`), and head otherwise (BERT's pooler, GPT-2's `ln_f`, Llama's `norm`, ViT's
@@ -25,8 +25,9 @@ from transformers import PreTrainedModel
 from hf_transfer.errors import ConfigError
 
 # Names of body parameters outside the blocks that feed every block, wherever they are registered: embeddings, and
-# relative-position biases computed once by the encoder and added to every block's attention scores.
-_EMBEDDING_NAME = re.compile(r"embed|relative_attention_bias|rel_pos", re.IGNORECASE)
+# relative-position biases computed once by the encoder and added to every block's attention scores (not one held by
+# a layer of a list, as T5's decoder's first layer holds its own).
+_EMBEDDING_NAME = re.compile(r"embed|^\D*(relative_attention_bias|rel_pos)", re.IGNORECASE)
 
 # A pooler runs after the blocks wherever it is registered (GTE and NomicBERT register theirs before their layers).
 _HEAD_NAME = re.compile(r"(^|\.)pooler\.")
@@ -108,8 +109,9 @@ def _find_block_list(body: nn.Module) -> tuple[str, nn.ModuleList] | None:
     if not candidates:
         return None
     num_layers = getattr(getattr(body, "config", None), "num_hidden_layers", None)
+    # A list as long as `num_hidden_layers` first (MarkupLM's 50 xpath embeddings are a longer list), then the longest;
     # max() keeps the first of equal keys, so remaining ties go to the first list registered.
-    return max(candidates, key=lambda item: (len(item[1]), len(item[1]) == num_layers))
+    return max(candidates, key=lambda item: (len(item[1]) == num_layers, len(item[1])))
 
 
 def _parallel_lists(body: nn.Module, blocks: str) -> list[str]:
