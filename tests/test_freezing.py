@@ -277,3 +277,21 @@ def test_options_that_rank_blocks_under_the_head_are_refused_on_an_encoder_decod
     )
     frozen = freeze_plan_from_arguments(layout, plain).frozen
     assert "model.decoder.embed_positions.weight" in frozen and "model.encoder.layers.0.fc1.weight" in frozen
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"freeze_patterns": ["."]},
+        {"freeze_embeddings": True, "freeze_layers": 2, "freeze_patterns": ["^(pooler|classifier)"]},
+        {"freeze_patterns": ["."], "gradual_unfreezing": 1},
+    ],
+)
+def test_a_plan_that_freezes_everything_is_refused(options):
+    # Trainer failed after the weights loaded: "element 0 of tensors does not require grad", or, with groups,
+    # "optimizer got an empty parameter list".
+    from hf_transfer.core.freezing import FreezePlan
+
+    with pytest.raises(ConfigError, match=r"freeze all 8 parameters .*'classifier.w'.* nothing would train"):
+        FreezePlan.resolve(LAYOUT, **options)
+    assert FreezePlan.resolve(LAYOUT, freeze_patterns=["^(emb|layer)"]).will_train == HEAD

@@ -162,6 +162,14 @@ class FreezePlan:
             freeze_patterns=freeze_patterns,
             train_head_only=train_head_only,
         )
+        if layout.param_names and frozen >= set(layout.param_names):
+            # Trainer then failed after the weights loaded: a backward through no trainable tensor, or an optimizer
+            # with an empty parameter list.
+            raise ConfigError(
+                f"the freeze options freeze all {len(layout.param_names)} parameters of the model, the head's "
+                f"({', '.join(repr(name) for name in layout.head[-2:])}) included, so nothing would train; narrow "
+                f"freeze_patterns {list(freeze_patterns or [])} so that the head (at least) stays trainable."
+            )
         stages = unfreezing_stages(layout, frozen) if gradual_unfreezing else []
         return cls(layout, frozenset(frozen), tuple(frozenset(stage) for stage in stages))
 
