@@ -353,3 +353,24 @@ def test_cache_hit_and_corrupted_cache_rebuilt(tmp_path, data):
     assert half[0]["frozen_features"]["key"] != first[0]["frozen_features"]["key"]
     assert half[0]["frozen_features"]["disk_bytes"] < 0.7 * first[0]["frozen_features"]["disk_bytes"]
     assert_same_training(first, half, atol=1e-2)
+
+
+def test_linear_probe_on_the_cache_matches_training_the_head_alone(tmp_path, data):
+    # LP-FT's probe trains on the cached trunk: with float32 storage in a cache folder of the user's choosing (both
+    # were refused without cache_frozen_features), it is train_head_only to float precision, GPT-2's embedding
+    # dropout included.
+    model = model_dir(tmp_path, "gpt2")
+    common = ["--eval_strategy", "no", "--num_train_epochs"]
+    probe = ["--linear_probe_epochs", "2", "--linear_probe_learning_rate", "1e-2"]
+    probe += ["--frozen_features_dtype", "float32"]
+    probe += ["--frozen_features_cache_dir", str(tmp_path / "cache"), *common, "0"]
+    record, _ = train(model, data, tmp_path / "lp", *probe)
+    assert record["linear_probe"]["on_cached_trunk"] and record["linear_probe"]["feature_cache"]["dtype"] == "float32"
+    assert record["linear_probe"]["feature_cache"]["path"].startswith(str(tmp_path / "cache"))
+    _, head_only = train(
+        model, data, tmp_path / "head", "--train_head_only", "true", "--learning_rate", "1e-2", *common, "2"
+    )
+    lp = dict(AutoModelForSequenceClassification.from_pretrained(tmp_path / "lp" / "linear_probe").named_parameters())
+    assert not torch.equal(lp["score.weight"], AutoModelForSequenceClassification.from_pretrained(model).score.weight)
+    for name, param in head_only.items():
+        torch.testing.assert_close(lp[name], param, rtol=1e-4, atol=1e-5, msg=name)
