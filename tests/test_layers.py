@@ -195,3 +195,41 @@ def test_blocks_are_the_list_as_long_as_num_hidden_layers():
         layout = discover_layers(AutoModelForSequenceClassification.from_config(config))
     assert layout.block_modules == ("markuplm.encoder.layer.0", "markuplm.encoder.layer.1")
     assert any("xpath_tag_sub_embeddings" in name for name in layout.embeddings)
+
+
+CUSTOM_CONFIG = """from transformers import BertConfig
+
+
+class CustomConfig(BertConfig):
+    model_type = "my-custom-bert"
+"""
+CUSTOM_MODEL = """from transformers import BertForSequenceClassification
+
+from .configuration_custom import CustomConfig
+
+
+class CustomForSequenceClassification(BertForSequenceClassification):
+    config_class = CustomConfig
+"""
+
+
+def test_a_model_of_custom_code_has_a_layout_with_trust_remote_code(tmp_path):
+    # The freeze plan is resolved on the meta classifier before the weights load: with a repository's own code it
+    # was built without trust_remote_code, so transformers asked on stdin and every train run of such a model (GTE
+    # multilingual, nomic-embed, jina: custom code on the Hub) stopped with "has no sequence-classification head".
+    import json
+
+    from hf_transfer.core.models import meta_layout
+
+    tiny_model("bert", device="cpu").config.save_pretrained(tmp_path)
+    (tmp_path / "configuration_custom.py").write_text(CUSTOM_CONFIG)
+    (tmp_path / "modeling_custom.py").write_text(CUSTOM_MODEL)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["model_type"] = "my-custom-bert"
+    config["auto_map"] = {
+        "AutoConfig": "configuration_custom.CustomConfig",
+        "AutoModelForSequenceClassification": "modeling_custom.CustomForSequenceClassification",
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    layout = meta_layout(AutoConfig.from_pretrained(tmp_path, trust_remote_code=True))
+    assert layout.depth == 2 and "bert.encoder.layer.0.output.dense.weight" in layout.blocks[0]
