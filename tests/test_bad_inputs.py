@@ -228,7 +228,7 @@ CASES = [
     ),
     (
         "feature cache, unsupported architecture",
-        lambda w: train(w, *CACHE, "--freeze_layers", "1", model=w["albert"]),
+        lambda w: train(w, *CACHE, "--freeze_patterns", "[albert_layer_groups]", model=w["albert"]),
         "model type 'albert'",
     ),
     (
@@ -282,6 +282,11 @@ CASES = [
     ("unknown hub id offline", lambda w: train(w, model="nobody/not-a-model"), "nobody/not-a-model"),
     # freezing
     ("freeze index out of range", lambda w: train(w, "--freeze_layers", "[0, 7]"), "freeze_layers"),
+    (
+        "freeze_layers on ALBERT's shared layer group",
+        lambda w: train(w, "--freeze_layers", "1", model=w["albert"]),
+        "freezing a block freezes every layer that shares it",
+    ),
     ("freeze pattern matches nothing", lambda w: train(w, "--freeze_patterns", "[nothing_here]"), "nothing_here"),
     ("invalid freeze regex", lambda w: train(w, "--freeze_patterns", "['(']"), "regex"),
     # distillation

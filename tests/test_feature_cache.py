@@ -238,12 +238,13 @@ def data(tmp_path_factory):
 
 
 def model_dir(root, model_type):
-    """A tiny classifier with dropout 0.1 everywhere above the trunk. GPT-2's embedding dropout is 0: it has no
-    parameters, so naive freezing leaves it in train mode, where the cache computes the trunk in eval mode."""
+    """A tiny classifier with dropout 0.1 everywhere, GPT-2's embedding dropout (`transformer.drop`, outside its
+    embedding modules, between them and block 0) included: naive freezing keeps it off with the embeddings frozen,
+    as the cache computes the trunk."""
     path = root / model_type
     if not path.exists():
         tokenizer = word_tokenizer()
-        extra = {"embd_pdrop": 0.0} if model_type == "gpt2" else {"hidden_dropout_prob": 0.1}
+        extra = {"embd_pdrop": 0.1, "resid_pdrop": 0.1} if model_type == "gpt2" else {"hidden_dropout_prob": 0.1}
         model = tiny_classifier(model_type, vocab_size=len(tokenizer), num_labels=2, **extra)
         model.config.id2label, model.config.label2id = {0: "neg", 1: "pos"}, {"neg": 0, "pos": 1}
         model.save_pretrained(path)
@@ -352,3 +353,24 @@ def test_cache_hit_and_corrupted_cache_rebuilt(tmp_path, data):
     assert half[0]["frozen_features"]["key"] != first[0]["frozen_features"]["key"]
     assert half[0]["frozen_features"]["disk_bytes"] < 0.7 * first[0]["frozen_features"]["disk_bytes"]
     assert_same_training(first, half, atol=1e-2)
+
+
+def test_linear_probe_on_the_cache_matches_training_the_head_alone(tmp_path, data):
+    # LP-FT's probe trains on the cached trunk: with float32 storage in a cache folder of the user's choosing (both
+    # were refused without cache_frozen_features), it is train_head_only to float precision, GPT-2's embedding
+    # dropout included.
+    model = model_dir(tmp_path, "gpt2")
+    common = ["--eval_strategy", "no", "--num_train_epochs"]
+    probe = ["--linear_probe_epochs", "2", "--linear_probe_learning_rate", "1e-2"]
+    probe += ["--frozen_features_dtype", "float32"]
+    probe += ["--frozen_features_cache_dir", str(tmp_path / "cache"), *common, "0"]
+    record, _ = train(model, data, tmp_path / "lp", *probe)
+    assert record["linear_probe"]["on_cached_trunk"] and record["linear_probe"]["feature_cache"]["dtype"] == "float32"
+    assert record["linear_probe"]["feature_cache"]["path"].startswith(str(tmp_path / "cache"))
+    _, head_only = train(
+        model, data, tmp_path / "head", "--train_head_only", "true", "--learning_rate", "1e-2", *common, "2"
+    )
+    lp = dict(AutoModelForSequenceClassification.from_pretrained(tmp_path / "lp" / "linear_probe").named_parameters())
+    assert not torch.equal(lp["score.weight"], AutoModelForSequenceClassification.from_pretrained(model).score.weight)
+    for name, param in head_only.items():
+        torch.testing.assert_close(lp[name], param, rtol=1e-4, atol=1e-5, msg=name)

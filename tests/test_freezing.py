@@ -198,3 +198,100 @@ def test_frozen_blocks_in_a_module_list_stay_in_eval_mode():
     assert model.transformer.ln_f.training
     model.transformer.drop.p = 0.0  # parameterless, outside any frozen module: still in train mode
     torch.testing.assert_close(model(**inputs).logits, model(**inputs).logits, rtol=0, atol=0)
+
+
+def test_gpt2_embedding_dropout_is_off_with_the_embeddings_frozen():
+    # GPT-2's embedding dropout is not inside a frozen module (it sits beside wte/wpe in `transformer`), yet its output
+    # is the frozen embeddings' output: with them frozen it is off, as BERT's (inside `bert.embeddings`) is, and as the
+    # frozen-feature cache computes the trunk. With trainable embeddings it stays on.
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    from hf_transfer.core.freezing import FreezePlan
+
+    torch.manual_seed(0)
+    config = GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=99, pad_token_id=0, embd_pdrop=0.5)
+    model = GPT2ForSequenceClassification(config)
+    layout = discover_layers(model)
+    inputs = {"input_ids": torch.tensor([[5, 6, 7, 8]])}
+    for options in ({"freeze_embeddings": True, "freeze_layers": 2}, {"train_head_only": True}):
+        FreezePlan.resolve(layout, **options).apply(model)
+        model.train()
+        torch.testing.assert_close(model(**inputs).logits, model(**inputs).logits, rtol=0, atol=0)
+        assert not model.transformer.drop.training
+    FreezePlan.resolve(layout, freeze_layers=2).apply(model)
+    model.train()
+    model(**inputs)
+    assert model.transformer.drop.training
+    assert not torch.equal(model(**inputs).logits, model(**inputs).logits)
+
+
+@pytest.mark.parametrize("freeze_layers", [1, [0], 12])
+def test_freeze_layers_on_albert_shared_layers_is_refused(freeze_layers):
+    # ALBERT runs one layer group 12 times: "block 0" is every layer, so freeze_layers cannot mean the bottom layers.
+    from transformers import AlbertConfig, AlbertForSequenceClassification
+
+    config = AlbertConfig(
+        vocab_size=99, embedding_size=16, hidden_size=32, num_attention_heads=2, intermediate_size=37
+    )
+    with torch.device("meta"):
+        layout = discover_layers(AlbertForSequenceClassification(config))
+    assert (layout.depth, layout.num_layers) == (1, 12)
+    with pytest.raises(
+        ConfigError, match=r"runs 12 layers .* on 1 block\(s\) .*freeze_patterns: \[albert_layer_groups\]"
+    ):
+        resolve_frozen_parameters(layout, freeze_layers=freeze_layers)
+    assert resolve_frozen_parameters(layout, freeze_layers=0) == set()
+    whole_encoder = resolve_frozen_parameters(layout, freeze_patterns=["albert_layer_groups"])
+    assert whole_encoder == set(layout.blocks[0])
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"train_head_only": True},
+        {"gradual_unfreezing": 1},
+        {"layerwise_lr_decay": 0.8},
+        {"linear_probe_epochs": 1},
+    ],
+)
+def test_options_that_rank_blocks_under_the_head_are_refused_on_an_encoder_decoder(tmp_path, options):
+    # BART's blocks are its encoder's: its whole decoder was head, trained by train_head_only at the undecayed LR.
+    from transformers import BartConfig, BartForSequenceClassification
+
+    from hf_transfer.train.arguments import TransferTrainingArguments
+    from hf_transfer.train.trainer import freeze_plan_from_arguments
+
+    config = BartConfig(
+        vocab_size=99, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=37, decoder_ffn_dim=37,
+    )  # fmt: skip
+    with torch.device("meta"):
+        layout = discover_layers(BartForSequenceClassification(config))
+    assert any(name.startswith("model.decoder.layers.") for name in layout.head)
+    args = TransferTrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none", **options)
+    with pytest.raises(ConfigError, match=rf"{next(iter(options))} cannot apply to an encoder-decoder.*decoder"):
+        freeze_plan_from_arguments(layout, args)
+    # Freezing by name still works: the embeddings (shared, both position tables) and encoder blocks.
+    plain = TransferTrainingArguments(
+        output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none", freeze_embeddings=True, freeze_layers=1
+    )
+    frozen = freeze_plan_from_arguments(layout, plain).frozen
+    assert "model.decoder.embed_positions.weight" in frozen and "model.encoder.layers.0.fc1.weight" in frozen
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"freeze_patterns": ["."]},
+        {"freeze_embeddings": True, "freeze_layers": 2, "freeze_patterns": ["^(pooler|classifier)"]},
+        {"freeze_patterns": ["."], "gradual_unfreezing": 1},
+    ],
+)
+def test_a_plan_that_freezes_everything_is_refused(options):
+    # Trainer failed after the weights loaded: "element 0 of tensors does not require grad", or, with groups,
+    # "optimizer got an empty parameter list".
+    from hf_transfer.core.freezing import FreezePlan
+
+    with pytest.raises(ConfigError, match=r"freeze all 8 parameters .*'classifier.w'.* nothing would train"):
+        FreezePlan.resolve(LAYOUT, **options)
+    assert FreezePlan.resolve(LAYOUT, freeze_patterns=["^(emb|layer)"]).will_train == HEAD

@@ -40,6 +40,13 @@ ARCHITECTURES = {
         "deberta.embeddings.word_embeddings.weight",
         "classifier.weight",
     ),
+    "mpnet": (SMALL, "mpnet.embeddings.word_embeddings.weight", "classifier.out_proj.weight"),
+    "gte": (SMALL, "gte.embeddings.word_embeddings.weight", "classifier.weight"),
+    "opt": (
+        {**SMALL, "ffn_dim": 37, "word_embed_proj_dim": 16, "pad_token_id": 0},
+        "model.decoder.embed_tokens.weight",
+        "score.weight",
+    ),
     "gpt2": (
         {"n_layer": 2, "n_embd": 32, "n_head": 2, "n_positions": 64, "vocab_size": 99, "pad_token_id": 0},
         "transformer.wte.weight",
@@ -97,6 +104,16 @@ def test_discover_layers(model_type):
             ["pooler.dense.weight"],
         ),
         ("gpt2", ["transformer.wpe.weight"], ["transformer.ln_f.weight"]),
+        # The relative-position bias every block adds to its attention scores (registered after the blocks).
+        ("mpnet", ["mpnet.encoder.relative_attention_bias.weight"], ["classifier.dense.weight"]),
+        # Registered before the layers, run after them: GTE's pooler (its classifier reads it), OPT's final norm and
+        # output projection.
+        ("gte", [], ["gte.pooler.dense.weight"]),
+        (
+            "opt",
+            ["model.decoder.embed_positions.weight", "model.decoder.project_in.weight"],
+            ["model.decoder.final_layer_norm.weight", "model.decoder.project_out.weight"],
+        ),
         ("llama", [], ["model.norm.weight"]),
         ("vit", ["vit.embeddings.cls_token"], ["vit.layernorm.weight"]),
     ],
@@ -147,3 +164,72 @@ def test_unsupported_model_names_its_class():
 def test_group_of_unknown_name():
     with pytest.raises(KeyError, match="nope"):
         discover_layers(tiny_model("bert")).group_of("nope")
+
+
+def test_freeze_embeddings_freezes_mpnets_relative_position_bias():
+    from hf_transfer.core.freezing import resolve_frozen_parameters
+
+    layout = discover_layers(tiny_model("mpnet"))
+    for options in ({"freeze_embeddings": True}, {"train_head_only": True}):
+        assert "mpnet.encoder.relative_attention_bias.weight" in resolve_frozen_parameters(layout, **options)
+
+
+@pytest.mark.parametrize("model_type", ["xlm", "flaubert"])
+def test_xlm_layers_kept_in_parallel_lists_are_whole_blocks(model_type):
+    # XLM and FlauBERT hold each layer in four lists (attentions, layer_norm1, ffns, layer_norm2): a block is all four,
+    # not the attention alone with every feed-forward network counted as head.
+    config = AutoConfig.for_model(model_type, emb_dim=32, n_layers=2, n_heads=2, vocab_size=99)
+    with torch.device("meta"):
+        layout = discover_layers(AutoModelForSequenceClassification.from_config(config))
+    assert layout.depth == 2
+    for index, block in enumerate(layout.blocks):
+        for part in ("attentions", "layer_norm1", "ffns", "layer_norm2"):
+            assert any(name.startswith(f"transformer.{part}.{index}.") for name in block), (index, part)
+    assert all(name.startswith("sequence_summary.") for name in layout.head)
+
+
+def test_blocks_are_the_list_as_long_as_num_hidden_layers():
+    # MarkupLM's embeddings hold two lists of 50 xpath embeddings, longer than its encoder's list of layers.
+    config = AutoConfig.for_model("markuplm", **SMALL)
+    with torch.device("meta"):
+        layout = discover_layers(AutoModelForSequenceClassification.from_config(config))
+    assert layout.block_modules == ("markuplm.encoder.layer.0", "markuplm.encoder.layer.1")
+    assert any("xpath_tag_sub_embeddings" in name for name in layout.embeddings)
+
+
+CUSTOM_CONFIG = """from transformers import BertConfig
+
+
+class CustomConfig(BertConfig):
+    model_type = "my-custom-bert"
+"""
+CUSTOM_MODEL = """from transformers import BertForSequenceClassification
+
+from .configuration_custom import CustomConfig
+
+
+class CustomForSequenceClassification(BertForSequenceClassification):
+    config_class = CustomConfig
+"""
+
+
+def test_a_model_of_custom_code_has_a_layout_with_trust_remote_code(tmp_path):
+    # The freeze plan is resolved on the meta classifier before the weights load: with a repository's own code it
+    # was built without trust_remote_code, so transformers asked on stdin and every train run of such a model (GTE
+    # multilingual, nomic-embed, jina: custom code on the Hub) stopped with "has no sequence-classification head".
+    import json
+
+    from hf_transfer.core.models import meta_layout
+
+    tiny_model("bert", device="cpu").config.save_pretrained(tmp_path)
+    (tmp_path / "configuration_custom.py").write_text(CUSTOM_CONFIG)
+    (tmp_path / "modeling_custom.py").write_text(CUSTOM_MODEL)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["model_type"] = "my-custom-bert"
+    config["auto_map"] = {
+        "AutoConfig": "configuration_custom.CustomConfig",
+        "AutoModelForSequenceClassification": "modeling_custom.CustomForSequenceClassification",
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    layout = meta_layout(AutoConfig.from_pretrained(tmp_path, trust_remote_code=True))
+    assert layout.depth == 2 and "bert.encoder.layer.0.output.dense.weight" in layout.blocks[0]

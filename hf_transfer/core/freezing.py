@@ -23,7 +23,22 @@ def _examples(layout: ModelLayout) -> str:
     return ", ".join(repr(name) for part in picks for name in part)
 
 
+def _check_blocks_are_layers(layout: ModelLayout, freeze_layers: int | Sequence[int]) -> None:
+    """freeze_layers counts layers; a model whose blocks are shared by several layers (ALBERT) cannot freeze some."""
+    layers, depth = layout.num_layers, layout.depth
+    if layers in (None, depth) or not freeze_layers:  # 0 or [] freezes nothing
+        return
+    blocks = layout.block_modules[0].rpartition(".")[0].rpartition(".")[2]
+    raise ConfigError(
+        f"freeze_layers={freeze_layers!r}, but this model runs {layers} layers (num_hidden_layers) on {depth} "
+        f"block(s) of weights shared across layers (ALBERT's layer groups, {blocks!r}): freezing a block freezes "
+        f"every layer that shares it, not the bottom layers asked for. Freeze the whole encoder with freeze_patterns: "
+        f"[{blocks}] (or train_head_only), or drop freeze_layers."
+    )
+
+
 def _blocks_to_freeze(layout: ModelLayout, freeze_layers: int | Sequence[int]) -> list[int]:
+    _check_blocks_are_layers(layout, freeze_layers)
     depth = layout.depth
     if isinstance(freeze_layers, int) and not isinstance(freeze_layers, bool):
         if not 0 <= freeze_layers <= depth:
@@ -76,6 +91,21 @@ def resolve_frozen_parameters(
             )
         frozen.update(matches)
     return frozen
+
+
+def check_one_block_stack(layout: ModelLayout, options: dict[str, bool]) -> None:
+    """Refuse the `options` that are on and rank the blocks below the head, on an encoder-decoder (BART, T5): its
+    blocks are the encoder's, so the whole decoder would count as head (trained by train_head_only and the first stage
+    of gradual unfreezing, at the undecayed learning rate with layerwise_lr_decay)."""
+    used = [name for name, on in options.items() if on]
+    if not layout.encoder_decoder or not used:
+        return
+    blocks = re.escape(layout.block_modules[0].rpartition(".")[0])
+    raise ConfigError(
+        f"{', '.join(used)} cannot apply to an encoder-decoder model: its {layout.depth} blocks are the encoder's, so "
+        "its whole decoder would count as head (trained with it, at the head's learning rate). Freeze by name "
+        f"instead: freeze_embeddings, freeze_layers (encoder blocks) or freeze_patterns, e.g. ['{blocks}\\.[0-3]\\.']."
+    )
 
 
 def unfreezing_stages(layout: ModelLayout, permanently_frozen: set[str]) -> list[set[str]]:
@@ -132,6 +162,14 @@ class FreezePlan:
             freeze_patterns=freeze_patterns,
             train_head_only=train_head_only,
         )
+        if layout.param_names and frozen >= set(layout.param_names):
+            # Trainer then failed after the weights loaded: a backward through no trainable tensor, or an optimizer
+            # with an empty parameter list.
+            raise ConfigError(
+                f"the freeze options freeze all {len(layout.param_names)} parameters of the model, the head's "
+                f"({', '.join(repr(name) for name in layout.head[-2:])}) included, so nothing would train; narrow "
+                f"freeze_patterns {list(freeze_patterns or [])} so that the head (at least) stays trainable."
+            )
         stages = unfreezing_stages(layout, frozen) if gradual_unfreezing else []
         return cls(layout, frozenset(frozen), tuple(frozenset(stage) for stage in stages))
 
@@ -148,9 +186,9 @@ class FreezePlan:
     def apply(self, model: nn.Module) -> None:
         """Freeze what the first epoch freezes: the permanent plan, or everything outside stage 0."""
         if self.stages:
-            apply_freeze(model, {name for name, _ in model.named_parameters()} - self.stages[0])
+            apply_freeze(model, {name for name, _ in model.named_parameters()} - self.stages[0], self.layout)
         else:
-            apply_freeze(model, self.frozen)
+            apply_freeze(model, self.frozen, self.layout)
 
 
 def _keep_eval(module: nn.Module, args: tuple) -> None:
@@ -176,12 +214,32 @@ def _frozen_subtrees(model: nn.Module) -> list[str]:
     return roots
 
 
-def apply_freeze(model: nn.Module, frozen: Iterable[str]) -> None:
+def _dropouts_before_blocks(model: nn.Module, layout: ModelLayout) -> list[str]:
+    """Dropout modules that run between the embeddings and block 0 outside any embedding module (GPT-2's
+    `transformer.drop`): the children of the block list's ancestors registered before the child leading to it."""
+    if not layout.block_modules:
+        return []
+    path = layout.block_modules[0].split(".")[:-1]  # the block list's, e.g. ["transformer", "h"]
+    found = []
+    for depth, leading in enumerate(path):
+        ancestor = ".".join(path[:depth])
+        for name, child in model.get_submodule(ancestor).named_children():
+            if name == leading:
+                break
+            if isinstance(child, nn.Dropout):
+                found.append(f"{ancestor}.{name}" if ancestor else name)
+    return found
+
+
+def apply_freeze(model: nn.Module, frozen: Iterable[str], layout: ModelLayout | None = None) -> None:
     """Freeze exactly the parameters named in `frozen` and unfreeze all others.
 
     Modules whose parameters are all frozen (the largest such, e.g. a whole block or the embeddings) are kept in eval
     mode, so their dropout is off, even though `Trainer` calls `model.train()` every step: a forward pre-hook puts them
-    back in eval mode. Calling this again replaces the previous plan, hooks included.
+    back in eval mode. With the model's `layout` and its embeddings frozen, so is a dropout on the embeddings' output
+    that lives outside their module (GPT-2's `transformer.drop`; BERT's is inside its frozen `embeddings`): frozen
+    embeddings are a fixed function of the input on every architecture, which the frozen-feature cache relies on.
+    Calling this again replaces the previous plan, hooks included.
     """
     frozen = set(frozen)
     params = dict(model.named_parameters())
@@ -194,7 +252,10 @@ def apply_freeze(model: nn.Module, frozen: Iterable[str]) -> None:
     for name, param in params.items():
         param.requires_grad_(name not in frozen)
     hooks = {}
-    for name in _frozen_subtrees(model):
+    roots = _frozen_subtrees(model)
+    if layout is not None and layout.embeddings and frozen >= set(layout.embeddings):
+        roots += _dropouts_before_blocks(model, layout)
+    for name in roots:
         module = model.get_submodule(name)
         module.eval()
         hooks[name] = module.register_forward_pre_hook(_keep_eval)

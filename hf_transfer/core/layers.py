@@ -1,10 +1,12 @@
 """Architecture discovery: which parameters are the embeddings, each transformer block, and the head.
 
 The rule is generic rather than a per-model table. Inside the base model (`model.base_model`), the blocks are the
-largest `nn.ModuleList` of modules of one class (outermost lists only; ties go to the list as long as
-`config.num_hidden_layers`, then to the first). The base model's other parameters are embeddings when they are
-registered before the blocks or have "embed" in their name, and head otherwise (BERT's pooler, GPT-2's `ln_f`, Llama's
-`norm`, ViT's `layernorm`). Everything outside the base model (classifier, score, DeBERTa's pooler) is head.
+`nn.ModuleList` of modules of one class as long as `config.num_hidden_layers`, else the largest (outermost lists
+only; remaining ties go to the first); lists beside it of the same length hold the rest of each layer (XLM's
+`ffns`). The base model's other parameters are embeddings when they are registered before the blocks or have "embed"
+in their name, or are a relative-position bias that every block reads (MPNet's `encoder.relative_attention_bias`,
+LayoutLMv3's `encoder.rel_pos_bias`), and head otherwise (BERT's pooler, GPT-2's `ln_f`, Llama's `norm`, ViT's
+`layernorm`). Everything outside the base model (classifier, score, DeBERTa's pooler) is head.
 
 ALBERT shares weights across layers: its blocks are its layer groups (`num_hidden_groups`, 1 in the released
 checkpoints), so an ALBERT model usually has depth 1, not `num_hidden_layers`.
@@ -13,6 +15,7 @@ Only names and module structure are read, never tensor data, so models on the me
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -21,11 +24,21 @@ from transformers import PreTrainedModel
 
 from hf_transfer.errors import ConfigError
 
+# Names of body parameters outside the blocks that feed every block, wherever they are registered: embeddings, and
+# relative-position biases computed once by the encoder and added to every block's attention scores (not one held by
+# a layer of a list, as T5's decoder's first layer holds its own).
+_EMBEDDING_NAME = re.compile(r"embed|^\D*(relative_attention_bias|rel_pos)", re.IGNORECASE)
+
+# A pooler runs after the blocks wherever it is registered (GTE and NomicBERT register theirs before their layers).
+_HEAD_NAME = re.compile(r"(^|\.)pooler\.")
+
 # Where the generic rule is wrong, by `config.model_type`: parameter-name prefixes relative to the base model, mapped
-# to "embeddings" or a block index. DeBERTa-v2's `encoder.LayerNorm` only normalises the relative-position embeddings;
-# its optional `encoder.conv` (deberta-v2-xlarge) runs inside the first block.
+# to "embeddings", "head" or a block index. DeBERTa-v2's `encoder.LayerNorm` only normalises the relative-position
+# embeddings; its optional `encoder.conv` (deberta-v2-xlarge) runs inside the first block. OPT registers its final
+# norm and its output projection (opt-350m) before its layers.
 _SPECIAL_CASES: dict[str, dict[str, str | int]] = {
     "deberta-v2": {"encoder.LayerNorm.": "embeddings", "encoder.conv.": 0},
+    "opt": {"decoder.final_layer_norm.": "head", "decoder.project_out.": "head"},
 }
 
 
@@ -37,6 +50,11 @@ class ModelLayout:
     blocks: tuple[tuple[str, ...], ...]
     head: tuple[str, ...]
     block_modules: tuple[str, ...]
+    # The layers the model runs (`config.num_hidden_layers`), where known: more than `depth` when blocks are shared
+    # across layers (ALBERT runs its one layer group 12 times).
+    num_layers: int | None = None
+    # An encoder-decoder (BART, T5): the blocks are the encoder's, and the decoder's layers count as head.
+    encoder_decoder: bool = False
 
     @property
     def depth(self) -> int:
@@ -91,8 +109,27 @@ def _find_block_list(body: nn.Module) -> tuple[str, nn.ModuleList] | None:
     if not candidates:
         return None
     num_layers = getattr(getattr(body, "config", None), "num_hidden_layers", None)
+    # A list as long as `num_hidden_layers` first (MarkupLM's 50 xpath embeddings are a longer list), then the longest;
     # max() keeps the first of equal keys, so remaining ties go to the first list registered.
-    return max(candidates, key=lambda item: (len(item[1]), len(item[1]) == num_layers))
+    return max(candidates, key=lambda item: (len(item[1]) == num_layers, len(item[1])))
+
+
+def _parallel_lists(body: nn.Module, blocks: str) -> list[str]:
+    """Lists beside the block list that hold the other half of each layer (XLM and FlauBERT keep `attentions`,
+    `layer_norm1`, `ffns` and `layer_norm2` as four lists): same parent module, same length, one class."""
+    parent, _, _ = blocks.rpartition(".")
+    size = len(body.get_submodule(blocks))
+    siblings = []
+    for name, module in body.get_submodule(parent).named_children():
+        qualified = f"{parent}.{name}" if parent else name
+        if (
+            qualified != blocks
+            and isinstance(module, nn.ModuleList)
+            and len(module) == size
+            and len({type(child) for child in module}) == 1
+        ):
+            siblings.append(qualified)
+    return siblings
 
 
 def discover_layers(model: nn.Module) -> ModelLayout:
@@ -107,6 +144,7 @@ def discover_layers(model: nn.Module) -> ModelLayout:
         )
     body_prefix = f"{body_name}." if body_name else ""
     list_prefix = f"{body_prefix}{found[0]}."
+    layer_prefixes = (list_prefix, *(f"{body_prefix}{name}." for name in _parallel_lists(body, found[0])))
     special = _SPECIAL_CASES.get(getattr(getattr(body, "config", None), "model_type", None), {})
 
     embeddings: list[str] = []
@@ -117,15 +155,18 @@ def discover_layers(model: nn.Module) -> ModelLayout:
         if not name.startswith(body_prefix):
             head.append(name)
             continue
-        if name.startswith(list_prefix):
-            blocks[int(name[len(list_prefix) :].split(".", 1)[0])].append(name)
+        prefix = next((p for p in layer_prefixes if name.startswith(p)), None)
+        if prefix is not None:
+            blocks[int(name[len(prefix) :].split(".", 1)[0])].append(name)
             seen_block = True
             continue
         relative = name[len(body_prefix) :]
         target = next((group for prefix, group in special.items() if relative.startswith(prefix)), None)
         if isinstance(target, int):
             blocks[target].append(name)
-        elif target == "embeddings" or not seen_block or "embed" in relative.lower():
+        elif target == "head" or (target is None and _HEAD_NAME.search(relative)):
+            head.append(name)
+        elif target == "embeddings" or not seen_block or _EMBEDDING_NAME.search(relative):
             embeddings.append(name)
         else:
             head.append(name)
@@ -134,4 +175,6 @@ def discover_layers(model: nn.Module) -> ModelLayout:
         blocks=tuple(tuple(block) for block in blocks),
         head=tuple(head),
         block_modules=tuple(f"{list_prefix}{index}" for index in range(len(blocks))),
+        num_layers=getattr(getattr(body, "config", None), "num_hidden_layers", None),
+        encoder_decoder=bool(getattr(getattr(body, "config", None), "is_encoder_decoder", False)),
     )

@@ -97,9 +97,12 @@ def meta_classifier(config):
     import torch
     from transformers import AutoModelForSequenceClassification
 
+    # A config of a repository's own code (--trust_remote_code, granted when the config loaded) names that code's
+    # classifier: without the flag again, transformers asked on stdin, then refused the model.
+    remote_code = type(config).__module__.startswith("transformers_modules")
     try:
         with torch.device("meta"):
-            return AutoModelForSequenceClassification.from_config(config)
+            return AutoModelForSequenceClassification.from_config(config, trust_remote_code=remote_code)
     except ValueError as err:
         raise ConfigError(
             f"model type {config.model_type!r} has no sequence-classification head in transformers: {one_line(err)}"

@@ -63,9 +63,9 @@ class TransferTrainingArguments(TrainingArguments):
     frozen_features_dtype: Literal["float32", "float16"] | None = field(
         default=None,
         metadata={
-            "help": "Storage dtype of the frozen-feature cache. Default float16: half the disk, and the same dev "
-            "accuracy as float32 in the P3 benchmark (README); float32 makes training match naive freezing to float "
-            "precision."
+            "help": "Storage dtype of the frozen-feature cache (cache_frozen_features, and LP-FT's probe). Default "
+            "float16: half the disk, and the same dev accuracy as float32 in the P3 benchmark (README); float32 makes "
+            "training match naive freezing to float precision."
         },
     )
     frozen_features_cache_dir: str | None = field(
@@ -225,12 +225,13 @@ class TransferTrainingArguments(TrainingArguments):
                 "gradual_unfreezing changes which layers are frozen, so their features cannot be cached; "
                 "drop cache_frozen_features or gradual_unfreezing."
             )
-        if not self.cache_frozen_features and (
+        # LP-FT's probe trains on the cached trunk too: its cache takes these settings without cache_frozen_features.
+        if not (self.cache_frozen_features or self.linear_probe_epochs) and (
             self.frozen_features_dtype is not None or self.frozen_features_cache_dir is not None
         ):
             raise ConfigError(
                 "frozen_features_dtype and frozen_features_cache_dir set how the frozen-feature cache is stored; "
-                "set cache_frozen_features: true too, or drop them."
+                "set cache_frozen_features: true (or linear_probe_epochs) too, or drop them."
             )
         self._check_training_ranges()
         self._check_quality_options()

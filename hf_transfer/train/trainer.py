@@ -14,6 +14,7 @@ from hf_transfer.adapters.plan import check_freeze_conflicts
 from hf_transfer.core.freezing import (
     FreezePlan,
     apply_freeze,
+    check_one_block_stack,
     count_parameters,
     layerwise_lr_groups,
     trainable_at_epoch,
@@ -29,6 +30,15 @@ from hf_transfer.train.feature_cache import FEATURE_COLUMN, cached_trunk
 
 def freeze_plan_from_arguments(layout, args: TransferTrainingArguments) -> FreezePlan:
     """The freeze plan `args` ask for, on `layout` (best resolved on a meta-device model, before weights load)."""
+    check_one_block_stack(
+        layout,
+        {
+            "train_head_only": args.train_head_only,
+            "gradual_unfreezing": bool(args.gradual_unfreezing),
+            "layerwise_lr_decay": args.layerwise_lr_decay != 1.0,
+            "linear_probe_epochs": bool(args.linear_probe_epochs),
+        },
+    )
     return FreezePlan.resolve(
         layout,
         freeze_embeddings=args.freeze_embeddings,
@@ -286,5 +296,5 @@ class GradualUnfreezingCallback(TrainerCallback):
         trainer = self.trainer
         model = trainer.accelerator.unwrap_model(trainer.model)
         trainable = trainable_at_epoch(list(trainer.freeze_plan.stages), epoch, args.gradual_unfreezing)
-        apply_freeze(model, {n for n, _ in model.named_parameters()} - trainable)
+        apply_freeze(model, {n for n, _ in model.named_parameters()} - trainable, trainer.layout)
         self.history.append((epoch, len(trainable)))
