@@ -110,3 +110,16 @@ def test_the_evaluate_script_runs_as_a_script(tmp_path):
     script = Path(__file__).resolve().parent.parent / "scripts" / "evaluate_model.py"
     proc = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "--validation_file" in proc.stdout, proc.stderr[-1000:]
+
+
+def test_a_checkout_renders_its_own_card_template(monkeypatch):
+    # template_path() looked for the checkout's template one folder too deep (hf_transfer/model_cards), so it always
+    # fell back to the installed copy: a second git worktree rendered the first checkout's template.
+    from hf_transfer.outputs import cards
+
+    def no_installed_copy(package):
+        raise AssertionError(f"the installed copy of {package} was used, not the checkout's template")
+
+    monkeypatch.setattr(cards.resources, "files", no_installed_copy)
+    checkout = Path(hf_transfer.__file__).resolve().parents[1]
+    assert template_path() == checkout / "model_cards" / cards.TEMPLATE
