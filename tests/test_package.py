@@ -40,6 +40,13 @@ def test_the_wheel_ships_every_module_template_and_metric_module(tmp_path):
     assert metric_modules and metric_modules <= shipped
 
 
+def test_a_checkout_renders_its_own_card_template():
+    """A second worktree rendered the editable install's template (another checkout's), as the checkout's path was
+    looked up one folder too low: a template variable added there broke every card written here."""
+    root = Path(hf_transfer.__file__).resolve().parent.parent
+    assert template_path() == root / "model_cards" / template_path().name
+
+
 def test_warns_when_the_download_accelerator_wheel_is_installed(monkeypatch):
     real = metadata.distribution
 
