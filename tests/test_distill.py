@@ -642,3 +642,37 @@ def test_cli_reads_teacher_lists(tmp_path):
 def test_a_trainer_built_directly_says_to_keep_the_teacher_columns(tmp_path):
     with pytest.raises(ConfigError, match="remove_unused_columns=False"):
         distill_run(tmp_path, cached=True, remove_unused_columns=True)
+
+
+# --- distillation across architectures, tokenizers and label sets (ninth audit) --------------------------------------
+
+
+def multi_label_rows(path, labels=("a", "b", "c")):
+    rows = [{"text": f"item {i} is {'red' if i % 2 else 'blue'}", "labels": [labels[i % 3]]} for i in range(24)]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    return path
+
+
+def refused_before_any_weight_loads(monkeypatch, capsys, argv, needle):
+    def never(*args, **kwargs):
+        raise AssertionError("a model's weights loaded before the run was refused")
+
+    monkeypatch.setattr("hf_transfer.distill.plan.load_classifier", never)
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err
+
+
+def test_teacher_top_k_on_multi_label_data_is_refused(tmp_path, tiny_bert_dir, capsys, monkeypatch):
+    """The top-k cache rebuilt the teacher's targets as a softmax over its k largest logits: for multi-label data,
+    whose KD targets are each label's sigmoid, logits [3, 2, -5] at k = 2 became targets [0.73, 0.27, 0] where the
+    teacher says [0.95, 0.88, 0.01], and the run trained on them, silently."""
+    train = multi_label_rows(tmp_path / "train.jsonl")
+    teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["a", "b", "c"])
+    config = json.loads((teacher / "config.json").read_text())
+    (teacher / "config.json").write_text(json.dumps({**config, "problem_type": "multi_label_classification"}))
+    argv = distill_argv(teacher, train, train, tmp_path / "out", tmp_path / "cache", "--student_layers", "[1]")
+    argv += ["--cache_teacher_logits", "true", "--teacher_top_k", "2"]
+    refused_before_any_weight_loads(monkeypatch, capsys, argv, "teacher_top_k 2 keeps a softmax")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()

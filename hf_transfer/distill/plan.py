@@ -12,6 +12,7 @@ from hf_transfer.core.caching import fingerprint_tokenizer
 from hf_transfer.core.data import PreparedData, reorder_labels
 from hf_transfer.core.freezing import FreezePlan
 from hf_transfer.core.models import check_weights_complete, load_classifier, load_config, load_tokenizer, meta_layout
+from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.distill.arguments import DistillationArguments
 from hf_transfer.distill.students import (
     build_student_from_teacher,
@@ -100,6 +101,13 @@ def preflight(
     _check_teacher_shape(d, teacher_names[0], teacher_configs[0], teacher_layout.depth)  # configs alone: before data
     prepared = load_checked_data(data_args, training_args)
     check_best_metric(training_args, prepared)
+    if d.teacher_top_k is not None and prepared.problem_type == MULTI_LABEL:
+        # The top-k targets are a softmax over the k kept logits, not each label's own sigmoid.
+        raise ConfigError(
+            f"teacher_top_k {d.teacher_top_k} keeps a softmax over the teacher's top logits, but the data is "
+            "multi-label, whose soft targets are each label's own sigmoid; drop teacher_top_k (the cache then keeps "
+            "every label's logit)."
+        )
 
     if d.student_layers is not None:
         first = teacher_configs[0]
