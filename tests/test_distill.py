@@ -676,3 +676,34 @@ def test_teacher_top_k_on_multi_label_data_is_refused(tmp_path, tiny_bert_dir, c
     argv += ["--cache_teacher_logits", "true", "--teacher_top_k", "2"]
     refused_before_any_weight_loads(monkeypatch, capsys, argv, "teacher_top_k 2 keeps a softmax")
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_a_decoder_teacher_without_a_pad_id_gets_its_tokenizers(tmp_path, tiny_bert_dir, tiny_data, cached):
+    """A GPT-2 classifier whose config.json names no pad_token_id (as many on the Hub) stopped the run with "Cannot
+    handle batch sizes > 1 if no padding token is defined" after the weights had loaded. It takes its tokenizer's pad
+    id, as a student does, and its cached logits are each row's own, unpadded ones."""
+    from transformers import AutoTokenizer, GPT2Config, GPT2ForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    config = GPT2Config(n_embd=32, n_head=2, n_layer=2, vocab_size=len(tok), n_positions=128, num_labels=2,
+                        id2label={0: "pos", 1: "neg"}, label2id={"pos": 0, "neg": 1}, pad_token_id=None)  # fmt: skip
+    torch.manual_seed(0)
+    teacher = GPT2ForSequenceClassification(config).eval()
+    teacher.save_pretrained(tmp_path / "teacher")
+    tok.save_pretrained(tmp_path / "teacher")
+    assert json.loads((tmp_path / "teacher" / "config.json").read_text()).get("pad_token_id") is None
+    out = tmp_path / "out"
+    argv = distill_argv(tmp_path / "teacher", *tiny_data, out, tmp_path / "cache", "--student_layers", "[1]")
+    assert main([*argv, "--cache_teacher_logits", str(cached).lower(), "--max_steps", "2"]) == 0
+    assert json.loads((out / "config.json").read_text())["pad_token_id"] == tok.pad_token_id
+    if cached:
+        import datasets
+        import pandas as pd
+
+        (folder,) = (tmp_path / "cache").iterdir()
+        cache = datasets.Dataset.from_file(str(folder / "data.arrow"))
+        texts = pd.read_csv(tiny_data[0])["text"].tolist()
+        with torch.no_grad():
+            alone = [teacher(**tok(text, return_tensors="pt")).logits[0] for text in texts]
+        torch.testing.assert_close(torch.tensor(cache["teacher_logits"]), torch.stack(alone), rtol=1e-4, atol=1e-5)

@@ -140,8 +140,11 @@ def preflight(
 
     student_fp = fingerprint_tokenizer(student_tokenizer)
     teacher_tokenizers, input_prefixes, prefix_tokenizers, group_of = [], [], {}, {}
-    for name in teacher_names:
+    for name, config in zip(teacher_names, teacher_configs, strict=True):
         tokenizer = load_tokenizer(d.teacher_tokenizer_name or name, **load_kwargs)
+        if getattr(config, "pad_token_id", None) is None:
+            # A decoder classifier (GPT-2) finds each row's last token by its pad id: without one it refuses batches.
+            config.pad_token_id = tokenizer.pad_token_id
         fp = fingerprint_tokenizer(tokenizer)
         teacher_tokenizers.append(tokenizer)
         if fp == student_fp:
