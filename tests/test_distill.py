@@ -707,3 +707,26 @@ def test_a_decoder_teacher_without_a_pad_id_gets_its_tokenizers(tmp_path, tiny_b
         with torch.no_grad():
             alone = [teacher(**tok(text, return_tensors="pt")).logits[0] for text in texts]
         torch.testing.assert_close(torch.tensor(cache["teacher_logits"]), torch.stack(alone), rtol=1e-4, atol=1e-5)
+
+
+def test_hidden_loss_maps_an_albert_teachers_every_layer_run(tmp_path, tiny_bert_dir, tiny_data):
+    """ALBERT runs one shared block num_hidden_layers times, one hidden state each; the layer map counted distinct
+    blocks (1), so a 2-block student had block 0 matched to the teacher's embeddings (block -1) and block 1 to its
+    first of 4 layers, and `layer_map [1, 3]` was refused as out of range."""
+    from transformers import AlbertConfig, AlbertForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    labels = {"id2label": {0: "pos", 1: "neg"}, "label2id": {"pos": 0, "neg": 1}}
+    sizes = {"embedding_size": 16, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 37}
+    config = AlbertConfig(vocab_size=len(tok), num_hidden_layers=4, max_position_embeddings=128, **sizes, **labels)
+    torch.manual_seed(0)
+    AlbertForSequenceClassification(config).save_pretrained(tmp_path / "albert")
+    tok.save_pretrained(tmp_path / "albert")
+    student = save_classifier(tmp_path / "student-init", tiny_bert_dir, ["pos", "neg"], seed=3)
+    for run, extra in (("default", []), ("given", ["--layer_map", "[1, 3]"])):
+        out = tmp_path / run
+        argv = distill_argv(
+            tmp_path / "albert", *tiny_data, out, tmp_path / "cache", "--model_name_or_path", str(student)
+        )
+        assert main([*argv, "--hidden_loss_weight", "1", "--max_steps", "1", *extra]) == 0
+        assert json.loads((out / "hf_transfer_run.json").read_text())["distillation"]["layer_map"] == {"0": 1, "1": 3}

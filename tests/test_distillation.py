@@ -17,7 +17,12 @@ from hf_transfer.distill.losses import (
     mix_probabilities,
     teacher_probabilities,
 )
-from hf_transfer.distill.students import build_student_from_teacher, check_label_sets, default_layer_map
+from hf_transfer.distill.students import (
+    build_student_from_teacher,
+    check_label_sets,
+    default_layer_map,
+    evenly_spaced_layer_map,
+)
 from hf_transfer.errors import ConfigError
 
 SMALL = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 37, "vocab_size": 99}
@@ -249,6 +254,13 @@ def test_default_layer_map():
     assert default_layer_map([0, 2, 5], 6) == {0: 0, 1: 2, 2: 5}
     with pytest.raises(ConfigError, match=r"\[0, 6\)"):
         default_layer_map([0, 6], 6)
+
+
+def test_evenly_spaced_layer_map_never_maps_below_block_0():
+    """A student deeper than its teacher had block 0 mapped to teacher block -1: `hidden_states[0]`, the embeddings."""
+    assert evenly_spaced_layer_map(3, 6) == {0: 1, 1: 3, 2: 5}
+    assert evenly_spaced_layer_map(4, 2) == {0: 0, 1: 0, 2: 1, 3: 1}
+    assert evenly_spaced_layer_map(3, 1) == {0: 0, 1: 0, 2: 0}
 
 
 # --- Students cut from a teacher --------------------------------------------------------------------------------

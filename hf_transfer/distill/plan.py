@@ -161,12 +161,14 @@ def preflight(
                 "the hidden-state loss compares token by token, so teacher and student must share a tokenizer; "
                 "theirs differ. Set hidden_loss_weight: 0, or use a student with the teacher's tokenizer."
             )
+        # The loss reads hidden_states, one per layer run: ALBERT runs its one shared block num_hidden_layers times.
+        student_depth, teacher_depth = student_config.num_hidden_layers, teacher_configs[0].num_hidden_layers
         if d.layer_map is not None:
-            layer_map = check_layer_map(d.layer_map, student_layout.depth, teacher_layout.depth)
+            layer_map = check_layer_map(d.layer_map, student_depth, teacher_depth)
         elif d.student_layers is not None:
-            layer_map = default_layer_map(d.student_layers, teacher_layout.depth)
+            layer_map = default_layer_map(d.student_layers, teacher_depth)
         else:
-            layer_map = evenly_spaced_layer_map(student_layout.depth, teacher_layout.depth)
+            layer_map = evenly_spaced_layer_map(student_depth, teacher_depth)
         sizes_differ = student_config.hidden_size != teacher_configs[0].hidden_size
         if sizes_differ and int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise ConfigError(

@@ -39,8 +39,9 @@ def default_layer_map(student_origins: Sequence[int], teacher_depth: int) -> dic
 
 
 def evenly_spaced_layer_map(student_depth: int, teacher_depth: int) -> dict[int, int]:
-    """Student block i → the top teacher block of the i-th of `student_depth` equal slices (6 → 3: 1, 3, 5)."""
-    return {i: round((i + 1) * teacher_depth / student_depth) - 1 for i in range(student_depth)}
+    """Student block i → the top teacher block of the i-th of `student_depth` equal slices (6 → 3: 1, 3, 5); a
+    student deeper than its teacher maps several blocks to one (2 → 4: 0, 0, 1, 1), never below block 0."""
+    return {i: max(round((i + 1) * teacher_depth / student_depth) - 1, 0) for i in range(student_depth)}
 
 
 def check_layer_map(layer_map: Sequence[int], student_depth: int, teacher_depth: int) -> dict[int, int]:
