@@ -730,3 +730,21 @@ def test_hidden_loss_maps_an_albert_teachers_every_layer_run(tmp_path, tiny_bert
         )
         assert main([*argv, "--hidden_loss_weight", "1", "--max_steps", "1", *extra]) == 0
         assert json.loads((out / "hf_transfer_run.json").read_text())["distillation"]["layer_map"] == {"0": 1, "1": 3}
+
+
+def test_a_student_cut_from_the_teacher_refuses_another_tokenizer(
+    tmp_path, tiny_bert_dir, tiny_data, word_tokenizer, capsys, monkeypatch
+):
+    """`student_layers` with `tokenizer_name` trained the teacher's embedding rows on another tokenizer's ids ("good
+    thing" read as rows [2, 10] of a matrix whose "good" is row 2204) and saved that tokenizer beside them."""
+    teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["pos", "neg"])
+    word_tokenizer.save_pretrained(tmp_path / "words")
+    argv = distill_argv(teacher, *tiny_data, tmp_path / "out", tmp_path / "cache", "--student_layers", "[1]")
+    argv += ["--tokenizer_name", str(tmp_path / "words")]
+    refused_before_any_weight_loads(monkeypatch, capsys, argv, "so it reads that teacher's tokenizer")
+    assert not (tmp_path / "out").exists()
+    # The teacher's own tokenizer named again is no other tokenizer.
+    out = tmp_path / "same"
+    argv = distill_argv(teacher, *tiny_data, out, tmp_path / "cache", "--student_layers", "[1]", "--max_steps", "1")
+    monkeypatch.undo()
+    assert main([*argv, "--tokenizer_name", str(teacher)]) == 0

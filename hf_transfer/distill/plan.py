@@ -153,6 +153,13 @@ def preflight(
         prefix = group_of.setdefault(fp, tokenizer_group_prefix(len(group_of)))
         prefix_tokenizers[prefix] = tokenizer
         input_prefixes.append(prefix)
+    if d.student_layers is not None and input_prefixes[0] is not None:
+        # The student's embedding rows are the teacher's: another tokenizer's ids pick the wrong rows, silently.
+        raise ConfigError(
+            f"student_layers builds the student from teacher {teacher_names[0]!r}'s embeddings, so it reads that "
+            f"teacher's tokenizer, but tokenizer_name {m.tokenizer_name!r} tokenizes otherwise; drop tokenizer_name "
+            "(teacher_tokenizer_name sets the tokenizer of both)."
+        )
 
     layer_map = None
     if d.hidden_loss_weight > 0:
