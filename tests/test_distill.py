@@ -748,3 +748,31 @@ def test_a_student_cut_from_the_teacher_refuses_another_tokenizer(
     argv = distill_argv(teacher, *tiny_data, out, tmp_path / "cache", "--student_layers", "[1]", "--max_steps", "1")
     monkeypatch.undo()
     assert main([*argv, "--tokenizer_name", str(teacher)]) == 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        # An AttributeError traceback ('Seq2SeqSequenceClassifierOutput' has no 'hidden_states') at the first step.
+        (["--hidden_loss_weight", "1"], "is an encoder-decoder (bart), whose classifier returns none"),
+        # Refused only once the teacher's weights had loaded and the student was built.
+        (["--student_layers", "[1, 3]"], "would have 4 blocks, not the 2 of student_layers"),
+    ],
+)
+def test_an_encoder_decoder_teacher_is_refused_where_it_cannot_work(
+    tmp_path, tiny_bert_dir, tiny_data, capsys, monkeypatch, extra, needle
+):
+    from transformers import AutoTokenizer, BartConfig, BartForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    sizes = {"encoder_attention_heads": 2, "decoder_attention_heads": 2, "encoder_ffn_dim": 37, "decoder_ffn_dim": 37}
+    labels = {"id2label": {0: "pos", 1: "neg"}, "label2id": {"pos": 0, "neg": 1}}
+    config = BartConfig(d_model=32, encoder_layers=4, decoder_layers=4, vocab_size=len(tok), **sizes, **labels)
+    BartForSequenceClassification(config).save_pretrained(tmp_path / "bart")
+    tok.save_pretrained(tmp_path / "bart")
+    argv = distill_argv(tmp_path / "bart", *tiny_data, tmp_path / "out", tmp_path / "cache", *extra)
+    if "--student_layers" not in extra:
+        student = save_classifier(tmp_path / "student-init", tiny_bert_dir, ["pos", "neg"])
+        argv += ["--model_name_or_path", str(student)]
+    refused_before_any_weight_loads(monkeypatch, capsys, argv, needle)
+    assert not (tmp_path / "out").exists()

@@ -136,6 +136,13 @@ def preflight(
                 f"teacher {name!r} was trained for {teacher_problem} but the data is {prepared.problem_type}."
             )
     student_layout = meta_layout(student_config)
+    if d.student_layers is not None and student_layout.depth != len(d.student_layers):
+        raise ConfigError(
+            f"a student cut from teacher {teacher_names[0]!r} ({student_config.model_type}) would have "
+            f"{student_layout.depth} blocks, not the {len(d.student_layers)} of student_layers: this architecture "
+            "does not size its blocks by num_hidden_layers alone (an encoder-decoder?); give a separate student as "
+            "model_name_or_path."
+        )
     freeze_plan = freeze_plan_from_arguments(student_layout, training_args)
 
     student_fp = fingerprint_tokenizer(student_tokenizer)
@@ -163,6 +170,12 @@ def preflight(
 
     layer_map = None
     if d.hidden_loss_weight > 0:
+        for who, config in ((f"teacher {teacher_names[0]!r}", teacher_configs[0]), ("the student", student_config)):
+            if getattr(config, "is_encoder_decoder", False):  # its classifier's output has no hidden_states
+                raise ConfigError(
+                    f"the hidden-state loss reads a model's hidden_states, but {who} is an encoder-decoder "
+                    f"({config.model_type}), whose classifier returns none; set hidden_loss_weight: 0."
+                )
         if input_prefixes[0] is not None:
             raise ConfigError(
                 "the hidden-state loss compares token by token, so teacher and student must share a tokenizer; "
