@@ -776,3 +776,33 @@ def test_an_encoder_decoder_teacher_is_refused_where_it_cannot_work(
         argv += ["--model_name_or_path", str(student)]
     refused_before_any_weight_loads(monkeypatch, capsys, argv, needle)
     assert not (tmp_path / "out").exists()
+
+
+def test_hidden_loss_from_a_bert_teacher_into_a_distilbert_student(tmp_path, tiny_bert_dir, tiny_data):
+    """DistilBERT's recipe: its tokenizer gives BERT's ids at BERT's positions but names no token_type_ids, so the
+    two fingerprints differ, and the hidden-state loss was refused ("theirs differ"). The teacher reads its own
+    tokenization, aligned token by token with the student's."""
+    from transformers import (
+        AutoTokenizer,
+        DistilBertConfig,
+        DistilBertForSequenceClassification,
+        DistilBertTokenizerFast,
+    )
+
+    bert = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    distil = DistilBertTokenizerFast.from_pretrained(tiny_bert_dir)
+    assert bert("good", "thing")["input_ids"] == distil("good", "thing")["input_ids"]
+    assert "token_type_ids" not in distil("good")
+    teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["pos", "neg"], layers=4)
+    labels = {"id2label": {0: "pos", 1: "neg"}, "label2id": {"pos": 0, "neg": 1}}
+    config = DistilBertConfig(vocab_size=len(bert), dim=32, n_layers=2, n_heads=2, hidden_dim=37, **labels)
+    DistilBertForSequenceClassification(config).save_pretrained(tmp_path / "student-init")
+    distil.save_pretrained(tmp_path / "student-init")
+    out = tmp_path / "out"
+    argv = distill_argv(
+        teacher, *tiny_data, out, tmp_path / "cache", "--model_name_or_path", str(tmp_path / "student-init")
+    )
+    assert main([*argv, "--hidden_loss_weight", "1", "--hidden_loss_type", "cosine", "--max_steps", "2"]) == 0
+    assert json.loads((out / "hf_transfer_run.json").read_text())["distillation"]["layer_map"] == {"0": 1, "1": 3}
+    log = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert [e["loss_hidden"] > 0 for e in log if "loss_hidden" in e] == [True, True]

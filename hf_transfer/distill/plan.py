@@ -4,6 +4,7 @@ loads) and the construction steps that follow it: loading each teacher once and 
 from __future__ import annotations
 
 import copy
+import json
 import os
 from dataclasses import dataclass, field, fields
 
@@ -176,7 +177,7 @@ def preflight(
                     f"the hidden-state loss reads a model's hidden_states, but {who} is an encoder-decoder "
                     f"({config.model_type}), whose classifier returns none; set hidden_loss_weight: 0."
                 )
-        if input_prefixes[0] is not None:
+        if input_prefixes[0] is not None and not _same_token_positions(student_tokenizer, teacher_tokenizers[0]):
             raise ConfigError(
                 "the hidden-state loss compares token by token, so teacher and student must share a tokenizer; "
                 "theirs differ. Set hidden_loss_weight: 0, or use a student with the teacher's tokenizer."
@@ -218,6 +219,20 @@ def preflight(
         class_weights_for(training_args, prepared),
         unlabeled,
     )
+
+
+def _same_token_positions(student_tokenizer, teacher_tokenizer) -> bool:
+    """Whether both tokenizers put the same ids at the same positions of every text, padded alike, though they name
+    other inputs (BERT's and DistilBERT's: the teacher then reads its own tokenization, token_type_ids included)."""
+    backends = [getattr(t, "backend_tokenizer", None) for t in (student_tokenizer, teacher_tokenizer)]
+    if None in backends:
+        return False
+    # Without the truncation and padding a saved tokenizer.json may hold: transformers sets both on every call.
+    definitions = [{**json.loads(b.to_str()), "truncation": None, "padding": None} for b in backends]
+    if definitions[0] != definitions[1]:
+        return False
+    padding = [(t.padding_side, t.truncation_side, t.pad_token_id) for t in (student_tokenizer, teacher_tokenizer)]
+    return padding[0] == padding[1]
 
 
 def _check_train_only_options(d: DistillationArguments, training_args: TransferTrainingArguments) -> None:
