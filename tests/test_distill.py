@@ -806,3 +806,43 @@ def test_hidden_loss_from_a_bert_teacher_into_a_distilbert_student(tmp_path, tin
     assert json.loads((out / "hf_transfer_run.json").read_text())["distillation"]["layer_map"] == {"0": 1, "1": 3}
     log = json.loads((out / "trainer_state.json").read_text())["log_history"]
     assert [e["loss_hidden"] > 0 for e in log if "loss_hidden" in e] == [True, True]
+
+
+def test_the_hidden_projection_gets_each_steps_gradient_alone(tmp_path):
+    """Trainer clears the model's gradients after each optimizer step, and the projections are no part of the model:
+    their gradient was the sum over every step so far. At learning rate 0, on one batch repeated, every step's
+    gradient must be the same, not 1, 2, 3... times the first."""
+    from datasets import Dataset
+    from transformers import BertConfig, BertForSequenceClassification, TrainerCallback
+
+    from hf_transfer.distill.trainer import hidden_state_projections
+
+    torch.manual_seed(2)
+    sizes = {"num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": 64, "num_labels": 3}
+    sizes.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    student = BertForSequenceClassification(BertConfig(vocab_size=100, hidden_size=16, intermediate_size=32, **sizes))
+    teacher = tiny_model(seed=1)
+    projections = hidden_state_projections(student.config, teacher.config, {0: 0, 1: 1})
+    norms = []
+
+    class Record(TrainerCallback):
+        def on_pre_optimizer_step(self, args, state, control, **kwargs):
+            norms.append(float(projections["1"].weight.grad.norm()))
+
+    distill = DistillationArguments(teacher_model_name_or_path="t", alpha=0.5, hidden_loss_weight=1.0)
+    trainer = DistillationTrainer(
+        model=student,
+        args=make_args(
+            tmp_path, learning_rate=0.0, max_steps=3, per_device_train_batch_size=4, remove_unused_columns=False
+        ),
+        train_dataset=Dataset.from_list([{"input_ids": [1, 7, 9, 11], "labels": 1}] * 12),
+        data_collator=DistillationCollator(_PadTokenizer()),
+        distill_args=distill,
+        teachers=[teacher],
+        layer_map={0: 0, 1: 1},
+        projections=projections,
+        callbacks=[Record()],
+    )
+    trainer.train()
+    assert norms[0] > 0 and norms == pytest.approx([norms[0]] * 3, rel=1e-5)
+    assert projections["1"].weight.grad is None  # cleared after the last step, as the model's are

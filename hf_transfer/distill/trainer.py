@@ -17,7 +17,7 @@ from collections import defaultdict
 import numpy as np
 import torch
 from torch import nn
-from transformers import DataCollatorWithPadding
+from transformers import DataCollatorWithPadding, TrainerCallback
 
 from hf_transfer.core.losses import item_weights
 from hf_transfer.distill.arguments import DistillationArguments
@@ -83,6 +83,18 @@ def hidden_state_projections(student_config, teacher_config, layer_map: dict[int
     )
 
 
+class ProjectionTraining(TrainerCallback):
+    """What Trainer does for the model's parameters, for the projections, which are no part of it: their gradients
+    are cleared after each optimizer step (Trainer clears the model's alone: each step used the sum of every earlier
+    one's)."""
+
+    def __init__(self, projections: nn.ModuleDict):
+        self.projections = projections
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.projections.zero_grad(set_to_none=True)
+
+
 class DistillationTrainer(TransferTrainer):
     """Trains a student on α·T²·KL(teacher ‖ student) + (1 − α)·CE, plus an optional hidden-state loss.
 
@@ -116,6 +128,8 @@ class DistillationTrainer(TransferTrainer):
         self.teachers = [self._prepare_teacher(t) for t in teachers or []]
         self.layer_map = layer_map or {}
         self.projections = None if projections is None else projections.to(self.args.device)
+        if self.projections is not None:
+            self.add_callback(ProjectionTraining(self.projections))
         self._term_sums: dict[str, float] = defaultdict(float)
         self._term_counts: dict[str, float] = defaultdict(float)
 
