@@ -846,3 +846,31 @@ def test_the_hidden_projection_gets_each_steps_gradient_alone(tmp_path):
     trainer.train()
     assert norms[0] > 0 and norms == pytest.approx([norms[0]] * 3, rel=1e-5)
     assert projections["1"].weight.grad is None  # cleared after the last step, as the model's are
+
+
+def test_a_resumed_run_goes_on_with_the_trained_hidden_projection(tmp_path, tiny_bert_dir, tiny_data):
+    """The projection between hidden sizes trains with the student but is no part of the saved model, and no
+    checkpoint held it: a resumed run restarted it from its initial weights (the student and the optimizer state
+    resumed), so it ended elsewhere than the run that was never stopped."""
+    from safetensors.torch import load_file
+
+    teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["pos", "neg"], layers=4)
+    student = save_classifier(tmp_path / "student-init", tiny_bert_dir, ["pos", "neg"], hidden=16, seed=5)
+    extra = [
+        "--model_name_or_path",
+        str(student),
+        "--hidden_loss_weight",
+        "1",
+        "--max_steps",
+        "4",
+        "--save_steps",
+        "2",
+    ]
+    extra += ["--per_device_train_batch_size", "4", "--save_strategy", "steps"]
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    assert main([*distill_argv(teacher, *tiny_data, whole, tmp_path / "cache"), *extra]) == 0
+    assert (whole / "checkpoint-2" / "hidden_projections.safetensors").is_file()
+    argv = distill_argv(teacher, *tiny_data, resumed, tmp_path / "cache")
+    assert main([*argv, *extra, "--resume_from_checkpoint", str(whole / "checkpoint-2")]) == 0
+    a, b = load_file(str(whole / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert not [name for name in a if not torch.equal(a[name], b[name])]
