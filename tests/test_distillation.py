@@ -328,3 +328,18 @@ def test_label_sets():
         check_label_sets(names, {0: "neg", 1: "pos"})
     with pytest.raises(ConfigError, match="ids must be 0 to 1"):
         check_label_sets({0: "a", 2: "b"}, {0: "a", 1: "b"})
+
+
+def test_a_teachers_default_label_names_are_names_when_the_data_bears_them():
+    """Data labelled LABEL_0 ... LABEL_10 (by an unnamed model's pipeline, say) sorts as LABEL_0, LABEL_1, LABEL_10,
+    LABEL_2, ...: an unnamed teacher was matched to it by id, so the data's LABEL_10 got the teacher's LABEL_2."""
+    from types import SimpleNamespace
+
+    from hf_transfer.distill.teachers import teacher_label_permutation
+
+    teacher = SimpleNamespace(id2label={i: f"LABEL_{i}" for i in range(11)})
+    data = sorted(f"LABEL_{i}" for i in range(11))
+    perm = teacher_label_permutation(teacher, data, "t")
+    assert [f"LABEL_{i}" for i in perm] == data
+    # Other names still match an unnamed teacher by id.
+    assert teacher_label_permutation(teacher, [f"c{i}" for i in range(11)], "t") is None
