@@ -874,3 +874,28 @@ def test_a_resumed_run_goes_on_with_the_trained_hidden_projection(tmp_path, tiny
     assert main([*argv, *extra, "--resume_from_checkpoint", str(whole / "checkpoint-2")]) == 0
     a, b = load_file(str(whole / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
     assert not [name for name in a if not torch.equal(a[name], b[name])]
+
+
+def test_hidden_loss_never_pairs_a_final_normed_state_with_an_unnormed_one(
+    tmp_path, tiny_bert_dir, tiny_data, capsys, monkeypatch
+):
+    """A pre-norm decoder's last entry of hidden_states comes after its final norm (Llama's RMS about 1, its other
+    layers' about 0.02): a Llama student cut from blocks [0, 2] of 4 had its last state matched to the teacher's
+    unnormalised block 2, and the loss pulled it towards that scale."""
+    from transformers import AutoTokenizer, BertConfig, LlamaConfig, LlamaForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    sizes = {"hidden_size": 32, "num_attention_heads": 2, "num_key_value_heads": 2, "intermediate_size": 37}
+    config = LlamaConfig(vocab_size=len(tok), num_hidden_layers=4, pad_token_id=tok.pad_token_id, **sizes,
+                         id2label={0: "pos", 1: "neg"}, label2id={"pos": 0, "neg": 1})  # fmt: skip
+    LlamaForSequenceClassification(config).save_pretrained(tmp_path / "llama")
+    tok.save_pretrained(tmp_path / "llama")
+    argv = distill_argv(tmp_path / "llama", *tiny_data, tmp_path / "out", tmp_path / "cache")
+    argv += ["--student_layers", "[0, 2]", "--hidden_loss_weight", "1"]
+    refused_before_any_weight_loads(monkeypatch, capsys, argv, "pairs student block 1 with teacher block 2")
+    assert not (tmp_path / "out").exists()
+
+    from hf_transfer.core.models import meta_layout
+    from hf_transfer.distill.students import has_final_norm
+
+    assert has_final_norm(meta_layout(config)) and not has_final_norm(meta_layout(BertConfig(num_hidden_layers=2)))

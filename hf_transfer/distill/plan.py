@@ -17,6 +17,7 @@ from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.distill.arguments import DistillationArguments
 from hf_transfer.distill.students import (
     build_student_from_teacher,
+    check_final_norm_pairs,
     check_layer_map,
     check_student_layers,
     default_layer_map,
@@ -190,6 +191,7 @@ def preflight(
             layer_map = default_layer_map(d.student_layers, teacher_depth)
         else:
             layer_map = evenly_spaced_layer_map(student_depth, teacher_depth)
+        check_final_norm_pairs(layer_map, (student_layout, student_depth), (teacher_layout, teacher_depth))
         sizes_differ = student_config.hidden_size != teacher_configs[0].hidden_size
         if sizes_differ and int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise ConfigError(

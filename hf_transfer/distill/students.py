@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 from transformers import PreTrainedModel
 
-from hf_transfer.core.layers import discover_layers
+from hf_transfer.core.layers import ModelLayout, discover_layers
 from hf_transfer.errors import ConfigError
 
 
@@ -55,6 +55,34 @@ def check_layer_map(layer_map: Sequence[int], student_depth: int, teacher_depth:
             f"entries), got {layers}."
         )
     return dict(enumerate(layers))
+
+
+# Where a pre-norm model (GPT-2, Llama, OPT, ModernBERT...) keeps the norm it applies after its last block: that
+# block's entry of hidden_states is normalised, every other one is not.
+FINAL_NORM_NAMES = ("norm", "ln_f", "final_layer_norm", "final_layernorm", "final_norm")
+
+
+def has_final_norm(layout: ModelLayout) -> bool:
+    """Whether the module holding the blocks has a final norm of its own beside them (GPT-2's `ln_f`, Llama's
+    `norm`): BERT-like models normalise inside each block, and DeBERTa-v2's `encoder.LayerNorm` is no such norm."""
+    parent = ".".join(layout.block_modules[0].split(".")[:-2])
+    prefix = f"{parent}." if parent else ""
+    relative = [name[len(prefix) :] for name in layout.param_names if name.startswith(prefix)]
+    return any(name.count(".") == 1 and name.split(".")[0] in FINAL_NORM_NAMES for name in relative)
+
+
+def check_final_norm_pairs(layer_map: dict[int, int], student: tuple, teacher: tuple) -> None:
+    """No mapped pair has one side after its model's final norm and the other before it: the hidden-state loss would
+    pull a normalised state (RMS about 1) towards one on another scale. `student`, `teacher`: (layout, depth)."""
+    last_normed = [depth - 1 if has_final_norm(layout) else None for layout, depth in (student, teacher)]
+    for s, t in layer_map.items():
+        if (s == last_normed[0]) != (t == last_normed[1]):
+            raise ConfigError(
+                f"the layer map pairs student block {s} with teacher block {t}, but only one of them is its model's "
+                "last, whose hidden state comes after the model's final norm, so the two are on different scales; "
+                f"map the student's last block to the teacher's last (block {teacher[1] - 1}): set layer_map, or "
+                "keep the teacher's last block in student_layers."
+            )
 
 
 def build_student_from_teacher(teacher: PreTrainedModel, student_layers: Sequence[int]) -> PreTrainedModel:
