@@ -899,3 +899,22 @@ def test_hidden_loss_never_pairs_a_final_normed_state_with_an_unnormed_one(
     from hf_transfer.distill.students import has_final_norm
 
     assert has_final_norm(meta_layout(config)) and not has_final_norm(meta_layout(BertConfig(num_hidden_layers=2)))
+
+
+def test_cls_pooling_is_refused_for_a_decoder_only_model(tmp_path, tiny_bert_dir, tiny_data, capsys, monkeypatch):
+    """Patient KD's `cls` targets are the first token's state: in a decoder-only model that token sees only itself,
+    so every row that starts alike gave the same target, and the hidden-state loss taught nothing."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    sizes = {"hidden_size": 32, "num_attention_heads": 2, "num_key_value_heads": 2, "intermediate_size": 37}
+    config = LlamaConfig(vocab_size=len(tok), num_hidden_layers=2, pad_token_id=tok.pad_token_id, **sizes,
+                         id2label={0: "pos", 1: "neg"}, label2id={"pos": 0, "neg": 1})  # fmt: skip
+    LlamaForSequenceClassification(config).save_pretrained(tmp_path / "llama")
+    tok.save_pretrained(tmp_path / "llama")
+    argv = distill_argv(tmp_path / "llama", *tiny_data, tmp_path / "out", tmp_path / "cache")
+    argv += ["--student_layers", "[0, 1]", "--hidden_loss_weight", "1", "--hidden_loss_pooling", "cls"]
+    refused_before_any_weight_loads(
+        monkeypatch, capsys, [*argv, "--cache_teacher_logits", "true"], "is a decoder-only"
+    )
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()

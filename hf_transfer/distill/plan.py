@@ -178,6 +178,13 @@ def preflight(
                     f"the hidden-state loss reads a model's hidden_states, but {who} is an encoder-decoder "
                     f"({config.model_type}), whose classifier returns none; set hidden_loss_weight: 0."
                 )
+        for who, config in ((f"teacher {teacher_names[0]!r}", teacher_configs[0]), ("the student", student_config)):
+            if d.hidden_loss_pooling == "cls" and _is_decoder_only(config):
+                raise ConfigError(
+                    f"hidden_loss_pooling cls compares the first token's state, but {who} is a decoder-only model "
+                    f"({config.model_type}), whose first token sees only itself: every row would give nearly one "
+                    "target. Set hidden_loss_pooling: mean."
+                )
         if input_prefixes[0] is not None and not _same_token_positions(student_tokenizer, teacher_tokenizers[0]):
             raise ConfigError(
                 "the hidden-state loss compares token by token, so teacher and student must share a tokenizer; "
@@ -221,6 +228,17 @@ def preflight(
         class_weights_for(training_args, prepared),
         unlabeled,
     )
+
+
+def _is_decoder_only(config) -> bool:
+    """A left-to-right model (GPT-2, Llama, ...): a causal LM architecture and no masked-LM one (BERT has both)."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    kind = config.model_type
+    return kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 
 def _same_token_positions(student_tokenizer, teacher_tokenizer) -> bool:
