@@ -896,9 +896,16 @@ def test_hidden_loss_never_pairs_a_final_normed_state_with_an_unnormed_one(
     assert not (tmp_path / "out").exists()
 
     from hf_transfer.core.models import meta_layout
-    from hf_transfer.distill.students import has_final_norm
+    from hf_transfer.distill.students import check_final_norm_pairs, has_final_norm
 
     assert has_final_norm(meta_layout(config)) and not has_final_norm(meta_layout(BertConfig(num_hidden_layers=2)))
+    bert, llama = (meta_layout(BertConfig(num_hidden_layers=4)), 4), (meta_layout(config), 4)
+    check_final_norm_pairs({0: 0, 1: 3}, (meta_layout(config), 2), llama)  # last to last, middle to middle
+    check_final_norm_pairs({0: 1, 1: 3}, (meta_layout(BertConfig(num_hidden_layers=2)), 2), bert)
+    with pytest.raises(
+        ConfigError, match="pairs student block 0 with teacher block 1"
+    ):  # a GPT-2-like student's middle
+        check_final_norm_pairs({0: 1, 1: 3}, (meta_layout(config), 2), bert)
 
 
 def test_cls_pooling_is_refused_for_a_decoder_only_model(tmp_path, tiny_bert_dir, tiny_data, capsys, monkeypatch):

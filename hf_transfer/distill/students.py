@@ -72,16 +72,22 @@ def has_final_norm(layout: ModelLayout) -> bool:
 
 
 def check_final_norm_pairs(layer_map: dict[int, int], student: tuple, teacher: tuple) -> None:
-    """No mapped pair has one side after its model's final norm and the other before it: the hidden-state loss would
-    pull a normalised state (RMS about 1) towards one on another scale. `student`, `teacher`: (layout, depth)."""
-    last_normed = [depth - 1 if has_final_norm(layout) else None for layout, depth in (student, teacher)]
+    """Each mapped pair's hidden states are normalised on both sides or on neither: a BERT-like model's are at every
+    block (it normalises inside each), a pre-norm model's (GPT-2, Llama) only at its last, after its final norm, and
+    the loss would pull a state of RMS about 1 towards one on another scale. `student`, `teacher`: (layout, depth)."""
+
+    def normalised(side: tuple, block: int) -> bool:
+        layout, depth = side
+        return not has_final_norm(layout) or block == depth - 1
+
     for s, t in layer_map.items():
-        if (s == last_normed[0]) != (t == last_normed[1]):
+        if normalised(student, s) != normalised(teacher, t):
             raise ConfigError(
-                f"the layer map pairs student block {s} with teacher block {t}, but only one of them is its model's "
-                "last, whose hidden state comes after the model's final norm, so the two are on different scales; "
-                f"map the student's last block to the teacher's last (block {teacher[1] - 1}): set layer_map, or "
-                "keep the teacher's last block in student_layers."
+                f"the layer map pairs student block {s} with teacher block {t}, but only one of their hidden states "
+                "is normalised (a pre-norm model's, GPT-2's or Llama's, only at its last block, after its final "
+                "norm; a BERT-like model's at every block), so they are on different scales. Map a pre-norm model's "
+                "last block to the other's last (set layer_map, or keep the teacher's last block in "
+                "student_layers), or set hidden_loss_weight: 0."
             )
 
 
