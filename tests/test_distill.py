@@ -642,3 +642,286 @@ def test_cli_reads_teacher_lists(tmp_path):
 def test_a_trainer_built_directly_says_to_keep_the_teacher_columns(tmp_path):
     with pytest.raises(ConfigError, match="remove_unused_columns=False"):
         distill_run(tmp_path, cached=True, remove_unused_columns=True)
+
+
+# --- distillation across architectures, tokenizers and label sets (ninth audit) --------------------------------------
+
+
+def multi_label_rows(path, labels=("a", "b", "c")):
+    rows = [{"text": f"item {i} is {'red' if i % 2 else 'blue'}", "labels": [labels[i % 3]]} for i in range(24)]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    return path
+
+
+def refused_before_any_weight_loads(monkeypatch, capsys, argv, needle):
+    def never(*args, **kwargs):
+        raise AssertionError("a model's weights loaded before the run was refused")
+
+    monkeypatch.setattr("hf_transfer.distill.plan.load_classifier", never)
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err
+
+
+def test_teacher_top_k_on_multi_label_data_is_refused(tmp_path, tiny_bert_dir, capsys, monkeypatch):
+    """The top-k cache rebuilt the teacher's targets as a softmax over its k largest logits: for multi-label data,
+    whose KD targets are each label's sigmoid, logits [3, 2, -5] at k = 2 became targets [0.73, 0.27, 0] where the
+    teacher says [0.95, 0.88, 0.01], and the run trained on them, silently."""
+    train = multi_label_rows(tmp_path / "train.jsonl")
+    teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["a", "b", "c"])
+    config = json.loads((teacher / "config.json").read_text())
+    (teacher / "config.json").write_text(json.dumps({**config, "problem_type": "multi_label_classification"}))
+    argv = distill_argv(teacher, train, train, tmp_path / "out", tmp_path / "cache", "--student_layers", "[1]")
+    argv += ["--cache_teacher_logits", "true", "--teacher_top_k", "2"]
+    refused_before_any_weight_loads(monkeypatch, capsys, argv, "teacher_top_k 2 keeps a softmax")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_a_decoder_teacher_without_a_pad_id_gets_its_tokenizers(tmp_path, tiny_bert_dir, tiny_data, cached):
+    """A GPT-2 classifier whose config.json names no pad_token_id (as many on the Hub) stopped the run with "Cannot
+    handle batch sizes > 1 if no padding token is defined" after the weights had loaded. It takes its tokenizer's pad
+    id, as a student does, and its cached logits are each row's own, unpadded ones."""
+    from transformers import AutoTokenizer, GPT2Config, GPT2ForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    config = GPT2Config(n_embd=32, n_head=2, n_layer=2, vocab_size=len(tok), n_positions=128, num_labels=2,
+                        id2label={0: "pos", 1: "neg"}, label2id={"pos": 0, "neg": 1}, pad_token_id=None)  # fmt: skip
+    torch.manual_seed(0)
+    teacher = GPT2ForSequenceClassification(config).eval()
+    teacher.save_pretrained(tmp_path / "teacher")
+    tok.save_pretrained(tmp_path / "teacher")
+    assert json.loads((tmp_path / "teacher" / "config.json").read_text()).get("pad_token_id") is None
+    out = tmp_path / "out"
+    argv = distill_argv(tmp_path / "teacher", *tiny_data, out, tmp_path / "cache", "--student_layers", "[1]")
+    assert main([*argv, "--cache_teacher_logits", str(cached).lower(), "--max_steps", "2"]) == 0
+    assert json.loads((out / "config.json").read_text())["pad_token_id"] == tok.pad_token_id
+    if cached:
+        import datasets
+        import pandas as pd
+
+        (folder,) = (tmp_path / "cache").iterdir()
+        cache = datasets.Dataset.from_file(str(folder / "data.arrow"))
+        texts = pd.read_csv(tiny_data[0])["text"].tolist()
+        with torch.no_grad():
+            alone = [teacher(**tok(text, return_tensors="pt")).logits[0] for text in texts]
+        torch.testing.assert_close(torch.tensor(cache["teacher_logits"]), torch.stack(alone), rtol=1e-4, atol=1e-5)
+
+
+def test_hidden_loss_maps_an_albert_teachers_every_layer_run(tmp_path, tiny_bert_dir, tiny_data):
+    """ALBERT runs one shared block num_hidden_layers times, one hidden state each; the layer map counted distinct
+    blocks (1), so a 2-block student had block 0 matched to the teacher's embeddings (block -1) and block 1 to its
+    first of 4 layers, and `layer_map [1, 3]` was refused as out of range."""
+    from transformers import AlbertConfig, AlbertForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    labels = {"id2label": {0: "pos", 1: "neg"}, "label2id": {"pos": 0, "neg": 1}}
+    sizes = {"embedding_size": 16, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 37}
+    config = AlbertConfig(vocab_size=len(tok), num_hidden_layers=4, max_position_embeddings=128, **sizes, **labels)
+    torch.manual_seed(0)
+    AlbertForSequenceClassification(config).save_pretrained(tmp_path / "albert")
+    tok.save_pretrained(tmp_path / "albert")
+    student = save_classifier(tmp_path / "student-init", tiny_bert_dir, ["pos", "neg"], seed=3)
+    for run, extra in (("default", []), ("given", ["--layer_map", "[1, 3]"])):
+        out = tmp_path / run
+        argv = distill_argv(
+            tmp_path / "albert", *tiny_data, out, tmp_path / "cache", "--model_name_or_path", str(student)
+        )
+        assert main([*argv, "--hidden_loss_weight", "1", "--max_steps", "1", *extra]) == 0
+        assert json.loads((out / "hf_transfer_run.json").read_text())["distillation"]["layer_map"] == {"0": 1, "1": 3}
+
+
+def test_a_student_cut_from_the_teacher_refuses_another_tokenizer(
+    tmp_path, tiny_bert_dir, tiny_data, word_tokenizer, capsys, monkeypatch
+):
+    """`student_layers` with `tokenizer_name` trained the teacher's embedding rows on another tokenizer's ids ("good
+    thing" read as rows [2, 10] of a matrix whose "good" is row 2204) and saved that tokenizer beside them."""
+    teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["pos", "neg"])
+    word_tokenizer.save_pretrained(tmp_path / "words")
+    argv = distill_argv(teacher, *tiny_data, tmp_path / "out", tmp_path / "cache", "--student_layers", "[1]")
+    argv += ["--tokenizer_name", str(tmp_path / "words")]
+    refused_before_any_weight_loads(monkeypatch, capsys, argv, "so it reads that teacher's tokenizer")
+    assert not (tmp_path / "out").exists()
+    # The teacher's own tokenizer named again is no other tokenizer.
+    out = tmp_path / "same"
+    argv = distill_argv(teacher, *tiny_data, out, tmp_path / "cache", "--student_layers", "[1]", "--max_steps", "1")
+    monkeypatch.undo()
+    assert main([*argv, "--tokenizer_name", str(teacher)]) == 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        # An AttributeError traceback ('Seq2SeqSequenceClassifierOutput' has no 'hidden_states') at the first step.
+        (["--hidden_loss_weight", "1"], "is an encoder-decoder (bart), whose classifier returns none"),
+        # Refused only once the teacher's weights had loaded and the student was built.
+        (["--student_layers", "[1, 3]"], "would have 4 blocks, not the 2 of student_layers"),
+    ],
+)
+def test_an_encoder_decoder_teacher_is_refused_where_it_cannot_work(
+    tmp_path, tiny_bert_dir, tiny_data, capsys, monkeypatch, extra, needle
+):
+    from transformers import AutoTokenizer, BartConfig, BartForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    sizes = {"encoder_attention_heads": 2, "decoder_attention_heads": 2, "encoder_ffn_dim": 37, "decoder_ffn_dim": 37}
+    labels = {"id2label": {0: "pos", 1: "neg"}, "label2id": {"pos": 0, "neg": 1}}
+    config = BartConfig(d_model=32, encoder_layers=4, decoder_layers=4, vocab_size=len(tok), **sizes, **labels)
+    BartForSequenceClassification(config).save_pretrained(tmp_path / "bart")
+    tok.save_pretrained(tmp_path / "bart")
+    argv = distill_argv(tmp_path / "bart", *tiny_data, tmp_path / "out", tmp_path / "cache", *extra)
+    if "--student_layers" not in extra:
+        student = save_classifier(tmp_path / "student-init", tiny_bert_dir, ["pos", "neg"])
+        argv += ["--model_name_or_path", str(student)]
+    refused_before_any_weight_loads(monkeypatch, capsys, argv, needle)
+    assert not (tmp_path / "out").exists()
+
+
+def test_hidden_loss_from_a_bert_teacher_into_a_distilbert_student(tmp_path, tiny_bert_dir, tiny_data):
+    """DistilBERT's recipe: its tokenizer gives BERT's ids at BERT's positions but names no token_type_ids, so the
+    two fingerprints differ, and the hidden-state loss was refused ("theirs differ"). The teacher reads its own
+    tokenization, aligned token by token with the student's."""
+    from transformers import (
+        AutoTokenizer,
+        DistilBertConfig,
+        DistilBertForSequenceClassification,
+        DistilBertTokenizerFast,
+    )
+
+    bert = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    distil = DistilBertTokenizerFast.from_pretrained(tiny_bert_dir)
+    assert bert("good", "thing")["input_ids"] == distil("good", "thing")["input_ids"]
+    assert "token_type_ids" not in distil("good")
+    teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["pos", "neg"], layers=4)
+    labels = {"id2label": {0: "pos", 1: "neg"}, "label2id": {"pos": 0, "neg": 1}}
+    config = DistilBertConfig(vocab_size=len(bert), dim=32, n_layers=2, n_heads=2, hidden_dim=37, **labels)
+    DistilBertForSequenceClassification(config).save_pretrained(tmp_path / "student-init")
+    distil.save_pretrained(tmp_path / "student-init")
+    out = tmp_path / "out"
+    argv = distill_argv(
+        teacher, *tiny_data, out, tmp_path / "cache", "--model_name_or_path", str(tmp_path / "student-init")
+    )
+    assert main([*argv, "--hidden_loss_weight", "1", "--hidden_loss_type", "cosine", "--max_steps", "2"]) == 0
+    assert json.loads((out / "hf_transfer_run.json").read_text())["distillation"]["layer_map"] == {"0": 1, "1": 3}
+    log = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert [e["loss_hidden"] > 0 for e in log if "loss_hidden" in e] == [True, True]
+
+
+def test_the_hidden_projection_gets_each_steps_gradient_alone(tmp_path):
+    """Trainer clears the model's gradients after each optimizer step, and the projections are no part of the model:
+    their gradient was the sum over every step so far. At learning rate 0, on one batch repeated, every step's
+    gradient must be the same, not 1, 2, 3... times the first."""
+    from datasets import Dataset
+    from transformers import BertConfig, BertForSequenceClassification, TrainerCallback
+
+    from hf_transfer.distill.trainer import hidden_state_projections
+
+    torch.manual_seed(2)
+    sizes = {"num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": 64, "num_labels": 3}
+    sizes.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    student = BertForSequenceClassification(BertConfig(vocab_size=100, hidden_size=16, intermediate_size=32, **sizes))
+    teacher = tiny_model(seed=1)
+    projections = hidden_state_projections(student.config, teacher.config, {0: 0, 1: 1})
+    norms = []
+
+    class Record(TrainerCallback):
+        def on_pre_optimizer_step(self, args, state, control, **kwargs):
+            norms.append(float(projections["1"].weight.grad.norm()))
+
+    distill = DistillationArguments(teacher_model_name_or_path="t", alpha=0.5, hidden_loss_weight=1.0)
+    trainer = DistillationTrainer(
+        model=student,
+        args=make_args(
+            tmp_path, learning_rate=0.0, max_steps=3, per_device_train_batch_size=4, remove_unused_columns=False
+        ),
+        train_dataset=Dataset.from_list([{"input_ids": [1, 7, 9, 11], "labels": 1}] * 12),
+        data_collator=DistillationCollator(_PadTokenizer()),
+        distill_args=distill,
+        teachers=[teacher],
+        layer_map={0: 0, 1: 1},
+        projections=projections,
+        callbacks=[Record()],
+    )
+    trainer.train()
+    assert norms[0] > 0 and norms == pytest.approx([norms[0]] * 3, rel=1e-5)
+    assert projections["1"].weight.grad is None  # cleared after the last step, as the model's are
+
+
+def test_a_resumed_run_goes_on_with_the_trained_hidden_projection(tmp_path, tiny_bert_dir, tiny_data):
+    """The projection between hidden sizes trains with the student but is no part of the saved model, and no
+    checkpoint held it: a resumed run restarted it from its initial weights (the student and the optimizer state
+    resumed), so it ended elsewhere than the run that was never stopped."""
+    from safetensors.torch import load_file
+
+    teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["pos", "neg"], layers=4)
+    student = save_classifier(tmp_path / "student-init", tiny_bert_dir, ["pos", "neg"], hidden=16, seed=5)
+    extra = [
+        "--model_name_or_path",
+        str(student),
+        "--hidden_loss_weight",
+        "1",
+        "--max_steps",
+        "4",
+        "--save_steps",
+        "2",
+    ]
+    extra += ["--per_device_train_batch_size", "4", "--save_strategy", "steps"]
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    assert main([*distill_argv(teacher, *tiny_data, whole, tmp_path / "cache"), *extra]) == 0
+    assert (whole / "checkpoint-2" / "hidden_projections.safetensors").is_file()
+    argv = distill_argv(teacher, *tiny_data, resumed, tmp_path / "cache")
+    assert main([*argv, *extra, "--resume_from_checkpoint", str(whole / "checkpoint-2")]) == 0
+    a, b = load_file(str(whole / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert not [name for name in a if not torch.equal(a[name], b[name])]
+
+
+def test_hidden_loss_never_pairs_a_final_normed_state_with_an_unnormed_one(
+    tmp_path, tiny_bert_dir, tiny_data, capsys, monkeypatch
+):
+    """A pre-norm decoder's last entry of hidden_states comes after its final norm (Llama's RMS about 1, its other
+    layers' about 0.02): a Llama student cut from blocks [0, 2] of 4 had its last state matched to the teacher's
+    unnormalised block 2, and the loss pulled it towards that scale."""
+    from transformers import AutoTokenizer, BertConfig, LlamaConfig, LlamaForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    sizes = {"hidden_size": 32, "num_attention_heads": 2, "num_key_value_heads": 2, "intermediate_size": 37}
+    config = LlamaConfig(vocab_size=len(tok), num_hidden_layers=4, pad_token_id=tok.pad_token_id, **sizes,
+                         id2label={0: "pos", 1: "neg"}, label2id={"pos": 0, "neg": 1})  # fmt: skip
+    LlamaForSequenceClassification(config).save_pretrained(tmp_path / "llama")
+    tok.save_pretrained(tmp_path / "llama")
+    argv = distill_argv(tmp_path / "llama", *tiny_data, tmp_path / "out", tmp_path / "cache")
+    argv += ["--student_layers", "[0, 2]", "--hidden_loss_weight", "1"]
+    refused_before_any_weight_loads(monkeypatch, capsys, argv, "pairs student block 1 with teacher block 2")
+    assert not (tmp_path / "out").exists()
+
+    from hf_transfer.core.models import meta_layout
+    from hf_transfer.distill.students import check_final_norm_pairs, has_final_norm
+
+    assert has_final_norm(meta_layout(config)) and not has_final_norm(meta_layout(BertConfig(num_hidden_layers=2)))
+    bert, llama = (meta_layout(BertConfig(num_hidden_layers=4)), 4), (meta_layout(config), 4)
+    check_final_norm_pairs({0: 0, 1: 3}, (meta_layout(config), 2), llama)  # last to last, middle to middle
+    check_final_norm_pairs({0: 1, 1: 3}, (meta_layout(BertConfig(num_hidden_layers=2)), 2), bert)
+    with pytest.raises(
+        ConfigError, match="pairs student block 0 with teacher block 1"
+    ):  # a GPT-2-like student's middle
+        check_final_norm_pairs({0: 1, 1: 3}, (meta_layout(config), 2), bert)
+
+
+def test_cls_pooling_is_refused_for_a_decoder_only_model(tmp_path, tiny_bert_dir, tiny_data, capsys, monkeypatch):
+    """Patient KD's `cls` targets are the first token's state: in a decoder-only model that token sees only itself,
+    so every row that starts alike gave the same target, and the hidden-state loss taught nothing."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    sizes = {"hidden_size": 32, "num_attention_heads": 2, "num_key_value_heads": 2, "intermediate_size": 37}
+    config = LlamaConfig(vocab_size=len(tok), num_hidden_layers=2, pad_token_id=tok.pad_token_id, **sizes,
+                         id2label={0: "pos", 1: "neg"}, label2id={"pos": 0, "neg": 1})  # fmt: skip
+    LlamaForSequenceClassification(config).save_pretrained(tmp_path / "llama")
+    tok.save_pretrained(tmp_path / "llama")
+    argv = distill_argv(tmp_path / "llama", *tiny_data, tmp_path / "out", tmp_path / "cache")
+    argv += ["--student_layers", "[0, 1]", "--hidden_loss_weight", "1", "--hidden_loss_pooling", "cls"]
+    refused_before_any_weight_loads(
+        monkeypatch, capsys, [*argv, "--cache_teacher_logits", "true"], "is a decoder-only"
+    )
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()

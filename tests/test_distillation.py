@@ -17,7 +17,12 @@ from hf_transfer.distill.losses import (
     mix_probabilities,
     teacher_probabilities,
 )
-from hf_transfer.distill.students import build_student_from_teacher, check_label_sets, default_layer_map
+from hf_transfer.distill.students import (
+    build_student_from_teacher,
+    check_label_sets,
+    default_layer_map,
+    evenly_spaced_layer_map,
+)
 from hf_transfer.errors import ConfigError
 
 SMALL = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 37, "vocab_size": 99}
@@ -251,6 +256,13 @@ def test_default_layer_map():
         default_layer_map([0, 6], 6)
 
 
+def test_evenly_spaced_layer_map_never_maps_below_block_0():
+    """A student deeper than its teacher had block 0 mapped to teacher block -1: `hidden_states[0]`, the embeddings."""
+    assert evenly_spaced_layer_map(3, 6) == {0: 1, 1: 3, 2: 5}
+    assert evenly_spaced_layer_map(4, 2) == {0: 0, 1: 0, 2: 1, 3: 1}
+    assert evenly_spaced_layer_map(3, 1) == {0: 0, 1: 0, 2: 0}
+
+
 # --- Students cut from a teacher --------------------------------------------------------------------------------
 
 
@@ -316,3 +328,18 @@ def test_label_sets():
         check_label_sets(names, {0: "neg", 1: "pos"})
     with pytest.raises(ConfigError, match="ids must be 0 to 1"):
         check_label_sets({0: "a", 2: "b"}, {0: "a", 1: "b"})
+
+
+def test_a_teachers_default_label_names_are_names_when_the_data_bears_them():
+    """Data labelled LABEL_0 ... LABEL_10 (by an unnamed model's pipeline, say) sorts as LABEL_0, LABEL_1, LABEL_10,
+    LABEL_2, ...: an unnamed teacher was matched to it by id, so the data's LABEL_10 got the teacher's LABEL_2."""
+    from types import SimpleNamespace
+
+    from hf_transfer.distill.teachers import teacher_label_permutation
+
+    teacher = SimpleNamespace(id2label={i: f"LABEL_{i}" for i in range(11)})
+    data = sorted(f"LABEL_{i}" for i in range(11))
+    perm = teacher_label_permutation(teacher, data, "t")
+    assert [f"LABEL_{i}" for i in perm] == data
+    # Other names still match an unnamed teacher by id.
+    assert teacher_label_permutation(teacher, [f"c{i}" for i in range(11)], "t") is None

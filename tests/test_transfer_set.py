@@ -12,7 +12,7 @@ from test_trainers import tiny_dataset, tiny_model
 
 from hf_transfer.cli import main
 from hf_transfer.distill.arguments import DistillationArguments
-from hf_transfer.distill.transfer_set import augment_texts, embedding_neighbours, read_unlabeled
+from hf_transfer.distill.transfer_set import augment_texts, embedding_neighbours, read_unlabeled, word_replacements
 from hf_transfer.errors import DataError
 
 # --- pure parts ------------------------------------------------------------------------------------------------------
@@ -46,6 +46,31 @@ def test_embedding_neighbours_are_nearest_whole_words_never_themselves(minilm_pa
         pieces = tokenizer.convert_ids_to_tokens(neighbours)
         assert all(p.isalpha() and not p.startswith("##") for p in pieces) and len(neighbours) == 3
     assert all(token not in found[token] for token in ids)
+
+
+def test_replacements_of_a_byte_level_bpe_teacher_are_whole_words():
+    """For a RoBERTa or GPT-2 teacher, the candidates kept every alphabetic piece: word ends such as `ishing` or
+    `ascinating` (BPE marks a word start, `Ġ`, not a continuation, as WordPiece's `##` does), so augmented copies
+    read "the ascinating movie"; and a word was looked up alone, as the rare sentence-start `good`, not `Ġgood`."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    words = "the movie film is good bad fun funny boring wonderful fascinating astonishing a and but".split()
+    corpus = [" ".join(words[i % len(words) :] + words[: i % len(words)]) for i in range(200)]
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer, backend.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    backend.train_from_iterator(
+        corpus, trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>"], initial_alphabet=alphabet)
+    )
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>")
+    torch.manual_seed(0)
+    replacements = word_replacements(
+        ["the movie is good", "a fascinating film"], tokenizer, torch.randn(len(tokenizer), 8), 40
+    )
+    assert {"good", "movie", "fascinating"} <= set(replacements)
+    for options in replacements.values():  # each is one piece where a copy puts it, after a space
+        assert options and all(len(tokenizer("a " + w, add_special_tokens=False)["input_ids"]) == 2 for w in options)
 
 
 def test_unlabelled_files_are_read_with_the_text_column_and_counted(tmp_path):

@@ -84,7 +84,7 @@ class DistillationArguments:
     )
     teacher_top_k: int | None = field(
         default=None,
-        metadata={"help": "Keep only the teacher's top k logits per row in the cache (large label sets)."},
+        metadata={"help": "Keep only the teacher's top k logits per row in the cache (large single-label sets)."},
     )
     teacher_bf16: bool = field(default=False, metadata={"help": "Run the teacher in bfloat16."})
     teacher_batch_size: int = field(

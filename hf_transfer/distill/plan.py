@@ -4,6 +4,7 @@ loads) and the construction steps that follow it: loading each teacher once and 
 from __future__ import annotations
 
 import copy
+import json
 import os
 from dataclasses import dataclass, field, fields
 
@@ -12,9 +13,11 @@ from hf_transfer.core.caching import fingerprint_tokenizer
 from hf_transfer.core.data import PreparedData, reorder_labels
 from hf_transfer.core.freezing import FreezePlan
 from hf_transfer.core.models import check_weights_complete, load_classifier, load_config, load_tokenizer, meta_layout
+from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.distill.arguments import DistillationArguments
 from hf_transfer.distill.students import (
     build_student_from_teacher,
+    check_final_norm_pairs,
     check_layer_map,
     check_student_layers,
     default_layer_map,
@@ -100,6 +103,13 @@ def preflight(
     _check_teacher_shape(d, teacher_names[0], teacher_configs[0], teacher_layout.depth)  # configs alone: before data
     prepared = load_checked_data(data_args, training_args)
     check_best_metric(training_args, prepared)
+    if d.teacher_top_k is not None and prepared.problem_type == MULTI_LABEL:
+        # The top-k targets are a softmax over the k kept logits, not each label's own sigmoid.
+        raise ConfigError(
+            f"teacher_top_k {d.teacher_top_k} keeps a softmax over the teacher's top logits, but the data is "
+            "multi-label, whose soft targets are each label's own sigmoid; drop teacher_top_k (the cache then keeps "
+            "every label's logit)."
+        )
 
     if d.student_layers is not None:
         first = teacher_configs[0]
@@ -128,12 +138,22 @@ def preflight(
                 f"teacher {name!r} was trained for {teacher_problem} but the data is {prepared.problem_type}."
             )
     student_layout = meta_layout(student_config)
+    if d.student_layers is not None and student_layout.depth != len(d.student_layers):
+        raise ConfigError(
+            f"a student cut from teacher {teacher_names[0]!r} ({student_config.model_type}) would have "
+            f"{student_layout.depth} blocks, not the {len(d.student_layers)} of student_layers: this architecture "
+            "does not size its blocks by num_hidden_layers alone (an encoder-decoder?); give a separate student as "
+            "model_name_or_path."
+        )
     freeze_plan = freeze_plan_from_arguments(student_layout, training_args)
 
     student_fp = fingerprint_tokenizer(student_tokenizer)
     teacher_tokenizers, input_prefixes, prefix_tokenizers, group_of = [], [], {}, {}
-    for name in teacher_names:
+    for name, config in zip(teacher_names, teacher_configs, strict=True):
         tokenizer = load_tokenizer(d.teacher_tokenizer_name or name, **load_kwargs)
+        if getattr(config, "pad_token_id", None) is None:
+            # A decoder classifier (GPT-2) finds each row's last token by its pad id: without one it refuses batches.
+            config.pad_token_id = tokenizer.pad_token_id
         fp = fingerprint_tokenizer(tokenizer)
         teacher_tokenizers.append(tokenizer)
         if fp == student_fp:
@@ -142,20 +162,43 @@ def preflight(
         prefix = group_of.setdefault(fp, tokenizer_group_prefix(len(group_of)))
         prefix_tokenizers[prefix] = tokenizer
         input_prefixes.append(prefix)
+    if d.student_layers is not None and input_prefixes[0] is not None:
+        # The student's embedding rows are the teacher's: another tokenizer's ids pick the wrong rows, silently.
+        raise ConfigError(
+            f"student_layers builds the student from teacher {teacher_names[0]!r}'s embeddings, so it reads that "
+            f"teacher's tokenizer, but tokenizer_name {m.tokenizer_name!r} tokenizes otherwise; drop tokenizer_name "
+            "(teacher_tokenizer_name sets the tokenizer of both)."
+        )
 
     layer_map = None
     if d.hidden_loss_weight > 0:
-        if input_prefixes[0] is not None:
+        for who, config in ((f"teacher {teacher_names[0]!r}", teacher_configs[0]), ("the student", student_config)):
+            if getattr(config, "is_encoder_decoder", False):  # its classifier's output has no hidden_states
+                raise ConfigError(
+                    f"the hidden-state loss reads a model's hidden_states, but {who} is an encoder-decoder "
+                    f"({config.model_type}), whose classifier returns none; set hidden_loss_weight: 0."
+                )
+        for who, config in ((f"teacher {teacher_names[0]!r}", teacher_configs[0]), ("the student", student_config)):
+            if d.hidden_loss_pooling == "cls" and _is_decoder_only(config):
+                raise ConfigError(
+                    f"hidden_loss_pooling cls compares the first token's state, but {who} is a decoder-only model "
+                    f"({config.model_type}), whose first token sees only itself: every row would give nearly one "
+                    "target. Set hidden_loss_pooling: mean."
+                )
+        if input_prefixes[0] is not None and not _same_token_positions(student_tokenizer, teacher_tokenizers[0]):
             raise ConfigError(
                 "the hidden-state loss compares token by token, so teacher and student must share a tokenizer; "
                 "theirs differ. Set hidden_loss_weight: 0, or use a student with the teacher's tokenizer."
             )
+        # The loss reads hidden_states, one per layer run: ALBERT runs its one shared block num_hidden_layers times.
+        student_depth, teacher_depth = student_config.num_hidden_layers, teacher_configs[0].num_hidden_layers
         if d.layer_map is not None:
-            layer_map = check_layer_map(d.layer_map, student_layout.depth, teacher_layout.depth)
+            layer_map = check_layer_map(d.layer_map, student_depth, teacher_depth)
         elif d.student_layers is not None:
-            layer_map = default_layer_map(d.student_layers, teacher_layout.depth)
+            layer_map = default_layer_map(d.student_layers, teacher_depth)
         else:
-            layer_map = evenly_spaced_layer_map(student_layout.depth, teacher_layout.depth)
+            layer_map = evenly_spaced_layer_map(student_depth, teacher_depth)
+        check_final_norm_pairs(layer_map, (student_layout, student_depth), (teacher_layout, teacher_depth))
         sizes_differ = student_config.hidden_size != teacher_configs[0].hidden_size
         if sizes_differ and int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise ConfigError(
@@ -185,6 +228,31 @@ def preflight(
         class_weights_for(training_args, prepared),
         unlabeled,
     )
+
+
+def _is_decoder_only(config) -> bool:
+    """A left-to-right model (GPT-2, Llama, ...): a causal LM architecture and no masked-LM one (BERT has both)."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    kind = config.model_type
+    return kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+def _same_token_positions(student_tokenizer, teacher_tokenizer) -> bool:
+    """Whether both tokenizers put the same ids at the same positions of every text, padded alike, though they name
+    other inputs (BERT's and DistilBERT's: the teacher then reads its own tokenization, token_type_ids included)."""
+    backends = [getattr(t, "backend_tokenizer", None) for t in (student_tokenizer, teacher_tokenizer)]
+    if None in backends:
+        return False
+    # Without the truncation and padding a saved tokenizer.json may hold: transformers sets both on every call.
+    definitions = [{**json.loads(b.to_str()), "truncation": None, "padding": None} for b in backends]
+    if definitions[0] != definitions[1]:
+        return False
+    padding = [(t.padding_side, t.truncation_side, t.pad_token_id) for t in (student_tokenizer, teacher_tokenizer)]
+    return padding[0] == padding[1]
 
 
 def _check_train_only_options(d: DistillationArguments, training_args: TransferTrainingArguments) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 from transformers import PreTrainedModel
 
-from hf_transfer.core.layers import discover_layers
+from hf_transfer.core.layers import ModelLayout, discover_layers
 from hf_transfer.errors import ConfigError
 
 
@@ -39,8 +39,9 @@ def default_layer_map(student_origins: Sequence[int], teacher_depth: int) -> dic
 
 
 def evenly_spaced_layer_map(student_depth: int, teacher_depth: int) -> dict[int, int]:
-    """Student block i → the top teacher block of the i-th of `student_depth` equal slices (6 → 3: 1, 3, 5)."""
-    return {i: round((i + 1) * teacher_depth / student_depth) - 1 for i in range(student_depth)}
+    """Student block i → the top teacher block of the i-th of `student_depth` equal slices (6 → 3: 1, 3, 5); a
+    student deeper than its teacher maps several blocks to one (2 → 4: 0, 0, 1, 1), never below block 0."""
+    return {i: max(round((i + 1) * teacher_depth / student_depth) - 1, 0) for i in range(student_depth)}
 
 
 def check_layer_map(layer_map: Sequence[int], student_depth: int, teacher_depth: int) -> dict[int, int]:
@@ -54,6 +55,40 @@ def check_layer_map(layer_map: Sequence[int], student_depth: int, teacher_depth:
             f"entries), got {layers}."
         )
     return dict(enumerate(layers))
+
+
+# Where a pre-norm model (GPT-2, Llama, OPT, ModernBERT...) keeps the norm it applies after its last block: that
+# block's entry of hidden_states is normalised, every other one is not.
+FINAL_NORM_NAMES = ("norm", "ln_f", "final_layer_norm", "final_layernorm", "final_norm")
+
+
+def has_final_norm(layout: ModelLayout) -> bool:
+    """Whether the module holding the blocks has a final norm of its own beside them (GPT-2's `ln_f`, Llama's
+    `norm`): BERT-like models normalise inside each block, and DeBERTa-v2's `encoder.LayerNorm` is no such norm."""
+    parent = ".".join(layout.block_modules[0].split(".")[:-2])
+    prefix = f"{parent}." if parent else ""
+    relative = [name[len(prefix) :] for name in layout.param_names if name.startswith(prefix)]
+    return any(name.count(".") == 1 and name.split(".")[0] in FINAL_NORM_NAMES for name in relative)
+
+
+def check_final_norm_pairs(layer_map: dict[int, int], student: tuple, teacher: tuple) -> None:
+    """Each mapped pair's hidden states are normalised on both sides or on neither: a BERT-like model's are at every
+    block (it normalises inside each), a pre-norm model's (GPT-2, Llama) only at its last, after its final norm, and
+    the loss would pull a state of RMS about 1 towards one on another scale. `student`, `teacher`: (layout, depth)."""
+
+    def normalised(side: tuple, block: int) -> bool:
+        layout, depth = side
+        return not has_final_norm(layout) or block == depth - 1
+
+    for s, t in layer_map.items():
+        if normalised(student, s) != normalised(teacher, t):
+            raise ConfigError(
+                f"the layer map pairs student block {s} with teacher block {t}, but only one of their hidden states "
+                "is normalised (a pre-norm model's, GPT-2's or Llama's, only at its last block, after its final "
+                "norm; a BERT-like model's at every block), so they are on different scales. Map a pre-norm model's "
+                "last block to the other's last (set layer_map, or keep the teacher's last block in "
+                "student_layers), or set hidden_loss_weight: 0."
+            )
 
 
 def build_student_from_teacher(teacher: PreTrainedModel, student_layers: Sequence[int]) -> PreTrainedModel:

@@ -38,11 +38,12 @@ def teacher_label_permutation(teacher_config, label_names: Sequence[str], name: 
     """Indices that put the teacher's logits in the data's label order (None when already in order).
 
     Labels are matched by name. A teacher whose labels are unnamed (`LABEL_0`, `LABEL_1`, ...) is matched by id when
-    it has as many labels as the data, with a warning.
+    it has as many labels as the data, with a warning, unless the data's labels bear those very names.
     """
     id2label = {int(k): str(v) for k, v in (teacher_config.id2label or {}).items()}
     names = [id2label[i] for i in sorted(id2label)]
-    if len(names) == len(label_names) and all(_DEFAULT_LABEL.match(n) for n in names):
+    unnamed = all(_DEFAULT_LABEL.match(n) for n in names) and set(names) != {str(n) for n in label_names}
+    if len(names) == len(label_names) and unnamed:
         if list(label_names) != names:
             logger.warning(
                 f"Teacher {name!r} has unnamed labels {names}; matching them to the data's {list(label_names)} by id."

@@ -12,12 +12,16 @@ and DDP. Evaluation reports the plain hard-label loss, comparable with any fine-
 from __future__ import annotations
 
 import inspect
+import logging
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import DataCollatorWithPadding
+from transformers import DataCollatorWithPadding, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from hf_transfer.core.losses import item_weights
 from hf_transfer.distill.arguments import DistillationArguments
@@ -33,6 +37,9 @@ from hf_transfer.distill.losses import topk_probabilities as _topk_probabilities
 from hf_transfer.train.trainer import TransferTrainer
 
 TEACHER_PREFIX = "teacher"
+# The hidden-state projections in each checkpoint: they train with the student but are no part of the saved model.
+PROJECTIONS_FILE = "hidden_projections.safetensors"
+logger = logging.getLogger(__name__)
 
 
 def tokenizer_group_prefix(group: int) -> str:
@@ -83,6 +90,33 @@ def hidden_state_projections(student_config, teacher_config, layer_map: dict[int
     )
 
 
+class ProjectionTraining(TrainerCallback):
+    """What Trainer does for the model's parameters, for the projections, which are no part of it: their gradients
+    are cleared after each optimizer step (Trainer clears the model's alone: each step used the sum of every earlier
+    one's), and they are written into every checkpoint, so that a resumed run goes on with the trained ones."""
+
+    def __init__(self, projections: nn.ModuleDict):
+        self.projections = projections
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.projections.zero_grad(set_to_none=True)
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            weights = {k: v.detach().cpu().contiguous() for k, v in self.projections.state_dict().items()}
+            save_file(weights, str(folder / PROJECTIONS_FILE))
+
+
+def load_projections(projections: nn.ModuleDict, checkpoint: str) -> None:
+    """The trained projections of `checkpoint`, loaded in place (the optimizer already holds these parameters)."""
+    path = Path(checkpoint) / PROJECTIONS_FILE
+    if not path.is_file():
+        logger.warning(f"{checkpoint} holds no {PROJECTIONS_FILE}: the hidden-state projections restart untrained.")
+        return
+    projections.load_state_dict(load_file(str(path)))
+
+
 class DistillationTrainer(TransferTrainer):
     """Trains a student on α·T²·KL(teacher ‖ student) + (1 − α)·CE, plus an optional hidden-state loss.
 
@@ -116,6 +150,10 @@ class DistillationTrainer(TransferTrainer):
         self.teachers = [self._prepare_teacher(t) for t in teachers or []]
         self.layer_map = layer_map or {}
         self.projections = None if projections is None else projections.to(self.args.device)
+        if self.projections is not None:
+            self.add_callback(ProjectionTraining(self.projections))
+            if self.args.resume_from_checkpoint:  # resolved to a checkpoint folder by then
+                load_projections(self.projections, self.args.resume_from_checkpoint)
         self._term_sums: dict[str, float] = defaultdict(float)
         self._term_counts: dict[str, float] = defaultdict(float)
 

@@ -77,15 +77,27 @@ def _surface(tokenizer, token_id: int) -> str:
     return tokenizer.convert_tokens_to_string([tokenizer.convert_ids_to_tokens(token_id)]).strip()
 
 
+def in_text_word_ids(tokenizer, words: list[str]) -> list[int | None]:
+    """Each word's id where it stands after a space inside a text, as an augmented copy places it (BERT's `good`,
+    RoBERTa's and GPT-2's `Ġgood`, SentencePiece's `▁good`), or None when the tokenizer splits it there."""
+    lead = tokenizer("a", add_special_tokens=False)["input_ids"]
+    encoded = tokenizer([f"a {word}" for word in words], add_special_tokens=False)["input_ids"] if words else []
+    n = len(lead)
+    return [ids[n] if len(ids) == n + 1 and ids[:n] == lead else None for ids in encoded]
+
+
 def embedding_neighbours(embeddings: torch.Tensor, tokenizer, word_ids: list[int], k: int) -> dict[int, list[int]]:
     """For each id in `word_ids`, the `k` vocabulary entries nearest to it by cosine similarity in `embeddings` (the
     teacher's input-embedding matrix), among entries that are whole alphabetic words (no sub-word pieces, no special
-    tokens), itself excluded."""
+    tokens), itself excluded. A whole word is an entry that its own text, placed in a text after a space, tokenizes
+    to: not BERT's `##ing`, nor a byte-level BPE's or SentencePiece's `ing` without its word-start mark."""
     special = set(tokenizer.all_special_ids)
     vocab = range(embeddings.shape[0])
     pieces = tokenizer.convert_ids_to_tokens(list(vocab))
     whole = [i for i in vocab if i not in special and pieces[i] and not pieces[i].startswith("##")]
-    whole = [i for i in whole if _surface(tokenizer, i).isalpha()]
+    words = [(i, text) for i in whole if (text := _surface(tokenizer, i)).isalpha()]
+    found = in_text_word_ids(tokenizer, [text for _, text in words])
+    whole = [i for (i, _), found_id in zip(words, found, strict=True) if found_id == i]
     candidates = torch.tensor(whole)
     normed = torch.nn.functional.normalize(embeddings.detach().float(), dim=-1)
     pool = normed[candidates]
@@ -141,11 +153,8 @@ def word_replacements(texts: list[str], tokenizer, embeddings: torch.Tensor, k: 
     embedding neighbours (TinyBERT draws its single-piece replacements from a masked LM; the embedding matrix the
     teacher already holds gives neighbours with no extra model)."""
     words = sorted({w.lower() for text in texts for w in text.split() if w.isalpha()})
-    ids = {}
-    for word in words:
-        pieces = tokenizer(word, add_special_tokens=False)["input_ids"]
-        if len(pieces) == 1:
-            ids[word] = pieces[0]
+    # As the word stands in a text: alone, a byte-level BPE reads `good`, a rare sentence-start piece, not `Ġgood`.
+    ids = {word: i for word, i in zip(words, in_text_word_ids(tokenizer, words), strict=True) if i is not None}
     neighbours = embedding_neighbours(embeddings, tokenizer, sorted(set(ids.values())), k)
     return {word: [_surface(tokenizer, n) for n in neighbours[i]] for word, i in ids.items()}
 
@@ -162,6 +171,7 @@ def augmented_rows(prepared: PreparedData, d, teacher, tokenizer, seed: int) -> 
         rows=fingerprint_texts(texts, pairs),
         embeddings=fingerprint_model(embeddings) if d.augment_method == "replace" else None,
         neighbours=d.augment_neighbours if d.augment_method == "replace" else None,
+        words="in-text" if d.augment_method == "replace" else None,  # copies made by the older word rule are stale
         **settings,
     )
 

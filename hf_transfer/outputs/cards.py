@@ -42,7 +42,7 @@ def template_path() -> Path:
     """The source tree's template when running from a checkout, else the copy shipped inside the wheel
     (`hf_transfer.model_cards`). The checkout comes first: an editable install maps the package to one checkout
     only, and a second worktree must render its own templates."""
-    source = Path(__file__).resolve().parents[2] / "model_cards" / TEMPLATE
+    source = Path(__file__).resolve().parents[2] / "model_cards" / TEMPLATE  # hf_transfer/outputs/ -> checkout root
     if source.is_file():
         return source
     return Path(str(resources.files("hf_transfer.model_cards").joinpath(TEMPLATE)))
