@@ -756,7 +756,7 @@ def test_a_student_cut_from_the_teacher_refuses_another_tokenizer(
         # An AttributeError traceback ('Seq2SeqSequenceClassifierOutput' has no 'hidden_states') at the first step.
         (["--hidden_loss_weight", "1"], "is an encoder-decoder (bart), whose classifier returns none"),
         # Refused only once the teacher's weights had loaded and the student was built.
-        (["--student_layers", "[1, 3]"], "would have 4 blocks, not the 2 of student_layers"),
+        (["--student_layers", "[1, 3]"], "is an encoder-decoder (bart): the cut takes encoder blocks"),
     ],
 )
 def test_an_encoder_decoder_teacher_is_refused_where_it_cannot_work(

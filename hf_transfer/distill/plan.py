@@ -138,6 +138,12 @@ def preflight(
                 f"teacher {name!r} was trained for {teacher_problem} but the data is {prepared.problem_type}."
             )
     student_layout = meta_layout(student_config)
+    if d.student_layers is not None and getattr(student_config, "is_encoder_decoder", False):
+        raise ConfigError(
+            f"student_layers cuts a student from teacher {teacher_names[0]!r}'s blocks, but it is an encoder-decoder "
+            f"({student_config.model_type}): the cut takes encoder blocks and leaves the decoder whole; give a "
+            "separate student as model_name_or_path."
+        )
     if d.student_layers is not None and student_layout.depth != len(d.student_layers):
         raise ConfigError(
             f"a student cut from teacher {teacher_names[0]!r} ({student_config.model_type}) would have "
