@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 from hf_transfer.core.folders import CARD_DATA_FILE, write_text_atomic
-from hf_transfer.core.markdown import table_cells
+from hf_transfer.core.markdown import table_cell, table_cells
 from hf_transfer.outputs.card_data import CardData, detect_adapter
 from hf_transfer.outputs.card_rows import (
     adapter_rows,
@@ -180,16 +180,15 @@ def build_card(c: CardData, folder: str | Path | None = None):
     ]
     export = export_fields(c.export)
     # Every table cell escaped: a `|` in a label name or a freeze_patterns regex would split the row.
-    tables = {"distill_rows": distillation, "comparison_rows": comparison, "adapter_rows": adapter_rows(c),
-              "merge_rows": merge_rows(c), "sweep_columns": [sweep_columns], "sweep_rows": sweep,
-              "freeze_rows": freeze_rows(c), "recipe_rows": recipe_rows(c), "few_shot_rows": few_shot_rows(c.few_shot),
-              "hyper_rows": hyper_rows(c), "export_rows": export["export_rows"],
-              "speed_columns": [export["speed_columns"]], "speed_rows": export["speed_rows"],
-              "metric_rows": metric_rows, "epoch_columns": [epoch_columns], "epoch_rows": epochs,
-              "label_cells": [c.label_names or []]}  # fmt: skip
-    tables = {name: table_cells(rows) for name, rows in tables.items()}
-    for name in ("sweep_columns", "speed_columns", "epoch_columns", "label_cells"):  # one row each
-        tables[name] = tables[name][0]
+    rows = {"distill_rows": distillation, "comparison_rows": comparison, "adapter_rows": adapter_rows(c),
+            "merge_rows": merge_rows(c), "sweep_rows": sweep, "freeze_rows": freeze_rows(c),
+            "recipe_rows": recipe_rows(c), "few_shot_rows": few_shot_rows(c.few_shot), "hyper_rows": hyper_rows(c),
+            "export_rows": export["export_rows"], "speed_rows": export["speed_rows"], "metric_rows": metric_rows,
+            "epoch_rows": epochs}  # fmt: skip
+    headers = {"sweep_columns": sweep_columns, "speed_columns": export["speed_columns"],
+               "epoch_columns": epoch_columns, "label_cells": c.label_names or []}  # fmt: skip
+    tables = {name: table_cells(value) for name, value in rows.items()}
+    tables |= {name: [table_cell(value) for value in header] for name, header in headers.items()}
     return ModelCard.from_template(
         card_data,
         template_path=str(template_path()),
