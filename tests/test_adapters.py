@@ -512,6 +512,18 @@ def test_lora_takes_its_own_learning_rate_only_when_none_is_given(tmp_path, extr
     assert changed == (expected if extra == [] else None)
 
 
+def _ignored_field_warnings(tmp_path, caplog, extra):
+    """`train` parsed with `extra`, then the adapter checks: its adapter arguments and the 'set but ignored' lines."""
+    from hf_transfer.adapters.plan import check_adapter_args
+    from hf_transfer.cli import parse_command_args
+
+    argv = ["--model_name_or_path", "m", "--train_file", "t.csv", "--output_dir", str(tmp_path / "out"), *extra]
+    _, _, adapter, training = parse_command_args("train", argv)
+    with caplog.at_level("WARNING", logger="hf_transfer"):
+        check_adapter_args(adapter, training)
+    return adapter, [r.getMessage() for r in caplog.records if "set but ignored" in r.getMessage()]
+
+
 @pytest.mark.parametrize(
     "extra, warned",
     [
@@ -525,16 +537,9 @@ def test_lora_takes_its_own_learning_rate_only_when_none_is_given(tmp_path, extr
 )
 def test_lora_fields_set_without_an_adapter_are_named_in_a_warning(tmp_path, caplog, extra, warned):
     """`--lora_r 16` with peft_method none was accepted silently, and a full fine-tune ran."""
-    from hf_transfer.adapters.plan import check_adapter_args
-    from hf_transfer.cli import parse_command_args
-
     (tmp_path / "lora.yaml").write_text("peft_method: lora\nlora_r: 16\nlora_alpha: 32\ntarget_modules: all-linear\n")
     extra = [str(tmp_path / e) if e == "lora.yaml" else e for e in extra]
-    argv = ["--model_name_or_path", "m", "--train_file", "t.csv", "--output_dir", str(tmp_path / "out"), *extra]
-    _, _, adapter, training = parse_command_args("train", argv)
-    with caplog.at_level("WARNING", logger="hf_transfer"):
-        check_adapter_args(adapter, training)
-    lines = [r.getMessage() for r in caplog.records if "set but ignored" in r.getMessage()]
+    adapter, lines = _ignored_field_warnings(tmp_path, caplog, extra)
     if warned is None:
         assert lines == []
         return
@@ -648,14 +653,7 @@ def test_a_prompt_learning_adapter_is_refused_where_a_merged_model_is_needed(
 )
 def test_short_fields_the_method_has_not_are_named_in_a_warning(tmp_path, caplog, extra, warned):
     """`--peft_method ia3 --lora_r 16` was accepted and ignored silently (IA3 has no rank)."""
-    from hf_transfer.adapters.plan import check_adapter_args
-    from hf_transfer.cli import parse_command_args
-
-    argv = ["--model_name_or_path", "m", "--train_file", "t.csv", "--output_dir", str(tmp_path / "out"), *extra]
-    _, _, adapter, training = parse_command_args("train", argv)
-    with caplog.at_level("WARNING", logger="hf_transfer"):
-        check_adapter_args(adapter, training)
-    lines = [r.getMessage() for r in caplog.records if "set but ignored" in r.getMessage()]
+    adapter, lines = _ignored_field_warnings(tmp_path, caplog, extra)
     if warned is None:
         assert lines == []
         return

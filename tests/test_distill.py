@@ -653,6 +653,19 @@ def multi_label_rows(path, labels=("a", "b", "c")):
     return path
 
 
+def save_tiny_llama(path, tokenizer_dir, layers: int):
+    """A tiny Llama classifier (pos/neg) with the tiny BERT's tokenizer, saved to `path`; returns its config."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    sizes = {"hidden_size": 32, "num_attention_heads": 2, "num_key_value_heads": 2, "intermediate_size": 37}
+    config = LlamaConfig(vocab_size=len(tok), num_hidden_layers=layers, pad_token_id=tok.pad_token_id, **sizes,
+                         id2label={0: "pos", 1: "neg"}, label2id={"pos": 0, "neg": 1})  # fmt: skip
+    LlamaForSequenceClassification(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return config
+
+
 def refused_before_any_weight_loads(monkeypatch, capsys, argv, needle):
     def never(*args, **kwargs):
         raise AssertionError("a model's weights loaded before the run was refused")
@@ -882,14 +895,9 @@ def test_hidden_loss_never_pairs_a_final_normed_state_with_an_unnormed_one(
     """A pre-norm decoder's last entry of hidden_states comes after its final norm (Llama's RMS about 1, its other
     layers' about 0.02): a Llama student cut from blocks [0, 2] of 4 had its last state matched to the teacher's
     unnormalised block 2, and the loss pulled it towards that scale."""
-    from transformers import AutoTokenizer, BertConfig, LlamaConfig, LlamaForSequenceClassification
+    from transformers import BertConfig
 
-    tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
-    sizes = {"hidden_size": 32, "num_attention_heads": 2, "num_key_value_heads": 2, "intermediate_size": 37}
-    config = LlamaConfig(vocab_size=len(tok), num_hidden_layers=4, pad_token_id=tok.pad_token_id, **sizes,
-                         id2label={0: "pos", 1: "neg"}, label2id={"pos": 0, "neg": 1})  # fmt: skip
-    LlamaForSequenceClassification(config).save_pretrained(tmp_path / "llama")
-    tok.save_pretrained(tmp_path / "llama")
+    config = save_tiny_llama(tmp_path / "llama", tiny_bert_dir, layers=4)
     argv = distill_argv(tmp_path / "llama", *tiny_data, tmp_path / "out", tmp_path / "cache")
     argv += ["--student_layers", "[0, 2]", "--hidden_loss_weight", "1"]
     refused_before_any_weight_loads(monkeypatch, capsys, argv, "pairs student block 1 with teacher block 2")
@@ -911,14 +919,7 @@ def test_hidden_loss_never_pairs_a_final_normed_state_with_an_unnormed_one(
 def test_cls_pooling_is_refused_for_a_decoder_only_model(tmp_path, tiny_bert_dir, tiny_data, capsys, monkeypatch):
     """Patient KD's `cls` targets are the first token's state: in a decoder-only model that token sees only itself,
     so every row that starts alike gave the same target, and the hidden-state loss taught nothing."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
-
-    tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
-    sizes = {"hidden_size": 32, "num_attention_heads": 2, "num_key_value_heads": 2, "intermediate_size": 37}
-    config = LlamaConfig(vocab_size=len(tok), num_hidden_layers=2, pad_token_id=tok.pad_token_id, **sizes,
-                         id2label={0: "pos", 1: "neg"}, label2id={"pos": 0, "neg": 1})  # fmt: skip
-    LlamaForSequenceClassification(config).save_pretrained(tmp_path / "llama")
-    tok.save_pretrained(tmp_path / "llama")
+    save_tiny_llama(tmp_path / "llama", tiny_bert_dir, layers=2)
     argv = distill_argv(tmp_path / "llama", *tiny_data, tmp_path / "out", tmp_path / "cache")
     argv += ["--student_layers", "[0, 1]", "--hidden_loss_weight", "1", "--hidden_loss_pooling", "cls"]
     refused_before_any_weight_loads(
