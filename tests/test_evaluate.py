@@ -137,3 +137,29 @@ def test_integer_labels_of_a_model_whose_labels_are_integers_are_names(models, t
     assert main([*argv, str(tmp_path / "shifted.csv")]) == 2
     last = one_line_error(capsys)
     assert last.startswith("hf-transfer evaluate: error: labels ['0'] in") and "['1', '2', '3']" in last
+
+
+def test_max_eval_samples_scores_the_first_rows_of_each_set(models, tmp_path, capsys, monkeypatch):
+    """`max_eval_samples`, a data field of `train`, was an unknown field to `evaluate`: it now keeps the first N rows
+    of the validation set and of each extra set (after the rows with no text or label are left out), and a
+    non-positive N is refused before the model loads."""
+    texts = [" ".join(WORDS[(i + j) % 8] for j in range(i % 5 + 1)) for i in range(30)]
+    labels = ["pos" if i % 3 else "neg" for i in range(30)]
+    labels[1] = None
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(tmp_path / "dev.csv", index=False)
+    pd.DataFrame({"text": texts[::-1], "label": labels[::-1]}).to_csv(tmp_path / "shift.csv", index=False)
+    out = tmp_path / "metrics.json"
+    argv = ["evaluate", "--model_name_or_path", str(models["full"]), "--validation_file", str(tmp_path / "dev.csv"),
+            "--extra_eval", f"shift={tmp_path / 'shift.csv'}", "--output_file", str(out)]  # fmt: skip
+    assert main([*argv, "--max_eval_samples", "12"]) == 0
+    capsys.readouterr()
+    metrics = json.loads(out.read_text())
+    kept = [i for i in range(30) if labels[i] is not None][:12]
+    predicted = [["neg", "pos"][i] for i in direct_logits(models["full"], [texts[i] for i in kept]).argmax(-1)]
+    assert metrics["samples"] == 12
+    assert metrics["accuracy"] == pytest.approx(accuracy_score([labels[i] for i in kept], predicted))
+    assert metrics["sets"]["shift"]["samples"] == 12
+
+    no_model_load(monkeypatch)
+    assert main([*argv, "--max_eval_samples", "0"]) == 2
+    assert one_line_error(capsys) == "hf-transfer evaluate: error: max_eval_samples must be > 0, got 0."

@@ -491,6 +491,31 @@ def test_max_seq_length_beyond_the_model_is_lowered_to_what_it_embeds(models, tm
     assert list(long["predicted_label"]) == list(fits["predicted_label"])
 
 
+@pytest.mark.parametrize("model_type", ["bert", "roberta", "xlm-roberta", "mpnet", "esm", "longformer"])
+def test_the_usable_length_is_the_longest_input_the_embeddings_take(model_type):
+    """RoBERTa-style embeddings count positions from pad_token_id + 1, so a 40-row position table embeds 38 tokens:
+    the config's max_position_embeddings alone let a 39- or 40-token row through to an index error."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from hf_transfer.core.inference import max_length_for_config
+
+    config = AutoConfig.for_model(model_type, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=37, vocab_size=99, max_position_embeddings=40, pad_token_id=1,
+                                  attention_window=[4])  # fmt: skip
+    model = AutoModelForSequenceClassification.from_config(config).eval()
+    usable = max_length_for_config(config, None, 10**6)
+    assert usable == (40 if model_type == "bert" else 38)
+
+    def forward(length):
+        ids = torch.full((1, length), 5)
+        with torch.no_grad():
+            return model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+
+    assert torch.isfinite(forward(usable)).all()
+    with pytest.raises((IndexError, RuntimeError)):
+        forward(usable + 1)
+
+
 def test_real_minilm_on_sst2_rows_matches_evaluate(tmp_path, minilm_path, data_root, capsys):
     """End to end on the real MiniLM (a classification head on it) and real SST-2 rows: the CLI's predictions are
     the argmax of `evaluate`'s logits, row for row, and its metrics are `evaluate`'s."""

@@ -285,6 +285,10 @@ class EvalDataArguments:
         },
     )
     max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated to this many tokens."})
+    max_eval_samples: int | None = field(
+        default=None,
+        metadata={"help": "Score only the first N rows of each set (validation_file and every extra_eval set)."},
+    )
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Inference batch size."})
     csv_quoting: Literal["auto", "minimal", "none"] = field(
         default="auto", metadata={"help": "Quoting of csv/tsv files, as for `train`."}
@@ -296,6 +300,8 @@ class EvalDataArguments:
                 f"max_seq_length and per_device_eval_batch_size must be > 0, got {self.max_seq_length} and "
                 f"{self.per_device_eval_batch_size}."
             )
+        if self.max_eval_samples is not None and self.max_eval_samples <= 0:
+            raise ConfigError(f"max_eval_samples must be > 0, got {self.max_eval_samples}.")
         if self.label_mapping is not None:
             self.label_mapping = {str(k): str(v) for k, v in self.label_mapping.items()}
         if self.validation_file is not None:

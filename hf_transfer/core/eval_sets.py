@@ -59,6 +59,7 @@ def prepare_eval_set(
         label_column_name=args.label_column_name,
         label_mapping=eval_set.label_mapping if eval_set.label_mapping is not None else args.label_mapping,
         csv_quoting=args.csv_quoting,
+        max_eval_samples=args.max_eval_samples,
     )
     try:
         prepared = load_data(data_args, require_train=False)

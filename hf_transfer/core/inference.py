@@ -22,9 +22,22 @@ def usable_max_length(model, tokenizer, max_length: int) -> int:
     return max_length_for_config(model.config, tokenizer, max_length)
 
 
+# Model types whose position ids start after the padding index (RoBERTa's `create_position_ids_from_input_ids`): the
+# first pad_token_id + 1 rows of the position table are never a real position. Found by running every sequence
+# classification type at its `max_position_embeddings`.
+PADDING_OFFSET_POSITIONS = frozenset(
+    ("camembert", "data2vec-text", "esm", "ibert", "layoutlmv3", "lilt", "longformer", "luke", "markuplm", "mpnet",
+     "roberta", "roberta-prelayernorm", "xlm-roberta", "xlm-roberta-xl", "xmod")
+)  # fmt: skip
+
+
 def max_length_for_config(config, tokenizer, max_length: int) -> int:
     """`usable_max_length` from the model's config alone, before any weight loads (`train`, `distill`)."""
-    limits = [getattr(config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
+    positions = getattr(config, "max_position_embeddings", None)
+    pad = getattr(config, "pad_token_id", None)
+    if isinstance(positions, int) and getattr(config, "model_type", None) in PADDING_OFFSET_POSITIONS:
+        positions -= (pad if isinstance(pad, int) and pad >= 0 else 0) + 1
+    limits = [positions, getattr(tokenizer, "model_max_length", None)]
     return min([max_length, *(n for n in limits if isinstance(n, int) and n > 0)])
 
 
