@@ -861,6 +861,45 @@ def test_the_hidden_projection_gets_each_steps_gradient_alone(tmp_path):
     assert projections["1"].weight.grad is None  # cleared after the last step, as the model's are
 
 
+def test_max_grad_norm_clips_the_projection_with_the_student(tmp_path):
+    """Trainer clips the model's parameters alone, and the projections are no part of the model: their gradient went
+    unclipped. Now one global norm over both is at most max_grad_norm, as torch's clip_grad_norm_ would make it."""
+    from datasets import Dataset
+    from transformers import BertConfig, BertForSequenceClassification, TrainerCallback
+
+    from hf_transfer.distill.trainer import hidden_state_projections
+
+    torch.manual_seed(2)
+    sizes = {"num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": 64, "num_labels": 3}
+    student = BertForSequenceClassification(BertConfig(vocab_size=100, hidden_size=16, intermediate_size=32, **sizes))
+    projections = hidden_state_projections(student.config, tiny_model(seed=1).config, {0: 0, 1: 1})
+    norms = []
+
+    class Record(TrainerCallback):
+        def on_pre_optimizer_step(self, args, state, control, **kwargs):
+            grads = [p.grad for p in [*student.parameters(), *projections.parameters()] if p.grad is not None]
+            projection = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in projections.parameters()]))
+            norms.append((float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))), float(projection)))
+
+    trainer = DistillationTrainer(
+        model=student,
+        args=make_args(
+            tmp_path, max_steps=2, per_device_train_batch_size=4, remove_unused_columns=False, max_grad_norm=1e-3
+        ),  # fmt: skip
+        train_dataset=Dataset.from_list([{"input_ids": [1, 7, 9, 11], "labels": 1}] * 8),
+        data_collator=DistillationCollator(_PadTokenizer()),
+        distill_args=DistillationArguments(teacher_model_name_or_path="t", alpha=0.5, hidden_loss_weight=1.0),
+        teachers=[tiny_model(seed=1)],
+        layer_map={0: 0, 1: 1},
+        projections=projections,
+        callbacks=[Record()],
+    )
+    trainer.train()
+    assert len(norms) == 2
+    for total, projection in norms:
+        assert 0 < projection < total <= 1e-3 * (1 + 1e-4)
+
+
 def test_a_resumed_run_goes_on_with_the_trained_hidden_projection(tmp_path, tiny_bert_dir, tiny_data):
     """The projection between hidden sizes trains with the student but is no part of the saved model, and no
     checkpoint held it: a resumed run restarted it from its initial weights (the student and the optimizer state

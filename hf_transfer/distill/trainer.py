@@ -169,6 +169,14 @@ class DistillationTrainer(TransferTrainer):
 
     # --- Trainer hooks ------------------------------------------------------------------------------------------
 
+    def _clip_grad_norm(self, model):
+        """`max_grad_norm` over the student's and the projections' gradients together, one global norm (Trainer clips
+        the model's parameters alone, so the projections' steps were never clipped)."""
+        if self.projections is None:
+            return super()._clip_grad_norm(model)
+        parameters = [*model.parameters(), *self.projections.parameters()]
+        return self.accelerator.clip_grad_norm_(parameters, self.args.max_grad_norm)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
         teacher_fields = {k: inputs.pop(k) for k in list(inputs) if k.startswith(TEACHER_PREFIX)}
