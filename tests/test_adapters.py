@@ -399,7 +399,10 @@ def test_lora_run_end_to_end(tmp_path, tiny_bert_dir, csv_data, capsys):
     ):
         assert (out / name).is_file(), name
     assert not (out / "model.safetensors").exists() and not (out / "config.json").exists()
-    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == "org/tiny-bert"
+    saved = json.loads((out / "adapter_config.json").read_text())
+    assert saved["base_model_name_or_path"] == "org/tiny-bert"
+    # PEFT's wrapper appends "classifier" and "score" to the planned head: each is listed once.
+    assert saved["modules_to_save"] == ["bert.pooler", "classifier", "score"]
 
     record = json.loads((out / "hf_transfer_run.json").read_text())
     adapter = record["adapter"]

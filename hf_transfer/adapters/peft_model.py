@@ -32,7 +32,13 @@ def wrap(model: nn.Module, plan: AdapterPlan):
     """`model` (weights loaded) with the planned adapter: only the adapter and the head train."""
     from peft import get_peft_model
 
-    return get_peft_model(model, copy.deepcopy(plan.peft_config))
+    wrapped = get_peft_model(model, copy.deepcopy(plan.peft_config))
+    for config in wrapped.peft_config.values():
+        # PEFT's sequence-classification wrapper appends "classifier" and "score" to the planned list, which names
+        # the head already: the saved adapter_config.json listed "classifier" twice.
+        if config.modules_to_save:
+            config.modules_to_save = list(dict.fromkeys(config.modules_to_save))
+    return wrapped
 
 
 def is_peft_model(model) -> bool:
