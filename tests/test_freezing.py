@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification
@@ -243,6 +245,20 @@ def test_freeze_layers_on_albert_shared_layers_is_refused(freeze_layers):
     assert resolve_frozen_parameters(layout, freeze_layers=0) == set()
     whole_encoder = resolve_frozen_parameters(layout, freeze_patterns=["albert_layer_groups"])
     assert whole_encoder == set(layout.blocks[0])
+
+
+def test_freeze_layers_on_funnel_grouped_layers_is_refused_with_its_own_reason():
+    # Funnel's blocks each hold several layers (not shared ones): the refusal says so, and its pattern is valid.
+    from transformers import FunnelConfig, FunnelForSequenceClassification
+
+    config = FunnelConfig(vocab_size=99, d_model=32, n_head=2, d_head=16, d_inner=37, block_sizes=[2, 2])
+    with torch.device("meta"):
+        layout = discover_layers(FunnelForSequenceClassification(config))
+    assert (layout.depth, layout.num_layers) == (2, 4)
+    with pytest.raises(ConfigError, match=r"runs 4 layers .* on 2 block\(s\) .*each holding several layers") as err:
+        resolve_frozen_parameters(layout, freeze_layers=1)
+    first = re.search(r"or \[(\S+)\] for the first", str(err.value)).group(1)
+    assert resolve_frozen_parameters(layout, freeze_patterns=[first]) == set(layout.blocks[0])
 
 
 @pytest.mark.parametrize(

@@ -24,16 +24,18 @@ def _examples(layout: ModelLayout) -> str:
 
 
 def _check_blocks_are_layers(layout: ModelLayout, freeze_layers: int | Sequence[int]) -> None:
-    """freeze_layers counts layers; a model whose blocks are shared by several layers (ALBERT) cannot freeze some."""
+    """freeze_layers counts layers; a model whose blocks each hold several layers (Funnel) or are shared by several
+    layers (ALBERT) cannot freeze the bottom N of them."""
     layers, depth = layout.num_layers, layout.depth
     if layers in (None, depth) or not freeze_layers:  # 0 or [] freezes nothing
         return
     blocks = layout.block_modules[0].rpartition(".")[0].rpartition(".")[2]
     raise ConfigError(
         f"freeze_layers={freeze_layers!r}, but this model runs {layers} layers (num_hidden_layers) on {depth} "
-        f"block(s) of weights shared across layers (ALBERT's layer groups, {blocks!r}): freezing a block freezes "
-        f"every layer that shares it, not the bottom layers asked for. Freeze the whole encoder with freeze_patterns: "
-        f"[{blocks}] (or train_head_only), or drop freeze_layers."
+        f"block(s) of weights ({blocks!r}), each holding several layers or shared by several (ALBERT's layer "
+        f"groups, Funnel's blocks): freezing a block does not freeze the bottom layers asked for. Freeze blocks by "
+        f"name with freeze_patterns: [{blocks}] for all of them or [{blocks}\\.0\\.] for the first (or "
+        f"train_head_only), or drop freeze_layers."
     )
 
 

@@ -102,7 +102,8 @@ def build_student_from_teacher(teacher: PreTrainedModel, student_layers: Sequenc
     if depth != config_depth:
         raise ConfigError(
             f"{type(teacher).__name__} has {depth} distinct blocks but num_hidden_layers={config_depth} (weights "
-            "shared across layers, as in ALBERT?), so a student cannot be cut from its blocks; train a smaller "
+            "grouped or shared across layers, as in Funnel or ALBERT), so a student cannot be cut from its blocks; "
+            "train a smaller "
             "model instead."
         )
     layers = check_student_layers(student_layers, depth)
