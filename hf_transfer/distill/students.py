@@ -103,8 +103,7 @@ def build_student_from_teacher(teacher: PreTrainedModel, student_layers: Sequenc
         raise ConfigError(
             f"{type(teacher).__name__} has {depth} distinct blocks but num_hidden_layers={config_depth} (weights "
             "grouped or shared across layers, as in Funnel or ALBERT), so a student cannot be cut from its blocks; "
-            "train a smaller "
-            "model instead."
+            "train a smaller model instead."
         )
     layers = check_student_layers(student_layers, depth)
 
