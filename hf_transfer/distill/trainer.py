@@ -92,11 +92,17 @@ def hidden_state_projections(student_config, teacher_config, layer_map: dict[int
 
 class ProjectionTraining(TrainerCallback):
     """What Trainer does for the model's parameters, for the projections, which are no part of it: their gradients
-    are cleared after each optimizer step (Trainer clears the model's alone: each step used the sum of every earlier
-    one's), and they are written into every checkpoint, so that a resumed run goes on with the trained ones."""
+    are clipped to `max_grad_norm` before each optimizer step (Trainer clips the model's alone; by then it has
+    unscaled every gradient the optimizer holds) and cleared after it (Trainer clears the model's alone: each step
+    used the sum of every earlier one's), and they are written into every checkpoint, so that a resumed run goes on
+    with the trained ones."""
 
     def __init__(self, projections: nn.ModuleDict):
         self.projections = projections
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        if args.max_grad_norm and args.max_grad_norm > 0:
+            nn.utils.clip_grad_norm_(self.projections.parameters(), args.max_grad_norm)
 
     def on_step_end(self, args, state, control, **kwargs):
         self.projections.zero_grad(set_to_none=True)
@@ -168,14 +174,6 @@ class DistillationTrainer(TransferTrainer):
         return teacher
 
     # --- Trainer hooks ------------------------------------------------------------------------------------------
-
-    def _clip_grad_norm(self, model):
-        """`max_grad_norm` over the student's and the projections' gradients together, one global norm (Trainer clips
-        the model's parameters alone, so the projections' steps were never clipped)."""
-        if self.projections is None:
-            return super()._clip_grad_norm(model)
-        parameters = [*model.parameters(), *self.projections.parameters()]
-        return self.accelerator.clip_grad_norm_(parameters, self.args.max_grad_norm)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
