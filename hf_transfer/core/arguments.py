@@ -137,10 +137,7 @@ class DataArguments:
         self.language = check_language(self.language)
         if self.max_seq_length <= 0:
             raise ConfigError(f"max_seq_length must be > 0, got {self.max_seq_length}.")
-        for name in ("max_train_samples", "max_eval_samples"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ConfigError(f"{name} must be > 0, got {value}.")
+        check_row_limits(self, "max_train_samples", "max_eval_samples")
         if not 0 < self.validation_split_percentage < 100:
             raise ConfigError(
                 f"validation_split_percentage must be between 1 and 99, got {self.validation_split_percentage}."
@@ -254,6 +251,14 @@ def parse_extra_eval(value: Any) -> list[EvalSet]:
     return sets
 
 
+def check_row_limits(args, *names: str) -> None:
+    """Row limits (`max_train_samples`, ...) are unset or positive."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise ConfigError(f"{name} must be > 0, got {value}.")
+
+
 @dataclass
 class EvalDataArguments:
     """Labelled evaluation data and how to read it (shared by `evaluate` and `merge`)."""
@@ -300,8 +305,7 @@ class EvalDataArguments:
                 f"max_seq_length and per_device_eval_batch_size must be > 0, got {self.max_seq_length} and "
                 f"{self.per_device_eval_batch_size}."
             )
-        if self.max_eval_samples is not None and self.max_eval_samples <= 0:
-            raise ConfigError(f"max_eval_samples must be > 0, got {self.max_eval_samples}.")
+        check_row_limits(self, "max_eval_samples")
         if self.label_mapping is not None:
             self.label_mapping = {str(k): str(v) for k, v in self.label_mapping.items()}
         if self.validation_file is not None:
