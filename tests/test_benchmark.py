@@ -505,3 +505,41 @@ def test_calibration_bound_finds_the_offsets_that_undo_a_biased_class():
     assert 1.0 <= best["unconstrained"]["offsets"][1] - best["unconstrained"]["offsets"][2] < 2.0
     assert best["constrained"]["recall_good"] == 1.0
     assert script.search(logits, labels, names, np.array([0.0]), {"recall_neutral": 0.5})["constrained"] is None
+
+
+def test_mean_pooling_base_feeds_the_head_the_mean_and_its_pattern_freezes_only_the_pooling_projections(
+    tiny_bert_dir, tmp_path
+):
+    """The script's model reads the masked mean (through the pooler at scale·identity), reloads as a plain classifier,
+    and the printed pattern matches exactly the new block's projections, not its LayerNorms or any other block."""
+    import math
+    import re
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from hf_transfer.train.few_shot_head import mean_pool
+
+    script = load_script("mean_pooling_base")
+    assert script.main(["--model", str(tiny_bert_dir), "--output_dir", str(tmp_path / "m"), "--num_labels", "3"]) == 0
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "m").eval()
+    assert model.config.num_hidden_layers == 3 and model.num_labels == 3
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "m")
+    batch = dict(
+        tokenizer(["short", "a much longer row with padding in the other one"], padding=True, return_tensors="pt")
+    )
+    captured = []
+    model.classifier.register_forward_hook(lambda _m, args, _o: captured.append(args[0]))
+    with torch.no_grad():
+        model(**batch)
+        hidden = model.base_model(**batch, output_hidden_states=True).hidden_states[2]  # the body's last block
+    mean = torch.nn.functional.layer_norm(mean_pool(hidden, batch["attention_mask"]), (32,))
+    assert torch.allclose(captured[0], torch.tanh(0.1 * mean), atol=2e-3)
+    pattern = re.compile(script.freeze_pattern(2))
+    frozen = {name for name, _ in model.named_parameters() if pattern.search(name)}
+    assert frozen and all(".layer.2." in n and "LayerNorm" not in n for n in frozen)
+    assert {n.split(".layer.2.")[1].rsplit(".", 1)[0] for n in frozen} == {
+        "attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+        "intermediate.dense", "output.dense",
+    }  # fmt: skip
+    assert not math.isnan(captured[0].sum().item())
