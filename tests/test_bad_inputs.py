@@ -81,6 +81,10 @@ def world(tmp_path_factory, tiny_bert_dir):
     w["multi"].write_text(
         "\n".join(json.dumps({"text": f"t{i}", "label": [["x"], ["y"], ["x", "y"]][i % 3]}) for i in range(6))
     )
+    w["nested"] = root / "nested.jsonl"
+    w["nested"].write_text(
+        "\n".join(json.dumps({"text": f"t{i}", "label": [["x"], [["y"]]][i % 2]}) for i in range(4))
+    )
     w["binary"] = root / "binary.csv"
     w["binary"].write_bytes(bytes(range(256)) * 64)
     w["txt"] = root / "train.txt"
@@ -272,6 +276,11 @@ CASES = [
     ("validation label not in train", lambda w: train(w, dev=w["unseen"]), "neutral"),
     ("NaN labels only", lambda w: train(w, train_file=w["nan_labels"]), "label"),
     ("multi-label rows not lists", lambda w: train(w, train_file=w["not_lists"], dev=w["not_lists"]), "list"),
+    (
+        "a list inside a label list",
+        lambda w: train(w, train_file=w["nested"], dev=w["multi"]),
+        "where a label should be",
+    ),
     ("binary file as csv", lambda w: train(w, train_file=w["binary"]), "binary.csv"),
     ("mixed label types", lambda w: train(w, train_file=w["mixed"], dev=w["mixed"]), "label"),
     # model

@@ -341,6 +341,17 @@ def test_multi_label_rows_must_be_lists(tmp_path):
         load(tmp_path, rows([["a"], ["b"]]), rows([["a"]]), ext="jsonl", problem_type="single_label_classification")
 
 
+def test_structures_inside_labels_are_refused_not_made_into_classes(tmp_path):
+    # A nested list became a class named "['a']" beside "a", and a mapping a class named "{'a': 1}", silently.
+    nested = r"label column 'label' holds a list where a label should be: \['a'\] in \[\['a'\]\]"
+    with pytest.raises(DataError, match=nested):
+        load(tmp_path, rows([["a"], [["a"]], ["b"]]), rows([["a"]]), ext="jsonl")
+    with pytest.raises(DataError, match=r"label column 'label' holds a dict where a label should be: \{'a': 1\};"):
+        load(tmp_path, rows(["a", {"a": 1}, "b"]), rows(["a"]), ext="jsonl")
+    with pytest.raises(DataError, match=r"a dict where a label should be: \{'a': 1\} in \[\{'a': 1\}\]"):
+        load(tmp_path, rows([["a"], [{"a": 1}], ["b"]]), rows([["a"]]), ext="jsonl")
+
+
 def test_validation_without_labels(tmp_path):
     with pytest.raises(DataError, match="validation data has no labels"):
         load(tmp_path, rows(["a"]), [{"text": "x", "label": None}], ext="json")

@@ -134,6 +134,10 @@ def resolve_columns(args: DataArguments, split_columns: dict[str, list[str]]) ->
     return text, pair, label
 
 
+# Cell values that are structures, not text or a label: jsonl and parquet can hold them.
+_STRUCTURES = (dict, list, tuple, np.ndarray)
+
+
 def _is_missing(value: Any) -> bool:
     return value is None or (pd.api.types.is_scalar(value) and pd.isna(value))
 
@@ -142,7 +146,7 @@ def check_text_cells(values, column: str) -> None:
     """A one-line error when a text cell holds a structure (a JSON object or array, as jsonl and parquet can), which
     `str()` would silently turn into its Python spelling. Numbers and booleans are read as their text."""
     for value in values:
-        if isinstance(value, (dict, list, tuple, np.ndarray)):
+        if isinstance(value, _STRUCTURES):
             shown = repr(value if not isinstance(value, np.ndarray) else value.tolist())
             raise DataError(
                 f"text column {column!r} holds a {type(value).__name__} ({shown[:60]}), not text; give "
@@ -183,9 +187,21 @@ def _flow_list(text: str) -> Any:
     return value if isinstance(value, list) and all(isinstance(v, str) for v in value) else text
 
 
-def normalise_label(value: Any) -> Any:
+def _refuse_structure(value: Any, column: str, row: Any = None) -> None:
+    def shown(v):
+        return repr(v.tolist() if isinstance(v, np.ndarray) else v)[:60]
+
+    where = f" in {shown(row)}" if row is not None else ""
+    raise DataError(
+        f"the label column {column!r} holds a {type(value).__name__} where a label should be: {shown(value)}{where}; "
+        'a label is a name or an integer, and a multi-label row a flat list of them such as ["a", "b"].'
+    )
+
+
+def normalise_label(value: Any, column: str) -> Any:
     """Scalars as in `normalise_scalar`; lists (also JSON, Python or YAML-flow list literals in a text cell, such as
-    a csv's) for multi-label."""
+    a csv's) for multi-label. A mapping, or a list inside a list, is a DataError naming `column` (str() would make a
+    class of its Python spelling)."""
     if isinstance(value, str) and value.strip().startswith("["):
         for parse in (json.loads, ast.literal_eval, _flow_list):
             try:
@@ -194,7 +210,12 @@ def normalise_label(value: Any) -> Any:
             except (ValueError, SyntaxError):
                 continue
     if isinstance(value, (list, tuple, np.ndarray)):
+        for element in value:
+            if isinstance(element, _STRUCTURES):
+                _refuse_structure(element, column, value)
         return [v for v in map(normalise_scalar, value) if v is not None]
+    if isinstance(value, dict):
+        _refuse_structure(value, column)
     return normalise_scalar(value)
 
 
@@ -233,7 +254,7 @@ def clean_frame(df: pd.DataFrame, text: str, pair: str | None, label: str, hub_c
     """The rows of one frame whose text is not empty: (texts, pairs or None, normalised labels with None where a row
     has none, the number of rows dropped for empty text, whether any row of the frame has a label)."""
     n = len(df)
-    raw = [normalise_label(v) for v in df[label].tolist()] if label in df.columns else [None] * n
+    raw = [normalise_label(v, label) for v in df[label].tolist()] if label in df.columns else [None] * n
     if hub_class_label:  # -1 marks an unlabelled row in a Hub ClassLabel column (GLUE test splits)
         raw = [None if v == -1 else v for v in raw]
     raw_pairs = (df[pair].tolist() if pair in df.columns else [None] * n) if pair else None

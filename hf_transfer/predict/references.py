@@ -40,7 +40,7 @@ class References:
 
     def add(self, labels: pd.Series, empty: np.ndarray, predicted: np.ndarray) -> None:
         """Gather one chunk: `predicted` holds the model's ids (multi-label: multi-hot rows) of its non-empty rows."""
-        values = [normalise_label(v) for v in labels[~empty].tolist()]
+        values = [normalise_label(v, self.column) for v in labels[~empty].tolist()]
         keep, refs = [], []
         for i, value in enumerate(values):
             if value is None:
@@ -90,7 +90,7 @@ def scan_references(
     seen: set[str] = set()
     kinds = set()
     for chunk in iter_table(path, chunk_rows, csv_quoting, columns=[text, label]):
-        values = [normalise_label(v) for v in chunk[label][~empty_text_mask(chunk[text])].tolist()]
+        values = [normalise_label(v, label) for v in chunk[label][~empty_text_mask(chunk[text])].tolist()]
         for value in values:
             if value is None:
                 continue
