@@ -85,6 +85,8 @@ def world(tmp_path_factory, tiny_bert_dir):
     w["nested"].write_text(
         "\n".join(json.dumps({"text": f"t{i}", "label": [["x"], [["y"]]][i % 2]}) for i in range(4))
     )
+    w["no_labels"] = root / "no_labels.jsonl"
+    w["no_labels"].write_text("\n".join(json.dumps({"text": f"t{i}", "label": []}) for i in range(4)))
     w["binary"] = root / "binary.csv"
     w["binary"].write_bytes(bytes(range(256)) * 64)
     w["txt"] = root / "train.txt"
@@ -280,6 +282,11 @@ CASES = [
         "a list inside a label list",
         lambda w: train(w, train_file=w["nested"], dev=w["multi"]),
         "where a label should be",
+    ),
+    (
+        "every label list empty",
+        lambda w: train(w, train_file=w["no_labels"], dev=w["no_labels"]),
+        "every label list of the training data is empty",
     ),
     ("binary file as csv", lambda w: train(w, train_file=w["binary"]), "binary.csv"),
     ("mixed label types", lambda w: train(w, train_file=w["mixed"], dev=w["mixed"]), "label"),

@@ -352,6 +352,14 @@ def test_structures_inside_labels_are_refused_not_made_into_classes(tmp_path):
         load(tmp_path, rows([["a"], [{"a": 1}], ["b"]]), rows([["a"]]), ext="jsonl")
 
 
+def test_multi_label_training_data_whose_lists_are_all_empty_is_refused(tmp_path):
+    # It trained a model with no outputs, then failed with scikit-learn's "unknown is not supported" traceback.
+    with pytest.raises(DataError, match=r"every label list of the training data is empty \(3 rows\)"):
+        load(tmp_path, rows([[], [], []]), rows([[]]), ext="jsonl")
+    prepared = load(tmp_path, rows([[], ["a"], []]), rows([[]]), ext="jsonl")  # some empty lists are fine
+    assert prepared.label_names == ["a"] and labels_of(prepared) == [[0.0], [1.0], [0.0]]
+
+
 def test_validation_without_labels(tmp_path):
     with pytest.raises(DataError, match="validation data has no labels"):
         load(tmp_path, rows(["a"]), [{"text": "x", "label": None}], ext="json")

@@ -227,6 +227,11 @@ def load_data(data_args: DataArguments, seed: int = 42, require_train: bool = Tr
     check_label_types(args, profiles, label)
     space = label_space(args, profiles, hub_names)
     names = space[0]
+    if require_train and multi and not names:  # every list empty: no output to learn (sklearn failed after training)
+        raise DataError(
+            f"every label list of the training data is empty ({profiles['train'].rows} rows); a multi-label model "
+            "needs at least one label name. Check label_column_name, or add rows that carry labels."
+        )
     if require_train and not multi and len(names) < 2:  # one output: no choice to learn (and not a classifier)
         raise DataError(
             f"the training data has a single class {names}; a classifier needs at least two. Check "
