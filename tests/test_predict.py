@@ -243,6 +243,13 @@ def test_multi_label_model(models, tmp_path):
     predict(models["multi"], tmp_path / "in.jsonl", tmp_path / "out.csv")  # csv holds the lists as JSON text
     as_csv = pd.read_csv(tmp_path / "out.csv")
     assert [json.loads(v) for v in as_csv.drop(index=2)["predicted_label"]] == expected
+    # and so the input's own list column, from jsonl or parquet (it was written as Python's "['red']" beside it)
+    assert [json.loads(v) for v in as_csv["label"]] == data["label"].tolist()
+    data.to_parquet(tmp_path / "in.parquet")
+    predict(models["multi"], tmp_path / "in.parquet", tmp_path / "from_parquet.csv")
+    from_parquet = pd.read_csv(tmp_path / "from_parquet.csv")
+    assert [json.loads(v) for v in from_parquet["label"]] == data["label"].tolist()
+    assert from_parquet["predicted_label"].tolist() == as_csv["predicted_label"].tolist()
 
 
 def test_evaluate_scores_a_multi_label_model_as_predict_does(models, tmp_path):

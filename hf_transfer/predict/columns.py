@@ -4,8 +4,6 @@ sigmoid probabilities. Rows with empty text get an empty label and no scores."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 
@@ -37,11 +35,10 @@ def prediction_columns(
     label_names: list[str],
     problem_type: str,
     top_k: int | None = None,
-    lists_as_json: bool = False,
 ) -> dict[str, np.ndarray | list]:
     """The added columns for a chunk of rows, in input order. `logits` holds the rows whose text is not empty, in
     order; `empty` marks every row of the chunk. `score` is the probability of the predicted label (multi-label: the
-    highest label probability). `lists_as_json` writes multi-label predictions as JSON text (for csv files)."""
+    highest label probability)."""
     empty = np.asarray(empty, dtype=bool)
     n, names = len(empty), np.array(label_names, dtype=object)
     probs = np.full((n, len(label_names)), np.nan)
@@ -50,8 +47,6 @@ def prediction_columns(
         hot = np.zeros((n, len(label_names)), dtype=bool)
         hot[~empty] = predicted_labels(logits, MULTI_LABEL).astype(bool)
         predicted = [list(names[row]) for row in hot]
-        if lists_as_json:
-            predicted = [json.dumps(labels, ensure_ascii=False) for labels in predicted]
     else:
         predicted = np.full(n, "", dtype=object)
         predicted[~empty] = names[predicted_labels(logits, problem_type)]

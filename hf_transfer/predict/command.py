@@ -100,9 +100,7 @@ def run_predict(args: PredictArguments) -> dict:
                 )
                 bar.update(int(empty.sum()))
                 empty_rows += int(empty.sum())
-                added = prediction_columns(
-                    logits, empty, source.label_names, source.problem_type, args.top_k, writer.ext == "csv"
-                )
+                added = prediction_columns(logits, empty, source.label_names, source.problem_type, args.top_k)
                 writer.write(chunk.reset_index(drop=True).assign(**added))
                 if references is not None:
                     references.add(chunk[label], empty, predicted_labels(logits, source.problem_type))

@@ -3,9 +3,11 @@ it only when every row is written: bad input found late, an interruption or a cr
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -34,6 +36,29 @@ def _one_type_per_column(frame: pd.DataFrame) -> pd.DataFrame:
         if len(kinds) > 1 and not kinds & {list, dict, tuple}:
             mixed[name] = column.map(lambda v: v if v is None or (isinstance(v, float) and v != v) else str(v))
     return frame.assign(**mixed) if mixed else frame
+
+
+def _nested_as_json(frame: pd.DataFrame) -> pd.DataFrame:
+    """Cells holding lists or mappings (multi-label predictions; list or object columns of a jsonl or parquet input)
+    as JSON text, which csv can hold and `train`, `evaluate` and other tools read back; str() would write Python's
+    spelling, `['a']`, beside JSON in the same file."""
+    nested = (list, tuple, dict, np.ndarray)
+
+    def as_json(value):
+        return json.dumps(value, ensure_ascii=False, default=_plain) if isinstance(value, nested) else value
+
+    converted = {}
+    for name in (c for c in frame.columns if pd.api.types.is_object_dtype(frame[c])):
+        if any(isinstance(v, nested) for v in frame[name]):
+            converted[name] = frame[name].map(as_json)
+    return frame.assign(**converted) if converted else frame
+
+
+def _plain(value):
+    """numpy arrays and scalars (what parquet's list cells hold) as Python values, for json.dumps."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _widened(schema: pa.Schema, new: pa.Schema, rows: int, count: int) -> pa.Schema:
@@ -96,7 +121,7 @@ class PredictionWriter:
         elif self.ext == "csv":
             if self._file is None:
                 self._file = open(self.tmp, "w", encoding="utf-8", newline="")
-            frame.to_csv(self._file, index=False, header=self.rows == 0)
+            _nested_as_json(frame).to_csv(self._file, index=False, header=self.rows == 0)
         else:
             if self._file is None:
                 self._file = open(self.tmp, "w", encoding="utf-8")
