@@ -221,6 +221,16 @@ def test_distillation_card_from_a_record(tmp_path):
     assert "| effective batch size | 32 |" in card.text  # 16 per device × 2 processes
 
 
+def test_a_multi_label_distillation_card_names_the_sigmoid_loss_it_used(tmp_path):
+    # The loss row said "α·T²·KL(teacher ‖ student) + (1−α)·CE", a softmax loss that multi-label KD never computes.
+    record = {**DISTILL_RECORD, "problem_type": "multi_label_classification"}
+    text = build_card(complete_card_data(CardData(), record, {}, tmp_path), tmp_path).text
+    assert "| loss | α·T²·BCE(σ(student/T), σ(teacher/T)) + (1−α)·BCE, per label; terms used: kd, ce |" in text
+    assert "KL" not in text
+    single = build_card(complete_card_data(CardData(), DISTILL_RECORD, {}, tmp_path), tmp_path).text
+    assert "| loss | α·T²·KL(teacher ‖ student) + (1−α)·CE; terms used: kd, ce |" in single
+
+
 def test_local_files_name_their_hub_dataset_through_dataset_hub_id(tmp_path):
     record = {**DISTILL_RECORD, "data": {**DISTILL_RECORD["data"], "source": {"train_file": "/data/sst2/train.tsv"}}}
     local = complete_card_data(CardData(), record, {"train_file": "/data/sst2/train.tsv"}, tmp_path)

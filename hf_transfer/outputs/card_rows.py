@@ -63,6 +63,14 @@ def freeze_rows(c: CardData) -> list[tuple[str, str]]:
     return rows
 
 
+def _kd_formula(multi_label: bool) -> str:
+    """The loss `distill.losses.distillation_loss` computes: softmax KL and cross-entropy, or for multi-label each
+    label's sigmoid, the teacher's as soft targets, and binary cross-entropy."""
+    if multi_label:
+        return "α·T²·BCE(σ(student/T), σ(teacher/T)) + (1−α)·BCE, per label"
+    return "α·T²·KL(teacher ‖ student) + (1−α)·CE"
+
+
 def distill_rows(c: CardData) -> tuple[list, list]:
     d = c.distillation
     if not d:
@@ -71,7 +79,7 @@ def distill_rows(c: CardData) -> tuple[list, list]:
         ("teacher(s)", ", ".join(f"`{t}`" for t in d.get("teachers") or [])),
         ("α (soft-loss weight)", str(d.get("alpha"))),
         ("temperature T", str(d.get("temperature"))),
-        ("loss", "α·T²·KL(teacher ‖ student) + (1−α)·CE; terms used: " + ", ".join(d.get("loss_terms") or [])),
+        ("loss", f"{_kd_formula(c.multi_label)}; terms used: " + ", ".join(d.get("loss_terms") or [])),
     ]
     if d.get("teacher_weights"):
         rows.append(("teacher weights", str(d["teacher_weights"])))
