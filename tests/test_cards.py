@@ -227,6 +227,9 @@ def test_a_multi_label_distillation_card_names_the_sigmoid_loss_it_used(tmp_path
     text = build_card(complete_card_data(CardData(), record, {}, tmp_path), tmp_path).text
     assert "| loss | α·T²·BCE(σ(student/T), σ(teacher/T)) + (1−α)·BCE, per label; terms used: kd, ce |" in text
     assert "KL" not in text
+    data = {**DISTILL_RECORD["data"], "train": {"rows": 100, "dropped": {}, "rows_without_labels": 7}}
+    counted = build_card(complete_card_data(CardData(), {**record, "data": data}, {}, tmp_path), tmp_path).text
+    assert "**train**: 100 rows, none dropped; 7 with an empty label list" in counted  # kept, and said
     single = build_card(complete_card_data(CardData(), DISTILL_RECORD, {}, tmp_path), tmp_path).text
     assert "| loss | α·T²·KL(teacher ‖ student) + (1−α)·CE; terms used: kd, ce |" in single
 

@@ -113,6 +113,12 @@ def test_multi_label_lists_in_jsonl_become_multi_hot(tmp_path):
     assert labels_of(prepared) == [[1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
     assert labels_of(prepared, "validation") == [[0.0, 1.0, 1.0]]
     assert prepared.summary["train"]["label_counts"] == {"news": 2, "sports": 1, "tech": 1}
+    # the row with an empty list is kept (negative for every label) and counted, here and in a carved split
+    assert prepared.summary["train"]["rows_without_labels"] == 1
+    assert prepared.summary["validation"]["rows_without_labels"] == 0
+    carved = load(tmp_path, train + rows([[], []]), ext="jsonl", validation_split_percentage=50)
+    counted = carved.summary["train"]["rows_without_labels"] + carved.summary["validation"]["rows_without_labels"]
+    assert counted == 3 and "rows_without_labels" not in load(tmp_path, rows(["a", "b"])).summary["train"]
 
 
 def test_multi_label_json_list_strings_in_csv_are_parsed(tmp_path):

@@ -190,12 +190,17 @@ def _truncate(ds: datasets.Dataset, limit: int, split: str, names: list[str], mu
     return kept
 
 
-def _label_counts(ds: datasets.Dataset, names: list[str], multi: bool) -> dict[str, int]:
+def _label_counts(ds: datasets.Dataset, names: list[str], multi: bool) -> dict:
+    """`label_counts`: rows per label; for multi-label also `rows_without_labels`, rows whose list is empty (kept:
+    each is a negative example of every label)."""
     if "labels" not in ds.column_names:
-        return {}
+        return {"label_counts": {}}
     labels = _labels_array(ds)
     totals = labels.sum(0) if multi else np.bincount(labels, minlength=len(names))
-    return {name: int(count) for name, count in zip(names, totals, strict=True)}
+    counts = {"label_counts": {name: int(count) for name, count in zip(names, totals, strict=True)}}
+    if multi:
+        counts["rows_without_labels"] = int((labels.sum(1) == 0).sum()) if len(labels) else 0
+    return counts
 
 
 def load_data(data_args: DataArguments, seed: int = 42, require_train: bool = True) -> PreparedData:
@@ -257,7 +262,7 @@ def load_data(data_args: DataArguments, seed: int = 42, require_train: bool = Tr
     summary["validation_carved_from_train"] = carved
     summary["seconds"] = {"read_and_clean": round(time.perf_counter() - started, 2)}
     for split, ds in splits.items():
-        summary[split] = {"rows": len(ds), **stats[split], "label_counts": _label_counts(ds, names, multi)}
+        summary[split] = {"rows": len(ds), **stats[split], **_label_counts(ds, names, multi)}
     return PreparedData(datasets.DatasetDict(splits), names, problem_type, summary, text, pair)
 
 
@@ -358,7 +363,7 @@ def carve_split(prepared: PreparedData, name: str, percentage: int, seed: int) -
     summary[name] = {
         "rows": len(carved),
         "carved_from_train_percent": percentage,
-        "label_counts": _label_counts(splits[name], prepared.label_names, multi),
+        **_label_counts(splits[name], prepared.label_names, multi),
     }
-    summary["train"]["label_counts"] = _label_counts(splits["train"], prepared.label_names, multi)
+    summary["train"].update(_label_counts(splits["train"], prepared.label_names, multi))
     return dataclasses.replace(prepared, datasets=datasets.DatasetDict(splits), summary=summary)

@@ -251,6 +251,7 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
     splits = data.get("splits") or data
     c.splits = {
         split: {"rows": info["rows"], "dropped": {k: v for k, v in (info.get("dropped") or {}).items() if v}}
+        | ({"without_labels": info["rows_without_labels"]} if info.get("rows_without_labels") else {})
         for split, info in splits.items()
         if isinstance(info, dict) and "rows" in info
     }

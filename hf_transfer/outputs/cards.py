@@ -96,6 +96,8 @@ def _data_lines(c: CardData) -> list[str]:
             )
         else:
             text += ", none dropped"
+        if info.get("without_labels"):  # multi-label rows with an empty list: kept, negative for every label
+            text += f"; {info['without_labels']:,} with an empty label list (a negative example of every label)"
         lines.append(text)
     if c.validation_carved:
         lines.append(f"The validation split was carved from train ({c.validation_percentage}%, seeded, stratified).")
