@@ -4,7 +4,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hf_transfer.core.losses import LossNormaliser, classification_loss_sum, count_loss_items, resolve_class_weights
+from hf_transfer.core.losses import (
+    LossNormaliser,
+    classification_loss_sum,
+    count_loss_items,
+    item_weights,
+    resolve_class_weights,
+)
 from hf_transfer.core.tasks import MULTI_LABEL, SINGLE_LABEL
 from hf_transfer.errors import ConfigError
 
@@ -43,13 +49,34 @@ def test_weighted_sum_over_weight_is_torch_weighted_cross_entropy():
     torch.testing.assert_close(total / normaliser.labelled, F.cross_entropy(logits, labels, weight=weights))
 
 
-def test_multi_label_class_weights_weigh_each_column():
+def test_multi_label_class_weights_weigh_each_labels_positive_entries():
+    """A label's weight multiplies its positive entries only (BCE's pos_weight): weighting the whole column, negatives
+    too, would not move where a rare label's decision falls."""
     logits, labels = torch.randn(2, 3), torch.tensor([[1.0, 0.0, -100.0], [0.0, 1.0, 1.0]])
-    weights = torch.tensor([1.0, 2.0, 4.0])
+    weights = torch.tensor([3.0, 2.0, 4.0])
     per_entry = F.binary_cross_entropy_with_logits(logits, labels.clamp(0, 1), reduction="none")
-    expected = (per_entry * torch.tensor([[1.0, 2.0, 0.0], [1.0, 2.0, 4.0]])).sum()
+    expected = (per_entry * torch.tensor([[3.0, 1.0, 0.0], [1.0, 2.0, 4.0]])).sum()
     torch.testing.assert_close(classification_loss_sum(logits, labels, MULTI_LABEL, class_weights=weights), expected)
-    assert LossNormaliser.of([labels], weights).labelled == 10.0
+    assert LossNormaliser.of([labels], weights).labelled == 11.0
+    # Up to the normaliser's constant, it is torch's pos_weight.
+    full = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
+    ours = classification_loss_sum(logits, full, MULTI_LABEL, class_weights=weights)
+    torch.testing.assert_close(
+        ours, F.binary_cross_entropy_with_logits(logits, full, pos_weight=weights, reduction="sum")
+    )
+
+
+def test_balanced_multi_label_weights_make_a_rare_labels_positives_weigh_as_much_as_its_negatives():
+    names, counts = ["rare", "half", "everywhere"], {"rare": 10, "half": 50, "everywhere": 100}
+    balanced = resolve_class_weights("balanced", names, counts, rows=100)
+    assert balanced == pytest.approx([90 / 10, 50 / 50, 1.0])
+    assert resolve_class_weights("sqrt", names, counts, rows=100) == pytest.approx([3.0, 1.0, 1.0])
+    assert resolve_class_weights({"rare": 4}, names, counts, rows=100) == [4.0, 1.0, 1.0]
+    # With these weights, the total weight of "rare"'s positives equals that of its negatives.
+    labels = torch.zeros(100, 3)
+    labels[:10, 0], labels[:50, 1], labels[:, 2] = 1.0, 1.0, 1.0
+    w = item_weights(labels, torch.tensor(balanced))
+    assert w[:10, 0].sum() == w[10:, 0].sum() == 90.0
 
 
 def test_resolve_class_weights():

@@ -39,6 +39,19 @@ def test_class_weights_are_resolved_recorded_and_carded(tmp_path, tiny_bert_dir,
     assert yaml.safe_load((out / "hf_transfer_config.yaml").read_text())["class_weights"] == "balanced"
 
 
+def test_multi_label_class_weights_are_the_positive_entries_weights(tmp_path, tiny_bert_dir):
+    """Multi-label `balanced` is n_negative / n_positive per label, recorded per label, and the card says that the
+    weights are those of the positive entries."""
+    rows = [{"text": f"item {i}", "labels": ["rare"] * (i < 6) + ["half"] * (i % 2 == 0)} for i in range(24)]
+    train, dev = tmp_path / "train.jsonl", tmp_path / "dev.jsonl"
+    train.write_text("\n".join(json.dumps(r) for r in rows))
+    dev.write_text("\n".join(json.dumps(r) for r in rows[::3]))
+    out = tmp_path / "run"
+    assert main(train_argv(tiny_bert_dir, train, dev, out, "--class_weights", "balanced")) == 0
+    assert record_of(out)["class_weights"] == pytest.approx({"rare": 18 / 6, "half": 12 / 12})
+    assert "positive entries (negatives weigh 1" in (out / "README.md").read_text()
+
+
 def test_offsets_fold_into_the_bias_and_move_the_decision(tiny_bert_dir):
     from transformers import AutoConfig
 

@@ -21,9 +21,16 @@ from hf_transfer.errors import ConfigError
 CLASS_WEIGHT_SCHEMES = ("balanced", "sqrt")
 
 
-def resolve_class_weights(spec, label_names: Sequence[str], counts: Mapping[str, int]) -> list[float]:
-    """Per-class loss weights, in label order, from `balanced` (n / (k · n_c), as scikit-learn), `sqrt` (its square
-    root) or a mapping {label name: weight} (labels not named weigh 1). `counts` are the training rows per label."""
+def resolve_class_weights(
+    spec, label_names: Sequence[str], counts: Mapping[str, int], rows: int | None = None
+) -> list[float]:
+    """Per-class loss weights, in label order, from `balanced`, `sqrt` (its square root) or a mapping {label name:
+    weight} (labels not named weigh 1). `counts` are the training rows per label.
+
+    Single-label (`rows` None): `balanced` is n / (k · n_c), as scikit-learn. Multi-label (`rows`, the number of
+    training rows, given): a weight is that of the label's *positive* entries, its negatives weighing 1 (BCE's
+    `pos_weight`), and `balanced` is n_negative / n_positive per label, so a rare label's positives weigh as much as
+    its negatives (a label present in every row weighs 1: there is nothing to balance)."""
     if isinstance(spec, Mapping):
         unknown = sorted(str(k) for k in spec if str(k) not in label_names)
         if unknown:
@@ -45,22 +52,25 @@ def resolve_class_weights(spec, label_names: Sequence[str], counts: Mapping[str,
             f"class_weights {spec} needs training rows of every label, but {missing} have none; give the weights as "
             "a mapping instead."
         )
-    total = sum(counts[name] for name in label_names)
-    balanced = [total / (len(label_names) * counts[name]) for name in label_names]
+    if rows is not None:
+        balanced = [(rows - counts[name]) / counts[name] if rows > counts[name] else 1.0 for name in label_names]
+    else:
+        total = sum(counts[name] for name in label_names)
+        balanced = [total / (len(label_names) * counts[name]) for name in label_names]
     return balanced if spec == "balanced" else [math.sqrt(w) for w in balanced]
 
 
 def item_weights(labels: torch.Tensor, class_weights: torch.Tensor | None = None) -> torch.Tensor:
     """The weight of each loss item: its class weight (1 without class weights), 0 for items labelled -100.
 
-    Single-label items are rows (`labels` of class ids); multi-label items are (row, label) entries, weighted by their
-    label's column."""
+    Single-label items are rows (`labels` of class ids); multi-label items are (row, label) entries: a positive entry
+    weighs its label's weight, a negative one 1 (`resolve_class_weights`)."""
     labelled = labels.ne(-100)
     if class_weights is None:
         return labelled.float()
     class_weights = class_weights.to(labels.device, torch.float32)
     if labels.dim() == 2 and labels.is_floating_point():  # multi-hot rows
-        return labelled.float() * class_weights
+        return labelled.float() * torch.where(labels > 0.5, class_weights, torch.ones_like(class_weights))
     return class_weights[labels.clamp(min=0).long()] * labelled
 
 

@@ -208,7 +208,10 @@ def recipe_rows(c: CardData) -> list[tuple[str, str]]:
     rows = []
     if r.get("class_weights"):
         weights = ", ".join(f"{name}: {w:.3g}" for name, w in r["class_weights"].items())
-        rows.append(("class weights (loss Σ wᵢ·ℓᵢ / Σ wᵢ)", weights))
+        what = "class weights (loss Σ wᵢ·ℓᵢ / Σ wᵢ)"
+        if c.multi_label:
+            what = "weights of each label's positive entries (negatives weigh 1; loss Σ wᵢ·ℓᵢ / Σ wᵢ over entries)"
+        rows.append((what, weights))
     if r.get("linear_probe"):
         p = r["linear_probe"]
         accuracy = p.get("eval_accuracy")

@@ -59,8 +59,9 @@ def class_weights_for(args, prepared: PreparedData) -> list[float] | None:
     """`class_weights` resolved against the training rows' label counts (one-line errors for bad label names)."""
     if args.class_weights is None:
         return None
-    counts = prepared.summary.get("train", {}).get("label_counts") or {}
-    return resolve_class_weights(args.class_weights, prepared.label_names, counts)
+    train = prepared.summary.get("train", {})
+    rows = train.get("rows") if prepared.problem_type == MULTI_LABEL else None
+    return resolve_class_weights(args.class_weights, prepared.label_names, train.get("label_counts") or {}, rows)
 
 
 def check_best_metric(args, prepared: PreparedData) -> None:
