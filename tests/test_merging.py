@@ -639,3 +639,34 @@ def test_the_card_names_a_linear_probe_end_as_a_classifier_not_the_pretrained_bo
     body = {"pretrained": "minilm", "head_init": "runs/probe"}  # a body from one model, the head's start from another
     assert zero_end(body, "`minilm`") == ("α = 0 (pretrained body)", "`minilm`")
     assert zero_end({"pretrained": "minilm"}, "`minilm`") == ("α = 0 (pretrained body)", "`minilm`")
+
+
+def test_a_pair_model_is_swept_on_pairs_and_its_merge_records_the_pair_column(tmp_path, tiny_bert_dir, capsys):
+    """A model fine-tuned on text pairs was swept on its first texts alone when --text_pair_column_name was not given
+    (α picked on the wrong scores), and the merged folder recorded no pair column, so `predict` on it then refused the
+    pair column the model reads ("trained on single texts ... drop it")."""
+    pretrained, finetuned = make_pair(tmp_path, "bert", tiny_bert_dir)
+    record = {"text_column_name": "premise", "text_pair_column_name": "hypothesis", "label_column_name": "label"}
+    (finetuned / "hf_transfer_config.yaml").write_text(yaml.safe_dump(record))
+    texts = ["good thing", "bad thing", "great thing", "awful thing"]
+    rows = pd.DataFrame({"premise": texts, "hypothesis": texts[::-1], "label": ["pos", "neg", "pos", "neg"]})
+    rows.to_csv(tmp_path / "dev.csv", index=False)
+    argv = ["merge", "--pretrained", str(pretrained), "--finetuned", str(finetuned)]
+    sweep = ["--alphas", "0,1", "--validation_file", str(tmp_path / "dev.csv"), "--text_column_name", "premise"]
+    capsys.readouterr()
+    assert main([*argv, *sweep, "--output_dir", str(tmp_path / "swept")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "was trained on text pairs (second text column 'hypothesis')" in err, err
+    assert not (tmp_path / "swept").exists()
+    assert main([*argv, *sweep, "--text_pair_column_name", "hypothesis", "--output_dir", str(tmp_path / "swept")]) == 0
+
+    out = tmp_path / "merged"
+    assert main([*argv, "--alpha", "0.5", "--output_dir", str(out)]) == 0
+    assert yaml.safe_load((out / "hf_transfer_config.yaml").read_text())["text_pair_column_name"] == "hypothesis"
+    rows.drop(columns="label").to_csv(tmp_path / "in.csv", index=False)
+    predict = ["predict", "--model_name_or_path", str(out), "--input_file", str(tmp_path / "in.csv"),
+               "--text_column_name", "premise", "--output_file"]  # fmt: skip
+    assert main([*predict, str(tmp_path / "out.csv"), "--text_pair_column_name", "hypothesis"]) == 0
+    capsys.readouterr()
+    assert main([*predict, str(tmp_path / "single.csv")]) == 2
+    assert "was trained on text pairs" in capsys.readouterr().err

@@ -78,9 +78,15 @@ def check_pair_column(source: InferenceSource, given: str | None, model_name: st
     row from the first alone, silently. The run's recorded configuration says which it was (for an ONNX export, that
     of the folder it came from); a folder without one is not checked."""
     folder = (onnx_export_source(source.name_or_path) if source.kind == "onnx" else None) or source.name_or_path
+    check_recorded_pair_column(folder, given, model_name)
+
+
+def check_recorded_pair_column(folder: str, given: str | None, model_name: str) -> str | None:
+    """The second text column the run that wrote `folder` trained with (None: single texts, or nothing recorded);
+    ConfigError when `given` contradicts it (none for a pair model, one for a single-text model)."""
     trained = recorded_config(folder)
     if "text_pair_column_name" not in trained:
-        return
+        return None
     pair = trained["text_pair_column_name"]
     if pair and not given:
         raise ConfigError(
@@ -91,6 +97,7 @@ def check_pair_column(source: InferenceSource, given: str | None, model_name: st
         raise ConfigError(
             f"{model_name!r} was trained on single texts, but text_pair_column_name is {given!r}; drop it."
         )
+    return pair or None
 
 
 def resolve_inference_model(

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from hf_transfer.adapters.inference import check_recorded_pair_column
 from hf_transfer.adapters.peft_model import (
     adapter_labels,
     check_mergeable,
@@ -19,7 +20,7 @@ from hf_transfer.adapters.peft_model import (
     with_labels,
 )
 from hf_transfer.core.eval_sets import prepare_eval_sets
-from hf_transfer.core.folders import ADAPTER_CONFIG, is_onnx_folder, read_json_file
+from hf_transfer.core.folders import ADAPTER_CONFIG, is_onnx_folder, read_json_file, recorded_config
 from hf_transfer.core.layers import discover_layers
 from hf_transfer.core.models import (
     is_sequence_classifier,
@@ -131,6 +132,7 @@ def _preflight(args: MergeArguments) -> _Preflight:
             f"finetuned {args.finetuned!r} is a multi-label model, and merge's α sweep scores single-label models "
             "only; merge it with --alpha and no validation_file, then score it with hf-transfer evaluate."
         )
+    _pair_column(args)
     sets = prepare_eval_sets(args, label_names)
     tokenizer_source = (
         args.finetuned if (Path(args.finetuned) / "tokenizer_config.json").is_file() else args.pretrained
@@ -139,6 +141,16 @@ def _preflight(args: MergeArguments) -> _Preflight:
     return _Preflight(
         config, pretrained_config, label_names, adapter, prefix, head_names, plan, sets, tokenizer, tokenizer_source
     )
+
+
+def _pair_column(args: MergeArguments) -> None:
+    """A fine-tuned model that reads text pairs is scored on pairs, as `evaluate` scores it (the sweep scored the
+    first texts alone, and picked α on that), and the merged folder records its second text column, so `predict`
+    and `evaluate` ask for it there too (they refused it, the merge having recorded none)."""
+    if args.eval_sets() or args.text_pair_column_name:
+        check_recorded_pair_column(args.finetuned, args.text_pair_column_name, args.finetuned)
+    else:  # nothing is scored: the fine-tuned run's own column is the merged model's
+        args.text_pair_column_name = recorded_config(args.finetuned).get("text_pair_column_name") or None
 
 
 def _names(args: MergeArguments) -> tuple[str, str]:
