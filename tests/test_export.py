@@ -245,3 +245,50 @@ def test_help_lists_the_fields_and_export_takes_the_folder_first(capsys, tmp_pat
     (args,) = parse_command_args("export", [str(tmp_path / "m"), "--format", "onnx", "--quantize", "int8"])
     assert (args.model_dir, args.format, args.quantize) == (str(tmp_path / "m"), "onnx", "int8")
     assert args.output_dir == str(tmp_path / "m-onnx")
+
+
+def test_a_pair_model_is_checked_on_pairs_and_its_export_records_the_pair_column(tmp_path, tiny_bert_dir, capsys,
+                                                                                   monkeypatch):  # fmt: skip
+    """A model trained on text pairs was checked on its first texts alone: with --validation_file but no
+    --text_pair_column_name the accuracy in its card was that of single texts, and without a validation file the
+    parity rows had no second segment (token_type_ids never 1). The exported folder recorded no pair column, so
+    `predict` on it, once the source folder had moved (or from another working directory), took single texts."""
+    import shutil
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    source = tiny_classifier(tmp_path / "pairs", tiny_bert_dir, ["neg", "pos"])
+    record = {"text_column_name": "premise", "text_pair_column_name": "hypothesis", "label_column_name": "label"}
+    (source / "hf_transfer_config.yaml").write_text(yaml.safe_dump(record))
+    texts = rows(12, empty=())["text"].tolist()
+    data = pd.DataFrame({"premise": texts, "hypothesis": texts[::-1], "label": ["neg", "pos"] * 6})
+    data.to_csv(tmp_path / "dev.csv", index=False)
+
+    monkeypatch.setattr(export_command, "load_inference_model", lambda *a: pytest.fail("loaded before the check"))
+    capsys.readouterr()
+    assert export(source, tmp_path / "x", "--validation_file", str(tmp_path / "dev.csv"), "--text_column_name",
+                  "premise") == 2  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "was trained on text pairs (second text column 'hypothesis')" in err, err
+    assert not (tmp_path / "x").exists()
+    monkeypatch.undo()
+
+    out = tmp_path / "onnx"
+    assert export(source, out) == 0
+    exported = json.loads((out / "hf_transfer_run.json").read_text())["export"]
+    assert exported["parity"]["rows_from"] == "built-in sample text pairs"
+    assert exported["text_pair_column_name"] == "hypothesis"
+    moved = shutil.move(source, tmp_path / "elsewhere")
+    data.drop(columns="label").to_csv(tmp_path / "in.csv", index=False)
+    argv = ["predict", "--model_name_or_path", str(out), "--input_file", str(tmp_path / "in.csv"), "--output_file",
+            str(tmp_path / "out.csv"), "--text_column_name", "premise"]  # fmt: skip
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert "was trained on text pairs" in capsys.readouterr().err
+    assert main([*argv, "--text_pair_column_name", "hypothesis"]) == 0
+    model, tokenizer = AutoModelForSequenceClassification.from_pretrained(moved), AutoTokenizer.from_pretrained(moved)
+    inputs = tokenizer(texts, texts[::-1], padding=True, return_tensors="pt")
+    assert (inputs["token_type_ids"] == 1).any()
+    with torch.no_grad():
+        expected = torch.softmax(model(**inputs).logits, -1)[:, 1].numpy()
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "out.csv")["prob_pos"], expected, atol=1e-5)

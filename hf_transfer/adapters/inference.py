@@ -15,6 +15,7 @@ from hf_transfer.core.folders import (
     has_tokenizer,
     is_adapter_folder,
     is_onnx_folder,
+    onnx_export_record,
     onnx_export_source,
     recorded_config,
 )
@@ -73,21 +74,39 @@ def _onnx_file(folder: Path, onnx_file: str | None) -> Path:
     return folder / ONNX_INT8_FILE if (folder / ONNX_INT8_FILE).is_file() else folder / ONNX_FILE
 
 
+PAIR_COLUMN = "text_pair_column_name"
+
+
+def trained_pair_column(source: InferenceSource) -> dict:
+    """`{PAIR_COLUMN: the second text column the model was trained with, or None}` as its folder records it, or {}
+    when nothing is recorded (a Hub id, a folder from elsewhere). An ONNX folder records it itself (an older export:
+    the folder it came from, found only from where the export ran)."""
+    folder = source.name_or_path
+    if source.kind == "onnx":
+        export = onnx_export_record(folder)
+        if PAIR_COLUMN in export:
+            return {PAIR_COLUMN: export[PAIR_COLUMN]}
+        folder = onnx_export_source(folder) or folder
+    return recorded_pair_column(folder)
+
+
+def recorded_pair_column(folder: str) -> dict:
+    """`trained_pair_column` for the run folder `folder` (a fine-tuned model or an adapter)."""
+    trained = recorded_config(folder)
+    return {PAIR_COLUMN: trained[PAIR_COLUMN] or None} if PAIR_COLUMN in trained else {}
+
+
 def check_pair_column(source: InferenceSource, given: str | None, model_name: str) -> None:
     """A model trained on text pairs reads the second text too: without it, `predict` and `evaluate` labelled every
-    row from the first alone, silently. The run's recorded configuration says which it was (for an ONNX export, that
-    of the folder it came from); a folder without one is not checked."""
-    folder = (onnx_export_source(source.name_or_path) if source.kind == "onnx" else None) or source.name_or_path
-    check_recorded_pair_column(folder, given, model_name)
+    row from the first alone, silently (and a single-text model takes no second text)."""
+    check_given_pair(trained_pair_column(source), given, model_name)
 
 
-def check_recorded_pair_column(folder: str, given: str | None, model_name: str) -> str | None:
-    """The second text column the run that wrote `folder` trained with (None: single texts, or nothing recorded);
-    ConfigError when `given` contradicts it (none for a pair model, one for a single-text model)."""
-    trained = recorded_config(folder)
-    if "text_pair_column_name" not in trained:
-        return None
-    pair = trained["text_pair_column_name"]
+def check_given_pair(trained: dict, given: str | None, model_name: str) -> None:
+    """ConfigError when `given` (the second text column asked for) contradicts `trained` (`trained_pair_column`)."""
+    if PAIR_COLUMN not in trained:
+        return
+    pair = trained[PAIR_COLUMN]
     if pair and not given:
         raise ConfigError(
             f"{model_name!r} was trained on text pairs (second text column {pair!r}); give the input's second text "
@@ -97,7 +116,6 @@ def check_recorded_pair_column(folder: str, given: str | None, model_name: str) 
         raise ConfigError(
             f"{model_name!r} was trained on single texts, but text_pair_column_name is {given!r}; drop it."
         )
-    return pair or None
 
 
 def resolve_inference_model(

@@ -56,12 +56,18 @@ def is_onnx_folder(folder: str | Path) -> bool:
     return graphs and not any((folder / name).is_file() for name in PYTORCH_WEIGHTS)
 
 
+def onnx_export_record(folder: str | Path) -> dict:
+    """The `export` section of the run record of a folder `hf-transfer export` wrote; {} when there is none."""
+    try:
+        export = json.loads((Path(folder) / RUN_RECORD_FILE).read_text(encoding="utf-8"))["export"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return export if isinstance(export, dict) else {}
+
+
 def onnx_export_source(folder: str | Path) -> str | None:
     """The model folder (or Hub id) an ONNX folder was exported from, as its run record names it; None if unknown."""
-    try:
-        source = json.loads((Path(folder) / RUN_RECORD_FILE).read_text(encoding="utf-8"))["export"]["source"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    source = onnx_export_record(folder).get("source")
     return source if isinstance(source, str) and source else None
 
 

@@ -8,7 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from hf_transfer import __version__
-from hf_transfer.adapters.inference import InferenceSource, load_inference_model, resolve_inference_model
+from hf_transfer.adapters.inference import (
+    PAIR_COLUMN,
+    InferenceSource,
+    check_given_pair,
+    load_inference_model,
+    resolve_inference_model,
+    trained_pair_column,
+)
 from hf_transfer.adapters.peft_model import check_mergeable, merge_into_base
 from hf_transfer.core.arguments import EvalSet
 from hf_transfer.core.eval_sets import PreparedEvalSet, prepare_eval_set
@@ -22,6 +29,7 @@ from hf_transfer.export.arguments import ExportArguments
 from hf_transfer.export.onnx import (
     EXPORTER,
     QUANTIZER,
+    SAMPLE_PAIRS,
     SAMPLE_TEXTS,
     accuracy,
     agreement,
@@ -39,12 +47,17 @@ class ParityError(HfTransferError):
     """The exported graph does not compute what the PyTorch model computes closely enough: nothing is written."""
 
 
-def _preflight(args: ExportArguments) -> tuple[InferenceSource, PreparedEvalSet | None]:
+def _preflight(args: ExportArguments) -> tuple[InferenceSource, PreparedEvalSet | None, dict]:
     source = resolve_inference_model(args.model_dir, args.base_model_name_or_path, command="export")
     if source.kind == "onnx":
         raise onnx_export_error(args.model_dir)
     if source.kind == "adapter":
         check_mergeable(args.model_dir, "export")
+    # A pair model's parity and accuracy are measured on pairs (they were measured on the first texts alone), and the
+    # exported folder records its pair column, so predict and evaluate ask for it wherever the folder goes.
+    trained = trained_pair_column(source)
+    if args.validation_file or args.text_pair_column_name:
+        check_given_pair(trained, args.text_pair_column_name, args.model_dir)
     data = None
     if args.validation_file and source.problem_type == MULTI_LABEL:
         raise ConfigError(
@@ -53,7 +66,7 @@ def _preflight(args: ExportArguments) -> tuple[InferenceSource, PreparedEvalSet 
         )
     if args.validation_file:
         data = prepare_eval_set(EvalSet(args.validation_name, args.validation_file), args, source.label_names)
-    return source, data
+    return source, data, trained
 
 
 def _pytorch_model(source: InferenceSource):
@@ -102,11 +115,16 @@ def _check_int8(args, data: PreparedEvalSet | None, ref, got, problem_type: str)
     return parity
 
 
-def _build(args: ExportArguments, source: InferenceSource, data: PreparedEvalSet | None, folder: Path) -> dict:
+def _build(args: ExportArguments, source: InferenceSource, data: PreparedEvalSet | None, trained: dict,
+           folder: Path) -> dict:  # fmt: skip
     model, tokenizer = _pytorch_model(source)
     problem_type = source.problem_type
-    texts, pairs = (data.texts, data.pairs) if data else (SAMPLE_TEXTS, None)
-    where = f"`{Path(args.validation_file).name}`" if data else "built-in sample texts"
+    if data:
+        texts, pairs, where = data.texts, data.pairs, f"`{Path(args.validation_file).name}`"
+    elif trained.get(PAIR_COLUMN):
+        texts, pairs, where = SAMPLE_TEXTS, SAMPLE_PAIRS, "built-in sample text pairs"
+    else:
+        texts, pairs, where = SAMPLE_TEXTS, None, "built-in sample texts"
     input_names = export_onnx(model, tokenizer, folder / ONNX_FILE, args.opset)
     fp32 = OnnxClassifier(folder / ONNX_FILE, model.config)
     ref = logits_of(model, tokenizer, texts, pairs, args)
@@ -140,6 +158,7 @@ def _build(args: ExportArguments, source: InferenceSource, data: PreparedEvalSet
         "source": str(args.model_dir),
         "source_kind": "adapter, merged into its base" if source.kind == "adapter" else "model",
         "max_seq_length": args.max_seq_length,
+        **trained,
         "parity": parity,
         "speed": speed,
         "validation_report": report,
@@ -147,10 +166,10 @@ def _build(args: ExportArguments, source: InferenceSource, data: PreparedEvalSet
 
 
 def run_export(args: ExportArguments) -> dict:
-    source, data = _preflight(args)
+    source, data, trained = _preflight(args)
     out = Path(args.output_dir)
     with staged_output_dir(out, "export") as building:
-        export = _build(args, source, data, building)
+        export = _build(args, source, data, trained, building)
         record = {
             "hf_transfer_version": __version__,
             "task": "export",
@@ -179,6 +198,6 @@ def _summary(export: dict, out: Path) -> dict:
     if export["quantization"] and not parity.get("int8_accuracy_checked"):
         summary["warning"] = (
             "the int8 graph's accuracy was not checked: give --validation_file (labelled rows) to measure it; "
-            f"only its agreement with PyTorch on built-in sample texts was ({parity['int8_agreement']:.2%})."
+            f"only its agreement with PyTorch on {parity['rows_from']} was ({parity['int8_agreement']:.2%})."
         )
     return summary

@@ -44,6 +44,9 @@ SAMPLE_TEXTS = [
     "meh",
     "I would not recommend it to anyone, not even my worst enemy.",
 ]
+# Second texts for a model trained on pairs, so the check sees the second segment (token_type_ids 1): the samples in
+# reverse order, no row paired with itself, the long row with a short one (truncation of the longer segment).
+SAMPLE_PAIRS = SAMPLE_TEXTS[::-1]
 
 
 class _LogitsOnly(nn.Module):

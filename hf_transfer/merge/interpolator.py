@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from hf_transfer.adapters.inference import check_recorded_pair_column
+from hf_transfer.adapters.inference import PAIR_COLUMN, check_given_pair, recorded_pair_column
 from hf_transfer.adapters.peft_model import (
     adapter_labels,
     check_mergeable,
@@ -20,7 +20,7 @@ from hf_transfer.adapters.peft_model import (
     with_labels,
 )
 from hf_transfer.core.eval_sets import prepare_eval_sets
-from hf_transfer.core.folders import ADAPTER_CONFIG, is_onnx_folder, read_json_file, recorded_config
+from hf_transfer.core.folders import ADAPTER_CONFIG, is_onnx_folder, read_json_file
 from hf_transfer.core.layers import discover_layers
 from hf_transfer.core.models import (
     is_sequence_classifier,
@@ -147,10 +147,11 @@ def _pair_column(args: MergeArguments) -> None:
     """A fine-tuned model that reads text pairs is scored on pairs, as `evaluate` scores it (the sweep scored the
     first texts alone, and picked α on that), and the merged folder records its second text column, so `predict`
     and `evaluate` ask for it there too (they refused it, the merge having recorded none)."""
+    trained = recorded_pair_column(args.finetuned)
     if args.eval_sets() or args.text_pair_column_name:
-        check_recorded_pair_column(args.finetuned, args.text_pair_column_name, args.finetuned)
+        check_given_pair(trained, args.text_pair_column_name, args.finetuned)
     else:  # nothing is scored: the fine-tuned run's own column is the merged model's
-        args.text_pair_column_name = recorded_config(args.finetuned).get("text_pair_column_name") or None
+        args.text_pair_column_name = trained.get(PAIR_COLUMN)
 
 
 def _names(args: MergeArguments) -> tuple[str, str]:
