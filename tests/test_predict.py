@@ -614,3 +614,46 @@ def test_length_sorted_batches_pad_as_the_tokenizer_does(minilm_path, monkeypatc
                 assert idx.max() - idx.min() < window  # a batch never mixes windows
             seen.extend(idx.tolist())
         assert sorted(seen) == list(range(23))
+
+
+def test_a_max_seq_length_with_no_room_for_both_texts_is_refused(models, tmp_path, tiny_bert_dir, capsys,
+                                                                 monkeypatch):  # fmt: skip
+    """Below the special tokens of a pair (3 for BERT) the tokenizer truncated nothing: `train` failed inside the
+    embeddings with a traceback on a row longer than the position table; at 3, every row was [CLS] [SEP] [SEP]
+    alone, and `predict` labelled them all the same, silently."""
+    from transformers import AutoTokenizer
+
+    from hf_transfer.core.inference import check_room_for_text
+    from hf_transfer.errors import ConfigError
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    for max_length, pair in ((4, True), (2, False)):
+        needle = f"max_seq_length {max_length} leaves no room .* at least {max_length + 1}"
+        with pytest.raises(ConfigError, match=needle):
+            check_room_for_text(tokenizer, max_length, pair)
+    check_room_for_text(tokenizer, 5, True)
+    check_room_for_text(tokenizer, 3, False)
+
+    long = " ".join(WORDS * 40)  # 320 tokens, more than the 128 positions
+    data = pd.DataFrame({"premise": [long, "good"] * 4, "hypothesis": ["bad", long] * 4, "label": ["pos", "neg"] * 4})
+    data.to_csv(tmp_path / "pairs.csv", index=False)
+    out = tmp_path / "run"
+    monkeypatch.setattr("hf_transfer.train.command.load_classifier", lambda *a, **k: pytest.fail("loaded"))
+    argv = ["train", "--model_name_or_path", str(tiny_bert_dir), "--train_file", str(tmp_path / "pairs.csv"),
+            "--validation_file", str(tmp_path / "pairs.csv"), "--text_column_name", "premise",
+            "--text_pair_column_name", "hypothesis", "--max_seq_length", "3", "--output_dir", str(out),
+            "--report_to", "none", "--use_cpu", "true"]  # fmt: skip
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "max_seq_length 3 leaves no room" in err, err
+    assert not out.exists()
+
+    argv = ["predict", "--model_name_or_path", str(models["full"]), "--input_file", str(tmp_path / "pairs.csv"),
+            "--output_file", str(tmp_path / "out.csv"), "--text_column_name", "premise", "--text_pair_column_name",
+            "hypothesis", "--max_seq_length", "3"]  # fmt: skip
+    monkeypatch.setattr("hf_transfer.predict.command.load_inference_model", lambda *a: pytest.fail("loaded"))
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "at least 5" in err, err
+    assert not (tmp_path / "out.csv").exists()

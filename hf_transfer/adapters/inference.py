@@ -19,6 +19,7 @@ from hf_transfer.core.folders import (
     onnx_export_source,
     recorded_config,
 )
+from hf_transfer.core.inference import check_room_for_text, max_length_for_config
 from hf_transfer.core.models import (
     check_weights_complete,
     is_sequence_classifier,
@@ -116,6 +117,12 @@ def check_given_pair(trained: dict, given: str | None, model_name: str) -> None:
         raise ConfigError(
             f"{model_name!r} was trained on single texts, but text_pair_column_name is {given!r}; drop it."
         )
+
+
+def check_input_length(source: InferenceSource, max_length: int, pair: bool) -> None:
+    """`core.inference.check_room_for_text` before any weight loads: only the tokenizer is read."""
+    tokenizer = load_tokenizer(source.tokenizer_source)
+    check_room_for_text(tokenizer, max_length_for_config(source.config, tokenizer, max_length), pair)
 
 
 def resolve_inference_model(

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from hf_transfer.errors import ConfigError
+
 # Rows tokenized and length-sorted together: memory stays bounded on any number of rows, and a window this large
 # pads almost as little as sorting every row would.
 SORT_WINDOW_ROWS = 65_536
@@ -39,6 +41,20 @@ def max_length_for_config(config, tokenizer, max_length: int) -> int:
         positions -= (pad if isinstance(pad, int) and pad >= 0 else 0) + 1
     limits = [positions, getattr(tokenizer, "model_max_length", None)]
     return min([max_length, *(n for n in limits if isinstance(n, int) and n > 0)])
+
+
+def check_room_for_text(tokenizer, max_length: int, pair: bool) -> None:
+    """ConfigError when `max_length` leaves no token of the text (of each text of a pair) once the tokenizer's special
+    tokens are in. Below their count a tokenizer truncates nothing at all (it logs an error and returns the whole
+    row, which then failed inside the model's embeddings); at it, every row is special tokens alone."""
+    special = tokenizer.num_special_tokens_to_add(pair=pair)
+    needed = special + (2 if pair else 1)
+    if max_length < needed:
+        raise ConfigError(
+            f"max_seq_length {max_length} leaves no room for the text: the tokenizer adds {special} special tokens to "
+            f"a {'text pair' if pair else 'text'}, and each text needs one more; set max_seq_length to at least "
+            f"{needed} (such as the usual 128)."
+        )
 
 
 def length_sorted_batches(
@@ -136,6 +152,7 @@ def predict_logits(
         return out
     tensors = "np" if onnx else "pt"
     max_length = usable_max_length(model, tokenizer, max_length)
+    check_room_for_text(tokenizer, max_length, text_pairs is not None)
     batches = length_sorted_batches(
         tokenizer, texts, text_pairs, batch_size=batch_size, max_length=max_length, return_tensors=tensors
     )

@@ -6,7 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hf_transfer.adapters.inference import check_pair_column, load_inference_model, resolve_inference_model
+from hf_transfer.adapters.inference import (
+    check_input_length,
+    check_pair_column,
+    load_inference_model,
+    resolve_inference_model,
+)
 from hf_transfer.core.eval_sets import (
     headline_accuracy,
     left_out_warning,
@@ -29,6 +34,7 @@ def run_evaluate(args: EvaluateArguments) -> dict:
     check_pair_column(source, args.text_pair_column_name, args.model_name_or_path)
     model_names = source.label_names
     sets = prepare_eval_sets(args, model_names, source.problem_type)
+    check_input_length(source, args.max_seq_length, any(data.pairs is not None for data in sets))
     model, tokenizer = load_inference_model(source)
     reports = {data.name: score_set(model, tokenizer, data, model_names, args) | rows_left_out(data) for data in sets}
     main = reports[args.validation_name]

@@ -12,6 +12,7 @@ from hf_transfer.adapters.inference import (
     PAIR_COLUMN,
     InferenceSource,
     check_given_pair,
+    check_input_length,
     load_inference_model,
     resolve_inference_model,
     trained_pair_column,
@@ -66,6 +67,7 @@ def _preflight(args: ExportArguments) -> tuple[InferenceSource, PreparedEvalSet 
         )
     if args.validation_file:
         data = prepare_eval_set(EvalSet(args.validation_name, args.validation_file), args, source.label_names)
+    check_input_length(source, args.max_seq_length, data.pairs is not None if data else bool(trained.get(PAIR_COLUMN)))
     return source, data, trained
 
 

@@ -21,6 +21,7 @@ from hf_transfer.adapters.peft_model import (
 )
 from hf_transfer.core.eval_sets import prepare_eval_sets
 from hf_transfer.core.folders import ADAPTER_CONFIG, is_onnx_folder, read_json_file
+from hf_transfer.core.inference import check_room_for_text, max_length_for_config
 from hf_transfer.core.layers import discover_layers
 from hf_transfer.core.models import (
     is_sequence_classifier,
@@ -138,6 +139,9 @@ def _preflight(args: MergeArguments) -> _Preflight:
         args.finetuned if (Path(args.finetuned) / "tokenizer_config.json").is_file() else args.pretrained
     )
     tokenizer = load_tokenizer(tokenizer_source)
+    if sets:
+        usable = max_length_for_config(config, tokenizer, args.max_seq_length)
+        check_room_for_text(tokenizer, usable, any(data.pairs is not None for data in sets))
     return _Preflight(
         config, pretrained_config, label_names, adapter, prefix, head_names, plan, sets, tokenizer, tokenizer_source
     )

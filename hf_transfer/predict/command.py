@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from hf_transfer.adapters.inference import (
     InferenceSource,
+    check_input_length,
     check_pair_column,
     load_inference_model,
     resolve_inference_model,
@@ -71,6 +72,7 @@ def run_predict(args: PredictArguments) -> dict:
     chunks = iter_table(args.input_file, args.chunk_rows, args.csv_quoting)
     first = next(chunks)
     text, pair, label = _columns(args, first)
+    check_input_length(source, args.max_seq_length, pair is not None)
     _check_output_columns(source, args, first.columns)
     _check_text(first, text, pair)  # the first chunk before the model loads; each later one before it is predicted
     multi = source.problem_type == MULTI_LABEL

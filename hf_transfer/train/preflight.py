@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from hf_transfer.core.arguments import DataArguments, ModelArguments
 from hf_transfer.core.data import PreparedData, load_data
 from hf_transfer.core.freezing import FreezePlan
-from hf_transfer.core.inference import max_length_for_config
+from hf_transfer.core.inference import check_room_for_text, max_length_for_config
 from hf_transfer.core.models import (
     check_classifier_head,
     check_weights_complete,
@@ -68,13 +68,16 @@ def preflight(model_args: ModelArguments, data_args: DataArguments, training_arg
 
 def fit_max_seq_length(data_args: DataArguments, models: list[tuple]) -> None:
     """Lower `max_seq_length` to what every (config, tokenizer) can embed, as `predict`, `evaluate` and `export` do: a
-    longer row failed inside the embeddings at the first training step, with a traceback."""
+    longer row failed inside the embeddings at the first training step, with a traceback. One too short to hold any
+    text is refused (`check_room_for_text`)."""
     usable = min(max_length_for_config(config, tokenizer, data_args.max_seq_length) for config, tokenizer in models)
     if usable < data_args.max_seq_length:
         logger.warning(
             "max_seq_length %d is more than the model can embed; using %d.", data_args.max_seq_length, usable
         )
         data_args.max_seq_length = usable
+    for _, tokenizer in models:
+        check_room_for_text(tokenizer, data_args.max_seq_length, bool(data_args.text_pair_column_name))
 
 
 def load_checked_data(data_args: DataArguments, training_args: TransferTrainingArguments) -> PreparedData:
