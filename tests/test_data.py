@@ -162,6 +162,18 @@ def test_text_pairs_default_missing_pair_to_empty_string(tmp_path):
     assert prepared.datasets["train"]["hypothesis"][:] == ["b", ""]
 
 
+def test_a_second_text_that_is_no_text_names_text_pair_column_name(tmp_path):
+    """The error for a pair column of lists told the user to fix text_column_name, which was right."""
+    train = [
+        {"premise": "a", "hypothesis": ["b", "c"], "label": "yes"},
+        {"premise": "c", "hypothesis": "d", "label": "no"},
+    ]
+    with pytest.raises(
+        DataError, match="'hypothesis' holds a list .*; give text_pair_column_name a column of strings"
+    ):
+        load(tmp_path, train, train, ext="json", text_column_name="premise", text_pair_column_name="hypothesis")
+
+
 def test_csv_text_stays_text(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("text,label\nNA,a\n1e5,b\nnull,a\n")

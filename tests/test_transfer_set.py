@@ -216,3 +216,13 @@ def test_distill_with_unlabelled_and_augmented_rows_and_cached_hidden_targets(tm
     assert record["hidden_targets"] == "cached" and record["hidden_loss_pooling"] == "mean"
     card = (out / "README.md").read_text().lower()
     assert "augmented" in card and "unlabelled" in card
+
+
+def test_an_unlabeled_file_without_the_second_text_names_text_pair_column_name(tmp_path):
+    """An unlabelled file of pair data that lacked the pair column was said to be read with text_column_name."""
+    path = tmp_path / "u.csv"
+    pd.DataFrame({"premise": ["a b", "c d"], "hypotesis": ["e", "f"]}).to_csv(path, index=False)
+    with pytest.raises(DataError, match="no column 'hypothesis'.*Did you mean 'hypotesis'.*text_pair_column_name: "):
+        read_unlabeled([str(path)], "premise", "hypothesis", "auto")
+    rows = read_unlabeled([str(path)], "premise", "hypotesis", "auto")
+    assert rows.texts == ["a b", "c d"] and rows.pairs == ["e", "f"]

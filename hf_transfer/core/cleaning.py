@@ -25,6 +25,9 @@ TEXT_COLUMN_CANDIDATES = ("text", "sentence", "review", "content")
 LABEL_COLUMN_CANDIDATES = ("label", "labels")
 
 
+PAIR_OPTION = "text_pair_column_name"
+
+
 DROP_REASONS = ("empty_text", "missing_label", "unmapped_label")
 
 
@@ -142,15 +145,16 @@ def _is_missing(value: Any) -> bool:
     return value is None or (pd.api.types.is_scalar(value) and pd.isna(value))
 
 
-def check_text_cells(values, column: str) -> None:
+def check_text_cells(values, column: str, option: str = "text_column_name") -> None:
     """A one-line error when a text cell holds a structure (a JSON object or array, as jsonl and parquet can), which
-    `str()` would silently turn into its Python spelling. Numbers and booleans are read as their text."""
+    `str()` would silently turn into its Python spelling. Numbers and booleans are read as their text. `option`: the
+    field that named `column` (`text_pair_column_name` for the second text)."""
     for value in values:
         if isinstance(value, _STRUCTURES):
             shown = repr(value if not isinstance(value, np.ndarray) else value.tolist())
             raise DataError(
                 f"text column {column!r} holds a {type(value).__name__} ({shown[:60]}), not text; give "
-                "text_column_name a column of strings (flatten the field first)."
+                f"{option} a column of strings (flatten the field first)."
             )
 
 
@@ -262,7 +266,7 @@ def clean_frame(df: pd.DataFrame, text: str, pair: str | None, label: str, hub_c
     values = df[text].tolist() if text in df.columns else [None] * n
     check_text_cells(values, text)
     if pair:
-        check_text_cells(raw_pairs, pair)
+        check_text_cells(raw_pairs, pair, PAIR_OPTION)
     for i, value in enumerate(values):
         if _is_missing(value) or not str(value).strip():
             empty += 1

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from hf_transfer.core.caching import cache_key, default_cache_dir, fingerprint_model, fingerprint_texts, load_or_build
-from hf_transfer.core.cleaning import check_text_cells, closest_hint
+from hf_transfer.core.cleaning import PAIR_OPTION, check_text_cells, closest_hint
 from hf_transfer.core.data import PreparedData
 from hf_transfer.core.tables import read_table
 from hf_transfer.core.tasks import MULTI_LABEL
@@ -42,15 +42,17 @@ def read_unlabeled(files: list[str], text_column: str, pair_column: str | None, 
     rows = TransferRows(pairs=[] if pair_column else None, summary={"files": [], "rows": 0, "dropped_empty": 0})
     for path in files:
         frame = read_table(path, csv_quoting)
-        for column in filter(None, (text_column, pair_column)):
+        for column, option in ((text_column, "text_column_name"), (pair_column, PAIR_OPTION)):
+            if column is None:
+                continue
+            why = ": the model reads text pairs, so every row needs both texts." if column == pair_column else "."
             if column not in frame.columns:
                 raise DataError(
                     f"unlabeled_file {path!r} has no column {column!r} (its columns are {list(frame.columns)})."
-                    f"{closest_hint(column, list(frame.columns))} It is read with the training data's "
-                    "text_column_name."
+                    f"{closest_hint(column, list(frame.columns))} It is read with the training data's {option}{why}"
                 )
-            try:
-                check_text_cells(frame[column], column)  # a JSON object would reach the teacher as its Python spelling
+            try:  # a JSON object would reach the teacher as its Python spelling
+                check_text_cells(frame[column], column, option)
             except DataError as err:
                 raise DataError(f"unlabeled_file {path!r}: {err}") from None
         texts = frame[text_column].astype("string").fillna("").tolist()

@@ -17,7 +17,7 @@ from hf_transfer.adapters.inference import (
     load_inference_model,
     resolve_inference_model,
 )
-from hf_transfer.core.cleaning import LABEL_COLUMN_CANDIDATES, check_text_cells, resolve_columns
+from hf_transfer.core.cleaning import LABEL_COLUMN_CANDIDATES, PAIR_OPTION, check_text_cells, resolve_columns
 from hf_transfer.core.eval_sets import scalars
 from hf_transfer.core.inference import predict_logits
 from hf_transfer.core.tables import count_rows, iter_table
@@ -60,8 +60,9 @@ def _check_output_columns(source: InferenceSource, args: PredictArguments, colum
 
 
 def _check_text(chunk, text: str, pair: str | None) -> None:
-    for column in (text, pair) if pair else (text,):
-        check_text_cells(chunk[column], column)
+    check_text_cells(chunk[text], text)
+    if pair:
+        check_text_cells(chunk[pair], pair, PAIR_OPTION)
 
 
 def run_predict(args: PredictArguments) -> dict:
