@@ -657,3 +657,39 @@ def test_a_max_seq_length_with_no_room_for_both_texts_is_refused(models, tmp_pat
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "at least 5" in err, err
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_predict_and_evaluate_truncate_at_the_length_the_model_was_trained_with(models, tmp_path):
+    """Without --max_seq_length, a run folder's recorded max_seq_length is used (it was 128 whatever the model was
+    trained at, so long rows scored otherwise than in the run's own evaluation); a given value still wins."""
+    import shutil
+    from types import SimpleNamespace
+
+    from hf_transfer.adapters.inference import resolve_max_seq_length
+
+    model = tmp_path / "trained-at-8"
+    shutil.copytree(models["full"], model)
+    (model / "hf_transfer_config.yaml").write_text("max_seq_length: 8\n")
+    texts = [f"{'good ' * (i % 5)}item {'bad ' * 30} end {i}" for i in range(12)]
+    pd.DataFrame({"text": texts, "label": ["neg", "pos"] * 6}).to_csv(tmp_path / "in.csv", index=False)
+    predict(model, tmp_path / "in.csv", tmp_path / "default.csv")
+    predict(model, tmp_path / "in.csv", tmp_path / "at8.csv", max_seq_length=8)
+    predict(model, tmp_path / "in.csv", tmp_path / "at128.csv", max_seq_length=128)
+    default, at8, at128 = (pd.read_csv(tmp_path / f"{n}.csv") for n in ("default", "at8", "at128"))
+    np.testing.assert_allclose(default["prob_pos"], at8["prob_pos"], atol=1e-6)
+    assert not np.allclose(default["prob_pos"], at128["prob_pos"], atol=1e-3)
+    scores = {
+        n: run_evaluate(
+            EvaluateArguments(model_name_or_path=str(model), validation_file=str(tmp_path / "in.csv"), **kw)
+        )
+        for n, kw in (("default", {}), ("at8", {"max_seq_length": 8}))
+    }
+    assert scores["default"] == pytest.approx(scores["at8"])
+    # An ONNX folder's export record, a folder recording nothing, and a bad recorded value.
+    onnx = tmp_path / "onnx"
+    onnx.mkdir()
+    (onnx / "hf_transfer_run.json").write_text(json.dumps({"export": {"max_seq_length": 12}}))
+    assert resolve_max_seq_length(SimpleNamespace(kind="onnx", name_or_path=str(onnx)), None) == 12
+    assert resolve_max_seq_length(str(models["full"]), None) == 128
+    (model / "hf_transfer_config.yaml").write_text("max_seq_length: true\n")
+    assert resolve_max_seq_length(str(model), None) == 128 and resolve_max_seq_length(str(model), 5) == 5

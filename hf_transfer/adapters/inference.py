@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hf_transfer.adapters.peft_model import adapter_base_config, load_adapter_for_inference
+from hf_transfer.core.arguments import DEFAULT_MAX_SEQ_LENGTH
 from hf_transfer.core.folders import (
     ONNX_FILE,
     ONNX_INT8_FILE,
@@ -117,6 +118,22 @@ def check_given_pair(trained: dict, given: str | None, model_name: str) -> None:
         raise ConfigError(
             f"{model_name!r} was trained on single texts, but text_pair_column_name is {given!r}; drop it."
         )
+
+
+def resolve_max_seq_length(source: InferenceSource | str, given: int | None) -> int:
+    """Inference's truncation length: `given`, else the one the model was trained with (its run folder's resolved
+    config; an ONNX folder's export record), else `DEFAULT_MAX_SEQ_LENGTH`. `source` may be a run folder's path.
+    Scoring at another length than training's gave other figures than the run's own evaluation, silently."""
+    if given is not None:
+        return given
+    if isinstance(source, str):
+        recorded = recorded_config(source).get("max_seq_length")
+    elif source.kind == "onnx":
+        recorded = onnx_export_record(source.name_or_path).get("max_seq_length")
+    else:
+        recorded = recorded_config(source.name_or_path).get("max_seq_length")
+    usable = isinstance(recorded, int) and not isinstance(recorded, bool) and recorded > 0
+    return recorded if usable else DEFAULT_MAX_SEQ_LENGTH
 
 
 def check_input_length(source: InferenceSource, max_length: int, pair: bool) -> None:

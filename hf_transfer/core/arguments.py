@@ -12,6 +12,8 @@ from hf_transfer.errors import ConfigError
 
 SUPPORTED_EXTENSIONS = ("csv", "tsv", "json", "jsonl", "parquet")
 
+DEFAULT_MAX_SEQ_LENGTH = 128  # train's truncation length, and inference's when a model records none
+
 
 def parse_index_list(name: str, value: Any) -> int | list[int] | None:
     """Normalise `freeze_layers`-style values: an int, a list of ints, or a string holding either (YAML syntax)."""
@@ -117,7 +119,9 @@ class DataArguments:
         default=None,
         metadata={"help": "Default: multi-label when labels are lists, single-label otherwise."},
     )
-    max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated to this many tokens."})
+    max_seq_length: int = field(
+        default=DEFAULT_MAX_SEQ_LENGTH, metadata={"help": "Longer inputs are truncated to this many tokens."}
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N validation rows."})
     validation_split_percentage: int = field(
@@ -289,7 +293,14 @@ class EvalDataArguments:
             "taken as label ids."
         },
     )
-    max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated to this many tokens."})
+    max_seq_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "Longer inputs are truncated to this many tokens. Default: the length the model was trained (or "
+            "exported) with, as its run folder records it, else 128, so the scores are those of the run's "
+            "own evaluation."
+        },
+    )
     max_eval_samples: int | None = field(
         default=None,
         metadata={"help": "Score only the first N rows of each set (validation_file and every extra_eval set)."},
@@ -300,7 +311,7 @@ class EvalDataArguments:
     )
 
     def _check_eval_data(self) -> None:
-        if self.max_seq_length <= 0 or self.per_device_eval_batch_size <= 0:
+        if (self.max_seq_length is not None and self.max_seq_length <= 0) or self.per_device_eval_batch_size <= 0:
             raise ConfigError(
                 f"max_seq_length and per_device_eval_batch_size must be > 0, got {self.max_seq_length} and "
                 f"{self.per_device_eval_batch_size}."

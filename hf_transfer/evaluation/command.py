@@ -11,6 +11,7 @@ from hf_transfer.adapters.inference import (
     check_pair_column,
     load_inference_model,
     resolve_inference_model,
+    resolve_max_seq_length,
 )
 from hf_transfer.core.eval_sets import (
     headline_accuracy,
@@ -32,6 +33,7 @@ def run_evaluate(args: EvaluateArguments) -> dict:
 
     source = resolve_inference_model(args.model_name_or_path, args.base_model_name_or_path, command="evaluate")
     check_pair_column(source, args.text_pair_column_name, args.model_name_or_path)
+    args.max_seq_length = resolve_max_seq_length(source, args.max_seq_length)  # the trained length by default
     model_names = source.label_names
     sets = prepare_eval_sets(args, model_names, source.problem_type)
     check_input_length(source, args.max_seq_length, any(data.pairs is not None for data in sets))

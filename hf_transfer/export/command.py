@@ -15,6 +15,7 @@ from hf_transfer.adapters.inference import (
     check_input_length,
     load_inference_model,
     resolve_inference_model,
+    resolve_max_seq_length,
     trained_pair_column,
 )
 from hf_transfer.adapters.peft_model import check_mergeable, merge_into_base
@@ -54,6 +55,7 @@ def _preflight(args: ExportArguments) -> tuple[InferenceSource, PreparedEvalSet 
         raise onnx_export_error(args.model_dir)
     if source.kind == "adapter":
         check_mergeable(args.model_dir, "export")
+    args.max_seq_length = resolve_max_seq_length(source, args.max_seq_length)  # the trained length by default
     # A pair model's parity and accuracy are measured on pairs (they were measured on the first texts alone), and the
     # exported folder records its pair column, so predict and evaluate ask for it wherever the folder goes.
     trained = trained_pair_column(source)

@@ -11,7 +11,12 @@ from typing import Any
 
 import torch
 
-from hf_transfer.adapters.inference import PAIR_COLUMN, check_given_pair, recorded_pair_column
+from hf_transfer.adapters.inference import (
+    PAIR_COLUMN,
+    check_given_pair,
+    recorded_pair_column,
+    resolve_max_seq_length,
+)
 from hf_transfer.adapters.peft_model import (
     adapter_labels,
     check_mergeable,
@@ -134,6 +139,7 @@ def _preflight(args: MergeArguments) -> _Preflight:
             "only; merge it with --alpha and no validation_file, then score it with hf-transfer evaluate."
         )
     _pair_column(args)
+    args.max_seq_length = resolve_max_seq_length(args.finetuned, args.max_seq_length)  # the trained one by default
     sets = prepare_eval_sets(args, label_names)
     tokenizer_source = (
         args.finetuned if (Path(args.finetuned) / "tokenizer_config.json").is_file() else args.pretrained

@@ -80,7 +80,14 @@ class PredictArguments:
         default=None,
         metadata={"help": "Write the k most probable labels and their probabilities instead of one column per label."},
     )
-    max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated to this many tokens."})
+    max_seq_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "Longer inputs are truncated to this many tokens. Default: the length the model was trained (or "
+            "exported) with, as its run folder records it, else 128, so the scores are those of the run's "
+            "own evaluation."
+        },
+    )
     chunk_rows: int = field(
         default=8192,
         metadata={
@@ -123,7 +130,7 @@ class PredictArguments:
         if out.exists() and out.resolve() == Path(self.input_file).resolve():
             raise ConfigError(f"output_file {self.output_file!r} is the input file; write the predictions elsewhere.")
         for name in ("batch_size", "max_seq_length", "chunk_rows"):
-            if getattr(self, name) <= 0:
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}.")
         if self.top_k is not None and self.top_k < 1:
             raise ConfigError(f"top_k must be at least 1, got {self.top_k}.")

@@ -16,6 +16,7 @@ from hf_transfer.adapters.inference import (
     check_pair_column,
     load_inference_model,
     resolve_inference_model,
+    resolve_max_seq_length,
 )
 from hf_transfer.core.cleaning import LABEL_COLUMN_CANDIDATES, PAIR_OPTION, check_text_cells, resolve_columns
 from hf_transfer.core.eval_sets import scalars
@@ -70,6 +71,7 @@ def run_predict(args: PredictArguments) -> dict:
         args.model_name_or_path, args.base_model_name_or_path, onnx_file=args.onnx_file, command="predict"
     )
     check_pair_column(source, args.text_pair_column_name, args.model_name_or_path)
+    args.max_seq_length = resolve_max_seq_length(source, args.max_seq_length)  # the trained length by default
     chunks = iter_table(args.input_file, args.chunk_rows, args.csv_quoting)
     first = next(chunks)
     text, pair, label = _columns(args, first)
