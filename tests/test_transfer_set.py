@@ -33,6 +33,25 @@ def test_augmentation_is_seeded_and_deduplicated():
     assert swapped == [(0, "two one four three")]
 
 
+def test_a_pairs_copies_perturb_both_texts_and_are_deduplicated_as_pairs():
+    """A pair's copy changed its first text alone, and copies were deduplicated on that text: rows sharing a premise
+    (one per hypothesis) lost their copies to the first row's."""
+    texts = ["the cat sat on the mat"] * 2
+    pairs = ["a cat is sitting down", "no animal is in the room"]
+    copies = augment_texts(texts, method="swap", p=1.0, factor=1, seed=0, pairs=pairs)
+    assert copies == [
+        (0, "cat the on sat mat the", "cat a sitting is down"),
+        (1, "cat the on sat mat the", "animal no in is room the"),
+    ]
+    made = augment_texts(texts, method="delete", p=0.5, factor=3, seed=1, pairs=pairs)
+    assert made == augment_texts(texts, method="delete", p=0.5, factor=3, seed=1, pairs=pairs)
+    assert len({tuple(c[1:]) for c in made}) == len(made) and not {tuple(c[1:]) for c in made} & set(
+        zip(texts, pairs, strict=True)
+    )
+    assert any(copy[2] != pairs[copy[0]] for copy in made)
+    assert augment_texts(["a b c"], method="swap", p=1.0, factor=1, seed=0) == [(0, "b a c")]  # single texts as before
+
+
 def test_embedding_neighbours_are_nearest_whole_words_never_themselves(minilm_path):
     from transformers import AutoTokenizer
 
@@ -216,6 +235,33 @@ def test_distill_with_unlabelled_and_augmented_rows_and_cached_hidden_targets(tm
     assert record["hidden_targets"] == "cached" and record["hidden_loss_pooling"] == "mean"
     card = (out / "README.md").read_text().lower()
     assert "augmented" in card and "unlabelled" in card
+
+
+def test_distill_augments_both_texts_of_a_pair(tmp_path, tiny_bert_dir):
+    """On pair data the stored augmented copies hold a second text of their own, perturbed, beside their first."""
+    import datasets
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    teacher = tmp_path / "teacher"
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tiny_bert_dir, num_labels=2, id2label={0: "no", 1: "yes"}, label2id={"no": 0, "yes": 1}
+    )
+    model.save_pretrained(teacher)
+    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(teacher)
+    premises = [f"the {w} cat sat on the mat today" for w in ("black", "white", "small", "old")]
+    rows = [(p, f"a cat sits here {i} words in this pair", ["no", "yes"][i % 2]) for i, p in enumerate(premises * 4)]
+    frame = pd.DataFrame(rows, columns=["premise", "hypothesis", "label"])
+    frame[:12].to_csv(tmp_path / "train.csv", index=False)
+    frame[12:].to_csv(tmp_path / "dev.csv", index=False)
+    out = tmp_path / "student"
+    argv = distill_argv(teacher, tmp_path / "train.csv", tmp_path / "dev.csv", out, tmp_path / "cache")
+    extra = ["--student_layers", "[0]", "--text_column_name", "premise", "--text_pair_column_name", "hypothesis"]
+    assert main([*argv, *extra, "--augment_factor", "2", "--augment_method", "swap", "--augment_p", "0.5"]) == 0
+    augmentation = json.loads((out / "hf_transfer_run.json").read_text())["distillation"]["transfer_set"]
+    copies = datasets.Dataset.from_file(f"{augmentation['augmentation']['cache']}/data.arrow")
+    assert len(copies) == augmentation["augmented"] > 0 and "pair" in copies.column_names
+    originals = dict(zip(frame.index[:12], frame["hypothesis"][:12], strict=True))
+    assert any(pair != originals[row] for pair, row in zip(copies["pair"], copies["source_row"], strict=True))
 
 
 def test_an_unlabeled_file_without_the_second_text_names_text_pair_column_name(tmp_path):

@@ -105,7 +105,7 @@ class DistillationArguments:
         metadata={
             "help": "Augmented copies of each labelled row added to the transfer set (TinyBERT-style; 0 = off). They "
             "are generated once (seeded, deduplicated against the originals), stored under a fingerprint, labelled "
-            "by the cached teacher pass and get the soft loss only."
+            "by the cached teacher pass and get the soft loss only. A text pair's copy perturbs both texts."
         },
     )
     augment_method: Literal["replace", "delete", "swap"] = field(

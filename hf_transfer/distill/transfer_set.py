@@ -133,20 +133,30 @@ def _augment_one(words: list[str], method: str, p: float, rng, replacements: dic
 
 
 def augment_texts(
-    texts: list[str], *, method: str, p: float, factor: int, seed: int, replacements: dict | None = None
-) -> list[tuple[int, str]]:
-    """Up to `factor` augmented copies of each text, as (source row, text), in row order: seeded, and deduplicated
-    against every original text and every earlier copy (a copy equal to one is dropped, not retried)."""
+    texts: list[str],
+    *,
+    method: str,
+    p: float,
+    factor: int,
+    seed: int,
+    replacements: dict | None = None,
+    pairs: list[str] | None = None,
+) -> list[tuple]:
+    """Up to `factor` augmented copies of each row, as (source row, text), or (source row, text, pair) when `pairs`
+    are given, in row order: seeded, and deduplicated against every original row and every earlier copy (a copy equal
+    to one is dropped, not retried). A pair's copy perturbs both texts, each on draws of its own, and is compared as a
+    pair: rows that share a first text (a premise with several hypotheses) each keep their copies."""
     rng = np.random.default_rng(seed)
-    seen = set(texts)
+    rows = [(text,) for text in texts] if pairs is None else list(zip(texts, pairs, strict=True))
+    seen = set(rows)
     out = []
-    for row, text in enumerate(texts):
-        words = text.split()
+    for row, segments in enumerate(rows):
+        words = [segment.split() for segment in segments]
         for _ in range(factor):
-            copy = " ".join(_augment_one(words, method, p, rng, replacements or {}))
+            copy = tuple(" ".join(_augment_one(w, method, p, rng, replacements or {})) for w in words)
             if copy not in seen:
                 seen.add(copy)
-                out.append((row, copy))
+                out.append((row, *copy))
     return out
 
 
@@ -174,25 +184,26 @@ def augmented_rows(prepared: PreparedData, d, teacher, tokenizer, seed: int) -> 
         embeddings=fingerprint_model(embeddings) if d.augment_method == "replace" else None,
         neighbours=d.augment_neighbours if d.augment_method == "replace" else None,
         words="in-text" if d.augment_method == "replace" else None,  # copies made by the older word rule are stale
+        segments="both" if pairs else None,  # a pair's copies once perturbed its first text alone
         **settings,
     )
 
     def build():
         replacements = None
         if d.augment_method == "replace":
-            replacements = word_replacements(texts, tokenizer, embeddings.weight, d.augment_neighbours)
-        for row, text in augment_texts(texts, replacements=replacements, **settings):
-            yield {"text": text, "source_row": row}
+            replacements = word_replacements(texts + (pairs or []), tokenizer, embeddings.weight, d.augment_neighbours)
+        for row, *copy in augment_texts(texts, replacements=replacements, pairs=pairs, **settings):
+            yield {"text": copy[0], **({"pair": copy[1]} if pairs else {}), "source_row": row}
 
-    features = datasets.Features({"text": datasets.Value("string"), "source_row": datasets.Value("int64")})
+    columns = {"text": datasets.Value("string"), "source_row": datasets.Value("int64")}
+    features = datasets.Features({**columns, **({"pair": datasets.Value("string")} if pairs else {})})
     cache, info = load_or_build(
         default_cache_dir("augmented"), key, None, features, build, what="Augmented transfer set", description=settings
     )
-    source = np.asarray(cache["source_row"])
     summary = {**settings, "rows": len(cache), "cache": info["path"], "hit": info["hit"]}
     summary.update(build_seconds=info["build_seconds"], disk_bytes=info["disk_bytes"])
     summary["neighbours"] = d.augment_neighbours if d.augment_method == "replace" else None
-    return TransferRows(list(cache["text"]), [pairs[i] for i in source] if pairs else None, summary)
+    return TransferRows(list(cache["text"]), list(cache["pair"]) if pairs else None, summary)
 
 
 # --- into the training split ----------------------------------------------------------------------------------------
