@@ -163,3 +163,20 @@ def test_max_eval_samples_scores_the_first_rows_of_each_set(models, tmp_path, ca
     no_model_load(monkeypatch)
     assert main([*argv, "--max_eval_samples", "0"]) == 2
     assert one_line_error(capsys) == "hf-transfer evaluate: error: max_eval_samples must be > 0, got 0."
+
+
+def test_digit_like_labels_that_are_no_integers_are_named(tmp_path, tiny_bert_dir, capsys, monkeypatch):
+    """Circled or superscript numbers (`①`, `²`) pass `str.isdigit` but not `int`: a file with such labels given to
+    a model of other names stopped `evaluate` and `predict` with a ValueError traceback (exit 1). They are names
+    like any other: not the model's, so one line, exit 2, before the model loads."""
+    model = tiny_classifier(tmp_path / "zh", tiny_bert_dir, ["好评", "差评"])
+    pd.DataFrame({"text": WORDS[:4], "label": ["①", "②", "①", "²"]}).to_csv(tmp_path / "circled.csv", index=False)
+    no_model_load(monkeypatch)
+    monkeypatch.setattr("hf_transfer.predict.command.load_inference_model", lambda *a: pytest.fail("loaded"))
+    argv = ["--model_name_or_path", str(model)]
+    assert main(["evaluate", *argv, "--validation_file", str(tmp_path / "circled.csv")]) == 2
+    last = one_line_error(capsys)
+    assert "labels ['²', '①', '②'] in" in last and "['好评', '差评']" in last
+    out = tmp_path / "out.csv"
+    assert main(["predict", *argv, "--input_file", str(tmp_path / "circled.csv"), "--output_file", str(out)]) == 2
+    assert "labels ['²', '①', '②'] in" in one_line_error(capsys) and not out.exists()

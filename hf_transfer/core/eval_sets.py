@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hf_transfer.core.arguments import DataArguments, EvalDataArguments, EvalSet
+from hf_transfer.core.cleaning import normalise_scalar
 from hf_transfer.core.data import load_data
 from hf_transfer.core.inference import predict_logits
 from hf_transfer.core.markdown import table_row
@@ -32,14 +33,22 @@ class PreparedEvalSet:
     problem_type: str = SINGLE_LABEL
 
 
+def _integer(name: str) -> int | None:
+    """The integer a label name spells, as the data's cleaning reads one (`-1`, `07`); None for other names, such
+    as `①` or `²`, which `str.isdigit` accepts but `int` does not."""
+    value = normalise_scalar(name)
+    return value if isinstance(value, int) else None
+
+
 def align_labels(data_names: list[str], model_names: list[str], source: str) -> dict[int, int]:
     """Map the data's label ids to the model's by name; integer labels that are not names are taken as ids, unless
     the model's own names are integers (ratings 1..5): then 0 would be id 0 while 1 was name '1'."""
     if set(data_names) <= set(model_names):
         return {i: model_names.index(n) for i, n in enumerate(data_names)}
-    integer_names = any(n.lstrip("-").isdigit() for n in model_names)
-    if not integer_names and all(n.lstrip("-").isdigit() and 0 <= int(n) < len(model_names) for n in data_names):
-        return {i: int(n) for i, n in enumerate(data_names)}
+    integer_names = any(_integer(n) is not None for n in model_names)
+    ids = [_integer(n) for n in data_names]
+    if not integer_names and all(i is not None and 0 <= i < len(model_names) for i in ids):
+        return dict(enumerate(ids))
     unknown = sorted(set(data_names) - set(model_names))
     raise DataError(
         f"labels {unknown} in {source!r} are not among the model's labels {model_names}; pass "
