@@ -105,6 +105,21 @@ def test_label_names_name_integer_ids_and_reject_out_of_range(tmp_path):
         load(tmp_path, rows([1, 0, 2]), rows([0]), class_names=["negative", "positive"])
 
 
+def test_boolean_labels_are_one_label_whatever_the_spelling(tmp_path):
+    """A csv's `true`/`false` stayed text while a jsonl's or parquet's booleans became `True`/`False`: a validation
+    file of the other format, or `TRUE` beside `true`, was refused as labels never seen, and a label_mapping
+    `{true: positive}` (YAML reads the key as a boolean) matched no csv row ("no usable rows")."""
+    train = write(tmp_path / "train.csv", rows(["true", "false", "TRUE", "False"]))
+    dev = write(tmp_path / "dev.jsonl", rows([False, True]))
+    prepared = load_data(DataArguments(train_file=train, validation_file=dev))
+    assert prepared.label_names == ["False", "True"]
+    assert labels_of(prepared) == [1, 0, 1, 0] and labels_of(prepared, "validation") == [0, 1]
+    mapped = load_data(DataArguments(train_file=train, label_mapping={True: "positive", "false": "negative"}))
+    assert mapped.label_names == ["positive", "negative"]
+    assert mapped.summary["train"]["dropped"]["unmapped_label"] == 0
+    assert sorted(labels_of(mapped) + labels_of(mapped, "validation")) == [0, 0, 1, 1]
+
+
 def test_multi_label_lists_in_jsonl_become_multi_hot(tmp_path):
     train = rows([["sports", "news"], ["news"], [], ["tech"]])
     prepared = load(tmp_path, train, rows([["tech", "sports"]]), ext="jsonl")

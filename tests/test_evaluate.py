@@ -180,3 +180,19 @@ def test_digit_like_labels_that_are_no_integers_are_named(tmp_path, tiny_bert_di
     out = tmp_path / "out.csv"
     assert main(["predict", *argv, "--input_file", str(tmp_path / "circled.csv"), "--output_file", str(out)]) == 2
     assert "labels ['²', '①', '②'] in" in one_line_error(capsys) and not out.exists()
+
+
+def test_boolean_labels_match_a_model_of_either_spelling(tmp_path, tiny_bert_dir, capsys):
+    """A model trained on a csv's `false`/`true` (its labels' names before booleans had one spelling) scores a jsonl
+    file of JSON booleans by name, as it scores its own csv."""
+    model = tiny_classifier(tmp_path / "bool", tiny_bert_dir, ["false", "true"])
+    texts = [" ".join(WORDS[(i * 3 + j) % 8] for j in range(1 + i % 4)) for i in range(12)]
+    truth = [i % 3 == 0 for i in range(12)]
+    (tmp_path / "dev.jsonl").write_text(
+        "".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in zip(texts, truth, strict=True))
+    )
+    out = tmp_path / "metrics.json"
+    argv = ["evaluate", "--model_name_or_path", str(model), "--validation_file", str(tmp_path / "dev.jsonl")]
+    assert main([*argv, "--output_file", str(out)]) == 0
+    predicted = direct_logits(model, texts).argmax(-1).astype(bool)
+    assert json.loads(out.read_text())["accuracy"] == pytest.approx(accuracy_score(truth, predicted))

@@ -158,8 +158,13 @@ def check_text_cells(values, column: str, option: str = "text_column_name") -> N
             )
 
 
+# One spelling for a boolean label, whatever the file wrote: a JSON/parquet boolean, or csv text true/TRUE/false.
+_BOOLEANS = {"true": "True", "false": "False"}
+
+
 def normalise_scalar(value: Any) -> Any:
-    """None if missing; int for integral numbers (also "4" and 4.0, as pandas reads ints next to NaN); else str."""
+    """None if missing; int for integral numbers (also "4" and 4.0, as pandas reads ints next to NaN); "True" or
+    "False" for a boolean in any spelling (true, TRUE, a JSON boolean); else str."""
     if _is_missing(value):
         return None
     if isinstance(value, (bool, np.bool_)):
@@ -168,6 +173,8 @@ def normalise_scalar(value: Any) -> Any:
         value = value.strip()
         if not value:
             return None
+        if value.lower() in _BOOLEANS:
+            return _BOOLEANS[value.lower()]
         if _INT.match(value):
             return int(value)
         if not _NUMBER.match(value):

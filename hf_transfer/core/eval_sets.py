@@ -42,9 +42,12 @@ def _integer(name: str) -> int | None:
 
 def align_labels(data_names: list[str], model_names: list[str], source: str) -> dict[int, int]:
     """Map the data's label ids to the model's by name; integer labels that are not names are taken as ids, unless
-    the model's own names are integers (ratings 1..5): then 0 would be id 0 while 1 was name '1'."""
-    if set(data_names) <= set(model_names):
-        return {i: model_names.index(n) for i, n in enumerate(data_names)}
+    the model's own names are integers (ratings 1..5): then 0 would be id 0 while 1 was name '1'. The model's names
+    are read as the data's are (`false` is `False`: a model trained before booleans had one spelling)."""
+    keys = [str(normalise_scalar(n)) for n in model_names]
+    keys = keys if len(set(keys)) == len(keys) else model_names
+    if set(data_names) <= set(keys):
+        return {i: keys.index(n) for i, n in enumerate(data_names)}
     integer_names = any(_integer(n) is not None for n in model_names)
     ids = [_integer(n) for n in data_names]
     if not integer_names and all(i is not None and 0 <= i < len(model_names) for i in ids):
