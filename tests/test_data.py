@@ -170,6 +170,18 @@ def test_label_names_also_name_string_labels(tmp_path):
     assert labels_of(prepared) == [0, 1]
 
 
+def test_class_names_that_are_other_integers_are_refused(tmp_path):
+    """`class_names: [1, 2, 3]` for ratings stored 0..2 trained a model named '1', '2', '3'; `evaluate` and `predict`
+    read a file's integers as such a model's names, so the training file's 0 was refused there ("labels ['0']") and
+    its 1 and 2 were scored as ids 0 and 1, silently. Integers that are their own ids, and other names, are fine."""
+    with pytest.raises(DataError, match=r"class_names \['1', '2', '3'\] holds integers that are not their ids 0\.\.2"):
+        load(tmp_path, rows([0, 1, 2]), rows([1]), class_names=["1", "2", "3"])
+    with pytest.raises(DataError, match=r"class_names \['0', 'neg'\] holds integers"):
+        load(tmp_path, rows([0, 1]), rows([1]), class_names=["0", "neg"])
+    assert load(tmp_path, rows([0, 1]), rows([1]), class_names=["0", "1"]).label_names == ["0", "1"]
+    assert load(tmp_path, rows([0, 1]), rows([1]), class_names=["1 star", "2 stars"]).label_names[0] == "1 star"
+
+
 def test_text_pairs_default_missing_pair_to_empty_string(tmp_path):
     train = [{"premise": "a", "hypothesis": "b", "label": "yes"}, {"premise": "c", "hypothesis": None, "label": "no"}]
     prepared = load(tmp_path, train, train, ext="json", text_column_name="premise", text_pair_column_name="hypothesis")

@@ -52,6 +52,8 @@ def label_space(args: DataArguments, profiles: dict[str, LabelProfile], class_na
         names = list(dict.fromkeys(args.label_mapping.values()))
         # Keys are compared as strings of normalised values, so `4`, `"4"` and `4.0` all match rating 4.
         return names, {str(normalise_scalar(k)): names.index(n) for k, n in args.label_mapping.items()}, True
+    if args.class_names is not None:
+        _check_class_names(args.class_names)
     names = args.class_names or class_names
     if names is not None:
         return list(names), {i: i for i in range(len(names))} | {n: i for i, n in enumerate(names)}, False
@@ -59,3 +61,17 @@ def label_space(args: DataArguments, profiles: dict[str, LabelProfile], class_na
     values = sorted({v for p in reference for v in p.values})
     ids = {v: v for v in values} if values == list(range(len(values))) else {v: i for i, v in enumerate(values)}
     return [str(v) for v in values], ids, False
+
+
+def _check_class_names(names: list[str]) -> None:
+    """class_names that spell integers other than their own ids (`[1, 2, 3]` for ids 0..2) are refused: the data's
+    integer labels are ids here, but `evaluate`, `predict` and `merge` read a file's integers as the model's names
+    when those names are integers, so the same file's 1 would be id 1 in training and id 0 there."""
+    numbers = [normalise_scalar(n) for n in names]
+    if any(isinstance(v, int) for v in numbers) and numbers != list(range(len(names))):
+        raise DataError(
+            f"class_names {names} holds integers that are not their ids 0..{len(names) - 1} (id 0 would be named "
+            f"{names[0]!r}): evaluate and predict read a file's integer labels as such names, so the same file would "
+            "mean other classes there. Use names that are not integers (e.g. '1 star'), or label_mapping (and give "
+            "evaluate the same label_mapping)."
+        )
