@@ -253,6 +253,19 @@ def test_truncation_that_loses_a_class_warns(tmp_path, caplog):
     assert "hold no example of ['b']" in caplog.text
 
 
+def test_a_named_class_with_no_training_row_warns(tmp_path, caplog):
+    """class_names or label_mapping may name a class that no training row holds: the model got an output for it that
+    was never trained towards, silently (the card's label counts said 0 only after the run)."""
+    load(tmp_path, rows([0, 1, 0]), rows([2]), class_names=["neg", "pos", "neutral"])
+    assert "no training row has the label(s) ['neutral']" in caplog.text
+    caplog.clear()
+    load(tmp_path, rows([1, 5, 1]), rows([5]), label_mapping=RATING_MAPPING)
+    assert "no training row has the label(s) ['neutral']" in caplog.text
+    caplog.clear()
+    load(tmp_path, rows(["a", "b", "a"]), rows(["b"]), class_names=["a", "b"])
+    assert "no training row" not in caplog.text
+
+
 def test_test_split_labels_are_optional(tmp_path):
     test_file = write(tmp_path / "test.csv", [{"text": "x"}, {"text": "y"}])
     args = DataArguments(train_file=write(tmp_path / "train.csv", rows(["a", "b"])), test_file=test_file)

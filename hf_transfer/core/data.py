@@ -190,6 +190,18 @@ def _truncate(ds: datasets.Dataset, limit: int, split: str, names: list[str], mu
     return kept
 
 
+def _warn_untrained_classes(train: datasets.Dataset, names: list[str], multi: bool) -> None:
+    """Classes that class_names or label_mapping name but no training row holds get an output that is never trained
+    towards (said before the run, as the card's label counts say it after)."""
+    counts = _label_counts(train, names, multi)["label_counts"]
+    empty = [name for name, count in counts.items() if count == 0]
+    if empty:
+        logger.warning(
+            f"no training row has the label(s) {empty} that class_names or label_mapping name: the model gets an "
+            "output for each that it cannot learn to predict. Add such rows, or drop the name(s)."
+        )
+
+
 def _label_counts(ds: datasets.Dataset, names: list[str], multi: bool) -> dict:
     """`label_counts`: rows per label; for multi-label also `rows_without_labels`, rows whose list is empty (kept:
     each is a negative example of every label)."""
@@ -249,6 +261,8 @@ def load_data(data_args: DataArguments, seed: int = 42, require_train: bool = Tr
             check_not_empty(split, summaries[split])
         else:
             splits[split] = ds.remove_columns(_RAW_LABEL)
+    if "train" in splits and profiles["train"].labelled:
+        _warn_untrained_classes(splits["train"], names, multi)
     stats = {split: {k: v for k, v in summary.items() if k != "rows"} for split, summary in summaries.items()}
     carved = "train" in splits and "validation" not in splits
     if carved:
