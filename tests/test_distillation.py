@@ -343,3 +343,19 @@ def test_a_teachers_default_label_names_are_names_when_the_data_bears_them():
     assert [f"LABEL_{i}" for i in perm] == data
     # Other names still match an unnamed teacher by id.
     assert teacher_label_permutation(teacher, [f"c{i}" for i in range(11)], "t") is None
+
+
+def test_a_teachers_names_are_read_as_the_datas_labels_are():
+    """A teacher trained when a csv's false/true were names of their own still matches the data's True/False (the
+    spelling booleans now have), in its own order; names that would merge are compared as they are."""
+    from types import SimpleNamespace
+
+    from hf_transfer.distill.teachers import teacher_label_permutation
+
+    assert teacher_label_permutation(SimpleNamespace(id2label={0: "false", 1: "true"}), ["False", "True"], "t") is None
+    assert teacher_label_permutation(SimpleNamespace(id2label={0: "true", 1: "false"}), ["False", "True"], "t") == [
+        1,
+        0,
+    ]
+    with pytest.raises(ConfigError, match="distillation needs the same label set"):
+        teacher_label_permutation(SimpleNamespace(id2label={0: "true", 1: "TRUE"}), ["False", "True"], "t")

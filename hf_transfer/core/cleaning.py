@@ -7,7 +7,7 @@ import ast
 import difflib
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,6 +185,13 @@ def normalise_scalar(value: Any) -> Any:
     if isinstance(value, (float, np.floating)):
         return int(value) if float(value).is_integer() else float(value)
     return str(value)
+
+
+def label_name_keys(names: Sequence[str]) -> list[str]:
+    """A model's label names read as the data's labels are read (`normalise_scalar`: `false` is `False`, as it is
+    for a model trained before booleans had one spelling), or the names as they are if that would merge two."""
+    keys = [str(normalise_scalar(name)) for name in names]
+    return keys if len(set(keys)) == len(keys) else [str(name) for name in names]
 
 
 def _flow_list(text: str) -> Any:

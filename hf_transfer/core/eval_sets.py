@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hf_transfer.core.arguments import DataArguments, EvalDataArguments, EvalSet
-from hf_transfer.core.cleaning import normalise_scalar
+from hf_transfer.core.cleaning import label_name_keys, normalise_scalar
 from hf_transfer.core.data import load_data
 from hf_transfer.core.inference import predict_logits
 from hf_transfer.core.markdown import table_row
@@ -44,8 +44,7 @@ def align_labels(data_names: list[str], model_names: list[str], source: str) -> 
     """Map the data's label ids to the model's by name; integer labels that are not names are taken as ids, unless
     the model's own names are integers (ratings 1..5): then 0 would be id 0 while 1 was name '1'. The model's names
     are read as the data's are (`false` is `False`: a model trained before booleans had one spelling)."""
-    keys = [str(normalise_scalar(n)) for n in model_names]
-    keys = keys if len(set(keys)) == len(keys) else model_names
+    keys = label_name_keys(model_names)
     if set(data_names) <= set(keys):
         return {i: keys.index(n) for i, n in enumerate(data_names)}
     integer_names = any(_integer(n) is not None for n in model_names)

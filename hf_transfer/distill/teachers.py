@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hf_transfer.core.caching import load_or_build
+from hf_transfer.core.cleaning import label_name_keys
 from hf_transfer.core.inference import length_sorted_batches
 from hf_transfer.core.models import is_sequence_classifier
 from hf_transfer.distill.losses import pooled_states
@@ -50,7 +51,8 @@ def teacher_label_permutation(teacher_config, label_names: Sequence[str], name: 
             )
         return None
     try:
-        perm = check_label_sets(dict(enumerate(names)), dict(enumerate(label_names)))
+        # The teacher's names read as the data's are: a teacher trained on a csv's false/true matches True/False.
+        perm = check_label_sets(dict(enumerate(label_name_keys(names))), dict(enumerate(label_names)))
     except ConfigError:
         raise ConfigError(
             f"teacher {name!r} has labels {names} but the data has {list(label_names)}; distillation needs the same "
