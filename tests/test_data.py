@@ -189,6 +189,19 @@ def test_text_pairs_default_missing_pair_to_empty_string(tmp_path):
     assert prepared.datasets["train"]["hypothesis"][:] == ["b", ""]
 
 
+def test_a_second_text_column_empty_in_every_row_warns(tmp_path, caplog):
+    """A pair column with nothing in it trained a single-text model in all but name, without a word."""
+    empty = [
+        {"premise": f"p{i}", "hypothesis": "" if i % 2 else None, "label": ["yes", "no"][i % 2]} for i in range(4)
+    ]
+    load(tmp_path, empty, empty, ext="json", text_column_name="premise", text_pair_column_name="hypothesis")
+    assert "second text column 'hypothesis' is empty in every row" in caplog.text
+    caplog.clear()
+    some = [{**row, "hypothesis": "h"} if i == 0 else row for i, row in enumerate(empty)]
+    load(tmp_path, some, some, ext="json", text_column_name="premise", text_pair_column_name="hypothesis")
+    assert "is empty in every row" not in caplog.text
+
+
 def test_a_second_text_that_is_no_text_names_text_pair_column_name(tmp_path):
     """The error for a pair column of lists told the user to fix text_column_name, which was right."""
     train = [

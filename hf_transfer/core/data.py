@@ -70,7 +70,7 @@ def _read_split(split: str, source: Source, columns: tuple, hub_class_label: boo
     features = {text: datasets.Value("string")} | ({pair: datasets.Value("string")} if pair else {})
     features[_RAW_LABEL] = datasets.Value("string")
     path = str(folder / f"{split}.arrow")
-    profile, before, empty = LabelProfile(), 0, 0
+    profile, before, empty, second_texts = LabelProfile(), 0, 0, 0
     writer = ArrowWriter(features=datasets.Features(features), path=path, writer_batch_size=CHUNK_ROWS)
     try:
         for frame in source.chunks():
@@ -79,6 +79,7 @@ def _read_split(split: str, source: Source, columns: tuple, hub_class_label: boo
             empty += dropped
             profile.labelled |= labelled
             profile.add(labels)
+            second_texts += sum(1 for p in pairs if p) if pair else 0
             if texts:
                 batch = {text: texts, _RAW_LABEL: [None if v is None else json.dumps(v) for v in labels]}
                 writer.write_batch(batch | ({pair: pairs} if pair else {}))
@@ -86,6 +87,11 @@ def _read_split(split: str, source: Source, columns: tuple, hub_class_label: boo
     finally:
         writer.close()
     ds = datasets.Dataset.from_file(path)
+    if pair and len(ds) and not second_texts:  # the pairs are (text, ""): the model reads the first text alone
+        logger.warning(
+            f"the {split} data's second text column {pair!r} is empty in every row: the model reads the first text "
+            "alone. Check text_pair_column_name."
+        )
     missing = len(ds) - profile.rows if profile.labelled else 0  # an unlabelled split keeps its rows
     dropped = dict.fromkeys(DROP_REASONS, 0) | {"empty_text": empty, "missing_label": missing}
     return ds, profile, {"rows": len(ds) - missing, "rows_before_cleaning": before, "dropped": dropped}
