@@ -182,6 +182,20 @@ def test_early_stopping_stops_and_keeps_the_best_checkpoint(tmp_path, tiny_bert_
     assert "early stopping" in (out / "README.md").read_text().lower()
 
 
+def test_a_resumed_run_keeps_counting_evaluations_without_improvement(tmp_path, tiny_bert_dir, skewed):
+    """The checkpoint records one evaluation without improvement: the resumed run stops one evaluation later, at
+    epoch 3 as the run never stopped does (the count started again at 0, so it trained to epoch 4)."""
+    out = tmp_path / "run"
+    argv = train_argv(tiny_bert_dir, *skewed, out, "--num_train_epochs", "6", "--eval_strategy", "epoch")
+    extra = ["--early_stopping_patience", "2", "--early_stopping_threshold", "1.0", "--metric_for_best_model"]
+    extra += ["accuracy", "--save_total_limit", "5"]  # Trainer's limit of 1 would keep the best checkpoint alone
+    assert main([*argv, *extra, "--max_steps", "16"]) == 0  # 8 steps an epoch: evaluations at epochs 1 and 2
+    assert record_of(out)["early_stopping"]["stopped_early"] is False and (out / "checkpoint-16").is_dir()
+    assert main([*argv, *extra, "--resume_from_checkpoint", "true"]) == 0
+    stopping = record_of(out)["early_stopping"]
+    assert stopping["stopped_early"] is True and stopping["epochs_trained"] == 3.0
+
+
 def test_early_stopping_on_steps_without_eval_steps_evaluates_and_saves_every_logging_steps(
     tmp_path, tiny_bert_dir, skewed
 ):

@@ -106,9 +106,29 @@ def _meta_model(config):
 
 
 def early_stopping_callbacks(args) -> list:
+    """Early stopping with this run's patience and threshold. A resumed run goes on counting the evaluations without
+    improvement that its checkpoint recorded: Trainer restores callback state only with
+    `restore_callback_states_from_checkpoint`, which would also bring back the checkpoint's patience and threshold,
+    so the count started again at 0 and the run trained `patience` evaluations longer than the one never stopped."""
     if args.early_stopping_patience is None:
         return []
-    return [EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold)]
+    callback = EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold)
+    callback.early_stopping_patience_counter = _saved_patience_count(args.resume_from_checkpoint)
+    return [callback]
+
+
+def _saved_patience_count(checkpoint: str | None) -> int:
+    """The count of evaluations without improvement that `checkpoint`'s `trainer_state.json` holds (0 without one)."""
+    if not checkpoint:
+        return 0
+    try:
+        state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return 0
+    saved = (state.get("stateful_callbacks") or {}).get(EarlyStoppingCallback.__name__) or {}
+    saved = saved[0] if isinstance(saved, list) and saved else saved
+    count = (saved.get("attributes") or {}).get("early_stopping_patience_counter") if isinstance(saved, dict) else 0
+    return count if isinstance(count, int) else 0
 
 
 # --- LP-FT: the linear probe ----------------------------------------------------------------------------------------
