@@ -196,6 +196,20 @@ def test_a_resumed_run_keeps_counting_evaluations_without_improvement(tmp_path, 
     assert stopping["stopped_early"] is True and stopping["epochs_trained"] == 3.0
 
 
+def test_the_record_and_the_card_say_a_run_was_resumed_and_from_which_step(tmp_path, tiny_bert_dir, skewed):
+    """They said nothing of it: a resumed run's card read as one run from step 0, in this process."""
+    out = tmp_path / "run"
+    argv = train_argv(tiny_bert_dir, *skewed, out, "--save_strategy", "steps", "--save_steps", "3")
+    argv[argv.index("--num_train_epochs") + 1] = "2"
+    assert main([*argv, "--max_steps", "6"]) == 0
+    assert "resumed_from" not in record_of(out) and "resumed from" not in (out / "README.md").read_text()
+    # save_total_limit 1: the resumed run's own saves delete checkpoint-6 before it ends.
+    assert main([*argv, "--resume_from_checkpoint", "true", "--save_total_limit", "1"]) == 0
+    assert not (out / "checkpoint-6").exists()
+    assert record_of(out)["resumed_from"] == {"checkpoint": "checkpoint-6", "step": 6}
+    assert "| resumed from | `checkpoint-6` (step 6)" in (out / "README.md").read_text()
+
+
 def test_early_stopping_on_steps_without_eval_steps_evaluates_and_saves_every_logging_steps(
     tmp_path, tiny_bert_dir, skewed
 ):

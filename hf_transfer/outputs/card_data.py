@@ -37,8 +37,9 @@ _HYPERPARAMETERS = (
 )
 # Scalar metrics worth a card (and a model-index entry); runtimes, sample counts and the loss are not.
 _METRIC_BASES = ("subset_accuracy", "accuracy", "precision", "recall", "f1")
-# Run-record sections that describe the training recipe beyond the freeze plan.
-RECIPE_KEYS = ("class_weights", "linear_probe", "early_stopping", "calibration")
+# Run-record sections that describe the training recipe beyond the freeze plan (and the checkpoint a resumed run
+# went on from).
+RECIPE_KEYS = ("class_weights", "linear_probe", "early_stopping", "calibration", "resumed_from")
 
 
 @dataclass
@@ -70,7 +71,7 @@ class CardData:
     adapter: dict | None = None
     merge: dict | None = None  # weight interpolation: α, both sources, the sweep (hf-transfer merge)
     export: dict | None = None  # an ONNX export: exporter, opset, quantization, parity, speed (hf-transfer export)
-    recipe: dict = field(default_factory=dict)  # class_weights, linear_probe, early_stopping, calibration
+    recipe: dict = field(default_factory=dict)  # class_weights, linear_probe, ..., resumed_from
     hyperparameters: dict = field(default_factory=dict)
     precision: str = "fp32"
     world_size: int = 1

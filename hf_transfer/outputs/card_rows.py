@@ -261,6 +261,10 @@ def hyper_rows(c: CardData) -> list[tuple[str, str]]:
         effective = h["per_device_train_batch_size"] * h.get("gradient_accumulation_steps", 1) * c.world_size
         rows.append(("effective batch size", str(effective)))
     rows += [("mixed precision", c.precision), ("processes", str(c.world_size))]
+    resumed = (c.recipe or {}).get("resumed_from")
+    if resumed:
+        step = f" (step {resumed['step']})" if resumed.get("step") is not None else ""
+        rows.append(("resumed from", f"`{resumed['checkpoint']}`{step}: the steps before it ran in another process"))
     return rows
 
 

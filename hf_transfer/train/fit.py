@@ -8,7 +8,7 @@ from pathlib import Path
 
 from hf_transfer import __version__
 from hf_transfer.core.data import PreparedData
-from hf_transfer.core.folders import CONFIG_FILE, RUN_RECORD_FILE, json_safe, json_text
+from hf_transfer.core.folders import CONFIG_FILE, RUN_RECORD_FILE, json_safe, json_text, read_json_file
 from hf_transfer.core.language import language_record
 from hf_transfer.core.metrics import classification_metrics
 from hf_transfer.core.runtime import memory_kib, precision_name
@@ -55,6 +55,7 @@ def fit_and_report(
     card_callback = CardDataCallback()
     trainer.add_callback(card_callback)
     freeze_at_start = trainer.freeze_summary()
+    resumed = resumed_from(training_args.resume_from_checkpoint)  # before the run's saves rotate it away
     started = time.perf_counter()
     with stop_cleanly_when_disk_full(training_args.output_dir, trainer.is_world_process_zero()):
         train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
@@ -99,6 +100,7 @@ def fit_and_report(
                 "train_metrics": train_metrics,
                 "eval_metrics": eval_metrics,
                 "test_metrics": test_metrics,
+                **resumed,
                 **extra,
             }
             _write_run_outputs(trainer, prediction, prepared, record, arg_objects, card_callback.card_data, push)
@@ -117,6 +119,15 @@ def fit_and_report(
         "output_dir": training_args.output_dir,
         **hub_result,
     }
+
+
+def resumed_from(checkpoint: str | None) -> dict:
+    """The checkpoint a resumed run went on from, by its folder name and step (no machine path: the card shows it)."""
+    if not checkpoint:
+        return {}
+    state = read_json_file(Path(checkpoint) / "trainer_state.json", "the checkpoint's trainer state")
+    step = state.get("global_step") if isinstance(state, dict) else None
+    return {"resumed_from": {"checkpoint": Path(checkpoint).name, "step": step}}
 
 
 def check_weights_finite(trainer) -> None:
