@@ -353,3 +353,55 @@ def test_a_card_write_that_fails_keeps_the_readme_and_its_edits(tmp_path):
         write_model_card(tmp_path, complete_card_data(CardData(), record, {}, tmp_path))
     assert readme.read_text() == "# My notes\n\nHand-written.\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md"]  # no temporary file left behind
+
+
+def test_a_card_names_local_models_and_data_files_by_name_never_by_path(tmp_path, tiny_bert_dir):
+    """A run from a local base folder and local files, moved, then carded: the card named the base, the teachers,
+    the α = 0 model and the data files by their paths on the training machine (`fine-tuned `/home/me/...``), which
+    a push published. They are named by their last part now, and card data saved with paths is named so too."""
+    home = tmp_path / "home" / "me"
+    base = home / "models" / "tiny-bert"
+    shutil.copytree(tiny_bert_dir, base)
+    (home / "data").mkdir()
+    texts = [f"{w} thing {i}" for i, w in enumerate(["good", "bad"] * 12)]
+    train = write_csv(home / "data" / "train.csv", texts, ["pos", "neg"] * 12)
+    dev = write_csv(home / "data" / "dev.csv", texts[::3], ["pos", "neg"] * 4)
+    run = home / "runs" / "run"
+    assert main(train_argv(base, train, dev, run)) == 0
+    student = home / "runs" / "student"
+    teacher = ["--teacher_model_name_or_path", str(run), "--model_name_or_path", str(base)]
+    assert main(["distill", *train_argv(base, train, dev, student)[3:], *teacher]) == 0
+    merged = home / "runs" / "merged"
+    assert (
+        main(
+            [
+                "merge",
+                "--pretrained",
+                str(base),
+                "--finetuned",
+                str(run),
+                "--alpha",
+                "0.5",
+                "--output_dir",
+                str(merged),
+            ]
+        )
+        == 0
+    )
+    # card data written before this fix held the files' paths
+    stale = CardData.load(run / CARD_DATA_FILE)
+    stale.data_source = f"train file `{train}`, validation file `{dev}`"
+    stale.save(run / CARD_DATA_FILE)
+    for folder, names in (
+        (run, ["`tiny-bert`", "`train.csv`", "`dev.csv`"]),
+        (student, ["`run`"]),
+        (merged, ["`tiny-bert`"]),
+    ):
+        moved = tmp_path / "elsewhere" / folder.name
+        shutil.copytree(folder, moved)
+        assert main(["card", str(moved)]) == 0
+        text = (moved / "README.md").read_text()
+        assert str(tmp_path) not in text and "/home/me" not in text, folder.name
+        assert all(name in text for name in names), folder.name
+        meta = metadata_load(moved / "README.md")
+        assert "base_model" not in meta and meta["pipeline_tag"] == "text-classification"

@@ -17,7 +17,7 @@ from transformers import TrainerCallback
 from hf_transfer.core.folders import CARD_DATA_FILE, CONFIG_FILE, RUN_RECORD_FILE, json_text, write_text_atomic
 from hf_transfer.core.runtime import precision_name
 from hf_transfer.errors import ConfigError, one_line
-from hf_transfer.outputs.provenance import base_model_facts, detect_adapter, is_hub_id
+from hf_transfer.outputs.provenance import base_model_facts, detect_adapter, is_hub_id, shown_name
 
 _PACKAGES = ("hf-transfer-learning", "transformers", "torch", "datasets", "accelerate", "peft", "huggingface_hub")
 _HYPERPARAMETERS = (
@@ -106,7 +106,7 @@ class CardData:
 
     def one_line(self) -> str:
         """How the model was made, in a few words (the commit message and the card's summary start with it)."""
-        base = f"`{self.base_model}`" if self.base_model else "a pretrained model"
+        base = f"`{shown_name(self.base_model)}`" if self.base_model else "a pretrained model"
         if self.merge:
             m = self.merge
             kind = "adapter" if m.get("finetuned_kind") == "adapter" else "model"
@@ -122,7 +122,7 @@ class CardData:
         if d:
             depth = self.freeze.get("depth")
             student = f"{depth}-layer student" if depth else "student"
-            teachers = ", ".join(f"`{t}`" for t in d.get("teachers") or [])
+            teachers = ", ".join(f"`{shown_name(t)}`" for t in d.get("teachers") or [])
             return f"distilled {student} of {teachers or 'its teacher'}"
         if self.few_shot:
             return f"few-shot classifier on {base} (pair-tuned body, head fitted on mean-pooled embeddings)"
@@ -215,8 +215,14 @@ class CardDataCallback(TrainerCallback):
 
 
 def _source_text(source, fallback: str) -> str:
+    """The data files by name (`train file `train.csv``), never by their path on this machine."""
     if isinstance(source, dict):
-        return ", ".join(f"{k.replace('_', ' ')} `{v}`" for k, v in source.items() if v) or fallback
+        named = {
+            k: ", ".join(f"`{shown_name(f)}`" for f in (v if isinstance(v, list) else [v]))
+            for k, v in source.items()
+            if v
+        }
+        return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in named.items()) or fallback
     return str(source or fallback)
 
 
@@ -325,6 +331,9 @@ def load_card_data(folder: str | Path) -> CardData | None:
     if (folder / CARD_DATA_FILE).is_file():
         card_data = CardData.load(folder / CARD_DATA_FILE)
         card_data.adapter = detect_adapter(folder, card_data.adapter)
+        source = _recorded_source(folder)
+        if source:  # card data saved before the files were shown by name held their paths
+            card_data.data_source = _source_text(source, card_data.data_source)
         return card_data
     if not (folder / RUN_RECORD_FILE).is_file():
         return None
@@ -336,6 +345,14 @@ def load_card_data(folder: str | Path) -> CardData | None:
     card_data = complete_card_data(CardData(), record, config if isinstance(config, dict) else {}, folder)
     card_data.versions = {}  # today's versions are not the ones the run used
     return card_data
+
+
+def _recorded_source(folder: Path) -> dict | None:
+    """The data source the run record of `folder` names (its files, or its dataset), if it names one."""
+    if not (folder / RUN_RECORD_FILE).is_file():
+        return None
+    source = (read_json_object(folder / RUN_RECORD_FILE).get("data") or {}).get("source")
+    return source if isinstance(source, dict) and source else None
 
 
 def merge_card_data(record: dict, config: dict, folder: str | Path, sets: list) -> CardData:

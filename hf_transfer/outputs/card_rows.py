@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hf_transfer.outputs.card_data import CardData
+from hf_transfer.outputs.provenance import shown_name
 
 
 def fmt(value, digits: int = 4):
@@ -76,7 +77,7 @@ def distill_rows(c: CardData) -> tuple[list, list]:
     if not d:
         return [], []
     rows = [
-        ("teacher(s)", ", ".join(f"`{t}`" for t in d.get("teachers") or [])),
+        ("teacher(s)", ", ".join(f"`{shown_name(t)}`" for t in d.get("teachers") or [])),
         ("α (soft-loss weight)", str(d.get("alpha"))),
         ("temperature T", str(d.get("temperature"))),
         ("loss", f"{_kd_formula(c.multi_label)}; terms used: " + ", ".join(d.get("loss_terms") or [])),
@@ -148,7 +149,7 @@ def merge_rows(c: CardData) -> list[tuple[str, str]]:
     m = c.merge
     if not m:
         return []
-    base = f"`{c.base_model}`" if c.base_model else f"`{m.get('pretrained')}`"
+    base = f"`{shown_name(c.base_model or m.get('pretrained'))}`"
     kind = "a PEFT adapter, merged" if m.get("finetuned_kind") == "adapter" else "a fine-tuned model"
     rows = [
         ("α", f"{m['alpha']:g}"),

@@ -11,6 +11,13 @@ import yaml
 from hf_transfer.core.folders import ADAPTER_CONFIG, CARD_DATA_FILE, CONFIG_FILE
 
 
+def shown_name(name) -> str:
+    """A model or data file as a published card names it: a Hub id as it is, a path on this machine by its last
+    part (`/home/me/runs/sst2` -> `sst2`): the card is read elsewhere, and the folder may have moved since."""
+    text = str(name)
+    return text if is_hub_id(text) else Path(text).name or text
+
+
 def is_hub_id(name: str | None) -> bool:
     """A Hub repo id, as opposed to a folder on this machine (which the card must not present as a base model)."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
