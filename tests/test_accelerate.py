@@ -107,8 +107,8 @@ def run_args(root, out, command, batch):
     ]
 
 
-def launch_two_processes(argv):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+def launch_two_processes(argv, **env_vars):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **env_vars}
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
     command = [
         accelerate,
@@ -189,6 +189,18 @@ def test_two_process_ddp_distill_with_the_logit_cache_unlabeled_rows_and_hidden_
     assert losses(ddp) == pytest.approx(losses(single), rel=1e-4, abs=1e-5)
     a, b = load_file(str(single / "model.safetensors")), load_file(str(ddp / "model.safetensors"))
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
+
+
+def test_two_process_ddp_distill_with_fresh_augmented_rows_runs_the_teacher_once(setup, tmp_path):
+    """The main process builds the augmented rows and the teacher-logit cache; the other reads both back. Its
+    tokenizer, never called to augment, once gave another cache key: it ran the teacher pass again, into a second
+    cache folder."""
+    out, cache = tmp_path / "ddp", tmp_path / "cache"
+    extra = ["--cache_teacher_logits", "true", "--augment_factor", "1", "--teacher_cache_dir", str(cache)]
+    launch_two_processes([*run_args(setup, out, "distill", batch=4), *extra], HF_HOME=str(tmp_path / "home"))
+    record = json.loads((out / "hf_transfer_run.json").read_text())["distillation"]
+    assert record["transfer_set"]["augmentation"]["hit"] is False and record["transfer_set"]["augmented"] > 0
+    assert [p.name for p in cache.iterdir()] == [record["teacher_logit_cache"][0]["key"]]
 
 
 # --- kill, then resume -----------------------------------------------------------------------------------------

@@ -166,6 +166,24 @@ def test_fingerprints_change_with_weights_and_data():
     assert fingerprint_texts(["a"], ["b"]) != fingerprint_texts(["a"])
 
 
+def test_tokenizer_fingerprint_ignores_what_the_last_call_asked_for(tiny_bert_dir):
+    """A fast tokenizer keeps the truncation and padding of its last call in its definition: the augmentation's
+    calls (no truncation) changed the teacher-logit cache key, so the run that built the augmented rows and the runs
+    (or DDP ranks) that read them back used two keys and built the teacher pass twice."""
+    from transformers import AutoTokenizer
+
+    from hf_transfer.core.caching import fingerprint_tokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    fresh = fingerprint_tokenizer(tokenizer)
+    tokenizer(["a good"], add_special_tokens=False)
+    assert fingerprint_tokenizer(tokenizer) == fresh
+    tokenizer(["a good"], truncation=True, max_length=16, padding="max_length")
+    assert fingerprint_tokenizer(tokenizer) == fresh
+    tokenizer.add_tokens(["qwertyuiop"])  # what the ids are does count
+    assert fingerprint_tokenizer(tokenizer) != fresh
+
+
 def test_text_fingerprint_reads_a_lazy_column_in_chunks_and_matches_the_list(monkeypatch):
     import datasets
 

@@ -54,10 +54,21 @@ def computing_config(config) -> dict:
     return {key: value for key, value in config.to_dict().items() if key not in NON_COMPUTING_CONFIG_FIELDS}
 
 
+# Parts of a fast tokenizer's definition that each call sets anew (`truncation=`, `max_length=`, `padding=`): they
+# hold whatever the last call asked for, and the cache keys carry the length that matters themselves.
+_CALL_STATE = ("truncation", "padding")
+
+
 def fingerprint_tokenizer(tokenizer) -> str:
-    """sha256 of what decides the token ids: the full tokenizer definition, or the vocabulary for slow tokenizers."""
+    """sha256 of what decides the token ids: the full tokenizer definition, or the vocabulary for slow tokenizers.
+    Not the truncation and padding a fast tokenizer's last call left on it: the same tokenizer, once called to
+    augment rows (or not), gave another key, so a cache was rebuilt, and under DDP each rank built its own."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    body = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
+    if backend is not None:
+        definition = json.loads(backend.to_str())
+        body = json.dumps({k: v for k, v in definition.items() if k not in _CALL_STATE}, sort_keys=True)
+    else:
+        body = json.dumps(sorted(tokenizer.get_vocab().items()))
     extra = json.dumps(
         [
             type(tokenizer).__name__,
