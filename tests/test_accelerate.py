@@ -203,6 +203,25 @@ def test_two_process_ddp_distill_with_fresh_augmented_rows_runs_the_teacher_once
     assert [p.name for p in cache.iterdir()] == [record["teacher_logit_cache"][0]["key"]]
 
 
+def test_two_process_ddp_train_says_it_passed_the_few_shot_route_over(setup, tmp_path, tiny_bert_dir):
+    """16 rows on a sentence-transformers base: one process takes the few-shot route (`few_shot: auto`); two cannot
+    (its pair loss runs in one process) and ran the ordinary fine-tune, silently, with nothing in the output or the
+    run record to say the same command had trained otherwise."""
+    from test_few_shot import BAD, GOOD, make_sentence_transformer, write_csv
+
+    base = make_sentence_transformer(tmp_path / "st", tiny_bert_dir)
+    train = write_csv(tmp_path / "train.csv", GOOD + BAD, ["good"] * 8 + ["bad"] * 8)
+    out = tmp_path / "ddp"
+    argv = ["train", "--model_name_or_path", str(base), "--train_file", str(train), "--output_dir", str(out)]
+    argv += ["--num_train_epochs", "1", "--per_device_train_batch_size", "4", "--save_strategy", "no"]
+    proc = launch_two_processes([*argv, "--report_to", "none", "--disable_tqdm", "true"])
+    record = json.loads((out / "hf_transfer_run.json").read_text())
+    assert "few_shot" not in record and record["world_size"] == 2
+    passed_over = record["few_shot_passed_over"]
+    assert passed_over.startswith("off (auto: 8.0 rows per class, but several processes were launched")
+    assert f"few-shot route {passed_over}; the ordinary fine-tune runs." in proc.stderr
+
+
 # --- kill, then resume -----------------------------------------------------------------------------------------
 
 KILLER = """

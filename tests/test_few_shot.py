@@ -370,6 +370,8 @@ def test_auto_leaves_other_runs_on_the_ordinary_route(extra, model_kind, reason,
     decision = decide_few_shot(preflight(model_args, data_args, training_args), model_args, adapter_args,
                                training_args)  # fmt: skip
     assert not decision.on and reason in decision.reason
+    # Passed over (printed and recorded) only where `auto` met data and a base the route is for.
+    assert decision.passed_over == (reason == "freeze_layers is set")
 
 
 def test_max_steps_is_the_body_tuning_budget(tiny_st, tmp_path):
@@ -444,6 +446,7 @@ def test_several_processes_leave_auto_on_the_ordinary_route_and_refuse_true(tiny
         if setting == "auto":
             decision = decide_few_shot(plan, model_args, adapter_args, training_args)
             assert not decision.on and "several processes were launched" in decision.reason
+            assert decision.passed_over_facts() == {"few_shot_passed_over": decision.line()}
         else:
             with pytest.raises(ConfigError, match="without `accelerate launch`, or with --num_processes 1"):
                 decide_few_shot(plan, model_args, adapter_args, training_args)

@@ -3,6 +3,8 @@ frozen-feature cache, train with `TransferTrainer`, and write the run folder."""
 
 from __future__ import annotations
 
+import logging
+
 from hf_transfer.adapters.arguments import AdapterArguments
 from hf_transfer.adapters.peft_model import adapter_finisher, check_pushable_base, wrap
 from hf_transfer.adapters.plan import apply_adapter_learning_rate, check_adapter_args, plan_adapter_on_meta
@@ -21,6 +23,8 @@ from hf_transfer.train.fit import fit_and_report
 from hf_transfer.train.preflight import TrainPlan, preflight
 from hf_transfer.train.stages import early_stopping_callbacks, run_linear_probe, training_steps
 from hf_transfer.train.trainer import TransferTrainer
+
+logger = logging.getLogger(__name__)
 
 # The argument dataclasses of `hf-transfer train`, in the order `run_train` takes them.
 TRAIN_ARGUMENTS = (ModelArguments, DataArguments, AdapterArguments, TransferTrainingArguments)
@@ -47,6 +51,8 @@ def run_train(
     few_shot = decide_few_shot(plan, model_args, adapter_args, training_args)
     if few_shot.on:
         return run_few_shot(model_args, data_args, adapter_args, training_args, plan, push, few_shot, callbacks)
+    if few_shot.passed_over:  # printed and recorded, as the route is when taken
+        logger.warning("hf-transfer train: few-shot route %s; the ordinary fine-tune runs.", few_shot.line())
     prepared, config, tokenizer = plan.prepared, plan.config, plan.tokenizer
     adapter_plan = plan_adapter_on_meta(adapter_args, config)
     check_resume_fits(training_args, config, adapter_args)
@@ -95,7 +101,9 @@ def run_train(
         prepared,
         (model_args, data_args, adapter_args, training_args),
         task="train",
-        after_train=training_steps(training_args, tokenized, prepared, plan.class_weights, probe),
+        after_train=training_steps(
+            training_args, tokenized, prepared, plan.class_weights, {**probe, **few_shot.passed_over_facts()}
+        ),
         after_eval=after_eval,
         memory_at_load=memory_at_load,
         after_save=adapter_finisher(adapter_plan, adapter_args, model_args, config, tokenized),

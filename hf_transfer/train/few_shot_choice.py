@@ -34,9 +34,16 @@ class FewShotDecision:
     requested: str  # the few_shot field: auto, true or false
     reason: str
     rows_per_class: float
+    # `auto` on data and a base the route is for, ruled out by an option or by a multi-process launch: the run trains
+    # otherwise than the same command would alone, so it says so.
+    passed_over: bool = False
 
     def line(self) -> str:
         return f"{'on' if self.on else 'off'} ({self.requested}: {self.reason})"
+
+    def passed_over_facts(self) -> dict:
+        """The run record's note of a route passed over (see `passed_over`); empty otherwise."""
+        return {"few_shot_passed_over": self.line()} if self.passed_over else {}
 
 
 def sentence_embedding_pooling(name_or_path: str, revision: str = "main", cache_dir=None) -> str | None:
@@ -171,7 +178,8 @@ def decide_few_shot(plan, model_args, adapter_args, args) -> FewShotDecision:
         )
     conflicts += [f"{name} is set (an option of the ordinary fine-tune)" for name in _ordinary_recipe(args)]
     if conflicts:
-        return FewShotDecision(False, requested, f"{per_class:.1f} rows per class, but {conflicts[0]}", per_class)
+        reason = f"{per_class:.1f} rows per class, but {conflicts[0]}"
+        return FewShotDecision(False, requested, reason, per_class, passed_over=pooling == "mean_tokens")
     reason = f"{per_class:.1f} training rows per class < few_shot_max_rows_per_class {threshold:g}"
     return FewShotDecision(True, requested, reason, per_class)
 

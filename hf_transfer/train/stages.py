@@ -249,12 +249,13 @@ def calibrate(trainer, tokenized, prepared: PreparedData) -> dict:
     }
 
 
-def training_steps(args, tokenized, prepared: PreparedData, class_weights, probe: dict | None = None):
-    """The `after_train` step of `fit_and_report`: the facts of the stages around the main fine-tune, and the
-    calibration, which changes the model before its final evaluation."""
+def training_steps(args, tokenized, prepared: PreparedData, class_weights, before: dict | None = None):
+    """The `after_train` step of `fit_and_report`: the facts of the stages around the main fine-tune (`before`: those
+    of the stages before it, LP-FT's probe or the few-shot route passed over), and the calibration, which changes the
+    model before its final evaluation."""
 
     def after_train(trainer) -> dict:
-        facts = dict(probe or {})
+        facts = dict(before or {})
         if "linear_probe" in facts:  # 0 when num_train_epochs is 0: the saved model is the probe itself
             facts["linear_probe"] = {**facts["linear_probe"], "fine_tune_steps": trainer.state.global_step}
         if class_weights is not None:
