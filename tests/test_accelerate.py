@@ -139,6 +139,9 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(command,
 
     record = json.loads((ddp / "hf_transfer_run.json").read_text())
     assert record["world_size"] == 2
+    # 2 processes × batch 4 and 1 process × batch 8: the same rows per optimizer step, and the record says so.
+    assert record["effective_train_batch_size"] == 8
+    assert json.loads((single / "hf_transfer_run.json").read_text())["effective_train_batch_size"] == 8
     # One set of outputs: the same files as the single-process run, written once.
     assert sorted(p.name for p in ddp.iterdir()) == sorted(p.name for p in single.iterdir())
     assert losses(ddp) == pytest.approx(losses(single), rel=1e-4, abs=1e-5)

@@ -66,6 +66,11 @@ def is_launched_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def effective_batch_size(per_device: int, accumulation: int, processes: int) -> int:
+    """Training rows per optimizer step: per device, times the accumulation steps, times the processes."""
+    return per_device * accumulation * processes
+
+
 def has_accelerator() -> bool:
     import torch
 

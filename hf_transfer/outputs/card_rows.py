@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hf_transfer.core.runtime import effective_batch_size
 from hf_transfer.outputs.card_data import CardData
 from hf_transfer.outputs.provenance import shown_name
 
@@ -259,7 +260,9 @@ def hyper_rows(c: CardData) -> list[tuple[str, str]]:
         return []
     rows = [(k, str(v)) for k, v in h.items()]
     if "per_device_train_batch_size" in h:
-        effective = h["per_device_train_batch_size"] * h.get("gradient_accumulation_steps", 1) * c.world_size
+        effective = effective_batch_size(
+            h["per_device_train_batch_size"], h.get("gradient_accumulation_steps", 1), c.world_size
+        )
         rows.append(("effective batch size", str(effective)))
     rows += [("mixed precision", c.precision), ("processes", str(c.world_size))]
     resumed = (c.recipe or {}).get("resumed_from")

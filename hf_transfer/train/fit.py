@@ -11,7 +11,7 @@ from hf_transfer.core.data import PreparedData
 from hf_transfer.core.folders import CONFIG_FILE, RUN_RECORD_FILE, json_safe, json_text, read_json_file
 from hf_transfer.core.language import language_record
 from hf_transfer.core.metrics import classification_metrics
-from hf_transfer.core.runtime import memory_kib, precision_name
+from hf_transfer.core.runtime import effective_batch_size, memory_kib, precision_name
 from hf_transfer.core.tasks import MULTI_LABEL, predicted_labels
 from hf_transfer.errors import TrainingDivergedError
 from hf_transfer.outputs.card_data import CardDataCallback, complete_card_data
@@ -95,6 +95,12 @@ def fit_and_report(
                 "freeze": {**freeze_at_start, **freeze_at_end},
                 "precision": precision_name(training_args),
                 "world_size": training_args.world_size,
+                # Of the arguments the trainer ran with (the few-shot route's body tuning brings its own batch).
+                "effective_train_batch_size": effective_batch_size(
+                    trainer.args.per_device_train_batch_size,
+                    trainer.args.gradient_accumulation_steps,
+                    trainer.args.world_size,
+                ),
                 # Custom code from a model repository ran in this process only when the user allowed it.
                 "trust_remote_code": bool(model_args.trust_remote_code),
                 "train_metrics": train_metrics,
