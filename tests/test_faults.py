@@ -96,6 +96,34 @@ def test_full_disk_mid_checkpoint_stops_with_one_line_and_keeps_the_last_good_ch
     assert (out / "model.safetensors").is_file()
 
 
+def test_ctrl_c_mid_checkpoint_removes_the_cut_off_checkpoint_and_resumes_from_the_last_good_one(
+    tmp_path, tiny_bert_dir, tiny_data, monkeypatch, capsys
+):
+    """Ctrl-C (which `accelerate launch` passes to every process) while checkpoint-4 was being written left its
+    weights and config, loadable, beside the complete checkpoints; a resumed run finished at a lower step with the
+    cut-off checkpoint-4 still there."""
+    from transformers import Trainer
+
+    real_rng = Trainer._save_rng_state
+
+    def interrupted_at_checkpoint_4(self, output_dir):
+        if output_dir.endswith("checkpoint-4"):  # its weights and optimizer are written, its state is not
+            raise KeyboardInterrupt
+        return real_rng(self, output_dir)
+
+    monkeypatch.setattr(Trainer, "_save_rng_state", interrupted_at_checkpoint_4)
+    out = tmp_path / "run"
+    argv = train_argv(tiny_bert_dir, *tiny_data, out, "--save_strategy", "steps", "--save_steps", "2")
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "interrupted" in err and "--resume_from_checkpoint true" in err
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2"]
+    assert not (out / "model.safetensors").exists() and not (out / "hf_transfer_run.json").exists()
+    monkeypatch.setattr(Trainer, "_save_rng_state", real_rng)
+    assert main([*argv, "--resume_from_checkpoint", "true"]) == 0
+    assert (out / "model.safetensors").is_file()
+
+
 # --- safe loading ---------------------------------------------------------------------------------------------------
 
 

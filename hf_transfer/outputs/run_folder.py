@@ -56,25 +56,35 @@ def is_disk_full(err: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def stop_cleanly_when_disk_full(output_dir: str, is_main: bool):
-    """Turn a full disk during training or saving into one `DiskFullError` line. A checkpoint cut off mid-save is
-    removed (it holds no `trainer_state.json` and would never be resumed from) to give back its space; complete
-    checkpoints are left as they are."""
+def stop_cleanly(output_dir: str, is_main: bool):
+    """Turn a full disk during training or saving into one `DiskFullError` line. A checkpoint cut off mid-save, by a
+    full disk or by an interrupt (Ctrl-C, which `accelerate launch` passes to every process), is removed by the main
+    process: it holds no `trainer_state.json`, so it would never be resumed from, and its weights, loadable as they
+    are, were left beside the complete checkpoints. Those are left as they are."""
     try:
         yield
+    except KeyboardInterrupt:
+        if is_main:
+            _remove_cut_off_checkpoints(output_dir)
+        raise
     except Exception as err:
         if not is_disk_full(err):
             raise
-        complete = complete_checkpoints(output_dir)
         if is_main:
-            for path in Path(output_dir).glob("checkpoint-*"):
-                if path.is_dir() and path not in complete:
-                    shutil.rmtree(path, ignore_errors=True)
+            _remove_cut_off_checkpoints(output_dir)
+        complete = complete_checkpoints(output_dir)
         last = f"the last complete checkpoint, {complete[-1]}, is intact" if complete else "no checkpoint was complete"
         raise DiskFullError(
             f"no space left on device while writing to {output_dir!r}; {last}. Free some space, then rerun with "
             "--resume_from_checkpoint true (or save less: save_total_limit, save_strategy no)."
         ) from None
+
+
+def _remove_cut_off_checkpoints(output_dir: str) -> None:
+    complete = complete_checkpoints(output_dir)
+    for path in Path(output_dir).glob("checkpoint-*"):
+        if path.is_dir() and path not in complete:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def resolve_resume_checkpoint(training_args) -> None:

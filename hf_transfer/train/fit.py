@@ -22,7 +22,7 @@ from hf_transfer.outputs.run_folder import (
     _memory_record,
     _row_counts,
     resolved_config,
-    stop_cleanly_when_disk_full,
+    stop_cleanly,
     write_resolved_config,
 )
 
@@ -57,7 +57,7 @@ def fit_and_report(
     freeze_at_start = trainer.freeze_summary()
     resumed = resumed_from(training_args.resume_from_checkpoint)  # before the run's saves rotate it away
     started = time.perf_counter()
-    with stop_cleanly_when_disk_full(training_args.output_dir, trainer.is_world_process_zero()):
+    with stop_cleanly(training_args.output_dir, trainer.is_world_process_zero()):
         train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
         check_weights_finite(trainer)
         memory_after_training = memory_kib()
