@@ -193,15 +193,23 @@ def test_cached_pooled_hidden_targets_give_the_online_loss(tmp_path):
 # --- through the command line ----------------------------------------------------------------------------------------
 
 
-def test_distill_with_unlabelled_and_augmented_rows_and_cached_hidden_targets(tmp_path, tiny_bert_dir):
+def tiny_teacher(path, tiny_bert_dir, labels):
+    """An untrained tiny classifier with these label names, saved with its tokenizer."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    teacher = tmp_path / "teacher"
     model = AutoModelForSequenceClassification.from_pretrained(
-        tiny_bert_dir, num_labels=2, id2label={0: "neg", 1: "pos"}, label2id={"neg": 0, "pos": 1}
+        tiny_bert_dir,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={n: i for i, n in enumerate(labels)},
     )
-    model.save_pretrained(teacher)
-    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(teacher)
+    model.save_pretrained(path)
+    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(path)
+    return path
+
+
+def test_distill_with_unlabelled_and_augmented_rows_and_cached_hidden_targets(tmp_path, tiny_bert_dir):
+    teacher = tiny_teacher(tmp_path / "teacher", tiny_bert_dir, ["neg", "pos"])
     words = ["good", "great", "fine", "bad", "awful", "poor", "nice", "dull"]
     texts = [f"a {words[i % 8]} film with {words[(i + 3) % 8]} acting" for i in range(40)]
     labels = ["pos" if i % 8 in (0, 1, 2, 6) else "neg" for i in range(40)]
@@ -240,14 +248,8 @@ def test_distill_with_unlabelled_and_augmented_rows_and_cached_hidden_targets(tm
 def test_distill_augments_both_texts_of_a_pair(tmp_path, tiny_bert_dir):
     """On pair data the stored augmented copies hold a second text of their own, perturbed, beside their first."""
     import datasets
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    teacher = tmp_path / "teacher"
-    model = AutoModelForSequenceClassification.from_pretrained(
-        tiny_bert_dir, num_labels=2, id2label={0: "no", 1: "yes"}, label2id={"no": 0, "yes": 1}
-    )
-    model.save_pretrained(teacher)
-    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(teacher)
+    teacher = tiny_teacher(tmp_path / "teacher", tiny_bert_dir, ["no", "yes"])
     premises = [f"the {w} cat sat on the mat today" for w in ("black", "white", "small", "old")]
     rows = [(p, f"a cat sits here {i} words in this pair", ["no", "yes"][i % 2]) for i, p in enumerate(premises * 4)]
     frame = pd.DataFrame(rows, columns=["premise", "hypothesis", "label"])

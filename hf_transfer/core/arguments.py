@@ -13,6 +13,10 @@ from hf_transfer.errors import ConfigError
 SUPPORTED_EXTENSIONS = ("csv", "tsv", "json", "jsonl", "parquet")
 
 DEFAULT_MAX_SEQ_LENGTH = 128  # train's truncation length, and inference's when a model records none
+INFERENCE_MAX_SEQ_LENGTH_HELP = (
+    "Longer inputs are truncated to this many tokens. Default: the length the model was trained (or exported) with, "
+    "as its run folder records it, else 128, so the scores are those of the run's own evaluation."
+)
 
 
 def parse_index_list(name: str, value: Any) -> int | list[int] | None:
@@ -293,14 +297,7 @@ class EvalDataArguments:
             "taken as label ids."
         },
     )
-    max_seq_length: int | None = field(
-        default=None,
-        metadata={
-            "help": "Longer inputs are truncated to this many tokens. Default: the length the model was trained (or "
-            "exported) with, as its run folder records it, else 128, so the scores are those of the run's "
-            "own evaluation."
-        },
-    )
+    max_seq_length: int | None = field(default=None, metadata={"help": INFERENCE_MAX_SEQ_LENGTH_HELP})
     max_eval_samples: int | None = field(
         default=None,
         metadata={"help": "Score only the first N rows of each set (validation_file and every extra_eval set)."},

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from hf_transfer.core.arguments import SUPPORTED_EXTENSIONS
+from hf_transfer.core.arguments import INFERENCE_MAX_SEQ_LENGTH_HELP, SUPPORTED_EXTENSIONS
 from hf_transfer.errors import ConfigError
 
 OUTPUT_EXTENSIONS = ("csv", "jsonl", "parquet")
@@ -80,14 +80,7 @@ class PredictArguments:
         default=None,
         metadata={"help": "Write the k most probable labels and their probabilities instead of one column per label."},
     )
-    max_seq_length: int | None = field(
-        default=None,
-        metadata={
-            "help": "Longer inputs are truncated to this many tokens. Default: the length the model was trained (or "
-            "exported) with, as its run folder records it, else 128, so the scores are those of the run's "
-            "own evaluation."
-        },
-    )
+    max_seq_length: int | None = field(default=None, metadata={"help": INFERENCE_MAX_SEQ_LENGTH_HELP})
     chunk_rows: int = field(
         default=8192,
         metadata={
