@@ -9,7 +9,7 @@ import sys
 import typing
 
 from hf_transfer.core.parsing import CommandParser
-from hf_transfer.core.runtime import is_launched_main_process, launched_world_size
+from hf_transfer.core.runtime import is_launched_main_process, launched_world_size, quiet_other_processes
 from hf_transfer.errors import DiskFullError, HfTransferError, TrainingDivergedError
 
 USAGE = """usage: hf-transfer <command> [--config CONFIG.yaml] [--field value ...]
@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         CommandParser(dataclass_types, command, POSITIONAL.get(command)).print_help()
         return 0
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    quiet_other_processes()
     if command in ONE_PROCESS_COMMANDS and launched_world_size() > 1:
         # Nothing of these is split across processes: each process did the whole work and wrote the same outputs,
         # racing (a second `merge` into the folder the first had just filled failed). The main process does it.

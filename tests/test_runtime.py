@@ -95,3 +95,23 @@ def test_trim_memory_each_step_is_a_one_line_error_without_glibc(monkeypatch):
     monkeypatch.setattr(runtime.platform, "libc_ver", lambda: ("", ""))
     with pytest.raises(ConfigError, match="trim_memory_each_step needs glibc"):
         TransferTrainingArguments(output_dir="unused", trim_memory_each_step=True)
+
+
+def test_only_the_main_process_logs_hf_transfers_warnings(monkeypatch):
+    """Under a launcher every process printed the same warnings; the others now log errors alone."""
+    import logging
+
+    logger = logging.getLogger("hf_transfer")
+    monkeypatch.setattr(logger, "level", logging.NOTSET)
+    for rank, world, warns in (("0", "2", True), ("1", "2", False)):
+        logger.setLevel(logging.NOTSET)
+        monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("WORLD_SIZE", world)
+        runtime.quiet_other_processes()
+        child = logging.getLogger("hf_transfer.core.data")
+        assert child.isEnabledFor(logging.WARNING) is warns and child.isEnabledFor(logging.ERROR)
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("WORLD_SIZE")
+    logger.setLevel(logging.NOTSET)
+    runtime.quiet_other_processes()
+    assert logging.getLogger("hf_transfer.core.data").isEnabledFor(logging.WARNING)

@@ -4,6 +4,7 @@ precision in use, memory use, and the allocator setting that keeps the CPU train
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import platform
 import resource
@@ -64,6 +65,13 @@ def launched_world_size() -> int:
 def is_launched_main_process() -> bool:
     """Whether this is the launcher's process 0 (`RANK`; true when run directly)."""
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def quiet_other_processes() -> None:
+    """Under a launcher, hf_transfer's own warnings and notes are logged by the main process alone: every process
+    printed the same lines. Errors still print from every process."""
+    if launched_world_size() > 1 and not is_launched_main_process():
+        logging.getLogger("hf_transfer").setLevel(logging.ERROR)
 
 
 def effective_batch_size(per_device: int, accumulation: int, processes: int) -> int:
