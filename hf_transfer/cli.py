@@ -148,7 +148,6 @@ def main(argv: list[str] | None = None) -> int:
         CommandParser(dataclass_types, command, POSITIONAL.get(command)).print_help()
         return 0
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    quiet_other_processes()
     if command in ONE_PROCESS_COMMANDS and launched_world_size() > 1:
         # Nothing of these is split across processes: each process did the whole work and wrote the same outputs,
         # racing (a second `merge` into the folder the first had just filled failed). The main process does it.
@@ -160,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     try:
-        result = entry_point(*CommandParser(dataclass_types, command, POSITIONAL.get(command)).parse(rest))
+        with quiet_other_processes():
+            result = entry_point(*CommandParser(dataclass_types, command, POSITIONAL.get(command)).parse(rest))
     except HfTransferError as err:
         print(f"hf-transfer {command}: error: {err}", file=sys.stderr)
         return 2

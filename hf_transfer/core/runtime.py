@@ -3,6 +3,7 @@ precision in use, memory use, and the allocator setting that keeps the CPU train
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -67,11 +68,19 @@ def is_launched_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def quiet_other_processes() -> None:
-    """Under a launcher, hf_transfer's own warnings and notes are logged by the main process alone: every process
-    printed the same lines. Errors still print from every process."""
+@contextlib.contextmanager
+def quiet_other_processes():
+    """Under a launcher, hf_transfer's own warnings and notes are logged by the main process alone while a command
+    runs: every process printed the same lines. Errors still print from every process. The level is restored after
+    (a command run in-process, by a test or a library user, leaves the logger as it found it)."""
+    logger = logging.getLogger("hf_transfer")
+    level = logger.level
     if launched_world_size() > 1 and not is_launched_main_process():
-        logging.getLogger("hf_transfer").setLevel(logging.ERROR)
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def effective_batch_size(per_device: int, accumulation: int, processes: int) -> int:
