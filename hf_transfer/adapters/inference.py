@@ -10,6 +10,7 @@ from pathlib import Path
 
 from hf_transfer.adapters.peft_model import adapter_base_config, load_adapter_for_inference
 from hf_transfer.core.arguments import DEFAULT_MAX_SEQ_LENGTH
+from hf_transfer.core.cleaning import PAIR_OPTION
 from hf_transfer.core.folders import (
     ONNX_FILE,
     ONNX_INT8_FILE,
@@ -76,26 +77,27 @@ def _onnx_file(folder: Path, onnx_file: str | None) -> Path:
     return folder / ONNX_INT8_FILE if (folder / ONNX_INT8_FILE).is_file() else folder / ONNX_FILE
 
 
-PAIR_COLUMN = "text_pair_column_name"
+PAIR_COLUMN = PAIR_OPTION  # the run config's field for the second text column
 
 
-def trained_pair_column(source: InferenceSource) -> dict:
-    """`{PAIR_COLUMN: the second text column the model was trained with, or None}` as its folder records it, or {}
-    when nothing is recorded (a Hub id, a folder from elsewhere). An ONNX folder records it itself (an older export:
-    the folder it came from, found only from where the export ran)."""
-    folder = source.name_or_path
-    if source.kind == "onnx":
+def _recorded(source: InferenceSource | str, field: str) -> dict:
+    """`{field: value}` as the model's folder records it (a run folder's resolved config; an ONNX folder's export
+    record, else that of the folder it came from, found only from where the export ran), or {} when nothing is
+    recorded (a Hub id, a folder from elsewhere). `source` may be a run folder's path."""
+    folder = source if isinstance(source, str) else source.name_or_path
+    if not isinstance(source, str) and source.kind == "onnx":
         export = onnx_export_record(folder)
-        if PAIR_COLUMN in export:
-            return {PAIR_COLUMN: export[PAIR_COLUMN]}
+        if field in export:
+            return {field: export[field]}
         folder = onnx_export_source(folder) or folder
-    return recorded_pair_column(folder)
-
-
-def recorded_pair_column(folder: str) -> dict:
-    """`trained_pair_column` for the run folder `folder` (a fine-tuned model or an adapter)."""
     trained = recorded_config(folder)
-    return {PAIR_COLUMN: trained[PAIR_COLUMN] or None} if PAIR_COLUMN in trained else {}
+    return {field: trained[field]} if field in trained else {}
+
+
+def trained_pair_column(source: InferenceSource | str) -> dict:
+    """`{PAIR_COLUMN: the second text column the model was trained with, or None}` as its folder records it, or {}
+    when nothing is recorded (`_recorded`)."""
+    return {key: value or None for key, value in _recorded(source, PAIR_COLUMN).items()}
 
 
 def check_pair_column(source: InferenceSource, given: str | None, model_name: str) -> None:
@@ -122,16 +124,11 @@ def check_given_pair(trained: dict, given: str | None, model_name: str) -> None:
 
 def resolve_max_seq_length(source: InferenceSource | str, given: int | None) -> int:
     """Inference's truncation length: `given`, else the one the model was trained with (its run folder's resolved
-    config; an ONNX folder's export record), else `DEFAULT_MAX_SEQ_LENGTH`. `source` may be a run folder's path.
+    config; an ONNX folder's export record: `_recorded`), else `DEFAULT_MAX_SEQ_LENGTH`.
     Scoring at another length than training's gave other figures than the run's own evaluation, silently."""
     if given is not None:
         return given
-    if isinstance(source, str):
-        recorded = recorded_config(source).get("max_seq_length")
-    elif source.kind == "onnx":
-        recorded = onnx_export_record(source.name_or_path).get("max_seq_length")
-    else:
-        recorded = recorded_config(source.name_or_path).get("max_seq_length")
+    recorded = _recorded(source, "max_seq_length").get("max_seq_length")
     usable = isinstance(recorded, int) and not isinstance(recorded, bool) and recorded > 0
     return recorded if usable else DEFAULT_MAX_SEQ_LENGTH
 

@@ -14,8 +14,8 @@ import torch
 from hf_transfer.adapters.inference import (
     PAIR_COLUMN,
     check_given_pair,
-    recorded_pair_column,
     resolve_max_seq_length,
+    trained_pair_column,
 )
 from hf_transfer.adapters.peft_model import (
     adapter_labels,
@@ -157,7 +157,7 @@ def _pair_column(args: MergeArguments) -> None:
     """A fine-tuned model that reads text pairs is scored on pairs, as `evaluate` scores it (the sweep scored the
     first texts alone, and picked α on that), and the merged folder records its second text column, so `predict`
     and `evaluate` ask for it there too (they refused it, the merge having recorded none)."""
-    trained = recorded_pair_column(args.finetuned)
+    trained = trained_pair_column(args.finetuned)
     if args.eval_sets() or args.text_pair_column_name:
         check_given_pair(trained, args.text_pair_column_name, args.finetuned)
     else:  # nothing is scored: the fine-tuned run's own column is the merged model's
