@@ -137,8 +137,8 @@ def resolve_columns(args: DataArguments, split_columns: dict[str, list[str]]) ->
     return text, pair, label
 
 
-# Cell values that are structures, not text or a label: jsonl and parquet can hold them.
-_STRUCTURES = (dict, list, tuple, np.ndarray)
+# Cell values that are structures, not text or a label: jsonl and parquet can hold them (predict writes them as JSON).
+STRUCTURED_CELLS = (dict, list, tuple, np.ndarray)
 
 
 def _is_missing(value: Any) -> bool:
@@ -150,7 +150,7 @@ def check_text_cells(values, column: str, option: str = "text_column_name") -> N
     `str()` would silently turn into its Python spelling. Numbers and booleans are read as their text. `option`: the
     field that named `column` (`text_pair_column_name` for the second text)."""
     for value in values:
-        if isinstance(value, _STRUCTURES):
+        if isinstance(value, STRUCTURED_CELLS):
             shown = repr(value if not isinstance(value, np.ndarray) else value.tolist())
             raise DataError(
                 f"text column {column!r} holds a {type(value).__name__} ({shown[:60]}), not text; give "
@@ -229,7 +229,7 @@ def normalise_label(value: Any, column: str) -> Any:
                 continue
     if isinstance(value, (list, tuple, np.ndarray)):
         for element in value:
-            if isinstance(element, _STRUCTURES):
+            if isinstance(element, STRUCTURED_CELLS):
                 _refuse_structure(element, column, value)
         return [v for v in map(normalise_scalar, value) if v is not None]
     if isinstance(value, dict):

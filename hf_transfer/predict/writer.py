@@ -7,10 +7,10 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from hf_transfer.core.cleaning import STRUCTURED_CELLS
 from hf_transfer.errors import DataError, one_line
 
 
@@ -42,14 +42,13 @@ def _nested_as_json(frame: pd.DataFrame) -> pd.DataFrame:
     """Cells holding lists or mappings (multi-label predictions; list or object columns of a jsonl or parquet input)
     as JSON text, which csv can hold and `train`, `evaluate` and other tools read back; str() would write Python's
     spelling, `['a']`, beside JSON in the same file."""
-    nested = (list, tuple, dict, np.ndarray)
 
     def as_json(value):
-        return json.dumps(value, ensure_ascii=False, default=_plain) if isinstance(value, nested) else value
+        return json.dumps(value, ensure_ascii=False, default=_plain) if isinstance(value, STRUCTURED_CELLS) else value
 
     converted = {}
     for name in (c for c in frame.columns if pd.api.types.is_object_dtype(frame[c])):
-        if any(isinstance(v, nested) for v in frame[name]):
+        if any(isinstance(v, STRUCTURED_CELLS) for v in frame[name]):
             converted[name] = frame[name].map(as_json)
     return frame.assign(**converted) if converted else frame
 
