@@ -137,6 +137,14 @@ def test_train_with_push_to_hub_sends_the_model_and_card_and_never_the_token(
     config_text = (out / "hf_transfer_config.yaml").read_text()
     assert "push_to_hub: true" in config_text and "hub_model_id: tester/tiny-full" in config_text
 
+    # The records pushed name local files by their last part (the data, the base model's folder, output_dir); the
+    # folder's own copies keep the full paths, and files that go up untouched are byte for byte the local ones.
+    local = [str(tmp_path), str(tiny_bert_dir)]
+    assert all(p.encode() not in data for p in local for data in files.values())
+    assert str(tiny_data[0]) in config_text and "train_file: train.csv" in files["hf_transfer_config.yaml"].decode()
+    assert json.loads(files["hf_transfer_run.json"])["task"] == "train"
+    assert files["tokenizer.json"] == (out / "tokenizer.json").read_bytes()
+
     # The planted token is in no output file (trainer_state.json, the pickled arguments, the card, the config, the
     # checkpoint), in nothing that reached the Hub, and in no log line.
     token = TOKEN.encode()

@@ -17,6 +17,7 @@ from hf_transfer.errors import ConfigError, HfTransferError
 from hf_transfer.outputs.card_data import load_card_data
 from hf_transfer.outputs.cards import write_model_card
 from hf_transfer.outputs.provenance import is_hub_id
+from hf_transfer.outputs.published import publishable
 
 logger = logging.getLogger(__name__)
 
@@ -246,7 +247,8 @@ def with_retries(action, what: str, target: PushTarget, folder: Path):
 
 
 def push_folder(folder: str | Path, target: PushTarget, message: str | None = None) -> str:
-    """Create the repo (if needed), refresh the card for it, and upload the folder in one commit; return its URL."""
+    """Create the repo (if needed), refresh the card for it, and upload the folder in one commit, its records naming
+    local files by their last part (`publishable`); return its URL."""
     from huggingface_hub import HfApi
 
     folder = Path(folder)
@@ -278,18 +280,19 @@ def push_folder(folder: str | Path, target: PushTarget, message: str | None = No
                 target,
                 folder,
             )
-        info = with_retries(
-            lambda: api.upload_folder(
-                repo_id=repo_id,
-                folder_path=folder,
-                revision=target.revision,
-                commit_message=message or commit_message(card_data),
-                ignore_patterns=IGNORE_PATTERNS,
-            ),
-            f"upload {folder} to {repo_id!r}",
-            target,
-            folder,
-        )
+        with publishable(folder) as upload:
+            info = with_retries(
+                lambda: api.upload_folder(
+                    repo_id=repo_id,
+                    folder_path=upload,
+                    revision=target.revision,
+                    commit_message=message or commit_message(card_data),
+                    ignore_patterns=list(IGNORE_PATTERNS),  # a copy: huggingface_hub appends its own to the list
+                ),
+                f"upload {folder} to {repo_id!r}",
+                target,
+                folder,
+            )
     except BaseException:
         for path, data in saved.items():
             path.write_bytes(data)

@@ -1,0 +1,99 @@
+"""What a push uploads: the folder as it is, except that the run's own records (its resolved config, run record, card
+data, results, merge reports) name files on this machine by their last part, as the card does. The local copies keep
+the full paths: they are this machine's record of the run, and the published ones are read elsewhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+
+from hf_transfer.core.folders import TOKENIZER_FILES, json_text
+
+RECORD_SUFFIXES = (".json", ".yaml", ".yml", ".md")
+# Files that transformers or a tokenizer writes: their strings are data (a vocabulary may hold `/usr/bin`), and they
+# name no path of ours, so they go up byte for byte.
+UNTOUCHED = frozenset(
+    {*TOKENIZER_FILES, "special_tokens_map.json", "added_tokens.json", "config.json", "generation_config.json",
+     "model.safetensors.index.json"}
+)  # fmt: skip
+# An absolute path (`/home/me/data/train.csv`, `~/runs/x`) inside a longer text, at least two parts deep. Relative
+# paths (`runs/sst2`, `../data/x.csv`) say nothing about the machine and stay; so do URLs (`https://host/a/b`).
+_LOCAL_PATH = re.compile(r"(?<![\w.:/@~+-])~?/(?:[\w.@+-]+/)+([\w.@+-]+)/?")
+
+
+def without_local_paths(value):
+    """`value` (a parsed record) with every absolute path on this machine cut to its last part, keys included."""
+    if isinstance(value, dict):
+        return {without_local_paths(k): without_local_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_local_paths(v) for v in value]
+    if isinstance(value, str):
+        if value.startswith(("/", "~/")) and "\n" not in value:
+            return Path(value.rstrip("/")).name or value
+        return _LOCAL_PATH.sub(lambda m: m.group(1), value)
+    return value
+
+
+def published_text(path: Path) -> str | None:
+    """What a push uploads for `path`, when that differs from the file; None for a file that goes up as it is."""
+    if path.suffix.lower() not in RECORD_SUFFIXES or path.name in UNTOUCHED:
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if "/" not in text:
+        return None
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".json":
+            value = json.loads(text)
+            new = without_local_paths(value)
+            return None if new == value else json_text(new, indent=2) + "\n"
+        if suffix in (".yaml", ".yml"):
+            value = yaml.safe_load(text)
+            new = without_local_paths(value)
+            return None if new == value else yaml.safe_dump(new, sort_keys=False, allow_unicode=True)
+    except (ValueError, yaml.YAMLError):
+        pass  # not what its name says: rewritten as text below
+    new = _LOCAL_PATH.sub(lambda m: m.group(1), text)
+    return None if new == text else new
+
+
+@contextmanager
+def publishable(folder: Path) -> Iterator[Path]:
+    """The folder to upload: `folder` itself when no record in it names a local path, else a temporary folder of
+    links to its files beside rewritten copies of those records (removed afterwards; `folder` is not touched)."""
+    rewritten = {}
+    for path in folder.rglob("*"):
+        if path.is_file():
+            text = published_text(path)
+            if text is not None:
+                rewritten[path.relative_to(folder)] = text
+    if not rewritten:
+        yield folder
+        return
+    with tempfile.TemporaryDirectory(prefix="hf-transfer-push-") as stage:
+        root = Path(stage) / folder.name
+        for path in folder.rglob("*"):
+            if not path.is_file():
+                continue
+            relative = path.relative_to(folder)
+            target = root / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if relative in rewritten:
+                target.write_text(rewritten[relative], encoding="utf-8")
+                continue
+            try:
+                os.symlink(path.resolve(), target)
+            except OSError:  # no symlinks here (Windows without the privilege): a copy
+                shutil.copy2(path, target)
+        yield root
