@@ -458,6 +458,17 @@ def test_lora_run_end_to_end(tmp_path, tiny_bert_dir, csv_data, capsys):
                  "--base_model_name_or_path", str(tiny_bert_dir)]) == 2  # fmt: skip
     assert "only for adapter folders" in capsys.readouterr().err
 
+    # The merged model is a model of its own: its folder holds the run's record and a card that loads it without
+    # PEFT, and `hf-transfer card` regenerates that card from what the folder holds.
+    merged_card = (out / "merged" / "README.md").read_text()
+    header = yaml.safe_load(merged_card.split("---")[1])
+    assert header["library_name"] == "transformers" and header["base_model"] == "org/tiny-bert"
+    assert "| saved as | merged into the weights |" in merged_card and "AutoPeftModel" not in merged_card
+    assert json.loads((out / "merged" / "hf_transfer_run.json").read_text())["adapter"]["r"] == 4
+    (out / "merged" / "README.md").unlink()
+    assert main(["card", str(out / "merged")]) == 0
+    assert (out / "merged" / "README.md").read_text() == merged_card
+
 
 def test_ia3_multi_label_run_end_to_end(tmp_path, tiny_bert_dir):
     from peft import AutoPeftModelForSequenceClassification

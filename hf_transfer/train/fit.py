@@ -3,6 +3,8 @@ record, resolved config, curves, confusion matrix, card) and push if asked."""
 
 from __future__ import annotations
 
+import copy
+import shutil
 import time
 from pathlib import Path
 
@@ -209,6 +211,27 @@ def _write_run_outputs(
     write_resolved_config(out / CONFIG_FILE, *arg_objects, extra=extra)
     card_data = complete_card_data(card_data, record, resolved_config(*arg_objects), out)
     write_model_card(out, card_data, repo_id=push.repo_id if push else None)
+    merged = (record.get("adapter") or {}).get("merged_model")
+    if merged:
+        _card_merged_model(out, out / merged, card_data)
+
+
+# What a merged model's folder gets of its run's files beside its card: the record, settings, scores and plots.
+RUN_FILES_FOR_MERGED = (
+    RUN_RECORD_FILE, CONFIG_FILE, "all_results.json", "train_results.json", "eval_results.json", "test_results.json",
+    "training_curves.png", "confusion_matrix.json", "confusion_matrix.png",
+)  # fmt: skip
+
+
+def _card_merged_model(out: Path, merged: Path, card_data) -> None:
+    """`merge_adapter`'s plain model is a model of its own, to evaluate, card and push alone: its folder gets the run's
+    record and a card of its own, which says the adapter was merged into the weights and loads it without PEFT."""
+    for name in RUN_FILES_FOR_MERGED:
+        if (out / name).is_file():
+            shutil.copy2(out / name, merged / name)
+    card_data = copy.deepcopy(card_data)
+    card_data.repo_id, card_data.model_name = None, f"{out.resolve().name}-{merged.name}"
+    write_model_card(merged, card_data)
 
 
 def _validation_report(prediction, prepared: PreparedData) -> dict:
