@@ -3,6 +3,7 @@ its argument dataclasses by `core.parsing.CommandParser` (`HfArgumentParser`). T
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import sys
@@ -109,9 +110,20 @@ COMMANDS: dict[str, typing.Callable[[], tuple[tuple, typing.Callable]]] = {
 POSITIONAL = {"card": "model_dir", "push": "model_dir", "export": "model_dir"}
 
 
+def commands_with_field(name: str) -> list[str]:
+    """The commands that take a field `name` (for the error about a field given to the wrong command)."""
+    return [
+        c for c, load in COMMANDS.items() if any(name in {f.name for f in dataclasses.fields(d)} for d in load()[0])
+    ]
+
+
+def command_parser(command: str, dataclass_types) -> CommandParser:
+    return CommandParser(dataclass_types, command, POSITIONAL.get(command), owners=commands_with_field)
+
+
 def parse_command_args(command: str, argv: list[str]) -> tuple:
     """Parse `--config file.yaml` plus `--field value` flags into the command's dataclasses."""
-    return CommandParser(COMMANDS[command]()[0], command, POSITIONAL.get(command)).parse(argv)
+    return command_parser(command, COMMANDS[command]()[0]).parse(argv)
 
 
 # --- entry point ----------------------------------------------------------------------------------------------------
@@ -145,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     dataclass_types, entry_point = COMMANDS[command]()
     if "-h" in rest or "--help" in rest:
-        CommandParser(dataclass_types, command, POSITIONAL.get(command)).print_help()
+        command_parser(command, dataclass_types).print_help()
         return 0
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if command in ONE_PROCESS_COMMANDS and launched_world_size() > 1:
@@ -160,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     try:
         with quiet_other_processes():
-            result = entry_point(*CommandParser(dataclass_types, command, POSITIONAL.get(command)).parse(rest))
+            result = entry_point(*command_parser(command, dataclass_types).parse(rest))
     except HfTransferError as err:
         print(f"hf-transfer {command}: error: {err}", file=sys.stderr)
         return 2

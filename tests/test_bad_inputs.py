@@ -93,6 +93,8 @@ def world(tmp_path_factory, tiny_bert_dir):
     w["txt"].write_text("text,label\na,pos\n")
     w["bad_yaml"] = root / "bad.yaml"
     w["bad_yaml"].write_text("learning_rate: [1, 2\n")
+    w["train_yaml"] = root / "train.yaml"
+    w["train_yaml"].write_text("text_column_name: text\nbase_model_hub_id: org/tiny\nlearning_rate: 1.0e-4\n")
     w["no_config"] = root / "no-config"
     w["no_config"].mkdir()
     (w["no_config"] / "model.safetensors").write_bytes(b"")
@@ -213,6 +215,18 @@ CASES = [
     ("unknown field", lambda w: train(w, "--freeze_layer", "1"), "did you mean 'freeze_layers'"),
     ("wrong type", lambda w: train(w, "--num_train_epochs", "many"), "num_train_epochs"),
     ("invalid yaml", lambda w: train(w, "--config", str(w["bad_yaml"])), "not valid yaml"),
+    # a field of another command: named as such, not "did you mean" a near name of this one
+    (
+        "a distill field given to train",
+        lambda w: train(w, "--alpha", "0.5"),
+        "'alpha' is a field of distill and merge",
+    ),
+    (
+        "a train config given to evaluate",
+        lambda w: evaluate(w, "--config", str(w["train_yaml"])),
+        "'base_model_hub_id' is a field of train, distill and merge, not of evaluate (from",
+    ),
+    ("a train field given to predict", lambda w: predict(w, "--learning_rate", "1e-4"), "not of predict"),
     ("missing config file", lambda w: train(w, "--config", str(w["root"] / "nope.yaml")), "does not exist"),
     ("head only + freeze_layers", lambda w: train(w, "--train_head_only", "true", "--freeze_layers", "1"), "head"),
     (

@@ -224,7 +224,7 @@ class CommandParser:
     and flag that is none of the command's fields, instead of an "unknown field" error: `hf-transfer search` takes
     its trials' train config that way and parses each trial with `parse_config`."""
 
-    def __init__(self, dataclass_types, command: str, positional: str | None = None):
+    def __init__(self, dataclass_types, command: str, positional: str | None = None, owners=None):
         from transformers import HfArgumentParser
 
         class _Parser(HfArgumentParser):
@@ -239,6 +239,9 @@ class CommandParser:
 
         self.command = command
         self.positional = positional
+        # `owners(name)`: the other commands that have a field `name`, for the message about a field of theirs.
+        self.owners = owners or (lambda name: [])
+        self.config_file, self.file_keys = None, frozenset()
         self.dataclass_types = list(dataclass_types)
         self.parser = _Parser(
             self.dataclass_types, prog=f"hf-transfer {command}", allow_abbrev=False, formatter_class=_HelpFormatter
@@ -286,6 +289,7 @@ class CommandParser:
         if located.config is not None and not located.config.strip():
             raise ConfigError("--config is empty; give the path of a YAML file of field: value.")
         config = load_config_file(located.config) if located.config else {}
+        self.config_file, self.file_keys = located.config, frozenset(config)
         # A run's own `hf_transfer_config.yaml` fed back: the results it records are no settings.
         config = {k: v for k, v in config.items() if k not in RECORDED_RESULTS}
         return self._parse(config, flags)
@@ -362,6 +366,14 @@ class CommandParser:
         if not token.startswith("--") or len(token) == 2:
             return f"unexpected argument {token!r}; fields are given as --name value."
         name = token[2:].split("=", 1)[0].replace("-", "_")
+        owners = [c for c in self.owners(name) if c != self.command]
+        if owners:  # a real field, of another command: a near name of ours would mislead
+            where = f" (from {self.config_file}, a config for {owners[0]})" if name in self.file_keys else ""
+            named = " and ".join([", ".join(owners[:-1]), owners[-1]] if len(owners) > 1 else owners)
+            return (
+                f"{name!r} is a field of {named}, not of {self.command}{where}. "
+                f"Run `hf-transfer {self.command} --help` for the fields it takes."
+            )
         close = difflib.get_close_matches(name, list(self.hints), n=1, cutoff=0.6)
         hint = f" Did you mean {close[0]!r}?" if close else f" Run `hf-transfer {self.command} --help` for the fields."
         return f"unknown field {name!r}.{hint}"
