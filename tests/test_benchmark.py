@@ -543,3 +543,44 @@ def test_mean_pooling_base_feeds_the_head_the_mean_and_its_pattern_freezes_only_
         "intermediate.dense", "output.dense",
     }  # fmt: skip
     assert not math.isnan(captured[0].sum().item())
+
+
+def test_average_checkpoints_writes_the_mean_of_the_last_checkpoints_as_a_loadable_model(tiny_bert_dir, tmp_path):
+    """The averaged folder holds the element-wise mean of the chosen checkpoints' float weights (integer buffers kept),
+    loads as a plain classifier with the run's labels, and names what it averaged; mismatches are refused."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    script = load_script("average_checkpoints")
+    run = tmp_path / "run"
+    labels = {"id2label": {0: "neg", 1: "pos"}, "label2id": {"neg": 0, "pos": 1}}
+    models = []
+    for step in (5, 10, 15):
+        torch.manual_seed(step)
+        model = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, **labels)
+        model.save_pretrained(run / f"checkpoint-{step}")
+        AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(run / f"checkpoint-{step}")
+        models.append(model.state_dict())
+    (run / "hf_transfer_config.yaml").write_text("max_seq_length: 64\n")
+    assert [p.name for p in script.run_checkpoints(run)] == ["checkpoint-5", "checkpoint-10", "checkpoint-15"]
+
+    assert script.main(["--run", str(run), "--last", "2", "--output_dir", str(tmp_path / "avg")]) == 0
+    averaged = AutoModelForSequenceClassification.from_pretrained(tmp_path / "avg")
+    assert averaged.config.id2label == labels["id2label"]
+    for name, value in averaged.state_dict().items():
+        expected = (models[1][name].double() + models[2][name].double()) / 2
+        assert torch.allclose(value.double(), expected, atol=1e-6), name
+    assert not torch.equal(models[1]["classifier.weight"], models[2]["classifier.weight"])
+    assert json.loads((tmp_path / "avg" / "averaged_from.json").read_text())["checkpoints"] == [
+        "checkpoint-10",
+        "checkpoint-15",
+    ]
+    assert (tmp_path / "avg" / "hf_transfer_config.yaml").read_text() == "max_seq_length: 64\n"
+    assert (tmp_path / "avg" / "tokenizer.json").is_file() and not (tmp_path / "avg" / "trainer_state.json").exists()
+
+    with pytest.raises(ValueError, match="different tensors"):
+        script.average_state_dicts([{"a": torch.zeros(2)}, {"b": torch.zeros(2)}])
+    with pytest.raises(ValueError, match="integer tensor"):
+        script.average_state_dicts([{"a": torch.zeros(2, dtype=torch.long)}, {"a": torch.ones(2, dtype=torch.long)}])
+    with pytest.raises(SystemExit):
+        script.main(["--run", str(run), "--last", "4", "--output_dir", str(tmp_path / "x")])
