@@ -280,6 +280,39 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(command, setu
     }
 
 
+def test_evaluation_changes_no_training_and_a_resume_before_an_epoch_end_evaluation_is_exact(setup, tmp_path):
+    """With dropout on, an evaluation (whose data loader draws a seed from torch's random state) used to shift the
+    dropout masks of every later step: a run that evaluated each epoch ended with other weights than one that did not,
+    and a run resumed from the step checkpoint at the end of epoch 1 (saved before that epoch's evaluation) ended
+    with other weights than the uninterrupted run (3e-3 here)."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(setup / "student")
+    torch.manual_seed(0)
+    config = BertConfig.from_pretrained(setup / "student", hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
+    model = tmp_path / "dropout-model"
+    BertForSequenceClassification(config).save_pretrained(model)
+    tokenizer.save_pretrained(model)
+    extra = ["--model_name_or_path", str(model), "--use_cpu", "true", "--save_strategy", "steps", "--save_steps", "8"]
+    runs = {}
+    for name, evaluate in (("quiet", "no"), ("whole", "epoch")):
+        runs[name] = tmp_path / name
+        assert main([*run_args(setup, runs[name], "train", batch=4), *extra, "--eval_strategy", evaluate]) == 0
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copytree(runs["whole"] / "checkpoint-16", resumed / "checkpoint-16")  # 16 steps an epoch: epoch 1's end
+    argv = [*run_args(setup, resumed, "train", batch=4), *extra, "--eval_strategy", "epoch"]
+    assert main([*argv, "--resume_from_checkpoint", str(resumed / "checkpoint-16")]) == 0
+
+    whole = load_file(str(runs["whole"] / "model.safetensors"))
+    for other in (runs["quiet"], resumed):
+        weights = load_file(str(other / "model.safetensors"))
+        for name in whole:
+            assert torch.equal(whole[name], weights[name]), (other.name, name)
+    start = load_file(str(model / "model.safetensors"))
+    assert not torch.equal(whole["classifier.weight"], start["classifier.weight"])  # it did train
+
+
 def test_resume_skips_a_checkpoint_cut_off_mid_save(setup, tmp_path, capsys):
     from hf_transfer.errors import ConfigError
     from hf_transfer.outputs.run_folder import complete_checkpoints, resolve_resume_checkpoint

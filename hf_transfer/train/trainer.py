@@ -188,6 +188,7 @@ class TransferTrainer(Trainer):
             self.add_callback(callback)
         if self.args.trim_memory_each_step:
             self.add_callback(TrimMemoryCallback())
+        self.add_callback(EvaluationKeepsRandomState())
 
     @property
     def layout(self):
@@ -282,6 +283,43 @@ class TrimMemoryCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         trim_freed_memory()
+
+
+class EvaluationKeepsRandomState(TrainerCallback):
+    """An evaluation during training leaves torch's random state as it found it (each evaluation's data loader draws
+    a seed from it), so training goes on as it would have without the evaluation: turning evaluation on does not change
+    the trained weights, and a run resumed from a checkpoint saved just before an evaluation (a step checkpoint at the
+    end of an epoch that `eval_strategy: epoch` then evaluates) continues exactly as the uninterrupted run."""
+
+    def __init__(self):
+        self.saved = None
+
+    def _remember(self, control) -> None:
+        if control.should_evaluate:
+            import torch
+
+            cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+            self.saved = (torch.get_rng_state(), torch.cuda.get_rng_state_all() if cuda else None)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._remember(control)
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self._remember(control)
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        if self.saved is not None:  # every evaluation of the step (one per validation set) is undone
+            import torch
+
+            torch.set_rng_state(self.saved[0])
+            if self.saved[1] is not None:
+                torch.cuda.set_rng_state_all(self.saved[1])
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.saved = None
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.saved = None
 
 
 class GradualUnfreezingCallback(TrainerCallback):
