@@ -95,7 +95,7 @@ def main() -> None:
                                   text_column_name=args.text_column_name)  # fmt: skip
     names = load(args.model)[0].config.id2label
     data = prepare_eval_set(EvalSet("validation", args.data), eval_args, [names[i] for i in range(len(names))])
-    texts = data.texts
+    texts = list(data.texts)  # a lazy `datasets` column: tiled and indexed below, as a list
     rows = []
 
     def predict_file(path: str, out: Path) -> dict:

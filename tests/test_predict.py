@@ -556,6 +556,24 @@ def test_real_minilm_on_sst2_rows_matches_evaluate(tmp_path, minilm_path, data_r
     assert summary["accuracy"] == pytest.approx(run_evaluate(args)["accuracy"])
 
 
+def test_bench_predict_script_runs_as_documented(models, tmp_path):
+    """scripts/bench_predict.py, as docs/predict_export.md runs it (`--repeats N --tile K`), on a tiny model: the
+    evaluation texts are a lazy `datasets` column, which the script tiles and hands to the raw loops as a list."""
+    import subprocess
+    import sys
+
+    rows(12, empty=()).to_csv(tmp_path / "dev.csv", index=False)
+    script = Path(__file__).resolve().parent.parent / "scripts" / "bench_predict.py"
+    argv = [sys.executable, str(script), "--model", str(models["full"]), "--data", str(tmp_path / "dev.csv"),
+            "--text_column_name", "text", "--repeats", "1", "--tile", "2",
+            "--output", str(tmp_path / "b.json")]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((tmp_path / "b.json").read_text())
+    assert result["rows"] == 12 and result["timed_rows"] == 24
+    assert result["predictions_equal_to_evaluate"] and result["predict_accuracy"] == result["evaluate_accuracy"]
+
+
 def test_help_lists_the_fields(capsys):
     assert main(["predict", "--help"]) == 0
     out = capsys.readouterr().out
