@@ -25,16 +25,12 @@ def _classifier(path, tokenizer_dir, labels, **config_extra):
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
     torch.manual_seed(0)
+    sizes = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
     config = BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
+        **{**sizes, **config_extra},
         max_position_embeddings=128,
         id2label=dict(enumerate(labels)),
         label2id={n: i for i, n in enumerate(labels)},
-        **config_extra,
     )
     BertForSequenceClassification(config).save_pretrained(path)
     AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(path)
@@ -114,6 +110,10 @@ def world(tmp_path_factory, tiny_bert_dir):
     w["clash"] = root / "clash.csv"
     pd.DataFrame({"text": ["good", "bad"], "score": [1, 2]}).to_csv(w["clash"], index=False)
     w["onnx"] = _onnx_folder(root / "onnx", w["teacher"])
+    # What the few-shot route leaves: one encoder block more than its base, and a record saying it added it.
+    w["few_shot"] = _classifier(root / "few-shot", tiny_bert_dir, ["neg", "pos"], num_hidden_layers=3)
+    head = {"mean_pooling_block": 2, "num_hidden_layers": 3}
+    (w["few_shot"] / "hf_transfer_run.json").write_text(json.dumps({"task": "train", "few_shot": {"head": head}}))
     return w
 
 
@@ -383,6 +383,11 @@ CASES = [
     # merge (weight interpolation) and evaluation sets
     ("merge: shapes differ", lambda w: merge(w, "--alpha", "0.5", pretrained=w["wide"]), "intermediate.dense.weight"),
     ("merge: depths differ", lambda w: merge(w, "--alpha", "0.5", pretrained=w["deep"]), "encoder.layer.2."),
+    (
+        "merge: a few-shot model against its base",
+        lambda w: merge(w, "--alpha", "0.5", finetuned=w["few_shot"]),
+        "comes from the few-shot route, which appended a mean-pooling encoder block to its base (3 blocks against 2",
+    ),
     ("merge: alpha above 1", lambda w: merge(w, "--alpha", "1.5"), "alpha must be a number in [0, 1]"),
     ("merge: alpha below 0", lambda w: merge(w, "--alpha", "-0.1"), "alpha must be a number in [0, 1]"),
     ("merge: alphas outside [0, 1]", lambda w: sweep(w, "--alphas", "0,2"), "alphas must be numbers in [0, 1]"),

@@ -25,7 +25,7 @@ from hf_transfer.adapters.peft_model import (
     with_labels,
 )
 from hf_transfer.core.eval_sets import prepare_eval_sets
-from hf_transfer.core.folders import ADAPTER_CONFIG, is_onnx_folder, read_json_file
+from hf_transfer.core.folders import ADAPTER_CONFIG, RUN_RECORD_FILE, is_onnx_folder, read_json_file
 from hf_transfer.core.inference import check_room_for_text, max_length_for_config
 from hf_transfer.core.layers import discover_layers
 from hf_transfer.core.models import (
@@ -104,6 +104,22 @@ def _head_names(model, prefix: str) -> set[str]:
     return names
 
 
+def _check_not_few_shot_against_its_base(args: MergeArguments, pretrained_config, config) -> None:
+    """A few-shot route model carries one encoder block more than the base it was tuned from (the mean-pooling block
+    that feeds its head): it has no weight-for-weight partner there, and the generic shape error would say to use the
+    model it was fine-tuned from, which the user did."""
+    record = Path(args.finetuned) / RUN_RECORD_FILE
+    head = ((read_json_file(record, "the run record") if record.is_file() else {}).get("few_shot") or {}).get("head")
+    extra = getattr(config, "num_hidden_layers", None), getattr(pretrained_config, "num_hidden_layers", None)
+    if isinstance(head, dict) and "mean_pooling_block" in head and None not in extra and extra[0] == extra[1] + 1:
+        raise ConfigError(
+            f"finetuned {args.finetuned!r} comes from the few-shot route, which appended a mean-pooling encoder block "
+            f"to its base ({extra[0]} blocks against {extra[1]} in {args.pretrained!r}), so the two cannot be "
+            "interpolated weight for weight; merge two models of one architecture (two few-shot models of this "
+            "base, or two ordinary fine-tunes)."
+        )
+
+
 def _preflight(args: MergeArguments) -> _Preflight:
     for name in ("pretrained", "finetuned", "head_init"):
         value = getattr(args, name)
@@ -117,6 +133,7 @@ def _preflight(args: MergeArguments) -> _Preflight:
             f"finetuned {args.finetuned!r} a {config.model_type!r} one; interpolate a fine-tuned model with the model "
             "it was fine-tuned from."
         )
+    _check_not_few_shot_against_its_base(args, pretrained_config, config)
     label_names = _label_names(config)
     if args.head_init is None and is_sequence_classifier(pretrained_config):
         if _label_names(pretrained_config) == label_names:
