@@ -40,11 +40,13 @@ def test_records_are_rewritten_by_format_and_tokenizer_files_never(tmp_path):
     (tmp_path / "report.md").write_text("| set | file |\n|---|---|\n| dvd | `/abs/dir/dvd.tsv` |\n")
     (tmp_path / "clean.json").write_text(json.dumps({"model": "runs/x", "accuracy": 0.9}))
     (tmp_path / "tokenizer.json").write_text(json.dumps({"vocab": {"/usr/bin/x": 1}}))
+    (tmp_path / "README.md").write_text("My notes: the raw data is in /srv/team/data.\n")
     assert json.loads(published_text(tmp_path / "run.json")) == {"train_file": "train.csv", "accuracy": 0.9}
     assert yaml.safe_load(published_text(tmp_path / "config.yaml")) == {"validation_file": "dev.csv", "seed": 1}
     assert published_text(tmp_path / "report.md").endswith("| dvd | `dvd.tsv` |\n")
     assert published_text(tmp_path / "clean.json") is None
     assert published_text(tmp_path / "tokenizer.json") is None
+    assert published_text(tmp_path / "README.md") is None  # the card: the user's own text is theirs
 
 
 def test_the_upload_folder_links_the_rest_and_leaves_the_run_folder_as_it_was(tmp_path):

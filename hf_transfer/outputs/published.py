@@ -18,11 +18,12 @@ import yaml
 from hf_transfer.core.folders import TOKENIZER_FILES, json_text
 
 RECORD_SUFFIXES = (".json", ".yaml", ".yml", ".md")
-# Files that transformers or a tokenizer writes: their strings are data (a vocabulary may hold `/usr/bin`), and they
-# name no path of ours, so they go up byte for byte.
+# Files that transformers or a tokenizer writes (their strings are data: a vocabulary may hold `/usr/bin`, and they
+# name no path of ours), and the card, which names files by their last part already and may hold the user's own
+# text: they go up byte for byte.
 UNTOUCHED = frozenset(
     {*TOKENIZER_FILES, "special_tokens_map.json", "added_tokens.json", "config.json", "generation_config.json",
-     "model.safetensors.index.json"}
+     "model.safetensors.index.json", "README.md"}
 )  # fmt: skip
 # An absolute path (`/home/me/data/train.csv`, `~/runs/x`) inside a longer text, at least two parts deep. Relative
 # paths (`runs/sst2`, `../data/x.csv`) say nothing about the machine and stay; so do URLs (`https://host/a/b`).
