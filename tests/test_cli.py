@@ -176,6 +176,20 @@ def test_flags_override_yaml_and_are_read_as_yaml(tmp_path):
     assert model.model_name_or_path == "m" and adapter.peft_method == "none"
 
 
+def test_yaml_reads_integers_and_booleans_as_yaml_1_2(tmp_path):
+    """YAML 1.1 (PyYAML's default) reads `010` as octal 8 and `08` as text, so zero-padded label codes in a
+    `label_mapping` named other rows than written; and `no` as false, so `save_strategy: no` was a boolean."""
+    config = tmp_path / "c.yaml"
+    config.write_text("model_name_or_path: m\nlabel_mapping: {010: low, 011: mid, 08: high}\nseed: 010\n"
+                      "save_strategy: no\nmax_steps: 0x10\n")  # fmt: skip
+    _, data, _, training = parse_command_args("train", ["--config", str(config), "--logging_steps", "1_000"])
+    assert data.label_mapping == {"10": "low", "11": "mid", "8": "high"}
+    assert training.seed == 10 and training.max_steps == 16 and training.logging_steps == 1000
+    assert training.save_strategy == "no"
+    _, data, _, _ = parse_command_args("train", ["--model_name_or_path", "m", "--label_mapping", "{1:30: a, 0o10: b}"])
+    assert data.label_mapping == {"1:30": "a", "8": "b"}
+
+
 def test_env_vars_expand_in_yaml(tmp_path, monkeypatch):
     monkeypatch.setenv("MY_DATA", "/data/here")
     config = tmp_path / "c.yaml"

@@ -20,20 +20,37 @@ from hf_transfer.errors import ConfigError, HfTransferError
 # --- YAML -----------------------------------------------------------------------------------------------------------
 
 
+def _yaml_integer(loader, node) -> int:
+    """A YAML 1.2 integer: decimal whatever its leading zeros (`010` is 10), `0o` octal, `0x` hexadecimal."""
+    text = loader.construct_scalar(node).replace("_", "")
+    sign, body = (-1, text[1:]) if text[0] == "-" else (1, text.lstrip("+"))
+    base = {"0o": 8, "0x": 16}.get(body[:2].lower(), 10)
+    return sign * int(body[2:] if base != 10 else body, base)
+
+
 def _yaml_loader():
-    """A SafeLoader that reads only true/false as booleans (YAML 1.2), so `save_strategy: no` stays "no"."""
+    """A SafeLoader that reads booleans and integers as YAML 1.2 does: only true/false are booleans, so
+    `save_strategy: no` stays "no"; `010` is 10, not YAML 1.1's octal 8 (a zero-padded label code in `label_mapping`
+    would have matched another row), and `1:30` is text, not the sexagesimal 90."""
     import yaml
 
     class Loader(yaml.SafeLoader):
         pass
 
+    replaced = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int"}
     Loader.yaml_implicit_resolvers = {
-        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+        first: [(tag, regexp) for tag, regexp in resolvers if tag not in replaced]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
     Loader.add_implicit_resolver(
         "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
     )
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:int",
+        re.compile(r"^(?:[-+]?[0-9][0-9_]*|[-+]?0[oO][0-7][0-7_]*|[-+]?0[xX][0-9a-fA-F][0-9a-fA-F_]*)$"),
+        list("-+0123456789"),
+    )
+    Loader.add_constructor("tag:yaml.org,2002:int", _yaml_integer)
 
     def mapping(loader, node, deep=False):
         # PyYAML keeps the last of two equal keys, silently: a field set twice is almost always a mistake.
