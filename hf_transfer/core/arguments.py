@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from hf_transfer.core.language import check_language
+from hf_transfer.core.parsing import read_yaml
 from hf_transfer.errors import ConfigError
 
 SUPPORTED_EXTENSIONS = ("csv", "tsv", "json", "jsonl", "parquet")
@@ -24,15 +25,10 @@ def parse_index_list(name: str, value: Any) -> int | list[int] | None:
     if value is None or isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str):
-        import yaml
-
-        try:
-            value = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise ConfigError(f"{name} must be an int or a list of ints like [0, 1, 2], got {value!r}.") from None
-        if isinstance(value, str):  # YAML read it as text (`abc`): recursing would never end
+        parsed = read_yaml(value)
+        if isinstance(parsed, str):  # not YAML, or YAML text (`abc`): recursing would never end
             raise ConfigError(f"{name} must be an int or a list of ints like [0, 1, 2], got {value!r}.")
-        return parse_index_list(name, value)
+        return parse_index_list(name, parsed)
     if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         return list(value)
     raise ConfigError(f"{name} must be an int or a list of ints like [0, 1, 2], got {value!r}.")
@@ -179,12 +175,10 @@ class DataArguments:
 def read_list_field(value: str):
     """A string given for a list field may hold a YAML list: `[a, b]`."""
     if value.strip().startswith("["):
-        import yaml
-
-        try:
-            return yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise ConfigError(f"cannot read {value!r} as a list; write it as [first, second].") from None
+        parsed = read_yaml(value)
+        if isinstance(parsed, str):  # not valid YAML
+            raise ConfigError(f"cannot read {value!r} as a list; write it as [first, second].")
+        return parsed
     return value
 
 

@@ -73,20 +73,14 @@ def published_text(path: Path) -> str | None:
 def publishable(folder: Path) -> Iterator[Path]:
     """The folder to upload: `folder` itself when no record in it names a local path, else a temporary folder of
     links to its files beside rewritten copies of those records (removed afterwards; `folder` is not touched)."""
-    rewritten = {}
-    for path in folder.rglob("*"):
-        if path.is_file():
-            text = published_text(path)
-            if text is not None:
-                rewritten[path.relative_to(folder)] = text
+    files = [path for path in folder.rglob("*") if path.is_file()]
+    rewritten = {path.relative_to(folder): text for path in files if (text := published_text(path)) is not None}
     if not rewritten:
         yield folder
         return
     with tempfile.TemporaryDirectory(prefix="hf-transfer-push-") as stage:
         root = Path(stage) / folder.name
-        for path in folder.rglob("*"):
-            if not path.is_file():
-                continue
+        for path in files:
             relative = path.relative_to(folder)
             target = root / relative
             target.parent.mkdir(parents=True, exist_ok=True)

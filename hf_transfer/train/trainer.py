@@ -296,8 +296,6 @@ class EvaluationKeepsRandomState(TrainerCallback):
 
     def _remember(self, control) -> None:
         if control.should_evaluate:
-            import torch
-
             cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
             self.saved = (torch.get_rng_state(), torch.cuda.get_rng_state_all() if cuda else None)
 
@@ -309,8 +307,6 @@ class EvaluationKeepsRandomState(TrainerCallback):
 
     def on_evaluate(self, args, state, control, **kwargs):
         if self.saved is not None:  # every evaluation of the step (one per validation set) is undone
-            import torch
-
             torch.set_rng_state(self.saved[0])
             if self.saved[1] is not None:
                 torch.cuda.set_rng_state_all(self.saved[1])
