@@ -110,3 +110,15 @@ def test_only_the_main_process_logs_hf_transfers_warnings(monkeypatch):
         with runtime.quiet_other_processes():
             assert child.isEnabledFor(logging.WARNING) is (warns and before) and child.isEnabledFor(logging.ERROR)
         assert child.isEnabledFor(logging.WARNING) is before
+
+
+def test_bf16_with_no_accelerator_trains_on_the_cpu_instead_of_stopping(monkeypatch):
+    # Trainer stopped with "Your setup doesn't support bf16/gpu" until use_cpu was also set, though the CPU was the
+    # only device there and has bf16 autocast. The resolved arguments (train's and distill's) say use_cpu, so the
+    # record does too.
+    from hf_transfer.train import arguments
+
+    monkeypatch.setattr(arguments, "has_accelerator", lambda: False)
+    args = arguments.TransferTrainingArguments(output_dir="unused", bf16=True, report_to="none")
+    assert args.bf16 and args.use_cpu and args.device.type == "cpu"
+    assert arguments.TransferTrainingArguments(output_dir="unused", report_to="none").use_cpu is False

@@ -3,6 +3,7 @@ unfreeze, how to decay learning rates, the frozen-feature cache)."""
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import platform
@@ -16,6 +17,8 @@ from hf_transfer.core.folders import check_not_under_a_file
 from hf_transfer.core.losses import CLASS_WEIGHT_SCHEMES
 from hf_transfer.core.runtime import can_release_freed_memory, has_accelerator
 from hf_transfer.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -245,6 +248,11 @@ class TransferTrainingArguments(TrainingArguments):
         if not self.use_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not has_accelerator():
             # Launched as several processes on a machine without GPUs: accelerate joins CPU processes into one gloo
             # group only when asked for the CPU; otherwise each process silently trains alone on all the data.
+            self.use_cpu = True
+        if self.bf16 and not self.use_cpu and not has_accelerator():
+            # The CPU is the only device here, and the CPU has bf16 autocast; Trainer would stop with "Your setup
+            # doesn't support bf16/gpu" until told use_cpu. The resolved config records use_cpu: true.
+            logger.info("bf16 with no accelerator found: training on the CPU in bf16 (use_cpu: true).")
             self.use_cpu = True
         if self.use_cpu or not has_accelerator():
             self.dataloader_pin_memory = False  # nothing to pin for; torch would warn on every dataloader
