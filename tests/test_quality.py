@@ -111,6 +111,11 @@ def test_calibration_is_fitted_on_its_own_split_and_saved_in_the_model(tmp_path,
     report = classification_metrics(logits.argmax(-1).numpy(), refs, names)
     assert report["f1_macro"] == pytest.approx(record["eval_metrics"]["eval_f1_macro"])
     assert "calibrat" in (out / "README.md").read_text().lower()
+    # The per-epoch table ends on that model's evaluation, after the last one during training (the uncalibrated).
+    last = epoch_table_rows(out)[-1]
+    assert last["f1 macro"] == f"{report['f1_macro']:.4f}"
+    assert any(calibration["offsets"].values())  # the bias moved, so the saved model was never evaluated in training
+    assert last["epoch"] == "saved model" and last["eval loss"] == f"{record['eval_metrics']['eval_loss']:.4f}"
 
 
 def test_linear_probe_then_fine_tune(tmp_path, tiny_bert_dir, skewed):
@@ -180,6 +185,54 @@ def test_early_stopping_stops_and_keeps_the_best_checkpoint(tmp_path, tiny_bert_
     assert stopping["stopped_early"] is True and stopping["epochs_trained"] == 3.0
     assert stopping["best_checkpoint"].startswith("checkpoint-") and (out / stopping["best_checkpoint"]).is_dir()
     assert "early stopping" in (out / "README.md").read_text().lower()
+
+
+def epoch_table_rows(out):
+    """The card's per-epoch table as dicts of cells."""
+    card = (out / "README.md").read_text()
+    lines = card[card.index("### Per epoch") :].split("\n\n")[2].splitlines()
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+    return [dict(zip(header, row, strict=True)) for row in cells]
+
+
+def test_the_checkpoint_load_best_model_at_end_kept_is_recorded_and_closes_the_epoch_table(
+    tmp_path, tiny_bert_dir, skewed
+):
+    """The highest validation loss is the best here, so the kept checkpoint is the first epoch's. The record said
+    nothing of it, and the card's per-epoch table ended on the last epoch's scores, under "the last row is the
+    evaluation after training", while the saved model and its results were the first epoch's."""
+    out = tmp_path / "run"
+    argv = train_argv(tiny_bert_dir, *skewed, out, "--num_train_epochs", "3", "--eval_strategy", "epoch")
+    extra = ["--save_strategy", "epoch", "--load_best_model_at_end", "true", "--metric_for_best_model", "loss"]
+    assert main([*argv, *extra, "--greater_is_better", "true", "--learning_rate", "1e-3"]) == 0
+    record = record_of(out)
+    evaluations = [e for e in record["log_history"] if "eval_loss" in e]
+    assert evaluations[0]["eval_loss"] > evaluations[-1]["eval_loss"]  # training lowered it: epoch 1 is the best
+    best = record["best_model"]
+    assert best["checkpoint"] == "checkpoint-8" and (out / best["checkpoint"]).is_dir()
+    assert (best["step"], best["epoch"], best["last_step"]) == (8, 1.0, 24)
+    assert best["value"] == pytest.approx(evaluations[0]["eval_loss"])
+    # The saved model is that checkpoint: its weights, and the final evaluation's loss.
+    saved = AutoModelForSequenceClassification.from_pretrained(out).state_dict()
+    kept = AutoModelForSequenceClassification.from_pretrained(out / "checkpoint-8").state_dict()
+    assert all(torch.equal(saved[k], kept[k]) for k in saved)
+    assert record["eval_metrics"]["eval_loss"] == pytest.approx(evaluations[0]["eval_loss"])
+    rows = epoch_table_rows(out)
+    assert [row["epoch"] for row in rows] == ["1.00", "2.00", "3.00", "saved model"]
+    assert rows[-1]["eval loss"] == f"{evaluations[0]['eval_loss']:.4f}" == rows[0]["eval loss"]
+    assert "`checkpoint-8` (epoch 1, step 8 of 24; loss" in (out / "README.md").read_text()
+
+
+def test_without_a_best_checkpoint_the_last_evaluation_closes_the_epoch_table_once(tmp_path, tiny_bert_dir, skewed):
+    out = tmp_path / "run"
+    argv = train_argv(tiny_bert_dir, *skewed, out, "--num_train_epochs", "2", "--eval_strategy", "epoch")
+    assert main(argv) == 0
+    record = record_of(out)
+    assert "best_model" not in record
+    rows = epoch_table_rows(out)
+    assert [row["epoch"] for row in rows] == ["1.00", "2.00"]
+    assert rows[-1]["eval loss"] == f"{record['eval_metrics']['eval_loss']:.4f}"
 
 
 def test_a_resumed_run_keeps_counting_evaluations_without_improvement(tmp_path, tiny_bert_dir, skewed):

@@ -37,9 +37,11 @@ _HYPERPARAMETERS = (
 )
 # Scalar metrics worth a card (and a model-index entry); runtimes, sample counts and the loss are not.
 _METRIC_BASES = ("subset_accuracy", "accuracy", "precision", "recall", "f1")
-# Run-record sections that describe the training recipe beyond the freeze plan (and the checkpoint a resumed run
-# went on from).
-RECIPE_KEYS = ("class_weights", "linear_probe", "early_stopping", "calibration", "resumed_from")
+# The epoch cell of the per-epoch table's last row when the saved model is not the one last evaluated during training.
+SAVED_MODEL_ROW = "saved model"
+# Run-record sections that describe the training recipe beyond the freeze plan (the checkpoint kept as the best, and
+# the one a resumed run went on from).
+RECIPE_KEYS = ("class_weights", "linear_probe", "early_stopping", "best_model", "calibration", "resumed_from")
 
 
 @dataclass
@@ -167,6 +169,13 @@ def epoch_row(epoch, step, train_loss, metrics: dict) -> dict:
     scores = _scalar_metrics(metrics, "eval_")
     row.update({k: scores[k] for k in ("accuracy", "subset_accuracy", "f1_macro", "f1_micro") if k in scores})
     return row
+
+
+def _same_scores(row: dict, other: dict) -> bool:
+    keys = [k for k in row if k not in ("epoch", "step", "train_loss")]
+    return keys == [k for k in other if k not in ("epoch", "step", "train_loss")] and all(
+        row[k] is not None and other[k] is not None and math.isclose(row[k], other[k], rel_tol=1e-6) for k in keys
+    )
 
 
 def epoch_rows(log_history: list[dict]) -> list[dict]:
@@ -298,8 +307,13 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
     train = record.get("train_metrics") or {}
     last_loss = losses[-1] if losses else train.get("train_loss")
     final = epoch_row(train.get("epoch"), steps[-1] if steps else None, last_loss, record.get("eval_metrics") or {})
-    if final["eval_loss"] is not None and not any(row.get("step") == final["step"] for row in c.epochs):
+    at_step = [row for row in c.epochs if row.get("step") == final["step"]]
+    if final["eval_loss"] is not None and not at_step:
         c.epochs.append(final)
+    elif final["eval_loss"] is not None and not _same_scores(at_step[-1], final):
+        # The saved model is not the one last evaluated: load_best_model_at_end kept an earlier checkpoint, or
+        # decision calibration moved the decision. Its own row closes the table, named as such.
+        c.epochs.append({**final, "epoch": SAVED_MODEL_ROW, "train_loss": None})
     c.confusion_matrix = report.get("confusion_matrix")
     c.versions = c.versions or _versions()
     c.hf_transfer_version = record.get("hf_transfer_version")

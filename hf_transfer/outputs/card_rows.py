@@ -231,11 +231,23 @@ def recipe_rows(c: CardData) -> list[tuple[str, str]]:
     if r.get("early_stopping"):
         e = r["early_stopping"]
         how = "stopped early" if e["stopped_early"] else "ran to the end"
+        # Runs recorded before `best_model` was: the checkpoint kept is named here.
+        kept = "" if r.get("best_model") else f"; kept {e['best_checkpoint']} ({e['metric']} {fmt(e['best_metric'])})"
         rows.append(
             (
                 "early stopping",
-                f"patience {e['patience']} on {e['metric']}: {how} after {e['epochs_trained']:g} "
-                f"epoch(s); kept {e['best_checkpoint']} ({e['metric']} {fmt(e['best_metric'])})",
+                f"patience {e['patience']} on {e['metric']}: {how} after {e['epochs_trained']:g} epoch(s){kept}",
+            )  # fmt: skip
+        )
+    if r.get("best_model"):
+        b = r["best_model"]
+        epoch = f"epoch {b['epoch']:g}, " if b.get("epoch") is not None else ""
+        order = "higher" if b.get("greater_is_better") else "lower"
+        rows.append(
+            (
+                "best checkpoint kept (load_best_model_at_end)",
+                f"`{b['checkpoint']}` ({epoch}step {b['step']} of {b['last_step']}; {b['metric']} "
+                f"{fmt(b['value'])}, {order} is better): the saved model and its results are this checkpoint's",
             )  # fmt: skip
         )
     if r.get("calibration"):

@@ -269,12 +269,27 @@ def training_steps(args, tokenized, prepared: PreparedData, class_weights, befor
 
 
 def stopping_facts(trainer) -> dict:
-    """Where early stopping stopped and which checkpoint was kept."""
+    """Where early stopping stopped, and which checkpoint `load_best_model_at_end` kept (the saved model is that
+    checkpoint's, not the last step's)."""
     args, state = trainer.args, trainer.state
-    if args.early_stopping_patience is None:
-        return {}
+    facts = {}
     best = state.best_model_checkpoint
+    if args.load_best_model_at_end and best:
+        step = state.best_global_step
+        epoch = next((e.get("epoch") for e in state.log_history if "eval_loss" in e and e.get("step") == step), None)
+        facts["best_model"] = {
+            "checkpoint": Path(best).name,
+            "step": step,
+            "epoch": epoch,
+            "metric": args.metric_for_best_model,
+            "greater_is_better": args.greater_is_better,
+            "value": state.best_metric,
+            "last_step": state.global_step,
+        }
+    if args.early_stopping_patience is None:
+        return facts
     return {
+        **facts,
         "early_stopping": {
             "patience": args.early_stopping_patience,
             "threshold": args.early_stopping_threshold,
@@ -285,5 +300,5 @@ def stopping_facts(trainer) -> dict:
             "max_steps": state.max_steps,
             "best_checkpoint": Path(best).name if best else None,
             "best_metric": state.best_metric,
-        }
+        },
     }
