@@ -670,3 +670,30 @@ def test_a_pair_model_is_swept_on_pairs_and_its_merge_records_the_pair_column(tm
     capsys.readouterr()
     assert main([*predict, str(tmp_path / "single.csv")]) == 2
     assert "was trained on text pairs" in capsys.readouterr().err
+
+
+def test_a_merge_card_states_the_calibration_scores_of_the_fine_tuned_run(tmp_path, tiny_bert_dir):
+    """The merged card inherits the fine-tuned run's recipe. Its calibration row said "validation macro-F1 <before>
+    before, <after> after" with the merged model's own macro-F1 (at another α, on the merge's validation file) as
+    the "after": the fine-tuned run's figure is the one that follows its calibration."""
+    from test_cli import train_argv
+
+    words = {"pos": ["great", "lovely", "superb"], "neg": ["awful", "poor", "dire"]}
+    labels = ["pos"] * 36 + ["neg"] * 12
+    texts = [f"{words[label][i % 3]} item {i}" for i, label in enumerate(labels)]
+    train, dev = _csv(tmp_path / "train.csv", texts, labels), _csv(tmp_path / "dev.csv", texts[::3], labels[::3])
+    finetuned = tmp_path / "finetuned"
+    argv = train_argv(tiny_bert_dir, train, dev, finetuned, "--calibrate_decision", "macro_f1", "--learning_rate")
+    assert main([*argv, "1e-3", "--num_train_epochs", "3", "--calibration_split_percentage", "25"]) == 0
+    trained = json.loads((finetuned / "hf_transfer_run.json").read_text())
+    before = trained["calibration"]["validation_before"]["f1_macro"]
+    after = trained["eval_metrics"]["eval_f1_macro"]
+    out = tmp_path / "merged"
+    argv = ["merge", "--pretrained", str(tiny_bert_dir), "--finetuned", str(finetuned), "--alphas", "0,0.5"]
+    assert main([*argv, "--validation_file", str(dev), "--output_dir", str(out)]) == 0
+    merged = json.loads((out / "hf_transfer_run.json").read_text())
+    merged_f1 = merged["eval_sets"][merged["merge"]["validation_set"]]["f1_macro"]
+    assert f"{merged_f1:.4f}" != f"{after:.4f}"  # else the test could not tell the two apart
+    row = next(line for line in (out / "README.md").read_text().splitlines() if line.startswith("| decision calib"))
+    assert row.endswith(f"validation macro-F1 {before:.4f} before, {after:.4f} after |")
+    assert row in (finetuned / "README.md").read_text().splitlines()  # the fine-tuned card says the same

@@ -37,8 +37,6 @@ _HYPERPARAMETERS = (
 )
 # Scalar metrics worth a card (and a model-index entry); runtimes, sample counts and the loss are not.
 _METRIC_BASES = ("subset_accuracy", "accuracy", "precision", "recall", "f1")
-# The epoch cell of the per-epoch table's last row when the saved model is not the one last evaluated during training.
-SAVED_MODEL_ROW = "saved model"
 # Run-record sections that describe the training recipe beyond the freeze plan (the checkpoint kept as the best, and
 # the one a resumed run went on from).
 RECIPE_KEYS = ("class_weights", "linear_probe", "early_stopping", "best_model", "calibration", "resumed_from")
@@ -287,6 +285,9 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
     if c.few_shot and not (c.few_shot.get("validation") or {}).get("held_out", True):
         c.eval_dataset = "no held-out data (the few-shot route trained on every labelled row; no validation_file)"
     c.recipe = {k: record[k] for k in RECIPE_KEYS if record.get(k)}
+    if "calibration" in c.recipe:  # its "after" is the final evaluation, kept with it for a merge card's recipe
+        after = _scalar_metrics(record.get("eval_metrics"), "eval_").get("f1_macro")
+        c.recipe["calibration"] = {**c.recipe["calibration"], "validation_after": {"f1_macro": after}}
     c.adapter = detect_adapter(folder, record.get("adapter"))
     if not c.hyperparameters:
         c.hyperparameters = {k: config[k] for k in _HYPERPARAMETERS if k in config}
@@ -313,7 +314,7 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
     elif final["eval_loss"] is not None and not _same_scores(at_step[-1], final):
         # The saved model is not the one last evaluated: load_best_model_at_end kept an earlier checkpoint, or
         # decision calibration moved the decision. Its own row closes the table, named as such.
-        c.epochs.append({**final, "epoch": SAVED_MODEL_ROW, "train_loss": None})
+        c.epochs.append({**final, "epoch": "saved model", "train_loss": None})
     c.confusion_matrix = report.get("confusion_matrix")
     c.versions = c.versions or _versions()
     c.hf_transfer_version = record.get("hf_transfer_version")

@@ -247,15 +247,18 @@ def recipe_rows(c: CardData) -> list[tuple[str, str]]:
             (
                 "best checkpoint kept (load_best_model_at_end)",
                 f"`{b['checkpoint']}` ({epoch}step {b['step']} of {b['last_step']}; {b['metric']} "
-                f"{fmt(b['value'])}, {order} is better): the saved model and its results are this checkpoint's",
+                f"{fmt(b['value'])}, {order} is better): the model trained is this checkpoint's, not the last step's",
             )  # fmt: skip
         )
     if r.get("calibration"):
         k = r["calibration"]
         offsets = ", ".join(f"{name}: {v:+.3f}" for name, v in k["offsets"].items())
         before = k["validation_before"].get("f1_macro")
-        after = c.metrics.get("f1_macro")
-        moved = f"; validation macro-F1 {fmt(before)} before, {fmt(after)} after" if before is not None else ""
+        # Card data saved before `validation_after` was: a training run's own metrics are those after it.
+        after = (k.get("validation_after") or {}).get("f1_macro", None if c.merge else c.metrics.get("f1_macro"))
+        moved = ""
+        if before is not None and after is not None:
+            moved = f"; validation macro-F1 {fmt(before)} before, {fmt(after)} after"
         rows.append(
             (
                 "decision calibration",
