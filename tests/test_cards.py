@@ -82,7 +82,7 @@ def test_card_data_is_filled_during_training(tiny_run):
 
 def test_quick_start_snippet_runs(tiny_run, capsys):
     snippet = python_snippet((tiny_run / "README.md").read_text())
-    assert 'pipeline("text-classification", model="run")' in snippet
+    assert 'pipeline("text-classification", model="run", truncation=True, max_length=128)' in snippet
     assert 'print(classifier("I really enjoyed this!"))' in snippet
     assert "Input: column `text`." in (tiny_run / "README.md").read_text()
     exec(snippet.replace('model="run"', f'model="{tiny_run}"'), {})

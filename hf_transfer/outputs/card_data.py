@@ -71,6 +71,9 @@ class CardData:
     adapter: dict | None = None
     merge: dict | None = None  # weight interpolation: α, both sources, the sweep (hf-transfer merge)
     export: dict | None = None  # an ONNX export: exporter, opset, quantization, parity, speed (hf-transfer export)
+    # The truncation length `predict` and `evaluate` use for this folder (the one it was trained, merged or exported
+    # at): the quick start truncates there too, so it scores a long text as they do.
+    max_seq_length: int | None = None
     recipe: dict = field(default_factory=dict)  # class_weights, linear_probe, ..., resumed_from
     hyperparameters: dict = field(default_factory=dict)
     precision: str = "fp32"
@@ -293,6 +296,7 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
         c.hyperparameters = {k: config[k] for k in _HYPERPARAMETERS if k in config}
     elif "max_seq_length" in config:
         c.hyperparameters["max_seq_length"] = config["max_seq_length"]
+    c.max_seq_length = config.get("max_seq_length")
     c.precision = record.get("precision", c.precision)
     c.world_size = record.get("world_size", c.world_size)
     report = record.get("validation_report") or {}
@@ -390,6 +394,7 @@ def merge_card_data(record: dict, config: dict, folder: str | Path, sets: list) 
     c.label_names = list(record.get("label_names") or [])
     c.problem_type = record.get("problem_type") or c.problem_type
     c.merge = m
+    c.max_seq_length = config.get("max_seq_length")
     reports = record.get("eval_sets") or {}
     main = reports.get(m.get("validation_set")) or {}
     c.metrics = _scalar_metrics(main)

@@ -199,6 +199,8 @@ def build_card(c: CardData, folder: str | Path | None = None):
         summary=export_summary(c, _summary(c)),
         quickstart="onnx" if c.export else "peft" if in_folder else "pipeline",
         tokenizer_source=repo_id if has_tokenizer else (c.base_model or repo_id),
+        # Card data saved before it recorded the length: a training run's hyperparameters name it.
+        truncation=_truncation(c.max_seq_length or c.hyperparameters.get("max_seq_length")),
         example_text=EXAMPLE_TEXT,
         example_pair=EXAMPLE_PAIR if c.columns.get("text_pair") else None,
         multi_label=c.multi_label,
@@ -218,6 +220,13 @@ def build_card(c: CardData, folder: str | Path | None = None):
         versions=c.versions,
         hf_transfer_version=c.hf_transfer_version or "",
     )
+
+
+def _truncation(max_length) -> str:
+    """The quick start's tokenizer arguments: truncate where `predict` and `evaluate` do, so that a long text is
+    scored as they score it (untruncated, one longer than the model's position table failed inside the model)."""
+    valid = isinstance(max_length, int) and not isinstance(max_length, bool) and max_length > 0
+    return f"truncation=True, max_length={max_length}" if valid else "truncation=True"
 
 
 # --- merging with an existing README ---------------------------------------------------------------------------------

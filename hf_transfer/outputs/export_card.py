@@ -112,6 +112,7 @@ def export_card_data(source: str, record: dict, model_name: str, validation_file
     c.label_names = list(record["label_names"])
     c.problem_type = record["problem_type"]
     c.export = {**export, "source_card": inherited is not None}
+    c.max_seq_length = export.get("max_seq_length")
     graph = "int8" if export.get("quantization") else "fp32"
     report = export.get("validation_report")
     if report:

@@ -1,0 +1,73 @@
+"""What a run writes, used the way a `transformers` user uses it: the card's quick start (pipeline, AutoPeftModel,
+ONNX Runtime), run as written against the folder, scores a text as `hf-transfer predict` scores it."""
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_cli import train_argv, write_csv
+
+from hf_transfer.cli import main
+
+MAX_SEQ_LENGTH = 32
+# Longer than the tiny BERT's position table (128) and than MAX_SEQ_LENGTH: scored as `predict` scores it only when
+# truncated at the trained length; untruncated, it fails inside the model's embeddings.
+LONG_TEXT = " ".join(f"great thing number {i}, not bad at all." for i in range(40))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_bert_dir) -> dict[str, Path]:
+    """A full fine-tune, a LoRA adapter and the fine-tune's ONNX export, all at max_seq_length 32."""
+    root = tmp_path_factory.mktemp("ecosystem")
+    words = ["good", "great", "fine", "bad", "awful", "poor"]
+    texts = [f"{words[i % 6]} thing number {i}" for i in range(30)]
+    labels = ["pos" if i % 6 < 3 else "neg" for i in range(30)]
+    train = write_csv(root / "train.csv", texts[:24], labels[:24])
+    dev = write_csv(root / "dev.csv", texts[24:], labels[24:])
+    length = ["--max_seq_length", str(MAX_SEQ_LENGTH), "--max_steps", "3"]
+    folders = {"pipeline": root / "full", "peft": root / "lora", "onnx": root / "onnx"}
+    assert main(train_argv(tiny_bert_dir, train, dev, folders["pipeline"], *length)) == 0
+    lora = ["--peft_method", "lora", "--learning_rate", "1e-2"]
+    assert main(train_argv(tiny_bert_dir, train, dev, folders["peft"], *length, *lora)) == 0
+    assert main(["export", str(folders["pipeline"]), "--format", "onnx", "--output_dir", str(folders["onnx"])]) == 0
+    return folders
+
+
+def predicted(folder: Path, text: str) -> dict[str, float]:
+    """{label: score} as `hf-transfer predict` gives them for `text`."""
+    source = write_csv(folder.parent / f"{folder.name}-in.csv", [text], ["pos"])
+    out = folder.parent / f"{folder.name}-out.jsonl"
+    argv = ["predict", "--model_name_or_path", str(folder), "--input_file", str(source), "--output_file", str(out)]
+    assert main([*argv, "--top_k", "2"]) == 0
+    row = json.loads(out.read_text().splitlines()[0])
+    return {row[f"top{k}_label"]: row[f"top{k}_score"] for k in (1, 2)}
+
+
+@pytest.mark.parametrize("quickstart", ["pipeline", "peft", "onnx"])
+def test_the_quick_start_scores_a_long_text_as_predict_does(runs, quickstart, capsys):
+    """The quick starts tokenized without truncation: a text longer than the model's position table failed inside
+    its embeddings, and one longer than max_seq_length was scored on more tokens than `predict` and `evaluate` read
+    (and than training saw). They truncate at the folder's recorded length now."""
+    folder = runs[quickstart]
+    card = (folder / "README.md").read_text()
+    snippet = re.search(r"```python\n(.*?)```", card, re.S).group(1)
+    assert f"truncation=True, max_length={MAX_SEQ_LENGTH}" in snippet
+    name = folder.name
+    snippet = snippet.replace(f'snapshot_download("{name}")', f'"{folder}"').replace(f'"{name}"', f'"{folder}"')
+    namespace = {}
+    exec(snippet.replace("I really enjoyed this!", LONG_TEXT), namespace)
+    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    expected = predicted(folder, LONG_TEXT)
+    if quickstart == "pipeline":
+        (got,) = ast.literal_eval(printed)
+        assert got["label"] == max(expected, key=expected.get)
+        assert got["score"] == pytest.approx(expected[got["label"]], abs=1e-5)
+    else:
+        logits = np.asarray(namespace["logits"], dtype=np.float64)[0]
+        scores = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+        labels = namespace["labels"]
+        assert dict(zip(labels, scores, strict=True)) == pytest.approx(expected, abs=1e-5)
+        assert printed == max(expected, key=expected.get)
