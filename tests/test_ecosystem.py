@@ -20,7 +20,8 @@ LONG_TEXT = " ".join(f"great thing number {i}, not bad at all." for i in range(4
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_bert_dir) -> dict[str, Path]:
-    """A full fine-tune, a LoRA adapter and the fine-tune's ONNX export, all at max_seq_length 32."""
+    """A full fine-tune, a LoRA adapter, the fine-tune's ONNX export and its WiSE-FT merge with the base, all at
+    max_seq_length 32, from the tiny BERT whose tokenizer states model_max_length 512 over a 128-row position table."""
     root = tmp_path_factory.mktemp("ecosystem")
     words = ["good", "great", "fine", "bad", "awful", "poor"]
     texts = [f"{words[i % 6]} thing number {i}" for i in range(30)]
@@ -28,11 +29,13 @@ def runs(tmp_path_factory, tiny_bert_dir) -> dict[str, Path]:
     train = write_csv(root / "train.csv", texts[:24], labels[:24])
     dev = write_csv(root / "dev.csv", texts[24:], labels[24:])
     length = ["--max_seq_length", str(MAX_SEQ_LENGTH), "--max_steps", "3"]
-    folders = {"pipeline": root / "full", "peft": root / "lora", "onnx": root / "onnx"}
+    folders = {"pipeline": root / "full", "peft": root / "lora", "onnx": root / "onnx", "merge": root / "merged"}
     assert main(train_argv(tiny_bert_dir, train, dev, folders["pipeline"], *length)) == 0
     lora = ["--peft_method", "lora", "--learning_rate", "1e-2"]
     assert main(train_argv(tiny_bert_dir, train, dev, folders["peft"], *length, *lora)) == 0
     assert main(["export", str(folders["pipeline"]), "--format", "onnx", "--output_dir", str(folders["onnx"])]) == 0
+    merge = ["--pretrained", str(tiny_bert_dir), "--finetuned", str(folders["pipeline"]), "--alpha", "0.5"]
+    assert main(["merge", *merge, "--output_dir", str(folders["merge"])]) == 0
     return folders
 
 
@@ -71,3 +74,25 @@ def test_the_quick_start_scores_a_long_text_as_predict_does(runs, quickstart, ca
         labels = namespace["labels"]
         assert dict(zip(labels, scores, strict=True)) == pytest.approx(expected, abs=1e-5)
         assert printed == max(expected, key=expected.get)
+
+
+@pytest.mark.parametrize("kind", ["pipeline", "onnx", "merge"])
+def test_the_saved_tokenizer_truncates_within_the_position_table(runs, kind, tiny_bert_dir):
+    """The tokenizer was saved as loaded: one whose model_max_length is above the model's position table (or that
+    states none: transformers then uses 1e30) let `pipeline(..., truncation=True)` pass a row the model cannot
+    embed, and it failed inside the embeddings. Saved models cap it at what the model can embed."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    assert AutoTokenizer.from_pretrained(tiny_bert_dir).model_max_length == 512  # the base's tokenizer says 512
+    folder = runs[kind]
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert tokenizer.model_max_length == 128
+    assert len(tokenizer(LONG_TEXT, truncation=True)["input_ids"]) == 128
+    if kind != "onnx":
+        (got,) = pipeline("text-classification", model=str(folder), top_k=None)([LONG_TEXT], truncation=True)
+        model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+        with torch.no_grad():
+            logits = model(**tokenizer(LONG_TEXT, truncation=True, max_length=128, return_tensors="pt")).logits
+        expected = dict(zip(("neg", "pos"), torch.softmax(logits, -1)[0].tolist(), strict=True))
+        assert {row["label"]: row["score"] for row in got} == pytest.approx(expected, abs=1e-6)

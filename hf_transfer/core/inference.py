@@ -43,6 +43,14 @@ def max_length_for_config(config, tokenizer, max_length: int) -> int:
     return min([max_length, *(n for n in limits if isinstance(n, int) and n > 0)])
 
 
+def cap_model_max_length(config, tokenizer) -> None:
+    """Lower the tokenizer's `model_max_length` to what the model can embed, before it is saved with the model. A
+    tokenizer that states no limit (transformers then uses 1e30) or one above the position table let
+    `pipeline(..., truncation=True)` and `tokenizer(text, truncation=True)` pass a longer row, which failed inside the
+    model's embeddings, wherever the folder went."""
+    tokenizer.model_max_length = max_length_for_config(config, tokenizer, tokenizer.model_max_length)
+
+
 def check_room_for_text(tokenizer, max_length: int, pair: bool) -> None:
     """ConfigError when `max_length` leaves no token of the text (of each text of a pair) once the tokenizer's special
     tokens are in. Below their count a tokenizer truncates nothing at all (it logs an error and returns the whole

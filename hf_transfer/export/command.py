@@ -22,6 +22,7 @@ from hf_transfer.adapters.peft_model import check_mergeable, merge_into_base
 from hf_transfer.core.arguments import EvalSet
 from hf_transfer.core.eval_sets import PreparedEvalSet, prepare_eval_set
 from hf_transfer.core.folders import ONNX_FILE, ONNX_INT8_FILE, RUN_RECORD_FILE, staged_output_dir
+from hf_transfer.core.inference import cap_model_max_length
 from hf_transfer.core.metrics import classification_metrics
 from hf_transfer.core.models import onnx_export_error
 from hf_transfer.core.onnx_model import OnnxClassifier
@@ -146,6 +147,7 @@ def _build(args: ExportArguments, source: InferenceSource, data: PreparedEvalSet
     speed_pairs = None if pairs is None else [pairs[i % len(pairs)] for i in range(args.speed_samples)]
     speed = speed_table(models, tokenizer, speed_texts, speed_pairs, args.max_seq_length)
     model.config.save_pretrained(folder)
+    cap_model_max_length(model.config, tokenizer)
     tokenizer.save_pretrained(folder)
     report = None
     if data is not None and problem_type != MULTI_LABEL:

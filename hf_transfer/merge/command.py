@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from hf_transfer import __version__
 from hf_transfer.core.eval_sets import left_out_warning, reports_markdown, rows_left_out, scalars, score_set
 from hf_transfer.core.folders import CARD_DATA_FILE, CONFIG_FILE, RUN_RECORD_FILE, staged_output_dir
+from hf_transfer.core.inference import cap_model_max_length
 from hf_transfer.core.markdown import table_row
 from hf_transfer.merge.arguments import MergeArguments
 from hf_transfer.merge.interpolation import SELECTION_RULE, choose_alpha
@@ -108,6 +109,7 @@ def _base_model(args: MergeArguments) -> str:
 def _write_folder(args, pre: _Preflight, interpolator, model, results, rows, chosen, chosen_by, out: Path, building):
     """Everything `merge` leaves, written into `building`, the staged folder that becomes `out` at the end."""
     model.save_pretrained(building)
+    cap_model_max_length(model.config, pre.tokenizer)
     pre.tokenizer.save_pretrained(building)
     reports = results.get(chosen) or {}
     names = [data.name for data in pre.sets]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from hf_transfer.core.arguments import DataArguments, ModelArguments
 from hf_transfer.core.data import PreparedData, load_data
 from hf_transfer.core.freezing import FreezePlan
-from hf_transfer.core.inference import check_room_for_text, max_length_for_config
+from hf_transfer.core.inference import cap_model_max_length, check_room_for_text, max_length_for_config
 from hf_transfer.core.models import (
     check_classifier_head,
     check_weights_complete,
@@ -76,8 +76,9 @@ def fit_max_seq_length(data_args: DataArguments, models: list[tuple]) -> None:
             "max_seq_length %d is more than the model can embed; using %d.", data_args.max_seq_length, usable
         )
         data_args.max_seq_length = usable
-    for _, tokenizer in models:
+    for config, tokenizer in models:
         check_room_for_text(tokenizer, data_args.max_seq_length, bool(data_args.text_pair_column_name))
+        cap_model_max_length(config, tokenizer)  # the saved tokenizer's own limit, for pipeline() and the like
 
 
 def load_checked_data(data_args: DataArguments, training_args: TransferTrainingArguments) -> PreparedData:
