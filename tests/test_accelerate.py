@@ -131,6 +131,15 @@ def losses(out):
     return [e["loss"] for e in state["log_history"] if "loss" in e]
 
 
+def same_facts(a, b) -> bool:
+    """Equal records, floats within 1e-4 (DDP sums in another order)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_facts(a[k], b[k]) for k in a)
+    if isinstance(a, float) and isinstance(b, float):
+        return a == pytest.approx(b, rel=1e-4, abs=1e-4)
+    return a == b
+
+
 @pytest.mark.parametrize("command", ["train", "distill"])
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch(command, setup, tmp_path, capsys):
     single, ddp = tmp_path / "single", tmp_path / "ddp"
@@ -161,16 +170,33 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(command,
         ["--linear_probe_epochs", "1"],
         ["--freeze_layers", "1", "--freeze_embeddings", "true", "--cache_frozen_features", "true"],
         ["--peft_method", "lora"],
+        ["--calibrate_decision", "macro_f1", "--calibration_split_percentage", "25"],
+        [
+            "--eval_strategy",
+            "epoch",
+            "--save_strategy",
+            "epoch",
+            "--load_best_model_at_end",
+            "true",
+            "--metric_for_best_model",
+            "loss",
+            "--early_stopping_patience",
+            "1",
+        ],
     ],
-    ids=["class-weights", "lp-ft", "frozen-feature-cache", "lora"],
+    ids=["class-weights", "lp-ft", "frozen-feature-cache", "lora", "calibration", "best-checkpoint"],
 )
 def test_two_process_ddp_matches_one_process_with_each_training_option(extra, setup, tmp_path):
-    """Class weights, the linear probe, the frozen-trunk cache and LoRA each give the single-process run's losses and
-    weights under 2-process DDP with the same global batch."""
+    """Class weights, the linear probe, the frozen-trunk cache, LoRA, decision calibration and the best checkpoint
+    kept by early stopping each give the single-process run's losses, weights and record under 2-process DDP with
+    the same global batch."""
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     assert main([*run_args(setup, single, "train", batch=8), "--use_cpu", "true", *extra]) == 0
     launch_two_processes([*run_args(setup, ddp, "train", batch=4), *extra])
-    assert json.loads((ddp / "hf_transfer_run.json").read_text())["world_size"] == 2
+    record, alone = (json.loads((out / "hf_transfer_run.json").read_text()) for out in (ddp, single))
+    assert record["world_size"] == 2
+    for section in ("calibration", "best_model", "early_stopping"):  # the offsets fitted, the checkpoint kept
+        assert same_facts(record.get(section), alone.get(section)), (section, record.get(section), alone.get(section))
     assert sorted(p.name for p in ddp.iterdir()) == sorted(p.name for p in single.iterdir())
     assert losses(ddp) == pytest.approx(losses(single), rel=1e-4, abs=1e-5)
     weights = "adapter_model.safetensors" if "lora" in extra else "model.safetensors"
