@@ -69,6 +69,18 @@ def head_parts(model: nn.Module) -> HeadParts | None:
     return HeadParts(blocks, dense, final)
 
 
+def mean_pooling_block(model: nn.Module) -> int | None:
+    """The index of the route's mean-pooling block when `model` ends with one, else None. Told by its zero queries,
+    keys and feed-forward input: their gradients are zero there, so a model fine-tuned, merged or distilled from a
+    few-shot one (its record says nothing of the route) still has them zero, where no trained block does."""
+    parts = head_parts(model)
+    if parts is None:
+        return None
+    block = parts.blocks[-1]
+    zero = (block.attention.self.query.weight, block.attention.self.key.weight, block.intermediate.dense.weight)
+    return len(parts.blocks) - 1 if not any(torch.count_nonzero(w) for w in zero) else None
+
+
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """The masked mean over positions, as sentence-transformers' mean pooling computes it."""
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
