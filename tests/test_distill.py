@@ -695,6 +695,40 @@ def refused_before_any_weight_loads(monkeypatch, capsys, argv, needle):
     assert len(err.splitlines()) == 1 and needle in err, err
 
 
+def test_a_teacher_reads_pairs_or_single_texts_as_it_was_trained(tmp_path, tiny_bert_dir, capsys, monkeypatch):
+    """A teacher trained on text pairs was fed the first texts alone when the distillation data named no second
+    column (its soft labels, and its recorded validation accuracy, came from half its input), and a single-text
+    teacher was fed pairs, silently; `predict` and `evaluate` refuse both. The teachers' recorded pair columns are
+    checked before any weight loads."""
+    import pandas as pd
+
+    words = ["good", "great", "fine", "bad", "awful", "poor"]
+    rows = pd.DataFrame({"text": [f"{words[i % 6]} thing {i}" for i in range(24)],
+                         "second": [f"number {i}" for i in range(24)],
+                         "label": ["pos" if i % 6 < 3 else "neg" for i in range(24)]})  # fmt: skip
+    rows.to_csv(tmp_path / "train.csv", index=False)
+    train = tmp_path / "train.csv"
+    teachers = {}
+    for kind, extra in (("pairs", ["--text_pair_column_name", "second"]), ("single", [])):
+        teachers[kind] = tmp_path / f"teacher-{kind}"
+        assert main(["train", "--model_name_or_path", str(tiny_bert_dir), "--train_file", str(train),
+                     "--validation_file", str(train), "--output_dir", str(teachers[kind]), "--max_steps", "1",
+                     "--use_cpu", "true", "--disable_tqdm", "true", "--report_to", "none", *extra]) == 0  # fmt: skip
+    out = tmp_path / "out"
+    argv = distill_argv(teachers["pairs"], train, train, out, tmp_path / "cache", "--student_layers", "[0]")
+    with monkeypatch.context() as m:
+        refused_before_any_weight_loads(m, capsys, argv, f"teacher {str(teachers['pairs'])!r} was trained on text "
+                                        "pairs (second text column 'second'); give")  # fmt: skip
+        argv = distill_argv(teachers["single"], train, train, out, tmp_path / "cache", "--student_layers", "[0]")
+        argv += ["--text_pair_column_name", "second"]
+        refused_before_any_weight_loads(m, capsys, argv, f"teacher {str(teachers['single'])!r} was trained on "
+                                        "single texts, but text_pair_column_name is 'second'")  # fmt: skip
+    assert not out.exists()
+    argv = distill_argv(teachers["pairs"], train, train, out, tmp_path / "cache", "--student_layers", "[0]")
+    assert main([*argv, "--text_pair_column_name", "second"]) == 0
+    assert json.loads((out / "hf_transfer_run.json").read_text())["data"]["columns"]["text_pair"] == "second"
+
+
 def test_teacher_top_k_on_multi_label_data_is_refused(tmp_path, tiny_bert_dir, capsys, monkeypatch):
     """The top-k cache rebuilt the teacher's targets as a softmax over its k largest logits: for multi-label data,
     whose KD targets are each label's sigmoid, logits [3, 2, -5] at k = 2 became targets [0.73, 0.27, 0] where the

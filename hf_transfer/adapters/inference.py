@@ -106,19 +106,20 @@ def check_pair_column(source: InferenceSource, given: str | None, model_name: st
     check_given_pair(trained_pair_column(source), given, model_name)
 
 
-def check_given_pair(trained: dict, given: str | None, model_name: str) -> None:
-    """ConfigError when `given` (the second text column asked for) contradicts `trained` (`trained_pair_column`)."""
+def check_given_pair(trained: dict, given: str | None, model_name: str, role: str = "") -> None:
+    """ConfigError when `given` (the second text column asked for) contradicts `trained` (`trained_pair_column`);
+    `role` goes before the model's name ("teacher ")."""
     if PAIR_COLUMN not in trained:
         return
     pair = trained[PAIR_COLUMN]
     if pair and not given:
         raise ConfigError(
-            f"{model_name!r} was trained on text pairs (second text column {pair!r}); give the input's second text "
-            f"column with --text_pair_column_name (e.g. --text_pair_column_name {pair})."
+            f"{role}{model_name!r} was trained on text pairs (second text column {pair!r}); give the input's second "
+            f"text column with --text_pair_column_name (e.g. --text_pair_column_name {pair})."
         )
     if not pair and given:
         raise ConfigError(
-            f"{model_name!r} was trained on single texts, but text_pair_column_name is {given!r}; drop it."
+            f"{role}{model_name!r} was trained on single texts, but text_pair_column_name is {given!r}; drop it."
         )
 
 

@@ -8,6 +8,7 @@ import json
 import os
 from dataclasses import dataclass, field, fields
 
+from hf_transfer.adapters.inference import check_given_pair, trained_pair_column
 from hf_transfer.core.arguments import DataArguments, ModelArguments
 from hf_transfer.core.caching import fingerprint_tokenizer
 from hf_transfer.core.data import PreparedData, reorder_labels
@@ -102,6 +103,8 @@ def preflight(
         teacher_configs.append(config)
     teacher_layout = meta_layout(teacher_configs[0])
     _check_teacher_shape(d, teacher_names[0], teacher_configs[0], teacher_layout.depth)  # configs alone: before data
+    for name in teacher_names:  # a teacher reads the student's texts: its own pairs, or single texts, as trained
+        check_given_pair(trained_pair_column(name), data_args.text_pair_column_name, name, "teacher ")
     prepared = load_checked_data(data_args, training_args)
     check_best_metric(training_args, prepared)
     if d.teacher_top_k is not None and prepared.problem_type == MULTI_LABEL:
