@@ -697,3 +697,39 @@ def test_a_merge_card_states_the_calibration_scores_of_the_fine_tuned_run(tmp_pa
     row = next(line for line in (out / "README.md").read_text().splitlines() if line.startswith("| decision calib"))
     assert row.endswith(f"validation macro-F1 {before:.4f} before, {after:.4f} after |")
     assert row in (finetuned / "README.md").read_text().splitlines()  # the fine-tuned card says the same
+
+
+def test_a_merge_of_a_merge_says_its_fine_tuned_end_is_a_merge(tmp_path, tiny_bert_dir):
+    """`merge --finetuned <a merge>`: the card called that end "a fine-tuned model" and described the first merge's
+    fine-tuned run as how it was trained. It now names the earlier merge, its α and ends, and the α in effect towards
+    the fine-tuned model when both merges start from the same pretrained model."""
+    from test_cli import train_argv
+
+    words = {"pos": ["great", "lovely", "superb"], "neg": ["awful", "poor", "dire"]}
+    labels = ["pos", "neg"] * 16
+    texts = [f"{words[label][i % 3]} item {i}" for i, label in enumerate(labels)]
+    train, dev = _csv(tmp_path / "train.csv", texts, labels), _csv(tmp_path / "dev.csv", texts[::2], labels[::2])
+    finetuned, first, second = tmp_path / "finetuned", tmp_path / "first", tmp_path / "second"
+    assert main([*train_argv(tiny_bert_dir, train, dev, finetuned), "--num_train_epochs", "1"]) == 0
+    for source, out, alpha in ((finetuned, first, "0.5"), (first, second, "0.4")):
+        argv = ["merge", "--pretrained", str(tiny_bert_dir), "--finetuned", str(source), "--alpha", alpha]
+        assert main([*argv, "--validation_file", str(dev), "--output_dir", str(out)]) == 0
+    card = (second / "README.md").read_text()
+    assert "| α = 1 (fine-tuned) | `first` (itself a merge: α = 0.5 between " in card
+    assert "and `finetuned`) |" in card and "(a fine-tuned model)" not in card
+    assert "| in effect | α = 0.2 towards `finetuned` (both merges start from the same pretrained model) |" in card
+    assert "describes how `finetuned`, the fine-tuned model behind the α = 1 end, was trained." in card
+    # The one-step merge's card is as before.
+    first_card = (first / "README.md").read_text()
+    assert "(a fine-tuned model)" in first_card and "in effect" not in first_card
+    assert "describes how the fine-tuned model (α = 1) was trained." in first_card
+    # In effect means it: the second merge's body equals a single merge at α 0.2 of the fine-tuned model.
+    from safetensors.torch import load_file
+    from transformers import AutoModelForSequenceClassification
+
+    chained = load_file(str(second / "model.safetensors"))
+    pretrained = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=2).state_dict()
+    tuned = load_file(str(finetuned / "model.safetensors"))
+    name = "bert.encoder.layer.0.attention.self.query.weight"
+    expected = 0.8 * pretrained[name] + 0.2 * tuned[name]
+    assert torch.allclose(chained[name], expected, atol=1e-6)

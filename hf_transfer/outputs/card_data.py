@@ -39,6 +39,8 @@ _HYPERPARAMETERS = (
 _METRIC_BASES = ("subset_accuracy", "accuracy", "precision", "recall", "f1")
 # Run-record sections that describe the training recipe beyond the freeze plan (the checkpoint kept as the best, and
 # the one a resumed run went on from).
+# What a merge card keeps of an earlier merge that is its fine-tuned end (and of that one's own earlier merge).
+MERGE_CHAIN_KEYS = ("alpha", "pretrained", "finetuned", "finetuned_kind", "head_init", "finetuned_merge")
 RECIPE_KEYS = ("class_weights", "linear_probe", "early_stopping", "best_model", "calibration", "resumed_from")
 
 
@@ -393,7 +395,8 @@ def merge_card_data(record: dict, config: dict, folder: str | Path, sets: list) 
         c.data_source = "not recorded: the fine-tuned model was not trained with hf-transfer"
     c.label_names = list(record.get("label_names") or [])
     c.problem_type = record.get("problem_type") or c.problem_type
-    c.merge = m
+    earlier = inherited.merge if inherited else None  # the fine-tuned end is itself a merge: say so, not "fine-tuned"
+    c.merge = {**m, "finetuned_merge": {k: earlier.get(k) for k in MERGE_CHAIN_KEYS}} if earlier else m
     c.max_seq_length = config.get("max_seq_length")
     reports = record.get("eval_sets") or {}
     main = reports.get(m.get("validation_set")) or {}

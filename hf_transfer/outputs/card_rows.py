@@ -151,11 +151,11 @@ def merge_rows(c: CardData) -> list[tuple[str, str]]:
     if not m:
         return []
     base = f"`{shown_name(c.base_model or m.get('pretrained'))}`"
-    kind = "a PEFT adapter, merged" if m.get("finetuned_kind") == "adapter" else "a fine-tuned model"
     rows = [
         ("α", f"{m['alpha']:g}"),
         zero_end(m, base),
-        ("α = 1 (fine-tuned)", f"`{Path(str(m['finetuned'])).name}` ({kind})"),
+        ("α = 1 (fine-tuned)", f"`{Path(str(m['finetuned'])).name}` ({finetuned_kind(m)})"),
+        *chain_rows(m),
         ("how α is applied", str(m.get("method"))),
         ("task head", head_text(m)),
         ("interpolated tensors", count(m.get("interpolated_tensors"))),
@@ -166,6 +166,38 @@ def merge_rows(c: CardData) -> list[tuple[str, str]]:
         rows.append(("α grid", ", ".join(f"{a:g}" for a in m["alphas"])))
     rows.append(("α chosen by", str(m.get("chosen_by"))))
     return rows
+
+
+def finetuned_kind(m: dict) -> str:
+    """What the α = 1 end is: a fine-tuned model, a merged adapter, or itself a merge (named with its α and ends)."""
+    earlier = m.get("finetuned_merge")
+    if earlier:
+        ends = f"`{Path(str(earlier['pretrained'])).name}` and `{Path(str(earlier['finetuned'])).name}`"
+        return f"itself a merge: α = {earlier['alpha']:g} between {ends}"
+    return "a PEFT adapter, merged" if m.get("finetuned_kind") == "adapter" else "a fine-tuned model"
+
+
+def chain_rows(m: dict) -> list[tuple[str, str]]:
+    """A merge of a merge that starts from the same pretrained model, with no head interpolation in either, is one
+    interpolation of the body: θ = (1 − α₁α₂)·θ_pretrained + α₁α₂·θ_finetuned. Say so, and towards which model."""
+    earlier = m.get("finetuned_merge")
+    if not earlier or m.get("head_init") or earlier.get("head_init") or earlier.get("finetuned_merge"):
+        return []
+    if not same_source(m.get("pretrained"), earlier.get("pretrained")):
+        return []
+    alpha = m["alpha"] * earlier["alpha"]
+    towards = Path(str(earlier["finetuned"])).name
+    return [("in effect", f"α = {alpha:g} towards `{towards}` (both merges start from the same pretrained model)")]
+
+
+def same_source(a, b) -> bool:
+    """Two ends name the same model: the same folder, or the same Hub id."""
+    if a is None or b is None:
+        return False
+    first, second = Path(str(a)), Path(str(b))
+    if first.is_dir() and second.is_dir():
+        return first.resolve() == second.resolve()
+    return str(a) == str(b)
 
 
 def zero_end(m: dict, base: str) -> tuple[str, str]:
