@@ -280,6 +280,22 @@ CASES = [
         "multi-label",
     ),
     ("bad max_seq_length", lambda w: train(w, "--max_seq_length", "0"), "max_seq_length"),
+    # values that failed only once the weights had loaded (a traceback or a NaN model), or were ignored silently
+    ("infinite epochs", lambda w: train(w, "--num_train_epochs", "inf"), "num_train_epochs must be a finite number"),
+    ("infinite learning rate", lambda w: train(w, "--learning_rate", "inf"), "learning_rate must be >= 0 and finite"),
+    ("negative seed", lambda w: train(w, "--seed", "-1"), "seed must be in [0, 2**32 - 1], got -1"),
+    ("seed above 2**32 - 1", lambda w: train(w, "--seed", "4294967296"), "seed must be in [0, 2**32 - 1]"),
+    ("NaN weight decay", lambda w: train(w, "--weight_decay", "nan"), "weight_decay must be finite and >= 0"),
+    ("NaN max_grad_norm", lambda w: train(w, "--max_grad_norm", "nan"), "max_grad_norm must be a number"),
+    ("label smoothing above 1", lambda w: train(w, "--label_smoothing_factor", "2"), "label_smoothing_factor"),
+    (
+        "NaN early_stopping_threshold",
+        lambda w: train(
+            w, "--eval_strategy", "epoch", "--early_stopping_patience", "1", "--early_stopping_threshold", "nan"
+        ),
+        "early_stopping_threshold must be >= 0 and finite",
+    ),
+    ("infinite linear_probe_epochs", lambda w: train(w, "--linear_probe_epochs", "inf"), "linear_probe_epochs"),
     ("invalid dataset_hub_id", lambda w: train(w, "--dataset_hub_id", "not a/valid id"), "dataset_hub_id"),
     ("stray argument", lambda w: train(w, "oops"), "unexpected argument"),
     # data
@@ -545,14 +561,17 @@ def _run_cli(argv: list[str], env: dict | None = None) -> subprocess.CompletedPr
 
 
 @pytest.fixture(scope="module")
-def matrix(world, tmp_path_factory):
-    """Every case started at once on a pool as wide as the machine (each is a fresh `python -m hf_transfer`, whose
-    start-up dominates); each test then waits for its own case."""
+def matrix(world, tmp_path_factory, request):
+    """Every selected case (all, unless `-k` picks some) started at once on a pool as wide as the machine (each is a
+    fresh `python -m hf_transfer`, whose start-up dominates); each test then waits for its own case."""
     from concurrent.futures import ThreadPoolExecutor
 
+    selected = {getattr(item, "callspec", None) and item.callspec.params.get("case") for item in request.session.items}
     pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2))
     runs = {}
     for case, build, _ in CASES:
+        if case not in selected:
+            continue
         out = tmp_path_factory.mktemp("bad") / "out"
         runs[case] = (out, pool.submit(_run_cli, _argv(build(world), out)))
     yield runs

@@ -274,10 +274,25 @@ class TransferTrainingArguments(TrainingArguments):
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        if not self.learning_rate >= 0:
-            raise ConfigError(f"learning_rate must be >= 0, got {self.learning_rate} (typically 1e-5 to 1e-3).")
+        if not 0 <= self.learning_rate < math.inf:
+            raise ConfigError(
+                f"learning_rate must be >= 0 and finite, got {self.learning_rate} (typically 1e-5 to 1e-3)."
+            )
         if self.max_steps <= 0 and not self.num_train_epochs > 0 and not self.linear_probe_epochs:
             raise ConfigError(f"num_train_epochs must be > 0 (or set max_steps), got {self.num_train_epochs}.")
+        # Each of these failed only once the weights had loaded: a traceback (inf epochs, a seed numpy refuses, label
+        # smoothing torch refuses) or a NaN model (NaN weight decay); a NaN clip norm was ignored, silently.
+        grad_norm = self.max_grad_norm
+        limits = {
+            "num_train_epochs": (math.isfinite(self.num_train_epochs), "a finite number"),
+            "seed": (0 <= self.seed < 2**32, "in [0, 2**32 - 1]"),
+            "label_smoothing_factor": (0 <= self.label_smoothing_factor < 1, "in [0, 1)"),
+            "weight_decay": (0 <= self.weight_decay < math.inf, "finite and >= 0"),
+            "max_grad_norm": (grad_norm is None or not math.isnan(grad_norm), "a number (0 = no clipping)"),
+        }
+        for name, (ok, expected) in limits.items():
+            if not ok:
+                raise ConfigError(f"{name} must be {expected}, got {getattr(self, name)}.")
 
     def _check_quality_options(self) -> None:
         if isinstance(self.class_weights, str) and self.class_weights not in CLASS_WEIGHT_SCHEMES:
@@ -299,8 +314,10 @@ class TransferTrainingArguments(TrainingArguments):
             raise ConfigError(
                 f"calibration_split_percentage must be between 1 and 50, got {self.calibration_split_percentage}."
             )
-        if self.linear_probe_epochs < 0 or math.isnan(self.linear_probe_epochs):
-            raise ConfigError(f"linear_probe_epochs must be >= 0 (0 = off), got {self.linear_probe_epochs}.")
+        if not 0 <= self.linear_probe_epochs < math.inf:
+            raise ConfigError(
+                f"linear_probe_epochs must be >= 0 and finite (0 = off), got {self.linear_probe_epochs}."
+            )
         if self.linear_probe_epochs and (self.train_head_only or self.gradual_unfreezing):
             raise ConfigError(
                 "linear_probe_epochs already trains the head first; drop train_head_only and gradual_unfreezing."
@@ -324,8 +341,10 @@ class TransferTrainingArguments(TrainingArguments):
                 self.save_steps = self.eval_steps
             if self.save_total_limit is None:
                 self.save_total_limit = 1
-        if self.early_stopping_threshold < 0:
-            raise ConfigError(f"early_stopping_threshold must be >= 0, got {self.early_stopping_threshold}.")
+        if not 0 <= self.early_stopping_threshold < math.inf:
+            raise ConfigError(
+                f"early_stopping_threshold must be >= 0 and finite, got {self.early_stopping_threshold}."
+            )
 
     def _check_few_shot_options(self) -> None:
         if isinstance(self.few_shot, bool):  # Python callers may pass a bool
