@@ -85,6 +85,10 @@ def world(tmp_path_factory, tiny_bert_dir):
     w["no_labels"].write_text("\n".join(json.dumps({"text": f"t{i}", "label": []}) for i in range(4)))
     w["binary"] = root / "binary.csv"
     w["binary"].write_bytes(bytes(range(256)) * 64)
+    w["folder_csv"] = root / "folder.csv"  # a folder with a data file's name
+    w["folder_csv"].mkdir()
+    w["fifo"] = root / "fifo.csv"  # a named pipe: reading it would block, and rows are read more than once
+    os.mkfifo(w["fifo"])
     w["txt"] = root / "train.txt"
     w["txt"].write_text("text,label\na,pos\n")
     w["bad_yaml"] = root / "bad.yaml"
@@ -319,6 +323,8 @@ CASES = [
         "every label list of the training data is empty",
     ),
     ("binary file as csv", lambda w: train(w, train_file=w["binary"]), "binary.csv"),
+    ("a folder as train_file", lambda w: train(w, train_file=w["folder_csv"]), "folder.csv' is a folder, not a file"),
+    ("a named pipe as validation_file", lambda w: train(w, dev=w["fifo"]), "is a named pipe, socket or device"),
     ("mixed label types", lambda w: train(w, train_file=w["mixed"], dev=w["mixed"]), "label"),
     # model
     ("missing model folder", lambda w: train(w, model=w["root"] / "no-model"), "does not exist"),
@@ -476,6 +482,13 @@ CASES = [
     ("predict: input extension", lambda w: predict(w, input_file=w["txt"]), "unsupported extension"),
     ("predict: empty input file", lambda w: predict(w, input_file=w["empty"]), "empty"),
     ("predict: binary input", lambda w: predict(w, input_file=w["binary"]), "binary.csv"),
+    ("predict: a folder as input", lambda w: predict(w, input_file=w["folder_csv"]), "is a folder, not a file"),
+    ("predict: a named pipe as input", lambda w: predict(w, input_file=w["fifo"]), "is a named pipe"),
+    (
+        "unlabeled file a folder",
+        lambda w: distill(w, "--student_layers", "[0]", "--unlabeled_file", str(w["folder_csv"])),
+        "folder.csv' is a folder, not a file",
+    ),
     ("predict: unknown text column", lambda w: predict(w, "--text_column_name", "body"), "body"),
     ("predict: unknown label column", lambda w: predict(w, "--label_column_name", "stars"), "stars"),
     ("predict: output extension", lambda w: predict(w, "--output_file", str(w["root"] / "p.xlsx")), ".xlsx"),

@@ -3,6 +3,7 @@ which labelled sets to evaluate on. Every field's `help` is the documentation of
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -207,6 +208,16 @@ def check_data_file(option: str, path: str) -> None:
             f"{option} {path!r} has an unsupported extension {('.' + ext) if ext else '(none)'}; "
             f"expected one of {', '.join('.' + e for e in SUPPORTED_EXTENSIONS)}."
         )
+
+
+def data_file_problem(path: str) -> str | None:
+    """Why `path` cannot be read as a data file, or None: it is missing, a folder, or no regular file (a named pipe
+    would be read more than once, or block)."""
+    if os.path.isfile(path):
+        return None
+    if os.path.isdir(path):
+        return "is a folder, not a file"
+    return "is a named pipe, socket or device, not a regular file" if os.path.exists(path) else "does not exist"
 
 
 def parse_extra_eval(value: Any) -> list[EvalSet]:

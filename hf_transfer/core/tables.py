@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pandas as pd
 import pyarrow as pa
 
-from hf_transfer.core.arguments import SUPPORTED_EXTENSIONS
+from hf_transfer.core.arguments import SUPPORTED_EXTENSIONS, data_file_problem
 from hf_transfer.errors import DataError
 
 # UnicodeDecodeError and pandas' parser errors are ValueErrors; pyarrow raises its own.
@@ -31,8 +31,8 @@ def error_reason(err: Exception) -> str:
 
 def check_readable(path: str, csv_quoting: str = "auto") -> str:
     """The extension of a data file that exists, is not empty and has a known format; DataError otherwise."""
-    if not os.path.isfile(path):
-        raise DataError(f"data file {path!r} does not exist (working directory {os.getcwd()!r}); check the path.")
+    if problem := data_file_problem(path):
+        raise DataError(f"data file {path!r} {problem} (working directory {os.getcwd()!r}); check the path.")
     with open(path, "rb") as f:
         if not f.read(1 << 16).strip() and os.path.getsize(path) <= 1 << 16:
             raise DataError(f"data file {path!r} is empty; expected a header (or JSON objects) and at least one row.")

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from hf_transfer.core.arguments import check_data_file, parse_index_list, read_list_field
+from hf_transfer.core.arguments import check_data_file, data_file_problem, parse_index_list, read_list_field
 from hf_transfer.errors import ConfigError
 
 
@@ -188,9 +188,9 @@ class DistillationArguments:
                 raise ConfigError(f"unlabeled_file must be a file or a list of files, got {self.unlabeled_file!r}.")
             for path in files:
                 check_data_file("unlabeled_file", path)
-                if not os.path.isfile(path):
+                if problem := data_file_problem(path):
                     raise ConfigError(
-                        f"unlabeled_file {path!r} does not exist (working directory {os.getcwd()!r}); check the path, "
+                        f"unlabeled_file {path!r} {problem} (working directory {os.getcwd()!r}); check the path, "
                         "or pass --unlabeled_file none to train on the labelled rows alone."
                     )
             files = list(files)

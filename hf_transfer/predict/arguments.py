@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from hf_transfer.core.arguments import INFERENCE_MAX_SEQ_LENGTH_HELP, SUPPORTED_EXTENSIONS
+from hf_transfer.core.arguments import INFERENCE_MAX_SEQ_LENGTH_HELP, SUPPORTED_EXTENSIONS, data_file_problem
 from hf_transfer.errors import ConfigError
 
 OUTPUT_EXTENSIONS = ("csv", "jsonl", "parquet")
@@ -104,8 +104,8 @@ class PredictArguments:
                 f"input_file {self.input_file!r} has an unsupported extension {('.' + ext) if ext else '(none)'}; "
                 f"expected one of {', '.join('.' + e for e in SUPPORTED_EXTENSIONS)}."
             )
-        if not os.path.isfile(self.input_file):
-            raise ConfigError(f"input_file {self.input_file!r} does not exist (working directory {os.getcwd()!r}).")
+        if problem := data_file_problem(self.input_file):
+            raise ConfigError(f"input_file {self.input_file!r} {problem} (working directory {os.getcwd()!r}).")
         ext = _extension(self.output_file)
         if ext not in OUTPUT_EXTENSIONS:
             raise ConfigError(
