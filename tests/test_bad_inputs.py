@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from test_hub import closed_port_url
 
@@ -89,6 +91,11 @@ def world(tmp_path_factory, tiny_bert_dir):
     w["folder_csv"].mkdir()
     w["fifo"] = root / "fifo.csv"  # a named pipe: reading it would block, and rows are read more than once
     os.mkfifo(w["fifo"])
+    w["twice"] = root / "twice.csv"  # pandas read the second 'label' as 'label.1'
+    w["twice"].write_text("text,label,label\n" + "".join(f"{t},{y},{y}\n" for t, y in zip(texts, labels, strict=True)))
+    w["twice_parquet"] = root / "twice.parquet"  # a traceback: df["label"] was a frame of two columns
+    table = pa.table([pa.array(texts), pa.array(labels), pa.array(labels)], names=["text", "label", "label"])
+    pq.write_table(table, w["twice_parquet"])
     w["txt"] = root / "train.txt"
     w["txt"].write_text("text,label\na,pos\n")
     w["bad_yaml"] = root / "bad.yaml"
@@ -323,6 +330,7 @@ CASES = [
         "every label list of the training data is empty",
     ),
     ("binary file as csv", lambda w: train(w, train_file=w["binary"]), "binary.csv"),
+    ("a column named twice", lambda w: train(w, train_file=w["twice"]), "names the column 'label' more than once"),
     ("a folder as train_file", lambda w: train(w, train_file=w["folder_csv"]), "folder.csv' is a folder, not a file"),
     ("a named pipe as validation_file", lambda w: train(w, dev=w["fifo"]), "is a named pipe, socket or device"),
     ("mixed label types", lambda w: train(w, train_file=w["mixed"], dev=w["mixed"]), "label"),
@@ -482,6 +490,8 @@ CASES = [
     ("predict: input extension", lambda w: predict(w, input_file=w["txt"]), "unsupported extension"),
     ("predict: empty input file", lambda w: predict(w, input_file=w["empty"]), "empty"),
     ("predict: binary input", lambda w: predict(w, input_file=w["binary"]), "binary.csv"),
+    ("predict: a column named twice", lambda w: predict(w, input_file=w["twice"]), "more than once in its header"),
+    ("predict: a parquet column named twice", lambda w: predict(w, input_file=w["twice_parquet"]), "'label' more"),
     ("predict: a folder as input", lambda w: predict(w, input_file=w["folder_csv"]), "is a folder, not a file"),
     ("predict: a named pipe as input", lambda w: predict(w, input_file=w["fifo"]), "is a named pipe"),
     (

@@ -45,6 +45,16 @@ def check_readable(path: str, csv_quoting: str = "auto") -> str:
     return ext
 
 
+def check_unique_columns(path: str, columns: list) -> None:
+    """A file whose header names a column twice is refused: which one is the text or the label would be a guess."""
+    twice = sorted({str(name) for name in columns if list(columns).count(name) > 1 and str(name).strip()})
+    if twice:
+        raise DataError(
+            f"data file {path!r} names the column{'s' if len(twice) > 1 else ''} {', '.join(map(repr, twice))} more "
+            f"than once in its header {list(columns)}, so which one to read is a guess; rename or drop the copies."
+        )
+
+
 def _unreadable(path: str, ext: str, err: Exception) -> DataError:
     return DataError(
         f"could not read {path!r} as {ext}: {error_reason(err).rstrip('.')}. Check that the file really is {ext}"
@@ -62,6 +72,9 @@ def read_table(path: str, csv_quoting: str = "auto") -> pd.DataFrame:
             df = _read_json(path, lines=ext == "jsonl")
         else:
             df = pd.read_parquet(path)
+            check_unique_columns(path, list(df.columns))
+    except DataError:
+        raise
     except _READ_ERRORS as err:
         raise _unreadable(path, ext, err) from None
     if len(df) == 0:
@@ -75,17 +88,18 @@ def _read_delimited(path: str, sep: str, csv_quoting: str) -> pd.DataFrame:
     quoting = {"minimal": csv.QUOTE_MINIMAL, "none": csv.QUOTE_NONE, "auto": None}[csv_quoting]
     if quoting is None:
         quoting = _detect_quoting(text, sep)
-    options = _csv_options(text.split("\n", 1)[0], sep, quoting)
+    options = _csv_options(path, text.split("\n", 1)[0], sep, quoting)
     with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ParserWarning)
         return pd.read_csv(io.StringIO(text), sep=sep, quoting=quoting, **options)
 
 
-def _csv_options(header: str, sep: str, quoting: int) -> dict:
+def _csv_options(path: str, header: str, sep: str, quoting: int) -> dict:
     """pandas' options for a csv/tsv file with this first line. In a file of one column every line after the header
     is a row, a blank one holding empty text (as `predict` writes it back, unlabelled): pandas would skip a line of
     spaces, and the output would have fewer rows than the input. In wider files a blank line is no record."""
     fields = next(csv.reader([header.rstrip("\r\n")], delimiter=sep, quoting=quoting), [])
+    check_unique_columns(path, fields)  # pandas would rename the second 'label' to 'label.1', silently
     return {**_CSV_OPTIONS, "skip_blank_lines": len(fields) != 1}
 
 
@@ -149,6 +163,8 @@ def iter_table(
                 continue
             rows += len(frame)
             yield frame
+    except DataError:
+        raise
     except _READ_ERRORS as err:
         raise _unreadable(path, ext, err) from None
     if rows == 0:
@@ -171,7 +187,7 @@ def _csv_chunks(path, ext, chunk_rows, csv_quoting, columns):
     # Read through a text-mode handle, as `read_table` reads: newlines inside quoted fields arrive as "\n" either way.
     # The warning filter is set around each read, never across a `yield`: the caller runs in between.
     with open(path, encoding="utf-8-sig") as handle:
-        options = _csv_options(handle.readline(), sep, quoting)
+        options = _csv_options(path, handle.readline(), sep, quoting)
         handle.seek(0)
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
@@ -219,6 +235,7 @@ def _parquet_chunks(path, ext, chunk_rows, csv_quoting, columns):
     import pyarrow.parquet as pq
 
     with pq.ParquetFile(path) as parquet:
+        check_unique_columns(path, parquet.schema_arrow.names)
         for batch in parquet.iter_batches(batch_size=chunk_rows, columns=columns):
             yield batch.to_pandas()
 
