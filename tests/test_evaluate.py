@@ -94,6 +94,8 @@ def test_an_output_file_under_a_file_or_over_the_model_is_refused_before_loading
         (dev / "metrics.json", f"lies under {str(dev)!r}, which is a file"),
         (model / "config.json", "would overwrite config.json of the model folder"),
         (model / "README.json", "would overwrite README.md of the model folder"),  # the table goes to <stem>.md
+        # absent, yet the model's own names: the metrics became the card, or made the model an adapter folder
+        (model / "adapter_config.json", "would add adapter_config.json to the model folder"),
     ]:
         assert main([*argv, str(output)]) == 2
         assert needle in one_line_error(capsys)

@@ -73,17 +73,23 @@ class EvaluateArguments(EvalDataArguments):
         inputs = [Path(s.path) for s in self.eval_sets() if Path(s.path).exists()]
         model = Path(self.model_name_or_path)
         for path in self.written_files():
-            if not path.is_file():
-                continue
-            if any(path.samefile(p) for p in inputs):
+            # Absent or not, such a name is read as the model's own file: a README.md became its card, an
+            # adapter_config.json made a full model an adapter folder.
+            if (
+                model.is_dir()
+                and path.parent.is_dir()
+                and path.parent.samefile(model)
+                and path.name in MODEL_FOLDER_FILES
+            ):
+                raise ConfigError(
+                    f"output_file {self.output_file!r} would {'overwrite' if path.exists() else 'add'} {path.name} "
+                    f"{'of' if path.exists() else 'to'} the model folder {self.model_name_or_path!r}, where that name "
+                    "is the model's own file; write the metrics elsewhere, such as metrics.json in that folder."
+                )
+            if path.is_file() and any(path.samefile(p) for p in inputs):
                 raise ConfigError(
                     f"output_file {self.output_file!r} would overwrite {str(path)!r}, which is an input data file; "
                     "write the metrics elsewhere."
-                )
-            if model.is_dir() and path.parent.samefile(model) and path.name in MODEL_FOLDER_FILES:
-                raise ConfigError(
-                    f"output_file {self.output_file!r} would overwrite {path.name} of the model folder "
-                    f"{self.model_name_or_path!r}; write the metrics elsewhere, such as metrics.json in that folder."
                 )
 
     def written_files(self) -> list[Path]:
