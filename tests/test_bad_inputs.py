@@ -96,6 +96,11 @@ def world(tmp_path_factory, tiny_bert_dir):
     w["twice_parquet"] = root / "twice.parquet"  # a traceback: df["label"] was a frame of two columns
     table = pa.table([pa.array(texts), pa.array(labels), pa.array(labels)], names=["text", "label", "label"])
     pq.write_table(table, w["twice_parquet"])
+    w["bare_adapter"] = root / "bare-adapter"  # an adapter saved by PEFT alone: no run record with its labels
+    w["bare_adapter"].mkdir()
+    (w["bare_adapter"] / "adapter_config.json").write_text(
+        json.dumps({"peft_type": "LORA", "task_type": "SEQ_CLS", "base_model_name_or_path": str(tiny_bert_dir)})
+    )
     w["txt"] = root / "train.txt"
     w["txt"].write_text("text,label\na,pos\n")
     w["bad_yaml"] = root / "bad.yaml"
@@ -529,6 +534,11 @@ CASES = [
     ("export: unknown quantize", lambda w: export(w, "--format", "onnx", "--quantize", "int4"), "int4"),
     ("export: not a classifier", lambda w: export(w, "--format", "onnx", model=w["model"]), "not a sequence"),
     ("export: missing model folder", lambda w: export(w, "--format", "onnx", model=w["root"] / "gone"), "not exist"),
+    (
+        "export: an adapter without its labels",
+        lambda w: export(w, "--format", "onnx", model=w["bare_adapter"]),
+        "records no label names (hf_transfer_run.json); export needs them",
+    ),
     ("export: already ONNX", lambda w: export(w, "--format", "onnx", model=w["onnx"]), "is an ONNX export"),
     (
         "export: output_dir holds a model",

@@ -160,7 +160,7 @@ def resolve_inference_model(
             f"onnx_file is only for folders written by hf-transfer export, and {name_or_path!r} holds no .onnx graph."
         )
     if adapter:
-        config = adapter_base_config(folder, base_model_name_or_path)
+        config = adapter_base_config(folder, base_model_name_or_path, command)
         tokenizer = name_or_path if has_tokenizer(folder) else config._name_or_path
         return InferenceSource(name_or_path, "adapter", config, tokenizer)
     config = load_config(name_or_path)

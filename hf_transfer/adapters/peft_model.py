@@ -164,11 +164,11 @@ def adapter_labels(folder: Path, needed_for: str) -> tuple[list[str], str | None
     )
 
 
-def adapter_base_config(folder: Path, base: str | None = None):
+def adapter_base_config(folder: Path, base: str | None = None, command: str = "evaluate"):
     """The config of the base an adapter folder goes onto (`base`, else the one its adapter_config.json names), with
     the adapter run's labels; `config._name_or_path` is that base. Raises ConfigError before any weights load."""
 
-    label_names, problem_type = adapter_labels(folder, "evaluate")
+    label_names, problem_type = adapter_labels(folder, command)
     given = base
     base = base or read_json_file(folder / ADAPTER_CONFIG, "adapter config").get("base_model_name_or_path")
     if not base:
