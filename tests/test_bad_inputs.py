@@ -455,6 +455,11 @@ CASES = [
     ("card: not a folder", lambda w: ["card", str(w["root"] / "gone")], "not a folder"),
     ("card: not a run folder", lambda w: ["card", str(w["model"])], "hf_transfer_run.json"),
     ("push: no repo id", lambda w: ["push", str(w["model"])], "hub_model_id is required"),
+    (
+        "push: a blank revision",
+        lambda w: ["push", str(w["teacher"]), "--hub_model_id", "a/b", "--revision", ""],
+        "revision is blank",
+    ),
     ("push: not a folder", lambda w: ["push", str(w["root"] / "gone"), "--hub_model_id", "a/b"], "not a folder"),
     # search
     ("search: n_trials below 1", lambda w: search(w, "--n_trials", "0"), "n_trials must be >= 1"),

@@ -115,8 +115,10 @@ _BAD_BRANCH = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^[-/.]|[/.]$|\.l
 
 def check_revision(revision: str | None, name: str = "revision") -> str | None:
     """A branch name git accepts, or None (main)."""
-    if revision is None or not str(revision).strip():
+    if revision is None:
         return None
+    if not str(revision).strip():  # `--revision "$BRANCH"` with BRANCH unset: main was pushed to, silently
+        raise ConfigError(f"{name} is blank; give a branch name such as v1, or drop {name} to push to main.")
     if _BAD_BRANCH.search(str(revision)) or str(revision) == "@":
         raise ConfigError(
             f"{name} {revision!r} is not a valid branch name: git refuses spaces, '..', '~^:?*[\\', '@{{' and a "
