@@ -426,6 +426,11 @@ CASES = [
     ("merge: alpha above 1", lambda w: merge(w, "--alpha", "1.5"), "alpha must be a number in [0, 1]"),
     ("merge: alpha below 0", lambda w: merge(w, "--alpha", "-0.1"), "alpha must be a number in [0, 1]"),
     ("merge: alphas outside [0, 1]", lambda w: sweep(w, "--alphas", "0,2"), "alphas must be numbers in [0, 1]"),
+    (
+        "merge: pretrained is finetuned",
+        lambda w: merge(w, "--alpha", "0.5", pretrained=w["teacher"]),
+        "pretrained and finetuned are the same folder",
+    ),
     ("merge: no alpha", lambda w: merge(w), "no α given"),
     ("merge: alpha and alphas", lambda w: merge(w, "--alpha", "0.5", "--alphas", "0,1"), "not both"),
     ("merge: alphas without validation", lambda w: merge(w, "--alphas", "0,1"), "validation_file"),

@@ -87,6 +87,12 @@ class MergeArguments(EvalDataArguments):
                     "single --alpha."
                 )
         self._check_eval_data()
+        if os.path.isdir(self.pretrained) and os.path.realpath(self.pretrained) == os.path.realpath(self.finetuned):
+            # every α gave the same weights, and the card described an interpolation
+            raise ConfigError(
+                f"pretrained and finetuned are the same folder {self.finetuned!r}, so every α gives that model; "
+                "give as pretrained the model it was fine-tuned from."
+            )
         out = os.path.realpath(self.output_dir)
         for name in ("pretrained", "finetuned", "head_init"):
             value = getattr(self, name)
