@@ -297,6 +297,7 @@ CASES = [
     ),
     ("bad max_seq_length", lambda w: train(w, "--max_seq_length", "0"), "max_seq_length"),
     # values that failed only once the weights had loaded (a traceback or a NaN model), or were ignored silently
+    ("a blank output_dir", lambda w: [*train(w), "--output_dir", ""], "output_dir is blank"),
     ("infinite epochs", lambda w: train(w, "--num_train_epochs", "inf"), "num_train_epochs must be a finite number"),
     ("infinite learning rate", lambda w: train(w, "--learning_rate", "inf"), "learning_rate must be >= 0 and finite"),
     ("negative seed", lambda w: train(w, "--seed", "-1"), "seed must be in [0, 2**32 - 1], got -1"),

@@ -269,6 +269,10 @@ class TransferTrainingArguments(TrainingArguments):
 
     def _check_training_ranges(self) -> None:
         # Trainer would stop on these with a traceback once output_dir exists, or (epochs) train nothing and save.
+        if self.output_dir is not None and not str(self.output_dir).strip():  # makedirs('') failed once loaded
+            raise ConfigError(
+                f"output_dir is blank ({self.output_dir!r}); give the folder the run writes, e.g. out/run1."
+            )
         if self.output_dir:
             check_not_under_a_file(self.output_dir, "this run")  # Trainer's makedirs raised FileExistsError
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
