@@ -18,8 +18,8 @@ from hf_transfer.core.markdown import table_row
 from hf_transfer.merge.arguments import MergeArguments
 from hf_transfer.merge.interpolation import SELECTION_RULE, choose_alpha
 from hf_transfer.merge.interpolator import Interpolator, _Preflight, _preflight
-from hf_transfer.outputs.card_data import merge_card_data
 from hf_transfer.outputs.cards import write_model_card
+from hf_transfer.outputs.merge_card import merge_card_data
 from hf_transfer.outputs.plots import plot_alpha_sweep, write_confusion_matrices
 from hf_transfer.outputs.provenance import is_hub_id
 from hf_transfer.outputs.run_folder import resolved_config, write_json, write_resolved_config
