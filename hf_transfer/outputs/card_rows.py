@@ -177,6 +177,15 @@ def finetuned_kind(m: dict) -> str:
     return "a PEFT adapter, merged" if m.get("finetuned_kind") == "adapter" else "a fine-tuned model"
 
 
+def merge_trained_model(merge: dict | None) -> str | None:
+    """The model whose training a merge card goes on to describe, when its α = 1 end is itself a merge."""
+    if not (merge or {}).get("finetuned_merge"):
+        return None
+    while merge.get("finetuned_merge"):
+        merge = merge["finetuned_merge"]
+    return Path(str(merge["finetuned"])).name
+
+
 def chain_rows(m: dict) -> list[tuple[str, str]]:
     """A merge of a merge that starts from the same pretrained model, with no head interpolation in either, is one
     interpolation of the body: θ = (1 − α₁α₂)·θ_pretrained + α₁α₂·θ_finetuned. Say so, and towards which model."""

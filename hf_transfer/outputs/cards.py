@@ -19,6 +19,7 @@ from hf_transfer.outputs.card_rows import (
     freeze_text,
     hyper_rows,
     merge_rows,
+    merge_trained_model,
     recipe_rows,
     sweep_table,
 )
@@ -198,7 +199,7 @@ def build_card(c: CardData, folder: str | Path | None = None):
         repo_id=repo_id,
         summary=export_summary(c, _summary(c)),
         quickstart="onnx" if c.export else "peft" if in_folder else "pipeline",
-        merge_trained_model=_merge_trained_model(c.merge),
+        merge_trained_model=merge_trained_model(c.merge),
         tokenizer_source=repo_id if has_tokenizer else (c.base_model or repo_id),
         # Card data saved before it recorded the length: a training run's hyperparameters name it.
         truncation=_truncation(c.max_seq_length or c.hyperparameters.get("max_seq_length")),
@@ -221,15 +222,6 @@ def build_card(c: CardData, folder: str | Path | None = None):
         versions=c.versions,
         hf_transfer_version=c.hf_transfer_version or "",
     )
-
-
-def _merge_trained_model(merge: dict | None) -> str | None:
-    """The model whose training a merge card goes on to describe, when its α = 1 end is itself a merge."""
-    if not (merge or {}).get("finetuned_merge"):
-        return None
-    while merge.get("finetuned_merge"):
-        merge = merge["finetuned_merge"]
-    return Path(str(merge["finetuned"])).name
 
 
 def _truncation(max_length) -> str:
