@@ -1,7 +1,9 @@
 """PEFT adapters: default targets and the saved head per architecture, reload and merge give the same logits, the
 trainer trains only the adapter and the head, and bad input stops the CLI before any weights are loaded."""
 
+import ast
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -470,7 +472,7 @@ def test_lora_run_end_to_end(tmp_path, tiny_bert_dir, csv_data, capsys):
     assert (out / "merged" / "README.md").read_text() == merged_card
 
 
-def test_ia3_multi_label_run_end_to_end(tmp_path, tiny_bert_dir):
+def test_ia3_multi_label_run_end_to_end(tmp_path, tiny_bert_dir, capsys):
     from peft import AutoPeftModelForSequenceClassification
 
     rows = [
@@ -495,6 +497,20 @@ def test_ia3_multi_label_run_end_to_end(tmp_path, tiny_bert_dir):
     assert model.config.problem_type == "multi_label_classification"
     merged = json.loads((out / "merged" / "config.json").read_text())
     assert merged["problem_type"] == "multi_label_classification" and merged["id2label"] == {"0": "a", "1": "b"}
+
+    # The card's quick start loads the adapter with its labels and problem type (sigmoid scores, as predict gives):
+    # it passed num_labels alone, so its model said LABEL_0/LABEL_1 and a pipeline() over it scored by softmax.
+    snippet = re.search(r"```python\n(.*?)```", (out / "README.md").read_text(), re.S).group(1)
+    namespace = {}
+    exec(snippet.replace('"ml"', f'"{out}"'), namespace)
+    config = namespace["model"].config
+    assert (config.id2label, config.problem_type) == ({0: "a", 1: "b"}, "multi_label_classification")
+    (got,) = ast.literal_eval(capsys.readouterr().out.strip().splitlines()[-1])
+    pd.DataFrame({"text": ["I really enjoyed this!"]}).to_csv(tmp_path / "in.csv", index=False)
+    argv = ["predict", "--model_name_or_path", str(out), "--input_file", str(tmp_path / "in.csv")]
+    assert main([*argv, "--output_file", str(tmp_path / "out.csv")]) == 0
+    row = pd.read_csv(tmp_path / "out.csv").iloc[0]
+    assert {g["label"]: g["score"] for g in got} == pytest.approx({"a": row["prob_a"], "b": row["prob_b"]}, abs=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -49,22 +49,27 @@ def predicted(folder: Path, text: str) -> dict[str, float]:
     return {row[f"top{k}_label"]: row[f"top{k}_score"] for k in (1, 2)}
 
 
+def quick_start(folder: Path) -> str:
+    """The card's quick start, loading from `folder` where it names the repo."""
+    card = (folder / "README.md").read_text()
+    snippet = re.search(r"```python\n(.*?)```", card, re.S).group(1)
+    name = folder.name
+    return snippet.replace(f'snapshot_download("{name}")', f'"{folder}"').replace(f'"{name}"', f'"{folder}"')
+
+
 @pytest.mark.parametrize("quickstart", ["pipeline", "peft", "onnx"])
 def test_the_quick_start_scores_a_long_text_as_predict_does(runs, quickstart, capsys):
     """The quick starts tokenized without truncation: a text longer than the model's position table failed inside
     its embeddings, and one longer than max_seq_length was scored on more tokens than `predict` and `evaluate` read
     (and than training saw). They truncate at the folder's recorded length now."""
     folder = runs[quickstart]
-    card = (folder / "README.md").read_text()
-    snippet = re.search(r"```python\n(.*?)```", card, re.S).group(1)
+    snippet = quick_start(folder)
     assert f"truncation=True, max_length={MAX_SEQ_LENGTH}" in snippet
-    name = folder.name
-    snippet = snippet.replace(f'snapshot_download("{name}")', f'"{folder}"').replace(f'"{name}"', f'"{folder}"')
     namespace = {}
     exec(snippet.replace("I really enjoyed this!", LONG_TEXT), namespace)
     printed = capsys.readouterr().out.strip().splitlines()[-1]
     expected = predicted(folder, LONG_TEXT)
-    if quickstart == "pipeline":
+    if quickstart != "onnx":
         (got,) = ast.literal_eval(printed)
         assert got["label"] == max(expected, key=expected.get)
         assert got["score"] == pytest.approx(expected[got["label"]], abs=1e-5)
@@ -96,3 +101,22 @@ def test_the_saved_tokenizer_truncates_within_the_position_table(runs, kind, tin
             logits = model(**tokenizer(LONG_TEXT, truncation=True, max_length=128, return_tensors="pt")).logits
         expected = dict(zip(("neg", "pos"), torch.softmax(logits, -1)[0].tolist(), strict=True))
         assert {row["label"]: row["score"] for row in got} == pytest.approx(expected, abs=1e-6)
+
+
+def test_the_adapter_quick_start_loads_the_real_label_names(runs, capsys):
+    """transformers builds an adapter folder's model from the config of the base it names, which has no labels of the
+    task: the quick start passed only num_labels, so the model and a pipeline() over it said LABEL_0 and LABEL_1. It
+    passes the labels now, and the card says what loading the folder without them gives."""
+    from transformers import pipeline
+
+    folder = runs["peft"]
+    namespace = {}
+    exec(quick_start(folder), namespace)
+    (got,) = ast.literal_eval(capsys.readouterr().out.strip().splitlines()[-1])
+    assert got["label"] in ("neg", "pos")
+    config = namespace["model"].config
+    assert (config.id2label, config.label2id, config.num_labels) == ({0: "neg", 1: "pos"}, {"neg": 0, "pos": 1}, 2)
+    # What the card's note says of the folder loaded without the labels (transformers 5 reads the base's config).
+    assert "`LABEL_0`, `LABEL_1`" in (folder / "README.md").read_text()
+    bare = pipeline("text-classification", model=str(folder))
+    assert bare.model.config.id2label == {0: "LABEL_0", 1: "LABEL_1"}
