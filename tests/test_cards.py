@@ -265,7 +265,8 @@ def test_adapter_folder_card(tmp_path):
     assert meta["library_name"] == "peft" and {"peft", "lora"} <= set(meta["tags"])
     assert "distillation" not in meta["tags"]
     snippet = python_snippet(text)
-    assert 'AutoPeftModelForSequenceClassification.from_pretrained(\n    "me/lora", id2label=dict(enumerate(labels))' in snippet
+    loads = 'AutoPeftModelForSequenceClassification.from_pretrained(\n    "me/lora", id2label=dict(enumerate(labels))'
+    assert loads in snippet
     assert c.adapter["target_modules"] == ["query", "value"] and c.adapter["trainable_percent"] == 1.3
     assert c.one_line() == "LoRA adapter (r=4) on `org/base`"
 
