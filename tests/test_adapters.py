@@ -716,3 +716,33 @@ def test_loraplus_through_the_cli_is_recorded_in_the_run_record_and_the_card(tmp
     record = json.loads((out / "hf_transfer_run.json").read_text())
     assert record["adapter"]["loraplus_lr_ratio"] == 4
     assert "| LoRA+ ratio (B matrices' LR / learning_rate) | 4.0 |" in (out / "README.md").read_text()
+
+
+def test_a_prompt_tuning_adapter_leaves_room_in_the_position_table_for_its_virtual_tokens(
+    tmp_path, tiny_bert_dir, csv_data, capsys
+):
+    """Prompt tuning puts num_virtual_tokens embeddings before the text, each taking a position: a row truncated at
+    the position table (128 in the tiny BERT) failed inside the embeddings with a traceback, in training and in
+    predict. The text's length is capped at the table less the virtual tokens now, in the run, the saved tokenizer
+    and the card's quick start, and predict caps an adapter folder's recorded length the same way."""
+    long_text = " ".join(f"great thing number {i}, not bad at all." for i in range(40))
+    train = pd.read_csv(csv_data[0])
+    train.loc[0, "text"] = long_text
+    train.to_csv(tmp_path / "long.csv", index=False)
+    out = tmp_path / "pt"
+    prompt = ["--peft_method", "prompt_tuning", "--peft_config", "{num_virtual_tokens: 4}", "--max_seq_length", "128"]
+    assert main([*train_argv(tiny_bert_dir, tmp_path / "long.csv", csv_data[1], out), *prompt]) == 0
+    assert yaml.safe_load((out / "hf_transfer_config.yaml").read_text())["max_seq_length"] == 124
+    from transformers import AutoTokenizer
+
+    assert AutoTokenizer.from_pretrained(out).model_max_length == 124
+    pd.DataFrame({"text": [long_text]}).to_csv(tmp_path / "in.csv", index=False)
+    argv = ["predict", "--model_name_or_path", str(out), "--input_file", str(tmp_path / "in.csv")]
+    assert main([*argv, "--max_seq_length", "128", "--output_file", str(tmp_path / "out.csv")]) == 0
+    expected = pd.read_csv(tmp_path / "out.csv").iloc[0]
+    snippet = re.search(r"```python\n(.*?)```", (out / "README.md").read_text(), re.S).group(1)
+    capsys.readouterr()
+    exec(snippet.replace('"pt"', f'"{out}"').replace("I really enjoyed this!", long_text), {})
+    (got,) = ast.literal_eval(capsys.readouterr().out.strip().splitlines()[-1])
+    assert got["label"] == expected["predicted_label"]
+    assert got["score"] == pytest.approx(expected["score"], abs=1e-5)

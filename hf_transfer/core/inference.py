@@ -19,9 +19,21 @@ SORT_WINDOW_ROWS = 65_536
 
 
 def usable_max_length(model, tokenizer, max_length: int) -> int:
-    """`max_length`, lowered to what the model can embed (its position table, and the tokenizer's own limit): a longer
-    input would fail inside the model's embeddings."""
-    return max_length_for_config(model.config, tokenizer, max_length)
+    """`max_length`, lowered to what the model can embed (its position table less the positions a prompt-learning
+    adapter takes, and the tokenizer's own limit): a longer input would fail inside the model's embeddings."""
+    return max_length_for_config(model.config, tokenizer, max_length, virtual_tokens(model))
+
+
+def virtual_tokens(model) -> int:
+    """`prompt_positions` of the model's active PEFT config; 0 for a model without an adapter."""
+    return prompt_positions(getattr(model, "active_peft_config", None))
+
+
+def prompt_positions(peft_config) -> int:
+    """Positions a PEFT prompt-learning adapter (prompt tuning, p-tuning, prefix tuning) puts before the text, each
+    taking a row of the position table; 0 for any other PEFT config, or None."""
+    learning = getattr(peft_config, "is_prompt_learning", False)
+    return int(getattr(peft_config, "num_virtual_tokens", None) or 0) if learning else 0
 
 
 # Model types whose position ids start after the padding index (RoBERTa's `create_position_ids_from_input_ids`): the
@@ -33,22 +45,25 @@ PADDING_OFFSET_POSITIONS = frozenset(
 )  # fmt: skip
 
 
-def max_length_for_config(config, tokenizer, max_length: int) -> int:
-    """`usable_max_length` from the model's config alone, before any weight loads (`train`, `distill`)."""
+def max_length_for_config(config, tokenizer, max_length: int, virtual: int = 0) -> int:
+    """`usable_max_length` from the model's config alone, before any weight loads (`train`, `distill`); `virtual`: the
+    positions a prompt-learning adapter takes before the text."""
     positions = getattr(config, "max_position_embeddings", None)
     pad = getattr(config, "pad_token_id", None)
     if isinstance(positions, int) and getattr(config, "model_type", None) in PADDING_OFFSET_POSITIONS:
         positions -= (pad if isinstance(pad, int) and pad >= 0 else 0) + 1
+    if isinstance(positions, int):
+        positions -= virtual
     limits = [positions, getattr(tokenizer, "model_max_length", None)]
     return min([max_length, *(n for n in limits if isinstance(n, int) and n > 0)])
 
 
-def cap_model_max_length(config, tokenizer) -> None:
+def cap_model_max_length(config, tokenizer, virtual: int = 0) -> None:
     """Lower the tokenizer's `model_max_length` to what the model can embed, before it is saved with the model. A
     tokenizer that states no limit (transformers then uses 1e30) or one above the position table let
     `pipeline(..., truncation=True)` and `tokenizer(text, truncation=True)` pass a longer row, which failed inside the
     model's embeddings, wherever the folder went."""
-    tokenizer.model_max_length = max_length_for_config(config, tokenizer, tokenizer.model_max_length)
+    tokenizer.model_max_length = max_length_for_config(config, tokenizer, tokenizer.model_max_length, virtual)
 
 
 def check_room_for_text(tokenizer, max_length: int, pair: bool) -> None:

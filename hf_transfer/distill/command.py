@@ -18,7 +18,7 @@ from hf_transfer.core.caching import (
     fingerprint_tokenizer,
 )
 from hf_transfer.core.data import tokenize_data
-from hf_transfer.core.inference import measure_speed
+from hf_transfer.core.inference import measure_speed, prompt_positions
 from hf_transfer.core.metrics import classification_metrics, make_compute_metrics
 from hf_transfer.core.runtime import memory_kib, release_freed_memory
 from hf_transfer.core.tasks import MULTI_LABEL
@@ -33,6 +33,7 @@ from hf_transfer.outputs.hub import plan_push
 from hf_transfer.outputs.run_folder import check_resume_fits
 from hf_transfer.train.arguments import TransferTrainingArguments
 from hf_transfer.train.fit import fit_and_report
+from hf_transfer.train.preflight import fit_max_seq_length
 from hf_transfer.train.stages import early_stopping_callbacks, training_steps
 
 logger = logging.getLogger(__name__)
@@ -204,6 +205,8 @@ def run_distill(
     if training_args.release_freed_memory:
         release_freed_memory()
     adapter_plan = plan_adapter_on_meta(adapter_args, plan.student_config)
+    if virtual := prompt_positions(adapter_plan and adapter_plan.peft_config):
+        fit_max_seq_length(data_args, [(plan.student_config, plan.student_tokenizer)], virtual)
     check_resume_fits(training_args, plan.student_config, adapter_args)
     apply_adapter_learning_rate(adapter_args, training_args)  # after every check, so an error stays one line
     max_length = data_args.max_seq_length

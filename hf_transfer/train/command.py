@@ -11,6 +11,7 @@ from hf_transfer.adapters.plan import apply_adapter_learning_rate, check_adapter
 from hf_transfer.core.arguments import DataArguments, ModelArguments
 from hf_transfer.core.caching import fingerprint_texts
 from hf_transfer.core.data import tokenize_data
+from hf_transfer.core.inference import prompt_positions
 from hf_transfer.core.metrics import make_compute_metrics
 from hf_transfer.core.models import load_classifier
 from hf_transfer.core.runtime import memory_kib, release_freed_memory
@@ -20,7 +21,7 @@ from hf_transfer.train.arguments import TransferTrainingArguments
 from hf_transfer.train.feature_cache import FrozenFeatureCollator, with_frozen_features
 from hf_transfer.train.few_shot import decide_few_shot, run_few_shot
 from hf_transfer.train.fit import fit_and_report
-from hf_transfer.train.preflight import TrainPlan, preflight
+from hf_transfer.train.preflight import TrainPlan, fit_max_seq_length, preflight
 from hf_transfer.train.stages import early_stopping_callbacks, run_linear_probe, training_steps
 from hf_transfer.train.trainer import TransferTrainer
 
@@ -55,6 +56,8 @@ def run_train(
         logger.warning("hf-transfer train: few-shot route %s; the ordinary fine-tune runs.", few_shot.line())
     prepared, config, tokenizer = plan.prepared, plan.config, plan.tokenizer
     adapter_plan = plan_adapter_on_meta(adapter_args, config)
+    if virtual := prompt_positions(adapter_plan and adapter_plan.peft_config):
+        fit_max_seq_length(data_args, [(config, tokenizer)], virtual)
     check_resume_fits(training_args, config, adapter_args)
     apply_adapter_learning_rate(adapter_args, training_args)  # after every check, so an error stays one line
     with training_args.main_process_first(desc="tokenization"):

@@ -66,19 +66,20 @@ def preflight(model_args: ModelArguments, data_args: DataArguments, training_arg
     return TrainPlan(prepared, config, tokenizer, freeze_plan, depth, class_weights_for(training_args, prepared))
 
 
-def fit_max_seq_length(data_args: DataArguments, models: list[tuple]) -> None:
+def fit_max_seq_length(data_args: DataArguments, models: list[tuple], virtual: int = 0) -> None:
     """Lower `max_seq_length` to what every (config, tokenizer) can embed, as `predict`, `evaluate` and `export` do: a
     longer row failed inside the embeddings at the first training step, with a traceback. One too short to hold any
-    text is refused (`check_room_for_text`)."""
-    usable = min(max_length_for_config(config, tokenizer, data_args.max_seq_length) for config, tokenizer in models)
-    if usable < data_args.max_seq_length:
-        logger.warning(
-            "max_seq_length %d is more than the model can embed; using %d.", data_args.max_seq_length, usable
-        )
+    text is refused (`check_room_for_text`). `virtual`: the positions a prompt-learning adapter takes before the text
+    (`core.inference.prompt_positions`), for a list of the adapted model alone."""
+    given = data_args.max_seq_length
+    usable = min(max_length_for_config(config, tokenizer, given, virtual) for config, tokenizer in models)
+    if usable < given:
+        adapter = f" with the adapter's {virtual} virtual tokens before the text" if virtual else ""
+        logger.warning("max_seq_length %d is more than the model can embed%s; using %d.", given, adapter, usable)
         data_args.max_seq_length = usable
     for config, tokenizer in models:
         check_room_for_text(tokenizer, data_args.max_seq_length, bool(data_args.text_pair_column_name))
-        cap_model_max_length(config, tokenizer)  # the saved tokenizer's own limit, for pipeline() and the like
+        cap_model_max_length(config, tokenizer, virtual)  # the saved tokenizer's own limit, for pipeline() etc.
 
 
 def load_checked_data(data_args: DataArguments, training_args: TransferTrainingArguments) -> PreparedData:
