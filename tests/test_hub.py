@@ -2,6 +2,7 @@
 `hf-transfer push`, what arrives and what stays out, the card's model-index read back, retries, the one-line errors,
 offline runs, and a planted token that must not appear in any file or log."""
 
+import ast
 import hashlib
 import json
 import re
@@ -276,11 +277,13 @@ def test_push_an_adapter_folder(online, tmp_path, tiny_bert_dir, capsys):
     assert "AutoPeftModelForSequenceClassification" in snippet
     namespace = {}
     exec(snippet.replace("tester/tiny-lora", str(folder)), namespace)
-    assert capsys.readouterr().out.strip().splitlines()[-1] in labels
+    (got,) = ast.literal_eval(capsys.readouterr().out.strip().splitlines()[-1])
+    assert got["label"] in labels and namespace["model"].config.id2label == dict(enumerate(labels))
     model.eval()
     inputs = tokenizer(["I really enjoyed this!"], return_tensors="pt")
     with torch.no_grad():
-        assert torch.allclose(namespace["logits"], model(**inputs).logits, atol=1e-6)
+        probs = torch.softmax(model(**inputs).logits, -1)[0]
+    assert got == {"label": labels[int(probs.argmax())], "score": pytest.approx(float(probs.max()), abs=1e-6)}
 
 
 # --- `hf-transfer push`: retries and errors ----------------------------------------------------------------------
