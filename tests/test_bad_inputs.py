@@ -130,7 +130,21 @@ def world(tmp_path_factory, tiny_bert_dir):
     w["few_shot"] = _classifier(root / "few-shot", tiny_bert_dir, ["neg", "pos"], num_hidden_layers=3)
     head = {"mean_pooling_block": 2, "num_hidden_layers": 3}
     (w["few_shot"] / "hf_transfer_run.json").write_text(json.dumps({"task": "train", "few_shot": {"head": head}}))
+    w["pooling"] = _with_mean_pooling_block(root / "pooling", w["teacher"])  # blocks 0, 1 and the pooling block 2
     return w
+
+
+def _with_mean_pooling_block(path, classifier):
+    """`classifier` with the few-shot route's mean-pooling block appended, as the route's teachers end."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from hf_transfer.train.few_shot_head import append_mean_pooling_block, head_parts
+
+    model = AutoModelForSequenceClassification.from_pretrained(classifier)
+    append_mean_pooling_block(model, head_parts(model))
+    model.save_pretrained(path)
+    AutoTokenizer.from_pretrained(classifier).save_pretrained(path)
+    return path
 
 
 def _onnx_folder(path, classifier):
@@ -391,6 +405,25 @@ CASES = [
         "hidden_loss_pooling",
     ),
     ("LP-FT in distill", lambda w: distill(w, "--student_layers", "[0]", "--linear_probe_epochs", "1"), "train"),
+    (
+        "student cut without a few-shot teacher's pooling block",
+        lambda w: distill(w, "--student_layers", "[0, 1]", teacher=w["pooling"]),
+        "Keep the block last: student_layers [0, 1, 2]",
+    ),
+    (
+        "layer_map pairs a body block with a few-shot pooling block",
+        lambda w: distill(
+            w,
+            "--model_name_or_path",
+            str(w["model"]),
+            "--hidden_loss_weight",
+            "1",
+            "--layer_map",
+            "[0, 2]",
+            teacher=w["pooling"],
+        ),
+        "teacher block 2 is the few-shot route's mean-pooling block",
+    ),
     # quality options of train
     ("unknown class_weights", lambda w: train(w, "--class_weights", "balance"), "class_weights"),
     ("class weight for an unknown label", lambda w: train(w, "--class_weights", "{neutral: 2}"), "'neutral'"),

@@ -18,8 +18,10 @@ from hf_transfer.distill.losses import (
     teacher_probabilities,
 )
 from hf_transfer.distill.students import (
+    body_layer_map,
     build_student_from_teacher,
     check_label_sets,
+    check_pooling_block_pairs,
     default_layer_map,
     evenly_spaced_layer_map,
 )
@@ -261,6 +263,25 @@ def test_evenly_spaced_layer_map_never_maps_below_block_0():
     assert evenly_spaced_layer_map(3, 6) == {0: 1, 1: 3, 2: 5}
     assert evenly_spaced_layer_map(4, 2) == {0: 0, 1: 0, 2: 1, 3: 1}
     assert evenly_spaced_layer_map(3, 1) == {0: 0, 1: 0, 2: 0}
+
+
+def test_body_layer_map_keeps_a_few_shot_pooling_block_out_of_the_body():
+    """A 7-block few-shot MiniLM teacher (block 6 pools): a separate 3-block student had block 2 paired with the
+    pooling block ({0: 1, 1: 4, 2: 6}) and a 6-block one skipped teacher block 2; the body blocks are spaced over the
+    body, and a pooling block pairs only with the other's."""
+    assert evenly_spaced_layer_map(3, 7) == {0: 1, 1: 4, 2: 6}  # what the default was
+    assert body_layer_map(3, 7, None, 6) == {0: 1, 1: 3, 2: 5}
+    assert body_layer_map(6, 7, None, 6) == {i: i for i in range(6)}
+    assert body_layer_map(3, 7, 2, 6) == {0: 2, 1: 5, 2: 6}
+    assert body_layer_map(4, 6, 3, None) == {0: 1, 1: 3, 2: 5}  # the student's pooling block has no partner
+    assert body_layer_map(3, 6, None, None) == evenly_spaced_layer_map(3, 6)
+    check_pooling_block_pairs({0: 0, 1: 2, 2: 4, 3: 6}, 3, 6)  # a student cut with [0, 2, 4, 6]
+    for layer_map, student_pooling, needle in (
+        ({0: 1, 1: 3, 2: 6}, None, "teacher block 6 is the few-shot route's mean-pooling block"),
+        ({0: 0, 1: 2, 2: 4, 3: 5}, 3, "student block 3 is the few-shot route's mean-pooling block.*teacher block 6"),
+    ):
+        with pytest.raises(ConfigError, match=needle):
+            check_pooling_block_pairs(layer_map, student_pooling, 6)
 
 
 # --- Students cut from a teacher --------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from hf_transfer.train.few_shot_head import (
     head_parts,
     mean_pool,
     mean_pooling_block,
+    saved_mean_pooling_block,
 )
 
 GOOD = [
@@ -476,7 +477,7 @@ def test_a_student_cut_from_a_few_shot_teacher_keeps_its_mean_pooling_block(tiny
     block fed the head [CLS]'s own state (on SST-2 with MiniLM the student stayed at chance, 0.51, against 0.75 with
     the block). It is refused, also for a teacher fine-tuned further from the few-shot model (whose record says nothing
     of the route), and a student that keeps the block ends with it."""
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoConfig, AutoModelForSequenceClassification
 
     train = write_csv(tmp_path / "train.csv", GOOD + BAD, ["good"] * 8 + ["bad"] * 8)
     few_shot = tmp_path / "few-shot"
@@ -489,13 +490,15 @@ def test_a_student_cut_from_a_few_shot_teacher_keeps_its_mean_pooling_block(tiny
     capsys.readouterr()
     for teacher in (few_shot, tuned):
         assert mean_pooling_block(AutoModelForSequenceClassification.from_pretrained(teacher)) == 2
+        # ... and told from the saved weights alone, before any model loads
+        assert saved_mean_pooling_block(str(teacher), AutoConfig.from_pretrained(teacher)) == 2
         student = tmp_path / f"student-of-{teacher.name}"
         argv = ["distill", "--teacher_model_name_or_path", str(teacher), "--student_layers", "[0]",
                 "--train_file", str(train), "--validation_file", str(train), "--output_dir", str(student),
                 "--use_cpu", "true", "--num_train_epochs", "1", "--disable_tqdm", "true",
                 "--report_to", "none"]  # fmt: skip
         assert main(argv) == 2
-        err = capsys.readouterr().err  # after the teacher's weights loaded (their progress bar), before any step
+        err = capsys.readouterr().err  # read from the saved weights: before any model loads
         assert "Traceback" not in err and err.count("hf-transfer distill: error: ") == 1, err
         assert "ends with the few-shot route's mean-pooling block (block 2)" in err
         assert "Keep the block last: student_layers [0, 2]" in err
@@ -507,6 +510,45 @@ def test_a_student_cut_from_a_few_shot_teacher_keeps_its_mean_pooling_block(tiny
     assert kept.config.num_hidden_layers == 2 and mean_pooling_block(kept) == 1
     plain = AutoModelForSequenceClassification.from_pretrained(tiny_st, num_labels=2)
     assert mean_pooling_block(plain) is None  # no trained block has zero queries and keys
+    assert saved_mean_pooling_block(str(tiny_st), AutoConfig.from_pretrained(tiny_st)) is None
+
+
+def test_hidden_loss_pairs_a_few_shot_teachers_body_blocks_with_the_students(tiny_st, tiny_bert_dir, tmp_path, capsys):
+    """A few-shot teacher's last block (here block 2 of 3) outputs the mean-pooled embedding at every position, no
+    token's state. The evenly spaced default map paired a separate 2-block student's last block with it ({0: 1, 1: 2}),
+    pulling every token of that block towards the sentence mean; the body blocks now pair with the body blocks ({0: 0,
+    1: 1}), a student cut from the teacher pairs the pooling block with itself, and a layer_map that pairs the pooling
+    block with an ordinary one is refused before any model loads."""
+    train = write_csv(tmp_path / "train.csv", GOOD + BAD, ["good"] * 8 + ["bad"] * 8)
+    teacher = tmp_path / "teacher"
+    assert main(few_shot_argv(tiny_st, train, teacher)) == 0
+    common = ["--teacher_model_name_or_path", str(teacher), "--train_file", str(train),
+              "--validation_file", str(train), "--use_cpu", "true", "--max_steps", "1", "--disable_tqdm", "true",
+              "--report_to", "none", "--hidden_loss_weight", "1"]  # fmt: skip
+    separate = ["--model_name_or_path", str(tiny_bert_dir)]
+    cached = ["--cache_teacher_logits", "true", "--teacher_cache_dir", str(tmp_path / "cache")]
+    runs = {
+        "separate": (separate, {"0": 0, "1": 1}),
+        "separate-mean": (separate + ["--hidden_loss_pooling", "mean", *cached], {"0": 0, "1": 1}),
+        "cut": (["--student_layers", "[0, 2]"], {"0": 0, "1": 2}),
+    }
+    for name, (extra, expected) in runs.items():
+        out = tmp_path / name
+        assert main(["distill", *common, "--output_dir", str(out), *extra]) == 0
+        record = json.loads((out / "hf_transfer_run.json").read_text())["distillation"]
+        assert record["layer_map"] == expected, name
+        assert math.isfinite(record["teacher_eval_accuracy"])
+    capsys.readouterr()
+    refused = {
+        "[0, 2]": (["--model_name_or_path", str(tiny_bert_dir)], "teacher block 2 is the few-shot route's"),
+        "[0, 1]": (["--student_layers", "[0, 2]"], "student block 1 is the few-shot route's mean-pooling block"),
+    }
+    for layer_map, (extra, needle) in refused.items():
+        out = tmp_path / "refused"
+        assert main(["distill", *common, "--output_dir", str(out), "--layer_map", layer_map, *extra]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and err.count("hf-transfer distill: error: ") == 1 and needle in err, err
+        assert not out.exists()
 
 
 def test_real_minilm_few_shot_beats_chance_on_sst2(tmp_path, minilm_path, data_root):

@@ -17,19 +17,20 @@ from hf_transfer.core.models import check_weights_complete, load_classifier, loa
 from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.distill.arguments import DistillationArguments
 from hf_transfer.distill.students import (
+    body_layer_map,
     build_student_from_teacher,
     check_final_norm_pairs,
     check_layer_map,
+    check_pooling_block_pairs,
     check_student_layers,
     default_layer_map,
-    evenly_spaced_layer_map,
 )
 from hf_transfer.distill.teachers import check_teacher_is_classifier, teacher_label_permutation
 from hf_transfer.distill.trainer import tokenizer_group_prefix
 from hf_transfer.distill.transfer_set import TransferRows, read_unlabeled
 from hf_transfer.errors import ConfigError
 from hf_transfer.train.arguments import TransferTrainingArguments
-from hf_transfer.train.few_shot_head import mean_pooling_block
+from hf_transfer.train.few_shot_head import mean_pooling_block, saved_mean_pooling_block
 from hf_transfer.train.preflight import (
     classifier_config,
     fit_max_seq_length,
@@ -61,6 +62,9 @@ class DistillPlan:
     layer_map: dict[int, int] | None = None
     class_weights: list[float] | None = None
     unlabeled: TransferRows = field(default_factory=TransferRows)
+    # The first teacher's few-shot mean-pooling block, read from its weights, where student_layers or the hidden loss
+    # need it (False: not looked for).
+    teacher_pooling_block: int | None | bool = False
 
 
 def preflight(
@@ -156,6 +160,15 @@ def preflight(
             "model_name_or_path."
         )
     freeze_plan = freeze_plan_from_arguments(student_layout, training_args)
+    teacher_pooling, student_pooling = False, None
+    if d.student_layers is not None or d.hidden_loss_weight > 0:
+        where = {"revision": m.model_revision, "cache_dir": m.cache_dir}
+        teacher_pooling = saved_mean_pooling_block(teacher_names[0], teacher_configs[0], **where)
+        if d.student_layers is not None:
+            _check_keeps_mean_pooling_block(teacher_pooling, teacher_names[0], d.student_layers)
+            student_pooling = None if teacher_pooling is None else len(d.student_layers) - 1
+        else:
+            student_pooling = saved_mean_pooling_block(m.model_name_or_path, student_config, **where)
 
     student_fp = fingerprint_tokenizer(student_tokenizer)
     teacher_tokenizers, input_prefixes, prefix_tokenizers, group_of = [], [], {}, {}
@@ -207,7 +220,8 @@ def preflight(
         elif d.student_layers is not None:
             layer_map = default_layer_map(d.student_layers, teacher_depth)
         else:
-            layer_map = evenly_spaced_layer_map(student_depth, teacher_depth)
+            layer_map = body_layer_map(student_depth, teacher_depth, student_pooling, teacher_pooling)
+        check_pooling_block_pairs(layer_map, student_pooling, teacher_pooling)
         check_final_norm_pairs(layer_map, (student_layout, student_depth), (teacher_layout, teacher_depth))
         sizes_differ = student_config.hidden_size != teacher_configs[0].hidden_size
         if sizes_differ and int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -237,6 +251,7 @@ def preflight(
         layer_map,
         class_weights_for(training_args, prepared),
         unlabeled,
+        teacher_pooling,
     )
 
 
@@ -315,6 +330,13 @@ def load_teacher(name: str, config, model_args: ModelArguments):
 def build_student(plan: DistillPlan, teachers: list, model_args: ModelArguments, d: DistillationArguments):
 
     m = model_args
+    found = mean_pooling_block(teachers[0])
+    if plan.teacher_pooling_block is not False and found != plan.teacher_pooling_block:
+        raise ConfigError(
+            f"teacher {d.teacher_model_name_or_path[0]!r} ends with the few-shot route's mean-pooling block (block "
+            f"{found}), which student_layers and the hidden-state loss must know of, but its weights could not be "
+            "read before loading (no safetensors file); save it with save_pretrained (safetensors) and run again."
+        )
     if d.student_layers is None:
         return load_classifier(
             m.model_name_or_path,
@@ -324,7 +346,6 @@ def build_student(plan: DistillPlan, teachers: list, model_args: ModelArguments,
             trust_remote_code=m.trust_remote_code,
             ignore_mismatched_sizes=m.ignore_mismatched_sizes,
         )
-    _check_keeps_mean_pooling_block(teachers[0], d.teacher_model_name_or_path[0], d.student_layers)
     student = build_student_from_teacher(teachers[0], d.student_layers)
     student.config.id2label, student.config.label2id = plan.student_config.id2label, plan.student_config.label2id
     student.config.problem_type = plan.student_config.problem_type
@@ -332,11 +353,10 @@ def build_student(plan: DistillPlan, teachers: list, model_args: ModelArguments,
     return student
 
 
-def _check_keeps_mean_pooling_block(teacher, name: str, student_layers: list[int]) -> None:
-    """A few-shot route teacher's head reads the mean-pooled embedding that its last block puts at the first token: a
-    student cut without that block feeds the head the first token's own state, and starts at chance (SST-2, MiniLM:
-    0.51 against 0.70 with the block, 0.51 against 0.75 after an epoch of distillation)."""
-    block = mean_pooling_block(teacher)
+def _check_keeps_mean_pooling_block(block: int | None, name: str, student_layers: list[int]) -> None:
+    """A few-shot route teacher's head reads the mean-pooled embedding that its last block (`block`) puts at the first
+    token: a student cut without that block feeds the head the first token's own state, and starts at chance (SST-2,
+    MiniLM: 0.51 against 0.70 with the block, 0.51 against 0.75 after an epoch of distillation)."""
     if block is not None and block not in student_layers:
         raise ConfigError(
             f"teacher {name!r} ends with the few-shot route's mean-pooling block (block {block}), whose output its "

@@ -44,6 +44,36 @@ def evenly_spaced_layer_map(student_depth: int, teacher_depth: int) -> dict[int,
     return {i: max(round((i + 1) * teacher_depth / student_depth) - 1, 0) for i in range(student_depth)}
 
 
+def body_layer_map(
+    student_depth: int, teacher_depth: int, student_pooling: int | None, teacher_pooling: int | None
+) -> dict[int, int]:
+    """`evenly_spaced_layer_map` over the body blocks alone when a model ends with the few-shot route's mean-pooling
+    block (`*_pooling`: its index, or None): that block's output is the mean-pooled embedding at every position, no
+    token's state, so it pairs with the other model's pooling block, or with nothing."""
+    student_body = student_depth - (student_pooling is not None)
+    teacher_body = teacher_depth - (teacher_pooling is not None)
+    layer_map = evenly_spaced_layer_map(student_body, teacher_body)
+    if student_pooling is not None and teacher_pooling is not None:
+        layer_map[student_pooling] = teacher_pooling
+    return layer_map
+
+
+def check_pooling_block_pairs(layer_map: dict[int, int], student_pooling: int | None, teacher_pooling: int | None):
+    """No mapped pair has the few-shot route's mean-pooling block on one side only: it would pull token states
+    towards the mean-pooled embedding, or the other way."""
+    for s, t in layer_map.items():
+        if (s == student_pooling) != (t == teacher_pooling):
+            who, block, other = ("student", s, "teacher") if s == student_pooling else ("teacher", t, "student")
+            partner = (teacher_pooling, student_pooling)[other == "student"]
+            fix = f"map it to {other} block {partner}" if partner is not None else f"the {other} has none to match it"
+            raise ConfigError(
+                f"the layer map pairs student block {s} with teacher block {t}, but {who} block {block} is the "
+                "few-shot route's mean-pooling block (its output is the mean-pooled embedding at every position, no "
+                f"token's state) and the other an ordinary block; {fix}. Leave layer_map unset to pair body blocks "
+                "with body blocks (and a pooling block with the other's, if any)."
+            )
+
+
 def check_layer_map(layer_map: Sequence[int], student_depth: int, teacher_depth: int) -> dict[int, int]:
     """A `layer_map` list (entry i is the teacher block matched by student block i) as a dict, checked."""
     layers = list(layer_map)

@@ -73,12 +73,81 @@ def mean_pooling_block(model: nn.Module) -> int | None:
     """The index of the route's mean-pooling block when `model` ends with one, else None. Told by its zero queries,
     keys and feed-forward input: their gradients are zero there, so a model fine-tuned, merged or distilled from a
     few-shot one (its record says nothing of the route) still has them zero, where no trained block does."""
+    zero = _pooling_block_weights(model)
+    if zero is None:
+        return None
+    return len(head_parts(model).blocks) - 1 if not any(torch.count_nonzero(w) for w in zero) else None
+
+
+def _pooling_block_weights(model: nn.Module) -> list[nn.Parameter] | None:
+    """The weights that are zero in the route's mean-pooling block and in no trained one (see `mean_pooling_block`)."""
     parts = head_parts(model)
     if parts is None:
         return None
     block = parts.blocks[-1]
-    zero = (block.attention.self.query.weight, block.attention.self.key.weight, block.intermediate.dense.weight)
-    return len(parts.blocks) - 1 if not any(torch.count_nonzero(w) for w in zero) else None
+    return [block.attention.self.query.weight, block.attention.self.key.weight, block.intermediate.dense.weight]
+
+
+def saved_mean_pooling_block(name_or_path: str, config, *, revision: str = "main", cache_dir=None) -> int | None:
+    """`mean_pooling_block` of the model `config` describes, told from its saved safetensors weights (a local folder
+    or the Hub cache) before any model loads: only the last block's queries, keys and feed-forward input are read.
+    None also when they cannot be read so (a .bin checkpoint): check the loaded model with `mean_pooling_block`."""
+    from hf_transfer.core.models import meta_classifier
+
+    model = meta_classifier(config)
+    weights = _pooling_block_weights(model)
+    if weights is None:
+        return None
+    names = {id(p): name for name, p in model.named_parameters()}
+    prefix = f"{model.base_model_prefix}."
+    # A checkpoint saved from the bare encoder (BertModel) names its weights without the classifier's prefix.
+    wanted = [(names[id(w)], names[id(w)].removeprefix(prefix)) for w in weights]
+    tensors = _read_saved_tensors(name_or_path, wanted, revision, cache_dir)
+    if tensors is None or any(torch.count_nonzero(t) for t in tensors):
+        return None
+    return len(head_parts(model).blocks) - 1
+
+
+def _read_saved_tensors(name_or_path: str, wanted: list[tuple[str, str]], revision: str, cache_dir):
+    """Each `(name, other name)`'s tensor from the safetensors weights of a folder or a cached Hub model; None when
+    there are no such files or a tensor is missing."""
+    import json
+    from pathlib import Path
+
+    from safetensors import SafetensorError, safe_open
+
+    folder = Path(name_or_path).expanduser()
+
+    def locate(filename: str) -> Path | None:
+        if folder.is_dir():
+            return folder / filename if (folder / filename).is_file() else None
+        try:
+            from huggingface_hub import hf_hub_download
+
+            return Path(hf_hub_download(name_or_path, filename, revision=revision, cache_dir=cache_dir))
+        except Exception:  # offline and not cached, or no such file
+            return None
+
+    index = locate("model.safetensors.index.json")
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"] if index else None
+        tensors = []
+        for names in wanted:
+            if weight_map is None:
+                filename = "model.safetensors"
+            else:
+                filename = next((weight_map[k] for k in names if k in weight_map), None)
+            path = locate(filename) if filename else None
+            if path is None:
+                return None
+            with safe_open(str(path), "pt") as handle:
+                key = next((k for k in names if k in handle.keys()), None)
+                if key is None:
+                    return None
+                tensors.append(handle.get_tensor(key))
+        return tensors
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError):
+        return None
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
