@@ -368,6 +368,31 @@ def test_student_with_its_own_tokenizer_online_equals_cached(tmp_path, tiny_bert
     assert results["online"] == pytest.approx(results["cached"], rel=1e-4)
 
 
+def test_pooled_hidden_loss_with_a_student_of_its_own_tokenizer_online_equals_cached(
+    tmp_path, tiny_bert_dir, tiny_data, word_tokenizer, capsys
+):
+    """Pooled hidden states are one vector per row, whatever the tokens: a student with another tokenizer was refused
+    ("compares token by token"). Online, the teacher's states are pooled over its own tokens, as the cache pools them,
+    so both give the same losses; the token-level loss is still refused."""
+    teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["pos", "neg"])
+    student = save_classifier(tmp_path / "student-init", None, ["pos", "neg"], seed=3, tokenizer=word_tokenizer)
+    results = {}
+    for mode in ("online", "cached"):
+        out = tmp_path / mode
+        argv = distill_argv(teacher, *tiny_data, out, tmp_path / "cache", "--model_name_or_path", str(student))
+        argv += ["--hidden_loss_weight", "1", "--hidden_loss_pooling", "mean", "--logging_steps", "1"]
+        assert main([*argv, "--cache_teacher_logits", str(mode == "cached").lower()]) == 0
+        log = json.loads((out / "trainer_state.json").read_text())["log_history"]
+        results[mode] = [e["loss_hidden"] for e in log if "loss_hidden" in e]
+    assert results["online"] and all(h > 0 for h in results["online"])
+    assert results["online"] == pytest.approx(results["cached"], rel=1e-3, abs=1e-4)
+    argv = distill_argv(teacher, *tiny_data, tmp_path / "tokens", tmp_path / "cache", "--model_name_or_path",
+                        str(student), "--hidden_loss_weight", "1")  # fmt: skip
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert "hidden_loss_pooling tokens compares token by token" in capsys.readouterr().err
+
+
 def test_hidden_state_distillation_with_a_projection_that_is_not_saved(tmp_path, tiny_bert_dir, tiny_data):
     teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["pos", "neg"], layers=4)
     student = save_classifier(tmp_path / "student-init", tiny_bert_dir, ["pos", "neg"], hidden=16, seed=5)

@@ -208,10 +208,16 @@ def preflight(
                     f"({config.model_type}), whose first token sees only itself: every row would give nearly one "
                     "target. Set hidden_loss_pooling: mean."
                 )
-        if input_prefixes[0] is not None and not _same_token_positions(student_tokenizer, teacher_tokenizers[0]):
+        tokens = d.hidden_loss_pooling == "tokens"  # pooled states are one vector per row, whatever the tokens
+        if (
+            tokens
+            and input_prefixes[0] is not None
+            and not _same_token_positions(student_tokenizer, teacher_tokenizers[0])
+        ):
             raise ConfigError(
-                "the hidden-state loss compares token by token, so teacher and student must share a tokenizer; "
-                "theirs differ. Set hidden_loss_weight: 0, or use a student with the teacher's tokenizer."
+                "the hidden-state loss with hidden_loss_pooling tokens compares token by token, so teacher and "
+                "student must share a tokenizer; theirs differ. Set hidden_loss_pooling to mean or cls (one vector "
+                "per row), or hidden_loss_weight: 0, or use a student with the teacher's tokenizer."
             )
         # The loss reads hidden_states, one per layer run: ALBERT runs its one shared block num_hidden_layers times.
         student_depth, teacher_depth = student_config.num_hidden_layers, teacher_configs[0].num_hidden_layers

@@ -260,12 +260,17 @@ class DistillationTrainer(TransferTrainer):
         accepted = teacher._hf_transfer_inputs
         batch = {k: v.to(self.args.device) for k, v in source.items() if k in accepted}
         outputs = teacher(**batch, output_hidden_states=want_hidden)
-        return outputs.logits, (outputs.hidden_states if want_hidden else None)
+        hidden, pooling = (outputs.hidden_states if want_hidden else None), self.distill.hidden_loss_pooling
+        if hidden is not None and pooling != "tokens":
+            # Pooled over the teacher's own tokens, which are not the student's when it tokenizes otherwise.
+            mask = batch.get("attention_mask")
+            hidden = torch.stack([pooled_states(hidden[b + 1], mask, pooling) for b in self.layer_map.values()], 1)
+        return outputs.logits, hidden
 
     def _hidden_loss(self, student_hidden, teacher_hidden, attention_mask) -> torch.Tensor:
         """Per-row mean over tokens, averaged over mapped blocks, summed over rows (`hidden_states[i + 1]` is block
         i's output). With pooling (`cls`, `mean`) the teacher side is its normalised pooled states `(rows, blocks,
-        hidden)` (from the cache) or its hidden states (online, pooled here), compared as in Patient KD."""
+        hidden)`, from the cache or pooled online over its own tokens, compared as in Patient KD."""
         pooling = self.distill.hidden_loss_pooling
         if pooling != "tokens":
             student = []
@@ -274,10 +279,6 @@ class DistillationTrainer(TransferTrainer):
                 if self.projections is not None:
                     state = self.projections[str(block)](state.to(self.projections[str(block)].weight.dtype))
                 student.append(pooled_states(state, attention_mask, pooling))
-            if not torch.is_tensor(teacher_hidden):  # online: the teacher's hidden states, pooled here
-                teacher_hidden = torch.stack(
-                    [pooled_states(teacher_hidden[b + 1], attention_mask, pooling) for b in self.layer_map.values()], 1
-                )
             return pooled_hidden_loss_sum(torch.stack(student, 1), teacher_hidden)
         total = None
         for student_block, teacher_block in self.layer_map.items():
