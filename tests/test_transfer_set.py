@@ -111,6 +111,21 @@ def test_unlabelled_files_are_read_with_the_text_column_and_counted(tmp_path):
         read_unlabeled([str(a), str(blank)], "text", None, "auto")
 
 
+def test_an_unlabelled_file_with_labels_is_warned_about_and_recorded(tmp_path, caplog):
+    """A label column in an unlabelled file was dropped without a word: its rows get the soft loss only."""
+    path = tmp_path / "u.csv"
+    pd.DataFrame({"text": ["one", "two"], "label": ["pos", None]}).to_csv(path, index=False)
+    with caplog.at_level("WARNING"):
+        rows = read_unlabeled([str(path)], "text", None, "auto", "label")
+    assert "has a 'label' column too" in caplog.text and "not read" in caplog.text
+    assert rows.texts == ["one", "two"] and rows.summary["files"][0]["label_column_ignored"] == "label"
+    caplog.clear()
+    empty = tmp_path / "empty-labels.csv"  # an empty label column says nothing
+    pd.DataFrame({"text": ["one"], "label": [None]}).to_csv(empty, index=False)
+    rows = read_unlabeled([str(empty)], "text", None, "auto", "label")
+    assert "label_column_ignored" not in rows.summary["files"][0] and not caplog.text
+
+
 @pytest.mark.parametrize(
     ("fields", "match"),
     [

@@ -240,8 +240,9 @@ def preflight(
     )
     unlabeled = TransferRows()
     if d.unlabeled_file:
+        label = prepared.summary.get("columns", {}).get("label")
         unlabeled = read_unlabeled(
-            d.unlabeled_file, prepared.text_column, prepared.text_pair_column, data_args.csv_quoting
+            d.unlabeled_file, prepared.text_column, prepared.text_pair_column, data_args.csv_quoting, label
         )
     prepared = with_calibration_split(prepared, training_args, student_config)
     return DistillPlan(

@@ -37,8 +37,11 @@ class TransferRows:
 # --- unlabelled files -----------------------------------------------------------------------------------------------
 
 
-def read_unlabeled(files: list[str], text_column: str, pair_column: str | None, csv_quoting: str) -> TransferRows:
-    """The texts of every `unlabeled_file` (checked before any model loads); empty texts are dropped and counted."""
+def read_unlabeled(
+    files: list[str], text_column: str, pair_column: str | None, csv_quoting: str, label_column: str | None = None
+) -> TransferRows:
+    """The texts of every `unlabeled_file` (checked before any model loads); empty texts are dropped and counted. A
+    file that carries the training data's `label_column` too is warned about and recorded: its labels are not read."""
     rows = TransferRows(pairs=[] if pair_column else None, summary={"files": [], "rows": 0, "dropped_empty": 0})
     for path in files:
         frame = read_table(path, csv_quoting)
@@ -66,7 +69,14 @@ def read_unlabeled(files: list[str], text_column: str, pair_column: str | None, 
         if pair_column:
             pairs = frame[pair_column].astype("string").fillna("").tolist()
             rows.pairs += [pairs[i] for i in keep]
-        rows.summary["files"].append({"file": path, "rows": len(keep), "dropped_empty": len(texts) - len(keep)})
+        entry = {"file": path, "rows": len(keep), "dropped_empty": len(texts) - len(keep)}
+        if label_column in frame.columns and frame[label_column].notna().any():
+            logger.warning(
+                f"unlabeled_file {path!r} has a {label_column!r} column too: its rows get the teacher's soft labels "
+                "only, and that column is not read; put rows whose labels should count in train_file."
+            )
+            entry["label_column_ignored"] = label_column
+        rows.summary["files"].append(entry)
         rows.summary["rows"] += len(keep)
         rows.summary["dropped_empty"] += len(texts) - len(keep)
     return rows
