@@ -13,6 +13,12 @@ from hf_transfer.core.parsing import read_yaml
 from hf_transfer.errors import ConfigError
 
 SUPPORTED_EXTENSIONS = ("csv", "tsv", "json", "jsonl", "parquet")
+# Compressions the standard library reads (gzip, bz2, lzma), of the text formats: parquet compresses its own pages.
+COMPRESSIONS = ("gz", "bz2", "xz")
+ACCEPTED_DATA_FILES = (
+    f"{', '.join('.' + e for e in SUPPORTED_EXTENSIONS)}, the text ones optionally compressed as "
+    f"{', '.join('.' + c for c in COMPRESSIONS)} (e.g. train.csv.gz)"
+)
 
 DEFAULT_MAX_SEQ_LENGTH = 128  # train's truncation length, and inference's when a model records none
 INFERENCE_MAX_SEQ_LENGTH_HELP = (
@@ -90,7 +96,11 @@ class DataArguments:
         },
     )
     train_file: str | None = field(
-        default=None, metadata={"help": "Training data: a csv, tsv, json, jsonl or parquet file."}
+        default=None,
+        metadata={
+            "help": "Training data: a csv, tsv, json, jsonl or parquet file; the text formats may be gzip, bz2 or xz "
+            "compressed (`train.csv.gz`)."
+        },
     )
     validation_file: str | None = field(default=None, metadata={"help": "Validation data, same formats."})
     test_file: str | None = field(default=None, metadata={"help": "Test data, same formats; labels optional."})
@@ -201,13 +211,26 @@ _EXTRA_EVAL_SYNTAX = (
 )
 
 
+def data_format(path: str) -> tuple[str, str | None]:
+    """A data file's format and compression from its name, the format being the extension before the compression's:
+    `train.CSV.gz` -> ("csv", "gz"), `dev.tsv` -> ("tsv", None), `notes` -> ("", None)."""
+    stem, dot, ext = os.path.basename(str(path)).lower().rpartition(".")
+    if dot and ext in COMPRESSIONS:
+        stem, dot, inner = stem.rpartition(".")
+        return (inner if dot else ""), ext
+    return (ext if dot else ""), None
+
+
 def check_data_file(option: str, path: str) -> None:
-    ext = str(path).rsplit(".", 1)[-1].lower() if "." in str(path) else ""
-    if ext not in SUPPORTED_EXTENSIONS:
-        raise ConfigError(
-            f"{option} {path!r} has an unsupported extension {('.' + ext) if ext else '(none)'}; "
-            f"expected one of {', '.join('.' + e for e in SUPPORTED_EXTENSIONS)}."
-        )
+    fmt, compression = data_format(path)
+    if fmt in SUPPORTED_EXTENSIONS and not (compression and fmt == "parquet"):
+        return
+    name = os.path.basename(str(path)).lower()
+    if compression:
+        ext = f".{fmt}.{compression}" if fmt else f".{compression}"
+    else:
+        ext = f".{name.rpartition('.')[2]}" if "." in name else "(none)"
+    raise ConfigError(f"{option} {path!r} has an unsupported extension {ext}; expected {ACCEPTED_DATA_FILES}.")
 
 
 def data_file_problem(path: str) -> str | None:
@@ -277,7 +300,11 @@ class EvalDataArguments:
     """Labelled evaluation data and how to read it (shared by `evaluate` and `merge`)."""
 
     validation_file: str | None = field(
-        default=None, metadata={"help": "Labelled evaluation data: csv, tsv, json, jsonl or parquet."}
+        default=None,
+        metadata={
+            "help": "Labelled evaluation data: csv, tsv, json, jsonl or parquet (the text formats may also be "
+            "compressed: .gz, .bz2, .xz)."
+        },
     )
     validation_name: str = field(
         default="validation", metadata={"help": "Name of the validation_file set in tables and file names."}

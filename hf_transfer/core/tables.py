@@ -1,25 +1,34 @@
-"""Reading tabular files: csv/tsv with the right quoting, json arrays or lines, jsonl, parquet; one-line errors."""
+"""Reading tabular files: csv/tsv with the right quoting, json arrays or lines, jsonl (each of these also gzip, bz2 or
+xz compressed), parquet; one-line errors."""
 
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
 import io
 import json
+import lzma
 import os
 import warnings
+import zlib
 from collections.abc import Iterator
 
 import pandas as pd
 import pyarrow as pa
 
-from hf_transfer.core.arguments import SUPPORTED_EXTENSIONS, data_file_problem
+from hf_transfer.core.arguments import ACCEPTED_DATA_FILES, SUPPORTED_EXTENSIONS, data_file_problem, data_format
 from hf_transfer.errors import DataError
 
-# UnicodeDecodeError and pandas' parser errors are ValueErrors; pyarrow raises its own.
-_READ_ERRORS = (ValueError, OSError, pa.ArrowException, pd.errors.ParserWarning)
+# UnicodeDecodeError and pandas' parser errors are ValueErrors; pyarrow raises its own. A corrupt or truncated
+# compressed file raises OSError (gzip's BadGzipFile, bz2), zlib.error, lzma.LZMAError or EOFError.
+_READ_ERRORS = (ValueError, OSError, EOFError, zlib.error, lzma.LZMAError, pa.ArrowException, pd.errors.ParserWarning)
+_OPENERS = {None: open, "gz": gzip.open, "bz2": bz2.open, "xz": lzma.open}
+_COMPRESSION_NAMES = {"gz": "gzip", "bz2": "bz2", "xz": "xz"}
 # dtype=str keeps text (and "NA", "null", "1e5") as written; only empty cells become missing. index_col=False and the
 # warning-as-error around reads stop pandas from silently turning surplus fields of the first row into an index.
 _CSV_OPTIONS = {"dtype": str, "keep_default_na": False, "na_values": [""], "index_col": False}
+CSV_QUOTINGS = ("auto", "minimal", "none")
 # How much of a csv/tsv file the chunked reader looks at to detect its quoting.
 QUOTING_SAMPLE_BYTES = 1 << 20
 
@@ -29,19 +38,29 @@ def error_reason(err: Exception) -> str:
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
+def open_text(path: str, errors: str = "strict"):
+    """A data file as UTF-8 text (a leading BOM dropped, line endings read as "\n"), decompressed when its name ends
+    in .gz, .bz2 or .xz."""
+    return _OPENERS[data_format(path)[1]](path, "rt", encoding="utf-8-sig", errors=errors)
+
+
 def check_readable(path: str, csv_quoting: str = "auto") -> str:
-    """The extension of a data file that exists, is not empty and has a known format; DataError otherwise."""
+    """The format of a data file that exists, is not empty and has a known format; DataError otherwise."""
     if problem := data_file_problem(path):
         raise DataError(f"data file {path!r} {problem} (working directory {os.getcwd()!r}); check the path.")
-    with open(path, "rb") as f:
-        if not f.read(1 << 16).strip() and os.path.getsize(path) <= 1 << 16:
-            raise DataError(f"data file {path!r} is empty; expected a header (or JSON objects) and at least one row.")
-    ext = path.rsplit(".", 1)[-1].lower()
-    if ext not in SUPPORTED_EXTENSIONS or csv_quoting not in ("auto", "minimal", "none"):
+    ext, compression = data_format(path)
+    if ext not in SUPPORTED_EXTENSIONS or (compression and ext == "parquet") or csv_quoting not in CSV_QUOTINGS:
         raise DataError(
-            f"cannot read {path!r} with csv_quoting {csv_quoting!r}: expected a .csv, .tsv, .json, "
-            ".jsonl or .parquet file, and csv_quoting 'auto', 'minimal' or 'none'."
+            f"cannot read {path!r} with csv_quoting {csv_quoting!r}: expected {ACCEPTED_DATA_FILES}, and "
+            "csv_quoting 'auto', 'minimal' or 'none'."
         )
+    try:  # what a compressed file holds, decompressed: a corrupt one is found here, in one line
+        with _OPENERS[compression](path, "rb") as f:
+            empty = not f.read(1 << 16).strip() and not f.read(1)
+    except _READ_ERRORS as err:
+        raise _unreadable(path, ext, err) from None
+    if empty:
+        raise DataError(f"data file {path!r} is empty; expected a header (or JSON objects) and at least one row.")
     return ext
 
 
@@ -56,8 +75,10 @@ def check_unique_columns(path: str, columns: list) -> None:
 
 
 def _unreadable(path: str, ext: str, err: Exception) -> DataError:
+    compression = _COMPRESSION_NAMES.get(data_format(path)[1])
+    what = f"{compression}-compressed {ext}" if compression else ext
     return DataError(
-        f"could not read {path!r} as {ext}: {error_reason(err).rstrip('.')}. Check that the file really is {ext}"
+        f"could not read {path!r} as {what}: {error_reason(err).rstrip('.')}. Check that the file really is {what}"
         f"{' (UTF-8 text)' if ext != 'parquet' else ''} and matches its extension."
     )
 
@@ -83,7 +104,7 @@ def read_table(path: str, csv_quoting: str = "auto") -> pd.DataFrame:
 
 
 def _read_delimited(path: str, sep: str, csv_quoting: str) -> pd.DataFrame:
-    with open(path, encoding="utf-8-sig") as f:
+    with open_text(path) as f:
         text = f.read()
     quoting = {"minimal": csv.QUOTE_MINIMAL, "none": csv.QUOTE_NONE, "auto": None}[csv_quoting]
     if quoting is None:
@@ -97,10 +118,13 @@ def _read_delimited(path: str, sep: str, csv_quoting: str) -> pd.DataFrame:
 def _csv_options(path: str, header: str, sep: str, quoting: int) -> dict:
     """pandas' options for a csv/tsv file with this first line. In a file of one column every line after the header
     is a row, a blank one holding empty text (as `predict` writes it back, unlabelled): pandas would skip a line of
-    spaces, and the output would have fewer rows than the input. In wider files a blank line is no record."""
+    spaces, and the output would have fewer rows than the input. In wider files a blank line is no record. Spaces
+    around a header name (`text, label`) are no part of it: ' label' matched no default column and no flag."""
     fields = next(csv.reader([header.rstrip("\r\n")], delimiter=sep, quoting=quoting), [])
-    check_unique_columns(path, fields)  # pandas would rename the second 'label' to 'label.1', silently
-    return {**_CSV_OPTIONS, "skip_blank_lines": len(fields) != 1}
+    names = [field.strip() for field in fields]
+    check_unique_columns(path, names)  # pandas would rename the second 'label' to 'label.1', silently
+    options = {**_CSV_OPTIONS, "skip_blank_lines": len(fields) != 1}
+    return options if names == fields else {**options, "names": names, "header": 0}
 
 
 def _detect_quoting(text: str, sep: str) -> int:
@@ -121,7 +145,7 @@ def _is_quoted_field(field: str) -> bool:
 
 
 def _read_json(path: str, lines: bool) -> pd.DataFrame:
-    with open(path, encoding="utf-8-sig") as f:
+    with open_text(path) as f:
         text = f.read()
     if not lines and text.lstrip().startswith("["):
         rows = json.loads(text)
@@ -172,7 +196,7 @@ def iter_table(
 
 
 def _is_json_array(path: str) -> bool:
-    with open(path, encoding="utf-8-sig", errors="replace") as f:
+    with open_text(path, errors="replace") as f:
         return f.read(1 << 12).lstrip().startswith("[")
 
 
@@ -180,13 +204,13 @@ def _csv_chunks(path, ext, chunk_rows, csv_quoting, columns):
     sep = "\t" if ext == "tsv" else ","
     quoting = {"minimal": csv.QUOTE_MINIMAL, "none": csv.QUOTE_NONE, "auto": None}[csv_quoting]
     if quoting is None:
-        with open(path, encoding="utf-8-sig") as f:
+        with open_text(path) as f:
             sample = f.read(QUOTING_SAMPLE_BYTES)
         # Only whole lines: a line cut at the sample's end would look like a record with too few fields.
         quoting = _detect_quoting(sample if len(sample) < QUOTING_SAMPLE_BYTES else sample.rpartition("\n")[0], sep)
     # Read through a text-mode handle, as `read_table` reads: newlines inside quoted fields arrive as "\n" either way.
     # The warning filter is set around each read, never across a `yield`: the caller runs in between.
-    with open(path, encoding="utf-8-sig") as handle:
+    with open_text(path) as handle:
         options = _csv_options(path, handle.readline(), sep, quoting)
         handle.seek(0)
         with warnings.catch_warnings():
@@ -208,7 +232,7 @@ def _warning_free_chunks(reader):
 
 def _jsonl_chunks(path, ext, chunk_rows, csv_quoting, columns):
     rows = []
-    with open(path, encoding="utf-8-sig") as f:
+    with open_text(path) as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -242,8 +266,11 @@ def _parquet_chunks(path, ext, chunk_rows, csv_quoting, columns):
 
 def count_rows(path: str) -> int | None:
     """The number of rows of a data file, cheaply: from parquet metadata, or counted lines of csv/tsv/jsonl (exact
-    unless quoted fields span lines). None for a JSON array. For progress bars."""
-    ext = path.rsplit(".", 1)[-1].lower()
+    unless quoted fields span lines). None for a JSON array, or a compressed file (counting would decompress it all
+    once more). For progress bars."""
+    ext, compression = data_format(path)
+    if compression:
+        return None
     if ext == "parquet":
         import pyarrow.parquet as pq
 

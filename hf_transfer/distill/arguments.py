@@ -95,9 +95,9 @@ class DistillationArguments:
     unlabeled_file: list[str] | str | None = field(
         default=None,
         metadata={
-            "help": "Rows without labels for the transfer set, one file or a list (csv, tsv, json, jsonl, parquet; "
-            "the same text_column_name, no label column needed). The teacher labels them: they get the soft loss "
-            "only. `none` drops the files a config names."
+            "help": "Rows without labels for the transfer set, one file or a list (csv, tsv, json, jsonl, parquet, "
+            "the text ones also as .gz, .bz2 or .xz; the same text_column_name, no label column needed). The teacher "
+            "labels them: they get the soft loss only. `none` drops the files a config names."
         },
     )
     augment_factor: int = field(

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from hf_transfer.core.arguments import INFERENCE_MAX_SEQ_LENGTH_HELP, SUPPORTED_EXTENSIONS, data_file_problem
+from hf_transfer.core.arguments import INFERENCE_MAX_SEQ_LENGTH_HELP, check_data_file, data_file_problem
 from hf_transfer.errors import ConfigError
 
 OUTPUT_EXTENSIONS = ("csv", "jsonl", "parquet")
@@ -31,7 +31,11 @@ class PredictArguments:
         },
     )
     input_file: str | None = field(
-        default=None, metadata={"help": "Rows to label: a csv, tsv, json, jsonl or parquet file. Required."}
+        default=None,
+        metadata={
+            "help": "Rows to label: a csv, tsv, json, jsonl or parquet file (the text formats may be compressed: .gz, "
+            ".bz2, .xz). Required."
+        },
     )
     output_file: str | None = field(
         default=None,
@@ -98,12 +102,7 @@ class PredictArguments:
             if not getattr(self, name) or not str(getattr(self, name)).strip():
                 raise ConfigError(f"{name} is required: hf-transfer predict --model_name_or_path DIR_OR_ID "
                                   "--input_file FILE --output_file OUT.csv|.jsonl|.parquet")  # fmt: skip
-        ext = _extension(self.input_file)
-        if ext not in SUPPORTED_EXTENSIONS:
-            raise ConfigError(
-                f"input_file {self.input_file!r} has an unsupported extension {('.' + ext) if ext else '(none)'}; "
-                f"expected one of {', '.join('.' + e for e in SUPPORTED_EXTENSIONS)}."
-            )
+        check_data_file("input_file", self.input_file)
         if problem := data_file_problem(self.input_file):
             raise ConfigError(f"input_file {self.input_file!r} {problem} (working directory {os.getcwd()!r}).")
         ext = _extension(self.output_file)
