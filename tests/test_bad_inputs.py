@@ -103,6 +103,12 @@ def world(tmp_path_factory, tiny_bert_dir):
     )
     w["txt"] = root / "train.txt"
     w["txt"].write_text("text,label\na,pos\n")
+    w["bad_gz"] = root / "train.csv.gz"  # a name that promises gzip over bytes that are not
+    w["bad_gz"].write_bytes(b"text,label\na,pos\n")
+    w["parquet_gz"] = root / "train.parquet.gz"  # parquet compresses its own pages
+    w["parquet_gz"].write_bytes(b"")
+    w["zst"] = root / "rows.csv.zst"  # zstd: needs a package this install lacks
+    w["zst"].write_bytes(b"")
     w["bad_yaml"] = root / "bad.yaml"
     w["bad_yaml"].write_text("learning_rate: [1, 2\n")
     w["train_yaml"] = root / "train.yaml"
@@ -313,7 +319,23 @@ CASES = [
     # values that failed only once the weights had loaded (a traceback or a NaN model), or were ignored silently
     ("a blank output_dir", lambda w: [*train(w), "--output_dir", ""], "output_dir is blank"),
     ("infinite epochs", lambda w: train(w, "--num_train_epochs", "inf"), "num_train_epochs must be a finite number"),
-    ("infinite learning rate", lambda w: train(w, "--learning_rate", "inf"), "learning_rate must be >= 0 and finite"),
+    ("infinite learning rate", lambda w: train(w, "--learning_rate", "inf"), "learning_rate must be > 0 and finite"),
+    # a learning rate of 0 trained nothing and saved the model as trained (exit 0)
+    ("learning rate 0", lambda w: train(w, "--learning_rate", "0"), "learning_rate must be > 0 and finite"),
+    (
+        "distill: learning rate 0",
+        lambda w: distill(w, "--student_layers", "[0]", "--learning_rate", "0"),
+        "learning_rate must be > 0 and finite (typically 1e-5 to 1e-3), got 0.0",
+    ),
+    (
+        "linear probe learning rate 0",
+        lambda w: train(w, "--linear_probe_epochs", "1", "--linear_probe_learning_rate", "0"),
+        "linear_probe_learning_rate must be > 0 and finite",
+    ),
+    # a traceback once the weights had loaded: int(nan) in the scheduler, torch's Adam checks
+    ("NaN warmup_steps", lambda w: train(w, "--warmup_steps", "nan"), "warmup_steps must be finite and >= 0"),
+    ("adam_beta1 above 1", lambda w: train(w, "--adam_beta1", "1.5"), "adam_beta1 must be in [0, 1), got 1.5"),
+    ("NaN adam_epsilon", lambda w: train(w, "--adam_epsilon", "nan"), "adam_epsilon must be finite and >= 0"),
     ("negative seed", lambda w: train(w, "--seed", "-1"), "seed must be in [0, 2**32 - 1], got -1"),
     ("seed above 2**32 - 1", lambda w: train(w, "--seed", "4294967296"), "seed must be in [0, 2**32 - 1]"),
     ("NaN weight decay", lambda w: train(w, "--weight_decay", "nan"), "weight_decay must be finite and >= 0"),
@@ -332,6 +354,8 @@ CASES = [
     # data
     ("missing data file", lambda w: train(w, train_file=w["root"] / "missing.csv"), "missing.csv"),
     ("unsupported extension", lambda w: train(w, train_file=w["txt"]), "unsupported extension"),
+    ("compressed parquet", lambda w: train(w, train_file=w["parquet_gz"]), "extension .parquet.gz; expected .csv"),
+    ("not the compression it names", lambda w: train(w, train_file=w["bad_gz"]), "as gzip-compressed csv"),
     ("unknown text column", lambda w: train(w, "--text_column_name", "body"), "body"),
     ("unknown label column", lambda w: train(w, "--label_column_name", "stars"), "stars"),
     ("empty file", lambda w: train(w, train_file=w["empty"]), "empty"),
@@ -513,6 +537,11 @@ CASES = [
         "the range is empty",
     ),
     ("search: empty choices", lambda w: search(w, space="{per_device_train_batch_size: []}"), "choices is empty"),
+    (
+        "search: a learning rate range from 0",
+        lambda w: search(w, space="{learning_rate: {low: 0, high: 1.0e-4}}"),
+        "the value 0.0 is rejected: learning_rate must be > 0",
+    ),
     ("search: bound not a number", lambda w: search(w, space="{learning_rate: {low: fast, high: 1}}"), "a number"),
     (
         "search: range on a text field",
@@ -537,6 +566,7 @@ CASES = [
     # predict
     ("predict: missing input file", lambda w: predict(w, input_file=w["root"] / "gone.csv"), "gone.csv"),
     ("predict: input extension", lambda w: predict(w, input_file=w["txt"]), "unsupported extension"),
+    ("predict: zstd input", lambda w: predict(w, input_file=w["zst"]), "extension .zst; expected .csv, .tsv"),
     ("predict: empty input file", lambda w: predict(w, input_file=w["empty"]), "empty"),
     ("predict: binary input", lambda w: predict(w, input_file=w["binary"]), "binary.csv"),
     ("predict: a column named twice", lambda w: predict(w, input_file=w["twice"]), "more than once in its header"),

@@ -311,7 +311,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, tiny_be
 
 @pytest.mark.parametrize(
     "extra,needle",
-    [(["--learning_rate", "-1"], "learning_rate must be >= 0"),
+    [(["--learning_rate", "-1"], "learning_rate must be > 0"),
      (["--per_device_train_batch_size", "0"], "per_device_train_batch_size must be >= 1"),
      (["--gradient_accumulation_steps", "0"], "gradient_accumulation_steps must be >= 1"),
      (["--num_train_epochs", "-1"], "num_train_epochs must be > 0"),

@@ -920,11 +920,11 @@ def test_the_hidden_projection_gets_each_steps_gradient_alone(tmp_path):
             norms.append(float(projections["1"].weight.grad.norm()))
 
     distill = DistillationArguments(teacher_model_name_or_path="t", alpha=0.5, hidden_loss_weight=1.0)
+    args = make_args(tmp_path, max_steps=3, per_device_train_batch_size=4, remove_unused_columns=False)
+    args.learning_rate = 0.0  # weights that never move give every step the same gradient (a config may not say 0)
     trainer = DistillationTrainer(
         model=student,
-        args=make_args(
-            tmp_path, learning_rate=0.0, max_steps=3, per_device_train_batch_size=4, remove_unused_columns=False
-        ),
+        args=args,
         train_dataset=Dataset.from_list([{"input_ids": [1, 7, 9, 11], "labels": 1}] * 12),
         data_collator=DistillationCollator(_PadTokenizer()),
         distill_args=distill,

@@ -278,17 +278,21 @@ class TransferTrainingArguments(TrainingArguments):
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        if not 0 <= self.learning_rate < math.inf:
-            raise ConfigError(
-                f"learning_rate must be >= 0 and finite, got {self.learning_rate} (typically 1e-5 to 1e-3)."
-            )
         if self.max_steps <= 0 and not self.num_train_epochs > 0 and not self.linear_probe_epochs:
             raise ConfigError(f"num_train_epochs must be > 0 (or set max_steps), got {self.num_train_epochs}.")
         # Each of these failed only once the weights had loaded: a traceback (inf epochs, a seed numpy refuses, label
-        # smoothing torch refuses) or a NaN model (NaN weight decay); a NaN clip norm was ignored, silently.
-        grad_norm = self.max_grad_norm
+        # smoothing torch refuses, Adam betas or epsilon torch refuses, a warmup int() cannot convert) or a NaN model
+        # (NaN weight decay); a NaN clip norm was ignored, silently. A learning rate of 0 trained nothing: every step
+        # left the weights as they were, and the model was saved as trained.
+        grad_norm, lp_lr = self.max_grad_norm, self.linear_probe_learning_rate
         limits = {
+            "learning_rate": (0 < self.learning_rate < math.inf, "> 0 and finite (typically 1e-5 to 1e-3)"),
+            "linear_probe_learning_rate": (0 < lp_lr < math.inf, "> 0 and finite (typically 1e-3 to 1e-2)"),
             "num_train_epochs": (math.isfinite(self.num_train_epochs), "a finite number"),
+            "warmup_steps": (0 <= self.warmup_steps < math.inf, "finite and >= 0 (steps, or below 1 a fraction)"),
+            "adam_beta1": (0 <= self.adam_beta1 < 1, "in [0, 1)"),
+            "adam_beta2": (0 <= self.adam_beta2 < 1, "in [0, 1)"),
+            "adam_epsilon": (0 <= self.adam_epsilon < math.inf, "finite and >= 0"),
             "seed": (0 <= self.seed < 2**32, "in [0, 2**32 - 1]"),
             "label_smoothing_factor": (0 <= self.label_smoothing_factor < 1, "in [0, 1)"),
             "weight_decay": (0 <= self.weight_decay < math.inf, "finite and >= 0"),
