@@ -16,7 +16,7 @@ from hf_transfer.cli import main
 from hf_transfer.core.eval_sets import reports_markdown
 from hf_transfer.core.folders import CARD_DATA_FILE
 from hf_transfer.outputs.card_data import CardData, complete_card_data
-from hf_transfer.outputs.cards import build_card, merge_readme, write_model_card
+from hf_transfer.outputs.cards import build_card, eval_results, merge_readme, write_model_card
 
 
 def header(path_or_text) -> dict:
@@ -243,6 +243,63 @@ def test_local_files_name_their_hub_dataset_through_dataset_hub_id(tmp_path):
     assert meta["datasets"] == ["stanfordnlp/sst2"]
     _, results = model_index_to_eval_results(meta["model-index"])
     assert {r.dataset_type for r in results} == {"stanfordnlp/sst2"}
+
+
+def _model_index(c: CardData, folder) -> set:
+    _, results = model_index_to_eval_results(build_card(c, folder).data.to_dict()["model-index"])
+    return {(r.dataset_split, r.dataset_type, r.dataset_name) for r in results}
+
+
+def test_local_files_claim_no_hub_dataset_in_the_model_index(tmp_path):
+    """The model-index's dataset type was the data folder's name (`sst2`, `data`): a Hub dataset id that does not
+    exist. Local files are now type `unknown` (as SetFit's and Sentence Transformers' cards write), named by the
+    file each split's metrics were measured on, and the card data keeps that through a save and a load."""
+    source = {"train_file": "/data/sst2/train.tsv", "validation_file": "/data/sst2/dev.tsv", "test_file": "t.csv.gz"}
+    record = {**DISTILL_RECORD, "data": {**DISTILL_RECORD["data"], "source": source}}
+    c = complete_card_data(CardData(), record, dict(source), tmp_path)
+    expected = {("validation", "unknown", "dev.tsv (local file)"), ("test", "unknown", "t.csv.gz (local file)")}
+    assert _model_index(c, tmp_path) == expected
+    assert "datasets" not in build_card(c, tmp_path).data.to_dict()
+    c.save(tmp_path / CARD_DATA_FILE)
+    assert _model_index(CardData.load(tmp_path / CARD_DATA_FILE), tmp_path) == expected
+    carved = {**record, "data": {**record["data"], "source": {"train_file": "/data/sst2/train.tsv"}}}
+    carved["data"]["validation_carved_from_train"] = True
+    c = complete_card_data(CardData(), carved, {"train_file": "/data/sst2/train.tsv"}, tmp_path)
+    assert ("validation", "unknown", "train.tsv (local file)") in _model_index(c, tmp_path)
+    # card data saved before the field, by a run on a Hub dataset: still that dataset
+    old = dict(vars(CardData(task="train", datasets=["org/set"])))
+    del old["eval_hub_dataset"], old["eval_files"]
+    (tmp_path / CARD_DATA_FILE).write_text(json.dumps({**old, "metrics": {"accuracy": 0.5}}))
+    assert _model_index(CardData.load(tmp_path / CARD_DATA_FILE), tmp_path) == {("validation", "org/set", "org/set")}
+
+
+@pytest.mark.parametrize("command", ["merge", "export"])
+def test_merge_and_export_cards_name_the_file_they_measured_on(tmp_path, command):
+    """A merge (or export) scores the model on a file of its own: its model-index said the fine-tuned run's Hub
+    dataset (stanfordnlp/sst2) for metrics measured on, say, a shifted-domain csv."""
+    from hf_transfer.core.arguments import EvalSet
+    from hf_transfer.outputs.export_card import export_card_data
+    from hf_transfer.outputs.merge_card import merge_card_data
+
+    finetuned = tmp_path / "finetuned"
+    finetuned.mkdir()
+    config = {"dataset_name": "stanfordnlp/sst2"}
+    complete_card_data(CardData(), DISTILL_RECORD, config, finetuned).save(finetuned / CARD_DATA_FILE)
+    scores = {"samples": 8, "accuracy": 0.75, "f1_macro": 0.7, "confusion_matrix": [[3, 1], [1, 3]]}
+    if command == "merge":
+        merge = {"alpha": 0.5, "pretrained": "org/base", "finetuned": str(finetuned), "validation_set": "validation"}
+        record = {"merge": merge, "eval_sets": {"validation": scores}, "label_names": ["negative", "positive"]}
+        c = merge_card_data(record, {}, tmp_path / "merged", [EvalSet("validation", "/data/shifted.csv")])
+    else:
+        export = {"format": "onnx", "quantization": None, "validation_report": scores}
+        record = {
+            "export": export,
+            "label_names": ["negative", "positive"],
+            "problem_type": DISTILL_RECORD["problem_type"],
+        }
+        c = export_card_data(str(finetuned), record, "exported", "/data/shifted.csv")
+    assert {(r.dataset_type, r.dataset_name) for r in eval_results(c)} == {("unknown", "shifted.csv (local file)")}
+    assert c.datasets == ["stanfordnlp/sst2"]  # what it was trained on is still said
 
 
 def test_adapter_folder_card(tmp_path):

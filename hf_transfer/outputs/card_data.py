@@ -56,6 +56,10 @@ class CardData:
     language_source: str | None = None  # config, detected (from the training text), or base model
     datasets: list[str] = field(default_factory=list)
     data_name: str = "local data"
+    # Where the metrics were measured, for the model-index: the Hub dataset (dataset_name or dataset_hub_id), or None
+    # for local files, named per split (`dev.tsv`) without a Hub id. merge and export measure on files of their own.
+    eval_hub_dataset: str | None = None
+    eval_files: dict[str, str] = field(default_factory=dict)
     eval_dataset: str = "validation data"
     data_source: str = "local data"
     label_names: list[str] = field(default_factory=list)
@@ -91,6 +95,8 @@ class CardData:
     @classmethod
     def load(cls, path: str | Path) -> CardData:
         values = read_json_object(path)
+        if "eval_hub_dataset" not in values and values.get("task") in ("train", "distill") and values.get("datasets"):
+            values["eval_hub_dataset"] = values["datasets"][0]  # saved before the field: train measured on it
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
@@ -265,6 +271,11 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
     c.datasets = [hub_dataset] if hub_dataset else []
     train_file = config.get("train_file") or (source.get("train_file") if isinstance(source, dict) else None)
     c.data_name = dataset_name or (_data_name(train_file) if train_file else "local data")
+    carved = bool(data.get("validation_carved_from_train"))
+    test_file = source.get("test_file") if isinstance(source, dict) else None
+    c.eval_hub_dataset = hub_dataset
+    named = {"validation": eval_file or (train_file if carved else None), "test": test_file}
+    c.eval_files = {split: Path(str(path)).name for split, path in named.items() if path}
     splits = data.get("splits") or data
     c.splits = {
         split: {"rows": info["rows"], "dropped": {k: v for k, v in (info.get("dropped") or {}).items() if v}}
@@ -273,7 +284,6 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
         if isinstance(info, dict) and "rows" in info
     }
     rows = c.splits.get("validation", {}).get("rows")
-    carved = bool(data.get("validation_carved_from_train"))
     eval_what = "a split carved from the training data" if carved else f"validation data from {eval_from}"
     c.eval_dataset = f"{rows:,} rows of {eval_what}" if rows else eval_what
     c.data_source = _source_text(source, dataset_name or "local data")

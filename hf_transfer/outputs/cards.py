@@ -29,6 +29,7 @@ from hf_transfer.outputs.readme import merge_readme
 
 TEMPLATE = "model_card.md.jinja"
 EXAMPLE_TEXT = "I really enjoyed this!"
+LOCAL_DATASET_TYPE = "unknown"  # the model-index's dataset type for metrics measured on local files
 EXAMPLE_PAIR = "Would buy again"  # the second text of the quick start, for a model trained on text pairs
 _METRIC_NAMES = {
     "accuracy": "Accuracy",
@@ -60,20 +61,30 @@ def _metric_id(key: str) -> tuple[str, str | None, str]:
     return key, None, key
 
 
+def model_index_dataset(c: CardData, split: str) -> tuple[str, str]:
+    """The model-index's dataset type and name for `split`'s metrics: the Hub dataset they were measured on, or for
+    local files the type `unknown` (no Hub id claimed; SetFit's and Sentence Transformers' cards write the same) and
+    the file's name. A data folder's name (`data`, `sst2`) would claim a Hub dataset id that does not exist."""
+    if c.eval_hub_dataset:
+        return c.eval_hub_dataset, c.eval_hub_dataset
+    file = c.eval_files.get(split)
+    return LOCAL_DATASET_TYPE, f"{file} (local file)" if file else "local data"
+
+
 def eval_results(c: CardData) -> list:
     from huggingface_hub import EvalResult
 
-    dataset = c.datasets[0] if c.datasets else c.data_source_name()
     results = []
     for split, metrics in (("validation", c.metrics), ("test", c.test_metrics)):
+        dataset_type, dataset_name = model_index_dataset(c, split)
         for key, value in metrics.items():
             metric_type, metric_config, metric_name = _metric_id(key)
             results.append(
                 EvalResult(
                     task_type="text-classification",
                     task_name="Text Classification",
-                    dataset_type=dataset,
-                    dataset_name=dataset,
+                    dataset_type=dataset_type,
+                    dataset_name=dataset_name,
                     dataset_split=split,
                     metric_type=metric_type,
                     metric_config=metric_config,

@@ -119,6 +119,7 @@ def export_card_data(source: str, record: dict, model_name: str, validation_file
         c.metrics, c.test_metrics = _scalar_metrics(report), {}
         c.confusion_matrix = report.get("confusion_matrix")
         name = Path(str(validation_file)).name
+        c.eval_hub_dataset, c.eval_files = None, {"validation": name}  # export's own file, not the training data's
         c.eval_dataset = f"{report['samples']:,} rows of `{name}`, scored with the exported {graph} graph"
     elif graph == "int8":
         c.metrics, c.test_metrics, c.confusion_matrix = {}, {}, None

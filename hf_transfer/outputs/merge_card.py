@@ -39,6 +39,8 @@ def merge_card_data(record: dict, config: dict, folder: str | Path, sets: list) 
     c.metrics = _scalar_metrics(main)
     c.test_metrics, c.epochs = {}, []
     c.confusion_matrix = main.get("confusion_matrix")
+    # Measured on merge's own files, whatever data the fine-tuned model was trained on.
+    c.eval_hub_dataset, c.eval_files = None, {"validation": Path(sets[0].path).name} if main else {}
     if main:
         first = sets[0]
         c.eval_dataset = f"{main['samples']:,} rows of {first.name} (`{Path(first.path).name}`) at α = {m['alpha']:g}"
