@@ -93,6 +93,8 @@ def world(tmp_path_factory, tiny_bert_dir):
     os.mkfifo(w["fifo"])
     w["twice"] = root / "twice.csv"  # pandas read the second 'label' as 'label.1'
     w["twice"].write_text("text,label,label\n" + "".join(f"{t},{y},{y}\n" for t, y in zip(texts, labels, strict=True)))
+    w["semicolons"] = root / "semicolons.csv"  # a spreadsheet's export in a European locale: one column 'text;label'
+    w["semicolons"].write_text("text;label\n" + "".join(f"{t};{y}\n" for t, y in zip(texts, labels, strict=True)))
     w["twice_parquet"] = root / "twice.parquet"  # a traceback: df["label"] was a frame of two columns
     table = pa.table([pa.array(texts), pa.array(labels), pa.array(labels)], names=["text", "label", "label"])
     pq.write_table(table, w["twice_parquet"])
@@ -375,6 +377,7 @@ CASES = [
     ),
     ("binary file as csv", lambda w: train(w, train_file=w["binary"]), "binary.csv"),
     ("a column named twice", lambda w: train(w, train_file=w["twice"]), "names the column 'label' more than once"),
+    ("a csv separated by semicolons", lambda w: train(w, train_file=w["semicolons"]), "separated by semicolons"),
     ("a folder as train_file", lambda w: train(w, train_file=w["folder_csv"]), "folder.csv' is a folder, not a file"),
     ("a named pipe as validation_file", lambda w: train(w, dev=w["fifo"]), "is a named pipe, socket or device"),
     ("mixed label types", lambda w: train(w, train_file=w["mixed"], dev=w["mixed"]), "label"),
@@ -570,6 +573,7 @@ CASES = [
     ("predict: empty input file", lambda w: predict(w, input_file=w["empty"]), "empty"),
     ("predict: binary input", lambda w: predict(w, input_file=w["binary"]), "binary.csv"),
     ("predict: a column named twice", lambda w: predict(w, input_file=w["twice"]), "more than once in its header"),
+    ("predict: a csv separated by semicolons", lambda w: predict(w, input_file=w["semicolons"]), "by semicolons"),
     ("predict: a parquet column named twice", lambda w: predict(w, input_file=w["twice_parquet"]), "'label' more"),
     ("predict: a folder as input", lambda w: predict(w, input_file=w["folder_csv"]), "is a folder, not a file"),
     ("predict: a named pipe as input", lambda w: predict(w, input_file=w["fifo"]), "is a named pipe"),

@@ -99,11 +99,25 @@ def closest_hint(name: str, columns: list[str]) -> str:
     return f" Did you mean {lowered[match[0]]!r}?" if match else ""
 
 
+def separator_hint(columns: list[str]) -> str:
+    """A hint when the header was read as one column because the file is separated by something else (a
+    semicolon-separated csv from a spreadsheet set to a European locale reads as the single column 'text;label')."""
+    if len(columns) != 1:
+        return ""
+    for mark, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "'|'"), (",", "commas")):
+        if mark in str(columns[0]):
+            return (
+                f" The header looks separated by {name}: .csv files are read as comma-separated and .tsv as "
+                "tab-separated, so save it with the separator its extension names."
+            )
+    return ""
+
+
 def _require_column(option: str, name: str, columns: list[str], split: str) -> None:
     if name not in columns:
         raise DataError(
             f"{option} {name!r} is not a column of the {split} data, whose columns are {columns}."
-            f"{closest_hint(name, columns)} Set {option} to one of them."
+            f"{closest_hint(name, columns)}{separator_hint(columns)} Set {option} to one of them."
         )
 
 
@@ -112,7 +126,7 @@ def _default_column(kind: str, candidates: tuple[str, ...], columns: list[str], 
     if found is None and (kind == "text" or split not in UNLABELLED_SPLITS):
         raise DataError(
             f"no {kind} column in the {split} data: its columns are {columns}, none of the defaults "
-            f"{list(candidates)}. Set {kind}_column_name."
+            f"{list(candidates)}.{separator_hint(columns)} Set {kind}_column_name."
         )
     return found or candidates[0]
 
