@@ -492,3 +492,79 @@ def test_a_diverged_trial_fails_and_the_study_goes_on(tmp_path, tiny_bert_dir):
     assert list(trials["state"]) == ["fail", "complete"]
     assert trials.loc[0, "note"].startswith("training diverged:") and trials.loc[1, "learning_rate"] == 1e-3
     assert not (out / "trials" / "trial-000").exists() and (out / "trials" / "trial-001").is_dir()
+
+
+def _fake_trials(monkeypatch, outcomes):
+    """Trials that train nothing: each writes a run folder and returns (or raises) the next outcome."""
+    outcomes = iter(outcomes)
+
+    def fake_train(*objects, callbacks=None):
+        folder = Path(objects[-1].output_dir)
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_text("weights")
+        outcome = next(outcomes)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr("hf_transfer.search.command.run_train", fake_train)
+
+
+def _fake_search_argv(tmp_path, model) -> list[str]:
+    return [*_tiny_search_argv(tmp_path, model), "--few_shot", "false", "--search_space", "{learning_rate: [1.0e-3, "
+            "1.0e-4]}"]  # fmt: skip
+
+
+def test_a_tiny_timeout_still_runs_one_trial(tmp_path, tiny_bert_dir, monkeypatch, capsys):
+    """The timeout was checked before each trial: one shorter than the set-up ran none, and the search ended in
+    "no trial of the search completed (1 tried)", counting the config's queued trial that never ran."""
+    _fake_trials(monkeypatch, [{"eval_accuracy": 0.75}, {"eval_accuracy": 0.5}])
+    assert main([*_fake_search_argv(tmp_path, tiny_bert_dir), "--timeout", "1e-9"]) == 0
+    printed = capsys.readouterr().out
+    assert "stopped_by                   timeout" in printed and "best_accuracy                0.75" in printed
+    trials = pd.read_csv(tmp_path / "out" / "search" / "trials.csv")
+    assert list(trials["state"]) == ["complete"] and trials.loc[0, "accuracy"] == 0.75
+
+
+def test_ctrl_c_leaves_trials_csv_saying_so_and_the_rerun_names_it(tmp_path, tiny_bert_dir, monkeypatch, capsys):
+    """Ctrl-C during a trial: trials.csv (written only after finished trials) left the interrupted trial out, and
+    once resumed it was a `fail` with no note."""
+    _fake_trials(monkeypatch, [{"eval_accuracy": 0.5}, KeyboardInterrupt()])
+    argv = _fake_search_argv(tmp_path, tiny_bert_dir)
+    out = tmp_path / "out"
+    assert main(argv) == 130
+    trials = pd.read_csv(out / "search" / "trials.csv")
+    assert list(trials["state"]) == ["complete", "fail"] and trials.loc[1, "note"] == "interrupted"
+    assert not (out / "trials" / "trial-001").exists()
+    _fake_trials(monkeypatch, [{"eval_accuracy": 0.75}])
+    assert main(argv) == 0
+    trials = pd.read_csv(out / "search" / "trials.csv")
+    assert list(trials["state"]) == ["complete", "fail", "complete"]
+    assert trials.loc[1, "note"] == "interrupted; run again as trial 2"
+    assert trials.loc[2, "note"] == "reruns interrupted trial 1"
+
+
+def test_a_trial_without_the_metric_fails_with_its_reason_and_leaves_no_folder(tmp_path, tiny_bert_dir, monkeypatch,
+                                                                               capsys):  # fmt: skip
+    """The trial's folder stayed, trials.csv had no note, and the search's last line gave no reason."""
+    _fake_trials(monkeypatch, [{"eval_loss": 0.5}] * 3)
+    assert main(_fake_search_argv(tmp_path, tiny_bert_dir)) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "no trial of the search completed (3 tried); the last failed with: the trial has no validation" in err
+    trials = pd.read_csv(tmp_path / "out" / "search" / "trials.csv")
+    assert trials["note"].str.contains("no validation accuracy").all()
+    assert not any((tmp_path / "out" / "trials").iterdir())
+
+
+def test_few_shot_trials_without_validation_data_are_refused_before_any_trains(tmp_path, minilm_path, capsys):
+    """With no validation_file the few-shot route trains on every row, so each trial trained and then failed for
+    want of a score: three trainings, then "no trial of the search completed"."""
+    argv = _tiny_search_argv(tmp_path, minilm_path)
+    i = argv.index("--validation_file")
+    del argv[i : i + 2]
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "the trials take the few-shot route" in err, err
+    assert "keeps no validation data when no validation_file is given" in err
+    assert not (tmp_path / "out").exists()

@@ -48,7 +48,11 @@ class SearchArguments:
         },
     )
     timeout: float | None = field(
-        default=None, metadata={"help": "Start no new trial after this many seconds (the running one finishes)."}
+        default=None,
+        metadata={
+            "help": "Start no new trial once this many seconds have passed since the search began (the running one "
+            "finishes; the first trial of a run always starts)."
+        },
     )
     metric: str | None = field(
         default=None,

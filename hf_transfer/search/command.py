@@ -116,6 +116,12 @@ def _prepare(s: SearchArguments) -> dict:
     route = route_of(distill, adapter.enabled, freezes or t.cache_frozen_features)
     if few_shot is not None and few_shot.on:
         route = "few_shot"
+        if plan.prepared.summary.get("validation_carved_from_train"):  # the route then trains on every row
+            raise ConfigError(
+                f"the trials take the few-shot route ({few_shot.reason}), which keeps no validation data when no "
+                f"validation_file is given (every labelled row trains), so no trial would have a validation {metric} "
+                "to be judged by; give validation_file, or set few_shot: false to search the ordinary fine-tune."
+            )
     space = s.search_space or default_space(
         route, num_layers=layout.depth, peft_method=adapter.peft_method, train_head_only=training.train_head_only
     )
@@ -244,10 +250,13 @@ def _optimize(study, s: SearchArguments, setup: dict, optuna) -> str:
             trial.set_user_attr("interrupted", True)
             shutil.rmtree(folder, ignore_errors=True)
             raise
+        if f"eval_{metric}" not in summary:  # a run that kept no validation data: a failed trial, like any other
+            err = ConfigError(f"the trial has no validation {metric} to be judged by; give validation_file.")
+            trial.set_user_attr("error", one_line(err, 200))
+            shutil.rmtree(folder, ignore_errors=True)
+            raise err
         trial.set_user_attr("output_dir", str(folder))
         trial.set_user_attr("caches", _cache_use(folder))
-        if f"eval_{metric}" not in summary:  # a route that keeps no validation data (few-shot without one)
-            raise ConfigError(f"the trial has no validation {metric} to be judged by; give validation_file.")
         return float(summary[f"eval_{metric}"])
 
     def after_trial(study, trial):
@@ -264,13 +273,19 @@ def _optimize(study, s: SearchArguments, setup: dict, optuna) -> str:
     failures = 0
     try:
         while counted(study) < s.n_trials:
-            if deadline is not None and time.monotonic() >= deadline:
-                return "timeout"
-            study.optimize(objective, n_trials=1, catch=_TRIAL_FAILURES, callbacks=[after_trial])
+            try:
+                study.optimize(objective, n_trials=1, catch=_TRIAL_FAILURES, callbacks=[after_trial])
+            except KeyboardInterrupt:  # Optuna has marked the trial failed; trials.csv and the plot say so too
+                _write_outputs(study, setup, names, best_trial(study))
+                raise
             failed = study.trials[-1].state == optuna.trial.TrialState.FAIL
             failures = failures + 1 if failed else 0
             if failures >= _FAILURES_IN_A_ROW:
                 return "failures"
+            # Checked between trials, so every run starts one: checked before each, a timeout shorter than the
+            # set-up ran none and ended in "no trial of the search completed".
+            if deadline is not None and time.monotonic() >= deadline and counted(study) < s.n_trials:
+                return "timeout"
     finally:
         bar.close()
     return "n_trials"
@@ -319,8 +334,9 @@ def _finish(study, s: SearchArguments, setup: dict, stopped: str, seconds: float
     best = best_trial(study)
     if best is None:
         errors = [t.user_attrs["error"] for t in trials if t.user_attrs.get("error")]
+        tried = sum(t.state.is_finished() for t in trials)  # not the trials still queued
         raise ConfigError(
-            f"no trial of the search completed ({len(trials)} tried)"
+            f"no trial of the search completed ({tried} tried)"
             + (f"; the last failed with: {errors[-1]}" if errors else "")
         )
     _write_outputs(study, setup, names, best)

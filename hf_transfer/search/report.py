@@ -34,9 +34,13 @@ def write_trials_csv(study, path: Path, metric: str, names: list[str]) -> None:
     """One row per trial: number, state, the metric, duration, every searched parameter, where it was pruned."""
     fields = ["number", "state", metric, "duration_s", *names, "evaluations", "pruned_at_evaluation", "caches", "note"]
     rows = []
-    for trial in study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    reruns = {t.user_attrs["requeued_from"]: t.number for t in trials if "requeued_from" in t.user_attrs}
+    for trial in trials:
         pruned = trial.user_attrs.get("pruned_at") or {}
         note = trial.user_attrs.get("error") or ""
+        if trial.user_attrs.get("interrupted") or trial.number in reruns:  # Ctrl-C, or killed and failed on resume
+            note = "interrupted" + (f"; run again as trial {reruns[trial.number]}" if trial.number in reruns else "")
         if trial.user_attrs.get("from_config"):
             note = "the config's own values" + (f"; {note}" if note else "")
         if "requeued_from" in trial.user_attrs:
