@@ -247,6 +247,20 @@ def test_help_lists_the_fields_and_export_takes_the_folder_first(capsys, tmp_pat
     assert args.output_dir == str(tmp_path / "m-onnx")
 
 
+@pytest.mark.parametrize("given", [".", "./", "..", "m/.."])
+def test_the_default_output_dir_of_the_current_folder_lies_beside_it(tmp_path, monkeypatch, given):
+    """`hf-transfer export . --format onnx` run inside the model folder wrote `./.-onnx`: a hidden folder inside the
+    model it exported (`..` likewise wrote `..-onnx` in the working folder)."""
+    (tmp_path / "m").mkdir()
+    monkeypatch.chdir(tmp_path / "m")
+    folder = tmp_path / "m" if given in (".", "./") else tmp_path
+    expected = Path(str(folder.resolve()) + "-onnx")
+    if given == "m/..":
+        monkeypatch.chdir(tmp_path)
+    args = ExportArguments(model_dir=given, format="onnx")
+    assert Path(args.output_dir) == expected and not Path(args.output_dir).name.startswith(".")
+
+
 def test_a_pair_model_is_checked_on_pairs_and_its_export_records_the_pair_column(tmp_path, tiny_bert_dir, capsys,
                                                                                    monkeypatch):  # fmt: skip
     """A model trained on text pairs was checked on its first texts alone: with --validation_file but no

@@ -75,5 +75,8 @@ class ExportArguments(EvalDataArguments):
                 f"{self.max_abs_logit_diff}, {self.max_accuracy_drop} and {self.speed_samples}."
             )
         if self.output_dir is None:
-            self.output_dir = str(Path(self.model_dir.rstrip("/\\"))) + "-onnx"
+            source = Path(self.model_dir.rstrip("/\\") or "/")
+            if source.name in ("", ".", "..") and source.is_dir():  # `export .`: beside the folder, not `.-onnx` in it
+                source = source.resolve()
+            self.output_dir = str(source) + "-onnx"
         check_new_output_dir(self.output_dir, "export")
