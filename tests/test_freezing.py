@@ -311,3 +311,71 @@ def test_a_plan_that_freezes_everything_is_refused(options):
     with pytest.raises(ConfigError, match=r"freeze all 8 parameters .*'classifier.w'.* nothing would train"):
         FreezePlan.resolve(LAYOUT, **options)
     assert FreezePlan.resolve(LAYOUT, freeze_patterns=["^(emb|layer)"]).will_train == HEAD
+
+
+JAMBA_OPTIONS = [
+    ({"freeze_layers": 1}, "freeze_layers needs"),
+    ({"train_head_only": True, "layerwise_lr_decay": 0.9}, "train_head_only, layerwise_lr_decay need"),
+    ({"gradual_unfreezing": 1}, "gradual_unfreezing needs"),
+    (
+        {"freeze_embeddings": True, "freeze_layers": 2, "cache_frozen_features": True},
+        "freeze_layers, cache_frozen_features need",
+    ),
+]
+
+
+@pytest.mark.parametrize("options, message", JAMBA_OPTIONS)
+def test_a_model_without_blocks_trains_and_refuses_only_the_options_that_need_them(tmp_path, options, message):
+    from test_layers import JAMBA
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from hf_transfer.train.arguments import TransferTrainingArguments
+    from hf_transfer.train.trainer import freeze_plan_from_arguments
+
+    with torch.device("meta"):
+        model = AutoModelForSequenceClassification.from_config(AutoConfig.for_model("jamba", **JAMBA))
+    layout = discover_layers(model, need_blocks=False)
+
+    def plan(**kwargs):
+        args = TransferTrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none", **kwargs)
+        return freeze_plan_from_arguments(layout, args)
+
+    assert plan().frozen == frozenset()
+    assert plan(freeze_embeddings=True, freeze_patterns=["final_layernorm"]).frozen == {
+        "model.embed_tokens.weight",
+        "model.final_layernorm.weight",
+    }
+    with pytest.raises(ConfigError, match=rf"{message} the model's transformer blocks, but none were found.*'score"):
+        plan(**options)
+
+
+def test_train_runs_on_a_model_without_blocks(tmp_path):
+    # Through the command line, on a saved tiny Jamba: it trains (it stopped with "Cannot find the transformer
+    # blocks" even with no freeze option), frozen embeddings stay bit-identical, and freeze_layers is one line, exit 2.
+    import pandas as pd
+    from safetensors.torch import load_file
+    from test_feature_cache import word_tokenizer
+    from test_layers import JAMBA
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from hf_transfer.cli import main
+
+    tokenizer = word_tokenizer()
+    config = AutoConfig.for_model("jamba", **{**JAMBA, "vocab_size": len(tokenizer)}, num_labels=2)
+    config.id2label, config.label2id = {0: "neg", 1: "pos"}, {"neg": 0, "pos": 1}
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path / "jamba")
+    tokenizer.save_pretrained(tmp_path / "jamba")
+    texts = [f"{w} thing number {i}" for i, w in enumerate(["good", "bad", "great", "awful"] * 4)]
+    pd.DataFrame({"text": texts, "label": ["pos", "neg"] * 8}).to_csv(tmp_path / "train.csv", index=False)
+    argv = ["train", "--model_name_or_path", str(tmp_path / "jamba"), "--train_file", str(tmp_path / "train.csv")]
+    argv += ["--max_steps", "2", "--learning_rate", "1e-2", "--use_cpu", "true", "--report_to", "none"]
+    argv += ["--save_strategy", "no", "--disable_tqdm", "true", "--freeze_embeddings", "true"]
+    assert main([*argv, "--output_dir", str(tmp_path / "out")]) == 0
+    before = load_file(tmp_path / "jamba" / "model.safetensors")
+    after = load_file(tmp_path / "out" / "model.safetensors")
+    assert torch.equal(before["model.embed_tokens.weight"], after["model.embed_tokens.weight"])
+    assert not torch.equal(before["score.weight"], after["score.weight"])
+    assert not torch.equal(before["model.layers.0.mamba.in_proj.weight"], after["model.layers.0.mamba.in_proj.weight"])
+    assert main([*argv, "--freeze_layers", "1", "--output_dir", str(tmp_path / "refused")]) == 2
+    assert not (tmp_path / "refused").exists()

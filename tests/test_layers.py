@@ -233,3 +233,33 @@ def test_a_model_of_custom_code_has_a_layout_with_trust_remote_code(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     layout = meta_layout(AutoConfig.from_pretrained(tmp_path, trust_remote_code=True))
     assert layout.depth == 2 and "bert.encoder.layer.0.output.dense.weight" in layout.blocks[0]
+
+
+JAMBA = {
+    **DECODER,
+    "intermediate_size": 64,  # torch's grouped matmul of its experts needs 16-byte strides
+    "attn_layer_period": 2,
+    "attn_layer_offset": 1,
+    "expert_layer_period": 2,
+    "expert_layer_offset": 1,
+    "num_experts": 2,
+    "mamba_d_state": 16,
+    "mamba_dt_rank": 8,
+    "use_mamba_kernels": False,
+}
+
+
+def test_a_model_whose_layers_are_of_two_classes_has_a_layout_without_blocks_on_request():
+    # Jamba's layers alternate a Mamba and an attention class: no list of identical layers. `train` used this layout's
+    # error for every run, with no freeze option at all.
+    with torch.device("meta"):
+        model = AutoModelForSequenceClassification.from_config(AutoConfig.for_model("jamba", **JAMBA))
+    with pytest.raises(ConfigError, match="Cannot find the transformer blocks of JambaForSequenceClassification"):
+        discover_layers(model)
+    layout = discover_layers(model, need_blocks=False)
+    assert layout.depth == 0 and layout.block_modules == ()
+    assert layout.embeddings == ("model.embed_tokens.weight",)
+    assert sorted(layout.param_names) == sorted(name for name, _ in model.named_parameters())
+    assert {"score.weight", "model.final_layernorm.weight", "model.layers.1.self_attn.q_proj.weight"} <= set(
+        layout.head
+    )

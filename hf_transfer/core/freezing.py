@@ -110,6 +110,19 @@ def check_one_block_stack(layout: ModelLayout, options: dict[str, bool]) -> None
     )
 
 
+def check_blocks_found(layout: ModelLayout, options: dict[str, bool]) -> None:
+    """Refuse the `options` that are on and need the transformer blocks, on a layout where none were found (a hybrid
+    such as Jamba, whose layers are of two classes): they would freeze or rank nothing, or the whole body as head."""
+    used = [name for name, on in options.items() if on]
+    if layout.blocks or not used:
+        return
+    raise ConfigError(
+        f"{', '.join(used)} {'needs' if len(used) == 1 else 'need'} the model's transformer blocks, but none were "
+        "found (no nn.ModuleList of identical layers inside its base model); freeze by name with freeze_patterns "
+        f"instead (parameter names look like {_examples(layout)}), or drop {'it' if len(used) == 1 else 'them'}."
+    )
+
+
 def unfreezing_stages(layout: ModelLayout, permanently_frozen: set[str]) -> list[set[str]]:
     """ULMFiT gradual unfreezing: the trainable parameter names of each stage, cumulative.
 

@@ -8,6 +8,10 @@ in their name, or are a relative-position bias that every block reads (MPNet's `
 LayoutLMv3's `encoder.rel_pos_bias`), and head otherwise (BERT's pooler, GPT-2's `ln_f`, Llama's `norm`, ViT's
 `layernorm`). Everything outside the base model (classifier, score, DeBERTa's pooler) is head.
 
+A model with no such list (Jamba, whose layers alternate two classes) gets a layout without blocks when asked for
+one (`need_blocks=False`): its embeddings found by name, everything else head. It trains, and takes freeze_embeddings
+and freeze_patterns; the options that rank blocks are refused (`freezing.check_blocks_found`).
+
 ALBERT shares weights across layers: its blocks are its layer groups (`num_hidden_groups`, 1 in the released
 checkpoints), so an ALBERT model usually has depth 1, not `num_hidden_layers`.
 
@@ -132,17 +136,36 @@ def _parallel_lists(body: nn.Module, blocks: str) -> list[str]:
     return siblings
 
 
-def discover_layers(model: nn.Module) -> ModelLayout:
-    """Split the parameters of a transformers model into embeddings, transformer blocks and head."""
+def _layout_without_blocks(model: nn.Module, body_prefix: str, config) -> ModelLayout:
+    """Body parameters named like embeddings are the embeddings, every other parameter is head; no blocks."""
+    embeddings, head = [], []
+    for name, _ in model.named_parameters():
+        inside = name.startswith(body_prefix)
+        (embeddings if inside and _EMBEDDING_NAME.search(name[len(body_prefix) :]) else head).append(name)
+    return ModelLayout(
+        embeddings=tuple(embeddings),
+        blocks=(),
+        head=tuple(head),
+        block_modules=(),
+        num_layers=getattr(config, "num_hidden_layers", None),
+        encoder_decoder=bool(getattr(config, "is_encoder_decoder", False)),
+    )
+
+
+def discover_layers(model: nn.Module, *, need_blocks: bool = True) -> ModelLayout:
+    """Split the parameters of a transformers model into embeddings, transformer blocks and head. Without blocks to
+    find, raise ConfigError, or with `need_blocks=False` return a layout with none (depth 0)."""
     body_name, body = _find_body(model)
     found = _find_block_list(body)
+    body_prefix = f"{body_name}." if body_name else ""
+    if found is None and not need_blocks:
+        return _layout_without_blocks(model, body_prefix, getattr(body, "config", None))
     if found is None:
         raise ConfigError(
             f"Cannot find the transformer blocks of {type(model).__name__}: expected an nn.ModuleList of identical "
             "layers inside its base model. Use freeze_patterns instead of freeze_layers, train_head_only, "
             "gradual_unfreezing or layerwise_lr_decay with this architecture."
         )
-    body_prefix = f"{body_name}." if body_name else ""
     list_prefix = f"{body_prefix}{found[0]}."
     layer_prefixes = (list_prefix, *(f"{body_prefix}{name}." for name in _parallel_lists(body, found[0])))
     special = _SPECIAL_CASES.get(getattr(getattr(body, "config", None), "model_type", None), {})

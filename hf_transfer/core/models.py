@@ -109,9 +109,9 @@ def meta_classifier(config):
         ) from None
 
 
-def meta_layout(config) -> ModelLayout:
+def meta_layout(config, *, need_blocks: bool = True) -> ModelLayout:
     """The layer layout of the classifier `config` describes, built on the meta device: no weights are loaded."""
-    return discover_layers(meta_classifier(config))
+    return discover_layers(meta_classifier(config), need_blocks=need_blocks)
 
 
 def is_sequence_classifier(config) -> bool:

@@ -58,7 +58,7 @@ def preflight(model_args: ModelArguments, data_args: DataArguments, training_arg
     if getattr(config, "pad_token_id", None) is None:
         config.pad_token_id = tokenizer.pad_token_id
     fit_max_seq_length(data_args, [(config, tokenizer)])
-    freeze_plan = freeze_plan_from_arguments(meta_layout(config), training_args)
+    freeze_plan = freeze_plan_from_arguments(meta_layout(config, need_blocks=False), training_args)
     depth = None
     if training_args.cache_frozen_features:
         depth = trunk_depth(freeze_plan.layout, freeze_plan.frozen, config.model_type)

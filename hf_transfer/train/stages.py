@@ -84,7 +84,7 @@ def with_calibration_split(prepared: PreparedData, args, config) -> PreparedData
     and the model's output layer checked to have a bias to fold the offsets into."""
     if not args.calibrate_decision:
         return prepared
-    output_layer(_meta_model(config), config.num_labels, meta_layout(config).head)
+    output_layer(_meta_model(config), config.num_labels, meta_layout(config, need_blocks=False).head)
     train_rows = len(prepared.datasets["train"])
     carved = carve_split(prepared, CALIBRATION_SPLIT, args.calibration_split_percentage, args.seed)
     counts = carved.summary[CALIBRATION_SPLIT]["label_counts"]

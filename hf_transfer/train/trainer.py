@@ -14,6 +14,7 @@ from hf_transfer.adapters.plan import check_freeze_conflicts
 from hf_transfer.core.freezing import (
     FreezePlan,
     apply_freeze,
+    check_blocks_found,
     check_one_block_stack,
     count_parameters,
     layerwise_lr_groups,
@@ -30,6 +31,18 @@ from hf_transfer.train.feature_cache import FEATURE_COLUMN, cached_trunk
 
 def freeze_plan_from_arguments(layout, args: TransferTrainingArguments) -> FreezePlan:
     """The freeze plan `args` ask for, on `layout` (best resolved on a meta-device model, before weights load)."""
+    check_blocks_found(
+        layout,
+        {
+            "freeze_embeddings": args.freeze_embeddings and not layout.embeddings,
+            "freeze_layers": args.freeze_layers not in (None, 0, []),
+            "train_head_only": args.train_head_only,
+            "gradual_unfreezing": bool(args.gradual_unfreezing),
+            "layerwise_lr_decay": args.layerwise_lr_decay != 1.0,
+            "linear_probe_epochs": bool(args.linear_probe_epochs),
+            "cache_frozen_features": args.cache_frozen_features,
+        },
+    )
     check_one_block_stack(
         layout,
         {
@@ -146,9 +159,9 @@ class TransferTrainer(Trainer):
             if freeze_plan is None:  # built directly, not by a command (whose pre-flight checked this already)
                 check_freeze_conflicts(model.peft_config[model.active_adapter].peft_type.value.lower(), training_args)
             # PEFT froze the base and left the adapter and the saved head trainable: that is the whole plan.
-            freeze_plan = FreezePlan.of_model(model, discover_layers(model))
+            freeze_plan = FreezePlan.of_model(model, discover_layers(model, need_blocks=False))
         elif freeze_plan is None:
-            freeze_plan = freeze_plan_from_arguments(discover_layers(model), training_args)
+            freeze_plan = freeze_plan_from_arguments(discover_layers(model, need_blocks=False), training_args)
         self.freeze_plan = freeze_plan
         self.frozen_trunk_depth = frozen_trunk_depth
         self.class_weights = None if class_weights is None else torch.tensor(list(class_weights), dtype=torch.float32)
