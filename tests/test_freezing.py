@@ -379,3 +379,34 @@ def test_train_runs_on_a_model_without_blocks(tmp_path):
     assert not torch.equal(before["model.layers.0.mamba.in_proj.weight"], after["model.layers.0.mamba.in_proj.weight"])
     assert main([*argv, "--freeze_layers", "1", "--output_dir", str(tmp_path / "refused")]) == 2
     assert not (tmp_path / "refused").exists()
+
+
+def test_albert_gradual_unfreezing_and_lr_decay_say_its_shared_block_counts_as_one(tmp_path, caplog):
+    # ALBERT runs its one layer group 12 times: gradual unfreezing released all 12 layers at once and layer-wise LR
+    # decay gave them one rate, while the card said "one more block from the top" and "block l from the top gets
+    # lr·γ^l", as for a 12-block model. The run warns, and the card says how many layers share the block.
+    from transformers import AlbertConfig, AlbertForSequenceClassification
+
+    from hf_transfer.outputs.card_data import CardData
+    from hf_transfer.outputs.card_rows import freeze_rows
+    from hf_transfer.train.arguments import TransferTrainingArguments
+    from hf_transfer.train.trainer import freeze_plan_from_arguments
+
+    config = AlbertConfig(
+        vocab_size=99, embedding_size=16, hidden_size=32, num_attention_heads=2, intermediate_size=37
+    )
+    with torch.device("meta"):
+        layout = discover_layers(AlbertForSequenceClassification(config))
+    args = TransferTrainingArguments(
+        output_dir=str(tmp_path), use_cpu=True, report_to="none", gradual_unfreezing=1, layerwise_lr_decay=0.8
+    )
+    with caplog.at_level("WARNING", logger="hf_transfer.core.freezing"):
+        plan = freeze_plan_from_arguments(layout, args)
+    assert "gradual_unfreezing and layerwise_lr_decay: this model runs 12 layers on 1 block(s)" in caplog.text
+    assert len(plan.stages) == 3  # head, then the shared block (all 12 layers), then the embeddings
+    freeze = {"depth": 1, "num_layers": 12, "gradual_unfreezing": 1, "layerwise_lr_decay": 0.8}
+    rows = dict(freeze_rows(CardData(freeze=freeze)))
+    shared = "12 layers run on 1 block(s) of weights: each block counts as one, all its layers together"
+    assert shared in rows["gradual unfreezing"] and shared in rows["layer-wise LR decay γ"]
+    bert = dict(freeze_rows(CardData(freeze={**freeze, "depth": 12})))
+    assert "layers run on" not in bert["gradual unfreezing"] + bert["layer-wise LR decay γ"]

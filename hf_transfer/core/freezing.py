@@ -5,6 +5,7 @@ model, and a plan resolved on a model built on the meta device holds for the loa
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from hf_transfer.core.layers import ModelLayout
 from hf_transfer.errors import ConfigError
 
 _HOOKS_ATTR = "_hf_transfer_freeze_hooks"
+logger = logging.getLogger(__name__)
 
 
 def _examples(layout: ModelLayout) -> str:
@@ -121,6 +123,20 @@ def check_blocks_found(layout: ModelLayout, options: dict[str, bool]) -> None:
         "found (no nn.ModuleList of identical layers inside its base model); freeze by name with freeze_patterns "
         f"instead (parameter names look like {_examples(layout)}), or drop {'it' if len(used) == 1 else 'them'}."
     )
+
+
+def warn_shared_blocks(layout: ModelLayout, options: dict[str, bool]) -> None:
+    """A warning for the `options` that are on and work block by block, on a model whose blocks are not its
+    layers (ALBERT's one layer group, run 12 times): a block is released, or its LR decayed, with all its layers."""
+    used = [name for name, on in options.items() if on]
+    if used and layout.blocks and layout.num_layers not in (None, layout.depth):
+        logger.warning(
+            "%s: this model runs %d layers on %d block(s) of weights (ALBERT shares its layer groups): each block is "
+            "released and decayed as one, all its layers together.",
+            " and ".join(used),
+            layout.num_layers,
+            layout.depth,
+        )
 
 
 def unfreezing_stages(layout: ModelLayout, permanently_frozen: set[str]) -> list[set[str]]:

@@ -36,6 +36,14 @@ def freeze_text(freeze: dict) -> str:
     return "nothing for good (see gradual unfreezing)" if freeze.get("gradual_unfreezing") else "nothing frozen"
 
 
+def _shared_blocks(freeze: dict) -> str:
+    """Where blocks are not layers (ALBERT's shared layer group): what a block-wise option did to the layers."""
+    layers, depth = freeze.get("num_layers"), freeze.get("depth")
+    if not layers or not depth or layers == depth:
+        return ""
+    return f" ({layers} layers run on {depth} block(s) of weights: each block counts as one, all its layers together)"
+
+
 def freeze_rows(c: CardData) -> list[tuple[str, str]]:
     f = c.freeze
     if c.merge and not f:  # a merge of a model hf-transfer did not train: how it was trained is unknown
@@ -52,6 +60,7 @@ def freeze_rows(c: CardData) -> list[tuple[str, str]]:
     ]
     if f.get("gradual_unfreezing"):
         text = f"one more block from the top every {f['gradual_unfreezing']} epoch(s), the embeddings last"
+        text += _shared_blocks(f)
         if c.unfreezing:
             text += "; trainable parameters by epoch: " + ", ".join(
                 f"epoch {fmt(s['epoch'], 2)}: {s['trainable_parameters']:,}" for s in c.unfreezing
@@ -60,7 +69,7 @@ def freeze_rows(c: CardData) -> list[tuple[str, str]]:
     else:
         rows.append(("gradual unfreezing", "off"))
     gamma = f.get("layerwise_lr_decay", 1.0)
-    llrd = "1.0 (off)" if gamma == 1.0 else f"{gamma} (block l from the top gets lr·γ^l)"
+    llrd = "1.0 (off)" if gamma == 1.0 else f"{gamma} (block l from the top gets lr·γ^l){_shared_blocks(f)}"
     rows.append(("layer-wise LR decay γ", llrd))
     return rows
 

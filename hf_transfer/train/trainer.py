@@ -19,6 +19,7 @@ from hf_transfer.core.freezing import (
     count_parameters,
     layerwise_lr_groups,
     trainable_at_epoch,
+    warn_shared_blocks,
 )
 from hf_transfer.core.layers import discover_layers
 from hf_transfer.core.losses import LossNormaliser, classification_loss_sum
@@ -42,6 +43,10 @@ def freeze_plan_from_arguments(layout, args: TransferTrainingArguments) -> Freez
             "linear_probe_epochs": bool(args.linear_probe_epochs),
             "cache_frozen_features": args.cache_frozen_features,
         },
+    )
+    warn_shared_blocks(
+        layout,
+        {"gradual_unfreezing": bool(args.gradual_unfreezing), "layerwise_lr_decay": args.layerwise_lr_decay != 1.0},
     )
     check_one_block_stack(
         layout,
@@ -220,6 +225,7 @@ class TransferTrainer(Trainer):
             never_trained = sum(p.numel() for n, p in model.named_parameters() if n in self.freeze_plan.frozen)
         return {
             "depth": self.layout.depth,
+            "num_layers": self.layout.num_layers,
             "freeze_embeddings": self.args.freeze_embeddings,
             "freeze_layers": self.args.freeze_layers,
             "freeze_patterns": self.args.freeze_patterns,
