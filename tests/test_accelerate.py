@@ -126,9 +126,9 @@ def launch_two_processes(argv, **env_vars):
     return proc
 
 
-def losses(out):
+def losses(out, key="loss"):
     state = json.loads((out / "trainer_state.json").read_text())
-    return [e["loss"] for e in state["log_history"] if "loss" in e]
+    return [e[key] for e in state["log_history"] if key in e]
 
 
 def same_facts(a, b) -> bool:
@@ -161,6 +161,10 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(command,
     if command == "distill":
         # The online teacher was prepared for evaluation only: never wrapped in DistributedDataParallel.
         assert record["distillation"]["prepared_teacher_classes"] == ["BertForSequenceClassification"]
+        # The logged loss terms are over every process's rows: they were the main process's alone.
+        for term in ("loss_kd", "loss_ce"):
+            assert len(losses(ddp, term)) == 16
+            assert losses(ddp, term) == pytest.approx(losses(single, term), abs=2e-4), term
 
 
 @pytest.mark.parametrize(
@@ -216,8 +220,35 @@ def test_two_process_ddp_distill_with_the_logit_cache_unlabeled_rows_and_hidden_
     launch_two_processes([*run_args(setup, ddp, "distill", batch=4), *extra])
     assert len(losses(ddp)) == 24  # (64 labelled + 32 unlabeled rows) / 8, twice
     assert losses(ddp) == pytest.approx(losses(single), rel=1e-4, abs=1e-5)
+    for term in ("loss_kd", "loss_ce", "loss_hidden"):
+        assert losses(ddp, term) == pytest.approx(losses(single, term), abs=2e-4), term
     a, b = load_file(str(single / "model.safetensors")), load_file(str(ddp / "model.safetensors"))
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
+
+
+def test_two_process_ddp_evaluation_loss_counts_each_row_once(setup, tmp_path):
+    """A validation set of 13 rows and a test set of 11, class-weighted, evaluated each epoch: under 2 processes the
+    last batch of each process is filled with rows from the start of the set, and its mean loss (over a global
+    normaliser) counted them: eval_loss 0.6841 against 0.6883 for 7 rows, and every class-weighted epoch's eval
+    loss differed. Each process's loss is now its own real rows' weighted mean, as one process computes it."""
+    rows = pd.read_csv(setup / "train.csv")
+    rows.iloc[:13].to_csv(tmp_path / "dev13.csv", index=False)
+    rows.iloc[20:31].to_csv(tmp_path / "test11.csv", index=False)
+    extra = ["--validation_file", str(tmp_path / "dev13.csv"), "--test_file", str(tmp_path / "test11.csv")]
+    extra += ["--eval_strategy", "epoch", "--class_weights", "{pos: 3.0, neg: 1.0}"]
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    assert main([*run_args(setup, single, "train", batch=8), "--use_cpu", "true", *extra]) == 0
+    launch_two_processes([*run_args(setup, ddp, "train", batch=4), *extra])
+    assert len(losses(ddp, "eval_loss")) == 2  # one an epoch
+    assert losses(ddp, "eval_loss") == pytest.approx(losses(single, "eval_loss"), rel=1e-4, abs=1e-5)
+    record, alone = (json.loads((out / "hf_transfer_run.json").read_text()) for out in (ddp, single))
+    for key in ("eval_loss", "eval_accuracy"):
+        assert record["eval_metrics"][key] == pytest.approx(alone["eval_metrics"][key], rel=1e-4, abs=1e-5), key
+    for key in ("test_loss", "test_accuracy"):
+        assert record["test_metrics"][key] == pytest.approx(alone["test_metrics"][key], rel=1e-4, abs=1e-5), key
+    assert record["eval_metrics"]["eval_samples"] == 13
+    confusion = json.loads((ddp / "confusion_matrix.json").read_text())
+    assert confusion == json.loads((single / "confusion_matrix.json").read_text())
 
 
 def test_two_process_ddp_distill_with_fresh_augmented_rows_runs_the_teacher_once(setup, tmp_path):

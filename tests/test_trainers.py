@@ -208,3 +208,26 @@ def test_layerwise_lr_decay_builds_parameter_groups(tmp_path):
     assert lr_of[id(m.bert.encoder.layer[0].output.dense.weight)] == 0.25
     assert lr_of[id(m.bert.embeddings.word_embeddings.weight)] == 0.125
     assert len(lr_of) == len(list(m.parameters()))
+
+
+@pytest.mark.parametrize("rows", [1, 7, 8, 12, 16, 21, 24, 31])
+@pytest.mark.parametrize("processes", [2, 3])
+def test_rows_before_padding_are_the_rows_gather_for_metrics_keeps(rows, processes):
+    """Each process's last evaluation batch, as accelerate shards it with `even_batches`: the leading rows that
+    `rows_before_padding` counts are real rows of the set, and over every process they are the set's last rows,
+    each once (the rest is padding, which gather_for_metrics drops)."""
+    from accelerate.data_loader import BatchSamplerShard
+    from torch.utils.data import BatchSampler, SequentialSampler
+
+    from hf_transfer.train.trainer import rows_before_padding
+
+    batch = 4
+    total = batch * processes
+    remainder = rows % total
+    kept = []
+    for index in range(processes):
+        sampler = BatchSampler(SequentialSampler(range(rows)), batch_size=batch, drop_last=False)
+        last = list(BatchSamplerShard(sampler, num_processes=processes, process_index=index))[-1]
+        assert len(last) == batch
+        kept += last[: rows_before_padding(len(last), index, remainder)]
+    assert kept == list(range(rows - (remainder or total), rows))  # the last round's rows, each once

@@ -213,8 +213,14 @@ class DistillationTrainer(TransferTrainer):
 
     def log(self, logs: dict, *args, **kwargs) -> None:
         if "loss" in logs and self._term_counts:
-            for name, value in self._term_sums.items():
-                logs[f"loss_{name}"] = round(value / max(self._term_counts[name], 1e-12), 4)
+            # Summed over every process, as the logged loss is: one process's rows alone gave other values than the
+            # one-process run's. Every process logs at the same steps, with the same terms.
+            names = sorted(self._term_sums)
+            totals = [[self._term_sums[n], self._term_counts[n]] for n in names]
+            if self.accelerator.num_processes > 1:
+                totals = self.accelerator.reduce(torch.tensor(totals, device=self.args.device), "sum").tolist()
+            for name, (value, count) in zip(names, totals, strict=True):
+                logs[f"loss_{name}"] = round(value / max(count, 1e-12), 4)
             self._term_sums.clear()
             self._term_counts.clear()
         super().log(logs, *args, **kwargs)

@@ -243,8 +243,14 @@ class TransferTrainer(Trainer):
         inputs = dict(inputs)
         labels = inputs.pop("labels")
         outputs = self.forward_student(model, inputs)
+        logits = outputs.logits
+        if not model.training:
+            # Evaluation: this batch's own loss over its real rows. Trainer weighs it by the rows that
+            # `gather_for_metrics` keeps of it, so the evaluation loss is the one-process run's under DDP too.
+            rows = self._real_evaluation_rows(len(labels))
+            logits, labels, num_items_in_batch = logits[:rows], labels[:rows], None
         loss_sum = classification_loss_sum(
-            outputs.logits,
+            logits,
             labels,
             self.problem_type,
             label_smoothing=self.args.label_smoothing_factor,
@@ -278,6 +284,12 @@ class TransferTrainer(Trainer):
         with cached_trunk(unwrapped, self.layout, self.frozen_trunk_depth, cached):
             return model(**inputs, **kwargs)
 
+    def _real_evaluation_rows(self, batch_rows: int) -> int:
+        state = self.accelerator.gradient_state
+        if self.accelerator.num_processes == 1 or not state.end_of_dataloader:
+            return batch_rows
+        return rows_before_padding(batch_rows, self.accelerator.process_index, state.remainder)
+
     def normaliser_for(self, labels, num_items_in_batch) -> LossNormaliser:
         """The normaliser Trainer counted for the accumulated batch, or, for a caller that did not count, this
         batch's own."""
@@ -292,6 +304,18 @@ class TransferTrainer(Trainer):
         if counted_everywhere and self.accelerator.num_processes > 1:
             loss = loss * self.accelerator.num_processes
         return loss
+
+
+def rows_before_padding(batch_rows: int, process_index: int, remainder: int) -> int:
+    """How many leading rows of a process's last evaluation batch are rows of the set rather than accelerate's padding.
+
+    In the last round of batches (`remainder`, the set's rows modulo batch × processes, above 0), the processes
+    before the short batch hold full ones, the process holding it fills its end with rows from the start of the set
+    (`even_batches`), and later processes hold those rows alone; `gather_for_metrics` keeps the first `remainder`
+    rows gathered. A batch mean taken over the padding too counted some rows twice in the evaluation loss."""
+    if remainder <= 0:
+        return batch_rows
+    return max(0, min(batch_rows, remainder - process_index * batch_rows))
 
 
 class TrimMemoryCallback(TrainerCallback):
