@@ -356,15 +356,25 @@ def test_a_teacher_config_that_computes_otherwise_gets_a_new_logit_cache(tmp_pat
     assert hits[0]["key"] != hits[1]["key"] == hits[2]["key"]
 
 
-def test_student_with_its_own_tokenizer_online_equals_cached(tmp_path, tiny_bert_dir, tiny_data, word_tokenizer):
+def _online_and_cached(tmp_path, tiny_bert_dir, tiny_data, word_tokenizer, flags, read):
+    """Distil a tiny teacher into a student with its own tokenizer, online and from the cache; `read(out)` of each."""
     teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["pos", "neg"])
     student = save_classifier(tmp_path / "student-init", None, ["pos", "neg"], seed=3, tokenizer=word_tokenizer)
     results = {}
     for mode in ("online", "cached"):
         out = tmp_path / mode
         argv = distill_argv(teacher, *tiny_data, out, tmp_path / "cache", "--model_name_or_path", str(student))
-        assert main([*argv, "--cache_teacher_logits", str(mode == "cached").lower(), "--alpha", "0.8"]) == 0
-        results[mode] = json.loads((out / "train_results.json").read_text())["train_loss"]
+        assert main([*argv, *flags, "--cache_teacher_logits", str(mode == "cached").lower()]) == 0
+        results[mode] = read(out)
+    return teacher, student, results
+
+
+def test_student_with_its_own_tokenizer_online_equals_cached(tmp_path, tiny_bert_dir, tiny_data, word_tokenizer):
+    def train_loss(out):
+        return json.loads((out / "train_results.json").read_text())["train_loss"]
+
+    flags = ["--alpha", "0.8"]
+    *_, results = _online_and_cached(tmp_path, tiny_bert_dir, tiny_data, word_tokenizer, flags, train_loss)
     assert results["online"] == pytest.approx(results["cached"], rel=1e-4)
 
 
@@ -374,16 +384,15 @@ def test_pooled_hidden_loss_with_a_student_of_its_own_tokenizer_online_equals_ca
     """Pooled hidden states are one vector per row, whatever the tokens: a student with another tokenizer was refused
     ("compares token by token"). Online, the teacher's states are pooled over its own tokens, as the cache pools them,
     so both give the same losses; the token-level loss is still refused."""
-    teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["pos", "neg"])
-    student = save_classifier(tmp_path / "student-init", None, ["pos", "neg"], seed=3, tokenizer=word_tokenizer)
-    results = {}
-    for mode in ("online", "cached"):
-        out = tmp_path / mode
-        argv = distill_argv(teacher, *tiny_data, out, tmp_path / "cache", "--model_name_or_path", str(student))
-        argv += ["--hidden_loss_weight", "1", "--hidden_loss_pooling", "mean", "--logging_steps", "1"]
-        assert main([*argv, "--cache_teacher_logits", str(mode == "cached").lower()]) == 0
+
+    def hidden_losses(out):
         log = json.loads((out / "trainer_state.json").read_text())["log_history"]
-        results[mode] = [e["loss_hidden"] for e in log if "loss_hidden" in e]
+        return [e["loss_hidden"] for e in log if "loss_hidden" in e]
+
+    flags = ["--hidden_loss_weight", "1", "--hidden_loss_pooling", "mean", "--logging_steps", "1"]
+    teacher, student, results = _online_and_cached(
+        tmp_path, tiny_bert_dir, tiny_data, word_tokenizer, flags, hidden_losses
+    )
     assert results["online"] and all(h > 0 for h in results["online"])
     assert results["online"] == pytest.approx(results["cached"], rel=1e-3, abs=1e-4)
     argv = distill_argv(teacher, *tiny_data, tmp_path / "tokens", tmp_path / "cache", "--model_name_or_path",
