@@ -116,6 +116,31 @@ def test_class_weighted_loss_is_exact_under_accumulation(tmp_path):
     assert not torch.allclose(pa["classifier.weight"], pc["classifier.weight"], atol=1e-4)  # the weights do act
 
 
+def test_class_weighted_evaluation_loss_is_the_sets_weighted_mean(tmp_path):
+    """eval_loss with class weights is Σ wᵢ·ℓᵢ / Σ wᵢ over the whole set, whatever the evaluation batch: batches of 3
+    of 10 rows hold different class mixes, and the mean of their own weighted means was another figure."""
+    weights = [0.5, 2.0, 3.0]
+    trainer = run(
+        TransferTrainer, tmp_path / "a", per_device_train_batch_size=8, trainer_kwargs={"class_weights": weights}
+    )
+    evaluation = tiny_dataset(n=10, seed=1)
+    trainer.args.dataloader_drop_last = False  # every row of the set is evaluated
+    predictions = trainer.predict(evaluation)
+    logits, labels = torch.as_tensor(predictions.predictions), torch.as_tensor(predictions.label_ids)
+    expected = torch.nn.functional.cross_entropy(logits, labels, weight=torch.tensor(weights)).item()
+    batch_means = []
+    for batch in (3, 10):
+        trainer.args.per_device_eval_batch_size = batch
+        assert trainer.evaluate(evaluation)["eval_loss"] == pytest.approx(expected, rel=1e-5), batch
+        trainer.args.per_device_eval_batch_size = 3
+    for start in range(0, 10, 3):  # what dividing each batch by its own weight gave
+        chunk = slice(start, start + 3)
+        loss = torch.nn.functional.cross_entropy(logits[chunk], labels[chunk], weight=torch.tensor(weights))
+        batch_means += [loss.item()] * len(labels[chunk])
+    assert sum(batch_means) / 10 != pytest.approx(expected, rel=1e-3)  # the case tells the two apart
+    assert predictions.metrics["test_loss"] == pytest.approx(expected, rel=1e-5)
+
+
 def test_stock_trainer_double_scales_bert_loss_under_accumulation(tmp_path):
     """Why TransferTrainer computes its own loss: stock Trainer's update differs with accumulation (SGD shows it)."""
     a = run(Trainer, tmp_path / "a", per_device_train_batch_size=8, gradient_accumulation_steps=1)

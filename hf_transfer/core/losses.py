@@ -74,6 +74,14 @@ def item_weights(labels: torch.Tensor, class_weights: torch.Tensor | None = None
     return class_weights[labels.clamp(min=0).long()] * labelled
 
 
+def mean_row_weight(labels: torch.Tensor, class_weights: torch.Tensor | None) -> float | None:
+    """A set's total loss weight over its rows (`item_weights`, summed per row; None when nothing is labelled). A
+    batch's summed loss divided by its rows times this, averaged over rows as Trainer averages evaluation losses, is
+    the set's weighted mean Σ wᵢ·ℓᵢ / Σ wᵢ, where dividing each batch by its own weight gave a mean of batch means."""
+    total = float(item_weights(labels, class_weights).sum())
+    return total / len(labels) if len(labels) and total > 0 else None
+
+
 @dataclass(frozen=True)
 class LossNormaliser:
     """What summed losses are divided by: `labelled`, the total weight of the labelled items (their count without

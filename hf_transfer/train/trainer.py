@@ -22,7 +22,7 @@ from hf_transfer.core.freezing import (
     warn_shared_blocks,
 )
 from hf_transfer.core.layers import discover_layers
-from hf_transfer.core.losses import LossNormaliser, classification_loss_sum
+from hf_transfer.core.losses import LossNormaliser, classification_loss_sum, mean_row_weight
 from hf_transfer.core.runtime import launched_world_size, trim_freed_memory
 from hf_transfer.core.tasks import SINGLE_LABEL
 from hf_transfer.errors import ConfigError
@@ -170,6 +170,7 @@ class TransferTrainer(Trainer):
         self.freeze_plan = freeze_plan
         self.frozen_trunk_depth = frozen_trunk_depth
         self.class_weights = None if class_weights is None else torch.tensor(list(class_weights), dtype=torch.float32)
+        self._eval_row_weight: tuple = (None, None)
         if not is_peft_model(model):
             freeze_plan.apply(model)
         _check_own_columns_kept(kwargs.get("train_dataset"), training_args, self.own_column_prefixes)
@@ -256,8 +257,10 @@ class TransferTrainer(Trainer):
             label_smoothing=self.args.label_smoothing_factor,
             class_weights=self.class_weights,
         )
-        normaliser = self.normaliser_for(labels, num_items_in_batch)
-        loss = self.scale_for_processes(loss_sum / normaliser.labelled.clamp(min=1e-12), num_items_in_batch)
+        normaliser = self.normaliser_for(labels, num_items_in_batch).labelled
+        if not model.training and (row_weight := self._evaluation_row_weight()) is not None:
+            normaliser = torch.tensor(len(labels) * row_weight, device=loss_sum.device)
+        loss = self.scale_for_processes(loss_sum / normaliser.clamp(min=1e-12), num_items_in_batch)
         return (loss, outputs) if return_outputs else loss
 
     def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> LossNormaliser | None:
@@ -283,6 +286,20 @@ class TransferTrainer(Trainer):
         cached = cached.to(next(unwrapped.parameters()).dtype)
         with cached_trunk(unwrapped, self.layout, self.frozen_trunk_depth, cached):
             return model(**inputs, **kwargs)
+
+    def _evaluation_row_weight(self) -> float | None:
+        """With class weights, the evaluated set's `mean_row_weight` (read once per set from its labels), so that
+        `eval_loss` is the set's weighted mean; None without class weights or labels to read."""
+        dataset = getattr(self.accelerator.gradient_state.active_dataloader, "dataset", None)
+        if self.class_weights is None or dataset is None:
+            return None
+        if self._eval_row_weight[0] is not dataset:  # the object itself is kept, so an id is never reused
+            try:
+                weight = mean_row_weight(torch.as_tensor(dataset["labels"]), self.class_weights)
+            except (KeyError, TypeError, ValueError, IndexError, NotImplementedError):
+                weight = None
+            self._eval_row_weight = (dataset, weight)
+        return self._eval_row_weight[1]
 
     def _real_evaluation_rows(self, batch_rows: int) -> int:
         state = self.accelerator.gradient_state
