@@ -92,6 +92,20 @@ def load_tokenizer(name_or_path: str, *, revision="main", cache_dir=None, trust_
     return tokenizer
 
 
+def model_file(name_or_path: str, filename: str, *, revision: str = "main", cache_dir=None) -> Path | None:
+    """One file of a model: in its local folder, or from the Hub (its cache when offline); None when there is no such
+    file, or it cannot be had (not on the Hub, offline and not cached)."""
+    folder = Path(name_or_path).expanduser()
+    if folder.is_dir():
+        return folder / filename if (folder / filename).is_file() else None
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(name_or_path, filename, revision=revision, cache_dir=cache_dir))
+    except Exception:  # not on the Hub, offline and not cached, no such file
+        return None
+
+
 def meta_classifier(config):
     """The classifier `config` describes, built on the meta device: module names and shapes, no weights."""
     import torch

@@ -60,18 +60,12 @@ def sentence_embedding_pooling(name_or_path: str, revision: str = "main", cache_
 
 def _model_json(name_or_path: str, filename: str, revision: str, cache_dir):
     import json
-    from pathlib import Path
 
-    path = Path(name_or_path).expanduser() / filename
-    if not path.is_file() and not Path(name_or_path).expanduser().is_dir():
-        try:
-            from huggingface_hub import hf_hub_download
+    from hf_transfer.core.models import model_file
 
-            path = Path(hf_hub_download(name_or_path, filename, revision=revision, cache_dir=cache_dir))
-        except Exception:  # not on the Hub, offline and not cached, no such file: not a sentence-transformers model
-            return None
+    path = model_file(name_or_path, filename, revision=revision, cache_dir=cache_dir)
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text()) if path else None
     except (OSError, ValueError):
         return None
 

@@ -112,21 +112,13 @@ def _read_saved_tensors(name_or_path: str, wanted: list[tuple[str, str]], revisi
     """Each `(name, other name)`'s tensor from the safetensors weights of a folder or a cached Hub model; None when
     there are no such files or a tensor is missing."""
     import json
-    from pathlib import Path
 
     from safetensors import SafetensorError, safe_open
 
-    folder = Path(name_or_path).expanduser()
+    from hf_transfer.core.models import model_file
 
-    def locate(filename: str) -> Path | None:
-        if folder.is_dir():
-            return folder / filename if (folder / filename).is_file() else None
-        try:
-            from huggingface_hub import hf_hub_download
-
-            return Path(hf_hub_download(name_or_path, filename, revision=revision, cache_dir=cache_dir))
-        except Exception:  # offline and not cached, or no such file
-            return None
+    def locate(filename: str):
+        return model_file(name_or_path, filename, revision=revision, cache_dir=cache_dir)
 
     index = locate("model.safetensors.index.json")
     try:
