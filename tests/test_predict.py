@@ -413,6 +413,19 @@ def test_a_late_failure_leaves_no_file_and_an_old_output_untouched(models, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.csv"]
 
 
+def test_the_summary_says_when_an_existing_output_file_was_replaced(models, tmp_path, capsys):
+    """A successful run replaced an existing output_file and the summary named it as if it were new."""
+    rows(6, empty=()).to_csv(tmp_path / "in.csv", index=False)
+    argv = ["predict", "--model_name_or_path", str(models["full"]), "--input_file", str(tmp_path / "in.csv"),
+            "--output_file", str(tmp_path / "out.csv")]  # fmt: skip
+    assert main(argv) == 0
+    first = [line for line in capsys.readouterr().out.splitlines() if "output_file" in line]
+    assert first == [f"  {'output_file':<28} {tmp_path / 'out.csv'}"]
+    assert main(argv) == 0
+    second = [line for line in capsys.readouterr().out.splitlines() if "output_file" in line]
+    assert second == [f"  {'output_file':<28} {tmp_path / 'out.csv'} (replaced the file that was there)"]
+
+
 def test_evaluate_output_file_is_a_json_file_that_is_no_input(models, tmp_path, capsys):
     """metrics.md would be overwritten by the table, and an input file by the metrics: refused before anything runs."""
     dev = tmp_path / "dev.json"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
@@ -86,6 +87,7 @@ def run_predict(args: PredictArguments) -> dict:
             chunk_rows=args.chunk_rows, csv_quoting=args.csv_quoting, label_mapping=args.label_mapping,
         )  # fmt: skip
     total = count_rows(args.input_file)
+    replaces = Path(args.output_file).exists()  # said in the summary: the file is replaced only once complete
     model, tokenizer = load_inference_model(source)
 
     started = time.perf_counter()
@@ -111,10 +113,12 @@ def run_predict(args: PredictArguments) -> dict:
                     references.add(chunk[label], empty, predicted_labels(logits, source.problem_type))
         writer.commit()
     seconds = time.perf_counter() - started
-    return _summary(args, source, writer.rows, empty_rows, seconds, references)
+    return _summary(args, source, writer.rows, empty_rows, seconds, references, replaces)
 
 
-def _summary(args, source: InferenceSource, rows: int, empty_rows: int, seconds: float, references) -> dict:
+def _summary(
+    args, source: InferenceSource, rows: int, empty_rows: int, seconds: float, references, replaces: bool
+) -> dict:
     summary = {
         "model": f"{args.model_name_or_path} ({source.describe()})",
         "rows": rows,
@@ -122,7 +126,7 @@ def _summary(args, source: InferenceSource, rows: int, empty_rows: int, seconds:
         "predicted_rows": rows - empty_rows,
         "seconds": seconds,
         "rows_per_second": rows / seconds if seconds > 0 else 0.0,
-        "output_file": args.output_file,
+        "output_file": args.output_file + (" (replaced the file that was there)" if replaces else ""),
     }
     warnings = []
     if empty_rows:
