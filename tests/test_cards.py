@@ -221,6 +221,24 @@ def test_distillation_card_from_a_record(tmp_path):
     assert "| effective batch size | 32 |" in card.text  # 16 per device × 2 processes
 
 
+def test_the_model_index_names_the_hub_dataset_configuration(tmp_path):
+    """A run on `--dataset_name glue --dataset_config_name sst2` gave a model-index with type `glue` and no config,
+    as if measured on GLUE as a whole; the configuration is now in every result (and only for a Hub dataset)."""
+    config = {"dataset_name": "nyu-mll/glue", "dataset_config_name": "sst2"}
+    c = complete_card_data(CardData(), DISTILL_RECORD, config, tmp_path)
+    _, results = model_index_to_eval_results(build_card(c, tmp_path).data.to_dict()["model-index"])
+    assert {(r.dataset_type, r.dataset_config, r.dataset_split) for r in results} == {
+        ("nyu-mll/glue", "sst2", "validation"),
+        ("nyu-mll/glue", "sst2", "test"),
+    }
+    c.save(tmp_path / CARD_DATA_FILE)
+    assert {r.dataset_config for r in eval_results(CardData.load(tmp_path / CARD_DATA_FILE))} == {"sst2"}
+    hub_id = {"train_file": "/data/sst2/train.tsv", "dataset_hub_id": "org/set", "dataset_config_name": "sst2"}
+    assert {
+        r.dataset_config for r in eval_results(complete_card_data(CardData(), DISTILL_RECORD, hub_id, tmp_path))
+    } == {None}
+
+
 def test_a_multi_label_distillation_card_names_the_sigmoid_loss_it_used(tmp_path):
     # The loss row said "α·T²·KL(teacher ‖ student) + (1−α)·CE", a softmax loss that multi-label KD never computes.
     record = {**DISTILL_RECORD, "problem_type": "multi_label_classification"}

@@ -59,6 +59,7 @@ class CardData:
     # Where the metrics were measured, for the model-index: the Hub dataset (dataset_name or dataset_hub_id), or None
     # for local files, named per split (`dev.tsv`) without a Hub id. merge and export measure on files of their own.
     eval_hub_dataset: str | None = None
+    eval_hub_dataset_config: str | None = None  # its configuration (dataset_config_name), when it has one
     eval_files: dict[str, str] = field(default_factory=dict)
     eval_dataset: str = "validation data"
     data_source: str = "local data"
@@ -274,6 +275,7 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
     carved = bool(data.get("validation_carved_from_train"))
     test_file = source.get("test_file") if isinstance(source, dict) else None
     c.eval_hub_dataset = hub_dataset
+    c.eval_hub_dataset_config = config.get("dataset_config_name") if dataset_name else None
     named = {"validation": eval_file or (train_file if carved else None), "test": test_file}
     c.eval_files = {split: Path(str(path)).name for split, path in named.items() if path}
     splits = data.get("splits") or data

@@ -86,6 +86,7 @@ def eval_results(c: CardData) -> list:
                     dataset_type=dataset_type,
                     dataset_name=dataset_name,
                     dataset_split=split,
+                    dataset_config=c.eval_hub_dataset_config if c.eval_hub_dataset else None,
                     metric_type=metric_type,
                     metric_config=metric_config,
                     metric_name=metric_name,
