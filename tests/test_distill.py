@@ -1055,3 +1055,37 @@ def test_cls_pooling_is_refused_for_a_decoder_only_model(tmp_path, tiny_bert_dir
         monkeypatch, capsys, [*argv, "--cache_teacher_logits", "true"], "is a decoder-only"
     )
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+
+def test_a_bf16_run_distils_from_the_same_teacher_logits_cached_or_online(
+    tmp_path, tiny_bert_dir, tiny_data, monkeypatch
+):
+    """In a bf16 (or fp16) run the online teacher runs under the run's autocast (accelerate wraps its forward), but the
+    cache was built in fp32 and keyed without the precision: cached and online runs distilled from other targets, and
+    a bf16 run reused an fp32 run's logits. The cache is now built under the run's autocast and keyed by it."""
+    import hf_transfer.distill.trainer as trainer_module
+
+    teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["pos", "neg"])
+    real, seen = trainer_module.distillation_loss, {}
+
+    def spying(student_logits, teacher_logits, *args, **kwargs):
+        seen[mode].append(teacher_logits.detach().clone())
+        return real(student_logits, teacher_logits, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "distillation_loss", spying)
+    caches = {}
+    for mode, flags in [("fp32", []), ("online", ["--bf16", "true"]), ("cached", ["--bf16", "true"])]:
+        seen[mode] = []
+        out = tmp_path / mode
+        argv = distill_argv(teacher, *tiny_data, out, tmp_path / "cache", "--student_layers", "[0]", "--max_steps", "2")
+        assert main([*argv, *flags, "--cache_teacher_logits", str(mode != "online").lower()]) == 0
+        if mode != "online":
+            record = json.loads((out / "hf_transfer_run.json").read_text())["distillation"]["teacher_logit_cache"][0]
+            caches[mode] = record
+    assert caches["cached"]["hit"] is False and caches["cached"]["key"] != caches["fp32"]["key"]
+    assert caches["cached"]["precision"] == "bf16" and caches["fp32"]["precision"] == "fp32"
+    assert len(seen["online"]) == len(seen["cached"]) == 2
+    for online, cached, fp32 in zip(seen["online"], seen["cached"], seen["fp32"], strict=True):
+        torch.testing.assert_close(cached, online, rtol=1e-6, atol=1e-7)
+        assert not torch.allclose(fp32, online, rtol=1e-6, atol=1e-7)  # the bf16 targets are not the fp32 ones

@@ -99,6 +99,19 @@ def precision_name(args) -> str:
     return "bf16" if getattr(args, "bf16", False) else "fp16" if getattr(args, "fp16", False) else "fp32"
 
 
+def run_autocast(args):
+    """The autocast a Trainer run puts around its models' forward passes (accelerate's native AMP: bf16 or fp16 on
+    the run's device, none in fp32), for passes made outside the Trainer that must compute as the run does."""
+    import contextlib
+
+    import torch
+
+    precision = precision_name(args)
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(args.device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
 def memory_kib() -> dict:
     """This process's resident set size now and its peak so far, in KiB.
 

@@ -20,7 +20,7 @@ from hf_transfer.core.caching import (
 from hf_transfer.core.data import tokenize_data
 from hf_transfer.core.inference import measure_speed, prompt_positions
 from hf_transfer.core.metrics import classification_metrics, make_compute_metrics
-from hf_transfer.core.runtime import memory_kib, release_freed_memory
+from hf_transfer.core.runtime import memory_kib, precision_name, release_freed_memory, run_autocast
 from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.distill.arguments import DistillationArguments
 from hf_transfer.distill.losses import mix_probabilities, teacher_probabilities
@@ -43,9 +43,11 @@ SPEED_BATCH_SIZE = 64
 DISTILL_ARGUMENTS = (ModelArguments, DataArguments, DistillationArguments, AdapterArguments, TransferTrainingArguments)
 
 
-def _add_cached_logits(train, plan: DistillPlan, teachers: list, d: DistillationArguments, max_length: int, device):
+def _add_cached_logits(train, plan: DistillPlan, teachers: list, d: DistillationArguments, max_length: int, args):
     """Columns `teacher_logits_{i}` (or top-k ones) from each teacher's cache, built where missing, and for the
-    first teacher `teacher_hidden_0`, its pooled states at the mapped blocks, when the hidden-state loss pools."""
+    first teacher `teacher_hidden_0`, its pooled states at the mapped blocks, when the hidden-state loss pools.
+    Built under the run's autocast, as the online teacher runs (accelerate wraps its forward), and keyed by it: a
+    bf16 run's logits are not an fp32 run's."""
     import datasets
 
     split = plan.prepared.datasets["train"]
@@ -66,6 +68,7 @@ def _add_cached_logits(train, plan: DistillPlan, teachers: list, d: Distillation
             max_seq_length=max_length,
             data=data_fp,
             dtype=str(teacher.dtype),
+            precision=precision_name(args),
             permutation=perm,
             top_k=d.teacher_top_k,
             hidden_blocks=blocks,
@@ -73,17 +76,18 @@ def _add_cached_logits(train, plan: DistillPlan, teachers: list, d: Distillation
         )
 
         def build(teacher=teacher, tokenizer=tokenizer, perm=perm, i=i, blocks=blocks):
-            logits, hidden = teacher_outputs(
-                teacher.to(device),
-                tokenizer,
-                texts,
-                pairs,
-                batch_size=d.teacher_batch_size,
-                max_length=max_length,
-                blocks=blocks,
-                pooling=d.hidden_loss_pooling,
-                desc=f"teacher pass ({i + 1}/{len(teachers)})",
-            )
+            with run_autocast(args):
+                logits, hidden = teacher_outputs(
+                    teacher.to(args.device),
+                    tokenizer,
+                    texts,
+                    pairs,
+                    batch_size=d.teacher_batch_size,
+                    max_length=max_length,
+                    blocks=blocks,
+                    pooling=d.hidden_loss_pooling,
+                    desc=f"teacher pass ({i + 1}/{len(teachers)})",
+                )
             logits = logits if perm is None else logits[:, perm]
             return logits if hidden is None else (logits, hidden)
 
@@ -91,7 +95,7 @@ def _add_cached_logits(train, plan: DistillPlan, teachers: list, d: Distillation
         cache, info = load_or_build_logit_cache(root, key, len(texts), build, top_k=d.teacher_top_k,
                                                 description=description)  # fmt: skip
         columns.append(cache.rename_columns({c: f"{c}_{i}" for c in cache.column_names}))
-        infos.append(info)
+        infos.append({**info, "precision": precision_name(args)})
     merged = datasets.concatenate_datasets(columns, axis=1)
     teacher_columns = [c for c in merged.column_names if c.startswith("teacher")]
     merged.set_format("numpy", columns=teacher_columns, output_all_columns=True)
@@ -235,7 +239,7 @@ def run_distill(
     if d.uses_teacher and d.cache_teacher_logits:
         training_args.remove_unused_columns = False  # the cached teacher columns are not student inputs
         with training_args.main_process_first(desc="teacher logits"):
-            train, cache_infos = _add_cached_logits(train, plan, teachers, d, max_length, training_args.device)
+            train, cache_infos = _add_cached_logits(train, plan, teachers, d, max_length, training_args)
     elif d.uses_teacher:
         online = teachers
         training_args.remove_unused_columns = False  # the teacher's own token columns are not student inputs
