@@ -318,6 +318,8 @@ CASES = [
         "multi-label",
     ),
     ("bad max_seq_length", lambda w: train(w, "--max_seq_length", "0"), "max_seq_length"),
+    # both precisions on the CPU: the advice was to pass the --bf16 true that was already there
+    ("bf16 and fp16 both set", lambda w: train(w, "--bf16", "true", "--fp16", "true"), "bf16 and fp16 are both set"),
     # values that failed only once the weights had loaded (a traceback or a NaN model), or were ignored silently
     ("a blank output_dir", lambda w: [*train(w), "--output_dir", ""], "output_dir is blank"),
     ("infinite epochs", lambda w: train(w, "--num_train_epochs", "inf"), "num_train_epochs must be a finite number"),

@@ -249,6 +249,8 @@ class TransferTrainingArguments(TrainingArguments):
             # Launched as several processes on a machine without GPUs: accelerate joins CPU processes into one gloo
             # group only when asked for the CPU; otherwise each process silently trains alone on all the data.
             self.use_cpu = True
+        if self.bf16 and self.fp16:  # else on the CPU the fp16 refusal below advised the --bf16 true already given
+            raise ConfigError("bf16 and fp16 are both set; mixed precision takes one of them: drop one.")
         if self.bf16 and not self.use_cpu and not has_accelerator():
             # The CPU is the only device here, and the CPU has bf16 autocast; Trainer would stop with "Your setup
             # doesn't support bf16/gpu" until told use_cpu. The resolved config records use_cpu: true.
@@ -297,6 +299,8 @@ class TransferTrainingArguments(TrainingArguments):
             "label_smoothing_factor": (0 <= self.label_smoothing_factor < 1, "in [0, 1)"),
             "weight_decay": (0 <= self.weight_decay < math.inf, "finite and >= 0"),
             "max_grad_norm": (grad_norm is None or not math.isnan(grad_norm), "a number (0 = no clipping)"),
+            "linear_probe_epochs": (0 <= self.linear_probe_epochs < math.inf, ">= 0 and finite (0 = off)"),
+            "early_stopping_threshold": (0 <= self.early_stopping_threshold < math.inf, ">= 0 and finite"),
         }
         for name, (ok, expected) in limits.items():
             if not ok:
@@ -322,10 +326,6 @@ class TransferTrainingArguments(TrainingArguments):
             raise ConfigError(
                 f"calibration_split_percentage must be between 1 and 50, got {self.calibration_split_percentage}."
             )
-        if not 0 <= self.linear_probe_epochs < math.inf:
-            raise ConfigError(
-                f"linear_probe_epochs must be >= 0 and finite (0 = off), got {self.linear_probe_epochs}."
-            )
         if self.linear_probe_epochs and (self.train_head_only or self.gradual_unfreezing):
             raise ConfigError(
                 "linear_probe_epochs already trains the head first; drop train_head_only and gradual_unfreezing."
@@ -349,10 +349,6 @@ class TransferTrainingArguments(TrainingArguments):
                 self.save_steps = self.eval_steps
             if self.save_total_limit is None:
                 self.save_total_limit = 1
-        if not 0 <= self.early_stopping_threshold < math.inf:
-            raise ConfigError(
-                f"early_stopping_threshold must be >= 0 and finite, got {self.early_stopping_threshold}."
-            )
 
     def _check_few_shot_options(self) -> None:
         if isinstance(self.few_shot, bool):  # Python callers may pass a bool
