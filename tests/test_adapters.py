@@ -394,6 +394,7 @@ def test_a_bf16_adapter_run_saves_fp32_and_its_reload_check_compares_like_with_l
             assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F32"}, path
     assert json.loads((out / "merged" / "config.json").read_text())["dtype"] == "float32"
 
+
 def test_lora_run_end_to_end(tmp_path, tiny_bert_dir, csv_data, capsys):
     from peft import PeftModel
     from transformers import AutoTokenizer

@@ -1057,7 +1057,6 @@ def test_cls_pooling_is_refused_for_a_decoder_only_model(tmp_path, tiny_bert_dir
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
 
 
-
 def test_a_bf16_run_distils_from_the_same_teacher_logits_cached_or_online(
     tmp_path, tiny_bert_dir, tiny_data, monkeypatch
 ):
@@ -1078,8 +1077,8 @@ def test_a_bf16_run_distils_from_the_same_teacher_logits_cached_or_online(
     for mode, flags in [("fp32", []), ("online", ["--bf16", "true"]), ("cached", ["--bf16", "true"])]:
         seen[mode] = []
         out = tmp_path / mode
-        argv = distill_argv(teacher, *tiny_data, out, tmp_path / "cache", "--student_layers", "[0]", "--max_steps", "2")
-        assert main([*argv, *flags, "--cache_teacher_logits", str(mode != "online").lower()]) == 0
+        argv = distill_argv(teacher, *tiny_data, out, tmp_path / "cache", "--student_layers", "[0]", *flags)
+        assert main([*argv, "--max_steps", "2", "--cache_teacher_logits", str(mode != "online").lower()]) == 0
         if mode != "online":
             record = json.loads((out / "hf_transfer_run.json").read_text())["distillation"]["teacher_logit_cache"][0]
             caches[mode] = record
