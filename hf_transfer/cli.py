@@ -9,6 +9,7 @@ import os
 import sys
 import typing
 
+from hf_transfer import __version__
 from hf_transfer.core.parsing import CommandParser
 from hf_transfer.core.runtime import is_launched_main_process, launched_world_size, quiet_other_processes
 from hf_transfer.errors import DiskFullError, HfTransferError, TrainingDivergedError
@@ -29,7 +30,8 @@ commands:
   search     Optuna search over a train or distill config: hf-transfer search --config C.yaml --n_trials N
 
 Run `hf-transfer <command> --help` for every field of a command. Flags override the YAML config; values are read as
-YAML, so `--freeze_layers 4`, `--freeze_layers [0,1,2]` and `--bf16 true` all work.
+YAML, so `--freeze_layers 4`, `--freeze_layers [0,1,2]` and `--bf16 true` all work. `hf-transfer --version` prints
+the version.
 """
 
 
@@ -146,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         # Asked for, the usage is the answer (stdout, 0); with no command at all it is an error (stderr, 2).
         print(USAGE, file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
+    if argv[0] in ("--version", "-V"):  # was "unknown command '--version'", exit 2
+        print(f"hf-transfer {__version__}")
+        return 0
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         close = difflib.get_close_matches(command, list(COMMANDS), n=1)
