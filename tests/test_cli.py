@@ -145,6 +145,15 @@ def test_top_level_help_and_unknown_command(capsys):
     assert "did you mean 'train'" in capsys.readouterr().err.lower()
 
 
+def test_version(capsys):
+    """`hf-transfer --version` was "unknown command '--version'", exit 2."""
+    from hf_transfer import __version__
+
+    for flag in ("--version", "-V"):
+        assert main([flag]) == 0
+        assert capsys.readouterr().out.strip() == f"hf-transfer {__version__}"
+
+
 def test_flags_override_yaml_and_are_read_as_yaml(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(
@@ -345,12 +354,20 @@ def test_an_output_dir_that_is_or_lies_under_a_file_is_one_line(tmp_path, tiny_d
      ("max_steps: ~\n", "max_steps expects int, got null"),
      ("config: other.yaml\n", "config files do not nest"),
      (None, "is a folder"),
-     ("learning_rate: 1e-4\nseed: 3\nlearning_rate: 2e-4\n", "'learning_rate' is set twice (lines 1 and 3)")],
-    ids=["empty lr", "null seed", "tilde steps", "nested config", "config is a folder", "key set twice"],
+     ("learning_rate: 1e-4\nseed: 3\nlearning_rate: 2e-4\n", "'learning_rate' is set twice (lines 1 and 3)"),
+     ("logging_strategy: epochs\n", "logging_strategy expects one of no, steps, epoch; got 'epochs'."),
+     ("lr_scheduler_type: true\n", "lr_scheduler_type expects one of linear, cosine,"),
+     ("accelerator_config: missing.json\n", "No such file or directory: 'missing.json'."),
+     ("? [a, b]\n: 1\n", "a key must be a field name, not a list"),
+     ("label_mapping: {[1]: good}\n", "a key must be a field name, not a list")],
+    ids=["empty lr", "null seed", "tilde steps", "nested config", "config is a folder", "key set twice", "enum typo",
+         "enum bool", "accelerator_config missing", "list key", "nested list key"],
 )  # fmt: skip
 def test_config_file_mistakes_are_one_line_naming_the_field(text, needle, tmp_path, tiny_data, capsys):
     """A key left empty reached Trainer as None: a TypeError traceback ('>' between NoneType and int) or a line that
-    named no field. A nested `config:` was silently ignored, a folder was said not to exist."""
+    named no field. A nested `config:` was silently ignored, a folder was said not to exist. A choice of
+    TrainingArguments out of its values was "epochs is not a valid IntervalStrategy" (which of eval/save/logging?),
+    a missing `accelerator_config` file and a list as a key were tracebacks."""
     config = tmp_path / "conf"
     config.mkdir() if text is None else config.write_text(text)
     out = tmp_path / "out"
@@ -373,6 +390,52 @@ def test_a_config_flag_without_a_file_is_one_line(tail, needle, tmp_path, tiny_d
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("hf-transfer train: error:") and needle in err, err
     assert not out.exists()
+
+
+def test_a_field_that_takes_text_or_a_list_reads_numbers_as_text_and_refuses_the_wrong_shape(tmp_path):
+    """`teacher_model_name_or_path: 2024` (a folder so named) and `unlabeled_file: 5` were "'int' object is not
+    iterable", `true` the same with 'bool', and a mapping was taken for the list of its keys; `accelerator_config: 5`
+    had TrainingArguments open file descriptor 5, and `report_to: false` was "sequence item 0: expected str instance,
+    bool found"."""
+    from hf_transfer.errors import ConfigError
+
+    (distill, *_) = parse_command_args("distill", ["--teacher_model_name_or_path", "2024"])[2:]
+    assert distill.teacher_model_name_or_path == ["2024"]
+    refused = [
+        (["--teacher_model_name_or_path", "true"], "teacher_model_name_or_path expects a list or str, got True."),
+        (["--teacher_model_name_or_path", "{a: 1}"], "teacher_model_name_or_path is required"),
+        (["--teacher_model_name_or_path", "t", "--unlabeled_file", "{a.csv: 1}"], "unlabeled_file must be a file"),
+        (["--teacher_model_name_or_path", "t", "--unlabeled_file", "5"], "unlabeled_file '5' has an unsupported"),
+    ]
+    for argv, needle in refused:
+        with pytest.raises(ConfigError) as err:
+            parse_command_args("distill", argv)
+        assert needle in str(err.value), (argv, str(err.value))
+    with pytest.raises(ConfigError, match="report_to expects str or a list, got False."):
+        parse_command_args("train", ["--model_name_or_path", "m", "--report_to", "false"])
+    with pytest.raises(ConfigError, match="No such file or directory: '5'"):
+        parse_command_args("train", ["--model_name_or_path", "m", "--accelerator_config", "5"])
+    # Choices and booleans that are right stay as they were.
+    _, _, _, training = parse_command_args(
+        "train", ["--model_name_or_path", "m", "--save_strategy", "no", "--include_num_input_tokens_seen", "true"]
+    )
+    assert training.save_strategy == "no" and training.include_num_input_tokens_seen == "all"
+    (merge,) = parse_command_args(
+        "merge",
+        [
+            "--pretrained",
+            "p",
+            "--finetuned",
+            "f",
+            "--output_dir",
+            "o",
+            "--alphas",
+            "0.5",
+            "--validation_file",
+            "v.csv",
+        ],
+    )
+    assert merge.alphas == [0.5]
 
 
 def test_null_stays_a_value_of_optional_fields(tmp_path):

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from hf_transfer.core.language import check_language
-from hf_transfer.core.parsing import read_yaml
+from hf_transfer.core.yaml_config import read_yaml
 from hf_transfer.errors import ConfigError
 
 SUPPORTED_EXTENSIONS = ("csv", "tsv", "json", "jsonl", "parquet")

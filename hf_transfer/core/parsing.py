@@ -7,137 +7,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import enum
 import itertools
-import os
 import re
 import types
 import typing
-from pathlib import Path
 from typing import Any, Literal, Union
 
+from hf_transfer.core.yaml_config import as_flag_value, load_config_file, read_yaml
 from hf_transfer.errors import ConfigError, HfTransferError
-
-# --- YAML -----------------------------------------------------------------------------------------------------------
-
-
-def _yaml_integer(loader, node) -> int:
-    """A YAML 1.2 integer: decimal whatever its leading zeros (`010` is 10), `0o` octal, `0x` hexadecimal."""
-    text = loader.construct_scalar(node).replace("_", "")
-    sign, body = (-1, text[1:]) if text[0] == "-" else (1, text.lstrip("+"))
-    base = {"0o": 8, "0x": 16}.get(body[:2].lower(), 10)
-    return sign * int(body[2:] if base != 10 else body, base)
-
-
-def _yaml_loader():
-    """A SafeLoader that reads booleans and integers as YAML 1.2 does: only true/false are booleans, so
-    `save_strategy: no` stays "no"; `010` is 10, not YAML 1.1's octal 8 (a zero-padded label code in `label_mapping`
-    would have matched another row), and `1:30` is text, not the sexagesimal 90."""
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    replaced = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int"}
-    Loader.yaml_implicit_resolvers = {
-        first: [(tag, regexp) for tag, regexp in resolvers if tag not in replaced]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
-    Loader.add_implicit_resolver(
-        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-    )
-    Loader.add_implicit_resolver(
-        "tag:yaml.org,2002:int",
-        re.compile(r"^(?:[-+]?[0-9][0-9_]*|[-+]?0[oO][0-7][0-7_]*|[-+]?0[xX][0-9a-fA-F][0-9a-fA-F_]*)$"),
-        list("-+0123456789"),
-    )
-    Loader.add_constructor("tag:yaml.org,2002:int", _yaml_integer)
-
-    def mapping(loader, node, deep=False):
-        # PyYAML keeps the last of two equal keys, silently: a field set twice is almost always a mistake.
-        seen: dict = {}
-        for key_node, _ in node.value:
-            key = loader.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"{key!r} is set twice (lines {seen[key]} and {key_node.start_mark.line + 1})",
-                    key_node.start_mark,
-                )  # fmt: skip
-            seen[key] = key_node.start_mark.line + 1
-        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
-    return Loader
-
-
-def read_yaml(text: str) -> Any:
-    """A flag's value read as YAML; text that is not valid YAML stays text."""
-    import yaml
-
-    try:
-        return yaml.load(text, Loader=_yaml_loader())
-    except yaml.YAMLError:
-        return text
-
-
-_ENV_VAR = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
-
-
-def _expand_env(value: Any, path: str) -> Any:
-    """`${VAR}` and `${VAR:-default}` in YAML strings, so shipped configs can point at data and models anywhere."""
-    if isinstance(value, dict):
-        return {k: _expand_env(v, path) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_expand_env(v, path) for v in value]
-    if not isinstance(value, str):
-        return value
-
-    def substitute(match: re.Match) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in os.environ:
-            return os.environ[name]
-        if default is None:
-            raise ConfigError(f"config file {path!r} uses ${{{name}}} but that environment variable is not set.")
-        return default
-
-    return _ENV_VAR.sub(substitute, value)
-
-
-def load_config_file(path: str) -> dict[str, Any]:
-    import yaml
-
-    if Path(path).is_dir():
-        raise ConfigError(f"config file {path!r} is a folder; give the YAML file in it, e.g. --config {path}/x.yaml.")
-    if not Path(path).is_file():
-        raise ConfigError(f"config file {path!r} does not exist.")
-    try:
-        data = yaml.load(Path(path).read_text(), Loader=_yaml_loader())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"config file {path!r} is not valid YAML{where}: {problem}.") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path!r} must hold a mapping of field: value, got a {type(data).__name__}.")
-    if "config" in data:  # it would reach the parser as `--config`, which is read only on the command line
-        raise ConfigError(f"config file {path!r} sets config: {data['config']!r}, but config files do not nest.")
-    return {str(k).replace("-", "_"): _expand_env(v, path) for k, v in data.items()}
-
-
-def as_flag_value(value: Any) -> str:
-    """A config value written as the flag text that means the same (lists and mappings in YAML flow style)."""
-    import yaml
-
-    if isinstance(value, (list, dict)):
-        return yaml.safe_dump(value, default_flow_style=True, width=1 << 20).strip()
-    if isinstance(value, bool) or value is None:
-        return {True: "true", False: "false", None: "null"}[value]
-    return str(value)
-
-
-# --- the parser -----------------------------------------------------------------------------------------------------
-
 
 # A token argparse rightly reads as the next flag: after it, the value was simply left out.
 _FLAG = re.compile(r"--[A-Za-z_][\w-]*(=.*)?", re.DOTALL)
@@ -178,6 +56,28 @@ def _nullable(field: dataclasses.Field, hint: Any) -> bool:
     return optional or hint is Any or field.default is None
 
 
+def _mixed_value(name: str, hint: Any, value: Any, text: str) -> Any:
+    """A scalar for a field typed `X | str`. A choice (`eval_strategy`, `lr_scheduler_type`, `optim`: an Enum or
+    str) must be one of its values, named here: TrainingArguments' own error named no field. A number for a field
+    that takes no number is its text (a folder named `2024`; `accelerator_config: 5` had opened file descriptor 5),
+    and true/false for one that takes no boolean is refused here (`report_to: false` and `teacher_model_name_or_path:
+    true` had failed on "expected str instance" or "'bool' object is not iterable")."""
+    options = [h for h in typing.get_args(hint) if h is not type(None)]
+    choices = [m.value for h in options if isinstance(h, type) and issubclass(h, enum.Enum) for m in h]
+    if choices:
+        if value not in choices or isinstance(value, bool):
+            raise argparse.ArgumentTypeError(f"{name} expects one of {', '.join(map(str, choices))}; got {value!r}.")
+        return value
+    literals = [v for h in options if typing.get_origin(h) is Literal for v in typing.get_args(h)]
+    if isinstance(value, bool):
+        if bool in options or any(v is value for v in literals):
+            return value
+        raise argparse.ArgumentTypeError(f"{name} expects {_describe(hint)}, got {value!r}.")
+    if isinstance(value, (int, float)) and not ({int, float} & set(options)):
+        return text.strip()
+    return value
+
+
 def _value_reader(name: str, hint: Any, convert, choices, nullable: bool = True):
     """The `type` of a field's argparse action: the flag text read as YAML, then converted as HfArgumentParser
     would convert it (`convert`: int, float, string_to_bool, a choice mapper). Fields typed `X | str` (a value or a
@@ -200,7 +100,7 @@ def _value_reader(name: str, hint: Any, convert, choices, nullable: bool = True)
                     return [convert(str(item)) for item in value]
                 return value
         elif mixed:
-            return value
+            return _mixed_value(name, hint, value, text)
         elif convert in (None, str):
             return text
         else:
@@ -345,8 +245,10 @@ class CommandParser:
                 objects.append(dtype(**{k: v for k, v in values.items() if k in names}))
             except HfTransferError:
                 raise
-            except (ValueError, TypeError) as err:
+            except (ValueError, TypeError, ImportError) as err:  # ImportError: `--deepspeed` without deepspeed
                 raise ConfigError(" ".join(str(err).split())) from None
+            except OSError as err:  # TrainingArguments reads `--accelerator_config FILE.json` itself: a traceback
+                raise ConfigError(f"{err.strerror or err}: {err.filename!r}.") from None
             if dtype is self.collector:
                 setattr(objects[-1], dtype.other_fields, other)
             # Which fields the user set (config or flag), for defaults that depend on other choices: an adapter's

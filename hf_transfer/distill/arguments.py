@@ -127,7 +127,12 @@ class DistillationArguments:
             teachers = read_list_field(teachers)
         if isinstance(teachers, str):
             teachers = [teachers]
-        if not teachers or not all(isinstance(t, str) and t.strip() for t in teachers):
+        # a mapping passed the item check with its keys, and a number or true/false was "'int' object is not iterable"
+        if (
+            not isinstance(teachers, list)
+            or not teachers
+            or not all(isinstance(t, str) and t.strip() for t in teachers)
+        ):
             raise ConfigError(
                 "teacher_model_name_or_path is required: a fine-tuned classifier's Hub id or folder, or a list "
                 f"of them; got {self.teacher_model_name_or_path!r}."
@@ -184,7 +189,7 @@ class DistillationArguments:
             files = read_list_field(files)
         files = [files] if isinstance(files, str) else files
         if files is not None:
-            if not files or not all(isinstance(f, str) and f.strip() for f in files):
+            if not isinstance(files, list) or not files or not all(isinstance(f, str) and f.strip() for f in files):
                 raise ConfigError(f"unlabeled_file must be a file or a list of files, got {self.unlabeled_file!r}.")
             for path in files:
                 check_data_file("unlabeled_file", path)
