@@ -393,10 +393,10 @@ def test_head_init_interpolates_the_head(tmp_path, tiny_bert_dir):
 
     (tmp_path / "other").mkdir()
     other = AutoModelForSequenceClassification.from_pretrained(
-        finetuned, id2label={0: "pos", 1: "neg"}, label2id={"pos": 0, "neg": 1}
+        finetuned, id2label={0: "pos", 1: "neutral"}, label2id={"pos": 0, "neutral": 1}
     )
     other.save_pretrained(tmp_path / "other")
-    with pytest.raises(ConfigError, match=r"labels \['pos', 'neg'\]"):
+    with pytest.raises(ConfigError, match=r"labels \['pos', 'neutral'\]"):
         parse_and_run(
             [
                 "merge",
@@ -413,6 +413,60 @@ def test_head_init_interpolates_the_head(tmp_path, tiny_bert_dir):
             ]
         )
     assert not (tmp_path / "x").exists()
+
+
+def _probs(path, texts):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model, tokenizer = AutoModelForSequenceClassification.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    with torch.no_grad():
+        probs = model(**tokenizer(texts, return_tensors="pt", padding=True)).logits.softmax(-1)
+    return {model.config.id2label[i]: probs[:, i] for i in range(probs.shape[1])}
+
+
+@pytest.mark.parametrize("kind", ["bert", "distilbert", "gpt2"])
+def test_a_head_with_the_labels_in_another_order_is_matched_by_name(kind, tmp_path, tiny_bert_dir, capsys):
+    """A linear-probe end (or head_init) whose labels are the fine-tuned ones in another order: its head was dropped
+    without a word (the card said the pretrained model "has none"), and as head_init it was refused as trained for
+    other labels. Its label rows are now reordered by name: α = 0 is that classifier exactly, label for label."""
+    probe = make_pair(tmp_path / "probe", kind, tiny_bert_dir, labels=["neg", "pos"])[1]
+    pretrained, finetuned = make_pair(tmp_path / "ft", kind, tiny_bert_dir, labels=["pos", "neg"])
+    texts = ["good thing", "an awful, poor thing indeed"]
+    argv = ["merge", "--pretrained", str(probe), "--finetuned", str(finetuned), "--output_dir"]
+    assert main([*argv, str(tmp_path / "at0"), "--alpha", "0"]) == 0
+    expected, merged = _probs(probe, texts), _probs(tmp_path / "at0", texts)
+    assert not torch.allclose(expected["pos"], _probs(finetuned, texts)["pos"])  # the two heads differ
+    for name in ("neg", "pos"):
+        torch.testing.assert_close(merged[name], expected[name])
+    card = (tmp_path / "at0" / "README.md").read_text()
+    assert "(its label rows reordered from neg, pos) + α·fine-tuned head" in card and "has none" not in card
+    # head_init given: the same matching, on a bare pretrained body.
+    argv = ["merge", "--pretrained", str(pretrained), "--finetuned", str(finetuned), "--head_init", str(probe)]
+    assert main([*argv, "--alpha", "0.5", "--output_dir", str(tmp_path / "mid")]) == 0
+    rows = [k for k in _state(finetuned) if k.split(".")[0] in ("classifier", "score") and "dense" not in k]
+    rows = [k for k in rows if _state(finetuned)[k].shape[0] == 2]
+    assert rows
+    for name in rows:
+        torch.testing.assert_close(
+            _state(tmp_path / "mid")[name], (_state(probe)[name].flip(0) + _state(finetuned)[name]) / 2
+        )
+
+
+def test_a_head_init_or_pretrained_head_that_cannot_be_used_is_said(tmp_path, tiny_bert_dir, capsys):
+    """head_init that is no classifier (a bare body) mixed a freshly initialised head into the result, called
+    head_init's; a pretrained classifier with other labels had its head dropped while the card said it "has none"."""
+    pretrained, finetuned = make_pair(tmp_path, "bert", tiny_bert_dir)
+    argv = ["merge", "--pretrained", str(pretrained), "--finetuned", str(finetuned), "--alpha", "0.5"]
+    capsys.readouterr()
+    assert main([*argv, "--head_init", str(pretrained), "--output_dir", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is not a sequence classifier (architectures ['BertModel'])" in err, err
+    assert not (tmp_path / "x").exists()
+    three = make_pair(tmp_path / "three", "bert", tiny_bert_dir, labels=["neg", "neu", "pos"])[1]
+    argv = ["merge", "--pretrained", str(three), "--finetuned", str(finetuned), "--alpha", "0.5"]
+    assert main([*argv, "--output_dir", str(tmp_path / "out")]) == 0
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "fine-tuned head at every α (the pretrained model's head, for labels neg, neu, pos, is not used)" in card
 
 
 def parse_and_run(argv):

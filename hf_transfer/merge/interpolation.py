@@ -101,6 +101,29 @@ def plan_interpolation(
     return InterpolationPlan(tuple(interpolated), tuple(copied), tuple(head))
 
 
+def label_rows(head: Mapping[str, TensorSpec], num_labels: int) -> tuple[str, ...]:
+    """The head tensors with one row per label: those of the last head module whose weight has `num_labels` rows
+    (`classifier`, `score`, `classifier.out_proj`; a `pre_classifier` or `dense` before it maps hidden to hidden)."""
+    module = None
+    for name, spec in head.items():
+        if name.endswith(".weight") and len(spec.shape) == 2 and spec.shape[0] == num_labels:
+            module = name.removesuffix(".weight")
+    return tuple(
+        name
+        for name, spec in head.items()
+        if module and name.rsplit(".", 1)[0] == module and spec.shape and spec.shape[0] == num_labels
+    )
+
+
+def reorder_rows(tensors: Mapping[str, torch.Tensor], names: Iterable[str], order: Sequence[int]) -> dict:
+    """`tensors` with the rows of each of `names` taken in `order` (row i is the old row order[i])."""
+    out = dict(tensors)
+    index = torch.tensor(list(order))
+    for name in names:
+        out[name] = tensors[name].index_select(0, index).clone()
+    return out
+
+
 def check_alpha(alpha: float, name: str = "alpha") -> float:
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"{name} must be a number in [0, 1] (0 = pretrained, 1 = fine-tuned), got {alpha!r}.")

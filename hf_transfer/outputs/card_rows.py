@@ -229,7 +229,12 @@ def zero_end(m: dict, base: str) -> tuple[str, str]:
 def head_text(m: dict) -> str:
     head = ", ".join(f"`{name}`" for name in m.get("head_tensors") or []) or "none"
     if m.get("head_init"):
-        return f"{head}: (1 − α)·head of `{Path(str(m['head_init'])).name}` + α·fine-tuned head"
+        reordered = m.get("head_init_labels")
+        note = f" (its label rows reordered from {', '.join(reordered)})" if reordered else ""
+        return f"{head}: (1 − α)·head of `{Path(str(m['head_init'])).name}`{note} + α·fine-tuned head"
+    if m.get("unused_head_labels"):
+        other = ", ".join(m["unused_head_labels"])
+        return f"{head}: the fine-tuned head at every α (the pretrained model's head, for labels {other}, is not used)"
     return f"{head}: the fine-tuned head at every α (the pretrained model has none)"
 
 
