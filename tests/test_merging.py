@@ -253,6 +253,34 @@ def test_sweep_with_extra_sets_writes_table_plot_and_card(tmp_path, tiny_bert_di
     assert pipeline("text-classification", model=str(out))("good thing")[0]["label"] in LABELS
 
 
+def test_a_sweep_on_macro_f1_shows_macro_f1(tmp_path, tiny_bert_dir, dev_sets, capsys, monkeypatch):
+    """--selection_metric f1_macro chose α on macro-F1, but the printed table, the card's sweep table and the sweep
+    plot showed accuracy, so the figures that chose α were nowhere to be seen."""
+    pretrained, finetuned = make_pair(tmp_path, "bert", tiny_bert_dir)
+    dev, shifted = dev_sets
+    out = tmp_path / "sweep"
+    argv = ["merge", "--pretrained", str(pretrained), "--finetuned", str(finetuned), "--alphas", "0,1"]
+    argv += ["--validation_file", str(dev), "--extra_eval", f"shifted={shifted}", "--selection_metric", "f1_macro"]
+    from hf_transfer.merge import command
+
+    plotted = []
+    plot = command.plot_alpha_sweep
+    monkeypatch.setattr(command, "plot_alpha_sweep", lambda *a, **k: plotted.append(a[5:] or k) or plot(*a, **k))
+    capsys.readouterr()
+    assert main([*argv, "--output_dir", str(out)]) == 0
+    assert plotted == [("f1_macro",)]
+    printed = capsys.readouterr().out
+    rows = json.loads((out / "merge_sweep.json").read_text())["rows"]
+    assert any(row["validation"]["f1_macro"] != row["validation"]["accuracy"] for row in rows)
+    assert "| α | validation macro-F1 | shifted macro-F1 | mean of extra sets |" in printed
+    card = (out / "README.md").read_text()
+    assert "Macro-F1 of the interpolated model at each α" in card
+    for row in rows:
+        f1 = f"{row['validation']['f1_macro']:.4f} | {row['shifted']['f1_macro']:.4f}"
+        assert f"| {f1} | {row['mean_extra_f1_macro']:.4f} |" in printed
+        assert f"| {f1} | {row['shifted']['f1_macro']:.4f} |" in card  # the one extra set is its mean
+
+
 def test_a_sweep_counts_and_names_the_rows_left_out_of_the_scores(tmp_path, tiny_bert_dir, capsys):
     # Rows with empty text or no label were dropped from every α's scores with nothing said: the sweep table and
     # merge_eval.json named only the rows scored.

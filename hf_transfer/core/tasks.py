@@ -12,6 +12,8 @@ SINGLE_LABEL = "single_label_classification"
 MULTI_LABEL = "multi_label_classification"
 ProblemType = Literal["single_label_classification", "multi_label_classification"]
 PROBLEM_TYPES: tuple[str, ...] = get_args(ProblemType)
+# How tables and figures name the single-label scores a merge sweep can choose α on.
+METRIC_NAMES = {"accuracy": "accuracy", "f1_macro": "macro-F1"}
 
 
 def check_problem_type(problem_type: str) -> None:

@@ -15,6 +15,7 @@ from hf_transfer.core.eval_sets import left_out_warning, reports_markdown, rows_
 from hf_transfer.core.folders import CARD_DATA_FILE, CONFIG_FILE, RUN_RECORD_FILE, staged_output_dir
 from hf_transfer.core.inference import cap_model_max_length
 from hf_transfer.core.markdown import table_row
+from hf_transfer.core.tasks import METRIC_NAMES
 from hf_transfer.merge.arguments import MergeArguments
 from hf_transfer.merge.interpolation import SELECTION_RULE, choose_alpha
 from hf_transfer.merge.interpolator import Interpolator, _Preflight, _preflight
@@ -49,19 +50,23 @@ def sweep_rows(results: dict[float, dict[str, dict]], extra: list[str]) -> list[
             "alpha": alpha,
             **{name: {k: r[k] for k in ("accuracy", "f1_macro", "samples")} for name, r in reports.items()},
         }
-        if extra:
-            row["mean_extra_accuracy"] = sum(reports[n]["accuracy"] for n in extra) / len(extra)
+        for metric in ("accuracy", "f1_macro") if extra else ():
+            row[f"mean_extra_{metric}"] = sum(reports[n][metric] for n in extra) / len(extra)
         rows.append(row)
     return rows
 
 
-def sweep_markdown(rows: list[dict], names: list[str], extra: list[str], chosen: float | None) -> str:
-    columns = [*names] + (["mean of extra sets"] if extra else [])
+def sweep_markdown(
+    rows: list[dict], names: list[str], extra: list[str], chosen: float | None, metric: str = "accuracy"
+) -> str:
+    """The sweep's `metric` (the one α is chosen on) per set and α; other than accuracy, it is named in the header."""
+    named = [f"{n} {METRIC_NAMES[metric]}" for n in names] if metric != "accuracy" else names
+    columns = [*named] + (["mean of extra sets"] if extra else [])
     lines = [table_row(["α", *columns]), "|---:|" + "---:|" * len(columns)]
     for row in rows:
         mark = " (chosen)" if row["alpha"] == chosen else ""
-        cells = [f"{row[n]['accuracy']:.4f}" for n in names]
-        cells += [f"{row['mean_extra_accuracy']:.4f}"] if extra else []
+        cells = [f"{row[n][metric]:.4f}" for n in names]
+        cells += [f"{row[f'mean_extra_{metric}']:.4f}"] if extra else []
         lines.append(f"| {row['alpha']:g}{mark} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -78,7 +83,7 @@ def run_merge(args: MergeArguments) -> dict:
     else:
         chosen, chosen_by = args.alpha_grid[0], "given (--alpha)"
     rows = sweep_rows(results, extra)
-    table = sweep_markdown(rows, names, extra, chosen) if rows else ""
+    table = sweep_markdown(rows, names, extra, chosen, args.selection_metric) if rows else ""
     model = interpolator.load(chosen)
     out = Path(args.output_dir)
     with staged_output_dir(out, "merge") as building:  # nothing half-written if the writing fails
@@ -135,7 +140,7 @@ def _write_folder(args, pre: _Preflight, interpolator, model, results, rows, cho
         sweep = {"rule": chosen_by, "chosen_alpha": chosen, "validation_set": args.validation_name, "rows": rows}
         write_json(building / SWEEP_JSON, {**sweep, "files": {d.name: d.path for d in pre.sets}})
         if len(rows) > 1:
-            plot_alpha_sweep(rows, names, args.validation_name, chosen, building / SWEEP_PNG)
+            plot_alpha_sweep(rows, names, args.validation_name, chosen, building / SWEEP_PNG, args.selection_metric)
     if reports:
         write_json(building / EVAL_JSON, reports)
         (building / EVAL_MD).write_text(reports_markdown(reports, pre.label_names))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hf_transfer.core.runtime import effective_batch_size
+from hf_transfer.core.tasks import METRIC_NAMES
 from hf_transfer.outputs.card_data import CardData
 from hf_transfer.outputs.provenance import shown_name
 
@@ -247,14 +248,17 @@ def sweep_table(c: CardData) -> tuple[str, list[str], list[list[str]]]:
     validation = m["validation_set"]
     columns = ["α", *[f"{n} (validation)" if n == validation != "validation" else n for n in names]]
     columns += ["mean of extra sets"] if m.get("extra_sets") else []
+    metric, extra = m.get("selection_metric") or "accuracy", m.get("extra_sets") or []
     table = []
     for row in rows:
         chosen = " (chosen)" if row["alpha"] == m["alpha"] else ""
-        cells = [f"{row['alpha']:g}{chosen}", *[fmt(row[n]["accuracy"]) for n in names]]
-        cells += [fmt(row["mean_extra_accuracy"])] if m.get("extra_sets") else []
+        cells = [f"{row['alpha']:g}{chosen}", *[fmt(row[n][metric]) for n in names]]
+        cells += [fmt(sum(row[n][metric] for n in extra) / len(extra))] if extra else []
         table.append(cells)
+    title = METRIC_NAMES[metric]
     note = (
-        f"Accuracy of the interpolated model at each α. α was picked on the {validation} set alone "
+        f"{title[0].upper()}{title[1:]} of the interpolated model at each α. α was picked on the {validation} "
+        "set alone "
         f"({m.get('chosen_by')}); the other sets played no part in the choice."
     )
     return note, columns, table

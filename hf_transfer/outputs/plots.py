@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hf_transfer.core.tasks import METRIC_NAMES
 from hf_transfer.errors import DataError
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ def plot_alpha_sweep(
     for name in set_names:
         values = [row[name][metric] for row in rows]
         main = name == validation_name
-        label = f"{name} (validation)" if main else name
+        label = f"{name} (validation)" if main and name != "validation" else name
         ax.plot(alphas, values, marker="o", markersize=4, linewidth=2.5 if main else 1.2, label=label)
     others = [name for name in set_names if name != validation_name]
     if len(others) > 1:
@@ -108,7 +109,7 @@ def plot_alpha_sweep(
         ax.axvline(chosen_alpha, color="black", linestyle=":", linewidth=1, label=f"chosen α = {chosen_alpha:g}")
     ax.set(
         xlabel="α   (0 = the --pretrained end, 1 = the --finetuned end)",
-        ylabel=metric,
+        ylabel=METRIC_NAMES.get(metric, metric),
         title="Weight interpolation sweep",
     )
     ax.set_xlim(min(alphas) - 0.02, max(alphas) + 0.02)
