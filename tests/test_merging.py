@@ -424,7 +424,7 @@ def test_head_init_interpolates_the_head(tmp_path, tiny_bert_dir):
         finetuned, id2label={0: "pos", 1: "neutral"}, label2id={"pos": 0, "neutral": 1}
     )
     other.save_pretrained(tmp_path / "other")
-    with pytest.raises(ConfigError, match=r"labels \['pos', 'neutral'\]"):
+    with pytest.raises(ConfigError, match="it is for labels pos, neutral, not neg, pos"):
         parse_and_run(
             [
                 "merge",
@@ -494,7 +494,63 @@ def test_a_head_init_or_pretrained_head_that_cannot_be_used_is_said(tmp_path, ti
     argv = ["merge", "--pretrained", str(three), "--finetuned", str(finetuned), "--alpha", "0.5"]
     assert main([*argv, "--output_dir", str(tmp_path / "out")]) == 0
     card = (tmp_path / "out" / "README.md").read_text()
-    assert "fine-tuned head at every α (the pretrained model's head, for labels neg, neu, pos, is not used)" in card
+    assert "at every α (the pretrained model's head is not used: it is for labels neg, neu, pos, not neg, pos)" in card
+
+
+def _modernbert_classifier(path, base, bias: bool, tokenizer_dir, seed: int):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, ModernBertConfig
+
+    config = ModernBertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=128, classifier_bias=bias, pad_token_id=0, global_attn_every_n_layers=1,
+        local_attention=16, id2label=dict(enumerate(LABELS)), label2id={n: i for i, n in enumerate(LABELS)},
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_config(config)
+    if base is not None:
+        model.model.load_state_dict(base.model.state_dict())
+    model.save_pretrained(path)
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(path)
+    return model
+
+
+def test_a_probe_head_without_the_fine_tuned_bias_starts_from_zeros_and_one_with_a_bias_is_not_dropped(
+    tmp_path, tiny_bert_dir, capsys
+):
+    """ModernBERT's head has a bias or not (classifier_bias). A linear probe without the bias the fine-tuned head has
+    was refused with "head_init ... does not fit", though no head_init was given; it now starts that bias from zeros
+    (what its bias-free layer computes), so α = 0 is the probe. A probe with a bias the fine-tuned head lacks had it
+    dropped without a word, so α = 0 was not the probe: now its head is not used, and the card says why."""
+    probe = _modernbert_classifier(tmp_path / "probe", None, False, tiny_bert_dir, 0)
+    _modernbert_classifier(tmp_path / "finetuned", probe, True, tiny_bert_dir, 1)
+    argv = ["merge", "--pretrained", str(tmp_path / "probe"), "--finetuned", str(tmp_path / "finetuned")]
+    assert main([*argv, "--alpha", "0", "--output_dir", str(tmp_path / "at0")]) == 0
+    texts = ["good thing", "an awful, poor thing indeed"]
+    for name, value in _probs(tmp_path / "probe", texts).items():
+        torch.testing.assert_close(_probs(tmp_path / "at0", texts)[name], value)
+    assert main([*argv, "--alpha", "0.5", "--output_dir", str(tmp_path / "mid")]) == 0
+    mid, ft = _state(tmp_path / "mid"), _state(tmp_path / "finetuned")
+    torch.testing.assert_close(mid["head.dense.bias"], ft["head.dense.bias"] / 2)
+    record = json.loads((tmp_path / "mid" / "hf_transfer_run.json").read_text())["merge"]
+    assert record["head_init_zero_bias"] == ["head.dense.bias"]
+
+    _modernbert_classifier(tmp_path / "probe_bias", probe, True, tiny_bert_dir, 2)
+    _modernbert_classifier(tmp_path / "ft_no_bias", probe, False, tiny_bert_dir, 3)
+    argv = ["merge", "--pretrained", str(tmp_path / "probe_bias"), "--finetuned", str(tmp_path / "ft_no_bias")]
+    assert main([*argv, "--alpha", "0", "--output_dir", str(tmp_path / "dropped")]) == 0
+    assert torch.equal(
+        _state(tmp_path / "dropped")["head.dense.weight"], _state(tmp_path / "ft_no_bias")["head.dense.weight"]
+    )
+    card = (tmp_path / "dropped" / "README.md").read_text()
+    assert (
+        "(the pretrained model's head is not used: its 'head.dense.bias' has no place in the fine-tuned head)" in card
+    )
+    capsys.readouterr()
+    argv += ["--head_init", str(tmp_path / "probe_bias"), "--alpha", "0", "--output_dir", str(tmp_path / "x")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'head.dense.bias' has no place in the fine-tuned head" in err, err
+    assert not (tmp_path / "x").exists()
 
 
 def parse_and_run(argv):

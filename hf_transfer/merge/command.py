@@ -129,8 +129,10 @@ def _write_folder(args, pre: _Preflight, interpolator, model, results, rows, cho
         "head_init": args.head_init,
         "method": interpolator.method,
         "head": "interpolated with head_init" if args.head_init else "the fine-tuned head at every α",
-        "head_init_labels": pre.head_init_labels,  # set when its label rows were reordered to the fine-tuned order
-        "unused_head_labels": pre.unused_head_labels,  # a pretrained classifier's other labels: its head is not used
+        # head_init's label names when its label rows were reordered to the fine-tuned order
+        "head_init_labels": pre.head_start.labels if pre.head_start else None,
+        "head_init_zero_bias": list(pre.head_start.zero) if pre.head_start else [],
+        "unused_head": pre.unused_head,  # why a pretrained classifier's head is not used
         **interpolator.plan.as_record(),
         "validation_set": args.validation_name if names else None,
         "extra_sets": names[1:],

@@ -39,15 +39,9 @@ from hf_transfer.core.models import (
 from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.errors import ConfigError, one_line
 from hf_transfer.merge.arguments import MergeArguments
-from hf_transfer.merge.interpolation import (
-    InterpolationPlan,
-    interpolate_state_dicts,
-    label_rows,
-    mix,
-    plan_interpolation,
-    reorder_rows,
-    specs,
-)
+from hf_transfer.merge.head import HeadMisfit, HeadStart, check_head_start
+from hf_transfer.merge.head import label_names as _label_names
+from hf_transfer.merge.interpolation import InterpolationPlan, interpolate_state_dicts, mix, plan_interpolation, specs
 
 
 @dataclass
@@ -64,11 +58,8 @@ class _Preflight:
     sets: list
     tokenizer: Any
     tokenizer_source: str
-    # head_init's labels when in another order than the fine-tuned ones: its label rows are reordered to match
-    head_init_labels: list[str] | None = None
-    head_rows: tuple[str, ...] = ()
-    # a pretrained classifier's labels when they are not the fine-tuned ones: its head is not used
-    unused_head_labels: list[str] | None = None
+    head_start: HeadStart | None = None  # how head_init's head fits the fine-tuned one
+    unused_head: str | None = None  # why a pretrained classifier's head is not used, when it is not
 
 
 def _finetuned(args: MergeArguments, pretrained_config):
@@ -92,10 +83,6 @@ def _finetuned(args: MergeArguments, pretrained_config):
             "model fine-tuned for text classification, or a PEFT adapter folder."
         )
     return config, None
-
-
-def _label_names(config) -> list[str]:
-    return [str(config.id2label[i]) for i in range(config.num_labels)]
 
 
 def _body_prefix(model) -> str:
@@ -148,14 +135,7 @@ def _preflight(args: MergeArguments) -> _Preflight:
         )
     _check_not_few_shot_against_its_base(args, pretrained_config, config)
     label_names = _label_names(config)
-    unused_head_labels = None
-    if args.head_init is None and is_sequence_classifier(pretrained_config):
-        if sorted(_label_names(pretrained_config)) == sorted(label_names):
-            # A classifier with the same labels at α = 0, such as the linear probe of an LP-FT run: WiSE-FT blends
-            # between two real classifiers, heads included (label rows matched by name when in another order).
-            args.head_init = args.pretrained
-        else:
-            unused_head_labels = _label_names(pretrained_config)
+    pretrained_classifier = pretrained_config if is_sequence_classifier(pretrained_config) else None
     pretrained_config = with_labels(pretrained_config, label_names, config.problem_type)
     # The same classifier class built from both configs, on the meta device: any difference in depth, width or
     # vocabulary shows up as a parameter whose shape or presence differs.
@@ -163,10 +143,21 @@ def _preflight(args: MergeArguments) -> _Preflight:
     prefix = _body_prefix(finetuned_meta)
     head_names = _head_names(finetuned_meta, prefix)
     body = {k: v for k, v in specs(meta_classifier(pretrained_config).state_dict()).items() if k.startswith(prefix)}
-    plan = plan_interpolation(body, specs(finetuned_meta.state_dict()), head_names, *_names(args))
-    head_init_labels, head_rows = (
-        _check_head_init(args, label_names, finetuned_meta, plan) if args.head_init else (None, ())
-    )
+    wanted = specs(finetuned_meta.state_dict())
+    plan = plan_interpolation(body, wanted, head_names, *_names(args))
+    head_start, unused_head = None, None
+    if args.head_init:
+        role, head_config = f"head_init {args.head_init!r}", load_config(args.head_init)
+        head_start = check_head_start(role, head_config, label_names, wanted, plan.head)
+    elif pretrained_classifier is not None:
+        # A classifier with the fine-tuned labels at α = 0, such as the linear probe of an LP-FT run: WiSE-FT blends
+        # between two real classifiers, heads included (label rows matched by name when in another order).
+        try:
+            role = f"pretrained {args.pretrained!r}"
+            head_start = check_head_start(role, pretrained_classifier, label_names, wanted, plan.head)
+            args.head_init = args.pretrained
+        except HeadMisfit as misfit:
+            unused_head = misfit.reason
     if config.problem_type == MULTI_LABEL and args.eval_sets():
         raise ConfigError(
             f"finetuned {args.finetuned!r} is a multi-label model, and merge's α sweep scores single-label models "
@@ -184,7 +175,7 @@ def _preflight(args: MergeArguments) -> _Preflight:
         check_room_for_text(tokenizer, usable, any(data.pairs is not None for data in sets))
     return _Preflight(
         config, pretrained_config, label_names, adapter, prefix, head_names, plan, sets, tokenizer, tokenizer_source,
-        head_init_labels, head_rows, unused_head_labels,
+        head_start, unused_head,
     )  # fmt: skip
 
 
@@ -201,48 +192,6 @@ def _pair_column(args: MergeArguments) -> None:
 
 def _names(args: MergeArguments) -> tuple[str, str]:
     return f"pretrained {args.pretrained!r}", f"finetuned {args.finetuned!r}"
-
-
-def _check_head_init(args: MergeArguments, label_names: list[str], finetuned_meta, plan: InterpolationPlan):
-    """head_init's labels when they are the fine-tuned ones in another order (else None), and the head tensors with
-    one row per label, which are then reordered by name."""
-    config = load_config(args.head_init)
-    if not is_sequence_classifier(config):
-        # Its classifier would be freshly initialised: random weights mixed into the head, called head_init's.
-        raise ConfigError(
-            f"head_init {args.head_init!r} is not a sequence classifier (architectures "
-            f"{getattr(config, 'architectures', None)}), so it has no trained head to start from; give a classifier "
-            "with the fine-tuned labels, such as the linear_probe/ folder of an LP-FT run."
-        )
-    names = _label_names(config)
-    if sorted(names) != sorted(label_names):
-        raise ConfigError(
-            f"head_init {args.head_init!r} has labels {names} but the fine-tuned model has {label_names}; give a "
-            "head trained for the same labels."
-        )
-    if not plan.head:
-        raise ConfigError(
-            f"head_init {args.head_init!r} given, but every fine-tuned tensor is in the pretrained model."
-        )
-    head_specs = specs(meta_classifier(config).state_dict())
-    wanted = specs(finetuned_meta.state_dict())
-    for name in plan.head:
-        if name not in head_specs or head_specs[name].shape != wanted[name].shape:
-            found = head_specs[name].shape if name in head_specs else "missing"
-            raise ConfigError(
-                f"head_init {args.head_init!r} does not fit the fine-tuned head: parameter {name!r} is {found} there "
-                f"but {wanted[name].shape} in the fine-tuned model."
-            )
-    if names == label_names:
-        return None, ()
-    rows = label_rows({name: wanted[name] for name in plan.head}, len(label_names))
-    if not rows:
-        raise ConfigError(
-            f"head_init {args.head_init!r} has the fine-tuned labels in another order ({names} against "
-            f"{label_names}), and no head layer with one row per label was found to reorder; give a head whose "
-            "labels are in the fine-tuned order."
-        )
-    return names, rows
 
 
 def _pretrained_body(args: MergeArguments, pre: _Preflight) -> dict[str, torch.Tensor]:
@@ -283,7 +232,6 @@ class Interpolator:
         # Planned again on the loaded tensors: a pooler the checkpoint lacks is head now, not interpolated.
         finetuned_specs = specs(meta_classifier(pre.config).state_dict())
         self.plan = plan_interpolation(specs(self.pretrained), finetuned_specs, pre.head_names, *_names(args))
-        self.head_init = self._head_init(args, pre) if args.head_init else None
         self.method = "weight space"
         self.lora = None
         self.adapter_head: list[str] = []
@@ -292,6 +240,7 @@ class Interpolator:
         else:
             self.model = load_classifier(args.finetuned, pre.config)
             self.finetuned = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.head_init = self._head_init(args, pre) if args.head_init else None
 
     def _head_init(self, args, pre) -> dict[str, torch.Tensor]:
         from transformers import AutoModelForSequenceClassification
@@ -299,14 +248,10 @@ class Interpolator:
         model, info = AutoModelForSequenceClassification.from_pretrained(
             args.head_init, config=load_config(args.head_init), dtype=torch.float32, output_loading_info=True
         )
-        fresh = [k for k in self.plan.head if k in set(info["missing_keys"])]
+        fresh = [k for k in self.plan.head if k in set(info["missing_keys"]) and k not in pre.head_start.zero]
         if fresh:  # not in its checkpoint: freshly initialised, not a trained head
             raise ConfigError(f"head_init {args.head_init!r} holds no weights for head tensor {fresh[0]!r}.")
-        state = model.state_dict()
-        head = {k: state[k].detach().clone() for k in self.plan.head}
-        if pre.head_init_labels is not None:  # its label rows, in the fine-tuned model's label order
-            head = reorder_rows(head, pre.head_rows, [pre.head_init_labels.index(n) for n in pre.label_names])
-        return head
+        return pre.head_start.tensors(model.state_dict(), self.finetuned, self.plan.head, pre.label_names)
 
     def _load_adapter(self, args: MergeArguments, pre: _Preflight) -> None:
 

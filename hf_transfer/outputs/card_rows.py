@@ -233,9 +233,8 @@ def head_text(m: dict) -> str:
         reordered = m.get("head_init_labels")
         note = f" (its label rows reordered from {', '.join(reordered)})" if reordered else ""
         return f"{head}: (1 − α)·head of `{Path(str(m['head_init'])).name}`{note} + α·fine-tuned head"
-    if m.get("unused_head_labels"):
-        other = ", ".join(m["unused_head_labels"])
-        return f"{head}: the fine-tuned head at every α (the pretrained model's head, for labels {other}, is not used)"
+    if m.get("unused_head"):
+        return f"{head}: the fine-tuned head at every α (the pretrained model's head is not used: {m['unused_head']})"
     return f"{head}: the fine-tuned head at every α (the pretrained model has none)"
 
 
