@@ -60,6 +60,7 @@ def world(tmp_path_factory, tiny_bert_dir):
     w["train"] = _csv(root / "train.csv", texts, labels)
     w["dev"] = _csv(root / "dev.csv", texts[:8], labels[:8])
     w["unseen"] = _csv(root / "unseen.csv", ["x"], ["neutral"])
+    w["id_outside"] = _csv(root / "id_outside.csv", ["x", "y", "z"], [0, 1, 2])
     w["no_text"] = root / "no_text.csv"
     pd.DataFrame({"body": ["x", "y"]}).to_csv(w["no_text"], index=False)
     w["small"] = _csv(root / "small.csv", ["good a", "bad b", "good c", "bad d"], ["pos", "neg", "pos", "neg"])
@@ -512,11 +513,21 @@ CASES = [
         "labels",
     ),
     ("merge: missing finetuned", lambda w: merge(w, "--alpha", "0.5", finetuned=w["root"] / "gone"), "not a folder"),
+    (
+        "merge: head_init not a classifier",
+        lambda w: merge(w, "--alpha", "0.5", "--head_init", str(w["model"])),
+        "it is not a sequence classifier",
+    ),
     # evaluate
     ("evaluate: missing file", lambda w: evaluate(w, validation=w["root"] / "gone.csv"), "gone.csv"),
     ("evaluate: unknown text column", lambda w: evaluate(w, "--text_column_name", "body"), "body"),
     ("evaluate: not a classifier", lambda w: evaluate(w, model=w["model"]), "not a sequence classifier"),
     ("evaluate: unseen label", lambda w: evaluate(w, validation=w["unseen"]), "neutral"),
+    (
+        "evaluate: an integer label outside the model's ids",
+        lambda w: evaluate(w, validation=w["id_outside"]),
+        "(0 = neg, 1 = pos), but [2] are not among them",
+    ),
     ("evaluate: bad extra_eval", lambda w: evaluate(w, "--extra_eval", "nameless"), "NAME=FILE"),
     ("evaluate: no model", lambda w: ["evaluate", "--validation_file", str(w["dev"])], "model_name_or_path"),
     # card and push

@@ -49,8 +49,16 @@ def align_labels(data_names: list[str], model_names: list[str], source: str) -> 
         return {i: keys.index(n) for i, n in enumerate(data_names)}
     integer_names = any(_integer(n) is not None for n in model_names)
     ids = [_integer(n) for n in data_names]
-    if not integer_names and all(i is not None and 0 <= i < len(model_names) for i in ids):
-        return dict(enumerate(ids))
+    if not integer_names and all(i is not None for i in ids):
+        outside = sorted(i for i in ids if not 0 <= i < len(model_names))
+        if not outside:
+            return dict(enumerate(ids))
+        # "labels [0, 1, 2] are not among the model's labels" blamed the ids that are fine
+        raise DataError(
+            f"{source!r} has integer labels, read as the model's label ids 0..{len(model_names) - 1} "
+            f"({', '.join(f'{i} = {n}' for i, n in enumerate(model_names))}), but {outside} are not among them; "
+            "pass --label_mapping '{file_value: model_label, ...}' to translate them."
+        )
     unknown = sorted(set(data_names) - set(model_names))
     raise DataError(
         f"labels {unknown} in {source!r} are not among the model's labels {model_names}; pass "
