@@ -281,6 +281,17 @@ def test_a_sweep_on_macro_f1_shows_macro_f1(tmp_path, tiny_bert_dir, dev_sets, c
         assert f"| {f1} | {row['shifted']['f1_macro']:.4f} |" in card  # the one extra set is its mean
 
 
+def test_alphas_with_one_value_says_that_alpha_was_given_by_alphas(tmp_path, tiny_bert_dir, dev_sets):
+    # The card said "α chosen by | given (--alpha)" for --alphas 0.7, a flag the user had not given.
+    pretrained, finetuned = make_pair(tmp_path, "bert", tiny_bert_dir)
+    argv = ["merge", "--pretrained", str(pretrained), "--finetuned", str(finetuned), "--alphas", "0.7"]
+    assert main([*argv, "--validation_file", str(dev_sets[0]), "--output_dir", str(tmp_path / "out")]) == 0
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert (
+        "| α chosen by | given (the one α of --alphas: nothing to choose from) |" in card and "(--alpha)" not in card
+    )
+
+
 def test_a_sweep_counts_and_names_the_rows_left_out_of_the_scores(tmp_path, tiny_bert_dir, capsys):
     # Rows with empty text or no label were dropped from every α's scores with nothing said: the sweep table and
     # merge_eval.json named only the rows scored.

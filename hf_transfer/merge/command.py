@@ -81,7 +81,8 @@ def run_merge(args: MergeArguments) -> dict:
         scores = {alpha: reports[args.validation_name][args.selection_metric] for alpha, reports in results.items()}
         chosen, chosen_by = choose_alpha(scores), SELECTION_RULE.format(metric=args.selection_metric)
     else:
-        chosen, chosen_by = args.alpha_grid[0], "given (--alpha)"
+        only = "given (--alpha)" if args.alpha is not None else "given (the one α of --alphas: nothing to choose from)"
+        chosen, chosen_by = args.alpha_grid[0], only
     rows = sweep_rows(results, extra)
     table = sweep_markdown(rows, names, extra, chosen, args.selection_metric) if rows else ""
     model = interpolator.load(chosen)
