@@ -508,6 +508,29 @@ def test_a_head_init_or_pretrained_head_that_cannot_be_used_is_said(tmp_path, ti
     assert "at every α (the pretrained model's head is not used: it is for labels neg, neu, pos, not neg, pos)" in card
 
 
+def test_a_head_of_the_other_problem_type_does_not_start_the_interpolated_head(tmp_path, tiny_bert_dir, capsys):
+    """A single-label (softmax) probe with the labels of a multi-label (sigmoid) fine-tuned model started its head:
+    at α = 0 the softmax-trained logits were read through sigmoids, as if a trained multi-label classifier."""
+    pretrained, finetuned = make_pair(tmp_path, "bert", tiny_bert_dir, problem_type="multi_label_classification")
+    probe = make_pair(tmp_path / "probe", "bert", tiny_bert_dir)[1]  # single-label, the same labels
+    argv = ["merge", "--finetuned", str(finetuned), "--alpha", "0.5"]
+    capsys.readouterr()
+    assert (
+        main([*argv, "--pretrained", str(pretrained), "--head_init", str(probe), "--output_dir", str(tmp_path / "x")])
+        == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "it is single-label, and the fine-tuned model multi-label" in err, err
+    assert not (tmp_path / "x").exists()
+    assert main([*argv, "--pretrained", str(probe), "--output_dir", str(tmp_path / "out")]) == 0
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert (
+        "(the pretrained model's head is not used: it is single-label, and the fine-tuned model multi-label)" in card
+    )
+    merge = json.loads((tmp_path / "out" / "hf_transfer_run.json").read_text())["merge"]
+    assert merge["head_init"] is None and merge["head"] == "the fine-tuned head at every α"
+
+
 def _modernbert_classifier(path, base, bias: bool, tokenizer_dir, seed: int):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, ModernBertConfig
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from hf_transfer.core.models import is_sequence_classifier, meta_classifier
+from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.errors import ConfigError
 from hf_transfer.merge.interpolation import TensorSpec, label_rows, reorder_rows, specs
 
@@ -44,8 +45,15 @@ def label_names(config) -> list[str]:
     return [str(config.id2label[i]) for i in range(config.num_labels)]
 
 
-def check_head_start(role: str, config, labels: list[str], wanted: Mapping[str, TensorSpec], head: Sequence[str]):
-    """How the classifier `config` describes starts the fine-tuned head `head` (names in `wanted`), or HeadMisfit."""
+def _kind(problem_type) -> str:
+    return "multi-label" if problem_type == MULTI_LABEL else "single-label"
+
+
+def check_head_start(
+    role: str, config, labels: list[str], problem_type, wanted: Mapping[str, TensorSpec], head: Sequence[str]
+):
+    """How the classifier `config` describes starts the fine-tuned head `head` (names in `wanted`) of a model of
+    `problem_type`, or HeadMisfit."""
     advice = "give a classifier trained for the fine-tuned labels, such as the linear_probe/ folder of an LP-FT run"
     if not is_sequence_classifier(config):
         # Its classifier would be freshly initialised: random weights mixed into the head, called trained ones.
@@ -54,6 +62,10 @@ def check_head_start(role: str, config, labels: list[str], wanted: Mapping[str, 
     names = label_names(config)
     if sorted(names) != sorted(labels):
         raise HeadMisfit(role, f"it is for labels {', '.join(names)}, not {', '.join(labels)}", advice)
+    if _kind(getattr(config, "problem_type", None)) != _kind(problem_type):
+        # A softmax head's logits read through sigmoids (or the reverse): α = 0 would be no trained classifier.
+        kinds = f"{_kind(getattr(config, 'problem_type', None))}, and the fine-tuned model {_kind(problem_type)}"
+        raise HeadMisfit(role, f"it is {kinds}", advice)
     if not head:
         raise HeadMisfit(role, "every fine-tuned tensor is in the pretrained model", "leave head_init out")
     have = specs(meta_classifier(config).state_dict())

@@ -148,13 +148,15 @@ def _preflight(args: MergeArguments) -> _Preflight:
     head_start, unused_head = None, None
     if args.head_init:
         role, head_config = f"head_init {args.head_init!r}", load_config(args.head_init)
-        head_start = check_head_start(role, head_config, label_names, wanted, plan.head)
+        head_start = check_head_start(role, head_config, label_names, config.problem_type, wanted, plan.head)
     elif pretrained_classifier is not None:
         # A classifier with the fine-tuned labels at α = 0, such as the linear probe of an LP-FT run: WiSE-FT blends
         # between two real classifiers, heads included (label rows matched by name when in another order).
         try:
             role = f"pretrained {args.pretrained!r}"
-            head_start = check_head_start(role, pretrained_classifier, label_names, wanted, plan.head)
+            head_start = check_head_start(
+                role, pretrained_classifier, label_names, config.problem_type, wanted, plan.head
+            )
             args.head_init = args.pretrained
         except HeadMisfit as misfit:
             unused_head = misfit.reason
