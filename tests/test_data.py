@@ -220,6 +220,28 @@ def test_csv_text_stays_text(tmp_path):
     assert read_table(str(path))["text"].tolist() == ["NA", "1e5", "null"]
 
 
+
+@pytest.mark.parametrize("ext", ["json", "jsonl", "parquet"])
+def test_integer_text_with_a_missing_cell_stays_integer_text(tmp_path, ext):
+    """pandas read a JSON or parquet column of integers with a missing cell as float64: the text 5 reached the
+    tokenizer as "5.0" (other tokens), and an id above 2**53 lost its last digits."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    texts, pairs = [5, None, 12345678901234567, -3], [7, 8, None, 9]
+    labels = ["a", "b", "a", "b"]
+    path = tmp_path / f"train.{ext}"
+    if ext == "parquet":
+        table = {"text": pa.array(texts, pa.int64()), "second": pa.array(pairs, pa.int64()), "label": labels}
+        pq.write_table(pa.table(table), path)
+    else:
+        write(path, [{"text": t, "second": p, "label": y} for t, p, y in zip(texts, pairs, labels, strict=True)])
+    prepared = load_data(DataArguments(train_file=str(path), validation_file=str(path),
+                                       text_pair_column_name="second"))  # fmt: skip
+    assert prepared.datasets["train"]["text"][:] == ["5", "12345678901234567", "-3"]
+    assert prepared.datasets["train"]["second"][:] == ["7", "", "9"]
+    assert read_table(str(path))["text"].tolist()[2] == 12345678901234567
+
 # --- cleaning, carving, truncation ----------------------------------------------------------------------------------
 
 

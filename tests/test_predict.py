@@ -724,3 +724,20 @@ def test_predict_and_evaluate_truncate_at_the_length_the_model_was_trained_with(
     assert resolve_max_seq_length(str(models["full"]), None) == 128
     (model / "hf_transfer_config.yaml").write_text("max_seq_length: true\n")
     assert resolve_max_seq_length(str(model), None) == 128 and resolve_max_seq_length(str(model), 5) == 5
+
+
+def test_integer_texts_with_a_missing_cell_are_scored_and_written_as_integers(models, tmp_path):
+    """A jsonl text column of integers with a null was read as float64: the row 5 was scored as the text "5.0" and
+    written back as 5.0; it is scored as the csv row "5" is, and written as it came."""
+    texts = [5, None, 42, 7]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    pd.DataFrame({"text": ["5", "", "42", "7"]}).to_csv(tmp_path / "in.csv", index=False)
+    for ext in ("jsonl", "csv"):
+        assert main(["predict", "--model_name_or_path", str(models["full"]), "--input_file",
+                     str(tmp_path / f"in.{ext}"), "--output_file", str(tmp_path / f"out-{ext}.jsonl")]) == 0  # fmt: skip
+    out = [json.loads(line) for line in (tmp_path / "out-jsonl.jsonl").read_text().splitlines()]
+    assert [row["text"] for row in out] == texts
+    expected = [json.loads(line) for line in (tmp_path / "out-csv.jsonl").read_text().splitlines()]
+    assert out[1]["score"] is None and expected[1]["score"] is None
+    for row in (0, 2, 3):
+        assert out[row]["score"] == pytest.approx(expected[row]["score"], rel=1e-6), row

@@ -92,8 +92,10 @@ def read_table(path: str, csv_quoting: str = "auto") -> pd.DataFrame:
         elif ext in ("json", "jsonl"):
             df = _read_json(path, lines=ext == "jsonl")
         else:
-            df = pd.read_parquet(path)
-            check_unique_columns(path, list(df.columns))
+            import pyarrow.parquet as pq
+
+            check_unique_columns(path, pq.ParquetFile(path).schema_arrow.names)
+            df = pq.read_table(path).to_pandas(integer_object_nulls=True)
     except DataError:
         raise
     except _READ_ERRORS as err:
@@ -159,8 +161,7 @@ def _read_json(path: str, lines: bool) -> pd.DataFrame:
                     raise ValueError(f"line {number}: {err}") from None
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         raise ValueError("expected a JSON array of objects, or one JSON object per line")
-    # Built from Python objects, so no column is type-converted (no dates, no text turned into numbers).
-    return pd.DataFrame(rows)
+    return _frame(rows, None)
 
 
 # --- reading in chunks ----------------------------------------------------------------------------------------------
@@ -251,7 +252,14 @@ def _jsonl_chunks(path, ext, chunk_rows, csv_quoting, columns):
 
 
 def _frame(rows: list[dict], columns: list[str] | None) -> pd.DataFrame:
+    """JSON rows as a frame. Built from Python objects, so no column is type-converted (no dates, no text turned into
+    numbers); a column of integers with a missing cell keeps its integers (pandas made it float64: the number 5 was
+    the text "5.0" to the tokenizer and in predict's output, and ids above 2**53 lost digits)."""
     frame = pd.DataFrame(rows)
+    for name in [c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])]:
+        values = [row.get(name) for row in rows]
+        if all(v is None or type(v) is int for v in values):
+            frame[name] = pd.Series(values, index=frame.index, dtype=object)
     return frame if columns is None else frame.reindex(columns=columns)
 
 
@@ -261,7 +269,7 @@ def _parquet_chunks(path, ext, chunk_rows, csv_quoting, columns):
     with pq.ParquetFile(path) as parquet:
         check_unique_columns(path, parquet.schema_arrow.names)
         for batch in parquet.iter_batches(batch_size=chunk_rows, columns=columns):
-            yield batch.to_pandas()
+            yield batch.to_pandas(integer_object_nulls=True)  # integers with a missing cell stay integers, as in _frame
 
 
 def count_rows(path: str) -> int | None:
