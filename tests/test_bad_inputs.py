@@ -140,6 +140,9 @@ def world(tmp_path_factory, tiny_bert_dir):
     head = {"mean_pooling_block": 2, "num_hidden_layers": 3}
     (w["few_shot"] / "hf_transfer_run.json").write_text(json.dumps({"task": "train", "few_shot": {"head": head}}))
     w["pooling"] = _with_mean_pooling_block(root / "pooling", w["teacher"])  # blocks 0, 1 and the pooling block 2
+    # 64 embedding rows, saved with a 30522-token tokenizer: another model's (an IndexError once the weights loaded)
+    w["small_vocab"] = _classifier(root / "small-vocab", tiny_bert_dir, ["neg", "pos"], vocab_size=64)
+    w["small_vocab_base"] = _bare_bert(root / "small-vocab-base", vocab_size=64)
     return w
 
 
@@ -652,6 +655,34 @@ CASES = [
         "export: base model for a full model",
         lambda w: export(w, "--format", "onnx", "--base_model_name_or_path", str(w["model"])),
         "only for adapter folders",
+    ),
+    # a tokenizer with more tokens than the model has embedding rows
+    (
+        "another model's tokenizer_name",
+        lambda w: train(w, "--tokenizer_name", str(w["model"]), model=w["small_vocab"]),
+        "has 30522 tokens but model",
+    ),
+    (
+        "distill: a student with another model's tokenizer",
+        lambda w: distill(w, "--model_name_or_path", str(w["small_vocab"])),
+        "embeds only 64 (its vocab_size)",
+    ),
+    (
+        "distill: a teacher with another model's tokenizer",
+        lambda w: distill(w, "--model_name_or_path", str(w["model"]), teacher=w["small_vocab"]),
+        "embeds only 64 (its vocab_size)",
+    ),
+    (
+        "merge: another model's tokenizer",
+        lambda w: sweep(w, pretrained=w["small_vocab_base"], finetuned=w["small_vocab"]),
+        "embeds only 64",
+    ),
+    ("evaluate: another model's tokenizer", lambda w: evaluate(w, model=w["small_vocab"]), "embeds only 64"),
+    ("predict: another model's tokenizer", lambda w: predict(w, model=w["small_vocab"]), "embeds only 64"),
+    (
+        "export: another model's tokenizer",
+        lambda w: export(w, "--format", "onnx", model=w["small_vocab"]),
+        "embeds only 64",
     ),
 ]
 

@@ -21,7 +21,7 @@ from hf_transfer.core.folders import (
     onnx_export_source,
     recorded_config,
 )
-from hf_transfer.core.inference import check_room_for_text, max_length_for_config
+from hf_transfer.core.inference import check_room_for_text, check_vocabulary, max_length_for_config
 from hf_transfer.core.models import (
     check_weights_complete,
     is_sequence_classifier,
@@ -135,8 +135,10 @@ def resolve_max_seq_length(source: InferenceSource | str, given: int | None) -> 
 
 
 def check_input_length(source: InferenceSource, max_length: int, pair: bool) -> None:
-    """`core.inference.check_room_for_text` before any weight loads: only the tokenizer is read."""
+    """`core.inference.check_vocabulary` and `check_room_for_text` before any weight loads: only the tokenizer is
+    read."""
     tokenizer = load_tokenizer(source.tokenizer_source)
+    check_vocabulary(source.config, tokenizer)
     check_room_for_text(tokenizer, max_length_for_config(source.config, tokenizer, max_length), pair)
 
 

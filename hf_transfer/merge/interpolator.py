@@ -26,7 +26,7 @@ from hf_transfer.adapters.peft_model import (
 )
 from hf_transfer.core.eval_sets import prepare_eval_sets
 from hf_transfer.core.folders import ADAPTER_CONFIG, RUN_RECORD_FILE, is_onnx_folder, read_json_file
-from hf_transfer.core.inference import check_room_for_text, max_length_for_config
+from hf_transfer.core.inference import check_room_for_text, check_vocabulary, max_length_for_config
 from hf_transfer.core.layers import discover_layers
 from hf_transfer.core.models import (
     is_sequence_classifier,
@@ -172,6 +172,7 @@ def _preflight(args: MergeArguments) -> _Preflight:
         args.finetuned if (Path(args.finetuned) / "tokenizer_config.json").is_file() else args.pretrained
     )
     tokenizer = load_tokenizer(tokenizer_source)
+    check_vocabulary(config, tokenizer)
     if sets:
         usable = max_length_for_config(config, tokenizer, args.max_seq_length)
         check_room_for_text(tokenizer, usable, any(data.pairs is not None for data in sets))

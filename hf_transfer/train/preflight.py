@@ -9,7 +9,12 @@ from dataclasses import dataclass
 from hf_transfer.core.arguments import DataArguments, ModelArguments
 from hf_transfer.core.data import PreparedData, load_data
 from hf_transfer.core.freezing import FreezePlan
-from hf_transfer.core.inference import cap_model_max_length, check_room_for_text, max_length_for_config
+from hf_transfer.core.inference import (
+    cap_model_max_length,
+    check_room_for_text,
+    check_vocabulary,
+    max_length_for_config,
+)
 from hf_transfer.core.models import (
     check_classifier_head,
     check_weights_complete,
@@ -78,6 +83,7 @@ def fit_max_seq_length(data_args: DataArguments, models: list[tuple], virtual: i
         logger.warning("max_seq_length %d is more than the model can embed%s; using %d.", given, adapter, usable)
         data_args.max_seq_length = usable
     for config, tokenizer in models:
+        check_vocabulary(config, tokenizer)
         check_room_for_text(tokenizer, data_args.max_seq_length, bool(data_args.text_pair_column_name))
         cap_model_max_length(config, tokenizer, virtual)  # the saved tokenizer's own limit, for pipeline() etc.
 
