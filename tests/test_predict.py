@@ -741,3 +741,37 @@ def test_integer_texts_with_a_missing_cell_are_scored_and_written_as_integers(mo
     assert out[1]["score"] is None and expected[1]["score"] is None
     for row in (0, 2, 3):
         assert out[row]["score"] == pytest.approx(expected[row]["score"], rel=1e-6), row
+
+
+def test_a_left_padding_decoder_tokenizer_scores_each_row_as_it_scores_alone(tmp_path, tiny_bert_dir):
+    """Many decoder tokenizers pad on the left. GPT-2's positions are absolute, so a left-padded row was read at
+    other positions: `predict` scored a row by its batch's longest one (prob_neg 0.63 where the row alone gives 0.94),
+    and `train` trained and evaluated on the shift. Each row now scores as a plain forward of it alone."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, GPT2Config
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    tokenizer.padding_side = "left"
+    torch.manual_seed(0)
+    config = GPT2Config(n_embd=32, n_head=2, n_layer=2, vocab_size=len(tokenizer), n_positions=64, num_labels=2,
+                        id2label={0: "neg", 1: "pos"}, label2id={"neg": 0, "pos": 1}, initializer_range=0.5,
+                        pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path / "gpt2")
+    tokenizer.save_pretrained(tmp_path / "gpt2")
+    texts = [" ".join(WORDS[: 1 + i % 8] * (1 + i % 3)) for i in range(16)]
+    pd.DataFrame({"text": texts, "label": ["neg", "pos"] * 8}).to_csv(tmp_path / "rows.csv", index=False)
+    run = tmp_path / "run"
+    assert main(["train", "--model_name_or_path", str(tmp_path / "gpt2"), "--train_file", str(tmp_path / "rows.csv"),
+                 "--validation_file", str(tmp_path / "rows.csv"), "--output_dir", str(run), "--max_steps", "1",
+                 "--per_device_eval_batch_size", "16", "--use_cpu", "true", "--report_to", "none"]) == 0  # fmt: skip
+    for folder in (tmp_path / "gpt2", run):
+        assert main(["predict", "--model_name_or_path", str(folder), "--input_file", str(tmp_path / "rows.csv"),
+                     "--output_file", str(tmp_path / "out.jsonl"), "--batch_size", "16"]) == 0  # fmt: skip
+        saved = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+        with torch.no_grad():
+            alone = torch.cat([model(**saved(t, return_tensors="pt")).logits for t in texts])
+        scores = pd.read_json(tmp_path / "out.jsonl", lines=True)[["prob_neg", "prob_pos"]].to_numpy()
+        np.testing.assert_allclose(scores, alone.softmax(-1).numpy(), atol=1e-6)
+    assert AutoTokenizer.from_pretrained(run).padding_side == "right"
+    loss = torch.nn.functional.cross_entropy(alone, torch.tensor([0, 1] * 8)).item()
+    assert json.loads((run / "eval_results.json").read_text())["eval_loss"] == pytest.approx(loss, rel=1e-5)

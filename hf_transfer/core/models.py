@@ -89,6 +89,11 @@ def load_tokenizer(name_or_path: str, *, revision="main", cache_dir=None, trust_
         if tokenizer.eos_token is None:
             raise ConfigError(f"tokenizer of {name_or_path!r} has neither a pad nor an eos token to pad with.")
         tokenizer.pad_token = tokenizer.eos_token
+    # A sequence classifier finds each row's last real token on either side, but a model of absolute positions
+    # (GPT-2) moves a left-padded row's tokens to other positions: many decoder tokenizers ship padding on the left,
+    # and a row's score then hung on its batch's longest row and differed from the row alone (pipeline(), a plain
+    # forward); training saw the same shift. Right padding leaves every row where it is alone, in every model.
+    tokenizer.padding_side = "right"
     return tokenizer
 
 
