@@ -220,7 +220,6 @@ def test_csv_text_stays_text(tmp_path):
     assert read_table(str(path))["text"].tolist() == ["NA", "1e5", "null"]
 
 
-
 @pytest.mark.parametrize("ext", ["json", "jsonl", "parquet"])
 def test_integer_text_with_a_missing_cell_stays_integer_text(tmp_path, ext):
     """pandas read a JSON or parquet column of integers with a missing cell as float64: the text 5 reached the
@@ -241,6 +240,7 @@ def test_integer_text_with_a_missing_cell_stays_integer_text(tmp_path, ext):
     assert prepared.datasets["train"]["text"][:] == ["5", "12345678901234567", "-3"]
     assert prepared.datasets["train"]["second"][:] == ["7", "", "9"]
     assert read_table(str(path))["text"].tolist()[2] == 12345678901234567
+
 
 # --- cleaning, carving, truncation ----------------------------------------------------------------------------------
 

@@ -777,21 +777,26 @@ def test_teacher_top_k_on_multi_label_data_is_refused(tmp_path, tiny_bert_dir, c
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
 
 
+@pytest.mark.parametrize("config_pad", [None, 100])
 @pytest.mark.parametrize("cached", [True, False])
-def test_a_decoder_teacher_without_a_pad_id_gets_its_tokenizers(tmp_path, tiny_bert_dir, tiny_data, cached):
+def test_a_decoder_teacher_without_a_pad_id_gets_its_tokenizers(tmp_path, tiny_bert_dir, tiny_data, cached,
+                                                                 config_pad):  # fmt: skip
     """A GPT-2 classifier whose config.json names no pad_token_id (as many on the Hub) stopped the run with "Cannot
     handle batch sizes > 1 if no padding token is defined" after the weights had loaded. It takes its tokenizer's pad
-    id, as a student does, and its cached logits are each row's own, unpadded ones."""
+    id, as a student does, and its cached logits are each row's own, unpadded ones. One whose config names another
+    id than its tokenizer pads with (100, [UNK]) read a padded row's padding as its last token: its cached logits
+    were not each row's own."""
     from transformers import AutoTokenizer, GPT2Config, GPT2ForSequenceClassification
 
     tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
     config = GPT2Config(n_embd=32, n_head=2, n_layer=2, vocab_size=len(tok), n_positions=128, num_labels=2,
-                        id2label={0: "pos", 1: "neg"}, label2id={"pos": 0, "neg": 1}, pad_token_id=None)  # fmt: skip
+                        id2label={0: "pos", 1: "neg"}, label2id={"pos": 0, "neg": 1},
+                        pad_token_id=config_pad)  # fmt: skip
     torch.manual_seed(0)
     teacher = GPT2ForSequenceClassification(config).eval()
     teacher.save_pretrained(tmp_path / "teacher")
     tok.save_pretrained(tmp_path / "teacher")
-    assert json.loads((tmp_path / "teacher" / "config.json").read_text()).get("pad_token_id") is None
+    assert json.loads((tmp_path / "teacher" / "config.json").read_text()).get("pad_token_id") == config_pad
     out = tmp_path / "out"
     argv = distill_argv(tmp_path / "teacher", *tiny_data, out, tmp_path / "cache", "--student_layers", "[1]")
     assert main([*argv, "--cache_teacher_logits", str(cached).lower(), "--max_steps", "2"]) == 0

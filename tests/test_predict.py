@@ -733,8 +733,9 @@ def test_integer_texts_with_a_missing_cell_are_scored_and_written_as_integers(mo
     (tmp_path / "in.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     pd.DataFrame({"text": ["5", "", "42", "7"]}).to_csv(tmp_path / "in.csv", index=False)
     for ext in ("jsonl", "csv"):
-        assert main(["predict", "--model_name_or_path", str(models["full"]), "--input_file",
-                     str(tmp_path / f"in.{ext}"), "--output_file", str(tmp_path / f"out-{ext}.jsonl")]) == 0  # fmt: skip
+        argv = ["predict", "--model_name_or_path", str(models["full"]), "--input_file", str(tmp_path / f"in.{ext}"),
+                "--output_file", str(tmp_path / f"out-{ext}.jsonl")]  # fmt: skip
+        assert main(argv) == 0
     out = [json.loads(line) for line in (tmp_path / "out-jsonl.jsonl").read_text().splitlines()]
     assert [row["text"] for row in out] == texts
     expected = [json.loads(line) for line in (tmp_path / "out-csv.jsonl").read_text().splitlines()]
@@ -743,18 +744,21 @@ def test_integer_texts_with_a_missing_cell_are_scored_and_written_as_integers(mo
         assert out[row]["score"] == pytest.approx(expected[row]["score"], rel=1e-6), row
 
 
-def test_a_left_padding_decoder_tokenizer_scores_each_row_as_it_scores_alone(tmp_path, tiny_bert_dir):
-    """Many decoder tokenizers pad on the left. GPT-2's positions are absolute, so a left-padded row was read at
-    other positions: `predict` scored a row by its batch's longest one (prob_neg 0.63 where the row alone gives 0.94),
-    and `train` trained and evaluated on the shift. Each row now scores as a plain forward of it alone."""
+@pytest.mark.parametrize("side,config_pad", [("left", None), ("right", 100)])
+def test_a_decoder_classifier_scores_each_row_as_it_scores_alone(tmp_path, tiny_bert_dir, side, config_pad):
+    """Left: many decoder tokenizers pad on the left, and GPT-2's positions are absolute, so a left-padded row was
+    read at other positions: `predict` scored a row by its batch's longest one (prob_neg 0.63 where the row alone
+    gives 0.94), and `train` trained and evaluated on the shift. 100: a config whose pad_token_id is not the id the
+    tokenizer pads with made the classifier read a padded row's padding as its last token (predict, evaluate, a
+    distillation teacher). Each row now scores as a plain forward of it alone."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, GPT2Config
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
-    tokenizer.padding_side = "left"
+    tokenizer.padding_side = side
     torch.manual_seed(0)
     config = GPT2Config(n_embd=32, n_head=2, n_layer=2, vocab_size=len(tokenizer), n_positions=64, num_labels=2,
                         id2label={0: "neg", 1: "pos"}, label2id={"neg": 0, "pos": 1}, initializer_range=0.5,
-                        pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+                        pad_token_id=config_pad or tokenizer.pad_token_id)  # fmt: skip
     AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path / "gpt2")
     tokenizer.save_pretrained(tmp_path / "gpt2")
     texts = [" ".join(WORDS[: 1 + i % 8] * (1 + i % 3)) for i in range(16)]

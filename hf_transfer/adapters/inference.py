@@ -23,6 +23,7 @@ from hf_transfer.core.folders import (
 )
 from hf_transfer.core.inference import check_room_for_text, check_vocabulary, max_length_for_config
 from hf_transfer.core.models import (
+    align_pad_token,
     check_weights_complete,
     is_sequence_classifier,
     load_classifier,
@@ -184,5 +185,7 @@ def load_inference_model(source: InferenceSource):
 
         return OnnxClassifier(source.onnx_file, source.config), tokenizer
     if source.kind == "adapter":
-        return load_adapter_for_inference(Path(source.name_or_path), source.config), tokenizer
-    return load_classifier(source.name_or_path, source.config).eval(), tokenizer
+        model = load_adapter_for_inference(Path(source.name_or_path), source.config)
+    else:
+        model = load_classifier(source.name_or_path, source.config).eval()
+    return align_pad_token(model, tokenizer), tokenizer

@@ -80,7 +80,6 @@ def check_room_for_text(tokenizer, max_length: int, pair: bool) -> None:
         )
 
 
-
 def check_vocabulary(config, tokenizer) -> None:
     """ConfigError when the tokenizer has more tokens than the model's embedding table has rows: another model's
     tokenizer (`tokenizer_name`, or one saved into the wrong folder) fed ids the table lacks, and the run failed with
@@ -88,12 +87,13 @@ def check_vocabulary(config, tokenizer) -> None:
     `vocab_size` is not checked."""
     rows, tokens = getattr(config, "vocab_size", None), len(tokenizer)
     if isinstance(rows, int) and not isinstance(rows, bool) and 0 < rows < tokens:
+        model = getattr(config, "_name_or_path", "") or config.model_type
         raise ConfigError(
-            f"tokenizer {tokenizer.name_or_path!r} has {tokens} tokens but model "
-            f"{getattr(config, '_name_or_path', '') or config.model_type!r} embeds only {rows} (its vocab_size): it is "
-            "not this model's tokenizer, and its higher ids would fail inside the embeddings. Use the model's own "
-            "tokenizer (tokenizer_name, or the one saved in the model folder)."
+            f"tokenizer {tokenizer.name_or_path!r} has {tokens} tokens but model {model!r} embeds only {rows} (its "
+            "vocab_size): it is not this model's tokenizer, and its higher ids would fail inside the embeddings. Use "
+            "the model's own tokenizer (tokenizer_name, or the one saved in the model folder)."
         )
+
 
 def length_sorted_batches(
     tokenizer,

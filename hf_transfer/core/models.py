@@ -97,6 +97,17 @@ def load_tokenizer(name_or_path: str, *, revision="main", cache_dir=None, trust_
     return tokenizer
 
 
+def align_pad_token(model, tokenizer):
+    """`model` with its config's `pad_token_id` set to the id its batches are padded with, as `Trainer` aligns them
+    before training; returns it. A decoder classifier (GPT-2, Llama) reads each row's last token that is not
+    `config.pad_token_id`: with another id in the config than the tokenizer pads with, it read a padded row's
+    padding. After loading, so that an encoder's embeddings keep the padding index they were built with."""
+    pad = getattr(tokenizer, "pad_token_id", None)
+    if pad is not None and getattr(model.config, "pad_token_id", None) != pad:
+        model.config.pad_token_id = pad
+    return model
+
+
 def model_file(name_or_path: str, filename: str, *, revision: str = "main", cache_dir=None) -> Path | None:
     """One file of a model: in its local folder, or from the Hub (its cache when offline); None when there is no such
     file, or it cannot be had (not on the Hub, offline and not cached)."""

@@ -269,7 +269,7 @@ def _parquet_chunks(path, ext, chunk_rows, csv_quoting, columns):
     with pq.ParquetFile(path) as parquet:
         check_unique_columns(path, parquet.schema_arrow.names)
         for batch in parquet.iter_batches(batch_size=chunk_rows, columns=columns):
-            yield batch.to_pandas(integer_object_nulls=True)  # integers with a missing cell stay integers, as in _frame
+            yield batch.to_pandas(integer_object_nulls=True)  # integers beside a missing cell stay integers
 
 
 def count_rows(path: str) -> int | None:

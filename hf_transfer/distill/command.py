@@ -20,6 +20,7 @@ from hf_transfer.core.caching import (
 from hf_transfer.core.data import tokenize_data
 from hf_transfer.core.inference import measure_speed, prompt_positions
 from hf_transfer.core.metrics import classification_metrics, make_compute_metrics
+from hf_transfer.core.models import align_pad_token
 from hf_transfer.core.runtime import memory_kib, precision_name, release_freed_memory, run_autocast
 from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.distill.arguments import DistillationArguments
@@ -215,8 +216,10 @@ def run_distill(
     apply_adapter_learning_rate(adapter_args, training_args)  # after every check, so an error stays one line
     max_length = data_args.max_seq_length
     teachers = [
-        load_teacher(name, config, model_args)
-        for name, config in zip(d.teacher_model_name_or_path, plan.teacher_configs, strict=True)
+        align_pad_token(load_teacher(name, config, model_args), tokenizer)
+        for name, config, tokenizer in zip(
+            d.teacher_model_name_or_path, plan.teacher_configs, plan.teacher_tokenizers, strict=True
+        )
     ]
     student = build_student(plan, teachers, model_args, d)
     # The transfer set: the labelled rows, then the unlabelled and augmented ones (labelled -100: soft loss only).

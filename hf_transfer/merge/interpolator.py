@@ -29,6 +29,7 @@ from hf_transfer.core.folders import ADAPTER_CONFIG, RUN_RECORD_FILE, is_onnx_fo
 from hf_transfer.core.inference import check_room_for_text, check_vocabulary, max_length_for_config
 from hf_transfer.core.layers import discover_layers
 from hf_transfer.core.models import (
+    align_pad_token,
     is_sequence_classifier,
     load_classifier,
     load_config,
@@ -241,7 +242,7 @@ class Interpolator:
         if pre.adapter is not None:
             self._load_adapter(args, pre)
         else:
-            self.model = load_classifier(args.finetuned, pre.config)
+            self.model = align_pad_token(load_classifier(args.finetuned, pre.config), pre.tokenizer)
             self.finetuned = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.head_init = self._head_init(args, pre) if args.head_init else None
 
@@ -258,7 +259,7 @@ class Interpolator:
 
     def _load_adapter(self, args: MergeArguments, pre: _Preflight) -> None:
 
-        base = load_classifier(args.pretrained, pre.config)
+        base = align_pad_token(load_classifier(args.pretrained, pre.config), pre.tokenizer)
         try:
             peft_model = load_adapter_classifier(args.finetuned, base)
         except (OSError, ValueError, RuntimeError, KeyError) as err:
