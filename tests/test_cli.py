@@ -573,6 +573,28 @@ def test_a_max_seq_length_above_the_position_table_is_lowered_to_it(tmp_path, ti
     assert json.loads((out / "hf_transfer_run.json").read_text())["data"]["train"]["rows_truncated"] == 16
 
 
+def test_the_lowered_max_seq_length_names_what_limits_it(tiny_bert_dir, caplog):
+    """A tokenizer whose model_max_length is below the position table lowered max_seq_length with the warning "more
+    than the model can embed", blaming the model; the warning now names the tokenizer's limit when it is the one."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from hf_transfer.core.arguments import DataArguments
+    from hf_transfer.train.preflight import fit_max_seq_length
+
+    config = AutoConfig.from_pretrained(tiny_bert_dir)  # 128 positions
+    for model_max_length, expected in (
+        (512, "the model can embed; using 128"),
+        (48, "the tokenizer's model_max_length allows; using 48"),
+    ):
+        tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir, model_max_length=model_max_length)
+        args = DataArguments(train_file="t.csv", max_seq_length=256)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="hf_transfer"):
+            fit_max_seq_length(args, [(config, tokenizer)])
+        assert args.max_seq_length == int(expected.rsplit(" ", 1)[1])
+        assert [r.getMessage() for r in caplog.records] == [f"max_seq_length 256 is more than {expected}."]
+
+
 def test_a_diverged_run_is_one_line_and_saves_no_model(tmp_path, tiny_bert_dir, tiny_data, capsys):
     """Stock Trainer saves a model whose weights went NaN and the command ended with status 0, so a diverged run
     looked finished (its accuracy was argmax over NaN logits). It is refused once training ends: status 1, one line

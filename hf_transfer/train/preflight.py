@@ -80,7 +80,10 @@ def fit_max_seq_length(data_args: DataArguments, models: list[tuple], virtual: i
     usable = min(max_length_for_config(config, tokenizer, given, virtual) for config, tokenizer in models)
     if usable < given:
         adapter = f" with the adapter's {virtual} virtual tokens before the text" if virtual else ""
-        logger.warning("max_seq_length %d is more than the model can embed%s; using %d.", given, adapter, usable)
+        # The limit is the position table, or a tokenizer's own model_max_length below it: name the one it is.
+        by_model = min(max_length_for_config(config, None, given, virtual) for config, _ in models)
+        limit = "the model can embed" if by_model == usable else "the tokenizer's model_max_length allows"
+        logger.warning("max_seq_length %d is more than %s%s; using %d.", given, limit, adapter, usable)
         data_args.max_seq_length = usable
     for config, tokenizer in models:
         check_vocabulary(config, tokenizer)
