@@ -11,7 +11,12 @@ import typing
 
 from hf_transfer import __version__
 from hf_transfer.core.parsing import CommandParser
-from hf_transfer.core.runtime import is_launched_main_process, launched_world_size, quiet_other_processes
+from hf_transfer.core.runtime import (
+    is_launched_main_process,
+    launched_world_size,
+    progress_bars_off,
+    quiet_other_processes,
+)
 from hf_transfer.errors import DiskFullError, HfTransferError, TrainingDivergedError
 
 USAGE = """usage: hf-transfer <command> [--config CONFIG.yaml] [--field value ...]
@@ -176,8 +181,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     try:
-        with quiet_other_processes():
-            result = entry_point(*command_parser(command, dataclass_types).parse(rest))
+        parsed = command_parser(command, dataclass_types).parse(rest)
+        bars_off = any(getattr(a, "disable_tqdm", None) is True for a in parsed) or not is_launched_main_process()
+        with quiet_other_processes(), progress_bars_off(bars_off):
+            result = entry_point(*parsed)
     except HfTransferError as err:
         print(f"hf-transfer {command}: error: {err}", file=sys.stderr)
         return 2

@@ -718,3 +718,18 @@ def test_one_process_commands_run_in_the_main_process_only_when_launched_as_seve
         == f"hf-transfer {command}: warning: 2 processes were launched; {command} runs in the main process only."
     )
     assert err[-1].startswith(f"hf-transfer {command}: error:") and not out.exists()
+
+
+def test_disable_tqdm_silences_every_bar_of_a_run(tmp_path, tiny_bert_dir, tiny_data, capsys, monkeypatch):
+    """`disable_tqdm: true` had silenced Trainer's bars alone: datasets' "Labels (train)" and "Tokenizing" and
+    transformers' "Loading weights" and "Writing model shards" bars still filled stderr (and a log file)."""
+    import datasets
+
+    # conftest turns datasets' bars off for the whole suite (HF_DATASETS_DISABLE_PROGRESS_BARS=1): on for this test
+    monkeypatch.setattr(sys.modules["datasets.utils.tqdm"], "HF_DATASETS_DISABLE_PROGRESS_BARS", None)
+    monkeypatch.setattr(sys.modules["datasets.utils.tqdm"], "_hf_datasets_progress_bars_disabled", False)
+    assert main(train_argv(tiny_bert_dir, *tiny_data, tmp_path / "run")) == 0
+    err = capsys.readouterr().err
+    for bar in ("Labels (", "Tokenizing", "Loading weights", "Writing model shards", "it/s]", "examples/s]"):
+        assert bar not in err, err[-2000:]
+    assert datasets.is_progress_bar_enabled()  # the library setting is handed back after the command

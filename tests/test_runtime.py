@@ -1,5 +1,6 @@
 """Process facts for the run record: the memory figures agree with each other whatever the kernel's counters do."""
 
+import os
 import resource
 import subprocess
 import sys
@@ -122,3 +123,40 @@ def test_bf16_with_no_accelerator_trains_on_the_cpu_instead_of_stopping(monkeypa
     args = arguments.TransferTrainingArguments(output_dir="unused", bf16=True, report_to="none")
     assert args.bf16 and args.use_cpu and args.device.type == "cpu"
     assert arguments.TransferTrainingArguments(output_dir="unused", report_to="none").use_cpu is False
+
+
+def test_progress_bars_off_silences_ours_datasets_and_transformers_then_restores(capsys, monkeypatch):
+    import datasets
+    import transformers
+
+    # conftest turns datasets' bars off for the whole suite (HF_DATASETS_DISABLE_PROGRESS_BARS=1): on for this test
+    monkeypatch.setattr(sys.modules["datasets.utils.tqdm"], "HF_DATASETS_DISABLE_PROGRESS_BARS", None)
+    monkeypatch.setattr(sys.modules["datasets.utils.tqdm"], "_hf_datasets_progress_bars_disabled", False)
+    rows = datasets.Dataset.from_dict({"x": list(range(5))})
+    with runtime.progress_bars_off(True):
+        assert runtime.progress_bar(total=3).disable
+        rows.map(lambda r: r, desc="Tokenizing")
+        assert not transformers.utils.logging.is_progress_bar_enabled()
+    assert "Tokenizing" not in capsys.readouterr().err
+    assert not runtime.progress_bar(total=3).disable
+    assert datasets.is_progress_bar_enabled() and transformers.utils.logging.is_progress_bar_enabled()
+    with runtime.progress_bars_off(False):
+        assert not runtime.progress_bar(total=3).disable
+
+
+def test_other_processes_of_a_launch_draw_no_bar(tmp_path, monkeypatch, capsys):
+    """Under `accelerate launch` every process drew its own data bars; now the main process alone draws them."""
+    from hf_transfer import cli
+    from hf_transfer.outputs.arguments import CardArguments
+
+    seen = {}
+
+    def fake_card(args):
+        seen[os.environ["RANK"]] = runtime.progress_bar(total=1).disable
+        return {}
+
+    monkeypatch.setitem(cli.COMMANDS, "card", lambda: ((CardArguments,), fake_card))
+    for rank in ("1", "0"):
+        monkeypatch.setenv("RANK", rank)
+        assert cli.main(["card", str(tmp_path)]) == 0
+    assert seen == {"1": True, "0": False}

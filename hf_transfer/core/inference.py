@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from hf_transfer.core.runtime import progress_bar
 from hf_transfer.errors import ConfigError
 
 # Rows tokenized and length-sorted together: memory stays bounded on any number of rows, and a window this large
@@ -177,7 +177,7 @@ def predict_logits(
     max_length: int = 128,
     progress: bool = True,
     desc: str = "predict",
-    bar: tqdm | None = None,
+    bar=None,
 ) -> np.ndarray:
     """Logits for `texts` (and optional pairs), in input order, as float32.
 
@@ -196,7 +196,7 @@ def predict_logits(
     )
     own_bar = None
     if bar is None and progress:
-        own_bar = bar = tqdm(total=len(texts), desc=desc, unit="row")
+        own_bar = bar = progress_bar(total=len(texts), desc=desc, unit="row")
     if onnx:
         forward, context, was_training = model.run_batch, contextlib.nullcontext(), None
     else:

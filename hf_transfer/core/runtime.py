@@ -83,6 +83,49 @@ def quiet_other_processes():
         logger.setLevel(level)
 
 
+_bars_off = False
+
+
+def progress_bar(*args, disable: bool = False, **kwargs):
+    """A tqdm bar of ours, off under `progress_bars_off` (`disable_tqdm: true`, or a launcher's other process)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(*args, disable=disable or _bars_off, **kwargs)
+
+
+@contextlib.contextmanager
+def progress_bars_off(off: bool):
+    """While a command runs with `off`, no progress bar draws: ours, datasets' map and filter ("Labels", "Tokenizing"),
+    transformers' weight loading and saving, the Hub's. `disable_tqdm: true` had silenced Trainer's bars alone, and
+    under a launcher every process drew the data bars. Each library's setting is restored after."""
+    global _bars_off
+    if not off:
+        yield
+        return
+    import datasets
+    import huggingface_hub.utils as hub
+    import transformers
+
+    restore = []
+    # HF_DATASETS_DISABLE_PROGRESS_BARS=0 set by the user wins (datasets would warn and keep its bars).
+    if datasets.is_progress_bar_enabled() and datasets.config.HF_DATASETS_DISABLE_PROGRESS_BARS is not False:
+        datasets.disable_progress_bars()
+        restore.append(datasets.enable_progress_bars)
+    if transformers.utils.logging.is_progress_bar_enabled():
+        transformers.utils.logging.disable_progress_bar()
+        restore.append(transformers.utils.logging.enable_progress_bar)
+    if not hub.are_progress_bars_disabled():
+        hub.disable_progress_bars()
+        restore.append(hub.enable_progress_bars)
+    before, _bars_off = _bars_off, True
+    try:
+        yield
+    finally:
+        _bars_off = before
+        for enable in restore:
+            enable()
+
+
 def effective_batch_size(per_device: int, accumulation: int, processes: int) -> int:
     """Training rows per optimizer step: per device, times the accumulation steps, times the processes."""
     return per_device * accumulation * processes

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from hf_transfer.core.caching import load_or_build
 from hf_transfer.core.cleaning import label_name_keys
 from hf_transfer.core.inference import length_sorted_batches
 from hf_transfer.core.models import is_sequence_classifier
+from hf_transfer.core.runtime import progress_bar
 from hf_transfer.distill.losses import pooled_states
 from hf_transfer.distill.students import check_label_sets
 from hf_transfer.errors import ConfigError
@@ -111,7 +111,7 @@ def teacher_outputs(
     hidden = None if not blocks else np.zeros((len(texts), len(blocks), teacher.config.hidden_size), np.float32)
     teacher.eval()
     batches = length_sorted_batches(tokenizer, texts, pairs, batch_size=batch_size, max_length=max_length)
-    with torch.inference_mode(), tqdm(total=len(texts), desc=desc, unit="row") as bar:
+    with torch.inference_mode(), progress_bar(total=len(texts), desc=desc, unit="row") as bar:
         for idx, batch in batches:
             batch = {k: v.to(device) for k, v in batch.items()}
             out = teacher(**batch, output_hidden_states=bool(blocks))

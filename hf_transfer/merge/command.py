@@ -8,13 +8,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from hf_transfer import __version__
 from hf_transfer.core.eval_sets import left_out_warning, reports_markdown, rows_left_out, scalars, score_set
 from hf_transfer.core.folders import CARD_DATA_FILE, CONFIG_FILE, RUN_RECORD_FILE, staged_output_dir
 from hf_transfer.core.inference import cap_model_max_length
 from hf_transfer.core.markdown import table_row
+from hf_transfer.core.runtime import progress_bar
 from hf_transfer.core.tasks import METRIC_NAMES
 from hf_transfer.merge.arguments import MergeArguments
 from hf_transfer.merge.interpolation import SELECTION_RULE, choose_alpha
@@ -32,7 +31,7 @@ EVAL_JSON, EVAL_MD = "merge_eval.json", "merge_eval.md"
 def _sweep(args: MergeArguments, pre: _Preflight, interpolator: Interpolator) -> dict[float, dict[str, dict]]:
 
     results = {}
-    bar = tqdm(args.alpha_grid, desc="α sweep", unit="α")
+    bar = progress_bar(args.alpha_grid, desc="α sweep", unit="α")
     for alpha in bar:
         model = interpolator.load(alpha)
         results[alpha] = {}

@@ -9,8 +9,6 @@ import itertools
 import time
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from hf_transfer.adapters.inference import (
     InferenceSource,
     check_input_length,
@@ -22,6 +20,7 @@ from hf_transfer.adapters.inference import (
 from hf_transfer.core.cleaning import LABEL_COLUMN_CANDIDATES, PAIR_OPTION, check_text_cells, resolve_columns
 from hf_transfer.core.eval_sets import scalars
 from hf_transfer.core.inference import predict_logits
+from hf_transfer.core.runtime import progress_bar
 from hf_transfer.core.tables import count_rows, iter_table
 from hf_transfer.core.tasks import MULTI_LABEL, predicted_labels
 from hf_transfer.errors import ConfigError, DataError
@@ -93,7 +92,7 @@ def run_predict(args: PredictArguments) -> dict:
     started = time.perf_counter()
     empty_rows = 0
     with PredictionWriter(args.output_file) as writer:
-        with tqdm(total=total, desc="predict", unit="row") as bar:
+        with progress_bar(total=total, desc="predict", unit="row") as bar:
             for chunk in itertools.chain([first], chunks):
                 if chunk is not first:  # the first was checked before the model loaded
                     _check_text(chunk, text, pair)

@@ -18,7 +18,7 @@ from hf_transfer.adapters.arguments import ADAPTER_ONLY_FIELDS
 from hf_transfer.adapters.plan import check_adapter_args
 from hf_transfer.core.folders import RUN_RECORD_FILE
 from hf_transfer.core.parsing import CommandParser
-from hf_transfer.core.runtime import launched_world_size
+from hf_transfer.core.runtime import launched_world_size, progress_bar
 from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.distill.command import DISTILL_ARGUMENTS, run_distill
 from hf_transfer.distill.plan import preflight as distill_preflight
@@ -223,12 +223,10 @@ def _config_value(objects: tuple, name: str):
 
 def _optimize(study, s: SearchArguments, setup: dict, optuna) -> str:
     """Run trials until the study holds n_trials counted ones, the timeout passes, or trials keep failing."""
-    from tqdm.auto import tqdm
-
     root, params, metric = setup["root"], setup["params"], setup["metric"]
     names = [p.name for p in params]
     deadline = time.monotonic() + s.timeout if s.timeout else None
-    bar = tqdm(total=s.n_trials, initial=min(counted(study), s.n_trials), desc="search", unit="trial")
+    bar = progress_bar(total=s.n_trials, initial=min(counted(study), s.n_trials), desc="search", unit="trial")
 
     def objective(trial):
         values = {p.name: p.suggest(trial) for p in params}

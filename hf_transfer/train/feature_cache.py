@@ -22,7 +22,6 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding
 
 from hf_transfer.core.caching import (
@@ -34,6 +33,7 @@ from hf_transfer.core.caching import (
     load_or_build,
 )
 from hf_transfer.core.layers import ModelLayout
+from hf_transfer.core.runtime import progress_bar
 from hf_transfer.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -180,7 +180,8 @@ def compute_features(
     model.eval()
     chunk = batch_size * 16
     try:
-        with torch.no_grad(), tqdm(total=len(rows), desc="frozen features", unit="row", disable=not progress) as bar:
+        bar = progress_bar(total=len(rows), desc="frozen features", unit="row", disable=not progress)
+        with torch.no_grad(), bar:
             for start in range(0, len(rows), chunk):
                 part = rows[start : start + chunk]
                 lengths = [len(ids) for ids in part["input_ids"]]
