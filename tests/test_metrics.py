@@ -205,3 +205,59 @@ def test_plot_training_curves(tmp_path, log_history):
     png_path = tmp_path / "plots" / "curves.png"
     plot_training_curves(log_history, png_path, title="run")
     assert_picture(png_path)
+
+
+def test_confusion_matrix_picture_says_counts_and_shortens_long_names_of_20_labels():
+    """20 labels of 50 characters made a picture of names with the matrix squeezed in a corner, and the title
+    ("validation") said neither that the cells are counts nor what the colour is."""
+    from hf_transfer.outputs.plots import TICK_LABEL_CHARS, confusion_figure
+
+    labels = [f"category {i} of the catalogue, with a rather long descriptive name" for i in range(20)]
+    fig = confusion_figure(np.eye(20, dtype=int) * 7 + 1, labels, "validation")
+    ax = fig.axes[0]
+    title = ax.get_title()
+    assert "validation" in title and "counts" in title and "share of the true label" in title
+    assert f"({20 * 7 + 400} rows)" in title
+    shown = [t.get_text() for t in ax.get_xticklabels()]
+    assert len(set(shown)) == 20 and shown == [t.get_text() for t in ax.get_yticklabels()]
+    assert all(len(text) <= TICK_LABEL_CHARS + 4 for text in shown), shown  # "19: " may number alike names
+    assert all(t.get_rotation() == 45 for t in ax.get_xticklabels())
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("Predicted label", "True label")
+    short = confusion_figure([[1, 0], [0, 1]], ["neg", "pos"]).axes[0]
+    assert [t.get_text() for t in short.get_xticklabels()] == ["neg", "pos"]
+
+
+def test_training_curves_of_one_evaluation_have_whole_steps_from_zero_and_a_title():
+    """One epoch, one evaluation: the step axis ran 4.8 to 5.2 in tenths and the score axis 0.627 to 0.65; the
+    picture had no title; a run that logged no step loss (fewer steps than logging_steps) had no train loss."""
+    from hf_transfer.outputs.plots import training_curves_figure
+
+    history = [
+        {"eval_loss": 0.69, "eval_accuracy": 0.65, "eval_f1_macro": 0.63, "epoch": 1.0, "step": 5},
+        {"train_runtime": 3.0, "train_loss": 0.6885, "epoch": 1.0, "step": 5},
+    ]
+    fig = training_curves_figure(history, "sst2-run")
+    loss_ax, metric_ax = fig.axes[:2]
+    assert fig.get_suptitle() == "Training curves: sst2-run"
+    for ax in (loss_ax, metric_ax):
+        assert ax.get_xlim()[0] == 0
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    assert metric_ax.get_ylim() == (0, 1.02)
+    assert "train loss (mean over the run)" in loss_ax.get_legend_handles_labels()[1]
+
+
+def test_training_curves_show_the_final_evaluation_when_none_was_logged_during_training():
+    """The few-shot route (and eval_strategy: no) evaluates once, after training: the panel said "no evaluation
+    metrics logged" beside a run summary with eval_accuracy 0.85."""
+    from hf_transfer.outputs.plots import training_curves_figure
+
+    history = [{"loss": 0.35, "epoch": 0.5, "step": 1}, {"loss": 0.05, "epoch": 16.0, "step": 48}]
+    final = {"eval_loss": 0.35, "eval_accuracy": 0.85, "eval_f1_macro": 0.8465}
+    metric_ax = training_curves_figure(history, "few-shot", final_metrics=final).axes[1]
+    labels = metric_ax.get_legend_handles_labels()[1]
+    assert labels == ["accuracy (final evaluation)", "f1_macro (final evaluation)"]
+    assert [tuple(line.get_xydata()[0]) for line in metric_ax.get_lines()] == [(48, 0.85), (48, 0.8465)]
+    assert not [t for t in metric_ax.texts if "no evaluation" in t.get_text()]
+    logged = [{"eval_accuracy": 0.5, "epoch": 1.0, "step": 10}]  # metrics logged during training: those are drawn
+    assert training_curves_figure(logged, final_metrics=final).axes[1].get_legend_handles_labels()[1] == ["accuracy"]

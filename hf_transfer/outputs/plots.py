@@ -29,6 +29,26 @@ def save_confusion_matrix(
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps({"labels": labels, "matrix": matrix.tolist()}, indent=2) + "\n")
 
+    _save(confusion_figure(matrix, labels, title), png_path)
+
+
+# Tick labels longer than this are shortened in the picture (the JSON beside it keeps the names whole): 20 labels of
+# 50 characters squeezed the matrix into a corner of a picture made of names.
+TICK_LABEL_CHARS = 24
+
+
+def tick_label(name: str, limit: int = TICK_LABEL_CHARS) -> str:
+    """`name`, or its start and end around an ellipsis when it is longer than `limit` (the end often tells apart
+    names that share a start)."""
+    if len(name) <= limit:
+        return name
+    tail = (limit - 1) // 3
+    return name[: limit - 1 - tail] + "…" + name[-tail:]
+
+
+def confusion_figure(matrix, labels: Sequence[str], title: str | None = None):
+    """The confusion-matrix heatmap: counts in the cells, coloured by the share of each true label's rows."""
+    matrix = np.asarray(matrix, dtype=int)
     # Colour by recall (each row sums to 1) so that small classes stay visible next to large ones.
     totals = matrix.sum(1, keepdims=True)
     normalised = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
@@ -36,49 +56,87 @@ def save_confusion_matrix(
     fig = _figure(figsize=(size + 1, size))
     ax = fig.subplots()
     image = ax.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true label")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true label's rows")
     for (row, col), count in np.ndenumerate(matrix):
         colour = "white" if normalised[row, col] > 0.5 else "black"
         ax.text(col, row, str(count), ha="center", va="center", color=colour, fontsize=9)
-    rotate = len(labels) > 6 or max((len(name) for name in labels), default=0) > 8
+    shown = [tick_label(name) for name in labels]
+    if len(set(shown)) < len(shown):  # shortening made two names alike: number them
+        shown = [f"{i}: {name}" for i, name in enumerate(shown)]
+    rotate = len(labels) > 6 or max((len(name) for name in shown), default=0) > 8
     ticks = range(len(labels))
-    ax.set_xticks(
-        ticks, labels, rotation=45 if rotate else 0, ha="right" if rotate else "center", rotation_mode="anchor"
-    )
-    ax.set_yticks(ticks, labels)
-    ax.set(xlabel="Predicted label", ylabel="True label", title=title or "Confusion matrix")
-    _save(fig, png_path)
+    ha = "right" if rotate else "center"
+    ax.set_xticks(ticks, shown, rotation=45 if rotate else 0, ha=ha, rotation_mode="anchor")
+    ax.set_yticks(ticks, shown)
+    name = f"Confusion matrix: {title}" if title else "Confusion matrix"
+    ax.set(xlabel="Predicted label", ylabel="True label")
+    ax.set_title(f"{name} ({int(matrix.sum())} rows)\ncells: counts; colour: share of the true label", fontsize=10)
+    return fig
 
 
-def plot_training_curves(log_history: list[dict], png_path: str | Path, title: str | None = None) -> None:
+def plot_training_curves(
+    log_history: list[dict], png_path: str | Path, title: str | None = None, final_metrics: dict | None = None
+) -> None:
     """Plot `Trainer.state.log_history`: training and eval loss, and eval accuracy / F1 against the step."""
+    _save(training_curves_figure(log_history, title, final_metrics), png_path)
+
+
+EVAL_CURVES = ("accuracy", "f1_macro", "f1_micro", "subset_accuracy")
+
+
+def training_curves_figure(log_history: list[dict], title: str | None = None, final_metrics: dict | None = None):
+    """The loss and evaluation panels. A run that logged no per-step loss (fewer steps than `logging_steps`) shows its
+    mean training loss; one that evaluated only after training (the few-shot route, `eval_strategy: no`) shows
+    `final_metrics` (the `eval_*` of that evaluation) at its last step, so the panel does not claim nothing was
+    measured."""
     train = [(entry["step"], entry["loss"]) for entry in log_history if "loss" in entry and "step" in entry]
     evals = [entry for entry in log_history if any(key.startswith("eval_") for key in entry)]
+    last_step = max((entry.get("step", 0) for entry in log_history), default=0)
     fig = _figure(figsize=(11, 4.5))
     loss_ax, metric_ax = fig.subplots(1, 2)
     # Markers keep a curve of a single point visible.
     if train:
         loss_ax.plot(*np.transpose(train), marker="o" if len(train) == 1 else None, markersize=4, label="train loss")
+    else:
+        mean = next((entry["train_loss"] for entry in log_history if "train_loss" in entry), None)
+        if mean is not None:
+            loss_ax.plot([last_step], [mean], marker="s", linestyle="", label="train loss (mean over the run)")
+    final = "" if evals or not final_metrics else " (final evaluation)"
+    if final:
+        evals = [{**final_metrics, "step": last_step}]
     eval_loss = [(entry.get("step", 0), entry["eval_loss"]) for entry in evals if "eval_loss" in entry]
     if eval_loss:
-        loss_ax.plot(*np.transpose(eval_loss), marker="o", markersize=4, label="eval loss")
+        loss_ax.plot(*np.transpose(eval_loss), marker="o", markersize=4, label="eval loss" + final)
     loss_ax.set(xlabel="step", ylabel="loss", title="Loss")
     _legend_or_note(loss_ax, "nothing logged")
 
-    for name in ("accuracy", "f1_macro", "f1_micro", "subset_accuracy"):
+    for name in EVAL_CURVES:
         points = [(entry.get("step", 0), entry[f"eval_{name}"]) for entry in evals if f"eval_{name}" in entry]
         if points:
-            metric_ax.plot(*np.transpose(points), marker="o", markersize=4, label=name)
+            metric_ax.plot(*np.transpose(points), marker="o", markersize=4, label=name + final)
     # Trainer takes the same number of steps each epoch, so one ratio turns steps into epochs for a top axis.
     last = next((e for e in reversed(log_history) if e.get("step", 0) > 0 and e.get("epoch", 0) > 0), None)
     if last is not None and evals:
         ratio = last["epoch"] / last["step"]
         metric_ax.secondary_xaxis("top", functions=(lambda s: s * ratio, lambda e: e / ratio)).set_xlabel("epoch")
     metric_ax.set(xlabel="step", ylabel="score", title="Evaluation")
+    if len({entry.get("step", 0) for entry in evals}) == 1:  # one evaluation: 0.8465 to 0.85 would fill the panel
+        metric_ax.set_ylim(0, 1.02)
     _legend_or_note(metric_ax, "no evaluation metrics logged")
-    if title:
-        fig.suptitle(title)
-    _save(fig, png_path)
+    for ax in (loss_ax, metric_ax):
+        _step_axis(ax)
+    fig.suptitle(f"Training curves: {title}" if title else "Training curves")
+    return fig
+
+
+def _step_axis(ax) -> None:
+    """Whole steps from 0: a run with one logged point (one epoch, one evaluation) had ticks at 4.8, 4.9, 5.1."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if ax.has_data():
+        right = max(ax.dataLim.x1, 1)
+        ax.set_xlim(0, right * 1.05)
 
 
 def plot_alpha_sweep(

@@ -202,7 +202,8 @@ def _write_run_outputs(
             out / "confusion_matrix.png",
             title="validation",
         )
-    plot_training_curves(trainer.state.log_history, out / "training_curves.png")
+    plot_training_curves(trainer.state.log_history, out / "training_curves.png", title=out.resolve().name,
+                         final_metrics=record["eval_metrics"])  # fmt: skip
     record = {**record, "validation_report": full, "log_history": trainer.state.log_history}
     (out / RUN_RECORD_FILE).write_text(json_text(record, indent=2, default=str))
     extra = {"distillation_results": record["distillation"]} if "distillation" in record else {}
