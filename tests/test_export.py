@@ -68,8 +68,12 @@ def test_full_model_fp32_and_int8(labelled, tmp_path, capsys):
     # A random tiny model has many rows near its decision boundary, where int8 rounding flips labels: the allowed
     # drop is set for it here (the default, 1 point, is what trained models are held to).
     assert export(model, out, "--quantize", "int8", "--validation_file", str(dev), "--max_accuracy_drop", "20") == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "samples_per_s_batch_64" in printed and "int8_accuracy" in printed
+    # Each parity pass runs over the whole validation file (minutes on a CPU at real size): it had no bar.
+    for bar in ("parity: pytorch", "parity: onnx fp32", "parity: onnx int8"):
+        assert f"{bar}: 100%" in captured.err, captured.err[-2000:]
     names = {p.name for p in out.iterdir()}
     assert {"model.onnx", "model_quantized.onnx", "config.json", "tokenizer.json", "README.md"} <= names
     assert not any(n.endswith((".safetensors", ".bin")) for n in names)

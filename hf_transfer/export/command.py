@@ -132,8 +132,8 @@ def _build(args: ExportArguments, source: InferenceSource, data: PreparedEvalSet
         texts, pairs, where = SAMPLE_TEXTS, None, "built-in sample texts"
     input_names = export_onnx(model, tokenizer, folder / ONNX_FILE, args.opset)
     fp32 = OnnxClassifier(folder / ONNX_FILE, model.config)
-    ref = logits_of(model, tokenizer, texts, pairs, args)
-    got = logits_of(fp32, tokenizer, texts, pairs, args)
+    ref = logits_of(model, tokenizer, texts, pairs, args, "parity: pytorch")
+    got = logits_of(fp32, tokenizer, texts, pairs, args, "parity: onnx fp32")
     parity = {"rows": len(texts), "rows_from": where, "max_abs_logit_diff_allowed": args.max_abs_logit_diff}
     parity["fp32_max_abs_logit_diff"] = _check_fp32(args, ref, got, len(texts), where)
     models = {"pytorch": model, "onnx_fp32": fp32}
@@ -141,7 +141,7 @@ def _build(args: ExportArguments, source: InferenceSource, data: PreparedEvalSet
     if args.quantize == "int8":
         quantize_int8(folder / ONNX_FILE, folder / ONNX_INT8_FILE)
         models["onnx_int8"] = OnnxClassifier(folder / ONNX_INT8_FILE, model.config)
-        deployed = logits_of(models["onnx_int8"], tokenizer, texts, pairs, args)
+        deployed = logits_of(models["onnx_int8"], tokenizer, texts, pairs, args, "parity: onnx int8")
         parity.update(_check_int8(args, data, ref, deployed, problem_type))
     speed_texts = [texts[i % len(texts)] for i in range(args.speed_samples)]
     speed_pairs = None if pairs is None else [pairs[i % len(pairs)] for i in range(args.speed_samples)]

@@ -114,10 +114,11 @@ def quantize_int8(source: Path, target: Path) -> None:
         root.setLevel(level)
 
 
-def logits_of(model, tokenizer, texts, pairs, args) -> np.ndarray:
+def logits_of(model, tokenizer, texts, pairs, args, desc: str) -> np.ndarray:
+    """The parity check's logits, with a bar: on a whole validation file each pass takes minutes on a CPU."""
     return predict_logits(
         model, tokenizer, texts, pairs, batch_size=args.per_device_eval_batch_size, max_length=args.max_seq_length,
-        progress=False,
+        desc=desc,
     )  # fmt: skip
 
 
