@@ -518,6 +518,8 @@ def test_train_then_evaluate_tiny_model(tmp_path, tiny_bert_dir, tiny_data, caps
     printed = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines() if line.startswith("  "))
     test_results = json.loads((out / "test_results.json").read_text())
     assert float(printed["test_accuracy"]) == pytest.approx(test_results["test_accuracy"], abs=5e-5)
+    # The summary names the pictures it wrote (it named none; the user had to know to look).
+    assert printed["pictures"] == f"{out / 'training_curves.png'}, {out / 'confusion_matrix.png'}"
     for name in RUN_OUTPUTS:
         assert (out / name).is_file(), name
     config = json.loads((out / "config.json").read_text())
@@ -555,6 +557,8 @@ def test_train_then_evaluate_tiny_model(tmp_path, tiny_bert_dir, tiny_data, caps
     )
     metrics = json.loads(metrics_file.read_text())
     assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["samples"] == 8
+    printed = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines() if line.startswith("  "))
+    assert printed["pictures"] == str(metrics_file.with_suffix(".confusion_matrix.png"))
     assert sum(map(sum, metrics["confusion_matrix"])) == 8
     assert metrics_file.with_suffix(".confusion_matrix.png").is_file()
 

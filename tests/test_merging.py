@@ -221,6 +221,9 @@ def test_sweep_with_extra_sets_writes_table_plot_and_card(tmp_path, tiny_bert_di
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "| α | indomain | shifted | again | mean of extra sets |" in printed
+    pictures = next(line.split(None, 1)[1] for line in printed.splitlines() if line.startswith("  pictures "))
+    assert pictures.split(", ") == [str(out / name) for name in ("merge_sweep.png", "merge_eval.confusion_matrix.png",
+        "merge_eval.shifted.confusion_matrix.png", "merge_eval.again.confusion_matrix.png")]  # fmt: skip
     sweep = json.loads((out / "merge_sweep.json").read_text())
     assert [row["alpha"] for row in sweep["rows"]] == [0.0, 0.5, 1.0]
     scores = {row["alpha"]: row["indomain"]["accuracy"] for row in sweep["rows"]}

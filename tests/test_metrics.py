@@ -261,3 +261,18 @@ def test_training_curves_show_the_final_evaluation_when_none_was_logged_during_t
     assert not [t for t in metric_ax.texts if "no evaluation" in t.get_text()]
     logged = [{"eval_accuracy": 0.5, "epoch": 1.0, "step": 10}]  # metrics logged during training: those are drawn
     assert training_curves_figure(logged, final_metrics=final).axes[1].get_legend_handles_labels()[1] == ["accuracy"]
+
+
+def test_alpha_sweep_legend_names_a_set_called_validation_once():
+    """merge's default set name is "validation": its line was labelled "validation (validation)"."""
+    from hf_transfer.outputs.plots import alpha_sweep_figure
+
+    rows = [{"alpha": a, "validation": {"accuracy": 0.6 + a / 10}, "books": {"accuracy": 0.5}} for a in (0, 0.5, 1)]
+    labels = (
+        alpha_sweep_figure(rows, ["validation", "books"], "validation", 1.0).axes[0].get_legend_handles_labels()[1]
+    )
+    assert labels == ["validation", "books", "chosen α = 1"]
+    rows = [{"alpha": a, "dev": {"accuracy": 0.6}} for a in (0, 1)]
+    assert alpha_sweep_figure(rows, ["dev"], "dev", None).axes[0].get_legend_handles_labels()[1] == [
+        "dev (validation)"
+    ]

@@ -24,7 +24,7 @@ from hf_transfer.core.eval_sets import (
 )
 from hf_transfer.core.folders import write_text_atomic
 from hf_transfer.evaluation.arguments import EvaluateArguments
-from hf_transfer.outputs.plots import write_confusion_matrices
+from hf_transfer.outputs.plots import confusion_paths, pictures_summary, write_confusion_matrices
 from hf_transfer.outputs.run_folder import write_json
 
 
@@ -54,6 +54,9 @@ def run_evaluate(args: EvaluateArguments) -> dict:
     accuracy = "accuracy" if "accuracy" in main else "subset_accuracy"
     for name, report in list(reports.items())[1:]:
         result.update({f"{name}_{accuracy}": headline_accuracy(report), f"{name}_f1_macro": report["f1_macro"]})
+    if args.output_file:
+        shown = (confusion_paths(out, None if name == args.validation_name else name)[1] for name in reports)
+        result.update(pictures_summary(*shown))
     if len(reports) > 1:
         result["table"] = table
     warning = left_out_warning(sets)  # the rows each set's scores do not count

@@ -20,7 +20,7 @@ from hf_transfer.merge.interpolation import SELECTION_RULE, choose_alpha
 from hf_transfer.merge.interpolator import Interpolator, _Preflight, _preflight
 from hf_transfer.outputs.cards import write_model_card
 from hf_transfer.outputs.merge_card import merge_card_data
-from hf_transfer.outputs.plots import plot_alpha_sweep, write_confusion_matrices
+from hf_transfer.outputs.plots import confusion_paths, pictures_summary, plot_alpha_sweep, write_confusion_matrices
 from hf_transfer.outputs.provenance import is_hub_id
 from hf_transfer.outputs.run_folder import resolved_config, write_json, write_resolved_config
 
@@ -93,6 +93,9 @@ def run_merge(args: MergeArguments) -> dict:
         summary[f"{name}_accuracy"] = report["accuracy"]
         summary[f"{name}_f1_macro"] = report["f1_macro"]
     summary["output_dir"] = str(out)
+    sets = [None if name == args.validation_name else name for name in (results.get(chosen) or {})]
+    shown = [out / SWEEP_PNG, *(confusion_paths(out / EVAL_JSON, name)[1] for name in sets)]
+    summary.update(pictures_summary(*shown))
     if table:
         summary["table"] = table
     warning = left_out_warning(pre.sets)  # the rows each set's scores do not count

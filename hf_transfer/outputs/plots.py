@@ -151,6 +151,11 @@ def plot_alpha_sweep(
     thicker), the mean of the other sets dashed, and the chosen α marked.
 
     `rows` are `{"alpha": a, set_name: {metric: value}, ...}`, one per α."""
+    _save(alpha_sweep_figure(rows, set_names, validation_name, chosen_alpha, metric), png_path)
+
+
+def alpha_sweep_figure(rows: list[dict], set_names, validation_name: str, chosen_alpha, metric: str = "accuracy"):
+    """The figure `plot_alpha_sweep` saves."""
     alphas = [row["alpha"] for row in rows]
     fig = _figure(figsize=(7.5, 4.5))
     ax = fig.subplots()
@@ -173,7 +178,7 @@ def plot_alpha_sweep(
     ax.set_xlim(min(alphas) - 0.02, max(alphas) + 0.02)
     ax.grid(alpha=0.3)
     _legend_or_note(ax, "no sets")
-    _save(fig, png_path)
+    return fig
 
 
 def _figure(figsize: tuple[float, float]):
@@ -195,6 +200,12 @@ def _save(fig, png_path: Path | str) -> None:
     png_path = Path(png_path)
     png_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png_path, dpi=120, bbox_inches="tight")
+
+
+def pictures_summary(*paths: Path | str) -> dict:
+    """The command summary's `pictures` line: those of `paths` that were written, comma-separated (none: no line)."""
+    written = [str(path) for path in paths if Path(path).is_file()]
+    return {"pictures": ", ".join(written)} if written else {}
 
 
 def confusion_paths(base: Path, name: str | None) -> tuple[Path, Path]:

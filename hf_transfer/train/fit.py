@@ -19,7 +19,7 @@ from hf_transfer.errors import TrainingDivergedError
 from hf_transfer.outputs.card_data import CardDataCallback, complete_card_data
 from hf_transfer.outputs.cards import write_model_card
 from hf_transfer.outputs.hub import HubUnreachable, push_folder
-from hf_transfer.outputs.plots import plot_training_curves, save_confusion_matrix
+from hf_transfer.outputs.plots import pictures_summary, plot_training_curves, save_confusion_matrix
 from hf_transfer.outputs.run_folder import (
     _memory_record,
     _row_counts,
@@ -125,6 +125,7 @@ def fit_and_report(
         "train_samples_per_second": train_metrics.get("train_samples_per_second"),
         "train_wall_seconds": train_metrics["train_wall_seconds"],
         "output_dir": training_args.output_dir,
+        **pictures_summary(*(Path(training_args.output_dir) / name for name in RUN_PICTURES)),
         **hub_result,
     }
 
@@ -217,6 +218,7 @@ def _write_run_outputs(
         _card_merged_model(out, out / merged, card_data)
 
 
+RUN_PICTURES = ("training_curves.png", "confusion_matrix.png")
 # What a merged model's folder gets of its run's files beside its card: the record, settings, scores and plots.
 RUN_FILES_FOR_MERGED = (
     RUN_RECORD_FILE, CONFIG_FILE, "all_results.json", "train_results.json", "eval_results.json", "test_results.json",
