@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import assert_picture
 
 from hf_transfer.cli import main, parse_command_args
 from hf_transfer.core import runtime
@@ -520,6 +521,8 @@ def test_train_then_evaluate_tiny_model(tmp_path, tiny_bert_dir, tiny_data, caps
     assert float(printed["test_accuracy"]) == pytest.approx(test_results["test_accuracy"], abs=5e-5)
     # The summary names the pictures it wrote (it named none; the user had to know to look).
     assert printed["pictures"] == f"{out / 'training_curves.png'}, {out / 'confusion_matrix.png'}"
+    card = (out / "README.md").read_text()  # the card shows both pictures (it showed the curves alone)
+    assert "](training_curves.png)" in card and "](confusion_matrix.png)" in card and "](label_f1.png)" not in card
     for name in RUN_OUTPUTS:
         assert (out / name).is_file(), name
     config = json.loads((out / "config.json").read_text())
@@ -629,7 +632,7 @@ def test_json_outputs_are_strict_json():
     }  # fmt: skip
 
 
-def test_multi_label_run(tmp_path, tiny_bert_dir):
+def test_multi_label_run(tmp_path, tiny_bert_dir, capsys):
     rows = [
         {"text": f"item {i} is {'red' if i % 2 else 'blue'}", "labels": [["a"], ["b"], ["a", "b"], []][i % 4]}
         for i in range(40)
@@ -642,6 +645,17 @@ def test_multi_label_run(tmp_path, tiny_bert_dir):
     assert config["problem_type"] == "multi_label_classification"
     results = json.loads((out / "eval_results.json").read_text())
     assert {"eval_f1_micro", "eval_f1_macro", "eval_subset_accuracy"} <= set(results)
+    # A multi-label run had no picture of its scores (no confusion matrix): F1 per label is drawn.
+    assert_picture(out / "label_f1.png")
+    assert not (out / "confusion_matrix.png").exists()
+    assert "](label_f1.png)" in (out / "README.md").read_text()
+    metrics = tmp_path / "metrics.json"
+    argv = ["evaluate", "--model_name_or_path", str(out), "--validation_file", str(train), "--output_file"]
+    assert main([*argv, str(metrics), "--extra_eval", f"again={train}"]) == 0
+    for name in ("metrics.label_f1.png", "metrics.again.label_f1.png"):
+        assert_picture(tmp_path / name)
+    printed = capsys.readouterr().out
+    assert f"pictures                     {tmp_path / 'metrics.label_f1.png'}, " in printed
 
 
 def test_quickstart_on_real_minilm(tmp_path, minilm_path, monkeypatch, capsys):

@@ -276,3 +276,17 @@ def test_alpha_sweep_legend_names_a_set_called_validation_once():
     assert alpha_sweep_figure(rows, ["dev"], "dev", None).axes[0].get_legend_handles_labels()[1] == [
         "dev (validation)"
     ]
+
+
+def test_label_f1_picture_of_a_multi_label_report():
+    from hf_transfer.outputs.plots import label_f1_figure
+
+    labels = ["toxic", "a label with a very long name that goes on and on", "spam"]
+    report = {"f1_micro": 0.7, "f1_macro": 0.6, "f1_toxic": 0.9, "f1_spam": 0.4}
+    report["f1_a_label_with_a_very_long_name_that_goes_on_and_on"] = 0.5
+    ax = label_f1_figure(report, labels, "validation").axes[0]
+    assert [bar.get_width() for bar in ax.patches] == [0.9, 0.5, 0.4]
+    assert [t.get_text() for t in ax.get_yticklabels()][0] == "toxic"
+    assert all(len(t.get_text()) <= 24 for t in ax.get_yticklabels())
+    assert ax.get_xlim() == (0, 1) and ax.get_xlabel().startswith("F1")
+    assert "F1 per label: validation" in ax.get_title() and "micro-F1 0.700" in ax.get_title()

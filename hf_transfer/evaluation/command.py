@@ -24,7 +24,13 @@ from hf_transfer.core.eval_sets import (
 )
 from hf_transfer.core.folders import write_text_atomic
 from hf_transfer.evaluation.arguments import EvaluateArguments
-from hf_transfer.outputs.plots import confusion_paths, pictures_summary, write_confusion_matrices
+from hf_transfer.outputs.plots import (
+    confusion_paths,
+    label_f1_path,
+    pictures_summary,
+    save_label_f1,
+    write_confusion_matrices,
+)
 from hf_transfer.outputs.run_folder import write_json
 
 
@@ -50,12 +56,16 @@ def run_evaluate(args: EvaluateArguments) -> dict:
         titles[args.validation_name] = Path(args.validation_file).name
         if "confusion_matrix" in main:  # single-label; a multi-label report has F1 per label instead
             write_confusion_matrices(reports, model_names, out, args.validation_name, titles)
+        else:
+            for name, report in reports.items():
+                save_label_f1(report, model_names, label_f1_path(out, name, args.validation_name), titles[name])
     result = scalars(main)
     accuracy = "accuracy" if "accuracy" in main else "subset_accuracy"
     for name, report in list(reports.items())[1:]:
         result.update({f"{name}_{accuracy}": headline_accuracy(report), f"{name}_f1_macro": report["f1_macro"]})
     if args.output_file:
-        shown = (confusion_paths(out, None if name == args.validation_name else name)[1] for name in reports)
+        shown = [confusion_paths(out, None if name == args.validation_name else name)[1] for name in reports]
+        shown += [label_f1_path(out, name, args.validation_name) for name in reports]
         result.update(pictures_summary(*shown))
     if len(reports) > 1:
         result["table"] = table

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hf_transfer.core.metrics import _label_keys
 from hf_transfer.core.tasks import METRIC_NAMES
 from hf_transfer.errors import DataError
 
@@ -71,6 +72,32 @@ def confusion_figure(matrix, labels: Sequence[str], title: str | None = None):
     name = f"Confusion matrix: {title}" if title else "Confusion matrix"
     ax.set(xlabel="Predicted label", ylabel="True label")
     ax.set_title(f"{name} ({int(matrix.sum())} rows)\ncells: counts; colour: share of the true label", fontsize=10)
+    return fig
+
+
+def save_label_f1(report: dict, label_names: Sequence[str], png_path: str | Path, title: str | None = None) -> None:
+    """A multi-label report's F1 per label as a bar chart (such a run has no confusion matrix to look at)."""
+    _save(label_f1_figure(report, label_names, title), png_path)
+
+
+def label_f1_figure(report: dict, label_names: Sequence[str], title: str | None = None):
+    """One horizontal bar per label, in label order, its F1 written beside it; micro and macro F1 in the title."""
+    labels = [str(name) for name in label_names]
+    values = [report[f"f1_{key}"] for key in _label_keys(labels)]
+    fig = _figure(figsize=(7.5, 1.5 + 0.35 * len(labels)))
+    ax = fig.subplots()
+    rows = range(len(labels))
+    ax.barh(rows, values, color="tab:blue")
+    for row, value in zip(rows, values, strict=True):
+        inside = value > 0.85  # no room to its right: written on the bar, in white
+        x, ha, colour = (value - 0.01, "right", "white") if inside else (value + 0.01, "left", "black")
+        ax.text(x, row, f"{value:.3f}", va="center", ha=ha, color=colour, fontsize=9)
+    ax.set_yticks(rows, [tick_label(name) for name in labels])
+    ax.invert_yaxis()  # the first label on top, as in the tables
+    ax.set_xlim(0, 1)
+    ax.set(xlabel="F1 (a label is predicted present when its sigmoid > 0.5)", ylabel="label")
+    head = f"F1 per label: {title}" if title else "F1 per label"
+    ax.set_title(f"{head}\nmicro-F1 {report['f1_micro']:.3f}, macro-F1 {report['f1_macro']:.3f}", fontsize=10)
     return fig
 
 
@@ -212,6 +239,12 @@ def confusion_paths(base: Path, name: str | None) -> tuple[Path, Path]:
     """`metrics.json` -> `metrics.confusion_matrix.{json,png}` (the main set) or `metrics.NAME.confusion_matrix...`."""
     middle = f".{name}" if name else ""
     return base.with_suffix(f"{middle}.confusion_matrix.json"), base.with_suffix(f"{middle}.confusion_matrix.png")
+
+
+def label_f1_path(base: Path, name: str, main_set: str) -> Path:
+    """`metrics.json` -> `metrics.label_f1.png` (the main set) or `metrics.NAME.label_f1.png` (multi-label)."""
+    middle = "" if name == main_set else f".{name}"
+    return base.with_suffix(f"{middle}.label_f1.png")
 
 
 def write_confusion_matrices(

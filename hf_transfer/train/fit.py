@@ -19,7 +19,7 @@ from hf_transfer.errors import TrainingDivergedError
 from hf_transfer.outputs.card_data import CardDataCallback, complete_card_data
 from hf_transfer.outputs.cards import write_model_card
 from hf_transfer.outputs.hub import HubUnreachable, push_folder
-from hf_transfer.outputs.plots import pictures_summary, plot_training_curves, save_confusion_matrix
+from hf_transfer.outputs.plots import pictures_summary, plot_training_curves, save_confusion_matrix, save_label_f1
 from hf_transfer.outputs.run_folder import (
     _memory_record,
     _row_counts,
@@ -203,6 +203,8 @@ def _write_run_outputs(
             out / "confusion_matrix.png",
             title="validation",
         )
+    elif full is not None:
+        save_label_f1(full, prepared.label_names, out / "label_f1.png", title="validation")
     plot_training_curves(trainer.state.log_history, out / "training_curves.png", title=out.resolve().name,
                          final_metrics=record["eval_metrics"])  # fmt: skip
     record = {**record, "validation_report": full, "log_history": trainer.state.log_history}
@@ -218,11 +220,11 @@ def _write_run_outputs(
         _card_merged_model(out, out / merged, card_data)
 
 
-RUN_PICTURES = ("training_curves.png", "confusion_matrix.png")
+RUN_PICTURES = ("training_curves.png", "confusion_matrix.png", "label_f1.png")
 # What a merged model's folder gets of its run's files beside its card: the record, settings, scores and plots.
 RUN_FILES_FOR_MERGED = (
     RUN_RECORD_FILE, CONFIG_FILE, "all_results.json", "train_results.json", "eval_results.json", "test_results.json",
-    "training_curves.png", "confusion_matrix.json", "confusion_matrix.png",
+    "training_curves.png", "confusion_matrix.json", "confusion_matrix.png", "label_f1.png",
 )  # fmt: skip
 
 
