@@ -481,3 +481,15 @@ def test_a_card_names_local_models_and_data_files_by_name_never_by_path(tmp_path
         assert all(name in text for name in names), folder.name
         meta = metadata_load(moved / "README.md")
         assert "base_model" not in meta and meta["pipeline_tag"] == "text-classification"
+
+
+def test_a_mixed_precision_card_says_its_scores_were_measured_in_fp32(tmp_path):
+    """A bf16 run's scores are measured on the saved float32 weights in fp32 (as `evaluate` measures them); its card
+    said only "Precision bf16", as if they were bf16 figures. An fp32 run, or a record from before, adds nothing."""
+    note = "(the saved model's scores measured in fp32, as its weights load)"
+    record = {**DISTILL_RECORD, "final_metrics_precision": "fp32"}
+    text = " ".join(build_card(complete_card_data(CardData(), record, {}, tmp_path), tmp_path).text.split())
+    assert f"Precision bf16 {note}, 2 processes." in text and f"| mixed precision | bf16 {note} |" in text
+    for old in ({**record, "precision": "fp32"}, DISTILL_RECORD):
+        text = " ".join(build_card(complete_card_data(CardData(), old, {}, tmp_path), tmp_path).text.split())
+        assert note not in text and f"Precision {old['precision']}, 2 processes." in text

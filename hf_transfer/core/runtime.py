@@ -155,6 +155,21 @@ def run_autocast(args):
     return torch.autocast(args.device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
+# What the run record says the saved model's figures (final evaluation, test, confusion matrix, calibration) were
+# measured in, whatever precision trained it: the precision its float32 weights load in for evaluate and pipeline().
+FINAL_METRICS_PRECISION = "fp32"
+
+
+def score_in_fp32(model) -> None:
+    """Take accelerate's mixed-precision autocast off a trained model's forward (Trainer's `model`, or the one its
+    callbacks get), in place, once training is over: a bf16 or fp16 run saves float32 weights, which
+    `hf-transfer evaluate` scores in fp32, so the figures reported as the saved model's are measured in fp32 too
+    (per-epoch evaluations during training stay in the run's precision)."""
+    from accelerate.utils import extract_model_from_parallel
+
+    extract_model_from_parallel(model, keep_fp32_wrapper=False)
+
+
 def memory_kib() -> dict:
     """This process's resident set size now and its peak so far, in KiB.
 

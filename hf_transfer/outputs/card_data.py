@@ -82,6 +82,7 @@ class CardData:
     recipe: dict = field(default_factory=dict)  # class_weights, linear_probe, ..., resumed_from
     hyperparameters: dict = field(default_factory=dict)
     precision: str = "fp32"
+    metrics_precision: str | None = None  # what the saved model's scores were measured in (final_metrics_precision)
     world_size: int = 1
     metrics: dict[str, float] = field(default_factory=dict)
     test_metrics: dict[str, float] = field(default_factory=dict)
@@ -310,6 +311,7 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
         c.hyperparameters["max_seq_length"] = config["max_seq_length"]
     c.max_seq_length = config.get("max_seq_length")
     c.precision = record.get("precision", c.precision)
+    c.metrics_precision = record.get("final_metrics_precision")
     c.world_size = record.get("world_size", c.world_size)
     report = record.get("validation_report") or {}
     c.metrics = _scalar_metrics(report) or _scalar_metrics(record.get("eval_metrics"), "eval_")
@@ -328,8 +330,9 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
     if final["eval_loss"] is not None and not at_step:
         c.epochs.append(final)
     elif final["eval_loss"] is not None and not _same_scores(at_step[-1], final):
-        # The saved model is not the one last evaluated: load_best_model_at_end kept an earlier checkpoint, or
-        # decision calibration moved the decision. Its own row closes the table, named as such.
+        # The saved model is not the one last evaluated: load_best_model_at_end kept an earlier checkpoint,
+        # decision calibration moved the decision, or (a bf16/fp16 run) the epochs were scored under autocast and the
+        # saved weights in fp32. Its own row closes the table, named as such.
         c.epochs.append({**final, "epoch": "saved model", "train_loss": None})
     c.confusion_matrix = report.get("confusion_matrix")
     c.versions = c.versions or _versions()

@@ -327,6 +327,14 @@ def recipe_rows(c: CardData) -> list[tuple[str, str]]:
     return rows
 
 
+def scored_in_text(c: CardData) -> str:
+    """How a mixed-precision run's scores were measured, after its precision; nothing for an fp32 run (or one recorded
+    before the record said it)."""
+    if not c.metrics_precision or c.metrics_precision == c.precision:
+        return ""
+    return f" (the saved model's scores measured in {c.metrics_precision}, as its weights load)"
+
+
 def hyper_rows(c: CardData) -> list[tuple[str, str]]:
     h = c.hyperparameters
     if c.merge and not h:
@@ -337,7 +345,7 @@ def hyper_rows(c: CardData) -> list[tuple[str, str]]:
             h["per_device_train_batch_size"], h.get("gradient_accumulation_steps", 1), c.world_size
         )
         rows.append(("effective batch size", str(effective)))
-    rows += [("mixed precision", c.precision), ("processes", str(c.world_size))]
+    rows += [("mixed precision", c.precision + scored_in_text(c)), ("processes", str(c.world_size))]
     resumed = (c.recipe or {}).get("resumed_from")
     if resumed:
         step = f" (step {resumed['step']})" if resumed.get("step") is not None else ""

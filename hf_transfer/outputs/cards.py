@@ -21,6 +21,7 @@ from hf_transfer.outputs.card_rows import (
     merge_rows,
     merge_trained_model,
     recipe_rows,
+    scored_in_text,
     sweep_table,
 )
 from hf_transfer.outputs.export_card import export_fields, export_summary, export_tags
@@ -148,7 +149,7 @@ def _summary(c: CardData) -> str:
     if metric:
         text += f" Validation {metric.replace('_', ' ')}: {value:.4f}."
     processes = "1 process" if c.world_size == 1 else f"{c.world_size} processes"
-    return text + f" Precision {c.precision}, {processes}."
+    return text + f" Precision {c.precision}{scored_in_text(c)}, {processes}."
 
 
 def _intended_use(c: CardData) -> str:

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from transformers import TrainerCallback
 
+from hf_transfer.core.runtime import score_in_fp32
 from hf_transfer.train.few_shot_choice import (
     FewShotDecision,
     add_label_template_rows,
@@ -158,6 +159,8 @@ class FewShotHead(TrainerCallback):
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self.body_seconds = round(time.perf_counter() - (self.body_started or time.perf_counter()), 2)
+        # Fitted on the features the saved float32 model computes, not on those of the run's bf16/fp16 autocast.
+        score_in_fp32(model)
         if self.pretrained is not None:
             mix_bodies(model.base_model, self.pretrained, self.body_mix)
             self.pretrained = None

@@ -13,7 +13,13 @@ from hf_transfer.core.data import PreparedData
 from hf_transfer.core.folders import CONFIG_FILE, RUN_RECORD_FILE, json_safe, json_text, read_json_file
 from hf_transfer.core.language import language_record
 from hf_transfer.core.metrics import classification_metrics
-from hf_transfer.core.runtime import effective_batch_size, memory_kib, precision_name
+from hf_transfer.core.runtime import (
+    FINAL_METRICS_PRECISION,
+    effective_batch_size,
+    memory_kib,
+    precision_name,
+    score_in_fp32,
+)
 from hf_transfer.core.tasks import MULTI_LABEL, predicted_labels
 from hf_transfer.errors import TrainingDivergedError
 from hf_transfer.outputs.card_data import CardDataCallback, complete_card_data
@@ -46,8 +52,9 @@ def fit_and_report(
     return the summary.
 
     `arg_objects` are the run's argument dataclasses, model arguments first and training arguments last.
-    `after_train(trainer)`, if given, runs on every process once training ends and before the final evaluation (it
-    may change the model, as decision calibration does) and returns facts for the run record.
+    `after_train(trainer)`, if given, runs on every process once training ends (the model in fp32 from then on) and
+    before the final evaluation (it may change the model, as decision calibration does); it returns facts for the run
+    record.
     `after_eval(trainer, eval_metrics)`, if given, returns extra facts for the run record (run on every process);
     `after_save(trainer)` does the same on the main process once the model is saved (adapters use it).
     `push` is the `hub.PushTarget` from `plan_push`, or None.
@@ -67,6 +74,9 @@ def fit_and_report(
         train_metrics["train_samples"] = len(tokenized["train"])
         train_metrics["optimizer_steps"] = trainer.state.global_step
         train_metrics["train_wall_seconds"] = round(time.perf_counter() - started, 2)
+        # The saved weights are float32: from here on (calibration, final evaluation, test, the teacher comparison)
+        # the model runs in fp32, as `hf-transfer evaluate` runs it, and not under the run's bf16/fp16 autocast.
+        score_in_fp32(trainer.model)
         trained = after_train(trainer) if after_train else {}
         # No validation split: the few-shot route trains on every labelled row when no validation file is given.
         prediction = None
@@ -96,6 +106,7 @@ def fit_and_report(
                 "language": _language(arg_objects[1], prepared),
                 "freeze": {**freeze_at_start, **freeze_at_end},
                 "precision": precision_name(training_args),
+                "final_metrics_precision": FINAL_METRICS_PRECISION,
                 "world_size": training_args.world_size,
                 # Of the arguments the trainer ran with (the few-shot route's body tuning brings its own batch).
                 "effective_train_batch_size": effective_batch_size(

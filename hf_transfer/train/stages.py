@@ -19,6 +19,7 @@ from hf_transfer.core.freezing import FreezePlan
 from hf_transfer.core.losses import resolve_class_weights
 from hf_transfer.core.metrics import metric_names
 from hf_transfer.core.models import meta_layout
+from hf_transfer.core.runtime import score_in_fp32
 from hf_transfer.core.tasks import MULTI_LABEL, predicted_labels
 from hf_transfer.errors import ConfigError
 from hf_transfer.train.calibration import fit_offsets, fold_into_bias, output_layer
@@ -192,6 +193,7 @@ def run_linear_probe(model, plan, tokenized, data_args, args, class_weights, com
         class_weights=class_weights,
     )
     trainer.train()
+    score_in_fp32(trainer.model)  # the probe saved below is scored as its float32 weights load
     metrics = trainer.evaluate(tokenized["validation"])
     record = {
         "epochs": args.linear_probe_epochs,
