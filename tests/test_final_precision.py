@@ -108,6 +108,24 @@ def test_a_bf16_runs_reported_scores_are_what_evaluate_measures_on_its_saved_mod
     assert sum(bf16_flips(folder, dev) for folder in checked) > 0  # bf16 and fp32 disagree here: the check bites
 
 
+def test_distillations_teacher_comparison_is_measured_as_evaluate_measures_both(tmp_path, data, wide_models):
+    """The teacher's accuracy (and so the retention) came from logits computed under the run's bf16 autocast, the
+    student's from a bf16 final evaluation: both now in fp32, as `evaluate` scores each folder; the speed stays at
+    the run's precision and is recorded as such."""
+    train, dev = data
+    out = tmp_path / "out"
+    teacher, student = wide_models[0], wide_models[2]
+    argv = run_argv("distill", train, dev, out, "--teacher_model_name_or_path", str(teacher),
+                    "--model_name_or_path", str(student), "--teacher_cache_dir", str(tmp_path / "cache"))  # fmt: skip
+    assert main(argv) == 0
+    d = json.loads((out / "hf_transfer_run.json").read_text())["distillation"]
+    assert d["speed_precision"] == "bf16" and d["accuracy_precision"] == "fp32"
+    assert d["teacher_eval_accuracy"] == evaluated(teacher, dev, tmp_path)["accuracy"]
+    assert d["student_eval_accuracy"] == evaluated(out, dev, tmp_path)["accuracy"]
+    assert d["retention_percent"] == pytest.approx(100 * d["student_eval_accuracy"] / d["teacher_eval_accuracy"])
+    assert bf16_flips(teacher, dev) > 0 and bf16_flips(out, dev) > 0
+
+
 def test_the_few_shot_head_is_fitted_on_the_features_the_saved_model_computes(
     tmp_path, data, wide_models, monkeypatch
 ):

@@ -18,10 +18,17 @@ from hf_transfer.core.caching import (
     fingerprint_tokenizer,
 )
 from hf_transfer.core.data import tokenize_data
-from hf_transfer.core.inference import measure_speed, prompt_positions
+from hf_transfer.core.inference import measure_speed, predict_logits, prompt_positions
 from hf_transfer.core.metrics import classification_metrics, make_compute_metrics
 from hf_transfer.core.models import align_pad_token
-from hf_transfer.core.runtime import memory_kib, precision_name, release_freed_memory, run_autocast
+from hf_transfer.core.runtime import (
+    FINAL_METRICS_PRECISION,
+    memory_kib,
+    precision_name,
+    release_freed_memory,
+    run_autocast,
+    score_in_fp32,
+)
 from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.distill.arguments import DistillationArguments
 from hf_transfer.distill.losses import mix_probabilities, teacher_probabilities
@@ -130,7 +137,9 @@ def _add_teacher_tokens(train, plan: DistillPlan, max_length: int, num_proc: int
 def _compare_with_teachers(
     trainer, eval_metrics: dict, plan: DistillPlan, teachers: list, d: DistillationArguments, max_length: int
 ):
-    """Teacher dev accuracy, retention and the inference speed ratio, measured on the validation set."""
+    """Teacher dev accuracy, retention and the inference speed ratio, measured on the validation set: the speed at
+    the run's precision, the accuracy without autocast (the student in fp32, as saved and as `eval_metrics` were
+    measured; each teacher in its `teacher_dtype`)."""
     import numpy as np
     import torch
 
@@ -148,6 +157,12 @@ def _compare_with_teachers(
     # teachers run under the same one (else a bf16 run would time a bf16 student against an fp32 teacher).
     with trainer.accelerator.autocast():
         speeds, logits = measure_speed(models, texts, pairs, batch_size=SPEED_BATCH_SIZE, max_length=max_length)
+    if trainer.accelerator.mixed_precision != "no":  # those logits are autocast's: the teachers once more, in fp32
+        for teacher in teachers:  # an online teacher's forward carries the run's autocast too
+            score_in_fp32(teacher)
+        logits = {name: predict_logits(model, tokenizer, texts, pairs, batch_size=SPEED_BATCH_SIZE,
+                                       max_length=max_length, progress=False)
+                  for name, (model, tokenizer) in models.items() if name != "student"}  # fmt: skip
 
     multi = plan.prepared.problem_type == MULTI_LABEL
     probs = []
@@ -177,6 +192,7 @@ def _compare_with_teachers(
         "speedup": speeds["student"] / teacher_speed,
         "speed_batch_size": SPEED_BATCH_SIZE,
         "speed_precision": trainer.accelerator.mixed_precision,
+        "accuracy_precision": FINAL_METRICS_PRECISION,
         "speed_rows": len(texts),
         "teacher_parameters": sum(sum(p.numel() for p in t.parameters()) for t in teachers),
         "student_parameters": sum(p.numel() for p in student.parameters()),
