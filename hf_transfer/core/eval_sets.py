@@ -14,7 +14,7 @@ from hf_transfer.core.cleaning import label_name_keys, normalise_scalar
 from hf_transfer.core.data import load_data
 from hf_transfer.core.inference import predict_logits
 from hf_transfer.core.markdown import table_row
-from hf_transfer.core.metrics import _label_keys, classification_metrics
+from hf_transfer.core.metrics import classification_metrics, label_keys
 from hf_transfer.core.tasks import MULTI_LABEL, SINGLE_LABEL, predicted_labels
 from hf_transfer.errors import DataError
 
@@ -170,7 +170,7 @@ def scalars(report: dict) -> dict:
 def reports_markdown(reports: dict[str, dict], label_names: list[str]) -> str:
     """One row per set: rows, accuracy, macro-F1, then precision and recall of each class."""
 
-    keys = _label_keys(label_names)
+    keys = label_keys(label_names)
     if any("subset_accuracy" in report for report in reports.values()):  # multi-label: F1 per label
         columns = ["rows", "subset accuracy", "micro-F1", "macro-F1"] + [f"F1 {n}" for n in label_names]
         lines = [table_row(["set", *columns]), "|---|" + "---:|" * len(columns)]

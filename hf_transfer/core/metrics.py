@@ -40,7 +40,7 @@ def load_metric(name: str):
     return evaluate.load(str(METRICS_DIR / name), keep_in_memory=True)
 
 
-def _label_keys(label_names: Sequence[str]) -> list[str]:
+def label_keys(label_names: Sequence[str]) -> list[str]:
     """Readable key suffixes for the labels: the name with spaces as `_`, made unique with the id where needed."""
     keys = [re.sub(r"\s+", "_", str(name).strip()) for name in label_names]
     return [
@@ -69,7 +69,7 @@ def classification_metrics(
             f"Need as many predictions as references, and at least one: got {len(predictions)} "
             f"predictions and {len(references)} references."
         )
-    keys = _label_keys(label_names)
+    keys = label_keys(label_names)
     if problem_type == "multi_label_classification":
         if predictions.shape != (len(references), len(keys)) or predictions.shape != references.shape:
             raise DataError(
@@ -107,7 +107,7 @@ def classification_metrics(
 
 def metric_names(label_names: Sequence[str], problem_type: ProblemType = "single_label_classification") -> list[str]:
     """The scalar keys `classification_metrics` (so `make_compute_metrics`) returns for these labels."""
-    keys = _label_keys(label_names)
+    keys = label_keys(label_names)
     if problem_type == MULTI_LABEL:
         return ["f1_micro", "f1_macro", "subset_accuracy", *(f"f1_{key}" for key in keys)]
     averages = [f"{name}_macro" for name in ("precision", "recall", "f1")]

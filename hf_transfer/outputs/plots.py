@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hf_transfer.core.metrics import _label_keys
+from hf_transfer.core.metrics import label_keys
 from hf_transfer.core.tasks import METRIC_NAMES
 from hf_transfer.errors import DataError
 
@@ -83,7 +83,7 @@ def save_label_f1(report: dict, label_names: Sequence[str], png_path: str | Path
 def label_f1_figure(report: dict, label_names: Sequence[str], title: str | None = None):
     """One horizontal bar per label, in label order, its F1 written beside it; micro and macro F1 in the title."""
     labels = [str(name) for name in label_names]
-    values = [report[f"f1_{key}"] for key in _label_keys(labels)]
+    values = [report[f"f1_{key}"] for key in label_keys(labels)]
     fig = _figure(figsize=(7.5, 1.5 + 0.35 * len(labels)))
     ax = fig.subplots()
     rows = range(len(labels))
