@@ -346,6 +346,22 @@ def test_plot_of_the_trials(study_run):
     assert_picture(study_run["out"] / "search" / "trials.png", min_width=800, min_height=500)
 
 
+def test_the_trials_picture_names_the_metric_its_direction_and_the_best_trial(tmp_path, monkeypatch):
+    """trials.png had no title: the metric was on one axis only, and whether higher or lower is better nowhere."""
+    import optuna
+
+    from hf_transfer.search import report
+
+    figures = []
+    monkeypatch.setattr(report, "_save", lambda fig, path: figures.append(fig))
+    for direction, best in (("maximize", "0.9000 (trial 1)"), ("minimize", "0.4000 (trial 0)")):
+        study = optuna.create_study(direction=direction)
+        values = iter([0.4, 0.9, 0.7])
+        study.optimize(lambda trial, values=values: trial.suggest_float("lr", 0.1, 1.0) * 0 + next(values), n_trials=3)
+        report.plot_trials(study, tmp_path / "trials.png", "f1_macro", ["lr"], {})
+        assert figures[-1].get_suptitle() == f"Search: {direction} validation f1_macro; best {best}"
+
+
 def test_best_config_reproduces_its_trial(study_run):
     out, trials = study_run["out"], study_run["first"]
     best = trials[trials["state"] == "complete"].sort_values("loss").iloc[0]

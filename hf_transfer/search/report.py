@@ -118,6 +118,11 @@ def plot_trials(study, path: Path, metric: str, names: list[str], params_by_name
         trial_ax.scatter(*zip(*pruned, strict=True), color="tab:orange", marker="x", zorder=3,
                          label="pruned (last evaluation)")  # fmt: skip
     failed = sum(t.state == TrialState.FAIL for t in trials)
+    headline = f"Search: {'maximize' if maximize else 'minimize'} validation {metric}"
+    if done:
+        number, value = (max if maximize else min)(done, key=lambda pair: pair[1])
+        headline += f"; best {value:.4f} (trial {number})"
+    fig.suptitle(headline)
     trial_ax.set(xlabel="trial", ylabel=f"validation {metric}",
                  title=f"{len(trials)} trials" + (f" ({failed} failed, not shown)" if failed else ""))  # fmt: skip
     trial_ax.xaxis.get_major_locator().set_params(integer=True)
