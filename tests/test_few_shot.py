@@ -292,14 +292,20 @@ def few_shot_argv(model, train, out, *extra):
             "--few_shot_batch_size", "8", *extra]  # fmt: skip
 
 
-def test_auto_route_on_a_tiny_training_set(tiny_st, tmp_path, capsys):
+def test_auto_route_on_a_tiny_training_set(tiny_st, tmp_path, capsys, monkeypatch):
     """16 rows of a sentence-transformers model, no validation file: the route is chosen, printed and recorded, no
-    validation split is carved, and the output is a standard classifier with the real label names."""
+    validation split is carved, and the output is a standard classifier with the real label names. Its training
+    curves name the loss they show: the body tuning's pair loss (it was called "train loss")."""
     from transformers import AutoModelForSequenceClassification, pipeline
 
+    from hf_transfer.train import fit
+
+    drawn, plot = [], fit.plot_training_curves
+    monkeypatch.setattr(fit, "plot_training_curves", lambda *a, **k: drawn.append(k.get("loss_name")) or plot(*a, **k))
     train = write_csv(tmp_path / "train.csv", GOOD + BAD, ["good"] * 8 + ["bad"] * 8)
     out = tmp_path / "out"
     assert main(few_shot_argv(tiny_st, train, out)) == 0
+    assert drawn == ["body-tuning pair loss"] and (out / "training_curves.png").is_file()
     printed = capsys.readouterr().out
     assert "few_shot" in printed and "on (auto: 8.0 training rows per class" in printed
     record = json.loads((out / "hf_transfer_run.json").read_text())

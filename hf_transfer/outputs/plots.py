@@ -102,20 +102,26 @@ def label_f1_figure(report: dict, label_names: Sequence[str], title: str | None 
 
 
 def plot_training_curves(
-    log_history: list[dict], png_path: str | Path, title: str | None = None, final_metrics: dict | None = None
+    log_history: list[dict],
+    png_path: str | Path,
+    title: str | None = None,
+    final_metrics: dict | None = None,
+    loss_name: str = "train loss",
 ) -> None:
     """Plot `Trainer.state.log_history`: training and eval loss, and eval accuracy / F1 against the step."""
-    _save(training_curves_figure(log_history, title, final_metrics), png_path)
+    _save(training_curves_figure(log_history, title, final_metrics, loss_name), png_path)
 
 
 EVAL_CURVES = ("accuracy", "f1_macro", "f1_micro", "subset_accuracy")
 
 
-def training_curves_figure(log_history: list[dict], title: str | None = None, final_metrics: dict | None = None):
+def training_curves_figure(
+    log_history: list[dict], title: str | None = None, final_metrics: dict | None = None, loss_name: str = "train loss"
+):
     """The loss and evaluation panels. A run that logged no per-step loss (fewer steps than `logging_steps`) shows its
     mean training loss; one that evaluated only after training (the few-shot route, `eval_strategy: no`) shows
     `final_metrics` (the `eval_*` of that evaluation) at its last step, so the panel does not claim nothing was
-    measured."""
+    measured. `loss_name` names the logged loss (the few-shot route logs its body tuning's pair loss)."""
     train = [(entry["step"], entry["loss"]) for entry in log_history if "loss" in entry and "step" in entry]
     evals = [entry for entry in log_history if any(key.startswith("eval_") for key in entry)]
     last_step = max((entry.get("step", 0) for entry in log_history), default=0)
@@ -123,11 +129,11 @@ def training_curves_figure(log_history: list[dict], title: str | None = None, fi
     loss_ax, metric_ax = fig.subplots(1, 2)
     # Markers keep a curve of a single point visible.
     if train:
-        loss_ax.plot(*np.transpose(train), marker="o" if len(train) == 1 else None, markersize=4, label="train loss")
+        loss_ax.plot(*np.transpose(train), marker="o" if len(train) == 1 else None, markersize=4, label=loss_name)
     else:
         mean = next((entry["train_loss"] for entry in log_history if "train_loss" in entry), None)
         if mean is not None:
-            loss_ax.plot([last_step], [mean], marker="s", linestyle="", label="train loss (mean over the run)")
+            loss_ax.plot([last_step], [mean], marker="s", linestyle="", label=f"{loss_name} (mean over the run)")
     final = "" if evals or not final_metrics else " (final evaluation)"
     if final:
         evals = [{**final_metrics, "step": last_step}]
