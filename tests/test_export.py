@@ -76,6 +76,10 @@ def test_full_model_fp32_and_int8(labelled, tmp_path, capsys):
         assert f"{bar}: 100%" in captured.err, captured.err[-2000:]
     names = {p.name for p in out.iterdir()}
     assert {"model.onnx", "model_quantized.onnx", "config.json", "tokenizer.json", "README.md"} <= names
+    # The deployed graph's confusion matrix on the validation file (export drew no picture of its report).
+    assert {"confusion_matrix.json", "confusion_matrix.png"} <= names and "pictures" in printed
+    matrix = json.loads((out / "confusion_matrix.json").read_text())
+    assert matrix["labels"] == ["neg", "pos"] and sum(map(sum, matrix["matrix"])) == 40
     assert not any(n.endswith((".safetensors", ".bin")) for n in names)
     config = json.loads((out / "config.json").read_text())
     assert config["id2label"] == {"0": "neg", "1": "pos"}

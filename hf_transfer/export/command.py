@@ -43,6 +43,7 @@ from hf_transfer.export.onnx import (
 )
 from hf_transfer.outputs.cards import write_model_card
 from hf_transfer.outputs.export_card import export_card_data
+from hf_transfer.outputs.plots import pictures_summary, save_confusion_matrix
 from hf_transfer.outputs.run_folder import write_json
 
 
@@ -184,6 +185,11 @@ def run_export(args: ExportArguments) -> dict:
             "export": export,
         }
         write_json(building / RUN_RECORD_FILE, record)
+        report = export["validation_report"]
+        if report is not None:  # the deployed graph's decisions on validation_file, as train and evaluate draw them
+            title = f"{'ONNX int8' if args.quantize else 'ONNX fp32'}, {Path(args.validation_file).name}"
+            paths = building / "confusion_matrix.json", building / "confusion_matrix.png"
+            save_confusion_matrix(report["confusion_matrix"], source.label_names, *paths, title=title)
         write_model_card(building, export_card_data(args.model_dir, record, out.name, args.validation_file))
     return _summary(export, out)
 
@@ -201,6 +207,7 @@ def _summary(export: dict, out: Path) -> dict:
         row = speed[f"batch_{batch}"]
         summary[f"samples_per_s_batch_{batch}"] = ", ".join(f"{name} {value:.1f}" for name, value in row.items())
         summary[f"speedup_batch_{batch}"] = f"{row[fastest] / row['pytorch']:.2f}x ({fastest} vs pytorch fp32)"
+    summary.update(pictures_summary(out / "confusion_matrix.png"))
     if export["quantization"] and not parity.get("int8_accuracy_checked"):
         summary["warning"] = (
             "the int8 graph's accuracy was not checked: give --validation_file (labelled rows) to measure it; "
