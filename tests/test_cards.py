@@ -493,3 +493,44 @@ def test_a_mixed_precision_card_says_its_scores_were_measured_in_fp32(tmp_path):
     for old in ({**record, "precision": "fp32"}, DISTILL_RECORD):
         text = " ".join(build_card(complete_card_data(CardData(), old, {}, tmp_path), tmp_path).text.split())
         assert note not in text and f"Precision {old['precision']}, 2 processes." in text
+
+
+def test_an_export_card_does_not_say_its_graphs_scores_were_measured_in_fp32(tmp_path):
+    """An int8 export of a bf16 run scored on a file: the card's opening said "Validation accuracy: 0.7500. Precision
+    bf16 (the saved model's scores measured in fp32, ...)" while its results said the exported int8 graph made them.
+    The graph's score is said as the graph's, and the fp32 note stays for the run's own scores alone (a merge's are
+    its own too)."""
+    from hf_transfer.outputs.export_card import export_card_data
+
+    source = tmp_path / "run"
+    source.mkdir()
+    complete_card_data(CardData(), {**DISTILL_RECORD, "final_metrics_precision": "fp32"}, {}, source).save(
+        source / CARD_DATA_FILE
+    )
+    note = "measured in fp32"
+    assert note in build_card(CardData.load(source / CARD_DATA_FILE), source).text
+    scores = {"samples": 8, "accuracy": 0.75, "f1_macro": 0.7, "confusion_matrix": [[3, 1], [1, 3]]}
+    speed = {"pytorch": 100.0, "onnx_fp32": 150.0, "onnx_int8": 200.0}
+    parity = {
+        "fp32_max_abs_logit_diff": 1e-6,
+        "rows": 8,
+        "rows_from": "`shifted.csv`",
+        "max_abs_logit_diff_allowed": 1e-4,
+    }
+    export = {
+        "format": "onnx", "exporter": "torch.onnx.export", "opset": 17, "inputs": ["input_ids", "attention_mask"],
+        "files": {"fp32": "model.onnx", "int8": "model_quantized.onnx"}, "quantization": "dynamic int8",
+        "source": str(source), "source_kind": "model", "max_seq_length": 128, "parity": parity,
+        "speed": {"batch_1": speed, "batch_64": speed, "threads": 1, "rows": 8}, "validation_report": scores,
+    }  # fmt: skip
+    record = {
+        "export": export,
+        "label_names": ["negative", "positive"],
+        "problem_type": DISTILL_RECORD["problem_type"],
+    }
+    c = export_card_data(str(source), record, "exported", "/data/shifted.csv")
+    text = " ".join(build_card(c, tmp_path).text.split())
+    assert note not in text and "| mixed precision | bf16 |" in text
+    assert text.count("0.7500") == 2  # the summary and the results table
+    assert "checked against PyTorch. Validation accuracy of the exported int8 graph: 0.7500." in text
+    assert "Validation accuracy: 0.7500." not in text

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import huggingface_hub.constants
 import pytest
+from huggingface_hub import HfApi
 from huggingface_hub.repocard import metadata_load
 from huggingface_hub.repocard_data import model_index_to_eval_results
 from local_hub import TOKEN, LocalHub
@@ -423,3 +424,45 @@ def test_help(command, capsys):
     assert "--model_dir" in out and "--hub_model_id" in out
     if command == "push":
         assert "--private" in out and "--revision" in out
+
+
+def linked_files(card: str) -> list[str]:
+    """The files a card's Markdown links or shows (`![alt](file)`, `[text](file)`), URLs left out."""
+    return [link for link in re.findall(r"\]\(([^)\s]+)\)", card) if not re.match(r"[a-z]+://", link)]
+
+
+def test_a_merge_card_shows_its_pictures_and_the_push_sends_them(online, tmp_path, tiny_bert_dir):
+    """A merge left merge_eval.confusion_matrix.png and pushed it, but its card showed the confusion matrix table with
+    no picture under it (it looked for confusion_matrix.png); the sweep picture's alt text said accuracy for a sweep
+    chosen on macro-F1, and its note nested parentheses. Every file the card links is pushed, by a relative path, and
+    a push after `hf-transfer card` keeps a file the user added on the Hub."""
+    from test_distill import save_classifier
+
+    finetuned = save_classifier(tmp_path / "finetuned", tiny_bert_dir, ["neg", "pos"])
+    dev = tmp_path / "dev.csv"
+    dev.write_text("text,label\n" + "".join(f"thing {i},{['neg', 'pos'][i % 2]}\n" for i in range(8)))
+    out = tmp_path / "merged"
+    argv = ["merge", "--pretrained", str(tiny_bert_dir), "--finetuned", str(finetuned), "--alphas", "0,1"]
+    assert (
+        main([*argv, "--validation_file", str(dev), "--selection_metric", "f1_macro", "--output_dir", str(out)]) == 0
+    )
+    assert main(["push", str(out), "--hub_model_id", "tester/merged"]) == 0
+    files = online.files("tester/merged")
+    card = files["README.md"].decode()
+    table, picture = card.index("### Confusion matrix"), card.index("](merge_eval.confusion_matrix.png)")
+    assert table < picture < card.index("<!-- hf-transfer:end results -->")
+    assert "![macro-F1 against α](merge_sweep.png)" in card
+    assert "α was picked on the validation set alone: best validation f1_macro; ties go to the largest α" in card
+    links = linked_files(card)
+    assert {"merge_sweep.png", "merge_eval.confusion_matrix.png"} <= set(links)
+    assert all(link in files and not link.startswith(("/", "~")) for link in links), (links, sorted(files))
+
+    HfApi(endpoint=online.url, token=TOKEN).upload_file(
+        path_or_fileobj=b"mine", path_in_repo="notes.txt", repo_id="tester/merged"
+    )
+    (out / "README.md").write_text((out / "README.md").read_text() + "\n## My notes\n\nkept\n")
+    assert main(["card", str(out)]) == 0
+    assert main(["push", str(out), "--hub_model_id", "tester/merged"]) == 0
+    files = online.files("tester/merged")
+    assert files["notes.txt"] == b"mine" and "## My notes" in files["README.md"].decode()
+    assert all(link in files for link in linked_files(files["README.md"].decode()))

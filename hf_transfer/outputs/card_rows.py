@@ -257,9 +257,8 @@ def sweep_table(c: CardData) -> tuple[str, list[str], list[list[str]]]:
     title = METRIC_NAMES[metric]
     note = (
         f"{title[0].upper()}{title[1:]} of the interpolated model at each α. α was picked on the {validation} "
-        "set alone "
-        f"({m.get('chosen_by')}); the other sets played no part in the choice."
-    )
+        f"set alone: {m.get('chosen_by')}. The other sets played no part in the choice."
+    )  # the rule's text has its own parentheses: not wrapped in more
     return note, columns, table
 
 
@@ -331,6 +330,9 @@ def scored_in_text(c: CardData) -> str:
     """How a mixed-precision run's scores were measured, after its precision; nothing for an fp32 run (or one recorded
     before the record said it)."""
     if not c.metrics_precision or c.metrics_precision == c.precision:
+        return ""
+    # A merge's scores, and an export's own (or none), are not the training run's saved model's: nothing said of them.
+    if c.merge or (c.export and (c.export.get("validation_report") or not c.metrics)):
         return ""
     return f" (the saved model's scores measured in {c.metrics_precision}, as its weights load)"
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from hf_transfer.core.folders import CARD_DATA_FILE, write_text_atomic
 from hf_transfer.core.markdown import table_cell, table_cells
+from hf_transfer.core.tasks import METRIC_NAMES
 from hf_transfer.outputs.card_data import CardData, detect_adapter
 from hf_transfer.outputs.card_rows import (
     adapter_rows,
@@ -26,6 +27,8 @@ from hf_transfer.outputs.card_rows import (
 )
 from hf_transfer.outputs.export_card import export_fields, export_summary, export_tags
 from hf_transfer.outputs.few_shot_card import few_shot_rows
+from hf_transfer.outputs.merge_card import EVAL_JSON as MERGE_EVAL_JSON
+from hf_transfer.outputs.plots import confusion_paths
 from hf_transfer.outputs.readme import merge_readme
 
 TEMPLATE = "model_card.md.jinja"
@@ -146,7 +149,7 @@ def _summary(c: CardData) -> str:
     if not c.adapter:
         text += f" Freezing: {freeze_text(c.freeze)}."
     metric, value = c.headline_metric()
-    if metric:
+    if metric and not (c.export and c.export.get("validation_report")):  # an export's own scores: export_summary
         text += f" Validation {metric.replace('_', ' ')}: {value:.4f}."
     processes = "1 process" if c.world_size == 1 else f"{c.world_size} processes"
     return text + f" Precision {c.precision}{scored_in_text(c)}, {processes}."
@@ -195,6 +198,7 @@ def build_card(c: CardData, folder: str | Path | None = None):
         for k, v in c.metrics.items()
     ]
     export = export_fields(c.export)
+    selection = (c.merge or {}).get("selection_metric") or "accuracy"  # what the α sweep's picture plots
     # Every table cell escaped: a `|` in a label name or a freeze_patterns regex would split the row.
     rows = {"distill_rows": distillation, "comparison_rows": comparison, "adapter_rows": adapter_rows(c),
             "merge_rows": merge_rows(c), "sweep_rows": sweep, "freeze_rows": freeze_rows(c),
@@ -224,11 +228,12 @@ def build_card(c: CardData, folder: str | Path | None = None):
         data_lines=_data_lines(c),
         sweep_note=sweep_note,
         has_sweep_plot=folder is None or (folder / "merge_sweep.png").is_file(),
+        sweep_metric=METRIC_NAMES.get(selection, selection),
         eval_dataset=c.eval_dataset,
         metric_splits=splits,
         has_curves=folder is None or (folder / "training_curves.png").is_file(),
         confusion_matrix=None if c.multi_label else c.confusion_matrix,
-        has_confusion_plot=folder is not None and (folder / "confusion_matrix.png").is_file(),
+        confusion_plot=_confusion_plot(c, folder),
         has_label_f1_plot=bool(c.multi_label) and folder is not None and (folder / "label_f1.png").is_file(),
         intended_use=_intended_use(c),
         speed_note=export["speed_note"],
@@ -237,6 +242,13 @@ def build_card(c: CardData, folder: str | Path | None = None):
         versions=c.versions,
         hf_transfer_version=c.hf_transfer_version or "",
     )
+
+
+def _confusion_plot(c: CardData, folder: Path | None) -> str | None:
+    """The picture of the confusion matrix the card tabulates, when the folder holds it: a run's
+    `confusion_matrix.png`, or merge's `merge_eval.confusion_matrix.png` (its validation set at the chosen α)."""
+    name = confusion_paths(Path(MERGE_EVAL_JSON), None)[1].name if c.merge else "confusion_matrix.png"
+    return name if folder is not None and (folder / name).is_file() else None
 
 
 def _truncation(max_length) -> str:

@@ -86,7 +86,13 @@ def export_summary(c: CardData, summary: str) -> str:
     kind = "multi-label" if c.multi_label else f"{len(c.label_names)}-class"
     held = f"This folder holds it as {graph}, exported with hf-transfer export and checked against PyTorch."
     if export.get("source_card"):
-        return f"{summary} {held}"
+        metric, value = c.headline_metric()
+        if not (metric and export.get("validation_report")):
+            return f"{summary} {held}"
+        graph_name = "int8" if export.get("quantization") else "fp32"
+        return (
+            f"{summary} {held} Validation {metric.replace('_', ' ')} of the exported {graph_name} graph: {value:.4f}."
+        )
     text = (
         f"A {kind} text classifier ({', '.join(c.label_names)}) as {graph}, exported with hf-transfer export from "
         f"`{Path(str(export['source'])).name}` (a model hf-transfer did not train) and checked against PyTorch."

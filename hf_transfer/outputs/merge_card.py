@@ -10,6 +10,9 @@ from hf_transfer.outputs.provenance import base_model_facts, is_hub_id
 
 # What a merge card keeps of an earlier merge that is its fine-tuned end (and of that one's own earlier merge).
 MERGE_CHAIN_KEYS = ("alpha", "pretrained", "finetuned", "finetuned_kind", "head_init", "finetuned_merge")
+# What merge writes of the chosen α's scores: the card links the validation set's confusion matrix picture under its
+# table (`merge_eval.confusion_matrix.png`, named by `plots.confusion_paths`).
+EVAL_JSON, EVAL_MD = "merge_eval.json", "merge_eval.md"
 
 
 def merge_card_data(record: dict, config: dict, folder: str | Path, sets: list) -> CardData:
