@@ -106,6 +106,7 @@ def test_full_model_fp32_and_int8(labelled, tmp_path, capsys):
     assert {"onnx", "int8"} <= set(meta["tags"])
     card = (out / "README.md").read_text()
     assert "## Export (ONNX)" in card and "quantize_dynamic" in card and "model_quantized.onnx" in card
+    assert "](confusion_matrix.png)" in card  # the exported graph's matrix, which the card tabulates
     assert "| 64 |" in card and "ONNX int8 / PyTorch fp32" in card
     accuracy = next(m for m in meta["model-index"][0]["results"][0]["metrics"] if m["type"] == "accuracy")
     assert accuracy["value"] == pytest.approx(parity["int8_accuracy"], abs=1e-4)
