@@ -452,7 +452,7 @@ def test_a_merge_card_shows_its_pictures_and_the_push_sends_them(online, tmp_pat
     table, picture = card.index("### Confusion matrix"), card.index("](merge_eval.confusion_matrix.png)")
     assert table < picture < card.index("<!-- hf-transfer:end results -->")
     assert "![macro-F1 against α](merge_sweep.png)" in card
-    assert "α was picked on the validation set alone: best validation f1_macro; ties go to the largest α" in card
+    assert "α was picked on the validation set alone: best validation macro-F1; ties go to the largest α" in card
     links = linked_files(card)
     assert {"merge_sweep.png", "merge_eval.confusion_matrix.png"} <= set(links)
     assert all(link in files and not link.startswith(("/", "~")) for link in links), (links, sorted(files))
