@@ -251,6 +251,20 @@ def test_two_process_ddp_evaluation_loss_counts_each_row_once(setup, tmp_path):
     assert confusion == json.loads((single / "confusion_matrix.json").read_text())
 
 
+def test_two_process_ddp_train_loss_is_over_every_processs_rows(setup, tmp_path):
+    """With no log in the last logging_steps window (here none at all), Trainer's train_loss added those steps'
+    losses from the main process's rows alone: 2 processes reported another train_loss than one process with the
+    same global batch (train_results.json, the record, the log's final entry). It is now the mean over processes."""
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    quiet = ["--logging_steps", "500"]
+    assert main([*run_args(setup, single, "train", batch=8), "--use_cpu", "true", *quiet]) == 0
+    launch_two_processes([*run_args(setup, ddp, "train", batch=4), *quiet])
+    assert not losses(ddp)  # nothing logged during the run
+    alone = json.loads((single / "train_results.json").read_text())["train_loss"]
+    assert json.loads((ddp / "train_results.json").read_text())["train_loss"] == pytest.approx(alone, rel=1e-4)
+    assert losses(ddp, "train_loss") == pytest.approx(losses(single, "train_loss"), rel=1e-4)
+
+
 def test_two_process_ddp_distill_with_fresh_augmented_rows_runs_the_teacher_once(setup, tmp_path):
     """The main process builds the augmented rows and the teacher-logit cache; the other reads both back. Its
     tokenizer, never called to augment, once gave another cache key: it ran the teacher pass again, into a second

@@ -71,6 +71,7 @@ def fit_and_report(
         check_weights_finite(trainer)
         memory_after_training = memory_kib()
         train_metrics = dict(train_result.metrics)
+        _train_loss_over_processes(trainer, train_metrics)
         train_metrics["train_samples"] = len(tokenized["train"])
         train_metrics["optimizer_steps"] = trainer.state.global_step
         train_metrics["train_wall_seconds"] = round(time.perf_counter() - started, 2)
@@ -165,6 +166,23 @@ def check_weights_finite(trainer) -> None:
         f"{bad[0]}), so no final model was saved and nothing was scored; lower learning_rate (now "
         f"{args.learning_rate:g}) or keep max_grad_norm set (now {args.max_grad_norm:g}){fp16}."
     )
+
+
+def _train_loss_over_processes(trainer, train_metrics: dict) -> None:
+    """Under DDP, Trainer's `train_loss` adds the steps since the last log from the main process's rows alone (its
+    logged losses are means over processes): a 2-step run with logging_steps 500 reported 0.8322 where one process
+    with the same global batch reports 0.9336. Each process's figure holds the same logged part and its own unlogged
+    part, so their mean over processes is the run's; it replaces the figure and the log's final entry."""
+    import torch
+
+    if trainer.args.world_size <= 1 or train_metrics.get("train_loss") is None:
+        return
+    local = torch.tensor(float(train_metrics["train_loss"]), dtype=torch.float64, device=trainer.args.device)
+    train_metrics["train_loss"] = trainer.accelerator.reduce(local, reduction="mean").item()
+    for entry in reversed(trainer.state.log_history):
+        if "train_loss" in entry:
+            entry["train_loss"] = train_metrics["train_loss"]
+            break
 
 
 def _language(data_args, prepared: PreparedData) -> dict:
