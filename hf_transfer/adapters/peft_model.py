@@ -320,9 +320,9 @@ def _finish_adapter(trainer, plan, adapter_args, model_args: ModelArguments, con
     base and compare logits on a validation batch (the guard against a head lost on reload), describe the adapter."""
 
     out = trainer.args.output_dir
-    # Without accelerate's mixed-precision wrapper around its forward (training and evaluation are over): in a bf16
-    # run the check compared bf16-autocast logits with the fp32 reload, a rounding gap recorded as a reload error.
-    model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+    # fit_and_report took accelerate's mixed-precision wrapper off once training ended (`score_in_fp32`), so the
+    # check compares fp32 logits with the fp32 reload: a bf16 run's rounding gap is no reload error.
+    model = trainer.accelerator.unwrap_model(trainer.model)
     reference = base_model_reference(model_args.model_name_or_path, model_args.base_model_hub_id)
     set_base_model_reference(out, reference[0])
     record = adapter_record(model, plan, out, reference, adapter_args.loraplus_lr_ratio)

@@ -145,8 +145,6 @@ def precision_name(args) -> str:
 def run_autocast(args):
     """The autocast a Trainer run puts around its models' forward passes (accelerate's native AMP: bf16 or fp16 on
     the run's device, none in fp32), for passes made outside the Trainer that must compute as the run does."""
-    import contextlib
-
     import torch
 
     precision = precision_name(args)

@@ -77,7 +77,7 @@ def run_merge(args: MergeArguments) -> dict:
     extra = names[1:]
     if results and len(args.alpha_grid) > 1:
         scores = {alpha: reports[args.validation_name][args.selection_metric] for alpha, reports in results.items()}
-        metric = METRIC_NAMES.get(args.selection_metric, args.selection_metric)  # macro-F1, as the sweep table says
+        metric = METRIC_NAMES[args.selection_metric]  # macro-F1, as the sweep table says
         chosen, chosen_by = choose_alpha(scores), SELECTION_RULE.format(metric=metric)
     else:
         only = "given (--alpha)" if args.alpha is not None else "given (the one α of --alphas: nothing to choose from)"
