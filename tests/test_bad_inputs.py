@@ -348,6 +348,7 @@ CASES = [
     ("seed above 2**32 - 1", lambda w: train(w, "--seed", "4294967296"), "seed must be in [0, 2**32 - 1]"),
     ("NaN weight decay", lambda w: train(w, "--weight_decay", "nan"), "weight_decay must be finite and >= 0"),
     ("NaN max_grad_norm", lambda w: train(w, "--max_grad_norm", "nan"), "max_grad_norm must be a number"),
+    ("negative max_steps", lambda w: train(w, "--max_steps", "-5"), "max_steps must be > 0, or -1"),
     ("label smoothing above 1", lambda w: train(w, "--label_smoothing_factor", "2"), "label_smoothing_factor"),
     (
         "NaN early_stopping_threshold",

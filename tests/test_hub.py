@@ -466,3 +466,26 @@ def test_a_merge_card_shows_its_pictures_and_the_push_sends_them(online, tmp_pat
     files = online.files("tester/merged")
     assert files["notes.txt"] == b"mine" and "## My notes" in files["README.md"].decode()
     assert all(link in files for link in linked_files(files["README.md"].decode()))
+
+
+def test_an_adapter_push_leaves_its_merged_model_for_a_repo_of_its_own(online, tmp_path, tiny_bert_dir, caplog):
+    """merge_adapter's `merged/` went up inside the adapter's repo: a subfolder `pipeline()` cannot load, with a card
+    naming a repo that did not exist. It stays out, and the log gives the command that pushes it on its own."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    base = BertForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=2)
+    folder = tmp_path / "run"
+    get_peft_model(base, LoraConfig(task_type="SEQ_CLS", r=2, target_modules=["query"])).save_pretrained(folder)
+    adapter_config = json.loads((folder / "adapter_config.json").read_text())
+    (folder / "adapter_config.json").write_text(json.dumps({**adapter_config, "base_model_name_or_path": "org/tiny"}))
+    base.save_pretrained(folder / "merged")
+    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(folder / "merged")
+    (folder / "merged" / "README.md").write_text("---\nlicense: apache-2.0\n---\n# run-merged\n")
+    with caplog.at_level("WARNING"):
+        assert main(["push", str(folder), "--hub_model_id", "tester/run"]) == 0
+    files = online.files("tester/run")
+    assert "adapter_model.safetensors" in files and not [f for f in files if f.startswith("merged/")]
+    assert f"hf-transfer push {folder / 'merged'} --hub_model_id tester/run-merged" in caplog.text
+    assert main(["push", str(folder / "merged"), "--hub_model_id", "tester/run-merged"]) == 0
+    assert "model.safetensors" in online.files("tester/run-merged")

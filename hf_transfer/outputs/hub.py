@@ -248,6 +248,23 @@ def with_retries(action, what: str, target: PushTarget, folder: Path):
         time.sleep(wait)
 
 
+def _merged_model_held_back(folder: Path, target: PushTarget) -> list[str]:
+    """An adapter run's `merged/` (merge_adapter) is a model of its own, with its own card: uploaded inside the
+    adapter's repo it was a subfolder that `pipeline()` cannot load and whose card named a repo that does not exist.
+    It stays out of the adapter's push, and the log says how to push it to a repo of its own."""
+    from hf_transfer.adapters.plan import MERGED_DIR
+
+    merged = folder / MERGED_DIR
+    if not ((folder / "adapter_config.json").is_file() and (merged / "config.json").is_file()):
+        return []
+    logger.warning(
+        "%s (the adapter merged into the weights) is a model of its own and is not pushed with the adapter; push it "
+        "to a repo of its own with `hf-transfer push %s --hub_model_id %s-merged`.",
+        merged, merged, target.repo_id,
+    )  # fmt: skip
+    return [f"{MERGED_DIR}/**"]
+
+
 def push_folder(folder: str | Path, target: PushTarget, message: str | None = None) -> str:
     """Create the repo (if needed), refresh the card for it, and upload the folder in one commit, its records naming
     local files by their last part (`publishable`); return its URL."""
@@ -269,6 +286,7 @@ def push_folder(folder: str | Path, target: PushTarget, message: str | None = No
         folder,
     )
     repo_id = repo_url.repo_id or target.repo_id
+    ignore = [*IGNORE_PATTERNS, *_merged_model_held_back(folder, target)]
     card_data = load_card_data(folder)
     # The card is rewritten for this repo id before the upload; a failed push puts the old files back.
     saved = {p: p.read_bytes() for p in (folder / "README.md", folder / CARD_DATA_FILE) if p.is_file()}
@@ -289,7 +307,7 @@ def push_folder(folder: str | Path, target: PushTarget, message: str | None = No
                     folder_path=upload,
                     revision=target.revision,
                     commit_message=message or commit_message(card_data),
-                    ignore_patterns=list(IGNORE_PATTERNS),  # a copy: huggingface_hub appends its own to the list
+                    ignore_patterns=ignore,  # a copy: huggingface_hub appends its own to the list
                 ),
                 f"upload {folder} to {repo_id!r}",
                 target,

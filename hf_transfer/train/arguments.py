@@ -299,6 +299,7 @@ class TransferTrainingArguments(TrainingArguments):
             "label_smoothing_factor": (0 <= self.label_smoothing_factor < 1, "in [0, 1)"),
             "weight_decay": (0 <= self.weight_decay < math.inf, "finite and >= 0"),
             "max_grad_norm": (grad_norm is None or not math.isnan(grad_norm), "a number (0 = no clipping)"),
+            "max_steps": (self.max_steps >= -1, "> 0, or -1 (or 0) to train num_train_epochs"),  # -5 was "off"
             "linear_probe_epochs": (0 <= self.linear_probe_epochs < math.inf, ">= 0 and finite (0 = off)"),
             "early_stopping_threshold": (0 <= self.early_stopping_threshold < math.inf, ">= 0 and finite"),
         }
