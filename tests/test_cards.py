@@ -291,6 +291,17 @@ def test_local_files_claim_no_hub_dataset_in_the_model_index(tmp_path):
     assert _model_index(CardData.load(tmp_path / CARD_DATA_FILE), tmp_path) == {("validation", "org/set", "org/set")}
 
 
+def test_the_summary_names_local_training_data_by_file_not_by_its_folder(tmp_path):
+    """The summary said "trained on 30 rows of scratch" for /tmp/scratch/train.csv: the folder's name, which is as
+    often `tmp` or `data` as the dataset's. It now names the file with its folder."""
+    for train_file, shown in (("/home/me/scratch/train.csv", "`scratch/train.csv`"), ("train.csv", "`train.csv`")):
+        record = {**DISTILL_RECORD, "data": {**DISTILL_RECORD["data"], "source": {"train_file": train_file}}}
+        c = complete_card_data(CardData(), record, {"train_file": train_file}, tmp_path)
+        assert f"trained with hf-transfer on {c.splits['train']['rows']:,} rows of {shown}." in str(
+            build_card(c, tmp_path)
+        )
+
+
 @pytest.mark.parametrize("command", ["merge", "export"])
 def test_merge_and_export_cards_name_the_file_they_measured_on(tmp_path, command):
     """A merge (or export) scores the model on a file of its own: its model-index said the fine-tuned run's Hub

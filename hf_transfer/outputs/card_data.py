@@ -245,9 +245,10 @@ def _source_text(source, fallback: str) -> str:
 
 
 def _data_name(path: str) -> str:
-    """`../data/sst2/train.tsv` -> `sst2`; a file directly in the working folder gives its own stem."""
+    """`../data/sst2/train.tsv` -> `` `sst2/train.tsv` ``: the file with its folder, never the path on this machine.
+    The folder alone named the data `tmp` or `scratch` as often as `sst2`."""
     p = Path(path)
-    return p.parent.name if p.parent.name not in ("", ".") else p.stem
+    return f"`{p.parent.name}/{p.name}`" if p.parent.name not in ("", ".") else f"`{p.name}`"
 
 
 def complete_card_data(card_data: CardData, record: dict, config: dict, folder: str | Path) -> CardData:
