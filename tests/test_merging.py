@@ -681,6 +681,44 @@ def test_lora_adapter_alpha_scales_the_adapter(tmp_path, tiny_bert_dir, lora_ada
     assert header["library_name"] == "transformers"
 
 
+def test_an_adapter_onto_a_base_it_does_not_fit_is_refused_before_any_weight_loads(
+    tmp_path, tiny_bert_dir, lora_adapter, capsys, caplog
+):
+    """PEFT loaded a LoRA adapter onto a deeper model without a word (the extra block got a zero update) and onto a
+    wider one with a traceback-length error after the weights loaded. Both are now one line from the adapter file's
+    header and the meta model; a base of the same shape under another name is said in the log."""
+    from transformers import AutoModel, AutoTokenizer
+
+    adapter_dir, _ = lora_adapter
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    for name, change in (("deep", {"num_hidden_layers": 3}), ("wide", {"hidden_size": 64}), ("same", {})):
+        config = _tiny_config("bert")
+        for key, value in change.items():
+            setattr(config, key, value)
+        AutoModel.from_config(config).save_pretrained(tmp_path / name)
+        tokenizer.save_pretrained(tmp_path / name)
+    capsys.readouterr()  # the saves' progress bars
+    expected = {
+        "deep": "holds LoRA weights for 4 layers, but its target_modules pick out 6",
+        "wide": "was trained on a layer 'bert.encoder.layer.0.attention.self.query' of 32 inputs and 32 outputs",
+    }
+    for name, needle in expected.items():
+        out = tmp_path / f"merged-{name}"
+        argv = ["merge", "--pretrained", str(tmp_path / name), "--finetuned", str(adapter_dir), "--alpha", "1"]
+        assert main([*argv, "--output_dir", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1 and not out.exists()
+    argv = ["merge", "--pretrained", str(tmp_path / "same"), "--finetuned", str(adapter_dir), "--alpha", "1"]
+    with caplog.at_level("WARNING"):
+        assert main([*argv, "--output_dir", str(tmp_path / "merged-same")]) == 0
+    assert "records its base as" in caplog.text and "only meaningful if that is the same model" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # onto the base it was trained on: no word
+        argv = ["merge", "--pretrained", str(tiny_bert_dir), "--finetuned", str(adapter_dir), "--alpha", "1"]
+        assert main([*argv, "--output_dir", str(tmp_path / "merged-own")]) == 0
+    assert "records its base as" not in caplog.text
+
+
 # --- evaluate on several sets --------------------------------------------------------------------------------------
 
 

@@ -39,6 +39,7 @@ from hf_transfer.core.models import (
 )
 from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.errors import ConfigError, one_line
+from hf_transfer.merge.adapter_fit import check_adapter_fits
 from hf_transfer.merge.arguments import MergeArguments
 from hf_transfer.merge.head import HeadMisfit, HeadStart, check_head_start
 from hf_transfer.merge.head import label_names as _label_names
@@ -141,6 +142,8 @@ def _preflight(args: MergeArguments) -> _Preflight:
     # The same classifier class built from both configs, on the meta device: any difference in depth, width or
     # vocabulary shows up as a parameter whose shape or presence differs.
     finetuned_meta = meta_classifier(config)
+    if adapter is not None:  # its config is the pretrained one with the adapter's labels: that model, on meta
+        check_adapter_fits(args.finetuned, adapter, finetuned_meta, args.pretrained)
     prefix = _body_prefix(finetuned_meta)
     head_names = _head_names(finetuned_meta, prefix)
     body = {k: v for k, v in specs(meta_classifier(pretrained_config).state_dict()).items() if k.startswith(prefix)}
