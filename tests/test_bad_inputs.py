@@ -176,6 +176,12 @@ def _bare_bert(path, **changes):
     return path
 
 
+def _common(extra) -> list[str]:
+    """COMMON less the flags a case gives itself (a flag given twice is warned about, a second stderr line)."""
+    pairs = zip(COMMON[::2], COMMON[1::2], strict=True)
+    return [token for flag, value in pairs if flag not in extra for token in (flag, value)]
+
+
 def train(w, *extra, train_file=None, dev=None, model=None):
     return [
         "train",
@@ -185,7 +191,7 @@ def train(w, *extra, train_file=None, dev=None, model=None):
         str(train_file or w["train"]),
         "--validation_file",
         str(dev or w["dev"]),
-        *COMMON,
+        *_common(extra),
         *extra,
     ]
 
@@ -199,7 +205,7 @@ def distill(w, *extra, teacher=None):
         str(w["train"]),
         "--validation_file",
         str(w["dev"]),
-        *COMMON,
+        *_common(extra),
         *extra,
     ]
 

@@ -186,6 +186,21 @@ def test_flags_override_yaml_and_are_read_as_yaml(tmp_path):
     assert model.model_name_or_path == "m" and adapter.peft_method == "none"
 
 
+def test_a_flag_given_twice_is_said_and_the_last_is_used(tmp_path, caplog):
+    """argparse kept the last of a repeated flag without a word (a sweep relies on it, so it is not refused)."""
+    argv = ["--model_name_or_path", "m", "--learning_rate", "1e-4", "--output_dir", str(tmp_path / "o")]
+    with caplog.at_level("WARNING"):
+        training = parse_command_args("train", [*argv, "--learning_rate=2e-4", "--bf16", "--bf16", "false"])[-1]
+    assert training.learning_rate == 2e-4 and training.bf16 is False
+    assert "--learning_rate is given 2 times (1e-4, then 2e-4); the last, 2e-4, is used." in caplog.text
+    assert "--bf16 is given 2 times (true, then false)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # a flag that collects values is no repeat
+        parse_command_args("evaluate", ["--model_name_or_path", "m", "--validation_file", "v.csv",
+                                        "--extra_eval", "a=a.csv", "--extra_eval", "b=b.csv"])  # fmt: skip
+    assert "given 2 times" not in caplog.text
+
+
 def test_yaml_reads_integers_and_booleans_as_yaml_1_2(tmp_path):
     """YAML 1.1 (PyYAML's default) reads `010` as octal 8 and `08` as text, so zero-padded label codes in a
     `label_mapping` named other rows than written; and `no` as false, so `save_strategy: no` was a boolean."""

@@ -9,6 +9,7 @@ import dataclasses
 import difflib
 import enum
 import itertools
+import logging
 import re
 import types
 import typing
@@ -16,6 +17,8 @@ from typing import Any, Literal, Union
 
 from hf_transfer.core.yaml_config import as_flag_value, load_config_file, read_yaml
 from hf_transfer.errors import ConfigError, HfTransferError
+
+logger = logging.getLogger(__name__)
 
 # A token argparse rightly reads as the next flag: after it, the value was simply left out.
 _FLAG = re.compile(r"--[A-Za-z_][\w-]*(=.*)?", re.DOTALL)
@@ -223,6 +226,7 @@ class CommandParser:
             flags, flag_values = self._split_other_flags(flags)
             other.update(flag_values)
         given = {token[2:].split("=", 1)[0].replace("-", "_") for token in flags if token.startswith("--")}
+        self._say_repeated_flags(flags)
         # One token per config value, `--name=value`: a value that begins with '-' is not read as a flag.
         tokens = [f"--{k}={as_flag_value(v)}" for k, v in config.items() if k not in given]
         self.parser.argv = tokens + flags
@@ -255,6 +259,26 @@ class CommandParser:
             # learning rate applies only when learning_rate was not given. Not a dataclass field, so not saved.
             object.__setattr__(objects[-1], "given_fields", frozenset(names & (set(config) | given)))
         return tuple(objects)
+
+    def _say_repeated_flags(self, flags: list[str]) -> None:
+        """argparse keeps the last of a flag given twice, without a word: a sweep may rely on that, so it is said,
+        not refused. Flags that collect values (`--extra_eval` given twice adds two sets) are not repeats."""
+        collecting = {a.dest for a in self.parser._actions if isinstance(a, argparse._AppendAction)}
+        seen: dict[str, list[str]] = {}
+        for i, token in enumerate(flags):
+            if not token.startswith("--") or token == "--":
+                continue
+            name, eq, value = token[2:].partition("=")
+            name = name.replace("-", "_")
+            if not eq:
+                value = flags[i + 1] if i + 1 < len(flags) and not flags[i + 1].startswith("--") else "true"
+            seen.setdefault(name, []).append(value)
+        for name, values in seen.items():
+            if len(values) > 1 and name not in collecting and name != "config":
+                logger.warning(
+                    "--%s is given %d times (%s); the last, %s, is used.", name, len(values), ", then ".join(values),
+                    values[-1],
+                )  # fmt: skip
 
     def _split_other_flags(self, flags: list[str]) -> tuple[list[str], dict[str, Any]]:
         """The flags of the command's own fields, and the others as {field: value read as YAML}; a bare flag of a
