@@ -50,6 +50,17 @@ def _albert(path, tokenizer_dir):
     return path
 
 
+def _gpt2(path, tokenizer_dir):
+    """A tiny GPT-2 body: its classification head `score` is a Linear without bias."""
+    from transformers import AutoTokenizer, GPT2Config, GPT2Model
+
+    config = GPT2Config(vocab_size=30522, n_embd=32, n_layer=2, n_head=2, n_positions=128, bos_token_id=102)
+    config.eos_token_id = 102
+    GPT2Model(config).save_pretrained(path)
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_bert_dir):
     """Files for every case: good data, bad data, good and broken models."""
@@ -128,6 +139,7 @@ def world(tmp_path_factory, tiny_bert_dir):
     config.update(model_type="my-custom-bert", auto_map={"AutoConfig": "modeling_custom.CustomConfig"})
     (w["remote"] / "config.json").write_text(json.dumps(config))
     w["albert"] = _albert(root / "albert", tiny_bert_dir)
+    w["gpt2"] = _gpt2(root / "gpt2", tiny_bert_dir)
     w["teacher"] = _classifier(root / "teacher", tiny_bert_dir, ["neg", "pos"])
     w["teacher3"] = _classifier(root / "teacher3", tiny_bert_dir, ["a", "b", "c"])
     w["wide"] = _bare_bert(root / "wide", intermediate_size=128)
@@ -474,6 +486,11 @@ CASES = [
             w, "--calibrate_decision", "macro_f1", "--calibration_split_percentage", "1", train_file=w["lopsided"]
         ),
         "calibration split",
+    ),
+    (
+        "calibrate_decision on a head without bias (GPT-2's score)",
+        lambda w: train(w, "--calibrate_decision", "macro_f1", "--few_shot", "false", model=w["gpt2"]),
+        "has no bias",
     ),
     ("calibration split percentage", lambda w: train(w, "--calibration_split_percentage", "80"), "calibration"),
     ("negative patience", lambda w: train(w, "--early_stopping_patience", "-1"), "early_stopping_patience"),
