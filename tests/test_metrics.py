@@ -227,6 +227,22 @@ def test_confusion_matrix_picture_says_counts_and_shortens_long_names_of_20_labe
     assert [t.get_text() for t in short.get_xticklabels()] == ["neg", "pos"]
 
 
+def test_confusion_matrix_picture_of_150_labels_stays_a_picture():
+    """150 labels drew a 92-inch (11,000-pixel, 4.8 MB) square of 22,500 numbers, two minutes after training; past
+    30 labels the cells carry colour alone, the title says the counts are in the JSON, and the size is capped."""
+    from hf_transfer.outputs.plots import confusion_figure
+
+    labels = [f"intent_{i}" for i in range(150)]
+    fig = confusion_figure(np.eye(150, dtype=int) * 3, labels, "validation")
+    ax = fig.axes[0]
+    assert max(fig.get_size_inches()) <= 21.5
+    assert not ax.texts and "150 labels, counts in the JSON" in ax.get_title()
+    assert [t.get_text() for t in ax.get_yticklabels()] == labels
+    assert 3 <= ax.get_yticklabels()[0].get_fontsize() < 10
+    thirty = confusion_figure(np.eye(30, dtype=int), labels[:30]).axes[0]
+    assert len(thirty.texts) == 900 and "cells: counts" in thirty.get_title()
+
+
 def test_training_curves_of_one_evaluation_have_whole_steps_from_zero_and_a_title():
     """One epoch, one evaluation: the step axis ran 4.8 to 5.2 in tenths and the score axis 0.627 to 0.65; the
     picture had no title; a run that logged no step loss (fewer steps than logging_steps) had no train loss."""

@@ -47,18 +47,26 @@ def tick_label(name: str, limit: int = TICK_LABEL_CHARS) -> str:
     return name[: limit - 1 - tail] + "…" + name[-tail:]
 
 
+# 150 labels drew a 10,000-pixel square of 22,500 numbers in two minutes (4.8 MB): past this many labels the cells
+# carry colour alone (the counts are in the JSON beside it) and the picture stops growing.
+CONFUSION_COUNTED_LABELS = 30
+CONFUSION_MAX_INCHES = 20.5
+
+
 def confusion_figure(matrix, labels: Sequence[str], title: str | None = None):
     """The confusion-matrix heatmap: counts in the cells, coloured by the share of each true label's rows."""
     matrix = np.asarray(matrix, dtype=int)
     # Colour by recall (each row sums to 1) so that small classes stay visible next to large ones.
     totals = matrix.sum(1, keepdims=True)
     normalised = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
-    size = 2.5 + 0.6 * len(labels)
+    n = len(labels)
+    size = min(2.5 + 0.6 * n, CONFUSION_MAX_INCHES)
     fig = _figure(figsize=(size + 1, size))
     ax = fig.subplots()
     image = ax.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true label's rows")
-    for (row, col), count in np.ndenumerate(matrix):
+    counted = n <= CONFUSION_COUNTED_LABELS
+    for (row, col), count in np.ndenumerate(matrix) if counted else ():
         colour = "white" if normalised[row, col] > 0.5 else "black"
         ax.text(col, row, str(count), ha="center", va="center", color=colour, fontsize=9)
     shown = [tick_label(name) for name in labels]
@@ -67,11 +75,13 @@ def confusion_figure(matrix, labels: Sequence[str], title: str | None = None):
     rotate = len(labels) > 6 or max((len(name) for name in shown), default=0) > 8
     ticks = range(len(labels))
     ha = "right" if rotate else "center"
-    ax.set_xticks(ticks, shown, rotation=45 if rotate else 0, ha=ha, rotation_mode="anchor")
-    ax.set_yticks(ticks, shown)
+    font = min(10.0, max(3.0, 0.7 * 72 * (size - 2.5) / max(n, 1)))  # a tick's room, in points, once capped
+    ax.set_xticks(ticks, shown, rotation=45 if rotate else 0, ha=ha, rotation_mode="anchor", fontsize=font)
+    ax.set_yticks(ticks, shown, fontsize=font)
     name = f"Confusion matrix: {title}" if title else "Confusion matrix"
     ax.set(xlabel="Predicted label", ylabel="True label")
-    ax.set_title(f"{name} ({int(matrix.sum())} rows)\ncells: counts; colour: share of the true label", fontsize=10)
+    cells = "cells: counts; colour" if counted else f"{n} labels, counts in the JSON; colour"
+    ax.set_title(f"{name} ({int(matrix.sum())} rows)\n{cells}: share of the true label", fontsize=10)
     return fig
 
 
