@@ -545,3 +545,28 @@ def test_an_export_card_does_not_say_its_graphs_scores_were_measured_in_fp32(tmp
     assert text.count("0.7500") == 2  # the summary and the results table
     assert "checked against PyTorch. Validation accuracy of the exported int8 graph: 0.7500." in text
     assert "Validation accuracy: 0.7500." not in text
+
+
+def test_card_of_150_labels_names_ten_and_points_to_the_matrix_file(tmp_path):
+    """150 intents: the opening line and the intended use named all 150 labels, and the confusion matrix was a
+    150-column table of 22,500 cells (a 160 KB card); the sentences now name ten and the matrix is left to its
+    JSON and picture. The label table still lists every label, and 3 labels still get the table."""
+    names = [f"intent_{i}" for i in range(150)]
+    (tmp_path / "confusion_matrix.png").write_bytes(b"")
+    c = CardData(label_names=names, confusion_matrix=[[2 * (i == j) for j in range(150)] for i in range(150)])
+    c.metrics, c.eval_dataset = {"accuracy": 1.0}, "300 rows"
+    text = build_card(c, tmp_path).text
+    assert (
+        "(intent_0, intent_1, intent_2, intent_3, intent_4, intent_5, intent_6, intent_7, intent_8, intent_9 "
+        "and 140 more)" in text
+    )
+    assert "intent_10," not in text and "| 149 | intent_149 |" in text
+    assert (
+        "150 labels make too wide a table: the counts are in `confusion_matrix.json`, their shares in the "
+        "picture below." in text
+    )
+    assert "| **intent_0** |" not in text and "![confusion matrix on the validation set](confusion_matrix.png)" in text
+    small = CardData(label_names=["a", "b", "c"], confusion_matrix=[[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    small.metrics, small.eval_dataset = {"accuracy": 1.0}, "3 rows"
+    small_text = build_card(small, None).text
+    assert "(a, b, c)" in small_text and "| **c** | 0 | 0 | 1 |" in small_text and "too wide" not in small_text

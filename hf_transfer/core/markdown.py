@@ -18,3 +18,15 @@ def table_row(cells: Iterable) -> str:
 def table_cells(rows: Iterable[Iterable]) -> list[list[str]]:
     """Every row's cells escaped, for a template that joins them with ` | `."""
     return [[table_cell(value) for value in r] for r in rows]
+
+
+# A card's sentences name at most this many labels (150 intents made the opening line a paragraph of names; the
+# card's label table lists them all).
+NAMED_LABELS = 10
+
+
+def label_list(names: list[str], limit: int = NAMED_LABELS) -> str:
+    """`names` joined with commas, or the first `limit` and how many more."""
+    if len(names) <= limit:
+        return ", ".join(names)
+    return ", ".join(names[:limit]) + f" and {len(names) - limit} more"

@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 from hf_transfer.core.folders import CARD_DATA_FILE, write_text_atomic
-from hf_transfer.core.markdown import table_cell, table_cells
+from hf_transfer.core.markdown import label_list, table_cell, table_cells
 from hf_transfer.core.tasks import METRIC_NAMES
 from hf_transfer.outputs.card_data import CardData, detect_adapter
 from hf_transfer.outputs.card_rows import (
@@ -28,7 +28,7 @@ from hf_transfer.outputs.card_rows import (
 from hf_transfer.outputs.export_card import export_fields, export_summary, export_tags
 from hf_transfer.outputs.few_shot_card import few_shot_rows
 from hf_transfer.outputs.merge_card import EVAL_JSON as MERGE_EVAL_JSON
-from hf_transfer.outputs.plots import confusion_paths
+from hf_transfer.outputs.plots import CONFUSION_COUNTED_LABELS, confusion_paths
 from hf_transfer.outputs.readme import merge_readme
 
 TEMPLATE = "model_card.md.jinja"
@@ -132,12 +132,12 @@ def _summary(c: CardData) -> str:
     train_rows = c.splits.get("train", {}).get("rows")
     data = f" on {train_rows:,} rows of {c.data_source_name()}" if train_rows else ""
     if c.merge:
-        text = f"A {kind} text classifier ({', '.join(c.label_names)}): {c.one_line()}, made with hf-transfer merge."
+        text = f"A {kind} text classifier ({label_list(c.label_names)}): {c.one_line()}, made with hf-transfer merge."
         metric, value = c.headline_metric()
         if metric:
             text += f" Validation {metric.replace('_', ' ')}: {value:.4f}."
         return text
-    text = f"A {kind} text classifier ({', '.join(c.label_names)}): {c.one_line()}, trained with hf-transfer{data}."
+    text = f"A {kind} text classifier ({label_list(c.label_names)}): {c.one_line()}, trained with hf-transfer{data}."
     d = c.distillation
     if d:
         text += f" Distillation used α={d.get('alpha')} and T={d.get('temperature')}."
@@ -157,7 +157,7 @@ def _summary(c: CardData) -> str:
 
 def _intended_use(c: CardData) -> str:
     return (
-        f"Classifying text into the labels above ({', '.join(c.label_names)}), for text like the training data "
+        f"Classifying text into the labels above ({label_list(c.label_names)}), for text like the training data "
         f"({c.data_source}). The model was evaluated only on {c.eval_dataset}; it was not tested on other data, so "
         "expect lower accuracy on other domains, styles or label definitions, and measure it on your own data "
         "before relying on it. Any biases of the base model and of the training data carry over."
@@ -234,6 +234,7 @@ def build_card(c: CardData, folder: str | Path | None = None):
         has_curves=folder is None or (folder / "training_curves.png").is_file(),
         confusion_matrix=None if c.multi_label else c.confusion_matrix,
         confusion_plot=_confusion_plot(c, folder),
+        confusion_json=_confusion_json(c),
         has_label_f1_plot=bool(c.multi_label) and folder is not None and (folder / "label_f1.png").is_file(),
         intended_use=_intended_use(c),
         speed_note=export["speed_note"],
@@ -249,6 +250,14 @@ def _confusion_plot(c: CardData, folder: Path | None) -> str | None:
     `confusion_matrix.png`, or merge's `merge_eval.confusion_matrix.png` (its validation set at the chosen α)."""
     name = confusion_paths(Path(MERGE_EVAL_JSON), None)[1].name if c.merge else "confusion_matrix.png"
     return name if folder is not None and (folder / name).is_file() else None
+
+
+def _confusion_json(c: CardData) -> str | None:
+    """Past `CONFUSION_COUNTED_LABELS` labels (a 150-column table of 22,500 cells), the file the card points to
+    instead of tabulating the matrix."""
+    if len(c.label_names or []) <= CONFUSION_COUNTED_LABELS:
+        return None
+    return confusion_paths(Path(MERGE_EVAL_JSON), None)[0].name if c.merge else "confusion_matrix.json"
 
 
 def _truncation(max_length) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hf_transfer.core.markdown import label_list
 from hf_transfer.outputs.card_data import CardData, _scalar_metrics, _versions, load_card_data
 from hf_transfer.outputs.provenance import base_model_facts, is_hub_id
 
@@ -94,7 +95,7 @@ def export_summary(c: CardData, summary: str) -> str:
             f"{summary} {held} Validation {metric.replace('_', ' ')} of the exported {graph_name} graph: {value:.4f}."
         )
     text = (
-        f"A {kind} text classifier ({', '.join(c.label_names)}) as {graph}, exported with hf-transfer export from "
+        f"A {kind} text classifier ({label_list(c.label_names)}) as {graph}, exported with hf-transfer export from "
         f"`{Path(str(export['source'])).name}` (a model hf-transfer did not train) and checked against PyTorch."
     )
     metric, value = c.headline_metric()
