@@ -75,7 +75,7 @@ def world(tmp_path_factory, tiny_bert_dir):
     w["no_text"] = root / "no_text.csv"
     pd.DataFrame({"body": ["x", "y"]}).to_csv(w["no_text"], index=False)
     w["small"] = _csv(root / "small.csv", ["good a", "bad b", "good c", "bad d"], ["pos", "neg", "pos", "neg"])
-    # one "neg" row: too few to stratify, so a 1% carve-out holds a single row and misses a class
+    # one "neg" row: it stays in train when a split is carved, so a calibration split never holds that class
     w["lopsided"] = _csv(root / "lopsided.csv", ["good a", "bad b", "good c", "good d"], ["pos", "neg", "pos", "pos"])
     w["blank"] = _csv(root / "blank.csv", ["  ", ""], ["pos", "neg"])
     w["empty"] = root / "empty.csv"
@@ -485,7 +485,7 @@ CASES = [
         lambda w: train(
             w, "--calibrate_decision", "macro_f1", "--calibration_split_percentage", "1", train_file=w["lopsided"]
         ),
-        "calibration split",
+        "fewer than 2 training rows (training rows per label: {'neg': 1})",
     ),
     (
         "calibrate_decision on a head without bias (GPT-2's score)",

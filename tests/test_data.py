@@ -271,9 +271,17 @@ def test_validation_is_carved_deterministically_and_stratified(tmp_path):
     assert set(first.datasets["validation"]["text"][:]).isdisjoint(first.datasets["train"]["text"][:])
 
 
-def test_carving_falls_back_to_unstratified_for_singleton_classes(tmp_path):
-    prepared = load(tmp_path, rows(["a"] * 19 + ["b"]))
-    assert len(prepared.datasets["validation"]) == 2 and len(prepared.datasets["train"]) == 18
+def test_carving_keeps_a_class_of_one_row_in_train(tmp_path):
+    """A class of one row made the carve-out unstratified, and by chance its row went to validation: train had no
+    row of a class the model is scored on (no warning; the card said "stratified"). Its row now stays in train and
+    the other classes are still carved by label; a file of one row per class is still split at random."""
+    path = write(tmp_path / "train.csv", rows(["a"] * 19 + ["b"] * 10 + ["c"]))
+    for seed in range(10):
+        prepared = load_data(DataArguments(train_file=path, validation_split_percentage=10), seed=seed)
+        assert prepared.summary["train"]["label_counts"] == {"a": 17, "b": 9, "c": 1}
+        assert prepared.summary["validation"]["label_counts"] == {"a": 2, "b": 1, "c": 0}
+    singles = load(tmp_path, rows(["a", "b", "c", "d"]))
+    assert len(singles.datasets["validation"]) == 1 and len(singles.datasets["train"]) == 3
 
 
 def test_max_samples_keep_the_first_rows(tmp_path):

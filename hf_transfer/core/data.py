@@ -156,8 +156,8 @@ def _labels_array(ds: datasets.Dataset) -> np.ndarray:
 
 
 def _carve_validation(train: datasets.Dataset, percentage: int, seed: int, multi: bool):
-    """Seeded, shuffled train/validation indices (int64 arrays), stratified by label when every class has two rows
-    or more.
+    """Seeded, shuffled train/validation indices (int64 arrays), stratified by label; a class of one row stays in
+    train (it went to validation by chance when any class had one row, leaving train without it).
 
     Done in numpy: `Dataset.train_test_split(stratify_by_column=...)` reads the labels row by row (seconds on SST-2),
     and a Python list of a million indices costs more memory than the rows it selects.
@@ -168,14 +168,13 @@ def _carve_validation(train: datasets.Dataset, percentage: int, seed: int, multi
         )
     rng = np.random.default_rng(seed)
     labels = None if multi else _labels_array(train)
-    if labels is None or np.bincount(labels)[np.unique(labels)].min() < 2:
-        groups = [np.arange(len(train))]
-    else:
+    groups = [np.arange(len(train))]
+    if labels is not None and np.bincount(labels).max() > 1:  # else every class is one row: none can be spared
         groups = [np.flatnonzero(labels == c) for c in np.unique(labels)]
     train_parts, val_parts = [], []
     for group in groups:
         group = rng.permutation(group)
-        n_val = min(max(1, round(len(group) * percentage / 100)), len(group) - 1)
+        n_val = min(max(1, round(len(group) * percentage / 100)), len(group) - 1) if len(group) > 1 else 0
         val_parts.append(group[:n_val])
         train_parts.append(group[n_val:])
     return rng.permutation(np.concatenate(train_parts)), rng.permutation(np.concatenate(val_parts))
@@ -371,8 +370,8 @@ def token_lengths(tokenized: datasets.Dataset) -> np.ndarray:
 
 
 def carve_split(prepared: PreparedData, name: str, percentage: int, seed: int) -> PreparedData:
-    """The same data with `percentage` of train moved (seeded, stratified where every class has two rows) into a new
-    split `name`, such as the calibration split of `calibrate_decision`; the summary says how many rows moved."""
+    """The same data with `percentage` of train moved (seeded, stratified; a class of one row stays in train) into a
+    new split `name`, such as the calibration split of `calibrate_decision`; the summary says how many rows moved."""
     multi = prepared.problem_type == MULTI_LABEL
     train = prepared.datasets["train"]
     keep, carved = _carve_validation(train, percentage, seed, multi)

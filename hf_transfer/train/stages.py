@@ -86,16 +86,15 @@ def with_calibration_split(prepared: PreparedData, args, config) -> PreparedData
     if not args.calibrate_decision:
         return prepared
     output_layer(_meta_model(config), config.num_labels, meta_layout(config, need_blocks=False).head)
-    train_rows = len(prepared.datasets["train"])
     carved = carve_split(prepared, CALIBRATION_SPLIT, args.calibration_split_percentage, args.seed)
     counts = carved.summary[CALIBRATION_SPLIT]["label_counts"]
     empty = [name for name in prepared.label_names if not counts.get(name)]
-    if empty:
-        percent = args.calibration_split_percentage
+    if empty:  # the split is stratified: only a label of fewer than 2 training rows can miss it
+        rows = {name: carved.summary["train"]["label_counts"].get(name, 0) for name in empty}
         raise ConfigError(
-            f"calibrate_decision needs rows of every label in its calibration split, but {percent}% of the "
-            f"{train_rows} training rows holds none of {empty}; raise calibration_split_percentage, add training "
-            "rows, or drop calibrate_decision."
+            f"calibrate_decision needs rows of every label in its calibration split, but these labels have fewer "
+            f"than 2 training rows (training rows per label: {rows}), and a label's only row stays in train; add "
+            "training rows of them, or drop calibrate_decision."
         )
     return carved
 
