@@ -71,6 +71,7 @@ def world(tmp_path_factory, tiny_bert_dir):
     w["train"] = _csv(root / "train.csv", texts, labels)
     w["dev"] = _csv(root / "dev.csv", texts[:8], labels[:8])
     w["unseen"] = _csv(root / "unseen.csv", ["x"], ["neutral"])
+    w["case_dev"] = _csv(root / "case_dev.csv", ["x", "y"], ["Pos", "neg"])
     w["id_outside"] = _csv(root / "id_outside.csv", ["x", "y", "z"], [0, 1, 2])
     w["no_text"] = root / "no_text.csv"
     pd.DataFrame({"body": ["x", "y"]}).to_csv(w["no_text"], index=False)
@@ -388,6 +389,7 @@ CASES = [
     ("empty file", lambda w: train(w, train_file=w["empty"]), "empty"),
     ("all rows dropped", lambda w: train(w, train_file=w["blank"]), "empty"),
     ("validation label not in train", lambda w: train(w, dev=w["unseen"]), "neutral"),
+    ("validation label differing in case", lambda w: train(w, dev=w["case_dev"]), "case: [['Pos', 'pos']]"),
     ("NaN labels only", lambda w: train(w, train_file=w["nan_labels"]), "label"),
     ("multi-label rows not lists", lambda w: train(w, train_file=w["not_lists"], dev=w["not_lists"]), "list"),
     (

@@ -296,6 +296,16 @@ def test_truncation_that_loses_a_class_warns(tmp_path, caplog):
     assert "hold no example of ['b']" in caplog.text
 
 
+def test_labels_alike_but_for_case_warn(tmp_path, caplog):
+    """`Positive` in a few rows of a `positive` file made a class of its own, without a word."""
+    prepared = load(tmp_path, rows(["positive", "negative", "Positive", "positive"]))
+    assert prepared.label_names == ["Positive", "negative", "positive"]
+    assert "the labels [['Positive', 'positive']] differ only in letter case" in caplog.text
+    caplog.clear()
+    load(tmp_path, rows(["positive", "negative", "positive", "negative"]))
+    assert "letter case" not in caplog.text
+
+
 def test_a_named_class_with_no_training_row_warns(tmp_path, caplog):
     """class_names or label_mapping may name a class that no training row holds: the model got an output for it that
     was never trained towards, silently (the card's label counts said 0 only after the run)."""

@@ -29,7 +29,13 @@ from hf_transfer.core.cleaning import (
     load_sources,
     resolve_columns,
 )
-from hf_transfer.core.label_space import check_label_types, detect_problem_type, label_space
+from hf_transfer.core.label_space import (
+    case_variants,
+    check_label_types,
+    detect_problem_type,
+    label_space,
+    warn_case_variants,
+)
 from hf_transfer.core.scratch import scratch_folder
 from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.errors import DataError
@@ -111,9 +117,11 @@ def _apply_label_space(split, ds, profile, summary, space, multi: bool, args) ->
                 f"the {split} data has label(s) {shown} that class_names {names} does not cover: integer labels must "
                 f"be 0..{len(names) - 1}, string labels one of the names. Fix the data, or use label_mapping."
             )
+        alike = case_variants(shown, names)
         raise DataError(
             f"the {split} data has label(s) {shown} never seen in the training data (whose labels are {names}); "
             "a model cannot learn them. Fix the labels, or add such examples to train."
+            + (f" (These differ from training labels only in letter case: {alike}.)" if alike else "")
         )
     width = len(names)
 
@@ -249,6 +257,7 @@ def load_data(data_args: DataArguments, seed: int = 42, require_train: bool = Tr
     check_label_types(args, profiles, label)
     space = label_space(args, profiles, hub_names)
     names = space[0]
+    warn_case_variants(names)
     if require_train and multi and not names:  # every list empty: no output to learn (sklearn failed after training)
         raise DataError(
             f"every label list of the training data is empty ({profiles['train'].rows} rows); a multi-label model "

@@ -3,10 +3,14 @@ values gathered frame by frame): single- or multi-label, label types that cannot
 
 from __future__ import annotations
 
+import logging
+
 from hf_transfer.core.arguments import DataArguments
 from hf_transfer.core.cleaning import LabelProfile, normalise_scalar
 from hf_transfer.core.tasks import MULTI_LABEL, SINGLE_LABEL
 from hf_transfer.errors import DataError
+
+logger = logging.getLogger(__name__)
 
 
 def detect_problem_type(args: DataArguments, profiles: dict[str, LabelProfile], label: str) -> str:
@@ -74,4 +78,25 @@ def _check_class_names(names: list[str]) -> None:
             f"{names[0]!r}): evaluate and predict read a file's integer labels as such names, so the same file would "
             "mean other classes there. Use names that are not integers (e.g. '1 star'), or label_mapping (and give "
             "evaluate the same label_mapping)."
+        )
+
+
+def case_variants(names, known=None) -> list[list[str]]:
+    """Groups of names that differ only in letter case (`Positive` and `positive`), each name against the others or,
+    given `known`, against those."""
+    groups: dict[str, list[str]] = {}
+    for name in known if known is not None else names:
+        groups.setdefault(str(name).casefold(), []).append(str(name))
+    if known is not None:
+        return [[str(n), *groups[str(n).casefold()]] for n in names if str(n).casefold() in groups]
+    return [group for group in groups.values() if len(group) > 1]
+
+
+def warn_case_variants(names: list[str]) -> None:
+    """Label names alike but for case are separate classes; most often one is a typo of the other."""
+    alike = case_variants(names)
+    if alike:
+        logger.warning(
+            f"the labels {alike} differ only in letter case, so each is a class of its own; if they are one class, "
+            "write them alike in the data (or join them with label_mapping)."
         )
