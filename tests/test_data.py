@@ -296,6 +296,19 @@ def test_truncation_that_loses_a_class_warns(tmp_path, caplog):
     assert "hold no example of ['b']" in caplog.text
 
 
+def test_evaluation_rows_that_repeat_training_rows_warn(tmp_path, caplog):
+    """A validation file that repeats training rows (or a train file with duplicates, carved) scored the model on
+    text it trained on, without a word; the warning counts them per split. Distinct rows say nothing."""
+    load(tmp_path, rows(["a", "b"] * 4), rows(["a", "b", "a"], ["text 0", "text 1", "new text"]))
+    assert "2 of the 3 validation rows have the same input as a training row" in caplog.text
+    caplog.clear()
+    load(tmp_path, rows(["a", "b"] * 10, ["same"] * 20), validation_split_percentage=20)
+    assert "4 of the 4 validation rows have the same input" in caplog.text
+    caplog.clear()
+    load(tmp_path, rows(["a", "b"] * 4), rows(["a", "b"], ["new 0", "new 1"]))
+    assert "same input" not in caplog.text
+
+
 def test_labels_alike_but_for_case_warn(tmp_path, caplog):
     """`Positive` in a few rows of a `positive` file made a class of its own, without a word."""
     prepared = load(tmp_path, rows(["positive", "negative", "Positive", "positive"]))

@@ -36,6 +36,7 @@ from hf_transfer.core.label_space import (
     label_space,
     warn_case_variants,
 )
+from hf_transfer.core.overlap import warn_overlap
 from hf_transfer.core.scratch import scratch_folder
 from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.errors import DataError
@@ -286,6 +287,7 @@ def load_data(data_args: DataArguments, seed: int = 42, require_train: bool = Tr
     for split, limit in (("train", args.max_train_samples), ("validation", args.max_eval_samples)):
         if limit is not None and split in splits:
             splits[split] = _truncate(splits[split], limit, split, names, multi)
+    warn_overlap(splits, text, pair)
     summary = {"source": source, "columns": {"text": text, "text_pair": pair, "label": label}}
     summary["validation_carved_from_train"] = carved
     summary["seconds"] = {"read_and_clean": round(time.perf_counter() - started, 2)}
