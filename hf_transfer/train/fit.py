@@ -33,6 +33,7 @@ from hf_transfer.outputs.run_folder import (
     stop_cleanly,
     write_resolved_config,
 )
+from hf_transfer.train.evaluation_memory import EvaluationMemory
 
 
 def fit_and_report(
@@ -63,6 +64,7 @@ def fit_and_report(
     model_args, training_args = arg_objects[0], arg_objects[-1]
     card_callback = CardDataCallback()
     trainer.add_callback(card_callback)
+    evaluations = EvaluationMemory(trainer)
     freeze_at_start = trainer.freeze_summary()
     resumed = resumed_from(training_args.resume_from_checkpoint)  # before the run's saves rotate it away
     started = time.perf_counter()
@@ -78,12 +80,16 @@ def fit_and_report(
         # The saved weights are float32: from here on (calibration, final evaluation, test, the teacher comparison)
         # the model runs in fp32, as `hf-transfer evaluate` runs it, and not under the run's bf16/fp16 autocast.
         score_in_fp32(trainer.model)
+        evaluations.training_ended()
         trained = after_train(trainer) if after_train else {}
         # No validation split: the few-shot route trains on every labelled row when no validation file is given.
         prediction = None
         eval_metrics = {}
         if "validation" in tokenized:
-            prediction = trainer.predict(tokenized["validation"], metric_key_prefix="eval")
+            # The last (or best) evaluation during training may have scored these very weights on this set already.
+            prediction = evaluations.final_prediction(tokenized["validation"])
+            if prediction is None:
+                prediction = trainer.predict(tokenized["validation"], metric_key_prefix="eval")
             eval_metrics = {k: v for k, v in prediction.metrics.items() if not isinstance(v, (list, dict))}
             eval_metrics["eval_samples"] = len(tokenized["validation"])
         test_metrics = None

@@ -220,7 +220,10 @@ def calibrate(trainer, tokenized, prepared: PreparedData) -> dict:
     model = trainer.accelerator.unwrap_model(trainer.model)
     names, problem_type = prepared.label_names, prepared.problem_type
     calibration = trainer.predict(tokenized[CALIBRATION_SPLIT], metric_key_prefix="calibration")
-    before = trainer.predict(tokenized["validation"], metric_key_prefix="eval").metrics
+    # The trained weights' validation scores: those of the last evaluation during training when it scored them.
+    memory = getattr(trainer, "evaluation_memory", None)
+    before = memory.final_prediction(tokenized["validation"]) if memory is not None else None
+    before = (before or trainer.predict(tokenized["validation"], metric_key_prefix="eval")).metrics
     logits = calibration.predictions[0] if isinstance(calibration.predictions, tuple) else calibration.predictions
     offsets = fit_offsets(logits, calibration.label_ids, names, problem_type)
     name, layer = output_layer(model, len(names), trainer.layout.head)

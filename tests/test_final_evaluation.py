@@ -1,0 +1,95 @@
+"""The run's final evaluation does not run the model over the validation set again when an evaluation during training
+already scored the very weights being saved, in fp32 (the last epoch's, or the best checkpoint's that
+`load_best_model_at_end` brought back); its figures are those of that evaluation. Counted in rows through the model."""
+
+import functools
+import json
+
+import pandas as pd
+import pytest
+from transformers.models.bert import modeling_bert
+
+from hf_transfer.cli import main
+
+WORDS = ["good", "great", "fine", "bad", "awful", "poor", "nice", "meh"]
+TRAIN_ROWS, DEV_ROWS = 48, 40
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("final-eval-data")
+    n = TRAIN_ROWS + DEV_ROWS
+    texts = [f"{WORDS[i % 8]} thing number {i}" for i in range(n)]
+    labels = ["pos" if i % 8 in (0, 1, 2, 6) else "neg" for i in range(n)]
+    pd.DataFrame({"text": texts[:TRAIN_ROWS], "label": labels[:TRAIN_ROWS]}).to_csv(root / "train.csv", index=False)
+    pd.DataFrame({"text": texts[TRAIN_ROWS:], "label": labels[TRAIN_ROWS:]}).to_csv(root / "dev.csv", index=False)
+    return root / "train.csv", root / "dev.csv"
+
+
+@pytest.fixture
+def scored_rows(monkeypatch):
+    """Rows the encoder runs in eval mode (evaluations, predictions), per call; the encoder's forward, which the
+    classifier's calls (accelerate wraps the classifier's own in its autocast)."""
+    rows = []
+    forward = modeling_bert.BertModel.forward
+
+    @functools.wraps(forward)
+    def counting(self, input_ids=None, *args, **kwargs):
+        if not self.training:
+            rows.append(input_ids.shape[0])
+        return forward(self, input_ids, *args, **kwargs)
+
+    monkeypatch.setattr(modeling_bert.BertModel, "forward", counting)
+    return rows
+
+
+def train(tiny_bert_dir, data, out, *extra):
+    argv = ["train", "--model_name_or_path", str(tiny_bert_dir), "--train_file", str(data[0]),
+            "--validation_file", str(data[1]), "--output_dir", str(out), "--per_device_train_batch_size", "8",
+            "--per_device_eval_batch_size", "16", "--num_train_epochs", "2", "--eval_strategy", "epoch",
+            "--save_strategy", "no", "--few_shot", "false", "--report_to", "none", "--disable_tqdm", "true",
+            *extra]  # fmt: skip
+    assert main(argv) == 0
+    record = json.loads((out / "hf_transfer_run.json").read_text())
+    evals = [e for e in record["log_history"] if "eval_loss" in e]
+    return record, evals
+
+
+def scores(metrics: dict) -> dict:
+    timing = ("runtime", "per_second")
+    return {k: v for k, v in metrics.items() if not any(t in k for t in timing) and k not in ("epoch", "step")}
+
+
+def test_the_last_epochs_evaluation_is_the_final_one(tmp_path, tiny_bert_dir, data, scored_rows):
+    record, evals = train(tiny_bert_dir, data, tmp_path / "run")
+    assert len(evals) == 2
+    assert sum(scored_rows) == 2 * DEV_ROWS  # was 3 × 40: the final evaluation ran the same weights again
+    assert scores(record["eval_metrics"]) == {**scores(evals[-1]), "eval_samples": DEV_ROWS}
+    assert record["validation_report"]["accuracy"] == evals[-1]["eval_accuracy"]
+    assert json.loads((tmp_path / "run" / "confusion_matrix.json").read_text())
+
+
+def test_the_best_checkpoints_evaluation_is_the_final_one(tmp_path, tiny_bert_dir, data, scored_rows):
+    record, evals = train(tiny_bert_dir, data, tmp_path / "run", "--num_train_epochs", "4", "--eval_strategy",
+                          "steps", "--eval_steps", "1", "--learning_rate", "1e-3", "--early_stopping_patience",
+                          "2", "--metric_for_best_model", "accuracy")  # fmt: skip
+    best = record["best_model"]
+    assert best["step"] != best["last_step"], "the precondition: the best checkpoint is not the last step"
+    assert sum(scored_rows) == len(evals) * DEV_ROWS
+    (best_eval,) = [e for e in evals if e["step"] == best["step"]]
+    assert scores(record["eval_metrics"]) == {**scores(best_eval), "eval_samples": DEV_ROWS}
+
+
+def test_calibration_reuses_the_last_evaluation_and_scores_what_it_changed(tmp_path, tiny_bert_dir, data, scored_rows):
+    record, evals = train(tiny_bert_dir, data, tmp_path / "run", "--calibrate_decision", "macro_f1")
+    calibration_rows = record["calibration"]["calibration_rows"]
+    # Each epoch, the calibration split, and the calibrated model once: the scores before calibration are the last
+    # epoch's (the validation set ran twice more before).
+    assert sum(scored_rows) == 2 * DEV_ROWS + calibration_rows + DEV_ROWS
+    before = record["calibration"]["validation_before"]
+    assert before["accuracy"] == evals[-1]["eval_accuracy"] and before["f1_macro"] == evals[-1]["eval_f1_macro"]
+
+
+def test_a_bf16_run_scores_its_saved_weights_in_fp32_once_more(tmp_path, tiny_bert_dir, data, scored_rows):
+    train(tiny_bert_dir, data, tmp_path / "run", "--bf16", "true", "--use_cpu", "true")
+    assert sum(scored_rows) == 3 * DEV_ROWS  # the epochs ran under bf16 autocast: the fp32 figures need a pass
