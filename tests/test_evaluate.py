@@ -184,6 +184,21 @@ def test_digit_like_labels_that_are_no_integers_are_named(tmp_path, tiny_bert_di
     assert "labels ['²', '①', '②'] in" in one_line_error(capsys) and not out.exists()
 
 
+def test_labels_that_differ_from_the_models_only_in_case_are_named_so(models, tmp_path, capsys, monkeypatch):
+    """`Positive` in a file for a model of `pos`/`neg`-like names was refused as unknown with no hint that only the
+    letter case differs (train's refusal gave one); `evaluate`, `predict` and `merge` share the hint now."""
+    pd.DataFrame({"text": WORDS[:4], "label": ["Pos", "neg", "NEG", "pos"]}).to_csv(tmp_path / "d.csv", index=False)
+    no_model_load(monkeypatch)
+    monkeypatch.setattr("hf_transfer.predict.command.load_inference_model", lambda *a: pytest.fail("loaded"))
+    argv = ["--model_name_or_path", str(models["full"])]
+    assert main(["evaluate", *argv, "--validation_file", str(tmp_path / "d.csv")]) == 2
+    hint = "(these differ from the model's only in letter case: [['NEG', 'neg'], ['Pos', 'pos']])"
+    assert hint in one_line_error(capsys)
+    out = tmp_path / "out.csv"
+    assert main(["predict", *argv, "--input_file", str(tmp_path / "d.csv"), "--output_file", str(out)]) == 2
+    assert hint in one_line_error(capsys) and not out.exists()
+
+
 def test_boolean_labels_match_a_model_of_either_spelling(tmp_path, tiny_bert_dir, capsys):
     """A model trained on a csv's `false`/`true` (its labels' names before booleans had one spelling) scores a jsonl
     file of JSON booleans by name, as it scores its own csv."""

@@ -13,6 +13,7 @@ from hf_transfer.core.arguments import DataArguments, EvalDataArguments, EvalSet
 from hf_transfer.core.cleaning import label_name_keys, normalise_scalar
 from hf_transfer.core.data import load_data
 from hf_transfer.core.inference import predict_logits
+from hf_transfer.core.label_space import case_variants
 from hf_transfer.core.markdown import table_row
 from hf_transfer.core.metrics import classification_metrics, label_keys
 from hf_transfer.core.tasks import MULTI_LABEL, SINGLE_LABEL, predicted_labels
@@ -60,9 +61,11 @@ def align_labels(data_names: list[str], model_names: list[str], source: str) -> 
             "pass --label_mapping '{file_value: model_label, ...}' to translate them."
         )
     unknown = sorted(set(data_names) - set(model_names))
+    alike = case_variants(unknown, model_names)  # `Positive` for the model's `positive`
     raise DataError(
-        f"labels {unknown} in {source!r} are not among the model's labels {model_names}; pass "
-        "--label_mapping '{file_value: model_label, ...}' to translate them."
+        f"labels {unknown} in {source!r} are not among the model's labels {model_names}"
+        + (f" (these differ from the model's only in letter case: {alike})" if alike else "")
+        + "; pass --label_mapping '{file_value: model_label, ...}' to translate them."
     )
 
 
