@@ -302,6 +302,15 @@ def test_the_summary_names_local_training_data_by_file_not_by_its_folder(tmp_pat
         )
 
 
+def test_the_card_says_how_many_evaluation_rows_repeat_a_training_row(tmp_path):
+    """The count of validation rows sharing a training row's input was only in the log; the card's data section
+    says it beside the split's rows."""
+    record = {**DISTILL_RECORD, "data": {**DISTILL_RECORD["data"]}}
+    record["data"]["validation"] = {**record["data"]["validation"], "rows_sharing_train_input": 3}
+    card = str(build_card(complete_card_data(CardData(), record, {}, tmp_path), tmp_path))
+    assert "; 3 with the same input as a training row (their scores read high)" in card
+
+
 @pytest.mark.parametrize("command", ["merge", "export"])
 def test_merge_and_export_cards_name_the_file_they_measured_on(tmp_path, command):
     """A merge (or export) scores the model on a file of its own: its model-index said the fine-tuned run's Hub

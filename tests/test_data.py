@@ -299,14 +299,15 @@ def test_truncation_that_loses_a_class_warns(tmp_path, caplog):
 def test_evaluation_rows_that_repeat_training_rows_warn(tmp_path, caplog):
     """A validation file that repeats training rows (or a train file with duplicates, carved) scored the model on
     text it trained on, without a word; the warning counts them per split. Distinct rows say nothing."""
-    load(tmp_path, rows(["a", "b"] * 4), rows(["a", "b", "a"], ["text 0", "text 1", "new text"]))
+    prepared = load(tmp_path, rows(["a", "b"] * 4), rows(["a", "b", "a"], ["text 0", "text 1", "new text"]))
     assert "2 of the 3 validation rows have the same input as a training row" in caplog.text
+    assert prepared.summary["validation"]["rows_sharing_train_input"] == 2  # the run record and the card say it too
     caplog.clear()
     load(tmp_path, rows(["a", "b"] * 10, ["same"] * 20), validation_split_percentage=20)
     assert "4 of the 4 validation rows have the same input" in caplog.text
     caplog.clear()
-    load(tmp_path, rows(["a", "b"] * 4), rows(["a", "b"], ["new 0", "new 1"]))
-    assert "same input" not in caplog.text
+    prepared = load(tmp_path, rows(["a", "b"] * 4), rows(["a", "b"], ["new 0", "new 1"]))
+    assert "same input" not in caplog.text and "rows_sharing_train_input" not in prepared.summary["validation"]
 
 
 def test_labels_alike_but_for_case_warn(tmp_path, caplog):

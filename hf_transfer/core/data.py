@@ -287,12 +287,12 @@ def load_data(data_args: DataArguments, seed: int = 42, require_train: bool = Tr
     for split, limit in (("train", args.max_train_samples), ("validation", args.max_eval_samples)):
         if limit is not None and split in splits:
             splits[split] = _truncate(splits[split], limit, split, names, multi)
-    warn_overlap(splits, text, pair)
     summary = {"source": source, "columns": {"text": text, "text_pair": pair, "label": label}}
     summary["validation_carved_from_train"] = carved
     summary["seconds"] = {"read_and_clean": round(time.perf_counter() - started, 2)}
     for split, ds in splits.items():
         summary[split] = {"rows": len(ds), **stats[split], **_label_counts(ds, names, multi)}
+    warn_overlap(splits, text, pair, summary)
     return PreparedData(datasets.DatasetDict(splits), names, problem_type, summary, text, pair)
 
 

@@ -284,6 +284,7 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
     c.splits = {
         split: {"rows": info["rows"], "dropped": {k: v for k, v in (info.get("dropped") or {}).items() if v}}
         | ({"without_labels": info["rows_without_labels"]} if info.get("rows_without_labels") else {})
+        | ({"sharing_train_input": info["rows_sharing_train_input"]} if info.get("rows_sharing_train_input") else {})
         for split, info in splits.items()
         if isinstance(info, dict) and "rows" in info
     }

@@ -115,6 +115,8 @@ def _data_lines(c: CardData) -> list[str]:
             text += ", none dropped"
         if info.get("without_labels"):  # multi-label rows with an empty list: kept, negative for every label
             text += f"; {info['without_labels']:,} with an empty label list (a negative example of every label)"
+        if info.get("sharing_train_input"):  # scores on them are measured on text the model trained on
+            text += f"; {info['sharing_train_input']:,} with the same input as a training row (their scores read high)"
         lines.append(text)
     if c.validation_carved:
         lines.append(f"The validation split was carved from train ({c.validation_percentage}%, seeded, stratified).")
