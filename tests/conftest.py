@@ -7,6 +7,12 @@ os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+from transformers.utils import logging as transformers_logging  # noqa: E402
+
+# transformers' log handler keeps the stderr it first saw. First set up inside a test that captures stderr with
+# capsys, it wrote to that closed stream in later tests ("--- Logging error ---" in their stderr), so a test file run
+# alone failed where the whole suite passed. Set it up here, once, on the session's stderr.
+transformers_logging.get_logger("transformers")
 
 REPO = Path(__file__).resolve().parent.parent
 
