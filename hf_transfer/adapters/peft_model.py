@@ -14,9 +14,9 @@ from torch import nn
 from transformers import TrainerCallback
 
 from hf_transfer.adapters.arguments import AdapterArguments
-from hf_transfer.adapters.plan import ADAPTER_FILES, MERGED_DIR, AdapterPlan
+from hf_transfer.adapters.plan import ADAPTER_FILES, AdapterPlan
 from hf_transfer.core.arguments import ModelArguments
-from hf_transfer.core.folders import ADAPTER_CONFIG, CARD_DATA_FILE, RUN_RECORD_FILE, read_json_file
+from hf_transfer.core.folders import ADAPTER_CONFIG, CARD_DATA_FILE, MERGED_DIR, RUN_RECORD_FILE, read_json_file
 from hf_transfer.core.models import load_classifier, load_config
 from hf_transfer.errors import ConfigError, one_line
 

@@ -29,9 +29,6 @@ logger = logging.getLogger(__name__)
 ADAPTER_FILES = ("adapter_model.safetensors", ADAPTER_CONFIG)
 
 
-MERGED_DIR = "merged"
-
-
 # The base is frozen whole under an adapter, so these freezing options would do nothing.
 _FREEZE_OPTIONS = (
     "freeze_embeddings",

@@ -15,6 +15,7 @@ from hf_transfer.errors import ConfigError
 
 # What PEFT names the config of a saved adapter: a folder holding it holds an adapter, not a model.
 ADAPTER_CONFIG = "adapter_config.json"
+MERGED_DIR = "merged"  # merge_adapter's plain model, inside an adapter run's output_dir
 # What hf-transfer writes into a run folder beside the model.
 RUN_RECORD_FILE = "hf_transfer_run.json"
 CONFIG_FILE = "hf_transfer_config.yaml"

@@ -12,7 +12,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hf_transfer.core.folders import ADAPTER_CONFIG, CARD_DATA_FILE, is_adapter_folder, search_folder_hint
+from hf_transfer.core.folders import (
+    ADAPTER_CONFIG,
+    CARD_DATA_FILE,
+    MERGED_DIR,
+    is_adapter_folder,
+    search_folder_hint,
+)
 from hf_transfer.errors import ConfigError, HfTransferError
 from hf_transfer.outputs.card_data import load_card_data
 from hf_transfer.outputs.cards import write_model_card
@@ -252,8 +258,6 @@ def _merged_model_held_back(folder: Path, target: PushTarget) -> list[str]:
     """An adapter run's `merged/` (merge_adapter) is a model of its own, with its own card: uploaded inside the
     adapter's repo it was a subfolder that `pipeline()` cannot load and whose card named a repo that does not exist.
     It stays out of the adapter's push, and the log says how to push it to a repo of its own."""
-    from hf_transfer.adapters.plan import MERGED_DIR
-
     merged = folder / MERGED_DIR
     if not ((folder / "adapter_config.json").is_file() and (merged / "config.json").is_file()):
         return []
