@@ -261,11 +261,13 @@ def export(w, *extra, model=None):
 
 
 def sweep(w, *extra, **kw):
-    return merge(w, "--alphas", "0,0.5,1", "--validation_file", str(w["dev"]), *extra, **kw)
+    alphas = [] if "--alphas" in extra else ["--alphas", "0,0.5,1"]  # a case's own is not given twice
+    return merge(w, *alphas, "--validation_file", str(w["dev"]), *extra, **kw)
 
 
 def search(w, *extra, space=None, **kw):
-    return ["search", *train(w, **kw)[1:], "--n_trials", "2", *(["--search_space", space] if space else []), *extra]
+    trials = [] if "--n_trials" in extra else ["--n_trials", "2"]  # a case's own is not given twice
+    return ["search", *train(w, **kw)[1:], *trials, *(["--search_space", space] if space else []), *extra]
 
 
 CACHE = ["--cache_frozen_features", "true", "--freeze_embeddings", "true"]

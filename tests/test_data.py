@@ -298,15 +298,21 @@ def test_truncation_that_loses_a_class_warns(tmp_path, caplog):
 
 def test_evaluation_rows_that_repeat_training_rows_warn(tmp_path, caplog):
     """A validation file that repeats training rows (or a train file with duplicates, carved) scored the model on
-    text it trained on, without a word; the warning counts them per split. Distinct rows say nothing."""
+    text it trained on, without a word; they are counted per split (the run record and the card say it) and the
+    warning comes once every check has passed (said while reading, it preceded a later refusal). Distinct rows say
+    nothing."""
+    from hf_transfer.core.overlap import say_overlap
+
     prepared = load(tmp_path, rows(["a", "b"] * 4), rows(["a", "b", "a"], ["text 0", "text 1", "new text"]))
+    assert prepared.summary["validation"]["rows_sharing_train_input"] == 2 and "same input" not in caplog.text
+    say_overlap(prepared.summary)
     assert "2 of the 3 validation rows have the same input as a training row" in caplog.text
-    assert prepared.summary["validation"]["rows_sharing_train_input"] == 2  # the run record and the card say it too
     caplog.clear()
-    load(tmp_path, rows(["a", "b"] * 10, ["same"] * 20), validation_split_percentage=20)
+    say_overlap(load(tmp_path, rows(["a", "b"] * 10, ["same"] * 20), validation_split_percentage=20).summary)
     assert "4 of the 4 validation rows have the same input" in caplog.text
     caplog.clear()
     prepared = load(tmp_path, rows(["a", "b"] * 4), rows(["a", "b"], ["new 0", "new 1"]))
+    say_overlap(prepared.summary)
     assert "same input" not in caplog.text and "rows_sharing_train_input" not in prepared.summary["validation"]
 
 

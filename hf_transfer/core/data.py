@@ -36,7 +36,7 @@ from hf_transfer.core.label_space import (
     label_space,
     warn_case_variants,
 )
-from hf_transfer.core.overlap import warn_overlap
+from hf_transfer.core.overlap import count_overlap
 from hf_transfer.core.scratch import scratch_folder
 from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.errors import DataError
@@ -292,7 +292,7 @@ def load_data(data_args: DataArguments, seed: int = 42, require_train: bool = Tr
     summary["seconds"] = {"read_and_clean": round(time.perf_counter() - started, 2)}
     for split, ds in splits.items():
         summary[split] = {"rows": len(ds), **stats[split], **_label_counts(ds, names, multi)}
-    warn_overlap(splits, text, pair, summary)
+    count_overlap(splits, text, pair, summary)
     return PreparedData(datasets.DatasetDict(splits), names, problem_type, summary, text, pair)
 
 

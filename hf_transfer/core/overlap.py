@@ -11,11 +11,11 @@ import pyarrow.compute as pc
 logger = logging.getLogger(__name__)
 
 
-def warn_overlap(splits: dict[str, datasets.Dataset], text: str, pair: str | None, summary: dict) -> None:
-    """Warn, per split, how many rows have the input (text, and pair) of a training row: a file that repeats train
-    rows, or duplicates in a train file a validation split is carved from, make the scores read high. The count goes
-    into the split's `summary` (`rows_sharing_train_input`: the run record, and the card's data section). Vectorised
-    in Arrow, so a million rows cost well under a second."""
+def count_overlap(splits: dict[str, datasets.Dataset], text: str, pair: str | None, summary: dict) -> None:
+    """Count, per split, the rows with the input (text, and pair) of a training row, into the split's `summary`
+    (`rows_sharing_train_input`: the run record, the card's data section): a file that repeats train rows, or
+    duplicates in a train file a validation split is carved from, make the scores read high. Vectorised in Arrow, so
+    a million rows cost well under a second. `say_overlap` warns, once every check has passed."""
     if "train" not in splits:
         return
     seen = pc.unique(_inputs(splits["train"], text, pair))
@@ -25,8 +25,16 @@ def warn_overlap(splits: dict[str, datasets.Dataset], text: str, pair: str | Non
         shared = pc.sum(pc.is_in(_inputs(ds, text, pair), value_set=seen)).as_py() or 0
         if shared:
             summary[split]["rows_sharing_train_input"] = shared
+
+
+def say_overlap(summary: dict) -> None:
+    """The warning for `count_overlap`'s counts, given where a command starts its work: said while the data was read,
+    it came before a refusal found later (bad input is one line)."""
+    for split, info in summary.items():
+        shared = info.get("rows_sharing_train_input") if isinstance(info, dict) else None
+        if shared:
             logger.warning(
-                f"{shared} of the {len(ds)} {split} rows have the same input as a training row: their scores are "
+                f"{shared} of the {info['rows']} {split} rows have the same input as a training row: their scores are "
                 "measured on text the model trained on, and read higher than on new text. Drop the repeats from "
                 f"one of the files (or deduplicate train when {split} is carved from it)."
             )

@@ -21,6 +21,7 @@ from hf_transfer.core.data import tokenize_data
 from hf_transfer.core.inference import measure_speed, predict_logits, prompt_positions
 from hf_transfer.core.metrics import classification_metrics, make_compute_metrics
 from hf_transfer.core.models import align_pad_token
+from hf_transfer.core.overlap import say_overlap
 from hf_transfer.core.runtime import (
     FINAL_METRICS_PRECISION,
     memory_kib,
@@ -230,6 +231,7 @@ def run_distill(
         fit_max_seq_length(data_args, [(plan.student_config, plan.student_tokenizer)], virtual)
     check_resume_fits(training_args, plan.student_config, adapter_args)
     apply_adapter_learning_rate(adapter_args, training_args)  # after every check, so an error stays one line
+    say_overlap(plan.prepared.summary)
     max_length = data_args.max_seq_length
     teachers = [
         align_pad_token(load_teacher(name, config, model_args), tokenizer)

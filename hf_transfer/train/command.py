@@ -14,6 +14,7 @@ from hf_transfer.core.data import tokenize_data
 from hf_transfer.core.inference import prompt_positions
 from hf_transfer.core.metrics import make_compute_metrics
 from hf_transfer.core.models import load_classifier
+from hf_transfer.core.overlap import say_overlap
 from hf_transfer.core.runtime import memory_kib, release_freed_memory
 from hf_transfer.outputs.hub import plan_push
 from hf_transfer.outputs.run_folder import check_resume_fits
@@ -60,6 +61,7 @@ def run_train(
         fit_max_seq_length(data_args, [(config, tokenizer)], virtual)
     check_resume_fits(training_args, config, adapter_args)
     apply_adapter_learning_rate(adapter_args, training_args)  # after every check, so an error stays one line
+    say_overlap(prepared.summary)
     with training_args.main_process_first(desc="tokenization"):
         tokenized = tokenize_data(
             prepared, tokenizer, data_args.max_seq_length, num_proc=data_args.preprocessing_num_workers

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from transformers import TrainerCallback
 
+from hf_transfer.core.overlap import say_overlap
 from hf_transfer.core.runtime import score_in_fp32
 from hf_transfer.train.few_shot_choice import (
     FewShotDecision,
@@ -187,6 +188,7 @@ def run_few_shot(
 
     logger.warning("hf-transfer train: few-shot route %s", decision.line())
     warn_replaced_fields(training_args)
+    say_overlap(plan.prepared.summary)
     prepared, validation = keep_every_labelled_row(plan.prepared)
     prepared, templated = add_label_template_rows(
         prepared, training_args.few_shot_label_template, training_args.few_shot_template_copies
