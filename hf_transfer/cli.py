@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import signal
 import sys
 import typing
 
@@ -16,8 +17,16 @@ from hf_transfer.core.runtime import (
     launched_world_size,
     progress_bars_off,
     quiet_other_processes,
+    signals_as_interrupts,
 )
-from hf_transfer.errors import DiskFullError, HfTransferError, TrainingDivergedError
+from hf_transfer.errors import (
+    DiskFullError,
+    HfTransferError,
+    Terminated,
+    TrainingDivergedError,
+    is_disk_full,
+    one_line,
+)
 
 USAGE = """usage: hf-transfer <command> [--config CONFIG.yaml] [--field value ...]
 
@@ -165,7 +174,25 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    dataclass_types, entry_point = COMMANDS[command]()
+    with signals_as_interrupts() as received:
+        try:
+            result = _run(command, rest)
+        except BaseException as err:
+            return _stopped(command, err, received)
+    if isinstance(result, int):
+        return result
+    if not is_launched_main_process():  # under `accelerate launch`, one results block, not one per process
+        return 0
+    warning = result.pop("warning", None) if isinstance(result, dict) else None
+    _report(command, result)
+    if warning:
+        print(f"hf-transfer {command}: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _run(command: str, rest: list[str]) -> dict | int:
+    """The command's result, or an exit status for a run that stops before its work (--help, a second process)."""
+    dataclass_types, entry_point = COMMANDS[command]()  # loading torch takes seconds: Ctrl-C often lands here
     if "-h" in rest or "--help" in rest:
         command_parser(command, dataclass_types).print_help()
         return 0
@@ -180,27 +207,35 @@ def main(argv: list[str] | None = None) -> int:
             "the main process only.",
             file=sys.stderr,
         )
-    try:
-        parsed = command_parser(command, dataclass_types).parse(rest)
-        bars_off = any(getattr(a, "disable_tqdm", None) is True for a in parsed) or not is_launched_main_process()
-        with quiet_other_processes(), progress_bars_off(bars_off):
-            result = entry_point(*parsed)
-    except HfTransferError as err:
+    parsed = command_parser(command, dataclass_types).parse(rest)
+    bars_off = any(getattr(a, "disable_tqdm", None) is True for a in parsed) or not is_launched_main_process()
+    with quiet_other_processes(), progress_bars_off(bars_off):
+        return entry_point(*parsed)
+
+
+def _stopped(command: str, err: BaseException, received: list[int]) -> int:
+    """The exit status of a run that raised `err`, after one line on stderr; `err` itself when it is a bug."""
+    if received or isinstance(err, KeyboardInterrupt):
+        # Ctrl-C or SIGTERM: one line, not a traceback from deep inside torch, also when a library turned the
+        # interrupt into another error (an ImportError from an extension whose loading was cut off).
+        terminated = isinstance(err, Terminated) or signal.SIGTERM in received
+        how = "stopped by SIGTERM" if terminated else "interrupted"
+        print(f"hf-transfer {command}: {how}.{RESUME_HINTS.get(command, '')}", file=sys.stderr)
+        return 143 if terminated else 130
+    if isinstance(err, HfTransferError):
         print(f"hf-transfer {command}: error: {err}", file=sys.stderr)
         return 2
-    except (DiskFullError, TrainingDivergedError) as err:
+    if isinstance(err, (DiskFullError, TrainingDivergedError)):
         print(f"hf-transfer {command}: error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback from deep inside torch
-        print(f"hf-transfer {command}: interrupted.{RESUME_HINTS.get(command, '')}", file=sys.stderr)
-        return 130
-    if not is_launched_main_process():  # under `accelerate launch`, one results block, not one per process
-        return 0
-    warning = result.pop("warning", None) if isinstance(result, dict) else None
-    _report(command, result)
-    if warning:
-        print(f"hf-transfer {command}: warning: {warning}", file=sys.stderr)
-    return 0
+    if isinstance(err, Exception) and is_disk_full(err):  # a write of evaluate, predict, export, merge or card
+        print(
+            f"hf-transfer {command}: error: no space left on device ({one_line(err, 200)}); free some space and run "
+            "again: what was being written was removed.",
+            file=sys.stderr,
+        )
+        return 1
+    raise err
 
 
 def _report(command: str, result: dict) -> None:

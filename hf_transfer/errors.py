@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import re
+
 
 class HfTransferError(ValueError):
     """A problem with the user's input: the CLI prints its message as one line and exits with status 2."""
@@ -22,6 +25,30 @@ class DiskFullError(RuntimeError):
 class TrainingDivergedError(RuntimeError):
     """Training left NaN or inf in the weights: the CLI prints one line and exits with status 1, and no final model
     is saved."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, a job scheduler, `accelerate launch` stopping its processes), raised where Ctrl-C raises
+    KeyboardInterrupt, so the same cleanups run (staged folders, temporary files, cut-off checkpoints); the CLI
+    prints one line and exits with status 143."""
+
+
+# How torch (a wrapped OSError) and safetensors (a Rust io::Error, Display or Debug form) spell a full disk.
+_DISK_FULL_TEXT = re.compile(r"no space left on device|disk quota exceeded|os error 28\b|code: 28\b|StorageFull", re.I)
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """True when `err`, or an error it was raised from, is "no space left on device" (or a full quota). torch and
+    safetensors wrap the OSError in their own exceptions, so their messages are read too."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if _DISK_FULL_TEXT.search(str(err)):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def one_line(err: BaseException, limit: int = 300) -> str:

@@ -16,7 +16,14 @@ from transformers import TrainerCallback
 from hf_transfer.adapters.arguments import AdapterArguments
 from hf_transfer.adapters.plan import ADAPTER_FILES, AdapterPlan
 from hf_transfer.core.arguments import ModelArguments
-from hf_transfer.core.folders import ADAPTER_CONFIG, CARD_DATA_FILE, MERGED_DIR, RUN_RECORD_FILE, read_json_file
+from hf_transfer.core.folders import (
+    ADAPTER_CONFIG,
+    CARD_DATA_FILE,
+    MERGED_DIR,
+    RUN_RECORD_FILE,
+    read_json_file,
+    write_text_atomic,
+)
 from hf_transfer.core.models import load_classifier, load_config
 from hf_transfer.errors import ConfigError, one_line
 
@@ -131,7 +138,7 @@ def set_base_model_reference(adapter_dir: str | Path, reference: str) -> None:
     path = Path(adapter_dir) / ADAPTER_CONFIG
     data = json.loads(path.read_text())
     data["base_model_name_or_path"] = reference
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def adapter_size_bytes(adapter_dir: str | Path) -> int:

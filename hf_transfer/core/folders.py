@@ -3,6 +3,7 @@ holds a tokenizer or an adapter."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -94,6 +95,23 @@ def check_not_under_a_file(output_dir: str, command: str) -> None:
             f"output_dir {output_dir!r} {where} a file, not a folder; {command} writes a folder: choose another "
             "output_dir."
         )
+    check_writable(out, "output_dir")
+
+
+def check_writable(path: str | Path, what: str, is_file: bool = False, todo: str = "") -> None:
+    """`path` (a folder, or with `is_file` a file, made if missing) can be written: the nearest folder of its path
+    that exists is writable.
+    Checked before any weight loads, since the first write comes after the work; `os.access` also says no on a
+    read-only filesystem, where even root cannot write."""
+    path = Path(path)
+    folder = path.parent if is_file else path
+    existing = next((p for p in [folder, *folder.absolute().parents] if p.exists()), None)
+    if existing is not None and existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        where = "it" if existing == path else f"{str(existing)!r}, the folder it would be made in,"
+        raise ConfigError(
+            f"{what} {str(path)!r} cannot be written: {where} is not writable (no permission, or a read-only "
+            f"filesystem); {todo or f'choose another {what}'}."
+        )
 
 
 def check_new_output_dir(output_dir: str, command: str) -> None:
@@ -154,19 +172,33 @@ def json_safe(value):
     return value
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write `text` (UTF-8) to a file beside `path`, then rename it over `path`: a write that fails or is cut off (a
-    full disk, Ctrl-C) leaves the earlier file as it was (a card's README with the user's edits, metrics.json), never
-    a truncated one, and no temporary file."""
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside `path` for the block to write (the name hides its extension: give savefig its format);
+    renamed over `path` when the block finishes, removed if it fails, so a write that fails or is cut off (a full
+    disk, Ctrl-C, SIGTERM) leaves the earlier file as it was, never a truncated one, and no temporary file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        remove_quietly(tmp)
         raise
+
+
+def remove_quietly(path: Path) -> None:
+    """Remove a temporary file on the way out of a failure, whose error is the one to report: on a read-only
+    filesystem unlink fails even for a file that was never created."""
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write `text` (UTF-8) through `atomic_path`: the earlier file (a card's README with the user's edits,
+    metrics.json) stays as it was if the write fails."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def json_text(value, **kwargs) -> str:

@@ -9,7 +9,11 @@ import logging
 import os
 import platform
 import resource
+import signal
+import threading
 from pathlib import Path
+
+from hf_transfer.errors import Terminated
 
 # Where each memory figure comes from, written into the run record beside them.
 MEMORY_SOURCES = {
@@ -183,3 +187,37 @@ def memory_kib() -> dict:
         _highest_rss_seen = max(_highest_rss_seen, rss)
     peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, _highest_rss_seen)
     return {"rss_kib": rss, "peak_rss_kib": peak}
+
+
+@contextlib.contextmanager
+def signals_as_interrupts():
+    """For the block: Ctrl-C raises KeyboardInterrupt, as always, and SIGTERM raises `Terminated` (a
+    KeyboardInterrupt) instead of killing the process on the spot, so a staged folder, a temporary file or a cut-off
+    checkpoint is removed for both. Yields the list of the signals received: a library may turn the interrupt into
+    another error (an extension whose import was cut off raises ImportError), which is still an interrupt. A signal
+    the caller ignores (a background job's SIGINT) stays ignored; a forked worker keeps the default behaviour."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():  # signal handlers belong to the main thread
+        yield received
+        return
+    owner = os.getpid()
+
+    def handler(signum, frame):
+        if os.getpid() != owner:  # a forked DataLoader or datasets worker: as if no handler had been set
+            if signum == signal.SIGINT:
+                signal.default_int_handler(signum, frame)
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        received.append(signum)
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, handler)
+    try:
+        yield received
+    finally:
+        for signum, before in previous.items():
+            signal.signal(signum, before)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hf_transfer.core.arguments import EvalDataArguments
-from hf_transfer.core.folders import ADAPTER_CONFIG, CARD_DATA_FILE, RUN_RECORD_FILE, TOKENIZER_FILES
+from hf_transfer.core.folders import ADAPTER_CONFIG, CARD_DATA_FILE, RUN_RECORD_FILE, TOKENIZER_FILES, check_writable
 from hf_transfer.errors import ConfigError
 from hf_transfer.outputs.plots import confusion_paths
 
@@ -70,6 +70,7 @@ class EvaluateArguments(EvalDataArguments):
                 f"output_file {self.output_file!r} lies under {str(blocking)!r}, which is a file, not a folder; "
                 "write the metrics elsewhere."
             )
+        check_writable(out, "output_file", is_file=True)
         inputs = [Path(s.path) for s in self.eval_sets() if Path(s.path).exists()]
         model = Path(self.model_name_or_path)
         for path in self.written_files():

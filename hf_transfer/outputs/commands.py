@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hf_transfer.core.folders import search_folder_hint
+from hf_transfer.core.folders import check_writable, search_folder_hint
 from hf_transfer.errors import ConfigError
 from hf_transfer.outputs.arguments import CardArguments, PushArguments
 from hf_transfer.outputs.card_data import load_card_data
@@ -19,6 +19,7 @@ def run_card(args: CardArguments) -> dict:
             "output_dir of a run made by hf-transfer train, distill, merge or export."
             + search_folder_hint(args.model_dir)
         )
+    check_writable(args.model_dir, "model_dir", todo="the card is written there: copy the folder somewhere writable")
     repo_id = None
     if args.hub_model_id:
         repo_id = check_repo_id(args.hub_model_id)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hf_transfer.core.folders import atomic_path, write_text_atomic
 from hf_transfer.core.metrics import label_keys
 from hf_transfer.core.tasks import METRIC_NAMES
 from hf_transfer.errors import DataError
@@ -28,7 +29,7 @@ def save_confusion_matrix(
         raise DataError(f"The confusion matrix has shape {matrix.shape}, but there are {len(labels)} label names.")
     json_path, png_path = Path(json_path), Path(png_path)
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps({"labels": labels, "matrix": matrix.tolist()}, indent=2) + "\n")
+    write_text_atomic(json_path, json.dumps({"labels": labels, "matrix": matrix.tolist()}, indent=2) + "\n")
 
     _save(confusion_figure(matrix, labels, title), png_path)
 
@@ -242,7 +243,8 @@ def _legend_or_note(ax, note: str) -> None:
 def _save(fig, png_path: Path | str) -> None:
     png_path = Path(png_path)
     png_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png_path, dpi=120, bbox_inches="tight")
+    with atomic_path(png_path) as tmp:  # an earlier run's picture stays whole if this one is cut off
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
 
 
 def pictures_summary(*paths: Path | str) -> dict:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import json
 import re
 import shutil
@@ -17,7 +16,7 @@ from hf_transfer.core.data import PreparedData
 from hf_transfer.core.folders import ADAPTER_CONFIG, json_text, read_json_file, write_text_atomic
 from hf_transfer.core.models import load_config
 from hf_transfer.core.runtime import MEMORY_SOURCES, allocator_setting
-from hf_transfer.errors import ConfigError, DiskFullError
+from hf_transfer.errors import ConfigError, DiskFullError, is_disk_full
 
 
 def complete_checkpoints(output_dir: str | Path) -> list[Path]:
@@ -35,24 +34,6 @@ def complete_checkpoints(output_dir: str | Path) -> list[Path]:
             continue
         folders.append((int(step), path))
     return [path for _, path in sorted(folders)]
-
-
-# How torch (a wrapped OSError) and safetensors (a Rust io::Error, Display or Debug form) spell a full disk.
-_DISK_FULL_TEXT = re.compile(r"no space left on device|disk quota exceeded|os error 28\b|code: 28\b|StorageFull", re.I)
-
-
-def is_disk_full(err: BaseException) -> bool:
-    """True when `err`, or an error it was raised from, is "no space left on device" (or a full quota). torch and
-    safetensors wrap the OSError in their own exceptions, so their messages are read too."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if _DISK_FULL_TEXT.search(str(err)):
-            return True
-        err = err.__cause__ or err.__context__
-    return False
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from hf_transfer.core.arguments import INFERENCE_MAX_SEQ_LENGTH_HELP, check_data_file, data_file_problem
+from hf_transfer.core.folders import check_writable
 from hf_transfer.errors import ConfigError
 
 OUTPUT_EXTENSIONS = ("csv", "jsonl", "parquet")
@@ -117,6 +118,7 @@ class PredictArguments:
                 f"output_file {self.output_file!r} is in a folder that does not exist ({str(out.parent)!r}); create "
                 "it first."
             )
+        check_writable(out, "output_file", is_file=True)
         if out.is_dir():
             raise ConfigError(f"output_file {self.output_file!r} is a folder; give a file name such as out.csv.")
         if out.exists() and out.resolve() == Path(self.input_file).resolve():

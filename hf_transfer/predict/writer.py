@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 
 from hf_transfer.core.cleaning import STRUCTURED_CELLS
+from hf_transfer.core.folders import remove_quietly
 from hf_transfer.errors import DataError, one_line
 
 
@@ -182,5 +183,8 @@ class PredictionWriter:
         return self.path
 
     def abort(self) -> None:
-        self._close()
-        self.tmp.unlink(missing_ok=True)
+        try:
+            self._close()
+        except OSError:  # a full disk fails the last flush too: the file is removed all the same, freeing the space
+            self._file = self._parquet = None
+        remove_quietly(self.tmp)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from hf_transfer.core.folders import atomic_path, write_text_atomic
 from hf_transfer.core.markdown import table_row
 from hf_transfer.outputs.plots import _figure, _save
 
@@ -59,7 +60,7 @@ def write_trials_csv(study, path: Path, metric: str, names: list[str]) -> None:
             }
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
@@ -73,7 +74,7 @@ def write_best_config(trial, path: Path, output_dir: str, metric: str) -> dict:
         f"# hf-transfer search: trial {trial.number}, the best of the study ({metric} {trial.value:.4f} on the "
         "validation data).\n# Reproduce it with: hf-transfer train --config best_config.yaml\n"
     )
-    path.write_text(header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    write_text_atomic(path, header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     return config
 
 

@@ -10,7 +10,14 @@ from pathlib import Path
 
 from hf_transfer import __version__
 from hf_transfer.core.data import PreparedData
-from hf_transfer.core.folders import CONFIG_FILE, RUN_RECORD_FILE, json_safe, json_text, read_json_file
+from hf_transfer.core.folders import (
+    CONFIG_FILE,
+    RUN_RECORD_FILE,
+    json_safe,
+    json_text,
+    read_json_file,
+    write_text_atomic,
+)
 from hf_transfer.core.language import language_record
 from hf_transfer.core.metrics import classification_metrics
 from hf_transfer.core.runtime import (
@@ -245,7 +252,7 @@ def _write_run_outputs(
     plot_training_curves(trainer.state.log_history, out / "training_curves.png", title=out.resolve().name,
                          final_metrics=record["eval_metrics"], loss_name=loss_name)  # fmt: skip
     record = {**record, "validation_report": full, "log_history": trainer.state.log_history}
-    (out / RUN_RECORD_FILE).write_text(json_text(record, indent=2, default=str))
+    write_text_atomic(out / RUN_RECORD_FILE, json_text(record, indent=2, default=str))
     extra = {"distillation_results": record["distillation"]} if "distillation" in record else {}
     if push:  # `plan_push` switched it off for Trainer's sake; the run did ask for it
         extra.update(push_to_hub=True, hub_model_id=push.repo_id)

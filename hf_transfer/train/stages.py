@@ -14,7 +14,7 @@ from transformers import EarlyStoppingCallback
 
 from hf_transfer.core.caching import fingerprint_texts
 from hf_transfer.core.data import PreparedData, carve_split
-from hf_transfer.core.folders import json_text
+from hf_transfer.core.folders import json_text, write_text_atomic
 from hf_transfer.core.freezing import FreezePlan
 from hf_transfer.core.losses import resolve_class_weights
 from hf_transfer.core.metrics import metric_names
@@ -207,7 +207,7 @@ def run_linear_probe(model, plan, tokenized, data_args, args, class_weights, com
     if trainer.is_world_process_zero():
         trainer.accelerator.unwrap_model(trainer.model).save_pretrained(folder)
         plan.tokenizer.save_pretrained(folder)
-        (folder / LINEAR_PROBE_RECORD).write_text(json_text(record, indent=2))
+        write_text_atomic(folder / LINEAR_PROBE_RECORD, json_text(record, indent=2))
     return {"linear_probe": record}
 
 
