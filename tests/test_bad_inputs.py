@@ -156,7 +156,40 @@ def world(tmp_path_factory, tiny_bert_dir):
     # 64 embedding rows, saved with a 30522-token tokenizer: another model's (an IndexError once the weights loaded)
     w["small_vocab"] = _classifier(root / "small-vocab", tiny_bert_dir, ["neg", "pos"], vocab_size=64)
     w["small_vocab_base"] = _bare_bert(root / "small-vocab-base", vocab_size=64)
+    # Folders other tools write: a regression model, one with a single output and no problem_type (transformers scores
+    # it as a regression too), a SetFit model and a sentence-transformers one (a body, no transformers head), and a
+    # sharded checkpoint copied without one of its shards.
+    w["regression"] = _classifier(root / "regression", tiny_bert_dir, ["score"], problem_type="regression")
+    w["one_output"] = _classifier(root / "one-output", tiny_bert_dir, ["LABEL_0"])
+    w["setfit"] = _embedding_folder(_bare_bert(root / "setfit"), tiny_bert_dir, setfit=True)
+    w["sentence_transformers"] = _embedding_folder(_bare_bert(root / "st"), tiny_bert_dir)
+    w["shard_missing"] = _sharded_without_one(root / "shard-missing", w["teacher"])
     return w
+
+
+def _embedding_folder(path, tokenizer_dir, setfit=False):
+    """The files sentence-transformers (and SetFit, with its head) write beside a transformers body."""
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(path)
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]
+    (path / "modules.json").write_text(json.dumps(modules))
+    if setfit:
+        (path / "config_setfit.json").write_text(json.dumps({"labels": ["neg", "pos"], "normalize_embeddings": False}))
+        (path / "model_head.pkl").write_bytes(b"a pickled LogisticRegression")
+    return path
+
+
+def _sharded_without_one(path, classifier):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    AutoModelForSequenceClassification.from_pretrained(classifier).save_pretrained(path, max_shard_size="50KB")
+    AutoTokenizer.from_pretrained(classifier).save_pretrained(path)
+    index = json.loads((path / "model.safetensors.index.json").read_text())
+    shards = sorted(set(index["weight_map"].values()))
+    assert len(shards) > 1, shards
+    (path / shards[1]).unlink()
+    return path
 
 
 def _with_mean_pooling_block(path, classifier):
@@ -548,6 +581,50 @@ CASES = [
         "merge: head_init not a classifier",
         lambda w: merge(w, "--alpha", "0.5", "--head_init", str(w["model"])),
         "it is not a sequence classifier",
+    ),
+    # models and folders other tools wrote
+    ("evaluate: a regression model", lambda w: evaluate(w, model=w["regression"]), "is a regression model"),
+    (
+        "predict: one output and no problem_type",
+        lambda w: predict(w, model=w["one_output"]),
+        "regression model (one output and no problem_type), and predict runs classifiers only",
+    ),
+    ("export: a regression model", lambda w: export(w, "--format", "onnx", model=w["regression"]), "regression"),
+    (
+        "merge: a regression model as finetuned",
+        lambda w: merge(w, "--alpha", "0.5", finetuned=w["regression"]),
+        "is a regression model (problem_type 'regression'), and merge",
+    ),
+    (
+        "distill: a regression teacher",
+        lambda w: distill(w, "--student_layers", "[0]", teacher=w["regression"]),
+        "regression model (problem_type 'regression'), and distill",
+    ),
+    ("predict: a SetFit model", lambda w: predict(w, model=w["setfit"]), "SetFit model, whose classifier"),
+    (
+        "distill: a SetFit teacher",
+        lambda w: distill(w, "--student_layers", "[0]", teacher=w["setfit"]),
+        "is a SetFit model",
+    ),
+    (
+        "merge: a SetFit model as finetuned",
+        lambda w: merge(w, "--alpha", "1", finetuned=w["setfit"]),
+        "is a SetFit model",
+    ),
+    (
+        "evaluate: a sentence-transformers model",
+        lambda w: evaluate(w, model=w["sentence_transformers"]),
+        "sentence-transformers embedding model (modules.json) with no classification head",
+    ),
+    (
+        "evaluate: a sharded checkpoint missing a shard",
+        lambda w: evaluate(w, model=w["shard_missing"]),
+        "index.json names 3 shards, but the folder lacks model-00002-of-00003.safetensors",
+    ),
+    (
+        "train: a sharded checkpoint missing a shard",
+        lambda w: train(w, model=w["shard_missing"]),
+        "but the folder lacks model-00002",
     ),
     # evaluate
     ("evaluate: missing file", lambda w: evaluate(w, validation=w["root"] / "gone.csv"), "gone.csv"),

@@ -14,6 +14,7 @@ from hf_transfer.core.cleaning import PAIR_OPTION
 from hf_transfer.core.folders import (
     ONNX_FILE,
     ONNX_INT8_FILE,
+    embedding_model_hint,
     has_tokenizer,
     is_adapter_folder,
     is_onnx_folder,
@@ -24,6 +25,7 @@ from hf_transfer.core.folders import (
 from hf_transfer.core.inference import check_room_for_text, check_vocabulary, max_length_for_config
 from hf_transfer.core.models import (
     align_pad_token,
+    check_not_regression,
     check_weights_complete,
     is_sequence_classifier,
     load_classifier,
@@ -61,10 +63,13 @@ class InferenceSource:
 
 def _not_a_classifier(name_or_path: str, config, command: str) -> ConfigError:
     architectures = ", ".join(getattr(config, "architectures", None) or []) or "none recorded"
-    return ConfigError(
-        f"{name_or_path!r} is not a sequence classifier (architectures: {architectures}); {command} needs a model "
-        "trained on your labels, e.g. the output_dir of hf-transfer train."
+    hint = embedding_model_hint(name_or_path)
+    advice = (
+        f".{hint}"
+        if hint
+        else f"; {command} needs a model trained on your labels, e.g. the output_dir of hf-transfer train."
     )
+    return ConfigError(f"{name_or_path!r} is not a sequence classifier (architectures: {architectures}){advice}")
 
 
 def _onnx_file(folder: Path, onnx_file: str | None) -> Path:
@@ -169,6 +174,7 @@ def resolve_inference_model(
     config = load_config(name_or_path)
     if not is_sequence_classifier(config):
         raise _not_a_classifier(name_or_path, config, command)
+    check_not_regression(config, name_or_path, command)
     if onnx:
         if not has_tokenizer(folder):
             raise ConfigError(f"ONNX folder {name_or_path!r} holds no tokenizer; run hf-transfer export again.")

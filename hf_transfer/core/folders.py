@@ -43,6 +43,24 @@ def search_folder_hint(folder: str | Path) -> str:
     return " It is the output_dir of hf-transfer search: give its best trial's folder (trials/trial-NNN)."
 
 
+def embedding_model_hint(folder: str | Path) -> str:
+    """For a folder sentence-transformers or SetFit wrote (a body with no transformers classification head), what it
+    is and what to do instead; else ''. The body alone loads as a classifier with a fresh, random head."""
+    folder = Path(folder)
+    named = repr(str(folder))
+    if (folder / "model_head.pkl").is_file() or (folder / "config_setfit.json").is_file():
+        return (
+            " It is a SetFit model, whose classifier (model_head.pkl) hf-transfer does not run: predict with "
+            f"SetFitModel, or train a classifier from its body: hf-transfer train --model_name_or_path {named}."
+        )
+    if (folder / "modules.json").is_file():
+        return (
+            " It is a sentence-transformers embedding model (modules.json) with no classification head: train one "
+            f"on your labels first: hf-transfer train --model_name_or_path {named}."
+        )
+    return ""
+
+
 def has_tokenizer(folder: str | Path) -> bool:
     return any((Path(folder) / name).is_file() for name in TOKENIZER_FILES)
 

@@ -14,6 +14,7 @@ from hf_transfer.core.folders import (
     is_adapter_folder,
     is_onnx_folder,
     onnx_export_source,
+    read_json_file,
 )
 from hf_transfer.core.layers import ModelLayout, discover_layers
 from hf_transfer.errors import ConfigError, one_line
@@ -149,6 +150,26 @@ def is_sequence_classifier(config) -> bool:
     return any(a.endswith("ForSequenceClassification") for a in getattr(config, "architectures", None) or [])
 
 
+def is_regression(config) -> bool:
+    """Whether a checkpoint's config makes its head a regressor: problem_type `regression`, or one output with no
+    problem_type, which transformers also scores as a regression (MSE)."""
+    problem = getattr(config, "problem_type", None)
+    return problem == "regression" or (problem is None and getattr(config, "num_labels", 2) == 1)
+
+
+def check_not_regression(config, name_or_path: str, command: str, role: str = "") -> None:
+    """hf-transfer runs classifiers: a regression model's single output read as one class gave every row that class
+    with probability 1.0 (predict), or its scores compared as label ids (evaluate), without a word."""
+    if is_regression(config):
+        problem = getattr(config, "problem_type", None)
+        stated = f"problem_type {problem!r}" if problem else "one output and no problem_type"
+        raise ConfigError(
+            f"{role}{name_or_path!r} is a regression model ({stated}), and {command} runs classifiers only "
+            "(single- or multi-label); give a model fine-tuned for classification (hf-transfer train replaces its "
+            "head with --ignore_mismatched_sizes true)."
+        )
+
+
 def check_classifier_head(config, num_labels: int, name_or_path: str, ignore_mismatched_sizes: bool) -> None:
     """A checkpoint that already is a classifier must have as many labels as the data, unless told to re-head it."""
     if is_sequence_classifier(config) and config.num_labels != num_labels and not ignore_mismatched_sizes:
@@ -219,6 +240,7 @@ def check_weights_complete(name_or_path: str) -> None:
         return  # a Hub id
     if is_onnx_folder(folder):
         raise onnx_export_error(name_or_path)
+    _check_shards_present(name_or_path, folder)
     for path in sorted(folder.glob("*.safetensors")):
         size = path.stat().st_size
         try:
@@ -238,4 +260,24 @@ def check_weights_complete(name_or_path: str) -> None:
             raise ConfigError(
                 f"cannot load the weights of {name_or_path!r}: {path.name} is truncated ({size:,} bytes of the "
                 f"{needed:,} its header describes); re-download or re-save the model."
+            )
+
+
+# The index a sharded checkpoint is saved with, each mapping every tensor to the file that holds it.
+SHARD_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def _check_shards_present(name_or_path: str, folder: Path) -> None:
+    """Every shard a sharded checkpoint's index names is in the folder: a copy or download that missed one failed
+    only when the weights loaded, after the data was read and tokenized."""
+    for index in SHARD_INDEXES:
+        if not (folder / index).is_file():
+            continue
+        weight_map = read_json_file(folder / index, "shard index").get("weight_map")
+        files = sorted({str(f) for f in weight_map.values()}) if isinstance(weight_map, dict) else []
+        missing = [f for f in files if not (folder / f).is_file()]
+        if missing:
+            raise ConfigError(
+                f"cannot load the weights of {name_or_path!r}: its {index} names {len(files)} shards, but the folder "
+                f"lacks {', '.join(missing[:3])}; re-download or re-save the model."
             )

@@ -13,8 +13,9 @@ import torch
 
 from hf_transfer.core.caching import load_or_build
 from hf_transfer.core.cleaning import label_name_keys
+from hf_transfer.core.folders import embedding_model_hint
 from hf_transfer.core.inference import length_sorted_batches
-from hf_transfer.core.models import is_sequence_classifier
+from hf_transfer.core.models import check_not_regression, is_sequence_classifier
 from hf_transfer.core.runtime import progress_bar
 from hf_transfer.distill.losses import pooled_states
 from hf_transfer.distill.students import check_label_sets
@@ -29,10 +30,14 @@ def check_teacher_is_classifier(config, name: str) -> None:
     """The teacher must be a fine-tuned sequence classifier: its logits are the soft targets."""
     if not is_sequence_classifier(config):
         found = ", ".join(getattr(config, "architectures", None) or []) or "none recorded"
-        raise ConfigError(
-            f"teacher {name!r} is not a sequence classifier (architectures: {found}); distil from a model "
-            "fine-tuned on your labels, e.g. the output_dir of `hf-transfer train`."
+        hint = embedding_model_hint(name)
+        advice = (
+            f".{hint}"
+            if hint
+            else ("; distil from a model fine-tuned on your labels, e.g. the output_dir of `hf-transfer train`.")
         )
+        raise ConfigError(f"teacher {name!r} is not a sequence classifier (architectures: {found}){advice}")
+    check_not_regression(config, name, "distill", role="teacher ")
 
 
 def teacher_label_permutation(teacher_config, label_names: Sequence[str], name: str) -> list[int] | None:

@@ -25,11 +25,18 @@ from hf_transfer.adapters.peft_model import (
     with_labels,
 )
 from hf_transfer.core.eval_sets import prepare_eval_sets
-from hf_transfer.core.folders import ADAPTER_CONFIG, RUN_RECORD_FILE, is_onnx_folder, read_json_file
+from hf_transfer.core.folders import (
+    ADAPTER_CONFIG,
+    RUN_RECORD_FILE,
+    embedding_model_hint,
+    is_onnx_folder,
+    read_json_file,
+)
 from hf_transfer.core.inference import check_room_for_text, check_vocabulary, max_length_for_config
 from hf_transfer.core.layers import discover_layers
 from hf_transfer.core.models import (
     align_pad_token,
+    check_not_regression,
     is_sequence_classifier,
     load_classifier,
     load_config,
@@ -80,10 +87,14 @@ def _finetuned(args: MergeArguments, pretrained_config):
     config = load_config(args.finetuned)
     architectures = getattr(config, "architectures", None) or []
     if not any(a.endswith("ForSequenceClassification") for a in architectures):
-        raise ConfigError(
-            f"finetuned {args.finetuned!r} is not a sequence classifier (architectures {architectures}); give a "
-            "model fine-tuned for text classification, or a PEFT adapter folder."
+        hint = embedding_model_hint(folder)
+        advice = (
+            f".{hint}" if hint else ("; give a model fine-tuned for text classification, or a PEFT adapter folder.")
         )
+        raise ConfigError(
+            f"finetuned {args.finetuned!r} is not a sequence classifier (architectures {architectures}){advice}"
+        )
+    check_not_regression(config, args.finetuned, "merge", role="finetuned ")
     return config, None
 
 
