@@ -348,10 +348,10 @@ def test_a_multi_label_model_merges_without_a_sweep_and_its_sweep_is_refused(tmp
     assert record["problem_type"] == "multi_label_classification"
 
 
-def test_a_merge_that_fails_while_writing_leaves_nothing(tmp_path, tiny_bert_dir, monkeypatch):
-    """The folder is built beside output_dir and renamed at the end: a failure in the middle of writing (here the
-    card, after the weights and the run record) leaves neither output_dir nor the staging folder; a merge that
-    finishes moves every file into output_dir."""
+def test_a_merge_that_fails_while_writing_leaves_nothing(tmp_path, tiny_bert_dir, monkeypatch, capsys):
+    """The folder is built beside output_dir and renamed at the end: a failure in the middle of writing (here a full
+    disk at the card, after the weights and the run record) leaves neither output_dir nor the staging folder, and is
+    one line, status 1; a merge that finishes moves every file into output_dir."""
     pretrained, finetuned = make_pair(tmp_path, "bert", tiny_bert_dir)
     argv = ["merge", "--pretrained", str(pretrained), "--finetuned", str(finetuned), "--alpha", "0.5"]
     before = set(tmp_path.iterdir())
@@ -360,8 +360,8 @@ def test_a_merge_that_fails_while_writing_leaves_nothing(tmp_path, tiny_bert_dir
         raise OSError("No space left on device")
 
     monkeypatch.setattr("hf_transfer.merge.command.write_model_card", broken)
-    with pytest.raises(OSError, match="No space left"):
-        main([*argv, "--output_dir", str(tmp_path / "out")])
+    assert main([*argv, "--output_dir", str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("hf-transfer merge: error: no space left")
     assert set(tmp_path.iterdir()) == before  # no out, no hidden .out.merge-*.tmp
     monkeypatch.undo()
     assert main([*argv, "--output_dir", str(tmp_path / "out")]) == 0
