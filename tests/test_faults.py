@@ -201,6 +201,30 @@ def test_a_pickle_planted_in_the_teacher_cache_is_never_loaded(tmp_path):
     np.testing.assert_array_equal(np.asarray(dataset["teacher_logits"]), logits)
 
 
+def test_two_runs_building_the_same_cache_at_once_both_finish(tmp_path, monkeypatch):
+    """The same command started twice at once (seeds side by side, a rerun while the first still runs): the run that
+    finished its build second failed to rename it onto the first one's folder, a traceback ('Directory not empty')
+    from distill's teacher-logit cache, the frozen-feature cache and linear_probe_epochs. It now uses the folder the
+    other run put there (same key, same contents)."""
+    import os
+
+    import numpy as np
+
+    logits = np.arange(12, dtype=np.float32).reshape(6, 2)
+    real_pid = os.getpid()
+
+    def build_while_another_run_builds():
+        monkeypatch.setattr(os, "getpid", lambda: real_pid + 1)  # the other run: its own tmp folder
+        load_or_build_logit_cache(tmp_path, "key", 6, lambda: logits)
+        monkeypatch.setattr(os, "getpid", lambda: real_pid)
+        return logits
+
+    dataset, info = load_or_build_logit_cache(tmp_path, "key", 6, build_while_another_run_builds)
+    np.testing.assert_array_equal(np.asarray(dataset["teacher_logits"]), logits)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["key"]  # no tmp folder left behind
+    assert sorted(p.name for p in (tmp_path / "key").iterdir()) == ["data.arrow", "meta.json"]
+
+
 def test_the_run_record_says_whether_remote_code_was_trusted(tmp_path, tiny_bert_dir, tiny_data):
     out = tmp_path / "run"
     assert main(train_argv(tiny_bert_dir, *tiny_data, out)) == 0

@@ -182,7 +182,13 @@ def load_or_build(
                 raise RuntimeError(f"{what}: {written} rows were computed for {rows} training rows")
             meta = {"key": key, "rows": written, "files": _file_checksums(tmp), **(description or {})}
             (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
-            tmp.replace(folder)
+            try:
+                tmp.replace(folder)
+            except OSError:
+                # Another run with the same key (the same command started twice, seeds run side by side) renamed
+                # its build into place first: the key names the contents, so use that one.
+                if not _is_valid(folder, key, rows):
+                    raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         info.update(hit=False, build_seconds=round(time.perf_counter() - started, 2))
