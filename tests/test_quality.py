@@ -367,3 +367,32 @@ def test_wise_ft_between_the_linear_probe_and_the_fine_tuned_model(tmp_path, tin
     assert all(torch.equal(probe[k], blend[k]) for k in probe)
     record = json.loads((merged / "hf_transfer_run.json").read_text())["merge"]
     assert record["head_init"] == str(out / "linear_probe")
+
+
+def test_data_seed_fixes_the_held_out_rows_while_seed_varies_and_the_record_says_which_seed(tmp_path, skewed):
+    """`data_seed` is `Trainer`'s seed for the data (its sampler) apart from the model's; the validation and
+    calibration carve-outs followed `seed` alone, so runs that varied `seed` under one `data_seed` (to measure the
+    spread of initialisations) each held out other rows, and the record did not say which seed drew them."""
+    from transformers import AutoConfig
+
+    from hf_transfer.core.arguments import DataArguments
+    from hf_transfer.train.arguments import TransferTrainingArguments
+    from hf_transfer.train.preflight import load_checked_data
+    from hf_transfer.train.stages import with_calibration_split
+
+    config = AutoConfig.for_model("bert", hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_labels=3)
+
+    def held_out(seed, data_seed=None):
+        args = TransferTrainingArguments(
+            output_dir=str(tmp_path / "out"), seed=seed, data_seed=data_seed, calibrate_decision="macro_f1"
+        )
+        prepared = load_checked_data(DataArguments(train_file=str(skewed[0])), args)
+        carved = with_calibration_split(prepared, args, config)
+        return carved.datasets["validation"]["text"], carved.datasets["calibration"]["text"], carved.summary
+
+    seed_1, seed_2 = held_out(1, data_seed=7), held_out(2, data_seed=7)
+    assert seed_1[:2] == seed_2[:2]
+    assert seed_1[2]["validation"]["seed"] == 7 and seed_1[2]["calibration"]["seed"] == 7
+    without_data_seed = held_out(1), held_out(2)  # unchanged: seed draws them when data_seed is unset
+    assert without_data_seed[0][0] != without_data_seed[1][0] and without_data_seed[0][1] != without_data_seed[1][1]
+    assert without_data_seed[1][2]["validation"]["seed"] == 2 and without_data_seed[1][2]["calibration"]["seed"] == 2

@@ -137,7 +137,7 @@ class DataArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N validation rows."})
     validation_split_percentage: int = field(
         default=10,
-        metadata={"help": "Percent of train carved out (seeded, stratified) as validation when there is none."},
+        metadata={"help": "Percent of train held out (stratified; data_seed else seed) as validation if none given."},
     )
     csv_quoting: Literal["auto", "minimal", "none"] = field(
         default="auto",

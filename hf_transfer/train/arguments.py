@@ -94,7 +94,7 @@ class TransferTrainingArguments(TrainingArguments):
     )
     calibration_split_percentage: int = field(
         default=10,
-        metadata={"help": "Percent of train carved out (seeded, stratified) for calibrate_decision, in [1, 50]."},
+        metadata={"help": "Percent of train held out (stratified; data_seed else seed) for calibrate_decision, 1-50."},
     )
     linear_probe_epochs: float = field(
         default=0.0,

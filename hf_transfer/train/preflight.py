@@ -30,6 +30,7 @@ from hf_transfer.train.feature_cache import trunk_depth
 from hf_transfer.train.stages import (
     check_best_metric,
     class_weights_for,
+    split_seed,
     warn_ignored_quality_fields,
     with_calibration_split,
 )
@@ -101,7 +102,10 @@ def load_checked_data(data_args: DataArguments, training_args: TransferTrainingA
         raise ConfigError("gradual_unfreezing needs a single process; launch without --num_processes > 1.")
     resolve_resume_checkpoint(training_args)
     with training_args.main_process_first(desc="dataset preparation"):
-        return load_data(data_args, seed=training_args.seed)
+        prepared = load_data(data_args, seed=split_seed(training_args))
+    if prepared.summary["validation_carved_from_train"]:  # recorded: which rows were held out is data + % + seed
+        prepared.summary["validation"]["seed"] = split_seed(training_args)
+    return prepared
 
 
 def classifier_config(model_args: ModelArguments, prepared: PreparedData):

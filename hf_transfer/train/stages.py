@@ -80,13 +80,20 @@ def check_best_metric(args, prepared: PreparedData) -> None:
         )
 
 
+def split_seed(args) -> int:
+    """The seed of the validation and calibration carve-outs: `data_seed` when set (as `Trainer`'s sampler takes
+    it), so runs that vary `seed` alone hold out the same rows; else `seed`."""
+    return args.data_seed if args.data_seed is not None else args.seed
+
+
 def with_calibration_split(prepared: PreparedData, args, config) -> PreparedData:
     """Train with `calibration_split_percentage` carved out for `calibrate_decision`, checked to hold every class,
     and the model's output layer checked to have a bias to fold the offsets into."""
     if not args.calibrate_decision:
         return prepared
     output_layer(_meta_model(config), config.num_labels, meta_layout(config, need_blocks=False).head)
-    carved = carve_split(prepared, CALIBRATION_SPLIT, args.calibration_split_percentage, args.seed)
+    carved = carve_split(prepared, CALIBRATION_SPLIT, args.calibration_split_percentage, split_seed(args))
+    carved.summary[CALIBRATION_SPLIT]["seed"] = split_seed(args)
     counts = carved.summary[CALIBRATION_SPLIT]["label_counts"]
     empty = [name for name in prepared.label_names if not counts.get(name)]
     if empty:  # the split is stratified: only a label of fewer than 2 training rows can miss it
