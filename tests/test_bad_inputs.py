@@ -370,6 +370,17 @@ CASES = [
         lambda w: train(w, "--few_shot", "true", model=w["albert"]),
         "model type 'albert'",
     ),
+    # the route tunes the body only (its head is fitted in closed form): a traceback after the weights loaded
+    (
+        "few_shot with train_head_only",
+        lambda w: train(w, "--few_shot", "true", "--train_head_only", "true"),
+        "leave no weight of the body to tune",
+    ),
+    (
+        "few_shot with the whole body frozen",
+        lambda w: train(w, "--few_shot", "true", "--freeze_embeddings", "true", "--freeze_layers", "[0,1]"),
+        "leave no weight of the body to tune",
+    ),
     (
         "few_shot on multi-label data",
         lambda w: train(w, "--few_shot", "true", train_file=w["multi"], dev=w["multi"]),

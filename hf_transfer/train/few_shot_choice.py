@@ -98,6 +98,13 @@ def _conflicts(plan, adapter_args, args) -> list[str]:
             f"resume_from_checkpoint is set ({args.resume_from_checkpoint}): the route saves no checkpoint, so one "
             "comes from the ordinary fine-tune"
         )
+    layout = plan.freeze_plan.layout
+    body = set(layout.embeddings).union(*layout.blocks)
+    if body and body <= plan.freeze_plan.frozen:
+        found.append(
+            "the freezing options leave no weight of the body to tune (the route tunes the body on pairs and fits "
+            "its head in closed form, so there is nothing to train; train_head_only is the ordinary fine-tune's)"
+        )
     if head_parts(meta_classifier(plan.config)) is None:
         found.append(
             f"model type {plan.config.model_type!r} has no BERT-style blocks with a dense+tanh head, which the "
