@@ -223,6 +223,28 @@ def test_mean_pooling_block_puts_the_masked_mean_at_the_first_position(tiny_bert
     assert torch.allclose(features, ideal, atol=2e-3), (features - ideal).abs().max()
 
 
+@pytest.mark.parametrize("model_type", ["roberta", "electra"])
+def test_the_head_reads_the_unit_norm_mean_embedding_whatever_the_activation(model_type, tiny_bert_dir):
+    """ELECTRA's classification head applies GELU (slope 1/2 at zero) where BERT's pooler and RoBERTa's head apply
+    tanh: its features had norm 1/2, not the unit norm the record and card state (the head's C meant another thing)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    small = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    config = AutoConfig.for_model(model_type, **small, pad_token_id=0, type_vocab_size=2, num_labels=2)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(config).eval()
+    batch = _batch(tokenizer, GOOD[:3] + BAD[:3])
+    with torch.no_grad():
+        mean = mean_pool(model.base_model(**batch).last_hidden_state, batch["attention_mask"])
+    ideal = torch.nn.functional.layer_norm(mean, (32,)) / math.sqrt(32)
+    parts = head_parts(model)
+    append_mean_pooling_block(model, parts)
+    features = classifier_inputs(model, parts, [batch]) / feature_scale(32, parts.slope)
+    assert torch.allclose(features.norm(dim=-1), torch.ones(6), atol=1e-2), features.norm(dim=-1)
+    assert torch.nn.functional.cosine_similarity(features, ideal).min() > 0.999
+
+
 def test_the_saved_model_computes_the_fitted_head(tiny_bert_dir, tmp_path):
     """The route's own logits (the fitted head on its features) are what the saved, reloaded model outputs, and they
     are the head fitted on the tuned body's mean-pooled embeddings to within the construction's small residual."""

@@ -13,7 +13,8 @@ final linear layer), so the saved model's logits are the fitted head's logits by
 
 Supported: encoders whose blocks are BERT-style (`attention.self.{query,key,value}`, `attention.output`,
 `intermediate`, `output`: BERT, RoBERTa, XLM-R, ELECTRA, CamemBERT, ...) with a BERT pooler or a RoBERTa-style
-classification head (`classifier.dense`, `classifier.out_proj`).
+classification head (`classifier.dense`, `classifier.out_proj`; ELECTRA's applies GELU where the others apply tanh,
+and the features are divided by the activation's slope, `HeadParts.slope`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ class HeadParts:
     blocks: nn.ModuleList  # the encoder's blocks; the pooling block is appended here
     dense: nn.Linear  # d -> d, followed by tanh: BERT's pooler, RoBERTa's classifier.dense
     final: nn.Linear  # d -> num_labels: the logits
+    # The activation's slope at POOLER_SCALE·z (1 for tanh; 0.5 for ELECTRA's GELU): the features are divided by it,
+    # so they are the unit-norm embedding the head is described as fitted on, whatever the activation.
+    slope: float = 1.0
 
 
 def _is_bert_block(block: nn.Module) -> bool:
@@ -66,7 +70,11 @@ def head_parts(model: nn.Module) -> HeadParts | None:
         return None
     if dense.in_features != dense.out_features:
         return None
-    return HeadParts(blocks, dense, final)
+    owner = pooler if dense is getattr(pooler, "dense", None) else classifier
+    activation = getattr(owner, "activation", None)  # RoBERTa's head calls torch.tanh inline: slope 1
+    step = torch.tensor([POOLER_SCALE, -POOLER_SCALE])
+    slope = float((activation(step) @ torch.tensor([1.0, -1.0])) / (2 * POOLER_SCALE)) if callable(activation) else 1.0
+    return HeadParts(blocks, dense, final, slope)
 
 
 def mean_pooling_block(model: nn.Module) -> int | None:
@@ -187,10 +195,10 @@ def append_mean_pooling_block(model: nn.Module, parts: HeadParts) -> None:
     _set(parts.dense, eye * POOLER_SCALE)
 
 
-def feature_scale(width: int) -> float:
-    """What the final layer's input is divided by to give the head's features: POOLER_SCALE·sqrt(width) makes them
-    the centred, unit-norm mean embedding (LayerNorm output has norm sqrt(width))."""
-    return POOLER_SCALE * math.sqrt(width)
+def feature_scale(width: int, slope: float = 1.0) -> float:
+    """What the final layer's input is divided by to give the head's features: POOLER_SCALE·sqrt(width)·slope makes
+    them the centred, unit-norm mean embedding (LayerNorm output has norm sqrt(width); `slope`: see HeadParts)."""
+    return POOLER_SCALE * math.sqrt(width) * slope
 
 
 @torch.no_grad()
@@ -212,7 +220,7 @@ def classifier_inputs(model: nn.Module, parts: HeadParts, batches) -> torch.Tens
 @torch.no_grad()
 def set_final_layer(parts: HeadParts, coef, intercept, width: int) -> None:
     """Write a linear head fitted on `classifier_inputs / feature_scale(width)` into the final layer."""
-    weight = torch.as_tensor(coef, dtype=torch.float64) / feature_scale(width)
+    weight = torch.as_tensor(coef, dtype=torch.float64) / feature_scale(width, parts.slope)
     parts.final.weight.copy_(weight.to(parts.final.weight.dtype))
     parts.final.bias.copy_(torch.as_tensor(intercept, dtype=parts.final.bias.dtype))
 
@@ -247,7 +255,7 @@ def fit_head(model, rows, collator, num_labels: int, c: float, batch_size: int =
         for i in range(0, len(inputs), batch_size)
     )
     width = parts.dense.in_features
-    features = (classifier_inputs(model, parts, batches) / feature_scale(width)).numpy()
+    features = (classifier_inputs(model, parts, batches) / feature_scale(width, parts.slope)).numpy()
     present = np.unique(labels)
     head = LogisticRegression(C=c, max_iter=1000).fit(features, labels)
     coef, intercept = binary_as_two_logits(head.coef_, head.intercept_)
