@@ -416,6 +416,18 @@ def test_max_steps_is_the_body_tuning_budget(tiny_st, tmp_path):
     assert "max_steps 1 (in place of few_shot_body_epochs): 1 steps" in (out / "README.md").read_text()
 
 
+def test_gradient_accumulation_is_recorded_in_the_pairs_per_step(tiny_st, tmp_path):
+    """A step under gradient accumulation sums several batches of pairs: the record and card said one batch's pairs
+    (28 for 8 sentences) where each step counted 2 × 28."""
+    train = write_csv(tmp_path / "train.csv", GOOD + BAD, ["good"] * 8 + ["bad"] * 8)
+    out = tmp_path / "out"
+    assert main([*few_shot_argv(tiny_st, train, out), "--max_steps", "1", "--gradient_accumulation_steps", "2"]) == 0
+    body = json.loads((out / "hf_transfer_run.json").read_text())["few_shot"]["body"]
+    assert body["steps"] == 1 and body["batches_per_step"] == 2 and body["pairs_per_step"] == 56
+    card = (out / "README.md").read_text()
+    assert "1 steps of 2 batches of 8 training sentences (56 pairs each, formed within each batch)" in card
+
+
 def test_trainer_fields_the_route_replaces_are_warned_about(tiny_st, tmp_path, caplog):
     """learning_rate, epochs and batch size given to a run on the route, and template copies with no template, were
     accepted and ignored, silently."""

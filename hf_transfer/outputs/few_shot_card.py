@@ -13,13 +13,16 @@ def few_shot_rows(few_shot: dict | None) -> list[tuple[str, str]]:
     if body:
         seconds = f", {body['seconds']:g} s" if body.get("seconds") is not None else ""
         epochs = f"{body['epochs']:g} epochs, " if body.get("epochs") is not None else ""
+        batches = f"{body['batches_per_step']} batches of " if body.get("batches_per_step") else ""
+        within = ", formed within each batch" if batches else ""
         if body.get("max_steps"):
             epochs = f"max_steps {body['max_steps']} (in place of few_shot_body_epochs): "
         rows.append(
             (
                 "body tuning",
-                f"{epochs}{body['steps']} steps of {body['batch_size']} training sentences ({body['pairs_per_step']} "
-                f"pairs each) at lr {body['learning_rate']:g}{seconds}; loss: {body['loss']}",
+                f"{epochs}{body['steps']} steps of {batches}{body['batch_size']} training sentences "
+                f"({body['pairs_per_step']} pairs each{within}) at lr {body['learning_rate']:g}{seconds}; "
+                f"loss: {body['loss']}",
             )
         )
     template = few_shot.get("label_template") or {}

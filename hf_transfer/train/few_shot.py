@@ -234,7 +234,9 @@ def run_few_shot(
             **({"max_steps": a.max_steps} if a.max_steps > 0 else {}),
             "steps": trainer.state.global_step,
             "batch_size": a.few_shot_batch_size,
-            "pairs_per_step": batch * (batch - 1) // 2,
+            # Under gradient accumulation a step sums several batches; pairs are formed within a batch only.
+            **({"batches_per_step": a.gradient_accumulation_steps} if a.gradient_accumulation_steps > 1 else {}),
+            "pairs_per_step": a.gradient_accumulation_steps * (batch * (batch - 1) // 2),
             "learning_rate": a.few_shot_learning_rate,
             "seconds": head.body_seconds,
         }
