@@ -303,6 +303,12 @@ def test_sentence_transformers_pooling_is_read_from_the_folder(tmp_path, tiny_be
     cls = make_sentence_transformer(tmp_path / "c", tiny_bert_dir, pooling="cls_token")
     assert sentence_embedding_pooling(str(cls)) == "cls_token"
     assert sentence_embedding_pooling(str(tiny_bert_dir)) is None
+    # sentence-transformers 6 writes `"pooling_mode": "mean"` (or a list) in place of the pooling_mode_* flags: a
+    # folder it saved was read as no sentence-transformers model, and `auto` never took the route on it.
+    for mode, expected in (("mean", "mean_tokens"), (["cls"], "cls_token"), (["mean", "max"], None)):
+        config = {"embedding_dimension": 32, "pooling_mode": mode, "include_prompt": True}
+        (cls / "1_Pooling" / "config.json").write_text(json.dumps(config))
+        assert sentence_embedding_pooling(str(cls)) == expected
 
 
 # --- whole runs --------------------------------------------------------------------------------------------------

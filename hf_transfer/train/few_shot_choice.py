@@ -55,7 +55,20 @@ def sentence_embedding_pooling(name_or_path: str, revision: str = "main", cache_
         return None
     config = _model_json(name_or_path, f"{pooling.get('path') or ''}/config.json".lstrip("/"), revision, cache_dir)
     modes = [k[len("pooling_mode_") :] for k, v in (config or {}).items() if k.startswith("pooling_mode_") and v]
+    # sentence-transformers 6 writes one key, `pooling_mode`: a mode ("mean") or a list of them, in shorter names.
+    declared = (config or {}).get("pooling_mode")
+    modes += [declared] if isinstance(declared, str) else declared if isinstance(declared, list) else []
+    modes = [_POOLING_NAMES.get(mode, mode) for mode in modes]
     return modes[0] if len(modes) == 1 else None
+
+
+# sentence-transformers 6's pooling_mode names -> the pooling_mode_* keys' names earlier versions write.
+_POOLING_NAMES = {
+    "cls": "cls_token",
+    "max": "max_tokens",
+    "mean": "mean_tokens",
+    "weightedmean": "weightedmean_tokens",
+}
 
 
 def _model_json(name_or_path: str, filename: str, revision: str, cache_dir):
