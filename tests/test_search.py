@@ -104,7 +104,8 @@ def test_trial_config_is_parsed_exactly_as_train_parses_it(tmp_path):
     flags = ["--max_seq_length", "32", "--seed=7"]
     (search,) = parse_command_args("search", ["--config", str(tmp_path / "search.yaml"), *flags])
     assert search.n_trials == 4 and search.search_space == {"num_train_epochs": {"low": 1, "high": 2}}
-    assert search.trial_config == {**train_config, "max_seq_length": 32, "seed": 7}
+    # `learning_rate: 1e-5` (PyYAML writes the string plain) is read as YAML 1.2 reads it: a number.
+    assert search.trial_config == {**train_config, "learning_rate": 1e-5, "max_seq_length": 32, "seed": 7}
     from_search = _train_parser().parse_config(search.trial_config)
     from_train = parse_command_args("train", ["--config", str(tmp_path / "train.yaml"), *flags])
     values = [a.to_dict() if hasattr(a, "to_dict") else vars(a) for a in (*from_search, *from_train)]

@@ -118,7 +118,7 @@ class AdapterArguments:
 
     def set_fields(self, names) -> list[str]:
         """Those of `names` set in a config or as flags (for arguments built in code: those not at their defaults)."""
-        given = getattr(self, "given_fields", None)  # set by the command-line parser
+        given = getattr(self, "chosen_fields", None)  # set by the command-line parser
         if given is None:
             defaults = {f.name: f.default for f in fields(self)}
             return [name for name in names if getattr(self, name) != defaults[name]]

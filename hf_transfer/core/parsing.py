@@ -13,8 +13,10 @@ import logging
 import re
 import types
 import typing
+from pathlib import Path
 from typing import Any, Literal, Union
 
+from hf_transfer.core.folders import CONFIG_FILE
 from hf_transfer.core.yaml_config import as_flag_value, load_config_file, read_yaml
 from hf_transfer.errors import ConfigError, HfTransferError
 
@@ -130,6 +132,14 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+# The keys of an `accelerate config` file (`default_config.yaml`) that are no field of ours, given as `--config`.
+ACCELERATE_KEYS = frozenset(
+    {"compute_environment", "distributed_type", "num_processes", "num_machines", "machine_rank", "mixed_precision",
+     "main_training_function", "downcast_bf16", "gpu_ids", "rdzv_backend", "same_network", "tpu_env",
+     "tpu_use_cluster", "tpu_use_sudo", "main_process_ip", "main_process_port", "dynamo_config", "enable_cpu_affinity",
+     "deepspeed_config", "megatron_lm_config", "fp8_config", "ipex_config", "mpirun_config"}
+)  # fmt: skip
+
 # Keys a run writes into its `hf_transfer_config.yaml` beside the settings (distill's results), skipped when that file
 # is given back as `--config`.
 RECORDED_RESULTS = frozenset({"distillation_results"})
@@ -201,15 +211,21 @@ class CommandParser:
         if self.positional and argv and not argv[0].startswith("-"):
             argv = [f"--{self.positional}", *argv]
         locate = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
-        locate.add_argument("--config")
+        locate.add_argument("--config", action="append")
         try:
             located, flags = locate.parse_known_args(argv)
         except argparse.ArgumentError:  # `--config` last, with no file after it
             raise ConfigError(missing_value("--config", argv)) from None
-        if located.config is not None and not located.config.strip():
+        files = located.config or [None]
+        if len(files) > 1:  # the last had been read and the others dropped without a word
+            raise ConfigError(
+                f"--config is given {len(files)} times ({', '.join(files)}); config files are not layered: give one, "
+                "and set what differs as --field value flags, which override it."
+            )
+        if files[0] is not None and not files[0].strip():
             raise ConfigError("--config is empty; give the path of a YAML file of field: value.")
-        config = load_config_file(located.config) if located.config else {}
-        self.config_file, self.file_keys = located.config, frozenset(config)
+        config = load_config_file(files[0]) if files[0] else {}
+        self.config_file, self.file_keys = files[0], frozenset(config)
         # A run's own `hf_transfer_config.yaml` fed back: the results it records are no settings.
         config = {k: v for k, v in config.items() if k not in RECORDED_RESULTS}
         return self._parse(config, flags)
@@ -230,9 +246,12 @@ class CommandParser:
         # One token per config value, `--name=value`: a value that begins with '-' is not read as a flag.
         tokens = [f"--{k}={as_flag_value(v)}" for k, v in config.items() if k not in given]
         self.parser.argv = tokens + flags
+        for key in config:  # `"seed=3": 1` had been read as the flag --seed=3=1, `${X}: 1` as a field of that name
+            if not re.fullmatch(r"[A-Za-z_]\w*", key):
+                raise ConfigError(self._unknown(f"--{key}", config))
         namespace, unknown = self.parser.parse_known_args(tokens + flags)
         if unknown:
-            raise ConfigError(self._unknown(unknown[0]))
+            raise ConfigError(self._unknown(unknown[0], config))
         values = vars(namespace)
         for action in self.parser._actions:  # `--x [a, b]` for a list field arrives as [[a, b]]
             value = values.get(action.dest)
@@ -258,6 +277,14 @@ class CommandParser:
             # Which fields the user set (config or flag), for defaults that depend on other choices: an adapter's
             # learning rate applies only when learning_rate was not given. Not a dataclass field, so not saved.
             object.__setattr__(objects[-1], "given_fields", frozenset(names & (set(config) | given)))
+            # What the "set but ignored" warnings speak of: a run's own record fed back (`--config
+            # run/hf_transfer_config.yaml`) holds every field, and those at their default were no choice of the user's
+            # (a rerun had warned of linear_probe_learning_rate, calibration_split_percentage, lora_r, ...).
+            chosen = set(config) | given
+            if self.config_file and Path(self.config_file).name == CONFIG_FILE:
+                defaults = {f.name: f.default for f in dataclasses.fields(dtype) if f.init}
+                chosen = {n for n in chosen if n in given or values.get(n) != defaults.get(n, dataclasses.MISSING)}
+            object.__setattr__(objects[-1], "chosen_fields", frozenset(names & chosen))
         return tuple(objects)
 
     def _say_repeated_flags(self, flags: list[str]) -> None:
@@ -305,10 +332,10 @@ class CommandParser:
             i += 1
         return own, other
 
-    def _unknown(self, token: str) -> str:
+    def _unknown(self, token: str, config: dict[str, Any]) -> str:
         if not token.startswith("--") or len(token) == 2:
             return f"unexpected argument {token!r}; fields are given as --name value."
-        name = token[2:].split("=", 1)[0].replace("-", "_")
+        name = token[2:].replace("-", "_") if token[2:] in config else token[2:].split("=", 1)[0].replace("-", "_")
         owners = [c for c in self.owners(name) if c != self.command]
         if owners:  # a real field, of another command: a near name of ours would mislead
             where = f" (from {self.config_file}, a config for {owners[0]})" if name in self.file_keys else ""
@@ -317,6 +344,22 @@ class CommandParser:
                 f"{name!r} is a field of {named}, not of {self.command}{where}. "
                 f"Run `hf-transfer {self.command} --help` for the fields it takes."
             )
-        close = difflib.get_close_matches(name, list(self.hints), n=1, cutoff=0.6)
+        if name in self.file_keys and name in ACCELERATE_KEYS:
+            return (
+                f"{name!r} (in {self.config_file}) is a setting of accelerate's own config, not a field of "
+                f"{self.command}: give that file to `accelerate launch --config_file FILE -m hf_transfer "
+                f"{self.command} --config CONFIG.yaml`."
+            )
+        nested = config.get(name) if name in self.file_keys else None
+        inside = [k for k in nested if str(k).replace("-", "_") in self.hints] if isinstance(nested, dict) else []
+        if inside:  # `training_args: {learning_rate: ...}`, `model: {model_name_or_path: ...}`
+            return (
+                f"unknown field {name!r} in {self.config_file}: config files are flat, with every field at the top "
+                f"level; move {', '.join(map(str, inside[:3]))} out of {name!r}."
+            )
+        last = name.rsplit(".", 1)[-1]  # `training.seed`: a dotted path of another tool's nested config
+        close = [last] if last in self.hints else difflib.get_close_matches(name, list(self.hints), n=1, cutoff=0.6)
         hint = f" Did you mean {close[0]!r}?" if close else f" Run `hf-transfer {self.command} --help` for the fields."
+        if "${" in name:
+            hint = " ${VAR} is expanded in values, not in field names."
         return f"unknown field {name!r}.{hint}"

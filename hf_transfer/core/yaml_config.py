@@ -1,8 +1,9 @@
-"""Config files and flag values read as YAML 1.2 (only true/false are booleans, `010` is 10), with `${VAR}` and
-`${VAR:-default}` expanded in a file's strings, every mistake a one-line `ConfigError`."""
+"""Config files and flag values read as YAML 1.2 (only true/false are booleans, `010` is 10, `1e-4` is a number),
+with `${VAR}` and `${VAR:-default}` expanded in a file's strings, every mistake a one-line `ConfigError`."""
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 from pathlib import Path
@@ -19,16 +20,25 @@ def _yaml_integer(loader, node) -> int:
     return sign * int(body[2:] if base != 10 else body, base)
 
 
+# YAML 1.2's floats (a dot or an exponent; `1e-4` too), `.inf` and `.nan`; not 1.1's sexagesimal `1:30.5`.
+_YAML_FLOAT = re.compile(
+    r"^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+"
+    r"|[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
+
+
 def _yaml_loader():
     """A SafeLoader that reads booleans and integers as YAML 1.2 does: only true/false are booleans, so
     `save_strategy: no` stays "no"; `010` is 10, not YAML 1.1's octal 8 (a zero-padded label code in `label_mapping`
-    would have matched another row), and `1:30` is text, not the sexagesimal 90."""
+    would have matched another row), and `1:30` is text, not the sexagesimal 90. `1e-4` is a float, as in YAML 1.2
+    and JSON, not YAML 1.1's string: `class_weights: {pos: 1e1}` and `peft_config: {lora_dropout: 1e-1}` were refused
+    or passed on as text."""
     import yaml
 
     class Loader(yaml.SafeLoader):
         pass
 
-    replaced = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int"}
+    replaced = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
     Loader.yaml_implicit_resolvers = {
         first: [(tag, regexp) for tag, regexp in resolvers if tag not in replaced]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
@@ -42,11 +52,23 @@ def _yaml_loader():
         list("-+0123456789"),
     )
     Loader.add_constructor("tag:yaml.org,2002:int", _yaml_integer)
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML_FLOAT, list("-+0123456789."))
+
+    def flatten_mapping(loader, node):
+        # `<<: *defaults` (a merge key): the keys written in the mapping itself, for the check below; merged ones
+        # may be overridden there. `<<` had been "could not determine a constructor for the tag ...merge".
+        if not hasattr(node, "own_pairs"):
+            node.own_pairs = [(k, v) for k, v in node.value if k.tag != "tag:yaml.org,2002:merge"]
+        yaml.SafeLoader.flatten_mapping(loader, node)
+
+    Loader.flatten_mapping = flatten_mapping
 
     def mapping(loader, node, deep=False):
         # PyYAML keeps the last of two equal keys, silently: a field set twice is almost always a mistake.
         seen: dict = {}
-        for key_node, _ in node.value:
+        if any(k.tag == "tag:yaml.org,2002:merge" for k, _ in node.value):
+            loader.flatten_mapping(node)
+        for key_node, _ in getattr(node, "own_pairs", node.value):
             key = loader.construct_object(key_node, deep=deep)
             if isinstance(key, (list, dict)):  # `[a, b]: 1` was a TypeError traceback (unhashable)
                 kind = "a list" if isinstance(key, list) else "a mapping"
@@ -75,27 +97,59 @@ def read_yaml(text: str) -> Any:
         return text
 
 
-_ENV_VAR = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+# `${VAR}`, `${VAR:-default}`, the escape `$${` (a literal `${`), and any other `${`: a form this does not read.
+_ENV_VAR = re.compile(r"\$\$\{|\$\{(\w+)(?::-([^}]*))?\}|\$\{[^}]{0,40}\}?")
 
 
-def _expand_env(value: Any, path: str) -> Any:
-    """`${VAR}` and `${VAR:-default}` in YAML strings, so shipped configs can point at data and models anywhere."""
+def _expand_env(value: Any, path: str, field: str) -> Any:
+    """`${VAR}` and `${VAR:-default}` in YAML strings, so shipped configs can point at data and models anywhere. As
+    in the shell, the default also replaces a variable that is set but empty (`HF_TRANSFER_DATA_DIR=` had made
+    `${HF_TRANSFER_DATA_DIR:-../shared/data}/sst2` the root's `/sst2`). Another form (`${VAR-x}`, `${VAR:=x}`, a
+    nested `${A:-${B}}`) had stayed in the value as text, silently; it is refused."""
     if isinstance(value, dict):
-        return {k: _expand_env(v, path) for k, v in value.items()}
+        return {k: _expand_env(v, path, f"{field}.{k}") for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand_env(v, path) for v in value]
+        return [_expand_env(v, path, field) for v in value]
     if not isinstance(value, str):
         return value
 
     def substitute(match: re.Match) -> str:
         name, default = match.group(1), match.group(2)
-        if name in os.environ:
+        if match.group(0) == "$${":
+            return "${"
+        if name is None or (default is not None and "${" in default):
+            raise ConfigError(
+                f"config file {path!r}: {field} has {match.group(0)!r}, which this does not read; write ${{VAR}} or "
+                "${VAR:-default} (and $${ for a literal ${)."
+            )
+        if os.environ.get(name):
             return os.environ[name]
-        if default is None:
-            raise ConfigError(f"config file {path!r} uses ${{{name}}} but that environment variable is not set.")
-        return default
+        if default is not None:
+            return default
+        if name in os.environ:
+            return ""
+        raise ConfigError(f"config file {path!r} uses ${{{name}}} but that environment variable is not set.")
 
     return _ENV_VAR.sub(substitute, value)
+
+
+def _config_text(path: str) -> str:
+    """The file's text: UTF-8, with or without a byte-order mark, or UTF-16 with one (what Windows PowerShell's `>`
+    and Notepad's "Unicode" write). Another encoding is one line naming the first bad byte's line, not a
+    UnicodeDecodeError traceback."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as err:
+        raise ConfigError(f"config file {path!r} cannot be read: {err.strerror or err}.") from None
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return raw.decode("utf-16")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ConfigError(
+            f"config file {path!r} is not UTF-8 text (byte {raw[err.start]:#04x} on line {line}); save it as UTF-8."
+        ) from None
 
 
 def load_config_file(path: str) -> dict[str, Any]:
@@ -103,14 +157,19 @@ def load_config_file(path: str) -> dict[str, Any]:
 
     if Path(path).is_dir():
         raise ConfigError(f"config file {path!r} is a folder; give the YAML file in it, e.g. --config {path}/x.yaml.")
-    if not Path(path).is_file():
+    if not Path(path).exists():  # not `is_file()`: `--config <(envsubst < c.yaml)` is a pipe
         raise ConfigError(f"config file {path!r} does not exist.")
     try:
-        data = yaml.load(Path(path).read_text(), Loader=_yaml_loader())
+        data = yaml.load(_config_text(path), Loader=_yaml_loader())
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        if problem == "but found another document":  # PyYAML's words, missing their first half
+            message = f"config file {path!r} holds more than one YAML document (a '---'{where}); keep one."
+            raise ConfigError(message) from None
+        if "'\\t'" in problem:
+            problem += " (YAML indents and separates with spaces, not tabs)"
         raise ConfigError(f"config file {path!r} is not valid YAML{where}: {problem}.") from None
     if data is None:
         return {}
@@ -118,15 +177,29 @@ def load_config_file(path: str) -> dict[str, Any]:
         raise ConfigError(f"config file {path!r} must hold a mapping of field: value, got a {type(data).__name__}.")
     if "config" in data:  # it would reach the parser as `--config`, which is read only on the command line
         raise ConfigError(f"config file {path!r} sets config: {data['config']!r}, but config files do not nest.")
-    return {str(k).replace("-", "_"): _expand_env(v, path) for k, v in data.items()}
+    fields: dict[str, str] = {}
+    for key in map(str, data):  # `learning_rate` and `learning-rate` are one field: the last had won, silently
+        if (name := key.replace("-", "_")) in fields:
+            raise ConfigError(f"config file {path!r} sets {name} twice, as {fields[name]!r} and {key!r}.")
+        fields[name] = key
+    return {str(k).replace("-", "_"): _expand_env(v, path, str(k)) for k, v in data.items()}
+
+
+def dump_yaml(value: Any, **options) -> str:
+    """`yaml.safe_dump`, quoting every string that this module's loader would read as something else: PyYAML writes
+    the string "1e-5" plain (YAML 1.1 reads it as text), which the loader reads as a number."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        yaml_implicit_resolvers = _yaml_loader().yaml_implicit_resolvers
+
+    return yaml.dump(value, Dumper=Dumper, **options)
 
 
 def as_flag_value(value: Any) -> str:
     """A config value written as the flag text that means the same (lists and mappings in YAML flow style)."""
-    import yaml
-
     if isinstance(value, (list, dict)):
-        return yaml.safe_dump(value, default_flow_style=True, width=1 << 20).strip()
+        return dump_yaml(value, default_flow_style=True, width=1 << 20).strip()
     if isinstance(value, bool) or value is None:
         return {True: "true", False: "false", None: "null"}[value]
     return str(value)

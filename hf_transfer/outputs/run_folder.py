@@ -6,16 +6,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import re
 import shutil
 from pathlib import Path
-
-import yaml
 
 from hf_transfer.core.data import PreparedData
 from hf_transfer.core.folders import ADAPTER_CONFIG, json_text, read_json_file, write_text_atomic
 from hf_transfer.core.models import load_config
 from hf_transfer.core.runtime import MEMORY_SOURCES, allocator_setting
+from hf_transfer.core.yaml_config import dump_yaml
 from hf_transfer.errors import ConfigError, DiskFullError, is_disk_full
 
 
@@ -169,11 +169,34 @@ def resolved_config(*arg_objects) -> dict:
     return json.loads(json.dumps(clean, default=str))
 
 
+# Fields that name files or folders on this machine (`extra_eval` as NAME=FILE).
+PATH_FIELDS = frozenset(
+    {"model_name_or_path", "tokenizer_name", "cache_dir", "train_file", "validation_file", "test_file", "extra_eval",
+     "unlabeled_file", "teacher_model_name_or_path", "teacher_cache_dir", "frozen_features_cache_dir", "output_dir",
+     "logging_dir", "resume_from_checkpoint", "pretrained", "finetuned"}
+)  # fmt: skip
+
+
+def _absolute(name: str, value):
+    """A relative path that exists here, made absolute (output_dir always); Hub ids and `~/x` stay as written."""
+    if isinstance(value, list):
+        return [_absolute(name, item) for item in value]
+    if not isinstance(value, str) or not value or Path(value).is_absolute() or value.startswith("~"):
+        return value
+    if name == "extra_eval" and "=" in value:
+        label, _, file = value.partition("=")
+        return f"{label}={_absolute(name, file)}"
+    return os.path.abspath(value) if name == "output_dir" or Path(value).exists() else value
+
+
 def write_resolved_config(path: Path, *arg_objects, extra: dict | None = None) -> None:
+    """The run's settings as a config that reruns it: relative paths were read from the working directory, so the
+    record names them absolutely (a rerun from another folder had failed on 'data/train.csv does not exist')."""
     values = resolved_config(*arg_objects)
+    values = {k: _absolute(k, v) if k in PATH_FIELDS else v for k, v in values.items()}
     if extra:
         values.update(json.loads(json.dumps(extra, default=str)))
-    write_text_atomic(path, yaml.safe_dump(values, sort_keys=False))
+    write_text_atomic(path, dump_yaml(values, sort_keys=False))
 
 
 def _memory_record(at_load: dict, after_training: dict, at_end: dict) -> dict:

@@ -142,7 +142,7 @@ def _ordinary_recipe(args) -> list[str]:
 def warn_replaced_fields(args) -> None:
     """A one-line warning for each Trainer field given (config or flag) that the route replaces by its own, and for
     `few_shot_template_copies` with no template: they were accepted and ignored, silently."""
-    given = getattr(args, "given_fields", None)  # set by the command-line parser
+    given = getattr(args, "chosen_fields", None)  # set by the command-line parser
     if given is None:
         return
     for name in sorted(given & set(FEW_SHOT_REPLACES)):

@@ -50,7 +50,7 @@ QUALITY_SUBFIELDS = {
 def warn_ignored_quality_fields(args) -> None:
     """A one-line warning for each field of a quality option given (config or flag) while the option is off: it was
     accepted and ignored, silently. Not refused: a config's option switched off by a flag is fine."""
-    given = getattr(args, "given_fields", None)  # set by the command-line parser
+    given = getattr(args, "chosen_fields", None)  # set by the command-line parser
     for name, (option, on) in QUALITY_SUBFIELDS.items():
         if given is not None and name in given and not on(args):
             logger.warning("%s set but ignored: %s is not set, and %s only tunes it.", name, option, name)

@@ -1,0 +1,178 @@
+"""Config files as users write them (seventeenth review): other encodings and line endings, JSON, `${VAR}` forms,
+YAML 1.2 numbers, merge keys, keys that are no field, and a run's own `hf_transfer_config.yaml` fed back."""
+
+import codecs
+import os
+import threading
+
+import pytest
+
+from hf_transfer.cli import main, parse_command_args
+from hf_transfer.errors import ConfigError
+
+
+def _parse(tmp_path, text, *flags, command="train", raw=None):
+    config = tmp_path / "c.yaml"
+    config.write_bytes(raw if raw is not None else text.encode())
+    return parse_command_args(command, ["--config", str(config), *flags])
+
+
+def _error(tmp_path, text, *flags, raw=None) -> str:
+    with pytest.raises(ConfigError) as err:
+        _parse(tmp_path, text, *flags, raw=raw)
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+def test_a_variable_set_but_empty_takes_the_default_as_in_the_shell(tmp_path, monkeypatch):
+    """`${VAR:-default}` used the default only for an unset variable: `HF_TRANSFER_DATA_DIR=` (exported empty) made
+    the shipped configs read `/sst2/train.tsv` from the root of the disk."""
+    monkeypatch.setenv("EMPTY_DIR", "")
+    monkeypatch.setenv("SET_DIR", "/data")
+    monkeypatch.delenv("UNSET_DIR", raising=False)
+    text = (
+        "model_name_or_path: m\ntrain_file: ${EMPTY_DIR:-../shared/data}/t.csv\nvalidation_file: ${EMPTY_DIR}v.csv\n"
+        "test_file: a/${SET_DIR}/b-${UNSET_DIR:-x}.csv\nrun_name: cost $$5 $${HOME}\n"
+    )
+    model, data, _, training = _parse(tmp_path, text)
+    assert data.train_file == "../shared/data/t.csv" and data.validation_file == "v.csv"
+    assert data.test_file == "a//data/b-x.csv"
+    assert training.run_name == "cost $$5 ${HOME}"  # `$${` writes a literal `${`; another `$` stays as written
+
+
+@pytest.mark.parametrize("form", ["${UNSET_DIR-x}", "${UNSET_DIR:=x}", "${UNSET_DIR:-${SET_DIR}}", "${UNSET_DIR"])
+def test_a_variable_form_that_is_not_read_is_refused_not_kept_as_text(form, tmp_path, monkeypatch):
+    """These stayed in the value as text, silently: a run named '${UNSET_DIR-x}', a file path that never exists."""
+    monkeypatch.setenv("SET_DIR", "/data")
+    monkeypatch.delenv("UNSET_DIR", raising=False)
+    message = _error(tmp_path, f"model_name_or_path: m\nrun_name: 'r{form}'\n")
+    assert "run_name has '${UNSET_DIR" in message and "write ${VAR} or ${VAR:-default}" in message, message
+
+
+def test_json_bom_crlf_and_utf16_configs_are_read(tmp_path):
+    """A JSON config, a UTF-8 file with a byte-order mark and Windows line endings, and the UTF-16 (with a BOM) that
+    Windows PowerShell's `>` writes: the last was a UnicodeDecodeError traceback."""
+    expected = ("m", 1e-4, [0, 1])
+    texts = {
+        "json": b'{"model_name_or_path": "m", "learning_rate": 1e-4, "freeze_layers": [0, 1]}',
+        "bom crlf": codecs.BOM_UTF8 + b"model_name_or_path: m\r\nlearning_rate: 1.0e-4\r\nfreeze_layers: [0, 1]\r\n",
+        "utf-16": "model_name_or_path: m\r\nlearning_rate: 1e-4\r\nfreeze_layers: [0, 1]\r\n".encode("utf-16"),
+    }
+    for name, raw in texts.items():
+        model, _, _, training = _parse(tmp_path, None, raw=raw)
+        assert (model.model_name_or_path, training.learning_rate, training.freeze_layers) == expected, name
+
+
+def test_a_config_in_another_encoding_is_one_line(tmp_path):
+    message = _error(tmp_path, None, raw="model_name_or_path: m\nrun_name: café\n".encode("latin-1"))
+    assert message.endswith("is not UTF-8 text (byte 0xe9 on line 2); save it as UTF-8."), message
+
+
+def test_yaml_1_2_numbers_without_a_dot_are_numbers_in_nested_values_too(tmp_path):
+    """PyYAML (YAML 1.1) reads `1e-4` as text: `class_weights: {pos: 1e1}` was refused as 'must map labels to
+    positive numbers', `peft_config: {lora_dropout: 1e-1}` went to PEFT as a string, `max_steps: 1e3` was refused."""
+    text = "model_name_or_path: m\nclass_weights: {pos: 1e1, neg: 1}\npeft_config: {lora_dropout: 1e-1}\n"
+    text += "max_steps: 1e3\n"
+    _, _, adapter, training = _parse(tmp_path, text)
+    assert training.class_weights == {"pos": 10.0, "neg": 1} and isinstance(training.class_weights["pos"], float)
+    assert adapter.peft_config == {"lora_dropout": 0.1} and training.max_steps == 1000
+    # Version-like text and 1.1's sexagesimal floats stay text.
+    _, data, _, training = _parse(tmp_path, "model_name_or_path: m\nrun_name: 1.2.3\ntext_column_name: 1:30.5\n")
+    assert training.run_name == "1.2.3" and data.text_column_name == "1:30.5"
+    # Quoted, it stays text, also inside a list (passed on as a flag in YAML flow style) and in a run's record.
+    _, data, _, training = _parse(tmp_path, "model_name_or_path: m\nclass_names: ['1e3', '2e3']\nrun_name: '1e3'\n")
+    assert data.class_names == ["1e3", "2e3"] and training.run_name == "1e3"
+
+
+def test_merge_keys_are_read_and_may_be_overridden(tmp_path):
+    """`<<: *defaults` was 'could not determine a constructor for the tag ...merge'."""
+    text = "model_name_or_path: m\nlabel_mapping:\n  <<: {1: bad, 2: bad}\n  2: neutral\n  3: good\n"
+    _, data, _, _ = _parse(tmp_path, text)
+    assert data.label_mapping == {"1": "bad", "2": "neutral", "3": "good"}
+    assert "'seed' is set twice" in _error(tmp_path, "model_name_or_path: m\n<<: {seed: 1}\nseed: 2\nseed: 3\n")
+
+
+def test_a_field_set_twice_with_a_dash_and_an_underscore_is_refused(tmp_path):
+    """`learning_rate` and `learning-rate` are one field: the last had won, silently."""
+    message = _error(tmp_path, "model_name_or_path: m\nlearning_rate: 1.0e-4\nlearning-rate: 2.0e-4\n")
+    assert message.endswith("sets learning_rate twice, as 'learning_rate' and 'learning-rate'."), message
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [("compute_environment: LOCAL_MACHINE\ndistributed_type: 'NO'\n", "is a setting of accelerate's own config"),
+     ("training_args:\n  learning_rate: 1.0e-4\n  seed: 3\n", "move learning_rate, seed out of 'training_args'"),
+     ('"seed=3": 1\n', "unknown field 'seed=3'. Did you mean 'seed'?"),
+     ("training.seed: 3\n", "unknown field 'training.seed'. Did you mean 'seed'?"),
+     ("${SET_DIR}: 3\n", "${VAR} is expanded in values, not in field names"),
+     ("learing_rate: 1.0e-4\n", "unknown field 'learing_rate'. Did you mean 'learning_rate'?")],
+    ids=["accelerate config", "nested section", "key with =", "dotted key", "variable key", "typo"],
+)  # fmt: skip
+def test_keys_that_are_no_field_say_what_they_look_like(text, needle, tmp_path):
+    """`"seed=3": 1` had been passed on as the flag `--seed=3=1` ('seed expects int, got 3=1'); an accelerate config
+    and a nested section were 'unknown field' with no word of what to do."""
+    assert needle in _error(tmp_path, "model_name_or_path: m\n" + text)
+
+
+def test_config_given_twice_is_one_line(tmp_path, capsys):
+    """The last `--config` was read and the first dropped without a word (its model and data with it)."""
+    (tmp_path / "a.yaml").write_text("model_name_or_path: m\n")
+    (tmp_path / "b.yaml").write_text("seed: 3\n")
+    out = tmp_path / "out"
+    argv = ["train", "--config", str(tmp_path / "a.yaml"), f"--config={tmp_path / 'b.yaml'}", "--output_dir", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--config is given 2 times" in err and "not layered" in err, err
+    assert not out.exists()
+
+
+def test_a_config_from_a_pipe_is_read(tmp_path):
+    """`--config <(envsubst < c.yaml)` names a pipe, which was said not to exist."""
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_text("model_name_or_path: m\nseed: 7\n"), daemon=True)
+    writer.start()
+    try:
+        training = parse_command_args("train", ["--config", str(fifo)])[-1]
+    finally:
+        if writer.is_alive():  # the pipe was never read: open it, so that the writer is not left blocked
+            os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+        writer.join(timeout=10)
+    assert training.seed == 7
+
+
+def test_a_runs_own_config_reruns_it_from_another_folder_without_spurious_warnings(tmp_path, monkeypatch, caplog):
+    """The record kept relative paths as given, read from the working directory: from another folder, `--config
+    run/hf_transfer_config.yaml` failed on 'data file data/train.csv does not exist'. And since it holds every field,
+    a rerun warned 'set but ignored' of early_stopping_threshold, linear_probe_learning_rate,
+    calibration_split_percentage, lora_r, lora_alpha, ...; a value that differs from its default still warns."""
+    from hf_transfer.adapters.plan import check_adapter_args
+    from hf_transfer.outputs.run_folder import write_resolved_config
+    from hf_transfer.train.stages import warn_ignored_quality_fields
+
+    work = tmp_path / "work dir é"
+    (work / "data").mkdir(parents=True)
+    (work / "data" / "train.csv").write_text("text,label\na,x\nb,y\n")
+    (work / "base").mkdir()
+    monkeypatch.chdir(work)
+    argv = ["--model_name_or_path", "base", "--train_file", "data/train.csv", "--output_dir", "runs/r1"]
+    parsed = parse_command_args("train", [*argv, "--lora_alpha", "32", "--run_name", "1e3"])
+    record = work / "runs" / "r1" / "hf_transfer_config.yaml"
+    record.parent.mkdir(parents=True)
+    write_resolved_config(record, *parsed)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    with caplog.at_level("WARNING"):
+        model, data, adapter, training = parse_command_args("train", ["--config", str(record)])
+        warn_ignored_quality_fields(training)
+        check_adapter_args(adapter, training)
+    assert model.model_name_or_path == str(work / "base") and data.train_file == str(work / "data" / "train.csv")
+    assert training.output_dir == str(work / "runs" / "r1") and training.run_name == "1e3"
+    assert "learning_rate" in training.given_fields  # still given: a LoRA rerun keeps the recorded rate
+    ignored = [r.getMessage() for r in caplog.records if "set but ignored" in r.getMessage()]
+    assert ignored == [
+        "lora_alpha set but ignored: peft_method is none, so the whole model trains without an adapter; set "
+        "--peft_method lora to train a LoRA adapter with it."
+    ], ignored
