@@ -128,6 +128,19 @@ def world(tmp_path_factory, tiny_bert_dir):
     w["bad_yaml"].write_text("learning_rate: [1, 2\n")
     w["train_yaml"] = root / "train.yaml"
     w["train_yaml"].write_text("text_column_name: text\nbase_model_hub_id: org/tiny\nlearning_rate: 1.0e-4\n")
+    # Config files as users write them (seventeenth review); the folder's name has a space and a non-ASCII letter.
+    configs = root / "my configs é"
+    configs.mkdir()
+    for name, text in {
+        "latin1": "text_column_name: caf\xe9\n",
+        "dash_twice": "learning_rate: 1.0e-4\nlearning-rate: 2.0e-4\n",
+        "env_form": "run_name: ${HF_TRANSFER_UNSET_VAR-x}\n",
+        "nested": "training_args:\n  learning_rate: 1.0e-4\n",
+        "accelerate": "compute_environment: LOCAL_MACHINE\ndistributed_type: 'NO'\n",
+        "tabs": "seed: 3\nlabel_mapping:\n\t1: bad\n",
+    }.items():
+        w[f"{name}_yaml"] = configs / f"{name}.yaml"
+        w[f"{name}_yaml"].write_bytes(text.encode("latin-1"))
     w["no_config"] = root / "no-config"
     w["no_config"].mkdir()
     (w["no_config"] / "model.safetensors").write_bytes(b"")
@@ -324,6 +337,25 @@ CASES = [
     ),
     ("a train field given to predict", lambda w: predict(w, "--learning_rate", "1e-4"), "not of predict"),
     ("missing config file", lambda w: train(w, "--config", str(w["root"] / "nope.yaml")), "does not exist"),
+    ("config not in UTF-8", lambda w: train(w, "--config", str(w["latin1_yaml"])), "is not utf-8 text (byte 0xe9"),
+    (
+        "config sets a field with _ and with -",
+        lambda w: train(w, "--config", str(w["dash_twice_yaml"])),
+        "sets learning_rate twice, as 'learning_rate' and 'learning-rate'",
+    ),
+    ("config with a ${VAR-x}", lambda w: train(w, "--config", str(w["env_form_yaml"])), "write ${var} or"),
+    ("config with a nested section", lambda w: train(w, "--config", str(w["nested_yaml"])), "config files are flat"),
+    (
+        "accelerate config given to train",
+        lambda w: train(w, "--config", str(w["accelerate_yaml"])),
+        "a setting of accelerate's own config",
+    ),
+    ("config indented with tabs", lambda w: distill(w, "--config", str(w["tabs_yaml"])), "spaces, not tabs"),
+    (
+        "config given twice",
+        lambda w: search(w, "--config", str(w["nested_yaml"]), "--config", str(w["tabs_yaml"])),
+        "--config is given 2 times",
+    ),
     ("head only + freeze_layers", lambda w: train(w, "--train_head_only", "true", "--freeze_layers", "1"), "head"),
     (
         "gradual unfreezing + feature cache",
