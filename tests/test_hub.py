@@ -489,3 +489,31 @@ def test_an_adapter_push_leaves_its_merged_model_for_a_repo_of_its_own(online, t
     assert f"hf-transfer push {folder / 'merged'} --hub_model_id tester/run-merged" in caplog.text
     assert main(["push", str(folder / "merged"), "--hub_model_id", "tester/run-merged"]) == 0
     assert "model.safetensors" in online.files("tester/run-merged")
+
+
+def test_a_checkpoint_push_holds_back_its_training_state(online, tmp_path, tiny_bert_dir, caplog):
+    """`hf-transfer push OUT/checkpoint-4` uploaded optimizer.pt (about twice the model), scheduler.pt, rng_state.pth
+    and trainer_state.json: training state that only resumes a run. They stay out, said in one line, unless asked."""
+    from transformers import BertForSequenceClassification
+
+    folder = tmp_path / "run" / "checkpoint-4"
+    BertForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=2).save_pretrained(folder)
+    state = ["optimizer.pt", "rng_state_0.pth", "scaler.pt", "scheduler.pt", "trainer_state.json"]
+    for name in [*state, "training_args.bin"]:
+        (folder / name).write_bytes(b"{}")
+    (folder / "README.md").write_text("---\nlicense: mit\n---\n# checkpoint\n")
+    with caplog.at_level("WARNING"):
+        assert main(["push", str(folder), "--hub_model_id", "tester/ckpt"]) == 0
+    files = online.files("tester/ckpt")
+    assert "model.safetensors" in files and not set(state + ["training_args.bin"]) & set(files), sorted(files)
+    said = [r.getMessage() for r in caplog.records if "held back" in r.getMessage()]
+    assert len(said) == 1 and ", ".join(state) in said[0] and "--include_training_state true" in said[0], said
+    assert main(["push", str(folder), "--hub_model_id", "tester/ckpt-state", "--include_training_state", "true"]) == 0
+    assert set(state) <= set(online.files("tester/ckpt-state"))
+    # A finished run's folder holds trainer_state.json (its log) and no resume state: pushed as before.
+    (folder / "optimizer.pt").unlink()
+    for name in state[1:4]:
+        (folder / name).unlink()
+    finished = folder.rename(tmp_path / "finished")
+    assert main(["push", str(finished), "--hub_model_id", "tester/finished"]) == 0
+    assert "trainer_state.json" in online.files("tester/finished")

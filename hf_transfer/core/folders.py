@@ -69,6 +69,24 @@ def is_adapter_folder(folder: str | Path) -> bool:
     return (Path(folder) / ADAPTER_CONFIG).is_file()
 
 
+# What `Trainer` saves into a checkpoint only to resume from it: the optimizer (about twice the model's size with
+# AdamW), the LR schedule, the AMP scaler, the RNG states, and the step and log (`trainer_state.json`, which a finished
+# run's folder holds too).
+RESUME_STATE = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth")
+TRAINER_STATE = "trainer_state.json"
+
+
+def trainer_checkpoint_state(folder: str | Path) -> list[str]:
+    """The training-state files of a `Trainer` checkpoint folder (`checkpoint-N`, or any folder holding resume state
+    beside `trainer_state.json`), sorted; [] for any other folder, a finished run's included."""
+    folder = Path(folder)
+    resume = sorted({p.name for pattern in RESUME_STATE for p in folder.glob(pattern) if p.is_file()})
+    named = folder.name.startswith("checkpoint-") and folder.name.split("-", 1)[1].isdigit()
+    if not (folder / TRAINER_STATE).is_file() or not (resume or named):
+        return []
+    return [*resume, TRAINER_STATE]
+
+
 def is_onnx_folder(folder: str | Path) -> bool:
     """A folder `hf-transfer export` wrote: an ONNX graph beside config.json, and no PyTorch weights."""
     folder = Path(folder)

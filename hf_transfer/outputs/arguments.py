@@ -45,6 +45,13 @@ class PushArguments:
     commit_message: str | None = field(
         default=None, metadata={"help": "Default: how the model was made and its validation score."}
     )
+    include_training_state: bool = field(
+        default=False,
+        metadata={
+            "help": "Also upload a Trainer checkpoint's training state (optimizer.pt, scheduler.pt, rng_state*.pth, "
+            "scaler.pt, trainer_state.json), held back by default: it only resumes training."
+        },
+    )
 
     def __post_init__(self):
         _check_model_dir(self.model_dir, "push")

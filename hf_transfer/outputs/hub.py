@@ -18,6 +18,7 @@ from hf_transfer.core.folders import (
     MERGED_DIR,
     is_adapter_folder,
     search_folder_hint,
+    trainer_checkpoint_state,
 )
 from hf_transfer.errors import ConfigError, HfTransferError
 from hf_transfer.outputs.card_data import load_card_data
@@ -269,9 +270,27 @@ def _merged_model_held_back(folder: Path, target: PushTarget) -> list[str]:
     return [f"{MERGED_DIR}/**"]
 
 
-def push_folder(folder: str | Path, target: PushTarget, message: str | None = None) -> str:
+def _training_state_held_back(folder: Path) -> list[str]:
+    """A `Trainer` checkpoint's training state (optimizer.pt alone is about twice the model with AdamW) only resumes
+    training; on the Hub it is a large download no one needs to use the model. It stays out, said in one line."""
+    state = trainer_checkpoint_state(folder)
+    if not state:
+        return []
+    size = sum((folder / name).stat().st_size for name in state) / 2**20
+    logger.warning(
+        "%s is a Trainer checkpoint: its training state (%s, %.1f MiB) is held back from the upload, since it only "
+        "resumes training (--resume_from_checkpoint); push with --include_training_state true to send it.",
+        folder, ", ".join(state), size,
+    )  # fmt: skip
+    return state
+
+
+def push_folder(
+    folder: str | Path, target: PushTarget, message: str | None = None, include_training_state: bool = False
+) -> str:
     """Create the repo (if needed), refresh the card for it, and upload the folder in one commit, its records naming
-    local files by their last part (`publishable`); return its URL."""
+    local files by their last part (`publishable`); return its URL. A checkpoint's training state stays out unless
+    `include_training_state`."""
     from huggingface_hub import HfApi
 
     folder = Path(folder)
@@ -291,6 +310,8 @@ def push_folder(folder: str | Path, target: PushTarget, message: str | None = No
     )
     repo_id = repo_url.repo_id or target.repo_id
     ignore = [*IGNORE_PATTERNS, *_merged_model_held_back(folder, target)]
+    if not include_training_state:
+        ignore += _training_state_held_back(folder)
     card_data = load_card_data(folder)
     # The card is rewritten for this repo id before the upload; a failed push puts the old files back.
     saved = {p: p.read_bytes() for p in (folder / "README.md", folder / CARD_DATA_FILE) if p.is_file()}
