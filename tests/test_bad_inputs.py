@@ -423,6 +423,17 @@ CASES = [
     ("bf16 and fp16 both set", lambda w: train(w, "--bf16", "true", "--fp16", "true"), "bf16 and fp16 are both set"),
     # values that failed only once the weights had loaded (a traceback or a NaN model), or were ignored silently
     ("a blank output_dir", lambda w: [*train(w), "--output_dir", ""], "output_dir is blank"),
+    # a rerun into a finished run's (or a model's) folder wrote over it in place, its checkpoints left mixed in
+    (
+        "output_dir holds a model",
+        lambda w: [*train(w), "--output_dir", str(w["teacher3"])],
+        "already holds an earlier run or model (config.json, model.safetensors); training again would overwrite it",
+    ),
+    (
+        "distill: output_dir holds a model",
+        lambda w: [*distill(w, "--student_layers", "[0]"), "--output_dir", str(w["teacher3"])],
+        "or replace it with --overwrite_output_dir true",
+    ),
     ("infinite epochs", lambda w: train(w, "--num_train_epochs", "inf"), "num_train_epochs must be a finite number"),
     ("infinite learning rate", lambda w: train(w, "--learning_rate", "inf"), "learning_rate must be > 0 and finite"),
     # a learning rate of 0 trained nothing and saved the model as trained (exit 0)

@@ -1,5 +1,6 @@
-"""Facts about the running process: how many processes were launched, whether an accelerator is present, the
-precision in use, memory use, and the allocator setting that keeps the CPU training peak near what a step holds."""
+"""Facts about the running process: how many processes were launched, whether an accelerator is present, which
+reporting integrations are installed, the precision in use, memory use, and the allocator setting that keeps the CPU
+training peak near what a step holds."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import signal
 import threading
 from pathlib import Path
 
-from hf_transfer.errors import Terminated
+from hf_transfer.errors import ConfigError, Terminated
 
 # Where each memory figure comes from, written into the run record beside them.
 MEMORY_SOURCES = {
@@ -139,6 +140,20 @@ def has_accelerator() -> bool:
     import torch
 
     return torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
+
+
+def check_reporting_integrations(report_to) -> None:
+    """Each `report_to` integration must be installed: else one line now, not a traceback once the model is loaded."""
+    from transformers.integrations import get_available_reporting_integrations
+
+    wanted = [name for name in (report_to or []) if name not in ("none", "all")]
+    missing = [name for name in wanted if name not in get_available_reporting_integrations()]
+    if missing:
+        extra = " (or `pip install hf-transfer-learning[tensorboard]`)" if "tensorboard" in missing else ""
+        raise ConfigError(
+            f"report_to {', '.join(missing)}: the integration is not installed; `pip install {' '.join(missing)}`"
+            f"{extra}, or drop it from report_to."
+        )
 
 
 def precision_name(args) -> str:

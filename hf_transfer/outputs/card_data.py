@@ -38,8 +38,11 @@ _HYPERPARAMETERS = (
 # Scalar metrics worth a card (and a model-index entry); runtimes, sample counts and the loss are not.
 _METRIC_BASES = ("subset_accuracy", "accuracy", "precision", "recall", "f1")
 # Run-record sections that describe the training recipe beyond the freeze plan (the checkpoint kept as the best, and
-# the one a resumed run went on from).
-RECIPE_KEYS = ("class_weights", "linear_probe", "early_stopping", "best_model", "calibration", "resumed_from")
+# the one a resumed run went on from, or the one whose weights a fresh run started from).
+RECIPE_KEYS = (
+    "class_weights", "linear_probe", "early_stopping", "best_model", "calibration", "resumed_from",
+    "started_from_checkpoint",
+)  # fmt: skip
 
 
 @dataclass

@@ -352,6 +352,10 @@ def hyper_rows(c: CardData) -> list[tuple[str, str]]:
     if resumed:
         step = f" (step {resumed['step']})" if resumed.get("step") is not None else ""
         rows.append(("resumed from", f"`{resumed['checkpoint']}`{step}: the steps before it ran in another process"))
+    started = (c.recipe or {}).get("started_from_checkpoint")
+    if started:
+        step = f" (step {started['step']})" if started.get("step") is not None else ""
+        rows.append(("started from", f"the weights of the Trainer checkpoint `{started['checkpoint']}`{step}, afresh"))
     return rows
 
 

@@ -6,17 +6,29 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import re
 import shutil
 from pathlib import Path
 
 from hf_transfer.core.data import PreparedData
-from hf_transfer.core.folders import ADAPTER_CONFIG, json_text, read_json_file, write_text_atomic
+from hf_transfer.core.folders import (
+    ADAPTER_CONFIG,
+    PYTORCH_WEIGHTS,
+    RUN_RECORD_FILE,
+    TRAINER_STATE,
+    json_text,
+    read_json_file,
+    trainer_checkpoint_state,
+    write_text_atomic,
+)
 from hf_transfer.core.models import load_config
 from hf_transfer.core.runtime import MEMORY_SOURCES, allocator_setting
 from hf_transfer.core.yaml_config import dump_yaml
 from hf_transfer.errors import ConfigError, DiskFullError, is_disk_full
+
+logger = logging.getLogger(__name__)
 
 
 def complete_checkpoints(output_dir: str | Path) -> list[Path]:
@@ -89,6 +101,52 @@ def resolve_resume_checkpoint(training_args) -> None:
             f"resume_from_checkpoint {str(value)!r} is not a complete checkpoint folder (one with a readable "
             "trainer_state.json); pass true to pick the newest complete one in output_dir."
         )
+
+
+# What an earlier run (or a model saved by any tool) leaves in a folder: training into it again replaces these.
+_RUN_FILES = (RUN_RECORD_FILE, "config.json", ADAPTER_CONFIG, *PYTORCH_WEIGHTS, TRAINER_STATE)
+
+
+def check_output_dir_free(training_args) -> None:
+    """`output_dir` holds no earlier run or model, unless this run resumes there (`resume_from_checkpoint`) or
+    replaces it (`overwrite_output_dir`). A rerun wrote over the model, results and card in place, leaving the
+    earlier run's other files (its checkpoints, which `resume_from_checkpoint: true` picks) mixed with the new ones."""
+    out = Path(training_args.output_dir)
+    if training_args.resume_from_checkpoint or not out.is_dir():
+        return
+    checkpoints = complete_checkpoints(out)
+    held = [name for name in _RUN_FILES if (out / name).is_file()] + [p.name for p in checkpoints]
+    if not held:
+        return
+    what = f"an earlier run or model ({', '.join(held[:6])}{', ...' if len(held) > 6 else ''})"
+    if training_args.overwrite_output_dir:
+        logger.warning("output_dir %r holds %s; overwrite_output_dir: this run writes over it.", str(out), what)
+        return
+    resume = "continue it with --resume_from_checkpoint true, " if checkpoints else ""
+    raise ConfigError(
+        f"output_dir {str(out)!r} already holds {what}; training again would overwrite it in place: choose a new "
+        f"output_dir, {resume}or replace it with --overwrite_output_dir true."
+    )
+
+
+def started_from_checkpoint(model_name_or_path: str | None, warn: bool = True) -> dict:
+    """For a `Trainer` checkpoint given as the model to train: one line saying that this run starts afresh from its
+    weights (the user most likely meant to resume it), and its folder name and step for the run record; {} for any
+    other model."""
+    folder = Path(str(model_name_or_path or ""))
+    state_files = trainer_checkpoint_state(folder) if model_name_or_path and folder.is_dir() else []
+    if not state_files:
+        return {}
+    state = read_json_file(folder / TRAINER_STATE, "the checkpoint's trainer state")
+    step = state.get("global_step") if isinstance(state, dict) else None
+    if warn:
+        logger.warning(
+            "model_name_or_path %r is a Trainer checkpoint (it holds %s): this run starts afresh from its weights, "
+            "with a new optimizer, LR schedule and step count; to continue the run that saved it, rerun that run's "
+            "command (its model_name_or_path and output_dir) with --resume_from_checkpoint %s.",
+            str(model_name_or_path), ", ".join(state_files), str(model_name_or_path),
+        )  # fmt: skip
+    return {"started_from_checkpoint": {"checkpoint": folder.name, "step": step}}
 
 
 def check_resume_fits(training_args, config, adapter_args) -> None:

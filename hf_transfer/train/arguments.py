@@ -15,7 +15,7 @@ from transformers import TrainingArguments
 from hf_transfer.core.arguments import parse_index_list
 from hf_transfer.core.folders import check_not_under_a_file
 from hf_transfer.core.losses import CLASS_WEIGHT_SCHEMES
-from hf_transfer.core.runtime import can_release_freed_memory, has_accelerator
+from hf_transfer.core.runtime import can_release_freed_memory, check_reporting_integrations, has_accelerator
 from hf_transfer.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -177,6 +177,15 @@ class TransferTrainingArguments(TrainingArguments):
     )
     few_shot_template_copies: int = field(
         default=8, metadata={"help": "Rows per class that few_shot_label_template adds (0: none)."}
+    )
+    # transformers 5 dropped TrainingArguments.overwrite_output_dir (its examples refused a non-empty output_dir
+    # without it); an earlier run's output_dir is refused here unless a run resumes there or names this.
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Train into an output_dir that already holds an earlier run or a model, writing over it. Without "
+            "it such an output_dir is refused (resume_from_checkpoint continues a run there instead)."
+        },
     )
     release_freed_memory: bool = field(
         default=False,
@@ -381,17 +390,3 @@ class TransferTrainingArguments(TrainingArguments):
             value = getattr(self, name)
             if not ok or (isinstance(value, float) and not math.isfinite(value)):
                 raise ConfigError(f"{name} must be {limits.get(name, '> 0')}, got {value}.")
-
-
-def check_reporting_integrations(report_to) -> None:
-    """Each `report_to` integration must be installed: else one line now, not a traceback once the model is loaded."""
-    from transformers.integrations import get_available_reporting_integrations
-
-    wanted = [name for name in (report_to or []) if name not in ("none", "all")]
-    missing = [name for name in wanted if name not in get_available_reporting_integrations()]
-    if missing:
-        extra = " (or `pip install hf-transfer-learning[tensorboard]`)" if "tensorboard" in missing else ""
-        raise ConfigError(
-            f"report_to {', '.join(missing)}: the integration is not installed; `pip install {' '.join(missing)}`"
-            f"{extra}, or drop it from report_to."
-        )

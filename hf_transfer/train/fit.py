@@ -37,6 +37,7 @@ from hf_transfer.outputs.run_folder import (
     _memory_record,
     _row_counts,
     resolved_config,
+    started_from_checkpoint,
     stop_cleanly,
     write_resolved_config,
 )
@@ -74,6 +75,8 @@ def fit_and_report(
     evaluations = EvaluationMemory(trainer)
     freeze_at_start = trainer.freeze_summary()
     resumed = resumed_from(training_args.resume_from_checkpoint)  # before the run's saves rotate it away
+    # Said once, after every check, just before training: a Trainer checkpoint given as the model to train.
+    resumed |= started_from_checkpoint(model_args.model_name_or_path, warn=trainer.is_world_process_zero())
     started = time.perf_counter()
     with stop_cleanly(training_args.output_dir, trainer.is_world_process_zero()):
         train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)

@@ -24,7 +24,7 @@ from hf_transfer.core.models import (
 )
 from hf_transfer.core.runtime import launched_world_size
 from hf_transfer.errors import ConfigError
-from hf_transfer.outputs.run_folder import resolve_resume_checkpoint
+from hf_transfer.outputs.run_folder import check_output_dir_free, resolve_resume_checkpoint
 from hf_transfer.train.arguments import TransferTrainingArguments
 from hf_transfer.train.feature_cache import trunk_depth
 from hf_transfer.train.stages import (
@@ -101,6 +101,7 @@ def load_checked_data(data_args: DataArguments, training_args: TransferTrainingA
         # would never be synchronised across processes.
         raise ConfigError("gradual_unfreezing needs a single process; launch without --num_processes > 1.")
     resolve_resume_checkpoint(training_args)
+    check_output_dir_free(training_args)
     with training_args.main_process_first(desc="dataset preparation"):
         prepared = load_data(data_args, seed=split_seed(training_args))
     if prepared.summary["validation_carved_from_train"]:  # recorded: which rows were held out is data + % + seed
