@@ -782,6 +782,8 @@ class Bench:
             # Small presets are under the few-shot route's automatic threshold; these comparisons are about the
             # ordinary fine-tune (FEWSHOT measures the route).
             "few_shot": "false",
+            # The runs/NN-name folders are the benchmark's own: a rerun with the same --output_dir measures anew.
+            "overwrite_output_dir": "true",
         }
         if command == "train":
             base["model_name_or_path"] = self.model
@@ -873,7 +875,7 @@ def fewshot_ours(bench: Bench, name: str, train_file: Path, eval_file: Path, see
     folder = bench.next_folder(name)
     argv = ["train", "--config", str(CONFIGS / "few_shot.yaml"), "--model_name_or_path", bench.model,
             "--train_file", str(train_file), "--output_dir", str(folder), "--seed", str(seed),
-            "--disable_tqdm", "true", "--report_to", "none"]  # fmt: skip
+            "--disable_tqdm", "true", "--report_to", "none", "--overwrite_output_dir", "true"]  # fmt: skip
     trained = bench.run_script_child(name, "hf_cli", {"argv": argv})
     record = json.loads((folder / "hf_transfer_run.json").read_text())
     metrics = folder / "evaluate.json"

@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                            "--per_device_train_batch_size", "32", "--learning_rate", "5e-5", "--seed", str(seed),
                            "--eval_strategy", "no", "--save_strategy", "no", "--report_to", "none",
                            "--disable_tqdm", "true", "--output_dir", str(folder / "run"),
+                           "--overwrite_output_dir", "true",
                            # the ordinary fine-tune, as stock Trainer runs it, also below 100 rows per class (where
                            # `few_shot: auto` would take the few-shot route); at the documented 4,000 rows a no-op
                            "--few_shot", "false"]  # fmt: skip

@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         command = [sys.executable, "-m", "hf_transfer", "train", "--config", args.config,
                    "--train_file", str(train_file), "--validation_file", str(selection),
                    "--output_dir", str(folder), "--eval_strategy", "no", "--save_strategy", "no",
-                   "--disable_tqdm", "true", "--report_to", "none", *common, *flags]  # fmt: skip
+                   "--disable_tqdm", "true", "--report_to", "none", "--overwrite_output_dir", "true",
+                   *common, *flags]  # fmt: skip
         with sweep.cpu_turn(bench, args.lock, None):
             sweep.run(command, out / f"{name}.log")
         record = json.loads((folder / "hf_transfer_run.json").read_text())

@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         command = [sys.executable, "-m", "hf_transfer", args.command, "--config", config, *teacher,
                    "--train_file", str(train_file), "--validation_file", str(selection), "--text_column_name", "text",
                    "--output_dir", str(folder), "--eval_strategy", "no", "--seed", str(args.seed),
-                   "--disable_tqdm", "true", "--report_to", "none", *common, *flags]  # fmt: skip
+                   "--disable_tqdm", "true", "--report_to", "none", "--overwrite_output_dir", "true",
+                   *common, *flags]  # fmt: skip
         with sweep.cpu_turn(bench, args.lock, args.yield_to):
             sweep.run(command, out / f"{name}.log")
         store[name] = {"flags": flags, **summarise(folder)}

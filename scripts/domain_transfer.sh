@@ -61,7 +61,8 @@ books() {
   local -a shifted
   mapfile -t shifted < <(shifted_sets books)
   if [[ ! -f "$model/model.safetensors" || "${HF_TRANSFER_RETRAIN:-0}" == 1 ]]; then
-    hf-transfer train --config scripts/configs/blitzer_books.yaml --output_dir "$model" "${TRAIN_ARGS[@]}"
+    hf-transfer train --config scripts/configs/blitzer_books.yaml --output_dir "$model" --overwrite_output_dir true \
+      "${TRAIN_ARGS[@]}"
   fi
   hf-transfer evaluate --model_name_or_path "$model" --validation_file "$DATA/blitzer/books/dev.tsv" \
     --validation_name books "${shifted[@]}" "${EVAL_ARGS[@]}" --output_file "$RUNS/blitzer-books-eval/metrics.json"
@@ -77,7 +78,8 @@ lp_ft() {
   local -a shifted
   mapfile -t shifted < <(shifted_sets "$name")
   if [[ ! -f "$model/model.safetensors" || "${HF_TRANSFER_RETRAIN:-0}" == 1 ]]; then
-    hf-transfer train --config "$config" --linear_probe_epochs "$epochs" --output_dir "$model" "${TRAIN_ARGS[@]}"
+    hf-transfer train --config "$config" --linear_probe_epochs "$epochs" --output_dir "$model" --overwrite_output_dir true \
+      "${TRAIN_ARGS[@]}"
   fi
   for end in linear_probe .; do
     hf-transfer evaluate --model_name_or_path "$model/$end" --validation_file "$validation" --validation_name "$name" \

@@ -151,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             config = str(REPO / "scripts/configs/few_shot.yaml")
             train = [sys.executable, "-m", "hf_transfer", "train", "--config", config,
                      "--model_name_or_path", args.model, "--train_file", str(train_file), "--output_dir", str(folder),
-                     "--seed", str(seed), "--disable_tqdm", "true", "--report_to", "none", *flags]  # fmt: skip
+                     "--seed", str(seed), "--disable_tqdm", "true", "--report_to", "none",
+                     "--overwrite_output_dir", "true", *flags]  # fmt: skip
             report = folder / "selection.json"
             with cpu_turn(bench, args.lock, args.yield_to):
                 run(train, out / f"{key.replace('/', '-')}.train.log")

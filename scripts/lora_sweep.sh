@@ -13,7 +13,7 @@ run() {
   if [ "${1:-}" = "--full" ]; then config=scripts/configs/sst2.yaml; shift; fi
   [ -f "$OUT/$name/hf_transfer_run.json" ] && return 0
   ${LOCK:+flock "$LOCK"} hf-transfer train --config "$config" --max_train_samples 4000 --eval_strategy no \
-    --disable_tqdm true --output_dir "$OUT/$name" "$@" > "$OUT/$name.log" 2>&1
+    --disable_tqdm true --overwrite_output_dir true --output_dir "$OUT/$name" "$@" > "$OUT/$name.log" 2>&1
   python - "$OUT/$name" "$name" >> "$OUT/summary.txt" <<'PY'
 import json, sys
 folder, name = sys.argv[1:3]

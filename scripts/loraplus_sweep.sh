@@ -17,7 +17,7 @@ run() {
   if [ "${1:-}" = "--all_linear" ]; then config=scripts/configs/sst2_lora.yaml; shift; fi
   [ -f "$OUT/$name/hf_transfer_run.json" ] && return 0
   hf-transfer train --config "$config" --max_train_samples 4000 --eval_strategy no \
-    --validation_file "$HELDOUT" --disable_tqdm true --output_dir "$OUT/$name" "$@" > "$OUT/$name.log" 2>&1
+    --validation_file "$HELDOUT" --disable_tqdm true --overwrite_output_dir true --output_dir "$OUT/$name" "$@" > "$OUT/$name.log" 2>&1
   python - "$OUT/$name" "$name" >> "$OUT/summary.txt" <<'PY'
 import json, sys
 folder, name = sys.argv[1:3]

@@ -107,6 +107,7 @@ def command_line(name: str, data: Path, dev: Path, model: Path, out: Path, max_s
     common = ["--max_seq_length", "64", "--disable_tqdm", "true"]
     training = ["--validation_file", str(dev), "--max_steps", str(max_steps), "--eval_strategy", "no"]
     training += ["--save_strategy", "no", "--per_device_train_batch_size", "32", "--report_to", "none"]
+    training += ["--overwrite_output_dir", "true"]  # the script's own folders, measured anew on a rerun
     if name == "train":
         return [*base, "--model_name_or_path", str(model), "--train_file", str(data), "--output_dir", str(out),
                 *training, *common]  # fmt: skip
