@@ -579,3 +579,35 @@ def test_card_of_150_labels_names_ten_and_points_to_the_matrix_file(tmp_path):
     small.metrics, small.eval_dataset = {"accuracy": 1.0}, "3 rows"
     small_text = build_card(small, None).text
     assert "(a, b, c)" in small_text and "| **c** | 0 | 0 | 1 |" in small_text and "too wide" not in small_text
+
+
+def test_card_of_450_labels_shows_the_30_worst_labels_scores_and_says_where_the_rest_are(tmp_path):
+    """450 labels: the results table had 1,350 per-label rows (precision, recall and F1 of each) and the model-index
+    as many entries. Past the confusion picture's cap, the card keeps every average and the scores of the 30 labels
+    with the lowest validation F1 (a label without validation rows, F1 0, after those with rows) and says where the
+    other 420 labels' scores are; the test column follows the same labels."""
+    n = 450
+    names = [f"intent_{i}" for i in range(n)]
+    support = [0 if i >= 440 else 2 for i in range(n)]  # the last 10 labels have no validation rows
+    f1 = {i: 0.1 + i / 10_000 if 100 <= i < 130 else (0.0 if i >= 440 else 0.9) for i in range(n)}
+    scores = {"accuracy": 0.8, "precision_macro": 0.8, "recall_macro": 0.8, "f1_macro": 0.8}
+    for i, name in enumerate(names):
+        scores |= {f"precision_{name}": f1[i], f"recall_{name}": f1[i], f"f1_{name}": f1[i]}
+    c = CardData(label_names=names, confusion_matrix=[[s * (i == j) for j in range(n)] for i, s in enumerate(support)])
+    c.metrics, c.test_metrics, c.eval_dataset = scores, dict(scores), "880 rows"
+    card = build_card(c, tmp_path)
+    shown = sorted({int(x) for x in re.findall(r"\| F1 \(intent_(\d+)\) \| [\d.]+ \| [\d.]+ \|", card.text)})
+    assert shown == list(range(100, 130))
+    assert card.text.count("| Precision (intent_") == card.text.count("| Recall (intent_") == 30
+    assert "| F1 (macro) | 0.8000 | 0.8000 |" in card.text
+    assert (
+        "450 labels make too long a table: per-label scores are shown for the 30 with the lowest validation F1; "
+        "the other 420 labels' scores are in `eval_results.json` and `test_results.json`." in card.text
+    )
+    _, results = model_index_to_eval_results(card.data.to_dict()["model-index"])
+    assert len(results) == 2 * (4 + 3 * 30)
+    assert {r.metric_config for r in results} - {None, "macro"} == {f"intent_{i}" for i in range(100, 130)}
+    few = CardData(label_names=names[:30])
+    few.metrics = {k: v for k, v in scores.items() if not k.startswith(("precision_intent", "recall_intent"))}
+    few.metrics = {k: v for k, v in few.metrics.items() if not k.startswith("f1_intent_") or int(k[10:]) < 30}
+    assert build_card(few, None).text.count("| F1 (intent_") == 30 and "too long" not in build_card(few, None).text

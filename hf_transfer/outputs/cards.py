@@ -7,8 +7,9 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from hf_transfer.core.folders import CARD_DATA_FILE, write_text_atomic
+from hf_transfer.core.folders import CARD_DATA_FILE, RUN_RECORD_FILE, write_text_atomic
 from hf_transfer.core.markdown import label_list, table_cell, table_cells
+from hf_transfer.core.metrics import label_keys
 from hf_transfer.core.tasks import METRIC_NAMES
 from hf_transfer.outputs.card_data import CardData, detect_adapter
 from hf_transfer.outputs.card_rows import (
@@ -75,11 +76,50 @@ def model_index_dataset(c: CardData, split: str) -> tuple[str, str]:
     return LOCAL_DATASET_TYPE, f"{file} (local file)" if file else "local data"
 
 
+def shown_labels(c: CardData) -> list[int] | None:
+    """Past `CONFUSION_COUNTED_LABELS` labels (450 labels gave 1,350 rows of per-label scores, in the table and in the
+    model-index), the ids of the labels whose scores the card shows: the lowest validation F1 first, labels with
+    validation rows before those without (whose F1 of 0 says nothing), then the more frequent; None shows them all."""
+    names = c.label_names or []
+    if len(names) <= CONFUSION_COUNTED_LABELS:
+        return None
+    support = [sum(row) for row in c.confusion_matrix] if c.confusion_matrix and not c.multi_label else None
+    f1 = [c.metrics.get(f"f1_{key}", 0.0) for key in label_keys(names)]
+
+    def order(i: int):
+        rows = support[i] if support and len(support) == len(names) else 1
+        return (rows == 0, f1[i], -rows, i)
+
+    return sorted(sorted(range(len(names)), key=order)[:CONFUSION_COUNTED_LABELS])
+
+
+def card_metrics(c: CardData) -> tuple[dict, dict, str | None]:
+    """The validation and test scores the card shows (every average; per-label scores of `shown_labels` only), and
+    the sentence that says which labels were left out and where their scores are."""
+    shown = shown_labels(c)
+    if shown is None:
+        return c.metrics, c.test_metrics, None
+    keys = label_keys(c.label_names)
+    hidden = set(keys) - {keys[i] for i in shown}
+
+    def kept(metrics: dict) -> dict:
+        return {k: v for k, v in metrics.items() if _metric_id(k)[1] not in hidden}
+
+    where = f"`{RUN_RECORD_FILE}` (`export.validation_report`)" if c.task == "export" else "`eval_results.json`"
+    where += " and `test_results.json`" if c.test_metrics and c.task != "export" else ""
+    note = (
+        f"{len(keys)} labels make too long a table: per-label scores are shown for the {len(shown)} with the lowest "
+        f"validation F1; the other {len(hidden)} labels' scores are in {where}."
+    )
+    return kept(c.metrics), kept(c.test_metrics), note
+
+
 def eval_results(c: CardData) -> list:
     from huggingface_hub import EvalResult
 
     results = []
-    for split, metrics in (("validation", c.metrics), ("test", c.test_metrics)):
+    validation, test, _ = card_metrics(c)
+    for split, metrics in (("validation", validation), ("test", test)):
         dataset_type, dataset_name = model_index_dataset(c, split)
         for key, value in metrics.items():
             metric_type, metric_config, metric_name = _metric_id(key)
@@ -195,10 +235,8 @@ def build_card(c: CardData, folder: str | Path | None = None):
     sweep_note, sweep_columns, sweep = sweep_table(c)
     epoch_columns, epochs = epoch_table(c)
     splits = ["validation"] + (["test"] if c.test_metrics else [])
-    metric_rows = [
-        [_metric_id(k)[2], fmt(v)] + ([fmt(c.test_metrics.get(k))] if c.test_metrics else [])
-        for k, v in c.metrics.items()
-    ]
+    validation, test, metrics_note = card_metrics(c)
+    metric_rows = [[_metric_id(k)[2], fmt(v)] + ([fmt(test.get(k))] if test else []) for k, v in validation.items()]
     export = export_fields(c.export)
     selection = (c.merge or {}).get("selection_metric") or "accuracy"  # what the α sweep's picture plots
     # Every table cell escaped: a `|` in a label name or a freeze_patterns regex would split the row.
@@ -233,6 +271,7 @@ def build_card(c: CardData, folder: str | Path | None = None):
         sweep_metric=METRIC_NAMES.get(selection, selection),
         eval_dataset=c.eval_dataset,
         metric_splits=splits,
+        metrics_note=metrics_note,
         has_curves=folder is None or (folder / "training_curves.png").is_file(),
         confusion_matrix=None if c.multi_label else c.confusion_matrix,
         confusion_plot=_confusion_plot(c, folder),
