@@ -169,10 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         close = difflib.get_close_matches(command, list(COMMANDS), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        print(
-            f"hf-transfer: error: unknown command {command!r}; expected one of {', '.join(COMMANDS)}.{hint}",
-            file=sys.stderr,
-        )
+        if is_launched_main_process():  # once under a launcher, as the refusals in `_stopped`
+            print(
+                f"hf-transfer: error: unknown command {command!r}; expected one of {', '.join(COMMANDS)}.{hint}",
+                file=sys.stderr,
+            )
         return 2
     with signals_as_interrupts() as received:
         try:
@@ -223,7 +224,10 @@ def _stopped(command: str, err: BaseException, received: list[int]) -> int:
         print(f"hf-transfer {command}: {how}.{RESUME_HINTS.get(command, '')}", file=sys.stderr)
         return 143 if terminated else 130
     if isinstance(err, HfTransferError):
-        print(f"hf-transfer {command}: error: {err}", file=sys.stderr)
+        # Under a launcher every process checks the same input and refuses it alike: the main process says so once
+        # (two processes printed two identical lines); every process still exits with status 2.
+        if is_launched_main_process():
+            print(f"hf-transfer {command}: error: {err}", file=sys.stderr)
         return 2
     if isinstance(err, (DiskFullError, TrainingDivergedError)):
         print(f"hf-transfer {command}: error: {err}", file=sys.stderr)

@@ -407,3 +407,24 @@ def test_resume_skips_a_checkpoint_cut_off_mid_save(setup, tmp_path, capsys):
     capsys.readouterr()
     assert main([*run_args(setup, tmp_path / "fresh", "train", batch=8), "--resume_from_checkpoint", "true"]) == 2
     assert "no complete checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["train", "--train_file", "missing.csv"], ["trian"]], ids=["refusal", "command"])
+def test_two_process_refusal_is_one_line_from_the_main_process_and_status_2_on_every_rank(argv, setup, tmp_path):
+    """Bad input under `accelerate launch` with 2 processes: each process printed the same one-line refusal (two
+    identical lines). The main process prints it once now; every process still exits with status 2, and nothing is
+    written."""
+    out = tmp_path / "out"
+    if argv[0] == "train":
+        argv = [*argv, "--model_name_or_path", str(setup / "student"), "--output_dir", str(out)]
+        argv += ["--report_to", "none"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
+    config = str(REPO / "scripts" / "accelerate" / "ddp_cpu.yaml")
+    command = [accelerate, "launch", "--config_file", config, "--main_process_port", "0", "-m", "hf_transfer", *argv]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("hf-transfer")]
+    assert len(errors) == 1 and ": error: " in errors[0], proc.stderr[-3000:]
+    assert "missing.csv" in errors[0] or "unknown command 'trian'" in errors[0]
+    assert proc.stderr.count("exitcode  : 2") == 2 and proc.returncode != 0, proc.stderr[-3000:]
+    assert not out.exists()
