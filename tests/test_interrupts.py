@@ -167,6 +167,30 @@ def test_a_full_disk_at_evaluate_s_write_is_one_line(model, tmp_path, monkeypatc
     assert not any("Traceback" in line for line in err)
 
 
+@pytest.mark.parametrize("stop", [OSError(errno.ENOSPC, "No space left on device"), KeyboardInterrupt()])
+def test_evaluate_stopped_mid_write_leaves_no_new_folder_or_half_output(stop, model, tmp_path, monkeypatch, capsys):
+    """`--output_file NEWDIR/metrics.json` stopped at the picture (a full disk, Ctrl-C) left NEWDIR holding
+    metrics.json and metrics.md, while the line said what was being written was removed. Now NEWDIR is gone; in a
+    folder that existed, its earlier file stays and none of this run's is left."""
+    from hf_transfer.evaluation import command
+
+    def stopped(*args, **kwargs):
+        raise stop
+
+    monkeypatch.setattr(command, "write_confusion_matrices", stopped)
+    data = labelled(tmp_path / "dev.csv", 8)
+    argv = ["evaluate", "--model_name_or_path", str(model), "--validation_file", str(data)]
+    new = tmp_path / "new" / "deeper"
+    assert main([*argv, "--output_file", str(new / "metrics.json")]) == (1 if isinstance(stop, OSError) else 130)
+    assert not (tmp_path / "new").exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("hf-transfer evaluate: error: no space left" if isinstance(stop, OSError) else "hf-")
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "notes.txt").write_text("mine")
+    main([*argv, "--output_file", str(tmp_path / "old" / "metrics.json")])
+    assert [p.name for p in (tmp_path / "old").iterdir()] == ["notes.txt"]
+
+
 def test_the_prediction_file_of_a_full_disk_is_removed(tmp_path):
     """The last flush fails on a full disk too: `abort` raised from it, and the temporary file stayed, keeping the
     disk full."""

@@ -240,3 +240,22 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 def json_text(value, **kwargs) -> str:
     """`value` as strict JSON (`json_safe`)."""
     return json.dumps(json_safe(value), allow_nan=False, **kwargs)
+
+
+@contextmanager
+def written_together(paths: list[Path]) -> Iterator[None]:
+    """Files written as one output (evaluate's metrics, table and pictures): if the block fails or is interrupted,
+    the files it created and the folders made for them are removed (an `--output_file NEWDIR/metrics.json` whose
+    picture failed left NEWDIR holding half the output). Files that were there before stay, each written atomically."""
+    paths = [Path(p).absolute() for p in paths]
+    new_files = [p for p in paths if not p.exists()]
+    new_folders = {f for p in paths for f in p.parents if not f.exists()}
+    try:
+        yield
+    except BaseException:
+        for path in new_files:
+            remove_quietly(path)
+        for folder in sorted(new_folders, key=lambda f: len(f.parts), reverse=True):  # the deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty: nothing but this run's files was in it
+        raise

@@ -22,7 +22,7 @@ from hf_transfer.core.eval_sets import (
     scalars,
     score_set,
 )
-from hf_transfer.core.folders import write_text_atomic
+from hf_transfer.core.folders import write_text_atomic, written_together
 from hf_transfer.evaluation.arguments import EvaluateArguments
 from hf_transfer.outputs.plots import (
     confusion_paths,
@@ -49,16 +49,9 @@ def run_evaluate(args: EvaluateArguments) -> dict:
     table = reports_markdown(reports, model_names)
     if args.output_file:
         out = Path(args.output_file)
-        # The main set's report stays at the top level, as before extra sets existed; every set is under `sets`.
-        write_json(out, {**main, "sets": reports} if len(reports) > 1 else main)
-        write_text_atomic(out.with_suffix(".md"), table)
-        titles = {data.name: f"{data.name}: {Path(data.path).name}" for data in sets}
-        titles[args.validation_name] = Path(args.validation_file).name
-        if "confusion_matrix" in main:  # single-label; a multi-label report has F1 per label instead
-            write_confusion_matrices(reports, model_names, out, args.validation_name, titles)
-        else:
-            for name, report in reports.items():
-                save_label_f1(report, model_names, label_f1_path(out, name, args.validation_name), titles[name])
+        pictures = [label_f1_path(out, name, args.validation_name) for name in reports]
+        with written_together(args.written_files() + pictures):
+            _write(args, out, reports, table, sets, model_names)
     result = scalars(main)
     accuracy = "accuracy" if "accuracy" in main else "subset_accuracy"
     for name, report in list(reports.items())[1:]:
@@ -73,3 +66,18 @@ def run_evaluate(args: EvaluateArguments) -> dict:
     if warning:
         result["warning"] = warning
     return result
+
+
+def _write(args: EvaluateArguments, out: Path, reports: dict, table: str, sets, model_names: list[str]) -> None:
+    """The metrics JSON, the Markdown table beside it, and each set's confusion matrix (or F1 per label)."""
+    main = reports[args.validation_name]
+    # The main set's report stays at the top level, as before extra sets existed; every set is under `sets`.
+    write_json(out, {**main, "sets": reports} if len(reports) > 1 else main)
+    write_text_atomic(out.with_suffix(".md"), table)
+    titles = {data.name: f"{data.name}: {Path(data.path).name}" for data in sets}
+    titles[args.validation_name] = Path(args.validation_file).name
+    if "confusion_matrix" in main:  # single-label; a multi-label report has F1 per label instead
+        write_confusion_matrices(reports, model_names, out, args.validation_name, titles)
+    else:
+        for name, report in reports.items():
+            save_label_f1(report, model_names, label_f1_path(out, name, args.validation_name), titles[name])
