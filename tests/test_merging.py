@@ -193,6 +193,31 @@ def test_merge_at_fixed_alphas(kind, tmp_path, tiny_bert_dir):
     assert "α = 0.5" in (out / "README.md").read_text()
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_half_precision_fine_tuned_model_merges_into_its_own_dtype(dtype, tmp_path, tiny_bert_dir):
+    """An fp16 (bf16) fine-tuned model was merged into fp32 weights, twice its size, with config dtype float32.
+    θ(α) is still computed in fp32 from the fp32-loaded weights, then saved in the fine-tuned model's dtype."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForSequenceClassification
+
+    pretrained, finetuned = make_pair(tmp_path, "bert", tiny_bert_dir)
+    AutoModelForSequenceClassification.from_pretrained(finetuned, dtype=dtype).save_pretrained(finetuned)
+    pre, ft = _bare(pretrained), AutoModelForSequenceClassification.from_pretrained(finetuned, dtype=torch.float32)
+    ft = ft.state_dict()
+    out = tmp_path / "merged"
+    argv = ["merge", "--pretrained", str(pretrained), "--finetuned", str(finetuned), "--alpha", "0.3"]
+    assert main([*argv, "--output_dir", str(out)]) == 0
+    saved = load_file(out / "model.safetensors")
+    assert {v.dtype for v in saved.values() if v.is_floating_point()} == {dtype}
+    assert json.loads((out / "config.json").read_text())["dtype"] == str(dtype).removeprefix("torch.")
+    name = "bert.encoder.layer.0.attention.self.query.weight"
+    expected = (0.7 * pre[name.removeprefix("bert.")] + 0.3 * ft[name]).to(dtype)
+    assert torch.equal(saved[name], expected)
+    assert (out / "model.safetensors").stat().st_size < 0.6 * 4 * sum(v.numel() for v in saved.values())
+    record = json.loads((out / "hf_transfer_run.json").read_text())["merge"]
+    assert record["saved_dtype"].startswith(str(dtype).removeprefix("torch.") + " (the fine-tuned model's")
+
+
 def test_sweep_with_extra_sets_writes_table_plot_and_card(tmp_path, tiny_bert_dir, dev_sets, capsys):
     from transformers import pipeline
 

@@ -281,3 +281,33 @@ def _check_shards_present(name_or_path: str, folder: Path) -> None:
                 f"cannot load the weights of {name_or_path!r}: its {index} names {len(files)} shards, but the folder "
                 f"lacks {', '.join(missing[:3])}; re-download or re-save the model."
             )
+
+
+# safetensors' names of the half-precision dtypes a checkpoint is shared in.
+_HALF_DTYPES = {"F16": "float16", "BF16": "bfloat16"}
+
+
+def stored_half_dtype(folder: str | Path) -> str | None:
+    """`float16` or `bfloat16` when every floating tensor of the checkpoint in `folder` is stored in it (read from
+    the safetensors headers, or from config.json's `dtype`/`torch_dtype` for a .bin checkpoint); None for fp32, a
+    mix, or a Hub id. Models load in fp32 here (`load_classifier`): this is the dtype to save them back in."""
+    from safetensors import SafetensorError, safe_open
+
+    folder = Path(folder)
+    index = folder / SHARD_INDEXES[0]
+    files = ["model.safetensors"]
+    if index.is_file():
+        files = sorted({str(f) for f in (read_json_file(index, "shard index").get("weight_map") or {}).values()})
+    if not files or not (folder / files[0]).is_file():
+        config = read_json_file(folder / "config.json", "config") if (folder / "config.json").is_file() else {}
+        stated = config.get("dtype") or config.get("torch_dtype")
+        return stated if stated in _HALF_DTYPES.values() else None
+    dtypes = set()
+    try:
+        for name in files:
+            with safe_open(str(folder / name), "pt") as weights:
+                dtypes |= {weights.get_slice(key).get_dtype() for key in weights.keys()}
+    except (SafetensorError, OSError):
+        return None
+    floating = {d for d in dtypes if d.startswith(("F", "BF"))}
+    return _HALF_DTYPES.get(floating.pop()) if len(floating) == 1 else None

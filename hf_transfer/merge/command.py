@@ -8,11 +8,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from hf_transfer import __version__
 from hf_transfer.core.eval_sets import left_out_warning, reports_markdown, rows_left_out, scalars, score_set
 from hf_transfer.core.folders import CARD_DATA_FILE, CONFIG_FILE, RUN_RECORD_FILE, staged_output_dir
 from hf_transfer.core.inference import cap_model_max_length
 from hf_transfer.core.markdown import table_row
+from hf_transfer.core.models import stored_half_dtype
 from hf_transfer.core.runtime import progress_bar
 from hf_transfer.core.tasks import METRIC_NAMES
 from hf_transfer.merge.arguments import MergeArguments
@@ -116,6 +119,11 @@ def _base_model(args: MergeArguments) -> str:
 
 def _write_folder(args, pre: _Preflight, interpolator, model, results, rows, chosen, chosen_by, out: Path, building):
     """Everything `merge` leaves, written into `building`, the staged folder that becomes `out` at the end."""
+    # θ(α) is computed (and scored) in fp32; an fp16 or bf16 fine-tuned model is saved back in its own dtype, which
+    # fp32 doubled the size of.
+    saved_dtype = stored_half_dtype(args.finetuned) if pre.adapter is None else None
+    if saved_dtype:
+        model.to(getattr(torch, saved_dtype))
     model.save_pretrained(building)
     cap_model_max_length(model.config, pre.tokenizer)
     pre.tokenizer.save_pretrained(building)
@@ -131,6 +139,7 @@ def _write_folder(args, pre: _Preflight, interpolator, model, results, rows, cho
         "finetuned_kind": "adapter" if pre.adapter is not None else "model",
         "head_init": args.head_init,
         "method": interpolator.method,
+        "saved_dtype": f"{saved_dtype} (the fine-tuned model's; θ(α) computed in float32)" if saved_dtype else None,
         "head": "interpolated with head_init" if args.head_init else "the fine-tuned head at every α",
         # head_init's label names when its label rows were reordered to the fine-tuned order
         "head_init_labels": pre.head_start.labels if pre.head_start else None,

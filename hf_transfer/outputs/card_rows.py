@@ -170,6 +170,8 @@ def merge_rows(c: CardData) -> list[tuple[str, str]]:
         ("task head", head_text(m)),
         ("interpolated tensors", count(m.get("interpolated_tensors"))),
     ]
+    if m.get("saved_dtype"):
+        rows.append(("saved weights", str(m["saved_dtype"])))
     if m.get("copied_buffers"):
         rows.append(("integer buffers (from the fine-tuned model)", ", ".join(m["copied_buffers"])))
     if len(m.get("alphas") or []) > 1:
