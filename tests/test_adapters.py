@@ -767,3 +767,45 @@ def test_a_prompt_tuning_adapter_leaves_room_in_the_position_table_for_its_virtu
     (got,) = ast.literal_eval(capsys.readouterr().out.strip().splitlines()[-1])
     assert got["label"] == expected["predicted_label"]
     assert got["score"] == pytest.approx(expected["score"], abs=1e-5)
+
+
+def test_an_adapter_peft_saved_on_a_labelled_classifier_is_evaluated_and_predicted_as_peft_loads_it(
+    tmp_path, tiny_bert_dir
+):
+    """A LoRA PEFT saved itself (`model.save_pretrained`, no hf-transfer record) on a classifier base whose config
+    names its labels: evaluate, predict, export and merge refused it ('records no label names ... use an adapter
+    trained with hf-transfer train'), although AutoPeftModelForSequenceClassification loads it. They take the base's
+    labels now, and predict gives the probabilities PEFT's own loading gives."""
+    from peft import AutoPeftModelForSequenceClassification, LoraConfig, get_peft_model
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=128, id2label={0: "neg", 1: "pos"}, label2id={"neg": 0, "pos": 1},
+    )  # fmt: skip
+    base, adapter = tmp_path / "base", tmp_path / "adapter"
+    BertForSequenceClassification(config).save_pretrained(base)
+    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(base)
+    peft_model = get_peft_model(
+        BertForSequenceClassification.from_pretrained(base),
+        LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["query", "value"]),
+    )
+    perturb_trainable(peft_model)
+    peft_model.save_pretrained(adapter)
+    texts = ["a fine film", "an awful one", "good", "bad"]
+    pd.DataFrame({"text": texts, "label": ["pos", "neg", "pos", "neg"]}).to_csv(tmp_path / "dev.csv", index=False)
+    out = tmp_path / "predictions.csv"
+    argv = ["--model_name_or_path", str(adapter), "--input_file", str(tmp_path / "dev.csv"), "--output_file", str(out)]
+    assert main(["predict", *argv]) == 0
+    reference = AutoPeftModelForSequenceClassification.from_pretrained(adapter).eval()
+    batch = AutoTokenizer.from_pretrained(base)(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = reference(**batch).logits.softmax(-1)
+    predicted = pd.read_csv(out)
+    torch.testing.assert_close(torch.tensor(predicted[["prob_neg", "prob_pos"]].values, dtype=torch.float32), expected)
+    metrics = tmp_path / "metrics.json"
+    argv = ["--model_name_or_path", str(adapter), "--validation_file", str(tmp_path / "dev.csv")]
+    assert main(["evaluate", *argv, "--output_file", str(metrics)]) == 0
+    right = (expected.argmax(-1) == torch.tensor([1, 0, 1, 0])).float().mean().item()
+    assert json.loads(metrics.read_text())["accuracy"] == pytest.approx(right)

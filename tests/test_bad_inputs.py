@@ -319,6 +319,9 @@ def search(w, *extra, space=None, **kw):
 CACHE = ["--cache_frozen_features", "true", "--freeze_embeddings", "true"]
 
 # (case, argv builder, words the message must contain)
+# The start of what a refusal of an adapter PEFT saved itself says to run.
+PEFT_MERGE = 'python -c "from peft import AutoPeftModelForSequenceClassification as A;'
+
 CASES = [
     # config
     ("unknown field", lambda w: train(w, "--freeze_layer", "1"), "did you mean 'freeze_layers'"),
@@ -790,7 +793,19 @@ CASES = [
     (
         "export: an adapter without its labels",
         lambda w: export(w, "--format", "onnx", model=w["bare_adapter"]),
-        "records no label names (hf_transfer_run.json); export needs them",
+        "records no label names (no hf_transfer_run.json: saved by PEFT, not hf-transfer) nor does its base",
+    ),
+    # An adapter PEFT saved itself, on a base without labels: every command says how to build the full model with
+    # PEFT (the advice was to use an hf-transfer run's adapter, or a merge that refused the same folder).
+    ("evaluate: a PEFT-saved adapter", lambda w: evaluate(w, model=w["bare_adapter"]), PEFT_MERGE),
+    ("predict: a PEFT-saved adapter", lambda w: predict(w, model=w["bare_adapter"]), PEFT_MERGE),
+    ("export: a PEFT-saved adapter", lambda w: export(w, "--format", "onnx", model=w["bare_adapter"]), PEFT_MERGE),
+    ("merge: a PEFT-saved adapter", lambda w: merge(w, "--alpha", "0.5", finetuned=w["bare_adapter"]), PEFT_MERGE),
+    ("train: a PEFT-saved adapter", lambda w: train(w, model=w["bare_adapter"]), PEFT_MERGE),
+    (
+        "distill: a PEFT-saved adapter as teacher",
+        lambda w: distill(w, "--student_layers", "[0]", teacher=w["bare_adapter"]),
+        PEFT_MERGE,
     ),
     ("export: already ONNX", lambda w: export(w, "--format", "onnx", model=w["onnx"]), "is an ONNX export"),
     (

@@ -21,10 +21,11 @@ from hf_transfer.core.folders import (
     CARD_DATA_FILE,
     MERGED_DIR,
     RUN_RECORD_FILE,
+    plain_adapter_advice,
     read_json_file,
     write_text_atomic,
 )
-from hf_transfer.core.models import load_classifier, load_config
+from hf_transfer.core.models import is_sequence_classifier, load_classifier, load_config
 from hf_transfer.errors import ConfigError, one_line
 
 logger = logging.getLogger(__name__)
@@ -157,17 +158,25 @@ def with_labels(config, label_names: list[str], problem_type: str | None):
     return config
 
 
-def adapter_labels(folder: Path, needed_for: str) -> tuple[list[str], str | None]:
-    """An adapter folder has no config.json: its labels are in the run record (or the card data) hf-transfer wrote."""
+def adapter_labels(
+    folder: Path, needed_for: str, base_config=None, base: str | None = None
+) -> tuple[list[str], str | None]:
+    """An adapter folder has no config.json: its labels are in the run record (or the card data) hf-transfer wrote,
+    or, for an adapter PEFT saved itself, in its base's config when that base is a classifier with named labels."""
     for name in (RUN_RECORD_FILE, CARD_DATA_FILE):
         if (folder / name).is_file():
             record = read_json_file(folder / name, "run record")
             if record.get("label_names"):
                 return [str(n) for n in record["label_names"]], record.get("problem_type")
+    if base_config is not None and is_sequence_classifier(base_config):
+        names = [str(base_config.id2label[i]) for i in range(base_config.num_labels)]
+        if names != [f"LABEL_{i}" for i in range(len(names))]:  # transformers' placeholders name nothing
+            return names, getattr(base_config, "problem_type", None)
+    whose = f"nor does its base {base!r}" if base else "and it names no base"
+    advice = plain_adapter_advice(folder, base)
     raise ConfigError(
-        f"adapter folder {str(folder)!r} records no label names (hf_transfer_run.json); {needed_for} needs them to "
-        "rebuild the classifier. Use an adapter trained with hf-transfer train, or its merged model (merge_adapter: "
-        "true)."
+        f"adapter folder {str(folder)!r} records no label names (no {RUN_RECORD_FILE}: saved by PEFT, not "
+        f"hf-transfer) {whose}; {needed_for} needs them to rebuild the classifier: {advice}."
     )
 
 
@@ -175,10 +184,10 @@ def adapter_base_config(folder: Path, base: str | None = None, command: str = "e
     """The config of the base an adapter folder goes onto (`base`, else the one its adapter_config.json names), with
     the adapter run's labels; `config._name_or_path` is that base. Raises ConfigError before any weights load."""
 
-    label_names, problem_type = adapter_labels(folder, command)
     given = base
     base = base or read_json_file(folder / ADAPTER_CONFIG, "adapter config").get("base_model_name_or_path")
     if not base:
+        adapter_labels(folder, command)  # a PEFT-saved folder without a base: what to do with it
         raise ConfigError(f"adapter {str(folder)!r} names no base model; pass --base_model_name_or_path DIR_OR_ID.")
     try:
         config = load_config(base)
@@ -186,6 +195,7 @@ def adapter_base_config(folder: Path, base: str | None = None, command: str = "e
         if given:
             raise
         raise ConfigError(f"{err} The adapter's base is {base!r}: pass --base_model_name_or_path DIR_OR_ID.") from None
+    label_names, problem_type = adapter_labels(folder, command, config, base)
     config = with_labels(config, label_names, problem_type)
     config._name_or_path = base
     return config

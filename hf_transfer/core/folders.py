@@ -259,3 +259,17 @@ def written_together(paths: list[Path]) -> Iterator[None]:
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only when empty: nothing but this run's files was in it
         raise
+
+
+def plain_adapter_advice(folder: str | Path, base: str | None) -> str:
+    """What to do with an adapter folder that PEFT saved itself (`model.save_pretrained` on a PeftModel): it holds no
+    label names, so build, with PEFT, the full model that carries them; that folder works in every command."""
+    merged = f"{str(folder).rstrip('/')}-merged"
+    tokenizer = folder if has_tokenizer(Path(folder)) else base or "BASE_MODEL"
+    return (
+        "build the full model with PEFT, with your label names in the order of the head's outputs, and give that "
+        "folder: "
+        'python -c "from peft import AutoPeftModelForSequenceClassification as A; from transformers import '
+        f"AutoTokenizer as T; A.from_pretrained('{folder}', id2label={{0: 'neg', 1: 'pos'}}).merge_and_unload()"
+        f".save_pretrained('{merged}'); T.from_pretrained('{tokenizer}').save_pretrained('{merged}')\""
+    )

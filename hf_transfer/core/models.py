@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from pathlib import Path
 
 from hf_transfer.core.folders import (
     ADAPTER_CONFIG,
+    CARD_DATA_FILE,
     ONNX_FILE,
+    RUN_RECORD_FILE,
     TOKENIZER_FILES,
     has_tokenizer,
     is_adapter_folder,
     is_onnx_folder,
     onnx_export_source,
+    plain_adapter_advice,
     read_json_file,
 )
 from hf_transfer.core.layers import ModelLayout, discover_layers
@@ -26,6 +30,11 @@ def check_model_location(name_or_path: str) -> None:
     path = Path(name_or_path).expanduser()
     if path.is_dir() and not (path / "config.json").is_file():
         if is_adapter_folder(path):
+            if not any((path / name).is_file() for name in (RUN_RECORD_FILE, CARD_DATA_FILE)):
+                raise ConfigError(  # saved by PEFT itself: hf-transfer merge cannot build the model without labels
+                    f"model folder {name_or_path!r} holds a PEFT adapter ({ADAPTER_CONFIG}), not a model, saved by "
+                    f"PEFT with no label names; {plain_adapter_advice(name_or_path, _adapter_base(path))}."
+                )
             raise ConfigError(
                 f"model folder {name_or_path!r} holds a PEFT adapter ({ADAPTER_CONFIG}), not a model; give a full "
                 "model: the adapter's run writes one to output_dir/merged with merge_adapter true, or hf-transfer "
@@ -38,6 +47,14 @@ def check_model_location(name_or_path: str) -> None:
     looks_local = path.is_absolute() or name_or_path.startswith((".", "~")) or name_or_path.count("/") > 1
     if not path.exists() and looks_local:
         raise ConfigError(f"model folder {name_or_path!r} does not exist.")
+
+
+def _adapter_base(folder: Path) -> str | None:
+    """The base model an adapter_config.json names, or None when it cannot be read."""
+    try:
+        return json.loads((folder / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def load_config(name_or_path: str, *, revision: str = "main", cache_dir=None, trust_remote_code=False, **overrides):

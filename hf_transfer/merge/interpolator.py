@@ -82,7 +82,7 @@ def _finetuned(args: MergeArguments, pretrained_config):
     if (folder / ADAPTER_CONFIG).is_file():
         adapter = read_json_file(folder / ADAPTER_CONFIG, "adapter config")
         check_mergeable(folder, "merge")
-        labels, problem_type = adapter_labels(folder, "merge")
+        labels, problem_type = adapter_labels(folder, "merge", pretrained_config, args.pretrained)
         return with_labels(pretrained_config, labels, problem_type), adapter
     config = load_config(args.finetuned)
     architectures = getattr(config, "architectures", None) or []
