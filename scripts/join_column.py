@@ -1,6 +1,7 @@
 """Add a column of an original data file to rows written by `config_sweep.py` (which keeps only the text, the pair
-and the mapped label): each row is matched on its text columns (exactly, but for line ends). Used for intermediate-task training on a
-finer label than the task's, e.g. the clothing reviews' 1-5 star rating before their good/neutral/bad task:
+and the mapped label): each row is matched on its text columns (exactly, but for line ends). Used for
+intermediate-task training on a finer label than the task's, e.g. the clothing reviews' 1-5 star rating before
+their good/neutral/bad task:
 
     python scripts/join_column.py --rows runs/clothing-sweep/train_8000.csv \
         --source ../shared/data/clothing_reviews/reviews.csv --key "Review Text" --key Title \
