@@ -5,21 +5,14 @@ import hashlib
 import json
 
 import pytest
-from test_cli import train_argv, write_csv
+import test_cli
+from test_cli import train_argv
 
 from hf_transfer.cli import main
 from hf_transfer.outputs.card_data import load_card_data
 from hf_transfer.outputs.run_folder import started_from_checkpoint
 
-
-@pytest.fixture
-def tiny_data(tmp_path):
-    words = ["good", "great", "fine", "bad", "awful", "poor", "nice", "meh"]
-    texts = [f"{words[i % 8]} thing number {i}" for i in range(48)]
-    labels = ["pos" if i % 8 in (0, 1, 2, 6) else "neg" for i in range(48)]
-    return write_csv(tmp_path / "train.csv", texts[:40], labels[:40]), write_csv(
-        tmp_path / "dev.csv", texts[40:], labels[40:]
-    )
+tiny_data = test_cli.tiny_data  # the fixture, shared
 
 
 @pytest.fixture
