@@ -460,7 +460,9 @@ def test_resume_and_load_best_model_leave_auto_on_the_ordinary_route_and_refuse_
     out = tmp_path / "out"
     ordinary = ["--few_shot", "false", "--max_steps", "1", "--save_strategy", "steps", "--save_steps", "1"]
     assert main([*few_shot_argv(tiny_st, train, out), *ordinary]) == 0
-    best = ["--load_best_model_at_end", "true", "--eval_strategy", "epoch", "--save_strategy", "epoch"]
+    # A fresh run into the same folder (not a resume) must say it replaces the run there, or it is refused first.
+    best = ["--load_best_model_at_end", "true", "--eval_strategy", "epoch", "--save_strategy", "epoch",
+            "--overwrite_output_dir", "true"]  # fmt: skip
     for extra, reason in ((["--resume_from_checkpoint", "true"], "the route saves no checkpoint"),
                           (best, "load_best_model_at_end is set")):  # fmt: skip
         for setting in ("auto", "true"):

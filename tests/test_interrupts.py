@@ -113,16 +113,21 @@ def test_ctrl_c_while_the_command_loads_is_one_line(monkeypatch, capsys):
         except KeyboardInterrupt as err:
             raise ImportError("initialization failed") from err
 
-    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-    for loader in (interrupted, import_cut_off):
-        monkeypatch.setitem(cli.COMMANDS, "predict", loader)
-        try:
-            status = main(["predict", "--model_name_or_path", "m"])
-        except BaseException as err:  # noqa: BLE001 - a KeyboardInterrupt out of main would stop pytest itself
-            pytest.fail(f"{type(err).__name__} escaped main")
-        assert status == 130
-        assert capsys.readouterr().err.strip().splitlines() == ["hf-transfer predict: interrupted."]
-    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+    # Ctrl-C as a terminal delivers it (a process whose SIGINT is ignored, a background job, keeps it ignored)
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+        for loader in (interrupted, import_cut_off):
+            monkeypatch.setitem(cli.COMMANDS, "predict", loader)
+            try:
+                status = main(["predict", "--model_name_or_path", "m"])
+            except BaseException as err:  # noqa: BLE001 - a KeyboardInterrupt out of main would stop pytest itself
+                pytest.fail(f"{type(err).__name__} escaped main")
+            assert status == 130
+            assert capsys.readouterr().err.strip().splitlines() == ["hf-transfer predict: interrupted."]
+        assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+    finally:
+        signal.signal(signal.SIGINT, inherited)
 
 
 def test_an_unwritable_output_is_one_line_before_any_work(model, tiny_bert_dir, tmp_path, monkeypatch, capsys):

@@ -498,8 +498,8 @@ def test_a_diverged_trial_fails_and_the_study_goes_on(tmp_path, tiny_bert_dir):
     (out / "search").mkdir(parents=True)
     study = optuna.create_study(storage=f"sqlite:///{out / 'search' / 'study.db'}", study_name="hf-transfer-search",
                                 direction="maximize")  # fmt: skip
-    study.enqueue_trial({"learning_rate": "1e12"})
-    study.enqueue_trial({"learning_rate": "1e-3"})
+    study.enqueue_trial({"learning_rate": 1e12})  # YAML 1.2: the search space's 1e12 and 1e-3 are numbers
+    study.enqueue_trial({"learning_rate": 1e-3})
     argv = ["search", "--model_name_or_path", str(tiny_bert_dir), "--train_file", str(tmp_path / "train.csv"),
             "--validation_file", str(tmp_path / "train.csv"), "--output_dir", str(out), "--max_steps", "2",
             "--use_cpu", "true", "--report_to", "none", "--few_shot", "false", "--n_trials", "1",
