@@ -113,8 +113,10 @@ def test_ctrl_c_while_the_command_loads_is_one_line(monkeypatch, capsys):
         except KeyboardInterrupt as err:
             raise ImportError("initialization failed") from err
 
-    # Ctrl-C as a terminal delivers it (a process whose SIGINT is ignored, a background job, keeps it ignored)
+    # Ctrl-C as a terminal delivers it (a process whose SIGINT is ignored, a background job, keeps it ignored; in the
+    # full suite an earlier test leaves it ignored or blocked)
     inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     try:
         before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
         for loader in (interrupted, import_cut_off):
@@ -128,6 +130,7 @@ def test_ctrl_c_while_the_command_loads_is_one_line(monkeypatch, capsys):
         assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
     finally:
         signal.signal(signal.SIGINT, inherited)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def test_an_unwritable_output_is_one_line_before_any_work(model, tiny_bert_dir, tmp_path, monkeypatch, capsys):
