@@ -38,6 +38,7 @@ def minilm_path() -> str:
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory, minilm_path) -> Path:
     """A 2-layer, hidden-32 BERT with MiniLM's tokenizer, saved as an ordinary model folder."""
+    import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     path = tmp_path_factory.mktemp("tiny-bert")
@@ -49,7 +50,12 @@ def tiny_bert_dir(tmp_path_factory, minilm_path) -> Path:
         intermediate_size=64,
         max_position_embeddings=128,
     )
-    BertModel(config).save_pretrained(path)
+    # Seeded, and without touching the session's random state: unseeded, its weights followed whatever tests ran
+    # first, so a test that needs the tiny model to learn in a few steps passed or failed with the test order.
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = BertModel(config)
+    model.save_pretrained(path)
     AutoTokenizer.from_pretrained(minilm_path).save_pretrained(path)
     return path
 
