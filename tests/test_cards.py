@@ -559,7 +559,8 @@ def test_an_export_card_does_not_say_its_graphs_scores_were_measured_in_fp32(tmp
 def test_card_of_150_labels_names_ten_and_points_to_the_matrix_file(tmp_path):
     """150 intents: the opening line and the intended use named all 150 labels, and the confusion matrix was a
     150-column table of 22,500 cells (a 160 KB card); the sentences now name ten and the matrix is left to its
-    JSON and picture. The label table still lists every label, and 3 labels still get the table."""
+    JSON and picture. The label table lists the first 30 ids and says where the other 120 are (it listed all 150,
+    beside a results table cut to 30 labels), and 3 labels still get the table."""
     names = [f"intent_{i}" for i in range(150)]
     (tmp_path / "confusion_matrix.png").write_bytes(b"")
     c = CardData(label_names=names, confusion_matrix=[[2 * (i == j) for j in range(150)] for i in range(150)])
@@ -569,7 +570,14 @@ def test_card_of_150_labels_names_ten_and_points_to_the_matrix_file(tmp_path):
         "(intent_0, intent_1, intent_2, intent_3, intent_4, intent_5, intent_6, intent_7, intent_8, intent_9 "
         "and 140 more)" in text
     )
-    assert "intent_10," not in text and "| 149 | intent_149 |" in text
+    assert "intent_10," not in text and "| 29 | intent_29 |" in text and "| 30 | intent_30 |" not in text
+    assert len(re.findall(r"^\| \d+ \| intent_\d+ \|$", text, re.M)) == 30
+    assert (
+        "150 labels make too long a table: it lists ids 0 to 29; the other 120 labels are in `config.json` "
+        "(`id2label`)." in text
+    )
+    c.adapter = {"method": "lora", "in_folder": True}  # no config.json: the run record holds the names
+    assert "the other 120 labels are in `hf_transfer_run.json` (`label_names`)." in build_card(c, tmp_path).text
     assert (
         "150 labels make too wide a table: the counts are in `confusion_matrix.json`, their shares in the "
         "picture below." in text
@@ -579,6 +587,7 @@ def test_card_of_150_labels_names_ten_and_points_to_the_matrix_file(tmp_path):
     small.metrics, small.eval_dataset = {"accuracy": 1.0}, "3 rows"
     small_text = build_card(small, None).text
     assert "(a, b, c)" in small_text and "| **c** | 0 | 0 | 1 |" in small_text and "too wide" not in small_text
+    assert "| 2 | c |" in small_text and "too long" not in small_text
 
 
 def test_card_of_450_labels_shows_the_30_worst_labels_scores_and_says_where_the_rest_are(tmp_path):

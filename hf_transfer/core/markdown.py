@@ -21,7 +21,7 @@ def table_cells(rows: Iterable[Iterable]) -> list[list[str]]:
 
 
 # A card's sentences name at most this many labels (150 intents made the opening line a paragraph of names; the
-# card's label table lists them all).
+# card's label table lists the first 30 and says where the rest are).
 NAMED_LABELS = 10
 
 

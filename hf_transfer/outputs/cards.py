@@ -114,6 +114,23 @@ def card_metrics(c: CardData) -> tuple[dict, dict, str | None]:
     return kept(c.metrics), kept(c.test_metrics), note
 
 
+def label_rows(c: CardData, in_folder: bool) -> tuple[list[list], str | None]:
+    """The Labels table's rows (id, name): past `CONFUSION_COUNTED_LABELS` labels (450 labels gave a 450-row table
+    beside a results table already cut to 30 labels), the first that many ids, and the sentence that says how many
+    are left out and where the full list is."""
+    names = c.label_names or []
+    rows = [[i, name] for i, name in enumerate(names[:CONFUSION_COUNTED_LABELS])]
+    if len(names) <= CONFUSION_COUNTED_LABELS:
+        return rows, None
+    # An adapter folder has no config.json: its labels are in the run record (and the quick start's `labels`).
+    where = f"`{RUN_RECORD_FILE}` (`label_names`)" if in_folder else "`config.json` (`id2label`)"
+    note = (
+        f"{len(names)} labels make too long a table: it lists ids 0 to {len(rows) - 1}; the other "
+        f"{len(names) - len(rows)} labels are in {where}."
+    )
+    return rows, note
+
+
 def eval_results(c: CardData) -> list:
     from huggingface_hub import EvalResult
 
@@ -236,6 +253,7 @@ def build_card(c: CardData, folder: str | Path | None = None):
     epoch_columns, epochs = epoch_table(c)
     splits = ["validation"] + (["test"] if c.test_metrics else [])
     validation, test, metrics_note = card_metrics(c)
+    labels, labels_note = label_rows(c, in_folder)
     metric_rows = [[_metric_id(k)[2], fmt(v)] + ([fmt(test.get(k))] if test else []) for k, v in validation.items()]
     export = export_fields(c.export)
     selection = (c.merge or {}).get("selection_metric") or "accuracy"  # what the α sweep's picture plots
@@ -244,7 +262,7 @@ def build_card(c: CardData, folder: str | Path | None = None):
             "merge_rows": merge_rows(c), "sweep_rows": sweep, "freeze_rows": freeze_rows(c),
             "recipe_rows": recipe_rows(c), "few_shot_rows": few_shot_rows(c.few_shot), "hyper_rows": hyper_rows(c),
             "export_rows": export["export_rows"], "speed_rows": export["speed_rows"], "metric_rows": metric_rows,
-            "epoch_rows": epochs}  # fmt: skip
+            "epoch_rows": epochs, "label_rows": labels}  # fmt: skip
     headers = {"sweep_columns": sweep_columns, "speed_columns": export["speed_columns"],
                "epoch_columns": epoch_columns, "label_cells": c.label_names or []}  # fmt: skip
     tables = {name: table_cells(value) for name, value in rows.items()}
@@ -272,6 +290,7 @@ def build_card(c: CardData, folder: str | Path | None = None):
         eval_dataset=c.eval_dataset,
         metric_splits=splits,
         metrics_note=metrics_note,
+        labels_note=labels_note,
         has_curves=folder is None or (folder / "training_curves.png").is_file(),
         confusion_matrix=None if c.multi_label else c.confusion_matrix,
         confusion_plot=_confusion_plot(c, folder),
