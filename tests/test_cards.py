@@ -435,7 +435,7 @@ def test_a_pipe_in_a_label_name_or_a_regex_does_not_split_a_table_cell(tmp_path)
     assert len(widths) >= 5 and all(len(w) == 1 for w in widths), widths
     report = {"samples": 4, "accuracy": 0.5, "f1_macro": 0.5}
     report |= {f"{m}_{k}": 0.5 for m in ("precision", "recall") for k in ("neg|a", "pos|b")}
-    table = reports_markdown({"dev|2": report}, ["neg|a", "pos|b"])
+    table = reports_markdown({"dev|2": report}, ["neg|a", "pos|b"], "metrics.json")
     assert [len(w) for w in _table_widths(table)] == [1] and "| dev\\|2 | 4 |" in table
 
 

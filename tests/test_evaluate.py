@@ -10,6 +10,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_f
 from test_predict import WORDS, direct_logits, tiny_classifier
 
 from hf_transfer.cli import main
+from hf_transfer.core.eval_sets import reports_markdown
 
 
 @pytest.fixture(scope="module")
@@ -213,3 +214,49 @@ def test_boolean_labels_match_a_model_of_either_spelling(tmp_path, tiny_bert_dir
     assert main([*argv, "--output_file", str(out)]) == 0
     predicted = direct_logits(model, texts).argmax(-1).astype(bool)
     assert json.loads(out.read_text())["accuracy"] == pytest.approx(accuracy_score(truth, predicted))
+
+
+def test_metrics_md_of_40_labels_shows_the_30_worst_and_says_where_every_score_is(tmp_path, tiny_bert_dir, capsys):
+    """`metrics.md` had two columns per label (a 450-label model: 903 columns) while the card shows 30 labels' scores.
+    Past 30 labels it shows the columns of the 30 with the lowest validation F1, for every set, and names the JSON
+    that holds every label's scores; metrics.json still has them all."""
+    names = [f"intent_{i}" for i in range(40)]
+    model = tiny_classifier(tmp_path / "many", tiny_bert_dir, names)
+    texts = [" ".join(WORDS[(i * j + j) % 8] for j in range(i % 5 + 1)) + f" {i}" for i in range(80)]
+    frame = pd.DataFrame({"text": texts, "label": [names[i % 40] for i in range(80)]})
+    frame.to_csv(tmp_path / "dev.csv", index=False)
+    frame[:40].to_csv(tmp_path / "shifted.csv", index=False)
+    out = tmp_path / "metrics.json"
+    argv = ["evaluate", "--model_name_or_path", str(model), "--validation_file", str(tmp_path / "dev.csv")]
+    argv += ["--extra_eval", f"shifted={tmp_path / 'shifted.csv'}", "--output_file", str(out)]
+    assert main(argv) == 0
+    metrics = json.loads(out.read_text())
+    assert all(f"f1_{name}" in metrics and f"f1_{name}" in metrics["sets"]["shifted"] for name in names)
+    table = out.with_suffix(".md").read_text()
+    header = table.splitlines()[0]
+    shown = [name for name in names if f"| P {name} |" in header]
+    f1 = [metrics[f"f1_{name}"] for name in names]
+    worst = sorted(range(40), key=lambda i: (f1[i], i))[:30]  # every label has 2 validation rows
+    assert sorted(worst) != list(range(30))  # the scores decide, not the ids
+    assert shown == [names[i] for i in sorted(worst)] and header.count("| R intent_") == 30
+    assert [line.count("|") for line in table.splitlines()[:4]] == [65] * 4  # set, 3 averages, 60 label columns
+    assert (
+        "40 labels make too wide a table: per-label columns are shown for the 30 with the lowest F1 on validation; "
+        "every label's scores are in `metrics.json`." in table
+    )
+    assert "every label's scores are in `metrics.json`" in capsys.readouterr().out  # the table printed for 2 sets
+
+
+def test_a_multi_label_table_of_many_labels_is_capped_and_without_a_file_says_how_to_get_every_score():
+    names = [f"tag_{i}" for i in range(35)]
+    report = {"samples": 9, "subset_accuracy": 0.5, "f1_micro": 0.5, "f1_macro": 0.5}
+    report |= {f"f1_{name}": (0.9 if i < 5 else 0.1) for i, name in enumerate(names)}
+    table = reports_markdown({"validation": report}, names, None)
+    header = table.splitlines()[0]
+    assert [name for name in names if f"| F1 {name} |" in header] == names[5:]  # the 5 best left out
+    assert (
+        "35 labels make too wide a table: per-label columns are shown for the 30 with the lowest F1 on validation; "
+        "every label's scores are written by `--output_file metrics.json`." in table
+    )
+    few = reports_markdown({"validation": report}, names[:30], "metrics.json")
+    assert few.splitlines()[0].count("| F1 tag_") == 30 and "too wide" not in few

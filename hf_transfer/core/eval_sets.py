@@ -14,7 +14,7 @@ from hf_transfer.core.cleaning import label_name_keys, normalise_scalar
 from hf_transfer.core.data import load_data
 from hf_transfer.core.inference import predict_logits
 from hf_transfer.core.label_space import case_variants
-from hf_transfer.core.markdown import table_row
+from hf_transfer.core.markdown import table_row, worst_labels
 from hf_transfer.core.metrics import classification_metrics, label_keys
 from hf_transfer.core.tasks import MULTI_LABEL, SINGLE_LABEL, predicted_labels
 from hf_transfer.errors import DataError
@@ -170,22 +170,36 @@ def scalars(report: dict) -> dict:
     return {k: v for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def reports_markdown(reports: dict[str, dict], label_names: list[str]) -> str:
-    """One row per set: rows, accuracy, macro-F1, then precision and recall of each class."""
+def reports_markdown(reports: dict[str, dict], label_names: list[str], scores_file: str | None) -> str:
+    """One row per set: rows, accuracy, macro-F1, then precision and recall of each class (multi-label: F1 of each
+    label). Past `TABLE_LABELS` labels, those columns for the labels `worst_labels` picks on the first set only, and
+    a line that says where every label's scores are (`scores_file`; None: not written)."""
 
-    keys = label_keys(label_names)
+    keys, names = label_keys(label_names), list(label_names)
+    first = next(iter(reports.values()))
+    matrix = first.get("confusion_matrix")
+    shown = worst_labels([first.get(f"f1_{key}", 0.0) for key in keys], [sum(r) for r in matrix] if matrix else None)
+    if shown is not None:
+        keys, names = [keys[i] for i in shown], [names[i] for i in shown]
     if any("subset_accuracy" in report for report in reports.values()):  # multi-label: F1 per label
-        columns = ["rows", "subset accuracy", "micro-F1", "macro-F1"] + [f"F1 {n}" for n in label_names]
+        columns = ["rows", "subset accuracy", "micro-F1", "macro-F1"] + [f"F1 {n}" for n in names]
         lines = [table_row(["set", *columns]), "|---|" + "---:|" * len(columns)]
         for name, r in reports.items():
             cells = [str(r.get("samples", ""))] + [f"{r[k]:.4f}" for k in ("subset_accuracy", "f1_micro", "f1_macro")]
             lines.append(table_row([name, *cells, *(f"{r[f'f1_{key}']:.4f}" for key in keys)]))
-        return "\n".join(lines) + "\n"
-    columns = ["rows", "accuracy", "macro-F1"] + [f"{m} {n}" for n in label_names for m in ("P", "R")]
-    lines = [table_row(["set", *columns]), "|---|" + "---:|" * len(columns)]
-    for name, report in reports.items():
-        cells = [str(report.get("samples", "")), f"{report['accuracy']:.4f}", f"{report['f1_macro']:.4f}"]
-        for key in keys:
-            cells += [f"{report[f'precision_{key}']:.4f}", f"{report[f'recall_{key}']:.4f}"]
-        lines.append(table_row([name, *cells]))
+    else:
+        columns = ["rows", "accuracy", "macro-F1"] + [f"{m} {n}" for n in names for m in ("P", "R")]
+        lines = [table_row(["set", *columns]), "|---|" + "---:|" * len(columns)]
+        for name, report in reports.items():
+            cells = [str(report.get("samples", "")), f"{report['accuracy']:.4f}", f"{report['f1_macro']:.4f}"]
+            for key in keys:
+                cells += [f"{report[f'precision_{key}']:.4f}", f"{report[f'recall_{key}']:.4f}"]
+            lines.append(table_row([name, *cells]))
+    if shown is not None:
+        where = f"are in `{scores_file}`" if scores_file else "are written by `--output_file metrics.json`"
+        lines += [
+            "",
+            f"{len(label_names)} labels make too wide a table: per-label columns are shown for the {len(shown)} with "
+            f"the lowest F1 on {next(iter(reports))}; every label's scores {where}.",
+        ]
     return "\n".join(lines) + "\n"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 def table_cell(value) -> str:
@@ -30,3 +30,19 @@ def label_list(names: list[str], limit: int = NAMED_LABELS) -> str:
     if len(names) <= limit:
         return ", ".join(names)
     return ", ".join(names[:limit]) + f" and {len(names) - limit} more"
+
+
+# Past this many labels a table of labels or of per-label scores shows this many and says where the rest are (450
+# labels gave a card 1,350 rows of per-label scores and `metrics.md` 903 columns), and a confusion picture's cells
+# carry colour alone.
+TABLE_LABELS = 30
+
+
+def worst_labels(f1: Sequence[float], support: Sequence[int] | None, limit: int = TABLE_LABELS) -> list[int] | None:
+    """Past `limit` labels, the ids (in id order) of the `limit` labels with the lowest F1: labels with rows before
+    those without (whose F1 of 0 says nothing), then the more frequent. None when every label fits."""
+    if len(f1) <= limit:
+        return None
+    support = support if support is not None and len(support) == len(f1) else [1] * len(f1)
+    order = sorted(range(len(f1)), key=lambda i: (support[i] == 0, f1[i], -support[i], i))
+    return sorted(order[:limit])

@@ -46,7 +46,7 @@ def run_evaluate(args: EvaluateArguments) -> dict:
     model, tokenizer = load_inference_model(source)
     reports = {data.name: score_set(model, tokenizer, data, model_names, args) | rows_left_out(data) for data in sets}
     main = reports[args.validation_name]
-    table = reports_markdown(reports, model_names)
+    table = reports_markdown(reports, model_names, args.output_file and Path(args.output_file).name)
     if args.output_file:
         out = Path(args.output_file)
         pictures = [label_f1_path(out, name, args.validation_name) for name in reports]

@@ -157,7 +157,7 @@ def _write_folder(args, pre: _Preflight, interpolator, model, results, rows, cho
             plot_alpha_sweep(rows, names, args.validation_name, chosen, building / SWEEP_PNG, args.selection_metric)
     if reports:
         write_json(building / EVAL_JSON, reports)
-        (building / EVAL_MD).write_text(reports_markdown(reports, pre.label_names))
+        (building / EVAL_MD).write_text(reports_markdown(reports, pre.label_names, EVAL_JSON))
         titles = {d.name: f"{d.name}: {Path(d.path).name} (α={chosen:g})" for d in pre.sets}
         write_confusion_matrices(reports, pre.label_names, building / EVAL_JSON, args.validation_name, titles)
         main = scalars(reports[args.validation_name])

@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 from hf_transfer.core.folders import CARD_DATA_FILE, RUN_RECORD_FILE, write_text_atomic
-from hf_transfer.core.markdown import label_list, table_cell, table_cells
+from hf_transfer.core.markdown import label_list, table_cell, table_cells, worst_labels
 from hf_transfer.core.metrics import label_keys
 from hf_transfer.core.tasks import METRIC_NAMES
 from hf_transfer.outputs.card_data import CardData, detect_adapter
@@ -78,19 +78,11 @@ def model_index_dataset(c: CardData, split: str) -> tuple[str, str]:
 
 def shown_labels(c: CardData) -> list[int] | None:
     """Past `CONFUSION_COUNTED_LABELS` labels (450 labels gave 1,350 rows of per-label scores, in the table and in the
-    model-index), the ids of the labels whose scores the card shows: the lowest validation F1 first, labels with
-    validation rows before those without (whose F1 of 0 says nothing), then the more frequent; None shows them all."""
+    model-index), the ids of the labels whose scores the card shows (`worst_labels` on validation); None: all."""
     names = c.label_names or []
-    if len(names) <= CONFUSION_COUNTED_LABELS:
-        return None
     support = [sum(row) for row in c.confusion_matrix] if c.confusion_matrix and not c.multi_label else None
     f1 = [c.metrics.get(f"f1_{key}", 0.0) for key in label_keys(names)]
-
-    def order(i: int):
-        rows = support[i] if support and len(support) == len(names) else 1
-        return (rows == 0, f1[i], -rows, i)
-
-    return sorted(sorted(range(len(names)), key=order)[:CONFUSION_COUNTED_LABELS])
+    return worst_labels(f1, support, CONFUSION_COUNTED_LABELS)
 
 
 def card_metrics(c: CardData) -> tuple[dict, dict, str | None]:

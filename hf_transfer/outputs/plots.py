@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hf_transfer.core.folders import atomic_path, write_text_atomic
+from hf_transfer.core.markdown import TABLE_LABELS
 from hf_transfer.core.metrics import label_keys
 from hf_transfer.core.tasks import METRIC_NAMES
 from hf_transfer.errors import DataError
@@ -50,7 +51,7 @@ def tick_label(name: str, limit: int = TICK_LABEL_CHARS) -> str:
 
 # 150 labels drew a 10,000-pixel square of 22,500 numbers in two minutes (4.8 MB): past this many labels the cells
 # carry colour alone (the counts are in the JSON beside it) and the picture stops growing.
-CONFUSION_COUNTED_LABELS = 30
+CONFUSION_COUNTED_LABELS = TABLE_LABELS
 CONFUSION_MAX_INCHES = 20.5
 
 
