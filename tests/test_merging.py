@@ -706,6 +706,49 @@ def test_lora_adapter_alpha_scales_the_adapter(tmp_path, tiny_bert_dir, lora_ada
     assert header["library_name"] == "transformers"
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_an_adapter_merged_onto_a_half_precision_base_is_saved_in_the_bases_dtype(dtype, tmp_path, lora_adapter):
+    """The full-model merge kept an fp16 (bf16) fine-tuned model's dtype, but an adapter's merge was saved in fp32,
+    twice the size of its fp16 (bf16) base. θ(α) is still computed in fp32, then saved in the base's dtype."""
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoTokenizer
+
+    adapter_dir, labels = lora_adapter
+    base = tmp_path / "half-base"
+    tiny = Path(json.loads((adapter_dir / "adapter_config.json").read_text())["base_model_name_or_path"])
+    AutoModel.from_pretrained(tiny, dtype=dtype).save_pretrained(base)
+    AutoTokenizer.from_pretrained(tiny).save_pretrained(base)
+    merged = _merged_adapter(base, adapter_dir, labels)  # the half base read in fp32, as merge reads it
+    out = tmp_path / "merged"
+    argv = ["merge", "--pretrained", str(base), "--finetuned", str(adapter_dir), "--alpha", "1"]
+    assert main([*argv, "--output_dir", str(out)]) == 0
+    saved = load_file(out / "model.safetensors")
+    assert {v.dtype for v in saved.values() if v.is_floating_point()} == {dtype}
+    assert json.loads((out / "config.json").read_text())["dtype"] == str(dtype).removeprefix("torch.")
+    query = "bert.encoder.layer.1.attention.self.query.weight"
+    assert torch.equal(saved[query], merged[query].to(dtype))
+    record = json.loads((out / "hf_transfer_run.json").read_text())["merge"]
+    assert record["saved_dtype"].startswith(str(dtype).removeprefix("torch.") + " (the pretrained model's")
+
+
+def test_a_hub_ids_stored_dtype_is_read_in_its_cached_snapshot(tmp_path, monkeypatch):
+    """A base given as a Hub id was always taken for fp32 (its dtype was read only in a local folder)."""
+    from huggingface_hub import constants
+    from safetensors.torch import save_file
+
+    from hf_transfer.core.models import stored_half_dtype
+
+    snapshot = tmp_path / "models--org--half" / "snapshots" / ("a" * 40)
+    snapshot.mkdir(parents=True)
+    (tmp_path / "models--org--half" / "refs").mkdir()
+    (tmp_path / "models--org--half" / "refs" / "main").write_text("a" * 40)
+    (snapshot / "config.json").write_text("{}")
+    save_file({"w": torch.zeros(2, dtype=torch.bfloat16)}, snapshot / "model.safetensors")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    assert stored_half_dtype("org/half") == "bfloat16"
+    assert stored_half_dtype("org/not-cached") is None
+
+
 def test_an_adapter_onto_a_base_it_does_not_fit_is_refused_before_any_weight_loads(
     tmp_path, tiny_bert_dir, lora_adapter, capsys, caplog
 ):

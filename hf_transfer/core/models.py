@@ -306,11 +306,17 @@ _HALF_DTYPES = {"F16": "float16", "BF16": "bfloat16"}
 
 def stored_half_dtype(folder: str | Path) -> str | None:
     """`float16` or `bfloat16` when every floating tensor of the checkpoint in `folder` is stored in it (read from
-    the safetensors headers, or from config.json's `dtype`/`torch_dtype` for a .bin checkpoint); None for fp32, a
-    mix, or a Hub id. Models load in fp32 here (`load_classifier`): this is the dtype to save them back in."""
+    the safetensors headers, or from config.json's `dtype`/`torch_dtype` for a .bin checkpoint); None for fp32 or a
+    mix. A Hub id is read in its snapshot (the cache). Models load in fp32 here (`load_classifier`): this is the dtype
+    to save them back in."""
     from safetensors import SafetensorError, safe_open
 
-    folder = Path(folder)
+    if not Path(folder).expanduser().is_dir():
+        config_file = model_file(str(folder), "config.json")
+        if config_file is None:
+            return None
+        folder = config_file.parent  # the snapshot folder, beside the weights the model was loaded from
+    folder = Path(folder).expanduser()
     index = folder / SHARD_INDEXES[0]
     files = ["model.safetensors"]
     if index.is_file():
