@@ -403,7 +403,7 @@ CASES = [
     (
         "few_shot on an unsupported architecture",
         lambda w: train(w, "--few_shot", "true", model=w["albert"]),
-        "model type 'albert'",
+        "model type 'albert' lacks what the route needs to express its mean-pooled head: BERT-style encoder blocks",
     ),
     # the route tunes the body only (its head is fitted in closed form): a traceback after the weights loaded
     (

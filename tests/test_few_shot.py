@@ -298,6 +298,36 @@ def test_unsupported_architectures_are_recognised(tmp_path):
     assert head_parts(AlbertForSequenceClassification(AlbertConfig(embedding_size=16, **small))) is None
 
 
+@pytest.mark.parametrize(
+    "model_type,dense,final,activation",
+    [
+        ("bert", "bert.pooler.dense", "classifier", "tanh"),
+        ("roberta", "classifier.dense", "classifier.out_proj", "tanh"),
+        ("electra", "classifier.dense", "classifier.out_proj", "GELU"),
+    ],
+)
+def test_the_card_names_the_layers_that_hold_the_head(model_type, dense, final, activation):
+    """The card said "the pooler is 0.01·identity and the classifier holds the fitted head" for every architecture;
+    RoBERTa and ELECTRA have no pooler (their classifier.dense takes its place, before GELU in ELECTRA's)."""
+    from transformers import AutoConfig
+
+    from hf_transfer.core.models import meta_classifier
+    from hf_transfer.outputs.few_shot_card import few_shot_rows
+
+    small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    parts = head_parts(meta_classifier(AutoConfig.for_model(model_type, **small)))
+    assert (parts.dense_name, parts.final_name, parts.activation) == (dense, final, activation)
+    head = {"kind": "logistic regression", "C": 1.0, "training_rows": 8, "training_accuracy": 1.0,
+            "mean_pooling_block": 2, "num_hidden_layers": 3, "mean_scale": 1000.0, "pooler_scale": 0.01,
+            "dense_layer": dense, "final_layer": final, "activation": activation}  # fmt: skip
+    stored = dict(few_shot_rows({"decision": "on", "head": head}))["how the head is stored"]
+    assert f"`{dense}` is 0.01·identity (before its {activation}) and `{final}` holds the fitted head" in stored
+    assert ("pooler" in stored) == (model_type == "bert")
+    old = {k: v for k, v in head.items() if k not in ("dense_layer", "final_layer", "activation")}
+    stored = dict(few_shot_rows({"decision": "on", "head": old}))["how the head is stored"]
+    assert "the dense layer before the final one is 0.01·identity and the final linear layer holds" in stored
+
+
 def test_sentence_transformers_pooling_is_read_from_the_folder(tmp_path, tiny_bert_dir):
     assert sentence_embedding_pooling(str(make_sentence_transformer(tmp_path / "m", tiny_bert_dir))) == "mean_tokens"
     cls = make_sentence_transformer(tmp_path / "c", tiny_bert_dir, pooling="cls_token")
@@ -346,6 +376,7 @@ def test_auto_route_on_a_tiny_training_set(tiny_st, tmp_path, capsys, monkeypatc
     assert few_shot["head"]["num_hidden_layers"] == 3
     card = (out / "README.md").read_text()
     assert "### Few-shot route" in card and "no held-out data" in card
+    assert "`bert.pooler.dense` is 0.01·identity (before its tanh) and `classifier` holds the fitted head" in card
     assert "16 rows added to the labelled ones, 8 per class: 'This sentence is {}.' filled with bad, good" in card
     assert yaml.safe_load((out / "hf_transfer_config.yaml").read_text())["few_shot"] == "auto"
     config = json.loads((out / "config.json").read_text())

@@ -39,6 +39,10 @@ def few_shot_rows(few_shot: dict | None) -> list[tuple[str, str]]:
     if body.get("body_mix", 1) != 1:
         rows.append(("body", f"{body['body_mix']:g}·tuned + {1 - body['body_mix']:g}·pretrained, weight by weight"))
     if head:
+        # Records from before the layers were named: the layer before the final one (a pooler only in BERT-likes).
+        dense = f"`{head['dense_layer']}`" if head.get("dense_layer") else "the dense layer before the final one"
+        activation = f" (before its {head['activation']})" if head.get("activation") else ""
+        final = f"`{head['final_layer']}`" if head.get("final_layer") else "the final linear layer"
         rows.append(
             (
                 "head",
@@ -51,9 +55,9 @@ def few_shot_rows(few_shot: dict | None) -> list[tuple[str, str]]:
                 "how the head is stored",
                 f"block {head['mean_pooling_block']} (added; {head['num_hidden_layers']} blocks in all) puts the "
                 "masked mean of the last hidden states at the first position (zero queries and keys, identity "
-                f"values, output scaled by {head['mean_scale']:g}, then LayerNorm); the pooler is "
-                f"{head['pooler_scale']:g}·identity and the classifier holds the fitted head, so the model loads "
-                "as a standard classifier",
+                f"values, output scaled by {head['mean_scale']:g}, then LayerNorm); {dense} is "
+                f"{head['pooler_scale']:g}·identity{activation} and {final} holds the fitted head, so the model "
+                "loads as a standard classifier",
             )
         )
     if validation:

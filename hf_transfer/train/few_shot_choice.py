@@ -14,7 +14,7 @@ from hf_transfer.core.models import meta_classifier
 from hf_transfer.core.runtime import launched_world_size
 from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.errors import ConfigError
-from hf_transfer.train.few_shot_head import head_parts
+from hf_transfer.train.few_shot_head import SUPPORTED_HEADS, head_parts
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +120,8 @@ def _conflicts(plan, adapter_args, args) -> list[str]:
         )
     if head_parts(meta_classifier(plan.config)) is None:
         found.append(
-            f"model type {plan.config.model_type!r} has no BERT-style blocks with a dense+tanh head, which the "
-            "route needs to express its mean-pooled head"
+            f"model type {plan.config.model_type!r} lacks what the route needs to express its mean-pooled head: "
+            f"{SUPPORTED_HEADS}"
         )
     return found
 

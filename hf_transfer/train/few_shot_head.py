@@ -37,11 +37,24 @@ class HeadParts:
     """Where the mean-pooling block goes and which two layers make the head."""
 
     blocks: nn.ModuleList  # the encoder's blocks; the pooling block is appended here
-    dense: nn.Linear  # d -> d, followed by tanh: BERT's pooler, RoBERTa's classifier.dense
+    dense: nn.Linear  # d -> d, followed by tanh (ELECTRA: GELU): BERT's pooler, RoBERTa's classifier.dense
     final: nn.Linear  # d -> num_labels: the logits
     # The activation's slope at POOLER_SCALE·z (1 for tanh; 0.5 for ELECTRA's GELU): the features are divided by it,
     # so they are the unit-norm embedding the head is described as fitted on, whatever the activation.
     slope: float = 1.0
+    # The two layers' names and the activation between them, as the record and card state them (RoBERTa and ELECTRA
+    # have no pooler: the card called their classifier.dense one).
+    dense_name: str = "bert.pooler.dense"
+    final_name: str = "classifier"
+    activation: str = "tanh"
+
+
+# What the route needs of an architecture, for the message that refuses another one.
+SUPPORTED_HEADS = (
+    "BERT-style encoder blocks (attention.self.query/key/value, attention.output, intermediate, output) and a square "
+    "dense layer before the final linear one: a BERT pooler (pooler.dense, then tanh) with classifier, or a "
+    "RoBERTa-style classifier.dense (then tanh, or GELU in ELECTRA) with classifier.out_proj"
+)
 
 
 def _is_bert_block(block: nn.Module) -> bool:
@@ -60,12 +73,13 @@ def head_parts(model: nn.Module) -> HeadParts | None:
         return None
     classifier = getattr(model, "classifier", None)
     pooler = getattr(base, "pooler", None)
+    prefix = getattr(model, "base_model_prefix", "") or "base_model"
     if isinstance(classifier, nn.Linear) and isinstance(getattr(pooler, "dense", None), nn.Linear):
-        dense, final = pooler.dense, classifier
+        dense, final, names = pooler.dense, classifier, (f"{prefix}.pooler.dense", "classifier")
     elif isinstance(getattr(classifier, "dense", None), nn.Linear) and isinstance(
         getattr(classifier, "out_proj", None), nn.Linear
     ):
-        dense, final = classifier.dense, classifier.out_proj
+        dense, final, names = classifier.dense, classifier.out_proj, ("classifier.dense", "classifier.out_proj")
     else:
         return None
     if dense.in_features != dense.out_features:
@@ -74,7 +88,8 @@ def head_parts(model: nn.Module) -> HeadParts | None:
     activation = getattr(owner, "activation", None)  # RoBERTa's head calls torch.tanh inline: slope 1
     step = torch.tensor([POOLER_SCALE, -POOLER_SCALE])
     slope = float((activation(step) @ torch.tensor([1.0, -1.0])) / (2 * POOLER_SCALE)) if callable(activation) else 1.0
-    return HeadParts(blocks, dense, final, slope)
+    named = "tanh" if activation is None or isinstance(activation, nn.Tanh) else type(activation).__name__
+    return HeadParts(blocks, dense, final, slope, *names, named.removesuffix("Activation"))
 
 
 def mean_pooling_block(model: nn.Module) -> int | None:
@@ -274,6 +289,9 @@ def fit_head(model, rows, collator, num_labels: int, c: float, batch_size: int =
         "num_hidden_layers": len(parts.blocks),
         "mean_scale": MEAN_SCALE,
         "pooler_scale": POOLER_SCALE,
+        "dense_layer": parts.dense_name,
+        "final_layer": parts.final_name,
+        "activation": parts.activation,
         "seconds": round(time.perf_counter() - started, 2),
         "logits": logits,
     }
