@@ -81,3 +81,122 @@ def test_rerunning_into_a_finished_run_is_refused_before_anything_loads(finished
         assert main([*argv, "--overwrite_output_dir", "true", "--save_strategy", "no"]) == 0
     assert "overwrite_output_dir: this run writes over it" in caplog.text
     assert "resumed_from" not in json.loads((run / "hf_transfer_run.json").read_text())
+
+
+def test_overwriting_a_finished_run_leaves_none_of_its_checkpoints_or_stale_outputs(
+    tmp_path, tiny_bert_dir, tiny_data
+):
+    """--overwrite_output_dir true wrote the new run over the old one in place: the old run's checkpoint-N folders
+    stayed (a later --resume_from_checkpoint true picked the old run's newest), and so did what the new run did not
+    write again (test_results.json, and the old test scores inside all_results.json, which Trainer updates). Now they
+    are removed once every check has passed; a refused command leaves the folder as it was, and files and folders
+    that are not the earlier run's stay."""
+    out = tmp_path / "run"
+    base = train_argv(tiny_bert_dir, *tiny_data, out, "--few_shot", "false")
+    assert main([*base, "--save_strategy", "steps", "--save_steps", "2", "--test_file", str(tiny_data[1])]) == 0
+    assert {p.name for p in out.glob("checkpoint-*")} == {"checkpoint-2", "checkpoint-4", "checkpoint-5"}
+    assert (out / "test_results.json").is_file()
+    (out / "notes.txt").write_text("mine")
+    (out / "checkpoint-notes").mkdir()
+    (out / "checkpoint-9").mkdir()  # not a Trainer checkpoint: nothing of Trainer's in it
+    (out / "checkpoint-9" / "mine.txt").write_text("mine")
+    before = fingerprint(out)
+    # A refused command (a column the data lacks) leaves everything in place, the earlier run's checkpoints included.
+    assert main([*base, "--overwrite_output_dir", "true", "--label_column_name", "nope"]) == 2
+    assert fingerprint(out) == before
+    assert main([*base, "--overwrite_output_dir", "true", "--save_strategy", "steps", "--save_steps", "3"]) == 0
+    assert {p.name for p in out.glob("checkpoint-*")} == {"checkpoint-3", "checkpoint-5", "checkpoint-notes",
+                                                          "checkpoint-9"}  # fmt: skip
+    assert (out / "notes.txt").read_text() == "mine" and (out / "checkpoint-9" / "mine.txt").is_file()
+    assert not (out / "test_results.json").exists()
+    assert not [k for k in json.loads((out / "all_results.json").read_text()) if k.startswith("test_")]
+    # Resuming goes on from the new run's newest checkpoint, never from one of the earlier run's.
+    state = json.loads((out / "checkpoint-5" / "trainer_state.json").read_text())
+    assert state["save_steps"] == 3
+
+
+@pytest.fixture(scope="module")
+def resumed_pair(tmp_path_factory, tiny_bert_dir):
+    """A 2-epoch run with gradual unfreezing (5 steps an epoch, a loss logged each step, a checkpoint at each
+    epoch's end), and the same run resumed from a copy of its checkpoint at the end of epoch 1."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("resumed")
+    words = ["good", "great", "fine", "bad", "awful", "poor", "nice", "meh"]
+    texts = [f"{words[i % 8]} thing number {i}" for i in range(48)]
+    labels = ["pos" if i % 8 in (0, 1, 2, 6) else "neg" for i in range(48)]
+    data = (test_cli.write_csv(root / "train.csv", texts[:40], labels[:40]),
+            test_cli.write_csv(root / "dev.csv", texts[40:], labels[40:]))  # fmt: skip
+    extra = ["--num_train_epochs", "2", "--gradual_unfreezing", "1", "--save_strategy", "epoch", "--few_shot", "false"]
+    whole, resumed = root / "whole", root / "resumed"
+    assert main(train_argv(tiny_bert_dir, *data, whole, *extra)) == 0
+    resumed.mkdir()
+    shutil.copytree(whole / "checkpoint-5", resumed / "checkpoint-5")
+    argv = train_argv(tiny_bert_dir, *data, resumed, *extra, "--resume_from_checkpoint", "true")
+    assert main(argv) == 0
+    return whole, resumed, data, extra
+
+
+def test_a_resumed_runs_train_loss_is_over_the_whole_run(resumed_pair):
+    """Trainer's train_loss of a resumed run is the mean over the steps run after the resume (6 to 10): the record,
+    train_results.json and the card stated it as the run's. The checkpoint's log holds every step's loss up to the
+    resume, so it is now the mean over steps 1 to 10, as the run that never stopped reports it."""
+    whole, resumed, _, _ = resumed_pair
+    record = json.loads((resumed / "hf_transfer_run.json").read_text())
+    losses = [e["loss"] for e in record["log_history"] if "loss" in e]
+    assert len(losses) == 10
+    assert record["train_metrics"]["train_loss"] == pytest.approx(sum(losses) / 10, rel=1e-6)
+    assert json.loads((resumed / "train_results.json").read_text())["train_loss"] == pytest.approx(sum(losses) / 10)
+    reference = json.loads((whole / "train_results.json").read_text())["train_loss"]
+    assert record["train_metrics"]["train_loss"] == pytest.approx(reference, rel=1e-5)
+    assert record["resumed_from"]["train_loss_steps"] == [1, 10]
+    assert "train loss over steps 1 to 10" in (resumed / "README.md").read_text()
+
+
+def test_a_resumed_runs_train_loss_says_which_steps_it_covers_when_the_log_does_not_reach_the_resume(
+    tmp_path, tiny_bert_dir, tiny_data
+):
+    """Logged every 2 steps, a 5-step epoch's checkpoint holds no loss for step 5: the whole-run mean cannot be had,
+    so the figure stays the mean over steps 6 to 10, and the record and card say so."""
+    out = tmp_path / "run"
+    argv = train_argv(tiny_bert_dir, *tiny_data, out, "--save_strategy", "epoch", "--logging_steps", "2")
+    assert main([*argv, "--few_shot", "false"]) == 0
+    assert main([*argv, "--few_shot", "false", "--num_train_epochs", "2", "--resume_from_checkpoint", "true"]) == 0
+    record = json.loads((out / "hf_transfer_run.json").read_text())
+    assert record["resumed_from"] == {"checkpoint": "checkpoint-5", "step": 5, "train_loss_steps": [6, 10]}
+    assert "mean train loss over steps 6 to 10 only" in (out / "README.md").read_text()
+
+
+def test_the_whole_runs_train_loss_weighs_each_logged_window_by_its_steps():
+    """Logged every 2 steps (windows 1-2, 3-4), resumed at step 4 and run to step 10: (2·1.0 + 2·0.5 + 6·0.25) / 10.
+    With no log at the resume step the figure after the resume stays, from the step after it."""
+    from hf_transfer.train.fit import whole_run_train_loss
+
+    log = [{"loss": 1.0, "step": 2}, {"eval_loss": 9.0, "step": 2}, {"loss": 0.5, "step": 4}, {"loss": 0.3, "step": 6}]
+    assert whole_run_train_loss(log, 4, 10, 0.25) == (pytest.approx(0.45), 1)
+    assert whole_run_train_loss(log[:2], 4, 10, 0.25) == (0.25, 5)
+
+
+def test_a_resumed_runs_unfreezing_schedule_is_the_whole_runs(resumed_pair):
+    """The card's gradual-unfreezing schedule was observed at each epoch's start in this process: a run resumed at
+    epoch 1 showed the schedule from epoch 1 on, as if the run had started with more blocks trainable."""
+    whole, resumed, _, _ = resumed_pair
+    ours, reference = load_card_data(resumed).unfreezing, load_card_data(whole).unfreezing
+    assert [s["epoch"] for s in reference] == [0.0, 1.0]
+    assert reference[0]["trainable_parameters"] < reference[1]["trainable_parameters"]
+    assert ours == reference
+    counts = ", ".join(f"{s['trainable_parameters']:,}" for s in reference)
+    assert counts.split(", ")[0] in (resumed / "README.md").read_text()
+
+
+def test_the_card_shows_data_seed_when_it_is_set(tmp_path, tiny_bert_dir, tiny_data):
+    """data_seed draws the validation and calibration carve-outs (and Trainer's sampler): the card showed seed
+    alone, so a reader could not rerun the split."""
+    out = tmp_path / "run"
+    assert main(train_argv(tiny_bert_dir, *tiny_data, out, "--few_shot", "false", "--data_seed", "7")) == 0
+    assert "| data_seed | 7 |" in (out / "README.md").read_text()
+    assert load_card_data(out).hyperparameters["data_seed"] == 7
+    other = tmp_path / "other"
+    assert main(train_argv(tiny_bert_dir, *tiny_data, other, "--few_shot", "false")) == 0
+    assert "| data_seed |" not in (other / "README.md").read_text()
+    assert "data_seed" not in load_card_data(other).hyperparameters

@@ -6,6 +6,7 @@ model, and a plan resolved on a model built on the meta device holds for the loa
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -164,6 +165,18 @@ def trainable_at_epoch(stages: list[set[str]], epoch: float, every: int) -> set[
     if epoch < 0:
         raise ValueError(f"epoch must be >= 0, got {epoch}.")
     return set(stages[min(int(epoch // every), len(stages) - 1)])
+
+
+def unfreezing_schedule(stages: list[set[str]], every: int, epochs_run: float, sizes: dict[str, int]) -> list[dict]:
+    """The whole run's gradual unfreezing: the trainable-parameter count from each epoch that changed it, as
+    `trainable_at_epoch` sets it at each epoch's start, over epochs 0 to `epochs_run` (a resumed run's epochs before
+    the resume included). `sizes`: each parameter's element count, by name."""
+    schedule: list[dict] = []
+    for epoch in range(max(1, math.ceil(epochs_run - 1e-6))):
+        count = sum(sizes.get(name, 0) for name in trainable_at_epoch(stages, epoch, every))
+        if not schedule or schedule[-1]["trainable_parameters"] != count:
+            schedule.append({"epoch": float(epoch), "trainable_parameters": count})
+    return schedule
 
 
 @dataclass(frozen=True)

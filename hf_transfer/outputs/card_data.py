@@ -34,6 +34,7 @@ _HYPERPARAMETERS = (
     "label_smoothing_factor",
     "max_seq_length",
     "seed",
+    "data_seed",  # shown when set: it draws the validation and calibration carve-outs (and Trainer's sampler)
 )
 # Scalar metrics worth a card (and a model-index entry); runtimes, sample counts and the loss are not.
 _METRIC_BASES = ("subset_accuracy", "accuracy", "precision", "recall", "f1")
@@ -200,28 +201,23 @@ def epoch_rows(log_history: list[dict]) -> list[dict]:
     return rows
 
 
+def hyperparameters_of(values: dict) -> dict:
+    """The card's hyperparameters among `values` (TrainingArguments or the resolved config); `data_seed` when set."""
+    return {k: values[k] for k in _HYPERPARAMETERS if k in values and (k != "data_seed" or values[k] is not None)}
+
+
 class CardDataCallback(TrainerCallback):
-    """Fills `CardData` while `Trainer` runs: the hyperparameters when training starts, the trainable-parameter count
-    whenever an epoch starts with a different one (the unfreezing schedule as it really happened), and a row per
-    evaluation."""
+    """Fills `CardData` while `Trainer` runs: the hyperparameters when training starts and a row per evaluation (the
+    unfreezing schedule is the freeze plan's, set after training: see `core.freezing.unfreezing_schedule`)."""
 
     def __init__(self, card_data: CardData | None = None):
         self.card_data = card_data or CardData()
         self._train_loss = None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        values = args.to_dict()
-        self.card_data.hyperparameters = {k: values[k] for k in _HYPERPARAMETERS if k in values}
+        self.card_data.hyperparameters = hyperparameters_of(args.to_dict())
         self.card_data.precision = precision_name(args)
         self.card_data.world_size = args.world_size
-
-    def on_epoch_begin(self, args, state, control, model=None, **kwargs):
-        if model is None:
-            return
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        schedule = self.card_data.unfreezing
-        if not schedule or schedule[-1]["trainable_parameters"] != trainable:
-            schedule.append({"epoch": round(state.epoch or 0.0, 2), "trainable_parameters": trainable})
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
@@ -311,7 +307,7 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
         c.recipe["calibration"] = {**c.recipe["calibration"], "validation_after": {"f1_macro": after}}
     c.adapter = detect_adapter(folder, record.get("adapter"))
     if not c.hyperparameters:
-        c.hyperparameters = {k: config[k] for k in _HYPERPARAMETERS if k in config}
+        c.hyperparameters = hyperparameters_of(config)
     elif "max_seq_length" in config:
         c.hyperparameters["max_seq_length"] = config["max_seq_length"]
     c.max_seq_length = config.get("max_seq_length")

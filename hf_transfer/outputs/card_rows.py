@@ -353,7 +353,11 @@ def hyper_rows(c: CardData) -> list[tuple[str, str]]:
     resumed = (c.recipe or {}).get("resumed_from")
     if resumed:
         step = f" (step {resumed['step']})" if resumed.get("step") is not None else ""
-        rows.append(("resumed from", f"`{resumed['checkpoint']}`{step}: the steps before it ran in another process"))
+        steps = resumed.get("train_loss_steps")
+        loss = f"; mean train loss over steps {steps[0]} to {steps[1]}" if steps else ""
+        loss += " only (no loss was logged at the resume)" if steps and steps[0] > 1 else ""
+        text = f"`{resumed['checkpoint']}`{step}: the steps before it ran in another process{loss}"
+        rows.append(("resumed from", text))
     started = (c.recipe or {}).get("started_from_checkpoint")
     if started:
         step = f" (step {started['step']})" if started.get("step") is not None else ""

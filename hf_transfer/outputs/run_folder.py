@@ -15,8 +15,13 @@ from pathlib import Path
 from hf_transfer.core.data import PreparedData
 from hf_transfer.core.folders import (
     ADAPTER_CONFIG,
+    CARD_DATA_FILE,
+    CONFIG_FILE,
+    MERGED_DIR,
     PYTORCH_WEIGHTS,
+    RESUME_STATE,
     RUN_RECORD_FILE,
+    TOKENIZER_FILES,
     TRAINER_STATE,
     json_text,
     read_json_file,
@@ -107,15 +112,21 @@ def resolve_resume_checkpoint(training_args) -> None:
 _RUN_FILES = (RUN_RECORD_FILE, "config.json", ADAPTER_CONFIG, *PYTORCH_WEIGHTS, TRAINER_STATE)
 
 
+def _earlier_run(out: Path) -> tuple[list[str], list[Path]]:
+    """What of an earlier run or model `out` holds, by name, and its complete checkpoints."""
+    checkpoints = complete_checkpoints(out) if out.is_dir() else []
+    return [name for name in _RUN_FILES if (out / name).is_file()] + [p.name for p in checkpoints], checkpoints
+
+
 def check_output_dir_free(training_args) -> None:
     """`output_dir` holds no earlier run or model, unless this run resumes there (`resume_from_checkpoint`) or
-    replaces it (`overwrite_output_dir`). A rerun wrote over the model, results and card in place, leaving the
-    earlier run's other files (its checkpoints, which `resume_from_checkpoint: true` picks) mixed with the new ones."""
+    replaces it (`overwrite_output_dir`, see `clear_earlier_run`). A rerun wrote over the model, results and card in
+    place, leaving the earlier run's other files (its checkpoints, which `resume_from_checkpoint: true` picks) mixed
+    with the new ones."""
     out = Path(training_args.output_dir)
     if training_args.resume_from_checkpoint or not out.is_dir():
         return
-    checkpoints = complete_checkpoints(out)
-    held = [name for name in _RUN_FILES if (out / name).is_file()] + [p.name for p in checkpoints]
+    held, checkpoints = _earlier_run(out)
     if not held:
         return
     what = f"an earlier run or model ({', '.join(held[:6])}{', ...' if len(held) > 6 else ''})"
@@ -127,6 +138,67 @@ def check_output_dir_free(training_args) -> None:
         f"output_dir {str(out)!r} already holds {what}; training again would overwrite it in place: choose a new "
         f"output_dir, {resume}or replace it with --overwrite_output_dir true."
     )
+
+
+# What hf-transfer and Trainer write at the top of a run folder that the next run may not write again (no test file,
+# the other kind of problem, an adapter after a full model, a crash before the end), or only update (all_results.json).
+_EARLIER_OUTPUTS = (
+    *_RUN_FILES, CARD_DATA_FILE, CONFIG_FILE, "README.md", "all_results.json", "train_results.json",
+    "eval_results.json", "test_results.json", "training_curves.png", "confusion_matrix.json", "confusion_matrix.png",
+    "label_f1.png", "training_args.bin", "adapter_model.safetensors", "adapter_model.bin", *TOKENIZER_FILES,
+    "special_tokens_map.json",
+)  # fmt: skip
+_CHECKPOINT_FILES = (TRAINER_STATE, *RESUME_STATE, *PYTORCH_WEIGHTS, ADAPTER_CONFIG, "training_args.bin")
+
+
+def _is_trainer_checkpoint(path: Path) -> bool:
+    """A `checkpoint-N` folder holding something Trainer writes there (a complete checkpoint or one cut off)."""
+    step = path.name.partition("-")[2]
+    if not (path.name.startswith("checkpoint-") and step.isdigit() and path.is_dir()):
+        return False
+    return any(next(path.glob(name), None) is not None for name in _CHECKPOINT_FILES)
+
+
+def clear_earlier_run(training_args, reads: list[Path]) -> list[str]:
+    """With `overwrite_output_dir`, once every check has passed and just before training: the earlier run's
+    `checkpoint-N` folders (a later `resume_from_checkpoint: true` picked its newest) and the files it wrote at the
+    top of `output_dir` (this run might not write them again: a test_results.json of another test set, its scores
+    in all_results.json, an adapter beside a full model) are removed; files and folders of any other name stay. A
+    checkpoint or the folder that this run reads from (`reads`: its model, tokenizer, ...) is kept. Returns what
+    went."""
+    out = Path(training_args.output_dir)
+    if not training_args.overwrite_output_dir or training_args.resume_from_checkpoint or not _earlier_run(out)[0]:
+        return []
+    out = out.resolve()
+
+    def read_here(path: Path) -> bool:
+        return any(path == read or path in read.parents for read in reads)
+
+    removed = [p for p in sorted(out.iterdir()) if _is_trainer_checkpoint(p) and not read_here(p)]
+    merged = out / MERGED_DIR  # merge_adapter's model, with a copy of the run record
+    if (merged / RUN_RECORD_FILE).is_file() and not read_here(merged):
+        removed.append(merged)
+    if out not in reads:
+        removed += [out / name for name in _EARLIER_OUTPUTS if (out / name).is_file()]
+    for path in removed:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    if removed:
+        names = ", ".join(p.name for p in removed)
+        logger.warning("overwrite_output_dir: removed the earlier run's %s from %r.", names, str(out))
+    return [p.name for p in removed]
+
+
+def read_paths(*arg_objects) -> list[Path]:
+    """The existing local files and folders a run's arguments name (its model, tokenizer, data, ...), resolved."""
+    paths = []
+    for args in arg_objects:
+        for name in PATH_FIELDS - {"output_dir", "logging_dir"}:
+            values = getattr(args, name, None)
+            for value in values if isinstance(values, list) else [values]:
+                value = str(value).partition("=")[2] if name == "extra_eval" else value
+                if isinstance(value, str) and value and Path(value).expanduser().exists():
+                    paths.append(Path(value).expanduser().resolve())
+    return paths
 
 
 def started_from_checkpoint(model_name_or_path: str | None, warn: bool = True) -> dict:

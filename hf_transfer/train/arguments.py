@@ -183,8 +183,9 @@ class TransferTrainingArguments(TrainingArguments):
     overwrite_output_dir: bool = field(
         default=False,
         metadata={
-            "help": "Train into an output_dir that already holds an earlier run or a model, writing over it. Without "
-            "it such an output_dir is refused (resume_from_checkpoint continues a run there instead)."
+            "help": "Train into an output_dir that already holds an earlier run or a model, replacing it: once every "
+            "check has passed, its checkpoint-N folders and the files hf-transfer writes are removed (other files "
+            "stay). Without it such an output_dir is refused (resume_from_checkpoint continues a run there instead)."
         },
     )
     release_freed_memory: bool = field(

@@ -18,6 +18,7 @@ from hf_transfer.core.folders import (
     read_json_file,
     write_text_atomic,
 )
+from hf_transfer.core.freezing import unfreezing_schedule
 from hf_transfer.core.language import language_record
 from hf_transfer.core.metrics import classification_metrics
 from hf_transfer.core.runtime import (
@@ -36,6 +37,8 @@ from hf_transfer.outputs.plots import pictures_summary, plot_training_curves, sa
 from hf_transfer.outputs.run_folder import (
     _memory_record,
     _row_counts,
+    clear_earlier_run,
+    read_paths,
     resolved_config,
     started_from_checkpoint,
     stop_cleanly,
@@ -77,6 +80,9 @@ def fit_and_report(
     resumed = resumed_from(training_args.resume_from_checkpoint)  # before the run's saves rotate it away
     # Said once, after every check, just before training: a Trainer checkpoint given as the model to train.
     resumed |= started_from_checkpoint(model_args.model_name_or_path, warn=trainer.is_world_process_zero())
+    with training_args.main_process_first(local=False, desc="removing the earlier run"):
+        if trainer.is_world_process_zero():  # every check has passed: an overwritten run's leftovers go now
+            clear_earlier_run(training_args, read_paths(*arg_objects))
     started = time.perf_counter()
     with stop_cleanly(training_args.output_dir, trainer.is_world_process_zero()):
         train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
@@ -84,6 +90,9 @@ def fit_and_report(
         memory_after_training = memory_kib()
         train_metrics = dict(train_result.metrics)
         _train_loss_over_processes(trainer, train_metrics)
+        if "resumed_from" in resumed:
+            _train_loss_over_the_whole_run(trainer, train_metrics, resumed["resumed_from"])
+        _unfreezing_schedule(trainer, card_callback.card_data)
         train_metrics["train_samples"] = len(tokenized["train"])
         train_metrics["optimizer_steps"] = trainer.state.global_step
         train_metrics["train_wall_seconds"] = round(time.perf_counter() - started, 2)
@@ -199,6 +208,48 @@ def _train_loss_over_processes(trainer, train_metrics: dict) -> None:
         if "train_loss" in entry:
             entry["train_loss"] = train_metrics["train_loss"]
             break
+
+
+def whole_run_train_loss(log_history: list[dict], resumed_step: int, last_step: int, since_resume: float):
+    """A resumed run's mean train loss and the first step it covers. Trainer's figure (`since_resume`) is the mean over
+    the steps run after the resume; the checkpoint's log (the entries up to `resumed_step`) holds each logged window's
+    mean, so when its last window ends at the resume, the whole run's mean is theirs weighted by their lengths with
+    Trainer's. Otherwise the loss of the steps between the last log and the resume was never kept: Trainer's figure
+    stays, over the steps after the resume."""
+    logged = sorted(
+        (e["step"], e["loss"]) for e in log_history if "loss" in e and 0 < e.get("step", 0) <= resumed_step
+    )
+    if not logged or logged[-1][0] != resumed_step or last_step < resumed_step:
+        return since_resume, resumed_step + 1
+    total, previous = 0.0, 0
+    for step, loss in logged:
+        total, previous = total + loss * (step - previous), step
+    return (total + since_resume * (last_step - resumed_step)) / last_step, 1
+
+
+def _train_loss_over_the_whole_run(trainer, train_metrics: dict, resumed: dict) -> None:
+    """`train_loss` of a resumed run over every step when the log allows it (`whole_run_train_loss`); the steps it
+    covers go into the record's `resumed_from` (the card says them), and the figure into the log's final entry."""
+    step, last = resumed.get("step") or 0, trainer.state.global_step
+    if train_metrics.get("train_loss") is None or not step:
+        return
+    loss, first = whole_run_train_loss(trainer.state.log_history, step, last, float(train_metrics["train_loss"]))
+    train_metrics["train_loss"] = loss
+    resumed["train_loss_steps"] = [first, last]
+    for entry in reversed(trainer.state.log_history):
+        if "train_loss" in entry:
+            entry["train_loss"] = loss
+            break
+
+
+def _unfreezing_schedule(trainer, card_data) -> None:
+    """The card's gradual-unfreezing schedule, for the whole run: a resumed run's epochs before the resume too."""
+    plan = getattr(trainer, "freeze_plan", None)
+    if plan is None or not plan.stages or not trainer.args.gradual_unfreezing:
+        return
+    sizes = {name: p.numel() for name, p in trainer.accelerator.unwrap_model(trainer.model).named_parameters()}
+    epochs = trainer.state.epoch or 0.0
+    card_data.unfreezing = unfreezing_schedule(list(plan.stages), trainer.args.gradual_unfreezing, epochs, sizes)
 
 
 def _language(data_args, prepared: PreparedData) -> dict:
