@@ -200,3 +200,13 @@ def test_the_card_shows_data_seed_when_it_is_set(tmp_path, tiny_bert_dir, tiny_d
     assert main(train_argv(tiny_bert_dir, *tiny_data, other, "--few_shot", "false")) == 0
     assert "| data_seed |" not in (other / "README.md").read_text()
     assert "data_seed" not in load_card_data(other).hyperparameters
+
+
+def test_overwriting_keeps_the_checkpoint_the_run_trains_from(finished_run, tiny_data):
+    """A checkpoint of the earlier run given as the model to train is read after training starts (the card names its
+    facts), so the overwrite keeps it and removes the earlier run's other checkpoints."""
+    run, _ = finished_run
+    argv = train_argv(run / "checkpoint-4", *tiny_data, run, "--few_shot", "false", "--overwrite_output_dir", "true")
+    assert main(argv) == 0
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-4"]
+    assert (run / "model.safetensors").is_file() and (run / "hf_transfer_run.json").is_file()
