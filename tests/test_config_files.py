@@ -176,3 +176,39 @@ def test_a_runs_own_config_reruns_it_from_another_folder_without_spurious_warnin
         "lora_alpha set but ignored: peft_method is none, so the whole model trains without an adapter; set "
         "--peft_method lora to train a LoRA adapter with it."
     ], ignored
+
+
+def test_a_number_written_for_a_text_field_keeps_the_text_as_written(tmp_path):
+    """Eighteenth review: `run_name: 1e3` became the run name "1000.0" (the YAML number passed on as its `str`),
+    `hub_model_id: 0x10` "16", `class_names: [1e3, 010]` ["1000.0", "10"]; on the command line each kept its text.
+    A field that takes numbers still reads the number, from the file and as a flag (`--max_steps 0x10` was refused)."""
+    text = (
+        "model_name_or_path: m\nrun_name: 1e3\nhub_model_id: 0x10\noutput_dir: '010'\ntext_column_name: 010\n"
+        "label_column_name: 2024\nclass_names: [1e3, 010, neg]\nlearning_rate: 1e-4\nmax_steps: 0x10\n"
+        "<<: {hub_token: 1.50}\n"
+    )
+    _, data, _, training = _parse(tmp_path, text)
+    assert (training.run_name, training.hub_model_id, training.output_dir) == ("1e3", "0x10", "010")
+    assert (data.text_column_name, data.label_column_name, training.hub_token) == ("010", "2024", "1.50")
+    assert data.class_names == ["1e3", "010", "neg"]
+    assert (training.learning_rate, training.max_steps) == (1e-4, 16)
+    _, data, _, training = _parse(tmp_path, "model_name_or_path: m\n", "--max_steps", "0x10", "--class_names", "[1e3]")
+    assert (training.max_steps, data.class_names) == (16, ["1e3"])
+
+
+def test_a_quoted_null_is_text_and_a_plain_null_is_none(tmp_path, monkeypatch):
+    """Eighteenth review: `run_name: "null"` (quoted) became None, as the plain `null` does; `label_mapping: "null"`
+    silently dropped the mapping. Quoted, it is the text null, in the file and as a flag (`--run_name '"null"'`)."""
+    _, _, _, training = _parse(tmp_path, "model_name_or_path: m\nrun_name: \"null\"\nhub_model_id: '~'\n")
+    assert (training.run_name, training.hub_model_id) == ("null", "~")
+    _, _, _, training = _parse(tmp_path, "model_name_or_path: m\nrun_name: null\nhub_model_id: ~\n")
+    assert (training.run_name, training.hub_model_id) == (None, None)
+    _, _, _, training = _parse(tmp_path, "model_name_or_path: m\n", "--run_name", '"null"')
+    assert training.run_name == "null"
+    assert _error(tmp_path, 'model_name_or_path: m\nlabel_mapping: "null"\n') == (
+        "label_mapping expects a mapping, got 'null'."
+    )
+    # A quoted (or `${VAR}`-expanded) number for a field that takes numbers is still read as one.
+    monkeypatch.setenv("LR", "2e-5")
+    _, _, _, training = _parse(tmp_path, "model_name_or_path: m\nlearning_rate: ${LR}\nmax_steps: '7'\n")
+    assert (training.learning_rate, training.max_steps) == (2e-5, 7)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 from hf_transfer.core.folders import CONFIG_FILE
-from hf_transfer.core.yaml_config import as_flag_value, load_config_file, read_yaml
+from hf_transfer.core.yaml_config import as_flag_value, load_config_file, read_yaml, read_yaml_text
 from hf_transfer.errors import ConfigError, HfTransferError
 
 logger = logging.getLogger(__name__)
@@ -49,10 +49,16 @@ def _describe(hint: Any) -> str:
     return getattr(hint, "__name__", str(hint))
 
 
-def _takes(hint: Any, kind: type) -> bool:
-    """Whether a field's type admits values of `kind` (list or dict), at its top level."""
+def _takes(hint: Any, kind: Any) -> bool:
+    """Whether a field's type admits values of `kind` (list or dict, or exactly `list[str]`), at its top level."""
     options = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
+    if typing.get_origin(kind) is not None:
+        return kind in options
     return any(option is kind or typing.get_origin(option) is kind for option in options)
+
+
+def _is_collection(value: Any) -> bool:
+    return isinstance(value, (list, dict))
 
 
 def _nullable(field: dataclasses.Field, hint: Any) -> bool:
@@ -92,6 +98,8 @@ def _value_reader(name: str, hint: Any, convert, choices, nullable: bool = True)
 
     def read(text: str):
         value = read_yaml(text)
+        if isinstance(value, str) and value != text and text.strip()[:1] in ("'", '"'):
+            text = value  # quoted, as a value of a config file's is: `run_name: "null"` is the text null
         if value is None and text.strip() in ("null", "~", "None"):
             if nullable:
                 return None
@@ -103,14 +111,20 @@ def _value_reader(name: str, hint: Any, convert, choices, nullable: bool = True)
             if mixed or _takes(hint, type(value)):
                 if isinstance(value, list) and convert not in (None, str) and not mixed:
                     return [convert(str(item)) for item in value]
+                if isinstance(value, list) and _takes(hint, list[str]) and not any(map(_is_collection, value)):
+                    return read_yaml_text(text)  # names: `[1e3, 010]` is ["1e3", "010"], not ["1000.0", "10"]
                 return value
         elif mixed:
             return _mixed_value(name, hint, value, text)
         elif convert in (None, str):
             return text
         else:
+            if isinstance(value, int) and not isinstance(value, bool):  # `0x10`, `1e3`, `.inf`: as YAML reads them
+                text = str(value)
+            elif isinstance(value, float):
+                text = str(int(value)) if value.is_integer() else repr(value)
             try:
-                result = convert(text if not isinstance(value, float) or not value.is_integer() else str(int(value)))
+                result = convert(text)
             except (ValueError, TypeError, argparse.ArgumentTypeError):
                 result = None
             if result is not None and (choices is None or result in choices):
@@ -224,17 +238,17 @@ class CommandParser:
             )
         if files[0] is not None and not files[0].strip():
             raise ConfigError("--config is empty; give the path of a YAML file of field: value.")
-        config = load_config_file(files[0]) if files[0] else {}
+        config, written = load_config_file(files[0]) if files[0] else ({}, {})
         self.config_file, self.file_keys = files[0], frozenset(config)
         # A run's own `hf_transfer_config.yaml` fed back: the results it records are no settings.
         config = {k: v for k, v in config.items() if k not in RECORDED_RESULTS}
-        return self._parse(config, flags)
+        return self._parse(config, flags, written)
 
     def parse_config(self, values: dict[str, Any]) -> tuple:
         """The dataclasses from a mapping of field: value, read exactly as the same mapping in a `--config` file."""
         return self._parse({str(k).replace("-", "_"): v for k, v in values.items()}, [])
 
-    def _parse(self, config: dict[str, Any], flags: list[str]) -> tuple:
+    def _parse(self, config: dict[str, Any], flags: list[str], written: dict[str, str] | None = None) -> tuple:
         other: dict[str, Any] = {}
         if self.collector is not None:
             other = {k: v for k, v in config.items() if k not in self.hints}
@@ -244,7 +258,9 @@ class CommandParser:
         given = {token[2:].split("=", 1)[0].replace("-", "_") for token in flags if token.startswith("--")}
         self._say_repeated_flags(flags)
         # One token per config value, `--name=value`: a value that begins with '-' is not read as a flag.
-        tokens = [f"--{k}={as_flag_value(v)}" for k, v in config.items() if k not in given]
+        # A number keeps its text as written (`run_name: 1e3` is "1e3", not "1000.0"), read as the flag would be.
+        written = written or {}
+        tokens = [f"--{k}={written.get(k) or as_flag_value(v)}" for k, v in config.items() if k not in given]
         self.parser.argv = tokens + flags
         for key in config:  # `"seed=3": 1` had been read as the flag --seed=3=1, `${X}: 1` as a field of that name
             if not re.fullmatch(r"[A-Za-z_]\w*", key):

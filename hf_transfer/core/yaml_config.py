@@ -4,6 +4,7 @@ with `${VAR}` and `${VAR:-default}` expanded in a file's strings, every mistake 
 from __future__ import annotations
 
 import codecs
+import json
 import os
 import re
 from pathlib import Path
@@ -97,6 +98,13 @@ def read_yaml(text: str) -> Any:
         return text
 
 
+def read_yaml_text(text: str) -> Any:
+    """Valid YAML read with every scalar as its text, quotes taken off (`[1e3, '010', x]` is ["1e3", "010", "x"])."""
+    import yaml
+
+    return yaml.load(text, Loader=yaml.BaseLoader)
+
+
 # `${VAR}`, `${VAR:-default}`, the escape `$${` (a literal `${`), and any other `${`: a form this does not read.
 _ENV_VAR = re.compile(r"\$\$\{|\$\{(\w+)(?::-([^}]*))?\}|\$\{[^}]{0,40}\}?")
 
@@ -152,15 +160,18 @@ def _config_text(path: str) -> str:
         ) from None
 
 
-def load_config_file(path: str) -> dict[str, Any]:
+def load_config_file(path: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The file's {field: value}, and {field: text} of its values written as plain numbers."""
     import yaml
 
     if Path(path).is_dir():
         raise ConfigError(f"config file {path!r} is a folder; give the YAML file in it, e.g. --config {path}/x.yaml.")
     if not Path(path).exists():  # not `is_file()`: `--config <(envsubst < c.yaml)` is a pipe
         raise ConfigError(f"config file {path!r} does not exist.")
+    loader = _yaml_loader()(_config_text(path))
     try:
-        data = yaml.load(_config_text(path), Loader=_yaml_loader())
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -171,8 +182,10 @@ def load_config_file(path: str) -> dict[str, Any]:
         if "'\\t'" in problem:
             problem += " (YAML indents and separates with spaces, not tabs)"
         raise ConfigError(f"config file {path!r} is not valid YAML{where}: {problem}.") from None
+    finally:
+        loader.dispose()
     if data is None:
-        return {}
+        return {}, {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path!r} must hold a mapping of field: value, got a {type(data).__name__}.")
     if "config" in data:  # it would reach the parser as `--config`, which is read only on the command line
@@ -182,7 +195,38 @@ def load_config_file(path: str) -> dict[str, Any]:
         if (name := key.replace("-", "_")) in fields:
             raise ConfigError(f"config file {path!r} sets {name} twice, as {fields[name]!r} and {key!r}.")
         fields[name] = key
-    return {str(k).replace("-", "_"): _expand_env(v, path, str(k)) for k, v in data.items()}
+    values = {str(k).replace("-", "_"): _expand_env(v, path, str(k)) for k, v in data.items()}
+    return values, _numbers_as_written(node, values)
+
+
+def _numbers_as_written(node, values: dict[str, Any]) -> dict[str, str]:
+    """{field: flag text} for each top-level value that is, or is a flat list holding, a number written plain
+    (`run_name: 1e3`, `hub_model_id: 0x10`, `class_names: [1e3, neg]`): a field that takes text keeps the text as
+    written, not the number's `str` ("1000.0", "16"). The node's pairs are those the mapping was built from (merged
+    keys first), so the last of a key is the one kept, as in the mapping."""
+    import yaml
+
+    def number(item) -> bool:
+        return isinstance(item, yaml.ScalarNode) and item.style is None and item.tag in _NUMBER_TAGS
+
+    written = {}
+    for name, value in {str(key.value).replace("-", "_"): value for key, value in node.value}.items():
+        if number(value):
+            written[name] = value.value
+        elif isinstance(value, yaml.SequenceNode) and any(map(number, value.value)):
+            if all(isinstance(item, yaml.ScalarNode) for item in value.value) and isinstance(values.get(name), list):
+                items = zip(value.value, values[name], strict=True)
+                written[name] = "[" + ", ".join(i.value if number(i) else _flow_scalar(v) for i, v in items) + "]"
+    return written
+
+
+_NUMBER_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"})
+
+
+def _flow_scalar(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return as_flag_value(value)
 
 
 def dump_yaml(value: Any, **options) -> str:
@@ -202,4 +246,8 @@ def as_flag_value(value: Any) -> str:
         return dump_yaml(value, default_flow_style=True, width=1 << 20).strip()
     if isinstance(value, bool) or value is None:
         return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, str) and read_yaml(value) != value:
+        # Text that reads as something else (`run_name: "null"`, `"1e3"`, `"a: b"`) is quoted, as in the file:
+        # the quoted "null" had become None. JSON's double-quoted strings are YAML's.
+        return json.dumps(value, ensure_ascii=False)
     return str(value)
