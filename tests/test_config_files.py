@@ -212,3 +212,27 @@ def test_a_quoted_null_is_text_and_a_plain_null_is_none(tmp_path, monkeypatch):
     monkeypatch.setenv("LR", "2e-5")
     _, _, _, training = _parse(tmp_path, "model_name_or_path: m\nlearning_rate: ${LR}\nmax_steps: '7'\n")
     assert (training.learning_rate, training.max_steps) == (2e-5, 7)
+
+
+@pytest.mark.parametrize(
+    "spelling, expected",
+    [("true", True), ("True", True), ("FALSE", False), ("yes", True), ("No", False), ("y", True), ("f", False),
+     ("1", True), ("0", False), ("on", None), ("off", None), ("enabled", None)],
+)  # fmt: skip
+def test_a_true_false_field_takes_the_same_spellings_in_a_file_and_as_a_flag(spelling, expected, tmp_path):
+    """Eighteenth review: `bf16: yes` was read and `bf16: on` refused as 'bf16 expects bool', which named neither
+    the spellings taken nor why. A file and a flag take the same: YAML's true/false, and the yes/no, y/n, t/f, 1/0
+    that HfArgumentParser reads on the command line; another is one line naming them."""
+    results = []
+    for flags, text in [
+        ((), f"model_name_or_path: m\nlogging_first_step: {spelling}\n"),
+        (("--logging_first_step", spelling), "model_name_or_path: m\n"),
+    ]:
+        if expected is None:
+            message = _error(tmp_path, text, *flags)
+            assert message == (
+                f"logging_first_step expects true or false (or yes/no, y/n, t/f, 1/0, in any case), got {spelling!r}."
+            ), message
+        else:
+            results.append(_parse(tmp_path, text, *flags)[-1].logging_first_step)
+    assert results == ([expected] * 2 if expected is not None else [])

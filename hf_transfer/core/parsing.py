@@ -89,6 +89,11 @@ def _mixed_value(name: str, hint: Any, value: Any, text: str) -> Any:
     return value
 
 
+# What a true/false field takes, in a config file and as a flag alike: YAML 1.2's true/false, and the spellings that
+# HfArgumentParser's `string_to_bool` reads on the command line (`--bf16 yes`); not YAML 1.1's on/off.
+BOOL_SPELLINGS = "true or false (or yes/no, y/n, t/f, 1/0, in any case)"
+
+
 def _value_reader(name: str, hint: Any, convert, choices, nullable: bool = True):
     """The `type` of a field's argparse action: the flag text read as YAML, then converted as HfArgumentParser
     would convert it (`convert`: int, float, string_to_bool, a choice mapper). Fields typed `X | str` (a value or a
@@ -129,6 +134,8 @@ def _value_reader(name: str, hint: Any, convert, choices, nullable: bool = True)
                 result = None
             if result is not None and (choices is None or result in choices):
                 return result
+            if getattr(convert, "__name__", "") == "string_to_bool":  # HfArgumentParser's true/false reader
+                raise argparse.ArgumentTypeError(f"{name} expects {BOOL_SPELLINGS}, got {value!r}.")
         raise argparse.ArgumentTypeError(f"{name} expects {_describe(hint)}, got {value!r}.")
 
     read.__name__ = getattr(convert, "__name__", "value")
