@@ -1,4 +1,8 @@
+import contextlib
 import os
+import signal
+import threading
+import warnings
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -71,3 +75,42 @@ def assert_picture(path, min_width: int = 300, min_height: int = 200, min_colour
     assert width >= min_width and height >= min_height, f"{path} is only {width}x{height} pixels"
     colours = np.unique(pixels.reshape(-1, pixels.shape[-1]).round(3), axis=0)
     assert len(colours) >= min_colours, f"{path} has {len(colours)} distinct colours: it looks blank"
+
+
+def _signal_state() -> tuple:
+    """SIGINT's and SIGTERM's handlers as Python sees them, the signals the main thread blocks, and (Linux) the
+    signals the kernel has ignored: C code can set SIG_IGN behind Python's back."""
+    status = Path("/proc/self/status")
+    lines = status.read_text().splitlines() if status.exists() else []
+    ignored = [line for line in lines if line.startswith("SigIgn:")]
+    bits = int(ignored[0].split()[1], 16) if ignored else 0
+    kernel = {s for s in (signal.SIGINT, signal.SIGTERM) if bits & (1 << (s - 1))}
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    return handlers, signal.pthread_sigmask(signal.SIG_BLOCK, []), kernel
+
+
+@contextlib.contextmanager
+def signal_state_kept():
+    """Puts SIGINT and SIGTERM back as they were before the block (handlers, the main thread's mask), and appends to
+    the list it yields what the block had left changed. A test that left SIGINT ignored or blocked had made a later
+    Ctrl-C test fail in the full suite only."""
+    changed: list[str] = []
+    before = _signal_state()
+    try:
+        yield changed
+    finally:
+        after = _signal_state()
+        if after != before and threading.current_thread() is threading.main_thread():
+            changed.append(f"signal state {after} (it was {before})")
+            for signum, handler in zip((signal.SIGINT, signal.SIGTERM), before[0], strict=True):
+                if handler is not None:  # None: a handler set from C before Python started, which it cannot set
+                    signal.signal(signum, handler)
+            signal.pthread_sigmask(signal.SIG_SETMASK, before[1])
+
+
+@pytest.fixture(autouse=True)
+def _signal_state_left_as_found(request):
+    with signal_state_kept() as changed:
+        yield
+    if changed:
+        warnings.warn(f"{request.node.nodeid} left the {changed[0]}; put back", stacklevel=1)

@@ -113,8 +113,8 @@ def test_ctrl_c_while_the_command_loads_is_one_line(monkeypatch, capsys):
         except KeyboardInterrupt as err:
             raise ImportError("initialization failed") from err
 
-    # Ctrl-C as a terminal delivers it (a process whose SIGINT is ignored, a background job, keeps it ignored; in the
-    # full suite an earlier test leaves it ignored or blocked)
+    # Ctrl-C as a terminal delivers it (a process whose SIGINT is ignored, a background job, keeps it ignored; pytest
+    # itself may run as one; what an earlier test leaves, conftest puts back)
     inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     try:
@@ -237,3 +237,25 @@ def test_a_picture_cut_off_mid_write_leaves_the_earlier_one(tmp_path, monkeypatc
         save_confusion_matrix([[1, 0], [0, 1]], ["a", "b"], json_path, png_path)
     assert png_path.read_bytes() == b"old picture"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cm.json", "cm.png"]
+
+
+_found_by_the_leaking_test: list = []
+
+
+@pytest.mark.filterwarnings("ignore:.*left the signal state")
+def test_a_test_that_leaves_sigint_ignored_and_blocked():
+    """Eighteenth review, with the test after it: a test that left SIGINT ignored or blocked made a later Ctrl-C test
+    fail in the full suite only (its own signal was never delivered). This one does so on purpose; conftest's
+    autouse fixture puts SIGINT and SIGTERM back after every test, and warns, naming the test."""
+    _found_by_the_leaking_test[:] = [signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)]
+    _found_by_the_leaking_test.append(signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def test_the_next_test_finds_sigint_as_the_one_before_found_it():
+    if not _found_by_the_leaking_test:
+        pytest.skip("runs after test_a_test_that_leaves_sigint_ignored_and_blocked")
+    handlers = [signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)]
+    assert handlers == _found_by_the_leaking_test[:2]
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == _found_by_the_leaking_test[2]
