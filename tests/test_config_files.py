@@ -210,8 +210,10 @@ def test_a_quoted_null_is_text_and_a_plain_null_is_none(tmp_path, monkeypatch):
     )
     # A quoted (or `${VAR}`-expanded) number for a field that takes numbers is still read as one.
     monkeypatch.setenv("LR", "2e-5")
-    _, _, _, training = _parse(tmp_path, "model_name_or_path: m\nlearning_rate: ${LR}\nmax_steps: '7'\n")
-    assert (training.learning_rate, training.max_steps) == (2e-5, 7)
+    monkeypatch.setenv("MAP", "{1: bad, 2: good}")
+    text = "model_name_or_path: m\nlearning_rate: ${LR}\nmax_steps: '7'\nlabel_mapping: ${MAP}\n"
+    _, data, _, training = _parse(tmp_path, text)
+    assert (training.learning_rate, training.max_steps, data.label_mapping) == (2e-5, 7, {"1": "bad", "2": "good"})
 
 
 @pytest.mark.parametrize(

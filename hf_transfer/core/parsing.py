@@ -101,10 +101,16 @@ def _value_reader(name: str, hint: Any, convert, choices, nullable: bool = True)
     mixed = typing.get_origin(hint) in (Union, types.UnionType) and str in typing.get_args(hint)
     mixed = mixed and len([h for h in typing.get_args(hint) if h is not type(None)]) > 1
 
+    takes_text = mixed or (convert in (None, str) and not _takes(hint, list) and not _takes(hint, dict))
+
     def read(text: str):
         value = read_yaml(text)
         if isinstance(value, str) and value != text and text.strip()[:1] in ("'", '"'):
-            text = value  # quoted, as a value of a config file's is: `run_name: "null"` is the text null
+            # Quoted, as a config file's text is passed on: `run_name: "null"` is the text null. A field that takes
+            # no text reads what the quotes hold (`max_steps: "10"`, `label_mapping: ${MAP}`), but not as null.
+            text = value
+            if not takes_text and read_yaml(value) is not None:
+                value = read_yaml(value)
         if value is None and text.strip() in ("null", "~", "None"):
             if nullable:
                 return None
