@@ -128,6 +128,19 @@ def test_short_fields_and_peft_config_override():
     assert set(config.target_modules) == {"query", "key"}
 
 
+def test_peft_config_true_false_fields_take_the_spellings_of_our_own_fields():
+    """YAML 1.2 reads `{use_rslora: no}` as the text "no", which PEFT took as true (rsLoRA on); the PEFT config's
+    true/false fields now read yes/no, y/n, t/f, 1/0 in any case, as hf-transfer's own fields do."""
+    peft_config = {"use_rslora": "no", "use_dora": "YES", "fan_in_fan_out": 0, "lora_bias": False, "lora_dropout": 0.0}
+    model = meta_model(tiny_config("bert"))
+    config = plan_adapter(AdapterArguments("lora", peft_config=peft_config), model).peft_config
+    assert (config.use_rslora, config.use_dora, config.fan_in_fan_out, config.lora_bias) == (False, True, False, False)
+    assert config.lora_dropout == 0.0
+    for value in ("on", 2, 1.0, [True]):
+        with pytest.raises(ConfigError, match=r"^peft_config.use_rslora expects true or false .*, got"):
+            plan_adapter(AdapterArguments("lora", peft_config={"use_rslora": value}), model)
+
+
 @pytest.mark.parametrize(
     "kwargs, needle",
     [

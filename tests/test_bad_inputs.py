@@ -595,6 +595,11 @@ CASES = [
     ("adapter + freeze options", lambda w: train(w, "--peft_method", "lora", "--freeze_layers", "1"), "freeze_layers"),
     ("lora targets match nothing", lambda w: train(w, "--peft_method", "lora", "--target_modules", "[nope]"), "nope"),
     ("lora_r <= 0", lambda w: train(w, "--peft_method", "lora", "--lora_r", "0"), "lora_r"),
+    (  # YAML 1.2 keeps `on` as text, which PEFT took as true
+        "peft_config true/false field given on",
+        lambda w: train(w, "--peft_method", "lora", "--peft_config", "{use_rslora: on}"),
+        "peft_config.use_rslora expects true or false",
+    ),
     # hub
     ("invalid hub repo id", lambda w: train(w, "--push_to_hub", "true", "--hub_model_id", "a/b/c d"), "hub_model_id"),
     ("hub_token in a config", lambda w: train(w, "--hub_token", "hf_x"), "hub_token"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -10,6 +11,29 @@ from hf_transfer.errors import ConfigError
 
 # The fields only an adapter reads: with peft_method none they change nothing.
 ADAPTER_ONLY_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "target_modules", "peft_config", "loraplus_lr_ratio")
+
+
+def read_true_false(config_cls, overrides: dict) -> dict:
+    """`overrides` with each true/false field of the PEFT config class read as hf-transfer's own fields read one:
+    YAML 1.2 keeps `peft_config: {use_rslora: no}` as the text "no", which PEFT took as set (any non-empty text is
+    true), so rsLoRA was switched on by `no`. A spelling that is not true or false is refused in one line."""
+    from transformers.hf_argparser import string_to_bool
+
+    from hf_transfer.core.parsing import BOOL_SPELLINGS
+
+    hints = typing.get_type_hints(config_cls)
+    read = dict(overrides)
+    for name, value in overrides.items():
+        if hints.get(name) not in (bool, bool | None) or isinstance(value, bool) or value is None:
+            continue
+        try:
+            read[name] = string_to_bool(str(value).strip()) if isinstance(value, (str, int)) else None
+        except Exception:  # argparse.ArgumentTypeError
+            read[name] = None
+        if read[name] is None:
+            raise ConfigError(f"peft_config.{name} expects {BOOL_SPELLINGS}, got {value!r}.")
+    return read
+
 
 # The short fields and the PEFT config fields they set: a method whose config has none of them ignores the field.
 SHORT_FIELDS = {

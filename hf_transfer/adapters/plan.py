@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from hf_transfer.adapters.arguments import AdapterArguments
+from hf_transfer.adapters.arguments import AdapterArguments, read_true_false
 from hf_transfer.core.folders import ADAPTER_CONFIG
 from hf_transfer.core.layers import ModelLayout, discover_layers
 from hf_transfer.core.models import meta_classifier
@@ -260,6 +260,7 @@ def plan_adapter(args: AdapterArguments, model: nn.Module) -> AdapterPlan:
             close = difflib.get_close_matches(name, sorted(fields), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else f" Its fields are: {', '.join(sorted(fields))}."
             raise ConfigError(f"peft_config: {config_cls.__name__} has no field {name!r}.{hint}")
+    overrides = read_true_false(config_cls, overrides)
     for name in ("task_type", "total_step"):
         if name in overrides:
             raise ConfigError(
