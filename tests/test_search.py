@@ -113,6 +113,17 @@ def test_trial_config_is_parsed_exactly_as_train_parses_it(tmp_path):
     assert from_search[-1].learning_rate == 1e-5
 
 
+def test_a_number_for_a_text_field_of_the_trials_keeps_its_text(tmp_path):
+    """`run_name: 1e3` in a search config named every trial "1000.0" (train on the same file: "1e3"); a flag too."""
+    (tmp_path / "search.yaml").write_text("model_name_or_path: m\noutput_dir: o\nrun_name: 1e3\nlearning_rate: 1e-5\n")
+    for flags, name in (([], "1e3"), (["--run_name", "0x10"], "0x10"), (["--run_name=010"], "010")):
+        (search,) = parse_command_args("search", ["--config", str(tmp_path / "search.yaml"), *flags])
+        training = _train_parser().parse_config(search.trial_config, search.other_written)[-1]
+        assert (training.run_name, training.learning_rate) == (name, 1e-5)
+        changed = _train_parser().parse_config({**search.trial_config, "run_name": 7.0}, search.other_written)[-1]
+        assert changed.run_name == "7.0"  # a value set since (a trial's) is not given the file's text
+
+
 def test_the_no_switches_of_the_search_fields_work(tmp_path):
     """`--no_prune` and `--no_start_from_config`, which --help lists, were taken for train fields: "--no_prune needs
     a value"."""

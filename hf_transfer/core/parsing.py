@@ -257,22 +257,27 @@ class CommandParser:
         config = {k: v for k, v in config.items() if k not in RECORDED_RESULTS}
         return self._parse(config, flags, written)
 
-    def parse_config(self, values: dict[str, Any]) -> tuple:
-        """The dataclasses from a mapping of field: value, read exactly as the same mapping in a `--config` file."""
-        return self._parse({str(k).replace("-", "_"): v for k, v in values.items()}, [])
+    def parse_config(self, values: dict[str, Any], as_written: dict[str, tuple] | None = None) -> tuple:
+        """The dataclasses from a mapping of field: value, read as the same mapping in a `--config` file would be
+        (`as_written`, a collector's `other_written` {field: (number, text)}, is that file's text of its numbers)."""
+        values = {str(k).replace("-", "_"): v for k, v in values.items()}
+        written = {k: text for k, (value, text) in (as_written or {}).items() if k in values and values[k] == value}
+        return self._parse(values, [], written)
 
     def _parse(self, config: dict[str, Any], flags: list[str], written: dict[str, str] | None = None) -> tuple:
         other: dict[str, Any] = {}
+        written = written or {}
         if self.collector is not None:
             other = {k: v for k, v in config.items() if k not in self.hints}
             config = {k: v for k, v in config.items() if k in self.hints}
-            flags, flag_values = self._split_other_flags(flags)
+            flags, flag_values, flag_text = self._split_other_flags(flags)
             other.update(flag_values)
+            texts = {**{k: t for k, t in written.items() if k not in flag_values}, **flag_text}  # `run_name: 1e3`
+            other_written = {k: (v, texts[k]) for k, v in other.items() if k in texts}
         given = {token[2:].split("=", 1)[0].replace("-", "_") for token in flags if token.startswith("--")}
         self._say_repeated_flags(flags)
         # One token per config value, `--name=value`: a value that begins with '-' is not read as a flag.
         # A number keeps its text as written (`run_name: 1e3` is "1e3", not "1000.0"), read as the flag would be.
-        written = written or {}
         tokens = [f"--{k}={written.get(k) or as_flag_value(v)}" for k, v in config.items() if k not in given]
         self.parser.argv = tokens + flags
         for key in config:  # `"seed=3": 1` had been read as the flag --seed=3=1, `${X}: 1` as a field of that name
@@ -303,6 +308,7 @@ class CommandParser:
                 raise ConfigError(f"{err.strerror or err}: {err.filename!r}.") from None
             if dtype is self.collector:
                 setattr(objects[-1], dtype.other_fields, other)
+                object.__setattr__(objects[-1], "other_written", other_written)
             # Which fields the user set (config or flag), for defaults that depend on other choices: an adapter's
             # learning rate applies only when learning_rate was not given. Not a dataclass field, so not saved.
             object.__setattr__(objects[-1], "given_fields", frozenset(names & (set(config) | given)))
@@ -336,10 +342,11 @@ class CommandParser:
                     values[-1],
                 )  # fmt: skip
 
-    def _split_other_flags(self, flags: list[str]) -> tuple[list[str], dict[str, Any]]:
-        """The flags of the command's own fields, and the others as {field: value read as YAML}; a bare flag of a
-        true/false field the collector names (`other_switches`) sets it, as HfArgumentParser does."""
-        own, other, i = [], {}, 0
+    def _split_other_flags(self, flags: list[str]) -> tuple[list[str], dict[str, Any], dict[str, str]]:
+        """The flags of the command's own fields, the others as {field: value read as YAML}, and the text of those
+        that are numbers; a bare flag of a true/false field the collector names (`other_switches`) sets it, as
+        HfArgumentParser does."""
+        own, other, text, i = [], {}, {}, 0
         switches = self.collector.other_switches() if hasattr(self.collector, "other_switches") else frozenset()
         while i < len(flags):
             token = flags[i]
@@ -347,11 +354,10 @@ class CommandParser:
             own_switch = name is not None and name.startswith("no_") and name[3:] in self.hints  # `--no_prune`
             if not name or name in self.hints or own_switch or name in ("config", "help"):
                 own.append(token)
-            elif "=" in token:
-                other[name] = read_yaml(token.split("=", 1)[1])
-            elif i + 1 < len(flags) and not flags[i + 1].startswith("--"):
-                other[name] = read_yaml(flags[i + 1])
-                i += 1
+            elif "=" in token or (i + 1 < len(flags) and not flags[i + 1].startswith("--")):
+                text[name] = token.split("=", 1)[1] if "=" in token else flags[i + 1]
+                other[name] = read_yaml(text[name])
+                i += "=" not in token
             elif name in switches:
                 other[name] = True
             elif name.startswith("no_") and name[3:] in switches:
@@ -359,7 +365,7 @@ class CommandParser:
             else:
                 raise ConfigError(missing_value(f"--{name}", flags))
             i += 1
-        return own, other
+        return own, other, {k: t for k, t in text.items() if type(other[k]) in (int, float)}
 
     def _unknown(self, token: str, config: dict[str, Any]) -> str:
         if not token.startswith("--") or len(token) == 2:

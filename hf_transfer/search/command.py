@@ -89,7 +89,10 @@ def _prepare(s: SearchArguments) -> dict:
     command, arguments = ("distill", DISTILL_ARGUMENTS) if distill else ("train", TRAIN_ARGUMENTS)
     parser = CommandParser(arguments, command)
     base = _trial_defaults(base, s, distill)
-    objects = parser.parse_config(base)
+    objects = parser.parse_config(base, getattr(s, "other_written", None))
+    for name in getattr(s, "other_written", {}):  # a text field keeps a number's text (`run_name: 1e3` is "1e3")
+        if isinstance(_config_value(objects, name), str):
+            base[name] = _config_value(objects, name)
     training, adapter = objects[-1], objects[-2]
     if s.search_space is not None:  # the fields and every value a trial config takes: no data needed
         for p in check_fields(parse_space(s.search_space), parser.hints, command):
