@@ -317,7 +317,8 @@ def study_run(tmp_path_factory, tiny_bert_dir):
         "frozen_features_cache_dir": str(root / "feature-cache"),
         "search_space": {"learning_rate": [GOOD_LR, BAD_LR], "warmup_steps": {"low": 0.0, "high": 0.1}},
     }  # fmt: skip
-    (root / "search.yaml").write_text(yaml.safe_dump(config))
+    # A number for a text field keeps its text in every trial (it had become "1000.0"): see the best config's test.
+    (root / "search.yaml").write_text(yaml.safe_dump(config) + "run_name: 1e3\n")
     (out / "search").mkdir(parents=True)
     storage = f"sqlite:///{out / 'search' / 'study.db'}"
     study = optuna.create_study(storage=storage, study_name="hf-transfer-search", direction="minimize")
@@ -394,7 +395,10 @@ def test_best_config_reproduces_its_trial(study_run):
     assert config["eval_strategy"] == "epoch" and config["save_strategy"] == "no"
     trial_results = json.loads((out / "trials" / f"trial-{best['number']:03d}" / "eval_results.json").read_text())
     assert trial_results["eval_loss"] == pytest.approx(best["loss"], abs=1e-9)
+    trial_folder = out / "trials" / f"trial-{best['number']:03d}"
+    assert yaml.safe_load((trial_folder / "hf_transfer_config.yaml").read_text())["run_name"] == "1e3"
     assert main(["train", "--config", str(out / "best_config.yaml")]) == 0
+    assert yaml.safe_load((out / "best" / "hf_transfer_config.yaml").read_text())["run_name"] == "1e3"
     again = json.loads((out / "best" / "eval_results.json").read_text())
     assert again["eval_loss"] == pytest.approx(best["loss"], abs=1e-6)
     assert again["eval_accuracy"] == trial_results["eval_accuracy"]

@@ -91,8 +91,9 @@ def _prepare(s: SearchArguments) -> dict:
     base = _trial_defaults(base, s, distill)
     objects = parser.parse_config(base, getattr(s, "other_written", None))
     for name in getattr(s, "other_written", {}):  # a text field keeps a number's text (`run_name: 1e3` is "1e3")
-        if isinstance(_config_value(objects, name), str):
-            base[name] = _config_value(objects, name)
+        value = _config_value(objects, name)
+        if isinstance(value, str) or (isinstance(value, list) and all(isinstance(item, str) for item in value)):
+            base[name] = value
     training, adapter = objects[-1], objects[-2]
     if s.search_space is not None:  # the fields and every value a trial config takes: no data needed
         for p in check_fields(parse_space(s.search_space), parser.hints, command):
