@@ -21,7 +21,10 @@ def read_true_false(config_cls, overrides: dict) -> dict:
 
     from hf_transfer.core.parsing import BOOL_SPELLINGS
 
-    hints = typing.get_type_hints(config_cls)
+    try:
+        hints = typing.get_type_hints(config_cls)
+    except Exception:  # an annotation PEFT's own module cannot resolve: pass the values on as they are
+        hints = {}
     read = dict(overrides)
     for name, value in overrides.items():
         if hints.get(name) not in (bool, bool | None) or isinstance(value, bool) or value is None:
