@@ -355,9 +355,8 @@ class CommandParser:
             if not name or name in self.hints or own_switch or name in ("config", "help"):
                 own.append(token)
             elif "=" in token or (i + 1 < len(flags) and not flags[i + 1].startswith("--")):
-                text[name] = token.split("=", 1)[1] if "=" in token else flags[i + 1]
+                text[name], i = (token.split("=", 1)[1], i) if "=" in token else (flags[i + 1], i + 1)
                 other[name] = read_yaml(text[name])
-                i += "=" not in token
             elif name in switches:
                 other[name] = True
             elif name.startswith("no_") and name[3:] in switches:

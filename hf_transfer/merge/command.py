@@ -122,8 +122,9 @@ def _write_folder(args, pre: _Preflight, interpolator, model, results, rows, cho
     # θ(α) is computed (and scored) in fp32; an fp16 or bf16 fine-tuned model is saved back in its own dtype, which
     # fp32 doubled the size of. An adapter's merge is the pretrained model plus α times the update: saved in the
     # pretrained model's dtype (an fp32 base keeps fp32 whatever the adapter's dtype: nothing to shrink back to).
-    dtype_source = ("pretrained", args.pretrained) if pre.adapter is not None else ("fine-tuned", args.finetuned)
-    saved_dtype = stored_half_dtype(dtype_source[1])
+    adapter = pre.adapter is not None
+    dtype_owner, dtype_folder = ("pretrained", args.pretrained) if adapter else ("fine-tuned", args.finetuned)
+    saved_dtype = stored_half_dtype(dtype_folder)
     if saved_dtype:
         model.to(getattr(torch, saved_dtype))
     model.save_pretrained(building)
@@ -141,9 +142,7 @@ def _write_folder(args, pre: _Preflight, interpolator, model, results, rows, cho
         "finetuned_kind": "adapter" if pre.adapter is not None else "model",
         "head_init": args.head_init,
         "method": interpolator.method,
-        "saved_dtype": f"{saved_dtype} (the {dtype_source[0]} model's; θ(α) computed in float32)"
-        if saved_dtype
-        else None,
+        "saved_dtype": f"{saved_dtype} (the {dtype_owner} model's; θ(α) computed in float32)" if saved_dtype else None,
         "head": "interpolated with head_init" if args.head_init else "the fine-tuned head at every α",
         # head_init's label names when its label rows were reordered to the fine-tuned order
         "head_init_labels": pre.head_start.labels if pre.head_start else None,
