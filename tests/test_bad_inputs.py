@@ -948,6 +948,7 @@ def test_bad_hub_input(case, world, tmp_path):
         out = tmp_path / "ready"
         out.mkdir()
         (out / "config.json").write_text('{"model_type": "bert"}')
+        (out / "model.safetensors").write_bytes(b"weights")
         (out / "README.md").write_text("---\nlicense: mit\n---\n# ready\n")
         env["HF_TOKEN"] = "hf_matrixtoken"
         argv = ["push", str(out), "--hub_model_id", "tester/model"]

@@ -85,6 +85,7 @@ def small_folder(tmp_path):
     (folder / ".cache").mkdir()
     (folder / ".cache" / "x.lock").write_text("")
     (folder / "config.json").write_text('{"model_type": "bert"}')
+    (folder / "model.safetensors").write_bytes(b"weights")
     (folder / "training_args.bin").write_bytes(b"pickle")
     (folder / "README.md").write_text("---\nlicense: mit\n---\n# ready\n")
     return folder
@@ -293,8 +294,39 @@ def test_push_an_adapter_folder(online, tmp_path, tiny_bert_dir, capsys):
 def test_push_to_a_private_branch(online, small_folder):
     assert main(["push", str(small_folder), "--hub_model_id", "team/model", "--private", "--revision", "dev"]) == 0
     assert online.repos["team/model"]["private"] is True
-    assert set(online.files("team/model", "dev")) == {"config.json", "README.md"}  # no checkpoint, cache, pickle
+    # no checkpoint, cache or pickle
+    assert set(online.files("team/model", "dev")) == {"config.json", "model.safetensors", "README.md"}
     assert online.files("team/model") == {} and online.commits[0]["revision"] == "dev"
+
+
+def test_private_push_to_an_existing_public_repo_is_refused_before_any_upload(online, small_folder, capsys):
+    assert main(["push", str(small_folder), "--hub_model_id", "tester/open"]) == 0
+    commits, before = len(online.commits), fingerprint(small_folder)
+    assert main(["push", str(small_folder), "--hub_model_id", "tester/open", "--private"]) == 2
+    err = one_error_line(capsys)
+    assert "already exists and is public" in err and "nothing was pushed" in err
+    assert len(online.commits) == commits and online.repos["tester/open"]["private"] is False
+    assert fingerprint(small_folder) == before
+    # A repo that is private already takes a --private push as before.
+    assert main(["push", str(small_folder), "--hub_model_id", "tester/closed", "--private"]) == 0
+    assert main(["push", str(small_folder), "--hub_model_id", "tester/closed", "--private"]) == 0
+    assert len(online.commits) == commits + 2
+
+
+@pytest.mark.parametrize(
+    ("remove", "adapter", "named"),
+    [("model.safetensors", False, "weights (model.safetensors)"), (None, True, "adapter weights")],
+)
+def test_a_folder_without_weights_is_refused_before_the_repo_is_created(
+    online, small_folder, capsys, remove, adapter, named
+):
+    if remove:
+        (small_folder / remove).unlink()
+    if adapter:  # an adapter config beside full weights: the adapter's own weights are missing
+        (small_folder / "adapter_config.json").write_text('{"base_model_name_or_path": "org/base"}')
+    assert main(["push", str(small_folder), "--hub_model_id", "tester/empty"]) == 2
+    assert named in one_error_line(capsys)
+    assert online.count("create") == 0 and "tester/empty" not in online.repos
 
 
 @pytest.mark.parametrize("route", ["create", "commit"])
@@ -302,7 +334,7 @@ def test_a_500_is_retried_and_the_push_succeeds(route, online, small_folder):
     online.fail(route, 500)
     assert main(["push", str(small_folder), "--hub_model_id", "tester/flaky"]) == 0
     assert online.count(route) == 2  # create: retried by hub.py; commit: by huggingface_hub's own backoff
-    assert set(online.files("tester/flaky")) == {"config.json", "README.md"}
+    assert set(online.files("tester/flaky")) == {"config.json", "model.safetensors", "README.md"}
 
 
 def test_a_persistent_503_gives_up_after_a_few_tries(online, small_folder, capsys):
@@ -330,6 +362,7 @@ def test_a_failed_upload_puts_the_card_back(online, tmp_path, capsys):
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / "config.json").write_text('{"model_type": "bert"}')  # a folder with no model is refused before the Hub
+    (folder / "model.safetensors").write_bytes(b"weights")
     write_model_card(folder, complete_card_data(CardData(), DISTILL_RECORD, {}, folder))
     before = fingerprint(folder)
     online.fail("commit", 422)
@@ -385,6 +418,10 @@ def test_a_folder_others_could_not_use_is_refused_before_the_repo_is_created(onl
     (tmp_path / "search" / "search" / "study.db").write_bytes(b"")
     (tmp_path / "bare").mkdir()
     (tmp_path / "bare" / "config.json").write_text('{"model_type": "bert"}')
+    (tmp_path / "bare" / "model.safetensors").write_bytes(b"weights")
+    (tmp_path / "unweighted").mkdir()
+    (tmp_path / "unweighted" / "config.json").write_text('{"model_type": "bert"}')
+    (tmp_path / "unweighted" / "README.md").write_text("# a card and a config, and no weights\n")
     base = BertForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=2)
     lora = get_peft_model(base, LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["query", "value"]))
     lora.save_pretrained(tmp_path / "lora")  # names the base by the local folder it was loaded from
@@ -395,6 +432,7 @@ def test_a_folder_others_could_not_use_is_refused_before_the_repo_is_created(onl
         "empty": "holds no model",
         "search": "It is the output_dir of hf-transfer search: give its best trial's folder",
         "bare": "holds no README.md and no hf-transfer run record",
+        "unweighted": "holds no weights (model.safetensors)",
         "lora": f"names the base model {str(tiny_bert_dir)!r}, a path on this machine",
     }
     capsys.readouterr()

@@ -30,6 +30,8 @@ TOKENIZER_FILES = (
 ONNX_FILE = "model.onnx"
 ONNX_INT8_FILE = "model_quantized.onnx"
 PYTORCH_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+# What PEFT saves an adapter's weights as (safetensors, or the older pickle).
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
 
 # Where `hf-transfer search` keeps its study: a folder holding it is a search's output_dir, not a model.
@@ -92,6 +94,18 @@ def is_onnx_folder(folder: str | Path) -> bool:
     folder = Path(folder)
     graphs = any((folder / name).is_file() for name in (ONNX_FILE, ONNX_INT8_FILE))
     return graphs and not any((folder / name).is_file() for name in PYTORCH_WEIGHTS)
+
+
+def weight_files(folder: str | Path) -> list[str]:
+    """The weight files a model folder holds: an adapter's (for an adapter folder), else PyTorch weights (whole or
+    sharded: `.index.json`) or the graphs `hf-transfer export` writes."""
+    folder = Path(folder)
+    names = (
+        ADAPTER_WEIGHTS
+        if is_adapter_folder(folder)
+        else (*PYTORCH_WEIGHTS, "pytorch_model.bin.index.json", ONNX_FILE, ONNX_INT8_FILE)
+    )
+    return [name for name in names if (folder / name).is_file()]
 
 
 def onnx_export_record(folder: str | Path) -> dict:

@@ -19,6 +19,7 @@ from hf_transfer.core.folders import (
     is_adapter_folder,
     search_folder_hint,
     trainer_checkpoint_state,
+    weight_files,
 )
 from hf_transfer.errors import ConfigError, HfTransferError
 from hf_transfer.outputs.card_data import load_card_data
@@ -142,6 +143,16 @@ def check_pushable(folder: str | Path) -> None:
         raise ConfigError(
             f"{str(folder)!r} holds no model (no config.json or adapter_config.json), so the repo would hold no "
             "model; give the output_dir of a train, distill, merge or export run." + search_folder_hint(folder)
+        )
+    if not weight_files(folder):
+        kind = (
+            "adapter weights (adapter_model.safetensors)"
+            if is_adapter_folder(folder)
+            else "weights (model.safetensors)"
+        )
+        raise ConfigError(
+            f"{str(folder)!r} holds no {kind}, so the repo would hold a config no one can load; give a folder "
+            "a finished run saved its model into."
         )
     if not (folder / "README.md").is_file() and load_card_data(folder) is None:
         raise ConfigError(
@@ -285,6 +296,18 @@ def _training_state_held_back(folder: Path) -> list[str]:
     return state
 
 
+def _check_still_private(api, repo_id: str, target: PushTarget, folder: Path) -> None:
+    """`create_repo(private=True, exist_ok=True)` leaves an existing repo's visibility as it is, so a push asked to be
+    private would publish the weights to a public repo without a word; it stops here instead, before any upload."""
+    info = with_retries(lambda: api.model_info(repo_id), f"read the visibility of {repo_id!r}", target, folder)
+    if info.private is False:
+        raise ConfigError(
+            f"{repo_id!r} already exists and is public, and --private does not change an existing repo's "
+            "visibility, so nothing was pushed; make the repo private on the Hub first (Settings), or push without "
+            "--private to publish there."
+        )
+
+
 def push_folder(
     folder: str | Path, target: PushTarget, message: str | None = None, include_training_state: bool = False
 ) -> str:
@@ -309,6 +332,8 @@ def push_folder(
         folder,
     )
     repo_id = repo_url.repo_id or target.repo_id
+    if target.private:
+        _check_still_private(api, repo_id, target, folder)
     ignore = [*IGNORE_PATTERNS, *_merged_model_held_back(folder, target)]
     if not include_training_state:
         ignore += _training_state_held_back(folder)
