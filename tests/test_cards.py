@@ -15,7 +15,7 @@ from test_cli import train_argv, write_csv
 from hf_transfer.cli import main
 from hf_transfer.core.eval_sets import reports_markdown
 from hf_transfer.core.folders import CARD_DATA_FILE
-from hf_transfer.outputs.card_data import CardData, complete_card_data
+from hf_transfer.outputs.card_data import CardData, complete_card_data, hyperparameters_of
 from hf_transfer.outputs.cards import build_card, eval_results, merge_readme, write_model_card
 
 
@@ -64,6 +64,13 @@ def test_card_header_is_complete_and_round_trips(tiny_run):
     assert ("f1", "pos") in by_metric and ("precision", "neg") in by_metric  # every metric, per class too
     assert {r.dataset_split for r in results} == {"validation"}
     assert all(r.task_type == "text-classification" for r in results)
+
+
+def test_the_hyperparameters_show_max_steps_in_place_of_the_epochs_it_overrides():
+    values = {"learning_rate": 5e-5, "num_train_epochs": 3.0, "max_steps": -1, "data_seed": None, "seed": 42}
+    assert hyperparameters_of(values) == {"learning_rate": 5e-5, "num_train_epochs": 3.0, "seed": 42}
+    values.update(max_steps=2, data_seed=7)  # Trainer ignores num_train_epochs: the card must not state it
+    assert hyperparameters_of(values) == {"learning_rate": 5e-5, "max_steps": 2, "seed": 42, "data_seed": 7}
 
 
 def test_card_data_is_filled_during_training(tiny_run):
@@ -219,6 +226,11 @@ def test_distillation_card_from_a_record(tmp_path):
     assert c.one_line() == "distilled 3-layer student of `org/teacher`"
     assert "| parameters | 20 | 10 | 0.50× |" in card.text and "retention 94.4%" in card.text
     assert "| effective batch size | 32 |" in card.text  # 16 per device × 2 processes
+    assert "runs 2.00× faster." in card.text and "| 2.00× faster |" in card.text
+    # A student measured slower than its teacher (a tiny one, on a busy machine) is not called "0.09× faster".
+    slow = {**DISTILL_RECORD, "distillation": {**DISTILL_RECORD["distillation"], "speedup": 0.094}}
+    text = build_card(complete_card_data(CardData(), slow, config, tmp_path), tmp_path).text
+    assert "runs 10.64× slower." in text and "| 10.64× slower |" in text and "faster" not in text
 
 
 def test_the_model_index_names_the_hub_dataset_configuration(tmp_path):

@@ -23,6 +23,7 @@ _PACKAGES = ("hf-transfer-learning", "transformers", "torch", "datasets", "accel
 _HYPERPARAMETERS = (
     "learning_rate",
     "num_train_epochs",
+    "max_steps",  # shown when set (> 0), in place of num_train_epochs, which Trainer then ignores
     "per_device_train_batch_size",
     "gradient_accumulation_steps",
     "weight_decay",
@@ -202,8 +203,12 @@ def epoch_rows(log_history: list[dict]) -> list[dict]:
 
 
 def hyperparameters_of(values: dict) -> dict:
-    """The card's hyperparameters among `values` (TrainingArguments or the resolved config); `data_seed` when set."""
-    return {k: values[k] for k in _HYPERPARAMETERS if k in values and (k != "data_seed" or values[k] is not None)}
+    """The card's hyperparameters among `values` (TrainingArguments or the resolved config); `data_seed` when set, and
+    `max_steps` when set, in place of the epoch count it overrides."""
+    capped = isinstance(values.get("max_steps"), int) and values["max_steps"] > 0
+    hidden = {"data_seed"} if values.get("data_seed") is None else set()
+    hidden.add("num_train_epochs" if capped else "max_steps")
+    return {k: values[k] for k in _HYPERPARAMETERS if k in values and k not in hidden}
 
 
 class CardDataCallback(TrainerCallback):

@@ -22,6 +22,11 @@ def count(n) -> str:
     return f"{n:,}" if isinstance(n, int) else str(n)
 
 
+def speed_words(speedup: float) -> str:
+    """A student's speed against its teacher's, as a reader says it: "2.00× faster", or "10.6× slower" below 1."""
+    return f"{speedup:.2f}× faster" if speedup >= 1 else f"{1 / speedup:.2f}× slower"
+
+
 def freeze_text(freeze: dict) -> str:
     parts = []
     if freeze.get("train_head_only"):
@@ -131,7 +136,7 @@ def distill_rows(c: CardData) -> tuple[list, list]:
                 f"samples/s (batch {d.get('speed_batch_size')}, this machine)",
                 str(d["teacher_samples_per_second"]),
                 str(d["student_samples_per_second"]),
-                f"{d['speedup']:.2f}× faster",
+                speed_words(d["speedup"]),
             )
         )
     return rows, comparison

@@ -24,6 +24,7 @@ from hf_transfer.outputs.card_rows import (
     merge_trained_model,
     recipe_rows,
     scored_in_text,
+    speed_words,
     sweep_table,
 )
 from hf_transfer.outputs.export_card import export_fields, export_summary, export_tags
@@ -195,7 +196,7 @@ def _summary(c: CardData) -> str:
         if d.get("retention_percent") is not None and d.get("speedup"):
             text += (
                 f" The student keeps {d['retention_percent']:.1f}% of its teacher's validation "
-                f"{d.get('teacher_eval_metric', 'accuracy')} and runs {d['speedup']:.2f}× faster."
+                f"{d.get('teacher_eval_metric', 'accuracy')} and runs {speed_words(d['speedup'])}."
             )
     if not c.adapter:
         text += f" Freezing: {freeze_text(c.freeze)}."
