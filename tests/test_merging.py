@@ -84,7 +84,7 @@ def test_plan_names_the_first_mismatch():
 def test_alpha_grid_and_the_selection_rule():
     assert parse_alphas("0,0.25,0.5,0.75,1") == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert parse_alphas([1, 0, 0.5, 0.5]) == [0.0, 0.5, 1.0] and parse_alphas("[0.2, 0.1]") == [0.1, 0.2]
-    for bad in ("0,1.5", "a,b", [], "[]", [True]):
+    for bad in ("0,1.5", "a,b", [], "[]", [True], "0,,1", "0,1,"):
         with pytest.raises(ConfigError, match="alphas"):
             parse_alphas(bad)
     assert choose_alpha({0.0: 0.5, 0.5: 0.8, 1.0: 0.7}) == 0.5

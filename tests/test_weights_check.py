@@ -24,10 +24,17 @@ def test_a_complete_checkpoint_passes_and_a_hub_id_is_left_to_the_loader(tiny_be
     check_weights_complete("some-org/some-model")  # not a folder: nothing to read here
     (tmp_path / "model.safetensors").write_bytes(b"")
     # No config.json: the location check (the one load_config makes) speaks here now, before any data is read.
-    with pytest.raises(ConfigError, match="has no config.json; point model_name_or_path at a folder"):
+    with pytest.raises(
+        ConfigError, match="has no config.json; give a folder written by save_pretrained, or a Hub id.$"
+    ):
         check_weights_complete(str(tmp_path))
     with pytest.raises(ConfigError, match="does not exist"):
         check_weights_complete(str(tmp_path / "missing"))
+    # A search's output_dir (hf-transfer merge --finetuned, evaluate, ...) says where its models are.
+    (tmp_path / "search").mkdir()
+    (tmp_path / "search" / "study.db").write_bytes(b"")
+    with pytest.raises(ConfigError, match="output_dir of hf-transfer search: give its best trial's folder"):
+        check_weights_complete(str(tmp_path))
 
 
 def test_a_truncated_checkpoint_is_named_with_its_sizes(truncated):

@@ -19,6 +19,7 @@ from hf_transfer.core.folders import (
     onnx_export_source,
     plain_adapter_advice,
     read_json_file,
+    search_folder_hint,
 )
 from hf_transfer.core.layers import ModelLayout, discover_layers
 from hf_transfer.errors import ConfigError, one_line
@@ -41,8 +42,8 @@ def check_model_location(name_or_path: str) -> None:
                 "merge --alpha 1 builds one."
             )
         raise ConfigError(
-            f"model folder {name_or_path!r} has no config.json; point model_name_or_path at a folder written by "
-            "save_pretrained, or at a Hub id."
+            f"model folder {name_or_path!r} has no config.json; give a folder written by save_pretrained, or a Hub "
+            "id." + search_folder_hint(path)
         )
     looks_local = path.is_absolute() or name_or_path.startswith((".", "~")) or name_or_path.count("/") > 1
     if not path.exists() and looks_local:

@@ -170,7 +170,9 @@ def parse_alphas(value) -> list[float]:
     raw = value
     if isinstance(value, str):
         text = value.strip().strip("[]")
-        value = [part.strip() for part in text.split(",") if part.strip()]
+        value = [part.strip() for part in text.split(",")] if text.strip() else []
+        if "" in value:  # `0,,1` or `0,1,`: a number lost between commas, not one to skip in silence
+            raise ConfigError(f"alphas {raw!r} has an empty item between commas; give numbers such as 0,0.5,1.")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = [value]
     if not isinstance(value, (list, tuple)) or not value:
