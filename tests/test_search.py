@@ -203,6 +203,37 @@ def test_a_searched_field_the_trials_ignore_is_refused(tmp_path, tiny_bert_dir, 
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    "space,needle",
+    [
+        ("{text_column_name: [text, label]}", "search_space.text_column_name: the value 'label' is rejected: "),
+        ("{train_file: [DATA, MISSING]}", "search_space.train_file: the value "),
+    ],
+)
+def test_a_data_value_the_data_rejects_is_refused_before_the_study(tmp_path, tiny_bert_dir, capsys, space, needle):
+    """Each value of a searched data field goes through the route's pre-flight, as the base config does: a text
+    column that is the label column ran, and failed, every trial that drew it (one more than n_trials, as failures
+    are retried), and left the study's files behind."""
+    argv = _tiny_search_argv(tmp_path, tiny_bert_dir)
+    space = space.replace("MISSING", str(tmp_path / "missing.csv")).replace("DATA", str(tmp_path / "train.csv"))
+    capsys.readouterr()
+    assert main([*argv, "--max_steps", "1", "--search_space", space]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failed_trial_line_gives_no_position_among_the_counted_trials():
+    import optuna
+
+    from hf_transfer.search import report
+
+    failed = optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, params={}, distributions={})
+    failed.number = 2
+    line = report.summary_line(failed, "accuracy", 2, None, [], done=1)
+    assert line.startswith("trial 2 fail: no score"), line
+
+
 def test_every_trial_takes_the_route_the_config_takes(tmp_path, tiny_bert_dir, minilm_path):
     """few_shot auto is decided once and written into the trials' config (and best_config.yaml); the default space
     leaves num_train_epochs out when max_steps is set."""

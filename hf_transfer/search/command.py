@@ -138,6 +138,7 @@ def _prepare(s: SearchArguments) -> dict:
     for p in params:
         for value in p.bounds_to_check():
             _check_trial_value(parser, base, p, value, checks)
+    _check_data_values(params, parser, base, distill)
     return {"root": Path(base["output_dir"]), "base": base, "parser": parser, "objects": objects, "params": params,
             "metric": metric, "route": route, "command": command, "seed": training.seed,
             "entry": run_distill if distill else run_train}  # fmt: skip
@@ -215,6 +216,24 @@ def _check_trial_value(parser: CommandParser, base: dict, p: Param, value, check
         raise ConfigError(f"search_space.{p.name}: the value {value!r} is rejected: {err}") from None
 
 
+def _check_data_values(params: list[Param], parser: CommandParser, base: dict, distill: bool) -> None:
+    """A searched field of the model, the data or the teacher (a column, a data file, max_seq_length, student_layers)
+    runs through the route's whole pre-flight for each value, as the base config did: the parser and layout checks
+    alone let a value the data rejects fail every trial that drew it, after the study had started."""
+    owners = DISTILL_ARGUMENTS[:3] if distill else TRAIN_ARGUMENTS[:2]
+    fields = {name for owner in owners for name in owner.__dataclass_fields__}
+    for p in (p for p in params if p.name in fields):
+        for value in p.bounds_to_check():
+            try:
+                objects = parser.parse_config({**base, p.name: value})
+                if distill:
+                    distill_preflight(*objects[:3], objects[-1])
+                else:
+                    train_preflight(objects[0], objects[1], objects[-1])
+            except HfTransferError as err:
+                raise ConfigError(f"search_space.{p.name}: the value {value!r} is rejected: {err}") from None
+
+
 def _config_value(objects: tuple, name: str):
     import enum
 
@@ -270,7 +289,7 @@ def _optimize(study, s: SearchArguments, setup: dict, optuna) -> str:
             bar.update(1)
         if best is not None:
             bar.set_postfix({metric: f"{best.value:.4f}", "best": best.number})
-        bar.write(report.summary_line(trial, metric, s.n_trials, best, names))
+        bar.write(report.summary_line(trial, metric, s.n_trials, best, names, counted(study)))
 
     failures = 0
     try:

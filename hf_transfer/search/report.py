@@ -172,8 +172,10 @@ def _metric_against(ax, trials, name: str, metric: str, param, TrialState) -> No
         ax.legend()
 
 
-def summary_line(trial, metric: str, total: int, best, names: list[str]) -> str:
-    """The line printed when a trial ends: its state, metric, duration and parameters, and the best so far."""
+def summary_line(trial, metric: str, total: int, best, names: list[str], done: int | None = None) -> str:
+    """The line printed when a trial ends: its state, metric, duration and parameters, and the best so far. `done`:
+    the trials that count towards `total` so far (completed and pruned); a failed trial is not one of them, so its
+    line gives no position."""
     state = trial.state.name.lower()
     value = trial.value if trial.value is not None else _last_report(trial)
     score = f"{metric} {value:.4f}" if value is not None and math.isfinite(value) else "no score"
@@ -182,7 +184,9 @@ def summary_line(trial, metric: str, total: int, best, names: list[str]) -> str:
     best_text = f"; best: trial {best.number}, {best.value:.4f}" if best is not None else ""
     took = _duration(trial)
     # Trials are named by their number everywhere (trials.csv, trials/trial-NNN, "best: trial N"), counted from 0.
-    return (f"trial {trial.number} ({trial.number + 1} of {total}) {state}{note}: {score}"
+    counts = trial.state.name in ("COMPLETE", "PRUNED")
+    position = f" ({trial.number + 1 if done is None else done} of {total})" if counts else ""
+    return (f"trial {trial.number}{position} {state}{note}: {score}"
             + (f" in {took:.0f}s" if took is not None else "") + f" [{params}]{best_text}")  # fmt: skip
 
 
