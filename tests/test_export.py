@@ -315,3 +315,26 @@ def test_a_pair_model_is_checked_on_pairs_and_its_export_records_the_pair_column
     with torch.no_grad():
         expected = torch.softmax(model(**inputs).logits, -1)[:, 1].numpy()
     np.testing.assert_allclose(pd.read_csv(tmp_path / "out.csv")["prob_pos"], expected, atol=1e-5)
+
+
+def test_a_max_seq_length_beyond_the_model_is_lowered_and_the_card_shows_the_length_used(labelled, tmp_path, caplog,
+                                                                                         monkeypatch):  # fmt: skip
+    """`--max_seq_length 512` on a model that embeds 128 positions was recorded as 512, and the card's quick start
+    (max_length=512) then failed inside ONNX Runtime on a long text. The export lowers it, as `train` does, says so
+    in one line, and records and shows the length used."""
+    import huggingface_hub
+
+    model, _ = labelled
+    out = tmp_path / "onnx"
+    with caplog.at_level("WARNING", logger="hf_transfer"):
+        assert export(model, out, "--max_seq_length", "512") == 0
+    warned = [r.getMessage() for r in caplog.records if "max_seq_length" in r.getMessage()]
+    assert warned == ["max_seq_length 512 is more than the model can embed; exporting with 128."]
+    assert json.loads((out / "hf_transfer_run.json").read_text())["export"]["max_seq_length"] == 128
+
+    card = (out / "README.md").read_text()
+    snippet = card.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "max_length=128" in snippet and "512" not in snippet
+    # The quick start as a user runs it, on a text longer than the model's position table.
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id: str(out))
+    exec(snippet.replace('"I really enjoyed this!"', '"good " * 600'), {})

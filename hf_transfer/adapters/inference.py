@@ -74,10 +74,17 @@ def _not_a_classifier(name_or_path: str, config, command: str) -> ConfigError:
 
 def _onnx_file(folder: Path, onnx_file: str | None) -> Path:
     if onnx_file:
+        # A graph from elsewhere (`../other/model.onnx`, an absolute path) was run under this folder's labels and
+        # tokenizer: another model's outputs written under this one's label names.
         path = folder / onnx_file
-        if not path.is_file():
+        inside = len(Path(onnx_file).parts) == 1 and Path(onnx_file).suffix.lower() == ".onnx"
+        if not inside or not path.is_file():
             found = sorted(p.name for p in folder.glob("*.onnx"))
-            raise ConfigError(f"onnx_file {onnx_file!r} is not in {str(folder)!r}, which holds {found or 'no .onnx'}.")
+            why = "" if inside else " (a graph from elsewhere would be run with this folder's labels and tokenizer)"
+            raise ConfigError(
+                f"onnx_file {onnx_file!r} is not a .onnx file in {str(folder)!r}, which holds "
+                f"{found or 'no .onnx'}; give the name of one of its graphs{why}."
+            )
         return path
     # The int8 graph when the export made one: that is what --quantize int8 was asked for.
     return folder / ONNX_INT8_FILE if (folder / ONNX_INT8_FILE).is_file() else folder / ONNX_FILE
@@ -140,12 +147,15 @@ def resolve_max_seq_length(source: InferenceSource | str, given: int | None) -> 
     return recorded if usable else DEFAULT_MAX_SEQ_LENGTH
 
 
-def check_input_length(source: InferenceSource, max_length: int, pair: bool) -> None:
+def check_input_length(source: InferenceSource, max_length: int, pair: bool) -> int:
     """`core.inference.check_vocabulary` and `check_room_for_text` before any weight loads: only the tokenizer is
-    read."""
+    read. Returns the length inference truncates at: `max_length`, lowered to what the model can embed
+    (`max_length_for_config`)."""
     tokenizer = load_tokenizer(source.tokenizer_source)
     check_vocabulary(source.config, tokenizer)
-    check_room_for_text(tokenizer, max_length_for_config(source.config, tokenizer, max_length), pair)
+    usable = max_length_for_config(source.config, tokenizer, max_length)
+    check_room_for_text(tokenizer, usable, pair)
+    return usable
 
 
 def resolve_inference_model(

@@ -35,8 +35,25 @@ class OnnxClassifier:
         self.path = Path(path)
         self.config = config
         self.input_names = [i.name for i in self.session.get_inputs()]
-        outputs = [o.name for o in self.session.get_outputs()]
-        self.output_name = "logits" if "logits" in outputs else outputs[0]
+        outputs = {o.name: o for o in self.session.get_outputs()}
+        self.output_name = "logits" if "logits" in outputs else next(iter(outputs))
+        shape = outputs[self.output_name].shape or [None]
+        # A symbolic width (a name, or None) is known only from a batch's logits: `run_batch` checks the first.
+        self._width_checked = False
+        if isinstance(shape[-1], int):
+            self._check_width(shape[-1])
+
+    def _check_width(self, width: int) -> None:
+        """ConfigError when the graph gives another number of logits than the config has labels: it is another
+        model's graph, whose outputs would be written under these labels (or fail to fit them)."""
+        labels = self.config.num_labels
+        if width != labels:
+            raise ConfigError(
+                f"the ONNX model {str(self.path)!r} gives {width} logits per row, but the config it runs with has "
+                f"{labels} labels: it is another model's graph. Run the graph hf-transfer export wrote beside this "
+                "config."
+            )
+        self._width_checked = True
 
     def run_batch(self, batch: dict) -> np.ndarray:
         """Logits (float32) of one padded batch of numpy arrays from the tokenizer."""
@@ -47,7 +64,10 @@ class OnnxClassifier:
                 "export it again with hf-transfer export."
             )
         feed = {name: np.asarray(batch[name], dtype=np.int64) for name in self.input_names}
-        return self.session.run([self.output_name], feed)[0].astype(np.float32, copy=False)
+        logits = self.session.run([self.output_name], feed)[0]
+        if not self._width_checked:
+            self._check_width(logits.shape[-1])
+        return logits.astype(np.float32, copy=False)
 
     def __repr__(self) -> str:
         return f"OnnxClassifier({str(self.path)!r})"

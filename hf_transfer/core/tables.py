@@ -168,19 +168,25 @@ def _read_json(path: str, lines: bool) -> pd.DataFrame:
 
 
 def iter_table(
-    path: str, chunk_rows: int, csv_quoting: str = "auto", columns: list[str] | None = None
+    path: str, chunk_rows: int, csv_quoting: str = "auto", columns: list[str] | None = None, *, fixed: bool = False
 ) -> Iterator[pd.DataFrame]:
     """A data file as frames of at most `chunk_rows` rows, read as `read_table` reads it, in bounded memory: csv/tsv
     through pandas' chunked reader (quoting detected on the first MiB), jsonl line by line, parquet by record batch.
-    A JSON array is parsed whole (it is one value), then sliced. `columns` reads only those (csv, tsv, parquet)."""
+    A JSON array is parsed whole (it is one value), then sliced. `columns` reads only those (csv, tsv, parquet).
+    `fixed`: every frame has the first one's columns, in its order, as a csv or parquet file's frames do (JSON lines
+    give their keys in any order, a key a line lacks is missing there), and a key first seen after the first frame
+    raises DataError naming its line."""
     ext = check_readable(path, csv_quoting)
     if ext == "json" and _is_json_array(path):
         frame = read_table(path, csv_quoting)
         frame = frame if columns is None else frame[columns]
         yield from (frame.iloc[i : i + chunk_rows] for i in range(0, len(frame), chunk_rows))
         return
-    readers = {"csv": _csv_chunks, "tsv": _csv_chunks, "json": _jsonl_chunks, "jsonl": _jsonl_chunks}
-    chunks = readers.get(ext, _parquet_chunks)(path, ext, chunk_rows, csv_quoting, columns)
+    if ext in ("json", "jsonl"):
+        chunks = _jsonl_chunks(path, chunk_rows, columns, fixed)
+    else:
+        readers = {"csv": _csv_chunks, "tsv": _csv_chunks}
+        chunks = readers.get(ext, _parquet_chunks)(path, ext, chunk_rows, csv_quoting, columns)
     rows = 0
     try:
         for frame in chunks:
@@ -231,8 +237,8 @@ def _warning_free_chunks(reader):
             yield frame
 
 
-def _jsonl_chunks(path, ext, chunk_rows, csv_quoting, columns):
-    rows = []
+def _jsonl_chunks(path: str, chunk_rows: int, columns: list[str] | None, fixed: bool):
+    rows, seen, known = [], 0, None  # known: with `fixed`, the first frame's columns once it is read
     with open_text(path) as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
@@ -243,12 +249,25 @@ def _jsonl_chunks(path, ext, chunk_rows, csv_quoting, columns):
                 raise ValueError(f"line {number}: {err}") from None
             if not isinstance(row, dict):
                 raise ValueError(f"line {number}: expected a JSON object, got {type(row).__name__}")
+            if known is not None and (new := [str(key) for key in row if key not in known]):
+                raise _late_key(path, new[0], number, seen)
             rows.append(row)
             if len(rows) == chunk_rows:
-                yield _frame(rows, columns)
+                frame = _frame(rows, columns if known is None else list(known))
+                if fixed and columns is None and known is None:
+                    known = dict.fromkeys(frame.columns)  # ordered, with a set's lookups
+                seen += len(rows)
+                yield frame
                 rows = []
     if rows:
-        yield _frame(rows, columns)
+        yield _frame(rows, columns if known is None else list(known))
+
+
+def _late_key(path: str, key: str, number: int, seen: int) -> DataError:
+    return DataError(
+        f"line {number} of {path!r} has the key {key!r}, which none of the first {seen} rows has, and those rows "
+        "set the columns written; give that key to the first row too (null where it has no value), or drop it."
+    )
 
 
 def _frame(rows: list[dict], columns: list[str] | None) -> pd.DataFrame:
@@ -256,11 +275,12 @@ def _frame(rows: list[dict], columns: list[str] | None) -> pd.DataFrame:
     numbers); a column of integers with a missing cell keeps its integers (pandas made it float64: the number 5 was
     the text "5.0" to the tokenizer and in predict's output, and ids above 2**53 lost digits)."""
     frame = pd.DataFrame(rows)
+    frame = frame if columns is None else frame.reindex(columns=columns)
     for name in [c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])]:
         values = [row.get(name) for row in rows]
         if all(v is None or type(v) is int for v in values):
             frame[name] = pd.Series(values, index=frame.index, dtype=object)
-    return frame if columns is None else frame.reindex(columns=columns)
+    return frame
 
 
 def _parquet_chunks(path, ext, chunk_rows, csv_quoting, columns):

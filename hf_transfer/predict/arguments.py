@@ -14,7 +14,9 @@ from hf_transfer.errors import ConfigError
 OUTPUT_EXTENSIONS = ("csv", "jsonl", "parquet")
 
 
-def _extension(path: str) -> str:
+def output_extension(path: str | Path) -> str:
+    """The format a file name asks for, lower case: what follows its last dot, so `.csv` (a name that is only the
+    extension) is csv too, as `PredictionWriter` writes it; "" for a name without a dot."""
     name = Path(path).name
     return name.rsplit(".", 1)[-1].lower() if "." in name else ""
 
@@ -106,7 +108,7 @@ class PredictArguments:
         check_data_file("input_file", self.input_file)
         if problem := data_file_problem(self.input_file):
             raise ConfigError(f"input_file {self.input_file!r} {problem} (working directory {os.getcwd()!r}).")
-        ext = _extension(self.output_file)
+        ext = output_extension(self.output_file)
         if ext not in OUTPUT_EXTENSIONS:
             raise ConfigError(
                 f"output_file {self.output_file!r} has an unsupported extension {('.' + ext) if ext else '(none)'}; "

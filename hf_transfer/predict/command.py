@@ -72,7 +72,8 @@ def run_predict(args: PredictArguments) -> dict:
     )
     check_pair_column(source, args.text_pair_column_name, args.model_name_or_path)
     args.max_seq_length = resolve_max_seq_length(source, args.max_seq_length)  # the trained length by default
-    chunks = iter_table(args.input_file, args.chunk_rows, args.csv_quoting)
+    # Every chunk has the first one's columns: those are checked (text, label, clashes) and give the output's header.
+    chunks = iter_table(args.input_file, args.chunk_rows, args.csv_quoting, fixed=True)
     first = next(chunks)
     text, pair, label = _columns(args, first)
     check_input_length(source, args.max_seq_length, pair is not None)

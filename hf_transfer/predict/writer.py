@@ -13,6 +13,7 @@ import pyarrow as pa
 from hf_transfer.core.cleaning import STRUCTURED_CELLS
 from hf_transfer.core.folders import remove_quietly
 from hf_transfer.errors import DataError, one_line
+from hf_transfer.predict.arguments import output_extension
 
 
 def _settled(schema: pa.Schema) -> pa.Schema:
@@ -25,6 +26,11 @@ def _settled(schema: pa.Schema) -> pa.Schema:
             f = f.with_type(pa.list_(pa.string()))
         fields.append(f)
     return pa.schema(fields)
+
+
+def _no_values(kind: pa.DataType) -> bool:
+    """A later chunk's column that held only nulls (a JSON key none of its lines has): it takes the earlier type."""
+    return pa.types.is_null(kind) or pa.types.is_list(kind) and pa.types.is_null(kind.value_type)
 
 
 def _one_type_per_column(frame: pd.DataFrame) -> pd.DataFrame:
@@ -67,7 +73,7 @@ def _widened(schema: pa.Schema, new: pa.Schema, rows: int, count: int) -> pa.Sch
     fields = []
     for old, field in zip(schema, new, strict=True):
         kinds = (old.type, field.type)
-        if old.type == field.type or _text(old.type) and not pa.types.is_nested(field.type):
+        if old.type == field.type or _no_values(field.type) or _text(old.type) and not pa.types.is_nested(field.type):
             fields.append(old)
         elif all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in kinds):
             fields.append(old.with_type(pa.float64()))
@@ -101,7 +107,7 @@ class PredictionWriter:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.ext = self.path.suffix.lower().lstrip(".")
+        self.ext = output_extension(self.path)  # `.csv` is csv: Path.suffix is "" for it
         self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         self.rows = 0
         self._file = None
@@ -139,7 +145,8 @@ class PredictionWriter:
                 f"rows {self.rows + 1}-{self.rows + len(frame)} cannot be written as parquet ({one_line(err, 160)}); "
                 "write .csv or .jsonl."
             ) from None
-        table = table.cast(_settled(table.schema.remove_metadata()))
+        schema = table.schema.remove_metadata()
+        table = table.cast(_settled(schema) if self._parquet is None else schema)
         if self._parquet is None:
             self._schema = table.schema
             self._parquet = pq.ParquetWriter(self.tmp, self._schema)
