@@ -511,7 +511,7 @@ def test_release_freed_memory_is_recorded(tmp_path, tiny_bert_dir, tiny_data):
 @pytest.mark.skipif(not runtime.can_release_freed_memory(), reason="trim_memory_each_step needs glibc")
 def test_trim_memory_each_step_runs_after_every_step_and_is_recorded(tmp_path, tiny_bert_dir, tiny_data, monkeypatch):
     calls = []
-    monkeypatch.setattr("hf_transfer.train.trainer.trim_freed_memory", lambda: calls.append(1))
+    monkeypatch.setattr("hf_transfer.train.callbacks.trim_freed_memory", lambda: calls.append(1))
     out = tmp_path / "run"
     argv = train_argv(tiny_bert_dir, *tiny_data, out, "--trim_memory_each_step", "true", "--max_steps", "3")
     assert main([*argv, "--gradient_accumulation_steps", "2"]) == 0

@@ -167,6 +167,30 @@ def trainable_at_epoch(stages: list[set[str]], epoch: float, every: int) -> set[
     return set(stages[min(int(epoch // every), len(stages) - 1)])
 
 
+def stages_reached(stage_count: int, every: int, epochs: float) -> int:
+    """How many unfreezing stages a run of `epochs` epochs trains: each epoch takes its stage at its start, so a stage
+    is reached when some epoch starts in it (a fractional last epoch included)."""
+    started = max(1, math.ceil(epochs - 1e-6))
+    return min(stage_count, (started - 1) // every + 1)
+
+
+def unreached_unfreezing(plan: FreezePlan, every: int, epochs: float) -> str | None:
+    """One line saying what gradual unfreezing never releases in a run of `epochs` epochs, and the epochs that reach
+    every stage; None when the run reaches them all."""
+    never = plan.never_unfrozen(every, epochs)
+    if not never:
+        return None
+    layout, count = plan.layout, len(plan.stages)
+    blocks = sum(1 for block in layout.blocks if never & set(block))
+    parts = [f"{blocks} of {layout.depth} block(s)"] if blocks else []
+    parts += ["the embeddings"] if never & set(layout.embeddings) else []
+    return (
+        f"gradual_unfreezing {every}: the run's {epochs:g} epoch(s) reach {stages_reached(count, every, epochs)} of "
+        f"its {count} unfreezing stages, so {' and '.join(parts) or 'part of the body'} will never be unfrozen (never "
+        f"trained); more than {(count - 1) * every} epochs reach every stage ({count * every} give each its {every})."
+    )
+
+
 def unfreezing_schedule(stages: list[set[str]], every: int, epochs_run: float, sizes: dict[str, int]) -> list[dict]:
     """The whole run's gradual unfreezing: the trainable-parameter count from each epoch that changed it, as
     `trainable_at_epoch` sets it at each epoch's start, over epochs 0 to `epochs_run` (a resumed run's epochs before
@@ -226,6 +250,12 @@ class FreezePlan:
     def will_train(self) -> frozenset[str]:
         """Names that train at some point of the run (later unfreezing stages included)."""
         return frozenset().union(*self.stages) if self.stages else frozenset(self.layout.param_names) - self.frozen
+
+    def never_unfrozen(self, every: int, epochs: float) -> frozenset[str]:
+        """Names of later unfreezing stages that a run of `epochs` epochs never reaches (empty without stages)."""
+        if not self.stages or every < 1:
+            return frozenset()
+        return self.will_train - self.stages[stages_reached(len(self.stages), every, epochs) - 1]
 
     def apply(self, model: nn.Module) -> None:
         """Freeze what the first epoch freezes: the permanent plan, or everything outside stage 0."""

@@ -55,7 +55,9 @@ def label_space(args: DataArguments, profiles: dict[str, LabelProfile], class_na
     if args.label_mapping is not None:
         names = list(dict.fromkeys(args.label_mapping.values()))
         # Keys are compared as strings of normalised values, so `4`, `"4"` and `4.0` all match rating 4.
-        return names, {str(normalise_scalar(k)): names.index(n) for k, n in args.label_mapping.items()}, True
+        ids = {str(normalise_scalar(k)): names.index(n) for k, n in args.label_mapping.items()}
+        _check_mapping_matches(args.label_mapping, ids, profiles)
+        return names, ids, True
     if args.class_names is not None:
         _check_class_names(args.class_names)
     names = args.class_names or class_names
@@ -65,6 +67,21 @@ def label_space(args: DataArguments, profiles: dict[str, LabelProfile], class_na
     values = sorted({v for p in reference for v in p.values})
     ids = {v: v for v in values} if values == list(range(len(values))) else {v: i for i, v in enumerate(values)}
     return [str(v) for v in values], ids, False
+
+
+def _check_mapping_matches(mapping: dict, ids: dict, profiles: dict[str, LabelProfile]) -> None:
+    """A label_mapping whose keys match no label of the data drops every row (the error then named a single class of
+    the mapping's own, which no row has)."""
+    split = "train" if "train" in profiles else next((s for s, p in profiles.items() if p.labelled), None)
+    found = profiles[split].values if split else set()
+    if found and not any(str(value) in ids for value in found):
+        shown = sorted(found, key=str)
+        more = f" and {len(shown) - 10} more" if len(shown) > 10 else ""
+        raise DataError(
+            f"label_mapping {mapping} matches none of the {split} data's labels {shown[:10]}{more} (all "
+            f"{profiles[split].rows} have a label that is not a key of label_mapping): its keys must be label values "
+            "found in the data. Fix the keys, or check label_column_name."
+        )
 
 
 def _check_class_names(names: list[str]) -> None:

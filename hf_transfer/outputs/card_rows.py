@@ -37,6 +37,9 @@ def freeze_text(freeze: dict) -> str:
         parts.append(f"blocks frozen: {freeze['freeze_layers']} (of {freeze.get('depth')})")
     if freeze.get("freeze_patterns"):
         parts.append(f"parameters matching {freeze['freeze_patterns']} frozen")
+    stages, reached = freeze.get("unfreezing_stages"), freeze.get("unfreezing_stages_reached")
+    if stages and reached is not None and reached < stages:  # the run ended before the last stages were released
+        parts.append(f"gradual unfreezing reached {reached} of {stages} stages, so the rest was never unfrozen")
     if parts:
         return "; ".join(parts)
     return "nothing for good (see gradual unfreezing)" if freeze.get("gradual_unfreezing") else "nothing frozen"
@@ -67,6 +70,8 @@ def freeze_rows(c: CardData) -> list[tuple[str, str]]:
     if f.get("gradual_unfreezing"):
         text = f"one more block from the top every {f['gradual_unfreezing']} epoch(s), the embeddings last"
         text += _shared_blocks(f)
+        if f.get("unfreezing_stages"):
+            text += f"; {f.get('unfreezing_stages_reached')} of its {f['unfreezing_stages']} stages reached"
         if c.unfreezing:
             text += "; trainable parameters by epoch: " + ", ".join(
                 f"epoch {fmt(s['epoch'], 2)}: {s['trainable_parameters']:,}" for s in c.unfreezing

@@ -17,6 +17,7 @@ from hf_transfer.core.folders import check_not_under_a_file
 from hf_transfer.core.losses import CLASS_WEIGHT_SCHEMES
 from hf_transfer.core.runtime import can_release_freed_memory, check_reporting_integrations, has_accelerator
 from hf_transfer.errors import ConfigError
+from hf_transfer.train.checks import check_trainer_fields
 
 logger = logging.getLogger(__name__)
 
@@ -121,12 +122,12 @@ class TransferTrainingArguments(TrainingArguments):
     few_shot: Literal["auto", "true", "false"] = field(
         default="auto",
         metadata={
-            "help": "The small-data route: tune the body on pairs of training sentences (cosine similarity of "
-            "mean-pooled embeddings towards 1 for the same label, 0 for different ones), fit a logistic-regression "
-            "head on the mean-pooled embeddings, and fold the pooling into one extra encoder block so the output is "
-            "a standard classifier. `auto` takes it when the training set has fewer than "
-            "few_shot_max_rows_per_class rows per class (single-label data, BERT-style model, no adapter); without a "
-            "validation_file it then trains on every row (no carve-out). The choice is printed and recorded."
+            "help": "The small-data route: tune the body on pairs of training sentences, fit a logistic-regression "
+            "head on mean-pooled embeddings, fold the pooling into an extra encoder block (a standard classifier). "
+            "`auto` takes it for single-label data under few_shot_max_rows_per_class training rows per class on a "
+            "sentence-transformers base with mean pooling, unless an option of the ordinary fine-tune is set "
+            "(freezing, LLRD, adapters, LP-FT, calibration, early stopping, class weights...: docs/few_shot.md); "
+            "without a validation_file it then trains on every row. Said when taken, or passed over on such a base."
         },
     )
     few_shot_max_rows_per_class: float = field(
@@ -278,6 +279,7 @@ class TransferTrainingArguments(TrainingArguments):
             self.report_to = "none"
         super().__post_init__()
         check_reporting_integrations(self.report_to)
+        check_trainer_fields(self)  # what Trainer refuses only once the weights have loaded
 
     def _check_training_ranges(self) -> None:
         # Trainer would stop on these with a traceback once output_dir exists, or (epochs) train nothing and save.

@@ -2,32 +2,35 @@
 
 from __future__ import annotations
 
-import math
+import logging
 from collections.abc import Sequence
 
 import torch
 from torch import nn
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer
 
 from hf_transfer.adapters.peft_model import adapter_callbacks, is_peft_model, trainable_parameters
 from hf_transfer.adapters.plan import check_freeze_conflicts
 from hf_transfer.core.freezing import (
     FreezePlan,
-    apply_freeze,
     check_blocks_found,
     check_one_block_stack,
     count_parameters,
     layerwise_lr_groups,
-    trainable_at_epoch,
+    stages_reached,
+    unreached_unfreezing,
     warn_shared_blocks,
 )
 from hf_transfer.core.layers import discover_layers
 from hf_transfer.core.losses import LossNormaliser, classification_loss_sum, mean_row_weight
-from hf_transfer.core.runtime import launched_world_size, trim_freed_memory
+from hf_transfer.core.runtime import launched_world_size
 from hf_transfer.core.tasks import SINGLE_LABEL
 from hf_transfer.errors import ConfigError
 from hf_transfer.train.arguments import TransferTrainingArguments
+from hf_transfer.train.callbacks import EvaluationKeepsRandomState, GradualUnfreezingCallback, TrimMemoryCallback
 from hf_transfer.train.feature_cache import FEATURE_COLUMN, cached_trunk
+
+logger = logging.getLogger(__name__)
 
 
 def freeze_plan_from_arguments(layout, args: TransferTrainingArguments) -> FreezePlan:
@@ -57,7 +60,7 @@ def freeze_plan_from_arguments(layout, args: TransferTrainingArguments) -> Freez
             "linear_probe_epochs": bool(args.linear_probe_epochs),
         },
     )
-    return FreezePlan.resolve(
+    plan = FreezePlan.resolve(
         layout,
         freeze_embeddings=args.freeze_embeddings,
         freeze_layers=args.freeze_layers,
@@ -65,6 +68,10 @@ def freeze_plan_from_arguments(layout, args: TransferTrainingArguments) -> Freez
         train_head_only=args.train_head_only,
         gradual_unfreezing=args.gradual_unfreezing,
     )
+    # Said before any weight loads when the epochs are given; with max_steps, once Trainer counts them (callbacks.py).
+    if args.max_steps <= 0 and (line := unreached_unfreezing(plan, args.gradual_unfreezing, args.num_train_epochs)):
+        logger.warning(line)
+    return plan
 
 
 # LoRA's B matrices (PEFT's names), which LoRA+ trains at a higher learning rate than the rest.
@@ -215,7 +222,11 @@ class TransferTrainer(Trainer):
 
     def freeze_summary(self) -> dict:
         """Plain facts about the freeze plan, for the run record and the card."""
-        model = self.accelerator.unwrap_model(self.model)
+        model, plan, epochs = self.accelerator.unwrap_model(self.model), self.freeze_plan, self.state.epoch or 0.0
+        stages = {}
+        if plan.stages and self.args.gradual_unfreezing:  # how far the epochs run so far got
+            reached = stages_reached(len(plan.stages), self.args.gradual_unfreezing, epochs)
+            stages = {"unfreezing_stages": len(plan.stages), "unfreezing_stages_reached": reached}
         if is_peft_model(model):
             # Counted as the adapter record counts them (PEFT's frozen copies of the saved head are not the model's);
             # the base is frozen for the whole run.
@@ -223,7 +234,8 @@ class TransferTrainer(Trainer):
             frozen = never_trained = total - trainable
         else:
             trainable, frozen = count_parameters(model)
-            never_trained = sum(p.numel() for n, p in model.named_parameters() if n in self.freeze_plan.frozen)
+            never = plan.frozen | plan.never_unfrozen(self.args.gradual_unfreezing, epochs)  # or in stages not reached
+            never_trained = sum(p.numel() for n, p in model.named_parameters() if n in never)
         return {
             "depth": self.layout.depth,
             "num_layers": self.layout.num_layers,
@@ -236,6 +248,7 @@ class TransferTrainer(Trainer):
             "permanently_frozen_parameters": never_trained,
             "trainable_parameters_now": trainable,
             "frozen_parameters_now": frozen,
+            **stages,
         }
 
     # --- the two Trainer hooks ----------------------------------------------------------------------------------
@@ -333,62 +346,3 @@ def rows_before_padding(batch_rows: int, process_index: int, remainder: int) -> 
     if remainder <= 0:
         return batch_rows
     return max(0, min(batch_rows, remainder - process_index * batch_rows))
-
-
-class TrimMemoryCallback(TrainerCallback):
-    """`trim_memory_each_step`: trim the heap after every optimizer step and every accumulated micro-batch."""
-
-    def on_substep_end(self, args, state, control, **kwargs):
-        trim_freed_memory()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        trim_freed_memory()
-
-
-class EvaluationKeepsRandomState(TrainerCallback):
-    """An evaluation during training leaves torch's random state as it found it (each evaluation's data loader draws
-    a seed from it), so training goes on as it would have without the evaluation: turning evaluation on does not change
-    the trained weights, and a run resumed from a checkpoint saved just before an evaluation (a step checkpoint at the
-    end of an epoch that `eval_strategy: epoch` then evaluates) continues exactly as the uninterrupted run."""
-
-    def __init__(self):
-        self.saved = None
-
-    def _remember(self, control) -> None:
-        if control.should_evaluate:
-            cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
-            self.saved = (torch.get_rng_state(), torch.cuda.get_rng_state_all() if cuda else None)
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self._remember(control)
-
-    def on_epoch_end(self, args, state, control, **kwargs):
-        self._remember(control)
-
-    def on_evaluate(self, args, state, control, **kwargs):
-        if self.saved is not None:  # every evaluation of the step (one per validation set) is undone
-            torch.set_rng_state(self.saved[0])
-            if self.saved[1] is not None:
-                torch.cuda.set_rng_state_all(self.saved[1])
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        self.saved = None
-
-    def on_train_end(self, args, state, control, **kwargs):
-        self.saved = None
-
-
-class GradualUnfreezingCallback(TrainerCallback):
-    """Releases one more block from the top every `gradual_unfreezing` epochs (ULMFiT)."""
-
-    def __init__(self, trainer: TransferTrainer):
-        self.trainer = trainer
-        self.history: list[tuple[int, int]] = []  # (epoch, number of trainable parameter tensors)
-
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        epoch = math.floor((state.epoch or 0.0) + 1e-6)
-        trainer = self.trainer
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        trainable = trainable_at_epoch(list(trainer.freeze_plan.stages), epoch, args.gradual_unfreezing)
-        apply_freeze(model, {n for n, _ in model.named_parameters()} - trainable, trainer.layout)
-        self.history.append((epoch, len(trainable)))

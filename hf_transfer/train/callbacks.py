@@ -1,0 +1,81 @@
+"""The callbacks `TransferTrainer` adds: gradual unfreezing, heap trimming, and evaluations that leave the random
+state as they found it."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+from transformers import Trainer, TrainerCallback
+
+from hf_transfer.core.freezing import apply_freeze, trainable_at_epoch, unreached_unfreezing
+from hf_transfer.core.runtime import trim_freed_memory
+
+logger = logging.getLogger(__name__)
+
+
+class TrimMemoryCallback(TrainerCallback):
+    """`trim_memory_each_step`: trim the heap after every optimizer step and every accumulated micro-batch."""
+
+    def on_substep_end(self, args, state, control, **kwargs):
+        trim_freed_memory()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        trim_freed_memory()
+
+
+class EvaluationKeepsRandomState(TrainerCallback):
+    """An evaluation during training leaves torch's random state as it found it (each evaluation's data loader draws
+    a seed from it), so training goes on as it would have without the evaluation: turning evaluation on does not change
+    the trained weights, and a run resumed from a checkpoint saved just before an evaluation (a step checkpoint at the
+    end of an epoch that `eval_strategy: epoch` then evaluates) continues exactly as the uninterrupted run."""
+
+    def __init__(self):
+        self.saved = None
+
+    def _remember(self, control) -> None:
+        if control.should_evaluate:
+            cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+            self.saved = (torch.get_rng_state(), torch.cuda.get_rng_state_all() if cuda else None)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._remember(control)
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self._remember(control)
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        if self.saved is not None:  # every evaluation of the step (one per validation set) is undone
+            torch.set_rng_state(self.saved[0])
+            if self.saved[1] is not None:
+                torch.cuda.set_rng_state_all(self.saved[1])
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.saved = None
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.saved = None
+
+
+class GradualUnfreezingCallback(TrainerCallback):
+    """Releases one more block from the top every `gradual_unfreezing` epochs (ULMFiT)."""
+
+    def __init__(self, trainer: Trainer):  # a TransferTrainer
+        self.trainer = trainer
+        self.history: list[tuple[int, int]] = []  # (epoch, number of trainable parameter tensors)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        # With max_steps the epochs are known only now (the pre-flight said it for num_train_epochs).
+        line = unreached_unfreezing(self.trainer.freeze_plan, args.gradual_unfreezing, state.num_train_epochs)
+        if args.max_steps > 0 and line:
+            epochs = state.num_train_epochs
+            logger.warning("%s (max_steps %d spans %d epoch(s) of this data.)", line, args.max_steps, epochs)
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        epoch = math.floor((state.epoch or 0.0) + 1e-6)
+        trainer = self.trainer
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        trainable = trainable_at_epoch(list(trainer.freeze_plan.stages), epoch, args.gradual_unfreezing)
+        apply_freeze(model, {n for n, _ in model.named_parameters()} - trainable, trainer.layout)
+        self.history.append((epoch, len(trainable)))

@@ -1,0 +1,176 @@
+"""Options of `train` and `distill` that failed only after the weights had loaded (a traceback), or ran without saying
+what they would not do: each is now said in one line before any weight loads."""
+
+import json
+import logging
+
+import pytest
+import test_cli
+import torch
+from test_cli import train_argv
+from test_freezing import LAYOUT
+
+from hf_transfer.cli import main
+from hf_transfer.core.freezing import FreezePlan, stages_reached, unreached_unfreezing
+from hf_transfer.train.checks import check_optimizer_installed
+
+tiny_data = test_cli.tiny_data  # the fixture, shared
+NOT_LOADED = "the weights were not to load"
+
+
+class WeightsLoaded(Exception):
+    pass
+
+
+def _no_weights(monkeypatch, module: str, name: str) -> None:
+    def refuse(*args, **kwargs):
+        raise WeightsLoaded(NOT_LOADED)
+
+    monkeypatch.setattr(f"{module}.{name}", refuse)
+
+
+def _refused(argv, capsys) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+# --- gradual unfreezing that the epochs cannot complete -----------------------------------------------------------
+
+
+def test_stages_reached_counts_the_stages_an_epoch_starts_in():
+    # 4 stages: head, block 1, block 0, embeddings; each epoch takes its stage at its start.
+    assert [stages_reached(4, 1, e) for e in (0, 1, 2, 2.5, 3, 3.01, 4, 9)] == [1, 1, 2, 3, 3, 4, 4, 4]
+    assert [stages_reached(4, 2, e) for e in (2, 3, 6, 6.5)] == [1, 2, 3, 4]
+
+
+def test_the_unreached_stages_are_named_with_the_epochs_that_reach_them():
+    plan = FreezePlan.resolve(LAYOUT, gradual_unfreezing=1)
+    assert unreached_unfreezing(plan, 1, 4) is None and plan.never_unfrozen(1, 4) == frozenset()
+    assert plan.never_unfrozen(1, 2) == set(LAYOUT.blocks[0]) | set(LAYOUT.embeddings)
+    line = unreached_unfreezing(plan, 1, 2)
+    assert "reach 2 of its 4 unfreezing stages, so 1 of 2 block(s) and the embeddings will never be unfrozen" in line
+    assert "more than 3 epochs reach every stage (4 give each its 1)" in line
+    # The embeddings frozen for good: the last stage is block 0's.
+    frozen_embeddings = FreezePlan.resolve(LAYOUT, freeze_embeddings=True, gradual_unfreezing=2)
+    assert "2 block(s) will never be unfrozen" in unreached_unfreezing(frozen_embeddings, 2, 1)
+    assert unreached_unfreezing(FreezePlan.resolve(LAYOUT), 0, 1) is None  # no gradual unfreezing
+
+
+def test_gradual_unfreezing_short_of_epochs_is_said_once_before_any_weight_loads(
+    tmp_path, tiny_bert_dir, tiny_data, monkeypatch, caplog
+):
+    _no_weights(monkeypatch, "hf_transfer.train.command", "load_classifier")
+    argv = train_argv(tiny_bert_dir, *tiny_data, tmp_path / "out", "--num_train_epochs", "2", "--gradual_unfreezing")
+    with caplog.at_level(logging.WARNING), pytest.raises(WeightsLoaded):
+        main([*argv, "1", "--few_shot", "false"])
+    said = [r.getMessage() for r in caplog.records if "gradual_unfreezing 1:" in r.getMessage()]
+    assert len(said) == 1, said
+    assert (
+        "reach 2 of its 4 unfreezing stages, so 1 of 2 block(s) and the embeddings will never be unfrozen" in said[0]
+    )
+
+
+def test_distill_says_it_too_for_a_student_cut_from_the_teacher(
+    tmp_path, tiny_bert_dir, tiny_data, monkeypatch, caplog
+):
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    teacher = tmp_path / "teacher"
+    labels = {"id2label": {0: "neg", 1: "pos"}, "label2id": {"neg": 0, "pos": 1}}
+    BertForSequenceClassification.from_pretrained(tiny_bert_dir, **labels).save_pretrained(teacher)
+    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(teacher)
+    _no_weights(monkeypatch, "hf_transfer.distill.command", "load_teacher")
+    train, dev = tiny_data
+    argv = ["distill", "--teacher_model_name_or_path", str(teacher), "--student_layers", "[0, 1]"]
+    argv += ["--train_file", str(train), "--validation_file", str(dev), "--output_dir", str(tmp_path / "out")]
+    argv += ["--num_train_epochs", "2", "--gradual_unfreezing", "1", "--use_cpu", "true", "--report_to", "none"]
+    with caplog.at_level(logging.WARNING), pytest.raises(WeightsLoaded):
+        main(argv)
+    said = [r.getMessage() for r in caplog.records if "gradual_unfreezing 1:" in r.getMessage()]
+    assert len(said) == 1 and "the embeddings will never be unfrozen" in said[0], said
+
+
+def test_with_max_steps_it_is_said_at_the_start_and_the_record_counts_the_unreached_as_never_trained(
+    tmp_path, tiny_bert_dir, tiny_data, caplog
+):
+    """40 rows, batch 8: max_steps 2 is within the first epoch, so only the head ever trains."""
+    out = tmp_path / "out"
+    argv = train_argv(tiny_bert_dir, *tiny_data, out, "--max_steps", "2", "--gradual_unfreezing", "1")
+    with caplog.at_level(logging.WARNING):
+        assert main([*argv, "--few_shot", "false"]) == 0
+    said = [r.getMessage() for r in caplog.records if "gradual_unfreezing 1:" in r.getMessage()]
+    assert len(said) == 1 and "(max_steps 2 spans 1 epoch(s) of this data.)" in said[0], said
+    freeze = json.loads((out / "hf_transfer_run.json").read_text())["freeze"]
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    body = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(("bert.pooler", "classifier")))
+    assert freeze["permanently_frozen_parameters"] == body
+    assert freeze["unfreezing_stages"] == 4 and freeze["unfreezing_stages_reached"] == 1
+    card = (out / "README.md").read_text()  # the card no longer says nothing was frozen for good
+    assert "gradual unfreezing reached 1 of 4 stages, so the rest was never unfrozen" in card
+    assert "1 of its 4 stages reached" in card and "nothing for good" not in card
+    # And the body is as it was: never trained.
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=2)
+    weights = dict(base.named_parameters())
+    body_names = [n for n, _ in model.named_parameters() if n.startswith(("bert.embeddings", "bert.encoder"))]
+    assert body_names and all(torch.equal(dict(model.named_parameters())[n], weights[n]) for n in body_names)
+
+
+# --- Trainer fields refused only once the weights had loaded ----------------------------------------------------
+
+
+def test_save_strategy_best_without_a_metric_is_refused_in_one_line(tmp_path, tiny_bert_dir, tiny_data, capsys):
+    out = tmp_path / "out"
+    err = _refused(train_argv(tiny_bert_dir, *tiny_data, out, "--save_strategy", "best"), capsys)
+    assert "save_strategy best saves a checkpoint whenever metric_for_best_model improves" in err
+    assert "metric_for_best_model is not set" in err and not out.exists()
+
+
+def test_batch_eval_metrics_is_refused_in_one_line(tmp_path, tiny_bert_dir, tiny_data, capsys):
+    out = tmp_path / "out"
+    err = _refused(train_argv(tiny_bert_dir, *tiny_data, out, "--batch_eval_metrics", "true"), capsys)
+    assert "batch_eval_metrics is not supported" in err and "whole evaluation set" in err and not out.exists()
+
+
+def test_an_optimizer_whose_package_is_missing_is_refused_before_anything_is_written(
+    tmp_path, tiny_bert_dir, tiny_data, capsys
+):
+    from transformers.utils import is_bitsandbytes_available
+
+    if is_bitsandbytes_available():
+        pytest.skip("bitsandbytes is installed here")
+    out = tmp_path / "out"
+    err = _refused(train_argv(tiny_bert_dir, *tiny_data, out, "--optim", "adamw_8bit"), capsys)
+    assert "optim adamw_8bit needs bitsandbytes, which is not installed: pip install -U bitsandbytes" in err, err
+    assert not out.exists()
+
+
+def test_other_optimizer_errors_are_left_to_trainer(monkeypatch):
+    """GaLore and LOMO need the model: Trainer raises its ValueError where it did before."""
+    from transformers import Trainer
+
+    def needs_model(args, model=None):
+        raise ValueError("You need to pass a model to initialize GaLore optimizer.")
+
+    monkeypatch.setattr(Trainer, "get_optimizer_cls_and_kwargs", staticmethod(needs_model))
+    check_optimizer_installed(object())
+
+
+# --- the few_shot help and a label_mapping that matches nothing -------------------------------------------------
+
+
+def test_few_shot_help_states_the_rule_auto_applies(capsys):
+    assert main(["train", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "sentence-transformers base with mean pooling, unless an option of the ordinary fine-tune is set" in out
+    assert "BERT-style model, no adapter" not in out and "The choice is printed and recorded" not in out
+
+
+def test_a_label_mapping_that_matches_no_label_lists_the_labels_found(tmp_path, tiny_bert_dir, tiny_data, capsys):
+    out = tmp_path / "out"
+    err = _refused(train_argv(tiny_bert_dir, *tiny_data, out, "--label_mapping", "{foo: bar}"), capsys)
+    assert "label_mapping {'foo': 'bar'} matches none of the train data's labels ['neg', 'pos']" in err, err
+    assert "single class" not in err and not out.exists()
