@@ -863,6 +863,24 @@ CASES = [
         lambda w: export(w, "--format", "onnx", model=w["small_vocab"]),
         "embeds only 64",
     ),
+    (
+        "train: save_strategy best without a metric",
+        lambda w: train(w, "--save_strategy", "best", "--eval_strategy", "epoch"),
+        "metric_for_best_model is not set",
+    ),
+    ("train: batch_eval_metrics", lambda w: train(w, "--batch_eval_metrics", "true"), "batch_eval_metrics is not"),
+    ("train: an optim whose package is missing", lambda w: train(w, "--optim", "adamw_8bit"), "needs bitsandbytes"),
+    ("merge: an empty α between commas", lambda w: sweep(w, "--alphas", "0,,1"), "empty item between commas"),
+    (
+        "predict: onnx_file outside the model folder",
+        lambda w: predict(w, "--onnx_file", f"../{w['onnx'].name}/model.onnx", model=w["onnx"]),
+        "is not a .onnx file in",
+    ),
+    (
+        "search: a searched text column the data rejects",
+        lambda w: search(w, space="{text_column_name: [text, label]}"),
+        "search_space.text_column_name: the value 'label' is rejected",
+    ),
 ]
 
 
