@@ -472,6 +472,19 @@ def test_multi_label_rows_must_be_lists(tmp_path):
         load(tmp_path, rows([["a"], ["b"]]), rows([["a"]]), ext="jsonl", problem_type="single_label_classification")
 
 
+def test_a_list_naming_a_label_twice_is_refused_as_a_multi_hot_row(tmp_path):
+    # [0, 0, 1] (a multi-hot row for three labels) was read as the ids 0 and 1: a 2-label model, silently.
+    hot = [[0, 0, 1], [1, 0, 0], [0, 1, 0]]
+    with pytest.raises(
+        DataError, match=r"the train column 'label' holds a list that names a label twice, \[0, 0, 1\]"
+    ):
+        load(tmp_path, rows(hot), rows([[2]]), ext="jsonl")
+    with pytest.raises(DataError, match=r"the validation column 'label' .* twice, \['a', 'a'\]; .*multi-hot"):
+        load(tmp_path, rows([["a"], ["b"]]), rows([["a", "a"]]), ext="jsonl")
+    prepared = load(tmp_path, rows([[2], [0], [1]]), rows([[2]]), ext="jsonl")  # the ids those rows mark
+    assert labels_of(prepared) == [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+
+
 def test_structures_inside_labels_are_refused_not_made_into_classes(tmp_path):
     # A nested list became a class named "['a']" beside "a", and a mapping a class named "{'a': 1}", silently.
     nested = r"label column 'label' holds a list where a label should be: \['a'\] in \[\['a'\]\]"

@@ -264,6 +264,7 @@ class LabelProfile:
     first_scalar: Any = None
     first_of_type: dict = field(default_factory=dict)
     values: set = field(default_factory=set)
+    first_repeated: list | None = None  # a list naming a label twice: a multi-hot row ([0, 0, 1]) read as ids
 
     def add(self, labels: list) -> None:
         for value in labels:
@@ -273,6 +274,8 @@ class LabelProfile:
             if isinstance(value, list):
                 self.first_list = value if self.lists == 0 else self.first_list
                 self.lists += 1
+                if self.first_repeated is None and len({repr(v) for v in value}) < len(value):
+                    self.first_repeated = value
             else:
                 self.first_scalar = value if self.scalars == 0 else self.first_scalar
                 self.scalars += 1

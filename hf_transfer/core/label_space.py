@@ -34,6 +34,13 @@ def detect_problem_type(args: DataArguments, profiles: dict[str, LabelProfile], 
 
 
 def check_label_types(args: DataArguments, profiles: dict[str, LabelProfile], label: str) -> None:
+    for split, profile in profiles.items():
+        if profile.first_repeated is not None:  # [0, 0, 1] was read as ids 0 and 1: silently other labels
+            raise DataError(
+                f"the {split} column {label!r} holds a list that names a label twice, {profile.first_repeated!r}; a "
+                "multi-label row lists each of its labels once, by name or id. A multi-hot row (one 0/1 per label, "
+                "[0, 0, 1]) is not read as such: write the ids it marks ([2]) or the names."
+            )
     if args.label_mapping is not None:  # values are compared as strings, so any mix of types is fine
         return
     for split, profile in profiles.items():
