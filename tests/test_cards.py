@@ -233,6 +233,27 @@ def test_distillation_card_from_a_record(tmp_path):
     assert "runs 10.64× slower." in text and "| 10.64× slower |" in text and "faster" not in text
 
 
+def test_a_test_set_is_named_where_the_card_says_what_was_evaluated(tmp_path):
+    """The card said "evaluated only on 20 rows of validation data; it was not tested on other data" beside its own
+    test results."""
+    record = {**DISTILL_RECORD, "data": {**DISTILL_RECORD["data"], "test": {"rows": 30, "dropped": {}}}}
+    card = build_card(complete_card_data(CardData(), record, {}, tmp_path), tmp_path).text
+    assert card.count("20 rows of validation data from the data and 30 test rows") == 2  # use and results
+    no_test = {k: v for k, v in DISTILL_RECORD.items() if k != "test_metrics"}
+    assert "test rows" not in build_card(complete_card_data(CardData(), no_test, {}, tmp_path), tmp_path).text
+
+
+def test_with_no_evaluation_during_training_a_calibrated_model_s_row_is_the_saved_model(tmp_path):
+    """The one row of the per-epoch table (eval_strategy no) scored the calibrated model, under the last epoch's
+    number, as if the weights as trained had scored it."""
+    history = [{"loss": 0.7, "step": 8, "epoch": 2.0}]
+    record = {**DISTILL_RECORD, "log_history": history, "train_metrics": {"epoch": 2.0, "train_loss": 0.7}}
+    plain = complete_card_data(CardData(), record, {}, tmp_path)
+    assert [row["epoch"] for row in plain.epochs] == [2.0]
+    calibrated = {**record, "calibration": {"offsets": [0.0, 0.3], "validation_before": {"f1_macro": 0.5}}}
+    assert [row["epoch"] for row in complete_card_data(CardData(), calibrated, {}, tmp_path).epochs] == ["saved model"]
+
+
 def test_the_model_index_names_the_hub_dataset_configuration(tmp_path):
     """A run on `--dataset_name glue --dataset_config_name sst2` gave a model-index with type `glue` and no config,
     as if measured on GLUE as a whole; the configuration is now in every result (and only for a Hub dataset)."""

@@ -104,7 +104,9 @@ def test_full_model_fp32_and_int8(labelled, tmp_path, capsys):
 
     meta = header(out / "README.md")
     assert {"onnx", "int8"} <= set(meta["tags"])
+    assert "library_name" not in meta  # no transformers weights here: the Hub's transformers snippet would fail
     card = (out / "README.md").read_text()
+    assert f"max \\|Δlogit\\| {parity['int8_max_abs_logit_diff']:.1e}; same prediction" in card  # not 0.000; \| once
     assert "## Export (ONNX)" in card and "quantize_dynamic" in card and "model_quantized.onnx" in card
     assert "](confusion_matrix.png)" in card  # the exported graph's matrix, which the card tabulates
     assert "| 64 |" in card and "ONNX int8 / PyTorch fp32" in card

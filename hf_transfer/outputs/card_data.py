@@ -295,6 +295,10 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
     rows = c.splits.get("validation", {}).get("rows")
     eval_what = "a split carved from the training data" if carved else f"validation data from {eval_from}"
     c.eval_dataset = f"{rows:,} rows of {eval_what}" if rows else eval_what
+    if test_rows := c.splits.get("test", {}).get("rows"):  # scored there too: not "evaluated only on" validation
+        c.eval_dataset += f" and {test_rows:,} test rows" + (
+            f" ({c.eval_files['test']})" if "test" in c.eval_files else ""
+        )
     c.data_source = _source_text(source, dataset_name or "local data")
     c.label_names = list(record.get("label_names") or [])
     c.problem_type = record.get("problem_type") or c.problem_type
@@ -334,7 +338,8 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
     final = epoch_row(train.get("epoch"), steps[-1] if steps else None, last_loss, record.get("eval_metrics") or {})
     at_step = [row for row in c.epochs if row.get("step") == final["step"]]
     if final["eval_loss"] is not None and not at_step:
-        c.epochs.append(final)
+        calibrated = "calibration" in c.recipe  # it scored the calibrated model, not the last epoch's weights
+        c.epochs.append({**final, "epoch": "saved model", "train_loss": None} if calibrated else final)
     elif final["eval_loss"] is not None and not _same_scores(at_step[-1], final):
         # The saved model is not the one last evaluated: load_best_model_at_end kept an earlier checkpoint,
         # decision calibration moved the decision, or (a bf16/fp16 run) the epochs were scored under autocast and the

@@ -232,7 +232,8 @@ def build_card(c: CardData, folder: str | Path | None = None):
         datasets=c.datasets or None,
         language=c.language,
         license=c.license,
-        library_name="peft" if in_folder else "transformers",
+        # An ONNX export holds no transformers weights: the Hub's "Use in Transformers" snippet would fail there.
+        library_name="peft" if in_folder else None if c.export else "transformers",
         pipeline_tag="text-classification",
         tags=tags,
         model_name=c.model_name,

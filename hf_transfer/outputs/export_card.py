@@ -23,14 +23,14 @@ def _parity_rows(parity: dict) -> list[tuple[str, str]]:
     rows = [
         (
             "fp32 parity",
-            f"max \\|Δlogit\\| {parity['fp32_max_abs_logit_diff']:.1e} against PyTorch on {parity['rows']:,} rows of "
+            f"max |Δlogit| {parity['fp32_max_abs_logit_diff']:.1e} against PyTorch on {parity['rows']:,} rows of "
             f"{parity['rows_from']} (allowed: {parity['max_abs_logit_diff_allowed']:g})",
         )
     ]
     if "int8_agreement" not in parity:
         return rows
     text = (
-        f"max \\|Δlogit\\| {parity['int8_max_abs_logit_diff']:.3f}; same prediction as PyTorch on "
+        f"max |Δlogit| {parity['int8_max_abs_logit_diff']:.1e}; same prediction as PyTorch on "
         f"{parity['int8_agreement']:.2%} of the rows"
     )
     if parity.get("int8_accuracy_checked"):
