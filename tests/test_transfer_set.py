@@ -260,6 +260,35 @@ def test_distill_with_unlabelled_and_augmented_rows_and_cached_hidden_targets(tm
     assert "augmented" in card and "unlabelled" in card
 
 
+def test_validation_texts_among_the_unlabelled_rows_are_counted_and_the_card_names_the_cache(tmp_path, tiny_bert_dir):
+    """Validation rows repeated in unlabeled_file trained the student on the teacher's labels for them, with no word:
+    the overlap was counted against the labelled rows only."""
+    teacher = tiny_teacher(tmp_path / "teacher", tiny_bert_dir, ["neg", "pos"])
+    train = [(f"train row {i} was {'good' if i % 2 else 'bad'}", ["neg", "pos"][i % 2]) for i in range(16)]
+    dev = [(f"held out {i} is {'good' if i % 2 else 'bad'}", ["neg", "pos"][i % 2]) for i in range(6)]
+    pd.DataFrame(train, columns=["text", "label"]).to_csv(tmp_path / "train.csv", index=False)
+    pd.DataFrame(dev, columns=["text", "label"]).to_csv(tmp_path / "dev.csv", index=False)
+    more = ["an unseen good one", "an unseen bad one", dev[0][0], dev[3][0]]
+    pd.DataFrame({"text": more}).to_csv(tmp_path / "more.csv", index=False)
+    out = tmp_path / "student"
+    argv = distill_argv(teacher, tmp_path / "train.csv", tmp_path / "dev.csv", out, tmp_path / "cache")
+    extra = [
+        "--student_layers",
+        "[0]",
+        "--cache_teacher_logits",
+        "true",
+        "--unlabeled_file",
+        str(tmp_path / "more.csv"),
+    ]
+    assert main([*argv, *extra]) == 0
+    record = json.loads((out / "hf_transfer_run.json").read_text())
+    assert record["data"]["validation"]["rows_sharing_train_input"] == 2
+    cache = record["distillation"]["teacher_logit_cache"][0]
+    card = (out / "README.md").read_text()
+    assert f"| teacher logits | cached (built by this run): {cache['rows']:,} rows, " in card and cache["rows"] == 20
+    assert "**validation**: 6 rows, none dropped; 2 with the same input as a training row" in card
+
+
 def test_distill_augments_both_texts_of_a_pair(tmp_path, tiny_bert_dir):
     """On pair data the stored augmented copies hold a second text of their own, perturbed, beside their first."""
     import datasets

@@ -17,6 +17,7 @@ import torch
 from hf_transfer.core.caching import cache_key, default_cache_dir, fingerprint_model, fingerprint_texts, load_or_build
 from hf_transfer.core.cleaning import PAIR_OPTION, check_text_cells, closest_hint
 from hf_transfer.core.data import PreparedData
+from hf_transfer.core.overlap import count_overlap
 from hf_transfer.core.tables import read_table
 from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.errors import DataError
@@ -243,4 +244,22 @@ def with_transfer_rows(prepared: PreparedData, parts: dict[str, TransferRows]) -
         pieces.append(datasets.Dataset.from_dict({k: columns[k] for k in train.column_names}, features=features))
     splits = dict(prepared.datasets)
     splits["train"] = datasets.concatenate_datasets(pieces)
+    summary = _count_transfer_overlap(splits, text, pair, summary)
     return dataclasses.replace(prepared, datasets=datasets.DatasetDict(splits), summary=summary)
+
+
+def _count_transfer_overlap(splits: dict, text: str, pair: str | None, summary: dict) -> dict:
+    """Evaluation rows whose input is also an unlabelled or augmented row: the student learnt the teacher's labels
+    for them, so their scores (and the retention figure) read high. They were counted against the labelled rows
+    only; the count (`rows_sharing_train_input`) now covers the whole transfer set, and the rows it adds are said."""
+    counted = {s: dict(summary[s]) for s in splits if s != "train" and isinstance(summary.get(s), dict)}
+    before = {split: info.get("rows_sharing_train_input", 0) for split, info in counted.items()}
+    count_overlap(splits, text, pair, counted)
+    for split, info in counted.items():
+        if added := info.get("rows_sharing_train_input", 0) - before[split]:
+            logger.warning(
+                f"{added} of the {info['rows']} {split} rows have the same input as an unlabelled or augmented row: "
+                "the student learnt the teacher's labels for them, so their scores read high. Drop them from "
+                "unlabeled_file."
+            )
+    return {**summary, **counted}

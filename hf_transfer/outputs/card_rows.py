@@ -115,6 +115,9 @@ def distill_rows(c: CardData) -> tuple[list, list]:
             ("transfer set", f"{transfer['labelled']:,} labelled rows, {transfer.get('unlabelled', 0):,} unlabelled "
              f"rows, {transfer.get('augmented', 0):,} augmented rows{how}; rows without labels get the soft loss only")
         )  # fmt: skip
+    caches = d.get("teacher_logit_cache") or []
+    if caches or "kd" in (d.get("loss_terms") or []):
+        rows.append(("teacher logits", "; ".join(map(_cache_text, caches)) or "computed online at every step"))
     if d.get("hidden_loss_weight"):
         pooling = d.get("hidden_loss_pooling") or "tokens"
         kind = "every token" if pooling == "tokens" else f"normalised {pooling} vectors ({d.get('hidden_targets')})"
@@ -145,6 +148,13 @@ def distill_rows(c: CardData) -> tuple[list, list]:
             )
         )
     return rows, comparison
+
+
+def _cache_text(info: dict) -> str:
+    """One teacher's logit cache: reused or built, its rows and its size on disk per row."""
+    made = "reused from an earlier run" if info.get("hit") else "built by this run"
+    top_k = f", top {info['top_k']} logits" if info.get("top_k") else ""
+    return f"cached ({made}): {info.get('rows', 0):,} rows, {info.get('bytes_per_row', 0):,.0f} bytes per row{top_k}"
 
 
 def adapter_rows(c: CardData) -> list[tuple[str, str]]:
