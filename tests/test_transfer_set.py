@@ -223,6 +223,20 @@ def tiny_teacher(path, tiny_bert_dir, labels):
     return path
 
 
+def _cached_with_unlabelled(teacher, tmp_path, out) -> tuple[list[str], list[str]]:
+    """A one-block student distilled from `teacher` on tmp_path's train.csv and dev.csv, with the teacher's logits
+    cached and more.csv's rows in the transfer set: the command and its distillation flags."""
+    argv = distill_argv(teacher, tmp_path / "train.csv", tmp_path / "dev.csv", out, tmp_path / "cache")
+    return argv, [
+        "--student_layers",
+        "[0]",
+        "--cache_teacher_logits",
+        "true",
+        "--unlabeled_file",
+        str(tmp_path / "more.csv"),
+    ]
+
+
 def test_distill_with_unlabelled_and_augmented_rows_and_cached_hidden_targets(tmp_path, tiny_bert_dir):
     teacher = tiny_teacher(tmp_path / "teacher", tiny_bert_dir, ["neg", "pos"])
     words = ["good", "great", "fine", "bad", "awful", "poor", "nice", "dull"]
@@ -232,15 +246,7 @@ def test_distill_with_unlabelled_and_augmented_rows_and_cached_hidden_targets(tm
     pd.DataFrame({"text": texts[32:], "label": labels[32:]}).to_csv(tmp_path / "dev.csv", index=False)
     pd.DataFrame({"text": [f"some {w} show" for w in words] + [""]}).to_csv(tmp_path / "more.csv", index=False)
     out = tmp_path / "student"
-    argv = distill_argv(teacher, tmp_path / "train.csv", tmp_path / "dev.csv", out, tmp_path / "cache")
-    extra = [
-        "--student_layers",
-        "[0]",
-        "--cache_teacher_logits",
-        "true",
-        "--unlabeled_file",
-        str(tmp_path / "more.csv"),
-    ]
+    argv, extra = _cached_with_unlabelled(teacher, tmp_path, out)
     extra += ["--augment_factor", "2", "--hidden_loss_weight", "1", "--hidden_loss_pooling", "mean"]
     assert main([*argv, *extra]) == 0
     run_record = json.loads((out / "hf_transfer_run.json").read_text())
@@ -271,15 +277,7 @@ def test_validation_texts_among_the_unlabelled_rows_are_counted_and_the_card_nam
     more = ["an unseen good one", "an unseen bad one", dev[0][0], dev[3][0]]
     pd.DataFrame({"text": more}).to_csv(tmp_path / "more.csv", index=False)
     out = tmp_path / "student"
-    argv = distill_argv(teacher, tmp_path / "train.csv", tmp_path / "dev.csv", out, tmp_path / "cache")
-    extra = [
-        "--student_layers",
-        "[0]",
-        "--cache_teacher_logits",
-        "true",
-        "--unlabeled_file",
-        str(tmp_path / "more.csv"),
-    ]
+    argv, extra = _cached_with_unlabelled(teacher, tmp_path, out)
     assert main([*argv, *extra]) == 0
     record = json.loads((out / "hf_transfer_run.json").read_text())
     assert record["data"]["validation"]["rows_sharing_train_input"] == 2
