@@ -22,7 +22,7 @@ from hf_transfer.core.folders import (
     onnx_export_source,
     recorded_config,
 )
-from hf_transfer.core.inference import check_room_for_text, check_vocabulary, max_length_for_config
+from hf_transfer.core.inference import check_room_for_text, check_vocabulary, max_length_limit
 from hf_transfer.core.models import (
     align_pad_token,
     check_not_regression,
@@ -147,15 +147,15 @@ def resolve_max_seq_length(source: InferenceSource | str, given: int | None) -> 
     return recorded if usable else DEFAULT_MAX_SEQ_LENGTH
 
 
-def check_input_length(source: InferenceSource, max_length: int, pair: bool) -> int:
+def check_input_length(source: InferenceSource, max_length: int, pair: bool) -> tuple[int, str]:
     """`core.inference.check_vocabulary` and `check_room_for_text` before any weight loads: only the tokenizer is
-    read. Returns the length inference truncates at: `max_length`, lowered to what the model can embed
-    (`max_length_for_config`)."""
+    read. Returns the length inference truncates at (`max_length`, lowered to what the model can embed) and what
+    limits it (`max_length_limit`)."""
     tokenizer = load_tokenizer(source.tokenizer_source)
     check_vocabulary(source.config, tokenizer)
-    usable = max_length_for_config(source.config, tokenizer, max_length)
+    usable, limit = max_length_limit([(source.config, tokenizer)], max_length)
     check_room_for_text(tokenizer, usable, pair)
-    return usable
+    return usable, limit
 
 
 def resolve_inference_model(

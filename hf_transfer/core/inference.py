@@ -58,6 +58,14 @@ def max_length_for_config(config, tokenizer, max_length: int, virtual: int = 0) 
     return min([max_length, *(n for n in limits if isinstance(n, int) and n > 0)])
 
 
+def max_length_limit(models: list[tuple], given: int, virtual: int = 0) -> tuple[int, str]:
+    """What every (config, tokenizer) of `models` can embed, at most `given`, and what limits it where it is lower:
+    the position table, or a tokenizer's own model_max_length below it (for the warning that says so)."""
+    usable = min(max_length_for_config(config, tokenizer, given, virtual) for config, tokenizer in models)
+    by_model = min(max_length_for_config(config, None, given, virtual) for config, _ in models)
+    return usable, "the model can embed" if by_model == usable else "the tokenizer's model_max_length allows"
+
+
 def cap_model_max_length(config, tokenizer, virtual: int = 0) -> None:
     """Lower the tokenizer's `model_max_length` to what the model can embed, before it is saved with the model. A
     tokenizer that states no limit (transformers then uses 1e30) or one above the position table let

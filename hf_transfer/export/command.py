@@ -23,7 +23,7 @@ from hf_transfer.adapters.peft_model import check_mergeable, merge_into_base
 from hf_transfer.core.arguments import EvalSet
 from hf_transfer.core.eval_sets import PreparedEvalSet, prepare_eval_set
 from hf_transfer.core.folders import ONNX_FILE, ONNX_INT8_FILE, RUN_RECORD_FILE, staged_output_dir
-from hf_transfer.core.inference import cap_model_max_length, max_length_for_config
+from hf_transfer.core.inference import cap_model_max_length
 from hf_transfer.core.metrics import classification_metrics
 from hf_transfer.core.models import onnx_export_error
 from hf_transfer.core.onnx_model import OnnxClassifier
@@ -75,20 +75,13 @@ def _preflight(args: ExportArguments) -> tuple[InferenceSource, PreparedEvalSet 
     if args.validation_file:
         data = prepare_eval_set(EvalSet(args.validation_name, args.validation_file), args, source.label_names)
     pair = data.pairs is not None if data else bool(trained.get(PAIR_COLUMN))
-    _fit_max_seq_length(args, source, check_input_length(source, args.max_seq_length, pair))
-    return source, data, trained
-
-
-def _fit_max_seq_length(args: ExportArguments, source: InferenceSource, usable: int) -> None:
-    """The length the graph is checked, timed and recorded at: what the model can embed, as `train` lowers it. The
-    given one went into the run record and the card's quick start, whose `max_length` then failed inside ONNX
-    Runtime on a long text."""
+    # The length the graph is checked, timed and recorded at is what the model can embed, as `train` lowers it: the
+    # given one went into the run record and the card's quick start, whose `max_length` then failed in ONNX Runtime.
+    usable, limit = check_input_length(source, args.max_seq_length, pair)
     if usable < args.max_seq_length:
-        # The limit is the position table, or a tokenizer's own model_max_length below it: name the one it is.
-        by_model = max_length_for_config(source.config, None, args.max_seq_length)
-        limit = "the model can embed" if by_model == usable else "the tokenizer's model_max_length allows"
         logger.warning("max_seq_length %d is more than %s; exporting with %d.", args.max_seq_length, limit, usable)
         args.max_seq_length = usable
+    return source, data, trained
 
 
 def _pytorch_model(source: InferenceSource):

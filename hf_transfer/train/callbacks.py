@@ -67,9 +67,10 @@ class GradualUnfreezingCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         # With max_steps the epochs are known only now (the pre-flight said it for num_train_epochs).
-        line = unreached_unfreezing(self.trainer.freeze_plan, args.gradual_unfreezing, state.num_train_epochs)
-        if args.max_steps > 0 and line:
-            epochs = state.num_train_epochs
+        epochs = state.num_train_epochs
+        if args.max_steps > 0 and (
+            line := unreached_unfreezing(self.trainer.freeze_plan, args.gradual_unfreezing, epochs)
+        ):
             logger.warning("%s (max_steps %d spans %d epoch(s) of this data.)", line, args.max_steps, epochs)
 
     def on_epoch_begin(self, args, state, control, **kwargs):

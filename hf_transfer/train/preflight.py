@@ -13,7 +13,7 @@ from hf_transfer.core.inference import (
     cap_model_max_length,
     check_room_for_text,
     check_vocabulary,
-    max_length_for_config,
+    max_length_limit,
 )
 from hf_transfer.core.models import (
     check_classifier_head,
@@ -78,12 +78,9 @@ def fit_max_seq_length(data_args: DataArguments, models: list[tuple], virtual: i
     text is refused (`check_room_for_text`). `virtual`: the positions a prompt-learning adapter takes before the text
     (`core.inference.prompt_positions`), for a list of the adapted model alone."""
     given = data_args.max_seq_length
-    usable = min(max_length_for_config(config, tokenizer, given, virtual) for config, tokenizer in models)
+    usable, limit = max_length_limit(models, given, virtual)
     if usable < given:
         adapter = f" with the adapter's {virtual} virtual tokens before the text" if virtual else ""
-        # The limit is the position table, or a tokenizer's own model_max_length below it: name the one it is.
-        by_model = min(max_length_for_config(config, None, given, virtual) for config, _ in models)
-        limit = "the model can embed" if by_model == usable else "the tokenizer's model_max_length allows"
         logger.warning("max_seq_length %d is more than %s%s; using %d.", given, limit, adapter, usable)
         data_args.max_seq_length = usable
     for config, tokenizer in models:
