@@ -287,6 +287,43 @@ def test_validation_texts_among_the_unlabelled_rows_are_counted_and_the_card_nam
     assert "**validation**: 6 rows, none dropped; 2 with the same input as a training row" in card
 
 
+def test_unlabelled_rows_that_repeat_an_input_enter_the_transfer_set_once(tmp_path, tiny_bert_dir, caplog):
+    """Unlabelled rows were not deduplicated: a copy of a labelled row took the soft loss twice, and a row repeated in
+    the file weighed double. Each input enters once; the repeats are counted in the record and the card."""
+    teacher = tiny_teacher(tmp_path / "teacher", tiny_bert_dir, ["neg", "pos"])
+    train = [(f"train row {i} was {'good' if i % 2 else 'bad'}", ["neg", "pos"][i % 2]) for i in range(16)]
+    dev = [(f"held out {i} is {'good' if i % 2 else 'bad'}", ["neg", "pos"][i % 2]) for i in range(6)]
+    pd.DataFrame(train, columns=["text", "label"]).to_csv(tmp_path / "train.csv", index=False)
+    pd.DataFrame(dev, columns=["text", "label"]).to_csv(tmp_path / "dev.csv", index=False)
+    more = ["a new good one", train[0][0], "a new bad one", "a new good one", train[5][0], "a third one"]
+    pd.DataFrame({"text": more}).to_csv(tmp_path / "more.csv", index=False)
+    out = tmp_path / "student"
+    argv, extra = _cached_with_unlabelled(teacher, tmp_path, out)
+    with caplog.at_level("WARNING"):
+        assert main([*argv, *extra]) == 0
+    assert "3 of the 6 unlabelled rows repeat a labelled row or an earlier row" in caplog.text
+    record = json.loads((out / "hf_transfer_run.json").read_text())
+    transfer = record["distillation"]["transfer_set"]
+    assert transfer["unlabelled"] == 3 and transfer["repeats_dropped"] == {"unlabelled": 3}
+    assert transfer["unlabelled_files"]["rows"] == 6  # what the file held, as read
+    assert record["distillation"]["teacher_logit_cache"][0]["rows"] == 16 + 3
+    assert "16 labelled rows, 3 unlabelled rows, 0 augmented rows (3 repeating an earlier input dropped)" in (
+        out / "README.md"
+    ).read_text()
+
+
+def test_repeats_are_compared_as_pairs():
+    import datasets
+
+    from hf_transfer.distill.transfer_set import TransferRows, _without_repeats
+
+    train = datasets.Dataset.from_dict({"a": ["p", "q"], "b": ["x", "y"]})
+    part = TransferRows(["p", "p", "q", "q"], ["x", "z", "z", "z"])
+    (kept,), dropped = _without_repeats(train, "a", "b", [("unlabelled", part)])
+    assert kept[1].texts == ["p", "q"] and kept[1].pairs == ["z", "z"] and dropped == {"unlabelled": 2}
+    assert _without_repeats(train, "a", None, [("unlabelled", TransferRows(["p"]))]) == ([], {"unlabelled": 1})
+
+
 def test_distill_augments_both_texts_of_a_pair(tmp_path, tiny_bert_dir):
     """On pair data the stored augmented copies hold a second text of their own, perturbed, beside their first."""
     import datasets

@@ -18,11 +18,11 @@ def count_overlap(splits: dict[str, datasets.Dataset], text: str, pair: str | No
     a million rows cost well under a second. `say_overlap` warns, once every check has passed."""
     if "train" not in splits:
         return
-    seen = pc.unique(_inputs(splits["train"], text, pair))
+    seen = pc.unique(inputs_of(splits["train"], text, pair))
     for split, ds in splits.items():
         if split == "train" or not len(ds):
             continue
-        shared = pc.sum(pc.is_in(_inputs(ds, text, pair), value_set=seen)).as_py() or 0
+        shared = pc.sum(pc.is_in(inputs_of(ds, text, pair), value_set=seen)).as_py() or 0
         if shared:
             summary[split]["rows_sharing_train_input"] = shared
 
@@ -40,7 +40,8 @@ def say_overlap(summary: dict) -> None:
             )
 
 
-def _inputs(ds: datasets.Dataset, text: str, pair: str | None) -> pa.ChunkedArray:
+def inputs_of(ds: datasets.Dataset, text: str, pair: str | None) -> pa.ChunkedArray:
+    """Each row's input as one string: the text, or the text and its pair joined by a separator no text holds."""
     table = ds.with_format("arrow", columns=[text] + ([pair] if pair else []))[:]
     if not pair:
         return table[text]

@@ -2,7 +2,8 @@
 copies of the labelled rows (TinyBERT-style word replacement by nearest neighbours in the teacher's own
 input-embedding matrix, or word deletion, or swaps of neighbouring words), generated once, seeded, deduplicated
 against the originals and stored under a fingerprint. Such rows carry the label -100: the teacher labels them, and
-they get the soft loss only."""
+they get the soft loss only. An input enters the transfer set once: unlabelled rows that repeat a labelled row or
+one another are dropped and counted."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import torch
 from hf_transfer.core.caching import cache_key, default_cache_dir, fingerprint_model, fingerprint_texts, load_or_build
 from hf_transfer.core.cleaning import PAIR_OPTION, check_text_cells, closest_hint
 from hf_transfer.core.data import PreparedData
-from hf_transfer.core.overlap import count_overlap
+from hf_transfer.core.overlap import count_overlap, inputs_of
 from hf_transfer.core.tables import read_table
 from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.errors import DataError
@@ -221,20 +222,21 @@ def augmented_rows(prepared: PreparedData, d, teacher, tokenizer, seed: int) -> 
 
 
 def with_transfer_rows(prepared: PreparedData, parts: dict[str, TransferRows]) -> PreparedData:
-    """The training split followed by every part's rows, labelled -100 (so the hard-label loss skips them), and
-    the transfer set's counts in the summary."""
-    extra = [(name, part) for name, part in parts.items() if part.texts]
-    counts = {"labelled": len(prepared.datasets["train"]), **{name: len(part.texts) for name, part in parts.items()}}
-    summary = {**prepared.summary, "transfer_set": counts}
+    """The training split followed by every part's rows that repeat no earlier input, labelled -100 (so the
+    hard-label loss skips them), and the transfer set's counts (rows kept, `repeats_dropped`) in the summary."""
+    train = prepared.datasets["train"]
+    text, pair = prepared.text_column, prepared.text_pair_column
+    extra, dropped = _without_repeats(train, text, pair, [(name, part) for name, part in parts.items() if part.texts])
+    kept = dict(extra)
+    counts = {"labelled": len(train), **{name: len(kept[name].texts) if name in kept else 0 for name in parts}}
+    summary = {**prepared.summary, "transfer_set": {**counts, "repeats_dropped": dropped} if dropped else counts}
     if not extra:
         return dataclasses.replace(prepared, summary=summary)
-    train = prepared.datasets["train"]
     multi = prepared.problem_type == MULTI_LABEL
     features = train.features.copy()
     if not multi:  # a ClassLabel cannot hold -100
         features["labels"] = datasets.Value("int64")
         train = train.cast(features)
-    text, pair = prepared.text_column, prepared.text_pair_column
     no_label = [float(NO_LABEL)] * len(prepared.label_names) if multi else NO_LABEL
     pieces = [train]
     for _, part in extra:
@@ -246,6 +248,32 @@ def with_transfer_rows(prepared: PreparedData, parts: dict[str, TransferRows]) -
     splits["train"] = datasets.concatenate_datasets(pieces)
     summary = _count_transfer_overlap(splits, text, pair, summary)
     return dataclasses.replace(prepared, datasets=datasets.DatasetDict(splits), summary=summary)
+
+
+def _without_repeats(train, text: str, pair: str | None, parts: list[tuple[str, TransferRows]]):
+    """Each part's rows less those whose input (text, and pair) is a labelled row's or an earlier row's: a repeat
+    would add nothing the teacher says but weight, and an unlabelled copy of a labelled row took the soft loss twice.
+    Returns the parts kept and, per part, how many rows were dropped (only the parts that lost any)."""
+    seen = set(inputs_of(train, text, pair).to_pylist())
+    kept, dropped = [], {}
+    for name, part in parts:
+        keys = part.texts if part.pairs is None else [f"{t}\x1f{p}" for t, p in zip(part.texts, part.pairs, strict=True)]
+        keep = []
+        for i, key in enumerate(keys):
+            if key not in seen:
+                seen.add(key)
+                keep.append(i)
+        if len(keep) < len(keys):
+            dropped[name] = len(keys) - len(keep)
+            logger.warning(
+                f"{dropped[name]} of the {len(keys)} {name} rows repeat a labelled row or an earlier row (same input): "
+                "each input enters the transfer set once, so they were dropped."
+            )
+            pairs = None if part.pairs is None else [part.pairs[i] for i in keep]
+            part = dataclasses.replace(part, texts=[part.texts[i] for i in keep], pairs=pairs)
+        if part.texts:
+            kept.append((name, part))
+    return kept, dropped
 
 
 def _count_transfer_overlap(splits: dict, text: str, pair: str | None, summary: dict) -> dict:

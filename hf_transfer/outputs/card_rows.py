@@ -111,9 +111,12 @@ def distill_rows(c: CardData) -> tuple[list, list]:
     if transfer.get("unlabelled") or transfer.get("augmented"):
         augment = transfer.get("augmentation") or {}
         how = f" ({augment['method']}, p={augment['p']}, {augment['factor']} per row)" if augment else ""
+        repeats = sum((transfer.get("repeats_dropped") or {}).values())
+        dropped = f" ({repeats:,} repeating an earlier input dropped)" if repeats else ""
         rows.append(
             ("transfer set", f"{transfer['labelled']:,} labelled rows, {transfer.get('unlabelled', 0):,} unlabelled "
-             f"rows, {transfer.get('augmented', 0):,} augmented rows{how}; rows without labels get the soft loss only")
+             f"rows, {transfer.get('augmented', 0):,} augmented rows{how}{dropped}; rows without labels get the "
+             "soft loss only")
         )  # fmt: skip
     caches = d.get("teacher_logit_cache") or []
     if caches or "kd" in (d.get("loss_terms") or []):
