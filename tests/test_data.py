@@ -665,3 +665,18 @@ def test_clothing_departments_report_missing_labels(shared_data_dir):
     # 14 rows have no department; one of them also has no text, so it is counted as empty_text.
     assert prepared.summary["train"]["dropped"] == {"empty_text": 845, "missing_label": 13, "unmapped_label": 0}
     assert prepared.summary["train"]["rows"] + prepared.summary["validation"]["rows"] == 23_486 - 845 - 13
+
+
+def test_the_label_pass_draws_no_bar_on_small_data(tmp_path, capsys, monkeypatch):
+    """Its bar drew on stderr before a refusal found once the data was read (bad input is one line); it is quick
+    below 100,000 rows."""
+    import sys
+
+    import datasets
+
+    # conftest turns datasets' bars off for the whole suite (HF_DATASETS_DISABLE_PROGRESS_BARS=1): on for this test
+    monkeypatch.setattr(sys.modules["datasets.utils.tqdm"], "HF_DATASETS_DISABLE_PROGRESS_BARS", None)
+    monkeypatch.setattr(sys.modules["datasets.utils.tqdm"], "_hf_datasets_progress_bars_disabled", False)
+    prepared = load(tmp_path, rows(["a", "b", "a", "b"]), validation=rows(["b", "a"]))
+    assert labels_of(prepared) == [0, 1, 0, 1] and labels_of(prepared, "validation") == [1, 0]
+    assert "Labels" not in capsys.readouterr().err and datasets.is_progress_bar_enabled()

@@ -37,6 +37,7 @@ from hf_transfer.core.label_space import (
     warn_case_variants,
 )
 from hf_transfer.core.overlap import count_overlap
+from hf_transfer.core.runtime import progress_bars_off
 from hf_transfer.core.scratch import scratch_folder
 from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.errors import DataError
@@ -143,7 +144,9 @@ def _apply_label_space(split, ds, profile, summary, space, multi: bool, args) ->
     del features[_RAW_LABEL]
     features["labels"] = datasets.List(datasets.Value("float32")) if multi else datasets.ClassLabel(names=names)
     features[_KEEP] = datasets.Value("bool")
-    ds = ds.map(convert, batched=True, remove_columns=[_RAW_LABEL], features=features, desc=f"Labels ({split})")
+    # Quick below 100,000 rows, where its bar only drew before a refusal found once the data was read.
+    with progress_bars_off(len(ds) < 100_000):
+        ds = ds.map(convert, batched=True, remove_columns=[_RAW_LABEL], features=features, desc=f"Labels ({split})")
     kept = pc.sum(ds.data.column(_KEEP)).as_py() or 0
     summary["dropped"]["unmapped_label"] = summary["rows"] - kept
     summary["rows"] = kept
