@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from hf_transfer.core import runtime
+from hf_transfer.errors import ConfigError
 
 
 def test_the_peak_is_never_below_an_rss_already_read(monkeypatch):
@@ -40,6 +41,7 @@ def test_precision_name():
 _ALLOCATOR_PROBE = """
 import ctypes, sys
 from hf_transfer.core import runtime
+from hf_transfer.errors import ConfigError
 if sys.argv[1] == "release":
     runtime.release_freed_memory()
 libc = ctypes.CDLL(None)
@@ -160,3 +162,37 @@ def test_other_processes_of_a_launch_draw_no_bar(tmp_path, monkeypatch, capsys):
         monkeypatch.setenv("RANK", rank)
         assert cli.main(["card", str(tmp_path)]) == 0
     assert seen == {"1": True, "0": False}
+
+
+def test_tqdm_disable_in_the_environment_silences_our_bars(monkeypatch):
+    """tqdm reads TQDM_DISABLE only for a bar that passes no `disable`; ours always passed one, so the README's
+    `TQDM_DISABLE=1` left evaluate's, predict's and the teacher pass's bars drawing."""
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert runtime.progress_bar(total=3).disable
+    monkeypatch.setenv("TQDM_DISABLE", "0")
+    assert not runtime.progress_bar(total=3).disable
+
+
+def test_a_missing_optional_package_is_one_line_naming_the_extra(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"^hf-transfer export needs onnx, .*\[export\]'\.$"):
+        runtime.check_installed("hf-transfer export", "export", "onnx", "json")
+    runtime.check_installed("hf-transfer export", "export", "json")
+
+
+def test_export_without_onnx_installed_stops_before_loading(tmp_path, tiny_bert_dir, monkeypatch, capsys):
+    """It was a traceback from `import onnx` after the model had loaded."""
+    import importlib.util
+
+    from hf_transfer.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
+    out = tmp_path / "exported"
+    assert main(["export", str(tiny_bert_dir), "--format", "onnx", "--output_dir", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("needs onnx, which is not installed: pip install 'hf-transfer-learning[export]'.")
+    assert len(err.splitlines()) == 1 and not out.exists()

@@ -307,9 +307,10 @@ def test_unlabelled_rows_that_repeat_an_input_enter_the_transfer_set_once(tmp_pa
     assert transfer["unlabelled"] == 3 and transfer["repeats_dropped"] == {"unlabelled": 3}
     assert transfer["unlabelled_files"]["rows"] == 6  # what the file held, as read
     assert record["distillation"]["teacher_logit_cache"][0]["rows"] == 16 + 3
-    assert "16 labelled rows, 3 unlabelled rows, 0 augmented rows (3 repeating an earlier input dropped)" in (
-        out / "README.md"
-    ).read_text()
+    assert (
+        "16 labelled rows, 3 unlabelled rows, 0 augmented rows (3 repeating an earlier input dropped)"
+        in (out / "README.md").read_text()
+    )
 
 
 def test_repeats_are_compared_as_pairs():

@@ -14,6 +14,7 @@ from hf_transfer.core.cleaning import PAIR_OPTION
 from hf_transfer.core.folders import (
     ONNX_FILE,
     ONNX_INT8_FILE,
+    cache_snapshot,
     embedding_model_hint,
     has_tokenizer,
     is_adapter_folder,
@@ -27,11 +28,13 @@ from hf_transfer.core.models import (
     align_pad_token,
     check_not_regression,
     check_weights_complete,
+    hub_snapshot_folder,
     is_sequence_classifier,
     load_classifier,
     load_config,
     load_tokenizer,
 )
+from hf_transfer.core.runtime import check_installed
 from hf_transfer.core.tasks import MULTI_LABEL, SINGLE_LABEL
 from hf_transfer.errors import ConfigError
 
@@ -69,7 +72,8 @@ def _not_a_classifier(name_or_path: str, config, command: str) -> ConfigError:
         if hint
         else f"; {command} needs a model trained on your labels, e.g. the output_dir of hf-transfer train."
     )
-    return ConfigError(f"{name_or_path!r} is not a sequence classifier (architectures: {architectures}){advice}")
+    shown = (cache_snapshot(name_or_path) or (name_or_path,))[0]  # a Hub id, not its cache folder
+    return ConfigError(f"{shown!r} is not a sequence classifier (architectures: {architectures}){advice}")
 
 
 def _onnx_file(folder: Path, onnx_file: str | None) -> Path:
@@ -166,7 +170,10 @@ def resolve_inference_model(
     command: str = "evaluate",
 ) -> InferenceSource:
     """The classifier `name_or_path` names, from its config alone (no weights are read). Raises ConfigError for a
-    path or id that does not work, a model without a trained classification head, or options that do not apply."""
+    path or id that does not work, a model without a trained classification head, or options that do not apply.
+    A Hub id is read from its snapshot folder (`hub_snapshot_folder`): an adapter, an ONNX export and the records of
+    the run that made it work by id as by path (by id, the run's max_seq_length and pair column were unknown)."""
+    name_or_path = hub_snapshot_folder(name_or_path)
     folder = Path(name_or_path)
     adapter, onnx = is_adapter_folder(folder), is_onnx_folder(folder)
     if base_model_name_or_path and not adapter:
@@ -186,6 +193,7 @@ def resolve_inference_model(
         raise _not_a_classifier(name_or_path, config, command)
     check_not_regression(config, name_or_path, command)
     if onnx:
+        check_installed(f"hf-transfer {command} on an ONNX folder", "export", "onnxruntime")
         if not has_tokenizer(folder):
             raise ConfigError(f"ONNX folder {name_or_path!r} holds no tokenizer; run hf-transfer export again.")
         return InferenceSource(name_or_path, "onnx", config, name_or_path, _onnx_file(folder, onnx_file))

@@ -21,6 +21,7 @@ from hf_transfer.core.folders import (
     CARD_DATA_FILE,
     MERGED_DIR,
     RUN_RECORD_FILE,
+    cache_snapshot,
     plain_adapter_advice,
     read_json_file,
     write_text_atomic,
@@ -31,9 +32,6 @@ from hf_transfer.errors import ConfigError, one_line
 logger = logging.getLogger(__name__)
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-
-
-_HF_CACHE = re.compile(r"/models--([\w.-]+?)--([\w.-]+)/snapshots/")
 
 
 def wrap(model: nn.Module, plan: AdapterPlan):
@@ -101,9 +99,9 @@ def base_model_reference(model_name_or_path: str, base_model_hub_id: str | None 
     if not path.is_dir():
         return model_name_or_path, "model_name_or_path"
     resolved = path.resolve()
-    cached = _HF_CACHE.search(resolved.as_posix())
+    cached = cache_snapshot(path)
     if cached:
-        return f"{cached.group(1)}/{cached.group(2)}", "Hugging Face cache folder"
+        return cached[0], "Hugging Face cache folder"
     try:
         recorded = json.loads((path / "config.json").read_text()).get("_name_or_path")
     except (OSError, ValueError):
@@ -135,10 +133,14 @@ def check_pushable_base(push, adapter_args: AdapterArguments, model_args: ModelA
         )
 
 
-def set_base_model_reference(adapter_dir: str | Path, reference: str) -> None:
+def set_base_model_reference(adapter_dir: str | Path, reference: str, revision: str | None = None) -> None:
+    """Name the base in adapter_config.json by `reference`, and its Hub `revision` (PEFT's `revision` field, which
+    `AutoPeftModel*` reads) when it is not main: without it every reload took main, another base."""
     path = Path(adapter_dir) / ADAPTER_CONFIG
     data = json.loads(path.read_text())
     data["base_model_name_or_path"] = reference
+    if revision and revision != "main":
+        data["revision"] = revision
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
@@ -185,12 +187,14 @@ def adapter_base_config(folder: Path, base: str | None = None, command: str = "e
     the adapter run's labels; `config._name_or_path` is that base. Raises ConfigError before any weights load."""
 
     given = base
-    base = base or read_json_file(folder / ADAPTER_CONFIG, "adapter config").get("base_model_name_or_path")
+    saved = read_json_file(folder / ADAPTER_CONFIG, "adapter config")
+    base = base or saved.get("base_model_name_or_path")
     if not base:
         adapter_labels(folder, command)  # a PEFT-saved folder without a base: what to do with it
         raise ConfigError(f"adapter {str(folder)!r} names no base model; pass --base_model_name_or_path DIR_OR_ID.")
+    revision = _base_revision(folder, base)  # the base's Hub revision, as AutoPeftModel reads it
     try:
-        config = load_config(base)
+        config = load_config(base, revision=revision, option="the adapter's base")
     except ConfigError as err:
         if given:
             raise
@@ -201,10 +205,16 @@ def adapter_base_config(folder: Path, base: str | None = None, command: str = "e
     return config
 
 
+def _base_revision(folder: Path, base: str) -> str:
+    """The Hub revision adapter_config.json gives its base (PEFT's `revision`), when `base` is that base; else main."""
+    saved = read_json_file(folder / ADAPTER_CONFIG, "adapter config")
+    return saved.get("revision") or "main" if saved.get("base_model_name_or_path") == base else "main"
+
+
 def load_adapter_for_inference(folder: Path, config):
     """The adapter in `folder` on a fresh copy of the base `config` describes (see `adapter_base_config`)."""
 
-    base = load_classifier(config._name_or_path, config)
+    base = load_classifier(config._name_or_path, config, revision=_base_revision(folder, config._name_or_path))
     try:
         return load_adapter_classifier(folder, base)
     except (OSError, ValueError, RuntimeError, KeyError) as err:
@@ -341,7 +351,10 @@ def _finish_adapter(trainer, plan, adapter_args, model_args: ModelArguments, con
     # check compares fp32 logits with the fp32 reload: a bf16 run's rounding gap is no reload error.
     model = trainer.accelerator.unwrap_model(trainer.model)
     reference = base_model_reference(model_args.model_name_or_path, model_args.base_model_hub_id)
-    set_base_model_reference(out, reference[0])
+    revision = {"model_name_or_path": model_args.model_revision}.get(reference[1])  # the Hub id's, as it was read
+    if reference[1] == "Hugging Face cache folder":
+        revision = cache_snapshot(model_args.model_name_or_path)[1]  # that snapshot's commit
+    set_base_model_reference(out, reference[0], revision)
     record = adapter_record(model, plan, out, reference, adapter_args.loraplus_lr_ratio)
     # Collated by hand, not through an accelerate-prepared dataloader: only the main process gets here.
     rows = tokenized["validation"].select(range(min(16, len(tokenized["validation"]))))

@@ -7,6 +7,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -133,6 +134,43 @@ def recorded_config(folder: str | Path) -> dict:
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return {}
     return config if isinstance(config, dict) else {}
+
+
+_HF_CACHE_SNAPSHOT = re.compile(r"/models--(?:([\w.-]+?)--)?([\w.-]+)/snapshots/([0-9a-f]{40})(?:/|$)")
+
+
+def cache_snapshot(path: str | Path | None) -> tuple[str, str] | None:
+    """(Hub id, commit) of a folder inside a Hugging Face cache snapshot (`.../models--org--name/snapshots/<sha>`),
+    else None: a model given by its cache folder is still that Hub model, for the card and adapter_config.json."""
+    if not path or not Path(path).expanduser().is_dir():
+        return None
+    found = _HF_CACHE_SNAPSHOT.search(Path(path).expanduser().resolve().as_posix())
+    if not found:
+        return None
+    owner, name, commit = found.groups()
+    return (f"{owner}/{name}" if owner else name), commit
+
+
+def hub_origin(name_or_path: str | None, hub_id: str | None = None, revision: str | None = None):
+    """(base model, revision) as a run record names them: `hub_id` (base_model_hub_id) when given, the Hub id of a
+    cache snapshot folder (and its commit), else `name_or_path` with `revision` when it is not main and the name is
+    no local folder (a revision of a folder means nothing)."""
+    if hub_id:
+        return hub_id, None
+    snapshot = cache_snapshot(name_or_path)
+    if snapshot:
+        return snapshot
+    local = name_or_path is None or Path(name_or_path).expanduser().exists()
+    return name_or_path, None if local or revision in (None, "main") else revision
+
+
+def recorded_revision(folder: str | Path, model: str) -> str:
+    """The Hub revision the run that wrote `folder` read `model` at (its `model_revision`, when its
+    `model_name_or_path` is `model`), else main: the model a run started from, read again at the same revision."""
+    recorded = recorded_config(folder)
+    revision = recorded.get("model_revision")
+    same = recorded.get("model_name_or_path") == model and not Path(model).exists()
+    return str(revision) if same and revision else "main"
 
 
 def check_not_under_a_file(output_dir: str, command: str) -> None:

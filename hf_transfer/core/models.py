@@ -50,6 +50,34 @@ def check_model_location(name_or_path: str) -> None:
         raise ConfigError(f"model folder {name_or_path!r} does not exist.")
 
 
+# Files of other runtimes in a Hub repository, which a PyTorch classifier never reads: left on the Hub.
+_OTHER_RUNTIMES = ["*.h5", "*.msgpack", "*.ot", "*.tflite", "*.gguf", "*.mlmodel", "onnx/*", "openvino/*", "coreml/*"]
+
+
+def hub_snapshot_folder(name_or_path: str, revision: str = "main") -> str:
+    """A Hub id's files as a local folder, the cache's snapshot (offline: what the cache holds; online: downloaded,
+    PyTorch weights in safetensors when the repository has them), so that `evaluate`, `predict` and `export` read an
+    adapter, an exported ONNX graph and a run's records by id as they do by path. `name_or_path` itself for a local
+    path, or when the id cannot be had: the checks that follow say why, in one line."""
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    path = Path(name_or_path).expanduser()
+    if path.exists() or path.is_absolute() or name_or_path.startswith((".", "~")) or name_or_path.count("/") > 1:
+        return name_or_path
+    try:
+        validate_repo_id(name_or_path)
+        if constants.HF_HUB_OFFLINE:
+            return snapshot_download(name_or_path, revision=revision, local_files_only=True)
+        from huggingface_hub import HfApi
+
+        files = HfApi().list_repo_files(name_or_path, revision=revision)
+        pickles = ["*.bin", "*.pt", "*.pth"] if any(f.endswith(".safetensors") for f in files) else []
+        return snapshot_download(name_or_path, revision=revision, ignore_patterns=_OTHER_RUNTIMES + pickles)
+    except (HFValidationError, OSError, ValueError):  # not cached offline, not on the Hub, no network
+        return name_or_path
+
+
 def _adapter_base(folder: Path) -> str | None:
     """The base model an adapter_config.json names, or None when it cannot be read."""
     try:
@@ -58,8 +86,17 @@ def _adapter_base(folder: Path) -> str | None:
         return None
 
 
-def load_config(name_or_path: str, *, revision: str = "main", cache_dir=None, trust_remote_code=False, **overrides):
-    """`AutoConfig.from_pretrained`, turning every failure into a ConfigError that names the path or id."""
+def load_config(
+    name_or_path: str,
+    *,
+    revision: str = "main",
+    cache_dir=None,
+    trust_remote_code=False,
+    option: str = "model_name_or_path",
+    **overrides,
+):
+    """`AutoConfig.from_pretrained`, turning every failure into a ConfigError that names the path or id, the option
+    that gave it (`option`: a teacher, merge's --pretrained, ...) and a revision other than main."""
     from transformers import AutoConfig
 
     check_model_location(name_or_path)
@@ -80,9 +117,16 @@ def load_config(name_or_path: str, *, revision: str = "main", cache_dir=None, tr
             if os.environ.get("HF_HUB_OFFLINE")
             else ""
         )
+        at = f" at revision {revision!r}" if revision not in (None, "main") else ""
+        adapter = model_file(name_or_path, ADAPTER_CONFIG, revision=revision, cache_dir=cache_dir)
+        if adapter is not None:  # a PEFT adapter's repository: no config.json of its own
+            raise ConfigError(
+                f"{option} {name_or_path!r}{at} is a PEFT adapter ({ADAPTER_CONFIG}), not a model; give the model it "
+                f"adapts ({_adapter_base(adapter.parent) or 'its base_model_name_or_path'}) or a merged model."
+            ) from None
         raise ConfigError(
-            f"model_name_or_path {name_or_path!r} is neither a local model folder nor a reachable Hub model"
-            f"{offline}. Check the path or id."
+            f"{option} {name_or_path!r}{at} is neither a local model folder nor a reachable Hub model{offline}. "
+            + ("Check the revision, or the path or id." if at else "Check the path or id.")
         ) from None
 
 

@@ -92,10 +92,25 @@ _bars_off = False
 
 
 def progress_bar(*args, disable: bool = False, **kwargs):
-    """A tqdm bar of ours, off under `progress_bars_off` (`disable_tqdm: true`, or a launcher's other process)."""
+    """A tqdm bar of ours, off under `progress_bars_off` (`disable_tqdm: true`, or a launcher's other process) and
+    with `TQDM_DISABLE` set in the environment (tqdm reads it only for a bar that passes no `disable`)."""
     from tqdm.auto import tqdm
 
-    return tqdm(*args, disable=disable or _bars_off, **kwargs)
+    off = os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no")
+    return tqdm(*args, disable=disable or _bars_off or off, **kwargs)
+
+
+def check_installed(command: str, extra: str, *modules: str) -> None:
+    """ConfigError naming the extra to install when one of `modules` is missing: found before any model loads, where
+    the import failed with a traceback after loading."""
+    import importlib.util
+
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(
+            f"{command} needs {', '.join(missing)}, which is not installed: "
+            f"pip install 'hf-transfer-learning[{extra}]'."
+        )
 
 
 @contextlib.contextmanager

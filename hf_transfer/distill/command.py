@@ -18,6 +18,7 @@ from hf_transfer.core.caching import (
     fingerprint_tokenizer,
 )
 from hf_transfer.core.data import tokenize_data
+from hf_transfer.core.folders import hub_origin
 from hf_transfer.core.inference import measure_speed, predict_logits, prompt_positions
 from hf_transfer.core.metrics import classification_metrics, make_compute_metrics
 from hf_transfer.core.models import align_pad_token
@@ -317,8 +318,10 @@ def run_distill(
             "prepared_teacher_classes": [type(t).__name__ for t in trainer.teachers] or None,
             **comparison,
         }
-        base = model_args.base_model_hub_id or model_args.model_name_or_path or d.teacher_model_name_or_path[0]
-        return {"distillation": facts, "base_model": base}
+        m = model_args  # a student cut from the teacher's blocks comes from the (first) teacher, read at main
+        origin = m.model_name_or_path or d.teacher_model_name_or_path[0]
+        base, revision = hub_origin(origin, m.base_model_hub_id, m.model_revision if m.model_name_or_path else None)
+        return {"distillation": facts, "base_model": base, "base_model_revision": revision}
 
     return fit_and_report(
         trainer,

@@ -98,11 +98,12 @@ def preflight(
         )
     for name in [*d.teacher_model_name_or_path, *([m.model_name_or_path] if m.model_name_or_path else [])]:
         check_weights_complete(name)  # milliseconds, before the data is read and tokenized
-    load_kwargs = {"revision": m.model_revision, "cache_dir": m.cache_dir, "trust_remote_code": m.trust_remote_code}
+    # model_revision is the student's: a teacher is read at its repository's main (it was applied to every teacher).
+    load_kwargs = {"cache_dir": m.cache_dir, "trust_remote_code": m.trust_remote_code}
     teacher_names = d.teacher_model_name_or_path
     teacher_configs = []
     for name in teacher_names:
-        config = load_config(name, **load_kwargs)
+        config = load_config(name, **load_kwargs, option="teacher_model_name_or_path")
         check_teacher_is_classifier(config, name)
         teacher_configs.append(config)
     teacher_layout = meta_layout(teacher_configs[0])
@@ -130,7 +131,7 @@ def preflight(
         student_config.num_hidden_layers = len(d.student_layers)
         student_config.id2label, student_config.label2id = prepared.id2label, prepared.label2id
         student_config.problem_type = prepared.problem_type
-        student_tokenizer = load_model_tokenizer(model_args, d.teacher_tokenizer_name or teacher_names[0])
+        student_tokenizer = load_model_tokenizer(model_args, d.teacher_tokenizer_name or teacher_names[0], "main")
     else:
         student_config = classifier_config(model_args, prepared)
         student_tokenizer = load_model_tokenizer(model_args, m.model_name_or_path)
@@ -162,13 +163,15 @@ def preflight(
     freeze_plan = freeze_plan_from_arguments(student_layout, training_args)
     teacher_pooling, student_pooling = False, None
     if d.student_layers is not None or d.hidden_loss_weight > 0:
-        where = {"revision": m.model_revision, "cache_dir": m.cache_dir}
+        where = {"cache_dir": m.cache_dir}
         teacher_pooling = saved_mean_pooling_block(teacher_names[0], teacher_configs[0], **where)
         if d.student_layers is not None:
             _check_keeps_mean_pooling_block(teacher_pooling, teacher_names[0], d.student_layers)
             student_pooling = None if teacher_pooling is None else len(d.student_layers) - 1
         else:
-            student_pooling = saved_mean_pooling_block(m.model_name_or_path, student_config, **where)
+            student_pooling = saved_mean_pooling_block(
+                m.model_name_or_path, student_config, revision=m.model_revision, **where
+            )
 
     student_fp = fingerprint_tokenizer(student_tokenizer)
     teacher_tokenizers, input_prefixes, prefix_tokenizers, group_of = [], [], {}, {}
@@ -326,9 +329,7 @@ def _check_teacher_shape(d: DistillationArguments, name: str, config, depth: int
 
 def load_teacher(name: str, config, model_args: ModelArguments):
     m = model_args
-    teacher = load_classifier(
-        name, config, revision=m.model_revision, cache_dir=m.cache_dir, trust_remote_code=m.trust_remote_code
-    )
+    teacher = load_classifier(name, config, cache_dir=m.cache_dir, trust_remote_code=m.trust_remote_code)
     teacher.eval()
     teacher.requires_grad_(False)
     return teacher

@@ -257,7 +257,9 @@ def _without_repeats(train, text: str, pair: str | None, parts: list[tuple[str, 
     seen = set(inputs_of(train, text, pair).to_pylist())
     kept, dropped = [], {}
     for name, part in parts:
-        keys = part.texts if part.pairs is None else [f"{t}\x1f{p}" for t, p in zip(part.texts, part.pairs, strict=True)]
+        keys = (
+            part.texts if part.pairs is None else [f"{t}\x1f{p}" for t, p in zip(part.texts, part.pairs, strict=True)]
+        )
         keep = []
         for i, key in enumerate(keys):
             if key not in seen:
@@ -266,8 +268,8 @@ def _without_repeats(train, text: str, pair: str | None, parts: list[tuple[str, 
         if len(keep) < len(keys):
             dropped[name] = len(keys) - len(keep)
             logger.warning(
-                f"{dropped[name]} of the {len(keys)} {name} rows repeat a labelled row or an earlier row (same input): "
-                "each input enters the transfer set once, so they were dropped."
+                f"{dropped[name]} of the {len(keys)} {name} rows repeat a labelled row or an earlier row (same "
+                "input): each input enters the transfer set once, so they were dropped."
             )
             pairs = None if part.pairs is None else [part.pairs[i] for i in keep]
             part = dataclasses.replace(part, texts=[part.texts[i] for i in keep], pairs=pairs)

@@ -78,5 +78,7 @@ class ExportArguments(EvalDataArguments):
             source = Path(self.model_dir.rstrip("/\\") or "/")
             if source.name in ("", ".", "..") and source.is_dir():  # `export .`: beside the folder, not `.-onnx` in it
                 source = source.resolve()
+            elif not source.exists() and self.model_dir.count("/") == 1:  # a Hub id: `./name-onnx`, not `./owner/...`
+                source = Path(source.name)
             self.output_dir = str(source) + "-onnx"
         check_new_output_dir(self.output_dir, "export")

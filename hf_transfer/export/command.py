@@ -27,6 +27,7 @@ from hf_transfer.core.inference import cap_model_max_length
 from hf_transfer.core.metrics import classification_metrics
 from hf_transfer.core.models import onnx_export_error
 from hf_transfer.core.onnx_model import OnnxClassifier
+from hf_transfer.core.runtime import check_installed
 from hf_transfer.core.tasks import MULTI_LABEL, predicted_labels
 from hf_transfer.errors import ConfigError, HfTransferError, one_line
 from hf_transfer.export.arguments import ExportArguments
@@ -55,11 +56,12 @@ class ParityError(HfTransferError):
 
 
 def _preflight(args: ExportArguments) -> tuple[InferenceSource, PreparedEvalSet | None, dict]:
+    check_installed("hf-transfer export", "export", "onnx", "onnxruntime")
     source = resolve_inference_model(args.model_dir, args.base_model_name_or_path, command="export")
     if source.kind == "onnx":
         raise onnx_export_error(args.model_dir)
     if source.kind == "adapter":
-        check_mergeable(args.model_dir, "export")
+        check_mergeable(source.name_or_path, "export")  # a Hub id: its snapshot folder
     args.max_seq_length = resolve_max_seq_length(source, args.max_seq_length)  # the trained length by default
     # A pair model's parity and accuracy are measured on pairs (they were measured on the first texts alone), and the
     # exported folder records its pair column, so predict and evaluate ask for it wherever the folder goes.
@@ -199,7 +201,7 @@ def run_export(args: ExportArguments) -> dict:
             title = f"{'ONNX int8' if args.quantize else 'ONNX fp32'}, {Path(args.validation_file).name}"
             paths = building / "confusion_matrix.json", building / "confusion_matrix.png"
             save_confusion_matrix(report["confusion_matrix"], source.label_names, *paths, title=title)
-        write_model_card(building, export_card_data(args.model_dir, record, out.name, args.validation_file))
+        write_model_card(building, export_card_data(source.name_or_path, record, out.name, args.validation_file))
     return _summary(export, out)
 
 

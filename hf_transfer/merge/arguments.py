@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from hf_transfer.core.arguments import EvalDataArguments
-from hf_transfer.core.folders import check_new_output_dir
+from hf_transfer.core.folders import check_new_output_dir, recorded_revision
 from hf_transfer.errors import ConfigError
 from hf_transfer.merge.interpolation import check_alpha, parse_alphas
 
@@ -41,6 +41,13 @@ class MergeArguments(EvalDataArguments):
             "help": "Several α to sweep, e.g. `0,0.25,0.5,0.75,1` or a YAML list; needs validation_file. Each α is "
             "evaluated on validation_file and every extra_eval set; the α with the best validation score is saved "
             "(ties: the largest α, the one closest to the fine-tuned model)."
+        },
+    )
+    pretrained_revision: str | None = field(
+        default=None,
+        metadata={
+            "help": "Branch, tag or commit of `pretrained` when it is a Hub id. Default: the model_revision the "
+            "fine-tuned run recorded when it started from that same id, else main."
         },
     )
     head_init: str | None = field(
@@ -99,6 +106,8 @@ class MergeArguments(EvalDataArguments):
             if value and os.path.exists(value) and os.path.realpath(value) == out:
                 raise ConfigError(f"output_dir {self.output_dir!r} is the {name} folder; write the result elsewhere.")
         check_new_output_dir(self.output_dir, "merge")
+        if self.pretrained_revision is None:
+            self.pretrained_revision = recorded_revision(self.finetuned, self.pretrained)
 
     @property
     def alpha_grid(self) -> list[float]:

@@ -138,6 +138,7 @@ def _write_folder(args, pre: _Preflight, interpolator, model, results, rows, cho
         "selection_metric": args.selection_metric if len(results) > 1 else None,
         "alphas": args.alpha_grid,
         "pretrained": args.pretrained,
+        "pretrained_revision": None if args.pretrained_revision == "main" else args.pretrained_revision,
         "finetuned": args.finetuned,
         "finetuned_kind": "adapter" if pre.adapter is not None else "model",
         "head_init": args.head_init,

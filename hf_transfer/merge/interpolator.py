@@ -84,7 +84,7 @@ def _finetuned(args: MergeArguments, pretrained_config):
         check_mergeable(folder, "merge")
         labels, problem_type = adapter_labels(folder, "merge", pretrained_config, args.pretrained)
         return with_labels(pretrained_config, labels, problem_type), adapter
-    config = load_config(args.finetuned)
+    config = load_config(args.finetuned, option="finetuned")
     architectures = getattr(config, "architectures", None) or []
     if not any(a.endswith("ForSequenceClassification") for a in architectures):
         hint = embedding_model_hint(folder)
@@ -138,7 +138,7 @@ def _preflight(args: MergeArguments) -> _Preflight:
         value = getattr(args, name)
         if value and is_onnx_folder(value):
             raise onnx_export_error(value, name)
-    pretrained_config = load_config(args.pretrained)
+    pretrained_config = load_config(args.pretrained, revision=args.pretrained_revision, option="pretrained")
     config, adapter = _finetuned(args, pretrained_config)
     if pretrained_config.model_type != config.model_type:
         raise ConfigError(
@@ -162,7 +162,7 @@ def _preflight(args: MergeArguments) -> _Preflight:
     plan = plan_interpolation(body, wanted, head_names, *_names(args))
     head_start, unused_head = None, None
     if args.head_init:
-        role, head_config = f"head_init {args.head_init!r}", load_config(args.head_init)
+        role, head_config = f"head_init {args.head_init!r}", load_config(args.head_init, option="head_init")
         head_start = check_head_start(role, head_config, label_names, config.problem_type, wanted, plan.head)
     elif pretrained_classifier is not None:
         # A classifier with the fine-tuned labels at α = 0, such as the linear probe of an LP-FT run: WiSE-FT blends
@@ -186,7 +186,8 @@ def _preflight(args: MergeArguments) -> _Preflight:
     tokenizer_source = (
         args.finetuned if (Path(args.finetuned) / "tokenizer_config.json").is_file() else args.pretrained
     )
-    tokenizer = load_tokenizer(tokenizer_source)
+    revision = "main" if tokenizer_source == args.finetuned else args.pretrained_revision
+    tokenizer = load_tokenizer(tokenizer_source, revision=revision)
     check_vocabulary(config, tokenizer)
     if sets:
         usable = max_length_for_config(config, tokenizer, args.max_seq_length)
@@ -220,6 +221,7 @@ def _pretrained_body(args: MergeArguments, pre: _Preflight) -> dict[str, torch.T
     try:
         model, info = AutoModelForSequenceClassification.from_pretrained(
             args.pretrained,
+            revision=args.pretrained_revision,
             config=pre.pretrained_config,
             dtype=torch.float32,
             output_loading_info=True,
@@ -273,7 +275,8 @@ class Interpolator:
 
     def _load_adapter(self, args: MergeArguments, pre: _Preflight) -> None:
 
-        base = align_pad_token(load_classifier(args.pretrained, pre.config), pre.tokenizer)
+        base = load_classifier(args.pretrained, pre.config, revision=args.pretrained_revision)
+        base = align_pad_token(base, pre.tokenizer)
         try:
             peft_model = load_adapter_classifier(args.finetuned, base)
         except (OSError, ValueError, RuntimeError, KeyError) as err:

@@ -56,6 +56,7 @@ class CardData:
     task: str = "train"
     base_model: str | None = None
     base_model_is_hub_id: bool = False
+    base_model_revision: str | None = None  # the Hub revision it was read at, when not main
     license: str | None = None
     language: str | list[str] | None = None
     language_source: str | None = None  # config, detected (from the training text), or base model
@@ -123,6 +124,7 @@ class CardData:
     def one_line(self) -> str:
         """How the model was made, in a few words (the commit message and the card's summary start with it)."""
         base = f"`{shown_name(self.base_model)}`" if self.base_model else "a pretrained model"
+        base += f" (revision `{self.base_model_revision}`)" if self.base_model_revision else ""
         if self.merge:
             m = self.merge
             kind = "adapter" if m.get("finetuned_kind") == "adapter" else "model"
@@ -268,6 +270,7 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
     c.task = record.get("task", c.task)
     c.base_model = record.get("base_model")
     c.base_model_is_hub_id = is_hub_id(c.base_model)
+    c.base_model_revision = record.get("base_model_revision")
     teachers = (record.get("distillation") or {}).get("teachers") or []
     facts = base_model_facts(
         [config.get("base_model_hub_id"), config.get("model_name_or_path"), c.base_model, *teachers]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from hf_transfer.core.markdown import label_list
 from hf_transfer.outputs.card_data import CardData, _scalar_metrics, _versions, load_card_data
-from hf_transfer.outputs.provenance import base_model_facts, is_hub_id
+from hf_transfer.outputs.provenance import base_model_facts, is_hub_id, shown_name
 
 _RUNTIMES = {"pytorch": "PyTorch fp32", "onnx_fp32": "ONNX fp32", "onnx_int8": "ONNX int8"}
 
@@ -52,7 +52,7 @@ def export_fields(export: dict | None) -> dict:
     rows = [
         ("format", f"ONNX, opset {export['opset']}, inputs {', '.join(export['inputs'])}, dynamic batch and sequence"),
         ("exporter", export["exporter"]),
-        ("exported from", f"`{Path(str(export['source'])).name}` ({export['source_kind']})"),
+        ("exported from", f"`{shown_name(export['source'])}` ({export['source_kind']})"),
         ("files", ", ".join(f"`{name}` ({kind})" for kind, name in files.items() if name)),
         ("quantization", export.get("quantization") or "none (fp32)"),
         ("max_seq_length", str(export.get("max_seq_length"))),
@@ -96,7 +96,7 @@ def export_summary(c: CardData, summary: str) -> str:
         )
     text = (
         f"A {kind} text classifier ({label_list(c.label_names)}) as {graph}, exported with hf-transfer export from "
-        f"`{Path(str(export['source'])).name}` (a model hf-transfer did not train) and checked against PyTorch."
+        f"`{shown_name(export['source'])}` (a model hf-transfer did not train) and checked against PyTorch."
     )
     metric, value = c.headline_metric()
     return text + (f" Validation {metric.replace('_', ' ')}: {value:.4f}." if metric else "")
@@ -110,9 +110,10 @@ def export_card_data(source: str, record: dict, model_name: str, validation_file
     c = inherited or CardData()
     c.model_name, c.repo_id, c.task = model_name, None, "export"
     if inherited is None:
-        c.base_model = str(source) if is_hub_id(str(source)) else None
+        name = str(export["source"])  # as given: a Hub id read from its cache folder (`source`) stays that id
+        c.base_model = name if is_hub_id(name) else None
         c.base_model_is_hub_id = c.base_model is not None
-        facts = base_model_facts([str(source)])
+        facts = base_model_facts([name])
         c.license, c.language = facts.get("license"), facts.get("language")
         c.data_source = "not recorded: the exported model was not trained with hf-transfer"
         c.eval_dataset = "no data recorded"

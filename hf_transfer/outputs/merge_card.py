@@ -27,6 +27,7 @@ def merge_card_data(record: dict, config: dict, folder: str | Path, sets: list) 
     c.task = "merge"
     c.base_model = record.get("base_model")
     c.base_model_is_hub_id = is_hub_id(c.base_model)
+    c.base_model_revision = m.get("pretrained_revision")
     if not inherited:
         facts = base_model_facts([config.get("base_model_hub_id"), config.get("pretrained"), c.base_model])
         c.license = facts.get("license")

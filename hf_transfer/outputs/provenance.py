@@ -8,14 +8,15 @@ from pathlib import Path
 
 import yaml
 
-from hf_transfer.core.folders import ADAPTER_CONFIG, CARD_DATA_FILE, CONFIG_FILE
+from hf_transfer.core.folders import ADAPTER_CONFIG, CARD_DATA_FILE, CONFIG_FILE, cache_snapshot
 
 
 def shown_name(name) -> str:
     """A model or data file as a published card names it: a Hub id as it is, a path on this machine by its last
     part (`/home/me/runs/sst2` -> `sst2`): the card is read elsewhere, and the folder may have moved since."""
     text = str(name)
-    return text if is_hub_id(text) else Path(text).name or text
+    snapshot = None if is_hub_id(text) else cache_snapshot(text)  # a Hub model's cache folder: its id
+    return text if is_hub_id(text) else snapshot[0] if snapshot else Path(text).name or text
 
 
 def is_hub_id(name: str | None) -> bool:

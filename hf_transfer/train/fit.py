@@ -13,6 +13,7 @@ from hf_transfer.core.data import PreparedData
 from hf_transfer.core.folders import (
     CONFIG_FILE,
     RUN_RECORD_FILE,
+    hub_origin,
     json_safe,
     json_text,
     read_json_file,
@@ -125,7 +126,7 @@ def fit_and_report(
             record = {
                 "hf_transfer_version": __version__,
                 "task": task,
-                "base_model": model_args.base_model_hub_id or model_args.model_name_or_path,
+                **dict(zip(("base_model", "base_model_revision"), _origin(model_args), strict=True)),
                 "label_names": prepared.label_names,
                 "problem_type": prepared.problem_type,
                 "data": prepared.summary,
@@ -165,6 +166,12 @@ def fit_and_report(
         **pictures_summary(*(Path(training_args.output_dir) / name for name in RUN_PICTURES)),
         **hub_result,
     }
+
+
+def _origin(model_args) -> tuple:
+    """(base model, its Hub revision or None) for the run record: a cache snapshot folder is named by its Hub id."""
+    m = model_args
+    return hub_origin(m.model_name_or_path, m.base_model_hub_id, m.model_revision)
 
 
 def resumed_from(checkpoint: str | None) -> dict:

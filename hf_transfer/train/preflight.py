@@ -120,11 +120,13 @@ def classifier_config(model_args: ModelArguments, prepared: PreparedData):
     return config
 
 
-def load_model_tokenizer(model_args: ModelArguments, default: str):
+def load_model_tokenizer(model_args: ModelArguments, default: str, default_revision: str | None = None):
+    """The tokenizer_name's tokenizer (at its main), else `default`'s at `default_revision` (model_revision when None:
+    it is model_name_or_path's)."""
     m = model_args
     return load_tokenizer(
         m.tokenizer_name or default,
-        revision=m.model_revision,
+        revision="main" if m.tokenizer_name else default_revision or m.model_revision,
         cache_dir=m.cache_dir,
         trust_remote_code=m.trust_remote_code,
     )
