@@ -272,6 +272,19 @@ def test_the_model_index_names_the_hub_dataset_configuration(tmp_path):
     } == {None}
 
 
+def test_a_local_dataset_folder_never_reaches_the_metadata_and_dataset_hub_id_names_it(tmp_path):
+    """`--dataset_name /data/csvdir` went into the card's `datasets:` and model-index as a machine path, and a
+    dataset_hub_id given beside it was ignored."""
+    folder = tmp_path / "csvdir"
+    folder.mkdir()
+    local = {"dataset_name": str(folder), "dataset_config_name": "nli"}
+    c = complete_card_data(CardData(), DISTILL_RECORD, local, tmp_path)
+    assert c.datasets == [] and c.eval_hub_dataset is None and c.data_name == "csvdir"
+    assert str(tmp_path) not in build_card(c, tmp_path).text
+    named = complete_card_data(CardData(), DISTILL_RECORD, {**local, "dataset_hub_id": "nyu-mll/multi_nli"}, tmp_path)
+    assert named.datasets == ["nyu-mll/multi_nli"] and named.eval_hub_dataset_config is None
+
+
 def test_a_multi_label_distillation_card_names_the_sigmoid_loss_it_used(tmp_path):
     # The loss row said "α·T²·KL(teacher ‖ student) + (1−α)·CE", a softmax loss that multi-label KD never computes.
     record = {**DISTILL_RECORD, "problem_type": "multi_label_classification"}

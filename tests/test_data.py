@@ -9,7 +9,7 @@ import pytest
 from hf_transfer.core.arguments import DataArguments
 from hf_transfer.core.data import load_data, tokenize_data
 from hf_transfer.core.tables import read_table
-from hf_transfer.errors import DataError
+from hf_transfer.errors import ConfigError, DataError
 
 RATING_MAPPING = {1: "bad", 2: "bad", 3: "neutral", 4: "good", 5: "good"}
 
@@ -680,3 +680,30 @@ def test_the_label_pass_draws_no_bar_on_small_data(tmp_path, capsys, monkeypatch
     prepared = load(tmp_path, rows(["a", "b", "a", "b"]), validation=rows(["b", "a"]))
     assert labels_of(prepared) == [0, 1, 0, 1] and labels_of(prepared, "validation") == [1, 0]
     assert "Labels" not in capsys.readouterr().err and datasets.is_progress_bar_enabled()
+
+
+def test_a_dataset_config_name_without_a_dataset_name_is_refused():
+    """It was accepted, recorded, and used for nothing."""
+    with pytest.raises(ConfigError, match=r"dataset_config_name 'mnli' is a configuration of a dataset_name"):
+        DataArguments(train_file=None, dataset_config_name="mnli")
+
+
+def test_save_to_disk_folders_load_and_splits_not_read_are_named(tmp_path, caplog):
+    """A single Dataset saved with save_to_disk was refused ("use load_from_disk", which no flag offers); a
+    DatasetDict was read by load_dataset's file-name guessing, which merged validation_matched and
+    validation_mismatched into one validation split; splits that are not read were dropped without a word."""
+    import datasets
+
+    rows = {"text": [f"row {i}" for i in range(20)], "label": ["a", "b"] * 10}
+    single = tmp_path / "single"
+    datasets.Dataset.from_dict(rows).save_to_disk(str(single))
+    assert len(load_data(DataArguments(dataset_name=str(single))).datasets["train"]) == 18  # 10% carved
+    mnli = tmp_path / "mnli"
+    splits = {"train": rows, "validation_matched": rows, "validation_mismatched": rows}
+    datasets.DatasetDict({k: datasets.Dataset.from_dict(v) for k, v in splits.items()}).save_to_disk(str(mnli))
+    with caplog.at_level("WARNING"):
+        prepared = load_data(DataArguments(dataset_name=str(mnli)))
+    assert "['validation_matched', 'validation_mismatched'] that are not read" in caplog.text
+    assert len(prepared.datasets["validation"]) == 2 and prepared.summary["validation_carved_from_train"]
+    with pytest.raises(DataError, match="written by save_to_disk has no configurations"):
+        load_data(DataArguments(dataset_name=str(mnli), dataset_config_name="x"))

@@ -303,6 +303,8 @@ def test_a_pair_model_is_checked_on_pairs_and_its_export_records_the_pair_column
     exported = json.loads((out / "hf_transfer_run.json").read_text())["export"]
     assert exported["parity"]["rows_from"] == "built-in sample text pairs"
     assert exported["text_pair_column_name"] == "hypothesis"
+    # The card's predict line ran as written failed: a pair model refuses a file without its second column.
+    assert "--text_column_name premise --text_pair_column_name hypothesis" in (out / "README.md").read_text()
     moved = shutil.move(source, tmp_path / "elsewhere")
     data.drop(columns="label").to_csv(tmp_path / "in.csv", index=False)
     argv = ["predict", "--model_name_or_path", str(out), "--input_file", str(tmp_path / "in.csv"), "--output_file",

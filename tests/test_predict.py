@@ -328,7 +328,7 @@ def test_the_pair_column_a_model_was_trained_with_is_required(models, tmp_path, 
     argv = ["predict", "--input_file", str(tmp_path / "in.csv"), "--output_file", str(out), "--text_column_name",
             "premise"]  # fmt: skip
     for model, extra, needle in [
-        (pairs, [], "was trained on text pairs (second text column 'hypothesis'); give"),
+        (pairs, [], "(e.g. --text_column_name premise --text_pair_column_name hypothesis, as in training)"),
         (single, ["--text_pair_column_name", "hypothesis"], "was trained on single texts"),
     ]:
         capsys.readouterr()

@@ -133,6 +133,9 @@ def test_linear_probe_then_fine_tune(tmp_path, tiny_bert_dir, skewed):
     body = [k for k in lp_state if k.startswith("bert.encoder.")]
     assert body and all(torch.equal(lp_state[k], base_state[k]) for k in body)
     assert not all(torch.equal(lp_state[k], ft_state[k]) for k in body)
+    # Its inputs go with it: a pair run's probe scored on first texts alone, silently (no record of the pair column).
+    recorded = yaml.safe_load((out / "linear_probe" / "hf_transfer_config.yaml").read_text())
+    assert recorded["max_seq_length"] == 128 and recorded["train_file"] == str(skewed[0])
 
 
 def test_a_resumed_lp_ft_run_does_not_train_the_probe_again(tmp_path, tiny_bert_dir, skewed):

@@ -120,19 +120,28 @@ def trained_pair_column(source: InferenceSource | str) -> dict:
 def check_pair_column(source: InferenceSource, given: str | None, model_name: str) -> None:
     """A model trained on text pairs reads the second text too: without it, `predict` and `evaluate` labelled every
     row from the first alone, silently (and a single-text model takes no second text)."""
-    check_given_pair(trained_pair_column(source), given, model_name)
+    check_given_pair(trained_pair_column(source), given, model_name, text_column=trained_text_column(source))
 
 
-def check_given_pair(trained: dict, given: str | None, model_name: str, role: str = "") -> None:
+def trained_text_column(source: InferenceSource | str) -> str | None:
+    """The first text's column the model was trained with, as its folder records it (`_recorded`), or None."""
+    return _recorded(source, "text_column_name").get("text_column_name") or None
+
+
+def check_given_pair(
+    trained: dict, given: str | None, model_name: str, role: str = "", text_column: str | None = None
+) -> None:
     """ConfigError when `given` (the second text column asked for) contradicts `trained` (`trained_pair_column`);
-    `role` goes before the model's name ("teacher ")."""
+    `role` goes before the model's name ("teacher "); `text_column`, the first text's column in training, is named
+    beside the pair's (given the pair flag alone, the first text's column was the next refusal)."""
     if PAIR_COLUMN not in trained:
         return
     pair = trained[PAIR_COLUMN]
     if pair and not given:
+        first = f" --text_column_name {text_column}" if text_column else ""
         raise ConfigError(
             f"{role}{model_name!r} was trained on text pairs (second text column {pair!r}); give the input's second "
-            f"text column with --text_pair_column_name (e.g. --text_pair_column_name {pair})."
+            f"text column with --text_pair_column_name (e.g.{first} --text_pair_column_name {pair}, as in training)."
         )
     if not pair and given:
         raise ConfigError(

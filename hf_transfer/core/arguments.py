@@ -84,7 +84,8 @@ class DataArguments:
         default=None,
         metadata={
             "help": "Hub id of the dataset that local files come from (e.g. `stanfordnlp/sst2`), for the card's "
-            "`datasets` metadata and model-index; with dataset_name the card uses that."
+            "`datasets` metadata and model-index, or of a local dataset_name folder; without it the card names a "
+            "dataset_name that is a Hub id (a folder's path never reaches the metadata)."
         },
     )
     language: list[str] | str | None = field(
@@ -166,6 +167,11 @@ class DataArguments:
                 raise ConfigError(
                     f"dataset_hub_id {self.dataset_hub_id!r} is not a Hub dataset id (like 'stanfordnlp/sst2')."
                 ) from None
+        if self.dataset_config_name is not None and not self.dataset_name:
+            raise ConfigError(
+                f"dataset_config_name {self.dataset_config_name!r} is a configuration of a dataset_name, and none is "
+                "given; set dataset_name, or drop dataset_config_name for local files."
+            )
         if self.label_mapping is not None:
             self.label_mapping = {str(k): str(v) for k, v in self.label_mapping.items()}
         if self.class_names is not None:

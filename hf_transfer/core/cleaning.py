@@ -6,9 +6,11 @@ from __future__ import annotations
 import ast
 import difflib
 import json
+import logging
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import datasets
@@ -18,6 +20,8 @@ import pandas as pd
 from hf_transfer.core.arguments import DataArguments
 from hf_transfer.core.tables import error_reason, iter_table
 from hf_transfer.errors import DataError
+
+logger = logging.getLogger(__name__)
 
 TEXT_COLUMN_CANDIDATES = ("text", "sentence", "review", "content")
 
@@ -70,14 +74,14 @@ def load_sources(args: DataArguments) -> tuple[dict[str, Source], dict[str, list
         paths = {s: getattr(args, f"{s}_file") for s in ("train", "validation", "test") if getattr(args, f"{s}_file")}
         sources = {split: _file_source(path, args.csv_quoting) for split, path in paths.items()}
         return sources, {}, {f"{split}_file": path for split, path in paths.items()}
-    try:
-        loaded = datasets.load_dataset(args.dataset_name, args.dataset_config_name)
-    except Exception as err:  # noqa: BLE001 - any loader failure is a user-facing data problem
-        config = f" (config {args.dataset_config_name!r})" if args.dataset_config_name else ""
-        raise DataError(
-            f"could not load dataset {args.dataset_name!r}{config}: {error_reason(err)}. Offline "
-            "(HF_HUB_OFFLINE=1) only cached datasets load; use train_file/validation_file for local files."
-        ) from None
+    loaded = _load_dataset(args.dataset_name, args.dataset_config_name)
+    unread = [name for name in loaded if name not in _HUB_SPLITS]
+    if unread:  # MNLI's validation_matched: left out, and validation carved from train, without a word
+        logger.warning(
+            f"dataset {args.dataset_name!r} has split(s) {unread} that are not read: hf-transfer reads the splits "
+            f"named {sorted(_HUB_SPLITS)} (dev is validation); give another one as validation_file or test_file, "
+            "or rename it."
+        )
     sources, class_names = {}, {}
     for name, ds in loaded.items():
         split = _HUB_SPLITS.get(name)
@@ -91,6 +95,31 @@ def load_sources(args: DataArguments) -> tuple[dict[str, Source], dict[str, list
                     class_names[column] = feature.names
     source = {"dataset_name": args.dataset_name, "dataset_config_name": args.dataset_config_name}
     return sources, class_names, source
+
+
+def _load_dataset(name: str, config: str | None) -> dict:
+    """`dataset_name`'s splits: a folder written by `save_to_disk` (a DatasetDict, or one Dataset read as the train
+    split) with `load_from_disk`, anything else with `load_dataset` (a Hub id, cached when offline, or a folder of
+    data files). DataError in one line, keeping the list of configurations `datasets` offers."""
+    folder = Path(name).expanduser()
+    what = f"dataset {name!r}" + (f" (config {config!r})" if config else "")
+    try:
+        if (folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file():
+            if config:
+                raise DataError(f"{what}: a folder written by save_to_disk has no configurations; drop it.")
+            loaded = datasets.load_from_disk(str(folder))
+            return {"train": loaded} if isinstance(loaded, datasets.Dataset) else dict(loaded)
+        return dict(datasets.load_dataset(name, config))
+    except DataError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any loader failure is a user-facing data problem
+        reason = error_reason(err)
+        offered = re.search(r"(available configs: \[[^\]]*\])", str(err), re.IGNORECASE)
+        if offered and offered.group(1) not in reason:
+            reason += f" ({offered.group(1)})"
+        offline = ". Offline (HF_HUB_OFFLINE=1) only cached datasets load; use train_file/validation_file for local"
+        hint = "" if folder.exists() else offline + " files"
+        raise DataError(f"could not load {what}: {reason}{hint}.") from None
 
 
 def closest_hint(name: str, columns: list[str]) -> str:

@@ -136,7 +136,7 @@ def recorded_config(folder: str | Path) -> dict:
     return config if isinstance(config, dict) else {}
 
 
-_HF_CACHE_SNAPSHOT = re.compile(r"/models--(?:([\w.-]+?)--)?([\w.-]+)/snapshots/([0-9a-f]{40})(?:/|$)")
+_HF_CACHE_SNAPSHOT = re.compile(r"/models--(?:([\w.-]+?)--)?([\w.-]+)/snapshots/([^/]+)(?:/|$)")
 
 
 def cache_snapshot(path: str | Path | None) -> tuple[str, str] | None:

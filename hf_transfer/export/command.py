@@ -18,6 +18,7 @@ from hf_transfer.adapters.inference import (
     resolve_inference_model,
     resolve_max_seq_length,
     trained_pair_column,
+    trained_text_column,
 )
 from hf_transfer.adapters.peft_model import check_mergeable, merge_into_base
 from hf_transfer.core.arguments import EvalSet
@@ -66,6 +67,8 @@ def _preflight(args: ExportArguments) -> tuple[InferenceSource, PreparedEvalSet 
     # A pair model's parity and accuracy are measured on pairs (they were measured on the first texts alone), and the
     # exported folder records its pair column, so predict and evaluate ask for it wherever the folder goes.
     trained = trained_pair_column(source)
+    if trained.get(PAIR_COLUMN) and trained_text_column(source):  # for the card's predict line and refusals
+        trained = {**trained, "text_column_name": trained_text_column(source)}
     if args.validation_file or args.text_pair_column_name:
         check_given_pair(trained, args.text_pair_column_name, args.model_dir)
     data = None

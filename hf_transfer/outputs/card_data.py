@@ -265,7 +265,8 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
     dataset_name = config.get("dataset_name")
     source = data.get("source") or {}
     eval_file = source.get("validation_file") if isinstance(source, dict) else None
-    eval_from = f"`{Path(eval_file).name}`" if eval_file else f"`{dataset_name}`" if dataset_name else "the data"
+    evaluated_on = Path(eval_file).name if eval_file else shown_name(dataset_name) if dataset_name else None
+    eval_from = f"`{evaluated_on}`" if evaluated_on else "the data"
     c.model_name = folder.resolve().name
     c.task = record.get("task", c.task)
     c.base_model = record.get("base_model")
@@ -277,14 +278,15 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
     )
     c.license = facts.get("license")
     c.language, c.language_source = _language(record.get("language"), facts)
-    hub_dataset = dataset_name or config.get("dataset_hub_id")
+    # dataset_hub_id names a local dataset_name folder on the Hub; a folder's path never reaches the metadata.
+    hub_dataset = config.get("dataset_hub_id") or (dataset_name if is_hub_id(dataset_name) else None)
     c.datasets = [hub_dataset] if hub_dataset else []
     train_file = config.get("train_file") or (source.get("train_file") if isinstance(source, dict) else None)
-    c.data_name = dataset_name or (_data_name(train_file) if train_file else "local data")
+    c.data_name = shown_name(dataset_name) if dataset_name else _data_name(train_file) if train_file else "local data"
     carved = bool(data.get("validation_carved_from_train"))
     test_file = source.get("test_file") if isinstance(source, dict) else None
     c.eval_hub_dataset = hub_dataset
-    c.eval_hub_dataset_config = config.get("dataset_config_name") if dataset_name else None
+    c.eval_hub_dataset_config = config.get("dataset_config_name") if hub_dataset == dataset_name else None
     named = {"validation": eval_file or (train_file if carved else None), "test": test_file}
     c.eval_files = {split: Path(str(path)).name for split, path in named.items() if path}
     splits = data.get("splits") or data

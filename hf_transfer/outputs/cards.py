@@ -274,6 +274,12 @@ def build_card(c: CardData, folder: str | Path | None = None):
         truncation=_truncation(c.max_seq_length or c.hyperparameters.get("max_seq_length")),
         example_text=EXAMPLE_TEXT,
         example_pair=EXAMPLE_PAIR if c.columns.get("text_pair") else None,
+        # predict reads `text` by default and a pair model refuses a file without its second column: name both
+        column_flags="".join(
+            f" --{flag} {c.columns[key]}"
+            for key, flag in (("text", "text_column_name"), ("text_pair", "text_pair_column_name"))
+            if c.columns.get("text_pair") and c.columns.get(key)
+        ),
         multi_label=c.multi_label,
         label_names=c.label_names,
         data_source=c.data_source,

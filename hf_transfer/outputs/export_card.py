@@ -119,6 +119,8 @@ def export_card_data(source: str, record: dict, model_name: str, validation_file
         c.eval_dataset = "no data recorded"
     c.label_names = list(record["label_names"])
     c.problem_type = record["problem_type"]
+    if export.get("text_pair_column_name") and not c.columns.get("text_pair"):  # a source without card data
+        c.columns = {**c.columns, "text": export.get("text_column_name"), "text_pair": export["text_pair_column_name"]}
     c.export = {**export, "source_card": inherited is not None}
     c.max_seq_length = export.get("max_seq_length")
     graph = "int8" if export.get("quantization") else "fp32"

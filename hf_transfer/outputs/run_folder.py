@@ -303,7 +303,7 @@ def resolved_config(*arg_objects) -> dict:
 PATH_FIELDS = frozenset(
     {"model_name_or_path", "tokenizer_name", "cache_dir", "train_file", "validation_file", "test_file", "extra_eval",
      "unlabeled_file", "teacher_model_name_or_path", "teacher_cache_dir", "frozen_features_cache_dir", "output_dir",
-     "logging_dir", "resume_from_checkpoint", "pretrained", "finetuned"}
+     "logging_dir", "resume_from_checkpoint", "pretrained", "finetuned", "dataset_name", "head_init"}
 )  # fmt: skip
 
 

@@ -318,6 +318,9 @@ def _write_run_outputs(
     if push:  # `plan_push` switched it off for Trainer's sake; the run did ask for it
         extra.update(push_to_hub=True, hub_model_id=push.repo_id)
     write_resolved_config(out / CONFIG_FILE, *arg_objects, extra=extra)
+    probe = (record.get("linear_probe") or {}).get("saved_to")
+    if probe and (out / probe).is_dir():  # its inputs (text and pair columns, length) go with it: evaluate reads them
+        shutil.copy2(out / CONFIG_FILE, out / probe / CONFIG_FILE)
     card_data = complete_card_data(card_data, record, resolved_config(*arg_objects), out)
     write_model_card(out, card_data, repo_id=push.repo_id if push else None)
     merged = (record.get("adapter") or {}).get("merged_model")
