@@ -629,7 +629,7 @@ def test_the_ignored_lora_fields_warning_reaches_stderr_before_any_compute(tmp_p
     ], done.stderr
 
 
-def test_lora_learning_rate_in_a_config_file_counts_as_given(tmp_path):
+def test_lora_learning_rate_in_a_config_file_counts_as_given(tmp_path, caplog):
     from hf_transfer.adapters.plan import apply_adapter_learning_rate
     from hf_transfer.cli import parse_command_args
 
@@ -639,6 +639,12 @@ def test_lora_learning_rate_in_a_config_file_counts_as_given(tmp_path):
     )
     _, _, adapter, training = parse_command_args("train", ["--config", str(config)])
     assert apply_adapter_learning_rate(adapter, training) is None and training.learning_rate == 1e-4
+    # A full fine-tune's config with --peft_method lora added kept its 5e-5 without a word (the README's own example)
+    config.write_text(config.read_text().replace("1.0e-4", "5.0e-5"))
+    _, _, adapter, training = parse_command_args("train", ["--config", str(config)])
+    with caplog.at_level("WARNING"):
+        assert apply_adapter_learning_rate(adapter, training) is None and training.learning_rate == 5e-5
+    assert "learning_rate 5e-05 is a full fine-tune's rate" in caplog.text
     # Arguments built in code carry no record of what was given, and are left alone.
     training.__dict__.pop("given_fields")
     training.learning_rate = 5e-5

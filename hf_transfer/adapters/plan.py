@@ -367,7 +367,15 @@ def apply_adapter_learning_rate(adapter_args: AdapterArguments, training_args) -
     """LoRA's own learning rate when the user gave none (config or flag), said in the log; returns it, or None when
     nothing changed. Arguments built in code (no `given_fields`) are left as they are."""
     given = getattr(training_args, "given_fields", None)
-    if adapter_args.peft_method not in ("lora", "adalora") or given is None or "learning_rate" in given:
+    if adapter_args.peft_method not in ("lora", "adalora") or given is None:
+        return None
+    if "learning_rate" in given:  # a full fine-tune's config with --peft_method lora added: kept, and said
+        if training_args.learning_rate < 1e-4:
+            logger.warning(
+                "learning_rate %g is a full fine-tune's rate, at which %s's adapter weights barely move; its usual "
+                "rates are 1e-4 to 2e-3 (unset, it is %g).",
+                training_args.learning_rate, adapter_args.peft_method, LORA_LEARNING_RATE,
+            )  # fmt: skip
         return None
     training_args.learning_rate = LORA_LEARNING_RATE
     logger.warning(

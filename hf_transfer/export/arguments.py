@@ -37,7 +37,10 @@ class ExportArguments(EvalDataArguments):
     )
     output_dir: str | None = field(
         default=None,
-        metadata={"help": "Where the exported folder goes; must not exist or be empty. Default: `<model_dir>-onnx`."},
+        metadata={
+            "help": "Where the exported folder goes: a new or empty folder. Default: `<model_dir>-onnx` "
+            "(`<name>-onnx` for a Hub id)."
+        },
     )
     base_model_name_or_path: str | None = field(
         default=None,

@@ -17,7 +17,10 @@ class CardArguments:
     )
     hub_model_id: str | None = field(
         default=None,
-        metadata={"help": "Hub repo id the card's quick-start loads from. Default: the id it was pushed to, if any."},
+        metadata={
+            "help": "Hub repo id the card's quick-start loads from, kept for later regenerations. Default: the id the "
+            "card already names (from push, or an earlier --hub_model_id), else the folder's name."
+        },
     )
 
     def __post_init__(self):

@@ -266,6 +266,7 @@ def build_card(c: CardData, folder: str | Path | None = None):
         template_path=str(template_path()),
         model_name=c.model_name,
         repo_id=repo_id,
+        unpushed=c.repo_id is None,
         summary=export_summary(c, _summary(c)),
         quickstart="onnx" if c.export else "peft" if in_folder else "pipeline",
         merge_trained_model=merge_trained_model(c.merge),
