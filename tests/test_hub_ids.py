@@ -121,6 +121,18 @@ def test_a_model_given_by_id_is_predicted_and_exported_with_what_its_run_recorde
         assert main([*argv, "--output_file", str(target)]) == 0
         outputs[name] = pd.read_csv(target)["prob_pos"].tolist()
     assert outputs[str(out)] == outputs["me/ft"]
+    # evaluate, predict and export take model_revision too (they read main only, whatever was asked)
+    hub("me/ft", tiny_bert_dir, ref="bare")  # a revision without a trained head
+    capsys.readouterr()
+    for revision, needle in [
+        ("bare", "'me/ft' is not a sequence classifier"),
+        ("nosuch", "model_name_or_path 'me/ft' at revision 'nosuch' is neither"),
+    ]:
+        argv = ["evaluate", "--model_name_or_path", "me/ft", "--validation_file", data["dev"]]
+        assert main([*argv, "--model_revision", revision]) == 2
+        assert needle in capsys.readouterr().err
+    argv = ["evaluate", "--model_name_or_path", str(out), "--validation_file", data["dev"], "--model_revision", "v2"]
+    assert main(argv) == 2 and "is for a Hub id, and" in capsys.readouterr().err
     monkeypatch.chdir(tmp_path)
     capsys.readouterr()
     assert main(["export", "me/ft", "--format", "onnx"]) == 0, capsys.readouterr().err

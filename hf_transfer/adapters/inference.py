@@ -177,12 +177,15 @@ def resolve_inference_model(
     *,
     onnx_file: str | None = None,
     command: str = "evaluate",
+    revision: str = "main",
 ) -> InferenceSource:
     """The classifier `name_or_path` names, from its config alone (no weights are read). Raises ConfigError for a
     path or id that does not work, a model without a trained classification head, or options that do not apply.
     A Hub id is read from its snapshot folder (`hub_snapshot_folder`): an adapter, an ONNX export and the records of
     the run that made it work by id as by path (by id, the run's max_seq_length and pair column were unknown)."""
-    name_or_path = hub_snapshot_folder(name_or_path)
+    if revision != "main" and Path(name_or_path).expanduser().exists():
+        raise ConfigError(f"model_revision {revision!r} is for a Hub id, and {name_or_path!r} is a local folder.")
+    name_or_path = hub_snapshot_folder(name_or_path, revision)
     folder = Path(name_or_path)
     adapter, onnx = is_adapter_folder(folder), is_onnx_folder(folder)
     if base_model_name_or_path and not adapter:
@@ -197,7 +200,7 @@ def resolve_inference_model(
         config = adapter_base_config(folder, base_model_name_or_path, command)
         tokenizer = name_or_path if has_tokenizer(folder) else config._name_or_path
         return InferenceSource(name_or_path, "adapter", config, tokenizer)
-    config = load_config(name_or_path)
+    config = load_config(name_or_path, revision=revision)  # an id not resolved above: the line says why
     if not is_sequence_classifier(config):
         raise _not_a_classifier(name_or_path, config, command)
     check_not_regression(config, name_or_path, command)

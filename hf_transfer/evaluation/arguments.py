@@ -29,6 +29,10 @@ class EvaluateArguments(EvalDataArguments):
             "written by `export` (ONNX)."
         },
     )
+    model_revision: str = field(
+        default="main",
+        metadata={"help": "Branch, tag or commit of the model when it is a Hub id (a folder has none)."},
+    )
     base_model_name_or_path: str | None = field(
         default=None,
         metadata={

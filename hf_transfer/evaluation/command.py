@@ -37,7 +37,9 @@ from hf_transfer.outputs.run_folder import write_json
 def run_evaluate(args: EvaluateArguments) -> dict:
     """Score the model on validation_file and every extra_eval set; every set is read before the model is loaded."""
 
-    source = resolve_inference_model(args.model_name_or_path, args.base_model_name_or_path, command="evaluate")
+    source = resolve_inference_model(
+        args.model_name_or_path, args.base_model_name_or_path, command="evaluate", revision=args.model_revision
+    )
     check_pair_column(source, args.text_pair_column_name, args.model_name_or_path)
     args.max_seq_length = resolve_max_seq_length(source, args.max_seq_length)  # the trained length by default
     model_names = source.label_names

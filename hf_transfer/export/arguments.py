@@ -42,6 +42,10 @@ class ExportArguments(EvalDataArguments):
             "(`<name>-onnx` for a Hub id)."
         },
     )
+    model_revision: str = field(
+        default="main",
+        metadata={"help": "Branch, tag or commit of the model when it is a Hub id (a folder has none)."},
+    )
     base_model_name_or_path: str | None = field(
         default=None,
         metadata={"help": "For an adapter folder: the base model to merge it into (default: the one it names)."},

@@ -58,7 +58,9 @@ class ParityError(HfTransferError):
 
 def _preflight(args: ExportArguments) -> tuple[InferenceSource, PreparedEvalSet | None, dict]:
     check_installed("hf-transfer export", "export", "onnx", "onnxruntime")
-    source = resolve_inference_model(args.model_dir, args.base_model_name_or_path, command="export")
+    source = resolve_inference_model(
+        args.model_dir, args.base_model_name_or_path, command="export", revision=args.model_revision
+    )
     if source.kind == "onnx":
         raise onnx_export_error(args.model_dir)
     if source.kind == "adapter":

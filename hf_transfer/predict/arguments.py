@@ -71,6 +71,10 @@ class PredictArguments:
         default=None,
         metadata={"help": "Maps the file's label values to the model's label names, as for `evaluate`."},
     )
+    model_revision: str = field(
+        default="main",
+        metadata={"help": "Branch, tag or commit of the model when it is a Hub id (a folder has none)."},
+    )
     base_model_name_or_path: str | None = field(
         default=None,
         metadata={"help": "For an adapter folder: the base model to load it onto (default: the one it names)."},

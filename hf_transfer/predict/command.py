@@ -68,7 +68,11 @@ def _check_text(chunk, text: str, pair: str | None) -> None:
 
 def run_predict(args: PredictArguments) -> dict:
     source = resolve_inference_model(
-        args.model_name_or_path, args.base_model_name_or_path, onnx_file=args.onnx_file, command="predict"
+        args.model_name_or_path,
+        args.base_model_name_or_path,
+        onnx_file=args.onnx_file,
+        command="predict",
+        revision=args.model_revision,
     )
     check_pair_column(source, args.text_pair_column_name, args.model_name_or_path)
     args.max_seq_length = resolve_max_seq_length(source, args.max_seq_length)  # the trained length by default
