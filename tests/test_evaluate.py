@@ -260,3 +260,14 @@ def test_a_multi_label_table_of_many_labels_is_capped_and_without_a_file_says_ho
     )
     few = reports_markdown({"validation": report}, names[:30], "metrics.json")
     assert few.splitlines()[0].count("| F1 tag_") == 30 and "too wide" not in few
+
+
+def test_an_extra_sets_column_error_names_that_set(models, tmp_path, capsys, monkeypatch):
+    """It said "not a column of the validation data" after the extra set's name."""
+    no_model_load(monkeypatch)
+    pd.DataFrame({"text": ["good", "bad"], "label": ["pos", "neg"]}).to_csv(tmp_path / "dev.csv", index=False)
+    pd.DataFrame({"blurb": ["good", "bad"], "label": ["pos", "neg"]}).to_csv(tmp_path / "other.csv", index=False)
+    argv = ["evaluate", "--model_name_or_path", str(models["full"]), "--validation_file", str(tmp_path / "dev.csv")]
+    assert main([*argv, "--extra_eval", f"other={tmp_path / 'other.csv'}"]) == 2
+    err = one_line_error(capsys)
+    assert err.startswith("hf-transfer evaluate: error: extra_eval other=") and "validation" not in err, err

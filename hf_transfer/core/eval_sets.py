@@ -88,7 +88,8 @@ def prepare_eval_set(
     except DataError as err:  # the messages speak of "the validation data": name the extra set it really is
         if eval_set.name == args.validation_name:
             raise
-        raise DataError(f"extra_eval {eval_set.name}={eval_set.path}: {err}") from None
+        message = str(err).replace(" the validation data", " this set").replace(" the validation rows", " its rows")
+        raise DataError(f"extra_eval {eval_set.name}={eval_set.path}: {message}") from None
     if prepared.problem_type == MULTI_LABEL and problem_type != MULTI_LABEL:
         raise DataError(
             f"{eval_set.path!r} has list labels (multi-label) but the model is single-label: give one label per row."
