@@ -462,7 +462,7 @@ def test_gradient_accumulation_is_recorded_in_the_pairs_per_step(tiny_st, tmp_pa
     body = json.loads((out / "hf_transfer_run.json").read_text())["few_shot"]["body"]
     assert body["steps"] == 1 and body["batches_per_step"] == 2 and body["pairs_per_step"] == 56
     card = (out / "README.md").read_text()
-    assert "1 steps of 2 batches of 8 training sentences (56 pairs each, formed within each batch)" in card
+    assert "1 steps of 2 batches of 8 training rows (56 pairs of rows each, formed within each batch)" in card
 
 
 def test_trainer_fields_the_route_replaces_are_warned_about(tiny_st, tmp_path, caplog):

@@ -20,8 +20,8 @@ def few_shot_rows(few_shot: dict | None) -> list[tuple[str, str]]:
         rows.append(
             (
                 "body tuning",
-                f"{epochs}{body['steps']} steps of {batches}{body['batch_size']} training sentences "
-                f"({body['pairs_per_step']} pairs each{within}) at lr {body['learning_rate']:g}{seconds}; "
+                f"{epochs}{body['steps']} steps of {batches}{body['batch_size']} training rows "
+                f"({body['pairs_per_step']} pairs of rows each{within}) at lr {body['learning_rate']:g}{seconds}; "
                 f"loss: {body['loss']}",
             )
         )
