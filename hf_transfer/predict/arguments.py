@@ -7,7 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from hf_transfer.core.arguments import INFERENCE_MAX_SEQ_LENGTH_HELP, check_data_file, data_file_problem
+from hf_transfer.core.arguments import (
+    INFERENCE_MAX_SEQ_LENGTH_HELP,
+    check_data_file,
+    data_file_problem,
+    model_revision_field,
+)
 from hf_transfer.core.folders import check_writable
 from hf_transfer.errors import ConfigError
 
@@ -71,10 +76,7 @@ class PredictArguments:
         default=None,
         metadata={"help": "Maps the file's label values to the model's label names, as for `evaluate`."},
     )
-    model_revision: str = field(
-        default="main",
-        metadata={"help": "Branch, tag or commit of the model when it is a Hub id (a folder has none)."},
-    )
+    model_revision: str = model_revision_field()
     base_model_name_or_path: str | None = field(
         default=None,
         metadata={"help": "For an adapter folder: the base model to load it onto (default: the one it names)."},
