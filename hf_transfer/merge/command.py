@@ -12,7 +12,7 @@ import torch
 
 from hf_transfer import __version__
 from hf_transfer.core.eval_sets import left_out_warning, reports_markdown, rows_left_out, scalars, score_set
-from hf_transfer.core.folders import CARD_DATA_FILE, CONFIG_FILE, RUN_RECORD_FILE, staged_output_dir
+from hf_transfer.core.folders import CARD_DATA_FILE, CONFIG_FILE, RUN_RECORD_FILE, cache_snapshot, staged_output_dir
 from hf_transfer.core.inference import cap_model_max_length
 from hf_transfer.core.markdown import table_row
 from hf_transfer.core.models import stored_half_dtype
@@ -112,6 +112,8 @@ def _base_model(args: MergeArguments) -> str:
 
     if args.base_model_hub_id or is_hub_id(args.pretrained):
         return args.base_model_hub_id or args.pretrained
+    if snapshot := cache_snapshot(args.pretrained):  # a Hub model's cache folder: its id
+        return snapshot[0]
     card = Path(args.finetuned) / CARD_DATA_FILE
     recorded = json.loads(card.read_text()).get("base_model") if card.is_file() else None
     return recorded if is_hub_id(recorded) else args.pretrained
