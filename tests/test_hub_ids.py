@@ -150,7 +150,7 @@ def test_the_revision_is_model_name_or_paths_alone_and_merge_reads_the_base_at_t
     merge --pretrained <id> took main where the fine-tuned run had started from v2, silently."""
     hub("org/tiny", tiny_bert_dir)
     one_block = _one_block(tiny_bert_dir, tmp_path)
-    hub("org/tiny", one_block, ref="v2")
+    snapshot = hub("org/tiny", one_block, ref="v2")
     finetuned = tmp_path / "ft-v2"
     _train("org/tiny", data, finetuned, "--model_revision", "v2")
     teacher = tmp_path / "teacher"
@@ -182,3 +182,7 @@ def test_the_revision_is_model_name_or_paths_alone_and_merge_reads_the_base_at_t
     assert torch.equal(load_file(merged / "model.safetensors")[query], base[query.removeprefix("bert.")])
     assert json.loads((merged / "hf_transfer_run.json").read_text())["merge"]["pretrained_revision"] == "v2"
     assert "`org/tiny` (revision `v2`)" in (merged / "README.md").read_text()
+    by_folder = tmp_path / "merged-from-folder"  # the snapshot folder itself: named by its id
+    argv = ["merge", "--pretrained", str(snapshot), "--finetuned", str(finetuned), "--alpha", "0.5"]
+    assert main([*argv, "--output_dir", str(by_folder)]) == 0
+    assert json.loads((by_folder / "hf_transfer_run.json").read_text())["base_model"] == "org/tiny"
