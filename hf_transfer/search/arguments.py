@@ -72,7 +72,7 @@ class SearchArguments:
             "help": "The fields to search and their ranges: `{low: L, high: H}` for numbers (`log: true` for a log "
             "scale, `step: S` for a grid), or a list of choices, e.g. `{learning_rate: {low: 1.0e-5, high: 1.0e-4, "
             "log: true}, per_device_train_batch_size: [16, 32]}`. Default: a space for the config's route (full "
-            "fine-tune, frozen layers, PEFT adapter, distillation); see docs/search.md."
+            "fine-tune, frozen layers, PEFT adapter, distillation, few-shot route); see docs/search.md."
         },
     )
     study_name: str = field(
