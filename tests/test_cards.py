@@ -224,6 +224,15 @@ def test_distillation_card_from_a_record(tmp_path):
     assert splits[("validation", "accuracy", None)] == 0.85 and splits[("test", "f1", "macro")] == 0.79
     assert all(r.dataset_type == "stanfordnlp/sst2" for r in results)
     assert c.one_line() == "distilled 3-layer student of `org/teacher`"
+    # A separate student: where it started, at its revision (the card named neither).
+    separate = {**DISTILL_RECORD, "base_model": "org/tiny", "base_model_revision": "v2"}
+    own = complete_card_data(CardData(), separate, config, tmp_path).one_line()
+    assert own == "distilled 3-layer student of `org/teacher`, started from `org/tiny` (revision `v2`)"
+    # Every unlabelled row a repeat: the transfer-set row still says what became of them.
+    transfer = {"labelled": 16, "unlabelled": 0, "augmented": 0, "repeats_dropped": {"unlabelled": 6}}
+    repeats = {**DISTILL_RECORD, "distillation": {**DISTILL_RECORD["distillation"], "transfer_set": transfer}}
+    text = build_card(complete_card_data(CardData(), repeats, config, tmp_path), tmp_path).text
+    assert "16 labelled rows, 0 unlabelled rows, 0 augmented rows (6 repeating an earlier input dropped)" in text
     assert "| parameters | 20 | 10 | 0.50× |" in card.text and "retention 94.4%" in card.text
     assert "| effective batch size | 32 |" in card.text  # 16 per device × 2 processes
     assert "runs 2.00× faster." in card.text and "| 2.00× faster |" in card.text

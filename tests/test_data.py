@@ -707,3 +707,16 @@ def test_save_to_disk_folders_load_and_splits_not_read_are_named(tmp_path, caplo
     assert len(prepared.datasets["validation"]) == 2 and prepared.summary["validation_carved_from_train"]
     with pytest.raises(DataError, match="written by save_to_disk has no configurations"):
         load_data(DataArguments(dataset_name=str(mnli), dataset_config_name="x"))
+
+
+def test_a_dataset_folder_with_several_configurations_names_the_option(tmp_path):
+    folder = tmp_path / "cfg"
+    folder.mkdir()
+    for name in ("a", "b"):
+        (folder / f"{name}.csv").write_text("text,label\none,x\ntwo,y\n")
+    (folder / "README.md").write_text(
+        "---\nconfigs:\n- config_name: a\n  data_files: a.csv\n- config_name: b\n  data_files: b.csv\n---\n"
+    )
+    with pytest.raises(DataError, match=r"set dataset_config_name to one of \['a', 'b'\]\.$") as found:
+        load_data(DataArguments(dataset_name=str(folder)))
+    assert "Offline" not in str(found.value)  # a local folder: no advice about the Hub cache

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from hf_transfer.cli import main
-from hf_transfer.core.folders import cache_snapshot, hub_origin
+from hf_transfer.core.folders import cache_snapshot, hub_origin, recorded_revision
 
 WORDS = ["good", "great", "fine", "bad", "awful", "poor"]
 
@@ -73,6 +73,11 @@ def test_cache_snapshot_folders_are_named_by_their_hub_id(tmp_path, tiny_bert_di
     assert hub_origin("org/tiny", None, "v2") == ("org/tiny", "v2") and hub_origin("org/tiny", None, "main")[1] is None
     assert hub_origin(str(tiny_bert_dir), None, "v2") == (str(tiny_bert_dir), None)  # a folder has no revision
     assert hub_origin("org/tiny", "me/base", "v2") == ("me/base", None)
+    # merge's default --pretrained_revision: what the run record says it started from (a snapshot folder's commit)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "hf_transfer_run.json").write_text(json.dumps({"base_model": "org/tiny", "base_model_revision": "abc"}))
+    assert recorded_revision(run, "org/tiny") == "abc" and recorded_revision(run, "org/other") == "main"
 
 
 def test_a_revision_reaches_the_adapter_config_the_record_and_the_card_and_an_adapter_id_evaluates(
@@ -186,3 +191,34 @@ def test_the_revision_is_model_name_or_paths_alone_and_merge_reads_the_base_at_t
     argv = ["merge", "--pretrained", str(snapshot), "--finetuned", str(finetuned), "--alpha", "0.5"]
     assert main([*argv, "--output_dir", str(by_folder)]) == 0
     assert json.loads((by_folder / "hf_transfer_run.json").read_text())["base_model"] == "org/tiny"
+
+
+def test_a_revision_with_no_hub_id_to_apply_to_is_refused(tmp_path, tiny_bert_dir, data, capsys):
+    """train ignored model_revision on a local folder, distill on a student cut from its teacher, and merge took a
+    pretrained_revision for a folder and named it in the card: each was accepted without a word."""
+    out = tmp_path / "never"
+    cases = [
+        (["train", "--model_name_or_path", str(tiny_bert_dir), "--model_revision", "v2"], "is for a Hub id"),
+        (["distill", "--teacher_model_name_or_path", str(tiny_bert_dir), "--student_layers", "[0]",
+          "--model_revision", "v2"], "is model_name_or_path's, and none is given"),
+        (["merge", "--pretrained", str(tiny_bert_dir), "--pretrained_revision", "v2", "--finetuned",
+          str(tiny_bert_dir / "x"), "--alpha", "0.5"], "pretrained_revision 'v2' is for a Hub id"),
+    ]  # fmt: skip
+    for argv, needle in cases:
+        files = [] if argv[0] == "merge" else ["--train_file", data["train"]]
+        assert main([*argv, *files, "--output_dir", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert needle in err and len(err.splitlines()) == 1 and not out.exists(), err
+
+
+def test_a_published_config_names_a_cache_snapshot_by_its_id_and_commit(tmp_path, tiny_bert_dir, hub):
+    """Pushed, a run started from a cache snapshot folder named the model by a bare commit hash."""
+    import yaml
+
+    from hf_transfer.outputs.published import published_text
+
+    snapshot = hub("org/tiny", tiny_bert_dir)
+    config = tmp_path / "hf_transfer_config.yaml"
+    config.write_text(yaml.safe_dump({"model_name_or_path": str(snapshot), "model_revision": "main"}))
+    published = yaml.safe_load(published_text(config))
+    assert published == {"model_name_or_path": "org/tiny", "model_revision": snapshot.name}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from hf_transfer.core.language import check_language
@@ -81,6 +82,17 @@ class ModelArguments:
     def __post_init__(self):
         if self.model_name_or_path is not None and not str(self.model_name_or_path).strip():
             raise ConfigError("model_name_or_path is empty: give a Hub id or a local model folder.")
+        if self.model_revision not in (None, "main"):  # it was ignored without a word in both cases
+            if not self.model_name_or_path:
+                raise ConfigError(
+                    f"model_revision {self.model_revision!r} is model_name_or_path's, and none is given (a student "
+                    "cut from a teacher's blocks comes from the teacher at its main); drop model_revision."
+                )
+            if Path(self.model_name_or_path).expanduser().exists():
+                raise ConfigError(
+                    f"model_revision {self.model_revision!r} is for a Hub id, and {self.model_name_or_path!r} is a "
+                    "local folder."
+                )
 
 
 @dataclass

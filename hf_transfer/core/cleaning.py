@@ -79,8 +79,8 @@ def load_sources(args: DataArguments) -> tuple[dict[str, Source], dict[str, list
     if unread:  # MNLI's validation_matched: left out, and validation carved from train, without a word
         logger.warning(
             f"dataset {args.dataset_name!r} has split(s) {unread} that are not read: hf-transfer reads the splits "
-            f"named {sorted(_HUB_SPLITS)} (dev is validation); give another one as validation_file or test_file, "
-            "or rename it."
+            f"named {sorted(_HUB_SPLITS)} (dev is validation); to use one, rename it (e.g. save the DatasetDict "
+            "again with it as 'validation'), or write it to a file and give train_file and validation_file instead."
         )
     sources, class_names = {}, {}
     for name, ds in loaded.items():
@@ -113,10 +113,10 @@ def _load_dataset(name: str, config: str | None) -> dict:
     except DataError:
         raise
     except Exception as err:  # noqa: BLE001 - any loader failure is a user-facing data problem
-        reason = error_reason(err)
-        offered = re.search(r"(available configs: \[[^\]]*\])", str(err), re.IGNORECASE)
-        if offered and offered.group(1) not in reason:
-            reason += f" ({offered.group(1)})"
+        reason = error_reason(err).rstrip(".")
+        offered = re.search(r"available configs: (\[[^\]]*\])", str(err), re.IGNORECASE)
+        if offered and not config:
+            reason = f"it has several configurations; set dataset_config_name to one of {offered.group(1)}"
         offline = ". Offline (HF_HUB_OFFLINE=1) only cached datasets load; use train_file/validation_file for local"
         hint = "" if folder.exists() else offline + " files"
         raise DataError(f"could not load {what}: {reason}{hint}.") from None

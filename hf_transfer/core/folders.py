@@ -144,7 +144,12 @@ def cache_snapshot(path: str | Path | None) -> tuple[str, str] | None:
     else None: a model given by its cache folder is still that Hub model, for the card and adapter_config.json."""
     if not path or not Path(path).expanduser().is_dir():
         return None
-    found = _HF_CACHE_SNAPSHOT.search(Path(path).expanduser().resolve().as_posix())
+    return snapshot_in_path(Path(path).expanduser().resolve().as_posix())
+
+
+def snapshot_in_path(text: str) -> tuple[str, str] | None:
+    """(Hub id, commit) that a path written as `text` names by its cache layout, whether or not it exists here."""
+    found = _HF_CACHE_SNAPSHOT.search(text)
     if not found:
         return None
     owner, name, commit = found.groups()
@@ -165,12 +170,20 @@ def hub_origin(name_or_path: str | None, hub_id: str | None = None, revision: st
 
 
 def recorded_revision(folder: str | Path, model: str) -> str:
-    """The Hub revision the run that wrote `folder` read `model` at (its `model_revision`, when its
-    `model_name_or_path` is `model`), else main: the model a run started from, read again at the same revision."""
+    """The Hub revision the run that wrote `folder` read `model` at, else main: the model a run started from, read
+    again at the same revision. From its run record (`base_model`, `base_model_revision`: a cache snapshot folder's
+    commit too), else its resolved config (`model_name_or_path`, `model_revision`)."""
+    if Path(model).exists():
+        return "main"
+    try:
+        record = json.loads((Path(folder) / RUN_RECORD_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        record = {}
+    if isinstance(record, dict) and record.get("base_model") == model and record.get("base_model_revision"):
+        return str(record["base_model_revision"])
     recorded = recorded_config(folder)
     revision = recorded.get("model_revision")
-    same = recorded.get("model_name_or_path") == model and not Path(model).exists()
-    return str(revision) if same and revision else "main"
+    return str(revision) if recorded.get("model_name_or_path") == model and revision else "main"
 
 
 def check_not_under_a_file(output_dir: str, command: str) -> None:

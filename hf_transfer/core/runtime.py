@@ -108,7 +108,7 @@ def check_installed(command: str, extra: str, *modules: str) -> None:
     missing = [name for name in modules if importlib.util.find_spec(name) is None]
     if missing:
         raise ConfigError(
-            f"{command} needs {', '.join(missing)}, which is not installed: "
+            f"{command} needs {', '.join(missing)}, which {'are' if len(missing) > 1 else 'is'} not installed: "
             f"pip install 'hf-transfer-learning[{extra}]'."
         )
 

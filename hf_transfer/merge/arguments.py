@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Literal
@@ -10,6 +11,8 @@ from hf_transfer.core.arguments import EvalDataArguments
 from hf_transfer.core.folders import check_new_output_dir, recorded_revision
 from hf_transfer.errors import ConfigError
 from hf_transfer.merge.interpolation import check_alpha, parse_alphas
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -106,8 +109,18 @@ class MergeArguments(EvalDataArguments):
             if value and os.path.exists(value) and os.path.realpath(value) == out:
                 raise ConfigError(f"output_dir {self.output_dir!r} is the {name} folder; write the result elsewhere.")
         check_new_output_dir(self.output_dir, "merge")
-        if self.pretrained_revision is None:
-            self.pretrained_revision = recorded_revision(self.finetuned, self.pretrained)
+        if self.pretrained_revision not in (None, "main") and os.path.exists(self.pretrained):
+            raise ConfigError(
+                f"pretrained_revision {self.pretrained_revision!r} is for a Hub id, and {self.pretrained!r} is a "
+                "local folder."
+            )
+        recorded = recorded_revision(self.finetuned, self.pretrained)
+        if self.pretrained_revision not in (None, recorded):  # then the shapes may differ, or the weights silently
+            logger.warning(
+                "the fine-tuned run started from %r at revision %r, and pretrained_revision is %r.",
+                self.pretrained, recorded, self.pretrained_revision,
+            )  # fmt: skip
+        self.pretrained_revision = self.pretrained_revision or recorded
 
     @property
     def alpha_grid(self) -> list[float]:

@@ -141,7 +141,8 @@ class CardData:
             depth = self.freeze.get("depth")
             student = f"{depth}-layer student" if depth else "student"
             teachers = ", ".join(f"`{shown_name(t)}`" for t in d.get("teachers") or [])
-            return f"distilled {student} of {teachers or 'its teacher'}"
+            own = self.base_model and f"`{shown_name(self.base_model)}`" not in teachers  # a separate student
+            return f"distilled {student} of {teachers or 'its teacher'}" + (f", started from {base}" if own else "")
         if self.few_shot:
             return f"few-shot classifier on {base} (pair-tuned body, head fitted on mean-pooled embeddings)"
         frozen = _frozen_blocks(self.freeze)

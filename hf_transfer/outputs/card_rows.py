@@ -108,7 +108,7 @@ def distill_rows(c: CardData) -> tuple[list, list]:
     if d.get("student_layers"):
         rows.append(("student built from teacher blocks", str(d["student_layers"])))
     transfer = d.get("transfer_set") or {}
-    if transfer.get("unlabelled") or transfer.get("augmented"):
+    if transfer.get("unlabelled") or transfer.get("augmented") or transfer.get("repeats_dropped"):
         augment = transfer.get("augmentation") or {}
         how = f" ({augment['method']}, p={augment['p']}, {augment['factor']} per row)" if augment else ""
         repeats = sum((transfer.get("repeats_dropped") or {}).values())

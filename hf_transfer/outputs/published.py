@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from hf_transfer.core.folders import TOKENIZER_FILES, json_text
+from hf_transfer.core.folders import TOKENIZER_FILES, json_text, snapshot_in_path
 
 RECORD_SUFFIXES = (".json", ".yaml", ".yml", ".md")
 # Files that transformers or a tokenizer writes (their strings are data: a vocabulary may hold `/usr/bin`, and they
@@ -31,14 +31,20 @@ _LOCAL_PATH = re.compile(r"(?<![\w.:/@~+-])~?/(?:[\w.@+-]+/)+([\w.@+-]+)/?")
 
 
 def without_local_paths(value):
-    """`value` (a parsed record) with every absolute path on this machine cut to its last part, keys included."""
+    """`value` (a parsed record) with every absolute path on this machine cut to its last part, keys included; a
+    model in the Hub cache becomes its id (a resolved config's model_revision, main, becomes the snapshot's commit,
+    so the published config reruns on that model)."""
     if isinstance(value, dict):
+        snapshot = snapshot_in_path(str(value.get("model_name_or_path") or ""))
+        if snapshot and value.get("model_revision") == "main":
+            value = {**value, "model_revision": snapshot[1]}
         return {without_local_paths(k): without_local_paths(v) for k, v in value.items()}
     if isinstance(value, list):
         return [without_local_paths(v) for v in value]
     if isinstance(value, str):
         if value.startswith(("/", "~/")) and "\n" not in value:
-            return Path(value.rstrip("/")).name or value
+            snapshot = snapshot_in_path(value)
+            return snapshot[0] if snapshot else Path(value.rstrip("/")).name or value
         return _LOCAL_PATH.sub(lambda m: m.group(1), value)
     return value
 
