@@ -1014,3 +1014,27 @@ def test_a_merge_of_a_merge_says_its_fine_tuned_end_is_a_merge(tmp_path, tiny_be
     name = "bert.encoder.layer.0.attention.self.query.weight"
     expected = 0.8 * pretrained[name] + 0.2 * tuned[name]
     assert torch.allclose(chained[name], expected, atol=1e-6)
+
+
+def test_loading_a_base_whose_head_is_put_back_reports_no_fresh_head(
+    tmp_path, tiny_bert_dir, lora_adapter, monkeypatch
+):
+    """merge, and evaluate/predict/export of an adapter, printed transformers' "MISSING ... newly initialized ...
+    Consider training" for the base's head, which the adapter's (or the fine-tuned model's) head replaces: the
+    bases are loaded with transformers' warnings off (and its verbosity restored after)."""
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as transformers_logging
+
+    real, levels = AutoModelForSequenceClassification.from_pretrained, []
+
+    def spying(*args, **kwargs):
+        levels.append((str(args[0]), transformers_logging.get_verbosity()))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForSequenceClassification, "from_pretrained", spying)
+    adapter_dir, _ = lora_adapter
+    argv = ["merge", "--pretrained", str(tiny_bert_dir), "--finetuned", str(adapter_dir), "--alpha", "1"]
+    assert main([*argv, "--output_dir", str(tmp_path / "merged")]) == 0
+    bases = [level for name, level in levels if name == str(tiny_bert_dir)]
+    assert bases and all(level == transformers_logging.ERROR for level in bases)
+    assert transformers_logging.get_verbosity() == transformers_logging.WARNING

@@ -214,7 +214,8 @@ def _base_revision(folder: Path, base: str) -> str:
 def load_adapter_for_inference(folder: Path, config):
     """The adapter in `folder` on a fresh copy of the base `config` describes (see `adapter_base_config`)."""
 
-    base = load_classifier(config._name_or_path, config, revision=_base_revision(folder, config._name_or_path))
+    revision = _base_revision(folder, config._name_or_path)
+    base = load_classifier(config._name_or_path, config, revision=revision, head_from_elsewhere=True)
     try:
         return load_adapter_classifier(folder, base)
     except (OSError, ValueError, RuntimeError, KeyError) as err:
@@ -367,6 +368,7 @@ def _finish_adapter(trainer, plan, adapter_args, model_args: ModelArguments, con
         revision=m.model_revision,
         cache_dir=m.cache_dir,
         trust_remote_code=m.trust_remote_code,
+        head_from_elsewhere=True,  # the saved adapter's head replaces it
     )
     record["reload_max_abs_logit_diff"] = reload_max_abs_diff(model, out, base, batch)
     record["merged_model"] = MERGED_DIR if adapter_args.merge_adapter else None

@@ -224,22 +224,30 @@ def predict_logits(
     return out
 
 
+MIN_TIMED_SECONDS = 0.5  # of timed passes per model, before measure_speed keeps the fastest
+
+
 def measure_speed(models: dict, texts: list[str], pairs: list[str] | None, *, batch_size: int, max_length: int):
     """Inference throughput (samples/s) of each `name: (model, tokenizer)` on the same texts.
 
-    The models take turns, twice, after a warm-up batch; each keeps its faster pass, so a burst of load on a shared
-    machine hurts neither side alone. Also returns each model's logits.
+    The models take turns after a warm-up batch, at least twice and until each has run for `MIN_TIMED_SECONDS` (a
+    few rows of a small model take milliseconds, where one burst of load on a shared machine decided the ratio: up
+    to 20 turns); each keeps its fastest pass, so load hurts neither side alone. Also returns each model's logits.
     """
     best = dict.fromkeys(models, float("inf"))
+    spent = dict.fromkeys(models, 0.0)
     logits = {}
     for model, tokenizer in models.values():
         predict_logits(model, tokenizer, texts[:batch_size], None if pairs is None else pairs[:batch_size],
                        batch_size=batch_size, max_length=max_length, progress=False)  # fmt: skip
-    for _ in range(2):
+    turns = 0
+    while turns < 2 or (turns < 20 and min(spent.values()) < MIN_TIMED_SECONDS):
+        turns += 1
         for name, (model, tokenizer) in models.items():
             started = time.perf_counter()
             logits[name] = predict_logits(
                 model, tokenizer, texts, pairs, batch_size=batch_size, max_length=max_length, progress=False
             )
-            best[name] = min(best[name], time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            best[name], spent[name] = min(best[name], seconds), spent[name] + seconds
     return {name: len(texts) / seconds for name, seconds in best.items()}, logits

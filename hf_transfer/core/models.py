@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -241,6 +242,20 @@ def check_classifier_head(config, num_labels: int, name_or_path: str, ignore_mis
         )
 
 
+@contextlib.contextmanager
+def head_restored_later():
+    """Loading a base whose head an adapter or a fine-tuned model puts back: transformers' load report ("MISSING ...
+    newly initialized ... Consider training") is not shown, since it is not so for the model that runs."""
+    from transformers.utils import logging as transformers_logging
+
+    level = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity(max(level, transformers_logging.ERROR))
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(level)
+
+
 def load_classifier(
     name_or_path: str,
     config,
@@ -249,24 +264,29 @@ def load_classifier(
     cache_dir=None,
     trust_remote_code=False,
     ignore_mismatched_sizes=False,
+    head_from_elsewhere=False,
 ):
+    """`name_or_path`'s classifier in float32; `head_from_elsewhere`: its head is replaced after loading (an adapter's
+    saved head), so transformers' report of a freshly initialised one is not shown."""
     import torch
     from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification
 
+    quiet = head_restored_later() if head_from_elsewhere else contextlib.nullcontext()
     try:
         # Always fp32 master weights: transformers 5 loads a checkpoint in its stored dtype by default, and training an
         # fp16 checkpoint in fp16 breaks the fp16 grad scaler and loses updates in bf16/fp32 runs alike. Mixed
         # precision comes from autocast.
-        return AutoModelForSequenceClassification.from_pretrained(
-            name_or_path,
-            config=config,
-            dtype=torch.float32,
-            revision=revision,
-            cache_dir=cache_dir,
-            trust_remote_code=trust_remote_code,
-            ignore_mismatched_sizes=ignore_mismatched_sizes,
-        )
+        with quiet:
+            return AutoModelForSequenceClassification.from_pretrained(
+                name_or_path,
+                config=config,
+                dtype=torch.float32,
+                revision=revision,
+                cache_dir=cache_dir,
+                trust_remote_code=trust_remote_code,
+                ignore_mismatched_sizes=ignore_mismatched_sizes,
+            )
     except pickle.UnpicklingError:
         # transformers reads .bin checkpoints with torch.load(weights_only=True): it refused to run this pickle.
         raise ConfigError(

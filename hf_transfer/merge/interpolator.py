@@ -37,6 +37,7 @@ from hf_transfer.core.layers import discover_layers
 from hf_transfer.core.models import (
     align_pad_token,
     check_not_regression,
+    head_restored_later,
     is_sequence_classifier,
     load_classifier,
     load_config,
@@ -219,14 +220,15 @@ def _pretrained_body(args: MergeArguments, pre: _Preflight) -> dict[str, torch.T
     from transformers import AutoModelForSequenceClassification
 
     try:
-        model, info = AutoModelForSequenceClassification.from_pretrained(
-            args.pretrained,
-            revision=args.pretrained_revision,
-            config=pre.pretrained_config,
-            dtype=torch.float32,
-            output_loading_info=True,
-            ignore_mismatched_sizes=True,  # a pretrained classifier with another label count: its head is not used
-        )
+        with head_restored_later():  # the fine-tuned head (or head_init's) is the one used: no "newly initialized"
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                args.pretrained,
+                revision=args.pretrained_revision,
+                config=pre.pretrained_config,
+                dtype=torch.float32,
+                output_loading_info=True,
+                ignore_mismatched_sizes=True,  # a pretrained classifier with another label count: its head is unused
+            )
     except (OSError, ValueError, RuntimeError) as err:
         raise ConfigError(f"cannot load the weights of pretrained {args.pretrained!r}: {one_line(err)}") from None
     missing = set(info["missing_keys"]) | {k for k, *_ in info.get("mismatched_keys") or []}
@@ -275,7 +277,9 @@ class Interpolator:
 
     def _load_adapter(self, args: MergeArguments, pre: _Preflight) -> None:
 
-        base = load_classifier(args.pretrained, pre.config, revision=args.pretrained_revision)
+        base = load_classifier(
+            args.pretrained, pre.config, revision=args.pretrained_revision, head_from_elsewhere=True
+        )
         base = align_pad_token(base, pre.tokenizer)
         try:
             peft_model = load_adapter_classifier(args.finetuned, base)
