@@ -42,13 +42,8 @@ def parse_index_list(name: str, value: Any) -> int | list[int] | None:
     raise ConfigError(f"{name} must be an int or a list of ints like [0, 1, 2], got {value!r}.")
 
 
-def model_revision_field():
-    """`model_revision` of the inference commands (evaluate, predict, export): the Hub revision of the model they
-    are given, as train's `model_revision` is model_name_or_path's."""
-    return field(
-        default="main",
-        metadata={"help": "Branch, tag or commit of the model when it is a Hub id (a folder has none)."},
-    )
+# `model_revision` of the inference commands (evaluate, predict, export), as train's is model_name_or_path's.
+INFERENCE_REVISION_HELP = "Branch, tag or commit of the model when it is a Hub id (a folder has none)."
 
 
 @dataclass

@@ -144,8 +144,7 @@ def _apply_label_space(split, ds, profile, summary, space, multi: bool, args) ->
     del features[_RAW_LABEL]
     features["labels"] = datasets.List(datasets.Value("float32")) if multi else datasets.ClassLabel(names=names)
     features[_KEEP] = datasets.Value("bool")
-    # Quick below 100,000 rows, where its bar only drew before a refusal found once the data was read.
-    with progress_bars_off(len(ds) < 100_000):
+    with progress_bars_off(len(ds) < 100_000):  # quick there: its bar only drew before refusals found after it
         ds = ds.map(convert, batched=True, remove_columns=[_RAW_LABEL], features=features, desc=f"Labels ({split})")
     kept = pc.sum(ds.data.column(_KEEP)).as_py() or 0
     summary["dropped"]["unmapped_label"] = summary["rows"] - kept
@@ -169,11 +168,9 @@ def _labels_array(ds: datasets.Dataset) -> np.ndarray:
 
 def _carve_validation(train: datasets.Dataset, percentage: int, seed: int, multi: bool):
     """Seeded, shuffled train/validation indices (int64 arrays), stratified by label; a class of one row stays in
-    train (it went to validation by chance when any class had one row, leaving train without it).
-
-    Done in numpy: `Dataset.train_test_split(stratify_by_column=...)` reads the labels row by row (seconds on SST-2),
-    and a Python list of a million indices costs more memory than the rows it selects.
-    """
+    train (it went to validation by chance when any class had one row, leaving train without it). Done in numpy:
+    `Dataset.train_test_split(stratify_by_column=...)` reads the labels row by row (seconds on SST-2), and a Python
+    list of a million indices costs more memory than the rows it selects."""
     if len(train) < 2:
         raise DataError(
             f"train has {len(train)} usable row(s), too few to carve a validation split; give validation_file."

@@ -51,34 +51,6 @@ def check_model_location(name_or_path: str) -> None:
         raise ConfigError(f"model folder {name_or_path!r} does not exist.")
 
 
-# Files of other runtimes in a Hub repository, which a PyTorch classifier never reads: left on the Hub.
-_OTHER_RUNTIMES = ["*.h5", "*.msgpack", "*.ot", "*.tflite", "*.gguf", "*.mlmodel", "onnx/*", "openvino/*", "coreml/*"]
-
-
-def hub_snapshot_folder(name_or_path: str, revision: str = "main") -> str:
-    """A Hub id's files as a local folder, the cache's snapshot (offline: what the cache holds; online: downloaded,
-    PyTorch weights in safetensors when the repository has them), so that `evaluate`, `predict` and `export` read an
-    adapter, an exported ONNX graph and a run's records by id as they do by path. `name_or_path` itself for a local
-    path, or when the id cannot be had: the checks that follow say why, in one line."""
-    from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.utils import validate_repo_id
-
-    path = Path(name_or_path).expanduser()
-    if path.exists() or path.is_absolute() or name_or_path.startswith((".", "~")) or name_or_path.count("/") > 1:
-        return name_or_path
-    try:
-        validate_repo_id(name_or_path)
-        if constants.HF_HUB_OFFLINE:
-            return snapshot_download(name_or_path, revision=revision, local_files_only=True)
-        from huggingface_hub import HfApi
-
-        files = HfApi().list_repo_files(name_or_path, revision=revision)
-        pickles = ["*.bin", "*.pt", "*.pth"] if any(f.endswith(".safetensors") for f in files) else []
-        return snapshot_download(name_or_path, revision=revision, ignore_patterns=_OTHER_RUNTIMES + pickles)
-    except Exception:  # noqa: BLE001 - not cached offline, not on the Hub, no network: said by the checks after
-        return name_or_path
-
-
 def _adapter_base(folder: Path) -> str | None:
     """The base model an adapter_config.json names, or None when it cannot be read."""
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hf_transfer.core.arguments import EvalDataArguments, model_revision_field
+from hf_transfer.core.arguments import INFERENCE_REVISION_HELP, EvalDataArguments
 from hf_transfer.core.folders import ADAPTER_CONFIG, CARD_DATA_FILE, RUN_RECORD_FILE, TOKENIZER_FILES, check_writable
 from hf_transfer.errors import ConfigError
 from hf_transfer.outputs.plots import confusion_paths
@@ -29,7 +29,7 @@ class EvaluateArguments(EvalDataArguments):
             "written by `export` (ONNX)."
         },
     )
-    model_revision: str = model_revision_field()
+    model_revision: str = field(default="main", metadata={"help": INFERENCE_REVISION_HELP})
     base_model_name_or_path: str | None = field(
         default=None,
         metadata={

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from hf_transfer.core.arguments import EvalDataArguments, model_revision_field
+from hf_transfer.core.arguments import INFERENCE_REVISION_HELP, EvalDataArguments
 from hf_transfer.core.folders import check_new_output_dir
 from hf_transfer.errors import ConfigError
 
@@ -42,7 +42,7 @@ class ExportArguments(EvalDataArguments):
             "(`<name>-onnx` for a Hub id)."
         },
     )
-    model_revision: str = model_revision_field()
+    model_revision: str = field(default="main", metadata={"help": INFERENCE_REVISION_HELP})
     base_model_name_or_path: str | None = field(
         default=None,
         metadata={"help": "For an adapter folder: the base model to merge it into (default: the one it names)."},

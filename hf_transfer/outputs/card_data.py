@@ -1,6 +1,6 @@
-"""What a model card says, as plain data: filled during training by `CardDataCallback` (as SetFit's model-card
-callback does), completed from the run record, and saved as `hf_transfer_card_data.json` beside the model so that
-`hf-transfer card DIR` can write the card again later from what DIR holds."""
+"""What a model card says, as plain data: filled during training by `train.callbacks.CardDataCallback` (as SetFit's
+model-card callback does), completed from the run record, and saved as `hf_transfer_card_data.json` beside the
+model so that `hf-transfer card DIR` can write the card again later from what DIR holds."""
 
 from __future__ import annotations
 
@@ -12,10 +12,8 @@ from importlib import metadata
 from pathlib import Path
 
 import yaml
-from transformers import TrainerCallback
 
 from hf_transfer.core.folders import CARD_DATA_FILE, CONFIG_FILE, RUN_RECORD_FILE, json_text, write_text_atomic
-from hf_transfer.core.runtime import precision_name
 from hf_transfer.errors import ConfigError, one_line
 from hf_transfer.outputs.provenance import base_model_facts, detect_adapter, is_hub_id, shown_name
 
@@ -212,28 +210,6 @@ def hyperparameters_of(values: dict) -> dict:
     hidden = {"data_seed"} if values.get("data_seed") is None else set()
     hidden.add("num_train_epochs" if capped else "max_steps")
     return {k: values[k] for k in _HYPERPARAMETERS if k in values and k not in hidden}
-
-
-class CardDataCallback(TrainerCallback):
-    """Fills `CardData` while `Trainer` runs: the hyperparameters when training starts and a row per evaluation (the
-    unfreezing schedule is the freeze plan's, set after training: see `core.freezing.unfreezing_schedule`)."""
-
-    def __init__(self, card_data: CardData | None = None):
-        self.card_data = card_data or CardData()
-        self._train_loss = None
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.card_data.hyperparameters = hyperparameters_of(args.to_dict())
-        self.card_data.precision = precision_name(args)
-        self.card_data.world_size = args.world_size
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and "loss" in logs:
-            self._train_loss = logs["loss"]
-
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        if metrics:
-            self.card_data.epochs.append(epoch_row(state.epoch, state.global_step, self._train_loss, metrics))
 
 
 # --- completing the card data from the run record ------------------------------------------------------------------

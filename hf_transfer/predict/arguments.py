@@ -9,9 +9,9 @@ from typing import Literal
 
 from hf_transfer.core.arguments import (
     INFERENCE_MAX_SEQ_LENGTH_HELP,
+    INFERENCE_REVISION_HELP,
     check_data_file,
     data_file_problem,
-    model_revision_field,
 )
 from hf_transfer.core.folders import check_writable
 from hf_transfer.errors import ConfigError
@@ -76,7 +76,7 @@ class PredictArguments:
         default=None,
         metadata={"help": "Maps the file's label values to the model's label names, as for `evaluate`."},
     )
-    model_revision: str = model_revision_field()
+    model_revision: str = field(default="main", metadata={"help": INFERENCE_REVISION_HELP})
     base_model_name_or_path: str | None = field(
         default=None,
         metadata={"help": "For an adapter folder: the base model to load it onto (default: the one it names)."},

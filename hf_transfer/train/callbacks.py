@@ -1,5 +1,5 @@
 """The callbacks `TransferTrainer` adds: gradual unfreezing, heap trimming, and evaluations that leave the random
-state as they found it."""
+state as they found it; and the one that fills the model card's data while training runs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from hf_transfer.core.freezing import apply_freeze, trainable_at_epoch, unreached_unfreezing
-from hf_transfer.core.runtime import trim_freed_memory
+from hf_transfer.core.runtime import precision_name, trim_freed_memory
+from hf_transfer.outputs.card_data import CardData, epoch_row, hyperparameters_of
 
 logger = logging.getLogger(__name__)
 
@@ -80,3 +81,25 @@ class GradualUnfreezingCallback(TrainerCallback):
         trainable = trainable_at_epoch(list(trainer.freeze_plan.stages), epoch, args.gradual_unfreezing)
         apply_freeze(model, {n for n, _ in model.named_parameters()} - trainable, trainer.layout)
         self.history.append((epoch, len(trainable)))
+
+
+class CardDataCallback(TrainerCallback):
+    """Fills `CardData` while `Trainer` runs: the hyperparameters when training starts and a row per evaluation (the
+    unfreezing schedule is the freeze plan's, set after training: see `core.freezing.unfreezing_schedule`)."""
+
+    def __init__(self, card_data: CardData | None = None):
+        self.card_data = card_data or CardData()
+        self._train_loss = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.card_data.hyperparameters = hyperparameters_of(args.to_dict())
+        self.card_data.precision = precision_name(args)
+        self.card_data.world_size = args.world_size
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self._train_loss = logs["loss"]
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if metrics:
+            self.card_data.epochs.append(epoch_row(state.epoch, state.global_step, self._train_loss, metrics))

@@ -31,7 +31,7 @@ from hf_transfer.core.runtime import (
 )
 from hf_transfer.core.tasks import MULTI_LABEL, predicted_labels
 from hf_transfer.errors import TrainingDivergedError
-from hf_transfer.outputs.card_data import CardDataCallback, complete_card_data
+from hf_transfer.outputs.card_data import complete_card_data
 from hf_transfer.outputs.cards import write_model_card
 from hf_transfer.outputs.hub import HubUnreachable, push_folder
 from hf_transfer.outputs.plots import pictures_summary, plot_training_curves, save_confusion_matrix, save_label_f1
@@ -45,6 +45,7 @@ from hf_transfer.outputs.run_folder import (
     stop_cleanly,
     write_resolved_config,
 )
+from hf_transfer.train.callbacks import CardDataCallback
 from hf_transfer.train.evaluation_memory import EvaluationMemory
 
 
