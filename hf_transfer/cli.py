@@ -8,6 +8,7 @@ import difflib
 import os
 import signal
 import sys
+import time
 import typing
 
 from hf_transfer import __version__
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"hf-transfer: error: unknown command {command!r}; expected one of {', '.join(COMMANDS)}.{hint}",
                 file=sys.stderr,
             )
-        return 2
+        return _refused()
     with signals_as_interrupts() as received:
         try:
             result = _run(command, rest)
@@ -214,6 +215,25 @@ def _run(command: str, rest: list[str]) -> dict | int:
         return entry_point(*parsed)
 
 
+# How long another process of a launch waits before it exits on a refusal that the main process prints.
+REFUSAL_GRACE_SECONDS = 15.0
+
+
+def _refused() -> int:
+    """Status 2 for bad input. Another process of a launch, which prints nothing, exits only after a grace period:
+    exiting first, it had the launcher stop the main process (SIGTERM) before that printed its line, and the user saw
+    no reason at all. The main process exits as soon as it has printed, and the launcher then stops this one."""
+    if not is_launched_main_process():
+        # Stopped while it waits, it goes quietly (no traceback); the handlers are put back after.
+        before = {stop: signal.signal(stop, signal.SIG_DFL) for stop in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            time.sleep(REFUSAL_GRACE_SECONDS)
+        finally:
+            for stop, handler in before.items():
+                signal.signal(stop, handler)
+    return 2
+
+
 def _stopped(command: str, err: BaseException, received: list[int]) -> int:
     """The exit status of a run that raised `err`, after one line on stderr; `err` itself when it is a bug."""
     if received or isinstance(err, KeyboardInterrupt):
@@ -228,7 +248,7 @@ def _stopped(command: str, err: BaseException, received: list[int]) -> int:
         # (two processes printed two identical lines); every process still exits with status 2.
         if is_launched_main_process():
             print(f"hf-transfer {command}: error: {err}", file=sys.stderr)
-        return 2
+        return _refused()
     if isinstance(err, (DiskFullError, TrainingDivergedError)):
         print(f"hf-transfer {command}: error: {err}", file=sys.stderr)
         return 1

@@ -766,3 +766,18 @@ def test_disable_tqdm_silences_every_bar_of_a_run(tmp_path, tiny_bert_dir, tiny_
     for bar in ("Labels (", "Tokenizing", "Loading weights", "Writing model shards", "it/s]", "examples/s]"):
         assert bar not in err, err[-2000:]
     assert datasets.is_progress_bar_enabled()  # the library setting is handed back after the command
+
+
+def test_another_process_of_a_launch_outlives_the_main_ones_refusal(monkeypatch, capsys):
+    """Under `accelerate launch`, process 1 (which prints nothing) refused first and exited; the launcher then stopped
+    process 0 before it printed its line, and the user saw no reason at all (CI 67). It waits before exiting."""
+    from hf_transfer import cli
+
+    slept = []
+    monkeypatch.setattr(cli.time, "sleep", slept.append)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert main(["trian"]) == 2 and slept == [cli.REFUSAL_GRACE_SECONDS] and not capsys.readouterr().err
+    monkeypatch.setenv("RANK", "0")
+    assert main(["trian"]) == 2 and slept == [cli.REFUSAL_GRACE_SECONDS]  # the main process prints and exits
+    assert "unknown command 'trian'" in capsys.readouterr().err
