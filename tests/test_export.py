@@ -251,6 +251,7 @@ def test_help_lists_the_fields_and_export_takes_the_folder_first(capsys, tmp_pat
     for flag in ("--format", "--quantize", "--output_dir", "--validation_file", "--opset", "--max_abs_logit_diff",
                  "--max_accuracy_drop", "--base_model_name_or_path"):  # fmt: skip
         assert flag in out, flag
+    assert "--extra_eval" not in out  # shared with evaluate, refused by export: not offered
     from hf_transfer.cli import parse_command_args
 
     (args,) = parse_command_args("export", [str(tmp_path / "m"), "--format", "onnx", "--quantize", "int8"])

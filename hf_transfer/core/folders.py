@@ -160,6 +160,12 @@ def snapshot_in_path(text: str) -> tuple[str, str] | None:
 _OTHER_RUNTIMES = ["*.h5", "*.msgpack", "*.ot", "*.tflite", "*.gguf", "*.mlmodel", "onnx/*", "openvino/*", "coreml/*"]
 
 
+def looks_local(name_or_path: str) -> bool:
+    """Whether a model name can only be a local path: absolute, starting with `.` or `~`, or with more than one `/`
+    (a Hub id is `name` or `owner/name`)."""
+    return Path(name_or_path).is_absolute() or name_or_path.startswith((".", "~")) or name_or_path.count("/") > 1
+
+
 def hub_snapshot_folder(name_or_path: str, revision: str = "main") -> str:
     """A Hub id's files as a local folder, the cache's snapshot (offline: what the cache holds; online: downloaded,
     PyTorch weights in safetensors when the repository has them), so that `evaluate`, `predict` and `export` read an
@@ -168,8 +174,7 @@ def hub_snapshot_folder(name_or_path: str, revision: str = "main") -> str:
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.utils import validate_repo_id
 
-    path = Path(name_or_path).expanduser()
-    if path.exists() or path.is_absolute() or name_or_path.startswith((".", "~")) or name_or_path.count("/") > 1:
+    if Path(name_or_path).expanduser().exists() or looks_local(name_or_path):
         return name_or_path
     try:
         validate_repo_id(name_or_path)

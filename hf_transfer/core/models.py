@@ -17,6 +17,7 @@ from hf_transfer.core.folders import (
     has_tokenizer,
     is_adapter_folder,
     is_onnx_folder,
+    looks_local,
     onnx_export_source,
     plain_adapter_advice,
     read_json_file,
@@ -46,8 +47,7 @@ def check_model_location(name_or_path: str) -> None:
             f"model folder {name_or_path!r} has no config.json; give a folder written by save_pretrained, or a Hub "
             "id." + search_folder_hint(path)
         )
-    looks_local = path.is_absolute() or name_or_path.startswith((".", "~")) or name_or_path.count("/") > 1
-    if not path.exists() and looks_local:
+    if not path.exists() and looks_local(name_or_path):
         raise ConfigError(f"model folder {name_or_path!r} does not exist.")
 
 

@@ -40,9 +40,17 @@ def say_overlap(summary: dict) -> None:
             )
 
 
+PAIR_SEPARATOR = "\x1f"  # joins a text and its pair into one key: a control character no text holds
+
+
+def input_key(text: str, pair: str | None) -> str:
+    """One row's input as one string, as `inputs_of` gives it for a dataset's rows."""
+    return text if pair is None else f"{text}{PAIR_SEPARATOR}{pair}"
+
+
 def inputs_of(ds: datasets.Dataset, text: str, pair: str | None) -> pa.ChunkedArray:
-    """Each row's input as one string: the text, or the text and its pair joined by a separator no text holds."""
+    """Each row's input as one string: the text, or the text and its pair joined by `PAIR_SEPARATOR`."""
     table = ds.with_format("arrow", columns=[text] + ([pair] if pair else []))[:]
     if not pair:
         return table[text]
-    return pc.binary_join_element_wise(table[text], table[pair], "\x1f")  # a separator no text holds
+    return pc.binary_join_element_wise(table[text], table[pair], PAIR_SEPARATOR)

@@ -18,7 +18,7 @@ import torch
 from hf_transfer.core.caching import cache_key, default_cache_dir, fingerprint_model, fingerprint_texts, load_or_build
 from hf_transfer.core.cleaning import PAIR_OPTION, check_text_cells, closest_hint
 from hf_transfer.core.data import PreparedData
-from hf_transfer.core.overlap import count_overlap, inputs_of
+from hf_transfer.core.overlap import count_overlap, input_key, inputs_of
 from hf_transfer.core.tables import read_table
 from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.errors import DataError
@@ -257,9 +257,8 @@ def _without_repeats(train, text: str, pair: str | None, parts: list[tuple[str, 
     seen = set(inputs_of(train, text, pair).to_pylist())
     kept, dropped = [], {}
     for name, part in parts:
-        keys = (
-            part.texts if part.pairs is None else [f"{t}\x1f{p}" for t, p in zip(part.texts, part.pairs, strict=True)]
-        )
+        pairs = part.pairs or [None] * len(part.texts)
+        keys = [input_key(t, p) for t, p in zip(part.texts, pairs, strict=True)]
         keep = []
         for i, key in enumerate(keys):
             if key not in seen:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -43,6 +44,8 @@ class ExportArguments(EvalDataArguments):
         },
     )
     model_revision: str = field(default="main", metadata={"help": INFERENCE_REVISION_HELP})
+    # Shared with evaluate, but export checks parity on validation_file alone: kept out of --help, refused if given.
+    extra_eval: list[str] | str | None = field(default=None, metadata={"action": "append", "help": argparse.SUPPRESS})
     base_model_name_or_path: str | None = field(
         default=None,
         metadata={"help": "For an adapter folder: the base model to merge it into (default: the one it names)."},

@@ -69,8 +69,9 @@ def _preflight(args: ExportArguments) -> tuple[InferenceSource, PreparedEvalSet 
     # A pair model's parity and accuracy are measured on pairs (they were measured on the first texts alone), and the
     # exported folder records its pair column, so predict and evaluate ask for it wherever the folder goes.
     trained = trained_pair_column(source)
-    if trained.get(PAIR_COLUMN) and trained_text_column(source):  # for the card's predict line and refusals
-        trained = {**trained, "text_column_name": trained_text_column(source)}
+    text_column = trained_text_column(source) if trained.get(PAIR_COLUMN) else None
+    if text_column:  # for the card's predict line and refusals
+        trained = {**trained, "text_column_name": text_column}
     if args.validation_file or args.text_pair_column_name:
         check_given_pair(trained, args.text_pair_column_name, args.model_dir)
     data = None
