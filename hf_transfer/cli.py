@@ -210,9 +210,16 @@ def _run(command: str, rest: list[str]) -> dict | int:
             file=sys.stderr,
         )
     parsed = command_parser(command, dataclass_types).parse(rest)
-    bars_off = any(getattr(a, "disable_tqdm", None) is True for a in parsed) or not is_launched_main_process()
+    bars_off = any(_asks_no_bars(a) for a in parsed) or not is_launched_main_process()
     with quiet_other_processes(), progress_bars_off(bars_off):
         return entry_point(*parsed)
+
+
+def _asks_no_bars(args) -> bool:
+    """`disable_tqdm: true` among a command's fields, or among the trial fields `search` collects (`trial_config`)."""
+    trial = getattr(args, getattr(type(args), "other_fields", ""), None)
+    value = trial.get("disable_tqdm") if isinstance(trial, dict) else None
+    return getattr(args, "disable_tqdm", None) is True or str(value).lower() in ("true", "yes", "y", "t", "1")
 
 
 # How long another process of a launch waits before it exits on a refusal that the main process prints.

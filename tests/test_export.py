@@ -290,9 +290,10 @@ def test_a_pair_model_is_checked_on_pairs_and_its_export_records_the_pair_column
     data = pd.DataFrame({"premise": texts, "hypothesis": texts[::-1], "label": ["neg", "pos"] * 6})
     data.to_csv(tmp_path / "dev.csv", index=False)
 
+    data.drop(columns="hypothesis").to_csv(tmp_path / "first.csv", index=False)
     monkeypatch.setattr(export_command, "load_inference_model", lambda *a: pytest.fail("loaded before the check"))
     capsys.readouterr()
-    assert export(source, tmp_path / "x", "--validation_file", str(tmp_path / "dev.csv"), "--text_column_name",
+    assert export(source, tmp_path / "x", "--validation_file", str(tmp_path / "first.csv"), "--text_column_name",
                   "premise") == 2  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "was trained on text pairs (second text column 'hypothesis')" in err, err
@@ -308,12 +309,12 @@ def test_a_pair_model_is_checked_on_pairs_and_its_export_records_the_pair_column
     assert "--text_column_name premise --text_pair_column_name hypothesis" in (out / "README.md").read_text()
     moved = shutil.move(source, tmp_path / "elsewhere")
     data.drop(columns="label").to_csv(tmp_path / "in.csv", index=False)
-    argv = ["predict", "--model_name_or_path", str(out), "--input_file", str(tmp_path / "in.csv"), "--output_file",
-            str(tmp_path / "out.csv"), "--text_column_name", "premise"]  # fmt: skip
+    argv = ["predict", "--model_name_or_path", str(out), "--output_file", str(tmp_path / "out.csv"),
+            "--text_column_name", "premise", "--input_file"]  # fmt: skip
     capsys.readouterr()
-    assert main(argv) == 2
+    assert main([*argv, str(tmp_path / "first.csv")]) == 2
     assert "was trained on text pairs" in capsys.readouterr().err
-    assert main([*argv, "--text_pair_column_name", "hypothesis"]) == 0
+    assert main([*argv, str(tmp_path / "in.csv"), "--text_pair_column_name", "hypothesis"]) == 0
     model, tokenizer = AutoModelForSequenceClassification.from_pretrained(moved), AutoTokenizer.from_pretrained(moved)
     inputs = tokenizer(texts, texts[::-1], padding=True, return_tensors="pt")
     assert (inputs["token_type_ids"] == 1).any()

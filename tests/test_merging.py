@@ -934,12 +934,15 @@ def test_a_pair_model_is_swept_on_pairs_and_its_merge_records_the_pair_column(tm
     rows.to_csv(tmp_path / "dev.csv", index=False)
     argv = ["merge", "--pretrained", str(pretrained), "--finetuned", str(finetuned)]
     sweep = ["--alphas", "0,1", "--validation_file", str(tmp_path / "dev.csv"), "--text_column_name", "premise"]
+    rows.drop(columns="hypothesis").to_csv(tmp_path / "first.csv", index=False)
     capsys.readouterr()
-    assert main([*argv, *sweep, "--output_dir", str(tmp_path / "swept")]) == 2
+    first = ["--alphas", "0,1", "--validation_file", str(tmp_path / "first.csv"), "--text_column_name", "premise"]
+    assert main([*argv, *first, "--output_dir", str(tmp_path / "swept")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "was trained on text pairs (second text column 'hypothesis')" in err, err
     assert not (tmp_path / "swept").exists()
     assert main([*argv, *sweep, "--text_pair_column_name", "hypothesis", "--output_dir", str(tmp_path / "swept")]) == 0
+    assert main([*argv, *sweep, "--output_dir", str(tmp_path / "swept-read")]) == 0  # the file has the pair columns
 
     out = tmp_path / "merged"
     assert main([*argv, "--alpha", "0.5", "--output_dir", str(out)]) == 0
@@ -948,8 +951,9 @@ def test_a_pair_model_is_swept_on_pairs_and_its_merge_records_the_pair_column(tm
     predict = ["predict", "--model_name_or_path", str(out), "--input_file", str(tmp_path / "in.csv"),
                "--text_column_name", "premise", "--output_file"]  # fmt: skip
     assert main([*predict, str(tmp_path / "out.csv"), "--text_pair_column_name", "hypothesis"]) == 0
+    rows.drop(columns=["label", "hypothesis"]).to_csv(tmp_path / "first.csv", index=False)
     capsys.readouterr()
-    assert main([*predict, str(tmp_path / "single.csv")]) == 2
+    assert main([*predict[:4], str(tmp_path / "first.csv"), *predict[5:], str(tmp_path / "single.csv")]) == 2
     assert "was trained on text pairs" in capsys.readouterr().err
 
 

@@ -4,6 +4,7 @@ batches, empty rows counted, top-k, the metrics (equal to `evaluate`'s) when the
 leaves no file, and one run of the real MiniLM on SST-2 rows."""
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -304,7 +305,9 @@ def test_a_multi_label_model_scores_one_label_per_row_as_evaluate_does(models, t
         assert summary[key] == pytest.approx(expected[key]), key
 
 
-def test_the_pair_column_a_model_was_trained_with_is_required(models, tmp_path, tiny_bert_dir, capsys, monkeypatch):
+def test_the_pair_column_a_model_was_trained_with_is_required(
+    models, tmp_path, tiny_bert_dir, capsys, monkeypatch, caplog
+):
     """A model trained on text pairs labelled every row from its first text alone when the pair column was not given,
     silently; its run's recorded configuration says it needs one (and a single-text model that it takes none)."""
     import shutil
@@ -321,16 +324,18 @@ def test_the_pair_column_a_model_was_trained_with_is_required(models, tmp_path, 
     (single / "hf_transfer_config.yaml").write_text(yaml.safe_dump({**record, "text_pair_column_name": None}))
     data = pd.DataFrame({"premise": WORDS, "hypothesis": WORDS[::-1]})
     data.to_csv(tmp_path / "in.csv", index=False)
+    data[["premise"]].to_csv(tmp_path / "first.csv", index=False)  # no second text column
 
     loaded = "hf_transfer.predict.command.load_inference_model"
     monkeypatch.setattr(loaded, lambda *a: pytest.fail("the model loaded before the pair column was checked"))
     out = tmp_path / "out.csv"
-    argv = ["predict", "--input_file", str(tmp_path / "in.csv"), "--output_file", str(out), "--text_column_name",
-            "premise"]  # fmt: skip
+    argv = ["predict", "--output_file", str(out), "--text_column_name", "premise"]
     for model, extra, needle in [
-        (pairs, [], "(e.g. --text_column_name premise --text_pair_column_name hypothesis, as in training)"),
-        (single, ["--text_pair_column_name", "hypothesis"], "was trained on single texts"),
-    ]:
+        (pairs, ["--input_file", str(tmp_path / "first.csv")],
+         "(e.g. --text_column_name premise --text_pair_column_name hypothesis, as in training)"),
+        (single, ["--input_file", str(tmp_path / "in.csv"), "--text_pair_column_name", "hypothesis"],
+         "was trained on single texts"),
+    ]:  # fmt: skip
         capsys.readouterr()
         assert main([*argv, "--model_name_or_path", str(model), *extra]) == 2
         err = capsys.readouterr().err.strip()
@@ -338,7 +343,7 @@ def test_the_pair_column_a_model_was_trained_with_is_required(models, tmp_path, 
         assert not out.exists()
     # evaluate scored the pair model on the first texts alone too
     labelled = data.assign(label=["pos", "neg"] * (len(WORDS) // 2))
-    labelled.to_csv(tmp_path / "dev.csv", index=False)
+    labelled.drop(columns="hypothesis").to_csv(tmp_path / "dev.csv", index=False)
     monkeypatch.setattr("hf_transfer.evaluation.command.load_inference_model", lambda *a: pytest.fail("loaded"))
     capsys.readouterr()
     argv = ["evaluate", "--model_name_or_path", str(pairs), "--validation_file", str(tmp_path / "dev.csv"),
@@ -353,6 +358,17 @@ def test_the_pair_column_a_model_was_trained_with_is_required(models, tmp_path, 
     with torch.no_grad():
         logits = model(**tokenizer(WORDS, WORDS[::-1], padding=True, return_tensors="pt")).logits
     np.testing.assert_allclose(pd.read_csv(out)["prob_pos"], torch.softmax(logits, -1)[:, 1].numpy(), atol=1e-5)
+    # A file that has the columns the model was trained with is read by them, with no flag (as run_glue reads its
+    # task's columns), and said in one line.
+    read = tmp_path / "read.csv"
+    with caplog.at_level(logging.WARNING):
+        assert main(["predict", "--model_name_or_path", str(pairs), "--input_file", str(tmp_path / "in.csv"),
+                     "--output_file", str(read)]) == 0  # fmt: skip
+    assert any("reading columns 'premise' and 'hypothesis'" in r.getMessage() for r in caplog.records)
+    np.testing.assert_allclose(pd.read_csv(read)["prob_pos"], pd.read_csv(out)["prob_pos"], atol=1e-7)
+    labelled.to_csv(tmp_path / "dev-pairs.csv", index=False)
+    argv = ["evaluate", "--model_name_or_path", str(pairs), "--validation_file", str(tmp_path / "dev-pairs.csv")]
+    assert main(argv) == 0
 
 
 def test_adapter_folder(models, tmp_path, tiny_bert_dir):

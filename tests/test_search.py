@@ -52,6 +52,8 @@ def test_space_syntax_ranges_and_choices():
         ({"learning_rate": 1e-4}, "a fixed value goes in the config"),
         ({"class_names": [["a", "b"]]}, "a choice must be"),
         ({"output_dir": ["a", "b"]}, "sets output_dir itself"),
+        ({"validation_file": ["dev.csv", "train.csv"]}, "every trial is scored on the same validation rows"),
+        ({"max_eval_samples": {"low": 10, "high": 60}}, "set max_eval_samples in the config, not in search_space"),
         ([1, 2], "non-empty mapping"),
     ],
 )
@@ -206,7 +208,9 @@ def test_a_searched_field_the_trials_ignore_is_refused(tmp_path, tiny_bert_dir, 
 @pytest.mark.parametrize(
     "space,needle",
     [
-        ("{text_column_name: [text, label]}", "search_space.text_column_name: the value 'label' is rejected: "),
+        # a column decides which rows every trial is scored on: not searchable at all (a value that was the label
+        # column had failed every trial that drew it)
+        ("{text_column_name: [text, label]}", "search_space.text_column_name: every trial is scored on the same"),
         ("{train_file: [DATA, MISSING]}", "search_space.train_file: the value "),
     ],
 )
@@ -424,6 +428,10 @@ def test_best_config_reproduces_its_trial(study_run):
     assert config["output_dir"] == str(out / "best") and "search_space" not in config
     assert config["learning_rate"] == best["learning_rate"] and config["warmup_steps"] == best["warmup_steps"]
     assert config["eval_strategy"] == "epoch" and config["save_strategy"] == "no"
+    assert "hf-transfer train --config best_config.yaml" in (out / "best_config.yaml").read_text()
+    completed = int((trials["state"] == "complete").sum())
+    card = (out / "trials" / f"trial-{best['number']:03d}" / "README.md").read_text()
+    assert f"chosen by `hf-transfer search` as the best of {completed} completed trials by loss" in card
     trial_results = json.loads((out / "trials" / f"trial-{best['number']:03d}" / "eval_results.json").read_text())
     assert trial_results["eval_loss"] == pytest.approx(best["loss"], abs=1e-9)
     trial_folder = out / "trials" / f"trial-{best['number']:03d}"
@@ -500,6 +508,8 @@ def test_a_distillation_search_shares_the_teacher_logits(tmp_path, tiny_bert_dir
     assert list(trials["caches"]) == ["teacher logits built", "teacher logits hit"]
     best = yaml.safe_load((tmp_path / "out" / "best_config.yaml").read_text())
     assert best["teacher_model_name_or_path"] == str(tmp_path / "teacher") and best["cache_teacher_logits"] is True
+    header = (tmp_path / "out" / "best_config.yaml").read_text().splitlines()[1]
+    assert header == "# Reproduce it with: hf-transfer distill --config best_config.yaml"  # it had said train
 
 
 def _accelerate_launch(config: str, argv: list[str]):
@@ -642,3 +652,45 @@ def test_few_shot_trials_without_validation_data_are_refused_before_any_trains(t
     assert len(err.splitlines()) == 1 and "the trials take the few-shot route" in err, err
     assert "keeps no validation data when no validation_file is given" in err
     assert not (tmp_path / "out").exists()
+
+
+def _recording_trials(monkeypatch, outcomes) -> list:
+    """Fake trials (as `_fake_trials`) that also record each trial's training arguments."""
+    seen, outcomes = [], iter(outcomes)
+
+    def fake_train(*objects, callbacks=None):
+        seen.append(objects[-1])
+        Path(objects[-1].output_dir).mkdir(parents=True)
+        return next(outcomes)
+
+    monkeypatch.setattr("hf_transfer.search.command.run_train", fake_train)
+    return seen
+
+
+def test_an_unset_freeze_layers_starts_the_configs_own_trial_at_no_block_frozen(tmp_path, tiny_bert_dir, monkeypatch):
+    """The config's own trial had freeze_layers drawn at random (unset is not inside {low: 0, high: 1}) while
+    trials.csv called it "the config's own values"."""
+    seen = _recording_trials(monkeypatch, [{"eval_accuracy": 0.5}])
+    argv = [*_tiny_search_argv(tmp_path, tiny_bert_dir), "--few_shot", "false", "--n_trials", "1"]
+    assert main([*argv, "--search_space", "{freeze_layers: {low: 0, high: 1}}"]) == 0
+    assert seen[0].freeze_layers == 0
+    assert pd.read_csv(tmp_path / "out" / "search" / "trials.csv").loc[0, "note"] == "the config's own values"
+
+
+def test_the_configs_own_trial_says_which_fields_were_drawn(tmp_path, tiny_bert_dir, monkeypatch):
+    seen = _recording_trials(monkeypatch, [{"eval_accuracy": 0.5}])
+    argv = [*_tiny_search_argv(tmp_path, tiny_bert_dir), "--few_shot", "false", "--n_trials", "1"]
+    space = "{warmup_steps: {low: 0.0, high: 0.1}, learning_rate: [1.0e-3, 1.0e-4]}"  # the config's 5e-5 is outside
+    assert main([*argv, "--search_space", space]) == 0
+    assert seen[0].warmup_steps == 0 and seen[0].learning_rate in (1e-3, 1e-4)
+    note = pd.read_csv(tmp_path / "out" / "search" / "trials.csv").loc[0, "note"]
+    assert note == "the config's own values (learning_rate drawn: not in the space)"
+
+
+def test_disable_tqdm_among_the_trial_fields_turns_the_bars_off():
+    from hf_transfer.cli import _asks_no_bars
+
+    (search,) = parse_command_args("search", ["--disable_tqdm", "true", "--n_trials", "1"])
+    assert _asks_no_bars(search)
+    (search,) = parse_command_args("search", ["--n_trials", "1"])
+    assert not _asks_no_bars(search)

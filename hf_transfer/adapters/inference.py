@@ -5,6 +5,7 @@ command before any weights load; then loaded, with its tokenizer."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,8 +36,11 @@ from hf_transfer.core.models import (
     load_tokenizer,
 )
 from hf_transfer.core.runtime import check_installed
+from hf_transfer.core.tables import iter_table
 from hf_transfer.core.tasks import MULTI_LABEL, SINGLE_LABEL
-from hf_transfer.errors import ConfigError
+from hf_transfer.errors import ConfigError, DataError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -121,6 +125,24 @@ def check_pair_column(source: InferenceSource, given: str | None, model_name: st
     """A model trained on text pairs reads the second text too: without it, `predict` and `evaluate` labelled every
     row from the first alone, silently (and a single-text model takes no second text)."""
     check_given_pair(trained_pair_column(source), given, model_name, text_column=trained_text_column(source))
+
+
+def default_pair_columns(source: InferenceSource | str, args, path: str | None) -> None:
+    """A model trained on text pairs, given no `text_pair_column_name`, reads the columns it was trained with when the
+    file `path` has them (said in one line), as `run_glue.py` reads its task's columns; else `check_pair_column`
+    refuses, naming them."""
+    pair = trained_pair_column(source).get(PAIR_COLUMN)
+    if not pair or args.text_pair_column_name or not path:
+        return
+    try:
+        columns = {str(c) for c in next(iter_table(path, 2, args.csv_quoting)).columns}
+    except (DataError, StopIteration, OSError, ValueError):  # the readers that follow say why, in one line
+        return
+    text = args.text_column_name or trained_text_column(source)
+    if pair in columns and (text is None or text in columns):
+        args.text_column_name, args.text_pair_column_name = text, pair
+        shown = f"{text!r} and {pair!r}" if text else f"{pair!r} as the second text"
+        logger.warning(f"the model was trained on text pairs: reading columns {shown} of {path!r}, as in training.")
 
 
 def trained_text_column(source: InferenceSource | str) -> str | None:

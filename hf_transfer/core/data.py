@@ -1,7 +1,6 @@
-"""Data preparation: read local files or a Hub dataset, clean them, build the label space, tokenize.
-
-`load_data` does everything that can fail on bad input, so it runs before any model is loaded; `tokenize_data` runs
-once the tokenizer exists."""
+"""Data preparation: read local files or a Hub dataset, clean them, build the label space, tokenize. `load_data` does
+everything that can fail on bad input, so it runs before any model is loaded; `tokenize_data` once the tokenizer
+exists."""
 
 from __future__ import annotations
 
@@ -34,6 +33,7 @@ from hf_transfer.core.label_space import (
     check_label_types,
     detect_problem_type,
     label_space,
+    unlabel_hidden_test_labels,
     warn_case_variants,
 )
 from hf_transfer.core.overlap import count_overlap
@@ -253,6 +253,7 @@ def load_data(data_args: DataArguments, seed: int = 42, require_train: bool = Tr
         if not profiles[split].labelled and split != "test":
             raise DataError(f"the {split} data has no labels in column {label!r}; {split} data needs labels.")
         check_not_empty(split, summaries[split])
+    unlabel_hidden_test_labels(profiles)
     problem_type = detect_problem_type(args, profiles, label)
     multi = problem_type == MULTI_LABEL
     check_label_types(args, profiles, label)

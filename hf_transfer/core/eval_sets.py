@@ -13,7 +13,7 @@ from hf_transfer.core.arguments import DataArguments, EvalDataArguments, EvalSet
 from hf_transfer.core.cleaning import label_name_keys, normalise_scalar
 from hf_transfer.core.data import load_data
 from hf_transfer.core.inference import predict_logits
-from hf_transfer.core.label_space import case_variants
+from hf_transfer.core.label_space import LABEL_SEPARATORS, case_variants
 from hf_transfer.core.markdown import table_row, worst_labels
 from hf_transfer.core.metrics import classification_metrics, label_keys
 from hf_transfer.core.tasks import MULTI_LABEL, SINGLE_LABEL, predicted_labels
@@ -46,6 +46,11 @@ def align_labels(data_names: list[str], model_names: list[str], source: str) -> 
     the model's own names are integers (ratings 1..5): then 0 would be id 0 while 1 was name '1'. The model's names
     are read as the data's are (`false` is `False`: a model trained before booleans had one spelling)."""
     keys = label_name_keys(model_names)
+    if set(map(str, data_names)) == {"-1"} and "-1" not in keys:
+        raise DataError(
+            f"every label in {source!r} is -1, the mark of a hidden label (GLUE's test files): there is nothing to "
+            "score; hf-transfer predict writes the model's predictions for it."
+        )
     if set(data_names) <= set(keys):
         return {i: keys.index(n) for i, n in enumerate(data_names)}
     integer_names = any(_integer(n) is not None for n in model_names)
@@ -61,6 +66,13 @@ def align_labels(data_names: list[str], model_names: list[str], source: str) -> 
             "pass --label_mapping '{file_value: model_label, ...}' to translate them."
         )
     unknown = sorted(set(data_names) - set(model_names))
+    joined = [v for v in unknown if any(all(p.strip() in model_names for p in v.split(sep)) for sep in LABEL_SEPARATORS
+                                        if sep in v)]  # fmt: skip
+    if joined:  # `Tops;recommended`: a mapping cannot split a cell into labels
+        raise DataError(
+            f"labels such as {joined[0]!r} in {source!r} join several of the model's labels in one cell; write each "
+            'row\'s labels as a list (["a", "b"], a JSON list string in csv/tsv).'
+        )
     alike = case_variants(unknown, model_names)  # `Positive` for the model's `positive`
     raise DataError(
         f"labels {unknown} in {source!r} are not among the model's labels {model_names}"

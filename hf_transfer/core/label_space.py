@@ -30,7 +30,45 @@ def detect_problem_type(args: DataArguments, profiles: dict[str, LabelProfile], 
             f"problem_type is single_label_classification but the {split} column {label!r} holds lists such as "
             f"{profile.first_list!r}; set problem_type multi_label_classification, or give one label per row."
         )
+    if args.problem_type is None and not has_lists and "train" in labelled:
+        warn_joined_labels(labelled["train"].values, label)
     return MULTI_LABEL if has_lists else SINGLE_LABEL
+
+
+def unlabel_hidden_test_labels(profiles: dict[str, LabelProfile]) -> None:
+    """GLUE's test files mark each row's hidden label -1: a test split whose every label is -1, a value the training
+    labels lack, is read as unlabelled (its predictions are written), not refused as an unknown class."""
+    test, train = profiles.get("test"), profiles.get("train")
+    if test is None or not test.labelled or test.values != {-1} or (train is not None and -1 in train.values):
+        return
+    logger.warning("every label of the test data is -1, the mark of a hidden label (GLUE): it is read as unlabelled.")
+    profiles["test"] = LabelProfile()
+
+
+LABEL_SEPARATORS = (";", "|", ",")
+
+
+def joined_labels(values) -> tuple[str, list[str]] | None:
+    """(separator, examples) when string labels look like several labels joined in one cell (`Tops;recommended`):
+    two or more values hold the separator, and their parts recur (as values of their own or across values)."""
+    texts = [v for v in values if isinstance(v, str)]
+    for sep in LABEL_SEPARATORS:
+        joined = sorted(v for v in texts if sep in v and all(p.strip() for p in v.split(sep)))
+        parts = [p.strip() for v in joined for p in v.split(sep)]
+        if len(joined) >= 2 and (len(set(parts)) < len(parts) or set(parts) & set(texts)):
+            return sep, joined[:2]
+    return None
+
+
+def warn_joined_labels(values, label: str) -> None:
+    found = joined_labels(values)
+    if found:
+        sep, examples = found
+        logger.warning(
+            f"the training column {label!r} holds values such as {examples[0]!r} and {examples[1]!r}, several labels "
+            f"joined by {sep!r}: each such value is read as one class of its own. For multi-label data write each "
+            'row\'s labels as a list (["a", "b"], a JSON list string in csv/tsv).'
+        )
 
 
 def check_label_types(args: DataArguments, profiles: dict[str, LabelProfile], label: str) -> None:

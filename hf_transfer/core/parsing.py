@@ -16,6 +16,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Union
 
+from hf_transfer.core.field_notes import field_note
 from hf_transfer.core.folders import CONFIG_FILE
 from hf_transfer.core.yaml_config import as_flag_value, load_config_file, read_yaml, read_yaml_text
 from hf_transfer.errors import ConfigError, HfTransferError
@@ -396,4 +397,4 @@ class CommandParser:
         hint = f" Did you mean {close[0]!r}?" if close else f" Run `hf-transfer {self.command} --help` for the fields."
         if "${" in name:
             hint = " ${VAR} is expanded in values, not in field names."
-        return f"unknown field {name!r}.{hint}"
+        return f"unknown field {name!r}.{field_note(name, self.hints) or hint}"

@@ -247,6 +247,12 @@ def build_card(c: CardData, folder: str | Path | None = None):
     epoch_columns, epochs = epoch_table(c)
     splits = ["validation"] + (["test"] if c.test_metrics else [])
     validation, test, metrics_note = card_metrics(c)
+    chosen = c.recipe.get("chosen_by_search")
+    if chosen:  # the best of many tries on the same rows: optimistic
+        metrics_note = " ".join(filter(None, [
+            f"This is trial {chosen['trial']}, chosen by `hf-transfer search` as the best of {chosen['of']} completed "
+            f"trials by {chosen['metric']} on this validation data: its scores here are the best of {chosen['of']} "
+            "tries on the same rows, and read higher than on new data.", metrics_note]))  # fmt: skip
     labels, labels_note = label_rows(c, in_folder)
     metric_rows = [[_metric_id(k)[2], fmt(v)] + ([fmt(test.get(k))] if test else []) for k, v in validation.items()]
     export = export_fields(c.export)

@@ -13,6 +13,7 @@ from hf_transfer.adapters.inference import (
     InferenceSource,
     check_input_length,
     check_pair_column,
+    default_pair_columns,
     load_inference_model,
     resolve_inference_model,
     resolve_max_seq_length,
@@ -20,12 +21,17 @@ from hf_transfer.adapters.inference import (
 from hf_transfer.core.cleaning import LABEL_COLUMN_CANDIDATES, PAIR_OPTION, check_text_cells, resolve_columns
 from hf_transfer.core.eval_sets import scalars
 from hf_transfer.core.inference import predict_logits
+from hf_transfer.core.prediction_columns import (
+    PREDICTED_LABEL,
+    empty_text_mask,
+    output_column_names,
+    prediction_columns,
+)
 from hf_transfer.core.runtime import progress_bar
 from hf_transfer.core.tables import count_rows, iter_table
 from hf_transfer.core.tasks import MULTI_LABEL, predicted_labels
 from hf_transfer.errors import ConfigError, DataError
 from hf_transfer.predict.arguments import PredictArguments
-from hf_transfer.predict.columns import PREDICTED_LABEL, empty_text_mask, output_column_names, prediction_columns
 from hf_transfer.predict.references import References, scan_references
 from hf_transfer.predict.writer import PredictionWriter
 
@@ -74,6 +80,7 @@ def run_predict(args: PredictArguments) -> dict:
         command="predict",
         revision=args.model_revision,
     )
+    default_pair_columns(source, args, args.input_file)  # the trained pair columns, when the file has them
     check_pair_column(source, args.text_pair_column_name, args.model_name_or_path)
     args.max_seq_length = resolve_max_seq_length(source, args.max_seq_length)  # the trained length by default
     # Every chunk has the first one's columns: those are checked (text, label, clashes) and give the output's header.

@@ -5,6 +5,7 @@ as ids (`core.eval_sets.align_labels`), and values missing from a `label_mapping
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,10 +14,12 @@ import pandas as pd
 from hf_transfer.core.cleaning import normalise_label, normalise_scalar
 from hf_transfer.core.eval_sets import align_labels
 from hf_transfer.core.metrics import classification_metrics
+from hf_transfer.core.prediction_columns import empty_text_mask
 from hf_transfer.core.tables import iter_table
 from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.errors import DataError
-from hf_transfer.predict.columns import empty_text_mask
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -84,9 +87,9 @@ def scan_references(
     chunk_rows: int,
     csv_quoting: str,
     label_mapping: dict[str, str] | None,
-) -> References:
+) -> References | None:
     """Read the label column of `path` (rows with text only) and match its values to the model's labels; raises
-    DataError, before any weights load, when they cannot be matched."""
+    DataError, before any weights load, when they cannot be matched; None when every label is -1 (hidden)."""
     seen: set[str] = set()
     kinds = set()
     for chunk in iter_table(path, chunk_rows, csv_quoting, columns=[text, label]):
@@ -103,6 +106,9 @@ def scan_references(
             f"the label column {label!r} of {path!r} holds lists of labels but the model is single-label; point "
             "label_column_name at a column with one label per row."
         )
+    if seen == {"-1"} and label_mapping is None and "-1" not in model_names:  # GLUE's test files: labels hidden
+        logger.warning(f"every label in column {label!r} is -1, the mark of a hidden label (GLUE): no scores.")
+        return None
     if label_mapping is not None:
         keys = {str(normalise_scalar(k)): name for k, name in label_mapping.items()}
         names = list(dict.fromkeys(label_mapping.values()))

@@ -68,9 +68,12 @@ def run_search(search_args: SearchArguments) -> dict:
     study = open_study(root / SEARCH_FOLDER, s.study_name, identity, seed=setup["seed"], n_trials=s.n_trials,
                        prune_after_trials=s.prune_after_trials)  # fmt: skip
     if s.start_from_config and not study.trials:
-        start = {p.name: value for p in params if p.contains(value := _config_value(setup["objects"], p.name))}
-        if start:
-            study.enqueue_trial(start, user_attrs={"from_config": True})
+        own = {p.name: _config_value(setup["objects"], p.name) for p in params}
+        own = {name: UNSET_MEANS.get(name) if value is None else value for name, value in own.items()}
+        start = {p.name: own[p.name] for p in params if p.contains(own[p.name])}
+        if start:  # a field whose own value lies outside the space is drawn, and the trials table says so
+            drawn = [p.name for p in params if p.name not in start]
+            study.enqueue_trial(start, user_attrs={"from_config": True, "drawn": drawn})
     started = time.perf_counter()
     stopped = _optimize(study, s, setup, optuna)
     return _finish(study, s, setup, stopped, time.perf_counter() - started)
@@ -234,6 +237,10 @@ def _check_data_values(params: list[Param], parser: CommandParser, base: dict, d
                 raise ConfigError(f"search_space.{p.name}: the value {value!r} is rejected: {err}") from None
 
 
+# What a field left unset means, where that is a value a range can hold: no block frozen.
+UNSET_MEANS = {"freeze_layers": 0}
+
+
 def _config_value(objects: tuple, name: str):
     import enum
 
@@ -344,7 +351,7 @@ def _write_outputs(study, setup: dict, names: list[str], best) -> None:
     report.plot_trials(study, folder / report.TRIALS_PNG, setup["metric"], names, {p.name: p for p in setup["params"]})
     if best is not None:
         best_dir = str(setup["root"] / "best")
-        report.write_best_config(best, setup["root"] / report.BEST_CONFIG, best_dir, setup["metric"])
+        report.write_best_config(best, setup["root"] / report.BEST_CONFIG, best_dir, setup["metric"], setup["command"])
 
 
 def _finish(study, s: SearchArguments, setup: dict, stopped: str, seconds: float) -> dict:
@@ -362,6 +369,9 @@ def _finish(study, s: SearchArguments, setup: dict, stopped: str, seconds: float
         )
     _write_outputs(study, setup, names, best)
     count = {state: sum(t.state == state for t in trials) for state in TrialState}
+    report.say_chosen(
+        root / TRIALS_FOLDER / f"trial-{best.number:03d}", best.number, count[TrialState.COMPLETE], metric
+    )
     result = {
         "route": setup["route"],
         "trials": len(trials),

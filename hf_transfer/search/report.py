@@ -10,8 +10,10 @@ from pathlib import Path
 
 import yaml
 
-from hf_transfer.core.folders import atomic_path, write_text_atomic
+from hf_transfer.core.folders import CARD_DATA_FILE, atomic_path, write_text_atomic
 from hf_transfer.core.markdown import table_row
+from hf_transfer.outputs.card_data import load_card_data
+from hf_transfer.outputs.cards import write_model_card
 from hf_transfer.outputs.plots import _figure, _save
 
 TRIALS_CSV = "trials.csv"
@@ -43,7 +45,9 @@ def write_trials_csv(study, path: Path, metric: str, names: list[str]) -> None:
         if trial.user_attrs.get("interrupted") or trial.number in reruns:  # Ctrl-C, or killed and failed on resume
             note = "interrupted" + (f"; run again as trial {reruns[trial.number]}" if trial.number in reruns else "")
         if trial.user_attrs.get("from_config"):
-            note = "the config's own values" + (f"; {note}" if note else "")
+            drawn = trial.user_attrs.get("drawn") or []  # outside the space (or unset): drawn like any trial's
+            own = "the config's own values" + (f" ({', '.join(drawn)} drawn: not in the space)" if drawn else "")
+            note = own + (f"; {note}" if note else "")
         if "requeued_from" in trial.user_attrs:
             note = f"reruns interrupted trial {trial.user_attrs['requeued_from']}" + (f"; {note}" if note else "")
         rows.append(
@@ -66,13 +70,13 @@ def write_trials_csv(study, path: Path, metric: str, names: list[str]) -> None:
         writer.writerows(rows)
 
 
-def write_best_config(trial, path: Path, output_dir: str, metric: str) -> dict:
+def write_best_config(trial, path: Path, output_dir: str, metric: str, command: str = "train") -> dict:
     """The best trial's config (the user's config with the searched values filled in, exactly what the trial was
     parsed from) with its own output_dir; returns it."""
     config = {**trial.user_attrs["config"], "output_dir": output_dir}
     header = (
         f"# hf-transfer search: trial {trial.number}, the best of the study ({metric} {trial.value:.4f} on the "
-        "validation data).\n# Reproduce it with: hf-transfer train --config best_config.yaml\n"
+        f"validation data).\n# Reproduce it with: hf-transfer {command} --config best_config.yaml\n"
     )
     write_text_atomic(path, header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     return config
@@ -81,7 +85,9 @@ def write_best_config(trial, path: Path, output_dir: str, metric: str) -> dict:
 def importances(study, names: list[str]) -> dict[str, float]:
     """Optuna's fANOVA importance of each parameter, over the completed trials; {} until there are enough of them
     (two completed trials whose parameters differ)."""
-    from optuna.importance import get_param_importances
+    import warnings
+
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
     from optuna.trial import TrialState
 
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -89,7 +95,9 @@ def importances(study, names: list[str]) -> dict[str, float]:
     if len(done) < 2 or not varied:
         return {}
     try:
-        return get_param_importances(study, params=varied)
+        with warnings.catch_warnings():  # Optuna 5 defaults to PED-ANOVA, and warns on a handful of trials
+            warnings.simplefilter("ignore")
+            return get_param_importances(study, params=varied, evaluator=FanovaImportanceEvaluator(seed=0))
     except (RuntimeError, ValueError):  # e.g. parameters missing from some trials
         return {}
 
@@ -207,3 +215,14 @@ def trials_table(study, metric: str, names: list[str]) -> str:
         cells += [short(trial.params[n]) if n in trial.params else "" for n in names]
         lines.append(table_row(cells))
     return "\n".join(lines) + "\n"
+
+
+def say_chosen(folder: Path, number: int, completed: int, metric: str) -> None:
+    """The best trial's card says it was chosen on its own validation rows: the best of many tries on the same rows
+    reads higher than the model scores on new data (`hf-transfer card` keeps the note: it is in the card data)."""
+    card_data = load_card_data(folder) if folder.is_dir() else None
+    if card_data is None:
+        return
+    card_data.recipe = {**card_data.recipe, "chosen_by_search": {"trial": number, "of": completed, "metric": metric}}
+    card_data.save(folder / CARD_DATA_FILE)
+    write_model_card(folder, card_data)

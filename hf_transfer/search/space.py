@@ -14,6 +14,12 @@ from hf_transfer.errors import ConfigError
 RANGE_KEYS = ("low", "high", "log", "step")
 # Fields the search owns: trials write to folders of their own under output_dir.
 NOT_SEARCHABLE = ("output_dir", "logging_dir", "resume_from_checkpoint", "push_to_hub", "hub_model_id")
+# Fields that decide which rows every trial is scored on: trials scored on different rows cannot be compared (and a
+# trial could be scored on its own training rows).
+FIXED_DATA = (
+    "validation_file", "max_eval_samples", "validation_split_percentage", "dataset_name", "dataset_config_name",
+    "text_column_name", "text_pair_column_name", "label_column_name", "label_mapping", "problem_type",
+)  # fmt: skip
 SYNTAX = "give a range {low: L, high: H} (with log: true or step: S if wanted) or a non-empty list of choices"
 
 
@@ -127,6 +133,11 @@ def parse_space(space: Any) -> list[Param]:
         name = str(name).replace("-", "_")
         if name in NOT_SEARCHABLE:
             raise ConfigError(f"search_space.{name}: the search sets {name} itself; leave it out of search_space.")
+        if name in FIXED_DATA:
+            raise ConfigError(
+                f"search_space.{name}: every trial is scored on the same validation rows, or the trials cannot be "
+                f"compared; set {name} in the config, not in search_space."
+            )
         if isinstance(spec, dict):
             params.append(_range(name, spec))
         elif isinstance(spec, (list, tuple)):

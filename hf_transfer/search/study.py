@@ -101,7 +101,7 @@ def open_study(folder: Path, name: str, identity: dict, *, seed: int, n_trials: 
         study.set_user_attr(key, identity[key])
     _requeue_interrupted(study, storage, TrialState)
     # Seeded by the trials already there, so a resumed study does not draw the first run's random trials again.
-    startup = max(1, min(10, n_trials // 3))
+    startup = 1 + max(1, min(10, n_trials // 3))  # the config's own trial counts as one of TPE's startup trials
     study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials), n_startup_trials=startup)
     return study
 

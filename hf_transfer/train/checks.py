@@ -59,3 +59,38 @@ def _missing_package(args, err: Exception) -> str:
 
 def _value(choice) -> str:
     return str(getattr(choice, "value", choice))
+
+
+def check_run_glue_switches(args, data_args) -> None:
+    """`do_train`, `do_eval` and `do_predict` as `run_glue.py` users set them: true is what the command does anyway;
+    false (or do_predict without a test file) asked for something it does not do, and was silently ignored (Trainer
+    itself never reads them)."""
+    chosen = getattr(args, "chosen_fields", None) or frozenset()  # set by the command-line parser
+    if "do_train" in chosen and not args.do_train:
+        raise ConfigError(
+            "do_train is false, but this command always trains; to score a trained model use hf-transfer evaluate, "
+            "and hf-transfer predict for rows without labels."
+        )
+    if "do_eval" in chosen and not args.do_eval:
+        raise ConfigError(
+            "do_eval is false, but a run always scores its validation data once at the end (its card reports it); "
+            "eval_strategy no, as set, skips the evaluations during training: drop do_eval."
+        )
+    if "do_predict" in chosen and bool(args.do_predict) != bool(data_args.test_file):
+        raise ConfigError(
+            "do_predict is true but no test_file is given: set test_file (with labels it is scored, without them "
+            "predict_results.csv is written)."
+            if args.do_predict
+            else "do_predict is false but test_file is given: a test_file is always scored (or, without labels, "
+            "predicted); drop test_file."
+        )
+
+
+def check_label_smoothing(args, problem_type: str) -> None:
+    """transformers switches label smoothing off for multi-label models with a warning alone, while the card and the
+    saved config still showed the factor."""
+    if args.label_smoothing_factor and problem_type == "multi_label_classification":
+        raise ConfigError(
+            f"label_smoothing_factor {args.label_smoothing_factor} applies to single-label classification; for a "
+            "multi-label model transformers switches it off, so drop it."
+        )

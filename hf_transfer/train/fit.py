@@ -45,6 +45,7 @@ from hf_transfer.outputs.run_folder import (
     stop_cleanly,
     write_resolved_config,
 )
+from hf_transfer.outputs.test_predictions import write_test_predictions
 from hf_transfer.train.callbacks import CardDataCallback
 from hf_transfer.train.evaluation_memory import EvaluationMemory
 
@@ -113,9 +114,14 @@ def fit_and_report(
                 prediction = trainer.predict(tokenized["validation"], metric_key_prefix="eval")
             eval_metrics = {k: v for k, v in prediction.metrics.items() if not isinstance(v, (list, dict))}
             eval_metrics["eval_samples"] = len(tokenized["validation"])
-        test_metrics = None
-        if "test" in tokenized and "labels" in tokenized["test"].column_names:
-            test_metrics = trainer.predict(tokenized["test"], metric_key_prefix="test").metrics
+        test_metrics = test_logits = None
+        hub_result = {}  # what the summary says of the outputs: the predictions file, the push
+        if "test" in tokenized:  # scored when labelled; else its predictions are written, as run_glue's do_predict
+            tested = trainer.predict(tokenized["test"], metric_key_prefix="test")
+            if "labels" in tokenized["test"].column_names:
+                test_metrics = tested.metrics
+            else:
+                test_logits = tested.predictions
         extra = {**trained, **(after_eval(trainer, eval_metrics) if after_eval else {})}
         if memory_at_load is not None:
             extra["memory"] = _memory_record(memory_at_load, memory_after_training, memory_kib())
@@ -150,16 +156,25 @@ def fit_and_report(
                 **resumed,
                 **extra,
             }
+            if test_logits is not None:
+                path = write_test_predictions(Path(training_args.output_dir), test_logits, prepared.datasets["test"],
+                                              prepared)  # fmt: skip
+                record["test_predictions"] = {"file": path.name, "rows": len(prepared.datasets["test"])}
+                hub_result["test_predictions"] = str(path)
             _write_run_outputs(trainer, prediction, prepared, record, arg_objects, card_callback.card_data, push)
-            hub_result = _push_run(training_args.output_dir, push) if push else {}
-        else:
-            hub_result = {}
-    summary_keys = ("teacher_eval_accuracy", "retention_percent", "speedup")
+            hub_result.update(_push_run(training_args.output_dir, push) if push else {})
+    d = extra.get("distillation") or {}
+    distilled = {k: d[k] for k in ("retention_percent", "speedup") if k in d}
+    if d.get("teacher_eval_accuracy") is not None:  # the teacher's score by its metric (multi-label: subset accuracy)
+        distilled = {
+            f"teacher_eval_{d.get('teacher_eval_metric', 'accuracy')}": d["teacher_eval_accuracy"],
+            **distilled,
+        }
     return {
         **_row_counts(prepared),
         **eval_metrics,
         **{k: v for k, v in (test_metrics or {}).items() if not isinstance(v, (list, dict))},
-        **{k: v for k, v in (extra.get("distillation") or {}).items() if k in summary_keys},
+        **distilled,
         **_frozen_features_summary(extra.get("frozen_features")),
         "train_samples_per_second": train_metrics.get("train_samples_per_second"),
         "train_wall_seconds": train_metrics["train_wall_seconds"],

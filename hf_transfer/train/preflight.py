@@ -23,9 +23,11 @@ from hf_transfer.core.models import (
     meta_layout,
 )
 from hf_transfer.core.runtime import launched_world_size
-from hf_transfer.errors import ConfigError
+from hf_transfer.core.tables import iter_table
+from hf_transfer.errors import ConfigError, DataError
 from hf_transfer.outputs.run_folder import check_output_dir_free, resolve_resume_checkpoint
 from hf_transfer.train.arguments import TransferTrainingArguments
+from hf_transfer.train.checks import check_label_smoothing, check_run_glue_switches
 from hf_transfer.train.feature_cache import trunk_depth
 from hf_transfer.train.stages import (
     check_best_metric,
@@ -89,6 +91,30 @@ def fit_max_seq_length(data_args: DataArguments, models: list[tuple], virtual: i
         cap_model_max_length(config, tokenizer, virtual)  # the saved tokenizer's own limit, for pipeline() etc.
 
 
+# GLUE's text-pair columns (MRPC, RTE, STS-B; QQP; MNLI; QNLI): a file with them is read as pairs. QNLI's `sentence`
+# alone had been taken as the text, and its questions dropped, silently.
+PAIR_COLUMN_CANDIDATES = (("sentence1", "sentence2"), ("question1", "question2"), ("premise", "hypothesis"),
+                          ("question", "sentence"))  # fmt: skip
+
+
+def detect_pair_columns(data_args: DataArguments) -> None:
+    """With neither text column set, a train_file holding one of GLUE's pairs of text columns is read as text pairs
+    (said in one line), as `run_glue.py` reads them."""
+    if data_args.text_column_name or data_args.text_pair_column_name or not data_args.train_file:
+        return
+    try:
+        columns = {str(c) for c in next(iter_table(data_args.train_file, 2, data_args.csv_quoting)).columns}
+    except (DataError, StopIteration, OSError, ValueError):  # the data checks that follow say why, in one line
+        return
+    found = next((pair for pair in PAIR_COLUMN_CANDIDATES if set(pair) <= columns), None)
+    if found:
+        data_args.text_column_name, data_args.text_pair_column_name = found
+        logger.warning(
+            f"reading text pairs from columns {found[0]!r} and {found[1]!r} of train_file; set text_column_name (and "
+            "text_pair_column_name) to read others."
+        )
+
+
 def load_checked_data(data_args: DataArguments, training_args: TransferTrainingArguments) -> PreparedData:
     """The training data, after the checks that need no model; built once, by the main process first."""
     if not (data_args.dataset_name or data_args.train_file):
@@ -97,10 +123,13 @@ def load_checked_data(data_args: DataArguments, training_args: TransferTrainingA
         # DDP registers only parameters that require grad when it wraps the model, so blocks unfrozen later
         # would never be synchronised across processes.
         raise ConfigError("gradual_unfreezing needs a single process; launch without --num_processes > 1.")
+    check_run_glue_switches(training_args, data_args)
+    detect_pair_columns(data_args)
     resolve_resume_checkpoint(training_args)
     check_output_dir_free(training_args)
     with training_args.main_process_first(desc="dataset preparation"):
         prepared = load_data(data_args, seed=split_seed(training_args))
+    check_label_smoothing(training_args, prepared.problem_type)
     if prepared.summary["validation_carved_from_train"]:  # recorded: which rows were held out is data + % + seed
         prepared.summary["validation"]["seed"] = split_seed(training_args)
     return prepared

@@ -1,0 +1,28 @@
+"""What to write instead of a field that `run_glue.py`, or `TrainingArguments` before transformers 5, took and the
+commands do not: a near name alone misled (`logging_dir` → "Did you mean 'logging_first_step'?")."""
+
+from __future__ import annotations
+
+# field -> (the field the note sends the user to: the note is given only by a command that has it, the note)
+FIELD_NOTES = {
+    "warmup_ratio": ("warmup_steps", "In transformers 5 it is part of warmup_steps: a value below 1 is read as a "
+                     "fraction of the training steps, e.g. --warmup_steps 0.1."),
+    "logging_dir": ("report_to", "transformers 5 removed it: TensorBoard logs go to output_dir/runs/, or to the "
+                    "folder the TENSORBOARD_LOGGING_DIR environment variable names."),
+    "evaluation_strategy": ("eval_strategy", "transformers renamed it eval_strategy."),
+    "no_cuda": ("use_cpu", "transformers renamed it use_cpu."),
+    "per_gpu_train_batch_size": ("per_device_train_batch_size",
+                                 "transformers renamed it per_device_train_batch_size."),
+    "per_gpu_eval_batch_size": ("per_device_eval_batch_size", "transformers renamed it per_device_eval_batch_size."),
+    "include_inputs_for_metrics": ("include_for_metrics", "transformers replaced it with include_for_metrics."),
+    "pad_to_max_length": ("max_seq_length", "Not needed: each batch is padded to its longest row, and max_seq_length "
+                          "caps the length."),
+    "task_name": ("train_file", "hf-transfer reads files or a Hub dataset, not GLUE task names: give train_file and "
+                  "validation_file, or dataset_name glue with dataset_config_name (e.g. sst2)."),
+}  # fmt: skip
+
+
+def field_note(name: str, fields) -> str | None:
+    """The note on `name` for a command whose fields are `fields`, or None."""
+    target, note = FIELD_NOTES.get(name, (None, None))
+    return f" {note}" if note and target in fields else None

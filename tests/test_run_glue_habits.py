@@ -1,0 +1,188 @@
+"""What a user of transformers' `run_glue.py` brings: its switches (do_train, do_eval, do_predict), an unlabelled
+test file (GLUE's, marked -1), fields that transformers 5 renamed or removed, labels joined in one csv cell. Each is
+followed, or refused in one line before any weight loads, or warned; none is silently ignored."""
+
+import csv
+import json
+import logging
+
+import pytest
+import test_cli
+from test_cli import train_argv
+from test_train_checks import WeightsLoaded, _no_weights, _refused
+
+from hf_transfer.cli import main
+from hf_transfer.core.eval_sets import align_labels
+from hf_transfer.core.label_space import joined_labels
+from hf_transfer.errors import DataError
+
+tiny_data = test_cli.tiny_data  # the fixture, shared
+
+
+def _write(path, rows, header=("text", "label")):
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+# --- fields of run_glue and of transformers 4 ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "field", "said"),
+    [
+        ("train", "warmup_ratio", "a value below 1 is read as a fraction of the training steps"),
+        ("train", "logging_dir", "TENSORBOARD_LOGGING_DIR"),
+        ("distill", "evaluation_strategy", "renamed it eval_strategy"),
+        ("train", "pad_to_max_length", "padded to its longest row"),
+        ("evaluate", "pad_to_max_length", "padded to its longest row"),
+        ("train", "task_name", "dataset_config_name"),
+    ],
+)
+def test_a_field_transformers_renamed_or_run_glue_had_says_what_to_write(command, field, said, capsys):
+    err = _refused([command, f"--{field}", "0.1"], capsys)
+    assert f"unknown field {field!r}" in err and said in err, err
+
+
+def test_a_note_is_given_only_where_the_field_it_names_exists(capsys):
+    err = _refused(["evaluate", "--warmup_ratio", "0.1"], capsys)  # evaluate has no warmup_steps
+    assert "warmup_steps" not in err and "hf-transfer evaluate --help" in err, err
+
+
+# --- do_train, do_eval, do_predict --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("switches", "said"),
+    [
+        (["--do_train", "false"], "do_train is false, but this command always trains"),
+        (["--do_eval", "false", "--eval_strategy", "no"], "do_eval is false"),  # else transformers sets it true
+        (["--do_predict", "true"], "do_predict is true but no test_file is given"),
+    ],
+)
+def test_a_switch_asking_for_what_train_does_not_do_is_refused_first(tmp_path, tiny_bert_dir, tiny_data, switches,
+                                                                     said, capsys):  # fmt: skip
+    out = tmp_path / "out"
+    err = _refused([*train_argv(tiny_bert_dir, *tiny_data, out), *switches], capsys)
+    assert said in err, err
+    assert not out.exists()
+
+
+def test_do_predict_false_beside_a_test_file_is_refused(tmp_path, tiny_bert_dir, tiny_data, capsys):
+    train, dev = tiny_data
+    out = tmp_path / "out"
+    argv = [*train_argv(tiny_bert_dir, train, dev, out), "--test_file", str(dev), "--do_predict", "false"]
+    assert "do_predict is false but test_file is given" in _refused(argv, capsys)
+    assert not out.exists()
+
+
+def test_run_glue_switches_set_true_are_what_train_does(tmp_path, tiny_bert_dir, tiny_data, monkeypatch):
+    _no_weights(monkeypatch, "hf_transfer.train.command", "load_classifier")
+    argv = [*train_argv(tiny_bert_dir, *tiny_data, tmp_path / "out"), "--do_train", "true", "--do_eval", "true"]
+    with pytest.raises(WeightsLoaded):  # past every check: the weights were about to load
+        main([*argv, "--few_shot", "false"])
+
+
+# --- an unlabelled test file ----------------------------------------------------------------------------------------
+
+
+def test_a_test_file_without_labels_gets_its_predictions_written(tmp_path, tiny_bert_dir, tiny_data):
+    train, dev = tiny_data
+    test = _write(tmp_path / "test.csv", [[f"good thing {i}"] for i in range(5)] + [[""]], header=("text",))
+    out = tmp_path / "out"
+    assert main([*train_argv(tiny_bert_dir, train, dev, out), "--test_file", str(test), "--few_shot", "false"]) == 0
+    with open(out / "predict_results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["index"] for r in rows] == ["0", "1", "2", "3", "4"]  # the empty-text row is left out, as in training
+    assert [r["text"] for r in rows] == [f"good thing {i}" for i in range(5)]
+    assert all(r["predicted_label"] in ("neg", "pos") and 0.5 <= float(r["score"]) <= 1 for r in rows)
+    record = json.loads((out / "hf_transfer_run.json").read_text())
+    assert record["test_metrics"] is None and record["test_predictions"] == {"file": "predict_results.csv", "rows": 5}
+    assert not (out / "test_results.json").exists()
+
+
+def test_glue_test_labels_of_minus_one_are_read_as_hidden(tmp_path, tiny_bert_dir, tiny_data, caplog):
+    train, dev = tiny_data
+    test = _write(tmp_path / "test.csv", [[f"bad thing {i}", -1] for i in range(4)])
+    out = tmp_path / "out"
+    argv = [*train_argv(tiny_bert_dir, train, dev, out), "--test_file", str(test), "--few_shot", "false"]
+    with caplog.at_level(logging.WARNING):
+        assert main(argv) == 0
+    assert any("every label of the test data is -1" in r.getMessage() for r in caplog.records)
+    assert len((out / "predict_results.csv").read_text().splitlines()) == 5
+    # predict on the same file: predictions, no scores (was: "labels ['-1'] ... pass --label_mapping")
+    predicted = tmp_path / "pred.csv"
+    assert main(["predict", "--model_name_or_path", str(out), "--input_file", str(test), "--output_file",
+                 str(predicted)]) == 0  # fmt: skip
+    assert len(predicted.read_text().splitlines()) == 5
+    with pytest.raises(DataError, match=r"every label in 'test.csv' is -1.*hf-transfer predict writes"):
+        align_labels(["-1"], ["neg", "pos"], "test.csv")  # evaluate: nothing to score
+
+
+def test_minus_one_stays_a_label_where_training_has_it(tmp_path, tiny_bert_dir, capsys):
+    rows = [[f"{w} thing {i}", -1 if w == "bad" else 1] for i in range(20) for w in ("bad", "good")]
+    train = _write(tmp_path / "train.csv", rows)
+    test = _write(tmp_path / "test.csv", [["bad thing", -1], ["bad one", -1]])
+    out = tmp_path / "out"
+    assert main([*train_argv(tiny_bert_dir, train, train, out), "--test_file", str(test), "--few_shot", "false"]) == 0
+    assert (out / "test_results.json").is_file() and not (out / "predict_results.csv").exists()
+
+
+# --- labels joined in one cell --------------------------------------------------------------------------------------
+
+
+def test_labels_joined_in_one_cell_are_recognised():
+    assert joined_labels({"Tops", "Tops;recommended", "Dresses;recommended"}) == (
+        ";",
+        ["Dresses;recommended", "Tops;recommended"],
+    )
+    assert joined_labels({"a,b", "b,c"})[0] == ","
+    assert joined_labels({"New York, NY", "Paris"}) is None  # one value with a comma: a name, not a list
+    assert joined_labels({"positive", "negative", 1}) is None
+
+
+def test_training_on_joined_labels_warns_that_each_is_a_class_of_its_own(tmp_path, tiny_bert_dir, monkeypatch,
+                                                                          caplog):  # fmt: skip
+    rows = [[f"thing {i}", ["Tops", "Tops;recommended", "Dresses", "Dresses;recommended"][i % 4]] for i in range(40)]
+    train = _write(tmp_path / "train.csv", rows)
+    _no_weights(monkeypatch, "hf_transfer.train.command", "load_classifier")
+    with caplog.at_level(logging.WARNING), pytest.raises(WeightsLoaded):
+        main([*train_argv(tiny_bert_dir, train, train, tmp_path / "out"), "--few_shot", "false"])
+    said = [r.getMessage() for r in caplog.records if "several labels joined by ';'" in r.getMessage()]
+    assert len(said) == 1 and "as a list" in said[0], said
+
+
+def test_scoring_joined_labels_says_to_write_lists_not_a_mapping():
+    with pytest.raises(DataError, match=r"join several of the model's labels in one cell; write each row's labels"):
+        align_labels(["Tops", "Tops;recommended"], ["Dresses", "Tops", "recommended"], "test.csv")
+
+
+# --- label smoothing of a multi-label model -------------------------------------------------------------------------
+
+
+def test_label_smoothing_of_a_multi_label_model_is_refused_first(tmp_path, tiny_bert_dir, capsys):
+    rows = [[f"thing {i}", json.dumps([["a"], ["b"], ["a", "b"]][i % 3])] for i in range(30)]
+    train = _write(tmp_path / "train.csv", rows)
+    out = tmp_path / "out"
+    err = _refused([*train_argv(tiny_bert_dir, train, train, out), "--label_smoothing_factor", "0.1"], capsys)
+    assert "label_smoothing_factor 0.1 applies to single-label classification" in err, err
+    assert not out.exists()
+
+
+# --- GLUE's pair columns --------------------------------------------------------------------------------------------
+
+
+def test_glue_pair_columns_are_read_as_pairs_by_train_and_then_by_evaluate(tmp_path, tiny_bert_dir, caplog):
+    """QNLI's `question` and `sentence`: `sentence` alone was taken as the text and the questions dropped, silently;
+    and a pair model's evaluate refused a file that had the very columns it was trained with."""
+    rows = [[f"is it {w}", f"it is {w} {i}", "yes" if i % 2 else "no"] for i in range(24) for w in ("good", "bad")]
+    train = _write(tmp_path / "train.csv", rows, header=("question", "sentence", "label"))
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING):
+        assert main([*train_argv(tiny_bert_dir, train, train, out), "--few_shot", "false"]) == 0
+    assert any("reading text pairs from columns 'question' and 'sentence'" in r.getMessage() for r in caplog.records)
+    record = json.loads((out / "hf_transfer_run.json").read_text())["data"]["columns"]
+    assert record == {"text": "question", "text_pair": "sentence", "label": "label"}
+    assert main(["evaluate", "--model_name_or_path", str(out), "--validation_file", str(train)]) == 0
