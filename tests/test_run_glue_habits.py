@@ -85,6 +85,20 @@ def test_run_glue_switches_set_true_are_what_train_does(tmp_path, tiny_bert_dir,
         main([*argv, "--few_shot", "false"])
 
 
+def test_the_false_switches_a_resolved_config_holds_are_no_request(tmp_path, tiny_bert_dir, tiny_data, monkeypatch):
+    """Every hf_transfer_config.yaml holds TrainingArguments' defaults, do_train/do_eval/do_predict false among them:
+    a copy of it, edited and given as --config, is not refused for them."""
+    import yaml
+
+    train, dev = tiny_data
+    config = tmp_path / "copied.yaml"
+    config.write_text(yaml.safe_dump({"do_train": False, "do_eval": False, "do_predict": False,
+                                      "test_file": str(dev), "few_shot": False}))  # fmt: skip
+    _no_weights(monkeypatch, "hf_transfer.train.command", "load_classifier")
+    with pytest.raises(WeightsLoaded):
+        main([*train_argv(tiny_bert_dir, train, dev, tmp_path / "out"), "--config", str(config)])
+
+
 # --- an unlabelled test file ----------------------------------------------------------------------------------------
 
 

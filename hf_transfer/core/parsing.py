@@ -313,9 +313,9 @@ class CommandParser:
             # Which fields the user set (config or flag), for defaults that depend on other choices: an adapter's
             # learning rate applies only when learning_rate was not given. Not a dataclass field, so not saved.
             object.__setattr__(objects[-1], "given_fields", frozenset(names & (set(config) | given)))
-            # What the "set but ignored" warnings speak of: a run's own record fed back (`--config
-            # run/hf_transfer_config.yaml`) holds every field, and those at their default were no choice of the user's
-            # (a rerun had warned of linear_probe_learning_rate, calibration_split_percentage, lora_r, ...).
+            object.__setattr__(objects[-1], "flag_fields", frozenset(names & given))  # on the command line
+            # What "set but ignored" warnings speak of: a run's own record fed back (`--config run/hf_transfer_config
+            # .yaml`) holds every field, those at their default no choice of the user's (lora_r had been warned of).
             chosen = set(config) | given
             if self.config_file and Path(self.config_file).name == CONFIG_FILE:
                 defaults = {f.name: f.default for f in dataclasses.fields(dtype) if f.init}

@@ -63,20 +63,23 @@ def _value(choice) -> str:
 
 def check_run_glue_switches(args, data_args) -> None:
     """`do_train`, `do_eval` and `do_predict` as `run_glue.py` users set them: true is what the command does anyway;
-    false (or do_predict without a test file) asked for something it does not do, and was silently ignored (Trainer
-    itself never reads them)."""
-    chosen = getattr(args, "chosen_fields", None) or frozenset()  # set by the command-line parser
-    if "do_train" in chosen and not args.do_train:
+    false on the command line (or do_predict without a test file) asked for something it does not do, and was
+    silently ignored (Trainer itself never reads them). In a config file their false is TrainingArguments' default,
+    which every resolved config (`hf_transfer_config.yaml`, copied and edited) holds: not a request."""
+    flags = getattr(args, "flag_fields", None) or frozenset()  # set by the command-line parser
+    if "do_train" in flags and not args.do_train:
         raise ConfigError(
             "do_train is false, but this command always trains; to score a trained model use hf-transfer evaluate, "
             "and hf-transfer predict for rows without labels."
         )
-    if "do_eval" in chosen and not args.do_eval:
+    if "do_eval" in flags and not args.do_eval:
         raise ConfigError(
             "do_eval is false, but a run always scores its validation data once at the end (its card reports it); "
             "eval_strategy no, as set, skips the evaluations during training: drop do_eval."
         )
-    if "do_predict" in chosen and bool(args.do_predict) != bool(data_args.test_file):
+    chosen = getattr(args, "chosen_fields", None) or frozenset()
+    asked = "do_predict" in (chosen if args.do_predict else flags)  # true is never a resolved config's default
+    if asked and bool(args.do_predict) != bool(data_args.test_file):
         raise ConfigError(
             "do_predict is true but no test_file is given: set test_file (with labels it is scored, without them "
             "predict_results.csv is written)."
