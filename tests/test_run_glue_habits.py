@@ -200,3 +200,12 @@ def test_glue_pair_columns_are_read_as_pairs_by_train_and_then_by_evaluate(tmp_p
     record = json.loads((out / "hf_transfer_run.json").read_text())["data"]["columns"]
     assert record == {"text": "question", "text_pair": "sentence", "label": "label"}
     assert main(["evaluate", "--model_name_or_path", str(out), "--validation_file", str(train)]) == 0
+
+
+def test_a_text_column_beside_glue_pair_columns_keeps_single_texts(tmp_path, tiny_bert_dir, monkeypatch, caplog):
+    rows = [[f"text {i}", f"first {i}", f"second {i}", ["no", "yes"][i % 2]] for i in range(24)]
+    train = _write(tmp_path / "train.csv", rows, header=("text", "sentence1", "sentence2", "label"))
+    _no_weights(monkeypatch, "hf_transfer.train.command", "load_classifier")
+    with caplog.at_level(logging.WARNING), pytest.raises(WeightsLoaded):
+        main([*train_argv(tiny_bert_dir, train, train, tmp_path / "out"), "--few_shot", "false"])
+    assert not any("reading text pairs" in r.getMessage() for r in caplog.records)

@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 
 from hf_transfer.core.arguments import DataArguments, ModelArguments
+from hf_transfer.core.cleaning import TEXT_COLUMN_CANDIDATES
 from hf_transfer.core.data import PreparedData, load_data
 from hf_transfer.core.freezing import FreezePlan
 from hf_transfer.core.inference import (
@@ -98,8 +99,8 @@ PAIR_COLUMN_CANDIDATES = (("sentence1", "sentence2"), ("question1", "question2")
 
 
 def detect_pair_columns(data_args: DataArguments) -> None:
-    """With neither text column set, a train_file holding one of GLUE's pairs of text columns is read as text pairs
-    (said in one line), as `run_glue.py` reads them."""
+    """With neither text column set, a train_file holding one of GLUE's pairs of text columns (and no other text
+    column such as `text`) is read as text pairs (said in one line), as `run_glue.py` reads them."""
     if data_args.text_column_name or data_args.text_pair_column_name or not data_args.train_file:
         return
     try:
@@ -107,7 +108,7 @@ def detect_pair_columns(data_args: DataArguments) -> None:
     except (DataError, StopIteration, OSError, ValueError):  # the data checks that follow say why, in one line
         return
     found = next((pair for pair in PAIR_COLUMN_CANDIDATES if set(pair) <= columns), None)
-    if found:
+    if found and not (set(TEXT_COLUMN_CANDIDATES) - set(found)) & columns:  # a `text` column beside: single texts
         data_args.text_column_name, data_args.text_pair_column_name = found
         logger.warning(
             f"reading text pairs from columns {found[0]!r} and {found[1]!r} of train_file; set text_column_name (and "
