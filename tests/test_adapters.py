@@ -176,6 +176,14 @@ def test_adapter_arguments_validation(kwargs, needle):
             dict(peft_method="prompt_tuning", merge_adapter=True, peft_config={"num_virtual_tokens": 4}),
             ["merge_adapter", "virtual tokens"],
         ),
+        # 0 trained the head alone under prompt tuning's name; -3 failed inside PEFT's tensors
+        (dict(peft_method="prompt_tuning", peft_config={"num_virtual_tokens": 0}), ["num_virtual_tokens", ">= 1"]),
+        # below its target, AdaLoRA's pruning failed at the first step (kthvalue out of range)
+        (dict(peft_method="adalora", peft_config={"init_r": 2}, lora_r=6), ["init_r (2) must be >= target_r (6"]),
+        *[
+            (dict(peft_method=m), [f"peft_method {m} cannot train a sequence classifier"])
+            for m in ("cpt", "poly", "multitask_prompt_tuning", "shadow")
+        ],  # tracebacks, in planning or at step 0
     ],
 )
 def test_bad_plans_are_one_line_errors(kwargs, needles):
@@ -185,6 +193,35 @@ def test_bad_plans_are_one_line_errors(kwargs, needles):
     assert "\n" not in message
     for needle in needles:
         assert needle.lower() in message.lower(), message
+
+
+def test_ln_tuning_tunes_the_blocks_layer_norms_where_peft_has_no_table():
+    """PEFT's LN-tuning table has no BERT entry: the targets had fallen back to the query and value projections,
+    which LN-tuning then trained at full rank."""
+    from peft import get_peft_model
+
+    plan = plan_adapter(AdapterArguments(peft_method="ln_tuning"), meta_model(tiny_config("bert")))
+    model = get_peft_model(AutoModelForSequenceClassification.from_config(tiny_config("bert")), plan.peft_config)
+    tuned = {n.split(".encoder.layer.0.")[1] for n, p in model.named_parameters() if p.requires_grad and ".0." in n}
+    assert tuned == {f"{m}.ln_tuning_layers.default.{w}" for m in ("attention.output.LayerNorm", "output.LayerNorm")
+                     for w in ("weight", "bias")}  # fmt: skip
+
+
+def test_oft_plans_with_its_own_block_size_and_weight_initialised_methods_pass_the_meta_dry_run():
+    """OFT's r (set from lora_r) and its block size exclude each other: every OFT run was refused by default. SHiRA
+    initialises from the weights, which the meta-device dry run does not have: it was refused as a bad config."""
+    oft = plan_adapter(AdapterArguments(peft_method="oft"), meta_model(tiny_config("bert"))).peft_config
+    assert oft.r == 0 and oft.oft_block_size > 0
+    shira = plan_adapter(AdapterArguments(peft_method="shira"), meta_model(tiny_config("bert"))).peft_config
+    assert shira.peft_type == "SHIRA"
+
+
+def test_an_adalora_run_is_not_resumed():
+    from hf_transfer.adapters.method_rules import check_resumable
+
+    with pytest.raises(ConfigError, match="AdaLoRA checkpoint holds ranks already pruned"):
+        check_resumable("adalora", type("Args", (), {"resume_from_checkpoint": "out/checkpoint-4"})())
+    check_resumable("loha", type("Args", (), {"resume_from_checkpoint": "out/checkpoint-4"})())
 
 
 def test_freeze_options_conflict_with_an_adapter(tmp_path):

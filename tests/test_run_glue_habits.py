@@ -46,9 +46,12 @@ def test_a_field_transformers_renamed_or_run_glue_had_says_what_to_write(command
     assert f"unknown field {field!r}" in err and said in err, err
 
 
-def test_a_note_is_given_only_where_the_field_it_names_exists(capsys):
-    err = _refused(["evaluate", "--warmup_ratio", "0.1"], capsys)  # evaluate has no warmup_steps
-    assert "warmup_steps" not in err and "hf-transfer evaluate --help" in err, err
+@pytest.mark.parametrize("field", ["warmup_ratio", "evaluation_strategy", "per_gpu_train_batch_size"])
+def test_a_note_is_given_only_where_the_field_it_names_exists(field, capsys):
+    """evaluate trains nothing: it has no warmup_steps, and `evaluation_strategy` had drawn "Did you mean
+    'validation_name'?"."""
+    err = _refused(["evaluate", f"--{field}", "1"], capsys)
+    assert "Did you mean" not in err and "hf-transfer evaluate --help" in err, err
 
 
 # --- do_train, do_eval, do_predict --------------------------------------------------------------------------------
@@ -85,6 +88,15 @@ def test_run_glue_switches_set_true_are_what_train_does(tmp_path, tiny_bert_dir,
         main([*argv, "--few_shot", "false"])
 
 
+def test_a_resolved_config_no_longer_records_the_switches_no_command_reads(tmp_path, tiny_bert_dir, tiny_data):
+    import yaml
+
+    out = tmp_path / "out"
+    assert main([*train_argv(tiny_bert_dir, *tiny_data, out), "--few_shot", "false", "--max_steps", "1"]) == 0
+    resolved = yaml.safe_load((out / "hf_transfer_config.yaml").read_text())
+    assert not {"do_train", "do_eval", "do_predict"} & set(resolved)  # recorded false, for a run that trained
+
+
 def test_the_false_switches_a_resolved_config_holds_are_no_request(tmp_path, tiny_bert_dir, tiny_data, monkeypatch):
     """Every hf_transfer_config.yaml holds TrainingArguments' defaults, do_train/do_eval/do_predict false among them:
     a copy of it, edited and given as --config, is not refused for them."""
@@ -104,16 +116,27 @@ def test_the_false_switches_a_resolved_config_holds_are_no_request(tmp_path, tin
 
 def test_a_test_file_without_labels_gets_its_predictions_written(tmp_path, tiny_bert_dir, tiny_data):
     train, dev = tiny_data
-    test = _write(tmp_path / "test.csv", [[f"good thing {i}"] for i in range(5)] + [[""]], header=("text",))
+    texts = ["good thing 0", "", "good thing 2", "good thing 3", "good thing 4", "good thing 5"]
+    test = _write(tmp_path / "test.csv", [[t] for t in texts], header=("text",))
     out = tmp_path / "out"
     assert main([*train_argv(tiny_bert_dir, train, dev, out), "--test_file", str(test), "--few_shot", "false"]) == 0
     with open(out / "predict_results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [r["index"] for r in rows] == ["0", "1", "2", "3", "4"]  # the empty-text row is left out, as in training
-    assert [r["text"] for r in rows] == [f"good thing {i}" for i in range(5)]
-    assert all(r["predicted_label"] in ("neg", "pos") and 0.5 <= float(r["score"]) <= 1 for r in rows)
+    # One row per file row: the empty one keeps its place with no prediction (the rows after it had been shifted)
+    assert [r["index"] for r in rows] == ["0", "1", "2", "3", "4", "5"] and [r["text"] for r in rows] == texts
+    assert rows[1]["predicted_label"] == "" and rows[1]["score"] == ""
+    kept = rows[:1] + rows[2:]
+    assert all(r["predicted_label"] in ("neg", "pos") and 0.5 <= float(r["score"]) <= 1 for r in kept)
     record = json.loads((out / "hf_transfer_run.json").read_text())
     assert record["test_metrics"] is None and record["test_predictions"] == {"file": "predict_results.csv", "rows": 5}
+    # GLUE's test files carry their own `index` column: it is kept, not replaced
+    glue = _write(tmp_path / "glue.csv", [[1000 + i, t] for i, t in enumerate(texts)], header=("index", "text"))
+    out = tmp_path / "glue-out"
+    assert main([*train_argv(tiny_bert_dir, train, dev, out), "--test_file", str(glue), "--few_shot", "false"]) == 0
+    with open(out / "predict_results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["index", "text", "predicted_label", "score"]
+    assert [r["index"] for r in rows] == [str(1000 + i) for i in range(6)] and rows[1]["predicted_label"] == ""
     assert not (out / "test_results.json").exists()
 
 

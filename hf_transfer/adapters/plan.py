@@ -19,6 +19,14 @@ from dataclasses import dataclass
 from torch import nn
 
 from hf_transfer.adapters.arguments import AdapterArguments, read_true_false
+from hf_transfer.adapters.method_rules import (
+    block_norms,
+    check_method_values,
+    check_resumable,
+    check_supported,
+    meta_only_failure,
+    takes_past_key_values,
+)
 from hf_transfer.core.folders import ADAPTER_CONFIG
 from hf_transfer.core.layers import ModelLayout, discover_layers
 from hf_transfer.core.models import meta_classifier
@@ -136,7 +144,7 @@ def _derived_targets(method: str, model: nn.Module, layout: ModelLayout) -> tupl
 
     LoRA-style methods adapt the attention query and value projections (all attention projections when they cannot be
     told apart, all linear layers when no module is named like attention); IA3 scales the keys, the values and the
-    feed-forward down-projection.
+    feed-forward down-projection; LN-tuning tunes the blocks' LayerNorms.
     """
     linears, attention, down = _block_roles(model, layout)
     if not linears:
@@ -150,6 +158,8 @@ def _derived_targets(method: str, model: nn.Module, layout: ModelLayout) -> tupl
 
     if method == "ia3":
         return ([n for n in attention if role(n) in ("k", "v")] or attention) + down, down
+    if method == "ln_tuning":
+        return block_norms(model, layout.block_modules[0]), []
     return [n for n in attention if role(n) in ("q", "v")] or attention or linears, []
 
 
@@ -226,7 +236,7 @@ def _resolve_targets(method: str, args: AdapterArguments, overrides: dict, model
         feedforward = [t for t in targets if any(_matches(t, n) for n in down)] if isinstance(targets, list) else []
         return targets, feedforward, source
     model_type = getattr(model.config, "model_type", None)
-    table = getattr(constants, f"TRANSFORMERS_MODELS_TO_{method.upper()}_TARGET_MODULES_MAPPING", {})
+    table = getattr(constants, f"TRANSFORMERS_MODELS_TO_{method.upper().replace('_', '')}_TARGET_MODULES_MAPPING", {})
     if model_type in table:
         targets = list(table[model_type])
         feedforward = list(constants.TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING.get(model_type, []))
@@ -252,6 +262,7 @@ def plan_adapter(args: AdapterArguments, model: nn.Module) -> AdapterPlan:
     from peft.utils import PeftType
 
     method = check_method(args.peft_method)
+    check_supported(method)
     config_cls = PEFT_TYPE_TO_CONFIG_MAPPING[PeftType(method.upper())]
     fields = {f.name for f in dataclasses.fields(config_cls)}
     overrides = dict(args.peft_config or {})
@@ -275,7 +286,8 @@ def plan_adapter(args: AdapterArguments, model: nn.Module) -> AdapterPlan:
     layout = discover_layers(model)
     heads = head_modules(model, layout)
     kwargs: dict = {}
-    if "r" in fields:
+    # OFT's r and oft_block_size exclude each other: its block size decides, unless lora_r is given
+    if "r" in fields and (method != "oft" or "lora_r" in (getattr(args, "chosen_fields", None) or ())):
         kwargs["r"] = args.lora_r
     if method == "adalora":
         # AdaLoRA prunes from init_r down to target_r (PEFT's defaults are 12 and 8); the callback below sets
@@ -296,6 +308,7 @@ def plan_adapter(args: AdapterArguments, model: nn.Module) -> AdapterPlan:
     kwargs.update(overrides)
     kwargs["modules_to_save"] = heads + [m for m in overrides.get("modules_to_save") or [] if m not in heads]
     kwargs["task_type"] = TaskType.SEQ_CLS
+    check_method_values(method, kwargs)
     if "num_virtual_tokens" in fields and kwargs.get("num_virtual_tokens", config_cls().num_virtual_tokens) is None:
         raise ConfigError(
             f"peft_method {method} needs the number of virtual tokens it learns: set peft_config "
@@ -306,33 +319,23 @@ def plan_adapter(args: AdapterArguments, model: nn.Module) -> AdapterPlan:
         # PEFT knows what this check cannot: supported layer types, IA3's feedforward ⊆ targets, rank schedules.
         get_peft_model(copy.deepcopy(model), copy.deepcopy(peft_config))
     except (TypeError, ValueError, KeyError, RuntimeError, NotImplementedError) as err:
-        raise ConfigError(
-            f"peft_method {method}: PEFT rejects the configuration ({one_line(err)}); check the fields given in "
-            f"peft_config against {config_cls.__name__}."
-        ) from None
+        if not meta_only_failure(err):
+            raise ConfigError(
+                f"peft_method {method}: PEFT rejects the configuration ({one_line(err)}); check the fields given in "
+                f"peft_config against {config_cls.__name__}."
+            ) from None
+        peft_config = config_cls(**kwargs)  # the dry run needs real weights: the run builds it on the loaded ones
     if args.merge_adapter and peft_config.is_prompt_learning:
         raise ConfigError(
             f"merge_adapter: {method} adds virtual tokens, which cannot be merged into the base weights; "
             "drop merge_adapter or use a method such as lora or ia3."
         )
-    if peft_config.peft_type == "PREFIX_TUNING" and not _takes_past_key_values(model):
+    if peft_config.peft_type == "PREFIX_TUNING" and not takes_past_key_values(model):
         raise ConfigError(
             f"peft_method prefix_tuning: {type(model).__name__} takes no past_key_values, through which prefix "
             "tuning feeds its prefixes; use prompt_tuning (with peft_config {num_virtual_tokens: N}) or lora."
         )
     return AdapterPlan(method, peft_config, tuple(kwargs["modules_to_save"]), targets_from)
-
-
-def _takes_past_key_values(model) -> bool:
-    """PEFT's prefix-tuning forward needs the model's forward, or its backbone's (its first child model), to take
-    past_key_values; it finds out only at the first training step."""
-    import inspect
-
-    from transformers import PreTrainedModel
-
-    backbone = next((m for _, m in model.named_children() if isinstance(m, PreTrainedModel)), None)
-    models = [m for m in (model, backbone) if m is not None]
-    return any("past_key_values" in inspect.signature(m.forward).parameters for m in models)
 
 
 def check_adapter_args(adapter_args: AdapterArguments, training_args) -> None:
@@ -341,6 +344,7 @@ def check_adapter_args(adapter_args: AdapterArguments, training_args) -> None:
     if adapter_args.enabled:
         check_method(adapter_args.peft_method)
         check_freeze_conflicts(adapter_args.peft_method, training_args)
+        check_resumable(adapter_args.peft_method, training_args)
         if unused := adapter_args.unused_fields():  # `--peft_method ia3 --lora_r 16`: IA3 has no rank
             logger.warning(
                 "%s set but ignored: peft_method %s has no such setting; drop %s, or set the method's own fields in "

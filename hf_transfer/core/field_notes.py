@@ -22,7 +22,11 @@ FIELD_NOTES = {
 }  # fmt: skip
 
 
-def field_note(name: str, fields) -> str | None:
-    """The note on `name` for a command whose fields are `fields`, or None."""
+def field_note(name: str, fields, command: str) -> str | None:
+    """The note on `name` for a command whose fields are `fields`; for a command without the field the note names
+    (`evaluate` trains nothing), the way to its own fields, not a near name ('evaluation_strategy' was "Did you mean
+    'validation_name'?"); None for other names."""
     target, note = FIELD_NOTES.get(name, (None, None))
-    return f" {note}" if note and target in fields else None
+    if note is None:
+        return None
+    return f" {note}" if target in fields else f" Run `hf-transfer {command} --help` for the fields it takes."

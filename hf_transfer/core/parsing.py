@@ -397,4 +397,4 @@ class CommandParser:
         hint = f" Did you mean {close[0]!r}?" if close else f" Run `hf-transfer {self.command} --help` for the fields."
         if "${" in name:
             hint = " ${VAR} is expanded in values, not in field names."
-        return f"unknown field {name!r}.{field_note(name, self.hints) or hint}"
+        return f"unknown field {name!r}.{field_note(name, self.hints, self.command) or hint}"

@@ -287,6 +287,11 @@ def _saved_head_outputs(folder: Path) -> int | None:
 _SECRET_KEYS = ("token", "password", "secret", "api_key")
 
 
+# TrainingArguments fields that Trainer never reads and the commands do not follow (they always train and evaluate):
+# recorded false, they contradicted the run the record describes.
+_UNREAD = frozenset({"do_train", "do_eval", "do_predict"})
+
+
 def resolved_config(*arg_objects) -> dict:
     """Every field of the run's argument dataclasses (TrainingArguments last), as YAML-ready plain values, with
     anything secret removed."""
@@ -297,7 +302,7 @@ def resolved_config(*arg_objects) -> dict:
             values.update({k: training[k] for k in sorted(training)})
         else:
             values.update(dataclasses.asdict(args))
-    clean = {k: v for k, v in values.items() if not any(s in k.lower() for s in _SECRET_KEYS)}
+    clean = {k: v for k, v in values.items() if not any(s in k.lower() for s in _SECRET_KEYS) and k not in _UNREAD}
     return json.loads(json.dumps(clean, default=str))
 
 

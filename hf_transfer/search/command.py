@@ -25,7 +25,7 @@ from hf_transfer.distill.plan import preflight as distill_preflight
 from hf_transfer.errors import ConfigError, HfTransferError, TrainingDivergedError, one_line
 from hf_transfer.search import report
 from hf_transfer.search.arguments import MULTI_LABEL_METRICS, SINGLE_LABEL_METRICS, SearchArguments
-from hf_transfer.search.space import Param, check_fields, default_space, parse_space, route_of
+from hf_transfer.search.space import Param, check_carved_validation, check_fields, default_space, parse_space, route_of
 from hf_transfer.search.study import (
     STUDY_FILE,
     PruningCallback,
@@ -136,6 +136,7 @@ def _prepare(s: SearchArguments) -> dict:
         space.pop("num_train_epochs", None)
         space.pop("few_shot_body_epochs", None)
     params = check_fields(parse_space(space), parser.hints, command)
+    check_carved_validation(params, plan.prepared.summary.get("validation_carved_from_train"))
     _check_no_idle_field({p.name for p in params}, adapter, training, few_shot)
     checks = None if distill else _train_checks(layout, getattr(plan.config, "model_type", None))
     for p in params:

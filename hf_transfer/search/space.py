@@ -20,6 +20,21 @@ FIXED_DATA = (
     "validation_file", "max_eval_samples", "validation_split_percentage", "dataset_name", "dataset_config_name",
     "text_column_name", "text_pair_column_name", "label_column_name", "label_mapping", "problem_type",
 )  # fmt: skip
+# With no validation_file, the validation rows are carved from the training data by the seed (data_seed, else seed):
+# searching these scored each trial on other rows.
+CARVE_FIELDS = ("seed", "data_seed", "train_file", "dataset_name", "dataset_config_name")
+
+
+def check_carved_validation(params: list, carved: bool) -> None:
+    searched = [p.name for p in params if p.name in CARVE_FIELDS]
+    if carved and searched:
+        raise ConfigError(
+            f"search_space.{searched[0]}: with no validation_file the validation rows are carved from the training "
+            f"data by {searched[0] if searched[0] in ('seed', 'data_seed') else 'it'}, so each trial would be scored "
+            "on other rows; give validation_file, or leave it out of search_space."
+        )
+
+
 SYNTAX = "give a range {low: L, high: H} (with log: true or step: S if wanted) or a non-empty list of choices"
 
 

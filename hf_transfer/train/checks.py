@@ -75,7 +75,7 @@ def check_run_glue_switches(args, data_args) -> None:
     if "do_eval" in flags and not args.do_eval:
         raise ConfigError(
             "do_eval is false, but a run always scores its validation data once at the end (its card reports it); "
-            "eval_strategy no, as set, skips the evaluations during training: drop do_eval."
+            "with eval_strategy no there are no evaluations during training: drop do_eval."
         )
     chosen = getattr(args, "chosen_fields", None) or frozenset()
     asked = "do_predict" in (chosen if args.do_predict else flags)  # true is never a resolved config's default

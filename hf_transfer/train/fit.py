@@ -157,8 +157,8 @@ def fit_and_report(
                 **extra,
             }
             if test_logits is not None:
-                path = write_test_predictions(Path(training_args.output_dir), test_logits, prepared.datasets["test"],
-                                              prepared)  # fmt: skip
+                path = write_test_predictions(Path(training_args.output_dir), test_logits, prepared,
+                                              *_test_file(arg_objects))  # fmt: skip
                 record["test_predictions"] = {"file": path.name, "rows": len(prepared.datasets["test"])}
                 hub_result["test_predictions"] = str(path)
             _write_run_outputs(trainer, prediction, prepared, record, arg_objects, card_callback.card_data, push)
@@ -361,6 +361,12 @@ def _card_merged_model(out: Path, merged: Path, card_data) -> None:
     card_data = copy.deepcopy(card_data)
     card_data.repo_id, card_data.model_name = None, f"{out.resolve().name}-{merged.name}"
     write_model_card(merged, card_data)
+
+
+def _test_file(arg_objects) -> tuple[str | None, str]:
+    """The local test file of the run's data arguments (None for a Hub dataset), and how its csv is quoted."""
+    data = next(a for a in arg_objects if hasattr(a, "test_file"))
+    return (None if data.dataset_name else data.test_file), data.csv_quoting
 
 
 def _validation_report(prediction, prepared: PreparedData) -> dict:
