@@ -232,3 +232,22 @@ def test_a_text_column_beside_glue_pair_columns_keeps_single_texts(tmp_path, tin
     with caplog.at_level(logging.WARNING), pytest.raises(WeightsLoaded):
         main([*train_argv(tiny_bert_dir, train, train, tmp_path / "out"), "--few_shot", "false"])
     assert not any("reading text pairs" in r.getMessage() for r in caplog.records)
+
+
+# --- the card of a PEFT method beyond LoRA --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "rows"),
+    [
+        ("adalora", ["| method settings | init_r 12, target_r 8 |"]),  # the card said `rank r | 8` alone
+        ("loha", ["| alpha | 16 |"]),  # LoHa's scaling field is `alpha`; the card called it lora_alpha
+    ],
+)
+def test_a_peft_methods_card_names_its_own_settings(tmp_path, tiny_bert_dir, tiny_data, method, rows):
+    out = tmp_path / "out"
+    argv = [*train_argv(tiny_bert_dir, *tiny_data, out), "--peft_method", method, "--max_steps", "2"]
+    assert main([*argv, "--few_shot", "false"]) == 0
+    card = (out / "README.md").read_text()
+    for row in rows:
+        assert row in card, card[card.find("## How it was trained") :][:1500]

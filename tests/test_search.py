@@ -478,6 +478,12 @@ def test_search_summary_names_the_outputs(study_run, capsys):
     assert main([*study_run["argv"], "--n_trials", "2"]) == 0
     printed = capsys.readouterr().out
     assert "best_loss" in printed and str(out / "best_config.yaml") in printed and "best_params" in printed
+    noted = [
+        p.name
+        for p in sorted((out / "trials").glob("trial-*"))
+        if (p / "README.md").is_file() and "chosen by `hf-transfer search`" in (p / "README.md").read_text()
+    ]
+    assert len(noted) == 1, noted  # the best trial's card alone, after a resumed study too
     assert "| trial | state | loss | learning_rate | warmup_steps |" in printed  # the table of the trials
     assert sorted(p.name for p in (out / "trials").iterdir()) == before
     assert Path(out / "search" / "study.db").is_file()

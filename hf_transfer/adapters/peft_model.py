@@ -289,6 +289,11 @@ def write_merged(model, tokenizer, output_dir: str | Path) -> Path:
     return path
 
 
+# The fields that shape a method beyond rank and α, shown on the card: AdaLoRA's rank schedule, the virtual tokens of
+# prompt learning, OFT's and BOFT's blocks.
+METHOD_SETTINGS = ("init_r", "target_r", "num_virtual_tokens", "oft_block_size", "boft_block_size", "boft_block_num")
+
+
 def adapter_record(
     model, plan: AdapterPlan, adapter_dir: str | Path, reference: tuple[str, str], loraplus_lr_ratio: float = 1.0
 ) -> dict:
@@ -300,6 +305,8 @@ def adapter_record(
         "method": plan.method,
         "r": getattr(config, "target_r", None) or getattr(config, "r", None),
         "lora_alpha": getattr(config, "lora_alpha", getattr(config, "alpha", None)),
+        "alpha_field": "lora_alpha" if hasattr(config, "lora_alpha") else "alpha",  # LoHa's and LoKr's is `alpha`
+        "settings": {k: _plain(getattr(config, k)) for k in METHOD_SETTINGS if getattr(config, k, None) is not None},
         "dropout": getattr(config, "lora_dropout", None),
         "loraplus_lr_ratio": loraplus_lr_ratio if loraplus_lr_ratio != 1.0 else None,
         "target_modules": _adapted(model, targets) if isinstance(targets, (set, list, tuple)) else targets,

@@ -174,7 +174,10 @@ def adapter_rows(c: CardData) -> list[tuple[str, str]]:
         "modules_to_save": "also trained and saved",
         "trainable_percent": "trainable parameters (%)",
     }
+    names["lora_alpha"] = a.get("alpha_field") or "lora_alpha"
     rows = [(label, str(a[key])) for key, label in names.items() if a.get(key) not in (None, [], "")]
+    settings = ", ".join(f"{k} {v}" for k, v in (a.get("settings") or {}).items())
+    rows += [("method settings", settings)] if settings else []
     rows.append(("saved as", "an adapter (load it with PEFT)" if a.get("in_folder") else "merged into the weights"))
     return rows
 

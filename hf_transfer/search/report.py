@@ -217,12 +217,17 @@ def trials_table(study, metric: str, names: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def say_chosen(folder: Path, number: int, completed: int, metric: str) -> None:
+def say_chosen(trials: Path, number: int, completed: int, metric: str) -> None:
     """The best trial's card says it was chosen on its own validation rows: the best of many tries on the same rows
-    reads higher than the model scores on new data (`hf-transfer card` keeps the note: it is in the card data)."""
-    card_data = load_card_data(folder) if folder.is_dir() else None
-    if card_data is None:
-        return
-    card_data.recipe = {**card_data.recipe, "chosen_by_search": {"trial": number, "of": completed, "metric": metric}}
-    card_data.save(folder / CARD_DATA_FILE)
-    write_model_card(folder, card_data)
+    reads higher than the model scores on new data (`hf-transfer card` keeps the note: it is in the card data). A
+    trial that was the best before a resumed study found a better one loses the note."""
+    for folder in sorted(trials.glob("trial-*")):
+        card_data = load_card_data(folder) if folder.is_dir() else None
+        best = folder.name == f"trial-{number:03d}"
+        if card_data is None or not (best or "chosen_by_search" in card_data.recipe):
+            continue
+        card_data.recipe = {k: v for k, v in card_data.recipe.items() if k != "chosen_by_search"}
+        if best:
+            card_data.recipe["chosen_by_search"] = {"trial": number, "of": completed, "metric": metric}
+        card_data.save(folder / CARD_DATA_FILE)
+        write_model_card(folder, card_data)
