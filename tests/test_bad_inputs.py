@@ -876,10 +876,10 @@ CASES = [
         lambda w: predict(w, "--onnx_file", f"../{w['onnx'].name}/model.onnx", model=w["onnx"]),
         "is not a .onnx file in",
     ),
-    (
-        "search: a searched text column the data rejects",
+    (  # a column decides the rows every trial is scored on: not searchable (a rejected value had failed each trial)
+        "search: a searched text column",
         lambda w: search(w, space="{text_column_name: [text, label]}"),
-        "search_space.text_column_name: the value 'label' is rejected",
+        "search_space.text_column_name: every trial is scored on the same validation rows",
     ),
 ]
 
