@@ -36,9 +36,9 @@ from hf_transfer.core.models import (
     load_tokenizer,
 )
 from hf_transfer.core.runtime import check_installed
-from hf_transfer.core.tables import iter_table
+from hf_transfer.core.tables import file_columns
 from hf_transfer.core.tasks import MULTI_LABEL, SINGLE_LABEL
-from hf_transfer.errors import ConfigError, DataError
+from hf_transfer.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -121,28 +121,22 @@ def trained_pair_column(source: InferenceSource | str) -> dict:
     return {key: value or None for key, value in _recorded(source, PAIR_COLUMN).items()}
 
 
-def check_pair_column(source: InferenceSource, given: str | None, model_name: str) -> None:
-    """A model trained on text pairs reads the second text too: without it, `predict` and `evaluate` labelled every
-    row from the first alone, silently (and a single-text model takes no second text)."""
-    check_given_pair(trained_pair_column(source), given, model_name, text_column=trained_text_column(source))
-
-
-def default_pair_columns(source: InferenceSource | str, args, path: str | None) -> None:
+def default_pair_columns(source: InferenceSource | str, args, path: str | None, check_as: str | None = None) -> None:
     """A model trained on text pairs, given no `text_pair_column_name`, reads the columns it was trained with when the
-    file `path` has them (said in one line), as `run_glue.py` reads its task's columns; else `check_pair_column`
-    refuses, naming them."""
-    pair = trained_pair_column(source).get(PAIR_COLUMN)
-    if not pair or args.text_pair_column_name or not path:
-        return
-    try:
-        columns = {str(c) for c in next(iter_table(path, 2, args.csv_quoting)).columns}
-    except (DataError, StopIteration, OSError, ValueError):  # the readers that follow say why, in one line
-        return
-    text = args.text_column_name or trained_text_column(source)
-    if pair in columns and (text is None or text in columns):
+    file `path` has them (said in one line), as `run_glue.py` reads its task's columns. `check_as` (the model's name
+    in messages): then the pair columns are checked against training (`check_given_pair`): without the second text,
+    `predict` and `evaluate` labelled every row from the first alone, silently (and a single-text model takes no
+    second text)."""
+    trained, trained_text = trained_pair_column(source), trained_text_column(source)
+    pair = trained.get(PAIR_COLUMN)
+    columns = file_columns(path, args.csv_quoting) if pair and not args.text_pair_column_name and path else None
+    text = args.text_column_name or trained_text
+    if columns is not None and pair in columns and (text is None or text in columns):
         args.text_column_name, args.text_pair_column_name = text, pair
         shown = f"{text!r} and {pair!r}" if text else f"{pair!r} as the second text"
         logger.warning(f"the model was trained on text pairs: reading columns {shown} of {path!r}, as in training.")
+    if check_as is not None:
+        check_given_pair(trained, args.text_pair_column_name, check_as, text_column=trained_text)
 
 
 def trained_text_column(source: InferenceSource | str) -> str | None:

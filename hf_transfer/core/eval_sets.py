@@ -13,7 +13,7 @@ from hf_transfer.core.arguments import DataArguments, EvalDataArguments, EvalSet
 from hf_transfer.core.cleaning import label_name_keys, normalise_scalar
 from hf_transfer.core.data import load_data
 from hf_transfer.core.inference import predict_logits
-from hf_transfer.core.label_space import LABEL_SEPARATORS, case_variants
+from hf_transfer.core.label_space import LABEL_SEPARATORS, case_variants, split_joined
 from hf_transfer.core.markdown import table_row, worst_labels
 from hf_transfer.core.metrics import classification_metrics, label_keys
 from hf_transfer.core.tasks import MULTI_LABEL, SINGLE_LABEL, predicted_labels
@@ -66,8 +66,9 @@ def align_labels(data_names: list[str], model_names: list[str], source: str) -> 
             "pass --label_mapping '{file_value: model_label, ...}' to translate them."
         )
     unknown = sorted(set(data_names) - set(model_names))
-    joined = [v for v in unknown if any(all(p.strip() in model_names for p in v.split(sep)) for sep in LABEL_SEPARATORS
-                                        if sep in v)]  # fmt: skip
+    joined = [
+        v for v in unknown if any(set(split_joined(v, sep) or [""]) <= set(model_names) for sep in LABEL_SEPARATORS)
+    ]
     if joined:  # `Tops;recommended`: a mapping cannot split a cell into labels
         raise DataError(
             f"labels such as {joined[0]!r} in {source!r} join several of the model's labels in one cell; write each "

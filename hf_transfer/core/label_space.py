@@ -48,13 +48,22 @@ def unlabel_hidden_test_labels(profiles: dict[str, LabelProfile]) -> None:
 LABEL_SEPARATORS = (";", "|", ",")
 
 
+def split_joined(value, sep: str) -> list[str] | None:
+    """The labels a cell joins with `sep` (`Tops;recommended` -> ["Tops", "recommended"]), or None when it does not
+    hold `sep` between non-empty parts."""
+    if not isinstance(value, str) or sep not in value:
+        return None
+    parts = [p.strip() for p in value.split(sep)]
+    return parts if all(parts) else None
+
+
 def joined_labels(values) -> tuple[str, list[str]] | None:
     """(separator, examples) when string labels look like several labels joined in one cell (`Tops;recommended`):
     two or more values hold the separator, and their parts recur (as values of their own or across values)."""
     texts = [v for v in values if isinstance(v, str)]
     for sep in LABEL_SEPARATORS:
-        joined = sorted(v for v in texts if sep in v and all(p.strip() for p in v.split(sep)))
-        parts = [p.strip() for v in joined for p in v.split(sep)]
+        joined = sorted(v for v in texts if split_joined(v, sep))
+        parts = [p for v in joined for p in split_joined(v, sep)]
         if len(joined) >= 2 and (len(set(parts)) < len(parts) or set(parts) & set(texts)):
             return sep, joined[:2]
     return None

@@ -202,6 +202,15 @@ def iter_table(
         raise DataError(f"data file {path!r} has a header but no rows; expected at least one row.")
 
 
+def file_columns(path: str, csv_quoting: str = "auto") -> set[str] | None:
+    """The column names of a data file's first rows, or None when it cannot be read: a caller that only peeks at the
+    columns leaves the reason to the readers that follow, which say it in one line."""
+    try:
+        return {str(c) for c in next(iter_table(path, 2, csv_quoting)).columns}
+    except (DataError, StopIteration, OSError, ValueError):
+        return None
+
+
 def _is_json_array(path: str) -> bool:
     with open_text(path, errors="replace") as f:
         return f.read(1 << 12).lstrip().startswith("[")

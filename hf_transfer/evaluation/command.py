@@ -8,7 +8,6 @@ from pathlib import Path
 
 from hf_transfer.adapters.inference import (
     check_input_length,
-    check_pair_column,
     default_pair_columns,
     load_inference_model,
     resolve_inference_model,
@@ -41,8 +40,9 @@ def run_evaluate(args: EvaluateArguments) -> dict:
     source = resolve_inference_model(
         args.model_name_or_path, args.base_model_name_or_path, command="evaluate", revision=args.model_revision
     )
-    default_pair_columns(source, args, args.validation_file)  # the trained pair columns, when the file has them
-    check_pair_column(source, args.text_pair_column_name, args.model_name_or_path)
+    default_pair_columns(
+        source, args, args.validation_file, check_as=args.model_name_or_path
+    )  # read as trained, checked
     args.max_seq_length = resolve_max_seq_length(source, args.max_seq_length)  # the trained length by default
     model_names = source.label_names
     sets = prepare_eval_sets(args, model_names, source.problem_type)

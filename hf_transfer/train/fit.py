@@ -115,7 +115,7 @@ def fit_and_report(
             eval_metrics = {k: v for k, v in prediction.metrics.items() if not isinstance(v, (list, dict))}
             eval_metrics["eval_samples"] = len(tokenized["validation"])
         test_metrics = test_logits = None
-        hub_result = {}  # what the summary says of the outputs: the predictions file, the push
+        output_notes = {}  # what the summary says of the outputs: the predictions file, the push
         if "test" in tokenized:  # scored when labelled; else its predictions are written, as run_glue's do_predict
             tested = trainer.predict(tokenized["test"], metric_key_prefix="test")
             if "labels" in tokenized["test"].column_names:
@@ -160,9 +160,9 @@ def fit_and_report(
                 path = write_test_predictions(Path(training_args.output_dir), test_logits, prepared,
                                               *_test_file(arg_objects))  # fmt: skip
                 record["test_predictions"] = {"file": path.name, "rows": len(prepared.datasets["test"])}
-                hub_result["test_predictions"] = str(path)
+                output_notes["test_predictions"] = str(path)
             _write_run_outputs(trainer, prediction, prepared, record, arg_objects, card_callback.card_data, push)
-            hub_result.update(_push_run(training_args.output_dir, push) if push else {})
+            output_notes.update(_push_run(training_args.output_dir, push) if push else {})
     d = extra.get("distillation") or {}
     distilled = {k: d[k] for k in ("retention_percent", "speedup") if k in d}
     if d.get("teacher_eval_accuracy") is not None:  # the teacher's score by its metric (multi-label: subset accuracy)
@@ -180,7 +180,7 @@ def fit_and_report(
         "train_wall_seconds": train_metrics["train_wall_seconds"],
         "output_dir": training_args.output_dir,
         **pictures_summary(*(Path(training_args.output_dir) / name for name in RUN_PICTURES)),
-        **hub_result,
+        **output_notes,
     }
 
 

@@ -24,8 +24,8 @@ from hf_transfer.core.models import (
     meta_layout,
 )
 from hf_transfer.core.runtime import launched_world_size
-from hf_transfer.core.tables import iter_table
-from hf_transfer.errors import ConfigError, DataError
+from hf_transfer.core.tables import file_columns
+from hf_transfer.errors import ConfigError
 from hf_transfer.outputs.run_folder import check_output_dir_free, resolve_resume_checkpoint
 from hf_transfer.train.arguments import TransferTrainingArguments
 from hf_transfer.train.checks import check_label_smoothing, check_run_glue_switches
@@ -103,9 +103,8 @@ def detect_pair_columns(data_args: DataArguments) -> None:
     column such as `text`) is read as text pairs (said in one line), as `run_glue.py` reads them."""
     if data_args.text_column_name or data_args.text_pair_column_name or not data_args.train_file:
         return
-    try:
-        columns = {str(c) for c in next(iter_table(data_args.train_file, 2, data_args.csv_quoting)).columns}
-    except (DataError, StopIteration, OSError, ValueError):  # the data checks that follow say why, in one line
+    columns = file_columns(data_args.train_file, data_args.csv_quoting)
+    if columns is None:
         return
     found = next((pair for pair in PAIR_COLUMN_CANDIDATES if set(pair) <= columns), None)
     if found and not (set(TEXT_COLUMN_CANDIDATES) - set(found)) & columns:  # a `text` column beside: single texts
