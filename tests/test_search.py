@@ -717,3 +717,24 @@ def test_a_field_that_carves_the_validation_rows_is_refused_without_a_validation
     err = capsys.readouterr().err.strip()
     assert f"search_space.{field}: with no validation_file the validation rows are carved" in err, err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("switch", "said"), [("do_train", "do_train is false"), ("do_predict", "do_predict is false")]
+)
+def test_a_run_glue_switch_given_to_search_is_refused_as_train_refuses_it(tmp_path, tiny_bert_dir, switch, said,
+                                                                          capsys):  # fmt: skip
+    """`search --do_train false` reached every trial as a config value and was ignored, where `train --do_train false`
+    is refused; the trials' flags are the route's own command line."""
+    argv = [
+        *_tiny_search_argv(tmp_path, tiny_bert_dir),
+        "--few_shot",
+        "false",
+        "--test_file",
+        str(tmp_path / "train.csv"),
+    ]
+    capsys.readouterr()
+    assert main([*argv, f"--{switch}", "false"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert said in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()

@@ -308,8 +308,10 @@ class CommandParser:
             except OSError as err:  # TrainingArguments reads `--accelerator_config FILE.json` itself: a traceback
                 raise ConfigError(f"{err.strerror or err}: {err.filename!r}.") from None
             if dtype is self.collector:
-                setattr(objects[-1], dtype.other_fields, other)
-                object.__setattr__(objects[-1], "other_written", other_written)
+                flagged = frozenset(flag_values)  # `other_flags`: those given on the command line
+                vars(objects[-1]).update(
+                    {dtype.other_fields: other, "other_written": other_written, "other_flags": flagged}
+                )
             # Which fields the user set (config or flag), for defaults that depend on other choices: an adapter's
             # learning rate applies only when learning_rate was not given. Not a dataclass field, so not saved.
             object.__setattr__(objects[-1], "given_fields", frozenset(names & (set(config) | given)))
@@ -338,10 +340,8 @@ class CommandParser:
             seen.setdefault(name, []).append(value)
         for name, values in seen.items():
             if len(values) > 1 and name not in collecting and name != "config":
-                logger.warning(
-                    "--%s is given %d times (%s); the last, %s, is used.", name, len(values), ", then ".join(values),
-                    values[-1],
-                )  # fmt: skip
+                logger.warning("--%s is given %d times (%s); the last, %s, is used.", name, len(values),
+                               ", then ".join(values), values[-1])  # fmt: skip
 
     def _split_other_flags(self, flags: list[str]) -> tuple[list[str], dict[str, Any], dict[str, str]]:
         """The flags of the command's own fields, the others as {field: value read as YAML}, and the text of those

@@ -98,6 +98,8 @@ def _prepare(s: SearchArguments) -> dict:
         if isinstance(value, str) or (isinstance(value, list) and all(isinstance(item, str) for item in value)):
             base[name] = value
     training, adapter = objects[-1], objects[-2]
+    # The trials' flags, as the route's own command line would give them (`--do_train false` is refused there).
+    object.__setattr__(training, "flag_fields", frozenset(getattr(s, "other_flags", ())) & set(parser.hints))
     if s.search_space is not None:  # the fields and every value a trial config takes: no data needed
         for p in check_fields(parse_space(s.search_space), parser.hints, command):
             for value in p.bounds_to_check():
