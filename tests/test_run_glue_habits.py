@@ -92,9 +92,15 @@ def test_a_resolved_config_no_longer_records_the_switches_no_command_reads(tmp_p
     import yaml
 
     out = tmp_path / "out"
-    assert main([*train_argv(tiny_bert_dir, *tiny_data, out), "--few_shot", "false", "--max_steps", "1"]) == 0
+    argv = [*train_argv(tiny_bert_dir, *tiny_data, out), "--few_shot", "false", "--max_steps", "1"]
+    assert main([*argv, "--disable_tqdm", "true"]) == 0
     resolved = yaml.safe_load((out / "hf_transfer_config.yaml").read_text())
     assert not {"do_train", "do_eval", "do_predict"} & set(resolved)  # recorded false, for a run that trained
+    # The results files hold what run_glue's hold: total_flos (transformers' PrinterCallback, used with
+    # disable_tqdm, popped it from the train metrics) and the evaluation's epoch (Trainer.evaluate logs it).
+    train, evaluated = (json.loads((out / f"{name}_results.json").read_text()) for name in ("train", "eval"))
+    assert train["total_flos"] > 0 and train["epoch"] > 0
+    assert evaluated["epoch"] == train["epoch"] and "eval_samples" in evaluated
 
 
 def test_the_false_switches_a_resolved_config_holds_are_no_request(tmp_path, tiny_bert_dir, tiny_data, monkeypatch):

@@ -97,6 +97,7 @@ def fit_and_report(
             _train_loss_over_the_whole_run(trainer, train_metrics, resumed["resumed_from"])
         _unfreezing_schedule(trainer, card_callback.card_data)
         train_metrics["train_samples"] = len(tokenized["train"])
+        train_metrics.setdefault("total_flos", trainer.state.total_flos)  # transformers' PrinterCallback pops it
         train_metrics["optimizer_steps"] = trainer.state.global_step
         train_metrics["train_wall_seconds"] = round(time.perf_counter() - started, 2)
         # The saved weights are float32: from here on (calibration, final evaluation, test, the teacher comparison)
@@ -114,6 +115,8 @@ def fit_and_report(
                 prediction = trainer.predict(tokenized["validation"], metric_key_prefix="eval")
             eval_metrics = {k: v for k, v in prediction.metrics.items() if not isinstance(v, (list, dict))}
             eval_metrics["eval_samples"] = len(tokenized["validation"])
+            if trainer.state.epoch is not None:  # as Trainer.evaluate's metrics carry it (run_glue's eval_results)
+                eval_metrics.setdefault("epoch", trainer.state.epoch)
         test_metrics = test_logits = None
         output_notes = {}  # what the summary says of the outputs: the predictions file, the push
         if "test" in tokenized:  # scored when labelled; else its predictions are written, as run_glue's do_predict
