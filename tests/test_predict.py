@@ -253,6 +253,33 @@ def test_multi_label_model(models, tmp_path):
     assert from_parquet["predicted_label"].tolist() == as_csv["predicted_label"].tolist()
 
 
+def test_a_threshold_chooses_the_labels_of_a_multi_label_model(models, tmp_path, capsys):
+    """`--threshold t`: each label whose sigmoid is above t (0.5 had been fixed); the summary's scores use the same
+    labels. A single-label model, or a threshold outside (0, 1), is refused in one line before the model loads."""
+    names = ["red", "green", "blue"]
+    data = rows(30, empty=())
+    data["label"] = [[n for j, n in enumerate(names) if (i >> j) & 1] for i in range(30)]
+    data.to_json(tmp_path / "in.jsonl", orient="records", lines=True)
+    sigmoid = 1 / (1 + np.exp(-direct_logits(models["multi"], list(data["text"]))))
+    cut = float(np.median(sigmoid))  # a threshold that splits the labels, whatever the tiny model's scale
+    summary = predict(models["multi"], tmp_path / "in.jsonl", tmp_path / "out.jsonl", threshold=cut)
+    out = pd.read_json(tmp_path / "out.jsonl", lines=True)
+    expected = [[n for n, p in zip(names, row, strict=True) if p > cut] for row in sigmoid]
+    assert out["predicted_label"].tolist() == expected and summary["threshold"] == cut
+    hot = np.array([[n in labels for n in names] for labels in expected])
+    truth = np.array([[n in labels for n in names] for labels in data["label"]])
+    assert summary["subset_accuracy"] == pytest.approx(float((hot == truth).all(axis=1).mean()))
+
+    capsys.readouterr()
+    argv = ["predict", "--model_name_or_path", str(models["three"]), "--input_file", str(tmp_path / "in.jsonl")]
+    assert main([*argv, "--output_file", str(tmp_path / "single.csv"), "--threshold", "0.3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "threshold applies to multi-label models" in err and len(err.splitlines()) == 1, err
+    assert main([*argv, "--output_file", str(tmp_path / "bad.csv"), "--threshold", "1.5"]) == 2
+    assert "threshold must be between 0 and 1" in capsys.readouterr().err
+    assert not (tmp_path / "single.csv").exists() and not (tmp_path / "bad.csv").exists()
+
+
 def test_evaluate_scores_a_multi_label_model_as_predict_does(models, tmp_path):
     """`evaluate` refused list labels ("single-label data for now") while `predict` scored them. It now gives the
     multi-label report (subset accuracy, micro/macro-F1, F1 per label), equal to predict's on the same rows, also for

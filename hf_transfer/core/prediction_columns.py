@@ -1,6 +1,6 @@
 """The columns `predict` adds to each row, from logits: pure functions on arrays. Single-label: the argmax label and
-softmax probabilities. Multi-label: every label whose sigmoid is above 0.5 (`core.tasks.predicted_labels`) and
-sigmoid probabilities. Rows with empty text get an empty label and no scores."""
+softmax probabilities. Multi-label: every label whose sigmoid is above a threshold, 0.5 by default
+(`core.tasks.predicted_labels`), and sigmoid probabilities. Rows with empty text get an empty label and no scores."""
 
 from __future__ import annotations
 
@@ -35,17 +35,18 @@ def prediction_columns(
     label_names: list[str],
     problem_type: str,
     top_k: int | None = None,
+    threshold: float = 0.5,
 ) -> dict[str, np.ndarray | list]:
     """The added columns for a chunk of rows, in input order. `logits` holds the rows whose text is not empty, in
     order; `empty` marks every row of the chunk. `score` is the probability of the predicted label (multi-label: the
-    highest label probability)."""
+    highest label probability). Multi-label: the labels whose probability is above `threshold`."""
     empty = np.asarray(empty, dtype=bool)
     n, names = len(empty), np.array(label_names, dtype=object)
     probs = np.full((n, len(label_names)), np.nan)
     probs[~empty] = probabilities(logits, problem_type)
     if problem_type == MULTI_LABEL:
         hot = np.zeros((n, len(label_names)), dtype=bool)
-        hot[~empty] = predicted_labels(logits, MULTI_LABEL).astype(bool)
+        hot[~empty] = predicted_labels(logits, MULTI_LABEL, threshold).astype(bool)
         predicted = [list(names[row]) for row in hot]
     else:
         predicted = np.full(n, "", dtype=object)

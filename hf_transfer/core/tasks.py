@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal, get_args
 
 import numpy as np
@@ -21,10 +22,10 @@ def check_problem_type(problem_type: str) -> None:
         raise ConfigError(f"problem_type must be one of {PROBLEM_TYPES}, got {problem_type!r}.")
 
 
-def predicted_labels(logits, problem_type: str) -> np.ndarray:
-    """Class ids (argmax), or multi-hot 0/1 rows for multi-label: sigmoid(x) > 0.5, computed as x > 0 so that large
-    logits cannot overflow."""
+def predicted_labels(logits, problem_type: str, threshold: float = 0.5) -> np.ndarray:
+    """Class ids (argmax), or multi-hot 0/1 rows for multi-label: sigmoid(x) > threshold, computed on the logit
+    (x > log(t / (1 - t)), x > 0 for 0.5) so that large logits cannot overflow."""
     logits = np.asarray(logits)
     if problem_type == MULTI_LABEL:
-        return (logits > 0).astype(np.int64)
+        return (logits > math.log(threshold / (1.0 - threshold))).astype(np.int64)
     return logits.argmax(-1)

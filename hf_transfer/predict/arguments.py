@@ -93,6 +93,13 @@ class PredictArguments:
         default=None,
         metadata={"help": "Write the k most probable labels and their probabilities instead of one column per label."},
     )
+    threshold: float | None = field(
+        default=None,
+        metadata={
+            "help": "Multi-label models: predict each label whose probability is above this, in (0, 1) (default 0.5; "
+            "a run's calibrated thresholds are already folded into the model, so 0.5 applies them)."
+        },
+    )
     max_seq_length: int | None = field(default=None, metadata={"help": INFERENCE_MAX_SEQ_LENGTH_HELP})
     chunk_rows: int = field(
         default=8192,
@@ -134,6 +141,8 @@ class PredictArguments:
         for name in ("batch_size", "max_seq_length", "chunk_rows"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}.")
+        if self.threshold is not None and not 0 < self.threshold < 1:
+            raise ConfigError(f"threshold must be between 0 and 1 (a probability), got {self.threshold}.")
         if self.top_k is not None and self.top_k < 1:
             raise ConfigError(f"top_k must be at least 1, got {self.top_k}.")
         if self.label_mapping is not None:

@@ -89,6 +89,12 @@ def run_predict(args: PredictArguments) -> dict:
     _check_output_columns(source, args, first.columns)
     _check_text(first, text, pair)  # the first chunk before the model loads; each later one before it is predicted
     multi = source.problem_type == MULTI_LABEL
+    if args.threshold is not None and not multi:
+        raise ConfigError(
+            f"threshold applies to multi-label models; {args.model_name_or_path!r} is single-label, so each row gets "
+            "its most probable label (--top_k K writes the K most probable)."
+        )
+    threshold = 0.5 if args.threshold is None else args.threshold
     references = None
     if label is not None:
         references = scan_references(
@@ -116,10 +122,12 @@ def run_predict(args: PredictArguments) -> dict:
                 )
                 bar.update(int(empty.sum()))
                 empty_rows += int(empty.sum())
-                added = prediction_columns(logits, empty, source.label_names, source.problem_type, args.top_k)
+                added = prediction_columns(
+                    logits, empty, source.label_names, source.problem_type, args.top_k, threshold
+                )
                 writer.write(chunk.reset_index(drop=True).assign(**added))
                 if references is not None:
-                    references.add(chunk[label], empty, predicted_labels(logits, source.problem_type))
+                    references.add(chunk[label], empty, predicted_labels(logits, source.problem_type, threshold))
         writer.commit()
     seconds = time.perf_counter() - started
     return _summary(args, source, writer.rows, empty_rows, seconds, references, replaces)
@@ -137,6 +145,8 @@ def _summary(
         "rows_per_second": rows / seconds if seconds > 0 else 0.0,
         "output_file": args.output_file + (" (replaced the file that was there)" if replaces else ""),
     }
+    if args.threshold is not None:
+        summary["threshold"] = args.threshold
     warnings = []
     if empty_rows:
         empty = f"{empty_rows} row(s) have empty text"
