@@ -46,6 +46,20 @@ def test_a_field_transformers_renamed_or_run_glue_had_says_what_to_write(command
     assert f"unknown field {field!r}" in err and said in err, err
 
 
+@pytest.mark.parametrize(
+    ("command", "field", "said"),
+    [
+        ("train", "label_column_name", "One 0/1 column per label is not read"),
+        ("evaluate", "label_column_name", "write each row's labels as a list in one column"),
+        ("predict", "text_column_name", "a second text's with text_pair_column_name"),
+    ],
+)
+def test_a_list_of_columns_where_one_is_taken_says_what_to_write(command, field, said, capsys):
+    """Multi-label data as one 0/1 column per label (as Jigsaw's toxic comments come) got "expects str" alone."""
+    err = _refused([command, f"--{field}", "[toxic, insult]"], capsys)
+    assert f"{field} expects str" in err and said in err, err
+
+
 @pytest.mark.parametrize("field", ["warmup_ratio", "evaluation_strategy", "per_gpu_train_batch_size"])
 def test_a_note_is_given_only_where_the_field_it_names_exists(field, capsys):
     """evaluate trains nothing: it has no warmup_steps, and `evaluation_strategy` had drawn "Did you mean

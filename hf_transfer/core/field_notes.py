@@ -30,3 +30,16 @@ def field_note(name: str, fields, command: str) -> str | None:
     if note is None:
         return None
     return f" {note}" if target in fields else f" Run `hf-transfer {command} --help` for the fields it takes."
+
+
+# field -> what to do when it is given a list, where it takes one column's name
+LIST_NOTES = {
+    "label_column_name": " One 0/1 column per label is not read: for multi-label data write each row's labels as a "
+    'list in one column (["toxic", "insult"], a JSON list string in csv/tsv).',
+    "text_column_name": " Give one text column, and a second text's with text_pair_column_name.",
+}
+
+
+def value_note(name: str, value) -> str:
+    """What to write instead of `value` for field `name`, after the parser's "expects ..., got ..." ('' if none)."""
+    return LIST_NOTES.get(name, "") if isinstance(value, list) else ""

@@ -16,7 +16,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from hf_transfer.core.field_notes import field_note
+from hf_transfer.core.field_notes import field_note, value_note
 from hf_transfer.core.folders import CONFIG_FILE
 from hf_transfer.core.yaml_config import as_flag_value, load_config_file, read_yaml, read_yaml_text
 from hf_transfer.errors import ConfigError, HfTransferError
@@ -143,7 +143,7 @@ def _value_reader(name: str, hint: Any, convert, choices, nullable: bool = True)
                 return result
             if getattr(convert, "__name__", "") == "string_to_bool":  # HfArgumentParser's true/false reader
                 raise argparse.ArgumentTypeError(f"{name} expects {BOOL_SPELLINGS}, got {value!r}.")
-        raise argparse.ArgumentTypeError(f"{name} expects {_describe(hint)}, got {value!r}.")
+        raise argparse.ArgumentTypeError(f"{name} expects {_describe(hint)}, got {value!r}.{value_note(name, value)}")
 
     read.__name__ = getattr(convert, "__name__", "value")
     return read
