@@ -31,7 +31,7 @@ def runs(tmp_path_factory, tiny_bert_dir) -> dict[str, Path]:
     length = ["--max_seq_length", str(MAX_SEQ_LENGTH), "--max_steps", "3"]
     folders = {"pipeline": root / "full", "peft": root / "lora", "onnx": root / "onnx", "merge": root / "merged"}
     assert main(train_argv(tiny_bert_dir, train, dev, folders["pipeline"], *length)) == 0
-    lora = ["--peft_method", "lora", "--learning_rate", "1e-2"]
+    lora = ["--peft_method", "lora", "--learning_rate", "1e-2", "--merge_adapter", "true"]  # and lora/merged
     assert main(train_argv(tiny_bert_dir, train, dev, folders["peft"], *length, *lora)) == 0
     assert main(["export", str(folders["pipeline"]), "--format", "onnx", "--output_dir", str(folders["onnx"])]) == 0
     merge = ["--pretrained", str(tiny_bert_dir), "--finetuned", str(folders["pipeline"]), "--alpha", "0.5"]
@@ -55,6 +55,21 @@ def quick_start(folder: Path) -> str:
     snippet = re.search(r"```python\n(.*?)```", card, re.S).group(1)
     name = folder.name
     return snippet.replace(f'snapshot_download("{name}")', f'"{folder}"').replace(f'"{name}"', f'"{folder}"')
+
+
+@pytest.mark.parametrize("folder", ["onnx", "merged"])
+def test_the_quick_start_runs_verbatim_beside_an_unpushed_folder(runs, folder, monkeypatch, capsys):
+    """Run as written from the run folder's parent: the ONNX card called `snapshot_download` on the folder's name
+    (which takes Hub ids only), and a merged adapter's card named `lora-merged`, no path (its folder is lora/merged)."""
+    path = runs["onnx"] if folder == "onnx" else runs["peft"] / "merged"
+    monkeypatch.chdir(runs["onnx"].parent)
+    snippet = re.search(r"```python\n(.*?)```", (path / "README.md").read_text(), re.S).group(1)
+    exec(snippet, {})
+    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    scores = predicted(path, "I really enjoyed this!")
+    assert max(scores, key=scores.get) in printed, printed
+    before = (path / "README.md").read_text()
+    assert main(["card", str(path)]) == 0 and (path / "README.md").read_text() == before  # regenerated the same
 
 
 @pytest.mark.parametrize("quickstart", ["pipeline", "peft", "onnx"])

@@ -239,7 +239,7 @@ def build_card(c: CardData, folder: str | Path | None = None):
         model_name=c.model_name,
         eval_results=eval_results(c) or None,
     )
-    repo_id = c.repo_id or c.model_name
+    repo_id = c.repo_id or c.local_path or c.model_name
     folder = Path(folder) if folder else None
     has_tokenizer = folder is None or (folder / "tokenizer_config.json").is_file()
     distillation, comparison = distill_rows(c)

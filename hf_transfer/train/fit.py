@@ -363,6 +363,7 @@ def _card_merged_model(out: Path, merged: Path, card_data) -> None:
             shutil.copy2(out / name, merged / name)
     card_data = copy.deepcopy(card_data)
     card_data.repo_id, card_data.model_name = None, f"{out.resolve().name}-{merged.name}"
+    card_data.local_path = f"{out.resolve().name}/{merged.name}"  # from the run folder's parent, as the others
     write_model_card(merged, card_data)
 
 
