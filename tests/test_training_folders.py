@@ -72,7 +72,16 @@ def test_rerunning_into_a_finished_run_is_refused_before_anything_loads(finished
         assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "already holds an earlier run" in err[0], err
-    assert "--resume_from_checkpoint true" in err[0] and "--overwrite_output_dir true" in err[0]
+    assert (
+        "--resume_from_checkpoint true and more num_train_epochs" in err[0] and "--overwrite_output_dir true" in err[0]
+    )
+    assert fingerprint(run) == before
+    # Resuming from its last checkpoint with the same epochs trained nothing and recorded a train loss of 0 over
+    # "steps 6 to 5": refused in one line, the folder as it was.
+    for resume in ("true", str(run / "checkpoint-5")):
+        assert main([*argv, "--resume_from_checkpoint", resume]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "is the last step (5) of a finished run" in err[0], err
     assert fingerprint(run) == before
     # Resuming there goes on (two epochs now), and --overwrite_output_dir true replaces it, saying so.
     assert main([*argv, "--resume_from_checkpoint", "true", "--num_train_epochs", "2"]) == 0
