@@ -271,3 +271,34 @@ def test_a_peft_methods_card_names_its_own_settings(tmp_path, tiny_bert_dir, tin
     card = (out / "README.md").read_text()
     for row in rows:
         assert row in card, card[card.find("## How it was trained") :][:1500]
+
+
+# --- the columns a model was trained with --------------------------------------------------------------------------
+
+
+def test_evaluate_and_predict_read_the_columns_the_model_was_trained_with(tmp_path, tiny_bert_dir, caplog):
+    """Trained on `Review Text` and `My Label`, the same file given to evaluate or predict failed with "no text
+    column" (and predict scored nothing): the trained columns are read when the file has no default column."""
+    rows = [(f"{w} thing {i}", label) for i, (w, label) in enumerate([("good", "pos"), ("bad", "neg")] * 10)]
+    data = _write(tmp_path / "reviews.csv", rows, header=("Review Text", "My Label"))
+    out = tmp_path / "run"
+    columns = ["--text_column_name", "Review Text", "--label_column_name", "My Label", "--few_shot", "false"]
+    assert main([*train_argv(tiny_bert_dir, data, data, out), *columns, "--max_steps", "1"]) == 0
+    trained = json.loads((out / "eval_results.json").read_text())["eval_accuracy"]
+    metrics = tmp_path / "metrics.json"
+    with caplog.at_level(logging.WARNING):
+        argv = ["evaluate", "--model_name_or_path", str(out), "--validation_file", str(data)]
+        assert main([*argv, "--output_file", str(metrics)]) == 0
+        argv = ["predict", "--model_name_or_path", str(out), "--input_file", str(data)]
+        assert main([*argv, "--output_file", str(tmp_path / "predicted.csv")]) == 0
+    assert json.loads(metrics.read_text())["accuracy"] == trained
+    assert "reading column 'Review Text'" in caplog.text and "reading column 'My Label'" in caplog.text
+    predicted = list(csv.DictReader(open(tmp_path / "predicted.csv")))
+    assert len(predicted) == 20 and {r["predicted_label"] for r in predicted} <= {"pos", "neg"}
+    # A file with a default text column is read as before (its `text`), whatever the model trained on.
+    other = _write(tmp_path / "plain.csv", [(t, label) for t, label in rows], header=("text", "label"))
+    caplog.clear()
+    argv = ["evaluate", "--model_name_or_path", str(out), "--validation_file", str(other)]
+    with caplog.at_level(logging.WARNING):
+        assert main(argv) == 0
+    assert "reading column" not in caplog.text

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from hf_transfer.adapters.peft_model import adapter_base_config, load_adapter_for_inference
 from hf_transfer.core.arguments import DEFAULT_MAX_SEQ_LENGTH
-from hf_transfer.core.cleaning import PAIR_OPTION
+from hf_transfer.core.cleaning import LABEL_COLUMN_CANDIDATES, PAIR_OPTION, TEXT_COLUMN_CANDIDATES
 from hf_transfer.core.folders import (
     ONNX_FILE,
     ONNX_INT8_FILE,
@@ -122,21 +122,42 @@ def trained_pair_column(source: InferenceSource | str) -> dict:
 
 
 def default_pair_columns(source: InferenceSource | str, args, path: str | None, check_as: str | None = None) -> None:
-    """A model trained on text pairs, given no `text_pair_column_name`, reads the columns it was trained with when the
-    file `path` has them (said in one line), as `run_glue.py` reads its task's columns. `check_as` (the model's name
-    in messages): then the pair columns are checked against training (`check_given_pair`): without the second text,
-    `predict` and `evaluate` labelled every row from the first alone, silently (and a single-text model takes no
-    second text)."""
+    """The columns the model was trained with, read from the file `path` where the user set none and the file has
+    them (said in one line), as `run_glue.py` reads its task's columns: a pair model's two texts; a text (or label)
+    column of another name than the defaults, when the file has no default one (training on `Review Text` and
+    scoring the same file failed with "no text column"). `check_as` (the model's name in messages): then the pair
+    columns are checked against training (`check_given_pair`): without the second text, `predict` and `evaluate`
+    labelled every row from the first alone, silently (and a single-text model takes no second text)."""
     trained, trained_text = trained_pair_column(source), trained_text_column(source)
     pair = trained.get(PAIR_COLUMN)
-    columns = file_columns(path, args.csv_quoting) if pair and not args.text_pair_column_name and path else None
+    columns = file_columns(path, args.csv_quoting) if path else None
     text = args.text_column_name or trained_text
-    if columns is not None and pair in columns and (text is None or text in columns):
+    if (
+        columns is not None
+        and pair
+        and not args.text_pair_column_name
+        and pair in columns
+        and text in {None, *columns}
+    ):
         args.text_column_name, args.text_pair_column_name = text, pair
         shown = f"{text!r} and {pair!r}" if text else f"{pair!r} as the second text"
         logger.warning(f"the model was trained on text pairs: reading columns {shown} of {path!r}, as in training.")
+    elif columns is not None and not pair:
+        _default_trained_column(source, args, columns, "text_column_name", TEXT_COLUMN_CANDIDATES, path)
+    if columns is not None and hasattr(args, "label_column_name"):
+        _default_trained_column(source, args, columns, "label_column_name", LABEL_COLUMN_CANDIDATES, path)
     if check_as is not None:
         check_given_pair(trained, args.text_pair_column_name, check_as, text_column=trained_text)
+
+
+def _default_trained_column(source, args, columns: set[str], field: str, defaults: tuple, path: str) -> None:
+    """`args.<field>` set to the column the model was trained with, when it is unset, the file has no default
+    column (`defaults`) and has that one."""
+    trained = _recorded(source, field).get(field)
+    if getattr(args, field) is None and trained and trained in columns and not set(defaults) & columns:
+        setattr(args, field, trained)
+        kind = field.split("_")[0]  # text, label
+        logger.warning(f"reading column {trained!r} of {path!r} as the {kind} column, the model's in training.")
 
 
 def trained_text_column(source: InferenceSource | str) -> str | None:
