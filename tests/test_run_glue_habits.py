@@ -302,3 +302,14 @@ def test_evaluate_and_predict_read_the_columns_the_model_was_trained_with(tmp_pa
     with caplog.at_level(logging.WARNING):
         assert main(argv) == 0
     assert "reading column" not in caplog.text
+
+
+def test_integer_labels_read_as_ids_of_a_model_with_named_labels_are_said(caplog):
+    """A file labelled 0/1 scored against a model named Positive/negative had its 0 read as `Positive`, silently."""
+    with caplog.at_level(logging.WARNING):
+        assert align_labels(["0", "1"], ["Positive", "negative"], "int.csv") == {0: 0, 1: 1}
+    assert "read as the model's label ids (0 = Positive, 1 = negative)" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # a model with no names of its own: ids are all there is
+        assert align_labels(["1", "0"], ["LABEL_0", "LABEL_1"], "int.csv") == {0: 1, 1: 0}
+    assert not caplog.text

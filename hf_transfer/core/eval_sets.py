@@ -4,6 +4,8 @@ its labels matched to the model's before any weights are loaded, so a bad file s
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,6 +20,8 @@ from hf_transfer.core.markdown import table_row, worst_labels
 from hf_transfer.core.metrics import classification_metrics, label_keys
 from hf_transfer.core.tasks import MULTI_LABEL, SINGLE_LABEL, predicted_labels
 from hf_transfer.errors import DataError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,6 +62,12 @@ def align_labels(data_names: list[str], model_names: list[str], source: str) -> 
     if not integer_names and all(i is not None for i in ids):
         outside = sorted(i for i in ids if not 0 <= i < len(model_names))
         if not outside:
+            if any(not re.fullmatch(r"LABEL_\d+", str(n)) for n in model_names):  # named labels: say how ids read
+                shown = ", ".join(f"{i} = {model_names[i]}" for i in sorted(set(ids)))
+                logger.warning(
+                    f"the labels of {source!r} are integers, read as the model's label ids ({shown}); pass "
+                    "--label_mapping '{file_value: model_label, ...}' to read them otherwise."
+                )
             return dict(enumerate(ids))
         # "labels [0, 1, 2] are not among the model's labels" blamed the ids that are fine
         raise DataError(
