@@ -313,3 +313,16 @@ def test_integer_labels_read_as_ids_of_a_model_with_named_labels_are_said(caplog
     with caplog.at_level(logging.WARNING):  # a model with no names of its own: ids are all there is
         assert align_labels(["1", "0"], ["LABEL_0", "LABEL_1"], "int.csv") == {0: 1, 1: 0}
     assert not caplog.text
+
+
+def test_a_label_that_spells_a_missing_value_is_warned(tmp_path, caplog):
+    """`NaN` in a csv label column (as pandas writes a missing value) became a third class, without a word."""
+    from hf_transfer.core.arguments import DataArguments
+    from hf_transfer.core.data import load_data
+
+    rows = [(f"thing {i}", ["pos", "neg", "NaN"][i % 3]) for i in range(12)]
+    train = _write(tmp_path / "train.csv", rows)
+    with caplog.at_level(logging.WARNING):
+        prepared = load_data(DataArguments(train_file=str(train), validation_file=str(train)))
+    assert prepared.label_names == ["NaN", "neg", "pos"]  # still read as written: a class may be named so
+    assert "holds 'NaN', read as a class of its own" in caplog.text

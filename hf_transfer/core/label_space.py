@@ -32,6 +32,8 @@ def detect_problem_type(args: DataArguments, profiles: dict[str, LabelProfile], 
         )
     if args.problem_type is None and not has_lists and "train" in labelled:
         warn_joined_labels(labelled["train"].values, label)
+    if not has_lists and "train" in labelled and args.label_mapping is None:
+        warn_missing_like(labelled["train"].values, label)
     return MULTI_LABEL if has_lists else SINGLE_LABEL
 
 
@@ -67,6 +69,20 @@ def joined_labels(values) -> tuple[str, list[str]] | None:
         if len(joined) >= 2 and (len(set(parts)) < len(parts) or set(parts) & set(texts)):
             return sep, joined[:2]
     return None
+
+
+# How spreadsheets and pandas write a missing value: an empty cell is left out, but these are read as text.
+MISSING_LIKE = frozenset({"nan", "null", "none", "n/a", "na", "#n/a", "missing", "?"})
+
+
+def warn_missing_like(values, label: str) -> None:
+    """A label such as `NaN` or `N/A` (a missing value written as text) became a class of its own, silently."""
+    found = sorted(v for v in values if isinstance(v, str) and v.strip().lower() in MISSING_LIKE)
+    if found:
+        logger.warning(
+            f"the training column {label!r} holds {', '.join(map(repr, found))}, read as a class of its own; if these "
+            "mark missing labels, leave those cells empty (rows without a label are left out) or drop the rows."
+        )
 
 
 def warn_joined_labels(values, label: str) -> None:
