@@ -60,7 +60,7 @@ def quick_start(folder: Path) -> str:
 @pytest.mark.parametrize("folder", ["onnx", "merged"])
 def test_the_quick_start_runs_verbatim_beside_an_unpushed_folder(runs, folder, monkeypatch, capsys):
     """Run as written from the run folder's parent: the ONNX card called `snapshot_download` on the folder's name
-    (which takes Hub ids only), and a merged adapter's card named `lora-merged`, no path (its folder is lora/merged)."""
+    (which takes Hub ids only), and a merged adapter's card named `lora-merged`, not its path (lora/merged)."""
     path = runs["onnx"] if folder == "onnx" else runs["peft"] / "merged"
     monkeypatch.chdir(runs["onnx"].parent)
     snippet = re.search(r"```python\n(.*?)```", (path / "README.md").read_text(), re.S).group(1)

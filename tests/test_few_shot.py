@@ -184,7 +184,11 @@ def test_label_template_rows_are_added_for_word_labels_only():
     assert train["text"][4:] == ["This sentence is bad."] * 3 + ["This sentence is good."] * 3
     assert train["labels"][4:] == [0, 0, 0, 1, 1, 1]  # bad, good: the label ids of the names
     assert train.features == prepared.datasets["train"].features
-    for labels in (["0", "0", "1", "1"], ["LABEL_0", "LABEL_0", "LABEL_1", "LABEL_1"]):
+    for labels in (
+        ["0", "0", "1", "1"],
+        ["LABEL_0", "LABEL_0", "LABEL_1", "LABEL_1"],
+        ["False", "False", "True", "True"],
+    ):
         same, record = add_label_template_rows(_prepared(GOOD[:2] + BAD[:2], labels), "This sentence is {}.", 3)
         assert len(same.datasets["train"]) == 4 and record["rows"] == 0 and "not a word" in record["skipped"]
     same, record = add_label_template_rows(_prepared(GOOD[:2] + BAD[:2], ["good"] * 2 + ["bad"] * 2, "text2"),

@@ -234,14 +234,15 @@ def add_label_template_rows(prepared: PreparedData, template: str | None, copies
         return prepared, {}
     import datasets
 
-    def meaningless(name: str) -> bool:
-        return not any(c.isalpha() for c in name) or re.fullmatch(r"(?i)label[_ -]?\d+", name.strip()) is not None
+    def meaningless(name: str) -> bool:  # "This sentence is False." says nothing of the class either
+        words = name.strip().lower()
+        return not any(c.isalpha() for c in name) or re.fullmatch(r"label[_ -]?\d+|true|false", words) is not None
 
     skipped = None
     if prepared.text_pair_column:
         skipped = "sentence-pair data: a template sentence has no pair"
     elif any(meaningless(name) for name in prepared.label_names):
-        skipped = "a label name is not a word (digits or LABEL_n)"
+        skipped = "a label name is not a word (digits, true/false or LABEL_n)"
     if skipped:
         return prepared, {"template": template, "rows": 0, "skipped": skipped}
     named = list(enumerate(prepared.label_names))
