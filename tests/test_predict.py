@@ -822,3 +822,22 @@ def test_a_decoder_classifier_scores_each_row_as_it_scores_alone(tmp_path, tiny_
     assert AutoTokenizer.from_pretrained(run).padding_side == "right"
     loss = torch.nn.functional.cross_entropy(alone, torch.tensor([0, 1] * 8)).item()
     assert json.loads((run / "eval_results.json").read_text())["eval_loss"] == pytest.approx(loss, rel=1e-5)
+
+
+def test_a_partial_label_mapping_keeps_the_labels_the_model_already_names(models, tmp_path):
+    """`--label_mapping '{A: a}'` on a file labelled A, b and c dropped every b and c row as unmapped: the model's own
+    names are read as themselves beside the mapping (which still wins for a key it names)."""
+    data = rows(24, empty=())
+    data["label"] = ["A", "b", "c"] * 8
+    data.to_csv(tmp_path / "in.csv", index=False)
+    summary = predict(models["three"], tmp_path / "in.csv", tmp_path / "out.csv", label_mapping={"A": "a"})
+    assert summary["samples"] == 24 and "rows_unmapped_label" not in summary
+    given = {"validation_file": str(tmp_path / "in.csv"), "label_mapping": {"A": "a"}}
+    evaluated = run_evaluate(EvaluateArguments(model_name_or_path=str(models["three"]), **given))
+    assert evaluated["samples"] == 24 and evaluated["accuracy"] == summary["accuracy"]
+    swapped = predict(
+        models["three"], tmp_path / "in.csv", tmp_path / "swap.csv", label_mapping={"A": "a", "b": "c", "c": "b"}
+    )
+    out = pd.read_csv(tmp_path / "swap.csv")
+    truth = data["label"].map({"A": "a", "b": "c", "c": "b"})
+    assert swapped["accuracy"] == pytest.approx(float((out["predicted_label"] == truth).mean()))

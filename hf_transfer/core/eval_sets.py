@@ -92,6 +92,12 @@ def align_labels(data_names: list[str], model_names: list[str], source: str) -> 
     )
 
 
+def passing_model_names(mapping: dict | None, model_names: list[str]) -> dict | None:
+    """A `label_mapping` given to score a model, with the model's own label names read as themselves: a mapping that
+    translates some values (`{pos: positive}`) dropped the rows already labelled `negative` as unmapped."""
+    return None if mapping is None else {**{str(n): str(n) for n in model_names}, **mapping}
+
+
 def prepare_eval_set(
     eval_set: EvalSet, args: EvalDataArguments, model_names: list[str], problem_type: str = SINGLE_LABEL
 ) -> PreparedEvalSet:
@@ -102,7 +108,9 @@ def prepare_eval_set(
         text_column_name=args.text_column_name,
         text_pair_column_name=args.text_pair_column_name,
         label_column_name=args.label_column_name,
-        label_mapping=eval_set.label_mapping if eval_set.label_mapping is not None else args.label_mapping,
+        label_mapping=passing_model_names(
+            eval_set.label_mapping if eval_set.label_mapping is not None else args.label_mapping, model_names
+        ),
         csv_quoting=args.csv_quoting,
         max_eval_samples=args.max_eval_samples,
     )

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from hf_transfer.core.cleaning import normalise_label, normalise_scalar
-from hf_transfer.core.eval_sets import align_labels
+from hf_transfer.core.eval_sets import align_labels, passing_model_names
 from hf_transfer.core.metrics import classification_metrics
 from hf_transfer.core.prediction_columns import empty_text_mask
 from hf_transfer.core.tables import iter_table
@@ -109,6 +109,7 @@ def scan_references(
     if seen == {"-1"} and label_mapping is None and "-1" not in model_names:  # GLUE's test files: labels hidden
         logger.warning(f"every label in column {label!r} is -1, the mark of a hidden label (GLUE): no scores.")
         return None
+    label_mapping = passing_model_names(label_mapping, model_names)
     if label_mapping is not None:
         keys = {str(normalise_scalar(k)): name for k, name in label_mapping.items()}
         names = list(dict.fromkeys(label_mapping.values()))
