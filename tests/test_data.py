@@ -459,6 +459,8 @@ def test_unseen_validation_and_test_labels_are_named(tmp_path):
 def test_mixed_label_types(tmp_path):
     with pytest.raises(DataError, match="mixes integers and strings"):
         load(tmp_path, rows([1, "pos", 0]), rows([1]), ext="json")
+    with pytest.raises(DataError, match=r"mixes integers and booleans \(e.g. 1 and 'True'\)"):  # JSON's true
+        load(tmp_path, rows([1, True, 0]), rows([1]), ext="json")
     with pytest.raises(DataError, match="non-integer numbers such as 0.5"):
         load(tmp_path, rows([1, 0.5]), rows([1]), ext="json")
 

@@ -200,6 +200,13 @@ def test_multi_label_model_without_validation_file(tmp_path, tiny_bert_dir, caps
     predicted = pd.read_json(tmp_path / "out.jsonl", lines=True)["predicted_label"].tolist()
     logits = torch_logits(model, data["text"].tolist())
     assert predicted == [[n for n, x in zip(["red", "green", "blue"], row, strict=True) if x > 0] for row in logits]
+    # evaluate runs the graph asked for too (it took model_quantized.onnx, without a word), and names it.
+    data["label"] = ['["red"]', '["green", "blue"]', "[]"]
+    data.to_csv(tmp_path / "labelled.csv", index=False)
+    argv = ["evaluate", "--model_name_or_path", str(out), "--validation_file", str(tmp_path / "labelled.csv")]
+    capsys.readouterr()
+    assert main(argv) == 0 and "(ONNX (model_quantized.onnx))" in capsys.readouterr().out
+    assert main([*argv, "--onnx_file", "model.onnx"]) == 0 and "(ONNX (model.onnx))" in capsys.readouterr().out
 
 
 def test_push_uploads_the_onnx_files(labelled, tmp_path, monkeypatch):

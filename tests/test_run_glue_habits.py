@@ -326,3 +326,12 @@ def test_a_label_that_spells_a_missing_value_is_warned(tmp_path, caplog):
         prepared = load_data(DataArguments(train_file=str(train), validation_file=str(train)))
     assert prepared.label_names == ["NaN", "neg", "pos"]  # still read as written: a class may be named so
     assert "holds 'NaN', read as a class of its own" in caplog.text
+
+
+def test_splits_that_name_their_text_differently_are_told_to_agree(tmp_path, tiny_bert_dir, tiny_data, capsys):
+    """train's `text` and validation's `sentence` (both default names) drew "Did you mean 'target'?", the label."""
+    train, _ = tiny_data
+    dev = _write(tmp_path / "dev.csv", [("hello there", "pos")], header=("sentence", "target"))
+    err = _refused(train_argv(tiny_bert_dir, train, dev, tmp_path / "out"), capsys)
+    assert "no column 'text', read by default in another split, but has 'sentence'" in err, err
+    assert "Did you mean" not in err and not (tmp_path / "out").exists()

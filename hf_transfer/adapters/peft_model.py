@@ -198,7 +198,10 @@ def adapter_base_config(folder: Path, base: str | None = None, command: str = "e
     except ConfigError as err:
         if given:
             raise
-        raise ConfigError(f"{err} The adapter's base is {base!r}: pass --base_model_name_or_path DIR_OR_ID.") from None
+        # the error names the base already ("the adapter's base '...' is neither ..."): say what to do
+        raise ConfigError(
+            f"{err} To load it onto a copy you have, pass --base_model_name_or_path DIR_OR_ID."
+        ) from None
     label_names, problem_type = adapter_labels(folder, command, config, base)
     config = with_labels(config, label_names, problem_type)
     config._name_or_path = base

@@ -142,7 +142,14 @@ def separator_hint(columns: list[str]) -> str:
     return ""
 
 
-def _require_column(option: str, name: str, columns: list[str], split: str) -> None:
+def _require_column(option: str, name: str, columns: list[str], split: str, defaults: tuple = ()) -> None:
+    """`defaults`: the default names, when `name` was found among them in another split (not set by the user)."""
+    other = next((c for c in defaults if c in columns), None)
+    if name not in columns and other is not None:  # `text` in train, `sentence` here: "Did you mean 'target'?"
+        raise DataError(
+            f"the {split} data has no column {name!r}, read by default in another split, but has {other!r}, another "
+            f"default name; give every split the same column names (rename {other!r} to {name!r})."
+        )
     if name not in columns:
         raise DataError(
             f"{option} {name!r} is not a column of the {split} data, whose columns are {columns}."
@@ -171,12 +178,14 @@ def resolve_columns(args: DataArguments, split_columns: dict[str, list[str]]) ->
             f"text {text!r}, text pair {pair!r} and label {label!r} must be different columns, and the "
             "text columns cannot be named 'labels' (the name of the prepared label column)."
         )
+    text_defaults = () if args.text_column_name else TEXT_COLUMN_CANDIDATES
+    label_defaults = () if args.label_column_name else LABEL_COLUMN_CANDIDATES
     for split, names in split_columns.items():
-        _require_column("text_column_name", text, list(names), split)
+        _require_column("text_column_name", text, list(names), split, text_defaults)
         if pair:
             _require_column("text_pair_column_name", pair, list(names), split)
         if split not in UNLABELLED_SPLITS:
-            _require_column("label_column_name", label, list(names), split)
+            _require_column("label_column_name", label, list(names), split, label_defaults)
     return text, pair, label
 
 

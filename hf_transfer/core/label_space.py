@@ -114,9 +114,11 @@ def check_label_types(args: DataArguments, profiles: dict[str, LabelProfile], la
                 "needs class labels. Map them to names with label_mapping, or use another label column."
             )
         if int in by_type and str in by_type:
+            other = by_type[str]
+            kind = "booleans" if other in ("True", "False") else "strings"  # true/false in any spelling reads so
             raise DataError(
-                f"the {split} column {label!r} mixes integers and strings (e.g. {by_type[int]!r} and "
-                f"{by_type[str]!r}); use one type, or label_mapping to name both."
+                f"the {split} column {label!r} mixes integers and {kind} (e.g. {by_type[int]!r} and {other!r}); use "
+                "one type, or label_mapping to name both."
             )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hf_transfer.core.arguments import INFERENCE_REVISION_HELP, EvalDataArguments
+from hf_transfer.core.arguments import INFERENCE_REVISION_HELP, ONNX_FILE_HELP, EvalDataArguments
 from hf_transfer.core.folders import ADAPTER_CONFIG, CARD_DATA_FILE, RUN_RECORD_FILE, TOKENIZER_FILES, check_writable
 from hf_transfer.errors import ConfigError
 from hf_transfer.outputs.plots import confusion_paths
@@ -37,6 +37,7 @@ class EvaluateArguments(EvalDataArguments):
             "its adapter_config.json names)."
         },
     )
+    onnx_file: str | None = field(default=None, metadata={"help": ONNX_FILE_HELP})
     output_file: str | None = field(
         default=None,
         metadata={

@@ -38,7 +38,11 @@ def run_evaluate(args: EvaluateArguments) -> dict:
     """Score the model on validation_file and every extra_eval set; every set is read before the model is loaded."""
 
     source = resolve_inference_model(
-        args.model_name_or_path, args.base_model_name_or_path, command="evaluate", revision=args.model_revision
+        args.model_name_or_path,
+        args.base_model_name_or_path,
+        onnx_file=args.onnx_file,
+        command="evaluate",
+        revision=args.model_revision,
     )
     default_pair_columns(
         source, args, args.validation_file, check_as=args.model_name_or_path
@@ -56,7 +60,7 @@ def run_evaluate(args: EvaluateArguments) -> dict:
         pictures = [label_f1_path(out, name, args.validation_name) for name in reports]
         with written_together(args.written_files() + pictures):
             _write(args, out, reports, table, sets, model_names)
-    result = scalars(main)
+    result = {"model": f"{args.model_name_or_path} ({source.describe()})", **scalars(main)}  # which graph, for ONNX
     accuracy = "accuracy" if "accuracy" in main else "subset_accuracy"
     for name, report in list(reports.items())[1:]:
         result.update({f"{name}_{accuracy}": headline_accuracy(report), f"{name}_f1_macro": report["f1_macro"]})

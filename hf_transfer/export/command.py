@@ -166,6 +166,7 @@ def _build(args: ExportArguments, source: InferenceSource, data: PreparedEvalSet
     speed_texts = [texts[i % len(texts)] for i in range(args.speed_samples)]
     speed_pairs = None if pairs is None else [pairs[i % len(pairs)] for i in range(args.speed_samples)]
     speed = speed_table(models, tokenizer, speed_texts, speed_pairs, args.max_seq_length)
+    speed["distinct_rows"] = min(len(texts), args.speed_samples)  # the parity rows, repeated up to speed_samples
     model.config.save_pretrained(folder)
     cap_model_max_length(model.config, tokenizer)
     tokenizer.save_pretrained(folder)

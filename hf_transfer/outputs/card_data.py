@@ -140,6 +140,10 @@ class CardData:
             depth = self.freeze.get("depth")
             student = f"{depth}-layer student" if depth else "student"
             teachers = ", ".join(f"`{shown_name(t)}`" for t in d.get("teachers") or [])
+            if d.get("student_layers"):  # cut from the teacher: its base is the teacher's, not where it started
+                return (
+                    f"distilled {student} of {teachers or 'its teacher'}, built from its blocks {d['student_layers']}"
+                )
             own = self.base_model and f"`{shown_name(self.base_model)}`" not in teachers  # a separate student
             return f"distilled {student} of {teachers or 'its teacher'}" + (f", started from {base}" if own else "")
         if self.few_shot:

@@ -27,8 +27,10 @@ def speed_words(speedup: float) -> str:
     return f"{speedup:.2f}× faster" if speedup >= 1 else f"{1 / speedup:.2f}× slower"
 
 
-def freeze_text(freeze: dict) -> str:
-    parts = []
+def freeze_text(freeze: dict, adapter: bool = False) -> str:
+    """What was frozen; for an adapter run, the base model's own weights are (PEFT trains the adapter beside them:
+    "nothing frozen" beside 22M parameters never trained read as a contradiction)."""
+    parts = ["the base model's weights (the adapter trained beside them)"] if adapter else []
     if freeze.get("train_head_only"):
         parts.append("only the task head trained")
     if freeze.get("freeze_embeddings"):
@@ -60,7 +62,7 @@ def freeze_rows(c: CardData) -> list[tuple[str, str]]:
     trainable, frozen = f.get("trainable_parameters_now", 0), f.get("frozen_parameters_now", 0)
     total = trainable + frozen
     rows = [
-        ("frozen", freeze_text(f)),
+        ("frozen", freeze_text(f, bool(c.adapter))),
         (
             "trainable parameters at the end",
             f"{trainable:,} of {total:,} ({100 * trainable / total:.1f}%)" if total else "unknown",

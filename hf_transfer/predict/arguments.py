@@ -10,6 +10,7 @@ from typing import Literal
 from hf_transfer.core.arguments import (
     INFERENCE_MAX_SEQ_LENGTH_HELP,
     INFERENCE_REVISION_HELP,
+    ONNX_FILE_HELP,
     check_data_file,
     data_file_problem,
 )
@@ -81,13 +82,7 @@ class PredictArguments:
         default=None,
         metadata={"help": "For an adapter folder: the base model to load it onto (default: the one it names)."},
     )
-    onnx_file: str | None = field(
-        default=None,
-        metadata={
-            "help": "For an ONNX folder: which graph to run, e.g. `model.onnx` (default: `model_quantized.onnx` when "
-            "the export made one, else `model.onnx`)."
-        },
-    )
+    onnx_file: str | None = field(default=None, metadata={"help": ONNX_FILE_HELP})
     batch_size: int = field(default=64, metadata={"help": "Rows per forward pass (batches are length-sorted)."})
     top_k: int | None = field(
         default=None,
