@@ -223,9 +223,10 @@ def test_distillation_card_from_a_record(tmp_path):
     splits = {(r.dataset_split, r.metric_type, r.metric_config): r.metric_value for r in results}
     assert splits[("validation", "accuracy", None)] == 0.85 and splits[("test", "f1", "macro")] == 0.79
     assert all(r.dataset_type == "stanfordnlp/sst2" for r in results)
-    assert c.one_line() == "distilled 3-layer student of `org/teacher`"
+    assert c.one_line() == "distilled 3-layer student of `org/teacher`, built from its blocks [0, 2, 4]"
     # A separate student: where it started, at its revision (the card named neither).
     separate = {**DISTILL_RECORD, "base_model": "org/tiny", "base_model_revision": "v2"}
+    separate["distillation"] = {**DISTILL_RECORD["distillation"], "student_layers": None}  # not cut from the teacher
     own = complete_card_data(CardData(), separate, config, tmp_path).one_line()
     assert own == "distilled 3-layer student of `org/teacher`, started from `org/tiny` (revision `v2`)"
     # Every unlabelled row a repeat: the transfer-set row still says what became of them.

@@ -461,6 +461,8 @@ def test_mixed_label_types(tmp_path):
         load(tmp_path, rows([1, "pos", 0]), rows([1]), ext="json")
     with pytest.raises(DataError, match=r"mixes integers and booleans \(e.g. 1 and 'True'\)"):  # JSON's true
         load(tmp_path, rows([1, True, 0]), rows([1]), ext="json")
+    with pytest.raises(DataError, match="mixes integers and strings"):  # booleans beside real strings: strings
+        load(tmp_path, rows([1, True, 0, "pos"]), rows([1]), ext="json")
     with pytest.raises(DataError, match="non-integer numbers such as 0.5"):
         load(tmp_path, rows([1, 0.5]), rows([1]), ext="json")
 

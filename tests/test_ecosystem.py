@@ -57,11 +57,14 @@ def quick_start(folder: Path) -> str:
     return snippet.replace(f'snapshot_download("{name}")', f'"{folder}"').replace(f'"{name}"', f'"{folder}"')
 
 
-@pytest.mark.parametrize("folder", ["onnx", "merged"])
+@pytest.mark.parametrize("folder", ["onnx", "merged", "merged-onnx"])
 def test_the_quick_start_runs_verbatim_beside_an_unpushed_folder(runs, folder, monkeypatch, capsys):
     """Run as written from the run folder's parent: the ONNX card called `snapshot_download` on the folder's name
     (which takes Hub ids only), and a merged adapter's card named `lora-merged`, not its path (lora/merged)."""
     path = runs["onnx"] if folder == "onnx" else runs["peft"] / "merged"
+    if folder == "merged-onnx":  # an export of the merged folder names itself, not lora/merged
+        path = runs["onnx"].parent / folder
+        assert main(["export", str(runs["peft"] / "merged"), "--format", "onnx", "--output_dir", str(path)]) == 0
     monkeypatch.chdir(runs["onnx"].parent)
     snippet = re.search(r"```python\n(.*?)```", (path / "README.md").read_text(), re.S).group(1)
     exec(snippet, {})
@@ -135,3 +138,32 @@ def test_the_adapter_quick_start_loads_the_real_label_names(runs, capsys):
     assert "`LABEL_0`, `LABEL_1`" in (folder / "README.md").read_text()
     bare = pipeline("text-classification", model=str(folder))
     assert bare.model.config.id2label == {0: "LABEL_0", 1: "LABEL_1"}
+
+
+def test_a_decoder_adapters_quick_start_pads_as_the_run_did(tmp_path, minilm_path, capsys):
+    """A GPT-2 base whose tokenizer has no pad token: the adapter's card loaded the base config (pad_token_id None),
+    so the pipeline stopped on a batch ("Cannot handle batch sizes > 1 if no padding token is defined") and pooled
+    another token than training and `predict` did. It passes the saved tokenizer's padding id."""
+    from transformers import AutoTokenizer, GPT2Config, GPT2Model
+
+    base = tmp_path / "gpt2"
+    config = GPT2Config(vocab_size=30522, n_embd=32, n_layer=2, n_head=2, n_positions=128, bos_token_id=102)
+    config.eos_token_id = 102
+    GPT2Model(config).save_pretrained(base)
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    tokenizer.pad_token, tokenizer.eos_token = None, "[SEP]"  # as GPT-2's own tokenizer: an eos, no pad
+    tokenizer.save_pretrained(base)
+    words = ["good", "great", "fine", "bad", "awful", "poor"]
+    texts = [f"{words[i % 6]} thing number {i}" for i in range(24)]
+    train = write_csv(tmp_path / "train.csv", texts, ["pos" if i % 6 < 3 else "neg" for i in range(24)])
+    out = tmp_path / "lora"
+    lora = ["--peft_method", "lora", "--learning_rate", "1e-2", "--max_steps", "3", "--max_seq_length", "32"]
+    assert main(train_argv(base, train, train, out, *lora)) == 0
+    namespace = {}
+    exec(quick_start(out), namespace)
+    pair = ["good", "a long and winding sentence about a wonderful film"]
+    batch = namespace["classifier"](pair, batch_size=2)  # had stopped: no padding token
+    for text, got in zip(pair, batch, strict=True):
+        (scores,) = [got] if isinstance(got, dict) else got
+        expected = predicted(out, text)
+        assert scores["score"] == pytest.approx(expected[scores["label"]], abs=1e-5)

@@ -117,16 +117,17 @@ def test_classification_metrics_single_label_by_hand():
 
 def test_macro_averages_leave_out_classes_absent_from_the_set_and_keys_stay_unique():
     """A class with no row in the set and never predicted has no score: as sklearn and `evaluate`'s f1 average
-    (over the labels among references or predictions), not as a 0 that pulled a one-sided file's macro-F1 to 1/3
-    at accuracy 1. Its per-class keys stay (0), and a class predicted but absent counts."""
+    single labels (over those among references or predictions), not as a 0 that pulled a one-sided file's macro-F1
+    to 1/3 at accuracy 1. Its per-class keys stay (0), and a class predicted but absent counts."""
     result = classification_metrics([0, 0], [0, 0], ["macro", "a", "a"])
     assert {"precision_macro_0", "precision_a_1", "precision_a_2"} <= set(result)
     assert result["recall_macro"] == result["f1_macro"] == 1.0 and result["recall_a_1"] == 0.0
     assert result["confusion_matrix"] == [[2, 0, 0], [0, 0, 0], [0, 0, 0]]
     wrong = classification_metrics([0, 1], [0, 0], ["x", "y", "z"])  # y predicted, never true: it counts, z not
     assert wrong["precision_macro"] == pytest.approx((1 + 0) / 2) and wrong["recall_macro"] == pytest.approx(0.5 / 2)
+    # Multi-label keeps every label column, as sklearn averages a multi-hot matrix.
     multi = classification_metrics([[1, 0, 0], [1, 0, 0]], [[1, 0, 0], [1, 0, 0]], list("abc"), MULTI_LABEL)
-    assert multi["f1_macro"] == 1.0 and multi["f1_b"] == 0.0
+    assert multi["f1_macro"] == pytest.approx(1 / 3) and multi["f1_b"] == 0.0
 
 
 def test_classification_metrics_multi_label():

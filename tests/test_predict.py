@@ -15,6 +15,7 @@ import torch
 
 from hf_transfer.cli import main
 from hf_transfer.core.inference import predict_logits
+from hf_transfer.errors import DataError
 from hf_transfer.evaluation.arguments import EvaluateArguments
 from hf_transfer.evaluation.command import run_evaluate
 from hf_transfer.predict.arguments import PredictArguments
@@ -835,6 +836,12 @@ def test_a_partial_label_mapping_keeps_the_labels_the_model_already_names(models
     given = {"validation_file": str(tmp_path / "in.csv"), "label_mapping": {"A": "a"}}
     evaluated = run_evaluate(EvaluateArguments(model_name_or_path=str(models["three"]), **given))
     assert evaluated["samples"] == 24 and evaluated["accuracy"] == summary["accuracy"]
+    with pytest.raises(DataError, match="matches none of the labels"):  # misspelt keys: not a score of a subset
+        predict(models["three"], tmp_path / "in.csv", tmp_path / "typo.csv", label_mapping={"AA": "a"})
+    with pytest.raises(DataError, match="matches none of the validation data's labels"):
+        run_evaluate(
+            EvaluateArguments(model_name_or_path=str(models["three"]), **{**given, "label_mapping": {"AA": "a"}})
+        )
     swapped = predict(
         models["three"], tmp_path / "in.csv", tmp_path / "swap.csv", label_mapping={"A": "a", "b": "c", "c": "b"}
     )

@@ -83,6 +83,14 @@ def test_rerunning_into_a_finished_run_is_refused_before_anything_loads(finished
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "is the last step (5) of a finished run" in err[0], err
     assert fingerprint(run) == before
+    # A run cut short by max_steps (trainer_state.json calls it 1 epoch, rounded up) has more to train for an epoch.
+    short = run.parent / "short"
+    argv_short = [*argv[: argv.index("--output_dir") + 1], str(short), *argv[argv.index("--output_dir") + 2 :]]
+    assert main([*argv_short, "--max_steps", "2"]) == 0
+    assert main([*argv_short, "--max_steps", "2", "--resume_from_checkpoint", "true"]) == 2
+    assert "last step (2) of a finished run of 2 steps" in capsys.readouterr().err
+    assert main([*argv_short, "--resume_from_checkpoint", "true"]) == 0  # its 1 epoch is 5 steps
+    assert json.loads((short / "train_results.json").read_text())["optimizer_steps"] == 5
     # Resuming there goes on (two epochs now), and --overwrite_output_dir true replaces it, saying so.
     assert main([*argv, "--resume_from_checkpoint", "true", "--num_train_epochs", "2"]) == 0
     assert json.loads((run / "hf_transfer_run.json").read_text())["resumed_from"]["checkpoint"] == "checkpoint-5"

@@ -198,10 +198,8 @@ def adapter_base_config(folder: Path, base: str | None = None, command: str = "e
     except ConfigError as err:
         if given:
             raise
-        # the error names the base already ("the adapter's base '...' is neither ..."): say what to do
-        raise ConfigError(
-            f"{err} To load it onto a copy you have, pass --base_model_name_or_path DIR_OR_ID."
-        ) from None
+        named = "" if "the adapter's base" in str(err) else f" {base!r} is the base the adapter's config names."
+        raise ConfigError(f"{err}{named} To load it onto a copy, pass --base_model_name_or_path DIR_OR_ID.") from None
     label_names, problem_type = adapter_labels(folder, command, config, base)
     config = with_labels(config, label_names, problem_type)
     config._name_or_path = base

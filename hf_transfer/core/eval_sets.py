@@ -92,12 +92,6 @@ def align_labels(data_names: list[str], model_names: list[str], source: str) -> 
     )
 
 
-def passing_model_names(mapping: dict | None, model_names: list[str]) -> dict | None:
-    """A `label_mapping` given to score a model, with the model's own label names read as themselves: a mapping that
-    translates some values (`{pos: positive}`) dropped the rows already labelled `negative` as unmapped."""
-    return None if mapping is None else {**{str(n): str(n) for n in model_names}, **mapping}
-
-
 def prepare_eval_set(
     eval_set: EvalSet, args: EvalDataArguments, model_names: list[str], problem_type: str = SINGLE_LABEL
 ) -> PreparedEvalSet:
@@ -108,12 +102,13 @@ def prepare_eval_set(
         text_column_name=args.text_column_name,
         text_pair_column_name=args.text_pair_column_name,
         label_column_name=args.label_column_name,
-        label_mapping=passing_model_names(
-            eval_set.label_mapping if eval_set.label_mapping is not None else args.label_mapping, model_names
-        ),
+        label_mapping=eval_set.label_mapping if eval_set.label_mapping is not None else args.label_mapping,
         csv_quoting=args.csv_quoting,
         max_eval_samples=args.max_eval_samples,
     )
+    # A mapping that translates some values (`{pos: positive}`) dropped the rows already labelled with the model's
+    # names as unmapped: those read as themselves (`core.label_space.label_space`).
+    data_args.passing_names = list(model_names)
     try:
         prepared = load_data(data_args, require_train=False)
     except DataError as err:  # the messages speak of "the validation data": name the extra set it really is

@@ -72,7 +72,7 @@ def joined_labels(values) -> tuple[str, list[str]] | None:
 
 
 # How spreadsheets and pandas write a missing value: an empty cell is left out, but these are read as text.
-MISSING_LIKE = frozenset({"nan", "null", "none", "n/a", "na", "#n/a", "missing", "?"})
+MISSING_LIKE = frozenset({"nan", "null", "n/a", "na", "#n/a", "?"})  # not `none`, `missing`: classes in some tasks
 
 
 def warn_missing_like(values, label: str) -> None:
@@ -115,7 +115,8 @@ def check_label_types(args: DataArguments, profiles: dict[str, LabelProfile], la
             )
         if int in by_type and str in by_type:
             other = by_type[str]
-            kind = "booleans" if other in ("True", "False") else "strings"  # true/false in any spelling reads so
+            texts = {v for v in profile.values if isinstance(v, str)}
+            kind = "booleans" if texts <= {"True", "False"} else "strings"  # true/false in any spelling reads so
             raise DataError(
                 f"the {split} column {label!r} mixes integers and {kind} (e.g. {by_type[int]!r} and {other!r}); use "
                 "one type, or label_mapping to name both."
@@ -125,11 +126,12 @@ def check_label_types(args: DataArguments, profiles: dict[str, LabelProfile], la
 def label_space(args: DataArguments, profiles: dict[str, LabelProfile], class_names: list[str] | None):
     """Label names in id order, a value -> id dict, and whether unknown values are dropped (label_mapping only)."""
     if args.label_mapping is not None:
-        names = list(dict.fromkeys(args.label_mapping.values()))
         # Keys are compared as strings of normalised values, so `4`, `"4"` and `4.0` all match rating 4.
-        ids = {str(normalise_scalar(k)): names.index(n) for k, n in args.label_mapping.items()}
-        _check_mapping_matches(args.label_mapping, ids, profiles)
-        return names, ids, True
+        _check_mapping_matches(args.label_mapping, {str(normalise_scalar(k)) for k in args.label_mapping}, profiles)
+        # Scoring a model (`core.eval_sets`): its own label names read as themselves beside the mapping.
+        mapping = {**{str(n): str(n) for n in getattr(args, "passing_names", ())}, **args.label_mapping}
+        names = list(dict.fromkeys(mapping.values()))
+        return names, {str(normalise_scalar(k)): names.index(n) for k, n in mapping.items()}, True
     if args.class_names is not None:
         _check_class_names(args.class_names)
     names = args.class_names or class_names
@@ -141,7 +143,7 @@ def label_space(args: DataArguments, profiles: dict[str, LabelProfile], class_na
     return [str(v) for v in values], ids, False
 
 
-def _check_mapping_matches(mapping: dict, ids: dict, profiles: dict[str, LabelProfile]) -> None:
+def _check_mapping_matches(mapping: dict, ids, profiles: dict[str, LabelProfile]) -> None:
     """A label_mapping whose keys match no label of the data drops every row (the error then named a single class of
     the mapping's own, which no row has)."""
     split = "train" if "train" in profiles else next((s for s, p in profiles.items() if p.labelled), None)

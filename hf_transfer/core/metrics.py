@@ -49,9 +49,10 @@ def label_keys(label_names: Sequence[str]) -> list[str]:
 
 
 def _mean_over(values, present: np.ndarray) -> float:
-    """The macro average: the mean over the labels that occur among the references or the predictions, as sklearn
-    (and `evaluate`'s f1) average when not given every label. A class with no row in the set and never predicted
-    has no score (its 0 had pulled macro-F1 of a one-sided file down to 0.5 at accuracy 1)."""
+    """A single-label macro average: the mean over the classes that occur among the references or the predictions,
+    as sklearn (and `evaluate`'s f1) average when not given the labels. A class with no row in the set and never
+    predicted has no score (its 0 had pulled macro-F1 of a one-sided file down to 0.5 at accuracy 1). Multi-label
+    averages keep every label column, as sklearn does."""
     values = np.asarray(values, dtype=np.float64)
     return float(values[present].mean()) if present.any() else 0.0
 
@@ -87,9 +88,9 @@ def classification_metrics(
         scores = load_metric("multilabel").compute(
             predictions=predictions.astype(int), references=references.astype(int)
         )
-        result = {name: scores[name] for name in ("f1_micro", "subset_accuracy")}
-        present = (references.astype(bool) | predictions.astype(bool)).any(axis=0)
-        result["f1_macro"] = _mean_over(scores["f1_per_label"], present)
+        result = {
+            name: scores[name] for name in ("f1_micro", "f1_macro", "subset_accuracy")
+        }  # every label, as sklearn
         result.update({f"f1_{key}": float(v) for key, v in zip(keys, scores["f1_per_label"], strict=True)})
         return result
 

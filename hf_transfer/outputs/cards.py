@@ -199,7 +199,7 @@ def _summary(c: CardData) -> str:
                 f"{d.get('teacher_eval_metric', 'accuracy')} and runs {speed_words(d['speedup'])}."
             )
     if not c.adapter:
-        text += f" Freezing: {freeze_text(c.freeze, bool(c.adapter))}."
+        text += f" Freezing: {freeze_text(c.freeze)}."
     metric, value = c.headline_metric()
     if metric and not (c.export and c.export.get("validation_report")):  # an export's own scores: export_summary
         text += f" Validation {metric.replace('_', ' ')}: {value:.4f}."

@@ -111,7 +111,7 @@ def export_card_data(source: str, record: dict, model_name: str, validation_file
     export = record["export"]
     inherited = load_card_data(source) if Path(str(source)).is_dir() else None
     c = inherited or CardData()
-    c.model_name, c.repo_id, c.task = model_name, None, "export"
+    c.model_name, c.repo_id, c.local_path, c.task = model_name, None, None, "export"  # a folder of its own
     if inherited is None:
         name = str(export["source"])  # as given: a Hub id read from its cache folder (`source`) stays that id
         c.base_model = name if is_hub_id(name) else None

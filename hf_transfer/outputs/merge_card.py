@@ -23,7 +23,7 @@ def merge_card_data(record: dict, config: dict, folder: str | Path, sets: list) 
     inherited = load_card_data(m["finetuned"]) if Path(str(m["finetuned"])).is_dir() else None
     c = inherited or CardData()
     c.model_name = Path(folder).resolve().name
-    c.repo_id = None
+    c.repo_id = c.local_path = None  # a folder of its own, named by model_name
     c.task = "merge"
     c.base_model = record.get("base_model")
     c.base_model_is_hub_id = is_hub_id(c.base_model)

@@ -107,7 +107,6 @@ def resolve_resume_checkpoint(training_args) -> None:
                 f"resume_from_checkpoint {str(value)!r} is not a complete checkpoint folder (one with a readable "
                 "trainer_state.json); pass true to pick the newest complete one in output_dir."
             )
-    _check_steps_left(training_args, Path(training_args.resume_from_checkpoint))
 
 
 def finished_at(checkpoint: Path) -> tuple[int, float] | None:
@@ -115,23 +114,6 @@ def finished_at(checkpoint: Path) -> tuple[int, float] | None:
     state = json.loads((checkpoint / TRAINER_STATE).read_text())
     step, last = state.get("global_step") or 0, state.get("max_steps") or 0
     return (step, state.get("num_train_epochs") or 0) if last and step >= last else None
-
-
-def _check_steps_left(training_args, checkpoint: Path) -> None:
-    """Resuming from a finished run's last checkpoint trained nothing and wrote a train loss of 0 over "steps 20 to
-    19": refused, unless this run asks for more steps or epochs than that run had. A run stopped after its last
-    checkpoint but before its outputs (no run record beside it) may resume to write them."""
-    finished = finished_at(checkpoint)
-    if finished is None or not (checkpoint.parent / RUN_RECORD_FILE).is_file():
-        return
-    step, epochs = finished
-    more = training_args.max_steps > step if training_args.max_steps > 0 else training_args.num_train_epochs > epochs
-    if not more:
-        raise ConfigError(
-            f"{str(checkpoint)!r} is the last step ({step}) of a finished run of {epochs:g} epoch(s): nothing is left "
-            "to train. To train longer, resume with more num_train_epochs (or max_steps); to score the model, use "
-            "hf-transfer evaluate."
-        )
 
 
 # What an earlier run (or a model saved by any tool) leaves in a folder: training into it again replaces these.

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from hf_transfer.core.cleaning import normalise_label, normalise_scalar
-from hf_transfer.core.eval_sets import align_labels, passing_model_names
+from hf_transfer.core.eval_sets import align_labels
 from hf_transfer.core.metrics import classification_metrics
 from hf_transfer.core.prediction_columns import empty_text_mask
 from hf_transfer.core.tables import iter_table
@@ -109,9 +109,15 @@ def scan_references(
     if seen == {"-1"} and label_mapping is None and "-1" not in model_names:  # GLUE's test files: labels hidden
         logger.warning(f"every label in column {label!r} is -1, the mark of a hidden label (GLUE): no scores.")
         return None
-    label_mapping = passing_model_names(label_mapping, model_names)
     if label_mapping is not None:
         keys = {str(normalise_scalar(k)): name for k, name in label_mapping.items()}
+        if seen and not set(keys) & seen:  # misspelt keys: the rows with the model's own names alone were scored
+            raise DataError(
+                f"label_mapping {label_mapping} matches none of the labels in column {label!r} of {path!r} "
+                f"({sorted(seen)[:10]}): its keys must be label values found in the file."
+            )
+        keys = {**{str(normalise_scalar(n)): n for n in model_names}, **keys}  # the model's names read as themselves
+        label_mapping = {**{n: n for n in model_names}, **label_mapping}
         names = list(dict.fromkeys(label_mapping.values()))
         to_data = {value: names.index(keys[value]) for value in seen if value in keys}
     else:

@@ -20,9 +20,8 @@ ROUNDS = 4
 
 def _macro_f1(logits: np.ndarray, labels: np.ndarray, label_names: list[str], problem_type: str) -> float:
     # scikit-learn directly (not the evaluate module): this runs thousands of times per fit.
-    preds = predicted_labels(logits, problem_type)
-    ids = None if problem_type == MULTI_LABEL else list(range(len(label_names)))
-    return float(f1_score(labels, preds, labels=ids, average="macro", zero_division=0.0))
+    preds = predicted_labels(logits, problem_type)  # macro over the classes present, as `core.metrics` averages
+    return float(f1_score(labels, preds, average="macro", zero_division=0.0))
 
 
 def _candidates(scores: np.ndarray) -> np.ndarray:

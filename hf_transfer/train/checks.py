@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+from hf_transfer.core.folders import RUN_RECORD_FILE, recorded_config
 from hf_transfer.errors import ConfigError
+from hf_transfer.outputs.run_folder import finished_at
 
 
 def check_trainer_fields(args) -> None:
@@ -96,4 +99,30 @@ def check_label_smoothing(args, problem_type: str) -> None:
         raise ConfigError(
             f"label_smoothing_factor {args.label_smoothing_factor} applies to single-label classification; for a "
             "multi-label model transformers switches it off, so drop it."
+        )
+
+
+def check_steps_left(training_args) -> None:
+    """Resuming from a finished run's last checkpoint trained nothing and wrote a train loss of 0 over "steps 20 to
+    19": refused when this run asks for no more than that run did, as its resolved config says (trainer_state.json
+    rounds a fraction of an epoch up, so it cannot tell). A run stopped after its last checkpoint but before its
+    outputs (no run record beside it) may resume to write them."""
+    if not training_args.resume_from_checkpoint:
+        return
+    checkpoint = Path(training_args.resume_from_checkpoint)
+    finished = finished_at(checkpoint)
+    done = recorded_config(checkpoint.parent)
+    if finished is None or not (checkpoint.parent / RUN_RECORD_FILE).is_file() or not done:
+        return
+    step, asked, by_steps = finished[0], training_args, (done.get("max_steps") or -1) > 0
+    if asked.max_steps > 0:
+        more = asked.max_steps > step
+    else:  # epochs against epochs; after a run capped by max_steps, the steps an epoch count means are unknown here
+        more = by_steps or asked.num_train_epochs > float(done.get("num_train_epochs") or 0)
+    if not more:
+        length = f"{done['max_steps']} steps" if by_steps else f"{float(done.get('num_train_epochs') or 0):g} epoch(s)"
+        raise ConfigError(
+            f"{str(checkpoint)!r} is the last step ({step}) of a finished run of {length}: nothing is left to train. "
+            "To train longer, resume with more num_train_epochs (or max_steps); to score the model, use "
+            "hf-transfer evaluate."
         )

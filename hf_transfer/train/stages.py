@@ -237,13 +237,10 @@ def calibrate(trainer, tokenized, prepared: PreparedData) -> dict:
     fold_into_bias(layer, offsets)
     from sklearn.metrics import f1_score
 
-    ids = None if problem_type == MULTI_LABEL else list(range(len(names)))
     refs = calibration.label_ids
 
-    def f1(values):
-        return float(
-            f1_score(refs, predicted_labels(values, problem_type), labels=ids, average="macro", zero_division=0)
-        )
+    def f1(values):  # macro over the classes present, as `core.metrics` averages
+        return float(f1_score(refs, predicted_labels(values, problem_type), average="macro", zero_division=0))
 
     scalar = {k[len("eval_") :]: v for k, v in before.items() if k.startswith("eval_") and isinstance(v, float)}
     return {
