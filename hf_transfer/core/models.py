@@ -123,7 +123,11 @@ def load_tokenizer(name_or_path: str, *, revision="main", cache_dir=None, trust_
     if tokenizer.pad_token is None:
         # Decoder-only models (GPT-2, Llama, ...) ship without a pad token; batching needs one.
         if tokenizer.eos_token is None:
-            raise ConfigError(f"tokenizer of {name_or_path!r} has neither a pad nor an eos token to pad with.")
+            raise ConfigError(
+                f"tokenizer of {name_or_path!r} has neither a pad nor an eos token to pad with; add one "
+                "(tokenizer.add_special_tokens({'pad_token': '[PAD]'}), then save it beside the model) or give "
+                "tokenizer_name."
+            )
         tokenizer.pad_token = tokenizer.eos_token
     # A sequence classifier finds each row's last real token on either side, but a model of absolute positions
     # (GPT-2) moves a left-padded row's tokens to other positions: many decoder tokenizers ship padding on the left,

@@ -48,6 +48,7 @@ from hf_transfer.outputs.run_folder import (
 from hf_transfer.outputs.test_predictions import write_test_predictions
 from hf_transfer.train.callbacks import CardDataCallback
 from hf_transfer.train.evaluation_memory import EvaluationMemory
+from hf_transfer.train.stages import say_calibration_cost
 
 
 def fit_and_report(
@@ -117,6 +118,7 @@ def fit_and_report(
             eval_metrics["eval_samples"] = len(tokenized["validation"])
             if trainer.state.epoch is not None:  # as Trainer.evaluate's metrics carry it (run_glue's eval_results)
                 eval_metrics.setdefault("epoch", trainer.state.epoch)
+            say_calibration_cost(trained.get("calibration"), eval_metrics)
         test_metrics = test_logits = None
         output_notes = {}  # what the summary says of the outputs: the predictions file, the push
         if "test" in tokenized:  # scored when labelled; else its predictions are written, as run_glue's do_predict
