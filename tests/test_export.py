@@ -229,7 +229,7 @@ def test_push_uploads_the_onnx_files(labelled, tmp_path, monkeypatch):
     assert files["model.onnx"] == (out / "model.onnx").read_bytes()
     assert files["model_quantized.onnx"] == (out / "model_quantized.onnx").read_bytes()
     assert {"config.json", "tokenizer.json", "README.md"} <= set(files)
-    assert b'snapshot_download("tester/tiny-onnx")' in files["README.md"]
+    assert b'model = "tester/tiny-onnx"' in files["README.md"] and b"snapshot_download(model)" in files["README.md"]
 
 
 def test_real_minilm_export_with_int8(tmp_path, minilm_path, data_root):
