@@ -43,10 +43,8 @@ def parse_index_list(name: str, value: Any) -> int | list[int] | None:
 
 
 # `model_revision` of the inference commands (evaluate, predict, export), as train's is model_name_or_path's.
-ONNX_FILE_HELP = (
-    "For an ONNX folder: which graph to run, e.g. `model.onnx` (default: `model_quantized.onnx` when the export made "
-    "one, else `model.onnx`)."
-)
+ONNX_FILE_HELP = ("For an ONNX folder: which graph to run, e.g. `model.onnx` (default: `model_quantized.onnx` when "
+                  "the export made one, else `model.onnx`).")  # fmt: skip
 INFERENCE_REVISION_HELP = "Branch, tag or commit of the model when it is a Hub id (a folder has none)."
 
 
