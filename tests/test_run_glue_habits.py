@@ -295,13 +295,20 @@ def test_evaluate_and_predict_read_the_columns_the_model_was_trained_with(tmp_pa
     assert "reading column 'Review Text'" in caplog.text and "reading column 'My Label'" in caplog.text
     predicted = list(csv.DictReader(open(tmp_path / "predicted.csv")))
     assert len(predicted) == 20 and {r["predicted_label"] for r in predicted} <= {"pos", "neg"}
-    # A file with a default text column is read as before (its `text`), whatever the model trained on.
+    # A file without the trained columns is read by the defaults; one with both reads the trained ones.
     other = _write(tmp_path / "plain.csv", [(t, label) for t, label in rows], header=("text", "label"))
     caplog.clear()
     argv = ["evaluate", "--model_name_or_path", str(out), "--validation_file", str(other)]
     with caplog.at_level(logging.WARNING):
         assert main(argv) == 0
     assert "reading column" not in caplog.text
+    both = _write(tmp_path / "both.csv", [("x", t, "neg", label) for t, label in rows],
+                  header=("text", "Review Text", "label", "My Label"))  # fmt: skip
+    argv = ["evaluate", "--model_name_or_path", str(out), "--validation_file", str(both), "--output_file"]
+    with caplog.at_level(logging.WARNING):
+        assert main([*argv, str(tmp_path / "both.json")]) == 0
+    assert json.loads((tmp_path / "both.json").read_text())["accuracy"] == trained
+    assert "reading column 'Review Text'" in caplog.text
 
 
 def test_integer_labels_read_as_ids_of_a_model_with_named_labels_are_said(caplog):

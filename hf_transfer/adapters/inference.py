@@ -151,11 +151,13 @@ def default_pair_columns(source: InferenceSource | str, args, path: str | None, 
 
 
 def _default_trained_column(source, args, columns: set[str], field: str, defaults: tuple, path: str) -> None:
-    """`args.<field>` set to the column the model was trained with, when it is unset, the file has no default
-    column (`defaults`) and has that one."""
+    """`args.<field>` set to the column the model was trained with when it is unset and the file has that column
+    (said when the defaults, `defaults` in order, would have read another)."""
     trained = _recorded(source, field).get(field)
-    if getattr(args, field) is None and trained and trained in columns and not set(defaults) & columns:
-        setattr(args, field, trained)
+    if getattr(args, field) is not None or not trained or trained not in columns:
+        return
+    setattr(args, field, trained)
+    if trained != next((c for c in defaults if c in columns), None):  # `sentence` beside `text`: the trained one
         kind = field.split("_")[0]  # text, label
         logger.warning(f"reading column {trained!r} of {path!r} as the {kind} column, the model's in training.")
 
