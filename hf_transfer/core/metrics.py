@@ -88,9 +88,8 @@ def classification_metrics(
         scores = load_metric("multilabel").compute(
             predictions=predictions.astype(int), references=references.astype(int)
         )
-        result = {
-            name: scores[name] for name in ("f1_micro", "f1_macro", "subset_accuracy")
-        }  # every label, as sklearn
+        # f1_macro over every label column, as sklearn averages a multi-hot matrix
+        result = {name: scores[name] for name in ("f1_micro", "f1_macro", "subset_accuracy")}
         result.update({f"f1_{key}": float(v) for key, v in zip(keys, scores["f1_per_label"], strict=True)})
         return result
 

@@ -44,9 +44,8 @@ def run_evaluate(args: EvaluateArguments) -> dict:
         command="evaluate",
         revision=args.model_revision,
     )
-    default_pair_columns(
-        source, args, args.validation_file, check_as=args.model_name_or_path
-    )  # read as trained, checked
+    # The columns the model was trained with, when the file has them; a pair model's checked.
+    default_pair_columns(source, args, args.validation_file, check_as=args.model_name_or_path)
     args.max_seq_length = resolve_max_seq_length(source, args.max_seq_length)  # the trained length by default
     model_names = source.label_names
     sets = prepare_eval_sets(args, model_names, source.problem_type)
