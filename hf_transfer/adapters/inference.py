@@ -121,7 +121,9 @@ def trained_pair_column(source: InferenceSource | str) -> dict:
     return {key: value or None for key, value in _recorded(source, PAIR_COLUMN).items()}
 
 
-def default_pair_columns(source: InferenceSource | str, args, path: str | None, check_as: str | None = None) -> None:
+def default_trained_columns(
+    source: InferenceSource | str, args, path: str | None, check_as: str | None = None
+) -> None:
     """The columns the model was trained with, read from the file `path` where the user set none and the file has
     them (said in one line), as `run_glue.py` reads its task's columns: a pair model's two texts; a text (or label)
     column of another name than the defaults, when the file has no default one (training on `Review Text` and

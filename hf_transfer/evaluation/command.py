@@ -8,7 +8,7 @@ from pathlib import Path
 
 from hf_transfer.adapters.inference import (
     check_input_length,
-    default_pair_columns,
+    default_trained_columns,
     load_inference_model,
     resolve_inference_model,
     resolve_max_seq_length,
@@ -45,7 +45,7 @@ def run_evaluate(args: EvaluateArguments) -> dict:
         revision=args.model_revision,
     )
     # The columns the model was trained with, when the file has them; a pair model's checked.
-    default_pair_columns(source, args, args.validation_file, check_as=args.model_name_or_path)
+    default_trained_columns(source, args, args.validation_file, check_as=args.model_name_or_path)
     args.max_seq_length = resolve_max_seq_length(source, args.max_seq_length)  # the trained length by default
     model_names = source.label_names
     sets = prepare_eval_sets(args, model_names, source.problem_type)

@@ -14,7 +14,7 @@ from hf_transfer.adapters.inference import (
     InferenceSource,
     check_given_pair,
     check_input_length,
-    default_pair_columns,
+    default_trained_columns,
     load_inference_model,
     resolve_inference_model,
     resolve_max_seq_length,
@@ -69,7 +69,7 @@ def _preflight(args: ExportArguments) -> tuple[InferenceSource, PreparedEvalSet 
     args.max_seq_length = resolve_max_seq_length(source, args.max_seq_length)  # the trained length by default
     # A pair model's parity and accuracy are measured on pairs (they were measured on the first texts alone), and the
     # exported folder records its pair column, so predict and evaluate ask for it wherever the folder goes.
-    default_pair_columns(source, args, args.validation_file)  # the trained pair columns, when the file has them
+    default_trained_columns(source, args, args.validation_file)  # the trained pair columns, when the file has them
     trained = trained_pair_column(source)
     text_column = trained_text_column(source) if trained.get(PAIR_COLUMN) else None
     if text_column:  # for the card's predict line and refusals

@@ -14,7 +14,7 @@ import torch
 from hf_transfer.adapters.inference import (
     PAIR_COLUMN,
     check_given_pair,
-    default_pair_columns,
+    default_trained_columns,
     resolve_max_seq_length,
     trained_pair_column,
 )
@@ -204,7 +204,9 @@ def _pair_column(args: MergeArguments) -> None:
     """A fine-tuned model that reads text pairs is scored on pairs, as `evaluate` scores it (the sweep scored the
     first texts alone, and picked α on that), and the merged folder records its second text column, so `predict`
     and `evaluate` ask for it there too (they refused it, the merge having recorded none)."""
-    default_pair_columns(args.finetuned, args, args.validation_file)  # the trained pair columns, if the file has them
+    default_trained_columns(
+        args.finetuned, args, args.validation_file
+    )  # the trained pair columns, if the file has them
     trained = trained_pair_column(args.finetuned)
     if args.eval_sets() or args.text_pair_column_name:
         check_given_pair(trained, args.text_pair_column_name, args.finetuned)

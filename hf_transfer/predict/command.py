@@ -12,7 +12,7 @@ from pathlib import Path
 from hf_transfer.adapters.inference import (
     InferenceSource,
     check_input_length,
-    default_pair_columns,
+    default_trained_columns,
     load_inference_model,
     resolve_inference_model,
     resolve_max_seq_length,
@@ -79,7 +79,9 @@ def run_predict(args: PredictArguments) -> dict:
         command="predict",
         revision=args.model_revision,
     )
-    default_pair_columns(source, args, args.input_file, check_as=args.model_name_or_path)  # read as trained, checked
+    default_trained_columns(
+        source, args, args.input_file, check_as=args.model_name_or_path
+    )  # read as trained, checked
     args.max_seq_length = resolve_max_seq_length(source, args.max_seq_length)  # the trained length by default
     # Every chunk has the first one's columns: those are checked (text, label, clashes) and give the output's header.
     chunks = iter_table(args.input_file, args.chunk_rows, args.csv_quoting, fixed=True)
