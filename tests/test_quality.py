@@ -76,12 +76,12 @@ def test_fitted_offsets_raise_macro_f1_where_a_class_is_under_predicted():
     def f1(values):
         return f1_score(labels, values.argmax(-1), average="macro")
 
-    offsets = fit_offsets(logits, labels, ["a", "b", "c"], "single_label_classification")
+    offsets = fit_offsets(logits, labels, "single_label_classification")
     assert f1(logits + offsets) > f1(logits) + 0.05
     assert offsets[2] < min(offsets[0], offsets[1])  # it takes back the lean
     multi = (rng.random((200, 2)) < 0.3).astype(int)
     multi_logits = rng.normal(size=(200, 2)) + 2.0 * multi - 1.8
-    thresholds = fit_offsets(multi_logits, multi, ["x", "y"], "multi_label_classification")
+    thresholds = fit_offsets(multi_logits, multi, "multi_label_classification")
     after = f1_score(multi, (multi_logits + thresholds > 0).astype(int), average="macro")
     assert after >= f1_score(multi, (multi_logits > 0).astype(int), average="macro")
 

@@ -79,9 +79,8 @@ def run_predict(args: PredictArguments) -> dict:
         command="predict",
         revision=args.model_revision,
     )
-    default_trained_columns(
-        source, args, args.input_file, check_as=args.model_name_or_path
-    )  # read as trained, checked
+    # The columns the model was trained with, when the file has them; a pair model's checked.
+    default_trained_columns(source, args, args.input_file, check_as=args.model_name_or_path)
     args.max_seq_length = resolve_max_seq_length(source, args.max_seq_length)  # the trained length by default
     # Every chunk has the first one's columns: those are checked (text, label, clashes) and give the output's header.
     chunks = iter_table(args.input_file, args.chunk_rows, args.csv_quoting, fixed=True)

@@ -18,7 +18,7 @@ from hf_transfer.errors import ConfigError
 ROUNDS = 4
 
 
-def _macro_f1(logits: np.ndarray, labels: np.ndarray, label_names: list[str], problem_type: str) -> float:
+def _macro_f1(logits: np.ndarray, labels: np.ndarray, problem_type: str) -> float:
     # scikit-learn directly (not the evaluate module): this runs thousands of times per fit.
     preds = predicted_labels(logits, problem_type)  # macro over the classes present, as `core.metrics` averages
     return float(f1_score(labels, preds, average="macro", zero_division=0.0))
@@ -34,7 +34,7 @@ def _candidates(scores: np.ndarray) -> np.ndarray:
     return np.concatenate([[0.0], mids])
 
 
-def fit_offsets(logits, labels, label_names: list[str], problem_type: str) -> np.ndarray:
+def fit_offsets(logits, labels, problem_type: str) -> np.ndarray:
     """Per-class additive logit offsets that maximise macro-F1 of the decisions on (`logits`, `labels`).
 
     Single-label: the decision is argmax(logits + offsets); each class's offset is tried at the values that make its
@@ -44,7 +44,7 @@ def fit_offsets(logits, labels, label_names: list[str], problem_type: str) -> np
     offsets = np.zeros(logits.shape[-1])
     if problem_type == MULTI_LABEL:
         for c in range(logits.shape[-1]):
-            offsets[c] = _best(logits, labels, label_names, problem_type, offsets, c, _candidates(-logits[:, c]))
+            offsets[c] = _best(logits, labels, problem_type, offsets, c, _candidates(-logits[:, c]))
         return offsets
     for _ in range(ROUNDS):
         before = offsets.copy()
@@ -52,18 +52,18 @@ def fit_offsets(logits, labels, label_names: list[str], problem_type: str) -> np
             shifted = logits + offsets
             others = np.delete(shifted, c, axis=1).max(axis=1)
             margins = others - logits[:, c]  # the offset at which row i starts choosing class c
-            offsets[c] = _best(logits, labels, label_names, problem_type, offsets, c, _candidates(margins))
+            offsets[c] = _best(logits, labels, problem_type, offsets, c, _candidates(margins))
         if np.allclose(before, offsets):
             break
     return offsets - offsets.mean()  # only differences matter for argmax: centre them
 
 
-def _best(logits, labels, names, problem_type, offsets, c, candidates) -> float:
+def _best(logits, labels, problem_type, offsets, c, candidates) -> float:
     best_value, best_score = offsets[c], -1.0
     for value in sorted(candidates, key=lambda v: abs(v - offsets[c])):  # ties: the smallest change
         trial = offsets.copy()
         trial[c] = value
-        score = _macro_f1(logits + trial, labels, names, problem_type)
+        score = _macro_f1(logits + trial, labels, problem_type)
         if score > best_score + 1e-12:
             best_value, best_score = value, score
     return best_value

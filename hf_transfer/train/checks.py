@@ -114,11 +114,11 @@ def check_steps_left(training_args) -> None:
     done = recorded_config(checkpoint.parent)
     if finished is None or not (checkpoint.parent / RUN_RECORD_FILE).is_file() or not done:
         return
-    step, asked, by_steps = finished[0], training_args, (done.get("max_steps") or -1) > 0
-    if asked.max_steps > 0:
-        more = asked.max_steps > step
+    step, by_steps = finished[0], (done.get("max_steps") or -1) > 0
+    if training_args.max_steps > 0:
+        more = training_args.max_steps > step
     else:  # epochs against epochs; after a run capped by max_steps, the steps an epoch count means are unknown here
-        more = by_steps or asked.num_train_epochs > float(done.get("num_train_epochs") or 0)
+        more = by_steps or training_args.num_train_epochs > float(done.get("num_train_epochs") or 0)
     if not more:
         length = f"{done['max_steps']} steps" if by_steps else f"{float(done.get('num_train_epochs') or 0):g} epoch(s)"
         raise ConfigError(

@@ -232,7 +232,7 @@ def calibrate(trainer, tokenized, prepared: PreparedData) -> dict:
     before = memory.final_prediction(tokenized["validation"]) if memory is not None else None
     before = (before or trainer.predict(tokenized["validation"], metric_key_prefix="eval")).metrics
     logits = calibration.predictions[0] if isinstance(calibration.predictions, tuple) else calibration.predictions
-    offsets = fit_offsets(logits, calibration.label_ids, names, problem_type)
+    offsets = fit_offsets(logits, calibration.label_ids, problem_type)
     name, layer = output_layer(model, len(names), trainer.layout.head)
     fold_into_bias(layer, offsets)
     from sklearn.metrics import f1_score
