@@ -136,3 +136,32 @@ def test_an_output_name_that_is_only_its_extension_is_written_in_that_format(mod
     assert list(got.columns) == ["id", "text", "label", *OUTPUT]
     pd.testing.assert_frame_equal(got, expected)
     np.testing.assert_allclose(got["prob_neg"] + got["prob_pos"], 1, atol=1e-6)
+
+
+def test_a_missing_output_folder_is_made_and_removed_again_when_the_run_fails(models, tmp_path, capsys):
+    """`predict` refused an output_file in a folder that did not exist, where `evaluate` made it; both make it now,
+    and a run that fails late leaves no folder behind. A file in the output's path is refused before the model
+    loads."""
+    rows(6, empty=()).to_csv(tmp_path / "in.csv", index=False)
+    assert run(models["two"], tmp_path / "in.csv", tmp_path / "new" / "deeper" / "out.csv") == 0
+    assert list(read(tmp_path / "new" / "deeper" / "out.csv", "csv").columns) == ["id", "text", "label", *OUTPUT]
+    good = [{"text": f"row {i}"} for i in range(6)]
+    (tmp_path / "late.jsonl").write_text("".join(json.dumps(line) + "\n" for line in good) + "{not json\n")
+    assert run(models["two"], tmp_path / "late.jsonl", tmp_path / "gone" / "out.csv", "--chunk_rows", "2") == 2
+    assert "line 7" in one_line_error(capsys)
+    assert not (tmp_path / "gone").exists()
+    (tmp_path / "a_file").write_text("")
+    assert run(models["two"], tmp_path / "in.csv", tmp_path / "a_file" / "out.csv") == 2
+    assert f"lies under {str(tmp_path / 'a_file')!r}, which is a file" in one_line_error(capsys)
+
+
+def test_an_empty_header_cell_is_written_back_empty(models, tmp_path):
+    """A csv saved with its pandas index (the clothing reviews' first column) has an empty header cell, which pandas
+    reads as `Unnamed: 0`: predict wrote that name into the output's header instead of the header it read."""
+    rows(6, empty=()).to_csv(tmp_path / "in.csv")  # index=True: the header starts with an empty cell
+    assert (tmp_path / "in.csv").read_text().startswith(",id,text,label\n")
+    assert run(models["two"], tmp_path / "in.csv", tmp_path / "out.csv") == 0
+    header = (tmp_path / "out.csv").read_text().splitlines()[0]
+    assert header == ",id,text,label," + ",".join(OUTPUT)
+    assert run(models["two"], tmp_path / "in.csv", tmp_path / "out.jsonl") == 0  # jsonl and parquet keep a named key
+    assert "Unnamed: 0" in json.loads((tmp_path / "out.jsonl").read_text().splitlines()[0])

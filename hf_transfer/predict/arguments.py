@@ -123,10 +123,11 @@ class PredictArguments:
                 f"predictions are written as {', '.join('.' + e for e in OUTPUT_EXTENSIONS)}."
             )
         out = Path(self.output_file)
-        if not out.parent.is_dir():
+        blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+        if blocking is not None:  # a missing folder is made, as evaluate's; a file in the way fails only at the end
             raise ConfigError(
-                f"output_file {self.output_file!r} is in a folder that does not exist ({str(out.parent)!r}); create "
-                "it first."
+                f"output_file {self.output_file!r} lies under {str(blocking)!r}, which is a file, not a folder; "
+                "write the predictions elsewhere."
             )
         check_writable(out, "output_file", is_file=True)
         if out.is_dir():

@@ -19,6 +19,7 @@ from hf_transfer.adapters.inference import (
 )
 from hf_transfer.core.cleaning import LABEL_COLUMN_CANDIDATES, PAIR_OPTION, check_text_cells, resolve_columns
 from hf_transfer.core.eval_sets import scalars
+from hf_transfer.core.folders import written_together
 from hf_transfer.core.inference import predict_logits
 from hf_transfer.core.prediction_columns import (
     PREDICTED_LABEL,
@@ -27,7 +28,7 @@ from hf_transfer.core.prediction_columns import (
     prediction_columns,
 )
 from hf_transfer.core.runtime import progress_bar
-from hf_transfer.core.tables import count_rows, iter_table
+from hf_transfer.core.tables import blank_header_names, count_rows, iter_table
 from hf_transfer.core.tasks import MULTI_LABEL, predicted_labels
 from hf_transfer.errors import ConfigError, DataError
 from hf_transfer.predict.arguments import PredictArguments
@@ -108,7 +109,10 @@ def run_predict(args: PredictArguments) -> dict:
 
     started = time.perf_counter()
     empty_rows = 0
-    with PredictionWriter(args.output_file) as writer:
+    with (
+        written_together([Path(args.output_file)]),
+        PredictionWriter(args.output_file, blank_header_names(args.input_file)) as writer,
+    ):
         with progress_bar(total=total, desc="predict", unit="row") as bar:
             for chunk in itertools.chain([first], chunks):
                 if chunk is not first:  # the first was checked before the model loaded

@@ -105,8 +105,9 @@ class PredictionWriter:
     """Appends frames to `<folder>/.<name>.<pid>.tmp`; `commit()` renames it onto `path`, and leaving the `with` block
     on an exception removes it."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, header_names: dict[str, str] | None = None):
         self.path = Path(path)
+        self.header_names = header_names or {}  # a csv output's names for columns pandas renamed (`Unnamed: 0`)
         self.ext = output_extension(self.path)  # `.csv` is csv: Path.suffix is "" for it
         self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         self.rows = 0
@@ -115,6 +116,7 @@ class PredictionWriter:
         self._schema: pa.Schema | None = None
 
     def __enter__(self) -> PredictionWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # a missing folder is made, as by evaluate
         return self
 
     def __exit__(self, kind, value, traceback) -> None:
@@ -127,7 +129,9 @@ class PredictionWriter:
         elif self.ext == "csv":
             if self._file is None:
                 self._file = open(self.tmp, "w", encoding="utf-8", newline="")
-            _nested_as_json(frame).to_csv(self._file, index=False, header=self.rows == 0)
+            _nested_as_json(frame).rename(columns=self.header_names).to_csv(
+                self._file, index=False, header=self.rows == 0
+            )
         else:
             if self._file is None:
                 self._file = open(self.tmp, "w", encoding="utf-8")
