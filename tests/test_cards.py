@@ -319,6 +319,28 @@ def test_local_files_name_their_hub_dataset_through_dataset_hub_id(tmp_path):
     assert {r.dataset_type for r in results} == {"stanfordnlp/sst2"}
 
 
+def test_a_hub_dataset_sample_is_not_reported_as_its_whole_split(tmp_path):
+    """With dataset_hub_id, metrics measured on a validation split carved from train, or on the first
+    max_eval_samples rows, were reported in the model-index as the Hub dataset's `validation` split."""
+    record = {**DISTILL_RECORD, "data": {**DISTILL_RECORD["data"], "source": {"train_file": "/data/sst2/train.tsv"}}}
+    config = {"train_file": "/data/sst2/train.tsv", "dataset_hub_id": "stanfordnlp/sst2", "seed": 7}
+    whole = complete_card_data(CardData(), record, config, tmp_path)
+    assert {split for split, _, _ in _model_index(whole, tmp_path)} == {"validation", "test"}
+    first = complete_card_data(CardData(), record, {**config, "max_eval_samples": 500}, tmp_path)
+    assert {split for split, _, _ in _model_index(first, tmp_path)} == {"validation[:500]", "test"}
+    carved = {**record, "data": {**record["data"], "validation_carved_from_train": True}}
+    config |= {"validation_split_percentage": 10, "data_seed": 3}
+    c = complete_card_data(CardData(), carved, config, tmp_path)
+    assert {split for split, _, _ in _model_index(c, tmp_path)} == {
+        "train (10% carved for validation, seed 3)",
+        "test",
+    }
+    c.save(tmp_path / CARD_DATA_FILE)
+    assert _model_index(CardData.load(tmp_path / CARD_DATA_FILE), tmp_path) == _model_index(c, tmp_path)
+    local = complete_card_data(CardData(), carved, {**config, "dataset_hub_id": None}, tmp_path)
+    assert local.eval_splits == {}  # a local file's metrics name the file, not a Hub split
+
+
 def _model_index(c: CardData, folder) -> set:
     _, results = model_index_to_eval_results(build_card(c, folder).data.to_dict()["model-index"])
     return {(r.dataset_split, r.dataset_type, r.dataset_name) for r in results}

@@ -66,6 +66,7 @@ class CardData:
     eval_hub_dataset: str | None = None
     eval_hub_dataset_config: str | None = None  # its configuration (dataset_config_name), when it has one
     eval_files: dict[str, str] = field(default_factory=dict)
+    eval_splits: dict[str, str] = field(default_factory=dict)  # the model-index's split, when not the whole one
     eval_dataset: str = "validation data"
     data_source: str = "local data"
     label_names: list[str] = field(default_factory=list)
@@ -232,6 +233,18 @@ def _source_text(source, fallback: str) -> str:
     return str(source or fallback)
 
 
+def _hub_splits(config: dict, carved: bool) -> dict[str, str]:
+    """What the validation metrics were measured on, as the model-index names a Hub dataset's split: a leaderboard
+    reading `validation` compares it with scores on the whole split, not on a sample carved from train."""
+    split = "validation"
+    if carved:
+        seed = config.get("data_seed") if config.get("data_seed") is not None else config.get("seed")  # split_seed
+        split = f"train ({config.get('validation_split_percentage')}% carved for validation, seed {seed})"
+    if (limit := config.get("max_eval_samples")) is not None:
+        split = f"{split}[:{limit}]" if not carved else f"{split}, its first {limit} rows"
+    return {} if split == "validation" else {"validation": split}
+
+
 def _data_name(path: str) -> str:
     """`../data/sst2/train.tsv` -> `` `sst2/train.tsv` ``: the file with its folder, never the path on this machine.
     The folder alone named the data `tmp` or `scratch` as often as `sst2`."""
@@ -271,6 +284,7 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
     c.eval_hub_dataset_config = config.get("dataset_config_name") if hub_dataset == dataset_name else None
     named = {"validation": eval_file or (train_file if carved else None), "test": test_file}
     c.eval_files = {split: Path(str(path)).name for split, path in named.items() if path}
+    c.eval_splits = _hub_splits(config, carved) if hub_dataset else {}
     splits = data.get("splits") or data
     c.splits = {
         split: {"rows": info["rows"], "dropped": {k: v for k, v in (info.get("dropped") or {}).items() if v}}

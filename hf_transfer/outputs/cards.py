@@ -139,7 +139,7 @@ def eval_results(c: CardData) -> list:
                     task_name="Text Classification",
                     dataset_type=dataset_type,
                     dataset_name=dataset_name,
-                    dataset_split=split,
+                    dataset_split=c.eval_splits.get(split, split),
                     dataset_config=c.eval_hub_dataset_config if c.eval_hub_dataset else None,
                     metric_type=metric_type,
                     metric_config=metric_config,
