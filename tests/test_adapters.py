@@ -238,9 +238,8 @@ def test_base_model_reference(tmp_path):
     assert base_model_reference(str(cached)) == ("org/name", "Hugging Face cache folder")
     local = tmp_path / "local"
     local.mkdir()
-    (local / "config.json").write_text(json.dumps({"_name_or_path": "org/parent"}))
-    assert base_model_reference(str(local)) == ("org/parent", "config _name_or_path")
-    (local / "config.json").write_text(json.dumps({"_name_or_path": str(tmp_path)}))
+    # A config's _name_or_path names the model it was derived from (all-MiniLM-L6-v2's: its parent), not itself.
+    (local / "config.json").write_text(json.dumps({"_name_or_path": "nreimers/MiniLM-L6-H384-uncased"}))
     assert base_model_reference(str(local)) == (str(local.resolve()), "local path")
 
 

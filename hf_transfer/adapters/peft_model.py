@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import re
 import sys
 from pathlib import Path
 
@@ -31,7 +30,6 @@ from hf_transfer.errors import ConfigError, one_line
 
 logger = logging.getLogger(__name__)
 
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 def wrap(model: nn.Module, plan: AdapterPlan):
@@ -91,32 +89,19 @@ def trainable_parameters(model: nn.Module) -> tuple[int, int]:
 
 def base_model_reference(model_name_or_path: str, base_model_hub_id: str | None = None) -> tuple[str, str]:
     """What `adapter_config.json` should call the base, and where that came from: the Hub id when it is known
-    (`base_model_hub_id`, a Hub id given as the model, a Hugging Face cache folder, or a config `_name_or_path` that
-    looks like `owner/name`), else the absolute local path."""
+    (`base_model_hub_id`, a Hub id given as the model, or a Hugging Face cache folder), else the absolute local path.
+    A config's `_name_or_path` is not read: it names the weights a model was loaded from before it was last saved,
+    for a derived model its parent (all-MiniLM-L6-v2's says nreimers/MiniLM-L6-H384-uncased), and an adapter pushed
+    onto that name reloads silently onto other weights of the same shapes."""
     if base_model_hub_id:
         return base_model_hub_id, "base_model_hub_id"
     path = Path(model_name_or_path).expanduser()
     if not path.is_dir():
         return model_name_or_path, "model_name_or_path"
-    resolved = path.resolve()
     cached = cache_snapshot(path)
     if cached:
         return cached[0], "Hugging Face cache folder"
-    try:
-        recorded = json.loads((path / "config.json").read_text()).get("_name_or_path")
-    except (OSError, ValueError):
-        recorded = None
-    if isinstance(recorded, str) and _HUB_ID.fullmatch(recorded) and not Path(recorded).exists():
-        # A config's `_name_or_path` is the id the weights were loaded from before they were last saved, which for a
-        # derived model is its parent: say so, since a wrong base would reload silently with other weights.
-        logger.warning(
-            "adapter_config.json will name the base %r, read from %s/config.json (_name_or_path); if the folder holds "
-            "a different model, set base_model_hub_id.",
-            recorded,
-            path,
-        )
-        return recorded, "config _name_or_path"
-    return str(resolved), "local path"
+    return str(path.resolve()), "local path"
 
 
 def check_pushable_base(push, adapter_args: AdapterArguments, model_args: ModelArguments) -> None:
