@@ -174,3 +174,37 @@ def test_a_label_mapping_that_matches_no_label_lists_the_labels_found(tmp_path, 
     err = _refused(train_argv(tiny_bert_dir, *tiny_data, out, "--label_mapping", "{foo: bar}"), capsys)
     assert "label_mapping {'foo': 'bar'} matches none of the train data's labels ['neg', 'pos']" in err, err
     assert "single class" not in err and not out.exists()
+
+
+def test_resuming_under_another_launch_is_said_and_recorded(tmp_path, monkeypatch, caplog):
+    """A checkpoint of 2 processes × 4 rows resumed by 1 process went on without a word: Trainer skips the steps
+    done at the new batch (rows trained twice), and the card said "processes 1" for the whole run."""
+    from types import SimpleNamespace
+
+    from hf_transfer.outputs.card_data import CardData
+    from hf_transfer.outputs.card_rows import hyper_rows
+    from hf_transfer.train.checks import resume_launch_change
+    from hf_transfer.train.fit import resumed_from
+
+    checkpoint = tmp_path / "checkpoint-8"
+    checkpoint.mkdir()
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": 8, "train_batch_size": 4}))
+    for rank in (0, 1):
+        (checkpoint / f"rng_state_{rank}.pth").write_bytes(b"")
+    args = SimpleNamespace(resume_from_checkpoint=str(checkpoint), per_device_train_batch_size=4)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert resume_launch_change(args) is None  # the same launch: nothing said
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    with caplog.at_level(logging.WARNING):
+        assert resume_launch_change(args) == "2 process(es) × 4 rows per device"
+    assert "this run is 1 × 4" in caplog.text and "trained twice or skipped" in caplog.text
+    record = resumed_from(args)["resumed_from"]
+    assert record == {"checkpoint": "checkpoint-8", "step": 8, "launched_as": "2 process(es) × 4 rows per device"}
+    card = CardData(recipe={"resumed_from": record}, hyperparameters={"per_device_train_batch_size": 4})
+    rows = dict(hyper_rows(card))
+    assert "launched as 2 process(es) × 4 rows per device" in rows["resumed from"]
+    (checkpoint / "rng_state_1.pth").unlink()
+    (checkpoint / "rng_state_0.pth").rename(checkpoint / "rng_state.pth")
+    assert resume_launch_change(SimpleNamespace(**{**vars(args), "per_device_train_batch_size": 8})) == (
+        "1 process(es) × 4 rows per device"
+    )

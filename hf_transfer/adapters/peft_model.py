@@ -31,7 +31,6 @@ from hf_transfer.errors import ConfigError, one_line
 logger = logging.getLogger(__name__)
 
 
-
 def wrap(model: nn.Module, plan: AdapterPlan):
     """`model` (weights loaded) with the planned adapter: only the adapter and the head train."""
     from peft import get_peft_model

@@ -1,6 +1,5 @@
-"""The tables of the training section of a model card, as (name, value) rows built from `CardData`: the freeze plan,
-distillation, the adapter, weight interpolation, the recipe extras (class weights, LP-FT, early stopping, decision
-calibration), the hyperparameters and the per-evaluation table."""
+"""The model card's training tables as (name, value) rows from `CardData`: freeze plan, distillation, adapter, weight
+interpolation, recipe extras (class weights, LP-FT, early stopping, calibration), hyperparameters, evaluations."""
 
 from __future__ import annotations
 
@@ -384,7 +383,8 @@ def hyper_rows(c: CardData) -> list[tuple[str, str]]:
         steps = resumed.get("train_loss_steps")
         loss = f"; mean train loss over steps {steps[0]} to {steps[1]}" if steps else ""
         loss += " only (no loss was logged at the resume)" if steps and steps[0] > 1 else ""
-        text = f"`{resumed['checkpoint']}`{step}: the steps before it ran in another process{loss}"
+        launch = f" launched as {resumed['launched_as']}" if resumed.get("launched_as") else ""  # not as this run
+        text = f"`{resumed['checkpoint']}`{step}: the steps before it ran in another process{launch}{loss}"
         rows.append(("resumed from", text))
     started = (c.recipe or {}).get("started_from_checkpoint")
     if started:

@@ -116,6 +116,15 @@ def finished_at(checkpoint: Path) -> tuple[int, float] | None:
     return (step, state.get("num_train_epochs") or 0) if last and step >= last else None
 
 
+def checkpoint_launch(checkpoint: Path) -> tuple[int, int | None]:
+    """(processes, rows per device) of the run that saved a Trainer checkpoint: Trainer saves one
+    `rng_state_<rank>.pth` per process of a multi-process run (`rng_state.pth` alone), and the batch per device in
+    trainer_state.json."""
+    ranks = len(list(checkpoint.glob("rng_state_*.pth")))
+    state = json.loads((checkpoint / TRAINER_STATE).read_text())
+    return max(ranks, 1), state.get("train_batch_size")
+
+
 # What an earlier run (or a model saved by any tool) leaves in a folder: training into it again replaces these.
 _RUN_FILES = (RUN_RECORD_FILE, "config.json", ADAPTER_CONFIG, *PYTORCH_WEIGHTS, TRAINER_STATE)
 

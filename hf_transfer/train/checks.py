@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
 from hf_transfer.core.folders import RUN_RECORD_FILE, recorded_config
+from hf_transfer.core.runtime import launched_world_size
 from hf_transfer.errors import ConfigError
-from hf_transfer.outputs.run_folder import finished_at
+from hf_transfer.outputs.run_folder import checkpoint_launch, finished_at
+
+logger = logging.getLogger(__name__)
 
 
 def check_trainer_fields(args) -> None:
@@ -126,3 +130,26 @@ def check_steps_left(training_args) -> None:
             "To train longer, resume with more num_train_epochs (or max_steps); to score the model, use "
             "hf-transfer evaluate."
         )
+
+
+def resume_launch_change(training_args, warn: bool = True) -> str | None:
+    """How the run that saved the checkpoint to resume was launched, when that differs from this run (processes or
+    rows per device), said in one line: Trainer skips the batches of the steps done at this run's batch size, so
+    rows are trained twice or skipped, and the batch changes mid-run. Allowed, as Trainer allows it (fewer devices
+    may be all there is); the record and the card keep it."""
+    if not training_args.resume_from_checkpoint:
+        return None
+    processes, batch = checkpoint_launch(Path(training_args.resume_from_checkpoint))
+    now = (launched_world_size(), training_args.per_device_train_batch_size)
+    if (processes, batch or now[1]) == now:
+        return None
+    then = f"{processes} process(es) × {batch if batch is not None else '?'} rows per device"
+    if not warn:
+        return then
+    logger.warning(
+        "resume_from_checkpoint %r was saved by a run of %s; this run is %d × %d: the data order skips the steps "
+        "done at this run's batch, so some rows are trained twice or skipped, and the batch changes mid-run; "
+        "resume with the same launch to go on exactly.",
+        str(training_args.resume_from_checkpoint), then, *now,
+    )  # fmt: skip
+    return then

@@ -47,6 +47,7 @@ from hf_transfer.outputs.run_folder import (
 )
 from hf_transfer.outputs.test_predictions import write_test_predictions
 from hf_transfer.train.callbacks import CardDataCallback
+from hf_transfer.train.checks import resume_launch_change
 from hf_transfer.train.evaluation_memory import EvaluationMemory
 from hf_transfer.train.stages import say_calibration_cost
 
@@ -81,7 +82,7 @@ def fit_and_report(
     trainer.add_callback(card_callback)
     evaluations = EvaluationMemory(trainer)
     freeze_at_start = trainer.freeze_summary()
-    resumed = resumed_from(training_args.resume_from_checkpoint)  # before the run's saves rotate it away
+    resumed = resumed_from(training_args)  # before the run's saves rotate the checkpoint away
     # Said once, after every check, just before training: a Trainer checkpoint given as the model to train.
     resumed |= started_from_checkpoint(model_args.model_name_or_path, warn=trainer.is_world_process_zero())
     with training_args.main_process_first(local=False, desc="removing the earlier run"):
@@ -195,13 +196,19 @@ def _origin(model_args) -> tuple:
     return hub_origin(m.model_name_or_path, m.base_model_hub_id, m.model_revision)
 
 
-def resumed_from(checkpoint: str | None) -> dict:
-    """The checkpoint a resumed run went on from, by its folder name and step (no machine path: the card shows it)."""
+def resumed_from(training_args) -> dict:
+    """The checkpoint a resumed run went on from, by its folder name and step (no machine path: the card shows it),
+    and how its run was launched when that differs from this one."""
+    checkpoint = training_args.resume_from_checkpoint
     if not checkpoint:
         return {}
     state = read_json_file(Path(checkpoint) / "trainer_state.json", "the checkpoint's trainer state")
     step = state.get("global_step") if isinstance(state, dict) else None
-    return {"resumed_from": {"checkpoint": Path(checkpoint).name, "step": step}}
+    entry = {"checkpoint": Path(checkpoint).name, "step": step}
+    return {
+        "resumed_from": entry
+        | ({"launched_as": then} if (then := resume_launch_change(training_args, warn=False)) else {})
+    }
 
 
 def check_weights_finite(trainer) -> None:

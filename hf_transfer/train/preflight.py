@@ -28,7 +28,12 @@ from hf_transfer.core.tables import file_columns
 from hf_transfer.errors import ConfigError
 from hf_transfer.outputs.run_folder import check_output_dir_free, resolve_resume_checkpoint
 from hf_transfer.train.arguments import TransferTrainingArguments
-from hf_transfer.train.checks import check_label_smoothing, check_run_glue_switches, check_steps_left
+from hf_transfer.train.checks import (
+    check_label_smoothing,
+    check_run_glue_switches,
+    check_steps_left,
+    resume_launch_change,
+)
 from hf_transfer.train.feature_cache import trunk_depth
 from hf_transfer.train.stages import (
     check_best_metric,
@@ -127,6 +132,7 @@ def load_checked_data(data_args: DataArguments, training_args: TransferTrainingA
     detect_pair_columns(data_args)
     resolve_resume_checkpoint(training_args)
     check_steps_left(training_args)
+    resume_launch_change(training_args)
     check_output_dir_free(training_args)
     with training_args.main_process_first(desc="dataset preparation"):
         prepared = load_data(data_args, seed=split_seed(training_args))
