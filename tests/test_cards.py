@@ -698,3 +698,21 @@ def test_card_of_450_labels_shows_the_30_worst_labels_scores_and_says_where_the_
     few.metrics = {k: v for k, v in scores.items() if not k.startswith(("precision_intent", "recall_intent"))}
     few.metrics = {k: v for k, v in few.metrics.items() if not k.startswith("f1_intent_") or int(k[10:]) < 30}
     assert build_card(few, None).text.count("| F1 (intent_") == 30 and "too long" not in build_card(few, None).text
+
+
+@pytest.mark.parametrize("kind", ["pipeline", "peft"])
+def test_a_card_pushed_to_a_branch_reads_the_model_there(tmp_path, kind):
+    """`push --revision v1` put the files on branch v1 of a repo whose main may hold nothing, and every quick start
+    read main. Each now passes the branch, as valid Python; a card for main passes none (the ONNX quick start:
+    tests/test_export.py)."""
+    import ast
+
+    c = complete_card_data(CardData(), DISTILL_RECORD, {}, tmp_path)
+    if kind == "peft":
+        (tmp_path / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 4}))
+    (tmp_path / "tokenizer_config.json").write_text("{}")
+    for revision in ("v1", None):
+        write_model_card(tmp_path, c, repo_id="team/model", revision=revision)
+        snippet = python_snippet((tmp_path / "README.md").read_text())
+        ast.parse(snippet)
+        assert snippet.count('revision="v1"') == ({"pipeline": 1, "peft": 2}[kind] if revision else 0)

@@ -226,6 +226,11 @@ def test_push_uploads_the_onnx_files(labelled, tmp_path, monkeypatch):
         monkeypatch.setattr(hub_module, "RETRY_BASE_SECONDS", 0.01)
         assert main(["push", str(out), "--hub_model_id", "tester/tiny-onnx"]) == 0
         files = hub.files("tester/tiny-onnx")
+        assert main(["push", str(out), "--hub_model_id", "tester/tiny-onnx", "--revision", "int8"]) == 0
+        branch = hub.files("tester/tiny-onnx", "int8")["README.md"].decode()
+    # On a branch, the quick start downloads that branch, and its predict line reads the model there.
+    assert 'snapshot_download(model, revision="int8")' in branch
+    assert "--model_name_or_path tester/tiny-onnx --model_revision int8 --input_file" in branch
     assert files["model.onnx"] == (out / "model.onnx").read_bytes()
     assert files["model_quantized.onnx"] == (out / "model_quantized.onnx").read_bytes()
     assert {"config.json", "tokenizer.json", "README.md"} <= set(files)

@@ -158,7 +158,7 @@ def test_train_with_push_to_hub_sends_the_model_and_card_and_never_the_token(
     assert TOKEN not in captured.out + captured.err
 
 
-def test_distill_with_push_to_hub(online, tmp_path, tiny_bert_dir, tiny_data):
+def test_distill_with_push_to_hub(online, tmp_path, tiny_bert_dir, tiny_data, capsys):
     from test_distill import distill_argv, save_classifier
 
     teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["neg", "pos"], layers=3)
@@ -173,6 +173,13 @@ def test_distill_with_push_to_hub(online, tmp_path, tiny_bert_dir, tiny_data):
     # The teacher folder by its name: the commit message is public, the folder's path on this machine is not.
     assert online.commits[0]["summary"].startswith(f"hf-transfer: distilled 2-layer student of {teacher.name},")
     assert online.count("create") == 1 and len(online.commits) == 1
+    # Pushed to a branch: the quick start reads it there (main holds nothing), and `push` says the repo's full id.
+    text = files["README.md"].decode()
+    assert 'pipeline("text-classification", model="tester/student", revision="v1",' in text
+    assert main(["push", str(out), "--hub_model_id", "student2"]) == 0
+    assert "tester/student2" in capsys.readouterr().out  # the token's user is the owner
+    text = online.files("tester/student2")["README.md"].decode()
+    assert 'model="tester/student2",' in text and "revision=" not in text
 
 
 def test_hub_token_in_a_config_is_refused_before_anything_is_written(tmp_path, tiny_bert_dir, tiny_data, capsys):

@@ -51,6 +51,7 @@ class CardData:
 
     model_name: str = "model"
     repo_id: str | None = None
+    repo_revision: str | None = None  # the branch it was pushed to, when not main
     local_path: str | None = None  # what the quick start loads before a push, when not the folder's name
     task: str = "train"
     base_model: str | None = None

@@ -4,6 +4,7 @@ NAME -->` and are rewritten; everything else, and YAML keys the user added, surv
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
 
@@ -277,6 +278,9 @@ def build_card(c: CardData, folder: str | Path | None = None):
         quickstart="onnx" if c.export else "peft" if in_folder else "pipeline",
         merge_trained_model=merge_trained_model(c.merge),
         tokenizer_source=repo_id if has_tokenizer else (c.base_model or repo_id),
+        revision_arg=f", revision={json.dumps(c.repo_revision)}" if c.repo_id and c.repo_revision else "",
+        tokenizer_revision=has_tokenizer and bool(c.repo_id and c.repo_revision),
+        repo_revision=c.repo_revision,
         # Card data saved before it recorded the length: a training run's hyperparameters name it.
         truncation=_truncation(c.max_seq_length or c.hyperparameters.get("max_seq_length")),
         example_text=EXAMPLE_TEXT,
@@ -337,11 +341,14 @@ def _truncation(max_length) -> str:
 # --- merging with an existing README ---------------------------------------------------------------------------------
 
 
-def write_model_card(folder: str | Path, card_data: CardData, repo_id: str | None = None) -> Path:
-    """Write README.md (merged into an existing one) and save the card data beside it."""
+def write_model_card(
+    folder: str | Path, card_data: CardData, repo_id: str | None = None, revision: str | None = None
+) -> Path:
+    """Write README.md (merged into an existing one) and save the card data beside it; with `repo_id`, for that repo
+    at `revision` (a branch: the quick start must read it there, main may hold nothing or another model)."""
     folder = Path(folder)
     if repo_id:
-        card_data.repo_id = repo_id
+        card_data.repo_id, card_data.repo_revision = repo_id, revision
         card_data.model_name = repo_id.split("/")[-1]
     card_data.adapter = detect_adapter(folder, card_data.adapter)
     path = folder / "README.md"

@@ -31,7 +31,4 @@ def run_push(args: PushArguments) -> dict:
     revision = check_revision(args.revision)
     target = PushTarget(check_repo_id(args.hub_model_id), True if args.private else None, revision)
     check_pushable(args.model_dir)
-    return {
-        "pushed_to": push_folder(args.model_dir, target, args.commit_message, args.include_training_state),
-        "repo_id": target.repo_id,
-    }
+    return push_folder(args.model_dir, target, args.commit_message, args.include_training_state)

@@ -310,10 +310,10 @@ def _check_still_private(api, repo_id: str, target: PushTarget, folder: Path) ->
 
 def push_folder(
     folder: str | Path, target: PushTarget, message: str | None = None, include_training_state: bool = False
-) -> str:
+) -> dict:
     """Create the repo (if needed), refresh the card for it, and upload the folder in one commit, its records naming
-    local files by their last part (`publishable`); return its URL. A checkpoint's training state stays out unless
-    `include_training_state`."""
+    local files by their last part (`publishable`); return its URL and the repo's full id (`owner/name`, where the
+    user gave `name`). A checkpoint's training state stays out unless `include_training_state`."""
     from huggingface_hub import HfApi
 
     folder = Path(folder)
@@ -342,7 +342,7 @@ def push_folder(
     saved = {p: p.read_bytes() for p in (folder / "README.md", folder / CARD_DATA_FILE) if p.is_file()}
     try:
         if card_data is not None:
-            write_model_card(folder, card_data, repo_id=repo_id)
+            write_model_card(folder, card_data, repo_id=repo_id, revision=target.revision)
         if target.revision:
             with_retries(
                 lambda: api.create_branch(repo_id, branch=target.revision, exist_ok=True),
@@ -367,4 +367,4 @@ def push_folder(
         for path, data in saved.items():
             path.write_bytes(data)
         raise
-    return getattr(info, "commit_url", None) or f"{api.endpoint}/{repo_id}"
+    return {"pushed_to": getattr(info, "commit_url", None) or f"{api.endpoint}/{repo_id}", "repo_id": repo_id}

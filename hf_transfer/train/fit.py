@@ -309,7 +309,7 @@ def _push_run(output_dir: str, push) -> dict:
     """Push the finished folder. Offline or unreachable, the run still succeeds and says how to push later."""
 
     try:
-        return {"pushed_to": push_folder(output_dir, push)}
+        return {"pushed_to": push_folder(output_dir, push)["pushed_to"]}
     except HubUnreachable as err:
         return {"warning": f"not pushed to the Hub: {err}"}
 
