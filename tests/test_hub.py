@@ -320,6 +320,21 @@ def test_private_push_to_an_existing_public_repo_is_refused_before_any_upload(on
     assert len(online.commits) == commits + 2
 
 
+def test_a_private_train_push_to_a_public_repo_stops_before_training(
+    online, small_folder, tmp_path, tiny_bert_dir, tiny_data, capsys
+):
+    """`train --push_to_hub true --hub_private_repo true` onto an existing public repo trained in full and was
+    refused only at the push, naming push's `--private`; it stops before any compute, naming hub_private_repo."""
+    assert main(["push", str(small_folder), "--hub_model_id", "tester/open"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "run"
+    argv = [*train_argv(tiny_bert_dir, *tiny_data, out), "--push_to_hub", "true", "--hub_model_id", "tester/open"]
+    assert main([*argv, "--hub_private_repo", "true"]) == 2
+    err = one_error_line(capsys)
+    assert "'tester/open' already exists and is public, and hub_private_repo does not change" in err
+    assert not out.exists() and len(online.commits) == 1
+
+
 @pytest.mark.parametrize(
     ("remove", "adapter", "named"),
     [("model.safetensors", False, "weights (model.safetensors)"), (None, True, "adapter weights")],

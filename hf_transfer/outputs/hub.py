@@ -65,6 +65,7 @@ class PushTarget:
     repo_id: str
     private: bool | None = None
     revision: str | None = None
+    private_option: str = "--private"  # how the command that pushes asks for it (train: hub_private_repo)
 
     def retry_command(self, folder: str | Path) -> str:
         command = f"hf-transfer push {shlex.quote(str(folder))} --hub_model_id {shlex.quote(self.repo_id)}"
@@ -190,11 +191,27 @@ def plan_push(training_args) -> PushTarget | None:
     if not training_args.push_to_hub:
         return None
     repo_id = check_repo_id(training_args.hub_model_id or Path(training_args.output_dir).name)
-    if not is_offline():
-        resolve_token()
+    token = None if is_offline() else resolve_token()
     revision = check_revision(training_args.hub_revision, "hub_revision")
     training_args.push_to_hub = False
-    return PushTarget(repo_id, training_args.hub_private_repo, revision)
+    target = PushTarget(repo_id, training_args.hub_private_repo, revision, "hub_private_repo")
+    if target.private and token and "/" in repo_id:
+        _check_not_public_yet(target, token)
+    return target
+
+
+def _check_not_public_yet(target: PushTarget, token: str) -> None:
+    """Before training: a private push to a repo that exists and is public would be refused only after the run
+    (`_check_still_private`). One quick look; a network error leaves the decision to the push itself."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        info = HfApi(endpoint=endpoint(), token=token).model_info(target.repo_id, timeout=10)
+    except (HfHubHTTPError, *_network_errors()):
+        return  # absent (it is made private), or not reachable now
+    if info.private is False:
+        raise ConfigError(_public_repo_message(target.repo_id, target))
 
 
 def commit_message(card_data) -> str:
@@ -301,11 +318,16 @@ def _check_still_private(api, repo_id: str, target: PushTarget, folder: Path) ->
     private would publish the weights to a public repo without a word; it stops here instead, before any upload."""
     info = with_retries(lambda: api.model_info(repo_id), f"read the visibility of {repo_id!r}", target, folder)
     if info.private is False:
-        raise ConfigError(
-            f"{repo_id!r} already exists and is public, and --private does not change an existing repo's "
-            "visibility, so nothing was pushed; make the repo private on the Hub first (Settings), or push without "
-            "--private to publish there."
-        )
+        raise ConfigError(_public_repo_message(repo_id, target))
+
+
+def _public_repo_message(repo_id: str, target: PushTarget) -> str:
+    option = target.private_option
+    return (
+        f"{repo_id!r} already exists and is public, and {option} does not change an existing repo's visibility, so "
+        f"nothing was pushed; make the repo private on the Hub first (Settings), or push without {option} to "
+        "publish there."
+    )
 
 
 def push_folder(
