@@ -136,6 +136,14 @@ def test_card_command_merges_into_an_edited_readme(tiny_run, tmp_path, capsys):
     )
     readme.write_text(text + "\n## Citation\n\nPlease cite us.\n")
 
+    # A header that is not valid YAML lost every key the user had added, the valid ones too: refused, file untouched.
+    broken = text.replace("co2_eq_emissions: 1.5", "co2_eq_emissions: 1.5\nwidget: [unclosed", 1)
+    readme.write_text(broken)
+    assert main(["card", str(run), "--hub_model_id", "me/tiny-classifier"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"the YAML header of {str(readme)!r}" in err and "line" in err
+    assert readme.read_text() == broken
+    readme.write_text(text + "\n## Citation\n\nPlease cite us.\n")
     assert main(["card", str(run), "--hub_model_id", "me/tiny-classifier"]) == 0
     merged = readme.read_text()
     meta = header(merged)

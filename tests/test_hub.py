@@ -475,6 +475,11 @@ def test_an_invalid_card_is_refused_by_the_hub(online, small_folder, capsys):
     assert main(["push", str(small_folder), "--hub_model_id", "tester/bad-card"]) == 2
     assert "rejected the card" in one_error_line(capsys)
     assert online.commits == []
+    # A header that is not YAML at all is found before the repo is made: the card merge would drop the user's keys.
+    (small_folder / "README.md").write_text("---\nlicense: mit\nwidget: [unclosed\n---\n# bad\n")
+    assert main(["push", str(small_folder), "--hub_model_id", "tester/bad-yaml"]) == 2
+    assert "the YAML header of" in one_error_line(capsys)
+    assert "tester/bad-yaml" not in online.repos
 
 
 @pytest.mark.parametrize("command", ["card", "push"])

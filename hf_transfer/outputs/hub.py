@@ -26,6 +26,7 @@ from hf_transfer.outputs.card_data import load_card_data
 from hf_transfer.outputs.cards import write_model_card
 from hf_transfer.outputs.provenance import is_hub_id
 from hf_transfer.outputs.published import publishable
+from hf_transfer.outputs.readme import check_readme_header
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +141,7 @@ def check_pushable(folder: str | Path) -> None:
     """Before the repo is created: the folder holds a model (or an adapter) and a card, or what to write one from,
     and an adapter names its base as others can load it."""
     folder = Path(folder)
+    check_readme_header(folder / "README.md")  # the card is merged into it before the upload
     if not (folder / "config.json").is_file() and not is_adapter_folder(folder):
         raise ConfigError(
             f"{str(folder)!r} holds no model (no config.json or adapter_config.json), so the repo would hold no "

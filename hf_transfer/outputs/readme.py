@@ -5,8 +5,11 @@ keys the user added, survive. huggingface_hub's stock placeholder card (which PE
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import yaml
+
+from hf_transfer.errors import ConfigError
 
 _BLOCK = re.compile(r"<!-- hf-transfer:begin ([\w-]+) -->.*?<!-- hf-transfer:end \1 -->\n?", re.S)
 
@@ -21,16 +24,30 @@ _STOCK_TEMPLATE_MARK = "<!-- Provide a quick summary of what the model is/does. 
 _USER_WINS = ("license", "language")
 
 
-def _split_card(text: str) -> tuple[dict, str]:
-    """(YAML header as a dict, body) of a README; a README without a header has {}."""
+def _split_card(text: str, where: str = "README.md") -> tuple[dict, str]:
+    """(YAML header as a dict, body) of a README; a README without a header has {}. A header that is not a YAML
+    mapping is refused: merging would drop every key the user added there, the valid ones too."""
     match = re.match(r"\A\s*---\s*\n(.*?)\n---\s*\n?", text, re.S)
     if not match:
         return {}, text
     try:
         header = yaml.safe_load(match.group(1)) or {}
-    except yaml.YAMLError:
-        header = {}
-    return (header if isinstance(header, dict) else {}), text[match.end() :]
+        problem = None if isinstance(header, dict) else f"it holds a {type(header).__name__}, not key: value lines"
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        problem = f"{getattr(err, 'problem', None) or 'invalid YAML'}" + (f" at line {mark.line + 2}" if mark else "")
+    if problem:
+        raise ConfigError(
+            f"the YAML header of {where!r} (between the --- lines) cannot be read: {problem}; fix it (or remove the "
+            "header) and run again: the card is regenerated into it, keeping the keys you added."
+        )
+    return header, text[match.end() :]
+
+
+def check_readme_header(path: Path) -> None:
+    """Before anything is written or pushed: the folder's README.md, if any, has a header the card can merge into."""
+    if path.is_file() and not is_stock_template(text := path.read_text(encoding="utf-8", errors="replace")):
+        _split_card(text, str(path))
 
 
 def _merge_metadata(old: dict, new: dict) -> dict:
