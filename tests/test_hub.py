@@ -190,6 +190,20 @@ def test_hub_token_in_a_config_is_refused_before_anything_is_written(tmp_path, t
     assert not out.exists()
 
 
+def test_trainer_push_schedules_are_said_to_be_ignored(online, tmp_path, tiny_bert_dir, tiny_data, caplog):
+    """`hub_strategy all_checkpoints` was accepted without a word and only the finished folder was pushed."""
+    out = tmp_path / "run"
+    argv = [*train_argv(tiny_bert_dir, *tiny_data, out), "--push_to_hub", "true", "--hub_model_id", "tester/strategy"]
+    with caplog.at_level("WARNING"):
+        assert main([*argv, "--hub_strategy", "all_checkpoints"]) == 0
+    said = [r.getMessage() for r in caplog.records if "set but ignored" in r.getMessage()]
+    assert said == [
+        "hub_strategy set but ignored: the finished run is pushed once, with its card; its checkpoints stay in "
+        "output_dir."
+    ]
+    assert len(online.commits) == 1
+
+
 @pytest.mark.parametrize(
     "case, extra, needle",
     [
@@ -556,7 +570,7 @@ def test_an_adapter_push_leaves_its_merged_model_for_a_repo_of_its_own(online, t
     assert "model.safetensors" in online.files("tester/run-merged")
 
 
-def test_a_checkpoint_push_holds_back_its_training_state(online, tmp_path, tiny_bert_dir, caplog):
+def test_a_checkpoint_push_holds_back_its_training_state(online, tmp_path, tiny_bert_dir, caplog, capsys):
     """`hf-transfer push OUT/checkpoint-4` uploaded optimizer.pt (about twice the model), scheduler.pt, rng_state.pth
     and trainer_state.json: training state that only resumes a run. They stay out, said in one line, unless asked."""
     from transformers import BertForSequenceClassification
@@ -566,6 +580,10 @@ def test_a_checkpoint_push_holds_back_its_training_state(online, tmp_path, tiny_
     state = ["optimizer.pt", "rng_state_0.pth", "scaler.pt", "scheduler.pt", "trainer_state.json"]
     for name in [*state, "training_args.bin"]:
         (folder / name).write_bytes(b"{}")
+    # Without a README it is refused, saying why the run's card is not the checkpoint's (the README had said any
+    # checkpoint could be pushed, but the ones hf-transfer writes hold no card).
+    assert main(["push", str(folder), "--hub_model_id", "tester/ckpt"]) == 2
+    assert "it is a Trainer checkpoint: write a README.md there" in capsys.readouterr().err
     (folder / "README.md").write_text("---\nlicense: mit\n---\n# checkpoint\n")
     with caplog.at_level("WARNING"):
         assert main(["push", str(folder), "--hub_model_id", "tester/ckpt"]) == 0

@@ -158,10 +158,13 @@ def check_pushable(folder: str | Path) -> None:
             "a finished run saved its model into."
         )
     if not (folder / "README.md").is_file() and load_card_data(folder) is None:
+        checkpoint = bool(trainer_checkpoint_state(folder))  # the run's card is of the finished model, not this step
         raise ConfigError(
             f"{str(folder)!r} holds no README.md and no hf-transfer run record to write a card from, so the repo "
-            "would have no model card; write a README.md there (or run `hf-transfer card` on a run folder)."
-        )
+            "would have no model card; "
+            + ("it is a Trainer checkpoint: write a README.md there saying which step of which run it is, then push."
+               if checkpoint else "write a README.md there (or run `hf-transfer card` on a run folder).")
+        )  # fmt: skip
     if is_adapter_folder(folder):
         try:
             base = json.loads((folder / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
@@ -184,14 +187,17 @@ def check_no_token_argument(training_args) -> None:
 
 
 def plan_push(training_args) -> PushTarget | None:
-    """Check a `push_to_hub` request before any compute, and take the push over from `Trainer`.
-
-    Stock `Trainer` would create the repo when it is built, push every checkpoint and write its own card; we push
-    once, after our card is written, so `push_to_hub` is switched off in the arguments `Trainer` sees.
-    """
+    """Check a `push_to_hub` request before any compute, and take the push over from `Trainer`, which would create
+    the repo when it is built, push every checkpoint and write its own card; we push once, after our card is written,
+    so `push_to_hub` is switched off in the arguments `Trainer` sees."""
     check_no_token_argument(training_args)
     if not training_args.push_to_hub:
         return None
+    for name in sorted({"hub_strategy", "hub_always_push"} & set(getattr(training_args, "chosen_fields", ()))):
+        logger.warning(  # Trainer's push schedule: hf-transfer pushes once, the finished folder with its card
+            "%s set but ignored: the finished run is pushed once, with its card; its checkpoints stay in "
+            "output_dir.", name,
+        )  # fmt: skip
     repo_id = check_repo_id(training_args.hub_model_id or Path(training_args.output_dir).name)
     token = None if is_offline() else resolve_token()
     revision = check_revision(training_args.hub_revision, "hub_revision")
@@ -212,8 +218,7 @@ def _check_not_public_yet(target: PushTarget, token: str) -> None:
         info = HfApi(endpoint=endpoint(), token=token).model_info(target.repo_id, timeout=10)
     except (HfHubHTTPError, *_network_errors()):
         return  # absent (it is made private), or not reachable now
-    if info.private is False:
-        raise ConfigError(_public_repo_message(target.repo_id, target))
+    _refuse_if_public(info, target.repo_id, target)
 
 
 def commit_message(card_data) -> str:
@@ -319,17 +324,17 @@ def _check_still_private(api, repo_id: str, target: PushTarget, folder: Path) ->
     """`create_repo(private=True, exist_ok=True)` leaves an existing repo's visibility as it is, so a push asked to be
     private would publish the weights to a public repo without a word; it stops here instead, before any upload."""
     info = with_retries(lambda: api.model_info(repo_id), f"read the visibility of {repo_id!r}", target, folder)
+    _refuse_if_public(info, repo_id, target)
+
+
+def _refuse_if_public(info, repo_id: str, target: PushTarget) -> None:
     if info.private is False:
-        raise ConfigError(_public_repo_message(repo_id, target))
-
-
-def _public_repo_message(repo_id: str, target: PushTarget) -> str:
-    option = target.private_option
-    return (
-        f"{repo_id!r} already exists and is public, and {option} does not change an existing repo's visibility, so "
-        f"nothing was pushed; make the repo private on the Hub first (Settings), or push without {option} to "
-        "publish there."
-    )
+        option = target.private_option
+        raise ConfigError(
+            f"{repo_id!r} already exists and is public, and {option} does not change an existing repo's visibility, "
+            f"so nothing was pushed; make the repo private on the Hub first (Settings), or push without {option} to "
+            "publish there."
+        )
 
 
 def push_folder(
