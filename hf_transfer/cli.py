@@ -211,7 +211,8 @@ def _run(command: str, rest: list[str]) -> dict | int:
         )
     parsed = command_parser(command, dataclass_types).parse(rest)
     bars_off = any(_asks_no_bars(a) for a in parsed) or not is_launched_main_process()
-    with quiet_other_processes(), progress_bars_off(bars_off):
+    verbose = any(str(getattr(a, "log_level", "")).lower() in ("info", "debug", "detail") for a in parsed)
+    with quiet_other_processes(verbose), progress_bars_off(bars_off):
         return entry_point(*parsed)
 
 

@@ -527,7 +527,7 @@ CASES = [
         lambda w: distill(w, "--student_layers", "[0]", *CACHE, "--freeze_layers", "1"),
         "hf-transfer train",
     ),
-    ("top_k without cache", lambda w: distill(w, "--student_layers", "[0]", "--teacher_top_k", "1"), "cache"),
+    ("top_k without cache", lambda w: distill(w, "--student_layers", "[0]", "--teacher_top_k", "2"), "cache"),
     (
         "unlabeled file missing",
         lambda w: distill(w, "--student_layers", "[0]", "--unlabeled_file", "gone.csv"),

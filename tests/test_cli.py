@@ -422,6 +422,11 @@ def test_a_field_that_takes_text_or_a_list_reads_numbers_as_text_and_refuses_the
         (["--teacher_model_name_or_path", "{a: 1}"], "teacher_model_name_or_path is required"),
         (["--teacher_model_name_or_path", "t", "--unlabeled_file", "{a.csv: 1}"], "unlabeled_file must be a file"),
         (["--teacher_model_name_or_path", "t", "--unlabeled_file", "5"], "unlabeled_file '5' has an unsupported"),
+        # A list item of the wrong type said argparse's "invalid float value: '[1,x]'", naming no field.
+        (
+            ["--teacher_model_name_or_path", "[a,b]", "--teacher_weights", "[1,x]"],
+            "teacher_weights expects a list, got [1, 'x'].",
+        ),  # fmt: skip
     ]
     for argv, needle in refused:
         with pytest.raises(ConfigError) as err:

@@ -500,7 +500,13 @@ def test_bad_distill_inputs_are_one_line_exit_2_and_write_nothing(tmp_path, tiny
         (teacher, ["--student_layers", "[0]", "--model_name_or_path", str(teacher)], "not both"),
         (tmp_path / "missing", ["--student_layers", "[0]"], "does not exist"),
         (teacher, ["--student_layers", "[0]", "--hidden_loss_weight", "1", "--layer_map", "[0, 1]"], "layer_map"),
-        (teacher, ["--student_layers", "[0]", "--teacher_top_k", "1"], "cache_teacher_logits"),
+        (teacher, ["--student_layers", "[0]", "--teacher_top_k", "2"], "cache_teacher_logits"),
+        # k = 1 left one-hot targets: the temperature did nothing and the soft loss was T² times a hard one.
+        (
+            teacher,
+            ["--student_layers", "[0]", "--cache_teacher_logits", "true", "--teacher_top_k", "1"],
+            "teacher_top_k must be at least 2",
+        ),
         (teacher, ["--student_layers", "[0]", "--peft_method", "lora"], "adapter on a student built"),
         (teacher, ["--student_layers", "[0, 0]"], "for example [0, 1] keeps"),  # its example is a valid list too
         (adapter, ["--student_layers", "[0]"], "holds a PEFT adapter"),

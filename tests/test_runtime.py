@@ -115,6 +115,28 @@ def test_only_the_main_process_logs_hf_transfers_warnings(monkeypatch):
         assert child.isEnabledFor(logging.WARNING) is before
 
 
+def test_log_level_info_prints_hf_transfers_notes(monkeypatch, capsys):
+    """`--log_level info` never showed hf-transfer's own notes (a teacher's labels reordered, rows truncated): its
+    logger had no handler, so Python printed warnings only. They print under `log_level: info`, for the command's
+    run only, and not from a launch's other processes."""
+    import logging
+
+    child = logging.getLogger("hf_transfer.distill.teachers")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    with runtime.quiet_other_processes(verbose=True):
+        child.info("a note")
+    with runtime.quiet_other_processes():
+        child.info("not shown")
+    assert capsys.readouterr().err == "a note\n"
+    assert logging.getLogger("hf_transfer").handlers == []
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with runtime.quiet_other_processes(verbose=True):
+        child.info("another process")
+    assert capsys.readouterr().err == ""
+
+
 def test_bf16_with_no_accelerator_trains_on_the_cpu_instead_of_stopping(monkeypatch):
     # Trainer stopped with "Your setup doesn't support bf16/gpu" until use_cpu was also set, though the CPU was the
     # only device there and has bf16 autocast. The resolved arguments (train's and distill's) say use_cpu, so the

@@ -1,7 +1,14 @@
 """What to write instead of a field that `run_glue.py`, or `TrainingArguments` before transformers 5, took and the
-commands do not: a near name alone misled (`logging_dir` → "Did you mean 'logging_first_step'?")."""
+commands do not: a near name alone misled (`logging_dir` → "Did you mean 'logging_first_step'?"); what to say of a
+value given wrongly, or not at all."""
 
 from __future__ import annotations
+
+import itertools
+import re
+
+# A token argparse rightly reads as the next flag: after it, the value was simply left out.
+_FLAG = re.compile(r"--[A-Za-z_][\w-]*(=.*)?", re.DOTALL)
 
 # field -> (the field the note sends the user to: the note is given only by a command that has it, the note)
 FIELD_NOTES = {
@@ -43,3 +50,13 @@ LIST_NOTES = {
 def value_note(name: str, value) -> str:
     """What to write instead of `value` for field `name`, after the parser's "expects ..., got ..." ('' if none)."""
     return LIST_NOTES.get(name, "") if isinstance(value, list) else ""
+
+
+def missing_value(flag: str, argv: list[str]) -> str:
+    """The error for `flag` given without a value. argparse reads a value that begins with '-' (`-bad/x`) as a flag
+    of its own, so when the token after `flag` is shaped like no flag, say how to pass it: `--flag=-bad/x`."""
+    name = flag[2:].replace("-", "_")
+    for token, after in itertools.pairwise(argv):
+        if token[2:].replace("-", "_") == name and token.startswith("--") and not _FLAG.fullmatch(after):
+            return f"{flag} needs a value, and {after!r} after it was read as a flag; give it as {flag}={after}."
+    return f"{flag} needs a value: fields are given as --name value (or --name=value for a value beginning with '-')."

@@ -8,7 +8,6 @@ import argparse
 import dataclasses
 import difflib
 import enum
-import itertools
 import logging
 import re
 import types
@@ -16,25 +15,12 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from hf_transfer.core.field_notes import field_note, value_note
+from hf_transfer.core.field_notes import field_note, missing_value, value_note
 from hf_transfer.core.folders import CONFIG_FILE
 from hf_transfer.core.yaml_config import as_flag_value, load_config_file, read_yaml, read_yaml_text
 from hf_transfer.errors import ConfigError, HfTransferError
 
 logger = logging.getLogger(__name__)
-
-# A token argparse rightly reads as the next flag: after it, the value was simply left out.
-_FLAG = re.compile(r"--[A-Za-z_][\w-]*(=.*)?", re.DOTALL)
-
-
-def missing_value(flag: str, argv: list[str]) -> str:
-    """The error for `flag` given without a value. argparse reads a value that begins with '-' (`-bad/x`) as a flag
-    of its own, so when the token after `flag` is shaped like no flag, say how to pass it: `--flag=-bad/x`."""
-    name = flag[2:].replace("-", "_")
-    for token, after in itertools.pairwise(argv):
-        if token[2:].replace("-", "_") == name and token.startswith("--") and not _FLAG.fullmatch(after):
-            return f"{flag} needs a value, and {after!r} after it was read as a flag; give it as {flag}={after}."
-    return f"{flag} needs a value: fields are given as --name value (or --name=value for a value beginning with '-')."
 
 
 def _describe(hint: Any) -> str:
@@ -122,7 +108,10 @@ def _value_reader(name: str, hint: Any, convert, choices, nullable: bool = True)
         if isinstance(value, (list, dict)):
             if mixed or _takes(hint, type(value)):
                 if isinstance(value, list) and convert not in (None, str) and not mixed:
-                    return [convert(str(item)) for item in value]
+                    try:  # a bad item (`--teacher_weights [1,x]`) said argparse's "invalid float value", no field
+                        return [convert(str(item)) for item in value]
+                    except (ValueError, TypeError):
+                        raise argparse.ArgumentTypeError(f"{name} expects {_describe(hint)}, got {value!r}.") from None
                 if isinstance(value, list) and _takes(hint, list[str]) and not any(map(_is_collection, value)):
                     return read_yaml_text(text)  # names: `[1e3, 010]` is ["1e3", "010"], not ["1000.0", "10"]
                 return value

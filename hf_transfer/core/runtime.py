@@ -74,18 +74,27 @@ def is_launched_main_process() -> bool:
 
 
 @contextlib.contextmanager
-def quiet_other_processes():
+def quiet_other_processes(verbose: bool = False):
     """Under a launcher, hf_transfer's own warnings and notes are logged by the main process alone while a command
-    runs: every process printed the same lines. Errors still print from every process. The level is restored after
-    (a command run in-process, by a test or a library user, leaves the logger as it found it)."""
+    runs: every process printed the same lines. Errors still print from every process. With `verbose` (`log_level:
+    info` or `debug`), its notes print too (a teacher's labels reordered, rows truncated): with no handler of its own
+    the logger printed warnings only. The level is restored after (a command run in-process, by a test or a library
+    user, leaves the logger as it found it)."""
     logger = logging.getLogger("hf_transfer")
-    level = logger.level
+    level, handler = logger.level, None
     if launched_world_size() > 1 and not is_launched_main_process():
         logger.setLevel(logging.ERROR)
+    elif verbose:
+        logger.setLevel(logging.INFO)
+        if not logger.handlers:
+            handler = logging.StreamHandler()  # stderr, the message alone, as Python prints a bare warning
+            logger.addHandler(handler)
     try:
         yield
     finally:
         logger.setLevel(level)
+        if handler is not None:
+            logger.removeHandler(handler)
 
 
 _bars_off = False

@@ -84,7 +84,10 @@ class DistillationArguments:
     )
     teacher_top_k: int | None = field(
         default=None,
-        metadata={"help": "Keep only the teacher's top k logits per row in the cache (large single-label sets)."},
+        metadata={
+            "help": "Keep only the teacher's top k (at least 2) logits per row in the cache (large single-label "
+            "sets): the soft targets are a softmax over those k, with no probability on the other labels."
+        },
     )
     teacher_bf16: bool = field(default=False, metadata={"help": "Run the teacher in bfloat16."})
     teacher_batch_size: int = field(
@@ -157,8 +160,13 @@ class DistillationArguments:
             if isinstance(value, int):
                 raise ConfigError(f"{name} must be a list of block indices like [0, 2, 4], got {value}.")
             setattr(self, name, value)
-        if self.teacher_top_k is not None and self.teacher_top_k <= 0:
-            raise ConfigError(f"teacher_top_k must be > 0, got {self.teacher_top_k}.")
+        if self.teacher_top_k is not None and self.teacher_top_k < 2:
+            # k = 1: a softmax over one logit is 1, so the soft target is the teacher's top label alone, one-hot,
+            # the temperature does nothing, and the soft loss became T² times a hard-label cross-entropy.
+            raise ConfigError(
+                f"teacher_top_k must be at least 2, got {self.teacher_top_k}: the targets are a softmax over the "
+                "kept logits, so one logit leaves only the teacher's top label (one-hot; temperature has no effect)."
+            )
         if self.teacher_top_k is not None and not self.cache_teacher_logits:
             raise ConfigError("teacher_top_k sets what the logit cache keeps; set cache_teacher_logits: true too.")
         if self.teacher_batch_size <= 0:

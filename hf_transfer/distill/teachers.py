@@ -64,7 +64,7 @@ def teacher_label_permutation(teacher_config, label_names: Sequence[str], name: 
             "label set (set class_names or label_mapping so the data's names match the teacher's)."
         ) from None
     if perm is not None:
-        logger.info(f"Teacher {name!r} orders its labels {names}; reordering its logits to {list(label_names)}.")
+        logger.warning(f"Teacher {name!r} orders its labels {names}; reordering its logits to {list(label_names)}.")
     return perm
 
 

@@ -157,7 +157,7 @@ def distill_rows(c: CardData) -> tuple[list, list]:
 def _cache_text(info: dict) -> str:
     """One teacher's logit cache: reused or built, its rows and its size on disk per row."""
     made = "reused from an earlier run" if info.get("hit") else "built by this run"
-    top_k = f", top {info['top_k']} logits" if info.get("top_k") else ""
+    top_k = f", top {info['top_k']} logits (targets: a softmax over them)" if info.get("top_k") else ""
     return f"cached ({made}): {info.get('rows', 0):,} rows, {info.get('bytes_per_row', 0):,.0f} bytes per row{top_k}"
 
 
