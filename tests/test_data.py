@@ -296,6 +296,21 @@ def test_truncation_that_loses_a_class_warns(tmp_path, caplog):
     assert "hold no example of ['b']" in caplog.text
 
 
+def test_a_truncated_extra_evaluation_set_is_named_in_its_warning(tmp_path, caplog):
+    """`merge ... --max_eval_samples 100 --extra_eval dvd=...` warned that "the first 100 validation rows" lacked a
+    class, when the dvd set did (the validation file held both)."""
+    from hf_transfer.core.arguments import EvalDataArguments, EvalSet
+    from hf_transfer.core.eval_sets import prepare_eval_set
+
+    path = write(tmp_path / "dvd.csv", rows(["a"] * 4 + ["b"] * 4))
+    args = EvalDataArguments(validation_file=str(path), max_eval_samples=3)
+    prepare_eval_set(EvalSet("dvd", str(path)), args, ["a", "b"])
+    assert "The first 3 extra_eval dvd rows hold no example of ['b']" in caplog.text
+    caplog.clear()
+    prepare_eval_set(EvalSet(args.validation_name, str(path)), args, ["a", "b"])
+    assert "The first 3 validation rows hold no example of ['b']" in caplog.text
+
+
 def test_evaluation_rows_that_repeat_training_rows_warn(tmp_path, caplog):
     """A validation file that repeats training rows (or a train file with duplicates, carved) scored the model on
     text it trained on, without a word; they are counted per split (the run record and the card say it) and the

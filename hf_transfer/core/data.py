@@ -197,10 +197,8 @@ def _truncate(ds: datasets.Dataset, limit: int, split: str, names: list[str], mu
     if not multi:
         lost = sorted(set(_labels_array(ds).tolist()) - set(_labels_array(kept).tolist()))
         if lost:
-            lost_names = [names[i] for i in lost]
-            logger.warning(
-                f"The first {limit} {split} rows hold no example of {lost_names}; is the file sorted by label?"
-            )
+            logger.warning("The first %d %s rows hold no example of %s; is the file sorted by label?", limit, split,
+                           [names[i] for i in lost])  # fmt: skip
     return kept
 
 
@@ -287,7 +285,8 @@ def load_data(data_args: DataArguments, seed: int = 42, require_train: bool = Tr
         stats["validation"] = {"rows_before_cleaning": len(val_idx), "dropped": dict.fromkeys(DROP_REASONS, 0)}
     for split, limit in (("train", args.max_train_samples), ("validation", args.max_eval_samples)):
         if limit is not None and split in splits:
-            splits[split] = _truncate(splits[split], limit, split, names, multi)
+            splits[split] = _truncate(splits[split], limit, getattr(args, "shown_splits", {}).get(split, split),
+                                      names, multi)  # fmt: skip
     summary = {"source": source, "columns": {"text": text, "text_pair": pair, "label": label}}
     summary["validation_carved_from_train"] = carved
     summary["seconds"] = {"read_and_clean": round(time.perf_counter() - started, 2)}

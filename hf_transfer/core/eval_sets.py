@@ -109,6 +109,8 @@ def prepare_eval_set(
     # A mapping that translates some values (`{pos: positive}`) dropped the rows already labelled with the model's
     # names as unmapped: those read as themselves (`core.label_space.label_space`).
     data_args.passing_names = list(model_names)
+    if eval_set.name != args.validation_name:  # what load_data's warnings call its rows (it reads them as validation)
+        data_args.shown_splits = {"validation": f"extra_eval {eval_set.name}"}
     try:
         prepared = load_data(data_args, require_train=False)
     except DataError as err:  # the messages speak of "the validation data": name the extra set it really is
