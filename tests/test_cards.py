@@ -724,3 +724,27 @@ def test_a_card_pushed_to_a_branch_reads_the_model_there(tmp_path, kind):
         snippet = python_snippet((tmp_path / "README.md").read_text())
         ast.parse(snippet)
         assert snippet.count('revision="v1"') == ({"pipeline": 1, "peft": 2}[kind] if revision else 0)
+
+
+def test_a_distillation_card_names_every_row_the_student_trained_on(tmp_path):
+    """The summary said "trained on 200 rows of sst2/train.tsv" and the data section listed train and validation
+    alone, for a student that also trained on 60 unlabelled rows of another file and 200 augmented copies. An
+    ensemble's student cut from blocks said "its blocks" of several teachers, and summed their parameters unsaid."""
+    transfer = {
+        "labelled": 100, "unlabelled": 60, "augmented": 100,
+        "unlabelled_files": {"files": [{"file": "/home/me/data/dvd.csv", "rows": 60, "dropped_empty": 0}]},
+        "augmentation": {"method": "replace", "p": 0.4, "factor": 1},
+    }  # fmt: skip
+    distillation = {**DISTILL_RECORD["distillation"], "transfer_set": transfer}
+    text = str(build_card(complete_card_data(CardData(), {**DISTILL_RECORD, "distillation": distillation}, {},
+                                             tmp_path), tmp_path))  # fmt: skip
+    assert "on 100 rows of local data, plus 60 unlabelled and 100 augmented rows labelled by the teacher." in text
+    assert "- **unlabelled** (targets from the teacher alone): 60 rows of `dvd.csv`" in text
+    assert "- **augmented** (targets from the teacher alone): 100 rows (replace, p=0.4, 1 per labelled row)" in text
+    assert "/home/me" not in text
+    ensemble = {**distillation, "teachers": ["org/teacher", "org/other"], "transfer_set": {}}
+    text = str(build_card(complete_card_data(CardData(), {**DISTILL_RECORD, "distillation": ensemble}, {},
+                                             tmp_path), tmp_path))  # fmt: skip
+    assert "student of `org/teacher`, `org/other`, built from the blocks [0, 2, 4] of `org/teacher`" in text
+    assert "| parameters (the 2 teachers together) |" in text
+    assert "unlabelled" not in text

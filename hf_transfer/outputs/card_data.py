@@ -139,13 +139,12 @@ class CardData:
             return f"{'LoRA' if method.lower() == 'lora' else method} adapter{rank} on {base}"
         d = self.distillation
         if d:
-            depth = self.freeze.get("depth")
-            student = f"{depth}-layer student" if depth else "student"
+            student = f"{self.freeze['depth']}-layer student" if self.freeze.get("depth") else "student"
             teachers = ", ".join(f"`{shown_name(t)}`" for t in d.get("teachers") or [])
-            if d.get("student_layers"):  # cut from the teacher: its base is the teacher's, not where it started
-                return (
-                    f"distilled {student} of {teachers or 'its teacher'}, built from its blocks {d['student_layers']}"
-                )
+            if d.get("student_layers"):  # cut from the (first) teacher: its base, not where it started
+                first = f" of `{shown_name(d['teachers'][0])}`" if len(d.get("teachers") or []) > 1 else ""
+                blocks = f"built from {'the' if first else 'its'} blocks {d['student_layers']}{first}"
+                return f"distilled {student} of {teachers or 'its teacher'}, {blocks}"
             own = self.base_model and f"`{shown_name(self.base_model)}`" not in teachers  # a separate student
             return f"distilled {student} of {teachers or 'its teacher'}" + (f", started from {base}" if own else "")
         if self.few_shot:
@@ -235,8 +234,7 @@ def _source_text(source, fallback: str) -> str:
 
 
 def _hub_splits(config: dict, carved: bool) -> dict[str, str]:
-    """What the validation metrics were measured on, as the model-index names a Hub dataset's split: a leaderboard
-    reading `validation` compares it with scores on the whole split, not on a sample carved from train."""
+    """The Hub split the validation metrics were measured on (a leaderboard reads `validation` as the whole split)."""
     split = "validation"
     if carved:
         seed = config.get("data_seed") if config.get("data_seed") is not None else config.get("seed")  # split_seed

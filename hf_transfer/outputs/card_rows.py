@@ -139,9 +139,9 @@ def distill_rows(c: CardData) -> tuple[list, list]:
         comparison.append((metric, fmt(d["teacher_eval_accuracy"]), fmt(d["student_eval_accuracy"]), kept))
     if d.get("teacher_parameters"):
         ratio = d["student_parameters"] / d["teacher_parameters"]
-        comparison.append(
-            ("parameters", count(d["teacher_parameters"]), count(d["student_parameters"]), f"{ratio:.2f}×")
-        )
+        n = len(d.get("teachers") or [])
+        name = f"parameters (the {n} teachers together)" if n > 1 else "parameters"
+        comparison.append((name, count(d["teacher_parameters"]), count(d["student_parameters"]), f"{ratio:.2f}×"))
     if d.get("teacher_samples_per_second"):
         comparison.append(
             (

@@ -169,6 +169,7 @@ def _data_lines(c: CardData) -> list[str]:
         if info.get("sharing_train_input"):  # scores on them are measured on text the model trained on
             text += f"; {info['sharing_train_input']:,} with the same input as a training row (their scores read high)"
         lines.append(text)
+    lines += _transfer_lines((c.distillation or {}).get("transfer_set") or {})
     if c.validation_carved:
         lines.append(f"The validation split was carved from train ({c.validation_percentage}%, seeded, stratified).")
     text, pair = c.columns.get("text"), c.columns.get("text_pair")
@@ -179,11 +180,34 @@ def _data_lines(c: CardData) -> list[str]:
     return lines
 
 
+def _transfer_lines(transfer: dict) -> list[str]:
+    """The distillation rows beyond train's labelled ones: unlabelled files (by name) and augmented copies."""
+    lines = []
+    if transfer.get("unlabelled"):
+        files = (transfer.get("unlabelled_files") or {}).get("files") or []
+        counts = len(files) > 1  # each file's rows, when there are several
+        named = ", ".join(f"`{Path(str(f['file'])).name}`" + (f" ({f['rows']:,})" if counts else "") for f in files)
+        lines.append(f"**unlabelled** (targets from the teacher alone): {transfer['unlabelled']:,} rows"
+                     + (f" of {named}" if named else ""))  # fmt: skip
+    if transfer.get("augmented"):
+        a = transfer.get("augmentation") or {}
+        how = f" ({a['method']}, p={a['p']}, {a['factor']} per labelled row)" if a.get("method") else ""
+        lines.append(f"**augmented** (targets from the teacher alone): {transfer['augmented']:,} rows{how}")
+    return lines
+
+
+def _transfer_words(c: CardData) -> str:
+    """What the student trained on beyond the labelled rows, for the summary's first sentence."""
+    transfer = (c.distillation or {}).get("transfer_set") or {}
+    extra = [f"{transfer[k]:,} {k}" for k in ("unlabelled", "augmented") if transfer.get(k)]
+    return f", plus {' and '.join(extra)} rows labelled by the teacher" if extra else ""
+
+
 def _summary(c: CardData) -> str:
     n = len(c.label_names)
     kind = "multi-label" if c.multi_label else f"{n}-class"
     train_rows = c.splits.get("train", {}).get("rows")
-    data = f" on {train_rows:,} rows of {c.data_source_name()}" if train_rows else ""
+    data = f" on {train_rows:,} rows of {c.data_source_name()}{_transfer_words(c)}" if train_rows else ""
     if c.merge:
         text = f"A {kind} text classifier ({label_list(c.label_names)}): {c.one_line()}, made with hf-transfer merge."
         metric, value = c.headline_metric()
