@@ -748,3 +748,24 @@ def test_a_distillation_card_names_every_row_the_student_trained_on(tmp_path):
     assert "student of `org/teacher`, `org/other`, built from the blocks [0, 2, 4] of `org/teacher`" in text
     assert "| parameters (the 2 teachers together) |" in text
     assert "unlabelled" not in text
+
+
+def test_a_student_cut_from_a_local_teacher_names_the_hub_model_it_stands_for(tiny_run, tmp_path):
+    """A student built from the blocks of a local hf-transfer teacher lost the lineage the teacher's card had
+    (`base_model: org/tiny-bert`): its base was the teacher's folder, which is no Hub id. It takes the repo the
+    teacher was pushed to, else the teacher's Hub base model."""
+    from test_distill import distill_argv
+
+    out = tmp_path / "student"
+    argv = distill_argv(tiny_run, tiny_run.parent / "train.csv", tiny_run.parent / "dev.csv", out, tmp_path / "c")
+    assert main([*argv, "--student_layers", "[0]"]) == 0
+    assert header(out / "README.md")["base_model"] == "org/tiny-bert"
+    pushed = tmp_path / "teacher"
+    shutil.copytree(tiny_run, pushed)
+    data = json.loads((pushed / CARD_DATA_FILE).read_text())
+    (pushed / CARD_DATA_FILE).write_text(json.dumps({**data, "repo_id": "me/tiny-teacher"}))
+    argv = distill_argv(
+        pushed, tiny_run.parent / "train.csv", tiny_run.parent / "dev.csv", tmp_path / "s2", tmp_path / "c"
+    )
+    assert main([*argv, "--student_layers", "[0]"]) == 0
+    assert header(tmp_path / "s2" / "README.md")["base_model"] == "me/tiny-teacher"

@@ -40,6 +40,7 @@ from hf_transfer.distill.trainer import DistillationCollator, DistillationTraine
 from hf_transfer.distill.transfer_set import TransferRows, augmented_rows, with_transfer_rows
 from hf_transfer.errors import ConfigError
 from hf_transfer.outputs.hub import plan_push
+from hf_transfer.outputs.provenance import folder_hub_lineage
 from hf_transfer.outputs.run_folder import check_resume_fits
 from hf_transfer.train.arguments import TransferTrainingArguments
 from hf_transfer.train.fit import fit_and_report
@@ -321,6 +322,8 @@ def run_distill(
         m = model_args  # a student cut from the teacher's blocks comes from the (first) teacher, read at main
         origin = m.model_name_or_path or d.teacher_model_name_or_path[0]
         base, revision = hub_origin(origin, m.base_model_hub_id, m.model_revision if m.model_name_or_path else None)
+        if d.student_layers and base == origin:  # a local teacher's blocks: the Hub model it stands for, if known
+            base = folder_hub_lineage(origin) or base
         return {"distillation": facts, "base_model": base, "base_model_revision": revision}
 
     return fit_and_report(

@@ -53,6 +53,18 @@ def _card_metadata(name: str) -> dict:
         return {}
 
 
+def folder_hub_lineage(folder: str) -> str | None:
+    """The Hub id that stands for a local hf-transfer model folder in a derived model's `base_model`: the repo it
+    was pushed to, else the Hub base model it was made from (an ancestor of the weights; never for an adapter's
+    base, which must name the very weights)."""
+    try:
+        data = json.loads((Path(folder) / CARD_DATA_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    found = [data.get(key) for key in ("repo_id", "base_model")] if isinstance(data, dict) else []
+    return next((name for name in found if is_hub_id(name)), None)
+
+
 def _ancestors(name: str) -> list[str]:
     """For a model folder written by hf-transfer, the models it came from (its base model or its teachers)."""
     folder = Path(name)
