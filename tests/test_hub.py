@@ -426,6 +426,9 @@ def test_push_command_errors(online, monkeypatch, small_folder, tmp_path, capsys
     for branch in ("bad branch", "a..b", "x:y"):  # git refuses them: the repo would be created, the branch refused
         assert main(["push", str(small_folder), "--hub_model_id", "tester/x", "--revision", branch]) == 2
         assert f"revision {branch!r} is not a valid branch name" in one_error_line(capsys)
+    # `refs/pr/1` (an open pull request) would have been made a branch of that name.
+    assert main(["push", str(small_folder), "--hub_model_id", "tester/x", "--revision", "refs/pr/1"]) == 2
+    assert "revision 'refs/pr/1' is a git ref, not a branch name" in one_error_line(capsys)
     assert main(["push", str(tmp_path / "missing"), "--hub_model_id", "tester/x"]) == 2
     assert "missing" in one_error_line(capsys)
     assert main(["push", str(small_folder)]) == 2

@@ -110,8 +110,7 @@ def resolve_token() -> str:
     """The token from `HF_TOKEN` or the login cache (`hf auth login`); never from a config file or a flag."""
     from huggingface_hub import get_token
 
-    token = get_token()
-    if not token:
+    if not (token := get_token()):
         raise ConfigError(
             "pushing to the Hub needs a token with write access: set HF_TOKEN or run `hf auth login` "
             "(tokens are never read from configs or flags)."
@@ -134,6 +133,8 @@ def check_revision(revision: str | None, name: str = "revision") -> str | None:
             f"{name} {revision!r} is not a valid branch name: git refuses spaces, '..', '~^:?*[\\', '@{{' and a "
             "leading '-', '/' or '.'; use e.g. v1 or experiment-2."
         )
+    if str(revision).startswith("refs/"):  # `refs/pr/1` (a pull request) would be made a branch of that name
+        raise ConfigError(f"{name} {revision!r} is a git ref, not a branch name: push makes branches; use e.g. v1.")
     return str(revision)
 
 
