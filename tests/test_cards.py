@@ -334,8 +334,10 @@ def test_a_hub_dataset_sample_is_not_reported_as_its_whole_split(tmp_path):
     config = {"train_file": "/data/sst2/train.tsv", "dataset_hub_id": "stanfordnlp/sst2", "seed": 7}
     whole = complete_card_data(CardData(), record, config, tmp_path)
     assert {split for split, _, _ in _model_index(whole, tmp_path)} == {"validation", "test"}
-    first = complete_card_data(CardData(), record, {**config, "max_eval_samples": 500}, tmp_path)
-    assert {split for split, _, _ in _model_index(first, tmp_path)} == {"validation[:500]", "test"}
+    first = complete_card_data(CardData(), record, {**config, "max_eval_samples": 20}, tmp_path)  # 20 rows scored
+    assert {split for split, _, _ in _model_index(first, tmp_path)} == {"validation[:20]", "test"}
+    larger = complete_card_data(CardData(), record, {**config, "max_eval_samples": 500}, tmp_path)  # cut nothing
+    assert {split for split, _, _ in _model_index(larger, tmp_path)} == {"validation", "test"}
     carved = {**record, "data": {**record["data"], "validation_carved_from_train": True}}
     config |= {"validation_split_percentage": 10, "data_seed": 3}
     c = complete_card_data(CardData(), carved, config, tmp_path)

@@ -233,13 +233,13 @@ def _source_text(source, fallback: str) -> str:
     return str(source or fallback)
 
 
-def _hub_splits(config: dict, carved: bool) -> dict[str, str]:
+def _hub_splits(config: dict, carved: bool, rows: int | None) -> dict[str, str]:
     """The Hub split the validation metrics were measured on (a leaderboard reads `validation` as the whole split)."""
     split = "validation"
     if carved:
         seed = config.get("data_seed") if config.get("data_seed") is not None else config.get("seed")  # split_seed
         split = f"train ({config.get('validation_split_percentage')}% carved for validation, seed {seed})"
-    if (limit := config.get("max_eval_samples")) is not None:
+    if (limit := config.get("max_eval_samples")) is not None and rows is not None and rows >= limit:  # cut there
         split = f"{split}[:{limit}]" if not carved else f"{split}, its first {limit} rows"
     return {} if split == "validation" else {"validation": split}
 
@@ -283,7 +283,6 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
     c.eval_hub_dataset_config = config.get("dataset_config_name") if hub_dataset == dataset_name else None
     named = {"validation": eval_file or (train_file if carved else None), "test": test_file}
     c.eval_files = {split: Path(str(path)).name for split, path in named.items() if path}
-    c.eval_splits = _hub_splits(config, carved) if hub_dataset else {}
     splits = data.get("splits") or data
     c.splits = {
         split: {"rows": info["rows"], "dropped": {k: v for k, v in (info.get("dropped") or {}).items() if v}}
@@ -293,6 +292,7 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
         if isinstance(info, dict) and "rows" in info
     }
     rows = c.splits.get("validation", {}).get("rows")
+    c.eval_splits = _hub_splits(config, carved, rows) if hub_dataset else {}
     eval_what = "a split carved from the training data" if carved else f"validation data from {eval_from}"
     c.eval_dataset = f"{rows:,} rows of {eval_what}" if rows else eval_what
     if test_rows := c.splits.get("test", {}).get("rows"):  # scored there too: not "evaluated only on" validation
