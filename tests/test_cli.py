@@ -786,3 +786,12 @@ def test_another_process_of_a_launch_outlives_the_main_ones_refusal(monkeypatch,
     monkeypatch.setenv("RANK", "0")
     assert main(["trian"]) == 2 and slept == [cli.REFUSAL_GRACE_SECONDS]  # the main process prints and exits
     assert "unknown command 'trian'" in capsys.readouterr().err
+
+
+def test_a_choice_field_reads_true_as_a_config_file_does():
+    """`few_shot: True` worked in a config file (its text is passed on as `true`) while `--few_shot True` was refused:
+    "few_shot expects one of auto, true, false, got True"; a flag's value is read as YAML reads it."""
+    argv = ["--model_name_or_path", "m", "--train_file", "x.csv", "--output_dir", "out"]
+    for given, read in (("True", "true"), ("FALSE", "false"), ("auto", "auto")):
+        training = parse_command_args("train", [*argv, "--few_shot", given])[-1]
+        assert training.few_shot == read

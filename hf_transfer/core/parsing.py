@@ -120,6 +120,8 @@ def _value_reader(name: str, hint: Any, convert, choices, nullable: bool = True)
         elif convert in (None, str):
             return text
         else:
+            if isinstance(value, bool) and choices and str(value).lower() in choices:  # `--few_shot True`, as in YAML
+                return str(value).lower()
             if isinstance(value, int) and not isinstance(value, bool):  # `0x10`, `1e3`, `.inf`: as YAML reads them
                 text = str(value)
             elif isinstance(value, float):
