@@ -569,7 +569,8 @@ def test_a_student_cut_from_a_few_shot_teacher_keeps_its_mean_pooling_block(tiny
     assert main(["train", "--model_name_or_path", str(few_shot), "--train_file", str(train), "--output_dir",
                  str(tuned), "--use_cpu", "true", "--disable_tqdm", "true", "--report_to", "none",
                  "--max_steps", "2", "--learning_rate", "1e-3"]) == 0  # fmt: skip
-    assert "few_shot" not in json.loads((tuned / "hf_transfer_run.json").read_text())
+    record = json.loads((tuned / "hf_transfer_run.json").read_text())
+    assert "few_shot" not in record and "came out of the few-shot route" in record["few_shot_decision"]
     capsys.readouterr()
     for teacher in (few_shot, tuned):
         assert mean_pooling_block(AutoModelForSequenceClassification.from_pretrained(teacher)) == 2
@@ -656,3 +657,46 @@ def test_real_minilm_few_shot_beats_chance_on_sst2(tmp_path, minilm_path, data_r
     record = json.loads((out / "hf_transfer_run.json").read_text())
     assert record["few_shot"]["decision"].startswith("on (auto")
     assert record["eval_metrics"]["eval_accuracy"] > 0.7
+
+
+def test_a_test_file_without_validation_is_reported_and_nothing_is_said_of_a_validation_split(
+    tiny_st, tiny_bert_dir, tmp_path, capsys, caplog
+):
+    """Found by a reviewer: with a test_file and no validation_file the card said the model was evaluated on "no
+    held-out data" and showed no scores, though the run scored the test rows; repeated training rows drew a warning
+    about validation rows that were put back into train; the hyperparameters table showed the body trainer's epochs
+    (passes over labelled and template rows) beside the route's own; `few_shot_label_template none` left no word in
+    the record. And a model that came out of the route was taken through it again by `few_shot: true` (a second
+    pooling block), while `auto` on a base the route is not for passed in silence."""
+    train = write_csv(tmp_path / "train.csv", (GOOD + BAD) * 2, (["good"] * 8 + ["bad"] * 8) * 2)  # each row twice
+    test = write_csv(tmp_path / "test.csv", GOOD[::2] + BAD[::2], ["good"] * 4 + ["bad"] * 4)
+    out = tmp_path / "out"
+    argv = few_shot_argv(tiny_st, train, out, "--test_file", str(test), "--few_shot_label_template", "none")
+    with caplog.at_level("WARNING"):
+        assert main(argv) == 0
+    assert "validation rows have the same input" not in caplog.text and "8 of the 8 test rows" in caplog.text
+    record = json.loads((out / "hf_transfer_run.json").read_text())
+    assert record["few_shot"]["label_template"] == {"template": None, "rows": 0,
+                                                    "skipped": "few_shot_label_template none"}  # fmt: skip
+    card = (out / "README.md").read_text()
+    assert "Evaluated on 8 test rows (test.csv) alone (no validation_file: every row trained)." in card
+    accuracy = record["test_metrics"]["test_accuracy"]
+    assert f"| Accuracy | {accuracy:.4f} |" in card and "| metric | test |" in card
+    assert (
+        "| num_train_epochs |" not in card and "| label-name rows | none added: few_shot_label_template none |" in card
+    )
+    # The route's output again, forced: refused before any weight loads; with auto, said and recorded.
+    again = few_shot_argv(out, train, tmp_path / "again", "--few_shot", "true")
+    assert main(again) == 2
+    assert "the model came out of the few-shot route (block 2 is its mean-pooling block)" in capsys.readouterr().err
+    assert not (tmp_path / "again").exists()
+    plain = tmp_path / "plain"
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert main(few_shot_argv(tiny_bert_dir, train, plain, "--max_steps", "1")) == 0
+    said = [r.getMessage() for r in caplog.records if "few-shot route off (auto" in r.getMessage()]
+    assert len(said) == 1 and "not a sentence-transformers model with mean pooling" in said[0]
+    assert (
+        "not a sentence-transformers model"
+        in json.loads((plain / "hf_transfer_run.json").read_text())["few_shot_decision"]
+    )

@@ -297,7 +297,7 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
     c.eval_dataset = f"{rows:,} rows of {eval_what}" if rows else eval_what
     if test_rows := c.splits.get("test", {}).get("rows"):  # scored there too: not "evaluated only on" validation
         c.eval_dataset += f" and {test_rows:,} test rows" + (
-            f" ({c.eval_files['test']})" if "test" in c.eval_files else ""
+            f" ({c.eval_files.get('test')})" * ("test" in c.eval_files)
         )
     c.data_source = _source_text(source, dataset_name or "local data")
     c.label_names = list(record.get("label_names") or [])
@@ -309,7 +309,8 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
     c.distillation = record.get("distillation")
     c.few_shot = record.get("few_shot")
     if c.few_shot and not (c.few_shot.get("validation") or {}).get("held_out", True):
-        c.eval_dataset = "no held-out data (the few-shot route trained on every labelled row; no validation_file)"
+        test = c.eval_dataset.partition(" and ")[2] if test_rows else None  # "80 test rows (dev.csv)": scored there
+        c.eval_dataset = f"{test + ' alone' if test else 'no held-out data'} (no validation_file: every row trained)"
     c.recipe = {k: record[k] for k in RECIPE_KEYS if record.get(k)}
     if "calibration" in c.recipe:  # its "after" is the final evaluation, kept with it for a merge card's recipe
         after = _scalar_metrics(record.get("eval_metrics"), "eval_").get("f1_macro")

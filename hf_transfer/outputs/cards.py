@@ -233,11 +233,13 @@ def _summary(c: CardData) -> str:
 
 
 def _intended_use(c: CardData) -> str:
+    scored = "was not evaluated on held-out data" if c.eval_dataset.startswith("no held-out") else "was evaluated"
+    scored += "" if scored.startswith("was not") else f" only on {c.eval_dataset}; it was not tested on other data"
     return (
         f"Classifying text into the labels above ({label_list(c.label_names)}), for text like the training data "
-        f"({c.data_source}). The model was evaluated only on {c.eval_dataset}; it was not tested on other data, so "
-        "expect lower accuracy on other domains, styles or label definitions, and measure it on your own data "
-        "before relying on it. Any biases of the base model and of the training data carry over."
+        f"({c.data_source}). The model {scored}, so expect lower accuracy on other domains, styles or label "
+        "definitions, and measure it on your own data before relying on it. Any biases of the base model and of the "
+        "training data carry over."
     )
 
 
@@ -270,7 +272,7 @@ def build_card(c: CardData, folder: str | Path | None = None):
     distillation, comparison = distill_rows(c)
     sweep_note, sweep_columns, sweep = sweep_table(c)
     epoch_columns, epochs = epoch_table(c)
-    splits = ["validation"] + (["test"] if c.test_metrics else [])
+    splits = (["validation"] if c.metrics else []) + (["test"] if c.test_metrics else [])
     validation, test, metrics_note = card_metrics(c)
     chosen = c.recipe.get("chosen_by_search")
     if chosen:  # the best of many tries on the same rows: optimistic
@@ -279,7 +281,8 @@ def build_card(c: CardData, folder: str | Path | None = None):
             f"trials by {chosen['metric']} on this validation data: its scores here are the best of {chosen['of']} "
             "tries on the same rows, and read higher than on new data.", metrics_note]))  # fmt: skip
     labels, labels_note = label_rows(c, in_folder)
-    metric_rows = [[_metric_id(k)[2], fmt(v)] + ([fmt(test.get(k))] if test else []) for k, v in validation.items()]
+    scored = [m for m in (validation, test) if m]  # a few-shot run with a test_file alone has test scores only
+    metric_rows = [[_metric_id(k)[2], *(fmt(m.get(k)) for m in scored)] for k in (scored[0] if scored else {})]
     export = export_fields(c.export)
     selection = (c.merge or {}).get("selection_metric") or "accuracy"  # what the α sweep's picture plots
     # Every table cell escaped: a `|` in a label name or a freeze_patterns regex would split the row.

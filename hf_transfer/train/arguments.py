@@ -127,11 +127,15 @@ class TransferTrainingArguments(TrainingArguments):
             "`auto` takes it for single-label data under few_shot_max_rows_per_class training rows per class on a "
             "sentence-transformers base with mean pooling, unless an option of the ordinary fine-tune is set "
             "(freezing, LLRD, adapters, LP-FT, calibration, early stopping, class weights...: docs/few_shot.md); "
-            "without a validation_file it then trains on every row. Said when taken, or passed over on such a base."
+            "without a validation_file it then trains on every row. Said when taken, or not taken on so few rows."
         },
     )
     few_shot_max_rows_per_class: float = field(
-        default=100, metadata={"help": "few_shot auto: the route is taken below this many training rows per class."}
+        default=100,
+        metadata={
+            "help": "few_shot auto: the route is taken below this many training rows per class (the mean over the "
+            "classes: the training rows divided by the number of labels)."
+        },
     )
     few_shot_body_epochs: float = field(
         default=16,

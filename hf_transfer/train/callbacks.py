@@ -12,6 +12,7 @@ from transformers import Trainer, TrainerCallback
 from hf_transfer.core.freezing import apply_freeze, trainable_at_epoch, unreached_unfreezing
 from hf_transfer.core.runtime import precision_name, trim_freed_memory
 from hf_transfer.outputs.card_data import CardData, epoch_row, hyperparameters_of
+from hf_transfer.train.few_shot_choice import FEW_SHOT_REPLACES
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,10 @@ class CardDataCallback(TrainerCallback):
         self._train_loss = None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.card_data.hyperparameters = hyperparameters_of(args.to_dict())
+        values = args.to_dict()
+        if getattr(args, "few_shot_body", False):  # passes over labelled + template rows, a warmup ratio: the
+            values = {k: v for k, v in values.items() if k not in FEW_SHOT_REPLACES}  # route's table says them
+        self.card_data.hyperparameters = hyperparameters_of(values)
         self.card_data.precision = precision_name(args)
         self.card_data.world_size = args.world_size
 

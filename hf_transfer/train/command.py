@@ -53,7 +53,7 @@ def run_train(
     few_shot = decide_few_shot(plan, model_args, adapter_args, training_args)
     if few_shot.on:
         return run_few_shot(model_args, data_args, adapter_args, training_args, plan, push, few_shot, callbacks)
-    if few_shot.passed_over:  # printed and recorded, as the route is when taken
+    if few_shot.worth_saying(training_args.few_shot_max_rows_per_class):  # printed and recorded, as the route is
         logger.warning("hf-transfer train: few-shot route %s; the ordinary fine-tune runs.", few_shot.line())
     prepared, config, tokenizer = plan.prepared, plan.config, plan.tokenizer
     adapter_plan = plan_adapter_on_meta(adapter_args, config)

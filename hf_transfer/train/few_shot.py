@@ -109,7 +109,7 @@ def body_training_arguments(args, labelled_rows: int | None = None, all_rows: in
     with template rows added (`all_rows` > `labelled_rows`) the passes shrink so the steps stay the same. `max_steps`,
     when set, is the budget instead of `few_shot_body_epochs`, as it overrides Trainer's epochs."""
     share = labelled_rows / all_rows if labelled_rows and all_rows else 1.0
-    return dataclasses.replace(
+    body = dataclasses.replace(
         args,
         num_train_epochs=args.few_shot_body_epochs * share,
         max_steps=args.max_steps if args.max_steps > 0 else -1,
@@ -121,6 +121,8 @@ def body_training_arguments(args, labelled_rows: int | None = None, all_rows: in
         load_best_model_at_end=False,
         logging_steps=1,
     )
+    body.few_shot_body = True  # the card's hyperparameters leave these knobs to its few-shot table (callbacks.py)
+    return body
 
 
 class FewShotTrainer(TransferTrainer):
@@ -188,8 +190,8 @@ def run_few_shot(
 
     logger.warning("hf-transfer train: few-shot route %s", decision.line())
     warn_replaced_fields(training_args)
-    say_overlap(plan.prepared.summary)
     prepared, validation = keep_every_labelled_row(plan.prepared)
+    say_overlap(prepared.summary)  # after: a carved validation split is put back, so its repeats are no concern
     prepared, templated = add_label_template_rows(
         prepared, training_args.few_shot_label_template, training_args.few_shot_template_copies
     )

@@ -14,7 +14,7 @@ from hf_transfer.core.models import meta_classifier
 from hf_transfer.core.runtime import launched_world_size
 from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.errors import ConfigError
-from hf_transfer.train.few_shot_head import SUPPORTED_HEADS, head_parts
+from hf_transfer.train.few_shot_head import SUPPORTED_HEADS, head_parts, saved_mean_pooling_block
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +42,14 @@ class FewShotDecision:
         return f"{'on' if self.on else 'off'} ({self.requested}: {self.reason})"
 
     def passed_over_facts(self) -> dict:
-        """The run record's note of a route passed over (see `passed_over`); empty otherwise."""
-        return {"few_shot_passed_over": self.line()} if self.passed_over else {}
+        """The run record's note of the decision when the route did not run: `few_shot_passed_over` for a route
+        passed over (see `passed_over`), else `few_shot_decision` (`auto` on too many rows, or on another base)."""
+        return {"few_shot_passed_over" if self.passed_over else "few_shot_decision": self.line()}
+
+    def worth_saying(self, threshold: float) -> bool:
+        """`auto` left the route on small data (another base, an option, several processes): printed, since the
+        user may have meant it. Runs on more rows per class than the threshold are the ordinary case: not printed."""
+        return not self.on and self.requested == "auto" and self.rows_per_class < threshold
 
 
 def sentence_embedding_pooling(name_or_path: str, revision: str = "main", cache_dir=None) -> str | None:
@@ -173,17 +179,22 @@ def decide_few_shot(plan, model_args, adapter_args, args) -> FewShotDecision:
     if requested == "false":
         return FewShotDecision(False, requested, "switched off", per_class)
     conflicts = _conflicts(plan, adapter_args, args)
+    threshold, m = args.few_shot_max_rows_per_class, model_args
+    if requested == "true" or per_class < threshold:  # its weights are read only where the route may run
+        block = saved_mean_pooling_block(m.model_name_or_path, plan.config, revision=m.model_revision,
+                                         cache_dir=m.cache_dir)  # fmt: skip
+        if block is not None:  # a second route run appended another block, pooling the first one's output
+            conflicts.append(f"the model came out of the few-shot route (block {block} is its mean-pooling block): "
+                             "train it with few_shot false, or run the route from its base")  # fmt: skip
     if requested == "true":
         if conflicts:
             raise ConfigError(
                 f"few_shot is true but {'; '.join(conflicts)}. Drop few_shot, or the conflicting option."
             )
         return FewShotDecision(True, requested, f"asked for; {per_class:.1f} training rows per class", per_class)
-    threshold = args.few_shot_max_rows_per_class
     if per_class >= threshold:
         reason = f"{per_class:.1f} training rows per class, not under few_shot_max_rows_per_class {threshold:g}"
         return FewShotDecision(False, requested, reason, per_class)
-    m = model_args
     pooling = sentence_embedding_pooling(m.model_name_or_path, m.model_revision, m.cache_dir)
     if pooling != "mean_tokens":
         conflicts.append(
@@ -230,8 +241,9 @@ def add_label_template_rows(prepared: PreparedData, template: str | None, copies
     {}." -> "This sentence is positive."), as SetFit's templated dataset makes them: the label names' meaning enters
     the body tuning and the head. Only when every label name is a word: with names such as 0/1 or LABEL_0, or with
     sentence pairs, nothing is added (and the record says why)."""
-    if not template or not copies:
-        return prepared, {}
+    if not template or not copies:  # switched off: the record says so
+        off = "few_shot_label_template none" if not template else "few_shot_template_copies 0"
+        return prepared, {"template": template, "rows": 0, "skipped": off}
     import datasets
 
     def meaningless(name: str) -> bool:  # "This sentence is False." says nothing of the class either
