@@ -1042,3 +1042,20 @@ def test_loading_a_base_whose_head_is_put_back_reports_no_fresh_head(
     bases = [level for name, level in levels if name == str(tiny_bert_dir)]
     assert bases and all(level == transformers_logging.ERROR for level in bases)
     assert transformers_logging.get_verbosity() == transformers_logging.WARNING
+
+
+def test_the_merge_names_its_pretrained_end_unless_the_fine_tuned_run_started_there(tmp_path):
+    """Two few-shot models of one base merged: the card's title named the base the fine-tuned model records as its
+    α = 0 end, where `--pretrained` was the other model."""
+    from types import SimpleNamespace
+
+    from hf_transfer.merge.command import _base_model
+
+    base, other, finetuned = tmp_path / "base", tmp_path / "other", tmp_path / "finetuned"
+    for folder in (base, other, finetuned):
+        folder.mkdir()
+    (finetuned / "hf_transfer_config.yaml").write_text(f"model_name_or_path: {base}\n")
+    (finetuned / "hf_transfer_card_data.json").write_text(json.dumps({"base_model": "org/base"}))
+    args = SimpleNamespace(base_model_hub_id=None, pretrained=str(base), finetuned=str(finetuned))
+    assert _base_model(args) == "org/base"  # the run started from --pretrained: its recorded Hub id
+    assert _base_model(SimpleNamespace(**{**vars(args), "pretrained": str(other)})) == str(other)

@@ -12,7 +12,14 @@ import torch
 
 from hf_transfer import __version__
 from hf_transfer.core.eval_sets import left_out_warning, reports_markdown, rows_left_out, scalars, score_set
-from hf_transfer.core.folders import CARD_DATA_FILE, CONFIG_FILE, RUN_RECORD_FILE, cache_snapshot, staged_output_dir
+from hf_transfer.core.folders import (
+    CARD_DATA_FILE,
+    CONFIG_FILE,
+    RUN_RECORD_FILE,
+    cache_snapshot,
+    recorded_config,
+    staged_output_dir,
+)
 from hf_transfer.core.inference import cap_model_max_length
 from hf_transfer.core.markdown import table_row
 from hf_transfer.core.models import stored_half_dtype
@@ -114,6 +121,11 @@ def _base_model(args: MergeArguments) -> str:
         return args.base_model_hub_id or args.pretrained
     if snapshot := cache_snapshot(args.pretrained):  # a Hub model's cache folder: its id
         return snapshot[0]
+    # Only when the fine-tuned run started from this very folder: two few-shot models of one base merged, the α = 0
+    # end is the other model, not the base the fine-tuned model names.
+    started = recorded_config(args.finetuned).get("model_name_or_path")
+    if not started or Path(str(started)).resolve() != Path(args.pretrained).resolve():
+        return args.pretrained
     card = Path(args.finetuned) / CARD_DATA_FILE
     recorded = json.loads(card.read_text()).get("base_model") if card.is_file() else None
     return recorded if is_hub_id(recorded) else args.pretrained
