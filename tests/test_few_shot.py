@@ -194,7 +194,9 @@ def test_label_template_rows_are_added_for_word_labels_only():
     same, record = add_label_template_rows(_prepared(GOOD[:2] + BAD[:2], ["good"] * 2 + ["bad"] * 2, "text2"),
                                            "This sentence is {}.", 3)  # fmt: skip
     assert len(same.datasets["train"]) == 4 and "sentence-pair" in record["skipped"]
-    assert add_label_template_rows(prepared, None, 3) == (prepared, {})
+    off = {"template": None, "rows": 0, "skipped": "few_shot_label_template none"}  # switched off: recorded
+    assert add_label_template_rows(prepared, None, 3) == (prepared, off)
+    assert add_label_template_rows(prepared, "It was {}.", 0)[1]["skipped"] == "few_shot_template_copies 0"
     # A split with a column of its own keeps it, empty for the added rows.
     extra = prepared.datasets["train"].add_column("source", ["a", "b", "c", "d"])
     with_column = dataclasses.replace(prepared, datasets=datasets.DatasetDict({"train": extra}))
