@@ -754,8 +754,8 @@ def test_a_distillation_card_names_every_row_the_student_trained_on(tmp_path):
 
 def test_a_student_cut_from_a_local_teacher_names_the_hub_model_it_stands_for(tiny_run, tmp_path):
     """A student built from the blocks of a local hf-transfer teacher lost the lineage the teacher's card had
-    (`base_model: org/tiny-bert`): its base was the teacher's folder, which is no Hub id. It takes the repo the
-    teacher was pushed to, else the teacher's Hub base model."""
+    (`base_model: org/tiny-bert`): its base was the teacher's folder, which is no Hub id. It takes the teacher's Hub
+    base model, else the repo the teacher's card names (which an offline push never reached)."""
     from test_distill import distill_argv
 
     out = tmp_path / "student"
@@ -765,9 +765,26 @@ def test_a_student_cut_from_a_local_teacher_names_the_hub_model_it_stands_for(ti
     pushed = tmp_path / "teacher"
     shutil.copytree(tiny_run, pushed)
     data = json.loads((pushed / CARD_DATA_FILE).read_text())
-    (pushed / CARD_DATA_FILE).write_text(json.dumps({**data, "repo_id": "me/tiny-teacher"}))
+    (pushed / CARD_DATA_FILE).write_text(json.dumps({**data, "repo_id": "me/tiny-teacher", "base_model": None}))
     argv = distill_argv(
         pushed, tiny_run.parent / "train.csv", tiny_run.parent / "dev.csv", tmp_path / "s2", tmp_path / "c"
     )
     assert main([*argv, "--student_layers", "[0]"]) == 0
     assert header(tmp_path / "s2" / "README.md")["base_model"] == "me/tiny-teacher"
+
+
+def test_a_run_into_a_folder_whose_readme_header_cannot_be_read_stops_before_training(tiny_bert_dir, tmp_path, capsys):
+    """The card is merged into a README.md already in output_dir at the end of the run: an unreadable header failed
+    the run there, after the compute. It is refused first."""
+    words = ["good", "great", "fine", "bad", "awful", "poor", "nice", "meh"]
+    texts = [f"{words[i % 8]} thing number {i}" for i in range(24)]
+    labels = ["pos" if i % 8 in (0, 1, 2, 6) else "neg" for i in range(24)]
+    train = write_csv(tmp_path / "train.csv", texts[:16], labels[:16])
+    dev = write_csv(tmp_path / "dev.csv", texts[16:], labels[16:])
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "README.md").write_text("---\nwidget: [unclosed\n---\n# mine\n")
+    assert main(train_argv(tiny_bert_dir, train, dev, out)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert f"the YAML header of {str(out / 'README.md')!r}" in err[-1]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md"]

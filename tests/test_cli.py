@@ -425,7 +425,7 @@ def test_a_field_that_takes_text_or_a_list_reads_numbers_as_text_and_refuses_the
         # A list item of the wrong type said argparse's "invalid float value: '[1,x]'", naming no field.
         (
             ["--teacher_model_name_or_path", "[a,b]", "--teacher_weights", "[1,x]"],
-            "teacher_weights expects a list, got [1, 'x'].",
+            "teacher_weights expects a list of float; 'x' in [1, 'x'] is not one.",
         ),  # fmt: skip
     ]
     for argv, needle in refused:

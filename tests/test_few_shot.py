@@ -572,7 +572,7 @@ def test_a_student_cut_from_a_few_shot_teacher_keeps_its_mean_pooling_block(tiny
                  str(tuned), "--use_cpu", "true", "--disable_tqdm", "true", "--report_to", "none",
                  "--max_steps", "2", "--learning_rate", "1e-3"]) == 0  # fmt: skip
     record = json.loads((tuned / "hf_transfer_run.json").read_text())
-    assert "few_shot" not in record and "came out of the few-shot route" in record["few_shot_decision"]
+    assert "few_shot" not in record and "not a sentence-transformers model" in record["few_shot_decision"]
     capsys.readouterr()
     for teacher in (few_shot, tuned):
         assert mean_pooling_block(AutoModelForSequenceClassification.from_pretrained(teacher)) == 2
@@ -681,7 +681,7 @@ def test_a_test_file_without_validation_is_reported_and_nothing_is_said_of_a_val
     assert record["few_shot"]["label_template"] == {"template": None, "rows": 0,
                                                     "skipped": "few_shot_label_template none"}  # fmt: skip
     card = (out / "README.md").read_text()
-    assert "Evaluated on 8 test rows (test.csv) alone (no validation_file: every row trained)." in card
+    assert "Evaluated on 8 test rows (test.csv) (no validation_file: the route trained on every labelled row)." in card
     accuracy = record["test_metrics"]["test_accuracy"]
     assert f"| Accuracy | {accuracy:.4f} |" in card and "| metric | test |" in card
     assert (

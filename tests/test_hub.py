@@ -347,6 +347,9 @@ def test_a_private_train_push_to_a_public_repo_stops_before_training(
     err = one_error_line(capsys)
     assert "'tester/open' already exists and is public, and hub_private_repo does not change" in err
     assert not out.exists() and len(online.commits) == 1
+    short = [*train_argv(tiny_bert_dir, *tiny_data, out), "--push_to_hub", "true", "--hub_model_id", "open"]
+    assert main([*short, "--hub_private_repo", "true"]) == 2  # `open` is the token owner's tester/open
+    assert "'tester/open' already exists and is public" in one_error_line(capsys)
 
 
 @pytest.mark.parametrize(

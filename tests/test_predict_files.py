@@ -165,3 +165,7 @@ def test_an_empty_header_cell_is_written_back_empty(models, tmp_path):
     assert header == ",id,text,label," + ",".join(OUTPUT)
     assert run(models["two"], tmp_path / "in.csv", tmp_path / "out.jsonl") == 0  # jsonl and parquet keep a named key
     assert "Unnamed: 0" in json.loads((tmp_path / "out.jsonl").read_text().splitlines()[0])
+    # Beside a real column named `Unnamed: 0`, pandas calls the blank one `Unnamed: 0.1`: found by position.
+    (tmp_path / "both.csv").write_text(",text,Unnamed: 0\n1,good film,a\n2,bad film,b\n")
+    assert run(models["two"], tmp_path / "both.csv", tmp_path / "both_out.csv") == 0
+    assert (tmp_path / "both_out.csv").read_text().splitlines()[0] == ",text,Unnamed: 0," + ",".join(OUTPUT)

@@ -191,7 +191,7 @@ def test_resuming_under_another_launch_is_said_and_recorded(tmp_path, monkeypatc
     (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": 8, "train_batch_size": 4}))
     for rank in (0, 1):
         (checkpoint / f"rng_state_{rank}.pth").write_bytes(b"")
-    args = SimpleNamespace(resume_from_checkpoint=str(checkpoint), per_device_train_batch_size=4)
+    args = SimpleNamespace(resume_from_checkpoint=str(checkpoint), train_batch_size=4, auto_find_batch_size=False)
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert resume_launch_change(args) is None  # the same launch: nothing said
     monkeypatch.setenv("WORLD_SIZE", "1")
@@ -205,6 +205,13 @@ def test_resuming_under_another_launch_is_said_and_recorded(tmp_path, monkeypatc
     assert "launched as 2 process(es) × 4 rows per device" in rows["resumed from"]
     (checkpoint / "rng_state_1.pth").unlink()
     (checkpoint / "rng_state_0.pth").rename(checkpoint / "rng_state.pth")
-    assert resume_launch_change(SimpleNamespace(**{**vars(args), "per_device_train_batch_size": 8})) == (
+    assert resume_launch_change(SimpleNamespace(**{**vars(args), "train_batch_size": 8})) == (
         "1 process(es) × 4 rows per device"
     )
+    # auto_find_batch_size: Trainer takes the checkpoint's batch back, so nothing changes; nor is a process count
+    # guessed for a checkpoint without rng files.
+    found = SimpleNamespace(**{**vars(args), "train_batch_size": 8, "auto_find_batch_size": True})
+    assert resume_launch_change(found) is None
+    (checkpoint / "rng_state.pth").unlink()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert resume_launch_change(args) is None

@@ -108,10 +108,15 @@ def _value_reader(name: str, hint: Any, convert, choices, nullable: bool = True)
         if isinstance(value, (list, dict)):
             if mixed or _takes(hint, type(value)):
                 if isinstance(value, list) and convert not in (None, str) and not mixed:
-                    try:  # a bad item (`--teacher_weights [1,x]`) said argparse's "invalid float value", no field
-                        return [convert(str(item)) for item in value]
-                    except (ValueError, TypeError):
-                        raise argparse.ArgumentTypeError(f"{name} expects {_describe(hint)}, got {value!r}.") from None
+                    for item in value:  # a bad item (`[1,x]`) said argparse's "invalid float value", no field
+                        try:
+                            convert(str(item))
+                        except (ValueError, TypeError):
+                            kind = getattr(convert, "__name__", "value")
+                            raise argparse.ArgumentTypeError(
+                                f"{name} expects a list of {kind}; {item!r} in {value!r} is not one."
+                            ) from None
+                    return [convert(str(item)) for item in value]
                 if isinstance(value, list) and _takes(hint, list[str]) and not any(map(_is_collection, value)):
                     return read_yaml_text(text)  # names: `[1e3, 010]` is ["1e3", "010"], not ["1000.0", "10"]
                 return value

@@ -86,7 +86,7 @@ def quiet_other_processes(verbose: bool = False):
         logger.setLevel(logging.ERROR)
     elif verbose:
         logger.setLevel(logging.INFO)
-        if not logger.handlers:
+        if not logger.hasHandlers():  # one of the root's (logging.basicConfig) would print each note too
             handler = logging.StreamHandler()  # stderr, the message alone, as Python prints a bare warning
             logger.addHandler(handler)
     try:

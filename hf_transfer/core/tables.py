@@ -211,17 +211,19 @@ def file_columns(path: str, csv_quoting: str = "auto") -> set[str] | None:
         return None
 
 
-def blank_header_names(path: str) -> dict[str, str]:
-    """pandas' names for the empty cells of a csv/tsv header (`Unnamed: 0`, the column of a saved pandas index, as in
-    the clothing reviews) mapped back to the empty name, so `predict` writes a csv under the header it read (jsonl
-    and parquet outputs keep the name as a key)."""
+def blank_header_names(path: str, columns) -> dict[str, str]:
+    """The names pandas gave the empty cells of a csv/tsv header (`Unnamed: 0`, the column of a saved pandas index, as
+    in the clothing reviews), found by position among the file's `columns` as read, mapped back to the empty name, so
+    `predict` writes a csv under the header it read (jsonl and parquet outputs keep the name as a key)."""
     ext = data_format(path)[0]
     if ext not in ("csv", "tsv"):
         return {}
     with open_text(path, errors="replace") as f:
         header = f.readline().rstrip("\r\n")
     fields = next(csv.reader([header], delimiter="\t" if ext == "tsv" else ","), [])
-    return {f"Unnamed: {i}": "" for i, field in enumerate(fields) if not field.strip()}
+    columns = list(columns)
+    blank = [i for i, field in enumerate(fields) if not field.strip() and i < len(columns)]
+    return {str(columns[i]): "" for i in blank}
 
 
 def _is_json_array(path: str) -> bool:

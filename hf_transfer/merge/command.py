@@ -124,7 +124,7 @@ def _base_model(args: MergeArguments) -> str:
     # Only when the fine-tuned run started from this very folder: two few-shot models of one base merged, the α = 0
     # end is the other model, not the base the fine-tuned model names.
     started = recorded_config(args.finetuned).get("model_name_or_path")
-    if not started or Path(str(started)).resolve() != Path(args.pretrained).resolve():
+    if not started or Path(str(started)).expanduser().resolve() != Path(args.pretrained).expanduser().resolve():
         return args.pretrained
     card = Path(args.finetuned) / CARD_DATA_FILE
     recorded = json.loads(card.read_text()).get("base_model") if card.is_file() else None

@@ -295,10 +295,9 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
     c.eval_splits = _hub_splits(config, carved, rows) if hub_dataset else {}
     eval_what = "a split carved from the training data" if carved else f"validation data from {eval_from}"
     c.eval_dataset = f"{rows:,} rows of {eval_what}" if rows else eval_what
-    if test_rows := c.splits.get("test", {}).get("rows"):  # scored there too: not "evaluated only on" validation
-        c.eval_dataset += f" and {test_rows:,} test rows" + (
-            f" ({c.eval_files.get('test')})" * ("test" in c.eval_files)
-        )
+    test_rows, test_file = c.splits.get("test", {}).get("rows"), c.eval_files.get("test")
+    test = (f"{test_rows:,} test rows" + (f" ({test_file})" if test_file else "")) if test_rows else ""
+    c.eval_dataset += f" and {test}" if test else ""  # scored there too: not "evaluated only on" validation
     c.data_source = _source_text(source, dataset_name or "local data")
     c.label_names = list(record.get("label_names") or [])
     c.problem_type = record.get("problem_type") or c.problem_type
@@ -309,8 +308,7 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
     c.distillation = record.get("distillation")
     c.few_shot = record.get("few_shot")
     if c.few_shot and not (c.few_shot.get("validation") or {}).get("held_out", True):
-        test = c.eval_dataset.partition(" and ")[2] if test_rows else None  # "80 test rows (dev.csv)": scored there
-        c.eval_dataset = f"{test + ' alone' if test else 'no held-out data'} (no validation_file: every row trained)"
+        c.eval_dataset = f"{test or 'no held-out data'} (no validation_file: the route trained on every labelled row)"
     c.recipe = {k: record[k] for k in RECIPE_KEYS if record.get(k)}
     if "calibration" in c.recipe:  # its "after" is the final evaluation, kept with it for a merge card's recipe
         after = _scalar_metrics(record.get("eval_metrics"), "eval_").get("f1_macro")

@@ -381,7 +381,7 @@ def write_model_card(
     path = folder / "README.md"
     text = str(build_card(card_data, folder))
     if path.is_file():
-        text = merge_readme(path.read_text(encoding="utf-8"), text)
+        text = merge_readme(path.read_text(encoding="utf-8"), text, str(path))
     write_text_atomic(path, text)  # a failed write keeps the README and the user's edits as they were
     card_data.save(folder / CARD_DATA_FILE)
     return path

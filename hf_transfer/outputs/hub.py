@@ -70,8 +70,7 @@ class PushTarget:
 
     def retry_command(self, folder: str | Path) -> str:
         command = f"hf-transfer push {shlex.quote(str(folder))} --hub_model_id {shlex.quote(self.repo_id)}"
-        if self.private:
-            command += " --private"
+        command += " --private" * bool(self.private)
         if self.revision:
             command += f" --revision {shlex.quote(self.revision)}"
         return command
@@ -204,22 +203,24 @@ def plan_push(training_args) -> PushTarget | None:
     revision = check_revision(training_args.hub_revision, "hub_revision")
     training_args.push_to_hub = False
     target = PushTarget(repo_id, training_args.hub_private_repo, revision, "hub_private_repo")
-    if target.private and token and "/" in repo_id:
+    if target.private and token:
         _check_not_public_yet(target, token)
     return target
 
 
 def _check_not_public_yet(target: PushTarget, token: str) -> None:
-    """Before training: a private push to a repo that exists and is public would be refused only after the run
-    (`_check_still_private`). One quick look; a network error leaves the decision to the push itself."""
+    """Before training, one look: a private push onto a public repo was refused only after the run (a network error
+    leaves it to the push, `_check_still_private`)."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
-    try:
-        info = HfApi(endpoint=endpoint(), token=token).model_info(target.repo_id, timeout=10)
-    except (HfHubHTTPError, *_network_errors()):
+    api = HfApi(endpoint=endpoint(), token=token)
+    try:  # `name` alone is the token owner's `owner/name`, as create_repo makes it
+        repo_id = target.repo_id if "/" in target.repo_id else f"{api.whoami()['name']}/{target.repo_id}"
+        info = api.model_info(repo_id, timeout=10)
+    except (HfHubHTTPError, KeyError, *_network_errors()):
         return  # absent (it is made private), or not reachable now
-    _refuse_if_public(info, target.repo_id, target)
+    _refuse_if_public(info, repo_id, target)
 
 
 def commit_message(card_data) -> str:
@@ -329,8 +330,7 @@ def _check_still_private(api, repo_id: str, target: PushTarget, folder: Path) ->
 
 
 def _refuse_if_public(info, repo_id: str, target: PushTarget) -> None:
-    if info.private is False:
-        option = target.private_option
+    if info.private is False and (option := target.private_option):
         raise ConfigError(
             f"{repo_id!r} already exists and is public, and {option} does not change an existing repo's visibility, "
             f"so nothing was pushed; make the repo private on the Hub first (Settings), or push without {option} to "

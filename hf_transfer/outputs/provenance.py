@@ -54,14 +54,14 @@ def _card_metadata(name: str) -> dict:
 
 
 def folder_hub_lineage(folder: str) -> str | None:
-    """The Hub id that stands for a local hf-transfer model folder in a derived model's `base_model`: the repo it
-    was pushed to, else the Hub base model it was made from (an ancestor of the weights; never for an adapter's
-    base, which must name the very weights)."""
+    """The Hub id that stands for a local hf-transfer model folder in a derived model's `base_model`: the Hub base
+    model it was made from (an ancestor of the weights; never for an adapter's base, which must name the very
+    weights), else the repo its card names (set for a push that may not have happened: offline, it did not)."""
     try:
         data = json.loads((Path(folder) / CARD_DATA_FILE).read_text())
     except (OSError, ValueError):
         return None
-    found = [data.get(key) for key in ("repo_id", "base_model")] if isinstance(data, dict) else []
+    found = [data.get(key) for key in ("base_model", "repo_id")] if isinstance(data, dict) else []
     return next((name for name in found if is_hub_id(name)), None)
 
 

@@ -95,11 +95,11 @@ def is_stock_template(text: str) -> bool:
     return _STOCK_TEMPLATE_MARK in text and "[More Information Needed]" in text
 
 
-def merge_readme(old_text: str, new_text: str) -> str:
-    """`new_text` (a fresh card) merged into `old_text` (the README in the folder)."""
+def merge_readme(old_text: str, new_text: str, where: str = "README.md") -> str:
+    """`new_text` (a fresh card) merged into `old_text` (the README in the folder, at `where`)."""
     if is_stock_template(old_text):
         return new_text
-    old_meta, old_body = _split_card(old_text)
+    old_meta, old_body = _split_card(old_text, where)
     new_meta, new_body = _split_card(new_text)
     meta = _merge_metadata(old_meta, new_meta)
     header = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)

@@ -32,6 +32,7 @@ from hf_transfer.core.models import load_config
 from hf_transfer.core.runtime import MEMORY_SOURCES, allocator_setting
 from hf_transfer.core.yaml_config import dump_yaml
 from hf_transfer.errors import ConfigError, DiskFullError, is_disk_full
+from hf_transfer.outputs.readme import check_readme_header
 from hf_transfer.outputs.test_predictions import TEST_PREDICTIONS_FILE
 
 logger = logging.getLogger(__name__)
@@ -116,13 +117,13 @@ def finished_at(checkpoint: Path) -> tuple[int, float] | None:
     return (step, state.get("num_train_epochs") or 0) if last and step >= last else None
 
 
-def checkpoint_launch(checkpoint: Path) -> tuple[int, int | None]:
-    """(processes, rows per device) of the run that saved a Trainer checkpoint: Trainer saves one
-    `rng_state_<rank>.pth` per process of a multi-process run (`rng_state.pth` alone), and the batch per device in
-    trainer_state.json."""
+def checkpoint_launch(checkpoint: Path) -> tuple[int | None, int | None]:
+    """(processes, batch per process) of the run that saved a Trainer checkpoint, None where it cannot be told:
+    Trainer saves one `rng_state_<rank>.pth` per process of a multi-process run (`rng_state.pth` alone), and its
+    `train_batch_size` (per device, times the GPUs of a single process) in trainer_state.json."""
     ranks = len(list(checkpoint.glob("rng_state_*.pth")))
-    state = json.loads((checkpoint / TRAINER_STATE).read_text())
-    return max(ranks, 1), state.get("train_batch_size")
+    processes = ranks or (1 if (checkpoint / "rng_state.pth").is_file() else None)
+    return processes, json.loads((checkpoint / TRAINER_STATE).read_text()).get("train_batch_size")
 
 
 # What an earlier run (or a model saved by any tool) leaves in a folder: training into it again replaces these.
@@ -141,10 +142,11 @@ def check_output_dir_free(training_args) -> None:
     place, leaving the earlier run's other files (its checkpoints, which `resume_from_checkpoint: true` picks) mixed
     with the new ones."""
     out = Path(training_args.output_dir)
-    if training_args.resume_from_checkpoint or not out.is_dir():
+    if not out.is_dir():
         return
-    held, checkpoints = _earlier_run(out)
-    if not held:
+    held, checkpoints = ([], []) if training_args.resume_from_checkpoint else _earlier_run(out)
+    if not held:  # a README.md there stays: the card is merged into it at the end, so its header must read
+        check_readme_header(out / "README.md")
         return
     what = f"an earlier run or model ({', '.join(held[:6])}{', ...' if len(held) > 6 else ''})"
     if training_args.overwrite_output_dir:

@@ -111,7 +111,7 @@ def run_predict(args: PredictArguments) -> dict:
     empty_rows = 0
     with (
         written_together([Path(args.output_file)]),
-        PredictionWriter(args.output_file, blank_header_names(args.input_file)) as writer,
+        PredictionWriter(args.output_file, blank_header_names(args.input_file, first.columns)) as writer,
     ):
         with progress_bar(total=total, desc="predict", unit="row") as bar:
             for chunk in itertools.chain([first], chunks):

@@ -140,10 +140,12 @@ def resume_launch_change(training_args, warn: bool = True) -> str | None:
     if not training_args.resume_from_checkpoint:
         return None
     processes, batch = checkpoint_launch(Path(training_args.resume_from_checkpoint))
-    now = (launched_world_size(), training_args.per_device_train_batch_size)
-    if (processes, batch or now[1]) == now:
+    now = (launched_world_size(), training_args.train_batch_size)  # per device × the GPUs of one process
+    if training_args.auto_find_batch_size:  # Trainer takes the checkpoint's (found) batch back on resume
+        batch = now[1]
+    if (processes or now[0], batch or now[1]) == now:  # what the checkpoint cannot tell is taken as unchanged
         return None
-    then = f"{processes} process(es) × {batch if batch is not None else '?'} rows per device"
+    then = f"{processes or '?'} process(es) × {batch or '?'} rows per device"
     if not warn:
         return then
     logger.warning(

@@ -180,13 +180,16 @@ def decide_few_shot(plan, model_args, adapter_args, args) -> FewShotDecision:
         return FewShotDecision(False, requested, "switched off", per_class)
     conflicts = _conflicts(plan, adapter_args, args)
     threshold, m = args.few_shot_max_rows_per_class, model_args
-    if requested == "true" or per_class < threshold:  # its weights are read only where the route may run
+
+    def already_routed() -> list[str]:  # a second route run appended another block, pooling the first one's output
         block = saved_mean_pooling_block(m.model_name_or_path, plan.config, revision=m.model_revision,
                                          cache_dir=m.cache_dir)  # fmt: skip
-        if block is not None:  # a second route run appended another block, pooling the first one's output
-            conflicts.append(f"the model came out of the few-shot route (block {block} is its mean-pooling block): "
-                             "train it with few_shot false, or run the route from its base")  # fmt: skip
+        return [] if block is None else [f"the model came out of the few-shot route (block {block} is its "
+                                         "mean-pooling block): train it with few_shot false, or run the route "
+                                         "from its base"]  # fmt: skip
+
     if requested == "true":
+        conflicts += already_routed()
         if conflicts:
             raise ConfigError(
                 f"few_shot is true but {'; '.join(conflicts)}. Drop few_shot, or the conflicting option."
@@ -201,6 +204,8 @@ def decide_few_shot(plan, model_args, adapter_args, args) -> FewShotDecision:
             "the base is not a sentence-transformers model with mean pooling"
             + (f" (it pools by {pooling})" if pooling else "")
         )
+    else:  # the weights are read only where the route would run (a Hub model's download otherwise)
+        conflicts = already_routed() + conflicts
     conflicts += [f"{name} is set (an option of the ordinary fine-tune)" for name in _ordinary_recipe(args)]
     if conflicts:
         reason = f"{per_class:.1f} rows per class, but {conflicts[0]}"
