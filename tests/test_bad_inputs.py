@@ -768,10 +768,10 @@ CASES = [
     ("predict: unknown text column", lambda w: predict(w, "--text_column_name", "body"), "body"),
     ("predict: unknown label column", lambda w: predict(w, "--label_column_name", "stars"), "stars"),
     ("predict: output extension", lambda w: predict(w, "--output_file", str(w["root"] / "p.xlsx")), ".xlsx"),
-    (
-        "predict: output folder missing",
-        lambda w: predict(w, "--output_file", str(w["root"] / "nowhere" / "p.csv")),
-        "does not exist",
+    (  # a missing folder is made, as evaluate makes it; a file in the way is refused
+        "predict: output under a file",
+        lambda w: predict(w, "--output_file", str(Path(w["dev"]) / "p.csv")),
+        "which is a file, not a folder",
     ),
     ("predict: output is the input", lambda w: predict(w, "--output_file", str(w["dev"])), "is the input file"),
     ("predict: not a classifier", lambda w: predict(w, model=w["model"]), "not a sequence classifier"),

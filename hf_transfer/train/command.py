@@ -53,8 +53,6 @@ def run_train(
     few_shot = decide_few_shot(plan, model_args, adapter_args, training_args)
     if few_shot.on:
         return run_few_shot(model_args, data_args, adapter_args, training_args, plan, push, few_shot, callbacks)
-    if few_shot.worth_saying(training_args.few_shot_max_rows_per_class):  # printed and recorded, as the route is
-        logger.warning("hf-transfer train: few-shot route %s; the ordinary fine-tune runs.", few_shot.line())
     prepared, config, tokenizer = plan.prepared, plan.config, plan.tokenizer
     adapter_plan = plan_adapter_on_meta(adapter_args, config)
     if virtual := prompt_positions(adapter_plan and adapter_plan.peft_config):
@@ -100,6 +98,8 @@ def run_train(
         lora_b_lr_ratio=adapter_args.loraplus_lr_ratio,
         callbacks=[*early_stopping_callbacks(training_args), *(callbacks or [])],
     )
+    if few_shot.worth_saying(training_args.few_shot_max_rows_per_class):  # after every check: bad input is one line
+        logger.warning("hf-transfer train: few-shot route %s; the ordinary fine-tune runs.", few_shot.line())
     return fit_and_report(
         trainer,
         tokenized,
