@@ -118,10 +118,12 @@ def test_only_the_main_process_logs_hf_transfers_warnings(monkeypatch):
 def test_log_level_info_prints_hf_transfers_notes(monkeypatch, capsys):
     """`--log_level info` never showed hf-transfer's own notes (a teacher's labels reordered, rows truncated): its
     logger had no handler, so Python printed warnings only. They print under `log_level: info`, for the command's
-    run only, and not from a launch's other processes."""
+    run only, once (a root handler, as `logging.basicConfig` sets, prints them itself), and not from a launch's
+    other processes."""
     import logging
 
     child = logging.getLogger("hf_transfer.distill.teachers")
+    monkeypatch.setattr(logging.root, "handlers", [])  # as a plain command line has it (pytest adds its own)
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "1")
     with runtime.quiet_other_processes(verbose=True):
@@ -130,6 +132,11 @@ def test_log_level_info_prints_hf_transfers_notes(monkeypatch, capsys):
         child.info("not shown")
     assert capsys.readouterr().err == "a note\n"
     assert logging.getLogger("hf_transfer").handlers == []
+    root = logging.StreamHandler()  # stderr, as logging.basicConfig adds it
+    monkeypatch.setattr(logging.root, "handlers", [root])
+    with runtime.quiet_other_processes(verbose=True):
+        child.info("once")
+    assert capsys.readouterr().err == "once\n"
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     with runtime.quiet_other_processes(verbose=True):
