@@ -35,6 +35,7 @@ _HYPERPARAMETERS = (
     "seed",
     "data_seed",  # shown when set: it draws the validation and calibration carve-outs (and Trainer's sampler)
 )
+NO_HELD_OUT = "no held-out data"  # what a few-shot run without validation or test data was evaluated on
 # Scalar metrics worth a card (and a model-index entry); runtimes, sample counts and the loss are not.
 _METRIC_BASES = ("subset_accuracy", "accuracy", "precision", "recall", "f1")
 # Run-record sections that describe the training recipe beyond the freeze plan (the checkpoint kept as the best, and
@@ -308,7 +309,7 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
     c.distillation = record.get("distillation")
     c.few_shot = record.get("few_shot")
     if c.few_shot and not (c.few_shot.get("validation") or {}).get("held_out", True):
-        c.eval_dataset = f"{test or 'no held-out data'} (no validation_file: the route trained on every labelled row)"
+        c.eval_dataset = f"{test or NO_HELD_OUT} (no validation_file: the route trained on every labelled row)"
     c.recipe = {k: record[k] for k in RECIPE_KEYS if record.get(k)}
     if "calibration" in c.recipe:  # its "after" is the final evaluation, kept with it for a merge card's recipe
         after = _scalar_metrics(record.get("eval_metrics"), "eval_").get("f1_macro")

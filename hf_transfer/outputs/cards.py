@@ -12,7 +12,7 @@ from hf_transfer.core.folders import CARD_DATA_FILE, RUN_RECORD_FILE, write_text
 from hf_transfer.core.markdown import label_list, table_cell, table_cells, worst_labels
 from hf_transfer.core.metrics import label_keys
 from hf_transfer.core.tasks import METRIC_NAMES
-from hf_transfer.outputs.card_data import CardData, detect_adapter
+from hf_transfer.outputs.card_data import NO_HELD_OUT, CardData, detect_adapter
 from hf_transfer.outputs.card_rows import (
     adapter_rows,
     distill_rows,
@@ -233,8 +233,10 @@ def _summary(c: CardData) -> str:
 
 
 def _intended_use(c: CardData) -> str:
-    scored = "was not evaluated on held-out data" if c.eval_dataset.startswith("no held-out") else "was evaluated"
-    scored += "" if scored.startswith("was not") else f" only on {c.eval_dataset}; it was not tested on other data"
+    if c.eval_dataset.startswith(NO_HELD_OUT):
+        scored = "was not evaluated on held-out data"
+    else:
+        scored = f"was evaluated only on {c.eval_dataset}; it was not tested on other data"
     return (
         f"Classifying text into the labels above ({label_list(c.label_names)}), for text like the training data "
         f"({c.data_source}). The model {scored}, so expect lower accuracy on other domains, styles or label "

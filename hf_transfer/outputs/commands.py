@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from hf_transfer.core.folders import check_writable, search_folder_hint
 from hf_transfer.errors import ConfigError
 from hf_transfer.outputs.arguments import CardArguments, PushArguments
 from hf_transfer.outputs.card_data import load_card_data
 from hf_transfer.outputs.cards import write_model_card
 from hf_transfer.outputs.hub import PushTarget, check_pushable, check_repo_id, check_revision, push_folder
-from hf_transfer.outputs.readme import check_readme_header
 
 
 def run_card(args: CardArguments) -> dict:
@@ -23,7 +20,6 @@ def run_card(args: CardArguments) -> dict:
             + search_folder_hint(args.model_dir)
         )
     check_writable(args.model_dir, "model_dir", todo="the card is written there: copy the folder somewhere writable")
-    check_readme_header(Path(args.model_dir) / "README.md")
     repo_id = None
     if args.hub_model_id:
         repo_id = check_repo_id(args.hub_model_id)
