@@ -402,6 +402,19 @@ def test_auto_route_on_a_tiny_training_set(tiny_st, tmp_path, capsys, monkeypatc
     assert type(model).__name__ == "BertForSequenceClassification"
 
 
+def test_route_keeps_max_train_samples(tiny_st, tmp_path):
+    """`max_train_samples` caps the rows the route trains on: the validation split carved from train was put back
+    after the cut (12 rows asked for gave 12 + 2 carved = 14 training rows, and 7 per class in the decision)."""
+    train = write_csv(tmp_path / "train.csv", GOOD + BAD, ["good", "bad"] * 8)
+    out = tmp_path / "out"
+    extra = ("--max_train_samples", "12", "--few_shot_label_template", "none")
+    assert main(few_shot_argv(tiny_st, train, out, *extra)) == 0
+    record = json.loads((out / "hf_transfer_run.json").read_text())
+    assert record["data"]["train"]["rows"] == 12 and sum(record["data"]["train"]["label_counts"].values()) == 12
+    assert record["few_shot"]["decision"].startswith("on (auto: 6.0 training rows per class")
+    assert record["few_shot"]["head"]["training_rows"] == 12
+
+
 def test_three_classes_with_a_validation_file(tiny_st, tmp_path):
     texts = GOOD + BAD + [f"an average film, part {i}" for i in range(8)]
     labels = ["good"] * 8 + ["bad"] * 8 + ["neutral"] * 8

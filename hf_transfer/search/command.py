@@ -111,7 +111,7 @@ def _prepare(s: SearchArguments) -> dict:
     else:
         plan = train_preflight(objects[0], objects[1], training)
         layout, problem_type = plan.freeze_plan.layout, plan.prepared.problem_type
-        few_shot = decide_few_shot(plan, objects[0], objects[2], training)
+        few_shot = decide_few_shot(plan, objects[0], objects[2], training, objects[1].max_train_samples)
         base = _pin_few_shot(base, few_shot, training.few_shot_max_rows_per_class)
     allowed = MULTI_LABEL_METRICS if problem_type == MULTI_LABEL else SINGLE_LABEL_METRICS
     metric = s.metric or allowed[0]

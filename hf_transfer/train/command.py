@@ -50,7 +50,7 @@ def run_train(
     if training_args.release_freed_memory:
         release_freed_memory()
     # --- few-shot route (issue 21): chosen on the checked data, before any weight loads (train/few_shot.py) ---
-    few_shot = decide_few_shot(plan, model_args, adapter_args, training_args)
+    few_shot = decide_few_shot(plan, model_args, adapter_args, training_args, data_args.max_train_samples)
     if few_shot.on:
         return run_few_shot(model_args, data_args, adapter_args, training_args, plan, push, few_shot, callbacks)
     prepared, config, tokenizer = plan.prepared, plan.config, plan.tokenizer

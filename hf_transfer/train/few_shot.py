@@ -190,7 +190,7 @@ def run_few_shot(
 
     logger.warning("hf-transfer train: few-shot route %s", decision.line())
     warn_replaced_fields(training_args)
-    prepared, validation = keep_every_labelled_row(plan.prepared)
+    prepared, validation = keep_every_labelled_row(plan.prepared, data_args.max_train_samples)
     say_overlap(prepared.summary)  # after: a carved validation split is put back, so its repeats are no concern
     prepared, templated = add_label_template_rows(
         prepared, training_args.few_shot_label_template, training_args.few_shot_template_copies

@@ -161,21 +161,23 @@ def warn_replaced_fields(args) -> None:
         logger.warning("few_shot_template_copies set but ignored: few_shot_label_template is none.")
 
 
-def labelled_rows_per_class(prepared: PreparedData) -> float:
-    """Training rows per class, counting a validation split carved from them (the route would train on it)."""
+def labelled_rows_per_class(prepared: PreparedData, limit: int | None = None) -> float:
+    """Training rows per class, counting a validation split carved from them (the route would train on it), at most
+    `limit` (`max_train_samples`) rows in all."""
     rows = len(prepared.datasets["train"])
     if prepared.summary.get("validation_carved_from_train"):
         rows += len(prepared.datasets["validation"])
-    return rows / max(len(prepared.label_names), 1)
+    return (rows if limit is None else min(rows, limit)) / max(len(prepared.label_names), 1)
 
 
-def decide_few_shot(plan, model_args, adapter_args, args) -> FewShotDecision:
-    """Whether `hf-transfer train` takes the few-shot route; `few_shot: true` with a conflict is a ConfigError.
+def decide_few_shot(plan, model_args, adapter_args, args, max_train_samples: int | None = None) -> FewShotDecision:
+    """Whether `hf-transfer train` takes the few-shot route (on at most `max_train_samples` rows); `few_shot: true`
+    with a conflict is a ConfigError.
 
     `auto` takes it for single-label data under `few_shot_max_rows_per_class` rows per class on a sentence-transformers
     model with mean pooling (what the route's head reads), unless an option of the ordinary fine-tune is set."""
     requested = str(args.few_shot)
-    per_class = labelled_rows_per_class(plan.prepared)
+    per_class = labelled_rows_per_class(plan.prepared, max_train_samples)
     if requested == "false":
         return FewShotDecision(False, requested, "switched off", per_class)
     conflicts = _conflicts(plan, adapter_args, args)
@@ -214,9 +216,10 @@ def decide_few_shot(plan, model_args, adapter_args, args) -> FewShotDecision:
     return FewShotDecision(True, requested, reason, per_class)
 
 
-def keep_every_labelled_row(prepared: PreparedData) -> tuple[PreparedData, dict]:
+def keep_every_labelled_row(prepared: PreparedData, limit: int | None = None) -> tuple[PreparedData, dict]:
     """The data with a validation split carved from train put back (the route makes no choice on validation data, so
-    a carve-out would only cost training rows), and the record of what was done."""
+    a carve-out would only cost training rows), still at most `limit` (`max_train_samples`) rows, and the record of
+    what was done."""
     if not prepared.summary.get("validation_carved_from_train"):
         return prepared, {
             "held_out": True,
@@ -226,6 +229,8 @@ def keep_every_labelled_row(prepared: PreparedData) -> tuple[PreparedData, dict]
 
     splits = dict(prepared.datasets)
     splits["train"] = datasets.concatenate_datasets([splits["train"], splits.pop("validation")])
+    if limit is not None and len(splits["train"]) > limit:  # the train split was cut to it before the put-back
+        splits["train"] = splits["train"].select(range(limit))
     summary = {k: v for k, v in prepared.summary.items() if k != "validation"}
     summary["validation_carved_from_train"] = False
     counts = dict.fromkeys(prepared.label_names, 0)
