@@ -102,17 +102,22 @@ def test_trim_memory_each_step_is_a_one_line_error_without_glibc(monkeypatch):
 
 def test_only_the_main_process_logs_hf_transfers_warnings(monkeypatch):
     """Under a launcher every process printed the same warnings; the others now log errors alone, while the command
-    runs: the level is restored after (an in-process `main` left every later warning unlogged)."""
+    runs: the level is restored after (an in-process `main` left every later warning unlogged). transformers'
+    weight-loading report (a warning of `transformers.modeling_utils`) printed once per process too."""
     import logging
 
     child = logging.getLogger("hf_transfer.core.data")
-    before = child.isEnabledFor(logging.WARNING)
+    loading = logging.getLogger("transformers.modeling_utils")
+    before, loading_before = child.isEnabledFor(logging.WARNING), loading.isEnabledFor(logging.WARNING)
     for rank, world, warns in (("0", "2", True), ("1", "2", False), ("0", "1", True)):
         monkeypatch.setenv("RANK", rank)
         monkeypatch.setenv("WORLD_SIZE", world)
         with runtime.quiet_other_processes():
             assert child.isEnabledFor(logging.WARNING) is (warns and before) and child.isEnabledFor(logging.ERROR)
+            assert loading.isEnabledFor(logging.WARNING) is (warns and loading_before)
+            assert loading.isEnabledFor(logging.ERROR)
         assert child.isEnabledFor(logging.WARNING) is before
+        assert loading.isEnabledFor(logging.WARNING) is loading_before
 
 
 def test_log_level_info_prints_hf_transfers_notes(monkeypatch, capsys):

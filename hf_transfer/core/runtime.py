@@ -79,11 +79,14 @@ def quiet_other_processes(verbose: bool = False):
     runs: every process printed the same lines. Errors still print from every process. With `verbose` (`log_level:
     info` or `debug`), its notes print too (a teacher's labels reordered, rows truncated): with no handler of its own
     the logger printed warnings only. The level is restored after (a command run in-process, by a test or a library
-    user, leaves the logger as it found it)."""
+    user, leaves the logger as it found it). transformers' weight-loading report (the "LOAD REPORT" table of new and
+    unused weights) is the main process's alone too: every process loads the same files."""
     logger = logging.getLogger("hf_transfer")
-    level, handler = logger.level, None
+    loading = logging.getLogger("transformers.modeling_utils")
+    level, loading_level, handler = logger.level, loading.level, None
     if launched_world_size() > 1 and not is_launched_main_process():
         logger.setLevel(logging.ERROR)
+        loading.setLevel(logging.ERROR)
     elif verbose:
         logger.setLevel(logging.INFO)
         if not logger.hasHandlers():  # one of the root's (logging.basicConfig) would print each note too
@@ -93,6 +96,7 @@ def quiet_other_processes(verbose: bool = False):
         yield
     finally:
         logger.setLevel(level)
+        loading.setLevel(loading_level)
         if handler is not None:
             logger.removeHandler(handler)
 
