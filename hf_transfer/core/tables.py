@@ -10,6 +10,7 @@ import io
 import json
 import lzma
 import os
+import re
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -38,10 +39,11 @@ def error_reason(err: Exception) -> str:
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
-def open_text(path: str, errors: str = "strict"):
-    """A data file as UTF-8 text (a leading BOM dropped, line endings read as "\n"), decompressed when its name ends
-    in .gz, .bz2 or .xz."""
-    return _OPENERS[data_format(path)[1]](path, "rt", encoding="utf-8-sig", errors=errors)
+def open_text(path: str, errors: str = "strict", newline: str | None = None):
+    """A data file as UTF-8 text (a leading BOM dropped, line endings read as "\n"; with `newline=""` they are left as
+    written, for the csv parser, which keeps a "\r\n" inside a quoted cell), decompressed when its name ends in .gz,
+    .bz2 or .xz."""
+    return _OPENERS[data_format(path)[1]](path, "rt", encoding="utf-8-sig", errors=errors, newline=newline)
 
 
 def check_readable(path: str, csv_quoting: str = "auto") -> str:
@@ -106,12 +108,12 @@ def read_table(path: str, csv_quoting: str = "auto") -> pd.DataFrame:
 
 
 def _read_delimited(path: str, sep: str, csv_quoting: str) -> pd.DataFrame:
-    with open_text(path) as f:
+    with open_text(path, newline="") as f:  # a quoted cell's "\r\n" is text: pandas reads it so from a path
         text = f.read()
     quoting = {"minimal": csv.QUOTE_MINIMAL, "none": csv.QUOTE_NONE, "auto": None}[csv_quoting]
     if quoting is None:
         quoting = _detect_quoting(text, sep)
-    options = _csv_options(path, text.split("\n", 1)[0], sep, quoting)
+    options = _csv_options(path, io.StringIO(text, newline="").readline(), sep, quoting)  # ends in \n, \r\n or \r
     with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ParserWarning)
         return pd.read_csv(io.StringIO(text), sep=sep, quoting=quoting, **options)
@@ -134,7 +136,7 @@ def _detect_quoting(text: str, sep: str) -> int:
     standard quoting, whose quoted fields may span lines (Blitzer)."""
     if '"' not in text:
         return csv.QUOTE_MINIMAL
-    lines = [line.rstrip("\r") for line in text.split("\n") if line.strip()]
+    lines = [line for line in re.split(r"\r\n|\r|\n", text) if line.strip()]
     width = lines[0].count(sep)
     if any(line.count(sep) != width for line in lines[1:]):
         return csv.QUOTE_MINIMAL
@@ -239,9 +241,9 @@ def _csv_chunks(path, ext, chunk_rows, csv_quoting, columns):
             sample = f.read(QUOTING_SAMPLE_BYTES)
         # Only whole lines: a line cut at the sample's end would look like a record with too few fields.
         quoting = _detect_quoting(sample if len(sample) < QUOTING_SAMPLE_BYTES else sample.rpartition("\n")[0], sep)
-    # Read through a text-mode handle, as `read_table` reads: newlines inside quoted fields arrive as "\n" either way.
+    # Read as `read_table` reads: line endings as written (a quoted cell's "\r\n" stays, as in pandas' own reading).
     # The warning filter is set around each read, never across a `yield`: the caller runs in between.
-    with open_text(path) as handle:
+    with open_text(path, newline="") as handle:
         options = _csv_options(path, handle.readline(), sep, quoting)
         handle.seek(0)
         with warnings.catch_warnings():

@@ -133,6 +133,9 @@ def run_predict(args: PredictArguments) -> dict:
                 writer.write(chunk.reset_index(drop=True).assign(**added))
                 if references is not None:
                     references.add(chunk[label], empty, predicted_labels(logits, source.problem_type, threshold))
+            if bar.total != bar.n:  # counted lines, not rows, where quoted cells span lines: the bar ends full
+                bar.total = bar.n
+                bar.refresh()
         writer.commit()
     seconds = time.perf_counter() - started
     return _summary(args, source, writer.rows, empty_rows, seconds, references, replaces)
