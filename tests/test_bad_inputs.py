@@ -589,6 +589,13 @@ CASES = [
     ("calibration split percentage", lambda w: train(w, "--calibration_split_percentage", "80"), "calibration"),
     ("negative patience", lambda w: train(w, "--early_stopping_patience", "-1"), "early_stopping_patience"),
     ("patience without evaluation", lambda w: train(w, "--early_stopping_patience", "2"), "eval_strategy"),
+    (  # set to true in silence, and checkpoints written, where stock Trainer keeps false
+        "patience with load_best_model_at_end false",
+        lambda w: train(
+            w, "--eval_strategy", "epoch", "--early_stopping_patience", "2", "--load_best_model_at_end", "false"
+        ),  # fmt: skip
+        "but load_best_model_at_end is false",
+    ),
     ("negative linear_probe_epochs", lambda w: train(w, "--linear_probe_epochs", "-1"), "linear_probe_epochs"),
     # adapters
     ("unknown peft method", lambda w: train(w, "--peft_method", "lorax"), "lorax"),

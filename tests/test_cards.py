@@ -788,3 +788,17 @@ def test_a_run_into_a_folder_whose_readme_header_cannot_be_read_stops_before_tra
     err = capsys.readouterr().err.strip().splitlines()
     assert f"the YAML header of {str(out / 'README.md')!r}" in err[-1]
     assert sorted(p.name for p in out.iterdir()) == ["README.md"]
+
+
+def test_multi_label_thresholds_are_shown_as_thresholds_and_a_last_step_best_as_the_last_step():
+    """A multi-label calibration's offsets (added to the logits) were shown as "per-label thresholds: a: -0.016",
+    where the decision is logit > 0.016; a best checkpoint that was the last step was called "not the last step's"."""
+    from hf_transfer.outputs.card_rows import recipe_rows
+
+    calibration = {"kind": "per-label thresholds", "offsets": {"a": -0.016, "b": 0.5}, "calibration_rows": 40,
+                   "folded_into": "classifier.bias", "validation_before": {"f1_macro": 0.5}}  # fmt: skip
+    best = {"checkpoint": "checkpoint-25", "epoch": 5.0, "step": 25, "last_step": 25, "metric": "loss",
+            "value": 0.3, "greater_is_better": False}  # fmt: skip
+    rows = dict(recipe_rows(CardData(recipe={"calibration": calibration, "best_model": best})))
+    assert "`classifier.bias`: a: logit > 0.016, b: logit > -0.500" in rows["decision calibration"]
+    assert rows["best checkpoint kept (load_best_model_at_end)"].endswith("the model trained is the last step's")

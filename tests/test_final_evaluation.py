@@ -78,6 +78,12 @@ def test_the_best_checkpoints_evaluation_is_the_final_one(tmp_path, tiny_bert_di
     assert sum(scored_rows) == len(evals) * DEV_ROWS
     (best_eval,) = [e for e in evals if e["step"] == best["step"]]
     assert scores(record["eval_metrics"]) == {**scores(best_eval), "eval_samples": DEV_ROWS}
+    # The card's table closes with the saved model at the kept step (it showed the last step), and the card says
+    # the validation score chose the checkpoint (it presented that score as held-out).
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert f"| saved model | {best['step']} |" in card
+    assert "the model trained is this checkpoint's, not the last step's" in card
+    assert "the checkpoint kept was chosen by its validation score, which is therefore optimistic)" in card
 
 
 def test_calibration_reuses_the_last_evaluation_and_scores_what_it_changed(tmp_path, tiny_bert_dir, data, scored_rows):

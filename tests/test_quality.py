@@ -267,14 +267,19 @@ def test_the_record_and_the_card_say_a_run_was_resumed_and_from_which_step(tmp_p
 
 
 def test_early_stopping_on_steps_without_eval_steps_evaluates_and_saves_every_logging_steps(
-    tmp_path, tiny_bert_dir, skewed
+    tmp_path, tiny_bert_dir, skewed, caplog
 ):
     """eval_strategy steps with no eval_steps: Trainer evaluates every logging_steps, so the checkpoints follow (it
-    stopped with "'>' not supported between instances of 'NoneType' and 'int'")."""
+    stopped with "'>' not supported between instances of 'NoneType' and 'int'"). The save schedule given (here
+    `save_strategy no`) was replaced in silence; it is said."""
     out = tmp_path / "run"
     argv = train_argv(tiny_bert_dir, *skewed, out, "--max_steps", "4", "--eval_strategy", "steps")
     argv[argv.index("--logging_steps") + 1] = "2"
+    assert "--save_strategy" in argv and argv[argv.index("--save_strategy") + 1] == "no"
     assert main([*argv, "--early_stopping_patience", "5"]) == 0
+    said = [r.getMessage() for r in caplog.records if "replaced by" in r.getMessage()]
+    assert said == ["save_strategy no replaced by save_strategy steps: early_stopping_patience keeps the best "
+                    "checkpoint, so one is saved at every evaluation."]  # fmt: skip
     record = record_of(out)
     assert [row["step"] for row in record["log_history"] if "eval_loss" in row] == [2, 4]
     assert record["early_stopping"]["best_checkpoint"] in ("checkpoint-2", "checkpoint-4")

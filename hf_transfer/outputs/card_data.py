@@ -331,16 +331,16 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
         c.epochs = logged
     # The evaluation after training closes the table (and is its only row when eval_strategy was "no").
     history = record.get("log_history") or []
-    steps = [e["step"] for e in history if "step" in e]
-    losses = [e["loss"] for e in history if "loss" in e]
+    last = next((e["step"] for e in reversed(history) if "step" in e), None)
     train = record.get("train_metrics") or {}
-    last_loss = losses[-1] if losses else train.get("train_loss")
-    final = epoch_row(train.get("epoch"), steps[-1] if steps else None, last_loss, record.get("eval_metrics") or {})
-    at_step = [row for row in c.epochs if row.get("step") == final["step"]]
+    last_loss = next((e["loss"] for e in reversed(history) if "loss" in e), train.get("train_loss"))
+    kept = (c.recipe.get("best_model") or {}).get("step", last)  # load_best_model_at_end: the saved model's step
+    final = epoch_row(train.get("epoch"), kept, last_loss, record.get("eval_metrics") or {})
+    at_step = [row for row in c.epochs if row.get("step") == kept]
     if final["eval_loss"] is not None and not at_step:
         calibrated = "calibration" in c.recipe  # it scored the calibrated model, not the last epoch's weights
         c.epochs.append({**final, "epoch": "saved model", "train_loss": None} if calibrated else final)
-    elif final["eval_loss"] is not None and not _same_scores(at_step[-1], final):
+    elif final["eval_loss"] is not None and (kept != last or not _same_scores(at_step[-1], final)):
         # The saved model is not the one last evaluated: load_best_model_at_end kept an earlier checkpoint,
         # decision calibration moved the decision, or (a bf16/fp16 run) the epochs were scored under autocast and the
         # saved weights in fp32. Its own row closes the table, named as such.

@@ -329,16 +329,15 @@ def recipe_rows(c: CardData) -> list[tuple[str, str]]:
         b = r["best_model"]
         epoch = f"epoch {b['epoch']:g}, " if b.get("epoch") is not None else ""
         order = "higher" if b.get("greater_is_better") else "lower"
-        rows.append(
-            (
-                "best checkpoint kept (load_best_model_at_end)",
-                f"`{b['checkpoint']}` ({epoch}step {b['step']} of {b['last_step']}; {b['metric']} "
-                f"{fmt(b['value'])}, {order} is better): the model trained is this checkpoint's, not the last step's",
-            )  # fmt: skip
-        )
+        whose = "the last step's" if b["step"] == b["last_step"] else "this checkpoint's, not the last step's"
+        rows.append(("best checkpoint kept (load_best_model_at_end)",
+                     f"`{b['checkpoint']}` ({epoch}step {b['step']} of {b['last_step']}; {b['metric']} "
+                     f"{fmt(b['value'])}, {order} is better): the model trained is {whose}"))  # fmt: skip
     if r.get("calibration"):
         k = r["calibration"]
         offsets = ", ".join(f"{name}: {v:+.3f}" for name, v in k["offsets"].items())
+        if k["kind"] == "per-label thresholds":  # the offset is added to the logit: the threshold is its negation
+            offsets = ", ".join(f"{name}: logit > {-v:.3f}" for name, v in k["offsets"].items())
         before = k["validation_before"].get("f1_macro")
         # Card data saved before `validation_after` was: a training run's own metrics are those after it.
         after = (k.get("validation_after") or {}).get("f1_macro", None if c.merge else c.metrics.get("f1_macro"))

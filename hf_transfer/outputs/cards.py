@@ -237,6 +237,12 @@ def _intended_use(c: CardData) -> str:
         scored = "was not evaluated on held-out data"
     else:
         scored = f"was evaluated only on {c.eval_dataset}; it was not tested on other data"
+        if c.recipe.get("best_model"):  # load_best_model_at_end chose among checkpoints by that score
+            scored += (
+                " (the checkpoint kept was chosen by its validation score, which is therefore optimistic"
+                + ("; the test score is not" if c.test_metrics else "")
+                + ")"
+            )
     return (
         f"Classifying text into the labels above ({label_list(c.label_names)}), for text like the training data "
         f"({c.data_source}). The model {scored}, so expect lower accuracy on other domains, styles or label "

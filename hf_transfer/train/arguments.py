@@ -17,7 +17,7 @@ from hf_transfer.core.folders import check_not_under_a_file
 from hf_transfer.core.losses import CLASS_WEIGHT_SCHEMES
 from hf_transfer.core.runtime import can_release_freed_memory, check_reporting_integrations, has_accelerator
 from hf_transfer.errors import ConfigError
-from hf_transfer.train.checks import check_trainer_fields
+from hf_transfer.train.checks import check_trainer_fields, keep_best_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -357,13 +357,7 @@ class TransferTrainingArguments(TrainingArguments):
                     "early_stopping_patience counts evaluations, but eval_strategy is no; set eval_strategy to epoch "
                     "or steps."
                 )
-            # The best checkpoint must exist to be kept: save at every evaluation, keep the best (and the last).
-            self.load_best_model_at_end = True
-            self.save_strategy = self.eval_strategy
-            if str(self.eval_strategy).endswith("steps"):
-                # Trainer evaluates every logging_steps when eval_steps is unset; checkpoints must follow.
-                self.eval_steps = self.eval_steps or self.logging_steps
-                self.save_steps = self.eval_steps
+            keep_best_checkpoint(self)  # saves at every evaluation; the best checkpoint is kept
             if self.save_total_limit is None:
                 self.save_total_limit = 1
 

@@ -68,6 +68,42 @@ def _value(choice) -> str:
     return str(getattr(choice, "value", choice))
 
 
+def keep_best_checkpoint(args) -> None:
+    """With early stopping the best checkpoint must exist to be kept: save at every evaluation (Trainer evaluates
+    every `logging_steps` when `eval_steps` is unset) and load the best at the end. What this replaced is kept in
+    `early_stopping_replaced`: a value the user gave is refused by `check_early_stopping_fields`, not overridden."""
+    plain = {name: _value(getattr(args, name)) for name in ("eval_strategy", "save_strategy")}
+    if plain["eval_strategy"] == "steps":
+        args.eval_steps = args.eval_steps or args.logging_steps
+    needed = {"load_best_model_at_end": True, "save_strategy": plain["eval_strategy"]}
+    needed |= {"save_steps": args.eval_steps} if plain["eval_strategy"] == "steps" else {}
+    before = {**vars(args), **plain}
+    replaced = {name: before[name] for name, value in needed.items() if before[name] != value}
+    object.__setattr__(args, "early_stopping_replaced", replaced)  # not a field: never saved
+    for name, value in needed.items():
+        setattr(args, name, value)
+
+
+def check_early_stopping_fields(args, warn: bool = False) -> None:
+    """Stock Trainer keeps `load_best_model_at_end: false` beside early stopping (and warns); ours set it true, and the
+    checkpoint schedule, in silence, whatever the user had given. A `load_best_model_at_end: false` given is refused;
+    a save schedule given (often a config's `save_strategy: no`) is replaced, and with `warn` said in one line."""
+    chosen = getattr(args, "chosen_fields", None) or frozenset()  # set by the command-line parser
+    replaced = {k: v for k, v in (getattr(args, "early_stopping_replaced", None) or {}).items() if k in chosen}
+    if "load_best_model_at_end" in replaced:
+        raise ConfigError(
+            "early_stopping_patience keeps the best checkpoint (load_best_model_at_end true), but "
+            "load_best_model_at_end is false; drop one of them."
+        )
+    if warn and replaced:
+        was = ", ".join(f"{name} {_value(value)}" for name, value in sorted(replaced.items()))
+        now = ", ".join(f"{name} {_value(getattr(args, name))}" for name in sorted(replaced))
+        logger.warning(
+            "%s replaced by %s: early_stopping_patience keeps the best checkpoint, so one is saved at every "
+            "evaluation.", was, now,
+        )  # fmt: skip
+
+
 def check_run_glue_switches(args, data_args) -> None:
     """`do_train`, `do_eval` and `do_predict` as `run_glue.py` users set them: true is what the command does anyway;
     false on the command line (or do_predict without a test file) asked for something it does not do, and was

@@ -29,6 +29,7 @@ from hf_transfer.errors import ConfigError
 from hf_transfer.outputs.run_folder import check_output_dir_free, resolve_resume_checkpoint
 from hf_transfer.train.arguments import TransferTrainingArguments
 from hf_transfer.train.checks import (
+    check_early_stopping_fields,
     check_label_smoothing,
     check_run_glue_switches,
     check_steps_left,
@@ -129,6 +130,7 @@ def load_checked_data(data_args: DataArguments, training_args: TransferTrainingA
         # would never be synchronised across processes.
         raise ConfigError("gradual_unfreezing needs a single process; launch without --num_processes > 1.")
     check_run_glue_switches(training_args, data_args)
+    check_early_stopping_fields(training_args)
     detect_pair_columns(data_args)
     resolve_resume_checkpoint(training_args)
     check_steps_left(training_args)
@@ -137,6 +139,7 @@ def load_checked_data(data_args: DataArguments, training_args: TransferTrainingA
     with training_args.main_process_first(desc="dataset preparation"):
         prepared = load_data(data_args, seed=split_seed(training_args))
     check_label_smoothing(training_args, prepared.problem_type)
+    check_early_stopping_fields(training_args, warn=True)  # after the data's checks: a refusal stays one line
     if prepared.summary["validation_carved_from_train"]:  # recorded: which rows were held out is data + % + seed
         prepared.summary["validation"]["seed"] = split_seed(training_args)
     return prepared
