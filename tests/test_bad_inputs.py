@@ -579,7 +579,7 @@ CASES = [
         lambda w: train(
             w, "--calibrate_decision", "macro_f1", "--calibration_split_percentage", "1", train_file=w["lopsided"]
         ),
-        "fewer than 2 training rows (training rows per label: {'neg': 1})",
+        "holds none of ['neg'] (training rows per label: {'neg': 1};",
     ),
     (
         "calibrate_decision on a head without bias (GPT-2's score)",

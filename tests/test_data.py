@@ -284,6 +284,29 @@ def test_carving_keeps_a_class_of_one_row_in_train(tmp_path):
     assert len(singles.datasets["validation"]) == 1 and len(singles.datasets["train"]) == 3
 
 
+def test_multi_label_carving_is_stratified_by_label():
+    """Multi-label rows were carved at random (the README said "stratified"): a label of 26 rows could miss the
+    calibration split, and the run was refused as if the label had fewer than 2 rows. Iterative stratification gives
+    every label of 2 or more rows a carved row, in about the split's share, and keeps a label of one row in train."""
+    import numpy as np
+
+    from hf_transfer.core.splits import carve_indices
+
+    rng = np.random.default_rng(0)
+    shares = np.array([0.5, 0.3, 0.1, 0.05, 0.026, 0.01, 0.004, 0.002])
+    for seed in range(20):
+        hot = (rng.random((1000, len(shares))) < shares).astype(np.float32)
+        hot[:, -1] = 0
+        hot[seed, -1] = 1  # a label of one row
+        kept, carved = carve_indices(hot, 10, seed)
+        assert sorted([*kept, *carved]) == list(range(1000)) and len(carved) == 100
+        counts, in_carved = hot.sum(axis=0), hot[carved].sum(axis=0)
+        assert in_carved[-1] == 0 and (in_carved[counts >= 2] >= 1).all()
+        assert (np.abs(in_carved - np.round(counts / 10)) <= 1).all()  # the split's share of each label, to a row
+        again = carve_indices(hot, 10, seed)
+        assert list(again[1]) == list(carved)  # seeded
+
+
 def test_max_samples_keep_the_first_rows(tmp_path):
     prepared = load(tmp_path, rows(["a", "b"] * 5), rows(["a", "b"] * 3), max_train_samples=3, max_eval_samples=2)
     assert prepared.datasets["train"]["text"][:] == ["text 0", "text 1", "text 2"]

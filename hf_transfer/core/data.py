@@ -39,6 +39,7 @@ from hf_transfer.core.label_space import (
 from hf_transfer.core.overlap import count_overlap
 from hf_transfer.core.runtime import progress_bars_off
 from hf_transfer.core.scratch import scratch_folder
+from hf_transfer.core.splits import carve_indices
 from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.errors import DataError
 
@@ -166,27 +167,15 @@ def _labels_array(ds: datasets.Dataset) -> np.ndarray:
     return column.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def _carve_validation(train: datasets.Dataset, percentage: int, seed: int, multi: bool):
-    """Seeded, shuffled train/validation indices (int64 arrays), stratified by label; a class of one row stays in
-    train (it went to validation by chance when any class had one row, leaving train without it). Done in numpy:
-    `Dataset.train_test_split(stratify_by_column=...)` reads the labels row by row (seconds on SST-2), and a Python
-    list of a million indices costs more memory than the rows it selects."""
+def _carve_validation(train: datasets.Dataset, percentage: int, seed: int):
+    """Seeded, shuffled train/validation indices (int64 arrays), stratified by label (`core.splits`; multi-label rows
+    too). Done in numpy: `Dataset.train_test_split(stratify_by_column=...)` reads the labels row by row (seconds on
+    SST-2), and a Python list of a million indices costs more memory than the rows it selects."""
     if len(train) < 2:
         raise DataError(
             f"train has {len(train)} usable row(s), too few to carve a validation split; give validation_file."
         )
-    rng = np.random.default_rng(seed)
-    labels = None if multi else _labels_array(train)
-    groups = [np.arange(len(train))]
-    if labels is not None and np.bincount(labels).max() > 1:  # else every class is one row: none can be spared
-        groups = [np.flatnonzero(labels == c) for c in np.unique(labels)]
-    train_parts, val_parts = [], []
-    for group in groups:
-        group = rng.permutation(group)
-        n_val = min(max(1, round(len(group) * percentage / 100)), len(group) - 1) if len(group) > 1 else 0
-        val_parts.append(group[:n_val])
-        train_parts.append(group[n_val:])
-    return rng.permutation(np.concatenate(train_parts)), rng.permutation(np.concatenate(val_parts))
+    return carve_indices(_labels_array(train), percentage, seed)
 
 
 def _truncate(ds: datasets.Dataset, limit: int, split: str, names: list[str], multi: bool) -> datasets.Dataset:
@@ -280,7 +269,7 @@ def load_data(data_args: DataArguments, seed: int = 42, require_train: bool = Tr
     stats = {split: {k: v for k, v in summary.items() if k != "rows"} for split, summary in summaries.items()}
     carved = "train" in splits and "validation" not in splits
     if carved:
-        train_idx, val_idx = _carve_validation(splits["train"], args.validation_split_percentage, seed, multi)
+        train_idx, val_idx = _carve_validation(splits["train"], args.validation_split_percentage, seed)
         splits["train"], splits["validation"] = splits["train"].select(train_idx), splits["train"].select(val_idx)
         stats["validation"] = {"rows_before_cleaning": len(val_idx), "dropped": dict.fromkeys(DROP_REASONS, 0)}
     for split, limit in (("train", args.max_train_samples), ("validation", args.max_eval_samples)):
@@ -385,7 +374,7 @@ def carve_split(prepared: PreparedData, name: str, percentage: int, seed: int) -
     new split `name`, such as the calibration split of `calibrate_decision`; the summary says how many rows moved."""
     multi = prepared.problem_type == MULTI_LABEL
     train = prepared.datasets["train"]
-    keep, carved = _carve_validation(train, percentage, seed, multi)
+    keep, carved = _carve_validation(train, percentage, seed)
     splits = dict(prepared.datasets)
     splits["train"], splits[name] = train.select(keep), train.select(carved)
     summary = dict(prepared.summary)

@@ -96,12 +96,12 @@ def with_calibration_split(prepared: PreparedData, args, config) -> PreparedData
     carved.summary[CALIBRATION_SPLIT]["seed"] = split_seed(args)
     counts = carved.summary[CALIBRATION_SPLIT]["label_counts"]
     empty = [name for name in prepared.label_names if not counts.get(name)]
-    if empty:  # the split is stratified: only a label of fewer than 2 training rows can miss it
+    if empty:  # the split is stratified (core.splits): a label of fewer than 2 training rows misses it
         rows = {name: carved.summary["train"]["label_counts"].get(name, 0) for name in empty}
         raise ConfigError(
-            f"calibrate_decision needs rows of every label in its calibration split, but these labels have fewer "
-            f"than 2 training rows (training rows per label: {rows}), and a label's only row stays in train; add "
-            "training rows of them, or drop calibrate_decision."
+            f"calibrate_decision needs rows of every label in its calibration split, but it holds none of {empty} "
+            f"(training rows per label: {rows}; a label's only row stays in train); add training rows of them, or "
+            "drop calibrate_decision."
         )
     return carved
 
