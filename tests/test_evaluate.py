@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 from test_predict import WORDS, direct_logits, tiny_classifier
 
@@ -271,3 +272,33 @@ def test_an_extra_sets_column_error_names_that_set(models, tmp_path, capsys, mon
     assert main([*argv, "--extra_eval", f"other={tmp_path / 'other.csv'}"]) == 2
     err = one_line_error(capsys)
     assert err.startswith("hf-transfer evaluate: error: extra_eval other=") and "validation" not in err, err
+
+
+def test_labels_are_read_with_the_training_runs_label_mapping(tmp_path, tiny_bert_dir, capsys, caplog):
+    """A model trained on star ratings mapped to bad/neutral/good (`clothing_sentiment.yaml`) was refused when the
+    same file was scored ("[3, 4, 5] are not among them"): the run's recorded label_mapping reads it, said in a line.
+    A file whose labels are the model's names needs no mapping; one the mapping does not fit keeps the first error."""
+    model = tiny_classifier(tmp_path / "stars", tiny_bert_dir, ["bad", "good", "neutral"], seed=4)
+    mapping = {"1": "bad", "2": "bad", "3": "neutral", "4": "good", "5": "good"}
+    config = {"label_column_name": "Rating", "label_mapping": mapping, "text_column_name": "Review Text"}
+    (model / "hf_transfer_config.yaml").write_text(yaml.safe_dump(config))
+    stars = [1, 2, 3, 4, 5] * 4
+    texts = [f"{WORDS[i % len(WORDS)]} review {i}" for i in range(len(stars))]
+    pd.DataFrame({"Review Text": texts, "Rating": stars}).to_csv(tmp_path / "reviews.csv", index=False)
+    out = tmp_path / "metrics.json"
+    argv = ["evaluate", "--model_name_or_path", str(model), "--validation_file", str(tmp_path / "reviews.csv")]
+    assert main([*argv, "--output_file", str(out)]) == 0
+    assert "with the label_mapping of the model's training run" in caplog.text
+    caplog.clear()
+    named = [mapping[str(s)] for s in stars]
+    assert json.loads(out.read_text())["samples"] == 20
+    assert json.loads(out.read_text())["confusion_matrix"] is not None
+    pd.DataFrame({"Review Text": texts, "Rating": named}).to_csv(tmp_path / "named.csv", index=False)
+    argv[-1] = str(tmp_path / "named.csv")
+    assert main([*argv, "--output_file", str(tmp_path / "named.json")]) == 0
+    assert "label_mapping of the model's training run" not in caplog.text
+    assert json.loads((tmp_path / "named.json").read_text())["accuracy"] == json.loads(out.read_text())["accuracy"]
+    pd.DataFrame({"Review Text": texts, "Rating": [7] * 20}).to_csv(tmp_path / "sevens.csv", index=False)
+    argv[-1] = str(tmp_path / "sevens.csv")
+    assert main(argv) == 2
+    assert "[7] are not among them; pass --label_mapping" in one_line_error(capsys)

@@ -148,6 +148,10 @@ def default_trained_columns(
         _default_trained_column(source, args, columns, "text_column_name", TEXT_COLUMN_CANDIDATES, path)
     if columns is not None and hasattr(args, "label_column_name"):
         _default_trained_column(source, args, columns, "label_column_name", LABEL_COLUMN_CANDIDATES, path)
+        trained_label = _recorded(source, "label_column_name").get("label_column_name")
+        if getattr(args, "label_mapping", 0) is None and args.label_column_name == trained_label:
+            # tried on labels the model does not know, when the file's are the training data's (core.eval_sets)
+            args.trained_label_mapping = _recorded(source, "label_mapping").get("label_mapping")
     if check_as is not None:
         check_given_pair(trained, args.text_pair_column_name, check_as, text_column=trained_text)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -96,7 +96,26 @@ def prepare_eval_set(
     eval_set: EvalSet, args: EvalDataArguments, model_names: list[str], problem_type: str = SINGLE_LABEL
 ) -> PreparedEvalSet:
     """Read, clean and label-align one set for a model of `problem_type` (raises DataError on bad input). A
-    multi-label model takes list labels, or one label per row (each row then has that label alone)."""
+    multi-label model takes list labels, or one label per row (each row then has that label alone). Labels the model
+    does not know are read once more with the `label_mapping` its training run recorded (`trained_label_mapping`,
+    set by `default_trained_columns`), when no mapping is given: the clothing reviews' star ratings, mapped to
+    good/neutral/bad in training, were refused when the same file was scored."""
+    try:
+        return _prepare_eval_set(eval_set, args, model_names, problem_type)
+    except DataError as err:
+        trained = getattr(args, "trained_label_mapping", None)
+        if not trained or eval_set.label_mapping is not None or args.label_mapping is not None:
+            raise
+        try:
+            mapped = replace(eval_set, label_mapping=trained)
+            prepared = _prepare_eval_set(mapped, args, model_names, problem_type)
+        except DataError:
+            raise err from None  # the mapping does not fit this file either: the first error says what to pass
+    logger.warning(f"read the labels of {eval_set.path!r} with the label_mapping of the model's training run.")
+    return prepared
+
+
+def _prepare_eval_set(eval_set: EvalSet, args: EvalDataArguments, model_names: list[str], problem_type: str):
     data_args = DataArguments(
         validation_file=eval_set.path,
         text_column_name=args.text_column_name,
