@@ -99,6 +99,36 @@ def test_sigterm_mid_checkpoint_removes_the_cut_off_checkpoint_as_ctrl_c_does(ti
     assert (out / "checkpoint-2" / "trainer_state.json").is_file()
 
 
+# SIGTERM whose interrupt a library swallows (as Python does for one raised inside a weakref callback): at step 2.
+TERM_SWALLOWED = """
+import os, signal, sys
+from hf_transfer.train import callbacks
+
+def swallow(self, args, state, control, **kwargs):
+    if state.global_step == 2:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except KeyboardInterrupt:
+            pass
+
+callbacks.EvaluationKeepsRandomState.on_step_begin = swallow
+from hf_transfer.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_sigterm_whose_interrupt_was_swallowed_still_stops_the_run(tiny_bert_dir, tmp_path):
+    """`timeout` stopping `search`: the interrupt raised inside a weakref callback was dropped ("Exception ignored"),
+    and the run went on. The signal is remembered and the run stops at the step's end."""
+    out = tmp_path / "out"
+    extra = ["--save_strategy", "steps", "--save_steps", "2", "--max_steps", "8", "--per_device_train_batch_size", "4"]
+    train, dev = labelled(tmp_path / "train.csv", 32), labelled(tmp_path / "dev.csv", 8)
+    proc = run_script(TERM_SWALLOWED, train_argv(tiny_bert_dir, train, dev, out, *extra))
+    assert proc.returncode == 143, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith("hf-transfer train: stopped by SIGTERM.")
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint-2"]  # step 3 was never finished
+
+
 def test_ctrl_c_while_the_command_loads_is_one_line(monkeypatch, capsys):
     """Loading a command (torch, transformers: seconds) ran outside the CLI's handler: Ctrl-C there was a traceback
     wall, and an extension whose import it cut off raised ImportError, status 1."""

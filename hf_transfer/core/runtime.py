@@ -239,7 +239,8 @@ def signals_as_interrupts():
     checkpoint is removed for both. Yields the list of the signals received: a library may turn the interrupt into
     another error (an extension whose import was cut off raises ImportError), which is still an interrupt. A signal
     the caller ignores (a background job's SIGINT) stays ignored; a forked worker keeps the default behaviour."""
-    received: list[int] = []
+    received = _received_signals
+    received.clear()
     if threading.current_thread() is not threading.main_thread():  # signal handlers belong to the main thread
         yield received
         return
@@ -264,3 +265,16 @@ def signals_as_interrupts():
     finally:
         for signum, before in previous.items():
             signal.signal(signum, before)
+        received.clear()
+
+
+# The signals `signals_as_interrupts` received in its block (one block at a time: the command's).
+_received_signals: list[int] = []
+
+
+def raise_if_signalled() -> None:
+    """The interrupt again, for a signal received in `signals_as_interrupts` whose exception never reached the
+    command: raised inside a weakref callback or a `__del__` (Python prints "Exception ignored" and goes on), or
+    turned into another error that a search counts as a failed trial. A search under `timeout` kept running."""
+    if _received_signals:
+        raise Terminated() if _received_signals[-1] == signal.SIGTERM else KeyboardInterrupt()

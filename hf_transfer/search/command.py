@@ -18,7 +18,7 @@ from hf_transfer.adapters.arguments import ADAPTER_ONLY_FIELDS
 from hf_transfer.adapters.plan import check_adapter_args
 from hf_transfer.core.folders import RUN_RECORD_FILE
 from hf_transfer.core.parsing import CommandParser
-from hf_transfer.core.runtime import launched_world_size, progress_bar
+from hf_transfer.core.runtime import launched_world_size, progress_bar, raise_if_signalled
 from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.distill.command import DISTILL_ARGUMENTS, run_distill
 from hf_transfer.distill.plan import preflight as distill_preflight
@@ -273,7 +273,8 @@ def _optimize(study, s: SearchArguments, setup: dict, optuna) -> str:
         except optuna.TrialPruned:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        except _TRIAL_FAILURES as err:  # a failed trial; the study goes on
+        except _TRIAL_FAILURES as err:  # a failed trial; the study goes on (not one a signal cut short)
+            raise_if_signalled()
             trial.set_user_attr("error", one_line(err, 200))
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -306,6 +307,7 @@ def _optimize(study, s: SearchArguments, setup: dict, optuna) -> str:
         while counted(study) < s.n_trials:
             try:
                 study.optimize(objective, n_trials=1, catch=_TRIAL_FAILURES, callbacks=[after_trial])
+                raise_if_signalled()  # a signal whose exception was swallowed stops the search between trials
             except KeyboardInterrupt:  # Optuna has marked the trial failed; trials.csv and the plot say so too
                 _write_outputs(study, setup, names, best_trial(study))
                 raise

@@ -10,7 +10,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from hf_transfer.core.freezing import apply_freeze, trainable_at_epoch, unreached_unfreezing
-from hf_transfer.core.runtime import precision_name, trim_freed_memory
+from hf_transfer.core.runtime import precision_name, raise_if_signalled, trim_freed_memory
 from hf_transfer.outputs.card_data import CardData, epoch_row, hyperparameters_of
 from hf_transfer.train.few_shot_choice import FEW_SHOT_REPLACES
 
@@ -25,6 +25,17 @@ class TrimMemoryCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         trim_freed_memory()
+
+
+class StopWhenSignalled(TrainerCallback):
+    """Ctrl-C or SIGTERM stops the run at the next step (or micro-batch) also when the interrupt raised by the signal
+    was swallowed: raised inside a weakref callback, Python prints "Exception ignored" and training went on."""
+
+    def on_substep_end(self, args, state, control, **kwargs):
+        raise_if_signalled()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        raise_if_signalled()
 
 
 class EvaluationKeepsRandomState(TrainerCallback):

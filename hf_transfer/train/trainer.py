@@ -27,7 +27,12 @@ from hf_transfer.core.runtime import launched_world_size
 from hf_transfer.core.tasks import SINGLE_LABEL
 from hf_transfer.errors import ConfigError
 from hf_transfer.train.arguments import TransferTrainingArguments
-from hf_transfer.train.callbacks import EvaluationKeepsRandomState, GradualUnfreezingCallback, TrimMemoryCallback
+from hf_transfer.train.callbacks import (
+    EvaluationKeepsRandomState,
+    GradualUnfreezingCallback,
+    StopWhenSignalled,
+    TrimMemoryCallback,
+)
 from hf_transfer.train.feature_cache import FEATURE_COLUMN, cached_trunk
 
 logger = logging.getLogger(__name__)
@@ -215,6 +220,7 @@ class TransferTrainer(Trainer):
         if self.args.trim_memory_each_step:
             self.add_callback(TrimMemoryCallback())
         self.add_callback(EvaluationKeepsRandomState())
+        self.add_callback(StopWhenSignalled())
 
     @property
     def layout(self):
