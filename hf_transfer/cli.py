@@ -151,8 +151,8 @@ ONE_PROCESS_COMMANDS = frozenset({"evaluate", "predict", "export", "merge", "car
 
 # What an interrupted command leaves that a rerun can use.
 RESUME_HINTS = {
-    "train": " Saved checkpoints in output_dir resume with --resume_from_checkpoint true.",
-    "distill": " Saved checkpoints in output_dir resume with --resume_from_checkpoint true.",
+    "train": " Checkpoints already saved in output_dir, if any, resume with --resume_from_checkpoint true.",
+    "distill": " Checkpoints already saved in output_dir, if any, resume with --resume_from_checkpoint true.",
     "search": " Rerun the same command to resume the study; finished trials are kept.",
 }
 

@@ -783,6 +783,11 @@ CASES = [
     ("predict: output is the input", lambda w: predict(w, "--output_file", str(w["dev"])), "is the input file"),
     ("predict: not a classifier", lambda w: predict(w, model=w["model"]), "not a sequence classifier"),
     ("predict: missing model folder", lambda w: predict(w, model=w["root"] / "no-model"), "does not exist"),
+    (  # AutoTokenizer read the file's path as a Hub id: "Repo id must be in the form 'repo_name'..."
+        "train: model path is a file of the model folder",
+        lambda w: train(w, model=Path(w["model"]) / "config.json"),
+        "is a file of a model folder; give the folder itself",
+    ),
     ("predict: batch_size 0", lambda w: predict(w, "--batch_size", "0"), "batch_size"),
     ("predict: top_k 0", lambda w: predict(w, "--top_k", "0"), "top_k"),
     ("predict: top_k above the labels", lambda w: predict(w, "--top_k", "3"), "only 2 labels"),

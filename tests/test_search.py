@@ -258,6 +258,13 @@ def test_every_trial_takes_the_route_the_config_takes(tmp_path, tiny_bert_dir, m
     assert setup["base"]["few_shot"] == "false"  # not a sentence-transformers model: the ordinary fine-tune
     names = [p.name for p in setup["params"]]
     assert "learning_rate" in names and "num_train_epochs" not in names
+    # A field given as a flag is the user's: every trial ran at the default space's batch 16 or 32 where
+    # `--per_device_train_batch_size 4` was given (trial 0, "the config's own values", too).
+    argv = [*_tiny_search_argv(tmp_path, tiny_bert_dir)[1:], "--per_device_train_batch_size", "4"]
+    setup = _prepare(parse_command_args("search", argv)[0])
+    names = [p.name for p in setup["params"]]
+    assert "learning_rate" in names and "per_device_train_batch_size" not in names
+    assert setup["base"]["per_device_train_batch_size"] == 4
 
 
 @pytest.mark.parametrize(

@@ -364,11 +364,9 @@ class EvalDataArguments:
     )
 
     def _check_eval_data(self) -> None:
-        if (self.max_seq_length is not None and self.max_seq_length <= 0) or self.per_device_eval_batch_size <= 0:
-            raise ConfigError(
-                f"max_seq_length and per_device_eval_batch_size must be > 0, got {self.max_seq_length} and "
-                f"{self.per_device_eval_batch_size}."
-            )
+        for name in ("max_seq_length", "per_device_eval_batch_size"):  # the one given, by name
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}.")
         check_row_limits(self, "max_eval_samples")
         if self.label_mapping is not None:
             self.label_mapping = {str(k): str(v) for k, v in self.label_mapping.items()}

@@ -49,6 +49,10 @@ def check_model_location(name_or_path: str) -> None:
         )
     if not path.exists() and looks_local(name_or_path):
         raise ConfigError(f"model folder {name_or_path!r} does not exist.")
+    if path.is_file() and (path.parent / "config.json").is_file():  # AutoTokenizer took it for a Hub id
+        raise ConfigError(
+            f"{name_or_path!r} is a file of a model folder; give the folder itself ({str(path.parent)!r})."
+        )
 
 
 def _adapter_base(folder: Path) -> str | None:

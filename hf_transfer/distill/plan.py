@@ -323,7 +323,12 @@ def _check_teacher_shape(d: DistillationArguments, name: str, config, depth: int
     if d.teacher_top_k is not None and d.teacher_top_k > config.num_labels:
         raise ConfigError(
             f"teacher_top_k is {d.teacher_top_k} but teacher {name!r} has only {config.num_labels} labels, so the "
-            f"cache would keep every logit anyway; set teacher_top_k below {config.num_labels}, or drop it."
+            "cache would keep every logit anyway; "
+            + (
+                f"set teacher_top_k from 2 to {config.num_labels - 1}, or drop it."
+                if config.num_labels > 2
+                else "drop it (2 labels leave nothing to cut)."
+            )  # fmt: skip
         )
 
 

@@ -24,6 +24,7 @@ from hf_transfer.distill.command import DISTILL_ARGUMENTS, run_distill
 from hf_transfer.distill.plan import preflight as distill_preflight
 from hf_transfer.errors import ConfigError, HfTransferError, TrainingDivergedError, one_line
 from hf_transfer.search import report
+from hf_transfer.search import space as spaces
 from hf_transfer.search.arguments import MULTI_LABEL_METRICS, SINGLE_LABEL_METRICS, SearchArguments
 from hf_transfer.search.space import Param, check_carved_validation, check_fields, default_space, parse_space, route_of
 from hf_transfer.search.study import (
@@ -134,9 +135,8 @@ def _prepare(s: SearchArguments) -> dict:
     space = s.search_space or default_space(
         route, num_layers=layout.depth, peft_method=adapter.peft_method, train_head_only=training.train_head_only
     )
-    if s.search_space is None and training.max_steps > 0:  # max_steps overrides the epochs (the route's too)
-        space.pop("num_train_epochs", None)
-        space.pop("few_shot_body_epochs", None)
+    if s.search_space is None:  # max_steps overrides the epochs (the route's too); a field given as a flag is fixed
+        space = spaces.without_fixed_fields(space, training.flag_fields, training.max_steps > 0)
     params = check_fields(parse_space(space), parser.hints, command)
     check_carved_validation(params, plan.prepared.summary.get("validation_carved_from_train"))
     _check_no_idle_field({p.name for p in params}, adapter, training, few_shot)

@@ -243,6 +243,20 @@ def default_space(route: str, *, num_layers: int | None = None, peft_method: str
     raise ValueError(f"unknown route {route!r}; expected one of {ROUTES}")
 
 
+def without_fixed_fields(space: dict, flags: frozenset, max_steps_set: bool) -> dict:
+    """The default space less the fields the user fixed: those given as flags on the command line (every trial ran
+    at the space's batch 16 or 32 where `--per_device_train_batch_size 4` was given), and the epochs when max_steps
+    overrides them."""
+    fixed = set(flags) | ({"num_train_epochs", "few_shot_body_epochs"} if max_steps_set else set())
+    left = {name: values for name, values in space.items() if name not in fixed}
+    if not left:
+        raise ConfigError(
+            f"every field of the default search space ({', '.join(space)}) is fixed by a flag or by max_steps; give "
+            "search_space with the fields to search."
+        )
+    return left
+
+
 def route_of(is_distill: bool, adapter_enabled: bool, freezes_anything: bool) -> str:
     """Which default space fits a config: distillation first, then an adapter, then frozen layers, else full."""
     return "distill" if is_distill else "adapter" if adapter_enabled else "frozen" if freezes_anything else "full"
