@@ -708,15 +708,17 @@ CASES = [
     ("evaluate: bad extra_eval", lambda w: evaluate(w, "--extra_eval", "nameless"), "NAME=FILE"),
     ("evaluate: no model", lambda w: ["evaluate", "--validation_file", str(w["dev"])], "model_name_or_path"),
     # card and push
-    ("card: not a folder", lambda w: ["card", str(w["root"] / "gone")], "not a folder"),
+    ("card: a file, not a folder", lambda w: ["card", str(w["dev"])], "is not a folder;"),
     ("card: not a run folder", lambda w: ["card", str(w["model"])], "hf_transfer_run.json"),
+    ("card: no such folder", lambda w: ["card", str(w["root"] / "gone")], "gone' does not exist;"),
+    ("push: a file, not a folder", lambda w: ["push", str(w["dev"]), "--hub_model_id", "a/b"], "is not a folder;"),
     ("push: no repo id", lambda w: ["push", str(w["model"])], "hub_model_id is required"),
     (
         "push: a blank revision",
         lambda w: ["push", str(w["teacher"]), "--hub_model_id", "a/b", "--revision", ""],
         "revision is blank",
     ),
-    ("push: not a folder", lambda w: ["push", str(w["root"] / "gone"), "--hub_model_id", "a/b"], "not a folder"),
+    ("push: no such folder", lambda w: ["push", str(w["root"] / "gone"), "--hub_model_id", "a/b"], "does not exist;"),
     # search
     ("search: n_trials below 1", lambda w: search(w, "--n_trials", "0"), "n_trials must be >= 1"),
     (

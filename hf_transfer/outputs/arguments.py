@@ -66,4 +66,5 @@ def _check_model_dir(path: str | None, command: str) -> None:
     if not path:
         raise ConfigError(f"no folder given: `hf-transfer {command} DIR`, DIR being a run's output_dir.")
     if not os.path.isdir(path):
-        raise ConfigError(f"{path!r} is not a folder; `hf-transfer {command} DIR` takes a run's output_dir.")
+        what = "is not a folder" if os.path.exists(path) else "does not exist"
+        raise ConfigError(f"{path!r} {what}; `hf-transfer {command} DIR` takes a run's output_dir.")
