@@ -273,10 +273,10 @@ def _optimize(study, s: SearchArguments, setup: dict, optuna) -> str:
         except optuna.TrialPruned:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        except _TRIAL_FAILURES as err:  # a failed trial; the study goes on (not one a signal cut short)
-            raise_if_signalled()
+        except _TRIAL_FAILURES as err:  # a failed trial; the study goes on, unless a signal cut the trial short
             trial.set_user_attr("error", one_line(err, 200))
             shutil.rmtree(folder, ignore_errors=True)
+            raise_if_signalled()
             raise
         except KeyboardInterrupt:
             trial.set_user_attr("interrupted", True)
