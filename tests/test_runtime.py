@@ -230,3 +230,23 @@ def test_export_without_onnx_installed_stops_before_loading(tmp_path, tiny_bert_
     err = capsys.readouterr().err.strip()
     assert err.endswith("needs onnx, which is not installed: pip install 'hf-transfer-learning[export]'.")
     assert len(err.splitlines()) == 1 and not out.exists()
+
+
+def test_a_signal_whose_interrupt_was_swallowed_is_raised_again_until_the_block_ends():
+    """Python drops an exception raised inside a weakref callback ("Exception ignored"), and a search under `timeout`
+    went on. The block remembers the signal: `raise_if_signalled` raises it again, and nothing once the block ends."""
+    import os
+    import signal
+
+    from hf_transfer.errors import Terminated
+
+    runtime.raise_if_signalled()  # nothing received: nothing raised
+    with runtime.signals_as_interrupts() as received:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except Terminated:
+            pass  # swallowed, as a weakref callback's exception is
+        assert received == [signal.SIGTERM]
+        with pytest.raises(Terminated):
+            runtime.raise_if_signalled()
+    runtime.raise_if_signalled()
