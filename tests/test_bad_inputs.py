@@ -528,6 +528,11 @@ CASES = [
         "hf-transfer train",
     ),
     ("top_k without cache", lambda w: distill(w, "--student_layers", "[0]", "--teacher_top_k", "2"), "cache"),
+    (  # augmented, then trained, for ever, with no word
+        "augment_factor a typo",
+        lambda w: distill(w, "--student_layers", "[0]", "--augment_factor", "1000000000"),
+        "augmented rows from",
+    ),
     (
         "unlabeled file missing",
         lambda w: distill(w, "--student_layers", "[0]", "--unlabeled_file", "gone.csv"),

@@ -708,7 +708,8 @@ def test_ctrl_c_is_one_line_with_what_a_rerun_can_use(tmp_path, tiny_data, monke
     assert main(train_argv(tmp_path / "model", *tiny_data, tmp_path / "out")) == 130
     err = capsys.readouterr().err.strip()
     assert err.splitlines() == [
-        "hf-transfer train: interrupted. Checkpoints already saved in output_dir, if any, resume with --resume_from_checkpoint true."
+        "hf-transfer train: interrupted. Checkpoints already saved in output_dir, if any, resume with "
+        "--resume_from_checkpoint true."
     ]
 
 

@@ -67,6 +67,10 @@ class DistillPlan:
     teacher_pooling_block: int | None | bool = False
 
 
+# The most augmented rows a distillation makes: SST-2's 67k sentences at augment_factor 20 make 1.3M.
+MAX_AUGMENTED_ROWS = 20_000_000
+
+
 def preflight(
     model_args: ModelArguments,
     data_args: DataArguments,
@@ -112,6 +116,13 @@ def preflight(
         check_given_pair(trained_pair_column(name), data_args.text_pair_column_name, name, "teacher ")
     prepared = load_checked_data(data_args, training_args)
     check_best_metric(training_args, prepared)
+    copies = len(prepared.datasets["train"]) * d.augment_factor
+    if copies > MAX_AUGMENTED_ROWS:  # a typo (1e9) augmented, then trained, for ever, with no word
+        raise ConfigError(
+            f"augment_factor {d.augment_factor} would make {copies:,} augmented rows from "
+            f"{len(prepared.datasets['train']):,} labelled ones, over {MAX_AUGMENTED_ROWS:,}; factors of 10 to 30 are "
+            "usual (TinyBERT uses 20)."
+        )
     if d.teacher_top_k is not None and prepared.problem_type == MULTI_LABEL:
         # The top-k targets are a softmax over the k kept logits, not each label's own sigmoid.
         raise ConfigError(
