@@ -61,6 +61,16 @@ def _gpt2(path, tokenizer_dir):
     return path
 
 
+def _t5(path, tokenizer_dir):
+    """A tiny T5 saved with a BERT tokenizer, which adds no `</s>`: T5 classifies from that token."""
+    from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+
+    config = T5Config(vocab_size=30522, d_model=32, d_ff=37, num_layers=2, num_heads=2, d_kv=16)
+    T5ForConditionalGeneration(config).save_pretrained(path)
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_bert_dir):
     """Files for every case: good data, bad data, good and broken models."""
@@ -154,6 +164,7 @@ def world(tmp_path_factory, tiny_bert_dir):
     (w["remote"] / "config.json").write_text(json.dumps(config))
     w["albert"] = _albert(root / "albert", tiny_bert_dir)
     w["gpt2"] = _gpt2(root / "gpt2", tiny_bert_dir)
+    w["t5"] = _t5(root / "t5", tiny_bert_dir)
     w["teacher"] = _classifier(root / "teacher", tiny_bert_dir, ["neg", "pos"])
     w["teacher3"] = _classifier(root / "teacher3", tiny_bert_dir, ["a", "b", "c"])
     w["wide"] = _bare_bert(root / "wide", intermediate_size=128)
@@ -790,6 +801,11 @@ CASES = [
     ("predict: output is the input", lambda w: predict(w, "--output_file", str(w["dev"])), "is the input file"),
     ("predict: not a classifier", lambda w: predict(w, model=w["model"]), "not a sequence classifier"),
     ("predict: missing model folder", lambda w: predict(w, model=w["root"] / "no-model"), "does not exist"),
+    (  # a traceback after the first step ("Each example must contain at least one <eos> token"), an empty folder
+        "train: a T5 whose tokenizer adds no end-of-sequence token",
+        lambda w: train(w, "--few_shot", "false", model=w["t5"]),
+        "classifies from its end-of-sequence token (id 1)",
+    ),
     (  # AutoTokenizer read the file's path as a Hub id: "Repo id must be in the form 'repo_name'..."
         "train: model path is a file of the model folder",
         lambda w: train(w, model=Path(w["model"]) / "config.json"),

@@ -101,6 +101,15 @@ def check_vocabulary(config, tokenizer) -> None:
             "vocab_size): it is not this model's tokenizer, and its higher ids would fail inside the embeddings. Use "
             "the model's own tokenizer (tokenizer_name, or the one saved in the model folder)."
         )
+    eos = getattr(config, "eos_token_id", None)
+    seq2seq = getattr(config, "is_encoder_decoder", False) and isinstance(eos, int)
+    if seq2seq and eos not in tokenizer("a")["input_ids"]:
+        # T5 and BART classify from the end-of-sequence token: "Each example must contain at least one <eos> token."
+        model = getattr(config, "_name_or_path", "") or config.model_type
+        raise ConfigError(
+            f"model {model!r} classifies from its end-of-sequence token (id {eos}), which tokenizer "
+            f"{tokenizer.name_or_path!r} does not add; use the model's own tokenizer."
+        )
 
 
 def length_sorted_batches(
