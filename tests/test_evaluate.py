@@ -298,6 +298,12 @@ def test_labels_are_read_with_the_training_runs_label_mapping(tmp_path, tiny_ber
     assert main([*argv, "--output_file", str(tmp_path / "named.json")]) == 0
     assert "label_mapping of the model's training run" not in caplog.text
     assert json.loads((tmp_path / "named.json").read_text())["accuracy"] == json.loads(out.read_text())["accuracy"]
+    # Ratings 1 and 2 alone: read with the mapping (both bad), not as the label ids 1 and 2 (good, neutral).
+    pd.DataFrame({"Review Text": texts[:8], "Rating": [1, 2] * 4}).to_csv(tmp_path / "low.csv", index=False)
+    argv[-1] = str(tmp_path / "low.csv")
+    assert main([*argv, "--output_file", str(tmp_path / "low.json")]) == 0
+    matrix = json.loads((tmp_path / "low.json").read_text())["confusion_matrix"]  # rows: true bad, good, neutral
+    assert sum(matrix[0]) == 8 and not any(matrix[1]) and not any(matrix[2])
     pd.DataFrame({"Review Text": texts, "Rating": [7] * 20}).to_csv(tmp_path / "sevens.csv", index=False)
     argv[-1] = str(tmp_path / "sevens.csv")
     assert main(argv) == 2

@@ -97,25 +97,10 @@ def prepare_eval_set(
 ) -> PreparedEvalSet:
     """Read, clean and label-align one set for a model of `problem_type` (raises DataError on bad input). A
     multi-label model takes list labels, or one label per row (each row then has that label alone). Labels the model
-    does not know are read once more with the `label_mapping` its training run recorded (`trained_label_mapping`,
-    set by `default_trained_columns`), when no mapping is given: the clothing reviews' star ratings, mapped to
-    good/neutral/bad in training, were refused when the same file was scored."""
-    try:
-        return _prepare_eval_set(eval_set, args, model_names, problem_type)
-    except DataError as err:
-        trained = getattr(args, "trained_label_mapping", None)
-        if not trained or eval_set.label_mapping is not None or args.label_mapping is not None:
-            raise
-        try:
-            mapped = replace(eval_set, label_mapping=trained)
-            prepared = _prepare_eval_set(mapped, args, model_names, problem_type)
-        except DataError:
-            raise err from None  # the mapping does not fit this file either: the first error says what to pass
-    logger.warning(f"read the labels of {eval_set.path!r} with the label_mapping of the model's training run.")
-    return prepared
-
-
-def _prepare_eval_set(eval_set: EvalSet, args: EvalDataArguments, model_names: list[str], problem_type: str):
+    does not know, all of them keys of the `label_mapping` its training run recorded (`trained_label_mapping`, set by
+    `default_trained_columns`), are read with that mapping when none is given: the clothing reviews' star ratings,
+    mapped to good/neutral/bad in training, were refused when the same file was scored ("[3, 4, 5] are not among
+    them"), and a file of ratings 1 and 2 alone read them as label ids."""
     data_args = DataArguments(
         validation_file=eval_set.path,
         text_column_name=args.text_column_name,
@@ -137,6 +122,11 @@ def _prepare_eval_set(eval_set: EvalSet, args: EvalDataArguments, model_names: l
             raise
         message = str(err).replace(" the validation data", " this set").replace(" the validation rows", " its rows")
         raise DataError(f"extra_eval {eval_set.name}={eval_set.path}: {message}") from None
+    trained = None if data_args.label_mapping is not None else getattr(args, "trained_label_mapping", None)
+    found = set(map(str, prepared.label_names))
+    if trained and not found <= set(label_name_keys(model_names)) and found <= set(map(str, trained)):
+        logger.warning(f"reading the labels of {eval_set.path!r} with the label_mapping of the model's training run.")
+        return prepare_eval_set(replace(eval_set, label_mapping=trained), args, model_names, problem_type)
     if prepared.problem_type == MULTI_LABEL and problem_type != MULTI_LABEL:
         raise DataError(
             f"{eval_set.path!r} has list labels (multi-label) but the model is single-label: give one label per row."
