@@ -3,6 +3,7 @@ it only when every row is written: bad input found late, an interruption or a cr
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from pathlib import Path
@@ -129,8 +130,11 @@ class PredictionWriter:
         elif self.ext == "csv":
             if self._file is None:
                 self._file = open(self.tmp, "w", encoding="utf-8", newline="")
+            # The csv module quotes a cell holding "\n" but not one holding "\r" alone (an old-Mac line break kept
+            # from the input): read back, it would split its row. A chunk with one is written fully quoted.
+            quoting = csv.QUOTE_ALL if _holds_carriage_return(frame) else csv.QUOTE_MINIMAL
             _nested_as_json(frame).rename(columns=self.header_names).to_csv(
-                self._file, index=False, header=self.rows == 0
+                self._file, index=False, header=self.rows == 0, quoting=quoting
             )
         else:
             if self._file is None:
@@ -199,3 +203,9 @@ class PredictionWriter:
         except OSError:  # a full disk fails the last flush too: the file is removed all the same, freeing the space
             self._file = self._parquet = None
         remove_quietly(self.tmp)
+
+
+def _holds_carriage_return(frame: pd.DataFrame) -> bool:
+    """Whether a text cell of `frame` holds a "\r"."""
+    texts = frame.select_dtypes(include="object")
+    return any(texts[name].map(lambda v: isinstance(v, str) and "\r" in v).any() for name in texts.columns)
