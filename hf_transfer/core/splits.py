@@ -9,7 +9,9 @@ import numpy as np
 def carve_indices(labels: np.ndarray, percentage: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Shuffled (kept, carved) row indices, with about `percentage` % of the rows carved. Single-label `labels` (one
     id per row) are stratified by class; multi-label ones (multi-hot rows) by iterative stratification. Either way a
-    class or label of one row stays in the kept part, and every other one has at least one carved row."""
+    class or label of one row stays in the kept part (unless every row is one: then one is carved), and at least one
+    row is carved. Every class and label of 2 or more rows keeps a row, and has a carved row too: for a label, all
+    but on a few rows where each of its rows is needed on the kept side by another label."""
     rng = np.random.default_rng(seed)
     if labels.ndim == 2:
         carved = _iterative_stratification(labels > 0.5, percentage, rng)
@@ -54,4 +56,25 @@ def _iterative_stratification(hot: np.ndarray, percentage: float, rng) -> np.nda
         side = 1 if sizes[1] > sizes[0] else 0
         part[row] = side
         sizes[side] -= 1
-    return part == 1
+    return _repaired(hot, part == 1, counts, order)
+
+
+def _repaired(hot: np.ndarray, carved: np.ndarray, counts: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """`carved` mended where the dealing fell short on few rows (rows dealt earlier for rarer labels can use a label
+    up): a label of 2 or more rows with no kept row gets one back (a row whose labels all keep a carved row, else
+    any), then one with no carved row gets one (a row whose labels all keep a kept row), and one row is carved when
+    none was."""
+    for to_carved in (False, True):
+        for label in np.flatnonzero(counts >= 2):
+            if hot[carved == to_carved, label].any():
+                continue
+            left = hot[carved != to_carved].sum(axis=0)  # the side the row would leave
+            found = order[(carved[order] != to_carved) & hot[order, label]]
+            rows = [r for r in found if (left[hot[r]] >= 2).all()] or ([] if to_carved else list(found))
+            if rows:  # training rows first: a label kept is worth more than one carved
+                carved[rows[0]] = to_carved
+    if not carved.any() and len(carved) > 1:
+        kept = hot.sum(axis=0)
+        rows = [r for r in order if (kept[hot[r]] >= 2).all()]
+        carved[rows[0] if rows else order[0]] = True
+    return carved
