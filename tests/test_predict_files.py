@@ -177,9 +177,9 @@ def test_a_quoted_cells_line_breaks_are_read_and_written_as_they_are(models, tmp
     as "\\n": pandas, `datasets` and `pipeline()` on the file read it as written (a byte-level BPE tokenizer scores
     the two differently). Files whose lines end in "\\r\\n" or "\\r" alone still read; the progress bar, which counts
     lines, ends at the number of rows."""
-    from hf_transfer.core.tables import read_table
-
     import csv
+
+    from hf_transfer.core.tables import read_table
 
     texts = ["first line\r\nsecond line", "plain", 'said "so"\r\nand left', "an old Mac break\rin a cell"]
     frame = pd.DataFrame({"text": texts, "label": ["pos", "neg", "pos", "neg"]})

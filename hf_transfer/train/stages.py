@@ -96,7 +96,7 @@ def with_calibration_split(prepared: PreparedData, args, config) -> PreparedData
     carved.summary[CALIBRATION_SPLIT]["seed"] = split_seed(args)
     counts = carved.summary[CALIBRATION_SPLIT]["label_counts"]
     empty = [name for name in prepared.label_names if not counts.get(name)]
-    if empty:  # stratified (core.splits): a label of fewer than 2 training rows misses it (a multi-label one, rarely, more)
+    if empty:  # stratified (core.splits): a label of under 2 training rows misses it (multi-label: rarely, more)
         rows = {name: carved.summary["train"]["label_counts"].get(name, 0) for name in empty}
         raise ConfigError(
             f"calibrate_decision needs rows of every label in its calibration split, but it holds none of {empty} "
