@@ -800,5 +800,8 @@ def test_multi_label_thresholds_are_shown_as_thresholds_and_a_last_step_best_as_
     best = {"checkpoint": "checkpoint-25", "epoch": 5.0, "step": 25, "last_step": 25, "metric": "loss",
             "value": 0.3, "greater_is_better": False}  # fmt: skip
     rows = dict(recipe_rows(CardData(recipe={"calibration": calibration, "best_model": best})))
-    assert "`classifier.bias`: a: logit > 0.016, b: logit > -0.500" in rows["decision calibration"]
+    assert (
+        "`classifier.bias`: a: trained logit > 0.016, b: trained logit > -0.500 (the saved model's own logits"
+        in (rows["decision calibration"])
+    )
     assert rows["best checkpoint kept (load_best_model_at_end)"].endswith("the model trained is the last step's")

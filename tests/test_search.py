@@ -745,3 +745,15 @@ def test_a_run_glue_switch_given_to_search_is_refused_as_train_refuses_it(tmp_pa
     err = capsys.readouterr().err.strip()
     assert said in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "out").exists()
+
+
+def test_trials_with_early_stopping_are_not_given_save_strategy_no():
+    """The trials' default `save_strategy: no` met early stopping, which saves at every evaluation: each trial (and
+    a run from best_config.yaml) said that a `save_strategy no` nobody gave was replaced."""
+    from types import SimpleNamespace
+
+    from hf_transfer.search.command import _trial_defaults
+
+    s = SimpleNamespace(prune=True)
+    assert _trial_defaults({}, s, False)["save_strategy"] == "no"
+    assert "save_strategy" not in _trial_defaults({"early_stopping_patience": 2}, s, False)

@@ -191,7 +191,8 @@ def _trial_defaults(base: dict, s: SearchArguments, distill: bool) -> dict:
     base = dict(base)
     if s.prune and str(base.get("eval_strategy", "no")).lower() == "no":
         base["eval_strategy"] = "epoch"
-    base.setdefault("save_strategy", "no")
+    if base.get("early_stopping_patience") is None:  # early stopping saves at each evaluation (train/checks.py)
+        base.setdefault("save_strategy", "no")
     if distill and not base.get("hidden_loss_weight"):
         base.setdefault("cache_teacher_logits", True)
     return base
