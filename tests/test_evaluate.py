@@ -308,3 +308,18 @@ def test_labels_are_read_with_the_training_runs_label_mapping(tmp_path, tiny_ber
     argv[-1] = str(tmp_path / "sevens.csv")
     assert main(argv) == 2
     assert "[7] are not among them; pass --label_mapping" in one_line_error(capsys)
+
+
+def test_a_recorded_mapping_lets_the_models_own_names_pass(tmp_path, tiny_bert_dir, caplog):
+    """A file partly relabelled (`neg` beside `positive`, training mapped neg/pos to negative/positive): each label
+    is read as it is or through the recorded mapping, as a mapping given on the command line reads them."""
+    model = tiny_classifier(tmp_path / "named", tiny_bert_dir, ["negative", "positive"], seed=5)
+    config = {"label_mapping": {"neg": "negative", "pos": "positive"}}
+    (model / "hf_transfer_config.yaml").write_text(yaml.safe_dump(config))
+    texts = [f"{WORDS[i % len(WORDS)]} row {i}" for i in range(8)]
+    pd.DataFrame({"text": texts, "label": ["neg", "positive"] * 4}).to_csv(tmp_path / "mixed.csv", index=False)
+    out = tmp_path / "mixed.json"
+    argv = ["evaluate", "--model_name_or_path", str(model), "--validation_file", str(tmp_path / "mixed.csv")]
+    assert main([*argv, "--output_file", str(out)]) == 0
+    assert "with the label_mapping of the model's training run" in caplog.text
+    assert [sum(row) for row in json.loads(out.read_text())["confusion_matrix"]] == [4, 4]

@@ -97,10 +97,10 @@ def prepare_eval_set(
 ) -> PreparedEvalSet:
     """Read, clean and label-align one set for a model of `problem_type` (raises DataError on bad input). A
     multi-label model takes list labels, or one label per row (each row then has that label alone). Labels the model
-    does not know, all of them keys of the `label_mapping` its training run recorded (`trained_label_mapping`, set by
-    `default_trained_columns`), are read with that mapping when none is given: the clothing reviews' star ratings,
-    mapped to good/neutral/bad in training, were refused when the same file was scored ("[3, 4, 5] are not among
-    them"), and a file of ratings 1 and 2 alone read them as label ids."""
+    does not know, every one a key of the `label_mapping` its training run recorded (`trained_label_mapping`, set by
+    `default_trained_columns`), are read with that mapping when none is given (the model's own names pass as they
+    are): the clothing reviews' star ratings, mapped to good/neutral/bad in training, were refused when the same
+    file was scored ("[3, 4, 5] are not among them"), and a file of ratings 1 and 2 alone read them as label ids."""
     data_args = DataArguments(
         validation_file=eval_set.path,
         text_column_name=args.text_column_name,
@@ -123,8 +123,8 @@ def prepare_eval_set(
         message = str(err).replace(" the validation data", " this set").replace(" the validation rows", " its rows")
         raise DataError(f"extra_eval {eval_set.name}={eval_set.path}: {message}") from None
     trained = None if data_args.label_mapping is not None else getattr(args, "trained_label_mapping", None)
-    found = set(map(str, prepared.label_names))
-    if trained and not found <= set(label_name_keys(model_names)) and found <= set(map(str, trained)):
+    found, known = set(map(str, prepared.label_names)), set(label_name_keys(model_names))
+    if trained and not found <= known and found <= set(map(str, trained)) | known:
         logger.warning(f"reading the labels of {eval_set.path!r} with the label_mapping of the model's training run.")
         return prepare_eval_set(replace(eval_set, label_mapping=trained), args, model_names, problem_type)
     if prepared.problem_type == MULTI_LABEL and problem_type != MULTI_LABEL:

@@ -71,7 +71,7 @@ def _value(choice) -> str:
 def keep_best_checkpoint(args) -> None:
     """With early stopping the best checkpoint must exist to be kept: save at every evaluation (Trainer evaluates
     every `logging_steps` when `eval_steps` is unset) and load the best at the end. What this replaced is kept in
-    `early_stopping_replaced`: a value the user gave is refused by `check_early_stopping_fields`, not overridden."""
+    `early_stopping_replaced`, for `check_early_stopping_fields` to refuse or name what the user had given."""
     plain = {name: _value(getattr(args, name)) for name in ("eval_strategy", "save_strategy")}
     if plain["eval_strategy"] == "steps":
         args.eval_steps = args.eval_steps or args.logging_steps
