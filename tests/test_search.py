@@ -643,6 +643,38 @@ def test_ctrl_c_leaves_trials_csv_saying_so_and_the_rerun_names_it(tmp_path, tin
     assert trials.loc[2, "note"] == "reruns interrupted trial 1"
 
 
+def test_a_sigterm_turned_into_a_trial_failure_stops_the_search_and_the_trial_runs_again(
+    tmp_path, tiny_bert_dir, monkeypatch
+):
+    """`timeout` stopping a search: the SIGTERM's interrupt was swallowed (raised inside a weakref callback) or
+    became another error, the trial counted as failed, and the search went on. It stops, and the trial is marked
+    interrupted, so the resumed search runs it again."""
+    import os
+    import signal
+
+    from hf_transfer.errors import ConfigError, Terminated
+
+    outcomes = iter([{"eval_accuracy": 0.5}, "signal"])
+
+    def fake_train(*objects, callbacks=None):
+        Path(objects[-1].output_dir).mkdir(parents=True)
+        outcome = next(outcomes)
+        if outcome == "signal":
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+            except Terminated:
+                pass  # swallowed, and a library raises its own error instead
+            raise ConfigError("an error a library raised instead")
+        return outcome
+
+    monkeypatch.setattr("hf_transfer.search.command.run_train", fake_train)
+    out = tmp_path / "out"
+    assert main(_fake_search_argv(tmp_path, tiny_bert_dir)) == 143
+    trials = pd.read_csv(out / "search" / "trials.csv")
+    assert list(trials["state"]) == ["complete", "fail"] and trials.loc[1, "note"] == "interrupted"
+    assert not (out / "trials" / "trial-001").exists()
+
+
 def test_a_trial_without_the_metric_fails_with_its_reason_and_leaves_no_folder(tmp_path, tiny_bert_dir, monkeypatch,
                                                                                capsys):  # fmt: skip
     """The trial's folder stayed, trials.csv had no note, and the search's last line gave no reason."""

@@ -276,5 +276,10 @@ def raise_if_signalled() -> None:
     """The interrupt again, for a signal received in `signals_as_interrupts` whose exception never reached the
     command: raised inside a weakref callback or a `__del__` (Python prints "Exception ignored" and goes on), or
     turned into another error that a search counts as a failed trial. A search under `timeout` kept running."""
-    if _received_signals:
+    if signalled():
         raise Terminated() if _received_signals[-1] == signal.SIGTERM else KeyboardInterrupt()
+
+
+def signalled() -> bool:
+    """Whether the command's `signals_as_interrupts` block has received Ctrl-C or SIGTERM."""
+    return bool(_received_signals)

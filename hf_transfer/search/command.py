@@ -18,7 +18,7 @@ from hf_transfer.adapters.arguments import ADAPTER_ONLY_FIELDS
 from hf_transfer.adapters.plan import check_adapter_args
 from hf_transfer.core.folders import RUN_RECORD_FILE
 from hf_transfer.core.parsing import CommandParser
-from hf_transfer.core.runtime import launched_world_size, progress_bar, raise_if_signalled
+from hf_transfer.core.runtime import launched_world_size, progress_bar, raise_if_signalled, signalled
 from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.distill.command import DISTILL_ARGUMENTS, run_distill
 from hf_transfer.distill.plan import preflight as distill_preflight
@@ -274,14 +274,12 @@ def _optimize(study, s: SearchArguments, setup: dict, optuna) -> str:
         except optuna.TrialPruned:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        except _TRIAL_FAILURES as err:  # a failed trial; the study goes on, unless a signal cut the trial short
-            trial.set_user_attr("error", one_line(err, 200))
+        except (*_TRIAL_FAILURES, KeyboardInterrupt) as err:  # a failed trial, the study going on; or interrupted
             shutil.rmtree(folder, ignore_errors=True)
+            # Cut short by a signal, whatever error that became: run again when the search resumes (study.py).
+            cut = isinstance(err, KeyboardInterrupt) or signalled()
+            trial.set_user_attr(*(("interrupted", True) if cut else ("error", one_line(err, 200))))
             raise_if_signalled()
-            raise
-        except KeyboardInterrupt:
-            trial.set_user_attr("interrupted", True)
-            shutil.rmtree(folder, ignore_errors=True)
             raise
         if f"eval_{metric}" not in summary:  # a run that kept no validation data: a failed trial, like any other
             err = ConfigError(f"the trial has no validation {metric} to be judged by; give validation_file.")
