@@ -92,7 +92,8 @@ def check_vocabulary(config, tokenizer) -> None:
     """ConfigError when the tokenizer has more tokens than the model's embedding table has rows: another model's
     tokenizer (`tokenizer_name`, or one saved into the wrong folder) fed ids the table lacks, and the run failed with
     an IndexError inside the embeddings once the weights had loaded. A model whose config states no int
-    `vocab_size` is not checked."""
+    `vocab_size` is not checked. Also when an encoder-decoder classifier (T5, BART), which classifies from its
+    end-of-sequence token, has a tokenizer that does not add that token."""
     rows, tokens = getattr(config, "vocab_size", None), len(tokenizer)
     if isinstance(rows, int) and not isinstance(rows, bool) and 0 < rows < tokens:
         model = getattr(config, "_name_or_path", "") or config.model_type
