@@ -421,3 +421,19 @@ def test_a_calibration_that_lowers_validation_macro_f1_is_said(caplog):
         say_calibration_cost(calibration, {"eval_f1_macro": 0.35})
         say_calibration_cost(None, {"eval_f1_macro": 0.2})
     assert not caplog.text
+
+
+def test_the_early_stopping_note_names_step_counts_as_given(caplog):
+    """A resolved config fed back holds `save_steps: 3.0` (TrainingArguments keeps floats); the note said "3.0"."""
+    from types import SimpleNamespace
+
+    from hf_transfer.train.checks import check_early_stopping_fields
+
+    args = SimpleNamespace(
+        chosen_fields=frozenset({"save_steps"}), early_stopping_replaced={"save_steps": 3.0}, save_steps=2
+    )
+    check_early_stopping_fields(args, warn=True)
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["save_steps 3 replaced by save_steps 2"]
+    args.early_stopping_replaced, args.save_steps = {"save_steps": 0.5}, 0.25  # a fraction of the run stays one
+    check_early_stopping_fields(args, warn=True)
+    assert caplog.records[-1].getMessage().startswith("save_steps 0.5 replaced by save_steps 0.25:")

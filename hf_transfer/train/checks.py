@@ -65,7 +65,10 @@ def _missing_package(args, err: Exception) -> str:
 
 
 def _value(choice) -> str:
-    return str(getattr(choice, "value", choice))
+    value = getattr(choice, "value", choice)
+    if isinstance(value, float) and value.is_integer() and value >= 1:
+        return str(int(value))  # TrainingArguments keeps a step count it was given as 3 as 3.0 in the resolved config
+    return str(value)
 
 
 def keep_best_checkpoint(args) -> None:
