@@ -48,11 +48,11 @@ def setup(tmp_path_factory, tiny_bert_dir):
     pd.DataFrame({"text": texts[:64], "label": labels[:64]}).to_csv(root / "train.csv", index=False)
     pd.DataFrame({"text": texts[64:], "label": labels[64:]}).to_csv(root / "dev.csv", index=False)
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
-    for name, layers, seed in (("student", 2, 0), ("teacher", 3, 1)):
+    for name, layers, seed, width in (("student", 2, 0, 32), ("teacher", 3, 1, 32), ("narrow", 2, 2, 16)):
         torch.manual_seed(seed)
         config = BertConfig(
             vocab_size=len(tokenizer),
-            hidden_size=32,
+            hidden_size=width,
             num_hidden_layers=layers,
             num_attention_heads=2,
             intermediate_size=64,
@@ -223,6 +223,25 @@ def test_two_process_ddp_distill_with_the_logit_cache_unlabeled_rows_and_hidden_
     assert losses(ddp) == pytest.approx(losses(single), rel=1e-4, abs=1e-5)
     for term in ("loss_kd", "loss_ce", "loss_hidden"):
         assert losses(ddp, term) == pytest.approx(losses(single, term), abs=2e-4), term
+    a, b = load_file(str(single / "model.safetensors")), load_file(str(ddp / "model.safetensors"))
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
+
+
+def test_two_process_ddp_trains_the_hidden_state_projections_on_every_processs_rows(setup, tmp_path):
+    """A student narrower than its teacher matches hidden states through projections that are no part of the DDP
+    model: each process trained its own copy on its own rows (their gradients were never averaged), so the student,
+    whose gradient goes through them, drifted from the one-process run."""
+    student = ["--model_name_or_path", str(setup / "narrow"), "--hidden_loss_weight", "1.0"]
+    student += ["--layer_map", "[1, 2]"]
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    argv = lambda out, batch: [a for a in run_args(setup, out, "distill", batch) if a != "[0, 2]"]  # noqa: E731
+    strip = lambda args: [a for a in args if a != "--student_layers"]  # noqa: E731
+    assert main([*strip(argv(single, 8)), *student, "--use_cpu", "true"]) == 0
+    launch_two_processes([*strip(argv(ddp, 4)), *student])
+    facts = json.loads((ddp / "hf_transfer_run.json").read_text())["distillation"]
+    assert facts["hidden_projections"] == {"student_blocks": [0, 1], "from": 16, "to": 32}
+    assert "through learned 16→32 projections" in (ddp / "README.md").read_text()
+    assert losses(ddp, "loss_hidden") == pytest.approx(losses(single, "loss_hidden"), abs=2e-4)
     a, b = load_file(str(single / "model.safetensors")), load_file(str(ddp / "model.safetensors"))
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
 

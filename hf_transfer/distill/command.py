@@ -137,6 +137,14 @@ def _add_teacher_tokens(train, plan: DistillPlan, max_length: int, num_proc: int
     return datasets.concatenate_datasets(columns, axis=1)
 
 
+def _projection_sizes(projections) -> dict | None:
+    """The learned maps from the student's hidden size to the teacher's: trained with it, saved in checkpoints only."""
+    if projections is None:
+        return None
+    first = next(iter(projections.values()))
+    return {"student_blocks": sorted(map(int, projections)), "from": first.in_features, "to": first.out_features}
+
+
 def _compare_with_teachers(
     trainer, eval_metrics: dict, plan: DistillPlan, teachers: list, d: DistillationArguments, max_length: int
 ):
@@ -313,6 +321,7 @@ def run_distill(
                 "augmentation": augmented.summary or None,
             },  # fmt: skip
             "layer_map": plan.layer_map,
+            "hidden_projections": _projection_sizes(trainer.projections),
             "student_layers": d.student_layers,
             "teacher_dtype": "bf16" if d.teacher_bf16 else "fp32",
             "teacher_logit_cache": cache_infos or None,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from dataclasses import dataclass, field, fields
 
 from hf_transfer.adapters.inference import check_given_pair, trained_pair_column
@@ -243,12 +242,6 @@ def preflight(
             layer_map = body_layer_map(student_depth, teacher_depth, student_pooling, teacher_pooling)
         check_pooling_block_pairs(layer_map, student_pooling, teacher_pooling)
         check_final_norm_pairs(layer_map, (student_layout, student_depth), (teacher_layout, teacher_depth))
-        sizes_differ = student_config.hidden_size != teacher_configs[0].hidden_size
-        if sizes_differ and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise ConfigError(
-                f"student hidden size {student_config.hidden_size} differs from the teacher's "
-                f"{teacher_configs[0].hidden_size}: the learned projection is trained in a single process only."
-            )
     fit_max_seq_length(
         data_args, [(student_config, student_tokenizer), *zip(teacher_configs, teacher_tokenizers, strict=True)]
     )

@@ -90,17 +90,34 @@ def hidden_state_projections(student_config, teacher_config, layer_map: dict[int
     )
 
 
+def _several_processes() -> bool:
+    return (
+        torch.distributed.is_available()
+        and torch.distributed.is_initialized()
+        and torch.distributed.get_world_size() > 1
+    )
+
+
 class ProjectionTraining(TrainerCallback):
-    """What Trainer does for the model's parameters, for the projections, which are no part of it: their gradients
-    are clipped to `max_grad_norm` before each optimizer step (Trainer clips the model's alone; by then it has
-    unscaled every gradient the optimizer holds) and cleared after it (Trainer clears the model's alone: each step
-    used the sum of every earlier one's), and they are written into every checkpoint, so that a resumed run goes on
-    with the trained ones."""
+    """What Trainer and DDP do for the model's parameters, for the projections, which are no part of it: under several
+    processes they start equal and their gradients are averaged over the processes; their gradients are clipped to
+    `max_grad_norm` before each optimizer step (Trainer clips the model's alone; by then it has unscaled every
+    gradient the optimizer holds) and cleared after it (Trainer clears the model's alone: each step used the sum of
+    every earlier one's), and they are written into every checkpoint, so that a resumed run goes on with the trained
+    ones."""
 
     def __init__(self, projections: nn.ModuleDict):
         self.projections = projections
+        if _several_processes():  # each process built its own: they start from the main process's
+            for param in projections.parameters():
+                torch.distributed.broadcast(param.data, src=0)
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        if _several_processes():  # averaged over the processes, as DDP averages the model's gradients
+            for param in self.projections.parameters():
+                param.grad = torch.zeros_like(param) if param.grad is None else param.grad
+                torch.distributed.all_reduce(param.grad)
+                param.grad.div_(torch.distributed.get_world_size())
         if args.max_grad_norm and args.max_grad_norm > 0:
             nn.utils.clip_grad_norm_(self.projections.parameters(), args.max_grad_norm)
 

@@ -125,11 +125,10 @@ def distill_rows(c: CardData) -> tuple[list, list]:
     if d.get("hidden_loss_weight"):
         pooling = d.get("hidden_loss_pooling") or "tokens"
         kind = "every token" if pooling == "tokens" else f"normalised {pooling} vectors ({d.get('hidden_targets')})"
+        through = f", through learned {p['from']}→{p['to']} projections" if (p := d.get("hidden_projections")) else ""
+        map_text = f"map {d.get('layer_map')}{through}"
         rows.append(
-            (
-                "hidden-state loss",
-                f"{d.get('hidden_loss_type')} of {kind} × {d['hidden_loss_weight']}, map {d.get('layer_map')}",
-            )  # fmt: skip
+            ("hidden-state loss", f"{d.get('hidden_loss_type')} of {kind} × {d['hidden_loss_weight']}, {map_text}")
         )
     comparison = []
     if d.get("teacher_eval_accuracy") is not None and d.get("student_eval_accuracy") is not None:
