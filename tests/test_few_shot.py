@@ -715,3 +715,20 @@ def test_a_test_file_without_validation_is_reported_and_nothing_is_said_of_a_val
         "not a sentence-transformers model"
         in json.loads((plain / "hf_transfer_run.json").read_text())["few_shot_decision"]
     )
+
+
+def test_body_tuning_runs_in_the_mixed_precision_asked_for(tiny_st, tmp_path, monkeypatch):
+    """The pair loss called the body alone, which skips the autocast wrapping the model's forward: `--bf16 true`
+    tuned it in fp32 while the record said bf16. Every linear layer run in training mode records its output dtype."""
+    seen, forward = set(), torch.nn.Linear.forward
+
+    def recording(self, x):
+        out = forward(self, x)
+        if self.training:
+            seen.add(out.dtype)
+        return out
+
+    monkeypatch.setattr(torch.nn.Linear, "forward", recording)
+    train = write_csv(tmp_path / "train.csv", GOOD + BAD, ["good"] * 8 + ["bad"] * 8)
+    assert main([*few_shot_argv(tiny_st, train, tmp_path / "out"), "--max_steps", "1", "--bf16", "true"]) == 0
+    assert seen == {torch.bfloat16}

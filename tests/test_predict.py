@@ -355,7 +355,7 @@ def test_the_pair_column_a_model_was_trained_with_is_required(
     data[["premise"]].to_csv(tmp_path / "first.csv", index=False)  # no second text column
 
     loaded = "hf_transfer.predict.command.load_inference_model"
-    monkeypatch.setattr(loaded, lambda *a: pytest.fail("the model loaded before the pair column was checked"))
+    monkeypatch.setattr(loaded, lambda *a, **k: pytest.fail("the model loaded before the pair column was checked"))
     out = tmp_path / "out.csv"
     argv = ["predict", "--output_file", str(out), "--text_column_name", "premise"]
     for model, extra, needle in [
@@ -372,7 +372,7 @@ def test_the_pair_column_a_model_was_trained_with_is_required(
     # evaluate scored the pair model on the first texts alone too
     labelled = data.assign(label=["pos", "neg"] * (len(WORDS) // 2))
     labelled.drop(columns="hypothesis").to_csv(tmp_path / "dev.csv", index=False)
-    monkeypatch.setattr("hf_transfer.evaluation.command.load_inference_model", lambda *a: pytest.fail("loaded"))
+    monkeypatch.setattr("hf_transfer.evaluation.command.load_inference_model", lambda *a, **k: pytest.fail("loaded"))
     capsys.readouterr()
     argv = ["evaluate", "--model_name_or_path", str(pairs), "--validation_file", str(tmp_path / "dev.csv"),
             "--text_column_name", "premise"]  # fmt: skip
@@ -505,7 +505,7 @@ def test_a_header_without_rows_stops_before_the_model_loads(models, tmp_path, mo
     import hf_transfer.predict.command as command
     from hf_transfer.errors import DataError
 
-    monkeypatch.setattr(command, "load_inference_model", lambda source: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(command, "load_inference_model", lambda *a, **k: pytest.fail("the model was loaded"))
     (tmp_path / "in.csv").write_text("id,text\n")
     with pytest.raises(DataError, match="has a header but no rows"):
         predict(models["full"], tmp_path / "in.csv", tmp_path / "out.csv")
@@ -527,7 +527,7 @@ def test_a_structure_in_the_text_column_is_refused_by_predict_evaluate_and_train
             str(out)]  # fmt: skip
     for extra in (["--chunk_rows", "100"], ["--chunk_rows", "2"]):  # in the first chunk; in the fourth
         if extra[1] == "100":
-            monkeypatch.setattr(command, "load_inference_model", lambda source: pytest.fail("the model was loaded"))
+            monkeypatch.setattr(command, "load_inference_model", lambda *a, **k: pytest.fail("the model was loaded"))
         else:
             monkeypatch.undo()
         assert main([*argv, *extra]) == 2
@@ -727,7 +727,7 @@ def test_a_max_seq_length_with_no_room_for_both_texts_is_refused(models, tmp_pat
     argv = ["predict", "--model_name_or_path", str(models["full"]), "--input_file", str(tmp_path / "pairs.csv"),
             "--output_file", str(tmp_path / "out.csv"), "--text_column_name", "premise", "--text_pair_column_name",
             "hypothesis", "--max_seq_length", "3"]  # fmt: skip
-    monkeypatch.setattr("hf_transfer.predict.command.load_inference_model", lambda *a: pytest.fail("loaded"))
+    monkeypatch.setattr("hf_transfer.predict.command.load_inference_model", lambda *a, **k: pytest.fail("loaded"))
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "at least 5" in err, err
@@ -848,3 +848,24 @@ def test_a_partial_label_mapping_keeps_the_labels_the_model_already_names(models
     out = pd.read_csv(tmp_path / "swap.csv")
     truth = data["label"].map({"A": "a", "b": "c", "c": "b"})
     assert swapped["accuracy"] == pytest.approx(float((out["predicted_label"] == truth).mean()))
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_predict_and_evaluate_run_on_the_gpu_when_there_is_one(models, tmp_path, monkeypatch, command):
+    """They ran on the CPU on a GPU machine (the loaded model never left it), where `pipeline()` users pass device=0.
+    Here `torch.cuda.is_available()` is made to say yes, and the model's move is recorded (and kept on the CPU)."""
+    moved = []
+
+    def to(self, *args, **kwargs):
+        moved.append(str(args[0]) if args else str(kwargs.get("device")))
+        return self
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.nn.Module, "to", to)
+    rows(6, empty=()).to_csv(tmp_path / "in.csv", index=False)
+    if command == "predict":
+        argv = ["predict", "--input_file", str(tmp_path / "in.csv"), "--output_file", str(tmp_path / "out.csv")]
+    else:
+        argv = ["evaluate", "--validation_file", str(tmp_path / "in.csv")]
+    assert main([*argv, "--model_name_or_path", str(models["full"])]) == 0
+    assert moved == ["cuda"]

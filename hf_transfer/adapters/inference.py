@@ -258,8 +258,9 @@ def resolve_inference_model(
     return InferenceSource(name_or_path, "model", config, name_or_path)
 
 
-def load_inference_model(source: InferenceSource):
-    """(model, tokenizer) for `source`: a PyTorch classifier in eval mode, or an `OnnxClassifier`."""
+def load_inference_model(source: InferenceSource, on_gpu: bool = False):
+    """(model, tokenizer) for `source`: a PyTorch classifier in eval mode (with `on_gpu`, on the first CUDA device
+    when there is one, where `pipeline()` users put it; fp32 either way), or an `OnnxClassifier`."""
     tokenizer = load_tokenizer(source.tokenizer_source)
     if source.kind == "onnx":
         from hf_transfer.core.onnx_model import OnnxClassifier
@@ -269,4 +270,8 @@ def load_inference_model(source: InferenceSource):
         model = load_adapter_for_inference(Path(source.name_or_path), source.config)
     else:
         model = load_classifier(source.name_or_path, source.config).eval()
+    import torch
+
+    if on_gpu and torch.cuda.is_available():
+        model = model.to("cuda")
     return align_pad_token(model, tokenizer), tokenizer

@@ -50,7 +50,7 @@ def run_evaluate(args: EvaluateArguments) -> dict:
     model_names = source.label_names
     sets = prepare_eval_sets(args, model_names, source.problem_type)
     check_input_length(source, args.max_seq_length, any(data.pairs is not None for data in sets))
-    model, tokenizer = load_inference_model(source)
+    model, tokenizer = load_inference_model(source, on_gpu=True)
     reports = {data.name: score_set(model, tokenizer, data, model_names, args) | rows_left_out(data) for data in sets}
     main = reports[args.validation_name]
     table = reports_markdown(reports, model_names, args.output_file and Path(args.output_file).name)

@@ -105,7 +105,7 @@ def run_predict(args: PredictArguments) -> dict:
         )  # fmt: skip
     total = count_rows(args.input_file)
     replaces = Path(args.output_file).exists()  # said in the summary: the file is replaced only once complete
-    model, tokenizer = load_inference_model(source)
+    model, tokenizer = load_inference_model(source, on_gpu=True)
 
     started = time.perf_counter()
     empty_rows = 0

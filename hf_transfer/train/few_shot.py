@@ -135,7 +135,8 @@ class FewShotTrainer(TransferTrainer):
         inputs = dict(inputs)
         labels = inputs.pop("labels")
         body = self.accelerator.unwrap_model(model).base_model
-        hidden = body(**inputs).last_hidden_state
+        with self.accelerator.autocast():  # the body alone skips the autocast that wraps the model's forward
+            hidden = body(**inputs).last_hidden_state
         loss = body_loss(self.args, mean_pool(hidden, inputs["attention_mask"]), labels)
         # Trainer leaves the scaling for gradient accumulation to us (see TransferTrainer).
         return loss / self.args.gradient_accumulation_steps if num_items_in_batch is not None else loss

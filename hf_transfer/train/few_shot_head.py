@@ -220,7 +220,7 @@ def feature_scale(width: int, slope: float = 1.0) -> float:
 def classifier_inputs(model: nn.Module, parts: HeadParts, batches) -> torch.Tensor:
     """The input of the final linear layer for each row of `batches` (dicts of model inputs), in eval mode."""
     captured: list[torch.Tensor] = []
-    handle = parts.final.register_forward_hook(lambda _m, args, _out: captured.append(args[0].detach().float()))
+    handle = parts.final.register_forward_hook(lambda _m, args, _out: captured.append(args[0].detach().float().cpu()))
     was_training = model.training
     model.eval()
     try:
