@@ -437,3 +437,16 @@ def test_the_early_stopping_note_names_step_counts_as_given(caplog):
     args.early_stopping_replaced, args.save_steps = {"save_steps": 0.5}, 0.25  # a fraction of the run stays one
     check_early_stopping_fields(args, warn=True)
     assert caplog.records[-1].getMessage().startswith("save_steps 0.5 replaced by save_steps 0.25:")
+
+
+def test_mixed_precision_from_the_accelerate_config_is_recorded_and_resolved(
+    tmp_path, tiny_bert_dir, skewed, monkeypatch
+):
+    """`accelerate launch --config_file ddp_gpu.yaml` (mixed_precision: bf16) sets ACCELERATE_MIXED_PRECISION, and
+    Trainer trained in bf16; the record, card and resolved config said fp32, and the final scores were the last
+    bf16 evaluation's, labelled fp32."""
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    out = tmp_path / "run"
+    assert main(train_argv(tiny_bert_dir, *skewed, out)) == 0
+    assert record_of(out)["precision"] == "bf16"
+    assert yaml.safe_load((out / "hf_transfer_config.yaml").read_text())["bf16"] is True

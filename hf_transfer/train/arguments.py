@@ -264,6 +264,12 @@ class TransferTrainingArguments(TrainingArguments):
             # Launched as several processes on a machine without GPUs: accelerate joins CPU processes into one gloo
             # group only when asked for the CPU; otherwise each process silently trains alone on all the data.
             self.use_cpu = True
+        mixed = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")  # an accelerate config's mixed_precision
+        if mixed in ("bf16", "fp16") and not (
+            self.bf16 or self.fp16
+        ):  # Trainer runs it: checked and recorded as given
+            logger.info("mixed precision %s, from the accelerate config (ACCELERATE_MIXED_PRECISION).", mixed)
+            setattr(self, mixed, True)
         if self.bf16 and self.fp16:  # else on the CPU the fp16 refusal below advised the --bf16 true already given
             raise ConfigError("bf16 and fp16 are both set; mixed precision takes one of them: drop one.")
         if self.bf16 and not self.use_cpu and not has_accelerator():
