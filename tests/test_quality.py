@@ -450,3 +450,23 @@ def test_mixed_precision_from_the_accelerate_config_is_recorded_and_resolved(
     assert main(train_argv(tiny_bert_dir, *skewed, out)) == 0
     assert record_of(out)["precision"] == "bf16"
     assert yaml.safe_load((out / "hf_transfer_config.yaml").read_text())["bf16"] is True
+
+
+def test_several_gpus_visible_to_one_process_train_on_the_first_not_through_data_parallel(monkeypatch, caplog):
+    """Trainer wrapped the model in nn.DataParallel, whose replicas shared the forward the frozen-trunk cache patches
+    (a half batch got the whole batch's cached states). GPUs are faked: only the count is read."""
+    from types import SimpleNamespace
+
+    from hf_transfer.core.runtime import one_gpu_per_process
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    args = SimpleNamespace(use_cpu=False, n_gpu=4, _n_gpu=4)
+    one_gpu_per_process(args)
+    assert args._n_gpu == 1
+    assert "accelerate launch --multi_gpu --num_processes 4" in caplog.records[-1].getMessage()
+    monkeypatch.setenv("WORLD_SIZE", "4")  # one process per GPU already: DDP, nothing to change
+    args = SimpleNamespace(use_cpu=False, n_gpu=4, _n_gpu=4)
+    one_gpu_per_process(args)
+    assert args._n_gpu == 4

@@ -170,6 +170,23 @@ def has_accelerator() -> bool:
     return torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
 
 
+def one_gpu_per_process(args) -> None:
+    """Several GPUs visible to one process: Trainer would wrap the model in `nn.DataParallel`, whose replicas share
+    the forwards and hooks this package patches (the frozen-trunk cache, the few-shot head) and whose batch the run
+    record does not count. The process trains on the first GPU alone, and says how to use them all."""
+    import torch
+
+    if args.use_cpu or int(os.environ.get("WORLD_SIZE", "1")) > 1 or not torch.cuda.is_available():
+        return
+    if torch.cuda.device_count() > 1 and args.n_gpu > 1:
+        logging.getLogger(__name__).warning(
+            "%d GPUs are visible to this one process: it trains on the first alone; to train on all of them, launch "
+            "one process per GPU: accelerate launch --multi_gpu --num_processes %d -m hf_transfer ...",
+            args.n_gpu, args.n_gpu,
+        )  # fmt: skip
+        args._n_gpu = 1
+
+
 def check_reporting_integrations(report_to) -> None:
     """Each `report_to` integration must be installed: else one line now, not a traceback once the model is loaded."""
     from transformers.integrations import get_available_reporting_integrations

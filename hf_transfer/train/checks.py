@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from hf_transfer.core.folders import RUN_RECORD_FILE, recorded_config
-from hf_transfer.core.runtime import launched_world_size
+from hf_transfer.core.runtime import launched_world_size, one_gpu_per_process
 from hf_transfer.errors import ConfigError
 from hf_transfer.outputs.run_folder import checkpoint_launch, finished_at
 
@@ -17,7 +17,8 @@ logger = logging.getLogger(__name__)
 
 def check_trainer_fields(args) -> None:
     """One-line refusals of `batch_eval_metrics`, `save_strategy: best` without a metric, and an `optim` whose package
-    is not installed."""
+    is not installed; one GPU per process (`one_gpu_per_process`), never `nn.DataParallel`."""
+    one_gpu_per_process(args)
     if args.batch_eval_metrics:
         # Trainer would call compute_metrics batch by batch (with compute_result), but macro-F1, per-class scores and
         # the confusion matrix are computed over the whole evaluation set.
