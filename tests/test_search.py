@@ -625,6 +625,22 @@ def test_a_tiny_timeout_still_runs_one_trial(tmp_path, tiny_bert_dir, monkeypatc
     assert list(trials["state"]) == ["complete"] and trials.loc[0, "accuracy"] == 0.75
 
 
+def test_a_trial_out_of_gpu_memory_fails_and_the_study_goes_on(tmp_path, tiny_bert_dir, monkeypatch):
+    """A batch size drawn from the space that does not fit on the GPU raised CUDA's out-of-memory error, which ended
+    the whole search with a traceback; it is a failed trial with its reason, and the memory is handed back."""
+    import torch
+
+    released = []
+    monkeypatch.setattr("hf_transfer.core.runtime.release_device_memory", lambda: released.append(True))
+    _fake_trials(monkeypatch, [torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+                               {"eval_accuracy": 0.75}, {"eval_accuracy": 0.5}])  # fmt: skip
+    assert main(_fake_search_argv(tmp_path, tiny_bert_dir)) == 0
+    trials = pd.read_csv(tmp_path / "out" / "search" / "trials.csv")
+    assert list(trials["state"]) == ["fail", "complete", "complete"]
+    assert trials.loc[0, "note"].startswith("CUDA out of memory")
+    assert not (tmp_path / "out" / "trials" / "trial-000").exists() and len(released) == 3
+
+
 def test_ctrl_c_leaves_trials_csv_saying_so_and_the_rerun_names_it(tmp_path, tiny_bert_dir, monkeypatch, capsys):
     """Ctrl-C during a trial: trials.csv (written only after finished trials) left the interrupted trial out, and
     once resumed it was a `fail` with no note."""

@@ -57,6 +57,18 @@ def trim_freed_memory() -> None:
     _trimming = True
 
 
+def release_device_memory() -> None:
+    """What a finished run left: the objects only a full collection frees (Trainer and its callbacks refer to each
+    other), and the blocks the CUDA caching allocator still holds, so the next run in this process starts clean."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def allocator_setting() -> str:
     """What the run record says about the allocator: `default`, or the fixed threshold set above, and whether the
     heap was trimmed after each optimizer step (`trim_memory_each_step`)."""

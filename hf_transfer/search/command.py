@@ -3,9 +3,9 @@ on a config parsed exactly as `hf-transfer train --config` parses it.
 
 Why Optuna directly rather than `Trainer.hyperparameter_search`: that API rebuilds only the model (`model_init`) and
 sets `TrainingArguments` attributes on one `Trainer`, while a trial of ours may change what the run is built from:
-the freeze plan (and with it the optimizer's layer-wise groups and the frozen-feature cache, whose training rows hold
-the frozen trunk's output), the PEFT adapter, or the distillation loss and its teacher-logit cache. Running the
-command per trial honours all of them, and the trial's folder is an ordinary run folder (model, results, card)."""
+the freeze plan (with the optimizer's layer-wise groups and the frozen-feature cache), the PEFT adapter, or the
+distillation loss and its teacher-logit cache. Running the command per trial honours all of them, and the trial's
+folder is an ordinary run folder (model, results, card)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,11 @@ import shutil
 import time
 from pathlib import Path
 
+import torch
+
 from hf_transfer.adapters.arguments import ADAPTER_ONLY_FIELDS
 from hf_transfer.adapters.plan import check_adapter_args
+from hf_transfer.core import runtime
 from hf_transfer.core.folders import RUN_RECORD_FILE
 from hf_transfer.core.parsing import CommandParser
 from hf_transfer.core.runtime import launched_world_size, progress_bar, raise_if_signalled, signalled
@@ -45,8 +48,7 @@ SEARCH_FOLDER = "search"
 TRIALS_FOLDER = "trials"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 _FAILURES_IN_A_ROW = 3
-# What makes a trial fail without stopping the study: bad values for this trial, or training that diverged.
-_TRIAL_FAILURES = (HfTransferError, TrainingDivergedError)
+_TRIAL_FAILURES = (HfTransferError, TrainingDivergedError, torch.OutOfMemoryError)  # fail the trial, not the study
 
 
 def run_search(search_args: SearchArguments) -> dict:
@@ -291,6 +293,7 @@ def _optimize(study, s: SearchArguments, setup: dict, optuna) -> str:
         return float(summary[f"eval_{metric}"])
 
     def after_trial(study, trial):
+        runtime.release_device_memory()  # the next trial gets the memory this one held (an OOM's too)
         best = best_trial(study)
         if not s.keep_trial_models:
             _drop_weights_but_best(study, best)
