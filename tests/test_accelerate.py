@@ -457,3 +457,18 @@ def test_two_process_refusal_is_one_line_from_the_main_process_and_status_2_on_e
     proc = subprocess.run(alone, capture_output=True, text=True, timeout=600, env=rank1, cwd=tmp_path)
     assert proc.returncode == 2 and not proc.stderr.strip(), proc.stderr[-3000:]
     assert not out.exists()
+
+
+def test_the_teacher_comparison_is_not_run_on_a_student_whose_weights_are_sharded(monkeypatch, caplog):
+    """Under FSDP the main process alone ran the student over the validation rows, while the others went on to save:
+    its forward waited for their shards for ever. The comparison is left out, said, and recorded as such."""
+    from types import SimpleNamespace
+
+    from hf_transfer.distill.command import _compare_with_teachers
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    trainer = SimpleNamespace(is_world_process_zero=lambda: True)  # nothing else of it may be touched
+    facts = _compare_with_teachers(trainer, {}, plan=None, teachers=[], d=None, max_length=16)
+    assert facts == {"teacher_comparison": "not measured: FSDP shards the student's weights"}
+    assert "not measured under FSDP" in caplog.records[-1].getMessage()

@@ -470,3 +470,54 @@ def test_several_gpus_visible_to_one_process_train_on_the_first_not_through_data
     args = SimpleNamespace(use_cpu=False, n_gpu=4, _n_gpu=4)
     one_gpu_per_process(args)
     assert args._n_gpu == 4
+
+
+@pytest.mark.parametrize(
+    "engine,env,given",
+    [
+        ("FSDP", {"ACCELERATE_USE_FSDP": "true"}, {"calibrate_decision": "macro_f1"}),
+        ("FSDP", {"ACCELERATE_USE_FSDP": "true"}, {"linear_probe_epochs": 1}),
+        (
+            "DeepSpeed ZeRO-3",
+            {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"},
+            {"cache_frozen_features": True},
+        ),
+        ("FSDP", {"ACCELERATE_USE_FSDP": "true"}, {"merge_adapter": True}),
+    ],  # fmt: skip
+    ids=["calibration", "lp-ft", "feature-cache", "merge-adapter"],
+)
+def test_options_that_run_the_model_in_one_process_are_refused_when_its_weights_are_sharded(monkeypatch, engine, env,
+                                                                                            given):  # fmt: skip
+    """Under FSDP or ZeRO-3 the main process alone ran the trained model (the linear probe's save, the cached trunk's
+    patched forward) or edited it (offsets into a sharded bias, the adapter merged into its shard): a hang or a
+    crash after training. Refused in one line by the data checks (arguments) that run before any weight loads; the
+    process group a launch sets up is not built here, so the checks are called as the commands call them."""
+    from types import SimpleNamespace
+
+    from hf_transfer.adapters.arguments import AdapterArguments
+    from hf_transfer.errors import ConfigError
+    from hf_transfer.train.checks import check_sharded_launch
+
+    plain = {"calibrate_decision": None, "linear_probe_epochs": 0, "cache_frozen_features": False}
+    check = (lambda: AdapterArguments(peft_method="lora", merge_adapter=True)) if "merge_adapter" in given else (
+        lambda: check_sharded_launch(SimpleNamespace(**(plain | given))))  # fmt: skip
+    check()  # one process: nothing to refuse
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=f"{next(iter(given))} .* but {engine} shards") as refused:
+        check()
+    assert "\n" not in str(refused.value)
+
+
+def test_only_sharding_engines_count_as_sharded(monkeypatch):
+    from hf_transfer.core.runtime import sharded_weights
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "2")  # ZeRO-2 shards the optimizer state, not the weights
+    assert sharded_weights() is None
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    assert sharded_weights() == "FSDP"
+    monkeypatch.setenv("WORLD_SIZE", "1")  # one process holds every shard
+    assert sharded_weights() is None

@@ -7,6 +7,7 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from hf_transfer.core.runtime import sharded_weights
 from hf_transfer.errors import ConfigError
 
 # The fields only an adapter reads: with peft_method none they change nothing.
@@ -121,6 +122,12 @@ class AdapterArguments:
         if self.peft_method == "none" and self.merge_adapter:
             # The adapter's fields are only ignored (see `ignored_fields`), but merging asks for an adapter.
             raise ConfigError("merge_adapter given but peft_method is none; set peft_method (e.g. lora) or drop it.")
+        if self.merge_adapter and (engine := sharded_weights()):  # merged in the main process, on its shard alone
+            raise ConfigError(
+                f"merge_adapter merges in one process, but {engine} shards the weights over the processes launched; "
+                "drop it and merge afterwards: hf-transfer merge --pretrained BASE --finetuned OUTPUT_DIR --alpha 1 "
+                "--output_dir MERGED."
+            )
 
     @property
     def enabled(self) -> bool:

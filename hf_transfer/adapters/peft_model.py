@@ -26,6 +26,7 @@ from hf_transfer.core.folders import (
     write_text_atomic,
 )
 from hf_transfer.core.models import is_sequence_classifier, load_classifier, load_config
+from hf_transfer.core.runtime import sharded_weights
 from hf_transfer.errors import ConfigError, one_line
 
 logger = logging.getLogger(__name__)
@@ -349,6 +350,9 @@ def _finish_adapter(trainer, plan, adapter_args, model_args: ModelArguments, con
         revision = cache_snapshot(model_args.model_name_or_path)[1]  # that snapshot's commit
     set_base_model_reference(out, reference[0], revision)
     record = adapter_record(model, plan, out, reference, adapter_args.loraplus_lr_ratio)
+    record["reload_max_abs_logit_diff"] = None
+    if sharded_weights():  # the trained model's forward needs every process's shard, and only this one is here
+        return record | {"merged_model": None}
     # Collated by hand, not through an accelerate-prepared dataloader: only the main process gets here.
     rows = tokenized["validation"].select(range(min(16, len(tokenized["validation"]))))
     inputs = [c for c in rows.column_names if c in trainer.processing_class.model_input_names]

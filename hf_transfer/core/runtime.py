@@ -80,6 +80,18 @@ def launched_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def sharded_weights() -> str | None:
+    """The engine, when `accelerate launch` shards the trained model's weights over several processes (FSDP,
+    DeepSpeed ZeRO-3): a forward pass or an in-place edit of that model then needs every process at once, so the
+    steps that run it in the main process alone (the teacher comparison, the adapter's reload check) cannot."""
+    if launched_world_size() < 2:
+        return None
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("true", "1"):
+        return "FSDP"
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("true", "1")
+    return "DeepSpeed ZeRO-3" if deepspeed and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3" else None
+
+
 def is_launched_main_process() -> bool:
     """Whether this is the launcher's process 0 (`RANK`; true when run directly)."""
     return int(os.environ.get("RANK", "0")) == 0

@@ -30,6 +30,7 @@ from hf_transfer.core.runtime import (
     release_freed_memory,
     run_autocast,
     score_in_fp32,
+    sharded_weights,
 )
 from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.distill.arguments import DistillationArguments
@@ -156,6 +157,10 @@ def _compare_with_teachers(
 
     if not trainer.is_world_process_zero():
         return {}
+    if engine := sharded_weights():  # the student's forward would wait for the other processes' shards
+        logger.warning(f"the teacher comparison (accuracy, retention, speed) is not measured under {engine}; score "
+                       "both folders with hf-transfer evaluate.")  # fmt: skip
+        return {"teacher_comparison": f"not measured: {engine} shards the student's weights"}
     device = trainer.args.device
     student = trainer.accelerator.unwrap_model(trainer.model)
     split = plan.prepared.datasets["validation"]

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from hf_transfer.core.folders import RUN_RECORD_FILE, recorded_config
-from hf_transfer.core.runtime import launched_world_size, one_gpu_per_process
+from hf_transfer.core.runtime import launched_world_size, one_gpu_per_process, sharded_weights
 from hf_transfer.errors import ConfigError
 from hf_transfer.outputs.run_folder import checkpoint_launch, finished_at
 
@@ -195,3 +195,19 @@ def resume_launch_change(training_args, warn: bool = True) -> str | None:
         str(training_args.resume_from_checkpoint), then, *now,
     )  # fmt: skip
     return then
+
+
+def check_sharded_launch(args) -> None:
+    """Options that run or edit the trained model in one process (the linear probe's own trainer and saved probe,
+    the frozen trunk's patched forward, the offsets folded into the output layer's bias) cannot work on weights an
+    FSDP or ZeRO-3 launch has sharded over the processes: there they would hang or fail after training."""
+    engine = sharded_weights()
+    given = [
+        name for name in ("calibrate_decision", "linear_probe_epochs", "cache_frozen_features") if getattr(args, name)
+    ]
+    if engine and given:
+        raise ConfigError(
+            f"{given[0]} runs or edits the model in one process, but {engine} shards its weights over the "
+            f"{launched_world_size()} processes launched; launch with DDP (scripts/accelerate/ddp_gpu.yaml), whose "
+            f"processes each hold the whole model, or drop {given[0]}."
+        )

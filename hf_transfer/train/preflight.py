@@ -32,6 +32,7 @@ from hf_transfer.train.checks import (
     check_early_stopping_fields,
     check_label_smoothing,
     check_run_glue_switches,
+    check_sharded_launch,
     check_steps_left,
     resume_launch_change,
 )
@@ -129,6 +130,7 @@ def load_checked_data(data_args: DataArguments, training_args: TransferTrainingA
         # DDP registers only parameters that require grad when it wraps the model, so blocks unfrozen later
         # would never be synchronised across processes.
         raise ConfigError("gradual_unfreezing needs a single process; launch without --num_processes > 1.")
+    check_sharded_launch(training_args)
     check_run_glue_switches(training_args, data_args)
     check_early_stopping_fields(training_args)
     detect_pair_columns(data_args)
