@@ -521,3 +521,47 @@ def test_only_sharding_engines_count_as_sharded(monkeypatch):
     assert sharded_weights() == "FSDP"
     monkeypatch.setenv("WORLD_SIZE", "1")  # one process holds every shard
     assert sharded_weights() is None
+
+
+def test_the_summary_says_how_the_saved_model_came_to_be(tmp_path, tiny_bert_dir, skewed, capsys, caplog):
+    """The printed results were a calibrated, best-checkpoint model's while the last logged evaluation was the raw
+    last step's, with no word of either; and offsets fitted on 15 carved rows, 3 of a class, passed unremarked."""
+    out = tmp_path / "run"
+    argv = train_argv(tiny_bert_dir, *skewed, out, "--calibrate_decision", "macro_f1")
+    argv += ["--calibration_split_percentage", "25", "--num_train_epochs", "3", "--eval_strategy", "epoch"]
+    argv += ["--save_strategy", "epoch", "--load_best_model_at_end", "true", "--metric_for_best_model", "loss"]
+    capsys.readouterr()
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    best = record_of(out)["best_model"]
+    said = [line.split(None, 1) for line in printed.splitlines() if line.startswith("  ")]
+    notes = {key: text for key, text in said if key in ("saved_model", "calibrated", "stopped_early")}
+    assert (
+        notes["saved_model"].startswith(f"{best['checkpoint']}, the best loss")
+        and "scores below" in notes["saved_model"]
+    )
+    assert notes["calibrated"].startswith(
+        "per-class logit offsets fitted on 15 carved rows, folded into classifier.bias"
+    )
+    keys = [key for key, _ in said]
+    assert keys.index("calibrated") < keys.index("eval_accuracy")  # said before the scores it explains
+    few = [r.getMessage() for r in caplog.records if "offsets from so few rows are noisy" in r.getMessage()]
+    assert len(few) == 1 and "fitted its offsets on 15 carved rows, 3 of them" in few[0]
+
+
+def test_run_notes_name_an_early_stop_a_resume_and_a_last_step_kept():
+    from hf_transfer.train.run_notes import run_notes
+
+    facts = {
+        "resumed_from": {"checkpoint": "checkpoint-30", "step": 30},
+        "early_stopping": {"stopped_early": True, "steps_trained": 50, "max_steps": 90, "metric": "f1_macro",
+                           "patience": 2},
+        "best_model": {"checkpoint": "checkpoint-50", "metric": "f1_macro", "value": 1.0, "step": 50, "last_step": 50},
+    }  # fmt: skip
+    assert run_notes(facts) == {
+        "resumed_from": "checkpoint-30 (step 30)",
+        "stopped_early": "at step 50 of 90: no f1_macro gain in 2 evaluations",
+        "saved_model": "checkpoint-50, the best f1_macro (1.0000) at step 50 (the last step); the scores below are "
+        "this checkpoint's",
+    }
+    assert run_notes({"early_stopping": {"stopped_early": False}}) == {}

@@ -49,6 +49,7 @@ from hf_transfer.outputs.test_predictions import write_test_predictions
 from hf_transfer.train.callbacks import CardDataCallback
 from hf_transfer.train.checks import resume_launch_change
 from hf_transfer.train.evaluation_memory import EvaluationMemory
+from hf_transfer.train.run_notes import run_notes
 from hf_transfer.train.stages import say_calibration_cost
 
 
@@ -178,6 +179,7 @@ def fit_and_report(
         }
     return {
         **_row_counts(prepared),
+        **run_notes({**resumed, **extra}),
         **eval_metrics,
         **{k: v for k, v in (test_metrics or {}).items() if not isinstance(v, (list, dict))},
         **distilled,

@@ -233,6 +233,7 @@ def calibrate(trainer, tokenized, prepared: PreparedData) -> dict:
     before = (before or trainer.predict(tokenized["validation"], metric_key_prefix="eval")).metrics
     logits = calibration.predictions[0] if isinstance(calibration.predictions, tuple) else calibration.predictions
     offsets = fit_offsets(logits, calibration.label_ids, problem_type)
+    _say_few_calibration_rows(calibration.label_ids, names, trainer.args.calibration_split_percentage)
     name, layer = output_layer(model, len(names), trainer.layout.head)
     fold_into_bias(layer, offsets)
     from sklearn.metrics import f1_score
@@ -255,6 +256,25 @@ def calibrate(trainer, tokenized, prepared: PreparedData) -> dict:
             "validation_before": {k: v for k, v in scalar.items() if k in ("accuracy", "f1_macro") or "recall_" in k},
         }
     }
+
+
+# Below this many rows of a class (positive rows of a label) in the calibration split, its offset rests on a handful
+# of decisions: said, since the saved model carries it.
+FEW_CALIBRATION_ROWS = 10
+
+
+def _say_few_calibration_rows(label_ids, names: list[str], percentage: int) -> None:
+    import numpy as np
+
+    ids = np.asarray(label_ids)
+    counts = ids.sum(axis=0) if ids.ndim == 2 else np.bincount(ids.astype(int), minlength=len(names))
+    fewest = int(np.argmin(counts))
+    if counts[fewest] < FEW_CALIBRATION_ROWS:
+        logger.warning(
+            f"calibrate_decision fitted its offsets on {len(ids)} carved rows, {int(counts[fewest])} of them "
+            f"{names[fewest]!r}: offsets from so few rows are noisy; a larger calibration_split_percentage (now "
+            f"{percentage}) steadies them."
+        )
 
 
 def training_steps(args, tokenized, prepared: PreparedData, class_weights, before: dict | None = None):

@@ -1,0 +1,36 @@
+"""What the end-of-run summary says of how the saved model came to be, beside its scores: a reloaded best checkpoint,
+an early stop, a resume and folded calibration offsets each make the final figures differ from the last ones logged
+during training, and a `Trainer` user comparing the two would otherwise see numbers from nowhere."""
+
+from __future__ import annotations
+
+
+def _number(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def run_notes(facts: dict) -> dict[str, str]:
+    """One line each, from the run record's facts (`best_model`, `early_stopping`, `resumed_from`, `calibration`)."""
+    notes = {}
+    if resumed := facts.get("resumed_from"):
+        notes["resumed_from"] = f"{resumed['checkpoint']} (step {resumed['step']})"
+    if stop := facts.get("early_stopping"):
+        if stop.get("stopped_early"):
+            notes["stopped_early"] = (
+                f"at step {stop['steps_trained']} of {stop['max_steps']}: no {stop['metric']} gain in "
+                f"{stop['patience']} evaluations"
+            )
+    if best := facts.get("best_model"):
+        where = "the last step" if best["step"] == best["last_step"] else f"the run went on to {best['last_step']}"
+        notes["saved_model"] = (
+            f"{best['checkpoint']}, the best {best['metric']} ({_number(best['value'])}) at step {best['step']} "
+            f"({where}); the scores below are this checkpoint's"
+        )
+    if calibration := facts.get("calibration"):
+        before = calibration.get("validation_before", {}).get("f1_macro")
+        was = f"; validation macro-F1 before them {before:.4f}" if isinstance(before, float) else ""
+        notes["calibrated"] = (
+            f"{calibration['kind']} fitted on {calibration['calibration_rows']:,} carved rows, folded into "
+            f"{calibration['folded_into']}{was}; the scores below are after them"
+        )
+    return notes
