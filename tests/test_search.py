@@ -641,6 +641,20 @@ def test_a_trial_out_of_gpu_memory_fails_and_the_study_goes_on(tmp_path, tiny_be
     assert not (tmp_path / "out" / "trials" / "trial-000").exists() and len(released) == 3
 
 
+def test_best_config_names_its_files_absolutely(tmp_path, tiny_bert_dir, monkeypatch):
+    """A search given `--train_file train.csv` wrote best_config.yaml with that relative path, so the command its
+    header gives, run in the search's folder, stopped on "data file 'train.csv' does not exist"."""
+    _fake_trials(monkeypatch, [{"eval_accuracy": 0.75}, {"eval_accuracy": 0.5}])
+    argv = _fake_search_argv(tmp_path, tiny_bert_dir)
+    monkeypatch.chdir(tmp_path)
+    for name, relative in (("--train_file", "train.csv"), ("--validation_file", "train.csv"), ("--output_dir", "out")):
+        argv[argv.index(name) + 1] = relative
+    assert main(argv) == 0
+    config = yaml.safe_load((tmp_path / "out" / "best_config.yaml").read_text())
+    assert config["train_file"] == config["validation_file"] == str(tmp_path / "train.csv")
+    assert config["model_name_or_path"] == str(tiny_bert_dir)
+
+
 def test_ctrl_c_leaves_trials_csv_saying_so_and_the_rerun_names_it(tmp_path, tiny_bert_dir, monkeypatch, capsys):
     """Ctrl-C during a trial: trials.csv (written only after finished trials) left the interrupted trial out, and
     once resumed it was a `fail` with no note."""

@@ -346,11 +346,15 @@ def _absolute(name: str, value):
     return os.path.abspath(value) if name == "output_dir" or Path(value).exists() else value
 
 
+def absolute_paths(values: dict) -> dict:
+    """`values` (config fields) with their relative paths that exist here made absolute, as a resolved config has."""
+    return {k: _absolute(k, v) if k in PATH_FIELDS else v for k, v in values.items()}
+
+
 def write_resolved_config(path: Path, *arg_objects, extra: dict | None = None) -> None:
     """The run's settings as a config that reruns it: relative paths were read from the working directory, so the
     record names them absolutely (a rerun from another folder had failed on 'data/train.csv does not exist')."""
-    values = resolved_config(*arg_objects)
-    values = {k: _absolute(k, v) if k in PATH_FIELDS else v for k, v in values.items()}
+    values = absolute_paths(resolved_config(*arg_objects))
     if extra:
         values.update(json.loads(json.dumps(extra, default=str)))
     write_text_atomic(path, dump_yaml(values, sort_keys=False))

@@ -15,6 +15,7 @@ from hf_transfer.core.markdown import table_row
 from hf_transfer.outputs.card_data import load_card_data
 from hf_transfer.outputs.cards import write_model_card
 from hf_transfer.outputs.plots import _figure, _save
+from hf_transfer.outputs.run_folder import absolute_paths
 
 TRIALS_CSV = "trials.csv"
 TRIALS_PNG = "trials.png"
@@ -72,8 +73,9 @@ def write_trials_csv(study, path: Path, metric: str, names: list[str]) -> None:
 
 def write_best_config(trial, path: Path, output_dir: str, metric: str, command: str = "train") -> dict:
     """The best trial's config (the user's config with the searched values filled in, exactly what the trial was
-    parsed from) with its own output_dir; returns it."""
-    config = {**trial.user_attrs["config"], "output_dir": output_dir}
+    parsed from) with its own output_dir and absolute paths (the file is read from the search's folder); returns
+    it."""
+    config = absolute_paths({**trial.user_attrs["config"], "output_dir": output_dir})
     header = (
         f"# hf-transfer search: trial {trial.number}, the best of the study ({metric} {trial.value:.4f} on the "
         f"validation data).\n# Reproduce it with: hf-transfer {command} --config best_config.yaml\n"
