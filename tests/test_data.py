@@ -775,3 +775,18 @@ def test_a_dataset_folder_with_several_configurations_names_the_option(tmp_path)
     with pytest.raises(DataError, match=r"set dataset_config_name to one of \['a', 'b'\]\.$") as found:
         load_data(DataArguments(dataset_name=str(folder)))
     assert "Offline" not in str(found.value)  # a local folder: no advice about the Hub cache
+
+
+def test_the_near_column_offered_is_never_one_read_for_another_role(tmp_path):
+    """`--text_column_name sentence` on columns text, intent, channel was "Did you mean 'intent'?", the label column;
+    `--label_column_name label` was "Did you mean 'channel'?", a column 0.5 alike."""
+    train = [
+        {"text": "x", "intent": "billing", "channel": "web"},
+        {"text": "y", "intent": "returns", "channel": "app"},
+    ]
+    for fields in ({"text_column_name": "sentence", "label_column_name": "intent"}, {"label_column_name": "label"}):
+        with pytest.raises(DataError, match="is not a column") as refused:
+            load(tmp_path, train, train, **fields)
+        assert "Did you mean" not in str(refused.value), refused.value
+    with pytest.raises(DataError, match=r"Did you mean 'intent'\?"):
+        load(tmp_path, train, train, label_column_name="intnet")

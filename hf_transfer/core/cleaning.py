@@ -124,7 +124,7 @@ def _load_dataset(name: str, config: str | None) -> dict:
 
 def closest_hint(name: str, columns: list[str]) -> str:
     lowered = {str(c).lower(): c for c in columns}
-    match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.5)
+    match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
     return f" Did you mean {lowered[match[0]]!r}?" if match else ""
 
 
@@ -142,8 +142,12 @@ def separator_hint(columns: list[str]) -> str:
     return ""
 
 
-def _require_column(option: str, name: str, columns: list[str], split: str, defaults: tuple = ()) -> None:
-    """`defaults`: the default names, when `name` was found among them in another split (not set by the user)."""
+def _require_column(
+    option: str, name: str, columns: list[str], split: str, defaults: tuple = (), taken: tuple = ()
+) -> None:
+    """`defaults`: the default names, when `name` was found among them in another split (not set by the user);
+    `taken`: the columns read for the other roles, never offered as the near name (a text column named `sentence`
+    was "Did you mean 'intent'?", the label column)."""
     other = next((c for c in defaults if c in columns), None)
     if name not in columns and other is not None:  # `text` in train, `sentence` here: "Did you mean 'target'?"
         raise DataError(
@@ -153,7 +157,8 @@ def _require_column(option: str, name: str, columns: list[str], split: str, defa
     if name not in columns:
         raise DataError(
             f"{option} {name!r} is not a column of the {split} data, whose columns are {columns}."
-            f"{closest_hint(name, columns)}{separator_hint(columns)} Set {option} to one of them."
+            f"{closest_hint(name, [c for c in columns if c not in taken])}{separator_hint(columns)} Set {option} to "
+            "one of them."
         )
 
 
@@ -181,11 +186,11 @@ def resolve_columns(args: DataArguments, split_columns: dict[str, list[str]]) ->
     text_defaults = () if args.text_column_name else TEXT_COLUMN_CANDIDATES
     label_defaults = () if args.label_column_name else LABEL_COLUMN_CANDIDATES
     for split, names in split_columns.items():
-        _require_column("text_column_name", text, list(names), split, text_defaults)
+        _require_column("text_column_name", text, list(names), split, text_defaults, taken=(pair, label))
         if pair:
-            _require_column("text_pair_column_name", pair, list(names), split)
+            _require_column("text_pair_column_name", pair, list(names), split, taken=(text, label))
         if split not in UNLABELLED_SPLITS:
-            _require_column("label_column_name", label, list(names), split, label_defaults)
+            _require_column("label_column_name", label, list(names), split, label_defaults, taken=(text, pair))
     return text, pair, label
 
 
