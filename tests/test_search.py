@@ -483,14 +483,24 @@ def test_search_summary_names_the_outputs(study_run, capsys):
     out = study_run["out"]
     before = sorted(p.name for p in (out / "trials").iterdir())
     assert main([*study_run["argv"], "--n_trials", "2"]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "best_loss" in printed and str(out / "best_config.yaml") in printed and "best_params" in printed
+    assert "counted trials (n_trials 2): no trial was run; give a larger n_trials" in captured.out + captured.err
     noted = [
         p.name
         for p in sorted((out / "trials").glob("trial-*"))
         if (p / "README.md").is_file() and "chosen by `hf-transfer search`" in (p / "README.md").read_text()
     ]
     assert len(noted) == 1, noted  # the best trial's card alone, after a resumed study too
+    # The other finished trials' cards say their weights went (their quick start loaded an empty folder).
+    folders = sorted((out / "trials").glob("trial-*"))
+    assert sum(not any(folder.glob("*.safetensors")) for folder in folders) >= 1
+    for folder in folders:
+        card = (folder / "README.md").read_text()
+        removed = not any(folder.glob("*.safetensors"))
+        assert ("> **Weights removed.**" in card) == removed and card.count("Weights removed") <= 1, folder
+        assert card.startswith("---\n") and yaml.safe_load(card.split("---")[1]) is not None  # the header is intact
     assert "| trial | state | loss | learning_rate | warmup_steps |" in printed  # the table of the trials
     assert sorted(p.name for p in (out / "trials").iterdir()) == before
     assert Path(out / "search" / "study.db").is_file()

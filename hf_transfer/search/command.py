@@ -36,6 +36,7 @@ from hf_transfer.search.study import (
     best_trial,
     check_output_dir,
     counted,
+    drop_weights_but_best,
     open_study,
 )
 from hf_transfer.train.command import TRAIN_ARGUMENTS, run_train
@@ -46,7 +47,6 @@ from hf_transfer.train.trainer import freeze_plan_from_arguments
 
 SEARCH_FOLDER = "search"
 TRIALS_FOLDER = "trials"
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 _FAILURES_IN_A_ROW = 3
 _TRIAL_FAILURES = (HfTransferError, TrainingDivergedError, torch.OutOfMemoryError)  # fail the trial, not the study
 
@@ -296,7 +296,7 @@ def _optimize(study, s: SearchArguments, setup: dict, optuna) -> str:
         runtime.release_device_memory()  # the next trial gets the memory this one held (an OOM's too)
         best = best_trial(study)
         if not s.keep_trial_models:
-            _drop_weights_but_best(study, best)
+            drop_weights_but_best(study, best)
         _write_outputs(study, setup, names, best)
         if trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
             bar.update(1)
@@ -304,6 +304,9 @@ def _optimize(study, s: SearchArguments, setup: dict, optuna) -> str:
             bar.set_postfix({metric: f"{best.value:.4f}", "best": best.number})
         bar.write(report.summary_line(trial, metric, s.n_trials, best, names, counted(study)))
 
+    if (done := counted(study)) >= s.n_trials:  # a finished study run again: its results are shown, nothing is run
+        bar.write(f"the study already holds {done} counted trials (n_trials {s.n_trials}): no trial was run; give a "
+                  "larger n_trials to run more.")  # fmt: skip
     failures = 0
     try:
         while counted(study) < s.n_trials:
@@ -337,19 +340,6 @@ def _cache_use(folder: Path) -> str:
     for info in (record.get("distillation") or {}).get("teacher_logit_cache") or []:
         found.append(f"teacher logits {'hit' if info.get('hit') else 'built'}")
     return "; ".join(found)
-
-
-def _drop_weights_but_best(study, best) -> None:
-    """Model weights of finished trials other than the best go (their results, config and card stay)."""
-    for trial in study.get_trials(deepcopy=False):
-        folder = trial.user_attrs.get("output_dir")
-        if folder is None or (best is not None and trial.number == best.number) or not Path(folder).is_dir():
-            continue
-        for path in list(Path(folder).rglob("*")):
-            if path.is_dir() and path.name.startswith("checkpoint-"):
-                shutil.rmtree(path, ignore_errors=True)
-            elif path.is_file() and path.suffix in _WEIGHT_SUFFIXES:
-                path.unlink()
 
 
 def _write_outputs(study, setup: dict, names: list[str], best) -> None:

@@ -4,6 +4,7 @@ kept and an interrupted one queued again), and the callback that reports each ev
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -12,6 +13,8 @@ from hf_transfer.core.folders import check_not_under_a_file
 from hf_transfer.errors import ConfigError
 
 STUDY_FILE = "study.db"
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+_WEIGHTS_REMOVED = "> **Weights removed.**"
 # What a study was started with; a rerun that differs would mix incomparable trials into one study.
 _IDENTITY = ("metric", "direction", "space", "config")
 
@@ -137,3 +140,31 @@ def best_trial(study):
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         return None
     return study.best_trial
+
+
+def drop_weights_but_best(study, best) -> None:
+    """Model weights of finished trials other than the best go (their results, config and card stay, and the card
+    says so: its quick start loaded a folder that no longer holds a model)."""
+    for trial in study.get_trials(deepcopy=False):
+        folder = trial.user_attrs.get("output_dir")
+        if folder is None or (best is not None and trial.number == best.number) or not Path(folder).is_dir():
+            continue
+        for path in list(Path(folder).rglob("*")):
+            if path.is_dir() and path.name.startswith("checkpoint-"):
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.is_file() and path.suffix in _WEIGHT_SUFFIXES:
+                path.unlink()
+        _say_weights_removed(Path(folder) / "README.md")
+
+
+def _say_weights_removed(card: Path) -> None:
+    text = card.read_text(encoding="utf-8") if card.is_file() else ""
+    if not text or _WEIGHTS_REMOVED in text:
+        return
+    note = (
+        f"{_WEIGHTS_REMOVED} `hf-transfer search` kept this trial's results, configuration and card, and removed "
+        "its weights: it was not the study's best trial (`--keep_trial_models true` keeps them). To train it again: "
+        "`hf-transfer train --config hf_transfer_config.yaml --output_dir NEW_DIR`.\n\n"
+    )
+    end = text.find("\n---", 3) + len("\n---\n") if text.startswith("---") else 0  # after the YAML header
+    card.write_text(text[:end] + "\n" + note + text[end:].lstrip("\n"), encoding="utf-8")
