@@ -494,9 +494,7 @@ def test_search_summary_names_the_outputs(study_run, capsys):
     ]
     assert len(noted) == 1, noted  # the best trial's card alone, after a resumed study too
     # The other finished trials' cards say their weights went (their quick start loaded an empty folder).
-    folders = sorted((out / "trials").glob("trial-*"))
-    assert sum(not any(folder.glob("*.safetensors")) for folder in folders) >= 1
-    for folder in folders:
+    for folder in sorted((out / "trials").glob("trial-*")):
         card = (folder / "README.md").read_text()
         removed = not any(folder.glob("*.safetensors"))
         assert ("> **Weights removed.**" in card) == removed and card.count("Weights removed") <= 1, folder
@@ -829,3 +827,29 @@ def test_trials_with_early_stopping_are_not_given_save_strategy_no():
     s = SimpleNamespace(prune=True)
     assert _trial_defaults({}, s, False)["save_strategy"] == "no"
     assert "save_strategy" not in _trial_defaults({"early_stopping_patience": 2}, s, False)
+
+
+def test_a_trial_whose_weights_go_says_so_in_its_card_once(tmp_path):
+    """Its card's quick start loaded a folder with no model left in it, and nothing said why."""
+    import optuna
+
+    from hf_transfer.search.study import drop_weights_but_best
+
+    study = optuna.create_study(direction="maximize")
+    for number, value in enumerate((0.5, 0.9)):
+        folder = tmp_path / f"trial-{number:03d}"
+        (folder / "checkpoint-2").mkdir(parents=True)
+        (folder / "model.safetensors").write_text("weights")
+        (folder / "README.md").write_text("---\nlicense: mit\n---\n\n# trial\n\nQuick start\n")
+        study.enqueue_trial({})
+        trial = study.ask()
+        trial.set_user_attr("output_dir", str(folder))
+        study.tell(trial, value)
+    for _ in range(2):  # after every trial of a study: said once
+        drop_weights_but_best(study, study.best_trial)
+    dropped, best = tmp_path / "trial-000", tmp_path / "trial-001"
+    assert not (dropped / "model.safetensors").exists() and not (dropped / "checkpoint-2").exists()
+    card = (dropped / "README.md").read_text()
+    assert card.startswith("---\nlicense: mit\n---\n\n> **Weights removed.** `hf-transfer search` kept")
+    assert card.count("Weights removed") == 1 and card.endswith("# trial\n\nQuick start\n")
+    assert (best / "model.safetensors").exists() and "Weights removed" not in (best / "README.md").read_text()
