@@ -7,6 +7,7 @@ import re
 
 import pandas as pd
 import pytest
+import test_cli
 import torch
 import yaml
 from test_cli import train_argv
@@ -44,6 +45,8 @@ ARCHITECTURES = {
     "llama": ({**SMALL, "num_key_value_heads": 1, "pad_token_id": 0}, {"q_proj", "v_proj"}, ["model.norm", "score"]),
 }
 LABELS = {"id2label": {0: "neg", 1: "mid", 2: "pos"}, "label2id": {"neg": 0, "mid": 1, "pos": 2}}
+
+tiny_data = test_cli.tiny_data  # the fixture, shared
 
 
 def tiny_config(model_type, **overrides):
@@ -864,3 +867,23 @@ def test_an_adapter_peft_saved_on_a_labelled_classifier_is_evaluated_and_predict
     assert main(["evaluate", *argv, "--output_file", str(metrics)]) == 0
     right = (expected.argmax(-1) == torch.tensor([1, 0, 1, 0])).float().mean().item()
     assert json.loads(metrics.read_text())["accuracy"] == pytest.approx(right)
+
+
+def test_an_adapter_run_and_its_evaluation_print_no_deprecation_from_inside_peft(tmp_path, tiny_bert_dir, tiny_data):
+    """PEFT reads transformers' deprecated `is_gradient_checkpointing` when it wraps or loads an adapter: every LoRA
+    run printed "FutureWarning: `is_gradient_checkpointing` is deprecated" twice, and `evaluate` once more."""
+    import warnings
+
+    from hf_transfer.cli import main
+
+    out = tmp_path / "run"
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert main(train_argv(tiny_bert_dir, *tiny_data, out, "--peft_method", "lora")) == 0
+        assert main(["evaluate", "--model_name_or_path", str(out), "--validation_file", str(tiny_data[1])]) == 0
+    assert not [w for w in seen if "is_gradient_checkpointing" in str(w.message)]
+    import peft
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir)
+    with pytest.warns(FutureWarning, match="is_gradient_checkpointing"):  # still PEFT's habit outside our commands
+        peft.get_peft_model(model, peft.LoraConfig(task_type="SEQ_CLS", target_modules=["query"]))

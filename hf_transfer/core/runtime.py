@@ -104,7 +104,11 @@ def quiet_other_processes(verbose: bool = False):
     info` or `debug`), its notes print too (a teacher's labels reordered, rows truncated): with no handler of its own
     the logger printed warnings only. The level is restored after (a command run in-process, by a test or a library
     user, leaves the logger as it found it). transformers' weight-loading report (the "LOAD REPORT" table of new and
-    unused weights) is the main process's alone too: every process loads the same files."""
+    unused weights) is the main process's alone too: every process loads the same files. PEFT reads transformers'
+    deprecated `is_gradient_checkpointing` each time it wraps or loads an adapter: that FutureWarning, which the
+    user can do nothing about, is left out (a command run with -W error still sees any other)."""
+    import warnings
+
     logger = logging.getLogger("hf_transfer")
     loading = logging.getLogger("transformers.modeling_utils")
     level, loading_level, handler = logger.level, loading.level, None
@@ -117,7 +121,11 @@ def quiet_other_processes(verbose: bool = False):
             handler = logging.StreamHandler()  # stderr, the message alone, as Python prints a bare warning
             logger.addHandler(handler)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+            )
+            yield
     finally:
         logger.setLevel(level)
         loading.setLevel(loading_level)
