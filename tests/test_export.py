@@ -160,9 +160,11 @@ def test_an_int8_graph_that_loses_accuracy_is_refused(labelled, tmp_path, monkey
     monkeypatch.setattr(export_command, "quantize_int8", fake_quantize)
     args = ExportArguments(model_dir=str(model), format="onnx", quantize="int8", output_dir=str(tmp_path / "out"),
                            validation_file=str(dev), speed_samples=4)  # fmt: skip
-    with pytest.raises(export_command.ParityError, match="points below PyTorch"):
+    with pytest.raises(export_command.ParityError, match="points below PyTorch") as refused:
         run_export(args)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["flipped"]
+    rows = len(pd.read_csv(dev))  # the rows behind the points: on a small file one row is several of them
+    assert f"(0 of {rows} rows right against {rows}; one row is {100 / rows:.2f} points)" in str(refused.value)
 
 
 def test_adapter_folder_is_exported_through_its_merged_model(tmp_path, tiny_bert_dir):

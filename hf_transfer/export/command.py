@@ -132,10 +132,14 @@ def _check_int8(args, data: PreparedEvalSet | None, ref, got, problem_type: str)
     parity.update(pytorch_accuracy=before, int8_accuracy=after, int8_accuracy_drop_points=drop)
     parity.update(int8_accuracy_checked=True, max_accuracy_drop_points=args.max_accuracy_drop)
     if drop > args.max_accuracy_drop:
+        rows = len(data.references)
+        right = (
+            f"{round(after * rows)} of {rows} rows right against {round(before * rows)}; one row is {100 / rows:.2f}"
+        )
         raise ParityError(
             f"the int8 graph's accuracy on {args.validation_file!r} is {after:.4f}, {drop:.2f} points below PyTorch's "
-            f"{before:.4f} (max_accuracy_drop {args.max_accuracy_drop:g}); nothing was written. Export without "
-            "--quantize, or accept a larger drop."
+            f"{before:.4f} ({right} points) and max_accuracy_drop is {args.max_accuracy_drop:g}; nothing was written. "
+            "Export without --quantize, or accept a larger drop (on a larger validation file if this one is small)."
         )
     return parity
 
