@@ -869,3 +869,15 @@ def test_predict_and_evaluate_run_on_the_gpu_when_there_is_one(models, tmp_path,
         argv = ["evaluate", "--validation_file", str(tmp_path / "in.csv")]
     assert main([*argv, "--model_name_or_path", str(models["full"])]) == 0
     assert moved == ["cuda"]
+
+
+def test_jsonl_keeps_the_scores_digits_as_csv_does(models, tmp_path):
+    """pandas writes jsonl with 10 decimals by default: a probability of 0.123456789012 lost its tail
+    there and kept it in csv and parquet."""
+    data = rows(12, empty=()).drop(columns="label")
+    data.to_csv(tmp_path / "in.csv", index=False)
+    predict(models["three"], tmp_path / "in.csv", tmp_path / "a.csv", batch_size=4)
+    predict(models["three"], tmp_path / "in.csv", tmp_path / "b.jsonl", batch_size=4)
+    a, b = pd.read_csv(tmp_path / "a.csv"), pd.read_json(tmp_path / "b.jsonl", lines=True, precise_float=True)
+    for column in ("score", "prob_a", "prob_b", "prob_c"):
+        np.testing.assert_allclose(a[column], b[column], rtol=0, atol=1e-14)  # 15 decimals, the most pandas writes

@@ -139,7 +139,9 @@ class PredictionWriter:
         else:
             if self._file is None:
                 self._file = open(self.tmp, "w", encoding="utf-8")
-            text = frame.to_json(orient="records", lines=True, force_ascii=False, date_format="iso")
+            text = frame.to_json(
+                orient="records", lines=True, force_ascii=False, date_format="iso", double_precision=15
+            )
             self._file.write(text if text.endswith("\n") else text + "\n")
         self.rows += len(frame)
 
