@@ -440,7 +440,7 @@ def test_the_early_stopping_note_names_step_counts_as_given(caplog):
 
 
 def test_mixed_precision_from_the_accelerate_config_is_recorded_and_resolved(
-    tmp_path, tiny_bert_dir, skewed, monkeypatch
+    tmp_path, tiny_bert_dir, skewed, monkeypatch, capsys
 ):
     """`accelerate launch --config_file ddp_gpu.yaml` (mixed_precision: bf16) sets ACCELERATE_MIXED_PRECISION, and
     Trainer trained in bf16; the record, card and resolved config said fp32, and the final scores were the last
@@ -450,6 +450,13 @@ def test_mixed_precision_from_the_accelerate_config_is_recorded_and_resolved(
     assert main(train_argv(tiny_bert_dir, *skewed, out)) == 0
     assert record_of(out)["precision"] == "bf16"
     assert yaml.safe_load((out / "hf_transfer_config.yaml").read_text())["bf16"] is True
+    # fp16 from the config on this CPU: refused, and the line says where the fp16 came from (none was given).
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")
+    capsys.readouterr()
+    assert main(train_argv(tiny_bert_dir, *skewed, tmp_path / "fp16")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hf-transfer train: error: fp16 (the accelerate config's mixed_precision) needs a GPU"), err
+    assert "\n" not in err and not (tmp_path / "fp16").exists()
 
 
 def test_several_gpus_visible_to_one_process_train_on_the_first_not_through_data_parallel(monkeypatch, caplog):

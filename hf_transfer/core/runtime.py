@@ -233,6 +233,20 @@ def check_reporting_integrations(report_to) -> None:
         )
 
 
+def adopt_launch_precision(args) -> str:
+    """`mixed_precision` from an accelerate config (`accelerate launch` passes it on as ACCELERATE_MIXED_PRECISION),
+    which Trainer runs when neither bf16 nor fp16 is given: set as that flag, so it is checked, recorded and carded
+    as given (the record said fp32). Returns the words that name where it came from, or ''."""
+    mixed = os.environ.get("ACCELERATE_MIXED_PRECISION", "no").lower()
+    if mixed not in ("bf16", "fp16") or args.bf16 or args.fp16:
+        return ""
+    logging.getLogger(__name__).info(
+        "mixed precision %s, from the accelerate config (ACCELERATE_MIXED_PRECISION).", mixed
+    )
+    setattr(args, mixed, True)
+    return " (the accelerate config's mixed_precision)"
+
+
 def precision_name(args) -> str:
     """`bf16`, `fp16` or `fp32`, from TrainingArguments."""
     return "bf16" if getattr(args, "bf16", False) else "fp16" if getattr(args, "fp16", False) else "fp32"

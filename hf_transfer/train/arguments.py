@@ -15,7 +15,12 @@ from transformers import TrainingArguments
 from hf_transfer.core.arguments import parse_index_list
 from hf_transfer.core.folders import check_not_under_a_file
 from hf_transfer.core.losses import CLASS_WEIGHT_SCHEMES
-from hf_transfer.core.runtime import can_release_freed_memory, check_reporting_integrations, has_accelerator
+from hf_transfer.core.runtime import (
+    adopt_launch_precision,
+    can_release_freed_memory,
+    check_reporting_integrations,
+    has_accelerator,
+)
 from hf_transfer.errors import ConfigError
 from hf_transfer.train.checks import check_trainer_fields, keep_best_checkpoint
 
@@ -264,12 +269,7 @@ class TransferTrainingArguments(TrainingArguments):
             # Launched as several processes on a machine without GPUs: accelerate joins CPU processes into one gloo
             # group only when asked for the CPU; otherwise each process silently trains alone on all the data.
             self.use_cpu = True
-        mixed = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")  # an accelerate config's mixed_precision
-        if mixed in ("bf16", "fp16") and not (
-            self.bf16 or self.fp16
-        ):  # Trainer runs it: checked and recorded as given
-            logger.info("mixed precision %s, from the accelerate config (ACCELERATE_MIXED_PRECISION).", mixed)
-            setattr(self, mixed, True)
+        origin = adopt_launch_precision(self)  # an accelerate config's mixed_precision, which Trainer runs
         if self.bf16 and self.fp16:  # else on the CPU the fp16 refusal below advised the --bf16 true already given
             raise ConfigError("bf16 and fp16 are both set; mixed precision takes one of them: drop one.")
         if self.bf16 and not self.use_cpu and not has_accelerator():
@@ -282,8 +282,9 @@ class TransferTrainingArguments(TrainingArguments):
             if self.fp16:
                 # accelerate applies no fp16 autocast on the CPU: the run trained in fp32, recorded as fp16.
                 raise ConfigError(
-                    "fp16 needs a GPU, and this run is on the CPU (use_cpu, or no accelerator found), where it would "
-                    "train in fp32; for mixed precision on the CPU use --bf16 true --use_cpu true, or drop fp16."
+                    f"fp16{origin} needs a GPU, and this run is on the CPU (use_cpu, or no accelerator found), where "
+                    "it would train in fp32; for mixed precision on the CPU use --bf16 true --use_cpu true, or drop "
+                    "fp16."
                 )
         if self.report_to is None:  # `report_to: null`: no reporting (TrainingArguments made it [None], a crash)
             self.report_to = "none"
