@@ -887,3 +887,23 @@ def test_an_adapter_run_and_its_evaluation_print_no_deprecation_from_inside_peft
     model = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir)
     with pytest.warns(FutureWarning, match="is_gradient_checkpointing"):  # still PEFT's habit outside our commands
         peft.get_peft_model(model, peft.LoraConfig(task_type="SEQ_CLS", target_modules=["query"]))
+
+
+def test_adalora_leaves_an_fp16_step_the_scaler_skipped_out_of_its_importance_scores():
+    """Under fp16 the GradScaler skips a step whose gradients overflowed; AdaLoRA's callback still fed those inf/NaN
+    gradients to `update_and_allocate`, whose importance scores then held NaN for good."""
+    from types import SimpleNamespace
+
+    from hf_transfer.adapters.peft_model import AdaLoraCallback
+
+    updated = []
+    weight = torch.nn.Parameter(torch.ones(2))
+    model = SimpleNamespace(parameters=lambda: [weight],
+                            base_model=SimpleNamespace(update_and_allocate=updated.append))  # fmt: skip
+    state = SimpleNamespace(global_step=7)
+    weight.grad = torch.tensor([1.0, float("inf")])
+    AdaLoraCallback().on_optimizer_step(SimpleNamespace(fp16=True), state, None, model=model)
+    assert updated == []
+    weight.grad = torch.tensor([1.0, 2.0])
+    AdaLoraCallback().on_optimizer_step(SimpleNamespace(fp16=True), state, None, model=model)
+    assert updated == [7]

@@ -67,6 +67,12 @@ class AdaLoraCallback(TrainerCallback):
         config.total_step = state.max_steps
 
     def on_optimizer_step(self, args, state, control, model=None, **kwargs):
+        # An fp16 step that the GradScaler skipped had inf or NaN gradients: the importance scores built from them
+        # would hold NaN for good. The step is left out of them, as the optimizer left it out.
+        import torch
+
+        if args.fp16 and not all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None):
+            return
         model.base_model.update_and_allocate(state.global_step)
 
 
