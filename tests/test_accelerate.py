@@ -472,3 +472,22 @@ def test_the_teacher_comparison_is_not_run_on_a_student_whose_weights_are_sharde
     facts = _compare_with_teachers(trainer, {}, plan=None, teachers=[], d=None, max_length=16)
     assert facts == {"teacher_comparison": "not measured: FSDP shards the student's weights"}
     assert "not measured under FSDP" in caplog.records[-1].getMessage()
+
+
+def test_the_projection_between_widths_is_refused_where_it_cannot_train_in_step(monkeypatch):
+    """Its gradients are averaged over the processes after fp16's GradScaler has checked each process's own for
+    overflow (one process could skip a step the other takes), and DeepSpeed's engine holds the student alone."""
+    from types import SimpleNamespace
+
+    from hf_transfer.distill.plan import check_projection_launch
+    from hf_transfer.errors import ConfigError
+
+    for fp16 in (True, False):
+        check_projection_launch(SimpleNamespace(fp16=fp16), 16, 32)  # one process: either precision
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    check_projection_launch(SimpleNamespace(fp16=False), 16, 32)  # DDP in fp32 or bf16: trained in step (above)
+    with pytest.raises(ConfigError, match="cannot train under fp16 over several processes; use bf16"):
+        check_projection_launch(SimpleNamespace(fp16=True), 16, 32)
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    with pytest.raises(ConfigError, match="cannot train under DeepSpeed"):
+        check_projection_launch(SimpleNamespace(fp16=False), 16, 32)

@@ -790,3 +790,7 @@ def test_the_near_column_offered_is_never_one_read_for_another_role(tmp_path):
         assert "Did you mean" not in str(refused.value), refused.value
     with pytest.raises(DataError, match=r"Did you mean 'intent'\?"):
         load(tmp_path, train, train, label_column_name="intnet")
+    from hf_transfer.core.cleaning import closest_hint  # a column holding the name as a word of its own is offered
+
+    assert closest_hint("text", ["review_text", "rating"]) == " Did you mean 'review_text'?"
+    assert closest_hint("label", ["sentiment_label", "text"]) == " Did you mean 'sentiment_label'?"

@@ -464,8 +464,10 @@ def test_several_gpus_visible_to_one_process_train_on_the_first_not_through_data
     (a half batch got the whole batch's cached states). GPUs are faked: only the count is read."""
     from types import SimpleNamespace
 
+    from hf_transfer.core import runtime
     from hf_transfer.core.runtime import one_gpu_per_process
 
+    monkeypatch.setattr(runtime, "_said", set())  # said once per process: as if none had been
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
@@ -572,3 +574,20 @@ def test_run_notes_name_an_early_stop_a_resume_and_a_last_step_kept():
         "this checkpoint's",
     }
     assert run_notes({"early_stopping": {"stopped_early": False}}) == {}
+
+
+def test_the_several_gpus_line_is_said_once_per_process(monkeypatch, caplog):
+    """Arguments are built again for the few-shot route and for every search trial: the line printed each time."""
+    from types import SimpleNamespace
+
+    from hf_transfer.core import runtime
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(runtime, "_said", set())
+    for _ in range(3):
+        args = SimpleNamespace(use_cpu=False, n_gpu=2, _n_gpu=2)
+        runtime.one_gpu_per_process(args)
+        assert args._n_gpu == 1
+    assert sum("GPUs are visible to this one process" in r.getMessage() for r in caplog.records) == 1

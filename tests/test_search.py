@@ -853,3 +853,13 @@ def test_a_trial_whose_weights_go_says_so_in_its_card_once(tmp_path):
     assert card.startswith("---\nlicense: mit\n---\n\n> **Weights removed.** `hf-transfer search` kept")
     assert card.count("Weights removed") == 1 and card.endswith("# trial\n\nQuick start\n")
     assert (best / "model.safetensors").exists() and "Weights removed" not in (best / "README.md").read_text()
+    # A distill study's note names distill; a card without a header, or with an unclosed one, is not cut into.
+    from hf_transfer.search.study import _say_weights_removed
+
+    for text in ("# plain card\n", "--- not yaml\nbody\n", "---\nunclosed: header\nbody\n"):
+        card = tmp_path / "card.md"
+        card.write_text(text)
+        _say_weights_removed(card, "distill")
+        written = card.read_text()
+        assert written.startswith("> **Weights removed.**") and written.endswith(text), written
+        assert "`hf-transfer distill --config hf_transfer_config.yaml --output_dir NEW_DIR`" in written

@@ -123,8 +123,10 @@ def _load_dataset(name: str, config: str | None) -> dict:
 
 
 def closest_hint(name: str, columns: list[str]) -> str:
+    """A column that holds `name` as a word of its own (`text` → `review_text`), else one spelled nearly alike."""
     lowered = {str(c).lower(): c for c in columns}
-    match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+    parts = [c for c in lowered if name.lower() in re.split(r"[\s_\-.]+", c)]
+    match = parts or difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
     return f" Did you mean {lowered[match[0]]!r}?" if match else ""
 
 

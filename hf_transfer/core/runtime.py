@@ -211,12 +211,24 @@ def one_gpu_per_process(args) -> None:
     if args.use_cpu or int(os.environ.get("WORLD_SIZE", "1")) > 1 or not torch.cuda.is_available():
         return
     if torch.cuda.device_count() > 1 and args.n_gpu > 1:
+        args._n_gpu = 1
+        if _said_once("one_gpu_per_process"):  # arguments are built again (few-shot route, search trials)
+            return
         logging.getLogger(__name__).warning(
             "%d GPUs are visible to this one process: it trains on the first alone; to train on all of them, launch "
             "one process per GPU: accelerate launch --multi_gpu --num_processes %d -m hf_transfer ...",
-            args.n_gpu, args.n_gpu,
+            torch.cuda.device_count(), torch.cuda.device_count(),
         )  # fmt: skip
-        args._n_gpu = 1
+
+
+_said: set[str] = set()
+
+
+def _said_once(what: str) -> bool:
+    """True when `what` was said before in this process; marks it said."""
+    said = what in _said
+    _said.add(what)
+    return said
 
 
 def check_reporting_integrations(report_to) -> None:

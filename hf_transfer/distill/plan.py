@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from dataclasses import dataclass, field, fields
 
 from hf_transfer.adapters.inference import check_given_pair, trained_pair_column
@@ -242,6 +243,8 @@ def preflight(
             layer_map = body_layer_map(student_depth, teacher_depth, student_pooling, teacher_pooling)
         check_pooling_block_pairs(layer_map, student_pooling, teacher_pooling)
         check_final_norm_pairs(layer_map, (student_layout, student_depth), (teacher_layout, teacher_depth))
+        if student_config.hidden_size != teacher_configs[0].hidden_size:
+            check_projection_launch(training_args, student_config.hidden_size, teacher_configs[0].hidden_size)
     fit_max_seq_length(
         data_args, [(student_config, student_tokenizer), *zip(teacher_configs, teacher_tokenizers, strict=True)]
     )
@@ -379,4 +382,19 @@ def _check_keeps_mean_pooling_block(block: int | None, name: str, student_layers
             f"teacher {name!r} ends with the few-shot route's mean-pooling block (block {block}), whose output its "
             f"head was fitted on; a student of blocks {list(student_layers)} would feed that head the first token's "
             f"state and start at chance. Keep the block last: student_layers {[*student_layers, block]}."
+        )
+
+
+def check_projection_launch(training_args, student_size: int, teacher_size: int) -> None:
+    """The learned projection between hidden sizes is no part of the DDP-wrapped student: its gradients are averaged
+    over the processes before each optimizer step, after fp16's GradScaler has looked for overflow in each process's
+    own (so one process could skip a step the other takes); DeepSpeed's engine holds the student alone."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("true", "1")
+    if world > 1 and (training_args.fp16 or deepspeed):
+        engine = "DeepSpeed" if deepspeed else "fp16 over several processes"
+        raise ConfigError(
+            f"student hidden size {student_size} differs from the teacher's {teacher_size}, and the projection "
+            f"learned between them cannot train under {engine}; use bf16 (or fp32) with DDP, one process, or a "
+            "student of the teacher's width (student_layers)."
         )

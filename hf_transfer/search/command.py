@@ -296,7 +296,7 @@ def _optimize(study, s: SearchArguments, setup: dict, optuna) -> str:
         runtime.release_device_memory()  # the next trial gets the memory this one held (an OOM's too)
         best = best_trial(study)
         if not s.keep_trial_models:
-            drop_weights_but_best(study, best)
+            drop_weights_but_best(study, best, setup["command"])
         _write_outputs(study, setup, names, best)
         if trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
             bar.update(1)

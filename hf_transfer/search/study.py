@@ -4,6 +4,7 @@ kept and an interrupted one queued again), and the callback that reports each ev
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -142,7 +143,7 @@ def best_trial(study):
     return study.best_trial
 
 
-def drop_weights_but_best(study, best) -> None:
+def drop_weights_but_best(study, best, command: str = "train") -> None:
     """Model weights of finished trials other than the best go (their results, config and card stay, and the card
     says so: its quick start loaded a folder that no longer holds a model)."""
     for trial in study.get_trials(deepcopy=False):
@@ -154,17 +155,18 @@ def drop_weights_but_best(study, best) -> None:
                 shutil.rmtree(path, ignore_errors=True)
             elif path.is_file() and path.suffix in _WEIGHT_SUFFIXES:
                 path.unlink()
-        _say_weights_removed(Path(folder) / "README.md")
+        _say_weights_removed(Path(folder) / "README.md", command)
 
 
-def _say_weights_removed(card: Path) -> None:
+def _say_weights_removed(card: Path, command: str) -> None:
     text = card.read_text(encoding="utf-8") if card.is_file() else ""
     if not text or _WEIGHTS_REMOVED in text:
         return
     note = (
         f"{_WEIGHTS_REMOVED} `hf-transfer search` kept this trial's results, configuration and card, and removed "
         "its weights: it was not the study's best trial (`--keep_trial_models true` keeps them). To train it again: "
-        "`hf-transfer train --config hf_transfer_config.yaml --output_dir NEW_DIR`.\n\n"
+        f"`hf-transfer {command} --config hf_transfer_config.yaml --output_dir NEW_DIR`.\n\n"
     )
-    end = text.find("\n---", 3) + len("\n---\n") if text.startswith("---") else 0  # after the YAML header
-    card.write_text(text[:end] + "\n" + note + text[end:].lstrip("\n"), encoding="utf-8")
+    header = re.match(r"---\n.*?\n---\n", text, re.DOTALL)  # the YAML header, when the card has one
+    end = header.end() if header else 0
+    card.write_text(text[:end] + ("\n" if header else "") + note + text[end:].lstrip("\n"), encoding="utf-8")

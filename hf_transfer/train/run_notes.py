@@ -13,7 +13,8 @@ def run_notes(facts: dict) -> dict[str, str]:
     """One line each, from the run record's facts (`best_model`, `early_stopping`, `resumed_from`, `calibration`)."""
     notes = {}
     if resumed := facts.get("resumed_from"):
-        notes["resumed_from"] = f"{resumed['checkpoint']} (step {resumed['step']})"
+        step = f" (step {resumed['step']})" if resumed.get("step") is not None else ""
+        notes["resumed_from"] = f"{resumed['checkpoint']}{step}"
     if stop := facts.get("early_stopping"):
         if stop.get("stopped_early"):
             notes["stopped_early"] = (
@@ -25,6 +26,7 @@ def run_notes(facts: dict) -> dict[str, str]:
         notes["saved_model"] = (
             f"{best['checkpoint']}, the best {best['metric']} ({_number(best['value'])}) at step {best['step']} "
             f"({where}); the scores below are this checkpoint's"
+            + (", with the calibration offsets" if facts.get("calibration") else "")
         )
     if calibration := facts.get("calibration"):
         before = calibration.get("validation_before", {}).get("f1_macro")
