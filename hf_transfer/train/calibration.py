@@ -9,7 +9,6 @@ change), a few rounds until nothing improves."""
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import f1_score
 from torch import nn
 
 from hf_transfer.core.tasks import MULTI_LABEL, predicted_labels
@@ -19,9 +18,24 @@ ROUNDS = 4
 
 
 def _macro_f1(logits: np.ndarray, labels: np.ndarray, problem_type: str) -> float:
-    # scikit-learn directly (not the evaluate module): this runs thousands of times per fit.
-    preds = predicted_labels(logits, problem_type)  # macro over the classes present, as `core.metrics` averages
-    return float(f1_score(labels, preds, average="macro", zero_division=0.0))
+    """scikit-learn's `f1_score(average="macro", zero_division=0)` of the decisions, counted with numpy: this runs
+    rounds × classes × up to 201 times per fit, and scikit-learn's 2 ms a call made 120 classes take 3 minutes.
+    Single-label: over the classes among the labels or the predictions, as `core.metrics` averages; multi-label:
+    over every label."""
+    preds = predicted_labels(logits, problem_type)
+    if problem_type == MULTI_LABEL:
+        truth = np.asarray(labels) > 0
+        tp = (preds.astype(bool) & truth).sum(axis=0)
+        fp, fn = preds.sum(axis=0) - tp, truth.sum(axis=0) - tp
+    else:
+        size = logits.shape[-1]
+        tp = np.bincount(labels[preds == labels], minlength=size)
+        fp, fn = np.bincount(preds, minlength=size) - tp, np.bincount(labels, minlength=size) - tp
+        present = (tp + fp + fn) > 0
+        tp, fp, fn = tp[present], fp[present], fn[present]
+    denominator = 2 * tp + fp + fn
+    f1 = np.divide(2 * tp, denominator, out=np.zeros(len(tp), dtype=np.float64), where=denominator > 0)
+    return float(f1.mean()) if len(f1) else 0.0
 
 
 def _candidates(scores: np.ndarray) -> np.ndarray:
@@ -40,7 +54,7 @@ def fit_offsets(logits, labels, problem_type: str) -> np.ndarray:
     Single-label: the decision is argmax(logits + offsets); each class's offset is tried at the values that make its
     margin over the best other class cross zero. Multi-label: each label is decided alone (logit + offset > 0), so
     each offset is the best threshold of its own F1."""
-    logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels)
+    logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels).astype(np.int64)
     offsets = np.zeros(logits.shape[-1])
     if problem_type == MULTI_LABEL:
         for c in range(logits.shape[-1]):
