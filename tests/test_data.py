@@ -794,3 +794,27 @@ def test_the_near_column_offered_is_never_one_read_for_another_role(tmp_path):
 
     assert closest_hint("text", ["review_text", "rating"]) == " Did you mean 'review_text'?"
     assert closest_hint("label", ["sentiment_label", "text"]) == " Did you mean 'sentiment_label'?"
+
+
+def test_label_values_written_differently_but_read_as_one_label_are_said(tmp_path, caplog):
+    """`01`, `1` and `001` all became class 1, and ` pos` joined `pos`, in silence."""
+    import logging
+
+    caplog.set_level(logging.WARNING)
+    train = [{"text": f"row {i}", "label": v} for i, v in enumerate(["01", "1", "001", "10"] * 4)]
+    prepared = load(tmp_path, train, train)
+    assert prepared.label_names == ["1", "10"]
+    said = [r.getMessage() for r in caplog.records if "values written differently" in r.getMessage()]
+    assert said == [
+        "in column 'label', values written differently are read as one label: ['001', '01', '1'] as 1 (numbers by "
+        "their value, text without its surrounding spaces), so each group is one class; if they are different "
+        "labels, name them apart with label_mapping."
+    ]
+    caplog.clear()
+    words = [{"text": f"row {i}", "label": v} for i, v in enumerate([" pos", "pos", "neg", "True", "true"] * 4)]
+    load(tmp_path, words, words)
+    said = [r.getMessage() for r in caplog.records if "values written differently" in r.getMessage()]
+    assert len(said) == 1 and "[' pos', 'pos'] as 'pos'" in said[0] and "True" not in said[0]  # booleans: any spelling
+    caplog.clear()
+    load(tmp_path, [{"text": f"row {i}", "label": v} for i, v in enumerate([" pos", "neg "] * 4)], None)
+    assert not [r for r in caplog.records if "values written differently" in r.getMessage()]  # one form each

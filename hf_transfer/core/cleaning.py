@@ -310,6 +310,19 @@ class LabelProfile:
     first_of_type: dict = field(default_factory=dict)
     values: set = field(default_factory=set)
     first_repeated: list | None = None  # a list naming a label twice: a multi-hot row ([0, 0, 1]) read as ids
+    spellings: dict = field(default_factory=dict)  # label -> the written forms read as it, where they differ
+
+    def add_spellings(self, cells) -> None:
+        """The distinct written forms of the label cells (text, as csv and tsv are read), by the label each is read
+        as: `01`, `1` and `001` are all 1, ` a` and `a` are both `a`."""
+        try:
+            distinct = {cell for cell in cells if isinstance(cell, str)}
+        except TypeError:  # list cells (jsonl, parquet): their elements are labels already
+            return
+        for cell in distinct:
+            read = normalise_scalar(cell)
+            if read is not None and str(read) not in _BOOLEANS.values():  # booleans: any spelling, as documented
+                self.spellings.setdefault(read, set()).add(cell)
 
     def add(self, labels: list) -> None:
         for value in labels:
@@ -362,4 +375,21 @@ def check_not_empty(split: str, summary: dict) -> None:
             f"the {split} data has no usable rows: of {summary['rows_before_cleaning']} rows, {d['empty_text']} "
             f"have empty text, {d['missing_label']} have no label and {d['unmapped_label']} have a label that is not "
             "a key of label_mapping. Check text_column_name, label_column_name and label_mapping."
+        )
+
+
+def warn_merged_spellings(profiles: dict[str, LabelProfile], label: str) -> None:
+    """Label cells written differently but read as one label (numbers by value, text without its surrounding
+    spaces) join one class; said, since `01` and `1` may well be different codes."""
+    merged: dict = {}
+    for profile in profiles.values():
+        for read, forms in profile.spellings.items():
+            merged.setdefault(read, set()).update(forms)
+    seen = {read: forms for read, forms in merged.items() if len(forms) > 1}
+    groups = [f"{sorted(forms)} as {read!r}" for read, forms in list(seen.items())[:3]]
+    if groups:
+        logger.warning(
+            f"in column {label!r}, values written differently are read as one label: {'; '.join(groups)}"
+            f"{' (and more)' if len(seen) > 3 else ''} (numbers by their value, text without its surrounding spaces), "
+            "so each group is one class; if they are different labels, name them apart with label_mapping."
         )

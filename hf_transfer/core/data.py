@@ -27,6 +27,7 @@ from hf_transfer.core.cleaning import (
     clean_frame,
     load_sources,
     resolve_columns,
+    warn_merged_spellings,
 )
 from hf_transfer.core.label_space import (
     case_variants,
@@ -88,6 +89,7 @@ def _read_split(split: str, source: Source, columns: tuple, hub_class_label: boo
             empty += dropped
             profile.labelled |= labelled
             profile.add(labels)
+            profile.add_spellings(frame[label].tolist() if label in frame.columns else ())
             second_texts += sum(1 for p in pairs if p) if pair else 0
             if texts:
                 batch = {text: texts, _RAW_LABEL: [None if v is None else json.dumps(v) for v in labels]}
@@ -247,6 +249,7 @@ def load_data(data_args: DataArguments, seed: int = 42, require_train: bool = Tr
     space = label_space(args, profiles, hub_names)
     names = space[0]
     warn_case_variants(names)
+    warn_merged_spellings(profiles, label)
     if require_train and multi and not names:  # every list empty: no output to learn (sklearn failed after training)
         raise DataError(
             f"every label list of the training data is empty ({profiles['train'].rows} rows); a multi-label model "
