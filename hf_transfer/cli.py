@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import signal
 import sys
 import time
@@ -275,6 +276,7 @@ def _report(command: str, result: dict) -> None:
         return
     table = result.pop("table", None)
     print(f"\n== hf-transfer {command}: results ==")
+    result = _fold_per_label_scores(result)
     for key, value in result.items():
         if isinstance(value, float):
             print(f"  {key:<28} {value:.4f}")
@@ -282,6 +284,35 @@ def _report(command: str, result: dict) -> None:
             print(f"  {key:<28} {value}")
     if table:
         print("\n" + table.rstrip())
+
+
+# Past this many labels, the results list each split's per-label scores (3 lines a label) as one line.
+PER_LABEL_LINES = 10
+_PER_LABEL = re.compile(r"^((?:[a-z]+_)?)(precision|recall|f1)_(.+)$")
+
+
+def _fold_per_label_scores(result: dict) -> dict:
+    """`result` with each split's per-label precision, recall and F1 folded into one line naming the lowest F1s,
+    when there are more than PER_LABEL_LINES labels (120 labels printed 360 lines; the files keep them all)."""
+    per_label: dict[str, dict[str, float]] = {}
+    for key, value in result.items():
+        found = _PER_LABEL.match(key) if isinstance(value, float) else None
+        if found and found.group(3) not in ("macro", "micro", "weighted"):
+            per_label.setdefault(found.group(1), {})[key] = value
+    lines = {}  # the first per-label key of a folded split -> (the line's key, the line)
+    for prefix, scores in per_label.items():
+        f1 = {key[len(prefix) + 3 :]: v for key, v in scores.items() if key.startswith(f"{prefix}f1_")}
+        if len(f1) > PER_LABEL_LINES:
+            lowest = ", ".join(f"{name} {value:.4f}" for name, value in sorted(f1.items(), key=lambda kv: kv[1])[:3])
+            line = f"{len(f1)} labels, in the results files; lowest F1: {lowest}"
+            lines |= dict.fromkeys(scores, None) | {next(iter(scores)): (f"{prefix}per_label_scores", line)}
+    folded = {}
+    for key, value in result.items():
+        if key not in lines:
+            folded[key] = value
+        elif lines[key] is not None:  # where the split's per-label scores began
+            folded[lines[key][0]] = lines[key][1]
+    return folded
 
 
 if __name__ == "__main__":

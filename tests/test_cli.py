@@ -796,3 +796,23 @@ def test_a_choice_field_reads_true_as_a_config_file_does():
     for given, read in (("True", "true"), ("FALSE", "false"), ("auto", "auto")):
         training = parse_command_args("train", [*argv, "--few_shot", given])[-1]
         assert training.few_shot == read
+
+
+def test_per_label_scores_of_many_labels_are_one_line_of_the_results(capsys):
+    """120 labels printed 360 lines of per-label scores per split; past 10 labels they are one line naming the
+    lowest F1s (the results files keep every score). A few labels are listed as before."""
+    from hf_transfer import cli
+
+    many = {f"label{i:02d}": i / 100 for i in range(12)}
+    result = {"eval_accuracy": 0.5, "eval_f1_macro": 0.4, "eval_precision_macro": 0.45}
+    for name, value in many.items():
+        result |= {f"eval_precision_{name}": value, f"eval_recall_{name}": value, f"eval_f1_{name}": value}
+    result |= {"test_f1_a": 0.25, "test_f1_b": 0.75, "test_precision_a": 0.5}
+    cli._report("train", dict(result))
+    lines = capsys.readouterr().out.strip().splitlines()[1:]
+    keys = [line.split()[0] for line in lines]
+    assert keys == ["eval_accuracy", "eval_f1_macro", "eval_precision_macro", "eval_per_label_scores", "test_f1_a",
+                    "test_f1_b", "test_precision_a"]  # fmt: skip
+    assert lines[3].split(None, 1)[1] == (
+        "12 labels, in the results files; lowest F1: label00 0.0000, label01 0.0100, label02 0.0200"
+    )
