@@ -323,3 +323,16 @@ def test_a_recorded_mapping_lets_the_models_own_names_pass(tmp_path, tiny_bert_d
     assert main([*argv, "--output_file", str(out)]) == 0
     assert "with the label_mapping of the model's training run" in caplog.text
     assert [sum(row) for row in json.loads(out.read_text())["confusion_matrix"]] == [4, 4]
+
+
+def test_a_refusal_lists_at_most_twenty_labels(tmp_path, tiny_bert_dir, capsys, monkeypatch):
+    """A 120-label model and a file of other labels gave a one-line error of 2,600 characters listing every one."""
+    names = [f"intent_{i:03d}" for i in range(30)]
+    model = tiny_classifier(tmp_path / "many", tiny_bert_dir, names)
+    others = [f"other_{i:03d}" for i in range(25)]
+    pd.DataFrame({"text": [f"row {i}" for i in range(25)], "label": others}).to_csv(tmp_path / "d.csv", index=False)
+    no_model_load(monkeypatch)
+    assert main(["evaluate", "--model_name_or_path", str(model), "--validation_file", str(tmp_path / "d.csv")]) == 2
+    err = one_line_error(capsys)
+    assert "'other_019', ... (25 in all)] in " in err and "'intent_019', ... (30 in all)]" in err
+    assert "other_020" not in err and "intent_020" not in err

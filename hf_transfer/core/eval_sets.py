@@ -70,9 +70,11 @@ def align_labels(data_names: list[str], model_names: list[str], source: str) -> 
                 )
             return dict(enumerate(ids))
         # "labels [0, 1, 2] are not among the model's labels" blamed the ids that are fine
+        named = ", ".join(f"{i} = {n}" for i, n in list(enumerate(model_names))[:20])
+        named += f", ... ({len(model_names)} in all)" if len(model_names) > 20 else ""
         raise DataError(
             f"{source!r} has integer labels, read as the model's label ids 0..{len(model_names) - 1} "
-            f"({', '.join(f'{i} = {n}' for i, n in enumerate(model_names))}), but {outside} are not among them; "
+            f"({named}), but {_listed(outside)} are not among them; "
             "pass --label_mapping '{file_value: model_label, ...}' to translate them."
         )
     unknown = sorted(set(data_names) - set(model_names))
@@ -86,10 +88,18 @@ def align_labels(data_names: list[str], model_names: list[str], source: str) -> 
         )
     alike = case_variants(unknown, model_names)  # `Positive` for the model's `positive`
     raise DataError(
-        f"labels {unknown} in {source!r} are not among the model's labels {model_names}"
+        f"labels {_listed(unknown)} in {source!r} are not among the model's labels {_listed(model_names)}"
         + (f" (these differ from the model's only in letter case: {alike})" if alike else "")
         + "; pass --label_mapping '{file_value: model_label, ...}' to translate them."
     )
+
+
+def _listed(values, limit: int = 20) -> str:
+    """A list as Python prints it, cut after `limit` items (120 labels made a one-line error of 2,600 characters)."""
+    values = list(values)
+    if len(values) <= limit:
+        return str(values)
+    return str(values[:limit])[:-1] + f", ... ({len(values)} in all)]"
 
 
 def prepare_eval_set(
