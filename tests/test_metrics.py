@@ -315,3 +315,21 @@ def test_label_f1_picture_of_a_multi_label_report():
     assert all(len(t.get_text()) <= 24 for t in ax.get_yticklabels())
     assert ax.get_xlim() == (0, 1) and ax.get_xlabel().startswith("F1")
     assert "F1 per label: validation" in ax.get_title() and "micro-F1 0.700" in ax.get_title()
+
+
+def test_many_labels_stand_upright_and_missing_glyphs_are_drawn_without_a_warning_each(tmp_path):
+    """120 names at 45° overlapped into one band; a CJK or emoji name printed a matplotlib UserWarning per glyph."""
+    import warnings
+
+    import numpy as np
+
+    from hf_transfer.outputs.plots import _save, confusion_figure
+
+    fig = confusion_figure(np.ones((60, 60), dtype=int), [f"配送 label {i}" for i in range(60)])
+    assert {tick.get_rotation() for tick in fig.axes[0].get_xticklabels()} == {90.0}
+    few = confusion_figure(np.ones((8, 8), dtype=int), [f"label {i}" for i in range(8)])
+    assert {tick.get_rotation() for tick in few.axes[0].get_xticklabels()} == {45.0}
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        _save(fig, tmp_path / "matrix.png")
+    assert (tmp_path / "matrix.png").stat().st_size > 0 and not [w for w in seen if "Glyph" in str(w.message)]

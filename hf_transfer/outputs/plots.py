@@ -4,6 +4,7 @@ They draw on a bare matplotlib `Figure` (Agg), never through pyplot."""
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -78,7 +79,8 @@ def confusion_figure(matrix, labels: Sequence[str], title: str | None = None):
     ticks = range(len(labels))
     ha = "right" if rotate else "center"
     font = min(10.0, max(3.0, 0.7 * 72 * (size - 2.5) / max(n, 1)))  # a tick's room, in points, once capped
-    ax.set_xticks(ticks, shown, rotation=45 if rotate else 0, ha=ha, rotation_mode="anchor", fontsize=font)
+    angle = (90 if n > 40 else 45) if rotate else 0  # past 40 labels, names at 45° overlapped into one band
+    ax.set_xticks(ticks, shown, rotation=angle, ha=ha, rotation_mode="anchor", fontsize=font)
     ax.set_yticks(ticks, shown, fontsize=font)
     name = f"Confusion matrix: {title}" if title else "Confusion matrix"
     ax.set(xlabel="Predicted label", ylabel="True label")
@@ -244,7 +246,9 @@ def _legend_or_note(ax, note: str) -> None:
 def _save(fig, png_path: Path | str) -> None:
     png_path = Path(png_path)
     png_path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(png_path) as tmp:  # an earlier run's picture stays whole if this one is cut off
+    with atomic_path(png_path) as tmp, warnings.catch_warnings():  # an earlier picture stays whole if this is cut off
+        # A label in a script the font lacks (CJK, emoji) is drawn as boxes; matplotlib also warned once per glyph.
+        warnings.filterwarnings("ignore", message=r"Glyph .* missing from font", category=UserWarning)
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
 
 
