@@ -337,6 +337,9 @@ CASES = [
     # config
     ("unknown field", lambda w: train(w, "--freeze_layer", "1"), "did you mean 'freeze_layers'"),
     ("wrong type", lambda w: train(w, "--num_train_epochs", "many"), "num_train_epochs"),
+    # Both trained to the end, then crashed at the first metrics with a traceback and a half-written output_dir.
+    ("prediction_loss_only", lambda w: train(w, "--prediction_loss_only", "true"), "prediction_loss_only is not"),
+    ("label_names", lambda w: train(w, "--label_names", "[foo]"), "label_names ['foo'] is not supported"),
     ("invalid yaml", lambda w: train(w, "--config", str(w["bad_yaml"])), "not valid yaml"),
     # a field of another command: named as such, not "did you mean" a near name of this one
     (

@@ -1,6 +1,7 @@
 """The command line: parsing, the bad-input contract, and whole runs that leave what DESIGN.md lists."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -94,6 +95,27 @@ def test_help_lists_fields(command, capsys):
     if command in ("train", "distill"):
         assert "--freeze_layers" in out and "--layerwise_lr_decay" in out and "--learning_rate" in out
         assert "--peft_method" in out and "--target_modules" in out and "--merge_adapter" in out
+
+
+def test_help_says_what_the_fields_do_here_where_transformers_says_otherwise(capsys, monkeypatch):
+    """`--help` showed transformers' texts: learning_rate 5e-5 with no word of LoRA's 2e-3, do_train "not directly
+    used by Trainer" (false is refused here), prediction_loss_only and label_names as usable (both crashed after
+    training), "~20%%" with its percent doubled, and in distill the few-shot and LP-FT fields it refuses."""
+    monkeypatch.setenv("COLUMNS", "2000")  # one line per help text
+    assert main(["train", "--help"]) == 0
+    train = capsys.readouterr().out
+    assert "With peft_method lora or adalora and no learning_rate given: 2e-3" in train
+    assert "Always true: the command trains. false is refused." in train
+    assert "Not supported (refused): the run's metrics are computed from the predictions." in train
+    assert "%%" not in train and "Not directly used by Trainer" not in train
+    assert "(hf-transfer train only" not in train
+    assert main(["distill", "--help"]) == 0
+    distill = capsys.readouterr().out
+    entries = re.split(r"\n  (?=-)", distill)  # one entry per option: its flags, then its help
+    for flag in ("--linear_probe_epochs", "--few_shot_loss", "--cache_frozen_features"):
+        entry = next(entry for entry in entries if entry.startswith(flag + " "))
+        assert "(hf-transfer train only; distill refuses it.)" in " ".join(entry.split()), entry
+    assert "Required (for distill the student, unless student_layers is set)." in distill
 
 
 def test_help_says_what_each_switch_and_positional_does(capsys):

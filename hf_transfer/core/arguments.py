@@ -54,8 +54,9 @@ class ModelArguments:
 
     model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "Hub id (e.g. `bert-base-uncased`) or local folder of the pretrained model. Required."},
-    )
+        metadata={"help": "Hub id or folder of the pretrained model. Required (for distill the student, unless "
+                          "student_layers is set)."},
+    )  # fmt: skip
     tokenizer_name: str | None = field(
         default=None, metadata={"help": "Tokenizer Hub id or folder, when it differs from `model_name_or_path`."}
     )

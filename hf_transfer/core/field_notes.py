@@ -29,6 +29,33 @@ FIELD_NOTES = {
 }  # fmt: skip
 
 
+# Help of TrainingArguments fields whose transformers text is wrong for these commands (field -> the text shown).
+HELP_TEXTS = {
+    "do_train": "Always true: the command trains. false is refused.",
+    "do_eval": "Always true: the validation data is scored once at the end (eval_strategy sets evaluations during "
+               "training). false is refused.",
+    "do_predict": "true with a test_file, which is then scored (or, without labels, predicted into "
+                  "predict_results.csv); it must agree with test_file.",
+    "resume_from_checkpoint": "A checkpoint-N folder to go on from, or true: the newest complete one in output_dir.",
+    "prediction_loss_only": "Not supported (refused): the run's metrics are computed from the predictions.",
+    "label_names": "Not supported (refused): the label column is label_column_name; the model reads it as `labels`.",
+    "batch_eval_metrics": "Not supported (refused): the metrics are computed over the whole evaluation set at once.",
+}  # fmt: skip
+# Added to a field's help (field -> the sentence added).
+HELP_ADDITIONS = {
+    "learning_rate": " With peft_method lora or adalora and no learning_rate given: 2e-3 (the run says so).",
+}
+# Fields of the arguments train and distill share that only train takes (distill refuses them or never uses them).
+TRAIN_ONLY_PREFIXES = ("few_shot", "linear_probe_", "cache_frozen_features", "frozen_features_")
+
+
+def field_help(command: str, name: str, text: str | None) -> str:
+    """The help `command --help` shows for field `name`, whose dataclass help is `text`."""
+    text = HELP_TEXTS.get(name, text or "") + HELP_ADDITIONS.get(name, "")
+    return f"(hf-transfer train only; distill refuses it.) {text}" if command == "distill" and name.startswith(
+        TRAIN_ONLY_PREFIXES) else text  # fmt: skip
+
+
 def field_note(name: str, fields, command: str) -> str | None:
     """The note on `name` for a command whose fields are `fields`; for a command without the field the note names
     (`evaluate` trains nothing), the way to its own fields, not a near name ('evaluation_strategy' was "Did you mean

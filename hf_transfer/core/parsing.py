@@ -15,7 +15,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from hf_transfer.core.field_notes import field_note, missing_value, value_note
+from hf_transfer.core.field_notes import field_help, field_note, missing_value, value_note
 from hf_transfer.core.folders import CONFIG_FILE
 from hf_transfer.core.yaml_config import as_flag_value, load_config_file, read_yaml, read_yaml_text
 from hf_transfer.errors import ConfigError, HfTransferError
@@ -221,8 +221,10 @@ class CommandParser:
             if isinstance(action, argparse._StoreFalseAction) and action.option_strings[0] == f"--no_{action.dest}":
                 # HfArgumentParser gives `--no_X` the help of `--X`, which then says the opposite of what it does.
                 action.help = f"Turn {action.dest} off: the same as --{action.dest} false."
-            if action.help and "%" in action.help and "%(" not in action.help:
-                action.help = action.help.replace("%", "%%")  # argparse formats help with %: "10% warm-up" is text
+            if action.dest in self.hints:  # what a field does here, where transformers' text says otherwise
+                action.help = field_help(self.command, action.dest, action.help)
+            if action.help and "%" in action.help and "%(" not in action.help:  # "10% warm-up" is text, "~20%%" too
+                action.help = re.sub(r"(?<!%)%(?!%)", "%%", action.help)  # argparse formats help with %
         self.collector = next((d for d in self.dataclass_types if getattr(d, "other_fields", None)), None)
         if self.collector is not None and self.collector.__doc__:  # `--help` lists only its own fields: say so
             self.parser.description = " ".join(self.collector.__doc__.split())

@@ -19,6 +19,15 @@ def check_trainer_fields(args) -> None:
     """One-line refusals of `batch_eval_metrics`, `save_strategy: best` without a metric, and an `optim` whose package
     is not installed; one GPU per process (`one_gpu_per_process`), never `nn.DataParallel`."""
     one_gpu_per_process(args)
+    if args.prediction_loss_only:  # Trainer then keeps no predictions: the run crashed at its first metrics, trained
+        raise ConfigError(
+            "prediction_loss_only is not supported: the run's metrics are computed from the predictions; drop it."
+        )
+    if args.label_names not in (None, ["labels"]):  # the prepared label column is `labels`, whatever the data's name
+        raise ConfigError(
+            f"label_names {args.label_names} is not supported: the model reads the labels as `labels`; name the "
+            "data's label column with label_column_name, and drop label_names."
+        )
     if args.batch_eval_metrics:
         # Trainer would call compute_metrics batch by batch (with compute_result), but macro-F1, per-class scores and
         # the confusion matrix are computed over the whole evaluation set.
