@@ -160,6 +160,8 @@ RESUME_HINTS = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) > 1 and argv[0] == "help" and argv[1] in COMMANDS:  # `hf-transfer help train`, as git and pip take it
+        argv = [argv[1], "--help"]
     if not argv or argv[0] in ("-h", "--help", "help"):
         # Asked for, the usage is the answer (stdout, 0); with no command at all it is an error (stderr, 2).
         print(USAGE, file=sys.stdout if argv else sys.stderr)

@@ -116,6 +116,7 @@ def test_help_says_what_the_fields_do_here_where_transformers_says_otherwise(cap
         entry = next(entry for entry in entries if entry.startswith(flag + " "))
         assert "(hf-transfer train only; distill refuses it.)" in " ".join(entry.split()), entry
     assert "Required (for distill the student, unless student_layers is set)." in distill
+    assert main(["help", "distill"]) == 0 and capsys.readouterr().out == distill  # as git and pip take it
 
 
 def test_help_says_what_each_switch_and_positional_does(capsys):
