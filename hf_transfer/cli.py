@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 import typing
+from pathlib import Path
 
 from hf_transfer import __version__
 from hf_transfer.core.parsing import CommandParser
@@ -160,7 +161,7 @@ RESUME_HINTS = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) > 1 and argv[0] == "help" and argv[1] in COMMANDS:  # `hf-transfer help train`, as git and pip take it
+    if len(argv) > 1 and argv[0] == "help":  # `hf-transfer help train`, as git and pip take it (a typo: the hint)
         argv = [argv[1], "--help"]
     if not argv or argv[0] in ("-h", "--help", "help"):
         # Asked for, the usage is the answer (stdout, 0); with no command at all it is an error (stderr, 2).
@@ -295,7 +296,14 @@ _PER_LABEL = re.compile(r"^((?:[a-z]+_)?)(precision|recall|f1)_(.+)$")
 
 def _fold_per_label_scores(result: dict) -> dict:
     """`result` with each split's per-label precision, recall and F1 folded into one line naming the lowest F1s,
-    when there are more than PER_LABEL_LINES labels (120 labels printed 360 lines; the files keep them all)."""
+    when there are more than PER_LABEL_LINES labels (120 labels printed 360 lines) and a file written keeps them
+    all (a run's results files; `evaluate --output_file`): else they are listed."""
+    if "output_dir" in result:
+        where = str(Path(result["output_dir"]) / "all_results.json")
+    elif "metrics_file" in result:
+        where = result["metrics_file"]
+    else:
+        return result
     per_label: dict[str, dict[str, float]] = {}
     for key, value in result.items():
         found = _PER_LABEL.match(key) if isinstance(value, float) else None
@@ -305,8 +313,11 @@ def _fold_per_label_scores(result: dict) -> dict:
     for prefix, scores in per_label.items():
         f1 = {key[len(prefix) + 3 :]: v for key, v in scores.items() if key.startswith(f"{prefix}f1_")}
         if len(f1) > PER_LABEL_LINES:
-            lowest = ", ".join(f"{name} {value:.4f}" for name, value in sorted(f1.items(), key=lambda kv: kv[1])[:3])
-            line = f"{len(f1)} labels, in the results files; lowest F1: {lowest}"
+            # F1 0: no row right, or no row at all (a class absent from the split): named apart from the lowest.
+            zero = [name for name, value in f1.items() if value == 0]
+            lowest = sorted((kv for kv in f1.items() if kv[1] > 0), key=lambda kv: kv[1])[:3]
+            line = f"{len(f1)} labels, all in {where}; lowest F1: " + ", ".join(f"{n} {v:.4f}" for n, v in lowest)
+            line += f"; F1 0 (none right, or no rows): {len(zero)}, e.g. {', '.join(zero[:3])}" if zero else ""
             lines |= dict.fromkeys(scores, None) | {next(iter(scores)): (f"{prefix}per_label_scores", line)}
     folded = {}
     for key, value in result.items():

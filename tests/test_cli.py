@@ -114,9 +114,10 @@ def test_help_says_what_the_fields_do_here_where_transformers_says_otherwise(cap
     entries = re.split(r"\n  (?=-)", distill)  # one entry per option: its flags, then its help
     for flag in ("--linear_probe_epochs", "--few_shot_loss", "--cache_frozen_features"):
         entry = next(entry for entry in entries if entry.startswith(flag + " "))
-        assert "(hf-transfer train only; distill refuses it.)" in " ".join(entry.split()), entry
+        assert "(hf-transfer train only.)" in " ".join(entry.split()), entry
     assert "Required (for distill the student, unless student_layers is set)." in distill
     assert main(["help", "distill"]) == 0 and capsys.readouterr().out == distill  # as git and pip take it
+    assert main(["help", "tran"]) == 2 and "Did you mean 'train'" in capsys.readouterr().err
 
 
 def test_help_says_what_each_switch_and_positional_does(capsys):
@@ -831,11 +832,14 @@ def test_per_label_scores_of_many_labels_are_one_line_of_the_results(capsys):
     for name, value in many.items():
         result |= {f"eval_precision_{name}": value, f"eval_recall_{name}": value, f"eval_f1_{name}": value}
     result |= {"test_f1_a": 0.25, "test_f1_b": 0.75, "test_precision_a": 0.5}
-    cli._report("train", dict(result))
+    cli._report("evaluate", dict(result))  # no file keeps the scores (evaluate without --output_file): all listed
+    assert len(capsys.readouterr().out.strip().splitlines()) == 1 + len(result)
+    cli._report("train", {**result, "output_dir": "/runs/x"})
     lines = capsys.readouterr().out.strip().splitlines()[1:]
     keys = [line.split()[0] for line in lines]
     assert keys == ["eval_accuracy", "eval_f1_macro", "eval_precision_macro", "eval_per_label_scores", "test_f1_a",
-                    "test_f1_b", "test_precision_a"]  # fmt: skip
-    assert lines[3].split(None, 1)[1] == (
-        "12 labels, in the results files; lowest F1: label00 0.0000, label01 0.0100, label02 0.0200"
+                    "test_f1_b", "test_precision_a", "output_dir"]  # fmt: skip
+    assert lines[3].split(None, 1)[1] == (  # a label with F1 0 (no rows, or none right) is named apart
+        "12 labels, all in /runs/x/all_results.json; lowest F1: label01 0.0100, label02 0.0200, label03 0.0300; "
+        "F1 0 (none right, or no rows): 1, e.g. label00"
     )

@@ -808,7 +808,7 @@ def test_label_values_written_differently_but_read_as_one_label_are_said(tmp_pat
     assert said == [
         "in column 'label', values written differently are read as one label: ['001', '01', '1'] as 1 (numbers by "
         "their value, text without its surrounding spaces), so each group is one class; if they are different "
-        "labels, name them apart with label_mapping."
+        "labels, rename them in the data (label_mapping reads its keys the same way)."
     ]
     caplog.clear()
     words = [{"text": f"row {i}", "label": v} for i, v in enumerate([" pos", "pos", "neg", "True", "true"] * 4)]
@@ -818,3 +818,9 @@ def test_label_values_written_differently_but_read_as_one_label_are_said(tmp_pat
     caplog.clear()
     load(tmp_path, [{"text": f"row {i}", "label": v} for i, v in enumerate([" pos", "neg "] * 4)], None)
     assert not [r for r in caplog.records if "values written differently" in r.getMessage()]  # one form each
+    floats = [{"text": f"row {i}", "label": v} for i, v in enumerate(["1.0", "2.0"] * 4)]
+    load(tmp_path, floats, [{"text": "x", "label": "1"}, {"text": "y", "label": "2"}])  # a float column's csv
+    assert not [r for r in caplog.records if "values written differently" in r.getMessage()]
+    with pytest.raises(DataError, match="a single class"):  # a refusal after it stays the only line: no line before
+        load(tmp_path, [{"text": f"row {i}", "label": v} for i, v in enumerate(["01", "1"] * 4)])
+    assert not [r for r in caplog.records if "values written differently" in r.getMessage()]

@@ -315,11 +315,7 @@ class LabelProfile:
     def add_spellings(self, cells) -> None:
         """The distinct written forms of the label cells (text, as csv and tsv are read), by the label each is read
         as: `01`, `1` and `001` are all 1, ` a` and `a` are both `a`."""
-        try:
-            distinct = {cell for cell in cells if isinstance(cell, str)}
-        except TypeError:  # list cells (jsonl, parquet): their elements are labels already
-            return
-        for cell in distinct:
+        for cell in {cell for cell in cells if isinstance(cell, str)}:  # list cells (jsonl, parquet) are left out
             read = normalise_scalar(cell)
             if read is not None and str(read) not in _BOOLEANS.values():  # booleans: any spelling, as documented
                 self.spellings.setdefault(read, set()).add(cell)
@@ -385,11 +381,19 @@ def warn_merged_spellings(profiles: dict[str, LabelProfile], label: str) -> None
     for profile in profiles.values():
         for read, forms in profile.spellings.items():
             merged.setdefault(read, set()).update(forms)
-    seen = {read: forms for read, forms in merged.items() if len(forms) > 1}
+    same = {read: {re.sub(r"\.0+$", "", f) for f in forms} for read, forms in merged.items()}  # 1.0 is 1 (pandas)
+    seen = {read: forms for read, forms in merged.items() if len(same[read]) > 1}
     groups = [f"{sorted(forms)} as {read!r}" for read, forms in list(seen.items())[:3]]
     if groups:
         logger.warning(
             f"in column {label!r}, values written differently are read as one label: {'; '.join(groups)}"
             f"{' (and more)' if len(seen) > 3 else ''} (numbers by their value, text without its surrounding spaces), "
-            "so each group is one class; if they are different labels, name them apart with label_mapping."
+            "so each group is one class; if they are different labels, rename them in the data (label_mapping "
+            "reads its keys the same way)."
         )
+
+
+def listed(values, limit: int = 20) -> str:
+    """A list as Python prints it, cut after `limit` items (120 labels made a one-line error of 2,600 characters)."""
+    values = list(values)
+    return str(values) if len(values) <= limit else str(values[:limit])[:-1] + f", ... ({len(values)} in all)]"

@@ -25,6 +25,7 @@ from hf_transfer.core.cleaning import (
     Source,
     check_not_empty,
     clean_frame,
+    listed,
     load_sources,
     resolve_columns,
     warn_merged_spellings,
@@ -124,7 +125,8 @@ def _apply_label_space(split, ds, profile, summary, space, multi: bool, args) ->
             )
         alike = case_variants(shown, names)
         raise DataError(
-            f"the {split} data has label(s) {shown} never seen in the training data (whose labels are {names}); "
+            f"the {split} data has label(s) {shown} never seen in the training data (whose labels are "
+            f"{listed(names)}); "
             "a model cannot learn them. Fix the labels, or add such examples to train."
             + (f" (These differ from training labels only in letter case: {alike}.)" if alike else "")
         )
@@ -249,7 +251,6 @@ def load_data(data_args: DataArguments, seed: int = 42, require_train: bool = Tr
     space = label_space(args, profiles, hub_names)
     names = space[0]
     warn_case_variants(names)
-    warn_merged_spellings(profiles, label)
     if require_train and multi and not names:  # every list empty: no output to learn (sklearn failed after training)
         raise DataError(
             f"every label list of the training data is empty ({profiles['train'].rows} rows); a multi-label model "
@@ -285,6 +286,7 @@ def load_data(data_args: DataArguments, seed: int = 42, require_train: bool = Tr
     for split, ds in splits.items():
         summary[split] = {"rows": len(ds), **stats[split], **_label_counts(ds, names, multi)}
     count_overlap(splits, text, pair, summary)
+    warn_merged_spellings(profiles, label)  # after every refusal here: a refusal stays one line
     return PreparedData(datasets.DatasetDict(splits), names, problem_type, summary, text, pair)
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from hf_transfer.core.arguments import DataArguments, EvalDataArguments, EvalSet
-from hf_transfer.core.cleaning import label_name_keys, normalise_scalar
+from hf_transfer.core.cleaning import label_name_keys, listed, normalise_scalar
 from hf_transfer.core.data import load_data
 from hf_transfer.core.inference import predict_logits
 from hf_transfer.core.label_space import LABEL_SEPARATORS, case_variants, split_joined
@@ -74,7 +74,7 @@ def align_labels(data_names: list[str], model_names: list[str], source: str) -> 
         named += f", ... ({len(model_names)} in all)" if len(model_names) > 20 else ""
         raise DataError(
             f"{source!r} has integer labels, read as the model's label ids 0..{len(model_names) - 1} "
-            f"({named}), but {_listed(outside)} are not among them; "
+            f"({named}), but {listed(outside)} are not among them; "
             "pass --label_mapping '{file_value: model_label, ...}' to translate them."
         )
     unknown = sorted(set(data_names) - set(model_names))
@@ -88,18 +88,10 @@ def align_labels(data_names: list[str], model_names: list[str], source: str) -> 
         )
     alike = case_variants(unknown, model_names)  # `Positive` for the model's `positive`
     raise DataError(
-        f"labels {_listed(unknown)} in {source!r} are not among the model's labels {_listed(model_names)}"
+        f"labels {listed(unknown)} in {source!r} are not among the model's labels {listed(model_names)}"
         + (f" (these differ from the model's only in letter case: {alike})" if alike else "")
         + "; pass --label_mapping '{file_value: model_label, ...}' to translate them."
     )
-
-
-def _listed(values, limit: int = 20) -> str:
-    """A list as Python prints it, cut after `limit` items (120 labels made a one-line error of 2,600 characters)."""
-    values = list(values)
-    if len(values) <= limit:
-        return str(values)
-    return str(values[:limit])[:-1] + f", ... ({len(values)} in all)]"
 
 
 def prepare_eval_set(

@@ -45,14 +45,14 @@ HELP_TEXTS = {
 HELP_ADDITIONS = {
     "learning_rate": " With peft_method lora or adalora and no learning_rate given: 2e-3 (the run says so).",
 }
-# Fields of the arguments train and distill share that only train takes (distill refuses them or never uses them).
+# Fields of the arguments train and distill share that only train uses (distill refuses or ignores them).
 TRAIN_ONLY_PREFIXES = ("few_shot", "linear_probe_", "cache_frozen_features", "frozen_features_")
 
 
 def field_help(command: str, name: str, text: str | None) -> str:
     """The help `command --help` shows for field `name`, whose dataclass help is `text`."""
     text = HELP_TEXTS.get(name, text or "") + HELP_ADDITIONS.get(name, "")
-    return f"(hf-transfer train only; distill refuses it.) {text}" if command == "distill" and name.startswith(
+    return f"(hf-transfer train only.) {text}" if command == "distill" and name.startswith(
         TRAIN_ONLY_PREFIXES) else text  # fmt: skip
 
 

@@ -64,6 +64,7 @@ def run_evaluate(args: EvaluateArguments) -> dict:
     for name, report in list(reports.items())[1:]:
         result.update({f"{name}_{accuracy}": headline_accuracy(report), f"{name}_f1_macro": report["f1_macro"]})
     if args.output_file:
+        result["metrics_file"] = str(out)
         shown = [confusion_paths(out, None if name == args.validation_name else name)[1] for name in reports]
         shown += [label_f1_path(out, name, args.validation_name) for name in reports]
         result.update(pictures_summary(*shown))
