@@ -80,6 +80,11 @@ def launched_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def deepspeed_launch() -> bool:
+    """Whether `accelerate launch` runs this process under DeepSpeed."""
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("true", "1")
+
+
 def sharded_weights() -> str | None:
     """The engine, when `accelerate launch` shards the trained model's weights over several processes (FSDP,
     DeepSpeed ZeRO-3): a forward pass or an in-place edit of that model then needs every process at once, so the
@@ -88,8 +93,8 @@ def sharded_weights() -> str | None:
         return None
     if os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("true", "1"):
         return "FSDP"
-    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("true", "1")
-    return "DeepSpeed ZeRO-3" if deepspeed and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3" else None
+    zero3 = deepspeed_launch() and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
+    return "DeepSpeed ZeRO-3" if zero3 else None
 
 
 def is_launched_main_process() -> bool:
@@ -208,7 +213,7 @@ def one_gpu_per_process(args) -> None:
     record does not count. The process trains on the first GPU alone, and says how to use them all."""
     import torch
 
-    if args.use_cpu or int(os.environ.get("WORLD_SIZE", "1")) > 1 or not torch.cuda.is_available():
+    if args.use_cpu or launched_world_size() > 1 or not torch.cuda.is_available():
         return
     if torch.cuda.device_count() > 1 and args.n_gpu > 1:
         args._n_gpu = 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from dataclasses import dataclass, field, fields
 
 from hf_transfer.adapters.inference import check_given_pair, trained_pair_column
@@ -14,6 +13,7 @@ from hf_transfer.core.caching import fingerprint_tokenizer
 from hf_transfer.core.data import PreparedData, reorder_labels
 from hf_transfer.core.freezing import FreezePlan
 from hf_transfer.core.models import check_weights_complete, load_classifier, load_config, load_tokenizer, meta_layout
+from hf_transfer.core.runtime import deepspeed_launch, launched_world_size
 from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.distill.arguments import DistillationArguments
 from hf_transfer.distill.students import (
@@ -389,9 +389,8 @@ def check_projection_launch(training_args, student_size: int, teacher_size: int)
     """The learned projection between hidden sizes is no part of the DDP-wrapped student: its gradients are averaged
     over the processes before each optimizer step, after fp16's GradScaler has looked for overflow in each process's
     own (so one process could skip a step the other takes); DeepSpeed's engine holds the student alone."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("true", "1")
-    if world > 1 and (training_args.fp16 or deepspeed):
+    deepspeed = deepspeed_launch()
+    if launched_world_size() > 1 and (training_args.fp16 or deepspeed):
         engine = "DeepSpeed" if deepspeed else "fp16 over several processes"
         raise ConfigError(
             f"student hidden size {student_size} differs from the teacher's {teacher_size}, and the projection "

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import platform
 from dataclasses import dataclass, field
 from typing import Literal
@@ -20,6 +19,7 @@ from hf_transfer.core.runtime import (
     can_release_freed_memory,
     check_reporting_integrations,
     has_accelerator,
+    launched_world_size,
 )
 from hf_transfer.errors import ConfigError
 from hf_transfer.train.checks import check_trainer_fields, keep_best_checkpoint
@@ -265,7 +265,7 @@ class TransferTrainingArguments(TrainingArguments):
                     f"{name} needs glibc (Linux); this process runs on {platform.system()} "
                     f"{platform.libc_ver()[0] or 'without glibc'}. Drop it."
                 )
-        if not self.use_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not has_accelerator():
+        if not self.use_cpu and launched_world_size() > 1 and not has_accelerator():
             # Launched as several processes on a machine without GPUs: accelerate joins CPU processes into one gloo
             # group only when asked for the CPU; otherwise each process silently trains alone on all the data.
             self.use_cpu = True
