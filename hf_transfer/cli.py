@@ -136,8 +136,38 @@ def commands_with_field(name: str) -> list[str]:
     ]
 
 
+# Each command's usage line, as the design fixes the command line (`%(prog)s` is `hf-transfer COMMAND`).
+USAGES = {
+    "train": "%(prog)s --config CONFIG.yaml [--any_field VALUE ...]",
+    "distill": "%(prog)s --config CONFIG.yaml [--any_field VALUE ...]",
+    "evaluate": "%(prog)s --model_name_or_path DIR_OR_ID --validation_file FILE [--extra_eval NAME=FILE ...] "
+    "[--text_column_name C] [--label_column_name C] [--output_file metrics.json] [--any_field VALUE ...]",
+    "predict": "%(prog)s --model_name_or_path DIR_OR_ID --input_file FILE --output_file OUT.csv|.jsonl|.parquet "
+    "[--text_column_name C] [--batch_size N] [--top_k K] [--any_field VALUE ...]",
+    "export": "%(prog)s DIR --format onnx [--quantize int8] [--output_dir OUT] [--any_field VALUE ...]",
+    "search": "%(prog)s --config CONFIG.yaml [--n_trials N] [--timeout S] [--metric NAME] "
+    "[--direction maximize|minimize] [--any_field VALUE ...]",
+    "merge": "%(prog)s --pretrained DIR_OR_ID --finetuned DIR [--alpha A | --alphas 0,0.25,0.5,0.75,1 "
+    "--validation_file FILE] --output_dir DIR [--any_field VALUE ...]",
+    "card": "%(prog)s DIR [--any_field VALUE ...]",
+    "push": "%(prog)s DIR --hub_model_id NAME [--private] [--revision BRANCH] [--any_field VALUE ...]",
+}
+# The fields a command cannot run without, listed first in its help.
+REQUIRED = {
+    "evaluate": ("model_name_or_path", "validation_file"),
+    "predict": ("model_name_or_path", "input_file", "output_file"),
+    "export": ("model_dir", "format"),
+    "merge": ("pretrained", "finetuned", "output_dir"),
+    "card": ("model_dir",),
+    "push": ("model_dir", "hub_model_id"),
+}
+
+
 def command_parser(command: str, dataclass_types) -> CommandParser:
-    return CommandParser(dataclass_types, command, POSITIONAL.get(command), owners=commands_with_field)
+    return CommandParser(
+        dataclass_types, command, POSITIONAL.get(command), commands_with_field, USAGES.get(command),
+        REQUIRED.get(command, ()),
+    )  # fmt: skip
 
 
 def parse_command_args(command: str, argv: list[str]) -> tuple:

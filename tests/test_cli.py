@@ -843,3 +843,39 @@ def test_per_label_scores_of_many_labels_are_one_line_of_the_results(capsys):
         "12 labels, all in /runs/x/all_results.json; lowest F1: label01 0.0100, label02 0.0200, label03 0.0300; "
         "F1 0 (none right, or no rows): 1, e.g. label00"
     )
+
+
+def test_help_is_laid_out_for_a_reader(capsys, monkeypatch):
+    """`train --help` was 935 lines: a 170-line usage, then ~120 TrainingArguments fields before the freezing, quality
+    and few-shot fields, with no headings; `evaluate`, `predict`, `export` and `merge` did not say which fields they
+    need; log_level and ddp_backend listed their choices twice, transformers' list and the parser's."""
+    monkeypatch.setenv("COLUMNS", "2000")
+    assert main(["train", "--help"]) == 0
+    train = capsys.readouterr().out
+    assert train.startswith("usage: hf-transfer train --config CONFIG.yaml [--any_field VALUE ...]\n")
+    headings = re.findall(r"^(\S.*):$", train, flags=re.MULTILINE)
+    assert headings[:4] == ["options", "model", "data", "adapter (PEFT)"] and headings[4].startswith(
+        "transfer learning"
+    )
+    assert headings[-1] == "training: transformers' TrainingArguments" and len(headings) == 6
+    sections = dict(zip(headings, re.split(r"^\S.*:$", train, flags=re.MULTILINE)[1:], strict=True))
+    assert "--freeze_layers" in sections[headings[4]] and "--class_weights" in sections[headings[4]]
+    assert "--learning_rate" in sections[headings[-1]] and "--freeze_layers" not in sections[headings[-1]]
+    log_level = next(entry for entry in re.split(r"\n  (?=-)", train) if entry.startswith("--log_level "))
+    assert log_level.count("debug") == 1 and "detail" in log_level, log_level
+    for command, needed in (
+        ("evaluate", ["--model_name_or_path", "--validation_file"]),
+        ("predict", ["--model_name_or_path", "--input_file", "--output_file"]),
+        ("export", ["--model_dir", "--format"]),
+        ("merge", ["--pretrained", "--finetuned", "--output_dir"]),
+        ("push", ["--model_dir", "--hub_model_id"]),
+    ):
+        assert main([command, "--help"]) == 0
+        out = capsys.readouterr().out
+        required = out.split("\nrequired:\n")[1].split("\n\n")[0]
+        assert re.findall(r"^  (--\w+)", required, flags=re.MULTILINE) == needed, command
+        assert out.index("\nrequired:\n") < out.index("\noptions:\n"), command
+    assert main(["evaluate", "--help"]) == 0
+    assert capsys.readouterr().out.startswith(
+        "usage: hf-transfer evaluate --model_name_or_path DIR_OR_ID --validation_file FILE [--extra_eval NAME=FILE"
+    )

@@ -17,6 +17,7 @@ from typing import Any, Literal, Union
 
 from hf_transfer.core.field_notes import field_help, field_note, missing_value, value_note
 from hf_transfer.core.folders import CONFIG_FILE
+from hf_transfer.core.help_layout import arrange_help
 from hf_transfer.core.yaml_config import as_flag_value, load_config_file, read_yaml, read_yaml_text
 from hf_transfer.errors import ConfigError, HfTransferError
 
@@ -178,7 +179,7 @@ class CommandParser:
     and flag that is none of the command's fields, instead of an "unknown field" error: `hf-transfer search` takes
     its trials' train config that way and parses each trial with `parse_config`."""
 
-    def __init__(self, dataclass_types, command: str, positional: str | None = None, owners=None):
+    def __init__(self, dataclass_types, command: str, positional=None, owners=None, usage=None, required=()):
         from transformers import HfArgumentParser
 
         class _Parser(HfArgumentParser):
@@ -200,8 +201,6 @@ class CommandParser:
         self.parser = _Parser(
             self.dataclass_types, prog=f"hf-transfer {command}", allow_abbrev=False, formatter_class=_HelpFormatter
         )
-        if positional:  # the usage line argparse builds would show the folder as an optional `--model_dir`
-            self.parser.usage = "%(prog)s DIR [--config CONFIG.yaml] [--field value ...]"
         self.parser.add_argument(
             "--config", metavar="CONFIG.yaml", help="YAML file of field: value; flags override it."
         )
@@ -215,8 +214,10 @@ class CommandParser:
                 hint = self.hints[action.dest]
                 action.type = _value_reader(action.dest, hint, action.type, action.choices, nullable[action.dest])
                 if action.choices and not all(str(choice) in (action.help or "") for choice in action.choices):
-                    # argparse showed them as the metavar; without `choices` the help must say them
-                    action.help = f"{action.help or ''} One of: {', '.join(map(str, action.choices))}.".strip()
+                    # argparse showed them as the metavar; without `choices` the help must say them (all of them:
+                    # transformers' own list, e.g. log_level's, leaves some out)
+                    text = re.sub(r"\s*\b(Options:|Must be one of)[^.]*\.", "", action.help or "")
+                    action.help = f"{text} One of: {', '.join(map(str, action.choices))}.".strip()
                 action.choices = None  # checked by the reader, with a message naming the field
             if isinstance(action, argparse._StoreFalseAction) and action.option_strings[0] == f"--no_{action.dest}":
                 # HfArgumentParser gives `--no_X` the help of `--X`, which then says the opposite of what it does.
@@ -225,6 +226,7 @@ class CommandParser:
                 action.help = field_help(self.command, action.dest, action.help)
             if action.help and "%" in action.help and "%(" not in action.help:  # "10% warm-up" is text, "~20%%" too
                 action.help = re.sub(r"(?<!%)%(?!%)", "%%", action.help)  # argparse formats help with %
+        arrange_help(self.parser, self.dataclass_types, usage, required)
         self.collector = next((d for d in self.dataclass_types if getattr(d, "other_fields", None)), None)
         if self.collector is not None and self.collector.__doc__:  # `--help` lists only its own fields: say so
             self.parser.description = " ".join(self.collector.__doc__.split())
