@@ -351,6 +351,24 @@ def test_label_sets():
         check_label_sets({0: "a", 2: "b"}, {0: "a", 1: "b"})
 
 
+def test_label_refusals_name_at_most_twenty_labels():
+    """With 120 labels the teacher/student refusals listed every one of them, twice: an error of thousands of
+    characters on one line."""
+    from types import SimpleNamespace
+
+    from hf_transfer.distill.teachers import teacher_label_permutation
+    from hf_transfer.merge.head import _joined
+
+    teacher = {i: f"intent_{i}" for i in range(120)}
+    with pytest.raises(ConfigError, match=r"intent_19', \.\.\. \(120 in all\)\] differ .*\(119 in all\)\]") as caught:
+        check_label_sets(teacher, {i: f"intent_{i}" for i in range(119)})
+    assert len(str(caught.value)) < 800 and "intent_20'" not in str(caught.value)
+    config = SimpleNamespace(id2label=teacher)
+    with pytest.raises(ConfigError, match=r"\(120 in all\)\] but the data has \[.*\(119 in all\)\]"):
+        teacher_label_permutation(config, [f"intent_{i}" for i in range(119)], "teacher")
+    assert _joined(["a", "b"]) == "a, b" and _joined(map(str, range(25))).endswith("19, ... (25 in all)")
+
+
 def test_a_teachers_default_label_names_are_names_when_the_data_bears_them():
     """Data labelled LABEL_0 ... LABEL_10 (by an unnamed model's pipeline, say) sorts as LABEL_0, LABEL_1, LABEL_10,
     LABEL_2, ...: an unnamed teacher was matched to it by id, so the data's LABEL_10 got the teacher's LABEL_2."""

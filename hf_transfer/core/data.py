@@ -120,8 +120,9 @@ def _apply_label_space(split, ds, profile, summary, space, multi: bool, args) ->
         shown = sorted(unknown, key=str)[:10]
         if args.class_names:
             raise DataError(
-                f"the {split} data has label(s) {shown} that class_names {names} does not cover: integer labels must "
-                f"be 0..{len(names) - 1}, string labels one of the names. Fix the data, or use label_mapping."
+                f"the {split} data has label(s) {shown} that class_names {listed(names)} does not cover: integer "
+                f"labels must be 0..{len(names) - 1}, string labels one of the names. Fix the data, or use "
+                "label_mapping."
             )
         alike = case_variants(shown, names)
         raise DataError(

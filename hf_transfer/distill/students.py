@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 
 from transformers import PreTrainedModel
 
+from hf_transfer.core.cleaning import listed
 from hf_transfer.core.layers import ModelLayout, discover_layers
 from hf_transfer.errors import ConfigError
 
@@ -180,7 +181,8 @@ def check_label_sets(
         return None
     if sorted(teacher_names) != sorted(student_names) or len(set(teacher_names)) != len(teacher_names):
         raise ConfigError(
-            f"The teacher's labels {teacher_names} differ from the student's {student_names}; distillation needs the "
+            f"The teacher's labels {listed(teacher_names)} differ from the student's {listed(student_names)}; "
+            "distillation needs the "
             "same label set. Train the student on the teacher's labels, or pick a teacher trained on yours."
         )
     position = {name: index for index, name in enumerate(teacher_names)}

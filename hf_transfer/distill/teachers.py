@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from hf_transfer.core.caching import load_or_build
-from hf_transfer.core.cleaning import label_name_keys
+from hf_transfer.core.cleaning import label_name_keys, listed
 from hf_transfer.core.folders import embedding_model_hint
 from hf_transfer.core.inference import length_sorted_batches
 from hf_transfer.core.models import check_not_regression, is_sequence_classifier
@@ -52,7 +52,8 @@ def teacher_label_permutation(teacher_config, label_names: Sequence[str], name: 
     if len(names) == len(label_names) and unnamed:
         if list(label_names) != names:
             logger.warning(
-                f"Teacher {name!r} has unnamed labels {names}; matching them to the data's {list(label_names)} by id."
+                f"Teacher {name!r} has unnamed labels {listed(names)}; matching them to the data's "
+                f"{listed(label_names)} by id."
             )
         return None
     try:
@@ -60,11 +61,14 @@ def teacher_label_permutation(teacher_config, label_names: Sequence[str], name: 
         perm = check_label_sets(dict(enumerate(label_name_keys(names))), dict(enumerate(label_names)))
     except ConfigError:
         raise ConfigError(
-            f"teacher {name!r} has labels {names} but the data has {list(label_names)}; distillation needs the same "
+            f"teacher {name!r} has labels {listed(names)} but the data has {listed(label_names)}; distillation needs "
+            "the same "
             "label set (set class_names or label_mapping so the data's names match the teacher's)."
         ) from None
     if perm is not None:
-        logger.warning(f"Teacher {name!r} orders its labels {names}; reordering its logits to {list(label_names)}.")
+        logger.warning(
+            f"Teacher {name!r} orders its labels {listed(names)}; reordering its logits to {listed(label_names)}."
+        )
     return perm
 
 

@@ -41,6 +41,12 @@ class HeadStart:
         return out
 
 
+def _joined(names, limit: int = 20) -> str:
+    """Label names joined by commas, cut after `limit` (a 120-label head made a card sentence of 120 names, twice)."""
+    names = list(names)
+    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
 def label_names(config) -> list[str]:
     return [str(config.id2label[i]) for i in range(config.num_labels)]
 
@@ -61,7 +67,7 @@ def check_head_start(
         raise HeadMisfit(role, f"it is not a sequence classifier (architectures {architectures})", advice)
     names = label_names(config)
     if sorted(names) != sorted(labels):
-        raise HeadMisfit(role, f"it is for labels {', '.join(names)}, not {', '.join(labels)}", advice)
+        raise HeadMisfit(role, f"it is for labels {_joined(names)}, not {_joined(labels)}", advice)
     if _kind(getattr(config, "problem_type", None)) != _kind(problem_type):
         # A softmax head's logits read through sigmoids (or the reverse): α = 0 would be no trained classifier.
         kinds = f"{_kind(getattr(config, 'problem_type', None))}, and the fine-tuned model {_kind(problem_type)}"
