@@ -821,6 +821,16 @@ def test_label_values_written_differently_but_read_as_one_label_are_said(tmp_pat
     floats = [{"text": f"row {i}", "label": v} for i, v in enumerate(["1.0", "2.0"] * 4)]
     load(tmp_path, floats, [{"text": "x", "label": "1"}, {"text": "y", "label": "2"}])  # a float column's csv
     assert not [r for r in caplog.records if "values written differently" in r.getMessage()]
+    caplog.clear()  # jsonl: a number 1 and a string "1" were one class in silence; 1 and 1.0 are one number
+    mixed = [{"text": f"row {i}", "label": v} for i, v in enumerate([1, "1", 2, 2.0, "3"] * 4)]
+    assert load(tmp_path, mixed, ext="jsonl").label_names == ["1", "2", "3"]
+    said = [r.getMessage() for r in caplog.records if "values written differently" in r.getMessage()]
+    assert (
+        len(said) == 1 and "['1', '1 (a number)'] as 1;" not in said[0] and "['1', '1 (a number)'] as 1 (" in said[0]
+    )
+    caplog.clear()
+    load(tmp_path, [{"text": f"row {i}", "label": v} for i, v in enumerate([1, 2, 2.0] * 4)], ext="jsonl")
+    assert not [r for r in caplog.records if "values written differently" in r.getMessage()]
     with pytest.raises(DataError, match="a single class"):  # a refusal after it stays the only line: no line before
         load(tmp_path, [{"text": f"row {i}", "label": v} for i, v in enumerate(["01", "1"] * 4)])
     assert not [r for r in caplog.records if "values written differently" in r.getMessage()]

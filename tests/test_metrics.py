@@ -285,7 +285,44 @@ def test_training_curves_show_the_final_evaluation_when_none_was_logged_during_t
     assert [tuple(line.get_xydata()[0]) for line in metric_ax.get_lines()] == [(48, 0.85), (48, 0.8465)]
     assert not [t for t in metric_ax.texts if "no evaluation" in t.get_text()]
     logged = [{"eval_accuracy": 0.5, "epoch": 1.0, "step": 10}]  # metrics logged during training: those are drawn
-    assert training_curves_figure(logged, final_metrics=final).axes[1].get_legend_handles_labels()[1] == ["accuracy"]
+    assert training_curves_figure(logged, final_metrics=final).axes[1].get_legend_handles_labels()[1] == [
+        "accuracy",
+        "accuracy (saved model)",  # the final score differs from the last one logged: drawn apart
+    ]
+
+
+def test_training_curves_show_how_the_saved_model_differs_from_the_last_evaluation():
+    """A calibrated run's curves ended at macro-F1 0.34 while it reported 0.68; an early-stopped run's ran on past
+    the checkpoint it kept with nothing marking it; distillation drew its α-weighted loss beside the validation's
+    hard-label CE as if they were one loss; and equal curves (F1 = accuracy, or all 0) hid each other."""
+    from hf_transfer.outputs.plots import training_curves_figure
+
+    history = [
+        {"loss": 0.7, "loss_ce": 0.69, "loss_kd": 0.2, "epoch": 1.0, "step": 10},
+        {"eval_loss": 0.6, "eval_accuracy": 0.6, "eval_f1_macro": 0.6, "epoch": 1.0, "step": 10},
+        {"loss": 0.5, "loss_ce": 0.45, "loss_kd": 0.1, "epoch": 2.0, "step": 20},
+        {"eval_loss": 0.65, "eval_accuracy": 0.55, "eval_f1_macro": 0.34, "epoch": 2.0, "step": 20},
+    ]
+    final = {"eval_loss": 0.6, "eval_accuracy": 0.7, "eval_f1_macro": 0.68}
+    fig = training_curves_figure(history, "run", final, "train loss", {"step": 10, "note": "after calibration"})
+    loss_ax, metric_ax = fig.axes[:2]
+    labels = metric_ax.get_legend_handles_labels()[1]
+    assert [label for label in labels if "after calibration" in label] == [
+        "accuracy (saved model, after calibration)",
+        "f1_macro (saved model, after calibration)",
+    ]
+    stars = [line for line in metric_ax.get_lines() if line.get_marker() == "*"]
+    assert [tuple(line.get_xydata()[0]) for line in stars] == [(10, 0.7), (10, 0.68)]  # at the kept step
+    assert "saved model (step 10)" in labels and "saved model (step 10)" in loss_ax.get_legend_handles_labels()[1]
+    assert "validation loss (saved model, after calibration)" not in loss_ax.get_legend_handles_labels()[1]  # equal
+    curves = [line for line in metric_ax.get_lines() if line.get_label() in ("accuracy", "f1_macro")]
+    assert len({(line.get_marker(), line.get_linestyle()) for line in curves}) == 2
+    assert "train hard-label CE (its (1−α) term)" in loss_ax.get_legend_handles_labels()[1]
+    assert "validation loss (hard-label CE)" in loss_ax.get_legend_handles_labels()[1]
+    low, high = metric_ax.get_ylim()
+    assert low >= 0 and high <= 1.02
+    zeros = [{"eval_f1_macro": 0.0, "eval_f1_micro": 0.0, "step": s} for s in (5, 10)]  # flat at 0: not -0.04..0.05
+    assert training_curves_figure(zeros).axes[1].get_ylim() == (0, 1.02)
 
 
 def test_alpha_sweep_legend_names_a_set_called_validation_once():
@@ -333,3 +370,29 @@ def test_many_labels_stand_upright_and_missing_glyphs_are_drawn_without_a_warnin
         warnings.simplefilter("always")
         _save(fig, tmp_path / "matrix.png")
     assert (tmp_path / "matrix.png").stat().st_size > 0 and not [w for w in seen if "Glyph" in str(w.message)]
+
+
+def test_names_alike_once_shortened_show_what_differs(caplog, tmp_path):
+    """Two long names that share their start and end both became "the customer was…product" (then only numbered);
+    boxes drawn for missing glyphs were not said at all."""
+    import logging
+
+    import numpy as np
+
+    from hf_transfer.outputs import plots
+    from hf_transfer.outputs.plots import _save, confusion_figure, tick_labels
+
+    names = ["the customer was unhappy with the product", "the customer was happy with the product"]
+    assert tick_labels(names) == ["…unhappy…", "…happy…"]
+    assert tick_labels(["short", "names"]) == ["short", "names"]
+    alike = ["a" * 30 + "x" + "b" * 30, "a" * 30 + "y" + "b" * 30]  # no word in common: numbered
+    assert [t[:3] for t in tick_labels(alike)] == ["0: ", "1: "]
+    ax = confusion_figure(np.eye(2, dtype=int), names).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["…unhappy…", "…happy…"]
+    caplog.set_level(logging.WARNING)
+    plots._said.discard("glyphs")
+    if not any("CJK" in family for family in plots.families()):  # no CJK font installed here: boxes, said once
+        for name in ("a.png", "b.png"):
+            _save(confusion_figure(np.eye(2, dtype=int), ["正面评价", "负面评价"]), tmp_path / name)
+        said = [r.getMessage() for r in caplog.records if "no installed font has" in r.getMessage()]
+        assert len(said) == 1, said

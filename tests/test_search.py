@@ -430,6 +430,37 @@ def test_the_trials_picture_names_the_metric_its_direction_and_the_best_trial(tm
         assert figures[-1].get_suptitle() == f"Search: {direction} validation f1_macro; best {best}"
 
 
+def test_the_trials_picture_places_failed_diverged_and_repeated_trials(tmp_path, monkeypatch):
+    """A diverged trial (NaN, pruned by Optuna) vanished while the title counted it; failed trials had no mark on
+    the trial axis; a categorical choice no finished trial took lost its tick, and trials at one choice stacked
+    into one dot."""
+    from types import SimpleNamespace
+
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from hf_transfer.search import report
+
+    figures = []
+    monkeypatch.setattr(report, "_save", lambda fig, path: figures.append(fig))
+    study = optuna.create_study(direction="minimize")
+    space = {"lr": CategoricalDistribution(["1e-5", "1e-4", "1e38"])}
+    for value, state, lr in ((0.5, TrialState.COMPLETE, "1e-5"), (0.6, TrialState.COMPLETE, "1e-5"),
+                             (None, TrialState.FAIL, "1e38"), (None, TrialState.PRUNED, "1e38")):  # fmt: skip
+        reports = {0: float("nan")} if state == TrialState.PRUNED else {}
+        study.add_trial(create_trial(state=state, value=value, params={"lr": lr}, distributions=space,
+                                     intermediate_values=reports))  # fmt: skip
+    choices = SimpleNamespace(is_range=False, choices=["1e-5", "1e-4", "1e38"], log=False)
+    report.plot_trials(study, tmp_path / "trials.png", "loss", ["lr"], {"lr": choices})
+    trial_ax, _, against = figures[-1].axes[:3]
+    assert trial_ax.get_title() == "4 trials (1 failed (red ticks); 1 with no finite score, not shown)"
+    assert [line.get_xdata()[0] for line in trial_ax.get_lines() if line.get_label() == "failed"] == [2]
+    assert against.get_xlim() == (-0.5, 2.5) and [t.get_text() for t in against.get_xticklabels()] == choices.choices
+    xs = sorted(x for x, _ in against.collections[0].get_offsets())
+    assert len(xs) == 2 and xs[0] < 0 < xs[1] and xs[1] - xs[0] < 0.5  # side by side around the choice
+
+
 def test_best_config_reproduces_its_trial(study_run):
     out, trials = study_run["out"], study_run["first"]
     best = trials[trials["state"] == "complete"].sort_values("loss").iloc[0]

@@ -313,12 +313,13 @@ class LabelProfile:
     spellings: dict = field(default_factory=dict)  # label -> the written forms read as it, where they differ
 
     def add_spellings(self, cells) -> None:
-        """The distinct written forms of the label cells (text, as csv and tsv are read), by the label each is read
-        as: `01`, `1` and `001` are all 1, ` a` and `a` are both `a`."""
-        for cell in {cell for cell in cells if isinstance(cell, str)}:  # list cells (jsonl, parquet) are left out
+        """The distinct written forms of the label cells, by the label each is read as: `01`, `1` and `001` are all
+        1, ` a` and `a` are both `a`, and so are a JSON number 1 and a JSON string "1" (list cells are left out)."""
+        for cell in {cell for cell in cells if isinstance(cell, (str, int, float)) and not isinstance(cell, bool)}:
             read = normalise_scalar(cell)
             if read is not None and str(read) not in _BOOLEANS.values():  # booleans: any spelling, as documented
-                self.spellings.setdefault(read, set()).add(cell)
+                form = cell if isinstance(cell, str) else f"{read} (a number)"  # 1 and 1.0 are one number
+                self.spellings.setdefault(read, set()).add(form)
 
     def add(self, labels: list) -> None:
         for value in labels:

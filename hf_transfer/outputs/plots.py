@@ -4,6 +4,9 @@ They draw on a bare matplotlib `Figure` (Agg), never through pyplot."""
 from __future__ import annotations
 
 import json
+import logging
+import os
+import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +22,8 @@ from hf_transfer.errors import DataError
 
 if TYPE_CHECKING:
     pass
+
+logger = logging.getLogger(__name__)
 
 
 def save_confusion_matrix(
@@ -50,6 +55,40 @@ def tick_label(name: str, limit: int = TICK_LABEL_CHARS) -> str:
     return name[: limit - 1 - tail] + "…" + name[-tail:]
 
 
+def tick_labels(names: Sequence[str]) -> list[str]:
+    """The names as ticks: each shortened alone, or, where that makes two alike, what differs between them (the
+    words all share at their start and end left out: "the customer was happy with the product" and "... unhappy ..."
+    both became "the customer was…product"), numbered only if still alike."""
+    shown = [tick_label(name) for name in names]
+    if len(set(shown)) == len(shown):
+        return shown
+    head = len(os.path.commonprefix(names).rsplit(" ", 1)[0]) if " " in os.path.commonprefix(names) else 0
+    ends = os.path.commonprefix([name[::-1] for name in names])[::-1]
+    tail = len(ends.split(" ", 1)[1]) if " " in ends else 0
+    middles = [name[head : len(name) - tail].strip() for name in names]
+    if head + tail and all(middles):
+        shown = [("…" if head else "") + tick_label(m) + ("…" if tail else "") for m in middles]
+    if len(set(shown)) < len(shown):  # still alike: number them
+        shown = [f"{i}: {name}" for i, name in enumerate(shown)]
+    return shown
+
+
+# Fonts tried, in order, for characters the default font lacks (CJK, emoji), where installed.
+FALLBACK_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK KR", "Noto Sans CJK TC", "Source Han Sans",
+                  "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "Microsoft YaHei", "SimHei", "MS Gothic",
+                  "Apple SD Gothic Neo", "Hiragino Sans", "PingFang SC", "Noto Color Emoji", "Noto Emoji",
+                  "Segoe UI Emoji", "Apple Color Emoji")  # fmt: skip
+_said = set()
+
+
+def families() -> list[str]:
+    """The font list for label names: matplotlib's default, then the installed fallback fonts."""
+    from matplotlib import font_manager, rcParams
+
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    return [*rcParams["font.sans-serif"][:1], *(name for name in FALLBACK_FONTS if name in installed)]
+
+
 # 150 labels drew a 10,000-pixel square of 22,500 numbers in two minutes (4.8 MB): past this many labels the cells
 # carry colour alone (the counts are in the JSON beside it) and the picture stops growing.
 CONFUSION_COUNTED_LABELS = TABLE_LABELS
@@ -63,7 +102,7 @@ def confusion_figure(matrix, labels: Sequence[str], title: str | None = None):
     totals = matrix.sum(1, keepdims=True)
     normalised = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
     n = len(labels)
-    size = min(2.5 + 0.6 * n, CONFUSION_MAX_INCHES)
+    size = min(max(4.5, 2.5 + 0.6 * n), CONFUSION_MAX_INCHES)  # room for the two-line title beside the colour bar
     fig = _figure(figsize=(size + 1, size))
     ax = fig.subplots()
     image = ax.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0)
@@ -72,16 +111,14 @@ def confusion_figure(matrix, labels: Sequence[str], title: str | None = None):
     for (row, col), count in np.ndenumerate(matrix) if counted else ():
         colour = "white" if normalised[row, col] > 0.5 else "black"
         ax.text(col, row, str(count), ha="center", va="center", color=colour, fontsize=9)
-    shown = [tick_label(name) for name in labels]
-    if len(set(shown)) < len(shown):  # shortening made two names alike: number them
-        shown = [f"{i}: {name}" for i, name in enumerate(shown)]
+    shown = tick_labels(labels)
     rotate = len(labels) > 6 or max((len(name) for name in shown), default=0) > 8
     ticks = range(len(labels))
     ha = "right" if rotate else "center"
     font = min(10.0, max(3.0, 0.7 * 72 * (size - 2.5) / max(n, 1)))  # a tick's room, in points, once capped
     angle = (90 if n > 40 else 45) if rotate else 0  # past 40 labels, names at 45° overlapped into one band
-    ax.set_xticks(ticks, shown, rotation=angle, ha=ha, rotation_mode="anchor", fontsize=font)
-    ax.set_yticks(ticks, shown, fontsize=font)
+    ax.set_xticks(ticks, shown, rotation=angle, ha=ha, rotation_mode="anchor", fontsize=font, fontfamily=families())
+    ax.set_yticks(ticks, shown, fontsize=font, fontfamily=families())
     name = f"Confusion matrix: {title}" if title else "Confusion matrix"
     ax.set(xlabel="Predicted label", ylabel="True label")
     cells = "cells: counts; colour" if counted else f"{n} labels, counts in the JSON; colour"
@@ -106,7 +143,7 @@ def label_f1_figure(report: dict, label_names: Sequence[str], title: str | None 
         inside = value > 0.85  # no room to its right: written on the bar, in white
         x, ha, colour = (value - 0.01, "right", "white") if inside else (value + 0.01, "left", "black")
         ax.text(x, row, f"{value:.3f}", va="center", ha=ha, color=colour, fontsize=9)
-    ax.set_yticks(rows, [tick_label(name) for name in labels])
+    ax.set_yticks(rows, tick_labels(labels), fontfamily=families())
     ax.invert_yaxis()  # the first label on top, as in the tables
     ax.set_xlim(0, 1)
     ax.set(xlabel="F1 (a label is predicted present when its sigmoid > 0.5)", ylabel="label")
@@ -121,21 +158,34 @@ def plot_training_curves(
     title: str | None = None,
     final_metrics: dict | None = None,
     loss_name: str = "train loss",
+    saved: dict | None = None,
 ) -> None:
     """Plot `Trainer.state.log_history`: training and eval loss, and eval accuracy / F1 against the step."""
-    _save(training_curves_figure(log_history, title, final_metrics, loss_name), png_path)
+    _save(training_curves_figure(log_history, title, final_metrics, loss_name, saved), png_path)
 
 
 EVAL_CURVES = ("accuracy", "f1_macro", "f1_micro", "subset_accuracy")
+# One marker and line style per curve: F1 equal to accuracy (or every multi-label score at 0) hid all but one line.
+CURVE_STYLES = (("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"))
 
 
 def training_curves_figure(
-    log_history: list[dict], title: str | None = None, final_metrics: dict | None = None, loss_name: str = "train loss"
+    log_history: list[dict],
+    title: str | None = None,
+    final_metrics: dict | None = None,
+    loss_name: str = "train loss",
+    saved: dict | None = None,
 ):
     """The loss and evaluation panels. A run that logged no per-step loss (fewer steps than `logging_steps`) shows its
     mean training loss; one that evaluated only after training (the few-shot route, `eval_strategy: no`) shows
     `final_metrics` (the `eval_*` of that evaluation) at its last step, so the panel does not claim nothing was
-    measured. `loss_name` names the logged loss (the few-shot route logs its body tuning's pair loss)."""
+    measured. `loss_name` names the logged loss (the few-shot route logs its body tuning's pair loss; distillation
+    its α-weighted sum, beside which its hard-label CE term is drawn, the same loss as the eval loss).
+
+    `saved`: how the saved model differs from the last evaluation drawn: `{"step": the kept checkpoint's step (when
+    `load_best_model_at_end` kept an earlier one), "note": e.g. "after calibration"}`. The step is marked, and final
+    scores that differ from the last logged ones are drawn there as stars (a calibrated run's curves ended at
+    macro-F1 0.34 while the run reported 0.68)."""
     train = [(entry["step"], entry["loss"]) for entry in log_history if "loss" in entry and "step" in entry]
     evals = [entry for entry in log_history if any(key.startswith("eval_") for key in entry)]
     last_step = max((entry.get("step", 0) for entry in log_history), default=0)
@@ -148,27 +198,54 @@ def training_curves_figure(
         mean = next((entry["train_loss"] for entry in log_history if "train_loss" in entry), None)
         if mean is not None:
             loss_ax.plot([last_step], [mean], marker="s", linestyle="", label=f"{loss_name} (mean over the run)")
+    hard = [(entry["step"], entry["loss_ce"]) for entry in log_history if "loss_ce" in entry and "step" in entry]
+    if hard:  # distillation: the sum's hard-label term, the loss the evaluation measures
+        loss_ax.plot(*np.transpose(hard), linestyle="--", marker="o" if len(hard) == 1 else None, markersize=4,
+                     label="train hard-label CE (its (1−α) term)")  # fmt: skip
     final = "" if evals or not final_metrics else " (final evaluation)"
+    saved = saved or {}
+    kept = [entry for entry in evals if saved.get("step") is not None and entry.get("step") == saved["step"]]
+    logged = dict((kept or evals)[-1]) if evals else {}  # the saved model's last logged scores
     if final:
         evals = [{**final_metrics, "step": last_step}]
     eval_loss = [(entry.get("step", 0), entry["eval_loss"]) for entry in evals if "eval_loss" in entry]
     if eval_loss:
-        loss_ax.plot(*np.transpose(eval_loss), marker="o", markersize=4, label="eval loss" + final)
+        name = "validation loss" + (" (hard-label CE)" if hard else "")
+        loss_ax.plot(*np.transpose(eval_loss), marker="o", markersize=4, label=name + final)
+    at = saved.get("step") or last_step
+    changed = {
+        key: value for key, value in (final_metrics or {}).items() if logged and isinstance(value, (int, float))
+        and isinstance(logged.get(key), (int, float)) and abs(value - logged[key]) > 1e-6
+    }  # fmt: skip
+    star = f"saved model{', ' + saved['note'] if saved.get('note') else ''}"
+    if "eval_loss" in changed:
+        loss_ax.plot([at], [changed["eval_loss"]], marker="*", markersize=11, linestyle="", color="black",
+                     label=f"validation loss ({star})")  # fmt: skip
+    for ax in (loss_ax, metric_ax) if saved.get("step") and saved["step"] != last_step else ():
+        ax.axvline(
+            saved["step"], color="gray", linestyle=":", linewidth=1.2, label=f"saved model (step {saved['step']})"
+        )
     loss_ax.set(xlabel="step", ylabel="loss", title="Loss")
     _legend_or_note(loss_ax, "nothing logged")
 
-    for name in EVAL_CURVES:
+    for name, (marker, style) in zip(EVAL_CURVES, CURVE_STYLES, strict=True):
         points = [(entry.get("step", 0), entry[f"eval_{name}"]) for entry in evals if f"eval_{name}" in entry]
         if points:
-            metric_ax.plot(*np.transpose(points), marker="o", markersize=4, label=name + final)
+            metric_ax.plot(*np.transpose(points), marker=marker, linestyle=style, markersize=4, label=name + final)
+        if f"eval_{name}" in changed:
+            metric_ax.plot([at], [changed[f"eval_{name}"]], marker="*", markersize=11, linestyle="",
+                           label=f"{name} ({star})")  # fmt: skip
     # Trainer takes the same number of steps each epoch, so one ratio turns steps into epochs for a top axis.
     last = next((e for e in reversed(log_history) if e.get("step", 0) > 0 and e.get("epoch", 0) > 0), None)
     if last is not None and evals:
         ratio = last["epoch"] / last["step"]
         metric_ax.secondary_xaxis("top", functions=(lambda s: s * ratio, lambda e: e / ratio)).set_xlabel("epoch")
-    metric_ax.set(xlabel="step", ylabel="score", title="Evaluation")
-    if len({entry.get("step", 0) for entry in evals}) == 1:  # one evaluation: 0.8465 to 0.85 would fill the panel
-        metric_ax.set_ylim(0, 1.02)
+    metric_ax.set(xlabel="step", ylabel="score", title="Evaluation on the validation set")
+    low, high = metric_ax.get_ylim()
+    if len({entry.get("step", 0) for entry in evals}) == 1 or metric_ax.dataLim.height < 0.02:
+        metric_ax.set_ylim(0, 1.02)  # one evaluation, or flat: 0.8465 to 0.85 (or -0.04 to 0.05) would fill the panel
+    else:
+        metric_ax.set_ylim(max(low, 0), min(high, 1.02))  # scores lie in [0, 1]
     _legend_or_note(metric_ax, "no evaluation metrics logged")
     for ax in (loss_ax, metric_ax):
         _step_axis(ax)
@@ -206,11 +283,12 @@ def alpha_sweep_figure(rows: list[dict], set_names, validation_name: str, chosen
     alphas = [row["alpha"] for row in rows]
     fig = _figure(figsize=(7.5, 4.5))
     ax = fig.subplots()
-    for name in set_names:
+    for index, name in enumerate(set_names):
         values = [row[name][metric] for row in rows]
         main = name == validation_name
         label = f"{name} (validation)" if main and name != "validation" else name
-        ax.plot(alphas, values, marker="o", markersize=4, linewidth=2.5 if main else 1.2, label=label)
+        style = ("-", "--", "-.", ":")[index // 10 % 4]  # the 10 colours repeat past 10 sets: the style does not
+        ax.plot(alphas, values, marker="o", markersize=4, linestyle=style, linewidth=2.5 if main else 1.2, label=label)
     others = [name for name in set_names if name != validation_name]
     if len(others) > 1:
         mean = [sum(row[n][metric] for n in others) / len(others) for row in rows]
@@ -222,9 +300,9 @@ def alpha_sweep_figure(rows: list[dict], set_names, validation_name: str, chosen
         ylabel=METRIC_NAMES.get(metric, metric),
         title="Weight interpolation sweep",
     )
-    ax.set_xlim(min(alphas) - 0.02, max(alphas) + 0.02)
+    ax.set_xlim(min(alphas) - 0.04, max(alphas) + 0.04)  # a chosen α at an end stays off the frame
     ax.grid(alpha=0.3)
-    _legend_or_note(ax, "no sets")
+    _legend_or_note(ax, "no sets", outside=len(set_names) > 3)  # inside, 10 sets' legend covered the lines
     return fig
 
 
@@ -236,9 +314,9 @@ def _figure(figsize: tuple[float, float]):
     return Figure(figsize=figsize, layout="constrained")
 
 
-def _legend_or_note(ax, note: str) -> None:
+def _legend_or_note(ax, note: str, outside: bool = False) -> None:
     if ax.get_legend_handles_labels()[0]:
-        ax.legend()
+        ax.legend(**({"loc": "upper left", "bbox_to_anchor": (1.01, 1), "fontsize": 9} if outside else {}))
     else:
         ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes, color="gray")
 
@@ -246,10 +324,20 @@ def _legend_or_note(ax, note: str) -> None:
 def _save(fig, png_path: Path | str) -> None:
     png_path = Path(png_path)
     png_path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(png_path) as tmp, warnings.catch_warnings():  # an earlier picture stays whole if this is cut off
-        # A label in a script the font lacks (CJK, emoji) is drawn as boxes; matplotlib also warned once per glyph.
-        warnings.filterwarnings("ignore", message=r"Glyph .* missing from font", category=UserWarning)
+    with atomic_path(png_path) as tmp, warnings.catch_warnings(record=True) as caught:  # a cut-off save: the last
+        warnings.simplefilter("always")  # picture stays whole
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    for warning in caught:
+        # matplotlib warned once per glyph a label's script lacks (CJK, emoji with no such font installed): said once
+        if re.search(r"Glyph .* missing from font", str(warning.message)):
+            if "glyphs" not in _said:
+                _said.add("glyphs")
+                logger.warning(
+                    "some names use characters no installed font has (e.g. CJK or emoji): the pictures show them as "
+                    "boxes; the JSON files and the card have them whole (a Noto CJK font, once installed, is used)."
+                )
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def pictures_summary(*paths: Path | str) -> dict:

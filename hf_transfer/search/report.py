@@ -116,6 +116,9 @@ def plot_trials(study, path: Path, metric: str, names: list[str], params_by_name
 
     done = [(t.number, t.value) for t in trials if t.state == TrialState.COMPLETE]
     pruned = [(t.number, _last_report(t)) for t in trials if t.state == TrialState.PRUNED and t.intermediate_values]
+    unscored = len(done) + len(pruned)
+    done, pruned = _finite(done), _finite(pruned)  # a diverged trial's NaN has no place on the axis
+    unscored -= len(done) + len(pruned)
     if done:
         trial_ax.scatter(*zip(*done, strict=True), color="tab:blue", zorder=3, label="completed")
         best, line = None, []
@@ -128,18 +131,20 @@ def plot_trials(study, path: Path, metric: str, names: list[str], params_by_name
     if pruned:
         trial_ax.scatter(*zip(*pruned, strict=True), color="tab:orange", marker="x", zorder=3,
                          label="pruned (last evaluation)")  # fmt: skip
-    failed = sum(t.state == TrialState.FAIL for t in trials)
+    failed = [t.number for t in trials if t.state == TrialState.FAIL]
+    for index, number in enumerate(failed):  # where they fell in the sequence: a tick at the foot of the axis
+        trial_ax.axvline(number, ymax=0.05, color="tab:red", linewidth=2, label="failed" if index == 0 else None)
     headline = f"Search: {'maximize' if maximize else 'minimize'} validation {metric}"
     if done:
         number, value = (max if maximize else min)(done, key=lambda pair: pair[1])
         headline += f"; best {value:.4f} (trial {number})"
     fig.suptitle(headline)
     trial_ax.set(xlabel="trial", ylabel=f"validation {metric}",
-                 title=f"{len(trials)} trials" + (f" ({failed} failed, not shown)" if failed else ""))  # fmt: skip
+                 title=f"{len(trials)} trials" + _not_shown(len(failed), unscored))  # fmt: skip
     trial_ax.xaxis.get_major_locator().set_params(integer=True)
-    if done or pruned:
+    if done or pruned or failed:
         trial_ax.legend()
-    else:
+    if not (done or pruned):
         trial_ax.text(0.5, 0.5, "no trial finished yet", ha="center", va="center", transform=trial_ax.transAxes)
 
     scores = importances(study, names)
@@ -165,12 +170,14 @@ def _metric_against(ax, trials, name: str, metric: str, param, TrialState) -> No
     points = [(t.params[name], t.value) for t in trials if t.state == TrialState.COMPLETE and name in t.params]
     pruned = [(t.params[name], _last_report(t)) for t in trials
               if t.state == TrialState.PRUNED and name in t.params and t.intermediate_values]  # fmt: skip
+    points, pruned = _finite(points), _finite(pruned)
     categorical = param is not None and not param.is_range
-    if categorical:  # choices at evenly spaced positions, labelled by value
+    if categorical:  # choices at evenly spaced positions, labelled by value; every choice keeps its tick
         labels = [str(c) for c in param.choices]
-        points = [(labels.index(str(x)), y) for x, y in points]
-        pruned = [(labels.index(str(x)), y) for x, y in pruned]
+        points = _spread([(labels.index(str(x)), y) for x, y in points])
+        pruned = _spread([(labels.index(str(x)), y) for x, y in pruned])
         ax.set_xticks(range(len(labels)), labels)
+        ax.set_xlim(-0.5, len(labels) - 0.5)
     if points:
         ax.scatter(*zip(*points, strict=True), color="tab:blue", label="completed")
     if pruned:
@@ -180,6 +187,30 @@ def _metric_against(ax, trials, name: str, metric: str, param, TrialState) -> No
     ax.set(xlabel=name, ylabel=f"validation {metric}", title=f"{metric} against {name}")
     if points or pruned:
         ax.legend()
+
+
+def _finite(points: list[tuple]) -> list[tuple]:
+    return [(x, y) for x, y in points if y is not None and math.isfinite(y)]
+
+
+def _not_shown(failed: int, unscored: int) -> str:
+    """The trial panel's title note on the trials it cannot place: failed ones (marked at the foot of the axis) and
+    those whose score is NaN or inf (a diverged trial, which Optuna's pruner prunes)."""
+    notes = [f"{failed} failed (red ticks)"] * bool(failed) + [f"{unscored} with no finite score, not shown"] * bool(
+        unscored
+    )
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
+def _spread(points: list[tuple]) -> list[tuple]:
+    """Trials at one categorical choice side by side around its tick, rather than stacked into one dot."""
+    seen: dict = {}
+    out = []
+    for x, y in points:
+        k = seen[x] = seen.get(x, -1) + 1
+        out.append((x, y, k))
+    count = {x: seen[x] + 1 for x in seen}
+    return [(x + (k - (count[x] - 1) / 2) * min(0.08, 0.6 / count[x]), y) for x, y, k in out]
 
 
 def summary_line(trial, metric: str, total: int, best, names: list[str], done: int | None = None) -> str:

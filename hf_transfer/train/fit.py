@@ -340,8 +340,11 @@ def _write_run_outputs(
         save_label_f1(full, prepared.label_names, out / "label_f1.png", title="validation")
     # The few-shot route's logged loss is its body tuning's (cosine or supcon on sentence pairs), not the classifier's.
     loss_name = "body-tuning pair loss" if isinstance(record.get("few_shot"), dict) else "train loss"
+    loss_name = "train loss (α·T²·KL + (1−α)·CE)" if "distillation" in record else loss_name
+    saved = {"step": (record.get("best_model") or {}).get("step"),
+             "note": "after calibration" if record.get("calibration") else None}  # fmt: skip
     plot_training_curves(trainer.state.log_history, out / "training_curves.png", title=out.resolve().name,
-                         final_metrics=record["eval_metrics"], loss_name=loss_name)  # fmt: skip
+                         final_metrics=record["eval_metrics"], loss_name=loss_name, saved=saved)  # fmt: skip
     record = {**record, "validation_report": full, "log_history": trainer.state.log_history}
     write_text_atomic(out / RUN_RECORD_FILE, json_text(record, indent=2, default=str))
     extra = {"distillation_results": record["distillation"]} if "distillation" in record else {}
