@@ -83,6 +83,16 @@ def test_rerunning_into_a_finished_run_is_refused_before_anything_loads(finished
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "is the last step (5) of a finished run" in err[0], err
     assert fingerprint(run) == before
+    # Stopped after its last checkpoint but before its outputs (no run record): the same resume finishes it.
+    import shutil
+
+    cut = run.parent / "cut_before_outputs"
+    shutil.copytree(run, cut)
+    (cut / "hf_transfer_run.json").unlink()
+    argv_cut = [str(cut) if value == str(run) else value for value in argv]
+    assert main(argv_cut) == 2
+    err = capsys.readouterr().err.strip()
+    assert "finish it (it stopped before writing its outputs) with --resume_from_checkpoint true" in err, err
     # A run cut short by max_steps (trainer_state.json calls it 1 epoch, rounded up) has more to train for an epoch.
     short = run.parent / "short"
     argv_short = [*argv[: argv.index("--output_dir") + 1], str(short), *argv[argv.index("--output_dir") + 2 :]]
@@ -152,6 +162,24 @@ def resumed_pair(tmp_path_factory, tiny_bert_dir):
     argv = train_argv(tiny_bert_dir, *data, resumed, *extra, "--resume_from_checkpoint", "true")
     assert main(argv) == 0
     return whole, resumed, data, extra
+
+
+def test_a_resume_that_changes_the_optimizers_fields_is_refused(resumed_pair, tiny_bert_dir, tmp_path, capsys):
+    """`--learning_rate 0.01` on a resume went on at the checkpoint's rate (Trainer loads the optimizer and
+    scheduler states back) while the resolved config and the card said 0.01."""
+    import shutil
+
+    whole, _, data, extra = resumed_pair
+    out = tmp_path / "again"
+    shutil.copytree(whole / "checkpoint-5", out / "checkpoint-5")
+    before = sorted(p.name for p in out.rglob("*"))
+    argv = train_argv(tiny_bert_dir, *data, out, *extra, "--resume_from_checkpoint", "true")
+    for flag, value in (("--learning_rate", "0.01"), ("--weight_decay", "0.1"), ("--layerwise_lr_decay", "0.5")):
+        assert main([*argv, flag, value]) == 2
+        err = capsys.readouterr().err.strip()
+        name = flag.removeprefix("--")
+        assert len(err.splitlines()) == 1 and f"where {name} is" in err and f"Resume with {name}" in err, err
+    assert sorted(p.name for p in out.rglob("*")) == before  # refused before anything was written
 
 
 def test_a_resumed_runs_train_loss_is_over_the_whole_run(resumed_pair):

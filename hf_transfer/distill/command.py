@@ -44,6 +44,7 @@ from hf_transfer.outputs.hub import plan_push
 from hf_transfer.outputs.provenance import folder_hub_lineage
 from hf_transfer.outputs.run_folder import check_resume_fits
 from hf_transfer.train.arguments import TransferTrainingArguments
+from hf_transfer.train.checks import check_resume_settings
 from hf_transfer.train.fit import fit_and_report
 from hf_transfer.train.preflight import fit_max_seq_length
 from hf_transfer.train.stages import early_stopping_callbacks, training_steps
@@ -245,6 +246,7 @@ def run_distill(
     if virtual := prompt_positions(adapter_plan and adapter_plan.peft_config):
         fit_max_seq_length(data_args, [(plan.student_config, plan.student_tokenizer)], virtual)
     check_resume_fits(training_args, plan.student_config, adapter_args)
+    check_resume_settings(training_args, adapter_args)
     apply_adapter_learning_rate(adapter_args, training_args)  # after every check, so an error stays one line
     say_overlap(plan.prepared.summary)
     max_length = data_args.max_seq_length

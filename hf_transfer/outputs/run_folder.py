@@ -153,8 +153,10 @@ def check_output_dir_free(training_args) -> None:
         logger.warning("output_dir %r holds %s; overwrite_output_dir: this run writes over it.", str(out), what)
         return
     resume = "continue it with --resume_from_checkpoint true, " if checkpoints else ""
-    if checkpoints and finished_at(checkpoints[-1]):  # its last checkpoint is its end: only more epochs continue it
-        resume = "train it longer with --resume_from_checkpoint true and more num_train_epochs, "
+    if checkpoints and finished_at(checkpoints[-1]):  # its last checkpoint is its end: only more epochs continue it,
+        resume = "train it longer with --resume_from_checkpoint true and more num_train_epochs, "  # unless it was
+        if not (out / RUN_RECORD_FILE).is_file():  # stopped before its outputs: the same resume writes them
+            resume = "finish it (it stopped before writing its outputs) with --resume_from_checkpoint true, "
     raise ConfigError(
         f"output_dir {str(out)!r} already holds {what}; training again would overwrite it in place: choose a new "
         f"output_dir, {resume}or replace it with --overwrite_output_dir true."

@@ -7,6 +7,7 @@ import logging
 import re
 from pathlib import Path
 
+from hf_transfer.adapters.plan import LORA_LEARNING_RATE
 from hf_transfer.core.folders import RUN_RECORD_FILE, recorded_config
 from hf_transfer.core.runtime import launched_world_size, one_gpu_per_process, sharded_weights
 from hf_transfer.errors import ConfigError
@@ -204,6 +205,40 @@ def resume_launch_change(training_args, warn: bool = True) -> str | None:
         str(training_args.resume_from_checkpoint), then, *now,
     )  # fmt: skip
     return then
+
+
+# What a resumed run takes back from the checkpoint, not from its arguments: the optimizer's hyperparameters (its
+# state's param groups) and the schedule's base rates (layer-wise decay's included).
+OPTIMIZER_FIELDS = ("learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "layerwise_lr_decay")
+
+
+def check_resume_settings(training_args, adapter_args) -> None:
+    """Refuse a resume whose optimizer fields differ from the checkpoint's: Trainer loads the optimizer and scheduler
+    states back, so `--learning_rate 0.01` went on at the checkpoint's 0.001 in silence, while the resolved config
+    and the card said 0.01. Read from the checkpoint's `training_args.bin`; nothing is compared when it is missing
+    or unreadable."""
+    if not training_args.resume_from_checkpoint:
+        return
+    path = Path(training_args.resume_from_checkpoint) / "training_args.bin"
+    try:
+        import torch
+
+        then = torch.load(path, weights_only=False) if path.is_file() else None
+    except Exception:  # another version's pickle: the resume goes on as before
+        return
+    given = getattr(training_args, "given_fields", None)
+    lora_default = (
+        adapter_args.peft_method in ("lora", "adalora") and given is not None and "learning_rate" not in given
+    )
+    for name in OPTIMIZER_FIELDS if then is not None else ():
+        now = LORA_LEARNING_RATE if name == "learning_rate" and lora_default else getattr(training_args, name, None)
+        old = getattr(then, name, None)
+        if isinstance(old, (int, float)) and isinstance(now, (int, float)) and abs(old - now) > 1e-12 * abs(old):
+            raise ConfigError(
+                f"resume_from_checkpoint {str(path.parent)!r} goes on with the optimizer and schedule it saved, "
+                f"where {name} is {old:g}; this run's {name} {now:g} would not be used, though the record and card "
+                f"would say it was. Resume with {name} {old:g}, or start a new run in another output_dir."
+            )
 
 
 def check_sharded_launch(args) -> None:
