@@ -190,6 +190,7 @@ RESUME_HINTS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    from_shell = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) > 1 and argv[0] == "help":  # `hf-transfer help train`, as git and pip take it (a typo: the hint)
         argv = [argv[1], "--help"]
@@ -210,11 +211,17 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
         return _refused()
+    status = None
     with signals_as_interrupts() as received:
         try:
             result = _run(command, rest)
         except BaseException as err:
-            return _stopped(command, err, received)
+            status = _stopped(command, err, received)
+    if status is not None:
+        if from_shell and status in (130, 143):  # a second Ctrl-C while exiting printed two tracebacks from the
+            for signum in (signal.SIGINT, signal.SIGTERM):  # clean-up it cut short: now it ends the process quietly
+                signal.signal(signum, signal.SIG_DFL)  # (a hung exit stays stoppable; the next run tidies up)
+        return status
     if isinstance(result, int):
         return result
     if not is_launched_main_process():  # under `accelerate launch`, one results block, not one per process

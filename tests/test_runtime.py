@@ -250,3 +250,76 @@ def test_a_signal_whose_interrupt_was_swallowed_is_raised_again_until_the_block_
         with pytest.raises(Terminated):
             runtime.raise_if_signalled()
     runtime.raise_if_signalled()
+
+
+def test_an_interrupt_raised_where_python_cannot_raise_it_prints_no_traceback(monkeypatch):
+    """SIGTERM landing in a weakref callback printed "Exception ignored in: <function WeakKeyDictionary...>" and a
+    traceback ending in Terminated, beside the command's one line; the command stops at its next check all the same."""
+    import signal
+    import sys
+    import weakref
+
+    from hf_transfer.core import runtime
+    from hf_transfer.errors import Terminated
+
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: reported.append(type(unraisable.exc_value)))
+
+    class Thing:
+        pass
+
+    def drop_one(error: type[BaseException]) -> None:
+        def callback(ref):
+            raise error()
+
+        thing = Thing()
+        ref = weakref.ref(thing, callback)
+        del thing  # the callback runs here, and Python can only report its exception
+        assert ref() is None
+
+    with runtime.signals_as_interrupts() as received:
+        drop_one(ValueError)  # before any signal, and any other error: reported as Python reports it
+        received.append(signal.SIGTERM)
+        drop_one(Terminated)
+        drop_one(ValueError)
+        with pytest.raises(Terminated):
+            runtime.raise_if_signalled()
+    assert reported == [ValueError, ValueError]
+    drop_one(Terminated)  # outside the block Python's own report is untouched
+    assert reported == [ValueError, ValueError, Terminated]
+
+
+def test_a_second_ctrl_c_while_a_stopped_command_exits_prints_no_traceback(tmp_path, monkeypatch):
+    """Three quick Ctrl-C: the first stopped the command with its one line, the next ones cut short the exit's
+    removal of the scratch folder with two tracebacks. Run from the shell (`main()` reading sys.argv), the process
+    now takes them with the system's default (it ends, quietly) once stopped; called with an argv (as in these
+    tests), it leaves Python's handlers alone."""
+    import signal
+    import subprocess
+    import sys
+
+    from hf_transfer import cli
+    from hf_transfer.outputs.arguments import CardArguments
+
+    script = tmp_path / "stop.py"
+    script.write_text(
+        "import signal, sys\n"
+        "from hf_transfer import cli\n"
+        "from hf_transfer.outputs.arguments import CardArguments\n"
+        "def interrupted(args):\n"
+        "    raise KeyboardInterrupt\n"
+        "cli.COMMANDS['card'] = lambda: ((CardArguments,), interrupted)\n"
+        f"sys.argv = ['hf-transfer', 'card', {str(tmp_path)!r}]\n"
+        "status = cli.main()\n"
+        "print(status, *(signal.getsignal(s) is signal.SIG_DFL for s in (signal.SIGINT, signal.SIGTERM)))\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "130 True True", (done.stdout, done.stderr)
+    assert done.stderr.strip() == "hf-transfer card: interrupted.", done.stderr
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "card", lambda: ((CardArguments,), interrupted))
+    assert cli.main(["card", str(tmp_path)]) == 130
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -11,6 +11,7 @@ import os
 import platform
 import resource
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -340,9 +341,17 @@ def signals_as_interrupts():
     for signum in (signal.SIGINT, signal.SIGTERM):
         if signal.getsignal(signum) is not signal.SIG_IGN:
             previous[signum] = signal.signal(signum, handler)
+    hook = sys.unraisablehook
+
+    def quiet_interrupt(unraisable):  # raised in a weakref callback or `__del__`: Python printed a traceback and
+        if not (received and isinstance(unraisable.exc_value, KeyboardInterrupt)):  # went on; the next
+            hook(unraisable)  # `raise_if_signalled` (each step, each trial) stops the command with its one line
+
+    sys.unraisablehook = quiet_interrupt
     try:
         yield received
     finally:
+        sys.unraisablehook = hook
         for signum, before in previous.items():
             signal.signal(signum, before)
         received.clear()
