@@ -493,7 +493,12 @@ def test_resume_keeps_finished_trials_and_reruns_an_interrupted_one(study_run):
     study = optuna.load_study(study_name="hf-transfer-search", storage=study_run["storage"])
     killed = study.ask({"learning_rate": CategoricalDistribution([GOOD_LR, BAD_LR]),
                         "warmup_steps": FloatDistribution(0.0, 0.1)})  # fmt: skip
+    cut_off = out / "trials" / f"trial-{killed.number:03d}"  # killed mid-save: weights, no results
+    cut_off.mkdir(parents=True)
+    (cut_off / "model.safetensors").write_bytes(b"half")
+    killed.set_user_attr("config", {"output_dir": str(cut_off)})
     assert main([*study_run["argv"], "--n_trials", "4"]) == 0
+    assert not cut_off.exists()  # the rerun has a new number: the folder stayed for good
     trials = pd.read_csv(out / "search" / "trials.csv")
     first = study_run["first"]
     assert len(trials) == 5

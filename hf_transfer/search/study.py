@@ -121,6 +121,9 @@ def _requeue_interrupted(study, storage, TrialState) -> None:
         if killed:
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
             storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+            # Its folder, cut off mid-run (weights, no results), would stay for good: the rerun has a new number.
+            if folder := (trial.user_attrs.get("config") or {}).get("output_dir"):
+                shutil.rmtree(folder, ignore_errors=True)
         if trial.params:
             study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number})
         requeued.add(trial.number)
