@@ -323,3 +323,35 @@ def test_a_second_ctrl_c_while_a_stopped_command_exits_prints_no_traceback(tmp_p
     monkeypatch.setitem(cli.COMMANDS, "card", lambda: ((CardArguments,), interrupted))
     assert cli.main(["card", str(tmp_path)]) == 130
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_builds_left_by_a_killed_process_are_removed_by_the_next_one(tmp_path):
+    """SIGKILL during a cache build, an export or a predict left `<key>.tmp-<pid>` (half the 14 MB cache; 693 MB at
+    SST-2's size), `.onnx.export-<pid>.tmp` or `.out.csv.<pid>.tmp` for good: each was removed only by the process
+    that made it. The next run of this host now removes those of dead processes, and only those."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from hf_transfer.core.folders import staged_output_dir
+    from hf_transfer.core.scratch import remove_dead_builds
+    from hf_transfer.predict.writer import PredictionWriter
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    host, dead, alive = socket.gethostname(), gone.pid, os.getpid()
+    cache = tmp_path / "cache"
+    for name in (f"k1.tmp-{host}-{dead}", f"k2.tmp-{host}-{alive}", f"k3.tmp-elsewhere-{dead}", "k4"):
+        (cache / name).mkdir(parents=True)
+        (cache / name / "data.arrow").write_bytes(b"rows")
+    remove_dead_builds(cache.glob("*.tmp-*"))
+    assert sorted(p.name for p in cache.iterdir()) == [f"k2.tmp-{host}-{alive}", f"k3.tmp-elsewhere-{dead}", "k4"]
+    (tmp_path / f".onnx.export-{host}-{dead}.tmp").mkdir()
+    with staged_output_dir(tmp_path / "onnx", "export") as building:
+        (building / "model.onnx").write_bytes(b"graph")
+    assert not list(tmp_path.glob(".onnx.*")) and (tmp_path / "onnx" / "model.onnx").is_file()
+    (tmp_path / f".out.csv.{host}-{dead}.tmp").write_text("text,label\n")
+    with PredictionWriter(tmp_path / "out.csv"):
+        pass
+    assert not (tmp_path / f".out.csv.{host}-{dead}.tmp").exists()

@@ -7,11 +7,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
+
+from hf_transfer.core.scratch import process_tag, remove_dead_builds
 
 # Bumped whenever what a cache holds changes, so every older cache gets a new key.
 CACHE_FORMAT = 2
@@ -170,7 +171,8 @@ def load_or_build(
             logger.warning(f"{what} cache {folder} is incomplete or corrupted; rebuilding it.")
             shutil.rmtree(folder)
         started = time.perf_counter()
-        tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+        remove_dead_builds(folder.parent.glob("*.tmp-*"))
+        tmp = folder.with_name(f"{folder.name}.tmp-{process_tag()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:

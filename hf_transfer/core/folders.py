@@ -4,6 +4,7 @@ holds a tokenizer or an adapter."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import math
 import os
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from hf_transfer.core.scratch import process_tag, remove_dead_builds
 from hf_transfer.errors import ConfigError
 
 # What PEFT names the config of a saved adapter: a folder holding it holds an adapter, not a model.
@@ -270,7 +272,8 @@ def staged_output_dir(output_dir: str | Path, command: str) -> Iterator[Path]:
     was built moves into it."""
     out = Path(output_dir).resolve()  # `.` and `..` have no name to build a sibling from
     out.parent.mkdir(parents=True, exist_ok=True)
-    building = out.parent / f".{out.name}.{command}-{os.getpid()}.tmp"
+    remove_dead_builds(out.parent.glob(f".{glob.escape(out.name)}.{command}-*.tmp"))  # a killed run's
+    building = out.parent / f".{out.name}.{command}-{process_tag()}.tmp"
     shutil.rmtree(building, ignore_errors=True)
     building.mkdir()
     try:

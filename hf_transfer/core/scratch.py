@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -20,14 +21,35 @@ def _remove_orphans(parent: Path) -> None:
     """Remove this host's folders whose process no longer runs (killed before its exit handler could)."""
     for folder in parent.glob(f"{_PREFIX}*-*"):
         pid = folder.name[len(_PREFIX) :].split("-", 1)[0]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        if pid.isdigit() and not _running(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
-        except OSError:  # it runs, under another user
-            continue
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it runs, under another user
+        return True
+    return True
+
+
+def process_tag() -> str:
+    """`<host>-<pid>`, for the name of a folder this process builds and renames or removes when done: a later
+    process of this host can tell one left by a process that was killed (SIGKILL, a crash) and remove it."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def remove_dead_builds(folders) -> None:
+    """Remove those of `folders` (or files) named with `process_tag()` of this host by a process that no longer
+    runs (a cache, an export or a predict output half-built when it was killed: 693 MB each for the SST-2 feature
+    cache). One of another host sharing the disk, or of a live process, stays."""
+    host = re.escape(socket.gethostname())
+    for folder in folders:
+        found = re.search(rf"[.-]{host}-(\d+)(\.tmp)?$", folder.name)
+        if found and not _running(int(found.group(1))):
+            shutil.rmtree(folder, ignore_errors=True) if folder.is_dir() else folder.unlink(missing_ok=True)
 
 
 def _process_folder() -> Path:

@@ -4,6 +4,7 @@ it only when every row is written: bad input found late, an interruption or a cr
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import os
 from pathlib import Path
@@ -13,6 +14,7 @@ import pyarrow as pa
 
 from hf_transfer.core.cleaning import STRUCTURED_CELLS
 from hf_transfer.core.folders import remove_quietly
+from hf_transfer.core.scratch import process_tag, remove_dead_builds
 from hf_transfer.errors import DataError, one_line
 from hf_transfer.predict.arguments import output_extension
 
@@ -103,14 +105,16 @@ def _cast(table: pa.Table, schema: pa.Schema, rows: int, count: int) -> pa.Table
 
 
 class PredictionWriter:
-    """Appends frames to `<folder>/.<name>.<pid>.tmp`; `commit()` renames it onto `path`, and leaving the `with` block
-    on an exception removes it."""
+    """Appends frames to `<folder>/.<name>.<host>-<pid>.tmp`; `commit()` renames it onto `path`, and leaving the
+    `with` block on an exception removes it."""
 
     def __init__(self, path: str | Path, header_names: dict[str, str] | None = None):
         self.path = Path(path)
         self.header_names = header_names or {}  # a csv output's names for columns pandas renamed (`Unnamed: 0`)
         self.ext = output_extension(self.path)  # `.csv` is csv: Path.suffix is "" for it
-        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        # one left by a killed predict (SIGKILL) of this output would stay beside it, as large as the output
+        remove_dead_builds(self.path.parent.glob(f".{glob.escape(self.path.name)}.*.tmp"))
+        self.tmp = self.path.with_name(f".{self.path.name}.{process_tag()}.tmp")
         self.rows = 0
         self._file = None
         self._parquet = None
