@@ -351,6 +351,9 @@ def test_builds_left_by_a_killed_process_are_removed_by_the_next_one(tmp_path):
     with staged_output_dir(tmp_path / "onnx", "export") as building:
         (building / "model.onnx").write_bytes(b"graph")
     assert not list(tmp_path.glob(".onnx.*")) and (tmp_path / "onnx" / "model.onnx").is_file()
+    with pytest.raises(KeyboardInterrupt), staged_output_dir(tmp_path / "new" / "sub" / "onnx", "export"):
+        raise KeyboardInterrupt  # interrupted: nothing left, not even the folders made for it
+    assert not (tmp_path / "new").exists()
     (tmp_path / f".out.csv.{host}-{dead}.tmp").write_text("text,label\n")
     with PredictionWriter(tmp_path / "out.csv"):
         pass

@@ -268,9 +268,10 @@ def check_new_output_dir(output_dir: str, command: str) -> None:
 def staged_output_dir(output_dir: str | Path, command: str) -> Iterator[Path]:
     """A hidden sibling folder to write a command's whole output into; renamed to `output_dir` (new or empty, as
     `check_new_output_dir` made sure) only when the block finishes, and removed if it fails, so an interrupted export
-    or merge leaves nothing half-written. An existing empty folder (`--output_dir .` included) is kept, and what
-    was built moves into it."""
+    or merge leaves nothing half-written (nor the missing folders it made above it). An existing empty folder
+    (`--output_dir .` included) is kept, and what was built moves into it."""
     out = Path(output_dir).resolve()  # `.` and `..` have no name to build a sibling from
+    made = [folder for folder in (out.parent, *out.parent.parents) if not folder.exists()]  # deepest first
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_dead_builds(out.parent.glob(f".{glob.escape(out.name)}.{command}-*.tmp"))  # a killed run's
     building = out.parent / f".{out.name}.{command}-{process_tag()}.tmp"
@@ -286,6 +287,9 @@ def staged_output_dir(output_dir: str | Path, command: str) -> Iterator[Path]:
             os.replace(building, out)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
+        for folder in made:  # the folders made for it go too, when nothing else was put there meanwhile
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise
 
 
