@@ -93,6 +93,10 @@ def test_rerunning_into_a_finished_run_is_refused_before_anything_loads(finished
     assert main(argv_cut) == 2
     err = capsys.readouterr().err.strip()
     assert "finish it (it stopped before writing its outputs) with --resume_from_checkpoint true" in err, err
+    (cut / "hf_transfer_card_data.json").unlink(missing_ok=True)  # `card` on it said only what it lacks
+    assert main(["card", str(cut)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--resume_from_checkpoint true to finish it" in err, err
     # A run cut short by max_steps (trainer_state.json calls it 1 epoch, rounded up) has more to train for an epoch.
     short = run.parent / "short"
     argv_short = [*argv[: argv.index("--output_dir") + 1], str(short), *argv[argv.index("--output_dir") + 2 :]]

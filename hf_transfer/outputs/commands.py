@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hf_transfer.core.folders import check_writable, search_folder_hint
 from hf_transfer.errors import ConfigError
 from hf_transfer.outputs.arguments import CardArguments, PushArguments
@@ -18,12 +20,24 @@ def run_card(args: CardArguments) -> dict:
             f"{args.model_dir!r} holds neither hf_transfer_card_data.json nor hf_transfer_run.json; give the "
             "output_dir of a run made by hf-transfer train, distill, merge or export."
             + search_folder_hint(args.model_dir)
+            + _cut_off_hint(args.model_dir)
         )
     check_writable(args.model_dir, "model_dir", todo="the card is written there: copy the folder somewhere writable")
     repo_id = None
     if args.hub_model_id:
         repo_id = check_repo_id(args.hub_model_id)
     return {"card": str(write_model_card(args.model_dir, card_data, repo_id=repo_id))}
+
+
+def _cut_off_hint(folder: str) -> str:
+    """For a train or distill run stopped before its outputs were written (checkpoints, no run record): how to
+    finish it; else ''."""
+    if not any(Path(folder).glob("checkpoint-*/trainer_state.json")):
+        return ""
+    return (
+        " Its checkpoints are those of a run stopped before its outputs were written: rerun the same train or distill "
+        "command with --resume_from_checkpoint true to finish it."
+    )
 
 
 def run_push(args: PushArguments) -> dict:
