@@ -321,6 +321,8 @@ def test_training_curves_show_how_the_saved_model_differs_from_the_last_evaluati
     assert "validation loss (hard-label CE)" in loss_ax.get_legend_handles_labels()[1]
     low, high = metric_ax.get_ylim()
     assert low >= 0 and high <= 1.02
+    resumed = training_curves_figure(history, "run", final, "train loss", {"resumed": 20}).axes[0]
+    assert "resumed at step 20" in resumed.get_legend_handles_labels()[1]
     zeros = [{"eval_f1_macro": 0.0, "eval_f1_micro": 0.0, "step": s} for s in (5, 10)]  # flat at 0: not -0.04..0.05
     assert training_curves_figure(zeros).axes[1].get_ylim() == (0, 1.02)
 

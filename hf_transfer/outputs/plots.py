@@ -183,7 +183,8 @@ def training_curves_figure(
     its α-weighted sum, beside which its hard-label CE term is drawn, the same loss as the eval loss).
 
     `saved`: how the saved model differs from the last evaluation drawn: `{"step": the kept checkpoint's step (when
-    `load_best_model_at_end` kept an earlier one), "note": e.g. "after calibration"}`. The step is marked, and final
+    `load_best_model_at_end` kept an earlier one), "note": e.g. "after calibration", "resumed": the step a resumed
+    run went on from}`. The step is marked, and final
     scores that differ from the last logged ones are drawn there as stars (a calibrated run's curves ended at
     macro-F1 0.34 while the run reported 0.68)."""
     train = [(entry["step"], entry["loss"]) for entry in log_history if "loss" in entry and "step" in entry]
@@ -224,6 +225,14 @@ def training_curves_figure(
     for ax in (loss_ax, metric_ax) if saved.get("step") and saved["step"] != last_step else ():
         ax.axvline(
             saved["step"], color="gray", linestyle=":", linewidth=1.2, label=f"saved model (step {saved['step']})"
+        )
+    for ax in (loss_ax, metric_ax) if saved.get("resumed") else ():  # where a resumed run went on
+        ax.axvline(
+            saved["resumed"],
+            color="tab:brown",
+            linestyle="-.",
+            linewidth=1,
+            label=f"resumed at step {saved['resumed']}",
         )
     loss_ax.set(xlabel="step", ylabel="loss", title="Loss")
     _legend_or_note(loss_ax, "nothing logged")

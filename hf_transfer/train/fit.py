@@ -341,7 +341,8 @@ def _write_run_outputs(
     # The few-shot route's logged loss is its body tuning's (cosine or supcon on sentence pairs), not the classifier's.
     loss_name = "body-tuning pair loss" if isinstance(record.get("few_shot"), dict) else "train loss"
     loss_name = "train loss (α·T²·KL + (1−α)·CE)" if "distillation" in record else loss_name
-    saved = {"step": (record.get("best_model") or {}).get("step"),
+    best, resumed = record.get("best_model") or {}, record.get("resumed_from") or {}
+    saved = {"step": best.get("step"), "resumed": resumed.get("step"),
              "note": "after calibration" if record.get("calibration") else None}  # fmt: skip
     plot_training_curves(trainer.state.log_history, out / "training_curves.png", title=out.resolve().name,
                          final_metrics=record["eval_metrics"], loss_name=loss_name, saved=saved)  # fmt: skip
