@@ -184,9 +184,8 @@ def training_curves_figure(
 
     `saved`: how the saved model differs from the last evaluation drawn: `{"step": the kept checkpoint's step (when
     `load_best_model_at_end` kept an earlier one), "note": e.g. "after calibration", "resumed": the step a resumed
-    run went on from}`. The step is marked, and final
-    scores that differ from the last logged ones are drawn there as stars (a calibrated run's curves ended at
-    macro-F1 0.34 while the run reported 0.68)."""
+    run went on from}`. The steps are marked, and final scores that differ from the last logged ones are drawn at
+    the kept step as stars (a calibrated run's curves ended at macro-F1 0.34 while the run reported 0.68)."""
     train = [(entry["step"], entry["loss"]) for entry in log_history if "loss" in entry and "step" in entry]
     evals = [entry for entry in log_history if any(key.startswith("eval_") for key in entry)]
     last_step = max((entry.get("step", 0) for entry in log_history), default=0)

@@ -340,7 +340,8 @@ def _write_run_outputs(
         save_label_f1(full, prepared.label_names, out / "label_f1.png", title="validation")
     # The few-shot route's logged loss is its body tuning's (cosine or supcon on sentence pairs), not the classifier's.
     loss_name = "body-tuning pair loss" if isinstance(record.get("few_shot"), dict) else "train loss"
-    loss_name = "train loss (α·T²·KL + (1−α)·CE)" if "distillation" in record else loss_name
+    hidden = " + w·hidden" if (record.get("distillation") or {}).get("hidden_loss_weight") else ""
+    loss_name = f"train loss (α·T²·KL + (1−α)·CE{hidden})" if "distillation" in record else loss_name
     best, resumed = record.get("best_model") or {}, record.get("resumed_from") or {}
     saved = {"step": best.get("step"), "resumed": resumed.get("step"),
              "note": "after calibration" if record.get("calibration") else None}  # fmt: skip
