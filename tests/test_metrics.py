@@ -381,6 +381,7 @@ def test_names_alike_once_shortened_show_what_differs(caplog, tmp_path):
 
     import numpy as np
 
+    from hf_transfer.core import runtime
     from hf_transfer.outputs import plots
     from hf_transfer.outputs.plots import _save, confusion_figure, tick_labels
 
@@ -392,7 +393,7 @@ def test_names_alike_once_shortened_show_what_differs(caplog, tmp_path):
     ax = confusion_figure(np.eye(2, dtype=int), names).axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["…unhappy…", "…happy…"]
     caplog.set_level(logging.WARNING)
-    plots._said.discard("glyphs")
+    runtime._said.discard("glyphs")  # said once per process: as if it had not been
     if not any("CJK" in family for family in plots.families()):  # no CJK font installed here: boxes, said once
         for name in ("a.png", "b.png"):
             _save(confusion_figure(np.eye(2, dtype=int), ["正面评价", "负面评价"]), tmp_path / name)

@@ -218,7 +218,7 @@ def one_gpu_per_process(args) -> None:
         return
     if torch.cuda.device_count() > 1 and args.n_gpu > 1:
         args._n_gpu = 1
-        if _said_once("one_gpu_per_process"):  # arguments are built again (few-shot route, search trials)
+        if said_once("one_gpu_per_process"):  # arguments are built again (few-shot route, search trials)
             return
         logging.getLogger(__name__).warning(
             "%d GPUs are visible to this one process: it trains on the first alone; to train on all of them, launch "
@@ -230,7 +230,7 @@ def one_gpu_per_process(args) -> None:
 _said: set[str] = set()
 
 
-def _said_once(what: str) -> bool:
+def said_once(what: str) -> bool:
     """True when `what` was said before in this process; marks it said."""
     said = what in _said
     _said.add(what)

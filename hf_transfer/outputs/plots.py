@@ -17,6 +17,7 @@ import numpy as np
 from hf_transfer.core.folders import atomic_path, write_text_atomic
 from hf_transfer.core.markdown import TABLE_LABELS
 from hf_transfer.core.metrics import label_keys
+from hf_transfer.core.runtime import said_once
 from hf_transfer.core.tasks import METRIC_NAMES
 from hf_transfer.errors import DataError
 
@@ -78,7 +79,6 @@ FALLBACK_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK KR", "N
                   "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "Microsoft YaHei", "SimHei", "MS Gothic",
                   "Apple SD Gothic Neo", "Hiragino Sans", "PingFang SC", "Noto Color Emoji", "Noto Emoji",
                   "Segoe UI Emoji", "Apple Color Emoji")  # fmt: skip
-_said = set()
 
 
 def families() -> list[str]:
@@ -338,8 +338,7 @@ def _save(fig, png_path: Path | str) -> None:
     for warning in caught:
         # matplotlib warned once per glyph a label's script lacks (CJK, emoji with no such font installed): said once
         if re.search(r"Glyph .* missing from font", str(warning.message)):
-            if "glyphs" not in _said:
-                _said.add("glyphs")
+            if not said_once("glyphs"):
                 logger.warning(
                     "some names use characters no installed font has (e.g. CJK or emoji): the pictures show them as "
                     "boxes; the JSON files and the card have them whole (a Noto CJK font, once installed, is used)."
