@@ -367,27 +367,28 @@ def check_adapter_args(adapter_args: AdapterArguments, training_args) -> None:
 LORA_LEARNING_RATE = 2e-3
 
 
-def apply_adapter_learning_rate(adapter_args: AdapterArguments, training_args) -> float | None:
-    """LoRA's own learning rate when the user gave none (config or flag), said in the log; returns it, or None when
-    nothing changed. Arguments built in code (no `given_fields`) are left as they are."""
+def takes_lora_learning_rate(adapter_args: AdapterArguments, training_args) -> bool:
+    """Whether the run trains at LORA_LEARNING_RATE: a LoRA or AdaLoRA run given no learning_rate (config or flag).
+    Arguments built in code (no `given_fields`) keep theirs."""
     given = getattr(training_args, "given_fields", None)
-    if adapter_args.peft_method not in ("lora", "adalora") or given is None:
-        return None
-    if "learning_rate" in given:  # a full fine-tune's config with --peft_method lora added: kept, and said
-        if training_args.learning_rate < 1e-4:
-            logger.warning(
-                "learning_rate %g is a full fine-tune's rate, at which %s's adapter weights barely move; its usual "
-                "rates are 1e-4 to 2e-3 (unset, it is %g).",
-                training_args.learning_rate, adapter_args.peft_method, LORA_LEARNING_RATE,
-            )  # fmt: skip
-        return None
-    training_args.learning_rate = LORA_LEARNING_RATE
-    logger.warning(
-        "learning_rate %g: %s's default, as none was set (TrainingArguments' 5e-5 is a full fine-tune's)",
-        LORA_LEARNING_RATE,
-        adapter_args.peft_method,
-    )
-    return LORA_LEARNING_RATE
+    return adapter_args.peft_method in ("lora", "adalora") and given is not None and "learning_rate" not in given
+
+
+def apply_adapter_learning_rate(adapter_args: AdapterArguments, training_args) -> float | None:
+    """LoRA's own learning rate when the user gave none, said in the log; returns it, or None when nothing changed."""
+    method = adapter_args.peft_method
+    if takes_lora_learning_rate(adapter_args, training_args):
+        training_args.learning_rate = LORA_LEARNING_RATE
+        logger.warning("learning_rate %g: %s's default, as none was set (TrainingArguments' 5e-5 is a full "
+                       "fine-tune's)", LORA_LEARNING_RATE, method)  # fmt: skip
+        return LORA_LEARNING_RATE
+    given = getattr(training_args, "given_fields", None) or ()
+    if method in ("lora", "adalora") and "learning_rate" in given and training_args.learning_rate < 1e-4:
+        logger.warning(  # a full fine-tune's config with --peft_method lora added: kept, and said
+            "learning_rate %g is a full fine-tune's rate, at which %s's adapter weights barely move; its usual "
+            "rates are 1e-4 to 2e-3 (unset, it is %g).", training_args.learning_rate, method, LORA_LEARNING_RATE,
+        )  # fmt: skip
+    return None
 
 
 def plan_adapter_on_meta(adapter_args: AdapterArguments, config):

@@ -7,7 +7,7 @@ import logging
 import re
 from pathlib import Path
 
-from hf_transfer.adapters.plan import LORA_LEARNING_RATE
+from hf_transfer.adapters.plan import LORA_LEARNING_RATE, takes_lora_learning_rate
 from hf_transfer.core.folders import RUN_RECORD_FILE, recorded_config
 from hf_transfer.core.runtime import launched_world_size, one_gpu_per_process, sharded_weights
 from hf_transfer.errors import ConfigError
@@ -226,10 +226,7 @@ def check_resume_settings(training_args, adapter_args) -> None:
         then = torch.load(path, weights_only=False) if path.is_file() else None
     except Exception:  # another version's pickle: the resume goes on as before
         return
-    given = getattr(training_args, "given_fields", None)
-    lora_default = (
-        adapter_args.peft_method in ("lora", "adalora") and given is not None and "learning_rate" not in given
-    )
+    lora_default = takes_lora_learning_rate(adapter_args, training_args)
     for name in OPTIMIZER_FIELDS if then is not None else ():
         now = LORA_LEARNING_RATE if name == "learning_rate" and lora_default else getattr(training_args, name, None)
         old = getattr(then, name, None)
