@@ -564,9 +564,16 @@ def test_train_then_evaluate_tiny_model(tmp_path, tiny_bert_dir, tiny_data, caps
     test_results = json.loads((out / "test_results.json").read_text())
     assert float(printed["test_accuracy"]) == pytest.approx(test_results["test_accuracy"], abs=5e-5)
     # The summary names the pictures it wrote (it named none; the user had to know to look).
-    assert printed["pictures"] == f"{out / 'training_curves.png'}, {out / 'confusion_matrix.png'}"
-    card = (out / "README.md").read_text()  # the card shows both pictures (it showed the curves alone)
-    assert "](training_curves.png)" in card and "](confusion_matrix.png)" in card and "](label_f1.png)" not in card
+    pictures = ("training_curves.png", "confusion_matrix.png", "test_confusion_matrix.png")
+    assert printed["pictures"] == ", ".join(str(out / name) for name in pictures)
+    card = (out / "README.md").read_text()  # the card shows every picture (it showed the curves alone)
+    assert all(f"]({name})" in card for name in pictures) and "](label_f1.png)" not in card
+    # The labelled test set has its confusion matrix too (it had scores alone), drawn and in the run record.
+    record = json.loads((out / "hf_transfer_run.json").read_text())
+    matrix = json.loads((out / "test_confusion_matrix.json").read_text())
+    assert matrix["matrix"] == record["test_report"]["confusion_matrix"] and sum(map(sum, matrix["matrix"])) == 8
+    assert record["test_report"]["accuracy"] == pytest.approx(test_results["test_accuracy"])
+    assert_picture(out / "test_confusion_matrix.png")
     for name in RUN_OUTPUTS:
         assert (out / name).is_file(), name
     config = json.loads((out / "config.json").read_text())
@@ -684,7 +691,8 @@ def test_multi_label_run(tmp_path, tiny_bert_dir, capsys):
     train = tmp_path / "train.jsonl"
     train.write_text("\n".join(json.dumps(r) for r in rows))
     out = tmp_path / "ml"
-    assert main(train_argv(tiny_bert_dir, train, train, out, "--problem_type", "multi_label_classification")) == 0
+    argv = train_argv(tiny_bert_dir, train, train, out, "--problem_type", "multi_label_classification")
+    assert main([*argv, "--test_file", str(train)]) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["problem_type"] == "multi_label_classification"
     results = json.loads((out / "eval_results.json").read_text())
@@ -692,7 +700,10 @@ def test_multi_label_run(tmp_path, tiny_bert_dir, capsys):
     # A multi-label run had no picture of its scores (no confusion matrix): F1 per label is drawn.
     assert_picture(out / "label_f1.png")
     assert not (out / "confusion_matrix.png").exists()
-    assert "](label_f1.png)" in (out / "README.md").read_text()
+    assert_picture(out / "test_label_f1.png")  # and the labelled test set's
+    assert not (out / "test_confusion_matrix.png").exists()
+    card = (out / "README.md").read_text()
+    assert "](label_f1.png)" in card and "### F1 per label (test)" in card and "](test_label_f1.png)" in card
     metrics = tmp_path / "metrics.json"
     argv = ["evaluate", "--model_name_or_path", str(out), "--validation_file", str(train), "--output_file"]
     assert main([*argv, str(metrics), "--extra_eval", f"again={train}"]) == 0

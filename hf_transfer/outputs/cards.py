@@ -13,6 +13,7 @@ from hf_transfer.core.markdown import label_list, table_cell, table_cells, worst
 from hf_transfer.core.metrics import label_keys
 from hf_transfer.core.tasks import METRIC_NAMES
 from hf_transfer.outputs.card_data import NO_HELD_OUT, CardData, detect_adapter
+from hf_transfer.outputs.card_pictures import card_pictures
 from hf_transfer.outputs.card_rows import (
     adapter_rows,
     distill_rows,
@@ -30,8 +31,7 @@ from hf_transfer.outputs.card_rows import (
 )
 from hf_transfer.outputs.export_card import export_fields, export_summary, export_tags
 from hf_transfer.outputs.few_shot_card import few_shot_rows
-from hf_transfer.outputs.merge_card import EVAL_JSON as MERGE_EVAL_JSON
-from hf_transfer.outputs.plots import CONFUSION_COUNTED_LABELS, confusion_paths
+from hf_transfer.outputs.plots import CONFUSION_COUNTED_LABELS
 from hf_transfer.outputs.readme import merge_readme
 
 TEMPLATE = "model_card.md.jinja"
@@ -337,11 +337,8 @@ def build_card(c: CardData, folder: str | Path | None = None):
         metric_splits=splits,
         metrics_note=metrics_note,
         labels_note=labels_note,
-        has_curves=folder is None or (folder / "training_curves.png").is_file(),
         confusion_matrix=None if c.multi_label else c.confusion_matrix,
-        confusion_plot=_confusion_plot(c, folder),
-        confusion_json=_confusion_json(c),
-        has_label_f1_plot=bool(c.multi_label) and folder is not None and (folder / "label_f1.png").is_file(),
+        **card_pictures(c, folder),
         intended_use=_intended_use(c),
         speed_note=export["speed_note"],
         onnx_file=export["onnx_file"],
@@ -349,21 +346,6 @@ def build_card(c: CardData, folder: str | Path | None = None):
         versions=c.versions,
         hf_transfer_version=c.hf_transfer_version or "",
     )
-
-
-def _confusion_plot(c: CardData, folder: Path | None) -> str | None:
-    """The picture of the confusion matrix the card tabulates, when the folder holds it: a run's
-    `confusion_matrix.png`, or merge's `merge_eval.confusion_matrix.png` (its validation set at the chosen α)."""
-    name = confusion_paths(Path(MERGE_EVAL_JSON), None)[1].name if c.merge else "confusion_matrix.png"
-    return name if folder is not None and (folder / name).is_file() else None
-
-
-def _confusion_json(c: CardData) -> str | None:
-    """Past `CONFUSION_COUNTED_LABELS` labels (a 150-column table of 22,500 cells), the file the card points to
-    instead of tabulating the matrix."""
-    if len(c.label_names or []) <= CONFUSION_COUNTED_LABELS:
-        return None
-    return confusion_paths(Path(MERGE_EVAL_JSON), None)[0].name if c.merge else "confusion_matrix.json"
 
 
 def _truncation(max_length) -> str:

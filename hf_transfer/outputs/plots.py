@@ -10,7 +10,6 @@ import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,10 +20,27 @@ from hf_transfer.core.runtime import said_once
 from hf_transfer.core.tasks import METRIC_NAMES
 from hf_transfer.errors import DataError
 
-if TYPE_CHECKING:
-    pass
-
 logger = logging.getLogger(__name__)
+
+
+# A run folder's picture of each scored set: the validation set's, and a labelled test set's with a `test_` prefix.
+RUN_REPORT_FILES = tuple(
+    f"{prefix}{name}"
+    for prefix in ("", "test_")
+    for name in ("confusion_matrix.json", "confusion_matrix.png", "label_f1.png")
+)
+RUN_PICTURES = ("training_curves.png", *(name for name in RUN_REPORT_FILES if name.endswith(".png")))
+
+
+def save_report_pictures(
+    report: dict, label_names: Sequence[str], folder: Path, prefix: str, title: str, multi_label: bool
+) -> None:
+    """One scored set's picture in a run folder: its confusion matrix (JSON and PNG), or, multi-label, F1 per label."""
+    if multi_label:
+        save_label_f1(report, label_names, folder / f"{prefix}label_f1.png", title=title)
+    else:
+        paths = folder / f"{prefix}confusion_matrix.json", folder / f"{prefix}confusion_matrix.png"
+        save_confusion_matrix(report["confusion_matrix"], label_names, *paths, title=title)
 
 
 def save_confusion_matrix(

@@ -32,6 +32,7 @@ from hf_transfer.core.models import load_config
 from hf_transfer.core.runtime import MEMORY_SOURCES, allocator_setting
 from hf_transfer.core.yaml_config import dump_yaml
 from hf_transfer.errors import ConfigError, DiskFullError, is_disk_full
+from hf_transfer.outputs.plots import RUN_REPORT_FILES
 from hf_transfer.outputs.readme import check_readme_header
 from hf_transfer.outputs.test_predictions import TEST_PREDICTIONS_FILE
 
@@ -167,8 +168,7 @@ def check_output_dir_free(training_args) -> None:
 # the other kind of problem, an adapter after a full model, a crash before the end), or only update (all_results.json).
 _EARLIER_OUTPUTS = (
     *_RUN_FILES, CARD_DATA_FILE, CONFIG_FILE, "README.md", "all_results.json", "train_results.json",
-    "eval_results.json", "test_results.json", "training_curves.png", "confusion_matrix.json", "confusion_matrix.png",
-    "label_f1.png", TEST_PREDICTIONS_FILE,
+    "eval_results.json", "test_results.json", "training_curves.png", *RUN_REPORT_FILES, TEST_PREDICTIONS_FILE,
     "training_args.bin", "adapter_model.safetensors", "adapter_model.bin", *TOKENIZER_FILES,
     "special_tokens_map.json",
 )  # fmt: skip

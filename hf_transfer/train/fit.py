@@ -34,7 +34,13 @@ from hf_transfer.errors import TrainingDivergedError
 from hf_transfer.outputs.card_data import complete_card_data
 from hf_transfer.outputs.cards import write_model_card
 from hf_transfer.outputs.hub import HubUnreachable, push_folder
-from hf_transfer.outputs.plots import pictures_summary, plot_training_curves, save_confusion_matrix, save_label_f1
+from hf_transfer.outputs.plots import (
+    RUN_PICTURES,
+    RUN_REPORT_FILES,
+    pictures_summary,
+    plot_training_curves,
+    save_report_pictures,
+)
 from hf_transfer.outputs.run_folder import (
     _memory_record,
     _row_counts,
@@ -122,11 +128,12 @@ def fit_and_report(
                 eval_metrics.setdefault("epoch", trainer.state.epoch)
             say_calibration_cost(trained.get("calibration"), eval_metrics)
         test_metrics = test_logits = None
+        scored = {"validation": prediction}  # the sets whose confusion matrix (or F1 per label) is drawn
         output_notes = {}  # what the summary says of the outputs: the predictions file, the push
         if "test" in tokenized:  # scored when labelled; else its predictions are written, as run_glue's do_predict
             tested = trainer.predict(tokenized["test"], metric_key_prefix="test")
             if "labels" in tokenized["test"].column_names:
-                test_metrics = tested.metrics
+                test_metrics, scored["test"] = tested.metrics, tested
             else:
                 test_logits = tested.predictions
         extra = {**trained, **(after_eval(trainer, eval_metrics) if after_eval else {})}
@@ -168,7 +175,7 @@ def fit_and_report(
                                               *_test_file(arg_objects))  # fmt: skip
                 record["test_predictions"] = {"file": path.name, "rows": len(prepared.datasets["test"])}
                 output_notes["test_predictions"] = str(path)
-            _write_run_outputs(trainer, prediction, prepared, record, arg_objects, card_callback.card_data, push)
+            _write_run_outputs(trainer, scored, prepared, record, arg_objects, card_callback.card_data, push)
             output_notes.update(_push_run(training_args.output_dir, push) if push else {})
     d = extra.get("distillation") or {}
     distilled = {k: d[k] for k in ("retention_percent", "speedup") if k in d}
@@ -317,7 +324,7 @@ def _push_run(output_dir: str, push) -> dict:
 
 
 def _write_run_outputs(
-    trainer, prediction, prepared: PreparedData, record: dict, arg_objects: tuple, card_data, push=None
+    trainer, scored: dict, prepared: PreparedData, record: dict, arg_objects: tuple, card_data, push=None
 ) -> None:
 
     out = Path(arg_objects[-1].output_dir)
@@ -327,17 +334,11 @@ def _write_run_outputs(
     if record["test_metrics"]:
         trainer.save_metrics("test", json_safe(record["test_metrics"]))
     trainer.save_state()
-    full = _validation_report(prediction, prepared) if prediction is not None else None
-    if full is not None and prepared.problem_type != MULTI_LABEL:
-        save_confusion_matrix(
-            full["confusion_matrix"],
-            prepared.label_names,
-            out / "confusion_matrix.json",
-            out / "confusion_matrix.png",
-            title="validation",
-        )
-    elif full is not None:
-        save_label_f1(full, prepared.label_names, out / "label_f1.png", title="validation")
+    # Each scored set's report, and its confusion matrix (or F1 per label): the test set's files start with `test_`.
+    reports = {name: _validation_report(p, prepared) for name, p in scored.items() if p is not None}
+    for name, report in reports.items():
+        prefix = "" if name == "validation" else f"{name}_"
+        save_report_pictures(report, prepared.label_names, out, prefix, name, prepared.problem_type == MULTI_LABEL)
     # The few-shot route's logged loss is its body tuning's (cosine or supcon on sentence pairs), not the classifier's.
     loss_name = "body-tuning pair loss" if isinstance(record.get("few_shot"), dict) else "train loss"
     hidden = " + w·hidden" if (record.get("distillation") or {}).get("hidden_loss_weight") else ""
@@ -347,7 +348,8 @@ def _write_run_outputs(
              "note": "after calibration" if record.get("calibration") else None}  # fmt: skip
     plot_training_curves(trainer.state.log_history, out / "training_curves.png", title=out.resolve().name,
                          final_metrics=record["eval_metrics"], loss_name=loss_name, saved=saved)  # fmt: skip
-    record = {**record, "validation_report": full, "log_history": trainer.state.log_history}
+    record = {**record, "validation_report": reports.get("validation"), "log_history": trainer.state.log_history}
+    record.update({"test_report": reports["test"]} if "test" in reports else {})
     write_text_atomic(out / RUN_RECORD_FILE, json_text(record, indent=2, default=str))
     extra = {"distillation_results": record["distillation"]} if "distillation" in record else {}
     if push:  # `plan_push` switched it off for Trainer's sake; the run did ask for it
@@ -363,11 +365,10 @@ def _write_run_outputs(
         _card_merged_model(out, out / merged, card_data)
 
 
-RUN_PICTURES = ("training_curves.png", "confusion_matrix.png", "label_f1.png")
 # What a merged model's folder gets of its run's files beside its card: the record, settings, scores and plots.
 RUN_FILES_FOR_MERGED = (
     RUN_RECORD_FILE, CONFIG_FILE, "all_results.json", "train_results.json", "eval_results.json", "test_results.json",
-    "training_curves.png", "confusion_matrix.json", "confusion_matrix.png", "label_f1.png",
+    "training_curves.png", *RUN_REPORT_FILES,
 )  # fmt: skip
 
 
