@@ -186,6 +186,53 @@ def test_a_resume_that_changes_the_optimizers_fields_is_refused(resumed_pair, ti
     assert sorted(p.name for p in out.rglob("*")) == before  # refused before anything was written
 
 
+def test_a_resume_on_other_rows_or_in_another_order_is_refused(resumed_pair, tiny_bert_dir, tmp_path, capsys):
+    """Trainer skips the batches the checkpoint's epoch trained on by count: resumed with another `seed`, other rows
+    (`max_train_samples`, another file) or another effective batch, it skipped other rows than those trained on, and
+    the record said nothing. Each checkpoint now records its order, and a resume that differs is refused in one line
+    before its first step; the same effective batch split another way, or `--ignore_data_skip true`, goes on."""
+    import shutil
+
+    from hf_transfer.train.resume_order import ORDER_FILE
+
+    whole, _, data, extra = resumed_pair
+    order = json.loads((whole / "checkpoint-5" / ORDER_FILE).read_text())
+    assert order["seed"] == 42 and order["rows_per_step"] == 8 and order["train_rows"] == 40
+    relabelled = test_cli.write_csv(tmp_path / "relabelled.csv", *_flipped_first_row(data[0]))
+    changes = {
+        ("--seed", "7"): "another seed (42 then, 7 now)",
+        ("--data_seed", "3"): "another data_seed (unset then, 3 now)",
+        ("--max_train_samples", "32"): "another number of training rows (40 then, 32 now)",
+        ("--per_device_train_batch_size", "4"): "another effective batch (rows per optimizer step) (8 then, 4 now)",
+        ("--train_file", str(relabelled)): "another training rows (their tokens and labels):",
+    }
+    out = tmp_path / "again"
+    shutil.copytree(whole / "checkpoint-5", out / "checkpoint-5")
+    before = {p.name: p.stat().st_mtime_ns for p in out.rglob("*")}
+    argv = train_argv(tiny_bert_dir, *data, out, *extra, "--resume_from_checkpoint", "true")
+    for change, said in changes.items():
+        assert main([*argv, *change]) == 2, change
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and said in err and "--ignore_data_skip true" in err, err
+        assert {p.name: p.stat().st_mtime_ns for p in out.rglob("*")} == before  # nothing trained or written
+    # The same 8 rows a step, as 4 rows twice: the same rows are skipped, so the resume goes on.
+    assert main([*argv, "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "2"]) == 0
+    shutil.rmtree(out)
+    shutil.copytree(whole / "checkpoint-5", out / "checkpoint-5")
+    assert main([*argv, "--seed", "7", "--ignore_data_skip", "true"]) == 0  # the user's choice: the order afresh
+
+
+def _flipped_first_row(path):
+    """The texts and labels of a csv written by `write_csv`, the first row's label flipped."""
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    labels = [row["label"] for row in rows]
+    labels[0] = "neg" if labels[0] == "pos" else "pos"
+    return [row["text"] for row in rows], labels
+
+
 def test_a_resumed_runs_train_loss_is_over_the_whole_run(resumed_pair):
     """Trainer's train_loss of a resumed run is the mean over the steps run after the resume (6 to 10): the record,
     train_results.json and the card stated it as the run's. The checkpoint's log holds every step's loss up to the

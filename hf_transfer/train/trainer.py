@@ -34,6 +34,7 @@ from hf_transfer.train.callbacks import (
     TrimMemoryCallback,
 )
 from hf_transfer.train.feature_cache import FEATURE_COLUMN, cached_trunk
+from hf_transfer.train.resume_order import ResumeOrder
 
 logger = logging.getLogger(__name__)
 
@@ -221,6 +222,7 @@ class TransferTrainer(Trainer):
             self.add_callback(TrimMemoryCallback())
         self.add_callback(EvaluationKeepsRandomState())
         self.add_callback(StopWhenSignalled())
+        self.add_callback(ResumeOrder(self))
 
     @property
     def layout(self):

@@ -1,0 +1,116 @@
+"""What a resume needs to go on where it stopped: the same training rows, in the same order, in steps of the same
+number of rows. Trainer skips the batches the checkpoint's epoch had trained on by count alone; with other data,
+another `seed` or another effective batch those are other rows, and some rows of the epoch are trained on twice
+while others are never seen. Each checkpoint records the facts; a resume compares them before its first step."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from hf_transfer.core.folders import write_text_atomic
+from hf_transfer.errors import ConfigError
+
+ORDER_FILE = "hf_transfer_order.json"
+
+
+def rows_digest(dataset) -> str:
+    """A digest of the rows' token ids and labels, in order: integer columns and `labels` (float columns such as
+    cached features or teacher logits may differ in their last bits when rebuilt, and say nothing of the order)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def update(digest, array) -> None:
+        if (
+            pa.types.is_list(array.type)
+            or pa.types.is_large_list(array.type)
+            or pa.types.is_fixed_size_list(array.type)
+        ):
+            digest.update(pc.list_value_length(array).to_numpy(zero_copy_only=False).astype(np.int64).tobytes())
+            update(digest, pc.list_flatten(array))
+        elif pa.types.is_integer(array.type) or pa.types.is_boolean(array.type):
+            digest.update(array.to_numpy(zero_copy_only=False).astype(np.int64).tobytes())
+        else:  # the labels of a multi-label run: multi-hot floats
+            digest.update(array.to_numpy(zero_copy_only=False).astype(np.float64).tobytes())
+
+    def leaf(data_type):
+        while (
+            pa.types.is_list(data_type) or pa.types.is_large_list(data_type) or pa.types.is_fixed_size_list(data_type)
+        ):
+            data_type = data_type.value_type
+        return data_type
+
+    schema = dataset.data.schema
+    names = sorted(n for n in schema.names if n == "labels" or pa.types.is_integer(leaf(schema.field(n).type)))
+    digest = hashlib.sha256(json.dumps([len(dataset), names]).encode())
+    for batch in dataset.select_columns(names).with_format("arrow").iter(batch_size=10_000):
+        for name in names:
+            update(digest, batch.column(name).combine_chunks())
+    return digest.hexdigest()[:16]
+
+
+class ResumeOrder(TrainerCallback):
+    """Writes `ORDER_FILE` into each checkpoint, and refuses a resume whose order differs from its checkpoint's."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self._facts = None
+
+    def facts(self, args) -> dict:
+        if self._facts is None:
+            dataset = self.trainer.train_dataset
+            readable = hasattr(dataset, "data") and hasattr(dataset, "select_columns")  # a `datasets.Dataset`
+            self._facts = {
+                "seed": args.seed,
+                "data_seed": args.data_seed,
+                "rows_per_step": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
+                "train_rows": len(dataset) if readable else None,
+                "train_rows_digest": rows_digest(dataset) if readable else None,
+            }
+        return self._facts
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if args.resume_from_checkpoint and not args.ignore_data_skip:
+            check_resume_order(Path(args.resume_from_checkpoint), self.facts(args))
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            if folder.is_dir():
+                write_text_atomic(folder / ORDER_FILE, json.dumps(self.facts(args), indent=2) + "\n")
+
+
+WHAT = {
+    "seed": "seed",
+    "data_seed": "data_seed",
+    "rows_per_step": "effective batch (rows per optimizer step)",
+    "train_rows": "number of training rows",
+    "train_rows_digest": "training rows (their tokens and labels)",
+}
+
+
+def check_resume_order(checkpoint: Path, now: dict) -> None:
+    """Refuse to resume from `checkpoint` when its recorded order differs from this run's (not checked when it
+    recorded none: a checkpoint of an earlier version)."""
+    try:
+        then = json.loads((checkpoint / ORDER_FILE).read_text())
+    except (OSError, ValueError):
+        return
+    for key, what in WHAT.items():
+        old, new = then.get(key), now.get(key)
+        if key not in then or old == new or (key not in ("seed", "data_seed") and None in (old, new)):
+            continue  # a value one side could not know (data that is not a `datasets.Dataset`) is not compared
+        counted = key in ("rows_per_step", "train_rows")
+        shown = [f"{v:,}" if counted else "unset" if v is None else v for v in (old, new)]
+        change = f" ({shown[0]} then, {shown[1]} now)" if key != "train_rows_digest" else ""
+        raise ConfigError(
+            f"resume_from_checkpoint {str(checkpoint)!r} was trained with another {what}{change}: Trainer would "
+            "skip the batches it trained on by count, so the epoch would train some rows twice and others never. "
+            "Resume with the checkpoint's data and settings, pass --ignore_data_skip true to start the epoch's "
+            "order afresh, or start a new run in another output_dir."
+        )
