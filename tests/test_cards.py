@@ -805,3 +805,45 @@ def test_multi_label_thresholds_are_shown_as_thresholds_and_a_last_step_best_as_
         in (rows["decision calibration"])
     )
     assert rows["best checkpoint kept (load_best_model_at_end)"].endswith("the model trained is the last step's")
+
+
+def test_the_card_tells_a_test_set_that_repeats_validation_the_rows_a_split_gave_up_and_settings_off_default(
+    tmp_path, tiny_bert_dir, caplog
+):
+    """A reviewer's run: the test file was the validation file, yet the card said the test score was not optimistic
+    and nothing warned; 160 rows read showed as "train: 100 rows, none dropped" (16 carved for validation, 44 cut by
+    max_train_samples); adam_beta2 0.98 and adam_epsilon 1e-6 were nowhere in the card."""
+    texts = [f"{'good' if i % 2 else 'bad'} thing number {i}" for i in range(160)]
+    train = write_csv(tmp_path / "train.csv", texts, ["pos" if i % 2 else "neg" for i in range(160)])
+    held = [f"{'good' if i % 2 else 'bad'} other thing {i}" for i in range(12)]
+    dev = write_csv(tmp_path / "dev.csv", held, ["pos" if i % 2 else "neg" for i in range(12)])
+    out = tmp_path / "run"
+    argv = train_argv(tiny_bert_dir, train, dev, out, "--test_file", str(dev), "--eval_strategy", "epoch")
+    argv += ["--save_strategy", "epoch", "--load_best_model_at_end", "true", "--adam_beta2", "0.98"]
+    argv += ["--adam_epsilon", "1e-6", "--max_train_samples", "100", "--max_eval_samples", "8", "--few_shot", "false"]
+    with caplog.at_level("WARNING"):
+        assert main(argv) == 0
+    assert "8 of the 12 test rows have the same input as a validation row" in caplog.text
+    record = json.loads((out / "hf_transfer_run.json").read_text())
+    assert record["data"]["test"]["rows_sharing_validation_input"] == 8
+    assert (
+        record["data"]["train"]["cut_by_max_samples"] == 60 and record["data"]["validation"]["cut_by_max_samples"] == 4
+    )
+    card = (out / "README.md").read_text()
+    assert "so is the test score: 8 test rows are validation rows" in card and "the test score is not" not in card
+    assert "**train**: 100 rows, none dropped; 60 more left out by max_train_samples" in card
+    assert "**validation**: 8 rows, none dropped; 4 more left out by max_eval_samples" in card
+    assert "; 8 with the same input as a validation row" in card
+    for row in ("| adam_beta2 | 0.98 |", "| adam_epsilon | 1e-06 |", "| max_train_samples | 100 |"):
+        assert row in card, row
+    assert "adam_beta1" not in card  # at its default
+
+    # Validation carved from train: the rows moved there are said with train's.
+    carved = tmp_path / "carved"
+    argv = train_argv(tiny_bert_dir, train, dev, carved, "--few_shot", "false")
+    argv.remove("--validation_file"), argv.remove(str(dev))
+    assert main(argv) == 0
+    assert (
+        "**train**: 144 rows, none dropped; 16 more moved to the validation split"
+        in (carved / "README.md").read_text()
+    )

@@ -274,6 +274,11 @@ def test_sweep_with_extra_sets_writes_table_plot_and_card(tmp_path, tiny_bert_di
     header = yaml.safe_load(card.split("---")[1])
     assert header["model-index"][0]["results"][0]["metrics"][0]["value"] == round(chosen["indomain"]["accuracy"], 4)
     assert "### α sweep" in card and "merge_sweep.png" in card and "Weight interpolation (WiSE-FT)" in card
+    # The validation score chose α: the card says it reads high there, and that the extra sets' scores do not.
+    assert "Its score there is therefore optimistic; the other sets played no part in the choice." in card
+    assert (
+        "(α was chosen by its validation score, which is therefore optimistic; the extra sets' scores are not)" in card
+    )
     # `hf-transfer card DIR` writes the same card again from what the folder holds.
     (out / "README.md").unlink()
     assert main(["card", str(out)]) == 0
@@ -318,6 +323,9 @@ def test_alphas_with_one_value_says_that_alpha_was_given_by_alphas(tmp_path, tin
     assert (
         "| α chosen by | given (the one α of --alphas: nothing to choose from) |" in card and "(--alpha)" not in card
     )
+    # Nothing was chosen on the validation set: the card says neither "picked on the validation set" nor optimistic.
+    assert "interpolated model at α = 0.7, given (the one α of --alphas: nothing to choose from)." in card
+    assert "picked on the validation" not in card and "optimistic" not in card
 
 
 def test_a_sweep_counts_and_names_the_rows_left_out_of_the_scores(tmp_path, tiny_bert_dir, capsys):

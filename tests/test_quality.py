@@ -262,7 +262,14 @@ def test_the_record_and_the_card_say_a_run_was_resumed_and_from_which_step(tmp_p
     # save_total_limit 1: the resumed run's own saves delete checkpoint-6 before it ends.
     assert main([*argv, "--resume_from_checkpoint", "true", "--save_total_limit", "1"]) == 0
     assert not (out / "checkpoint-6").exists()
-    assert record_of(out)["resumed_from"] == {"checkpoint": "checkpoint-6", "step": 6, "train_loss_steps": [1, 16]}
+    # The first part's schedule ended at step 6 (max_steps): the card says the rest ran on this run's.
+    resumed = {
+        "checkpoint": "checkpoint-6",
+        "step": 6,
+        "train_loss_steps": [1, 16],
+        "schedule_changed": {"max_steps": [6, -1]},
+    }
+    assert record_of(out)["resumed_from"] == resumed
     assert "| resumed from | `checkpoint-6` (step 6)" in (out / "README.md").read_text()
 
 

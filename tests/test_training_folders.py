@@ -3,6 +3,7 @@ already holds a run. A rerun wrote over a finished run in place; a checkpoint as
 
 import hashlib
 import json
+import logging
 
 import pytest
 import test_cli
@@ -233,6 +234,36 @@ def _flipped_first_row(path):
     return [row["text"] for row in rows], labels
 
 
+def test_a_resume_that_changes_the_schedule_says_so_and_the_card_tells_both(
+    resumed_pair, tiny_bert_dir, tmp_path, caplog
+):
+    """Trainer rebuilds the learning-rate schedule from the resumed run's arguments and takes only the step from the
+    checkpoint: resumed with 3 epochs where the first ran with 2, the rate jumped at the resume onto the new curve,
+    while the card named one schedule of 3 epochs from step 0. It is said, recorded and carded."""
+    import shutil
+
+    whole, _, data, extra = resumed_pair
+    out = tmp_path / "longer"
+    shutil.copytree(whole / "checkpoint-5", out / "checkpoint-5")
+    argv = train_argv(tiny_bert_dir, *data, out, *extra, "--resume_from_checkpoint", "true")
+    argv[argv.index("--num_train_epochs", argv.index("--num_train_epochs") + 1) + 1] = "3"  # extra's, the last given
+    with caplog.at_level(logging.WARNING):
+        assert main([*argv, "--warmup_steps", "2"]) == 0
+    said = [
+        r.getMessage() for r in caplog.records if "trained its steps on a learning-rate schedule" in r.getMessage()
+    ]
+    assert len(said) == 2 and "with num_train_epochs 2.0; this run's 3.0 takes over" in " ".join(said)
+    record = json.loads((out / "hf_transfer_run.json").read_text())
+    changed = {"warmup_steps": [0, 2], "num_train_epochs": [2.0, 3.0]}
+    assert record["resumed_from"]["schedule_changed"] == changed
+    assert record["train_metrics"]["optimizer_steps"] == 15  # the 3 epochs ran
+    card = (out / "README.md").read_text()
+    said = (
+        "they ran on a learning-rate schedule with warmup_steps 0 (now 2.0), num_train_epochs 2.0 (now 3.0); the rest"
+    )
+    assert said in card
+
+
 def test_a_resumed_runs_train_loss_is_over_the_whole_run(resumed_pair):
     """Trainer's train_loss of a resumed run is the mean over the steps run after the resume (6 to 10): the record,
     train_results.json and the card stated it as the run's. The checkpoint's log holds every step's loss up to the
@@ -254,10 +285,13 @@ def test_a_resumed_runs_train_loss_says_which_steps_it_covers_when_the_log_does_
 ):
     """Logged every 2 steps, a 5-step epoch's checkpoint holds no loss for step 5: the whole-run mean cannot be had,
     so the figure stays the mean over steps 6 to 10, and the record and card say so."""
-    out = tmp_path / "run"
-    argv = train_argv(tiny_bert_dir, *tiny_data, out, "--save_strategy", "epoch", "--logging_steps", "2")
-    assert main([*argv, "--few_shot", "false"]) == 0
-    assert main([*argv, "--few_shot", "false", "--num_train_epochs", "2", "--resume_from_checkpoint", "true"]) == 0
+    import shutil
+
+    whole, out = tmp_path / "whole", tmp_path / "run"
+    extra = ["--save_strategy", "epoch", "--logging_steps", "2", "--few_shot", "false", "--num_train_epochs", "2"]
+    assert main(train_argv(tiny_bert_dir, *tiny_data, whole, *extra)) == 0
+    shutil.copytree(whole / "checkpoint-5", out / "checkpoint-5")  # the run as stopped after its first epoch
+    assert main([*train_argv(tiny_bert_dir, *tiny_data, out, *extra), "--resume_from_checkpoint", "true"]) == 0
     record = json.loads((out / "hf_transfer_run.json").read_text())
     assert record["resumed_from"] == {"checkpoint": "checkpoint-5", "step": 5, "train_loss_steps": [6, 10]}
     assert "mean train loss over steps 6 to 10 only" in (out / "README.md").read_text()

@@ -277,10 +277,13 @@ def load_data(data_args: DataArguments, seed: int = 42, require_train: bool = Tr
         train_idx, val_idx = _carve_validation(splits["train"], args.validation_split_percentage, seed)
         splits["train"], splits["validation"] = splits["train"].select(train_idx), splits["train"].select(val_idx)
         stats["validation"] = {"rows_before_cleaning": len(val_idx), "dropped": dict.fromkeys(DROP_REASONS, 0)}
+        stats["train"]["carved_to_validation"] = len(val_idx)
     for split, limit in (("train", args.max_train_samples), ("validation", args.max_eval_samples)):
         if limit is not None and split in splits:
+            whole = len(splits[split])
             splits[split] = _truncate(splits[split], limit, getattr(args, "shown_splits", {}).get(split, split),
                                       names, multi)  # fmt: skip
+            stats[split]["cut_by_max_samples"] = whole - len(splits[split])
     summary = {"source": source, "columns": {"text": text, "text_pair": pair, "label": label}}
     summary["validation_carved_from_train"] = carved
     summary["seconds"] = {"read_and_clean": round(time.perf_counter() - started, 2)}

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hf_transfer.core.scratch import process_tag, remove_dead_builds
-from hf_transfer.errors import ConfigError
+from hf_transfer.errors import ConfigError, one_line
 
 # What PEFT names the config of a saved adapter: a folder holding it holds an adapter, not a model.
 ADAPTER_CONFIG = "adapter_config.json"
@@ -378,3 +378,14 @@ def plain_adapter_advice(folder: str | Path, base: str | None) -> str:
         f"AutoTokenizer as T; A.from_pretrained('{folder}', id2label={{0: 'neg', 1: 'pos'}}).merge_and_unload()"
         f".save_pretrained('{merged}'); T.from_pretrained('{tokenizer}').save_pretrained('{merged}')\""
     )
+
+
+def read_json_object(path: Path) -> dict:
+    """A JSON object saved in a run folder; a file that is damaged (cut short, edited) is a one-line ConfigError."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except ValueError as err:
+        raise ConfigError(f"{str(path)!r} is not valid JSON ({one_line(err, 120)}); restore or delete it.") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{str(path)!r} should hold a JSON object, got a {type(value).__name__}; restore it.")
+    return value

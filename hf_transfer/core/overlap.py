@@ -1,4 +1,5 @@
-"""Evaluation rows whose input is also a training row: their scores are measured on text the model trained on."""
+"""Evaluation rows whose input is also a training row (their scores are measured on text the model trained on), and
+test rows whose input is also a validation row (the test set is then not held out from what validation chose)."""
 
 from __future__ import annotations
 
@@ -14,17 +15,18 @@ logger = logging.getLogger(__name__)
 def count_overlap(splits: dict[str, datasets.Dataset], text: str, pair: str | None, summary: dict) -> None:
     """Count, per split, the rows with the input (text, and pair) of a training row, into the split's `summary`
     (`rows_sharing_train_input`: the run record, the card's data section): a file that repeats train rows, or
-    duplicates in a train file a validation split is carved from, make the scores read high. Vectorised in Arrow, so
-    a million rows cost well under a second. `say_overlap` warns, once every check has passed."""
-    if "train" not in splits:
-        return
-    seen = pc.unique(inputs_of(splits["train"], text, pair))
-    for split, ds in splits.items():
-        if split == "train" or not len(ds):
+    duplicates in a train file a validation split is carved from, make the scores read high. Test rows with a
+    validation row's input are counted too (`rows_sharing_validation_input`): such a test set is not held out.
+    Vectorised in Arrow, so a million rows cost well under a second. `say_overlap` warns, once every check has
+    passed."""
+    for seen_in, scored in (("train", [s for s in splits if s != "train"]), ("validation", ["test"])):
+        if seen_in not in splits or not len(splits[seen_in]):
             continue
-        shared = pc.sum(pc.is_in(inputs_of(ds, text, pair), value_set=seen)).as_py() or 0
-        if shared:
-            summary[split]["rows_sharing_train_input"] = shared
+        seen = pc.unique(inputs_of(splits[seen_in], text, pair))
+        for split in (s for s in scored if s in splits and len(splits[s])):
+            shared = pc.sum(pc.is_in(inputs_of(splits[split], text, pair), value_set=seen)).as_py() or 0
+            if shared:
+                summary[split][f"rows_sharing_{seen_in}_input"] = shared
 
 
 def say_overlap(summary: dict) -> None:
@@ -37,6 +39,12 @@ def say_overlap(summary: dict) -> None:
                 f"{shared} of the {info['rows']} {split} rows have the same input as a training row: their scores are "
                 "measured on text the model trained on, and read higher than on new text. Drop the repeats from "
                 f"one of the files (or deduplicate train when {split} is carved from it)."
+            )
+        if isinstance(info, dict) and (shared := info.get("rows_sharing_validation_input")):
+            logger.warning(
+                f"{shared} of the {info['rows']} {split} rows have the same input as a validation row: the test score "
+                "is not held out from the validation set that picks the kept checkpoint (and whatever else is chosen "
+                "on it). Give a test_file apart from validation_file."
             )
 
 

@@ -5,7 +5,6 @@ model so that `hf-transfer card DIR` can write the card again later from what DI
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -13,28 +12,30 @@ from pathlib import Path
 
 import yaml
 
-from hf_transfer.core.folders import CARD_DATA_FILE, CONFIG_FILE, RUN_RECORD_FILE, json_text, write_text_atomic
+from hf_transfer.core.folders import (
+    CARD_DATA_FILE,
+    CONFIG_FILE,
+    RUN_RECORD_FILE,
+    json_text,
+    read_json_object,
+    write_text_atomic,
+)
 from hf_transfer.errors import ConfigError, one_line
 from hf_transfer.outputs.provenance import base_model_facts, detect_adapter, is_hub_id, shown_name
 
 _PACKAGES = ("hf-transfer-learning", "transformers", "torch", "datasets", "accelerate", "peft", "huggingface_hub")
+# `max_steps` is shown when set (> 0), in place of num_train_epochs, which Trainer then ignores; `data_seed` when set:
+# it draws the validation and calibration carve-outs (and Trainer's sampler).
 _HYPERPARAMETERS = (
-    "learning_rate",
-    "num_train_epochs",
-    "max_steps",  # shown when set (> 0), in place of num_train_epochs, which Trainer then ignores
-    "per_device_train_batch_size",
-    "gradient_accumulation_steps",
-    "weight_decay",
-    "warmup_steps",
-    "warmup_ratio",
-    "lr_scheduler_type",
-    "optim",
-    "max_grad_norm",
-    "label_smoothing_factor",
-    "max_seq_length",
-    "seed",
-    "data_seed",  # shown when set: it draws the validation and calibration carve-outs (and Trainer's sampler)
-)
+    "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
+    "weight_decay", "warmup_steps", "warmup_ratio", "lr_scheduler_type", "optim", "max_grad_norm",
+    "label_smoothing_factor", "max_seq_length", "seed", "data_seed",
+)  # fmt: skip
+# Shown when not at their default (the value here): a reader reproducing the run needs them then.
+_HYPERPARAMETERS_WHEN_SET = {
+    "adam_beta1": 0.9, "adam_beta2": 0.999, "adam_epsilon": 1e-8, "lr_scheduler_kwargs": {}, "optim_args": None,
+    "neftune_noise_alpha": None, "max_train_samples": None, "max_eval_samples": None,
+}  # fmt: skip
 NO_HELD_OUT = "no held-out data"  # what a few-shot run without validation or test data was evaluated on
 # Scalar metrics worth a card (and a model-index entry); runtimes, sample counts and the loss are not.
 _METRIC_BASES = ("subset_accuracy", "accuracy", "precision", "recall", "f1")
@@ -216,7 +217,10 @@ def hyperparameters_of(values: dict) -> dict:
     capped = isinstance(values.get("max_steps"), int) and values["max_steps"] > 0
     hidden = {"data_seed"} if values.get("data_seed") is None else set()
     hidden.add("num_train_epochs" if capped else "max_steps")
-    return {k: values[k] for k in _HYPERPARAMETERS if k in values and k not in hidden}
+    shown = {k: values[k] for k in _HYPERPARAMETERS if k in values and k not in hidden}
+    return shown | {
+        k: values[k] for k, default in _HYPERPARAMETERS_WHEN_SET.items() if values.get(k, default) != default
+    }
 
 
 # --- completing the card data from the run record ------------------------------------------------------------------
@@ -250,6 +254,12 @@ def _data_name(path: str) -> str:
     The folder alone named the data `tmp` or `scratch` as often as `sst2`."""
     p = Path(path)
     return f"`{p.parent.name}/{p.name}`" if p.parent.name not in ("", ".") else f"`{p.name}`"
+
+
+SPLIT_CUTS = ("carved_to_validation", "cut_by_max_samples")  # rows a split gave up, after its cleaning
+# The run record's row counts of a split that its card tells (the record's key: the card data's).
+SPLIT_COUNTS = {"rows_without_labels": "without_labels", "rows_sharing_train_input": "sharing_train_input",
+                "rows_sharing_validation_input": "sharing_validation_input", **{k: k for k in SPLIT_CUTS}}  # fmt: skip
 
 
 def complete_card_data(card_data: CardData, record: dict, config: dict, folder: str | Path) -> CardData:
@@ -287,8 +297,7 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
     splits = data.get("splits") or data
     c.splits = {
         split: {"rows": info["rows"], "dropped": {k: v for k, v in (info.get("dropped") or {}).items() if v}}
-        | ({"without_labels": info["rows_without_labels"]} if info.get("rows_without_labels") else {})
-        | ({"sharing_train_input": info["rows_sharing_train_input"]} if info.get("rows_sharing_train_input") else {})
+        | {short: info[key] for key, short in SPLIT_COUNTS.items() if info.get(key)}
         for split, info in splits.items()
         if isinstance(info, dict) and "rows" in info
     }
@@ -317,8 +326,9 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
     c.adapter = detect_adapter(folder, record.get("adapter"))
     if not c.hyperparameters:
         c.hyperparameters = hyperparameters_of(config)
-    elif "max_seq_length" in config:
-        c.hyperparameters["max_seq_length"] = config["max_seq_length"]
+    else:  # filled from TrainingArguments while training: the data fields come from the config
+        data_fields = ("max_seq_length", "max_train_samples", "max_eval_samples")
+        c.hyperparameters |= {k: v for k, v in hyperparameters_of(config).items() if k in data_fields}
     c.max_seq_length = config.get("max_seq_length")
     c.precision = record.get("precision", c.precision)
     c.metrics_precision = record.get("final_metrics_precision")
@@ -357,17 +367,6 @@ def _language(recorded: dict | None, facts: dict) -> tuple:
     if recorded.get("value"):
         return recorded["value"], recorded.get("source")
     return facts.get("language"), "base model" if facts.get("language") else None
-
-
-def read_json_object(path: Path) -> dict:
-    """A JSON object saved in a run folder; a file that is damaged (cut short, edited) is a one-line ConfigError."""
-    try:
-        value = json.loads(Path(path).read_text())
-    except ValueError as err:
-        raise ConfigError(f"{str(path)!r} is not valid JSON ({one_line(err, 120)}); restore or delete it.") from None
-    if not isinstance(value, dict):
-        raise ConfigError(f"{str(path)!r} should hold a JSON object, got a {type(value).__name__}; restore it.")
-    return value
 
 
 def load_card_data(folder: str | Path) -> CardData | None:

@@ -12,9 +12,7 @@ from hf_transfer.outputs.provenance import shown_name
 
 
 def fmt(value, digits: int = 4):
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return "" if value is None else value
+    return f"{value:.{digits}f}" if isinstance(value, float) else "" if value is None else value
 
 
 def count(n) -> str:
@@ -60,14 +58,9 @@ def freeze_rows(c: CardData) -> list[tuple[str, str]]:
         return []
     trainable, frozen = f.get("trainable_parameters_now", 0), f.get("frozen_parameters_now", 0)
     total = trainable + frozen
-    rows = [
-        ("frozen", freeze_text(f, bool(c.adapter))),
-        (
-            "trainable parameters at the end",
-            f"{trainable:,} of {total:,} ({100 * trainable / total:.1f}%)" if total else "unknown",
-        ),
-        ("never trained (frozen throughout)", count(f.get("permanently_frozen_parameters", 0))),
-    ]
+    share = f"{trainable:,} of {total:,} ({100 * trainable / total:.1f}%)" if total else "unknown"
+    rows = [("frozen", freeze_text(f, bool(c.adapter))), ("trainable parameters at the end", share),
+            ("never trained (frozen throughout)", count(f.get("permanently_frozen_parameters", 0)))]  # fmt: skip
     if f.get("gradual_unfreezing"):
         text = f"one more block from the top every {f['gradual_unfreezing']} epoch(s), the embeddings last"
         text += _shared_blocks(f)
@@ -266,6 +259,11 @@ def head_text(m: dict) -> str:
     return f"{head}: the fine-tuned head at every α (the pretrained model has none)"
 
 
+def alpha_was_chosen(merge: dict) -> bool:
+    """Whether a sweep chose the merge's α on its validation set (else it was given, or the only one swept)."""
+    return bool(merge.get("sweep")) and not str(merge.get("chosen_by") or "given").startswith("given")
+
+
 def sweep_table(c: CardData) -> tuple[str, list[str], list[list[str]]]:
     m = c.merge or {}
     rows = m.get("sweep") or []
@@ -282,11 +280,12 @@ def sweep_table(c: CardData) -> tuple[str, list[str], list[list[str]]]:
         cells = [f"{row['alpha']:g}{chosen}", *[fmt(row[n][metric]) for n in names]]
         cells += [fmt(sum(row[n][metric] for n in extra) / len(extra))] if extra else []
         table.append(cells)
-    title = METRIC_NAMES[metric]
-    note = (
-        f"{title[0].upper()}{title[1:]} of the interpolated model at each α. α was picked on the {validation} "
-        f"set alone: {m.get('chosen_by')}. The other sets played no part in the choice."
-    )  # the rule's text has its own parentheses: not wrapped in more
+    title = METRIC_NAMES[metric][0].upper() + METRIC_NAMES[metric][1:]
+    note = (  # the rule's text has its own parentheses: not wrapped in more
+        f"{title} of the interpolated model at each α. α was picked on the {validation} set alone: "
+        f"{m.get('chosen_by')}. Its score there is therefore optimistic; the other sets played no part in the choice."
+        if alpha_was_chosen(m) else f"{title} of the interpolated model at α = {m['alpha']:g}, {m.get('chosen_by')}."
+    )  # fmt: skip
     return note, columns, table
 
 
@@ -383,6 +382,8 @@ def hyper_rows(c: CardData) -> list[tuple[str, str]]:
         loss = f"; mean train loss over steps {steps[0]} to {steps[1]}" if steps else ""
         loss += " only (no loss was logged at the resume)" if steps and steps[0] > 1 else ""
         launch = f" launched as {resumed['launched_as']}" if resumed.get("launched_as") else ""  # not as this run
+        changed = ", ".join(f"{k} {a} (now {b})" for k, (a, b) in (resumed.get("schedule_changed") or {}).items())
+        loss += f"; they ran on a learning-rate schedule with {changed}; the rest on this run's" if changed else ""
         text = f"`{resumed['checkpoint']}`{step}: the steps before it ran in another process{launch}{loss}"
         rows.append(("resumed from", text))
     started = (c.recipe or {}).get("started_from_checkpoint")

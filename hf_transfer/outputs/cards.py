@@ -16,6 +16,7 @@ from hf_transfer.outputs.card_data import NO_HELD_OUT, CardData, detect_adapter
 from hf_transfer.outputs.card_pictures import card_pictures
 from hf_transfer.outputs.card_rows import (
     adapter_rows,
+    alpha_was_chosen,
     distill_rows,
     epoch_table,
     fmt,
@@ -168,6 +169,13 @@ def _data_lines(c: CardData) -> list[str]:
             text += f"; {info['without_labels']:,} with an empty label list (a negative example of every label)"
         if info.get("sharing_train_input"):  # scores on them are measured on text the model trained on
             text += f"; {info['sharing_train_input']:,} with the same input as a training row (their scores read high)"
+        if info.get("sharing_validation_input"):  # a test set that repeats the validation set is not held out from it
+            text += f"; {info['sharing_validation_input']:,} with the same input as a validation row"
+        if info.get("carved_to_validation"):  # the rows the run read, said whole: carved and cut rows are not dropped
+            text += f"; {info['carved_to_validation']:,} more moved to the validation split"
+        if info.get("cut_by_max_samples"):
+            limit = "max_train_samples" if split == "train" else "max_eval_samples"
+            text += f"; {info['cut_by_max_samples']:,} more left out by {limit}"
         lines.append(text)
     lines += _transfer_lines((c.distillation or {}).get("transfer_set") or {})
     if c.validation_carved:
@@ -237,12 +245,16 @@ def _intended_use(c: CardData) -> str:
         scored = "was not evaluated on held-out data"
     else:
         scored = f"was evaluated only on {c.eval_dataset}; it was not tested on other data"
-        if c.recipe.get("best_model"):  # load_best_model_at_end chose among checkpoints by that score
-            scored += (
-                " (the checkpoint kept was chosen by its validation score, which is therefore optimistic"
-                + ("; the test score is not" if c.test_metrics else "")
-                + ")"
-            )
+        repeats = (c.splits.get("test") or {}).get("sharing_validation_input")
+        test = "" if not c.test_metrics else "; the test score is not" if not repeats else (
+            f"; so is the test score: {repeats:,} test rows are validation rows"
+        )  # fmt: skip
+        test = test or ("; the extra sets' scores are not" if (c.merge or {}).get("extra_sets") else "")
+        if c.merge:  # its own scores, of the α a sweep chose on the validation set (a given α: nothing chosen)
+            chosen = alpha_was_chosen(c.merge) and c.metrics
+            scored += f" (α was chosen by its validation score, which is therefore optimistic{test})" if chosen else ""
+        elif c.recipe.get("best_model"):  # load_best_model_at_end chose among checkpoints by that score
+            scored += f" (the checkpoint kept was chosen by its validation score, which is therefore optimistic{test})"
     return (
         f"Classifying text into the labels above ({label_list(c.label_names)}), for text like the training data "
         f"({c.data_source}). The model {scored}, so expect lower accuracy on other domains, styles or label "

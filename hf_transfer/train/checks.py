@@ -216,26 +216,67 @@ def check_resume_settings(training_args, adapter_args) -> None:
     """Refuse a resume whose optimizer fields differ from the checkpoint's: Trainer loads the optimizer and scheduler
     states back, so `--learning_rate 0.01` went on at the checkpoint's 0.001 in silence, while the resolved config
     and the card said 0.01. Read from the checkpoint's `training_args.bin`; nothing is compared when it is missing
-    or unreadable."""
-    if not training_args.resume_from_checkpoint:
+    or unreadable. A changed schedule is taken up from the resume on: said here, and recorded
+    (`resume_schedule_changes`)."""
+    then = _checkpoint_arguments(training_args)
+    if then is None:
         return
-    path = Path(training_args.resume_from_checkpoint) / "training_args.bin"
-    try:
-        import torch
-
-        then = torch.load(path, weights_only=False) if path.is_file() else None
-    except Exception:  # another version's pickle: the resume goes on as before
-        return
+    checkpoint = str(training_args.resume_from_checkpoint)
     lora_default = takes_lora_learning_rate(adapter_args, training_args)
-    for name in OPTIMIZER_FIELDS if then is not None else ():
+    for name in OPTIMIZER_FIELDS:
         now = LORA_LEARNING_RATE if name == "learning_rate" and lora_default else getattr(training_args, name, None)
         old = getattr(then, name, None)
         if isinstance(old, (int, float)) and isinstance(now, (int, float)) and abs(old - now) > 1e-12 * abs(old):
             raise ConfigError(
-                f"resume_from_checkpoint {str(path.parent)!r} goes on with the optimizer and schedule it saved, "
+                f"resume_from_checkpoint {checkpoint!r} goes on with the optimizer and schedule it saved, "
                 f"where {name} is {old:g}; this run's {name} {now:g} would not be used, though the record and card "
                 f"would say it was. Resume with {name} {old:g}, or start a new run in another output_dir."
             )
+    for name, (old, new) in resume_schedule_changes(training_args, then).items():
+        logger.warning(
+            f"resume_from_checkpoint {checkpoint!r} trained its steps on a learning-rate schedule with {name} {old}; "
+            f"this run's {new} takes over from the resume on, so the rate moves there at once onto the new curve. "
+            "The record and card say so."
+        )
+
+
+def _checkpoint_arguments(training_args):
+    """The `TrainingArguments` a resumed checkpoint saved (`training_args.bin`); None when not resuming, or when the
+    file is missing or unreadable (another version's pickle: the resume goes on unchecked, as before)."""
+    if not training_args.resume_from_checkpoint:
+        return None
+    path = Path(training_args.resume_from_checkpoint) / "training_args.bin"
+    try:
+        import torch
+
+        return torch.load(path, weights_only=False) if path.is_file() else None
+    except Exception:
+        return None
+
+
+def resume_schedule_changes(training_args, then=None) -> dict:
+    """{field: [the checkpoint's, this run's]} of the learning-rate schedule's fields that a resume changes. Trainer
+    builds the schedule from this run's arguments and takes only the step from the checkpoint, so the steps before
+    the resume ran on the old curve and those after on the new one (the rate jumps between them). The length is not
+    compared under a constant rate, nor the epochs where max_steps sets the length."""
+    then = then if then is not None else _checkpoint_arguments(training_args)
+    if then is None:
+        return {}
+
+    def plain(value):  # an enum's value: SchedulerType.LINEAR -> "linear"
+        return getattr(value, "value", value)
+
+    names = ["lr_scheduler_type", "warmup_steps", "lr_scheduler_kwargs"]
+    if plain(training_args.lr_scheduler_type) != "constant":
+        names += ["max_steps"] + (["num_train_epochs"] if training_args.max_steps <= 0 else [])
+    changes = {}
+    for name in names:
+        old, new = (plain(getattr(args, name, None)) for args in (then, training_args))
+        if name == "lr_scheduler_kwargs":  # None and {} are the same: no extra arguments
+            old, new = old or {}, new or {}
+        if old != new:
+            changes[name] = [old, new]
+    return changes
 
 
 def check_sharded_launch(args) -> None:

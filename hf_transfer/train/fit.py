@@ -53,7 +53,7 @@ from hf_transfer.outputs.run_folder import (
 )
 from hf_transfer.outputs.test_predictions import write_test_predictions
 from hf_transfer.train.callbacks import CardDataCallback
-from hf_transfer.train.checks import resume_launch_change
+from hf_transfer.train.checks import resume_launch_change, resume_schedule_changes
 from hf_transfer.train.evaluation_memory import EvaluationMemory
 from hf_transfer.train.run_notes import run_notes
 from hf_transfer.train.stages import say_calibration_cost
@@ -214,10 +214,8 @@ def resumed_from(training_args) -> dict:
     state = read_json_file(Path(checkpoint) / "trainer_state.json", "the checkpoint's trainer state")
     step = state.get("global_step") if isinstance(state, dict) else None
     entry = {"checkpoint": Path(checkpoint).name, "step": step}
-    return {
-        "resumed_from": entry
-        | ({"launched_as": then} if (then := resume_launch_change(training_args, warn=False)) else {})
-    }
+    entry |= {"launched_as": then} if (then := resume_launch_change(training_args, warn=False)) else {}
+    return {"resumed_from": entry | ({"schedule_changed": c} if (c := resume_schedule_changes(training_args)) else {})}
 
 
 def check_weights_finite(trainer) -> None:
