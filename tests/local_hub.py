@@ -37,8 +37,8 @@ class LocalHub:
     # --- test controls ----------------------------------------------------------------------------------------------
 
     def fail(self, route: str, status: int, times: int = 1) -> None:
-        """The next `times` calls of `route` (create, preupload, commit, branch, validate, repo_info, whoami) answer
-        `status`."""
+        """The next `times` calls of `route` (create, preupload, commit, branch, validate, repo_info, tree,
+        whoami) answer `status`."""
         self._failures[route].extend([status] * times)
 
     def files(self, repo_id: str, branch: str = "main") -> dict[str, bytes]:
@@ -90,6 +90,8 @@ class LocalHub:
             rest = parts[4:]
             if method == "POST" and len(rest) == 2 and rest[0] in ("preupload", "commit", "branch"):
                 return rest[0], {"repo_id": repo_id, "revision": rest[1]}
+            if method == "GET" and len(rest) >= 2 and rest[0] == "tree":  # list_repo_files (a push's deletions)
+                return "tree", {"repo_id": repo_id, "revision": rest[1]}
             if method == "GET" and (not rest or rest[0] == "revision"):
                 return "repo_info", {"repo_id": repo_id, "revision": rest[1] if len(rest) > 1 else "main"}
         return "unknown", {}
@@ -172,6 +174,16 @@ class _Handler(BaseHTTPRequestHandler):
         sha = hashlib.sha1(repr(sorted(files)).encode()).hexdigest()
         siblings = [{"rfilename": p} for p in sorted(files)]
         self._send(200, {"id": repo_id, "sha": sha, "private": repo["private"], "siblings": siblings})
+
+    def _tree(self, body, repo_id: str, revision: str) -> None:
+        """Every file of the branch, as the Hub's recursive tree listing gives them (one page)."""
+        repo = self._repo(repo_id)
+        if repo is None:
+            return
+        files = repo["branches"].get(revision, {})
+        entries = [{"type": "file", "path": path, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+                   for path, data in sorted(files.items())]  # fmt: skip
+        self._send(200, entries)
 
     def _branch(self, body, repo_id: str, revision: str) -> None:
         repo = self._repo(repo_id)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import huggingface_hub.constants
 import pytest
+import yaml
 from huggingface_hub import HfApi
 from huggingface_hub.repocard import metadata_load
 from huggingface_hub.repocard_data import model_index_to_eval_results
@@ -307,6 +308,46 @@ def test_push_an_adapter_folder(online, tmp_path, tiny_bert_dir, capsys):
     with torch.no_grad():
         probs = torch.softmax(model(**inputs).logits, -1)[0]
     assert got == {"label": labels[int(probs.argmax())], "score": pytest.approx(float(probs.max()), abs=1e-6)}
+
+
+def test_a_second_push_replaces_the_earlier_runs_files_and_keeps_the_users(online, small_folder, caplog):
+    """Pushed as a LoRA adapter, then retrained as a full model and pushed again: the repo kept adapter_config.json
+    and the adapter's weights beside the new model.safetensors, and `from_pretrained` on the repo loaded the old
+    adapter. The earlier run's files the folder no longer has are removed in the same commit; a file the user
+    added to the repo, and .gitattributes, stay."""
+    repo = "tester/again"
+    assert main(["push", str(small_folder), "--hub_model_id", repo]) == 0
+    branch = online.repos[repo]["branches"]["main"]
+    stale = [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "onnx/model.onnx",
+        "test_results.json",
+        "label_f1.png",
+    ]
+    branch.update({name: b"old" for name in [*stale, "notes/mine.md", ".gitattributes"]})
+    (small_folder / "model.safetensors").write_bytes(b"new weights")
+    assert main(["push", str(small_folder), "--hub_model_id", repo]) == 0
+    files = online.files(repo)
+    assert not set(stale) & set(files), sorted(files)
+    assert files["model.safetensors"] == b"new weights" and {"notes/mine.md", ".gitattributes"} <= set(files)
+
+
+def test_the_runs_data_files_in_its_folder_are_held_back(online, small_folder, caplog):
+    """A run written into its data folder (or with its data linked in) pushed train.csv to a public repo unsaid."""
+    (small_folder / "train.csv").write_text("text,label\nhi,a\n")
+    outside = small_folder.parent / "dev.csv"
+    outside.write_text("text,label\nho,b\n")
+    (small_folder / "linked").mkdir()
+    (small_folder / "linked" / "dev.csv").symlink_to(outside)
+    (small_folder / "notes.csv").write_text("mine")  # not a data file of the run: it goes up
+    config = {"train_file": str(small_folder / "train.csv"), "validation_file": str(outside), "test_file": None}
+    (small_folder / "hf_transfer_config.yaml").write_text(yaml.safe_dump(config))
+    with caplog.at_level("WARNING"):
+        assert main(["push", str(small_folder), "--hub_model_id", "tester/data"]) == 0
+    files = online.files("tester/data")
+    assert "train.csv" not in files and "linked/dev.csv" not in files and "notes.csv" in files
+    assert "linked/dev.csv, train.csv: the run's data file(s), held back from the upload" in caplog.text
 
 
 # --- `hf-transfer push`: retries and errors ----------------------------------------------------------------------

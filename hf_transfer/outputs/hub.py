@@ -15,7 +15,6 @@ from pathlib import Path
 from hf_transfer.core.folders import (
     ADAPTER_CONFIG,
     CARD_DATA_FILE,
-    MERGED_DIR,
     is_adapter_folder,
     search_folder_hint,
     trainer_checkpoint_state,
@@ -26,27 +25,11 @@ from hf_transfer.outputs.card_data import load_card_data
 from hf_transfer.outputs.cards import write_model_card
 from hf_transfer.outputs.provenance import is_hub_id
 from hf_transfer.outputs.published import publishable
+from hf_transfer.outputs.push_scope import REPLACED_PATTERNS, held_back
 from hf_transfer.outputs.readme import check_readme_header
 
 logger = logging.getLogger(__name__)
 
-# What the Hub does not need: Trainer checkpoints (optimizer state, several times the model's size), caches, the
-# pickled TrainingArguments (`hf_transfer_config.yaml` holds the same in readable form, and the Hub flags pickles),
-# and editor or OS debris.
-IGNORE_PATTERNS = [
-    "checkpoint-*",
-    "checkpoint-*/**",
-    "**/checkpoint-*/**",
-    ".cache/**",
-    "**/.cache/**",
-    "**/__pycache__/**",
-    "runs/**",
-    "wandb/**",
-    "training_args.bin",
-    "*.lock",
-    ".DS_Store",
-    "**/.ipynb_checkpoints/**",
-]
 # huggingface_hub retries with backoff (`http_backoff`) inside a push only for the preupload request and LFS transfers.
 # `create_repo`, `create_branch` and the commit POST of `upload_folder` (sent with retry_on_error=False) go out once on
 # its plain session, so those calls are retried here as a whole, on the failures `http_backoff` treats as transient.
@@ -292,36 +275,6 @@ def with_retries(action, what: str, target: PushTarget, folder: Path):
         time.sleep(wait)
 
 
-def _merged_model_held_back(folder: Path, target: PushTarget) -> list[str]:
-    """An adapter run's `merged/` (merge_adapter) is a model of its own, with its own card: uploaded inside the
-    adapter's repo it was a subfolder that `pipeline()` cannot load and whose card named a repo that does not exist.
-    It stays out of the adapter's push, and the log says how to push it to a repo of its own."""
-    merged = folder / MERGED_DIR
-    if not ((folder / "adapter_config.json").is_file() and (merged / "config.json").is_file()):
-        return []
-    logger.warning(
-        "%s (the adapter merged into the weights) is a model of its own and is not pushed with the adapter; push it "
-        "to a repo of its own with `hf-transfer push %s --hub_model_id %s-merged`.",
-        merged, merged, target.repo_id,
-    )  # fmt: skip
-    return [f"{MERGED_DIR}/**"]
-
-
-def _training_state_held_back(folder: Path) -> list[str]:
-    """A `Trainer` checkpoint's training state (optimizer.pt alone is about twice the model with AdamW) only resumes
-    training; on the Hub it is a large download no one needs to use the model. It stays out, said in one line."""
-    state = trainer_checkpoint_state(folder)
-    if not state:
-        return []
-    size = sum((folder / name).stat().st_size for name in state) / 2**20
-    logger.warning(
-        "%s is a Trainer checkpoint: its training state (%s, %.1f MiB) is held back from the upload, since it only "
-        "resumes training (--resume_from_checkpoint); push with --include_training_state true to send it.",
-        folder, ", ".join(state), size,
-    )  # fmt: skip
-    return state
-
-
 def _check_still_private(api, repo_id: str, target: PushTarget, folder: Path) -> None:
     """`create_repo(private=True, exist_ok=True)` leaves an existing repo's visibility as it is, so a push asked to be
     private would publish the weights to a public repo without a word; it stops here instead, before any upload."""
@@ -364,9 +317,7 @@ def push_folder(
     repo_id = repo_url.repo_id or target.repo_id
     if target.private:
         _check_still_private(api, repo_id, target, folder)
-    ignore = [*IGNORE_PATTERNS, *_merged_model_held_back(folder, target)]
-    if not include_training_state:
-        ignore += _training_state_held_back(folder)
+    ignore = held_back(folder, target.repo_id, include_training_state)
     card_data = load_card_data(folder)
     # The card is rewritten for this repo id before the upload; a failed push puts the old files back.
     saved = {p: p.read_bytes() for p in (folder / "README.md", folder / CARD_DATA_FILE) if p.is_file()}
@@ -388,6 +339,7 @@ def push_folder(
                     revision=target.revision,
                     commit_message=message or commit_message(card_data),
                     ignore_patterns=ignore,  # a copy: huggingface_hub appends its own to the list
+                    delete_patterns=REPLACED_PATTERNS,  # an earlier push's run files this folder no longer has
                 ),
                 f"upload {folder} to {repo_id!r}",
                 target,

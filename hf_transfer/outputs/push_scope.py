@@ -1,0 +1,98 @@
+"""What a push leaves out of the upload (Trainer checkpoints and training state, caches, a merged model that is a
+model of its own, the run's own data files), and which of the repo's files it replaces: those an earlier push of a
+run folder left there."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import yaml
+
+from hf_transfer.core.folders import CONFIG_FILE, MERGED_DIR, TOKENIZER_FILES, trainer_checkpoint_state
+
+logger = logging.getLogger(__name__)
+
+# What the Hub does not need: Trainer checkpoints (optimizer state, several times the model's size), caches, the
+# pickled TrainingArguments (`hf_transfer_config.yaml` holds the same in readable form, and the Hub flags pickles),
+# and editor or OS debris.
+IGNORE_PATTERNS = [
+    "checkpoint-*",
+    "checkpoint-*/**",
+    "**/checkpoint-*/**",
+    ".cache/**",
+    "**/.cache/**",
+    "**/__pycache__/**",
+    "runs/**",
+    "wandb/**",
+    "training_args.bin",
+    "*.lock",
+    ".DS_Store",
+    "**/.ipynb_checkpoints/**",
+]
+# The files a run, merge or export folder holds, which the repo's copies from an earlier push are replaced by: removed
+# from the repo in the same commit unless this folder has them too. Retrained as a full model where a LoRA adapter
+# was pushed before, the repo kept adapter_config.json beside the new weights, and loading it gave the old adapter.
+# Files the user added to the repo themselves (and .gitattributes) stay.
+REPLACED_PATTERNS = [
+    "*.safetensors", "*.bin", "*.onnx", "*.onnx_data", "*.pt", "model.safetensors.index.json", "adapter_config.json",
+    "config.json", "generation_config.json", "special_tokens_map.json", "added_tokens.json", *TOKENIZER_FILES,
+    "*_results.json", "*confusion_matrix.json", "*.png", "hf_transfer_*", "trainer_state.json", "test_predictions.*",
+    "merge_eval.*", "merge_sweep.*", "onnx/*", f"{MERGED_DIR}/*", "linear_probe/*", "checkpoint-*/*",
+]  # fmt: skip
+
+
+def held_back(folder: Path, repo_id: str, include_training_state: bool) -> list[str]:
+    """The ignore patterns of a push of `folder`: what the Hub does not need, and what must not go up with it."""
+    ignore = [*IGNORE_PATTERNS, *_merged_model_held_back(folder, repo_id), *_data_files_held_back(folder)]
+    return ignore + ([] if include_training_state else _training_state_held_back(folder))
+
+
+def _data_files_held_back(folder: Path) -> list[str]:
+    """The run's own data files (its resolved config's `*_file` fields) that lie in the folder, or are linked into
+    it: a run written into its data folder pushed `train.csv` to a public repo without a word. They stay out, said in
+    one line; a dataset meant to be public goes up as a dataset repo of its own."""
+    try:
+        config = yaml.safe_load((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        return []
+    files = [v for k, v in (config.items() if isinstance(config, dict) else ()) if k.endswith("_file")]
+    data = {Path(v).expanduser().resolve() for v in files if isinstance(v, str) and v}
+    held = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.resolve() in data)
+    if held:
+        logger.warning(
+            "%s: the run's data file(s), held back from the upload (the model repo would publish them); push a "
+            "dataset meant to be public as a dataset repo of its own.",
+            ", ".join(held),
+        )
+    return held
+
+
+def _merged_model_held_back(folder: Path, repo_id: str) -> list[str]:
+    """An adapter run's `merged/` (merge_adapter) is a model of its own, with its own card: uploaded inside the
+    adapter's repo it was a subfolder that `pipeline()` cannot load and whose card named a repo that does not exist.
+    It stays out of the adapter's push, and the log says how to push it to a repo of its own."""
+    merged = folder / MERGED_DIR
+    if not ((folder / "adapter_config.json").is_file() and (merged / "config.json").is_file()):
+        return []
+    logger.warning(
+        "%s (the adapter merged into the weights) is a model of its own and is not pushed with the adapter; push it "
+        "to a repo of its own with `hf-transfer push %s --hub_model_id %s-merged`.",
+        merged, merged, repo_id,
+    )  # fmt: skip
+    return [f"{MERGED_DIR}/**"]
+
+
+def _training_state_held_back(folder: Path) -> list[str]:
+    """A `Trainer` checkpoint's training state (optimizer.pt alone is about twice the model with AdamW) only resumes
+    training; on the Hub it is a large download no one needs to use the model. It stays out, said in one line."""
+    state = trainer_checkpoint_state(folder)
+    if not state:
+        return []
+    size = sum((folder / name).stat().st_size for name in state) / 2**20
+    logger.warning(
+        "%s is a Trainer checkpoint: its training state (%s, %.1f MiB) is held back from the upload, since it only "
+        "resumes training (--resume_from_checkpoint); push with --include_training_state true to send it.",
+        folder, ", ".join(state), size,
+    )  # fmt: skip
+    return state
