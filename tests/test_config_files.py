@@ -238,3 +238,29 @@ def test_a_true_false_field_takes_the_same_spellings_in_a_file_and_as_a_flag(spe
         else:
             results.append(_parse(tmp_path, text, *flags)[-1].logging_first_step)
     assert results == ([expected] * 2 if expected is not None else [])
+
+
+def test_a_leading_tilde_is_the_home_folder_in_every_path_field(tmp_path, monkeypatch):
+    """`--output_file=~/p.csv` (the shell leaves `~` after `=`) and `model_name_or_path: ~/m` in a config were read
+    as a folder named `~` under the working directory: predict wrote there, and the model was "not found", while
+    train's output_dir was expanded by transformers. Every field naming a file or folder now reads `~` as home."""
+    home = tmp_path / "home"
+    (home / "m").mkdir(parents=True)
+    (home / "in.csv").write_text("text\nhi\n")
+    (home / "c.yaml").write_text("input_file: ~/in.csv\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    (predict,) = parse_command_args(
+        "predict", ["--config=~/c.yaml", "--model_name_or_path=~/m", "--output_file=~/p.csv"]
+    )
+    assert (predict.input_file, predict.model_name_or_path) == (str(home / "in.csv"), str(home / "m"))
+    assert predict.output_file == str(home / "p.csv")
+    evaluate = parse_command_args("evaluate", ["--model_name_or_path", "~/m", "--validation_file", "~/in.csv",
+                                               "--extra_eval", "shifted=~/in.csv"])[0]  # fmt: skip
+    assert evaluate.extra_eval == {"shifted": str(home / "in.csv")} and evaluate.validation_file == str(
+        home / "in.csv"
+    )
+    assert parse_command_args("card", ["~/m"])[0].model_dir == str(home / "m")
+    # Not a path: a column named with a tilde stays as written.
+    argv = ["--model_name_or_path=~/m", "--input_file=~/in.csv", "--output_file=p.csv", "--text_column_name", "~/col"]
+    assert parse_command_args("predict", argv)[0].text_column_name == "~/col"

@@ -288,7 +288,7 @@ def test_the_space_and_the_direction_are_checked_before_the_data(tmp_path, tiny_
     assert not (tmp_path / "out").exists()
 
 
-def test_output_dir_is_checked_before_the_data(tmp_path, tiny_bert_dir, capsys):
+def test_output_dir_is_checked_before_the_data(tmp_path, tiny_bert_dir, capsys, monkeypatch):
     """A file (a traceback after the data was read), a folder holding something else, or one holding another study
     (its trials, trials.csv and best_config.yaml, best model included, were overwritten) are refused first: the
     training file does not exist, and the error is still about output_dir."""
@@ -320,6 +320,12 @@ def test_output_dir_is_checked_before_the_data(tmp_path, tiny_bert_dir, capsys):
     # The same study name gets past the folder check (and stops at the missing data).
     assert main([*argv, "--output_dir", str(tmp_path / "searched"), "--study_name", "first"]) == 2
     assert "missing.csv" in capsys.readouterr().err
+    # `output_dir: ~/x` is the home's x: the study had gone to `./~/x` while transformers put the trials in home.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path / "run")
+    assert main([*argv, "--output_dir=~/run"]) == 2
+    assert f"output_dir {str(tmp_path / 'run')!r} is not empty" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "~").exists()
 
 
 # --- a whole study --------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any, Literal, Union
 from hf_transfer.core.field_notes import field_help, field_note, missing_value, value_note
 from hf_transfer.core.folders import CONFIG_FILE
 from hf_transfer.core.help_layout import arrange_help
-from hf_transfer.core.yaml_config import as_flag_value, load_config_file, read_yaml, read_yaml_text
+from hf_transfer.core.yaml_config import as_flag_value, expand_home, load_config_file, read_yaml, read_yaml_text
 from hf_transfer.errors import ConfigError, HfTransferError
 
 logger = logging.getLogger(__name__)
@@ -252,7 +252,7 @@ class CommandParser:
             )
         if files[0] is not None and not files[0].strip():
             raise ConfigError("--config is empty; give the path of a YAML file of field: value.")
-        config, written = load_config_file(files[0]) if files[0] else ({}, {})
+        config, written = load_config_file(expand_home("config_file", files[0])) if files[0] else ({}, {})
         self.config_file, self.file_keys = files[0], frozenset(config)
         # A run's own `hf_transfer_config.yaml` fed back: the results it records are no settings.
         config = {k: v for k, v in config.items() if k not in RECORDED_RESULTS}
@@ -300,7 +300,7 @@ class CommandParser:
         for dtype in self.dataclass_types:
             names = {f.name for f in dataclasses.fields(dtype) if f.init}
             try:
-                objects.append(dtype(**{k: v for k, v in values.items() if k in names}))
+                objects.append(dtype(**{k: expand_home(k, v) for k, v in values.items() if k in names}))
             except HfTransferError:
                 raise
             except (ValueError, TypeError, ImportError) as err:  # ImportError: `--deepspeed` without deepspeed

@@ -251,3 +251,25 @@ def as_flag_value(value: Any) -> str:
         # the quoted "null" had become None. JSON's double-quoted strings are YAML's.
         return json.dumps(value, ensure_ascii=False)
     return str(value)
+
+
+# Fields that name a file or folder, beside those named `*_file`, `*_dir` or `*name_or_path`.
+PATH_FIELDS = frozenset(
+    {"pretrained", "finetuned", "dataset_name", "model_dir", "path", "extra_eval", "tokenizer_name",
+     "teacher_tokenizer_name", "resume_from_checkpoint"}
+)  # fmt: skip
+
+
+def expand_home(name: str, value):
+    """`value` of the field `name` with a leading `~` read as the home folder, where it names a file or folder: the
+    shell leaves `--output_file=~/p.csv` as it is, and YAML never expands it, so `predict` wrote into a folder named
+    `~` under the working directory (and `model_name_or_path: ~/m` was not found) while `train` read `output_dir`
+    through transformers, which expands it. `extra_eval`'s NAME=FILE has its FILE read so."""
+    if not (name in PATH_FIELDS or name.endswith(("_file", "_dir", "name_or_path"))):
+        return value
+    if isinstance(value, list):
+        return [expand_home(name, item) for item in value]
+    if not isinstance(value, str):
+        return value
+    head, sep, tail = value.partition("=") if name == "extra_eval" and "=" in value else ("", "", value)
+    return head + sep + (os.path.expanduser(tail) if tail.startswith("~") else tail)

@@ -23,6 +23,7 @@ from hf_transfer.core.folders import RUN_RECORD_FILE
 from hf_transfer.core.parsing import CommandParser
 from hf_transfer.core.runtime import launched_world_size, progress_bar, raise_if_signalled, signalled
 from hf_transfer.core.tasks import MULTI_LABEL
+from hf_transfer.core.yaml_config import expand_home
 from hf_transfer.distill.command import DISTILL_ARGUMENTS, run_distill
 from hf_transfer.distill.plan import preflight as distill_preflight
 from hf_transfer.errors import ConfigError, HfTransferError, TrainingDivergedError, one_line
@@ -85,7 +86,7 @@ def run_search(search_args: SearchArguments) -> dict:
 def _prepare(s: SearchArguments) -> dict:
     """Every check that needs no weights: the trials' config, the data (through the route's own pre-flight), the
     metric against the problem type, and each end of each range parsed as a trial would be."""
-    base = dict(s.trial_config)
+    base = {k: expand_home(k, v) for k, v in s.trial_config.items()}  # `output_dir: ~/runs` is the home's
     if not base.get("output_dir"):
         raise ConfigError(
             "search needs output_dir: the study, the trials, trials.csv and best_config.yaml are written there."
