@@ -340,3 +340,31 @@ def test_overwriting_keeps_the_checkpoint_the_run_trains_from(finished_run, tiny
     assert main(argv) == 0
     assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-4"]
     assert (run / "model.safetensors").is_file() and (run / "hf_transfer_run.json").is_file()
+
+
+def test_overwriting_keeps_a_merge_of_the_users_inside_the_run_and_never_writes_over_a_model_it_reads(
+    finished_run, tiny_bert_dir, tiny_data, tmp_path, capsys
+):
+    """`hf-transfer merge --output_dir RUN/merged` was removed by the next `train --overwrite_output_dir true` as if
+    it were the run's own merge_adapter model; and `--output_dir` equal to the model folder (or a teacher's) with
+    overwrite_output_dir wrote the run over the model it read, a teacher replaced by its own student."""
+    import shutil
+
+    run, argv = finished_run
+    merged = run / "merged"
+    merge = ["merge", "--pretrained", str(tiny_bert_dir), "--finetuned", str(run), "--alpha", "0.5"]
+    assert main([*merge, "--output_dir", str(merged)]) == 0
+    kept = fingerprint(merged)
+    assert main([*argv, "--overwrite_output_dir", "true"]) == 0
+    assert fingerprint(merged) == kept
+    model = tmp_path / "model"
+    shutil.copytree(tiny_bert_dir, model)
+    before = fingerprint(model)
+    capsys.readouterr()
+    overwrite = ["--overwrite_output_dir", "true", "--few_shot", "false"]
+    assert main([*train_argv(model, *tiny_data, model, *overwrite)]) == 2
+    distill = ["distill", "--teacher_model_name_or_path", str(run), "--student_layers", "[0]"]
+    assert main([*distill, *train_argv(model, *tiny_data, run, *overwrite)[3:]]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and all("is the model folder" in e and "the run reads" in e for e in errors), errors
+    assert fingerprint(model) == before

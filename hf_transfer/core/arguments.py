@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hf_transfer.core.language import check_language
-from hf_transfer.core.yaml_config import read_yaml
+from hf_transfer.core.yaml_config import expand_home, read_yaml
 from hf_transfer.errors import ConfigError
 
 SUPPORTED_EXTENSIONS = ("csv", "tsv", "json", "jsonl", "parquet")
@@ -303,8 +303,9 @@ def parse_extra_eval(value: Any) -> list[EvalSet]:
             raise ConfigError(
                 f"{_EXTRA_EVAL_SYNTAX}, NAME being letters, digits, '.', '_', '+' or '-'; got {name!r}={spec!r}."
             )
+        spec = expand_home("extra_eval_file", spec.strip())  # `~/x.csv` in any of the forms
         check_data_file(f"extra_eval {name!r}:", spec)
-        sets.append(EvalSet(name, spec.strip(), mapping))
+        sets.append(EvalSet(name, spec, mapping))
     names = [s.name for s in sets]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

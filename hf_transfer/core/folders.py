@@ -389,3 +389,8 @@ def read_json_object(path: Path) -> dict:
     if not isinstance(value, dict):
         raise ConfigError(f"{str(path)!r} should hold a JSON object, got a {type(value).__name__}; restore it.")
     return value
+
+
+def write_json(path: Path, value) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json_text(value, indent=2) + "\n")

@@ -253,23 +253,26 @@ def as_flag_value(value: Any) -> str:
     return str(value)
 
 
-# Fields that name a file or folder, beside those named `*_file`, `*_dir` or `*name_or_path`.
+# Fields that name a file or folder, beside those named `*_file`, `*_dir` or `*name_or_path` (`extra_eval` as
+# NAME=FILE, or a mapping of them).
 PATH_FIELDS = frozenset(
     {"pretrained", "finetuned", "dataset_name", "model_dir", "path", "extra_eval", "tokenizer_name",
-     "teacher_tokenizer_name", "resume_from_checkpoint"}
+     "teacher_tokenizer_name", "resume_from_checkpoint", "head_init"}
 )  # fmt: skip
+
+
+def is_path_field(name: str) -> bool:
+    """Whether the field `name` names a file or folder on this machine (or a Hub id where one works)."""
+    return name in PATH_FIELDS or (name.endswith(("_file", "_dir", "name_or_path")) and name != "overwrite_output_dir")
 
 
 def expand_home(name: str, value):
     """`value` of the field `name` with a leading `~` read as the home folder, where it names a file or folder: the
     shell leaves `--output_file=~/p.csv` as it is, and YAML never expands it, so `predict` wrote into a folder named
     `~` under the working directory (and `model_name_or_path: ~/m` was not found) while `train` read `output_dir`
-    through transformers, which expands it. `extra_eval`'s NAME=FILE has its FILE read so."""
-    if not (name in PATH_FIELDS or name.endswith(("_file", "_dir", "name_or_path"))):
+    through transformers, which expands it. `extra_eval`'s files are read so where its forms are parsed."""
+    if not is_path_field(name) or name == "extra_eval":
         return value
     if isinstance(value, list):
         return [expand_home(name, item) for item in value]
-    if not isinstance(value, str):
-        return value
-    head, sep, tail = value.partition("=") if name == "extra_eval" and "=" in value else ("", "", value)
-    return head + sep + (os.path.expanduser(tail) if tail.startswith("~") else tail)
+    return os.path.expanduser(value) if isinstance(value, str) and value.startswith("~") else value

@@ -114,7 +114,7 @@ def preflight(
     _check_teacher_shape(d, teacher_names[0], teacher_configs[0], teacher_layout.depth)  # configs alone: before data
     for name in teacher_names:  # a teacher reads the student's texts: its own pairs, or single texts, as trained
         check_given_pair(trained_pair_column(name), data_args.text_pair_column_name, name, "teacher ")
-    prepared = load_checked_data(data_args, training_args)
+    prepared = load_checked_data(data_args, training_args, [*teacher_names, m.model_name_or_path])
     check_best_metric(training_args, prepared)
     copies = len(prepared.datasets["train"]) * d.augment_factor
     if copies > MAX_AUGMENTED_ROWS:  # a typo (1e9) augmented, then trained, for ever, with no word

@@ -22,7 +22,7 @@ from hf_transfer.core.eval_sets import (
     scalars,
     score_set,
 )
-from hf_transfer.core.folders import write_text_atomic, written_together
+from hf_transfer.core.folders import write_json, write_text_atomic, written_together
 from hf_transfer.evaluation.arguments import EvaluateArguments
 from hf_transfer.outputs.plots import (
     confusion_paths,
@@ -31,7 +31,6 @@ from hf_transfer.outputs.plots import (
     save_label_f1,
     write_confusion_matrices,
 )
-from hf_transfer.outputs.run_folder import write_json
 
 
 def run_evaluate(args: EvaluateArguments) -> dict:

@@ -24,7 +24,7 @@ from hf_transfer.adapters.inference import (
 from hf_transfer.adapters.peft_model import check_mergeable, merge_into_base
 from hf_transfer.core.arguments import EvalSet
 from hf_transfer.core.eval_sets import PreparedEvalSet, prepare_eval_set
-from hf_transfer.core.folders import ONNX_FILE, ONNX_INT8_FILE, RUN_RECORD_FILE, staged_output_dir
+from hf_transfer.core.folders import ONNX_FILE, ONNX_INT8_FILE, RUN_RECORD_FILE, staged_output_dir, write_json
 from hf_transfer.core.inference import cap_model_max_length
 from hf_transfer.core.metrics import classification_metrics
 from hf_transfer.core.models import onnx_export_error
@@ -48,7 +48,6 @@ from hf_transfer.export.onnx import (
 from hf_transfer.outputs.cards import write_model_card
 from hf_transfer.outputs.export_card import export_card_data
 from hf_transfer.outputs.plots import pictures_summary, save_confusion_matrix
-from hf_transfer.outputs.run_folder import write_json
 
 logger = logging.getLogger(__name__)
 

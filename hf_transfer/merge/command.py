@@ -19,6 +19,7 @@ from hf_transfer.core.folders import (
     cache_snapshot,
     recorded_config,
     staged_output_dir,
+    write_json,
 )
 from hf_transfer.core.inference import cap_model_max_length
 from hf_transfer.core.markdown import table_row
@@ -32,7 +33,7 @@ from hf_transfer.outputs.cards import write_model_card
 from hf_transfer.outputs.merge_card import EVAL_JSON, EVAL_MD, merge_card_data
 from hf_transfer.outputs.plots import confusion_paths, pictures_summary, plot_alpha_sweep, write_confusion_matrices
 from hf_transfer.outputs.provenance import is_hub_id
-from hf_transfer.outputs.run_folder import resolved_config, write_json, write_resolved_config
+from hf_transfer.outputs.run_folder import resolved_config, write_resolved_config
 
 SWEEP_JSON, SWEEP_PNG = "merge_sweep.json", "merge_sweep.png"
 

@@ -23,14 +23,13 @@ from hf_transfer.core.folders import (
     RUN_RECORD_FILE,
     TOKENIZER_FILES,
     TRAINER_STATE,
-    json_text,
     read_json_file,
     trainer_checkpoint_state,
     write_text_atomic,
 )
 from hf_transfer.core.models import load_config
 from hf_transfer.core.runtime import MEMORY_SOURCES, allocator_setting
-from hf_transfer.core.yaml_config import dump_yaml
+from hf_transfer.core.yaml_config import dump_yaml, is_path_field
 from hf_transfer.errors import ConfigError, DiskFullError, is_disk_full
 from hf_transfer.outputs.plots import RUN_REPORT_FILES
 from hf_transfer.outputs.readme import check_readme_header
@@ -137,14 +136,19 @@ def _earlier_run(out: Path) -> tuple[list[str], list[Path]]:
     return [name for name in _RUN_FILES if (out / name).is_file()] + [p.name for p in checkpoints], checkpoints
 
 
-def check_output_dir_free(training_args) -> None:
+def check_output_dir_free(training_args, inputs=()) -> None:
     """`output_dir` holds no earlier run or model, unless this run resumes there (`resume_from_checkpoint`) or
     replaces it (`overwrite_output_dir`, see `clear_earlier_run`). A rerun wrote over the model, results and card in
     place, leaving the earlier run's other files (its checkpoints, which `resume_from_checkpoint: true` picks) mixed
-    with the new ones."""
+    with the new ones. It is never one of the model folders the run reads (`inputs`), overwrite_output_dir or not:
+    a teacher given as the output_dir was replaced by its own student, and its card still named it the teacher."""
     out = Path(training_args.output_dir)
     if not out.is_dir():
         return
+    if read := next((n for n in inputs if n and Path(n).expanduser().resolve() == out.resolve()), None):
+        raise ConfigError(
+            f"output_dir {str(out)!r} is the model folder {read!r} the run reads; write the run elsewhere."
+        )
     held, checkpoints = ([], []) if training_args.resume_from_checkpoint else _earlier_run(out)
     if not held:  # a README.md there stays: the card is merged into it at the end, so its header must read
         check_readme_header(out / "README.md")
@@ -199,8 +203,8 @@ def clear_earlier_run(training_args, reads: list[Path]) -> list[str]:
         return any(path == read or path in read.parents for read in reads)
 
     removed = [p for p in sorted(out.iterdir()) if _is_trainer_checkpoint(p) and not read_here(p)]
-    merged = out / MERGED_DIR  # merge_adapter's model, with a copy of the run record
-    if (merged / RUN_RECORD_FILE).is_file() and not read_here(merged):
+    merged = out / MERGED_DIR  # merge_adapter's model, with a copy of the run record (not `hf-transfer merge`'s)
+    if _merged_by_the_run(merged) and not read_here(merged):
         removed.append(merged)
     if out not in reads:
         removed += [out / name for name in _EARLIER_OUTPUTS if (out / name).is_file()]
@@ -212,12 +216,22 @@ def clear_earlier_run(training_args, reads: list[Path]) -> list[str]:
     return [p.name for p in removed]
 
 
+def _merged_by_the_run(merged: Path) -> bool:
+    """`merged` is an adapter run's merge_adapter model (its record copy says so), not a folder the user put there,
+    such as `hf-transfer merge --output_dir RUN/merged`, which overwrite_output_dir had removed as the run's."""
+    try:
+        record = json.loads((merged / RUN_RECORD_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and bool((record.get("adapter") or {}).get("merged_model"))
+
+
 def read_paths(*arg_objects) -> list[Path]:
     """The existing local files and folders a run's arguments name (its model, tokenizer, data, ...), resolved."""
     paths = []
     for args in arg_objects:
-        for name in PATH_FIELDS - {"output_dir", "logging_dir"}:
-            values = getattr(args, name, None)
+        for name in (f.name for f in dataclasses.fields(args) if is_path_field(f.name)):
+            values = None if name in ("output_dir", "logging_dir") else getattr(args, name, None)
             for value in values if isinstance(values, list) else [values]:
                 value = str(value).partition("=")[2] if name == "extra_eval" else value
                 if isinstance(value, str) and value and Path(value).expanduser().exists():
@@ -328,14 +342,6 @@ def resolved_config(*arg_objects) -> dict:
     return json.loads(json.dumps(clean, default=str))
 
 
-# Fields that name files or folders on this machine (`extra_eval` as NAME=FILE).
-PATH_FIELDS = frozenset(
-    {"model_name_or_path", "tokenizer_name", "cache_dir", "train_file", "validation_file", "test_file", "extra_eval",
-     "unlabeled_file", "teacher_model_name_or_path", "teacher_cache_dir", "frozen_features_cache_dir", "output_dir",
-     "logging_dir", "resume_from_checkpoint", "pretrained", "finetuned", "dataset_name", "head_init"}
-)  # fmt: skip
-
-
 def _absolute(name: str, value):
     """A relative path that exists here, made absolute (output_dir always); Hub ids and `~/x` stay as written."""
     if isinstance(value, list):
@@ -350,7 +356,7 @@ def _absolute(name: str, value):
 
 def absolute_paths(values: dict) -> dict:
     """`values` (config fields) with their relative paths that exist here made absolute, as a resolved config has."""
-    return {k: _absolute(k, v) if k in PATH_FIELDS else v for k, v in values.items()}
+    return {k: _absolute(k, v) if is_path_field(k) else v for k, v in values.items()}
 
 
 def write_resolved_config(path: Path, *arg_objects, extra: dict | None = None) -> None:
@@ -368,15 +374,13 @@ def _memory_record(at_load: dict, after_training: dict, at_end: dict) -> dict:
     (see `runtime.memory_kib`), so the figures are consistent by construction; `sources` says where each comes
     from."""
     baseline = at_load["rss_kib"]
+    above = {"peak_above_loaded_model_kib": at_end, "training_peak_above_loaded_model_kib": after_training}
     return {
         "rss_after_model_load_kib": baseline,
         "peak_rss_at_model_load_kib": at_load["peak_rss_kib"],
         "peak_rss_after_training_kib": after_training["peak_rss_kib"],
         "peak_rss_kib": at_end["peak_rss_kib"],
-        "peak_above_loaded_model_kib": None if baseline is None else at_end["peak_rss_kib"] - baseline,
-        "training_peak_above_loaded_model_kib": None
-        if baseline is None
-        else after_training["peak_rss_kib"] - baseline,
+        **{k: None if baseline is None else read["peak_rss_kib"] - baseline for k, read in above.items()},
         "allocator": allocator_setting(),
         "sources": MEMORY_SOURCES,
     }
@@ -390,8 +394,3 @@ def _row_counts(prepared: PreparedData) -> dict[str, int]:
         counts[f"{split}_rows"] = info.get("rows", len(prepared.datasets[split]))
         counts[f"{split}_rows_dropped"] = sum((info.get("dropped") or {}).values())
     return counts
-
-
-def write_json(path: Path, value) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json_text(value, indent=2) + "\n")

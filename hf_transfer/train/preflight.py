@@ -67,7 +67,7 @@ def preflight(model_args: ModelArguments, data_args: DataArguments, training_arg
         raise ConfigError("model_name_or_path is required: a Hub id or a local model folder.")
     warn_ignored_quality_fields(training_args)
     check_weights_complete(model_args.model_name_or_path)  # milliseconds, before the data is read and tokenized
-    prepared = load_checked_data(data_args, training_args)
+    prepared = load_checked_data(data_args, training_args, [model_args.model_name_or_path])
     check_best_metric(training_args, prepared)
     config = classifier_config(model_args, prepared)
     tokenizer = load_model_tokenizer(model_args, model_args.model_name_or_path)
@@ -122,8 +122,9 @@ def detect_pair_columns(data_args: DataArguments) -> None:
         )
 
 
-def load_checked_data(data_args: DataArguments, training_args: TransferTrainingArguments) -> PreparedData:
-    """The training data, after the checks that need no model; built once, by the main process first."""
+def load_checked_data(data_args: DataArguments, training_args: TransferTrainingArguments, inputs=()) -> PreparedData:
+    """The training data, after the checks that need no model; built once, by the main process first. `inputs`
+    are the model folders (or Hub ids) the run reads, which output_dir may not be."""
     if not (data_args.dataset_name or data_args.train_file):
         raise ConfigError("no training data: give train_file (csv, tsv, json, jsonl, parquet) or dataset_name.")
     if training_args.gradual_unfreezing and launched_world_size() > 1:
@@ -137,7 +138,7 @@ def load_checked_data(data_args: DataArguments, training_args: TransferTrainingA
     resolve_resume_checkpoint(training_args)
     check_steps_left(training_args)
     resume_launch_change(training_args)
-    check_output_dir_free(training_args)
+    check_output_dir_free(training_args, inputs)
     with training_args.main_process_first(desc="dataset preparation"):
         prepared = load_data(data_args, seed=split_seed(training_args))
     check_label_smoothing(training_args, prepared.problem_type)
