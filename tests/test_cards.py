@@ -847,3 +847,15 @@ def test_the_card_tells_a_test_set_that_repeats_validation_the_rows_a_split_gave
         "**train**: 144 rows, none dropped; 16 more moved to the validation split"
         in (carved / "README.md").read_text()
     )
+
+
+def test_card_on_a_copied_and_renamed_run_folder_names_the_new_folder(tiny_run, tmp_path):
+    """`cp -r run mine && hf-transfer card mine` kept "# run", the model-index's name and the quick start's
+    pipeline(model="run"): the quick start loaded another folder, or none."""
+    copy = tmp_path / "final model"
+    shutil.copytree(tiny_run, copy)
+    assert main(["card", str(copy)]) == 0
+    card = (copy / "README.md").read_text()
+    assert model_index_to_eval_results(metadata_load(copy / "README.md")["model-index"])[0] == "final model"
+    assert 'model="final model"' in python_snippet(card) and 'model="run"' not in python_snippet(card)
+    assert (tiny_run / "README.md").read_text() != card  # the run's own card is untouched

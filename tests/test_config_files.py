@@ -264,3 +264,19 @@ def test_a_leading_tilde_is_the_home_folder_in_every_path_field(tmp_path, monkey
     # Not a path: a column named with a tilde stays as written.
     argv = ["--model_name_or_path=~/m", "--input_file=~/in.csv", "--output_file=p.csv", "--text_column_name", "~/col"]
     assert parse_command_args("predict", argv)[0].text_column_name == "~/col"
+
+
+def test_a_written_config_reads_the_same_in_pyyaml_and_keeps_paths_as_written(tmp_path):
+    """hf_transfer_config.yaml wrote `save_strategy: no`, which PyYAML's own safe_load reads as False, and a path
+    such as `/data/中文 é/...` as `"/data/\\u4E2D\\u6587 \\xE9/...` split over two lines with a continuation."""
+    import yaml
+
+    from hf_transfer.core.yaml_config import dump_yaml, load_config_file
+
+    path = "/data/中文 é/" + "long-folder-name/" * 12 + "train.csv"
+    values = {"save_strategy": "no", "train_file": path, "warmup_steps": 0.1, "label": "off", "lr": "1e-5"}
+    text = dump_yaml(values, sort_keys=False)
+    assert f"train_file: {path}\n" in text and "save_strategy: 'no'" in text
+    assert yaml.safe_load(text) == values
+    (tmp_path / "c.yaml").write_text(text, encoding="utf-8")
+    assert load_config_file(str(tmp_path / "c.yaml"))[0] == values

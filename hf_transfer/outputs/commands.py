@@ -26,7 +26,20 @@ def run_card(args: CardArguments) -> dict:
     repo_id = None
     if args.hub_model_id:
         repo_id = check_repo_id(args.hub_model_id)
+    elif card_data.repo_id is None:  # not pushed: named by the folder it is in now
+        _name_by_folder(card_data, Path(args.model_dir).resolve())
     return {"card": str(write_model_card(args.model_dir, card_data, repo_id=repo_id))}
+
+
+def _name_by_folder(card_data, folder: Path) -> None:
+    """A copied or renamed run folder's card kept the old name in its title, its model-index and the path its quick
+    start loads (another folder, or none). A model inside its run's folder (merge_adapter's `merged/`) is named by
+    both, as the run named it."""
+    if card_data.local_path and "/" in card_data.local_path:
+        card_data.local_path = f"{folder.parent.name}/{folder.name}"
+        card_data.model_name = f"{folder.parent.name}-{folder.name}"
+    else:
+        card_data.model_name, card_data.local_path = folder.name, None
 
 
 def _cut_off_hint(folder: str) -> str:
