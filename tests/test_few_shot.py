@@ -482,6 +482,9 @@ def test_gradient_accumulation_is_recorded_in_the_pairs_per_step(tiny_st, tmp_pa
     assert body["steps"] == 1 and body["batches_per_step"] == 2 and body["pairs_per_step"] == 56
     card = (out / "README.md").read_text()
     assert "1 steps of 2 batches of 8 training rows (56 pairs of rows each, formed within each batch)" in card
+    # The route's own warmup was in no record or card (a reviewer found it in training_args.bin): it is now.
+    assert body["warmup_ratio"] == 0.1 and body["lr_scheduler_type"] == "linear"
+    assert "(linear schedule, warmup over the first 10% of steps)" in card
 
 
 def test_trainer_fields_the_route_replaces_are_warned_about(tiny_st, tmp_path, caplog):

@@ -17,6 +17,9 @@ def few_shot_rows(few_shot: dict | None) -> list[tuple[str, str]]:
         within = ", formed within each batch" if batches else ""
         if body.get("max_steps"):
             epochs = f"max_steps {body['max_steps']} (in place of few_shot_body_epochs): "
+        if body.get("warmup_ratio") is not None:  # recorded since it was found missing from the card
+            kind = body.get("lr_scheduler_type") or "linear"
+            seconds = f" ({kind} schedule, warmup over the first {100 * body['warmup_ratio']:g}% of steps){seconds}"
         rows.append(
             (
                 "body tuning",

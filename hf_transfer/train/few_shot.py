@@ -103,6 +103,9 @@ def mix_bodies(body: torch.nn.Module, pretrained: dict[str, torch.Tensor], share
                 tensor.mul_(share).add_(pretrained[name].to(tensor.device, tensor.dtype), alpha=1 - share)
 
 
+BODY_WARMUP = 0.1  # the body tuning's learning-rate warmup, as a share of its steps
+
+
 def body_training_arguments(args, labelled_rows: int | None = None, all_rows: int | None = None):
     """The run's arguments with the route's knobs in Trainer's fields: steps, batch, learning rate, and no
     evaluation or checkpoint while the body tunes (the head does not exist yet). The budget counts the labelled rows:
@@ -115,7 +118,7 @@ def body_training_arguments(args, labelled_rows: int | None = None, all_rows: in
         max_steps=args.max_steps if args.max_steps > 0 else -1,
         per_device_train_batch_size=args.few_shot_batch_size,
         learning_rate=args.few_shot_learning_rate,
-        warmup_steps=0.1,
+        warmup_steps=BODY_WARMUP,  # a share of the steps (below 1)
         eval_strategy="no",
         save_strategy="no",
         load_best_model_at_end=False,
@@ -241,6 +244,9 @@ def run_few_shot(
             **({"batches_per_step": a.gradient_accumulation_steps} if a.gradient_accumulation_steps > 1 else {}),
             "pairs_per_step": a.gradient_accumulation_steps * (batch * (batch - 1) // 2),
             "learning_rate": a.few_shot_learning_rate,
+            # the route's own warmup (body_training_arguments); the schedule's kind is the run's lr_scheduler_type
+            "warmup_ratio": BODY_WARMUP,
+            "lr_scheduler_type": getattr(a.lr_scheduler_type, "value", a.lr_scheduler_type),
             "seconds": head.body_seconds,
         }
         facts = {"decision": decision.line(), "rows_per_class": round(decision.rows_per_class, 2)}
