@@ -725,6 +725,7 @@ CASES = [
         "(0 = neg, 1 = pos), but [2] are not among them",
     ),
     ("evaluate: bad extra_eval", lambda w: evaluate(w, "--extra_eval", "nameless"), "NAME=FILE"),
+    ("evaluate: empty output_file", lambda w: evaluate(w, "--output_file", ""), "output_file is empty"),
     ("evaluate: no model", lambda w: ["evaluate", "--validation_file", str(w["dev"])], "model_name_or_path"),
     # card and push
     ("card: a file, not a folder", lambda w: ["card", str(w["dev"])], "is not a folder;"),

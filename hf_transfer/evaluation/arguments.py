@@ -53,6 +53,8 @@ class EvaluateArguments(EvalDataArguments):
         if not self.validation_file:
             raise ConfigError("validation_file is required: a labelled csv, tsv, json, jsonl or parquet file.")
         self._check_eval_data()
+        if self.output_file is not None and not self.output_file.strip():  # an unset shell variable: wrote nothing
+            raise ConfigError("output_file is empty; give a file such as metrics.json, or leave the flag out.")
         if self.output_file:
             self._check_output_file()
 
