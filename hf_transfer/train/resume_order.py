@@ -19,8 +19,9 @@ ORDER_FILE = "hf_transfer_order.json"
 
 
 def rows_digest(dataset) -> str:
-    """A digest of the rows' token ids and labels, in order: integer columns and `labels` (float columns such as
-    cached features or teacher logits may differ in their last bits when rebuilt, and say nothing of the order)."""
+    """A digest of the rows' token ids and labels, in order: `labels` and the `*input_ids` columns. Columns derived
+    from a model (cached features, teacher logits and their top-k indices) may differ in their last bits when
+    rebuilt, and say nothing of which rows these are."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -35,18 +36,10 @@ def rows_digest(dataset) -> str:
             update(digest, pc.list_flatten(array))
         elif pa.types.is_integer(array.type) or pa.types.is_boolean(array.type):
             digest.update(array.to_numpy(zero_copy_only=False).astype(np.int64).tobytes())
-        else:  # the labels of a multi-label run: multi-hot floats
+        else:  # the labels of a multi-label run: multi-hot floats (0 and 1, exact)
             digest.update(array.to_numpy(zero_copy_only=False).astype(np.float64).tobytes())
 
-    def leaf(data_type):
-        while (
-            pa.types.is_list(data_type) or pa.types.is_large_list(data_type) or pa.types.is_fixed_size_list(data_type)
-        ):
-            data_type = data_type.value_type
-        return data_type
-
-    schema = dataset.data.schema
-    names = sorted(n for n in schema.names if n == "labels" or pa.types.is_integer(leaf(schema.field(n).type)))
+    names = sorted(n for n in dataset.column_names if n == "labels" or n.endswith("input_ids"))
     digest = hashlib.sha256(json.dumps([len(dataset), names]).encode())
     for batch in dataset.select_columns(names).with_format("arrow").iter(batch_size=10_000):
         for name in names:
