@@ -115,6 +115,12 @@ def test_full_model_fp32_and_int8(labelled, tmp_path, capsys):
     # `card` writes the same card again from what the folder holds.
     assert main(["card", str(out)]) == 0
     assert "## Export (ONNX)" in (out / "README.md").read_text()
+    # Without its card data it is rebuilt as an export's (it was carded as a training run: no scores, no tags).
+    (out / "hf_transfer_card_data.json").unlink()
+    assert main(["card", str(out)]) == 0
+    again = (out / "README.md").read_text()
+    assert "## Export (ONNX)" in again and {"onnx", "int8"} <= set(header(out / "README.md")["tags"])
+    assert f"rows of `{Path(dev).name}`, scored with the exported int8 graph" in again
 
 
 def test_a_graph_that_fails_its_check_is_not_written(labelled, tmp_path, capsys):

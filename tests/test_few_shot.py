@@ -485,6 +485,16 @@ def test_gradient_accumulation_is_recorded_in_the_pairs_per_step(tiny_st, tmp_pa
     # The route's own warmup was in no record or card (a reviewer found it in training_args.bin): it is now.
     assert body["warmup_ratio"] == 0.1 and body["lr_scheduler_type"] == "linear"
     assert "(linear schedule, warmup over the first 10% of steps)" in card
+    # Rebuilt without its card data, the card listed the Trainer settings the route replaces (lr 5e-05, 3 epochs).
+    (out / "hf_transfer_card_data.json").unlink()
+    assert main(["card", str(out)]) == 0
+    rebuilt = (out / "README.md").read_text()
+    assert (
+        "| learning_rate |" not in card
+        and "| learning_rate |" not in rebuilt
+        and "| num_train_epochs |" not in rebuilt
+    )
+    assert "(linear schedule, warmup over the first 10% of steps)" in rebuilt
 
 
 def test_trainer_fields_the_route_replaces_are_warned_about(tiny_st, tmp_path, caplog):

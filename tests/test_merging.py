@@ -3,6 +3,7 @@ merges of tiny BERT, DistilBERT and GPT-2 models and of a LoRA adapter, and one 
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -283,6 +284,12 @@ def test_sweep_with_extra_sets_writes_table_plot_and_card(tmp_path, tiny_bert_di
     (out / "README.md").unlink()
     assert main(["card", str(out)]) == 0
     assert (out / "README.md").read_text() == card
+    # Without its card data, the same card but for the versions (unknown then): it had been carded as a training
+    # run, titled "fine-tuned", without its scores or the merge's tags.
+    (out / "hf_transfer_card_data.json").unlink()
+    assert main(["card", str(out)]) == 0
+    versions = re.compile(r"<!-- hf-transfer:begin versions -->.*?<!-- hf-transfer:end versions -->", re.S)
+    assert versions.sub("", (out / "README.md").read_text()) == versions.sub("", card)
     assert pipeline("text-classification", model=str(out))("good thing")[0]["label"] in LABELS
 
 

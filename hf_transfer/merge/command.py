@@ -30,12 +30,12 @@ from hf_transfer.merge.arguments import MergeArguments
 from hf_transfer.merge.interpolation import SELECTION_RULE, choose_alpha
 from hf_transfer.merge.interpolator import Interpolator, _Preflight, _preflight
 from hf_transfer.outputs.cards import write_model_card
-from hf_transfer.outputs.merge_card import EVAL_JSON, EVAL_MD, merge_card_data
+from hf_transfer.outputs.merge_card import EVAL_JSON, EVAL_MD, SWEEP_JSON, merge_card_data
 from hf_transfer.outputs.plots import confusion_paths, pictures_summary, plot_alpha_sweep, write_confusion_matrices
 from hf_transfer.outputs.provenance import is_hub_id
 from hf_transfer.outputs.run_folder import resolved_config, write_resolved_config
 
-SWEEP_JSON, SWEEP_PNG = "merge_sweep.json", "merge_sweep.png"
+SWEEP_PNG = "merge_sweep.png"
 
 
 def _sweep(args: MergeArguments, pre: _Preflight, interpolator: Interpolator) -> dict[float, dict[str, dict]]:

@@ -7,14 +7,14 @@ from pathlib import Path
 from hf_transfer.core.folders import check_writable, search_folder_hint
 from hf_transfer.errors import ConfigError
 from hf_transfer.outputs.arguments import CardArguments, PushArguments
-from hf_transfer.outputs.card_data import load_card_data
+from hf_transfer.outputs.card_rebuild import folder_card_data
 from hf_transfer.outputs.cards import write_model_card
 from hf_transfer.outputs.hub import PushTarget, check_pushable, check_repo_id, check_revision, push_folder
 
 
 def run_card(args: CardArguments) -> dict:
 
-    card_data = load_card_data(args.model_dir)
+    card_data = folder_card_data(args.model_dir)
     if card_data is None:
         raise ConfigError(
             f"{args.model_dir!r} holds neither hf_transfer_card_data.json nor hf_transfer_run.json; give the "

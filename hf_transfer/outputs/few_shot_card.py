@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+# The Trainer fields the route's body tuning replaces by its own (few_shot.body_training_arguments): set for a run
+# that takes the route, they change nothing. (`max_steps` is kept: it caps the body tuning, as it caps Trainer's.)
+FEW_SHOT_REPLACES = {
+    "learning_rate": "few_shot_learning_rate",
+    "num_train_epochs": "few_shot_body_epochs",
+    "per_device_train_batch_size": "few_shot_batch_size",
+    "warmup_steps": "a warmup of a tenth of its steps",
+}
+
 
 def few_shot_rows(few_shot: dict | None) -> list[tuple[str, str]]:
     """Rows of the card's few-shot table, from the run record's `few_shot` entry."""

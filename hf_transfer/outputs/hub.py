@@ -21,7 +21,7 @@ from hf_transfer.core.folders import (
     weight_files,
 )
 from hf_transfer.errors import ConfigError, HfTransferError
-from hf_transfer.outputs.card_data import load_card_data
+from hf_transfer.outputs.card_rebuild import folder_card_data
 from hf_transfer.outputs.cards import write_model_card
 from hf_transfer.outputs.provenance import is_hub_id
 from hf_transfer.outputs.published import publishable
@@ -140,7 +140,7 @@ def check_pushable(folder: str | Path) -> None:
             f"{str(folder)!r} holds no {kind}, so the repo would hold a config no one can load; give a folder "
             "a finished run saved its model into."
         )
-    if not (folder / "README.md").is_file() and load_card_data(folder) is None:
+    if not (folder / "README.md").is_file() and folder_card_data(folder) is None:
         checkpoint = bool(trainer_checkpoint_state(folder))  # the run's card is of the finished model, not this step
         raise ConfigError(
             f"{str(folder)!r} holds no README.md and no hf-transfer run record to write a card from, so the repo "
@@ -318,7 +318,7 @@ def push_folder(
     if target.private:
         _check_still_private(api, repo_id, target, folder)
     ignore = held_back(folder, target.repo_id, include_training_state)
-    card_data = load_card_data(folder)
+    card_data = folder_card_data(folder)
     # The card is rewritten for this repo id before the upload; a failed push puts the old files back.
     saved = {p: p.read_bytes() for p in (folder / "README.md", folder / CARD_DATA_FILE) if p.is_file()}
     try:

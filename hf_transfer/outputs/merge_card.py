@@ -13,6 +13,7 @@ MERGE_CHAIN_KEYS = ("alpha", "pretrained", "finetuned", "finetuned_kind", "head_
 # What merge writes of the chosen α's scores: the card links the validation set's confusion matrix picture under its
 # table (`merge_eval.confusion_matrix.png`, named by `plots.confusion_paths`).
 EVAL_JSON, EVAL_MD = "merge_eval.json", "merge_eval.md"
+SWEEP_JSON = "merge_sweep.json"  # the sweep, with the file of each set it scored
 
 
 def merge_card_data(record: dict, config: dict, folder: str | Path, sets: list) -> CardData:

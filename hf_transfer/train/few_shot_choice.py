@@ -14,18 +14,10 @@ from hf_transfer.core.models import meta_classifier
 from hf_transfer.core.runtime import launched_world_size
 from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.errors import ConfigError
+from hf_transfer.outputs.few_shot_card import FEW_SHOT_REPLACES
 from hf_transfer.train.few_shot_head import SUPPORTED_HEADS, head_parts, saved_mean_pooling_block
 
 logger = logging.getLogger(__name__)
-
-# The Trainer fields the route's body tuning replaces by its own (few_shot.body_training_arguments): set for a run
-# that takes the route, they change nothing. (`max_steps` is kept: it caps the body tuning, as it caps Trainer's.)
-FEW_SHOT_REPLACES = {
-    "learning_rate": "few_shot_learning_rate",
-    "num_train_epochs": "few_shot_body_epochs",
-    "per_device_train_batch_size": "few_shot_batch_size",
-    "warmup_steps": "a warmup of a tenth of its steps",
-}
 
 
 @dataclass
