@@ -234,14 +234,10 @@ def dump_yaml(value: Any, **options) -> str:
     the string "1e-5" plain (YAML 1.1 reads it as text), which the loader reads as a number."""
     import yaml
 
+    ours, pyyaml = _yaml_loader().yaml_implicit_resolvers, yaml.SafeDumper.yaml_implicit_resolvers
+
     class Dumper(yaml.SafeDumper):  # quoted too: what PyYAML's own safe_load reads otherwise (`no` is False there)
-        yaml_implicit_resolvers = {
-            key: [
-                *_yaml_loader().yaml_implicit_resolvers.get(key, []),
-                *yaml.SafeDumper.yaml_implicit_resolvers.get(key, []),
-            ]
-            for key in {*_yaml_loader().yaml_implicit_resolvers, *yaml.SafeDumper.yaml_implicit_resolvers}
-        }
+        yaml_implicit_resolvers = {key: [*ours.get(key, []), *pyyaml.get(key, [])] for key in {*ours, *pyyaml}}
 
     options = {"allow_unicode": True, "width": 1 << 20, **options}  # a path as written, on one line
     return yaml.dump(value, Dumper=Dumper, **options)

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from hf_transfer.core.arguments import EvalSet
-from hf_transfer.core.folders import CARD_DATA_FILE, CONFIG_FILE, RUN_RECORD_FILE, read_json_object
+from hf_transfer.core.folders import CARD_DATA_FILE, RUN_RECORD_FILE, read_json_object, recorded_config
 from hf_transfer.outputs.card_data import CardData, load_card_data
 from hf_transfer.outputs.export_card import export_card_data
 from hf_transfer.outputs.few_shot_card import FEW_SHOT_REPLACES
@@ -24,11 +22,12 @@ def folder_card_data(folder: str | Path) -> CardData | None:
         return load_card_data(folder)
     record = read_json_object(folder / RUN_RECORD_FILE)
     if record.get("task") == "merge" and isinstance(record.get("merge"), dict):
-        config = _config(folder)
         sweep = read_json_object(folder / SWEEP_JSON) if (folder / SWEEP_JSON).is_file() else {}
         # The validation set first, then the extra sets, as merge scored them (by name alone without the sweep file).
         files = sweep.get("files") or {name: name for name in record.get("eval_sets") or {}}
-        card_data = merge_card_data(record, config, folder, [EvalSet(name, path) for name, path in files.items()])
+        card_data = merge_card_data(
+            record, recorded_config(folder), folder, [EvalSet(name, path) for name, path in files.items()]
+        )
     elif record.get("task") == "export" and isinstance(record.get("export"), dict):
         export = record["export"]
         scored_on = str((export.get("parity") or {}).get("rows_from") or "").strip("`")
@@ -43,11 +42,3 @@ def folder_card_data(folder: str | Path) -> CardData | None:
     if card_data is not None:
         card_data.versions = {}  # today's versions are not the ones the folder was made with
     return card_data
-
-
-def _config(folder: Path) -> dict:
-    try:
-        config = yaml.safe_load((folder / CONFIG_FILE).read_text()) if (folder / CONFIG_FILE).is_file() else {}
-    except yaml.YAMLError:
-        config = {}
-    return config if isinstance(config, dict) else {}

@@ -7,9 +7,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import yaml
-
-from hf_transfer.core.folders import CONFIG_FILE, MERGED_DIR, TOKENIZER_FILES, trainer_checkpoint_state
+from hf_transfer.core.folders import MERGED_DIR, TOKENIZER_FILES, recorded_config, trainer_checkpoint_state
 
 logger = logging.getLogger(__name__)
 
@@ -52,11 +50,7 @@ def _data_files_held_back(folder: Path) -> list[str]:
     """The run's own data files (its resolved config's `*_file` fields) that lie in the folder, or are linked into
     it: a run written into its data folder pushed `train.csv` to a public repo without a word. They stay out, said in
     one line; a dataset meant to be public goes up as a dataset repo of its own."""
-    try:
-        config = yaml.safe_load((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError, yaml.YAMLError):
-        return []
-    files = [v for k, v in (config.items() if isinstance(config, dict) else ()) if k.endswith("_file")]
+    files = [v for k, v in recorded_config(folder).items() if k.endswith("_file")]
     data = {Path(v).expanduser().resolve() for v in files if isinstance(v, str) and v}
     held = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.resolve() in data)
     if held:

@@ -231,7 +231,9 @@ def read_paths(*arg_objects) -> list[Path]:
     paths = []
     for args in arg_objects:
         for name in (f.name for f in dataclasses.fields(args) if is_path_field(f.name)):
-            values = None if name in ("output_dir", "logging_dir") else getattr(args, name, None)
+            if name in ("output_dir", "logging_dir"):  # written, not read
+                continue
+            values = getattr(args, name, None)
             for value in values if isinstance(values, list) else [values]:
                 value = str(value).partition("=")[2] if name == "extra_eval" else value
                 if isinstance(value, str) and value and Path(value).expanduser().exists():

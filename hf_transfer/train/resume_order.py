@@ -13,6 +13,7 @@ from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from hf_transfer.core.folders import write_text_atomic
+from hf_transfer.core.runtime import effective_batch_size
 from hf_transfer.errors import ConfigError
 
 ORDER_FILE = "hf_transfer_order.json"
@@ -61,7 +62,9 @@ class ResumeOrder(TrainerCallback):
             self._facts = {
                 "seed": args.seed,
                 "data_seed": args.data_seed,
-                "rows_per_step": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
+                "rows_per_step": effective_batch_size(
+                    args.per_device_train_batch_size, args.gradient_accumulation_steps, args.world_size
+                ),
                 "train_rows": len(dataset) if readable else None,
                 "train_rows_digest": rows_digest(dataset) if readable else None,
             }
