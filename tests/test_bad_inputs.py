@@ -116,6 +116,8 @@ def world(tmp_path_factory, tiny_bert_dir):
     os.mkfifo(w["fifo"])
     w["twice"] = root / "twice.csv"  # pandas read the second 'label' as 'label.1'
     w["twice"].write_text("text,label,label\n" + "".join(f"{t},{y},{y}\n" for t, y in zip(texts, labels, strict=True)))
+    w["utf16"] = root / "utf16.csv"  # Windows Notepad's "Unicode": read as UTF-8 it was a decode error naming a byte
+    w["utf16"].write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in zip(texts, labels, strict=True)), "utf-16")
     w["semicolons"] = root / "semicolons.csv"  # a spreadsheet's export in a European locale: one column 'text;label'
     w["semicolons"].write_text("text;label\n" + "".join(f"{t};{y}\n" for t, y in zip(texts, labels, strict=True)))
     w["twice_parquet"] = root / "twice.parquet"  # a traceback: df["label"] was a frame of two columns
@@ -511,6 +513,7 @@ CASES = [
     ("binary file as csv", lambda w: train(w, train_file=w["binary"]), "binary.csv"),
     ("a column named twice", lambda w: train(w, train_file=w["twice"]), "names the column 'label' more than once"),
     ("a csv separated by semicolons", lambda w: train(w, train_file=w["semicolons"]), "separated by semicolons"),
+    ("a UTF-16 csv", lambda w: train(w, train_file=w["utf16"]), "utf16.csv' is UTF-16 text"),
     ("a folder as train_file", lambda w: train(w, train_file=w["folder_csv"]), "folder.csv' is a folder, not a file"),
     ("a named pipe as validation_file", lambda w: train(w, dev=w["fifo"]), "is a named pipe, socket or device"),
     ("mixed label types", lambda w: train(w, train_file=w["mixed"], dev=w["mixed"]), "label"),
@@ -786,6 +789,7 @@ CASES = [
     ("predict: binary input", lambda w: predict(w, input_file=w["binary"]), "binary.csv"),
     ("predict: a column named twice", lambda w: predict(w, input_file=w["twice"]), "more than once in its header"),
     ("predict: a csv separated by semicolons", lambda w: predict(w, input_file=w["semicolons"]), "by semicolons"),
+    ("predict: a UTF-16 input", lambda w: predict(w, input_file=w["utf16"]), "is UTF-16 text"),
     ("predict: a parquet column named twice", lambda w: predict(w, input_file=w["twice_parquet"]), "'label' more"),
     ("predict: a folder as input", lambda w: predict(w, input_file=w["folder_csv"]), "is a folder, not a file"),
     ("predict: a named pipe as input", lambda w: predict(w, input_file=w["fifo"]), "is a named pipe"),

@@ -247,7 +247,9 @@ def test_env_vars_expand_in_yaml(tmp_path, monkeypatch):
     assert data.train_file == "/data/here/t.csv" and data.validation_file == "fallback/v.csv"
 
 
-def test_a_value_beginning_with_a_dash_is_explained_for_every_flag_and_read_from_a_config(tmp_path, capsys):
+def test_a_value_beginning_with_a_dash_is_explained_for_every_flag_and_read_from_a_config(
+    tmp_path, capsys, monkeypatch
+):
     """argparse reads `-bad/x` after `--hub_model_id` as a flag of its own; the error said only "needs a value". It
     now says to write `--hub_model_id=-bad/x`, which reaches the repo-id check. Such a value in a config failed the
     same way; it is now read."""
@@ -266,6 +268,12 @@ def test_a_value_beginning_with_a_dash_is_explained_for_every_flag_and_read_from
     (tmp_path / "c.yaml").write_text("output_dir: -out\nrun_name: -run\n")
     _, _, _, training = parse_command_args("train", ["--config", str(tmp_path / "c.yaml")])
     assert training.output_dir == "-out" and training.run_name == "-run"
+    # A folder whose name begins with a dash, given as POSIX tools take one: after a final `--`.
+    (tmp_path / "-run").mkdir()
+    monkeypatch.chdir(tmp_path)
+    (push,) = parse_command_args("push", ["--hub_model_id", "me/x", "--", "-run"])
+    assert push.model_dir == "-run" and push.hub_model_id == "me/x"
+    assert main(["card", "--", "-run", "extra"]) == 2 and "unexpected argument '--'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(REPO)))

@@ -71,6 +71,8 @@ def test_full_model_fp32_and_int8(labelled, tmp_path, capsys):
     captured = capsys.readouterr()
     printed = captured.out
     assert "samples_per_s_batch_64" in printed and "int8_accuracy" in printed
+    # The headline speedup is against PyTorch; what quantizing itself gained is said beside it.
+    assert "(onnx_int8 vs pytorch fp32);" in printed and "(onnx_int8 vs onnx_fp32)" in printed
     # Each parity pass runs over the whole validation file (minutes on a CPU at real size): it had no bar.
     for bar in ("parity: pytorch", "parity: onnx fp32", "parity: onnx int8"):
         assert f"{bar}: 100%" in captured.err, captured.err[-2000:]

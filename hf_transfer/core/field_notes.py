@@ -10,6 +10,14 @@ import re
 # A token argparse rightly reads as the next flag: after it, the value was simply left out.
 _FLAG = re.compile(r"--[A-Za-z_][\w-]*(=.*)?", re.DOTALL)
 
+# The keys of an `accelerate config` file (`default_config.yaml`) that are no field of ours, given as `--config`.
+ACCELERATE_KEYS = frozenset(
+    {"compute_environment", "distributed_type", "num_processes", "num_machines", "machine_rank", "mixed_precision",
+     "main_training_function", "downcast_bf16", "gpu_ids", "rdzv_backend", "same_network", "tpu_env",
+     "tpu_use_cluster", "tpu_use_sudo", "main_process_ip", "main_process_port", "dynamo_config", "enable_cpu_affinity",
+     "deepspeed_config", "megatron_lm_config", "fp8_config", "ipex_config", "mpirun_config"}
+)  # fmt: skip
+
 # field -> (the field the note sends the user to: the note is given only by a command that has it, the note)
 FIELD_NOTES = {
     "warmup_ratio": ("warmup_steps", "In transformers 5 it is part of warmup_steps: a value below 1 is read as a "

@@ -15,7 +15,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from hf_transfer.core.field_notes import field_help, field_note, missing_value, value_note
+from hf_transfer.core.field_notes import ACCELERATE_KEYS, field_help, field_note, missing_value, value_note
 from hf_transfer.core.folders import CONFIG_FILE
 from hf_transfer.core.help_layout import arrange_help
 from hf_transfer.core.yaml_config import as_flag_value, expand_home, load_config_file, read_yaml, read_yaml_text
@@ -157,14 +157,6 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-# The keys of an `accelerate config` file (`default_config.yaml`) that are no field of ours, given as `--config`.
-ACCELERATE_KEYS = frozenset(
-    {"compute_environment", "distributed_type", "num_processes", "num_machines", "machine_rank", "mixed_precision",
-     "main_training_function", "downcast_bf16", "gpu_ids", "rdzv_backend", "same_network", "tpu_env",
-     "tpu_use_cluster", "tpu_use_sudo", "main_process_ip", "main_process_port", "dynamo_config", "enable_cpu_affinity",
-     "deepspeed_config", "megatron_lm_config", "fp8_config", "ipex_config", "mpirun_config"}
-)  # fmt: skip
-
 # Keys a run writes into its `hf_transfer_config.yaml` beside the settings (distill's results), skipped when that file
 # is given back as `--config`.
 RECORDED_RESULTS = frozenset({"distillation_results"})
@@ -174,9 +166,9 @@ class CommandParser:
     """`HfArgumentParser` for one command's dataclasses, with `--config FILE.yaml` (flags win over the file), flag
     values read as YAML, and every mistake raised as a one-line `ConfigError`.
 
-    `positional` names the field that a first argument which is not a flag fills (`hf-transfer push DIR`). A dataclass
-    whose class attribute `other_fields` names an attribute (an `init=False` dict) receives there every config value
-    and flag that is none of the command's fields, instead of an "unknown field" error: `hf-transfer search` takes
+    `positional` names the field that a first argument which is not a flag, or one after a final `--`, fills
+    (`hf-transfer push DIR`). A dataclass whose class attribute `other_fields` names an attribute (an `init=False`
+    dict) receives there every config value and flag that is none of the command's fields: `hf-transfer search` takes
     its trials' train config that way and parses each trial with `parse_config`."""
 
     def __init__(self, dataclass_types, command: str, positional=None, owners=None, usage=None, required=()):
@@ -238,6 +230,8 @@ class CommandParser:
         """The dataclasses from `[--config FILE.yaml] [--field value ...]`."""
         if self.positional and argv and not argv[0].startswith("-"):
             argv = [f"--{self.positional}", *argv]
+        elif self.positional and argv[-2:-1] == ["--"] and argv.count("--") == 1:  # `push -- -dir`
+            argv = [*argv[:-2], f"--{self.positional}={argv[-1]}"]
         locate = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
         locate.add_argument("--config", action="append")
         try:

@@ -4,6 +4,7 @@ xz compressed), parquet; one-line errors."""
 from __future__ import annotations
 
 import bz2
+import codecs
 import csv
 import gzip
 import io
@@ -58,9 +59,15 @@ def check_readable(path: str, csv_quoting: str = "auto") -> str:
         )
     try:  # what a compressed file holds, decompressed: a corrupt one is found here, in one line
         with _OPENERS[compression](path, "rb") as f:
-            empty = not f.read(1 << 16).strip() and not f.read(1)
+            head = f.read(1 << 16)
+            empty = not head.strip() and not f.read(1)
     except _READ_ERRORS as err:
         raise _unreadable(path, ext, err) from None
+    if ext != "parquet" and head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise DataError(
+            f'data file {path!r} is UTF-16 text (it starts with a UTF-16 byte-order mark, as Windows "Unicode" '
+            "saves); save it as UTF-8."
+        )
     if empty:
         raise DataError(f"data file {path!r} is empty; expected a header (or JSON objects) and at least one row.")
     return ext
