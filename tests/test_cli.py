@@ -666,7 +666,9 @@ def test_a_diverged_run_is_one_line_and_saves_no_model(tmp_path, tiny_bert_dir, 
     looked finished (its accuracy was argmax over NaN logits). It is refused once training ends: status 1, one line
     naming the learning rate, no final model, record or card."""
     out = tmp_path / "run"
-    argv = train_argv(tiny_bert_dir, *tiny_data, out, "--learning_rate", "1e12", "--max_steps", "3")
+    argv = train_argv(
+        tiny_bert_dir, *tiny_data, out, "--learning_rate", "1e12", "--max_steps", "3", "--logging_steps", "1"
+    )
     assert main([*argv, "--few_shot", "false"]) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err
@@ -675,6 +677,10 @@ def test_a_diverged_run_is_one_line_and_saves_no_model(tmp_path, tiny_bert_dir, 
     assert "after step 3" in last and "lower learning_rate (now 1e+12)" in last
     for name in ("model.safetensors", "hf_transfer_run.json", "README.md", "eval_results.json"):
         assert not (out / name).exists()
+    # The losses logged before it are drawn (a diverged run had left no trace of where the loss went).
+    assert f"(the logged losses: {out / 'training_curves.png'})" in last
+    assert "the gradient norm was first NaN or inf at logged step 2)" in last  # logged loss 0 there: not drawn
+    assert_picture(out / "training_curves.png")
 
 
 def test_json_outputs_are_strict_json():

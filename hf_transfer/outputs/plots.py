@@ -185,6 +185,11 @@ EVAL_CURVES = ("accuracy", "f1_macro", "f1_micro", "subset_accuracy")
 CURVE_STYLES = (("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"))
 
 
+def _lone(points: list) -> bool:
+    """Whether a curve has at most one finite point, which a line alone would not show."""
+    return int(np.isfinite(np.asarray(points, dtype=float)[:, 1]).sum()) <= 1
+
+
 def training_curves_figure(
     log_history: list[dict],
     title: str | None = None,
@@ -200,23 +205,24 @@ def training_curves_figure(
 
     `saved`: how the saved model differs from the last evaluation drawn: `{"step": the kept checkpoint's step (when
     `load_best_model_at_end` kept an earlier one), "note": e.g. "after calibration", "resumed": the step a resumed
-    run went on from}`. The steps are marked, and final scores that differ from the last logged ones are drawn at
+    run went on from, "diverged": the step a diverged run's gradient norm first went NaN or inf}`. The steps are
+    marked, and final scores that differ from the last logged ones are drawn at
     the kept step as stars (a calibrated run's curves ended at macro-F1 0.34 while the run reported 0.68)."""
     train = [(entry["step"], entry["loss"]) for entry in log_history if "loss" in entry and "step" in entry]
     evals = [entry for entry in log_history if any(key.startswith("eval_") for key in entry)]
     last_step = max((entry.get("step", 0) for entry in log_history), default=0)
     fig = _figure(figsize=(11, 4.5))
     loss_ax, metric_ax = fig.subplots(1, 2)
-    # Markers keep a curve of a single point visible.
+    # Markers keep a curve of a single point visible (a diverged run's NaN losses leave gaps: points are counted).
     if train:
-        loss_ax.plot(*np.transpose(train), marker="o" if len(train) == 1 else None, markersize=4, label=loss_name)
+        loss_ax.plot(*np.transpose(train), marker="o" if _lone(train) else None, markersize=4, label=loss_name)
     else:
         mean = next((entry["train_loss"] for entry in log_history if "train_loss" in entry), None)
         if mean is not None:
             loss_ax.plot([last_step], [mean], marker="s", linestyle="", label=f"{loss_name} (mean over the run)")
     hard = [(entry["step"], entry["loss_ce"]) for entry in log_history if "loss_ce" in entry and "step" in entry]
     if hard:  # distillation: the sum's hard-label term, the loss the evaluation measures
-        loss_ax.plot(*np.transpose(hard), linestyle="--", marker="o" if len(hard) == 1 else None, markersize=4,
+        loss_ax.plot(*np.transpose(hard), linestyle="--", marker="o" if _lone(hard) else None, markersize=4,
                      label="train hard-label CE (its (1−α) term)")  # fmt: skip
     final = "" if evals or not final_metrics else " (final evaluation)"
     saved = saved or {}
@@ -241,14 +247,11 @@ def training_curves_figure(
         ax.axvline(
             saved["step"], color="gray", linestyle=":", linewidth=1.2, label=f"saved model (step {saved['step']})"
         )
-    for ax in (loss_ax, metric_ax) if saved.get("resumed") else ():  # where a resumed run went on
-        ax.axvline(
-            saved["resumed"],
-            color="tab:brown",
-            linestyle="-.",
-            linewidth=1,
-            label=f"resumed at step {saved['resumed']}",
-        )
+    # Where a resumed run went on, and where a diverged run's gradient first went NaN or inf.
+    for key, colour, style, what in (("resumed", "tab:brown", "-.", "resumed at"), ("diverged", "tab:red", "-",
+                                     "gradient NaN or inf at")):  # fmt: skip
+        for ax in (loss_ax, metric_ax) if saved.get(key) else ():
+            ax.axvline(saved[key], color=colour, linestyle=style, linewidth=1, label=f"{what} step {saved[key]}")
     loss_ax.set(xlabel="step", ylabel="loss", title="Loss")
     _legend_or_note(loss_ax, "nothing logged")
 

@@ -1,16 +1,19 @@
 """Trainer fields that stock `Trainer` checks only once the weights have loaded (a traceback then), checked by
-`TransferTrainingArguments.__post_init__`, so that `train`, `distill` and `search` refuse them in one line first."""
+`TransferTrainingArguments.__post_init__`, so that `train`, `distill` and `search` refuse them in one line first;
+and, once training ends, weights that went NaN or inf."""
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 from pathlib import Path
 
 from hf_transfer.adapters.plan import LORA_LEARNING_RATE, takes_lora_learning_rate
 from hf_transfer.core.folders import RUN_RECORD_FILE, recorded_config
 from hf_transfer.core.runtime import launched_world_size, one_gpu_per_process, sharded_weights
-from hf_transfer.errors import ConfigError
+from hf_transfer.errors import ConfigError, TrainingDivergedError
+from hf_transfer.outputs.plots import plot_training_curves
 from hf_transfer.outputs.run_folder import checkpoint_launch, finished_at
 
 logger = logging.getLogger(__name__)
@@ -293,3 +296,38 @@ def check_sharded_launch(args) -> None:
             f"{launched_world_size()} processes launched; launch with DDP (scripts/accelerate/ddp_gpu.yaml), whose "
             f"processes each hold the whole model, or drop {given[0]}."
         )
+
+
+def check_weights_finite(trainer) -> None:
+    """Refuse to save or score a model whose trained weights hold NaN or inf: stock `Trainer` saves it and the
+    command ends with status 0, so a diverged run looked like a finished one."""
+    import torch
+
+    bad = [name for name, p in trainer.model.named_parameters() if p.requires_grad and not torch.isfinite(p).all()]
+    if not bad:
+        return
+    args, step = trainer.args, trainer.state.global_step
+    fp16 = ", or train in fp32 or bf16 instead of fp16" if args.fp16 else ""
+    # Trainer logs a NaN step's loss as 0 (`logging_nan_inf_filter`): drawn so, the loss seemed to fall to nothing.
+    history = [_drop_filtered_loss(entry) for entry in trainer.state.log_history]
+    first = next((e["step"] for e in trainer.state.log_history if _nonfinite(e.get("grad_norm"))), None)
+    when = f"; the gradient norm was first NaN or inf at logged step {first}" if first is not None else ""
+    curves = Path(args.output_dir) / "training_curves.png"  # where the loss went: the record of it was lost too
+    if trainer.is_world_process_zero():
+        name = Path(args.output_dir).resolve().name
+        plot_training_curves(history, curves, title=f"{name} (diverged)", saved={"diverged": first})
+    raise TrainingDivergedError(
+        f"training diverged: {len(bad)} trained weight tensor(s) hold NaN or inf after step {step} (first: "
+        f"{bad[0]}{when}), so no final model was saved and nothing was scored (the logged losses: {curves}); "
+        f"lower learning_rate (now {args.learning_rate:g}) or keep max_grad_norm set (now "
+        f"{args.max_grad_norm:g}){fp16}."
+    )
+
+
+def _nonfinite(value) -> bool:
+    return isinstance(value, (int, float)) and not math.isfinite(value)
+
+
+def _drop_filtered_loss(entry: dict) -> dict:
+    """A logged step whose gradient norm is NaN or inf, with its loss as unknown (NaN) rather than Trainer's 0."""
+    return {**entry, "loss": math.nan} if "loss" in entry and _nonfinite(entry.get("grad_norm")) else entry

@@ -30,7 +30,6 @@ from hf_transfer.core.runtime import (
     score_in_fp32,
 )
 from hf_transfer.core.tasks import MULTI_LABEL, predicted_labels
-from hf_transfer.errors import TrainingDivergedError
 from hf_transfer.outputs.card_data import complete_card_data
 from hf_transfer.outputs.cards import write_model_card
 from hf_transfer.outputs.hub import HubUnreachable, push_folder
@@ -53,7 +52,7 @@ from hf_transfer.outputs.run_folder import (
 )
 from hf_transfer.outputs.test_predictions import write_test_predictions
 from hf_transfer.train.callbacks import CardDataCallback
-from hf_transfer.train.checks import resume_launch_change, resume_schedule_changes
+from hf_transfer.train.checks import check_weights_finite, resume_launch_change, resume_schedule_changes
 from hf_transfer.train.evaluation_memory import EvaluationMemory
 from hf_transfer.train.run_notes import run_notes
 from hf_transfer.train.stages import say_calibration_cost
@@ -216,23 +215,6 @@ def resumed_from(training_args) -> dict:
     entry = {"checkpoint": Path(checkpoint).name, "step": step}
     entry |= {"launched_as": then} if (then := resume_launch_change(training_args, warn=False)) else {}
     return {"resumed_from": entry | ({"schedule_changed": c} if (c := resume_schedule_changes(training_args)) else {})}
-
-
-def check_weights_finite(trainer) -> None:
-    """Refuse to save or score a model whose trained weights hold NaN or inf: stock `Trainer` saves it and the
-    command ends with status 0, so a diverged run looked like a finished one."""
-    import torch
-
-    bad = [name for name, p in trainer.model.named_parameters() if p.requires_grad and not torch.isfinite(p).all()]
-    if not bad:
-        return
-    args, step = trainer.args, trainer.state.global_step
-    fp16 = ", or train in fp32 or bf16 instead of fp16" if args.fp16 else ""
-    raise TrainingDivergedError(
-        f"training diverged: {len(bad)} trained weight tensor(s) hold NaN or inf after step {step} (first: "
-        f"{bad[0]}), so no final model was saved and nothing was scored; lower learning_rate (now "
-        f"{args.learning_rate:g}) or keep max_grad_norm set (now {args.max_grad_norm:g}){fp16}."
-    )
 
 
 def _train_loss_over_processes(trainer, train_metrics: dict) -> None:
