@@ -639,6 +639,22 @@ def test_a_max_seq_length_above_the_position_table_is_lowered_to_it(tmp_path, ti
     assert json.loads((out / "hf_transfer_run.json").read_text())["data"]["train"]["rows_truncated"] == 16
 
 
+def test_text_the_tokenizer_cannot_read_is_said_and_recorded(tmp_path, tiny_bert_dir, caplog):
+    """MiniLM's vocabulary has few Chinese characters: a Chinese training set was read as [UNK] after [UNK], and the
+    run trained, scored and saved as usual. The share of unknown tokens is now recorded per split and warned of."""
+    texts = [["这件衣服质量很好我非常喜欢", "质量太差了不推荐购买"][i % 2] + str(i) for i in range(16)]
+    labels = ["pos" if i % 2 == 0 else "neg" for i in range(16)]
+    train = write_csv(tmp_path / "train.csv", texts, labels)
+    dev = write_csv(tmp_path / "dev.csv", ["a good dress", "a bad dress"] * 2, ["pos", "neg"] * 2)
+    out = tmp_path / "run"
+    with caplog.at_level("WARNING"):
+        assert main([*train_argv(tiny_bert_dir, train, dev, out, "--max_steps", "1"), "--few_shot", "false"]) == 0
+    data = json.loads((out / "hf_transfer_run.json").read_text())["data"]
+    assert data["train"]["unknown_token_percent"] > 50 and data["validation"]["unknown_token_percent"] == 0
+    warning = f"{data['train']['unknown_token_percent']:.0f}% of the training text's tokens are [UNK], the tokenizer's"
+    assert warning in caplog.text
+
+
 def test_the_lowered_max_seq_length_names_what_limits_it(tiny_bert_dir, caplog):
     """A tokenizer whose model_max_length is below the position table lowered max_seq_length with the warning "more
     than the model can embed", blaming the model; the warning now names the tokenizer's limit when it is the one."""

@@ -43,6 +43,7 @@ from hf_transfer.core.runtime import progress_bars_off
 from hf_transfer.core.scratch import scratch_folder
 from hf_transfer.core.splits import carve_indices
 from hf_transfer.core.tasks import MULTI_LABEL
+from hf_transfer.core.vocabulary import note_unknown_tokens
 from hf_transfer.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -355,6 +356,7 @@ def tokenize_data(
         if truncated:
             logger.info("%d of %d %s rows are longer than %d tokens and were truncated.", truncated, len(ds), split,
                         max_seq_length)  # fmt: skip
+    note_unknown_tokens(tokenized, tokenizer, prepared.summary)
     prepared.summary.setdefault("seconds", {})["tokenize"] = round(time.perf_counter() - started, 2)
     return tokenized
 
