@@ -218,9 +218,8 @@ def hyperparameters_of(values: dict) -> dict:
     hidden = {"data_seed"} if values.get("data_seed") is None else set()
     hidden.add("num_train_epochs" if capped else "max_steps")
     shown = {k: values[k] for k in _HYPERPARAMETERS if k in values and k not in hidden}
-    return shown | {
-        k: values[k] for k, default in _HYPERPARAMETERS_WHEN_SET.items() if values.get(k, default) != default
-    }
+    unset = (None, {})  # never set (transformers 5's lr_scheduler_kwargs is None when unset)
+    return shown | {k: values[k] for k, d in _HYPERPARAMETERS_WHEN_SET.items() if values.get(k, d) not in (d, *unset)}
 
 
 # --- completing the card data from the run record ------------------------------------------------------------------
