@@ -341,6 +341,9 @@ CASES = [
     ("wrong type", lambda w: train(w, "--num_train_epochs", "many"), "num_train_epochs"),
     # Both trained to the end, then crashed at the first metrics with a traceback and a half-written output_dir.
     ("prediction_loss_only", lambda w: train(w, "--prediction_loss_only", "true"), "prediction_loss_only is not"),
+    # Trainer cast the model to half for the final evaluation, and it was saved so; the record said fp32.
+    ("fp16_full_eval", lambda w: train(w, "--fp16_full_eval", "true"), "fp16_full_eval is not supported: Trainer"),
+    ("bf16_full_eval", lambda w: distill(w, "--bf16_full_eval", "true"), "bf16_full_eval is not supported: Trainer"),
     ("label_names", lambda w: train(w, "--label_names", "[foo]"), "label_names ['foo'] is not supported"),
     ("invalid yaml", lambda w: train(w, "--config", str(w["bad_yaml"])), "not valid yaml"),
     # a field of another command: named as such, not "did you mean" a near name of this one

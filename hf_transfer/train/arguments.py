@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import math
-import platform
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -16,13 +15,12 @@ from hf_transfer.core.folders import check_not_under_a_file
 from hf_transfer.core.losses import CLASS_WEIGHT_SCHEMES
 from hf_transfer.core.runtime import (
     adopt_launch_precision,
-    can_release_freed_memory,
     check_reporting_integrations,
     has_accelerator,
     launched_world_size,
 )
 from hf_transfer.errors import ConfigError
-from hf_transfer.train.checks import check_trainer_fields, keep_best_checkpoint
+from hf_transfer.train.checks import check_half_evaluation, check_trainer_fields, keep_best_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -259,12 +257,6 @@ class TransferTrainingArguments(TrainingArguments):
         self._check_training_ranges()
         self._check_quality_options()
         self._check_few_shot_options()
-        for name in ("release_freed_memory", "trim_memory_each_step"):
-            if getattr(self, name) and not can_release_freed_memory():
-                raise ConfigError(
-                    f"{name} needs glibc (Linux); this process runs on {platform.system()} "
-                    f"{platform.libc_ver()[0] or 'without glibc'}. Drop it."
-                )
         if not self.use_cpu and launched_world_size() > 1 and not has_accelerator():
             # Launched as several processes on a machine without GPUs: accelerate joins CPU processes into one gloo
             # group only when asked for the CPU; otherwise each process silently trains alone on all the data.
@@ -288,6 +280,7 @@ class TransferTrainingArguments(TrainingArguments):
                 )
         if self.report_to is None:  # `report_to: null`: no reporting (TrainingArguments made it [None], a crash)
             self.report_to = "none"
+        check_half_evaluation(self)  # before Trainer's own check of bf16_full_eval, which names no field
         super().__post_init__()
         check_reporting_integrations(self.report_to)
         check_trainer_fields(self)  # what Trainer refuses only once the weights have loaded

@@ -6,12 +6,18 @@ from __future__ import annotations
 
 import logging
 import math
+import platform
 import re
 from pathlib import Path
 
 from hf_transfer.adapters.plan import LORA_LEARNING_RATE, takes_lora_learning_rate
 from hf_transfer.core.folders import RUN_RECORD_FILE, recorded_config
-from hf_transfer.core.runtime import launched_world_size, one_gpu_per_process, sharded_weights
+from hf_transfer.core.runtime import (
+    can_release_freed_memory,
+    launched_world_size,
+    one_gpu_per_process,
+    sharded_weights,
+)
 from hf_transfer.errors import ConfigError, TrainingDivergedError
 from hf_transfer.outputs.plots import plot_training_curves
 from hf_transfer.outputs.run_folder import checkpoint_launch, finished_at
@@ -19,10 +25,29 @@ from hf_transfer.outputs.run_folder import checkpoint_launch, finished_at
 logger = logging.getLogger(__name__)
 
 
+def check_half_evaluation(args) -> None:
+    """`fp16_full_eval` / `bf16_full_eval` only act on evaluations outside training: there Trainer casts the model to
+    half precision in place, so the final evaluation ran in it and the weights were saved in it, while the record and
+    card said fp32."""
+    if half := [f for f in ("fp16_full_eval", "bf16_full_eval") if getattr(args, f, False)]:
+        raise ConfigError(
+            f"{half[0]} is not supported: Trainer would cast the trained model to half precision for the final "
+            "evaluation, and the saved weights with it; runs are scored and saved in fp32, as `hf-transfer evaluate` "
+            "loads them. Drop it (--bf16 true, or --fp16 true on a GPU, trains in mixed precision)."
+        )
+
+
 def check_trainer_fields(args) -> None:
-    """One-line refusals of `batch_eval_metrics`, `save_strategy: best` without a metric, and an `optim` whose package
-    is not installed; one GPU per process (`one_gpu_per_process`), never `nn.DataParallel`."""
+    """One-line refusals of `batch_eval_metrics`, `save_strategy: best` without a metric, an `optim` whose package is
+    not installed, and memory release without glibc; one GPU per process (`one_gpu_per_process`), never
+    `nn.DataParallel`."""
     one_gpu_per_process(args)
+    for name in ("release_freed_memory", "trim_memory_each_step"):
+        if getattr(args, name) and not can_release_freed_memory():
+            raise ConfigError(
+                f"{name} needs glibc (Linux); this process runs on {platform.system()} "
+                f"{platform.libc_ver()[0] or 'without glibc'}. Drop it."
+            )
     if args.prediction_loss_only:  # Trainer then keeps no predictions: the run crashed at its first metrics, trained
         raise ConfigError(
             "prediction_loss_only is not supported: the run's metrics are computed from the predictions; drop it."
