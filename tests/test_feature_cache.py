@@ -315,6 +315,7 @@ def test_training_on_the_cache_matches_naive_freezing(tmp_path, data, model_type
 
     info = cached[0]["frozen_features"]
     assert info["hit"] is False and info["rows"] == 32 and info["disk_bytes"] > 32 * 32 * 4
+    assert info["computed_in"] == "fp32"  # the trunk runs outside the run's autocast, whatever its precision
     summary = capsys.readouterr().out  # the end-of-run summary names the cache's footprint
     assert "frozen_features_disk_mib" in summary and str(cache) in summary
     assert info["path"].startswith(str(cache)) and info["frozen_blocks"] == (

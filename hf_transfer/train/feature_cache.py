@@ -248,7 +248,8 @@ def with_frozen_features(
     features = datasets.Features({FEATURE_COLUMN: datasets.Array2D(shape=(None, hidden_size), dtype=dtype)})
     root = cache_dir or default_cache_dir("frozen_features")
     cache, info = load_or_build(root, key, len(train), features, build, what="Frozen-feature", description=description)
-    info.update(dtype=dtype, frozen_blocks=k, hidden_size=hidden_size)
+    # The trunk runs without the run's autocast: its states are fp32 whatever the precision (stored as `dtype`).
+    info.update(dtype=dtype, frozen_blocks=k, hidden_size=hidden_size, computed_in="fp32")
     return train.add_column(FEATURE_ROW, np.arange(len(train), dtype=np.int64)), FrozenFeatures(cache), info
 
 
