@@ -144,6 +144,22 @@ def test_peft_config_true_false_fields_take_the_spellings_of_our_own_fields():
             plan_adapter(AdapterArguments("lora", peft_config={"use_rslora": value}), model)
 
 
+def test_peft_config_numbers_are_read_as_our_own_number_fields_are():
+    """`{r: "4"}` and `{r: 4.0}` failed inside PEFT ("'<=' not supported between instances of 'str' and 'int'", or
+    torch's "must be tuple of ints") while `--lora_r "4"` and `--lora_r 4.0` work: the PEFT config's int and float
+    fields now read a number's text, and a whole float for an int; anything else is one line naming the field."""
+    model = meta_model(tiny_config("bert"))
+    peft_config = {"r": "4", "lora_alpha": 32.0, "lora_dropout": "0.1"}
+    config = plan_adapter(AdapterArguments("lora", peft_config=peft_config), model).peft_config
+    assert (config.r, config.lora_alpha, config.lora_dropout) == (4, 32, 0.1) and type(config.r) is int
+    prompt = plan_adapter(AdapterArguments("prompt_tuning", peft_config={"num_virtual_tokens": 8.0}), model)
+    assert prompt.peft_config.num_virtual_tokens == 8
+    with pytest.raises(ConfigError, match=r"^peft_config.r expects a whole number, got 'four'\.$"):
+        plan_adapter(AdapterArguments("lora", peft_config={"r": "four"}), model)
+    with pytest.raises(ConfigError, match=r"^peft_config.lora_dropout expects a number, got \[0.1\]\.$"):
+        plan_adapter(AdapterArguments("lora", peft_config={"lora_dropout": [0.1]}), model)
+
+
 @pytest.mark.parametrize(
     "kwargs, needle",
     [

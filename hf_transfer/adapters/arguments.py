@@ -14,10 +14,12 @@ from hf_transfer.errors import ConfigError
 ADAPTER_ONLY_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "target_modules", "peft_config", "loraplus_lr_ratio")
 
 
-def read_true_false(config_cls, overrides: dict) -> dict:
-    """`overrides` with each true/false field of the PEFT config class read as hf-transfer's own fields read one:
-    YAML 1.2 keeps `peft_config: {use_rslora: no}` as the text "no", which PEFT took as set (any non-empty text is
-    true), so rsLoRA was switched on by `no`. A spelling that is not true or false is refused in one line."""
+def read_declared_types(config_cls, overrides: dict) -> dict:
+    """`overrides` with each true/false and number field of the PEFT config class read as hf-transfer's own fields
+    read one. YAML 1.2 keeps `peft_config: {use_rslora: no}` as the text "no", which PEFT took as set (any non-empty
+    text is true), so rsLoRA was switched on by `no`; `{r: "8"}` or `{r: 8.0}`, which `lora_r` takes, failed inside
+    PEFT ("'<=' not supported between instances of 'str' and 'int'"). A value of another kind is refused in one
+    line, naming the field."""
     from transformers.hf_argparser import string_to_bool
 
     from hf_transfer.core.parsing import BOOL_SPELLINGS
@@ -28,7 +30,13 @@ def read_true_false(config_cls, overrides: dict) -> dict:
         hints = {}
     read = dict(overrides)
     for name, value in overrides.items():
-        if hints.get(name) not in (bool, bool | None) or isinstance(value, bool) or value is None:
+        hint = hints.get(name)
+        if isinstance(value, bool) or value is None:
+            continue
+        if hint in (int, int | None, float, float | None):
+            read[name] = _number(name, value, int if hint in (int, int | None) else float)
+            continue
+        if hint not in (bool, bool | None):
             continue
         try:
             read[name] = string_to_bool(str(value).strip()) if isinstance(value, (str, int)) else None
@@ -37,6 +45,19 @@ def read_true_false(config_cls, overrides: dict) -> dict:
         if read[name] is None:
             raise ConfigError(f"peft_config.{name} expects {BOOL_SPELLINGS}, got {value!r}.")
     return read
+
+
+def _number(name: str, value, kind: type):
+    """`value` as the int or float a PEFT config field declares: a number's text, or a whole float for an int (a
+    fractional one is left to PEFT, which takes `lora_alpha: 16.5`)."""
+    try:
+        number = float(value.strip()) if isinstance(value, str) else value
+        if isinstance(number, (int, float)) and not isinstance(number, bool):
+            return kind(number) if kind is float or float(number).is_integer() else number
+    except (ValueError, OverflowError):
+        pass
+    expects = "a whole number" if kind is int else "a number"
+    raise ConfigError(f"peft_config.{name} expects {expects}, got {value!r}.")
 
 
 # The short fields and the PEFT config fields they set: a method whose config has none of them ignores the field.

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from hf_transfer.adapters.arguments import AdapterArguments, read_true_false
+from hf_transfer.adapters.arguments import AdapterArguments, read_declared_types
 from hf_transfer.adapters.method_rules import (
     block_norms,
     check_method_values,
@@ -271,7 +271,7 @@ def plan_adapter(args: AdapterArguments, model: nn.Module) -> AdapterPlan:
             close = difflib.get_close_matches(name, sorted(fields), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else f" Its fields are: {', '.join(sorted(fields))}."
             raise ConfigError(f"peft_config: {config_cls.__name__} has no field {name!r}.{hint}")
-    overrides = read_true_false(config_cls, overrides)
+    overrides = read_declared_types(config_cls, overrides)
     for name in ("task_type", "total_step"):
         if name in overrides:
             raise ConfigError(
