@@ -447,14 +447,16 @@ def test_the_early_stopping_note_names_step_counts_as_given(caplog):
 
 
 def test_mixed_precision_from_the_accelerate_config_is_recorded_and_resolved(
-    tmp_path, tiny_bert_dir, skewed, monkeypatch, capsys
+    tmp_path, tiny_bert_dir, skewed, monkeypatch, capsys, caplog
 ):
     """`accelerate launch --config_file ddp_gpu.yaml` (mixed_precision: bf16) sets ACCELERATE_MIXED_PRECISION, and
     Trainer trained in bf16; the record, card and resolved config said fp32, and the final scores were the last
     bf16 evaluation's, labelled fp32."""
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
     out = tmp_path / "run"
-    assert main(train_argv(tiny_bert_dir, *skewed, out)) == 0
+    with caplog.at_level("WARNING"):  # said, not logged at info: it also overrides an explicit --bf16 false
+        assert main([*train_argv(tiny_bert_dir, *skewed, out), "--bf16", "false"]) == 0
+    assert "training in bf16, the accelerate config's mixed_precision (ACCELERATE_MIXED_PRECISION)" in caplog.text
     assert record_of(out)["precision"] == "bf16"
     assert yaml.safe_load((out / "hf_transfer_config.yaml").read_text())["bf16"] is True
     # fp16 from the config on this CPU: refused, and the line says where the fp16 came from (none was given).

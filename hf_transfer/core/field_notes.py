@@ -34,6 +34,10 @@ FIELD_NOTES = {
                           "caps the length."),
     "task_name": ("train_file", "hf-transfer reads files or a Hub dataset, not GLUE task names: give train_file and "
                   "validation_file, or dataset_name glue with dataset_config_name (e.g. sst2)."),
+    "torch_dtype": ("bf16", "Weights load and are saved in fp32, which the optimizer needs; --bf16 true (or --fp16 "
+                    "true on a GPU) trains in mixed precision."),
+    "dtype": ("bf16", "Weights load and are saved in fp32, which the optimizer needs; --bf16 true (or --fp16 true on "
+              "a GPU) trains in mixed precision."),
 }  # fmt: skip
 
 

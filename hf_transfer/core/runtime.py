@@ -258,8 +258,10 @@ def adopt_launch_precision(args) -> str:
     mixed = os.environ.get("ACCELERATE_MIXED_PRECISION", "no").lower()
     if mixed not in ("bf16", "fp16") or args.bf16 or args.fp16:
         return ""
-    logging.getLogger(__name__).info(
-        "mixed precision %s, from the accelerate config (ACCELERATE_MIXED_PRECISION).", mixed
+    logging.getLogger(__name__).warning(  # said: it also overrides an explicit `--bf16 false`, as Trainer's does
+        "training in %s, the accelerate config's mixed_precision (ACCELERATE_MIXED_PRECISION); to train in fp32, "
+        "launch with --mixed_precision no.",
+        mixed,
     )
     setattr(args, mixed, True)
     return " (the accelerate config's mixed_precision)"
