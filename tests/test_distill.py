@@ -735,11 +735,13 @@ def refused_before_any_weight_loads(monkeypatch, capsys, argv, needle):
     assert len(err.splitlines()) == 1 and needle in err, err
 
 
-def test_a_teacher_reads_pairs_or_single_texts_as_it_was_trained(tmp_path, tiny_bert_dir, capsys, monkeypatch):
+def test_a_teacher_reads_pairs_or_single_texts_as_it_was_trained(tmp_path, tiny_bert_dir, capsys, monkeypatch, caplog):
     """A teacher trained on text pairs was fed the first texts alone when the distillation data named no second
     column (its soft labels, and its recorded validation accuracy, came from half its input), and a single-text
-    teacher was fed pairs, silently; `predict` and `evaluate` refuse both. The teachers' recorded pair columns are
-    checked before any weight loads."""
+    teacher was fed pairs, silently. Where the data names no columns the teacher's are read (said in one line), as
+    `predict` and `evaluate` read a model's; a file without them, or a pair column a single-text teacher never read,
+    is refused before any weight loads. GLUE column names (`sentence1`, `sentence2`) were read as a pair even for a
+    teacher trained on `sentence1` alone: the check ran before that detection."""
     import pandas as pd
 
     words = ["good", "great", "fine", "bad", "awful", "poor"]
@@ -747,15 +749,18 @@ def test_a_teacher_reads_pairs_or_single_texts_as_it_was_trained(tmp_path, tiny_
                          "second": [f"number {i}" for i in range(24)],
                          "label": ["pos" if i % 6 < 3 else "neg" for i in range(24)]})  # fmt: skip
     rows.to_csv(tmp_path / "train.csv", index=False)
-    train = tmp_path / "train.csv"
+    rows.drop(columns="second").to_csv(tmp_path / "single.csv", index=False)
+    rows.rename(columns={"text": "sentence1", "second": "sentence2"}).to_csv(tmp_path / "glue.csv", index=False)
+    train, single, glue = tmp_path / "train.csv", tmp_path / "single.csv", tmp_path / "glue.csv"
     teachers = {}
-    for kind, extra in (("pairs", ["--text_pair_column_name", "second"]), ("single", [])):
+    for kind, data, extra in (("pairs", train, ["--text_pair_column_name", "second"]), ("single", train, []),
+                              ("glue1", glue, ["--text_column_name", "sentence1"])):  # fmt: skip
         teachers[kind] = tmp_path / f"teacher-{kind}"
-        assert main(["train", "--model_name_or_path", str(tiny_bert_dir), "--train_file", str(train),
-                     "--validation_file", str(train), "--output_dir", str(teachers[kind]), "--max_steps", "1",
+        assert main(["train", "--model_name_or_path", str(tiny_bert_dir), "--train_file", str(data),
+                     "--validation_file", str(data), "--output_dir", str(teachers[kind]), "--max_steps", "1",
                      "--use_cpu", "true", "--disable_tqdm", "true", "--report_to", "none", *extra]) == 0  # fmt: skip
     out = tmp_path / "out"
-    argv = distill_argv(teachers["pairs"], train, train, out, tmp_path / "cache", "--student_layers", "[0]")
+    argv = distill_argv(teachers["pairs"], single, single, out, tmp_path / "cache", "--student_layers", "[0]")
     with monkeypatch.context() as m:
         refused_before_any_weight_loads(m, capsys, argv, f"teacher {str(teachers['pairs'])!r} was trained on text "
                                         "pairs (second text column 'second'); give")  # fmt: skip
@@ -765,8 +770,15 @@ def test_a_teacher_reads_pairs_or_single_texts_as_it_was_trained(tmp_path, tiny_
                                         "single texts, but text_pair_column_name is 'second'")  # fmt: skip
     assert not out.exists()
     argv = distill_argv(teachers["pairs"], train, train, out, tmp_path / "cache", "--student_layers", "[0]")
-    assert main([*argv, "--text_pair_column_name", "second"]) == 0
+    with caplog.at_level("WARNING"):
+        assert main(argv) == 0
+    assert "trained on text pairs: reading column 'second' as the second text of" in caplog.text
     assert json.loads((out / "hf_transfer_run.json").read_text())["data"]["columns"]["text_pair"] == "second"
+    glue_out = tmp_path / "glue-out"
+    argv = distill_argv(teachers["glue1"], glue, glue, glue_out, tmp_path / "cache", "--student_layers", "[0]")
+    assert main(argv) == 0
+    columns = json.loads((glue_out / "hf_transfer_run.json").read_text())["data"]["columns"]
+    assert columns["text"] == "sentence1" and columns.get("text_pair") is None
 
 
 def test_teacher_top_k_on_multi_label_data_is_refused(tmp_path, tiny_bert_dir, capsys, monkeypatch):

@@ -142,8 +142,8 @@ def default_trained_columns(
         and text in {None, *columns}
     ):
         args.text_column_name, args.text_pair_column_name = text, pair
-        shown = f"{text!r} and {pair!r}" if text else f"{pair!r} as the second text"
-        logger.warning(f"the model was trained on text pairs: reading columns {shown} of {path!r}, as in training.")
+        shown = f"columns {text!r} and {pair!r}" if text else f"column {pair!r} as the second text"
+        logger.warning(f"the model was trained on text pairs: reading {shown} of {path!r}, as in training.")
     elif columns is not None and not pair:
         _default_trained_column(source, args, columns, "text_column_name", TEXT_COLUMN_CANDIDATES, path)
     if columns is not None and hasattr(args, "label_column_name"):
@@ -192,6 +192,13 @@ def check_given_pair(
         raise ConfigError(
             f"{role}{model_name!r} was trained on single texts, but text_pair_column_name is {given!r}; drop it."
         )
+
+
+def check_teacher_texts(teachers: list[str], pair_column: str | None) -> None:
+    """Each teacher reads the texts as the data was read (GLUE pair columns are found by name): its own pairs, or
+    single texts, as it was trained (a single-text teacher had been given both texts of a GLUE file, silently)."""
+    for name in teachers:
+        check_given_pair(trained_pair_column(name), pair_column, name, "teacher ", trained_text_column(name))
 
 
 def resolve_max_seq_length(source: InferenceSource | str, given: int | None) -> int:

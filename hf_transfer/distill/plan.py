@@ -7,7 +7,7 @@ import copy
 import json
 from dataclasses import dataclass, field, fields
 
-from hf_transfer.adapters.inference import check_given_pair, trained_pair_column
+from hf_transfer.adapters.inference import check_teacher_texts, default_trained_columns
 from hf_transfer.core.arguments import DataArguments, ModelArguments
 from hf_transfer.core.caching import fingerprint_tokenizer
 from hf_transfer.core.data import PreparedData, reorder_labels
@@ -112,9 +112,9 @@ def preflight(
         teacher_configs.append(config)
     teacher_layout = meta_layout(teacher_configs[0])
     _check_teacher_shape(d, teacher_names[0], teacher_configs[0], teacher_layout.depth)  # configs alone: before data
-    for name in teacher_names:  # a teacher reads the student's texts: its own pairs, or single texts, as trained
-        check_given_pair(trained_pair_column(name), data_args.text_pair_column_name, name, "teacher ")
+    default_trained_columns(teacher_names[0], data_args, data_args.train_file)  # unset: the teacher's, as predict's
     prepared = load_checked_data(data_args, training_args, [*teacher_names, m.model_name_or_path])
+    check_teacher_texts(teacher_names, prepared.text_pair_column)
     check_best_metric(training_args, prepared)
     copies = len(prepared.datasets["train"]) * d.augment_factor
     if copies > MAX_AUGMENTED_ROWS:  # a typo (1e9) augmented, then trained, for ever, with no word
