@@ -243,6 +243,17 @@ def test_glue_pair_columns_are_read_as_pairs_by_train_and_then_by_evaluate(tmp_p
     record = json.loads((out / "hf_transfer_run.json").read_text())["data"]["columns"]
     assert record == {"text": "question", "text_pair": "sentence", "label": "label"}
     assert main(["evaluate", "--model_name_or_path", str(out), "--validation_file", str(train)]) == 0
+    # `text_column_name: sentence` (blitzer_books.yaml's) on a QNLI file read the sentences alone without a word.
+    caplog.clear()
+    single = tmp_path / "single"
+    with caplog.at_level(logging.WARNING):
+        argv = [*train_argv(tiny_bert_dir, train, train, single), "--text_column_name", "sentence"]
+        assert main([*argv, "--few_shot", "false", "--max_steps", "1"]) == 0
+    assert any(
+        "GLUE's text pair 'question' and 'sentence', but only 'sentence' is read; set text_column_name: question and "
+        "text_pair_column_name: sentence" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 def test_a_text_column_beside_glue_pair_columns_keeps_single_texts(tmp_path, tiny_bert_dir, monkeypatch, caplog):

@@ -107,13 +107,22 @@ PAIR_COLUMN_CANDIDATES = (("sentence1", "sentence2"), ("question1", "question2")
 
 def detect_pair_columns(data_args: DataArguments) -> None:
     """With neither text column set, a train_file holding one of GLUE's pairs of text columns (and no other text
-    column such as `text`) is read as text pairs (said in one line), as `run_glue.py` reads them."""
-    if data_args.text_column_name or data_args.text_pair_column_name or not data_args.train_file:
+    column such as `text`) is read as text pairs (said in one line), as `run_glue.py` reads them. With the first of
+    such a pair set as the text column and no pair column, the partner left unread is said."""
+    if data_args.text_pair_column_name or not data_args.train_file:
         return
     columns = file_columns(data_args.train_file, data_args.csv_quoting)
     if columns is None:
         return
     found = next((pair for pair in PAIR_COLUMN_CANDIDATES if set(pair) <= columns), None)
+    if data_args.text_column_name:  # `sentence1` named, its GLUE partner beside it: read alone, and said so
+        if found and data_args.text_column_name in found:
+            logger.warning(
+                f"train_file has GLUE's text pair {found[0]!r} and {found[1]!r}, but only "
+                f"{data_args.text_column_name!r} is read; set text_column_name: {found[0]} and "
+                f"text_pair_column_name: {found[1]} to read them as text pairs."
+            )
+        return
     if found and not (set(TEXT_COLUMN_CANDIDATES) - set(found)) & columns:  # a `text` column beside: single texts
         data_args.text_column_name, data_args.text_pair_column_name = found
         logger.warning(
