@@ -790,10 +790,14 @@ def test_the_near_column_offered_is_never_one_read_for_another_role(tmp_path):
         assert "Did you mean" not in str(refused.value), refused.value
     with pytest.raises(DataError, match=r"Did you mean 'intent'\?"):
         load(tmp_path, train, train, label_column_name="intnet")
-    from hf_transfer.core.cleaning import closest_hint  # a column holding the name as a word of its own is offered
+    from hf_transfer.core.column_hints import closest_hint  # a column holding the name as a word of its own is offered
 
     assert closest_hint("text", ["review_text", "rating"]) == " Did you mean 'review_text'?"
     assert closest_hint("label", ["sentiment_label", "text"]) == " Did you mean 'sentiment_label'?"
+    # Two text columns in one name: "Did you mean 'sentence2'?" led to training on the second text alone.
+    pair = [{"sentence1": "a b", "sentence2": "e", "label": "x"}, {"sentence1": "c d", "sentence2": "f", "label": "y"}]
+    with pytest.raises(DataError, match="For a text pair, set text_column_name: sentence1 and text_pair_column_name"):
+        load(tmp_path, pair, pair, text_column_name="sentence1,sentence2")
 
 
 def test_label_values_written_differently_but_read_as_one_label_are_said(tmp_path, caplog):

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import ast
-import difflib
 import json
 import logging
 import re
@@ -18,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from hf_transfer.core.arguments import DataArguments
+from hf_transfer.core.column_hints import closest_hint, pair_hint, separator_hint
 from hf_transfer.core.tables import error_reason, iter_table
 from hf_transfer.errors import DataError
 
@@ -122,28 +122,6 @@ def _load_dataset(name: str, config: str | None) -> dict:
         raise DataError(f"could not load {what}: {reason}{hint}.") from None
 
 
-def closest_hint(name: str, columns: list[str]) -> str:
-    """A column that holds `name` as a word of its own (`text` → `review_text`), else one spelled nearly alike."""
-    lowered = {str(c).lower(): c for c in columns}
-    parts = [c for c in lowered if name.lower() in re.split(r"[\s_\-.]+", c)]
-    match = parts or difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
-    return f" Did you mean {lowered[match[0]]!r}?" if match else ""
-
-
-def separator_hint(columns: list[str]) -> str:
-    """A hint when the header was read as one column because the file is separated by something else (a
-    semicolon-separated csv from a spreadsheet set to a European locale reads as the single column 'text;label')."""
-    if len(columns) != 1:
-        return ""
-    for mark, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "'|'"), (",", "commas")):
-        if mark in str(columns[0]):
-            return (
-                f" The header looks separated by {name}: .csv files are read as comma-separated and .tsv as "
-                "tab-separated, so save it with the separator its extension names."
-            )
-    return ""
-
-
 def _require_column(
     option: str, name: str, columns: list[str], split: str, defaults: tuple = (), taken: tuple = ()
 ) -> None:
@@ -157,10 +135,10 @@ def _require_column(
             f"default name; give every split the same column names (rename {other!r} to {name!r})."
         )
     if name not in columns:
+        hint = pair_hint(option, name, columns) or closest_hint(name, [c for c in columns if c not in taken])
         raise DataError(
             f"{option} {name!r} is not a column of the {split} data, whose columns are {columns}."
-            f"{closest_hint(name, [c for c in columns if c not in taken])}{separator_hint(columns)} Set {option} to "
-            "one of them."
+            f"{hint}{separator_hint(columns)} Set {option} to one of them."
         )
 
 

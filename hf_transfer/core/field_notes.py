@@ -34,6 +34,9 @@ FIELD_NOTES = {
                           "caps the length."),
     "task_name": ("train_file", "hf-transfer reads files or a Hub dataset, not GLUE task names: give train_file and "
                   "validation_file, or dataset_name glue with dataset_config_name (e.g. sst2)."),
+    "text_column_names": ("text_pair_column_name", "The first text is text_column_name and a second one (a text "
+                          "pair) text_pair_column_name, e.g. --text_column_name sentence1 --text_pair_column_name "
+                          "sentence2."),
     "torch_dtype": ("bf16", "Weights load and are saved in fp32, which the optimizer needs; --bf16 true (or --fp16 "
                     "true on a GPU) trains in mixed precision."),
     "dtype": ("bf16", "Weights load and are saved in fp32, which the optimizer needs; --bf16 true (or --fp16 true on "

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from hf_transfer.core.caching import cache_key, default_cache_dir, fingerprint_model, fingerprint_texts, load_or_build
-from hf_transfer.core.cleaning import PAIR_OPTION, check_text_cells, closest_hint
+from hf_transfer.core.cleaning import PAIR_OPTION, check_text_cells
+from hf_transfer.core.column_hints import closest_hint
 from hf_transfer.core.data import PreparedData
 from hf_transfer.core.overlap import count_overlap, input_key, inputs_of
 from hf_transfer.core.tables import read_table
