@@ -625,7 +625,7 @@ def test_train_then_evaluate_tiny_model(tmp_path, tiny_bert_dir, tiny_data, caps
     assert metrics_file.with_suffix(".confusion_matrix.png").is_file()
 
 
-def test_a_max_seq_length_above_the_position_table_is_lowered_to_it(tmp_path, tiny_bert_dir, capsys):
+def test_a_max_seq_length_above_the_position_table_is_lowered_to_it(tmp_path, tiny_bert_dir, capsys, caplog):
     """The tiny BERT embeds 128 positions; its tokenizer allows 512. `max_seq_length: 256` (as blitzer_books.yaml
     has it) failed at the first step with a traceback ("size of tensor a (256) must match ... (128)")."""
     texts = [" ".join(["good" if i % 2 else "bad"] * 300) for i in range(16)]
@@ -634,9 +634,12 @@ def test_a_max_seq_length_above_the_position_table_is_lowered_to_it(tmp_path, ti
     dev = write_csv(tmp_path / "dev.csv", texts[:4], labels[:4])
     out = tmp_path / "run"
     argv = train_argv(tiny_bert_dir, train, dev, out, "--max_seq_length", "256", "--max_steps", "1")
-    assert main([*argv, "--few_shot", "false"]) == 0
+    with caplog.at_level("WARNING"):
+        assert main([*argv, "--few_shot", "false"]) == 0
     assert yaml.safe_load((out / "hf_transfer_config.yaml").read_text())["max_seq_length"] == 128
     assert json.loads((out / "hf_transfer_run.json").read_text())["data"]["train"]["rows_truncated"] == 16
+    # Said, not logged at info where nobody saw it.
+    assert "16 of 16 train rows are longer than max_seq_length 128 tokens and were cut to it." in caplog.text
 
 
 def test_text_the_tokenizer_cannot_read_is_said_and_recorded(tmp_path, tiny_bert_dir, caplog):

@@ -363,6 +363,9 @@ def test_the_pair_column_a_model_was_trained_with_is_required(
          "(e.g. --text_column_name premise --text_pair_column_name hypothesis, as in training)"),
         (single, ["--input_file", str(tmp_path / "in.csv"), "--text_pair_column_name", "hypothesis"],
          "was trained on single texts"),
+        # the pair's second column named as the text: "reading columns 'hypothesis' and 'hypothesis'", then refused
+        (pairs, ["--input_file", str(tmp_path / "in.csv"), "--text_column_name", "hypothesis"],
+         "(e.g. --text_column_name premise --text_pair_column_name hypothesis, as in training)"),
     ]:  # fmt: skip
         capsys.readouterr()
         assert main([*argv, "--model_name_or_path", str(model), *extra]) == 2

@@ -140,6 +140,7 @@ def default_trained_columns(
         and not args.text_pair_column_name
         and pair in columns
         and text in {None, *columns}
+        and text != pair  # the pair's column named as the text: the refusal below names both columns
     ):
         args.text_column_name, args.text_pair_column_name = text, pair
         shown = f"columns {text!r} and {pair!r}" if text else f"column {pair!r} as the second text"

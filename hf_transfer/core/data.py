@@ -43,7 +43,7 @@ from hf_transfer.core.runtime import progress_bars_off
 from hf_transfer.core.scratch import scratch_folder
 from hf_transfer.core.splits import carve_indices
 from hf_transfer.core.tasks import MULTI_LABEL
-from hf_transfer.core.vocabulary import note_unknown_tokens
+from hf_transfer.core.vocabulary import note_unknown_tokens, say_truncated
 from hf_transfer.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -353,9 +353,7 @@ def tokenize_data(
     for split, ds in tokenized.items():
         truncated = count_truncated(prepared.datasets[split], ds, tokenizer, max_seq_length, text, pair)
         prepared.summary.setdefault(split, {})["rows_truncated"] = truncated
-        if truncated:
-            logger.info("%d of %d %s rows are longer than %d tokens and were truncated.", truncated, len(ds), split,
-                        max_seq_length)  # fmt: skip
+        say_truncated(truncated, len(ds), split, max_seq_length, pair is not None)
     note_unknown_tokens(tokenized, tokenizer, prepared.summary)
     prepared.summary.setdefault("seconds", {})["tokenize"] = round(time.perf_counter() - started, 2)
     return tokenized

@@ -1,6 +1,6 @@
-"""How much of the data the tokenizer's vocabulary covers: text in a script the base model's vocabulary lacks (Chinese
-or Thai with all-MiniLM-L6-v2's) becomes the unknown token, and the model then learns from almost nothing while the
-run trains, scores and saves as usual."""
+"""How much of the data the tokenizer reads: text in a script the base model's vocabulary lacks (Chinese or Thai
+with all-MiniLM-L6-v2's) becomes the unknown token, and the model then learns from almost nothing while the run
+trains, scores and saves as usual; rows longer than max_seq_length are cut."""
 
 from __future__ import annotations
 
@@ -45,3 +45,15 @@ def note_unknown_tokens(tokenized: datasets.DatasetDict, tokenizer, summary: dic
             percent,
             tokenizer.unk_token,
         )
+
+
+def say_truncated(truncated: int, rows: int, split: str, max_seq_length: int, pairs: bool) -> None:
+    """A split's rows cut to `max_seq_length`: a warning from 1% of its rows (it had been logged at info, unseen)."""
+    if not truncated:
+        return
+    how = " (a pair's tokens cut from its longer text first)" if pairs else ""
+    logger.log(
+        logging.WARNING if truncated >= 0.01 * rows else logging.INFO,
+        "%d of %d %s rows are longer than max_seq_length %d tokens and were cut to it%s.",
+        truncated, rows, split, max_seq_length, how,
+    )  # fmt: skip
