@@ -400,6 +400,11 @@ def test_the_pair_column_a_model_was_trained_with_is_required(
     labelled.to_csv(tmp_path / "dev-pairs.csv", index=False)
     argv = ["evaluate", "--model_name_or_path", str(pairs), "--validation_file", str(tmp_path / "dev-pairs.csv")]
     assert main(argv) == 0
+    # A second text empty in every row: the pair model read the first texts alone; train and evaluate said so.
+    data.assign(hypothesis="").to_csv(tmp_path / "no-second.csv", index=False)
+    summary = predict(pairs, tmp_path / "no-second.csv", tmp_path / "no-second-out.csv")
+    assert summary["warning"] == "the second text column 'hypothesis' is empty in every row: the model read the " \
+        "first text alone."  # fmt: skip
 
 
 def test_adapter_folder(models, tmp_path, tiny_bert_dir):

@@ -108,7 +108,7 @@ def run_predict(args: PredictArguments) -> dict:
     model, tokenizer = load_inference_model(source, on_gpu=True)
 
     started = time.perf_counter()
-    empty_rows = 0
+    empty_rows = second_texts = 0
     with (
         written_together([Path(args.output_file)]),
         PredictionWriter(args.output_file, blank_header_names(args.input_file, first.columns)) as writer,
@@ -122,6 +122,7 @@ def run_predict(args: PredictArguments) -> dict:
                 pairs = None
                 if pair:
                     pairs = chunk[pair][~empty].where(chunk[pair][~empty].notna(), "").astype(str).tolist()
+                    second_texts += sum(1 for p in pairs if p.strip())
                 logits = predict_logits(
                     model, tokenizer, texts, pairs, batch_size=args.batch_size, max_length=args.max_seq_length, bar=bar
                 )
@@ -138,7 +139,11 @@ def run_predict(args: PredictArguments) -> dict:
                 bar.refresh()
         writer.commit()
     seconds = time.perf_counter() - started
-    return _summary(args, source, writer.rows, empty_rows, seconds, references, replaces)
+    summary = _summary(args, source, writer.rows, empty_rows, seconds, references, replaces)
+    if pair and writer.rows > empty_rows and not second_texts:  # as train and evaluate say it
+        alone = f"the second text column {pair!r} is empty in every row: the model read the first text alone"
+        summary["warning"] = "; ".join(filter(None, [summary.get("warning", "").rstrip("."), alone])) + "."
+    return summary
 
 
 def _summary(
