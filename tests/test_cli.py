@@ -13,6 +13,7 @@ from conftest import assert_picture
 
 from hf_transfer.cli import main, parse_command_args
 from hf_transfer.core import runtime
+from hf_transfer.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = sorted(p for p in (REPO / "scripts").rglob("*.yaml") if "accelerate" not in p.parts)
@@ -864,6 +865,19 @@ def test_a_choice_field_reads_true_as_a_config_file_does():
     for given, read in (("True", "true"), ("FALSE", "false"), ("auto", "auto")):
         training = parse_command_args("train", [*argv, "--few_shot", given])[-1]
         assert training.few_shot == read
+
+
+def test_a_choice_is_read_in_any_case_and_a_typo_names_the_closest():
+    """`--format ONNX`, `--quantize INT8` and `--lr_scheduler_type COSINE` were refused ("expects one of onnx, got
+    'ONNX'"); a choice in another case is that choice. A misspelt one (`cosin`) names the choice meant."""
+    argv = ["--model_name_or_path", "m", "--train_file", "x.csv", "--output_dir", "out"]
+    training = parse_command_args("train", [*argv, "--lr_scheduler_type", "COSINE", "--optim", "AdamW_Torch"])[-1]
+    assert (training.lr_scheduler_type, training.optim) == ("cosine", "adamw_torch")
+    export = parse_command_args("export", ["model", "--format", "ONNX", "--quantize", "Int8"])[-1]
+    assert (export.format, export.quantize) == ("onnx", "int8")
+    with pytest.raises(ConfigError, match="lr_scheduler_type expects one of linear, cosine,") as refused:
+        parse_command_args("train", [*argv, "--lr_scheduler_type", "cosin"])
+    assert str(refused.value).endswith("got 'cosin'. Did you mean 'cosine'?")
 
 
 def test_per_label_scores_of_many_labels_are_one_line_of_the_results(capsys):

@@ -40,6 +40,15 @@ def test_space_syntax_ranges_and_choices():
     assert batch.contains(32) and not batch.contains(8) and not batch.contains(32.5)
 
 
+def test_a_range_reads_log_as_a_flag_reads_true_or_false():
+    """`log: yes` (YAML 1.2 reads it as text) was refused, though `--bf16 yes` is a true flag; `log: maybe` is not."""
+    for text, read in (("yes", True), ("No", False), ("TRUE", True), ("0", False)):
+        (param,) = parse_space({"learning_rate": {"low": 1e-5, "high": 1e-4, "log": text}})
+        assert param.log is read
+    with pytest.raises(ConfigError, match="log must be true or false, got 'maybe'"):
+        parse_space({"learning_rate": {"low": 1e-5, "high": 1e-4, "log": "maybe"}})
+
+
 @pytest.mark.parametrize(
     "space,needle",
     [

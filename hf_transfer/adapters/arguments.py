@@ -22,7 +22,7 @@ def read_declared_types(config_cls, overrides: dict) -> dict:
     line, naming the field."""
     from transformers.hf_argparser import string_to_bool
 
-    from hf_transfer.core.parsing import BOOL_SPELLINGS
+    from hf_transfer.core.value_reader import BOOL_SPELLINGS
 
     try:
         hints = typing.get_type_hints(config_cls)
