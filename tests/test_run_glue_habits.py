@@ -256,6 +256,24 @@ def test_glue_pair_columns_are_read_as_pairs_by_train_and_then_by_evaluate(tmp_p
     )
 
 
+def test_a_dataset_folder_with_glue_pair_columns_is_read_as_pairs(tmp_path, tiny_bert_dir, caplog):
+    """The pairs were found in train_file alone: a `dataset_name` folder of MRPC-like files was refused ("no text
+    column"), and a QNLI-like one would read `sentence` alone."""
+    folder = tmp_path / "qnli"
+    folder.mkdir()
+    rows = [[f"is it {w}", f"it is {w} {i}", "yes" if i % 2 else "no"] for i in range(12) for w in ("good", "bad")]
+    for split in ("train", "validation"):
+        _write(folder / f"{split}.csv", rows, header=("question", "sentence", "label"))
+    out = tmp_path / "out"
+    argv = ["train", "--model_name_or_path", str(tiny_bert_dir), "--dataset_name", str(folder), "--output_dir"]
+    with caplog.at_level(logging.WARNING):
+        assert main([*argv, str(out), "--max_steps", "1", "--few_shot", "false", "--report_to", "none"]) == 0
+    said = [r.getMessage() for r in caplog.records]
+    assert "reading text pairs from columns 'question' and 'sentence' of dataset_name" in "\n".join(said)
+    record = json.loads((out / "hf_transfer_run.json").read_text())["data"]["columns"]
+    assert record == {"text": "question", "text_pair": "sentence", "label": "label"}
+
+
 def test_a_text_column_beside_glue_pair_columns_keeps_single_texts(tmp_path, tiny_bert_dir, monkeypatch, caplog):
     rows = [[f"text {i}", f"first {i}", f"second {i}", ["no", "yes"][i % 2]] for i in range(24)]
     train = _write(tmp_path / "train.csv", rows, header=("text", "sentence1", "sentence2", "label"))

@@ -17,13 +17,11 @@ import numpy as np
 import pandas as pd
 
 from hf_transfer.core.arguments import DataArguments
-from hf_transfer.core.column_hints import closest_hint, pair_hint, separator_hint
+from hf_transfer.core.column_hints import TEXT_COLUMN_CANDIDATES, closest_hint, pair_hint, separator_hint
 from hf_transfer.core.tables import error_reason, iter_table
 from hf_transfer.errors import DataError
 
 logger = logging.getLogger(__name__)
-
-TEXT_COLUMN_CANDIDATES = ("text", "sentence", "review", "content")
 
 
 LABEL_COLUMN_CANDIDATES = ("label", "labels")

@@ -30,6 +30,7 @@ from hf_transfer.core.cleaning import (
     resolve_columns,
     warn_merged_spellings,
 )
+from hf_transfer.core.column_hints import read_glue_pair
 from hf_transfer.core.label_space import (
     case_variants,
     check_label_types,
@@ -235,6 +236,8 @@ def load_data(data_args: DataArguments, seed: int = 42, require_train: bool = Tr
         raise DataError(
             f"no training data: got splits {list(sources)}; give train_file or a dataset with a train split."
         )
+    if args.dataset_name and "train" in sources:  # train_file's pairs are read before any file is (preflight)
+        read_glue_pair(args, sources["train"].columns, "dataset_name")
     text, pair, label = resolve_columns(args, {split: src.columns for split, src in sources.items()})
     hub_names = class_names.get(label) if args.class_names is None and args.label_mapping is None else None
     folder = scratch_folder()

