@@ -14,6 +14,7 @@ import typing
 from pathlib import Path
 
 from hf_transfer import __version__
+from hf_transfer.core.console import QUIET_LEVELS, ConsoleArguments, chosen_log_level
 from hf_transfer.core.parsing import CommandParser
 from hf_transfer.core.runtime import (
     is_launched_main_process,
@@ -68,28 +69,28 @@ def _evaluate():
     from hf_transfer.evaluation.arguments import EvaluateArguments
     from hf_transfer.evaluation.command import run_evaluate
 
-    return (EvaluateArguments,), run_evaluate
+    return (EvaluateArguments, ConsoleArguments), run_evaluate
 
 
 def _predict():
     from hf_transfer.predict.arguments import PredictArguments
     from hf_transfer.predict.command import run_predict
 
-    return (PredictArguments,), run_predict
+    return (PredictArguments, ConsoleArguments), run_predict
 
 
 def _export():
     from hf_transfer.export.arguments import ExportArguments
     from hf_transfer.export.command import run_export
 
-    return (ExportArguments,), run_export
+    return (ExportArguments, ConsoleArguments), run_export
 
 
 def _merge():
     from hf_transfer.merge.arguments import MergeArguments
     from hf_transfer.merge.command import run_merge
 
-    return (MergeArguments,), run_merge
+    return (MergeArguments, ConsoleArguments), run_merge
 
 
 def _card():
@@ -252,9 +253,12 @@ def _run(command: str, rest: list[str]) -> dict | int:
         )
     parsed = command_parser(command, dataclass_types).parse(rest)
     bars_off = any(_asks_no_bars(a) for a in parsed) or not is_launched_main_process()
-    verbose = any(str(getattr(a, "log_level", "")).lower() in ("info", "debug", "detail") for a in parsed)
-    with quiet_other_processes(verbose), progress_bars_off(bars_off):
-        return entry_point(*parsed)
+    level = chosen_log_level(parsed)
+    with quiet_other_processes(level), progress_bars_off(bars_off):
+        result = entry_point(*[a for a in parsed if not isinstance(a, ConsoleArguments)])
+    if level in QUIET_LEVELS and isinstance(result, dict):
+        result.pop("warning", None)  # `log_level: error` leaves out warnings, the summary's too
+    return result
 
 
 def _asks_no_bars(args) -> bool:

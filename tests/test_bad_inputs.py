@@ -384,6 +384,7 @@ CASES = [
         lambda w: train(w, "--gradual_unfreezing", "1", "--cache_frozen_features", "true"),
         "cache_frozen_features",
     ),
+    ("feature cache + neftune", lambda w: train(w, *CACHE, "--neftune_noise_alpha", "5"), "reads from its cache"),
     ("feature cache, embeddings train", lambda w: train(w, *CACHE[:2], "--freeze_layers", "1"), "freeze_embeddings"),
     ("feature cache, no frozen bottom block", lambda w: train(w, *CACHE), "block 0 trains"),
     (
@@ -804,6 +805,7 @@ CASES = [
     ("predict: unknown text column", lambda w: predict(w, "--text_column_name", "body"), "body"),
     ("predict: unknown label column", lambda w: predict(w, "--label_column_name", "stars"), "stars"),
     ("predict: output extension", lambda w: predict(w, "--output_file", str(w["root"] / "p.xlsx")), ".xlsx"),
+    ("predict: output to stdout", lambda w: predict(w, "--output_file", "-"), "written to a file, not to stdout"),
     (  # a missing folder is made, as evaluate makes it; a file in the way is refused
         "predict: output under a file",
         lambda w: predict(w, "--output_file", str(Path(w["dev"]) / "p.csv")),

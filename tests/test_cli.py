@@ -287,7 +287,7 @@ def test_shipped_configs_parse(config, monkeypatch, tmp_path):
     raw = yaml.safe_load(config.read_text())
     assert isinstance(raw, dict) and raw
     if "finetuned" in raw:
-        (merge,) = parse_command_args("merge", ["--config", str(config)])
+        merge = parse_command_args("merge", ["--config", str(config)])[0]
         assert merge.pretrained and merge.output_dir and merge.alpha_grid
         assert [s.name for s in merge.eval_sets()] == [raw["validation_name"], *raw.get("extra_eval", {})]
         return
@@ -474,7 +474,7 @@ def test_a_field_that_takes_text_or_a_list_reads_numbers_as_text_and_refuses_the
         "train", ["--model_name_or_path", "m", "--save_strategy", "no", "--include_num_input_tokens_seen", "true"]
     )
     assert training.save_strategy == "no" and training.include_num_input_tokens_seen == "all"
-    (merge,) = parse_command_args(
+    merge, _ = parse_command_args(
         "merge",
         [
             "--pretrained",
@@ -873,11 +873,27 @@ def test_a_choice_is_read_in_any_case_and_a_typo_names_the_closest():
     argv = ["--model_name_or_path", "m", "--train_file", "x.csv", "--output_dir", "out"]
     training = parse_command_args("train", [*argv, "--lr_scheduler_type", "COSINE", "--optim", "AdamW_Torch"])[-1]
     assert (training.lr_scheduler_type, training.optim) == ("cosine", "adamw_torch")
-    export = parse_command_args("export", ["model", "--format", "ONNX", "--quantize", "Int8"])[-1]
+    export = parse_command_args("export", ["model", "--format", "ONNX", "--quantize", "Int8"])[0]
     assert (export.format, export.quantize) == ("onnx", "int8")
     with pytest.raises(ConfigError, match="lr_scheduler_type expects one of linear, cosine,") as refused:
         parse_command_args("train", [*argv, "--lr_scheduler_type", "cosin"])
     assert str(refused.value).endswith("got 'cosin'. Did you mean 'cosine'?")
+
+
+def test_the_long_inference_commands_take_log_level_and_disable_tqdm():
+    """`evaluate --log_level error` and `predict --disable_tqdm true` were refused ("'log_level' is a field of train
+    and distill"): the only way to quieten them was TQDM_DISABLE. Their entry points never see the fields."""
+    from hf_transfer.core.console import ConsoleArguments, chosen_log_level
+
+    quiet, data = ["--log_level", "ERROR", "--disable_tqdm", "true"], "scripts/quickstart/validation.csv"
+    for command, argv in (("evaluate", ["--model_name_or_path", "m", "--validation_file", data]),
+                          ("predict", ["--model_name_or_path", "m", "--input_file", data, "--output_file", "p.csv"]),
+                          ("export", ["m", "--format", "onnx"]),
+                          ("merge", ["--pretrained", "p", "--finetuned", "scripts/quickstart", "--alpha", "0.5",
+                                     "--output_dir", "o"])):  # fmt: skip
+        parsed = parse_command_args(command, [*argv, *quiet])
+        console = next(a for a in parsed if isinstance(a, ConsoleArguments))
+        assert console.disable_tqdm is True and chosen_log_level(parsed) == "error", command
 
 
 def test_per_label_scores_of_many_labels_are_one_line_of_the_results(capsys):

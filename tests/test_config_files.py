@@ -250,7 +250,7 @@ def test_a_leading_tilde_is_the_home_folder_in_every_path_field(tmp_path, monkey
     (home / "c.yaml").write_text("input_file: ~/in.csv\n")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.chdir(tmp_path)
-    (predict,) = parse_command_args(
+    predict, _ = parse_command_args(
         "predict", ["--config=~/c.yaml", "--model_name_or_path=~/m", "--output_file=~/p.csv"]
     )
     assert (predict.input_file, predict.model_name_or_path) == (str(home / "in.csv"), str(home / "m"))

@@ -276,7 +276,7 @@ def test_help_lists_the_fields_and_export_takes_the_folder_first(capsys, tmp_pat
     assert "--extra_eval" not in out  # shared with evaluate, refused by export: not offered
     from hf_transfer.cli import parse_command_args
 
-    (args,) = parse_command_args("export", [str(tmp_path / "m"), "--format", "onnx", "--quantize", "int8"])
+    args = parse_command_args("export", [str(tmp_path / "m"), "--format", "onnx", "--quantize", "int8"])[0]
     assert (args.model_dir, args.format, args.quantize) == (str(tmp_path / "m"), "onnx", "int8")
     assert args.output_dir == str(tmp_path / "m-onnx")
 

@@ -99,3 +99,25 @@ def test_calibration_reuses_the_last_evaluation_and_scores_what_it_changed(tmp_p
 def test_a_bf16_run_scores_its_saved_weights_in_fp32_once_more(tmp_path, tiny_bert_dir, data, scored_rows):
     train(tiny_bert_dir, data, tmp_path / "run", "--bf16", "true", "--use_cpu", "true")
     assert sum(scored_rows) == 3 * DEV_ROWS  # the epochs ran under bf16 autocast: the fp32 figures need a pass
+
+
+def test_dataloader_drop_last_drops_training_rows_but_every_row_is_scored(tmp_path, tiny_bert_dir, data, scored_rows):
+    """`dataloader_drop_last: true` dropped the last incomplete batch of every evaluation too (Trainer's loaders share
+    the flag): the confusion matrix summed to fewer rows than eval_samples, and an unlabelled test file's predictions
+    failed to line up with its rows after training. Training batches still drop their last incomplete one."""
+    test = tmp_path / "test.csv"
+    pd.DataFrame({"text": [f"{w} test row" for w in WORDS * 5]}).to_csv(test, index=False)  # 40 rows
+    out = tmp_path / "run"
+    record, evals = train(tiny_bert_dir, data, out, "--dataloader_drop_last", "true", "--per_device_eval_batch_size",
+                          "7", "--per_device_train_batch_size", "20", "--test_file", str(test))  # fmt: skip
+    assert len(evals) == 2 and sum(scored_rows) == 2 * DEV_ROWS + 40  # each evaluation read all 40 rows
+    assert sum(map(sum, record["validation_report"]["confusion_matrix"])) == DEV_ROWS
+    assert record["train_metrics"]["optimizer_steps"] == 2 * (TRAIN_ROWS // 20)  # 48 rows: 2 full batches an epoch
+    assert len(pd.read_csv(out / record["test_predictions"]["file"])) == 40
+    assert yaml_value(out, "dataloader_drop_last") is True
+
+
+def yaml_value(out, key):
+    import yaml
+
+    return yaml.safe_load((out / "hf_transfer_config.yaml").read_text())[key]

@@ -126,6 +126,29 @@ def test_frozen_modules_stay_in_eval_mode_through_train(bert):
     assert not torch.equal(bert(**inputs).logits, bert(**inputs).logits)
 
 
+def test_neftune_noise_reaches_frozen_embeddings_in_training_only(bert):
+    """NEFTune adds noise to the input embeddings' output while their module is in training mode. Frozen embeddings
+    were kept in eval mode, so `neftune_noise_alpha` silently did nothing with freeze_embeddings or an adapter (the
+    card still listed it). The embedding tables follow the model's mode now; the rest of the frozen body stays in
+    eval mode (no dropout), and evaluation adds no noise."""
+    from transformers.integrations.neftune import activate_neftune
+
+    layout = discover_layers(bert)
+    apply_freeze(bert, resolve_frozen_parameters(layout, freeze_embeddings=True, freeze_layers=2))
+    for module in bert.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0  # the noise is all that is random
+    inputs = {"input_ids": torch.tensor([[1, 5, 7, 2]])}
+    bert.train()
+    clean = bert(**inputs).logits
+    assert not bert.bert.embeddings.training and bert.bert.embeddings.word_embeddings.training
+    activate_neftune(bert, 5.0)
+    assert not torch.equal(bert(**inputs).logits, clean)
+    bert.eval()
+    torch.testing.assert_close(bert(**inputs).logits, clean, rtol=0, atol=0)
+    assert not bert.bert.embeddings.word_embeddings.training
+
+
 def test_reapplying_unfreezes_and_restores_train_mode(bert):
     layout = discover_layers(bert)
     apply_freeze(bert, resolve_frozen_parameters(layout, freeze_embeddings=True, freeze_layers=2))

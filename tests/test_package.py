@@ -75,6 +75,36 @@ def test_half_precision_checkpoint_loads_with_fp32_master_weights(tmp_path):
     assert {p.dtype for p in model.parameters()} == {torch.float32}
 
 
+def test_loading_a_base_says_a_new_head_at_info_and_a_random_body_weight_as_a_warning(tmp_path, caplog, capfd):
+    """transformers' LOAD REPORT table (ANSI bold codes in a log file) was printed on every training for the new head
+    that adapting a base always brings. The new head is now said at info level; body weights missing from the
+    checkpoint, which do start random (a base saved without its pooler), stay a warning."""
+    import logging
+
+    from transformers import BertConfig, BertModel
+
+    from hf_transfer.core.models import load_classifier
+
+    config = BertConfig(
+        vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, num_labels=3
+    )
+    BertModel(config).save_pretrained(tmp_path / "base")
+    BertModel(config, add_pooling_layer=False).save_pretrained(tmp_path / "no_pooler")
+    with caplog.at_level(logging.INFO, logger="hf_transfer"):
+        load_classifier(str(tmp_path / "base"), config)
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if r.name.startswith("hf_transfer")]
+    assert said == [(logging.INFO, "a new classification head (3 labels) starts from random weights: "
+                     "classifier.bias, classifier.weight.")]  # fmt: skip
+    assert "LOAD REPORT" not in "".join(capfd.readouterr())
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="hf_transfer"):
+        load_classifier(str(tmp_path / "no_pooler"), config, head_from_elsewhere=True)
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if r.name.startswith("hf_transfer")]
+    assert len(said) == 1 and said[0][0] == logging.WARNING
+    assert said[0][1].startswith("2 weight(s) of BertForSequenceClassification's body are not in the checkpoint of")
+    assert "start from random values: bert.pooler.dense.bias, bert.pooler.dense.weight." in said[0][1]
+
+
 def test_no_script_hides_an_installed_module(tmp_path):
     # `python scripts/X.py` puts scripts/ first on sys.path, so a script named like a library (evaluate.py) would be
     # imported in its place by everything the script runs. The check runs in a fresh, isolated interpreter outside the

@@ -131,7 +131,7 @@ def test_log_level_info_prints_hf_transfers_notes(monkeypatch, capsys):
     monkeypatch.setattr(logging.root, "handlers", [])  # as a plain command line has it (pytest adds its own)
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "1")
-    with runtime.quiet_other_processes(verbose=True):
+    with runtime.quiet_other_processes("info"):
         child.info("a note")
     with runtime.quiet_other_processes():
         child.info("not shown")
@@ -139,14 +139,41 @@ def test_log_level_info_prints_hf_transfers_notes(monkeypatch, capsys):
     assert logging.getLogger("hf_transfer").handlers == []
     root = logging.StreamHandler()  # stderr, as logging.basicConfig adds it
     monkeypatch.setattr(logging.root, "handlers", [root])
-    with runtime.quiet_other_processes(verbose=True):
+    with runtime.quiet_other_processes("info"):
         child.info("once")
     assert capsys.readouterr().err == "once\n"
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
-    with runtime.quiet_other_processes(verbose=True):
+    with runtime.quiet_other_processes("info"):
         child.info("another process")
     assert capsys.readouterr().err == ""
+
+
+def test_log_level_error_leaves_out_the_warnings_of_hf_transfer_transformers_and_datasets(monkeypatch):
+    """`--log_level error` still printed hf-transfer's warnings (rows truncated) and transformers' loading report:
+    only Trainer, once built, set transformers' level. Now each is at error for the command's run, and put back."""
+    import logging
+
+    from datasets.utils import logging as datasets_logging
+    from transformers.utils import logging as transformers_logging
+
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    ours = logging.getLogger("hf_transfer.core.data")
+    before = (
+        ours.isEnabledFor(logging.WARNING),
+        transformers_logging.get_verbosity(),
+        datasets_logging.get_verbosity(),
+    )
+    with runtime.quiet_other_processes("error"):
+        assert not ours.isEnabledFor(logging.WARNING) and ours.isEnabledFor(logging.ERROR)
+        assert transformers_logging.get_verbosity() == datasets_logging.get_verbosity() == logging.ERROR
+    after = (
+        ours.isEnabledFor(logging.WARNING),
+        transformers_logging.get_verbosity(),
+        datasets_logging.get_verbosity(),
+    )
+    assert after == before
 
 
 def test_bf16_with_no_accelerator_trains_on_the_cpu_instead_of_stopping(monkeypatch):

@@ -5,9 +5,11 @@ model, and a plan resolved on a model built on the meta device holds for the loa
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -265,9 +267,16 @@ class FreezePlan:
             apply_freeze(model, self.frozen, self.layout)
 
 
-def _keep_eval(module: nn.Module, args: tuple) -> None:
-    # A forward pre-hook that returned the module would replace the inputs, so this returns None.
+def _keep_eval(model_ref, module: nn.Module, args: tuple) -> None:
+    # A forward pre-hook that returned the module would replace the inputs, so this returns None. An embedding table
+    # has no dropout: its mode is read only by hooks, NEFTune's (noise on its output in training), which a frozen
+    # table in eval mode silently lost (LoRA, freeze_embeddings). It follows the whole model's mode instead.
     module.eval()
+    model = model_ref()
+    if model is not None and model.training:
+        for child in module.modules():
+            if isinstance(child, nn.Embedding):
+                child.train()
 
 
 def _frozen_subtrees(model: nn.Module) -> list[str]:
@@ -332,7 +341,7 @@ def apply_freeze(model: nn.Module, frozen: Iterable[str], layout: ModelLayout | 
     for name in roots:
         module = model.get_submodule(name)
         module.eval()
-        hooks[name] = module.register_forward_pre_hook(_keep_eval)
+        hooks[name] = module.register_forward_pre_hook(functools.partial(_keep_eval, weakref.ref(model)))
     setattr(model, _HOOKS_ATTR, hooks)
 
 

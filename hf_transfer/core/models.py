@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pickle
@@ -24,6 +23,7 @@ from hf_transfer.core.folders import (
     search_folder_hint,
 )
 from hf_transfer.core.layers import ModelLayout, discover_layers
+from hf_transfer.core.load_report import head_restored_later, say_loading
 from hf_transfer.errors import ConfigError, one_line
 
 
@@ -222,20 +222,6 @@ def check_classifier_head(config, num_labels: int, name_or_path: str, ignore_mis
         )
 
 
-@contextlib.contextmanager
-def head_restored_later():
-    """Loading a base whose head an adapter or a fine-tuned model puts back: transformers' load report ("MISSING ...
-    newly initialized ... Consider training") is not shown, since it is not so for the model that runs."""
-    from transformers.utils import logging as transformers_logging
-
-    level = transformers_logging.get_verbosity()
-    transformers_logging.set_verbosity(max(level, transformers_logging.ERROR))
-    try:
-        yield
-    finally:
-        transformers_logging.set_verbosity(level)
-
-
 def load_classifier(
     name_or_path: str,
     config,
@@ -247,18 +233,17 @@ def load_classifier(
     head_from_elsewhere=False,
 ):
     """`name_or_path`'s classifier in float32; `head_from_elsewhere`: its head is replaced after loading (an adapter's
-    saved head), so transformers' report of a freshly initialised one is not shown."""
+    saved head), so a freshly initialised one is not said."""
     import torch
     from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification
 
-    quiet = head_restored_later() if head_from_elsewhere else contextlib.nullcontext()
     try:
         # Always fp32 master weights: transformers 5 loads a checkpoint in its stored dtype by default, and training an
         # fp16 checkpoint in fp16 breaks the fp16 grad scaler and loses updates in bf16/fp32 runs alike. Mixed
         # precision comes from autocast.
-        with quiet:
-            return AutoModelForSequenceClassification.from_pretrained(
+        with head_restored_later():  # transformers' report table, said in lines of ours below
+            model, info = AutoModelForSequenceClassification.from_pretrained(
                 name_or_path,
                 config=config,
                 dtype=torch.float32,
@@ -266,6 +251,7 @@ def load_classifier(
                 cache_dir=cache_dir,
                 trust_remote_code=trust_remote_code,
                 ignore_mismatched_sizes=ignore_mismatched_sizes,
+                output_loading_info=True,
             )
     except pickle.UnpicklingError:
         # transformers reads .bin checkpoints with torch.load(weights_only=True): it refused to run this pickle.
@@ -275,6 +261,8 @@ def load_classifier(
         ) from None
     except (OSError, ValueError, RuntimeError, SafetensorError) as err:
         raise ConfigError(f"cannot load the weights of {name_or_path!r}: {one_line(err)}") from None
+    say_loading(model, info, name_or_path, head_from_elsewhere)
+    return model
 
 
 def onnx_export_error(name_or_path: str, role: str = "") -> ConfigError:

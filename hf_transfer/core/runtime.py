@@ -104,24 +104,34 @@ def is_launched_main_process() -> bool:
 
 
 @contextlib.contextmanager
-def quiet_other_processes(verbose: bool = False):
+def quiet_other_processes(log_level: str = "passive"):
     """Under a launcher, hf_transfer's own warnings and notes are logged by the main process alone while a command
-    runs: every process printed the same lines. Errors still print from every process. With `verbose` (`log_level:
-    info` or `debug`), its notes print too (a teacher's labels reordered, rows truncated): with no handler of its own
-    the logger printed warnings only. The level is restored after (a command run in-process, by a test or a library
-    user, leaves the logger as it found it). transformers' weight-loading report (the "LOAD REPORT" table of new and
-    unused weights) is the main process's alone too: every process loads the same files. PEFT reads transformers'
-    deprecated `is_gradient_checkpointing` each time it wraps or loads an adapter: that FutureWarning, which the
-    user can do nothing about, is left out (a command run with -W error still sees any other)."""
+    runs: every process printed the same lines. Errors still print from every process. With `log_level` info or
+    debug, its notes print too (a teacher's labels reordered, rows truncated): with no handler of its own the logger
+    printed warnings only. With error or critical, its warnings and those of transformers and datasets are left out
+    (they printed whatever the level; Trainer sets transformers' level only once it is built). The levels are
+    restored after (a command run in-process, by a test or a library user, leaves the loggers as it found them).
+    transformers' weight-loading report is the main process's alone too: every process loads the same files. PEFT
+    reads transformers' deprecated `is_gradient_checkpointing` each time it wraps or loads an adapter: that
+    FutureWarning, which the user can do nothing about, is left out (-W error still sees any other)."""
     import warnings
 
     logger = logging.getLogger("hf_transfer")
     loading = logging.getLogger("transformers.modeling_utils")
-    level, loading_level, handler = logger.level, loading.level, None
+    level, loading_level, handler, libraries = logger.level, loading.level, None, []
     if launched_world_size() > 1 and not is_launched_main_process():
         logger.setLevel(logging.ERROR)
         loading.setLevel(logging.ERROR)
-    elif verbose:
+    elif log_level in ("error", "critical"):
+        import datasets.utils.logging
+        import transformers.utils.logging
+
+        quiet = logging.ERROR if log_level == "error" else logging.CRITICAL
+        libraries = [(each, each.get_verbosity()) for each in (transformers.utils.logging, datasets.utils.logging)]
+        for each, _ in libraries:
+            each.set_verbosity(quiet)
+        logger.setLevel(quiet)
+    elif log_level in ("info", "debug", "detail"):
         logger.setLevel(logging.INFO)
         if not logger.hasHandlers():  # one of the root's (logging.basicConfig) would print each note too
             handler = logging.StreamHandler()  # stderr, the message alone, as Python prints a bare warning
@@ -135,6 +145,8 @@ def quiet_other_processes(verbose: bool = False):
     finally:
         logger.setLevel(level)
         loading.setLevel(loading_level)
+        for library, library_level in libraries:
+            library.set_verbosity(library_level)
         if handler is not None:
             logger.removeHandler(handler)
 

@@ -109,6 +109,8 @@ def value_reader(name: str, hint: Any, convert, choices, nullable: bool = True):
                 f"{name} expects {_describe(hint)}, got null (a key with no value in the config file?); give a "
                 "value, or leave the field out for its default."
             )
+        if isinstance(value, list) and text.lstrip().startswith("-") and takes_text and not _takes(hint, list):
+            return text  # `--output_file -`, `--run_name -x`: YAML's block list syntax, never meant in a flag
         if isinstance(value, (list, dict)):
             if mixed or _takes(hint, type(value)):
                 if isinstance(value, list) and convert not in (None, str) and not mixed:

@@ -35,10 +35,10 @@ from hf_transfer.core.folders import (
 )
 from hf_transfer.core.inference import check_room_for_text, check_vocabulary, max_length_for_config
 from hf_transfer.core.layers import discover_layers
+from hf_transfer.core.load_report import head_restored_later
 from hf_transfer.core.models import (
     align_pad_token,
     check_not_regression,
-    head_restored_later,
     is_sequence_classifier,
     load_classifier,
     load_config,

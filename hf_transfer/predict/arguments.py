@@ -117,6 +117,11 @@ class PredictArguments:
         if problem := data_file_problem(self.input_file):
             raise ConfigError(f"input_file {self.input_file!r} {problem} (working directory {os.getcwd()!r}).")
         ext = output_extension(self.output_file)
+        if self.output_file.strip() == "-":
+            raise ConfigError(
+                "output_file '-': predictions are written to a file, not to stdout; give a path ending in "
+                f"{', '.join('.' + e for e in OUTPUT_EXTENSIONS)}."
+            )
         if ext not in OUTPUT_EXTENSIONS:
             raise ConfigError(
                 f"output_file {self.output_file!r} has an unsupported extension {('.' + ext) if ext else '(none)'}; "

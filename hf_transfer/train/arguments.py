@@ -246,6 +246,11 @@ class TransferTrainingArguments(TrainingArguments):
                 "gradual_unfreezing changes which layers are frozen, so their features cannot be cached; "
                 "drop cache_frozen_features or gradual_unfreezing."
             )
+        if self.neftune_noise_alpha and self.cache_frozen_features:
+            raise ConfigError(
+                "neftune_noise_alpha adds noise to the embeddings' output, which cache_frozen_features computes once "
+                "and then reads from its cache; drop one of them."
+            )
         # LP-FT's probe trains on the cached trunk too: its cache takes these settings without cache_frozen_features.
         if not (self.cache_frozen_features or self.linear_probe_epochs) and (
             self.frozen_features_dtype is not None or self.frozen_features_cache_dir is not None

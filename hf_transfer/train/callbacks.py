@@ -71,6 +71,38 @@ class EvaluationKeepsRandomState(TrainerCallback):
         self.saved = None
 
 
+class EvaluationKeepsEveryRow(TrainerCallback):
+    """`dataloader_drop_last` drops the last incomplete batch of training; Trainer dropped it from every evaluation
+    too, so the metrics counted fewer rows than eval_samples said. Evaluations during training read every row (the
+    training batches are drawn by then); after training, `fit_and_report` scores every row the same way."""
+
+    def __init__(self):
+        self.dropping = False
+
+    def _evaluating(self, args, evaluates: bool) -> None:
+        if evaluates and args.dataloader_drop_last:
+            args.dataloader_drop_last, self.dropping = False, True
+
+    def _back(self, args) -> None:
+        if self.dropping:
+            args.dataloader_drop_last, self.dropping = True, False
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._evaluating(args, args.eval_on_start)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._evaluating(args, control.should_evaluate)
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self._evaluating(args, control.should_evaluate)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._back(args)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._back(args)
+
+
 class GradualUnfreezingCallback(TrainerCallback):
     """Releases one more block from the top every `gradual_unfreezing` epochs (ULMFiT)."""
 

@@ -98,6 +98,8 @@ def fit_and_report(
     with stop_cleanly(training_args.output_dir, trainer.is_world_process_zero()):
         train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
         check_weights_finite(trainer)
+        # Every row is scored (calibration, validation, test), whatever dataloader_drop_last did to training batches.
+        trainer.args.dataloader_drop_last, drop_last = False, trainer.args.dataloader_drop_last
         memory_after_training = memory_kib()
         train_metrics = dict(train_result.metrics)
         _train_loss_over_processes(trainer, train_metrics)
@@ -136,6 +138,7 @@ def fit_and_report(
             else:
                 test_logits = tested.predictions
         extra = {**trained, **(after_eval(trainer, eval_metrics) if after_eval else {})}
+        trainer.args.dataloader_drop_last = drop_last
         if memory_at_load is not None:
             extra["memory"] = _memory_record(memory_at_load, memory_after_training, memory_kib())
         trainer.save_model()

@@ -28,6 +28,7 @@ from hf_transfer.core.tasks import SINGLE_LABEL
 from hf_transfer.errors import ConfigError
 from hf_transfer.train.arguments import TransferTrainingArguments
 from hf_transfer.train.callbacks import (
+    EvaluationKeepsEveryRow,
     EvaluationKeepsRandomState,
     GradualUnfreezingCallback,
     StopWhenSignalled,
@@ -221,6 +222,7 @@ class TransferTrainer(Trainer):
         if self.args.trim_memory_each_step:
             self.add_callback(TrimMemoryCallback())
         self.add_callback(EvaluationKeepsRandomState())
+        self.add_callback(EvaluationKeepsEveryRow())
         self.add_callback(StopWhenSignalled())
         self.add_callback(ResumeOrder(self))
 
