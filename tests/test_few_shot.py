@@ -503,12 +503,26 @@ def test_trainer_fields_the_route_replaces_are_warned_about(tiny_st, tmp_path, c
     train = write_csv(tmp_path / "train.csv", GOOD + BAD, ["good"] * 8 + ["bad"] * 8)
     extra = ["--max_steps", "1", "--learning_rate", "1e-3", "--num_train_epochs", "9"]
     extra += ["--few_shot_label_template", "none", "--few_shot_template_copies", "4"]
+    # Evaluations, checkpoints and label smoothing were ignored silently too (the card listed the smoothing);
+    # save_strategy: "no" (as few_shot.yaml sets it) is what the route does, and is not warned about.
+    extra += [
+        "--eval_strategy",
+        "steps",
+        "--eval_steps",
+        "1",
+        "--save_strategy",
+        "no",
+        "--label_smoothing_factor",
+        "0.3",
+    ]
     with caplog.at_level("WARNING"):
         assert main([*few_shot_argv(tiny_st, train, tmp_path / "out"), *extra]) == 0
     messages = [r.getMessage() for r in caplog.records]
     ignored = sorted(m.split(" set but ignored")[0] for m in messages if "set but ignored" in m)
-    assert ignored == ["few_shot_template_copies", "learning_rate", "num_train_epochs"]
+    expected = ["eval_strategy", "few_shot_template_copies", "label_smoothing_factor", "learning_rate"]
+    assert ignored == [*expected, "num_train_epochs"]
     assert any("uses few_shot_learning_rate instead" in r.getMessage() for r in caplog.records)
+    assert "| label_smoothing_factor | 0.3 |" not in (tmp_path / "out" / "README.md").read_text()
 
 
 def test_resume_and_load_best_model_leave_auto_on_the_ordinary_route_and_refuse_true(tiny_st, tmp_path):

@@ -122,6 +122,7 @@ def body_training_arguments(args, labelled_rows: int | None = None, all_rows: in
         eval_strategy="no",
         save_strategy="no",
         load_best_model_at_end=False,
+        label_smoothing_factor=0.0,  # a pair loss, then a head in closed form: no smoothed targets (warned)
         logging_steps=0.02,  # about 50 loss lines whatever the budget (every step printed 558 for 100 classes)
     )
     body.few_shot_body = True  # the card's hyperparameters leave these knobs to its few-shot table (callbacks.py)

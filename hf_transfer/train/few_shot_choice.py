@@ -149,6 +149,14 @@ def warn_replaced_fields(args) -> None:
             name,
             FEW_SHOT_REPLACES[name],
         )
+    idle = {
+        "eval_strategy": "it evaluates once, when its head is built",
+        "save_strategy": "it saves no checkpoint, only the final model",
+        "label_smoothing_factor": "it tunes the body on a pair loss and fits its head in closed form",
+    }
+    for name in sorted(given & set(idle)):
+        if str(getattr(getattr(args, name), "value", getattr(args, name))) not in ("no", "0", "0.0"):
+            logger.warning("%s set but ignored on the few-shot route: %s.", name, idle[name])
     if "few_shot_template_copies" in given and args.few_shot_template_copies and not args.few_shot_label_template:
         logger.warning("few_shot_template_copies set but ignored: few_shot_label_template is none.")
 
