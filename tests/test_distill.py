@@ -455,17 +455,19 @@ def test_speed_ratio_times_teacher_and_student_at_the_same_precision(tmp_path, t
     seen = []
     real = command.measure_speed
 
-    def spying(models, *args, **kwargs):
+    def spying(models, texts, *args, **kwargs):
         seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
-        return real(models, *args, **kwargs)
+        assert len(texts) == 5  # SPEED_ROWS: every validation row, timed twice or more per model, was most of a run
+        return real(models, texts, *args, **kwargs)
 
     monkeypatch.setattr(command, "measure_speed", spying)
+    monkeypatch.setattr(command, "SPEED_ROWS", 5)
     teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["pos", "neg"])
     out = tmp_path / "out"
     argv = distill_argv(teacher, *tiny_data, out, tmp_path / "cache", "--student_layers", "[1]")
     assert main([*argv, "--bf16", "true", "--use_cpu", "true"]) == 0
     record = json.loads((out / "hf_transfer_run.json").read_text())["distillation"]
-    assert seen == [True] and record["speed_precision"] == "bf16"
+    assert seen == [True] and record["speed_precision"] == "bf16" and record["speed_rows"] == 5
 
 
 def test_distil_into_a_lora_student_that_reloads_with_its_head(tmp_path, tiny_bert_dir, tiny_data):

@@ -52,6 +52,7 @@ from hf_transfer.train.stages import early_stopping_callbacks, training_steps
 logger = logging.getLogger(__name__)
 
 SPEED_BATCH_SIZE = 64
+SPEED_ROWS = 256  # the validation rows timed for the speedup (export's default speed_samples too)
 # The argument dataclasses of `hf-transfer distill`, in the order `run_distill` takes them.
 DISTILL_ARGUMENTS = (ModelArguments, DataArguments, DistillationArguments, AdapterArguments, TransferTrainingArguments)
 
@@ -170,16 +171,18 @@ def _compare_with_teachers(
     models = {"student": (student, plan.student_tokenizer)}
     for i, teacher in enumerate(teachers):
         models[f"teacher_{i}"] = (teacher.to(device), plan.teacher_tokenizers[i])
-    # Both sides at the run's precision: the prepared student's forward carries the mixed-precision autocast, so the
+    # Timed on the first SPEED_ROWS rows (each model ran every validation row at least twice, most of a small run's
+    # time), at the run's precision: the prepared student's forward carries the mixed-precision autocast, so the
     # teachers run under the same one (else a bf16 run would time a bf16 student against an fp32 teacher).
+    timed = slice(0, SPEED_ROWS)
     with trainer.accelerator.autocast():
-        speeds, logits = measure_speed(models, texts, pairs, batch_size=SPEED_BATCH_SIZE, max_length=max_length)
-    if trainer.accelerator.mixed_precision != "no":  # those logits are autocast's: the teachers once more, in fp32
-        for teacher in teachers:  # an online teacher's forward carries the run's autocast too
-            score_in_fp32(teacher)
-        logits = {name: predict_logits(model, tokenizer, texts, pairs, batch_size=SPEED_BATCH_SIZE,
-                                       max_length=max_length, progress=False)
-                  for name, (model, tokenizer) in models.items() if name != "student"}  # fmt: skip
+        speeds, _ = measure_speed(models, texts[timed], pairs and pairs[timed], batch_size=SPEED_BATCH_SIZE,
+                                  max_length=max_length)  # fmt: skip
+    for teacher in teachers:  # scored once on every row, in fp32 (an online teacher's forward carries the autocast)
+        score_in_fp32(teacher)
+    logits = {name: predict_logits(model, tokenizer, texts, pairs, batch_size=SPEED_BATCH_SIZE,
+                                   max_length=max_length, progress=False)
+              for name, (model, tokenizer) in models.items() if name != "student"}  # fmt: skip
 
     multi = plan.prepared.problem_type == MULTI_LABEL
     probs = []
@@ -210,7 +213,7 @@ def _compare_with_teachers(
         "speed_batch_size": SPEED_BATCH_SIZE,
         "speed_precision": trainer.accelerator.mixed_precision,
         "accuracy_precision": FINAL_METRICS_PRECISION,
-        "speed_rows": len(texts),
+        "speed_rows": len(texts[timed]),
         "teacher_parameters": sum(sum(p.numel() for p in t.parameters()) for t in teachers),
         "student_parameters": sum(p.numel() for p in student.parameters()),
     }
