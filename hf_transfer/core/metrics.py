@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.metrics import confusion_matrix
 
 from hf_transfer.core.tasks import MULTI_LABEL, ProblemType, check_problem_type, predicted_labels
 from hf_transfer.errors import ConfigError, DataError
@@ -110,6 +109,8 @@ def classification_metrics(
     result.update({f"{name}_macro": _mean_over(per_class[name], present) for name in ("precision", "recall", "f1")})
     for name in ("precision", "recall", "f1"):
         result.update({f"{name}_{key}": float(v) for key, v in zip(keys, per_class[name], strict=True)})
+    from sklearn.metrics import confusion_matrix  # here: `card` and `push` import this module, sklearn takes ~1 s
+
     matrix = confusion_matrix(references, predictions, labels=label_ids)
     result["confusion_matrix"] = matrix.tolist()
     return result
