@@ -173,6 +173,7 @@ def test_an_int8_graph_that_loses_accuracy_is_refused(labelled, tmp_path, monkey
     assert sorted(p.name for p in tmp_path.iterdir()) == ["flipped"]
     rows = len(pd.read_csv(dev))  # the rows behind the points: on a small file one row is several of them
     assert f"(0 of {rows} rows right against {rows}; one row is {100 / rows:.2f} points)" in str(refused.value)
+    assert "or accept this drop with --max_accuracy_drop 100 (checked on" in str(refused.value)  # the value to give
 
 
 def test_adapter_folder_is_exported_through_its_merged_model(tmp_path, tiny_bert_dir):

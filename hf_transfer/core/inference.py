@@ -237,12 +237,15 @@ def predict_logits(
 MIN_TIMED_SECONDS = 0.5  # of timed passes per model, before measure_speed keeps the fastest
 
 
-def measure_speed(models: dict, texts: list[str], pairs: list[str] | None, *, batch_size: int, max_length: int):
+def measure_speed(
+    models: dict, texts: list[str], pairs: list[str] | None, *, batch_size: int, max_length: int, on_pass=None
+):
     """Inference throughput (samples/s) of each `name: (model, tokenizer)` on the same texts.
 
     The models take turns after a warm-up batch, at least twice and until each has run for `MIN_TIMED_SECONDS` (a
     few rows of a small model take milliseconds, where one burst of load on a shared machine decided the ratio: up
     to 20 turns); each keeps its fastest pass, so load hurts neither side alone. Also returns each model's logits.
+    `on_pass()`, if given, is called after each timed pass (a progress bar's update).
     """
     best = dict.fromkeys(models, float("inf"))
     spent = dict.fromkeys(models, 0.0)
@@ -260,4 +263,6 @@ def measure_speed(models: dict, texts: list[str], pairs: list[str] | None, *, ba
             )
             seconds = time.perf_counter() - started
             best[name], spent[name] = min(best[name], seconds), spent[name] + seconds
+            if on_pass is not None:
+                on_pass()
     return {name: len(texts) / seconds for name, seconds in best.items()}, logits

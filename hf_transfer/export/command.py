@@ -6,6 +6,7 @@ temporary name beside `output_dir` and renamed only once it is complete; a faile
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 from hf_transfer import __version__
@@ -138,7 +139,8 @@ def _check_int8(args, data: PreparedEvalSet | None, ref, got, problem_type: str)
         raise ParityError(
             f"the int8 graph's accuracy on {args.validation_file!r} is {after:.4f}, {drop:.2f} points below PyTorch's "
             f"{before:.4f} ({right} points) and max_accuracy_drop is {args.max_accuracy_drop:g}; nothing was written. "
-            "Export without --quantize, or accept a larger drop (on a larger validation file if this one is small)."
+            f"Export without --quantize, or accept this drop with --max_accuracy_drop {math.ceil(drop * 10) / 10:g} "
+            "(checked on a larger validation file if this one is small)."
         )
     return parity
 

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from hf_transfer.core.inference import measure_speed, predict_logits
+from hf_transfer.core.runtime import progress_bar
 from hf_transfer.core.tasks import predicted_labels
 
 EXPORTER = "torch.onnx.export (TorchScript tracer, dynamo=False)"
@@ -138,13 +139,16 @@ def speed_table(models: dict, tokenizer, texts: list[str], pairs, max_length: in
     from hf_transfer.core.onnx_model import default_threads
 
     table = {"threads": default_threads(), "rows": len(texts)}
-    for batch in (1, 64):
-        speeds, _ = measure_speed(
-            {name: (model, tokenizer) for name, model in models.items()},
-            texts,
-            pairs,
-            batch_size=batch,
-            max_length=max_length,
-        )
-        table[f"batch_{batch}"] = {name: round(value, 2) for name, value in speeds.items()}
+    # Tens of seconds at batch 1 that printed nothing: a bar counts the timed passes (each model twice or more).
+    with progress_bar(desc=f"timing at batch 1 and 64 ({len(texts)} rows)", unit="pass") as bar:
+        for batch in (1, 64):
+            speeds, _ = measure_speed(
+                {name: (model, tokenizer) for name, model in models.items()},
+                texts,
+                pairs,
+                batch_size=batch,
+                max_length=max_length,
+                on_pass=bar.update,
+            )
+            table[f"batch_{batch}"] = {name: round(value, 2) for name, value in speeds.items()}
     return table
