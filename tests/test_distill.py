@@ -577,6 +577,7 @@ def test_what_the_teacher_config_decides_is_refused_before_the_data_is_read(
         (["--few_shot_body_epochs", "4"], "few_shot_body_epochs is set, but the few-shot route"),
         # alpha 1 leaves no CE term for the weights to weigh; the record and card still listed them.
         (["--alpha", "1", "--class_weights", "balanced"], "class_weights weigh the hard-label (CE) term, but alpha"),
+        (["--alpha", "1", "--label_smoothing_factor", "0.1"], "label_smoothing_factor smooths the hard-label (CE)"),
     ],
 )  # fmt: skip
 def test_options_distill_would_ignore_are_refused_before_the_data_is_read(

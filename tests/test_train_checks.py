@@ -135,6 +135,42 @@ def test_batch_eval_metrics_is_refused_in_one_line(tmp_path, tiny_bert_dir, tiny
     assert "batch_eval_metrics is not supported" in err and "whole evaluation set" in err and not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--lr_scheduler_type", "cosine", "--lr_scheduler_kwargs", "{num_cycle: 2}"],
+         "lr_scheduler_kwargs 'num_cycle' is not an argument of the cosine schedule, which takes num_cycles. Did you "
+         "mean 'num_cycles'?"),
+        (["--lr_scheduler_type", "warmup_stable_decay"], "the warmup_stable_decay schedule needs num_decay_steps"),
+        (["--lr_scheduler_type", "cosine_with_min_lr"], "the cosine_with_min_lr schedule needs min_lr or min_lr_rate"),
+        (["--lr_scheduler_type", "reduce_lr_on_plateau", "--eval_strategy", "epoch", "--lr_scheduler_kwargs",
+          "{patience: 1, paitence: 2}"], "'paitence' is not an argument of the reduce_lr_on_plateau schedule"),
+        (["--optim_args", "betas=(0.8,0.9)"], "and '0.9)' is not one; give one value per key"),
+        (["--eval_do_concat_batches", "false"], "eval_do_concat_batches false keeps each evaluation batch apart"),
+        (["--use_liger_kernel", "true"], "use_liger_kernel needs liger-kernel, which is not installed"),
+    ],
+)  # fmt: skip
+def test_fields_trainer_takes_apart_inside_train_are_refused_in_one_line(
+    tmp_path, tiny_bert_dir, tiny_data, capsys, extra, needle
+):
+    """Each was a traceback from inside Trainer.train (a TypeError, a ValueError, an ImportError), after the weights
+    had loaded, leaving an empty output_dir; eval_do_concat_batches false failed after the whole training."""
+    out = tmp_path / "out"
+    err = _refused(train_argv(tiny_bert_dir, *tiny_data, out, *extra), capsys)
+    assert needle in err and not out.exists()
+
+
+def test_scheduler_kwargs_a_schedule_takes_pass():
+    from types import SimpleNamespace
+
+    from hf_transfer.train.field_checks import check_scheduler_kwargs
+
+    given = {"cosine_with_min_lr": {"min_lr_rate": 0.1}, "warmup_stable_decay": {"num_decay_steps": 3},
+             "reduce_lr_on_plateau": {"patience": 2}, "linear": None, "greedy": {"anything": 1}}  # fmt: skip
+    for kind, kwargs in given.items():
+        check_scheduler_kwargs(SimpleNamespace(lr_scheduler_type=kind, lr_scheduler_kwargs=kwargs))
+
+
 def test_an_optimizer_whose_package_is_missing_is_refused_before_anything_is_written(
     tmp_path, tiny_bert_dir, tiny_data, capsys
 ):

@@ -298,7 +298,8 @@ def _same_token_positions(student_tokenizer, teacher_tokenizer) -> bool:
 
 
 def _check_train_only_options(d: DistillationArguments, training_args: TransferTrainingArguments) -> None:
-    """Fields distill would accept and ignore: the few-shot route (train's) and class weights with no CE term."""
+    """Fields distill would accept and ignore: the few-shot route (train's), and class weights or label smoothing with
+    no CE term."""
     defaults = {f.name: f.default for f in fields(TransferTrainingArguments)}
     few_shot = [
         name
@@ -311,11 +312,10 @@ def _check_train_only_options(d: DistillationArguments, training_args: TransferT
             f"{named}, but the few-shot route is hf-transfer train's; distill never takes it. Train the few-shot "
             "model with hf-transfer train and give it as teacher_model_name_or_path, or drop the few_shot fields."
         )
-    if training_args.class_weights is not None and d.alpha == 1:
-        raise ConfigError(
-            "class_weights weigh the hard-label (CE) term, but alpha is 1, so the loss has none and they would change "
-            "nothing; lower alpha, or drop class_weights."
-        )
+    for name, does in (("class_weights", "weigh"), ("label_smoothing_factor", "smooths")):  # nothing to act on
+        if getattr(training_args, name) and d.alpha == 1:
+            raise ConfigError(f"{name} {does} the hard-label (CE) term, but alpha is 1, so the loss has none and it "
+                              f"would change nothing; lower alpha, or drop {name}.")  # fmt: skip
 
 
 def _check_teacher_shape(d: DistillationArguments, name: str, config, depth: int) -> None:

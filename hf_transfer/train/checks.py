@@ -21,6 +21,7 @@ from hf_transfer.core.runtime import (
 from hf_transfer.errors import ConfigError, TrainingDivergedError
 from hf_transfer.outputs.plots import plot_training_curves
 from hf_transfer.outputs.run_folder import checkpoint_launch, finished_at
+from hf_transfer.train.field_checks import check_inside_train_fields
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ def check_trainer_fields(args) -> None:
             "save_strategy best saves a checkpoint whenever metric_for_best_model improves, but metric_for_best_model "
             "is not set; set it (e.g. f1_macro, accuracy or loss), or use save_strategy epoch or steps."
         )
+    check_inside_train_fields(args)
     check_optimizer_installed(args)
 
 
