@@ -6,6 +6,7 @@ compute with scikit-learn."""
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -142,3 +143,20 @@ def make_compute_metrics(
         return {key: value for key, value in metrics.items() if isinstance(value, (int, float))}
 
     return compute_metrics
+
+
+def say_one_class(predictions, label_ids, names: Sequence[str], problem_type: str, split: str = "validation") -> None:
+    """A warning when a single-label model predicts one class for every row of `split` whose labels hold several: it
+    learnt no more than that class's share, which its accuracy alone does not show (a collapsed student's retention
+    read 92% of its teacher's)."""
+    logits = predictions[0] if isinstance(predictions, tuple) else predictions
+    if problem_type == MULTI_LABEL or logits is None or len(logits) < 2 or label_ids is None:
+        return
+    predicted, truth = np.asarray(predicted_labels(logits, problem_type)), np.asarray(label_ids)
+    if len(np.unique(predicted)) == 1 and len(np.unique(truth)) > 1:
+        share = float(np.mean(truth == predicted[0]))
+        logging.getLogger(__name__).warning(
+            f"the model predicts {names[int(predicted[0])]!r} for all {len(predicted)} {split} rows: it has learnt "
+            f"no more than that class's share ({share:.4f}, its accuracy). Train longer or at another learning_rate, "
+            "or weigh the classes (class_weights: balanced)."
+        )

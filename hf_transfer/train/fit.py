@@ -21,7 +21,7 @@ from hf_transfer.core.folders import (
 )
 from hf_transfer.core.freezing import unfreezing_schedule
 from hf_transfer.core.language import language_record
-from hf_transfer.core.metrics import classification_metrics
+from hf_transfer.core.metrics import classification_metrics, say_one_class
 from hf_transfer.core.runtime import (
     FINAL_METRICS_PRECISION,
     effective_batch_size,
@@ -124,6 +124,10 @@ def fit_and_report(
             if prediction is None:
                 prediction = trainer.predict(tokenized["validation"], metric_key_prefix="eval")
             eval_metrics = {k: v for k, v in prediction.metrics.items() if not isinstance(v, (list, dict))}
+            if trainer.is_world_process_zero():
+                say_one_class(
+                    prediction.predictions, prediction.label_ids, prepared.label_names, prepared.problem_type
+                )
             eval_metrics["eval_samples"] = len(tokenized["validation"])
             if trainer.state.epoch is not None:  # as Trainer.evaluate's metrics carry it (run_glue's eval_results)
                 eval_metrics.setdefault("epoch", trainer.state.epoch)
