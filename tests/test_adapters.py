@@ -804,13 +804,27 @@ def test_all_linear_records_only_the_modules_that_got_an_adapter(model_type, tmp
     assert not any(name.startswith(("classifier", "pre_classifier")) for name in record["target_modules"])
 
 
-def test_loraplus_through_the_cli_is_recorded_in_the_run_record_and_the_card(tmp_path, tiny_bert_dir, csv_data):
+def test_loraplus_through_the_cli_is_recorded_in_the_run_record_and_the_card(
+    tmp_path, tiny_bert_dir, csv_data, caplog
+):
     out = tmp_path / "run"
     argv = [*train_argv(tiny_bert_dir, *csv_data, out), "--peft_method", "lora", "--loraplus_lr_ratio", "4"]
     assert main([*argv, "--base_model_hub_id", "org/tiny-bert"]) == 0
     record = json.loads((out / "hf_transfer_run.json").read_text())
     assert record["adapter"]["loraplus_lr_ratio"] == 4
     assert "| LoRA+ ratio (B matrices' LR / learning_rate) | 4.0 |" in (out / "README.md").read_text()
+    # Offline, the Hub id the adapter names for pushing cannot be loaded; predict failed ("neither a local model
+    # folder nor a reachable Hub model") though the folder it was trained from is here, and is the very base.
+    preds = tmp_path / "preds.csv"
+    with caplog.at_level("WARNING"):
+        assert main(["predict", "--model_name_or_path", str(out), "--input_file", str(csv_data[1]), "--output_file",
+                     str(preds)]) == 0  # fmt: skip
+    said = [r.getMessage() for r in caplog.records]
+    assert (
+        f"the adapter's base 'org/tiny-bert' cannot be loaded here; loading the adapter onto {str(tiny_bert_dir)!r}"
+        in " ".join(said)
+    )
+    assert len(pd.read_csv(preds)) == len(pd.read_csv(csv_data[1]))
 
 
 def test_a_prompt_tuning_adapter_leaves_room_in_the_position_table_for_its_virtual_tokens(

@@ -23,6 +23,7 @@ from hf_transfer.core.folders import (
     cache_snapshot,
     plain_adapter_advice,
     read_json_file,
+    recorded_config,
     write_text_atomic,
 )
 from hf_transfer.core.models import is_sequence_classifier, load_classifier, load_config
@@ -189,6 +190,13 @@ def adapter_base_config(folder: Path, base: str | None = None, command: str = "e
     except ConfigError as err:
         if given:
             raise
+        trained_from = str(recorded_config(folder).get("model_name_or_path") or "")
+        if trained_from not in ("", base) and Path(trained_from).expanduser().is_dir():
+            # Trained offline from a local copy with base_model_hub_id set: the id the adapter names for the Hub is
+            # not reachable here, but the folder it was trained from is the very base.
+            logger.warning(f"the adapter's base {base!r} cannot be loaded here; loading the adapter onto "
+                           f"{trained_from!r}, the folder it was trained from.")  # fmt: skip
+            return adapter_base_config(folder, trained_from, command)
         named = "" if "the adapter's base" in str(err) else f" {base!r} is the base the adapter's config names."
         raise ConfigError(f"{err}{named} To load it onto a copy, pass --base_model_name_or_path DIR_OR_ID.") from None
     label_names, problem_type = adapter_labels(folder, command, config, base)
