@@ -235,6 +235,19 @@ def test_layerwise_lr_decay_builds_parameter_groups(tmp_path):
     assert len(lr_of) == len(list(m.parameters()))
 
 
+def test_extra_trainable_biases_get_no_weight_decay(tmp_path):
+    """A distillation projection's biases were decayed with its matrices; Trainer leaves biases and norms undecayed."""
+    from hf_transfer.core.freezing import FreezePlan
+    from hf_transfer.core.layers import discover_layers
+    from hf_transfer.train.trainer import parameter_groups
+
+    model, projection = tiny_model(), torch.nn.Linear(4, 6)
+    args = make_args(tmp_path, learning_rate=1.0, weight_decay=0.01)
+    groups = parameter_groups(model, args, FreezePlan(discover_layers(model), frozenset()), [], projection)
+    decay_of = {id(p): group["weight_decay"] for group in groups for p in group["params"]}
+    assert decay_of[id(projection.weight)] == 0.01 and decay_of[id(projection.bias)] == 0.0
+
+
 @pytest.mark.parametrize("rows", [1, 7, 8, 12, 16, 21, 24, 31])
 @pytest.mark.parametrize("processes", [2, 3])
 def test_rows_before_padding_are_the_rows_gather_for_metrics_keeps(rows, processes):

@@ -120,10 +120,12 @@ def parameter_groups(
                 param_groups.append(
                     {"params": [named[n] for n in names_], "lr": lr, "weight_decay": g["weight_decay"]}
                 )
-    if extra is not None:
-        param_groups.append(
-            {"params": list(extra.parameters()), "lr": args.learning_rate, "weight_decay": args.weight_decay}
-        )
+    if extra is not None:  # its matrices decay; its biases (and any norm's weights), 1-d, do not, as Trainer has it
+        for decays in (True, False):
+            params = [p for p in extra.parameters() if (p.ndim >= 2) is decays]
+            if params:
+                decay = args.weight_decay if decays else 0.0
+                param_groups.append({"params": params, "lr": args.learning_rate, "weight_decay": decay})
     return param_groups
 
 
