@@ -371,7 +371,7 @@ def test_auto_route_on_a_tiny_training_set(tiny_st, tmp_path, capsys, monkeypatc
     assert main(few_shot_argv(tiny_st, train, out)) == 0
     assert drawn == ["body-tuning pair loss"] and (out / "training_curves.png").is_file()
     printed = capsys.readouterr().out
-    assert "few_shot" in printed and "on (auto: 8.0 training rows per class" in printed
+    assert "few_shot" in printed and "on (auto: 8 training rows per class" in printed
     record = json.loads((out / "hf_transfer_run.json").read_text())
     few_shot = record["few_shot"]
     assert few_shot["decision"].startswith("on (auto")
@@ -411,7 +411,7 @@ def test_route_keeps_max_train_samples(tiny_st, tmp_path):
     assert main(few_shot_argv(tiny_st, train, out, *extra)) == 0
     record = json.loads((out / "hf_transfer_run.json").read_text())
     assert record["data"]["train"]["rows"] == 12 and sum(record["data"]["train"]["label_counts"].values()) == 12
-    assert record["few_shot"]["decision"].startswith("on (auto: 6.0 training rows per class")
+    assert record["few_shot"]["decision"].startswith("on (auto: 6 training rows per class")
     assert record["few_shot"]["head"]["training_rows"] == 12
 
 

@@ -198,7 +198,7 @@ def _tiny_search_argv(tmp_path, model) -> list[str]:
         # 6 rows per class on a sentence-transformers model: few_shot auto takes the few-shot route, whose body
         # tuning uses few_shot_learning_rate (a trial setting layerwise_lr_decay < 1 left the route, silently).
         ("minilm", ["--search_space", "{learning_rate: [1.0e-5, 1.0e-4]}"],
-         "search_space.learning_rate: the trials take the few-shot route (6.0 training rows per class"),
+         "search_space.learning_rate: the trials take the few-shot route (6 training rows per class"),
         ("minilm", ["--few_shot", "true", "--search_space", "{per_device_train_batch_size: [8, 16]}"],
          "instead of per_device_train_batch_size"),
         # max_steps is the route's body-tuning budget too, so its epochs change nothing.

@@ -161,6 +161,11 @@ def warn_replaced_fields(args) -> None:
         logger.warning("few_shot_template_copies set but ignored: few_shot_label_template is none.")
 
 
+def _rows(per_class: float) -> str:
+    """Rows per class as said: 80 (a mean over classes, 80.5, keeps its decimal)."""
+    return f"{per_class:.0f}" if float(per_class).is_integer() else f"{per_class:.1f}"
+
+
 def labelled_rows_per_class(prepared: PreparedData, limit: int | None = None) -> float:
     """Training rows per class, counting a validation split carved from them (the route would train on it), at most
     `limit` (`max_train_samples`) rows in all."""
@@ -196,9 +201,9 @@ def decide_few_shot(plan, model_args, adapter_args, args, max_train_samples: int
             raise ConfigError(
                 f"few_shot is true but {'; '.join(conflicts)}. Drop few_shot, or the conflicting option."
             )
-        return FewShotDecision(True, requested, f"asked for; {per_class:.1f} training rows per class", per_class)
+        return FewShotDecision(True, requested, f"asked for; {_rows(per_class)} training rows per class", per_class)
     if per_class >= threshold:
-        reason = f"{per_class:.1f} training rows per class, not under few_shot_max_rows_per_class {threshold:g}"
+        reason = f"{_rows(per_class)} training rows per class, not under few_shot_max_rows_per_class {threshold:g}"
         return FewShotDecision(False, requested, reason, per_class)
     pooling = sentence_embedding_pooling(m.model_name_or_path, m.model_revision, m.cache_dir)
     if pooling != "mean_tokens":
@@ -210,9 +215,9 @@ def decide_few_shot(plan, model_args, adapter_args, args, max_train_samples: int
         conflicts = already_routed() + conflicts
     conflicts += [f"{name} is set (an option of the ordinary fine-tune)" for name in _ordinary_recipe(args)]
     if conflicts:
-        reason = f"{per_class:.1f} rows per class, but {conflicts[0]}"
+        reason = f"{_rows(per_class)} rows per class, but {conflicts[0]}"
         return FewShotDecision(False, requested, reason, per_class, passed_over=pooling == "mean_tokens")
-    reason = f"{per_class:.1f} training rows per class < few_shot_max_rows_per_class {threshold:g}"
+    reason = f"{_rows(per_class)} training rows per class < few_shot_max_rows_per_class {threshold:g}"
     return FewShotDecision(True, requested, reason, per_class)
 
 
