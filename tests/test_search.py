@@ -40,6 +40,16 @@ def test_space_syntax_ranges_and_choices():
     assert batch.contains(32) and not batch.contains(8) and not batch.contains(32.5)
 
 
+def test_the_default_space_leaves_out_the_warmup_of_a_schedule_without_one(tmp_path, tiny_bert_dir):
+    from hf_transfer.search.command import _prepare
+
+    argv = _tiny_search_argv(tmp_path, tiny_bert_dir)[1:]
+    for schedule, searched in (("constant", False), ("linear", True)):
+        (search,) = parse_command_args("search", [*argv, "--lr_scheduler_type", schedule])
+        names = {p.name for p in _prepare(search)["params"]}
+        assert ("warmup_steps" in names) is searched and "learning_rate" in names
+
+
 def test_a_range_reads_log_as_a_flag_reads_true_or_false():
     """`log: yes` (YAML 1.2 reads it as text) was refused, though `--bf16 yes` is a true flag; `log: maybe` is not."""
     for text, read in (("yes", True), ("No", False), ("TRUE", True), ("0", False)):
@@ -195,6 +205,9 @@ def _tiny_search_argv(tmp_path, model) -> list[str]:
     [
         ("tiny", ["--max_steps", "2", "--search_space", "{num_train_epochs: [1, 2]}"],
          "search_space.num_train_epochs: max_steps is 2, which overrides num_train_epochs"),
+        # a constant schedule has no warmup: every trial trained the same model
+        ("tiny", ["--lr_scheduler_type", "constant", "--search_space", "{warmup_steps: [0.0, 0.1]}"],
+         "search_space.warmup_steps: lr_scheduler_type constant has no warmup, so every trial would train the same"),
         # 6 rows per class on a sentence-transformers model: few_shot auto takes the few-shot route, whose body
         # tuning uses few_shot_learning_rate (a trial setting layerwise_lr_decay < 1 left the route, silently).
         ("minilm", ["--search_space", "{learning_rate: [1.0e-5, 1.0e-4]}"],

@@ -43,6 +43,7 @@ from hf_transfer.search.study import (
 from hf_transfer.train.command import TRAIN_ARGUMENTS, run_train
 from hf_transfer.train.feature_cache import trunk_depth
 from hf_transfer.train.few_shot_choice import FEW_SHOT_REPLACES, decide_few_shot
+from hf_transfer.train.field_checks import schedule_takes_warmup
 from hf_transfer.train.preflight import preflight as train_preflight
 from hf_transfer.train.trainer import freeze_plan_from_arguments
 
@@ -139,7 +140,8 @@ def _prepare(s: SearchArguments) -> dict:
         route, num_layers=layout.depth, peft_method=adapter.peft_method, train_head_only=training.train_head_only
     )
     if s.search_space is None:  # max_steps overrides the epochs (the route's too); a field given as a flag is fixed
-        space = spaces.without_fixed_fields(space, training.flag_fields, training.max_steps > 0)
+        cold = frozenset() if schedule_takes_warmup(training.lr_scheduler_type) else frozenset({"warmup_steps"})
+        space = spaces.without_fixed_fields(space, training.flag_fields | cold, training.max_steps > 0)
     params = check_fields(parse_space(space), parser.hints, command)
     check_carved_validation(params, plan.prepared.summary.get("validation_carved_from_train"))
     _check_no_idle_field({p.name for p in params}, adapter, training, few_shot)
@@ -169,6 +171,12 @@ def _check_no_idle_field(names: set[str], adapter, training, few_shot) -> None:
         raise ConfigError(
             f"search_space.{idle[0]}: peft_method is none, so {idle[0]} changes nothing and every trial would train "
             "the same model; set peft_method (e.g. lora) in the config, or leave it out of search_space."
+        )
+    schedule = getattr(training.lr_scheduler_type, "value", training.lr_scheduler_type)
+    if "warmup_steps" in names and "lr_scheduler_type" not in names and not schedule_takes_warmup(schedule):
+        raise ConfigError(
+            f"search_space.warmup_steps: lr_scheduler_type {schedule} has no warmup, so every trial would train the "
+            "same model; leave warmup_steps out, or use a schedule with one."
         )
     epochs = sorted(names & {"num_train_epochs", "few_shot_body_epochs"})
     if epochs and training.max_steps > 0 and "max_steps" not in names:

@@ -71,3 +71,12 @@ def check_inside_train_fields(args) -> None:
             "use_liger_kernel needs liger-kernel, which is not installed: pip install liger-kernel, or drop "
             "use_liger_kernel."
         )
+
+
+def schedule_takes_warmup(lr_scheduler_type) -> bool:
+    """Whether a learning-rate schedule warms up at all (`constant` and `reduce_lr_on_plateau` ignore warmup_steps)."""
+    from transformers.optimization import TYPE_TO_SCHEDULER_FUNCTION
+
+    kind = _value(lr_scheduler_type)
+    function = next((f for k, f in TYPE_TO_SCHEDULER_FUNCTION.items() if _value(k) == kind), None)
+    return function is None or "num_warmup_steps" in inspect.signature(function).parameters
