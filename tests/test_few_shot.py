@@ -379,6 +379,9 @@ def test_auto_route_on_a_tiny_training_set(tiny_st, tmp_path, capsys, monkeypatc
     assert record["data"]["train"]["rows"] == 16 and "validation" not in record["data"]  # nothing carved out
     assert record["eval_metrics"] == {} and record["validation_report"] is None
     assert few_shot["body"]["steps"] == 4 and few_shot["body"]["pairs_per_step"] == 28
+    # Epochs count the labelled rows, as few_shot_body_epochs 2 does: with 16 template rows beside the 16 labelled
+    # ones, Trainer's passes over all 32 read 1.0.
+    assert record["train_metrics"]["epoch"] == 2.0 and record["log_history"][-1]["epoch"] == 2.0
     assert few_shot["head"]["num_hidden_layers"] == 3
     card = (out / "README.md").read_text()
     assert "### Few-shot route" in card and "no held-out data" in card

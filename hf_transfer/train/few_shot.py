@@ -152,9 +152,10 @@ class FewShotTrainer(TransferTrainer):
 class FewShotHead(TrainerCallback):
     """Fits and builds the head when body tuning ends, inside `Trainer.train` (so its time counts as training)."""
 
-    def __init__(self, rows, collator, num_labels: int, c: float, batch_size: int, body_mix: float = 1.0):
+    def __init__(self, rows, collator, num_labels: int, c: float, batch_size: int, body_mix: float = 1.0,
+                 labelled_share: float = 1.0):  # fmt: skip
         self.rows, self.collator, self.num_labels, self.c, self.batch_size = rows, collator, num_labels, c, batch_size
-        self.body_mix = body_mix
+        self.body_mix, self.labelled_share = body_mix, labelled_share
         self.pretrained: dict[str, torch.Tensor] | None = None
         self.facts: dict = {}
         self.body_started: float | None = None
@@ -164,6 +165,12 @@ class FewShotHead(TrainerCallback):
         self.body_started = time.perf_counter()
         if self.body_mix < 1 and model is not None:
             self.pretrained = {k: v.detach().clone() for k, v in model.base_model.state_dict().items()}
+
+    def on_step_end(self, args, state, control, **kwargs):
+        # Epochs over the labelled rows, as few_shot_body_epochs counts them: Trainer's passes also count the label
+        # template's rows (16 epochs were logged and reported as 14.55). Trainer sets it afresh each step.
+        if state.epoch is not None and self.labelled_share < 1:
+            state.epoch = state.epoch / self.labelled_share
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self.body_seconds = round(time.perf_counter() - (self.body_started or time.perf_counter()), 2)
@@ -216,11 +223,12 @@ def run_few_shot(
     memory_at_load = memory_kib()
     collator = DataCollatorWithPadding(plan.tokenizer)
     a = training_args
+    labelled, rows = len(tokenized["train"]) - templated.get("rows", 0), len(tokenized["train"])
     head = FewShotHead(tokenized["train"], collator, len(prepared.label_names), a.few_shot_head_c,
-                       a.per_device_eval_batch_size, a.few_shot_body_mix)  # fmt: skip
+                       a.per_device_eval_batch_size, a.few_shot_body_mix, labelled / rows)  # fmt: skip
     trainer = FewShotTrainer(
         model=model,
-        args=body_training_arguments(a, len(tokenized["train"]) - templated.get("rows", 0), len(tokenized["train"])),
+        args=body_training_arguments(a, labelled, rows),
         train_dataset=tokenized["train"],
         eval_dataset=tokenized.get("validation"),
         processing_class=plan.tokenizer,
