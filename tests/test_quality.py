@@ -583,6 +583,12 @@ def test_run_notes_name_an_early_stop_a_resume_and_a_last_step_kept():
         "this checkpoint's",
     }
     assert run_notes({"early_stopping": {"stopped_early": False}}) == {}
+    # An adapter run's summary read as a full fine-tune's: what trained, and on which base, is said.
+    adapter = {"method": "lora", "r": 8, "trainable_parameters": 314498, "total_parameters": 22981634,
+               "trainable_percent": 1.3685, "base_model_name_or_path": "org/minilm"}  # fmt: skip
+    assert run_notes({"adapter": adapter}) == {
+        "adapter": "lora (r=8) on org/minilm: 314,498 of 22,981,634 parameters trained (1.37%)"
+    }
 
 
 def test_the_several_gpus_line_is_said_once_per_process(monkeypatch, caplog):

@@ -10,7 +10,8 @@ def _number(value) -> str:
 
 
 def run_notes(facts: dict) -> dict[str, str]:
-    """One line each, from the run record's facts (`best_model`, `early_stopping`, `resumed_from`, `calibration`)."""
+    """One line each, from the run record's facts (`best_model`, `early_stopping`, `resumed_from`, `adapter`,
+    `calibration`)."""
     notes = {}
     if resumed := facts.get("resumed_from"):
         step = f" (step {resumed['step']})" if resumed.get("step") is not None else ""
@@ -27,6 +28,12 @@ def run_notes(facts: dict) -> dict[str, str]:
             f"{best['checkpoint']}, the best {best['metric']} ({_number(best['value'])}) at step {best['step']} "
             f"({where}); the scores below are this checkpoint's"
             + (", with the calibration offsets" if facts.get("calibration") else "")
+        )
+    if (adapter := facts.get("adapter")) and adapter.get("trainable_parameters") is not None:
+        rank = f" (r={adapter['r']})" if adapter.get("r") else ""
+        notes["adapter"] = (  # a LoRA run's summary read as a full fine-tune's
+            f"{adapter['method']}{rank} on {adapter['base_model_name_or_path']}: {adapter['trainable_parameters']:,} "
+            f"of {adapter['total_parameters']:,} parameters trained ({adapter['trainable_percent']:.2f}%)"
         )
     if calibration := facts.get("calibration"):
         before = calibration.get("validation_before", {}).get("f1_macro")
