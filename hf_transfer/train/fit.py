@@ -197,6 +197,7 @@ def fit_and_report(
         **{k: v for k, v in (test_metrics or {}).items() if not isinstance(v, (list, dict))},
         **distilled,
         **_frozen_features_summary(extra.get("frozen_features")),
+        "train_loss": train_metrics.get("train_loss"),
         "train_samples_per_second": train_metrics.get("train_samples_per_second"),
         "train_wall_seconds": train_metrics["train_wall_seconds"],
         "output_dir": training_args.output_dir,
