@@ -116,16 +116,36 @@ def default_cache_dir(kind: str) -> Path:
     return Path(constants.HF_HOME) / "hf_transfer" / kind
 
 
-def _file_checksums(folder: Path) -> dict[str, str]:
-    sums = {}
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and path.name != META_FILE:
-            digest = hashlib.sha256()
-            with path.open("rb") as handle:
-                for chunk in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(chunk)
-            sums[path.name] = digest.hexdigest()
-    return sums
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _cache_files(folder: Path) -> list[Path]:
+    return [path for path in sorted(folder.iterdir()) if path.is_file() and path.name != META_FILE]
+
+
+def _file_records(folder: Path) -> dict[str, dict]:
+    """Each file's sha256, size and modification time, as the cache's meta.json keeps them."""
+    return {
+        path.name: {"sha256": _sha256(path), "size": path.stat().st_size, "mtime_ns": path.stat().st_mtime_ns}
+        for path in _cache_files(folder)
+    }
+
+
+def _file_intact(path: Path, recorded) -> bool:
+    """A file as its build left it: the same size and modification time (a hit of the 693 MB SST-2 feature cache
+    hashed it anew, 1 to 4 s each time), else, when moved or copied, the same sha256. `recorded` is a bare sha256 in
+    caches written before the size and time were kept."""
+    if isinstance(recorded, str):
+        return _sha256(path) == recorded
+    stat = path.stat()
+    if not isinstance(recorded, dict) or stat.st_size != recorded.get("size"):
+        return False
+    return stat.st_mtime_ns == recorded.get("mtime_ns") or _sha256(path) == recorded.get("sha256")
 
 
 def _is_valid(folder: Path, key: str, rows: int | None) -> bool:
@@ -137,7 +157,10 @@ def _is_valid(folder: Path, key: str, rows: int | None) -> bool:
     except (OSError, ValueError):
         return False
     rows_ok = rows is None or meta.get("rows") == rows
-    return meta.get("key") == key and rows_ok and meta.get("files") == _file_checksums(folder)
+    files, recorded = _cache_files(folder), meta.get("files")
+    if meta.get("key") != key or not rows_ok or not isinstance(recorded, dict):
+        return False
+    return sorted(recorded) == [path.name for path in files] and all(_file_intact(p, recorded[p.name]) for p in files)
 
 
 def load_or_build(
@@ -182,7 +205,7 @@ def load_or_build(
                 written, _ = writer.finalize()
             if rows is not None and written != rows:
                 raise RuntimeError(f"{what}: {written} rows were computed for {rows} training rows")
-            meta = {"key": key, "rows": written, "files": _file_checksums(tmp), **(description or {})}
+            meta = {"key": key, "rows": written, "files": _file_records(tmp), **(description or {})}
             (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
             try:
                 tmp.replace(folder)
