@@ -96,6 +96,20 @@ def test_calibration_reuses_the_last_evaluation_and_scores_what_it_changed(tmp_p
     assert before["accuracy"] == evals[-1]["eval_accuracy"] and before["f1_macro"] == evals[-1]["eval_f1_macro"]
 
 
+def test_calibration_with_no_evaluation_during_training_scores_validation_once(tmp_path, tiny_bert_dir, data,
+                                                                              scored_rows):  # fmt: skip
+    """With no evaluation during training, the scores before the offsets took a validation pass of their own; they
+    are the final evaluation's logits less the offsets now, which the trained weights' own scores equal."""
+    out = tmp_path / "run"
+    record, _ = train(tiny_bert_dir, data, out, "--calibrate_decision", "macro_f1", "--eval_strategy", "no")
+    assert sum(scored_rows) == record["calibration"]["calibration_rows"] + DEV_ROWS
+    before = record["calibration"]["validation_before"]
+    # The same run evaluating each epoch (which changes no weight) takes them from its last evaluation, exactly.
+    evaluated, evals = train(tiny_bert_dir, data, tmp_path / "epochs", "--calibrate_decision", "macro_f1")
+    assert evaluated["calibration"]["offsets"] == record["calibration"]["offsets"]
+    assert before == evaluated["calibration"]["validation_before"] and before["accuracy"] == evals[-1]["eval_accuracy"]
+
+
 def test_a_bf16_run_scores_its_saved_weights_in_fp32_once_more(tmp_path, tiny_bert_dir, data, scored_rows):
     train(tiny_bert_dir, data, tmp_path / "run", "--bf16", "true", "--use_cpu", "true")
     assert sum(scored_rows) == 3 * DEV_ROWS  # the epochs ran under bf16 autocast: the fp32 figures need a pass

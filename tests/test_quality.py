@@ -421,12 +421,12 @@ def test_a_calibration_that_lowers_validation_macro_f1_is_said(caplog):
 
     calibration = {"validation_before": {"f1_macro": 0.3103}, "calibration_rows": 8}
     with caplog.at_level(logging.WARNING):
-        say_calibration_cost(calibration, {"eval_f1_macro": 0.2593})
+        say_calibration_cost(calibration, {"eval_f1_macro": 0.2593}, None, None)
     assert "lowered validation macro-F1 from 0.3103 to 0.2593 (offsets fitted on 8 carved rows)" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        say_calibration_cost(calibration, {"eval_f1_macro": 0.35})
-        say_calibration_cost(None, {"eval_f1_macro": 0.2})
+        say_calibration_cost(calibration, {"eval_f1_macro": 0.35}, None, None)
+        say_calibration_cost(None, {"eval_f1_macro": 0.2}, None, None)
     assert not caplog.text
 
 

@@ -337,7 +337,7 @@ def recipe_rows(c: CardData) -> list[tuple[str, str]]:
         if k["kind"] == "per-label thresholds":  # the offset is added to the logit: the threshold is its negation
             offsets = ", ".join(f"{name}: trained logit > {-v:.3f}" for name, v in k["offsets"].items())
             offsets += " (the saved model's own logits need no threshold but 0)"
-        before = k["validation_before"].get("f1_macro")
+        before = (k.get("validation_before") or {}).get("f1_macro")
         # Card data saved before `validation_after` was: a training run's own metrics are those after it.
         after = (k.get("validation_after") or {}).get("f1_macro", None if c.merge else c.metrics.get("f1_macro"))
         moved = ""

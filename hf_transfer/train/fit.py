@@ -131,7 +131,7 @@ def fit_and_report(
             eval_metrics["eval_samples"] = len(tokenized["validation"])
             if trainer.state.epoch is not None:  # as Trainer.evaluate's metrics carry it (run_glue's eval_results)
                 eval_metrics.setdefault("epoch", trainer.state.epoch)
-            say_calibration_cost(trained.get("calibration"), eval_metrics)
+            say_calibration_cost(trained.get("calibration"), eval_metrics, prediction, prepared)
         test_metrics = test_logits = None
         scored = {"validation": prediction}  # the sets whose confusion matrix (or F1 per label) is drawn
         output_notes = {}  # what the summary says of the outputs: the predictions file, the push

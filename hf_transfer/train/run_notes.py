@@ -36,7 +36,7 @@ def run_notes(facts: dict) -> dict[str, str]:
             f"of {adapter['total_parameters']:,} parameters trained ({adapter['trainable_percent']:.2f}%)"
         )
     if calibration := facts.get("calibration"):
-        before = calibration.get("validation_before", {}).get("f1_macro")
+        before = (calibration.get("validation_before") or {}).get("f1_macro")
         was = f"; validation macro-F1 before them {before:.4f}" if isinstance(before, float) else ""
         notes["calibrated"] = (
             f"{calibration['kind']} fitted on {calibration['calibration_rows']:,} carved rows, folded into "

@@ -17,7 +17,7 @@ from hf_transfer.core.data import PreparedData, carve_split
 from hf_transfer.core.folders import json_text, write_text_atomic
 from hf_transfer.core.freezing import FreezePlan
 from hf_transfer.core.losses import resolve_class_weights
-from hf_transfer.core.metrics import metric_names
+from hf_transfer.core.metrics import classification_metrics, metric_names
 from hf_transfer.core.models import meta_layout
 from hf_transfer.core.runtime import score_in_fp32
 from hf_transfer.core.tasks import MULTI_LABEL, predicted_labels
@@ -227,10 +227,11 @@ def calibrate(trainer, tokenized, prepared: PreparedData) -> dict:
     model = trainer.accelerator.unwrap_model(trainer.model)
     names, problem_type = prepared.label_names, prepared.problem_type
     calibration = trainer.predict(tokenized[CALIBRATION_SPLIT], metric_key_prefix="calibration")
-    # The trained weights' validation scores: those of the last evaluation during training when it scored them.
+    # The trained weights' validation scores: those of the last evaluation during training when it scored them, else
+    # the final evaluation's less the offsets (`say_calibration_cost`): a pass over validation of its own was spared.
     memory = getattr(trainer, "evaluation_memory", None)
     before = memory.final_prediction(tokenized["validation"]) if memory is not None else None
-    before = (before or trainer.predict(tokenized["validation"], metric_key_prefix="eval")).metrics
+    before = before.metrics if before is not None else {}
     logits = calibration.predictions[0] if isinstance(calibration.predictions, tuple) else calibration.predictions
     offsets = fit_offsets(logits, calibration.label_ids, problem_type)
     _say_few_calibration_rows(calibration.label_ids, names, trainer.args.calibration_split_percentage)
@@ -253,9 +254,13 @@ def calibrate(trainer, tokenized, prepared: PreparedData) -> dict:
             "calibration_rows": len(tokenized[CALIBRATION_SPLIT]),
             "calibration_f1_macro_before": f1(logits),
             "calibration_f1_macro_after": f1(logits + offsets),
-            "validation_before": {k: v for k, v in scalar.items() if k in ("accuracy", "f1_macro") or "recall_" in k},
+            "validation_before": _before_scores(scalar) if scalar else None,
         }
     }
+
+
+def _before_scores(scores: dict) -> dict:
+    return {k: v for k, v in scores.items() if k in ("accuracy", "f1_macro") or "recall_" in k}
 
 
 # Below this many rows of a class (positive rows of a label) in the calibration split, its offset rests on a handful
@@ -332,10 +337,20 @@ def stopping_facts(trainer) -> dict:
     }
 
 
-def say_calibration_cost(calibration: dict | None, eval_metrics: dict) -> None:
+def say_calibration_cost(calibration: dict | None, eval_metrics: dict, prediction, prepared: PreparedData) -> None:
     """Offsets fitted on a few carved rows can lower validation macro-F1; the calibrated model is still the one
-    saved (choosing by the validation rows would tune on what is reported), but not without a word."""
-    before = (calibration or {}).get("validation_before", {}).get("f1_macro")
+    saved (choosing by the validation rows would tune on what is reported), but not without a word. The validation
+    scores before the offsets, when no evaluation during training gave them, are the final prediction's logits less
+    the offsets (equal to the trained weights' up to float rounding of the folded bias)."""
+    if calibration and calibration.get("validation_before") is None and prediction is not None:
+        import numpy as np
+
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        offsets = np.asarray(list(calibration["offsets"].values()), dtype=np.float64)
+        predicted = predicted_labels(np.asarray(logits, dtype=np.float64) - offsets, prepared.problem_type)
+        scores = classification_metrics(predicted, prediction.label_ids, prepared.label_names, prepared.problem_type)
+        calibration["validation_before"] = _before_scores({k: v for k, v in scores.items() if isinstance(v, float)})
+    before = ((calibration or {}).get("validation_before") or {}).get("f1_macro")
     after = eval_metrics.get("eval_f1_macro")
     if before is not None and after is not None and after < before:
         logger.warning(
