@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 import re
 import signal
 import sys
@@ -15,14 +14,17 @@ from pathlib import Path
 
 from hf_transfer import __version__
 from hf_transfer.core.console import QUIET_LEVELS, ConsoleArguments, chosen_log_level
+from hf_transfer.core.memory import start_command_accounts
 from hf_transfer.core.parsing import CommandParser
 from hf_transfer.core.runtime import (
     is_launched_main_process,
     launched_world_size,
+    leaves_the_process_as_found,
     progress_bars_off,
     quiet_other_processes,
     signals_as_interrupts,
 )
+from hf_transfer.core.scratch import scratch_of_the_command
 from hf_transfer.errors import (
     DiskFullError,
     HfTransferError,
@@ -240,7 +242,6 @@ def _run(command: str, rest: list[str]) -> dict | int:
     if "-h" in rest or "--help" in rest:
         command_parser(command, dataclass_types).print_help()
         return 0
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if command in ONE_PROCESS_COMMANDS and launched_world_size() > 1:
         # Nothing of these is split across processes: each process did the whole work and wrote the same outputs,
         # racing (a second `merge` into the folder the first had just filled failed). The main process does it.
@@ -251,11 +252,13 @@ def _run(command: str, rest: list[str]) -> dict | int:
             "the main process only.",
             file=sys.stderr,
         )
-    parsed = command_parser(command, dataclass_types).parse(rest)
-    bars_off = any(_asks_no_bars(a) for a in parsed) or not is_launched_main_process()
-    level = chosen_log_level(parsed)
-    with quiet_other_processes(level), progress_bars_off(bars_off):
-        result = entry_point(*[a for a in parsed if not isinstance(a, ConsoleArguments)])
+    with leaves_the_process_as_found():  # from the parse on: TrainingArguments start accelerate's state
+        parsed = command_parser(command, dataclass_types).parse(rest)
+        start_command_accounts()  # its memory figures are this command's, not the process's
+        bars_off = any(_asks_no_bars(a) for a in parsed) or not is_launched_main_process()
+        level = chosen_log_level(parsed)
+        with scratch_of_the_command(), quiet_other_processes(level), progress_bars_off(bars_off):
+            result = entry_point(*[a for a in parsed if not isinstance(a, ConsoleArguments)])
     if level in QUIET_LEVELS and isinstance(result, dict):
         result.pop("warning", None)  # `log_level: error` leaves out warnings, the summary's too
     return result

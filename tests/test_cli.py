@@ -1,6 +1,7 @@
 """The command line: parsing, the bad-input contract, and whole runs that leave what DESIGN.md lists."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import yaml
 from conftest import assert_picture
 
 from hf_transfer.cli import main, parse_command_args
-from hf_transfer.core import runtime
+from hf_transfer.core import memory
 from hf_transfer.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -533,7 +534,7 @@ def test_bad_input_through_python_m(tmp_path, tiny_data):
     assert not out.exists()
 
 
-@pytest.mark.skipif(not runtime.can_release_freed_memory(), reason="release_freed_memory needs glibc")
+@pytest.mark.skipif(not memory.can_release_freed_memory(), reason="release_freed_memory needs glibc")
 def test_release_freed_memory_is_recorded(tmp_path, tiny_bert_dir, tiny_data):
     # In a child process: the allocator setting lasts for the whole process.
     out = tmp_path / "run"
@@ -546,7 +547,7 @@ def test_release_freed_memory_is_recorded(tmp_path, tiny_bert_dir, tiny_data):
     assert memory["peak_rss_kib"] >= memory["rss_after_model_load_kib"] > 0
 
 
-@pytest.mark.skipif(not runtime.can_release_freed_memory(), reason="trim_memory_each_step needs glibc")
+@pytest.mark.skipif(not memory.can_release_freed_memory(), reason="trim_memory_each_step needs glibc")
 def test_trim_memory_each_step_runs_after_every_step_and_is_recorded(tmp_path, tiny_bert_dir, tiny_data, monkeypatch):
     calls = []
     monkeypatch.setattr("hf_transfer.train.callbacks.trim_freed_memory", lambda: calls.append(1))
@@ -953,3 +954,30 @@ def test_help_is_laid_out_for_a_reader(capsys, monkeypatch):
     assert capsys.readouterr().out.startswith(
         "usage: hf-transfer evaluate --model_name_or_path DIR_OR_ID --validation_file FILE [--extra_eval NAME=FILE"
     )
+
+
+_IN_ONE_PROCESS = """
+import json, os, sys
+from pathlib import Path
+from hf_transfer.cli import main
+from hf_transfer.core import scratch
+assert main(json.loads(sys.argv[1])) == 0
+from accelerate import Accelerator
+left = [p.name for p in scratch._ROOT[0].iterdir()] if scratch._ROOT else []
+print(json.dumps({"tokenizers": os.environ.get("TOKENIZERS_PARALLELISM"), "scratch": left,
+                  "precision": Accelerator(mixed_precision="no").mixed_precision}))
+"""
+
+
+def test_a_command_leaves_a_process_that_runs_more_as_it_found_it(tmp_path, tiny_bert_dir, tiny_data):
+    """A notebook calling `main` again and again: TOKENIZERS_PARALLELISM stayed false (the user's own batch encoding
+    then ran on one thread), a bf16 run left accelerate's state in bf16 (`Accelerator(mixed_precision="no")` then
+    refused: "AcceleratorState has already been initialized and cannot be changed"), and every run's prepared data
+    stayed on disk until the process exited."""
+    argv = train_argv(tiny_bert_dir, *tiny_data, tmp_path / "out", "--bf16", "true", "--max_steps", "1")
+    env = {k: v for k, v in os.environ.items() if k != "TOKENIZERS_PARALLELISM"}
+    done = subprocess.run([sys.executable, "-c", _IN_ONE_PROCESS, json.dumps(argv)], capture_output=True, text=True,
+                          env=env, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    left = json.loads(done.stdout.strip().splitlines()[-1])
+    assert left == {"tokenizers": None, "scratch": [], "precision": "no"}

@@ -13,7 +13,7 @@ from safetensors import safe_open
 from test_trainers import _PadTokenizer, make_args, params, tiny_dataset, tiny_model
 
 from hf_transfer.cli import main
-from hf_transfer.core import runtime
+from hf_transfer.core import memory
 from hf_transfer.core.caching import fingerprint_model, fingerprint_texts
 from hf_transfer.distill.arguments import DistillationArguments
 from hf_transfer.distill.losses import topk_probabilities
@@ -303,7 +303,7 @@ def distill_argv(teacher, train, dev, out, cache_dir, *extra):
     ]
 
 
-@pytest.mark.skipif(not runtime.can_release_freed_memory(), reason="release_freed_memory needs glibc")
+@pytest.mark.skipif(not memory.can_release_freed_memory(), reason="release_freed_memory needs glibc")
 def test_distill_records_release_freed_memory(tmp_path, tiny_bert_dir, tiny_data):
     # In a child process: the allocator setting lasts for the whole process.
     teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["neg", "pos"], layers=2)

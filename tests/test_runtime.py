@@ -8,24 +8,40 @@ from types import SimpleNamespace
 
 import pytest
 
-from hf_transfer.core import runtime
+from hf_transfer.core import memory, runtime
 from hf_transfer.errors import ConfigError
 
 
 def test_the_peak_is_never_below_an_rss_already_read(monkeypatch):
     # The kernel updates ru_maxrss lazily: simulate a high-water mark that lags behind the RSS just read.
-    monkeypatch.setattr(runtime, "_highest_rss_seen", 0)
+    monkeypatch.setattr(memory, "_highest_rss_seen", 0)
     monkeypatch.setattr(resource, "getrusage", lambda who: SimpleNamespace(ru_maxrss=1))
-    first = runtime.memory_kib()
+    first = memory.memory_kib()
     assert first["rss_kib"] > 1 and first["peak_rss_kib"] == first["rss_kib"]
-    later = runtime.memory_kib()
+    later = memory.memory_kib()
     assert later["peak_rss_kib"] >= max(first["rss_kib"], later["rss_kib"])
 
 
 def test_a_real_high_water_mark_wins_when_it_is_higher(monkeypatch):
-    monkeypatch.setattr(runtime, "_highest_rss_seen", 0)
+    monkeypatch.setattr(memory, "_highest_rss_seen", 0)
+    monkeypatch.setattr(memory, "_peak_was_reset", False)
     monkeypatch.setattr(resource, "getrusage", lambda who: SimpleNamespace(ru_maxrss=10**12))
-    assert runtime.memory_kib()["peak_rss_kib"] == 10**12
+    assert memory.memory_kib()["peak_rss_kib"] == 10**12
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="the kernel's peak is reset through /proc")
+def test_a_commands_peak_and_allocator_line_are_its_own(monkeypatch):
+    """In one process (a notebook calling `main` again and again), a run's peak was the process's: a tiny model's
+    run after MiniLM's reported MiniLM's. One trim_memory_each_step run marked every later record's allocator line."""
+    monkeypatch.setattr(memory, "_trimming", True)
+    big = bytearray(200 << 20)  # 200 MiB resident, then freed: the process's peak
+    big[::4096] = b"x" * len(big[::4096])
+    before = memory.memory_kib()["peak_rss_kib"]
+    del big
+    memory.start_command_accounts()
+    after = memory.memory_kib()
+    assert after["peak_rss_kib"] < before - (150 << 10) and after["peak_rss_kib"] >= after["rss_kib"]
+    assert "malloc_trim" not in memory.allocator_setting()
 
 
 def test_precision_name():
@@ -40,23 +56,23 @@ def test_precision_name():
 # 16 MiB, and prints how much of them stayed resident, then again after `trim` mode's malloc_trim.
 _ALLOCATOR_PROBE = """
 import ctypes, sys
-from hf_transfer.core import runtime
+from hf_transfer.core import memory
 from hf_transfer.errors import ConfigError
 if sys.argv[1] == "release":
-    runtime.release_freed_memory()
+    memory.release_freed_memory()
 libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]
 libc.free(libc.malloc(24 << 20))
-before = runtime.memory_kib()["rss_kib"]
+before = memory.memory_kib()["rss_kib"]
 block = libc.malloc(16 << 20)
 ctypes.memset(block, 1, 16 << 20)
 ctypes.memset(libc.malloc(4096), 1, 4096)
 libc.free(block)
-kept = runtime.memory_kib()["rss_kib"] - before
+kept = memory.memory_kib()["rss_kib"] - before
 if sys.argv[1] == "trim":
-    runtime.trim_freed_memory()
-print(kept, runtime.memory_kib()["rss_kib"] - before, runtime.allocator_setting())
+    memory.trim_freed_memory()
+print(kept, memory.memory_kib()["rss_kib"] - before, memory.allocator_setting())
 """
 
 
@@ -66,7 +82,7 @@ def _probe(mode: str) -> tuple[int, int, str]:
     return int(kept), int(after), setting.strip()
 
 
-@pytest.mark.skipif(not runtime.can_release_freed_memory(), reason="release_freed_memory needs glibc")
+@pytest.mark.skipif(not memory.can_release_freed_memory(), reason="release_freed_memory needs glibc")
 def test_release_freed_memory_hands_freed_blocks_back():
     kept, _, setting = _probe("default")
     assert kept >= 12 * 1024 and setting == "default"  # the heap kept the 16 MiB
@@ -74,7 +90,7 @@ def test_release_freed_memory_hands_freed_blocks_back():
     assert kept < 2 * 1024 and "fixed mmap threshold 1024 KiB" in setting
 
 
-@pytest.mark.skipif(not runtime.can_release_freed_memory(), reason="trim_memory_each_step needs glibc")
+@pytest.mark.skipif(not memory.can_release_freed_memory(), reason="trim_memory_each_step needs glibc")
 def test_trim_freed_memory_hands_a_hole_in_the_heap_back():
     kept, after_trim, setting = _probe("trim")
     assert kept >= 12 * 1024  # free() left the hole resident
@@ -86,7 +102,7 @@ def test_release_freed_memory_is_a_one_line_error_without_glibc(monkeypatch):
     from hf_transfer.errors import ConfigError
     from hf_transfer.train.arguments import TransferTrainingArguments
 
-    monkeypatch.setattr(runtime.platform, "libc_ver", lambda: ("", ""))
+    monkeypatch.setattr(memory.platform, "libc_ver", lambda: ("", ""))
     with pytest.raises(ConfigError, match="release_freed_memory needs glibc"):
         TransferTrainingArguments(output_dir="unused", release_freed_memory=True)
 
@@ -95,7 +111,7 @@ def test_trim_memory_each_step_is_a_one_line_error_without_glibc(monkeypatch):
     from hf_transfer.errors import ConfigError
     from hf_transfer.train.arguments import TransferTrainingArguments
 
-    monkeypatch.setattr(runtime.platform, "libc_ver", lambda: ("", ""))
+    monkeypatch.setattr(memory.platform, "libc_ver", lambda: ("", ""))
     with pytest.raises(ConfigError, match="trim_memory_each_step needs glibc"):
         TransferTrainingArguments(output_dir="unused", trim_memory_each_step=True)
 
@@ -174,6 +190,10 @@ def test_log_level_error_leaves_out_the_warnings_of_hf_transfer_transformers_and
         datasets_logging.get_verbosity(),
     )
     assert after == before
+    # Trainer sets transformers' level to log_level (info here) for the rest of the process: put back after.
+    with runtime.quiet_other_processes("info"):
+        transformers_logging.set_verbosity_info()
+    assert transformers_logging.get_verbosity() == before[1]
 
 
 def test_bf16_with_no_accelerator_trains_on_the_cpu_instead_of_stopping(monkeypatch):

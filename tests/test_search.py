@@ -397,7 +397,10 @@ def study_run(tmp_path_factory, tiny_bert_dir):
     study.enqueue_trial({"learning_rate": GOOD_LR, "warmup_steps": 0.0})
     study.enqueue_trial({"learning_rate": BAD_LR, "warmup_steps": 0.0})
     argv = ["search", "--config", str(root / "search.yaml"), "--metric", "loss", "--prune_after_trials", "1"]
+    optuna.logging.set_verbosity(optuna.logging.INFO)
     assert main([*argv, "--n_trials", "3"]) == 0
+    # The study quietens Optuna while it runs; a notebook's own studies after it logged nothing (it stayed at ERROR).
+    assert optuna.logging.get_verbosity() == optuna.logging.INFO
     first = pd.read_csv(out / "search" / "trials.csv")
     return {"root": root, "out": out, "argv": argv, "storage": storage, "first": first}
 
@@ -703,7 +706,7 @@ def test_a_trial_out_of_gpu_memory_fails_and_the_study_goes_on(tmp_path, tiny_be
     import torch
 
     released = []
-    monkeypatch.setattr("hf_transfer.core.runtime.release_device_memory", lambda: released.append(True))
+    monkeypatch.setattr("hf_transfer.core.memory.release_device_memory", lambda: released.append(True))
     _fake_trials(monkeypatch, [torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
                                {"eval_accuracy": 0.75}, {"eval_accuracy": 0.5}])  # fmt: skip
     assert main(_fake_search_argv(tmp_path, tiny_bert_dir)) == 0

@@ -1,79 +1,17 @@
 """Facts about the running process: how many processes were launched, whether an accelerator is present, which
-reporting integrations are installed, the precision in use, memory use, and the allocator setting that keeps the CPU
-training peak near what a step holds."""
+reporting integrations are installed, the precision in use, its progress bars, loggers and signals (memory use and the
+allocator: `core/memory.py`)."""
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
-import platform
-import resource
 import signal
 import sys
 import threading
-from pathlib import Path
 
 from hf_transfer.errors import ConfigError, Terminated
-
-# Where each memory figure comes from, written into the run record beside them.
-MEMORY_SOURCES = {
-    "rss_kib": "/proc/self/statm (resident pages now)",
-    "peak_rss_kib": "max(getrusage(RUSAGE_SELF).ru_maxrss, every rss_kib read so far in this process)",
-}
-_highest_rss_seen = 0
-
-# `release_freed_memory`: glibc's mallopt(M_MMAP_THRESHOLD, 1 MiB). By default glibc raises its mmap threshold each
-# time a large block is freed, so later activations come from the heap, whose freed pages stay resident and fragment
-# as batch shapes change; a fixed threshold gives every block of 1 MiB or more its own mapping, handed back when freed.
-_M_MMAP_THRESHOLD = -3
-RELEASE_THRESHOLD_BYTES = 1 << 20
-_allocator = "default"
-
-
-def can_release_freed_memory() -> bool:
-    """Whether this process runs on glibc, whose `mallopt` `release_freed_memory` needs."""
-    return platform.libc_ver()[0] == "glibc"
-
-
-def release_freed_memory() -> None:
-    """Fix glibc's mmap threshold at RELEASE_THRESHOLD_BYTES for the rest of the process (see above); checked with
-    `can_release_freed_memory` first."""
-    global _allocator
-    if not ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, RELEASE_THRESHOLD_BYTES):
-        raise RuntimeError("glibc refused mallopt(M_MMAP_THRESHOLD).")
-    _allocator = f"glibc, fixed mmap threshold {RELEASE_THRESHOLD_BYTES // 1024} KiB (release_freed_memory)"
-
-
-_trimming = False
-
-
-def trim_freed_memory() -> None:
-    """glibc's malloc_trim(0): hand the free pages anywhere in the heap back to the system (not only its top), so
-    the holes that batches of changing shapes leave stop counting as resident; the first call also marks the run
-    record's allocator line. Checked with `can_release_freed_memory` first."""
-    global _trimming
-    ctypes.CDLL(None).malloc_trim(0)
-    _trimming = True
-
-
-def release_device_memory() -> None:
-    """What a finished run left: the objects only a full collection frees (Trainer and its callbacks refer to each
-    other), and the blocks the CUDA caching allocator still holds, so the next run in this process starts clean."""
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def allocator_setting() -> str:
-    """What the run record says about the allocator: `default`, or the fixed threshold set above, and whether the
-    heap was trimmed after each optimizer step (`trim_memory_each_step`)."""
-    return _allocator + (", malloc_trim after each optimizer step (trim_memory_each_step)" if _trimming else "")
 
 
 def launched_world_size() -> int:
@@ -119,15 +57,16 @@ def quiet_other_processes(log_level: str = "passive"):
     logger = logging.getLogger("hf_transfer")
     loading = logging.getLogger("transformers.modeling_utils")
     level, loading_level, handler, libraries = logger.level, loading.level, None, []
+    if log_level != "passive":  # Trainer sets transformers' level to it, for the rest of the process: put back after
+        import datasets.utils.logging
+        import transformers.utils.logging
+
+        libraries = [(each, each.get_verbosity()) for each in (transformers.utils.logging, datasets.utils.logging)]
     if launched_world_size() > 1 and not is_launched_main_process():
         logger.setLevel(logging.ERROR)
         loading.setLevel(logging.ERROR)
     elif log_level in ("error", "critical"):
-        import datasets.utils.logging
-        import transformers.utils.logging
-
         quiet = logging.ERROR if log_level == "error" else logging.CRITICAL
-        libraries = [(each, each.get_verbosity()) for each in (transformers.utils.logging, datasets.utils.logging)]
         for each, _ in libraries:
             each.set_verbosity(quiet)
         logger.setLevel(quiet)
@@ -149,6 +88,27 @@ def quiet_other_processes(log_level: str = "passive"):
             library.set_verbosity(library_level)
         if handler is not None:
             logger.removeHandler(handler)
+
+
+@contextlib.contextmanager
+def leaves_the_process_as_found():
+    """What a command sets for its own run is put back when it returns, for a process that runs more (a notebook
+    calling `main`): TOKENIZERS_PARALLELISM, set to false for the command (forked data-loader workers warned of it;
+    the user's own batch encoding then ran on one thread), and accelerate's process state, which its Trainer starts in
+    the run's precision (the user's own `Accelerator()` then ran in bf16, or refused another precision). A state the
+    process had before the command is the user's, and stays."""
+    added = "TOKENIZERS_PARALLELISM" not in os.environ
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    state = sys.modules.get("accelerate.state")
+    had_state = state is not None and bool(state.PartialState._shared_state)
+    try:
+        yield
+    finally:
+        if added:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        state = sys.modules.get("accelerate.state")
+        if state is not None and not had_state and launched_world_size() == 1:
+            state.AcceleratorState._reset_state(reset_partial_state=True)
 
 
 _bars_off = False
@@ -308,23 +268,6 @@ def score_in_fp32(model) -> None:
     from accelerate.utils import extract_model_from_parallel
 
     extract_model_from_parallel(model, keep_fp32_wrapper=False)
-
-
-def memory_kib() -> dict:
-    """This process's resident set size now and its peak so far, in KiB.
-
-    The two come from different kernel counters (the RSS from /proc, the peak from getrusage, updated lazily), so a
-    fresh RSS reading can exceed the recorded peak; the peak returned is never below any RSS read so far, which makes
-    `peak_rss_kib >= rss_kib` hold by construction."""
-    global _highest_rss_seen
-    try:
-        rss = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
-    except (OSError, ValueError, IndexError):
-        rss = None
-    if rss is not None:
-        _highest_rss_seen = max(_highest_rss_seen, rss)
-    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, _highest_rss_seen)
-    return {"rss_kib": rss, "peak_rss_kib": peak}
 
 
 @contextlib.contextmanager

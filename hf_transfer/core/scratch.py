@@ -5,6 +5,7 @@ folder left by a process of this machine that was killed is removed by the next 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import re
 import shutil
@@ -71,3 +72,15 @@ def _process_folder() -> Path:
 def scratch_folder() -> Path:
     """A new empty folder under this process's scratch folder."""
     return Path(tempfile.mkdtemp(prefix="data-", dir=_process_folder()))
+
+
+@contextlib.contextmanager
+def scratch_of_the_command():
+    """The prepared data a command writes is removed when it returns: a process that runs several (a notebook calling
+    `main`) piled it up until it exited, about 9 MB a run on SST-2."""
+    before = set(_ROOT[0].iterdir()) if _ROOT else set()
+    try:
+        yield
+    finally:
+        for folder in set(_ROOT[0].iterdir()) - before if _ROOT else ():
+            shutil.rmtree(folder, ignore_errors=True)

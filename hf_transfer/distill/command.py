@@ -20,14 +20,13 @@ from hf_transfer.core.caching import (
 from hf_transfer.core.data import tokenize_data
 from hf_transfer.core.folders import hub_origin
 from hf_transfer.core.inference import measure_speed, predict_logits, prompt_positions
+from hf_transfer.core.memory import memory_kib, release_freed_memory
 from hf_transfer.core.metrics import classification_metrics, make_compute_metrics
 from hf_transfer.core.models import align_pad_token
 from hf_transfer.core.overlap import say_overlap
 from hf_transfer.core.runtime import (
     FINAL_METRICS_PRECISION,
-    memory_kib,
     precision_name,
-    release_freed_memory,
     run_autocast,
     score_in_fp32,
     sharded_weights,

@@ -100,19 +100,22 @@ def export_onnx(model: nn.Module, tokenizer, path: Path, opset: int) -> list[str
 
 
 def quantize_int8(source: Path, target: Path) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     # ONNX Runtime logs advice to run its pre-processing first on the root logger; the accuracy check below is what
-    # decides whether the graph is good enough, so the advice is kept off the command's output.
+    # decides whether the graph is good enough, so the advice is kept off the command's output. Its `logging.warning`
+    # also gave the root logger a handler for the rest of the process (`basicConfig`): every later warning of every
+    # library, and the user's own loggers in a notebook, then printed as `WARNING:name:...`. The root is put back.
     root = logging.getLogger()
-    level = root.level
+    level, handlers = root.level, list(root.handlers)
     root.setLevel(logging.ERROR)
     try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             quantize_dynamic(source, target, weight_type=QuantType.QInt8)
     finally:
         root.setLevel(level)
+        root.handlers[:] = handlers
 
 
 def logits_of(model, tokenizer, texts, pairs, args, desc: str) -> np.ndarray:

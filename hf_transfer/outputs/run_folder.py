@@ -27,8 +27,8 @@ from hf_transfer.core.folders import (
     trainer_checkpoint_state,
     write_text_atomic,
 )
+from hf_transfer.core.memory import MEMORY_SOURCES, allocator_setting
 from hf_transfer.core.models import load_config
-from hf_transfer.core.runtime import MEMORY_SOURCES, allocator_setting
 from hf_transfer.core.yaml_config import dump_yaml, is_path_field
 from hf_transfer.errors import ConfigError, DiskFullError, is_disk_full
 from hf_transfer.outputs.plots import RUN_REPORT_FILES

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import torch
 
-from hf_transfer.adapters.arguments import ADAPTER_ONLY_FIELDS
 from hf_transfer.adapters.plan import check_adapter_args
-from hf_transfer.core import runtime
+from hf_transfer.core import memory
 from hf_transfer.core.folders import RUN_RECORD_FILE
 from hf_transfer.core.parsing import CommandParser
 from hf_transfer.core.runtime import launched_world_size, progress_bar, raise_if_signalled, signalled
@@ -30,6 +29,7 @@ from hf_transfer.errors import ConfigError, HfTransferError, TrainingDivergedErr
 from hf_transfer.search import report
 from hf_transfer.search import space as spaces
 from hf_transfer.search.arguments import MULTI_LABEL_METRICS, SINGLE_LABEL_METRICS, SearchArguments
+from hf_transfer.search.idle_fields import check_no_idle_field
 from hf_transfer.search.space import Param, check_carved_validation, check_fields, default_space, parse_space, route_of
 from hf_transfer.search.study import (
     STUDY_FILE,
@@ -42,7 +42,7 @@ from hf_transfer.search.study import (
 )
 from hf_transfer.train.command import TRAIN_ARGUMENTS, run_train
 from hf_transfer.train.feature_cache import trunk_depth
-from hf_transfer.train.few_shot_choice import FEW_SHOT_REPLACES, decide_few_shot
+from hf_transfer.train.few_shot_choice import decide_few_shot
 from hf_transfer.train.field_checks import schedule_takes_warmup
 from hf_transfer.train.preflight import preflight as train_preflight
 from hf_transfer.train.trainer import freeze_plan_from_arguments
@@ -66,6 +66,14 @@ def run_search(search_args: SearchArguments) -> dict:
     except ImportError:
         raise ConfigError("hf-transfer search needs Optuna: pip install 'hf-transfer-learning[search]'.") from None
 
+    verbosity = optuna.logging.get_verbosity()  # the study sets Optuna's to errors: put back for the process after
+    try:
+        return _search(s, optuna)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def _search(s: SearchArguments, optuna) -> dict:
     setup = _prepare(s)
     root, params, metric = setup["root"], setup["params"], setup["metric"]
     identity = {"metric": metric, "direction": s.direction, "space": {p.name: p.describe() for p in params},
@@ -144,7 +152,7 @@ def _prepare(s: SearchArguments) -> dict:
         space = spaces.without_fixed_fields(space, training.flag_fields | cold, training.max_steps > 0)
     params = check_fields(parse_space(space), parser.hints, command)
     check_carved_validation(params, plan.prepared.summary.get("validation_carved_from_train"))
-    _check_no_idle_field({p.name for p in params}, adapter, training, few_shot)
+    check_no_idle_field({p.name for p in params}, adapter, training, few_shot)
     checks = None if distill else _train_checks(layout, getattr(plan.config, "model_type", None))
     for p in params:
         for value in p.bounds_to_check():
@@ -162,37 +170,6 @@ def _pin_few_shot(base: dict, decision, threshold: float) -> dict:
     if decision.requested != "auto" or decision.rows_per_class >= threshold:
         return base
     return {**base, "few_shot": "true" if decision.on else "false"}
-
-
-def _check_no_idle_field(names: set[str], adapter, training, few_shot) -> None:
-    """A searched field the trials' run ignores would make every trial train the same model."""
-    idle = sorted(names & set(ADAPTER_ONLY_FIELDS))
-    if idle and not adapter.enabled and "peft_method" not in names:
-        raise ConfigError(
-            f"search_space.{idle[0]}: peft_method is none, so {idle[0]} changes nothing and every trial would train "
-            "the same model; set peft_method (e.g. lora) in the config, or leave it out of search_space."
-        )
-    schedule = getattr(training.lr_scheduler_type, "value", training.lr_scheduler_type)
-    if "warmup_steps" in names and "lr_scheduler_type" not in names and not schedule_takes_warmup(schedule):
-        raise ConfigError(
-            f"search_space.warmup_steps: lr_scheduler_type {schedule} has no warmup, so every trial would train the "
-            "same model; leave warmup_steps out, or use a schedule with one."
-        )
-    epochs = sorted(names & {"num_train_epochs", "few_shot_body_epochs"})
-    if epochs and training.max_steps > 0 and "max_steps" not in names:
-        raise ConfigError(
-            f"search_space.{epochs[0]}: max_steps is {training.max_steps}, which overrides {epochs[0]}, so "
-            f"every trial would train as many steps; leave {epochs[0]} out of search_space, or drop max_steps "
-            "from the config (--max_steps -1)."
-        )
-    replaced = sorted(names & set(FEW_SHOT_REPLACES)) if few_shot is not None and few_shot.on else []
-    if replaced:
-        raise ConfigError(
-            f"search_space.{replaced[0]}: the trials take the few-shot route ({few_shot.reason}), which trains with "
-            f"{FEW_SHOT_REPLACES[replaced[0]]} instead of {replaced[0]}, so every trial would train the same model; "
-            "search few_shot_* fields (few_shot_learning_rate, few_shot_batch_size, few_shot_body_epochs, "
-            "few_shot_head_c), or set few_shot: false to search the ordinary fine-tune."
-        )
 
 
 def _trial_defaults(base: dict, s: SearchArguments, distill: bool) -> dict:
@@ -302,7 +279,7 @@ def _optimize(study, s: SearchArguments, setup: dict, optuna) -> str:
         return float(summary[f"eval_{metric}"])
 
     def after_trial(study, trial):
-        runtime.release_device_memory()  # the next trial gets the memory this one held (an OOM's too)
+        memory.release_device_memory()  # the next trial gets the memory this one held (an OOM's too)
         best = best_trial(study)
         if not s.keep_trial_models:
             drop_weights_but_best(study, best, setup["command"])

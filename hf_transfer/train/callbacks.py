@@ -10,7 +10,8 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from hf_transfer.core.freezing import apply_freeze, trainable_at_epoch, unreached_unfreezing
-from hf_transfer.core.runtime import precision_name, raise_if_signalled, trim_freed_memory
+from hf_transfer.core.memory import trim_freed_memory
+from hf_transfer.core.runtime import precision_name, raise_if_signalled
 from hf_transfer.outputs.card_data import CardData, epoch_row, hyperparameters_of
 from hf_transfer.train.few_shot_choice import FEW_SHOT_REPLACES
 

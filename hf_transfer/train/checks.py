@@ -12,12 +12,8 @@ from pathlib import Path
 
 from hf_transfer.adapters.plan import LORA_LEARNING_RATE, takes_lora_learning_rate
 from hf_transfer.core.folders import RUN_RECORD_FILE, recorded_config
-from hf_transfer.core.runtime import (
-    can_release_freed_memory,
-    launched_world_size,
-    one_gpu_per_process,
-    sharded_weights,
-)
+from hf_transfer.core.memory import can_release_freed_memory
+from hf_transfer.core.runtime import launched_world_size, one_gpu_per_process, sharded_weights
 from hf_transfer.errors import ConfigError, TrainingDivergedError
 from hf_transfer.outputs.plots import plot_training_curves
 from hf_transfer.outputs.run_folder import checkpoint_launch, finished_at

@@ -12,10 +12,10 @@ from hf_transfer.core.arguments import DataArguments, ModelArguments
 from hf_transfer.core.caching import fingerprint_texts
 from hf_transfer.core.data import tokenize_data
 from hf_transfer.core.inference import prompt_positions
+from hf_transfer.core.memory import memory_kib, release_freed_memory
 from hf_transfer.core.metrics import make_compute_metrics
 from hf_transfer.core.models import load_classifier
 from hf_transfer.core.overlap import say_overlap
-from hf_transfer.core.runtime import memory_kib, release_freed_memory
 from hf_transfer.outputs.hub import plan_push
 from hf_transfer.outputs.run_folder import check_resume_fits
 from hf_transfer.train.arguments import TransferTrainingArguments

@@ -195,9 +195,9 @@ def run_few_shot(
     from transformers import DataCollatorWithPadding
 
     from hf_transfer.core.data import tokenize_data
+    from hf_transfer.core.memory import memory_kib
     from hf_transfer.core.metrics import make_compute_metrics
     from hf_transfer.core.models import load_classifier
-    from hf_transfer.core.runtime import memory_kib
     from hf_transfer.train.fit import fit_and_report
 
     logger.warning("hf-transfer train: few-shot route %s", decision.line())

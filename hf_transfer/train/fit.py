@@ -21,14 +21,9 @@ from hf_transfer.core.folders import (
 )
 from hf_transfer.core.freezing import unfreezing_schedule
 from hf_transfer.core.language import language_record
+from hf_transfer.core.memory import memory_kib
 from hf_transfer.core.metrics import classification_metrics, say_one_class
-from hf_transfer.core.runtime import (
-    FINAL_METRICS_PRECISION,
-    effective_batch_size,
-    memory_kib,
-    precision_name,
-    score_in_fp32,
-)
+from hf_transfer.core.runtime import FINAL_METRICS_PRECISION, effective_batch_size, precision_name, score_in_fp32
 from hf_transfer.core.tasks import MULTI_LABEL, predicted_labels
 from hf_transfer.outputs.card_data import complete_card_data
 from hf_transfer.outputs.cards import write_model_card

@@ -1,0 +1,40 @@
+"""A searched field that the trials' runs would ignore, so that every trial would train the same model: refused
+before the study starts."""
+
+from __future__ import annotations
+
+from hf_transfer.adapters.arguments import ADAPTER_ONLY_FIELDS
+from hf_transfer.errors import ConfigError
+from hf_transfer.train.few_shot_choice import FEW_SHOT_REPLACES
+from hf_transfer.train.field_checks import schedule_takes_warmup
+
+
+def check_no_idle_field(names: set[str], adapter, training, few_shot) -> None:
+    """A searched field the trials' run ignores would make every trial train the same model."""
+    idle = sorted(names & set(ADAPTER_ONLY_FIELDS))
+    if idle and not adapter.enabled and "peft_method" not in names:
+        raise ConfigError(
+            f"search_space.{idle[0]}: peft_method is none, so {idle[0]} changes nothing and every trial would train "
+            "the same model; set peft_method (e.g. lora) in the config, or leave it out of search_space."
+        )
+    schedule = getattr(training.lr_scheduler_type, "value", training.lr_scheduler_type)
+    if "warmup_steps" in names and "lr_scheduler_type" not in names and not schedule_takes_warmup(schedule):
+        raise ConfigError(
+            f"search_space.warmup_steps: lr_scheduler_type {schedule} has no warmup, so every trial would train the "
+            "same model; leave warmup_steps out, or use a schedule with one."
+        )
+    epochs = sorted(names & {"num_train_epochs", "few_shot_body_epochs"})
+    if epochs and training.max_steps > 0 and "max_steps" not in names:
+        raise ConfigError(
+            f"search_space.{epochs[0]}: max_steps is {training.max_steps}, which overrides {epochs[0]}, so "
+            f"every trial would train as many steps; leave {epochs[0]} out of search_space, or drop max_steps "
+            "from the config (--max_steps -1)."
+        )
+    replaced = sorted(names & set(FEW_SHOT_REPLACES)) if few_shot is not None and few_shot.on else []
+    if replaced:
+        raise ConfigError(
+            f"search_space.{replaced[0]}: the trials take the few-shot route ({few_shot.reason}), which trains with "
+            f"{FEW_SHOT_REPLACES[replaced[0]]} instead of {replaced[0]}, so every trial would train the same model; "
+            "search few_shot_* fields (few_shot_learning_rate, few_shot_batch_size, few_shot_body_epochs, "
+            "few_shot_head_c), or set few_shot: false to search the ordinary fine-tune."
+        )
