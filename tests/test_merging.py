@@ -633,7 +633,7 @@ def test_a_probe_head_without_the_fine_tuned_bias_starts_from_zeros_and_one_with
 def parse_and_run(argv):
     from hf_transfer.merge.command import run_merge
 
-    return run_merge(*parse_command_args(argv[0], argv[1:]))
+    return run_merge(parse_command_args(argv[0], argv[1:])[0])
 
 
 def test_a_pretrained_checkpoint_without_pooler_keeps_the_fine_tuned_pooler(tmp_path, tiny_bert_dir):
