@@ -312,7 +312,7 @@ def test_two_process_ddp_train_says_it_passed_the_few_shot_route_over(setup, tmp
     record = json.loads((out / "hf_transfer_run.json").read_text())
     assert "few_shot" not in record and record["world_size"] == 2
     passed_over = record["few_shot_passed_over"]
-    assert passed_over.startswith("off (auto: 8.0 rows per class, but several processes were launched")
+    assert passed_over.startswith("off (auto: 8 rows per class, but several processes were launched")
     assert f"few-shot route {passed_over}; the ordinary fine-tune runs." in proc.stderr
 
 
