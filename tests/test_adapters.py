@@ -4,6 +4,7 @@ trainer trains only the adapter and the head, and bad input stops the CLI before
 import ast
 import json
 import re
+import shutil
 
 import pandas as pd
 import pytest
@@ -533,11 +534,20 @@ def test_lora_run_end_to_end(tmp_path, tiny_bert_dir, csv_data, capsys):
             merged.eval()(**batch).logits, reloaded.eval()(**batch).logits, atol=1e-5, rtol=1e-5
         )
 
-    # `evaluate` takes the adapter folder itself: onto the recorded base (unreachable offline: one line naming the
-    # option), or onto the base given as a folder, scoring as the adapter run's own final evaluation did.
+    # `evaluate` takes the adapter folder itself: onto the recorded base, which cannot be reached offline, so onto
+    # the folder the run trained from; or onto the base given as a folder; scoring as the adapter run's own final
+    # evaluation did. With neither the Hub id nor that folder to load, one line names the option.
     dev = csv_data[1]
     evaluate = ["evaluate", "--model_name_or_path", str(out), "--validation_file", str(dev)]
-    assert main(evaluate) == 2
+    assert main([*evaluate, "--output_file", str(tmp_path / "fallback.json")]) == 0
+    fallback = json.loads((tmp_path / "fallback.json").read_text())
+    assert fallback["accuracy"] == pytest.approx(record["eval_metrics"]["eval_accuracy"])
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved, ignore=shutil.ignore_patterns("merged"))
+    config = yaml.safe_load((moved / "hf_transfer_config.yaml").read_text())
+    (moved / "hf_transfer_config.yaml").write_text(yaml.safe_dump({**config, "model_name_or_path": "/gone/base"}))
+    capsys.readouterr()
+    assert main(["evaluate", "--model_name_or_path", str(moved), "--validation_file", str(dev)]) == 2
     assert "--base_model_name_or_path" in capsys.readouterr().err
     assert (
         main([*evaluate, "--base_model_name_or_path", str(tiny_bert_dir), "--output_file", str(tmp_path / "m.json")])
