@@ -15,6 +15,7 @@ from hf_transfer.errors import ConfigError
 def test_the_peak_is_never_below_an_rss_already_read(monkeypatch):
     # The kernel updates ru_maxrss lazily: simulate a high-water mark that lags behind the RSS just read.
     monkeypatch.setattr(memory, "_highest_rss_seen", 0)
+    monkeypatch.setattr(memory, "_peak_was_reset", False)  # ru_maxrss, as where VmHWM cannot be reset
     monkeypatch.setattr(resource, "getrusage", lambda who: SimpleNamespace(ru_maxrss=1))
     first = memory.memory_kib()
     assert first["rss_kib"] > 1 and first["peak_rss_kib"] == first["rss_kib"]
