@@ -130,10 +130,11 @@ def _cache_files(folder: Path) -> list[Path]:
 
 def _file_records(folder: Path) -> dict[str, dict]:
     """Each file's sha256, size and modification time, as the cache's meta.json keeps them."""
-    return {
-        path.name: {"sha256": _sha256(path), "size": path.stat().st_size, "mtime_ns": path.stat().st_mtime_ns}
-        for path in _cache_files(folder)
-    }
+    records = {}
+    for path in _cache_files(folder):
+        stat = path.stat()
+        records[path.name] = {"sha256": _sha256(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return records
 
 
 def _file_intact(path: Path, recorded) -> bool:

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from transformers import EvalPrediction
 
 
+logger = logging.getLogger(__name__)
+
 METRICS_DIR = Path(__file__).parent / "metric_modules"
 
 
@@ -155,7 +157,7 @@ def say_one_class(predictions, label_ids, names: Sequence[str], problem_type: st
     predicted, truth = np.asarray(predicted_labels(logits, problem_type)), np.asarray(label_ids)
     if len(np.unique(predicted)) == 1 and len(np.unique(truth)) > 1:
         share = float(np.mean(truth == predicted[0]))
-        logging.getLogger(__name__).warning(
+        logger.warning(
             f"the model predicts {names[int(predicted[0])]!r} for all {len(predicted)} {split} rows: it has learnt "
             f"no more than that class's share ({share:.4f}, its accuracy). Train longer or at another learning_rate, "
             "or weigh the classes (class_weights: balanced)."

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hf_transfer.adapters.arguments import ADAPTER_ONLY_FIELDS
 from hf_transfer.errors import ConfigError
 from hf_transfer.train.few_shot_choice import FEW_SHOT_REPLACES
-from hf_transfer.train.field_checks import schedule_takes_warmup
+from hf_transfer.train.field_checks import choice_text, schedule_takes_warmup
 
 
 def check_no_idle_field(names: set[str], adapter, training, few_shot) -> None:
@@ -17,7 +17,7 @@ def check_no_idle_field(names: set[str], adapter, training, few_shot) -> None:
             f"search_space.{idle[0]}: peft_method is none, so {idle[0]} changes nothing and every trial would train "
             "the same model; set peft_method (e.g. lora) in the config, or leave it out of search_space."
         )
-    schedule = getattr(training.lr_scheduler_type, "value", training.lr_scheduler_type)
+    schedule = choice_text(training.lr_scheduler_type)
     if "warmup_steps" in names and "lr_scheduler_type" not in names and not schedule_takes_warmup(schedule):
         raise ConfigError(
             f"search_space.warmup_steps: lr_scheduler_type {schedule} has no warmup, so every trial would train the "

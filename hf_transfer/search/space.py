@@ -3,6 +3,8 @@ fields of the route's arguments, and the default space of each route. Pure funct
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import math
 import types
 import typing
@@ -12,8 +14,6 @@ from typing import Any, Union
 from hf_transfer.errors import ConfigError
 
 RANGE_KEYS = ("low", "high", "log", "step")
-# The spellings of true/false that a flag takes (HfArgumentParser's `string_to_bool`), read in any case.
-TRUE_FALSE = dict.fromkeys(("true", "yes", "y", "t", "1"), True) | dict.fromkeys(("false", "no", "n", "f", "0"), False)
 # Fields the search owns: trials write to folders of their own under output_dir.
 NOT_SEARCHABLE = ("output_dir", "logging_dir", "resume_from_checkpoint", "push_to_hub", "hub_model_id")
 # Fields that decide which rows every trial is scored on: trials scored on different rows cannot be compared (and a
@@ -114,8 +114,11 @@ def _range(name: str, spec: dict) -> Param:
     if not low < high:
         raise ConfigError(f"search_space.{name}: the range is empty (low {low} >= high {high}); give low < high.")
     log = spec.get("log", False)
-    if isinstance(log, str) and log.strip().lower() in TRUE_FALSE:  # `log: yes`, as a flag's true/false is read
-        log = TRUE_FALSE[log.strip().lower()]
+    if isinstance(log, str):  # `log: yes`, read as HfArgumentParser reads a flag's true/false
+        from transformers.hf_argparser import string_to_bool
+
+        with contextlib.suppress(argparse.ArgumentTypeError):
+            log = string_to_bool(log.strip())
     if not isinstance(log, bool):
         raise ConfigError(f"search_space.{name}: log must be true or false, got {log!r}.")
     step = spec.get("step")

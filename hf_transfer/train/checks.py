@@ -17,7 +17,7 @@ from hf_transfer.core.runtime import launched_world_size, one_gpu_per_process, s
 from hf_transfer.errors import ConfigError, TrainingDivergedError
 from hf_transfer.outputs.plots import plot_training_curves
 from hf_transfer.outputs.run_folder import checkpoint_launch, finished_at
-from hf_transfer.train.field_checks import check_inside_train_fields
+from hf_transfer.train.field_checks import check_inside_train_fields, choice_text
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def check_trainer_fields(args) -> None:
             "batch_eval_metrics is not supported: hf-transfer computes its metrics over the whole evaluation set at "
             "once; drop it (eval_accumulation_steps bounds the memory evaluation holds)."
         )
-    if _value(args.save_strategy) == "best" and args.metric_for_best_model is None:
+    if choice_text(args.save_strategy) == "best" and args.metric_for_best_model is None:
         # As transformers refuses it (Trainer._validate_args): which checkpoint is best depends on the metric.
         raise ConfigError(
             "save_strategy best saves a checkpoint whenever metric_for_best_model improves, but metric_for_best_model "
@@ -94,25 +94,18 @@ def _missing_package(args, err: Exception) -> str:
     command = re.search(r"`(pip install [^`]+?)\.?`", text)
     name = next((g for g in package.groups() if g), None) if package else None
     if name is None or command is None:
-        return f"optim {_value(args.optim)} cannot be used: {text} Or choose another optim, e.g. adamw_torch."
+        return f"optim {choice_text(args.optim)} cannot be used: {text} Or choose another optim, e.g. adamw_torch."
     return (
-        f"optim {_value(args.optim)} needs {name}, which is not installed: {command.group(1)}, or choose another "
+        f"optim {choice_text(args.optim)} needs {name}, which is not installed: {command.group(1)}, or choose another "
         "optim, e.g. adamw_torch."
     )
-
-
-def _value(choice) -> str:
-    value = getattr(choice, "value", choice)
-    if isinstance(value, float) and value.is_integer() and value >= 1:
-        return str(int(value))  # TrainingArguments keeps a step count it was given as 3 as 3.0 in the resolved config
-    return str(value)
 
 
 def keep_best_checkpoint(args) -> None:
     """With early stopping the best checkpoint must exist to be kept: save at every evaluation (Trainer evaluates
     every `logging_steps` when `eval_steps` is unset) and load the best at the end. What this replaced is kept in
     `early_stopping_replaced`, for `check_early_stopping_fields` to refuse or name what the user had given."""
-    plain = {name: _value(getattr(args, name)) for name in ("eval_strategy", "save_strategy")}
+    plain = {name: choice_text(getattr(args, name)) for name in ("eval_strategy", "save_strategy")}
     if plain["eval_strategy"] == "steps":
         args.eval_steps = args.eval_steps or args.logging_steps
     needed = {"load_best_model_at_end": True, "save_strategy": plain["eval_strategy"]}
@@ -136,8 +129,8 @@ def check_early_stopping_fields(args, warn: bool = False) -> None:
             "load_best_model_at_end is false; drop one of them."
         )
     if warn and replaced:
-        was = ", ".join(f"{name} {_value(value)}" for name, value in sorted(replaced.items()))
-        now = ", ".join(f"{name} {_value(getattr(args, name))}" for name in sorted(replaced))
+        was = ", ".join(f"{name} {choice_text(value)}" for name, value in sorted(replaced.items()))
+        now = ", ".join(f"{name} {choice_text(getattr(args, name))}" for name in sorted(replaced))
         logger.warning(
             "%s replaced by %s: early_stopping_patience keeps the best checkpoint, so one is saved at every "
             "evaluation.", was, now,

@@ -16,6 +16,7 @@ from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.errors import ConfigError
 from hf_transfer.outputs.few_shot_card import FEW_SHOT_REPLACES
 from hf_transfer.train.few_shot_head import SUPPORTED_HEADS, head_parts, saved_mean_pooling_block
+from hf_transfer.train.field_checks import choice_text
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ def warn_replaced_fields(args) -> None:
         "label_smoothing_factor": "it tunes the body on a pair loss and fits its head in closed form",
     }
     for name in sorted(given & set(idle)):
-        if str(getattr(getattr(args, name), "value", getattr(args, name))) not in ("no", "0", "0.0"):
+        if choice_text(getattr(args, name)) not in ("no", "0", "0.0"):
             logger.warning("%s set but ignored on the few-shot route: %s.", name, idle[name])
     if "few_shot_template_copies" in given and args.few_shot_template_copies and not args.few_shot_label_template:
         logger.warning("few_shot_template_copies set but ignored: few_shot_label_template is none.")

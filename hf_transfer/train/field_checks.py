@@ -15,20 +15,30 @@ SCHEDULE_OWN = frozenset({"optimizer", "num_warmup_steps", "num_training_steps",
 MIN_LR_SCHEDULES = ("cosine_with_min_lr", "cosine_warmup_with_min_lr")
 
 
-def _value(choice) -> str:
-    return str(getattr(choice, "value", choice))
+def choice_text(choice) -> str:
+    """A TrainingArguments choice (an Enum) or number as its config text."""
+    value = getattr(choice, "value", choice)
+    if isinstance(value, float) and value.is_integer() and value >= 1:
+        return str(int(value))  # TrainingArguments keeps a step count it was given as 3 as 3.0 in the resolved config
+    return str(value)
+
+
+def _schedule_function(lr_scheduler_type):
+    """transformers' function for a schedule (torch's ReduceLROnPlateau for reduce_lr_on_plateau), or None."""
+    import torch
+    from transformers.optimization import TYPE_TO_SCHEDULER_FUNCTION
+
+    kind = choice_text(lr_scheduler_type)
+    if kind == "reduce_lr_on_plateau":  # its kwargs go to torch's ReduceLROnPlateau
+        return torch.optim.lr_scheduler.ReduceLROnPlateau
+    return next((f for k, f in TYPE_TO_SCHEDULER_FUNCTION.items() if choice_text(k) == kind), None)
 
 
 def check_scheduler_kwargs(args) -> None:
     """`lr_scheduler_kwargs` that the schedule does not take (`{num_cycle: 2}`), or without one it needs
     (`warmup_stable_decay`'s num_decay_steps; min_lr or min_lr_rate for the min-LR cosines)."""
-    import torch
-    from transformers.optimization import TYPE_TO_SCHEDULER_FUNCTION
-
-    kind, given = _value(args.lr_scheduler_type), dict(args.lr_scheduler_kwargs or {})
-    function = next((f for k, f in TYPE_TO_SCHEDULER_FUNCTION.items() if _value(k) == kind), None)
-    if kind == "reduce_lr_on_plateau":  # its kwargs go to torch's ReduceLROnPlateau
-        function = torch.optim.lr_scheduler.ReduceLROnPlateau
+    kind, given = choice_text(args.lr_scheduler_type), dict(args.lr_scheduler_kwargs or {})
+    function = _schedule_function(kind)
     if function is None:
         return
     params = inspect.signature(function).parameters
@@ -75,8 +85,5 @@ def check_inside_train_fields(args) -> None:
 
 def schedule_takes_warmup(lr_scheduler_type) -> bool:
     """Whether a learning-rate schedule warms up at all (`constant` and `reduce_lr_on_plateau` ignore warmup_steps)."""
-    from transformers.optimization import TYPE_TO_SCHEDULER_FUNCTION
-
-    kind = _value(lr_scheduler_type)
-    function = next((f for k, f in TYPE_TO_SCHEDULER_FUNCTION.items() if _value(k) == kind), None)
+    function = _schedule_function(lr_scheduler_type)
     return function is None or "num_warmup_steps" in inspect.signature(function).parameters
