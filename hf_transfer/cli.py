@@ -24,7 +24,7 @@ from hf_transfer.core.runtime import (
     quiet_other_processes,
     signals_as_interrupts,
 )
-from hf_transfer.core.scratch import scratch_of_the_command
+from hf_transfer.core.scratch import new_folders_removed_if_empty, scratch_of_the_command
 from hf_transfer.errors import (
     DiskFullError,
     HfTransferError,
@@ -257,7 +257,13 @@ def _run(command: str, rest: list[str]) -> dict | int:
         start_command_accounts()  # its memory figures are this command's, not the process's
         bars_off = any(_asks_no_bars(a) for a in parsed) or not is_launched_main_process()
         level = chosen_log_level(parsed)
-        with scratch_of_the_command(), quiet_other_processes(level), progress_bars_off(bars_off):
+        outputs = [getattr(a, "output_dir", None) for a in parsed]  # train, distill, search: not staged
+        with (
+            scratch_of_the_command(),
+            quiet_other_processes(level),
+            progress_bars_off(bars_off),
+            new_folders_removed_if_empty(outputs, is_launched_main_process()),
+        ):
             result = entry_point(*[a for a in parsed if not isinstance(a, ConsoleArguments)])
     if level in QUIET_LEVELS and isinstance(result, dict):
         result.pop("warning", None)  # `log_level: error` leaves out warnings, the summary's too

@@ -129,6 +129,25 @@ def test_a_sigterm_whose_interrupt_was_swallowed_still_stops_the_run(tiny_bert_d
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint-2"]  # step 3 was never finished
 
 
+@pytest.mark.parametrize("there_before", [False, True])
+def test_ctrl_c_before_the_first_save_leaves_no_new_empty_output_dir(there_before, tiny_bert_dir, tmp_path, monkeypatch):
+    """Ctrl-C in the first steps (nothing saved yet) left an empty `output_dir`; one the user had made stays."""
+    from transformers import Trainer
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "training_step", interrupted)
+    out = tmp_path / "out"
+    if there_before:
+        out.mkdir()
+    train, dev = labelled(tmp_path / "train.csv", 16), labelled(tmp_path / "dev.csv", 8)
+    assert main(train_argv(tiny_bert_dir, train, dev, out)) == 130
+    assert out.is_dir() == there_before
+    if there_before:
+        assert list(out.iterdir()) == []
+
+
 def test_ctrl_c_while_the_command_loads_is_one_line(monkeypatch, capsys):
     """Loading a command (torch, transformers: seconds) ran outside the CLI's handler: Ctrl-C there was a traceback
     wall, and an extension whose import it cut off raised ImportError, status 1."""

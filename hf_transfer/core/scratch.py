@@ -84,3 +84,28 @@ def scratch_of_the_command():
     finally:
         for folder in set(_ROOT[0].iterdir()) - before if _ROOT else ():
             shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def new_folders_removed_if_empty(paths, is_main: bool = True):
+    """Those of `paths` (output folders) that did not exist before the block, and hold no file when it raises (an
+    interrupt, a refusal, a crash before the first save), are removed: a Ctrl-C during the first steps left an empty
+    `output_dir` behind. A folder holding any file (a complete checkpoint, logs) stays, as does one that was there."""
+    new = [Path(p) for p in paths if p and not Path(p).exists()]
+    try:
+        yield
+    except BaseException:
+        for folder in new if is_main else ():
+            _remove_if_empty(folder)
+        raise
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove `folder` when it holds only empty folders, deepest first; leave it whole when it holds any file."""
+    if not folder.is_dir() or any(not p.is_dir() for p in folder.rglob("*")):
+        return
+    for sub in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            sub.rmdir()
+    with contextlib.suppress(OSError):
+        folder.rmdir()
