@@ -964,8 +964,11 @@ from hf_transfer.core import scratch
 assert main(json.loads(sys.argv[1])) == 0
 from accelerate import Accelerator
 left = [p.name for p in scratch._ROOT[0].iterdir()] if scratch._ROOT else []
+import torch
 print(json.dumps({"tokenizers": os.environ.get("TOKENIZERS_PARALLELISM"), "scratch": left,
-                  "precision": Accelerator(mixed_precision="no").mixed_precision}))
+                  "precision": Accelerator(mixed_precision="no").mixed_precision,
+                  "deterministic": torch.are_deterministic_algorithms_enabled(),
+                  "cublas": os.environ.get("CUBLAS_WORKSPACE_CONFIG")}))
 """
 
 
@@ -973,11 +976,14 @@ def test_a_command_leaves_a_process_that_runs_more_as_it_found_it(tmp_path, tiny
     """A notebook calling `main` again and again: TOKENIZERS_PARALLELISM stayed false (the user's own batch encoding
     then ran on one thread), a bf16 run left accelerate's state in bf16 (`Accelerator(mixed_precision="no")` then
     refused: "AcceleratorState has already been initialized and cannot be changed"), and every run's prepared data
-    stayed on disk until the process exited."""
-    argv = train_argv(tiny_bert_dir, *tiny_data, tmp_path / "out", "--bf16", "true", "--max_steps", "1")
-    env = {k: v for k, v in os.environ.items() if k != "TOKENIZERS_PARALLELISM"}
+    stayed on disk until the process exited. `full_determinism` left torch deterministic (slower, and refusing ops
+    with no deterministic kernel) for everything after."""
+    argv = train_argv(
+        tiny_bert_dir, *tiny_data, tmp_path / "out", "--bf16", "true", "--max_steps", "1", "--full_determinism", "true"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("TOKENIZERS_PARALLELISM", "CUBLAS_WORKSPACE_CONFIG")}
     done = subprocess.run([sys.executable, "-c", _IN_ONE_PROCESS, json.dumps(argv)], capture_output=True, text=True,
                           env=env, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     left = json.loads(done.stdout.strip().splitlines()[-1])
-    assert left == {"tokenizers": None, "scratch": [], "precision": "no"}
+    assert left == {"tokenizers": None, "scratch": [], "precision": "no", "deterministic": False, "cublas": None}

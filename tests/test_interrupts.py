@@ -130,7 +130,7 @@ def test_a_sigterm_whose_interrupt_was_swallowed_still_stops_the_run(tiny_bert_d
 
 
 @pytest.mark.parametrize("there_before", [False, True])
-def test_ctrl_c_before_the_first_save_leaves_no_new_empty_output_dir(there_before, tiny_bert_dir, tmp_path, monkeypatch):
+def test_ctrl_c_before_a_save_leaves_no_new_empty_output_dir(there_before, tiny_bert_dir, tmp_path, monkeypatch):
     """Ctrl-C in the first steps (nothing saved yet) left an empty `output_dir`; one the user had made stays."""
     from transformers import Trainer
 

@@ -94,21 +94,44 @@ def quiet_other_processes(log_level: str = "passive"):
 def leaves_the_process_as_found():
     """What a command sets for its own run is put back when it returns, for a process that runs more (a notebook
     calling `main`): TOKENIZERS_PARALLELISM, set to false for the command (forked data-loader workers warned of it;
-    the user's own batch encoding then ran on one thread), and accelerate's process state, which its Trainer starts in
-    the run's precision (the user's own `Accelerator()` then ran in bf16, or refused another precision). A state the
-    process had before the command is the user's, and stays."""
-    added = "TOKENIZERS_PARALLELISM" not in os.environ
+    the user's own batch encoding then ran on one thread), accelerate's process state, which its Trainer starts in
+    the run's precision (the user's own `Accelerator()` then ran in bf16, or refused another precision), and what
+    `full_determinism` switches on. A state the process had before the command is the user's, and stays."""
+    environ = {name: os.environ.get(name) for name in ("TOKENIZERS_PARALLELISM", *_DETERMINISM_ENV)}
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     state = sys.modules.get("accelerate.state")
     had_state = state is not None and bool(state.PartialState._shared_state)
+    determinism = _torch_determinism()
     try:
         yield
     finally:
-        if added:
-            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        for name, value in environ.items():
+            os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
+        _set_torch_determinism(determinism)
         state = sys.modules.get("accelerate.state")
         if state is not None and not had_state and launched_world_size() == 1:
             state.AcceleratorState._reset_state(reset_partial_state=True)
+
+
+# What `full_determinism: true` (transformers' `enable_full_determinism`) sets for the whole process, besides torch's
+# switches: it made every later step of a notebook deterministic, and slower, and refused ops with no such kernel.
+_DETERMINISM_ENV = ("CUDA_LAUNCH_BLOCKING", "CUBLAS_WORKSPACE_CONFIG", "FLASH_ATTENTION_DETERMINISTIC")
+
+
+def _torch_determinism() -> tuple[bool, bool, bool]:
+    """(deterministic algorithms, cudnn.deterministic, cudnn.benchmark): torch's defaults before it is imported."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return False, False, False
+    cudnn = torch.backends.cudnn
+    return torch.are_deterministic_algorithms_enabled(), cudnn.deterministic, cudnn.benchmark
+
+
+def _set_torch_determinism(values: tuple[bool, bool, bool]) -> None:
+    torch = sys.modules.get("torch")
+    if torch is not None and _torch_determinism() != values:
+        torch.use_deterministic_algorithms(values[0])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = values[1], values[2]
 
 
 _bars_off = False
