@@ -8,7 +8,7 @@ import pytest
 
 from hf_transfer.core.arguments import DataArguments
 from hf_transfer.core.data import load_data, tokenize_data
-from hf_transfer.core.tables import read_table
+from hf_transfer.core.tables import iter_table, read_table
 from hf_transfer.errors import ConfigError, DataError
 
 RATING_MAPPING = {1: "bad", 2: "bad", 3: "neutral", 4: "good", 5: "good"}
@@ -421,6 +421,29 @@ def test_auto_quoting_reads_quoted_multiline_fields(tmp_path):
     df = read_table(str(path))
     assert df["sentence"].tolist() == ['Title\n\tbody with "quotes" and\ttab', "short"]
     assert df["label"].tolist() == ["0", "1"]
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n"])
+def test_a_one_column_file_s_quoted_cell_over_lines_is_one_row(tmp_path, ending):
+    """A one-column file (predict's input) has no separator count to tell a cell spanning lines from a stray quote:
+    `"line1\nline2"`, as csv, pandas and Excel write it, was read as two rows with their quote marks."""
+    rows = ["one", f"line1{ending}line2", 'said "hi" twice', "last"]
+    path = tmp_path / "texts.csv"
+    pd.DataFrame({"text": rows}).to_csv(path, index=False)
+    assert read_table(str(path))["text"].tolist() == rows
+    assert [t for f in iter_table(str(path), 2) for t in f["text"]] == rows
+
+
+def test_a_one_column_file_s_stray_quotes_stay_text(tmp_path):
+    """One column whose quotes are not CSV quoting (a cell opening with a quote it never closes, text after a closing
+    quote) is still read line by line, quotes as text."""
+    path = tmp_path / "texts.csv"
+    path.write_text('text\n"the movie\n"quoted" fine\nplain\n')
+    assert read_table(str(path))["text"].tolist() == ['"the movie', '"quoted" fine', "plain"]
+    path.write_text('text\nit was "good\nplain\n')
+    assert read_table(str(path))["text"].tolist() == ['it was "good', "plain"]
+    path.write_text('text\nfine\n"never closed\nplain\n')
+    assert read_table(str(path))["text"].tolist() == ["fine", '"never closed', "plain"]
 
 
 def test_explicit_quoting_modes_override_detection(tmp_path):

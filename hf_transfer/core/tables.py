@@ -138,9 +138,9 @@ def _csv_options(path: str, header: str, sep: str, quoting: int) -> dict:
     return options if names == fields else {**options, "names": names, "header": 0}
 
 
-def _detect_quoting(text: str, sep: str) -> int:
+def _detect_quoting(text: str, sep: str, cut: bool = False) -> int:
     """QUOTE_NONE when every record is one physical line and some `"` cannot be CSV quoting (GLUE's SST-2); else
-    standard quoting, whose quoted fields may span lines (Blitzer)."""
+    standard quoting, whose quoted fields may span lines (Blitzer). `cut`: `text` is the start of a longer file."""
     if '"' not in text:
         return csv.QUOTE_MINIMAL
     lines = [line for line in re.split(r"\r\n|\r|\n", text) if line.strip()]
@@ -148,7 +148,22 @@ def _detect_quoting(text: str, sep: str) -> int:
     if any(line.count(sep) != width for line in lines[1:]):
         return csv.QUOTE_MINIMAL
     stray = any('"' in field and not _is_quoted_field(field) for line in lines for field in line.split(sep))
+    if stray and width == 0 and _strict_csv(text, sep, cut):  # one column: no separator count tells a cell over lines
+        return csv.QUOTE_MINIMAL
     return csv.QUOTE_NONE if stray else csv.QUOTE_MINIMAL
+
+
+def _strict_csv(text: str, sep: str, cut: bool) -> bool:
+    """`text` parses as standard CSV in which every quote opens or closes a cell, or doubles one inside it: a
+    one-column file whose quoted cells span lines (`"line1\nline2"`, as Excel, pandas and `csv` write them) was read
+    with QUOTE_NONE, each cell as two rows with their quote marks. A sample `cut` inside a cell parses up to the cut;
+    a whole file whose last quote never closes is not standard CSV."""
+    try:
+        for _ in csv.reader(io.StringIO(text), delimiter=sep, strict=True):
+            pass
+    except csv.Error as err:
+        return cut and "unexpected end of data" in str(err)
+    return True
 
 
 def _is_quoted_field(field: str) -> bool:
@@ -247,7 +262,8 @@ def _csv_chunks(path, ext, chunk_rows, csv_quoting, columns):
         with open_text(path) as f:
             sample = f.read(QUOTING_SAMPLE_BYTES)
         # Only whole lines: a line cut at the sample's end would look like a record with too few fields.
-        quoting = _detect_quoting(sample if len(sample) < QUOTING_SAMPLE_BYTES else sample.rpartition("\n")[0], sep)
+        cut = len(sample) == QUOTING_SAMPLE_BYTES
+        quoting = _detect_quoting(sample.rpartition("\n")[0] if cut else sample, sep, cut)
     # Read as `read_table` reads: line endings as written (a quoted cell's "\r\n" stays, as in pandas' own reading).
     # The warning filter is set around each read, never across a `yield`: the caller runs in between.
     with open_text(path, newline="") as handle:
