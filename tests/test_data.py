@@ -823,6 +823,22 @@ def test_the_near_column_offered_is_never_one_read_for_another_role(tmp_path):
         load(tmp_path, pair, pair, text_column_name="sentence1,sentence2")
 
 
+def test_labels_alike_but_for_unicode_form_or_invisible_marks_are_one_class(tmp_path, caplog):
+    """`négatif` typed with a combining accent, and `好评` with a zero-width space pasted after it, were classes of
+    their own beside the look-alike spelling (a 4-class model, two F1 rows named alike in the card)."""
+    import logging
+
+    caplog.set_level(logging.WARNING)
+    decomposed, spaced = "ne\u0301gatif", "好评\u200b"
+    labels = ["négatif", decomposed, "好评", spaced, "\ufeff中评"] * 4
+    train = [{"text": f"row {i}", "label": v} for i, v in enumerate(labels)]
+    prepared = load(tmp_path, train, train)
+    assert prepared.label_names == sorted(["négatif", "好评", "中评"])
+    said = [r.getMessage() for r in caplog.records if "values written differently" in r.getMessage()]
+    assert len(said) == 1 and "['ne\\u0301gatif', 'négatif'] as 'négatif'" in said[0], said  # told apart in print
+    assert "['好评', '好评\\u200b'] as '好评'" in said[0], said
+
+
 def test_label_values_written_differently_but_read_as_one_label_are_said(tmp_path, caplog):
     """`01`, `1` and `001` all became class 1, and ` pos` joined `pos`, in silence."""
     import logging
@@ -834,8 +850,9 @@ def test_label_values_written_differently_but_read_as_one_label_are_said(tmp_pat
     said = [r.getMessage() for r in caplog.records if "values written differently" in r.getMessage()]
     assert said == [
         "in column 'label', values written differently are read as one label: ['001', '01', '1'] as 1 (numbers by "
-        "their value, text without its surrounding spaces), so each group is one class; if they are different "
-        "labels, rename them in the data (label_mapping reads its keys the same way)."
+        "their value, text without the spaces or invisible marks around it and in Unicode's composed form), so each "
+        "group is one class; if they are different labels, rename them in the data (label_mapping reads its keys the "
+        "same way)."
     ]
     caplog.clear()
     words = [{"text": f"row {i}", "label": v} for i, v in enumerate([" pos", "pos", "neg", "True", "true"] * 4)]

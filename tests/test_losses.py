@@ -85,6 +85,10 @@ def test_resolve_class_weights():
     assert balanced == pytest.approx([100 / 30, 100 / 90, 100 / 180])
     assert resolve_class_weights("sqrt", names, counts) == pytest.approx([w**0.5 for w in balanced])
     assert resolve_class_weights({"neutral": 2.5}, names, counts) == [1.0, 2.5, 1.0]
+    # keys read as the data's labels are: spaces around, a combining accent, a number written "01"
+    names = ["négatif", "1", "中评"]
+    weights = resolve_class_weights({"ne\u0301gatif": 2, "01": 3, " 中评\u200b": 4}, names, dict.fromkeys(names, 1))
+    assert weights == [2.0, 3.0, 4.0]
 
 
 @pytest.mark.parametrize(

@@ -198,6 +198,9 @@ def test_labels_joined_in_one_cell_are_recognised():
     assert joined_labels({"a,b", "b,c"})[0] == ","
     assert joined_labels({"New York, NY", "Paris"}) is None  # one value with a comma: a name, not a list
     assert joined_labels({"positive", "negative", 1}) is None
+    # Chinese and Japanese lists join with ideographic and full-width marks: 15 "combination" classes, no word
+    assert joined_labels({"物流、质量", "质量、价格", "物流"}) == ("、", ["物流、质量", "质量、价格"])
+    assert joined_labels({"物流，质量", "价格，质量"})[0] == "，"
 
 
 def test_training_on_joined_labels_warns_that_each_is_a_class_of_its_own(tmp_path, tiny_bert_dir, monkeypatch,

@@ -7,6 +7,7 @@ import ast
 import json
 import logging
 import re
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,7 +206,7 @@ def normalise_scalar(value: Any) -> Any:
     if isinstance(value, (bool, np.bool_)):
         return str(bool(value))
     if isinstance(value, str):
-        value = value.strip()
+        value = tidy_text_label(value)
         if not value:
             return None
         if value.lower() in _BOOLEANS:
@@ -220,6 +221,17 @@ def normalise_scalar(value: Any) -> Any:
     if isinstance(value, (float, np.floating)):
         return int(value) if float(value).is_integer() else float(value)
     return str(value)
+
+
+# Space-like marks no one sees at a label's ends: zero-width space, joiners, word joiner, a byte-order mark.
+_EDGES = re.compile(r"^[\s\u200b-\u200d\u2060\ufeff]+|[\s\u200b-\u200d\u2060\ufeff]+$")
+
+
+def tidy_text_label(value: str) -> str:
+    """A text label as it is read: in Unicode's composed form (NFC), without spaces or invisible marks at its ends.
+    `négatif` typed with a combining accent, or `好评` with a zero-width space pasted after it, looked like the other
+    spelling and was a class of its own."""
+    return _EDGES.sub("", unicodedata.normalize("NFC", value))
 
 
 def label_name_keys(names: Sequence[str]) -> list[str]:
@@ -360,14 +372,25 @@ def warn_merged_spellings(profiles: dict[str, LabelProfile], label: str) -> None
             merged.setdefault(read, set()).update(forms)
     same = {read: {re.sub(r"\.0+$", "", f) for f in forms} for read, forms in merged.items()}  # 1.0 is 1 (pandas)
     seen = {read: forms for read, forms in merged.items() if len(same[read]) > 1}
-    groups = [f"{sorted(forms)} as {read!r}" for read, forms in list(seen.items())[:3]]
+    groups = [f"[{', '.join(map(_visible, sorted(forms)))}] as {read!r}" for read, forms in list(seen.items())[:3]]
     if groups:
         logger.warning(
             f"in column {label!r}, values written differently are read as one label: {'; '.join(groups)}"
-            f"{' (and more)' if len(seen) > 3 else ''} (numbers by their value, text without its surrounding spaces), "
+            f"{' (and more)' if len(seen) > 3 else ''} (numbers by their value, text without the spaces or invisible "
+            "marks around it and in Unicode's composed form), "
             "so each group is one class; if they are different labels, rename them in the data (label_mapping "
             "reads its keys the same way)."
         )
+
+
+def _visible(form: str) -> str:
+    """A written form quoted so the user can tell it from the others: combining and invisible marks escaped (two
+    spellings of `négatif` printed alike), every other character as it is."""
+    hidden = ("Mn", "Me", "Cf", "Cc", "Zl", "Zp")
+    shown = "".join(
+        f"\\u{ord(c):04x}" if unicodedata.category(c) in hidden or (c.isspace() and c != " ") else c for c in form
+    )
+    return f"'{shown}'"
 
 
 def listed(values, limit: int = 20) -> str:

@@ -47,7 +47,8 @@ def unlabel_hidden_test_labels(profiles: dict[str, LabelProfile]) -> None:
     profiles["test"] = LabelProfile()
 
 
-LABEL_SEPARATORS = (";", "|", ",")
+# ASCII, and the full-width and ideographic marks that Chinese and Japanese text joins a list with (`物流、质量`).
+LABEL_SEPARATORS = (";", "|", ",", "、", "，", "；", "｜")
 
 
 def split_joined(value, sep: str) -> list[str] | None:

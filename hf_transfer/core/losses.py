@@ -32,6 +32,12 @@ def resolve_class_weights(
     `pos_weight`), and `balanced` is n_negative / n_positive per label, so a rare label's positives weigh as much as
     its negatives (a label present in every row weighs 1: there is nothing to balance)."""
     if isinstance(spec, Mapping):
+        from hf_transfer.core.cleaning import normalise_scalar
+
+        # Keys read as the data's labels are read (surrounding spaces, Unicode form, `01` for 1), unless as written
+        # they name a label already.
+        spec = {(k if str(k) in label_names or normalise_scalar(k) is None else normalise_scalar(k)): v
+                for k, v in spec.items()}  # fmt: skip
         unknown = sorted(str(k) for k in spec if str(k) not in label_names)
         if unknown:
             raise ConfigError(
