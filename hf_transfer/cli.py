@@ -194,6 +194,8 @@ RESUME_HINTS = {
 
 def main(argv: list[str] | None = None) -> int:
     from_shell = argv is None
+    if from_shell:
+        _unencodable_as_escapes()
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) > 1 and argv[0] == "help":  # `hf-transfer help train`, as git and pip take it (a typo: the hint)
         argv = [argv[1], "--help"]
@@ -324,6 +326,22 @@ def _stopped(command: str, err: BaseException, received: list[int]) -> int:
     raise err
 
 
+def _unencodable_as_escapes() -> None:
+    """A label the console's encoding lacks (an emoji under cp936, a combining accent under ascii) is printed as an
+    escape: it raised UnicodeEncodeError after the run had written everything, exit status 1."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure") and stream.errors == "strict":
+            stream.reconfigure(errors="backslashreplace")
+
+
+def _padded(key: str, width: int = 28) -> str:
+    """`key` padded to `width` columns as a terminal shows it: a Chinese or Japanese character takes two."""
+    import unicodedata
+
+    shown = sum(2 if unicodedata.east_asian_width(c) in "WF" else 0 if unicodedata.combining(c) else 1 for c in key)
+    return key + " " * max(width - shown, 0)
+
+
 def _report(command: str, result: dict) -> None:
     if not result:
         return
@@ -332,9 +350,9 @@ def _report(command: str, result: dict) -> None:
     result = _fold_per_label_scores(result)
     for key, value in result.items():
         if isinstance(value, float):
-            print(f"  {key:<28} {value:.4f}")
+            print(f"  {_padded(key)} {value:.4f}")
         elif isinstance(value, (int, str)):
-            print(f"  {key:<28} {value}")
+            print(f"  {_padded(key)} {value}")
     if table:
         print("\n" + table.rstrip())
 

@@ -987,3 +987,25 @@ def test_a_command_leaves_a_process_that_runs_more_as_it_found_it(tmp_path, tiny
     assert done.returncode == 0, done.stderr[-2000:]
     left = json.loads(done.stdout.strip().splitlines()[-1])
     assert left == {"tokenizers": None, "scratch": [], "precision": "no", "deterministic": False, "cublas": None}
+
+
+_NON_ASCII_RESULTS = """
+import sys
+from hf_transfer import cli
+cli._run = lambda command, rest: {"f1_négatif": 0.5, "f1_中评": 0.25, "label": "👍"}
+sys.argv = ["hf-transfer", "evaluate"]
+sys.exit(cli.main())
+"""
+
+
+def test_labels_the_console_cannot_encode_are_printed_as_escapes():
+    """A Windows console (cp1252, cp936) or PYTHONIOENCODING=ascii: printing the results of a run whose labels the
+    encoding lacks raised UnicodeEncodeError after every file was written, exit status 1."""
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    done = subprocess.run([sys.executable, "-c", _NON_ASCII_RESULTS], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "f1_n\\xe9gatif" in done.stdout and "\\U0001f44d" in done.stdout
+    utf8 = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    shown = subprocess.run([sys.executable, "-c", _NON_ASCII_RESULTS], capture_output=True, encoding="utf-8", env=utf8)
+    lines = [line for line in shown.stdout.splitlines() if line.startswith("  f1_")]
+    assert lines == ["  f1_négatif                   0.5000", "  f1_中评                      0.2500"]  # columns shown

@@ -878,3 +878,14 @@ def test_label_values_written_differently_but_read_as_one_label_are_said(tmp_pat
     with pytest.raises(DataError, match="a single class"):  # a refusal after it stays the only line: no line before
         load(tmp_path, [{"text": f"row {i}", "label": v} for i, v in enumerate(["01", "1"] * 4)])
     assert not [r for r in caplog.records if "values written differently" in r.getMessage()]
+
+
+def test_evaluation_set_names_take_letters_of_any_script(tmp_path):
+    """`--extra_eval 日本語=ja.csv` was refused as not "letters, digits, '.', '_', '+' or '-'"."""
+    from hf_transfer.core.arguments import parse_extra_eval
+
+    dev = write(tmp_path / "dev.csv", rows(["a", "b"]))
+    assert [s.name for s in parse_extra_eval([f"日本語={dev}", f"fr-é={dev}"])] == ["日本語", "fr-é"]
+    for bad in ("_x", "-x", "a b", "x/y"):
+        with pytest.raises(ConfigError, match="NAME being letters, digits"):
+            parse_extra_eval([f"{bad}={dev}"])

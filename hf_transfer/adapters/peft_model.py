@@ -129,7 +129,7 @@ def set_base_model_reference(adapter_dir: str | Path, reference: str, revision: 
     """Name the base in adapter_config.json by `reference`, and its Hub `revision` (PEFT's `revision` field, which
     `AutoPeftModel*` reads) when it is not main: without it every reload took main, another base."""
     path = Path(adapter_dir) / ADAPTER_CONFIG
-    data = json.loads(path.read_text())
+    data = json.loads(path.read_bytes())
     data["base_model_name_or_path"] = reference
     if revision and revision != "main":
         data["revision"] = revision

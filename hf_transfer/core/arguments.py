@@ -227,7 +227,7 @@ class EvalSet:
     label_mapping: dict[str, str] | None = None
 
 
-_SET_NAME = re.compile(r"^[A-Za-z0-9][\w.+-]*$")
+_SET_NAME = re.compile(r"^[^\W_][\w.+-]*$")  # letters of any script: `日本語=ja.csv`
 
 
 _EXTRA_EVAL_SYNTAX = (

@@ -154,7 +154,7 @@ def _is_valid(folder: Path, key: str, rows: int | None) -> bool:
     if not meta_path.is_file():
         return False
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_bytes())
     except (OSError, ValueError):
         return False
     rows_ok = rows is None or meta.get("rows") == rows
@@ -207,7 +207,7 @@ def load_or_build(
             if rows is not None and written != rows:
                 raise RuntimeError(f"{what}: {written} rows were computed for {rows} training rows")
             meta = {"key": key, "rows": written, "files": _file_records(tmp), **(description or {})}
-            (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
             try:
                 tmp.replace(folder)
             except OSError:

@@ -296,7 +296,7 @@ def staged_output_dir(output_dir: str | Path, command: str) -> Iterator[Path]:
 def read_json_file(path: Path, what: str) -> dict:
     """A JSON file a model folder holds, or one line naming it when it cannot be read."""
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_bytes())
     except (OSError, ValueError) as err:
         raise ConfigError(f"cannot read {what} {str(path)!r}: {err}") from None
 
@@ -343,8 +343,8 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 
 def json_text(value, **kwargs) -> str:
-    """`value` as strict JSON (`json_safe`)."""
-    return json.dumps(json_safe(value), allow_nan=False, **kwargs)
+    """`value` as strict JSON (`json_safe`), its text as written (`中评`, not `\\u4e2d\\u8bc4`): files are UTF-8."""
+    return json.dumps(json_safe(value), allow_nan=False, **{"ensure_ascii": False, **kwargs})
 
 
 @contextmanager
@@ -383,7 +383,7 @@ def plain_adapter_advice(folder: str | Path, base: str | None) -> str:
 def read_json_object(path: Path) -> dict:
     """A JSON object saved in a run folder; a file that is damaged (cut short, edited) is a one-line ConfigError."""
     try:
-        value = json.loads(Path(path).read_text())
+        value = json.loads(Path(path).read_bytes())
     except ValueError as err:
         raise ConfigError(f"{str(path)!r} is not valid JSON ({one_line(err, 120)}); restore or delete it.") from None
     if not isinstance(value, dict):

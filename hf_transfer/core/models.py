@@ -58,7 +58,7 @@ def check_model_location(name_or_path: str) -> None:
 def _adapter_base(folder: Path) -> str | None:
     """The base model an adapter_config.json names, or None when it cannot be read."""
     try:
-        return json.loads((folder / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
+        return json.loads((folder / ADAPTER_CONFIG).read_bytes()).get("base_model_name_or_path")
     except (OSError, ValueError, AttributeError):
         return None
 

@@ -39,7 +39,7 @@ def _run_record_base(folder: str) -> str | None:
     from hf_transfer.core.folders import RUN_RECORD_FILE
 
     try:
-        base = json.loads((Path(folder) / RUN_RECORD_FILE).read_text()).get("base_model")
+        base = json.loads((Path(folder) / RUN_RECORD_FILE).read_bytes()).get("base_model")
     except (OSError, ValueError, AttributeError):
         return None
     return base if isinstance(base, str) else None

@@ -128,7 +128,7 @@ def _base_model(args: MergeArguments) -> str:
     if not started or Path(str(started)).expanduser().resolve() != Path(args.pretrained).expanduser().resolve():
         return args.pretrained
     card = Path(args.finetuned) / CARD_DATA_FILE
-    recorded = json.loads(card.read_text()).get("base_model") if card.is_file() else None
+    recorded = json.loads(card.read_bytes()).get("base_model") if card.is_file() else None
     return recorded if is_hub_id(recorded) else args.pretrained
 
 
@@ -176,7 +176,7 @@ def _write_folder(args, pre: _Preflight, interpolator, model, results, rows, cho
             plot_alpha_sweep(rows, names, args.validation_name, chosen, building / SWEEP_PNG, args.selection_metric)
     if reports:
         write_json(building / EVAL_JSON, reports)
-        (building / EVAL_MD).write_text(reports_markdown(reports, pre.label_names, EVAL_JSON))
+        (building / EVAL_MD).write_text(reports_markdown(reports, pre.label_names, EVAL_JSON), encoding="utf-8")
         titles = {d.name: f"{d.name}: {Path(d.path).name} (α={chosen:g})" for d in pre.sets}
         write_confusion_matrices(reports, pre.label_names, building / EVAL_JSON, args.validation_name, titles)
         main = scalars(reports[args.validation_name])

@@ -382,7 +382,11 @@ def load_card_data(folder: str | Path) -> CardData | None:
         return None
     record = read_json_object(folder / RUN_RECORD_FILE)
     try:
-        config = yaml.safe_load((folder / CONFIG_FILE).read_text()) if (folder / CONFIG_FILE).is_file() else {}
+        config = (
+            yaml.safe_load((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+            if (folder / CONFIG_FILE).is_file()
+            else {}
+        )
     except yaml.YAMLError as err:
         raise ConfigError(f"{str(folder / CONFIG_FILE)!r} is not valid YAML ({one_line(err, 120)}).") from None
     card_data = complete_card_data(CardData(), record, config if isinstance(config, dict) else {}, folder)

@@ -150,7 +150,7 @@ def check_pushable(folder: str | Path) -> None:
         )  # fmt: skip
     if is_adapter_folder(folder):
         try:
-            base = json.loads((folder / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
+            base = json.loads((folder / ADAPTER_CONFIG).read_bytes()).get("base_model_name_or_path")
         except (OSError, ValueError, AttributeError) as err:
             raise ConfigError(f"cannot read {folder / ADAPTER_CONFIG}: {err}") from None
         if not is_hub_id(base):

@@ -53,7 +53,9 @@ def save_confusion_matrix(
         raise DataError(f"The confusion matrix has shape {matrix.shape}, but there are {len(labels)} label names.")
     json_path, png_path = Path(json_path), Path(png_path)
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(json_path, json.dumps({"labels": labels, "matrix": matrix.tolist()}, indent=2) + "\n")
+    write_text_atomic(
+        json_path, json.dumps({"labels": labels, "matrix": matrix.tolist()}, indent=2, ensure_ascii=False) + "\n"
+    )
 
     _save(confusion_figure(matrix, labels, title), png_path)
 

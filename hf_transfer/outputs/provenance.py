@@ -66,7 +66,7 @@ def folder_hub_lineage(folder: str) -> str | None:
     model it was made from (an ancestor of the weights; never for an adapter's base, which must name the very
     weights), else the repo its card names (set for a push that may not have happened: offline, it did not)."""
     try:
-        data = json.loads((Path(folder) / CARD_DATA_FILE).read_text())
+        data = json.loads((Path(folder) / CARD_DATA_FILE).read_bytes())
     except (OSError, ValueError):
         return None
     found = [data.get(key) for key in ("base_model", "repo_id")] if isinstance(data, dict) else []
@@ -78,9 +78,9 @@ def _ancestors(name: str) -> list[str]:
     folder = Path(name)
     found = []
     if (folder / CARD_DATA_FILE).is_file():
-        found.append(json.loads((folder / CARD_DATA_FILE).read_text()).get("base_model"))
+        found.append(json.loads((folder / CARD_DATA_FILE).read_bytes()).get("base_model"))
     if (folder / CONFIG_FILE).is_file():
-        config = yaml.safe_load((folder / CONFIG_FILE).read_text()) or {}
+        config = yaml.safe_load((folder / CONFIG_FILE).read_text(encoding="utf-8")) or {}
         teachers = config.get("teacher_model_name_or_path") or []
         found += [config.get("base_model_hub_id"), config.get("model_name_or_path"), *teachers]
     return [f for f in found if f]
@@ -110,7 +110,7 @@ def detect_adapter(folder: Path, recorded: dict | None) -> dict | None:
     path = Path(folder) / ADAPTER_CONFIG
     if not path.is_file():
         return {**recorded, "in_folder": False} if recorded else None
-    config = json.loads(path.read_text())
+    config = json.loads(path.read_bytes())
     adapter = {
         "method": str(config.get("peft_type", "")).lower() or None,
         "r": config.get("r"),

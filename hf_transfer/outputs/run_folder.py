@@ -48,7 +48,7 @@ def complete_checkpoints(output_dir: str | Path) -> list[Path]:
         if not (step.isdigit() and path.is_dir() and state.is_file()):
             continue
         try:
-            json.loads(state.read_text())
+            json.loads(state.read_bytes())
         except (OSError, ValueError):
             continue
         folders.append((int(step), path))
@@ -112,7 +112,7 @@ def resolve_resume_checkpoint(training_args) -> None:
 
 def finished_at(checkpoint: Path) -> tuple[int, float] | None:
     """(its step, the run's epochs) when `checkpoint` is the last step of the run that saved it, else None."""
-    state = json.loads((checkpoint / TRAINER_STATE).read_text())
+    state = json.loads((checkpoint / TRAINER_STATE).read_bytes())
     step, last = state.get("global_step") or 0, state.get("max_steps") or 0
     return (step, state.get("num_train_epochs") or 0) if last and step >= last else None
 
@@ -123,7 +123,7 @@ def checkpoint_launch(checkpoint: Path) -> tuple[int | None, int | None]:
     `train_batch_size` (per device, times the GPUs of a single process) in trainer_state.json."""
     ranks = len(list(checkpoint.glob("rng_state_*.pth")))
     processes = ranks or (1 if (checkpoint / "rng_state.pth").is_file() else None)
-    return processes, json.loads((checkpoint / TRAINER_STATE).read_text()).get("train_batch_size")
+    return processes, json.loads((checkpoint / TRAINER_STATE).read_bytes()).get("train_batch_size")
 
 
 # What an earlier run (or a model saved by any tool) leaves in a folder: training into it again replaces these.
@@ -220,7 +220,7 @@ def _merged_by_the_run(merged: Path) -> bool:
     """`merged` is an adapter run's merge_adapter model (its record copy says so), not a folder the user put there,
     such as `hf-transfer merge --output_dir RUN/merged`, which overwrite_output_dir had removed as the run's."""
     try:
-        record = json.loads((merged / RUN_RECORD_FILE).read_text())
+        record = json.loads((merged / RUN_RECORD_FILE).read_bytes())
     except (OSError, ValueError):
         return False
     return isinstance(record, dict) and bool((record.get("adapter") or {}).get("merged_model"))

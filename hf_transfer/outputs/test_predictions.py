@@ -36,7 +36,9 @@ def write_test_predictions(out: Path, logits, prepared, test_file: str | None, c
         frame.insert(0, "index", np.arange(len(frame)))
     added = prediction_columns(logits, empty, prepared.label_names, prepared.problem_type, top_k=1)
     labels = added[PREDICTED_LABEL]
-    frame[PREDICTED_LABEL] = [json.dumps([str(x) for x in v]) if isinstance(v, list) else v for v in labels]
+    frame[PREDICTED_LABEL] = [
+        json.dumps([str(x) for x in v], ensure_ascii=False) if isinstance(v, list) else v for v in labels
+    ]
     frame[SCORE] = added[SCORE]
     path = out / TEST_PREDICTIONS_FILE
     write_text_atomic(path, frame.to_csv(index=False))

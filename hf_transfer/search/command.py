@@ -319,7 +319,7 @@ def _cache_use(folder: Path) -> str:
     """Whether the trial found the frozen-feature or teacher-logit cache built by an earlier trial (`hit`) or built it,
     from its run record."""
     path = folder / RUN_RECORD_FILE
-    record = json.loads(path.read_text()) if path.is_file() else {}
+    record = json.loads(path.read_bytes()) if path.is_file() else {}
     found = []
     if record.get("frozen_features"):
         found.append(f"frozen features {'hit' if record['frozen_features'].get('hit') else 'built'}")

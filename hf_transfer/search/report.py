@@ -65,7 +65,7 @@ def write_trials_csv(study, path: Path, metric: str, names: list[str]) -> None:
             }
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)

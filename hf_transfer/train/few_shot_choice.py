@@ -77,7 +77,7 @@ def _model_json(name_or_path: str, filename: str, revision: str, cache_dir):
 
     path = model_file(name_or_path, filename, revision=revision, cache_dir=cache_dir)
     try:
-        return json.loads(path.read_text()) if path else None
+        return json.loads(path.read_bytes()) if path else None
     except (OSError, ValueError):
         return None
 

@@ -145,7 +145,7 @@ def _read_saved_tensors(name_or_path: str, wanted: list[tuple[str, str]], revisi
 
     index = locate("model.safetensors.index.json")
     try:
-        weight_map = json.loads(index.read_text())["weight_map"] if index else None
+        weight_map = json.loads(index.read_bytes())["weight_map"] if index else None
         tensors = []
         for names in wanted:
             if weight_map is None:

@@ -94,7 +94,7 @@ def check_resume_order(checkpoint: Path, now: dict) -> None:
     """Refuse to resume from `checkpoint` when its recorded order differs from this run's (not checked when it
     recorded none: a checkpoint of an earlier version)."""
     try:
-        then = json.loads((checkpoint / ORDER_FILE).read_text())
+        then = json.loads((checkpoint / ORDER_FILE).read_bytes())
     except (OSError, ValueError):
         return
     for key, what in WHAT.items():

@@ -129,7 +129,7 @@ def _saved_patience_count(checkpoint: str | None) -> int:
     if not checkpoint:
         return 0
     try:
-        state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+        state = json.loads((Path(checkpoint) / "trainer_state.json").read_bytes())
     except (OSError, ValueError):
         return 0
     saved = (state.get("stateful_callbacks") or {}).get(EarlyStoppingCallback.__name__) or {}
@@ -160,7 +160,7 @@ def run_linear_probe(model, plan, tokenized, data_args, args, class_weights, com
     run does not train it again: the checkpoint holds the weights after it, and its figures are read back."""
     folder = Path(args.output_dir) / LINEAR_PROBE_DIR
     if args.resume_from_checkpoint and (folder / LINEAR_PROBE_RECORD).is_file():
-        return {"linear_probe": {**json.loads((folder / LINEAR_PROBE_RECORD).read_text()), "resumed": True}}
+        return {"linear_probe": {**json.loads((folder / LINEAR_PROBE_RECORD).read_bytes()), "resumed": True}}
     started = time.perf_counter()
     layout = plan.freeze_plan.layout
     probe_plan = FreezePlan.resolve(layout, train_head_only=True)
