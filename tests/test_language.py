@@ -52,13 +52,20 @@ def test_japanese_kanji_without_kana_is_not_japanese_and_chinese_is_not_english(
     [
         (["SKU-4471 blk/XL qty 3"] * 100, "match no language"),  # Latin script, but no language's words
         (["Bom dia"] * 3, "only"),  # too little text to say anything
-        (SAMPLES["zh"] * 10 + SAMPLES["ru"] * 10, "no single writing system holds"),
+        # Han rows short of most, the rest spread thin over three other scripts
+        (SAMPLES["zh"] * 8 + (SAMPLES["ru"] + SAMPLES["ko"] + SAMPLES["ar"]) * 3, "no single writing system holds"),
         (["12345 !!! ???"] * 100, "only 0 letters"),
     ],
 )
 def test_unclear_text_gets_no_language(texts, reason):
     found = detect_language(texts)
     assert found["language"] is None and reason in found["reason"], found
+
+
+def test_text_in_several_writing_systems_is_multilingual():
+    """Chinese and Russian reviews side by side: the card took the base model's `en` (no language detected)."""
+    found = detect_language(SAMPLES["zh"] * 10 + SAMPLES["ru"] * 10)
+    assert found["language"] == "multilingual" and "several writing systems" in found["reason"], found
 
 
 def test_english_of_sst2_is_detected(data_root):

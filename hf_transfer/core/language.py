@@ -17,6 +17,9 @@ _CODE = re.compile(r"^[a-z]{2,3}$")
 SAMPLE_ROWS = 2000
 MIN_LETTERS = 200  # below this the sample says too little to name a language
 DOMINANT_SHARE = 0.6  # share of the rows a writing system needs to name the text's language
+# With none dominant, two writing systems holding at least this share each make the text `multilingual` (the Hub's
+# tag): the card took the base model's `en` for a mix of Chinese, Korean and Arabic reviews.
+MIXED_SHARE = 0.2
 
 # (first, last) code points of each script's blocks.
 _SCRIPTS: dict[str, tuple[tuple[int, int], ...]] = {
@@ -139,6 +142,9 @@ def detect_language(texts: Sequence[str]) -> dict:
     result["script_shares"] = {script: round(share, 3) for script, share in list(shares.items())[:3]}
     script = next(iter(shares))
     if shares[script] < DOMINANT_SHARE or script == "other":
+        named = [share for name, share in shares.items() if name != "other"]
+        if len(named) > 1 and named[1] >= MIXED_SHARE:  # Chinese, Korean, Arabic and Hebrew reviews side by side
+            return {**result, "language": "multilingual", "reason": "several writing systems hold many rows each"}
         return {**result, "reason": "no single writing system holds most rows"}
     result["script"] = script
     if script in ("kana+han", "han"):
