@@ -889,3 +889,21 @@ def test_evaluation_set_names_take_letters_of_any_script(tmp_path):
     for bad in ("_x", "-x", "a b", "x/y"):
         with pytest.raises(ConfigError, match="NAME being letters, digits"):
             parse_extra_eval([f"{bad}={dev}"])
+
+
+@pytest.mark.parametrize("name", ["reviews.csv", "reviews.jsonl.gz"])
+def test_a_file_not_in_utf8_names_its_line_and_how_to_convert_it(tmp_path, name):
+    """A GBK file (Excel's plain "CSV" on a Chinese Windows) failed with "can't decode byte 0xd6 in position 801",
+    a position in a read buffer, not in the file, and no word of what to do."""
+    import gzip
+
+    good = ['{"text": "fine", "label": "a"}'] * 3 if "jsonl" in name else ["text,label", *["fine,a"] * 2]
+    bad = '{"text": "质量太差", "label": "b"}' if "jsonl" in name else "质量太差,b"
+    raw = "\n".join([*good, bad, good[-1]]).encode("gbk")
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(raw) if name.endswith(".gz") else raw)
+    with pytest.raises(DataError) as err:
+        read_table(str(path))
+    assert "is not UTF-8 text: line 4 holds a byte 0xd6 that UTF-8 cannot read" in str(err.value)
+    assert "iconv -f GB18030 -t UTF-8" in str(err.value)
+    assert ("CSV UTF-8" in str(err.value)) == name.endswith(".csv")

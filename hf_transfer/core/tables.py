@@ -86,10 +86,32 @@ def check_unique_columns(path: str, columns: list) -> None:
 def _unreadable(path: str, ext: str, err: Exception) -> DataError:
     compression = _COMPRESSION_NAMES.get(data_format(path)[1])
     what = f"{compression}-compressed {ext}" if compression else ext
+    if isinstance(err, UnicodeDecodeError) and (line := _first_line_not_utf8(path)):
+        excel = " (Excel: 'CSV UTF-8')" if ext in ("csv", "tsv") else ""
+        return DataError(
+            f"{path!r} is not UTF-8 text: line {line} holds a byte 0x{err.object[err.start]:02x} that UTF-8 cannot "
+            f"read. Save it as UTF-8{excel}, or convert it, e.g. `iconv -f GB18030 -t UTF-8` for Chinese Windows "
+            "files, `-f SHIFT_JIS` for Japanese, `-f CP1252` for Western European."
+        )
     return DataError(
         f"could not read {path!r} as {what}: {error_reason(err).rstrip('.')}. Check that the file really is {what}"
         f"{' (UTF-8 text)' if ext != 'parquet' else ''} and matches its extension."
     )
+
+
+def _first_line_not_utf8(path: str) -> int | None:
+    """The number of the first line of a (decompressed) text file that is not UTF-8, for the error: the decoder's
+    byte position counts from the start of a read buffer, not of the file."""
+    try:
+        with _OPENERS[data_format(path)[1]](path, "rb") as f:
+            for number, line in enumerate(f, 1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError:
+                    return number
+    except (OSError, EOFError, ValueError):
+        return None
+    return None
 
 
 def read_table(path: str, csv_quoting: str = "auto") -> pd.DataFrame:
