@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -421,3 +422,33 @@ def test_a_model_that_predicts_one_class_for_every_row_is_warned_about(caplog):
     assert "(0.7500, its accuracy)" in said[0]
     assert said[1].startswith("the model predicts 'pos' for all 4") and "(0.2500, its accuracy)" in said[1]
     assert len(said) == 2
+
+
+def test_metrics_load_with_an_unwritable_hf_home(tmp_path, monkeypatch, caplog):
+    """A read-only HF_HOME (a shared cluster's): `evaluate.load` copies the metric into HF_HOME/modules, and raised
+    OSError when a training ended, before its weights were saved. The caches of ours fall back to the temporary
+    folder, with a warning."""
+    import logging
+
+    import evaluate.config
+    from huggingface_hub import constants
+
+    from hf_transfer.core.caching import default_cache_dir
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")  # nothing, not even root, can make a folder under a file
+    monkeypatch.setattr(evaluate.config, "HF_MODULES_CACHE", blocked / "modules")
+    monkeypatch.setattr(evaluate.config, "HF_METRICS_CACHE", blocked / "metrics")
+    load_metric.cache_clear()
+    try:
+        scores = load_metric("classification").compute(predictions=[0, 1], references=[0, 0])
+    finally:
+        load_metric.cache_clear()
+    assert scores["accuracy"] == 0.5
+    assert blocked not in Path(evaluate.config.HF_MODULES_CACHE).parents
+    monkeypatch.setattr(constants, "HF_HOME", str(blocked / "home"))
+    with caplog.at_level(logging.WARNING):
+        folder = default_cache_dir("teacher_logits_test")
+    assert folder.is_dir() and folder.name == "teacher_logits_test" and blocked not in folder.parents
+    assert "the teacher_logits_test cache goes to" in caplog.text
+    folder.rmdir()

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 
-from hf_transfer.core.scratch import process_tag, remove_dead_builds
+from hf_transfer.core.scratch import can_write_in, process_tag, remove_dead_builds, temporary_home
 
 # Bumped whenever what a cache holds changes, so every older cache gets a new key.
 CACHE_FORMAT = 2
@@ -113,7 +113,18 @@ def default_cache_dir(kind: str) -> Path:
     """`HF_HOME/hf_transfer/<kind>`: where caches of one kind (teacher_logits, frozen_features) live by default."""
     from huggingface_hub import constants
 
-    return Path(constants.HF_HOME) / "hf_transfer" / kind
+    from hf_transfer.core.runtime import said_once
+
+    folder = Path(constants.HF_HOME) / "hf_transfer" / kind
+    if can_write_in(folder):
+        return folder
+    fallback = temporary_home(kind)
+    if not said_once(f"cache folder {kind}"):
+        logger.warning(
+            f"cannot write in {str(folder)!r} (HF_HOME {constants.HF_HOME!r}): the {kind} cache goes to "
+            f"{str(fallback)!r}, which the system may clear; set HF_HOME, or the command's cache folder, to keep it."
+        )
+    return fallback
 
 
 def _sha256(path: Path) -> str:

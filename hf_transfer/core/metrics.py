@@ -38,8 +38,26 @@ def load_metric(name: str):
     available = sorted(p.name for p in METRICS_DIR.iterdir() if (p / f"{p.name}.py").is_file())
     if name not in available:
         raise ConfigError(f"Unknown metric {name!r}: hf_transfer ships {available}.")
+    _writable_caches(evaluate.config)
     # In memory: no cache files or locks under ~/.cache, which several processes (DDP) would share.
     return evaluate.load(str(METRICS_DIR / name), keep_in_memory=True)
+
+
+def _writable_caches(config) -> None:
+    """`evaluate.load` copies the metric's script into HF_HOME/modules and makes its folder under HF_HOME/metrics: a
+    read-only HF_HOME raised OSError when a training ended (its weights not yet saved), and after `predict` had
+    written its output. Such a process uses folders of its own instead, removed when it exits."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from hf_transfer.core.scratch import can_write_in
+
+    for name in ("HF_MODULES_CACHE", "HF_METRICS_CACHE"):
+        if not can_write_in(getattr(config, name)):
+            folder = Path(tempfile.mkdtemp(prefix=f"hf_transfer-{name.lower()}-"))
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+            setattr(config, name, folder)
 
 
 def label_keys(label_names: Sequence[str]) -> list[str]:

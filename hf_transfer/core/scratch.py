@@ -109,3 +109,22 @@ def _remove_if_empty(folder: Path) -> None:
             sub.rmdir()
     with contextlib.suppress(OSError):
         folder.rmdir()
+
+
+def can_write_in(folder: str | Path) -> bool:
+    """`folder` exists or can be made, and a file can be created in it: a read-only `HF_HOME` (a shared cluster's)
+    failed a finished training at its last step, losing the model."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):
+            pass
+    except OSError:
+        return False
+    return True
+
+
+def temporary_home(kind: str) -> Path:
+    """A folder of this user's under the system's temporary folder, for what would go under an unwritable HF_HOME."""
+    folder = Path(tempfile.gettempdir()) / f"hf_transfer-{os.getuid()}" / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
