@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import re
+import os
 import signal
 import sys
 import time
 import typing
-from pathlib import Path
 
 from hf_transfer import __version__
-from hf_transfer.core.console import QUIET_LEVELS, ConsoleArguments, chosen_log_level
+from hf_transfer.core.console import (
+    QUIET_LEVELS,
+    ConsoleArguments,
+    chosen_log_level,
+    print_results,
+    unencodable_as_escapes,
+)
 from hf_transfer.core.memory import start_command_accounts
 from hf_transfer.core.parsing import CommandParser
 from hf_transfer.core.runtime import (
@@ -195,16 +200,17 @@ RESUME_HINTS = {
 def main(argv: list[str] | None = None) -> int:
     from_shell = argv is None
     if from_shell:
-        _unencodable_as_escapes()
+        unencodable_as_escapes()
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) > 1 and argv[0] == "help":  # `hf-transfer help train`, as git and pip take it (a typo: the hint)
         argv = [argv[1], "--help"]
     if not argv or argv[0] in ("-h", "--help", "help"):
-        # Asked for, the usage is the answer (stdout, 0); with no command at all it is an error (stderr, 2).
-        print(USAGE, file=sys.stdout if argv else sys.stderr)
+        # Asked for, the usage is the answer (stdout, 0); with no command at all it is an error (stderr, 2). Under a
+        # launcher, the main process prints it (as every answer below), not each process.
+        print(USAGE, file=sys.stdout if argv else sys.stderr) if is_launched_main_process() else None
         return 0 if argv else 2
     if argv[0] in ("--version", "-V"):  # was "unknown command '--version'", exit 2
-        print(f"hf-transfer {__version__}")
+        print(f"hf-transfer {__version__}") if is_launched_main_process() else None
         return 0
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
@@ -232,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     if not is_launched_main_process():  # under `accelerate launch`, one results block, not one per process
         return 0
     warning = result.pop("warning", None) if isinstance(result, dict) else None
-    _report(command, result)
+    print_results(command, result)
     if warning:
         print(f"hf-transfer {command}: warning: {warning}", file=sys.stderr)
     return 0
@@ -242,7 +248,7 @@ def _run(command: str, rest: list[str]) -> dict | int:
     """The command's result, or an exit status for a run that stops before its work (--help, a second process)."""
     dataclass_types, entry_point = COMMANDS[command]()  # loading torch takes seconds: Ctrl-C often lands here
     if "-h" in rest or "--help" in rest:
-        command_parser(command, dataclass_types).print_help()
+        command_parser(command, dataclass_types).print_help() if is_launched_main_process() else None
         return 0
     if command in ONE_PROCESS_COMMANDS and launched_world_size() > 1:
         # Nothing of these is split across processes: each process did the whole work and wrote the same outputs,
@@ -283,10 +289,11 @@ def _asks_no_bars(args) -> bool:
 REFUSAL_GRACE_SECONDS = 15.0
 
 
-def _refused() -> int:
-    """Status 2 for bad input. Another process of a launch, which prints nothing, exits only after a grace period:
-    exiting first, it had the launcher stop the main process (SIGTERM) before that printed its line, and the user saw
-    no reason at all. The main process exits as soon as it has printed, and the launcher then stops this one."""
+def _refused(line: str = "") -> int:
+    """Status 2 for bad input. Another process of a launch exits only after a grace period: exiting first, it had
+    the launcher stop the main process (SIGTERM) before that printed its line, and the user saw no reason at all. The
+    main process exits as soon as it has printed, and the launcher then stops this one. Still running after the
+    grace period, this process's refusal was its own (a file missing on one node only): it prints `line` then."""
     if not is_launched_main_process():
         # Stopped while it waits, it goes quietly (no traceback); the handlers are put back after.
         before = {stop: signal.signal(stop, signal.SIG_DFL) for stop in (signal.SIGTERM, signal.SIGINT)}
@@ -295,6 +302,8 @@ def _refused() -> int:
         finally:
             for stop, handler in before.items():
                 signal.signal(stop, handler)
+        if line:
+            print(f"[rank {os.environ.get('RANK', '?')}] {line}", file=sys.stderr, flush=True)
     return 2
 
 
@@ -305,14 +314,16 @@ def _stopped(command: str, err: BaseException, received: list[int]) -> int:
         # interrupt into another error (an ImportError from an extension whose loading was cut off).
         terminated = isinstance(err, Terminated) or signal.SIGTERM in received
         how = "stopped by SIGTERM" if terminated else "interrupted"
-        print(f"hf-transfer {command}: {how}.{RESUME_HINTS.get(command, '')}", file=sys.stderr)
+        if is_launched_main_process():  # a launcher passes Ctrl-C to every process: one line, not one each
+            print(f"hf-transfer {command}: {how}.{RESUME_HINTS.get(command, '')}", file=sys.stderr)
         return 143 if terminated else 130
     if isinstance(err, HfTransferError):
         # Under a launcher every process checks the same input and refuses it alike: the main process says so once
         # (two processes printed two identical lines); every process still exits with status 2.
+        line = f"hf-transfer {command}: error: {err}"
         if is_launched_main_process():
-            print(f"hf-transfer {command}: error: {err}", file=sys.stderr)
-        return _refused()
+            print(line, file=sys.stderr)
+        return _refused(line)
     if isinstance(err, (DiskFullError, TrainingDivergedError)):
         print(f"hf-transfer {command}: error: {err}", file=sys.stderr)
         return 1
@@ -324,76 +335,6 @@ def _stopped(command: str, err: BaseException, received: list[int]) -> int:
         )
         return 1
     raise err
-
-
-def _unencodable_as_escapes() -> None:
-    """A label the console's encoding lacks (an emoji under cp936, a combining accent under ascii) is printed as an
-    escape: it raised UnicodeEncodeError after the run had written everything, exit status 1."""
-    for stream in (sys.stdout, sys.stderr):
-        if hasattr(stream, "reconfigure") and stream.errors == "strict":
-            stream.reconfigure(errors="backslashreplace")
-
-
-def _padded(key: str, width: int = 28) -> str:
-    """`key` padded to `width` columns as a terminal shows it: a Chinese or Japanese character takes two."""
-    import unicodedata
-
-    shown = sum(2 if unicodedata.east_asian_width(c) in "WF" else 0 if unicodedata.combining(c) else 1 for c in key)
-    return key + " " * max(width - shown, 0)
-
-
-def _report(command: str, result: dict) -> None:
-    if not result:
-        return
-    table = result.pop("table", None)
-    print(f"\n== hf-transfer {command}: results ==")
-    result = _fold_per_label_scores(result)
-    for key, value in result.items():
-        if isinstance(value, float):
-            print(f"  {_padded(key)} {value:.4f}")
-        elif isinstance(value, (int, str)):
-            print(f"  {_padded(key)} {value}")
-    if table:
-        print("\n" + table.rstrip())
-
-
-# Past this many labels, the results list each split's per-label scores (3 lines a label) as one line.
-PER_LABEL_LINES = 10
-_PER_LABEL = re.compile(r"^((?:[a-z]+_)?)(precision|recall|f1)_(.+)$")
-
-
-def _fold_per_label_scores(result: dict) -> dict:
-    """`result` with each split's per-label precision, recall and F1 folded into one line naming the lowest F1s,
-    when there are more than PER_LABEL_LINES labels (120 labels printed 360 lines) and a file written keeps them
-    all (a run's results files; `evaluate --output_file`): else they are listed."""
-    if "output_dir" in result:
-        where = str(Path(result["output_dir"]) / "all_results.json")
-    elif "metrics_file" in result:
-        where = result["metrics_file"]
-    else:
-        return result
-    per_label: dict[str, dict[str, float]] = {}
-    for key, value in result.items():
-        found = _PER_LABEL.match(key) if isinstance(value, float) else None
-        if found and found.group(3) not in ("macro", "micro", "weighted"):
-            per_label.setdefault(found.group(1), {})[key] = value
-    lines = {}  # the first per-label key of a folded split -> (the line's key, the line)
-    for prefix, scores in per_label.items():
-        f1 = {key[len(prefix) + 3 :]: v for key, v in scores.items() if key.startswith(f"{prefix}f1_")}
-        if len(f1) > PER_LABEL_LINES:
-            # F1 0: no row right, or no row at all (a class absent from the split): named apart from the lowest.
-            zero = [name for name, value in f1.items() if value == 0]
-            lowest = sorted((kv for kv in f1.items() if kv[1] > 0), key=lambda kv: kv[1])[:3]
-            line = f"{len(f1)} labels, all in {where}; lowest F1: " + ", ".join(f"{n} {v:.4f}" for n, v in lowest)
-            line += f"; F1 0 (none right, or no rows): {len(zero)}, e.g. {', '.join(zero[:3])}" if zero else ""
-            lines |= dict.fromkeys(scores, None) | {next(iter(scores)): (f"{prefix}per_label_scores", line)}
-    folded = {}
-    for key, value in result.items():
-        if key not in lines:
-            folded[key] = value
-        elif lines[key] is not None:  # where the split's per-label scores began
-            folded[lines[key][0]] = lines[key][1]
-    return folded
 
 
 if __name__ == "__main__":

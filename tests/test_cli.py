@@ -859,6 +859,36 @@ def test_another_process_of_a_launch_outlives_the_main_ones_refusal(monkeypatch,
     assert "unknown command 'trian'" in capsys.readouterr().err
 
 
+def test_a_refusal_of_another_process_alone_is_printed_after_the_grace_period(monkeypatch, capsys):
+    """A data file missing on one node: process 1 refused, printed nothing (the main process prints refusals), and the
+    user saw only gloo's "Connection closed by peer" from process 0. Still running after the grace period, the
+    refusal was its own, and it prints it, with its rank. Ctrl-C, --help and --version print once, not per process."""
+    from hf_transfer import cli
+    from hf_transfer.errors import ConfigError
+
+    def refused(*args):
+        raise ConfigError("train_file '/data/tr1.tsv' does not exist.")
+
+    monkeypatch.setattr(cli.time, "sleep", lambda seconds: None)
+    monkeypatch.setitem(cli.COMMANDS, "train", lambda: ((), refused))
+    monkeypatch.setattr(cli, "command_parser", lambda *a: type("P", (), {"parse": lambda self, rest: ()})())
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert main(["train"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["[rank 1] hf-transfer train: error: train_file '/data/tr1.tsv' does not exist."]
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "train", lambda: ((), interrupted))
+    for rank, lines in (("1", 0), ("0", 1)):
+        monkeypatch.setenv("RANK", rank)
+        assert main(["train"]) == 130 and main(["--version"]) == 0 and main(["--help"]) == 0
+        captured = capsys.readouterr()
+        assert len(captured.err.strip().splitlines()) == lines and bool(captured.out) == bool(lines), rank
+
+
 def test_a_choice_field_reads_true_as_a_config_file_does():
     """`few_shot: True` worked in a config file (its text is passed on as `true`) while `--few_shot True` was refused:
     "few_shot expects one of auto, true, false, got True"; a flag's value is read as YAML reads it."""
@@ -900,16 +930,16 @@ def test_the_long_inference_commands_take_log_level_and_disable_tqdm():
 def test_per_label_scores_of_many_labels_are_one_line_of_the_results(capsys):
     """120 labels printed 360 lines of per-label scores per split; past 10 labels they are one line naming the
     lowest F1s (the results files keep every score). A few labels are listed as before."""
-    from hf_transfer import cli
+    from hf_transfer.core.console import print_results
 
     many = {f"label{i:02d}": i / 100 for i in range(12)}
     result = {"eval_accuracy": 0.5, "eval_f1_macro": 0.4, "eval_precision_macro": 0.45}
     for name, value in many.items():
         result |= {f"eval_precision_{name}": value, f"eval_recall_{name}": value, f"eval_f1_{name}": value}
     result |= {"test_f1_a": 0.25, "test_f1_b": 0.75, "test_precision_a": 0.5}
-    cli._report("evaluate", dict(result))  # no file keeps the scores (evaluate without --output_file): all listed
+    print_results("evaluate", dict(result))  # no file keeps the scores (evaluate without --output_file): all listed
     assert len(capsys.readouterr().out.strip().splitlines()) == 1 + len(result)
-    cli._report("train", {**result, "output_dir": "/runs/x"})
+    print_results("train", {**result, "output_dir": "/runs/x"})
     lines = capsys.readouterr().out.strip().splitlines()[1:]
     keys = [line.split()[0] for line in lines]
     assert keys == ["eval_accuracy", "eval_f1_macro", "eval_precision_macro", "eval_per_label_scores", "test_f1_a",
