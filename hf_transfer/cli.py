@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import signal
 import sys
 import time
@@ -289,6 +290,17 @@ def _asks_no_bars(args) -> bool:
 REFUSAL_GRACE_SECONDS = 15.0
 
 
+_PEER_GONE = re.compile(
+    r"(gloo|nccl|c10d|Dist\w*Error).*(closed by peer|reset by peer|broken pipe|remote process exited)",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def _peer_gone(err: BaseException) -> bool:
+    """A collective that failed because another process of the launch had exited."""
+    return bool(_PEER_GONE.search(f"{type(err).__name__}: {err}"))
+
+
 def _refused(line: str = "") -> int:
     """Status 2 for bad input. Another process of a launch exits only after a grace period: exiting first, it had
     the launcher stop the main process (SIGTERM) before that printed its line, and the user saw no reason at all. The
@@ -326,6 +338,11 @@ def _stopped(command: str, err: BaseException, received: list[int]) -> int:
         return _refused(line)
     if isinstance(err, (DiskFullError, TrainingDivergedError)):
         print(f"hf-transfer {command}: error: {err}", file=sys.stderr)
+        return 1
+    if launched_world_size() > 1 and _peer_gone(err):
+        # Another process exited (its refusal or error printed above): one line, not a 30-line gloo traceback.
+        rank = "" if is_launched_main_process() else f"[rank {os.environ.get('RANK', '?')}] "
+        print(f"{rank}hf-transfer {command}: stopped: another process of the launch exited first.", file=sys.stderr)
         return 1
     if isinstance(err, Exception) and is_disk_full(err):  # a write of evaluate, predict, export, merge or card
         print(

@@ -771,6 +771,16 @@ def test_ctrl_c_is_one_line_with_what_a_rerun_can_use(tmp_path, tiny_data, monke
 
     types, _ = cli.COMMANDS["train"]()
 
+    def peer_gone(*args):  # what gloo raises in a collective once the other process has exited
+        raise RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer [::1]:80")
+
+    monkeypatch.setitem(cli.COMMANDS, "train", lambda: ((), peer_gone))
+    for rank, prefix in (("0", ""), ("1", "[rank 1] ")):
+        monkeypatch.setenv("RANK", rank)
+        assert main(["train"]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"{prefix}hf-transfer train: stopped: another process of the launch exited first."]
+
     def interrupted(*args):
         raise KeyboardInterrupt
 
@@ -877,6 +887,16 @@ def test_a_refusal_of_another_process_alone_is_printed_after_the_grace_period(mo
     assert main(["train"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["[rank 1] hf-transfer train: error: train_file '/data/tr1.tsv' does not exist."]
+
+    def peer_gone(*args):  # what gloo raises in a collective once the other process has exited
+        raise RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer [::1]:80")
+
+    monkeypatch.setitem(cli.COMMANDS, "train", lambda: ((), peer_gone))
+    for rank, prefix in (("0", ""), ("1", "[rank 1] ")):
+        monkeypatch.setenv("RANK", rank)
+        assert main(["train"]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"{prefix}hf-transfer train: stopped: another process of the launch exited first."]
 
     def interrupted(*args):
         raise KeyboardInterrupt

@@ -468,6 +468,28 @@ def test_mixed_precision_from_the_accelerate_config_is_recorded_and_resolved(
     assert "\n" not in err and not (tmp_path / "fp16").exists()
 
 
+def test_a_launcher_precision_that_gives_way_to_the_flags_is_said_once(monkeypatch, caplog):
+    """`accelerate launch --mixed_precision fp16 ... --bf16 true` trained in bf16 with no word of the launcher's fp16;
+    under 2 processes the adopted precision was said twice, once per process."""
+    from types import SimpleNamespace
+
+    from hf_transfer.core.runtime import adopt_launch_precision
+
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")
+    with caplog.at_level("WARNING"):
+        assert adopt_launch_precision(SimpleNamespace(bf16=True, fp16=False)) == ""
+        assert adopt_launch_precision(SimpleNamespace(bf16=False, fp16=True)) == ""  # the same: nothing to say
+    assert [r.getMessage() for r in caplog.records] == [
+        "training in bf16 as given; the accelerate config's mixed_precision fp16 is not used."
+    ]
+    caplog.clear()
+    monkeypatch.setenv("RANK", "1")
+    args = SimpleNamespace(bf16=False, fp16=False)
+    with caplog.at_level("WARNING"):
+        assert adopt_launch_precision(args) and args.fp16 is True
+    assert not caplog.records  # the main process says it
+
+
 def test_several_gpus_visible_to_one_process_train_on_the_first_not_through_data_parallel(monkeypatch, caplog):
     """Trainer wrapped the model in nn.DataParallel, whose replicas shared the forward the frozen-trunk cache patches
     (a half batch got the whole batch's cached states). GPUs are faked: only the count is read."""

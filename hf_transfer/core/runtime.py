@@ -251,9 +251,16 @@ def adopt_launch_precision(args) -> str:
     which Trainer runs when neither bf16 nor fp16 is given: set as that flag, so it is checked, recorded and carded
     as given (the record said fp32). Returns the words that name where it came from, or ''."""
     mixed = os.environ.get("ACCELERATE_MIXED_PRECISION", "no").lower()
-    if mixed not in ("bf16", "fp16") or args.bf16 or args.fp16:
+    say = logging.getLogger(__name__).warning if is_launched_main_process() else lambda *a: None  # once, not per rank
+    if mixed not in ("bf16", "fp16"):
         return ""
-    logging.getLogger(__name__).warning(  # said: it also overrides an explicit `--bf16 false`, as Trainer's does
+    if args.bf16 or args.fp16:
+        given = "bf16" if args.bf16 else "fp16"
+        if given != mixed:  # the launcher's --mixed_precision fp16 gave way to --bf16 true in silence
+            say("training in %s as given; the accelerate config's mixed_precision %s is not used.", given, mixed)
+        return ""
+    # said: it also overrides an explicit `--bf16 false`, as Trainer's does
+    say(
         "training in %s, the accelerate config's mixed_precision (ACCELERATE_MIXED_PRECISION); to train in fp32, "
         "launch with --mixed_precision no.",
         mixed,
