@@ -314,6 +314,9 @@ def test_two_process_ddp_train_says_it_passed_the_few_shot_route_over(setup, tmp
     passed_over = record["few_shot_passed_over"]
     assert passed_over.startswith("off (auto: 8 rows per class, but several processes were launched")
     assert f"few-shot route {passed_over}; the ordinary fine-tune runs." in proc.stderr
+    card = (out / "README.md").read_text()  # the card says so too: it is what a reader of the model sees
+    assert "### Few-shot route" in card
+    assert f"| route passed over | {passed_over}; the ordinary fine-tune ran |" in card
 
 
 # --- kill, then resume -----------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ _METRIC_BASES = ("subset_accuracy", "accuracy", "precision", "recall", "f1")
 # the one a resumed run went on from, or the one whose weights a fresh run started from).
 RECIPE_KEYS = (
     "class_weights", "linear_probe", "early_stopping", "best_model", "calibration", "resumed_from",
-    "started_from_checkpoint",
+    "started_from_checkpoint", "few_shot_passed_over",
 )  # fmt: skip
 
 
@@ -382,11 +382,7 @@ def load_card_data(folder: str | Path) -> CardData | None:
         return None
     record = read_json_object(folder / RUN_RECORD_FILE)
     try:
-        config = (
-            yaml.safe_load((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-            if (folder / CONFIG_FILE).is_file()
-            else {}
-        )
+        config = yaml.safe_load((folder / CONFIG_FILE).read_bytes()) if (folder / CONFIG_FILE).is_file() else {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{str(folder / CONFIG_FILE)!r} is not valid YAML ({one_line(err, 120)}).") from None
     card_data = complete_card_data(CardData(), record, config if isinstance(config, dict) else {}, folder)

@@ -306,10 +306,12 @@ def build_card(c: CardData, folder: str | Path | None = None):
     export = export_fields(c.export)
     selection = (c.merge or {}).get("selection_metric") or "accuracy"  # what the α sweep's picture plots
     # Every table cell escaped: a `|` in a label name or a freeze_patterns regex would split the row.
+    passed_over = (c.recipe or {}).get("few_shot_passed_over")  # the same command alone would have taken the route
     rows = {"distill_rows": distillation, "comparison_rows": comparison, "adapter_rows": adapter_rows(c),
             "merge_rows": merge_rows(c), "sweep_rows": sweep, "freeze_rows": freeze_rows(c),
-            "recipe_rows": recipe_rows(c), "few_shot_rows": few_shot_rows(c.few_shot), "hyper_rows": hyper_rows(c),
-            "export_rows": export["export_rows"], "speed_rows": export["speed_rows"], "metric_rows": metric_rows,
+            "recipe_rows": recipe_rows(c), "few_shot_rows": few_shot_rows(c.few_shot, passed_over),
+            "hyper_rows": hyper_rows(c), "export_rows": export["export_rows"], "speed_rows": export["speed_rows"],
+            "metric_rows": metric_rows,
             "epoch_rows": epochs, "label_rows": labels}  # fmt: skip
     headers = {"sweep_columns": sweep_columns, "speed_columns": export["speed_columns"],
                "epoch_columns": epoch_columns, "label_cells": c.label_names or []}  # fmt: skip

@@ -12,8 +12,12 @@ FEW_SHOT_REPLACES = {
 }
 
 
-def few_shot_rows(few_shot: dict | None) -> list[tuple[str, str]]:
-    """Rows of the card's few-shot table, from the run record's `few_shot` entry."""
+def few_shot_rows(few_shot: dict | None, passed_over: str | None = None) -> list[tuple[str, str]]:
+    """Rows of the card's few-shot table, from the run record's `few_shot` entry; or, for a run whose options or
+    launch ruled out the route that `few_shot: auto` would have taken (`passed_over`, its decision), that decision:
+    the same command in one process trains another model."""
+    if passed_over and not few_shot:
+        return [("route passed over", f"{passed_over}; the ordinary fine-tune ran")]
     if not few_shot:
         return []
     body, head = few_shot.get("body") or {}, few_shot.get("head") or {}
