@@ -287,7 +287,7 @@ def _optimize(study, s: SearchArguments, setup: dict, optuna) -> str:
         if trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
             bar.update(1)
         if best is not None:
-            bar.set_postfix({metric: f"{best.value:.4f}", "best": best.number})
+            bar.set_postfix_str(f"best {metric} {best.value:.4f} (trial {best.number})")  # `best=0` read as a score
         bar.write(report.summary_line(trial, metric, s.n_trials, best, names, counted(study)))
 
     if (done := counted(study)) >= s.n_trials:  # a finished study run again: its results are shown, nothing is run
