@@ -261,6 +261,10 @@ def _run(command: str, rest: list[str]) -> dict | int:
             "the main process only.",
             file=sys.stderr,
         )
+    mixed = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    if command in ("evaluate", "predict", "merge") and mixed != "no" and is_launched_main_process():
+        print(f"hf-transfer {command}: warning: it runs the model in float32, as saved; the launcher's "
+              f"mixed_precision {mixed} is not used.", file=sys.stderr)  # fmt: skip
     with leaves_the_process_as_found():  # from the parse on: TrainingArguments start accelerate's state
         parsed = command_parser(command, dataclass_types).parse(rest)
         start_command_accounts()  # its memory figures are this command's, not the process's

@@ -1059,3 +1059,17 @@ def test_labels_the_console_cannot_encode_are_printed_as_escapes():
     shown = subprocess.run([sys.executable, "-c", _NON_ASCII_RESULTS], capture_output=True, encoding="utf-8", env=utf8)
     lines = [line for line in shown.stdout.splitlines() if line.startswith("  f1_")]
     assert lines == ["  f1_négatif                   0.5000", "  f1_中评                      0.2500"]  # columns shown
+
+
+def test_an_inference_command_says_it_does_not_use_the_launcher_s_precision(monkeypatch, capsys, tmp_path):
+    """`accelerate launch --mixed_precision bf16 -m hf_transfer.cli predict ...` ran in float32 without a word."""
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    assert main(["evaluate", "--model_name_or_path", str(tmp_path / "none"), "--validation_file", "x.csv"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == (
+        "hf-transfer evaluate: warning: it runs the model in float32, as saved; the launcher's mixed_precision bf16 "
+        "is not used."
+    )
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
+    assert main(["evaluate", "--model_name_or_path", str(tmp_path / "none"), "--validation_file", "x.csv"]) == 2
+    assert "mixed_precision" not in capsys.readouterr().err
