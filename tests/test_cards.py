@@ -867,3 +867,16 @@ def test_card_on_a_copied_and_renamed_run_folder_names_the_new_folder(tiny_run, 
     assert model_index_to_eval_results(metadata_load(copy / "README.md")["model-index"])[0] == "final model"
     assert 'model="final model"' in python_snippet(card) and 'model="run"' not in python_snippet(card)
     assert (tiny_run / "README.md").read_text() != card  # the run's own card is untouched
+
+
+def test_the_quick_start_speaks_the_language_of_the_training_text():
+    """A model trained on Chinese reviews was shown `classifier("I really enjoyed this!")`; the base model's card
+    language says nothing of the data, so it keeps the English sentence."""
+    from hf_transfer.core.language import EXAMPLE_SENTENCES, example_sentence
+
+    assert example_sentence("zh", "detected", "x") == EXAMPLE_SENTENCES["zh"] == "我真的很喜欢这个！"
+    assert example_sentence("fr", "config", "x") == EXAMPLE_SENTENCES["fr"]
+    assert example_sentence("fr", "base model", "x") == "x"
+    assert example_sentence(["en", "fr"], "config", "x") == "x"
+    assert example_sentence("multilingual", "detected", "x") == "x"
+    assert not any('"' in text or "\\" in text for text in EXAMPLE_SENTENCES.values())  # in a Python string literal

@@ -172,3 +172,31 @@ def language_record(given: str | list[str] | None, texts: Sequence[str]) -> dict
     if detected["language"]:
         return {"value": detected["language"], "source": "detected", "detected": detected}
     return {"value": None, "source": None, "detected": detected}
+
+
+# "I really enjoyed this!" in the languages detected here: the card's quick start in the training text's language (a
+# Chinese model was shown English).
+EXAMPLE_SENTENCES = {
+    "zh": "我真的很喜欢这个！",
+    "ja": "これは本当に楽しかったです！",
+    "ko": "정말 즐거웠어요!",
+    "ru": "Мне очень понравилось!",
+    "uk": "Мені дуже сподобалося!",
+    "ar": "لقد استمتعت بهذا حقا!",
+    "he": "ממש נהניתי מזה!",
+    "el": "Μου άρεσε πραγματικά!",
+    "th": "ฉันชอบสิ่งนี้มาก!",
+    "fr": "J'ai vraiment adoré !",
+    "de": "Das hat mir wirklich gefallen!",
+    "es": "¡Me encantó de verdad!",
+    "it": "Mi è piaciuto davvero!",
+    "pt": "Eu gostei muito disso!",
+    "nl": "Ik vond dit echt geweldig!",
+}
+
+
+def example_sentence(language, source: str | None, english: str) -> str:
+    """The quick start's sentence: in the language the training text was detected in, or the `language` field names;
+    `english` otherwise (the base model's card language says nothing of the data)."""
+    ours = source in ("detected", "config") and isinstance(language, str)
+    return EXAMPLE_SENTENCES.get(language, english) if ours else english

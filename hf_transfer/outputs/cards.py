@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from hf_transfer.core.folders import CARD_DATA_FILE, RUN_RECORD_FILE, write_text_atomic
+from hf_transfer.core.language import example_sentence
 from hf_transfer.core.markdown import label_list, table_cell, table_cells, worst_labels
 from hf_transfer.core.metrics import label_keys
 from hf_transfer.core.tasks import METRIC_NAMES
@@ -332,7 +333,7 @@ def build_card(c: CardData, folder: str | Path | None = None):
         repo_revision=c.repo_revision,
         # Card data saved before it recorded the length: a training run's hyperparameters name it.
         truncation=_truncation(c.max_seq_length or c.hyperparameters.get("max_seq_length")),
-        example_text=EXAMPLE_TEXT,
+        example_text=example_sentence(c.language, c.language_source, EXAMPLE_TEXT),
         example_pair=EXAMPLE_PAIR if c.columns.get("text_pair") else None,
         # predict reads `text` by default and a pair model refuses a file without its second column: name both
         column_flags="".join(
