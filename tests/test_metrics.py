@@ -383,7 +383,7 @@ def test_names_alike_once_shortened_show_what_differs(caplog, tmp_path):
     import numpy as np
 
     from hf_transfer.core import runtime
-    from hf_transfer.outputs import plots
+    from hf_transfer.outputs import fonts
     from hf_transfer.outputs.plots import _save, confusion_figure, tick_labels
 
     names = ["the customer was unhappy with the product", "the customer was happy with the product"]
@@ -395,7 +395,11 @@ def test_names_alike_once_shortened_show_what_differs(caplog, tmp_path):
     assert [t.get_text() for t in ax.get_xticklabels()] == ["…unhappy…", "…happy…"]
     caplog.set_level(logging.WARNING)
     runtime._said.discard("glyphs")  # said once per process: as if it had not been
-    if not any("CJK" in family for family in plots.families()):  # no CJK font installed here: boxes, said once
+    if not any("CJK" in family for family in fonts.families()):  # no CJK font installed here: ids, said once
+        assert tick_labels(["正面评价", "负面评价"]) == ["id 0", "id 1"]  # three rows of identical boxes before
+        assert tick_labels(["good", "中评", "négatif"]) == ["good", "id 1", "négatif"]
+        ax = confusion_figure(np.eye(2, dtype=int), ["正面评价", "负面评价"]).axes[0]
+        assert [t.get_text() for t in ax.get_yticklabels()] == ["id 0", "id 1"]
         for name in ("a.png", "b.png"):
             _save(confusion_figure(np.eye(2, dtype=int), ["正面评价", "负面评价"]), tmp_path / name)
         said = [r.getMessage() for r in caplog.records if "no installed font has" in r.getMessage()]

@@ -16,9 +16,9 @@ import numpy as np
 from hf_transfer.core.folders import atomic_path, write_text_atomic
 from hf_transfer.core.markdown import TABLE_LABELS
 from hf_transfer.core.metrics import label_keys
-from hf_transfer.core.runtime import said_once
 from hf_transfer.core.tasks import METRIC_NAMES
 from hf_transfer.errors import DataError
+from hf_transfer.outputs.fonts import by_id_where_undrawable, families, say_undrawable
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def tick_labels(names: Sequence[str]) -> list[str]:
     both became "the customer was…product"), numbered only if still alike."""
     shown = [tick_label(name) for name in names]
     if len(set(shown)) == len(shown):
-        return shown
+        return by_id_where_undrawable(shown)
     head = len(os.path.commonprefix(names).rsplit(" ", 1)[0]) if " " in os.path.commonprefix(names) else 0
     ends = os.path.commonprefix([name[::-1] for name in names])[::-1]
     tail = len(ends.split(" ", 1)[1]) if " " in ends else 0
@@ -89,22 +89,7 @@ def tick_labels(names: Sequence[str]) -> list[str]:
         shown = [("…" if head else "") + tick_label(m) + ("…" if tail else "") for m in middles]
     if len(set(shown)) < len(shown):  # still alike: number them
         shown = [f"{i}: {name}" for i, name in enumerate(shown)]
-    return shown
-
-
-# Fonts tried, in order, for characters the default font lacks (CJK, emoji), where installed.
-FALLBACK_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK KR", "Noto Sans CJK TC", "Source Han Sans",
-                  "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "Microsoft YaHei", "SimHei", "MS Gothic",
-                  "Apple SD Gothic Neo", "Hiragino Sans", "PingFang SC", "Noto Color Emoji", "Noto Emoji",
-                  "Segoe UI Emoji", "Apple Color Emoji")  # fmt: skip
-
-
-def families() -> list[str]:
-    """The font list for label names: matplotlib's default, then the installed fallback fonts."""
-    from matplotlib import font_manager, rcParams
-
-    installed = {font.name for font in font_manager.fontManager.ttflist}
-    return [*rcParams["font.sans-serif"][:1], *(name for name in FALLBACK_FONTS if name in installed)]
+    return by_id_where_undrawable(shown)
 
 
 # 150 labels drew a 10,000-pixel square of 22,500 numbers in two minutes (4.8 MB): past this many labels the cells
@@ -359,11 +344,7 @@ def _save(fig, png_path: Path | str) -> None:
     for warning in caught:
         # matplotlib warned once per glyph a label's script lacks (CJK, emoji with no such font installed): said once
         if re.search(r"Glyph .* missing from font", str(warning.message)):
-            if not said_once("glyphs"):
-                logger.warning(
-                    "some names use characters no installed font has (e.g. CJK or emoji): the pictures show them as "
-                    "boxes; the JSON files and the card have them whole (a Noto CJK font, once installed, is used)."
-                )
+            say_undrawable()
         else:
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
