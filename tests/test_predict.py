@@ -891,3 +891,20 @@ def test_jsonl_keeps_the_scores_digits_as_csv_does(models, tmp_path):
     a, b = pd.read_csv(tmp_path / "a.csv"), pd.read_json(tmp_path / "b.jsonl", lines=True, precise_float=True)
     for column in ("score", "prob_a", "prob_b", "prob_c"):
         np.testing.assert_allclose(a[column], b[column], rtol=0, atol=1e-14)  # 15 decimals, the most pandas writes
+
+
+def test_rows_the_tokenizer_knows_nothing_of_are_counted(models, tmp_path):
+    """Rows of emoji alone got a confident-looking label with no word: the model saw [UNK] and nothing else."""
+    texts = ["good thing", "🤮🤮🤮", "💩", "bad 🤮", "😀 😀"]
+    pd.DataFrame({"text": texts}).to_csv(tmp_path / "in.csv", index=False)
+    summary = predict(models["full"], tmp_path / "in.csv", tmp_path / "out.csv", batch_size=2)
+    assert summary["warning"].startswith("3 row(s) are unknown tokens alone to the model's tokenizer"), summary
+    found: list[int] = []
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(models["full"])
+    tokenizer = AutoTokenizer.from_pretrained(models["full"])
+    predict_logits(model, tokenizer, texts, batch_size=2, progress=False, unknown_only=found)
+    assert sorted(found) == [1, 2, 4]
+    pd.DataFrame({"text": ["good thing", "bad one"]}).to_csv(tmp_path / "plain.csv", index=False)
+    assert "warning" not in predict(models["full"], tmp_path / "plain.csv", tmp_path / "plain_out.csv")

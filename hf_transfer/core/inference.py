@@ -196,11 +196,14 @@ def predict_logits(
     progress: bool = True,
     desc: str = "predict",
     bar=None,
+    unknown_only: list | None = None,
 ) -> np.ndarray:
     """Logits for `texts` (and optional pairs), in input order, as float32.
 
     `model` is a PyTorch classifier (run in eval mode under `inference_mode`, its mode restored afterwards) or an
-    `OnnxClassifier`. `bar`, when given, is advanced by the rows of each batch instead of a bar of its own."""
+    `OnnxClassifier`. `bar`, when given, is advanced by the rows of each batch instead of a bar of its own.
+    `unknown_only`, when given, gets the indices of the rows whose text is unknown tokens alone (emoji, a script the
+    vocabulary lacks): the model saw nothing of them."""
     onnx = hasattr(model, "run_batch")
     num_labels = model.config.num_labels
     out = np.zeros((len(texts), num_labels), dtype=np.float32)
@@ -224,6 +227,8 @@ def predict_logits(
         with context:
             for idx, batch in batches:
                 out[idx] = forward(batch)
+                if unknown_only is not None:
+                    unknown_only.extend(idx[_unknown_alone(tokenizer, batch)].tolist())
                 if bar is not None:
                     bar.update(len(idx))
     finally:
@@ -232,6 +237,17 @@ def predict_logits(
         if own_bar is not None:
             own_bar.close()
     return out
+
+
+def _unknown_alone(tokenizer, batch: dict) -> np.ndarray:
+    """Which rows of a padded batch hold tokens, every one of them the unknown token, besides special ones."""
+    unknown = getattr(tokenizer, "unk_token_id", None)
+    ids = np.asarray(batch["input_ids"])
+    if unknown is None:
+        return np.zeros(len(ids), dtype=bool)
+    mask = np.asarray(batch["attention_mask"], dtype=bool) if "attention_mask" in batch else np.ones_like(ids, bool)
+    content = mask & ~np.isin(ids, [i for i in tokenizer.all_special_ids if i != unknown])
+    return content.any(1) & ((ids == unknown) | ~content).all(1)
 
 
 MIN_TIMED_SECONDS = 0.5  # of timed passes per model, before measure_speed keeps the fastest

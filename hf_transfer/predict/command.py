@@ -109,6 +109,7 @@ def run_predict(args: PredictArguments) -> dict:
 
     started = time.perf_counter()
     empty_rows = second_texts = 0
+    unknown_only: list[int] = []  # rows of each chunk whose text the tokenizer knows nothing of
     with (
         written_together([Path(args.output_file)]),
         PredictionWriter(args.output_file, blank_header_names(args.input_file, first.columns)) as writer,
@@ -124,8 +125,9 @@ def run_predict(args: PredictArguments) -> dict:
                     pairs = chunk[pair][~empty].where(chunk[pair][~empty].notna(), "").astype(str).tolist()
                     second_texts += sum(1 for p in pairs if p.strip())
                 logits = predict_logits(
-                    model, tokenizer, texts, pairs, batch_size=args.batch_size, max_length=args.max_seq_length, bar=bar
-                )
+                    model, tokenizer, texts, pairs, batch_size=args.batch_size, max_length=args.max_seq_length,
+                    bar=bar, unknown_only=unknown_only,
+                )  # fmt: skip
                 bar.update(int(empty.sum()))
                 empty_rows += int(empty.sum())
                 added = prediction_columns(
@@ -140,6 +142,12 @@ def run_predict(args: PredictArguments) -> dict:
         writer.commit()
     seconds = time.perf_counter() - started
     summary = _summary(args, source, writer.rows, empty_rows, seconds, references, replaces)
+    if unknown_only:
+        unknown = (
+            f"{len(unknown_only)} row(s) are unknown tokens alone to the model's tokenizer (emoji, or a script its "
+            "vocabulary lacks): their labels say nothing of their text"
+        )
+        summary["warning"] = "; ".join(filter(None, [summary.get("warning", "").rstrip("."), unknown])) + "."
     if pair and writer.rows > empty_rows and not second_texts:  # as train and evaluate say it
         alone = f"the second text column {pair!r} is empty in every row: the model read the first text alone"
         summary["warning"] = "; ".join(filter(None, [summary.get("warning", "").rstrip("."), alone])) + "."
