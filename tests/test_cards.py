@@ -880,3 +880,18 @@ def test_the_quick_start_speaks_the_language_of_the_training_text():
     assert example_sentence(["en", "fr"], "config", "x") == "x"
     assert example_sentence("multilingual", "detected", "x") == "x"
     assert not any('"' in text or "\\" in text for text in EXAMPLE_SENTENCES.values())  # in a Python string literal
+
+
+def test_the_card_says_when_the_tokenizer_knew_little_of_the_training_text():
+    """`train` warned that 43% of the tokens were unknown, and the card, what a reader of the model sees, said
+    nothing (the run record had it)."""
+    from hf_transfer.outputs.card_data import CardData
+    from hf_transfer.outputs.cards import _data_lines
+
+    splits = {"train": {"rows": 40, "dropped": {}, "unknown_token_percent": 43.5},
+              "validation": {"rows": 8, "dropped": {}, "unknown_token_percent": 0.01}}  # fmt: skip
+    lines = _data_lines(CardData(splits=splits))
+    assert lines[0] == (
+        "**train**: 40 rows, none dropped; 43.5% of its tokens unknown to the tokenizer (it saw little of them)"
+    )
+    assert lines[1] == "**validation**: 8 rows, none dropped"

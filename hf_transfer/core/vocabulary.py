@@ -5,10 +5,12 @@ trains, scores and saves as usual; rows longer than max_seq_length are cut."""
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-import datasets
 import numpy as np
-import pyarrow.compute as pc
+
+if TYPE_CHECKING:  # `card` reads UNKNOWN_WARN_PERCENT without loading datasets
+    import datasets
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +22,8 @@ UNKNOWN_WARN_PERCENT = 5.0
 def unknown_token_percent(tokenized: datasets.Dataset, tokenizer) -> float | None:
     """The unknown token's share of a split's tokens, in percent, special tokens ([CLS], [SEP]) left out; None when
     the tokenizer has no unknown token (byte-level BPE reads every byte) or the split has no tokens."""
+    import pyarrow.compute as pc
+
     unk = getattr(tokenizer, "unk_token_id", None)
     if unk is None or len(tokenized) == 0:
         return None

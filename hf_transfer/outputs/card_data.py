@@ -258,7 +258,8 @@ def _data_name(path: str) -> str:
 SPLIT_CUTS = ("carved_to_validation", "cut_by_max_samples")  # rows a split gave up, after its cleaning
 # The run record's row counts of a split that its card tells (the record's key: the card data's).
 SPLIT_COUNTS = {"rows_without_labels": "without_labels", "rows_sharing_train_input": "sharing_train_input",
-                "rows_sharing_validation_input": "sharing_validation_input", **{k: k for k in SPLIT_CUTS}}  # fmt: skip
+                "rows_sharing_validation_input": "sharing_validation_input", **{k: k for k in SPLIT_CUTS},
+                "unknown_token_percent": "unknown_token_percent"}  # fmt: skip
 
 
 def complete_card_data(card_data: CardData, record: dict, config: dict, folder: str | Path) -> CardData:

@@ -13,6 +13,7 @@ from hf_transfer.core.language import example_sentence
 from hf_transfer.core.markdown import label_list, table_cell, table_cells, worst_labels
 from hf_transfer.core.metrics import label_keys
 from hf_transfer.core.tasks import METRIC_NAMES
+from hf_transfer.core.vocabulary import UNKNOWN_WARN_PERCENT
 from hf_transfer.outputs.card_data import NO_HELD_OUT, CardData, detect_adapter
 from hf_transfer.outputs.card_pictures import card_pictures
 from hf_transfer.outputs.card_rows import (
@@ -177,6 +178,9 @@ def _data_lines(c: CardData) -> list[str]:
         if info.get("cut_by_max_samples"):
             limit = "max_train_samples" if split == "train" else "max_eval_samples"
             text += f"; {info['cut_by_max_samples']:,} more left out by {limit}"
+        if (info.get("unknown_token_percent") or 0) > UNKNOWN_WARN_PERCENT:  # as `train` warned of it
+            unknown = info["unknown_token_percent"]
+            text += f"; {unknown:g}% of its tokens unknown to the tokenizer (it saw little of them)"
         lines.append(text)
     lines += _transfer_lines((c.distillation or {}).get("transfer_set") or {})
     if c.validation_carved:
