@@ -5,6 +5,7 @@ offline runs, and a planted token that must not appear in any file or log."""
 import ast
 import hashlib
 import json
+import os
 import re
 import socket
 from pathlib import Path
@@ -334,20 +335,27 @@ def test_a_second_push_replaces_the_earlier_runs_files_and_keeps_the_users(onlin
 
 
 def test_the_runs_data_files_in_its_folder_are_held_back(online, small_folder, caplog):
-    """A run written into its data folder (or with its data linked in) pushed train.csv to a public repo unsaid."""
+    """A run written into its data folder (or with its data linked in) pushed train.csv to a public repo unsaid; a
+    run with a test_file pushed predict_results.csv, every test text in it, and so did a `predict --output_file`
+    written into the folder. Files of rows of data stay out unless asked for (`--include_data_files true`)."""
     (small_folder / "train.csv").write_text("text,label\nhi,a\n")
     outside = small_folder.parent / "dev.csv"
     outside.write_text("text,label\nho,b\n")
     (small_folder / "linked").mkdir()
     (small_folder / "linked" / "dev.csv").symlink_to(outside)
-    (small_folder / "notes.csv").write_text("mine")  # not a data file of the run: it goes up
+    (small_folder / "predict_results.csv").write_text("index,text,predicted_label\n0,alice@corp.com wrote,a\n")
+    (small_folder / "preds.jsonl").write_text('{"text": "secret", "predicted_label": "a"}\n')
+    (small_folder / "notes.txt").write_text("mine")  # not rows of data: it goes up
     config = {"train_file": str(small_folder / "train.csv"), "validation_file": str(outside), "test_file": None}
     (small_folder / "hf_transfer_config.yaml").write_text(yaml.safe_dump(config))
     with caplog.at_level("WARNING"):
         assert main(["push", str(small_folder), "--hub_model_id", "tester/data"]) == 0
     files = online.files("tester/data")
-    assert "train.csv" not in files and "linked/dev.csv" not in files and "notes.csv" in files
-    assert "linked/dev.csv, train.csv: the run's data file(s), held back from the upload" in caplog.text
+    held = ["linked/dev.csv", "predict_results.csv", "preds.jsonl", "train.csv"]
+    assert not set(held) & set(files) and "notes.txt" in files and "config.json" in files
+    assert f"{', '.join(held)}: rows of data (the run's data files, its test predictions), held back" in caplog.text
+    assert main(["push", str(small_folder), "--hub_model_id", "tester/data2", "--include_data_files", "true"]) == 0
+    assert set(held) <= set(online.files("tester/data2"))
 
 
 # --- `hf-transfer push`: retries and errors ----------------------------------------------------------------------
@@ -452,6 +460,30 @@ def test_a_failed_upload_puts_the_card_back(online, tmp_path, capsys):
     assert online.commits == [] and online.validated and "tester/kept" in online.validated[-1]
 
 
+def test_a_card_that_cannot_be_rewritten_is_refused_before_the_repo_is_created(online, tmp_path, monkeypatch, capsys):
+    """A read-only (or immutable) card: the push rewrites it for the repo after creating it, so a 32-line
+    PermissionError traceback left an empty public repo behind."""
+    from test_cards import DISTILL_RECORD
+
+    from hf_transfer.outputs.card_data import CardData, complete_card_data
+    from hf_transfer.outputs.cards import write_model_card
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "bert"}')
+    (folder / "model.safetensors").write_bytes(b"weights")
+    write_model_card(folder, complete_card_data(CardData(), DISTILL_RECORD, {}, folder))
+    card = str(folder / "README.md")
+    access = os.access
+    monkeypatch.setattr(hub_module.os, "access", lambda path, mode: str(path) != card and access(path, mode))
+    assert main(["push", str(folder), "--hub_model_id", "tester/ro"]) == 2
+    assert one_error_line(capsys) == (
+        f"hf-transfer push: error: the card {card!r} cannot be written (no permission, or immutable), and a push "
+        "rewrites it for the repo; copy the folder somewhere writable and push the copy."
+    )
+    assert online.requests == [] and online.repos == {}
+
+
 def test_connection_refused_is_one_line_with_the_retry_command(online, monkeypatch, small_folder, capsys):
     before = fingerprint(small_folder)
     monkeypatch.setenv("HF_ENDPOINT", closed_port_url())
@@ -518,14 +550,24 @@ def test_a_folder_others_could_not_use_is_refused_before_the_repo_is_created(onl
         "unweighted": "holds no weights (model.safetensors)",
         "lora": f"names the base model {str(tiny_bert_dir)!r}, a path on this machine",
     }
+    # PEFT's placeholder card names the local base too (`base_model:`, and a tag): said in the same line
+    placeholder = (tmp_path / "lora" / "README.md").read_text()
+    assert str(tiny_bert_dir) in placeholder
     capsys.readouterr()
     for folder, needle in cases.items():
         assert main(["push", str(tmp_path / folder), "--hub_model_id", "tester/x"]) == 2
-        assert needle in one_error_line(capsys)
-    assert online.requests == [] and online.repos == {}
-    # With the base named by its Hub id the adapter goes up.
+        line = one_error_line(capsys)
+        assert needle in line
+        if folder == "lora":
+            assert f"README.md names base_model {str(tiny_bert_dir)!r}, a path on this machine" in line
+    # With the base named by its Hub id the adapter goes up; the card's path alone is still refused.
     config["base_model_name_or_path"] = "sentence-transformers/all-MiniLM-L6-v2"
     (tmp_path / "lora" / "adapter_config.json").write_text(json.dumps(config))
+    assert main(["push", str(tmp_path / "lora"), "--hub_model_id", "tester/x"]) == 2
+    assert one_error_line(capsys).endswith("(and in the tags that repeat it).")
+    assert online.requests == [] and online.repos == {}
+    hub_id = "sentence-transformers/all-MiniLM-L6-v2"
+    (tmp_path / "lora" / "README.md").write_text(placeholder.replace(str(tiny_bert_dir), hub_id))
     assert main(["push", str(tmp_path / "lora"), "--hub_model_id", "tester/x"]) == 0
     sent = json.loads(online.files("tester/x")["adapter_config.json"])
     assert sent["base_model_name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
@@ -605,6 +647,8 @@ def test_an_adapter_push_leaves_its_merged_model_for_a_repo_of_its_own(online, t
     get_peft_model(base, LoraConfig(task_type="SEQ_CLS", r=2, target_modules=["query"])).save_pretrained(folder)
     adapter_config = json.loads((folder / "adapter_config.json").read_text())
     (folder / "adapter_config.json").write_text(json.dumps({**adapter_config, "base_model_name_or_path": "org/tiny"}))
+    card = folder / "README.md"  # PEFT's placeholder names the local base: the Hub id, as a push asks for
+    card.write_text(card.read_text().replace(str(tiny_bert_dir), "org/tiny"))
     base.save_pretrained(folder / "merged")
     AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(folder / "merged")
     (folder / "merged" / "README.md").write_text("---\nlicense: apache-2.0\n---\n# run-merged\n")

@@ -55,6 +55,13 @@ class PushArguments:
             "scaler.pt, trainer_state.json), held back by default: it only resumes training."
         },
     )
+    include_data_files: bool = field(
+        default=False,
+        metadata={
+            "help": "Also upload the files of rows of data in the folder (csv, tsv, jsonl, parquet: the run's data "
+            "files, its test predictions), held back by default: the model repo would publish their text."
+        },
+    )
 
     def __post_init__(self):
         _check_model_dir(self.model_dir, "push")

@@ -58,4 +58,5 @@ def run_push(args: PushArguments) -> dict:
     revision = check_revision(args.revision)
     target = PushTarget(check_repo_id(args.hub_model_id), True if args.private else None, revision)
     check_pushable(args.model_dir)
-    return push_folder(args.model_dir, target, args.commit_message, args.include_training_state)
+    message, state, data = args.commit_message, args.include_training_state, args.include_data_files
+    return push_folder(args.model_dir, target, message, state, data)

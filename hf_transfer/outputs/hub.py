@@ -3,6 +3,7 @@ first, transient errors retried, and a failure that leaves the folder as it was 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ from pathlib import Path
 from hf_transfer.core.folders import (
     ADAPTER_CONFIG,
     CARD_DATA_FILE,
+    check_writable,
     is_adapter_folder,
     search_folder_hint,
     trainer_checkpoint_state,
@@ -148,17 +150,41 @@ def check_pushable(folder: str | Path) -> None:
             + ("it is a Trainer checkpoint: write a README.md there saying which step of which run it is, then push."
                if checkpoint else "write a README.md there (or run `hf-transfer card` on a run folder).")
         )  # fmt: skip
+    local = []  # what would publish a path of this machine (and fail to load for anyone else): said together
     if is_adapter_folder(folder):
         try:
             base = json.loads((folder / ADAPTER_CONFIG).read_bytes()).get("base_model_name_or_path")
         except (OSError, ValueError, AttributeError) as err:
             raise ConfigError(f"cannot read {folder / ADAPTER_CONFIG}: {err}") from None
         if not is_hub_id(base):
-            raise ConfigError(
+            local.append(
                 f"{folder / ADAPTER_CONFIG} names the base model {base!r}, a path on this machine, so no one who "
                 "downloads the adapter can load it (AutoPeftModel reads that name); set base_model_name_or_path there "
-                "to the base's Hub id (e.g. sentence-transformers/all-MiniLM-L6-v2), or train with base_model_hub_id."
+                "to the base's Hub id (e.g. sentence-transformers/all-MiniLM-L6-v2), or train with base_model_hub_id"
             )
+    if folder_card_data(folder) is None:  # a card of ours is rewritten for the repo; a card of another's goes as it is
+        from huggingface_hub import metadata_load
+
+        header = metadata_load(folder / "README.md") or {}
+        named, tags = header.get("base_model"), header.get("tags") or []
+        named = [*(named if isinstance(named, list) else [named]), *(str(t).split(":")[-1] for t in tags
+                 if str(t).startswith("base_model:"))]  # fmt: skip
+        paths = [b for b in named if isinstance(b, str) and not is_hub_id(b)]
+        if paths:  # PEFT's placeholder card in a checkpoint: `base_model: /home/alice/...`, and a tag naming it
+            local.append(
+                f"{folder / 'README.md'} names base_model {paths[0]!r}, a path on this machine, which the card would "
+                "publish; set it to the base's Hub id there (and in the tags that repeat it)"
+            )
+    else:  # rewritten for the repo before the upload: found unwritable only then, the repo was made, and left empty
+        for card in (folder / "README.md", folder / CARD_DATA_FILE):
+            check_writable(card, "the card", is_file=True, todo="copy the folder somewhere writable and push the copy")
+            if card.exists() and not os.access(card, os.W_OK):
+                raise ConfigError(
+                    f"the card {str(card)!r} cannot be written (no permission, or immutable), and a push rewrites "
+                    "it for the repo; copy the folder somewhere writable and push the copy."
+                )
+    if local:
+        raise ConfigError("; and ".join(local) + ".")
 
 
 def check_no_token_argument(training_args) -> None:
@@ -292,11 +318,16 @@ def _refuse_if_public(info, repo_id: str, target: PushTarget) -> None:
 
 
 def push_folder(
-    folder: str | Path, target: PushTarget, message: str | None = None, include_training_state: bool = False
+    folder: str | Path,
+    target: PushTarget,
+    message: str | None = None,
+    include_training_state: bool = False,
+    include_data_files: bool = False,
 ) -> dict:
     """Create the repo (if needed), refresh the card for it, and upload the folder in one commit, its records naming
     local files by their last part (`publishable`); return its URL and the repo's full id (`owner/name`, where the
-    user gave `name`). A checkpoint's training state stays out unless `include_training_state`."""
+    user gave `name`). A checkpoint's training state stays out unless `include_training_state`, and files of rows
+    of data unless `include_data_files`."""
     from huggingface_hub import HfApi
 
     folder = Path(folder)
@@ -317,7 +348,7 @@ def push_folder(
     repo_id = repo_url.repo_id or target.repo_id
     if target.private:
         _check_still_private(api, repo_id, target, folder)
-    ignore = held_back(folder, target.repo_id, include_training_state)
+    ignore = held_back(folder, target.repo_id, include_training_state, include_data_files)
     card_data = folder_card_data(folder)
     # The card is rewritten for this repo id before the upload; a failed push puts the old files back.
     saved = {p: p.read_bytes() for p in (folder / "README.md", folder / CARD_DATA_FILE) if p.is_file()}
@@ -347,6 +378,7 @@ def push_folder(
             )
     except BaseException:
         for path, data in saved.items():
-            path.write_bytes(data)
+            with contextlib.suppress(OSError):  # the error to report is the push's, not this one
+                path.write_bytes(data)
         raise
     return {"pushed_to": getattr(info, "commit_url", None) or f"{api.endpoint}/{repo_id}", "repo_id": repo_id}

@@ -35,31 +35,54 @@ IGNORE_PATTERNS = [
 REPLACED_PATTERNS = [
     "*.safetensors", "*.bin", "*.onnx", "*.onnx_data", "*.pt", "model.safetensors.index.json", "adapter_config.json",
     "config.json", "generation_config.json", "special_tokens_map.json", "added_tokens.json", *TOKENIZER_FILES,
-    "*_results.json", "*confusion_matrix.json", "*.png", "hf_transfer_*", "trainer_state.json", "test_predictions.*",
+    "*_results.json", "*confusion_matrix.json", "*.png", "hf_transfer_*", "trainer_state.json", "predict_results.*",
     "merge_eval.*", "merge_sweep.*", "onnx/*", f"{MERGED_DIR}/*", "linear_probe/*", "checkpoint-*/*",
 ]  # fmt: skip
 
 
-def held_back(folder: Path, repo_id: str, include_training_state: bool) -> list[str]:
+def held_back(folder: Path, repo_id: str, include_training_state: bool, include_data_files: bool = False) -> list[str]:
     """The ignore patterns of a push of `folder`: what the Hub does not need, and what must not go up with it."""
-    ignore = [*IGNORE_PATTERNS, *_merged_model_held_back(folder, repo_id), *_data_files_held_back(folder)]
+    ignore = [*IGNORE_PATTERNS, *_merged_model_held_back(folder, repo_id)]
+    ignore += [] if include_data_files else _data_files_held_back(folder)
     return ignore + ([] if include_training_state else _training_state_held_back(folder))
+
+
+# Rows of text, whatever their name: `predict_results.csv` (a run's test predictions, every test text in it), a
+# `predict --output_file` written into the run folder, a copy of the data. Search's `trials.csv` holds no rows of data.
+DATA_EXTENSIONS = ("csv", "tsv", "jsonl", "parquet")
+NOT_DATA = ("trials.csv",)
 
 
 def _data_files_held_back(folder: Path) -> list[str]:
     """The run's own data files (its resolved config's `*_file` fields) that lie in the folder, or are linked into
-    it: a run written into its data folder pushed `train.csv` to a public repo without a word. They stay out, said in
-    one line; a dataset meant to be public goes up as a dataset repo of its own."""
+    it, and every other file of rows of text (by its format): a run written into its data folder pushed `train.csv`,
+    and a run with a `test_file` its test texts, to a public repo without a word. They stay out, said in one line; a
+    dataset meant to be public goes up as a dataset repo of its own."""
+    from hf_transfer.core.arguments import data_format
+
     files = [v for k, v in recorded_config(folder).items() if k.endswith("_file")]
     data = {Path(v).expanduser().resolve() for v in files if isinstance(v, str) and v}
-    held = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.resolve() in data)
+    ignored = [p for p in folder.rglob("*") if p.is_file() and not _ignored(p.relative_to(folder))]
+    held = sorted(
+        p.relative_to(folder).as_posix()
+        for p in ignored
+        if p.resolve() in data or (data_format(p.name)[0] in DATA_EXTENSIONS and p.name not in NOT_DATA)
+    )
     if held:
         logger.warning(
-            "%s: the run's data file(s), held back from the upload (the model repo would publish them); push a "
-            "dataset meant to be public as a dataset repo of its own.",
+            "%s: rows of data (the run's data files, its test predictions), held back from the upload (the model "
+            "repo would publish them); push with --include_data_files true to send them, or a dataset meant to be "
+            "public as a dataset repo of its own.",
             ", ".join(held),
         )
     return held
+
+
+def _ignored(path: Path) -> bool:
+    """Left out by IGNORE_PATTERNS anyway (a checkpoint's files), so not named as held back."""
+    from fnmatch import fnmatch
+
+    return any(fnmatch(path.as_posix(), pattern.replace("**/", "*")) for pattern in IGNORE_PATTERNS)
 
 
 def _merged_model_held_back(folder: Path, repo_id: str) -> list[str]:
