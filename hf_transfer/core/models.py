@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
 from pathlib import Path
 
@@ -89,11 +88,11 @@ def load_config(
             ) from None
         raise ConfigError(f"cannot read the config of model {name_or_path!r}: {one_line(err)}") from None
     except OSError:
-        offline = (
-            " (HF_HUB_OFFLINE=1 is set: only cached or local models can be used)"
-            if os.environ.get("HF_HUB_OFFLINE")
-            else ""
-        )
+        from huggingface_hub import constants
+
+        # HF_HUB_OFFLINE=0 is online ("is set" had been said for it); online, a private or gated repo needs a token.
+        offline = " (HF_HUB_OFFLINE=1 is set: only cached or local models can be used)"
+        offline = offline if constants.is_offline_mode() else " (a private or gated repo needs HF_TOKEN)"
         at = f" at revision {revision!r}" if revision not in (None, "main") else ""
         adapter = model_file(name_or_path, ADAPTER_CONFIG, revision=revision, cache_dir=cache_dir)
         if adapter is not None:  # a PEFT adapter's repository: no config.json of its own
