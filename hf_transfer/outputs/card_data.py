@@ -34,7 +34,8 @@ _HYPERPARAMETERS = (
 # Shown when not at their default (the value here): a reader reproducing the run needs them then.
 _HYPERPARAMETERS_WHEN_SET = {
     "adam_beta1": 0.9, "adam_beta2": 0.999, "adam_epsilon": 1e-8, "lr_scheduler_kwargs": {}, "optim_args": None,
-    "neftune_noise_alpha": None, "max_train_samples": None, "max_eval_samples": None,
+    "neftune_noise_alpha": None, "max_train_samples": None, "max_eval_samples": None, "dataloader_drop_last": False,
+    "cache_frozen_features": False, "frozen_features_dtype": None,  # the cache's dtype rounds the frozen states
 }  # fmt: skip
 NO_HELD_OUT = "no held-out data"  # what a few-shot run without validation or test data was evaluated on
 # Scalar metrics worth a card (and a model-index entry); runtimes, sample counts and the loss are not.
