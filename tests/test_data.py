@@ -907,3 +907,21 @@ def test_a_file_not_in_utf8_names_its_line_and_how_to_convert_it(tmp_path, name)
     assert "is not UTF-8 text: line 4 holds a byte 0xd6 that UTF-8 cannot read" in str(err.value)
     assert "iconv -f GB18030 -t UTF-8" in str(err.value)
     assert ("CSV UTF-8" in str(err.value)) == name.endswith(".csv")
+
+
+def test_the_record_fingerprints_each_split_s_rows_and_labels_in_order(tmp_path):
+    """Two runs whose records agreed on the paths and the row counts had trained on other rows, or on the same rows in
+    another order (other weights), with nothing in the record to tell them apart."""
+    for name in ("csv", "jsonl", "shuffled", "relabelled"):
+        (tmp_path / name).mkdir()
+    train = rows(["a", "b", "a", "b", "a", "b"])
+    first = load(tmp_path / "csv", train, rows(["a", "b"]))
+    fingerprints = {k: first.summary["train"][k] for k in ("rows_sha256", "labels_sha256")}
+    assert all(len(v) == 64 for v in fingerprints.values()) and "rows_sha256" in first.summary["validation"]
+    same = load(tmp_path / "jsonl", train, rows(["a", "b"]), ext="jsonl")  # the same rows in another format
+    assert {k: same.summary["train"][k] for k in fingerprints} == fingerprints
+    shuffled = load(tmp_path / "shuffled", train[::-1], rows(["a", "b"]))
+    assert shuffled.summary["train"]["rows_sha256"] != fingerprints["rows_sha256"]
+    relabelled = load(tmp_path / "relabelled", rows(["b", "a", "a", "b", "a", "b"]), rows(["a", "b"]))
+    assert relabelled.summary["train"]["rows_sha256"] == fingerprints["rows_sha256"]
+    assert relabelled.summary["train"]["labels_sha256"] != fingerprints["labels_sha256"]

@@ -1,5 +1,6 @@
 """Evaluation rows whose input is also a training row (their scores are measured on text the model trained on), and
-test rows whose input is also a validation row (the test set is then not held out from what validation chose)."""
+test rows whose input is also a validation row (the test set is then not held out from what validation chose); and
+each split's rows by content, for the run record."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ def count_overlap(splits: dict[str, datasets.Dataset], text: str, pair: str | No
     duplicates in a train file a validation split is carved from, make the scores read high. Test rows with a
     validation row's input are counted too (`rows_sharing_validation_input`): such a test set is not held out.
     Vectorised in Arrow, so a million rows cost well under a second. `say_overlap` warns, once every check has
-    passed."""
+    passed. Each split's fingerprints go into its summary too (`fingerprint_rows`)."""
+    fingerprint_rows(splits, text, pair, summary)
     for seen_in, scored in (("train", [s for s in splits if s != "train"]), ("validation", ["test"])):
         if seen_in not in splits or not len(splits[seen_in]):
             continue
@@ -27,6 +29,24 @@ def count_overlap(splits: dict[str, datasets.Dataset], text: str, pair: str | No
             shared = pc.sum(pc.is_in(inputs_of(splits[split], text, pair), value_set=seen)).as_py() or 0
             if shared:
                 summary[split][f"rows_sharing_{seen_in}_input"] = shared
+
+
+def fingerprint_rows(splits: dict[str, datasets.Dataset], text: str, pair: str | None, summary: dict) -> None:
+    """sha256 of each split's inputs, in order (`rows_sha256`), and of its labels (`labels_sha256`), as the run read
+    them after cleaning: two runs whose records agree on the paths and the row counts had trained on other rows, or
+    the same rows in another order (which changes the weights), with nothing in the record to tell."""
+    import hashlib
+    import json
+
+    from hf_transfer.core.caching import fingerprint_texts
+
+    for split, ds in splits.items():
+        if not isinstance(summary.get(split), dict):
+            continue
+        summary[split]["rows_sha256"] = fingerprint_texts(ds[text], ds[pair] if pair else None)
+        if "labels" in ds.column_names:
+            labels = ds.with_format("arrow", columns=["labels"])[:]["labels"].to_pylist()  # as selected, in order
+            summary[split]["labels_sha256"] = hashlib.sha256(json.dumps(labels).encode()).hexdigest()
 
 
 def say_overlap(summary: dict) -> None:
