@@ -62,10 +62,10 @@ def _data_files_held_back(folder: Path) -> list[str]:
 
     files = [v for k, v in recorded_config(folder).items() if k.endswith("_file")]
     data = {Path(v).expanduser().resolve() for v in files if isinstance(v, str) and v}
-    ignored = [p for p in folder.rglob("*") if p.is_file() and not _ignored(p.relative_to(folder))]
+    candidates = [p for p in folder.rglob("*") if p.is_file() and not _ignored(p.relative_to(folder))]
     held = sorted(
         p.relative_to(folder).as_posix()
-        for p in ignored
+        for p in candidates
         if p.resolve() in data or (data_format(p.name)[0] in DATA_EXTENSIONS and p.name not in NOT_DATA)
     )
     if held:
