@@ -101,9 +101,13 @@ def _unreadable(path: str, ext: str, err: Exception) -> DataError:
 
 def _first_line_not_utf8(path: str) -> int | None:
     """The number of the first line of a (decompressed) text file that is not UTF-8, for the error: the decoder's
-    byte position counts from the start of a read buffer, not of the file."""
+    byte position counts from the start of a read buffer, not of the file. None for a file that is not text at all
+    (a NUL byte: a picture, a spreadsheet, UTF-16), which the error says is not of its format."""
     try:
         with _OPENERS[data_format(path)[1]](path, "rb") as f:
+            if b"\x00" in f.read(1 << 13):
+                return None
+            f.seek(0)
             for number, line in enumerate(f, 1):
                 try:
                     line.decode("utf-8")
