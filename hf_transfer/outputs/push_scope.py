@@ -58,15 +58,19 @@ def _data_files_held_back(folder: Path) -> list[str]:
     it, and every other file of rows of text (by its format): a run written into its data folder pushed `train.csv`,
     and a run with a `test_file` its test texts, to a public repo without a word. They stay out, said in one line; a
     dataset meant to be public goes up as a dataset repo of its own."""
+    from huggingface_hub.utils import filter_repo_objects
+
     from hf_transfer.core.arguments import data_format
 
     files = [v for k, v in recorded_config(folder).items() if k.endswith("_file")]
     data = {Path(v).expanduser().resolve() for v in files if isinstance(v, str) and v}
-    candidates = [p for p in folder.rglob("*") if p.is_file() and not _ignored(p.relative_to(folder))]
+    names = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+    # Those the upload takes at all (IGNORE_PATTERNS read as `upload_folder` reads them): a checkpoint's are not named.
     held = sorted(
-        p.relative_to(folder).as_posix()
-        for p in candidates
-        if p.resolve() in data or (data_format(p.name)[0] in DATA_EXTENSIONS and p.name not in NOT_DATA)
+        name
+        for name in filter_repo_objects(names, ignore_patterns=IGNORE_PATTERNS)
+        if (folder / name).resolve() in data
+        or (data_format(name)[0] in DATA_EXTENSIONS and Path(name).name not in NOT_DATA)
     )
     if held:
         logger.warning(
@@ -76,13 +80,6 @@ def _data_files_held_back(folder: Path) -> list[str]:
             ", ".join(held),
         )
     return held
-
-
-def _ignored(path: Path) -> bool:
-    """Left out by IGNORE_PATTERNS anyway (a checkpoint's files), so not named as held back."""
-    from fnmatch import fnmatch
-
-    return any(fnmatch(path.as_posix(), pattern.replace("**/", "*")) for pattern in IGNORE_PATTERNS)
 
 
 def _merged_model_held_back(folder: Path, repo_id: str) -> list[str]:
