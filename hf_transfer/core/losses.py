@@ -36,8 +36,8 @@ def resolve_class_weights(
 
         # Keys read as the data's labels are read (surrounding spaces, Unicode form, `01` for 1), unless as written
         # they name a label already.
-        spec = {(k if str(k) in label_names or normalise_scalar(k) is None else normalise_scalar(k)): v
-                for k, v in spec.items()}  # fmt: skip
+        read = {k: normalise_scalar(k) for k in spec}
+        spec = {(k if str(k) in label_names or read[k] is None else read[k]): v for k, v in spec.items()}
         unknown = sorted(str(k) for k in spec if str(k) not in label_names)
         if unknown:
             raise ConfigError(

@@ -142,7 +142,8 @@ def check_pushable(folder: str | Path) -> None:
             f"{str(folder)!r} holds no {kind}, so the repo would hold a config no one can load; give a folder "
             "a finished run saved its model into."
         )
-    if not (folder / "README.md").is_file() and folder_card_data(folder) is None:
+    ours = folder_card_data(folder) is not None  # a card of ours is rewritten for the repo; another's goes as it is
+    if not (folder / "README.md").is_file() and not ours:
         checkpoint = bool(trainer_checkpoint_state(folder))  # the run's card is of the finished model, not this step
         raise ConfigError(
             f"{str(folder)!r} holds no README.md and no hf-transfer run record to write a card from, so the repo "
@@ -162,7 +163,7 @@ def check_pushable(folder: str | Path) -> None:
                 "downloads the adapter can load it (AutoPeftModel reads that name); set base_model_name_or_path there "
                 "to the base's Hub id (e.g. sentence-transformers/all-MiniLM-L6-v2), or train with base_model_hub_id"
             )
-    if folder_card_data(folder) is None:  # a card of ours is rewritten for the repo; a card of another's goes as it is
+    if not ours:
         from huggingface_hub import metadata_load
 
         header = metadata_load(folder / "README.md") or {}

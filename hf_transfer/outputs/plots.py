@@ -3,7 +3,6 @@ They draw on a bare matplotlib `Figure` (Agg), never through pyplot."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hf_transfer.core.folders import atomic_path, write_text_atomic
+from hf_transfer.core.folders import atomic_path, json_text, write_text_atomic
 from hf_transfer.core.markdown import TABLE_LABELS
 from hf_transfer.core.metrics import label_keys
 from hf_transfer.core.tasks import METRIC_NAMES
@@ -53,9 +52,7 @@ def save_confusion_matrix(
         raise DataError(f"The confusion matrix has shape {matrix.shape}, but there are {len(labels)} label names.")
     json_path, png_path = Path(json_path), Path(png_path)
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(
-        json_path, json.dumps({"labels": labels, "matrix": matrix.tolist()}, indent=2, ensure_ascii=False) + "\n"
-    )
+    write_text_atomic(json_path, json_text({"labels": labels, "matrix": matrix.tolist()}, indent=2) + "\n")
 
     _save(confusion_figure(matrix, labels, title), png_path)
 

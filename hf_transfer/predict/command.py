@@ -141,22 +141,21 @@ def run_predict(args: PredictArguments) -> dict:
                 bar.refresh()
         writer.commit()
     seconds = time.perf_counter() - started
-    summary = _summary(args, source, writer.rows, empty_rows, seconds, references, replaces)
+    said = []
     if unknown_only:
-        unknown = (
+        said.append(
             f"{len(unknown_only)} row(s) are unknown tokens alone to the model's tokenizer (emoji, or a script its "
             "vocabulary lacks): their labels say nothing of their text"
         )
-        summary["warning"] = "; ".join(filter(None, [summary.get("warning", "").rstrip("."), unknown])) + "."
     if pair and writer.rows > empty_rows and not second_texts:  # as train and evaluate say it
-        alone = f"the second text column {pair!r} is empty in every row: the model read the first text alone"
-        summary["warning"] = "; ".join(filter(None, [summary.get("warning", "").rstrip("."), alone])) + "."
-    return summary
+        said.append(f"the second text column {pair!r} is empty in every row: the model read the first text alone")
+    return _summary(args, source, writer.rows, empty_rows, seconds, references, replaces, said)
 
 
 def _summary(
-    args, source: InferenceSource, rows: int, empty_rows: int, seconds: float, references, replaces: bool
+    args, source: InferenceSource, rows: int, empty_rows: int, seconds: float, references, replaces: bool, said=()
 ) -> dict:
+    """The results block; `said`: the pass's own warnings, after those of the rows and labels."""
     summary = {
         "model": f"{args.model_name_or_path} ({source.describe()})",
         "rows": rows,
@@ -180,6 +179,7 @@ def _summary(
         summary.update({f"rows_{k}": v for k, v in left_out.items() if v})
     elif references is not None:
         warnings.append(f"no row has a usable label in column {references.column!r}, so no metrics were computed")
+    warnings += said
     if warnings:
         summary["warning"] = "; ".join(warnings) + "."
     return summary
