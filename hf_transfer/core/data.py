@@ -39,7 +39,7 @@ from hf_transfer.core.label_space import (
     unlabel_hidden_test_labels,
     warn_case_variants,
 )
-from hf_transfer.core.overlap import count_overlap
+from hf_transfer.core.overlap import record_rows
 from hf_transfer.core.runtime import progress_bars_off
 from hf_transfer.core.scratch import scratch_folder
 from hf_transfer.core.splits import carve_indices
@@ -293,7 +293,7 @@ def load_data(data_args: DataArguments, seed: int = 42, require_train: bool = Tr
     summary["seconds"] = {"read_and_clean": round(time.perf_counter() - started, 2)}
     for split, ds in splits.items():
         summary[split] = {"rows": len(ds), **stats[split], **_label_counts(ds, names, multi)}
-    count_overlap(splits, text, pair, summary)
+    record_rows(splits, text, pair, summary)
     warn_merged_spellings(profiles, label)  # after every refusal here: a refusal stays one line
     return PreparedData(datasets.DatasetDict(splits), names, problem_type, summary, text, pair)
 

@@ -19,8 +19,7 @@ def count_overlap(splits: dict[str, datasets.Dataset], text: str, pair: str | No
     duplicates in a train file a validation split is carved from, make the scores read high. Test rows with a
     validation row's input are counted too (`rows_sharing_validation_input`): such a test set is not held out.
     Vectorised in Arrow, so a million rows cost well under a second. `say_overlap` warns, once every check has
-    passed. Each split's fingerprints go into its summary too (`fingerprint_rows`)."""
-    fingerprint_rows(splits, text, pair, summary)
+    passed."""
     for seen_in, scored in (("train", [s for s in splits if s != "train"]), ("validation", ["test"])):
         if seen_in not in splits or not len(splits[seen_in]):
             continue
@@ -29,6 +28,13 @@ def count_overlap(splits: dict[str, datasets.Dataset], text: str, pair: str | No
             shared = pc.sum(pc.is_in(inputs_of(splits[split], text, pair), value_set=seen)).as_py() or 0
             if shared:
                 summary[split][f"rows_sharing_{seen_in}_input"] = shared
+
+
+def record_rows(splits: dict[str, datasets.Dataset], text: str, pair: str | None, summary: dict) -> None:
+    """Into each split's summary, when the data is read: its fingerprints (`fingerprint_rows`) and its overlap counts
+    (`count_overlap`). A distillation's transfer set counts its own overlap again, and needs no fingerprints."""
+    fingerprint_rows(splits, text, pair, summary)
+    count_overlap(splits, text, pair, summary)
 
 
 def fingerprint_rows(splits: dict[str, datasets.Dataset], text: str, pair: str | None, summary: dict) -> None:
