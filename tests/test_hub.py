@@ -433,6 +433,20 @@ def test_a_persistent_503_gives_up_after_a_few_tries(online, small_folder, capsy
     assert online.count("create") == hub_module.RETRIES
 
 
+def test_a_failure_huggingface_hub_has_retried_is_not_retried_again(online, monkeypatch, small_folder, capsys):
+    """The preupload request goes through huggingface_hub's own backoff (6 tries): retried again as a whole, a server
+    gone away answered 24 requests, with about 20 "Retrying" lines over 100 s, before the one-line error."""
+    waits = []  # one `time` module: huggingface_hub's waits and ours
+    monkeypatch.setattr(hub_module.time, "sleep", waits.append)
+    online.fail("preupload", 503, times=50)
+    before = fingerprint(small_folder)
+    assert main(["push", str(small_folder), "--hub_model_id", "tester/gone"]) == 2
+    err = one_error_line(capsys)
+    assert "503" in err and "after huggingface_hub's own retries" in err and "--hub_model_id tester/gone" in err
+    assert online.count("preupload") == 6 and len(waits) == 5 and online.commits == []  # its 5 waits, none of ours
+    assert fingerprint(small_folder) == before
+
+
 def test_a_401_is_one_line_and_not_retried(online, monkeypatch, small_folder, capsys):
     before = fingerprint(small_folder)
     monkeypatch.setenv("HF_TOKEN", "hf_wrongtoken")

@@ -10,6 +10,7 @@ import os
 import re
 import shlex
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -264,6 +265,14 @@ def _short(err: Exception) -> str:
     return f"{type(err).__name__}: {text[:160]}"
 
 
+def _retried_inside(err: BaseException) -> bool:
+    """Whether `err` left huggingface_hub's own backoff loop (the preupload request, LFS transfers), which has retried
+    it already: tried again here, a server gone away answered 4 × 6 requests and about 20 "Retrying" lines, over
+    about 100 s, before the one-line error."""
+    frames = (frame for frame, _ in traceback.walk_tb(err.__traceback__))
+    return any(f.f_code.co_name == "_http_backoff_base" and f.f_locals.get("nb_tries", 0) > 1 for f in frames)
+
+
 def with_retries(action, what: str, target: PushTarget, folder: Path):
     """Run `action()`; retry transient failures with exponential backoff; turn the final failure into one line."""
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
@@ -276,10 +285,11 @@ def with_retries(action, what: str, target: PushTarget, folder: Path):
         except OfflineModeIsEnabled:
             raise HubUnreachable(f"HF_HUB_OFFLINE is set, so nothing was pushed; {retry}.") from None
         except network as err:
-            if attempt == RETRIES:
-                raise HubUnreachable(
-                    f"could not reach {endpoint()} to {what} after {RETRIES} tries ({_short(err)}); {retry}."
-                ) from None
+            inner = _retried_inside(err)
+            if attempt == RETRIES or inner:
+                tries = "after huggingface_hub's own retries" if inner else f"after {attempt} tries"
+                failure = f"could not reach {endpoint()} to {what} {tries} ({_short(err)})"
+                raise HubUnreachable(f"{failure}; {retry}.") from None
             failure = _short(err)
         except ValueError as err:
             if "Invalid metadata" not in str(err):  # upload_folder checks the card's YAML with the Hub first
@@ -293,8 +303,9 @@ def with_retries(action, what: str, target: PushTarget, folder: Path):
                     f"the Hub refused to {what} ({_short(err)}): the token (HF_TOKEN or `hf auth login`) needs write "
                     f"access to {target.repo_id!r}; {retry}."
                 ) from None
-            if status not in TRANSIENT_STATUS or attempt == RETRIES:
-                tries = f" after {attempt} tries" if attempt > 1 else ""
+            inner = _retried_inside(err)
+            if status not in TRANSIENT_STATUS or attempt == RETRIES or inner:
+                tries = " after huggingface_hub's own retries" if inner else f" after {attempt} tries" * (attempt > 1)
                 raise HfTransferError(f"could not {what}{tries} ({_short(err)}); {retry}.") from None
             failure = _short(err)
         wait = RETRY_BASE_SECONDS * 2 ** (attempt - 1)
