@@ -97,7 +97,6 @@ def fit_and_report(
         trainer.args.dataloader_drop_last, drop_last = False, trainer.args.dataloader_drop_last
         memory_after_training = memory_kib()
         train_metrics = dict(train_result.metrics)
-        _train_loss_over_processes(trainer, train_metrics)
         if "resumed_from" in resumed:
             _train_loss_over_the_whole_run(trainer, train_metrics, resumed["resumed_from"])
         _unfreezing_schedule(trainer, card_callback.card_data)
@@ -218,23 +217,6 @@ def resumed_from(training_args) -> dict:
     entry = {"checkpoint": Path(checkpoint).name, "step": step}
     entry |= {"launched_as": then} if (then := resume_launch_change(training_args, warn=False)) else {}
     return {"resumed_from": entry | ({"schedule_changed": c} if (c := resume_schedule_changes(training_args)) else {})}
-
-
-def _train_loss_over_processes(trainer, train_metrics: dict) -> None:
-    """Under DDP, Trainer's `train_loss` adds the steps since the last log from the main process's rows alone (its
-    logged losses are means over processes): a 2-step run with logging_steps 500 reported 0.8322 where one process
-    with the same global batch reports 0.9336. Each process's figure holds the same logged part and its own unlogged
-    part, so their mean over processes is the run's; it replaces the figure and the log's final entry."""
-    import torch
-
-    if trainer.args.world_size <= 1 or train_metrics.get("train_loss") is None:
-        return
-    local = torch.tensor(float(train_metrics["train_loss"]), dtype=torch.float64, device=trainer.args.device)
-    train_metrics["train_loss"] = trainer.accelerator.reduce(local, reduction="mean").item()
-    for entry in reversed(trainer.state.log_history):
-        if "train_loss" in entry:
-            entry["train_loss"] = train_metrics["train_loss"]
-            break
 
 
 def whole_run_train_loss(log_history: list[dict], resumed_step: int, last_step: int, since_resume: float):

@@ -232,6 +232,18 @@ class TransferTrainer(Trainer):
     def layout(self):
         return self.freeze_plan.layout
 
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        """The end-of-training figures carry `train_loss`, which under DDP Trainer adds up over the steps since the last
+        log from this process's rows alone (its logged losses are means over processes): a 2-step run with
+        logging_steps 500 reported 0.8322 where one process with the same global batch reports 0.9336. Each process's
+        figure holds the same logged part and its own unlogged part, so their mean is the run's. Taken here, before
+        Trainer prints the line and keeps it in the log (and in `train()`'s metrics, the same dict), so the console,
+        train_results.json and the record agree."""
+        if "train_loss" in logs and self.args.world_size > 1 and logs["train_loss"] is not None:
+            local = torch.tensor(float(logs["train_loss"]), dtype=torch.float64, device=self.args.device)
+            logs["train_loss"] = self.accelerator.reduce(local, reduction="mean").item()
+        super().log(logs, *args, **kwargs)
+
     def freeze_summary(self) -> dict:
         """Plain facts about the freeze plan, for the run record and the card."""
         model, plan, epochs = self.accelerator.unwrap_model(self.model), self.freeze_plan, self.state.epoch or 0.0
