@@ -233,8 +233,8 @@ class TransferTrainer(Trainer):
         return self.freeze_plan.layout
 
     def log(self, logs: dict, *args, **kwargs) -> None:
-        """The end-of-training figures carry `train_loss`, which under DDP Trainer adds up over the steps since the last
-        log from this process's rows alone (its logged losses are means over processes): a 2-step run with
+        """The end-of-training figures carry `train_loss`, which under DDP Trainer adds up over the steps since the
+        last log from this process's rows alone (its logged losses are means over processes): a 2-step run with
         logging_steps 500 reported 0.8322 where one process with the same global batch reports 0.9336. Each process's
         figure holds the same logged part and its own unlogged part, so their mean is the run's. Taken here, before
         Trainer prints the line and keeps it in the log (and in `train()`'s metrics, the same dict), so the console,
