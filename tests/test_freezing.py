@@ -433,3 +433,14 @@ def test_albert_gradual_unfreezing_and_lr_decay_say_its_shared_block_counts_as_o
     assert shared in rows["gradual unfreezing"] and shared in rows["layer-wise LR decay γ"]
     bert = dict(freeze_rows(CardData(freeze={**freeze, "depth": 12})))
     assert "layers run on" not in bert["gradual unfreezing"] + bert["layer-wise LR decay γ"]
+
+
+def test_the_card_says_whether_the_embeddings_below_frozen_blocks_trained():
+    """`freeze_layers: N` freezes blocks, not the embeddings under them (they train at lr·γ^depth with LLRD): the card
+    said only "blocks frozen: 1 (of 2)", so a reader could not tell whether the embeddings moved."""
+    from hf_transfer.outputs.card_rows import freeze_text
+
+    assert freeze_text({"freeze_layers": 1, "depth": 2}) == "blocks frozen: 1 (of 2); embeddings trained"
+    both = freeze_text({"freeze_layers": 1, "depth": 2, "freeze_embeddings": True})
+    assert both == "embeddings frozen; blocks frozen: 1 (of 2)"
+    assert freeze_text({"depth": 2}) == "nothing frozen"
