@@ -1042,11 +1042,27 @@ def test_max_grad_norm_clips_the_projection_as_the_student(tmp_path):
         assert model_norm == pytest.approx(1e-3, rel=1e-4) and projection_norm == pytest.approx(1e-3, rel=1e-4)
 
 
-def test_a_resumed_run_goes_on_with_the_trained_hidden_projection(tmp_path, tiny_bert_dir, tiny_data):
+def test_a_resumed_run_goes_on_with_the_trained_hidden_projection(tmp_path, tiny_bert_dir, tiny_data, monkeypatch):
     """The projection between hidden sizes trains with the student but is no part of the saved model, and no
     checkpoint held it: a resumed run restarted it from its initial weights (the student and the optimizer state
-    resumed), so it ended elsewhere than the run that was never stopped."""
+    resumed), so it ended elsewhere than the run that was never stopped. It (and the resume-order facts) is written
+    before `trainer_state.json`, which makes a checkpoint complete: written after it, a process killed in between
+    left a complete checkpoint without them."""
+    from pathlib import Path
+
     from safetensors.torch import load_file
+    from transformers.trainer_callback import TrainerState
+
+    from hf_transfer.train.resume_order import ORDER_FILE
+
+    there_before_state = {}
+    save_to_json = TrainerState.save_to_json
+
+    def seen(self, path):
+        there_before_state[Path(path).parent.name] = sorted(p.name for p in Path(path).parent.iterdir())
+        save_to_json(self, path)
+
+    monkeypatch.setattr(TrainerState, "save_to_json", seen)
 
     teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["pos", "neg"], layers=4)
     student = save_classifier(tmp_path / "student-init", tiny_bert_dir, ["pos", "neg"], hidden=16, seed=5)
@@ -1064,6 +1080,9 @@ def test_a_resumed_run_goes_on_with_the_trained_hidden_projection(tmp_path, tiny
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     assert main([*distill_argv(teacher, *tiny_data, whole, tmp_path / "cache"), *extra]) == 0
     assert (whole / "checkpoint-2" / "hidden_projections.safetensors").is_file()
+    checkpoints = {name: files for name, files in there_before_state.items() if name.startswith("checkpoint-")}
+    assert set(checkpoints) == {"checkpoint-2", "checkpoint-4"}  # and the run's own trainer_state.json at the end
+    assert all({"hidden_projections.safetensors", ORDER_FILE} <= set(files) for files in checkpoints.values())
     argv = distill_argv(teacher, *tiny_data, resumed, tmp_path / "cache")
     assert main([*argv, *extra, "--resume_from_checkpoint", str(whole / "checkpoint-2")]) == 0
     a, b = load_file(str(whole / "model.safetensors")), load_file(str(resumed / "model.safetensors"))

@@ -21,7 +21,6 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import DataCollatorWithPadding, TrainerCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from hf_transfer.core.losses import item_weights
 from hf_transfer.distill.arguments import DistillationArguments
@@ -124,9 +123,8 @@ class ProjectionTraining(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         self.projections.zero_grad(set_to_none=True)
 
-    def on_save(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+    def write_into_checkpoint(self, args, state, folder: Path) -> None:  # TransferTrainer.save_model calls it
+        if state.is_world_process_zero and folder.is_dir():
             weights = {k: v.detach().cpu().contiguous() for k, v in self.projections.state_dict().items()}
             save_file(weights, str(folder / PROJECTIONS_FILE))
 

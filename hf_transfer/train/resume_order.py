@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 from transformers import TrainerCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from hf_transfer.core.folders import write_text_atomic
 from hf_transfer.core.runtime import effective_batch_size
@@ -74,11 +73,9 @@ class ResumeOrder(TrainerCallback):
         if args.resume_from_checkpoint and not args.ignore_data_skip:
             check_resume_order(Path(args.resume_from_checkpoint), self.facts(args))
 
-    def on_save(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
-            if folder.is_dir():
-                write_text_atomic(folder / ORDER_FILE, json.dumps(self.facts(args), indent=2) + "\n")
+    def write_into_checkpoint(self, args, state, folder: Path) -> None:  # TransferTrainer.save_model calls it
+        if state.is_world_process_zero and folder.is_dir():
+            write_text_atomic(folder / ORDER_FILE, json.dumps(self.facts(args), indent=2) + "\n")
 
 
 WHAT = {

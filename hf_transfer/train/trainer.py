@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
 from transformers import Trainer
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from hf_transfer.adapters.peft_model import adapter_callbacks, is_peft_model, trainable_parameters
 from hf_transfer.adapters.plan import check_freeze_conflicts
@@ -231,6 +233,18 @@ class TransferTrainer(Trainer):
     @property
     def layout(self):
         return self.freeze_plan.layout
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Our own files of a checkpoint (the resume-order facts, a distillation's projections) go in with its
+        weights, before Trainer writes `trainer_state.json`, the file that makes a checkpoint complete: written from
+        `on_save`, after it, a process killed in between left a "complete" checkpoint without them, whose resume
+        skipped the changed-data check or restarted the projections untrained."""
+        super().save_model(output_dir, _internal_call)
+        folder = Path(output_dir) if output_dir else None
+        if _internal_call and folder is not None and folder.name.startswith(f"{PREFIX_CHECKPOINT_DIR}-"):
+            for callback in self.callback_handler.callbacks:
+                if write := getattr(callback, "write_into_checkpoint", None):
+                    write(self.args, self.state, folder)
 
     def log(self, logs: dict, *args, **kwargs) -> None:
         """The end-of-training figures carry `train_loss`, which under DDP Trainer adds up over the steps since the
