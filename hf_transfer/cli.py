@@ -32,12 +32,13 @@ from hf_transfer.core.runtime import (
 )
 from hf_transfer.core.scratch import new_folders_removed_if_empty, scratch_of_the_command
 from hf_transfer.errors import (
+    STORAGE_REMEDY,
     DiskFullError,
     HfTransferError,
     Terminated,
     TrainingDivergedError,
-    is_disk_full,
     one_line,
+    storage_failure,
 )
 
 USAGE = """usage: hf-transfer <command> [--config CONFIG.yaml] [--field value ...]
@@ -348,14 +349,33 @@ def _stopped(command: str, err: BaseException, received: list[int]) -> int:
         rank = "" if is_launched_main_process() else f"[rank {os.environ.get('RANK', '?')}] "
         print(f"{rank}hf-transfer {command}: stopped: another process of the launch exited first.", file=sys.stderr)
         return 1
-    if isinstance(err, Exception) and is_disk_full(err):  # a write of evaluate, predict, export, merge or card
+    if isinstance(err, Exception) and (what := storage_failure(err)):  # evaluate, predict, export, merge, card
         print(
-            f"hf-transfer {command}: error: no space left on device ({one_line(err, 200)}); free some space and run "
-            "again: what was being written was removed.",
+            f"hf-transfer {command}: error: {what} ({one_line(err, 200)}); {STORAGE_REMEDY[what]} and run again: "
+            "what was being written was removed.",
+            file=sys.stderr,
+        )
+        return 1
+    if _out_of_memory(err):
+        # torch's CPU allocator raises a RuntimeError, Python a bare MemoryError: a 40-line traceback either way.
+        print(
+            f"hf-transfer {command}: error: out of memory ({one_line(err, 160) or type(err).__name__}); use a smaller "
+            f"batch size (or max_seq_length), or free memory.{RESUME_HINTS.get(command, '')}",
             file=sys.stderr,
         )
         return 1
     raise err
+
+
+_ALLOCATOR_FAILED = ("can't allocate memory", "DefaultCPUAllocator", "out of memory")
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """Whether `err` is memory running out: Python's MemoryError, torch's OutOfMemoryError (CUDA, MPS), or the
+    RuntimeError of torch's CPU allocator."""
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(err, RuntimeError) and any(text in str(err) for text in _ALLOCATOR_FAILED)
 
 
 if __name__ == "__main__":

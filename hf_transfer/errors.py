@@ -33,22 +33,46 @@ class Terminated(KeyboardInterrupt):
     prints one line and exits with status 143."""
 
 
-# How torch (a wrapped OSError) and safetensors (a Rust io::Error, Display or Debug form) spell a full disk.
-_DISK_FULL_TEXT = re.compile(r"no space left on device|disk quota exceeded|os error 28\b|code: 28\b|StorageFull", re.I)
+# How torch (a wrapped OSError), safetensors (a Rust io::Error, Display or Debug form) and SQLite (Optuna's study)
+# spell a full disk; a file-size limit (`ulimit -f`, FAT32's 4 GiB) is EFBIG; torch.save's zip writer reports any
+# short write (either of those, and it loses the errno) as "unexpected pos N vs M".
+_DISK_FULL_TEXT = re.compile(
+    r"no space left on device|disk quota exceeded|os error 28\b|code: 28\b|StorageFull|database or disk is full", re.I
+)
+_TOO_LARGE_TEXT = re.compile(r"file too large|os error 27\b|FileTooLarge", re.I)
+_SHORT_WRITE_TEXT = re.compile(r"unexpected pos \d+ vs \d+")
+
+DISK_FULL = "no space left on device"
+FILE_TOO_LARGE = "a file outgrew the file-size limit (ulimit -f) or the filesystem's largest file"
+SHORT_WRITE = "a file could not be written in full (no space left on device, or a file-size limit)"
+STORAGE_REMEDY = {
+    DISK_FULL: "free some space",
+    FILE_TOO_LARGE: "raise the limit (ulimit -f) or write to another filesystem",
+    SHORT_WRITE: "free some space (or raise ulimit -f)",
+}
 
 
-def is_disk_full(err: BaseException) -> bool:
-    """True when `err`, or an error it was raised from, is "no space left on device" (or a full quota). torch and
+def storage_failure(err: BaseException) -> str | None:
+    """What failed when `err`, or an error it was raised from, is a write the storage refused: DISK_FULL (or a full
+    quota), FILE_TOO_LARGE, or SHORT_WRITE (torch's message, which says neither); None for any other error. torch and
     safetensors wrap the OSError in their own exceptions, so their messages are read too."""
     seen = set()
     while err is not None and id(err) not in seen:
         seen.add(id(err))
-        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if _DISK_FULL_TEXT.search(str(err)):
-            return True
+        code = err.errno if isinstance(err, OSError) else None
+        if code in (errno.ENOSPC, errno.EDQUOT) or _DISK_FULL_TEXT.search(str(err)):
+            return DISK_FULL
+        if code == errno.EFBIG or _TOO_LARGE_TEXT.search(str(err)):
+            return FILE_TOO_LARGE
+        if _SHORT_WRITE_TEXT.search(str(err)):
+            return SHORT_WRITE
         err = err.__cause__ or err.__context__
-    return False
+    return None
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """True when `err` is a write the storage refused (`storage_failure`)."""
+    return storage_failure(err) is not None
 
 
 def one_line(err: BaseException, limit: int = 300) -> str:

@@ -4,6 +4,7 @@ half-written model that looks finished, and never run code it was handed."""
 import errno
 import json
 import pickle
+from pathlib import Path
 
 import hypothesis
 import pandas as pd
@@ -59,6 +60,72 @@ def test_disk_full_detection_follows_wrapped_errors():
     assert is_disk_full(Exception("Error while serializing: IoError(Os { code: 28, kind: StorageFull })"))
     assert not is_disk_full(OSError(errno.EACCES, "Permission denied"))
     assert not is_disk_full(RuntimeError("shape mismatch"))
+
+
+def test_a_file_size_limit_a_short_torch_write_and_a_full_sqlite_study_are_storage_failures(tmp_path):
+    """torch.save's zip writer says only "unexpected pos N vs M" on a full disk (the errno is lost), SQLite says
+    "database or disk is full", and a file-size limit (`ulimit -f`, FAT32's 4 GiB) is EFBIG: each was a traceback."""
+    from hf_transfer.errors import DISK_FULL, FILE_TOO_LARGE, SHORT_WRITE, storage_failure
+
+    assert storage_failure(OSError(errno.EFBIG, "File too large")) == FILE_TOO_LARGE
+    assert storage_failure(Exception("Error while serializing: I/O error: File too large (os error 27)")) == (
+        FILE_TOO_LARGE
+    )
+    assert storage_failure(Exception("(sqlite3.OperationalError) database or disk is full")) == DISK_FULL
+    if Path("/dev/full").exists():  # a device every write to fails with ENOSPC: torch's own message, not a copy
+        with pytest.raises(RuntimeError) as caught:
+            torch.save(torch.zeros(4096), "/dev/full")
+        assert storage_failure(caught.value) in (SHORT_WRITE, DISK_FULL)
+    assert storage_failure(RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 9664 vs 9556"))
+    assert storage_failure(RuntimeError("size mismatch for weight")) is None
+
+
+def test_a_full_disk_before_any_checkpoint_advises_a_rerun_that_works(
+    tmp_path, tiny_bert_dir, tiny_data, monkeypatch, capsys
+):
+    """With save_strategy no, a full disk at the final save said "rerun with --resume_from_checkpoint true", which is
+    refused (no checkpoint), as a plain rerun is (the cut-off save's config.json)."""
+    import transformers.modeling_utils as modeling_utils
+
+    def full(*args, **kwargs):
+        raise OSError(errno.EFBIG, "File too large")
+
+    monkeypatch.setattr(modeling_utils, "safe_save_file", full)
+    out = tmp_path / "run"
+    argv = train_argv(tiny_bert_dir, *tiny_data, out, "--save_strategy", "no")
+    assert main(argv) == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hf-transfer")]
+    assert len(lines) == 1 and "outgrew the file-size limit (ulimit -f)" in lines[0], lines
+    assert "no checkpoint was complete" in lines[0] and "--overwrite_output_dir true" in lines[0]
+    assert "--resume_from_checkpoint" not in lines[0]
+    monkeypatch.undo()
+    assert main([*argv, "--overwrite_output_dir", "true"]) == 0  # the advice works
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] data. DefaultCPUAllocator: can't allocate memory: you tried "
+            "to allocate 3906816 bytes. Error code 12 (Cannot allocate memory)"
+        ),  # fmt: skip
+        MemoryError(),
+    ],
+)
+def test_running_out_of_memory_is_one_line(tmp_path, tiny_bert_dir, tiny_data, monkeypatch, capsys, error):
+    """torch's CPU allocator raises a RuntimeError and Python a bare MemoryError: each was a 40-line traceback."""
+    from transformers import Trainer
+
+    def no_memory(self, *args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(Trainer, "training_step", no_memory)
+    assert main(train_argv(tiny_bert_dir, *tiny_data, tmp_path / "run")) == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("hf-transfer")]
+    assert "Traceback" not in err and len(lines) == 1, err
+    assert lines[0].startswith("hf-transfer train: error: out of memory (") and "smaller batch size" in lines[0]
+    assert "--resume_from_checkpoint true" in lines[0]
 
 
 def test_full_disk_mid_checkpoint_stops_with_one_line_and_keeps_the_last_good_checkpoint(

@@ -30,7 +30,7 @@ from hf_transfer.core.folders import (
 from hf_transfer.core.memory import MEMORY_SOURCES, allocator_setting
 from hf_transfer.core.models import load_config
 from hf_transfer.core.yaml_config import dump_yaml, is_path_field
-from hf_transfer.errors import ConfigError, DiskFullError, is_disk_full
+from hf_transfer.errors import STORAGE_REMEDY, ConfigError, DiskFullError, storage_failure
 from hf_transfer.outputs.plots import RUN_REPORT_FILES
 from hf_transfer.outputs.readme import check_readme_header
 from hf_transfer.outputs.test_predictions import TEST_PREDICTIONS_FILE
@@ -68,16 +68,19 @@ def stop_cleanly(output_dir: str, is_main: bool):
             _remove_cut_off_checkpoints(output_dir)
         raise
     except Exception as err:
-        if not is_disk_full(err):
+        if (what := storage_failure(err)) is None:
             raise
         if is_main:
             _remove_cut_off_checkpoints(output_dir)
         complete = complete_checkpoints(output_dir)
-        last = f"the last complete checkpoint, {complete[-1]}, is intact" if complete else "no checkpoint was complete"
-        raise DiskFullError(
-            f"no space left on device while writing to {output_dir!r}; {last}. Free some space, then rerun with "
-            "--resume_from_checkpoint true (or save less: save_total_limit, save_strategy no)."
-        ) from None
+        remedy = STORAGE_REMEDY[what].capitalize()
+        then = (  # with no checkpoint, a resume is refused, and a plain rerun finds the cut-off final save's files
+            f"the last complete checkpoint, {complete[-1]}, is intact. {remedy}, then rerun with "
+            "--resume_from_checkpoint true (or save less: save_total_limit, save_strategy no)"
+            if complete
+            else f"no checkpoint was complete. {remedy}, then run the same command with --overwrite_output_dir true"
+        )
+        raise DiskFullError(f"{what} while writing to {output_dir!r}; {then}.") from None
 
 
 def _remove_cut_off_checkpoints(output_dir: str) -> None:
