@@ -20,6 +20,7 @@ from hf_transfer.core.console import (
     print_results,
     unencodable_as_escapes,
 )
+from hf_transfer.core.folder_lock import folders_held
 from hf_transfer.core.memory import start_command_accounts
 from hf_transfer.core.parsing import CommandParser
 from hf_transfer.core.runtime import (
@@ -31,6 +32,7 @@ from hf_transfer.core.runtime import (
     signals_as_interrupts,
 )
 from hf_transfer.core.scratch import new_folders_removed_if_empty, scratch_of_the_command
+from hf_transfer.core.yaml_config import expand_home
 from hf_transfer.errors import (
     STORAGE_REMEDY,
     DiskFullError,
@@ -271,11 +273,15 @@ def _run(command: str, rest: list[str]) -> dict | int:
         start_command_accounts()  # its memory figures are this command's, not the process's
         bars_off = any(_asks_no_bars(a) for a in parsed) or not is_launched_main_process()
         level = chosen_log_level(parsed)
-        outputs = [getattr(a, "output_dir", None) for a in parsed]  # train, distill, search: not staged
+        outputs = [getattr(a, "output_dir", None) for a in parsed]  # train, distill (merge, export: staged)
+        studies = [
+            expand_home("output_dir", (getattr(a, "trial_config", None) or {}).get("output_dir")) for a in parsed
+        ]
         with (
             scratch_of_the_command(),
             quiet_other_processes(level),
             progress_bars_off(bars_off),
+            folders_held([*outputs, *studies], command, is_launched_main_process()),
             new_folders_removed_if_empty(outputs, is_launched_main_process()),
         ):
             result = entry_point(*[a for a in parsed if not isinstance(a, ConsoleArguments)])

@@ -405,6 +405,19 @@ def study_run(tmp_path_factory, tiny_bert_dir):
     return {"root": root, "out": out, "argv": argv, "storage": storage, "first": first}
 
 
+def test_a_second_search_on_a_study_in_use_is_refused(study_run, capsys):
+    """A second search on a running study took the first's running trial for a killed one: it marked it failed and
+    removed its folder mid-training, and the first then died in Optuna (`Cannot tell a FAIL trial`)."""
+    from hf_transfer.core.folder_lock import folders_held
+
+    before = study_run["out"].joinpath("search", "study.db").stat().st_mtime_ns
+    with folders_held([study_run["out"]], "search"):
+        assert main([*study_run["argv"], "--n_trials", "5"]) == 2
+    err = capsys.readouterr().err
+    assert f"output_dir {str(study_run['out'])!r} is in use by another hf-transfer run (search, pid" in err
+    assert study_run["out"].joinpath("search", "study.db").stat().st_mtime_ns == before
+
+
 def test_trials_csv_has_a_row_per_trial_and_a_pruned_one(study_run):
     trials = study_run["first"]
     assert list(trials.columns[:4]) == ["number", "state", "loss", "duration_s"]

@@ -368,3 +368,27 @@ def test_overwriting_keeps_a_merge_of_the_users_inside_the_run_and_never_writes_
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 2 and all("is the model folder" in e and "the run reads" in e for e in errors), errors
     assert fingerprint(model) == before
+
+
+def test_a_second_run_on_an_output_dir_in_use_is_refused_before_any_work(tmp_path, tiny_bert_dir, tiny_data, capsys):
+    """Two `train` runs on one output_dir both exited 0, their checkpoints interleaved and one model lost. The
+    folder is held for the run (a lock beside it, dropped by the kernel if the process dies): a second run is refused
+    in one line, naming the holder; once the first ends, the lock file is gone and the folder takes a run."""
+    import os
+
+    from hf_transfer.core.folder_lock import folders_held, lock_path
+
+    out = tmp_path / "run"
+    argv = train_argv(tiny_bert_dir, *tiny_data, out, "--few_shot", "false")
+    with folders_held([out], "train"):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == (
+            f"hf-transfer train: error: output_dir {str(out)!r} is in use by another hf-transfer run (train, pid "
+            f"{os.getpid()} on {__import__('socket').gethostname()}); wait for it to end, or give another output_dir."
+        )
+        assert not out.exists()
+    assert not lock_path(out).exists()
+    lock_path(out).write_text("train, pid 1 on a-dead-run")  # left by a killed run: nothing holds it
+    assert main(argv) == 0
+    assert not lock_path(out).exists() and (out / "model.safetensors").is_file()
