@@ -418,7 +418,8 @@ def test_evaluation_changes_no_training_and_a_resume_before_an_epoch_end_evaluat
 
 def test_resume_skips_a_checkpoint_cut_off_mid_save(setup, tmp_path, capsys):
     from hf_transfer.errors import ConfigError
-    from hf_transfer.outputs.run_folder import complete_checkpoints, resolve_resume_checkpoint
+    from hf_transfer.outputs.checkpoints import complete_checkpoints
+    from hf_transfer.outputs.run_folder import resolve_resume_checkpoint
 
     out = tmp_path / "run"
     args = [*run_args(setup, out, "train", batch=8), "--use_cpu", "true", "--save_strategy", "steps"]

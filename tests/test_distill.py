@@ -18,7 +18,7 @@ from hf_transfer.core.caching import fingerprint_model, fingerprint_texts
 from hf_transfer.distill.arguments import DistillationArguments
 from hf_transfer.distill.losses import topk_probabilities
 from hf_transfer.distill.teachers import load_or_build_logit_cache, logits_to_columns
-from hf_transfer.distill.trainer import DistillationCollator, DistillationTrainer
+from hf_transfer.distill.trainer import PROJECTIONS_FILE, DistillationCollator, DistillationTrainer
 from hf_transfer.errors import ConfigError
 
 # --- the trainer, on tiny models -------------------------------------------------------------------------------------
@@ -1042,27 +1042,18 @@ def test_max_grad_norm_clips_the_projection_as_the_student(tmp_path):
         assert model_norm == pytest.approx(1e-3, rel=1e-4) and projection_norm == pytest.approx(1e-3, rel=1e-4)
 
 
-def test_a_resumed_run_goes_on_with_the_trained_hidden_projection(tmp_path, tiny_bert_dir, tiny_data, monkeypatch):
+def test_a_resumed_run_goes_on_with_the_trained_hidden_projection(tmp_path, tiny_bert_dir, tiny_data):
     """The projection between hidden sizes trains with the student but is no part of the saved model, and no
     checkpoint held it: a resumed run restarted it from its initial weights (the student and the optimizer state
     resumed), so it ended elsewhere than the run that was never stopped. It (and the resume-order facts) is written
-    before `trainer_state.json`, which makes a checkpoint complete: written after it, a process killed in between
-    left a complete checkpoint without them."""
-    from pathlib import Path
+    after `trainer_state.json`, which names it: a checkpoint without it was cut off between the two, and is not
+    complete (a kill there had left a complete checkpoint whose resume restarted the projection untrained)."""
+    import shutil
 
     from safetensors.torch import load_file
-    from transformers.trainer_callback import TrainerState
 
+    from hf_transfer.outputs.checkpoints import complete_checkpoints
     from hf_transfer.train.resume_order import ORDER_FILE
-
-    there_before_state = {}
-    save_to_json = TrainerState.save_to_json
-
-    def seen(self, path):
-        there_before_state[Path(path).parent.name] = sorted(p.name for p in Path(path).parent.iterdir())
-        save_to_json(self, path)
-
-    monkeypatch.setattr(TrainerState, "save_to_json", seen)
 
     teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["pos", "neg"], layers=4)
     student = save_classifier(tmp_path / "student-init", tiny_bert_dir, ["pos", "neg"], hidden=16, seed=5)
@@ -1080,9 +1071,13 @@ def test_a_resumed_run_goes_on_with_the_trained_hidden_projection(tmp_path, tiny
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     assert main([*distill_argv(teacher, *tiny_data, whole, tmp_path / "cache"), *extra]) == 0
     assert (whole / "checkpoint-2" / "hidden_projections.safetensors").is_file()
-    checkpoints = {name: files for name, files in there_before_state.items() if name.startswith("checkpoint-")}
-    assert set(checkpoints) == {"checkpoint-2", "checkpoint-4"}  # and the run's own trainer_state.json at the end
-    assert all({"hidden_projections.safetensors", ORDER_FILE} <= set(files) for files in checkpoints.values())
+    state = json.loads((whole / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["stateful_callbacks"]["CheckpointFiles"]["args"]["files"] == [ORDER_FILE, PROJECTIONS_FILE]
+    for name in (PROJECTIONS_FILE, ORDER_FILE):  # as a kill after trainer_state.json leaves it
+        cut = tmp_path / f"cut-{name}"
+        shutil.copytree(whole, cut)
+        (cut / "checkpoint-4" / name).unlink()
+        assert [p.name for p in complete_checkpoints(cut)] == ["checkpoint-2"]
     argv = distill_argv(teacher, *tiny_data, resumed, tmp_path / "cache")
     assert main([*argv, *extra, "--resume_from_checkpoint", str(whole / "checkpoint-2")]) == 0
     a, b = load_file(str(whole / "model.safetensors")), load_file(str(resumed / "model.safetensors"))

@@ -17,7 +17,7 @@ from test_cli import train_argv, write_csv
 from hf_transfer.cli import main
 from hf_transfer.distill.teachers import load_or_build_logit_cache
 from hf_transfer.errors import is_disk_full
-from hf_transfer.outputs.run_folder import complete_checkpoints
+from hf_transfer.outputs.checkpoints import complete_checkpoints
 
 
 class _Planted:

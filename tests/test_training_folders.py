@@ -392,3 +392,26 @@ def test_a_second_run_on_an_output_dir_in_use_is_refused_before_any_work(tmp_pat
     lock_path(out).write_text("train, pid 1 on a-dead-run")  # left by a killed run: nothing holds it
     assert main(argv) == 0
     assert not lock_path(out).exists() and (out / "model.safetensors").is_file()
+
+
+def test_a_checkpoint_of_an_earlier_version_resumes_and_later_ones_name_their_own_files(tmp_path, finished_run):
+    """A checkpoint's trainer_state.json names the files of ours it holds (the resume-order facts), written after it;
+    one written before that entry existed is complete as it is, resumes, and the checkpoints after it name theirs
+    (Trainer's save looks the entry up: a resumed state without it would fail the next save)."""
+    import shutil
+
+    from hf_transfer.outputs.checkpoints import complete_checkpoints
+    from hf_transfer.train.resume_order import ORDER_FILE
+
+    out, argv = finished_run
+    old = tmp_path / "old"
+    shutil.copytree(out / "checkpoint-2", old / "checkpoint-2")
+    state_file = old / "checkpoint-2" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    assert state["stateful_callbacks"].pop("CheckpointFiles")["args"]["files"] == [ORDER_FILE]
+    state_file.write_text(json.dumps(state))
+    assert [p.name for p in complete_checkpoints(old)] == ["checkpoint-2"]
+    resume = [*argv[: argv.index(str(out))], str(old), *argv[argv.index(str(out)) + 1 :]]
+    assert main([*resume, "--resume_from_checkpoint", "true"]) == 0
+    later = json.loads((old / "checkpoint-4" / "trainer_state.json").read_text())
+    assert later["stateful_callbacks"]["CheckpointFiles"]["args"]["files"] == [ORDER_FILE]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import DataCollatorWithPadding, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from hf_transfer.core.losses import item_weights
 from hf_transfer.distill.arguments import DistillationArguments
@@ -123,10 +125,13 @@ class ProjectionTraining(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         self.projections.zero_grad(set_to_none=True)
 
-    def write_into_checkpoint(self, args, state, folder: Path) -> None:  # TransferTrainer.save_model calls it
-        if state.is_world_process_zero and folder.is_dir():
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
             weights = {k: v.detach().cpu().contiguous() for k, v in self.projections.state_dict().items()}
-            save_file(weights, str(folder / PROJECTIONS_FILE))
+            part = folder / f".{PROJECTIONS_FILE}.part"  # whole or absent: a half-written file failed the resume
+            save_file(weights, str(part))
+            os.replace(part, folder / PROJECTIONS_FILE)
 
 
 def load_projections(projections: nn.ModuleDict, checkpoint: str) -> None:
@@ -173,6 +178,7 @@ class DistillationTrainer(TransferTrainer):
         self.projections = None if projections is None else projections.to(self.args.device)
         if self.projections is not None:
             self.add_callback(ProjectionTraining(self.projections))
+            self.checkpoint_files.files.append(PROJECTIONS_FILE)
             if self.args.resume_from_checkpoint:  # resolved to a checkpoint folder by then
                 load_projections(self.projections, self.args.resume_from_checkpoint)
         self._term_sums: dict[str, float] = defaultdict(float)

@@ -28,10 +28,8 @@ def freeze_text(freeze: dict, adapter: bool = False) -> str:
     """What was frozen; for an adapter run, the base model's own weights are (PEFT trains the adapter beside them:
     "nothing frozen" beside 22M parameters never trained read as a contradiction)."""
     parts = ["the base model's weights (the adapter trained beside them)"] if adapter else []
-    if freeze.get("train_head_only"):
-        parts.append("only the task head trained")
-    if freeze.get("freeze_embeddings"):
-        parts.append("embeddings frozen")
+    parts += ["only the task head trained"] * bool(freeze.get("train_head_only"))
+    parts += ["embeddings frozen"] * bool(freeze.get("freeze_embeddings"))
     if freeze.get("freeze_layers") not in (None, 0, []):
         parts.append(f"blocks frozen: {freeze['freeze_layers']} (of {freeze.get('depth')})")
         if not (freeze.get("freeze_embeddings") or freeze.get("freeze_patterns") or freeze.get("train_head_only")):

@@ -1,9 +1,8 @@
-"""The run folder: complete checkpoints and resuming from them, a full disk turned into one clean error, the resolved
+"""The run folder: resuming from its complete checkpoints (`checkpoints.py`), the resolved
 configuration (with no secret in it), the memory record and the row counts of a run."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -30,64 +29,13 @@ from hf_transfer.core.folders import (
 from hf_transfer.core.memory import MEMORY_SOURCES, allocator_setting
 from hf_transfer.core.models import load_config
 from hf_transfer.core.yaml_config import dump_yaml, is_path_field
-from hf_transfer.errors import STORAGE_REMEDY, ConfigError, DiskFullError, storage_failure
+from hf_transfer.errors import ConfigError
+from hf_transfer.outputs.checkpoints import complete_checkpoints
 from hf_transfer.outputs.plots import RUN_REPORT_FILES
 from hf_transfer.outputs.readme import check_readme_header
 from hf_transfer.outputs.test_predictions import TEST_PREDICTIONS_FILE
 
 logger = logging.getLogger(__name__)
-
-
-def complete_checkpoints(output_dir: str | Path) -> list[Path]:
-    """`checkpoint-N` folders that a save finished, oldest first. Trainer writes `trainer_state.json` last, so a
-    folder without a readable one was cut off mid-save (a crash or a kill) and must not be resumed from."""
-    folders = []
-    for path in Path(output_dir).glob("checkpoint-*"):
-        step = path.name.split("-", 1)[1]
-        state = path / "trainer_state.json"
-        if not (step.isdigit() and path.is_dir() and state.is_file()):
-            continue
-        try:
-            json.loads(state.read_bytes())
-        except (OSError, ValueError):
-            continue
-        folders.append((int(step), path))
-    return [path for _, path in sorted(folders)]
-
-
-@contextlib.contextmanager
-def stop_cleanly(output_dir: str, is_main: bool):
-    """Turn a full disk during training or saving into one `DiskFullError` line. A checkpoint cut off mid-save, by a
-    full disk or by an interrupt (Ctrl-C, which `accelerate launch` passes to every process), is removed by the main
-    process: it holds no `trainer_state.json`, so it would never be resumed from, and its weights, loadable as they
-    are, were left beside the complete checkpoints. Those are left as they are."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        if is_main:
-            _remove_cut_off_checkpoints(output_dir)
-        raise
-    except Exception as err:
-        if (what := storage_failure(err)) is None:
-            raise
-        if is_main:
-            _remove_cut_off_checkpoints(output_dir)
-        complete = complete_checkpoints(output_dir)
-        remedy = STORAGE_REMEDY[what].capitalize()
-        then = (  # with no checkpoint, a resume is refused, and a plain rerun finds the cut-off final save's files
-            f"the last complete checkpoint, {complete[-1]}, is intact. {remedy}, then rerun with "
-            "--resume_from_checkpoint true (or save less: save_total_limit, save_strategy no)"
-            if complete
-            else f"no checkpoint was complete. {remedy}, then run the same command with --overwrite_output_dir true"
-        )
-        raise DiskFullError(f"{what} while writing to {output_dir!r}; {then}.") from None
-
-
-def _remove_cut_off_checkpoints(output_dir: str) -> None:
-    complete = complete_checkpoints(output_dir)
-    for path in Path(output_dir).glob("checkpoint-*"):
-        if path.is_dir() and path not in complete:
-            shutil.rmtree(path, ignore_errors=True)
 
 
 def resolve_resume_checkpoint(training_args) -> None:

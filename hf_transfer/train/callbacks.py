@@ -39,6 +39,25 @@ class StopWhenSignalled(TrainerCallback):
         raise_if_signalled()
 
 
+class TrainLossOverProcesses(TrainerCallback):
+    """The end-of-training figures carry `train_loss`, which under DDP Trainer adds up over the steps since the last
+    log from this process's rows alone (its logged losses are means over processes): 2 processes printed 0.6971 where
+    one process with the same global batch gives 0.6950. Each process's figure holds the same logged part and its own
+    unlogged part, so their mean is the run's. Put first among the callbacks, it mends the figure before Trainer's
+    printer shows it; `train()`'s metrics are the same dict, and the log's entry is mended too."""
+
+    def __init__(self, accelerator):
+        self.accelerator = accelerator
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is None or logs.get("train_loss") is None:
+            return
+        local = torch.tensor(float(logs["train_loss"]), dtype=torch.float64, device=args.device)
+        logs["train_loss"] = self.accelerator.reduce(local, reduction="mean").item()
+        if state.log_history and "train_loss" in state.log_history[-1]:
+            state.log_history[-1]["train_loss"] = logs["train_loss"]
+
+
 class EvaluationKeepsRandomState(TrainerCallback):
     """An evaluation during training leaves torch's random state as it found it (each evaluation's data loader draws
     a seed from it), so training goes on as it would have without the evaluation: turning evaluation on does not change

@@ -27,6 +27,7 @@ from hf_transfer.core.runtime import FINAL_METRICS_PRECISION, effective_batch_si
 from hf_transfer.core.tasks import MULTI_LABEL, predicted_labels
 from hf_transfer.outputs.card_data import complete_card_data
 from hf_transfer.outputs.cards import write_model_card
+from hf_transfer.outputs.checkpoints import stop_cleanly
 from hf_transfer.outputs.hub import HubUnreachable, push_folder
 from hf_transfer.outputs.plots import (
     RUN_PICTURES,
@@ -42,7 +43,6 @@ from hf_transfer.outputs.run_folder import (
     read_paths,
     resolved_config,
     started_from_checkpoint,
-    stop_cleanly,
     write_resolved_config,
 )
 from hf_transfer.outputs.test_predictions import write_test_predictions

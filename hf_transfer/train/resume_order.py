@@ -10,10 +10,13 @@ import json
 from pathlib import Path
 
 from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from hf_transfer.core.folders import write_text_atomic
 from hf_transfer.core.runtime import effective_batch_size
 from hf_transfer.errors import ConfigError
+from hf_transfer.outputs.checkpoints import OWN_FILES_STATE
 
 ORDER_FILE = "hf_transfer_order.json"
 
@@ -73,9 +76,29 @@ class ResumeOrder(TrainerCallback):
         if args.resume_from_checkpoint and not args.ignore_data_skip:
             check_resume_order(Path(args.resume_from_checkpoint), self.facts(args))
 
-    def write_into_checkpoint(self, args, state, folder: Path) -> None:  # TransferTrainer.save_model calls it
-        if state.is_world_process_zero and folder.is_dir():
-            write_text_atomic(folder / ORDER_FILE, json.dumps(self.facts(args), indent=2) + "\n")
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            if folder.is_dir():
+                write_text_atomic(folder / ORDER_FILE, json.dumps(self.facts(args), indent=2) + "\n")
+
+
+class CheckpointFiles(TrainerCallback, ExportableState):
+    """The files of ours each checkpoint holds (the resume-order facts, a distillation's projections), named in its
+    `trainer_state.json`, which is written whole before them: they are written from `on_save`, after it, so a
+    checkpoint whose state names a file it lacks was cut off between the two and is not complete
+    (`run_folder.complete_checkpoints`); its resume had skipped the changed-data check or restarted the projections
+    untrained."""
+
+    def __init__(self, files=()):
+        self.files = list(files)
+
+    def state(self) -> dict:
+        return {"args": {"files": list(self.files)}, "attributes": {}}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        # Resumed from a checkpoint of an earlier version, whose state has no entry: Trainer's save looks it up.
+        state.stateful_callbacks.setdefault(OWN_FILES_STATE, self.state())  # its key: the class name
 
 
 WHAT = {

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from torch import nn
 from transformers import Trainer
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from hf_transfer.adapters.peft_model import adapter_callbacks, is_peft_model, trainable_parameters
 from hf_transfer.adapters.plan import check_freeze_conflicts
@@ -34,10 +32,11 @@ from hf_transfer.train.callbacks import (
     EvaluationKeepsRandomState,
     GradualUnfreezingCallback,
     StopWhenSignalled,
+    TrainLossOverProcesses,
     TrimMemoryCallback,
 )
 from hf_transfer.train.feature_cache import FEATURE_COLUMN, cached_trunk
-from hf_transfer.train.resume_order import ResumeOrder
+from hf_transfer.train.resume_order import ORDER_FILE, CheckpointFiles, ResumeOrder
 
 logger = logging.getLogger(__name__)
 
@@ -229,34 +228,14 @@ class TransferTrainer(Trainer):
         self.add_callback(EvaluationKeepsEveryRow())
         self.add_callback(StopWhenSignalled())
         self.add_callback(ResumeOrder(self))
+        self.checkpoint_files = CheckpointFiles([ORDER_FILE])  # a distillation's projections join them
+        self.add_callback(self.checkpoint_files)
+        if self.args.world_size > 1:  # before Trainer's printer, which prints the line it mends
+            self.callback_handler.callbacks.insert(0, TrainLossOverProcesses(self.accelerator))
 
     @property
     def layout(self):
         return self.freeze_plan.layout
-
-    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        """Our own files of a checkpoint (the resume-order facts, a distillation's projections) go in with its
-        weights, before Trainer writes `trainer_state.json`, the file that makes a checkpoint complete: written from
-        `on_save`, after it, a process killed in between left a "complete" checkpoint without them, whose resume
-        skipped the changed-data check or restarted the projections untrained."""
-        super().save_model(output_dir, _internal_call)
-        folder = Path(output_dir) if output_dir else None
-        if _internal_call and folder is not None and folder.name.startswith(f"{PREFIX_CHECKPOINT_DIR}-"):
-            for callback in self.callback_handler.callbacks:
-                if write := getattr(callback, "write_into_checkpoint", None):
-                    write(self.args, self.state, folder)
-
-    def log(self, logs: dict, *args, **kwargs) -> None:
-        """The end-of-training figures carry `train_loss`, which under DDP Trainer adds up over the steps since the
-        last log from this process's rows alone (its logged losses are means over processes): a 2-step run with
-        logging_steps 500 reported 0.8322 where one process with the same global batch reports 0.9336. Each process's
-        figure holds the same logged part and its own unlogged part, so their mean is the run's. Taken here, before
-        Trainer prints the line and keeps it in the log (and in `train()`'s metrics, the same dict), so the console,
-        train_results.json and the record agree."""
-        if "train_loss" in logs and self.args.world_size > 1 and logs["train_loss"] is not None:
-            local = torch.tensor(float(logs["train_loss"]), dtype=torch.float64, device=self.args.device)
-            logs["train_loss"] = self.accelerator.reduce(local, reduction="mean").item()
-        super().log(logs, *args, **kwargs)
 
     def freeze_summary(self) -> dict:
         """Plain facts about the freeze plan, for the run record and the card."""
