@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from hf_transfer.cli import main
-from hf_transfer.core.folders import cache_snapshot, hub_origin, recorded_revision
+from hf_transfer.core.folders import cache_snapshot, hub_origin
+from hf_transfer.core.run_records import recorded_revision
 
 WORDS = ["good", "great", "fine", "bad", "awful", "poor"]
 

@@ -908,3 +908,24 @@ def test_rows_the_tokenizer_knows_nothing_of_are_counted(models, tmp_path):
     assert sorted(found) == [1, 2, 4]
     pd.DataFrame({"text": ["good thing", "bad one"]}).to_csv(tmp_path / "plain.csv", index=False)
     assert "warning" not in predict(models["full"], tmp_path / "plain.csv", tmp_path / "plain_out.csv")
+
+
+@pytest.mark.parametrize("content", ["max_seq_length: [32\n", "", "- a list\n"])
+def test_a_damaged_recorded_config_is_refused_not_read_as_none(models, tmp_path, capsys, content):
+    """A truncated or garbled hf_transfer_config.yaml was read as no record: the folder was scored at 128 tokens where
+    it was trained at 32 (and a pair model lost its pair-column check), with no word. It is refused, named."""
+    import shutil
+
+    folder = tmp_path / "damaged"
+    shutil.copytree(models["full"], folder)
+    (folder / "hf_transfer_config.yaml").write_text(content)
+    pd.DataFrame({"text": WORDS}).to_csv(tmp_path / "in.csv", index=False)
+    argv = ["--model_name_or_path", str(folder)]
+    assert (
+        main(["predict", *argv, "--input_file", str(tmp_path / "in.csv"), "--output_file", str(tmp_path / "o.csv")])
+        == 2
+    )
+    assert main(["evaluate", *argv, "--validation_file", str(tmp_path / "in.csv")]) == 2
+    for line in capsys.readouterr().err.strip().splitlines():
+        assert f"{str(folder / 'hf_transfer_config.yaml')!r} cannot be read (" in line and "restore it" in line
+    assert not (tmp_path / "o.csv").exists()

@@ -23,7 +23,6 @@ from hf_transfer.core.folders import (
     is_onnx_folder,
     onnx_export_record,
     onnx_export_source,
-    recorded_config,
 )
 from hf_transfer.core.inference import check_room_for_text, check_vocabulary, max_length_limit
 from hf_transfer.core.models import (
@@ -35,6 +34,7 @@ from hf_transfer.core.models import (
     load_config,
     load_tokenizer,
 )
+from hf_transfer.core.run_records import recorded_config
 from hf_transfer.core.runtime import check_installed
 from hf_transfer.core.tables import file_columns
 from hf_transfer.core.tasks import MULTI_LABEL, SINGLE_LABEL

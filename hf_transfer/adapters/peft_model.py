@@ -23,10 +23,10 @@ from hf_transfer.core.folders import (
     cache_snapshot,
     plain_adapter_advice,
     read_json_file,
-    recorded_config,
     write_text_atomic,
 )
 from hf_transfer.core.models import is_sequence_classifier, load_classifier, load_config
+from hf_transfer.core.run_records import recorded_config
 from hf_transfer.core.runtime import sharded_weights
 from hf_transfer.errors import ConfigError, one_line
 

@@ -126,18 +126,6 @@ def onnx_export_source(folder: str | Path) -> str | None:
     return source if isinstance(source, str) and source else None
 
 
-def recorded_config(folder: str | Path) -> dict:
-    """The resolved configuration the run that wrote `folder` saved there (`hf_transfer_config.yaml`); {} when there is
-    none or it is no readable mapping (a Hub id, a folder from elsewhere)."""
-    import yaml
-
-    try:
-        config = yaml.safe_load((Path(folder) / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return {}
-    return config if isinstance(config, dict) else {}
-
-
 _HF_CACHE_SNAPSHOT = re.compile(r"/models--(?:([\w.-]+?)--)?([\w.-]+)/snapshots/([^/]+)(?:/|$)")
 
 
@@ -202,23 +190,6 @@ def hub_origin(name_or_path: str | None, hub_id: str | None = None, revision: st
         return snapshot
     local = name_or_path is None or Path(name_or_path).expanduser().exists()
     return name_or_path, None if local or revision in (None, "main") else revision
-
-
-def recorded_revision(folder: str | Path, model: str) -> str:
-    """The Hub revision the run that wrote `folder` read `model` at, else main: the model a run started from, read
-    again at the same revision. From its run record (`base_model`, `base_model_revision`: a cache snapshot folder's
-    commit too), else its resolved config (`model_name_or_path`, `model_revision`)."""
-    if Path(model).exists():
-        return "main"
-    try:
-        record = json.loads((Path(folder) / RUN_RECORD_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        record = {}
-    if isinstance(record, dict) and record.get("base_model") == model and record.get("base_model_revision"):
-        return str(record["base_model_revision"])
-    recorded = recorded_config(folder)
-    revision = recorded.get("model_revision")
-    return str(revision) if recorded.get("model_name_or_path") == model and revision else "main"
 
 
 def check_not_under_a_file(output_dir: str, command: str) -> None:

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from hf_transfer.core.arguments import EvalDataArguments
-from hf_transfer.core.folders import check_new_output_dir, recorded_revision
+from hf_transfer.core.folders import check_new_output_dir
+from hf_transfer.core.run_records import recorded_revision
 from hf_transfer.errors import ConfigError
 from hf_transfer.merge.interpolation import check_alpha, parse_alphas
 

@@ -17,13 +17,13 @@ from hf_transfer.core.folders import (
     CONFIG_FILE,
     RUN_RECORD_FILE,
     cache_snapshot,
-    recorded_config,
     staged_output_dir,
     write_json,
 )
 from hf_transfer.core.inference import cap_model_max_length
 from hf_transfer.core.markdown import table_row
 from hf_transfer.core.models import stored_half_dtype
+from hf_transfer.core.run_records import recorded_config
 from hf_transfer.core.runtime import progress_bar
 from hf_transfer.core.tasks import METRIC_NAMES
 from hf_transfer.merge.arguments import MergeArguments

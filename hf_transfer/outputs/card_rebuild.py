@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from hf_transfer.core.arguments import EvalSet
-from hf_transfer.core.folders import CARD_DATA_FILE, RUN_RECORD_FILE, read_json_object, recorded_config
+from hf_transfer.core.folders import CARD_DATA_FILE, RUN_RECORD_FILE, read_json_object
+from hf_transfer.core.run_records import recorded_config
 from hf_transfer.outputs.card_data import CardData, load_card_data
 from hf_transfer.outputs.export_card import export_card_data
 from hf_transfer.outputs.few_shot_card import FEW_SHOT_REPLACES

@@ -7,7 +7,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from hf_transfer.core.folders import MERGED_DIR, TOKENIZER_FILES, recorded_config, trainer_checkpoint_state
+from hf_transfer.core.folders import MERGED_DIR, TOKENIZER_FILES, trainer_checkpoint_state
+from hf_transfer.core.run_records import recorded_config
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,9 @@ import re
 from pathlib import Path
 
 from hf_transfer.adapters.plan import LORA_LEARNING_RATE, takes_lora_learning_rate
-from hf_transfer.core.folders import RUN_RECORD_FILE, recorded_config
+from hf_transfer.core.folders import RUN_RECORD_FILE
 from hf_transfer.core.memory import can_release_freed_memory
+from hf_transfer.core.run_records import recorded_config
 from hf_transfer.core.runtime import launched_world_size, one_gpu_per_process, sharded_weights
 from hf_transfer.errors import ConfigError, TrainingDivergedError
 from hf_transfer.outputs.plots import plot_training_curves

@@ -1,0 +1,49 @@
+"""What a run folder recorded about how it was made, read back: its resolved configuration
+(`hf_transfer_config.yaml`) and the Hub revision it read its model at."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hf_transfer.core.folders import CONFIG_FILE, RUN_RECORD_FILE
+from hf_transfer.errors import ConfigError, one_line
+
+
+def recorded_config(folder: str | Path) -> dict:
+    """The resolved configuration the run that wrote `folder` saved there (`hf_transfer_config.yaml`); {} when there is
+    none (a Hub id, a folder from elsewhere). One that is there but damaged is refused: read as none, `predict` and
+    `evaluate` had scored at 128 tokens a model trained at 32, without a word."""
+    import yaml
+
+    path = Path(folder) / CONFIG_FILE
+    if not path.is_file():
+        return {}
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        why = None if isinstance(config, dict) else f"it holds {type(config).__name__}, not the run's settings"
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        why = one_line(err, 120)
+    if why is not None:
+        raise ConfigError(
+            f"{str(path)!r} cannot be read ({why}); restore it from the run, or move it away to use the folder "
+            "without the settings it was trained with (max_seq_length, columns)."
+        )
+    return config
+
+
+def recorded_revision(folder: str | Path, model: str) -> str:
+    """The Hub revision the run that wrote `folder` read `model` at, else main: the model a run started from, read
+    again at the same revision. From its run record (`base_model`, `base_model_revision`: a cache snapshot folder's
+    commit too), else its resolved config (`model_name_or_path`, `model_revision`)."""
+    if Path(model).exists():
+        return "main"
+    try:
+        record = json.loads((Path(folder) / RUN_RECORD_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        record = {}
+    if isinstance(record, dict) and record.get("base_model") == model and record.get("base_model_revision"):
+        return str(record["base_model_revision"])
+    recorded = recorded_config(folder)
+    revision = recorded.get("model_revision")
+    return str(revision) if recorded.get("model_name_or_path") == model and revision else "main"
