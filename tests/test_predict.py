@@ -226,6 +226,22 @@ def test_top_k(models, tmp_path):
     assert not (tmp_path / "more.jsonl").exists()
 
 
+def test_a_model_with_many_labels_points_to_top_k(tmp_path, tiny_bert_dir, caplog, monkeypatch):
+    """1,000 labels gave 1,000 prob_<label> columns per row (218 MB for 10,000 rows) with no word of --top_k."""
+    from hf_transfer.predict import command
+
+    monkeypatch.setattr(command, "MANY_LABELS", 3)  # a tiny model with 4 labels stands for one with thousands
+    model = tiny_classifier(tmp_path / "four", tiny_bert_dir, ["a", "b", "c", "d"])
+    rows(6, empty=()).drop(columns="label").to_csv(tmp_path / "in.csv", index=False)
+    with caplog.at_level(logging.WARNING):
+        predict(model, tmp_path / "in.csv", tmp_path / "out.csv")
+    assert "the model has 4 labels, so each row gets 4 prob_<label> columns; --top_k K writes" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        predict(model, tmp_path / "in.csv", tmp_path / "top.csv", top_k=2)
+    assert "prob_<label>" not in caplog.text
+
+
 def test_multi_label_model(models, tmp_path):
     names = ["red", "green", "blue"]
     data = rows(30, empty=(2,))
