@@ -366,3 +366,38 @@ def test_any_unicode_text_loads_and_tokenizes_without_crashing(texts, tiny_bert_
         tokenized = tokenize_data(prepared, tokenizer, max_seq_length=16)
         assert all(len(ids) <= 16 for ids in tokenized["train"]["input_ids"])
         assert prepared.summary["train"]["rows_truncated"] <= len(tokenized["train"])
+
+
+def test_a_resume_that_passes_over_a_cut_off_checkpoint_says_so(tmp_path, caplog):
+    """A kill mid-save leaves checkpoint-4 without its state: `true` resumed from checkpoint-2 saying only
+    "resumed_from checkpoint-2", while two steps were to be trained again."""
+    import logging
+    from types import SimpleNamespace
+
+    from hf_transfer.outputs.run_folder import resolve_resume_checkpoint
+
+    for step in (2, 4):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    (tmp_path / "checkpoint-2" / "trainer_state.json").write_text('{"global_step": 2}')
+    (tmp_path / "checkpoint-1").mkdir()  # older and incomplete: not worth a word
+    args = SimpleNamespace(resume_from_checkpoint="true", output_dir=str(tmp_path))
+    with caplog.at_level(logging.WARNING):
+        resolve_resume_checkpoint(args)
+    assert args.resume_from_checkpoint == str(tmp_path / "checkpoint-2")
+    assert "checkpoint-4 cannot be resumed from (cut off mid-save, or its state is damaged): resuming from " in (
+        caplog.text
+    )
+    assert "checkpoint-1" not in caplog.text
+
+
+def test_the_copy_a_killed_parquet_rewrite_leaves_is_removed_by_the_next_predict(tmp_path):
+    """Widening a parquet output's schema renames the build to a copy first; named `<build>.old`, a kill during the
+    rewrite left an output-sized hidden file that no later run recognised as its own."""
+    import socket
+
+    from hf_transfer.predict.writer import PredictionWriter
+
+    dead = tmp_path / f".out.parquet.old.{socket.gethostname()}-999999999.tmp"  # no such process
+    dead.write_bytes(b"rows")
+    PredictionWriter(tmp_path / "out.parquet")
+    assert not dead.exists()

@@ -79,3 +79,16 @@ def test_evaluate_refuses_it_before_reading_the_data(truncated, tmp_path, capsys
     missing = tmp_path / "never-read.csv"  # the weights are refused first, so the missing file is never looked at
     assert main(["evaluate", "--model_name_or_path", str(truncated), "--validation_file", str(missing)]) == 2
     assert "is truncated" in capsys.readouterr().err
+
+
+def test_a_cut_off_config_json_is_named_not_called_a_missing_model(tiny_bert_dir, tmp_path):
+    """A folder whose config.json was cut off was "neither a local model folder nor a reachable Hub model"."""
+    from hf_transfer.core.models import load_config
+
+    folder = tmp_path / "cut"
+    shutil.copytree(tiny_bert_dir, folder)
+    (folder / "config.json").write_text((folder / "config.json").read_text()[:40])
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(folder))
+    assert "is not a valid JSON file" in str(caught.value) and "Re-save or re-download it." in str(caught.value)
+    assert "neither a local model folder" not in str(caught.value)

@@ -87,9 +87,11 @@ def load_config(
                 "you trust it."
             ) from None
         raise ConfigError(f"cannot read the config of model {name_or_path!r}: {one_line(err)}") from None
-    except OSError:
+    except OSError as err:
         from huggingface_hub import constants
 
+        if "is not a valid JSON file" in str(err):  # a folder whose config.json is cut off: not a missing model
+            raise ConfigError(f"{option} {name_or_path!r}: {one_line(err)} Re-save or re-download it.") from None
         # HF_HUB_OFFLINE=0 is online ("is set" had been said for it); online, a private or gated repo needs a token.
         offline = " (HF_HUB_OFFLINE=1 is set: only cached or local models can be used)"
         offline = offline if constants.is_offline_mode() else " (a private or gated repo needs HF_TOKEN)"

@@ -177,7 +177,8 @@ class PredictionWriter:
         import pyarrow.parquet as pq
 
         self._parquet.close()
-        old = self.tmp.with_name(self.tmp.name + ".old")
+        # Named as the build is (`.<name>.old.<host>-<pid>.tmp`), so a killed rewrite's copy is removed as it is.
+        old = self.path.with_name(f".{self.path.name}.old.{process_tag()}.tmp")
         os.replace(self.tmp, old)
         self._schema = schema
         self._parquet = pq.ParquetWriter(self.tmp, schema)

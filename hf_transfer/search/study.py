@@ -10,7 +10,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from hf_transfer.core.folders import check_not_under_a_file
+from hf_transfer.core.folders import check_not_under_a_file, write_text_atomic
 from hf_transfer.errors import ConfigError
 
 STUDY_FILE = "study.db"
@@ -172,4 +172,4 @@ def _say_weights_removed(card: Path, command: str) -> None:
     )
     header = re.match(r"---\n.*?\n---\n", text, re.DOTALL)  # the YAML header, when the card has one
     end = header.end() if header else 0
-    card.write_text(text[:end] + ("\n" if header else "") + note + text[end:].lstrip("\n"), encoding="utf-8")
+    write_text_atomic(card, text[:end] + ("\n" if header else "") + note + text[end:].lstrip("\n"))  # a kill: whole
