@@ -20,6 +20,7 @@ from hf_transfer.adapters.plan import check_adapter_args
 from hf_transfer.core import memory
 from hf_transfer.core.folders import RUN_RECORD_FILE
 from hf_transfer.core.parsing import CommandParser
+from hf_transfer.core.reuse import reused_across_runs
 from hf_transfer.core.runtime import launched_world_size, progress_bar, raise_if_signalled, signalled
 from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.core.yaml_config import expand_home
@@ -68,7 +69,8 @@ def run_search(search_args: SearchArguments) -> dict:
 
     verbosity = optuna.logging.get_verbosity()  # the study sets Optuna's to errors: put back for the process after
     try:
-        return _search(s, optuna)
+        with reused_across_runs():  # the trials' data, prepared and tokenized once (core/reuse.py)
+            return _search(s, optuna)
     finally:
         optuna.logging.set_verbosity(verbosity)
 

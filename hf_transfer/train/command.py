@@ -16,6 +16,7 @@ from hf_transfer.core.memory import memory_kib, release_freed_memory
 from hf_transfer.core.metrics import make_compute_metrics
 from hf_transfer.core.models import load_classifier
 from hf_transfer.core.overlap import say_overlap
+from hf_transfer.core.reuse import tokenized_data
 from hf_transfer.outputs.hub import plan_push
 from hf_transfer.outputs.run_folder import check_resume_fits
 from hf_transfer.train.arguments import TransferTrainingArguments
@@ -63,8 +64,9 @@ def run_train(
     apply_adapter_learning_rate(adapter_args, training_args)  # after every check, so an error stays one line
     say_overlap(prepared.summary)
     with training_args.main_process_first(desc="tokenization"):
-        tokenized = tokenize_data(
-            prepared, tokenizer, data_args.max_seq_length, num_proc=data_args.preprocessing_num_workers
+        workers, length = data_args.preprocessing_num_workers, data_args.max_seq_length
+        tokenized = tokenized_data(  # once in a search, for the trials that share the data
+            prepared, tokenizer, length, lambda: tokenize_data(prepared, tokenizer, length, num_proc=workers)
         )
     m = model_args
     model = load_classifier(

@@ -23,6 +23,7 @@ from hf_transfer.core.models import (
     load_tokenizer,
     meta_layout,
 )
+from hf_transfer.core.reuse import prepared_data
 from hf_transfer.core.runtime import launched_world_size
 from hf_transfer.core.tables import file_columns
 from hf_transfer.errors import ConfigError
@@ -126,7 +127,8 @@ def load_checked_data(data_args: DataArguments, training_args: TransferTrainingA
     resume_launch_change(training_args)
     check_output_dir_free(training_args, inputs)
     with training_args.main_process_first(desc="dataset preparation"):
-        prepared = load_data(data_args, seed=split_seed(training_args))
+        seed = split_seed(training_args)
+        prepared = prepared_data(data_args, seed, lambda: load_data(data_args, seed=seed))  # once in a search
     check_label_smoothing(training_args, prepared.problem_type)
     check_early_stopping_fields(training_args, warn=True)  # after the data's checks: a refusal stays one line
     if prepared.summary["validation_carved_from_train"]:  # recorded: which rows were held out is data + % + seed
