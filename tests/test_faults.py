@@ -401,3 +401,42 @@ def test_the_copy_a_killed_parquet_rewrite_leaves_is_removed_by_the_next_predict
     dead.write_bytes(b"rows")
     PredictionWriter(tmp_path / "out.parquet")
     assert not dead.exists()
+
+
+def test_a_checkpoint_lacking_only_our_files_is_kept_when_a_run_stops(tmp_path):
+    """Trainer rotates the older checkpoints away (save_total_limit) before our files are written: stopped in that
+    window, removing the new one as cut off left no checkpoint at all. It stays (its weights are whole); a resume
+    passes over it."""
+    from hf_transfer.outputs.checkpoints import stop_cleanly
+
+    kept = tmp_path / "checkpoint-20"
+    kept.mkdir()
+    (kept / "model.safetensors").write_bytes(b"weights")
+    state = {"global_step": 20, "stateful_callbacks": {"CheckpointFiles": {"args": {"files": ["order.json"]}}}}
+    (kept / "trainer_state.json").write_text(json.dumps(state))
+    cut = tmp_path / "checkpoint-30"
+    cut.mkdir()
+    (cut / "model.safetensors").write_bytes(b"half")  # no trainer_state.json: cut off
+    with pytest.raises(KeyboardInterrupt), stop_cleanly(str(tmp_path), is_main=True):
+        raise KeyboardInterrupt
+    assert kept.is_dir() and not cut.exists()
+    assert complete_checkpoints(tmp_path) == []  # not resumed from: it lacks order.json
+
+
+def test_the_folder_lock_takes_a_path_once_and_leaves_no_file_where_locks_fail(tmp_path, monkeypatch):
+    import fcntl
+
+    from hf_transfer.core.folder_lock import folders_held, lock_path
+
+    out = tmp_path / "run"
+    (tmp_path / "link").symlink_to(out)
+    with folders_held([out, str(out), tmp_path / "link"], "train"):  # one folder, three spellings: held once
+        assert lock_path(out).is_file()
+    assert not lock_path(out).exists()
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)  # NFS mounted nolock: the run goes on, unlocked
+    with folders_held([out], "train"):
+        assert not lock_path(out).exists()

@@ -444,3 +444,6 @@ def test_the_card_says_whether_the_embeddings_below_frozen_blocks_trained():
     both = freeze_text({"freeze_layers": 1, "depth": 2, "freeze_embeddings": True})
     assert both == "embeddings frozen; blocks frozen: 1 (of 2)"
     assert freeze_text({"depth": 2}) == "nothing frozen"
+    gradual = {"freeze_layers": 2, "depth": 6, "gradual_unfreezing": 1, "unfreezing_stages": 6,
+               "unfreezing_stages_reached": 2}  # fmt: skip
+    assert "embeddings trained" not in freeze_text(gradual)  # the last stage: the schedule says whether they did

@@ -973,3 +973,28 @@ def test_the_trials_data_is_prepared_and_tokenized_once(tmp_path, tiny_bert_dir,
     argv[argv.index("--output_dir") + 1] = str(tmp_path / "lengths")
     assert main([*argv, "--few_shot", "false", "--search_space", "{max_seq_length: [8, 16]}"]) == 0
     assert calls["load_data"] == 1 and calls["tokenize_data"] == 2  # one tokenization per length
+
+
+def test_shared_data_keeps_what_reading_it_set_on_the_arguments(tmp_path, tiny_bert_dir):
+    """Reading a GLUE-style dataset folder sets its pair columns on the data arguments; with the trials sharing one
+    preparation, no trial read the data itself, and each recorded single texts for a model trained on pairs (so
+    `predict` on a trial's folder scored the second column alone)."""
+    import csv
+
+    folder = tmp_path / "qnli"
+    folder.mkdir()
+    rows = [[f"is it {w}", f"it is {w} {i}", "yes" if i % 2 else "no"] for i in range(12) for w in ("good", "bad")]
+    for split in ("train", "validation"):
+        with open(folder / f"{split}.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(("question", "sentence", "label"))
+            writer.writerows(rows)
+    argv = ["search", "--model_name_or_path", str(tiny_bert_dir), "--dataset_name", str(folder), "--output_dir",
+            str(tmp_path / "out"), "--n_trials", "2", "--use_cpu", "true", "--few_shot", "false", "--max_steps", "1",
+            "--report_to", "none", "--search_space", "{learning_rate: [0.001, 0.002]}"]  # fmt: skip
+    assert main(argv) == 0
+    configs = sorted((tmp_path / "out" / "trials").glob("*/hf_transfer_config.yaml"))
+    assert len(configs) == 2
+    for path in configs:
+        config = yaml.safe_load(path.read_text())
+        assert (config["text_column_name"], config["text_pair_column_name"]) == ("question", "sentence"), path

@@ -29,8 +29,9 @@ def folders_held(paths, command: str, is_main: bool = True):
     others write through it). A folder another live run holds is refused in one line, before any work."""
     held = []
     try:
-        for path in paths if is_main else ():
-            if path and (lock := _hold(Path(path), command)) is not None:
+        # Resolved (a symlink and its target are one folder), each once.
+        for path in dict.fromkeys(os.path.realpath(p) for p in paths if p) if is_main else ():
+            if (lock := _hold(Path(path), command)) is not None:
                 held.append(lock)
         yield
     finally:
@@ -49,6 +50,7 @@ def _hold(folder: Path, command: str):
         return None
     path = lock_path(folder)
     for _ in range(5):
+        made = not path.exists()
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError:
@@ -62,8 +64,10 @@ def _hold(folder: Path, command: str):
                 f"output_dir {str(folder)!r} is in use by another hf-transfer run ({holder}); wait for it to end, or "
                 "give another output_dir."
             ) from None
-        except OSError:
+        except OSError:  # a filesystem without locks (NFS mounted nolock): no lock, and no file left behind
             os.close(fd)
+            if made:
+                path.unlink(missing_ok=True)
             return None
         try:
             same = os.fstat(fd).st_ino == os.stat(path).st_ino

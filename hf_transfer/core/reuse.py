@@ -42,11 +42,18 @@ def prepared_data(data_args, seed: int, build):
     """`build()` (load_data), or an earlier run's result for the same data arguments, seed and files."""
     if not _MEMO:
         return build()
-    fields = {k: _file_state(v) for k, v in dataclasses.asdict(data_args).items() if k not in _NOT_READ_BY_LOAD}
+    given = dataclasses.asdict(data_args)
+    fields = {k: _file_state(v) for k, v in given.items() if k not in _NOT_READ_BY_LOAD}
     key = ("data", json.dumps(fields, sort_keys=True, default=str), seed)
     if key not in _MEMO[-1]:
-        _MEMO[-1][key] = build()
-    return _own_summary(_MEMO[-1][key])
+        prepared = build()
+        # What load_data set on the arguments (a GLUE dataset's pair columns): every later run gets it too, or its
+        # record said single texts for a model trained on pairs.
+        _MEMO[-1][key] = (prepared, {k: v for k, v in dataclasses.asdict(data_args).items() if given.get(k) != v})
+    prepared, set_by_load = _MEMO[-1][key]
+    for name, value in set_by_load.items():
+        setattr(data_args, name, copy.deepcopy(value))
+    return _own_summary(prepared)
 
 
 def tokenized_data(prepared, tokenizer, max_seq_length: int, build):
@@ -54,7 +61,8 @@ def tokenized_data(prepared, tokenizer, max_seq_length: int, build):
     figures it recorded (rows truncated, unknown tokens, its time) put in this run's summary."""
     if not _MEMO:
         return build()
-    vocabulary = (type(tokenizer).__name__, getattr(tokenizer, "name_or_path", None), len(tokenizer))
+    settings = json.dumps(getattr(tokenizer, "init_kwargs", {}), sort_keys=True, default=str)  # a revision's too
+    vocabulary = (type(tokenizer).__name__, getattr(tokenizer, "name_or_path", None), len(tokenizer), settings)
     key = ("tokens", id(prepared.datasets), vocabulary, max_seq_length)
     if key not in _MEMO[-1]:
         before = copy.deepcopy(prepared.summary)

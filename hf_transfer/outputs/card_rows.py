@@ -32,7 +32,7 @@ def freeze_text(freeze: dict, adapter: bool = False) -> str:
     parts += ["embeddings frozen"] * bool(freeze.get("freeze_embeddings"))
     if freeze.get("freeze_layers") not in (None, 0, []):
         parts.append(f"blocks frozen: {freeze['freeze_layers']} (of {freeze.get('depth')})")
-        if not (freeze.get("freeze_embeddings") or freeze.get("freeze_patterns") or freeze.get("train_head_only")):
+        if not any(map(freeze.get, ("freeze_embeddings", "freeze_patterns", "train_head_only", "gradual_unfreezing"))):
             parts.append("embeddings trained")  # below frozen blocks, they train: "4 of 6 frozen" left it a guess
     if freeze.get("freeze_patterns"):
         parts.append(f"parameters matching {freeze['freeze_patterns']} frozen")

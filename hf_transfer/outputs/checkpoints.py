@@ -14,7 +14,7 @@ from hf_transfer.errors import STORAGE_REMEDY, DiskFullError, storage_failure
 OWN_FILES_STATE = "CheckpointFiles"
 
 
-def complete_checkpoints(output_dir: str | Path) -> list[Path]:
+def complete_checkpoints(output_dir: str | Path, own_files: bool = True) -> list[Path]:
     """`checkpoint-N` folders that a save finished, oldest first. Trainer writes `trainer_state.json` after its own
     files, so a folder without a readable one was cut off mid-save (a crash or a kill) and must not be resumed from;
     our files come after it (`on_save`), and its state names them (`resume_order.CheckpointFiles`): a folder that
@@ -29,7 +29,7 @@ def complete_checkpoints(output_dir: str | Path) -> list[Path]:
             saved = json.loads(state.read_bytes())
         except (OSError, ValueError):
             continue
-        if all((path / name).is_file() for name in _own_files(saved)):
+        if not own_files or all((path / name).is_file() for name in _own_files(saved)):
             folders.append((int(step), path))
     return [path for _, path in sorted(folders)]
 
@@ -71,7 +71,9 @@ def stop_cleanly(output_dir: str, is_main: bool):
 
 
 def _remove_cut_off_checkpoints(output_dir: str) -> None:
-    complete = complete_checkpoints(output_dir)
+    """Those without Trainer's state. One that lacks only our files stays: Trainer may have rotated the checkpoints
+    before it away already (save_total_limit), and its weights are whole; a resume passes over it, said."""
+    complete = complete_checkpoints(output_dir, own_files=False)
     for path in Path(output_dir).glob("checkpoint-*"):
         if path.is_dir() and path not in complete:
             shutil.rmtree(path, ignore_errors=True)

@@ -62,7 +62,7 @@ def resolve_resume_checkpoint(training_args) -> None:
         if not path.is_dir() or path not in complete_checkpoints(path.parent):
             raise ConfigError(
                 f"resume_from_checkpoint {str(value)!r} is not a complete checkpoint folder (one with a readable "
-                "trainer_state.json); pass true to pick the newest complete one in output_dir."
+                "trainer_state.json and every file it names); pass true to pick the newest complete one in output_dir."
             )
 
 

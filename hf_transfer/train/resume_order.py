@@ -75,6 +75,8 @@ class ResumeOrder(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         if args.resume_from_checkpoint and not args.ignore_data_skip:
             check_resume_order(Path(args.resume_from_checkpoint), self.facts(args))
+        elif state.is_world_process_zero and args.save_strategy != "no":
+            self.facts(args)  # now, not at the first save, between its trainer_state.json and our file
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
