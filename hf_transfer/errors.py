@@ -70,11 +70,6 @@ def storage_failure(err: BaseException) -> str | None:
     return None
 
 
-def is_disk_full(err: BaseException) -> bool:
-    """True when `err` is a write the storage refused (`storage_failure`)."""
-    return storage_failure(err) is not None
-
-
 def one_line(err: BaseException, limit: int = 300) -> str:
     """An exception's message on one line, cut to `limit` characters, for error messages that quote a library."""
     text = " ".join(str(err).split())

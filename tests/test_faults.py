@@ -16,7 +16,7 @@ from test_cli import train_argv, write_csv
 
 from hf_transfer.cli import main
 from hf_transfer.distill.teachers import load_or_build_logit_cache
-from hf_transfer.errors import is_disk_full
+from hf_transfer.errors import DISK_FULL, storage_failure
 from hf_transfer.outputs.checkpoints import complete_checkpoints
 
 
@@ -49,17 +49,19 @@ def tiny_data(tmp_path):
 
 
 def test_disk_full_detection_follows_wrapped_errors():
-    assert is_disk_full(OSError(errno.ENOSPC, "No space left on device"))
+    assert storage_failure(OSError(errno.ENOSPC, "No space left on device")) == DISK_FULL
     try:
         try:
             raise OSError(errno.ENOSPC, "No space left on device")
         except OSError as inner:
             raise RuntimeError("PytorchStreamWriter failed writing file data/0") from inner
     except RuntimeError as outer:
-        assert is_disk_full(outer)
-    assert is_disk_full(Exception("Error while serializing: IoError(Os { code: 28, kind: StorageFull })"))
-    assert not is_disk_full(OSError(errno.EACCES, "Permission denied"))
-    assert not is_disk_full(RuntimeError("shape mismatch"))
+        assert storage_failure(outer) == DISK_FULL
+    assert storage_failure(Exception("Error while serializing: IoError(Os { code: 28, kind: StorageFull })")) == (
+        DISK_FULL
+    )
+    assert storage_failure(OSError(errno.EACCES, "Permission denied")) is None
+    assert storage_failure(RuntimeError("shape mismatch")) is None
 
 
 def test_a_file_size_limit_a_short_torch_write_and_a_full_sqlite_study_are_storage_failures(tmp_path):

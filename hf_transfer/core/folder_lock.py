@@ -19,7 +19,7 @@ LOCK_SUFFIX = ".hf-transfer.lock"
 
 
 def lock_path(folder: str | Path) -> Path:
-    folder = Path(os.path.abspath(folder))
+    folder = Path(os.path.realpath(folder))  # a symlink and its target are one folder
     return folder.parent / f".{folder.name}{LOCK_SUFFIX}"
 
 
@@ -29,8 +29,7 @@ def folders_held(paths, command: str, is_main: bool = True):
     others write through it). A folder another live run holds is refused in one line, before any work."""
     held = []
     try:
-        # Resolved (a symlink and its target are one folder), each once.
-        for path in dict.fromkeys(os.path.realpath(p) for p in paths if p) if is_main else ():
+        for path in dict.fromkeys(os.path.realpath(p) for p in paths if p) if is_main else ():  # each folder once
             if (lock := _hold(Path(path), command)) is not None:
                 held.append(lock)
         yield

@@ -4,8 +4,8 @@ Each trial of a search is a whole `train` (or `distill`) run, and each read, cle
 again: at 500,000 rows that was 28–32 s of each trial's 44–49 s. Inside `reused_across_runs()` a run that asks for the
 data (or its tokenization) with the same inputs as an earlier run of the block gets that run's result. The datasets
 are shared (Arrow tables, never changed in place by a run); the summary each run records into is its own copy, with
-the figures the tokenization recorded in it. A field a trial searches that changes the data (max_seq_length, a data
-file, the seed of a carved validation split) is part of the key, so that trial prepares its own."""
+the figures the tokenization recorded in it. A field a trial searches that changes what is read (a data file, the
+seed of a carved validation split) is part of the data's key; max_seq_length is part of the tokenization's."""
 
 from __future__ import annotations
 

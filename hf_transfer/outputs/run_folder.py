@@ -52,8 +52,9 @@ def resolve_resume_checkpoint(training_args) -> None:
                 "folder; train with save_strategy steps/epoch first, or give a checkpoint path."
             )
         training_args.resume_from_checkpoint = str(found[-1])
-        steps = {p.name: p.name.split("-", 1)[1] for p in Path(training_args.output_dir).glob("checkpoint-*")}
-        later = [name for name, step in steps.items() if step.isdigit() and int(step) > int(steps[found[-1].name])]
+        newest = int(found[-1].name.split("-", 1)[1])
+        steps = [p.name.split("-", 1)[1] for p in Path(training_args.output_dir).glob("checkpoint-*")]
+        later = [f"checkpoint-{step}" for step in steps if step.isdigit() and int(step) > newest]
         if later:  # a save cut off by a kill (or a damaged state): its steps are trained again, said
             logger.warning(f"{', '.join(sorted(later))} cannot be resumed from (cut off mid-save, or its state is "
                            f"damaged): resuming from {found[-1].name}, before it.")  # fmt: skip
