@@ -4,9 +4,11 @@ already holds a run. A rerun wrote over a finished run in place; a checkpoint as
 import hashlib
 import json
 import logging
+import shutil
 
 import pytest
 import test_cli
+import torch
 from test_cli import train_argv
 
 from hf_transfer.cli import main
@@ -415,3 +417,57 @@ def test_a_checkpoint_of_an_earlier_version_resumes_and_later_ones_name_their_ow
     assert main([*resume, "--resume_from_checkpoint", "true"]) == 0
     later = json.loads((old / "checkpoint-4" / "trainer_state.json").read_text())
     assert later["stateful_callbacks"]["CheckpointFiles"]["args"]["files"] == [ORDER_FILE]
+
+
+def test_a_checkpoint_with_a_file_cut_short_is_passed_over_or_refused_before_any_weight_loads(
+    finished_run, tmp_path, capsys, caplog
+):
+    """A power cut can leave a checkpoint whose trainer_state.json is whole but whose optimizer.pt is not: the resume
+    died deep inside Trainer, after the model had loaded, with torch's "PytorchStreamReader failed reading zip
+    archive" traceback. `true` now resumes from the newest whole checkpoint and says which it passed over; a path to
+    the damaged one is one line, exit 2."""
+    out, argv = finished_run
+    optimizer = out / "checkpoint-5" / "optimizer.pt"
+    optimizer.write_bytes(optimizer.read_bytes()[: optimizer.stat().st_size // 2])
+    with caplog.at_level("WARNING"):
+        assert main([*argv, "--resume_from_checkpoint", "true", "--num_train_epochs", "2"]) == 0
+    assert "checkpoint-5/optimizer.pt cut short: resuming from checkpoint-4, before it." in caplog.text
+    assert json.loads((out / "hf_transfer_run.json").read_text())["resumed_from"]["step"] == 4
+
+    capsys.readouterr()
+    damaged = tmp_path / "damaged"
+    shutil.copytree(out / "checkpoint-4", damaged / "checkpoint-4")
+    weights = damaged / "checkpoint-4" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    run = [*argv[: argv.index(str(out))], str(tmp_path / "new"), *argv[argv.index(str(out)) + 1 :]]
+    assert main([*run, "--resume_from_checkpoint", str(damaged / "checkpoint-4")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("has a file cut short (model.safetensors); resume from an earlier checkpoint, or pass true "
+                        "to pick the newest whole one in output_dir.")  # fmt: skip
+    assert len(err.splitlines()) == 1 and not (tmp_path / "new").exists()
+    resume_all = [*argv[: argv.index(str(out))], str(damaged), *argv[argv.index(str(out)) + 1 :]]
+    assert main([*resume_all, "--resume_from_checkpoint", "true"]) == 2
+    assert "every complete checkpoint in" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["truncated", "zeroed", "empty"])
+def test_a_cut_short_file_is_told_from_a_whole_one_without_loading_it(tmp_path, damage):
+    import pickle
+
+    from safetensors.torch import save_file
+
+    from hf_transfer.outputs.checkpoints import damaged_file
+
+    checkpoint = tmp_path / "checkpoint-1"
+    checkpoint.mkdir()
+    save_file({"w": torch.ones(64, 64)}, checkpoint / "model.safetensors")
+    torch.save({"state": torch.ones(64)}, checkpoint / "optimizer.pt")
+    (checkpoint / "legacy.bin").write_bytes(pickle.dumps({"old": 1}, protocol=2))  # torch's pre-zip format
+    assert damaged_file(checkpoint) is None
+    for name in ("optimizer.pt", "model.safetensors"):
+        path = checkpoint / name
+        whole = path.read_bytes()
+        damaged = {"truncated": whole[: len(whole) - 40], "zeroed": bytes(len(whole)), "empty": b""}[damage]
+        path.write_bytes(damaged)
+        assert damaged_file(checkpoint) == name
+        path.write_bytes(whole)

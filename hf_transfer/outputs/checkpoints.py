@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
 from hf_transfer.errors import STORAGE_REMEDY, DiskFullError, storage_failure
@@ -32,6 +33,38 @@ def complete_checkpoints(output_dir: str | Path, own_files: bool = True) -> list
         if not own_files or all((path / name).is_file() for name in _own_files(saved)):
             folders.append((int(step), path))
     return [path for _, path in sorted(folders)]
+
+
+def damaged_file(checkpoint: Path) -> str | None:
+    """The name of a weights or state file of a complete checkpoint that is cut short (a power cut, or a disk that
+    failed under a save that was reported finished), found without loading it: a safetensors file shorter than its
+    header says, or a torch file (optimizer, scheduler, RNG states, arguments) whose zip directory is missing or
+    unreadable. A resume read it deep inside Trainer, after the model had loaded: torch's "PytorchStreamReader
+    failed reading zip archive" traceback."""
+    for path in sorted(checkpoint.rglob("*")):
+        if path.suffix in (".safetensors", ".pt", ".pth", ".bin") and path.is_file() and not _whole(path):
+            return str(path.relative_to(checkpoint))
+    return None
+
+
+def _whole(path: Path) -> bool:
+    try:
+        with path.open("rb") as file:
+            head = file.read(8)
+            if path.suffix == ".safetensors":
+                header_size = int.from_bytes(head, "little") if len(head) == 8 else -1
+                size = path.stat().st_size
+                if not 0 <= header_size <= size - 8:
+                    return False
+                header = json.loads(file.read(header_size))
+                ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
+                return 8 + header_size + max(ends, default=0) <= size
+        if head.startswith(b"\x80"):  # torch's legacy (pre-zip) format: a bare pickle, nothing to check cheaply
+            return True
+        with zipfile.ZipFile(path):  # reads the directory at the end of the file: gone when the file is cut short
+            return True
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError, zipfile.BadZipFile):
+        return False
 
 
 def _own_files(trainer_state) -> list[str]:

@@ -30,7 +30,7 @@ from hf_transfer.core.memory import MEMORY_SOURCES, allocator_setting
 from hf_transfer.core.models import load_config
 from hf_transfer.core.yaml_config import dump_yaml, is_path_field
 from hf_transfer.errors import ConfigError
-from hf_transfer.outputs.checkpoints import complete_checkpoints
+from hf_transfer.outputs.checkpoints import complete_checkpoints, damaged_file
 from hf_transfer.outputs.plots import RUN_REPORT_FILES
 from hf_transfer.outputs.readme import check_readme_header
 from hf_transfer.outputs.test_predictions import TEST_PREDICTIONS_FILE
@@ -51,10 +51,20 @@ def resolve_resume_checkpoint(training_args) -> None:
                 f"resume_from_checkpoint is true but {training_args.output_dir!r} holds no complete checkpoint-N "
                 "folder; train with save_strategy steps/epoch first, or give a checkpoint path."
             )
+        damaged = {}
+        while found and (bad := damaged_file(found[-1])):  # a file cut short under a save reported finished
+            damaged[found.pop().name] = bad
+        if not found:
+            raise ConfigError(
+                f"resume_from_checkpoint is true but every complete checkpoint in {training_args.output_dir!r} has a "
+                f"file cut short ({_listed(damaged)}); start again with --overwrite_output_dir true."
+            )
         training_args.resume_from_checkpoint = str(found[-1])
         newest = int(found[-1].name.split("-", 1)[1])
-        steps = [p.name.split("-", 1)[1] for p in Path(training_args.output_dir).glob("checkpoint-*")]
-        later = [f"checkpoint-{step}" for step in steps if step.isdigit() and int(step) > newest]
+        names = [p.name for p in Path(training_args.output_dir).glob("checkpoint-*") if p.name not in damaged]
+        later = [n for n in names if (s := n.split("-", 1)[1]).isdigit() and int(s) > newest]
+        if damaged:
+            logger.warning(f"{_listed(damaged)} cut short: resuming from {found[-1].name}, before it.")
         if later:  # a save cut off by a kill (or a damaged state): its steps are trained again, said
             logger.warning(f"{', '.join(sorted(later))} cannot be resumed from (cut off mid-save, or its state is "
                            f"damaged): resuming from {found[-1].name}, before it.")  # fmt: skip
@@ -65,6 +75,15 @@ def resolve_resume_checkpoint(training_args) -> None:
                 f"resume_from_checkpoint {str(value)!r} is not a complete checkpoint folder (one with a readable "
                 "trainer_state.json and every file it names); pass true to pick the newest complete one in output_dir."
             )
+        if bad := damaged_file(path):
+            raise ConfigError(
+                f"resume_from_checkpoint {str(value)!r} has a file cut short ({bad}); resume from an earlier "
+                "checkpoint, or pass true to pick the newest whole one in output_dir."
+            )
+
+
+def _listed(damaged: dict[str, str]) -> str:
+    return ", ".join(f"{name}/{bad}" for name, bad in damaged.items())
 
 
 def finished_at(checkpoint: Path) -> tuple[int, float] | None:
