@@ -375,3 +375,30 @@ def test_linear_probe_on_the_cache_matches_training_the_head_alone(tmp_path, dat
     assert not torch.equal(lp["score.weight"], AutoModelForSequenceClassification.from_pretrained(model).score.weight)
     for name, param in head_only.items():
         torch.testing.assert_close(lp[name], param, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_a_trunk_that_overflows_float16_storage_is_one_line_and_leaves_no_cache(tmp_path, data, capsys):
+    """States beyond ±65504 cannot be stored as float16 (the default): the build stopped with a traceback ending in
+    the advice to store float32. Now that advice is the one line (exit 2), and no half-built cache entry stays."""
+    source = model_dir(tmp_path, "bert")
+    model = AutoModelForSequenceClassification.from_pretrained(source)
+    with torch.no_grad():
+        model.bert.encoder.layer[0].output.LayerNorm.weight.fill_(1e6)
+    model.save_pretrained(tmp_path / "loud")
+    (tmp_path / "loud" / "tokenizer.json").write_bytes((source / "tokenizer.json").read_bytes())
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        if (source / name).is_file():
+            (tmp_path / "loud" / name).write_bytes((source / name).read_bytes())
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    argv = ["train", "--model_name_or_path", str(tmp_path / "loud"), "--train_file", str(data / "train.csv")]
+    argv += ["--validation_file", str(data / "dev.csv"), "--output_dir", str(out), "--freeze_embeddings", "true"]
+    argv += ["--freeze_layers", "1", "--cache_frozen_features", "true", "--frozen_features_cache_dir", str(cache)]
+    capsys.readouterr()
+    assert main([*argv, "--use_cpu", "true", "--report_to", "none", "--disable_tqdm", "true"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "hf-transfer train: error: the frozen trunk's hidden states overflow float16 storage (|value| > 65504); set "
+        "frozen_features_dtype: float32."
+    ]
+    assert not [p for p in cache.rglob("*") if p.is_file()]  # nothing, or only empty folders
+    assert not out.exists()

@@ -192,12 +192,13 @@ def compute_features(
                     rows_in = [{n: part[n][i] for n in names} for i in idx]
                     batch = tokenizer.pad(rows_in, padding_side="right", return_tensors="pt")
                     hidden = _trunk_output(model, layout, k, {n: v.to(device) for n, v in batch.items()})
-                    hidden = hidden.float().cpu().numpy().astype(dtype)
-                    if dtype == "float16" and not np.isfinite(hidden).all():
-                        raise RuntimeError(
+                    hidden = hidden.float().cpu().numpy()
+                    if dtype == "float16" and (np.abs(hidden) > np.finfo(np.float16).max).any():
+                        raise ConfigError(
                             "the frozen trunk's hidden states overflow float16 storage (|value| > 65504); set "
                             "frozen_features_dtype: float32."
                         )
+                    hidden = hidden.astype(dtype)
                     for row, i in zip(hidden, idx, strict=True):
                         out[i] = row[: lengths[i]]
                     bar.update(len(idx))
