@@ -103,6 +103,32 @@ def test_batch8_acc1_equals_batch4_acc2(tmp_path):
     assert losses_a == pytest.approx(losses_b, rel=1e-5)
 
 
+class _MeanPerMicroBatch(TransferTrainer):
+    """transformers 4.x's rule: each micro-batch's own mean loss, divided by the accumulation steps."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not model.training:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        return super().compute_loss(model, inputs) / self.args.gradient_accumulation_steps
+
+
+def test_accumulation_is_exact_when_the_micro_batches_are_unequal(tmp_path):
+    """With equal micro-batches (the test above: 32 rows, last batch dropped) "each micro-batch's mean ÷ accumulation
+    steps" gives the exact rule's update, so that test cannot tell them apart. Here 30 rows leave a last optimizer
+    step of micro-batches of 4 and 2 rows: only Σℓᵢ over the accumulated batch ÷ its 6 rows matches batch 8 × 1, and
+    the per-micro-batch rule is shown to miss it on the same data."""
+    data, uneven = tiny_dataset(n=30), {"dataloader_drop_last": False}
+    a = run(TransferTrainer, tmp_path / "a", dataset=data, per_device_train_batch_size=8, **uneven)
+    kw = {"dataset": data, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 2, **uneven}
+    b = run(TransferTrainer, tmp_path / "b", **kw)
+    per_micro_batch = run(_MeanPerMicroBatch, tmp_path / "c", **kw)
+    pa, pb, pold = params(a.model), params(b.model), params(per_micro_batch.model)
+    assert a.state.global_step == b.state.global_step == per_micro_batch.state.global_step == 4
+    for name in pa:
+        torch.testing.assert_close(pa[name], pb[name], atol=2e-6, rtol=1e-5, msg=name)
+    assert (pa["classifier.weight"] - pold["classifier.weight"]).abs().max() > 1e-4
+
+
 def test_class_weighted_loss_is_exact_under_accumulation(tmp_path):
     """Σ wᵢ·ℓᵢ / Σ wᵢ over the whole accumulated batch: micro-batches of 4 hold different class mixes (labels i % 3),
     so normalising each micro-batch by its own weight would give other updates."""
