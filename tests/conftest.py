@@ -1,10 +1,19 @@
+import atexit
 import contextlib
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import warnings
 
 os.environ["HF_HUB_OFFLINE"] = "1"
+# The session's own HF_HOME, set before huggingface_hub reads it at import: the caches that default to it (teacher
+# logits, frozen features, augmented rows, datasets) were the user's, so a test meant to build a cache found one that
+# an earlier session had left there and only ever read it; and the tests wrote into the user's cache.
+_SESSION_HOME = tempfile.mkdtemp(prefix="hf-transfer-tests-home-")
+os.environ["HF_HOME"] = _SESSION_HOME
+atexit.register(shutil.rmtree, _SESSION_HOME, ignore_errors=True)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 

@@ -197,10 +197,16 @@ def test_two_process_ddp_matches_one_process_with_each_training_option(extra, se
     kept by early stopping each give the single-process run's losses, weights and record under 2-process DDP with
     the same global batch."""
     single, ddp = tmp_path / "single", tmp_path / "ddp"
-    assert main([*run_args(setup, single, "train", batch=8), "--use_cpu", "true", *extra]) == 0
-    launch_two_processes([*run_args(setup, ddp, "train", batch=4), *extra])
+    cached = "--cache_frozen_features" in extra or "--linear_probe_epochs" in extra  # the trunk's cache: each run
+    own = (lambda name: ["--frozen_features_cache_dir", str(tmp_path / name)]) if cached else (lambda name: [])
+    assert main([*run_args(setup, single, "train", batch=8), "--use_cpu", "true", *extra, *own("c1")]) == 0
+    launch_two_processes([*run_args(setup, ddp, "train", batch=4), *extra, *own("c2")])  # builds its own
     record, alone = (json.loads((out / "hf_transfer_run.json").read_text()) for out in (ddp, single))
     assert record["world_size"] == 2
+    if cached:  # the DDP run built the cache itself, where it had read the one-process run's
+        for facts in (record, alone):
+            cache = facts.get("frozen_features") or facts["linear_probe"]["feature_cache"]
+            assert cache["hit"] is False and cache["path"].startswith(str(tmp_path)), cache
     for section in ("calibration", "best_model", "early_stopping"):  # the offsets fitted, the checkpoint kept
         assert same_facts(record.get(section), alone.get(section)), (section, record.get(section), alone.get(section))
     assert sorted(p.name for p in ddp.iterdir()) == sorted(p.name for p in single.iterdir())
