@@ -471,3 +471,36 @@ def test_a_cut_short_file_is_told_from_a_whole_one_without_loading_it(tmp_path, 
         path.write_bytes(damaged)
         assert damaged_file(checkpoint) == name
         path.write_bytes(whole)
+
+
+class _Planted:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))  # unpickling it creates the marker file
+
+
+def test_a_resume_reads_the_saved_arguments_without_running_the_pickle(finished_run, tmp_path):
+    """The schedule check unpickled the checkpoint's training_args.bin with torch.load(weights_only=False): a
+    checkpoint handed over by someone else ran its code before any other check. The fields are now read by an
+    unpickler that builds nothing but inert records (and the libraries' enums)."""
+    from transformers.trainer_utils import SchedulerType
+
+    from hf_transfer.outputs.checkpoints import saved_training_arguments
+
+    out, argv = finished_run
+    saved = saved_training_arguments(out / "checkpoint-4")
+    assert (
+        saved.learning_rate == torch.load(out / "checkpoint-4" / "training_args.bin", weights_only=False).learning_rate
+    )
+    assert saved.lr_scheduler_type is SchedulerType.LINEAR and saved.num_train_epochs == 1
+
+    marker = tmp_path / "ran"
+    for planted in ("zip", "legacy"):
+        checkpoint = tmp_path / planted / "checkpoint-4"
+        shutil.copytree(out / "checkpoint-4", checkpoint)
+        torch.save(_Planted(marker), checkpoint / "training_args.bin", _use_new_zipfile_serialization=planted == "zip")
+        run = [*argv[: argv.index(str(out))], str(tmp_path / planted / "new"), *argv[argv.index(str(out)) + 1 :]]
+        assert main([*run, "--resume_from_checkpoint", str(checkpoint), "--num_train_epochs", "2"]) == 0
+        assert not marker.exists(), planted

@@ -4,7 +4,11 @@ during training turned into one line, with the checkpoints a save cut off remove
 from __future__ import annotations
 
 import contextlib
+import enum
+import importlib
+import io
 import json
+import pickle
 import shutil
 import zipfile
 from pathlib import Path
@@ -110,3 +114,50 @@ def _remove_cut_off_checkpoints(output_dir: str) -> None:
     for path in Path(output_dir).glob("checkpoint-*"):
         if path.is_dir() and path not in complete:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def saved_training_arguments(checkpoint: Path):
+    """The fields of the `TrainingArguments` a checkpoint saved (`training_args.bin`, a torch pickle) as attributes of
+    an inert object, read without running anything from the file: Trainer's own resume never unpickles it, and a
+    checkpoint handed over by someone else could hold any pickle. Enums of the libraries that define the arguments
+    come back as themselves, every other class as a plain record of its state. None when missing or unreadable."""
+    path = checkpoint / "training_args.bin"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next(n for n in archive.namelist() if n.rsplit("/", 1)[-1] == "data.pkl")
+            return _InertUnpickler(io.BytesIO(archive.read(name))).load()
+    except Exception:  # missing, legacy format, another version's classes: the resume goes on unchecked
+        return None
+
+
+class _Record:
+    """What any class of a saved pickle becomes: its state, and nothing it could run."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        if isinstance(state, tuple) and len(state) == 2:  # (__dict__, slots)
+            state = {**(state[0] or {}), **(state[1] or {})}
+        if isinstance(state, dict):
+            self.__dict__.update({k: v for k, v in state.items() if isinstance(k, str)})
+
+
+class _InertUnpickler(pickle.Unpickler):
+    _BUILTINS = {"frozenset": frozenset, "set": set, "complex": complex}
+    _ENUM_PACKAGES = ("transformers", "accelerate", "hf_transfer", "torch")
+
+    def find_class(self, module, name):
+        if module == "builtins":
+            return self._BUILTINS.get(name, _Record)
+        if module.split(".", 1)[0] in self._ENUM_PACKAGES and "." not in name:
+            try:
+                found = getattr(importlib.import_module(module), name)
+            except (ImportError, AttributeError):
+                return _Record
+            if isinstance(found, type) and issubclass(found, enum.Enum):
+                return found
+        return _Record
+
+    def persistent_load(self, pid):  # a tensor's storage: none belongs in the arguments
+        raise pickle.UnpicklingError("tensor data in training_args.bin")

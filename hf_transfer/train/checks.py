@@ -16,6 +16,7 @@ from hf_transfer.core.memory import can_release_freed_memory
 from hf_transfer.core.run_records import recorded_config
 from hf_transfer.core.runtime import launched_world_size, one_gpu_per_process, sharded_weights
 from hf_transfer.errors import ConfigError, TrainingDivergedError
+from hf_transfer.outputs.checkpoints import saved_training_arguments
 from hf_transfer.outputs.plots import plot_training_curves
 from hf_transfer.outputs.run_folder import checkpoint_launch, finished_at
 from hf_transfer.train.field_checks import check_inside_train_fields, choice_text
@@ -261,17 +262,12 @@ def check_resume_settings(training_args, adapter_args) -> None:
 
 
 def _checkpoint_arguments(training_args):
-    """The `TrainingArguments` a resumed checkpoint saved (`training_args.bin`); None when not resuming, or when the
-    file is missing or unreadable (another version's pickle: the resume goes on unchecked, as before)."""
+    """The fields of the `TrainingArguments` a resumed checkpoint saved (`training_args.bin`, read without running
+    anything from it); None when not resuming, or when the file is missing or unreadable (the resume goes on
+    unchecked, as before)."""
     if not training_args.resume_from_checkpoint:
         return None
-    path = Path(training_args.resume_from_checkpoint) / "training_args.bin"
-    try:
-        import torch
-
-        return torch.load(path, weights_only=False) if path.is_file() else None
-    except Exception:
-        return None
+    return saved_training_arguments(Path(training_args.resume_from_checkpoint))
 
 
 def resume_schedule_changes(training_args, then=None) -> dict:
