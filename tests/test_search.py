@@ -540,9 +540,14 @@ def test_resume_keeps_finished_trials_and_reruns_an_interrupted_one(study_run):
     cut_off = out / "trials" / f"trial-{killed.number:03d}"  # killed mid-save: weights, no results
     cut_off.mkdir(parents=True)
     (cut_off / "model.safetensors").write_bytes(b"half")
-    killed.set_user_attr("config", {"output_dir": str(cut_off)})
+    # study.db names the trial's folder; a copied or edited study named one elsewhere, which the rerun removed.
+    victim = out.parent / "not-this-study"
+    victim.mkdir(exist_ok=True)
+    (victim / "keep.txt").write_text("mine")
+    killed.set_user_attr("config", {"output_dir": str(victim)})
     assert main([*study_run["argv"], "--n_trials", "4"]) == 0
     assert not cut_off.exists()  # the rerun has a new number: the folder stayed for good
+    assert (victim / "keep.txt").read_text() == "mine"  # the folder is the trial number's, under this output_dir
     trials = pd.read_csv(out / "search" / "trials.csv")
     first = study_run["first"]
     assert len(trials) == 5
@@ -917,7 +922,7 @@ def test_a_trial_whose_weights_go_says_so_in_its_card_once(tmp_path):
 
     study = optuna.create_study(direction="maximize")
     for number, value in enumerate((0.5, 0.9)):
-        folder = tmp_path / f"trial-{number:03d}"
+        folder = tmp_path / "trials" / f"trial-{number:03d}"
         (folder / "checkpoint-2").mkdir(parents=True)
         (folder / "model.safetensors").write_text("weights")
         (folder / "README.md").write_text("---\nlicense: mit\n---\n\n# trial\n\nQuick start\n")
@@ -926,8 +931,8 @@ def test_a_trial_whose_weights_go_says_so_in_its_card_once(tmp_path):
         trial.set_user_attr("output_dir", str(folder))
         study.tell(trial, value)
     for _ in range(2):  # after every trial of a study: said once
-        drop_weights_but_best(study, study.best_trial)
-    dropped, best = tmp_path / "trial-000", tmp_path / "trial-001"
+        drop_weights_but_best(study, study.best_trial, tmp_path)
+    dropped, best = tmp_path / "trials" / "trial-000", tmp_path / "trials" / "trial-001"
     assert not (dropped / "model.safetensors").exists() and not (dropped / "checkpoint-2").exists()
     card = (dropped / "README.md").read_text()
     assert card.startswith("---\nlicense: mit\n---\n\n> **Weights removed.** `hf-transfer search` kept")

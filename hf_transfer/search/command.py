@@ -34,12 +34,14 @@ from hf_transfer.search.idle_fields import check_no_idle_field
 from hf_transfer.search.space import Param, check_carved_validation, check_fields, default_space, parse_space, route_of
 from hf_transfer.search.study import (
     STUDY_FILE,
+    TRIALS_FOLDER,
     PruningCallback,
     best_trial,
     check_output_dir,
     counted,
     drop_weights_but_best,
     open_study,
+    trial_folder,
 )
 from hf_transfer.train.command import TRAIN_ARGUMENTS, run_train
 from hf_transfer.train.feature_cache import trunk_depth
@@ -49,7 +51,6 @@ from hf_transfer.train.preflight import preflight as train_preflight
 from hf_transfer.train.trainer import freeze_plan_from_arguments
 
 SEARCH_FOLDER = "search"
-TRIALS_FOLDER = "trials"
 _FAILURES_IN_A_ROW = 3
 _TRIAL_FAILURES = (HfTransferError, TrainingDivergedError, torch.OutOfMemoryError)  # fail the trial, not the study
 
@@ -254,7 +255,7 @@ def _optimize(study, s: SearchArguments, setup: dict, optuna) -> str:
 
     def objective(trial):
         values = {p.name: p.suggest(trial) for p in params}
-        folder = root / TRIALS_FOLDER / f"trial-{trial.number:03d}"
+        folder = trial_folder(root, trial.number)
         shutil.rmtree(folder, ignore_errors=True)  # left by an earlier study of the same output_dir
         config = {**setup["base"], **values, "output_dir": str(folder)}
         trial.set_user_attr("config", json.loads(json.dumps(config, default=str)))
@@ -284,7 +285,7 @@ def _optimize(study, s: SearchArguments, setup: dict, optuna) -> str:
         memory.release_device_memory()  # the next trial gets the memory this one held (an OOM's too)
         best = best_trial(study)
         if not s.keep_trial_models:
-            drop_weights_but_best(study, best, setup["command"])
+            drop_weights_but_best(study, best, root, setup["command"])
         _write_outputs(study, setup, names, best)
         if trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
             bar.update(1)

@@ -13,6 +13,15 @@ from transformers import TrainerCallback
 from hf_transfer.core.folders import check_not_under_a_file, write_text_atomic
 from hf_transfer.errors import ConfigError
 
+TRIALS_FOLDER = "trials"
+
+
+def trial_folder(root: Path, number: int) -> Path:
+    """Where trial `number` of the search in `root` (its output_dir) writes its run. Removing a trial's files goes by
+    this, never by a path read from study.db: a copied or edited study named folders elsewhere."""
+    return Path(root) / TRIALS_FOLDER / f"trial-{int(number):03d}"
+
+
 STUDY_FILE = "study.db"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 _WEIGHTS_REMOVED = "> **Weights removed.**"
@@ -103,14 +112,14 @@ def open_study(folder: Path, name: str, identity: dict, *, seed: int, n_trials: 
             )
     for key in _IDENTITY:
         study.set_user_attr(key, identity[key])
-    _requeue_interrupted(study, storage, TrialState)
+    _requeue_interrupted(study, storage, TrialState, folder.parent)
     # Seeded by the trials already there, so a resumed study does not draw the first run's random trials again.
     startup = 1 + max(1, min(10, n_trials // 3))  # the config's own trial counts as one of TPE's startup trials
     study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials), n_startup_trials=startup)
     return study
 
 
-def _requeue_interrupted(study, storage, TrialState) -> None:
+def _requeue_interrupted(study, storage, TrialState, root: Path) -> None:
     requeued = set(study.user_attrs.get("requeued", []))
     study_id = storage.get_study_id_from_name(study.study_name)
     for trial in study.get_trials(deepcopy=False):
@@ -122,8 +131,7 @@ def _requeue_interrupted(study, storage, TrialState) -> None:
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
             storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
             # Its folder, cut off mid-run (weights, no results), would stay for good: the rerun has a new number.
-            if folder := (trial.user_attrs.get("config") or {}).get("output_dir"):
-                shutil.rmtree(folder, ignore_errors=True)
+            shutil.rmtree(trial_folder(root, trial.number), ignore_errors=True)
         if trial.params:
             study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number})
         requeued.add(trial.number)
@@ -146,12 +154,12 @@ def best_trial(study):
     return study.best_trial
 
 
-def drop_weights_but_best(study, best, command: str = "train") -> None:
+def drop_weights_but_best(study, best, root: Path, command: str = "train") -> None:
     """Model weights of finished trials other than the best go (their results, config and card stay, and the card
-    says so: its quick start loaded a folder that no longer holds a model)."""
+    says so: its quick start loaded a folder that no longer holds a model), in the trial folders under `root`."""
     for trial in study.get_trials(deepcopy=False):
-        folder = trial.user_attrs.get("output_dir")
-        if folder is None or (best is not None and trial.number == best.number) or not Path(folder).is_dir():
+        folder = trial_folder(root, trial.number)
+        if (best is not None and trial.number == best.number) or not folder.is_dir():
             continue
         for path in list(Path(folder).rglob("*")):
             if path.is_dir() and path.name.startswith("checkpoint-"):
