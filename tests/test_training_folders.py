@@ -5,6 +5,7 @@ import hashlib
 import json
 import logging
 import shutil
+from pathlib import Path
 
 import pytest
 import test_cli
@@ -147,6 +148,29 @@ def test_overwriting_a_finished_run_leaves_none_of_its_checkpoints_or_stale_outp
     # Resuming goes on from the new run's newest checkpoint, never from one of the earlier run's.
     state = json.loads((out / "checkpoint-5" / "trainer_state.json").read_text())
     assert state["save_steps"] == 3
+
+
+def test_overwriting_keeps_the_files_the_run_reads_and_a_readme_the_user_wrote(tmp_path, tiny_bert_dir, tiny_data):
+    """overwrite_output_dir removed the earlier run's files by name: the run's own training data, saved in the
+    folder as predict_results.csv (pseudo-labels), went before training read it, and so did a README the user had
+    written (the card is merged into one, keeping the user's text)."""
+    out = tmp_path / "run"
+    base = train_argv(tiny_bert_dir, *tiny_data, out, "--few_shot", "false")
+    assert main(base) == 0
+    data = out / "predict_results.csv"
+    data.write_bytes(Path(tiny_data[0]).read_bytes())
+    readme = (out / "README.md").read_text()
+    (out / "README.md").write_text(readme + "\n## My notes\n\nKeep this.\n")
+    argv = [*base, "--train_file", str(data), "--overwrite_output_dir", "true"]
+    assert main(argv) == 0
+    assert data.read_bytes() == Path(tiny_data[0]).read_bytes()
+    assert "## My notes\n\nKeep this." in (out / "README.md").read_text()
+    assert json.loads((out / "hf_transfer_run.json").read_text())["data"]["train"]["rows"] == 40
+    # A card with nothing of the user's in it is the earlier run's output, and goes as before.
+    from hf_transfer.outputs.readme import is_generated_card
+
+    (out / "README.md").write_text(readme)
+    assert is_generated_card(out / "README.md")
 
 
 @pytest.fixture(scope="module")

@@ -97,6 +97,18 @@ def is_stock_template(text: str) -> bool:
     return _STOCK_TEMPLATE_MARK in text and "[More Information Needed]" in text
 
 
+def is_generated_card(path: Path) -> bool:
+    """Whether the README at `path` is a card hf-transfer (or PEFT's stock template) wrote, with no text of the
+    user's outside its generated sections: a hand-written README, or one the user added to, is not."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if is_stock_template(text):
+        return True
+    _, body = _split_card(text, str(path)) if text.lstrip().startswith("---") else ({}, text)
+    if _BLOCK.search(body):
+        return not _BLOCK.sub("", body).strip()
+    return _OLD_FOOTER in body  # a card written before the section markers: all of it ours, as `_merge_body` says
+
+
 def merge_readme(old_text: str, new_text: str, where: str = "README.md") -> str:
     """`new_text` (a fresh card) merged into `old_text` (the README in the folder, at `where`)."""
     if is_stock_template(old_text):

@@ -32,7 +32,7 @@ from hf_transfer.core.yaml_config import dump_yaml, is_path_field
 from hf_transfer.errors import ConfigError
 from hf_transfer.outputs.checkpoints import complete_checkpoints, damaged_file
 from hf_transfer.outputs.plots import RUN_REPORT_FILES
-from hf_transfer.outputs.readme import check_readme_header
+from hf_transfer.outputs.readme import check_readme_header, is_generated_card
 from hf_transfer.outputs.test_predictions import TEST_PREDICTIONS_FILE
 
 logger = logging.getLogger(__name__)
@@ -182,8 +182,9 @@ def clear_earlier_run(training_args, reads: list[Path]) -> list[str]:
     merged = out / MERGED_DIR  # merge_adapter's model, with a copy of the run record (not `hf-transfer merge`'s)
     if _merged_by_the_run(merged) and not read_here(merged):
         removed.append(merged)
-    if out not in reads:
-        removed += [out / name for name in _EARLIER_OUTPUTS if (out / name).is_file()]
+    if out not in reads:  # never a file this run reads (its data, saved there), nor a README the user wrote into
+        removed += [out / name for name in _EARLIER_OUTPUTS if (out / name).is_file() and not read_here(out / name)]
+        removed = [p for p in removed if p.name != "README.md" or is_generated_card(p)]
     for path in removed:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     if removed:
