@@ -348,14 +348,34 @@ def test_the_runs_data_files_in_its_folder_are_held_back(online, small_folder, c
     (small_folder / "notes.txt").write_text("mine")  # not rows of data: it goes up
     config = {"train_file": str(small_folder / "train.csv"), "validation_file": str(outside), "test_file": None}
     (small_folder / "hf_transfer_config.yaml").write_text(yaml.safe_dump(config))
+    (small_folder / "rows.json").write_text('[{"text": "a private note", "label": "a"}]')  # datasets reads it
     with caplog.at_level("WARNING"):
         assert main(["push", str(small_folder), "--hub_model_id", "tester/data"]) == 0
     files = online.files("tester/data")
-    held = ["linked/dev.csv", "predict_results.csv", "preds.jsonl", "train.csv"]
-    assert not set(held) & set(files) and "notes.txt" in files and "config.json" in files
+    held = ["predict_results.csv", "preds.jsonl", "rows.json", "train.csv"]
+    assert not {*held, "linked/dev.csv"} & set(files) and "notes.txt" in files and "config.json" in files
     assert f"{', '.join(held)}: rows of data (the run's data files, its test predictions), held back" in caplog.text
+    assert "linked/dev.csv: links to files outside" in caplog.text  # never sent: its content is not the folder's
     assert main(["push", str(small_folder), "--hub_model_id", "tester/data2", "--include_data_files", "true"]) == 0
-    assert set(held) <= set(online.files("tester/data2"))
+    assert set(held) <= set(online.files("tester/data2")) and "linked/dev.csv" not in online.files("tester/data2")
+
+
+def test_secrets_and_links_out_of_the_folder_are_never_pushed(online, small_folder, caplog):
+    """push sent .env, .netrc, .git-credentials, .ssh/id_ed25519, id_rsa, credentials.json and a link to a file
+    outside the folder, with no word."""
+    secrets = [".env", ".netrc", ".git-credentials", ".ssh/id_ed25519", "id_rsa", "credentials.json", "server.pem"]
+    for name in secrets:
+        (small_folder / name).parent.mkdir(exist_ok=True)
+        (small_folder / name).write_text("secret")
+    outside = small_folder.parent / "private.txt"
+    outside.write_text("not the model's")
+    (small_folder / "notes.txt").symlink_to(outside)
+    (small_folder / "modules.json").write_text('[{"idx": 0, "name": "0", "path": "", "type": "x"}]')  # the model's
+    with caplog.at_level("WARNING"):
+        assert main(["push", str(small_folder), "--hub_model_id", "tester/s", "--include_data_files", "true"]) == 0
+    files = set(online.files("tester/s"))
+    assert not {*secrets, "notes.txt"} & files and {"config.json", "modules.json"} <= files
+    assert f"{', '.join(sorted(secrets))}: dotfiles, keys or credentials, never pushed" in caplog.text
 
 
 # --- `hf-transfer push`: retries and errors ----------------------------------------------------------------------

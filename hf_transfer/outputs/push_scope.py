@@ -43,9 +43,51 @@ REPLACED_PATTERNS = [
 
 def held_back(folder: Path, repo_id: str, include_training_state: bool, include_data_files: bool = False) -> list[str]:
     """The ignore patterns of a push of `folder`: what the Hub does not need, and what must not go up with it."""
-    ignore = [*IGNORE_PATTERNS, *_merged_model_held_back(folder, repo_id)]
+    ignore = [*IGNORE_PATTERNS, *_merged_model_held_back(folder, repo_id), *_private_files_held_back(folder)]
     ignore += [] if include_data_files else _data_files_held_back(folder)
     return ignore + ([] if include_training_state else _training_state_held_back(folder))
+
+
+# Never pushed: what looks like a secret (dotfiles and dot-folders such as .env, .netrc, .ssh/; private keys;
+# credential files), whatever the flags. `.gitattributes` is the repo's own.
+SECRET_NAMES = ("id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", "*.pem", "*.key", "*.p12", "*.pfx", "*.kdbx",
+                "credentials*", "secrets*")  # fmt: skip
+REPO_DOTFILES = (".gitattributes",)
+
+
+def _uploaded_names(folder: Path) -> list[str]:
+    """The files of `folder` the upload takes at all (IGNORE_PATTERNS read as `upload_folder` reads them)."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    names = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+    return list(filter_repo_objects(names, ignore_patterns=IGNORE_PATTERNS))
+
+
+def _private_files_held_back(folder: Path) -> list[str]:
+    """Files that look like secrets, and links to files outside the folder (the upload sends the file a link points
+    to: a link to a key or to the user's data went up with the model), held back and named in one line each."""
+    from fnmatch import fnmatch
+
+    root = folder.resolve()
+    secret, outside = [], []
+    for name in sorted(_uploaded_names(folder)):
+        parts = name.split("/")
+        if (any(part.startswith(".") for part in parts) and name not in REPO_DOTFILES) or any(
+            fnmatch(parts[-1].lower(), pattern) for pattern in SECRET_NAMES
+        ):
+            secret.append(name)
+        elif root not in (folder / name).resolve().parents:
+            outside.append(name)
+    if secret:
+        logger.warning(
+            "%s: dotfiles, keys or credentials, never pushed (held back from the upload).", ", ".join(secret)
+        )
+    if outside:
+        logger.warning(
+            "%s: links to files outside %s, held back from the upload; copy a file into the folder to push it.",
+            ", ".join(outside), folder,
+        )  # fmt: skip
+    return secret + outside
 
 
 # Rows of text, whatever their name: `predict_results.csv` (a run's test predictions, every test text in it), a
@@ -59,19 +101,16 @@ def _data_files_held_back(folder: Path) -> list[str]:
     it, and every other file of rows of text (by its format): a run written into its data folder pushed `train.csv`,
     and a run with a `test_file` its test texts, to a public repo without a word. They stay out, said in one line; a
     dataset meant to be public goes up as a dataset repo of its own."""
-    from huggingface_hub.utils import filter_repo_objects
-
     from hf_transfer.core.arguments import data_format
 
     files = [v for k, v in recorded_config(folder).items() if k.endswith("_file")]
     data = {Path(v).expanduser().resolve() for v in files if isinstance(v, str) and v}
-    names = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
-    # Those the upload takes at all (IGNORE_PATTERNS read as `upload_folder` reads them): a checkpoint's are not named.
-    held = sorted(
+    held = sorted(  # of the files the upload takes at all: a checkpoint's are not named
         name
-        for name in filter_repo_objects(names, ignore_patterns=IGNORE_PATTERNS)
+        for name in _uploaded_names(folder)
         if (folder / name).resolve() in data
         or (data_format(name)[0] in DATA_EXTENSIONS and Path(name).name not in NOT_DATA)
+        or _json_rows(folder / name)
     )
     if held:
         logger.warning(
@@ -81,6 +120,19 @@ def _data_files_held_back(folder: Path) -> list[str]:
             ", ".join(held),
         )
     return held
+
+
+def _json_rows(path: Path) -> bool:
+    """A `.json` file of rows (a list of objects, as `datasets` reads a JSON data file), not one of a model's own
+    files: those are objects, or sentence-transformers' `modules.json`, a list of its modules."""
+    if path.suffix.lower() != ".json" or path.name in ("modules.json",):
+        return False
+    try:
+        with path.open("rb") as file:
+            head = file.read(256).lstrip()
+    except OSError:
+        return False
+    return head.startswith(b"[") and head[1:].lstrip().startswith(b"{")
 
 
 def _merged_model_held_back(folder: Path, repo_id: str) -> list[str]:
