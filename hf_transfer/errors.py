@@ -74,3 +74,12 @@ def one_line(err: BaseException, limit: int = 300) -> str:
     """An exception's message on one line, cut to `limit` characters, for error messages that quote a library."""
     text = " ".join(str(err).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
+
+
+def without_userinfo(text: str) -> str:
+    """`text` with the `user:password@` of every URL in it removed: an endpoint given with credentials in it
+    (`HF_ENDPOINT=https://user:pass@host`) was printed whole in the failure line."""
+    return _USERINFO.sub(r"\1", text)

@@ -280,3 +280,27 @@ def test_a_written_config_reads_the_same_in_pyyaml_and_keeps_paths_as_written(tm
     assert yaml.safe_load(text) == values
     (tmp_path / "c.yaml").write_text(text, encoding="utf-8")
     assert load_config_file(str(tmp_path / "c.yaml"))[0] == values
+
+
+def test_a_secret_never_enters_a_runs_settings(tmp_path, monkeypatch):
+    """A shared config's `run_name: ${HF_TOKEN}` (or the token pasted into any field, or `--run_name $HF_TOKEN`)
+    put the live token into hf_transfer_config.yaml, the run record, the card and the commit message, all pushed."""
+    token = "hf_" + "x" * 34
+    monkeypatch.setenv("HF_TOKEN", token)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "abc")
+    monkeypatch.setenv("TOKENIZER_DIR", "tok")  # a name with TOKEN in it, no secret
+    for text in (
+        "run_name: ${HF_TOKEN}\n",
+        "base_model_hub_id: org/m${HF_TOKEN:-x}\n",
+        "seed: 1\nx: ${AWS_SECRET_ACCESS_KEY}\n",
+    ):
+        message = _error(tmp_path, "model_name_or_path: m\n" + text)
+        assert "a secret: its value would be written into the run's config, records and card" in message
+        assert token not in message and "abc" not in message
+    for flags in (("--run_name", f"run-{token}"), ("--freeze_patterns", f"[a, {token}]")):
+        message = _error(tmp_path, "model_name_or_path: m\n", *flags)
+        assert message.endswith("holds your Hugging Face token: it would be written into the run's config, records "
+                                "and card, and pushed with them; remove it (hf-transfer reads the token from HF_TOKEN "
+                                "or `hf auth login`).") and token not in message  # fmt: skip
+    _, data, _, _ = _parse(tmp_path, "model_name_or_path: m\ntrain_file: ${TOKENIZER_DIR}/t.csv\n")
+    assert data.train_file == "tok/t.csv"

@@ -167,6 +167,7 @@ class CommandParser:
                     values[action.dest] = flat[0] if len(flat) == 1 and isinstance(flat[0], dict) else flat
                 elif value == [None]:  # `--x null` (or `x: null` in the file): the field's null, not a list of it
                     values[action.dest] = None
+        _refuse_the_hub_token({**other, **values})
         objects = []
         for dtype in self.dataclass_types:
             names = {f.name for f in dataclasses.fields(dtype) if f.init}
@@ -269,3 +270,27 @@ class CommandParser:
         if "${" in name:
             hint = " ${VAR} is expanded in values, not in field names."
         return f"unknown field {name!r}.{field_note(name, self.hints, self.command) or hint}"
+
+
+def _refuse_the_hub_token(values: dict[str, Any]) -> None:
+    """No field holds the user's Hub token (a shell's `--run_name $HF_TOKEN`, a config's value pasted in): every field
+    is written into the run's config, records and card, which `push` publishes."""
+    from huggingface_hub import get_token
+
+    token = get_token()
+    if not token or len(token) < 8:
+        return
+
+    def holds(value) -> bool:
+        if isinstance(value, dict):
+            return any(holds(k) or holds(v) for k, v in value.items())
+        if isinstance(value, (list, tuple)):
+            return any(holds(v) for v in value)
+        return isinstance(value, str) and token in value
+
+    for name, value in values.items():
+        if holds(value):
+            raise ConfigError(
+                f"{name} holds your Hugging Face token: it would be written into the run's config, records and card, "
+                "and pushed with them; remove it (hf-transfer reads the token from HF_TOKEN or `hf auth login`)."
+            )

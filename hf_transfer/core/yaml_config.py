@@ -109,6 +109,12 @@ def read_yaml_text(text: str) -> Any:
 _ENV_VAR = re.compile(r"\$\$\{|\$\{(\w+)(?::-([^}]*))?\}|\$\{[^}]{0,40}\}?")
 
 
+# Variables that hold secrets by their name (HF_TOKEN, AWS_SECRET_ACCESS_KEY, DB_PASSWORD, ...; not TOKENIZER_DIR).
+_SECRET_VARIABLE = re.compile(
+    r"(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?|API_?KEY|ACCESS_KEY|SECRET_KEY|PRIVATE_KEY)(_|$)", re.I
+)
+
+
 def _expand_env(value: Any, path: str, field: str) -> Any:
     """`${VAR}` and `${VAR:-default}` in YAML strings, so shipped configs can point at data and models anywhere. As
     in the shell, the default also replaces a variable that is set but empty (`HF_TRANSFER_DATA_DIR=` had made
@@ -129,6 +135,12 @@ def _expand_env(value: Any, path: str, field: str) -> Any:
             raise ConfigError(
                 f"config file {path!r}: {field} has {match.group(0)!r}, which this does not read; write ${{VAR}} or "
                 "${VAR:-default} (and $${ for a literal ${)."
+            )
+        if _SECRET_VARIABLE.search(name):
+            raise ConfigError(
+                f"config file {path!r}: {field} uses ${{{name}}}, a secret: its value would be written into the run's "
+                "config, records and card, and pushed with them; remove it (the Hub token is read from HF_TOKEN or "
+                "`hf auth login` by hf-transfer itself)."
             )
         if os.environ.get(name):
             return os.environ[name]

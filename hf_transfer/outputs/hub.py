@@ -23,7 +23,7 @@ from hf_transfer.core.folders import (
     trainer_checkpoint_state,
     weight_files,
 )
-from hf_transfer.errors import ConfigError, HfTransferError
+from hf_transfer.errors import ConfigError, HfTransferError, without_userinfo
 from hf_transfer.outputs.card_rebuild import folder_card_data
 from hf_transfer.outputs.cards import write_model_card
 from hf_transfer.outputs.provenance import is_hub_id
@@ -261,8 +261,8 @@ def _short(err: Exception) -> str:
     text = " ".join(str(err).split())
     if status is not None:
         server = getattr(err, "server_message", None) or ""
-        return f"HTTP {status}" + (f": {' '.join(server.split())[:160]}" if server else "")
-    return f"{type(err).__name__}: {text[:160]}"
+        return f"HTTP {status}" + (f": {without_userinfo(' '.join(server.split()))[:160]}" if server else "")
+    return f"{type(err).__name__}: {without_userinfo(text)[:160]}"
 
 
 def _retried_inside(err: BaseException) -> bool:
@@ -288,7 +288,7 @@ def with_retries(action, what: str, target: PushTarget, folder: Path):
             inner = _retried_inside(err)
             if attempt == RETRIES or inner:
                 tries = "after huggingface_hub's own retries" if inner else f"after {attempt} tries"
-                failure = f"could not reach {endpoint()} to {what} {tries} ({_short(err)})"
+                failure = f"could not reach {without_userinfo(endpoint())} to {what} {tries} ({_short(err)})"
                 raise HubUnreachable(f"{failure}; {retry}.") from None
             failure = _short(err)
         except ValueError as err:
@@ -393,4 +393,5 @@ def push_folder(
             with contextlib.suppress(OSError):  # the error to report is the push's, not this one
                 path.write_bytes(data)
         raise
-    return {"pushed_to": getattr(info, "commit_url", None) or f"{api.endpoint}/{repo_id}", "repo_id": repo_id}
+    pushed_to = getattr(info, "commit_url", None) or f"{api.endpoint}/{repo_id}"
+    return {"pushed_to": without_userinfo(pushed_to), "repo_id": repo_id}
