@@ -928,3 +928,20 @@ def test_the_card_names_settings_that_change_which_rows_train_or_how_frozen_stat
     assert shown["frozen_features_dtype"] == "float32"
     plain = hyperparameters_of({"learning_rate": 1e-3, "dataloader_drop_last": False, "cache_frozen_features": False})
     assert set(plain) == {"learning_rate"}
+
+
+def test_label_names_are_plain_text_in_the_card_not_markup(tmp_path):
+    """Label names went into the card's sentences and tables as written: `pos <!--` opened an HTML comment that hid
+    the rest of the card, `[x](https://...)` became a link, `<img onerror=...>` raw HTML, and a line break before
+    `---` turned the line above into a heading. The YAML header stayed valid; the body is now plain text too."""
+    labels = ["<img src=x onerror=alert(1)> neg <!--", "[pos](https://evil.example) *x*\n---\nlicense: evil"]
+    record = {**DISTILL_RECORD, "label_names": labels}
+    card = build_card(complete_card_data(CardData(), record, {}, tmp_path), tmp_path)
+    text = body = card.text
+    assert "evil" not in str(card.data.to_dict().get("license"))
+    assert not re.findall(r"(?<!\\)<(?!!-- hf-transfer:)", body)  # no "<" left unescaped but our section markers
+    assert not re.findall(r"(?<!\\)\[pos(?<!\\)\]", body) and "\n---\n" not in body
+    assert "| 0 | \\<img src=x onerror=alert(1)\\> neg \\<!-- |" in body  # the Labels table's rows
+    assert "| 1 | \\[pos\\](https://evil.example) \\*x\\* --- license: evil |" in body
+    widths = _table_widths(text)
+    assert all(len(w) == 1 for w in widths), widths

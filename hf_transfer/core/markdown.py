@@ -25,11 +25,22 @@ def table_cells(rows: Iterable[Iterable]) -> list[list[str]]:
 NAMED_LABELS = 10
 
 
+_MARKUP = str.maketrans({c: "\\" + c for c in "\\`*[]<>"})
+
+
+def markdown_text(value) -> str:
+    """`value` (a label name: any text) as plain text in Markdown: one line, and the characters that would make it
+    markup escaped. A label `pos <!--` opened an HTML comment that hid the rest of the card, `[x](https://...)` became
+    a link, and a line break followed by `---` a heading. (`|` is `table_cell`'s to escape.)"""
+    return " ".join(str(value).translate(_MARKUP).splitlines())
+
+
 def label_list(names: list[str], limit: int = NAMED_LABELS) -> str:
-    """`names` joined with commas, or the first `limit` and how many more."""
-    if len(names) <= limit:
-        return ", ".join(names)
-    return ", ".join(names[:limit]) + f" and {len(names) - limit} more"
+    """`names` joined with commas, or the first `limit` and how many more, as plain text in Markdown."""
+    shown = [markdown_text(name).replace("|", "\\|") for name in names]
+    if len(shown) <= limit:
+        return ", ".join(shown)
+    return ", ".join(shown[:limit]) + f" and {len(shown) - limit} more"
 
 
 # Past this many labels a table of labels or of per-label scores shows this many and says where the rest are (450

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from hf_transfer.core.folders import CARD_DATA_FILE, RUN_RECORD_FILE, write_text_atomic
 from hf_transfer.core.language import example_sentence
-from hf_transfer.core.markdown import label_list, table_cell, table_cells, worst_labels
+from hf_transfer.core.markdown import label_list, markdown_text, table_cell, table_cells, worst_labels
 from hf_transfer.core.metrics import label_keys
 from hf_transfer.core.tasks import METRIC_NAMES
 from hf_transfer.core.vocabulary import UNKNOWN_WARN_PERCENT
@@ -116,7 +116,7 @@ def label_rows(c: CardData, in_folder: bool) -> tuple[list[list], str | None]:
     beside a results table already cut to 30 labels), the first that many ids, and the sentence that says how many
     are left out and where the full list is."""
     names = c.label_names or []
-    rows = [[i, name] for i, name in enumerate(names[:CONFUSION_COUNTED_LABELS])]
+    rows = [[i, markdown_text(name)] for i, name in enumerate(names[:CONFUSION_COUNTED_LABELS])]
     if len(names) <= CONFUSION_COUNTED_LABELS:
         return rows, None
     # An adapter folder has no config.json: its labels are in the run record (and the quick start's `labels`).
@@ -307,7 +307,8 @@ def build_card(c: CardData, folder: str | Path | None = None):
             "tries on the same rows, and read higher than on new data.", metrics_note]))  # fmt: skip
     labels, labels_note = label_rows(c, in_folder)
     scored = [m for m in (validation, test) if m]  # a few-shot run with a test_file alone has test scores only
-    metric_rows = [[_metric_id(k)[2], *(fmt(m.get(k)) for m in scored)] for k in (scored[0] if scored else {})]
+    names = {k: markdown_text(_metric_id(k)[2]) for k in (scored[0] if scored else {})}  # a label's name is in some
+    metric_rows = [[name, *(fmt(m.get(k)) for m in scored)] for k, name in names.items()]
     export = export_fields(c.export)
     selection = (c.merge or {}).get("selection_metric") or "accuracy"  # what the α sweep's picture plots
     # Every table cell escaped: a `|` in a label name or a freeze_patterns regex would split the row.
@@ -318,8 +319,9 @@ def build_card(c: CardData, folder: str | Path | None = None):
             "hyper_rows": hyper_rows(c), "export_rows": export["export_rows"], "speed_rows": export["speed_rows"],
             "metric_rows": metric_rows,
             "epoch_rows": epochs, "label_rows": labels}  # fmt: skip
+    label_cells = [markdown_text(name) for name in c.label_names or []]
     headers = {"sweep_columns": sweep_columns, "speed_columns": export["speed_columns"],
-               "epoch_columns": epoch_columns, "label_cells": c.label_names or []}  # fmt: skip
+               "epoch_columns": epoch_columns, "label_cells": label_cells}  # fmt: skip
     tables = {name: table_cells(value) for name, value in rows.items()}
     tables |= {name: [table_cell(value) for value in header] for name, header in headers.items()}
     return ModelCard.from_template(
