@@ -528,3 +528,35 @@ def test_a_resume_reads_the_saved_arguments_without_running_the_pickle(finished_
         run = [*argv[: argv.index(str(out))], str(tmp_path / planted / "new"), *argv[argv.index(str(out)) + 1 :]]
         assert main([*run, "--resume_from_checkpoint", str(checkpoint), "--num_train_epochs", "2"]) == 0
         assert not marker.exists(), planted
+
+
+def test_training_on_from_a_classifier_keeps_its_label_order(tmp_path, tiny_bert_dir, tiny_data, caplog):
+    """A classifier saved as {0: pos, 1: neg} trained on data of the same names: the data's order (neg, pos) was
+    written over the model's config while its head kept its rows, so the output predicted every review backwards,
+    without a word (train, LoRA and a distillation student alike). The data now takes the model's order; a model of
+    other names is said."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=2)
+    model.config.id2label, model.config.label2id = {0: "pos", 1: "neg"}, {"pos": 0, "neg": 1}
+    model.save_pretrained(tmp_path / "reversed")
+    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(tmp_path / "reversed")
+    head = load_file(str(tmp_path / "reversed" / "model.safetensors"))["classifier.weight"]
+    out = tmp_path / "out"
+    argv = train_argv(tmp_path / "reversed", *tiny_data, out, "--learning_rate", "1e-12", "--few_shot", "false")
+    assert main(argv) == 0
+    trained = AutoModelForSequenceClassification.from_pretrained(out)
+    assert trained.config.id2label == {0: "pos", 1: "neg"}
+    torch.testing.assert_close(trained.classifier.weight.detach(), head, atol=1e-6, rtol=0)
+    record = json.loads((out / "hf_transfer_run.json").read_text())
+    assert record["label_names"] == ["pos", "neg"]
+
+    model.config.id2label, model.config.label2id = {0: "good", 1: "bad"}, {"good": 0, "bad": 1}
+    model.save_pretrained(tmp_path / "other")
+    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(tmp_path / "other")
+    with caplog.at_level("WARNING"):
+        assert main(train_argv(tmp_path / "other", *tiny_data, tmp_path / "out2", "--few_shot", "false")) == 0
+    assert "is a classifier of other labels than the data's: its head's rows are trained on as the data's, in this " \
+           "order: 'good' -> 'neg', 'bad' -> 'pos'" in caplog.text  # fmt: skip

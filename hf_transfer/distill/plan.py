@@ -144,7 +144,7 @@ def preflight(
         student_config.problem_type = prepared.problem_type
         student_tokenizer = load_model_tokenizer(model_args, d.teacher_tokenizer_name or teacher_names[0], "main")
     else:
-        student_config = classifier_config(model_args, prepared)
+        student_config, prepared = classifier_config(model_args, prepared)
         student_tokenizer = load_model_tokenizer(model_args, m.model_name_or_path)
     if getattr(student_config, "pad_token_id", None) is None:
         student_config.pad_token_id = student_tokenizer.pad_token_id

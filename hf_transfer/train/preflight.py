@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from hf_transfer.core.arguments import DataArguments, ModelArguments
 from hf_transfer.core.column_hints import read_glue_pair
-from hf_transfer.core.data import PreparedData, load_data
+from hf_transfer.core.data import PreparedData, load_data, reorder_labels
 from hf_transfer.core.freezing import FreezePlan
 from hf_transfer.core.inference import (
     cap_model_max_length,
@@ -19,6 +19,7 @@ from hf_transfer.core.inference import (
 from hf_transfer.core.models import (
     check_classifier_head,
     check_weights_complete,
+    is_sequence_classifier,
     load_config,
     load_tokenizer,
     meta_layout,
@@ -70,7 +71,7 @@ def preflight(model_args: ModelArguments, data_args: DataArguments, training_arg
     check_weights_complete(model_args.model_name_or_path)  # milliseconds, before the data is read and tokenized
     prepared = load_checked_data(data_args, training_args, [model_args.model_name_or_path])
     check_best_metric(training_args, prepared)
-    config = classifier_config(model_args, prepared)
+    config, prepared = classifier_config(model_args, prepared)
     tokenizer = load_model_tokenizer(model_args, model_args.model_name_or_path)
     if getattr(config, "pad_token_id", None) is None:
         config.pad_token_id = tokenizer.pad_token_id
@@ -136,18 +137,36 @@ def load_checked_data(data_args: DataArguments, training_args: TransferTrainingA
     return prepared
 
 
-def classifier_config(model_args: ModelArguments, prepared: PreparedData):
-    """The model's config, checked, with the data's labels."""
+def classifier_config(model_args: ModelArguments, prepared: PreparedData) -> tuple[object, PreparedData]:
+    """The model's config, checked, with the data's labels, and the data. A model that already is a classifier of the
+    same label names keeps its order (its head's rows are those labels'): the data's ids follow it. The data's own
+    order (sorted names) had been written over the model's, so a head saved as positive, negative went on training
+    and predicting with its rows swapped, without a word. Other names than the model's are said."""
     m = model_args
     config = load_config(
         m.model_name_or_path, revision=m.model_revision, cache_dir=m.cache_dir, trust_remote_code=m.trust_remote_code
     )
     check_classifier_head(config, len(prepared.label_names), m.model_name_or_path, m.ignore_mismatched_sizes)
+    if is_sequence_classifier(config) and config.num_labels == len(prepared.label_names):
+        names = [str((config.id2label or {}).get(i, f"LABEL_{i}")) for i in range(config.num_labels)]
+        if sorted(names) == sorted(prepared.label_names):
+            prepared = reorder_labels(prepared, names)
+        elif not m.ignore_mismatched_sizes and any(n != f"LABEL_{i}" for i, n in enumerate(names)):
+            logger.warning(
+                f"model {m.model_name_or_path!r} is a classifier of other labels than the data's: its head's rows "
+                f"are trained on as the data's, in this order: {_pairs(names, prepared.label_names)}; pass "
+                "--ignore_mismatched_sizes true for a new head."
+            )
     config.num_labels = len(prepared.label_names)
     config.id2label = prepared.id2label
     config.label2id = prepared.label2id
     config.problem_type = prepared.problem_type
-    return config
+    return config, prepared
+
+
+def _pairs(names: list[str], data_names: list[str], shown: int = 10) -> str:
+    pairs = [f"{a!r} -> {b!r}" for a, b in zip(names, data_names, strict=True)]
+    return ", ".join(pairs[:shown]) + (f" and {len(pairs) - shown} more" if len(pairs) > shown else "")
 
 
 def load_model_tokenizer(model_args: ModelArguments, default: str, default_revision: str | None = None):
