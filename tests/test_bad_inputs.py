@@ -169,6 +169,11 @@ def world(tmp_path_factory, tiny_bert_dir):
     w["t5"] = _t5(root / "t5", tiny_bert_dir)
     w["teacher"] = _classifier(root / "teacher", tiny_bert_dir, ["neg", "pos"])
     w["teacher3"] = _classifier(root / "teacher3", tiny_bert_dir, ["a", "b", "c"])
+    w["labelled_adapter"] = root / "labelled-adapter"  # saved by PEFT on a base whose config names the labels
+    w["labelled_adapter"].mkdir()
+    (w["labelled_adapter"] / "adapter_config.json").write_text(
+        json.dumps({"peft_type": "LORA", "task_type": "SEQ_CLS", "base_model_name_or_path": str(w["teacher"])})
+    )
     w["wide"] = _bare_bert(root / "wide", intermediate_size=128)
     w["deep"] = _bare_bert(root / "deep", num_hidden_layers=3)
     w["clash"] = root / "clash.csv"
@@ -855,6 +860,13 @@ CASES = [
     ("export: a PEFT-saved adapter", lambda w: export(w, "--format", "onnx", model=w["bare_adapter"]), PEFT_MERGE),
     ("merge: a PEFT-saved adapter", lambda w: merge(w, "--alpha", "0.5", finetuned=w["bare_adapter"]), PEFT_MERGE),
     ("train: a PEFT-saved adapter", lambda w: train(w, model=w["bare_adapter"]), PEFT_MERGE),
+    # On a base that names its labels, the full model is one `hf-transfer merge` away (it was "no label names").
+    ("train: a PEFT-saved adapter, labelled base", lambda w: train(w, model=w["labelled_adapter"]), "--alpha 1"),
+    (
+        "distill: a PEFT-saved adapter on a labelled base as teacher",
+        lambda w: distill(w, "--student_layers", "[0]", teacher=w["labelled_adapter"]),
+        "with the labels of its base",
+    ),
     (
         "distill: a PEFT-saved adapter as teacher",
         lambda w: distill(w, "--student_layers", "[0]", teacher=w["bare_adapter"]),

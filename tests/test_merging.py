@@ -1074,3 +1074,18 @@ def test_the_merge_names_its_pretrained_end_unless_the_fine_tuned_run_started_th
     args = SimpleNamespace(base_model_hub_id=None, pretrained=str(base), finetuned=str(finetuned))
     assert _base_model(args) == "org/base"  # the run started from --pretrained: its recorded Hub id
     assert _base_model(SimpleNamespace(**{**vars(args), "pretrained": str(other)})) == str(other)
+
+
+def test_a_config_with_id2label_alone_gives_outputs_with_both(tmp_path, tiny_bert_dir):
+    """A config.json holding id2label but no label2id (some tools write that; transformers 5 leaves label2id None):
+    merge and export wrote `"label2id": null`, where a model folder needs both."""
+    pretrained, finetuned = make_pair(tmp_path, "bert", tiny_bert_dir)
+    config = json.loads((finetuned / "config.json").read_text())
+    del config["label2id"]
+    (finetuned / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "merged"
+    argv = ["merge", "--pretrained", str(pretrained), "--finetuned", str(finetuned), "--alpha", "0.5"]
+    assert main([*argv, "--output_dir", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["label2id"] == {"neg": 0, "pos": 1}
+    assert main(["export", str(finetuned), "--format", "onnx", "--output_dir", str(tmp_path / "onnx")]) == 0
+    assert json.loads((tmp_path / "onnx" / "config.json").read_text())["label2id"] == {"neg": 0, "pos": 1}

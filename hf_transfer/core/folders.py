@@ -343,10 +343,10 @@ def plain_adapter_advice(folder: str | Path, base: str | None) -> str:
     merged = f"{str(folder).rstrip('/')}-merged"
     tokenizer = folder if has_tokenizer(Path(folder)) else base or "BASE_MODEL"
     return (
-        "build the full model with PEFT, with your label names in the order of the head's outputs, and give that "
-        "folder: "
+        "build the full model with PEFT, with your label names (in the order of the head's outputs) in place of "
+        "'A', 'B', and give that folder: "
         'python -c "from peft import AutoPeftModelForSequenceClassification as A; from transformers import '
-        f"AutoTokenizer as T; A.from_pretrained('{folder}', id2label={{0: 'neg', 1: 'pos'}}).merge_and_unload()"
+        f"AutoTokenizer as T; A.from_pretrained('{folder}', id2label={{0: 'A', 1: 'B'}}).merge_and_unload()"
         f".save_pretrained('{merged}'); T.from_pretrained('{tokenizer}').save_pretrained('{merged}')\""
     )
 

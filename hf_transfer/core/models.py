@@ -32,10 +32,20 @@ def check_model_location(name_or_path: str) -> None:
     path = Path(name_or_path).expanduser()
     if path.is_dir() and not (path / "config.json").is_file():
         if is_adapter_folder(path):
-            if not any((path / name).is_file() for name in (RUN_RECORD_FILE, CARD_DATA_FILE)):
+            base = _adapter_base(path)
+            if not any((path / name).is_file() for name in (RUN_RECORD_FILE, CARD_DATA_FILE)) and not (
+                base and _names_labels(Path(base).expanduser())
+            ):
                 raise ConfigError(  # saved by PEFT itself: hf-transfer merge cannot build the model without labels
                     f"model folder {name_or_path!r} holds a PEFT adapter ({ADAPTER_CONFIG}), not a model, saved by "
-                    f"PEFT with no label names; {plain_adapter_advice(name_or_path, _adapter_base(path))}."
+                    f"PEFT with no label names; {plain_adapter_advice(name_or_path, base)}."
+                )
+            if base and not any((path / name).is_file() for name in (RUN_RECORD_FILE, CARD_DATA_FILE)):
+                raise ConfigError(  # its base's config names the labels: merge builds the full model from the two
+                    f"model folder {name_or_path!r} holds a PEFT adapter ({ADAPTER_CONFIG}), not a model; build the "
+                    f"full model (with the labels of its base, {base!r}) with `hf-transfer merge --pretrained {base} "
+                    f"--finetuned {name_or_path} --alpha 1 --output_dir {name_or_path.rstrip('/')}-merged` and give "
+                    "that folder."
                 )
             raise ConfigError(
                 f"model folder {name_or_path!r} holds a PEFT adapter ({ADAPTER_CONFIG}), not a model; give a full "
@@ -52,6 +62,15 @@ def check_model_location(name_or_path: str) -> None:
         raise ConfigError(
             f"{name_or_path!r} is a file of a model folder; give the folder itself ({str(path.parent)!r})."
         )
+
+
+def _names_labels(folder: Path) -> bool:
+    """Whether a local model folder's config names its labels (transformers' `LABEL_n` placeholders name nothing)."""
+    try:
+        id2label = json.loads((folder / "config.json").read_bytes()).get("id2label") or {}
+    except (OSError, ValueError, AttributeError):
+        return False
+    return bool(id2label) and any(str(name) != f"LABEL_{i}" for i, name in id2label.items())
 
 
 def _adapter_base(folder: Path) -> str | None:
@@ -77,9 +96,14 @@ def load_config(
 
     check_model_location(name_or_path)
     try:
-        return AutoConfig.from_pretrained(
+        config = AutoConfig.from_pretrained(
             name_or_path, revision=revision, cache_dir=cache_dir, trust_remote_code=trust_remote_code, **overrides
         )
+        if getattr(config, "id2label", None) and not getattr(config, "label2id", None):
+            # A config.json with id2label alone: transformers 5 leaves label2id None, and every folder written from
+            # it (merge, export) lacked it.
+            config.label2id = {str(name): int(i) for i, name in config.id2label.items()}
+        return config
     except ValueError as err:
         if "trust_remote_code" in str(err):
             raise ConfigError(
