@@ -101,6 +101,14 @@ def test_rerunning_into_a_finished_run_is_refused_before_anything_loads(finished
     assert main(["card", str(cut)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--resume_from_checkpoint true to finish it" in err, err
+    # A stock Trainer's finished folder has checkpoints too, without our files named: not called a stopped run.
+    for state_file in cut.glob("checkpoint-*/trainer_state.json"):
+        state = json.loads(state_file.read_text())
+        state["stateful_callbacks"].pop("CheckpointFiles")
+        state_file.write_text(json.dumps(state))
+    assert main(["card", str(cut)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "holds neither hf_transfer_card_data.json nor hf_transfer_run.json" in err and "finish it" not in err
     # A run cut short by max_steps (trainer_state.json calls it 1 epoch, rounded up) has more to train for an epoch.
     short = run.parent / "short"
     argv_short = [*argv[: argv.index("--output_dir") + 1], str(short), *argv[argv.index("--output_dir") + 2 :]]
