@@ -253,6 +253,28 @@ def test_a_crafted_pickle_checkpoint_is_refused_and_never_executed(tmp_path, tin
     assert not out.exists()
 
 
+def test_a_crafted_pickle_adapter_is_one_line_in_predict_and_merge(tmp_path, tiny_bert_dir, tiny_data, capsys):
+    """PEFT refuses an adapter_model.bin that holds more than tensors (weights_only), but predict, evaluate and merge
+    let its UnpicklingError through as a traceback, exit 1."""
+    out = tmp_path / "lora"
+    assert main(train_argv(tiny_bert_dir, *tiny_data, out, "--peft_method", "lora", "--few_shot", "false")) == 0
+    (out / "adapter_model.safetensors").unlink()
+    marker = tmp_path / "pwned"
+    plant_pickle(out / "adapter_model.bin", marker)
+    capsys.readouterr()
+    commands = [
+        ["predict", "--model_name_or_path", str(out), "--input_file", str(tiny_data[1]), "--output_file",
+         str(tmp_path / "p.csv")],
+        ["merge", "--pretrained", str(tiny_bert_dir), "--finetuned", str(out), "--alpha", "1", "--output_dir",
+         str(tmp_path / "m")],
+    ]  # fmt: skip
+    for argv in commands:
+        assert main(argv) == 2, argv[0]
+        err = [line for line in capsys.readouterr().err.strip().splitlines() if "Loading weights" not in line]
+        assert len(err) == 1 and "hold more than tensors" in err[0] and "use a safetensors adapter" in err[0], err
+    assert not marker.exists() and not (tmp_path / "p.csv").exists() and not (tmp_path / "m").exists()
+
+
 def test_a_pickle_planted_in_the_teacher_cache_is_never_loaded(tmp_path):
     import numpy as np
 

@@ -227,9 +227,17 @@ def load_adapter_for_inference(folder: Path, config):
 def load_adapter_classifier(adapter_dir: str | Path, base_model):
     """The saved adapter on `base_model`, a freshly loaded `AutoModelForSequenceClassification` with the run's labels
     (its `num_labels` must match the saved head), ready for inference."""
+    import pickle
+
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(base_model, str(adapter_dir)).eval()
+    try:
+        return PeftModel.from_pretrained(base_model, str(adapter_dir)).eval()
+    except pickle.UnpicklingError:  # PEFT reads adapter_model.bin with torch.load(weights_only=True): it refused
+        raise ValueError(
+            "its pickle weights (adapter_model.bin) hold more than tensors, and running them could execute arbitrary "
+            "code, so they were refused; use a safetensors adapter"
+        ) from None
 
 
 def reload_max_abs_diff(model, adapter_dir: str | Path, base_model, batch: dict) -> float:
