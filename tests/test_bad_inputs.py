@@ -972,6 +972,44 @@ def _run_cli(argv: list[str], env: dict | None = None) -> subprocess.CompletedPr
     )
 
 
+# Loaded by every matrix case's Python at start-up (`sitecustomize` on PYTHONPATH): once transformers' modeling_utils
+# is imported, `PreTrainedModel.from_pretrained` notes each call in the file $WEIGHTS_MARKER before loading, so a
+# case can show that it was refused before any model's weights were loaded, as the README promises.
+WEIGHTS_TRAP = """
+import importlib.abc, importlib.machinery, os, sys
+
+class _WeightsTrap(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name != "transformers.modeling_utils":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            load = module.PreTrainedModel.from_pretrained.__func__
+
+            def from_pretrained(cls, *args, **kwargs):
+                with open(os.environ["WEIGHTS_MARKER"], "a") as marker:
+                    marker.write(cls.__name__ + "\\n")
+                return load(cls, *args, **kwargs)
+
+            module.PreTrainedModel.from_pretrained = classmethod(from_pretrained)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+sys.meta_path.insert(0, _WeightsTrap())
+"""
+
+
+def _trapped_env(trap: Path, marker: Path) -> dict:
+    """The environment of a matrix case: offline, with the weights trap first on PYTHONPATH."""
+    path = os.pathsep.join(filter(None, [str(trap), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": path,
+            "WEIGHTS_MARKER": str(marker)}  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def matrix(world, tmp_path_factory, request):
     """Every selected case (all, unless `-k` picks some) started at once on a pool as wide as the machine (each is a
@@ -979,20 +1017,23 @@ def matrix(world, tmp_path_factory, request):
     from concurrent.futures import ThreadPoolExecutor
 
     selected = {getattr(item, "callspec", None) and item.callspec.params.get("case") for item in request.session.items}
+    trap = tmp_path_factory.mktemp("weights-trap")
+    (trap / "sitecustomize.py").write_text(WEIGHTS_TRAP)
     pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2))
     runs = {}
     for case, build, _ in CASES:
         if case not in selected:
             continue
         out = tmp_path_factory.mktemp("bad") / "out"
-        runs[case] = (out, pool.submit(_run_cli, _argv(build(world), out)))
+        marker = trap / f"{len(runs)}.loaded"
+        runs[case] = (out, marker, pool.submit(_run_cli, _argv(build(world), out), _trapped_env(trap, marker)))
     yield runs
     pool.shutdown(wait=True)
 
 
 @pytest.mark.parametrize("case,build,needle", CASES, ids=[c[0] for c in CASES])
 def test_bad_input(case, build, needle, matrix):
-    out, future = matrix[case]
+    out, marker, future = matrix[case]
     proc = future.result()
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     if os.environ.get("BAD_INPUT_REPORT"):  # the matrix as a table for humans: scripts/bad_input_table.py
@@ -1006,6 +1047,18 @@ def test_bad_input(case, build, needle, matrix):
     assert needle.lower() in lines[0].lower(), lines[0]
     assert lines[0].startswith("hf-transfer ")
     assert not out.exists() and not any(out.parent.iterdir())  # nothing written, not even beside output_dir
+    assert not marker.exists(), f"weights were loaded first: {marker.read_text().split()}"
+
+
+def test_the_weights_trap_of_the_matrix_sees_a_model_load(world, tmp_path):
+    """The trap above must fire when a command does load a model: a good `predict` on the world's classifier."""
+    (tmp_path / "trap").mkdir()
+    (tmp_path / "trap" / "sitecustomize.py").write_text(WEIGHTS_TRAP)
+    marker = tmp_path / "loaded"
+    argv = predict(world, model=world["teacher"])
+    proc = _run_cli([*argv, "--output_file", str(tmp_path / "p.csv")], _trapped_env(tmp_path / "trap", marker))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert marker.read_text().split() == ["BertForSequenceClassification"]
 
 
 def _files(folder: Path) -> dict[str, bytes]:
