@@ -120,9 +120,9 @@ def test_settings_presets_and_overrides(bench):
     settings = bench.resolve_settings(args)
     assert settings["train_rows"] == 100 and settings["repeats"] == bench.PRESETS["quick"]["repeats"]
     assert settings["only"] == ["P1", "P3"]
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match="--only got unknown comparison"):
         bench.parse_only("P9")
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match="--freeze_epochs must be at least 2"):
         bench.resolve_settings(argparse.Namespace(**{**vars(args), "freeze_epochs": 1}))
 
 
@@ -186,7 +186,7 @@ def test_fewshot_sample_is_seeded_balanced_and_skips_short_texts(bench):
     assert picked != bench.few_shot_sample(texts, labels, k=5, seed=1)
     assert sorted(labels[i] for i in picked) == ["a"] * 5 + ["b"] * 5
     assert all(len(texts[i].split()) >= bench.FEWSHOT_MIN_WORDS for i in picked)
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match=r"words; 60 are needed"):
         bench.few_shot_sample(texts, labels, k=60, seed=0)
 
 
@@ -250,7 +250,7 @@ def test_few_shot_sweep_variants_and_selection_sample_are_apart_from_what_is_rep
         ["--layer_map", "[1,3,5]", "--alpha", "0.9"],
     )
     for bad in ("=--x,1", "odd=--few_shot_body_epochs", "noflag=few_shot_body_epochs,32"):
-        with pytest.raises(SystemExit):
+        with pytest.raises(SystemExit, match="--variant"):
             sweep.parse_variant(bad)
     # The selection sample is drawn from the training pool with its own seed, so it differs from the benchmark's
     # clothing evaluation sample, and no training draw of the sweep can touch it.
@@ -545,7 +545,9 @@ def test_mean_pooling_base_feeds_the_head_the_mean_and_its_pattern_freezes_only_
     assert not math.isnan(captured[0].sum().item())
 
 
-def test_average_checkpoints_writes_the_mean_of_the_last_checkpoints_as_a_loadable_model(tiny_bert_dir, tmp_path):
+def test_average_checkpoints_writes_the_mean_of_the_last_checkpoints_as_a_loadable_model(
+    tiny_bert_dir, tmp_path, capsys
+):
     """The averaged folder holds the element-wise mean of the chosen checkpoints' float weights (integer buffers kept),
     loads as a plain classifier with the run's labels, and names what it averaged; mismatches are refused."""
     import torch
@@ -582,5 +584,6 @@ def test_average_checkpoints_writes_the_mean_of_the_last_checkpoints_as_a_loadab
         script.average_state_dicts([{"a": torch.zeros(2)}, {"b": torch.zeros(2)}])
     with pytest.raises(ValueError, match="integer tensor"):
         script.average_state_dicts([{"a": torch.zeros(2, dtype=torch.long)}, {"a": torch.ones(2, dtype=torch.long)}])
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as stopped:  # argparse's error: exit status 2, its message on stderr
         script.main(["--run", str(run), "--last", "4", "--output_dir", str(tmp_path / "x")])
+    assert stopped.value.code == 2 and "--last 4:" in capsys.readouterr().err

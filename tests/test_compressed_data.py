@@ -116,7 +116,17 @@ def test_every_command_takes_compressed_data_files(tmp_path, command):
         "merge": [*"--pretrained p --finetuned f --alpha 1 --output_dir o".split(), "--validation_file", gz],
         "predict": ["--model_name_or_path", "m", "--input_file", xz, "--output_file", str(tmp_path / "p.csv")],
     }[command]
-    parse_command_args(command, ["--model_name_or_path", "m", *argv] if command == "train" else argv)
+    parsed = parse_command_args(command, ["--model_name_or_path", "m", *argv] if command == "train" else argv)
+    # The compressed paths reach the commands' file fields as given (parsing refuses a format it cannot read: .zip).
+    expected = {"merge": {gz}, "predict": {xz}}.get(command, {gz, xz})
+    found = set()
+    for args in parsed:
+        for value in vars(args).values():
+            items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]
+            for item in items:
+                if isinstance(item, str) and item.endswith((".gz", ".xz")):
+                    found.add(item.partition("=")[2] if item.startswith("other=") else item)
+    assert found == expected, found
 
 
 def test_search_runs_its_trials_on_compressed_files(tmp_path, tiny_bert_dir):

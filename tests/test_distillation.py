@@ -27,6 +27,16 @@ from hf_transfer.distill.students import (
 )
 from hf_transfer.errors import ConfigError
 
+
+@pytest.fixture(autouse=True)
+def seeded():
+    """Each test's random tensors from seed 0, whatever ran before it (a failure can be reproduced alone), and the
+    session's random state left as it was."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        yield
+
+
 SMALL = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 37, "vocab_size": 99}
 TEACHERS = {
     "bert": {**SMALL, "num_hidden_layers": 4},

@@ -288,23 +288,18 @@ def test_a_picture_cut_off_mid_write_leaves_the_earlier_one(tmp_path, monkeypatc
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cm.json", "cm.png"]
 
 
-_found_by_the_leaking_test: list = []
+def test_a_block_that_leaves_sigint_ignored_and_blocked_is_put_back_and_named():
+    """Eighteenth review: a test that left SIGINT ignored or blocked made a later Ctrl-C test fail in the full suite
+    only (its own signal was never delivered). conftest's autouse fixture runs every test inside
+    `signal_state_kept`, which puts SIGINT and SIGTERM back after it and says what it had left changed."""
+    from conftest import signal_state_kept
 
-
-@pytest.mark.filterwarnings("ignore:.*left the signal state")
-def test_a_test_that_leaves_sigint_ignored_and_blocked():
-    """Eighteenth review, with the test after it: a test that left SIGINT ignored or blocked made a later Ctrl-C test
-    fail in the full suite only (its own signal was never delivered). This one does so on purpose; conftest's
-    autouse fixture puts SIGINT and SIGTERM back after every test, and warns, naming the test."""
-    _found_by_the_leaking_test[:] = [signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)]
-    _found_by_the_leaking_test.append(signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}))
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
-def test_the_next_test_finds_sigint_as_the_one_before_found_it():
-    if not _found_by_the_leaking_test:
-        pytest.skip("runs after test_a_test_that_leaves_sigint_ignored_and_blocked")
     handlers = [signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)]
-    assert handlers == _found_by_the_leaking_test[:2]
-    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == _found_by_the_leaking_test[2]
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    with signal_state_kept() as changed:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    assert [signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)] == handlers
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == mask
+    assert len(changed) == 1 and changed[0].startswith("signal state ") and "it was" in changed[0]
