@@ -76,7 +76,7 @@ def one_line(err: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
+_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/\s]+@", re.I)  # to the last @ before the path, as urllib3 reads it
 
 
 def without_userinfo(text: str) -> str:

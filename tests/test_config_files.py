@@ -302,5 +302,8 @@ def test_a_secret_never_enters_a_runs_settings(tmp_path, monkeypatch):
         assert message.endswith("holds your Hugging Face token: it would be written into the run's config, records "
                                 "and card, and pushed with them; remove it (hf-transfer reads the token from HF_TOKEN "
                                 "or `hf auth login`).") and token not in message  # fmt: skip
-    _, data, _, _ = _parse(tmp_path, "model_name_or_path: m\ntrain_file: ${TOKENIZER_DIR}/t.csv\n")
-    assert data.train_file == "tok/t.csv"
+    # Names with such a word inside, not at their end, hold no secret: TOKENIZER_DIR, MAX_TOKEN_LENGTH, KEY_ID.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "id")
+    text = "model_name_or_path: m\ntrain_file: ${TOKENIZER_DIR}/t.csv\nmax_seq_length: ${MAX_TOKEN_LENGTH:-64}\n"
+    _, data, _, _ = _parse(tmp_path, text + "run_name: ${AWS_ACCESS_KEY_ID}\n")
+    assert data.train_file == "tok/t.csv" and data.max_seq_length == 64

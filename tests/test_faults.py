@@ -273,6 +273,11 @@ def test_a_crafted_pickle_adapter_is_one_line_in_predict_and_merge(tmp_path, tin
         err = [ln for ln in capsys.readouterr().err.strip().splitlines() if ln.strip() and "Loading weights" not in ln]
         assert len(err) == 1 and "hold more than tensors" in err[0] and "use a safetensors adapter" in err[0], err
     assert not marker.exists() and not (tmp_path / "p.csv").exists() and not (tmp_path / "m").exists()
+    # Not a pickle at all (a Git LFS pointer, left by a clone without LFS): unreadable, not called malicious.
+    (out / "adapter_model.bin").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 12\n")
+    assert main(commands[0]) == 2
+    err = [ln for ln in capsys.readouterr().err.strip().splitlines() if ln.strip() and "Loading weights" not in ln]
+    assert len(err) == 1 and "its adapter_model.bin is not a readable torch file" in err[0], err
 
 
 def test_a_pickle_planted_in_the_teacher_cache_is_never_loaded(tmp_path):

@@ -377,13 +377,14 @@ def test_linear_probe_on_the_cache_matches_training_the_head_alone(tmp_path, dat
         torch.testing.assert_close(lp[name], param, rtol=1e-4, atol=1e-5, msg=name)
 
 
-def test_a_trunk_that_overflows_float16_storage_is_one_line_and_leaves_no_cache(tmp_path, data, capsys):
+@pytest.mark.parametrize("value", [1e6, float("nan")], ids=["overflow", "nan"])
+def test_a_trunk_that_overflows_float16_storage_is_one_line_and_leaves_no_cache(tmp_path, data, capsys, value):
     """States beyond ±65504 cannot be stored as float16 (the default): the build stopped with a traceback ending in
     the advice to store float32. Now that advice is the one line (exit 2), and no half-built cache entry stays."""
     source = model_dir(tmp_path, "bert")
     model = AutoModelForSequenceClassification.from_pretrained(source)
     with torch.no_grad():
-        model.bert.encoder.layer[0].output.LayerNorm.weight.fill_(1e6)
+        model.bert.encoder.layer[0].output.LayerNorm.weight.fill_(value)  # NaN: a broken trunk, not cached either
     model.save_pretrained(tmp_path / "loud")
     (tmp_path / "loud" / "tokenizer.json").write_bytes((source / "tokenizer.json").read_bytes())
     for name in ("tokenizer_config.json", "special_tokens_map.json"):
@@ -399,6 +400,9 @@ def test_a_trunk_that_overflows_float16_storage_is_one_line_and_leaves_no_cache(
     assert err == [
         "hf-transfer train: error: the frozen trunk's hidden states overflow float16 storage (|value| > 65504); set "
         "frozen_features_dtype: float32."
+        if value == 1e6
+        else "hf-transfer train: error: the frozen trunk's hidden states hold NaN or inf (its weights, or the model's "
+        "numerics, are broken): check the model; nothing was cached."
     ]
     assert not [p for p in cache.rglob("*") if p.is_file()]  # nothing, or only empty folders
     assert not out.exists()

@@ -349,10 +349,11 @@ def test_the_runs_data_files_in_its_folder_are_held_back(online, small_folder, c
     config = {"train_file": str(small_folder / "train.csv"), "validation_file": str(outside), "test_file": None}
     (small_folder / "hf_transfer_config.yaml").write_text(yaml.safe_dump(config))
     (small_folder / "rows.json").write_text('[{"text": "a private note", "label": "a"}]')  # datasets reads it
+    (small_folder / "preds[old].csv").write_text("text,label\nmine,a\n")  # a name that is a glob of no file
     with caplog.at_level("WARNING"):
         assert main(["push", str(small_folder), "--hub_model_id", "tester/data"]) == 0
     files = online.files("tester/data")
-    held = ["predict_results.csv", "preds.jsonl", "rows.json", "train.csv"]
+    held = ["predict_results.csv", "preds.jsonl", "preds[old].csv", "rows.json", "train.csv"]
     assert not {*held, "linked/dev.csv"} & set(files) and "notes.txt" in files and "config.json" in files
     assert f"{', '.join(held)}: rows of data (the run's data files, its test predictions), held back" in caplog.text
     assert "linked/dev.csv: links to files outside" in caplog.text  # never sent: its content is not the folder's
@@ -363,7 +364,8 @@ def test_the_runs_data_files_in_its_folder_are_held_back(online, small_folder, c
 def test_secrets_and_links_out_of_the_folder_are_never_pushed(online, small_folder, caplog):
     """push sent .env, .netrc, .git-credentials, .ssh/id_ed25519, id_rsa, credentials.json and a link to a file
     outside the folder, with no word."""
-    secrets = [".env", ".netrc", ".git-credentials", ".ssh/id_ed25519", "id_rsa", "credentials.json", "server.pem"]
+    secrets = [".env", ".env[1]", ".netrc", ".git-credentials", ".ssh/id_ed25519", "id_rsa", "id_rsa [copy]",
+               "credentials.json", "server.pem"]  # fmt: skip
     for name in secrets:
         (small_folder / name).parent.mkdir(exist_ok=True)
         (small_folder / name).write_text("secret")
@@ -528,6 +530,11 @@ def test_connection_refused_is_one_line_with_the_retry_command(online, monkeypat
     assert "could not reach" in err and f"hf-transfer push {small_folder} --hub_model_id tester/x --private" in err
     assert len(waits) == hub_module.RETRIES - 1 and waits == sorted(waits)  # exponential backoff
     assert fingerprint(small_folder) == before
+    # An endpoint with a user and password (an @ in it too) is printed without them.
+    monkeypatch.setenv("HF_ENDPOINT", closed_port_url().replace("://", "://alice:s3c@retPW@", 1))
+    assert main(["push", str(small_folder), "--hub_model_id", "tester/x"]) == 2
+    err = one_error_line(capsys)
+    assert "could not reach" in err and "retPW" not in err and "alice" not in err and "s3c" not in err
 
 
 def test_push_command_errors(online, monkeypatch, small_folder, tmp_path, capsys):

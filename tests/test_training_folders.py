@@ -174,11 +174,18 @@ def test_overwriting_keeps_the_files_the_run_reads_and_a_readme_the_user_wrote(t
     assert data.read_bytes() == Path(tiny_data[0]).read_bytes()
     assert "## My notes\n\nKeep this." in (out / "README.md").read_text()
     assert json.loads((out / "hf_transfer_run.json").read_text())["data"]["train"]["rows"] == 40
+    # A key the user added to the header is theirs too: kept, and merged into the new card (it had gone).
+    card = (out / "README.md").read_text().replace("\n---\n", "\nwidget:\n- text: my curated example\n---\n", 1)
+    (out / "README.md").write_text(card.replace("## My notes\n\nKeep this.\n", ""))
+    assert main(argv) == 0
+    assert "widget:\n- text: my curated example" in (out / "README.md").read_text()
     # A card with nothing of the user's in it is the earlier run's output, and goes as before.
     from hf_transfer.outputs.readme import is_generated_card
 
-    (out / "README.md").write_text(readme)
+    assert main([*base, "--overwrite_output_dir", "true"]) == 0  # a card of ours, the bytes it noted
     assert is_generated_card(out / "README.md")
+    (out / "README.md").write_text((out / "README.md").read_text().replace("---\n", "---\nlicense: mit\n", 1))
+    assert not is_generated_card(out / "README.md")
 
 
 @pytest.fixture(scope="module")

@@ -233,7 +233,11 @@ def load_adapter_classifier(adapter_dir: str | Path, base_model):
 
     try:
         return PeftModel.from_pretrained(base_model, str(adapter_dir)).eval()
-    except pickle.UnpicklingError:  # PEFT reads adapter_model.bin with torch.load(weights_only=True): it refused
+    except pickle.UnpicklingError:  # PEFT reads adapter_model.bin with torch.load(weights_only=True)
+        with (Path(adapter_dir) / "adapter_model.bin").open("rb") as file:
+            head = file.read(4)
+        if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # no pickle: a Git LFS pointer, damage
+            raise ValueError("its adapter_model.bin is not a readable torch file (a Git LFS pointer?)") from None
         raise ValueError(
             "its pickle weights (adapter_model.bin) hold more than tensors, and running them could execute arbitrary "
             "code, so they were refused; use a safetensors adapter"

@@ -109,9 +109,10 @@ def read_yaml_text(text: str) -> Any:
 _ENV_VAR = re.compile(r"\$\$\{|\$\{(\w+)(?::-([^}]*))?\}|\$\{[^}]{0,40}\}?")
 
 
-# Variables that hold secrets by their name (HF_TOKEN, AWS_SECRET_ACCESS_KEY, DB_PASSWORD, ...; not TOKENIZER_DIR).
+# Variables that hold secrets by the end of their name (HF_TOKEN, AWS_SECRET_ACCESS_KEY, DB_PASSWORD, OPENAI_API_KEY;
+# not MAX_TOKEN_LENGTH, PASSWORD_FILE, CREDENTIALS_DIR or AWS_ACCESS_KEY_ID).
 _SECRET_VARIABLE = re.compile(
-    r"(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?|API_?KEY|ACCESS_KEY|SECRET_KEY|PRIVATE_KEY)(_|$)", re.I
+    r"(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?|API_?KEY|SECRET_?KEY|SECRET_ACCESS_KEY|PRIVATE_KEY)$", re.I
 )
 
 

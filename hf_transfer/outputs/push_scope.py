@@ -5,6 +5,7 @@ run folder left there."""
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from hf_transfer.core.folders import MERGED_DIR, TOKENIZER_FILES, trainer_checkpoint_state
@@ -43,9 +44,15 @@ REPLACED_PATTERNS = [
 
 def held_back(folder: Path, repo_id: str, include_training_state: bool, include_data_files: bool = False) -> list[str]:
     """The ignore patterns of a push of `folder`: what the Hub does not need, and what must not go up with it."""
-    ignore = [*IGNORE_PATTERNS, *_merged_model_held_back(folder, repo_id), *_private_files_held_back(folder)]
-    ignore += [] if include_data_files else _data_files_held_back(folder)
-    return ignore + ([] if include_training_state else _training_state_held_back(folder))
+    held = [*_private_files_held_back(folder), *([] if include_data_files else _data_files_held_back(folder))]
+    held += [] if include_training_state else _training_state_held_back(folder)
+    # Names as patterns of themselves: `preds[old].csv` read as a glob matched no file, and went up.
+    return [*IGNORE_PATTERNS, *_merged_model_held_back(folder, repo_id), *map(_literal, held)]
+
+
+def _literal(name: str) -> str:
+    """A file name as an fnmatch pattern that matches it alone."""
+    return re.sub(r"([\[\]*?])", r"[\1]", name)
 
 
 # Never pushed: what looks like a secret (dotfiles and dot-folders such as .env, .netrc, .ssh/; private keys;

@@ -4,11 +4,14 @@ keys the user added, survive. huggingface_hub's stock placeholder card (which PE
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from pathlib import Path
 
 import yaml
 
+from hf_transfer.core.folders import CARD_DATA_FILE, json_text, write_text_atomic
 from hf_transfer.errors import ConfigError
 
 # A section without the line break after it: that break is the user's text's (one was lost at every regeneration, and
@@ -97,12 +100,31 @@ def is_stock_template(text: str) -> bool:
     return _STOCK_TEMPLATE_MARK in text and "[More Information Needed]" in text
 
 
+# The card data's note of the README a card write left: the same bytes later mean nothing of the user's is in it.
+README_HASH = "readme_sha256"
+
+
+def note_written_card(folder: Path, text: str) -> None:
+    """Note in the folder's card data the hash of the README text just written (`is_generated_card` reads it)."""
+    path = Path(folder) / CARD_DATA_FILE
+    values = json.loads(path.read_bytes())
+    values[README_HASH] = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    write_text_atomic(path, json_text(values, indent=2) + "\n")
+
+
 def is_generated_card(path: Path) -> bool:
-    """Whether the README at `path` is a card hf-transfer (or PEFT's stock template) wrote, with no text of the
-    user's outside its generated sections: a hand-written README, or one the user added to, is not."""
+    """Whether the README at `path` is a card hf-transfer (or PEFT's stock template) wrote, with nothing of the
+    user's in it: the bytes the last card write noted, or (a card written before that note) no text outside its
+    generated sections. A hand-written README, or one the user added to (a YAML key included), is not."""
     text = path.read_text(encoding="utf-8", errors="replace")
     if is_stock_template(text):
         return True
+    try:
+        noted = json.loads((path.parent / CARD_DATA_FILE).read_bytes()).get(README_HASH)
+    except (OSError, ValueError, AttributeError):
+        noted = None
+    if noted:
+        return hashlib.sha256(path.read_bytes()).hexdigest() == noted
     _, body = _split_card(text, str(path)) if text.lstrip().startswith("---") else ({}, text)
     if _BLOCK.search(body):
         return not _BLOCK.sub("", body).strip()

@@ -193,6 +193,11 @@ def compute_features(
                     batch = tokenizer.pad(rows_in, padding_side="right", return_tensors="pt")
                     hidden = _trunk_output(model, layout, k, {n: v.to(device) for n, v in batch.items()})
                     hidden = hidden.float().cpu().numpy()
+                    if not np.isfinite(hidden).all():  # a broken trunk: caching it would train on NaN
+                        raise ConfigError(
+                            "the frozen trunk's hidden states hold NaN or inf (its weights, or the model's numerics, "
+                            "are broken): check the model; nothing was cached."
+                        )
                     if dtype == "float16" and (np.abs(hidden) > np.finfo(np.float16).max).any():
                         raise ConfigError(
                             "the frozen trunk's hidden states overflow float16 storage (|value| > 65504); set "
