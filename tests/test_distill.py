@@ -154,6 +154,45 @@ def test_logit_cache_hits_then_detects_corruption_and_rebuilds(tmp_path):
     assert not list(tmp_path.glob("*.tmp-*"))
 
 
+def test_a_cache_folder_that_cannot_be_written_is_one_line_and_a_damaged_entry_removed_twice_is_no_crash(
+    tmp_path, monkeypatch
+):
+    """A cache folder given by flag on a read-only mount failed the run with a traceback (mkdir of the build folder)
+    once the models had loaded; an entry it already holds is still read. Two runs that found the same entry damaged
+    removed it at the same moment, and one crashed in rmtree (FileNotFoundError)."""
+    from pathlib import Path
+
+    import hf_transfer.core.caching as caching
+    from hf_transfer.errors import ConfigError
+
+    def build():
+        return torch.arange(12, dtype=torch.float32).view(6, 2).numpy()
+
+    load_or_build_logit_cache(tmp_path, "kept", 6, build)
+    monkeypatch.setattr(caching, "can_write_in", lambda folder: False)  # what a read-only mount answers
+    _, info = load_or_build_logit_cache(tmp_path, "kept", 6, build)
+    assert info["hit"]
+    with pytest.raises(ConfigError, match="cache folder .* cannot be written .read-only, or no permission"):
+        load_or_build_logit_cache(tmp_path, "new", 6, build)
+    assert not (tmp_path / "new").exists()
+    monkeypatch.undo()
+
+    arrow = next((tmp_path / "kept").glob("*.arrow"))
+    arrow.write_bytes(arrow.read_bytes()[:-16])
+    rename = Path.rename
+
+    def removed_by_the_other_run(self, target):  # it renamed (or removed) the damaged entry first
+        import shutil
+
+        shutil.rmtree(self)
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", removed_by_the_other_run)
+    rebuilt, info = load_or_build_logit_cache(tmp_path, "kept", 6, build)
+    assert not info["hit"] and rebuilt["teacher_logits"][:][5] == [10.0, 11.0]
+    assert not list(tmp_path.glob("*.tmp-*"))
+
+
 def test_a_cache_hit_reads_sizes_and_times_and_hashes_only_a_file_touched_since(tmp_path, monkeypatch):
     """A hit hashed every byte of the cache again (1 to 4 s for SST-2's 693 MB feature cache, on each hit and on
     each search trial). A file with the size and time its build recorded is taken as it is; a copy (new time, same

@@ -4,6 +4,7 @@ reused."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -13,6 +14,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 
 from hf_transfer.core.scratch import can_write_in, process_tag, remove_dead_builds, temporary_home
+from hf_transfer.errors import ConfigError
 
 # Bumped whenever what a cache holds changes, so every older cache gets a new key.
 CACHE_FORMAT = 2
@@ -202,9 +204,19 @@ def load_or_build(
     if _is_valid(folder, key, rows):
         info.update(hit=True, build_seconds=0.0)
     else:
+        if not can_write_in(folder.parent):  # a cache folder given by flag on a read-only mount: a traceback
+            raise ConfigError(
+                f"the {what.lower()} cache folder {str(folder.parent)!r} cannot be written (read-only, or no "
+                "permission) and holds no entry for this run; give a writable cache folder (teacher_cache_dir, "
+                "frozen_features_cache_dir) or leave it unset."
+            )
         if folder.exists():
             logger.warning(f"{what} cache {folder} is incomplete or corrupted; rebuilding it.")
-            shutil.rmtree(folder)
+            # Renamed aside first: another run that found it damaged too removes it at the same moment.
+            aside = folder.with_name(f"{folder.name}.stale.tmp-{process_tag()}")  # a kill here: removed as dead
+            with contextlib.suppress(OSError):
+                folder.rename(aside)
+            shutil.rmtree(aside, ignore_errors=True)
         started = time.perf_counter()
         remove_dead_builds(folder.parent.glob("*.tmp-*"))
         tmp = folder.with_name(f"{folder.name}.tmp-{process_tag()}")
