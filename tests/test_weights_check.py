@@ -92,3 +92,29 @@ def test_a_cut_off_config_json_is_named_not_called_a_missing_model(tiny_bert_dir
         load_config(str(folder))
     assert "is not a valid JSON file" in str(caught.value) and "Re-save or re-download it." in str(caught.value)
     assert "neither a local model folder" not in str(caught.value)
+
+
+@pytest.mark.parametrize("weights", ["pytorch_model.bin", "model.safetensors"])
+def test_a_config_without_architectures_beside_a_classifiers_weights_is_a_classifier(tiny_bert_dir, tmp_path, weights):
+    """`config.save_pretrained` beside weights saved by hand leaves no `architectures`: evaluate called the folder
+    "not a sequence classifier (architectures: none recorded)", though AutoModelForSequenceClassification loads it.
+    The weights' names (no tensor read) show the head; a body without one is still refused."""
+    import pandas as pd
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    config = BertConfig.from_pretrained(tiny_bert_dir, num_labels=2, id2label={0: "neg", 1: "pos"})
+    model = BertForSequenceClassification(config)
+    folder = tmp_path / "by-hand"
+    config.architectures = None
+    config.save_pretrained(folder)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    torch.save(state, folder / weights) if weights.endswith(".bin") else save_file(state, folder / weights)
+    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(folder)
+    pd.DataFrame({"text": ["good", "bad"], "label": ["pos", "neg"]}).to_csv(tmp_path / "dev.csv", index=False)
+    argv = ["evaluate", "--model_name_or_path", str(folder), "--validation_file", str(tmp_path / "dev.csv")]
+    assert main(argv) == 0
+    body = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+    torch.save(body, folder / weights) if weights.endswith(".bin") else save_file(body, folder / weights)
+    assert main(argv) == 2

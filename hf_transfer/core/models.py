@@ -23,6 +23,7 @@ from hf_transfer.core.folders import (
 )
 from hf_transfer.core.layers import ModelLayout, discover_layers
 from hf_transfer.core.load_report import head_restored_later, say_loading
+from hf_transfer.core.saved_head import classifier_in_weights
 from hf_transfer.errors import ConfigError, one_line
 
 
@@ -99,6 +100,9 @@ def load_config(
         config = AutoConfig.from_pretrained(
             name_or_path, revision=revision, cache_dir=cache_dir, trust_remote_code=trust_remote_code, **overrides
         )
+        if not getattr(config, "architectures", None) and Path(name_or_path).expanduser().is_dir():
+            found = classifier_in_weights(Path(name_or_path).expanduser(), getattr(config, "model_type", None))
+            config.architectures = [found] if found else config.architectures
         if getattr(config, "id2label", None) and not getattr(config, "label2id", None):
             # A config.json with id2label alone: transformers 5 leaves label2id None, and every folder written from
             # it (merge, export) lacked it.
