@@ -193,6 +193,44 @@ def test_a_cache_folder_that_cannot_be_written_is_one_line_and_a_damaged_entry_r
     assert not list(tmp_path.glob("*.tmp-*"))
 
 
+def test_a_second_run_wanting_a_cache_being_built_waits_and_reads_it(tmp_path, caplog):
+    """Two runs started together (seeds side by side) both built the same entry, each spending the build time; the
+    second now waits for the first's build, says so, and reads it."""
+    import threading
+
+    started, release, calls = threading.Event(), threading.Event(), []
+
+    def slow_build():
+        calls.append("first")
+        started.set()
+        release.wait(timeout=30)
+        return torch.arange(12, dtype=torch.float32).view(6, 2).numpy()
+
+    def second_build():
+        calls.append("second")
+        return torch.zeros(6, 2).numpy()
+
+    results = {}
+
+    def run(name, build):
+        results[name] = load_or_build_logit_cache(tmp_path, "k", 6, build)
+
+    first = threading.Thread(target=run, args=("a", slow_build))
+    first.start()
+    assert started.wait(timeout=30)
+    second = threading.Thread(target=run, args=("b", second_build))
+    with caplog.at_level("WARNING"):
+        second.start()
+        second.join(timeout=2)
+        assert second.is_alive()  # waiting for the first build
+        release.set()
+        first.join(timeout=30)
+        second.join(timeout=30)
+    assert calls == ["first"] and not results["a"][1]["hit"] and results["b"][1]["hit"]
+    assert results["b"][0]["teacher_logits"][:][5] == [10.0, 11.0]
+    assert "another run is building the teacher-logit cache k; waiting to use it." in caplog.text
+
+
 def test_a_cache_hit_reads_sizes_and_times_and_hashes_only_a_file_touched_since(tmp_path, monkeypatch):
     """A hit hashed every byte of the cache again (1 to 4 s for SST-2's 693 MB feature cache, on each hit and on
     each search trial). A file with the size and time its build recorded is taken as it is; a copy (new time, same

@@ -301,11 +301,18 @@ def test_two_runs_building_the_same_cache_at_once_both_finish(tmp_path, monkeypa
     """The same command started twice at once (seeds side by side, a rerun while the first still runs): the run that
     finished its build second failed to rename it onto the first one's folder, a traceback ('Directory not empty')
     from distill's teacher-logit cache, the frozen-feature cache and linear_probe_epochs. It now uses the folder the
-    other run put there (same key, same contents)."""
+    other run put there (same key, same contents). Where a lock can be taken the second run waits for the first's
+    build (test_distill); this is the case where none can (NFS without locks), so both build."""
+    import errno
+    import fcntl
     import os
 
     import numpy as np
 
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
     logits = np.arange(12, dtype=np.float32).reshape(6, 2)
     real_pid = os.getpid()
 

@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -177,6 +178,36 @@ def _is_valid(folder: Path, key: str, rows: int | None) -> bool:
     return sorted(recorded) == [path.name for path in files] and all(_file_intact(p, recorded[p.name]) for p in files)
 
 
+@contextlib.contextmanager
+def _building(folder: Path, what: str):
+    """Held while this process builds `folder`'s entry: another run that wants the same key waits, then reads it (two
+    runs started together both spent the build time). An advisory flock on a hidden file beside the entry, dropped by
+    the kernel if the process dies, and removed when done; where no lock can be taken (no fcntl, NFS without locks)
+    they build side by side, as before, and the first renamed into place is used."""
+    lock = folder.with_name(f".{folder.name}.lock")
+    try:
+        import fcntl
+
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except (ImportError, OSError):
+        fcntl = fd = None
+    try:
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                logger.warning(f"another run is building the {what.lower()} cache {folder.name}; waiting to use it.")
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError:
+                pass
+        yield
+    finally:
+        if fd is not None:  # removed while held: a run waiting on it then finds the entry built (none is left behind)
+            with contextlib.suppress(OSError):
+                lock.unlink()
+            os.close(fd)
+
+
 def load_or_build(
     cache_root: str | Path,
     key: str,
@@ -197,7 +228,6 @@ def load_or_build(
     lives, whether it was a hit, its bytes on disk and the build time. `what` names the cache in messages.
     """
     import datasets
-    from datasets.arrow_writer import ArrowWriter
 
     folder = Path(cache_root) / key
     info = {"path": str(folder), "key": key, "rows": rows}
@@ -210,38 +240,49 @@ def load_or_build(
                 "permission) and holds no entry for this run; give a writable cache folder (teacher_cache_dir, "
                 "frozen_features_cache_dir) or leave it unset."
             )
-        if folder.exists():
-            logger.warning(f"{what} cache {folder} is incomplete or corrupted; rebuilding it.")
-            # Renamed aside first: another run that found it damaged too removes it at the same moment.
-            aside = folder.with_name(f"{folder.name}.stale.tmp-{process_tag()}")  # a kill here: removed as dead
-            with contextlib.suppress(OSError):
-                folder.rename(aside)
-            shutil.rmtree(aside, ignore_errors=True)
-        started = time.perf_counter()
-        remove_dead_builds(folder.parent.glob("*.tmp-*"))
-        tmp = folder.with_name(f"{folder.name}.tmp-{process_tag()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        try:
-            with ArrowWriter(features=features, path=str(tmp / DATA_FILE)) as writer:
-                for row in build():
-                    writer.write(row)
-                written, _ = writer.finalize()
-            if rows is not None and written != rows:
-                raise RuntimeError(f"{what}: {written} rows were computed for {rows} training rows")
-            meta = {"key": key, "rows": written, "files": _file_records(tmp), **(description or {})}
-            (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
-            try:
-                tmp.replace(folder)
-            except OSError:
-                # Another run with the same key (the same command started twice, seeds run side by side) renamed
-                # its build into place first: the key names the contents, so use that one.
-                if not _is_valid(folder, key, rows):
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        info.update(hit=False, build_seconds=round(time.perf_counter() - started, 2))
+        with _building(folder, what):
+            if _is_valid(folder, key, rows):  # another run built it while this one waited
+                info.update(hit=True, build_seconds=0.0)
+            else:
+                started = time.perf_counter()
+                _build_entry(folder, key, rows, features, build, what, description)
+                info.update(hit=False, build_seconds=round(time.perf_counter() - started, 2))
     dataset = datasets.Dataset.from_file(str(folder / DATA_FILE))
     info["rows"] = len(dataset)
     info["disk_bytes"] = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
     return dataset, info
+
+
+def _build_entry(folder: Path, key: str, rows, features, build, what: str, description) -> None:
+    """Build `folder`'s entry in a tmp folder of this process and rename it into place (see `load_or_build`)."""
+    from datasets.arrow_writer import ArrowWriter
+
+    if folder.exists():
+        logger.warning(f"{what} cache {folder} is incomplete or corrupted; rebuilding it.")
+        # Renamed aside first: another run that found it damaged too removes it at the same moment.
+        aside = folder.with_name(f"{folder.name}.stale.tmp-{process_tag()}")  # a kill here: removed as dead
+        with contextlib.suppress(OSError):
+            folder.rename(aside)
+        shutil.rmtree(aside, ignore_errors=True)
+    remove_dead_builds(folder.parent.glob("*.tmp-*"))
+    tmp = folder.with_name(f"{folder.name}.tmp-{process_tag()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        with ArrowWriter(features=features, path=str(tmp / DATA_FILE)) as writer:
+            for row in build():
+                writer.write(row)
+            written, _ = writer.finalize()
+        if rows is not None and written != rows:
+            raise RuntimeError(f"{what}: {written} rows were computed for {rows} training rows")
+        meta = {"key": key, "rows": written, "files": _file_records(tmp), **(description or {})}
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+        try:
+            tmp.replace(folder)
+        except OSError:
+            # Another run with the same key (where no lock could be taken) renamed its build into place first: the
+            # key names the contents, so use that one.
+            if not _is_valid(folder, key, rows):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
