@@ -28,6 +28,7 @@ from hf_transfer.core.folders import (
 from hf_transfer.core.models import is_sequence_classifier, load_classifier, load_config
 from hf_transfer.core.run_records import recorded_config
 from hf_transfer.core.runtime import sharded_weights
+from hf_transfer.core.tasks import names_labels
 from hf_transfer.errors import ConfigError, one_line
 
 logger = logging.getLogger(__name__)
@@ -164,7 +165,7 @@ def adapter_labels(
                 return [str(n) for n in record["label_names"]], record.get("problem_type")
     if base_config is not None and is_sequence_classifier(base_config):
         names = [str(base_config.id2label[i]) for i in range(base_config.num_labels)]
-        if names != [f"LABEL_{i}" for i in range(len(names))]:  # transformers' placeholders name nothing
+        if names_labels(names):
             return names, getattr(base_config, "problem_type", None)
     whose = f"nor does its base {base!r}" if base else "and it names no base"
     advice = plain_adapter_advice(folder, base)

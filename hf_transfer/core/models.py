@@ -24,6 +24,7 @@ from hf_transfer.core.folders import (
 from hf_transfer.core.layers import ModelLayout, discover_layers
 from hf_transfer.core.load_report import head_restored_later, say_loading
 from hf_transfer.core.saved_head import classifier_in_weights
+from hf_transfer.core.tasks import names_labels
 from hf_transfer.errors import ConfigError, one_line
 
 
@@ -69,9 +70,9 @@ def _names_labels(folder: Path) -> bool:
     """Whether a local model folder's config names its labels (transformers' `LABEL_n` placeholders name nothing)."""
     try:
         id2label = json.loads((folder / "config.json").read_bytes()).get("id2label") or {}
-    except (OSError, ValueError, AttributeError):
+        return names_labels(id2label[key] for key in sorted(id2label, key=int))
+    except (OSError, ValueError, AttributeError, TypeError):
         return False
-    return bool(id2label) and any(str(name) != f"LABEL_{i}" for i, name in id2label.items())
 
 
 def _adapter_base(folder: Path) -> str | None:

@@ -29,3 +29,9 @@ def predicted_labels(logits, problem_type: str, threshold: float = 0.5) -> np.nd
     if problem_type == MULTI_LABEL:
         return (logits > math.log(threshold / (1.0 - threshold))).astype(np.int64)
     return logits.argmax(-1)
+
+
+def names_labels(names) -> bool:
+    """Whether label names (in id order) name anything: transformers' placeholders `LABEL_0`, `LABEL_1`, ... do not."""
+    names = [str(name) for name in names]
+    return bool(names) and names != [f"LABEL_{i}" for i in range(len(names))]

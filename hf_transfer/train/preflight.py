@@ -27,6 +27,7 @@ from hf_transfer.core.models import (
 from hf_transfer.core.reuse import prepared_data
 from hf_transfer.core.runtime import launched_world_size
 from hf_transfer.core.tables import file_columns
+from hf_transfer.core.tasks import names_labels
 from hf_transfer.errors import ConfigError
 from hf_transfer.outputs.run_folder import check_output_dir_free, resolve_resume_checkpoint
 from hf_transfer.train.arguments import TransferTrainingArguments
@@ -151,7 +152,7 @@ def classifier_config(model_args: ModelArguments, prepared: PreparedData) -> tup
         names = [str((config.id2label or {}).get(i, f"LABEL_{i}")) for i in range(config.num_labels)]
         if sorted(names) == sorted(prepared.label_names):
             prepared = reorder_labels(prepared, names)
-        elif not m.ignore_mismatched_sizes and any(n != f"LABEL_{i}" for i, n in enumerate(names)):
+        elif not m.ignore_mismatched_sizes and names_labels(names):
             logger.warning(
                 f"model {m.model_name_or_path!r} is a classifier of other labels than the data's: its head's rows "
                 f"are trained on as the data's, in this order: {_pairs(names, prepared.label_names)}; pass "
