@@ -101,8 +101,8 @@ class CardData:
     versions: dict[str, str] = field(default_factory=dict)
     hf_transfer_version: str | None = None
 
-    def save(self, path: str | Path) -> None:
-        write_text_atomic(path, json_text(dataclasses.asdict(self), indent=2, default=str) + "\n")
+    def save(self, path: str | Path, **notes) -> None:  # notes: keys beside the fields (`readme.README_HASH`)
+        write_text_atomic(path, json_text({**dataclasses.asdict(self), **notes}, indent=2, default=str) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> CardData:

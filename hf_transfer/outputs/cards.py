@@ -35,7 +35,7 @@ from hf_transfer.outputs.card_rows import (
 from hf_transfer.outputs.export_card import export_fields, export_summary, export_tags
 from hf_transfer.outputs.few_shot_card import few_shot_rows
 from hf_transfer.outputs.plots import CONFUSION_COUNTED_LABELS
-from hf_transfer.outputs.readme import merge_readme, note_written_card
+from hf_transfer.outputs.readme import merge_readme, readme_note
 
 TEMPLATE = "model_card.md.jinja"
 EXAMPLE_TEXT = "I really enjoyed this!"
@@ -394,6 +394,5 @@ def write_model_card(
     if path.is_file():
         text = merge_readme(path.read_text(encoding="utf-8"), text, str(path))
     write_text_atomic(path, text)  # a failed write keeps the README and the user's edits as they were
-    card_data.save(folder / CARD_DATA_FILE)
-    note_written_card(folder, text)
+    card_data.save(folder / CARD_DATA_FILE, **readme_note(text))
     return path

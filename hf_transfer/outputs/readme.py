@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from hf_transfer.core.folders import CARD_DATA_FILE, json_text, write_text_atomic
+from hf_transfer.core.folders import CARD_DATA_FILE
 from hf_transfer.errors import ConfigError
 
 # A section without the line break after it: that break is the user's text's (one was lost at every regeneration, and
@@ -104,12 +104,9 @@ def is_stock_template(text: str) -> bool:
 README_HASH = "readme_sha256"
 
 
-def note_written_card(folder: Path, text: str) -> None:
-    """Note in the folder's card data the hash of the README text just written (`is_generated_card` reads it)."""
-    path = Path(folder) / CARD_DATA_FILE
-    values = json.loads(path.read_bytes())
-    values[README_HASH] = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    write_text_atomic(path, json_text(values, indent=2) + "\n")
+def readme_note(text: str) -> dict:
+    """What the card data notes of the README text just written, saved with it (`is_generated_card` reads it)."""
+    return {README_HASH: hashlib.sha256(text.encode("utf-8")).hexdigest()}
 
 
 def is_generated_card(path: Path) -> bool:
