@@ -67,6 +67,38 @@ def test_embedding_neighbours_are_nearest_whole_words_never_themselves(minilm_pa
     assert all(token not in found[token] for token in ids)
 
 
+def test_augmented_copies_are_cached_per_teacher_tokenizer(tmp_path, tiny_bert_dir):
+    """The copies replace words by their embedding neighbours read back through the teacher's tokenizer, so the same
+    embeddings under another vocabulary make other copies: the cache key held the embeddings and not the tokenizer,
+    and a teacher with another `teacher_tokenizer_name` was given the first one's copies."""
+    from types import SimpleNamespace
+
+    import datasets
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerFast
+
+    from hf_transfer.distill.transfer_set import augmented_rows
+
+    teacher = AutoModel.from_pretrained(tiny_bert_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    words = ["good", "great", "fine", "bad", "awful", "poor", "nice", "dull", "film", "show", "plot", "cast"]
+    # The same words, numbered otherwise: another vocabulary over the very same embedding rows.
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "with", *reversed(words)])}
+    backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    backend.normalizer, backend.pre_tokenizer = normalizers.BertNormalizer(), pre_tokenizers.BertPreTokenizer()
+    backend.decoder = decoders.WordPiece()
+    other = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]")
+    texts = [f"a {words[i % 12]} {words[(i + 5) % 12]} with {words[(i + 7) % 12]}" for i in range(12)]
+    train = datasets.Dataset.from_dict({"text": texts, "label": [i % 2 for i in range(12)]})
+    prepared = SimpleNamespace(datasets={"train": train}, text_column="text", text_pair_column=None)
+    d = SimpleNamespace(augment_method="replace", augment_p=0.5, augment_factor=2, augment_neighbours=3)
+    first = augmented_rows(prepared, d, teacher, tokenizer, seed=0)
+    under_other = augmented_rows(prepared, d, teacher, other, seed=0)
+    again = augmented_rows(prepared, d, teacher, tokenizer, seed=0)
+    assert first.summary["hit"] is False and under_other.summary["hit"] is False and again.summary["hit"] is True
+    assert under_other.summary["cache"] != first.summary["cache"] and again.texts == first.texts
+
+
 def test_replacements_of_a_byte_level_bpe_teacher_are_whole_words():
     """For a RoBERTa or GPT-2 teacher, the candidates kept every alphabetic piece: word ends such as `ishing` or
     `ascinating` (BPE marks a word start, `Ġ`, not a continuation, as WordPiece's `##` does), so augmented copies

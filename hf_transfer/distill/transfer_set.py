@@ -15,7 +15,14 @@ import datasets
 import numpy as np
 import torch
 
-from hf_transfer.core.caching import cache_key, default_cache_dir, fingerprint_model, fingerprint_texts, load_or_build
+from hf_transfer.core.caching import (
+    cache_key,
+    default_cache_dir,
+    fingerprint_model,
+    fingerprint_texts,
+    fingerprint_tokenizer,
+    load_or_build,
+)
 from hf_transfer.core.cleaning import PAIR_OPTION, check_text_cells
 from hf_transfer.core.column_hints import closest_hint
 from hf_transfer.core.data import PreparedData
@@ -195,6 +202,8 @@ def augmented_rows(prepared: PreparedData, d, teacher, tokenizer, seed: int) -> 
     key = cache_key(
         rows=fingerprint_texts(texts, pairs),
         embeddings=fingerprint_model(embeddings) if d.augment_method == "replace" else None,
+        # The neighbours are read back as the tokenizer's words: the same embeddings under another vocabulary differ.
+        tokenizer=fingerprint_tokenizer(tokenizer) if d.augment_method == "replace" else None,
         neighbours=d.augment_neighbours if d.augment_method == "replace" else None,
         words="in-text" if d.augment_method == "replace" else None,  # copies made by the older word rule are stale
         segments="both" if pairs else None,  # a pair's copies once perturbed its first text alone
