@@ -19,11 +19,12 @@ from hf_transfer.errors import STORAGE_REMEDY, DiskFullError, storage_failure
 OWN_FILES_STATE = "CheckpointFiles"
 
 
-def complete_checkpoints(output_dir: str | Path, own_files: bool = True) -> list[Path]:
+def complete_checkpoints(output_dir: str | Path, own_files: bool = True, ours_only: bool = False) -> list[Path]:
     """`checkpoint-N` folders that a save finished, oldest first. Trainer writes `trainer_state.json` after its own
     files, so a folder without a readable one was cut off mid-save (a crash or a kill) and must not be resumed from;
     our files come after it (`on_save`), and its state names them (`resume_order.CheckpointFiles`): a folder that
-    lacks one was cut off between the two."""
+    lacks one was cut off between the two. `ours_only`: only checkpoints whose state names our files (a stock
+    Trainer's names none)."""
     folders = []
     for path in Path(output_dir).glob("checkpoint-*"):
         step = path.name.split("-", 1)[1]
@@ -34,7 +35,8 @@ def complete_checkpoints(output_dir: str | Path, own_files: bool = True) -> list
             saved = json.loads(state.read_bytes())
         except (OSError, ValueError):
             continue
-        if not own_files or all((path / name).is_file() for name in _own_files(saved)):
+        named = _own_files(saved)
+        if (named or not ours_only) and (not own_files or all((path / name).is_file() for name in named)):
             folders.append((int(step), path))
     return [path for _, path in sorted(folders)]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from hf_transfer.core.folders import check_writable, search_folder_hint
@@ -10,7 +9,7 @@ from hf_transfer.errors import ConfigError
 from hf_transfer.outputs.arguments import CardArguments, PushArguments
 from hf_transfer.outputs.card_rebuild import folder_card_data
 from hf_transfer.outputs.cards import write_model_card
-from hf_transfer.outputs.checkpoints import OWN_FILES_STATE
+from hf_transfer.outputs.checkpoints import complete_checkpoints
 from hf_transfer.outputs.hub import PushTarget, check_pushable, check_repo_id, check_revision, push_folder
 
 
@@ -47,22 +46,13 @@ def _name_by_folder(card_data, folder: Path) -> None:
 def _cut_off_hint(folder: str) -> str:
     """For a train or distill run stopped before its outputs were written (checkpoints, no run record): how to
     finish it; else ''."""
-    ours = [state for state in Path(folder).glob("checkpoint-*/trainer_state.json") if _written_by_us(state)]
-    if not ours:  # a stock Trainer's finished folder has checkpoints too: it was neither ours nor stopped
+    # A stock Trainer's finished folder has checkpoints too: it was neither ours nor stopped.
+    if not complete_checkpoints(folder, own_files=False, ours_only=True):
         return ""
     return (
         " Its checkpoints are those of a run stopped before its outputs were written: rerun the same train or distill "
         "command with --resume_from_checkpoint true to finish it."
     )
-
-
-def _written_by_us(trainer_state: Path) -> bool:
-    """Whether a checkpoint's trainer_state.json is of an hf-transfer run: it names our checkpoint files."""
-    try:
-        named = json.loads(trainer_state.read_bytes()).get("stateful_callbacks") or {}
-    except (OSError, ValueError, AttributeError):
-        return False
-    return isinstance(named, dict) and OWN_FILES_STATE in named
 
 
 def run_push(args: PushArguments) -> dict:
