@@ -19,6 +19,7 @@ from hf_transfer.core.caching import (
 )
 from hf_transfer.core.data import tokenize_data
 from hf_transfer.core.folders import hub_origin
+from hf_transfer.core.hub_descriptions import settle_hub_descriptions
 from hf_transfer.core.inference import measure_speed, predict_logits, prompt_positions
 from hf_transfer.core.memory import memory_kib, release_freed_memory
 from hf_transfer.core.metrics import classification_metrics, make_compute_metrics
@@ -234,6 +235,7 @@ def run_distill(
     set_seed(training_args.seed)
     push = plan_push(training_args)
     check_adapter_args(adapter_args, training_args)
+    described = settle_hub_descriptions("distill", model_args, data_args)
     check_pushable_base(push, adapter_args, model_args)
     if adapter_args.enabled and d.student_layers is not None:
         raise ConfigError(
@@ -242,6 +244,8 @@ def run_distill(
             "model_name_or_path, or drop peft_method."
         )
     plan = preflight(model_args, data_args, d, training_args)
+    for line in described:  # once the input has passed its checks: a refusal stays one line
+        logger.warning(line)
     if training_args.release_freed_memory:
         release_freed_memory()
     adapter_plan = plan_adapter_on_meta(adapter_args, plan.student_config)

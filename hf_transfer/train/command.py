@@ -11,6 +11,7 @@ from hf_transfer.adapters.plan import apply_adapter_learning_rate, check_adapter
 from hf_transfer.core.arguments import DataArguments, ModelArguments
 from hf_transfer.core.caching import fingerprint_texts
 from hf_transfer.core.data import tokenize_data
+from hf_transfer.core.hub_descriptions import settle_hub_descriptions
 from hf_transfer.core.inference import prompt_positions
 from hf_transfer.core.memory import memory_kib, release_freed_memory
 from hf_transfer.core.metrics import make_compute_metrics
@@ -46,9 +47,12 @@ def run_train(
 
     set_seed(training_args.seed)
     check_adapter_args(adapter_args, training_args)
+    described = settle_hub_descriptions("train", model_args, data_args)
     push = plan_push(training_args)
     check_pushable_base(push, adapter_args, model_args)
     plan = preflight(model_args, data_args, training_args)
+    for line in described:  # once the input has passed its checks: a refusal stays one line
+        logger.warning(line)
     if training_args.release_freed_memory:
         release_freed_memory()
     # --- few-shot route (issue 21): chosen on the checked data, before any weight loads (train/few_shot.py) ---

@@ -1,0 +1,102 @@
+"""Fields that describe other fields for the card and the Hub: `base_model_hub_id` names the Hub id of the model
+`model_name_or_path` loads (a local copy), `dataset_hub_id` the Hub dataset of the data files. A shipped recipe sets
+both for its own model and data; run with another model or other data on the command line, the recipe's ids had
+gone on naming its own, in the card's metadata and model-index, in the run record, and in `adapter_config.json`,
+where the base named could not take the adapter."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+# The fields whose data `dataset_hub_id` describes: another of them on the command line is other data.
+DATA_FIELDS = ("train_file", "validation_file", "dataset_name", "dataset_config_name")
+# Config facts that tell two models apart without loading a weight.
+SHAPE_FACTS = ("model_type", "hidden_size", "num_hidden_layers", "vocab_size")
+
+
+def _set_by_user(args, name: str) -> bool:
+    """Whether `name` was given on the command line or through a set environment variable, not as the config file
+    wrote it (arguments built in code carry neither note: treated as written)."""
+    return name in (getattr(args, "flag_fields", None) or ()) or name in (
+        getattr(args, "environment_fields", None) or ()
+    )
+
+
+def _from_file(args, name: str) -> bool:
+    return getattr(args, name, None) is not None and not _set_by_user(args, name)
+
+
+def settle_hub_descriptions(command: str, model_args, data_args) -> list[str]:
+    """Drop a config file's `base_model_hub_id` or `dataset_hub_id` where the command line replaced what it
+    describes; a model given through an environment variable is checked against the id where the Hub's config for
+    it is cached, and otherwise named. The lines to say, once the run's input has passed its checks (a refusal
+    stays one line)."""
+    said: list[str] = []
+    if data_args is not None and _from_file(data_args, "dataset_hub_id"):
+        flags = getattr(data_args, "flag_fields", None) or ()
+        replaced = [name for name in DATA_FIELDS if name in flags]
+        if replaced:
+            said.append(
+                f"hf-transfer {command}: dataset_hub_id {data_args.dataset_hub_id} (from the config) left out of the "
+                f"card: --{replaced[0]} gives other data (add --dataset_hub_id with its Hub id if it has one)."
+            )
+            data_args.dataset_hub_id = None
+    if model_args is None or not _from_file(model_args, "base_model_hub_id") or not model_args.model_name_or_path:
+        return said
+    hub_id, model = model_args.base_model_hub_id, str(model_args.model_name_or_path)
+    if model == hub_id:
+        return said
+    if "model_name_or_path" in (getattr(model_args, "flag_fields", None) or ()):
+        why = f"--model_name_or_path gives another model ({model})"
+    elif "model_name_or_path" in (getattr(model_args, "environment_fields", None) or ()):
+        differs = _differing_shape(model, hub_id)
+        if differs is None:
+            said.append(
+                f"hf-transfer {command}: the card and any adapter name the base as {hub_id} (base_model_hub_id, "
+                f"from the config) for the model an environment variable gives ({model}); if that is another "
+                "model, add --base_model_hub_id with its Hub id, or null."
+            )
+            return said
+        if not differs:
+            return said
+        why = f"the model an environment variable gives ({model}) is not it ({differs})"
+    else:
+        return said
+    said.append(
+        f"hf-transfer {command}: base_model_hub_id {hub_id} (from the config) left out of the card and records: "
+        f"{why}; add --base_model_hub_id with that model's Hub id if it has one."
+    )
+    model_args.base_model_hub_id = None
+    return said
+
+
+def _differing_shape(model: str, hub_id: str) -> str | None:
+    """How `model` (a local folder, or a Hub id) differs from the Hub's config of `hub_id` ('' when alike); None when
+    either config cannot be read without the network."""
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        return f"another Hub id, {model}"
+    local, cached = _read_json(folder / "config.json"), _read_json(_cached_config(hub_id))
+    if local is None or cached is None:
+        return None
+    facts = [k for k in SHAPE_FACTS if k in local and k in cached and local[k] != cached[k]]
+    return "; ".join(f"its {k} is {local[k]!r}, the id's {cached[k]!r}" for k in facts)
+
+
+def _cached_config(hub_id: str) -> Path | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(hub_id, "config.json")
+    except (ValueError, OSError):  # not a valid repo id
+        return None
+    return Path(found) if isinstance(found, str) else None
+
+
+def _read_json(path: Path | None) -> dict | None:
+    try:
+        value = json.loads(path.read_bytes()) if path is not None else None
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,99 @@
+"""A recipe's `base_model_hub_id` and `dataset_hub_id` describe its own model and data: run with others on the command
+line, they are left out of the card and records, said in one line (core/hub_descriptions.py)."""
+
+import json
+
+import yaml
+from test_cli import tiny_data  # noqa: F401 (a fixture)
+
+from hf_transfer.cli import main, parse_command_args
+from hf_transfer.core import hub_descriptions
+from hf_transfer.core.hub_descriptions import settle_hub_descriptions
+
+RECIPE = """model_name_or_path: ${HF_TEST_MODEL:-org/recipe-base}
+base_model_hub_id: org/recipe-base
+dataset_hub_id: org/recipe-data
+train_file: TRAIN
+validation_file: DEV
+output_dir: OUT
+"""
+
+
+def _recipe(tmp_path, train, dev) -> str:
+    path = tmp_path / "recipe.yaml"
+    text = RECIPE.replace("TRAIN", str(train)).replace("DEV", str(dev)).replace("OUT", str(tmp_path / "out"))
+    path.write_text(text)
+    return str(path)
+
+
+def _settled(argv):
+    model_args, data_args, *_ = parse_command_args("train", argv)
+    return model_args, data_args, settle_hub_descriptions("train", model_args, data_args)
+
+
+def test_the_recipes_own_model_and_data_keep_their_ids(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_TEST_MODEL", raising=False)
+    model_args, data_args, said = _settled(["--config", _recipe(tmp_path, "a.csv", "b.csv"), "--seed", "3"])
+    assert said == [] and model_args.base_model_hub_id == "org/recipe-base"
+    assert data_args.dataset_hub_id == "org/recipe-data"
+    # Ids given on the command line are the user's own word, whatever else changed.
+    argv = ["--config", _recipe(tmp_path, "a.csv", "b.csv"), "--train_file", "mine.csv", "--model_name_or_path"]
+    argv += ["/models/mine", "--base_model_hub_id", "me/mine", "--dataset_hub_id", "me/data"]
+    model_args, data_args, said = _settled(argv)
+    assert said == [] and model_args.base_model_hub_id == "me/mine" and data_args.dataset_hub_id == "me/data"
+
+
+def test_other_data_or_model_on_the_command_line_drops_the_recipes_ids(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_TEST_MODEL", raising=False)
+    argv = ["--config", _recipe(tmp_path, "a.csv", "b.csv"), "--validation_file", "mine.csv"]
+    model_args, data_args, said = _settled(argv)
+    assert data_args.dataset_hub_id is None and model_args.base_model_hub_id == "org/recipe-base"
+    assert len(said) == 1 and "dataset_hub_id org/recipe-data" in said[0] and "--validation_file" in said[0]
+    argv = ["--config", _recipe(tmp_path, "a.csv", "b.csv"), "--model_name_or_path", "/models/other"]
+    model_args, data_args, said = _settled(argv)
+    assert model_args.base_model_hub_id is None and data_args.dataset_hub_id == "org/recipe-data"
+    assert len(said) == 1 and "/models/other" in said[0] and "--base_model_hub_id" in said[0]
+
+
+def test_a_model_from_the_environment_is_checked_against_the_ids_cached_config(tmp_path, monkeypatch):
+    local = tmp_path / "local-model"
+    local.mkdir()
+    (local / "config.json").write_text(json.dumps({"model_type": "roberta", "hidden_size": 32}))
+    hub = tmp_path / "hub-config.json"
+    hub.write_text(json.dumps({"model_type": "bert", "hidden_size": 384, "num_hidden_layers": 6}))
+    monkeypatch.setenv("HF_TEST_MODEL", str(local))
+    recipe = _recipe(tmp_path, "a.csv", "b.csv")
+    # Not cached (offline): kept, and named, so a user who pointed the variable at another model hears of it.
+    monkeypatch.setattr(hub_descriptions, "_cached_config", lambda hub_id: None)
+    model_args, _, said = _settled(["--config", recipe])
+    assert model_args.base_model_hub_id == "org/recipe-base"
+    assert len(said) == 1 and str(local) in said[0] and "if that is another model" in said[0]
+    # Cached and of another shape: dropped, with the difference.
+    monkeypatch.setattr(hub_descriptions, "_cached_config", lambda hub_id: hub)
+    model_args, _, said = _settled(["--config", recipe])
+    assert model_args.base_model_hub_id is None
+    assert len(said) == 1 and "model_type is 'roberta', the id's 'bert'" in said[0], said
+    # Cached and alike (a local copy of the id): kept, in silence.
+    (local / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 384}))
+    model_args, _, said = _settled(["--config", recipe])
+    assert model_args.base_model_hub_id == "org/recipe-base" and said == []
+    # The variable names another Hub id: that id is the model's own name.
+    monkeypatch.setenv("HF_TEST_MODEL", "org/other-base")
+    model_args, _, said = _settled(["--config", recipe])
+    assert model_args.base_model_hub_id is None and "another Hub id, org/other-base" in said[0]
+
+
+def test_a_recipe_run_on_other_data_and_model_names_them_in_its_card(tmp_path, tiny_data, tiny_bert_dir, caplog):  # noqa: F811
+    train, dev = tiny_data
+    out = tmp_path / "out"
+    argv = ["train", "--config", _recipe(tmp_path, "absent.csv", "absent-dev.csv"), "--model_name_or_path"]
+    argv += [str(tiny_bert_dir), "--train_file", str(train), "--validation_file", str(dev), "--output_dir", str(out)]
+    argv += ["--max_steps", "2", "--use_cpu", "true", "--report_to", "none", "--save_strategy", "no"]
+    argv += ["--disable_tqdm", "true", "--per_device_train_batch_size", "8"]
+    assert main(argv) == 0
+    header = yaml.safe_load((out / "README.md").read_text().split("---")[1])
+    assert "org/recipe-base" not in json.dumps(header) and "org/recipe-data" not in json.dumps(header)
+    saved = yaml.safe_load((out / "hf_transfer_config.yaml").read_text())
+    assert saved["base_model_hub_id"] is None and saved["dataset_hub_id"] is None
+    said = [r.getMessage() for r in caplog.records if "left out of the card" in r.getMessage()]
+    assert len(said) == 2, said
