@@ -327,9 +327,30 @@ def test_max_samples_keep_the_first_rows(tmp_path):
 
 
 def test_truncation_that_loses_a_class_warns(tmp_path, caplog):
-    prepared = load(tmp_path, rows(["a"] * 5 + ["b"] * 5), rows(["a", "b"]), max_train_samples=3)
-    assert prepared.summary["train"]["label_counts"] == {"a": 3, "b": 0}
-    assert "hold no example of ['b']" in caplog.text
+    train = rows(["a"] * 3 + ["b"] * 3 + ["c"] * 3)
+    prepared = load(tmp_path, train, rows(["a", "b", "c"]), max_train_samples=5)
+    assert prepared.summary["train"]["label_counts"] == {"a": 3, "b": 2, "c": 0}
+    assert "hold no example of ['c']" in caplog.text
+
+
+def test_truncation_that_leaves_one_class_is_refused(tmp_path, caplog):
+    """A file sorted by label cut to its first rows trained a model of one class, which always says it."""
+    with pytest.raises(DataError) as err:
+        load(tmp_path, rows(["a"] * 5 + ["b"] * 5), rows(["a", "b"]), max_train_samples=3)
+    assert "training rows kept by max_train_samples 3 hold a single class ['a']" in str(err.value)
+    assert "sorted by label" in str(err.value) and "hold no example" not in caplog.text
+
+
+def test_names_or_a_mapping_that_leave_one_trained_class_are_refused(tmp_path, caplog):
+    """class_names [negative, positive] on a file of one class, or a ratings mapping on 0/1 labels (label 1 became
+    'bad', every 0 was dropped), trained a model that always says one class, and reported accuracy 1.0."""
+    with pytest.raises(DataError) as err:
+        load(tmp_path, rows([1, 1, 1, 1]), rows([0, 1]), class_names=["negative", "positive"])
+    assert "single class ['positive'] of the 2 named" in str(err.value) and "--class_names null" in str(err.value)
+    with pytest.raises(DataError) as err:
+        load(tmp_path, rows([0, 1, 0, 1, 1]), rows([0, 1]), label_mapping=RATING_MAPPING)
+    assert "single class ['bad'] of the 3 named" in str(err.value) and "--label_mapping null" in str(err.value)
+    assert "label_mapping names no class for 2 of the 5 train rows" in caplog.text
 
 
 def test_a_truncated_extra_evaluation_set_is_named_in_its_warning(tmp_path, caplog):

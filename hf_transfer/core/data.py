@@ -34,10 +34,12 @@ from hf_transfer.core.column_hints import read_glue_pair
 from hf_transfer.core.label_space import (
     case_variants,
     check_label_types,
+    check_trained_classes,
     detect_problem_type,
     label_space,
     unlabel_hidden_test_labels,
     warn_case_variants,
+    warn_unmapped,
 )
 from hf_transfer.core.overlap import record_rows
 from hf_transfer.core.runtime import progress_bars_off
@@ -156,6 +158,7 @@ def _apply_label_space(split, ds, profile, summary, space, multi: bool, args) ->
         ds = ds.map(convert, batched=True, remove_columns=[_RAW_LABEL], features=features, desc=f"Labels ({split})")
     kept = pc.sum(ds.data.column(_KEEP)).as_py() or 0
     summary["dropped"]["unmapped_label"] = summary["rows"] - kept
+    warn_unmapped(split, summary["rows"] - kept, summary["rows"], args)
     summary["rows"] = kept
     if kept < len(ds):
         ds = ds.filter(lambda keep: keep, input_columns=_KEEP, batched=True, desc=f"Dropping rows ({split})")
@@ -191,23 +194,12 @@ def _truncate(ds: datasets.Dataset, limit: int, split: str, names: list[str], mu
         return ds
     kept = ds.select(range(limit))
     if not multi:
-        lost = sorted(set(_labels_array(ds).tolist()) - set(_labels_array(kept).tolist()))
-        if lost:
+        held = set(_labels_array(kept).tolist())
+        lost = sorted(set(_labels_array(ds).tolist()) - held)
+        if lost and (len(held) > 1 or split != "train"):  # one training class left is refused: that line alone
             logger.warning("The first %d %s rows hold no example of %s; is the file sorted by label?", limit, split,
                            [names[i] for i in lost])  # fmt: skip
     return kept
-
-
-def _warn_untrained_classes(train: datasets.Dataset, names: list[str], multi: bool) -> None:
-    """Classes that class_names or label_mapping name but no training row holds get an output that is never trained
-    towards (said before the run, as the card's label counts say it after)."""
-    counts = _label_counts(train, names, multi)["label_counts"]
-    empty = [name for name, count in counts.items() if count == 0]
-    if empty:
-        logger.warning(
-            f"no training row has the label(s) {empty} that class_names or label_mapping name: the model gets an "
-            "output for each that it cannot learn to predict. Add such rows, or drop the name(s)."
-        )
 
 
 def _label_counts(ds: datasets.Dataset, names: list[str], multi: bool) -> dict:
@@ -274,7 +266,7 @@ def load_data(data_args: DataArguments, seed: int = 42, require_train: bool = Tr
         else:
             splits[split] = ds.remove_columns(_RAW_LABEL)
     if "train" in splits and profiles["train"].labelled:
-        _warn_untrained_classes(splits["train"], names, multi)
+        check_trained_classes(_label_counts(splits["train"], names, multi)["label_counts"], multi, args)
     stats = {split: {k: v for k, v in summary.items() if k != "rows"} for split, summary in summaries.items()}
     carved = "train" in splits and "validation" not in splits
     if carved:
@@ -288,6 +280,9 @@ def load_data(data_args: DataArguments, seed: int = 42, require_train: bool = Tr
             splits[split] = _truncate(splits[split], limit, getattr(args, "shown_splits", {}).get(split, split),
                                       names, multi)  # fmt: skip
             stats[split]["cut_by_max_samples"] = whole - len(splits[split])
+            if split == "train" and whole > limit and profiles["train"].labelled:
+                counts = _label_counts(splits[split], names, multi)["label_counts"]
+                check_trained_classes(counts, multi, args, cut=f" kept by max_train_samples {limit}")
     summary = {"source": source, "columns": {"text": text, "text_pair": pair, "label": label}}
     summary["validation_carved_from_train"] = carved
     summary["seconds"] = {"read_and_clean": round(time.perf_counter() - started, 2)}

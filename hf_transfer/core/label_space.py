@@ -192,3 +192,39 @@ def warn_case_variants(names: list[str]) -> None:
             f"the labels {alike} differ only in letter case, so each is a class of its own; if they are one class, "
             "write them alike in the data (or join them with label_mapping)."
         )
+
+
+def check_trained_classes(counts: dict[str, int], multi: bool, args: DataArguments, cut: str = "") -> None:
+    """Classes that class_names or label_mapping name but no training row holds get an output that is never trained
+    towards (said before the run, as the card's label counts say it after). Single-label rows of one class alone
+    are refused: class_names [negative, positive] on a file of one class, or a label_mapping that left one class
+    (a ratings recipe's on 0/1 labels), had trained a model that always says it, and reported accuracy 1.0. `cut`:
+    what selected the rows, when it was not the data alone."""
+    held = [name for name, count in counts.items() if count]
+    if not multi and len(held) < 2:
+        source = "label_mapping" if args.label_mapping is not None else "class_names" if args.class_names else None
+        hint = f"--{source} null reads the labels as the data has them, or " if source else ""
+        if cut:  # the file holds more classes (load_data checked them): its first rows do not
+            hint = "the file may be sorted by label: shuffle it, or raise max_train_samples"
+        else:
+            hint = f"Check label_column_name; {hint}add rows of the other classes"
+        raise DataError(
+            f"the training rows{cut} hold a single class {held} of the {len(counts)} named {list(counts)}; a "
+            f"classifier needs examples of at least two. {hint}."
+        )
+    empty = [name for name, count in counts.items() if count == 0]
+    if empty and not cut:
+        logger.warning(
+            f"no training row has the label(s) {empty} that class_names or label_mapping name: the model gets an "
+            "output for each that it cannot learn to predict. Add such rows, or drop the name(s)."
+        )
+
+
+def warn_unmapped(split: str, dropped: int, rows: int, args: DataArguments) -> None:
+    """Rows whose label label_mapping does not name are left out by design (a mapping that drops the neutral
+    ratings), but a mapping written for other data left out a whole label value in silence."""
+    if dropped and args.label_mapping is not None:
+        logger.warning(
+            f"label_mapping names no class for {dropped} of the {rows} {split} rows: they are left out "
+            "(--label_mapping null reads the labels as the data has them)."
+        )
