@@ -463,6 +463,29 @@ def test_auto_leaves_other_runs_on_the_ordinary_route(extra, model_kind, reason,
     assert decision.passed_over == (reason == "freeze_layers is set")
 
 
+def test_a_route_that_max_train_samples_chose_says_so(tiny_st, tmp_path):
+    """A smoke run's `--max_train_samples` put a file of enough rows under the threshold: the route changed with a
+    size flag, and the line said only the rows per class."""
+    from hf_transfer.cli import parse_command_args
+    from hf_transfer.train.few_shot_choice import decide_few_shot
+    from hf_transfer.train.preflight import preflight
+
+    labels = ["good", "bad"] * 12
+    train = write_csv(tmp_path / "train.csv", [f"{(GOOD + BAD)[i % 16]} {i}" for i in range(24)], labels)
+    reasons = {}
+    for cut, threshold in (("8", "10"), ("20", "20")):
+        argv = few_shot_argv(tiny_st, train, tmp_path / "out", "--few_shot", "auto")[1:]
+        argv += ["--max_train_samples", cut, "--few_shot_max_rows_per_class", threshold]
+        argv += ["--validation_file", str(train)]
+        model_args, data_args, adapter_args, training_args = parse_command_args("train", argv)
+        plan = preflight(model_args, data_args, training_args)
+        decision = decide_few_shot(plan, model_args, adapter_args, training_args, data_args.max_train_samples)
+        assert decision.on, decision.reason
+        reasons[cut] = decision.reason
+    assert "under max_train_samples 8 (the file has 12 per class; --few_shot false keeps" in reasons["8"]
+    assert "max_train_samples" not in reasons["20"]  # the file's 12 per class are under 20 too: no word of the cut
+
+
 def test_max_steps_is_the_body_tuning_budget(tiny_st, tmp_path):
     """max_steps overrides few_shot_body_epochs as it overrides Trainer's epochs (it was ignored: 2 epochs ran)."""
     train = write_csv(tmp_path / "train.csv", GOOD + BAD, ["good"] * 8 + ["bad"] * 8)

@@ -158,7 +158,6 @@ def _apply_label_space(split, ds, profile, summary, space, multi: bool, args) ->
         ds = ds.map(convert, batched=True, remove_columns=[_RAW_LABEL], features=features, desc=f"Labels ({split})")
     kept = pc.sum(ds.data.column(_KEEP)).as_py() or 0
     summary["dropped"]["unmapped_label"] = summary["rows"] - kept
-    warn_unmapped(split, summary["rows"] - kept, summary["rows"], args)
     summary["rows"] = kept
     if kept < len(ds):
         ds = ds.filter(lambda keep: keep, input_columns=_KEEP, batched=True, desc=f"Dropping rows ({split})")
@@ -267,6 +266,8 @@ def load_data(data_args: DataArguments, seed: int = 42, require_train: bool = Tr
             splits[split] = ds.remove_columns(_RAW_LABEL)
     if "train" in splits and profiles["train"].labelled:
         check_trained_classes(_label_counts(splits["train"], names, multi)["label_counts"], multi, args)
+    for split, summary in summaries.items():  # after the refusals: one line where the run stops
+        warn_unmapped(split, summary["dropped"]["unmapped_label"], summary["rows_before_cleaning"], args)
     stats = {split: {k: v for k, v in summary.items() if k != "rows"} for split, summary in summaries.items()}
     carved = "train" in splits and "validation" not in splits
     if carved:

@@ -219,6 +219,13 @@ def decide_few_shot(plan, model_args, adapter_args, args, max_train_samples: int
         reason = f"{_rows(per_class)} rows per class, but {conflicts[0]}"
         return FewShotDecision(False, requested, reason, per_class, passed_over=pooling == "mean_tokens")
     reason = f"{_rows(per_class)} training rows per class < few_shot_max_rows_per_class {threshold:g}"
+    cut = (plan.prepared.summary.get("train") or {}).get("cut_by_max_samples") or 0
+    whole = per_class + cut / max(len(plan.prepared.label_names), 1)
+    if cut and whole >= threshold:  # a smoke run's size flag changed the method: said, with the way back
+        reason += (
+            f", under max_train_samples {max_train_samples} (the file has {_rows(whole)} per class; --few_shot "
+            "false keeps the ordinary fine-tune)"
+        )
     return FewShotDecision(True, requested, reason, per_class)
 
 
