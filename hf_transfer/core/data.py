@@ -125,8 +125,8 @@ def _apply_label_space(split, ds, profile, summary, space, multi: bool, args) ->
         if args.class_names:
             raise DataError(
                 f"the {split} data has label(s) {shown} that class_names {listed(names)} does not cover: integer "
-                f"labels must be 0..{len(names) - 1}, string labels one of the names. Fix the data, or use "
-                "label_mapping."
+                f"labels must be 0..{len(names) - 1}, string labels one of the names. Fix the data, use "
+                "label_mapping, or give --class_names null to name the classes as the data does."
             )
         alike = case_variants(shown, names)
         raise DataError(

@@ -155,7 +155,8 @@ def _check_mapping_matches(mapping: dict, ids, profiles: dict[str, LabelProfile]
         raise DataError(
             f"label_mapping {mapping} matches none of the {split} data's labels {shown[:10]}{more} (all "
             f"{profiles[split].rows} have a label that is not a key of label_mapping): its keys must be label values "
-            "found in the data. Fix the keys, or check label_column_name."
+            "found in the data. Fix the keys, check label_column_name, or give --label_mapping null to read the "
+            "labels as the data has them."
         )
 
 

@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 import difflib
 import logging
+import os
 import re
 import typing
 from pathlib import Path
@@ -65,7 +66,7 @@ class CommandParser:
         self.positional = positional
         # `owners(name)`: the other commands that have a field `name`, for the message about a field of theirs.
         self.owners = owners or (lambda name: [])
-        self.config_file, self.file_keys, self.environment_keys = None, frozenset(), frozenset()
+        self.config_file, self.file_keys, self.config_variables = None, frozenset(), {}
         self.dataclass_types = list(dataclass_types)
         self.parser = _Parser(
             self.dataclass_types, prog=f"hf-transfer {command}", allow_abbrev=False, formatter_class=_HelpFormatter
@@ -123,15 +124,9 @@ class CommandParser:
             )
         if files[0] is not None and not files[0].strip():
             raise ConfigError("--config is empty; give the path of a YAML file of field: value.")
-        from_environment: set[str] = set()
-        config, written = (
-            load_config_file(expand_home("config_file", files[0]), from_environment) if files[0] else ({}, {})
-        )
-        self.config_file, self.file_keys, self.environment_keys = (
-            files[0],
-            frozenset(config),
-            frozenset(from_environment),
-        )
+        variables: dict[str, list[str]] = {}
+        config, written = load_config_file(expand_home("config_file", files[0]), variables) if files[0] else ({}, {})
+        self.config_file, self.file_keys, self.config_variables = files[0], frozenset(config), variables
         # A run's own `hf_transfer_config.yaml` fed back: the results it records are no settings.
         config = {k: v for k, v in config.items() if k not in RECORDED_RESULTS}
         return self._parse(config, flags, written)
@@ -195,8 +190,12 @@ class CommandParser:
             # learning rate applies only when learning_rate was not given. Not a dataclass field, so not saved.
             object.__setattr__(objects[-1], "given_fields", frozenset(names & (set(config) | given)))
             object.__setattr__(objects[-1], "flag_fields", frozenset(names & given))  # on the command line
-            # From the config file, through an environment variable that is set (`${HF_TRANSFER_MODEL:-...}`).
-            object.__setattr__(objects[-1], "environment_fields", frozenset(names & (self.environment_keys - given)))
+            # From the config file through environment variables, {field: their names} (`${HF_TRANSFER_MODEL:-...}`),
+            # and those fields where one of them is set (not its default).
+            built = {k: v for k, v in self.config_variables.items() if k in names and k not in given}
+            object.__setattr__(objects[-1], "config_variables", built)
+            set_by_environment = {k for k, v in built.items() if any(os.environ.get(n) for n in v)}
+            object.__setattr__(objects[-1], "environment_fields", frozenset(set_by_environment))
             # What "set but ignored" warnings speak of: a run's own record fed back (`--config run/hf_transfer_config
             # .yaml`) holds every field, those at their default no choice of the user's (lora_r had been warned of).
             chosen = set(config) | given

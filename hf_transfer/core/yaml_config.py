@@ -116,16 +116,16 @@ _SECRET_VARIABLE = re.compile(
 )
 
 
-def _expand_env(value: Any, path: str, field: str, from_environment: set[str] | None = None) -> Any:
+def _expand_env(value: Any, path: str, field: str, variables: dict[str, list[str]] | None = None) -> Any:
     """`${VAR}` and `${VAR:-default}` in YAML strings, so shipped configs can point at data and models anywhere. As
     in the shell, the default also replaces a variable that is set but empty (`HF_TRANSFER_DATA_DIR=` had made
     `${HF_TRANSFER_DATA_DIR:-../shared/data}/sst2` the root's `/sst2`). Another form (`${VAR-x}`, `${VAR:=x}`, a
-    nested `${A:-${B}}`) had stayed in the value as text, silently; it is refused. `from_environment` gathers the
-    top-level fields whose value took a variable that is set (not its default)."""
+    nested `${A:-${B}}`) had stayed in the value as text, silently; it is refused. `variables` gathers the names
+    of the variables each top-level field's value was built from."""
     if isinstance(value, dict):
-        return {k: _expand_env(v, path, f"{field}.{k}", from_environment) for k, v in value.items()}
+        return {k: _expand_env(v, path, f"{field}.{k}", variables) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand_env(v, path, field, from_environment) for v in value]
+        return [_expand_env(v, path, field, variables) for v in value]
     if not isinstance(value, str):
         return value
 
@@ -144,9 +144,9 @@ def _expand_env(value: Any, path: str, field: str, from_environment: set[str] | 
                 "config, records and card, and pushed with them; remove it (the Hub token is read from HF_TOKEN or "
                 "`hf auth login` by hf-transfer itself)."
             )
+        if variables is not None:
+            variables.setdefault(field.split(".", 1)[0].replace("-", "_"), []).append(name)
         if os.environ.get(name):
-            if from_environment is not None:
-                from_environment.add(field.split(".", 1)[0].replace("-", "_"))
             return os.environ[name]
         if default is not None:
             return default
@@ -176,9 +176,11 @@ def _config_text(path: str) -> str:
         ) from None
 
 
-def load_config_file(path: str, from_environment: set[str] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
-    """The file's {field: value}, and {field: text} of its values written as plain numbers. `from_environment`
-    gathers the fields that took a set environment variable's value (`${HF_TRANSFER_MODEL:-...}` with it set)."""
+def load_config_file(
+    path: str, variables: dict[str, list[str]] | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The file's {field: value}, and {field: text} of its values written as plain numbers. `variables` gathers
+    {field: names of the environment variables its value was built from} (`${HF_TRANSFER_MODEL:-...}`)."""
     import yaml
 
     if Path(path).is_dir():
@@ -212,7 +214,7 @@ def load_config_file(path: str, from_environment: set[str] | None = None) -> tup
         if (name := key.replace("-", "_")) in fields:
             raise ConfigError(f"config file {path!r} sets {name} twice, as {fields[name]!r} and {key!r}.")
         fields[name] = key
-    values = {str(k).replace("-", "_"): _expand_env(v, path, str(k), from_environment) for k, v in data.items()}
+    values = {str(k).replace("-", "_"): _expand_env(v, path, str(k), variables) for k, v in data.items()}
     return values, _numbers_as_written(node, values)
 
 

@@ -19,12 +19,12 @@ from hf_transfer.core.caching import (
 )
 from hf_transfer.core.data import tokenize_data
 from hf_transfer.core.folders import hub_origin
-from hf_transfer.core.hub_descriptions import settle_hub_descriptions
 from hf_transfer.core.inference import measure_speed, predict_logits, prompt_positions
 from hf_transfer.core.memory import memory_kib, release_freed_memory
 from hf_transfer.core.metrics import classification_metrics, make_compute_metrics
 from hf_transfer.core.models import align_pad_token
 from hf_transfer.core.overlap import say_overlap
+from hf_transfer.core.recipe_overrides import settle_recipe_fields
 from hf_transfer.core.runtime import (
     FINAL_METRICS_PRECISION,
     precision_name,
@@ -235,7 +235,7 @@ def run_distill(
     set_seed(training_args.seed)
     push = plan_push(training_args)
     check_adapter_args(adapter_args, training_args)
-    described = settle_hub_descriptions("distill", model_args, data_args)
+    described = settle_recipe_fields("distill", model_args, data_args)
     check_pushable_base(push, adapter_args, model_args)
     if adapter_args.enabled and d.student_layers is not None:
         raise ConfigError(

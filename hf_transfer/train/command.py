@@ -11,12 +11,12 @@ from hf_transfer.adapters.plan import apply_adapter_learning_rate, check_adapter
 from hf_transfer.core.arguments import DataArguments, ModelArguments
 from hf_transfer.core.caching import fingerprint_texts
 from hf_transfer.core.data import tokenize_data
-from hf_transfer.core.hub_descriptions import settle_hub_descriptions
 from hf_transfer.core.inference import prompt_positions
 from hf_transfer.core.memory import memory_kib, release_freed_memory
 from hf_transfer.core.metrics import make_compute_metrics
 from hf_transfer.core.models import load_classifier
 from hf_transfer.core.overlap import say_overlap
+from hf_transfer.core.recipe_overrides import settle_recipe_fields
 from hf_transfer.core.reuse import tokenized_data
 from hf_transfer.outputs.hub import plan_push
 from hf_transfer.outputs.run_folder import check_resume_fits
@@ -47,7 +47,7 @@ def run_train(
 
     set_seed(training_args.seed)
     check_adapter_args(adapter_args, training_args)
-    described = settle_hub_descriptions("train", model_args, data_args)
+    described = settle_recipe_fields("train", model_args, data_args)
     push = plan_push(training_args)
     check_pushable_base(push, adapter_args, model_args)
     plan = preflight(model_args, data_args, training_args)

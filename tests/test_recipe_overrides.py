@@ -1,5 +1,5 @@
 """A recipe's `base_model_hub_id` and `dataset_hub_id` describe its own model and data: run with others on the command
-line, they are left out of the card and records, said in one line (core/hub_descriptions.py)."""
+line, they are left out of the card and records, said in one line (core/recipe_overrides.py)."""
 
 import json
 
@@ -7,8 +7,8 @@ import yaml
 from test_cli import tiny_data  # noqa: F401 (a fixture)
 
 from hf_transfer.cli import main, parse_command_args
-from hf_transfer.core import hub_descriptions
-from hf_transfer.core.hub_descriptions import settle_hub_descriptions
+from hf_transfer.core import recipe_overrides
+from hf_transfer.core.recipe_overrides import settle_recipe_fields
 
 RECIPE = """model_name_or_path: ${HF_TEST_MODEL:-org/recipe-base}
 base_model_hub_id: org/recipe-base
@@ -26,18 +26,24 @@ def _recipe(tmp_path, train, dev) -> str:
     return str(path)
 
 
+def _files(tmp_path):
+    for name in ("a.csv", "b.csv"):
+        (tmp_path / name).write_text("text,label\nx,1\n")
+    return tmp_path / "a.csv", tmp_path / "b.csv"
+
+
 def _settled(argv):
     model_args, data_args, *_ = parse_command_args("train", argv)
-    return model_args, data_args, settle_hub_descriptions("train", model_args, data_args)
+    return model_args, data_args, settle_recipe_fields("train", model_args, data_args)
 
 
 def test_the_recipes_own_model_and_data_keep_their_ids(tmp_path, monkeypatch):
     monkeypatch.delenv("HF_TEST_MODEL", raising=False)
-    model_args, data_args, said = _settled(["--config", _recipe(tmp_path, "a.csv", "b.csv"), "--seed", "3"])
+    model_args, data_args, said = _settled(["--config", _recipe(tmp_path, *_files(tmp_path)), "--seed", "3"])
     assert said == [] and model_args.base_model_hub_id == "org/recipe-base"
     assert data_args.dataset_hub_id == "org/recipe-data"
     # Ids given on the command line are the user's own word, whatever else changed.
-    argv = ["--config", _recipe(tmp_path, "a.csv", "b.csv"), "--train_file", "mine.csv", "--model_name_or_path"]
+    argv = ["--config", _recipe(tmp_path, *_files(tmp_path)), "--train_file", "mine.csv", "--model_name_or_path"]
     argv += ["/models/mine", "--base_model_hub_id", "me/mine", "--dataset_hub_id", "me/data"]
     model_args, data_args, said = _settled(argv)
     assert said == [] and model_args.base_model_hub_id == "me/mine" and data_args.dataset_hub_id == "me/data"
@@ -45,11 +51,11 @@ def test_the_recipes_own_model_and_data_keep_their_ids(tmp_path, monkeypatch):
 
 def test_other_data_or_model_on_the_command_line_drops_the_recipes_ids(tmp_path, monkeypatch):
     monkeypatch.delenv("HF_TEST_MODEL", raising=False)
-    argv = ["--config", _recipe(tmp_path, "a.csv", "b.csv"), "--validation_file", "mine.csv"]
+    argv = ["--config", _recipe(tmp_path, *_files(tmp_path)), "--validation_file", "mine.csv"]
     model_args, data_args, said = _settled(argv)
     assert data_args.dataset_hub_id is None and model_args.base_model_hub_id == "org/recipe-base"
     assert len(said) == 1 and "dataset_hub_id org/recipe-data" in said[0] and "--validation_file" in said[0]
-    argv = ["--config", _recipe(tmp_path, "a.csv", "b.csv"), "--model_name_or_path", "/models/other"]
+    argv = ["--config", _recipe(tmp_path, *_files(tmp_path)), "--model_name_or_path", "/models/other"]
     model_args, data_args, said = _settled(argv)
     assert model_args.base_model_hub_id is None and data_args.dataset_hub_id == "org/recipe-data"
     assert len(said) == 1 and "/models/other" in said[0] and "--base_model_hub_id" in said[0]
@@ -62,14 +68,14 @@ def test_a_model_from_the_environment_is_checked_against_the_ids_cached_config(t
     hub = tmp_path / "hub-config.json"
     hub.write_text(json.dumps({"model_type": "bert", "hidden_size": 384, "num_hidden_layers": 6}))
     monkeypatch.setenv("HF_TEST_MODEL", str(local))
-    recipe = _recipe(tmp_path, "a.csv", "b.csv")
+    recipe = _recipe(tmp_path, *_files(tmp_path))
     # Not cached (offline): kept, and named, so a user who pointed the variable at another model hears of it.
-    monkeypatch.setattr(hub_descriptions, "_cached_config", lambda hub_id: None)
+    monkeypatch.setattr(recipe_overrides, "_cached_config", lambda hub_id: None)
     model_args, _, said = _settled(["--config", recipe])
     assert model_args.base_model_hub_id == "org/recipe-base"
     assert len(said) == 1 and str(local) in said[0] and "if that is another model" in said[0]
     # Cached and of another shape: dropped, with the difference.
-    monkeypatch.setattr(hub_descriptions, "_cached_config", lambda hub_id: hub)
+    monkeypatch.setattr(recipe_overrides, "_cached_config", lambda hub_id: hub)
     model_args, _, said = _settled(["--config", recipe])
     assert model_args.base_model_hub_id is None
     assert len(said) == 1 and "model_type is 'roberta', the id's 'bert'" in said[0], said
@@ -97,3 +103,31 @@ def test_a_recipe_run_on_other_data_and_model_names_them_in_its_card(tmp_path, t
     assert saved["base_model_hub_id"] is None and saved["dataset_hub_id"] is None
     said = [r.getMessage() for r in caplog.records if "left out of the card" in r.getMessage()]
     assert len(said) == 2, said
+
+
+def test_a_dataset_name_flag_replaces_the_recipes_files_and_a_missing_recipe_file_names_its_field(
+    tmp_path, monkeypatch
+):
+    import pytest
+
+    from hf_transfer.errors import DataError
+
+    monkeypatch.delenv("HF_TEST_MODEL", raising=False)
+    train, dev = tmp_path / "a.csv", tmp_path / "b.csv"
+    train.write_text("text,label\nx,1\n")
+    dev.write_text("text,label\nx,1\n")
+    argv = ["--config", _recipe(tmp_path, train, dev), "--dataset_name", str(tmp_path / "my_dataset")]
+    _, data_args, said = _settled(argv)
+    assert data_args.train_file is None and data_args.validation_file is None
+    assert data_args.dataset_hub_id is None
+    assert "--dataset_name" in said[0] and "replaces the config's train_file, validation_file" in said[0]
+    # A recipe file that is not there: its field, and the flag that gives another.
+    with pytest.raises(DataError) as err:
+        _settled(["--config", _recipe(tmp_path, tmp_path / "gone.csv", dev)])
+    assert "train_file" in str(err.value) and "(from the config) does not exist" in str(err.value)
+    assert "give --train_file PATH." in str(err.value)
+    recipe = tmp_path / "data_dir.yaml"
+    recipe.write_text("train_file: ${HF_TEST_DATA:-/nowhere}/train.tsv\noutput_dir: out\n")
+    with pytest.raises(DataError) as err:
+        _settled(["--config", str(recipe)])
+    assert "give --train_file PATH, or set HF_TEST_DATA (its path is built from it)." in str(err.value)

@@ -1,13 +1,22 @@
-"""Fields that describe other fields for the card and the Hub: `base_model_hub_id` names the Hub id of the model
-`model_name_or_path` loads (a local copy), `dataset_hub_id` the Hub dataset of the data files. A shipped recipe sets
-both for its own model and data; run with another model or other data on the command line, the recipe's ids had
-gone on naming its own, in the card's metadata and model-index, in the run record, and in `adapter_config.json`,
-where the base named could not take the adapter."""
+"""A config file (a shipped recipe) run with the user's own model or data on the command line.
+
+`base_model_hub_id` names the Hub id of the model `model_name_or_path` loads (a local copy), `dataset_hub_id` the Hub
+dataset of the data files. A shipped recipe sets both for its own model and data; run with another model or other
+data on the command line, the recipe's ids had gone on naming its own, in the card's metadata and model-index, in
+the run record, and in `adapter_config.json`, where the base named could not take the adapter. A `--dataset_name`
+flag replaces the recipe's data files (it was refused as two sources), and a recipe's data file that is not there is
+named by its field, with the flag that replaces it."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+
+from hf_transfer.core.arguments import data_file_problem
+from hf_transfer.errors import DataError
+
+FILE_FIELDS = ("train_file", "validation_file", "test_file")
 
 # The fields whose data `dataset_hub_id` describes: another of them on the command line is other data.
 DATA_FIELDS = ("train_file", "validation_file", "dataset_name", "dataset_config_name")
@@ -27,12 +36,14 @@ def _from_file(args, name: str) -> bool:
     return getattr(args, name, None) is not None and not _set_by_user(args, name)
 
 
-def settle_hub_descriptions(command: str, model_args, data_args) -> list[str]:
+def settle_recipe_fields(command: str, model_args, data_args) -> list[str]:
     """Drop a config file's `base_model_hub_id` or `dataset_hub_id` where the command line replaced what it
     describes; a model given through an environment variable is checked against the id where the Hub's config for
     it is cached, and otherwise named. The lines to say, once the run's input has passed its checks (a refusal
     stays one line)."""
     said: list[str] = []
+    if data_args is not None:
+        said += _data_from_the_command_line(command, data_args)
     if data_args is not None and _from_file(data_args, "dataset_hub_id"):
         flags = getattr(data_args, "flag_fields", None) or ()
         replaced = [name for name in DATA_FIELDS if name in flags]
@@ -68,6 +79,34 @@ def settle_hub_descriptions(command: str, model_args, data_args) -> list[str]:
         f"{why}; add --base_model_hub_id with that model's Hub id if it has one."
     )
     model_args.base_model_hub_id = None
+    return said
+
+
+def _data_from_the_command_line(command: str, data_args) -> list[str]:
+    """A `--dataset_name` flag drops the config's data files (said); a config's data file that is not there is one
+    line naming its field and the flag that replaces it (it named a path alone)."""
+    flags = getattr(data_args, "flag_fields", None)
+    if flags is None:  # built in code: nothing came from a file
+        return []
+    said = []
+    if "dataset_name" in flags and data_args.dataset_name:
+        dropped = [name for name in FILE_FIELDS if getattr(data_args, name, None) and name not in flags]
+        for name in dropped:
+            setattr(data_args, name, None)
+        if dropped:
+            said.append(
+                f"hf-transfer {command}: --dataset_name {data_args.dataset_name} replaces the config's "
+                f"{', '.join(dropped)}."
+            )
+    for name in FILE_FIELDS:
+        path = getattr(data_args, name, None)
+        if isinstance(path, str) and name not in flags and (problem := data_file_problem(path)):
+            built = (getattr(data_args, "config_variables", None) or {}).get(name)
+            variable = f", or set {' or '.join(built)} (its path is built from it)" if built else ""
+            raise DataError(
+                f"{name} {path!r} (from the config) {problem} (working directory {os.getcwd()!r}); give --{name} "
+                f"PATH{variable}."
+            )
     return said
 
 
