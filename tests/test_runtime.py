@@ -407,3 +407,34 @@ def test_builds_left_by_a_killed_process_are_removed_by_the_next_one(tmp_path):
     with PredictionWriter(tmp_path / "out.csv"):
         pass
     assert not (tmp_path / f".out.csv.{host}-{dead}.tmp").exists()
+    # Those of another output name in the same folder too: they had waited for a run to that very name.
+    (tmp_path / f".old.export-{host}-{dead}.tmp").mkdir()
+    (tmp_path / f".preds.jsonl.{host}-{dead}.tmp").write_text("{}\n")
+    with staged_output_dir(tmp_path / "onnx2", "export"):
+        pass
+    with PredictionWriter(tmp_path / "other.csv"):
+        pass
+    assert not list(tmp_path.glob(f".*{dead}.tmp"))
+
+
+def test_a_cache_hit_removes_the_builds_of_killed_processes(tmp_path):
+    """Only a miss (a build) swept the killed builds of a cache folder, so a run that hit its entry left a killed
+    build's half of a 693 MB entry beside it."""
+    import socket
+    import subprocess
+    import sys
+
+    import datasets
+
+    from hf_transfer.core.caching import load_or_build
+
+    features = datasets.Features({"x": datasets.Value("int64")})
+    rows = lambda: ({"x": i} for i in range(3))  # noqa: E731
+    load_or_build(tmp_path, "key", 3, features, rows, what="Test")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    killed = tmp_path / f"other.tmp-{socket.gethostname()}-{gone.pid}"
+    killed.mkdir()
+    (killed / "data.arrow").write_bytes(b"half")
+    _, info = load_or_build(tmp_path, "key", 3, features, rows, what="Test")
+    assert info["hit"] is True and not killed.exists()

@@ -231,6 +231,8 @@ def load_or_build(
 
     folder = Path(cache_root) / key
     info = {"path": str(folder), "key": key, "rows": rows}
+    if folder.parent.is_dir() and can_write_in(folder.parent):  # a killed build of any key, up to 693 MB: a hit
+        remove_dead_builds(folder.parent.glob("*.tmp-*"))  # had left it for the next miss to find
     if _is_valid(folder, key, rows):
         info.update(hit=True, build_seconds=0.0)
     else:
