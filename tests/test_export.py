@@ -374,3 +374,38 @@ def test_a_max_seq_length_beyond_the_model_is_lowered_and_the_card_shows_the_len
     # The quick start as a user runs it, on a text longer than the model's position table.
     monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id: str(out))
     exec(snippet.replace('"I really enjoyed this!"', '"good " * 600'), {})
+
+
+def test_onnx_runtime_writes_no_telemetry_outside_hf_home(tmp_path):
+    """Each export, ONNX predict and ONNX evaluate had written a device id and an event database under
+    `~/.cache/Microsoft/DeveloperTools`, and a `.ses` file in the temporary folder; a user's own setting stays."""
+    import os
+    import subprocess
+    import sys
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["logits"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1])],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "m.onnx")
+    code = (
+        "import os, sys; from hf_transfer.core.onnx_model import import_onnxruntime; ort = import_onnxruntime(); "
+        f"ort.InferenceSession({str(tmp_path / 'm.onnx')!r}, providers=['CPUExecutionProvider']); "
+        "print(os.environ['ORT_DISABLE_TELEMETRY'])"
+    )
+    for setting, expected in ((None, "1"), ("0", "0")):
+        home, tmp = tmp_path / f"home-{setting}", tmp_path / f"tmp-{setting}"
+        home.mkdir()
+        tmp.mkdir()
+        env = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME")}
+        env.update(HOME=str(home), TMPDIR=str(tmp), **({"ORT_DISABLE_TELEMETRY": setting} if setting else {}))
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and done.stdout.strip() == expected, done.stderr
+        if setting is None:
+            assert not [p for p in (*home.rglob("*"), *tmp.rglob("*")) if p.is_file()]

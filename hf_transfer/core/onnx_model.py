@@ -3,11 +3,22 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 from hf_transfer.errors import ConfigError, one_line
+
+
+def import_onnxruntime():
+    """ONNX Runtime, imported with its telemetry off unless the user set `ORT_DISABLE_TELEMETRY` (read once, at its
+    import): each export, ONNX predict and ONNX evaluate had written a device id and an event database under
+    `~/.cache/Microsoft/DeveloperTools`, and a session id in the temporary folder, outside HF_HOME."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    import onnxruntime
+
+    return onnxruntime
 
 
 def default_threads() -> int:
@@ -21,8 +32,7 @@ class OnnxClassifier:
     """`path` (an ONNX graph with a `logits` output) in an ONNX Runtime CPU session; `config` gives the labels."""
 
     def __init__(self, path: str | Path, config, threads: int | None = None):
-        import onnxruntime as ort
-
+        ort = import_onnxruntime()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or default_threads()
         options.inter_op_num_threads = 1

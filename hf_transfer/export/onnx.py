@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from hf_transfer.core.inference import measure_speed, predict_logits
+from hf_transfer.core.onnx_model import import_onnxruntime
 from hf_transfer.core.runtime import progress_bar
 from hf_transfer.core.tasks import predicted_labels
 
@@ -108,6 +109,7 @@ def quantize_int8(source: Path, target: Path) -> None:
     level, handlers = root.level, list(root.handlers)
     root.setLevel(logging.ERROR)
     try:
+        import_onnxruntime()  # its telemetry off, before the quantizer imports it
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         with warnings.catch_warnings():
