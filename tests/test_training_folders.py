@@ -158,7 +158,9 @@ def test_overwriting_a_finished_run_leaves_none_of_its_checkpoints_or_stale_outp
     assert state["save_steps"] == 3
 
 
-def test_overwriting_keeps_the_files_the_run_reads_and_a_readme_the_user_wrote(tmp_path, tiny_bert_dir, tiny_data):
+def test_overwriting_keeps_the_files_the_run_reads_and_a_readme_the_user_wrote(
+    tmp_path, tiny_bert_dir, tiny_data, caplog
+):
     """overwrite_output_dir removed the earlier run's files by name: the run's own training data, saved in the
     folder as predict_results.csv (pseudo-labels), went before training read it, and so did a README the user had
     written (the card is merged into one, keeping the user's text)."""
@@ -186,6 +188,29 @@ def test_overwriting_keeps_the_files_the_run_reads_and_a_readme_the_user_wrote(t
     assert is_generated_card(out / "README.md")
     (out / "README.md").write_text((out / "README.md").read_text().replace("---\n", "---\nlicense: mit\n", 1))
     assert not is_generated_card(out / "README.md")
+    # A card of a version that noted no hash: its header is compared with the one its card data renders, so a key
+    # the user set there (license) is theirs, and stays; an untouched one is still the run's to replace.
+    (out / "README.md").unlink()
+    assert main([*base, "--overwrite_output_dir", "true"]) == 0
+    card_data = out / "hf_transfer_card_data.json"
+    saved = json.loads(card_data.read_text())
+    saved.pop("readme_sha256")
+    card_data.write_text(json.dumps(saved))
+    text = (out / "README.md").read_text()
+    assert "\nlibrary_name: transformers\n" in text and "license:" not in text
+    (out / "README.md").write_text(
+        text.replace("library_name: transformers", "library_name: transformers\nlicense: mit")
+    )
+    assert main([*base, "--overwrite_output_dir", "true"]) == 0
+    assert "license: mit" in (out / "README.md").read_text()
+    saved = json.loads(card_data.read_text())
+    saved.pop("readme_sha256")
+    card_data.write_text(json.dumps(saved))
+    (out / "README.md").write_text((out / "README.md").read_text().replace("license: mit\n", ""))
+    caplog.clear()
+    assert main([*base, "--overwrite_output_dir", "true"]) == 0
+    said = [r.getMessage() for r in caplog.records if "overwrite_output_dir: removed" in r.getMessage()]
+    assert len(said) == 1 and "README.md" in said[0], said
 
 
 @pytest.fixture(scope="module")
@@ -575,3 +600,22 @@ def test_training_on_from_a_classifier_keeps_its_label_order(tmp_path, tiny_bert
         assert main(train_argv(tmp_path / "other", *tiny_data, tmp_path / "out2", "--few_shot", "false")) == 0
     assert "is a classifier of other labels than the data's: its head's rows are trained on as the data's, in this " \
            "order: 'good' -> 'neg', 'bad' -> 'pos'" in caplog.text  # fmt: skip
+
+
+def test_an_earlier_versions_merged_adapter_model_goes_with_its_run_and_is_never_pushed(finished_run, caplog):
+    """Before the merged model held a copy of the run record, `--overwrite_output_dir` knew an adapter run's
+    `merged/` by that copy alone: it stayed beside the new full model, and `push` sent it up inside the new repo
+    (another model, 90 MB). The run folder's own record names it; and a push holds back any `merged/` model."""
+    from hf_transfer.outputs.push_scope import held_back
+
+    run, argv = finished_run
+    merged = run / "merged"
+    merged.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(run / name, merged / name)
+    assert "merged/**" in held_back(run, "me/model", include_training_state=False)  # beside a full model too
+    record = json.loads((run / "hf_transfer_run.json").read_text())
+    record["adapter"] = {"method": "lora", "merged_model": "merged"}  # as the adapter run of that version wrote it
+    (run / "hf_transfer_run.json").write_text(json.dumps(record))
+    assert main([*argv, "--overwrite_output_dir", "true"]) == 0
+    assert not merged.exists()

@@ -145,14 +145,17 @@ def _json_rows(path: Path) -> bool:
 def _merged_model_held_back(folder: Path, repo_id: str) -> list[str]:
     """An adapter run's `merged/` (merge_adapter) is a model of its own, with its own card: uploaded inside the
     adapter's repo it was a subfolder that `pipeline()` cannot load and whose card named a repo that does not exist.
-    It stays out of the adapter's push, and the log says how to push it to a repo of its own."""
+    It stays out of the adapter's push, and the log says how to push it to a repo of its own. Beside a full model it
+    is an earlier adapter run's, kept by `--overwrite_output_dir` (a version before the merged model held a copy of
+    the record did not mark it): it went up inside the new model's repo, another model of 90 MB."""
     merged = folder / MERGED_DIR
-    if not ((folder / "adapter_config.json").is_file() and (merged / "config.json").is_file()):
+    if not (merged / "config.json").is_file():
         return []
+    what = "the adapter merged into the weights" if (folder / "adapter_config.json").is_file() else "an earlier run's"
     logger.warning(
-        "%s (the adapter merged into the weights) is a model of its own and is not pushed with the adapter; push it "
-        "to a repo of its own with `hf-transfer push %s --hub_model_id %s-merged`.",
-        merged, merged, repo_id,
+        "%s (%s) is a model of its own and is not pushed with this folder; push it to a repo of its own with "
+        "`hf-transfer push %s --hub_model_id %s-merged`.",
+        merged, what, merged, repo_id,
     )  # fmt: skip
     return [f"{MERGED_DIR}/**"]
 

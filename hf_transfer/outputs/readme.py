@@ -109,10 +109,12 @@ def readme_note(text: str) -> dict:
     return {README_HASH: hashlib.sha256(text.encode("utf-8")).hexdigest()}
 
 
-def is_generated_card(path: Path) -> bool:
+def is_generated_card(path: Path, fresh_header=None) -> bool:
     """Whether the README at `path` is a card hf-transfer (or PEFT's stock template) wrote, with nothing of the
     user's in it: the bytes the last card write noted, or (a card written before that note) no text outside its
-    generated sections. A hand-written README, or one the user added to (a YAML key included), is not."""
+    generated sections and, with `fresh_header` (a callable giving the header the folder's card data renders, or
+    None where there is none), that header exactly. A hand-written README, or one the user added to (a YAML key
+    included, or a value changed: an earlier version's card lost its `license: mit`), is not."""
     text = path.read_text(encoding="utf-8", errors="replace")
     if is_stock_template(text):
         return True
@@ -122,10 +124,17 @@ def is_generated_card(path: Path) -> bool:
         noted = None
     if noted:
         return hashlib.sha256(path.read_bytes()).hexdigest() == noted
-    _, body = _split_card(text, str(path)) if text.lstrip().startswith("---") else ({}, text)
+    header, body = _split_card(text, str(path)) if text.lstrip().startswith("---") else ({}, text)
     if _BLOCK.search(body):
-        return not _BLOCK.sub("", body).strip()
-    return _OLD_FOOTER in body  # a card written before the section markers: all of it ours, as `_merge_body` says
+        ours = not _BLOCK.sub("", body).strip()
+    else:
+        ours = _OLD_FOOTER in body  # a card written before the section markers: all of it ours, as `_merge_body` says
+    return ours and (fresh_header is None or header == fresh_header())
+
+
+def card_header(text: str) -> dict:
+    """The YAML header of a card's text, as a dict."""
+    return _split_card(text)[0]
 
 
 def merge_readme(old_text: str, new_text: str, where: str = "README.md") -> str:

@@ -180,11 +180,11 @@ def clear_earlier_run(training_args, reads: list[Path]) -> list[str]:
 
     removed = [p for p in sorted(out.iterdir()) if _is_trainer_checkpoint(p) and not read_here(p)]
     merged = out / MERGED_DIR  # merge_adapter's model, with a copy of the run record (not `hf-transfer merge`'s)
-    if _merged_by_the_run(merged) and not read_here(merged):
+    if _merged_by_the_run(merged, out) and not read_here(merged):
         removed.append(merged)
     if out not in reads:  # never a file this run reads (its data, saved there), nor a README the user wrote into
         removed += [out / name for name in _EARLIER_OUTPUTS if (out / name).is_file() and not read_here(out / name)]
-        removed = [p for p in removed if p.name != "README.md" or is_generated_card(p)]
+        removed = [p for p in removed if p.name != "README.md" or is_generated_card(p, lambda: _rendered_header(out))]
     for path in removed:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     if removed:
@@ -193,14 +193,32 @@ def clear_earlier_run(training_args, reads: list[Path]) -> list[str]:
     return [p.name for p in removed]
 
 
-def _merged_by_the_run(merged: Path) -> bool:
-    """`merged` is an adapter run's merge_adapter model (its record copy says so), not a folder the user put there,
-    such as `hf-transfer merge --output_dir RUN/merged`, which overwrite_output_dir had removed as the run's."""
+def _rendered_header(folder: Path) -> dict | None:
+    """The YAML header of the card the folder's card data renders now (None without readable card data)."""
+    from hf_transfer.outputs.card_data import load_card_data
+    from hf_transfer.outputs.cards import build_card
+    from hf_transfer.outputs.readme import card_header
+
     try:
-        record = json.loads((merged / RUN_RECORD_FILE).read_bytes())
+        card_data = load_card_data(folder)
+        return card_header(str(build_card(card_data, folder))) if card_data is not None else None
+    except (ConfigError, OSError, ValueError, TypeError, KeyError):  # an older record this version cannot render
+        return None
+
+
+def _merged_by_the_run(merged: Path, out: Path) -> bool:
+    """`merged` is an adapter run's merge_adapter model (its record copy says so; or, with no record of its own, as
+    versions before that copy wrote it, the run folder's record names it), not a folder the user put there, such as
+    `hf-transfer merge --output_dir RUN/merged`, which overwrite_output_dir had removed as the run's."""
+    if not merged.is_dir():
+        return False
+    own = merged / RUN_RECORD_FILE
+    try:
+        record = json.loads((own if own.exists() else out / RUN_RECORD_FILE).read_bytes())
     except (OSError, ValueError):
         return False
-    return isinstance(record, dict) and bool((record.get("adapter") or {}).get("merged_model"))
+    named = (record.get("adapter") or {}).get("merged_model") if isinstance(record, dict) else None
+    return bool(named) and (own.exists() or Path(str(named)).name == merged.name)
 
 
 def read_paths(*arg_objects) -> list[Path]:
