@@ -42,13 +42,13 @@ def release_freed_memory() -> None:
 _trimming = False
 
 
-def trim_freed_memory() -> None:
+def trim_freed_memory(record: bool = True) -> None:
     """glibc's malloc_trim(0): hand the free pages anywhere in the heap back to the system (not only its top), so
-    the holes that batches of changing shapes leave stop counting as resident; the first call also marks the run
-    record's allocator line. Checked with `can_release_freed_memory` first."""
+    the holes that batches of changing shapes leave stop counting as resident; with `record`, the first call also
+    marks the run record's allocator line. Checked with `can_release_freed_memory` first."""
     global _trimming
     ctypes.CDLL(None).malloc_trim(0)
-    _trimming = True
+    _trimming = _trimming or record
 
 
 def release_device_memory() -> None:

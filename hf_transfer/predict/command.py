@@ -22,6 +22,7 @@ from hf_transfer.core.cleaning import LABEL_COLUMN_CANDIDATES, PAIR_OPTION, chec
 from hf_transfer.core.eval_sets import scalars
 from hf_transfer.core.folders import written_together
 from hf_transfer.core.inference import predict_logits
+from hf_transfer.core.memory import can_release_freed_memory, trim_freed_memory
 from hf_transfer.core.prediction_columns import (
     PREDICTED_LABEL,
     empty_text_mask,
@@ -121,6 +122,7 @@ def run_predict(args: PredictArguments) -> dict:
     model, tokenizer = load_inference_model(source, on_gpu=True)
 
     started = time.perf_counter()
+    trim = can_release_freed_memory()
     empty_rows = second_texts = 0
     unknown_only: list[int] = []  # rows of each chunk whose text the tokenizer knows nothing of
     with (
@@ -149,6 +151,8 @@ def run_predict(args: PredictArguments) -> dict:
                 writer.write(chunk.reset_index(drop=True).assign(**added))
                 if references is not None:
                     references.add(chunk[label], empty, predicted_labels(logits, source.problem_type, threshold))
+                if trim:  # the heap holes of each chunk's batch shapes: peak 930 MB at 67k rows, not 716 MB
+                    trim_freed_memory(record=False)
             if bar.total != bar.n:  # counted lines, not rows, where quoted cells span lines: the bar ends full
                 bar.total = bar.n
                 bar.refresh()
