@@ -438,3 +438,31 @@ def test_a_cache_hit_removes_the_builds_of_killed_processes(tmp_path):
     (killed / "data.arrow").write_bytes(b"half")
     _, info = load_or_build(tmp_path, "key", 3, features, rows, what="Test")
     assert info["hit"] is True and not killed.exists()
+
+
+def test_a_hit_checked_by_hash_notes_the_sizes_and_times_so_the_next_one_does_not_hash(tmp_path, monkeypatch):
+    """An entry written before sizes and times were kept (a bare sha256 per file), or copied, was hashed in full at
+    every hit, for good (1 to 4 s for SST-2's feature cache): the first hit now notes them."""
+    import json
+
+    import datasets
+
+    from hf_transfer.core import caching
+
+    features = datasets.Features({"x": datasets.Value("int64")})
+    rows = lambda: ({"x": i} for i in range(3))  # noqa: E731
+    caching.load_or_build(tmp_path, "key", 3, features, rows, what="Test")
+    meta_path = tmp_path / "key" / caching.META_FILE
+    meta = json.loads(meta_path.read_text())
+    meta["files"] = {name: record["sha256"] for name, record in meta["files"].items()}  # an earlier version's
+    meta_path.write_text(json.dumps(meta))
+    _, info = caching.load_or_build(tmp_path, "key", 3, features, rows, what="Test")
+    assert info["hit"] is True
+    assert all(isinstance(r, dict) and r["size"] > 0 for r in json.loads(meta_path.read_text())["files"].values())
+
+    def no_hash(path):
+        raise AssertionError(f"{path} hashed again")
+
+    monkeypatch.setattr(caching, "_sha256", no_hash)
+    _, info = caching.load_or_build(tmp_path, "key", 3, features, rows, what="Test")
+    assert info["hit"] is True
