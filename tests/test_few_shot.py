@@ -482,7 +482,7 @@ def test_a_route_that_max_train_samples_chose_says_so(tiny_st, tmp_path):
         decision = decide_few_shot(plan, model_args, adapter_args, training_args, data_args.max_train_samples)
         assert decision.on, decision.reason
         reasons[cut] = decision.reason
-    assert "under max_train_samples 8 (the file has 12 per class; --few_shot false keeps" in reasons["8"]
+    assert "under max_train_samples 8 (the file has 12 rows per class on average; --few_shot false" in reasons["8"]
     assert "max_train_samples" not in reasons["20"]  # the file's 12 per class are under 20 too: no word of the cut
 
 

@@ -55,10 +55,11 @@ def test_other_data_or_model_on_the_command_line_drops_the_recipes_ids(tmp_path,
     model_args, data_args, said = _settled(argv)
     assert data_args.dataset_hub_id is None and model_args.base_model_hub_id == "org/recipe-base"
     assert len(said) == 1 and "dataset_hub_id org/recipe-data" in said[0] and "--validation_file" in said[0]
-    argv = ["--config", _recipe(tmp_path, *_files(tmp_path)), "--model_name_or_path", "/models/other"]
+    # Another Hub id by flag: that id is the model's own name.
+    argv = ["--config", _recipe(tmp_path, *_files(tmp_path)), "--model_name_or_path", "org/other"]
     model_args, data_args, said = _settled(argv)
     assert model_args.base_model_hub_id is None and data_args.dataset_hub_id == "org/recipe-data"
-    assert len(said) == 1 and "/models/other" in said[0] and "--base_model_hub_id" in said[0]
+    assert len(said) == 1 and "another Hub id, org/other" in said[0] and "--base_model_hub_id" in said[0]
 
 
 def test_a_model_from_the_environment_is_checked_against_the_ids_cached_config(tmp_path, monkeypatch):
@@ -87,10 +88,30 @@ def test_a_model_from_the_environment_is_checked_against_the_ids_cached_config(t
     monkeypatch.setenv("HF_TEST_MODEL", "org/other-base")
     model_args, _, said = _settled(["--config", recipe])
     assert model_args.base_model_hub_id is None and "another Hub id, org/other-base" in said[0]
+    # A local folder by flag is checked the same way: a local copy of the id keeps it (a push of its adapter needs
+    # it), another shape drops it.
+    monkeypatch.delenv("HF_TEST_MODEL")
+    model_args, _, said = _settled(["--config", recipe, "--model_name_or_path", str(local)])
+    assert model_args.base_model_hub_id == "org/recipe-base" and said == []
+    (local / "config.json").write_text(json.dumps({"model_type": "distilbert", "hidden_size": 32}))
+    model_args, _, said = _settled(["--config", recipe, "--model_name_or_path", str(local)])
+    assert model_args.base_model_hub_id is None and "--model_name_or_path gives" in said[0]
+    monkeypatch.setattr(recipe_overrides, "_cached_config", lambda hub_id: None)
+    model_args, _, said = _settled(["--config", recipe, "--model_name_or_path", str(local)])
+    assert model_args.base_model_hub_id == "org/recipe-base" and "if that is another model" in said[0]
 
 
-def test_a_recipe_run_on_other_data_and_model_names_them_in_its_card(tmp_path, tiny_data, tiny_bert_dir, caplog):  # noqa: F811
+def test_a_recipe_run_on_other_data_and_model_names_them_in_its_card(
+    tmp_path,
+    tiny_data,  # noqa: F811
+    tiny_bert_dir,
+    caplog,
+    monkeypatch,
+):
     train, dev = tiny_data
+    hub = tmp_path / "hub-config.json"  # the id's config as the Hub cache would hold it: MiniLM's shape
+    hub.write_text(json.dumps({"model_type": "bert", "hidden_size": 384, "num_hidden_layers": 6}))
+    monkeypatch.setattr(recipe_overrides, "_cached_config", lambda hub_id: hub)
     out = tmp_path / "out"
     argv = ["train", "--config", _recipe(tmp_path, "absent.csv", "absent-dev.csv"), "--model_name_or_path"]
     argv += [str(tiny_bert_dir), "--train_file", str(train), "--validation_file", str(dev), "--output_dir", str(out)]
@@ -102,7 +123,7 @@ def test_a_recipe_run_on_other_data_and_model_names_them_in_its_card(tmp_path, t
     saved = yaml.safe_load((out / "hf_transfer_config.yaml").read_text())
     assert saved["base_model_hub_id"] is None and saved["dataset_hub_id"] is None
     said = [r.getMessage() for r in caplog.records if "left out of the card" in r.getMessage()]
-    assert len(said) == 2, said
+    assert len(said) == 2 and "its hidden_size is 32, the id's 384" in said[1], said
 
 
 def test_a_dataset_name_flag_replaces_the_recipes_files_and_a_missing_recipe_file_names_its_field(

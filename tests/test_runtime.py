@@ -407,14 +407,6 @@ def test_builds_left_by_a_killed_process_are_removed_by_the_next_one(tmp_path):
     with PredictionWriter(tmp_path / "out.csv"):
         pass
     assert not (tmp_path / f".out.csv.{host}-{dead}.tmp").exists()
-    # Those of another output name in the same folder too: they had waited for a run to that very name.
-    (tmp_path / f".old.export-{host}-{dead}.tmp").mkdir()
-    (tmp_path / f".preds.jsonl.{host}-{dead}.tmp").write_text("{}\n")
-    with staged_output_dir(tmp_path / "onnx2", "export"):
-        pass
-    with PredictionWriter(tmp_path / "other.csv"):
-        pass
-    assert not list(tmp_path.glob(f".*{dead}.tmp"))
 
 
 def test_a_cache_hit_removes_the_builds_of_killed_processes(tmp_path):

@@ -619,3 +619,20 @@ def test_an_earlier_versions_merged_adapter_model_goes_with_its_run_and_is_never
     (run / "hf_transfer_run.json").write_text(json.dumps(record))
     assert main([*argv, "--overwrite_output_dir", "true"]) == 0
     assert not merged.exists()
+
+
+def test_an_unhashed_cards_header_counts_as_edited_only_for_keys_the_user_set_or_changed(tmp_path):
+    """Without a noted hash the header is compared with the one the card data renders now: a key that version
+    lacked, or fewer tags, is no edit of the user's; where nothing can be rendered (no card data, or one this version
+    cannot read), the body alone decides, as before (such a card had been kept, and its stale keys merged)."""
+    from hf_transfer.outputs.readme import is_generated_card
+
+    body = "<!-- hf-transfer:begin title -->\n# x\n<!-- hf-transfer:end title -->\n"
+    readme = tmp_path / "README.md"
+    readme.write_text("---\nlicense: apache-2.0\ntags:\n- hf-transfer\n---\n\n" + body)
+    fresh = {"license": "apache-2.0", "tags": ["hf-transfer", "text-classification"], "pipeline_tag": "x"}
+    assert is_generated_card(readme, lambda: fresh)
+    assert is_generated_card(readme, lambda: None)
+    assert not is_generated_card(readme, lambda: {**fresh, "license": "mit"})
+    readme.write_text("---\nlicense: apache-2.0\nwidget: [a]\n---\n\n" + body)
+    assert not is_generated_card(readme, lambda: fresh)

@@ -267,7 +267,8 @@ def load_data(data_args: DataArguments, seed: int = 42, require_train: bool = Tr
     if "train" in splits and profiles["train"].labelled:
         check_trained_classes(_label_counts(splits["train"], names, multi)["label_counts"], multi, args)
     for split, summary in summaries.items():  # after the refusals: one line where the run stops
-        warn_unmapped(split, summary["dropped"]["unmapped_label"], summary["rows_before_cleaning"], args)
+        shown = getattr(args, "shown_splits", {}).get(split, split)
+        warn_unmapped(shown, summary["dropped"]["unmapped_label"], summary["rows_before_cleaning"], args)
     stats = {split: {k: v for k, v in summary.items() if k != "rows"} for split, summary in summaries.items()}
     carved = "train" in splits and "validation" not in splits
     if carved:

@@ -4,6 +4,7 @@ holds a tokenizer or an adapter."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import math
 import os
@@ -243,7 +244,7 @@ def staged_output_dir(output_dir: str | Path, command: str) -> Iterator[Path]:
     out = Path(output_dir).resolve()  # `.` and `..` have no name to build a sibling from
     made = [folder for folder in (out.parent, *out.parent.parents) if not folder.exists()]  # deepest first
     out.parent.mkdir(parents=True, exist_ok=True)
-    remove_dead_builds(out.parent.glob(f".*.{command}-*.tmp"))  # a killed run's, of any output name here
+    remove_dead_builds(out.parent.glob(f".{glob.escape(out.name)}.{command}-*.tmp"))  # a killed run's
     building = out.parent / f".{out.name}.{command}-{process_tag()}.tmp"
     shutil.rmtree(building, ignore_errors=True)
     building.mkdir()

@@ -206,7 +206,7 @@ def check_trained_classes(counts: dict[str, int], multi: bool, args: DataArgumen
         source = "label_mapping" if args.label_mapping is not None else "class_names" if args.class_names else None
         hint = f"--{source} null reads the labels as the data has them, or " if source else ""
         if cut:  # the file holds more classes (load_data checked them): its first rows do not
-            hint = "the file may be sorted by label: shuffle it, or raise max_train_samples"
+            hint = "The file may be sorted by label: shuffle it, or raise max_train_samples"
         else:
             hint = f"Check label_column_name; {hint}add rows of the other classes"
         raise DataError(

@@ -183,9 +183,11 @@ class CommandParser:
                 raise ConfigError(f"{err.strerror or err}: {err.filename!r}.") from None
             if dtype is self.collector:
                 flagged = frozenset(flag_values)  # `other_flags`: those given on the command line
+                variables = {k: v for k, v in self.config_variables.items() if k in other and k not in flagged}
                 vars(objects[-1]).update(
-                    {dtype.other_fields: other, "other_written": other_written, "other_flags": flagged}
-                )
+                    {dtype.other_fields: other, "other_written": other_written, "other_flags": flagged,
+                     "other_variables": variables}  # `${VAR}` names each of those fields' values was built from
+                )  # fmt: skip
             # Which fields the user set (config or flag), for defaults that depend on other choices: an adapter's
             # learning rate applies only when learning_rate was not given. Not a dataclass field, so not saved.
             object.__setattr__(objects[-1], "given_fields", frozenset(names & (set(config) | given)))

@@ -24,6 +24,19 @@ DATA_FIELDS = ("train_file", "validation_file", "dataset_name", "dataset_config_
 SHAPE_FACTS = ("model_type", "hidden_size", "num_hidden_layers", "vocab_size")
 
 
+def note_origins(args, flags, variables: dict[str, list[str]]) -> None:
+    """Give `args` (built from a mapping, as `search` builds its trials' arguments) the notes the command-line parser
+    gives: which of its fields came as flags, and which from the config through environment variables."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(args)}
+    built = {k: v for k, v in variables.items() if k in names}
+    object.__setattr__(args, "flag_fields", frozenset(flags) & names)
+    object.__setattr__(args, "config_variables", built)
+    set_by_environment = frozenset(k for k, v in built.items() if any(os.environ.get(n) for n in v))
+    object.__setattr__(args, "environment_fields", set_by_environment)
+
+
 def _set_by_user(args, name: str) -> bool:
     """Whether `name` was given on the command line or through a set environment variable, not as the config file
     wrote it (arguments built in code carry neither note: treated as written)."""
@@ -59,21 +72,22 @@ def settle_recipe_fields(command: str, model_args, data_args) -> list[str]:
     if model == hub_id:
         return said
     if "model_name_or_path" in (getattr(model_args, "flag_fields", None) or ()):
-        why = f"--model_name_or_path gives another model ({model})"
+        given = "--model_name_or_path gives"
     elif "model_name_or_path" in (getattr(model_args, "environment_fields", None) or ()):
-        differs = _differing_shape(model, hub_id)
-        if differs is None:
-            said.append(
-                f"hf-transfer {command}: the card and any adapter name the base as {hub_id} (base_model_hub_id, "
-                f"from the config) for the model an environment variable gives ({model}); if that is another "
-                "model, add --base_model_hub_id with its Hub id, or null."
-            )
-            return said
-        if not differs:
-            return said
-        why = f"the model an environment variable gives ({model}) is not it ({differs})"
+        given = "an environment variable gives"
     else:
         return said
+    differs = _differing_shape(model, hub_id)
+    if differs is None:  # a local copy of the id, offline, cannot be told from another model
+        said.append(
+            f"hf-transfer {command}: the card and any adapter name the base as {hub_id} (base_model_hub_id, from the "
+            f"config) for the model {given} ({model}); if that is another model, add --base_model_hub_id with its "
+            "Hub id, or null."
+        )
+        return said
+    if not differs:
+        return said
+    why = f"the model {given} ({model}) is not it ({differs})"
     said.append(
         f"hf-transfer {command}: base_model_hub_id {hub_id} (from the config) left out of the card and records: "
         f"{why}; add --base_model_hub_id with that model's Hub id if it has one."

@@ -113,8 +113,9 @@ def is_generated_card(path: Path, fresh_header=None) -> bool:
     """Whether the README at `path` is a card hf-transfer (or PEFT's stock template) wrote, with nothing of the
     user's in it: the bytes the last card write noted, or (a card written before that note) no text outside its
     generated sections and, with `fresh_header` (a callable giving the header the folder's card data renders, or
-    None where there is none), that header exactly. A hand-written README, or one the user added to (a YAML key
-    included, or a value changed: an earlier version's card lost its `license: mit`), is not."""
+    None where it cannot: then the body alone decides), no key set or changed against it. A hand-written README, or
+    one the user added to (a YAML key included, or a value changed: an earlier version's card lost its `license:
+    mit`), is not."""
     text = path.read_text(encoding="utf-8", errors="replace")
     if is_stock_template(text):
         return True
@@ -129,7 +130,21 @@ def is_generated_card(path: Path, fresh_header=None) -> bool:
         ours = not _BLOCK.sub("", body).strip()
     else:
         ours = _OLD_FOOTER in body  # a card written before the section markers: all of it ours, as `_merge_body` says
-    return ours and (fresh_header is None or header == fresh_header())
+    fresh = fresh_header() if ours and fresh_header is not None else None
+    return ours and (fresh is None or not _edited_keys(header, fresh))
+
+
+def _edited_keys(header: dict, fresh: dict) -> list[str]:
+    """Keys of `header` the user set or changed, against `fresh` (the header the folder's card data renders now): a
+    key it lacks, or another value; a list whose items all stay in the fresh one is an earlier renderer's, not an
+    edit (this version adds keys and tags)."""
+
+    def kept(old, new) -> bool:
+        if isinstance(old, list) and isinstance(new, list):
+            return all(item in new for item in old)
+        return old == new
+
+    return [key for key, value in header.items() if key not in fresh or not kept(value, fresh[key])]
 
 
 def card_header(text: str) -> dict:

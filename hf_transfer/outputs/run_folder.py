@@ -202,7 +202,7 @@ def _rendered_header(folder: Path) -> dict | None:
     try:
         card_data = load_card_data(folder)
         return card_header(str(build_card(card_data, folder))) if card_data is not None else None
-    except (ConfigError, OSError, ValueError, TypeError, KeyError):  # an older record this version cannot render
+    except Exception:  # noqa: BLE001 - an older record this version cannot render: the body alone decides
         return None
 
 

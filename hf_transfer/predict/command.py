@@ -151,7 +151,7 @@ def run_predict(args: PredictArguments) -> dict:
                 writer.write(chunk.reset_index(drop=True).assign(**added))
                 if references is not None:
                     references.add(chunk[label], empty, predicted_labels(logits, source.problem_type, threshold))
-                if trim:  # the heap holes of each chunk's batch shapes: peak 930 MB at 67k rows, not 716 MB
+                if trim:  # the heap holes of each chunk's batch shapes (3-5% of the peak: docs/predict_export.md)
                     trim_freed_memory(record=False)
             if bar.total != bar.n:  # counted lines, not rows, where quoted cells span lines: the bar ends full
                 bar.total = bar.n

@@ -4,6 +4,7 @@ it only when every row is written: bad input found late, an interruption or a cr
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import os
 from pathlib import Path
@@ -111,8 +112,8 @@ class PredictionWriter:
         self.path = Path(path)
         self.header_names = header_names or {}  # a csv output's names for columns pandas renamed (`Unnamed: 0`)
         self.ext = output_extension(self.path)  # `.csv` is csv: Path.suffix is "" for it
-        # one left by a killed predict (SIGKILL) of any output here would stay beside it, as large as the output
-        remove_dead_builds(self.path.parent.glob(".*.tmp"))
+        # one left by a killed predict (SIGKILL) of this output would stay beside it, as large as the output
+        remove_dead_builds(self.path.parent.glob(f".{glob.escape(self.path.name)}.*.tmp"))
         self.tmp = self.path.with_name(f".{self.path.name}.{process_tag()}.tmp")
         self.rows = 0
         self._file = None

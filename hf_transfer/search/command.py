@@ -10,6 +10,7 @@ folder is an ordinary run folder (model, results, card)."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from hf_transfer.adapters.plan import check_adapter_args
 from hf_transfer.core import memory
 from hf_transfer.core.folders import RUN_RECORD_FILE
 from hf_transfer.core.parsing import CommandParser
+from hf_transfer.core.recipe_overrides import note_origins, settle_recipe_fields
 from hf_transfer.core.reuse import reused_across_runs
 from hf_transfer.core.runtime import launched_world_size, progress_bar, raise_if_signalled, signalled
 from hf_transfer.core.tasks import MULTI_LABEL
@@ -49,6 +51,8 @@ from hf_transfer.train.few_shot_choice import decide_few_shot
 from hf_transfer.train.field_checks import schedule_takes_warmup
 from hf_transfer.train.preflight import preflight as train_preflight
 from hf_transfer.train.trainer import freeze_plan_from_arguments
+
+logger = logging.getLogger(__name__)
 
 SEARCH_FOLDER = "search"
 _FAILURES_IN_A_ROW = 3
@@ -116,6 +120,13 @@ def _prepare(s: SearchArguments) -> dict:
     training, adapter = objects[-1], objects[-2]
     # The trials' flags, as the route's own command line would give them (`--do_train false` is refused there).
     object.__setattr__(training, "flag_fields", frozenset(getattr(s, "other_flags", ())) & set(parser.hints))
+    # A recipe's hub ids and data files, settled once as `train` and `distill` settle them, into every trial's config.
+    for args in objects[:2]:
+        note_origins(args, getattr(s, "other_flags", ()), getattr(s, "other_variables", None) or {})
+    described = settle_recipe_fields("search", objects[0], objects[1])
+    for name in ("base_model_hub_id", "dataset_hub_id", "train_file", "validation_file", "test_file"):
+        if base.get(name) is not None and _config_value(objects, name) is None:
+            base[name] = None
     if s.search_space is not None:  # the fields and every value a trial config takes: no data needed
         for p in check_fields(parse_space(s.search_space), parser.hints, command):
             for value in p.bounds_to_check():
@@ -161,6 +172,8 @@ def _prepare(s: SearchArguments) -> dict:
         for value in p.bounds_to_check():
             _check_trial_value(parser, base, p, value, checks)
     _check_data_values(params, parser, base, distill)
+    for line in described:  # once the input has passed every check: a refusal stays one line
+        logger.warning(line)
     return {"root": Path(base["output_dir"]), "base": base, "parser": parser, "objects": objects, "params": params,
             "metric": metric, "route": route, "command": command, "seed": training.seed,
             "entry": run_distill if distill else run_train}  # fmt: skip

@@ -223,8 +223,8 @@ def decide_few_shot(plan, model_args, adapter_args, args, max_train_samples: int
     whole = per_class + cut / max(len(plan.prepared.label_names), 1)
     if cut and whole >= threshold:  # a smoke run's size flag changed the method: said, with the way back
         reason += (
-            f", under max_train_samples {max_train_samples} (the file has {_rows(whole)} per class; --few_shot "
-            "false keeps the ordinary fine-tune)"
+            f", under max_train_samples {max_train_samples} (the file has {whole:.0f} rows per class on average; "
+            "--few_shot false keeps the ordinary fine-tune)"
         )
     return FewShotDecision(True, requested, reason, per_class)
 
