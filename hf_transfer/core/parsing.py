@@ -8,7 +8,6 @@ import argparse
 import dataclasses
 import difflib
 import logging
-import os
 import re
 import typing
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 from hf_transfer.core.field_notes import ACCELERATE_KEYS, field_help, field_note, missing_value
 from hf_transfer.core.folders import CONFIG_FILE
 from hf_transfer.core.help_layout import arrange_help
+from hf_transfer.core.recipe_overrides import note_origins
 from hf_transfer.core.value_reader import nullable_field, value_reader
 from hf_transfer.core.yaml_config import as_flag_value, expand_home, load_config_file, read_yaml
 from hf_transfer.errors import ConfigError, HfTransferError
@@ -191,13 +191,9 @@ class CommandParser:
             # Which fields the user set (config or flag), for defaults that depend on other choices: an adapter's
             # learning rate applies only when learning_rate was not given. Not a dataclass field, so not saved.
             object.__setattr__(objects[-1], "given_fields", frozenset(names & (set(config) | given)))
-            object.__setattr__(objects[-1], "flag_fields", frozenset(names & given))  # on the command line
-            # From the config file through environment variables, {field: their names} (`${HF_TRANSFER_MODEL:-...}`),
-            # and those fields where one of them is set (not its default).
-            built = {k: v for k, v in self.config_variables.items() if k in names and k not in given}
-            object.__setattr__(objects[-1], "config_variables", built)
-            set_by_environment = {k for k, v in built.items() if any(os.environ.get(n) for n in v)}
-            object.__setattr__(objects[-1], "environment_fields", frozenset(set_by_environment))
+            # Those on the command line, and those the config built from environment variables (and which of them
+            # are set): `flag_fields`, `config_variables`, `environment_fields`.
+            note_origins(objects[-1], given, {k: v for k, v in self.config_variables.items() if k not in given})
             # What "set but ignored" warnings speak of: a run's own record fed back (`--config run/hf_transfer_config
             # .yaml`) holds every field, those at their default no choice of the user's (lora_r had been warned of).
             chosen = set(config) | given
