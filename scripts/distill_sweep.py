@@ -81,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=8000, help="training rows: the first ROWS of the pool")
     parser.add_argument("--selection_rows", type=int, default=2000)
     parser.add_argument("--selection_min_words", type=int, default=6)
+    parser.add_argument(
+        "--drop_selection_spans",
+        type=int,
+        default=0,
+        help="remove from the pool every row that is a run of N+ words of a selection sentence",
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--common", default="", help="--flag,value,... added to every run (twins too), e.g. bf16")
     parser.add_argument("--output_dir", default="runs/distill-sweep")
@@ -102,7 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     texts, labels, selection = sweep.selection_data(
-        bench, Path(args.data_dir), out, "sst2", args.selection_rows, args.selection_min_words
+        bench,
+        Path(args.data_dir),
+        out,
+        "sst2",
+        args.selection_rows,
+        args.selection_min_words,
+        args.drop_selection_spans,
     )
     train_file = bench.write_labelled_csv(out / f"sst2_train_{args.rows}.csv", texts[: args.rows], labels[: args.rows])
     store_path = out / "sweep.json"

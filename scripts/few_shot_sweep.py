@@ -49,9 +49,21 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
     return name, flags
 
 
-def selection_data(bench, data_dir: Path, out: Path, task: str, rows: int, min_words: int = 0):
+def selection_spans(sentences: list[str], min_words: int) -> set[str]:
+    """Every run of `min_words` or more consecutive words of each sentence (whitespace-normalised)."""
+    spans = set()
+    for sentence in sentences:
+        words = sentence.split()
+        for i in range(len(words)):
+            spans.update(" ".join(words[i:j]) for j in range(i + min_words, len(words) + 1))
+    return spans
+
+
+def selection_data(bench, data_dir: Path, out: Path, task: str, rows: int, min_words: int = 0, drop_spans: int = 0):
     """The training pool minus a fixed selection sample of `rows` (drawn among rows of `min_words`+ words), and that
-    sample written as a csv."""
+    sample written as a csv. SST-2's training rows are the phrases of each sentence's parse tree, so a sentence held
+    out of it leaves its own phrases in the pool (dev sentences do not: their phrases are in no split); `drop_spans`
+    N > 0 also removes from the pool every row that is a run of N or more consecutive words of a selection sentence."""
     if task == "sst2":
         texts, labels = bench.read_tsv(str(data_dir / "sst2" / "train.tsv"))
         texts, labels = [t.strip() for t in texts], [("negative", "positive")[v] for v in labels]
@@ -61,6 +73,9 @@ def selection_data(bench, data_dir: Path, out: Path, task: str, rows: int, min_w
     held_at, _ = bench.held_out_split(len(eligible), rows, seed=SELECTION_SEED)
     held = [eligible[i] for i in held_at]
     pool = sorted(set(range(len(texts))) - set(held))
+    if drop_spans:
+        spans = selection_spans([texts[i] for i in held], drop_spans)
+        pool = [i for i in pool if " ".join(texts[i].split()) not in spans]
     name = f"{task}_selection{f'_{min_words}words' if min_words else ''}.csv"
     selection = bench.write_labelled_csv(out / name, [texts[i] for i in held],
                                          [labels[i] for i in held])  # fmt: skip
@@ -111,6 +126,13 @@ def main(argv: list[str] | None = None) -> int:
         help="draw the selection sample among rows of this many words or more (SST-2's pool is mostly short phrases; "
         "its dev set, like the few-shot training rows, is whole sentences)",
     )
+    parser.add_argument(
+        "--drop_selection_spans",
+        type=int,
+        default=0,
+        help="remove from the training pool every row that is a run of this many or more words of a selection "
+        "sentence (SST-2's pool holds the phrases of its sentences; 0 keeps them)",
+    )
     parser.add_argument("--output_dir", default="runs/fewshot-sweep")
     parser.add_argument("--data_dir", default=os.environ.get("HF_TRANSFER_DATA_DIR", str(REPO.parent / "shared/data")))
     parser.add_argument("--model", default=os.environ.get("HF_TRANSFER_MODEL"))
@@ -128,7 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     texts, labels, selection = selection_data(
-        bench, Path(args.data_dir), out, args.task, args.selection_rows, args.selection_min_words
+        bench,
+        Path(args.data_dir),
+        out,
+        args.task,
+        args.selection_rows,
+        args.selection_min_words,
+        args.drop_selection_spans,
     )
     store_path = out / "sweep.json"
     store = json.loads(store_path.read_text()) if store_path.exists() else {}

@@ -267,6 +267,14 @@ def test_few_shot_sweep_variants_and_selection_sample_are_apart_from_what_is_rep
     chosen = pd.read_csv(selection)
     assert len(chosen) == 20 and all(len(t.split()) >= 6 for t in chosen["text"])
     assert len(texts) == len(labels) == 70 and not set(texts) & set(chosen["text"])
+    # --drop_selection_spans: the pool loses the phrases of the held-out sentences (as SST-2's parse-tree rows are),
+    # runs of N+ words only, and keeps the rest.
+    sentences = [f"the film {w} is a quiet triumph of craft" for w in ("alpha", "beta", "gamma", "delta")]
+    phrases = ["quiet triumph of craft", "is a quiet", "a quiet  triumph", "triumph", "the film", "the film omega is"]
+    (data / "train.tsv").write_text("sentence\tlabel\n" + "".join(f"{t}\t1\n" for t in [*sentences, *phrases]))
+    kept, _, selection = sweep.selection_data(bench, data.parent, tmp_path, "sst2", 4, min_words=6, drop_spans=3)
+    assert set(pd.read_csv(selection)["text"]) == set(sentences)
+    assert kept == ["triumph", "the film", "the film omega is"]
 
 
 def test_distill_sweep_twin_drops_every_distillation_flag_and_keeps_the_steps():

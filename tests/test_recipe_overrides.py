@@ -152,3 +152,45 @@ def test_a_dataset_name_flag_replaces_the_recipes_files_and_a_missing_recipe_fil
     with pytest.raises(DataError) as err:
         _settled(["--config", str(recipe)])
     assert "give --train_file PATH, or set HF_TEST_DATA (its path is built from it)." in str(err.value)
+
+
+def test_a_student_cut_from_another_teacher_does_not_keep_the_recipes_base(tmp_path, monkeypatch):
+    """`distill` with `student_layers` and no student model: the base the recipe names is the teacher's, so a teacher
+    given on the command line is checked against it, as a student model would be."""
+    monkeypatch.delenv("HF_TEST_MODEL", raising=False)
+    train, dev = _files(tmp_path)
+    recipe = tmp_path / "distill.yaml"
+    recipe.write_text(
+        f"teacher_model_name_or_path: org/recipe-teacher\nstudent_layers: [0, 2]\nbase_model_hub_id: org/recipe-base\n"
+        f"train_file: {train}\nvalidation_file: {dev}\noutput_dir: {tmp_path / 'out'}\n"
+    )
+    hub = tmp_path / "hub-config.json"
+    hub.write_text(json.dumps({"model_type": "bert", "hidden_size": 384, "num_hidden_layers": 6}))
+    monkeypatch.setattr(recipe_overrides, "_cached_config", lambda hub_id: hub)
+
+    def settled(*flags):
+        model_args, data_args, distill_args, *_ = parse_command_args("distill", ["--config", str(recipe), *flags])
+        return model_args, settle_recipe_fields("distill", model_args, data_args, distill_args)
+
+    model_args, said = settled()  # the recipe's own teacher: its id stays
+    assert said == [] and model_args.base_model_hub_id == "org/recipe-base"
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "config.json").write_text(json.dumps({"model_type": "roberta", "hidden_size": 768}))
+    model_args, said = settled("--teacher_model_name_or_path", str(teacher))
+    assert model_args.base_model_hub_id is None and len(said) == 1
+    assert "--teacher_model_name_or_path gives as the teacher the student is cut from" in said[0]
+    assert "model_type is 'roberta', the id's 'bert'" in said[0]
+    # An hf-transfer run folder says which Hub model it was made from: another one drops the id; the same one keeps
+    # it where the shapes agree too (a 3-block student of that model is not it).
+    (teacher / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 384}))
+    (teacher / "hf_transfer_card_data.json").write_text(json.dumps({"base_model": "org/another-base"}))
+    model_args, said = settled("--teacher_model_name_or_path", str(teacher))
+    assert model_args.base_model_hub_id is None and "its card data names org/another-base" in said[0]
+    (teacher / "hf_transfer_card_data.json").write_text(json.dumps({"base_model": "org/recipe-base"}))
+    model_args, said = settled("--teacher_model_name_or_path", str(teacher))
+    assert model_args.base_model_hub_id == "org/recipe-base" and said == []
+    three_blocks = {"model_type": "bert", "hidden_size": 384, "num_hidden_layers": 3}
+    (teacher / "config.json").write_text(json.dumps(three_blocks))
+    model_args, said = settled("--teacher_model_name_or_path", str(teacher))
+    assert model_args.base_model_hub_id is None and "its num_hidden_layers is 3, the id's 6" in said[0]

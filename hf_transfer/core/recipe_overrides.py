@@ -49,11 +49,12 @@ def _from_file(args, name: str) -> bool:
     return getattr(args, name, None) is not None and not _set_by_user(args, name)
 
 
-def settle_recipe_fields(command: str, model_args, data_args) -> list[str]:
+def settle_recipe_fields(command: str, model_args, data_args, distill_args=None) -> list[str]:
     """Drop a config file's `base_model_hub_id` or `dataset_hub_id` where the command line replaced what it
     describes; a model given through an environment variable is checked against the id where the Hub's config for
-    it is cached, and otherwise named. The lines to say, once the run's input has passed its checks (a refusal
-    stays one line)."""
+    it is cached, and otherwise named. For `distill` with a student cut from the teacher's blocks (`student_layers`),
+    the model the id describes is the first teacher. The lines to say, once the run's input has passed its checks (a
+    refusal stays one line)."""
     said: list[str] = []
     if data_args is not None:
         said += _data_from_the_command_line(command, data_args)
@@ -66,17 +67,24 @@ def settle_recipe_fields(command: str, model_args, data_args) -> list[str]:
                 f"card: --{replaced[0]} gives other data (add --dataset_hub_id with its Hub id if it has one)."
             )
             data_args.dataset_hub_id = None
-    if model_args is None or not _from_file(model_args, "base_model_hub_id") or not model_args.model_name_or_path:
+    if model_args is None or not _from_file(model_args, "base_model_hub_id"):
         return said
-    hub_id, model = model_args.base_model_hub_id, str(model_args.model_name_or_path)
-    if model == hub_id:
+    source, field = model_args, "model_name_or_path"
+    model = model_args.model_name_or_path
+    teachers = getattr(distill_args, "teacher_model_name_or_path", None)
+    if not model and getattr(distill_args, "student_layers", None) is not None and teachers:
+        source, field = distill_args, "teacher_model_name_or_path"
+        model = teachers[0] if isinstance(teachers, (list, tuple)) else teachers
+    if not model or str(model) == model_args.base_model_hub_id:
         return said
-    if "model_name_or_path" in (getattr(model_args, "flag_fields", None) or ()):
-        given = "--model_name_or_path gives"
-    elif "model_name_or_path" in (getattr(model_args, "environment_fields", None) or ()):
-        given = "an environment variable gives"
+    hub_id, model = model_args.base_model_hub_id, str(model)
+    if field in (getattr(source, "flag_fields", None) or ()):
+        origin = f"--{field}"
+    elif field in (getattr(source, "environment_fields", None) or ()):
+        origin = "an environment variable"
     else:
         return said
+    given = f"{origin} gives" if source is model_args else f"{origin} gives as the teacher the student is cut from"
     differs = _differing_shape(model, hub_id)
     if differs is None:  # a local copy of the id, offline, cannot be told from another model
         said.append(
@@ -130,6 +138,11 @@ def _differing_shape(model: str, hub_id: str) -> str | None:
     folder = Path(model).expanduser()
     if not folder.is_dir():
         return f"another Hub id, {model}"
+    from hf_transfer.outputs.provenance import folder_hub_lineage
+
+    lineage = folder_hub_lineage(str(folder))  # an hf-transfer model folder names the Hub model it stands for
+    if lineage is not None and lineage != hub_id:
+        return f"its card data names {lineage}"
     local, cached = _read_json(folder / "config.json"), _read_json(_cached_config(hub_id))
     if local is None or cached is None:
         return None

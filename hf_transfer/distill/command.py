@@ -235,7 +235,7 @@ def run_distill(
     set_seed(training_args.seed)
     push = plan_push(training_args)
     check_adapter_args(adapter_args, training_args)
-    described = settle_recipe_fields("distill", model_args, data_args)
+    described = settle_recipe_fields("distill", model_args, data_args, distill_args)
     check_pushable_base(push, adapter_args, model_args)
     if adapter_args.enabled and d.student_layers is not None:
         raise ConfigError(
