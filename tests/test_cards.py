@@ -812,6 +812,22 @@ def test_multi_label_thresholds_are_shown_as_thresholds_and_a_last_step_best_as_
         in (rows["decision calibration"])
     )
     assert rows["best checkpoint kept (load_best_model_at_end)"].endswith("the model trained is the last step's")
+    # The best evaluation fell on a step with no checkpoint (save_steps a multiple of eval_steps): said, with both.
+    best = {
+        **best,
+        "checkpoint": "checkpoint-20",
+        "step": 20,
+        "value": 0.4,
+        "best_evaluation_unsaved": {"step": 22, "value": 0.3},
+    }
+    row = dict(recipe_rows(CardData(recipe={"best_model": best})))["best checkpoint kept (load_best_model_at_end)"]
+    assert "loss 0.4000, lower is better; the best evaluation, 0.3000 at step 22, had no checkpoint" in row
+    from hf_transfer.train.run_notes import run_notes
+
+    assert (
+        "the best saved loss (0.4000) at step 20 (the run went on to 25); the best evaluation (0.3000 at step 22) had"
+        in run_notes({"best_model": best})["saved_model"]
+    )
 
 
 def test_the_card_tells_a_test_set_that_repeats_validation_the_rows_a_split_gave_up_and_settings_off_default(

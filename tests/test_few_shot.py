@@ -785,3 +785,25 @@ def test_body_tuning_runs_in_the_mixed_precision_asked_for(tiny_st, tmp_path, mo
     train = write_csv(tmp_path / "train.csv", GOOD + BAD, ["good"] * 8 + ["bad"] * 8)
     assert main([*few_shot_argv(tiny_st, train, tmp_path / "out"), "--max_steps", "1", "--bf16", "true"]) == 0
     assert seen == {torch.bfloat16}
+
+
+def test_body_tuning_averages_a_short_last_accumulation_window_over_its_own_batches(tmp_path, monkeypatch):
+    """The pair loss was divided by gradient_accumulation_steps: an epoch whose last window holds fewer batches (12
+    rows, batch 4, accumulation 2: windows of 2 batches, then 1) gave that step half its weight (logged loss 0.5
+    where every batch's loss was 1.0, and so half its gradient)."""
+    from test_trainers import _PadTokenizer, make_args, tiny_dataset, tiny_model
+    from transformers import DataCollatorWithPadding
+
+    from hf_transfer.train import few_shot
+
+    monkeypatch.setattr(few_shot, "body_loss", lambda args, embedded, labels: embedded.sum() * 0.0 + 1.0)
+    args = make_args(tmp_path, per_device_train_batch_size=4, gradient_accumulation_steps=2)
+    args.dataloader_drop_last = False
+    trainer = few_shot.FewShotTrainer(
+        model=tiny_model(),
+        args=args,
+        train_dataset=tiny_dataset(n=12),
+        data_collator=DataCollatorWithPadding(_PadTokenizer()),
+    )
+    trainer.train()
+    assert [(e["step"], e["loss"]) for e in trainer.state.log_history if "loss" in e] == [(1, 1.0), (2, 1.0)]

@@ -135,3 +135,45 @@ def yaml_value(out, key):
     import yaml
 
     return yaml.safe_load((out / "hf_transfer_config.yaml").read_text())[key]
+
+
+def test_a_best_evaluation_between_checkpoints_is_not_reported_as_the_saved_models(tmp_path, caplog):
+    """Trainer lets save_steps be a multiple of eval_steps: the best evaluation (step 15) then has no checkpoint, and
+    `load_best_model_at_end` loads the last best one saved (step 10). The final metrics reused step 15's prediction,
+    of weights never saved, and the record paired checkpoint-10 with step 15's score."""
+    import itertools
+
+    from test_trainers import _PadTokenizer, make_args, tiny_dataset, tiny_model
+    from transformers import DataCollatorWithPadding
+
+    from hf_transfer.train.evaluation_memory import EvaluationMemory
+    from hf_transfer.train.stages import stopping_facts
+    from hf_transfer.train.trainer import TransferTrainer
+
+    class Tokenizer(_PadTokenizer):
+        def save_pretrained(self, *args, **kwargs):
+            return ()
+
+    scripted = itertools.chain([0.1, 0.5, 0.9, 0.2], itertools.repeat(0.0))  # the evaluations at steps 5, 10, 15, 20
+
+    def compute_metrics(p):
+        return {"accuracy": float((p.predictions.argmax(-1) == p.label_ids).mean()), "score": next(scripted)}
+
+    args = make_args(tmp_path, per_device_train_batch_size=2, eval_strategy="steps", eval_steps=5,
+                     save_strategy="steps", save_steps=10, load_best_model_at_end=True, metric_for_best_model="score",
+                     greater_is_better=True, learning_rate=0.5)  # fmt: skip
+    validation = tiny_dataset(n=24, seed=1)
+    collator = DataCollatorWithPadding(Tokenizer())
+    trainer = TransferTrainer(model=tiny_model(), args=args, train_dataset=tiny_dataset(n=40), eval_dataset=validation,
+                              data_collator=collator, compute_metrics=compute_metrics)  # fmt: skip
+    memory = EvaluationMemory(trainer)
+    trainer.train()
+    memory.training_ended()
+    best = stopping_facts(trainer)["best_model"]
+    assert (best["checkpoint"], best["step"], best["value"]) == ("checkpoint-10", 10, 0.5)
+    assert best["best_evaluation_unsaved"] == {"step": 15, "value": 0.9}
+    assert "The best score (0.9) was at step 15, which saved no checkpoint" in caplog.text
+    reused = memory.final_prediction(validation)
+    assert reused is not None  # step 10's evaluation, of the weights loaded
+    actual = trainer.predict(validation, metric_key_prefix="eval").metrics["eval_loss"]
+    assert reused.metrics["eval_loss"] == pytest.approx(actual, rel=1e-5)

@@ -650,3 +650,29 @@ def test_the_calibration_score_equals_scikit_learns_macro_f1_and_scales_to_many_
     logits, labels = rng.normal(size=(300, 120)), rng.integers(0, 120, size=300)  # 180 s before, about 5 s now
     offsets = fit_offsets(logits, labels, "single_label_classification")
     assert _macro_f1(logits + offsets, labels, "x") > _macro_f1(logits, labels, "x")
+
+
+def test_the_linear_probes_scores_cover_every_validation_row_under_dataloader_drop_last(
+    tmp_path, tiny_bert_dir, skewed, monkeypatch
+):
+    """`dataloader_drop_last` is for training batches; the probe's evaluation kept it and scored 12 of the 15
+    validation rows (batches of 4), so its recorded accuracy was not of the validation set."""
+    from hf_transfer.train import stages
+
+    scored = []
+
+    class Counting(stages.TransferTrainer):
+        def evaluation_loop(self, *args, **kwargs):
+            output = super().evaluation_loop(*args, **kwargs)
+            scored.append(len(output.label_ids))  # the rows scored (num_samples is the set's length)
+            return output
+
+    monkeypatch.setattr(stages, "TransferTrainer", Counting)
+    out = tmp_path / "run"
+    argv = train_argv(tiny_bert_dir, *skewed, out, "--linear_probe_epochs", "1", "--dataloader_drop_last", "true")
+    argv += ["--per_device_eval_batch_size", "4"]
+    argv[argv.index("--num_train_epochs") + 1] = "0"  # the saved model is the probe: both scores are of its weights
+    assert main(argv) == 0
+    assert scored == [15]
+    record = record_of(out)
+    assert record["linear_probe"]["eval_accuracy"] == record["eval_metrics"]["eval_accuracy"]

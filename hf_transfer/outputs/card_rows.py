@@ -317,20 +317,18 @@ def recipe_rows(c: CardData) -> list[tuple[str, str]]:
         how = "stopped early" if e["stopped_early"] else "ran to the end"
         # Runs recorded before `best_model` was: the checkpoint kept is named here.
         kept = "" if r.get("best_model") else f"; kept {e['best_checkpoint']} ({e['metric']} {fmt(e['best_metric'])})"
-        rows.append(
-            (
-                "early stopping",
-                f"patience {e['patience']} on {e['metric']}: {how} after {e['epochs_trained']:g} epoch(s){kept}",
-            )  # fmt: skip
-        )
+        text = f"patience {e['patience']} on {e['metric']}: {how} after {e['epochs_trained']:g} epoch(s){kept}"
+        rows.append(("early stopping", text))
     if r.get("best_model"):
         b = r["best_model"]
         epoch = f"epoch {b['epoch']:g}, " if b.get("epoch") is not None else ""
         order = "higher" if b.get("greater_is_better") else "lower"
         whose = "the last step's" if b["step"] == b["last_step"] else "this checkpoint's, not the last step's"
+        u = b.get("best_evaluation_unsaved")
+        missed = f"; the best evaluation, {fmt(u['value'])} at step {u['step']}, had no checkpoint" if u else ""
         rows.append(("best checkpoint kept (load_best_model_at_end)",
                      f"`{b['checkpoint']}` ({epoch}step {b['step']} of {b['last_step']}; {b['metric']} "
-                     f"{fmt(b['value'])}, {order} is better): the model trained is {whose}"))  # fmt: skip
+                     f"{fmt(b['value'])}, {order} is better{missed}): the model trained is {whose}"))  # fmt: skip
     if r.get("calibration"):
         k = r["calibration"]
         offsets = ", ".join(f"{name}: {v:+.3f}" for name, v in k["offsets"].items())

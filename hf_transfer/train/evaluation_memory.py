@@ -4,10 +4,21 @@ last epoch's evaluation of an fp32 run, or the best checkpoint's that `load_best
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from transformers import TrainerCallback
 from transformers.trainer_utils import PredictionOutput
 
 EVAL_PREFIX = "eval_"
+
+
+def kept_checkpoint_step(state) -> int | None:
+    """The step of the checkpoint `load_best_model_at_end` loads (`checkpoint-N`). It can differ from
+    `state.best_global_step`: with `save_steps` a multiple of `eval_steps`, the best evaluation may fall on a step
+    with no checkpoint, and Trainer then keeps the last best one it saved."""
+    name = Path(state.best_model_checkpoint or "").name
+    prefix, _, step = name.rpartition("-")
+    return int(step) if prefix == "checkpoint" and step.isdigit() else None
 
 
 def weight_versions(model) -> tuple[int, ...]:
@@ -18,7 +29,8 @@ def weight_versions(model) -> tuple[int, ...]:
 
 class EvaluationMemory(TrainerCallback):
     """Wraps `trainer.compute_metrics` to see each evaluation's predictions, and keeps those of the newest evaluation
-    and of the best one so far, by step, with the weights' versions when they were scored and the metrics."""
+    and of the best one so far (and of the best checkpoint saved, where the best evaluation fell between
+    checkpoints), by step, with the weights' versions when they were scored and the metrics."""
 
     def __init__(self, trainer):
         self.trainer = trainer
@@ -39,7 +51,8 @@ class EvaluationMemory(TrainerCallback):
         pending, self.pending = self.pending, None
         if pending is None or not metrics or f"{EVAL_PREFIX}loss" not in metrics:
             return  # another set (its keys are eval_<name>_...), or no predictions kept
-        self.by_step = {s: kept for s, kept in self.by_step.items() if s == state.best_global_step}
+        best = {state.best_global_step, kept_checkpoint_step(state)}  # the same step unless a best went unsaved
+        self.by_step = {s: kept for s, kept in self.by_step.items() if s in best}
         scores = {k: v for k, v in metrics.items() if k.startswith(EVAL_PREFIX)}  # not the epoch that log added
         self.by_step[state.global_step] = (pending, scores, weight_versions(self.trainer.model))
 
@@ -62,7 +75,7 @@ class EvaluationMemory(TrainerCallback):
         if args.bf16 or args.fp16 or args.bf16_full_eval or args.fp16_full_eval:
             return None
         loaded_best = bool(args.load_best_model_at_end and state.best_model_checkpoint)
-        kept = self.by_step.get(state.best_global_step if loaded_best else state.global_step)
+        kept = self.by_step.get(kept_checkpoint_step(state) if loaded_best else state.global_step)
         if kept is None:
             return None
         prediction, scores, versions = kept

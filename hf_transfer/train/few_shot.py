@@ -142,8 +142,11 @@ class FewShotTrainer(TransferTrainer):
         with self.accelerator.autocast():  # the body alone skips the autocast that wraps the model's forward
             hidden = body(**inputs).last_hidden_state
         loss = body_loss(self.args, mean_pool(hidden, inputs["attention_mask"]), labels)
-        # Trainer leaves the scaling for gradient accumulation to us (see TransferTrainer).
-        return loss / self.args.gradient_accumulation_steps if num_items_in_batch is not None else loss
+        # Trainer leaves the scaling for gradient accumulation to us (see TransferTrainer): the mean over the
+        # window's batches, which the last window of an epoch may have fewer of than gradient_accumulation_steps.
+        if num_items_in_batch is None:
+            return loss
+        return loss / getattr(self, "current_gradient_accumulation_steps", self.args.gradient_accumulation_steps)
 
 
 # --- the head ------------------------------------------------------------------------------------------------------

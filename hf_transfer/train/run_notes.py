@@ -24,9 +24,16 @@ def run_notes(facts: dict) -> dict[str, str]:
             )
     if best := facts.get("best_model"):
         where = "the last step" if best["step"] == best["last_step"] else f"the run went on to {best['last_step']}"
+        unsaved = best.get("best_evaluation_unsaved")
+        kind = "the best saved" if unsaved else "the best"
+        missed = (
+            f"; the best evaluation ({_number(unsaved['value'])} at step {unsaved['step']}) had no checkpoint"
+            if unsaved
+            else ""
+        )
         notes["saved_model"] = (
-            f"{best['checkpoint']}, the best {best['metric']} ({_number(best['value'])}) at step {best['step']} "
-            f"({where}); the scores below are this checkpoint's"
+            f"{best['checkpoint']}, {kind} {best['metric']} ({_number(best['value'])}) at step {best['step']} "
+            f"({where}){missed}; the scores below are this checkpoint's"
             + (", with the calibration offsets" if facts.get("calibration") else "")
         )
     if (adapter := facts.get("adapter")) and adapter.get("trainable_parameters") is not None:

@@ -23,6 +23,7 @@ from hf_transfer.core.runtime import score_in_fp32
 from hf_transfer.core.tasks import MULTI_LABEL, predicted_labels
 from hf_transfer.errors import ConfigError
 from hf_transfer.train.calibration import fit_offsets, fold_into_bias, output_layer
+from hf_transfer.train.evaluation_memory import kept_checkpoint_step
 from hf_transfer.train.feature_cache import (
     SUPPORTED_MODEL_TYPES,
     FrozenFeatureCollator,
@@ -200,6 +201,7 @@ def run_linear_probe(model, plan, tokenized, data_args, args, class_weights, com
     )
     trainer.train()
     score_in_fp32(trainer.model)  # the probe saved below is scored as its float32 weights load
+    trainer.args.dataloader_drop_last = False  # every validation row is scored (the flag is for training batches)
     metrics = trainer.evaluate(tokenized["validation"])
     record = {
         "epochs": args.linear_probe_epochs,
@@ -308,17 +310,29 @@ def stopping_facts(trainer) -> dict:
     facts = {}
     best = state.best_model_checkpoint
     if args.load_best_model_at_end and best:
-        step = state.best_global_step
-        epoch = next((e.get("epoch") for e in state.log_history if "eval_loss" in e and e.get("step") == step), None)
+        # The checkpoint's own step and score: the best evaluation may have fallen on a step with no checkpoint
+        # (save_steps a multiple of eval_steps), and Trainer then loads the last best checkpoint it saved.
+        step = kept_checkpoint_step(state) or state.best_global_step
+        logged = next((e for e in state.log_history if "eval_loss" in e and e.get("step") == step), {})
+        metric = args.metric_for_best_model or "loss"
+        value = logged.get(metric if metric.startswith("eval_") else f"eval_{metric}", state.best_metric)
         facts["best_model"] = {
             "checkpoint": Path(best).name,
             "step": step,
-            "epoch": epoch,
+            "epoch": logged.get("epoch"),
             "metric": args.metric_for_best_model,
             "greater_is_better": args.greater_is_better,
-            "value": state.best_metric,
+            "value": value,
             "last_step": state.global_step,
         }
+        if state.best_global_step is not None and state.best_global_step != step:
+            unsaved = {"step": state.best_global_step, "value": state.best_metric}
+            facts["best_model"]["best_evaluation_unsaved"] = unsaved
+            logger.warning(
+                f"The best {metric} ({state.best_metric:.4g}) was at step {state.best_global_step}, which saved no "
+                f"checkpoint (save_steps {args.save_steps}, eval_steps {args.eval_steps}): the model kept is "
+                f"{Path(best).name}'s; equal save_steps and eval_steps keep the best evaluation's."
+            )
     if args.early_stopping_patience is None:
         return facts
     return {
