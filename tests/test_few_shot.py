@@ -345,6 +345,10 @@ def test_sentence_transformers_pooling_is_read_from_the_folder(tmp_path, tiny_be
         config = {"embedding_dimension": 32, "pooling_mode": mode, "include_prompt": True}
         (cls / "1_Pooling" / "config.json").write_text(json.dumps(config))
         assert sentence_embedding_pooling(str(cls)) == expected
+    # A config that writes both forms of the same mode (a hand-edited or converted one) is still mean pooling.
+    both = {"pooling_mode": "mean", "pooling_mode_mean_tokens": True, "pooling_mode_cls_token": False}
+    (cls / "1_Pooling" / "config.json").write_text(json.dumps(both))
+    assert sentence_embedding_pooling(str(cls)) == "mean_tokens"
 
 
 # --- whole runs --------------------------------------------------------------------------------------------------

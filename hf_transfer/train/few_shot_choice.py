@@ -57,7 +57,7 @@ def sentence_embedding_pooling(name_or_path: str, revision: str = "main", cache_
     # sentence-transformers 6 writes one key, `pooling_mode`: a mode ("mean") or a list of them, in shorter names.
     declared = (config or {}).get("pooling_mode")
     modes += [declared] if isinstance(declared, str) else declared if isinstance(declared, list) else []
-    modes = [_POOLING_NAMES.get(mode, mode) for mode in modes]
+    modes = list(dict.fromkeys(_POOLING_NAMES.get(mode, mode) for mode in modes))  # a config may write both forms
     return modes[0] if len(modes) == 1 else None
 
 
