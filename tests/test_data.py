@@ -948,3 +948,39 @@ def test_the_record_fingerprints_each_split_s_rows_and_labels_in_order(tmp_path)
     relabelled = load(tmp_path / "relabelled", rows(["b", "a", "a", "b", "a", "b"]), rows(["a", "b"]))
     assert relabelled.summary["train"]["rows_sha256"] == fingerprints["rows_sha256"]
     assert relabelled.summary["train"]["labels_sha256"] != fingerprints["labels_sha256"]
+
+
+def test_fingerprints_follow_the_rows_a_carve_out_a_reorder_or_a_put_back_leaves(tmp_path):
+    """`rows_sha256` and `labels_sha256` were computed once, as the data was read: after the calibration carve-out
+    (other rows, reshuffled, per data_seed), a label reorder (other ids), or the few-shot route putting a carved
+    validation split back, the record described rows and labels that did not train. And the route put back only the
+    carved rows `max_eval_samples` kept: the rest of them were neither trained on nor scored."""
+    from hf_transfer.core.caching import fingerprint_texts
+    from hf_transfer.core.data import carve_split
+    from hf_transfer.core.label_space import reorder_labels
+    from hf_transfer.train.few_shot_choice import keep_every_labelled_row, labelled_rows_per_class
+
+    train = [{"text": f"row {i}", "label": "pos" if i % 2 else "neg"} for i in range(40)]
+    args = DataArguments(train_file=write(tmp_path / "train.csv", train),
+                         validation_file=write(tmp_path / "dev.csv", train[:6]))  # fmt: skip
+    prepared = load_data(args, seed=1)
+    read = prepared.summary["train"]["rows_sha256"]
+    recorded = set()
+    for seed in (1, 2):
+        carved = carve_split(prepared, "calibration", 20, seed)
+        for split in ("train", "calibration"):
+            assert carved.summary[split]["rows_sha256"] == fingerprint_texts(carved.datasets[split]["text"])
+        recorded.add(carved.summary["train"]["rows_sha256"])
+    assert len(recorded) == 2 and read not in recorded
+    reordered = reorder_labels(prepared, ["pos", "neg"])
+    assert reordered.summary["train"]["labels_sha256"] != prepared.summary["train"]["labels_sha256"]
+    assert reordered.summary["train"]["rows_sha256"] == read
+    # A carved validation split cut by max_eval_samples: every carved row goes back, and nothing says it moved.
+    args = DataArguments(train_file=write(tmp_path / "all.csv", train * 2), validation_split_percentage=20,
+                         max_eval_samples=4)  # fmt: skip
+    prepared = load_data(args, seed=42)
+    assert len(prepared.datasets["validation"]) == 4 and labelled_rows_per_class(prepared) == 40
+    kept, _ = keep_every_labelled_row(reorder_labels(prepared, ["pos", "neg"]))
+    assert len(kept.datasets["train"]) == 80 and "carved_to_validation" not in kept.summary["train"]
+    assert sorted(kept.datasets["train"]["text"]) == sorted(r["text"] for r in train * 2)
+    assert kept.summary["train"]["rows_sha256"] == fingerprint_texts(kept.datasets["train"]["text"])

@@ -31,6 +31,11 @@ def test_augmentation_is_seeded_and_deduplicated():
         assert text and set(text.split()) <= {"a", "good", "bad", "film"}
     swapped = augment_texts(["one two three four"], method="swap", p=1.0, factor=1, seed=0)
     assert swapped == [(0, "two one four three")]
+    # A row spaced oddly (double spaces, a trailing newline from a quoted CSV cell): a copy that changed no word is
+    # that row spaced anew, and tokenizes to its ids; it was kept, and took the soft loss a second time.
+    spaced = ["a  great film", "bad movie\n", " fine  acting "]
+    unchanged = augment_texts(spaced, method="replace", p=0.5, factor=3, seed=0, replacements={})
+    assert unchanged == []
 
 
 def test_a_pairs_copies_perturb_both_texts_and_are_deduplicated_as_pairs():

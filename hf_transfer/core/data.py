@@ -41,7 +41,7 @@ from hf_transfer.core.label_space import (
     warn_case_variants,
     warn_unmapped,
 )
-from hf_transfer.core.overlap import record_rows
+from hf_transfer.core.overlap import record_rows, refresh_rows
 from hf_transfer.core.runtime import progress_bars_off
 from hf_transfer.core.scratch import scratch_folder
 from hf_transfer.core.splits import carve_indices
@@ -62,6 +62,9 @@ class PreparedData:
     summary: dict
     text_column: str
     text_pair_column: str | None = None
+    # A validation split carved from train, before `max_eval_samples` cut it (only when it did): a route that puts the
+    # carve-out back into training (the few-shot route) puts back every carved row.
+    uncut_carved_validation: datasets.Dataset | None = None
 
     @property
     def id2label(self) -> dict[int, str]:
@@ -276,6 +279,7 @@ def load_data(data_args: DataArguments, seed: int = 42, require_train: bool = Tr
         splits["train"], splits["validation"] = splits["train"].select(train_idx), splits["train"].select(val_idx)
         stats["validation"] = {"rows_before_cleaning": len(val_idx), "dropped": dict.fromkeys(DROP_REASONS, 0)}
         stats["train"]["carved_to_validation"] = len(val_idx)
+    uncut = splits["validation"] if carved else None
     for split, limit in (("train", args.max_train_samples), ("validation", args.max_eval_samples)):
         if limit is not None and split in splits:
             whole = len(splits[split])
@@ -292,42 +296,8 @@ def load_data(data_args: DataArguments, seed: int = 42, require_train: bool = Tr
         summary[split] = {"rows": len(ds), **stats[split], **_label_counts(ds, names, multi)}
     record_rows(splits, text, pair, summary)
     warn_merged_spellings(profiles, label)  # after every refusal here: a refusal stays one line
-    return PreparedData(datasets.DatasetDict(splits), names, problem_type, summary, text, pair)
-
-
-def reorder_labels(prepared: PreparedData, names: list[str]) -> PreparedData:
-    """The same data with label ids in the order of `names` (a permutation of `prepared.label_names`), for a model
-    whose head already has an order, such as a student copied from its teacher."""
-    if list(names) == prepared.label_names:
-        return prepared
-    if sorted(names) != sorted(prepared.label_names):
-        raise DataError(f"cannot reorder labels {prepared.label_names} as {list(names)}: the names differ.")
-    multi = prepared.problem_type == MULTI_LABEL
-    new_id = [names.index(name) for name in prepared.label_names]  # old id -> new id
-    old_id = [prepared.label_names.index(name) for name in names]  # new id -> old id
-
-    def remap(batch):
-        if multi:
-            return {"labels": [[row[j] for j in old_id] for row in batch["labels"]]}
-        return {"labels": [new_id[label] for label in batch["labels"]]}
-
-    splits = {}
-    for split, ds in prepared.datasets.items():
-        if "labels" not in ds.column_names:
-            splits[split] = ds
-            continue
-        features = ds.features.copy()
-        if not multi:
-            features["labels"] = datasets.ClassLabel(names=list(names))
-        splits[split] = ds.map(remap, batched=True, features=features, desc="Reordering labels")
-    summary = dict(prepared.summary)
-    for split in splits:
-        if isinstance(summary.get(split), dict) and "label_counts" in summary[split]:
-            counts = summary[split]["label_counts"]
-            summary[split] = {**summary[split], "label_counts": {n: counts[n] for n in names if n in counts}}
-    return dataclasses.replace(
-        prepared, datasets=datasets.DatasetDict(splits), label_names=list(names), summary=summary
-    )
+    uncut = uncut if uncut is not None and len(uncut) > len(splits["validation"]) else None
+    return PreparedData(datasets.DatasetDict(splits), names, problem_type, summary, text, pair, uncut)
 
 
 def tokenize_data(
@@ -394,4 +364,5 @@ def carve_split(prepared: PreparedData, name: str, percentage: int, seed: int) -
         **_label_counts(splits[name], prepared.label_names, multi),
     }
     summary["train"].update(_label_counts(splits["train"], prepared.label_names, multi))
+    summary = refresh_rows(splits, prepared.text_column, prepared.text_pair_column, summary)
     return dataclasses.replace(prepared, datasets=datasets.DatasetDict(splits), summary=summary)

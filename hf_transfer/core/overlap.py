@@ -37,6 +37,18 @@ def record_rows(splits: dict[str, datasets.Dataset], text: str, pair: str | None
     count_overlap(splits, text, pair, summary)
 
 
+def refresh_rows(splits: dict[str, datasets.Dataset], text: str, pair: str | None, summary: dict) -> dict:
+    """`summary` with the splits' fingerprints and overlap counts computed again, for data changed after it was read
+    (a calibration carve-out, labels reordered, carved rows put back, rows added): the record describes the rows
+    trained on, in their order."""
+    fresh = {
+        name: {k: v for k, v in part.items() if not k.startswith("rows_sharing_")} if name in splits else part
+        for name, part in summary.items()
+    }
+    record_rows(splits, text, pair, fresh)
+    return fresh
+
+
 def fingerprint_rows(splits: dict[str, datasets.Dataset], text: str, pair: str | None, summary: dict) -> None:
     """sha256 of each split's inputs, in order (`rows_sha256`), and of its labels (`labels_sha256`), as the run read
     them after cleaning: two runs whose records agree on the paths and the row counts had trained on other rows, or

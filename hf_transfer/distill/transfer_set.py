@@ -163,12 +163,14 @@ def augment_texts(
     pairs: list[str] | None = None,
 ) -> list[tuple]:
     """Up to `factor` augmented copies of each row, as (source row, text), or (source row, text, pair) when `pairs`
-    are given, in row order: seeded, and deduplicated against every original row and every earlier copy (a copy equal
-    to one is dropped, not retried). A pair's copy perturbs both texts, each on draws of its own, and is compared as a
+    are given, in row order: seeded, and deduplicated against every original row (whatever its spacing) and every
+    earlier copy (a copy equal to one is dropped, not retried). A pair's copy perturbs both texts, each on draws of its own, and is compared as a
     pair: rows that share a first text (a premise with several hypotheses) each keep their copies."""
     rng = np.random.default_rng(seed)
     rows = [(text,) for text in texts] if pairs is None else list(zip(texts, pairs, strict=True))
-    seen = set(rows)
+    # Copies are joined with single spaces: a copy that changed no word of 'a  great film ' is that row, spaced anew
+    # (it tokenizes to the same ids, and took the soft loss a second time).
+    seen = {tuple(" ".join(segment.split()) for segment in row) for row in rows}
     out = []
     for row, segments in enumerate(rows):
         words = [segment.split() for segment in segments]
@@ -207,6 +209,7 @@ def augmented_rows(prepared: PreparedData, d, teacher, tokenizer, seed: int) -> 
         neighbours=d.augment_neighbours if d.augment_method == "replace" else None,
         words="in-text" if d.augment_method == "replace" else None,  # copies made by the older word rule are stale
         segments="both" if pairs else None,  # a pair's copies once perturbed its first text alone
+        originals="spacing-normalised",  # copies equal to a row but for its spacing were kept before
         **settings,
     )
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from hf_transfer.core.data import PreparedData
 from hf_transfer.core.models import meta_classifier
+from hf_transfer.core.overlap import refresh_rows
 from hf_transfer.core.runtime import launched_world_size
 from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.errors import ConfigError
@@ -172,8 +173,14 @@ def labelled_rows_per_class(prepared: PreparedData, limit: int | None = None) ->
     `limit` (`max_train_samples`) rows in all."""
     rows = len(prepared.datasets["train"])
     if prepared.summary.get("validation_carved_from_train"):
-        rows += len(prepared.datasets["validation"])
+        rows += len(_carved_rows(prepared))
     return (rows if limit is None else min(rows, limit)) / max(len(prepared.label_names), 1)
+
+
+def _carved_rows(prepared: PreparedData):
+    """The validation split carved from train, every row of it (before `max_eval_samples` cut it)."""
+    uncut = prepared.uncut_carved_validation
+    return uncut if uncut is not None else prepared.datasets["validation"]
 
 
 def decide_few_shot(plan, model_args, adapter_args, args, max_train_samples: int | None = None) -> FewShotDecision:
@@ -241,7 +248,8 @@ def keep_every_labelled_row(prepared: PreparedData, limit: int | None = None) ->
     import datasets
 
     splits = dict(prepared.datasets)
-    splits["train"] = datasets.concatenate_datasets([splits["train"], splits.pop("validation")])
+    splits.pop("validation")
+    splits["train"] = datasets.concatenate_datasets([splits["train"], _carved_rows(prepared)])
     if limit is not None and len(splits["train"]) > limit:  # the train split was cut to it before the put-back
         splits["train"] = splits["train"].select(range(limit))
     summary = {k: v for k, v in prepared.summary.items() if k != "validation"}
@@ -249,14 +257,19 @@ def keep_every_labelled_row(prepared: PreparedData, limit: int | None = None) ->
     counts = dict.fromkeys(prepared.label_names, 0)
     for label in splits["train"]["labels"]:
         counts[prepared.label_names[label]] += 1
-    summary["train"] = {**summary["train"], "rows": len(splits["train"]), "label_counts": counts}
+    train = {k: v for k, v in summary["train"].items() if k != "carved_to_validation"}  # nothing moved, in the end
+    summary["train"] = {**train, "rows": len(splits["train"]), "label_counts": counts}
+    text, pair = prepared.text_column, prepared.text_pair_column
+    summary = refresh_rows(splits, text, pair, summary)  # the rows that train, in their order
     record = {
         "held_out": False,
         "policy": "no validation_file: no carve-out, every labelled row trains; the route's recipe is fixed (no "
         "choice is made on validation data), so the run has no held-out score; measure one with "
         "`hf-transfer evaluate` on labelled data",
     }
-    return dataclasses.replace(prepared, datasets=datasets.DatasetDict(splits), summary=summary), record
+    prepared = dataclasses.replace(prepared, datasets=datasets.DatasetDict(splits), summary=summary,
+                                   uncut_carved_validation=None)  # fmt: skip
+    return prepared, record
 
 
 def add_label_template_rows(prepared: PreparedData, template: str | None, copies: int) -> tuple[PreparedData, dict]:
@@ -293,4 +306,5 @@ def add_label_template_rows(prepared: PreparedData, template: str | None, copies
     splits["train"] = datasets.concatenate_datasets([train, extra])
     record = {"template": template, "copies_per_class": copies, "rows": len(extra),
               "labels": [name for _, name in named]}  # fmt: skip
-    return dataclasses.replace(prepared, datasets=datasets.DatasetDict(splits)), record
+    summary = refresh_rows(splits, prepared.text_column, None, prepared.summary)  # the added rows train too
+    return dataclasses.replace(prepared, datasets=datasets.DatasetDict(splits), summary=summary), record

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from hf_transfer.core.arguments import DataArguments, ModelArguments
 from hf_transfer.core.column_hints import read_glue_pair
-from hf_transfer.core.data import PreparedData, load_data, reorder_labels
+from hf_transfer.core.data import PreparedData, load_data
 from hf_transfer.core.freezing import FreezePlan
 from hf_transfer.core.inference import (
     cap_model_max_length,
@@ -16,6 +16,7 @@ from hf_transfer.core.inference import (
     check_vocabulary,
     max_length_limit,
 )
+from hf_transfer.core.label_space import reorder_labels
 from hf_transfer.core.models import (
     check_classifier_head,
     check_weights_complete,
