@@ -304,6 +304,17 @@ def test_labels_are_read_with_the_training_runs_label_mapping(tmp_path, tiny_ber
     assert main([*argv, "--output_file", str(tmp_path / "low.json")]) == 0
     matrix = json.loads((tmp_path / "low.json").read_text())["confusion_matrix"]  # rows: true bad, good, neutral
     assert sum(matrix[0]) == 8 and not any(matrix[1]) and not any(matrix[2])
+    # predict reads the same file the same way (it read ratings 1 and 2 as the label ids 1 and 2).
+    from hf_transfer.predict.arguments import PredictArguments
+    from hf_transfer.predict.command import run_predict
+
+    caplog.clear()
+    predicted = run_predict(PredictArguments(model_name_or_path=str(model), input_file=str(tmp_path / "low.csv"),
+                                             output_file=str(tmp_path / "low_predictions.csv")))  # fmt: skip
+    assert "with the label_mapping of the model's training run" in caplog.text
+    evaluated = json.loads((tmp_path / "low.json").read_text())
+    for key in ("accuracy", "f1_macro", "recall_bad", "precision_bad"):
+        assert predicted[key] == pytest.approx(evaluated[key]), key
     pd.DataFrame({"Review Text": texts, "Rating": [7] * 20}).to_csv(tmp_path / "sevens.csv", index=False)
     argv[-1] = str(tmp_path / "sevens.csv")
     assert main(argv) == 2

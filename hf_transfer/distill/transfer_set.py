@@ -164,8 +164,9 @@ def augment_texts(
 ) -> list[tuple]:
     """Up to `factor` augmented copies of each row, as (source row, text), or (source row, text, pair) when `pairs`
     are given, in row order: seeded, and deduplicated against every original row (whatever its spacing) and every
-    earlier copy (a copy equal to one is dropped, not retried). A pair's copy perturbs both texts, each on draws of its own, and is compared as a
-    pair: rows that share a first text (a premise with several hypotheses) each keep their copies."""
+    earlier copy (a copy equal to one is dropped, not retried). A pair's copy perturbs both texts, each on draws of
+    its own, and is compared as a pair: rows that share a first text (a premise with several hypotheses) each keep
+    their copies."""
     rng = np.random.default_rng(seed)
     rows = [(text,) for text in texts] if pairs is None else list(zip(texts, pairs, strict=True))
     # Copies are joined with single spaces: a copy that changed no word of 'a  great film ' is that row, spaced anew

@@ -116,6 +116,7 @@ def run_predict(args: PredictArguments) -> dict:
         references = scan_references(
             args.input_file, text, label, source.label_names, multi,
             chunk_rows=args.chunk_rows, csv_quoting=args.csv_quoting, label_mapping=args.label_mapping,
+            trained_label_mapping=getattr(args, "trained_label_mapping", None),
         )  # fmt: skip
     total = count_rows(args.input_file)
     replaces = Path(args.output_file).exists()  # said in the summary: the file is replaced only once complete

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from hf_transfer.core.cleaning import normalise_label, normalise_scalar
+from hf_transfer.core.cleaning import label_name_keys, normalise_label, normalise_scalar
 from hf_transfer.core.eval_sets import align_labels
 from hf_transfer.core.metrics import classification_metrics
 from hf_transfer.core.prediction_columns import empty_text_mask
@@ -87,9 +87,12 @@ def scan_references(
     chunk_rows: int,
     csv_quoting: str,
     label_mapping: dict[str, str] | None,
+    trained_label_mapping: dict | None = None,
 ) -> References | None:
     """Read the label column of `path` (rows with text only) and match its values to the model's labels; raises
-    DataError, before any weights load, when they cannot be matched; None when every label is -1 (hidden)."""
+    DataError, before any weights load, when they cannot be matched; None when every label is -1 (hidden). With no
+    `label_mapping`, labels that are not the model's names but are keys of the training run's mapping
+    (`trained_label_mapping`: ratings 1 to 5 for good/neutral/bad) are read with it, as `evaluate` reads them."""
     seen: set[str] = set()
     kinds = set()
     for chunk in iter_table(path, chunk_rows, csv_quoting, columns=[text, label]):
@@ -109,6 +112,11 @@ def scan_references(
     if seen == {"-1"} and label_mapping is None and "-1" not in model_names:  # GLUE's test files: labels hidden
         logger.warning(f"every label in column {label!r} is -1, the mark of a hidden label (GLUE): no scores.")
         return None
+    trained = {str(normalise_scalar(k)) for k in trained_label_mapping or {}}
+    known = set(label_name_keys(model_names))
+    if label_mapping is None and trained and not seen <= known and seen <= trained | known:
+        logger.warning(f"reading the labels of {path!r} with the label_mapping of the model's training run.")
+        label_mapping = trained_label_mapping
     if label_mapping is not None:
         keys = {str(normalise_scalar(k)): name for k, name in label_mapping.items()}
         if seen and not set(keys) & seen:  # misspelt keys: the rows with the model's own names alone were scored
