@@ -315,6 +315,17 @@ def test_labels_are_read_with_the_training_runs_label_mapping(tmp_path, tiny_ber
     evaluated = json.loads((tmp_path / "low.json").read_text())
     for key in ("accuracy", "f1_macro", "recall_bad", "precision_bad"):
         assert predicted[key] == pytest.approx(evaluated[key]), key
+    # A model merged from it (α = 1: the same weights) reads the file as it does: the merged folder had recorded
+    # merge's own empty columns and mapping, so it found no label column ('Rating') and then read ratings as ids.
+    merged = tmp_path / "merged"
+    assert main(["merge", "--pretrained", str(tiny_bert_dir), "--finetuned", str(model), "--alpha", "1",
+                 "--output_dir", str(merged)]) == 0  # fmt: skip
+    recorded = yaml.safe_load((merged / "hf_transfer_config.yaml").read_text())
+    assert {k: recorded[k] for k in config} == config
+    argv = ["evaluate", "--model_name_or_path", str(merged), "--validation_file", str(tmp_path / "low.csv")]
+    assert main([*argv, "--output_file", str(tmp_path / "merged_low.json")]) == 0
+    assert json.loads((tmp_path / "merged_low.json").read_text())["confusion_matrix"] == matrix
+    argv[2] = str(model)
     pd.DataFrame({"Review Text": texts, "Rating": [7] * 20}).to_csv(tmp_path / "sevens.csv", index=False)
     argv[-1] = str(tmp_path / "sevens.csv")
     assert main(argv) == 2

@@ -260,3 +260,31 @@ def test_an_unreachable_model_names_offline_mode_only_when_it_is_on(offline, mon
     said = str(err.value)
     assert ("HF_HUB_OFFLINE=1 is set" in said) is offline
     assert ("a private or gated repo needs HF_TOKEN" in said) is not offline
+
+
+def test_merge_takes_the_pretrained_classifiers_head_at_the_revision_asked_for(tmp_path, tiny_bert_dir, hub, data):
+    """A pretrained classifier (an LP-FT run's probe, say) at `--pretrained_revision v1`: its body and labels were read
+    at v1, but its head, the α = 0 end of the head's blend, was loaded from main."""
+    from safetensors.torch import load_file
+
+    ends = {}
+    for name, seed in (("v1", "1"), ("main", "2"), ("finetuned", "3")):
+        _train(str(tiny_bert_dir), data, tmp_path / name, "--seed", seed)
+        ends[name] = load_file(tmp_path / name / "model.safetensors")
+    hub("org/clf", tmp_path / "v1", ref="v1")
+    hub("org/clf", tmp_path / "main")
+    merged = tmp_path / "merged"
+    argv = [
+        "merge",
+        "--pretrained",
+        "org/clf",
+        "--pretrained_revision",
+        "v1",
+        "--finetuned",
+        str(tmp_path / "finetuned"),
+    ]
+    assert main([*argv, "--alpha", "0.5", "--output_dir", str(merged)]) == 0
+    weights = load_file(merged / "model.safetensors")
+    for key in ("classifier.weight", "bert.encoder.layer.0.attention.self.query.weight"):
+        expected = 0.5 * ends["v1"][key] + 0.5 * ends["finetuned"][key]
+        assert torch.allclose(weights[key], expected, atol=1e-6), key

@@ -367,15 +367,15 @@ def _check_shards_present(name_or_path: str, folder: Path) -> None:
 _HALF_DTYPES = {"F16": "float16", "BF16": "bfloat16"}
 
 
-def stored_half_dtype(folder: str | Path) -> str | None:
+def stored_half_dtype(folder: str | Path, revision: str = "main") -> str | None:
     """`float16` or `bfloat16` when every floating tensor of the checkpoint in `folder` is stored in it (read from
     the safetensors headers, or from config.json's `dtype`/`torch_dtype` for a .bin checkpoint); None for fp32 or a
-    mix. A Hub id is read in its snapshot (the cache). Models load in fp32 here (`load_classifier`): this is the dtype
-    to save them back in."""
+    mix. A Hub id is read in its snapshot (the cache) at `revision`. Models load in fp32 here (`load_classifier`):
+    this is the dtype to save them back in."""
     from safetensors import SafetensorError, safe_open
 
     if not Path(folder).expanduser().is_dir():
-        config_file = model_file(str(folder), "config.json")
+        config_file = model_file(str(folder), "config.json", revision=revision or "main")
         if config_file is None:
             return None
         folder = config_file.parent  # the snapshot folder, beside the weights the model was loaded from

@@ -132,6 +132,10 @@ def _base_model(args: MergeArguments) -> str:
     return recorded if is_hub_id(recorded) else args.pretrained
 
 
+# How the fine-tuned run read its data, which a model merged from it reads the same way.
+TRAINED_READING = ("text_column_name", "label_column_name", "label_mapping")
+
+
 def _write_folder(args, pre: _Preflight, interpolator, model, results, rows, chosen, chosen_by, out: Path, building):
     """Everything `merge` leaves, written into `building`, the staged folder that becomes `out` at the end."""
     # θ(α) is computed (and scored) in fp32; an fp16 or bf16 fine-tuned model is saved back in its own dtype, which
@@ -139,7 +143,7 @@ def _write_folder(args, pre: _Preflight, interpolator, model, results, rows, cho
     # pretrained model's dtype (an fp32 base keeps fp32 whatever the adapter's dtype: nothing to shrink back to).
     adapter = pre.adapter is not None
     dtype_owner, dtype_folder = ("pretrained", args.pretrained) if adapter else ("fine-tuned", args.finetuned)
-    saved_dtype = stored_half_dtype(dtype_folder)
+    saved_dtype = stored_half_dtype(dtype_folder, args.pretrained_revision if adapter else "main")
     if saved_dtype:
         model.to(getattr(torch, saved_dtype))
     model.save_pretrained(building)
@@ -191,6 +195,10 @@ def _write_folder(args, pre: _Preflight, interpolator, model, results, rows, cho
         "eval_sets": reports,
     }
     write_json(building / RUN_RECORD_FILE, record)
-    write_resolved_config(building / CONFIG_FILE, args)
+    # The fine-tuned run's columns and label_mapping, where this merge set none: `evaluate` and `predict` read them
+    # from the folder (a merged model of identical weights had found no label column, and read ratings as label ids).
+    trained = recorded_config(args.finetuned)
+    inherited = {f: trained[f] for f in TRAINED_READING if trained.get(f) is not None and getattr(args, f, None) is None}
+    write_resolved_config(building / CONFIG_FILE, args, extra=inherited)
     card_data = merge_card_data(record, resolved_config(args), out, pre.sets)  # named after out
     write_model_card(building, card_data)

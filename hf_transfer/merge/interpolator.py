@@ -175,6 +175,7 @@ def _preflight(args: MergeArguments) -> _Preflight:
                 role, pretrained_classifier, label_names, config.problem_type, wanted, plan.head
             )
             args.head_init = args.pretrained
+            args.head_init_revision = args.pretrained_revision  # its head at the revision its labels were read at
         except HeadMisfit as misfit:
             unused_head = misfit.reason
     if config.problem_type == MULTI_LABEL and args.eval_sets():
@@ -271,9 +272,11 @@ class Interpolator:
     def _head_init(self, args, pre) -> dict[str, torch.Tensor]:
         from transformers import AutoModelForSequenceClassification
 
+        revision = getattr(args, "head_init_revision", "main")
         model, info = AutoModelForSequenceClassification.from_pretrained(
-            args.head_init, config=load_config(args.head_init), dtype=torch.float32, output_loading_info=True
-        )
+            args.head_init, config=load_config(args.head_init, revision=revision), revision=revision,
+            dtype=torch.float32, output_loading_info=True,
+        )  # fmt: skip
         fresh = [k for k in self.plan.head if k in set(info["missing_keys"]) and k not in pre.head_start.zero]
         if fresh:  # not in its checkpoint: freshly initialised, not a trained head
             raise ConfigError(f"head_init {args.head_init!r} holds no weights for head tensor {fresh[0]!r}.")
