@@ -957,7 +957,7 @@ def test_fingerprints_follow_the_rows_a_carve_out_a_reorder_or_a_put_back_leaves
     carved rows `max_eval_samples` kept: the rest of them were neither trained on nor scored."""
     from hf_transfer.core.caching import fingerprint_texts
     from hf_transfer.core.data import carve_split
-    from hf_transfer.core.label_space import reorder_labels
+    from hf_transfer.core.label_order import reorder_labels
     from hf_transfer.train.few_shot_choice import keep_every_labelled_row, labelled_rows_per_class
 
     train = [{"text": f"row {i}", "label": "pos" if i % 2 else "neg"} for i in range(40)]

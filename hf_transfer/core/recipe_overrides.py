@@ -138,7 +138,7 @@ def _differing_shape(model: str, hub_id: str) -> str | None:
     folder = Path(model).expanduser()
     if not folder.is_dir():
         return f"another Hub id, {model}"
-    from hf_transfer.outputs.provenance import folder_hub_lineage
+    from hf_transfer.core.run_records import folder_hub_lineage
 
     lineage = folder_hub_lineage(str(folder))  # an hf-transfer model folder names the Hub model it stands for
     if lineage is not None and lineage != hub_id:

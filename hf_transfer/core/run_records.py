@@ -1,12 +1,12 @@
 """What a run folder recorded about how it was made, read back: its resolved configuration
-(`hf_transfer_config.yaml`) and the Hub revision it read its model at."""
+(`hf_transfer_config.yaml`), the Hub revision it read its model at, and the Hub model it stands for."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from hf_transfer.core.folders import CONFIG_FILE, RUN_RECORD_FILE
+from hf_transfer.core.folders import CARD_DATA_FILE, CONFIG_FILE, RUN_RECORD_FILE
 from hf_transfer.errors import ConfigError, one_line
 
 
@@ -47,3 +47,28 @@ def recorded_revision(folder: str | Path, model: str) -> str:
     recorded = recorded_config(folder)
     revision = recorded.get("model_revision")
     return str(revision) if recorded.get("model_name_or_path") == model and revision else "main"
+
+
+def is_hub_id(name: str | None) -> bool:
+    """A Hub repo id, as opposed to a folder on this machine (which the card must not present as a base model)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if not name or Path(name).is_absolute() or str(name).startswith(".") or Path(name).exists():
+        return False
+    try:
+        validate_repo_id(str(name))
+    except HFValidationError:
+        return False
+    return str(name).count("/") <= 1
+
+
+def folder_hub_lineage(folder: str) -> str | None:
+    """The Hub id that stands for a local hf-transfer model folder in a derived model's `base_model`: the Hub base
+    model it was made from (an ancestor of the weights; never for an adapter's base, which must name the very
+    weights), else the repo its card names (set for a push that may not have happened: offline, it did not)."""
+    try:
+        data = json.loads((Path(folder) / CARD_DATA_FILE).read_bytes())
+    except (OSError, ValueError):
+        return None
+    found = [data.get(key) for key in ("base_model", "repo_id")] if isinstance(data, dict) else []
+    return next((name for name in found if is_hub_id(name)), None)

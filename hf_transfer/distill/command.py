@@ -25,6 +25,7 @@ from hf_transfer.core.metrics import classification_metrics, make_compute_metric
 from hf_transfer.core.models import align_pad_token
 from hf_transfer.core.overlap import say_overlap
 from hf_transfer.core.recipe_overrides import settle_recipe_fields
+from hf_transfer.core.run_records import folder_hub_lineage
 from hf_transfer.core.runtime import (
     FINAL_METRICS_PRECISION,
     precision_name,
@@ -41,7 +42,6 @@ from hf_transfer.distill.trainer import DistillationCollator, DistillationTraine
 from hf_transfer.distill.transfer_set import TransferRows, augmented_rows, with_transfer_rows
 from hf_transfer.errors import ConfigError
 from hf_transfer.outputs.hub import plan_push
-from hf_transfer.outputs.provenance import folder_hub_lineage
 from hf_transfer.outputs.run_folder import check_resume_fits
 from hf_transfer.train.arguments import TransferTrainingArguments
 from hf_transfer.train.checks import check_resume_settings

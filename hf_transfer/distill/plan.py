@@ -12,7 +12,7 @@ from hf_transfer.core.arguments import DataArguments, ModelArguments
 from hf_transfer.core.caching import fingerprint_tokenizer
 from hf_transfer.core.data import PreparedData
 from hf_transfer.core.freezing import FreezePlan
-from hf_transfer.core.label_space import reorder_labels
+from hf_transfer.core.label_order import reorder_labels
 from hf_transfer.core.models import check_weights_complete, load_classifier, load_config, load_tokenizer, meta_layout
 from hf_transfer.core.runtime import deepspeed_launch, launched_world_size
 from hf_transfer.core.tasks import MULTI_LABEL

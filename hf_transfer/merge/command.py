@@ -23,7 +23,7 @@ from hf_transfer.core.folders import (
 from hf_transfer.core.inference import cap_model_max_length
 from hf_transfer.core.markdown import table_row
 from hf_transfer.core.models import stored_half_dtype
-from hf_transfer.core.run_records import recorded_config
+from hf_transfer.core.run_records import is_hub_id, recorded_config
 from hf_transfer.core.runtime import progress_bar
 from hf_transfer.core.tasks import METRIC_NAMES
 from hf_transfer.merge.arguments import MergeArguments
@@ -32,7 +32,6 @@ from hf_transfer.merge.interpolator import Interpolator, _Preflight, _preflight
 from hf_transfer.outputs.cards import write_model_card
 from hf_transfer.outputs.merge_card import EVAL_JSON, EVAL_MD, SWEEP_JSON, merge_card_data
 from hf_transfer.outputs.plots import confusion_paths, pictures_summary, plot_alpha_sweep, write_confusion_matrices
-from hf_transfer.outputs.provenance import is_hub_id
 from hf_transfer.outputs.run_folder import resolved_config, write_resolved_config
 
 SWEEP_PNG = "merge_sweep.png"
@@ -198,7 +197,8 @@ def _write_folder(args, pre: _Preflight, interpolator, model, results, rows, cho
     # The fine-tuned run's columns and label_mapping, where this merge set none: `evaluate` and `predict` read them
     # from the folder (a merged model of identical weights had found no label column, and read ratings as label ids).
     trained = recorded_config(args.finetuned)
-    inherited = {f: trained[f] for f in TRAINED_READING if trained.get(f) is not None and getattr(args, f, None) is None}
+    unset = [f for f in TRAINED_READING if getattr(args, f, None) is None]
+    inherited = {f: trained[f] for f in unset if trained.get(f) is not None}
     write_resolved_config(building / CONFIG_FILE, args, extra=inherited)
     card_data = merge_card_data(record, resolved_config(args), out, pre.sets)  # named after out
     write_model_card(building, card_data)

@@ -7,8 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from hf_transfer.core.markdown import label_list
+from hf_transfer.core.run_records import is_hub_id
 from hf_transfer.outputs.card_data import CardData, _scalar_metrics, _versions, load_card_data
-from hf_transfer.outputs.provenance import base_model_facts, is_hub_id, shown_name
+from hf_transfer.outputs.provenance import base_model_facts, shown_name
 
 _RUNTIMES = {"pytorch": "PyTorch fp32", "onnx_fp32": "ONNX fp32", "onnx_int8": "ONNX int8"}
 

@@ -23,10 +23,10 @@ from hf_transfer.core.folders import (
     trainer_checkpoint_state,
     weight_files,
 )
+from hf_transfer.core.run_records import is_hub_id
 from hf_transfer.errors import ConfigError, HfTransferError, without_userinfo
 from hf_transfer.outputs.card_rebuild import folder_card_data
 from hf_transfer.outputs.cards import write_model_card
-from hf_transfer.outputs.provenance import is_hub_id
 from hf_transfer.outputs.published import publishable
 from hf_transfer.outputs.push_scope import REPLACED_PATTERNS, held_back
 from hf_transfer.outputs.readme import check_readme_header

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hf_transfer.core.run_records import is_hub_id
 from hf_transfer.outputs.card_data import CardData, _language, _scalar_metrics, _versions, load_card_data
-from hf_transfer.outputs.provenance import base_model_facts, is_hub_id
+from hf_transfer.outputs.provenance import base_model_facts
 
 # What a merge card keeps of an earlier merge that is its fine-tuned end (and of that one's own earlier merge).
 MERGE_CHAIN_KEYS = ("alpha", "pretrained", "finetuned", "finetuned_kind", "head_init", "finetuned_merge")

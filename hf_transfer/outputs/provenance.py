@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from hf_transfer.core.folders import ADAPTER_CONFIG, CARD_DATA_FILE, CONFIG_FILE, cache_snapshot
+from hf_transfer.core.run_records import is_hub_id
 
 # Folder names that say what a folder holds rather than which model it is.
 GENERIC_FOLDERS = frozenset({"model", "models", "base", "pretrained", "final", "best", "output", "weights", "hf"})
@@ -42,19 +43,6 @@ def parent_may_be_shown(path: Path) -> bool:
     return parent.name != user and parent.expanduser().absolute() != Path.home()
 
 
-def is_hub_id(name: str | None) -> bool:
-    """A Hub repo id, as opposed to a folder on this machine (which the card must not present as a base model)."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    if not name or Path(name).is_absolute() or str(name).startswith(".") or Path(name).exists():
-        return False
-    try:
-        validate_repo_id(str(name))
-    except HFValidationError:
-        return False
-    return str(name).count("/") <= 1
-
-
 def _card_metadata(name: str) -> dict:
     """The YAML header of a model's card, from its folder or from the local Hub cache; {} when unknown."""
     from huggingface_hub import try_to_load_from_cache
@@ -74,18 +62,6 @@ def _card_metadata(name: str) -> dict:
         return metadata_load(readme) or {}
     except (yaml.YAMLError, ValueError):
         return {}
-
-
-def folder_hub_lineage(folder: str) -> str | None:
-    """The Hub id that stands for a local hf-transfer model folder in a derived model's `base_model`: the Hub base
-    model it was made from (an ancestor of the weights; never for an adapter's base, which must name the very
-    weights), else the repo its card names (set for a push that may not have happened: offline, it did not)."""
-    try:
-        data = json.loads((Path(folder) / CARD_DATA_FILE).read_bytes())
-    except (OSError, ValueError):
-        return None
-    found = [data.get(key) for key in ("base_model", "repo_id")] if isinstance(data, dict) else []
-    return next((name for name in found if is_hub_id(name)), None)
 
 
 def _ancestors(name: str) -> list[str]:

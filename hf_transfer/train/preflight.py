@@ -16,7 +16,7 @@ from hf_transfer.core.inference import (
     check_vocabulary,
     max_length_limit,
 )
-from hf_transfer.core.label_space import reorder_labels
+from hf_transfer.core.label_order import reorder_labels
 from hf_transfer.core.models import (
     check_classifier_head,
     check_weights_complete,
