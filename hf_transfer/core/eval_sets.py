@@ -94,6 +94,14 @@ def align_labels(data_names: list[str], model_names: list[str], source: str) -> 
     )
 
 
+def reads_with_trained_mapping(found: set[str], model_names, trained: dict | None) -> bool:
+    """Whether labels `found` in a file are read with the training run's `label_mapping` (`trained`): some are not
+    the model's names, and every one is a key of that mapping or a model name (ratings 1 to 5 for bad/neutral/good)."""
+    keys = {str(normalise_scalar(k)) for k in trained or {}}
+    known = set(label_name_keys(model_names))
+    return bool(keys) and not found <= known and found <= keys | known
+
+
 def prepare_eval_set(
     eval_set: EvalSet, args: EvalDataArguments, model_names: list[str], problem_type: str = SINGLE_LABEL
 ) -> PreparedEvalSet:
@@ -125,8 +133,7 @@ def prepare_eval_set(
         message = str(err).replace(" the validation data", " this set").replace(" the validation rows", " its rows")
         raise DataError(f"extra_eval {eval_set.name}={eval_set.path}: {message}") from None
     trained = None if data_args.label_mapping is not None else getattr(args, "trained_label_mapping", None)
-    found, known = set(map(str, prepared.label_names)), set(label_name_keys(model_names))
-    if trained and not found <= known and found <= set(map(str, trained)) | known:
+    if reads_with_trained_mapping(set(map(str, prepared.label_names)), model_names, trained):
         logger.warning(f"reading the labels of {eval_set.path!r} with the label_mapping of the model's training run.")
         return prepare_eval_set(replace(eval_set, label_mapping=trained), args, model_names, problem_type)
     if prepared.problem_type == MULTI_LABEL and problem_type != MULTI_LABEL:

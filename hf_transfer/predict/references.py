@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from hf_transfer.core.cleaning import label_name_keys, normalise_label, normalise_scalar
-from hf_transfer.core.eval_sets import align_labels
+from hf_transfer.core.cleaning import normalise_label, normalise_scalar
+from hf_transfer.core.eval_sets import align_labels, reads_with_trained_mapping
 from hf_transfer.core.metrics import classification_metrics
 from hf_transfer.core.prediction_columns import empty_text_mask
 from hf_transfer.core.tables import iter_table
@@ -112,9 +112,7 @@ def scan_references(
     if seen == {"-1"} and label_mapping is None and "-1" not in model_names:  # GLUE's test files: labels hidden
         logger.warning(f"every label in column {label!r} is -1, the mark of a hidden label (GLUE): no scores.")
         return None
-    trained = {str(normalise_scalar(k)) for k in trained_label_mapping or {}}
-    known = set(label_name_keys(model_names))
-    if label_mapping is None and trained and not seen <= known and seen <= trained | known:
+    if label_mapping is None and reads_with_trained_mapping(seen, model_names, trained_label_mapping):
         logger.warning(f"reading the labels of {path!r} with the label_mapping of the model's training run.")
         label_mapping = trained_label_mapping
     if label_mapping is not None:
