@@ -810,6 +810,24 @@ def test_save_to_disk_folders_load_and_splits_not_read_are_named(tmp_path, caplo
         load_data(DataArguments(dataset_name=str(mnli), dataset_config_name="x"))
 
 
+def test_a_dataset_with_both_validation_and_dev_reads_validation_and_names_dev(tmp_path, caplog):
+    """Both map to the validation split: the one listed first was read and the other dropped without a word."""
+    import datasets
+
+    def split(n, label):
+        return datasets.Dataset.from_dict(
+            {"text": [f"{label} row {i}" for i in range(n)], "label": ["a", "b"] * (n // 2)}
+        )
+
+    folder = tmp_path / "both"
+    splits = {"train": split(20, "train"), "dev": split(4, "dev"), "validation": split(6, "validation")}
+    datasets.DatasetDict(splits).save_to_disk(str(folder))
+    with caplog.at_level("WARNING"):
+        prepared = load_data(DataArguments(dataset_name=str(folder)))
+    assert "['dev'] that are not read" in caplog.text
+    assert prepared.datasets["validation"].num_rows == 6 and not prepared.summary["validation_carved_from_train"]
+
+
 def test_a_dataset_folder_with_several_configurations_names_the_option(tmp_path):
     folder = tmp_path / "cfg"
     folder.mkdir()

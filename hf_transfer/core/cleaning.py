@@ -74,24 +74,24 @@ def load_sources(args: DataArguments) -> tuple[dict[str, Source], dict[str, list
         sources = {split: _file_source(path, args.csv_quoting) for split, path in paths.items()}
         return sources, {}, {f"{split}_file": path for split, path in paths.items()}
     loaded = _load_dataset(args.dataset_name, args.dataset_config_name)
-    unread = [name for name in loaded if name not in _HUB_SPLITS]
-    if unread:  # MNLI's validation_matched: left out, and validation carved from train, without a word
+    # Each split read from one source: `validation` over `dev` where a dataset has both (dev first, then overwritten).
+    read = {_HUB_SPLITS[n]: n for n in sorted(loaded, key=lambda n: n != "dev") if n in _HUB_SPLITS}
+    unread = [name for name in loaded if name not in read.values()]
+    if unread:  # MNLI's validation_matched, or dev beside validation: left out, which was without a word
         logger.warning(
             f"dataset {args.dataset_name!r} has split(s) {unread} that are not read: hf-transfer reads the splits "
-            f"named {sorted(_HUB_SPLITS)} (dev is validation); to use one, rename it (e.g. save the DatasetDict "
-            "again with it as 'validation'), or write it to a file and give train_file and validation_file instead."
+            f"named {sorted(_HUB_SPLITS)} (dev is validation where there is none); to use one, rename it (e.g. save "
+            "the DatasetDict again with it as 'validation'), or write it to a file and give train_file and "
+            "validation_file."
         )
     sources, class_names = {}, {}
-    for name, ds in loaded.items():
-        split = _HUB_SPLITS.get(name)
-        if split and split not in sources:
-            sources[split] = Source(
-                list(ds.column_names), lambda ds=ds: ds.to_pandas(batch_size=CHUNK_ROWS, batched=True)
-            )
-            for column, feature in ds.features.items():
-                feature = getattr(feature, "feature", feature)  # List(ClassLabel) for multi-label
-                if isinstance(feature, datasets.ClassLabel):
-                    class_names[column] = feature.names
+    for split, name in read.items():
+        ds = loaded[name]
+        sources[split] = Source(list(ds.column_names), lambda ds=ds: ds.to_pandas(batch_size=CHUNK_ROWS, batched=True))
+        for column, feature in ds.features.items():
+            feature = getattr(feature, "feature", feature)  # List(ClassLabel) for multi-label
+            if isinstance(feature, datasets.ClassLabel):
+                class_names[column] = feature.names
     source = {"dataset_name": args.dataset_name, "dataset_config_name": args.dataset_config_name}
     return sources, class_names, source
 
