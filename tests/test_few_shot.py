@@ -527,6 +527,22 @@ def test_gradient_accumulation_is_recorded_in_the_pairs_per_step(tiny_st, tmp_pa
     assert "(linear schedule, warmup over the first 10% of steps)" in rebuilt
 
 
+def test_label_template_rows_add_no_step_under_gradient_accumulation(tiny_st, tmp_path):
+    """The template rows shrink the passes so that the steps are the labelled rows' (the card says they add none):
+    with accumulation, Trainer rounded the shrunk passes' steps up (16 rows, batch 8, accumulation 2: 3 steps for 3
+    epochs of the labelled rows, 4 with 8 template rows beside them)."""
+    train = write_csv(tmp_path / "train.csv", GOOD + BAD, ["good"] * 8 + ["bad"] * 8)
+    steps = {}
+    for copies in ("0", "4"):
+        out = tmp_path / f"out{copies}"
+        extra = ("--gradient_accumulation_steps", "2", "--few_shot_template_copies", copies)
+        assert main([*few_shot_argv(tiny_st, train, out), "--few_shot_body_epochs", "3", *extra]) == 0
+        record = json.loads((out / "hf_transfer_run.json").read_text())
+        steps[copies] = record["few_shot"]["body"]["steps"]
+        assert record["train_metrics"]["optimizer_steps"] == steps[copies]
+    assert steps == {"0": 3, "4": 3}
+
+
 def test_trainer_fields_the_route_replaces_are_warned_about(tiny_st, tmp_path, caplog):
     """learning_rate, epochs and batch size given to a run on the route, and template copies with no template, were
     accepted and ignored, silently."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 
 import torch
@@ -106,16 +107,28 @@ def mix_bodies(body: torch.nn.Module, pretrained: dict[str, torch.Tensor], share
 BODY_WARMUP = 0.1  # the body tuning's learning-rate warmup, as a share of its steps
 
 
+def labelled_steps(args, rows: int) -> int:
+    """The optimizer steps of `few_shot_body_epochs` over `rows`, as Trainer counts an epoch-based run's: batches of
+    `few_shot_batch_size` on every process (the last one short, or dropped), grouped by gradient accumulation."""
+    per_batch = args.few_shot_batch_size * max(args.world_size, 1)
+    batches = rows // per_batch if args.dataloader_drop_last else math.ceil(rows / per_batch)
+    per_epoch = max(math.ceil(batches / args.gradient_accumulation_steps), 1)
+    return math.ceil(args.few_shot_body_epochs * per_epoch)
+
+
 def body_training_arguments(args, labelled_rows: int | None = None, all_rows: int | None = None):
     """The run's arguments with the route's knobs in Trainer's fields: steps, batch, learning rate, and no
     evaluation or checkpoint while the body tunes (the head does not exist yet). The budget counts the labelled rows:
     with template rows added (`all_rows` > `labelled_rows`) the passes shrink so the steps stay the same. `max_steps`,
     when set, is the budget instead of `few_shot_body_epochs`, as it overrides Trainer's epochs."""
     share = labelled_rows / all_rows if labelled_rows and all_rows else 1.0
+    max_steps = args.max_steps if args.max_steps > 0 else -1
+    if share < 1 and max_steps < 0:  # the labelled rows' steps, as Trainer counts them: shrunk passes over all rows
+        max_steps = labelled_steps(args, labelled_rows)  # rounded up under accumulation could add one (4 became 5)
     body = dataclasses.replace(
         args,
         num_train_epochs=args.few_shot_body_epochs * share,
-        max_steps=args.max_steps if args.max_steps > 0 else -1,
+        max_steps=max_steps,
         per_device_train_batch_size=args.few_shot_batch_size,
         learning_rate=args.few_shot_learning_rate,
         warmup_steps=BODY_WARMUP,  # a share of the steps (below 1)
