@@ -234,6 +234,43 @@ def test_two_process_ddp_distill_with_the_logit_cache_unlabeled_rows_and_hidden_
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
 
 
+@pytest.mark.parametrize(
+    "command, extra",
+    [
+        ("train", []),
+        ("train", ["--class_weights", "balanced", "--gradient_accumulation_steps", "2"]),
+        ("distill", ["--hidden_loss_weight", "1.0"]),
+    ],
+    ids=["train", "class-weights-accumulation", "distill-hidden-loss"],
+)
+def test_two_process_ddp_matches_one_process_when_the_rows_are_no_multiple_of_the_global_batch(
+    command, extra, setup, tmp_path
+):
+    """61 rows at a global batch of 8: accelerate fills the last batch of one process with rows from the start of
+    the epoch, and those rows counted twice in that step's loss, KD and hidden terms and normaliser (the logged loss
+    0.6932 against 0.6952, the weights 8e-5 apart). They now count once, as in one process."""
+    pd.read_csv(setup / "train.csv").iloc[:61].to_csv(tmp_path / "train61.csv", index=False)
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+
+    def argv(out, batch, *more):
+        args = run_args(setup, out, command, batch=batch)
+        args[args.index("--train_file") + 1] = str(tmp_path / "train61.csv")
+        if command == "distill":
+            args[args.index("--teacher_cache_dir") + 1] = str(tmp_path / "cache")
+        return [*args, *more]
+
+    # 1 process × batch 8 against 2 processes × batch 4 (or × batch 2, accumulated twice)
+    accumulated = "--gradient_accumulation_steps" in extra
+    alone = [e for e in extra if e not in ("--gradient_accumulation_steps", "2")]
+    assert main([*argv(single, 8, *alone), "--use_cpu", "true"]) == 0
+    launch_two_processes(argv(ddp, 2 if accumulated else 4, *extra))
+    assert losses(ddp) == pytest.approx(losses(single), rel=1e-5, abs=1e-6)
+    for term in ("loss_kd", "loss_ce", "loss_hidden") if command == "distill" else ():
+        assert losses(ddp, term) == pytest.approx(losses(single, term), abs=1e-5), term
+    a, b = load_file(str(single / "model.safetensors")), load_file(str(ddp / "model.safetensors"))
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+
+
 def test_two_process_ddp_trains_the_hidden_state_projections_on_every_processs_rows(setup, tmp_path):
     """A student narrower than its teacher matches hidden states through projections that are no part of the DDP
     model: each process trained its own copy on its own rows (their gradients were never averaged), so the student,

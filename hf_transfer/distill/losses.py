@@ -106,13 +106,15 @@ def distillation_loss(
     label_smoothing: float = 0.0,
     class_weights: torch.Tensor | None = None,
     normaliser: LossNormaliser | None = None,
+    mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """α · KD / items + (1 − α) · CE / labelled, and the detached summed terms `{"kd": ..., "ce": ...}`.
 
     The KD term is summed over every row (entry, for multi-label), those without a label too: rows labelled -100 (an
     unlabelled transfer set) get the soft loss only. The hard-label term is Σ wᵢ·ℓᵢ over the labelled items, wᵢ their
     class weight. `normaliser` (see `losses.LossNormaliser`) holds the whole accumulated, all-device batch's counts;
-    without it, this batch's own are used. With α = 1 `labels` may be None.
+    without it, this batch's own are used. With α = 1 `labels` may be None. `mask` (rows) leaves rows out of the KD
+    term: DDP's padding rows, which are unlabelled too.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"alpha must be in [0, 1] (the weight of the KD term), got {alpha!r}.")
@@ -127,7 +129,7 @@ def distillation_loss(
         labels = torch.full(shape, -100, device=student_logits.device)
     normaliser = normaliser or LossNormaliser.of([labels], class_weights)
     kd_fn = kd_multilabel_loss_sum if problem_type == MULTI_LABEL else kd_loss_sum
-    kd = kd_fn(student_logits, teacher_logits, temperature, teacher_probs=teacher_probs)
+    kd = kd_fn(student_logits, teacher_logits, temperature, teacher_probs=teacher_probs, mask=mask)
     ce = classification_loss_sum(
         student_logits, labels, problem_type, label_smoothing=label_smoothing, class_weights=class_weights
     )

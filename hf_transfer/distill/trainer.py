@@ -35,7 +35,7 @@ from hf_transfer.distill.losses import (
     teacher_probabilities,
 )
 from hf_transfer.distill.losses import topk_probabilities as _topk_probabilities
-from hf_transfer.train.trainer import TransferTrainer
+from hf_transfer.train.trainer import REAL_ROWS, TransferTrainer
 
 TEACHER_PREFIX = "teacher"
 # The hidden-state projections in each checkpoint: they train with the student but are no part of the saved model.
@@ -203,6 +203,8 @@ class DistillationTrainer(TransferTrainer):
             # Evaluation, and α = 0 without a hidden loss: the plain hard-label loss.
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         labels = inputs.pop("labels")
+        real = inputs.pop(REAL_ROWS, len(labels))  # DDP's padding rows (unlabelled already) take no KD term either
+        mask = torch.arange(len(labels), device=labels.device) < real if real < len(labels) else None
         want_hidden = self.distill.hidden_loss_weight > 0
         outputs = model(**inputs, output_hidden_states=want_hidden)
         teacher_logits, teacher_probs, teacher_hidden = self._teacher_outputs(inputs, teacher_fields, want_hidden)
@@ -218,16 +220,19 @@ class DistillationTrainer(TransferTrainer):
             label_smoothing=self.args.label_smoothing_factor,
             class_weights=self.class_weights,
             normaliser=normaliser,
+            mask=mask,
         )
-        counts = {"kd": labels.numel(), "ce": float(item_weights(labels, self.class_weights).sum())}
+        counts = {"kd": labels[:real].numel(), "ce": float(item_weights(labels, self.class_weights).sum())}
         if want_hidden:
             if "teacher_hidden_0" in teacher_fields:  # pooled states from the cache
                 teacher_hidden = teacher_fields["teacher_hidden_0"].to(self.args.device)
-            hidden = self._hidden_loss(outputs.hidden_states, teacher_hidden, inputs.get("attention_mask"))
+            hidden = self._hidden_loss(
+                *(_first_rows(x, real) for x in (outputs.hidden_states, teacher_hidden, inputs.get("attention_mask")))
+            )
             # Summed over rows, like the KD term (for multi-label, `items` counts entries: rows × labels).
             rows = normaliser.items / (labels.shape[-1] if labels.dim() == 2 else 1)
             loss = loss + self.distill.hidden_loss_weight * hidden / rows.clamp(min=1e-12)
-            terms["hidden"], counts["hidden"] = hidden.detach(), labels.shape[0]
+            terms["hidden"], counts["hidden"] = hidden.detach(), real
         self._record_terms(terms, counts)
         loss = self.scale_for_processes(loss, num_items_in_batch)
         return (loss, outputs) if return_outputs else loss
@@ -326,3 +331,10 @@ class DistillationTrainer(TransferTrainer):
         for name, value in terms.items():
             self._term_sums[name] += float(value)
             self._term_counts[name] += float(counts[name])
+
+
+def _first_rows(value, rows: int):
+    """A batch's tensor, or a tuple of them (hidden states by block), cut to its first `rows` rows."""
+    if isinstance(value, (tuple, list)):
+        return type(value)(_first_rows(v, rows) for v in value)
+    return value if value is None or len(value) == rows else value[:rows]

@@ -39,6 +39,8 @@ from hf_transfer.train.feature_cache import FEATURE_COLUMN, cached_trunk
 from hf_transfer.train.resume_order import ORDER_FILE, CheckpointFiles, ResumeOrder
 
 logger = logging.getLogger(__name__)
+# In a training batch, how many leading rows are the epoch's own where the rest are accelerate's padding (DDP).
+REAL_ROWS = "_hf_transfer_real_rows"
 
 
 def freeze_plan_from_arguments(layout, args: TransferTrainingArguments) -> FreezePlan:
@@ -272,6 +274,7 @@ class TransferTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
+        inputs.pop(REAL_ROWS, None)  # its padding rows are unlabelled already
         labels = inputs.pop("labels")
         outputs = self.forward_student(model, inputs)
         logits = outputs.logits
@@ -293,13 +296,35 @@ class TransferTrainer(Trainer):
         loss = self.scale_for_processes(loss_sum / normaliser.clamp(min=1e-12), num_items_in_batch)
         return (loss, outputs) if return_outputs else loss
 
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        if self.accelerator.num_processes > 1:
+            epoch_iterator = (self._unlabel_padding(batch) for batch in epoch_iterator)
+        return super().get_batch_samples(epoch_iterator, num_batches, device)
+
+    def _unlabel_padding(self, batch):
+        """A process's last training batch of an epoch with accelerate's padding (`even_batches` fills it with rows
+        from the start of the epoch) marked: those rows lose their labels and `REAL_ROWS` says how many come first.
+        They counted twice in that step's loss and normaliser, so DDP 2 × 4 differed from 1 × 8 (by 8e-5 in the
+        weights after one epoch of 61 rows)."""
+        state = self.accelerator.gradient_state
+        if not state.end_of_dataloader or "labels" not in batch:
+            return batch
+        rows = len(batch["labels"])
+        real = rows_before_padding(rows, self.accelerator.process_index, state.remainder)
+        if real < rows:
+            labels = batch["labels"].clone()
+            labels[real:] = -100
+            batch["labels"], batch[REAL_ROWS] = labels, real
+        return batch
+
     def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> LossNormaliser | None:
         """What the accumulated batch's summed losses are divided by (see `losses.LossNormaliser`), over every
         process when `average_tokens_across_devices`: Trainer's own count knows neither class weights nor rows
         without labels."""
         if not batch_samples or "labels" not in batch_samples[0]:
             return None
-        normaliser = LossNormaliser.of([b["labels"] for b in batch_samples], self.class_weights).as_tensor()
+        labels = [b["labels"][: b.get(REAL_ROWS, len(b["labels"]))] for b in batch_samples]  # padding: no row
+        normaliser = LossNormaliser.of(labels, self.class_weights).as_tensor()
         if self.args.average_tokens_across_devices and self.args.world_size > 1:
             normaliser = self.accelerator.gather(normaliser.to(device))
         return LossNormaliser.from_tensor(normaliser.to(device))
