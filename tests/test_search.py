@@ -40,6 +40,17 @@ def test_space_syntax_ranges_and_choices():
     assert batch.contains(32) and not batch.contains(8) and not batch.contains(32.5)
 
 
+def test_step_fields_are_searched_as_shares_below_1_and_as_whole_counts_from_1():
+    """`eval_steps` and the other step fields are floats in transformers 5 (a share of the steps below 1), so a range
+    {low: 2, high: 5} drew 3.12 and every trial failed on "--eval_steps must be an integer if bigger than 1"."""
+    space = {"eval_steps": {"low": 2, "high": 5}, "warmup_steps": {"low": 0.0, "high": 0.2},
+             "logging_steps": {"low": 10, "high": 50, "step": 10}}  # fmt: skip
+    checked = {p.name: p for p in check_fields(parse_space(space), _train_parser().hints, "train")}
+    assert checked["eval_steps"].integer and checked["eval_steps"].bounds_to_check() == [2, 5]
+    assert checked["logging_steps"].integer and checked["logging_steps"].step == 10
+    assert not checked["warmup_steps"].integer and checked["warmup_steps"].contains(0.1)
+
+
 def test_the_default_space_leaves_out_the_warmup_of_a_schedule_without_one(tmp_path, tiny_bert_dir):
     from hf_transfer.search.command import _prepare
 
@@ -87,6 +98,8 @@ def test_space_syntax_errors(space, needle):
         ({"lerning_rate": {"low": 1e-5, "high": 1e-4}}, "unknown field 'lerning_rate'. Did you mean 'learning_rate'"),
         ({"lr_scheduler_type": {"low": 1, "high": 2}}, "takes a list of choices"),
         ({"per_device_train_batch_size": {"low": 8.5, "high": 16}}, "whole numbers"),
+        ({"eval_steps": {"low": 0.5, "high": 5}}, "crosses 1, where eval_steps turns from a share"),
+        ({"warmup_steps": {"low": 2.5, "high": 20}}, "whole numbers"),
     ],
 )
 def test_space_field_errors(space, needle):
@@ -217,6 +230,11 @@ def _tiny_search_argv(tmp_path, model) -> list[str]:
         # max_steps is the route's body-tuning budget too, so its epochs change nothing.
         ("minilm", ["--max_steps", "2", "--search_space", "{few_shot_body_epochs: [8, 16]}"],
          "search_space.few_shot_body_epochs: max_steps is 2, which overrides few_shot_body_epochs"),
+        # each trial's eval_loss is its own smoothed loss: the same weights scored 0.0039 and 1.67
+        ("tiny", ["--metric", "loss", "--search_space", "{label_smoothing_factor: [0.0, 0.6]}"],
+         "metric loss with label_smoothing_factor in the search space"),
+        ("tiny", ["--metric", "loss", "--search_space", "{class_weights: [balanced, sqrt]}"],
+         "metric loss with class_weights in the search space"),
     ],
 )  # fmt: skip
 def test_a_searched_field_the_trials_ignore_is_refused(tmp_path, tiny_bert_dir, minilm_path, capsys, model, extra,

@@ -173,6 +173,25 @@ def _options(hint: Any) -> tuple:
     return typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
 
 
+# Float fields that Trainer reads as a share of the training steps below 1 and as a count of steps from 1 up.
+SHARE_OR_COUNT = ("warmup_steps", "eval_steps", "save_steps", "logging_steps")
+
+
+def _share_or_count(p: Param) -> tuple:
+    """The kind of a range of a SHARE_OR_COUNT field: shares (float) when it stays at or below 1, whole counts (int)
+    from 1 up; one across 1 would draw counts such as 3.12 (`eval_steps` refused them, every trial failed) or
+    mix 0.5 (half the steps) with 5 (five steps)."""
+    if p.high <= 1:
+        return (float,)
+    if p.low >= 1:
+        return (int,)
+    raise ConfigError(
+        f"search_space.{p.name}: the range {p.describe()} crosses 1, where {p.name} turns from a share of the "
+        f"training steps (below 1) into a number of steps; search one or the other, e.g. {{low: 0.0, high: 0.2}} or "
+        f"{{low: 10, high: 100}}."
+    )
+
+
 def check_fields(params: list[Param], hints: dict[str, Any], command: str) -> list[Param]:
     """Each param names a field of the trials' arguments, and a range only a numeric one; ranges of int fields
     become integer ranges (so do ranges of `int | list` fields such as freeze_layers), of float fields float ones."""
@@ -186,6 +205,8 @@ def check_fields(params: list[Param], hints: dict[str, Any], command: str) -> li
             raise ConfigError(f"search_space: unknown field {p.name!r}.{hint}")
         if p.is_range:
             options = _options(hints[p.name])
+            if p.name in SHARE_OR_COUNT:
+                options = _share_or_count(p)
             if float in options:
                 p = Param(p.name, float(p.low), float(p.high), p.log, p.step)
             elif int in options:
