@@ -875,6 +875,17 @@ def test_the_configs_own_trial_says_which_fields_were_drawn(tmp_path, tiny_bert_
     assert note == "the config's own values (learning_rate drawn: not in the space)"
 
 
+def test_a_lora_configs_own_trial_runs_at_the_rate_train_gives_it(tmp_path, tiny_bert_dir, monkeypatch):
+    """A LoRA config without learning_rate trains at 2e-3 (`hf-transfer train`); its own trial read
+    TrainingArguments' 5e-5 instead, drew another rate and still called it "the config's own values"."""
+    seen = _recording_trials(monkeypatch, [{"eval_accuracy": 0.5}])
+    argv = [*_tiny_search_argv(tmp_path, tiny_bert_dir), "--few_shot", "false", "--n_trials", "1"]
+    argv += ["--peft_method", "lora", "--search_space", "{learning_rate: {low: 1.0e-4, high: 5.0e-3, log: true}}"]
+    assert main(argv) == 0
+    assert seen[0].learning_rate == 2e-3
+    assert pd.read_csv(tmp_path / "out" / "search" / "trials.csv").loc[0, "note"] == "the config's own values"
+
+
 def test_disable_tqdm_among_the_trial_fields_turns_the_bars_off():
     from hf_transfer.cli import _asks_no_bars
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from hf_transfer.adapters.plan import check_adapter_args
+from hf_transfer.adapters.plan import LORA_LEARNING_RATE, check_adapter_args, takes_lora_learning_rate
 from hf_transfer.core import memory
 from hf_transfer.core.folders import RUN_RECORD_FILE
 from hf_transfer.core.parsing import CommandParser
@@ -90,6 +90,8 @@ def _search(s: SearchArguments, optuna) -> dict:
     if s.start_from_config and not study.trials:
         own = {p.name: _config_value(setup["objects"], p.name) for p in params}
         own = {name: UNSET_MEANS.get(name) if value is None else value for name, value in own.items()}
+        if "learning_rate" in own and takes_lora_learning_rate(setup["objects"][-2], setup["objects"][-1]):
+            own["learning_rate"] = LORA_LEARNING_RATE  # what `train` runs a LoRA config without one at, not 5e-5
         start = {p.name: own[p.name] for p in params if p.contains(own[p.name])}
         if start:  # a field whose own value lies outside the space is drawn, and the trials table says so
             drawn = [p.name for p in params if p.name not in start]
