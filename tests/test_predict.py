@@ -945,3 +945,39 @@ def test_a_damaged_recorded_config_is_refused_not_read_as_none(models, tmp_path,
     for line in capsys.readouterr().err.strip().splitlines():
         assert f"{str(folder / 'hf_transfer_config.yaml')!r} cannot be read (" in line and "restore it" in line
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_a_roberta_trained_with_a_tokenizer_padding_with_another_id_reloads_as_it_trained(tmp_path, tiny_bert_dir):
+    """RoBERTa-style positions count from the pad id the embeddings were built with (1 here); Trainer set the
+    config's pad_token_id to the tokenizer's (0, a BERT tokenizer), so the saved folder rebuilt its embeddings with
+    0 and read every position one place off: the saved folder's loss was 0.6179 where training had scored 0.6081."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    assert tokenizer.pad_token_id == 0
+    labels = {"id2label": {0: "neg", 1: "pos"}, "label2id": {"neg": 0, "pos": 1}}
+    config = AutoConfig.for_model("roberta", hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=37, vocab_size=len(tokenizer), max_position_embeddings=80,
+                                  pad_token_id=1, **labels)  # fmt: skip
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path / "rob")
+    tokenizer.save_pretrained(tmp_path / "rob")
+    texts = [f"{'fine good' if i % 2 else 'dull bad'} film number {i} " * (1 + i % 3) for i in range(24)]
+    pd.DataFrame({"text": texts, "label": ["pos" if i % 2 else "neg" for i in range(24)]}).to_csv(
+        tmp_path / "data.csv", index=False
+    )
+    out = tmp_path / "out"
+    argv = ["train", "--model_name_or_path", str(tmp_path / "rob"), "--train_file", str(tmp_path / "data.csv"),
+            "--validation_file", str(tmp_path / "data.csv"), "--output_dir", str(out), "--max_steps", "4",
+            "--max_seq_length", "48", "--use_cpu", "true", "--report_to", "none"]  # fmt: skip
+    assert main(argv) == 0
+    assert json.loads((out / "config.json").read_text())["pad_token_id"] == 1
+    trained = json.loads((out / "hf_transfer_run.json").read_text())["eval_metrics"]["eval_loss"]
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()  # as pipeline() and predict load it
+    batch = AutoTokenizer.from_pretrained(out)(
+        texts, truncation=True, max_length=48, padding=True, return_tensors="pt"
+    )
+    with torch.no_grad():
+        logits = model(**batch).logits
+    labels = torch.tensor([model.config.label2id["pos" if i % 2 else "neg"] for i in range(24)])
+    assert torch.nn.functional.cross_entropy(logits, labels).item() == pytest.approx(trained, abs=1e-4)

@@ -45,6 +45,19 @@ PADDING_OFFSET_POSITIONS = frozenset(
 )  # fmt: skip
 
 
+def keep_position_padding(model):
+    """`model` with `config.pad_token_id` back at the padding index its position embeddings were built with, for the
+    types above (their classifiers read no pad id, their positions count from it); returns it. Trainer, and
+    `align_pad_token`, set it to the tokenizer's pad id: where that differed (another model's tokenizer), the saved
+    folder rebuilt its embeddings with the tokenizer's id and read every position one place off on reload."""
+    if getattr(getattr(model, "config", None), "model_type", None) in PADDING_OFFSET_POSITIONS:
+        for module in model.modules():
+            if isinstance(getattr(module, "padding_idx", None), int) and hasattr(module, "position_embeddings"):
+                model.config.pad_token_id = module.padding_idx
+                break
+    return model
+
+
 def max_length_for_config(config, tokenizer, max_length: int, virtual: int = 0) -> int:
     """`usable_max_length` from the model's config alone, before any weight loads (`train`, `distill`); `virtual`: the
     positions a prompt-learning adapter takes before the text."""

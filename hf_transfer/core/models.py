@@ -175,11 +175,13 @@ def align_pad_token(model, tokenizer):
     """`model` with its config's `pad_token_id` set to the id its batches are padded with, as `Trainer` aligns them
     before training; returns it. A decoder classifier (GPT-2, Llama) reads each row's last token that is not
     `config.pad_token_id`: with another id in the config than the tokenizer pads with, it read a padded row's
-    padding. After loading, so that an encoder's embeddings keep the padding index they were built with."""
+    padding. Types whose positions count from the pad id keep the id they were built with (keep_position_padding)."""
+    from hf_transfer.core.inference import keep_position_padding
+
     pad = getattr(tokenizer, "pad_token_id", None)
     if pad is not None and getattr(model.config, "pad_token_id", None) != pad:
         model.config.pad_token_id = pad
-    return model
+    return keep_position_padding(model)
 
 
 def model_file(name_or_path: str, filename: str, *, revision: str = "main", cache_dir=None) -> Path | None:
@@ -296,8 +298,7 @@ def load_classifier(
 
 
 def onnx_export_error(name_or_path: str, role: str = "") -> ConfigError:
-    """The error for an ONNX folder given where PyTorch weights are needed (train, distill, export, merge); `role`
-    names the argument (merge's `finetuned`, ...)."""
+    """The error for an ONNX folder given where PyTorch weights are needed (train, distill, export, merge; `role`)."""
     source = onnx_export_source(name_or_path)
     named = f"{role} {name_or_path!r}" if role else repr(name_or_path)
     return ConfigError(

@@ -21,6 +21,7 @@ from hf_transfer.core.freezing import (
     unreached_unfreezing,
     warn_shared_blocks,
 )
+from hf_transfer.core.inference import keep_position_padding
 from hf_transfer.core.layers import discover_layers
 from hf_transfer.core.losses import LossNormaliser, classification_loss_sum, mean_row_weight
 from hf_transfer.core.runtime import launched_world_size
@@ -295,6 +296,11 @@ class TransferTrainer(Trainer):
             normaliser = torch.tensor(len(labels) * row_weight, device=loss_sum.device)
         loss = self.scale_for_processes(loss_sum / normaliser.clamp(min=1e-12), num_items_in_batch)
         return (loss, outputs) if return_outputs else loss
+
+    def _save(self, output_dir=None, state_dict=None):
+        # Every save, checkpoints too: `Trainer.train()` set the config's pad id to the tokenizer's (core/inference).
+        keep_position_padding(self.accelerator.unwrap_model(self.model))
+        super()._save(output_dir, state_dict=state_dict)
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         if self.accelerator.num_processes > 1:
