@@ -146,6 +146,9 @@ def _write_folder(args, pre: _Preflight, interpolator, model, results, rows, cho
     if saved_dtype:
         model.to(getattr(torch, saved_dtype))
     model.save_pretrained(building)
+    if saved_dtype:  # stored in half, loaded as scored (fp32): with the config's half dtype, which transformers 5
+        config = json.loads((building / "config.json").read_bytes())  # loads, pipeline() and AutoModel moved labels
+        write_json(building / "config.json", {**config, "dtype": "float32"})
     cap_model_max_length(model.config, pre.tokenizer)
     pre.tokenizer.save_pretrained(building)
     reports = results.get(chosen) or {}
