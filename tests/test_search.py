@@ -533,7 +533,10 @@ def test_best_config_reproduces_its_trial(study_run):
     assert "hf-transfer train --config best_config.yaml" in (out / "best_config.yaml").read_text()
     completed = int((trials["state"] == "complete").sum())
     card = (out / "trials" / f"trial-{best['number']:03d}" / "README.md").read_text()
-    assert f"chosen by `hf-transfer search` as the best of {completed} completed trials by loss" in card
+    pruned = int((trials["state"] == "pruned").sum())  # scored on the same rows too: they count as tries
+    also = f" (and {pruned} pruned after scoring on the same rows)" if pruned else ""
+    assert f"chosen by `hf-transfer search` as the best of {completed} completed trials{also} by loss" in card
+    assert f"the best of {completed + pruned} tries on the same rows" in card
     trial_results = json.loads((out / "trials" / f"trial-{best['number']:03d}" / "eval_results.json").read_text())
     assert trial_results["eval_loss"] == pytest.approx(best["loss"], abs=1e-9)
     trial_folder = out / "trials" / f"trial-{best['number']:03d}"

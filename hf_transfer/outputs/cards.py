@@ -300,10 +300,12 @@ def build_card(c: CardData, folder: str | Path | None = None):
     splits = (["validation"] if c.metrics else []) + (["test"] if c.test_metrics else [])
     validation, test, metrics_note = card_metrics(c)
     chosen = c.recipe.get("chosen_by_search")
-    if chosen:  # the best of many tries on the same rows: optimistic
+    if chosen:  # the best of many tries on the same rows (pruned trials were scored on them too): optimistic
+        pruned, of = chosen.get("pruned") or 0, chosen["of"]
+        also = f" (and {pruned} pruned after scoring on the same rows)" if pruned else ""
         metrics_note = " ".join(filter(None, [
-            f"This is trial {chosen['trial']}, chosen by `hf-transfer search` as the best of {chosen['of']} completed "
-            f"trials by {chosen['metric']} on this validation data: its scores here are the best of {chosen['of']} "
+            f"This is trial {chosen['trial']}, chosen by `hf-transfer search` as the best of {of} completed trials"
+            f"{also} by {chosen['metric']} on this validation data: its scores here are the best of {of + pruned} "
             "tries on the same rows, and read higher than on new data.", metrics_note]))  # fmt: skip
     labels, labels_note = label_rows(c, in_folder)
     scored = [m for m in (validation, test) if m]  # a few-shot run with a test_file alone has test scores only

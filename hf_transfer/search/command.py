@@ -380,7 +380,7 @@ def _finish(study, s: SearchArguments, setup: dict, stopped: str, seconds: float
         )
     _write_outputs(study, setup, names, best)
     count = {state: sum(t.state == state for t in trials) for state in TrialState}
-    report.say_chosen(root / TRIALS_FOLDER, best.number, count[TrialState.COMPLETE], metric)
+    report.say_chosen(root / TRIALS_FOLDER, best.number, count[TrialState.COMPLETE], metric, count[TrialState.PRUNED])
     result = {
         "route": setup["route"],
         "trials": len(trials),

@@ -250,7 +250,7 @@ def trials_table(study, metric: str, names: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def say_chosen(trials: Path, number: int, completed: int, metric: str) -> None:
+def say_chosen(trials: Path, number: int, completed: int, metric: str, pruned: int = 0) -> None:
     """The best trial's card says it was chosen on its own validation rows: the best of many tries on the same rows
     reads higher than the model scores on new data (`hf-transfer card` keeps the note: it is in the card data). A
     trial that was the best before a resumed study found a better one loses the note."""
@@ -261,6 +261,11 @@ def say_chosen(trials: Path, number: int, completed: int, metric: str) -> None:
             continue
         card_data.recipe = {k: v for k, v in card_data.recipe.items() if k != "chosen_by_search"}
         if best:
-            card_data.recipe["chosen_by_search"] = {"trial": number, "of": completed, "metric": metric}
+            card_data.recipe["chosen_by_search"] = {
+                "trial": number,
+                "of": completed,
+                "pruned": pruned,
+                "metric": metric,
+            }
         card_data.save(folder / CARD_DATA_FILE)
         write_model_card(folder, card_data)
