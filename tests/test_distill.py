@@ -427,6 +427,32 @@ def test_distill_builds_a_student_from_teacher_layers_with_the_cache(tmp_path, t
     ]
 
 
+def test_a_student_cut_from_a_true_false_teacher_keeps_its_labels(tmp_path, tiny_bert_dir):
+    """A teacher named `true`/`false` in that order, data whose labels read as False/True: the names were compared as
+    written, so the data kept its order while the student copied the teacher's head rows, and every label the
+    student gave was the other one (same logits as the teacher, the opposite name)."""
+    import pandas as pd
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    texts = [f"{'good' if i % 2 else 'bad'} thing number {i}" for i in range(24)]
+    pd.DataFrame({"text": texts, "label": ["true" if i % 2 else "false" for i in range(24)]}).to_csv(
+        tmp_path / "data.csv", index=False
+    )
+    teacher = save_classifier(tmp_path / "teacher", tiny_bert_dir, ["true", "false"], layers=2)
+    out = tmp_path / "student"
+    argv = distill_argv(teacher, tmp_path / "data.csv", tmp_path / "data.csv", out, tmp_path / "cache")
+    assert main([*argv, "--student_layers", "[0, 1]", "--max_steps", "1", "--learning_rate", "1e-12"]) == 0
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    named = []
+    for folder in (teacher, out):  # the student is the teacher's two blocks, barely moved: the same decisions
+        model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+        with torch.no_grad():
+            ids = model(**batch).logits.argmax(-1).tolist()
+        named.append([str(model.config.id2label[i]).lower() for i in ids])
+    assert named[0] == named[1]
+
+
 def test_a_max_seq_length_above_the_position_tables_is_lowered_to_them(tmp_path, tiny_bert_dir):
     """Teacher and student embed 128 positions: `max_seq_length 256` on long rows failed mid-run with a traceback."""
     import pandas as pd

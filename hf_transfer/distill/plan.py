@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from hf_transfer.adapters.inference import check_teacher_texts, default_trained_columns
 from hf_transfer.core.arguments import DataArguments, ModelArguments
 from hf_transfer.core.caching import fingerprint_tokenizer
+from hf_transfer.core.cleaning import label_name_keys
 from hf_transfer.core.data import PreparedData
 from hf_transfer.core.freezing import FreezePlan
 from hf_transfer.core.label_order import reorder_labels
@@ -135,7 +136,8 @@ def preflight(
     if d.student_layers is not None:
         first = teacher_configs[0]
         teacher_label_permutation(first, prepared.label_names, teacher_names[0])
-        names = [str(first.id2label[i]) for i in range(first.num_labels)]
+        # As the data spells them (`true` is True): raw true/false kept the data's order, and the copied head swapped.
+        names = label_name_keys([str(first.id2label[i]) for i in range(first.num_labels)])
         if sorted(names) == sorted(prepared.label_names):
             # The student copies the teacher's head, so the data takes the teacher's label order.
             prepared = reorder_labels(prepared, names)
@@ -303,9 +305,7 @@ def _check_train_only_options(d: DistillationArguments, training_args: TransferT
     no CE term."""
     defaults = {f.name: f.default for f in fields(TransferTrainingArguments)}
     few_shot = [
-        name
-        for name, default in defaults.items()
-        if name.startswith("few_shot_") and getattr(training_args, name) != default
+        n for n, default in defaults.items() if n.startswith("few_shot_") and getattr(training_args, n) != default
     ]
     if str(training_args.few_shot) == "true" or few_shot:
         named = "few_shot is true" if str(training_args.few_shot) == "true" else f"{few_shot[0]} is set"
