@@ -723,6 +723,40 @@ def test_lora_adapter_alpha_scales_the_adapter(tmp_path, tiny_bert_dir, lora_ada
     assert header["library_name"] == "transformers"
 
 
+def test_a_lora_adapter_that_trained_the_biases_merges_in_weight_space(tmp_path, tiny_bert_dir):
+    """PEFT's `bias="all"` saves trained copies of the base's biases, which LoRA's scaling does not reach: α = 0 kept
+    them (3.06 from the pretrained body), and every α had them at their trained values."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(2)
+    labels = {"id2label": dict(enumerate(LABELS)), "label2id": {n: i for i, n in enumerate(LABELS)}}
+    config = LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["query", "value"], bias="all")
+    model = get_peft_model(AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, **labels), config)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.requires_grad and (name.endswith("bias") or "lora_B" in name):
+                param.add_(0.1 * torch.randn_like(param))
+    adapter = tmp_path / "adapter"
+    model.save_pretrained(adapter)
+    (adapter / "hf_transfer_run.json").write_text(json.dumps({"label_names": LABELS, "problem_type": None}))
+    merged, base = _merged_adapter(tiny_bert_dir, adapter, labels), _bare(tiny_bert_dir)
+    states = {}
+    for alpha in ("0", "0.5"):
+        out = tmp_path / f"merged-{alpha}"
+        argv = ["merge", "--pretrained", str(tiny_bert_dir), "--finetuned", str(adapter), "--alpha", alpha]
+        assert main([*argv, "--output_dir", str(out)]) == 0
+        states[alpha] = _state(out)
+    bias = "bert.encoder.layer.0.attention.output.dense.bias"
+    assert not torch.equal(merged[bias], base[bias.removeprefix("bert.")])  # the adapter trained it
+    for name, value in base.items():  # α = 0 is the pretrained body; α = 0.5 halfway, the biases too
+        assert torch.equal(states["0"]["bert." + name], value), name
+        torch.testing.assert_close(states["0.5"]["bert." + name], (value + merged["bert." + name]) / 2)
+    assert (
+        json.loads((tmp_path / "merged-0" / "hf_transfer_run.json").read_text())["merge"]["method"] == "weight space"
+    )
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_an_adapter_merged_onto_a_half_precision_base_is_saved_in_the_bases_dtype(dtype, tmp_path, lora_adapter):
     """The full-model merge kept an fp16 (bf16) fine-tuned model's dtype, but an adapter's merge was saved in fp32,

@@ -297,7 +297,10 @@ class Interpolator:
         config = peft_model.peft_config[peft_model.active_adapter]
         self.adapter_head = list(getattr(config, "modules_to_save", None) or [])
         peft_type = str(getattr(config, "peft_type", "")).split(".")[-1].lower()
-        if peft_type == "lora" and not getattr(config, "use_dora", False):
+        # An adapter that also trained the base's biases (`bias: all` / `lora_only`, `lora_bias`) holds tensors its
+        # scaling does not reach (α = 0 kept the trained biases): it mixes in weight space, as DoRA does.
+        plain = getattr(config, "bias", "none") == "none" and not getattr(config, "lora_bias", False)
+        if peft_type == "lora" and not getattr(config, "use_dora", False) and plain:
             # LoRA's update is linear in its scaling: θ(α) = W + α·s·BA, so α scales the adapter inside PEFT.
             self.lora = peft_model
             self.method = "LoRA scaling (PEFT set_scale(α), then merge_and_unload)"
