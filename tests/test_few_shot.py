@@ -540,6 +540,7 @@ def test_label_template_rows_add_no_step_under_gradient_accumulation(tiny_st, tm
         record = json.loads((out / "hf_transfer_run.json").read_text())
         steps[copies] = record["few_shot"]["body"]["steps"]
         assert record["train_metrics"]["optimizer_steps"] == steps[copies]
+        assert record["train_metrics"]["epoch"] == 3.0  # as the card says (2.5 was Trainer's passes, shrunk)
     assert steps == {"0": 3, "4": 3}
 
 

@@ -45,6 +45,9 @@ def test_step_fields_are_searched_as_shares_below_1_and_as_whole_counts_from_1()
     {low: 2, high: 5} drew 3.12 and every trial failed on "--eval_steps must be an integer if bigger than 1"."""
     space = {"eval_steps": {"low": 2, "high": 5}, "warmup_steps": {"low": 0.0, "high": 0.2},
              "logging_steps": {"low": 10, "high": 50, "step": 10}}  # fmt: skip
+    warmup = check_fields(parse_space({"warmup_steps": {"low": 0, "high": 100, "step": 10}}), _train_parser().hints,
+                          "train")  # fmt: skip
+    assert warmup[0].integer and warmup[0].contains(0) and warmup[0].contains(30)  # 0: no warmup, either way
     checked = {p.name: p for p in check_fields(parse_space(space), _train_parser().hints, "train")}
     assert checked["eval_steps"].integer and checked["eval_steps"].bounds_to_check() == [2, 5]
     assert checked["logging_steps"].integer and checked["logging_steps"].step == 10
@@ -99,6 +102,7 @@ def test_space_syntax_errors(space, needle):
         ({"lr_scheduler_type": {"low": 1, "high": 2}}, "takes a list of choices"),
         ({"per_device_train_batch_size": {"low": 8.5, "high": 16}}, "whole numbers"),
         ({"eval_steps": {"low": 0.5, "high": 5}}, "crosses 1, where eval_steps turns from a share"),
+        ({"logging_steps": {"low": 0.5, "high": 1.0}}, "crosses 1, where logging_steps turns from a share"),
         ({"warmup_steps": {"low": 2.5, "high": 20}}, "whole numbers"),
     ],
 )

@@ -178,12 +178,12 @@ SHARE_OR_COUNT = ("warmup_steps", "eval_steps", "save_steps", "logging_steps")
 
 
 def _share_or_count(p: Param) -> tuple:
-    """The kind of a range of a SHARE_OR_COUNT field: shares (float) when it stays at or below 1, whole counts (int)
-    from 1 up; one across 1 would draw counts such as 3.12 (`eval_steps` refused them, every trial failed) or
-    mix 0.5 (half the steps) with 5 (five steps)."""
-    if p.high <= 1:
+    """The kind of a range of a SHARE_OR_COUNT field: shares (float) when it stays below 1, whole counts (int) from 1
+    up (from 0 for warmup_steps); one across 1 would draw counts such as 3.12 (`eval_steps` refused them, every
+    trial failed) or mix 0.5 (half the steps) with 5 (five steps)."""
+    if p.high < 1:  # 1 is one step (logging every step), not the whole run
         return (float,)
-    if p.low >= 1:
+    if p.low >= 1 or (p.low == 0 and p.name == "warmup_steps"):  # 0 warmup steps: none, as a share or a count
         return (int,)
     raise ConfigError(
         f"search_space.{p.name}: the range {p.describe()} crosses 1, where {p.name} turns from a share of the "

@@ -169,9 +169,10 @@ class FewShotHead(TrainerCallback):
     """Fits and builds the head when body tuning ends, inside `Trainer.train` (so its time counts as training)."""
 
     def __init__(self, rows, collator, num_labels: int, c: float, batch_size: int, body_mix: float = 1.0,
-                 labelled_share: float = 1.0):  # fmt: skip
+                 labelled_share: float = 1.0, body_epochs: float | None = None):  # fmt: skip
         self.rows, self.collator, self.num_labels, self.c, self.batch_size = rows, collator, num_labels, c, batch_size
         self.body_mix, self.labelled_share = body_mix, labelled_share
+        self.body_epochs = body_epochs  # when the steps are the labelled rows' (`labelled_steps`)
         self.pretrained: dict[str, torch.Tensor] | None = None
         self.facts: dict = {}
         self.body_started: float | None = None
@@ -186,7 +187,10 @@ class FewShotHead(TrainerCallback):
         # Epochs over the labelled rows, as few_shot_body_epochs counts them: Trainer's passes also count the label
         # template's rows (16 epochs were logged and reported as 14.55). Trainer sets it afresh each step.
         if state.epoch is not None and self.labelled_share < 1:
-            state.epoch = state.epoch / self.labelled_share
+            if self.body_epochs is not None and state.max_steps > 0:  # under accumulation passes and steps differ
+                state.epoch = self.body_epochs * state.global_step / state.max_steps  # (2.5 read where 3 ran)
+            else:
+                state.epoch = state.epoch / self.labelled_share
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self.body_seconds = round(time.perf_counter() - (self.body_started or time.perf_counter()), 2)
@@ -240,8 +244,9 @@ def run_few_shot(
     collator = DataCollatorWithPadding(plan.tokenizer)
     a = training_args
     labelled, rows = len(tokenized["train"]) - templated.get("rows", 0), len(tokenized["train"])
+    epochs = a.few_shot_body_epochs if rows > labelled and a.max_steps <= 0 else None  # a budget of labelled steps
     head = FewShotHead(tokenized["train"], collator, len(prepared.label_names), a.few_shot_head_c,
-                       a.per_device_eval_batch_size, a.few_shot_body_mix, labelled / rows)  # fmt: skip
+                       a.per_device_eval_batch_size, a.few_shot_body_mix, labelled / rows, epochs)  # fmt: skip
     trainer = FewShotTrainer(
         model=model,
         args=body_training_arguments(a, labelled, rows),
