@@ -168,12 +168,7 @@ def _prepare(s: SearchArguments) -> dict:
         space = spaces.without_fixed_fields(space, training.flag_fields | cold, training.max_steps > 0)
     params = check_fields(parse_space(space), parser.hints, command)
     check_carved_validation(params, plan.prepared.summary.get("validation_carved_from_train"))
-    if metric == "loss" and (shaping := [p.name for p in params if p.name in LOSS_SHAPING]):
-        raise ConfigError(  # a trial's eval_loss is its own smoothed or class-weighted loss: 0.004 against 1.67
-            f"metric loss with {' and '.join(shaping)} in the search space: each trial's validation loss is "
-            f"computed with its own {' and '.join(shaping)}, so the losses of two trials do not compare (the least "
-            "smoothing or weighting wins); search on accuracy or f1_macro, or fix the field in the config."
-        )
+    spaces.check_loss_comparable(metric, params)
     check_no_idle_field({p.name for p in params}, adapter, training, few_shot)
     checks = None if distill else _train_checks(layout, getattr(plan.config, "model_type", None))
     for p in params:
@@ -185,10 +180,6 @@ def _prepare(s: SearchArguments) -> dict:
     return {"root": Path(base["output_dir"]), "base": base, "parser": parser, "objects": objects, "params": params,
             "metric": metric, "route": route, "command": command, "seed": training.seed,
             "entry": run_distill if distill else run_train}  # fmt: skip
-
-
-# Fields that change what the validation loss measures, not only how the model trains.
-LOSS_SHAPING = ("label_smoothing_factor", "class_weights")
 
 
 def _pin_few_shot(base: dict, decision, threshold: float) -> dict:

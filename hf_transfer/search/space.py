@@ -224,6 +224,21 @@ def check_fields(params: list[Param], hints: dict[str, Any], command: str) -> li
     return checked
 
 
+# Fields that change what the validation loss measures, not only how the model trains.
+LOSS_SHAPING = ("label_smoothing_factor", "class_weights")
+
+
+def check_loss_comparable(metric: str, params: list[Param]) -> None:
+    """`metric: loss` needs one loss for every trial: with smoothing or class weights searched, each trial's
+    validation loss was its own smoothed or weighted one (the same weights scored 0.004 and 1.67)."""
+    if metric == "loss" and (shaping := [p.name for p in params if p.name in LOSS_SHAPING]):
+        raise ConfigError(
+            f"metric loss with {' and '.join(shaping)} in the search space: each trial's validation loss is "
+            f"computed with its own {' and '.join(shaping)}, so the losses of two trials do not compare (the least "
+            "smoothing or weighting wins); search on accuracy or f1_macro, or fix the field in the config."
+        )
+
+
 # --- the default space of each route -------------------------------------------------------------------------------
 
 ROUTES = ("full", "frozen", "adapter", "distill", "few_shot")

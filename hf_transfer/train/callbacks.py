@@ -10,6 +10,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from hf_transfer.core.freezing import apply_freeze, trainable_at_epoch, unreached_unfreezing
+from hf_transfer.core.inference import keep_position_padding
 from hf_transfer.core.memory import trim_freed_memory
 from hf_transfer.core.runtime import precision_name, raise_if_signalled
 from hf_transfer.outputs.card_data import CardData, epoch_row, hyperparameters_of
@@ -37,6 +38,16 @@ class StopWhenSignalled(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         raise_if_signalled()
+
+
+class KeepPositionPadding(TrainerCallback):
+    """`Trainer.train()` sets the config's pad id to the tokenizer's before the loop; for models whose positions
+    count from the pad id their embeddings were built with, every save (checkpoints too) keeps that one instead
+    (`core.inference.keep_position_padding`: a folder saved with the tokenizer's read every position one place off)."""
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if model is not None:
+            keep_position_padding(model)
 
 
 class TrainLossOverProcesses(TrainerCallback):

@@ -21,7 +21,6 @@ from hf_transfer.core.freezing import (
     unreached_unfreezing,
     warn_shared_blocks,
 )
-from hf_transfer.core.inference import keep_position_padding
 from hf_transfer.core.layers import discover_layers
 from hf_transfer.core.losses import LossNormaliser, classification_loss_sum, mean_row_weight
 from hf_transfer.core.runtime import launched_world_size
@@ -32,6 +31,7 @@ from hf_transfer.train.callbacks import (
     EvaluationKeepsEveryRow,
     EvaluationKeepsRandomState,
     GradualUnfreezingCallback,
+    KeepPositionPadding,
     StopWhenSignalled,
     TrainLossOverProcesses,
     TrimMemoryCallback,
@@ -229,6 +229,7 @@ class TransferTrainer(Trainer):
             self.add_callback(TrimMemoryCallback())
         self.add_callback(EvaluationKeepsRandomState())
         self.add_callback(EvaluationKeepsEveryRow())
+        self.add_callback(KeepPositionPadding())
         self.add_callback(StopWhenSignalled())
         self.add_callback(ResumeOrder(self))
         self.checkpoint_files = CheckpointFiles([ORDER_FILE])  # a distillation's projections join them
@@ -297,16 +298,6 @@ class TransferTrainer(Trainer):
         loss = self.scale_for_processes(loss_sum / normaliser.clamp(min=1e-12), num_items_in_batch)
         return (loss, outputs) if return_outputs else loss
 
-    def _save(self, output_dir=None, state_dict=None):
-        # Every save, checkpoints too: `Trainer.train()` set the config's pad id to the tokenizer's (core/inference).
-        keep_position_padding(self.accelerator.unwrap_model(self.model))
-        super()._save(output_dir, state_dict=state_dict)
-
-    def get_batch_samples(self, epoch_iterator, num_batches, device):
-        if self.accelerator.num_processes > 1:
-            epoch_iterator = (self._unlabel_padding(batch) for batch in epoch_iterator)
-        return super().get_batch_samples(epoch_iterator, num_batches, device)
-
     def _unlabel_padding(self, batch):
         """A process's last training batch of an epoch with accelerate's padding (`even_batches` fills it with rows
         from the start of the epoch) marked: those rows lose their labels and `REAL_ROWS` says how many come first.
@@ -329,6 +320,8 @@ class TransferTrainer(Trainer):
         without labels."""
         if not batch_samples or "labels" not in batch_samples[0]:
             return None
+        if self.accelerator.num_processes > 1:  # Trainer's one look at a step's batches before they train
+            self._unlabel_padding(batch_samples[-1])  # (an evaluation batch: its padding is cut from loss and metrics)
         labels = [b["labels"][: b.get(REAL_ROWS, len(b["labels"]))] for b in batch_samples]  # padding: no row
         normaliser = LossNormaliser.of(labels, self.class_weights).as_tensor()
         if self.args.average_tokens_across_devices and self.args.world_size > 1:
