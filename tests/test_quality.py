@@ -138,6 +138,19 @@ def test_linear_probe_then_fine_tune(tmp_path, tiny_bert_dir, skewed):
     assert recorded["max_seq_length"] == 128 and recorded["train_file"] == str(skewed[0])
 
 
+def test_the_linear_probe_keeps_the_freeze_patterns(tmp_path, tiny_bert_dir, skewed):
+    """`freeze_patterns: [pooler]` with LP-FT: the probe trained the pooler, while the record said it never trained."""
+    out = tmp_path / "run"
+    argv = train_argv(tiny_bert_dir, *skewed, out, "--linear_probe_epochs", "1", "--freeze_patterns", "[pooler]")
+    assert main(argv) == 0
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=3).state_dict()
+    for folder in (out / "linear_probe", out):
+        state = AutoModelForSequenceClassification.from_pretrained(folder).state_dict()
+        pooler = [k for k in state if ".pooler." in k]
+        assert pooler and all(torch.equal(state[k], base[k]) for k in pooler), folder
+    assert record_of(out)["freeze"]["permanently_frozen_parameters"] == sum(base[k].numel() for k in pooler)
+
+
 def test_a_resumed_lp_ft_run_does_not_train_the_probe_again(tmp_path, tiny_bert_dir, skewed):
     """The checkpoint holds the weights after the probe: training it again cost its epochs, rewrote linear_probe/."""
     out = tmp_path / "run"

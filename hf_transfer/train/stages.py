@@ -165,7 +165,8 @@ def run_linear_probe(model, plan, tokenized, data_args, args, class_weights, com
         return {"linear_probe": {**json.loads((folder / LINEAR_PROBE_RECORD).read_bytes()), "resumed": True}}
     started = time.perf_counter()
     layout = plan.freeze_plan.layout
-    probe_plan = FreezePlan.resolve(layout, train_head_only=True)
+    # The user's freeze_patterns hold in the probe too (a frozen pooler trained there, recorded as never trained).
+    probe_plan = FreezePlan.resolve(layout, train_head_only=True, freeze_patterns=args.freeze_patterns)
     probe_args = _probe_arguments(args)
     train, collator, depth, cache = tokenized["train"], None, None, None
     if model.config.model_type in SUPPORTED_MODEL_TYPES:
