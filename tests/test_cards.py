@@ -266,6 +266,9 @@ def test_a_test_set_is_named_where_the_card_says_what_was_evaluated(tmp_path):
     assert card.count("20 rows of validation data from the data and 30 test rows") == 2  # use and results
     no_test = {k: v for k, v in DISTILL_RECORD.items() if k != "test_metrics"}
     assert "test rows" not in build_card(complete_card_data(CardData(), no_test, {}, tmp_path), tmp_path).text
+    # A test file without labels is predicted, not scored: the card named its rows among those evaluated on.
+    unlabelled = {k: v for k, v in record.items() if k != "test_metrics"}
+    assert "test rows" not in build_card(complete_card_data(CardData(), unlabelled, {}, tmp_path), tmp_path).text
 
 
 def test_with_no_evaluation_during_training_a_calibrated_model_s_row_is_the_saved_model(tmp_path):

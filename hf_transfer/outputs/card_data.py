@@ -250,8 +250,7 @@ def _hub_splits(config: dict, carved: bool, rows: int | None) -> dict[str, str]:
 
 
 def _data_name(path: str) -> str:
-    """`../data/sst2/train.tsv` -> `` `sst2/train.tsv` ``: the file with its folder, never the path on this machine.
-    The folder alone named the data `tmp` or `scratch` as often as `sst2`."""
+    """`../data/sst2/train.tsv` -> `` `sst2/train.tsv` ``: the file with its folder (the folder alone: `tmp`...)."""
     p = Path(path)
     return f"`{p.parent.name}/{p.name}`" if parent_may_be_shown(p) else f"`{p.name}`"
 
@@ -306,7 +305,8 @@ def complete_card_data(card_data: CardData, record: dict, config: dict, folder: 
     c.eval_splits = _hub_splits(config, carved, rows) if hub_dataset else {}
     eval_what = "a split carved from the training data" if carved else f"validation data from {eval_from}"
     c.eval_dataset = f"{rows:,} rows of {eval_what}" if rows else eval_what
-    test_rows, test_file = c.splits.get("test", {}).get("rows"), c.eval_files.get("test")
+    test_rows = c.splits.get("test", {}).get("rows") if record.get("test_metrics") else None  # unlabelled: no score
+    test_file = c.eval_files.get("test")
     test = (f"{test_rows:,} test rows" + (f" ({test_file})" if test_file else "")) if test_rows else ""
     c.eval_dataset += f" and {test}" if test else ""  # scored there too: not "evaluated only on" validation
     c.data_source = _source_text(source, dataset_name or "local data")
