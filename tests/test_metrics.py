@@ -129,6 +129,11 @@ def test_macro_averages_leave_out_classes_absent_from_the_set_and_keys_stay_uniq
     # Multi-label keeps every label column, as sklearn averages a multi-hot matrix.
     multi = classification_metrics([[1, 0, 0], [1, 0, 0]], [[1, 0, 0], [1, 0, 0]], list("abc"), MULTI_LABEL)
     assert multi["f1_macro"] == pytest.approx(1 / 3) and multi["f1_b"] == 0.0
+    # A key made unique can be another label's own name: `a b` and `a_b` became a_b_0 and a_b_1, which `a_b_1`
+    # already was, so one label's scores were lost and another's shown under its name.
+    clash = classification_metrics([0, 1, 2, 2], [0, 1, 1, 2], ["a b", "a_b", "a_b_1"])
+    per_label = sorted((k, v) for k, v in clash.items() if k.startswith("recall_a"))
+    assert [v for _, v in per_label] == [1.0, 0.5, 1.0] and len(per_label) == 3
 
 
 def test_classification_metrics_multi_label():

@@ -63,9 +63,10 @@ def _writable_caches(config) -> None:
 def label_keys(label_names: Sequence[str]) -> list[str]:
     """Readable key suffixes for the labels: the name with spaces as `_`, made unique with the id where needed."""
     keys = [re.sub(r"\s+", "_", str(name).strip()) for name in label_names]
-    return [
-        f"{key}_{i}" if not key or key in _RESERVED_NAMES or keys.count(key) > 1 else key for i, key in enumerate(keys)
-    ]
+    keys = [f"{k}_{i}" if not k or k in _RESERVED_NAMES or keys.count(k) > 1 else k for i, k in enumerate(keys)]
+    while len(set(keys)) < len(keys):  # a made key can be another label's name (`a b`, `a_b`, `a_b_1`): again
+        keys = [f"{k}_{i}" if keys.count(k) > 1 else k for i, k in enumerate(keys)]
+    return keys
 
 
 def _mean_over(values, present: np.ndarray) -> float:
