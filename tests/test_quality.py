@@ -240,6 +240,26 @@ def test_the_checkpoint_load_best_model_at_end_kept_is_recorded_and_closes_the_e
     assert "`checkpoint-8` (epoch 1, step 8 of 24; loss" in (out / "README.md").read_text()
 
 
+def test_gradual_unfreezing_is_recorded_as_far_as_the_checkpoint_kept(tmp_path, tiny_bert_dir, skewed):
+    """The first epoch's checkpoint is kept (it trained the head alone); the record and card counted the stages of
+    all 3 epochs run ("reached 3 stages", the blocks unfrozen later "trained") for a saved model whose body is the
+    pretrained one."""
+    out = tmp_path / "run"
+    argv = train_argv(tiny_bert_dir, *skewed, out, "--num_train_epochs", "3", "--eval_strategy", "epoch")
+    extra = ["--save_strategy", "epoch", "--load_best_model_at_end", "true", "--metric_for_best_model", "loss"]
+    assert (
+        main([*argv, *extra, "--greater_is_better", "true", "--learning_rate", "1e-3", "--gradual_unfreezing", "1"])
+        == 0
+    )
+    record = record_of(out)
+    assert record["best_model"]["checkpoint"] == "checkpoint-8"
+    saved = AutoModelForSequenceClassification.from_pretrained(out).state_dict()
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=3).state_dict()
+    unchanged = sum(saved[k].numel() for k in saved if k in base and torch.equal(saved[k], base[k]))
+    assert unchanged > 0 and record["freeze"]["permanently_frozen_parameters"] == unchanged
+    assert record["freeze"]["unfreezing_stages_reached"] == 1
+
+
 def test_without_a_best_checkpoint_the_last_evaluation_closes_the_epoch_table_once(tmp_path, tiny_bert_dir, skewed):
     out = tmp_path / "run"
     argv = train_argv(tiny_bert_dir, *skewed, out, "--num_train_epochs", "2", "--eval_strategy", "epoch")

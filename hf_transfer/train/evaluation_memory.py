@@ -21,6 +21,14 @@ def kept_checkpoint_step(state) -> int | None:
     return int(step) if prefix == "checkpoint" and step.isdigit() else None
 
 
+def kept_checkpoint_epoch(state, args) -> float | None:
+    """The epoch of the checkpoint `load_best_model_at_end` loaded, which is the saved model (None when none was):
+    gradual unfreezing's stages and the never-trained parameters are that checkpoint's, not the whole run's."""
+    step = kept_checkpoint_step(state) if args.load_best_model_at_end else None
+    epochs = [e["epoch"] for e in state.log_history if e.get("step") == step and "epoch" in e]
+    return epochs[0] if step is not None and epochs else None
+
+
 def weight_versions(model) -> tuple[int, ...]:
     """The in-place modification counters of the model's parameters: an optimizer step, a loaded checkpoint or a
     bias folded in by calibration changes them, a forward pass does not."""

@@ -50,7 +50,7 @@ from hf_transfer.outputs.run_folder import (
 from hf_transfer.outputs.test_predictions import write_test_predictions
 from hf_transfer.train.callbacks import CardDataCallback
 from hf_transfer.train.checks import check_weights_finite, resume_launch_change, resume_schedule_changes
-from hf_transfer.train.evaluation_memory import EvaluationMemory
+from hf_transfer.train.evaluation_memory import EvaluationMemory, kept_checkpoint_epoch
 from hf_transfer.train.run_notes import run_notes
 from hf_transfer.train.stages import say_calibration_cost
 
@@ -143,7 +143,8 @@ def fit_and_report(
             extra["memory"] = _memory_record(memory_at_load, memory_after_training, memory_kib())
         trainer.save_model()
         if trainer.is_world_process_zero():
-            freeze_at_end = trainer.freeze_summary()  # before after_save, which may merge the adapter in place
+            # Before after_save, which may merge the adapter in place; the stages of the checkpoint kept, if one was.
+            freeze_at_end = trainer.freeze_summary(kept_checkpoint_epoch(trainer.state, trainer.args))
             if after_save is not None:
                 extra.update(after_save(trainer))
             record = {
@@ -259,7 +260,8 @@ def _unfreezing_schedule(trainer, card_data) -> None:
     if plan is None or not plan.stages or not trainer.args.gradual_unfreezing:
         return
     sizes = {name: p.numel() for name, p in trainer.accelerator.unwrap_model(trainer.model).named_parameters()}
-    epochs = trainer.state.epoch or 0.0
+    epochs = kept_checkpoint_epoch(trainer.state, trainer.args)  # the saved model's, when a best checkpoint is kept
+    epochs = (trainer.state.epoch or 0.0) if epochs is None else epochs
     card_data.unfreezing = unfreezing_schedule(list(plan.stages), trainer.args.gradual_unfreezing, epochs, sizes)
 
 

@@ -241,9 +241,11 @@ class TransferTrainer(Trainer):
     def layout(self):
         return self.freeze_plan.layout
 
-    def freeze_summary(self) -> dict:
-        """Plain facts about the freeze plan, for the run record and the card."""
-        model, plan, epochs = self.accelerator.unwrap_model(self.model), self.freeze_plan, self.state.epoch or 0.0
+    def freeze_summary(self, epochs: float | None = None) -> dict:
+        """Plain facts about the freeze plan, for the run record and the card; the stages are those of `epochs` (the
+        kept checkpoint's, when an earlier one is the saved model), by default the epochs run."""
+        model, plan = self.accelerator.unwrap_model(self.model), self.freeze_plan
+        epochs = (self.state.epoch or 0.0) if epochs is None else epochs
         stages = {}
         if plan.stages and self.args.gradual_unfreezing:  # how far the epochs run so far got
             reached = stages_reached(len(plan.stages), self.args.gradual_unfreezing, epochs)
