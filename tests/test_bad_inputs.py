@@ -384,6 +384,17 @@ CASES = [
         "--config is given 2 times",
     ),
     ("head only + freeze_layers", lambda w: train(w, "--train_head_only", "true", "--freeze_layers", "1"), "head"),
+    # accepted, idle, and described by the card
+    (
+        "layer-wise decay with the head alone trained",
+        lambda w: train(w, "--train_head_only", "true", "--layerwise_lr_decay", "0.5"),
+        "leave only the head to train, so layerwise_lr_decay would change nothing",
+    ),
+    (
+        "gradual unfreezing with both blocks frozen",
+        lambda w: train(w, "--freeze_layers", "2", "--freeze_embeddings", "true", "--gradual_unfreezing", "1"),
+        "leave only the head to train, so gradual_unfreezing would change nothing",
+    ),
     (
         "gradual unfreezing + feature cache",
         lambda w: train(w, "--gradual_unfreezing", "1", "--cache_frozen_features", "true"),

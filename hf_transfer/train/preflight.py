@@ -79,11 +79,25 @@ def preflight(model_args: ModelArguments, data_args: DataArguments, training_arg
         config.pad_token_id = tokenizer.pad_token_id
     fit_max_seq_length(data_args, [(config, tokenizer)])
     freeze_plan = freeze_plan_from_arguments(meta_layout(config, need_blocks=False), training_args)
+    _check_the_body_trains(freeze_plan, training_args)
     depth = None
     if training_args.cache_frozen_features:
         depth = trunk_depth(freeze_plan.layout, freeze_plan.frozen, config.model_type)
     prepared = with_calibration_split(prepared, training_args, config)
     return TrainPlan(prepared, config, tokenizer, freeze_plan, depth, class_weights_for(training_args, prepared))
+
+
+def _check_the_body_trains(plan, args) -> None:
+    """gradual_unfreezing and layerwise_lr_decay act on the body's blocks: where the freeze options leave only the
+    head to train (freeze_embeddings with every block frozen; train_head_only with a decay), they were accepted, did
+    nothing, and the card described them."""
+    idle = [name for name, on in (("gradual_unfreezing", args.gradual_unfreezing),
+                                  ("layerwise_lr_decay", args.layerwise_lr_decay != 1.0)) if on]  # fmt: skip
+    if idle and plan.layout.blocks and not plan.will_train - set(plan.layout.head):
+        raise ConfigError(
+            f"the freeze options leave only the head to train, so {' and '.join(idle)} would change nothing; drop "
+            f"{'them' if len(idle) > 1 else 'it'}, or freeze fewer blocks."
+        )
 
 
 def fit_max_seq_length(data_args: DataArguments, models: list[tuple], virtual: int = 0) -> None:
