@@ -636,3 +636,17 @@ def test_an_unhashed_cards_header_counts_as_edited_only_for_keys_the_user_set_or
     assert not is_generated_card(readme, lambda: {**fresh, "license": "mit"})
     readme.write_text("---\nlicense: apache-2.0\nwidget: [a]\n---\n\n" + body)
     assert not is_generated_card(readme, lambda: fresh)
+
+
+def test_a_complete_checkpoint_copied_under_another_name_resumes(finished_run, tmp_path):
+    """Trainer resumes from any folder; ours refused one not named checkpoint-N as "not a complete checkpoint folder
+    (one with a readable trainer_state.json and every file it names)", which it was."""
+    out, argv = finished_run
+    copied = tmp_path / "ck4"
+    shutil.copytree(out / "checkpoint-4", copied)
+    run = [*argv[: argv.index(str(out))], str(tmp_path / "new"), *argv[argv.index(str(out)) + 1 :]]
+    assert main([*run, "--resume_from_checkpoint", str(copied)]) == 0
+    state = json.loads((tmp_path / "new" / "trainer_state.json").read_text())
+    assert state["global_step"] == 5
+    (copied / "trainer_state.json").unlink()  # cut off mid-save: still refused, whatever its name
+    assert main([*run, "--resume_from_checkpoint", str(copied), "--overwrite_output_dir", "true"]) == 2

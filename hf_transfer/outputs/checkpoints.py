@@ -28,17 +28,21 @@ def complete_checkpoints(output_dir: str | Path, own_files: bool = True, ours_on
     folders = []
     for path in Path(output_dir).glob("checkpoint-*"):
         step = path.name.split("-", 1)[1]
-        state = path / "trainer_state.json"
-        if not (step.isdigit() and path.is_dir() and state.is_file()):
-            continue
-        try:
-            saved = json.loads(state.read_bytes())
-        except (OSError, ValueError):
-            continue
-        named = _own_files(saved)
-        if (named or not ours_only) and (not own_files or all((path / name).is_file() for name in named)):
+        if step.isdigit() and is_complete_checkpoint(path, own_files, ours_only):
             folders.append((int(step), path))
     return [path for _, path in sorted(folders)]
+
+
+def is_complete_checkpoint(path: Path, own_files: bool = True, ours_only: bool = False) -> bool:
+    """Whether one folder, whatever its name, is a checkpoint a save finished (see `complete_checkpoints`)."""
+    state = path / "trainer_state.json"
+    if not (path.is_dir() and state.is_file()):
+        return False
+    try:
+        named = _own_files(json.loads(state.read_bytes()))
+    except (OSError, ValueError):
+        return False
+    return bool(named or not ours_only) and (not own_files or all((path / name).is_file() for name in named))
 
 
 def damaged_file(checkpoint: Path) -> str | None:

@@ -30,7 +30,7 @@ from hf_transfer.core.memory import MEMORY_SOURCES, allocator_setting
 from hf_transfer.core.models import load_config
 from hf_transfer.core.yaml_config import dump_yaml, is_path_field
 from hf_transfer.errors import ConfigError
-from hf_transfer.outputs.checkpoints import complete_checkpoints, damaged_file
+from hf_transfer.outputs.checkpoints import complete_checkpoints, damaged_file, is_complete_checkpoint
 from hf_transfer.outputs.plots import RUN_REPORT_FILES
 from hf_transfer.outputs.readme import check_readme_header, is_generated_card
 from hf_transfer.outputs.test_predictions import TEST_PREDICTIONS_FILE
@@ -70,7 +70,7 @@ def resolve_resume_checkpoint(training_args) -> None:
                            f"damaged): resuming from {found[-1].name}, before it.")  # fmt: skip
     else:
         path = Path(str(value))
-        if not path.is_dir() or path not in complete_checkpoints(path.parent):
+        if not is_complete_checkpoint(path):  # any name: a copied `checkpoint-15` named `ck15` too, as Trainer takes
             raise ConfigError(
                 f"resume_from_checkpoint {str(value)!r} is not a complete checkpoint folder (one with a readable "
                 "trainer_state.json and every file it names); pass true to pick the newest complete one in output_dir."
