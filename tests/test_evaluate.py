@@ -66,6 +66,11 @@ def test_rows_left_out_of_the_scores_are_counted_and_named(models, tmp_path, cap
         assert metrics[f"f1_{name}"] == pytest.approx(f1[i])
     assert metrics["f1_macro"] == pytest.approx(np.mean(f1))
     assert metrics["confusion_matrix"] == confusion_matrix(truth, predicted, labels=["neg", "pos"]).tolist()
+    # With max_eval_samples, the rows it cut are counted too: samples and the rows left out add up to the file's.
+    assert main([*argv, "--output_file", str(out), "--max_eval_samples", "10"]) == 0
+    cut = json.loads(out.read_text())
+    assert cut["samples"] == 10 and cut["rows_cut_by_max_eval_samples"] == 5
+    assert cut["samples"] + sum(v for k, v in cut.items() if k.startswith("rows_")) == 20
 
 
 def test_a_clean_file_gives_no_warning_and_no_counts(models, tmp_path, capsys):

@@ -192,8 +192,11 @@ _LEFT_OUT = {"empty_text": "with empty text", "missing_label": "with no label",
 
 
 def rows_left_out(data: PreparedEvalSet) -> dict[str, int]:
-    """The set's rows that were not scored, by reason (`rows_empty_text`, ...), for the reasons that left any out."""
-    return {f"rows_{reason}": n for reason, n in data.summary.get("dropped", {}).items() if n}
+    """The set's rows that were not scored, by reason (`rows_empty_text`, ...), for the reasons that left any out;
+    with the rows past `max_eval_samples` too, so that they and `samples` add up to the file's rows."""
+    left = {f"rows_{reason}": n for reason, n in data.summary.get("dropped", {}).items() if n}
+    cut = data.summary.get("cut_by_max_samples")
+    return {**left, "rows_cut_by_max_eval_samples": cut} if cut else left
 
 
 def left_out_warning(sets: Sequence[PreparedEvalSet]) -> str | None:
