@@ -16,7 +16,6 @@ from hf_transfer.core.caching import fingerprint_texts
 from hf_transfer.core.data import PreparedData, carve_split
 from hf_transfer.core.folders import json_text, write_text_atomic
 from hf_transfer.core.freezing import FreezePlan
-from hf_transfer.core.inference import keep_position_padding
 from hf_transfer.core.losses import resolve_class_weights
 from hf_transfer.core.metrics import classification_metrics, metric_names
 from hf_transfer.core.models import meta_layout
@@ -216,7 +215,7 @@ def run_linear_probe(model, plan, tokenized, data_args, args, class_weights, com
         "saved_to": LINEAR_PROBE_DIR,
     }
     if trainer.is_world_process_zero():
-        keep_position_padding(trainer.accelerator.unwrap_model(trainer.model)).save_pretrained(folder)
+        trainer.accelerator.unwrap_model(trainer.model).save_pretrained(folder)
         plan.tokenizer.save_pretrained(folder)
         write_text_atomic(folder / LINEAR_PROBE_RECORD, json_text(record, indent=2))
     return {"linear_probe": record}

@@ -285,7 +285,7 @@ class TransferTrainer(Trainer):
         if not model.training:
             # Evaluation: this batch's own loss over its real rows. Trainer weighs it by the rows that
             # `gather_for_metrics` keeps of it, so the evaluation loss is the one-process run's under DDP too.
-            rows = self._real_evaluation_rows(len(labels))
+            rows = self._real_rows(len(labels))
             logits, labels, num_items_in_batch = logits[:rows], labels[:rows], None
         loss_sum = classification_loss_sum(
             logits,
@@ -300,21 +300,17 @@ class TransferTrainer(Trainer):
         loss = self.scale_for_processes(loss_sum / normaliser.clamp(min=1e-12), num_items_in_batch)
         return (loss, outputs) if return_outputs else loss
 
-    def _unlabel_padding(self, batch):
-        """A process's last training batch of an epoch with accelerate's padding (`even_batches` fills it with rows
-        from the start of the epoch) marked: those rows lose their labels and `REAL_ROWS` says how many come first.
-        They counted twice in that step's loss and normaliser, so DDP 2 × 4 differed from 1 × 8 (by 8e-5 in the
-        weights after one epoch of 61 rows)."""
-        state = self.accelerator.gradient_state
-        if not state.end_of_dataloader or "labels" not in batch:
-            return batch
+    def _unlabel_padding(self, batch) -> None:
+        """A process's last batch of an epoch with accelerate's padding (`even_batches` fills it with rows from the
+        start of the epoch) marked: those rows lose their labels and `REAL_ROWS` says how many come first. In
+        training they counted twice in that step's loss and normaliser, so DDP 2 × 4 differed from 1 × 8 (by 8e-5 in
+        the weights after one epoch of 61 rows); an evaluation batch's padding is cut from its loss and metrics."""
         rows = len(batch["labels"])
-        real = rows_before_padding(rows, self.accelerator.process_index, state.remainder)
+        real = self._real_rows(rows)
         if real < rows:
             labels = batch["labels"].clone()
             labels[real:] = -100
             batch["labels"], batch[REAL_ROWS] = labels, real
-        return batch
 
     def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> LossNormaliser | None:
         """What the accumulated batch's summed losses are divided by (see `losses.LossNormaliser`), over every
@@ -323,7 +319,7 @@ class TransferTrainer(Trainer):
         if not batch_samples or "labels" not in batch_samples[0]:
             return None
         if self.accelerator.num_processes > 1:  # Trainer's one look at a step's batches before they train
-            self._unlabel_padding(batch_samples[-1])  # (an evaluation batch: its padding is cut from loss and metrics)
+            self._unlabel_padding(batch_samples[-1])
         labels = [b["labels"][: b.get(REAL_ROWS, len(b["labels"]))] for b in batch_samples]  # padding: no row
         normaliser = LossNormaliser.of(labels, self.class_weights).as_tensor()
         if self.args.average_tokens_across_devices and self.args.world_size > 1:
@@ -357,7 +353,7 @@ class TransferTrainer(Trainer):
             self._eval_row_weight = (dataset, weight)
         return self._eval_row_weight[1]
 
-    def _real_evaluation_rows(self, batch_rows: int) -> int:
+    def _real_rows(self, batch_rows: int) -> int:
         state = self.accelerator.gradient_state
         if self.accelerator.num_processes == 1 or not state.end_of_dataloader:
             return batch_rows
@@ -380,7 +376,7 @@ class TransferTrainer(Trainer):
 
 
 def rows_before_padding(batch_rows: int, process_index: int, remainder: int) -> int:
-    """How many leading rows of a process's last evaluation batch are rows of the set rather than accelerate's padding.
+    """How many leading rows of a process's last batch of a set are its own rows rather than accelerate's padding.
 
     In the last round of batches (`remainder`, the set's rows modulo batch × processes, above 0), the processes
     before the short batch hold full ones, the process holding it fills its end with rows from the start of the set
