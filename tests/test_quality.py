@@ -258,6 +258,10 @@ def test_gradual_unfreezing_is_recorded_as_far_as_the_checkpoint_kept(tmp_path, 
     unchanged = sum(saved[k].numel() for k in saved if k in base and torch.equal(saved[k], base[k]))
     assert unchanged > 0 and record["freeze"]["permanently_frozen_parameters"] == unchanged
     assert record["freeze"]["unfreezing_stages_reached"] == 1
+    card = (out / "README.md").read_text()  # later epochs unfroze the rest, but not in the weights saved
+    assert (
+        "reached 1 of 4 stages, so the rest kept the weights it started with" in card and "never unfrozen" not in card
+    )
 
 
 def test_without_a_best_checkpoint_the_last_evaluation_closes_the_epoch_table_once(tmp_path, tiny_bert_dir, skewed):

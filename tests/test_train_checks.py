@@ -110,7 +110,7 @@ def test_with_max_steps_it_is_said_at_the_start_and_the_record_counts_the_unreac
     assert freeze["permanently_frozen_parameters"] == body
     assert freeze["unfreezing_stages"] == 4 and freeze["unfreezing_stages_reached"] == 1
     card = (out / "README.md").read_text()  # the card no longer says nothing was frozen for good
-    assert "gradual unfreezing reached 1 of 4 stages, so the rest was never unfrozen" in card
+    assert "gradual unfreezing reached 1 of 4 stages, so the rest kept the weights it started with" in card
     assert "1 of its 4 stages reached" in card and "nothing for good" not in card
     # And the body is as it was: never trained.
     base = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=2)
