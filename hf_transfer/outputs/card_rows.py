@@ -37,11 +37,9 @@ def freeze_text(freeze: dict, adapter: bool = False) -> str:
     if freeze.get("freeze_patterns"):
         parts.append(f"parameters matching {freeze['freeze_patterns']} frozen")
     stages, reached = freeze.get("unfreezing_stages"), freeze.get("unfreezing_stages_reached")
-    if stages and reached is not None and reached < stages:  # the run, or the checkpoint kept, came before the last
-        # stages: true of the saved weights either way (a later epoch's unfreezing did not reach a kept checkpoint)
-        parts.append(
-            f"gradual unfreezing reached {reached} of {stages} stages, so the rest kept the weights it started with"
-        )
+    if stages and reached is not None and reached < stages:  # the run, or the checkpoint kept, ended before the last
+        rest = "so the rest kept the weights it started with"  # true of a kept checkpoint too: unfrozen after it
+        parts.append(f"gradual unfreezing reached {reached} of {stages} stages, {rest}")
     if parts:
         return "; ".join(parts)
     return "nothing for good (see gradual unfreezing)" if freeze.get("gradual_unfreezing") else "nothing frozen"
