@@ -457,6 +457,22 @@ def test_a_one_column_file_s_quoted_cell_over_lines_is_one_row(tmp_path, ending)
     assert [t for f in iter_table(str(path), 2) for t in f["text"]] == rows
 
 
+def test_a_quoted_cell_over_lines_whose_lines_match_the_header_s_separators_is_one_row(tmp_path):
+    """In two columns, "Great fit, would buy again\nThe colour..." splits into two lines of one comma each, as the
+    header has: every line looked like a record, the opening quote like a stray one, and the cell became two rows
+    and a made-up class ("would buy again")."""
+    rows = pd.DataFrame(
+        {
+            "text": ["Great fit, would buy again\nThe colour is as shown", "plain", 'said "hi"'],
+            "label": ["a", "b", "a"],
+        }
+    )
+    path = tmp_path / "reviews.csv"
+    rows.to_csv(path, index=False)
+    assert read_table(str(path)).to_dict("list") == rows.to_dict("list")
+    assert [t for f in iter_table(str(path), 2) for t in f["text"]] == rows["text"].tolist()
+
+
 def test_a_one_column_file_s_stray_quotes_stay_text(tmp_path):
     """One column whose quotes are not CSV quoting (a cell opening with a quote it never closes, text after a closing
     quote) is still read line by line, quotes as text."""
