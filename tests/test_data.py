@@ -649,6 +649,42 @@ def test_hub_class_label_names_are_kept(monkeypatch):
     assert prepared.summary["source"] == {"dataset_name": "glue", "dataset_config_name": "sst2"}
 
 
+@pytest.mark.parametrize("order", [("train", "validation"), ("validation", "train")])
+def test_splits_class_encoded_apart_are_read_by_their_own_names(tmp_path, order):
+    """`class_encode_column` numbers each split on its own: validation without `neu` has pos as id 1. Every split's
+    ids were read with the last split's names: the pos rows scored as neu (validation last), or train's id 2 refused
+    as never seen in training (train last)."""
+    train = datasets.Dataset.from_dict({"text": [f"t{i}" for i in range(6)], "label": ["neg", "neu", "pos"] * 2})
+    validation = datasets.Dataset.from_dict({"text": ["v0", "v1", "v2", "v3"], "label": ["neg", "pos", "pos", "neg"]})
+    test = datasets.Dataset.from_dict({"text": ["x"], "label": ["pos"]})
+    splits = datasets.DatasetDict({"train": train, "validation": validation, "test": test}).class_encode_column(
+        "label"
+    )
+    assert splits["validation"].features["label"].names == ["neg", "pos"]  # the case this test is about
+    datasets.DatasetDict({name: splits[name] for name in (*order, "test")}).save_to_disk(str(tmp_path / "dd"))
+    prepared = load_data(DataArguments(dataset_name=str(tmp_path / "dd")))
+    assert prepared.label_names == ["neg", "neu", "pos"]
+    named = {split: [prepared.label_names[i] for i in ds["labels"]] for split, ds in prepared.datasets.items()}
+    assert named == {"train": ["neg", "neu", "pos"] * 2, "validation": ["neg", "pos", "pos", "neg"], "test": ["pos"]}
+
+
+def test_a_folder_of_csv_files_keeps_none_and_na_as_text_as_a_train_file_does(tmp_path):
+    """`load_dataset` on a folder of csv files read `None`, `NA`, `null` as missing (pandas' defaults): a class named
+    None was dropped as unlabelled, and a text `NA` with it, where the same file as train_file keeps them."""
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for split in ("train", "validation"):
+        rows = ["text,label", "NA,None", "null,positive", "fine,negative", "ok,None", "N/A,positive", "meh,negative"]
+        (folder / f"{split}.csv").write_text("\n".join(rows) + "\n")
+    from_folder = load_data(DataArguments(dataset_name=str(folder)))
+    from_files = load_data(
+        DataArguments(train_file=str(folder / "train.csv"), validation_file=str(folder / "validation.csv"))
+    )
+    assert from_folder.label_names == from_files.label_names == ["None", "negative", "positive"]
+    assert _prepared_rows(from_folder) == _prepared_rows(from_files)
+    assert from_folder.datasets["train"]["text"] == ["NA", "null", "fine", "ok", "N/A", "meh"]
+
+
 # --- reading in frames, in bounded memory ---------------------------------------------------------------------------
 
 

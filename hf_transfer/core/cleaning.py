@@ -10,16 +10,15 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import datasets
 import numpy as np
 import pandas as pd
 
 from hf_transfer.core.arguments import DataArguments
 from hf_transfer.core.column_hints import TEXT_COLUMN_CANDIDATES, closest_hint, pair_hint, separator_hint
-from hf_transfer.core.tables import error_reason, iter_table
+from hf_transfer.core.named_dataset import ids_as_names, load_named_dataset, other_class_names, reference_class_names
+from hf_transfer.core.tables import iter_table
 from hf_transfer.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -73,7 +72,7 @@ def load_sources(args: DataArguments) -> tuple[dict[str, Source], dict[str, list
         paths = {s: getattr(args, f"{s}_file") for s in ("train", "validation", "test") if getattr(args, f"{s}_file")}
         sources = {split: _file_source(path, args.csv_quoting) for split, path in paths.items()}
         return sources, {}, {f"{split}_file": path for split, path in paths.items()}
-    loaded = _load_dataset(args.dataset_name, args.dataset_config_name)
+    loaded = load_named_dataset(args.dataset_name, args.dataset_config_name)
     # Each split read from one source: `validation` over `dev` where a dataset has both (dev first, then overwritten).
     read = {_HUB_SPLITS[n]: n for n in sorted(loaded, key=lambda n: n != "dev") if n in _HUB_SPLITS}
     unread = [name for name in loaded if name not in read.values()]
@@ -84,41 +83,13 @@ def load_sources(args: DataArguments) -> tuple[dict[str, Source], dict[str, list
             "the DatasetDict again with it as 'validation'), or write it to a file and give train_file and "
             "validation_file."
         )
-    sources, class_names = {}, {}
+    sources, class_names = {}, reference_class_names({split: loaded[name].features for split, name in read.items()})
     for split, name in read.items():
-        ds = loaded[name]
-        sources[split] = Source(list(ds.column_names), lambda ds=ds: ds.to_pandas(batch_size=CHUNK_ROWS, batched=True))
-        for column, feature in ds.features.items():
-            feature = getattr(feature, "feature", feature)  # List(ClassLabel) for multi-label
-            if isinstance(feature, datasets.ClassLabel):
-                class_names[column] = feature.names
+        ds, own = loaded[name], other_class_names(loaded[name].features, class_names)  # ids of other names: as names
+        frames = lambda ds=ds, own=own: ids_as_names(ds.to_pandas(batch_size=CHUNK_ROWS, batched=True), own)  # noqa: E731
+        sources[split] = Source(list(ds.column_names), frames)
     source = {"dataset_name": args.dataset_name, "dataset_config_name": args.dataset_config_name}
     return sources, class_names, source
-
-
-def _load_dataset(name: str, config: str | None) -> dict:
-    """`dataset_name`'s splits: a folder written by `save_to_disk` (a DatasetDict, or one Dataset read as the train
-    split) with `load_from_disk`, anything else with `load_dataset` (a Hub id, cached when offline, or a folder of
-    data files). DataError in one line, keeping the list of configurations `datasets` offers."""
-    folder = Path(name).expanduser()
-    what = f"dataset {name!r}" + (f" (config {config!r})" if config else "")
-    try:
-        if (folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file():
-            if config:
-                raise DataError(f"{what}: a folder written by save_to_disk has no configurations; drop it.")
-            loaded = datasets.load_from_disk(str(folder))
-            return {"train": loaded} if isinstance(loaded, datasets.Dataset) else dict(loaded)
-        return dict(datasets.load_dataset(name, config))
-    except DataError:
-        raise
-    except Exception as err:  # noqa: BLE001 - any loader failure is a user-facing data problem
-        reason = error_reason(err).rstrip(".")
-        offered = re.search(r"available configs: (\[[^\]]*\])", str(err), re.IGNORECASE)
-        if offered and not config:
-            reason = f"it has several configurations; set dataset_config_name to one of {offered.group(1)}"
-        offline = ". Offline (HF_HUB_OFFLINE=1) only cached datasets load; use train_file/validation_file for local"
-        hint = "" if folder.exists() else offline + " files"
-        raise DataError(f"could not load {what}: {reason}{hint}.") from None
 
 
 def _require_column(
