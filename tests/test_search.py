@@ -545,8 +545,18 @@ def test_best_config_reproduces_its_trial(study_run):
     assert trial_results["eval_loss"] == pytest.approx(best["loss"], abs=1e-9)
     trial_folder = out / "trials" / f"trial-{best['number']:03d}"
     assert yaml.safe_load((trial_folder / "hf_transfer_config.yaml").read_text())["run_name"] == "1e3"
+    assert config["chosen_by_search"]["trial"] == best["number"] and config["chosen_by_search"]["of"] == completed
     assert main(["train", "--config", str(out / "best_config.yaml")]) == 0
     assert yaml.safe_load((out / "best" / "hf_transfer_config.yaml").read_text())["run_name"] == "1e3"
+    # Retrained on the rows the search chose on, its card says what the best trial's says (its settings were chosen
+    # on them); the record keeps the choice, and the config the run saved has no such field.
+    retrained = (out / "best" / "README.md").read_text()
+    assert (
+        f"Its settings are those of trial {best['number']} of `hf-transfer search`, chosen as the best of" in retrained
+    )
+    assert f"the best of {completed + pruned} tries on the same rows" in retrained
+    assert json.loads((out / "best" / "hf_transfer_run.json").read_text())["chosen_by_search"]["retrained"] is True
+    assert "chosen_by_search" not in yaml.safe_load((out / "best" / "hf_transfer_config.yaml").read_text())
     again = json.loads((out / "best" / "eval_results.json").read_text())
     assert again["eval_loss"] == pytest.approx(best["loss"], abs=1e-6)
     assert again["eval_accuracy"] == trial_results["eval_accuracy"]
@@ -1039,3 +1049,24 @@ def test_shared_data_keeps_what_reading_it_set_on_the_arguments(tmp_path, tiny_b
     for path in configs:
         config = yaml.safe_load(path.read_text())
         assert (config["text_column_name"], config["text_pair_column_name"]) == ("question", "sentence"), path
+
+
+def test_the_search_record_in_best_config_is_set_aside_and_names_only_its_own_validation_rows(tmp_path):
+    """best_config.yaml's `chosen_by_search` is no setting: train reads the file (the record left on its arguments),
+    a search given the file does not hand it to its trials, and a run scored on other validation rows claims nothing
+    (its scores there are not the best of many tries on them)."""
+    from hf_transfer.outputs.search_note import retrained_from_search
+
+    chosen = {"trial": 2, "of": 5, "pruned": 1, "metric": "accuracy", "validation_rows_sha256": "abc"}
+    path = tmp_path / "best_config.yaml"
+    path.write_text(yaml.safe_dump({"output_dir": str(tmp_path / "out"), "chosen_by_search": chosen}))
+    training = parse_command_args("train", ["--config", str(path)])[-1]
+    assert training.chosen_by_search == chosen
+    search = parse_command_args("search", ["--config", str(path), "--n_trials", "2"])[-1]
+    assert "chosen_by_search" not in search.trial_config and search.trial_config["output_dir"]
+    same = retrained_from_search(training, {"validation": {"rows_sha256": "abc"}})
+    assert same == {"chosen_by_search": {"trial": 2, "of": 5, "pruned": 1, "metric": "accuracy", "retrained": True}}
+    assert retrained_from_search(training, {"validation": {"rows_sha256": "other"}}) == {}
+    assert retrained_from_search(training, {}) == {}  # no validation rows at all
+    plain = parse_command_args("train", ["--output_dir", str(tmp_path / "o")])[-1]
+    assert retrained_from_search(plain, {"validation": {"rows_sha256": "abc"}}) == {}

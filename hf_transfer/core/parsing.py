@@ -38,6 +38,8 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 # Keys a run writes into its `hf_transfer_config.yaml` beside the settings (distill's results), skipped when that file
 # is given back as `--config`.
 RECORDED_RESULTS = frozenset({"distillation_results"})
+# A search's best_config.yaml records the search its settings came from: no setting either, kept on the last object.
+CHOSEN_BY_SEARCH = "chosen_by_search"
 
 
 class CommandParser:
@@ -128,8 +130,11 @@ class CommandParser:
         config, written = load_config_file(expand_home("config_file", files[0]), variables) if files[0] else ({}, {})
         self.config_file, self.file_keys, self.config_variables = files[0], frozenset(config), variables
         # A run's own `hf_transfer_config.yaml` fed back: the results it records are no settings.
-        config = {k: v for k, v in config.items() if k not in RECORDED_RESULTS}
-        return self._parse(config, flags, written)
+        chosen = config.get(CHOSEN_BY_SEARCH)
+        config = {k: v for k, v in config.items() if k not in RECORDED_RESULTS | {CHOSEN_BY_SEARCH}}
+        objects = self._parse(config, flags, written)
+        object.__setattr__(objects[-1], CHOSEN_BY_SEARCH, chosen)  # not a field: not saved with the arguments
+        return objects
 
     def parse_config(self, values: dict[str, Any], as_written: dict[str, tuple] | None = None) -> tuple:
         """The dataclasses from a mapping of field: value, read as the same mapping in a `--config` file would be

@@ -44,7 +44,7 @@ _METRIC_BASES = ("subset_accuracy", "accuracy", "precision", "recall", "f1")
 # the one a resumed run went on from, or the one whose weights a fresh run started from).
 RECIPE_KEYS = (
     "class_weights", "linear_probe", "early_stopping", "best_model", "calibration", "resumed_from",
-    "started_from_checkpoint", "few_shot_passed_over",
+    "started_from_checkpoint", "few_shot_passed_over", "chosen_by_search",
 )  # fmt: skip
 
 

@@ -36,6 +36,7 @@ from hf_transfer.outputs.export_card import export_fields, export_summary, expor
 from hf_transfer.outputs.few_shot_card import few_shot_rows
 from hf_transfer.outputs.plots import CONFUSION_COUNTED_LABELS
 from hf_transfer.outputs.readme import merge_readme, readme_note
+from hf_transfer.outputs.search_note import chosen_note
 
 TEMPLATE = "model_card.md.jinja"
 EXAMPLE_TEXT = "I really enjoyed this!"
@@ -299,14 +300,8 @@ def build_card(c: CardData, folder: str | Path | None = None):
     epoch_columns, epochs = epoch_table(c)
     splits = (["validation"] if c.metrics else []) + (["test"] if c.test_metrics else [])
     validation, test, metrics_note = card_metrics(c)
-    chosen = c.recipe.get("chosen_by_search")
-    if chosen:  # the best of many tries on the same rows (pruned trials were scored on them too): optimistic
-        pruned, of = chosen.get("pruned") or 0, chosen["of"]
-        also = f" (and {pruned} pruned after scoring on the same rows)" if pruned else ""
-        metrics_note = " ".join(filter(None, [
-            f"This is trial {chosen['trial']}, chosen by `hf-transfer search` as the best of {of} completed trials"
-            f"{also} by {chosen['metric']} on this validation data: its scores here are the best of {of + pruned} "
-            "tries on the same rows, and read higher than on new data.", metrics_note]))  # fmt: skip
+    if chosen := c.recipe.get("chosen_by_search"):  # the best of many tries on the same rows: optimistic
+        metrics_note = " ".join(filter(None, [chosen_note(chosen), metrics_note]))
     labels, labels_note = label_rows(c, in_folder)
     scored = [m for m in (validation, test) if m]  # a few-shot run with a test_file alone has test scores only
     names = {k: markdown_text(_metric_id(k)[2]) for k in (scored[0] if scored else {})}  # a label's name is in some

@@ -352,8 +352,10 @@ def _write_outputs(study, setup: dict, names: list[str], best) -> None:
     report.write_trials_csv(study, folder / report.TRIALS_CSV, setup["metric"], names)
     report.plot_trials(study, folder / report.TRIALS_PNG, setup["metric"], names, {p.name: p for p in setup["params"]})
     if best is not None:
-        best_dir = str(setup["root"] / "best")
-        report.write_best_config(best, setup["root"] / report.BEST_CONFIG, best_dir, setup["metric"], setup["command"])
+        states = [t.state.name for t in study.get_trials(deepcopy=False)]
+        counts = (states.count("COMPLETE"), states.count("PRUNED"))  # what the best was chosen among
+        best_dir, metric = str(setup["root"] / "best"), setup["metric"]
+        report.write_best_config(best, setup["root"] / report.BEST_CONFIG, best_dir, metric, setup["command"], counts)
 
 
 def _finish(study, s: SearchArguments, setup: dict, stopped: str, seconds: float) -> dict:

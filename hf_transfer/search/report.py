@@ -5,13 +5,15 @@ trial with the best so far, the parameters' importances and the metric against t
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
 import yaml
 
-from hf_transfer.core.folders import CARD_DATA_FILE, atomic_path, write_text_atomic
+from hf_transfer.core.folders import CARD_DATA_FILE, RUN_RECORD_FILE, atomic_path, write_text_atomic
 from hf_transfer.core.markdown import table_row
+from hf_transfer.core.parsing import CHOSEN_BY_SEARCH
 from hf_transfer.outputs.card_data import load_card_data
 from hf_transfer.outputs.cards import write_model_card
 from hf_transfer.outputs.plots import _figure, _save
@@ -71,16 +73,25 @@ def write_trials_csv(study, path: Path, metric: str, names: list[str]) -> None:
         writer.writerows(rows)
 
 
-def write_best_config(trial, path: Path, output_dir: str, metric: str, command: str = "train") -> dict:
+def write_best_config(
+    trial, path: Path, output_dir: str, metric: str, command: str = "train", counts: tuple[int, int] = (1, 0)
+) -> dict:
     """The best trial's config (the user's config with the searched values filled in, exactly what the trial was
     parsed from) with its own output_dir and absolute paths (the file is read from the search's folder); returns
-    it."""
+    it. Below it, `chosen_by_search` (no setting: the parser sets it aside) records the choice, {completed, pruned}
+    trials being `counts`, and the validation rows it was made on: a model retrained on them says so on its card."""
     config = absolute_paths({**trial.user_attrs["config"], "output_dir": output_dir})
     header = (
         f"# hf-transfer search: trial {trial.number}, the best of the study ({metric} {trial.value:.4f} on the "
         f"validation data).\n# Reproduce it with: hf-transfer {command} --config best_config.yaml\n"
     )
-    write_text_atomic(path, header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    record = Path(trial.user_attrs.get("output_dir", "")) / RUN_RECORD_FILE
+    data = json.loads(record.read_bytes()).get("data") or {} if record.is_file() else {}
+    chosen = {"trial": trial.number, "of": counts[0], "pruned": counts[1], "metric": metric,
+              "validation_rows_sha256": (data.get("validation") or {}).get("rows_sha256")}  # fmt: skip
+    text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+    text += "# How these settings were chosen (not a setting; cards of runs on the same validation rows say so):\n"
+    write_text_atomic(path, header + text + yaml.safe_dump({CHOSEN_BY_SEARCH: chosen}, sort_keys=False))
     return config
 
 

@@ -47,6 +47,7 @@ from hf_transfer.outputs.run_folder import (
     started_from_checkpoint,
     write_resolved_config,
 )
+from hf_transfer.outputs.search_note import retrained_from_search
 from hf_transfer.outputs.test_predictions import write_test_predictions
 from hf_transfer.train.callbacks import CardDataCallback
 from hf_transfer.train.checks import check_weights_finite, resume_launch_change, resume_schedule_changes
@@ -88,6 +89,7 @@ def fit_and_report(
     resumed = resumed_from(training_args)  # before the run's saves rotate the checkpoint away
     # Said once, after every check, just before training: a Trainer checkpoint given as the model to train.
     resumed |= started_from_checkpoint(model_args.model_name_or_path, warn=trainer.is_world_process_zero())
+    resumed |= retrained_from_search(training_args, prepared.summary)  # a search's best_config.yaml, on its rows
     with training_args.main_process_first(local=False, desc="removing the earlier run"):
         if trainer.is_world_process_zero():  # every check has passed: an overwritten run's leftovers go now
             clear_earlier_run(training_args, read_paths(*arg_objects))
