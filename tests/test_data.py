@@ -712,6 +712,23 @@ def test_reading_in_small_frames_gives_the_same_data_and_summary(tmp_path, monke
     assert framed.label_names == ["A", "B"] and labels_of(framed, "validation") == [1]
 
 
+def test_json_lines_whose_first_rows_lack_the_label_are_unlabelled_rows_not_a_file_without_labels(
+    tmp_path, monkeypatch
+):
+    """The columns came from the first line: a first row without a label made a file without a label column ("no
+    label column in the train data"). A key missing from a line is a missing value, in any frame."""
+    from hf_transfer.core import cleaning
+
+    monkeypatch.setattr(cleaning, "CHUNK_ROWS", 2)  # the second frame has no label at all
+    lines = [{"text": "first"}, {"text": "t1", "label": "a"}, {"text": "t2"}, {"text": "t3"}]
+    lines += [{"text": f"t{i}", "label": "ab"[i % 2]} for i in range(4, 12)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (tmp_path / "train.json").write_text(json.dumps(lines))
+    framed = [load_data(DataArguments(train_file=str(tmp_path / f"train.{ext}"))) for ext in ("jsonl", "json")]
+    assert _prepared_rows(framed[0]) == _prepared_rows(framed[1]) and framed[0].label_names == ["a", "b"]
+    assert framed[0].summary["train"]["dropped"]["missing_label"] == 3
+
+
 def test_label_checks_see_every_frame(tmp_path, monkeypatch):
     """A bad label after the first frame is still found, and named with its first example."""
     from hf_transfer.core import cleaning

@@ -18,7 +18,7 @@ import pandas as pd
 from hf_transfer.core.arguments import DataArguments
 from hf_transfer.core.column_hints import TEXT_COLUMN_CANDIDATES, closest_hint, pair_hint, separator_hint
 from hf_transfer.core.named_dataset import ids_as_names, load_named_dataset, other_class_names, reference_class_names
-from hf_transfer.core.tables import iter_table
+from hf_transfer.core.tables import check_readable, iter_table
 from hf_transfer.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -59,9 +59,14 @@ CHUNK_ROWS = 50_000
 
 
 def _file_source(path: str, csv_quoting: str) -> Source:
-    """A local file as a Source; reading its first row finds read errors, an empty file and the columns now."""
-    first = next(iter_table(path, 1, csv_quoting))
-    return Source([str(c) for c in first.columns], lambda: iter_table(path, CHUNK_ROWS, csv_quoting))
+    """A local file as a Source; reading its first rows finds read errors, an empty file and the columns now. JSON
+    names its columns row by row: they are the keys of the first CHUNK_ROWS rows, which every frame then has (a first
+    line without a label is one unlabelled row, not a file without a label column)."""
+    json_rows = check_readable(path, csv_quoting) in ("json", "jsonl")
+    columns = [str(c) for c in next(iter_table(path, CHUNK_ROWS if json_rows else 1, csv_quoting)).columns]
+    if not json_rows:
+        return Source(columns, lambda: iter_table(path, CHUNK_ROWS, csv_quoting))
+    return Source(columns, lambda: (f.reindex(columns=columns) for f in iter_table(path, CHUNK_ROWS, csv_quoting)))
 
 
 def load_sources(args: DataArguments) -> tuple[dict[str, Source], dict[str, list[str]], Any]:
