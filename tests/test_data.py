@@ -729,6 +729,30 @@ def test_json_lines_whose_first_rows_lack_the_label_are_unlabelled_rows_not_a_fi
     assert framed[0].summary["train"]["dropped"]["missing_label"] == 3
 
 
+def test_parquet_binary_columns_are_read_as_utf8_text(tmp_path):
+    """Older Spark, Hive and Impala writers store strings as BINARY: the texts and label names were "b'pos'"."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = {"text": pa.array([b"good film", b"bad film", b"fine"], pa.binary())}
+    table["label"] = pa.array([b"pos", b"neg", b"pos"], pa.large_binary())
+    pq.write_table(pa.table(table), tmp_path / "train.parquet")
+    path = str(tmp_path / "train.parquet")
+    assert read_table(path).to_dict("list") == {
+        "text": ["good film", "bad film", "fine"],
+        "label": ["pos", "neg", "pos"],
+    }
+    prepared = load_data(DataArguments(train_file=path, validation_file=path))
+    assert prepared.label_names == ["neg", "pos"] and prepared.datasets["train"]["text"] == [
+        "good film",
+        "bad film",
+        "fine",
+    ]
+    pq.write_table(pa.table({"text": pa.array([b"\xff bad", b"x"], pa.binary()), "label": ["a", "b"]}), path)
+    with pytest.raises(DataError, match=r"^the parquet column 'text' holds bytes that are not UTF-8 text"):
+        load_data(DataArguments(train_file=path, validation_file=path))
+
+
 def test_label_checks_see_every_frame(tmp_path, monkeypatch):
     """A bad label after the first frame is still found, and named with its first example."""
     from hf_transfer.core import cleaning

@@ -29,7 +29,7 @@ def load_named_dataset(name: str, config: str | None) -> dict:
                 raise DataError(f"{what}: a folder written by save_to_disk has no configurations; drop it.")
             loaded = datasets.load_from_disk(str(folder))
             return {"train": loaded} if isinstance(loaded, datasets.Dataset) else dict(loaded)
-        return dict(datasets.load_dataset(name, config, **_as_files_are_read(folder)))
+        return dict(datasets.load_dataset(name, config, **_as_files_are_read(folder, config)))
     except DataError:
         raise
     except Exception as err:  # noqa: BLE001 - any loader failure is a user-facing data problem
@@ -42,14 +42,17 @@ def load_named_dataset(name: str, config: str | None) -> dict:
         raise DataError(f"could not load {what}: {reason}{hint}.") from None
 
 
-def _as_files_are_read(folder: Path) -> dict:
+def _as_files_are_read(folder: Path, config: str | None) -> dict:
     """`load_dataset`'s options for a local folder of csv/tsv files: only an empty cell is missing, as in a train_file
-    (pandas' defaults read `NA`, `None`, `null`, `N/A` as missing: a class named None was dropped as unlabelled)."""
+    (pandas' defaults read `NA`, `None`, `null`, `N/A` as missing: a class named None was dropped as unlabelled). None
+    for a folder whose README names several configurations and no config is given: `datasets` names them."""
     if not folder.is_dir():
         return {}
     try:
         module = datasets.load.dataset_module_factory(str(folder))
     except Exception:  # noqa: BLE001 - load_dataset says what is wrong with the folder
+        return {}
+    if config is None and len(module.builder_configs_parameters.builder_configs or []) > 1:
         return {}
     return {"keep_default_na": False, "na_values": [""]} if module.module_path.endswith(".csv") else {}
 

@@ -11,7 +11,6 @@ import io
 import json
 import lzma
 import os
-import re
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from hf_transfer.core.arguments import ACCEPTED_DATA_FILES, SUPPORTED_EXTENSIONS, data_file_problem, data_format
+from hf_transfer.core.csv_quoting import detect_quoting
 from hf_transfer.errors import DataError
 
 # UnicodeDecodeError and pandas' parser errors are ValueErrors; pyarrow raises its own. A corrupt or truncated
@@ -130,7 +130,7 @@ def read_table(path: str, csv_quoting: str = "auto") -> pd.DataFrame:
             import pyarrow.parquet as pq
 
             check_unique_columns(path, pq.ParquetFile(path).schema_arrow.names)
-            df = pq.read_table(path).to_pandas(integer_object_nulls=True)
+            df = _as_text(pq.read_table(path)).to_pandas(integer_object_nulls=True)
     except DataError:
         raise
     except _READ_ERRORS as err:
@@ -145,7 +145,7 @@ def _read_delimited(path: str, sep: str, csv_quoting: str) -> pd.DataFrame:
         text = f.read()
     quoting = {"minimal": csv.QUOTE_MINIMAL, "none": csv.QUOTE_NONE, "auto": None}[csv_quoting]
     if quoting is None:
-        quoting = _detect_quoting(text, sep)
+        quoting = detect_quoting(text, sep)
     options = _csv_options(path, io.StringIO(text, newline="").readline(), sep, quoting)  # ends in \n, \r\n or \r
     with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ParserWarning)
@@ -162,45 +162,6 @@ def _csv_options(path: str, header: str, sep: str, quoting: int) -> dict:
     check_unique_columns(path, names)  # pandas would rename the second 'label' to 'label.1', silently
     options = {**_CSV_OPTIONS, "skip_blank_lines": len(fields) != 1}
     return options if names == fields else {**options, "names": names, "header": 0}
-
-
-def _detect_quoting(text: str, sep: str, cut: bool = False) -> int:
-    """QUOTE_NONE when every record is one physical line and some `"` cannot be CSV quoting (GLUE's SST-2); else
-    standard quoting, whose quoted fields may span lines (Blitzer). `cut`: `text` is the start of a longer file."""
-    if '"' not in text:
-        return csv.QUOTE_MINIMAL
-    lines = [line for line in re.split(r"\r\n|\r|\n", text) if line.strip()]
-    width = lines[0].count(sep)
-    if any(line.count(sep) != width for line in lines[1:]):
-        return csv.QUOTE_MINIMAL
-    stray = any('"' in field and not _is_quoted_field(field) for line in lines for field in line.split(sep))
-    records = _strict_records(text, sep, cut, width + 1) if stray else None
-    # One column: no separator count tells a cell over lines. Wider: the counts agreed line by line, by chance.
-    if records is not None and (width == 0 or records < len(lines)):
-        return csv.QUOTE_MINIMAL
-    return csv.QUOTE_NONE if stray else csv.QUOTE_MINIMAL
-
-
-def _strict_records(text: str, sep: str, cut: bool, fields: int) -> int | None:
-    """How many records `text` holds as standard CSV in which every quote opens or closes a cell, or doubles one
-    inside it, and every record has `fields` fields; None if it is not such CSV. A file whose quoted cells span lines
-    (`"line1\nline2"`, as Excel, pandas and `csv` write them) was read with QUOTE_NONE, each cell as two rows with
-    their quote marks, in one column, and in two where each line of the cell held the header's one comma ("Great
-    fit, true\nto size"). A sample `cut` inside a cell parses up to the cut; a whole file whose last quote never
-    closes is not standard CSV."""
-    records = 0
-    try:
-        for row in csv.reader(io.StringIO(text), delimiter=sep, strict=True):
-            if row and len(row) != fields:
-                return None
-            records += bool(row)
-    except csv.Error as err:
-        return records if cut and "unexpected end of data" in str(err) else None
-    return records
-
-
-def _is_quoted_field(field: str) -> bool:
-    return len(field) >= 2 and field[0] == field[-1] == '"' and '"' not in field[1:-1].replace('""', "")
 
 
 def _read_json(path: str, lines: bool) -> pd.DataFrame:
@@ -296,7 +257,7 @@ def _csv_chunks(path, ext, chunk_rows, csv_quoting, columns):
             sample = f.read(QUOTING_SAMPLE_BYTES)
         # Only whole lines: a line cut at the sample's end would look like a record with too few fields.
         cut = len(sample) == QUOTING_SAMPLE_BYTES
-        quoting = _detect_quoting(sample.rpartition("\n")[0] if cut else sample, sep, cut)
+        quoting = detect_quoting(sample.rpartition("\n")[0] if cut else sample, sep, cut)
     # Read as `read_table` reads: line endings as written (a quoted cell's "\r\n" stays, as in pandas' own reading).
     # The warning filter is set around each read, never across a `yield`: the caller runs in between.
     with open_text(path, newline="") as handle:
@@ -371,7 +332,23 @@ def _parquet_chunks(path, ext, chunk_rows, csv_quoting, columns):
     with pq.ParquetFile(path) as parquet:
         check_unique_columns(path, parquet.schema_arrow.names)
         for batch in parquet.iter_batches(batch_size=chunk_rows, columns=columns):
-            yield batch.to_pandas(integer_object_nulls=True)  # integers beside a missing cell stay integers
+            yield _as_text(batch).to_pandas(integer_object_nulls=True)  # integers beside a missing cell stay so
+
+
+def _as_text(table):
+    """A parquet table or batch with its BINARY columns (how older Spark, Hive and Impala writers store strings) read
+    as UTF-8 text: they reached the texts and the label names as Python's spelling of bytes, "b'pos'". Bytes that are
+    not UTF-8 raise ArrowInvalid, said in one line."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+            try:
+                table = table.set_column(i, field.name, table.column(i).cast(pa.string()))
+            except pa.ArrowInvalid:
+                raise DataError(
+                    f"the parquet column {field.name!r} holds bytes that are not UTF-8 text; write it as a string "
+                    "column (UTF-8), or decode it first."
+                ) from None
+    return table
 
 
 def count_rows(path: str) -> int | None:

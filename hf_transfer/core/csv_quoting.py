@@ -1,0 +1,47 @@
+"""Whether a csv/tsv file's quotes are CSV quoting (cells that may span lines, as Blitzer's) or text (GLUE's SST-2,
+whose sentences hold stray quotes and whose every record is one line)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+
+def detect_quoting(text: str, sep: str, cut: bool = False) -> int:
+    """QUOTE_NONE when every record is one physical line and some `"` cannot be CSV quoting (GLUE's SST-2); else
+    standard quoting, whose quoted fields may span lines (Blitzer). `cut`: `text` is the start of a longer file."""
+    if '"' not in text:
+        return csv.QUOTE_MINIMAL
+    lines = [line for line in re.split(r"\r\n|\r|\n", text) if line.strip()]
+    width = lines[0].count(sep)
+    if any(line.count(sep) != width for line in lines[1:]):
+        return csv.QUOTE_MINIMAL
+    stray = any('"' in field and not _is_quoted_field(field) for line in lines for field in line.split(sep))
+    records = _strict_records(text, sep, cut, width + 1) if stray else None
+    # One column: no separator count tells a cell over lines. Wider: the counts agreed line by line, by chance.
+    if records is not None and (width == 0 or records < len(lines)):
+        return csv.QUOTE_MINIMAL
+    return csv.QUOTE_NONE if stray else csv.QUOTE_MINIMAL
+
+
+def _strict_records(text: str, sep: str, cut: bool, fields: int) -> int | None:
+    """How many records `text` holds as standard CSV in which every quote opens or closes a cell, or doubles one
+    inside it, and every record has `fields` fields; None if it is not such CSV. A file whose quoted cells span lines
+    (`"line1\nline2"`, as Excel, pandas and `csv` write them) was read with QUOTE_NONE, each cell as two rows with
+    their quote marks, in one column, and in two where each line of the cell held the header's one comma ("Great
+    fit, true\nto size"). A sample `cut` inside a cell parses up to the cut; a whole file whose last quote never
+    closes is not standard CSV."""
+    records = 0
+    try:
+        for row in csv.reader(io.StringIO(text), delimiter=sep, strict=True):
+            if row and len(row) != fields:
+                return None
+            records += bool(row)
+    except csv.Error as err:
+        return records if cut and "unexpected end of data" in str(err) else None
+    return records
+
+
+def _is_quoted_field(field: str) -> bool:
+    return len(field) >= 2 and field[0] == field[-1] == '"' and '"' not in field[1:-1].replace('""', "")
