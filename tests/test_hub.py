@@ -326,12 +326,14 @@ def test_a_second_push_replaces_the_earlier_runs_files_and_keeps_the_users(onlin
         "test_results.json",
         "label_f1.png",
     ]
-    branch.update({name: b"old" for name in [*stale, "notes/mine.md", ".gitattributes"]})
+    # The user's own files, below folders of their own: `*.png` and `*.bin` had matched them at any depth.
+    mine = ["notes/mine.md", "assets/diagram.png", "assets/deep/weights.bin", "docs/[draft]_results.json"]
+    branch.update({name: b"old" for name in [*stale, *mine, ".gitattributes"]})
     (small_folder / "model.safetensors").write_bytes(b"new weights")
     assert main(["push", str(small_folder), "--hub_model_id", repo]) == 0
     files = online.files(repo)
     assert not set(stale) & set(files), sorted(files)
-    assert files["model.safetensors"] == b"new weights" and {"notes/mine.md", ".gitattributes"} <= set(files)
+    assert files["model.safetensors"] == b"new weights" and {*mine, ".gitattributes"} <= set(files)
 
 
 def test_the_runs_data_files_in_its_folder_are_held_back(online, small_folder, caplog):

@@ -28,7 +28,7 @@ from hf_transfer.errors import ConfigError, HfTransferError, without_userinfo
 from hf_transfer.outputs.card_rebuild import folder_card_data
 from hf_transfer.outputs.cards import write_model_card
 from hf_transfer.outputs.published import publishable
-from hf_transfer.outputs.push_scope import REPLACED_PATTERNS, held_back
+from hf_transfer.outputs.push_scope import held_back, replaced_files
 from hf_transfer.outputs.readme import check_readme_header
 
 logger = logging.getLogger(__name__)
@@ -382,7 +382,8 @@ def push_folder(
                     revision=target.revision,
                     commit_message=message or commit_message(card_data),
                     ignore_patterns=ignore,  # a copy: huggingface_hub appends its own to the list
-                    delete_patterns=REPLACED_PATTERNS,  # an earlier push's run files this folder no longer has
+                    # An earlier push's run files this folder no longer has (the user's own files stay).
+                    delete_patterns=replaced_files(api.list_repo_files(repo_id, revision=target.revision)),
                 ),
                 f"upload {folder} to {repo_id!r}",
                 target,

@@ -42,6 +42,18 @@ REPLACED_PATTERNS = [
 ]  # fmt: skip
 
 
+def replaced_files(remote: list[str]) -> list[str] | None:
+    """The repo's files that REPLACED_PATTERNS name, each as a pattern of itself for `upload_folder`'s
+    `delete_patterns` (None: none). A pattern without a folder names top-level files: huggingface_hub's fnmatch lets
+    `*` cross `/`, so `*.png` had deleted the user's own `assets/diagram.png` on every push."""
+    import fnmatch
+
+    def ours(name: str) -> bool:
+        return any(fnmatch.fnmatch(name, p) and ("/" in p or "/" not in name) for p in REPLACED_PATTERNS)
+
+    return [_literal(name) for name in remote if ours(name)] or None
+
+
 def held_back(folder: Path, repo_id: str, include_training_state: bool, include_data_files: bool = False) -> list[str]:
     """The ignore patterns of a push of `folder`: what the Hub does not need, and what must not go up with it."""
     held = [*_private_files_held_back(folder), *([] if include_data_files else _data_files_held_back(folder))]
