@@ -496,6 +496,15 @@ def test_a_failed_upload_puts_the_card_back(online, tmp_path, capsys):
     assert "422" in one_error_line(capsys)
     assert fingerprint(folder) == before  # the card was rewritten for tester/kept, then put back
     assert online.commits == [] and online.validated and "tester/kept" in online.validated[-1]
+    # A folder with a run record and no card data: the push writes the card data (naming the repo) and the card; a
+    # failed push left them, and the next `hf-transfer card` said the model was on the Hub.
+    (folder / "hf_transfer_card_data.json").unlink()
+    (folder / "README.md").unlink()
+    (folder / "hf_transfer_run.json").write_text(json.dumps(DISTILL_RECORD))
+    before = fingerprint(folder)
+    online.fail("commit", 422)
+    assert main(["push", str(folder), "--hub_model_id", "tester/kept"]) == 2
+    assert fingerprint(folder) == before and not (folder / "hf_transfer_card_data.json").exists()
 
 
 def test_a_card_that_cannot_be_rewritten_is_refused_before_the_repo_is_created(online, tmp_path, monkeypatch, capsys):

@@ -363,7 +363,7 @@ def push_folder(
     ignore = held_back(folder, target.repo_id, include_training_state, include_data_files)
     card_data = folder_card_data(folder)
     # The card is rewritten for this repo id before the upload; a failed push puts the old files back.
-    saved = {p: p.read_bytes() for p in (folder / "README.md", folder / CARD_DATA_FILE) if p.is_file()}
+    saved = {p: p.read_bytes() if p.is_file() else None for p in (folder / "README.md", folder / CARD_DATA_FILE)}
     try:
         if card_data is not None:
             write_model_card(folder, card_data, repo_id=repo_id, revision=target.revision)
@@ -390,9 +390,9 @@ def push_folder(
                 folder,
             )
     except BaseException:
-        for path, data in saved.items():
+        for path, data in saved.items():  # one written for the push that had not been there goes
             with contextlib.suppress(OSError):  # the error to report is the push's, not this one
-                path.write_bytes(data)
+                path.write_bytes(data) if data is not None else path.unlink(missing_ok=True)
         raise
     pushed_to = getattr(info, "commit_url", None) or f"{api.endpoint}/{repo_id}"
     return {"pushed_to": without_userinfo(pushed_to), "repo_id": repo_id}
