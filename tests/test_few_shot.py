@@ -391,6 +391,7 @@ def test_auto_route_on_a_tiny_training_set(tiny_st, tmp_path, capsys, monkeypatc
     assert "### Few-shot route" in card and "no held-out data" in card
     assert "`bert.pooler.dense` is 0.01·identity (before its tanh) and `classifier` holds the fitted head" in card
     assert "16 rows added to the labelled ones, 8 per class: 'This sentence is {}.' filled with bad, good" in card
+    assert "| max_steps |" not in card  # the labelled rows' budget is the route's, not a max_steps the user gave
     assert yaml.safe_load((out / "hf_transfer_config.yaml").read_text())["few_shot"] == "auto"
     config = json.loads((out / "config.json").read_text())
     assert set(config["id2label"].values()) == {"good", "bad"} and config["num_hidden_layers"] == 3

@@ -170,6 +170,7 @@ class CardDataCallback(TrainerCallback):
         values = args.to_dict()
         if getattr(args, "few_shot_body", False):  # passes over labelled + template rows, a warmup ratio: the
             values = {k: v for k, v in values.items() if k not in FEW_SHOT_REPLACES}  # route's table says them
+            values["max_steps"] = getattr(args, "user_max_steps", values["max_steps"])
         self.card_data.hyperparameters = hyperparameters_of(values)
         self.card_data.precision = precision_name(args)
         self.card_data.world_size = args.world_size

@@ -139,6 +139,7 @@ def body_training_arguments(args, labelled_rows: int | None = None, all_rows: in
         logging_steps=0.02,  # about 50 loss lines whatever the budget (every step printed 558 for 100 classes)
     )
     body.few_shot_body = True  # the card's hyperparameters leave these knobs to its few-shot table (callbacks.py)
+    body.user_max_steps = args.max_steps  # the budget set above is the route's: no `max_steps` the user gave
     return body
 
 
