@@ -650,3 +650,25 @@ def test_a_complete_checkpoint_copied_under_another_name_resumes(finished_run, t
     assert state["global_step"] == 5
     (copied / "trainer_state.json").unlink()  # cut off mid-save: still refused, whatever its name
     assert main([*run, "--resume_from_checkpoint", str(copied), "--overwrite_output_dir", "true"]) == 2
+
+
+def test_a_kept_readme_loses_the_earlier_cards_keys_and_keeps_the_users(tmp_path, tiny_bert_dir, tiny_data):
+    """A README the user edited is kept by a new run into the folder, but the header keys and tags the earlier run's
+    card generated had stayed as if the user's: the new card linked the earlier base model and dataset, and said
+    French (`language` is a key where the user's value wins)."""
+    from hf_transfer.outputs.readme import card_header
+
+    out = tmp_path / "run"
+    base = train_argv(tiny_bert_dir, *tiny_data, out, "--few_shot", "false")
+    earlier = ["--language", "fr", "--base_model_hub_id", "tester/base-a", "--dataset_hub_id", "tester/data-a"]
+    assert main([*base, *earlier]) == 0
+    header = card_header((out / "README.md").read_text())
+    assert header["language"] == "fr" and header["base_model"] == "tester/base-a"
+    edited = (out / "README.md").read_text().replace("\n---\n", "\nwidget:\n- text: mine\n---\n", 1)
+    (out / "README.md").write_text(edited + "\n## My notes\n")
+    assert main([*base, "--language", "en", "--overwrite_output_dir", "true"]) == 0
+    text = (out / "README.md").read_text()
+    header = card_header(text)
+    assert header["language"] == "en" and "base_model" not in header and "datasets" not in header, header
+    assert header["widget"] == [{"text": "mine"}] and "## My notes" in text
+    assert "tester/base-a" not in text and "tester/data-a" not in text

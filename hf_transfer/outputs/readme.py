@@ -147,6 +147,27 @@ def _edited_keys(header: dict, fresh: dict) -> list[str]:
     return [key for key, value in header.items() if key not in fresh or not kept(value, fresh[key])]
 
 
+def drop_generated_keys(path: Path, generated: dict | None) -> None:
+    """The README an earlier run's card was written into and the user edited, kept by a new run, without the YAML
+    keys and tags that card generated (`generated`, the header its card data renders): the new card writes its own,
+    and merged into the old header, the earlier run's `base_model`, `datasets`, `language` and PEFT tags had stayed
+    as if they were the user's. Keys the user added or changed, and their tags, stay."""
+    if not generated or not path.is_file():
+        return
+    header, body = _split_card(path.read_text(encoding="utf-8"), str(path))
+    kept = {}
+    for key, value in header.items():
+        if key == "tags" and isinstance(value, list) and isinstance(generated.get(key), list):
+            value = [tag for tag in value if tag not in generated[key]] or None
+        elif key in generated and generated[key] == value:
+            value = None
+        if value is not None:
+            kept[key] = value
+    if kept != header:
+        meta = yaml.safe_dump(kept, sort_keys=False, allow_unicode=True) if kept else ""
+        path.write_text(f"---\n{meta}---\n\n{body.lstrip()}" if kept else body.lstrip(), encoding="utf-8")
+
+
 def card_header(text: str) -> dict:
     """The YAML header of a card's text, as a dict."""
     return _split_card(text)[0]

@@ -32,7 +32,7 @@ from hf_transfer.core.yaml_config import dump_yaml, is_path_field
 from hf_transfer.errors import ConfigError
 from hf_transfer.outputs.checkpoints import complete_checkpoints, damaged_file, is_complete_checkpoint
 from hf_transfer.outputs.plots import RUN_REPORT_FILES
-from hf_transfer.outputs.readme import check_readme_header, is_generated_card
+from hf_transfer.outputs.readme import check_readme_header, drop_generated_keys, is_generated_card
 from hf_transfer.outputs.test_predictions import TEST_PREDICTIONS_FILE
 
 logger = logging.getLogger(__name__)
@@ -185,6 +185,8 @@ def clear_earlier_run(training_args, reads: list[Path]) -> list[str]:
     if out not in reads:  # never a file this run reads (its data, saved there), nor a README the user wrote into
         removed += [out / name for name in _EARLIER_OUTPUTS if (out / name).is_file() and not read_here(out / name)]
         removed = [p for p in removed if p.name != "README.md" or is_generated_card(p, lambda: _rendered_header(out))]
+        if (out / "README.md") not in removed:  # the user's edits stay; the earlier card's keys go with its data
+            drop_generated_keys(out / "README.md", _rendered_header(out))
     for path in removed:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     if removed:
