@@ -784,6 +784,13 @@ def test_predict_and_evaluate_truncate_at_the_length_the_model_was_trained_with(
         for n, kw in (("default", {}), ("at8", {"max_seq_length": 8}))
     }
     assert scores["default"] == pytest.approx(scores["at8"])
+    # A checkpoint of the run has no config of its own: the run's settings are its (it was scored at 128 tokens).
+    checkpoint = model / "checkpoint-3"
+    shutil.copytree(models["full"], checkpoint)
+    (checkpoint / "trainer_state.json").write_text("{}")
+    predict(checkpoint, tmp_path / "in.csv", tmp_path / "checkpoint.csv")
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "checkpoint.csv")["prob_pos"], at8["prob_pos"], atol=1e-6)
+    assert resolve_max_seq_length(str(model / "elsewhere"), None) == 128  # not a checkpoint: nothing recorded
     # An ONNX folder's export record, a folder recording nothing, and a bad recorded value.
     onnx = tmp_path / "onnx"
     onnx.mkdir()

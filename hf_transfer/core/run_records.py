@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from hf_transfer.core.folders import CARD_DATA_FILE, CONFIG_FILE, RUN_RECORD_FILE
@@ -17,6 +18,8 @@ def recorded_config(folder: str | Path) -> dict:
     import yaml
 
     path = Path(folder) / CONFIG_FILE
+    if not path.is_file() and is_run_checkpoint(Path(folder)):  # Trainer's checkpoint-N: the run's settings
+        path = Path(folder).parent / CONFIG_FILE  # (a checkpoint's predict read one text column at 128 tokens)
     if not path.is_file():
         return {}
     try:
@@ -30,6 +33,11 @@ def recorded_config(folder: str | Path) -> dict:
             "without the settings it was trained with (max_seq_length, columns)."
         )
     return config
+
+
+def is_run_checkpoint(folder: Path) -> bool:
+    """A `checkpoint-N` folder Trainer saved (its `trainer_state.json`), inside the run folder it belongs to."""
+    return re.fullmatch(r"checkpoint-\d+", folder.name) is not None and (folder / "trainer_state.json").is_file()
 
 
 def recorded_revision(folder: str | Path, model: str) -> str:
