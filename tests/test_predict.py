@@ -179,6 +179,18 @@ def test_parquet_input_keeps_its_column_types(models, tmp_path):
     pd.testing.assert_frame_equal(out[data.columns], data)
 
 
+def test_a_categorical_text_column_with_a_missing_cell_is_predicted_as_a_plain_one(models, tmp_path):
+    """pandas categoricals (and R factors) are parquet dictionary columns: a missing text took no "" in pandas'
+    Categorical, and predict stopped with a traceback after the model had loaded."""
+    data = rows(12, empty=())  # no "" among the categories
+    data.loc[5, "text"] = None  # a missing cell: an empty row, as in any other column
+    data.to_parquet(tmp_path / "plain.parquet")
+    data.astype({"text": "category"}).to_parquet(tmp_path / "categorical.parquet")
+    for name in ("plain", "categorical"):
+        predict(models["full"], tmp_path / f"{name}.parquet", tmp_path / f"{name}.csv", chunk_rows=5)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "categorical.csv"), pd.read_csv(tmp_path / "plain.csv"))
+
+
 def test_parquet_output_of_jsonl_whose_columns_change_type(models, tmp_path, capsys):
     """JSON gives each cell its own type: a text column with a bare number among strings failed in the first chunk
     with "do not fit the columns set by the first rows", and an id that turned from numbers to strings in a later
