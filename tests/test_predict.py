@@ -191,6 +191,27 @@ def test_a_categorical_text_column_with_a_missing_cell_is_predicted_as_a_plain_o
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "categorical.csv"), pd.read_csv(tmp_path / "plain.csv"))
 
 
+def test_decimals_and_timestamps_of_a_parquet_input_keep_their_type_and_digits(models, tmp_path):
+    """A chunk whose decimals need more digits (123456.78 after 1.00) made the column text in the parquet output;
+    JSON lines cut a timestamp's microseconds to milliseconds."""
+    import datetime as dt
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    prices = [decimal.Decimal(v) for v in ("1.00", "2.50", "123456.78", "3.10")]
+    stamp = dt.datetime(2024, 1, 1, 12, 0, 0, 123456)
+    table = {"text": ["good movie", "bad plot", "ok", "fine"], "price": pa.array(prices, pa.decimal128(10, 2))}
+    pq.write_table(pa.table({**table, "ts": pa.array([stamp] * 4, pa.timestamp("us"))}), tmp_path / "in.parquet")
+    predict(models["full"], tmp_path / "in.parquet", tmp_path / "out.parquet", chunk_rows=2)
+    out = pq.read_table(tmp_path / "out.parquet")
+    assert pa.types.is_decimal(out.schema.field("price").type) and out.column("price").to_pylist() == prices
+    predict(models["full"], tmp_path / "in.parquet", tmp_path / "out.jsonl", chunk_rows=2)
+    first = json.loads((tmp_path / "out.jsonl").read_text().splitlines()[0])
+    assert first["ts"].startswith("2024-01-01T12:00:00.123456")
+
+
 def test_parquet_output_of_jsonl_whose_columns_change_type(models, tmp_path, capsys):
     """JSON gives each cell its own type: a text column with a bare number among strings failed in the first chunk
     with "do not fit the columns set by the first rows", and an id that turned from numbers to strings in a later

@@ -80,6 +80,12 @@ def _widened(schema: pa.Schema, new: pa.Schema, rows: int, count: int) -> pa.Sch
             fields.append(old)
         elif all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in kinds):
             fields.append(old.with_type(pa.float64()))
+        elif all(pa.types.is_decimal(t) for t in kinds):  # 1.00, then 123456.78: as many digits as both need
+            scale = max(t.scale for t in kinds)
+            digits = max(t.precision - t.scale for t in kinds) + scale
+            fields.append(
+                old.with_type(pa.decimal128(digits, scale) if digits <= 38 else pa.decimal256(digits, scale))
+            )
         elif not any(pa.types.is_nested(t) for t in kinds):
             fields.append(old.with_type(field.type if _text(field.type) else pa.large_string()))
         else:
@@ -144,7 +150,12 @@ class PredictionWriter:
             if self._file is None:
                 self._file = open(self.tmp, "w", encoding="utf-8")
             text = frame.to_json(
-                orient="records", lines=True, force_ascii=False, date_format="iso", double_precision=15
+                orient="records",
+                lines=True,
+                force_ascii=False,
+                date_format="iso",
+                date_unit="us",
+                double_precision=15,  # a timestamp's microseconds stay (milliseconds by default)
             )
             self._file.write(text if text.endswith("\n") else text + "\n")
         self.rows += len(frame)
