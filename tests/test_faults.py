@@ -219,12 +219,18 @@ def test_resuming_from_a_checkpoint_of_another_model_is_one_line_before_any_weig
     head = {"base_model.model.classifier.weight": torch.zeros(3, 8)}  # PEFT saves the head beside the adapter
     head["base_model.model.classifier.bias"] = torch.zeros(3)
     save_file(head, str(three / "adapter_model.safetensors"))
+    # A LoRA checkpoint of a deeper model: PEFT warned of unexpected keys, then the optimizer's traceback.
+    deep = _checkpoint(tmp_path / "deep" / "checkpoint-2", adapter_config={"peft_type": "LORA", "r": 8})
+    query = "base_model.model.bert.encoder.layer.5.attention.self.query"
+    save_file({f"{query}.lora_A.weight": torch.zeros(8, 8), f"{query}.lora_B.weight": torch.zeros(8, 8)},
+              str(deep / "adapter_model.safetensors"))  # fmt: skip
     cases = [
         (full, [], "holds a model with labels ['a', 'b', 'c'] but this run builds one with ['neg', 'pos']"),
         (full, ["--peft_method", "lora"], "holds a full model but this run trains a lora adapter"),
         (lora, [], "holds a PEFT adapter but this run trains a full model"),
         (lora, ["--peft_method", "lora", "--lora_r", "4"], "LoRA adapter of rank 8 but this run's lora_r is 4"),
         (three, ["--peft_method", "lora"], "an adapter whose head has 3 outputs but this run has 2 labels"),
+        (deep, ["--peft_method", "lora"], "'bert.encoder.layer.5.attention.self.query', which this run's model"),
     ]
     for i, (checkpoint, extra, needle) in enumerate(cases):
         out = tmp_path / f"run{i}"

@@ -821,12 +821,24 @@ def test_an_adapter_onto_a_base_it_does_not_fit_is_refused_before_any_weight_loa
         "deep": "holds LoRA weights for 4 layers, but its target_modules pick out 6",
         "wide": "was trained on a layer 'bert.encoder.layer.0.attention.self.query' of 32 inputs and 32 outputs",
     }
+    rows = tmp_path / "rows.csv"
+    rows.write_text("text,label\n" + "".join(f"row {i},{LABELS[i % len(LABELS)]}\n" for i in range(8)))
     for name, needle in expected.items():
         out = tmp_path / f"merged-{name}"
         argv = ["merge", "--pretrained", str(tmp_path / name), "--finetuned", str(adapter_dir), "--alpha", "1"]
         assert main([*argv, "--output_dir", str(out)]) == 2
         err = capsys.readouterr().err
         assert needle in err and len(err.strip().splitlines()) == 1 and not out.exists()
+        # predict, evaluate and export loaded it all the same, with PEFT's warning, and scored another model.
+        base = ["--model_name_or_path", str(adapter_dir), "--base_model_name_or_path", str(tmp_path / name)]
+        for argv in (["predict", *base, "--input_file", str(rows), "--output_file", str(tmp_path / "p.csv")],
+                     ["evaluate", *base, "--validation_file", str(rows)],
+                     ["export", str(adapter_dir), "--base_model_name_or_path", str(tmp_path / name), "--format",
+                      "onnx", "--output_dir", str(tmp_path / "onnx")]):  # fmt: skip
+            assert main(argv) == 2, argv[0]
+            err = capsys.readouterr().err
+            assert needle.replace("pretrained", "the base") in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "p.csv").exists() and not (tmp_path / "onnx").exists()
     argv = ["merge", "--pretrained", str(tmp_path / "same"), "--finetuned", str(adapter_dir), "--alpha", "1"]
     with caplog.at_level("WARNING"):
         assert main([*argv, "--output_dir", str(tmp_path / "merged-same")]) == 0

@@ -9,10 +9,12 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from hf_transfer.adapters.adapter_fit import check_adapter_fits
 from hf_transfer.adapters.peft_model import adapter_base_config, load_adapter_for_inference
 from hf_transfer.core.arguments import DEFAULT_MAX_SEQ_LENGTH
 from hf_transfer.core.cleaning import LABEL_COLUMN_CANDIDATES, PAIR_OPTION, TEXT_COLUMN_CANDIDATES
 from hf_transfer.core.folders import (
+    ADAPTER_CONFIG,
     ONNX_FILE,
     ONNX_INT8_FILE,
     cache_snapshot,
@@ -23,6 +25,7 @@ from hf_transfer.core.folders import (
     is_onnx_folder,
     onnx_export_record,
     onnx_export_source,
+    read_json_file,
 )
 from hf_transfer.core.inference import check_room_for_text, check_vocabulary, max_length_limit
 from hf_transfer.core.models import (
@@ -33,6 +36,7 @@ from hf_transfer.core.models import (
     load_classifier,
     load_config,
     load_tokenizer,
+    meta_classifier,
 )
 from hf_transfer.core.run_records import recorded_config
 from hf_transfer.core.runtime import check_installed
@@ -251,6 +255,11 @@ def resolve_inference_model(
         )
     if adapter:
         config = adapter_base_config(folder, base_model_name_or_path, command)
+        # PEFT loads an adapter onto a base of another depth with a warning, and the scores are another model's.
+        saved = read_json_file(folder / ADAPTER_CONFIG, "adapter config")
+        check_adapter_fits(
+            str(folder), saved, meta_classifier(config), config._name_or_path, "the base", "loaded onto"
+        )
         tokenizer = name_or_path if has_tokenizer(folder) else config._name_or_path
         return InferenceSource(name_or_path, "adapter", config, tokenizer)
     config = load_config(name_or_path, revision=revision)  # an id not resolved above: the line says why

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from hf_transfer.adapters.adapter_fit import check_adapter_fits
 from hf_transfer.adapters.inference import (
     PAIR_COLUMN,
     check_given_pair,
@@ -48,7 +49,6 @@ from hf_transfer.core.models import (
 )
 from hf_transfer.core.tasks import MULTI_LABEL
 from hf_transfer.errors import ConfigError, one_line
-from hf_transfer.merge.adapter_fit import check_adapter_fits
 from hf_transfer.merge.arguments import MergeArguments
 from hf_transfer.merge.head import HeadMisfit, HeadStart, check_head_start
 from hf_transfer.merge.head import label_names as _label_names

@@ -233,6 +233,21 @@ def resume_launch_change(training_args, warn: bool = True) -> str | None:
 OPTIMIZER_FIELDS = ("learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "layerwise_lr_decay")
 
 
+def check_adapter_checkpoint_fits(training_args, config, model_name_or_path: str) -> None:
+    """A LoRA checkpoint resumed onto a model its weights do not fit (another depth) is one line, not PEFT's warning
+    followed by the optimizer's traceback once the model has loaded."""
+    from hf_transfer.adapters.adapter_fit import check_adapter_fits
+    from hf_transfer.core.folders import ADAPTER_CONFIG, read_json_file
+    from hf_transfer.core.models import meta_classifier
+
+    folder = Path(str(training_args.resume_from_checkpoint or ""))
+    if training_args.resume_from_checkpoint and (folder / ADAPTER_CONFIG).is_file():
+        saved = read_json_file(folder / ADAPTER_CONFIG, "adapter config")
+        check_adapter_fits(
+            str(folder), saved, meta_classifier(config), model_name_or_path, "this run's model", "resumed on"
+        )
+
+
 def check_resume_settings(training_args, adapter_args) -> None:
     """Refuse a resume whose optimizer fields differ from the checkpoint's: Trainer loads the optimizer and scheduler
     states back, so `--learning_rate 0.01` went on at the checkpoint's 0.001 in silence, while the resolved config

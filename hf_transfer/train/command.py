@@ -21,7 +21,7 @@ from hf_transfer.core.reuse import tokenized_data
 from hf_transfer.outputs.hub import plan_push
 from hf_transfer.outputs.run_folder import check_resume_fits
 from hf_transfer.train.arguments import TransferTrainingArguments
-from hf_transfer.train.checks import check_resume_settings
+from hf_transfer.train.checks import check_adapter_checkpoint_fits, check_resume_settings
 from hf_transfer.train.feature_cache import FrozenFeatureCollator, with_frozen_features
 from hf_transfer.train.few_shot import decide_few_shot, run_few_shot
 from hf_transfer.train.fit import fit_and_report
@@ -64,6 +64,7 @@ def run_train(
     if virtual := prompt_positions(adapter_plan and adapter_plan.peft_config):
         fit_max_seq_length(data_args, [(config, tokenizer)], virtual)
     check_resume_fits(training_args, config, adapter_args)
+    check_adapter_checkpoint_fits(training_args, config, model_args.model_name_or_path)
     check_resume_settings(training_args, adapter_args)
     apply_adapter_learning_rate(adapter_args, training_args)  # after every check, so an error stays one line
     say_overlap(prepared.summary)

@@ -1,5 +1,6 @@
-"""Does a LoRA adapter fit the `--pretrained` model it is merged onto? Read from the adapter file's header and the
-pretrained classifier built on the meta device, before any weight loads.
+"""Does a LoRA adapter fit the model it goes onto (`merge`'s `--pretrained`, the base `evaluate`, `predict` and
+`export` load it onto, the model a run resumes it on)? Read from the adapter file's header and that classifier built
+on the meta device, before any weight loads.
 
 PEFT loads an adapter onto any model whose module names match its `target_modules`: onto a deeper model the extra
 blocks get fresh LoRA weights whose product is zero, so the merge is silently the pretrained model there; onto a model
@@ -45,10 +46,13 @@ def _run_record_base(folder: str) -> str | None:
     return base if isinstance(base, str) else None
 
 
-def check_adapter_fits(folder: str, adapter: dict, pretrained_meta, pretrained: str) -> None:
+def check_adapter_fits(
+    folder: str, adapter: dict, pretrained_meta, pretrained: str, role: str = "pretrained", use: str = "merged onto"
+) -> None:
     """Refuse (one line) a LoRA adapter whose weights name modules `pretrained` lacks, whose shapes differ from its
     layers, or that leaves some of the modules its own `target_modules` pick out in `pretrained` without weights (a
-    deeper model than the one it was trained on); log when the adapter records another base by name."""
+    deeper model than the one it was trained on); log when the adapter records another base by name. `role` names
+    `pretrained` in the messages, `use` what is done with the adapter: PEFT loads it anyway, with a warning."""
     import torch
     from transformers.pytorch_utils import Conv1D
 
@@ -63,7 +67,7 @@ def check_adapter_fits(folder: str, adapter: dict, pretrained_meta, pretrained: 
         module = modules.get(name)
         if module is None:
             raise ConfigError(
-                f"adapter {folder!r} holds LoRA weights for {name!r}, which pretrained {pretrained!r} lacks; {advice}."
+                f"adapter {folder!r} holds LoRA weights for {name!r}, which {role} {pretrained!r} lacks; {advice}."
             )
         if isinstance(module, torch.nn.Linear):
             want = {"A": module.in_features, "B": module.out_features}
@@ -71,7 +75,7 @@ def check_adapter_fits(folder: str, adapter: dict, pretrained_meta, pretrained: 
             if got != want:
                 raise ConfigError(
                     f"adapter {folder!r} was trained on a layer {name!r} of {got['A']} inputs and {got['B']} outputs; "
-                    f"in pretrained {pretrained!r} it has {want['A']} and {want['B']}; {advice}."
+                    f"in {role} {pretrained!r} it has {want['A']} and {want['B']}; {advice}."
                 )
     if not adapter.get("layers_to_transform") and not adapter.get("layers_pattern"):
         from peft import LoraConfig
@@ -88,13 +92,13 @@ def check_adapter_fits(folder: str, adapter: dict, pretrained_meta, pretrained: 
         if saved and bare:
             raise ConfigError(
                 f"adapter {folder!r} holds LoRA weights for {len(saved)} layers, but its target_modules pick out "
-                f"{len(targeted)} in pretrained {pretrained!r} (none for {bare[0]!r}): a model deeper or otherwise "
+                f"{len(targeted)} in {role} {pretrained!r} (none for {bare[0]!r}): a model deeper or otherwise "
                 f"unlike the one it was trained on; {advice}."
             )
     names = {recorded, _run_record_base(folder)} - {None, ""}  # the record keeps the path the run was given
     if names and not any(n == pretrained or Path(n).resolve() == Path(pretrained).resolve() for n in names):
         logger.warning(
-            "adapter %s records its base as %r and is merged onto %r, which has the same layers: the merge is only "
+            "adapter %s records its base as %r and is %s %r, which has the same layers: the result is only "
             "meaningful if that is the same model.",
-            folder, recorded, pretrained,
+            folder, recorded, use, pretrained,
         )  # fmt: skip
