@@ -473,6 +473,23 @@ def test_a_quoted_cell_over_lines_whose_lines_match_the_header_s_separators_is_o
     assert [t for f in iter_table(str(path), 2) for t in f["text"]] == rows["text"].tolist()
 
 
+def test_stray_quotes_of_a_tab_file_that_pair_up_across_lines_stay_text(tmp_path, monkeypatch):
+    """GLUE's kind of file: a text opening with a quote and a later one closing with one parse as standard CSV whose
+    cell spans the lines between, and those rows were swallowed (4 rows read as 2). An unclosed quote at the end of
+    the sample the chunked reader detects quoting on is no evidence of CSV either (it stopped on EOF inside a
+    string)."""
+    from hf_transfer.core import tables
+
+    path = tmp_path / "glue.tsv"
+    path.write_text('sentence\tlabel\n"the movie begins well\t1\nplain text\t0\nhe said it was great"\t1\nother\t0\n')
+    assert read_table(str(path))["sentence"].tolist()[::3] == ['"the movie begins well', "other"]
+    assert sum(len(f) for f in iter_table(str(path), 2)) == 4
+    rows = [f"row {i} is fine\t{i % 2}" for i in range(40)]
+    path.write_text("\n".join(["sentence\tlabel", *rows[:20], '"an unclosed quote opens this\t1', *rows[20:]]) + "\n")
+    monkeypatch.setattr(tables, "QUOTING_SAMPLE_BYTES", 400)  # the sample ends after the unclosed quote
+    assert len(read_table(str(path))) == sum(len(f) for f in iter_table(str(path), 7)) == 41
+
+
 def test_a_one_column_file_s_stray_quotes_stay_text(tmp_path):
     """One column whose quotes are not CSV quoting (a cell opening with a quote it never closes, text after a closing
     quote) is still read line by line, quotes as text."""
@@ -748,9 +765,14 @@ def test_parquet_binary_columns_are_read_as_utf8_text(tmp_path):
         "bad film",
         "fine",
     ]
-    pq.write_table(pa.table({"text": pa.array([b"\xff bad", b"x"], pa.binary()), "label": ["a", "b"]}), path)
-    with pytest.raises(DataError, match=r"^the parquet column 'text' holds bytes that are not UTF-8 text"):
-        load_data(DataArguments(train_file=path, validation_file=path))
+    # Bytes that are not text: no error beside the text (a thumbnail), one line as the text or the label.
+    thumbs = pa.array([b"\x89PNG\xff"] * 3, pa.binary())
+    pq.write_table(pa.table({**table, "text": pa.array(["good", "bad", "fine"]), "thumb": thumbs}), path)
+    assert load_data(DataArguments(train_file=path, validation_file=path)).label_names == ["neg", "pos"]
+    with pytest.raises(DataError, match=r"^text column 'thumb' holds a bytes \(b'\\x89PNG\\xff'\), not text"):
+        load_data(DataArguments(train_file=path, validation_file=path, text_column_name="thumb"))
+    with pytest.raises(DataError, match=r"^the label column 'thumb' holds a bytes where a label should be"):
+        load_data(DataArguments(train_file=path, validation_file=path, label_column_name="thumb"))
 
 
 def test_label_checks_see_every_frame(tmp_path, monkeypatch):

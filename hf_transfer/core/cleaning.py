@@ -162,11 +162,11 @@ def check_text_cells(values, column: str, option: str = "text_column_name") -> N
     `str()` would silently turn into its Python spelling. Numbers and booleans are read as their text. `option`: the
     field that named `column` (`text_pair_column_name` for the second text)."""
     for value in values:
-        if isinstance(value, STRUCTURED_CELLS):
+        if isinstance(value, (*STRUCTURED_CELLS, bytes)):  # bytes: a parquet BINARY column that is not UTF-8
             shown = repr(value if not isinstance(value, np.ndarray) else value.tolist())
             raise DataError(
                 f"text column {column!r} holds a {type(value).__name__} ({shown[:60]}), not text; give "
-                f"{option} a column of strings (flatten the field first)."
+                f"{option} a column of strings (flatten the field first, or decode its bytes)."
             )
 
 
@@ -255,7 +255,7 @@ def normalise_label(value: Any, column: str) -> Any:
             if isinstance(element, STRUCTURED_CELLS):
                 _refuse_structure(element, column, value)
         return [v for v in map(normalise_scalar, value) if v is not None]
-    if isinstance(value, dict):
+    if isinstance(value, (dict, bytes)):  # bytes: a parquet BINARY column that is not UTF-8
         _refuse_structure(value, column)
     return normalise_scalar(value)
 

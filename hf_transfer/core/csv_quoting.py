@@ -18,29 +18,31 @@ def detect_quoting(text: str, sep: str, cut: bool = False) -> int:
     if any(line.count(sep) != width for line in lines[1:]):
         return csv.QUOTE_MINIMAL
     stray = any('"' in field and not _is_quoted_field(field) for line in lines for field in line.split(sep))
-    records = _strict_records(text, sep, cut, width + 1) if stray else None
-    # One column: no separator count tells a cell over lines. Wider: the counts agreed line by line, by chance.
-    if records is not None and (width == 0 or records < len(lines)):
+    spans = _standard_csv(text, sep, cut, width + 1) if stray else None
+    # One column: no separator count tells a cell over lines. Wider, only a comma file is read as CSV whose closed
+    # cells span lines, where the separator counts agreed line by line by chance ("Great fit, true\nto size"): a
+    # tab file is GLUE's kind, whose stray quotes can pair up across lines and would swallow the rows between.
+    if spans is not None and (width == 0 or (spans and sep == ",")):
         return csv.QUOTE_MINIMAL
     return csv.QUOTE_NONE if stray else csv.QUOTE_MINIMAL
 
 
-def _strict_records(text: str, sep: str, cut: bool, fields: int) -> int | None:
-    """How many records `text` holds as standard CSV in which every quote opens or closes a cell, or doubles one
-    inside it, and every record has `fields` fields; None if it is not such CSV. A file whose quoted cells span lines
-    (`"line1\nline2"`, as Excel, pandas and `csv` write them) was read with QUOTE_NONE, each cell as two rows with
-    their quote marks, in one column, and in two where each line of the cell held the header's one comma ("Great
-    fit, true\nto size"). A sample `cut` inside a cell parses up to the cut; a whole file whose last quote never
-    closes is not standard CSV."""
-    records = 0
+def _standard_csv(text: str, sep: str, cut: bool, fields: int) -> bool | None:
+    """Whether a record of `text` spans lines, read as standard CSV in which every quote opens or closes a cell, or
+    doubles one inside it, and every record has `fields` fields; None if it is not such CSV. A file whose quoted
+    cells span lines (`"line1\nline2"`, as Excel, pandas and `csv` write them) was read with QUOTE_NONE, each cell
+    as two rows with their quote marks. A sample `cut` inside a cell parses up to the cut, and that unclosed cell is
+    no evidence; a whole file whose last quote never closes is not standard CSV."""
+    reader = csv.reader(io.StringIO(text), delimiter=sep, strict=True)
+    spans, line = False, 0
     try:
-        for row in csv.reader(io.StringIO(text), delimiter=sep, strict=True):
+        for row in reader:
             if row and len(row) != fields:
                 return None
-            records += bool(row)
+            spans, line = spans or (bool(row) and reader.line_num - line > 1), reader.line_num
     except csv.Error as err:
-        return records if cut and "unexpected end of data" in str(err) else None
-    return records
+        return spans if cut and "unexpected end of data" in str(err) else None
+    return spans
 
 
 def _is_quoted_field(field: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bz2
 import codecs
+import contextlib
 import csv
 import gzip
 import io
@@ -337,21 +338,17 @@ def _parquet_chunks(path, ext, chunk_rows, csv_quoting, columns):
 
 def _as_text(table):
     """A parquet table or batch with its BINARY columns (how older Spark, Hive and Impala writers store strings) read
-    as UTF-8 text: they reached the texts and the label names as Python's spelling of bytes, "b'pos'". Bytes that are
-    not UTF-8 are one line. Dictionary columns (pandas categoricals, R factors) are read as their values: pandas'
-    Categorical took no "" for a missing text, and predict stopped with a traceback."""
+    as UTF-8 text where they are: they reached the texts and the label names as Python's spelling of bytes, "b'pos'"
+    (bytes that are not text stay bytes: a thumbnail beside the text is no error, and a text or label column of them
+    is refused where it is read). Dictionary columns (pandas categoricals, R factors) are read as their values:
+    pandas' Categorical took no "" for a missing text, and predict stopped with a traceback."""
     for i, field in enumerate(table.schema):
         if pa.types.is_dictionary(field.type):
             table = table.set_column(i, field.name, table.column(i).cast(field.type.value_type))
             field = table.schema.field(i)
         if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
-            try:
+            with contextlib.suppress(pa.ArrowInvalid):
                 table = table.set_column(i, field.name, table.column(i).cast(pa.string()))
-            except pa.ArrowInvalid:
-                raise DataError(
-                    f"the parquet column {field.name!r} holds bytes that are not UTF-8 text; write it as a string "
-                    "column (UTF-8), or decode it first."
-                ) from None
     return table
 
 
