@@ -409,3 +409,19 @@ def test_onnx_runtime_writes_no_telemetry_outside_hf_home(tmp_path):
         assert done.returncode == 0 and done.stdout.strip() == expected, done.stderr
         if setting is None:
             assert not [p for p in (*home.rglob("*"), *tmp.rglob("*")) if p.is_file()]
+
+
+def test_an_lp_ft_runs_linear_probe_is_described_as_such_with_its_runs_base(labelled, tmp_path):
+    """The probe folder of an LP-FT run keeps no card of its own: its export was carded "a model hf-transfer did not
+    train", with no base model, where the run's settings name it."""
+    import shutil
+
+    model, _ = labelled
+    probe = tmp_path / "run" / "linear_probe"
+    shutil.copytree(model, probe)
+    (probe / "hf_transfer_linear_probe.json").write_text(json.dumps({"epochs": 1.0}))
+    (probe / "hf_transfer_config.yaml").write_text("model_name_or_path: org/base-model\n")
+    assert export(probe, tmp_path / "onnx") == 0
+    card = (tmp_path / "onnx" / "README.md").read_text()
+    assert "(the linear probe of an LP-FT run, whose card is the run's)" in card and "did not train" not in card
+    assert header(tmp_path / "onnx" / "README.md")["base_model"] == "org/base-model"

@@ -24,6 +24,7 @@ MERGED_DIR = "merged"  # merge_adapter's plain model, inside an adapter run's ou
 RUN_RECORD_FILE = "hf_transfer_run.json"
 CONFIG_FILE = "hf_transfer_config.yaml"
 CARD_DATA_FILE = "hf_transfer_card_data.json"
+LINEAR_PROBE_RECORD = "hf_transfer_linear_probe.json"  # an LP-FT run's probe folder's figures (no card of its own)
 # Any one of them: a fast tokenizer, a saved config, or a slow tokenizer's vocabulary (WordPiece, BPE, SentencePiece).
 TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hf_transfer.core.folders import LINEAR_PROBE_RECORD
 from hf_transfer.core.markdown import label_list
-from hf_transfer.core.run_records import is_hub_id
+from hf_transfer.core.run_records import is_hub_id, recorded_config
 from hf_transfer.outputs.card_data import CardData, _scalar_metrics, _versions, load_card_data
 from hf_transfer.outputs.provenance import base_model_facts, shown_name
 
@@ -98,9 +99,12 @@ def export_summary(c: CardData, summary: str) -> str:
         return (
             f"{summary} {held} Validation {metric.replace('_', ' ')} of the exported {graph_name} graph: {value:.4f}."
         )
+    # An LP-FT run's linear probe keeps no card of its own (the run's folder, above it, has the run's).
+    whose = "the linear probe of an LP-FT run, whose card is the run's" if export.get("linear_probe") else None
     text = (
         f"A {kind} text classifier ({label_list(c.label_names)}) as {graph}, exported with hf-transfer export from "
-        f"`{shown_name(export['source'])}` (a model hf-transfer did not train) and checked against PyTorch."
+        f"`{shown_name(export['source'])}` ({whose or 'a model hf-transfer did not train'}) and checked against "
+        "PyTorch."
     )
     metric, value = c.headline_metric()
     return text + (f" Validation {metric.replace('_', ' ')}: {value:.4f}." if metric else "")
@@ -113,14 +117,22 @@ def export_card_data(source: str, record: dict, model_name: str, validation_file
     inherited = load_card_data(source) if Path(str(source)).is_dir() else None
     c = inherited or CardData()
     c.model_name, c.repo_id, c.local_path, c.task = model_name, None, None, "export"  # a folder of its own
+    probe = inherited is None and (Path(str(source)) / LINEAR_PROBE_RECORD).is_file()
     if inherited is None:
         name = str(export["source"])  # as given: a Hub id read from its cache folder (`source`) stays that id
+        trained = recorded_config(source) if probe else {}  # the LP-FT run's settings: its base
+        name = str(trained.get("base_model_hub_id") or trained.get("model_name_or_path") or name)
         c.base_model = name if is_hub_id(name) else None
         c.base_model_is_hub_id = c.base_model is not None
         facts = base_model_facts([name])
         c.license, c.language = facts.get("license"), facts.get("language")
-        c.data_source = "not recorded: the exported model was not trained with hf-transfer"
+        c.data_source = (
+            "the LP-FT run's training data (see its card)"
+            if probe
+            else "not recorded: the exported model was not trained with hf-transfer"
+        )
         c.eval_dataset = "no data recorded"
+        export = {**export, "linear_probe": True} if probe else export
     c.label_names = list(record["label_names"])
     c.problem_type = record["problem_type"]
     if export.get("text_pair_column_name") and not c.columns.get("text_pair"):  # a source without card data
