@@ -411,7 +411,7 @@ def test_onnx_runtime_writes_no_telemetry_outside_hf_home(tmp_path):
             assert not [p for p in (*home.rglob("*"), *tmp.rglob("*")) if p.is_file()]
 
 
-def test_an_lp_ft_runs_linear_probe_is_described_as_such_with_its_runs_base(labelled, tmp_path):
+def test_an_lp_ft_runs_linear_probe_is_described_as_such_with_its_runs_base(labelled, tmp_path, capsys):
     """The probe folder of an LP-FT run keeps no card of its own: its export was carded "a model hf-transfer did not
     train", with no base model, where the run's settings name it."""
     import shutil
@@ -425,3 +425,8 @@ def test_an_lp_ft_runs_linear_probe_is_described_as_such_with_its_runs_base(labe
     card = (tmp_path / "onnx" / "README.md").read_text()
     assert "(the linear probe of an LP-FT run, whose card is the run's)" in card and "did not train" not in card
     assert header(tmp_path / "onnx" / "README.md")["base_model"] == "org/base-model"
+    # Its own card: one line naming the run's (it was "give the output_dir of a run made by hf-transfer train").
+    capsys.readouterr()
+    assert main(["card", str(probe)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is the linear probe of an LP-FT run, which keeps no card of its own" in err[0], err

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hf_transfer.core.folders import check_writable, search_folder_hint
+from hf_transfer.core.folders import LINEAR_PROBE_RECORD, check_writable, search_folder_hint
 from hf_transfer.errors import ConfigError
 from hf_transfer.outputs.arguments import CardArguments, PushArguments
 from hf_transfer.outputs.card_rebuild import folder_card_data
@@ -16,6 +16,12 @@ from hf_transfer.outputs.hub import PushTarget, check_pushable, check_repo_id, c
 def run_card(args: CardArguments) -> dict:
 
     card_data = folder_card_data(args.model_dir)
+    if card_data is None and (Path(args.model_dir) / LINEAR_PROBE_RECORD).is_file():
+        raise ConfigError(
+            f"{args.model_dir!r} is the linear probe of an LP-FT run, which keeps no card of its own: its card is the "
+            f"run's ({str(Path(args.model_dir).parent)!r}); to publish the probe, export it (hf-transfer export) or "
+            "merge it (hf-transfer merge --pretrained), whose cards describe it."
+        )
     if card_data is None:
         raise ConfigError(
             f"{args.model_dir!r} holds neither hf_transfer_card_data.json nor hf_transfer_run.json; give the "
