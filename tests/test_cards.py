@@ -313,6 +313,17 @@ def test_a_local_dataset_folder_never_reaches_the_metadata_and_dataset_hub_id_na
     assert named.datasets == ["nyu-mll/multi_nli"] and named.eval_hub_dataset_config is None
 
 
+def test_the_hidden_state_layer_map_reads_the_same_from_the_run_and_from_json(tmp_path):
+    """The run's map has integer keys, the card data read back from JSON text ones: `hf-transfer card` changed the
+    card's `{0: 1, 1: 3}` into `{'0': 1, '1': 3}`."""
+    distillation = {**DISTILL_RECORD["distillation"], "hidden_loss_weight": 1.0, "hidden_loss_type": "mse"}
+    texts = []
+    for layer_map in ({0: 1, 1: 3}, {"0": 1, "1": 3}):
+        record = {**DISTILL_RECORD, "distillation": {**distillation, "layer_map": layer_map}}
+        texts.append(str(build_card(complete_card_data(CardData(), record, {}, tmp_path), tmp_path)))
+    assert "map {0: 1, 1: 3}" in texts[0] and texts[0] == texts[1]
+
+
 def test_a_multi_label_distillation_card_names_the_sigmoid_loss_it_used(tmp_path):
     # The loss row said "α·T²·KL(teacher ‖ student) + (1−α)·CE", a softmax loss that multi-label KD never computes.
     record = {**DISTILL_RECORD, "problem_type": "multi_label_classification"}

@@ -120,7 +120,8 @@ def distill_rows(c: CardData) -> tuple[list, list]:
         pooling = d.get("hidden_loss_pooling") or "tokens"
         kind = "every token" if pooling == "tokens" else f"normalised {pooling} vectors ({d.get('hidden_targets')})"
         through = f", through learned {p['from']}→{p['to']} projections" if (p := d.get("hidden_projections")) else ""
-        map_text = f"map {d.get('layer_map')}{through}"
+        pairs = (d.get("layer_map") or {}).items()  # its keys are text once read back from JSON: shown as numbers
+        map_text = f"map {{{', '.join(f'{int(k) if str(k).isdigit() else k!r}: {v}' for k, v in pairs)}}}{through}"
         rows.append(
             ("hidden-state loss", f"{d.get('hidden_loss_type')} of {kind} × {d['hidden_loss_weight']}, {map_text}")
         )
