@@ -461,3 +461,32 @@ def test_metrics_load_with_an_unwritable_hf_home(tmp_path, monkeypatch, caplog):
     assert folder.is_dir() and folder.name == "teacher_logits_test" and blocked not in folder.parents
     assert "the teacher_logits_test cache goes to" in caplog.text
     folder.rmdir()
+
+
+def test_a_multi_label_task_of_one_label_is_scored_as_that_label(tmp_path, tiny_bert_dir):
+    """scikit-learn reads a one-column indicator array as a binary target and scored two classes (absent, present):
+    `train` stopped at its first evaluation with a traceback, and so did `evaluate` and `predict`; the macro F1 was
+    the mean of both."""
+    from test_cli import train_argv
+
+    from hf_transfer.cli import main
+
+    scores = classification_metrics(
+        np.array([[1], [0], [1], [0]]), np.array([[1], [1], [0], [0]]), ["toxic"], MULTI_LABEL
+    )
+    assert scores == {"f1_micro": 0.5, "f1_macro": 0.5, "subset_accuracy": 0.5, "f1_toxic": 0.5}
+    for name, n in (("train", 24), ("dev", 9)):
+        rows = [
+            {"text": f"{'you idiot' if i % 3 == 0 else 'nice day'} {i}", "labels": ["toxic"] * (i % 3 == 0)}
+            for i in range(n)
+        ]
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "run"
+    assert (
+        main(train_argv(tiny_bert_dir, tmp_path / "train.jsonl", tmp_path / "dev.jsonl", out, "--few_shot", "false"))
+        == 0
+    )
+    record = json.loads((out / "hf_transfer_run.json").read_text())
+    assert record["eval_metrics"]["eval_f1_macro"] == record["eval_metrics"]["eval_f1_toxic"]
+    argv = ["predict", "--model_name_or_path", str(out), "--input_file", str(tmp_path / "dev.jsonl")]
+    assert main([*argv, "--output_file", str(tmp_path / "p.jsonl")]) == 0

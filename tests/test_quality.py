@@ -672,21 +672,21 @@ def test_the_calibration_score_equals_scikit_learns_macro_f1_and_scales_to_many_
     numpy now, it must give scikit-learn's figure exactly (single-label: classes among labels or predictions)."""
     from sklearn.metrics import f1_score
 
-    from hf_transfer.train.calibration import _macro_f1
+    from hf_transfer.train.calibration import macro_f1
 
     rng = np.random.default_rng(0)
     for _ in range(200):
         n, k = int(rng.integers(1, 60)), int(rng.integers(2, 12))
         logits, labels = rng.normal(size=(n, k)), rng.integers(0, k, size=n)
-        ours = _macro_f1(logits, labels, "single_label_classification")
+        ours = macro_f1(logits, labels, "single_label_classification")
         assert ours == pytest.approx(f1_score(labels, logits.argmax(1), average="macro", zero_division=0.0), abs=1e-12)
         multi = (rng.random((n, k)) < 0.3).astype(int)
-        ours = _macro_f1(logits, multi, "multi_label_classification")
+        ours = macro_f1(logits, multi, "multi_label_classification")
         theirs = f1_score(multi, (logits > 0).astype(int), average="macro", zero_division=0.0)
         assert ours == pytest.approx(theirs, abs=1e-12)
     logits, labels = rng.normal(size=(300, 120)), rng.integers(0, 120, size=300)  # 180 s before, about 5 s now
     offsets = fit_offsets(logits, labels, "single_label_classification")
-    assert _macro_f1(logits + offsets, labels, "x") > _macro_f1(logits, labels, "x")
+    assert macro_f1(logits + offsets, labels, "x") > macro_f1(logits, labels, "x")
 
 
 def test_the_linear_probes_scores_cover_every_validation_row_under_dataloader_drop_last(

@@ -22,7 +22,7 @@ from hf_transfer.core.models import meta_layout
 from hf_transfer.core.runtime import score_in_fp32
 from hf_transfer.core.tasks import MULTI_LABEL, predicted_labels
 from hf_transfer.errors import ConfigError
-from hf_transfer.train.calibration import fit_offsets, fold_into_bias, output_layer
+from hf_transfer.train.calibration import fit_offsets, fold_into_bias, macro_f1, output_layer
 from hf_transfer.train.evaluation_memory import kept_checkpoint_step
 from hf_transfer.train.feature_cache import (
     SUPPORTED_MODEL_TYPES,
@@ -239,12 +239,10 @@ def calibrate(trainer, tokenized, prepared: PreparedData) -> dict:
     _say_few_calibration_rows(calibration.label_ids, names, trainer.args.calibration_split_percentage)
     name, layer = output_layer(model, len(names), trainer.layout.head)
     fold_into_bias(layer, offsets)
-    from sklearn.metrics import f1_score
-
     refs = calibration.label_ids
 
-    def f1(values):  # macro over the classes present, as `core.metrics` averages
-        return float(f1_score(refs, predicted_labels(values, problem_type), average="macro", zero_division=0))
+    def f1(values):  # macro over the classes present, as `core.metrics` averages (one multi-label label: its F1)
+        return macro_f1(values, refs, problem_type)
 
     scalar = {k[len("eval_") :]: v for k, v in before.items() if k.startswith("eval_") and isinstance(v, float)}
     return {

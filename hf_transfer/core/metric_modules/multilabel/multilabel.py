@@ -70,10 +70,18 @@ class Multilabel(evaluate.Metric):
         predictions, references = _as_multi_hot("predictions", predictions), _as_multi_hot("references", references)
         if predictions.shape != references.shape:
             raise ValueError(f"predictions have shape {predictions.shape} but references {references.shape}.")
-        scores = {
-            f"f1_{average}": float(f1_score(references, predictions, average=average, zero_division=zero_division))
-            for average in ("micro", "macro")
-        }
+        if predictions.shape[1] == 1:  # one label: scikit-learn reads a one-column indicator array as a binary target,
+            # and scores two classes (absent, present): two per-label scores for one label, a macro F1 of both.
+            per_label = f1_score(
+                references[:, 0], predictions[:, 0], average=None, labels=[1], zero_division=zero_division
+            )
+            scores = {"f1_micro": float(per_label[0]), "f1_macro": float(per_label[0])}
+        else:
+            scores = {
+                f"f1_{average}": float(f1_score(references, predictions, average=average, zero_division=zero_division))
+                for average in ("micro", "macro")
+            }
+            per_label = f1_score(references, predictions, average=None, zero_division=zero_division)
         scores["subset_accuracy"] = float(accuracy_score(references, predictions))
-        scores["f1_per_label"] = f1_score(references, predictions, average=None, zero_division=zero_division)
+        scores["f1_per_label"] = per_label
         return scores
