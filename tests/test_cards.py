@@ -975,3 +975,14 @@ def test_label_names_are_plain_text_in_the_card_not_markup(tmp_path):
     assert "| 1 | \\[pos\\](https://evil.example) \\*x\\* --- license: evil |" in body
     widths = _table_widths(text)
     assert all(len(w) == 1 for w in widths), widths
+
+
+def test_the_lp_ft_row_gives_the_probes_subset_accuracy_for_multi_label():
+    """The probe's record kept `eval_accuracy`, which a multi-label run has not (None): its score was left out."""
+    from hf_transfer.outputs.card_rows import recipe_rows
+
+    probe = {"epochs": 2.0, "learning_rate": 1e-3, "saved_to": "linear_probe", "eval_accuracy": None}
+    rows = dict(recipe_rows(CardData(recipe={"linear_probe": {**probe, "eval_subset_accuracy": 0.5}})))
+    assert "validation subset accuracy after the probe 0.5000" in rows["LP-FT"]
+    rows = dict(recipe_rows(CardData(recipe={"linear_probe": {**probe, "eval_accuracy": 0.75}})))
+    assert "validation accuracy after the probe 0.7500" in rows["LP-FT"]

@@ -302,11 +302,10 @@ def recipe_rows(c: CardData) -> list[tuple[str, str]]:
         rows.append((what, weights))
     if r.get("linear_probe"):
         p = r["linear_probe"]
-        accuracy = p.get("eval_accuracy")
-        accuracy = f", validation accuracy after the probe {accuracy:.4f}" if accuracy is not None else ""
-        then = "then fine-tuned from it"
-        if p.get("fine_tune_steps") == 0:
-            then = "no fine-tuning after it (0 steps): the model is the probe"
+        kind = next((k for k in ("eval_accuracy", "eval_subset_accuracy") if p.get(k) is not None), "")  # multi-label
+        accuracy = f", validation {kind[5:].replace('_', ' ')} after the probe {p[kind]:.4f}" if kind else ""
+        then = "no fine-tuning after it (0 steps): the model is the probe" if p.get("fine_tune_steps") == 0 else None
+        then = then or "then fine-tuned from it"
         rows.append(
             (
                 "LP-FT",

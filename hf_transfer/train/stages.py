@@ -209,6 +209,7 @@ def run_linear_probe(model, plan, tokenized, data_args, args, class_weights, com
         "on_cached_trunk": depth is not None,
         "feature_cache": cache,
         "eval_accuracy": metrics.get("eval_accuracy"),
+        **({"eval_subset_accuracy": metrics["eval_subset_accuracy"]} if "eval_subset_accuracy" in metrics else {}),
         "eval_f1_macro": metrics.get("eval_f1_macro"),
         "seconds": round(time.perf_counter() - started, 2),
         "saved_to": LINEAR_PROBE_DIR,
