@@ -216,10 +216,10 @@ def run_export(args: ExportArguments) -> dict:
             paths = building / "confusion_matrix.json", building / "confusion_matrix.png"
             save_confusion_matrix(report["confusion_matrix"], source.label_names, *paths, title=title)
         write_model_card(building, export_card_data(source.name_or_path, record, out.name, args.validation_file))
-    return _summary(export, out)
+    return _summary(export, out, source.problem_type)
 
 
-def _summary(export: dict, out: Path) -> dict:
+def _summary(export: dict, out: Path, problem_type: str | None) -> dict:
     parity, speed = export["parity"], export["speed"]
     summary = {"output_dir": str(out), "files": ", ".join(f for f in export["files"].values() if f)}
     summary["parity_rows"] = f"{parity['rows']} ({parity['rows_from']})"
@@ -237,8 +237,13 @@ def _summary(export: dict, out: Path) -> dict:
         summary[f"speedup_batch_{batch}"] = speedup
     summary.update(pictures_summary(out / "confusion_matrix.png"))
     if export["quantization"] and not parity.get("int8_accuracy_checked"):
+        how = (  # export checks single-label data only: a multi-label graph is scored by evaluate
+            f"score it with hf-transfer evaluate --model_name_or_path {out} --validation_file FILE"
+            if problem_type == MULTI_LABEL
+            else "give --validation_file (labelled rows) to measure it"
+        )
         summary["warning"] = (
-            "the int8 graph's accuracy was not checked: give --validation_file (labelled rows) to measure it; "
-            f"only its agreement with PyTorch on {parity['rows_from']} was ({parity['int8_agreement']:.2%})."
+            f"the int8 graph's accuracy was not checked: {how}; only its agreement with PyTorch on "
+            f"{parity['rows_from']} was ({parity['int8_agreement']:.2%})."
         )
     return summary

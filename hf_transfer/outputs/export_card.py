@@ -42,7 +42,7 @@ def _parity_rows(parity: dict) -> list[tuple[str, str]]:
             f"{parity['max_accuracy_drop_points']:g})"
         )
     else:
-        text += "; accuracy not measured (exported without --validation_file)"
+        text += "; accuracy not measured here (`hf-transfer evaluate` scores the graph on labelled rows)"
     return rows + [("int8 parity", text)]
 
 
@@ -149,7 +149,9 @@ def export_card_data(source: str, record: dict, model_name: str, validation_file
         c.eval_dataset = f"{report['samples']:,} rows of `{name}`, scored with the exported {graph} graph"
     elif graph == "int8":
         c.metrics, c.test_metrics, c.confusion_matrix = {}, {}, None
-        c.eval_dataset = "no data: the int8 graph was exported without --validation_file; its accuracy is unmeasured"
+        c.eval_dataset = (
+            "no data: the int8 graph's accuracy was not measured at export (`hf-transfer evaluate` scores it)"
+        )
     c.versions = {**_versions(), **_runtime_versions()}
     return c
 
