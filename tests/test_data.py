@@ -490,6 +490,20 @@ def test_stray_quotes_of_a_tab_file_that_pair_up_across_lines_stay_text(tmp_path
     assert len(read_table(str(path))) == sum(len(f) for f in iter_table(str(path), 7)) == 41
 
 
+def test_a_sample_cut_inside_a_quoted_cell_reads_on_until_the_cell_closes(tmp_path, monkeypatch):
+    """The chunked reader decides the quoting on the file's first MiB: cut inside `"Great fit, true\nto size"`, the
+    open cell's quote read as a stray one, and the cell became two rows (read_table, reading the whole text, was
+    right)."""
+    from hf_transfer.core import tables
+
+    texts = [f"row {i} is fine" for i in range(20)] + ["Great fit, true\nto size"] + [f"row {i}" for i in range(20)]
+    frame = pd.DataFrame({"text": texts, "label": ["pos", "neg"] * 20 + ["pos"]})
+    path = tmp_path / "reviews.csv"
+    frame.to_csv(path, index=False)
+    monkeypatch.setattr(tables, "QUOTING_SAMPLE_BYTES", path.read_text().index("to size") + 2)
+    assert [t for f in iter_table(str(path), 7) for t in f["text"]] == texts == read_table(str(path))["text"].tolist()
+
+
 def test_a_one_column_file_s_stray_quotes_stay_text(tmp_path):
     """One column whose quotes are not CSV quoting (a cell opening with a quote it never closes, text after a closing
     quote) is still read line by line, quotes as text."""

@@ -47,3 +47,14 @@ def _standard_csv(text: str, sep: str, cut: bool, fields: int) -> bool | None:
 
 def _is_quoted_field(field: str) -> bool:
     return len(field) >= 2 and field[0] == field[-1] == '"' and '"' not in field[1:-1].replace('""', "")
+
+
+def ends_in_an_open_cell(text: str, sep: str) -> bool:
+    """`text` parses as standard CSV up to a quoted cell still open at its end: the start of a file whose sample was
+    cut inside a cell, which only more of the file tells from a stray quote."""
+    try:
+        for _ in csv.reader(io.StringIO(text), delimiter=sep, strict=True):
+            pass
+    except csv.Error as err:
+        return "unexpected end of data" in str(err)
+    return False

@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 
 from hf_transfer.core.arguments import ACCEPTED_DATA_FILES, SUPPORTED_EXTENSIONS, data_file_problem, data_format
-from hf_transfer.core.csv_quoting import detect_quoting
+from hf_transfer.core.csv_quoting import detect_quoting, ends_in_an_open_cell
 from hf_transfer.errors import DataError
 
 # UnicodeDecodeError and pandas' parser errors are ValueErrors; pyarrow raises its own. A corrupt or truncated
@@ -254,11 +254,17 @@ def _csv_chunks(path, ext, chunk_rows, csv_quoting, columns):
     sep = "\t" if ext == "tsv" else ","
     quoting = {"minimal": csv.QUOTE_MINIMAL, "none": csv.QUOTE_NONE, "auto": None}[csv_quoting]
     if quoting is None:
-        with open_text(path) as f:
-            sample = f.read(QUOTING_SAMPLE_BYTES)
-        # Only whole lines: a line cut at the sample's end would look like a record with too few fields.
-        cut = len(sample) == QUOTING_SAMPLE_BYTES
-        quoting = detect_quoting(sample.rpartition("\n")[0] if cut else sample, sep, cut)
+        size = QUOTING_SAMPLE_BYTES
+        while True:  # a sample that ends inside a quoted cell grows (up to 16 times) until the cell closes
+            with open_text(path) as f:
+                sample = f.read(size)
+            # Only whole lines: a line cut at the sample's end would look like a record with too few fields.
+            cut = len(sample) == size
+            text = sample.rpartition("\n")[0] if cut else sample
+            if not cut or size >= 16 * QUOTING_SAMPLE_BYTES or not ends_in_an_open_cell(text, sep):
+                break
+            size *= 4
+        quoting = detect_quoting(text, sep, cut)
     # Read as `read_table` reads: line endings as written (a quoted cell's "\r\n" stays, as in pandas' own reading).
     # The warning filter is set around each read, never across a `yield`: the caller runs in between.
     with open_text(path, newline="") as handle:
