@@ -154,12 +154,21 @@ def test_only_the_main_process_prints_the_results(tmp_path, monkeypatch, capsys)
         return {"card": str(tmp_path / "README.md"), "warning": "something to know"}
 
     monkeypatch.setitem(cli.COMMANDS, "card", lambda: ((CardArguments,), fake_card))
+    monkeypatch.setenv("WORLD_SIZE", "2")
     for rank, printed in (("1", False), ("0", True)):
         monkeypatch.setenv("RANK", rank)
         assert main(["card", str(tmp_path)]) == 0
         captured = capsys.readouterr()
         assert ("== hf-transfer card: results ==" in captured.out) is printed, rank
         assert ("something to know" in captured.err) is printed, rank
+    # No launch (one process): a stray RANK left in the environment silenced every command and --version; a
+    # malformed launcher variable stopped them with a traceback.
+    for name, value in (("WORLD_SIZE", "1"), ("WORLD_SIZE", "abc"), ("WORLD_SIZE", "")):
+        monkeypatch.setenv(name, value)
+        for rank in ("-1", "1", ""):
+            monkeypatch.setenv("RANK", rank)
+            assert main(["card", str(tmp_path)]) == 0 and "results ==" in capsys.readouterr().out, (value, rank)
+            assert main(["--version"]) == 0 and "hf-transfer" in capsys.readouterr().out
 
 
 def test_top_level_help_and_unknown_command(capsys):

@@ -14,9 +14,18 @@ import threading
 from hf_transfer.errors import ConfigError, Terminated
 
 
+def _launcher_number(name: str, default: int) -> int:
+    """A launcher's integer variable; a stray or malformed one (`WORLD_SIZE=abc`, empty) is read as unset, as
+    torch reads none at all outside a launch: a traceback had stopped even `--version`."""
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
 def launched_world_size() -> int:
     """The number of processes the launcher started (`WORLD_SIZE`; 1 when run directly)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
+    return max(_launcher_number("WORLD_SIZE", 1), 1)
 
 
 def deepspeed_launch() -> bool:
@@ -37,8 +46,9 @@ def sharded_weights() -> str | None:
 
 
 def is_launched_main_process() -> bool:
-    """Whether this is the launcher's process 0 (`RANK`; true when run directly)."""
-    return int(os.environ.get("RANK", "0")) == 0
+    """Whether this is the launcher's process 0 (`RANK`; true when run directly, whatever a stray `RANK` says: with
+    `RANK=-1` left in the environment and no launch, every command printed nothing and exited 0)."""
+    return launched_world_size() <= 1 or _launcher_number("RANK", 0) == 0
 
 
 @contextlib.contextmanager
