@@ -4,6 +4,7 @@ merges of tiny BERT, DistilBERT and GPT-2 models and of a LoRA adapter, and one 
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -839,6 +840,16 @@ def test_an_adapter_onto_a_base_it_does_not_fit_is_refused_before_any_weight_loa
             err = capsys.readouterr().err
             assert needle.replace("pretrained", "the base") in err and len(err.strip().splitlines()) == 1, err
         assert not (tmp_path / "p.csv").exists() and not (tmp_path / "onnx").exists()
+    # `target_modules: all-linear` is saved as the full names of the layers it took: none of them is in the extra
+    # block, so the deeper base passed with the warning that it "has the same layers".
+    full = tmp_path / "all-linear"
+    shutil.copytree(adapter_dir, full)
+    saved = json.loads((full / "adapter_config.json").read_text())
+    names = [f"bert.encoder.layer.{i}.attention.self.{m}" for i in range(2) for m in ("query", "value")]
+    (full / "adapter_config.json").write_text(json.dumps({**saved, "target_modules": names}))
+    argv = ["evaluate", "--model_name_or_path", str(full), "--base_model_name_or_path", str(tmp_path / "deep")]
+    assert main([*argv, "--validation_file", str(rows)]) == 2
+    assert expected["deep"] in capsys.readouterr().err
     argv = ["merge", "--pretrained", str(tmp_path / "same"), "--finetuned", str(adapter_dir), "--alpha", "1"]
     with caplog.at_level("WARNING"):
         assert main([*argv, "--output_dir", str(tmp_path / "merged-same")]) == 0
@@ -847,6 +858,18 @@ def test_an_adapter_onto_a_base_it_does_not_fit_is_refused_before_any_weight_loa
     with caplog.at_level("WARNING"):  # onto the base it was trained on: no word
         argv = ["merge", "--pretrained", str(tiny_bert_dir), "--finetuned", str(adapter_dir), "--alpha", "1"]
         assert main([*argv, "--output_dir", str(tmp_path / "merged-own")]) == 0
+    assert "records its base as" not in caplog.text
+    # Named by a Hub id it was pushed under, trained from a local folder (its config says which): loaded onto that
+    # folder, it is the very base, and no warning says otherwise.
+    named = tmp_path / "hub-named"
+    shutil.copytree(adapter_dir, named)
+    saved = json.loads((named / "adapter_config.json").read_text())
+    (named / "adapter_config.json").write_text(json.dumps({**saved, "base_model_name_or_path": "org/tiny"}))
+    (named / "hf_transfer_config.yaml").write_text(f"model_name_or_path: {tiny_bert_dir}\n")
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        argv = ["evaluate", "--model_name_or_path", str(named), "--base_model_name_or_path", str(tiny_bert_dir)]
+        assert main([*argv, "--validation_file", str(rows)]) == 0
     assert "records its base as" not in caplog.text
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
+from hf_transfer.core.run_records import recorded_config
 from hf_transfer.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -82,10 +84,14 @@ def check_adapter_fits(
         from peft.tuners.tuners_utils import check_target_module_exists
 
         config = LoraConfig.from_pretrained(folder)
+        # `all-linear` is saved as the full names of the layers it took, which pick out no layer of an extra block:
+        # the same layer in another block (its index aside) is one the adapter's targets take too.
+        same_layer = {re.sub(r"\.\d+\.", ".N.", n) for n in saved}
         targeted = [
             n
             for n, m in modules.items()
-            if isinstance(m, (torch.nn.Linear, Conv1D, torch.nn.Embedding)) and check_target_module_exists(config, n)
+            if isinstance(m, (torch.nn.Linear, Conv1D, torch.nn.Embedding))
+            and (check_target_module_exists(config, n) or re.sub(r"\.\d+\.", ".N.", n) in same_layer)
         ]
         kept = adapter.get("modules_to_save") or []  # trained whole, so no LoRA weights in them
         bare = [n for n in targeted if n not in saved and not any(f".{t}." in f".{n}." for t in kept)]
@@ -95,7 +101,9 @@ def check_adapter_fits(
                 f"{len(targeted)} in {role} {pretrained!r} (none for {bare[0]!r}): a model deeper or otherwise "
                 f"unlike the one it was trained on; {advice}."
             )
-    names = {recorded, _run_record_base(folder)} - {None, ""}  # the record keeps the path the run was given
+    # The record keeps the path the run was given; its config, the folder it was trained from (loaded offline in
+    # place of the Hub id the adapter names, by `adapter_base_config`).
+    names = {recorded, _run_record_base(folder), recorded_config(folder).get("model_name_or_path")} - {None, ""}
     if names and not any(n == pretrained or Path(n).resolve() == Path(pretrained).resolve() for n in names):
         logger.warning(
             "adapter %s records its base as %r and is %s %r, which has the same layers: the result is only "
