@@ -191,6 +191,28 @@ def test_a_categorical_text_column_with_a_missing_cell_is_predicted_as_a_plain_o
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "categorical.csv"), pd.read_csv(tmp_path / "plain.csv"))
 
 
+def test_a_column_of_bytes_that_are_not_text_goes_to_parquet_as_it_is_and_is_one_line_otherwise(
+    models, tmp_path, capsys
+):
+    """A parquet BINARY column that is not UTF-8 (a thumbnail beside the text): .jsonl stopped with a traceback
+    after the model loaded, and .csv wrote Python's spelling of the bytes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = rows(6, empty=())
+    thumbs = pa.array([b"\x89PNG\xff"] * 6, pa.binary())
+    pq.write_table(pa.table({"text": data["text"].tolist(), "thumb": thumbs}), tmp_path / "in.parquet")
+    predict(models["full"], tmp_path / "in.parquet", tmp_path / "out.parquet")
+    assert pq.read_table(tmp_path / "out.parquet").column("thumb").to_pylist() == [b"\x89PNG\xff"] * 6
+    for suffix in (".jsonl", ".csv"):
+        capsys.readouterr()
+        argv = ["predict", "--model_name_or_path", str(models["full"]), "--input_file", str(tmp_path / "in.parquet")]
+        assert main([*argv, "--output_file", str(tmp_path / f"out{suffix}")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "column 'thumb' of the input holds bytes that are not UTF-8 text" in err[0], err
+        assert not (tmp_path / f"out{suffix}").exists()
+
+
 def test_decimals_and_timestamps_of_a_parquet_input_keep_their_type_and_digits(models, tmp_path):
     """A chunk whose decimals need more digits (123456.78 after 1.00) made the column text in the parquet output;
     JSON lines cut a timestamp's microseconds to milliseconds."""

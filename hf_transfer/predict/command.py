@@ -80,10 +80,18 @@ def _check_output_columns(source: InferenceSource, args: PredictArguments, colum
     return names
 
 
-def _check_text(chunk, text: str, pair: str | None) -> None:
+def _check_text(chunk, text: str, pair: str | None, output_file: str) -> None:
     check_text_cells(chunk[text], text)
     if pair:
         check_text_cells(chunk[pair], pair, PAIR_OPTION)
+    if Path(output_file).suffix.lower() != ".parquet":  # a parquet input's BINARY column that is not UTF-8 text
+        for name in (c for c in chunk.columns if chunk[c].dtype == object):
+            if any(isinstance(value, bytes) for value in chunk[name]):
+                raise DataError(
+                    f"column {name!r} of the input holds bytes that are not UTF-8 text, which a "
+                    f"{Path(output_file).suffix} output cannot hold as they are; write the output as .parquet (it "
+                    "keeps them), or drop the column from the input."
+                )
 
 
 def run_predict(args: PredictArguments) -> dict:
@@ -103,7 +111,9 @@ def run_predict(args: PredictArguments) -> dict:
     text, pair, label = _columns(args, first)
     check_input_length(source, args.max_seq_length, pair is not None)
     _check_output_columns(source, args, first.columns)
-    _check_text(first, text, pair)  # the first chunk before the model loads; each later one before it is predicted
+    _check_text(
+        first, text, pair, args.output_file
+    )  # the first chunk before the model loads; each later one before it is predicted
     multi = source.problem_type == MULTI_LABEL
     if args.threshold is not None and not multi:
         raise ConfigError(
@@ -133,7 +143,7 @@ def run_predict(args: PredictArguments) -> dict:
         with progress_bar(total=total, desc="predict", unit="row") as bar:
             for chunk in itertools.chain([first], chunks):
                 if chunk is not first:  # the first was checked before the model loaded
-                    _check_text(chunk, text, pair)
+                    _check_text(chunk, text, pair, args.output_file)
                 empty = empty_text_mask(chunk[text])
                 texts = chunk[text][~empty].astype(str).tolist()
                 pairs = None
