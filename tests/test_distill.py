@@ -667,6 +667,20 @@ def test_distillation_arguments_refuse_text_for_a_list_and_an_infinite_weight(fi
         DistillationArguments(teacher_model_name_or_path="t", **fields)
 
 
+def test_one_teacher_listed_twice_is_refused(tmp_path, monkeypatch):
+    """It was averaged with itself at twice the compute, and the card counted its parameters twice and its speed as
+    that of two teachers."""
+    (tmp_path / "run1").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for teachers in (["org/t", "org/t"], ["run1", "./run1"], [str(tmp_path / "run1"), "run1/"]):
+        with pytest.raises(ConfigError, match=r"names the same teacher twice .*teacher_weights"):
+            DistillationArguments(teacher_model_name_or_path=teachers)
+    assert DistillationArguments(teacher_model_name_or_path=["org/t", "run1"]).teacher_model_name_or_path == [
+        "org/t",
+        "run1",
+    ]
+
+
 @pytest.mark.parametrize(
     ("teacher", "extra", "needle"),
     [

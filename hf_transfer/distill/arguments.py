@@ -141,6 +141,19 @@ class DistillationArguments:
                 f"of them; got {self.teacher_model_name_or_path!r}."
             )
         self.teacher_model_name_or_path = list(teachers)
+        seen = {}  # one teacher twice: twice its compute, and a card counting it twice (size, speedup)
+        for teacher in teachers:
+            key = (
+                os.path.realpath(os.path.expanduser(teacher))
+                if os.path.exists(os.path.expanduser(teacher))
+                else teacher
+            )
+            if key in seen:
+                raise ConfigError(
+                    f"teacher_model_name_or_path names the same teacher twice ({seen[key]!r} and {teacher!r}); list "
+                    "each once, and weigh them with teacher_weights."
+                )
+            seen[key] = teacher
         if self.teacher_weights is not None:
             if len(self.teacher_weights) != len(teachers):
                 raise ConfigError(
