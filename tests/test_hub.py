@@ -546,6 +546,15 @@ def test_connection_refused_is_one_line_with_the_retry_command(online, monkeypat
     assert main(["push", str(small_folder), "--hub_model_id", "tester/x"]) == 2
     err = one_error_line(capsys)
     assert "could not reach" in err and "retPW" not in err and "alice" not in err and "s3c" not in err
+    # The retry repeats what changes what goes up (it dropped the training state, the data files and the message).
+    monkeypatch.setenv("HF_ENDPOINT", closed_port_url())
+    extra = ["--include_training_state", "true", "--include_data_files", "true", "--commit_message", "v2 it's done"]
+    assert main(["push", str(small_folder), "--hub_model_id", "tester/x", *extra]) == 2
+    err = one_error_line(capsys)
+    assert (
+        "--hub_model_id tester/x --include_training_state true --include_data_files true --commit_message "
+        "'v2 it'\"'\"'s done'" in err
+    ), err
 
 
 def test_push_command_errors(online, monkeypatch, small_folder, tmp_path, capsys):

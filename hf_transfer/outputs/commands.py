@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from hf_transfer.core.folders import LINEAR_PROBE_RECORD, check_writable, search_folder_hint
@@ -64,7 +65,9 @@ def _cut_off_hint(folder: str) -> str:
 def run_push(args: PushArguments) -> dict:
 
     revision = check_revision(args.revision)
-    target = PushTarget(check_repo_id(args.hub_model_id), True if args.private else None, revision)
-    check_pushable(args.model_dir)
     message, state, data = args.commit_message, args.include_training_state, args.include_data_files
+    again = " --include_training_state true" * bool(state) + " --include_data_files true" * bool(data)
+    again += f" --commit_message {shlex.quote(message)}" if message else ""  # the retry pushes the same files
+    target = PushTarget(check_repo_id(args.hub_model_id), True if args.private else None, revision, again=again)
+    check_pushable(args.model_dir)
     return push_folder(args.model_dir, target, message, state, data)

@@ -53,13 +53,14 @@ class PushTarget:
     private: bool | None = None
     revision: str | None = None
     private_option: str = "--private"  # how the command that pushes asks for it (train: hub_private_repo)
+    again: str = ""  # the push command's options that change what goes up, which its retry command repeats
 
     def retry_command(self, folder: str | Path) -> str:
         command = f"hf-transfer push {shlex.quote(str(folder))} --hub_model_id {shlex.quote(self.repo_id)}"
         command += " --private" * bool(self.private)
         if self.revision:
             command += f" --revision {shlex.quote(self.revision)}"
-        return command
+        return command + self.again
 
 
 def endpoint() -> str:
