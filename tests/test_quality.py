@@ -398,6 +398,24 @@ def test_a_missing_reporting_integration_is_one_line_before_loading(
     assert not out.exists()
 
 
+def test_report_to_names_are_checked_and_commas_separate_them(monkeypatch):
+    """A typo was told to `pip install tensorbaord`; `tensorboard,none` (commas, as other list fields take them) was
+    one name to install, `tensorboard,none`."""
+    import transformers.integrations
+
+    from hf_transfer.cli import parse_command_args
+    from hf_transfer.errors import ConfigError
+
+    monkeypatch.setattr(transformers.integrations, "get_available_reporting_integrations", lambda: ["tensorboard"])
+    base = ["--model_name_or_path", "m", "--output_dir", "o", "--report_to"]
+    with pytest.raises(
+        ConfigError, match=r"report_to 'tensorbaord' is no reporting integration; .* mean 'tensorboard'"
+    ):
+        parse_command_args("train", [*base, "tensorbaord"])
+    for value in ("tensorboard,none", "tensorboard, none", "[tensorboard, none]"):
+        assert parse_command_args("train", [*base, value])[-1].report_to == ["tensorboard"], value
+
+
 @pytest.mark.parametrize("value", ["null", "none"])
 def test_report_to_null_means_no_reporting(value):
     from hf_transfer.cli import parse_command_args

@@ -242,11 +242,24 @@ def said_once(what: str) -> bool:
     return said
 
 
-def check_reporting_integrations(report_to) -> None:
-    """Each `report_to` integration must be installed: else one line now, not a traceback once the model is loaded."""
-    from transformers.integrations import get_available_reporting_integrations
+def check_reporting_integrations(report_to) -> list[str]:
+    """`report_to` as a list, names separated by commas split (`tensorboard,wandb`, as other list fields take them).
+    Each integration must exist (a typo was told to `pip install` it) and be installed: else one line now, not a
+    traceback once the model is loaded."""
+    import difflib
 
-    wanted = [name for name in (report_to or []) if name not in ("none", "all")]
+    from transformers.integrations import get_available_reporting_integrations
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    report_to = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    report_to = [part.strip() for name in report_to for part in str(name).split(",") if part.strip()]
+    wanted = [name for name in report_to if name not in ("none", "all")]
+    for name in (name for name in wanted if name not in INTEGRATION_TO_CALLBACK):
+        near = difflib.get_close_matches(name, list(INTEGRATION_TO_CALLBACK), n=1)
+        raise ConfigError(
+            f"report_to {name!r} is no reporting integration; they are {', '.join(sorted(INTEGRATION_TO_CALLBACK))}, "
+            f"all or none" + (f". Did you mean {near[0]!r}?" if near else ".")
+        )
     missing = [name for name in wanted if name not in get_available_reporting_integrations()]
     if missing:
         extra = " (or `pip install hf-transfer-learning[tensorboard]`)" if "tensorboard" in missing else ""
@@ -254,6 +267,7 @@ def check_reporting_integrations(report_to) -> None:
             f"report_to {', '.join(missing)}: the integration is not installed; `pip install {' '.join(missing)}`"
             f"{extra}, or drop it from report_to."
         )
+    return [name for name in report_to if name != "none"] if len(report_to) > 1 else report_to
 
 
 def adopt_launch_precision(args) -> str:

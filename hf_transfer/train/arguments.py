@@ -287,7 +287,7 @@ class TransferTrainingArguments(TrainingArguments):
             self.report_to = "none"
         check_half_evaluation(self)  # before Trainer's own check of bf16_full_eval, which names no field
         super().__post_init__()
-        check_reporting_integrations(self.report_to)
+        self.report_to = check_reporting_integrations(self.report_to)  # `tensorboard,wandb` is two, as other lists
         check_trainer_fields(self)  # what Trainer refuses only once the weights have loaded
 
     def _check_training_ranges(self) -> None:
