@@ -538,6 +538,7 @@ def test_a_launcher_precision_that_gives_way_to_the_flags_is_said_once(monkeypat
         "training in bf16 as given; the accelerate config's mixed_precision fp16 is not used."
     ]
     caplog.clear()
+    monkeypatch.setenv("WORLD_SIZE", "2")  # process 1 of a launch of 2 (a launcher sets both)
     monkeypatch.setenv("RANK", "1")
     args = SimpleNamespace(bf16=False, fp16=False)
     with caplog.at_level("WARNING"):

@@ -240,6 +240,8 @@ def test_other_processes_of_a_launch_draw_no_bar(tmp_path, monkeypatch, capsys):
         return {}
 
     monkeypatch.setitem(cli.COMMANDS, "card", lambda: ((CardArguments,), fake_card))
+    monkeypatch.setattr(cli, "ONE_PROCESS_COMMANDS", frozenset())  # run in every process, as train is
+    monkeypatch.setenv("WORLD_SIZE", "2")  # a launch of 2 processes (a launcher sets both)
     for rank in ("1", "0"):
         monkeypatch.setenv("RANK", rank)
         assert cli.main(["card", str(tmp_path)]) == 0
