@@ -196,6 +196,18 @@ def test_a_number_written_for_a_text_field_keeps_the_text_as_written(tmp_path):
     assert (training.max_steps, data.class_names) == (16, ["1e3"])
 
 
+def test_a_label_mapping_names_its_classes_as_written(tmp_path, monkeypatch):
+    """Thirty-seventh review: `label_mapping: {2: 010}` named the class "10" (the value read as a number), where
+    `class_names: [010]` keeps "010". Names keep their text, in a file and as a flag; keys are values of the data,
+    read as YAML 1.2 reads them (`02` is 2); `${VAR}` in a value is still expanded."""
+    monkeypatch.setenv("CODE", "1e3")
+    text = "model_name_or_path: m\nlabel_mapping: {1: 010, 02: 1e3, 3: '7', 4: '${CODE}', no: x}\n"
+    _, data, _, _ = _parse(tmp_path, text)
+    assert data.label_mapping == {"1": "010", "2": "1e3", "3": "7", "4": "1e3", "no": "x"}
+    _, data, _, _ = _parse(tmp_path, "model_name_or_path: m\n", "--label_mapping", "{1: 010, 2: 0x1}")
+    assert data.label_mapping == {"1": "010", "2": "0x1"}
+
+
 def test_a_quoted_null_is_text_and_a_plain_null_is_none(tmp_path, monkeypatch):
     """Eighteenth review: `run_name: "null"` (quoted) became None, as the plain `null` does; `label_mapping: "null"`
     silently dropped the mapping. Quoted, it is the text null, in the file and as a flag (`--run_name '"null"'`)."""

@@ -125,6 +125,11 @@ def value_reader(name: str, hint: Any, convert, choices, nullable: bool = True):
                     return [convert(str(item)) for item in value]
                 if isinstance(value, list) and _takes(hint, list[str]) and not any(map(_is_collection, value)):
                     return read_yaml_text(text)  # names: `[1e3, 010]` is ["1e3", "010"], not ["1000.0", "10"]
+                if isinstance(value, dict) and _takes(hint, dict[str, str]):
+                    # `label_mapping: {2: 010}` names the class "010", not "10"; its keys are values of the data
+                    texts = read_yaml_text(text)
+                    if len(texts) == len(value) and not any(map(_is_collection, value.values())):
+                        return dict(zip(value, texts.values(), strict=True))
                 return value
         elif mixed:
             return _mixed_value(name, hint, value, text)

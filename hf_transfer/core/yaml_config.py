@@ -219,24 +219,40 @@ def load_config_file(
 
 
 def _numbers_as_written(node, values: dict[str, Any]) -> dict[str, str]:
-    """{field: flag text} for each top-level value that is, or is a flat list holding, a number written plain
-    (`run_name: 1e3`, `hub_model_id: 0x10`, `class_names: [1e3, neg]`): a field that takes text keeps the text as
-    written, not the number's `str` ("1000.0", "16"). The node's pairs are those the mapping was built from (merged
-    keys first), so the last of a key is the one kept, as in the mapping."""
+    """{field: flag text} for each top-level value that is, or is a flat list or mapping holding, a number written
+    plain (`run_name: 1e3`, `hub_model_id: 0x10`, `class_names: [1e3, neg]`, `label_mapping: {2: 010}`): a field that
+    takes text keeps the text as written, not the number's `str` ("1000.0", "16"). The node's pairs are those the
+    mapping was built from (merged keys first), so the last of a key is the one kept, as in the mapping."""
     import yaml
-
-    def number(item) -> bool:
-        return isinstance(item, yaml.ScalarNode) and item.style is None and item.tag in _NUMBER_TAGS
 
     written = {}
     for name, value in {str(key.value).replace("-", "_"): value for key, value in node.value}.items():
-        if number(value):
+        if _plain_number(value):
             written[name] = value.value
-        elif isinstance(value, yaml.SequenceNode) and any(map(number, value.value)):
+        elif isinstance(value, yaml.SequenceNode) and any(map(_plain_number, value.value)):
             if all(isinstance(item, yaml.ScalarNode) for item in value.value) and isinstance(values.get(name), list):
                 items = zip(value.value, values[name], strict=True)
-                written[name] = "[" + ", ".join(i.value if number(i) else _flow_scalar(v) for i, v in items) + "]"
+                written[name] = "[" + ", ".join(_as_written(i, v) for i, v in items) + "]"
+        elif isinstance(value, yaml.MappingNode) and any(_plain_number(v) for _, v in value.value):
+            # `label_mapping: {2: 010}`: a flat mapping's numbers as written (its value names the class "010")
+            pairs, held = value.value, values.get(name)
+            flat = all(isinstance(n, yaml.ScalarNode) for pair in pairs for n in pair)
+            if flat and isinstance(held, dict) and len(held) == len(pairs):
+                items = zip(pairs, held.items(), strict=True)
+                text = (f"{_as_written(k, key)}: {_as_written(v, item)}" for (k, v), (key, item) in items)
+                written[name] = "{" + ", ".join(text) + "}"
     return written
+
+
+def _plain_number(node) -> bool:
+    import yaml
+
+    return isinstance(node, yaml.ScalarNode) and node.style is None and node.tag in _NUMBER_TAGS
+
+
+def _as_written(node, value: Any) -> str:
+    """A scalar's flow text: a number as written in the file, anything else as the value it was read as."""
+    return node.value if _plain_number(node) else _flow_scalar(value)
 
 
 _NUMBER_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"})
