@@ -932,6 +932,24 @@ def test_evaluate_rejects_bad_extra_eval(extra, needle, tmp_path, tiny_bert_dir,
     assert len(err.splitlines()) == 1 and needle in err, err
 
 
+@pytest.mark.parametrize(
+    "sets",
+    [["--extra_eval", "alpha={dev}"], ["--validation_name", "alpha"], ["--extra_eval", "mean_extra_f1_macro={dev}"]],
+)
+def test_merge_refuses_a_set_named_as_a_sweep_column(sets, tmp_path, tiny_bert_dir, capsys):
+    """Thirty-seventh review: a set named `alpha` or `mean_extra_accuracy` overwrote that key of the α sweep's rows,
+    and merge died with a traceback after scoring every α. It is refused in one line, before any weights load."""
+    (tmp_path / "dev.csv").write_text("text,label\ngood,pos\nbad,neg\n")
+    argv = ["merge", "--pretrained", str(tiny_bert_dir), "--finetuned", str(tiny_bert_dir / "missing"),
+            "--alphas", "0,1", "--validation_file", str(tmp_path / "dev.csv"),
+            *(s.format(dev=tmp_path / "dev.csv") for s in sets),
+            "--output_dir", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "would overwrite the α sweep's own" in err, err
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_bad_extra_set_is_named_in_the_error(tmp_path, tiny_bert_dir, dev_sets, capsys):
     """The data checks speak of "the validation data"; for an extra set the error names the set and its file."""
     dev, _ = dev_sets

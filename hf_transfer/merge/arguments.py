@@ -98,6 +98,11 @@ class MergeArguments(EvalDataArguments):
                     "single --alpha."
                 )
         self._check_eval_data()
+        for name in (s.name for s in self.eval_sets()):  # the α sweep's rows hold each set beside these keys
+            if name == "alpha" or name.startswith("mean_extra_"):
+                raise ConfigError(
+                    f"a set named {name!r} would overwrite the α sweep's own {name!r} column; name the set otherwise."
+                )
         if os.path.isdir(self.pretrained) and os.path.realpath(self.pretrained) == os.path.realpath(self.finetuned):
             # every α gave the same weights, and the card described an interpolation
             raise ConfigError(
