@@ -655,6 +655,64 @@ def test_a_distillation_search_shares_the_teacher_logits(tmp_path, tiny_bert_dir
     assert header == "# Reproduce it with: hf-transfer distill --config best_config.yaml"  # it had said train
 
 
+def _tiny_distill_argv(tmp_path, tiny_bert_dir) -> list[str]:
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128, id2label={0: "neg", 1: "pos"},
+                        label2id={"neg": 0, "pos": 1})  # fmt: skip
+    BertForSequenceClassification(config).save_pretrained(tmp_path / "teacher")
+    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(tmp_path / "teacher")
+    rows = [(f"{w} {w} thing {i}", label) for i, (w, label) in enumerate([("good", "pos"), ("bad", "neg")] * 12)]
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(tmp_path / "train.csv", index=False)
+    return ["search", "--teacher_model_name_or_path", str(tmp_path / "teacher"), "--model_name_or_path",
+            str(tiny_bert_dir), "--train_file", str(tmp_path / "train.csv"), "--validation_file",
+            str(tmp_path / "train.csv"), "--output_dir", str(tmp_path / "out"), "--use_cpu", "true", "--report_to",
+            "none", "--disable_tqdm", "true", "--n_trials", "2", "--prune", "false", "--max_steps", "1"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        # α = 0 is plain fine-tuning: a searched temperature trained identical students
+        (["--alpha", "0", "--search_space", "{temperature: {low: 1.0, high: 4.0}}"],
+         "search_space.temperature: alpha is 0 (no soft loss), so temperature changes nothing"),
+        (["--alpha", "0.5", "--search_space", "{hidden_loss_type: [mse, cosine]}"],
+         "search_space.hidden_loss_type: hidden_loss_weight is 0 (no hidden-state loss)"),
+        (["--alpha", "0.5", "--search_space", "{augment_p: {low: 0.1, high: 0.5}}"],
+         "search_space.augment_p: augment_factor is 0 (no augmented copies)"),
+        # the student has 2 blocks: every trial failed on it, after the study had started
+        (["--alpha", "0.5", "--search_space", "{freeze_layers: {low: 1, high: 6}}"],
+         "search_space.freeze_layers: the value 6 is rejected"),
+    ],
+)  # fmt: skip
+def test_a_distillation_search_refuses_what_its_trials_would_ignore_or_fail_on(tmp_path, tiny_bert_dir, capsys,
+                                                                               extra, needle):  # fmt: skip
+    """Thirty-seventh review: a distillation search over a field whose term is off trained N identical students,
+    and a freeze_layers range beyond the student's blocks failed every trial; both are refused in one line."""
+    argv = _tiny_distill_argv(tmp_path, tiny_bert_dir)
+    capsys.readouterr()
+    assert main([*argv, *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_distillation_search_of_the_hidden_loss_and_student_layers_starts_from_the_config(tmp_path, tiny_bert_dir):
+    """Thirty-seventh review: searching hidden_loss_weight was refused for a teacher-logit cache the search had
+    turned on itself; and a list field's own value (`student_layers: [0, 1]`, listed as the text "[0, 1]") matched
+    no choice, so no trial ran the config's own recipe."""
+    argv = _tiny_distill_argv(tmp_path, tiny_bert_dir)
+    argv = [a for a in argv if a != str(tiny_bert_dir) and a != "--model_name_or_path"]  # a student from the teacher
+    space = "{hidden_loss_weight: {low: 0.0, high: 1.0}, student_layers: ['[0]', '[1]', '[0, 1]']}"
+    assert main([*argv, "--alpha", "0.5", "--student_layers", "[0, 1]", "--search_space", space]) == 0
+    trials = pd.read_csv(tmp_path / "out" / "search" / "trials.csv")
+    assert trials["state"].tolist() == ["complete", "complete"]
+    assert trials["student_layers"][0] == "[0, 1]" and "config" in str(trials["note"][0]), trials.to_dict()
+
+
 def _accelerate_launch(config: str, argv: list[str]):
     import os
     import shutil

@@ -33,7 +33,16 @@ from hf_transfer.search import report
 from hf_transfer.search import space as spaces
 from hf_transfer.search.arguments import MULTI_LABEL_METRICS, SINGLE_LABEL_METRICS, SearchArguments
 from hf_transfer.search.idle_fields import check_no_idle_field
-from hf_transfer.search.space import Param, check_carved_validation, check_fields, default_space, parse_space, route_of
+from hf_transfer.search.space import (
+    Param,
+    check_carved_validation,
+    check_fields,
+    config_value,
+    default_space,
+    own_value,
+    parse_space,
+    route_of,
+)
 from hf_transfer.search.study import (
     STUDY_FILE,
     TRIALS_FOLDER,
@@ -88,8 +97,10 @@ def _search(s: SearchArguments, optuna) -> dict:
     study = open_study(root / SEARCH_FOLDER, s.study_name, identity, seed=setup["seed"], n_trials=s.n_trials,
                        prune_after_trials=s.prune_after_trials)  # fmt: skip
     if s.start_from_config and not study.trials:
-        own = {p.name: _config_value(setup["objects"], p.name) for p in params}
-        own = {name: UNSET_MEANS.get(name) if value is None else value for name, value in own.items()}
+        parse = setup["parser"].parse_config
+        own = {
+            p.name: own_value(p, setup["objects"], lambda c, n=p.name: parse({**setup["base"], n: c})) for p in params
+        }
         if "learning_rate" in own and takes_lora_learning_rate(setup["objects"][-2], setup["objects"][-1]):
             own["learning_rate"] = LORA_LEARNING_RATE  # what `train` runs a LoRA config without one at, not 5e-5
         start = {p.name: own[p.name] for p in params if p.contains(own[p.name])}
@@ -116,7 +127,7 @@ def _prepare(s: SearchArguments) -> dict:
     base = _trial_defaults(base, s, distill)
     objects = parser.parse_config(base, getattr(s, "other_written", None))
     for name in getattr(s, "other_written", {}):  # a text field keeps a number's text (`run_name: 1e3` is "1e3")
-        value = _config_value(objects, name)
+        value = config_value(objects, name)
         if isinstance(value, str) or (isinstance(value, list) and all(isinstance(item, str) for item in value)):
             base[name] = value
     training, adapter = objects[-1], objects[-2]
@@ -127,7 +138,7 @@ def _prepare(s: SearchArguments) -> dict:
         note_origins(args, getattr(s, "other_flags", ()), getattr(s, "other_variables", None) or {})
     described = settle_recipe_fields("search", objects[0], objects[1])
     for name in ("base_model_hub_id", "dataset_hub_id", "train_file", "validation_file", "test_file"):
-        if base.get(name) is not None and _config_value(objects, name) is None:
+        if base.get(name) is not None and config_value(objects, name) is None:
             base[name] = None
     if s.search_space is not None:  # the fields and every value a trial config takes: no data needed
         for p in check_fields(parse_space(s.search_space), parser.hints, command):
@@ -169,8 +180,11 @@ def _prepare(s: SearchArguments) -> dict:
     params = check_fields(parse_space(space), parser.hints, command)
     check_carved_validation(params, plan.prepared.summary.get("validation_carved_from_train"))
     spaces.check_loss_comparable(metric, params)
-    check_no_idle_field({p.name for p in params}, adapter, training, few_shot)
-    checks = None if distill else _train_checks(layout, getattr(plan.config, "model_type", None))
+    check_no_idle_field({p.name for p in params}, adapter, training, few_shot, objects[2] if distill else None)
+    # The student's layout for distillation, unless a searched field changes it (checked per value below).
+    model_type = getattr(plan.student_config if distill else plan.config, "model_type", None)
+    moved = distill and {"student_layers", "model_name_or_path"} & {p.name for p in params}
+    checks = None if moved else _train_checks(layout, model_type)
     for p in params:
         for value in p.bounds_to_check():
             _check_trial_value(parser, base, p, value, checks)
@@ -200,7 +214,7 @@ def _trial_defaults(base: dict, s: SearchArguments, distill: bool) -> dict:
         base["eval_strategy"] = "epoch"
     if base.get("early_stopping_patience") is None:  # early stopping saves at each evaluation (train/checks.py)
         base.setdefault("save_strategy", "no")
-    if distill and not base.get("hidden_loss_weight"):
+    if distill and not base.get("hidden_loss_weight") and "hidden_loss_weight" not in (s.search_space or {}):
         base.setdefault("cache_teacher_logits", True)
     return base
 
@@ -211,7 +225,7 @@ def _train_checks(layout, model_type: str | None):
 
     def check(objects: tuple) -> None:
         training = objects[-1]
-        check_adapter_args(objects[2], training)
+        check_adapter_args(objects[-2], training)
         plan = freeze_plan_from_arguments(layout, training)
         if training.cache_frozen_features:
             trunk_depth(layout, plan.frozen, model_type)
@@ -246,20 +260,6 @@ def _check_data_values(params: list[Param], parser: CommandParser, base: dict, d
                     train_preflight(objects[0], objects[1], objects[-1])
             except HfTransferError as err:
                 raise ConfigError(f"search_space.{p.name}: the value {value!r} is rejected: {err}") from None
-
-
-# What a field left unset means, where that is a value a range can hold: no block frozen.
-UNSET_MEANS = {"freeze_layers": 0}
-
-
-def _config_value(objects: tuple, name: str):
-    import enum
-
-    for args in objects:
-        if name in getattr(type(args), "__dataclass_fields__", {}):
-            value = getattr(args, name)
-            return value.value if isinstance(value, enum.Enum) else value
-    return None
 
 
 def _optimize(study, s: SearchArguments, setup: dict, optuna) -> str:

@@ -8,9 +8,27 @@ from hf_transfer.errors import ConfigError
 from hf_transfer.train.few_shot_choice import FEW_SHOT_REPLACES
 from hf_transfer.train.field_checks import choice_text, schedule_takes_warmup
 
+# A distillation field, the field that switches its term on, and what that field's 0 means: searched while its
+# switch is fixed at 0, the field changes nothing (a temperature with no soft loss trained N identical students).
+DISTILL_SWITCHES = {
+    "temperature": "alpha", "teacher_top_k": "alpha",
+    "hidden_loss_type": "hidden_loss_weight", "hidden_loss_pooling": "hidden_loss_weight",
+    "layer_map": "hidden_loss_weight",
+    "augment_p": "augment_factor", "augment_method": "augment_factor", "augment_neighbours": "augment_factor",
+}  # fmt: skip
+_OFF = {"alpha": "no soft loss", "hidden_loss_weight": "no hidden-state loss", "augment_factor": "no augmented copies"}
 
-def check_no_idle_field(names: set[str], adapter, training, few_shot) -> None:
-    """A searched field the trials' run ignores would make every trial train the same model."""
+
+def check_no_idle_field(names: set[str], adapter, training, few_shot, distill=None) -> None:
+    """A searched field the trials' run ignores would make every trial train the same model (`distill`: the
+    distillation arguments, when the trials distil)."""
+    for name in sorted(names & set(DISTILL_SWITCHES)) if distill is not None else ():
+        switch = DISTILL_SWITCHES[name]
+        if switch not in names and not getattr(distill, switch):
+            raise ConfigError(
+                f"search_space.{name}: {switch} is 0 ({_OFF[switch]}), so {name} changes nothing and every trial "
+                f"would train the same model; set {switch} above 0 in the config, search it too, or leave {name} out."
+            )
     idle = sorted(names & set(ADAPTER_ONLY_FIELDS))
     if idle and not adapter.enabled and "peft_method" not in names:
         raise ConfigError(

@@ -37,6 +37,34 @@ def check_carved_validation(params: list, carved: bool) -> None:
         )
 
 
+# What a field left unset means, where that is a value a range can hold: no block frozen.
+UNSET_MEANS = {"freeze_layers": 0}
+
+
+def config_value(objects: tuple, name: str):
+    """The value of field `name` in a parsed config's dataclasses (an Enum as its value), or None."""
+    import enum
+
+    for args in objects:
+        if name in getattr(type(args), "__dataclass_fields__", {}):
+            value = getattr(args, name)
+            return value.value if isinstance(value, enum.Enum) else value
+    return None
+
+
+def own_value(p, objects: tuple, reparse) -> Any:
+    """The config's own value of the searched field `p`, as its trials draw it: unset as what that means, and a
+    list (`student_layers: [0, 1]`, which a space lists as text) as the choice a trial reads as that list
+    (`reparse(choice)`: the config parsed with it); it had matched no choice, so no trial ran the config's own."""
+    value = config_value(objects, p.name)
+    if value is None:
+        return UNSET_MEANS.get(p.name)
+    if isinstance(value, list) and not p.is_range:
+        same = (c for c in p.choices if isinstance(c, str) and config_value(reparse(c), p.name) == value)
+        return next(same, value)
+    return value
+
+
 SYNTAX = "give a range {low: L, high: H} (with log: true or step: S if wanted) or a non-empty list of choices"
 
 
