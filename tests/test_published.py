@@ -34,6 +34,20 @@ def test_absolute_paths_are_cut_to_their_last_part_and_nothing_else_changes():
     }
 
 
+def test_a_label_name_that_starts_with_a_slash_is_not_a_path(tmp_path):
+    """Thirty-seventh review: a push cut a class named `/neutral` to `neutral` in the published records (any text
+    starting with `/` was read as a path); a path is at least two parts deep, as inside a text. A rewritten YAML
+    record keeps a text that reads as a number quoted (PyYAML wrote the class "1e3" plain: read back as 1000.0)."""
+    record = {"label_names": ["/neutral", "/", "good"], "train_file": "/data/train.csv", "run_name": "/x/"}
+    assert without_local_paths(record) == {"label_names": ["/neutral", "/", "good"], "train_file": "train.csv",
+                                           "run_name": "/x/"}  # fmt: skip
+    (tmp_path / "config.yaml").write_text('class_names: ["1e3", "/neutral"]\ntrain_file: /abs/dir/t.csv\n')
+    from hf_transfer.core.yaml_config import read_yaml
+
+    assert read_yaml(published_text(tmp_path / "config.yaml")) == {"class_names": ["1e3", "/neutral"],
+                                                                   "train_file": "t.csv"}  # fmt: skip
+
+
 def test_records_are_rewritten_by_format_and_tokenizer_files_never(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({"train_file": "/abs/dir/train.csv", "accuracy": 0.9}))
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"validation_file": "/abs/dir/dev.csv", "seed": 1}))

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from hf_transfer.core.folders import TOKENIZER_FILES, json_text, snapshot_in_path
+from hf_transfer.core.yaml_config import dump_yaml
 
 RECORD_SUFFIXES = (".json", ".yaml", ".yml", ".md")
 # Files that transformers or a tokenizer writes (their strings are data: a vocabulary may hold `/usr/bin`, and they
@@ -42,7 +43,9 @@ def without_local_paths(value):
     if isinstance(value, list):
         return [without_local_paths(v) for v in value]
     if isinstance(value, str):
-        if value.startswith(("/", "~/")) and "\n" not in value:
+        # At least two parts deep, as inside a text: a label named `/neutral` is a name, not a folder of the root.
+        deep = value.startswith("~/") or (value.startswith("/") and value.rstrip("/").count("/") >= 2)
+        if deep and "\n" not in value:
             snapshot = snapshot_in_path(value)
             return snapshot[0] if snapshot else Path(value.rstrip("/")).name or value
         return _LOCAL_PATH.sub(lambda m: m.group(1), value)
@@ -68,7 +71,7 @@ def published_text(path: Path) -> str | None:
         if suffix in (".yaml", ".yml"):
             value = yaml.safe_load(text)
             new = without_local_paths(value)
-            return None if new == value else yaml.safe_dump(new, sort_keys=False, allow_unicode=True)
+            return None if new == value else dump_yaml(new, sort_keys=False)
     except (ValueError, yaml.YAMLError):
         pass  # not what its name says: rewritten as text below
     new = _LOCAL_PATH.sub(lambda m: m.group(1), text)
