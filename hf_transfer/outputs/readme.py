@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from hf_transfer.core.folders import CARD_DATA_FILE
+from hf_transfer.core.folders import CARD_DATA_FILE, write_text_atomic
 from hf_transfer.errors import ConfigError
 
 # A section without the line break after it: that break is the user's text's (one was lost at every regeneration, and
@@ -165,7 +165,7 @@ def drop_generated_keys(path: Path, generated: dict | None) -> None:
             kept[key] = value
     if kept != header:
         meta = yaml.safe_dump(kept, sort_keys=False, allow_unicode=True) if kept else ""
-        path.write_text(f"---\n{meta}---\n\n{body.lstrip()}" if kept else body.lstrip(), encoding="utf-8")
+        write_text_atomic(path, f"---\n{meta}---\n\n{body.lstrip()}" if kept else body.lstrip())
 
 
 def card_header(text: str) -> dict:

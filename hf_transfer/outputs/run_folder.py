@@ -4,6 +4,7 @@ configuration (with no secret in it), the memory record and the row counts of a 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -184,9 +185,10 @@ def clear_earlier_run(training_args, reads: list[Path]) -> list[str]:
         removed.append(merged)
     if out not in reads:  # never a file this run reads (its data, saved there), nor a README the user wrote into
         removed += [out / name for name in _EARLIER_OUTPUTS if (out / name).is_file() and not read_here(out / name)]
-        removed = [p for p in removed if p.name != "README.md" or is_generated_card(p, lambda: _rendered_header(out))]
+        header = functools.cache(functools.partial(_rendered_header, out))  # rendered once, where it is needed
+        removed = [p for p in removed if p.name != "README.md" or is_generated_card(p, header)]
         if (out / "README.md") not in removed:  # the user's edits stay; the earlier card's keys go with its data
-            drop_generated_keys(out / "README.md", _rendered_header(out))
+            drop_generated_keys(out / "README.md", header())
     for path in removed:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     if removed:
