@@ -253,6 +253,55 @@ def test_a_resume_that_changes_the_optimizers_fields_is_refused(resumed_pair, ti
     assert sorted(p.name for p in out.rglob("*")) == before  # refused before anything was written
 
 
+def test_a_resume_that_changes_what_trains_or_the_loss_is_refused(resumed_pair, tiny_bert_dir, tmp_path, capsys):
+    """Thirty-seventh review: a resume with another freeze plan, class weights, smoothing or a linear probe went on
+    from an optimizer state matched by position to other parameters (or died with the optimizer's traceback once
+    the model had loaded), and the card described the whole run with the new value; a LoRA resume with other target
+    modules too. Each is one line, before anything is written; the same settings resume as before."""
+    import shutil
+
+    whole, _, data, extra = resumed_pair
+    out = tmp_path / "again"
+    shutil.copytree(whole / "checkpoint-5", out / "checkpoint-5")
+    before = sorted(p.name for p in out.rglob("*"))
+    argv = train_argv(tiny_bert_dir, *data, out, *extra, "--resume_from_checkpoint", "true")
+    for flag, value in (("--gradual_unfreezing", "0"), ("--freeze_layers", "[0]"), ("--class_weights", "balanced"),
+                        ("--label_smoothing_factor", "0.1")):  # fmt: skip
+        assert main([*argv, flag, value]) == 2, flag
+        err = capsys.readouterr().err.strip()
+        name = flag.removeprefix("--")
+        assert len(err.splitlines()) == 1 and "was trained with" in err and f"Resume with {name}" in err, err
+    assert sorted(p.name for p in out.rglob("*")) == before
+    # A run whose settings the code resolves (balanced weights, a frozen block, smoothing) resumes with the same.
+    settings = ["--class_weights", "balanced", "--freeze_layers", "1", "--label_smoothing_factor", "0.1",
+                "--num_train_epochs", "2", "--save_strategy", "epoch", "--few_shot", "false"]  # fmt: skip
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(train_argv(tiny_bert_dir, *data, first, *settings)) == 0
+    shutil.copytree(first / "checkpoint-5", second / "checkpoint-5")
+    argv = train_argv(tiny_bert_dir, *data, second, *settings, "--resume_from_checkpoint", "true")
+    capsys.readouterr()
+    assert main([*argv, "--linear_probe_epochs", "1"]) == 2  # the probe was trained, then thrown away
+    assert "was trained with linear_probe_epochs 0" in capsys.readouterr().err
+    assert main(argv) == 0
+    lora = [
+        "--peft_method",
+        "lora",
+        "--target_modules",
+        "query,value",
+        "--save_strategy",
+        "epoch",
+        "--few_shot",
+        "false",
+    ]
+    assert main(train_argv(tiny_bert_dir, *data, tmp_path / "lora", *lora)) == 0
+    shutil.copytree(tmp_path / "lora" / "checkpoint-5", tmp_path / "lora2" / "checkpoint-5")
+    argv = train_argv(tiny_bert_dir, *data, tmp_path / "lora2", *lora, "--resume_from_checkpoint", "true")
+    capsys.readouterr()
+    assert main([*argv, "--target_modules", "query,key,value", "--num_train_epochs", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "was trained with target_modules ['query', 'value']; this run's ['key', 'query', 'value']" in err, err
+
+
 def test_a_resume_on_other_rows_or_in_another_order_is_refused(resumed_pair, tiny_bert_dir, tmp_path, capsys):
     """Trainer skips the batches the checkpoint's epoch trained on by count: resumed with another `seed`, other rows
     (`max_train_samples`, another file) or another effective batch, it skipped other rows than those trained on, and

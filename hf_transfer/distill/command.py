@@ -252,7 +252,7 @@ def run_distill(
     if virtual := prompt_positions(adapter_plan and adapter_plan.peft_config):
         fit_max_seq_length(data_args, [(plan.student_config, plan.student_tokenizer)], virtual)
     check_resume_fits(training_args, plan.student_config, adapter_args)
-    check_resume_settings(training_args, adapter_args)
+    check_resume_settings(training_args, adapter_args, adapter_plan)
     apply_adapter_learning_rate(adapter_args, training_args)  # after every check, so an error stays one line
     say_overlap(plan.prepared.summary)
     max_length = data_args.max_seq_length

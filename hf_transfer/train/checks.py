@@ -4,6 +4,7 @@ and, once training ends, weights that went NaN or inf."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import platform
@@ -248,7 +249,33 @@ def check_adapter_checkpoint_fits(training_args, config, model_name_or_path: str
         )
 
 
-def check_resume_settings(training_args, adapter_args) -> None:
+# What decides which parameters train and on what loss: a resume that changes one goes on from an optimizer state
+# matched by position to other parameters (or a traceback once the model has loaded), mixes two losses, or trains a
+# linear probe and then throws it away, while the record and card describe the whole run with the new value.
+TRAINING_FIELDS = ("freeze_embeddings", "freeze_layers", "freeze_patterns", "train_head_only", "gradual_unfreezing",
+                   "class_weights", "label_smoothing_factor", "linear_probe_epochs")  # fmt: skip
+
+
+def _resume_changes(training_args, then, adapter_plan) -> tuple[str, object, object] | None:
+    """(field, the checkpoint's value, this run's) for the first field of TRAINING_FIELDS a resume changes, or the
+    LoRA targets when both are lists of module names; None when nothing changes."""
+    for name in TRAINING_FIELDS:
+        old, now = getattr(then, name, _MISSING), getattr(training_args, name, None)
+        if old is not _MISSING and old != now and not (old in (None, 0) and now in (None, 0)):
+            return name, old, now
+    saved = Path(str(training_args.resume_from_checkpoint)) / "adapter_config.json"
+    targets = getattr(getattr(adapter_plan, "peft_config", None), "target_modules", None)
+    if saved.is_file() and isinstance(targets, (list, set, tuple)):
+        old = json.loads(saved.read_text(encoding="utf-8")).get("target_modules")
+        if isinstance(old, list) and set(old) != set(targets):
+            return "target_modules", sorted(old), sorted(targets)
+    return None
+
+
+_MISSING = object()
+
+
+def check_resume_settings(training_args, adapter_args, adapter_plan=None) -> None:
     """Refuse a resume whose optimizer fields differ from the checkpoint's: Trainer loads the optimizer and scheduler
     states back, so `--learning_rate 0.01` went on at the checkpoint's 0.001 in silence, while the resolved config
     and the card said 0.01. Read from the checkpoint's `training_args.bin`; nothing is compared when it is missing
@@ -268,6 +295,13 @@ def check_resume_settings(training_args, adapter_args) -> None:
                 f"where {name} is {old:g}; this run's {name} {now:g} would not be used, though the record and card "
                 f"would say it was. Resume with {name} {old:g}, or start a new run in another output_dir."
             )
+    if changed := _resume_changes(training_args, then, adapter_plan):
+        name, old, now = changed
+        raise ConfigError(
+            f"resume_from_checkpoint {checkpoint!r} was trained with {name} {old}; this run's {now} would go on from "
+            "its saved optimizer state with other parameters or another loss, though the record and card would say "
+            f"the whole run used it. Resume with {name} {old}, or start a new run in another output_dir."
+        )
     for name, (old, new) in resume_schedule_changes(training_args, then).items():
         logger.warning(
             f"resume_from_checkpoint {checkpoint!r} trained its steps on a learning-rate schedule with {name} {old}; "

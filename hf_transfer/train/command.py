@@ -65,7 +65,7 @@ def run_train(
         fit_max_seq_length(data_args, [(config, tokenizer)], virtual)
     check_resume_fits(training_args, config, adapter_args)
     check_adapter_checkpoint_fits(training_args, config, model_args.model_name_or_path)
-    check_resume_settings(training_args, adapter_args)
+    check_resume_settings(training_args, adapter_args, adapter_plan)
     apply_adapter_learning_rate(adapter_args, training_args)  # after every check, so an error stays one line
     say_overlap(prepared.summary)
     with training_args.main_process_first(desc="tokenization"):
