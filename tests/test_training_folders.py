@@ -302,6 +302,47 @@ def test_a_resume_that_changes_what_trains_or_the_loss_is_refused(resumed_pair, 
     assert "was trained with target_modules ['query', 'value']; this run's ['key', 'query', 'value']" in err, err
 
 
+def test_a_checkpoint_from_elsewhere_does_not_resume_over_another_run(resumed_pair, tiny_bert_dir, tmp_path, capsys):
+    """Thirty-seventh review: `--resume_from_checkpoint OTHER/checkpoint-5` into an output_dir holding another run
+    wrote over that run without a word, its checkpoints mixed with the new ones, and `--overwrite_output_dir true`
+    removed nothing of it (its test results stayed). It is refused as a fresh run there is; overwrite replaces it."""
+    whole, _, data, extra = resumed_pair
+    out = tmp_path / "other"
+    settings = ["--save_strategy", "steps", "--save_steps", "2", "--seed", "7", "--few_shot", "false"]
+    assert main(train_argv(tiny_bert_dir, *data, out, *settings, "--test_file", str(data[1]))) == 0
+    before = sorted(p.name for p in out.iterdir())
+    argv = train_argv(tiny_bert_dir, *data, out, *extra, "--resume_from_checkpoint", str(whole / "checkpoint-5"))
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "already holds an earlier run" in err, err
+    assert sorted(p.name for p in out.iterdir()) == before
+    assert main([*argv, "--overwrite_output_dir", "true"]) == 0
+    left = sorted(p.name for p in out.iterdir())
+    assert "test_results.json" not in left and [n for n in left if n.startswith("checkpoint-")] == ["checkpoint-10"]
+
+
+def test_overwrite_output_dir_removes_the_earlier_runs_linear_probe(tmp_path, tiny_bert_dir):
+    """Thirty-seventh review: an LP-FT run's `linear_probe/` model stayed after a plain run replaced the folder, and a
+    push sent it inside the new model's repo; a folder of that name the user put there (no probe record) stays."""
+    words = ["good", "great", "bad", "awful"]
+    texts, labels = (
+        [f"{words[i % 4]} thing {i}" for i in range(24)],
+        ["pos" if i % 4 < 2 else "neg" for i in range(24)],
+    )
+    data = (test_cli.write_csv(tmp_path / "train.csv", texts[:16], labels[:16]),
+            test_cli.write_csv(tmp_path / "dev.csv", texts[16:], labels[16:]))  # fmt: skip
+    out = tmp_path / "run"
+    assert main(train_argv(tiny_bert_dir, *data, out, "--linear_probe_epochs", "1", "--few_shot", "false")) == 0
+    assert (out / "linear_probe" / "model.safetensors").is_file()
+    assert main(train_argv(tiny_bert_dir, *data, out, "--few_shot", "false", "--overwrite_output_dir", "true")) == 0
+    assert not (out / "linear_probe").exists()
+    (out / "linear_probe").mkdir()
+    (out / "linear_probe" / "notes.txt").write_text("mine")
+    assert main(train_argv(tiny_bert_dir, *data, out, "--few_shot", "false", "--overwrite_output_dir", "true")) == 0
+    assert (out / "linear_probe" / "notes.txt").read_text() == "mine"
+
+
 def test_a_resume_on_other_rows_or_in_another_order_is_refused(resumed_pair, tiny_bert_dir, tmp_path, capsys):
     """Trainer skips the batches the checkpoint's epoch trained on by count: resumed with another `seed`, other rows
     (`max_train_samples`, another file) or another effective batch, it skipped other rows than those trained on, and

@@ -25,6 +25,7 @@ RUN_RECORD_FILE = "hf_transfer_run.json"
 CONFIG_FILE = "hf_transfer_config.yaml"
 CARD_DATA_FILE = "hf_transfer_card_data.json"
 LINEAR_PROBE_RECORD = "hf_transfer_linear_probe.json"  # an LP-FT run's probe folder's figures (no card of its own)
+LINEAR_PROBE_DIR = "linear_probe"  # an LP-FT run's probe model, inside its output_dir
 # Any one of them: a fast tokenizer, a saved config, or a slow tokenizer's vocabulary (WordPiece, BPE, SentencePiece).
 TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",

@@ -167,3 +167,19 @@ class _InertUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid):  # a tensor's storage: none belongs in the arguments
         raise pickle.UnpicklingError("tensor data in training_args.bin")
+
+
+def finished_at(checkpoint: Path) -> tuple[int, float] | None:
+    """(its step, the run's epochs) when `checkpoint` is the last step of the run that saved it, else None."""
+    state = json.loads((checkpoint / "trainer_state.json").read_bytes())
+    step, last = state.get("global_step") or 0, state.get("max_steps") or 0
+    return (step, state.get("num_train_epochs") or 0) if last and step >= last else None
+
+
+def checkpoint_launch(checkpoint: Path) -> tuple[int | None, int | None]:
+    """(processes, batch per process) of the run that saved a Trainer checkpoint, None where it cannot be told:
+    Trainer saves one `rng_state_<rank>.pth` per process of a multi-process run (`rng_state.pth` alone), and its
+    `train_batch_size` (per device, times the GPUs of a single process) in trainer_state.json."""
+    ranks = len(list(checkpoint.glob("rng_state_*.pth")))
+    processes = ranks or (1 if (checkpoint / "rng_state.pth").is_file() else None)
+    return processes, json.loads((checkpoint / "trainer_state.json").read_bytes()).get("train_batch_size")

@@ -17,6 +17,8 @@ from hf_transfer.core.folders import (
     ADAPTER_CONFIG,
     CARD_DATA_FILE,
     CONFIG_FILE,
+    LINEAR_PROBE_DIR,
+    LINEAR_PROBE_RECORD,
     MERGED_DIR,
     PYTORCH_WEIGHTS,
     RESUME_STATE,
@@ -31,7 +33,7 @@ from hf_transfer.core.memory import MEMORY_SOURCES, allocator_setting
 from hf_transfer.core.models import load_config
 from hf_transfer.core.yaml_config import dump_yaml, is_path_field
 from hf_transfer.errors import ConfigError
-from hf_transfer.outputs.checkpoints import complete_checkpoints, damaged_file, is_complete_checkpoint
+from hf_transfer.outputs.checkpoints import complete_checkpoints, damaged_file, finished_at, is_complete_checkpoint
 from hf_transfer.outputs.plots import RUN_REPORT_FILES
 from hf_transfer.outputs.readme import check_readme_header, drop_generated_keys, is_generated_card
 from hf_transfer.outputs.test_predictions import TEST_PREDICTIONS_FILE
@@ -87,22 +89,6 @@ def _listed(damaged: dict[str, str]) -> str:
     return ", ".join(f"{name}/{bad}" for name, bad in damaged.items())
 
 
-def finished_at(checkpoint: Path) -> tuple[int, float] | None:
-    """(its step, the run's epochs) when `checkpoint` is the last step of the run that saved it, else None."""
-    state = json.loads((checkpoint / TRAINER_STATE).read_bytes())
-    step, last = state.get("global_step") or 0, state.get("max_steps") or 0
-    return (step, state.get("num_train_epochs") or 0) if last and step >= last else None
-
-
-def checkpoint_launch(checkpoint: Path) -> tuple[int | None, int | None]:
-    """(processes, batch per process) of the run that saved a Trainer checkpoint, None where it cannot be told:
-    Trainer saves one `rng_state_<rank>.pth` per process of a multi-process run (`rng_state.pth` alone), and its
-    `train_batch_size` (per device, times the GPUs of a single process) in trainer_state.json."""
-    ranks = len(list(checkpoint.glob("rng_state_*.pth")))
-    processes = ranks or (1 if (checkpoint / "rng_state.pth").is_file() else None)
-    return processes, json.loads((checkpoint / TRAINER_STATE).read_bytes()).get("train_batch_size")
-
-
 # What an earlier run (or a model saved by any tool) leaves in a folder: training into it again replaces these.
 _RUN_FILES = (RUN_RECORD_FILE, "config.json", ADAPTER_CONFIG, *PYTORCH_WEIGHTS, TRAINER_STATE)
 
@@ -111,6 +97,13 @@ def _earlier_run(out: Path) -> tuple[list[str], list[Path]]:
     """What of an earlier run or model `out` holds, by name, and its complete checkpoints."""
     checkpoints = complete_checkpoints(out) if out.is_dir() else []
     return [name for name in _RUN_FILES if (out / name).is_file()] + [p.name for p in checkpoints], checkpoints
+
+
+def _resumes_in(training_args, out: Path) -> bool:
+    """Whether the run resumes from a checkpoint of `out`: one copied from elsewhere into a folder holding another
+    run had written over that run, its checkpoints mixed with the new ones, and overwrite_output_dir removed none."""
+    checkpoint = training_args.resume_from_checkpoint
+    return bool(checkpoint) and Path(str(checkpoint)).expanduser().resolve().parent == out.resolve()
 
 
 def check_output_dir_free(training_args, inputs=()) -> None:
@@ -126,7 +119,7 @@ def check_output_dir_free(training_args, inputs=()) -> None:
         raise ConfigError(
             f"output_dir {str(out)!r} is the model folder {read!r} the run reads; write the run elsewhere."
         )
-    held, checkpoints = ([], []) if training_args.resume_from_checkpoint else _earlier_run(out)
+    held, checkpoints = ([], []) if _resumes_in(training_args, out) else _earlier_run(out)
     if not held:  # a README.md there stays: the card is merged into it at the end, so its header must read
         check_readme_header(out / "README.md")
         return
@@ -172,7 +165,7 @@ def clear_earlier_run(training_args, reads: list[Path]) -> list[str]:
     checkpoint or the folder that this run reads from (`reads`: its model, tokenizer, ...) is kept. Returns what
     went."""
     out = Path(training_args.output_dir)
-    if not training_args.overwrite_output_dir or training_args.resume_from_checkpoint or not _earlier_run(out)[0]:
+    if not training_args.overwrite_output_dir or _resumes_in(training_args, out) or not _earlier_run(out)[0]:
         return []
     out = out.resolve()
 
@@ -180,9 +173,9 @@ def clear_earlier_run(training_args, reads: list[Path]) -> list[str]:
         return any(path == read or path in read.parents for read in reads)
 
     removed = [p for p in sorted(out.iterdir()) if _is_trainer_checkpoint(p) and not read_here(p)]
-    merged = out / MERGED_DIR  # merge_adapter's model, with a copy of the run record (not `hf-transfer merge`'s)
-    if _merged_by_the_run(merged, out) and not read_here(merged):
-        removed.append(merged)
+    for made in (out / MERGED_DIR, out / LINEAR_PROBE_DIR):  # merge_adapter's model, LP-FT's probe model
+        if _made_by_the_run(made, out) and not read_here(made):
+            removed.append(made)
     if out not in reads:  # never a file this run reads (its data, saved there), nor a README the user wrote into
         removed += [out / name for name in _EARLIER_OUTPUTS if (out / name).is_file() and not read_here(out / name)]
         header = functools.cache(functools.partial(_rendered_header, out))  # rendered once, where it is needed
@@ -210,10 +203,13 @@ def _rendered_header(folder: Path) -> dict | None:
         return None
 
 
-def _merged_by_the_run(merged: Path, out: Path) -> bool:
-    """`merged` is an adapter run's merge_adapter model (its record copy says so; or, with no record of its own, as
-    versions before that copy wrote it, the run folder's record names it), not a folder the user put there, such as
-    `hf-transfer merge --output_dir RUN/merged`, which overwrite_output_dir had removed as the run's."""
+def _made_by_the_run(merged: Path, out: Path) -> bool:
+    """`merged` is LP-FT's probe model (its own record says so; a push had sent an earlier run's inside the new
+    model's repo), or an adapter run's merge_adapter model (its record copy says so; or, with no record of its own,
+    as versions before that copy wrote it, the run folder's record names it), not a folder the user put there, such
+    as `hf-transfer merge --output_dir RUN/merged`, which overwrite_output_dir had removed as the run's."""
+    if merged.name == LINEAR_PROBE_DIR:
+        return (merged / LINEAR_PROBE_RECORD).is_file()
     if not merged.is_dir():
         return False
     own = merged / RUN_RECORD_FILE

@@ -17,9 +17,8 @@ from hf_transfer.core.memory import can_release_freed_memory
 from hf_transfer.core.run_records import recorded_config
 from hf_transfer.core.runtime import launched_world_size, one_gpu_per_process, sharded_weights
 from hf_transfer.errors import ConfigError, TrainingDivergedError
-from hf_transfer.outputs.checkpoints import saved_training_arguments
+from hf_transfer.outputs.checkpoints import checkpoint_launch, finished_at, saved_training_arguments
 from hf_transfer.outputs.plots import plot_training_curves
-from hf_transfer.outputs.run_folder import checkpoint_launch, finished_at
 from hf_transfer.train.field_checks import check_inside_train_fields, choice_text
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from transformers import EarlyStoppingCallback
 
 from hf_transfer.core.caching import fingerprint_texts
 from hf_transfer.core.data import PreparedData, carve_split
-from hf_transfer.core.folders import LINEAR_PROBE_RECORD, json_text, write_text_atomic
+from hf_transfer.core.folders import LINEAR_PROBE_DIR, LINEAR_PROBE_RECORD, json_text, write_text_atomic
 from hf_transfer.core.freezing import FreezePlan
 from hf_transfer.core.losses import resolve_class_weights
 from hf_transfer.core.metrics import classification_metrics, metric_names
@@ -33,7 +33,6 @@ from hf_transfer.train.feature_cache import (
 from hf_transfer.train.trainer import TransferTrainer
 
 CALIBRATION_SPLIT = "calibration"
-LINEAR_PROBE_DIR = "linear_probe"
 logger = logging.getLogger(__name__)
 
 # Fields that tune a quality option and do nothing without it: {field: (the option, whether it is on)}.
