@@ -624,9 +624,8 @@ def test_search_summary_names_the_outputs(study_run, capsys):
     assert Path(out / "search" / "study.db").is_file()
 
 
-def test_a_distillation_search_shares_the_teacher_logits(tmp_path, tiny_bert_dir):
-    """A config naming a teacher is searched as `distill` trials over the default distillation space; the teacher
-    runs over the training rows once, in the first trial, and later trials read its logits from the cache."""
+def _tiny_teacher(folder, tiny_bert_dir) -> None:
+    """A random 2-layer neg/pos BERT classifier with the tiny model's tokenizer, saved to `folder`."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
@@ -634,8 +633,14 @@ def test_a_distillation_search_shares_the_teacher_logits(tmp_path, tiny_bert_dir
     config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=128, id2label={0: "neg", 1: "pos"},
                         label2id={"neg": 0, "pos": 1})  # fmt: skip
-    BertForSequenceClassification(config).save_pretrained(tmp_path / "teacher")
-    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(tmp_path / "teacher")
+    BertForSequenceClassification(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(folder)
+
+
+def test_a_distillation_search_shares_the_teacher_logits(tmp_path, tiny_bert_dir):
+    """A config naming a teacher is searched as `distill` trials over the default distillation space; the teacher
+    runs over the training rows once, in the first trial, and later trials read its logits from the cache."""
+    _tiny_teacher(tmp_path / "teacher", tiny_bert_dir)
     rows = [(f"{w} {w} thing {i}", label) for i, (w, label) in enumerate([("good", "pos"), ("bad", "neg")] * 20)]
     pd.DataFrame(rows[:32], columns=["text", "label"]).to_csv(tmp_path / "train.csv", index=False)
     pd.DataFrame(rows[32:], columns=["text", "label"]).to_csv(tmp_path / "dev.csv", index=False)
@@ -656,15 +661,7 @@ def test_a_distillation_search_shares_the_teacher_logits(tmp_path, tiny_bert_dir
 
 
 def _tiny_distill_argv(tmp_path, tiny_bert_dir) -> list[str]:
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128, id2label={0: "neg", 1: "pos"},
-                        label2id={"neg": 0, "pos": 1})  # fmt: skip
-    BertForSequenceClassification(config).save_pretrained(tmp_path / "teacher")
-    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(tmp_path / "teacher")
+    _tiny_teacher(tmp_path / "teacher", tiny_bert_dir)
     rows = [(f"{w} {w} thing {i}", label) for i, (w, label) in enumerate([("good", "pos"), ("bad", "neg")] * 12)]
     pd.DataFrame(rows, columns=["text", "label"]).to_csv(tmp_path / "train.csv", index=False)
     return ["search", "--teacher_model_name_or_path", str(tmp_path / "teacher"), "--model_name_or_path",
