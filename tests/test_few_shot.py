@@ -423,6 +423,18 @@ def test_route_keeps_max_train_samples(tiny_st, tmp_path):
     assert record["few_shot"]["head"]["training_rows"] == 12
 
 
+def test_fewer_rows_than_a_body_batch_train_with_dataloader_drop_last(tiny_st, tmp_path, caplog):
+    """Thirty-seventh review: `dataloader_drop_last` with fewer training rows than `few_shot_batch_size` (6 rows per
+    class, no label-name rows) dropped every batch, and Trainer stopped with a traceback after the weights loaded.
+    Those few rows are kept, said in one line."""
+    train = write_csv(tmp_path / "train.csv", GOOD[:3] + BAD[:3], ["good", "bad"] * 3)
+    out = tmp_path / "out"
+    extra = ("--few_shot_label_template", "none", "--dataloader_drop_last", "true", "--few_shot", "true")
+    assert main(few_shot_argv(tiny_st, train, out, *extra)) == 0
+    assert any("dataloader_drop_last ignored" in r.getMessage() for r in caplog.records)
+    assert (out / "model.safetensors").is_file()
+
+
 def test_three_classes_with_a_validation_file(tiny_st, tmp_path):
     texts = GOOD + BAD + [f"an average film, part {i}" for i in range(8)]
     labels = ["good"] * 8 + ["bad"] * 8 + ["neutral"] * 8

@@ -123,6 +123,11 @@ def body_training_arguments(args, labelled_rows: int | None = None, all_rows: in
     when set, is the budget instead of `few_shot_body_epochs`, as it overrides Trainer's epochs."""
     share = labelled_rows / all_rows if labelled_rows and all_rows else 1.0
     max_steps = args.max_steps if args.max_steps > 0 else -1
+    drop_last = args.dataloader_drop_last
+    if drop_last and all_rows and all_rows < args.few_shot_batch_size * max(args.world_size, 1):
+        # every batch would be dropped: Trainer stopped with a traceback on an empty loader, after the weights loaded
+        logger.warning(f"dataloader_drop_last ignored: the {all_rows} training rows are fewer than one body batch.")
+        drop_last = False
     if share < 1 and max_steps < 0:  # the labelled rows' steps, as Trainer counts them: shrunk passes over all rows
         max_steps = labelled_steps(args, labelled_rows)  # rounded up under accumulation could add one (4 became 5)
     body = dataclasses.replace(
@@ -135,6 +140,7 @@ def body_training_arguments(args, labelled_rows: int | None = None, all_rows: in
         eval_strategy="no",
         save_strategy="no",
         load_best_model_at_end=False,
+        dataloader_drop_last=drop_last,
         label_smoothing_factor=0.0,  # a pair loss, then a head in closed form: no smoothed targets (warned)
         logging_steps=0.02,  # about 50 loss lines whatever the budget (every step printed 558 for 100 classes)
     )
