@@ -239,6 +239,12 @@ def _tiny_search_argv(tmp_path, model) -> list[str]:
          "metric loss with label_smoothing_factor in the search space"),
         ("tiny", ["--metric", "loss", "--search_space", "{class_weights: [balanced, sqrt]}"],
          "metric loss with class_weights in the search space"),
+        # thirty-seventh review: the route's fields with every trial off the route, or a temperature the cosine loss
+        # has not, trained identical models
+        ("tiny", ["--search_space", "{few_shot_head_c: [0.1, 10.0]}"],
+         "search_space.few_shot_head_c: the trials take the ordinary fine-tune (few_shot off"),
+        ("minilm", ["--few_shot", "true", "--search_space", "{few_shot_temperature: [0.05, 0.5]}"],
+         "search_space.few_shot_temperature: few_shot_loss is cosine, which has no temperature"),
     ],
 )  # fmt: skip
 def test_a_searched_field_the_trials_ignore_is_refused(tmp_path, tiny_bert_dir, minilm_path, capsys, model, extra,

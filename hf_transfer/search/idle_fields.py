@@ -56,3 +56,22 @@ def check_no_idle_field(names: set[str], adapter, training, few_shot, distill=No
             "search few_shot_* fields (few_shot_learning_rate, few_shot_batch_size, few_shot_body_epochs, "
             "few_shot_head_c), or set few_shot: false to search the ordinary fine-tune."
         )
+    _check_few_shot_fields(names, training, few_shot)
+
+
+def _check_few_shot_fields(names: set[str], training, few_shot) -> None:
+    """The route's own fields with every trial off the route (decided once, unless the route or its row limit is
+    searched), and `few_shot_temperature` with the cosine pair loss, which has none: N identical trials."""
+    own = sorted(n for n in names if n.startswith("few_shot_") and n != "few_shot_max_rows_per_class")
+    route_fixed = not names & {"few_shot", "few_shot_max_rows_per_class"}
+    if own and route_fixed and (few_shot is None or not few_shot.on):
+        why = f"few_shot {few_shot.line()}" if few_shot is not None else "distillation never takes the few-shot route"
+        raise ConfigError(
+            f"search_space.{own[0]}: the trials take the ordinary fine-tune ({why}), so {own[0]} changes nothing and "
+            "every trial would train the same model; leave it out, or set few_shot: true to search the route."
+        )
+    if "few_shot_temperature" in names and "few_shot_loss" not in names and training.few_shot_loss != "supcon":
+        raise ConfigError(
+            f"search_space.few_shot_temperature: few_shot_loss is {training.few_shot_loss}, which has no temperature, "
+            "so every trial would train the same model; set few_shot_loss: supcon, or leave it out."
+        )
