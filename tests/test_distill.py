@@ -409,6 +409,7 @@ def test_distill_builds_a_student_from_teacher_layers_with_the_cache(tmp_path, t
     assert record["alpha"] == 0.5 and record["loss_terms"] == ["kd", "ce"]
     assert record["teacher_logit_cache"][0]["hit"] is False and record["speedup"] > 0
     assert 0 <= record["teacher_eval_accuracy"] <= 1 and record["retention_percent"] is not None
+    assert record["speed_precision"] == record["accuracy_precision"] == "fp32"  # accelerate's "no" had been kept
     resolved = yaml.safe_load((out / "hf_transfer_config.yaml").read_text())
     assert resolved["distillation_results"]["teachers"] == [str(teacher)] and resolved["student_layers"] == [0, 2]
     log = json.loads((out / "trainer_state.json").read_text())["log_history"]

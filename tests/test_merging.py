@@ -950,6 +950,22 @@ def test_merge_refuses_a_set_named_as_a_sweep_column(sets, tmp_path, tiny_bert_d
     assert not (tmp_path / "out").exists()
 
 
+def test_a_merge_reruns_from_its_own_resolved_config(tmp_path, tiny_bert_dir, dev_sets):
+    """Thirty-seventh review: every merge wrote `resume_from_checkpoint: null` into its hf_transfer_config.yaml, a
+    field merge does not have, so `--config merged/hf_transfer_config.yaml` was refused as "a config for train"."""
+    dev, shifted = dev_sets
+    pretrained, finetuned = make_pair(tmp_path, "bert", tiny_bert_dir)
+    argv = ["merge", "--pretrained", str(pretrained), "--finetuned", str(finetuned), "--alphas", "0,1",
+            "--validation_file", str(dev), "--extra_eval", f"shifted={shifted}",
+            "--output_dir", str(tmp_path / "m")]  # fmt: skip
+    assert main(argv) == 0
+    config = tmp_path / "m" / "hf_transfer_config.yaml"
+    assert "resume_from_checkpoint" not in config.read_text()
+    assert main(["merge", "--config", str(config), "--output_dir", str(tmp_path / "again")]) == 0
+    first, again = (json.loads((tmp_path / d / "merge_sweep.json").read_text()) for d in ("m", "again"))
+    assert first["rows"] == again["rows"]
+
+
 def test_a_bad_extra_set_is_named_in_the_error(tmp_path, tiny_bert_dir, dev_sets, capsys):
     """The data checks speak of "the validation data"; for an extra set the error names the set and its file."""
     dev, _ = dev_sets

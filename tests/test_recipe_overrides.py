@@ -55,6 +55,9 @@ def test_other_data_or_model_on_the_command_line_drops_the_recipes_ids(tmp_path,
     model_args, data_args, said = _settled(argv)
     assert data_args.dataset_hub_id is None and model_args.base_model_hub_id == "org/recipe-base"
     assert len(said) == 1 and "dataset_hub_id org/recipe-data" in said[0] and "--validation_file" in said[0]
+    # Thirty-seventh review: a test file of one's own was carded as the recipe dataset's test split.
+    model_args, data_args, said = _settled(["--config", _recipe(tmp_path, *_files(tmp_path)), "--test_file", "t.csv"])
+    assert data_args.dataset_hub_id is None and len(said) == 1 and "--test_file gives other data" in said[0]
     # Another Hub id by flag: that id is the model's own name.
     argv = ["--config", _recipe(tmp_path, *_files(tmp_path)), "--model_name_or_path", "org/other"]
     model_args, data_args, said = _settled(argv)

@@ -18,8 +18,9 @@ from hf_transfer.errors import DataError
 
 FILE_FIELDS = ("train_file", "validation_file", "test_file")
 
-# The fields whose data `dataset_hub_id` describes: another of them on the command line is other data.
-DATA_FIELDS = ("train_file", "validation_file", "dataset_name", "dataset_config_name")
+# The fields whose data `dataset_hub_id` describes: another of them on the command line is other data (a test file's
+# scores were published as the recipe dataset's test split).
+DATA_FIELDS = ("train_file", "validation_file", "test_file", "dataset_name", "dataset_config_name")
 # Config facts that tell two models apart without loading a weight.
 SHAPE_FACTS = ("model_type", "hidden_size", "num_hidden_layers", "vocab_size")
 

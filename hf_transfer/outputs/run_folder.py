@@ -362,7 +362,8 @@ def write_resolved_config(path: Path, *arg_objects, extra: dict | None = None) -
     values = absolute_paths(resolved_config(*arg_objects))
     if extra:
         values.update(json.loads(json.dumps(extra, default=str)))
-    values["resume_from_checkpoint"] = None  # a fresh run's recipe (the record says where this one resumed from)
+    if "resume_from_checkpoint" in values:  # a fresh run's recipe (the record says where this one resumed from)
+        values["resume_from_checkpoint"] = None
     write_text_atomic(path, dump_yaml(values, sort_keys=False))
 
 
