@@ -211,7 +211,7 @@ def _compare_with_teachers(
         "student_samples_per_second": round(speeds["student"], 1),
         "speedup": speeds["student"] / teacher_speed,
         "speed_batch_size": SPEED_BATCH_SIZE,
-        "speed_precision": {"no": "fp32"}.get(precision := trainer.accelerator.mixed_precision, precision),
+        "speed_precision": precision_name(trainer.args),  # what the timed forward passes ran in
         "accuracy_precision": FINAL_METRICS_PRECISION,
         "speed_rows": len(texts[timed]),
         "teacher_parameters": sum(sum(p.numel() for p in t.parameters()) for t in teachers),

@@ -4,7 +4,6 @@ and, once training ends, weights that went NaN or inf."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import platform
@@ -12,7 +11,7 @@ import re
 from pathlib import Path
 
 from hf_transfer.adapters.plan import LORA_LEARNING_RATE, takes_lora_learning_rate
-from hf_transfer.core.folders import RUN_RECORD_FILE
+from hf_transfer.core.folders import ADAPTER_CONFIG, RUN_RECORD_FILE, read_json_file
 from hf_transfer.core.memory import can_release_freed_memory
 from hf_transfer.core.run_records import recorded_config
 from hf_transfer.core.runtime import launched_world_size, one_gpu_per_process, sharded_weights
@@ -237,7 +236,6 @@ def check_adapter_checkpoint_fits(training_args, config, model_name_or_path: str
     """A LoRA checkpoint resumed onto a model its weights do not fit (another depth) is one line, not PEFT's warning
     followed by the optimizer's traceback once the model has loaded."""
     from hf_transfer.adapters.adapter_fit import check_adapter_fits
-    from hf_transfer.core.folders import ADAPTER_CONFIG, read_json_file
     from hf_transfer.core.models import meta_classifier
 
     folder = Path(str(training_args.resume_from_checkpoint or ""))
@@ -255,6 +253,9 @@ TRAINING_FIELDS = ("freeze_embeddings", "freeze_layers", "freeze_patterns", "tra
                    "class_weights", "label_smoothing_factor", "linear_probe_epochs")  # fmt: skip
 
 
+_MISSING = object()
+
+
 def _resume_changes(training_args, then, adapter_plan) -> tuple[str, object, object] | None:
     """(field, the checkpoint's value, this run's) for the first field of TRAINING_FIELDS a resume changes, or the
     LoRA targets when both are lists of module names; None when nothing changes."""
@@ -262,16 +263,13 @@ def _resume_changes(training_args, then, adapter_plan) -> tuple[str, object, obj
         old, now = getattr(then, name, _MISSING), getattr(training_args, name, None)
         if old is not _MISSING and old != now and not (old in (None, 0) and now in (None, 0)):
             return name, old, now
-    saved = Path(str(training_args.resume_from_checkpoint)) / "adapter_config.json"
+    saved = Path(str(training_args.resume_from_checkpoint)) / ADAPTER_CONFIG
     targets = getattr(getattr(adapter_plan, "peft_config", None), "target_modules", None)
     if saved.is_file() and isinstance(targets, (list, set, tuple)):
-        old = json.loads(saved.read_text(encoding="utf-8")).get("target_modules")
+        old = read_json_file(saved, "adapter config").get("target_modules")
         if isinstance(old, list) and set(old) != set(targets):
             return "target_modules", sorted(old), sorted(targets)
     return None
-
-
-_MISSING = object()
 
 
 def check_resume_settings(training_args, adapter_args, adapter_plan=None) -> None:
